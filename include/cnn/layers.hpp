@@ -1,0 +1,279 @@
+#pragma once
+// Layers. Every layer follows one contract, checked for each of them by one generic checker
+// (tests/contract_checker.hpp):
+//
+//  * output_shape(in) validates the input shape (batch first) and returns the output's; its
+//    cnn::Error names the layer, the expected and the actual shape. Models call it once when
+//    they are built.
+//  * forward(x, y, mode) writes every element of y and caches what backward needs.
+//  * backward(x, y, dy, dx) receives the x and y of the latest forward and dL/dy. It ASSIGNS
+//    dL/dx (every element; an empty dx view means "not needed") and ACCUMULATES (+=) into the
+//    parameter gradients. Whoever owns the gradient buffer zeroes it once per step.
+//  * Layers without train-time randomness (all of these) compute the same forward in kTrain
+//    and kEval mode.
+//
+// Parameters live outside the layer: bind_parameters() points the layer at its slice of a
+// flat value buffer and of a flat gradient buffer, laid out in the order of parameter_specs()
+// (PyTorch's order: "weight" then "bias"). Sequential does this; a layer used alone needs
+// the caller to do it.
+//
+// T is float (the default, for training) or double (for gradient checks).
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cnn/init.hpp"
+#include "cnn/ops.hpp"
+#include "cnn/rng.hpp"
+#include "cnn/tensor.hpp"
+
+namespace cnn {
+
+enum class Mode { kTrain, kEval };
+
+/// Name and shape of one parameter tensor, e.g. {"weight", (6, 1, 5, 5)}.
+struct ParamSpec {
+  std::string name;
+  Shape shape;
+};
+
+/// A pair of sizes (height, width); one number means both.
+struct Size2 {
+  int64_t h = 0, w = 0;
+  Size2(int64_t both) : h(both), w(both) {}  // NOLINT: Conv2d(1, 6, 5) reads naturally
+  Size2(int64_t height, int64_t width) : h(height), w(width) {}
+  std::string str() const;
+  friend bool operator==(const Size2&, const Size2&) = default;
+};
+
+/// Zero padding of a convolution: explicit sizes, or `same`: (kernel - 1) / 2 on each side,
+/// for odd kernels only, which keeps H and W unchanged at stride 1.
+struct Padding2 {
+  Size2 size{0};
+  bool same = false;
+  Padding2(int64_t both) : size(both) {}  // NOLINT
+  Padding2(Size2 s) : size(s) {}          // NOLINT
+  Padding2(int64_t height, int64_t width) : size(height, width) {}
+  static Padding2 Same() {
+    Padding2 p(0);
+    p.same = true;
+    return p;
+  }
+};
+
+/// Base of all layers; see the contract at the top of this file.
+template <typename T = float>
+class Layer {
+ public:
+  virtual ~Layer() = default;
+
+  /// The PyTorch class name: "Conv2d", "ReLU", ...
+  virtual std::string type() const = 0;
+  /// The type with its hyper-parameters, used in every error message: "Conv2d(1, 6, ...)".
+  virtual std::string describe() const = 0;
+  /// Validates an input shape (batch first) and returns the output shape; throws cnn::Error.
+  virtual Shape output_shape(const Shape& input) const = 0;
+  /// Parameter tensors in PyTorch's state_dict order; empty for parameter-free layers.
+  virtual std::vector<ParamSpec> parameter_specs() const { return {}; }
+  /// Fills the bound parameters from rng. No-op for parameter-free layers.
+  virtual void init_parameters(Rng& rng, Init init);
+
+  /// Total number of parameter elements.
+  int64_t parameter_count() const;
+  /// Points the layer at parameter_count() values and gradients (both may be null when the
+  /// count is zero). The memory must outlive the layer's use.
+  void bind_parameters(T* values, T* gradients);
+  /// The i-th parameter tensor and its gradient (i indexes parameter_specs()).
+  TensorView<T> parameter(size_t i) const;
+  TensorView<T> gradient(size_t i) const;
+
+  /// y (output_shape(x.shape())) = layer(x). Throws cnn::Error on a shape mismatch or unbound
+  /// parameters.
+  void forward(TensorView<const T> x, TensorView<T> y, Mode mode);
+  /// Assigns dx (shape of x, or empty) and accumulates parameter gradients from dy (shape of y).
+  void backward(TensorView<const T> x, TensorView<const T> y, TensorView<const T> dy,
+                TensorView<T> dx);
+
+ protected:
+  virtual void forward_impl(TensorView<const T> x, TensorView<T> y, Mode mode) = 0;
+  virtual void backward_impl(TensorView<const T> x, TensorView<const T> y,
+                             TensorView<const T> dy, TensorView<T> dx) = 0;
+  /// Throws cnn::Error("<describe()>: <message>").
+  [[noreturn]] void fail(const std::string& message) const;
+  T* value_data(size_t i) const;
+  T* gradient_data(size_t i) const;
+
+ private:
+  T* values_ = nullptr;
+  T* gradients_ = nullptr;
+  std::vector<ParamSpec> bound_specs_;
+  std::vector<int64_t> offsets_;
+};
+
+/// 2-D convolution, the seed's Y_i = B_i + sum_j X_j * K_ij with stride and zero padding.
+/// x (N, in_channels, H, W) -> y (N, out_channels, OH, OW); weight (out, in, KH, KW), bias (out).
+template <typename T = float>
+class Conv2d final : public Layer<T> {
+ public:
+  /// Throws cnn::Error for non-positive channels, kernel or stride, negative padding, or
+  /// `same` padding with an even kernel.
+  Conv2d(int64_t in_channels, int64_t out_channels, Size2 kernel, Size2 stride = 1,
+         Padding2 padding = 0, bool bias = true);
+  std::string type() const override { return "Conv2d"; }
+  std::string describe() const override;
+  Shape output_shape(const Shape& input) const override;
+  std::vector<ParamSpec> parameter_specs() const override;
+  void init_parameters(Rng& rng, Init init) override;
+
+  int64_t in_channels() const { return in_channels_; }
+  int64_t out_channels() const { return out_channels_; }
+  Size2 kernel() const { return kernel_; }
+  Size2 stride() const { return stride_; }
+  /// The padding in effect (`same` resolved).
+  Size2 padding() const { return padding_; }
+  bool has_bias() const { return bias_; }
+
+ protected:
+  void forward_impl(TensorView<const T> x, TensorView<T> y, Mode mode) override;
+  void backward_impl(TensorView<const T> x, TensorView<const T> y, TensorView<const T> dy,
+                     TensorView<T> dx) override;
+
+ private:
+  ops::ConvShape conv_shape(const Shape& input) const;
+  int64_t in_channels_, out_channels_;
+  Size2 kernel_, stride_, padding_;
+  bool same_, bias_;
+};
+
+/// 2-D max pooling. x (N, C, H, W) -> y (N, C, OH, OW), OH = (H + 2 pad - kernel) / stride + 1.
+/// Padding (at most half the kernel, as in PyTorch) never wins a window.
+template <typename T = float>
+class MaxPool2d final : public Layer<T> {
+ public:
+  /// stride defaults to the kernel. Throws cnn::Error for non-positive kernel or stride, or
+  /// padding outside [0, kernel / 2].
+  explicit MaxPool2d(Size2 kernel, std::optional<Size2> stride = std::nullopt,
+                     Size2 padding = 0);
+  std::string type() const override { return "MaxPool2d"; }
+  std::string describe() const override;
+  Shape output_shape(const Shape& input) const override;
+  Size2 kernel() const { return kernel_; }
+  Size2 stride() const { return stride_; }
+  Size2 padding() const { return padding_; }
+  /// Indices chosen by the latest forward (within each (n, c) plane, h * W + w).
+  const std::vector<int32_t>& argmax() const { return argmax_; }
+
+ protected:
+  void forward_impl(TensorView<const T> x, TensorView<T> y, Mode mode) override;
+  void backward_impl(TensorView<const T> x, TensorView<const T> y, TensorView<const T> dy,
+                     TensorView<T> dx) override;
+
+ private:
+  ops::PoolShape pool_shape(const Shape& input) const;
+  Size2 kernel_, stride_, padding_;
+  std::vector<int32_t> argmax_;
+  Shape argmax_input_shape_;
+};
+
+/// Fully connected layer: x (N, in) -> y (N, out) = x W^T + b; weight (out, in), bias (out).
+template <typename T = float>
+class Linear final : public Layer<T> {
+ public:
+  /// Throws cnn::Error for non-positive feature counts.
+  Linear(int64_t in_features, int64_t out_features, bool bias = true);
+  std::string type() const override { return "Linear"; }
+  std::string describe() const override;
+  Shape output_shape(const Shape& input) const override;
+  std::vector<ParamSpec> parameter_specs() const override;
+  void init_parameters(Rng& rng, Init init) override;
+  int64_t in_features() const { return in_features_; }
+  int64_t out_features() const { return out_features_; }
+  bool has_bias() const { return bias_; }
+
+ protected:
+  void forward_impl(TensorView<const T> x, TensorView<T> y, Mode mode) override;
+  void backward_impl(TensorView<const T> x, TensorView<const T> y, TensorView<const T> dy,
+                     TensorView<T> dx) override;
+
+ private:
+  int64_t in_features_, out_features_;
+  bool bias_;
+};
+
+/// Element-wise activations: any shape with a batch dimension, y has the shape of x.
+/// ReLU follows the seed: derivative 1 at x = 0 (PyTorch uses 0).
+template <typename T = float>
+class ReLU final : public Layer<T> {
+ public:
+  std::string type() const override { return "ReLU"; }
+  std::string describe() const override { return "ReLU()"; }
+  Shape output_shape(const Shape& input) const override;
+
+ protected:
+  void forward_impl(TensorView<const T> x, TensorView<T> y, Mode mode) override;
+  void backward_impl(TensorView<const T> x, TensorView<const T> y, TensorView<const T> dy,
+                     TensorView<T> dx) override;
+};
+
+/// tanh; backward 1 - tanh^2 from the cached output.
+template <typename T = float>
+class Tanh final : public Layer<T> {
+ public:
+  std::string type() const override { return "Tanh"; }
+  std::string describe() const override { return "Tanh()"; }
+  Shape output_shape(const Shape& input) const override;
+
+ protected:
+  void forward_impl(TensorView<const T> x, TensorView<T> y, Mode mode) override;
+  void backward_impl(TensorView<const T> x, TensorView<const T> y, TensorView<const T> dy,
+                     TensorView<T> dx) override;
+};
+
+/// Logistic sigmoid; backward y (1 - y) from the cached output.
+template <typename T = float>
+class Sigmoid final : public Layer<T> {
+ public:
+  std::string type() const override { return "Sigmoid"; }
+  std::string describe() const override { return "Sigmoid()"; }
+  Shape output_shape(const Shape& input) const override;
+
+ protected:
+  void forward_impl(TensorView<const T> x, TensorView<T> y, Mode mode) override;
+  void backward_impl(TensorView<const T> x, TensorView<const T> y, TensorView<const T> dy,
+                     TensorView<T> dx) override;
+};
+
+/// Softmax along dimension 1 (PyTorch's nn.Softmax(dim=1)) of (N, C) or (N, C, ...); backward
+/// is the Jacobian-vector product dx = y * (dy - sum(y * dy)). For training a classifier use
+/// CrossEntropyLoss on logits instead, which is fused and stable.
+template <typename T = float>
+class Softmax final : public Layer<T> {
+ public:
+  std::string type() const override { return "Softmax"; }
+  std::string describe() const override { return "Softmax(dim=1)"; }
+  Shape output_shape(const Shape& input) const override;
+
+ protected:
+  void forward_impl(TensorView<const T> x, TensorView<T> y, Mode mode) override;
+  void backward_impl(TensorView<const T> x, TensorView<const T> y, TensorView<const T> dy,
+                     TensorView<T> dx) override;
+};
+
+/// (N, d1, d2, ...) -> (N, d1 * d2 * ...), PyTorch's nn.Flatten() (start_dim 1).
+template <typename T = float>
+class Flatten final : public Layer<T> {
+ public:
+  std::string type() const override { return "Flatten"; }
+  std::string describe() const override { return "Flatten()"; }
+  Shape output_shape(const Shape& input) const override;
+
+ protected:
+  void forward_impl(TensorView<const T> x, TensorView<T> y, Mode mode) override;
+  void backward_impl(TensorView<const T> x, TensorView<const T> y, TensorView<const T> dy,
+                     TensorView<T> dx) override;
+};
+
+}  // namespace cnn

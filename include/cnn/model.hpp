@@ -1,0 +1,84 @@
+#pragma once
+// Sequential: layers run forward in order and backward in reverse, with shapes inferred once
+// at build() and all parameters in ONE flat value buffer and ONE flat gradient buffer (what
+// the optimizer walks over, in PyTorch's state_dict order).
+
+#include <memory>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "cnn/layers.hpp"
+#include "cnn/tensor.hpp"
+
+namespace cnn {
+
+template <typename T = float>
+class Sequential {
+ public:
+  Sequential() = default;
+  Sequential(Sequential&&) noexcept = default;
+  Sequential& operator=(Sequential&&) noexcept = default;
+
+  /// Appends a layer. Throws cnn::Error after build().
+  Sequential& add(std::unique_ptr<Layer<T>> layer);
+  /// Constructs a layer in place and appends it: model.emplace<Conv2d<>>(1, 6, 5).
+  template <typename L, typename... Args>
+  L& emplace(Args&&... args) {
+    auto layer = std::make_unique<L>(std::forward<Args>(args)...);
+    L& ref = *layer;
+    add(std::move(layer));
+    return ref;
+  }
+
+  /// Infers every layer's output shape for samples of `sample_shape` (no batch dimension,
+  /// e.g. (1, 28, 28)), allocates the flat parameter and gradient buffers (zeroed) and binds
+  /// the layers to them. Throws cnn::Error naming the first layer whose input does not fit.
+  void build(const Shape& sample_shape);
+  bool built() const { return built_; }
+  /// Initialises every layer's parameters from rng, in layer order.
+  void init_parameters(Rng& rng, Init init = Init::kPyTorchDefault);
+
+  /// Runs x (N, sample_shape...) through every layer; returns a view of the last output,
+  /// valid until the next forward. x must stay alive and unchanged until backward().
+  TensorView<const T> forward(TensorView<const T> x, Mode mode);
+  /// Backpropagates dy (the shape of the latest forward's output): accumulates into
+  /// gradients(). The input gradient is not computed.
+  void backward(TensorView<const T> dy);
+  /// Sets every gradient to zero; call once per step, before backward().
+  void zero_grad();
+
+  /// All parameter values / gradients, in PyTorch's state_dict order.
+  std::span<T> parameters() { return {values_.data(), static_cast<size_t>(values_.numel())}; }
+  std::span<T> gradients() { return {grads_.data(), static_cast<size_t>(grads_.numel())}; }
+  int64_t parameter_count() const { return values_.numel(); }
+
+  /// One named parameter tensor, named as in the state_dict of the equivalent
+  /// torch.nn.Sequential: "<layer index>.<name>", e.g. "0.weight".
+  struct NamedParameter {
+    std::string name;
+    TensorView<T> value;
+    TensorView<T> gradient;
+  };
+  std::vector<NamedParameter> named_parameters();
+
+  size_t size() const { return layers_.size(); }
+  Layer<T>& layer(size_t i) { return *layers_.at(i); }
+  const Layer<T>& layer(size_t i) const { return *layers_.at(i); }
+  const Shape& sample_shape() const { return sample_shape_; }
+  /// Output shape for a batch of `batch` samples (after build()).
+  Shape output_shape(int64_t batch) const;
+
+ private:
+  void require_built(const char* what) const;
+  std::vector<std::unique_ptr<Layer<T>>> layers_;
+  bool built_ = false;
+  Shape sample_shape_;
+  Tensor<T> values_, grads_;
+  std::vector<Tensor<T>> outputs_;  // outputs_[i] = output of layer i for the latest forward
+  Tensor<T> grad_a_, grad_b_;       // ping-pong buffers for dL/d(activation) in backward
+  TensorView<const T> input_;       // the latest forward's input
+};
+
+}  // namespace cnn

@@ -1,0 +1,139 @@
+#pragma once
+// ops: stateless kernels on raw memory. Every op has two versions:
+//   cnn::ref::NAME  (cnn/ops_ref.hpp): the seed's equation as plain loops, templated on the
+//                   scalar type; the oracle that tests compare against, kept forever;
+//   cnn::ops::NAME  (this header): the default path, instantiated for float and double. It
+//                   is where fast kernels go; which one runs is decided inside each op.
+// Gradient contract, the same as the layers': dx (input gradients) is ASSIGNED, every element;
+// dw and db (parameter gradients) are ACCUMULATED (+=). A null dx / db pointer means "not
+// needed" (no bias, or first layer of a model).
+// Layouts: images NCHW, conv weights (OC, IC, KH, KW), dense weights (out, in), all
+// contiguous row-major, exactly as PyTorch.
+
+#include <cstdint>
+
+namespace cnn::ops {
+
+/// Geometry of a 2-D convolution; out_h = (in_h + 2 pad_h - kernel_h) / stride_h + 1.
+struct ConvShape {
+  int64_t batch, in_channels, in_h, in_w;
+  int64_t out_channels, kernel_h, kernel_w;
+  int64_t stride_h, stride_w, pad_h, pad_w;
+  int64_t out_h, out_w;
+};
+
+/// Geometry of a 2-D max pooling; padding is implicit -infinity, as in PyTorch.
+struct PoolShape {
+  int64_t batch, channels, in_h, in_w;
+  int64_t kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w;
+  int64_t out_h, out_w;
+};
+
+/// Geometry of a dense (fully connected) layer: x (batch, in), w (out, in), y (batch, out).
+struct DenseShape {
+  int64_t batch, in_features, out_features;
+};
+
+/// Fills out_h / out_w from the other fields. Does not validate: layers do.
+ConvShape make_conv_shape(int64_t batch, int64_t in_channels, int64_t in_h, int64_t in_w,
+                          int64_t out_channels, int64_t kernel_h, int64_t kernel_w,
+                          int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w);
+/// Fills out_h / out_w from the other fields. Does not validate: layers do.
+PoolShape make_pool_shape(int64_t batch, int64_t channels, int64_t in_h, int64_t in_w,
+                          int64_t kernel_h, int64_t kernel_w, int64_t stride_h, int64_t stride_w,
+                          int64_t pad_h, int64_t pad_w);
+
+/// When true, every cnn::ops function runs its cnn::ref twin. Initialised from the
+/// environment variable CNN_REFERENCE=1; tests switch it to run the same model both ways.
+bool reference_mode();
+void set_reference_mode(bool on);
+
+// ---- convolution --------------------------------------------------------------------------
+/// y (N, OC, OH, OW) = b + sum_c x (N, C, H, W) (*) w (OC, C, KH, KW); b (OC) may be null.
+template <typename T>
+void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s);
+/// dx (N, C, H, W) assigned (may be null); dw (OC, C, KH, KW) and db (OC) accumulated (db may
+/// be null); from x, w and dy (N, OC, OH, OW).
+template <typename T>
+void conv2d_backward(T* dx, T* dw, T* db, const T* x, const T* w, const T* dy,
+                     const ConvShape& s);
+
+// ---- max pooling ---------------------------------------------------------------------------
+/// y (N, C, OH, OW) = window max of x (N, C, H, W); argmax (N, C, OH, OW) receives the index
+/// h * W + w of the chosen element within its (n, c) plane; ties go to the first in row-major
+/// order, as in PyTorch.
+template <typename T>
+void maxpool2d_forward(T* y, int32_t* argmax, const T* x, const PoolShape& s);
+/// dx (N, C, H, W) assigned: zero except at the argmax positions, which receive dy (summed
+/// when windows overlap and choose the same element).
+template <typename T>
+void maxpool2d_backward(T* dx, const T* dy, const int32_t* argmax, const PoolShape& s);
+
+// ---- element-wise activations (n elements) -----------------------------------------------
+/// y = x for x >= 0, else 0.
+template <typename T>
+void relu_forward(T* y, const T* x, int64_t n);
+/// dx = dy * (x >= 0 ? 1 : 0): the seed's derivative, 1 at x = 0 (PyTorch uses 0 there).
+template <typename T>
+void relu_backward(T* dx, const T* x, const T* dy, int64_t n);
+/// y = tanh(x).
+template <typename T>
+void tanh_forward(T* y, const T* x, int64_t n);
+/// dx = dy * (1 - y^2), from the forward output y.
+template <typename T>
+void tanh_backward(T* dx, const T* y, const T* dy, int64_t n);
+/// y = 1 / (1 + exp(-x)).
+template <typename T>
+void sigmoid_forward(T* y, const T* x, int64_t n);
+/// dx = dy * y * (1 - y), from the forward output y.
+template <typename T>
+void sigmoid_backward(T* dx, const T* y, const T* dy, int64_t n);
+
+// ---- softmax over axis 1 of (outer, channels, inner) ---------------------------------------
+/// y = exp(x - max) / sum exp(x - max) along the channel axis.
+template <typename T>
+void softmax_forward(T* y, const T* x, int64_t outer, int64_t channels, int64_t inner);
+/// dx = J^T dy with J the softmax Jacobian: dx_j = y_j (dy_j - sum_i y_i dy_i).
+template <typename T>
+void softmax_backward(T* dx, const T* y, const T* dy, int64_t outer, int64_t channels,
+                      int64_t inner);
+
+// ---- dense ---------------------------------------------------------------------------------
+/// y (N, out) = x (N, in) w^T + b; w (out, in); b (out) may be null.
+template <typename T>
+void dense_forward(T* y, const T* x, const T* w, const T* b, const DenseShape& s);
+/// dx (N, in) assigned (may be null); dw (out, in) and db (out) accumulated (db may be null).
+template <typename T>
+void dense_backward(T* dx, T* dw, T* db, const T* x, const T* w, const T* dy,
+                    const DenseShape& s);
+
+// ---- losses (return the mean; backward assigns the gradient of that mean) ------------------
+/// The seed's log loss over n probabilities p and targets t in [0, 1]:
+/// -1/n sum t log p + (1 - t) log(1 - p), with p clamped to [eps, 1 - eps].
+template <typename T>
+T log_loss_forward(const T* p, const T* t, int64_t n, T eps);
+/// dp = 1/n ((1 - t) / (1 - p) - t / p), the seed's formula, at the clamped p.
+template <typename T>
+void log_loss_backward(T* dp, const T* p, const T* t, int64_t n, T eps);
+/// Mean over the batch of -log softmax(logits)[label]; logits (N, K), labels (N) in [0, K).
+template <typename T>
+T cross_entropy_forward(const T* logits, const int32_t* labels, int64_t batch, int64_t classes);
+/// dlogits = (softmax(logits) - onehot(label)) / N.
+template <typename T>
+void cross_entropy_backward(T* dlogits, const T* logits, const int32_t* labels, int64_t batch,
+                            int64_t classes);
+/// Soft-target variant: mean over the batch of -sum_k t_k log softmax(logits)_k; t (N, K).
+template <typename T>
+T cross_entropy_soft_forward(const T* logits, const T* targets, int64_t batch, int64_t classes);
+/// dlogits = (softmax(logits) * sum_k t_k - t) / N.
+template <typename T>
+void cross_entropy_soft_backward(T* dlogits, const T* logits, const T* targets, int64_t batch,
+                                 int64_t classes);
+/// Mean over n elements of (p - t)^2.
+template <typename T>
+T mse_forward(const T* p, const T* t, int64_t n);
+/// dp = 2 (p - t) / n.
+template <typename T>
+void mse_backward(T* dp, const T* p, const T* t, int64_t n);
+
+}  // namespace cnn::ops

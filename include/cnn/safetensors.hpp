@@ -1,0 +1,66 @@
+#pragma once
+// safetensors files (https://github.com/huggingface/safetensors, "Format"): an 8-byte
+// little-endian header length, a JSON header {name: {dtype, shape, data_offsets}, ...,
+// "__metadata__": {string: string}}, then the raw little-endian tensor bytes. The model file
+// and the golden test files use it. Loading validates everything before any use, so a file
+// from a stranger cannot make us read out of bounds; saving is atomic.
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "cnn/shape.hpp"
+#include "cnn/tensor.hpp"
+
+namespace cnn {
+
+/// Element types we read and write: "F32", "F64", "I32", "I64" (safetensors names).
+enum class DType { kF32, kF64, kI32, kI64 };
+
+/// A validated, fully loaded safetensors file.
+class SafeTensorsFile {
+ public:
+  struct Entry {
+    DType dtype;
+    Shape shape;
+    std::vector<uint8_t> bytes;  // little-endian, numel * element size
+  };
+
+  /// Reads and validates `path`. Throws cnn::Error("<path>: <what was wrong>") for a missing,
+  /// truncated or corrupt file: header length past the end, bad JSON, unknown dtype, offsets
+  /// outside the data, a shape that does not match its byte size, overlapping or duplicate
+  /// tensors, bytes that no tensor covers, non-string metadata.
+  static SafeTensorsFile load(const std::string& path);
+
+  const std::string& path() const { return path_; }
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  /// Tensor names in file order.
+  const std::vector<std::string>& names() const { return names_; }
+  bool contains(const std::string& name) const { return entries_.count(name) != 0; }
+  /// Throws cnn::Error naming the file and the missing tensor.
+  const Entry& entry(const std::string& name) const;
+  /// The tensor converted to T (float or double); integer dtypes convert exactly when small.
+  template <typename T>
+  Tensor<T> tensor(const std::string& name) const;
+
+ private:
+  std::string path_;
+  std::map<std::string, std::string> metadata_;
+  std::vector<std::string> names_;
+  std::map<std::string, Entry> entries_;
+};
+
+/// One tensor to save: float32 data with its shape.
+struct SaveTensor {
+  std::string name;
+  TensorView<const float> data;
+};
+
+/// Writes `tensors` (in the given order) and `metadata` to `path` atomically: a temporary file
+/// in the same directory, fsync, rename. Throws cnn::Error naming the path on any failure, and
+/// then leaves a file that was already at `path` untouched.
+void save_safetensors(const std::string& path, const std::vector<SaveTensor>& tensors,
+                      const std::map<std::string, std::string>& metadata);
+
+}  // namespace cnn

@@ -1,0 +1,47 @@
+#pragma once
+// Shape: the dimensions of a tensor, outermost first (NCHW for images).
+
+#include <array>
+#include <cstdint>
+#include <initializer_list>
+#include <string>
+
+namespace cnn {
+
+/// A fixed-capacity list of up to kMaxRank non-negative dimensions. Stored inline so that
+/// making views in the training step never allocates.
+class Shape {
+ public:
+  static constexpr int kMaxRank = 6;
+
+  Shape() = default;
+  /// Throws cnn::Error for a negative dimension or more than kMaxRank dimensions.
+  Shape(std::initializer_list<int64_t> dims);
+  /// Same checks as the initializer-list constructor; `dims` points at `rank` values.
+  Shape(const int64_t* dims, int rank);
+
+  int rank() const { return rank_; }
+  /// Dimension i, 0 <= i < rank(); negative i counts from the end (-1 is the last).
+  int64_t operator[](int i) const { return dims_[static_cast<size_t>(i < 0 ? i + rank_ : i)]; }
+  /// Product of all dimensions (1 for rank 0).
+  int64_t numel() const;
+  /// "(2, 3, 28, 28)".
+  std::string str() const;
+  /// True when every dimension is positive and the rank is at least 1.
+  bool all_positive() const;
+
+  const int64_t* begin() const { return dims_.data(); }
+  const int64_t* end() const { return dims_.data() + rank_; }
+
+  /// A copy with dimension i replaced.
+  Shape with(int i, int64_t value) const;
+
+  friend bool operator==(const Shape& a, const Shape& b);
+  friend bool operator!=(const Shape& a, const Shape& b) { return !(a == b); }
+
+ private:
+  std::array<int64_t, kMaxRank> dims_{};
+  int rank_ = 0;
+};
+
+}  // namespace cnn

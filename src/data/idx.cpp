@@ -1,0 +1,151 @@
+#include <zlib.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+
+#include "cnn/data.hpp"
+#include "cnn/error.hpp"
+
+namespace cnn {
+
+namespace {
+
+constexpr uint32_t kLabelMagic = 0x00000801;
+constexpr uint32_t kImageMagic = 0x00000803;
+// Far above any IDX dataset we know (EMNIST: 814,255 images); guards allocations from
+// corrupt headers.
+constexpr int64_t kMaxElements = int64_t{1} << 33;
+
+[[noreturn]] void fail(const std::string& path, const std::string& message) {
+  throw Error(path + ": " + message);
+}
+
+struct GzCloser {
+  void operator()(gzFile_s* f) const { gzclose(f); }
+};
+
+/// The whole (decompressed) content of a raw or gzipped file.
+class Reader {
+ public:
+  explicit Reader(const std::string& path) : path_(path) {
+    if (!std::filesystem::is_regular_file(path)) fail(path, "no such file");
+    file_.reset(gzopen(path.c_str(), "rb"));
+    if (!file_) fail(path, std::string("cannot open: ") + std::strerror(errno));
+  }
+  /// Reads exactly n bytes or fails naming what was being read.
+  void read(void* out, int64_t n, const std::string& what) {
+    auto* p = static_cast<uint8_t*>(out);
+    while (n > 0) {
+      const unsigned chunk = static_cast<unsigned>(std::min<int64_t>(n, 1 << 30));
+      const int got = gzread(file_.get(), p, chunk);
+      if (got < 0) {
+        int code = 0;
+        fail(path_, std::string("corrupt compressed data (") + gzerror(file_.get(), &code) + ")");
+      }
+      if (got == 0) fail(path_, "truncated: the file ends inside the " + what);
+      p += got;
+      n -= got;
+    }
+  }
+  uint32_t read_u32_be(const std::string& what) {
+    uint8_t b[4];
+    read(b, 4, what);
+    return (uint32_t{b[0]} << 24) | (uint32_t{b[1]} << 16) | (uint32_t{b[2]} << 8) | b[3];
+  }
+  /// Fails unless the file has no bytes left.
+  void expect_end() {
+    uint8_t extra;
+    const int got = gzread(file_.get(), &extra, 1);
+    if (got < 0) {
+      int code = 0;
+      fail(path_, std::string("corrupt compressed data (") + gzerror(file_.get(), &code) + ")");
+    }
+    if (got > 0) fail(path_, "has more data than its header describes");
+  }
+
+ private:
+  std::string path_;
+  std::unique_ptr<gzFile_s, GzCloser> file_;
+};
+
+std::string hex(uint32_t value) {
+  char text[16];
+  std::snprintf(text, sizeof text, "0x%08X", value);
+  return text;
+}
+
+}  // namespace
+
+std::string resolve_maybe_gz(const std::string& path) {
+  if (std::filesystem::exists(path)) return path;
+  if (std::filesystem::exists(path + ".gz")) return path + ".gz";
+  return path;
+}
+
+IdxImages read_idx_images(const std::string& path) {
+  Reader in(path);
+  const uint32_t magic = in.read_u32_be("magic number");
+  if (magic != kImageMagic) {
+    fail(path, "expected the IDX image magic number " + hex(kImageMagic) + ", got " + hex(magic));
+  }
+  IdxImages images;
+  images.count = in.read_u32_be("header");
+  images.rows = in.read_u32_be("header");
+  images.cols = in.read_u32_be("header");
+  if (images.count <= 0 || images.rows <= 0 || images.cols <= 0 ||
+      images.count * images.rows * images.cols > kMaxElements) {
+    fail(path, "expected positive image count and size, got " + std::to_string(images.count) +
+                   " images of " + std::to_string(images.rows) + "x" + std::to_string(images.cols));
+  }
+  images.pixels.resize(static_cast<size_t>(images.count * images.rows * images.cols));
+  in.read(images.pixels.data(), static_cast<int64_t>(images.pixels.size()),
+          "pixels (header says " + std::to_string(images.count) + " images)");
+  in.expect_end();
+  return images;
+}
+
+std::vector<uint8_t> read_idx_labels(const std::string& path) {
+  Reader in(path);
+  const uint32_t magic = in.read_u32_be("magic number");
+  if (magic != kLabelMagic) {
+    fail(path, "expected the IDX label magic number " + hex(kLabelMagic) + ", got " + hex(magic));
+  }
+  const int64_t count = in.read_u32_be("header");
+  if (count <= 0 || count > kMaxElements) {
+    fail(path, "expected a positive label count, got " + std::to_string(count));
+  }
+  std::vector<uint8_t> labels(static_cast<size_t>(count));
+  in.read(labels.data(), count, "labels (header says " + std::to_string(count) + ")");
+  in.expect_end();
+  return labels;
+}
+
+Dataset read_idx_dataset(const std::string& images_path, const std::string& labels_path) {
+  Dataset data;
+  data.images = read_idx_images(images_path);
+  data.labels = read_idx_labels(labels_path);
+  if (static_cast<int64_t>(data.labels.size()) != data.images.count) {
+    fail(labels_path, "holds " + std::to_string(data.labels.size()) + " labels but " + images_path +
+                          " holds " + std::to_string(data.images.count) + " images");
+  }
+  return data;
+}
+
+void gather_images(const IdxImages& images, const std::vector<int64_t>& indices, Tensor<float>& x) {
+  const int64_t pixels = images.rows * images.cols;
+  x.resize(Shape{static_cast<int64_t>(indices.size()), 1, images.rows, images.cols});
+  for (size_t n = 0; n < indices.size(); ++n) {
+    const int64_t index = indices[n];
+    if (index < 0 || index >= images.count) {
+      throw Error("gather_images: expected indices in [0, " + std::to_string(images.count) +
+                  "), got " + std::to_string(index));
+    }
+    const uint8_t* src = images.pixels.data() + index * pixels;
+    float* dst = x.data() + static_cast<int64_t>(n) * pixels;
+    for (int64_t i = 0; i < pixels; ++i) dst[i] = static_cast<float>(src[i]) * (1.0f / 255.0f);
+  }
+}
+
+}  // namespace cnn

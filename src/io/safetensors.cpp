@@ -1,0 +1,291 @@
+#include "cnn/safetensors.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "cnn/error.hpp"
+
+namespace cnn {
+
+namespace {
+
+using Json = nlohmann::json;
+
+// Headers beyond this are refused before reading them: far above any real model's header.
+constexpr uint64_t kMaxHeaderBytes = 100u << 20;
+
+size_t element_size(DType dtype) {
+  switch (dtype) {
+    case DType::kF32: return 4;
+    case DType::kF64: return 8;
+    case DType::kI32: return 4;
+    case DType::kI64: return 8;
+  }
+  return 0;
+}
+
+bool parse_dtype(const std::string& name, DType& dtype) {
+  static const std::map<std::string, DType> kNames{
+      {"F32", DType::kF32}, {"F64", DType::kF64}, {"I32", DType::kI32}, {"I64", DType::kI64}};
+  const auto it = kNames.find(name);
+  if (it == kNames.end()) return false;
+  dtype = it->second;
+  return true;
+}
+
+[[noreturn]] void fail(const std::string& path, const std::string& message) {
+  throw Error(path + ": " + message);
+}
+
+uint64_t read_u64_le(const uint8_t* p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
+  return v;
+}
+
+}  // namespace
+
+SafeTensorsFile SafeTensorsFile::load(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(path, std::string("cannot open safetensors file: ") + std::strerror(errno));
+  in.seekg(0, std::ios::end);
+  const auto end = in.tellg();
+  if (end < 0) fail(path, "cannot determine the file size");
+  const uint64_t file_size = static_cast<uint64_t>(end);
+  in.seekg(0);
+  if (file_size < 8) {
+    fail(path, "truncated safetensors file: expected at least 8 bytes of header length, got " +
+                   std::to_string(file_size));
+  }
+  uint8_t length_bytes[8];
+  in.read(reinterpret_cast<char*>(length_bytes), 8);
+  const uint64_t header_size = read_u64_le(length_bytes);
+  if (header_size > file_size - 8) {
+    fail(path, "header length " + std::to_string(header_size) + " runs past the end of the " +
+                   std::to_string(file_size) + "-byte file");
+  }
+  if (header_size > kMaxHeaderBytes) {
+    fail(path, "header length " + std::to_string(header_size) + " exceeds the limit of " +
+                   std::to_string(kMaxHeaderBytes) + " bytes");
+  }
+  std::string header(static_cast<size_t>(header_size), '\0');
+  in.read(header.data(), static_cast<std::streamsize>(header_size));
+  const uint64_t data_size = file_size - 8 - header_size;
+  std::vector<uint8_t> data(static_cast<size_t>(data_size));
+  in.read(reinterpret_cast<char*>(data.data()), static_cast<std::streamsize>(data_size));
+  if (!in) fail(path, "could not read the whole file");
+
+  // Duplicate keys are legal JSON that nlohmann would silently collapse; refuse them here.
+  std::set<std::string> top_level_keys;
+  std::string duplicate;
+  const Json::parser_callback_t detect_duplicates = [&](int depth, Json::parse_event_t event,
+                                                        Json& parsed) {
+    if (depth == 1 && event == Json::parse_event_t::key) {
+      const std::string key = parsed.get<std::string>();
+      if (!top_level_keys.insert(key).second && duplicate.empty()) duplicate = key;
+    }
+    return true;
+  };
+  Json root;
+  try {
+    root = Json::parse(header, detect_duplicates);
+  } catch (const Json::exception& e) {
+    fail(path, std::string("header is not valid JSON: ") + e.what());
+  }
+  if (!duplicate.empty()) fail(path, "duplicate tensor '" + duplicate + "' in the header");
+  if (!root.is_object()) fail(path, "header: expected a JSON object");
+
+  SafeTensorsFile file;
+  file.path_ = path;
+  struct Span {
+    uint64_t begin, end;
+    std::string name;
+  };
+  std::vector<Span> spans;
+  for (const auto& [name, value] : root.items()) {
+    if (name == "__metadata__") {
+      if (!value.is_object()) fail(path, "__metadata__: expected an object of strings");
+      for (const auto& [key, text] : value.items()) {
+        if (!text.is_string()) fail(path, "__metadata__['" + key + "']: expected a string");
+        file.metadata_[key] = text.get<std::string>();
+      }
+      continue;
+    }
+    const std::string where = "tensor '" + name + "'";
+    if (!value.is_object() || !value.contains("dtype") || !value.contains("shape") ||
+        !value.contains("data_offsets")) {
+      fail(path, where + ": expected an object with dtype, shape and data_offsets");
+    }
+    Entry entry;
+    if (!value["dtype"].is_string() || !parse_dtype(value["dtype"].get<std::string>(), entry.dtype)) {
+      fail(path, where + ": expected dtype F32, F64, I32 or I64, got " + value["dtype"].dump());
+    }
+    const Json& shape = value["shape"];
+    if (!shape.is_array() || shape.size() > static_cast<size_t>(Shape::kMaxRank)) {
+      fail(path, where + ": expected a shape array of at most " + std::to_string(Shape::kMaxRank) +
+                     " dimensions, got " + shape.dump());
+    }
+    int64_t dims[Shape::kMaxRank] = {};
+    uint64_t numel = 1;
+    for (size_t i = 0; i < shape.size(); ++i) {
+      if (!shape[i].is_number_unsigned()) {
+        fail(path, where + ": expected non-negative integer dimensions, got " + shape.dump());
+      }
+      const uint64_t d = shape[i].get<uint64_t>();
+      if (d > (1ull << 40) || (d != 0 && numel > (1ull << 40) / d)) {
+        fail(path, where + ": shape " + shape.dump() + " is too large");
+      }
+      numel *= d;
+      dims[i] = static_cast<int64_t>(d);
+    }
+    entry.shape = Shape(dims, static_cast<int>(shape.size()));
+    const Json& offsets = value["data_offsets"];
+    if (!offsets.is_array() || offsets.size() != 2 || !offsets[0].is_number_unsigned() ||
+        !offsets[1].is_number_unsigned()) {
+      fail(path, where + ": expected data_offsets [begin, end], got " + offsets.dump());
+    }
+    const uint64_t begin = offsets[0].get<uint64_t>(), stop = offsets[1].get<uint64_t>();
+    if (begin > stop || stop > data_size) {
+      fail(path, where + ": data_offsets [" + std::to_string(begin) + ", " + std::to_string(stop) +
+                     "] lie outside the " + std::to_string(data_size) + " data bytes");
+    }
+    if (stop - begin != numel * element_size(entry.dtype)) {
+      fail(path, where + ": shape " + entry.shape.str() + " of " + value["dtype"].get<std::string>() +
+                     " needs " + std::to_string(numel * element_size(entry.dtype)) +
+                     " bytes, data_offsets give " + std::to_string(stop - begin));
+    }
+    entry.bytes.assign(data.begin() + static_cast<std::ptrdiff_t>(begin),
+                       data.begin() + static_cast<std::ptrdiff_t>(stop));
+    spans.push_back({begin, stop, name});
+    file.names_.push_back(name);
+    file.entries_.emplace(name, std::move(entry));
+  }
+  // The format requires the tensors to cover the data exactly, without overlap or holes.
+  std::sort(spans.begin(), spans.end(),
+            [](const Span& a, const Span& b) { return a.begin < b.begin || (a.begin == b.begin && a.end < b.end); });
+  uint64_t covered = 0;
+  for (const Span& span : spans) {
+    if (span.begin < covered) fail(path, "tensor '" + span.name + "' overlaps another tensor");
+    if (span.begin > covered) {
+      fail(path, "bytes " + std::to_string(covered) + " to " + std::to_string(span.begin) +
+                     " belong to no tensor");
+    }
+    covered = span.end;
+  }
+  if (covered != data_size) {
+    fail(path, "bytes " + std::to_string(covered) + " to " + std::to_string(data_size) +
+                   " belong to no tensor (trailing data)");
+  }
+  return file;
+}
+
+const SafeTensorsFile::Entry& SafeTensorsFile::entry(const std::string& name) const {
+  const auto it = entries_.find(name);
+  if (it == entries_.end()) fail(path_, "missing tensor '" + name + "'");
+  return it->second;
+}
+
+template <typename T>
+Tensor<T> SafeTensorsFile::tensor(const std::string& name) const {
+  const Entry& e = entry(name);
+  Tensor<T> out(e.shape);
+  const uint8_t* p = e.bytes.data();
+  for (int64_t i = 0; i < out.numel(); ++i) {
+    switch (e.dtype) {
+      case DType::kF32: {
+        float v;
+        std::memcpy(&v, p + 4 * i, 4);
+        out[i] = static_cast<T>(v);
+        break;
+      }
+      case DType::kF64: {
+        double v;
+        std::memcpy(&v, p + 8 * i, 8);
+        out[i] = static_cast<T>(v);
+        break;
+      }
+      case DType::kI32: {
+        int32_t v;
+        std::memcpy(&v, p + 4 * i, 4);
+        out[i] = static_cast<T>(v);
+        break;
+      }
+      case DType::kI64: {
+        int64_t v;
+        std::memcpy(&v, p + 8 * i, 8);
+        out[i] = static_cast<T>(v);
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+template Tensor<float> SafeTensorsFile::tensor<float>(const std::string&) const;
+template Tensor<double> SafeTensorsFile::tensor<double>(const std::string&) const;
+
+void save_safetensors(const std::string& path, const std::vector<SaveTensor>& tensors,
+                      const std::map<std::string, std::string>& metadata) {
+  Json header = Json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  uint64_t offset = 0;
+  std::set<std::string> seen;
+  for (const SaveTensor& t : tensors) {
+    if (t.name == "__metadata__" || !seen.insert(t.name).second) {
+      fail(path, "cannot save: duplicate or reserved tensor name '" + t.name + "'");
+    }
+    const uint64_t bytes = static_cast<uint64_t>(t.data.numel()) * 4;
+    header[t.name] = {{"dtype", "F32"},
+                      {"shape", std::vector<int64_t>(t.data.shape().begin(), t.data.shape().end())},
+                      {"data_offsets", {offset, offset + bytes}}};
+    offset += bytes;
+  }
+  std::string text = header.dump();
+  text.append((8 - text.size() % 8) % 8, ' ');  // the format allows space padding to 8 bytes
+
+  std::string temp = path + ".tmp.XXXXXX";
+  const int fd = mkstemp(temp.data());
+  if (fd < 0) fail(path, std::string("cannot create a temporary file: ") + std::strerror(errno));
+  bool ok = true;
+  const auto write_all = [&](const void* p, size_t n) {
+    const char* c = static_cast<const char*>(p);
+    while (ok && n > 0) {
+      const ssize_t w = ::write(fd, c, n);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) {
+        ok = false;
+        break;
+      }
+      c += w;
+      n -= static_cast<size_t>(w);
+    }
+  };
+  uint8_t length[8];
+  const uint64_t header_size = text.size();
+  for (int i = 0; i < 8; ++i) length[i] = static_cast<uint8_t>(header_size >> (8 * i));
+  write_all(length, 8);
+  write_all(text.data(), text.size());
+  for (const SaveTensor& t : tensors) {
+    // Our CPUs are little-endian, as the format is; floats go out as they are in memory.
+    write_all(t.data.data(), static_cast<size_t>(t.data.numel()) * sizeof(float));
+  }
+  const int saved_errno = errno;
+  if (ok && ::fsync(fd) != 0) ok = false;
+  if (::close(fd) != 0) ok = false;
+  if (ok && std::rename(temp.c_str(), path.c_str()) != 0) ok = false;
+  if (!ok) {
+    const std::string reason = std::strerror(errno ? errno : saved_errno);
+    std::remove(temp.c_str());
+    fail(path, "cannot write the model file: " + reason);
+  }
+}
+
+}  // namespace cnn

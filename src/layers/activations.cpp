@@ -1,0 +1,117 @@
+#include <algorithm>
+
+#include "cnn/error.hpp"
+#include "cnn/layers.hpp"
+
+namespace cnn {
+
+namespace {
+/// Element-wise layers accept any shape with a batch dimension and positive sizes.
+std::string elementwise_shape_problem(const Shape& in) {
+  if (in.rank() >= 1 && in.all_positive()) return {};
+  return "expected input (N, ...) with positive sizes, got " + in.str();
+}
+}  // namespace
+
+#define CNN_ELEMENTWISE_OUTPUT_SHAPE(Layer)                                  \
+  template <typename T>                                                     \
+  Shape Layer<T>::output_shape(const Shape& in) const {                     \
+    if (const std::string problem = elementwise_shape_problem(in); !problem.empty()) { \
+      this->fail(problem);                                                  \
+    }                                                                       \
+    return in;                                                              \
+  }
+CNN_ELEMENTWISE_OUTPUT_SHAPE(ReLU)
+CNN_ELEMENTWISE_OUTPUT_SHAPE(Tanh)
+CNN_ELEMENTWISE_OUTPUT_SHAPE(Sigmoid)
+#undef CNN_ELEMENTWISE_OUTPUT_SHAPE
+
+template <typename T>
+void ReLU<T>::forward_impl(TensorView<const T> x, TensorView<T> y, Mode /*mode*/) {
+  ops::relu_forward(y.data(), x.data(), x.numel());
+}
+template <typename T>
+void ReLU<T>::backward_impl(TensorView<const T> x, TensorView<const T> /*y*/,
+                            TensorView<const T> dy, TensorView<T> dx) {
+  if (!dx.empty()) ops::relu_backward(dx.data(), x.data(), dy.data(), x.numel());
+}
+
+template <typename T>
+void Tanh<T>::forward_impl(TensorView<const T> x, TensorView<T> y, Mode /*mode*/) {
+  ops::tanh_forward(y.data(), x.data(), x.numel());
+}
+template <typename T>
+void Tanh<T>::backward_impl(TensorView<const T> x, TensorView<const T> y, TensorView<const T> dy,
+                            TensorView<T> dx) {
+  if (!dx.empty()) ops::tanh_backward(dx.data(), y.data(), dy.data(), x.numel());
+}
+
+template <typename T>
+void Sigmoid<T>::forward_impl(TensorView<const T> x, TensorView<T> y, Mode /*mode*/) {
+  ops::sigmoid_forward(y.data(), x.data(), x.numel());
+}
+template <typename T>
+void Sigmoid<T>::backward_impl(TensorView<const T> x, TensorView<const T> y,
+                               TensorView<const T> dy, TensorView<T> dx) {
+  if (!dx.empty()) ops::sigmoid_backward(dx.data(), y.data(), dy.data(), x.numel());
+}
+
+template <typename T>
+Shape Softmax<T>::output_shape(const Shape& in) const {
+  if (in.rank() < 2 || !in.all_positive()) {
+    this->fail("expected input (N, C, ...) with positive sizes, got " + in.str());
+  }
+  return in;
+}
+
+namespace {
+/// (outer, channels, inner) of a softmax along dimension 1.
+struct SoftmaxGeometry {
+  int64_t outer, channels, inner;
+};
+SoftmaxGeometry softmax_geometry(const Shape& s) {
+  return {s[0], s[1], s.numel() / (s[0] * s[1])};
+}
+}  // namespace
+
+template <typename T>
+void Softmax<T>::forward_impl(TensorView<const T> x, TensorView<T> y, Mode /*mode*/) {
+  const SoftmaxGeometry g = softmax_geometry(x.shape());
+  ops::softmax_forward(y.data(), x.data(), g.outer, g.channels, g.inner);
+}
+template <typename T>
+void Softmax<T>::backward_impl(TensorView<const T> x, TensorView<const T> y,
+                               TensorView<const T> dy, TensorView<T> dx) {
+  if (dx.empty()) return;
+  const SoftmaxGeometry g = softmax_geometry(x.shape());
+  ops::softmax_backward(dx.data(), y.data(), dy.data(), g.outer, g.channels, g.inner);
+}
+
+template <typename T>
+Shape Flatten<T>::output_shape(const Shape& in) const {
+  if (in.rank() < 2 || !in.all_positive()) {
+    this->fail("expected input (N, ...) of rank 2 or more with positive sizes, got " + in.str());
+  }
+  return Shape{in[0], in.numel() / in[0]};
+}
+template <typename T>
+void Flatten<T>::forward_impl(TensorView<const T> x, TensorView<T> y, Mode /*mode*/) {
+  std::copy(x.begin(), x.end(), y.begin());
+}
+template <typename T>
+void Flatten<T>::backward_impl(TensorView<const T> /*x*/, TensorView<const T> /*y*/,
+                               TensorView<const T> dy, TensorView<T> dx) {
+  if (!dx.empty()) std::copy(dy.begin(), dy.end(), dx.begin());
+}
+
+#define CNN_INSTANTIATE_LAYER(Layer) \
+  template class Layer<float>;       \
+  template class Layer<double>;
+CNN_INSTANTIATE_LAYER(ReLU)
+CNN_INSTANTIATE_LAYER(Tanh)
+CNN_INSTANTIATE_LAYER(Sigmoid)
+CNN_INSTANTIATE_LAYER(Softmax)
+CNN_INSTANTIATE_LAYER(Flatten)
+#undef CNN_INSTANTIATE_LAYER
+
+}  // namespace cnn

@@ -1,0 +1,174 @@
+#include <cmath>
+
+#include "cnn/error.hpp"
+#include "cnn/init.hpp"
+#include "cnn/layers.hpp"
+
+namespace cnn {
+
+std::string Size2::str() const {
+  // Appending (rather than "(" + ...) sidesteps a g++ 12 -Wrestrict false positive.
+  std::string text = "(";
+  text += std::to_string(h);
+  text += ", ";
+  text += std::to_string(w);
+  text += ")";
+  return text;
+}
+
+std::string to_string(Init init) {
+  switch (init) {
+    case Init::kPyTorchDefault: return "pytorch";
+    case Init::kHeNormal: return "he_normal";
+    case Init::kHeUniform: return "he_uniform";
+    case Init::kXavierUniform: return "xavier_uniform";
+    case Init::kXavierNormal: return "xavier_normal";
+  }
+  return "unknown";
+}
+
+Init init_from_string(const std::string& name) {
+  for (Init init : {Init::kPyTorchDefault, Init::kHeNormal, Init::kHeUniform,
+                    Init::kXavierUniform, Init::kXavierNormal}) {
+    if (to_string(init) == name) return init;
+  }
+  throw Error("init: expected one of pytorch, he_normal, he_uniform, xavier_uniform, "
+              "xavier_normal, got '" + name + "'");
+}
+
+template <typename T>
+void init_weights(T* w, int64_t n, int64_t fan_in, int64_t fan_out, Rng& rng, Init init) {
+  const double in = static_cast<double>(fan_in), out = static_cast<double>(fan_out);
+  switch (init) {
+    case Init::kPyTorchDefault: {
+      const double bound = 1.0 / std::sqrt(in);
+      for (int64_t i = 0; i < n; ++i) w[i] = static_cast<T>(rng.uniform(-bound, bound));
+      return;
+    }
+    case Init::kHeNormal: {
+      const double stddev = std::sqrt(2.0 / in);
+      for (int64_t i = 0; i < n; ++i) w[i] = static_cast<T>(stddev * rng.normal());
+      return;
+    }
+    case Init::kHeUniform: {
+      const double bound = std::sqrt(6.0 / in);
+      for (int64_t i = 0; i < n; ++i) w[i] = static_cast<T>(rng.uniform(-bound, bound));
+      return;
+    }
+    case Init::kXavierUniform: {
+      const double bound = std::sqrt(6.0 / (in + out));
+      for (int64_t i = 0; i < n; ++i) w[i] = static_cast<T>(rng.uniform(-bound, bound));
+      return;
+    }
+    case Init::kXavierNormal: {
+      const double stddev = std::sqrt(2.0 / (in + out));
+      for (int64_t i = 0; i < n; ++i) w[i] = static_cast<T>(stddev * rng.normal());
+      return;
+    }
+  }
+}
+
+template <typename T>
+void init_bias(T* b, int64_t n, int64_t fan_in, Rng& rng, Init init) {
+  if (init != Init::kPyTorchDefault) {
+    std::fill(b, b + n, T(0));
+    return;
+  }
+  const double bound = 1.0 / std::sqrt(static_cast<double>(fan_in));
+  for (int64_t i = 0; i < n; ++i) b[i] = static_cast<T>(rng.uniform(-bound, bound));
+}
+
+template void init_weights<float>(float*, int64_t, int64_t, int64_t, Rng&, Init);
+template void init_weights<double>(double*, int64_t, int64_t, int64_t, Rng&, Init);
+template void init_bias<float>(float*, int64_t, int64_t, Rng&, Init);
+template void init_bias<double>(double*, int64_t, int64_t, Rng&, Init);
+
+template <typename T>
+void Layer<T>::init_parameters(Rng& /*rng*/, Init /*init*/) {}
+
+template <typename T>
+int64_t Layer<T>::parameter_count() const {
+  int64_t count = 0;
+  for (const ParamSpec& spec : parameter_specs()) count += spec.shape.numel();
+  return count;
+}
+
+template <typename T>
+void Layer<T>::bind_parameters(T* values, T* gradients) {
+  bound_specs_ = parameter_specs();
+  offsets_.clear();
+  int64_t offset = 0;
+  for (const ParamSpec& spec : bound_specs_) {
+    offsets_.push_back(offset);
+    offset += spec.shape.numel();
+  }
+  if (offset > 0 && (values == nullptr || gradients == nullptr)) {
+    fail("bind_parameters: expected buffers for " + std::to_string(offset) +
+         " parameters, got a null pointer");
+  }
+  values_ = values;
+  gradients_ = gradients;
+}
+
+template <typename T>
+TensorView<T> Layer<T>::parameter(size_t i) const {
+  return {value_data(i), bound_specs_.at(i).shape};
+}
+
+template <typename T>
+TensorView<T> Layer<T>::gradient(size_t i) const {
+  return {gradient_data(i), bound_specs_.at(i).shape};
+}
+
+template <typename T>
+T* Layer<T>::value_data(size_t i) const {
+  if (i >= offsets_.size()) fail("parameters are not bound (call bind_parameters or build a model)");
+  return values_ + offsets_[i];
+}
+
+template <typename T>
+T* Layer<T>::gradient_data(size_t i) const {
+  if (i >= offsets_.size()) fail("parameters are not bound (call bind_parameters or build a model)");
+  return gradients_ + offsets_[i];
+}
+
+template <typename T>
+void Layer<T>::fail(const std::string& message) const {
+  throw Error(describe() + ": " + message);
+}
+
+template <typename T>
+void Layer<T>::forward(TensorView<const T> x, TensorView<T> y, Mode mode) {
+  const Shape expected = output_shape(x.shape());
+  if (y.shape() != expected) {
+    fail("forward: expected output " + expected.str() + " for input " + x.shape().str() +
+         ", got " + y.shape().str());
+  }
+  if (x.empty() || y.empty()) fail("forward: input and output must not be empty views");
+  if (parameter_count() > 0 && offsets_.empty()) {
+    fail("parameters are not bound (call bind_parameters or build a model)");
+  }
+  forward_impl(x, y, mode);
+}
+
+template <typename T>
+void Layer<T>::backward(TensorView<const T> x, TensorView<const T> y, TensorView<const T> dy,
+                        TensorView<T> dx) {
+  const Shape expected = output_shape(x.shape());
+  if (y.shape() != expected || dy.shape() != expected) {
+    fail("backward: expected output and its gradient " + expected.str() + " for input " +
+         x.shape().str() + ", got " + y.shape().str() + " and " + dy.shape().str());
+  }
+  if (!dx.empty() && dx.shape() != x.shape()) {
+    fail("backward: expected input gradient " + x.shape().str() + ", got " + dx.shape().str());
+  }
+  if (parameter_count() > 0 && offsets_.empty()) {
+    fail("parameters are not bound (call bind_parameters or build a model)");
+  }
+  backward_impl(x, y, dy, dx);
+}
+
+template class Layer<float>;
+template class Layer<double>;
+
+}  // namespace cnn

@@ -1,0 +1,71 @@
+#include "cnn/error.hpp"
+#include "cnn/layers.hpp"
+
+namespace cnn {
+
+template <typename T>
+MaxPool2d<T>::MaxPool2d(Size2 kernel, std::optional<Size2> stride, Size2 padding)
+    : kernel_(kernel), stride_(stride.value_or(kernel)), padding_(padding) {
+  if (kernel_.h <= 0 || kernel_.w <= 0) {
+    throw Error("MaxPool2d: expected kernel > 0, got " + kernel_.str());
+  }
+  if (stride_.h <= 0 || stride_.w <= 0) {
+    throw Error("MaxPool2d: expected stride > 0, got " + stride_.str());
+  }
+  // PyTorch's rule; it guarantees that every window holds at least one input element.
+  if (padding_.h < 0 || padding_.w < 0 || 2 * padding_.h > kernel_.h ||
+      2 * padding_.w > kernel_.w) {
+    throw Error("MaxPool2d: expected padding between 0 and half the kernel " + kernel_.str() +
+                ", got " + padding_.str());
+  }
+}
+
+template <typename T>
+std::string MaxPool2d<T>::describe() const {
+  return "MaxPool2d(kernel=" + kernel_.str() + ", stride=" + stride_.str() +
+         ", padding=" + padding_.str() + ")";
+}
+
+template <typename T>
+Shape MaxPool2d<T>::output_shape(const Shape& in) const {
+  if (in.rank() != 4 || !in.all_positive()) {
+    this->fail("expected input (N, C, H, W) with positive sizes, got " + in.str());
+  }
+  const int64_t padded_h = in[2] + 2 * padding_.h, padded_w = in[3] + 2 * padding_.w;
+  if (kernel_.h > padded_h || kernel_.w > padded_w) {
+    this->fail("kernel " + kernel_.str() + " is larger than the padded input " +
+               Size2(padded_h, padded_w).str() + " of input " + in.str());
+  }
+  const ops::PoolShape s = pool_shape(in);
+  return Shape{in[0], in[1], s.out_h, s.out_w};
+}
+
+template <typename T>
+ops::PoolShape MaxPool2d<T>::pool_shape(const Shape& in) const {
+  return ops::make_pool_shape(in[0], in[1], in[2], in[3], kernel_.h, kernel_.w, stride_.h,
+                              stride_.w, padding_.h, padding_.w);
+}
+
+template <typename T>
+void MaxPool2d<T>::forward_impl(TensorView<const T> x, TensorView<T> y, Mode /*mode*/) {
+  // Grows only: the steady-state step at a fixed batch size does not allocate.
+  if (argmax_.size() < static_cast<size_t>(y.numel())) argmax_.resize(static_cast<size_t>(y.numel()));
+  argmax_input_shape_ = x.shape();
+  ops::maxpool2d_forward(y.data(), argmax_.data(), x.data(), pool_shape(x.shape()));
+}
+
+template <typename T>
+void MaxPool2d<T>::backward_impl(TensorView<const T> x, TensorView<const T> /*y*/,
+                                 TensorView<const T> dy, TensorView<T> dx) {
+  if (argmax_input_shape_ != x.shape()) {
+    this->fail("backward: expected the input of the latest forward " + argmax_input_shape_.str() +
+               ", got " + x.shape().str());
+  }
+  if (dx.empty()) return;
+  ops::maxpool2d_backward(dx.data(), dy.data(), argmax_.data(), pool_shape(x.shape()));
+}
+
+template class MaxPool2d<float>;
+template class MaxPool2d<double>;
+
+}  // namespace cnn

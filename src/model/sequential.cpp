@@ -1,0 +1,144 @@
+#include <algorithm>
+
+#include "cnn/error.hpp"
+#include "cnn/model.hpp"
+
+namespace cnn {
+
+namespace {
+/// (batch, sample dims...)
+Shape batched(int64_t batch, const Shape& sample) {
+  int64_t dims[Shape::kMaxRank];
+  if (sample.rank() + 1 > Shape::kMaxRank) {
+    throw Error("Sequential: expected a sample shape of rank below " +
+                std::to_string(Shape::kMaxRank) + ", got " + sample.str());
+  }
+  dims[0] = batch;
+  for (int i = 0; i < sample.rank(); ++i) dims[i + 1] = sample[i];
+  return Shape(dims, sample.rank() + 1);
+}
+}  // namespace
+
+template <typename T>
+Sequential<T>& Sequential<T>::add(std::unique_ptr<Layer<T>> layer) {
+  if (built_) throw Error("Sequential: cannot add a layer after build()");
+  if (!layer) throw Error("Sequential: expected a layer, got null");
+  layers_.push_back(std::move(layer));
+  return *this;
+}
+
+template <typename T>
+void Sequential<T>::build(const Shape& sample_shape) {
+  if (built_) throw Error("Sequential: build() called twice");
+  if (layers_.empty()) throw Error("Sequential: expected at least one layer, got none");
+  if (!sample_shape.all_positive()) {
+    throw Error("Sequential: expected a sample shape with positive sizes, got " + sample_shape.str());
+  }
+  Shape shape = batched(1, sample_shape);
+  int64_t count = 0;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    try {
+      shape = layers_[i]->output_shape(shape);
+    } catch (const Error& e) {
+      throw Error("Sequential: layer " + std::to_string(i) + " " + e.what());
+    }
+    count += layers_[i]->parameter_count();
+  }
+  values_.resize(Shape{count});
+  grads_.resize(Shape{count});
+  values_.fill(T(0));
+  grads_.fill(T(0));
+  int64_t offset = 0;
+  for (auto& layer : layers_) {
+    layer->bind_parameters(values_.data() + offset, grads_.data() + offset);
+    offset += layer->parameter_count();
+  }
+  outputs_.resize(layers_.size());
+  sample_shape_ = sample_shape;
+  built_ = true;
+}
+
+template <typename T>
+void Sequential<T>::require_built(const char* what) const {
+  if (!built_) throw Error(std::string("Sequential: ") + what + " before build()");
+}
+
+template <typename T>
+void Sequential<T>::init_parameters(Rng& rng, Init init) {
+  require_built("init_parameters()");
+  for (auto& layer : layers_) layer->init_parameters(rng, init);
+}
+
+template <typename T>
+Shape Sequential<T>::output_shape(int64_t batch) const {
+  require_built("output_shape()");
+  Shape shape = batched(batch, sample_shape_);
+  for (const auto& layer : layers_) shape = layer->output_shape(shape);
+  return shape;
+}
+
+template <typename T>
+TensorView<const T> Sequential<T>::forward(TensorView<const T> x, Mode mode) {
+  require_built("forward()");
+  const Shape& in = x.shape();
+  if (in.rank() != sample_shape_.rank() + 1 || in[0] <= 0 ||
+      in != batched(in[0], sample_shape_) || x.empty()) {
+    throw Error("Sequential: expected input (N, " + sample_shape_.str().substr(1) + " with N > 0, got " +
+                in.str());
+  }
+  input_ = x;
+  TensorView<const T> current = x;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    outputs_[i].resize(layers_[i]->output_shape(current.shape()));
+    layers_[i]->forward(current, outputs_[i].view(), mode);
+    current = outputs_[i].view();
+  }
+  return current;
+}
+
+template <typename T>
+void Sequential<T>::backward(TensorView<const T> dy) {
+  require_built("backward()");
+  if (input_.empty()) throw Error("Sequential: backward() before forward()");
+  if (dy.shape() != outputs_.back().shape()) {
+    throw Error("Sequential: backward expected a gradient of the output's shape " +
+                outputs_.back().shape().str() + ", got " + dy.shape().str());
+  }
+  TensorView<const T> upstream = dy;
+  for (size_t k = layers_.size(); k-- > 0;) {
+    const TensorView<const T> x = k == 0 ? input_ : outputs_[k - 1].view();
+    TensorView<T> dx;
+    if (k > 0) {
+      // Alternate buffers so that dx never aliases the upstream gradient being read.
+      Tensor<T>& buffer = (layers_.size() - k) % 2 == 1 ? grad_a_ : grad_b_;
+      buffer.resize(x.shape());
+      dx = buffer.view();
+    }
+    layers_[k]->backward(x, outputs_[k].view(), upstream, dx);
+    upstream = dx;
+  }
+}
+
+template <typename T>
+void Sequential<T>::zero_grad() {
+  grads_.fill(T(0));
+}
+
+template <typename T>
+std::vector<typename Sequential<T>::NamedParameter> Sequential<T>::named_parameters() {
+  require_built("named_parameters()");
+  std::vector<NamedParameter> named;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const std::vector<ParamSpec> specs = layers_[i]->parameter_specs();
+    for (size_t p = 0; p < specs.size(); ++p) {
+      named.push_back({std::to_string(i) + "." + specs[p].name, layers_[i]->parameter(p),
+                       layers_[i]->gradient(p)});
+    }
+  }
+  return named;
+}
+
+template class Sequential<float>;
+template class Sequential<double>;
+
+}  // namespace cnn

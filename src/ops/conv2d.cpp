@@ -1,0 +1,132 @@
+// Default convolution path: im2col + GEMM, the three products of darknet's
+// convolutional_layer.c. Per image: col = im2col(x); y = W col + b; dW += dy col^T;
+// dcol = W^T dy; dx = col2im(dcol). A 1x1, stride-1, unpadded convolution skips im2col,
+// since the image already is its column matrix.
+
+#include <algorithm>
+
+#include "cnn/ops.hpp"
+#include "cnn/ops_ref.hpp"
+#include "gemm.hpp"
+#include "scratch.hpp"
+
+namespace cnn::ops {
+
+namespace {
+
+bool is_pointwise(const ConvShape& s) {
+  return s.kernel_h == 1 && s.kernel_w == 1 && s.stride_h == 1 && s.stride_w == 1 &&
+         s.pad_h == 0 && s.pad_w == 0;
+}
+
+/// col (C*KH*KW, OH*OW): row (c, kh, kw) holds the padded input that kernel tap (kh, kw) of
+/// channel c sees at every output position. x is one image (C, H, W).
+template <typename T>
+void im2col(T* col, const T* x, const ConvShape& s) {
+  const int64_t out_size = s.out_h * s.out_w;
+  for (int64_t c = 0; c < s.in_channels; ++c)
+    for (int64_t kh = 0; kh < s.kernel_h; ++kh)
+      for (int64_t kw = 0; kw < s.kernel_w; ++kw) {
+        T* row = col + ((c * s.kernel_h + kh) * s.kernel_w + kw) * out_size;
+        for (int64_t oh = 0; oh < s.out_h; ++oh) {
+          T* out = row + oh * s.out_w;
+          const int64_t h = oh * s.stride_h - s.pad_h + kh;
+          if (h < 0 || h >= s.in_h) {
+            std::fill(out, out + s.out_w, T(0));
+            continue;
+          }
+          const T* in = x + (c * s.in_h + h) * s.in_w;
+          for (int64_t ow = 0; ow < s.out_w; ++ow) {
+            const int64_t w = ow * s.stride_w - s.pad_w + kw;
+            out[ow] = (w >= 0 && w < s.in_w) ? in[w] : T(0);
+          }
+        }
+      }
+}
+
+/// The adjoint of im2col: dx (C, H, W) = sum of every column entry at the input position it
+/// was copied from. Assigns dx.
+template <typename T>
+void col2im(T* dx, const T* col, const ConvShape& s) {
+  const int64_t out_size = s.out_h * s.out_w;
+  std::fill(dx, dx + s.in_channels * s.in_h * s.in_w, T(0));
+  for (int64_t c = 0; c < s.in_channels; ++c)
+    for (int64_t kh = 0; kh < s.kernel_h; ++kh)
+      for (int64_t kw = 0; kw < s.kernel_w; ++kw) {
+        const T* row = col + ((c * s.kernel_h + kh) * s.kernel_w + kw) * out_size;
+        for (int64_t oh = 0; oh < s.out_h; ++oh) {
+          const int64_t h = oh * s.stride_h - s.pad_h + kh;
+          if (h < 0 || h >= s.in_h) continue;
+          T* out = dx + (c * s.in_h + h) * s.in_w;
+          for (int64_t ow = 0; ow < s.out_w; ++ow) {
+            const int64_t w = ow * s.stride_w - s.pad_w + kw;
+            if (w >= 0 && w < s.in_w) out[w] += row[oh * s.out_w + ow];
+          }
+        }
+      }
+}
+
+}  // namespace
+
+template <typename T>
+void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s) {
+  if (reference_mode()) return ref::conv2d_forward(y, x, w, b, s);
+  const int64_t patch = s.in_channels * s.kernel_h * s.kernel_w;
+  const int64_t out_size = s.out_h * s.out_w;
+  const int64_t in_size = s.in_channels * s.in_h * s.in_w;
+  const bool pointwise = is_pointwise(s);
+  T* col = pointwise ? nullptr : detail::scratch<T>(0, patch * out_size);
+  for (int64_t n = 0; n < s.batch; ++n) {
+    const T* xn = x + n * in_size;
+    if (!pointwise) im2col(col, xn, s);
+    T* yn = y + n * s.out_channels * out_size;
+    if (b) {
+      for (int64_t o = 0; o < s.out_channels; ++o)
+        std::fill(yn + o * out_size, yn + (o + 1) * out_size, b[o]);
+    }
+    detail::gemm_nn(s.out_channels, out_size, patch, w, patch, pointwise ? xn : col, out_size, yn,
+                    out_size, b != nullptr);
+  }
+}
+
+template <typename T>
+void conv2d_backward(T* dx, T* dw, T* db, const T* x, const T* w, const T* dy,
+                     const ConvShape& s) {
+  if (reference_mode()) return ref::conv2d_backward(dx, dw, db, x, w, dy, s);
+  const int64_t patch = s.in_channels * s.kernel_h * s.kernel_w;
+  const int64_t out_size = s.out_h * s.out_w;
+  const int64_t in_size = s.in_channels * s.in_h * s.in_w;
+  const bool pointwise = is_pointwise(s);
+  T* col = pointwise ? nullptr : detail::scratch<T>(0, patch * out_size);
+  T* dcol = pointwise ? nullptr : detail::scratch<T>(1, patch * out_size);
+  for (int64_t n = 0; n < s.batch; ++n) {
+    const T* xn = x + n * in_size;
+    const T* dyn = dy + n * s.out_channels * out_size;
+    if (db) {
+      for (int64_t o = 0; o < s.out_channels; ++o) {
+        T sum = 0;
+        for (int64_t k = 0; k < out_size; ++k) sum += dyn[o * out_size + k];
+        db[o] += sum;
+      }
+    }
+    if (!pointwise) im2col(col, xn, s);
+    detail::gemm_nt(s.out_channels, patch, out_size, dyn, out_size, pointwise ? xn : col,
+                    out_size, dw, patch, true);
+    if (!dx) continue;
+    T* dxn = dx + n * in_size;
+    detail::gemm_tn(patch, out_size, s.out_channels, w, patch, dyn, out_size,
+                    pointwise ? dxn : dcol, out_size, false);
+    if (!pointwise) col2im(dxn, dcol, s);
+  }
+}
+
+template void conv2d_forward<float>(float*, const float*, const float*, const float*,
+                                    const ConvShape&);
+template void conv2d_forward<double>(double*, const double*, const double*, const double*,
+                                     const ConvShape&);
+template void conv2d_backward<float>(float*, float*, float*, const float*, const float*,
+                                     const float*, const ConvShape&);
+template void conv2d_backward<double>(double*, double*, double*, const double*, const double*,
+                                      const double*, const ConvShape&);
+
+}  // namespace cnn::ops

@@ -1,0 +1,41 @@
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+
+#include "cnn/ops.hpp"
+
+namespace cnn::ops {
+
+namespace {
+bool reference_from_environment() {
+  const char* value = std::getenv("CNN_REFERENCE");
+  return value != nullptr && std::strcmp(value, "1") == 0;
+}
+std::atomic<bool>& reference_flag() {
+  static std::atomic<bool> flag{reference_from_environment()};
+  return flag;
+}
+}  // namespace
+
+bool reference_mode() { return reference_flag().load(std::memory_order_relaxed); }
+void set_reference_mode(bool on) { reference_flag().store(on, std::memory_order_relaxed); }
+
+ConvShape make_conv_shape(int64_t batch, int64_t in_channels, int64_t in_h, int64_t in_w,
+                          int64_t out_channels, int64_t kernel_h, int64_t kernel_w,
+                          int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w) {
+  return ConvShape{batch,    in_channels, in_h,  in_w,  out_channels,
+                   kernel_h, kernel_w,    stride_h, stride_w, pad_h, pad_w,
+                   (in_h + 2 * pad_h - kernel_h) / stride_h + 1,
+                   (in_w + 2 * pad_w - kernel_w) / stride_w + 1};
+}
+
+PoolShape make_pool_shape(int64_t batch, int64_t channels, int64_t in_h, int64_t in_w,
+                          int64_t kernel_h, int64_t kernel_w, int64_t stride_h, int64_t stride_w,
+                          int64_t pad_h, int64_t pad_w) {
+  return PoolShape{batch,    channels, in_h,  in_w,  kernel_h, kernel_w, stride_h, stride_w,
+                   pad_h,    pad_w,
+                   (in_h + 2 * pad_h - kernel_h) / stride_h + 1,
+                   (in_w + 2 * pad_w - kernel_w) / stride_w + 1};
+}
+
+}  // namespace cnn::ops

@@ -1,0 +1,57 @@
+#include "gemm.hpp"
+
+#include <algorithm>
+
+#include "scratch.hpp"
+
+namespace cnn::detail {
+
+template <typename T>
+void gemm_nn(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b, int64_t ldb,
+             T* c, int64_t ldc, bool accumulate) {
+  for (int64_t i = 0; i < m; ++i) {
+    T* __restrict ci = c + i * ldc;
+    if (!accumulate) std::fill(ci, ci + n, T(0));
+    for (int64_t p = 0; p < k; ++p) {
+      const T aip = a[i * lda + p];
+      const T* __restrict bp = b + p * ldb;
+      for (int64_t j = 0; j < n; ++j) ci[j] += aip * bp[j];
+    }
+  }
+}
+
+template <typename T>
+void gemm_tn(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b, int64_t ldb,
+             T* c, int64_t ldc, bool accumulate) {
+  for (int64_t i = 0; i < m; ++i) {
+    T* __restrict ci = c + i * ldc;
+    if (!accumulate) std::fill(ci, ci + n, T(0));
+    for (int64_t p = 0; p < k; ++p) {
+      const T api = a[p * lda + i];
+      const T* __restrict bp = b + p * ldb;
+      for (int64_t j = 0; j < n; ++j) ci[j] += api * bp[j];
+    }
+  }
+}
+
+template <typename T>
+void gemm_nt(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b, int64_t ldb,
+             T* c, int64_t ldc, bool accumulate) {
+  // Transpose B once into (K x N) so that the inner loop is contiguous, then reuse gemm_nn.
+  T* bt = scratch<T>(3, n * k);
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t p = 0; p < k; ++p) bt[p * n + j] = b[j * ldb + p];
+  gemm_nn(m, n, k, a, lda, bt, n, c, ldc, accumulate);
+}
+
+#define CNN_INSTANTIATE_GEMM(T)                                                              \
+  template void gemm_nn<T>(int64_t, int64_t, int64_t, const T*, int64_t, const T*, int64_t,  \
+                           T*, int64_t, bool);                                               \
+  template void gemm_nt<T>(int64_t, int64_t, int64_t, const T*, int64_t, const T*, int64_t,  \
+                           T*, int64_t, bool);                                               \
+  template void gemm_tn<T>(int64_t, int64_t, int64_t, const T*, int64_t, const T*, int64_t,  \
+                           T*, int64_t, bool);
+CNN_INSTANTIATE_GEMM(float)
+CNN_INSTANTIATE_GEMM(double)
+
+}  // namespace cnn::detail

@@ -1,0 +1,110 @@
+// Default paths of the activations, softmax and losses. The element-wise references are
+// already single vectorisable passes, so the default calls them; softmax's backward uses the
+// O(C) form y * (dy - sum(y * dy)) of the Jacobian product instead of the reference's O(C^2)
+// explicit Jacobian.
+
+#include "cnn/ops.hpp"
+#include "cnn/ops_ref.hpp"
+
+namespace cnn::ops {
+
+template <typename T>
+void relu_forward(T* y, const T* x, int64_t n) {
+  ref::relu_forward(y, x, n);
+}
+template <typename T>
+void relu_backward(T* dx, const T* x, const T* dy, int64_t n) {
+  ref::relu_backward(dx, x, dy, n);
+}
+template <typename T>
+void tanh_forward(T* y, const T* x, int64_t n) {
+  ref::tanh_forward(y, x, n);
+}
+template <typename T>
+void tanh_backward(T* dx, const T* y, const T* dy, int64_t n) {
+  ref::tanh_backward(dx, y, dy, n);
+}
+template <typename T>
+void sigmoid_forward(T* y, const T* x, int64_t n) {
+  ref::sigmoid_forward(y, x, n);
+}
+template <typename T>
+void sigmoid_backward(T* dx, const T* y, const T* dy, int64_t n) {
+  ref::sigmoid_backward(dx, y, dy, n);
+}
+
+template <typename T>
+void softmax_forward(T* y, const T* x, int64_t outer, int64_t channels, int64_t inner) {
+  ref::softmax_forward(y, x, outer, channels, inner);
+}
+
+template <typename T>
+void softmax_backward(T* dx, const T* y, const T* dy, int64_t outer, int64_t channels,
+                      int64_t inner) {
+  if (reference_mode()) return ref::softmax_backward(dx, y, dy, outer, channels, inner);
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t r = 0; r < inner; ++r) {
+      const int64_t base = o * channels * inner + r;
+      T dot = 0;
+      for (int64_t c = 0; c < channels; ++c) dot += y[base + c * inner] * dy[base + c * inner];
+      for (int64_t c = 0; c < channels; ++c)
+        dx[base + c * inner] = y[base + c * inner] * (dy[base + c * inner] - dot);
+    }
+}
+
+template <typename T>
+T log_loss_forward(const T* p, const T* t, int64_t n, T eps) {
+  return ref::log_loss_forward(p, t, n, eps);
+}
+template <typename T>
+void log_loss_backward(T* dp, const T* p, const T* t, int64_t n, T eps) {
+  ref::log_loss_backward(dp, p, t, n, eps);
+}
+template <typename T>
+T cross_entropy_forward(const T* logits, const int32_t* labels, int64_t batch, int64_t classes) {
+  return ref::cross_entropy_forward(logits, labels, batch, classes);
+}
+template <typename T>
+void cross_entropy_backward(T* dlogits, const T* logits, const int32_t* labels, int64_t batch,
+                            int64_t classes) {
+  ref::cross_entropy_backward(dlogits, logits, labels, batch, classes);
+}
+template <typename T>
+T cross_entropy_soft_forward(const T* logits, const T* targets, int64_t batch, int64_t classes) {
+  return ref::cross_entropy_soft_forward(logits, targets, batch, classes);
+}
+template <typename T>
+void cross_entropy_soft_backward(T* dlogits, const T* logits, const T* targets, int64_t batch,
+                                 int64_t classes) {
+  ref::cross_entropy_soft_backward(dlogits, logits, targets, batch, classes);
+}
+template <typename T>
+T mse_forward(const T* p, const T* t, int64_t n) {
+  return ref::mse_forward(p, t, n);
+}
+template <typename T>
+void mse_backward(T* dp, const T* p, const T* t, int64_t n) {
+  ref::mse_backward(dp, p, t, n);
+}
+
+#define CNN_INSTANTIATE_POINTWISE(T)                                                         \
+  template void relu_forward<T>(T*, const T*, int64_t);                                      \
+  template void relu_backward<T>(T*, const T*, const T*, int64_t);                           \
+  template void tanh_forward<T>(T*, const T*, int64_t);                                      \
+  template void tanh_backward<T>(T*, const T*, const T*, int64_t);                           \
+  template void sigmoid_forward<T>(T*, const T*, int64_t);                                   \
+  template void sigmoid_backward<T>(T*, const T*, const T*, int64_t);                        \
+  template void softmax_forward<T>(T*, const T*, int64_t, int64_t, int64_t);                 \
+  template void softmax_backward<T>(T*, const T*, const T*, int64_t, int64_t, int64_t);      \
+  template T log_loss_forward<T>(const T*, const T*, int64_t, T);                            \
+  template void log_loss_backward<T>(T*, const T*, const T*, int64_t, T);                    \
+  template T cross_entropy_forward<T>(const T*, const int32_t*, int64_t, int64_t);           \
+  template void cross_entropy_backward<T>(T*, const T*, const int32_t*, int64_t, int64_t);   \
+  template T cross_entropy_soft_forward<T>(const T*, const T*, int64_t, int64_t);            \
+  template void cross_entropy_soft_backward<T>(T*, const T*, const T*, int64_t, int64_t);    \
+  template T mse_forward<T>(const T*, const T*, int64_t);                                    \
+  template void mse_backward<T>(T*, const T*, const T*, int64_t);
+CNN_INSTANTIATE_POINTWISE(float)
+CNN_INSTANTIATE_POINTWISE(double)
+
+}  // namespace cnn::ops

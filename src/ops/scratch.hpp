@@ -1,0 +1,20 @@
+#pragma once
+// Per-thread scratch memory for kernels: grows to the largest size asked for and is then
+// reused, so the steady-state training step does not allocate.
+
+#include <cstdint>
+#include <vector>
+
+namespace cnn::detail {
+
+/// Returns at least n elements of per-thread scratch in slot `slot` (0 <= slot < 4). The
+/// contents are unspecified; the pointer stays valid until the next call with the same slot.
+template <typename T>
+T* scratch(int slot, int64_t n) {
+  thread_local std::vector<T> buffers[4];
+  std::vector<T>& buffer = buffers[slot];
+  if (static_cast<int64_t>(buffer.size()) < n) buffer.resize(static_cast<size_t>(n));
+  return buffer.data();
+}
+
+}  // namespace cnn::detail

@@ -1,0 +1,67 @@
+#include "cnn/shape.hpp"
+
+#include "cnn/error.hpp"
+
+namespace cnn {
+
+Shape::Shape(std::initializer_list<int64_t> dims) : Shape(dims.begin(), static_cast<int>(dims.size())) {}
+
+Shape::Shape(const int64_t* dims, int rank) {
+  if (rank < 0 || rank > kMaxRank) {
+    throw Error("Shape: expected at most " + std::to_string(kMaxRank) + " dimensions, got " +
+                std::to_string(rank));
+  }
+  for (int i = 0; i < rank; ++i) {
+    if (dims[i] < 0) {
+      throw Error("Shape: expected non-negative dimensions, got " + std::to_string(dims[i]) +
+                  " at position " + std::to_string(i));
+    }
+    dims_[static_cast<size_t>(i)] = dims[i];
+  }
+  rank_ = rank;
+}
+
+int64_t Shape::numel() const {
+  int64_t n = 1;
+  for (int i = 0; i < rank_; ++i) n *= dims_[static_cast<size_t>(i)];
+  return n;
+}
+
+bool Shape::all_positive() const {
+  if (rank_ == 0) return false;
+  for (int i = 0; i < rank_; ++i) {
+    if (dims_[static_cast<size_t>(i)] <= 0) return false;
+  }
+  return true;
+}
+
+std::string Shape::str() const {
+  std::string s = "(";
+  for (int i = 0; i < rank_; ++i) {
+    if (i > 0) s += ", ";
+    s += std::to_string(dims_[static_cast<size_t>(i)]);
+  }
+  if (rank_ == 1) s += ",";
+  return s + ")";
+}
+
+Shape Shape::with(int i, int64_t value) const {
+  Shape copy = *this;
+  const int index = i < 0 ? i + rank_ : i;
+  if (index < 0 || index >= rank_) {
+    throw Error("Shape::with: dimension " + std::to_string(i) + " outside shape " + str());
+  }
+  if (value < 0) throw Error("Shape::with: expected a non-negative dimension, got " + std::to_string(value));
+  copy.dims_[static_cast<size_t>(index)] = value;
+  return copy;
+}
+
+bool operator==(const Shape& a, const Shape& b) {
+  if (a.rank_ != b.rank_) return false;
+  for (int i = 0; i < a.rank_; ++i) {
+    if (a.dims_[static_cast<size_t>(i)] != b.dims_[static_cast<size_t>(i)]) return false;
+  }
+  return true;
+}
+
+}  // namespace cnn

@@ -1,0 +1,64 @@
+#include <cmath>
+#include <string>
+
+#include "cnn/error.hpp"
+#include "cnn/optim.hpp"
+
+namespace cnn {
+
+namespace {
+void require(bool ok, const std::string& message) {
+  if (!ok) throw Error("SGD: " + message);
+}
+std::string text(double value) { return std::to_string(value); }
+}  // namespace
+
+template <typename T>
+Sgd<T>::Sgd(std::span<T> params, std::span<const T> grads, SgdOptions options)
+    : params_(params), grads_(grads), options_(options) {
+  require(params.size() == grads.size(), "expected as many gradients as parameters, got " +
+                                             std::to_string(grads.size()) + " and " +
+                                             std::to_string(params.size()));
+  set_lr(options.lr);
+  require(std::isfinite(options.momentum) && options.momentum >= 0,
+          "expected momentum >= 0, got " + text(options.momentum));
+  require(std::isfinite(options.dampening) && options.dampening >= 0,
+          "expected dampening >= 0, got " + text(options.dampening));
+  require(std::isfinite(options.weight_decay) && options.weight_decay >= 0,
+          "expected weight_decay >= 0, got " + text(options.weight_decay));
+  require(!options.nesterov || (options.momentum > 0 && options.dampening == 0),
+          "Nesterov momentum expects momentum > 0 and dampening 0, got momentum " +
+              text(options.momentum) + " and dampening " + text(options.dampening));
+  if (options.momentum != 0) momentum_buffer_.resize(Shape{static_cast<int64_t>(params.size())});
+}
+
+template <typename T>
+void Sgd<T>::set_lr(double lr) {
+  require(std::isfinite(lr) && lr > 0, "expected lr > 0, got " + text(lr));
+  options_.lr = lr;
+}
+
+template <typename T>
+void Sgd<T>::step() {
+  const T lr = static_cast<T>(options_.lr), mu = static_cast<T>(options_.momentum);
+  const T decay = static_cast<T>(options_.weight_decay);
+  const T keep = static_cast<T>(1.0 - options_.dampening);
+  const size_t n = params_.size();
+  T* p = params_.data();
+  const T* grad = grads_.data();
+  T* buffer = momentum_buffer_.data();
+  for (size_t i = 0; i < n; ++i) {
+    T g = grad[i] + decay * p[i];
+    if (mu != T(0)) {
+      buffer[i] = first_step_ ? g : mu * buffer[i] + keep * g;
+      g = options_.nesterov ? g + mu * buffer[i] : buffer[i];
+    }
+    p[i] -= lr * g;
+  }
+  first_step_ = false;
+}
+
+template class Sgd<float>;
+template class Sgd<double>;
+
+}  // namespace cnn

@@ -1,0 +1,46 @@
+#pragma once
+// Comparison against PyTorch golden tensors, printed per tensor in the manner of llm.c's
+// test_gpt2: "OK" / "NOT OK" with the largest difference.
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <string>
+
+#include "cnn/tensor.hpp"
+
+namespace cnn::testing {
+
+/// True when every element satisfies |a - b| <= rtol * (|b| + max|B|), i.e. relative to the
+/// element, with the tensor's largest magnitude as the floor for elements near zero. Prints
+/// one line per tensor.
+inline bool close_to_golden(const std::string& name, TensorView<const float> actual,
+                            TensorView<const float> expected, double rtol = 1e-5) {
+  if (actual.shape() != expected.shape()) {
+    ADD_FAILURE() << name << ": shape " << actual.shape().str() << " vs golden "
+                  << expected.shape().str();
+    return false;
+  }
+  double scale = 0;
+  for (int64_t i = 0; i < expected.numel(); ++i) scale = std::max(scale, std::abs(double(expected[i])));
+  double max_diff = 0, max_ratio = 0;
+  for (int64_t i = 0; i < expected.numel(); ++i) {
+    const double diff = std::abs(double(actual[i]) - double(expected[i]));
+    if (std::isnan(diff)) {
+      max_ratio = INFINITY;
+      break;
+    }
+    max_diff = std::max(max_diff, diff);
+    const double allowed_unit = std::abs(double(expected[i])) + scale;
+    if (allowed_unit > 0) max_ratio = std::max(max_ratio, diff / allowed_unit);
+  }
+  const bool ok = max_ratio <= rtol;
+  std::printf("%-6s %-40s max |diff| %.3g, max diff / (|golden| + max|golden|) %.3g\n",
+              ok ? "OK" : "NOT OK", name.c_str(), max_diff, max_ratio);
+  EXPECT_TRUE(ok) << name << " differs from PyTorch: " << max_ratio << " > " << rtol;
+  return ok;
+}
+
+}  // namespace cnn::testing

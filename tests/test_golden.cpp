@@ -1,0 +1,184 @@
+// Acceptance 2: layers, losses, SGD and five LeNet-5 training steps match PyTorch 1.13 golden
+// values (tests/golden, written by tools/make_golden.py) within 1e-5 relative, in float, on the
+// default path and on the reference path.
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "cnn/cnn.hpp"
+#include "golden_util.hpp"
+
+namespace cnn {
+namespace {
+
+using Json = nlohmann::json;
+using testing::close_to_golden;
+
+std::string golden(const std::string& file) { return std::string(CNN_GOLDEN_DIR) + "/" + file; }
+
+Size2 size2(const Json& j) { return Size2(j.at(0).get<int64_t>(), j.at(1).get<int64_t>()); }
+
+std::unique_ptr<Layer<float>> make_layer(const Json& c) {
+  const std::string type = c.at("layer");
+  if (type == "Conv2d") {
+    const Padding2 padding = c.at("padding").is_string() ? Padding2::Same() : Padding2(size2(c.at("padding")));
+    return std::make_unique<Conv2d<float>>(c.at("in_channels").get<int64_t>(),
+                                           c.at("out_channels").get<int64_t>(), size2(c.at("kernel")),
+                                           size2(c.at("stride")), padding, c.at("bias").get<bool>());
+  }
+  if (type == "MaxPool2d") {
+    return std::make_unique<MaxPool2d<float>>(size2(c.at("kernel")), size2(c.at("stride")),
+                                              size2(c.at("padding")));
+  }
+  if (type == "Linear") {
+    return std::make_unique<Linear<float>>(c.at("in_features").get<int64_t>(),
+                                           c.at("out_features").get<int64_t>(), c.at("bias").get<bool>());
+  }
+  if (type == "ReLU") return std::make_unique<ReLU<float>>();
+  if (type == "Tanh") return std::make_unique<Tanh<float>>();
+  if (type == "Sigmoid") return std::make_unique<Sigmoid<float>>();
+  if (type == "Softmax") return std::make_unique<Softmax<float>>();
+  if (type == "Flatten") return std::make_unique<Flatten<float>>();
+  throw Error("golden: unknown layer " + type);
+}
+
+class GoldenTest : public ::testing::TestWithParam<bool> {
+ protected:
+  void SetUp() override { ops::set_reference_mode(GetParam()); }
+  void TearDown() override { ops::set_reference_mode(false); }
+};
+
+TEST_P(GoldenTest, Layers) {
+  const SafeTensorsFile file = SafeTensorsFile::load(golden("layers.safetensors"));
+  const Json cases = Json::parse(file.metadata().at("cases"));
+  ASSERT_GE(cases.size(), 20u);
+  for (const Json& c : cases) {
+    const std::string name = c.at("name");
+    SCOPED_TRACE(name);
+    auto layer = make_layer(c);
+    const Tensor<float> x = file.tensor<float>(name + ".x");
+    const Tensor<float> dy = file.tensor<float>(name + ".dy");
+    Tensor<float> params(Shape{layer->parameter_count()}), grads(Shape{layer->parameter_count()});
+    layer->bind_parameters(params.data(), grads.data());
+    const std::vector<ParamSpec> specs = layer->parameter_specs();
+    for (size_t p = 0; p < specs.size(); ++p) {
+      const Tensor<float> value = file.tensor<float>(name + "." + specs[p].name);
+      ASSERT_EQ(value.shape(), specs[p].shape);
+      std::copy(value.begin(), value.end(), layer->parameter(p).begin());
+    }
+    Tensor<float> y(layer->output_shape(x.shape()));
+    layer->forward(x, y, Mode::kTrain);
+    close_to_golden(name + ".y", y, file.tensor<float>(name + ".y"));
+    Tensor<float> dx(x.shape());
+    layer->backward(x, y, dy, dx);
+    close_to_golden(name + ".dx", dx, file.tensor<float>(name + ".dx"));
+    for (size_t p = 0; p < specs.size(); ++p) {
+      close_to_golden(name + ".d" + specs[p].name, layer->gradient(p),
+                      file.tensor<float>(name + ".d" + specs[p].name));
+    }
+  }
+}
+
+TEST_P(GoldenTest, Losses) {
+  const SafeTensorsFile file = SafeTensorsFile::load(golden("losses.safetensors"));
+  const Json cases = Json::parse(file.metadata().at("cases"));
+  ASSERT_GE(cases.size(), 5u);
+  for (const Json& c : cases) {
+    const std::string name = c.at("name"), type = c.at("loss");
+    SCOPED_TRACE(name);
+    std::unique_ptr<Loss<float>> loss;
+    if (type == "LogLoss") loss = std::make_unique<LogLoss<float>>();
+    if (type == "CrossEntropyLoss") loss = std::make_unique<CrossEntropyLoss<float>>();
+    if (type == "MseLoss") loss = std::make_unique<MseLoss<float>>();
+    ASSERT_TRUE(loss) << type;
+    const Tensor<float> p = file.tensor<float>(name + ".prediction");
+    const Tensor<float> t = file.tensor<float>(name + ".target");
+    Tensor<float> value(Shape{1}, loss->forward(p, t));
+    close_to_golden(name + ".loss", value, file.tensor<float>(name + ".loss"));
+    Tensor<float> dp(p.shape());
+    loss->backward(p, t, dp);
+    close_to_golden(name + ".dprediction", dp, file.tensor<float>(name + ".dprediction"));
+  }
+}
+
+TEST(Golden, Sgd) {
+  const SafeTensorsFile file = SafeTensorsFile::load(golden("sgd.safetensors"));
+  const Json cases = Json::parse(file.metadata().at("cases"));
+  ASSERT_EQ(cases.size(), 4u);
+  for (const Json& c : cases) {
+    const std::string name = c.at("name");
+    SCOPED_TRACE(name);
+    Tensor<float> p = file.tensor<float>(name + ".p0");
+    const Tensor<float> grads = file.tensor<float>(name + ".grads");
+    const Tensor<float> expected = file.tensor<float>(name + ".p");
+    const int64_t n = p.numel(), steps = grads.shape()[0];
+    Tensor<float> g(p.shape());
+    Sgd<float> sgd(p.view().span(), std::span<const float>(g.data(), static_cast<size_t>(n)),
+                   {.lr = c.at("lr"), .momentum = c.at("momentum"), .dampening = c.at("dampening"),
+                    .weight_decay = c.at("weight_decay"), .nesterov = c.at("nesterov")});
+    for (int64_t s = 0; s < steps; ++s) {
+      std::copy(grads.data() + s * n, grads.data() + (s + 1) * n, g.data());
+      sgd.step();
+      close_to_golden(name + " step " + std::to_string(s + 1), p,
+                      TensorView<const float>(expected.data() + s * n, p.shape()));
+    }
+  }
+}
+
+Sequential<float> lenet5() {
+  Sequential<float> model;
+  model.emplace<Conv2d<float>>(1, 6, 5, 1, 2);
+  model.emplace<ReLU<float>>();
+  model.emplace<MaxPool2d<float>>(2);
+  model.emplace<Conv2d<float>>(6, 16, 5);
+  model.emplace<ReLU<float>>();
+  model.emplace<MaxPool2d<float>>(2);
+  model.emplace<Flatten<float>>();
+  model.emplace<Linear<float>>(400, 120);
+  model.emplace<ReLU<float>>();
+  model.emplace<Linear<float>>(120, 84);
+  model.emplace<ReLU<float>>();
+  model.emplace<Linear<float>>(84, 10);
+  model.build(Shape{1, 28, 28});
+  return model;
+}
+
+TEST_P(GoldenTest, LeNet5FiveSgdMomentumSteps) {
+  const SafeTensorsFile file = SafeTensorsFile::load(golden("lenet5.safetensors"));
+  Sequential<float> model = lenet5();
+  ASSERT_EQ(model.parameter_count(), 61706);
+  for (auto& param : model.named_parameters()) {
+    const Tensor<float> init = file.tensor<float>("init." + param.name);
+    ASSERT_EQ(init.shape(), param.value.shape()) << param.name;
+    std::copy(init.begin(), init.end(), param.value.begin());
+  }
+  const Json opt = Json::parse(file.metadata().at("optimizer"));
+  Sgd<float> sgd(model.parameters(), model.gradients(),
+                 {.lr = opt.at("lr"), .momentum = opt.at("momentum"), .dampening = opt.at("dampening"),
+                  .weight_decay = opt.at("weight_decay"), .nesterov = opt.at("nesterov")});
+  const Tensor<float> x = file.tensor<float>("x");
+  const Tensor<float> labels = file.tensor<float>("labels");
+  const Tensor<float> expected_losses = file.tensor<float>("losses");
+  CrossEntropyLoss<float> loss;
+  Tensor<float> losses(Shape{5}), dlogits;
+  for (int step = 0; step < 5; ++step) {
+    model.zero_grad();
+    const TensorView<const float> logits = model.forward(x, Mode::kTrain);
+    losses[step] = loss.forward(logits, labels);
+    dlogits.resize(logits.shape());
+    loss.backward(logits, labels, dlogits);
+    model.backward(dlogits);
+    sgd.step();
+  }
+  close_to_golden("lenet5 loss per step", losses, expected_losses);
+  for (auto& param : model.named_parameters()) {
+    close_to_golden("lenet5 final " + param.name, param.value, file.tensor<float>("final." + param.name));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Paths, GoldenTest, ::testing::Values(false, true),
+                         [](const auto& info) { return info.param ? "reference" : "default"; });
+
+}  // namespace
+}  // namespace cnn

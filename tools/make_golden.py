@@ -1,0 +1,212 @@
+#!/usr/bin/python3
+"""Writes the PyTorch golden files under tests/golden/ (safetensors, float32).
+
+Run with Debian's python3-torch:  /usr/bin/python3 tools/make_golden.py
+Fixed seeds make the output reproducible. The C++ tests (tests/test_golden.cpp) read the
+files; CI does not need torch because the files are committed.
+
+Files:
+  layers.safetensors  one case per layer configuration: "<case>.x", ".y", ".dy" (the upstream
+                      gradient; the loss is sum(y * dy)), ".dx", and for layers with
+                      parameters ".weight", ".bias", ".dweight", ".dbias". The metadata key
+                      "cases" holds a JSON list of {"name", "layer", hyper-parameters}.
+  losses.safetensors  "<case>.prediction", ".target", ".loss" (shape (1,)), ".dprediction";
+                      metadata "cases" as above.
+  sgd.safetensors     SGD variants on one tensor: "<case>.p0", ".grads" (steps x n), ".p"
+                      (steps x n, the parameter after each step); metadata "cases".
+  lenet5.safetensors  five SGD steps of LeNet-5 on a fixed batch: "x", "labels", "init.<name>"
+                      (the initial state_dict), "losses" (5,), "final.<name>"; metadata
+                      "optimizer" (JSON).
+"""
+import json
+import os
+import struct
+import sys
+
+import torch
+import torch.nn as nn
+
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "golden")
+
+
+def write_safetensors(path, tensors, metadata):
+    """tensors: list of (name, tensor); written as F32 (or I64 for int64 tensors)."""
+    header = {"__metadata__": metadata}
+    blobs = []
+    offset = 0
+    for name, t in tensors:
+        t = t.detach().contiguous().cpu()
+        if t.dtype == torch.int64:
+            dtype, data = "I64", t.numpy().astype("<i8").tobytes()
+        else:
+            dtype, data = "F32", t.to(torch.float32).numpy().astype("<f4").tobytes()
+        header[name] = {"dtype": dtype, "shape": list(t.shape),
+                        "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * ((8 - len(text) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)))
+        f.write(text)
+        for b in blobs:
+            f.write(b)
+
+
+def no_zeros(t):
+    # The seed's ReLU derivative at exactly 0 is 1, PyTorch's is 0: keep exact zeros out.
+    return torch.where(t == 0, torch.full_like(t, 1e-3), t)
+
+
+def layer_cases():
+    conv = [
+        dict(name="conv_k3", n=2, c=3, h=7, w=6, oc=4, k=[3, 3], s=[1, 1], p=[0, 0], bias=True),
+        dict(name="conv_k3_s2_p1", n=2, c=3, h=8, w=9, oc=5, k=[3, 3], s=[2, 2], p=[1, 1], bias=True),
+        dict(name="conv_k5_p2", n=1, c=2, h=9, w=9, oc=3, k=[5, 5], s=[1, 1], p=[2, 2], bias=True),
+        dict(name="conv_k2x3_s2x1_p1x0", n=3, c=2, h=7, w=8, oc=3, k=[2, 3], s=[2, 1], p=[1, 0], bias=True),
+        dict(name="conv_k1", n=2, c=5, h=4, w=5, oc=3, k=[1, 1], s=[1, 1], p=[0, 0], bias=True),
+        dict(name="conv_k3_s3_p2_nobias", n=2, c=4, h=10, w=11, oc=2, k=[3, 3], s=[3, 3], p=[2, 2], bias=False),
+        dict(name="conv_k4_s2_p1", n=1, c=8, h=10, w=10, oc=6, k=[4, 4], s=[2, 2], p=[1, 1], bias=True),
+    ]
+    pool = [
+        dict(name="pool_k2", n=2, c=3, h=8, w=6, k=[2, 2], s=[2, 2], p=[0, 0]),
+        dict(name="pool_k3_s2_p1", n=2, c=2, h=9, w=8, k=[3, 3], s=[2, 2], p=[1, 1]),
+        dict(name="pool_k2x3_s1x2", n=1, c=4, h=5, w=9, k=[2, 3], s=[1, 2], p=[0, 0]),
+        dict(name="pool_k3_s1", n=3, c=1, h=6, w=7, k=[3, 3], s=[1, 1], p=[0, 0]),
+        dict(name="pool_k2_odd", n=1, c=2, h=7, w=7, k=[2, 2], s=[2, 2], p=[0, 0]),
+    ]
+    cases, tensors = [], []
+
+    def run(name, module, x, meta):
+        x = x.clone().requires_grad_(True)
+        y = module(x)
+        dy = torch.randn_like(y)
+        (y * dy).sum().backward()
+        tensors.extend([(name + ".x", x), (name + ".y", y), (name + ".dy", dy), (name + ".dx", x.grad)])
+        for pname, param in module.named_parameters():
+            tensors.append((name + "." + pname, param))
+            tensors.append((name + ".d" + pname, param.grad))
+        cases.append(dict(name=name, **meta))
+
+    for c in conv:
+        m = nn.Conv2d(c["c"], c["oc"], c["k"], stride=c["s"], padding=c["p"], bias=c["bias"])
+        run(c["name"], m, torch.randn(c["n"], c["c"], c["h"], c["w"]),
+            dict(layer="Conv2d", in_channels=c["c"], out_channels=c["oc"], kernel=c["k"],
+                 stride=c["s"], padding=c["p"], bias=c["bias"]))
+    m = nn.Conv2d(3, 4, 5, padding="same")
+    run("conv_k5_same", m, torch.randn(2, 3, 6, 7),
+        dict(layer="Conv2d", in_channels=3, out_channels=4, kernel=[5, 5], stride=[1, 1],
+             padding="same", bias=True))
+    for c in pool:
+        m = nn.MaxPool2d(c["k"], stride=c["s"], padding=c["p"])
+        run(c["name"], m, torch.randn(c["n"], c["c"], c["h"], c["w"]),
+            dict(layer="MaxPool2d", kernel=c["k"], stride=c["s"], padding=c["p"]))
+    run("relu", nn.ReLU(), no_zeros(torch.randn(3, 4, 5, 2)), dict(layer="ReLU"))
+    run("tanh", nn.Tanh(), 2 * torch.randn(3, 7), dict(layer="Tanh"))
+    run("sigmoid", nn.Sigmoid(), 3 * torch.randn(2, 3, 4, 4), dict(layer="Sigmoid"))
+    run("softmax_2d", nn.Softmax(dim=1), 2 * torch.randn(4, 10), dict(layer="Softmax"))
+    run("softmax_4d", nn.Softmax(dim=1), torch.randn(2, 5, 3, 3), dict(layer="Softmax"))
+    run("linear", nn.Linear(12, 7), torch.randn(5, 12),
+        dict(layer="Linear", in_features=12, out_features=7, bias=True))
+    run("linear_nobias", nn.Linear(9, 4, bias=False), torch.randn(3, 9),
+        dict(layer="Linear", in_features=9, out_features=4, bias=False))
+    run("flatten", nn.Flatten(), torch.randn(3, 2, 4, 5), dict(layer="Flatten"))
+    return cases, tensors
+
+
+def loss_cases():
+    cases, tensors = [], []
+
+    def run(name, loss_fn, prediction, target, meta):
+        p = prediction.clone().requires_grad_(True)
+        loss = loss_fn(p, target)
+        loss.backward()
+        tensors.extend([(name + ".prediction", p), (name + ".target", target),
+                        (name + ".loss", loss.reshape(1)), (name + ".dprediction", p.grad)])
+        cases.append(dict(name=name, **meta))
+
+    bce = nn.BCELoss()
+    run("log_loss_hard", bce, torch.sigmoid(torch.randn(8, 1)), torch.randint(0, 2, (8, 1)).float(),
+        dict(loss="LogLoss"))
+    run("log_loss_soft", bce, torch.sigmoid(2 * torch.randn(4, 3, 2, 2)), torch.rand(4, 3, 2, 2),
+        dict(loss="LogLoss"))
+    ce = nn.CrossEntropyLoss()
+    run("cross_entropy", ce, 3 * torch.randn(6, 10), torch.randint(0, 10, (6,)),
+        dict(loss="CrossEntropyLoss"))
+    run("cross_entropy_large_logits", ce, 40 * torch.randn(5, 4), torch.randint(0, 4, (5,)),
+        dict(loss="CrossEntropyLoss"))
+    run("cross_entropy_soft", ce, torch.randn(4, 5), torch.softmax(torch.randn(4, 5), dim=1),
+        dict(loss="CrossEntropyLoss"))
+    run("mse", nn.MSELoss(), torch.randn(3, 4, 2), torch.randn(3, 4, 2), dict(loss="MseLoss"))
+    return cases, tensors
+
+
+def sgd_cases():
+    configs = [
+        dict(name="plain", lr=0.1, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False),
+        dict(name="momentum", lr=0.05, momentum=0.9, dampening=0.0, weight_decay=0.0, nesterov=False),
+        dict(name="momentum_dampening_decay", lr=0.05, momentum=0.8, dampening=0.3,
+             weight_decay=0.01, nesterov=False),
+        dict(name="nesterov_decay", lr=0.02, momentum=0.9, dampening=0.0, weight_decay=0.001,
+             nesterov=True),
+    ]
+    cases, tensors = [], []
+    steps, n = 5, 17
+    for c in configs:
+        p = torch.randn(n, requires_grad=True)
+        p0 = p.detach().clone()
+        opt = torch.optim.SGD([p], lr=c["lr"], momentum=c["momentum"], dampening=c["dampening"],
+                              weight_decay=c["weight_decay"], nesterov=c["nesterov"])
+        grads, after = torch.randn(steps, n), []
+        for s in range(steps):
+            p.grad = grads[s].clone()
+            opt.step()
+            after.append(p.detach().clone())
+        tensors.extend([(c["name"] + ".p0", p0), (c["name"] + ".grads", grads),
+                        (c["name"] + ".p", torch.stack(after))])
+        cases.append(c)
+    return cases, tensors
+
+
+def lenet5():
+    model = nn.Sequential(
+        nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
+    optimizer = dict(lr=0.05, momentum=0.9, dampening=0.0, weight_decay=5e-4, nesterov=False)
+    x = torch.rand(16, 1, 28, 28)
+    labels = torch.randint(0, 10, (16,))
+    tensors = [("x", x), ("labels", labels)]
+    tensors += [("init." + k, v.clone()) for k, v in model.state_dict().items()]
+    opt = torch.optim.SGD(model.parameters(), **optimizer)
+    loss_fn = nn.CrossEntropyLoss()
+    losses = []
+    for _ in range(5):
+        opt.zero_grad()
+        loss = loss_fn(model(x), labels)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    tensors.append(("losses", torch.tensor(losses)))
+    tensors += [("final." + k, v.clone()) for k, v in model.state_dict().items()]
+    return tensors, dict(optimizer=json.dumps(optimizer), steps="5")
+
+
+def main():
+    torch.manual_seed(20261127)
+    torch.set_num_threads(1)
+    os.makedirs(OUT, exist_ok=True)
+    cases, tensors = layer_cases()
+    write_safetensors(os.path.join(OUT, "layers.safetensors"), tensors, {"cases": json.dumps(cases)})
+    cases, tensors = loss_cases()
+    write_safetensors(os.path.join(OUT, "losses.safetensors"), tensors, {"cases": json.dumps(cases)})
+    cases, tensors = sgd_cases()
+    write_safetensors(os.path.join(OUT, "sgd.safetensors"), tensors, {"cases": json.dumps(cases)})
+    tensors, meta = lenet5()
+    write_safetensors(os.path.join(OUT, "lenet5.safetensors"), tensors, meta)
+    print("wrote golden files to", os.path.normpath(OUT), "with torch", torch.__version__, file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
