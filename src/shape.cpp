@@ -4,7 +4,8 @@
 
 namespace cnn {
 
-Shape::Shape(std::initializer_list<int64_t> dims) : Shape(dims.begin(), static_cast<int>(dims.size())) {}
+Shape::Shape(std::initializer_list<int64_t> dims)
+    : Shape(dims.begin(), static_cast<int>(dims.size())) {}
 
 Shape::Shape(const int64_t* dims, int rank) {
   if (rank < 0 || rank > kMaxRank) {
@@ -51,7 +52,8 @@ Shape Shape::with(int i, int64_t value) const {
   if (index < 0 || index >= rank_) {
     throw Error("Shape::with: dimension " + std::to_string(i) + " outside shape " + str());
   }
-  if (value < 0) throw Error("Shape::with: expected a non-negative dimension, got " + std::to_string(value));
+  if (value < 0)
+    throw Error("Shape::with: expected a non-negative dimension, got " + std::to_string(value));
   copy.dims_[static_cast<size_t>(index)] = value;
   return copy;
 }

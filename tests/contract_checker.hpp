@@ -112,8 +112,8 @@ class Differencer {
 
   void finish() {
     const int64_t total = report_.points_checked + report_.points_skipped;
-    if (total > 0 &&
-        static_cast<double>(report_.points_skipped) > options_.max_skip_fraction * static_cast<double>(total)) {
+    if (total > 0 && static_cast<double>(report_.points_skipped) >
+                         options_.max_skip_fraction * static_cast<double>(total)) {
       report_.failures.push_back("skipped " + std::to_string(report_.points_skipped) + " of " +
                                  std::to_string(total) + " points as kinks: too many to trust");
     }
@@ -180,7 +180,8 @@ inline CheckReport check_layer(Layer<double>& layer, const Shape& input_shape,
     }
   }
   std::vector<double> param_grad(static_cast<size_t>(np));
-  for (int64_t i = 0; i < np; ++i) param_grad[static_cast<size_t>(i)] = grads[static_cast<size_t>(i)] - prefill;
+  for (int64_t i = 0; i < np; ++i)
+    param_grad[static_cast<size_t>(i)] = grads[static_cast<size_t>(i)] - prefill;
   std::vector<double> dx_again(static_cast<size_t>(nx), 12345.0);
   layer.backward({x.data(), input_shape}, {y.data(), out_shape}, {dy.data(), out_shape},
                  {dx_again.data(), input_shape});
@@ -189,12 +190,12 @@ inline CheckReport check_layer(Layer<double>& layer, const Shape& input_shape,
   }
   for (int64_t i = 0; i < np; ++i) {
     const double expected = prefill + 2 * param_grad[static_cast<size_t>(i)];
-    if (std::abs(grads[static_cast<size_t>(i)] - expected) > 1e-9 * std::max(1.0, std::abs(expected))) {
-      report.failures.push_back("backward does not accumulate parameter gradient " +
-                                std::to_string(i) + ": after two calls over " +
-                                std::to_string(prefill) + " it holds " +
-                                std::to_string(grads[static_cast<size_t>(i)]) + ", expected " +
-                                std::to_string(expected));
+    if (std::abs(grads[static_cast<size_t>(i)] - expected) >
+        1e-9 * std::max(1.0, std::abs(expected))) {
+      report.failures.push_back(
+          "backward does not accumulate parameter gradient " + std::to_string(i) +
+          ": after two calls over " + std::to_string(prefill) + " it holds " +
+          std::to_string(grads[static_cast<size_t>(i)]) + ", expected " + std::to_string(expected));
       break;
     }
   }
@@ -219,7 +220,8 @@ inline CheckReport check_layer(Layer<double>& layer, const Shape& input_shape,
   const std::vector<ParamSpec> specs = layer.parameter_specs();
   int64_t offset = 0;
   for (const ParamSpec& spec : specs) {
-    for (int64_t i : detail::sample_points(spec.shape.numel(), options.max_points_per_tensor, rng)) {
+    for (int64_t i :
+         detail::sample_points(spec.shape.numel(), options.max_points_per_tensor, rng)) {
       const size_t k = static_cast<size_t>(offset + i);
       const double saved = params[k];
       differencer.check("dL/d" + spec.name + "[" + std::to_string(i) + "]", param_grad[k],
@@ -267,7 +269,8 @@ inline CheckReport check_loss(Loss<double>& loss, const std::vector<double>& pre
 
   Rng rng(options.seed);
   detail::Differencer differencer(options, report);
-  for (int64_t i : detail::sample_points(static_cast<int64_t>(p.size()), options.max_points_per_tensor, rng)) {
+  for (int64_t i :
+       detail::sample_points(static_cast<int64_t>(p.size()), options.max_points_per_tensor, rng)) {
     const size_t k = static_cast<size_t>(i);
     const double saved = p[k];
     differencer.check("dL/dprediction[" + std::to_string(i) + "]", dp[k], [&](double e) {

@@ -24,7 +24,8 @@ inline bool close_to_golden(const std::string& name, TensorView<const float> act
     return false;
   }
   double scale = 0;
-  for (int64_t i = 0; i < expected.numel(); ++i) scale = std::max(scale, std::abs(double(expected[i])));
+  for (int64_t i = 0; i < expected.numel(); ++i)
+    scale = std::max(scale, std::abs(double(expected[i])));
   double max_diff = 0, max_ratio = 0;
   for (int64_t i = 0; i < expected.numel(); ++i) {
     const double diff = std::abs(double(actual[i]) - double(expected[i]));

@@ -57,8 +57,8 @@ std::vector<ConvCase> conv_cases() {
         c.batch = i % 2 == 0 ? 1 : 3;
         c.in_channels = 1 + i % 8;
         c.out_channels = 1 + (i * 3 + 2) % 8;
-        c.h = 5 + i % 4;        // 5..8
-        c.w = 5 + (i * 3) % 5;  // 5..9
+        c.h = 5 + i % 4;                                                 // 5..8
+        c.w = 5 + (i * 3) % 5;                                           // 5..9
         if (c.in_channels * c.out_channels * c.batch > 60) c.batch = 1;  // keep the sweep fast
         c.kh = k[0];
         c.kw = k[1];
@@ -109,9 +109,11 @@ TEST_P(ContractTest, MaxPool2dSweep) {
         const int64_t batch = i % 2 == 0 ? 1 : 3, channels = 1 + i % 8;
         const int64_t h = 5 + i % 4, w = 6 + (i * 3) % 5;
         MaxPool2d<double> pool(Size2(kh, kw), Size2(stride, stride), Size2(pad, pad));
-        const CheckReport report = check_layer(pool, Shape{batch, channels, h, w}, {.seed = 200 + static_cast<uint64_t>(i)});
-        EXPECT_TRUE(report.ok()) << pool.describe() << " on " << batch << "x" << channels << "x" << h
-                                 << "x" << w << "\n" << report.summary();
+        const CheckReport report = check_layer(pool, Shape{batch, channels, h, w},
+                                               {.seed = 200 + static_cast<uint64_t>(i)});
+        EXPECT_TRUE(report.ok()) << pool.describe() << " on " << batch << "x" << channels << "x"
+                                 << h << "x" << w << "\n"
+                                 << report.summary();
       }
 }
 
@@ -187,7 +189,14 @@ INSTANTIATE_TEST_SUITE_P(Paths, ContractTest, ::testing::Values(false, true), pa
 
 // ---- the checker itself must fail on broken layers ------------------------------------------
 
-enum class Flaw { kNone, kWrongInputGradient, kWrongWeightGradient, kAssignsGradients, kLeavesDxUnwritten, kModeDependent };
+enum class Flaw {
+  kNone,
+  kWrongInputGradient,
+  kWrongWeightGradient,
+  kAssignsGradients,
+  kLeavesDxUnwritten,
+  kModeDependent
+};
 
 /// A Linear layer with one deliberate contract violation.
 class BrokenLinear final : public Layer<double> {
@@ -208,11 +217,13 @@ class BrokenLinear final : public Layer<double> {
                      TensorView<const double> dy, TensorView<double> dx) override {
     inner_.bind_parameters(value_data(0), gradient_data(0));
     const int64_t count = parameter_count();
-    if (flaw_ == Flaw::kAssignsGradients) std::fill(gradient_data(0), gradient_data(0) + count, 0.0);
+    if (flaw_ == Flaw::kAssignsGradients)
+      std::fill(gradient_data(0), gradient_data(0) + count, 0.0);
     inner_.backward(x, y, dy, dx);
     if (flaw_ == Flaw::kWrongInputGradient) dx[1] *= 1.001;
     if (flaw_ == Flaw::kWrongWeightGradient) gradient_data(0)[2] += 1e-4;
-    if (flaw_ == Flaw::kLeavesDxUnwritten) dx[dx.numel() - 1] = std::numeric_limits<double>::quiet_NaN();
+    if (flaw_ == Flaw::kLeavesDxUnwritten)
+      dx[dx.numel() - 1] = std::numeric_limits<double>::quiet_NaN();
   }
 
  private:

@@ -15,17 +15,22 @@ namespace {
 using Json = nlohmann::json;
 using testing::close_to_golden;
 
-std::string golden(const std::string& file) { return std::string(CNN_GOLDEN_DIR) + "/" + file; }
+std::string golden(const std::string& file) {
+  return std::string(CNN_GOLDEN_DIR) + "/" + file;
+}
 
-Size2 size2(const Json& j) { return Size2(j.at(0).get<int64_t>(), j.at(1).get<int64_t>()); }
+Size2 size2(const Json& j) {
+  return Size2(j.at(0).get<int64_t>(), j.at(1).get<int64_t>());
+}
 
 std::unique_ptr<Layer<float>> make_layer(const Json& c) {
   const std::string type = c.at("layer");
   if (type == "Conv2d") {
-    const Padding2 padding = c.at("padding").is_string() ? Padding2::Same() : Padding2(size2(c.at("padding")));
-    return std::make_unique<Conv2d<float>>(c.at("in_channels").get<int64_t>(),
-                                           c.at("out_channels").get<int64_t>(), size2(c.at("kernel")),
-                                           size2(c.at("stride")), padding, c.at("bias").get<bool>());
+    const Padding2 padding =
+        c.at("padding").is_string() ? Padding2::Same() : Padding2(size2(c.at("padding")));
+    return std::make_unique<Conv2d<float>>(
+        c.at("in_channels").get<int64_t>(), c.at("out_channels").get<int64_t>(),
+        size2(c.at("kernel")), size2(c.at("stride")), padding, c.at("bias").get<bool>());
   }
   if (type == "MaxPool2d") {
     return std::make_unique<MaxPool2d<float>>(size2(c.at("kernel")), size2(c.at("stride")),
@@ -33,7 +38,8 @@ std::unique_ptr<Layer<float>> make_layer(const Json& c) {
   }
   if (type == "Linear") {
     return std::make_unique<Linear<float>>(c.at("in_features").get<int64_t>(),
-                                           c.at("out_features").get<int64_t>(), c.at("bias").get<bool>());
+                                           c.at("out_features").get<int64_t>(),
+                                           c.at("bias").get<bool>());
   }
   if (type == "ReLU") return std::make_unique<ReLU<float>>();
   if (type == "Tanh") return std::make_unique<Tanh<float>>();
@@ -115,8 +121,11 @@ TEST(Golden, Sgd) {
     const int64_t n = p.numel(), steps = grads.shape()[0];
     Tensor<float> g(p.shape());
     Sgd<float> sgd(p.view().span(), std::span<const float>(g.data(), static_cast<size_t>(n)),
-                   {.lr = c.at("lr"), .momentum = c.at("momentum"), .dampening = c.at("dampening"),
-                    .weight_decay = c.at("weight_decay"), .nesterov = c.at("nesterov")});
+                   {.lr = c.at("lr"),
+                    .momentum = c.at("momentum"),
+                    .dampening = c.at("dampening"),
+                    .weight_decay = c.at("weight_decay"),
+                    .nesterov = c.at("nesterov")});
     for (int64_t s = 0; s < steps; ++s) {
       std::copy(grads.data() + s * n, grads.data() + (s + 1) * n, g.data());
       sgd.step();
@@ -155,8 +164,11 @@ TEST_P(GoldenTest, LeNet5FiveSgdMomentumSteps) {
   }
   const Json opt = Json::parse(file.metadata().at("optimizer"));
   Sgd<float> sgd(model.parameters(), model.gradients(),
-                 {.lr = opt.at("lr"), .momentum = opt.at("momentum"), .dampening = opt.at("dampening"),
-                  .weight_decay = opt.at("weight_decay"), .nesterov = opt.at("nesterov")});
+                 {.lr = opt.at("lr"),
+                  .momentum = opt.at("momentum"),
+                  .dampening = opt.at("dampening"),
+                  .weight_decay = opt.at("weight_decay"),
+                  .nesterov = opt.at("nesterov")});
   const Tensor<float> x = file.tensor<float>("x");
   const Tensor<float> labels = file.tensor<float>("labels");
   const Tensor<float> expected_losses = file.tensor<float>("losses");
@@ -173,7 +185,8 @@ TEST_P(GoldenTest, LeNet5FiveSgdMomentumSteps) {
   }
   close_to_golden("lenet5 loss per step", losses, expected_losses);
   for (auto& param : model.named_parameters()) {
-    close_to_golden("lenet5 final " + param.name, param.value, file.tensor<float>("final." + param.name));
+    close_to_golden("lenet5 final " + param.name, param.value,
+                    file.tensor<float>("final." + param.name));
   }
 }
 

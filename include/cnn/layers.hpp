@@ -99,8 +99,8 @@ class Layer {
 
  protected:
   virtual void forward_impl(TensorView<const T> x, TensorView<T> y, Mode mode) = 0;
-  virtual void backward_impl(TensorView<const T> x, TensorView<const T> y,
-                             TensorView<const T> dy, TensorView<T> dx) = 0;
+  virtual void backward_impl(TensorView<const T> x, TensorView<const T> y, TensorView<const T> dy,
+                             TensorView<T> dx) = 0;
   /// Throws cnn::Error("<describe()>: <message>").
   [[noreturn]] void fail(const std::string& message) const;
   T* value_data(size_t i) const;
@@ -155,8 +155,7 @@ class MaxPool2d final : public Layer<T> {
  public:
   /// stride defaults to the kernel. Throws cnn::Error for non-positive kernel or stride, or
   /// padding outside [0, kernel / 2].
-  explicit MaxPool2d(Size2 kernel, std::optional<Size2> stride = std::nullopt,
-                     Size2 padding = 0);
+  explicit MaxPool2d(Size2 kernel, std::optional<Size2> stride = std::nullopt, Size2 padding = 0);
   std::string type() const override { return "MaxPool2d"; }
   std::string describe() const override;
   Shape output_shape(const Shape& input) const override;

@@ -55,8 +55,7 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s
 /// dx (N, C, H, W) assigned (may be null); dw (OC, C, KH, KW) and db (OC) accumulated (db may
 /// be null); from x, w and dy (N, OC, OH, OW).
 template <typename T>
-void conv2d_backward(T* dx, T* dw, T* db, const T* x, const T* w, const T* dy,
-                     const ConvShape& s);
+void conv2d_backward(T* dx, T* dw, T* db, const T* x, const T* w, const T* dy, const ConvShape& s);
 
 // ---- max pooling ---------------------------------------------------------------------------
 /// y (N, C, OH, OW) = window max of x (N, C, H, W); argmax (N, C, OH, OW) receives the index
@@ -104,8 +103,7 @@ template <typename T>
 void dense_forward(T* y, const T* x, const T* w, const T* b, const DenseShape& s);
 /// dx (N, in) assigned (may be null); dw (out, in) and db (out) accumulated (db may be null).
 template <typename T>
-void dense_backward(T* dx, T* dw, T* db, const T* x, const T* w, const T* dy,
-                    const DenseShape& s);
+void dense_backward(T* dx, T* dw, T* db, const T* x, const T* w, const T* dy, const DenseShape& s);
 
 // ---- losses (return the mean; backward assigns the gradient of that mean) ------------------
 /// The seed's log loss over n probabilities p and targets t in [0, 1]:

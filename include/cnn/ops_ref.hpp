@@ -63,8 +63,7 @@ T dilated_padded_dy(const T* dy, const ConvShape& s, int64_t n, int64_t i, int64
 ///              unpadded input)
 ///   dL/dB_i  = sum(dL/dY_i)                        (accumulated into db)
 template <typename T>
-void conv2d_backward(T* dx, T* dw, T* db, const T* x, const T* w, const T* dy,
-                     const ConvShape& s) {
+void conv2d_backward(T* dx, T* dw, T* db, const T* x, const T* w, const T* dy, const ConvShape& s) {
   const auto dy_at = [&](int64_t n, int64_t i, int64_t oh, int64_t ow) {
     return dy[((n * s.out_channels + i) * s.out_h + oh) * s.out_w + ow];
   };
@@ -101,9 +100,9 @@ void conv2d_backward(T* dx, T* dw, T* db, const T* x, const T* w, const T* dy,
           for (int64_t i = 0; i < s.out_channels; ++i)
             for (int64_t rh = 0; rh < s.kernel_h; ++rh)
               for (int64_t rw = 0; rw < s.kernel_w; ++rw) {
-                const T rotated = w[((i * s.in_channels + j) * s.kernel_h + (s.kernel_h - 1 - rh)) *
-                                        s.kernel_w +
-                                    (s.kernel_w - 1 - rw)];
+                const T rotated =
+                    w[((i * s.in_channels + j) * s.kernel_h + (s.kernel_h - 1 - rh)) * s.kernel_w +
+                      (s.kernel_w - 1 - rw)];
                 sum += dilated_padded_dy(dy, s, n, i, hp + rh, vp + rw) * rotated;
               }
           dx[((n * s.in_channels + j) * s.in_h + h) * s.in_w + v] = sum;
@@ -242,8 +241,7 @@ void dense_forward(T* y, const T* x, const T* w, const T* b, const DenseShape& s
 }
 /// dx[n, i] = sum_o dy[n, o] w[o, i]; dw[o, i] += sum_n dy[n, o] x[n, i]; db[o] += sum_n dy[n, o].
 template <typename T>
-void dense_backward(T* dx, T* dw, T* db, const T* x, const T* w, const T* dy,
-                    const DenseShape& s) {
+void dense_backward(T* dx, T* dw, T* db, const T* x, const T* w, const T* dy, const DenseShape& s) {
   for (int64_t o = 0; o < s.out_features; ++o) {
     T bias_sum = 0;
     for (int64_t n = 0; n < s.batch; ++n) bias_sum += dy[n * s.out_features + o];

@@ -2,9 +2,9 @@
 // Tensor (owning, 64-byte aligned, contiguous row-major, NCHW for images) and TensorView
 // (non-owning pointer + shape). Layers and ops take views; models own tensors.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -25,8 +25,8 @@ class TensorView {
   TensorView(T* data, const Shape& shape) : data_(data), shape_(shape) {}
   /// A view of T converts to a view of const T.
   template <typename U>
-    requires std::is_same_v<const U, T>
-  TensorView(const TensorView<U>& other) : data_(other.data()), shape_(other.shape()) {}
+  requires std::is_same_v<const U, T> TensorView(const TensorView<U>& other)
+      : data_(other.data()), shape_(other.shape()) {}
 
   T* data() const { return data_; }
   const Shape& shape() const { return shape_; }

@@ -24,10 +24,14 @@ constexpr uint64_t kMaxHeaderBytes = 100u << 20;
 
 size_t element_size(DType dtype) {
   switch (dtype) {
-    case DType::kF32: return 4;
-    case DType::kF64: return 8;
-    case DType::kI32: return 4;
-    case DType::kI64: return 8;
+    case DType::kF32:
+      return 4;
+    case DType::kF64:
+      return 8;
+    case DType::kI32:
+      return 4;
+    case DType::kI64:
+      return 8;
   }
   return 0;
 }
@@ -125,7 +129,8 @@ SafeTensorsFile SafeTensorsFile::load(const std::string& path) {
       fail(path, where + ": expected an object with dtype, shape and data_offsets");
     }
     Entry entry;
-    if (!value["dtype"].is_string() || !parse_dtype(value["dtype"].get<std::string>(), entry.dtype)) {
+    if (!value["dtype"].is_string() ||
+        !parse_dtype(value["dtype"].get<std::string>(), entry.dtype)) {
       fail(path, where + ": expected dtype F32, F64, I32 or I64, got " + value["dtype"].dump());
     }
     const Json& shape = value["shape"];
@@ -158,8 +163,9 @@ SafeTensorsFile SafeTensorsFile::load(const std::string& path) {
                      "] lie outside the " + std::to_string(data_size) + " data bytes");
     }
     if (stop - begin != numel * element_size(entry.dtype)) {
-      fail(path, where + ": shape " + entry.shape.str() + " of " + value["dtype"].get<std::string>() +
-                     " needs " + std::to_string(numel * element_size(entry.dtype)) +
+      fail(path, where + ": shape " + entry.shape.str() + " of " +
+                     value["dtype"].get<std::string>() + " needs " +
+                     std::to_string(numel * element_size(entry.dtype)) +
                      " bytes, data_offsets give " + std::to_string(stop - begin));
     }
     entry.bytes.assign(data.begin() + static_cast<std::ptrdiff_t>(begin),
@@ -169,8 +175,9 @@ SafeTensorsFile SafeTensorsFile::load(const std::string& path) {
     file.entries_.emplace(name, std::move(entry));
   }
   // The format requires the tensors to cover the data exactly, without overlap or holes.
-  std::sort(spans.begin(), spans.end(),
-            [](const Span& a, const Span& b) { return a.begin < b.begin || (a.begin == b.begin && a.end < b.end); });
+  std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) {
+    return a.begin < b.begin || (a.begin == b.begin && a.end < b.end);
+  });
   uint64_t covered = 0;
   for (const Span& span : spans) {
     if (span.begin < covered) fail(path, "tensor '" + span.name + "' overlaps another tensor");

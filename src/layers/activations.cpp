@@ -13,13 +13,13 @@ std::string elementwise_shape_problem(const Shape& in) {
 }
 }  // namespace
 
-#define CNN_ELEMENTWISE_OUTPUT_SHAPE(Layer)                                  \
-  template <typename T>                                                     \
-  Shape Layer<T>::output_shape(const Shape& in) const {                     \
+#define CNN_ELEMENTWISE_OUTPUT_SHAPE(Layer)                                            \
+  template <typename T>                                                                \
+  Shape Layer<T>::output_shape(const Shape& in) const {                                \
     if (const std::string problem = elementwise_shape_problem(in); !problem.empty()) { \
-      this->fail(problem);                                                  \
-    }                                                                       \
-    return in;                                                              \
+      this->fail(problem);                                                             \
+    }                                                                                  \
+    return in;                                                                         \
   }
 CNN_ELEMENTWISE_OUTPUT_SHAPE(ReLU)
 CNN_ELEMENTWISE_OUTPUT_SHAPE(Tanh)
@@ -51,8 +51,8 @@ void Sigmoid<T>::forward_impl(TensorView<const T> x, TensorView<T> y, Mode /*mod
   ops::sigmoid_forward(y.data(), x.data(), x.numel());
 }
 template <typename T>
-void Sigmoid<T>::backward_impl(TensorView<const T> x, TensorView<const T> y,
-                               TensorView<const T> dy, TensorView<T> dx) {
+void Sigmoid<T>::backward_impl(TensorView<const T> x, TensorView<const T> y, TensorView<const T> dy,
+                               TensorView<T> dx) {
   if (!dx.empty()) ops::sigmoid_backward(dx.data(), y.data(), dy.data(), x.numel());
 }
 
@@ -80,8 +80,8 @@ void Softmax<T>::forward_impl(TensorView<const T> x, TensorView<T> y, Mode /*mod
   ops::softmax_forward(y.data(), x.data(), g.outer, g.channels, g.inner);
 }
 template <typename T>
-void Softmax<T>::backward_impl(TensorView<const T> x, TensorView<const T> y,
-                               TensorView<const T> dy, TensorView<T> dx) {
+void Softmax<T>::backward_impl(TensorView<const T> x, TensorView<const T> y, TensorView<const T> dy,
+                               TensorView<T> dx) {
   if (dx.empty()) return;
   const SoftmaxGeometry g = softmax_geometry(x.shape());
   ops::softmax_backward(dx.data(), y.data(), dy.data(), g.outer, g.channels, g.inner);

@@ -63,7 +63,8 @@ Shape Conv2d<T>::output_shape(const Shape& in) const {
 
 template <typename T>
 std::vector<ParamSpec> Conv2d<T>::parameter_specs() const {
-  std::vector<ParamSpec> specs{{"weight", Shape{out_channels_, in_channels_, kernel_.h, kernel_.w}}};
+  std::vector<ParamSpec> specs{
+      {"weight", Shape{out_channels_, in_channels_, kernel_.h, kernel_.w}}};
   if (bias_) specs.push_back({"bias", Shape{out_channels_}});
   return specs;
 }

@@ -18,22 +18,29 @@ std::string Size2::str() const {
 
 std::string to_string(Init init) {
   switch (init) {
-    case Init::kPyTorchDefault: return "pytorch";
-    case Init::kHeNormal: return "he_normal";
-    case Init::kHeUniform: return "he_uniform";
-    case Init::kXavierUniform: return "xavier_uniform";
-    case Init::kXavierNormal: return "xavier_normal";
+    case Init::kPyTorchDefault:
+      return "pytorch";
+    case Init::kHeNormal:
+      return "he_normal";
+    case Init::kHeUniform:
+      return "he_uniform";
+    case Init::kXavierUniform:
+      return "xavier_uniform";
+    case Init::kXavierNormal:
+      return "xavier_normal";
   }
   return "unknown";
 }
 
 Init init_from_string(const std::string& name) {
-  for (Init init : {Init::kPyTorchDefault, Init::kHeNormal, Init::kHeUniform,
-                    Init::kXavierUniform, Init::kXavierNormal}) {
+  for (Init init : {Init::kPyTorchDefault, Init::kHeNormal, Init::kHeUniform, Init::kXavierUniform,
+                    Init::kXavierNormal}) {
     if (to_string(init) == name) return init;
   }
-  throw Error("init: expected one of pytorch, he_normal, he_uniform, xavier_uniform, "
-              "xavier_normal, got '" + name + "'");
+  throw Error(
+      "init: expected one of pytorch, he_normal, he_uniform, xavier_uniform, "
+      "xavier_normal, got '" +
+      name + "'");
 }
 
 template <typename T>
@@ -122,13 +129,15 @@ TensorView<T> Layer<T>::gradient(size_t i) const {
 
 template <typename T>
 T* Layer<T>::value_data(size_t i) const {
-  if (i >= offsets_.size()) fail("parameters are not bound (call bind_parameters or build a model)");
+  if (i >= offsets_.size())
+    fail("parameters are not bound (call bind_parameters or build a model)");
   return values_ + offsets_[i];
 }
 
 template <typename T>
 T* Layer<T>::gradient_data(size_t i) const {
-  if (i >= offsets_.size()) fail("parameters are not bound (call bind_parameters or build a model)");
+  if (i >= offsets_.size())
+    fail("parameters are not bound (call bind_parameters or build a model)");
   return gradients_ + offsets_[i];
 }
 
@@ -141,8 +150,8 @@ template <typename T>
 void Layer<T>::forward(TensorView<const T> x, TensorView<T> y, Mode mode) {
   const Shape expected = output_shape(x.shape());
   if (y.shape() != expected) {
-    fail("forward: expected output " + expected.str() + " for input " + x.shape().str() +
-         ", got " + y.shape().str());
+    fail("forward: expected output " + expected.str() + " for input " + x.shape().str() + ", got " +
+         y.shape().str());
   }
   if (x.empty() || y.empty()) fail("forward: input and output must not be empty views");
   if (parameter_count() > 0 && offsets_.empty()) {

@@ -36,15 +36,14 @@ std::vector<ParamSpec> Linear<T>::parameter_specs() const {
 
 template <typename T>
 void Linear<T>::init_parameters(Rng& rng, Init init) {
-  init_weights(this->value_data(0), out_features_ * in_features_, in_features_, out_features_,
-               rng, init);
+  init_weights(this->value_data(0), out_features_ * in_features_, in_features_, out_features_, rng,
+               init);
   if (bias_) init_bias(this->value_data(1), out_features_, in_features_, rng, init);
 }
 
 template <typename T>
 void Linear<T>::forward_impl(TensorView<const T> x, TensorView<T> y, Mode /*mode*/) {
-  ops::dense_forward(y.data(), x.data(), this->value_data(0),
-                     bias_ ? this->value_data(1) : nullptr,
+  ops::dense_forward(y.data(), x.data(), this->value_data(0), bias_ ? this->value_data(1) : nullptr,
                      ops::DenseShape{x.shape()[0], in_features_, out_features_});
 }
 

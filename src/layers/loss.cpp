@@ -128,8 +128,9 @@ void CrossEntropyLoss<T>::validate(TensorView<const T> prediction, TensorView<co
     return;
   }
   if (target.shape() != Shape{batch}) {
-    this->fail("expected targets of shape (" + std::to_string(batch) + ",) holding class indices or " +
-               p.str() + " holding probabilities, got " + target.shape().str());
+    this->fail("expected targets of shape (" + std::to_string(batch) +
+               ",) holding class indices or " + p.str() + " holding probabilities, got " +
+               target.shape().str());
   }
   soft_targets_ = false;
   labels_.resize(static_cast<size_t>(batch));

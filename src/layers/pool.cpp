@@ -49,7 +49,8 @@ ops::PoolShape MaxPool2d<T>::pool_shape(const Shape& in) const {
 template <typename T>
 void MaxPool2d<T>::forward_impl(TensorView<const T> x, TensorView<T> y, Mode /*mode*/) {
   // Grows only: the steady-state step at a fixed batch size does not allocate.
-  if (argmax_.size() < static_cast<size_t>(y.numel())) argmax_.resize(static_cast<size_t>(y.numel()));
+  if (argmax_.size() < static_cast<size_t>(y.numel()))
+    argmax_.resize(static_cast<size_t>(y.numel()));
   argmax_input_shape_ = x.shape();
   ops::maxpool2d_forward(y.data(), argmax_.data(), x.data(), pool_shape(x.shape()));
 }

@@ -32,7 +32,8 @@ void Sequential<T>::build(const Shape& sample_shape) {
   if (built_) throw Error("Sequential: build() called twice");
   if (layers_.empty()) throw Error("Sequential: expected at least one layer, got none");
   if (!sample_shape.all_positive()) {
-    throw Error("Sequential: expected a sample shape with positive sizes, got " + sample_shape.str());
+    throw Error("Sequential: expected a sample shape with positive sizes, got " +
+                sample_shape.str());
   }
   Shape shape = batched(1, sample_shape);
   int64_t count = 0;
@@ -81,10 +82,11 @@ template <typename T>
 TensorView<const T> Sequential<T>::forward(TensorView<const T> x, Mode mode) {
   require_built("forward()");
   const Shape& in = x.shape();
-  if (in.rank() != sample_shape_.rank() + 1 || in[0] <= 0 ||
-      in != batched(in[0], sample_shape_) || x.empty()) {
-    throw Error("Sequential: expected input (N, " + sample_shape_.str().substr(1) + " with N > 0, got " +
-                in.str());
+  if (in.rank() != sample_shape_.rank() + 1 || in[0] <= 0 || in != batched(in[0], sample_shape_) ||
+      x.empty()) {
+    std::string expected = "(N";
+    for (int64_t d : sample_shape_) expected += ", " + std::to_string(d);
+    throw Error("Sequential: expected input " + expected + ") with N > 0, got " + in.str());
   }
   input_ = x;
   TensorView<const T> current = x;

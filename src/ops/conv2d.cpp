@@ -15,8 +15,8 @@ namespace cnn::ops {
 namespace {
 
 bool is_pointwise(const ConvShape& s) {
-  return s.kernel_h == 1 && s.kernel_w == 1 && s.stride_h == 1 && s.stride_w == 1 &&
-         s.pad_h == 0 && s.pad_w == 0;
+  return s.kernel_h == 1 && s.kernel_w == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 &&
+         s.pad_w == 0;
 }
 
 /// col (C*KH*KW, OH*OW): row (c, kh, kw) holds the padded input that kernel tap (kh, kw) of
@@ -90,8 +90,7 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s
 }
 
 template <typename T>
-void conv2d_backward(T* dx, T* dw, T* db, const T* x, const T* w, const T* dy,
-                     const ConvShape& s) {
+void conv2d_backward(T* dx, T* dw, T* db, const T* x, const T* w, const T* dy, const ConvShape& s) {
   if (reference_mode()) return ref::conv2d_backward(dx, dw, db, x, w, dy, s);
   const int64_t patch = s.in_channels * s.kernel_h * s.kernel_w;
   const int64_t out_size = s.out_h * s.out_w;
@@ -110,8 +109,8 @@ void conv2d_backward(T* dx, T* dw, T* db, const T* x, const T* w, const T* dy,
       }
     }
     if (!pointwise) im2col(col, xn, s);
-    detail::gemm_nt(s.out_channels, patch, out_size, dyn, out_size, pointwise ? xn : col,
-                    out_size, dw, patch, true);
+    detail::gemm_nt(s.out_channels, patch, out_size, dyn, out_size, pointwise ? xn : col, out_size,
+                    dw, patch, true);
     if (!dx) continue;
     T* dxn = dx + n * in_size;
     detail::gemm_tn(patch, out_size, s.out_channels, w, patch, dyn, out_size,

@@ -19,15 +19,14 @@ void dense_forward(T* y, const T* x, const T* w, const T* b, const DenseShape& s
 }
 
 template <typename T>
-void dense_backward(T* dx, T* dw, T* db, const T* x, const T* w, const T* dy,
-                    const DenseShape& s) {
+void dense_backward(T* dx, T* dw, T* db, const T* x, const T* w, const T* dy, const DenseShape& s) {
   if (reference_mode()) return ref::dense_backward(dx, dw, db, x, w, dy, s);
   if (db) {
     for (int64_t n = 0; n < s.batch; ++n)
       for (int64_t o = 0; o < s.out_features; ++o) db[o] += dy[n * s.out_features + o];
   }
-  detail::gemm_tn(s.out_features, s.in_features, s.batch, dy, s.out_features, x, s.in_features,
-                  dw, s.in_features, true);
+  detail::gemm_tn(s.out_features, s.in_features, s.batch, dy, s.out_features, x, s.in_features, dw,
+                  s.in_features, true);
   if (dx) {
     detail::gemm_nn(s.batch, s.in_features, s.out_features, dy, s.out_features, w, s.in_features,
                     dx, s.in_features, false);

@@ -17,14 +17,27 @@ std::atomic<bool>& reference_flag() {
 }
 }  // namespace
 
-bool reference_mode() { return reference_flag().load(std::memory_order_relaxed); }
-void set_reference_mode(bool on) { reference_flag().store(on, std::memory_order_relaxed); }
+bool reference_mode() {
+  return reference_flag().load(std::memory_order_relaxed);
+}
+void set_reference_mode(bool on) {
+  reference_flag().store(on, std::memory_order_relaxed);
+}
 
 ConvShape make_conv_shape(int64_t batch, int64_t in_channels, int64_t in_h, int64_t in_w,
                           int64_t out_channels, int64_t kernel_h, int64_t kernel_w,
                           int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w) {
-  return ConvShape{batch,    in_channels, in_h,  in_w,  out_channels,
-                   kernel_h, kernel_w,    stride_h, stride_w, pad_h, pad_w,
+  return ConvShape{batch,
+                   in_channels,
+                   in_h,
+                   in_w,
+                   out_channels,
+                   kernel_h,
+                   kernel_w,
+                   stride_h,
+                   stride_w,
+                   pad_h,
+                   pad_w,
                    (in_h + 2 * pad_h - kernel_h) / stride_h + 1,
                    (in_w + 2 * pad_w - kernel_w) / stride_w + 1};
 }
@@ -32,8 +45,16 @@ ConvShape make_conv_shape(int64_t batch, int64_t in_channels, int64_t in_h, int6
 PoolShape make_pool_shape(int64_t batch, int64_t channels, int64_t in_h, int64_t in_w,
                           int64_t kernel_h, int64_t kernel_w, int64_t stride_h, int64_t stride_w,
                           int64_t pad_h, int64_t pad_w) {
-  return PoolShape{batch,    channels, in_h,  in_w,  kernel_h, kernel_w, stride_h, stride_w,
-                   pad_h,    pad_w,
+  return PoolShape{batch,
+                   channels,
+                   in_h,
+                   in_w,
+                   kernel_h,
+                   kernel_w,
+                   stride_h,
+                   stride_w,
+                   pad_h,
+                   pad_w,
                    (in_h + 2 * pad_h - kernel_h) / stride_h + 1,
                    (in_w + 2 * pad_w - kernel_w) / stride_w + 1};
 }

@@ -44,13 +44,13 @@ void gemm_nt(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* 
   gemm_nn(m, n, k, a, lda, bt, n, c, ldc, accumulate);
 }
 
-#define CNN_INSTANTIATE_GEMM(T)                                                              \
-  template void gemm_nn<T>(int64_t, int64_t, int64_t, const T*, int64_t, const T*, int64_t,  \
-                           T*, int64_t, bool);                                               \
-  template void gemm_nt<T>(int64_t, int64_t, int64_t, const T*, int64_t, const T*, int64_t,  \
-                           T*, int64_t, bool);                                               \
-  template void gemm_tn<T>(int64_t, int64_t, int64_t, const T*, int64_t, const T*, int64_t,  \
-                           T*, int64_t, bool);
+#define CNN_INSTANTIATE_GEMM(T)                                                                 \
+  template void gemm_nn<T>(int64_t, int64_t, int64_t, const T*, int64_t, const T*, int64_t, T*, \
+                           int64_t, bool);                                                      \
+  template void gemm_nt<T>(int64_t, int64_t, int64_t, const T*, int64_t, const T*, int64_t, T*, \
+                           int64_t, bool);                                                      \
+  template void gemm_tn<T>(int64_t, int64_t, int64_t, const T*, int64_t, const T*, int64_t, T*, \
+                           int64_t, bool);
 CNN_INSTANTIATE_GEMM(float)
 CNN_INSTANTIATE_GEMM(double)
 

@@ -87,22 +87,22 @@ void mse_backward(T* dp, const T* p, const T* t, int64_t n) {
   ref::mse_backward(dp, p, t, n);
 }
 
-#define CNN_INSTANTIATE_POINTWISE(T)                                                         \
-  template void relu_forward<T>(T*, const T*, int64_t);                                      \
-  template void relu_backward<T>(T*, const T*, const T*, int64_t);                           \
-  template void tanh_forward<T>(T*, const T*, int64_t);                                      \
-  template void tanh_backward<T>(T*, const T*, const T*, int64_t);                           \
-  template void sigmoid_forward<T>(T*, const T*, int64_t);                                   \
-  template void sigmoid_backward<T>(T*, const T*, const T*, int64_t);                        \
-  template void softmax_forward<T>(T*, const T*, int64_t, int64_t, int64_t);                 \
-  template void softmax_backward<T>(T*, const T*, const T*, int64_t, int64_t, int64_t);      \
-  template T log_loss_forward<T>(const T*, const T*, int64_t, T);                            \
-  template void log_loss_backward<T>(T*, const T*, const T*, int64_t, T);                    \
-  template T cross_entropy_forward<T>(const T*, const int32_t*, int64_t, int64_t);           \
-  template void cross_entropy_backward<T>(T*, const T*, const int32_t*, int64_t, int64_t);   \
-  template T cross_entropy_soft_forward<T>(const T*, const T*, int64_t, int64_t);            \
-  template void cross_entropy_soft_backward<T>(T*, const T*, const T*, int64_t, int64_t);    \
-  template T mse_forward<T>(const T*, const T*, int64_t);                                    \
+#define CNN_INSTANTIATE_POINTWISE(T)                                                       \
+  template void relu_forward<T>(T*, const T*, int64_t);                                    \
+  template void relu_backward<T>(T*, const T*, const T*, int64_t);                         \
+  template void tanh_forward<T>(T*, const T*, int64_t);                                    \
+  template void tanh_backward<T>(T*, const T*, const T*, int64_t);                         \
+  template void sigmoid_forward<T>(T*, const T*, int64_t);                                 \
+  template void sigmoid_backward<T>(T*, const T*, const T*, int64_t);                      \
+  template void softmax_forward<T>(T*, const T*, int64_t, int64_t, int64_t);               \
+  template void softmax_backward<T>(T*, const T*, const T*, int64_t, int64_t, int64_t);    \
+  template T log_loss_forward<T>(const T*, const T*, int64_t, T);                          \
+  template void log_loss_backward<T>(T*, const T*, const T*, int64_t, T);                  \
+  template T cross_entropy_forward<T>(const T*, const int32_t*, int64_t, int64_t);         \
+  template void cross_entropy_backward<T>(T*, const T*, const int32_t*, int64_t, int64_t); \
+  template T cross_entropy_soft_forward<T>(const T*, const T*, int64_t, int64_t);          \
+  template void cross_entropy_soft_backward<T>(T*, const T*, const T*, int64_t, int64_t);  \
+  template T mse_forward<T>(const T*, const T*, int64_t);                                  \
   template void mse_backward<T>(T*, const T*, const T*, int64_t);
 CNN_INSTANTIATE_POINTWISE(float)
 CNN_INSTANTIATE_POINTWISE(double)

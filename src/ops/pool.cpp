@@ -48,7 +48,6 @@ void maxpool2d_backward(T* dx, const T* dy, const int32_t* argmax, const PoolSha
 template void maxpool2d_forward<float>(float*, int32_t*, const float*, const PoolShape&);
 template void maxpool2d_forward<double>(double*, int32_t*, const double*, const PoolShape&);
 template void maxpool2d_backward<float>(float*, const float*, const int32_t*, const PoolShape&);
-template void maxpool2d_backward<double>(double*, const double*, const int32_t*,
-                                         const PoolShape&);
+template void maxpool2d_backward<double>(double*, const double*, const int32_t*, const PoolShape&);
 
 }  // namespace cnn::ops

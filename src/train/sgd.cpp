@@ -10,7 +10,9 @@ namespace {
 void require(bool ok, const std::string& message) {
   if (!ok) throw Error("SGD: " + message);
 }
-std::string text(double value) { return std::to_string(value); }
+std::string text(double value) {
+  return std::to_string(value);
+}
 }  // namespace
 
 template <typename T>

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what cnn needs from Debian 12's packages (as root; uses sudo when not root).
+#   scripts/setup.sh          build and run dependencies, and the Fashion-MNIST dataset
+#   scripts/setup.sh --test   the same, plus GoogleTest and clang-format for the test suite
+set -euo pipefail
+
+packages=(g++ cmake make zlib1g-dev nlohmann-json3-dev dataset-fashion-mnist)
+if [[ "${1:-}" == "--test" ]]; then
+  packages+=(libgtest-dev clang-format)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]} == 0)); then
+  exit 0
+fi
+
+echo "setup: installing ${missing[*]}"
+sudo=()
+if [[ $(id -u) -ne 0 ]]; then
+  command -v sudo >/dev/null || { echo "setup: need root (or sudo) to install ${missing[*]}" >&2; exit 1; }
+  sudo=(sudo)
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The test command: install what is needed, then build and run the whole suite twice: as an
+# optimised build with warnings as errors, and under AddressSanitizer + UndefinedBehaviorSanitizer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh --test
+jobs=$(nproc)
+
+run_suite() {  # name, extra cmake flags...
+  local dir="build/$1"
+  shift
+  echo "== $dir: configure and build"
+  cmake -S . -B "$dir" -DCNN_WERROR=ON "$@" >/dev/null
+  cmake --build "$dir" -j"$jobs"
+  echo "== $dir: test"
+  ctest --test-dir "$dir" --output-on-failure -j"$jobs"
+}
+
+run_suite release -DCMAKE_BUILD_TYPE=Release
+# halt_on_error makes any sanitizer report fail the test that produced it.
+export ASAN_OPTIONS=halt_on_error=1:detect_leaks=1:abort_on_error=1
+export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+run_suite sanitize -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCNN_SANITIZE=ON
+echo "== all tests passed (release and sanitizer builds)"

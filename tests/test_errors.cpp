@@ -1,0 +1,175 @@
+// Acceptance 7: bad arguments and shapes throw cnn::Error with one line that names the layer
+// (or loss), what was expected and what was given.
+
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "cnn/cnn.hpp"
+
+namespace cnn {
+namespace {
+
+/// Runs f, expects a cnn::Error whose single-line message contains every fragment.
+void expect_error(const std::function<void()>& f, const std::vector<std::string>& fragments) {
+  try {
+    f();
+  } catch (const Error& e) {
+    const std::string message = e.what();
+    EXPECT_EQ(message.find('\n'), std::string::npos) << "not one line: " << message;
+    for (const std::string& fragment : fragments) {
+      EXPECT_NE(message.find(fragment), std::string::npos)
+          << "message \"" << message << "\" lacks \"" << fragment << "\"";
+    }
+    return;
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "expected cnn::Error, got another exception: " << e.what();
+    return;
+  }
+  ADD_FAILURE() << "expected cnn::Error naming " << fragments.front() << ", nothing was thrown";
+}
+
+TEST(Errors, ZeroOrNegativeSizes) {
+  expect_error([] { Conv2d<float>(0, 4, 3); }, {"Conv2d", "in_channels > 0", "got 0"});
+  expect_error([] { Conv2d<float>(3, -2, 3); }, {"Conv2d", "out_channels > 0", "got -2"});
+  expect_error([] { Conv2d<float>(3, 4, Size2(3, 0)); }, {"Conv2d", "kernel width > 0", "got 0"});
+  expect_error([] { Conv2d<float>(3, 4, 3, 0); }, {"Conv2d", "stride height > 0", "got 0"});
+  expect_error([] { Conv2d<float>(3, 4, 3, 1, -1); }, {"Conv2d", "padding >= 0", "(-1, -1)"});
+  expect_error([] { Conv2d<float>(3, 4, 4, 1, Padding2::Same()); },
+               {"Conv2d", "'same' expects an odd kernel", "(4, 4)"});
+  expect_error([] { MaxPool2d<float>(0); }, {"MaxPool2d", "kernel > 0", "(0, 0)"});
+  expect_error([] { MaxPool2d<float>(2, Size2(-1)); }, {"MaxPool2d", "stride > 0", "(-1, -1)"});
+  expect_error([] { MaxPool2d<float>(2, std::nullopt, 2); },
+               {"MaxPool2d", "padding between 0 and half the kernel (2, 2)", "got (2, 2)"});
+  expect_error([] { Linear<float>(0, 3); }, {"Linear", "in_features > 0", "got 0 and 3"});
+  expect_error([] { Shape{2, -3}; }, {"Shape", "non-negative", "-3"});
+  expect_error([] { LogLoss<float>(0.0f); }, {"LogLoss", "0 < eps < 0.5", "got 0"});
+  // A zero-sized input shape is refused by the layer that receives it.
+  expect_error(
+      [] {
+        Conv2d<float>(1, 2, 3).output_shape(Shape{0, 1, 5, 5});
+      },
+      {"Conv2d(1, 2", "expected input (N, 1, H, W) with positive sizes", "got (0, 1, 5, 5)"});
+  expect_error(
+      [] {
+        Linear<float>(4, 2).output_shape(Shape{3, 0});
+      },
+      {"Linear(4, 2)", "expected input (N, 4)", "got (3, 0)"});
+}
+
+TEST(Errors, KernelLargerThanPaddedInput) {
+  expect_error(
+      [] {
+        Conv2d<float>(1, 2, 5, 1, 1).output_shape(Shape{1, 1, 2, 9});
+      },
+      {"Conv2d(1, 2, kernel=(5, 5)", "kernel (5, 5) is larger than the padded input (4, 11)",
+       "(1, 1, 2, 9)"});
+  expect_error(
+      [] {
+        MaxPool2d<float>(3).output_shape(Shape{1, 1, 2, 2});
+      },
+      {"MaxPool2d(kernel=(3, 3)", "larger than the padded input (2, 2)"});
+}
+
+TEST(Errors, ChannelCountMismatch) {
+  expect_error(
+      [] {
+        Conv2d<float>(3, 8, 3).output_shape(Shape{2, 4, 9, 9});
+      },
+      {"Conv2d(3, 8", "expected input (N, 3, H, W)", "got (2, 4, 9, 9)"});
+  expect_error(
+      [] {
+        Linear<float>(400, 120).output_shape(Shape{1, 256});
+      },
+      {"Linear(400, 120)", "expected input (N, 400)", "got (1, 256)"});
+  expect_error(
+      [] {
+        Conv2d<float>(3, 8, 3).output_shape(Shape{2, 3, 9});
+      },
+      {"Conv2d", "expected input (N, 3, H, W)", "got (2, 3, 9)"});
+}
+
+TEST(Errors, ModelBuildNamesTheLayer) {
+  Sequential<float> model;
+  model.emplace<Conv2d<float>>(1, 6, 5);
+  model.emplace<Flatten<float>>();
+  model.emplace<Linear<float>>(100, 10);
+  expect_error(
+      [&] {
+        model.build(Shape{1, 28, 28});
+      },
+      {"Sequential: layer 2", "Linear(100, 10)", "expected input (N, 100)", "got (1, 3456)"});
+  Sequential<float> ok;
+  ok.emplace<Flatten<float>>();
+  ok.build(Shape{1, 2, 2});
+  Tensor<float> wrong(Shape{3, 1, 2, 3});
+  expect_error([&] { ok.forward(wrong, Mode::kEval); },
+               {"Sequential", "expected input (N, 1, 2, 2)", "got (3, 1, 2, 3)"});
+}
+
+TEST(Errors, LayerForwardWithWrongTensors) {
+  Conv2d<float> conv(1, 2, 3);
+  Tensor<float> x(Shape{1, 1, 5, 5}), y(Shape{1, 2, 3, 3}), bad_y(Shape{1, 2, 5, 5});
+  expect_error([&] { conv.forward(x, y, Mode::kEval); }, {"Conv2d", "parameters are not bound"});
+  std::vector<float> p(static_cast<size_t>(conv.parameter_count())), g(p.size());
+  conv.bind_parameters(p.data(), g.data());
+  expect_error([&] { conv.forward(x, bad_y, Mode::kEval); },
+               {"Conv2d", "expected output (1, 2, 3, 3)", "got (1, 2, 5, 5)"});
+}
+
+TEST(Errors, LossTargets) {
+  Tensor<float> p(Shape{4, 1}, 0.5f), t(Shape{4}, 1.0f);
+  expect_error([&] { LogLoss<float>().forward(p, t); },
+               {"LogLoss", "expected a target of the prediction's shape (4, 1)", "got (4,)"});
+  Tensor<float> out_of_range(Shape{4, 1}, 0.0f);
+  out_of_range[2] = 1.5f;
+  expect_error([&] { LogLoss<float>().forward(p, out_of_range); },
+               {"LogLoss", "expected targets in [0, 1]", "got 1.5 at index 2"});
+  Tensor<float> bad_p(Shape{4, 1}, 0.5f);
+  bad_p[1] = -0.25f;
+  expect_error(
+      [&] {
+        LogLoss<float>().forward(bad_p, Tensor<float>(Shape{4, 1}, 1.0f));
+      },
+      {"LogLoss", "expected predictions (probabilities) in [0, 1]", "got -0.25 at index 1"});
+  Tensor<float> logits(Shape{3, 5}, 0.0f), labels(Shape{3}, 1.0f), wrong(Shape{2});
+  expect_error([&] { CrossEntropyLoss<float>().forward(logits, wrong); },
+               {"CrossEntropyLoss", "expected targets of shape (3,)", "got (2,)"});
+  labels[1] = 5.0f;
+  expect_error([&] { CrossEntropyLoss<float>().forward(logits, labels); },
+               {"CrossEntropyLoss", "class indices in [0, 4]", "got 5 at index 1"});
+  labels[1] = 1.5f;
+  expect_error([&] { CrossEntropyLoss<float>().forward(logits, labels); },
+               {"CrossEntropyLoss", "class indices", "got 1.5 at index 1"});
+  Tensor<float> nan_logits(Shape{3, 5}, 0.0f);
+  nan_logits[7] = NAN;
+  expect_error(
+      [&] { CrossEntropyLoss<float>().forward(nan_logits, Tensor<float>(Shape{3}, 0.0f)); },
+      {"CrossEntropyLoss", "expected finite predictions", "nan at index 7"});
+  expect_error(
+      [&] {
+        MseLoss<float>().forward(Tensor<float>(Shape{2, 3}), Tensor<float>(Shape{3, 2}));
+      },
+      {"MseLoss", "prediction's shape (2, 3)", "got (3, 2)"});
+  Tensor<float> grad(Shape{2, 2});
+  expect_error(
+      [&] {
+        MseLoss<float>().backward(Tensor<float>(Shape{2, 3}), Tensor<float>(Shape{2, 3}), grad);
+      },
+      {"MseLoss", "prediction gradient of shape (2, 3)", "got (2, 2)"});
+}
+
+TEST(Errors, OptimizerSettings) {
+  std::vector<float> p(3), g(3);
+  expect_error([&] { Sgd<float>(p, g, {.lr = 0}); }, {"SGD", "lr > 0", "got 0"});
+  expect_error([&] { Sgd<float>(p, g, {.lr = 0.1, .momentum = -1}); },
+               {"SGD", "momentum >= 0", "got -1"});
+  expect_error([&] { Sgd<float>(p, g, {.lr = 0.1, .nesterov = true}); },
+               {"SGD", "Nesterov momentum expects momentum > 0"});
+  expect_error([&] { Sgd<float>(p, g, {.lr = NAN}); }, {"SGD", "lr > 0", "nan"});
+}
+
+}  // namespace
+}  // namespace cnn

@@ -1,0 +1,319 @@
+// Tensors, the RNG, initialisation, Sequential, safetensors and IDX files.
+
+#include <gtest/gtest.h>
+#include <zlib.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "cnn/cnn.hpp"
+
+namespace cnn {
+namespace {
+
+namespace fs = std::filesystem;
+
+TEST(Tensor, AlignedZeroedAndReusesCapacity) {
+  Tensor<float> t(Shape{3, 5});
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(t.data()) % 64, 0u);
+  for (float v : t) EXPECT_EQ(v, 0.0f);
+  const float* before = t.data();
+  t.resize(Shape{5, 3});
+  EXPECT_EQ(t.data(), before);
+  t.resize(Shape{2, 2});
+  EXPECT_EQ(t.data(), before);
+  EXPECT_EQ(t.shape().str(), "(2, 2)");
+  EXPECT_THROW(t.view().reshape(Shape{5}), Error);
+  EXPECT_EQ(t.view().reshape(Shape{4}).shape(), Shape{4});
+  Tensor<float> copy = t;
+  copy[0] = 3;
+  EXPECT_EQ(t[0], 0.0f);
+}
+
+TEST(Rng, SameSeedSameNumbersAndSaneMoments) {
+  Rng a(42), b(42), c(43);
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(a.next_u64(), b.next_u64());
+  EXPECT_NE(a.next_u64(), c.next_u64());
+  Rng r(7);
+  double sum = 0, sum2 = 0;
+  const int n = 200000;
+  for (int i = 0; i < n; ++i) {
+    const double z = r.normal();
+    sum += z;
+    sum2 += z * z;
+  }
+  EXPECT_NEAR(sum / n, 0.0, 0.01);
+  EXPECT_NEAR(sum2 / n, 1.0, 0.01);
+  for (int i = 0; i < 1000; ++i) EXPECT_LT(r.below(7), 7u);
+}
+
+TEST(Init, BoundsAndVariancesMatchTheirDefinitions) {
+  const int64_t fan_in = 150, fan_out = 400, n = 60000;
+  std::vector<double> w(n);
+  Rng rng(3);
+  const auto moments = [&](Init init) {
+    init_weights(w.data(), n, fan_in, fan_out, rng, init);
+    double max_abs = 0, var = 0;
+    for (double v : w) {
+      max_abs = std::max(max_abs, std::abs(v));
+      var += v * v;
+    }
+    return std::pair{max_abs, var / n};
+  };
+  auto [bound, var] = moments(Init::kPyTorchDefault);  // U(+-1/sqrt(fan_in))
+  EXPECT_LE(bound, 1 / std::sqrt(150.0));
+  EXPECT_NEAR(var, 1.0 / (3 * 150), 0.03 / (3 * 150));
+  std::tie(bound, var) = moments(Init::kHeNormal);
+  EXPECT_NEAR(var, 2.0 / 150, 0.03 * 2.0 / 150);
+  std::tie(bound, var) = moments(Init::kHeUniform);
+  EXPECT_LE(bound, std::sqrt(6.0 / 150));
+  EXPECT_NEAR(var, 2.0 / 150, 0.03 * 2.0 / 150);
+  std::tie(bound, var) = moments(Init::kXavierUniform);
+  EXPECT_LE(bound, std::sqrt(6.0 / 550));
+  EXPECT_NEAR(var, 2.0 / 550, 0.03 * 2.0 / 550);
+  std::tie(bound, var) = moments(Init::kXavierNormal);
+  EXPECT_NEAR(var, 2.0 / 550, 0.03 * 2.0 / 550);
+  std::vector<double> b(10, 1.0);
+  init_bias(b.data(), 10, fan_in, rng, Init::kHeNormal);
+  for (double v : b) EXPECT_EQ(v, 0.0);
+  EXPECT_EQ(init_from_string("xavier_uniform"), Init::kXavierUniform);
+  EXPECT_THROW(init_from_string("glorot"), Error);
+}
+
+Sequential<float> lenet5() {
+  Sequential<float> model;
+  model.emplace<Conv2d<float>>(1, 6, 5, 1, 2);
+  model.emplace<ReLU<float>>();
+  model.emplace<MaxPool2d<float>>(2);
+  model.emplace<Conv2d<float>>(6, 16, 5);
+  model.emplace<ReLU<float>>();
+  model.emplace<MaxPool2d<float>>(2);
+  model.emplace<Flatten<float>>();
+  model.emplace<Linear<float>>(400, 120);
+  model.emplace<ReLU<float>>();
+  model.emplace<Linear<float>>(120, 84);
+  model.emplace<ReLU<float>>();
+  model.emplace<Linear<float>>(84, 10);
+  model.build(Shape{1, 28, 28});
+  return model;
+}
+
+TEST(Sequential, LeNet5ShapesNamesAndParameterCount) {
+  Sequential<float> model = lenet5();
+  EXPECT_EQ(model.parameter_count(), 61706);
+  EXPECT_EQ(model.output_shape(7), (Shape{7, 10}));
+  std::vector<std::string> names;
+  for (const auto& p : model.named_parameters()) names.push_back(p.name);
+  EXPECT_EQ(names,
+            (std::vector<std::string>{"0.weight", "0.bias", "3.weight", "3.bias", "7.weight",
+                                      "7.bias", "9.weight", "9.bias", "11.weight", "11.bias"}));
+  EXPECT_THROW(model.backward(Tensor<float>(Shape{7, 10})), Error);  // before forward
+  EXPECT_THROW(model.add(std::make_unique<ReLU<float>>()), Error);   // after build
+}
+
+TEST(Sequential, SameSeedSameModelAndTrainingReducesTheLoss) {
+  Sequential<float> a = lenet5(), b = lenet5();
+  Rng ra(11), rb(11);
+  a.init_parameters(ra);
+  b.init_parameters(rb);
+  EXPECT_TRUE(std::equal(a.parameters().begin(), a.parameters().end(), b.parameters().begin()));
+
+  Rng data(5);
+  Tensor<float> x(Shape{10, 1, 28, 28}), labels(Shape{10});
+  for (float& v : x) v = float(data.normal());
+  for (int64_t i = 0; i < 10; ++i) labels[i] = float(i);
+  CrossEntropyLoss<float> loss;
+  Sgd<float> sgd(a.parameters(), a.gradients(), {.lr = 0.05, .momentum = 0.9});
+  Tensor<float> dlogits;
+  float first = 0, last = 0;
+  for (int step = 0; step < 30; ++step) {
+    a.zero_grad();
+    const auto logits = a.forward(x, Mode::kTrain);
+    last = loss.forward(logits, labels);
+    if (step == 0) first = last;
+    dlogits.resize(logits.shape());
+    loss.backward(logits, labels, dlogits);
+    a.backward(dlogits);
+    sgd.step();
+  }
+  EXPECT_LT(last, 0.1f * first) << "first " << first << " last " << last;
+}
+
+TEST(Sequential, GradientsAccumulateUntilZeroed) {
+  Sequential<float> model;
+  model.emplace<Linear<float>>(3, 2);
+  model.build(Shape{3});
+  Rng rng(1);
+  model.init_parameters(rng);
+  Tensor<float> x(Shape{4, 3}, 0.5f), dy(Shape{4, 2}, 1.0f);
+  model.forward(x, Mode::kTrain);
+  model.backward(dy);
+  const std::vector<float> once(model.gradients().begin(), model.gradients().end());
+  model.backward(dy);
+  for (size_t i = 0; i < once.size(); ++i) EXPECT_FLOAT_EQ(model.gradients()[i], 2 * once[i]);
+  model.zero_grad();
+  for (float g : model.gradients()) EXPECT_EQ(g, 0.0f);
+}
+
+class TempDir : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("cnn_test_" + std::to_string(::testing::UnitTest::GetInstance()->random_seed()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string file(const std::string& name) const { return (dir_ / name).string(); }
+  static void write(const std::string& path, const std::string& bytes) {
+    std::ofstream(path, std::ios::binary) << bytes;
+  }
+  static std::string read(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return {std::istreambuf_iterator<char>(in), {}};
+  }
+  fs::path dir_;
+};
+
+using SafeTensorsTest = TempDir;
+
+/// A valid safetensors file with the given header text and data bytes.
+std::string safetensors_bytes(const std::string& header, const std::string& data) {
+  std::string out(8, '\0');
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((header.size() >> (8 * i)) & 0xFF);
+  return out + header + data;
+}
+
+TEST_F(SafeTensorsTest, RoundTripKeepsNamesShapesValuesAndMetadata) {
+  Tensor<float> a(Shape{2, 3}), b(Shape{4});
+  for (int64_t i = 0; i < 6; ++i) a[i] = float(i) - 2.5f;
+  for (int64_t i = 0; i < 4; ++i) b[i] = float(i) * 1e-3f;
+  save_safetensors(file("m.safetensors"), {{"0.weight", a}, {"0.bias", b}}, {{"format", "1"}});
+  const SafeTensorsFile f = SafeTensorsFile::load(file("m.safetensors"));
+  EXPECT_EQ(f.names().size(), 2u);
+  EXPECT_EQ(f.metadata().at("format"), "1");
+  const Tensor<float> a2 = f.tensor<float>("0.weight"), b2 = f.tensor<float>("0.bias");
+  EXPECT_EQ(a2.shape(), a.shape());
+  EXPECT_TRUE(std::equal(a.begin(), a.end(), a2.begin()));
+  EXPECT_TRUE(std::equal(b.begin(), b.end(), b2.begin()));
+  EXPECT_FALSE(fs::exists(file("m.safetensors.tmp")));
+}
+
+TEST_F(SafeTensorsTest, RefusesCorruptFilesByName) {
+  const std::string good_header = R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
+  const std::string data(8, '\0');
+  write(file("ok"), safetensors_bytes(good_header, data));
+  ASSERT_NO_THROW(SafeTensorsFile::load(file("ok")));
+  const auto expect_refused = [&](const std::string& bytes, const std::string& fragment) {
+    write(file("bad"), bytes);
+    try {
+      SafeTensorsFile::load(file("bad"));
+      ADD_FAILURE() << "accepted a file that should fail with: " << fragment;
+    } catch (const Error& e) {
+      const std::string message = e.what();
+      EXPECT_NE(message.find(file("bad")), std::string::npos) << message;
+      EXPECT_NE(message.find(fragment), std::string::npos) << message;
+    }
+  };
+  const std::string whole = safetensors_bytes(good_header, data);
+  expect_refused(whole.substr(0, 5), "truncated");
+  expect_refused(whole.substr(0, whole.size() - 3), "outside");
+  expect_refused(
+      safetensors_bytes(good_header, data).replace(0, 8, "\xff\xff\x00\x00\x00\x00\x00\x00", 8),
+      "runs past the end");
+  expect_refused(
+      safetensors_bytes(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", data),
+      "needs 12 bytes");
+  expect_refused(safetensors_bytes(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                                   R"("a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})",
+                                   data),
+                 "duplicate tensor 'a'");
+  expect_refused(
+      safetensors_bytes(R"({"a":{"dtype":"Q4","shape":[2],"data_offsets":[0,8]}})", data),
+      "expected dtype");
+  expect_refused(
+      safetensors_bytes(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", data),
+      "belong to no tensor");
+  expect_refused(safetensors_bytes("{not json", data), "not valid JSON");
+  expect_refused(
+      safetensors_bytes(
+          R"({"__metadata__":{"v":1},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", data),
+      "expected a string");
+  EXPECT_THROW(SafeTensorsFile::load(file("missing")), Error);
+  EXPECT_THROW(SafeTensorsFile::load(file("ok")).entry("b"), Error);
+}
+
+TEST_F(SafeTensorsTest, FailedSaveLeavesTheOldFile) {
+  Tensor<float> a(Shape{2});
+  save_safetensors(file("m"), {{"a", a}}, {});
+  const std::string before = read(file("m"));
+  EXPECT_THROW(save_safetensors(file("m"), {{"a", a}, {"a", a}}, {}), Error);
+  EXPECT_THROW(save_safetensors(file("no/such/dir/m"), {{"a", a}}, {}), Error);
+  EXPECT_EQ(read(file("m")), before);
+}
+
+using IdxTest = TempDir;
+
+std::string idx_header(uint32_t magic, std::vector<uint32_t> dims) {
+  std::string out;
+  for (uint32_t v : std::vector<uint32_t>{magic}) {
+    for (int i = 3; i >= 0; --i) out += static_cast<char>((v >> (8 * i)) & 0xFF);
+  }
+  for (uint32_t v : dims) {
+    for (int i = 3; i >= 0; --i) out += static_cast<char>((v >> (8 * i)) & 0xFF);
+  }
+  return out;
+}
+
+void write_gz(const std::string& path, const std::string& bytes) {
+  gzFile f = gzopen(path.c_str(), "wb");
+  gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size()));
+  gzclose(f);
+}
+
+TEST_F(IdxTest, ReadsRawAndGzipped) {
+  const std::string images = idx_header(0x803, {2, 2, 3}) +
+                             std::string("\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\xff", 12);
+  const std::string labels = idx_header(0x801, {2}) + std::string("\x03\x07", 2);
+  write(file("img"), images);
+  write_gz(file("lab.gz"), labels);
+  const Dataset d = read_idx_dataset(file("img"), resolve_maybe_gz(file("lab")));
+  EXPECT_EQ(d.size(), 2);
+  EXPECT_EQ(d.images.rows, 2);
+  EXPECT_EQ(d.images.cols, 3);
+  EXPECT_EQ(d.labels[1], 7);
+  Tensor<float> x;
+  gather_images(d.images, {1}, x);
+  EXPECT_EQ(x.shape(), (Shape{1, 1, 2, 3}));
+  EXPECT_FLOAT_EQ(x[5], 1.0f);
+}
+
+TEST_F(IdxTest, RefusesBadFilesByName) {
+  const auto expect_refused = [&](const std::function<void()>& f, const std::string& fragment) {
+    try {
+      f();
+      ADD_FAILURE() << "accepted: " << fragment;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+    }
+  };
+  write(file("short"), idx_header(0x803, {2, 2, 3}) + "abc");
+  expect_refused([&] { read_idx_images(file("short")); }, "truncated");
+  write(file("magic"), idx_header(0x802, {2, 2, 3}));
+  expect_refused([&] { read_idx_images(file("magic")); },
+                 "magic number 0x00000803, got 0x00000802");
+  write(file("long"), idx_header(0x801, {1}) + "ab");
+  expect_refused([&] { read_idx_labels(file("long")); }, "more data than its header");
+  write(file("corrupt.gz"), std::string("\x1f\x8b\x08\x00garbage-garbage-garbage", 27));
+  expect_refused([&] { read_idx_labels(file("corrupt.gz")); }, file("corrupt.gz"));
+  write(file("img"), idx_header(0x803, {2, 1, 1}) + "ab");
+  write(file("lab"), idx_header(0x801, {3}) + "abc");
+  expect_refused([&] { read_idx_dataset(file("img"), file("lab")); }, "holds 3 labels but");
+  expect_refused([&] { read_idx_images(file("nothing")); }, "no such file");
+}
+
+}  // namespace
+}  // namespace cnn

@@ -1,0 +1,283 @@
+// Acceptance 3: randomized sweeps show that the default path of every op equals its _ref
+// twin, in float and double, on shapes with odd sizes, strides, padding, batch 1 and channel
+// counts that are not multiples of any vector width. Each case prints its full parameter
+// tuple on failure (the manner of ncnn's and ggml's op tests).
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <sstream>
+#include <vector>
+
+#include "cnn/ops.hpp"
+#include "cnn/ops_ref.hpp"
+#include "cnn/rng.hpp"
+
+namespace cnn {
+namespace {
+
+template <typename T>
+std::vector<T> random_vector(Rng& rng, int64_t n, bool quantized = false) {
+  std::vector<T> v(static_cast<size_t>(n));
+  // Quantized values (0, 1, 2, 3) create ties for max pooling's tie rule.
+  for (T& e : v) e = quantized ? T(rng.below(4)) : T(rng.normal());
+  return v;
+}
+
+/// Max over elements of |a - b| / (|b| + 1): sums in a different order differ by rounding.
+template <typename T>
+double max_difference(const std::vector<T>& a, const std::vector<T>& b) {
+  double worst = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double d = std::abs(double(a[i]) - double(b[i])) / (std::abs(double(b[i])) + 1.0);
+    worst = std::max(worst, std::isnan(d) ? INFINITY : d);
+  }
+  return worst;
+}
+
+template <typename T>
+double tolerance() {
+  return std::is_same_v<T, float> ? 1e-5 : 1e-12;
+}
+
+std::string describe(const ops::ConvShape& s) {
+  std::ostringstream out;
+  out << "ConvShape{batch=" << s.batch << " in=" << s.in_channels << " " << s.in_h << "x" << s.in_w
+      << " out=" << s.out_channels << " kernel=" << s.kernel_h << "x" << s.kernel_w
+      << " stride=" << s.stride_h << "x" << s.stride_w << " pad=" << s.pad_h << "x" << s.pad_w
+      << " -> " << s.out_h << "x" << s.out_w << "}";
+  return out.str();
+}
+
+std::string describe(const ops::PoolShape& s) {
+  std::ostringstream out;
+  out << "PoolShape{batch=" << s.batch << " channels=" << s.channels << " " << s.in_h << "x"
+      << s.in_w << " kernel=" << s.kernel_h << "x" << s.kernel_w << " stride=" << s.stride_h << "x"
+      << s.stride_w << " pad=" << s.pad_h << "x" << s.pad_w << "}";
+  return out.str();
+}
+
+/// A random valid convolution geometry.
+ops::ConvShape random_conv(Rng& rng) {
+  const int64_t kernels[] = {1, 2, 3, 5, 4, 7};
+  while (true) {
+    const int64_t kh = rng.below(3) == 0 ? kernels[rng.below(6)] : 1 + int64_t(rng.below(5));
+    const int64_t kw = rng.below(2) == 0 ? kh : 1 + int64_t(rng.below(5));
+    const int64_t sh = 1 + int64_t(rng.below(3)),
+                  sw = rng.below(2) ? sh : 1 + int64_t(rng.below(3));
+    const int64_t ph = int64_t(rng.below(3)), pw = rng.below(2) ? ph : int64_t(rng.below(3));
+    const int64_t h = 1 + int64_t(rng.below(13)), w = 1 + int64_t(rng.below(13));
+    if (h + 2 * ph < kh || w + 2 * pw < kw) continue;
+    return ops::make_conv_shape(1 + int64_t(rng.below(3)), 1 + int64_t(rng.below(9)), h, w,
+                                1 + int64_t(rng.below(17)), kh, kw, sh, sw, ph, pw);
+  }
+}
+
+template <typename T>
+void sweep_conv(uint64_t seed, int cases) {
+  Rng rng(seed);
+  for (int c = 0; c < cases; ++c) {
+    const ops::ConvShape s = random_conv(rng);
+    const bool bias = rng.below(4) != 0;
+    const int64_t nx = s.batch * s.in_channels * s.in_h * s.in_w;
+    const int64_t nw = s.out_channels * s.in_channels * s.kernel_h * s.kernel_w;
+    const int64_t ny = s.batch * s.out_channels * s.out_h * s.out_w;
+    const auto x = random_vector<T>(rng, nx), w = random_vector<T>(rng, nw),
+               b = random_vector<T>(rng, s.out_channels), dy = random_vector<T>(rng, ny);
+    std::vector<T> y_fast(ny, NAN), y_ref(ny, NAN);
+    ops::conv2d_forward(y_fast.data(), x.data(), w.data(), bias ? b.data() : nullptr, s);
+    ref::conv2d_forward(y_ref.data(), x.data(), w.data(), bias ? b.data() : nullptr, s);
+    ASSERT_LE(max_difference(y_fast, y_ref), tolerance<T>()) << "forward " << describe(s);
+    // Gradients accumulate onto the same non-zero start in both paths.
+    std::vector<T> dx_fast(nx, NAN), dx_ref(nx, NAN);
+    std::vector<T> dw_fast(nw, T(0.5)), dw_ref(nw, T(0.5)), db_fast(s.out_channels, T(-0.25)),
+        db_ref(s.out_channels, T(-0.25));
+    ops::conv2d_backward(dx_fast.data(), dw_fast.data(), bias ? db_fast.data() : nullptr, x.data(),
+                         w.data(), dy.data(), s);
+    ref::conv2d_backward(dx_ref.data(), dw_ref.data(), bias ? db_ref.data() : nullptr, x.data(),
+                         w.data(), dy.data(), s);
+    ASSERT_LE(max_difference(dx_fast, dx_ref), tolerance<T>()) << "dx " << describe(s);
+    ASSERT_LE(max_difference(dw_fast, dw_ref), tolerance<T>()) << "dw " << describe(s);
+    ASSERT_LE(max_difference(db_fast, db_ref), tolerance<T>()) << "db " << describe(s);
+  }
+}
+
+TEST(OpsSweep, Conv2dFloat) {
+  sweep_conv<float>(1, 300);
+}
+TEST(OpsSweep, Conv2dDouble) {
+  sweep_conv<double>(2, 150);
+}
+
+template <typename T>
+void sweep_pool(uint64_t seed, int cases) {
+  Rng rng(seed);
+  for (int c = 0; c < cases; ++c) {
+    const int64_t kh = 1 + int64_t(rng.below(4)),
+                  kw = rng.below(2) ? kh : 1 + int64_t(rng.below(4));
+    const int64_t sh = 1 + int64_t(rng.below(3)),
+                  sw = rng.below(2) ? sh : 1 + int64_t(rng.below(3));
+    const int64_t ph = int64_t(rng.below(uint64_t(kh / 2 + 1))),
+                  pw = int64_t(rng.below(uint64_t(kw / 2 + 1)));
+    const int64_t h = std::max<int64_t>(kh, 1 + int64_t(rng.below(12)));
+    const int64_t w = std::max<int64_t>(kw, 1 + int64_t(rng.below(12)));
+    const ops::PoolShape s = ops::make_pool_shape(
+        1 + int64_t(rng.below(3)), 1 + int64_t(rng.below(9)), h, w, kh, kw, sh, sw, ph, pw);
+    const int64_t nx = s.batch * s.channels * s.in_h * s.in_w;
+    const int64_t ny = s.batch * s.channels * s.out_h * s.out_w;
+    const auto x = random_vector<T>(rng, nx, c % 2 == 0), dy = random_vector<T>(rng, ny);
+    std::vector<T> y_fast(ny, NAN), y_ref(ny, NAN);
+    std::vector<int32_t> arg_fast(ny, -7), arg_ref(ny, -7);
+    ops::maxpool2d_forward(y_fast.data(), arg_fast.data(), x.data(), s);
+    ref::maxpool2d_forward(y_ref.data(), arg_ref.data(), x.data(), s);
+    ASSERT_EQ(y_fast, y_ref) << describe(s);
+    ASSERT_EQ(arg_fast, arg_ref) << "tie rule differs: " << describe(s);
+    std::vector<T> dx_fast(nx, NAN), dx_ref(nx, NAN);
+    ops::maxpool2d_backward(dx_fast.data(), dy.data(), arg_fast.data(), s);
+    ref::maxpool2d_backward(dx_ref.data(), dy.data(), arg_ref.data(), s);
+    ASSERT_EQ(dx_fast, dx_ref) << describe(s);
+  }
+}
+
+TEST(OpsSweep, MaxPool2dFloat) {
+  sweep_pool<float>(3, 300);
+}
+TEST(OpsSweep, MaxPool2dDouble) {
+  sweep_pool<double>(4, 100);
+}
+
+template <typename T>
+void sweep_dense(uint64_t seed, int cases) {
+  Rng rng(seed);
+  for (int c = 0; c < cases; ++c) {
+    const ops::DenseShape s{1 + int64_t(rng.below(5)), 1 + int64_t(rng.below(70)),
+                            1 + int64_t(rng.below(40))};
+    const bool bias = rng.below(4) != 0;
+    const auto x = random_vector<T>(rng, s.batch * s.in_features),
+               w = random_vector<T>(rng, s.out_features * s.in_features),
+               b = random_vector<T>(rng, s.out_features),
+               dy = random_vector<T>(rng, s.batch * s.out_features);
+    const std::string what = "DenseShape{batch=" + std::to_string(s.batch) +
+                             " in=" + std::to_string(s.in_features) +
+                             " out=" + std::to_string(s.out_features) + "}";
+    std::vector<T> y_fast(s.batch * s.out_features, NAN), y_ref(y_fast.size(), NAN);
+    ops::dense_forward(y_fast.data(), x.data(), w.data(), bias ? b.data() : nullptr, s);
+    ref::dense_forward(y_ref.data(), x.data(), w.data(), bias ? b.data() : nullptr, s);
+    ASSERT_LE(max_difference(y_fast, y_ref), tolerance<T>()) << what;
+    std::vector<T> dx_fast(x.size(), NAN), dx_ref(x.size(), NAN), dw_fast(w.size(), T(1)),
+        dw_ref(w.size(), T(1)), db_fast(b.size(), T(2)), db_ref(b.size(), T(2));
+    ops::dense_backward(dx_fast.data(), dw_fast.data(), bias ? db_fast.data() : nullptr, x.data(),
+                        w.data(), dy.data(), s);
+    ref::dense_backward(dx_ref.data(), dw_ref.data(), bias ? db_ref.data() : nullptr, x.data(),
+                        w.data(), dy.data(), s);
+    ASSERT_LE(max_difference(dx_fast, dx_ref), tolerance<T>()) << what;
+    ASSERT_LE(max_difference(dw_fast, dw_ref), tolerance<T>()) << what;
+    ASSERT_LE(max_difference(db_fast, db_ref), tolerance<T>()) << what;
+  }
+}
+
+TEST(OpsSweep, DenseFloat) {
+  sweep_dense<float>(5, 200);
+}
+TEST(OpsSweep, DenseDouble) {
+  sweep_dense<double>(6, 100);
+}
+
+template <typename T>
+void sweep_pointwise(uint64_t seed, int cases) {
+  Rng rng(seed);
+  for (int c = 0; c < cases; ++c) {
+    const int64_t outer = 1 + int64_t(rng.below(4)), channels = 1 + int64_t(rng.below(12)),
+                  inner = 1 + int64_t(rng.below(6));
+    const int64_t n = outer * channels * inner;
+    const std::string what = "outer=" + std::to_string(outer) +
+                             " channels=" + std::to_string(channels) +
+                             " inner=" + std::to_string(inner);
+    auto x = random_vector<T>(rng, n);
+    for (T& e : x) e *= T(4);
+    const auto dy = random_vector<T>(rng, n);
+    std::vector<T> a(n, NAN), b(n, NAN), da(n, NAN), db(n, NAN);
+    ops::relu_forward(a.data(), x.data(), n);
+    ref::relu_forward(b.data(), x.data(), n);
+    ASSERT_EQ(a, b) << "relu " << what;
+    ops::relu_backward(da.data(), x.data(), dy.data(), n);
+    ref::relu_backward(db.data(), x.data(), dy.data(), n);
+    ASSERT_EQ(da, db) << "relu backward " << what;
+    ops::tanh_forward(a.data(), x.data(), n);
+    ref::tanh_forward(b.data(), x.data(), n);
+    ASSERT_EQ(a, b) << "tanh " << what;
+    ops::tanh_backward(da.data(), a.data(), dy.data(), n);
+    ref::tanh_backward(db.data(), b.data(), dy.data(), n);
+    ASSERT_EQ(da, db) << "tanh backward " << what;
+    ops::sigmoid_forward(a.data(), x.data(), n);
+    ref::sigmoid_forward(b.data(), x.data(), n);
+    ASSERT_EQ(a, b) << "sigmoid " << what;
+    ops::sigmoid_backward(da.data(), a.data(), dy.data(), n);
+    ref::sigmoid_backward(db.data(), b.data(), dy.data(), n);
+    ASSERT_EQ(da, db) << "sigmoid backward " << what;
+    ops::softmax_forward(a.data(), x.data(), outer, channels, inner);
+    ref::softmax_forward(b.data(), x.data(), outer, channels, inner);
+    ASSERT_LE(max_difference(a, b), tolerance<T>()) << "softmax " << what;
+    ops::softmax_backward(da.data(), a.data(), dy.data(), outer, channels, inner);
+    ref::softmax_backward(db.data(), b.data(), dy.data(), outer, channels, inner);
+    ASSERT_LE(max_difference(da, db), tolerance<T>()) << "softmax backward " << what;
+
+    // Losses over the same sizes: (outer, channels) logits / probabilities.
+    const int64_t batch = outer, classes = channels, m = batch * classes;
+    std::vector<int32_t> labels(batch);
+    for (int32_t& l : labels) l = int32_t(rng.below(uint64_t(classes)));
+    std::vector<T> p(m), t(m), soft(m);
+    for (int64_t i = 0; i < m; ++i) {
+      p[i] = T(rng.uniform(0.01, 0.99));
+      t[i] = T(rng.uniform());
+      soft[i] = T(rng.uniform());
+    }
+    std::vector<T> ga(m, NAN), gb(m, NAN);
+    ASSERT_EQ(ops::log_loss_forward(p.data(), t.data(), m, T(1e-7)),
+              ref::log_loss_forward(p.data(), t.data(), m, T(1e-7)))
+        << what;
+    ops::log_loss_backward(ga.data(), p.data(), t.data(), m, T(1e-7));
+    ref::log_loss_backward(gb.data(), p.data(), t.data(), m, T(1e-7));
+    ASSERT_EQ(ga, gb) << "log loss backward " << what;
+    ASSERT_EQ(ops::cross_entropy_forward(x.data(), labels.data(), batch, classes),
+              ref::cross_entropy_forward(x.data(), labels.data(), batch, classes))
+        << what;
+    ops::cross_entropy_backward(ga.data(), x.data(), labels.data(), batch, classes);
+    ref::cross_entropy_backward(gb.data(), x.data(), labels.data(), batch, classes);
+    ASSERT_EQ(ga, gb) << "cross entropy backward " << what;
+    ASSERT_EQ(ops::cross_entropy_soft_forward(x.data(), soft.data(), batch, classes),
+              ref::cross_entropy_soft_forward(x.data(), soft.data(), batch, classes))
+        << what;
+    ops::cross_entropy_soft_backward(ga.data(), x.data(), soft.data(), batch, classes);
+    ref::cross_entropy_soft_backward(gb.data(), x.data(), soft.data(), batch, classes);
+    ASSERT_EQ(ga, gb) << "soft cross entropy backward " << what;
+    ASSERT_EQ(ops::mse_forward(p.data(), t.data(), m), ref::mse_forward(p.data(), t.data(), m))
+        << what;
+    ops::mse_backward(ga.data(), p.data(), t.data(), m);
+    ref::mse_backward(gb.data(), p.data(), t.data(), m);
+    ASSERT_EQ(ga, gb) << "mse backward " << what;
+  }
+}
+
+TEST(OpsSweep, PointwiseSoftmaxAndLossesFloat) {
+  sweep_pointwise<float>(7, 200);
+}
+TEST(OpsSweep, PointwiseSoftmaxAndLossesDouble) {
+  sweep_pointwise<double>(8, 100);
+}
+
+TEST(OpsSweep, ReferenceModeRoutesTheDefaultPathToTheReference) {
+  // With reference mode on, the default entry point must give the reference's exact bits.
+  Rng rng(9);
+  const ops::ConvShape s = ops::make_conv_shape(2, 3, 7, 6, 5, 3, 3, 2, 2, 1, 1);
+  const auto x = random_vector<float>(rng, 2 * 3 * 7 * 6), w = random_vector<float>(rng, 5 * 3 * 9);
+  std::vector<float> a(2 * 5 * s.out_h * s.out_w), b(a.size());
+  ops::set_reference_mode(true);
+  ops::conv2d_forward(a.data(), x.data(), w.data(), static_cast<const float*>(nullptr), s);
+  ops::set_reference_mode(false);
+  ref::conv2d_forward(b.data(), x.data(), w.data(), static_cast<const float*>(nullptr), s);
+  EXPECT_EQ(a, b);
+}
+
+}  // namespace
+}  // namespace cnn
