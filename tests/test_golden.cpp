@@ -8,6 +8,7 @@
 
 #include "cnn/cnn.hpp"
 #include "golden_util.hpp"
+#include "test_models.hpp"
 
 namespace cnn {
 namespace {
@@ -135,27 +136,9 @@ TEST(Golden, Sgd) {
   }
 }
 
-Sequential<float> lenet5() {
-  Sequential<float> model;
-  model.emplace<Conv2d<float>>(1, 6, 5, 1, 2);
-  model.emplace<ReLU<float>>();
-  model.emplace<MaxPool2d<float>>(2);
-  model.emplace<Conv2d<float>>(6, 16, 5);
-  model.emplace<ReLU<float>>();
-  model.emplace<MaxPool2d<float>>(2);
-  model.emplace<Flatten<float>>();
-  model.emplace<Linear<float>>(400, 120);
-  model.emplace<ReLU<float>>();
-  model.emplace<Linear<float>>(120, 84);
-  model.emplace<ReLU<float>>();
-  model.emplace<Linear<float>>(84, 10);
-  model.build(Shape{1, 28, 28});
-  return model;
-}
-
 TEST_P(GoldenTest, LeNet5FiveSgdMomentumSteps) {
   const SafeTensorsFile file = SafeTensorsFile::load(golden("lenet5.safetensors"));
-  Sequential<float> model = lenet5();
+  Sequential<float> model = testing::lenet5();
   ASSERT_EQ(model.parameter_count(), 61706);
   for (auto& param : model.named_parameters()) {
     const Tensor<float> init = file.tensor<float>("init." + param.name);

@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "cnn/cnn.hpp"
+#include "test_models.hpp"
 
 namespace cnn {
 namespace {
@@ -82,26 +83,8 @@ TEST(Init, BoundsAndVariancesMatchTheirDefinitions) {
   EXPECT_THROW(init_from_string("glorot"), Error);
 }
 
-Sequential<float> lenet5() {
-  Sequential<float> model;
-  model.emplace<Conv2d<float>>(1, 6, 5, 1, 2);
-  model.emplace<ReLU<float>>();
-  model.emplace<MaxPool2d<float>>(2);
-  model.emplace<Conv2d<float>>(6, 16, 5);
-  model.emplace<ReLU<float>>();
-  model.emplace<MaxPool2d<float>>(2);
-  model.emplace<Flatten<float>>();
-  model.emplace<Linear<float>>(400, 120);
-  model.emplace<ReLU<float>>();
-  model.emplace<Linear<float>>(120, 84);
-  model.emplace<ReLU<float>>();
-  model.emplace<Linear<float>>(84, 10);
-  model.build(Shape{1, 28, 28});
-  return model;
-}
-
 TEST(Sequential, LeNet5ShapesNamesAndParameterCount) {
-  Sequential<float> model = lenet5();
+  Sequential<float> model = testing::lenet5();
   EXPECT_EQ(model.parameter_count(), 61706);
   EXPECT_EQ(model.output_shape(7), (Shape{7, 10}));
   std::vector<std::string> names;
@@ -114,7 +97,7 @@ TEST(Sequential, LeNet5ShapesNamesAndParameterCount) {
 }
 
 TEST(Sequential, SameSeedSameModelAndTrainingReducesTheLoss) {
-  Sequential<float> a = lenet5(), b = lenet5();
+  Sequential<float> a = testing::lenet5(), b = testing::lenet5();
   Rng ra(11), rb(11);
   a.init_parameters(ra);
   b.init_parameters(rb);

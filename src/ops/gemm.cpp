@@ -6,32 +6,34 @@
 
 namespace cnn::detail {
 
+namespace {
+/// C (M x N) = [C +] A * B (K x N), where A's element (i, p) is a[i * row_step + p * col_step]:
+/// one loop nest serves A stored as is (gemm_nn) and transposed (gemm_tn).
 template <typename T>
-void gemm_nn(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b, int64_t ldb,
-             T* c, int64_t ldc, bool accumulate) {
+void gemm_strided_a(int64_t m, int64_t n, int64_t k, const T* a, int64_t row_step, int64_t col_step,
+                    const T* b, int64_t ldb, T* c, int64_t ldc, bool accumulate) {
   for (int64_t i = 0; i < m; ++i) {
     T* __restrict ci = c + i * ldc;
     if (!accumulate) std::fill(ci, ci + n, T(0));
     for (int64_t p = 0; p < k; ++p) {
-      const T aip = a[i * lda + p];
+      const T aip = a[i * row_step + p * col_step];
       const T* __restrict bp = b + p * ldb;
       for (int64_t j = 0; j < n; ++j) ci[j] += aip * bp[j];
     }
   }
 }
+}  // namespace
+
+template <typename T>
+void gemm_nn(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b, int64_t ldb,
+             T* c, int64_t ldc, bool accumulate) {
+  gemm_strided_a(m, n, k, a, lda, 1, b, ldb, c, ldc, accumulate);
+}
 
 template <typename T>
 void gemm_tn(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b, int64_t ldb,
              T* c, int64_t ldc, bool accumulate) {
-  for (int64_t i = 0; i < m; ++i) {
-    T* __restrict ci = c + i * ldc;
-    if (!accumulate) std::fill(ci, ci + n, T(0));
-    for (int64_t p = 0; p < k; ++p) {
-      const T api = a[p * lda + i];
-      const T* __restrict bp = b + p * ldb;
-      for (int64_t j = 0; j < n; ++j) ci[j] += api * bp[j];
-    }
-  }
+  gemm_strided_a(m, n, k, a, 1, lda, b, ldb, c, ldc, accumulate);
 }
 
 template <typename T>
