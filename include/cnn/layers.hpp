@@ -109,6 +109,7 @@ class Layer {
  private:
   T* values_ = nullptr;
   T* gradients_ = nullptr;
+  bool bound_ = false;
   std::vector<ParamSpec> bound_specs_;
   std::vector<int64_t> offsets_;
 };

@@ -73,8 +73,19 @@ class Tensor {
     }
     return *this;
   }
-  Tensor(Tensor&&) noexcept = default;
-  Tensor& operator=(Tensor&&) noexcept = default;
+  Tensor(Tensor&& other) noexcept
+      : storage_(std::move(other.storage_)), capacity_(other.capacity_), shape_(other.shape_) {
+    other.capacity_ = 0;
+    other.shape_ = Shape();
+  }
+  Tensor& operator=(Tensor&& other) noexcept {
+    storage_ = std::move(other.storage_);
+    capacity_ = other.capacity_;
+    shape_ = other.shape_;
+    other.capacity_ = 0;
+    other.shape_ = Shape();
+    return *this;
+  }
 
   /// Sets the shape; reallocates (zeroed) only when the capacity is too small. Existing
   /// contents are unspecified after a resize that changes the element count.

@@ -94,8 +94,10 @@ IdxImages read_idx_images(const std::string& path) {
   images.count = in.read_u32_be("header");
   images.rows = in.read_u32_be("header");
   images.cols = in.read_u32_be("header");
+  // Each factor is below 2^32; checking the pixels per image first keeps the product in range.
   if (images.count <= 0 || images.rows <= 0 || images.cols <= 0 ||
-      images.count * images.rows * images.cols > kMaxElements) {
+      images.rows * images.cols > kMaxElements ||
+      images.count > kMaxElements / (images.rows * images.cols)) {
     fail(path, "expected positive image count and size, got " + std::to_string(images.count) +
                    " images of " + std::to_string(images.rows) + "x" + std::to_string(images.cols));
   }

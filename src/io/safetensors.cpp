@@ -293,6 +293,15 @@ void save_safetensors(const std::string& path, const std::vector<SaveTensor>& te
     std::remove(temp.c_str());
     fail(path, "cannot write the model file: " + reason);
   }
+  // Make the rename itself durable; a failure here cannot un-write the file, so it is ignored.
+  const size_t slash = path.find_last_of('/');
+  const std::string dir =
+      slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+  const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+  if (dir_fd >= 0) {
+    ::fsync(dir_fd);
+    ::close(dir_fd);
+  }
 }
 
 }  // namespace cnn

@@ -115,6 +115,7 @@ void Layer<T>::bind_parameters(T* values, T* gradients) {
   }
   values_ = values;
   gradients_ = gradients;
+  bound_ = true;
 }
 
 template <typename T>
@@ -154,7 +155,7 @@ void Layer<T>::forward(TensorView<const T> x, TensorView<T> y, Mode mode) {
          y.shape().str());
   }
   if (x.empty() || y.empty()) fail("forward: input and output must not be empty views");
-  if (parameter_count() > 0 && offsets_.empty()) {
+  if (!bound_ && parameter_count() > 0) {  // bound_ first: no spec list in the training step
     fail("parameters are not bound (call bind_parameters or build a model)");
   }
   forward_impl(x, y, mode);
@@ -171,7 +172,7 @@ void Layer<T>::backward(TensorView<const T> x, TensorView<const T> y, TensorView
   if (!dx.empty() && dx.shape() != x.shape()) {
     fail("backward: expected input gradient " + x.shape().str() + ", got " + dx.shape().str());
   }
-  if (parameter_count() > 0 && offsets_.empty()) {
+  if (!bound_ && parameter_count() > 0) {  // bound_ first: no spec list in the training step
     fail("parameters are not bound (call bind_parameters or build a model)");
   }
   backward_impl(x, y, dy, dx);
