@@ -8,10 +8,13 @@ namespace cnn::detail {
 
 namespace {
 /// C (M x N) = [C +] A * B (K x N), where A's element (i, p) is a[i * row_step + p * col_step]:
-/// one loop nest serves A stored as is (gemm_nn) and transposed (gemm_tn).
+/// one loop nest serves A stored as is (gemm_nn) and transposed (gemm_tn). Compiled for
+/// AVX-512, AVX2 and baseline x86-64; the loader picks the best the CPU supports (GCC's
+/// target_clones), so the binary runs on any x86-64 without -march=native.
 template <typename T>
-void gemm_strided_a(int64_t m, int64_t n, int64_t k, const T* a, int64_t row_step, int64_t col_step,
-                    const T* b, int64_t ldb, T* c, int64_t ldc, bool accumulate) {
+__attribute__((target_clones("avx512f", "avx2", "default"))) void gemm_strided_a(
+    int64_t m, int64_t n, int64_t k, const T* a, int64_t row_step, int64_t col_step, const T* b,
+    int64_t ldb, T* c, int64_t ldc, bool accumulate) {
   for (int64_t i = 0; i < m; ++i) {
     T* __restrict ci = c + i * ldc;
     if (!accumulate) std::fill(ci, ci + n, T(0));
