@@ -102,7 +102,7 @@ Options parse(int argc, char** argv) {
 
 /// The images of the two classes, with targets 0 (class a) and 1 (class b).
 struct BinarySet {
-  cnn::IdxImages images;
+  cnn::ImageSet images;
   std::vector<int64_t> indices;  // into images
   std::vector<float> targets;    // per index
 };

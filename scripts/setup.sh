@@ -4,7 +4,7 @@
 #   scripts/setup.sh --test   the same, plus GoogleTest and clang-format for the test suite
 set -euo pipefail
 
-packages=(g++ cmake make zlib1g-dev nlohmann-json3-dev dataset-fashion-mnist)
+packages=(g++ cmake make zlib1g-dev nlohmann-json3-dev libstb-dev dataset-fashion-mnist)
 if [[ "${1:-}" == "--test" ]]; then
   packages+=(libgtest-dev clang-format)
 fi

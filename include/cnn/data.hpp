@@ -5,20 +5,22 @@
 #include <string>
 #include <vector>
 
+#include "cnn/rng.hpp"
 #include "cnn/tensor.hpp"
 
 namespace cnn {
 
-/// Images of one IDX file: count images of rows x cols uint8 pixels, row-major.
-struct IdxImages {
-  int64_t count = 0, rows = 0, cols = 0;
+/// count images of channels x rows x cols uint8 pixels, each image CHW row-major.
+struct ImageSet {
+  int64_t count = 0, channels = 1, rows = 0, cols = 0;
   std::vector<uint8_t> pixels;
+  int64_t image_size() const { return channels * rows * cols; }
 };
 
 /// Reads an IDX image file (magic 0x00000803), raw or gzip-compressed (zlib detects which).
 /// Throws cnn::Error("<path>: ...") for a missing file, a wrong magic number, zero sizes, or a
 /// file shorter or longer than its header says.
-IdxImages read_idx_images(const std::string& path);
+ImageSet read_idx_images(const std::string& path);
 /// Reads an IDX label file (magic 0x00000801), raw or gzipped; same errors.
 std::vector<uint8_t> read_idx_labels(const std::string& path);
 /// `path` when it exists, else `path + ".gz"` when that exists, else `path` (so that the
@@ -27,7 +29,7 @@ std::string resolve_maybe_gz(const std::string& path);
 
 /// A labelled image dataset in memory as bytes.
 struct Dataset {
-  IdxImages images;
+  ImageSet images;
   std::vector<uint8_t> labels;
   int64_t size() const { return images.count; }
 };
@@ -35,7 +37,48 @@ struct Dataset {
 /// Reads images and labels and checks that their counts agree.
 Dataset read_idx_dataset(const std::string& images_path, const std::string& labels_path);
 
-/// x (n, 1, rows, cols) = pixels / 255 of the images at `indices`.
-void gather_images(const IdxImages& images, const std::vector<int64_t>& indices, Tensor<float>& x);
+/// Reads CIFAR-10 binary batch files (each record: one label byte, then 3 x 32 x 32 pixels,
+/// red, green, blue planes) into one dataset. Throws cnn::Error naming a file that is missing,
+/// empty, not a whole number of records, or holds a label above 9.
+Dataset read_cifar10(const std::vector<std::string>& paths);
+
+/// Train and test sets with class names, as the command line loads them.
+struct DataSplit {
+  Dataset train, test;
+  std::vector<std::string> class_names;
+  std::string description;  // "Fashion-MNIST (/usr/share/datasets/fashion-mnist)"
+};
+
+/// Where Debian's dataset-fashion-mnist puts the files.
+inline constexpr const char* kFashionMnistDir = "/usr/share/datasets/fashion-mnist";
+
+/// Loads `which`: "fashion-mnist" (Debian's package; when it is missing, `notice` receives one
+/// line saying so and the bundled sample is used), "sample" (the sample in `sample_dir`), or a
+/// directory holding the four MNIST-format IDX files (raw or .gz) or CIFAR-10 binary batches.
+/// Throws cnn::Error naming the directory or file and what was expected.
+DataSplit load_dataset(const std::string& which, const std::string& sample_dir,
+                       std::string* notice);
+
+/// The samples whose label is in `classes`, relabelled to the position in `classes`.
+Dataset select_classes(const Dataset& data, const std::vector<int>& classes);
+
+/// Batches of indices over [0, count): shuffled by rng each epoch when `shuffle`, in order
+/// otherwise; the last batch is partial when count is not a multiple of the batch size.
+class BatchIterator {
+ public:
+  BatchIterator(int64_t count, int64_t batch_size);
+  /// Starts an epoch: a new order from rng (or the identity when rng is null).
+  void start_epoch(Rng* rng);
+  /// The next batch's indices, or false after the last batch of the epoch.
+  bool next(std::vector<int64_t>& indices);
+  int64_t batches_per_epoch() const { return (count_ + batch_size_ - 1) / batch_size_; }
+
+ private:
+  int64_t count_, batch_size_, position_ = 0;
+  std::vector<int64_t> order_;
+};
+
+/// x (n, channels, rows, cols) = pixels / 255 of the images at `indices`.
+void gather_images(const ImageSet& images, const std::vector<int64_t>& indices, Tensor<float>& x);
 
 }  // namespace cnn

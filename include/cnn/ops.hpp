@@ -48,6 +48,12 @@ PoolShape make_pool_shape(int64_t batch, int64_t channels, int64_t in_h, int64_t
 bool reference_mode();
 void set_reference_mode(bool on);
 
+/// Threads the kernels may use (OpenMP over the images of a batch); 1 by default. Results
+/// for a fixed thread count are bit-identical from run to run; across thread counts they agree
+/// to rounding (parameter gradients are summed per thread, then in thread order).
+void set_threads(int threads);
+int threads();
+
 // ---- convolution --------------------------------------------------------------------------
 /// y (N, OC, OH, OW) = b + sum_c x (N, C, H, W) (*) w (OC, C, KH, KW); b (OC) may be null.
 template <typename T>

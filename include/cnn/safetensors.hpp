@@ -35,7 +35,7 @@ class SafeTensorsFile {
 
   const std::string& path() const { return path_; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
-  /// Tensor names in file order.
+  /// Tensor names in the order of their data in the file (the order they were saved in).
   const std::vector<std::string>& names() const { return names_; }
   bool contains(const std::string& name) const { return entries_.count(name) != 0; }
   /// Throws cnn::Error naming the file and the missing tensor.

@@ -84,13 +84,13 @@ std::string resolve_maybe_gz(const std::string& path) {
   return path;
 }
 
-IdxImages read_idx_images(const std::string& path) {
+ImageSet read_idx_images(const std::string& path) {
   Reader in(path);
   const uint32_t magic = in.read_u32_be("magic number");
   if (magic != kImageMagic) {
     fail(path, "expected the IDX image magic number " + hex(kImageMagic) + ", got " + hex(magic));
   }
-  IdxImages images;
+  ImageSet images;
   images.count = in.read_u32_be("header");
   images.rows = in.read_u32_be("header");
   images.cols = in.read_u32_be("header");
@@ -135,18 +135,18 @@ Dataset read_idx_dataset(const std::string& images_path, const std::string& labe
   return data;
 }
 
-void gather_images(const IdxImages& images, const std::vector<int64_t>& indices, Tensor<float>& x) {
-  const int64_t pixels = images.rows * images.cols;
-  x.resize(Shape{static_cast<int64_t>(indices.size()), 1, images.rows, images.cols});
+void gather_images(const ImageSet& images, const std::vector<int64_t>& indices, Tensor<float>& x) {
+  const int64_t size = images.image_size();
+  x.resize(Shape{static_cast<int64_t>(indices.size()), images.channels, images.rows, images.cols});
   for (size_t n = 0; n < indices.size(); ++n) {
     const int64_t index = indices[n];
     if (index < 0 || index >= images.count) {
       throw Error("gather_images: expected indices in [0, " + std::to_string(images.count) +
                   "), got " + std::to_string(index));
     }
-    const uint8_t* src = images.pixels.data() + index * pixels;
-    float* dst = x.data() + static_cast<int64_t>(n) * pixels;
-    for (int64_t i = 0; i < pixels; ++i) dst[i] = static_cast<float>(src[i]) * (1.0f / 255.0f);
+    const uint8_t* src = images.pixels.data() + index * size;
+    float* dst = x.data() + static_cast<int64_t>(n) * size;
+    for (int64_t i = 0; i < size; ++i) dst[i] = static_cast<float>(src[i]) * (1.0f / 255.0f);
   }
 }
 

@@ -1,6 +1,7 @@
 #include "cnn/safetensors.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -12,6 +13,7 @@
 #include <set>
 
 #include "cnn/error.hpp"
+#include "cnn/fileio.hpp"
 
 namespace cnn {
 
@@ -178,6 +180,10 @@ SafeTensorsFile SafeTensorsFile::load(const std::string& path) {
   std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) {
     return a.begin < b.begin || (a.begin == b.begin && a.end < b.end);
   });
+  // names() lists tensors in the order of their data, which is the order they were saved in
+  // (the JSON header itself is an unordered object).
+  file.names_.clear();
+  for (const Span& span : spans) file.names_.push_back(span.name);
   uint64_t covered = 0;
   for (const Span& span : spans) {
     if (span.begin < covered) fail(path, "tensor '" + span.name + "' overlaps another tensor");
@@ -258,40 +264,48 @@ void save_safetensors(const std::string& path, const std::vector<SaveTensor>& te
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');  // the format allows space padding to 8 bytes
 
+  std::string bytes(8, '\0');
+  const uint64_t header_size = text.size();
+  for (int i = 0; i < 8; ++i)
+    bytes[static_cast<size_t>(i)] = static_cast<char>(header_size >> (8 * i));
+  bytes += text;
+  for (const SaveTensor& t : tensors) {
+    // Our CPUs are little-endian, as the format is; floats go out as they are in memory.
+    bytes.append(reinterpret_cast<const char*>(t.data.data()),
+                 static_cast<size_t>(t.data.numel()) * sizeof(float));
+  }
+  write_file_atomic(path, bytes);
+}
+
+void write_file_atomic(const std::string& path, const std::string& bytes) {
   std::string temp = path + ".tmp.XXXXXX";
   const int fd = mkstemp(temp.data());
   if (fd < 0) fail(path, std::string("cannot create a temporary file: ") + std::strerror(errno));
+  // mkstemp creates the file 0600; give it the permissions a plain open() would (0666 & ~umask).
+  const mode_t mask = ::umask(0);
+  ::umask(mask);
+  ::fchmod(fd, 0666 & ~mask);
   bool ok = true;
-  const auto write_all = [&](const void* p, size_t n) {
-    const char* c = static_cast<const char*>(p);
-    while (ok && n > 0) {
-      const ssize_t w = ::write(fd, c, n);
-      if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) {
-        ok = false;
-        break;
-      }
-      c += w;
-      n -= static_cast<size_t>(w);
+  int error = 0;
+  const char* p = bytes.data();
+  size_t left = bytes.size();
+  while (ok && left > 0) {
+    const ssize_t written = ::write(fd, p, left);
+    if (written < 0 && errno == EINTR) continue;
+    if (written <= 0) {
+      ok = false;
+      error = errno;
+      break;
     }
-  };
-  uint8_t length[8];
-  const uint64_t header_size = text.size();
-  for (int i = 0; i < 8; ++i) length[i] = static_cast<uint8_t>(header_size >> (8 * i));
-  write_all(length, 8);
-  write_all(text.data(), text.size());
-  for (const SaveTensor& t : tensors) {
-    // Our CPUs are little-endian, as the format is; floats go out as they are in memory.
-    write_all(t.data.data(), static_cast<size_t>(t.data.numel()) * sizeof(float));
+    p += written;
+    left -= static_cast<size_t>(written);
   }
-  const int saved_errno = errno;
-  if (ok && ::fsync(fd) != 0) ok = false;
-  if (::close(fd) != 0) ok = false;
-  if (ok && std::rename(temp.c_str(), path.c_str()) != 0) ok = false;
+  if (ok && ::fsync(fd) != 0) ok = false, error = errno;
+  if (::close(fd) != 0 && ok) ok = false, error = errno;
+  if (ok && std::rename(temp.c_str(), path.c_str()) != 0) ok = false, error = errno;
   if (!ok) {
-    const std::string reason = std::strerror(errno ? errno : saved_errno);
     std::remove(temp.c_str());
-    fail(path, "cannot write the model file: " + reason);
+    fail(path, std::string("cannot write: ") + std::strerror(error));
   }
   // Make the rename itself durable; a failure here cannot un-write the file, so it is ignored.
   const size_t slash = path.find_last_of('/');

@@ -104,6 +104,29 @@ void Flatten<T>::backward_impl(TensorView<const T> /*x*/, TensorView<const T> /*
   if (!dx.empty()) std::copy(dy.begin(), dy.end(), dx.begin());
 }
 
+// One operation per element for the element-wise layers, three for softmax, none for Flatten.
+template <typename T>
+int64_t ReLU<T>::forward_flops(const Shape& input) const {
+  return output_shape(input).numel();
+}
+template <typename T>
+int64_t Tanh<T>::forward_flops(const Shape& input) const {
+  return output_shape(input).numel();
+}
+template <typename T>
+int64_t Sigmoid<T>::forward_flops(const Shape& input) const {
+  return output_shape(input).numel();
+}
+template <typename T>
+int64_t Softmax<T>::forward_flops(const Shape& input) const {
+  return 3 * output_shape(input).numel();
+}
+template <typename T>
+int64_t Flatten<T>::forward_flops(const Shape& input) const {
+  output_shape(input);  // validates
+  return 0;
+}
+
 #define CNN_INSTANTIATE_LAYER(Layer) \
   template class Layer<float>;       \
   template class Layer<double>;

@@ -62,6 +62,12 @@ Shape Conv2d<T>::output_shape(const Shape& in) const {
 }
 
 template <typename T>
+int64_t Conv2d<T>::forward_flops(const Shape& input) const {
+  const int64_t outputs = output_shape(input).numel();
+  return outputs * (2 * in_channels_ * kernel_.h * kernel_.w + (bias_ ? 1 : 0));
+}
+
+template <typename T>
 std::vector<ParamSpec> Conv2d<T>::parameter_specs() const {
   std::vector<ParamSpec> specs{
       {"weight", Shape{out_channels_, in_channels_, kernel_.h, kernel_.w}}};

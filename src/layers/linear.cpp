@@ -28,6 +28,11 @@ Shape Linear<T>::output_shape(const Shape& in) const {
 }
 
 template <typename T>
+int64_t Linear<T>::forward_flops(const Shape& input) const {
+  return output_shape(input).numel() * (2 * in_features_ + (bias_ ? 1 : 0));
+}
+
+template <typename T>
 std::vector<ParamSpec> Linear<T>::parameter_specs() const {
   std::vector<ParamSpec> specs{{"weight", Shape{out_features_, in_features_}}};
   if (bias_) specs.push_back({"bias", Shape{out_features_}});

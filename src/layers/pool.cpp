@@ -41,6 +41,11 @@ Shape MaxPool2d<T>::output_shape(const Shape& in) const {
 }
 
 template <typename T>
+int64_t MaxPool2d<T>::forward_flops(const Shape& input) const {
+  return output_shape(input).numel() * (kernel_.h * kernel_.w - 1);
+}
+
+template <typename T>
 ops::PoolShape MaxPool2d<T>::pool_shape(const Shape& in) const {
   return ops::make_pool_shape(in[0], in[1], in[2], in[3], kernel_.h, kernel_.w, stride_.h,
                               stride_.w, padding_.h, padding_.w);

@@ -3,7 +3,10 @@
 // dcol = W^T dy; dx = col2im(dcol). A 1x1, stride-1, unpadded convolution skips im2col,
 // since the image already is its column matrix.
 
+#include <omp.h>
+
 #include <algorithm>
+#include <vector>
 
 #include "cnn/ops.hpp"
 #include "cnn/ops_ref.hpp"
@@ -75,8 +78,12 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s
   const int64_t out_size = s.out_h * s.out_w;
   const int64_t in_size = s.in_channels * s.in_h * s.in_w;
   const bool pointwise = is_pointwise(s);
-  T* col = pointwise ? nullptr : detail::scratch<T>(0, patch * out_size);
+  // Images are independent: each thread takes a contiguous block of them, with its own
+  // scratch, so the result does not depend on the thread count.
+  const int team = static_cast<int>(std::min<int64_t>(threads(), s.batch));
+#pragma omp parallel for num_threads(team) schedule(static) if (team > 1)
   for (int64_t n = 0; n < s.batch; ++n) {
+    T* col = pointwise ? nullptr : detail::scratch<T>(0, patch * out_size);
     const T* xn = x + n * in_size;
     if (!pointwise) im2col(col, xn, s);
     T* yn = y + n * s.out_channels * out_size;
@@ -89,16 +96,20 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s
   }
 }
 
+namespace {
+
+/// Backward for images [first, last): dx assigned per image; dw and db accumulated in image
+/// order into the given buffers.
 template <typename T>
-void conv2d_backward(T* dx, T* dw, T* db, const T* x, const T* w, const T* dy, const ConvShape& s) {
-  if (reference_mode()) return ref::conv2d_backward(dx, dw, db, x, w, dy, s);
+void conv2d_backward_images(int64_t first, int64_t last, T* dx, T* dw, T* db, const T* x,
+                            const T* w, const T* dy, const ConvShape& s) {
   const int64_t patch = s.in_channels * s.kernel_h * s.kernel_w;
   const int64_t out_size = s.out_h * s.out_w;
   const int64_t in_size = s.in_channels * s.in_h * s.in_w;
   const bool pointwise = is_pointwise(s);
   T* col = pointwise ? nullptr : detail::scratch<T>(0, patch * out_size);
   T* dcol = pointwise ? nullptr : detail::scratch<T>(1, patch * out_size);
-  for (int64_t n = 0; n < s.batch; ++n) {
+  for (int64_t n = first; n < last; ++n) {
     const T* xn = x + n * in_size;
     const T* dyn = dy + n * s.out_channels * out_size;
     if (db) {
@@ -116,6 +127,36 @@ void conv2d_backward(T* dx, T* dw, T* db, const T* x, const T* w, const T* dy, c
     detail::gemm_tn(patch, out_size, s.out_channels, w, patch, dyn, out_size,
                     pointwise ? dxn : dcol, out_size, false);
     if (!pointwise) col2im(dxn, dcol, s);
+  }
+}
+
+}  // namespace
+
+template <typename T>
+void conv2d_backward(T* dx, T* dw, T* db, const T* x, const T* w, const T* dy, const ConvShape& s) {
+  if (reference_mode()) return ref::conv2d_backward(dx, dw, db, x, w, dy, s);
+  const int team = static_cast<int>(std::min<int64_t>(threads(), s.batch));
+  if (team <= 1) return conv2d_backward_images(int64_t{0}, s.batch, dx, dw, db, x, w, dy, s);
+  // Each thread sums the parameter gradients of a contiguous block of images into its own
+  // partial buffer; the partials are then added in thread order, so that a fixed thread count
+  // gives bit-identical results.
+  const int64_t dw_size = s.out_channels * s.in_channels * s.kernel_h * s.kernel_w;
+  const int64_t partial_size = dw_size + s.out_channels;
+  std::vector<T>& partials = detail::shared_scratch<T>(team * partial_size);
+#pragma omp parallel num_threads(team)
+  {
+    const int t = omp_get_thread_num();
+    const int64_t first = s.batch * t / team, last = s.batch * (t + 1) / team;
+    T* partial = partials.data() + t * partial_size;
+    std::fill(partial, partial + partial_size, T(0));
+    conv2d_backward_images(first, last, dx, partial, db ? partial + dw_size : nullptr, x, w, dy, s);
+  }
+  for (int t = 0; t < team; ++t) {
+    const T* partial = partials.data() + t * partial_size;
+    for (int64_t i = 0; i < dw_size; ++i) dw[i] += partial[i];
+    if (db) {
+      for (int64_t o = 0; o < s.out_channels; ++o) db[o] += partial[dw_size + o];
+    }
   }
 }
 

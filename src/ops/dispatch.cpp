@@ -2,6 +2,9 @@
 #include <cstdlib>
 #include <cstring>
 
+#include <string>
+
+#include "cnn/error.hpp"
 #include "cnn/ops.hpp"
 
 namespace cnn::ops {
@@ -16,6 +19,22 @@ std::atomic<bool>& reference_flag() {
   return flag;
 }
 }  // namespace
+
+namespace {
+std::atomic<int>& thread_count() {
+  static std::atomic<int> count{1};
+  return count;
+}
+}  // namespace
+
+void set_threads(int threads) {
+  if (threads < 1)
+    throw Error("set_threads: expected at least 1 thread, got " + std::to_string(threads));
+  thread_count().store(threads, std::memory_order_relaxed);
+}
+int threads() {
+  return thread_count().load(std::memory_order_relaxed);
+}
 
 bool reference_mode() {
   return reference_flag().load(std::memory_order_relaxed);

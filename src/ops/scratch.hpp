@@ -17,4 +17,13 @@ T* scratch(int slot, int64_t n) {
   return buffer.data();
 }
 
+/// Scratch shared by the threads of one op call (e.g. per-thread partial sums that the calling
+/// thread reduces): owned by the calling thread, resized to at least n elements.
+template <typename T>
+std::vector<T>& shared_scratch(int64_t n) {
+  thread_local std::vector<T> buffer;
+  if (static_cast<int64_t>(buffer.size()) < n) buffer.resize(static_cast<size_t>(n));
+  return buffer;
+}
+
 }  // namespace cnn::detail

@@ -1,0 +1,113 @@
+#pragma once
+// A strict command-line parser: every flag is declared, values are range-checked, and every
+// mistake is one line naming the flag and what was expected.
+
+#include <cerrno>
+#include <cstdlib>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cnn/error.hpp"
+
+namespace cnn::cli {
+
+class Args {
+ public:
+  /// `value_flags`: flags that take a value; `switches`: flags without one.
+  Args(const std::string& command, int argc, char** argv, int first,
+       const std::vector<std::string>& value_flags, const std::vector<std::string>& switches)
+      : command_(command) {
+    for (int i = first; i < argc; ++i) {
+      std::string arg = argv[i];
+      if (arg == "--help" || arg == "-h") {
+        help_ = true;
+        continue;
+      }
+      if (arg.rfind("--", 0) != 0 || arg == "--") {
+        positional_.push_back(arg);
+        continue;
+      }
+      std::optional<std::string> inline_value;
+      if (const size_t eq = arg.find('='); eq != std::string::npos) {
+        inline_value = arg.substr(eq + 1);
+        arg = arg.substr(0, eq);
+      }
+      if (contains(switches, arg)) {
+        if (inline_value) fail(arg, "takes no value, got '" + *inline_value + "'");
+        values_[arg] = "1";
+      } else if (contains(value_flags, arg)) {
+        if (inline_value) {
+          values_[arg] = *inline_value;
+        } else if (i + 1 < argc) {
+          values_[arg] = argv[++i];
+        } else {
+          fail(arg, "expects a value");
+        }
+      } else {
+        throw Error(command_ + ": unknown flag " + arg + " (see cnn " + command_ + " --help)");
+      }
+    }
+  }
+
+  bool help() const { return help_; }
+  const std::vector<std::string>& positional() const { return positional_; }
+  bool has(const std::string& flag) const { return values_.count(flag) != 0; }
+  std::string text(const std::string& flag, const std::string& fallback) const {
+    return has(flag) ? values_.at(flag) : fallback;
+  }
+  /// A whole number in [lo, hi].
+  long long integer(const std::string& flag, long long fallback, long long lo, long long hi) const {
+    if (!has(flag)) return fallback;
+    const std::string& v = values_.at(flag);
+    char* end = nullptr;
+    errno = 0;
+    const long long value = std::strtoll(v.c_str(), &end, 10);
+    if (v.empty() || *end != '\0' || errno != 0 || value < lo || value > hi) {
+      fail(flag, "expects a whole number from " + std::to_string(lo) + " to " + std::to_string(hi) +
+                     ", got '" + v + "'");
+    }
+    return value;
+  }
+  /// A finite number in [lo, hi] (lo excluded when lo_open).
+  double number(const std::string& flag, double fallback, double lo, double hi,
+                bool lo_open) const {
+    if (!has(flag)) return fallback;
+    const std::string& v = values_.at(flag);
+    char* end = nullptr;
+    const double value = std::strtod(v.c_str(), &end);
+    const bool low_ok = lo_open ? value > lo : value >= lo;
+    if (v.empty() || *end != '\0' || !(low_ok && value <= hi)) {
+      fail(flag, std::string("expects a number ") + (lo_open ? "above " : "from ") + trim(lo) +
+                     " to " + trim(hi) + ", got '" + v + "'");
+    }
+    return value;
+  }
+  [[noreturn]] void fail(const std::string& flag, const std::string& message) const {
+    throw Error(command_ + ": " + flag + " " + message);
+  }
+
+ private:
+  static bool contains(const std::vector<std::string>& list, const std::string& s) {
+    for (const std::string& e : list) {
+      if (e == s) return true;
+    }
+    return false;
+  }
+  static std::string trim(double v) {
+    std::string s = std::to_string(v);
+    while (s.find('.') != std::string::npos && (s.back() == '0' || s.back() == '.')) {
+      const bool dot = s.back() == '.';
+      s.pop_back();
+      if (dot) break;
+    }
+    return s;
+  }
+  std::string command_;
+  bool help_ = false;
+  std::vector<std::string> positional_;
+  std::map<std::string, std::string> values_;
+};
+
+}  // namespace cnn::cli

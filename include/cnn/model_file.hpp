@@ -1,0 +1,38 @@
+#pragma once
+// The model file: safetensors whose tensors are named and laid out as the state_dict of the
+// equivalent torch.nn.Sequential ("0.weight" (OC, IC, KH, KW), "7.weight" (out, in), ...) and
+// whose metadata holds
+//   "format": "cnn", "format_version": "1",
+//   "architecture": the model spec JSON (cnn/spec.hpp),
+//   "class_names": a JSON list of strings (optional).
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cnn/model.hpp"
+#include "cnn/spec.hpp"
+
+namespace cnn {
+
+inline constexpr const char* kModelFormatVersion = "1";
+
+struct ModelFile {
+  ModelSpec spec;
+  Sequential<float> model;
+  std::vector<std::string> class_names;
+};
+
+/// Writes the model atomically (see write_file_atomic): an existing file at `path` is either
+/// replaced whole or left as it was.
+void save_model(const std::string& path, Sequential<float>& model, const ModelSpec& spec,
+                const std::vector<std::string>& class_names);
+
+/// Loads and validates a model file. The architecture comes from the file's metadata, or from
+/// `spec` when given (for a file written by PyTorch without our metadata). Throws cnn::Error
+/// "<path>: ..." for an unreadable or corrupt file, an unknown format version, a missing,
+/// duplicate or unexpected tensor, a tensor whose dtype is not F32 or whose shape differs from
+/// the architecture's, or a non-finite weight.
+ModelFile load_model(const std::string& path, const std::optional<ModelSpec>& spec = std::nullopt);
+
+}  // namespace cnn

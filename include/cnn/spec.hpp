@@ -1,0 +1,69 @@
+#pragma once
+// Model specs: a model's architecture as JSON. The same JSON is what `cnn train --model
+// SPEC.json` reads, what the presets are, and what a model file stores as its architecture.
+//
+//   {
+//     "name": "lenet5",
+//     "input": [1, 28, 28],                 // one sample: channels, height, width
+//     "loss": "cross_entropy",              // or "log_loss" (one sigmoid output, two classes)
+//     "classes": [0, 1],                    // optional: train on these dataset labels only,
+//                                           // relabelled 0, 1, ... in this order
+//     "layers": [
+//       {"type": "Conv2d", "out_channels": 6, "kernel": 5, "stride": 1, "padding": 2},
+//       {"type": "ReLU"},
+//       {"type": "MaxPool2d", "kernel": 2},
+//       {"type": "Flatten"},
+//       {"type": "Linear", "out_features": 10}
+//     ]
+//   }
+//
+// kernel, stride and padding take a number or [height, width]; Conv2d padding may be "same";
+// "bias" (default true) applies to Conv2d and Linear. Input channels and features are inferred
+// from the shapes. Unknown keys are refused, so that a typo is an error, not a default.
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cnn/layers.hpp"
+#include "cnn/model.hpp"
+
+namespace cnn {
+
+/// One layer of a spec. Fields unused by a type keep their defaults.
+struct LayerSpec {
+  std::string type;             // Conv2d, MaxPool2d, Linear, ReLU, Tanh, Sigmoid, Softmax, Flatten
+  int64_t out = 0;              // Conv2d out_channels, Linear out_features
+  Size2 kernel{1};              // Conv2d, MaxPool2d
+  std::optional<Size2> stride;  // default 1 (Conv2d) or the kernel (MaxPool2d)
+  Size2 padding{0};
+  bool same_padding = false;  // Conv2d "padding": "same"
+  bool bias = true;
+};
+
+enum class LossKind { kCrossEntropy, kLogLoss };
+
+struct ModelSpec {
+  std::string name;
+  Shape input;  // (C, H, W)
+  LossKind loss = LossKind::kCrossEntropy;
+  std::vector<int> classes;  // dataset labels used, in order; empty: all of them
+  std::vector<LayerSpec> layers;
+};
+
+/// Parses and validates spec JSON. `origin` (a file name, "preset lenet5", ...) starts every
+/// error message: "<origin>: layer 3: unknown type 'Conv3d' (expected one of ...)".
+ModelSpec parse_model_spec(const std::string& json, const std::string& origin);
+/// Canonical JSON of a spec (every field explicit); parse_model_spec reads it back.
+std::string to_json(const ModelSpec& spec);
+/// The names of the presets: lenet5, convnet, seed.
+std::vector<std::string> preset_names();
+/// A preset by name; throws cnn::Error listing the presets for an unknown name.
+ModelSpec preset_spec(const std::string& name);
+/// Builds (and shape-checks) the model of a spec, parameters zeroed. Throws cnn::Error
+/// "<spec name>: Sequential: layer i ..." when a layer does not fit its input.
+Sequential<float> build_model(const ModelSpec& spec);
+/// The number of outputs the loss reads: 1 for the log loss, else the last layer's features.
+int64_t output_classes(const ModelSpec& spec);
+
+}  // namespace cnn

@@ -1,0 +1,179 @@
+// Dataset discovery for the command line: Fashion-MNIST from Debian's package, the bundled
+// sample, a directory of MNIST-format IDX files, or CIFAR-10 binary batches.
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+
+#include "cnn/data.hpp"
+#include "cnn/error.hpp"
+
+namespace cnn {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::vector<std::string> kFashionNames = {"T-shirt/top", "Trouser",   "Pullover", "Dress",
+                                                "Coat",        "Sandal",    "Shirt",    "Sneaker",
+                                                "Bag",         "Ankle boot"};
+const std::vector<std::string> kCifarNames = {"airplane", "automobile", "bird",  "cat",  "deer",
+                                              "dog",      "frog",       "horse", "ship", "truck"};
+
+bool has_idx(const fs::path& dir) {
+  return fs::exists(resolve_maybe_gz((dir / "train-images-idx3-ubyte").string()));
+}
+
+/// The directory holding the CIFAR-10 batches: dir itself or its cifar-10-batches-bin.
+std::optional<fs::path> cifar_dir(const fs::path& dir) {
+  for (const fs::path& candidate : {dir, dir / "cifar-10-batches-bin"}) {
+    if (fs::exists(candidate / "data_batch_1.bin")) return candidate;
+  }
+  return std::nullopt;
+}
+
+DataSplit load_idx_dir(const fs::path& dir, std::vector<std::string> names,
+                       std::string description) {
+  const auto file = [&](const char* name) { return resolve_maybe_gz((dir / name).string()); };
+  DataSplit split;
+  split.train = read_idx_dataset(file("train-images-idx3-ubyte"), file("train-labels-idx1-ubyte"));
+  split.test = read_idx_dataset(file("t10k-images-idx3-ubyte"), file("t10k-labels-idx1-ubyte"));
+  if (split.train.images.rows != split.test.images.rows ||
+      split.train.images.cols != split.test.images.cols) {
+    throw Error(dir.string() + ": training images are " + std::to_string(split.train.images.rows) +
+                "x" + std::to_string(split.train.images.cols) + " but test images are " +
+                std::to_string(split.test.images.rows) + "x" +
+                std::to_string(split.test.images.cols));
+  }
+  int max_label = 0;
+  for (const Dataset* d : {&split.train, &split.test}) {
+    for (uint8_t l : d->labels) max_label = std::max<int>(max_label, l);
+  }
+  if (names.empty() || static_cast<int>(names.size()) <= max_label) {
+    names.clear();
+    for (int i = 0; i <= max_label; ++i) names.push_back(std::to_string(i));
+  }
+  split.class_names = std::move(names);
+  split.description = std::move(description);
+  return split;
+}
+
+}  // namespace
+
+Dataset read_cifar10(const std::vector<std::string>& paths) {
+  constexpr int64_t kPixels = 3 * 32 * 32, kRecord = 1 + kPixels;
+  Dataset data;
+  data.images.channels = 3;
+  data.images.rows = data.images.cols = 32;
+  for (const std::string& path : paths) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw Error(path + ": cannot open CIFAR-10 batch: " + std::strerror(errno));
+    const std::string bytes{std::istreambuf_iterator<char>(in), {}};
+    const int64_t size = static_cast<int64_t>(bytes.size());
+    if (size == 0 || size % kRecord != 0) {
+      throw Error(path + ": expected a whole number of " + std::to_string(kRecord) +
+                  "-byte CIFAR-10 records, got " + std::to_string(size) + " bytes");
+    }
+    for (int64_t r = 0; r < size / kRecord; ++r) {
+      const auto* record = reinterpret_cast<const uint8_t*>(bytes.data()) + r * kRecord;
+      if (record[0] > 9) {
+        throw Error(path + ": record " + std::to_string(r) + " has label " +
+                    std::to_string(record[0]) + ", expected 0 to 9");
+      }
+      data.labels.push_back(record[0]);
+      data.images.pixels.insert(data.images.pixels.end(), record + 1, record + kRecord);
+    }
+    data.images.count += size / kRecord;
+  }
+  return data;
+}
+
+DataSplit load_dataset(const std::string& which, const std::string& sample_dir,
+                       std::string* notice) {
+  if (which == "sample") {
+    if (!has_idx(sample_dir)) throw Error("sample dataset: not found in " + sample_dir);
+    return load_idx_dir(sample_dir, kFashionNames, "Fashion-MNIST sample (" + sample_dir + ")");
+  }
+  if (which == "fashion-mnist") {
+    if (has_idx(kFashionMnistDir)) {
+      return load_idx_dir(kFashionMnistDir, kFashionNames,
+                          std::string("Fashion-MNIST (") + kFashionMnistDir + ")");
+    }
+    if (notice) {
+      *notice = std::string("full Fashion-MNIST not found in ") + kFashionMnistDir +
+                " (apt-get install dataset-fashion-mnist); using the bundled sample";
+    }
+    return load_dataset("sample", sample_dir, nullptr);
+  }
+  const fs::path dir(which);
+  if (!fs::is_directory(dir)) {
+    throw Error(
+        "--data " + which +
+        ": no such directory (expected fashion-mnist, sample, or a directory of IDX files or "
+        "CIFAR-10 batches)");
+  }
+  if (has_idx(dir)) return load_idx_dir(dir, {}, "IDX dataset (" + which + ")");
+  if (const auto cifar = cifar_dir(dir)) {
+    std::vector<std::string> train_files;
+    for (int i = 1; i <= 5; ++i) {
+      const fs::path batch = *cifar / ("data_batch_" + std::to_string(i) + ".bin");
+      if (fs::exists(batch)) train_files.push_back(batch.string());
+    }
+    DataSplit split;
+    split.train = read_cifar10(train_files);
+    split.test = read_cifar10({(*cifar / "test_batch.bin").string()});
+    split.class_names = kCifarNames;
+    split.description = "CIFAR-10 (" + cifar->string() + ")";
+    return split;
+  }
+  throw Error("--data " + which +
+              ": expected train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte "
+              "and t10k-labels-idx1-ubyte (raw or .gz), or CIFAR-10 data_batch_1.bin ... "
+              "test_batch.bin");
+}
+
+Dataset select_classes(const Dataset& data, const std::vector<int>& classes) {
+  Dataset out;
+  out.images.channels = data.images.channels;
+  out.images.rows = data.images.rows;
+  out.images.cols = data.images.cols;
+  const int64_t size = data.images.image_size();
+  for (int64_t i = 0; i < data.size(); ++i) {
+    const auto it =
+        std::find(classes.begin(), classes.end(), int{data.labels[static_cast<size_t>(i)]});
+    if (it == classes.end()) continue;
+    out.labels.push_back(static_cast<uint8_t>(it - classes.begin()));
+    const auto* first = data.images.pixels.data() + i * size;
+    out.images.pixels.insert(out.images.pixels.end(), first, first + size);
+    ++out.images.count;
+  }
+  return out;
+}
+
+BatchIterator::BatchIterator(int64_t count, int64_t batch_size)
+    : count_(count), batch_size_(batch_size), order_(static_cast<size_t>(count)) {
+  if (count <= 0 || batch_size <= 0) {
+    throw Error("BatchIterator: expected positive count and batch size, got " +
+                std::to_string(count) + " and " + std::to_string(batch_size));
+  }
+  start_epoch(nullptr);
+}
+
+void BatchIterator::start_epoch(Rng* rng) {
+  for (int64_t i = 0; i < count_; ++i) order_[static_cast<size_t>(i)] = i;
+  if (rng) rng->shuffle(order_.begin(), order_.end());
+  position_ = 0;
+}
+
+bool BatchIterator::next(std::vector<int64_t>& indices) {
+  if (position_ >= count_) return false;
+  const int64_t end = std::min(count_, position_ + batch_size_);
+  indices.assign(order_.begin() + position_, order_.begin() + end);
+  position_ = end;
+  return true;
+}
+
+}  // namespace cnn

@@ -1,0 +1,78 @@
+#include "cnn/model_file.hpp"
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "cnn/error.hpp"
+#include "cnn/safetensors.hpp"
+
+namespace cnn {
+
+using Json = nlohmann::json;
+
+void save_model(const std::string& path, Sequential<float>& model, const ModelSpec& spec,
+                const std::vector<std::string>& class_names) {
+  std::vector<SaveTensor> tensors;
+  for (const auto& p : model.named_parameters()) tensors.push_back({p.name, p.value});
+  save_safetensors(path, tensors,
+                   {{"format", "cnn"},
+                    {"format_version", kModelFormatVersion},
+                    {"architecture", to_json(spec)},
+                    {"class_names", Json(class_names).dump()}});
+}
+
+ModelFile load_model(const std::string& path, const std::optional<ModelSpec>& spec) {
+  const SafeTensorsFile file = SafeTensorsFile::load(path);
+  const auto fail = [&](const std::string& message) -> void { throw Error(path + ": " + message); };
+  const auto& meta = file.metadata();
+  ModelFile loaded;
+  if (meta.count("format_version") && meta.at("format_version") != kModelFormatVersion) {
+    fail("unknown format version '" + meta.at("format_version") + "' (this build reads " +
+         kModelFormatVersion + ")");
+  }
+  if (spec) {
+    loaded.spec = *spec;
+  } else {
+    if (!meta.count("format_version")) {
+      fail(
+          "no format_version in the metadata: not a cnn model file (for weights without our "
+          "metadata, pass the architecture with --model SPEC.json)");
+    }
+    if (!meta.count("architecture")) fail("no architecture in the metadata");
+    loaded.spec = parse_model_spec(meta.at("architecture"), path + ": architecture");
+  }
+  loaded.model = build_model(loaded.spec);
+  std::set<std::string> expected;
+  for (auto& p : loaded.model.named_parameters()) {
+    expected.insert(p.name);
+    if (!file.contains(p.name))
+      fail("missing tensor '" + p.name + "' of shape " + p.value.shape().str());
+    const SafeTensorsFile::Entry& entry = file.entry(p.name);
+    if (entry.dtype != DType::kF32) fail("tensor '" + p.name + "': expected dtype F32");
+    if (entry.shape != p.value.shape()) {
+      fail("tensor '" + p.name + "': expected shape " + p.value.shape().str() + ", got " +
+           entry.shape.str());
+    }
+    const Tensor<float> values = file.tensor<float>(p.name);
+    for (int64_t i = 0; i < values.numel(); ++i) {
+      if (!std::isfinite(values[i])) {
+        fail("tensor '" + p.name + "' holds a non-finite value at index " + std::to_string(i));
+      }
+    }
+    std::copy(values.begin(), values.end(), p.value.begin());
+  }
+  for (const std::string& name : file.names()) {
+    if (!expected.count(name)) fail("unexpected tensor '" + name + "' (not in the architecture)");
+  }
+  if (meta.count("class_names")) {
+    try {
+      loaded.class_names = Json::parse(meta.at("class_names")).get<std::vector<std::string>>();
+    } catch (const Json::exception&) {
+      fail("class_names: expected a JSON list of strings");
+    }
+  }
+  return loaded;
+}
+
+}  // namespace cnn

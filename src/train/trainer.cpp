@@ -1,0 +1,150 @@
+#include <chrono>
+#include <cmath>
+#include <limits>
+
+#include "cnn/error.hpp"
+#include "cnn/optim.hpp"
+#include "cnn/train.hpp"
+
+namespace cnn {
+
+Objective::Objective(const ModelSpec& spec) : kind_(spec.loss), classes_(output_classes(spec)) {}
+
+double Objective::loss(TensorView<const float> outputs, const std::vector<uint8_t>& labels,
+                       Tensor<float>* gradient) {
+  const int64_t n = outputs.shape()[0];
+  for (uint8_t label : labels) {
+    if (label >= classes_) {
+      throw Error("dataset label " + std::to_string(label) + " is outside the model's " +
+                  std::to_string(classes_) + " classes");
+    }
+  }
+  Loss<float>& loss = kind_ == LossKind::kLogLoss ? static_cast<Loss<float>&>(log_loss_)
+                                                  : static_cast<Loss<float>&>(cross_entropy_);
+  targets_.resize(kind_ == LossKind::kLogLoss ? Shape{n, 1} : Shape{n});
+  for (int64_t i = 0; i < n; ++i) targets_[i] = static_cast<float>(labels[static_cast<size_t>(i)]);
+  const double value = loss.forward(outputs, targets_);
+  if (gradient) {
+    gradient->resize(outputs.shape());
+    loss.backward(outputs, targets_, *gradient);
+  }
+  return value;
+}
+
+int Objective::predict(TensorView<const float> outputs, int64_t n) const {
+  if (kind_ == LossKind::kLogLoss) return outputs[n] >= 0.5f ? 1 : 0;
+  const int64_t k = outputs.shape()[1];
+  const float* row = outputs.data() + n * k;
+  int64_t best = 0;
+  for (int64_t c = 1; c < k; ++c) {
+    if (row[c] > row[best]) best = c;  // the first maximum wins ties, as torch.argmax
+  }
+  return static_cast<int>(best);
+}
+
+std::vector<uint8_t> gather_labels(const Dataset& data, const std::vector<int64_t>& indices) {
+  std::vector<uint8_t> labels;
+  labels.reserve(indices.size());
+  for (int64_t i : indices) labels.push_back(data.labels.at(static_cast<size_t>(i)));
+  return labels;
+}
+
+std::vector<EpochMetrics> train_model(Sequential<float>& model, const ModelSpec& spec,
+                                      const Dataset& train, const Dataset& test,
+                                      const TrainOptions& options, Rng& rng,
+                                      const std::function<void(const TrainProgress&)>& on_progress,
+                                      const std::function<void(const EpochMetrics&)>& on_epoch) {
+  Sgd<float> sgd(
+      model.parameters(), model.gradients(),
+      {.lr = options.lr, .momentum = options.momentum, .weight_decay = options.weight_decay});
+  Objective objective(spec);
+  BatchIterator batches(train.size(), options.batch);
+  std::vector<int64_t> indices;
+  Tensor<float> x, gradient;
+  std::vector<EpochMetrics> history;
+  for (int epoch = 1; epoch <= options.epochs; ++epoch) {
+    const auto start = std::chrono::steady_clock::now();
+    batches.start_epoch(&rng);
+    double loss_sum = 0;
+    int64_t correct = 0, seen = 0;
+    while (batches.next(indices)) {
+      gather_images(train.images, indices, x);
+      const std::vector<uint8_t> labels = gather_labels(train, indices);
+      model.zero_grad();
+      const TensorView<const float> outputs = model.forward(x, Mode::kTrain);
+      const double loss = objective.loss(outputs, labels, &gradient);
+      if (!std::isfinite(loss)) {
+        throw Error("training diverged: the loss is " + std::to_string(loss) + " in epoch " +
+                    std::to_string(epoch) + " (try a smaller --lr)");
+      }
+      const int64_t n = static_cast<int64_t>(indices.size());
+      for (int64_t i = 0; i < n; ++i)
+        correct += objective.predict(outputs, i) == labels[static_cast<size_t>(i)];
+      model.backward(gradient);
+      sgd.step();
+      loss_sum += loss * static_cast<double>(n);
+      seen += n;
+      if (on_progress) {
+        on_progress(
+            {epoch, options.epochs, seen, train.size(), loss_sum / double(seen),
+             double(correct) / double(seen),
+             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()});
+      }
+    }
+    const double train_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const EvalResult tested = evaluate(model, spec, test, 256);
+    EpochMetrics m;
+    m.epoch = epoch;
+    m.train_loss = loss_sum / double(seen);
+    m.train_accuracy = double(correct) / double(seen);
+    m.test_loss = tested.loss;
+    m.test_accuracy = tested.accuracy;
+    m.seconds = train_seconds;
+    history.push_back(m);
+    if (on_epoch) on_epoch(m);
+  }
+  return history;
+}
+
+EvalResult evaluate(Sequential<float>& model, const ModelSpec& spec, const Dataset& data,
+                    int64_t batch, bool keep_outputs) {
+  Objective objective(spec);
+  const int64_t classes = objective.classes();
+  EvalResult result;
+  result.samples = data.size();
+  result.confusion.assign(static_cast<size_t>(classes),
+                          std::vector<int64_t>(static_cast<size_t>(classes), 0));
+  BatchIterator batches(data.size(), batch);
+  std::vector<int64_t> indices;
+  Tensor<float> x;
+  double loss_sum = 0;
+  int64_t correct = 0;
+  while (batches.next(indices)) {
+    gather_images(data.images, indices, x);
+    const std::vector<uint8_t> labels = gather_labels(data, indices);
+    const TensorView<const float> outputs = model.forward(x, Mode::kEval);
+    const int64_t n = static_cast<int64_t>(indices.size());
+    loss_sum += objective.loss(outputs, labels, nullptr) * static_cast<double>(n);
+    for (int64_t i = 0; i < n; ++i) {
+      const int predicted = objective.predict(outputs, i);
+      const int truth = labels[static_cast<size_t>(i)];
+      correct += predicted == truth;
+      ++result.confusion[static_cast<size_t>(truth)][static_cast<size_t>(predicted)];
+    }
+    if (keep_outputs) result.outputs.insert(result.outputs.end(), outputs.begin(), outputs.end());
+  }
+  result.loss = loss_sum / double(data.size());
+  result.accuracy = double(correct) / double(data.size());
+  for (int64_t c = 0; c < classes; ++c) {
+    int64_t total = 0;
+    for (int64_t v : result.confusion[static_cast<size_t>(c)]) total += v;
+    result.per_class_accuracy.push_back(
+        total == 0 ? std::numeric_limits<double>::quiet_NaN()
+                   : double(result.confusion[static_cast<size_t>(c)][static_cast<size_t>(c)]) /
+                         double(total));
+  }
+  return result;
+}
+
+}  // namespace cnn

@@ -1,0 +1,321 @@
+// The `cnn` command end to end: training on the bundled sample, eval reproducing train's
+// accuracy, bit-identical files for a fixed seed and thread count, `info`, and bad input of
+// every kind: one line naming the file or flag, a non-zero exit, no crash, and a model file
+// at --out never left half-written.
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <zlib.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+
+#include "cnn/cnn.hpp"
+
+namespace cnn {
+namespace {
+
+namespace fs = std::filesystem;
+using Json = nlohmann::json;
+
+struct CliRun {
+  int exit_code = -1;  // 128 + signal when killed by a signal
+  std::string out, err;
+};
+
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+void write_file(const fs::path& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary) << bytes;
+}
+
+/// Directory shared by the tests of this file (each test uses its own names inside it).
+fs::path work_dir() {
+  static const fs::path dir = [] {
+    fs::path d = fs::temp_directory_path() / ("cnn_cli_test_" + std::to_string(::getpid()));
+    fs::create_directories(d);
+    return d;
+  }();
+  return dir;
+}
+
+/// Runs the cnn binary with `args` (already shell-quoted where needed).
+CliRun cnn(const std::string& args) {
+  const fs::path out = work_dir() / "stdout.txt", err = work_dir() / "stderr.txt";
+  const std::string command =
+      std::string(CNN_CLI) + " " + args + " >" + out.string() + " 2>" + err.string();
+  const int status = std::system(command.c_str());
+  CliRun run;
+  run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  run.out = read_file(out);
+  run.err = read_file(err);
+  return run;
+}
+
+/// Expects a clean refusal: exit 1 or 2 (not a crash), and exactly one stderr line holding
+/// every fragment.
+void expect_refusal(const std::string& args, const std::vector<std::string>& fragments) {
+  SCOPED_TRACE("cnn " + args);
+  const CliRun run = cnn(args);
+  EXPECT_TRUE(run.exit_code == 1 || run.exit_code == 2) << "exit " << run.exit_code << "\n"
+                                                        << run.err;
+  EXPECT_EQ(std::count(run.err.begin(), run.err.end(), '\n'), 1) << run.err;
+  for (const std::string& f : fragments) {
+    EXPECT_NE(run.err.find(f), std::string::npos) << "stderr lacks \"" << f << "\": " << run.err;
+  }
+}
+
+/// A model trained once on the sample, shared by the tests below.
+const fs::path& trained_model() {
+  static const fs::path model = [] {
+    const fs::path path = work_dir() / "sample_lenet5.safetensors";
+    const CliRun run =
+        cnn("train --data sample --epochs 1 --seed 3 --threads 2 --out " + path.string());
+    if (run.exit_code != 0) ADD_FAILURE() << run.out << run.err;
+    return path;
+  }();
+  return model;
+}
+
+TEST(Cli, TrainWritesModelCsvAndSvgAndEvalReproducesTheAccuracyExactly) {
+  const fs::path model = work_dir() / "eval_check.safetensors";
+  const CliRun train = cnn("train --data sample --epochs 2 --seed 5 --out " + model.string());
+  ASSERT_EQ(train.exit_code, 0) << train.err;
+  EXPECT_TRUE(fs::exists(work_dir() / "eval_check.csv"));
+  EXPECT_TRUE(fs::exists(work_dir() / "eval_check.svg"));
+  EXPECT_NE(train.out.find("epoch 2/2: train loss"), std::string::npos) << train.out;
+  const std::regex final_line(R"(final test accuracy ([0-9.]+)% \((\d+)/(\d+)\))");
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(train.out, m, final_line)) << train.out;
+  const CliRun eval = cnn("eval " + model.string() + " --data sample --json");
+  ASSERT_EQ(eval.exit_code, 0) << eval.err;
+  const Json j = Json::parse(eval.out);
+  EXPECT_EQ(j.at("samples").get<int64_t>(), std::stoll(m[3]));
+  EXPECT_EQ(std::llround(j.at("accuracy").get<double>() * j.at("samples").get<double>()),
+            std::stoll(m[2]));
+  EXPECT_EQ(j.at("confusion_matrix").size(), 10u);
+  EXPECT_EQ(j.at("per_class_accuracy").size(), 10u);
+  EXPECT_EQ(j.at("class_names")[1], "Trouser");
+  const CliRun text = cnn("eval " + model.string() + " --data sample");
+  EXPECT_NE(text.out.find("test accuracy " + std::string(m[1]) + "% (" + std::string(m[2]) + "/" +
+                          std::string(m[3]) + ")"),
+            std::string::npos)
+      << text.out;
+}
+
+TEST(Cli, SameSeedAndThreadsGiveABitIdenticalModelFile) {
+  for (int threads : {1, 2}) {
+    const std::string a = (work_dir() / "same_a.safetensors").string(),
+                      b = (work_dir() / "same_b.safetensors").string();
+    const std::string flags =
+        " --data sample --epochs 1 --seed 9 --threads " + std::to_string(threads);
+    ASSERT_EQ(cnn("train" + flags + " --out " + a).exit_code, 0);
+    ASSERT_EQ(cnn("train" + flags + " --out " + b).exit_code, 0);
+    EXPECT_EQ(read_file(a), read_file(b)) << threads << " threads";
+  }
+}
+
+TEST(Cli, InfoCountsLeNet5) {
+  const CliRun run = cnn("info lenet5");
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_NE(run.out.find("Total params: 61,706"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("Forward FLOPs per image: 850,794"), std::string::npos) << run.out;
+  const CliRun from_file = cnn("info " + trained_model().string());
+  EXPECT_NE(from_file.out.find("Total params: 61,706"), std::string::npos) << from_file.out;
+}
+
+TEST(Cli, PredictClassifiesAPgmImage) {
+  // A 28x28 PGM of the first sample test image (a class-9 ankle boot).
+  const Dataset test =
+      read_idx_dataset(resolve_maybe_gz(std::string(CNN_SAMPLE_DIR) + "/t10k-images-idx3-ubyte"),
+                       resolve_maybe_gz(std::string(CNN_SAMPLE_DIR) + "/t10k-labels-idx1-ubyte"));
+  const fs::path pgm = work_dir() / "boot.pgm";
+  write_file(pgm, "P5\n28 28\n255\n" +
+                      std::string(test.images.pixels.begin(), test.images.pixels.begin() + 784));
+  const CliRun run =
+      cnn("predict " + trained_model().string() + " " + pgm.string() + " --top 2 --json");
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const Json j = Json::parse(run.out);
+  ASSERT_EQ(j.at("predictions").size(), 1u);
+  EXPECT_EQ(j["predictions"][0]["top"].size(), 2u);
+  EXPECT_GT(j["predictions"][0]["top"][0]["probability"].get<double>(), 0.0);
+}
+
+// ---- bad input ----------------------------------------------------------------------------
+
+std::string idx_header(uint32_t magic, std::vector<uint32_t> dims) {
+  std::string out;
+  dims.insert(dims.begin(), magic);
+  for (uint32_t v : dims) {
+    for (int i = 3; i >= 0; --i) out += static_cast<char>((v >> (8 * i)) & 0xFF);
+  }
+  return out;
+}
+
+/// A data directory holding valid IDX files of 4 training and 2 test images, with `edit`
+/// applied to the file contents first.
+fs::path data_dir(const std::string& name,
+                  const std::function<void(std::map<std::string, std::string>&)>& edit) {
+  const fs::path dir = work_dir() / name;
+  fs::create_directories(dir);
+  std::map<std::string, std::string> files = {
+      {"train-images-idx3-ubyte", idx_header(0x803, {4, 28, 28}) + std::string(4 * 784, '\x10')},
+      {"train-labels-idx1-ubyte", idx_header(0x801, {4}) + std::string("\x00\x01\x02\x03", 4)},
+      {"t10k-images-idx3-ubyte", idx_header(0x803, {2, 28, 28}) + std::string(2 * 784, '\x20')},
+      {"t10k-labels-idx1-ubyte", idx_header(0x801, {2}) + std::string("\x01\x02", 2)}};
+  edit(files);
+  for (const auto& [file, bytes] : files) write_file(dir / file, bytes);
+  return dir;
+}
+
+TEST(CliBadInput, Datasets) {
+  expect_refusal("train --data " + (work_dir() / "no_such_dir").string(),
+                 {"--data", "no such directory"});
+  const fs::path ok = data_dir("ok_data", [](auto&) {});
+  ASSERT_EQ(cnn("train --data " + ok.string() + " --epochs 1 --out " +
+                (work_dir() / "tiny.safetensors").string())
+                .exit_code,
+            0);
+  expect_refusal(
+      "train --data " +
+          data_dir("truncated", [](auto& f) { f["train-images-idx3-ubyte"].resize(1000); })
+              .string(),
+      {"train-images-idx3-ubyte", "truncated"});
+  expect_refusal(
+      "train --data " +
+          data_dir("magic", [](auto& f) { f["t10k-labels-idx1-ubyte"][3] = 0x03; }).string(),
+      {"t10k-labels-idx1-ubyte", "magic number 0x00000801, got 0x00000803"});
+  expect_refusal("train --data " + data_dir("count",
+                                            [](auto& f) {
+                                              f["train-labels-idx1-ubyte"] =
+                                                  idx_header(0x801, {3}) +
+                                                  std::string("\x00\x01\x02", 3);
+                                            })
+                                       .string(),
+                 {"train-labels-idx1-ubyte", "holds 3 labels but", "holds 4 images"});
+  expect_refusal("train --data " + data_dir("empty_dir_files", [](auto& f) { f.clear(); }).string(),
+                 {"--data", "expected train-images-idx3-ubyte"});
+  // A gzip stream that breaks off: zlib reports the corruption, we name the file.
+  const fs::path corrupt =
+      data_dir("corrupt_gz", [](auto& f) { f.erase("train-images-idx3-ubyte"); });
+  write_file(corrupt / "train-images-idx3-ubyte.gz",
+             std::string("\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03garbage!", 18));
+  expect_refusal("train --data " + corrupt.string(), {"train-images-idx3-ubyte.gz"});
+}
+
+/// The bytes of a safetensors file with this header text and data.
+std::string safetensors(const std::string& header, const std::string& data) {
+  std::string out(8, '\0');
+  for (int i = 0; i < 8; ++i)
+    out[static_cast<size_t>(i)] = static_cast<char>((header.size() >> (8 * i)) & 0xFF);
+  return out + header + data;
+}
+
+TEST(CliBadInput, ModelFiles) {
+  const std::string good = read_file(trained_model());
+  const auto refused = [&](const std::string& name, const std::string& bytes,
+                           const std::vector<std::string>& fragments) {
+    const fs::path path = work_dir() / name;
+    write_file(path, bytes);
+    std::vector<std::string> all = fragments;
+    all.push_back(path.string());
+    expect_refusal("eval " + path.string() + " --data sample", all);
+  };
+  refused("truncated.safetensors", good.substr(0, good.size() / 2), {"outside"});
+  refused("tiny.safetensors", good.substr(0, 5), {"truncated"});
+  std::string past_end = good;
+  past_end[6] = '\x01';  // header length of about 2^48
+  refused("past_end.safetensors", past_end, {"header length", "past the end"});
+  // Headers edited by hand: a LeNet-5 file needs ten tensors, so a one-tensor file is missing
+  // the rest; the other defects are each tried on their own.
+  const std::string meta =
+      R"("__metadata__":{"format":"cnn","format_version":"1","architecture":)" +
+      Json(to_json(preset_spec("lenet5"))).dump() + "}";
+  refused(
+      "offsets.safetensors",
+      safetensors("{" + meta + R"(,"0.bias":{"dtype":"F32","shape":[6],"data_offsets":[0,2400]}})",
+                  std::string(24, '\0')),
+      {"0.bias", "outside"});
+  refused(
+      "shape.safetensors",
+      safetensors("{" + meta + R"(,"0.bias":{"dtype":"F32","shape":[7],"data_offsets":[0,24]}})",
+                  std::string(24, '\0')),
+      {"0.bias", "needs 28 bytes"});
+  refused(
+      "duplicate.safetensors",
+      safetensors(
+          "{" + meta +
+              R"(,"0.bias":{"dtype":"F32","shape":[6],"data_offsets":[0,24]},"0.bias":{"dtype":"F32","shape":[6],"data_offsets":[0,24]}})",
+          std::string(24, '\0')),
+      {"duplicate tensor '0.bias'"});
+  refused(
+      "missing.safetensors",
+      safetensors("{" + meta + R"(,"0.bias":{"dtype":"F32","shape":[6],"data_offsets":[0,24]}})",
+                  std::string(24, '\0')),
+      {"missing tensor '0.weight'"});
+  std::string version = good;
+  const size_t at = version.find(R"("format_version":"1")");
+  ASSERT_NE(at, std::string::npos);
+  version[at + std::string(R"("format_version":")").size()] = '7';
+  refused("version.safetensors", version, {"unknown format version '7'"});
+  expect_refusal("eval " + (work_dir() / "absent.safetensors").string() + " --data sample",
+                 {"absent.safetensors", "cannot open"});
+}
+
+TEST(CliBadInput, SpecsImagesAndFlags) {
+  const fs::path unknown = work_dir() / "unknown_layer.json";
+  write_file(
+      unknown,
+      R"({"input": [1, 28, 28], "layers": [{"type": "Conv3d", "out_channels": 4, "kernel": 3}]})");
+  expect_refusal("train --data sample --model " + unknown.string(),
+                 {"unknown_layer.json", "layer 0", "unknown type 'Conv3d'"});
+  const fs::path misfit = work_dir() / "misfit.json";
+  write_file(
+      misfit,
+      R"({"input": [1, 28, 28], "layers": [{"type": "Conv2d", "out_channels": 4, "kernel": 3},
+    {"type": "Flatten"}, {"type": "Linear", "out_features": 10}, {"type": "MaxPool2d", "kernel": 2}]})");
+  expect_refusal("train --data sample --model " + misfit.string(),
+                 {"misfit.json", "layer 3", "MaxPool2d", "expected input (N, C, H, W)"});
+  const fs::path typo = work_dir() / "typo.json";
+  write_file(typo, R"({"input": [1, 28, 28], "layers": [{"type": "Linear", "out_feature": 10}]})");
+  expect_refusal("info " + typo.string(), {"typo.json", "unknown key 'out_feature'"});
+  write_file(work_dir() / "not_an_image.png", "this is not a png");
+  expect_refusal(
+      "predict " + trained_model().string() + " " + (work_dir() / "not_an_image.png").string(),
+      {"not_an_image.png", "cannot decode image"});
+  expect_refusal("train --epochs 0", {"--epochs", "from 1", "got '0'"});
+  expect_refusal("train --lr -1", {"--lr", "above 0", "got '-1'"});
+  expect_refusal("train --batch abc", {"--batch", "whole number", "got 'abc'"});
+  expect_refusal("train --threads 0", {"--threads", "got '0'"});
+  expect_refusal("train --momentum 1.5", {"--momentum", "got '1.5'"});
+  expect_refusal("train --model nope", {"--model nope", "neither a preset"});
+  expect_refusal("train --frobnicate 3", {"unknown flag --frobnicate"});
+  expect_refusal("eval", {"expected one MODEL"});
+  expect_refusal("predict " + trained_model().string() + " --top 0 x.png", {"--top", "got '0'"});
+  expect_refusal("fly", {"unknown command 'fly'"});
+}
+
+TEST(CliBadInput, AFailedRunNeverTouchesTheModelAtOut) {
+  const fs::path out = work_dir() / "keep.safetensors";
+  write_file(out, "precious bytes");
+  expect_refusal(
+      "train --data " + (work_dir() / "missing_data").string() + " --out " + out.string(),
+      {"no such directory"});
+  EXPECT_EQ(read_file(out), "precious bytes");
+  // A successful run replaces it whole, and leaves no temporary file behind.
+  ASSERT_EQ(cnn("train --data sample --epochs 1 --out " + out.string()).exit_code, 0);
+  EXPECT_NO_THROW(load_model(out.string()));
+  for (const auto& entry : fs::directory_iterator(work_dir())) {
+    EXPECT_EQ(entry.path().string().find(".tmp."), std::string::npos) << entry.path();
+  }
+}
+
+}  // namespace
+}  // namespace cnn

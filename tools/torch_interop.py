@@ -1,0 +1,207 @@
+#!/usr/bin/python3
+"""PyTorch interop for cnn model files, both ways (Debian's python3-torch, /usr/bin/python3).
+
+  tools/torch_interop.py export
+      Trains LeNet-5 in PyTorch for one epoch on the bundled Fashion-MNIST sample and writes,
+      under tests/golden/:
+        torch_lenet5.safetensors        its state_dict with cnn's metadata (format_version,
+                                        architecture), as any PyTorch user can write it;
+        torch_lenet5_plain.safetensors  the bare state_dict, no metadata (cnn eval reads it
+                                        with --model lenet5);
+        torch_lenet5_outputs.safetensors  "logits" (1000, 10) of the sample's test images,
+                                        "loss" and "accuracy" as PyTorch computes them.
+      tests/test_interop.cpp checks that cnn gives the same logits; CI needs no torch.
+
+  tools/torch_interop.py check MODEL [--data DIR] [--cnn PATH]
+      Loads a model written by `cnn train` into the equivalent torch.nn.Sequential with
+      load_state_dict(strict=True), runs the test set of DIR through it, runs
+      `cnn eval MODEL --json --logits` on the same data, and prints both accuracies and the
+      largest logit difference. Exit status 1 when they differ by more than 1e-5 relative.
+"""
+import argparse
+import gzip
+import json
+import os
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+SAMPLE = os.path.join(ROOT, "data", "fashion-mnist-sample")
+GOLDEN = os.path.join(ROOT, "tests", "golden")
+
+LENET5_SPEC = {
+    "name": "torch_lenet5", "input": [1, 28, 28], "loss": "cross_entropy",
+    "layers": [
+        {"type": "Conv2d", "out_channels": 6, "kernel": 5, "padding": 2}, {"type": "ReLU"},
+        {"type": "MaxPool2d", "kernel": 2},
+        {"type": "Conv2d", "out_channels": 16, "kernel": 5}, {"type": "ReLU"},
+        {"type": "MaxPool2d", "kernel": 2},
+        {"type": "Flatten"},
+        {"type": "Linear", "out_features": 120}, {"type": "ReLU"},
+        {"type": "Linear", "out_features": 84}, {"type": "ReLU"},
+        {"type": "Linear", "out_features": 10}]}
+
+
+def read_idx(path):
+    """uint8 array of an IDX file, raw or gzipped."""
+    if not os.path.exists(path) and os.path.exists(path + ".gz"):
+        path += ".gz"
+    data = (gzip.open if path.endswith(".gz") else open)(path, "rb").read()
+    magic, = struct.unpack(">I", data[:4])
+    dims = struct.unpack(">" + "I" * (magic & 0xFF), data[4:4 + 4 * (magic & 0xFF)])
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * len(dims)).reshape(dims)
+
+
+def load_split(directory, split):
+    images = read_idx(os.path.join(directory, split + "-images-idx3-ubyte"))
+    labels = read_idx(os.path.join(directory, split + "-labels-idx1-ubyte"))
+    x = torch.from_numpy(images.astype(np.float32) / np.float32(255)).unsqueeze(1)
+    return x, torch.from_numpy(labels.astype(np.int64))
+
+
+def size2(v):
+    return tuple(v) if isinstance(v, list) else (v, v)
+
+
+def torch_model(spec):
+    """The torch.nn.Sequential equivalent of a cnn spec."""
+    layers, shape = [], [1] + spec["input"]
+    probe = torch.zeros(shape)
+    for layer in spec["layers"]:
+        t = layer["type"]
+        if t == "Conv2d":
+            padding = layer.get("padding", 0)
+            m = nn.Conv2d(probe.shape[1], layer["out_channels"], size2(layer["kernel"]),
+                          stride=size2(layer.get("stride", 1)),
+                          padding=padding if padding == "same" else size2(padding),
+                          bias=layer.get("bias", True))
+        elif t == "MaxPool2d":
+            m = nn.MaxPool2d(size2(layer["kernel"]), stride=size2(layer.get("stride", layer["kernel"])),
+                             padding=size2(layer.get("padding", 0)))
+        elif t == "Linear":
+            m = nn.Linear(probe.shape[1], layer["out_features"], bias=layer.get("bias", True))
+        elif t == "Softmax":
+            m = nn.Softmax(dim=1)
+        else:
+            m = {"ReLU": nn.ReLU, "Tanh": nn.Tanh, "Sigmoid": nn.Sigmoid, "Flatten": nn.Flatten}[t]()
+        layers.append(m)
+        probe = m(probe)
+    return nn.Sequential(*layers)
+
+
+def write_safetensors(path, tensors, metadata=None):
+    header, blobs, offset = {}, [], 0
+    if metadata:
+        header["__metadata__"] = metadata
+    for name, t in tensors:
+        data = t.detach().contiguous().to(torch.float32).numpy().astype("<f4").tobytes()
+        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * ((8 - len(text) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+
+
+def read_safetensors(path):
+    data = open(path, "rb").read()
+    n, = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    metadata = header.pop("__metadata__", {})
+    tensors = {}
+    for name, e in header.items():
+        assert e["dtype"] == "F32", name
+        b, end = e["data_offsets"]
+        tensors[name] = torch.from_numpy(
+            np.frombuffer(data[8 + n + b:8 + n + end], dtype="<f4").copy().reshape(e["shape"]))
+    return tensors, metadata
+
+
+def export():
+    torch.manual_seed(1127)
+    torch.set_num_threads(1)
+    model = torch_model(LENET5_SPEC)
+    x, y = load_split(SAMPLE, "train")
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    loss_fn = nn.CrossEntropyLoss()
+    order = torch.randperm(len(x))
+    for first in range(0, len(x), 64):
+        batch = order[first:first + 64]
+        opt.zero_grad()
+        loss_fn(model(x[batch]), y[batch]).backward()
+        opt.step()
+    state = list(model.state_dict().items())
+    metadata = {"format": "cnn", "format_version": "1", "architecture": json.dumps(LENET5_SPEC),
+                "class_names": json.dumps(["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                           "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"])}
+    write_safetensors(os.path.join(GOLDEN, "torch_lenet5.safetensors"), state, metadata)
+    write_safetensors(os.path.join(GOLDEN, "torch_lenet5_plain.safetensors"), state)
+    tx, ty = load_split(SAMPLE, "t10k")
+    with torch.no_grad():
+        logits = model(tx)
+        loss = loss_fn(logits, ty)
+        accuracy = (logits.argmax(1) == ty).float().mean()
+    write_safetensors(os.path.join(GOLDEN, "torch_lenet5_outputs.safetensors"),
+                      [("logits", logits), ("loss", loss.reshape(1)), ("accuracy", accuracy.reshape(1))])
+    print("exported LeNet-5: sample test accuracy %.4f, loss %.6f (torch %s)"
+          % (accuracy.item(), loss.item(), torch.__version__))
+
+
+def check(model_path, data, cnn):
+    tensors, metadata = read_safetensors(model_path)
+    spec = json.loads(metadata["architecture"])
+    model = torch_model(spec)
+    model.load_state_dict(tensors, strict=True)
+    model.eval()
+    data_dir = "/usr/share/datasets/fashion-mnist" if data == "fashion-mnist" else (
+        SAMPLE if data == "sample" else data)
+    x, y = load_split(data_dir, "t10k")
+    classes = spec.get("classes")
+    if classes:
+        keep = torch.tensor([int(v) in classes for v in y])
+        x, y = x[keep], torch.tensor([classes.index(int(v)) for v in y[keep]])
+    with torch.no_grad():
+        logits = torch.cat([model(x[i:i + 1000]) for i in range(0, len(x), 1000)])
+    result = subprocess.run([cnn, "eval", model_path, "--data", data, "--json", "--logits"],
+                            check=True, capture_output=True, text=True)
+    ours = json.loads(result.stdout)
+    ours_logits = torch.tensor(ours["logits"])
+    if spec.get("loss") == "log_loss":
+        torch_predicted = (logits[:, 0] >= 0.5).long()
+    else:
+        torch_predicted = logits.argmax(1)
+    torch_accuracy = (torch_predicted == y).float().mean().item()
+    diff = (ours_logits - logits).abs().max().item()
+    scale = logits.abs().max().item()
+    print("model %s (%s), %d test images" % (model_path, spec.get("name"), len(y)))
+    print("torch.nn.Sequential.load_state_dict(strict=True): ok")
+    print("accuracy: torch %.4f, cnn eval %.4f" % (torch_accuracy, ours["accuracy"]))
+    print("logits: max |cnn - torch| %.3g, relative to max |logit| %.3g" % (diff, diff / scale))
+    ok = diff <= 1e-5 * scale
+    print("OK" if ok else "NOT OK")
+    return 0 if ok else 1
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("export")
+    c = sub.add_parser("check")
+    c.add_argument("model")
+    c.add_argument("--data", default="fashion-mnist")
+    c.add_argument("--cnn", default=os.path.join(ROOT, "build", "release", "cnn"))
+    args = parser.parse_args()
+    if args.command == "export":
+        export()
+        return 0
+    return check(args.model, args.data, args.cnn)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
