@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The main job: install what is needed, build (optimised), and train the seed's CNN on two
-# Fashion-MNIST classes with the log loss, printing the loss per epoch and the test accuracy.
+# The main job: install what is needed, build (optimised), and train the default model (LeNet-5)
+# on the full Fashion-MNIST with `cnn train`, which prints progress and leaves lenet5.safetensors,
+# lenet5.csv and lenet5.svg in the current directory. Extra arguments go to `cnn train`.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-scripts/setup.sh
-cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release -DCNN_BUILD_TESTS=OFF >/dev/null
-cmake --build build/release -j"$(nproc)"
-build/release/seed_binary "$@"
+root=$(cd "$(dirname "$0")/.." && pwd)
+"$root/scripts/setup.sh"
+cmake -S "$root" -B "$root/build/release" -DCMAKE_BUILD_TYPE=Release -DCNN_BUILD_TESTS=OFF >/dev/null
+cmake --build "$root/build/release" -j"$(nproc)"
+"$root/build/release/cnn" train "$@"

@@ -4,6 +4,7 @@
 // at --out never left half-written.
 
 #include <gtest/gtest.h>
+#include <stb/stb_image_write.h>
 #include <sys/wait.h>
 #include <zlib.h>
 
@@ -146,6 +147,34 @@ TEST(Cli, PredictClassifiesAPgmImage) {
   ASSERT_EQ(j.at("predictions").size(), 1u);
   EXPECT_EQ(j["predictions"][0]["top"].size(), 2u);
   EXPECT_GT(j["predictions"][0]["top"][0]["probability"].get<double>(), 0.0);
+}
+
+TEST(Cli, PredictReadsPngJpegAndBmpAndResizesToTheModel) {
+  // The first sample test image (an ankle boot), upscaled 2x and written in three formats.
+  const Dataset test =
+      read_idx_dataset(resolve_maybe_gz(std::string(CNN_SAMPLE_DIR) + "/t10k-images-idx3-ubyte"),
+                       resolve_maybe_gz(std::string(CNN_SAMPLE_DIR) + "/t10k-labels-idx1-ubyte"));
+  std::vector<unsigned char> big(56 * 56);
+  for (int y = 0; y < 56; ++y)
+    for (int x = 0; x < 56; ++x)
+      big[static_cast<size_t>(y * 56 + x)] =
+          test.images.pixels[static_cast<size_t>((y / 2) * 28 + x / 2)];
+  const std::string png = (work_dir() / "boot.png").string(),
+                    jpg = (work_dir() / "boot.jpg").string(),
+                    bmp = (work_dir() / "boot.bmp").string();
+  ASSERT_TRUE(stbi_write_png(png.c_str(), 56, 56, 1, big.data(), 56));
+  ASSERT_TRUE(stbi_write_jpg(jpg.c_str(), 56, 56, 1, big.data(), 95));
+  ASSERT_TRUE(stbi_write_bmp(bmp.c_str(), 56, 56, 1, big.data()));
+  const CliRun run =
+      cnn("predict " + trained_model().string() + " " + png + " " + jpg + " " + bmp + " --json");
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const Json j = Json::parse(run.out);
+  ASSERT_EQ(j.at("predictions").size(), 3u);
+  // The three encodings of one picture get the same top class.
+  EXPECT_EQ(j["predictions"][0]["top"][0]["class"], j["predictions"][1]["top"][0]["class"]);
+  EXPECT_EQ(j["predictions"][0]["top"][0]["class"], j["predictions"][2]["top"][0]["class"]);
+  const CliRun text = cnn("predict " + trained_model().string() + " " + png);
+  EXPECT_NE(text.out.find(png + ":"), std::string::npos) << text.out;
 }
 
 // ---- bad input ----------------------------------------------------------------------------

@@ -12,6 +12,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <thread>
 
 #include "args.hpp"
 #include "cnn/cnn.hpp"
@@ -44,8 +45,8 @@ const char* const kMainHelp =
 
 const char* const kTrainHelp =
     "usage: cnn train [--model PRESET|SPEC.json] [--data fashion-mnist|sample|DIR] [--epochs N]\n"
-    "                 [--batch N] [--lr X] [--momentum X] [--weight-decay X] [--seed N]\n"
-    "                 [--threads N] [--out FILE]\n"
+    "                 [--batch N] [--lr X] [--momentum X] [--weight-decay X]\n"
+    "                 [--schedule cosine|constant] [--seed N] [--threads N] [--out FILE]\n"
     "\n"
     "Trains with SGD (momentum, weight decay) and evaluates on the test set after every epoch.\n"
     "  --model         preset lenet5 (default), convnet or seed, or a JSON spec file\n"
@@ -55,7 +56,9 @@ const char* const kTrainHelp =
     "  --epochs        default 12          --batch         default 64\n"
     "  --lr            default 0.05        --momentum      default 0.9\n"
     "  --weight-decay  default 0           --seed          default 1\n"
-    "  --threads       default 1 (the same seed and thread count give the same file)\n"
+    "  --schedule      cosine (default: lr decays to 0 along a half cosine) or constant\n"
+    "  --threads       default: the number of cores (the same seed and thread count give a\n"
+    "                  bit-identical model file)\n"
     "  --out           default MODEL.safetensors (MODEL = the preset or spec name); the\n"
     "                  metrics go to OUT with .csv and the curves to OUT with .svg\n";
 
@@ -186,8 +189,17 @@ int train_command(const Args& args) {
   options.lr = args.number("--lr", 0.05, 0, 100, true);
   options.momentum = args.number("--momentum", 0.9, 0, 0.999999, false);
   options.weight_decay = args.number("--weight-decay", 0, 0, 1, false);
+  const std::string schedule = args.text("--schedule", "cosine");
+  if (schedule == "cosine") {
+    options.schedule = LrSchedule::kCosine;
+  } else if (schedule == "constant") {
+    options.schedule = LrSchedule::kConstant;
+  } else {
+    args.fail("--schedule", "expects cosine or constant, got '" + schedule + "'");
+  }
   const uint64_t seed = static_cast<uint64_t>(args.integer("--seed", 1, 0, (1LL << 53)));
-  const int threads = static_cast<int>(args.integer("--threads", 1, 1, 256));
+  const int cores = static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 64u));
+  const int threads = static_cast<int>(args.integer("--threads", cores, 1, 256));
   ops::set_threads(threads);
   const std::string out = args.text("--out", spec.name + ".safetensors");
   if (out.empty() || fs::is_directory(out))
@@ -430,7 +442,7 @@ int run(int argc, char** argv) {
   if (command == "train") {
     return train_command(Args("train", argc, argv, 2,
                               {"--model", "--data", "--epochs", "--batch", "--lr", "--momentum",
-                               "--weight-decay", "--seed", "--threads", "--out"},
+                               "--weight-decay", "--schedule", "--seed", "--threads", "--out"},
                               {}));
   }
   if (command == "eval") {

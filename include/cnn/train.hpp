@@ -15,12 +15,19 @@
 
 namespace cnn {
 
+/// How the learning rate changes over training.
+enum class LrSchedule {
+  kConstant,  // lr throughout
+  kCosine,    // lr * (1 + cos(pi * step / steps)) / 2, per batch, from lr down to 0
+};
+
 struct TrainOptions {
   int epochs = 10;
   int64_t batch = 64;
   double lr = 0.05;
   double momentum = 0.9;
   double weight_decay = 0.0;
+  LrSchedule schedule = LrSchedule::kCosine;
 };
 
 /// Progress within an epoch, reported after every batch.

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <limits>
@@ -62,6 +63,8 @@ std::vector<EpochMetrics> train_model(Sequential<float>& model, const ModelSpec&
   std::vector<int64_t> indices;
   Tensor<float> x, gradient;
   std::vector<EpochMetrics> history;
+  const int64_t total_steps = batches.batches_per_epoch() * options.epochs;
+  int64_t step = 0;
   for (int epoch = 1; epoch <= options.epochs; ++epoch) {
     const auto start = std::chrono::steady_clock::now();
     batches.start_epoch(&rng);
@@ -81,6 +84,13 @@ std::vector<EpochMetrics> train_model(Sequential<float>& model, const ModelSpec&
       for (int64_t i = 0; i < n; ++i)
         correct += objective.predict(outputs, i) == labels[static_cast<size_t>(i)];
       model.backward(gradient);
+      if (options.schedule == LrSchedule::kCosine) {
+        constexpr double kPi = 3.14159265358979323846;
+        // The last step keeps a small positive rate (the optimizer refuses 0).
+        const double progress = double(step) / double(total_steps);
+        sgd.set_lr(std::max(options.lr * 0.5 * (1 + std::cos(kPi * progress)), options.lr * 1e-4));
+      }
+      ++step;
       sgd.step();
       loss_sum += loss * static_cast<double>(n);
       seen += n;
