@@ -217,13 +217,13 @@ int train_command(const Args& args) {
   Rng rng(seed);
   model.init_parameters(rng);
   std::printf(
-      "training %s (%s parameters) on %s: %lld training, %lld test images; %d epochs, batch "
+      "training %s (%s parameters) on %s: %lld training, %lld test images; %d epoch%s, batch "
       "%lld, lr %g, momentum %g, weight decay %g, seed %llu, %d thread%s\n",
       spec.name.c_str(), with_commas(model.parameter_count()).c_str(), data.description.c_str(),
       static_cast<long long>(data.train.size()), static_cast<long long>(data.test.size()),
-      options.epochs, static_cast<long long>(options.batch), options.lr, options.momentum,
-      options.weight_decay, static_cast<unsigned long long>(seed), threads,
-      threads == 1 ? "" : "s");
+      options.epochs, options.epochs == 1 ? "" : "s", static_cast<long long>(options.batch),
+      options.lr, options.momentum, options.weight_decay, static_cast<unsigned long long>(seed),
+      threads, threads == 1 ? "" : "s");
   std::fflush(stdout);
 
   const bool terminal = stdout_is_terminal();
