@@ -296,6 +296,7 @@ int eval_command(const Args& args) {
   const DataSplit data = data_for(file.spec, args.text("--data", "fashion-mnist"));
   const int64_t batch = args.integer("--batch", 256, 1, 65536);
   const bool json = args.has("--json");
+  if (args.has("--logits") && !json) args.fail("--logits", "needs --json");
   const EvalResult r = evaluate(file.model, file.spec, data.test, batch, args.has("--logits"));
   const std::vector<std::string>& names =
       file.class_names.empty() ? data.class_names : file.class_names;
@@ -414,8 +415,7 @@ int info_command(const Args& args) {
   const std::string rule(108, '_');
   std::printf("%s\n%-4s %-62s %-18s %9s %11s\n%s\n", rule.c_str(), "#", "Layer (type)",
               "Output Shape", "Param #", "FLOPs", std::string(108, '=').c_str());
-  Shape shape = model.output_shape(1).rank() ? Shape{1, spec.input[0], spec.input[1], spec.input[2]}
-                                             : Shape{};
+  Shape shape{1, spec.input[0], spec.input[1], spec.input[2]};
   int64_t total_flops = 0;
   for (size_t i = 0; i < model.size(); ++i) {
     const Layer<float>& layer = model.layer(i);

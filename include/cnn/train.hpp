@@ -51,7 +51,8 @@ struct EvalResult {
 /// the log loss: 0 or 1). Throws cnn::Error for a label the model cannot output.
 class Objective {
  public:
-  explicit Objective(const ModelSpec& spec);
+  /// `classes`: what the model distinguishes (2 for the log loss, else its output width).
+  Objective(LossKind kind, int64_t classes) : kind_(kind), classes_(classes) {}
   /// Mean loss of `outputs` against `labels`; fills `gradient` (outputs' shape) when non-null.
   double loss(TensorView<const float> outputs, const std::vector<uint8_t>& labels,
               Tensor<float>* gradient);

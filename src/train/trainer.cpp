@@ -9,7 +9,12 @@
 
 namespace cnn {
 
-Objective::Objective(const ModelSpec& spec) : kind_(spec.loss), classes_(output_classes(spec)) {}
+namespace {
+/// The classes a built model distinguishes, without building another copy of it.
+Objective objective_for(Sequential<float>& model, const ModelSpec& spec) {
+  return Objective(spec.loss, spec.loss == LossKind::kLogLoss ? 2 : model.output_shape(1)[1]);
+}
+}  // namespace
 
 double Objective::loss(TensorView<const float> outputs, const std::vector<uint8_t>& labels,
                        Tensor<float>* gradient) {
@@ -58,7 +63,7 @@ std::vector<EpochMetrics> train_model(Sequential<float>& model, const ModelSpec&
   Sgd<float> sgd(
       model.parameters(), model.gradients(),
       {.lr = options.lr, .momentum = options.momentum, .weight_decay = options.weight_decay});
-  Objective objective(spec);
+  Objective objective = objective_for(model, spec);
   BatchIterator batches(train.size(), options.batch);
   std::vector<int64_t> indices;
   Tensor<float> x, gradient;
@@ -119,7 +124,7 @@ std::vector<EpochMetrics> train_model(Sequential<float>& model, const ModelSpec&
 
 EvalResult evaluate(Sequential<float>& model, const ModelSpec& spec, const Dataset& data,
                     int64_t batch, bool keep_outputs) {
-  Objective objective(spec);
+  Objective objective = objective_for(model, spec);
   const int64_t classes = objective.classes();
   EvalResult result;
   result.samples = data.size();
