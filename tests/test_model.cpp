@@ -298,5 +298,54 @@ TEST_F(IdxTest, RefusesBadFilesByName) {
   expect_refused([&] { read_idx_images(file("nothing")); }, "no such file");
 }
 
+using CifarTest = TempDir;
+
+TEST_F(CifarTest, LoadsBatchesAsThreeChannelImagesAndRefusesBadRecords) {
+  // Two training records and one test record: a label byte, then 3 x 32 x 32 pixels.
+  const auto record = [](uint8_t label, uint8_t fill) {
+    return std::string(1, char(label)) + std::string(3072, char(fill));
+  };
+  write(file("data_batch_1.bin"), record(3, 10) + record(9, 20));
+  write(file("test_batch.bin"), record(0, 30));
+  std::string notice;
+  const DataSplit split = load_dataset(dir_.string(), "", &notice);
+  EXPECT_EQ(split.train.size(), 2);
+  EXPECT_EQ(split.test.size(), 1);
+  EXPECT_EQ(split.train.images.channels, 3);
+  EXPECT_EQ(split.train.images.rows, 32);
+  EXPECT_EQ(split.train.labels[1], 9);
+  EXPECT_EQ(split.class_names.at(3), "cat");
+  Tensor<float> x;
+  gather_images(split.train.images, {1}, x);
+  EXPECT_EQ(x.shape(), (Shape{1, 3, 32, 32}));
+  EXPECT_FLOAT_EQ(x[3071], 20.0f / 255.0f);
+  write(file("data_batch_1.bin"), record(3, 10) + "x");
+  EXPECT_THROW(load_dataset(dir_.string(), "", &notice), Error);
+  write(file("data_batch_1.bin"), record(12, 10));
+  try {
+    load_dataset(dir_.string(), "", &notice);
+    ADD_FAILURE() << "accepted label 12";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("label 12, expected 0 to 9"), std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(BatchIterator, CoversEveryIndexOnceWithAPartialLastBatch) {
+  BatchIterator batches(10, 4);
+  Rng rng(1);
+  batches.start_epoch(&rng);
+  std::vector<int64_t> indices, seen;
+  std::vector<size_t> sizes;
+  while (batches.next(indices)) {
+    sizes.push_back(indices.size());
+    seen.insert(seen.end(), indices.begin(), indices.end());
+  }
+  EXPECT_EQ(sizes, (std::vector<size_t>{4, 4, 2}));
+  std::sort(seen.begin(), seen.end());
+  for (int64_t i = 0; i < 10; ++i) EXPECT_EQ(seen[static_cast<size_t>(i)], i);
+  EXPECT_EQ(batches.batches_per_epoch(), 3);
+}
+
 }  // namespace
 }  // namespace cnn
