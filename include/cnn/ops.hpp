@@ -11,6 +11,7 @@
 // contiguous row-major, exactly as PyTorch.
 
 #include <cstdint>
+#include <vector>
 
 namespace cnn::ops {
 
@@ -47,6 +48,19 @@ PoolShape make_pool_shape(int64_t batch, int64_t channels, int64_t in_h, int64_t
 /// environment variable CNN_REFERENCE=1; tests switch it to run the same model both ways.
 bool reference_mode();
 void set_reference_mode(bool on);
+
+/// Instruction sets of the float kernels. The binary holds all of them and uses the best the
+/// CPU supports, unless the environment variable CNN_ISA (avx512, avx2 or portable) or
+/// set_isa() picks one.
+enum class Isa { kPortable, kAvx2, kAvx512 };
+/// The instruction set in use.
+Isa isa();
+/// Selects an instruction set; throws cnn::Error when the CPU does not support it.
+void set_isa(Isa isa);
+/// The instruction sets this CPU supports, best last.
+std::vector<Isa> supported_isas();
+/// "portable", "avx2", "avx512".
+const char* isa_name(Isa isa);
 
 /// Threads the kernels may use (OpenMP over the images of a batch); 1 by default. Results
 /// for a fixed thread count are bit-identical from run to run; across thread counts they agree

@@ -22,6 +22,22 @@ bool is_pointwise(const ConvShape& s) {
          s.pad_w == 0;
 }
 
+/// The output columns [first, last) whose input column ow * stride - pad + kw lies inside
+/// [0, in_w): computed once per kernel tap instead of testing every element.
+struct ValidRange {
+  int64_t first, last;
+};
+ValidRange valid_columns(const ConvShape& s, int64_t kw) {
+  // ow * stride_w - pad_w + kw >= 0  <=>  ow >= ceil((pad_w - kw) / stride_w)
+  const int64_t lo = s.pad_w - kw;
+  int64_t first = lo <= 0 ? 0 : (lo + s.stride_w - 1) / s.stride_w;
+  // ow * stride_w - pad_w + kw <= in_w - 1  <=>  ow <= floor((in_w - 1 + pad_w - kw) / stride_w)
+  const int64_t hi = s.in_w - 1 + s.pad_w - kw;
+  int64_t last = hi < 0 ? 0 : std::min<int64_t>(hi / s.stride_w + 1, s.out_w);
+  first = std::min(first, s.out_w);
+  return {first, std::max(first, last)};
+}
+
 /// col (C*KH*KW, OH*OW): row (c, kh, kw) holds the padded input that kernel tap (kh, kw) of
 /// channel c sees at every output position. x is one image (C, H, W).
 template <typename T>
@@ -31,6 +47,7 @@ void im2col(T* col, const T* x, const ConvShape& s) {
     for (int64_t kh = 0; kh < s.kernel_h; ++kh)
       for (int64_t kw = 0; kw < s.kernel_w; ++kw) {
         T* row = col + ((c * s.kernel_h + kh) * s.kernel_w + kw) * out_size;
+        const ValidRange valid = valid_columns(s, kw);
         for (int64_t oh = 0; oh < s.out_h; ++oh) {
           T* out = row + oh * s.out_w;
           const int64_t h = oh * s.stride_h - s.pad_h + kh;
@@ -38,11 +55,14 @@ void im2col(T* col, const T* x, const ConvShape& s) {
             std::fill(out, out + s.out_w, T(0));
             continue;
           }
-          const T* in = x + (c * s.in_h + h) * s.in_w;
-          for (int64_t ow = 0; ow < s.out_w; ++ow) {
-            const int64_t w = ow * s.stride_w - s.pad_w + kw;
-            out[ow] = (w >= 0 && w < s.in_w) ? in[w] : T(0);
+          const T* in = x + (c * s.in_h + h) * s.in_w - s.pad_w + kw;
+          std::fill(out, out + valid.first, T(0));
+          if (s.stride_w == 1) {
+            std::copy(in + valid.first, in + valid.last, out + valid.first);
+          } else {
+            for (int64_t ow = valid.first; ow < valid.last; ++ow) out[ow] = in[ow * s.stride_w];
           }
+          std::fill(out + valid.last, out + s.out_w, T(0));
         }
       }
 }
@@ -57,14 +77,13 @@ void col2im(T* dx, const T* col, const ConvShape& s) {
     for (int64_t kh = 0; kh < s.kernel_h; ++kh)
       for (int64_t kw = 0; kw < s.kernel_w; ++kw) {
         const T* row = col + ((c * s.kernel_h + kh) * s.kernel_w + kw) * out_size;
+        const ValidRange valid = valid_columns(s, kw);
         for (int64_t oh = 0; oh < s.out_h; ++oh) {
           const int64_t h = oh * s.stride_h - s.pad_h + kh;
           if (h < 0 || h >= s.in_h) continue;
-          T* out = dx + (c * s.in_h + h) * s.in_w;
-          for (int64_t ow = 0; ow < s.out_w; ++ow) {
-            const int64_t w = ow * s.stride_w - s.pad_w + kw;
-            if (w >= 0 && w < s.in_w) out[w] += row[oh * s.out_w + ow];
-          }
+          T* out = dx + (c * s.in_h + h) * s.in_w - s.pad_w + kw;
+          const T* in = row + oh * s.out_w;
+          for (int64_t ow = valid.first; ow < valid.last; ++ow) out[ow * s.stride_w] += in[ow];
         }
       }
 }

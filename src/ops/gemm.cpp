@@ -2,19 +2,18 @@
 
 #include <algorithm>
 
+#include "cnn/ops.hpp"
 #include "scratch.hpp"
+#include "sgemm.hpp"
 
 namespace cnn::detail {
 
 namespace {
 /// C (M x N) = [C +] A * B (K x N), where A's element (i, p) is a[i * row_step + p * col_step]:
-/// one loop nest serves A stored as is (gemm_nn) and transposed (gemm_tn). Compiled for
-/// AVX-512, AVX2 and baseline x86-64; the loader picks the best the CPU supports (GCC's
-/// target_clones), so the binary runs on any x86-64 without -march=native.
+/// one loop nest serves A stored as is (gemm_nn) and transposed (gemm_tn).
 template <typename T>
-__attribute__((target_clones("avx512f", "avx2", "default"))) void gemm_strided_a(
-    int64_t m, int64_t n, int64_t k, const T* a, int64_t row_step, int64_t col_step, const T* b,
-    int64_t ldb, T* c, int64_t ldc, bool accumulate) {
+void gemm_strided_a(int64_t m, int64_t n, int64_t k, const T* a, int64_t row_step, int64_t col_step,
+                    const T* b, int64_t ldb, T* c, int64_t ldc, bool accumulate) {
   for (int64_t i = 0; i < m; ++i) {
     T* __restrict ci = c + i * ldc;
     if (!accumulate) std::fill(ci, ci + n, T(0));
@@ -49,6 +48,52 @@ void gemm_nt(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* 
   gemm_nn(m, n, k, a, lda, bt, n, c, ldc, accumulate);
 }
 
+// float: the packed kernels of sgemm_<isa>.cpp, strides expressing the transposes.
+namespace {
+void sgemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_rs, int64_t a_cs,
+           const float* b, int64_t b_rs, int64_t b_cs, float* c, int64_t ldc, bool accumulate) {
+  const SgemmArgs args{m,
+                       n,
+                       k,
+                       a,
+                       a_rs,
+                       a_cs,
+                       b,
+                       b_rs,
+                       b_cs,
+                       c,
+                       ldc,
+                       accumulate,
+                       scratch<float>(2, kPackA),
+                       scratch<float>(3, kPackB)};
+  switch (ops::isa()) {
+    case ops::Isa::kAvx512:
+      return sgemm_avx512(args);
+    case ops::Isa::kAvx2:
+      return sgemm_avx2(args);
+    case ops::Isa::kPortable:
+      return sgemm_portable(args);
+  }
+}
+}  // namespace
+
+template <>
+void gemm_nn<float>(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
+                    int64_t ldb, float* c, int64_t ldc, bool accumulate) {
+  sgemm(m, n, k, a, lda, 1, b, ldb, 1, c, ldc, accumulate);
+}
+template <>
+void gemm_tn<float>(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
+                    int64_t ldb, float* c, int64_t ldc, bool accumulate) {
+  sgemm(m, n, k, a, 1, lda, b, ldb, 1, c, ldc, accumulate);
+}
+template <>
+void gemm_nt<float>(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
+                    int64_t ldb, float* c, int64_t ldc, bool accumulate) {
+  sgemm(m, n, k, a, lda, 1, b, 1, ldb, c, ldc, accumulate);
+}
+
+// double (the gradient checks): the plain loops above.
 #define CNN_INSTANTIATE_GEMM(T)                                                                 \
   template void gemm_nn<T>(int64_t, int64_t, int64_t, const T*, int64_t, const T*, int64_t, T*, \
                            int64_t, bool);                                                      \
@@ -56,7 +101,6 @@ void gemm_nt(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* 
                            int64_t, bool);                                                      \
   template void gemm_tn<T>(int64_t, int64_t, int64_t, const T*, int64_t, const T*, int64_t, T*, \
                            int64_t, bool);
-CNN_INSTANTIATE_GEMM(float)
 CNN_INSTANTIATE_GEMM(double)
 
 }  // namespace cnn::detail

@@ -1,7 +1,6 @@
 #pragma once
-// Plain row-major matrix products for the default path. The inner loop runs along contiguous
-// rows of B and C so that the compiler vectorises it. A later issue replaces these with packed
-// micro-kernels; the signatures are the seam.
+// Row-major matrix products for the default path. float runs the packed micro-kernels of
+// sgemm.hpp for the instruction set in use; double (gradient checks only) runs plain loops.
 
 #include <cstdint>
 

@@ -1,5 +1,5 @@
-// Default max-pooling path: the window is clipped to the input once per output row and column
-// instead of testing every tap, which removes the bounds checks from the inner loop.
+// Default max-pooling path: 2x2 windows at stride 2 have their own loop; other windows are
+// clipped to the input once per output row and column instead of testing every tap.
 
 #include <algorithm>
 #include <cmath>
@@ -9,9 +9,50 @@
 
 namespace cnn::ops {
 
+namespace {
+
+/// The window update shared by both loops: a larger value, or a first NaN, takes over; ties
+/// keep the earlier element (row-major order), as in PyTorch.
+template <typename T>
+inline void consider(T value, int64_t index, T& best, int64_t& best_index) {
+  if (value > best || (std::isnan(value) && !std::isnan(best))) {
+    best = value;
+    best_index = index;
+  }
+}
+
+/// 2x2 windows at stride 2 without padding, the pooling of most CNNs: four fixed taps.
+template <typename T>
+void maxpool_2x2_stride2(T* y, int32_t* argmax, const T* x, const PoolShape& s) {
+  for (int64_t plane = 0; plane < s.batch * s.channels; ++plane) {
+    const T* xp = x + plane * s.in_h * s.in_w;
+    T* yp = y + plane * s.out_h * s.out_w;
+    int32_t* ap = argmax + plane * s.out_h * s.out_w;
+    for (int64_t oh = 0; oh < s.out_h; ++oh) {
+      const int64_t top = 2 * oh * s.in_w;
+      for (int64_t ow = 0; ow < s.out_w; ++ow) {
+        const int64_t i = top + 2 * ow;
+        T best = xp[i];
+        int64_t best_index = i;
+        consider(xp[i + 1], i + 1, best, best_index);
+        consider(xp[i + s.in_w], i + s.in_w, best, best_index);
+        consider(xp[i + s.in_w + 1], i + s.in_w + 1, best, best_index);
+        yp[oh * s.out_w + ow] = best;
+        ap[oh * s.out_w + ow] = static_cast<int32_t>(best_index);
+      }
+    }
+  }
+}
+
+}  // namespace
+
 template <typename T>
 void maxpool2d_forward(T* y, int32_t* argmax, const T* x, const PoolShape& s) {
   if (reference_mode()) return ref::maxpool2d_forward(y, argmax, x, s);
+  if (s.kernel_h == 2 && s.kernel_w == 2 && s.stride_h == 2 && s.stride_w == 2 && s.pad_h == 0 &&
+      s.pad_w == 0) {
+    return maxpool_2x2_stride2(y, argmax, x, s);
+  }
   for (int64_t plane = 0; plane < s.batch * s.channels; ++plane) {
     const T* xp = x + plane * s.in_h * s.in_w;
     T* yp = y + plane * s.out_h * s.out_w;
@@ -26,11 +67,7 @@ void maxpool2d_forward(T* y, int32_t* argmax, const T* x, const PoolShape& s) {
         T best = xp[best_index];
         for (int64_t h = h0; h < h1; ++h)
           for (int64_t w = w0; w < w1; ++w) {
-            const T value = xp[h * s.in_w + w];
-            if (value > best || (std::isnan(value) && !std::isnan(best))) {
-              best = value;
-              best_index = h * s.in_w + w;
-            }
+            consider(xp[h * s.in_w + w], h * s.in_w + w, best, best_index);
           }
         yp[oh * s.out_w + ow] = best;
         ap[oh * s.out_w + ow] = static_cast<int32_t>(best_index);

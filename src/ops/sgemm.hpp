@@ -1,0 +1,42 @@
+#pragma once
+// Packed single-precision GEMM, one micro-kernel per instruction set, each in its own
+// translation unit compiled for that instruction set (sgemm_avx512.cpp, sgemm_avx2.cpp,
+// sgemm_portable.cpp). Those files define everything they use in an anonymous namespace and
+// use no shared inline templates, so that no AVX-512 code can leak into the rest of the binary
+// through the linker's choice among identical inline functions: the binary runs on any x86-64
+// and picks its kernel at run time (isa.cpp).
+//
+// C (m x n) = [C +] A (m x k) * B (k x n) with A(i, p) = a[i * a_rs + p * a_cs] and
+// B(p, j) = b[p * b_rs + j * b_cs]: the strides express transposed operands, which the packing
+// absorbs. The caller provides the packing buffers (sizes below).
+
+#include <cstdint>
+
+namespace cnn::detail {
+
+/// Blocking shared by every kernel: K in blocks of kKc, M of kMc, N of kNc.
+inline constexpr int64_t kKc = 256;
+inline constexpr int64_t kMc = 96;    // a multiple of every kernel's MR (4, 6, 12)
+inline constexpr int64_t kNc = 2048;  // a multiple of every kernel's NR (16, 32)
+/// Floats needed by the packing buffers.
+inline constexpr int64_t kPackA = kMc * kKc;
+inline constexpr int64_t kPackB = kNc * kKc;
+
+struct SgemmArgs {
+  int64_t m, n, k;
+  const float* a;
+  int64_t a_rs, a_cs;
+  const float* b;
+  int64_t b_rs, b_cs;
+  float* c;
+  int64_t ldc;
+  bool accumulate;
+  float* pack_a;  // kPackA floats
+  float* pack_b;  // kPackB floats
+};
+
+void sgemm_avx512(const SgemmArgs& args);    // 12 x 32 micro-kernel, AVX-512F + FMA
+void sgemm_avx2(const SgemmArgs& args);      // 6 x 16 micro-kernel, AVX2 + FMA
+void sgemm_portable(const SgemmArgs& args);  // 4 x 16 micro-kernel, plain C++ (SSE2 baseline)
+
+}  // namespace cnn::detail

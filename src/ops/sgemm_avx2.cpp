@@ -1,0 +1,52 @@
+// AVX2 SGEMM: a 6 x 16 micro-kernel keeps 12 ymm accumulators (6 rows x 2 vectors of 8).
+// Compiled with -mavx2 -mfma; only called when the CPU has both (isa.cpp).
+
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "sgemm.hpp"
+
+namespace cnn::detail {
+namespace {
+
+constexpr int64_t MR = 6;
+constexpr int64_t NR = 16;
+
+void micro_kernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                  bool accumulate) {
+  __m256 lo[MR], hi[MR];
+#pragma GCC unroll 6
+  for (int r = 0; r < MR; ++r) lo[r] = hi[r] = _mm256_setzero_ps();
+  for (int64_t p = 0; p < kc; ++p) {
+    const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; ++r) {
+      const __m256 ar = _mm256_broadcast_ss(a + r);
+      lo[r] = _mm256_fmadd_ps(ar, b0, lo[r]);
+      hi[r] = _mm256_fmadd_ps(ar, b1, hi[r]);
+    }
+    a += MR;
+    b += NR;
+  }
+#pragma GCC unroll 6
+  for (int r = 0; r < MR; ++r) {
+    float* row = c + r * ldc;
+    if (accumulate) {
+      lo[r] = _mm256_add_ps(_mm256_loadu_ps(row), lo[r]);
+      hi[r] = _mm256_add_ps(_mm256_loadu_ps(row + 8), hi[r]);
+    }
+    _mm256_storeu_ps(row, lo[r]);
+    _mm256_storeu_ps(row + 8, hi[r]);
+  }
+}
+
+#include "sgemm_driver.inc"
+
+}  // namespace
+
+void sgemm_avx2(const SgemmArgs& args) {
+  run_sgemm(args);
+}
+
+}  // namespace cnn::detail
