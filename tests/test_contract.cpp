@@ -20,7 +20,8 @@ using testing::check_layer;
 using testing::check_loss;
 using testing::CheckReport;
 
-/// Runs the test body once on the default path and once on the reference path.
+/// Runs the test body once on the default path and once on the reference path (in double, so
+/// the instruction set does not matter: the packed kernels are float only).
 class ContractTest : public ::testing::TestWithParam<bool> {
  protected:
   void SetUp() override { ops::set_reference_mode(GetParam()); }

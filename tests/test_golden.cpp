@@ -9,6 +9,7 @@
 #include "cnn/cnn.hpp"
 #include "golden_util.hpp"
 #include "test_models.hpp"
+#include "test_paths.hpp"
 
 namespace cnn {
 namespace {
@@ -50,11 +51,8 @@ std::unique_ptr<Layer<float>> make_layer(const Json& c) {
   throw Error("golden: unknown layer " + type);
 }
 
-class GoldenTest : public ::testing::TestWithParam<bool> {
- protected:
-  void SetUp() override { ops::set_reference_mode(GetParam()); }
-  void TearDown() override { ops::set_reference_mode(false); }
-};
+/// Runs on the reference path and on the default path of every supported instruction set.
+class GoldenTest : public testing::PathTest {};
 
 TEST_P(GoldenTest, Layers) {
   const SafeTensorsFile file = SafeTensorsFile::load(golden("layers.safetensors"));
@@ -173,8 +171,8 @@ TEST_P(GoldenTest, LeNet5FiveSgdMomentumSteps) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Paths, GoldenTest, ::testing::Values(false, true),
-                         [](const auto& info) { return info.param ? "reference" : "default"; });
+INSTANTIATE_TEST_SUITE_P(Paths, GoldenTest, ::testing::ValuesIn(testing::all_paths()),
+                         testing::path_test_name);
 
 }  // namespace
 }  // namespace cnn

@@ -12,6 +12,7 @@
 #include "cnn/ops.hpp"
 #include "cnn/ops_ref.hpp"
 #include "cnn/rng.hpp"
+#include "test_paths.hpp"
 
 namespace cnn {
 namespace {
@@ -102,7 +103,10 @@ void sweep_conv(uint64_t seed, int cases) {
   }
 }
 
-TEST(OpsSweep, Conv2dFloat) {
+/// The float sweeps run once per supported instruction set.
+class OpsSweepIsa : public testing::PathTest {};
+
+TEST_P(OpsSweepIsa, Conv2dFloat) {
   sweep_conv<float>(1, 300);
 }
 TEST(OpsSweep, Conv2dDouble) {
@@ -139,8 +143,29 @@ void sweep_pool(uint64_t seed, int cases) {
   }
 }
 
-TEST(OpsSweep, MaxPool2dFloat) {
+TEST_P(OpsSweepIsa, MaxPool2dFloat) {
   sweep_pool<float>(3, 300);
+}
+
+TEST_P(OpsSweepIsa, MaxPool2x2Stride2TiesAndNaNsMatchTheReference) {
+  // The 2x2 / stride 2 fast path, on widths around its 4-window vector step, with few distinct
+  // values (ties) and some NaNs.
+  Rng rng(11);
+  for (int64_t w : {2, 3, 7, 8, 9, 10, 16, 17}) {
+    const ops::PoolShape s = ops::make_pool_shape(2, 3, 6, w, 2, 2, 2, 2, 0, 0);
+    const int64_t nx = 2 * 3 * 6 * w, ny = 2 * 3 * s.out_h * s.out_w;
+    std::vector<float> x = random_vector<float>(rng, nx, true);
+    for (int64_t i = 0; i < nx; i += 7) x[static_cast<size_t>(i)] = NAN;
+    std::vector<float> y_fast(ny), y_ref(ny);
+    std::vector<int32_t> a_fast(ny), a_ref(ny);
+    ops::maxpool2d_forward(y_fast.data(), a_fast.data(), x.data(), s);
+    ref::maxpool2d_forward(y_ref.data(), a_ref.data(), x.data(), s);
+    EXPECT_EQ(a_fast, a_ref) << "width " << w;
+    for (int64_t i = 0; i < ny; ++i) {
+      const float f = y_fast[static_cast<size_t>(i)], r = y_ref[static_cast<size_t>(i)];
+      EXPECT_TRUE(f == r || (std::isnan(f) && std::isnan(r))) << "width " << w << " output " << i;
+    }
+  }
 }
 TEST(OpsSweep, MaxPool2dDouble) {
   sweep_pool<double>(4, 100);
@@ -176,7 +201,7 @@ void sweep_dense(uint64_t seed, int cases) {
   }
 }
 
-TEST(OpsSweep, DenseFloat) {
+TEST_P(OpsSweepIsa, DenseFloat) {
   sweep_dense<float>(5, 200);
 }
 TEST(OpsSweep, DenseDouble) {
@@ -259,8 +284,23 @@ void sweep_pointwise(uint64_t seed, int cases) {
   }
 }
 
-TEST(OpsSweep, PointwiseSoftmaxAndLossesFloat) {
+TEST_P(OpsSweepIsa, PointwiseSoftmaxAndLossesFloat) {
   sweep_pointwise<float>(7, 200);
+}
+
+INSTANTIATE_TEST_SUITE_P(Isas, OpsSweepIsa, ::testing::ValuesIn(testing::isa_paths()),
+                         testing::path_test_name);
+
+TEST(OpsSweep, EveryIsaThatTheCpuSupportsIsSelectable) {
+  const std::vector<ops::Isa> isas = ops::supported_isas();
+  ASSERT_FALSE(isas.empty());
+  EXPECT_EQ(isas.front(), ops::Isa::kPortable);
+  const ops::Isa saved = ops::isa();
+  for (ops::Isa isa : isas) {
+    ops::set_isa(isa);
+    EXPECT_EQ(ops::isa(), isa);
+  }
+  ops::set_isa(saved);
 }
 TEST(OpsSweep, PointwiseSoftmaxAndLossesDouble) {
   sweep_pointwise<double>(8, 100);

@@ -36,7 +36,8 @@ class Args {
       }
       if (contains(switches, arg)) {
         if (inline_value) fail(arg, "takes no value, got '" + *inline_value + "'");
-        values_[arg] = "1";
+        values_.insert_or_assign(arg,
+                                 std::string(1, '1'));  // not = "1": g++ 12 -Wrestrict false alarm
       } else if (contains(value_flags, arg)) {
         if (inline_value) {
           values_[arg] = *inline_value;

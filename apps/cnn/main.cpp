@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "args.hpp"
+#include "bench.hpp"
 #include "cnn/cnn.hpp"
 #include "cnn/fileio.hpp"
 #include "cnn/model_file.hpp"
@@ -40,6 +41,7 @@ const char* const kMainHelp =
     "  eval     loss, accuracy, per-class accuracy and confusion matrix of a model file\n"
     "  predict  classify image files (PNG, JPEG, BMP, PGM) with a model file\n"
     "  info     layers, output shapes, parameters and FLOPs of a model, preset or spec\n"
+    "  bench    training and inference speed, latency and per-layer timings of a model\n"
     "\n"
     "cnn <command> --help describes each command.\n";
 
@@ -454,8 +456,12 @@ int run(int argc, char** argv) {
         Args("predict", argc, argv, 2, {"--top", "--model"}, {"--json", "--invert"}));
   }
   if (command == "info") return info_command(Args("info", argc, argv, 2, {}, {}));
+  if (command == "bench") {
+    return bench_command(
+        Args("bench", argc, argv, 2, {"--model", "--batch", "--threads", "--repeat"}, {"--json"}));
+  }
   throw Error("unknown command '" + command +
-              "' (expected train, eval, predict or info; see cnn --help)");
+              "' (expected train, eval, predict, info or bench; see cnn --help)");
 }
 
 }  // namespace

@@ -62,6 +62,11 @@ std::vector<Isa> supported_isas();
 /// "portable", "avx2", "avx512".
 const char* isa_name(Isa isa);
 
+/// The machine's single-precision FMA peak in GFLOP/s over `threads` threads, measured with
+/// a loop of independent fused multiply-adds on the widest vectors of the instruction set in
+/// use (about `seconds` of work per thread).
+double measure_peak_gflops(int threads, double seconds = 0.2);
+
 /// Threads the kernels may use (OpenMP over the images of a batch); 1 by default. Results
 /// for a fixed thread count are bit-identical from run to run; across thread counts they agree
 /// to rounding (parameter gradients are summed per thread, then in thread order).

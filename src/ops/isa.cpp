@@ -1,12 +1,14 @@
 // Run-time choice of the float kernels' instruction set.
 
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <string>
 
 #include "cnn/error.hpp"
 #include "cnn/ops.hpp"
+#include "sgemm.hpp"
 
 namespace cnn::ops {
 
@@ -75,6 +77,38 @@ void set_isa(Isa isa) {
     throw Error(std::string("set_isa: this CPU does not support ") + isa_name(isa));
   }
   current().store(isa, std::memory_order_relaxed);
+}
+
+double measure_peak_gflops(int threads, double seconds) {
+  const auto loop = [](int64_t iterations) {
+    switch (isa()) {
+      case Isa::kAvx512:
+        return detail::fma_loop_avx512(iterations);
+      case Isa::kAvx2:
+        return detail::fma_loop_avx2(iterations);
+      case Isa::kPortable:
+        return detail::fma_loop_portable(iterations);
+    }
+    return 0.0;
+  };
+  // Calibrate on one thread, then run that many iterations on every thread at once.
+  int64_t iterations = 1 << 16;
+  double elapsed = 0;
+  while (true) {
+    const auto start = std::chrono::steady_clock::now();
+    loop(iterations);
+    elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (elapsed > 0.02 || iterations > (int64_t{1} << 40)) break;
+    iterations *= 4;
+  }
+  iterations = static_cast<int64_t>(double(iterations) * seconds / elapsed) + 1;
+  double flops = 0;
+  const auto start = std::chrono::steady_clock::now();
+#pragma omp parallel num_threads(threads) reduction(+ : flops)
+  flops += loop(iterations);
+  const double wall =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return flops / wall * 1e-9;
 }
 
 }  // namespace cnn::ops

@@ -18,7 +18,10 @@ void relu_forward(T* __restrict y, const T* __restrict x, int64_t n) {
 template <typename T>
 void relu_backward(T* __restrict dx, const T* __restrict x, const T* __restrict dy, int64_t n) {
   if (reference_mode()) return ref::relu_backward(dx, x, dy, n);
-  for (int64_t k = 0; k < n; ++k) dx[k] = x[k] < T(0) ? T(0) : dy[k];
+  for (int64_t k = 0; k < n; ++k) {
+    const T upstream = dy[k];  // loaded unconditionally, so that the select vectorises
+    dx[k] = x[k] < T(0) ? T(0) : upstream;
+  }
 }
 template <typename T>
 void tanh_forward(T* y, const T* x, int64_t n) {

@@ -1,8 +1,11 @@
 // Default max-pooling path: 2x2 windows at stride 2 have their own loop; other windows are
 // clipped to the input once per output row and column instead of testing every tap.
 
+#include <emmintrin.h>
+
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "cnn/ops.hpp"
 #include "cnn/ops_ref.hpp"
@@ -15,13 +18,16 @@ namespace {
 /// keep the earlier element (row-major order), as in PyTorch.
 template <typename T>
 inline void consider(T value, int64_t index, T& best, int64_t& best_index) {
-  if (value > best || (std::isnan(value) && !std::isnan(best))) {
-    best = value;
-    best_index = index;
-  }
+  // Selects instead of branches: with random data a branch here mispredicts half the time.
+  // (value != value) is isnan(value) without a call.
+  const bool take = (value > best) | ((value != value) & (best == best));  // no short circuit
+  best = take ? value : best;
+  best_index = take ? index : best_index;
 }
 
-/// 2x2 windows at stride 2 without padding, the pooling of most CNNs: four fixed taps.
+/// 2x2 windows at stride 2 without padding, the pooling of most CNNs. float runs 4 windows
+/// at a time with SSE2 (part of every x86-64), comparing the four taps in row-major order with
+/// the same rule as consider(); other types and the row ends use consider().
 template <typename T>
 void maxpool_2x2_stride2(T* y, int32_t* argmax, const T* x, const PoolShape& s) {
   for (int64_t plane = 0; plane < s.batch * s.channels; ++plane) {
@@ -30,7 +36,40 @@ void maxpool_2x2_stride2(T* y, int32_t* argmax, const T* x, const PoolShape& s) 
     int32_t* ap = argmax + plane * s.out_h * s.out_w;
     for (int64_t oh = 0; oh < s.out_h; ++oh) {
       const int64_t top = 2 * oh * s.in_w;
-      for (int64_t ow = 0; ow < s.out_w; ++ow) {
+      int64_t ow = 0;
+      if constexpr (std::is_same_v<T, float>) {
+        const __m128i tap1 = _mm_set1_epi32(1), tap2 = _mm_set1_epi32(2), tap3 = _mm_set1_epi32(3);
+        for (; ow + 4 <= s.out_w; ow += 4) {
+          const float* r0 = xp + top + 2 * ow;
+          const float* r1 = r0 + s.in_w;
+          const __m128 r0a = _mm_loadu_ps(r0), r0b = _mm_loadu_ps(r0 + 4);
+          const __m128 r1a = _mm_loadu_ps(r1), r1b = _mm_loadu_ps(r1 + 4);
+          const __m128 taps[4] = {_mm_shuffle_ps(r0a, r0b, _MM_SHUFFLE(2, 0, 2, 0)),   // (0, 0)
+                                  _mm_shuffle_ps(r0a, r0b, _MM_SHUFFLE(3, 1, 3, 1)),   // (0, 1)
+                                  _mm_shuffle_ps(r1a, r1b, _MM_SHUFFLE(2, 0, 2, 0)),   // (1, 0)
+                                  _mm_shuffle_ps(r1a, r1b, _MM_SHUFFLE(3, 1, 3, 1))};  // (1, 1)
+          const __m128i tap_ids[4] = {_mm_setzero_si128(), tap1, tap2, tap3};
+          __m128 best = taps[0];
+          __m128i tap = tap_ids[0];
+          for (int t = 1; t < 4; ++t) {
+            const __m128 v = taps[t];
+            const __m128 take =
+                _mm_or_ps(_mm_cmpgt_ps(v, best),
+                          _mm_and_ps(_mm_cmpunord_ps(v, v), _mm_cmpord_ps(best, best)));
+            best = _mm_or_ps(_mm_and_ps(take, v), _mm_andnot_ps(take, best));
+            const __m128i take_i = _mm_castps_si128(take);
+            tap = _mm_or_si128(_mm_and_si128(take_i, tap_ids[t]), _mm_andnot_si128(take_i, tap));
+          }
+          _mm_storeu_ps(yp + oh * s.out_w + ow, best);
+          alignas(16) int32_t chosen[4];
+          _mm_store_si128(reinterpret_cast<__m128i*>(chosen), tap);
+          for (int k = 0; k < 4; ++k) {
+            ap[oh * s.out_w + ow + k] = static_cast<int32_t>(top + 2 * (ow + k) + (chosen[k] & 1) +
+                                                             (chosen[k] >> 1) * s.in_w);
+          }
+        }
+      }
+      for (; ow < s.out_w; ++ow) {
         const int64_t i = top + 2 * ow;
         T best = xp[i];
         int64_t best_index = i;

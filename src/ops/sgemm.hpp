@@ -39,4 +39,9 @@ void sgemm_avx512(const SgemmArgs& args);    // 12 x 32 micro-kernel, AVX-512F +
 void sgemm_avx2(const SgemmArgs& args);      // 6 x 16 micro-kernel, AVX2 + FMA
 void sgemm_portable(const SgemmArgs& args);  // 4 x 16 micro-kernel, plain C++ (SSE2 baseline)
 
+/// Runs `iterations` rounds of independent FMAs on one thread and returns the FLOPs done.
+double fma_loop_avx512(int64_t iterations);
+double fma_loop_avx2(int64_t iterations);
+double fma_loop_portable(int64_t iterations);
+
 }  // namespace cnn::detail

@@ -35,4 +35,20 @@ void sgemm_portable(const SgemmArgs& args) {
   run_sgemm(args);
 }
 
+double fma_loop_portable(int64_t iterations) {
+  // 12 groups of 4 lanes: the compiler turns each group into one SSE multiply and add.
+  float acc[12][4];
+  for (int i = 0; i < 12; ++i)
+    for (int j = 0; j < 4; ++j) acc[i][j] = float(i + j);
+  for (int64_t it = 0; it < iterations; ++it)
+    for (int i = 0; i < 12; ++i)
+      for (int j = 0; j < 4; ++j) acc[i][j] = acc[i][j] * 0.999999f + 1e-7f;
+  float sum = 0;
+  for (int i = 0; i < 12; ++i)
+    for (int j = 0; j < 4; ++j) sum += acc[i][j];
+  volatile float sink = sum;  // keeps the loop from being optimised away
+  (void)sink;
+  return double(iterations) * 12 * 4 * 2;
+}
+
 }  // namespace cnn::detail

@@ -1,0 +1,223 @@
+#include "bench.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <iterator>
+#include <nlohmann/json.hpp>
+#include <thread>
+#include <vector>
+
+#include "cnn/cnn.hpp"
+
+namespace cnn::cli {
+
+const char* const kBenchHelp =
+    "usage: cnn bench [--model PRESET|SPEC.json] [--batch N] [--threads N] [--repeat N] [--json]\n"
+    "\n"
+    "Measures, on random data in memory:\n"
+    "  training images/s   SGD with momentum: forward, loss, backward and update, at --batch\n"
+    "                      (default 64)\n"
+    "  inference images/s  forward at batch 256\n"
+    "  latency             forward of one image, median in microseconds\n"
+    "  per layer           forward and backward milliseconds and GFLOP/s at --batch\n"
+    "  FMA peak            GFLOP/s of an FMA loop on the same threads, and the fraction reached\n"
+    "Throughputs are the median of --repeat runs (default 5) of at least 0.3 s each.\n"
+    "  --model    preset (default lenet5) or spec file   --threads  default: the core count\n"
+    "  --json     one JSON object: model, threads, batch, isa, train_images_per_s,\n"
+    "             infer_images_per_s, latency_us, peak_gflops, layers, ...\n";
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using Json = nlohmann::json;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/// Runs `step` in batches of calls lasting at least min_seconds; returns calls per second for
+/// each of `repeat` runs.
+std::vector<double> rates(const std::function<void()>& step, int repeat, double min_seconds) {
+  for (int i = 0; i < 3; ++i) step();  // warm up: caches, scratch buffers, page faults
+  const Clock::time_point probe = Clock::now();
+  step();
+  const double one = std::max(seconds_since(probe), 1e-7);
+  const int64_t calls = std::max<int64_t>(3, static_cast<int64_t>(min_seconds / one));
+  std::vector<double> result;
+  for (int r = 0; r < repeat; ++r) {
+    const Clock::time_point start = Clock::now();
+    for (int64_t c = 0; c < calls; ++c) step();
+    result.push_back(double(calls) / seconds_since(start));
+  }
+  return result;
+}
+
+Tensor<float> random_images(const Shape& sample, int64_t batch, Rng& rng) {
+  Tensor<float> x(Shape{batch, sample[0], sample[1], sample[2]});
+  for (float& v : x) v = static_cast<float>(rng.uniform());
+  return x;
+}
+
+}  // namespace
+
+int bench_command(const Args& args) {
+  if (args.help()) {
+    std::fputs(kBenchHelp, stdout);
+    return 0;
+  }
+  if (!args.positional().empty())
+    args.fail(args.positional()[0], "is not an option of bench (see --help)");
+  const std::string model_name = args.text("--model", "lenet5");
+  ModelSpec spec;
+  const std::vector<std::string> presets = preset_names();
+  if (std::find(presets.begin(), presets.end(), model_name) != presets.end()) {
+    spec = preset_spec(model_name);
+  } else {
+    std::ifstream in(model_name);
+    if (!in)
+      args.fail("--model", "expects a preset (lenet5, convnet, seed) or a spec file, got '" +
+                               model_name + "'");
+    const std::string text{std::istreambuf_iterator<char>(in), {}};
+    spec = parse_model_spec(text, model_name);
+  }
+  const int64_t batch = args.integer("--batch", 64, 1, 4096);
+  const int cores = static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 64u));
+  const int threads = static_cast<int>(args.integer("--threads", cores, 1, 256));
+  const int repeat = static_cast<int>(args.integer("--repeat", 5, 1, 1000));
+  const bool json = args.has("--json");
+  ops::set_threads(threads);
+
+  Rng rng(1);
+  Sequential<float> model = build_model(spec);
+  model.init_parameters(rng);
+  const int64_t classes = spec.loss == LossKind::kLogLoss ? 2 : model.output_shape(1)[1];
+  Objective objective(spec.loss, classes);
+  Sgd<float> sgd(model.parameters(), model.gradients(), {.lr = 1e-4, .momentum = 0.9});
+
+  // Training: the same step as cnn train.
+  const Tensor<float> x = random_images(spec.input, batch, rng);
+  std::vector<uint8_t> labels(static_cast<size_t>(batch));
+  for (uint8_t& l : labels) l = static_cast<uint8_t>(rng.below(static_cast<uint64_t>(classes)));
+  Tensor<float> gradient;
+  const auto train_step = [&] {
+    model.zero_grad();
+    const TensorView<const float> out = model.forward(x, Mode::kTrain);
+    objective.loss(out, labels, &gradient);
+    model.backward(gradient);
+    sgd.step();
+  };
+  std::vector<double> train_rates = rates(train_step, repeat, 0.3);
+  for (double& r : train_rates) r *= double(batch);
+
+  // Inference at batch 256 and latency at batch 1.
+  const Tensor<float> x256 = random_images(spec.input, 256, rng),
+                      x1 = random_images(spec.input, 1, rng);
+  std::vector<double> infer_rates = rates([&] { model.forward(x256, Mode::kEval); }, repeat, 0.3);
+  for (double& r : infer_rates) r *= 256.0;
+  std::vector<double> latencies;
+  for (int i = 0; i < 5; ++i) model.forward(x1, Mode::kEval);
+  for (int i = 0; i < 301; ++i) {
+    const Clock::time_point start = Clock::now();
+    model.forward(x1, Mode::kEval);
+    latencies.push_back(seconds_since(start) * 1e6);
+  }
+
+  // Per layer, at the training batch: each layer's forward and backward timed on its own.
+  const size_t layers = model.size();
+  std::vector<Tensor<float>> outputs(layers), grads(layers);
+  std::vector<Shape> inputs(layers);
+  Shape shape = x.shape();
+  for (size_t i = 0; i < layers; ++i) {
+    inputs[i] = shape;
+    shape = model.layer(i).output_shape(shape);
+    outputs[i].resize(shape);
+    grads[i].resize(shape);
+    for (float& g : grads[i]) g = static_cast<float>(rng.uniform(-1e-3, 1e-3));
+  }
+  Tensor<float> input_grad(x.shape());
+  Json layer_rows = Json::array();
+  std::vector<double> forward_ms(layers), backward_ms(layers);
+  for (size_t i = 0; i < layers; ++i) {
+    Layer<float>& layer = model.layer(i);
+    const TensorView<const float> in = i == 0 ? x.view() : outputs[i - 1].view();
+    const TensorView<float> dx =
+        i == 0 ? TensorView<float>() : TensorView<float>(grads[i - 1].data(), inputs[i]);
+    layer.forward(in, outputs[i], Mode::kTrain);
+    forward_ms[i] =
+        1e3 / median(rates([&] { layer.forward(in, outputs[i], Mode::kTrain); }, 3, 0.05));
+    backward_ms[i] =
+        1e3 / median(rates([&] { layer.backward(in, outputs[i], grads[i], dx); }, 3, 0.05));
+  }
+  model.zero_grad();
+
+  const double peak = ops::measure_peak_gflops(threads);
+  const double train = median(train_rates), infer = median(infer_rates),
+               latency = median(latencies);
+  // Training FLOPs per image: forward, plus backward (twice the forward of layers with
+  // parameters: input and weight gradients; the first layer computes no input gradient).
+  double forward_flops_per_image = 0, train_flops_per_image = 0;
+  for (size_t i = 0; i < layers; ++i) {
+    const Layer<float>& layer = model.layer(i);
+    const double f = double(layer.forward_flops(inputs[i])) / double(batch);
+    const double b = layer.parameter_count() > 0 ? (i == 0 ? 1.0 : 2.0) * f : f;
+    forward_flops_per_image += f;
+    train_flops_per_image += f + b;
+    const double fwd_gflops = f * double(batch) / (forward_ms[i] * 1e-3) * 1e-9;
+    const double bwd_gflops = b * double(batch) / (backward_ms[i] * 1e-3) * 1e-9;
+    layer_rows.push_back({{"index", i},
+                          {"layer", layer.describe()},
+                          {"forward_ms", forward_ms[i]},
+                          {"backward_ms", backward_ms[i]},
+                          {"forward_gflops", fwd_gflops},
+                          {"backward_gflops", bwd_gflops},
+                          {"forward_peak_fraction", fwd_gflops / peak}});
+  }
+  const double train_gflops = train * train_flops_per_image * 1e-9;
+  if (json) {
+    const Json j = {{"model", spec.name},
+                    {"threads", threads},
+                    {"batch", batch},
+                    {"isa", ops::isa_name(ops::isa())},
+                    {"train_images_per_s", train},
+                    {"train_images_per_s_runs", train_rates},
+                    {"infer_images_per_s", infer},
+                    {"infer_images_per_s_runs", infer_rates},
+                    {"infer_batch", 256},
+                    {"latency_us", latency},
+                    {"peak_gflops", peak},
+                    {"train_gflops", train_gflops},
+                    {"train_peak_fraction", train_gflops / peak},
+                    {"forward_flops_per_image", forward_flops_per_image},
+                    {"layers", layer_rows}};
+    std::printf("%s\n", j.dump().c_str());
+    return 0;
+  }
+  std::printf("%s, batch %lld, %d thread%s, %s kernels\n", spec.name.c_str(),
+              static_cast<long long>(batch), threads, threads == 1 ? "" : "s",
+              ops::isa_name(ops::isa()));
+  std::printf("training:   %10.0f images/s  (%.1f GFLOP/s, %.1f%% of the %.1f GFLOP/s FMA peak)\n",
+              train, train_gflops, 100 * train_gflops / peak, peak);
+  std::printf("inference:  %10.0f images/s  (batch 256)\n", infer);
+  std::printf("latency:    %10.1f us        (batch 1, median of 301)\n", latency);
+  std::printf("\n%-4s %-62s %10s %10s %10s %10s\n", "#", "layer", "fwd ms", "fwd GF/s", "bwd ms",
+              "bwd GF/s");
+  for (const Json& row : layer_rows) {
+    std::printf("%-4zu %-62s %10.3f %10.1f %10.3f %10.1f\n", row["index"].get<size_t>(),
+                row["layer"].get<std::string>().c_str(), row["forward_ms"].get<double>(),
+                row["forward_gflops"].get<double>(), row["backward_ms"].get<double>(),
+                row["backward_gflops"].get<double>());
+  }
+  return 0;
+}
+
+}  // namespace cnn::cli
