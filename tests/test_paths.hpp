@@ -19,7 +19,9 @@ struct Path {
 };
 
 /// gtest prints a parameter with this (instead of its raw bytes).
-inline void PrintTo(const Path& path, std::ostream* os) { *os << path.name(); }
+inline void PrintTo(const Path& path, std::ostream* os) {
+  *os << path.name();
+}
 
 /// "reference" plus one default path per supported instruction set.
 inline std::vector<Path> all_paths() {
