@@ -1,5 +1,7 @@
 #include "gemm.hpp"
 
+#include <omp.h>
+
 #include <algorithm>
 
 #include "cnn/ops.hpp"
@@ -50,22 +52,7 @@ void gemm_nt(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* 
 
 // float: the packed kernels of sgemm_<isa>.cpp, strides expressing the transposes.
 namespace {
-void sgemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_rs, int64_t a_cs,
-           const float* b, int64_t b_rs, int64_t b_cs, float* c, int64_t ldc, bool accumulate) {
-  const SgemmArgs args{m,
-                       n,
-                       k,
-                       a,
-                       a_rs,
-                       a_cs,
-                       b,
-                       b_rs,
-                       b_cs,
-                       c,
-                       ldc,
-                       accumulate,
-                       scratch<float>(2, kPackA),
-                       scratch<float>(3, kPackB)};
+void sgemm_one_thread(const SgemmArgs& args) {
   switch (ops::isa()) {
     case ops::Isa::kAvx512:
       return sgemm_avx512(args);
@@ -74,6 +61,33 @@ void sgemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_rs, int64_
     case ops::Isa::kPortable:
       return sgemm_portable(args);
   }
+}
+
+void sgemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_rs, int64_t a_cs,
+           const float* b, int64_t b_rs, int64_t b_cs, float* c, int64_t ldc, bool accumulate) {
+  // Outside a parallel region (a convolution already splits its images over threads), large
+  // products split their columns over the threads, in blocks of 32 (every kernel's NR divides
+  // it). Each element of C is still summed by one thread in the same order, so the result does
+  // not depend on the thread count.
+  constexpr int64_t kBlock = 32;
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
+  const int team = static_cast<int>(std::min<int64_t>(ops::threads(), blocks));
+  if (team > 1 && !omp_in_parallel() && m * n * k >= (int64_t{1} << 17)) {
+#pragma omp parallel num_threads(team)
+    {
+      const int t = omp_get_thread_num();
+      const int64_t first = blocks * t / team * kBlock;
+      const int64_t last = std::min(n, blocks * (t + 1) / team * kBlock);
+      if (first < last) {
+        sgemm_one_thread({m, last - first, k, a, a_rs, a_cs, b + first * b_cs, b_rs, b_cs,
+                          c + first, ldc, accumulate, scratch<float>(2, kPackA),
+                          scratch<float>(3, kPackB)});
+      }
+    }
+    return;
+  }
+  sgemm_one_thread({m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, accumulate,
+                    scratch<float>(2, kPackA), scratch<float>(3, kPackB)});
 }
 }  // namespace
 

@@ -3,41 +3,75 @@
 // uses the O(C) form y * (dy - sum(y * dy)) of the Jacobian product instead of the reference's
 // O(C^2) explicit Jacobian.
 
+#include <omp.h>
+
+#include <algorithm>
+
 #include "cnn/ops.hpp"
 #include "cnn/ops_ref.hpp"
 
 namespace cnn::ops {
 
+/// Runs body(first, count) over [0, n) in contiguous chunks, one per thread when n is large
+/// enough to pay for the threads. Element-wise work: the result never depends on the split.
+template <typename Body>
+void for_chunks(int64_t n, const Body& body) {
+  constexpr int64_t kMinPerThread = int64_t{1} << 15;
+  const int team = static_cast<int>(std::min<int64_t>(threads(), n / kMinPerThread));
+  if (team <= 1) return body(int64_t{0}, n);
+#pragma omp parallel num_threads(team)
+  {
+    const int t = omp_get_thread_num();
+    const int64_t first = n * t / team, last = n * (t + 1) / team;
+    body(first, last - first);
+  }
+}
+
 // ReLU is the hottest element-wise op: the same loops as the reference, with the pointers
 // declared non-aliasing so that the compiler vectorises them.
 template <typename T>
-void relu_forward(T* __restrict y, const T* __restrict x, int64_t n) {
+void relu_forward(T* y, const T* x, int64_t n) {
   if (reference_mode()) return ref::relu_forward(y, x, n);
-  for (int64_t k = 0; k < n; ++k) y[k] = x[k] < T(0) ? T(0) : x[k];
+  for_chunks(n, [&](int64_t first, int64_t count) {
+    T* __restrict out = y + first;
+    const T* __restrict in = x + first;
+    for (int64_t k = 0; k < count; ++k) out[k] = in[k] < T(0) ? T(0) : in[k];
+  });
 }
 template <typename T>
-void relu_backward(T* __restrict dx, const T* __restrict x, const T* __restrict dy, int64_t n) {
+void relu_backward(T* dx, const T* x, const T* dy, int64_t n) {
   if (reference_mode()) return ref::relu_backward(dx, x, dy, n);
-  for (int64_t k = 0; k < n; ++k) {
-    const T upstream = dy[k];  // loaded unconditionally, so that the select vectorises
-    dx[k] = x[k] < T(0) ? T(0) : upstream;
-  }
+  for_chunks(n, [&](int64_t first, int64_t count) {
+    T* __restrict out = dx + first;
+    const T* __restrict in = x + first;
+    const T* __restrict up = dy + first;
+    for (int64_t k = 0; k < count; ++k) {
+      const T upstream = up[k];  // loaded unconditionally, so that the select vectorises
+      out[k] = in[k] < T(0) ? T(0) : upstream;
+    }
+  });
 }
 template <typename T>
 void tanh_forward(T* y, const T* x, int64_t n) {
-  ref::tanh_forward(y, x, n);
+  for_chunks(n,
+             [&](int64_t first, int64_t count) { ref::tanh_forward(y + first, x + first, count); });
 }
 template <typename T>
 void tanh_backward(T* dx, const T* y, const T* dy, int64_t n) {
-  ref::tanh_backward(dx, y, dy, n);
+  for_chunks(n, [&](int64_t first, int64_t count) {
+    ref::tanh_backward(dx + first, y + first, dy + first, count);
+  });
 }
 template <typename T>
 void sigmoid_forward(T* y, const T* x, int64_t n) {
-  ref::sigmoid_forward(y, x, n);
+  for_chunks(
+      n, [&](int64_t first, int64_t count) { ref::sigmoid_forward(y + first, x + first, count); });
 }
 template <typename T>
 void sigmoid_backward(T* dx, const T* y, const T* dy, int64_t n) {
-  ref::sigmoid_backward(dx, y, dy, n);
+  for_chunks(n, [&](int64_t first, int64_t count) {
+    ref::sigmoid_backward(dx + first, y + first, dy + first, count);
+  });
 }
 
 template <typename T>

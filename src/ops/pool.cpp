@@ -30,7 +30,12 @@ inline void consider(T value, int64_t index, T& best, int64_t& best_index) {
 /// the same rule as consider(); other types and the row ends use consider().
 template <typename T>
 void maxpool_2x2_stride2(T* y, int32_t* argmax, const T* x, const PoolShape& s) {
-  for (int64_t plane = 0; plane < s.batch * s.channels; ++plane) {
+  const int64_t planes = s.batch * s.channels;
+  // Planes are independent: split over the threads, the result does not depend on how.
+  const int team = static_cast<int>(std::min<int64_t>(threads(), planes));
+#pragma omp parallel for num_threads(team) \
+    schedule(static) if (team > 1 && planes * s.out_h * s.out_w > 16384)
+  for (int64_t plane = 0; plane < planes; ++plane) {
     const T* xp = x + plane * s.in_h * s.in_w;
     T* yp = y + plane * s.out_h * s.out_w;
     int32_t* ap = argmax + plane * s.out_h * s.out_w;
@@ -117,8 +122,20 @@ void maxpool2d_forward(T* y, int32_t* argmax, const T* x, const PoolShape& s) {
 
 template <typename T>
 void maxpool2d_backward(T* dx, const T* dy, const int32_t* argmax, const PoolShape& s) {
-  // The reference is already one pass of scatter-adds; nothing to gain yet.
-  ref::maxpool2d_backward(dx, dy, argmax, s);
+  if (reference_mode()) return ref::maxpool2d_backward(dx, dy, argmax, s);
+  // The reference's scatter, plane by plane so that threads can share the planes.
+  const int64_t planes = s.batch * s.channels, in_size = s.in_h * s.in_w;
+  const int64_t out_size = s.out_h * s.out_w;
+  const int team = static_cast<int>(std::min<int64_t>(threads(), planes));
+#pragma omp parallel for num_threads(team) \
+    schedule(static) if (team > 1 && planes * out_size > 16384)
+  for (int64_t plane = 0; plane < planes; ++plane) {
+    T* dxp = dx + plane * in_size;
+    std::fill(dxp, dxp + in_size, T(0));
+    const T* dyp = dy + plane * out_size;
+    const int32_t* ap = argmax + plane * out_size;
+    for (int64_t o = 0; o < out_size; ++o) dxp[ap[o]] += dyp[o];
+  }
 }
 
 template void maxpool2d_forward<float>(float*, int32_t*, const float*, const PoolShape&);

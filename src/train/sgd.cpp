@@ -2,6 +2,7 @@
 #include <string>
 
 #include "cnn/error.hpp"
+#include "cnn/ops.hpp"
 #include "cnn/optim.hpp"
 
 namespace cnn {
@@ -49,10 +50,14 @@ void Sgd<T>::step() {
   T* p = params_.data();
   const T* grad = grads_.data();
   T* buffer = momentum_buffer_.data();
+  // Element-wise: threads split the buffer, the result does not depend on how.
+  const int team = n > (size_t{1} << 16) ? ops::threads() : 1;
+  const bool first = first_step_;
+#pragma omp parallel for num_threads(team) schedule(static) if (team > 1)
   for (size_t i = 0; i < n; ++i) {
     T g = grad[i] + decay * p[i];
     if (mu != T(0)) {
-      buffer[i] = first_step_ ? g : mu * buffer[i] + keep * g;
+      buffer[i] = first ? g : mu * buffer[i] + keep * g;
       g = options_.nesterov ? g + mu * buffer[i] : buffer[i];
     }
     p[i] -= lr * g;

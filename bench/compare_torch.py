@@ -1,0 +1,207 @@
+#!/usr/bin/python3
+"""Side-by-side speed of cnn and PyTorch on this machine, for the issue's targets.
+
+  /usr/bin/python3 bench/compare_torch.py [--cnn build/release/cnn] [--repeat 5] [--skip-memory]
+
+PyTorch (Debian's python3-torch 1.13) runs the same presets, defined layer for layer as in
+cnn, with its fastest CPU settings here: torch.set_num_threads(T), OPENBLAS_CORETYPE=SkylakeX
+and one OpenBLAS thread (OpenBLAS 0.3.21 does not recognise this CPU and would otherwise fall
+back to SSE3 kernels). Each figure is the median of --repeat runs; PyTorch and `cnn bench`
+alternate, configuration by configuration, in the same session. Training: batch 64, SGD with
+momentum, forward + loss + backward + update, data in memory. Inference: batch 256. Latency:
+batch 1, one thread. Peak memory: the maximum resident set of a process that loads the full
+Fashion-MNIST and trains one epoch (`cnn train` against a PyTorch script doing the same).
+"""
+import os
+
+# Before torch (and its OpenBLAS) is loaded.
+os.environ["OPENBLAS_CORETYPE"] = "SkylakeX"
+os.environ["OPENBLAS_NUM_THREADS"] = "1"
+
+import argparse
+import datetime
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+import torch.nn as nn
+
+ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+
+def lenet5():
+    return nn.Sequential(
+        nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+        nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
+
+
+def convnet():
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+        nn.Linear(3136, 128), nn.ReLU(), nn.Linear(128, 10))
+
+
+MODELS = {"lenet5": lenet5, "convnet": convnet}
+
+
+def rate(step, images, repeat, min_seconds=0.3):
+    """Median images/s of `repeat` runs of at least min_seconds, after a warm-up."""
+    for _ in range(3):
+        step()
+    start = time.perf_counter()
+    step()
+    calls = max(3, int(min_seconds / max(time.perf_counter() - start, 1e-7)))
+    runs = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for _ in range(calls):
+            step()
+        runs.append(calls * images / (time.perf_counter() - start))
+    return statistics.median(runs)
+
+
+def torch_figures(name, threads, repeat):
+    torch.set_num_threads(threads)
+    torch.manual_seed(1)
+    model = MODELS[name]()
+    opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+    loss_fn = nn.CrossEntropyLoss()
+    x, y = torch.rand(64, 1, 28, 28), torch.randint(0, 10, (64,))
+
+    def train_step():
+        opt.zero_grad()
+        loss_fn(model(x), y).backward()
+        opt.step()
+
+    out = {"train": rate(train_step, 64, repeat)}
+    x256 = torch.rand(256, 1, 28, 28)
+    with torch.no_grad():
+        out["infer"] = rate(lambda: model(x256), 256, repeat)
+        torch.set_num_threads(1)
+        x1 = torch.rand(1, 1, 28, 28)
+        for _ in range(5):
+            model(x1)
+        times = []
+        for _ in range(301):
+            start = time.perf_counter()
+            model(x1)
+            times.append((time.perf_counter() - start) * 1e6)
+        out["latency_us"] = statistics.median(times)
+    return out
+
+
+def cnn_figures(cnn, name, threads, repeat):
+    result = subprocess.run([cnn, "bench", "--model", name, "--threads", str(threads), "--repeat",
+                             str(repeat), "--json"], check=True, capture_output=True, text=True)
+    return json.loads(result.stdout)
+
+
+TORCH_TRAIN_SCRIPT = r"""
+import os, gzip, struct, sys
+import numpy as np, torch, torch.nn as nn
+sys.path.insert(0, os.path.dirname(sys.argv[1]))
+from compare_torch import MODELS
+torch.set_num_threads(int(sys.argv[3]))
+d = "/usr/share/datasets/fashion-mnist/"
+def idx(name):
+    data = gzip.open(d + name + ".gz").read()
+    n = data[3]
+    return np.frombuffer(data, np.uint8, offset=4 + 4 * n)
+x = torch.from_numpy(idx("train-images-idx3-ubyte").reshape(-1, 1, 28, 28).astype(np.float32) / 255)
+y = torch.from_numpy(idx("train-labels-idx1-ubyte").astype(np.int64))
+model = MODELS[sys.argv[2]]()
+opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+loss_fn = nn.CrossEntropyLoss()
+order = torch.randperm(len(x))
+for first in range(0, len(x), 64):
+    b = order[first:first + 64]
+    opt.zero_grad()
+    loss_fn(model(x[b]), y[b]).backward()
+    opt.step()
+"""
+
+
+def peak_rss_mib(command, env=None):
+    """Maximum resident set size of a child process, in MiB (Linux reports KiB)."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    _, status, usage = os.wait4(process.pid, 0)
+    if status != 0:
+        raise RuntimeError("%s failed: %s" % (command, process.stderr.read().decode()))
+    return usage.ru_maxrss / 1024
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cnn", default=os.path.join(ROOT, "build", "release", "cnn"))
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--skip-memory", action="store_true")
+    args = parser.parse_args()
+
+    rows = []  # (what, model, torch, cnn, ratio, target text, met)
+    ours = {}
+    for name in ("lenet5", "convnet"):
+        for threads in (2, 1):
+            t = torch_figures(name, threads, args.repeat)
+            c = cnn_figures(args.cnn, name, threads, args.repeat)
+            ours[(name, threads)] = c
+            goal = {("lenet5", 2): 3.0, ("convnet", 2): 2.0, ("lenet5", 1): 2.0, ("convnet", 1): 1.5}[(name, threads)]
+            ratio = c["train_images_per_s"] / t["train"]
+            rows.append(("training images/s, %d thread%s" % (threads, "s" if threads > 1 else ""), name,
+                         t["train"], c["train_images_per_s"], ratio, ">= %gx" % goal, ratio >= goal))
+            if threads == 2:
+                ratio = c["infer_images_per_s"] / t["infer"]
+                rows.append(("inference images/s, batch 256, 2 threads", name, t["infer"],
+                             c["infer_images_per_s"], ratio, ">= 3x", ratio >= 3))
+            else:
+                goal = 0.25 if name == "lenet5" else 0.5
+                ratio = c["latency_us"] / t["latency_us"]
+                rows.append(("latency us, batch 1, 1 thread", name, t["latency_us"], c["latency_us"], ratio,
+                             "<= %gx" % goal, ratio <= goal))
+    if not args.skip_memory:
+        with tempfile.TemporaryDirectory() as tmp:
+            script = os.path.join(tmp, "train_torch.py")
+            with open(script, "w") as f:
+                f.write(TORCH_TRAIN_SCRIPT)
+            env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.abspath(__file__)))
+            for name in ("lenet5", "convnet"):
+                torch_mib = peak_rss_mib([sys.executable, script, os.path.abspath(__file__), name, "2"], env)
+                cnn_mib = peak_rss_mib([args.cnn, "train", "--model", name, "--epochs", "1", "--threads", "2",
+                                        "--out", os.path.join(tmp, name + ".safetensors")])
+                ratio = cnn_mib / torch_mib
+                rows.append(("peak memory MiB, 1 epoch of full Fashion-MNIST", name, torch_mib, cnn_mib, ratio,
+                             "<= 0.5x", ratio <= 0.5))
+
+    conv2 = ours[("convnet", 2)]["layers"][3]
+    conv2_1 = ours[("convnet", 1)]["layers"][3]
+    scaling = ours[("convnet", 2)]["train_images_per_s"] / ours[("convnet", 1)]["train_images_per_s"]
+
+    print("cnn vs PyTorch %s, %s, %s, %d cores (%s kernels)" % (
+        torch.__version__, datetime.date.today().isoformat(), platform.processor() or platform.machine(),
+        os.cpu_count(), ours[("convnet", 2)]["isa"]))
+    print()
+    print("| what | model | PyTorch | cnn | cnn / PyTorch | target | met |")
+    print("| --- | --- | ---: | ---: | ---: | --- | --- |")
+    for what, name, t, c, ratio, target, met in rows:
+        print("| %s | %s | %.0f | %.0f | %.2fx | %s | %s |" % (what, name, t, c, ratio, target, "yes" if met else "**no**"))
+    print()
+    print("| cnn alone | figure | target | met |")
+    print("| --- | ---: | --- | --- |")
+    print("| convnet conv2 (32->64, 3x3, 14x14, batch 64) forward, 2 threads | %.0f%% of %.0f GFLOP/s FMA peak | >= 60%% | %s |"
+          % (100 * conv2["forward_peak_fraction"], ours[("convnet", 2)]["peak_gflops"],
+             "yes" if conv2["forward_peak_fraction"] >= 0.6 else "**no**"))
+    print("| the same, 1 thread | %.0f%% of %.0f GFLOP/s | >= 60%% | %s |"
+          % (100 * conv2_1["forward_peak_fraction"], ours[("convnet", 1)]["peak_gflops"],
+             "yes" if conv2_1["forward_peak_fraction"] >= 0.6 else "**no**"))
+    print("| convnet training, 2 threads / 1 thread | %.2fx | >= 1.8x | %s |" % (scaling, "yes" if scaling >= 1.8 else "**no**"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
