@@ -1,5 +1,6 @@
 // Run-time choice of the float kernels' instruction set.
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -101,14 +102,20 @@ double measure_peak_gflops(int threads, double seconds) {
     if (elapsed > 0.02 || iterations > (int64_t{1} << 40)) break;
     iterations *= 4;
   }
-  iterations = static_cast<int64_t>(double(iterations) * seconds / elapsed) + 1;
-  double flops = 0;
-  const auto start = std::chrono::steady_clock::now();
+  // The best of three runs: the machine is shared, and a peak is what it can do, not what a
+  // neighbour left over at one moment.
+  iterations = static_cast<int64_t>(double(iterations) * seconds / 3 / elapsed) + 1;
+  double best = 0;
+  for (int run = 0; run < 3; ++run) {
+    double flops = 0;
+    const auto start = std::chrono::steady_clock::now();
 #pragma omp parallel num_threads(threads) reduction(+ : flops)
-  flops += loop(iterations);
-  const double wall =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  return flops / wall * 1e-9;
+    flops += loop(iterations);
+    const double wall =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    best = std::max(best, flops / wall * 1e-9);
+  }
+  return best;
 }
 
 }  // namespace cnn::ops
