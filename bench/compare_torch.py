@@ -10,7 +10,8 @@ back to SSE3 kernels). Each figure is the median of --repeat runs; PyTorch and `
 alternate, configuration by configuration, in the same session. Training: batch 64, SGD with
 momentum, forward + loss + backward + update, data in memory. Inference: batch 256. Latency:
 batch 1, one thread. Peak memory: the maximum resident set of a process that loads the full
-Fashion-MNIST and trains one epoch (`cnn train` against a PyTorch script doing the same).
+Fashion-MNIST and trains one epoch (`cnn train` against a PyTorch script doing the same),
+measured by GNU time (Debian's `time` package).
 """
 import os
 
@@ -129,12 +130,15 @@ for first in range(0, len(x), 64):
 
 
 def peak_rss_mib(command, env=None):
-    """Maximum resident set size of a child process, in MiB (Linux reports KiB)."""
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    _, status, usage = os.wait4(process.pid, 0)
-    if status != 0:
-        raise RuntimeError("%s failed: %s" % (command, process.stderr.read().decode()))
-    return usage.ru_maxrss / 1024
+    """Maximum resident set size of a command, in MiB, as GNU time reports it. (Not wait4's
+    ru_maxrss of a child forked from this process: before exec that child shares this Python
+    process's pages, torch included, and its peak would be ours.)"""
+    result = subprocess.run(["/usr/bin/time", "-f", "maxrss_kib=%M"] + command, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    if result.returncode != 0:
+        raise RuntimeError("%s failed: %s" % (command, result.stderr))
+    line = [l for l in result.stderr.splitlines() if l.startswith("maxrss_kib=")][-1]
+    return int(line.split("=")[1]) / 1024
 
 
 def main():
