@@ -31,7 +31,7 @@ namespace fs = std::filesystem;
 using Json = nlohmann::json;
 
 constexpr const char* kDefaultPreset = "lenet5";
-constexpr int kDefaultEpochs = 12;
+constexpr int kDefaultEpochs = 20;
 
 const char* const kMainHelp =
     "usage: cnn <command> [options]\n"
@@ -55,7 +55,7 @@ const char* const kTrainHelp =
     "  --data          fashion-mnist (default: Debian's dataset-fashion-mnist, or the bundled\n"
     "                  sample when it is missing), sample, or a directory with the four MNIST\n"
     "                  IDX files (raw or .gz) or CIFAR-10 binary batches\n"
-    "  --epochs        default 12          --batch         default 64\n"
+    "  --epochs        default 20          --batch         default 64\n"
     "  --lr            default 0.05        --momentum      default 0.9\n"
     "  --weight-decay  default 0           --seed          default 1\n"
     "  --schedule      cosine (default: lr decays to 0 along a half cosine) or constant\n"
