@@ -77,19 +77,7 @@ int bench_command(const Args& args) {
   }
   if (!args.positional().empty())
     args.fail(args.positional()[0], "is not an option of bench (see --help)");
-  const std::string model_name = args.text("--model", "lenet5");
-  ModelSpec spec;
-  const std::vector<std::string> presets = preset_names();
-  if (std::find(presets.begin(), presets.end(), model_name) != presets.end()) {
-    spec = preset_spec(model_name);
-  } else {
-    std::ifstream in(model_name);
-    if (!in)
-      args.fail("--model", "expects a preset (lenet5, convnet, seed) or a spec file, got '" +
-                               model_name + "'");
-    const std::string text{std::istreambuf_iterator<char>(in), {}};
-    spec = parse_model_spec(text, model_name);
-  }
+  const ModelSpec spec = model_spec_from(args.text("--model", "lenet5"));
   const int64_t batch = args.integer("--batch", 64, 1, 4096);
   const int cores = static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 64u));
   const int threads = static_cast<int>(args.integer("--threads", cores, 1, 256));

@@ -115,21 +115,6 @@ std::string format_duration(double seconds) {
   return text;
 }
 
-/// A model spec from a preset name or a JSON file.
-ModelSpec spec_from(const std::string& what) {
-  const std::vector<std::string> presets = preset_names();
-  if (std::find(presets.begin(), presets.end(), what) != presets.end()) return preset_spec(what);
-  if (!fs::is_regular_file(what)) {
-    throw Error("--model " + what + ": neither a preset (lenet5, convnet, seed) nor a spec file");
-  }
-  std::ifstream in(what);
-  std::stringstream text;
-  text << in.rdbuf();
-  ModelSpec spec = parse_model_spec(text.str(), what);
-  if (spec.name == what) spec.name = fs::path(what).stem().string();
-  return spec;
-}
-
 /// The dataset, restricted to the spec's classes, with a check that the images fit the model.
 DataSplit data_for(const ModelSpec& spec, const std::string& which) {
   std::string notice;
@@ -184,7 +169,7 @@ int train_command(const Args& args) {
   }
   if (!args.positional().empty())
     args.fail(args.positional()[0], "is not an option of train (see --help)");
-  const ModelSpec spec = spec_from(args.text("--model", kDefaultPreset));
+  const ModelSpec spec = model_spec_from(args.text("--model", kDefaultPreset));
   TrainOptions options;
   options.epochs = static_cast<int>(args.integer("--epochs", kDefaultEpochs, 1, 100000));
   options.batch = args.integer("--batch", 64, 1, 65536);
@@ -283,7 +268,7 @@ int train_command(const Args& args) {
 
 ModelFile load_for(const Args& args, const std::string& path) {
   std::optional<ModelSpec> spec;
-  if (args.has("--model")) spec = spec_from(args.text("--model", ""));
+  if (args.has("--model")) spec = model_spec_from(args.text("--model", ""));
   return load_model(path, spec);
 }
 
@@ -409,7 +394,7 @@ int info_command(const Args& args) {
       fs::path(what).extension() != ".json") {
     spec = load_model(what).spec;
   } else {
-    spec = spec_from(what);
+    spec = model_spec_from(what);
   }
   Sequential<float> model = build_model(spec);
   std::printf("Model: %s   input %s   loss %s\n", spec.name.c_str(), spec.input.str().c_str(),

@@ -1,5 +1,9 @@
 #include "cnn/spec.hpp"
 
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -301,6 +305,19 @@ int64_t output_classes(const ModelSpec& spec) {
 
 std::vector<std::string> preset_names() {
   return {"lenet5", "convnet", "seed"};
+}
+
+ModelSpec model_spec_from(const std::string& what) {
+  const std::vector<std::string> presets = preset_names();
+  if (std::find(presets.begin(), presets.end(), what) != presets.end()) return preset_spec(what);
+  if (!std::filesystem::is_regular_file(what)) {
+    throw Error("--model " + what + ": neither a preset (lenet5, convnet, seed) nor a spec file");
+  }
+  std::ifstream in(what);
+  const std::string text{std::istreambuf_iterator<char>(in), {}};
+  ModelSpec spec = parse_model_spec(text, what);
+  if (spec.name == what) spec.name = std::filesystem::path(what).stem().string();
+  return spec;
 }
 
 ModelSpec preset_spec(const std::string& name) {
