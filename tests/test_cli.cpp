@@ -334,6 +334,7 @@ TEST(CliBadInput, SpecsImagesAndFlags) {
   expect_refusal("eval", {"expected one MODEL"});
   expect_refusal("predict " + trained_model().string() + " --top 0 x.png", {"--top", "got '0'"});
   expect_refusal("fly", {"unknown command 'fly'"});
+  expect_refusal("train --out metrics.csv", {"--out", "names the model file"});
 }
 
 TEST(CliBadInput, AFailedRunNeverTouchesTheModelAtOut) {

@@ -191,6 +191,9 @@ int train_command(const Args& args) {
   const std::string out = args.text("--out", spec.name + ".safetensors");
   if (out.empty() || fs::is_directory(out))
     args.fail("--out", "expects a file path, got '" + out + "'");
+  if (fs::path(out).extension() == ".csv" || fs::path(out).extension() == ".svg") {
+    args.fail("--out", "names the model file; the .csv and .svg go next to it, got '" + out + "'");
+  }
   const fs::path out_dir = fs::path(out).parent_path();
   if (!out_dir.empty() && !fs::is_directory(out_dir)) {
     std::error_code error;
