@@ -16,7 +16,7 @@ namespace cnn::detail {
 
 /// Blocking shared by every kernel: K in blocks of kKc, M of kMc, N of kNc.
 inline constexpr int64_t kKc = 256;
-inline constexpr int64_t kMc = 96;    // a multiple of every kernel's MR (4, 6, 12)
+inline constexpr int64_t kMc = 96;    // a multiple of every kernel's MR (4, 6, 16)
 inline constexpr int64_t kNc = 2048;  // a multiple of every kernel's NR (16, 32)
 /// Floats needed by the packing buffers.
 inline constexpr int64_t kPackA = kMc * kKc;
@@ -35,7 +35,7 @@ struct SgemmArgs {
   float* pack_b;  // kPackB floats
 };
 
-void sgemm_avx512(const SgemmArgs& args);    // 12 x 32 micro-kernel, AVX-512F + FMA
+void sgemm_avx512(const SgemmArgs& args);    // 16 x 16 micro-kernel, AVX-512F + FMA
 void sgemm_avx2(const SgemmArgs& args);      // 6 x 16 micro-kernel, AVX2 + FMA
 void sgemm_portable(const SgemmArgs& args);  // 4 x 16 micro-kernel, plain C++ (SSE2 baseline)
 
