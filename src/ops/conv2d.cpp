@@ -6,6 +6,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include "cnn/ops.hpp"
@@ -97,6 +98,13 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s
   const int64_t out_size = s.out_h * s.out_w;
   const int64_t in_size = s.in_channels * s.in_h * s.in_w;
   const bool pointwise = is_pointwise(s);
+  // float: the weights are packed for the GEMM kernel once per call, not once per image.
+  const float* packed_w = nullptr;
+  if constexpr (std::is_same_v<T, float>) {
+    std::vector<float>& buffer = detail::shared_scratch<float>(0);
+    detail::sgemm_pack_a_nn(s.out_channels, patch, w, patch, buffer);
+    packed_w = buffer.data();
+  }
   // Images are independent: each thread takes a contiguous block of them, with its own
   // scratch, so the result does not depend on the thread count.
   const int team = static_cast<int>(std::min<int64_t>(threads(), s.batch));
@@ -110,8 +118,13 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s
       for (int64_t o = 0; o < s.out_channels; ++o)
         std::fill(yn + o * out_size, yn + (o + 1) * out_size, b[o]);
     }
-    detail::gemm_nn(s.out_channels, out_size, patch, w, patch, pointwise ? xn : col, out_size, yn,
-                    out_size, b != nullptr);
+    if constexpr (std::is_same_v<T, float>) {
+      detail::sgemm_nn_prepacked(s.out_channels, out_size, patch, packed_w, pointwise ? xn : col,
+                                 out_size, yn, out_size, b != nullptr);
+    } else {
+      detail::gemm_nn(s.out_channels, out_size, patch, w, patch, pointwise ? xn : col, out_size, yn,
+                      out_size, b != nullptr);
+    }
   }
 }
 

@@ -64,7 +64,8 @@ void sgemm_one_thread(const SgemmArgs& args) {
 }
 
 void sgemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_rs, int64_t a_cs,
-           const float* b, int64_t b_rs, int64_t b_cs, float* c, int64_t ldc, bool accumulate) {
+           const float* b, int64_t b_rs, int64_t b_cs, float* c, int64_t ldc, bool accumulate,
+           const float* packed_a = nullptr) {
   // Outside a parallel region (a convolution already splits its images over threads), large
   // products split their columns over the threads, in blocks of 32 (every kernel's NR divides
   // it). Each element of C is still summed by one thread in the same order, so the result does
@@ -81,13 +82,13 @@ void sgemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_rs, int64_
       if (first < last) {
         sgemm_one_thread({m, last - first, k, a, a_rs, a_cs, b + first * b_cs, b_rs, b_cs,
                           c + first, ldc, accumulate, scratch<float>(2, kPackA),
-                          scratch<float>(3, kPackB)});
+                          scratch<float>(3, kPackB), packed_a});
       }
     }
     return;
   }
   sgemm_one_thread({m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, accumulate,
-                    scratch<float>(2, kPackA), scratch<float>(3, kPackB)});
+                    scratch<float>(2, kPackA), scratch<float>(3, kPackB), packed_a});
 }
 }  // namespace
 
@@ -105,6 +106,27 @@ template <>
 void gemm_nt<float>(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
                     int64_t ldb, float* c, int64_t ldc, bool accumulate) {
   sgemm(m, n, k, a, lda, 1, b, 1, ldb, c, ldc, accumulate);
+}
+
+void sgemm_pack_a_nn(int64_t m, int64_t k, const float* a, int64_t lda,
+                     std::vector<float>& packed) {
+  SgemmArgs args{m, 0, k, a, lda, 1, nullptr, 0, 0, nullptr, 0, false, nullptr, nullptr};
+  switch (ops::isa()) {
+    case ops::Isa::kAvx512:
+      packed.resize(static_cast<size_t>(sgemm_avx512_packed_a_size(m, k)));
+      return sgemm_avx512_pack_a(args, packed.data());
+    case ops::Isa::kAvx2:
+      packed.resize(static_cast<size_t>(sgemm_avx2_packed_a_size(m, k)));
+      return sgemm_avx2_pack_a(args, packed.data());
+    case ops::Isa::kPortable:
+      packed.resize(static_cast<size_t>(sgemm_portable_packed_a_size(m, k)));
+      return sgemm_portable_pack_a(args, packed.data());
+  }
+}
+
+void sgemm_nn_prepacked(int64_t m, int64_t n, int64_t k, const float* packed_a, const float* b,
+                        int64_t ldb, float* c, int64_t ldc, bool accumulate) {
+  sgemm(m, n, k, nullptr, 0, 0, b, ldb, 1, c, ldc, accumulate, packed_a);
 }
 
 // double (the gradient checks): the plain loops above.

@@ -33,9 +33,20 @@ struct SgemmArgs {
   bool accumulate;
   float* pack_a;  // kPackA floats
   float* pack_b;  // kPackB floats
+  // Optional: A already packed whole by sgemm_<isa>_pack_a (then pack_a is unused), so that a
+  // product repeated with the same A (a convolution's weights, image after image) packs it once.
+  const float* packed_a = nullptr;
 };
 
-void sgemm_avx512(const SgemmArgs& args);    // 16 x 16 micro-kernel, AVX-512F + FMA
+void sgemm_avx512(const SgemmArgs& args);  // 16 x 16 micro-kernel, AVX-512F + FMA
+/// Floats needed to pack an m x k A whole for each kernel, and the packing itself (the a and
+/// stride fields of args, with args.m and args.k, describe A).
+int64_t sgemm_avx512_packed_a_size(int64_t m, int64_t k);
+int64_t sgemm_avx2_packed_a_size(int64_t m, int64_t k);
+int64_t sgemm_portable_packed_a_size(int64_t m, int64_t k);
+void sgemm_avx512_pack_a(const SgemmArgs& args, float* dest);
+void sgemm_avx2_pack_a(const SgemmArgs& args, float* dest);
+void sgemm_portable_pack_a(const SgemmArgs& args, float* dest);
 void sgemm_avx2(const SgemmArgs& args);      // 6 x 16 micro-kernel, AVX2 + FMA
 void sgemm_portable(const SgemmArgs& args);  // 4 x 16 micro-kernel, plain C++ (SSE2 baseline)
 

@@ -48,6 +48,12 @@ void micro_kernel(int64_t kc, const float* a, const float* b, float* c, int64_t 
 void sgemm_avx2(const SgemmArgs& args) {
   run_sgemm(args);
 }
+int64_t sgemm_avx2_packed_a_size(int64_t m, int64_t k) {
+  return packed_a_size(m, k);
+}
+void sgemm_avx2_pack_a(const SgemmArgs& args, float* dest) {
+  pack_all_a(args, dest);
+}
 
 double fma_loop_avx2(int64_t iterations) {
   // 12 independent accumulators hide the FMA latency (4 cycles on 2 ports: 8 in flight).

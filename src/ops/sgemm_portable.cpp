@@ -34,6 +34,12 @@ void micro_kernel(int64_t kc, const float* a, const float* b, float* c, int64_t 
 void sgemm_portable(const SgemmArgs& args) {
   run_sgemm(args);
 }
+int64_t sgemm_portable_packed_a_size(int64_t m, int64_t k) {
+  return packed_a_size(m, k);
+}
+void sgemm_portable_pack_a(const SgemmArgs& args, float* dest) {
+  pack_all_a(args, dest);
+}
 
 double fma_loop_portable(int64_t iterations) {
   // 12 groups of 4 lanes: the compiler turns each group into one SSE multiply and add.
