@@ -173,7 +173,6 @@ SafeTensorsFile SafeTensorsFile::load(const std::string& path) {
     entry.bytes.assign(data.begin() + static_cast<std::ptrdiff_t>(begin),
                        data.begin() + static_cast<std::ptrdiff_t>(stop));
     spans.push_back({begin, stop, name});
-    file.names_.push_back(name);
     file.entries_.emplace(name, std::move(entry));
   }
   // The format requires the tensors to cover the data exactly, without overlap or holes.
@@ -182,7 +181,6 @@ SafeTensorsFile SafeTensorsFile::load(const std::string& path) {
   });
   // names() lists tensors in the order of their data, which is the order they were saved in
   // (the JSON header itself is an unordered object).
-  file.names_.clear();
   for (const Span& span : spans) file.names_.push_back(span.name);
   uint64_t covered = 0;
   for (const Span& span : spans) {
