@@ -68,8 +68,10 @@ class Objective {
   LogLoss<float> log_loss_;
 };
 
-/// Labels of the samples at `indices`.
-std::vector<uint8_t> gather_labels(const Dataset& data, const std::vector<int64_t>& indices);
+/// labels = the labels of the samples at `indices` (reusing labels' storage, so that the
+/// training loop does not allocate per batch).
+void gather_labels(const Dataset& data, const std::vector<int64_t>& indices,
+                   std::vector<uint8_t>& labels);
 
 /// Trains `model` (already initialised) with SGD on `train`, shuffling with `rng`, evaluating on
 /// `test` after every epoch. Calls on_progress after each batch and on_epoch after each epoch.

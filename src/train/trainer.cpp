@@ -48,11 +48,10 @@ int Objective::predict(TensorView<const float> outputs, int64_t n) const {
   return static_cast<int>(best);
 }
 
-std::vector<uint8_t> gather_labels(const Dataset& data, const std::vector<int64_t>& indices) {
-  std::vector<uint8_t> labels;
-  labels.reserve(indices.size());
+void gather_labels(const Dataset& data, const std::vector<int64_t>& indices,
+                   std::vector<uint8_t>& labels) {
+  labels.clear();
   for (int64_t i : indices) labels.push_back(data.labels.at(static_cast<size_t>(i)));
-  return labels;
 }
 
 std::vector<EpochMetrics> train_model(Sequential<float>& model, const ModelSpec& spec,
@@ -66,6 +65,7 @@ std::vector<EpochMetrics> train_model(Sequential<float>& model, const ModelSpec&
   Objective objective = objective_for(model, spec);
   BatchIterator batches(train.size(), options.batch);
   std::vector<int64_t> indices;
+  std::vector<uint8_t> labels;
   Tensor<float> x, gradient;
   std::vector<EpochMetrics> history;
   const int64_t total_steps = batches.batches_per_epoch() * options.epochs;
@@ -77,7 +77,7 @@ std::vector<EpochMetrics> train_model(Sequential<float>& model, const ModelSpec&
     int64_t correct = 0, seen = 0;
     while (batches.next(indices)) {
       gather_images(train.images, indices, x);
-      const std::vector<uint8_t> labels = gather_labels(train, indices);
+      gather_labels(train, indices, labels);
       model.zero_grad();
       const TensorView<const float> outputs = model.forward(x, Mode::kTrain);
       const double loss = objective.loss(outputs, labels, &gradient);
@@ -132,12 +132,13 @@ EvalResult evaluate(Sequential<float>& model, const ModelSpec& spec, const Datas
                           std::vector<int64_t>(static_cast<size_t>(classes), 0));
   BatchIterator batches(data.size(), batch);
   std::vector<int64_t> indices;
+  std::vector<uint8_t> labels;
   Tensor<float> x;
   double loss_sum = 0;
   int64_t correct = 0;
   while (batches.next(indices)) {
     gather_images(data.images, indices, x);
-    const std::vector<uint8_t> labels = gather_labels(data, indices);
+    gather_labels(data, indices, labels);
     const TensorView<const float> outputs = model.forward(x, Mode::kEval);
     const int64_t n = static_cast<int64_t>(indices.size());
     loss_sum += objective.loss(outputs, labels, nullptr) * static_cast<double>(n);
