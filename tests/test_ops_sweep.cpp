@@ -36,6 +36,27 @@ double max_difference(const std::vector<T>& a, const std::vector<T>& b) {
   return worst;
 }
 
+/// Max over elements of |a - b| / (m + 1), where m is the sum of the absolute values of the
+/// terms that b sums: float rounding grows with that, so long sums (a weight gradient over a
+/// batch of 28 x 28 images sums thousands of products) get a bound that scales with them.
+template <typename T>
+double max_difference_to_magnitude(const std::vector<T>& a, const std::vector<double>& b,
+                                   const std::vector<double>& magnitude) {
+  double worst = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double d = std::abs(double(a[i]) - b[i]) / (magnitude[i] + 1.0);
+    worst = std::max(worst, std::isnan(d) ? INFINITY : d);
+  }
+  return worst;
+}
+
+template <typename T>
+std::vector<double> absolute(const std::vector<T>& v) {
+  std::vector<double> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i) out[i] = std::abs(double(v[i]));
+  return out;
+}
+
 template <typename T>
 double tolerance() {
   return std::is_same_v<T, float> ? 1e-5 : 1e-12;
@@ -75,31 +96,56 @@ ops::ConvShape random_conv(Rng& rng) {
 }
 
 template <typename T>
+std::vector<double> to_double(const std::vector<T>& v) {
+  return std::vector<double>(v.begin(), v.end());
+}
+
+/// Compares forward and backward of the default path with the double reference on one shape,
+/// relative to the magnitude of each sum (the reference run on absolute values).
+template <typename T>
+void check_conv(Rng& rng, const ops::ConvShape& s, bool bias) {
+  const int64_t nx = s.batch * s.in_channels * s.in_h * s.in_w;
+  const int64_t nw = s.out_channels * s.in_channels * s.kernel_h * s.kernel_w;
+  const int64_t ny = s.batch * s.out_channels * s.out_h * s.out_w;
+  const auto x = random_vector<T>(rng, nx), w = random_vector<T>(rng, nw),
+             b = random_vector<T>(rng, s.out_channels), dy = random_vector<T>(rng, ny);
+  // The reference runs in double on the same inputs: a float reference would add its own
+  // rounding to the error measured.
+  const auto xd = to_double(x), wd = to_double(w), bd = to_double(b), dyd = to_double(dy);
+  const auto xa = absolute(x), wa = absolute(w), ba = absolute(b), dya = absolute(dy);
+  const double* no_bias = nullptr;
+  std::vector<T> y_fast(ny, NAN);
+  std::vector<double> y_ref(ny, NAN), y_mag(ny, NAN);
+  ops::conv2d_forward(y_fast.data(), x.data(), w.data(), bias ? b.data() : nullptr, s);
+  ref::conv2d_forward(y_ref.data(), xd.data(), wd.data(), bias ? bd.data() : no_bias, s);
+  ref::conv2d_forward(y_mag.data(), xa.data(), wa.data(), bias ? ba.data() : no_bias, s);
+  ASSERT_LE(max_difference_to_magnitude(y_fast, y_ref, y_mag), tolerance<T>())
+      << "forward " << describe(s);
+  // Gradients accumulate onto the same non-zero start in both paths.
+  std::vector<T> dx_fast(nx, NAN), dw_fast(nw, T(0.5)), db_fast(s.out_channels, T(-0.25));
+  std::vector<double> dx_ref(nx, NAN), dw_ref(nw, 0.5), db_ref(s.out_channels, -0.25);
+  std::vector<double> dx_mag(nx, NAN), dw_mag(nw, 0.5), db_mag(s.out_channels, 0.25);
+  ops::conv2d_backward(dx_fast.data(), dw_fast.data(), bias ? db_fast.data() : nullptr, x.data(),
+                       w.data(), dy.data(), s);
+  ref::conv2d_backward(dx_ref.data(), dw_ref.data(), bias ? db_ref.data() : nullptr, xd.data(),
+                       wd.data(), dyd.data(), s);
+  ref::conv2d_backward(dx_mag.data(), dw_mag.data(), bias ? db_mag.data() : nullptr, xa.data(),
+                       wa.data(), dya.data(), s);
+  ASSERT_LE(max_difference_to_magnitude(dx_fast, dx_ref, dx_mag), tolerance<T>())
+      << "dx " << describe(s);
+  ASSERT_LE(max_difference_to_magnitude(dw_fast, dw_ref, dw_mag), tolerance<T>())
+      << "dw " << describe(s);
+  ASSERT_LE(max_difference_to_magnitude(db_fast, db_ref, db_mag), tolerance<T>())
+      << "db " << describe(s);
+}
+
+template <typename T>
 void sweep_conv(uint64_t seed, int cases) {
   Rng rng(seed);
   for (int c = 0; c < cases; ++c) {
     const ops::ConvShape s = random_conv(rng);
     const bool bias = rng.below(4) != 0;
-    const int64_t nx = s.batch * s.in_channels * s.in_h * s.in_w;
-    const int64_t nw = s.out_channels * s.in_channels * s.kernel_h * s.kernel_w;
-    const int64_t ny = s.batch * s.out_channels * s.out_h * s.out_w;
-    const auto x = random_vector<T>(rng, nx), w = random_vector<T>(rng, nw),
-               b = random_vector<T>(rng, s.out_channels), dy = random_vector<T>(rng, ny);
-    std::vector<T> y_fast(ny, NAN), y_ref(ny, NAN);
-    ops::conv2d_forward(y_fast.data(), x.data(), w.data(), bias ? b.data() : nullptr, s);
-    ref::conv2d_forward(y_ref.data(), x.data(), w.data(), bias ? b.data() : nullptr, s);
-    ASSERT_LE(max_difference(y_fast, y_ref), tolerance<T>()) << "forward " << describe(s);
-    // Gradients accumulate onto the same non-zero start in both paths.
-    std::vector<T> dx_fast(nx, NAN), dx_ref(nx, NAN);
-    std::vector<T> dw_fast(nw, T(0.5)), dw_ref(nw, T(0.5)), db_fast(s.out_channels, T(-0.25)),
-        db_ref(s.out_channels, T(-0.25));
-    ops::conv2d_backward(dx_fast.data(), dw_fast.data(), bias ? db_fast.data() : nullptr, x.data(),
-                         w.data(), dy.data(), s);
-    ref::conv2d_backward(dx_ref.data(), dw_ref.data(), bias ? db_ref.data() : nullptr, x.data(),
-                         w.data(), dy.data(), s);
-    ASSERT_LE(max_difference(dx_fast, dx_ref), tolerance<T>()) << "dx " << describe(s);
-    ASSERT_LE(max_difference(dw_fast, dw_ref), tolerance<T>()) << "dw " << describe(s);
-    ASSERT_LE(max_difference(db_fast, db_ref), tolerance<T>()) << "db " << describe(s);
+    ASSERT_NO_FATAL_FAILURE(check_conv<T>(rng, s, bias));
   }
 }
 
@@ -109,6 +155,27 @@ class OpsSweepIsa : public testing::PathTest {};
 TEST_P(OpsSweepIsa, Conv2dFloat) {
   sweep_conv<float>(1, 300);
 }
+// Larger images than the sweep's: the direct path's backward then stages images in several
+// chunks, and 2 threads split the batch unevenly (7 images).
+TEST_P(OpsSweepIsa, Conv2dFloatLargeImagesAndTwoThreads) {
+  Rng rng(11);
+  const ops::ConvShape shapes[] = {
+      ops::make_conv_shape(7, 1, 28, 28, 6, 5, 5, 1, 1, 2, 2),     // LeNet-5 conv1
+      ops::make_conv_shape(7, 6, 14, 14, 16, 5, 5, 1, 1, 0, 0),    // LeNet-5 conv2
+      ops::make_conv_shape(7, 9, 33, 31, 13, 3, 3, 1, 1, 1, 1),    // odd sizes and channels
+      ops::make_conv_shape(3, 3, 40, 37, 5, 7, 3, 1, 1, 3, 0),     // tall kernel, no side pad
+      ops::make_conv_shape(2, 32, 14, 14, 64, 3, 3, 1, 1, 1, 1)};  // convnet conv2
+  const int saved = ops::threads();
+  for (int team : {1, 2}) {
+    ops::set_threads(team);
+    for (const ops::ConvShape& s : shapes) {
+      SCOPED_TRACE(team);
+      ASSERT_NO_FATAL_FAILURE(check_conv<float>(rng, s, true));
+    }
+  }
+  ops::set_threads(saved);
+}
+
 TEST(OpsSweep, Conv2dDouble) {
   sweep_conv<double>(2, 150);
 }

@@ -1,6 +1,8 @@
 #pragma once
 // The code paths that tests run on: the reference loops, and the default path on every
-// instruction set this CPU supports (CNN_ISA picks one in production; the tests try them all).
+// instruction set this CPU supports, once with every convolution on im2col + GEMM and once with
+// the direct kernels wherever they apply (CNN_ISA and CNN_CONV pick one in production; the
+// tests try them all).
 
 #include <gtest/gtest.h>
 
@@ -15,7 +17,11 @@ namespace cnn::testing {
 struct Path {
   bool reference;
   ops::Isa isa;
-  std::string name() const { return reference ? "reference" : ops::isa_name(isa); }
+  ops::ConvAlgorithm conv = ops::ConvAlgorithm::kAuto;
+  std::string name() const {
+    return reference ? "reference"
+                     : std::string(ops::isa_name(isa)) + "_" + ops::conv_algorithm_name(conv);
+  }
 };
 
 /// gtest prints a parameter with this (instead of its raw bytes).
@@ -23,17 +29,20 @@ inline void PrintTo(const Path& path, std::ostream* os) {
   *os << path.name();
 }
 
-/// "reference" plus one default path per supported instruction set.
-inline std::vector<Path> all_paths() {
-  std::vector<Path> paths{{true, ops::isa()}};
-  for (ops::Isa isa : ops::supported_isas()) paths.push_back({false, isa});
+/// Default paths only: every supported instruction set with each convolution algorithm.
+inline std::vector<Path> isa_paths() {
+  std::vector<Path> paths;
+  for (ops::Isa isa : ops::supported_isas()) {
+    for (ops::ConvAlgorithm conv : {ops::ConvAlgorithm::kGemm, ops::ConvAlgorithm::kDirect})
+      paths.push_back({false, isa, conv});
+  }
   return paths;
 }
 
-/// Default paths only, one per supported instruction set.
-inline std::vector<Path> isa_paths() {
-  std::vector<Path> paths;
-  for (ops::Isa isa : ops::supported_isas()) paths.push_back({false, isa});
+/// "reference" plus the default paths of isa_paths().
+inline std::vector<Path> all_paths() {
+  std::vector<Path> paths{{true, ops::isa()}};
+  for (const Path& path : isa_paths()) paths.push_back(path);
   return paths;
 }
 
@@ -42,16 +51,20 @@ class PathTest : public ::testing::TestWithParam<Path> {
  protected:
   void SetUp() override {
     saved_ = ops::isa();
+    saved_conv_ = ops::conv_algorithm();
     ops::set_reference_mode(GetParam().reference);
     ops::set_isa(GetParam().isa);
+    ops::set_conv_algorithm(GetParam().conv);
   }
   void TearDown() override {
     ops::set_reference_mode(false);
     ops::set_isa(saved_);
+    ops::set_conv_algorithm(saved_conv_);
   }
 
  private:
   ops::Isa saved_ = ops::Isa::kPortable;
+  ops::ConvAlgorithm saved_conv_ = ops::ConvAlgorithm::kAuto;
 };
 
 inline std::string path_test_name(const ::testing::TestParamInfo<Path>& info) {

@@ -23,7 +23,8 @@ const char* const kBenchHelp =
     "                      (default 64)\n"
     "  inference images/s  forward at batch 256\n"
     "  latency             forward of one image, median in microseconds\n"
-    "  per layer           forward and backward milliseconds and GFLOP/s at --batch\n"
+    "  per layer           forward and backward milliseconds and GFLOP/s at --batch, and\n"
+    "                      for convolutions the algorithm of each (direct or gemm; CNN_CONV)\n"
     "  FMA peak            GFLOP/s of an FMA loop on the same threads, and the fraction reached\n"
     "Throughputs are the median of --repeat runs (default 5) of at least 0.3 s each.\n"
     "  --model    preset (default lenet5) or spec file   --threads  default: the core count\n"
@@ -34,6 +35,15 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using Json = nlohmann::json;
+
+/// "direct/gemm": the forward and backward algorithms of a convolution; "" for other layers.
+std::string conv_algorithms(const Layer<float>& layer, const Shape& input) {
+  const auto* conv = dynamic_cast<const Conv2d<float>*>(&layer);
+  if (conv == nullptr) return "";
+  const ops::ConvShape s = conv->conv_shape(input);
+  return std::string(ops::conv2d_forward_uses_direct(s) ? "direct" : "gemm") + "/" +
+         (ops::conv2d_backward_uses_direct(s) ? "direct" : "gemm");
+}
 
 double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
@@ -164,6 +174,7 @@ int bench_command(const Args& args) {
     const double bwd_gflops = b * double(batch) / (backward_ms[i] * 1e-3) * 1e-9;
     layer_rows.push_back({{"index", i},
                           {"layer", layer.describe()},
+                          {"algorithm", conv_algorithms(layer, inputs[i])},
                           {"forward_ms", forward_ms[i]},
                           {"backward_ms", backward_ms[i]},
                           {"forward_gflops", fwd_gflops},
@@ -176,6 +187,7 @@ int bench_command(const Args& args) {
                     {"threads", threads},
                     {"batch", batch},
                     {"isa", ops::isa_name(ops::isa())},
+                    {"conv", ops::conv_algorithm_name(ops::conv_algorithm())},
                     {"train_images_per_s", train},
                     {"train_images_per_s_runs", train_rates},
                     {"infer_images_per_s", infer},
@@ -190,20 +202,20 @@ int bench_command(const Args& args) {
     std::printf("%s\n", j.dump().c_str());
     return 0;
   }
-  std::printf("%s, batch %lld, %d thread%s, %s kernels\n", spec.name.c_str(),
+  std::printf("%s, batch %lld, %d thread%s, %s kernels, convolutions: %s\n", spec.name.c_str(),
               static_cast<long long>(batch), threads, threads == 1 ? "" : "s",
-              ops::isa_name(ops::isa()));
+              ops::isa_name(ops::isa()), ops::conv_algorithm_name(ops::conv_algorithm()));
   std::printf("training:   %10.0f images/s  (%.1f GFLOP/s, %.1f%% of the %.1f GFLOP/s FMA peak)\n",
               train, train_gflops, 100 * train_gflops / peak, peak);
   std::printf("inference:  %10.0f images/s  (batch 256)\n", infer);
   std::printf("latency:    %10.1f us        (batch 1, median of 301)\n", latency);
-  std::printf("\n%-4s %-62s %10s %10s %10s %10s\n", "#", "layer", "fwd ms", "fwd GF/s", "bwd ms",
-              "bwd GF/s");
+  std::printf("\n%-4s %-62s %10s %10s %10s %10s  %s\n", "#", "layer", "fwd ms", "fwd GF/s",
+              "bwd ms", "bwd GF/s", "fwd/bwd");
   for (const Json& row : layer_rows) {
-    std::printf("%-4zu %-62s %10.3f %10.1f %10.3f %10.1f\n", row["index"].get<size_t>(),
+    std::printf("%-4zu %-62s %10.3f %10.1f %10.3f %10.1f  %s\n", row["index"].get<size_t>(),
                 row["layer"].get<std::string>().c_str(), row["forward_ms"].get<double>(),
                 row["forward_gflops"].get<double>(), row["backward_ms"].get<double>(),
-                row["backward_gflops"].get<double>());
+                row["backward_gflops"].get<double>(), row["algorithm"].get<std::string>().c_str());
   }
   return 0;
 }

@@ -141,6 +141,8 @@ class Conv2d final : public Layer<T> {
   /// The padding in effect (`same` resolved).
   Size2 padding() const { return padding_; }
   bool has_bias() const { return bias_; }
+  /// The ops geometry of this layer on an input of shape (N, C, H, W).
+  ops::ConvShape conv_shape(const Shape& input) const;
 
  protected:
   void forward_impl(TensorView<const T> x, TensorView<T> y, Mode mode) override;
@@ -148,7 +150,6 @@ class Conv2d final : public Layer<T> {
                      TensorView<T> dx) override;
 
  private:
-  ops::ConvShape conv_shape(const Shape& input) const;
   int64_t in_channels_, out_channels_;
   Size2 kernel_, stride_, padding_;
   bool same_, bias_;

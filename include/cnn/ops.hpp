@@ -73,6 +73,18 @@ double measure_peak_gflops(int threads, double seconds = 0.2);
 void set_threads(int threads);
 int threads();
 
+/// How float convolutions are computed. kGemm: im2col + packed GEMM (any stride). kDirect:
+/// the direct kernels wherever they apply (stride 1), im2col + GEMM elsewhere. kAuto (the
+/// default): direct where it was faster, by layer shape: every stride-1 forward, and the
+/// backward of stride-1 layers with at most 65,536 weights (docs/design-notes.md has the
+/// measurements). Initialised from the environment variable CNN_CONV (auto, gemm or
+/// direct); tests force each. double always runs im2col + plain loops.
+enum class ConvAlgorithm { kAuto, kGemm, kDirect };
+ConvAlgorithm conv_algorithm();
+void set_conv_algorithm(ConvAlgorithm algorithm);
+/// "auto", "gemm", "direct".
+const char* conv_algorithm_name(ConvAlgorithm algorithm);
+
 // ---- convolution --------------------------------------------------------------------------
 /// y (N, OC, OH, OW) = b + sum_c x (N, C, H, W) (*) w (OC, C, KH, KW); b (OC) may be null.
 template <typename T>
@@ -81,6 +93,11 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s
 /// be null); from x, w and dy (N, OC, OH, OW).
 template <typename T>
 void conv2d_backward(T* dx, T* dw, T* db, const T* x, const T* w, const T* dy, const ConvShape& s);
+
+/// True when the forward / backward of a float convolution of shape s runs the direct kernels
+/// under the current conv_algorithm() (else im2col + GEMM).
+bool conv2d_forward_uses_direct(const ConvShape& s);
+bool conv2d_backward_uses_direct(const ConvShape& s);
 
 // ---- max pooling ---------------------------------------------------------------------------
 /// y (N, C, OH, OW) = window max of x (N, C, H, W); argmax (N, C, OH, OW) receives the index

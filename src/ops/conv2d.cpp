@@ -11,6 +11,7 @@
 
 #include "cnn/ops.hpp"
 #include "cnn/ops_ref.hpp"
+#include "dconv.hpp"
 #include "gemm.hpp"
 #include "scratch.hpp"
 
@@ -91,9 +92,353 @@ void col2im(T* dx, const T* col, const ConvShape& s) {
 
 }  // namespace
 
+// ---- direct path (float, stride 1): see dconv.hpp for the flat-position layout -------------
+namespace {
+
+const detail::DirectConvKernels& direct_kernels() {
+  switch (isa()) {
+    case Isa::kAvx512:
+      return detail::direct_conv_avx512();
+    case Isa::kAvx2:
+      return detail::direct_conv_avx2();
+    case Isa::kPortable:
+      break;
+  }
+  return detail::direct_conv_portable();
+}
+
+int64_t round_up(int64_t value, int64_t multiple) {
+  return (value + multiple - 1) / multiple * multiple;
+}
+
+/// How `channels` planes of height x width are staged for a stride-1 correlation with a
+/// kernel_h x kernel_w kernel and the given padding (top/bottom pad_h, left/right pad_w):
+/// outputs at the flat positions q = oh * row + ow.
+///
+/// Rows are only width + pad_w long, not width + 2 pad_w: a row's right padding is the next
+/// row's left padding. A read past the end of a row lands at most pad_w - 1 columns into the
+/// next row, which is still padding (zero). Shorter rows mean fewer wasted positions: LeNet-5's
+/// 6 -> 16 input gradient (dy padded by 4 on a 10 x 10 map) computes 14 x 14 outputs over rows
+/// of 14 instead of 18.
+struct Staging {
+  int64_t channels, height, width, pad_h, pad_w;
+  int64_t row, plane;  // row length and plane size
+  int64_t out_h, out_w;
+  int64_t positions;  // out_h * row, rounded up to whole vectors
+  int64_t size;       // floats to stage: every tap's read of every position stays inside
+};
+
+Staging make_staging(int64_t channels, int64_t height, int64_t width, int64_t pad_h, int64_t pad_w,
+                     int64_t kernel_h, int64_t kernel_w, int64_t lanes) {
+  Staging g{};
+  g.channels = channels;
+  g.height = height;
+  g.width = width;
+  g.pad_h = pad_h;
+  g.pad_w = pad_w;
+  g.out_h = height + 2 * pad_h - kernel_h + 1;
+  g.out_w = width + 2 * pad_w - kernel_w + 1;
+  // At least out_w so that a row holds its outputs (padding wider than kernel - 1).
+  g.row = std::max(width + pad_w, g.out_w);
+  // pad_h rows above and below, and the last row's right padding.
+  g.plane = (height + 2 * pad_h) * g.row + pad_w;
+  g.positions = round_up(g.out_h * g.row, lanes);
+  const int64_t last_read = (channels - 1) * g.plane + (kernel_h - 1) * g.row + kernel_w - 1;
+  g.size = std::max(last_read + g.positions, channels * g.plane);
+  return g;
+}
+
+/// offsets[t] for tap t = (c * kernel_h + kh) * kernel_w + kw: c * plane + kh * row + kw.
+void tap_offsets(int64_t* offsets, const Staging& g, int64_t kernel_h, int64_t kernel_w) {
+  for (int64_t c = 0; c < g.channels; ++c)
+    for (int64_t kh = 0; kh < kernel_h; ++kh)
+      for (int64_t kw = 0; kw < kernel_w; ++kw) *offsets++ = c * g.plane + kh * g.row + kw;
+}
+
+/// Copies one image (channels, height, width) into the interior of a staging buffer whose
+/// padding is already zero.
+void stage(float* staged, const float* image, const Staging& g) {
+  for (int64_t c = 0; c < g.channels; ++c)
+    for (int64_t h = 0; h < g.height; ++h) {
+      const float* src = image + (c * g.height + h) * g.width;
+      std::copy(src, src + g.width, staged + c * g.plane + (h + g.pad_h) * g.row + g.pad_w);
+    }
+}
+
+/// Copies the valid outputs (channels, out_h, out_w) out of flat positions.
+void unstage(float* image, const float* flat, int64_t channels, const Staging& g) {
+  for (int64_t c = 0; c < channels; ++c)
+    for (int64_t h = 0; h < g.out_h; ++h) {
+      const float* src = flat + c * g.positions + h * g.row;
+      std::copy(src, src + g.out_w, image + (c * g.out_h + h) * g.out_w);
+    }
+}
+
+/// Packs weights (out_channels, taps), where weight(o, t) = w[o * o_stride + tap_index(t)],
+/// into the forward kernel's [block][tap][oc_block] order, zero past out_channels.
+template <typename WeightAt>
+void pack_forward_weights(float* packed, int64_t out_channels, int64_t padded_channels,
+                          int64_t oc_block, int64_t taps, WeightAt weight_at) {
+  for (int64_t block = 0; block < padded_channels / oc_block; ++block)
+    for (int64_t t = 0; t < taps; ++t)
+      for (int64_t o = 0; o < oc_block; ++o) {
+        const int64_t channel = block * oc_block + o;
+        *packed++ = channel < out_channels ? weight_at(channel, t) : 0.0f;
+      }
+}
+
+/// Thread t of `team` takes images [first, last).
+struct ImageRange {
+  int64_t first, last;
+};
+ImageRange images_of_thread(int64_t batch, int thread, int team) {
+  return {batch * thread / team, batch * (thread + 1) / team};
+}
+
+}  // namespace
+
+// kAuto's rule, from `cnn bench` per-layer timings of both paths (docs/design-notes.md):
+// the direct forward won on every stride-1 layer measured; the direct backward lost once the
+// weights pass ~64 K (its per-lane weight-gradient sums, 64 bytes per weight, leave the cache).
+constexpr int64_t kDirectBackwardMaxWeights = 65536;
+
+bool conv_is_stride_one(const ConvShape& s) {
+  return s.stride_h == 1 && s.stride_w == 1;
+}
+
+bool conv2d_forward_uses_direct(const ConvShape& s) {
+  if (!conv_is_stride_one(s)) return false;
+  return conv_algorithm() != ConvAlgorithm::kGemm;
+}
+
+bool conv2d_backward_uses_direct(const ConvShape& s) {
+  if (!conv_is_stride_one(s)) return false;
+  switch (conv_algorithm()) {
+    case ConvAlgorithm::kGemm:
+      return false;
+    case ConvAlgorithm::kDirect:
+      return true;
+    case ConvAlgorithm::kAuto:
+      break;
+  }
+  return s.out_channels * s.in_channels * s.kernel_h * s.kernel_w <= kDirectBackwardMaxWeights;
+}
+
+namespace {
+
+/// The direct backward's input gradient is the seed's full convolution when the padding is at
+/// most kernel - 1 (otherwise dy padded by kernel - 1 - pad would be cropped): else
+/// im2col + GEMM's col2im.
+bool conv2d_input_grad_uses_direct(const ConvShape& s) {
+  return conv2d_backward_uses_direct(s) && s.pad_h <= s.kernel_h - 1 && s.pad_w <= s.kernel_w - 1;
+}
+
+void conv2d_forward_direct(float* y, const float* x, const float* w, const float* b,
+                           const ConvShape& s) {
+  const detail::DirectConvKernels& kernels = direct_kernels();
+  const Staging g = make_staging(s.in_channels, s.in_h, s.in_w, s.pad_h, s.pad_w, s.kernel_h,
+                                 s.kernel_w, kernels.lanes);
+  const int64_t taps = s.in_channels * s.kernel_h * s.kernel_w;
+  const int64_t oc_block = kernels.forward_oc_block(s.out_channels);
+  const int64_t padded_channels = round_up(s.out_channels, oc_block);
+  // Read-only in the parallel region: packed weights, bias, tap offsets.
+  std::vector<float>& shared = detail::shared_scratch<float>(0, padded_channels * (taps + 1));
+  float* packed = shared.data();
+  float* bias = packed + padded_channels * taps;
+  pack_forward_weights(packed, s.out_channels, padded_channels, oc_block, taps,
+                       [&](int64_t o, int64_t t) { return w[o * taps + t]; });
+  for (int64_t o = 0; o < padded_channels; ++o) bias[o] = b && o < s.out_channels ? b[o] : 0.0f;
+  std::vector<int64_t>& offsets = detail::shared_scratch<int64_t>(0, taps);
+  tap_offsets(offsets.data(), g, s.kernel_h, s.kernel_w);
+
+  const int64_t in_size = s.in_channels * s.in_h * s.in_w;
+  const int64_t out_size = s.out_channels * s.out_h * s.out_w;
+  const int team = static_cast<int>(std::min<int64_t>(threads(), s.batch));
+#pragma omp parallel num_threads(team) if (team > 1)
+  {
+    const ImageRange range = images_of_thread(s.batch, omp_get_thread_num(), team);
+    float* staged = detail::scratch<float>(0, g.size);
+    float* flat = detail::scratch<float>(1, padded_channels * g.positions);
+    std::fill(staged, staged + g.size, 0.0f);
+    for (int64_t n = range.first; n < range.last; ++n) {
+      stage(staged, x + n * in_size, g);
+      kernels.forward({padded_channels, oc_block, taps, offsets.data(), staged, packed, bias, flat,
+                       g.positions});
+      unstage(y + n * out_size, flat, s.out_channels, g);
+    }
+  }
+}
+
+/// Backward of images [first, last) into one thread's partial sums: dw_partial (OC, taps) and
+/// db_partial (OC) assigned; dx assigned per image when not null. offsets has taps + 1
+/// entries: the last points at a run of ones staged after each image, so that the weight
+/// gradient kernel computes the bias gradient (the sum of dy) as one more tap.
+void conv2d_backward_direct_images(ImageRange range, float* dx, float* dw_partial,
+                                   float* db_partial, const float* x, const float* w,
+                                   const float* dy, const ConvShape& s,
+                                   const float* rotated_weights, const float* dx_bias,
+                                   const int64_t* offsets, const int64_t* dx_offsets) {
+  const detail::DirectConvKernels& kernels = direct_kernels();
+  const int64_t lanes = kernels.lanes;
+  const Staging g =
+      make_staging(s.in_channels, s.in_h, s.in_w, s.pad_h, s.pad_w, s.kernel_h, s.kernel_w, lanes);
+  const int64_t taps = s.in_channels * s.kernel_h * s.kernel_w;
+  const int64_t out_plane = s.out_h * s.out_w;
+  const int64_t in_size = s.in_channels * s.in_h * s.in_w;
+  const int64_t wg_block = kernels.weight_grad_oc_block(s.out_channels);
+  const int64_t wg_channels = round_up(s.out_channels, wg_block);
+  // dy staged at the same flat positions as the forward outputs, zero in the columns
+  // ow >= out_w, so that those positions add nothing to the weight gradient.
+  const int64_t dy_stride = wg_channels * g.positions;
+  // Images staged together, about 256 KiB of them, so the kernel's accumulators stay in
+  // registers across images.
+  const int64_t per_image = g.size + dy_stride;
+  const int64_t chunk =
+      std::clamp<int64_t>((int64_t{1} << 16) / per_image, 1, range.last - range.first);
+  const int64_t x_stride = g.size + g.positions;  // the image, then the run of ones
+  const int64_t grad_taps = db_partial ? taps + 1 : taps;
+  float* staged_x = detail::scratch<float>(4, chunk * x_stride);
+  float* staged_dy = detail::scratch<float>(5, chunk * dy_stride);
+  float* lanes_sum = detail::scratch<float>(6, wg_channels * grad_taps * lanes);
+  for (int64_t i = 0; i < chunk; ++i) {
+    float* image = staged_x + i * x_stride;
+    std::fill(image, image + g.size, 0.0f);
+    std::fill(image + g.size, image + x_stride, 1.0f);
+  }
+  std::fill(staged_dy, staged_dy + chunk * dy_stride, 0.0f);
+  std::fill(lanes_sum, lanes_sum + wg_channels * grad_taps * lanes, 0.0f);
+
+  // The input gradient: dy padded by kernel - 1 - pad, correlated with the rotated weights.
+  const bool direct_dx = dx != nullptr && rotated_weights != nullptr;
+  Staging gd{};
+  int64_t dx_block = 0, dx_channels = 0;
+  float* dx_staged = nullptr;
+  float* dx_flat = nullptr;
+  if (direct_dx) {
+    gd = make_staging(s.out_channels, s.out_h, s.out_w, s.kernel_h - 1 - s.pad_h,
+                      s.kernel_w - 1 - s.pad_w, s.kernel_h, s.kernel_w, lanes);
+    dx_block = kernels.forward_oc_block(s.in_channels);
+    dx_channels = round_up(s.in_channels, dx_block);
+    dx_staged = detail::scratch<float>(0, gd.size);
+    dx_flat = detail::scratch<float>(1, dx_channels * gd.positions);
+    std::fill(dx_staged, dx_staged + gd.size, 0.0f);
+  }
+
+  for (int64_t start = range.first; start < range.last; start += chunk) {
+    const int64_t count = std::min(chunk, range.last - start);
+    for (int64_t i = 0; i < count; ++i) {
+      const int64_t n = start + i;
+      stage(staged_x + i * x_stride, x + n * in_size, g);
+      const float* dyn = dy + n * s.out_channels * out_plane;
+      float* dys = staged_dy + i * dy_stride;
+      for (int64_t o = 0; o < s.out_channels; ++o)
+        for (int64_t h = 0; h < s.out_h; ++h) {
+          const float* src = dyn + (o * s.out_h + h) * s.out_w;
+          std::copy(src, src + s.out_w, dys + o * g.positions + h * g.row);
+        }
+    }
+    kernels.weight_grad({wg_channels, wg_block, grad_taps, offsets, count, staged_x, x_stride,
+                         staged_dy, dy_stride, g.positions, lanes_sum});
+    if (!dx) continue;
+    for (int64_t i = 0; i < count; ++i) {
+      const int64_t n = start + i;
+      const float* dyn = dy + n * s.out_channels * out_plane;
+      float* dxn = dx + n * in_size;
+      if (direct_dx) {
+        stage(dx_staged, dyn, gd);
+        kernels.forward({dx_channels, dx_block, s.out_channels * s.kernel_h * s.kernel_w,
+                         dx_offsets, dx_staged, rotated_weights, dx_bias, dx_flat, gd.positions});
+        unstage(dxn, dx_flat, s.in_channels, gd);
+      } else {
+        float* dcol = detail::scratch<float>(1, taps * out_plane);
+        detail::gemm_tn(taps, out_plane, s.out_channels, w, taps, dyn, out_plane, dcol, out_plane,
+                        false);
+        col2im(dxn, dcol, s);
+      }
+    }
+  }
+  // Each weight's lanes, summed in lane order.
+  for (int64_t o = 0; o < s.out_channels; ++o)
+    for (int64_t t = 0; t < grad_taps; ++t) {
+      const float* l = lanes_sum + (o * grad_taps + t) * lanes;
+      float sum = 0;
+      for (int64_t i = 0; i < lanes; ++i) sum += l[i];
+      if (t < taps) {
+        dw_partial[o * taps + t] = sum;
+      } else {
+        db_partial[o] = sum;
+      }
+    }
+}
+
+void conv2d_backward_direct(float* dx, float* dw, float* db, const float* x, const float* w,
+                            const float* dy, const ConvShape& s) {
+  const detail::DirectConvKernels& kernels = direct_kernels();
+  const int64_t taps = s.in_channels * s.kernel_h * s.kernel_w;
+  const Staging g = make_staging(s.in_channels, s.in_h, s.in_w, s.pad_h, s.pad_w, s.kernel_h,
+                                 s.kernel_w, kernels.lanes);
+  std::vector<int64_t>& offsets = detail::shared_scratch<int64_t>(0, taps + 1);
+  tap_offsets(offsets.data(), g, s.kernel_h, s.kernel_w);
+  offsets[static_cast<size_t>(taps)] = g.size;  // the run of ones: the bias gradient's tap
+  // The full convolution's weights: rotated(ic, (oc, kh, kw)) = w(oc, ic, KH-1-kh, KW-1-kw).
+  const float* rotated = nullptr;
+  const float* dx_bias = nullptr;  // zeros: dx has no bias term
+  const int64_t* dx_offsets = nullptr;
+  const int64_t dx_taps = s.out_channels * s.kernel_h * s.kernel_w;
+  const int team = static_cast<int>(std::min<int64_t>(threads(), s.batch));
+  const int64_t dw_size = s.out_channels * taps;
+  const int64_t partial_size = dw_size + s.out_channels;
+  const int64_t dx_block = kernels.forward_oc_block(s.in_channels);
+  const int64_t dx_channels = round_up(s.in_channels, dx_block);
+  const bool direct_dx = dx != nullptr && conv2d_input_grad_uses_direct(s);
+  const int64_t rotated_size = direct_dx ? dx_channels * (dx_taps + 1) : 0;
+  std::vector<float>& shared = detail::shared_scratch<float>(0, team * partial_size + rotated_size);
+  if (direct_dx) {
+    float* packed = shared.data() + team * partial_size;
+    const int64_t kernel_size = s.kernel_h * s.kernel_w;
+    pack_forward_weights(packed, s.in_channels, dx_channels, dx_block, dx_taps,
+                         [&](int64_t ic, int64_t t) {
+                           const int64_t oc = t / kernel_size, k = t % kernel_size;
+                           return w[(oc * s.in_channels + ic) * kernel_size + kernel_size - 1 - k];
+                         });
+    rotated = packed;
+    float* zeros = packed + dx_channels * dx_taps;
+    std::fill(zeros, zeros + dx_channels, 0.0f);
+    dx_bias = zeros;
+    const Staging gd =
+        make_staging(s.out_channels, s.out_h, s.out_w, s.kernel_h - 1 - s.pad_h,
+                     s.kernel_w - 1 - s.pad_w, s.kernel_h, s.kernel_w, kernels.lanes);
+    std::vector<int64_t>& offsets_dx = detail::shared_scratch<int64_t>(1, dx_taps);
+    tap_offsets(offsets_dx.data(), gd, s.kernel_h, s.kernel_w);
+    dx_offsets = offsets_dx.data();
+  }
+  float* partials = shared.data();
+#pragma omp parallel num_threads(team) if (team > 1)
+  {
+    const int t = omp_get_thread_num();
+    float* partial = partials + t * partial_size;
+    conv2d_backward_direct_images(images_of_thread(s.batch, t, team), dx, partial,
+                                  db ? partial + dw_size : nullptr, x, w, dy, s, rotated, dx_bias,
+                                  offsets.data(), dx_offsets);
+  }
+  // Partial sums added in thread order: bit-identical for a fixed thread count.
+  for (int t = 0; t < team; ++t) {
+    const float* partial = partials + t * partial_size;
+    for (int64_t i = 0; i < dw_size; ++i) dw[i] += partial[i];
+    if (db) {
+      for (int64_t o = 0; o < s.out_channels; ++o) db[o] += partial[dw_size + o];
+    }
+  }
+}
+
+}  // namespace
+
 template <typename T>
 void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s) {
   if (reference_mode()) return ref::conv2d_forward(y, x, w, b, s);
+  if constexpr (std::is_same_v<T, float>) {
+    if (conv2d_forward_uses_direct(s)) return conv2d_forward_direct(y, x, w, b, s);
+  }
   const int64_t patch = s.in_channels * s.kernel_h * s.kernel_w;
   const int64_t out_size = s.out_h * s.out_w;
   const int64_t in_size = s.in_channels * s.in_h * s.in_w;
@@ -101,7 +446,7 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s
   // float: the weights are packed for the GEMM kernel once per call, not once per image.
   const float* packed_w = nullptr;
   if constexpr (std::is_same_v<T, float>) {
-    std::vector<float>& buffer = detail::shared_scratch<float>(0);
+    std::vector<float>& buffer = detail::shared_scratch<float>(0, 0);
     detail::sgemm_pack_a_nn(s.out_channels, patch, w, patch, buffer);
     packed_w = buffer.data();
   }
@@ -130,6 +475,21 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s
 
 namespace {
 
+/// The sum of v[0, n) in 16 interleaved partial sums, which the compiler keeps in vector
+/// registers (a single running sum would wait on each addition's latency).
+template <typename T>
+T sum_of(const T* v, int64_t n) {
+  constexpr int64_t kWays = 16;
+  T partial[kWays] = {};
+  int64_t i = 0;
+  for (; i + kWays <= n; i += kWays)
+    for (int64_t k = 0; k < kWays; ++k) partial[k] += v[i + k];
+  for (; i < n; ++i) partial[0] += v[i];
+  T sum = 0;
+  for (const T p : partial) sum += p;
+  return sum;
+}
+
 /// Backward for images [first, last): dx assigned per image; dw and db accumulated in image
 /// order into the given buffers.
 template <typename T>
@@ -145,11 +505,7 @@ void conv2d_backward_images(int64_t first, int64_t last, T* dx, T* dw, T* db, co
     const T* xn = x + n * in_size;
     const T* dyn = dy + n * s.out_channels * out_size;
     if (db) {
-      for (int64_t o = 0; o < s.out_channels; ++o) {
-        T sum = 0;
-        for (int64_t k = 0; k < out_size; ++k) sum += dyn[o * out_size + k];
-        db[o] += sum;
-      }
+      for (int64_t o = 0; o < s.out_channels; ++o) db[o] += sum_of(dyn + o * out_size, out_size);
     }
     if (!pointwise) im2col(col, xn, s);
     detail::gemm_nt(s.out_channels, patch, out_size, dyn, out_size, pointwise ? xn : col, out_size,
@@ -167,6 +523,9 @@ void conv2d_backward_images(int64_t first, int64_t last, T* dx, T* dw, T* db, co
 template <typename T>
 void conv2d_backward(T* dx, T* dw, T* db, const T* x, const T* w, const T* dy, const ConvShape& s) {
   if (reference_mode()) return ref::conv2d_backward(dx, dw, db, x, w, dy, s);
+  if constexpr (std::is_same_v<T, float>) {
+    if (conv2d_backward_uses_direct(s)) return conv2d_backward_direct(dx, dw, db, x, w, dy, s);
+  }
   const int team = static_cast<int>(std::min<int64_t>(threads(), s.batch));
   if (team <= 1) return conv2d_backward_images(int64_t{0}, s.batch, dx, dw, db, x, w, dy, s);
   // Each thread sums the parameter gradients of a contiguous block of images into its own
@@ -174,7 +533,7 @@ void conv2d_backward(T* dx, T* dw, T* db, const T* x, const T* w, const T* dy, c
   // gives bit-identical results.
   const int64_t dw_size = s.out_channels * s.in_channels * s.kernel_h * s.kernel_w;
   const int64_t partial_size = dw_size + s.out_channels;
-  std::vector<T>& partials = detail::shared_scratch<T>(team * partial_size);
+  std::vector<T>& partials = detail::shared_scratch<T>(0, team * partial_size);
 #pragma omp parallel num_threads(team)
   {
     const int t = omp_get_thread_num();

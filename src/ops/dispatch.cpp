@@ -36,6 +36,40 @@ int threads() {
   return thread_count().load(std::memory_order_relaxed);
 }
 
+namespace {
+ConvAlgorithm conv_algorithm_from_environment() {
+  const char* value = std::getenv("CNN_CONV");
+  if (value == nullptr || *value == '\0') return ConvAlgorithm::kAuto;
+  for (ConvAlgorithm algorithm :
+       {ConvAlgorithm::kAuto, ConvAlgorithm::kGemm, ConvAlgorithm::kDirect}) {
+    if (std::strcmp(value, conv_algorithm_name(algorithm)) == 0) return algorithm;
+  }
+  throw Error(std::string("CNN_CONV=") + value + ": expected auto, gemm or direct");
+}
+std::atomic<ConvAlgorithm>& conv_algorithm_flag() {
+  static std::atomic<ConvAlgorithm> flag{conv_algorithm_from_environment()};
+  return flag;
+}
+}  // namespace
+
+const char* conv_algorithm_name(ConvAlgorithm algorithm) {
+  switch (algorithm) {
+    case ConvAlgorithm::kAuto:
+      return "auto";
+    case ConvAlgorithm::kGemm:
+      return "gemm";
+    case ConvAlgorithm::kDirect:
+      return "direct";
+  }
+  return "?";
+}
+ConvAlgorithm conv_algorithm() {
+  return conv_algorithm_flag().load(std::memory_order_relaxed);
+}
+void set_conv_algorithm(ConvAlgorithm algorithm) {
+  conv_algorithm_flag().store(algorithm, std::memory_order_relaxed);
+}
+
 bool reference_mode() {
   return reference_flag().load(std::memory_order_relaxed);
 }

@@ -7,21 +7,26 @@
 
 namespace cnn::detail {
 
-/// Returns at least n elements of per-thread scratch in slot `slot` (0 <= slot < 4). The
+/// Per-thread scratch slots: 0 and 1 the convolutions' column/staging buffers, 2 and 3 the
+/// GEMM packing buffers, 4 to 6 the direct convolutions' backward buffers.
+inline constexpr int kScratchSlots = 7;
+
+/// Returns at least n elements of per-thread scratch in slot `slot` (0 <= slot < 7). The
 /// contents are unspecified; the pointer stays valid until the next call with the same slot.
 template <typename T>
 T* scratch(int slot, int64_t n) {
-  thread_local std::vector<T> buffers[4];
+  thread_local std::vector<T> buffers[kScratchSlots];
   std::vector<T>& buffer = buffers[slot];
   if (static_cast<int64_t>(buffer.size()) < n) buffer.resize(static_cast<size_t>(n));
   return buffer.data();
 }
 
 /// Scratch shared by the threads of one op call (e.g. per-thread partial sums that the calling
-/// thread reduces): owned by the calling thread, resized to at least n elements.
+/// thread reduces): owned by the calling thread, resized to at least n elements; slot 0 or 1.
 template <typename T>
-std::vector<T>& shared_scratch(int64_t n) {
-  thread_local std::vector<T> buffer;
+std::vector<T>& shared_scratch(int slot, int64_t n) {
+  thread_local std::vector<T> buffers[2];
+  std::vector<T>& buffer = buffers[slot];
   if (static_cast<int64_t>(buffer.size()) < n) buffer.resize(static_cast<size_t>(n));
   return buffer;
 }

@@ -1,0 +1,70 @@
+#pragma once
+// Direct stride-1 convolution kernels, one set per instruction set (dconv_avx512.cpp,
+// dconv_avx2.cpp, dconv_portable.cpp share dconv_kernels.inc), for the layers where im2col +
+// GEMM is mostly copying: few input channels (LeNet-5's 1 -> 6 and 6 -> 16) or few taps.
+//
+// The trick that makes them simple: every input plane is staged zero-padded with row length
+// Wp = W + 2 pad_w, and output position (oh, ow) is computed at "flat" index q = oh * Wp + ow.
+// Kernel tap (ic, kh, kw) then reads the staged input at q + ic * plane + kh * Wp + kw for every
+// q, so one contiguous vector load serves a run of outputs across row ends. The columns
+// ow >= OW of each flat row are computed and thrown away (the caller copies out the valid ones).
+// The same correlation, applied to dy staged with padding K - 1 - pad and the weights rotated by
+// 180 degrees with their channel axes swapped, is the seed's input gradient (a full
+// convolution); applied as a product of dy with the staged input, it is the weight gradient.
+//
+// Same rules as sgemm.hpp: each translation unit keeps its code in an anonymous namespace.
+
+#include <cstdint>
+
+namespace cnn::detail {
+
+/// out[o][q] = bias[o] + sum_t weights(o, t) * in[offsets[t] + q] for o < out_channels and
+/// q < positions (a multiple of the kernel's lanes).
+struct DirectForwardArgs {
+  int64_t out_channels;    // a multiple of oc_block
+  int64_t oc_block;        // from DirectConvKernels::forward_oc_block
+  int64_t taps;            // in_channels * kernel_h * kernel_w
+  const int64_t* offsets;  // taps entries: where each tap reads, relative to q
+  const float* in;         // in[offsets[t] + q] must be readable for every t and q < positions
+  const float* weights;    // [out_channels / oc_block][taps][oc_block]
+  const float* bias;       // out_channels entries (zeros for no bias)
+  float* out;              // [out_channels][positions]
+  int64_t positions;
+};
+
+/// lanes[o][t][l] += sum over images n and q = l (mod lanes) of
+/// dy_n[o][q] * in_n[offsets[t] + q]; the caller sums the lanes of each (o, t).
+struct DirectWeightGradArgs {
+  int64_t out_channels;  // a multiple of oc_block (dy rows past the real channels are zero)
+  int64_t oc_block;      // from DirectConvKernels::weight_grad_oc_block
+  int64_t taps;
+  const int64_t* offsets;
+  int64_t images;
+  const float* in;  // image n's staged input at in + n * in_stride
+  int64_t in_stride;
+  const float* dy;  // image n's [out_channels][positions] at dy + n * dy_stride
+  int64_t dy_stride;
+  int64_t positions;  // a multiple of the lanes
+  float* lanes;       // [out_channels][taps][lanes]
+};
+
+/// A register tile: oc_block output channels times `width` position vectors (forward) or taps
+/// (weight gradient).
+struct DirectTile {
+  int64_t oc_block, width;
+};
+
+struct DirectConvKernels {
+  int64_t lanes;  // floats per vector
+  /// Output channels computed together; out_channels is padded to a multiple of it.
+  int64_t (*forward_oc_block)(int64_t out_channels);
+  void (*forward)(const DirectForwardArgs&);
+  int64_t (*weight_grad_oc_block)(int64_t out_channels);
+  void (*weight_grad)(const DirectWeightGradArgs&);
+};
+
+const DirectConvKernels& direct_conv_avx512();    // AVX-512F + FMA, 16 lanes
+const DirectConvKernels& direct_conv_avx2();      // AVX2 + FMA, 8 lanes
+const DirectConvKernels& direct_conv_portable();  // SSE2, 4 lanes
+
+}  // namespace cnn::detail
