@@ -242,7 +242,8 @@ template <typename T>
 void sweep_dense(uint64_t seed, int cases) {
   Rng rng(seed);
   for (int c = 0; c < cases; ++c) {
-    const ops::DenseShape s{1 + int64_t(rng.below(5)), 1 + int64_t(rng.below(70)),
+    // Batches up to 8 take the matrix-vector path, larger ones the GEMM: both are swept.
+    const ops::DenseShape s{1 + int64_t(rng.below(20)), 1 + int64_t(rng.below(70)),
                             1 + int64_t(rng.below(40))};
     const bool bias = rng.below(4) != 0;
     const auto x = random_vector<T>(rng, s.batch * s.in_features),

@@ -93,18 +93,28 @@ void col2im(T* dx, const T* col, const ConvShape& s) {
 }  // namespace
 
 // ---- direct path (float, stride 1): see dconv.hpp for the flat-position layout -------------
+}  // namespace cnn::ops
+
+namespace cnn::detail {
+const DirectConvKernels& direct_conv_kernels() {
+  switch (ops::isa()) {
+    case ops::Isa::kAvx512:
+      return direct_conv_avx512();
+    case ops::Isa::kAvx2:
+      return direct_conv_avx2();
+    case ops::Isa::kPortable:
+      break;
+  }
+  return direct_conv_portable();
+}
+}  // namespace cnn::detail
+
+namespace cnn::ops {
+
 namespace {
 
 const detail::DirectConvKernels& direct_kernels() {
-  switch (isa()) {
-    case Isa::kAvx512:
-      return detail::direct_conv_avx512();
-    case Isa::kAvx2:
-      return detail::direct_conv_avx2();
-    case Isa::kPortable:
-      break;
-  }
-  return detail::direct_conv_portable();
+  return detail::direct_conv_kernels();
 }
 
 int64_t round_up(int64_t value, int64_t multiple) {

@@ -61,7 +61,13 @@ struct DirectConvKernels {
   void (*forward)(const DirectForwardArgs&);
   int64_t (*weight_grad_oc_block)(int64_t out_channels);
   void (*weight_grad)(const DirectWeightGradArgs&);
+  /// y[r] += sum_i x[i] * w[r * k + i] for r < rows: a dense layer's forward for one sample
+  /// (a matrix-vector product), without the GEMM's packing, for batches of a few images.
+  void (*dense_rows)(const float* x, const float* w, int64_t rows, int64_t k, float* y);
 };
+
+/// The kernels of the instruction set in use (cnn::ops::isa()).
+const DirectConvKernels& direct_conv_kernels();
 
 const DirectConvKernels& direct_conv_avx512();    // AVX-512F + FMA, 16 lanes
 const DirectConvKernels& direct_conv_avx2();      // AVX2 + FMA, 8 lanes

@@ -43,7 +43,12 @@ void maxpool_2x2_stride2(T* y, int32_t* argmax, const T* x, const PoolShape& s) 
       const int64_t top = 2 * oh * s.in_w;
       int64_t ow = 0;
       if constexpr (std::is_same_v<T, float>) {
-        const __m128i tap1 = _mm_set1_epi32(1), tap2 = _mm_set1_epi32(2), tap3 = _mm_set1_epi32(3);
+        // Each tap's offset from its window's top-left element: the argmax is then that
+        // element's index plus the chosen offset, computed for the four windows at once.
+        const int32_t in_w = static_cast<int32_t>(s.in_w);
+        const __m128i tap_ids[4] = {_mm_setzero_si128(), _mm_set1_epi32(1), _mm_set1_epi32(in_w),
+                                    _mm_set1_epi32(in_w + 1)};
+        const __m128i window_steps = _mm_setr_epi32(0, 2, 4, 6);
         for (; ow + 4 <= s.out_w; ow += 4) {
           const float* r0 = xp + top + 2 * ow;
           const float* r1 = r0 + s.in_w;
@@ -53,7 +58,6 @@ void maxpool_2x2_stride2(T* y, int32_t* argmax, const T* x, const PoolShape& s) 
                                   _mm_shuffle_ps(r0a, r0b, _MM_SHUFFLE(3, 1, 3, 1)),   // (0, 1)
                                   _mm_shuffle_ps(r1a, r1b, _MM_SHUFFLE(2, 0, 2, 0)),   // (1, 0)
                                   _mm_shuffle_ps(r1a, r1b, _MM_SHUFFLE(3, 1, 3, 1))};  // (1, 1)
-          const __m128i tap_ids[4] = {_mm_setzero_si128(), tap1, tap2, tap3};
           __m128 best = taps[0];
           __m128i tap = tap_ids[0];
           for (int t = 1; t < 4; ++t) {
@@ -66,12 +70,10 @@ void maxpool_2x2_stride2(T* y, int32_t* argmax, const T* x, const PoolShape& s) 
             tap = _mm_or_si128(_mm_and_si128(take_i, tap_ids[t]), _mm_andnot_si128(take_i, tap));
           }
           _mm_storeu_ps(yp + oh * s.out_w + ow, best);
-          alignas(16) int32_t chosen[4];
-          _mm_store_si128(reinterpret_cast<__m128i*>(chosen), tap);
-          for (int k = 0; k < 4; ++k) {
-            ap[oh * s.out_w + ow + k] = static_cast<int32_t>(top + 2 * (ow + k) + (chosen[k] & 1) +
-                                                             (chosen[k] >> 1) * s.in_w);
-          }
+          const __m128i corner =
+              _mm_add_epi32(_mm_set1_epi32(static_cast<int32_t>(top + 2 * ow)), window_steps);
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(ap + oh * s.out_w + ow),
+                           _mm_add_epi32(corner, tap));
         }
       }
       for (; ow < s.out_w; ++ow) {
