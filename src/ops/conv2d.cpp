@@ -168,20 +168,20 @@ void tap_offsets(int64_t* offsets, const Staging& g, int64_t kernel_h, int64_t k
 /// Copies one image (channels, height, width) into the interior of a staging buffer whose
 /// padding is already zero.
 void stage(float* staged, const float* image, const Staging& g) {
-  for (int64_t c = 0; c < g.channels; ++c)
-    for (int64_t h = 0; h < g.height; ++h) {
-      const float* src = image + (c * g.height + h) * g.width;
-      std::copy(src, src + g.width, staged + c * g.plane + (h + g.pad_h) * g.row + g.pad_w);
-    }
+  const detail::DirectConvKernels& kernels = detail::direct_conv_kernels();
+  for (int64_t c = 0; c < g.channels; ++c) {
+    kernels.copy_rows(staged + c * g.plane + g.pad_h * g.row + g.pad_w, g.row,
+                      image + c * g.height * g.width, g.width, g.height, g.width);
+  }
 }
 
 /// Copies the valid outputs (channels, out_h, out_w) out of flat positions.
 void unstage(float* image, const float* flat, int64_t channels, const Staging& g) {
-  for (int64_t c = 0; c < channels; ++c)
-    for (int64_t h = 0; h < g.out_h; ++h) {
-      const float* src = flat + c * g.positions + h * g.row;
-      std::copy(src, src + g.out_w, image + (c * g.out_h + h) * g.out_w);
-    }
+  const detail::DirectConvKernels& kernels = detail::direct_conv_kernels();
+  for (int64_t c = 0; c < channels; ++c) {
+    kernels.copy_rows(image + c * g.out_h * g.out_w, g.out_w, flat + c * g.positions, g.row,
+                      g.out_h, g.out_w);
+  }
 }
 
 /// Packs weights (out_channels, taps), where weight(o, t) = w[o * o_stride + tap_index(t)],
@@ -341,11 +341,10 @@ void conv2d_backward_direct_images(ImageRange range, float* dx, float* dw_partia
       stage(staged_x + i * x_stride, x + n * in_size, g);
       const float* dyn = dy + n * s.out_channels * out_plane;
       float* dys = staged_dy + i * dy_stride;
-      for (int64_t o = 0; o < s.out_channels; ++o)
-        for (int64_t h = 0; h < s.out_h; ++h) {
-          const float* src = dyn + (o * s.out_h + h) * s.out_w;
-          std::copy(src, src + s.out_w, dys + o * g.positions + h * g.row);
-        }
+      for (int64_t o = 0; o < s.out_channels; ++o) {
+        kernels.copy_rows(dys + o * g.positions, g.row, dyn + o * out_plane, s.out_w, s.out_h,
+                          s.out_w);
+      }
     }
     kernels.weight_grad({wg_channels, wg_block, grad_taps, offsets, count, staged_x, x_stride,
                          staged_dy, dy_stride, g.positions, lanes_sum});

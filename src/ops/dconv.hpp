@@ -64,6 +64,10 @@ struct DirectConvKernels {
   /// y[r] += sum_i x[i] * w[r * k + i] for r < rows: a dense layer's forward for one sample
   /// (a matrix-vector product), without the GEMM's packing, for batches of a few images.
   void (*dense_rows)(const float* x, const float* w, int64_t rows, int64_t k, float* y);
+  /// dst[r * dst_stride + j] = src[r * src_stride + j] for r < rows, j < width: the staging
+  /// copies, whose rows (5 to 32 floats) were dominated by memmove's call overhead.
+  void (*copy_rows)(float* dst, int64_t dst_stride, const float* src, int64_t src_stride,
+                    int64_t rows, int64_t width);
 };
 
 /// The kernels of the instruction set in use (cnn::ops::isa()).
