@@ -47,10 +47,11 @@ fs::path work_dir() {
 }
 
 /// Runs the cnn binary with `args` (already shell-quoted where needed).
-CliRun cnn(const std::string& args) {
+/// Runs the CLI with `args`; `environment` (e.g. "CNN_CONV=gemm") is set for that run only.
+CliRun cnn(const std::string& args, const std::string& environment = "") {
   const fs::path out = work_dir() / "stdout.txt", err = work_dir() / "stderr.txt";
-  const std::string command =
-      std::string(CNN_CLI) + " " + args + " >" + out.string() + " 2>" + err.string();
+  const std::string command = environment + " " + std::string(CNN_CLI) + " " + args + " >" +
+                              out.string() + " 2>" + err.string();
   const int status = std::system(command.c_str());
   CliRun run;
   run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
@@ -61,9 +62,10 @@ CliRun cnn(const std::string& args) {
 
 /// Expects a clean refusal: exit 1 or 2 (not a crash), and exactly one stderr line holding
 /// every fragment.
-void expect_refusal(const std::string& args, const std::vector<std::string>& fragments) {
-  SCOPED_TRACE("cnn " + args);
-  const CliRun run = cnn(args);
+void expect_refusal(const std::string& args, const std::vector<std::string>& fragments,
+                    const std::string& environment = "") {
+  SCOPED_TRACE(environment + " cnn " + args);
+  const CliRun run = cnn(args, environment);
   EXPECT_TRUE(run.exit_code == 1 || run.exit_code == 2) << "exit " << run.exit_code << "\n"
                                                         << run.err;
   EXPECT_EQ(std::count(run.err.begin(), run.err.end(), '\n'), 1) << run.err;
@@ -335,6 +337,10 @@ TEST(CliBadInput, SpecsImagesAndFlags) {
   expect_refusal("predict " + trained_model().string() + " --top 0 x.png", {"--top", "got '0'"});
   expect_refusal("fly", {"unknown command 'fly'"});
   expect_refusal("train --out metrics.csv", {"--out", "names the model file"});
+  expect_refusal("train --data sample", {"CNN_CONV=fast", "expected auto, gemm or direct"},
+                 "CNN_CONV=fast");
+  expect_refusal("train --data sample", {"CNN_ISA=sse9", "expected avx512, avx2 or portable"},
+                 "CNN_ISA=sse9");
 }
 
 TEST(CliBadInput, AFailedRunNeverTouchesTheModelAtOut) {

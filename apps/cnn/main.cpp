@@ -43,7 +43,12 @@ const char* const kMainHelp =
     "  info     layers, output shapes, parameters and FLOPs of a model, preset or spec\n"
     "  bench    training and inference speed, latency and per-layer timings of a model\n"
     "\n"
-    "cnn <command> --help describes each command.\n";
+    "cnn <command> --help describes each command.\n"
+    "\n"
+    "environment:\n"
+    "  CNN_ISA   avx512, avx2 or portable: the float kernels (default: the best the CPU has)\n"
+    "  CNN_CONV  auto (default), gemm or direct: how convolutions are computed\n"
+    "  CNN_REFERENCE=1  every op runs its plain reference loops (slow; for checking)\n";
 
 const char* const kTrainHelp =
     "usage: cnn train [--model PRESET|SPEC.json] [--data fashion-mnist|sample|DIR] [--epochs N]\n"
@@ -457,6 +462,9 @@ int run(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   try {
+    // Bad CNN_ISA or CNN_CONV values are refused before any work starts.
+    cnn::ops::isa();
+    cnn::ops::conv_algorithm();
     return cnn::cli::run(argc, argv);
   } catch (const cnn::Error& e) {
     std::fprintf(stderr, "cnn: %s\n", e.what());
