@@ -156,6 +156,18 @@ def peak_rss_mib(command, env=None):
     return int(line.split("=")[1]) / 1024
 
 
+def cpu_model():
+    """The CPU's model name as /proc/cpuinfo gives it (platform.processor() says only x86_64)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cnn", default=os.path.join(ROOT, "build", "release", "cnn"))
@@ -203,8 +215,8 @@ def main():
     scaling = ours[("convnet", 2)]["train_images_per_s"] / ours[("convnet", 1)]["train_images_per_s"]
 
     print("cnn vs PyTorch %s, %s, %s, %d cores (%s kernels)" % (
-        torch.__version__, datetime.date.today().isoformat(), platform.processor() or platform.machine(),
-        os.cpu_count(), ours[("convnet", 2)]["isa"]))
+        torch.__version__, datetime.date.today().isoformat(), cpu_model(), os.cpu_count(),
+        ours[("convnet", 2)]["isa"]))
     print()
     print("| what | model | PyTorch | PyTorch layout | cnn | cnn / PyTorch | target | met |")
     print("| --- | --- | ---: | --- | ---: | ---: | --- | --- |")
