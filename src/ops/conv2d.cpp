@@ -184,8 +184,8 @@ void unstage(float* image, const float* flat, int64_t channels, const Staging& g
   }
 }
 
-/// Packs weights (out_channels, taps), where weight(o, t) = w[o * o_stride + tap_index(t)],
-/// into the forward kernel's [block][tap][oc_block] order, zero past out_channels.
+/// Packs weights (out_channels, taps), weight (o, t) = weight_at(o, t), into the forward
+/// kernel's [block][tap][oc_block] order, zero past out_channels.
 template <typename WeightAt>
 void pack_forward_weights(float* packed, int64_t out_channels, int64_t padded_channels,
                           int64_t oc_block, int64_t taps, WeightAt weight_at) {
@@ -212,9 +212,11 @@ ImageRange images_of_thread(int64_t batch, int thread, int team) {
 // weights pass ~64 K (its per-lane weight-gradient sums, 64 bytes per weight, leave the cache).
 constexpr int64_t kDirectBackwardMaxWeights = 65536;
 
+namespace {
 bool conv_is_stride_one(const ConvShape& s) {
   return s.stride_h == 1 && s.stride_w == 1;
 }
+}  // namespace
 
 bool conv2d_forward_uses_direct(const ConvShape& s) {
   if (!conv_is_stride_one(s)) return false;

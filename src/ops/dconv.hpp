@@ -1,7 +1,8 @@
 #pragma once
 // Direct stride-1 convolution kernels, one set per instruction set (dconv_avx512.cpp,
-// dconv_avx2.cpp, dconv_portable.cpp share dconv_kernels.inc), for the layers where im2col +
-// GEMM is mostly copying: few input channels (LeNet-5's 1 -> 6 and 6 -> 16) or few taps.
+// dconv_avx2.cpp, dconv_portable.cpp share dconv_kernels.inc). Written for the layers where
+// im2col + GEMM is mostly copying (LeNet-5's 1 -> 6 and 6 -> 16), they also beat it on every
+// stride-1 forward measured (docs/design-notes.md), so ConvAlgorithm::kAuto uses them there.
 //
 // The trick that makes them simple: every input plane is staged zero-padded with row length
 // Wp = W + 2 pad_w, and output position (oh, ow) is computed at "flat" index q = oh * Wp + ow.
