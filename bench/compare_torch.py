@@ -3,8 +3,11 @@
 
   /usr/bin/python3 bench/compare_torch.py [--cnn build/release/cnn] [--repeat 5] [--skip-memory]
 
+Needs: apt-get install python3-torch libopenblas0-pthread time. (Without OpenBLAS, Debian's
+PyTorch runs on the reference BLAS; the script refuses that.)
+
 PyTorch (Debian's python3-torch 1.13) runs the same presets, defined layer for layer as in
-cnn, with its fastest CPU settings here: torch.set_num_threads(T), OPENBLAS_CORETYPE=SkylakeX
+cnn, with its fastest CPU settings here: OpenBLAS 0.3.21, torch.set_num_threads(T), OPENBLAS_CORETYPE=SkylakeX
 and one OpenBLAS thread (OpenBLAS 0.3.21 does not recognise this CPU and would otherwise fall
 back to SSE3 kernels), and for each figure the better of NCHW and channels_last tensors (the
 table says which). Each figure is the median of --repeat runs; PyTorch and `cnn bench`
@@ -32,6 +35,21 @@ import time
 
 import torch
 import torch.nn as nn
+
+
+def blas_library():
+    """The BLAS shared library this process (and so torch) has loaded."""
+    with open("/proc/self/maps") as f:
+        paths = {line.split()[-1] for line in f if "blas" in line.split()[-1]}
+    return ", ".join(sorted(paths)) or "none"
+
+
+# Debian's python3-torch is content with any libblas.so.3, and the one a bare machine gets is
+# the reference (netlib) BLAS, which runs PyTorch's Linear layers several times slower than
+# OpenBLAS: a comparison against that would flatter us. Refuse it.
+if "openblas" not in blas_library():
+    sys.exit("compare_torch.py: PyTorch is using %s, not OpenBLAS; install it first "
+             "(apt-get install libopenblas0-pthread)" % blas_library())
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
@@ -214,9 +232,9 @@ def main():
     conv2_1 = ours[("convnet", 1)]["layers"][3]
     scaling = ours[("convnet", 2)]["train_images_per_s"] / ours[("convnet", 1)]["train_images_per_s"]
 
-    print("cnn vs PyTorch %s, %s, %s, %d cores (%s kernels)" % (
-        torch.__version__, datetime.date.today().isoformat(), cpu_model(), os.cpu_count(),
-        ours[("convnet", 2)]["isa"]))
+    print("cnn vs PyTorch %s (BLAS: %s), %s, %s, %d cores (%s kernels)" % (
+        torch.__version__, os.path.basename(blas_library().split(", ")[-1]),
+        datetime.date.today().isoformat(), cpu_model(), os.cpu_count(), ours[("convnet", 2)]["isa"]))
     print()
     print("| what | model | PyTorch | PyTorch layout | cnn | cnn / PyTorch | target | met |")
     print("| --- | --- | ---: | --- | ---: | ---: | --- | --- |")
