@@ -24,7 +24,8 @@ const char* const kBenchHelp =
     "  inference images/s  forward at batch 256\n"
     "  latency             forward of one image, median in microseconds\n"
     "  per layer           forward and backward milliseconds and GFLOP/s at --batch, and\n"
-    "                      for convolutions the algorithm of each (direct or gemm; CNN_CONV)\n"
+    "                      for convolutions the method of forward, weight and input gradient\n"
+    "                      (winograd, direct or gemm; CNN_CONV)\n"
     "  FMA peak            GFLOP/s of an FMA loop on the same threads, and the fraction reached\n"
     "Throughputs are the median of --repeat runs (default 5) of at least 0.3 s each.\n"
     "  --model    preset (default lenet5) or spec file   --threads  default: the core count\n"
@@ -36,13 +37,14 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using Json = nlohmann::json;
 
-/// "direct/gemm": the forward and backward algorithms of a convolution; "" for other layers.
+/// "winograd/direct/winograd": how a convolution computes its forward, weight gradient and
+/// input gradient; "" for other layers.
 std::string conv_algorithms(const Layer<float>& layer, const Shape& input) {
   const auto* conv = dynamic_cast<const Conv2d<float>*>(&layer);
   if (conv == nullptr) return "";
   const ops::ConvShape s = conv->conv_shape(input);
-  return std::string(ops::conv2d_forward_uses_direct(s) ? "direct" : "gemm") + "/" +
-         (ops::conv2d_backward_uses_direct(s) ? "direct" : "gemm");
+  return std::string(ops::conv2d_forward_method(s)) + "/" + ops::conv2d_weight_grad_method(s) +
+         "/" + ops::conv2d_input_grad_method(s);
 }
 
 double seconds_since(Clock::time_point start) {
@@ -210,7 +212,7 @@ int bench_command(const Args& args) {
   std::printf("inference:  %10.0f images/s  (batch 256)\n", infer);
   std::printf("latency:    %10.1f us        (batch 1, median of 301)\n", latency);
   std::printf("\n%-4s %-62s %10s %10s %10s %10s  %s\n", "#", "layer", "fwd ms", "fwd GF/s",
-              "bwd ms", "bwd GF/s", "fwd/bwd");
+              "bwd ms", "bwd GF/s", "fwd/dW/dx");
   for (const Json& row : layer_rows) {
     std::printf("%-4zu %-62s %10.3f %10.1f %10.3f %10.1f  %s\n", row["index"].get<size_t>(),
                 row["layer"].get<std::string>().c_str(), row["forward_ms"].get<double>(),

@@ -47,7 +47,7 @@ const char* const kMainHelp =
     "\n"
     "environment:\n"
     "  CNN_ISA   avx512, avx2 or portable: the float kernels (default: the best the CPU has)\n"
-    "  CNN_CONV  auto (default), gemm or direct: how convolutions are computed\n"
+    "  CNN_CONV  auto (default), gemm, direct or winograd: how convolutions are computed\n"
     "  CNN_REFERENCE=1  every op runs its plain reference loops (slow; for checking)\n";
 
 const char* const kTrainHelp =

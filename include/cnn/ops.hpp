@@ -74,15 +74,19 @@ void set_threads(int threads);
 int threads();
 
 /// How float convolutions are computed. kGemm: im2col + packed GEMM (any stride). kDirect:
-/// the direct kernels wherever they apply (stride 1), im2col + GEMM elsewhere. kAuto (the
-/// default): direct where it was faster, by layer shape: every stride-1 forward, and the
-/// backward of stride-1 layers with at most 65,536 weights (docs/design-notes.md has the
-/// measurements). Initialised from the environment variable CNN_CONV (auto, gemm or
-/// direct); tests force each. double always runs im2col + plain loops.
-enum class ConvAlgorithm { kAuto, kGemm, kDirect };
+/// the direct kernels wherever they apply (stride 1), im2col + GEMM elsewhere. kWinograd:
+/// Winograd F(2x2, 3x3) for the forward and the input gradient of 3x3 stride-1 layers
+/// (padding at most 2), direct elsewhere. kAuto (the default): the fastest measured by layer
+/// shape: Winograd for 3x3 stride-1 layers with at least 16 input and 16 output channels
+/// and batches of 8 or more,
+/// direct for the other stride-1 forwards and for the weight gradient of stride-1 layers with
+/// at most 65,536 weights, im2col + GEMM for the rest (docs/design-notes.md has the
+/// measurements). Initialised from the environment variable CNN_CONV (auto, gemm, direct or
+/// winograd); tests force each. double always runs im2col + plain loops.
+enum class ConvAlgorithm { kAuto, kGemm, kDirect, kWinograd };
 ConvAlgorithm conv_algorithm();
 void set_conv_algorithm(ConvAlgorithm algorithm);
-/// "auto", "gemm", "direct".
+/// "auto", "gemm", "direct", "winograd".
 const char* conv_algorithm_name(ConvAlgorithm algorithm);
 
 // ---- convolution --------------------------------------------------------------------------
@@ -94,10 +98,11 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s
 template <typename T>
 void conv2d_backward(T* dx, T* dw, T* db, const T* x, const T* w, const T* dy, const ConvShape& s);
 
-/// True when the forward / backward of a float convolution of shape s runs the direct kernels
-/// under the current conv_algorithm() (else im2col + GEMM).
-bool conv2d_forward_uses_direct(const ConvShape& s);
-bool conv2d_backward_uses_direct(const ConvShape& s);
+/// How a float convolution of shape s computes its forward, its weight gradient and its input
+/// gradient under the current conv_algorithm(): "gemm", "direct" or "winograd".
+const char* conv2d_forward_method(const ConvShape& s);
+const char* conv2d_weight_grad_method(const ConvShape& s);
+const char* conv2d_input_grad_method(const ConvShape& s);
 
 // ---- max pooling ---------------------------------------------------------------------------
 /// y (N, C, OH, OW) = window max of x (N, C, H, W); argmax (N, C, OH, OW) receives the index

@@ -14,6 +14,7 @@
 #include "dconv.hpp"
 #include "gemm.hpp"
 #include "scratch.hpp"
+#include "winograd.hpp"
 
 namespace cnn::ops {
 
@@ -207,28 +208,52 @@ ImageRange images_of_thread(int64_t batch, int thread, int team) {
 
 }  // namespace
 
-// kAuto's rule, from `cnn bench` per-layer timings of both paths (docs/design-notes.md):
-// the direct forward won on every stride-1 layer measured; the direct backward lost once the
-// weights pass ~64 K (its per-lane weight-gradient sums, 64 bytes per weight, leave the cache).
+// kAuto's rule, from `cnn bench` per-layer timings of each method (docs/design-notes.md):
+// Winograd won on 3x3 layers with 16 or more channels in and out; the direct forward won on
+// every other stride-1 layer measured; the direct weight gradient lost once the weights pass
+// ~64 K (its per-lane sums, 64 bytes per weight, leave the cache).
 constexpr int64_t kDirectBackwardMaxWeights = 65536;
+constexpr int64_t kWinogradMinChannels = 16;
+constexpr int64_t kWinogradMinBatch = 8;
 
 namespace {
 bool conv_is_stride_one(const ConvShape& s) {
   return s.stride_h == 1 && s.stride_w == 1;
 }
-}  // namespace
 
-bool conv2d_forward_uses_direct(const ConvShape& s) {
-  if (!conv_is_stride_one(s)) return false;
-  return conv_algorithm() != ConvAlgorithm::kGemm;
+/// Winograd F(2x2, 3x3) computes the forward and the input gradient (dy padded by 2 - pad) of a
+/// 3x3 stride-1 layer with padding at most 2.
+bool conv_uses_winograd(const ConvShape& s) {
+  if (s.kernel_h != 3 || s.kernel_w != 3 || !conv_is_stride_one(s) || s.pad_h > 2 || s.pad_w > 2)
+    return false;
+  switch (conv_algorithm()) {
+    case ConvAlgorithm::kWinograd:
+      return true;
+    case ConvAlgorithm::kAuto:
+      // Below a few images the per-call weight transform (16 matrices) does not pay: convnet's
+      // batch-1 latency went from 156 to 217 us with it.
+      return s.in_channels >= kWinogradMinChannels && s.out_channels >= kWinogradMinChannels &&
+             s.batch >= kWinogradMinBatch;
+    case ConvAlgorithm::kGemm:
+    case ConvAlgorithm::kDirect:
+      break;
+  }
+  return false;
 }
 
-bool conv2d_backward_uses_direct(const ConvShape& s) {
+bool conv_forward_uses_direct(const ConvShape& s) {
+  return conv_is_stride_one(s) && conv_algorithm() != ConvAlgorithm::kGemm &&
+         !conv_uses_winograd(s);
+}
+
+/// The weight and bias gradients (and the input gradient unless Winograd computes it).
+bool conv_backward_uses_direct(const ConvShape& s) {
   if (!conv_is_stride_one(s)) return false;
   switch (conv_algorithm()) {
     case ConvAlgorithm::kGemm:
       return false;
     case ConvAlgorithm::kDirect:
+    case ConvAlgorithm::kWinograd:
       return true;
     case ConvAlgorithm::kAuto:
       break;
@@ -236,14 +261,26 @@ bool conv2d_backward_uses_direct(const ConvShape& s) {
   return s.out_channels * s.in_channels * s.kernel_h * s.kernel_w <= kDirectBackwardMaxWeights;
 }
 
-namespace {
-
 /// The direct backward's input gradient is the seed's full convolution when the padding is at
 /// most kernel - 1 (otherwise dy padded by kernel - 1 - pad would be cropped): else
 /// im2col + GEMM's col2im.
-bool conv2d_input_grad_uses_direct(const ConvShape& s) {
-  return conv2d_backward_uses_direct(s) && s.pad_h <= s.kernel_h - 1 && s.pad_w <= s.kernel_w - 1;
+bool conv_input_grad_uses_direct(const ConvShape& s) {
+  return !conv_uses_winograd(s) && conv_backward_uses_direct(s) && s.pad_h <= s.kernel_h - 1 &&
+         s.pad_w <= s.kernel_w - 1;
 }
+}  // namespace
+
+const char* conv2d_forward_method(const ConvShape& s) {
+  return conv_uses_winograd(s) ? "winograd" : conv_forward_uses_direct(s) ? "direct" : "gemm";
+}
+const char* conv2d_weight_grad_method(const ConvShape& s) {
+  return conv_backward_uses_direct(s) ? "direct" : "gemm";
+}
+const char* conv2d_input_grad_method(const ConvShape& s) {
+  return conv_uses_winograd(s) ? "winograd" : conv_input_grad_uses_direct(s) ? "direct" : "gemm";
+}
+
+namespace {
 
 void conv2d_forward_direct(float* y, const float* x, const float* w, const float* b,
                            const ConvShape& s) {
@@ -401,7 +438,7 @@ void conv2d_backward_direct(float* dx, float* dw, float* db, const float* x, con
   const int64_t partial_size = dw_size + s.out_channels;
   const int64_t dx_block = kernels.forward_oc_block(s.in_channels);
   const int64_t dx_channels = round_up(s.in_channels, dx_block);
-  const bool direct_dx = dx != nullptr && conv2d_input_grad_uses_direct(s);
+  const bool direct_dx = dx != nullptr && conv_input_grad_uses_direct(s);
   const int64_t rotated_size = direct_dx ? dx_channels * (dx_taps + 1) : 0;
   std::vector<float>& shared = detail::shared_scratch<float>(0, team * partial_size + rotated_size);
   if (direct_dx) {
@@ -448,7 +485,11 @@ template <typename T>
 void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s) {
   if (reference_mode()) return ref::conv2d_forward(y, x, w, b, s);
   if constexpr (std::is_same_v<T, float>) {
-    if (conv2d_forward_uses_direct(s)) return conv2d_forward_direct(y, x, w, b, s);
+    if (conv_uses_winograd(s)) {
+      return detail::winograd_conv3x3(y, x, w, false, b, s.batch, s.in_channels, s.in_h, s.in_w,
+                                      s.out_channels, s.pad_h, s.pad_w);
+    }
+    if (conv_forward_uses_direct(s)) return conv2d_forward_direct(y, x, w, b, s);
   }
   const int64_t patch = s.in_channels * s.kernel_h * s.kernel_w;
   const int64_t out_size = s.out_h * s.out_w;
@@ -535,7 +576,14 @@ template <typename T>
 void conv2d_backward(T* dx, T* dw, T* db, const T* x, const T* w, const T* dy, const ConvShape& s) {
   if (reference_mode()) return ref::conv2d_backward(dx, dw, db, x, w, dy, s);
   if constexpr (std::is_same_v<T, float>) {
-    if (conv2d_backward_uses_direct(s)) return conv2d_backward_direct(dx, dw, db, x, w, dy, s);
+    if (dx != nullptr && conv_uses_winograd(s)) {
+      // The parameter gradients by the rule below, then the input gradient: the seed's full
+      // convolution of dy (padded by 2 - pad) with the rotated kernel, by Winograd.
+      conv2d_backward(static_cast<float*>(nullptr), dw, db, x, w, dy, s);
+      return detail::winograd_conv3x3(dx, dy, w, true, nullptr, s.batch, s.out_channels, s.out_h,
+                                      s.out_w, s.in_channels, 2 - s.pad_h, 2 - s.pad_w);
+    }
+    if (conv_backward_uses_direct(s)) return conv2d_backward_direct(dx, dw, db, x, w, dy, s);
   }
   const int team = static_cast<int>(std::min<int64_t>(threads(), s.batch));
   if (team <= 1) return conv2d_backward_images(int64_t{0}, s.batch, dx, dw, db, x, w, dy, s);

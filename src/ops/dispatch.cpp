@@ -40,11 +40,11 @@ namespace {
 ConvAlgorithm conv_algorithm_from_environment() {
   const char* value = std::getenv("CNN_CONV");
   if (value == nullptr || *value == '\0') return ConvAlgorithm::kAuto;
-  for (ConvAlgorithm algorithm :
-       {ConvAlgorithm::kAuto, ConvAlgorithm::kGemm, ConvAlgorithm::kDirect}) {
+  for (ConvAlgorithm algorithm : {ConvAlgorithm::kAuto, ConvAlgorithm::kGemm,
+                                  ConvAlgorithm::kDirect, ConvAlgorithm::kWinograd}) {
     if (std::strcmp(value, conv_algorithm_name(algorithm)) == 0) return algorithm;
   }
-  throw Error(std::string("CNN_CONV=") + value + ": expected auto, gemm or direct");
+  throw Error(std::string("CNN_CONV=") + value + ": expected auto, gemm, direct or winograd");
 }
 std::atomic<ConvAlgorithm>& conv_algorithm_flag() {
   static std::atomic<ConvAlgorithm> flag{conv_algorithm_from_environment()};
@@ -60,6 +60,8 @@ const char* conv_algorithm_name(ConvAlgorithm algorithm) {
       return "gemm";
     case ConvAlgorithm::kDirect:
       return "direct";
+    case ConvAlgorithm::kWinograd:
+      return "winograd";
   }
   return "?";
 }

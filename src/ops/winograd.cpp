@@ -1,0 +1,202 @@
+// Winograd F(2x2, 3x3), see winograd.hpp. With d a 4x4 input tile, g a 3x3 kernel and
+//   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1],
+//   A^T = [1 1 1 0; 0 1 -1 -1],
+// the 2x2 output block is A^T [(G g G^T) . (B^T d B)] A. Summed over input channels, the
+// element-wise products become, for each of the 16 tile positions xi, one matrix product
+// M_xi (out_channels x tiles) = U_xi (out_channels x in_channels) V_xi (in_channels x tiles).
+
+#include "winograd.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "cnn/ops.hpp"
+#include "gemm.hpp"
+#include "scratch.hpp"
+
+namespace cnn::detail {
+
+namespace {
+
+typedef float v4 __attribute__((vector_size(16)));
+typedef int v4i __attribute__((vector_size(16)));
+
+inline v4 load4(const float* p) {
+  v4 v;
+  __builtin_memcpy(&v, p, sizeof v);
+  return v;
+}
+
+/// U (16, out_channels, in_channels) = G g G^T of every kernel.
+void transform_weights(float* u, const float* weights, bool rotated_transposed, int64_t in_channels,
+                       int64_t out_channels) {
+  const int64_t pairs = out_channels * in_channels;
+  for (int64_t o = 0; o < out_channels; ++o)
+    for (int64_t c = 0; c < in_channels; ++c) {
+      float g[3][3];
+      for (int k = 0; k < 9; ++k) {
+        g[k / 3][k % 3] = rotated_transposed ? weights[(c * out_channels + o) * 9 + 8 - k]
+                                             : weights[(o * in_channels + c) * 9 + k];
+      }
+      float gg[4][3];  // G g
+      for (int j = 0; j < 3; ++j) {
+        gg[0][j] = g[0][j];
+        gg[1][j] = 0.5f * (g[0][j] + g[1][j] + g[2][j]);
+        gg[2][j] = 0.5f * (g[0][j] - g[1][j] + g[2][j]);
+        gg[3][j] = g[2][j];
+      }
+      for (int r = 0; r < 4; ++r) {  // (G g) G^T
+        const float t[4] = {gg[r][0], 0.5f * (gg[r][0] + gg[r][1] + gg[r][2]),
+                            0.5f * (gg[r][0] - gg[r][1] + gg[r][2]), gg[r][2]};
+        for (int col = 0; col < 4; ++col) u[(r * 4 + col) * pairs + o * in_channels + c] = t[col];
+      }
+    }
+}
+
+struct Geometry {
+  int64_t in_channels, height, width, out_channels, pad_h, pad_w;
+  int64_t out_h, out_w, tiles_h, tiles_w;
+  int64_t staged_h, staged_w;  // a zero-padded plane that every tile lies inside
+};
+
+/// V (16, in_channels, tiles) for the images of a chunk: B^T d B of every 4x4 tile, tiles
+/// numbered (image, tile row, tile column). `staged` holds one zero-padded plane.
+void transform_inputs(float* v, int64_t tiles, int64_t first_tile, const float* image,
+                      float* staged, const Geometry& g) {
+  for (int64_t c = 0; c < g.in_channels; ++c) {
+    for (int64_t h = 0; h < g.height; ++h) {
+      const float* src = image + (c * g.height + h) * g.width;
+      std::copy(src, src + g.width, staged + (h + g.pad_h) * g.staged_w + g.pad_w);
+    }
+    float* vc = v + c * tiles + first_tile;
+    for (int64_t i = 0; i < g.tiles_h; ++i)
+      for (int64_t j = 0; j < g.tiles_w; ++j) {
+        const float* d = staged + 2 * i * g.staged_w + 2 * j;
+        const v4 d0 = load4(d), d1 = load4(d + g.staged_w), d2 = load4(d + 2 * g.staged_w),
+                 d3 = load4(d + 3 * g.staged_w);
+        const v4 rows[4] = {d0 - d2, d1 + d2, d2 - d1, d1 - d3};  // B^T d
+        const int64_t tile = i * g.tiles_w + j;
+        for (int r = 0; r < 4; ++r) {  // (B^T d) B
+          const v4 t = rows[r];
+          const float out[4] = {t[0] - t[2], t[1] + t[2], t[2] - t[1], t[1] - t[3]};
+          for (int col = 0; col < 4; ++col)
+            vc[(r * 4 + col) * g.in_channels * tiles + tile] = out[col];
+        }
+      }
+  }
+}
+
+/// The 2x2 output blocks of 4 consecutive tiles of channel o: A^T m A, from
+/// M (16, out_channels, tiles) at tile p0. rows[0] holds the blocks' top rows interleaved
+/// (y00 y01 of tile 0, y00 y01 of tile 1, ...), rows[1] their bottom rows.
+void output_blocks(const float* mo, int64_t stride, int64_t p0, float rows[2][8]) {
+  // Past `count` the loads read the next tiles or channel (M has 4 floats of slack at its
+  // end); those lanes are computed and never stored.
+  v4 x[16];
+  for (int xi = 0; xi < 16; ++xi) x[xi] = load4(mo + xi * stride + p0);
+  for (int r = 0; r < 2; ++r) {
+    v4 s[4];  // row r of A^T m
+    for (int col = 0; col < 4; ++col) {
+      s[col] = r == 0 ? x[col] + x[4 + col] + x[8 + col] : x[4 + col] - x[8 + col] - x[12 + col];
+    }
+    const v4 left = s[0] + s[1] + s[2], right = s[1] - s[2] - s[3];  // (A^T m) A
+    const v4i first_half = {0, 4, 1, 5}, second_half = {2, 6, 3, 7};
+    const v4 low = __builtin_shuffle(left, right, first_half);
+    const v4 high = __builtin_shuffle(left, right, second_half);
+    __builtin_memcpy(rows[r], &low, sizeof low);
+    __builtin_memcpy(rows[r] + 4, &high, sizeof high);
+  }
+}
+
+/// y of the chunk's images from M (16, out_channels, tiles) plus the bias; blocks past
+/// out_h / out_w (odd sizes) are cut.
+void transform_outputs(float* y, const float* m, int64_t tiles, const float* bias,
+                       const Geometry& g) {
+  const int64_t per_image = g.tiles_h * g.tiles_w;
+  const int64_t images = tiles / per_image;
+  const int64_t stride = g.out_channels * tiles;  // between tile positions xi
+  for (int64_t n = 0; n < images; ++n)
+    for (int64_t o = 0; o < g.out_channels; ++o) {
+      const float b = bias ? bias[o] : 0.0f;
+      const float* mo = m + o * tiles + n * per_image;
+      float* yo = y + (n * g.out_channels + o) * g.out_h * g.out_w;
+      for (int64_t i = 0; i < g.tiles_h; ++i) {
+        float* top = yo + 2 * i * g.out_w;
+        const bool has_bottom = 2 * i + 1 < g.out_h;
+        for (int64_t j0 = 0; j0 < g.tiles_w; j0 += 4) {
+          const int64_t count = std::min<int64_t>(4, g.tiles_w - j0);
+          float rows[2][8];
+          output_blocks(mo, stride, i * g.tiles_w + j0, rows);
+          // Columns 2 j0 .. 2 j0 + 2 count - 1, cut at out_w.
+          const int64_t width = std::min<int64_t>(2 * count, g.out_w - 2 * j0);
+          for (int64_t k = 0; k < width; ++k) top[2 * j0 + k] = rows[0][k] + b;
+          if (has_bottom) {
+            for (int64_t k = 0; k < width; ++k) top[g.out_w + 2 * j0 + k] = rows[1][k] + b;
+          }
+        }
+      }
+    }
+}
+
+}  // namespace
+
+void winograd_conv3x3(float* y, const float* x, const float* weights, bool rotated_transposed,
+                      const float* bias, int64_t batch, int64_t in_channels, int64_t height,
+                      int64_t width, int64_t out_channels, int64_t pad_h, int64_t pad_w) {
+  Geometry g{};
+  g.in_channels = in_channels;
+  g.height = height;
+  g.width = width;
+  g.out_channels = out_channels;
+  g.pad_h = pad_h;
+  g.pad_w = pad_w;
+  g.out_h = height + 2 * pad_h - 2;
+  g.out_w = width + 2 * pad_w - 2;
+  g.tiles_h = (g.out_h + 1) / 2;
+  g.tiles_w = (g.out_w + 1) / 2;
+  // Tile (i, j) reads staged rows 2i .. 2i + 3 and columns 2j .. 2j + 3.
+  g.staged_h = 2 * g.tiles_h + 2;
+  g.staged_w = 2 * g.tiles_w + 2;
+
+  const int64_t pairs = out_channels * in_channels;
+  std::vector<float>& u = shared_scratch<float>(0, 16 * pairs);
+  transform_weights(u.data(), weights, rotated_transposed, in_channels, out_channels);
+  // Each U_xi packed once for the GEMM kernel, shared read-only by the threads.
+  thread_local std::vector<float> packed_u[16];
+  for (int xi = 0; xi < 16; ++xi)
+    sgemm_pack_a_nn(out_channels, in_channels, u.data() + xi * pairs, in_channels, packed_u[xi]);
+  // Inside the parallel region the name packed_u would mean each thread's own (empty) copy.
+  const std::vector<float>* packs = packed_u;
+
+  // Images in chunks of about 1 MiB of V and M per thread.
+  const int64_t per_image = g.tiles_h * g.tiles_w;
+  const int64_t chunk = std::clamp<int64_t>(
+      (int64_t{1} << 19) / (16 * (in_channels + out_channels) * per_image), 1, batch);
+  const int64_t in_size = in_channels * height * width;
+  const int team = static_cast<int>(std::min<int64_t>(ops::threads(), batch));
+#pragma omp parallel num_threads(team) if (team > 1)
+  {
+    const int t = omp_get_thread_num();
+    const int64_t first = batch * t / team, last = batch * (t + 1) / team;
+    float* staged = scratch<float>(4, g.staged_h * g.staged_w);
+    std::fill(staged, staged + g.staged_h * g.staged_w, 0.0f);
+    float* v = scratch<float>(5, 16 * in_channels * chunk * per_image);
+    float* m = scratch<float>(6, 16 * out_channels * chunk * per_image + 4);
+    for (int64_t start = first; start < last; start += chunk) {
+      const int64_t count = std::min(chunk, last - start);
+      const int64_t tiles = count * per_image;
+      for (int64_t i = 0; i < count; ++i)
+        transform_inputs(v, tiles, i * per_image, x + (start + i) * in_size, staged, g);
+      for (int xi = 0; xi < 16; ++xi) {
+        sgemm_nn_prepacked(out_channels, tiles, in_channels, packs[xi].data(),
+                           v + xi * in_channels * tiles, tiles, m + xi * out_channels * tiles,
+                           tiles, false);
+      }
+      transform_outputs(y + start * out_channels * g.out_h * g.out_w, m, tiles, bias, g);
+    }
+  }
+}
+
+}  // namespace cnn::detail
