@@ -251,6 +251,10 @@ def main():
           % (100 * conv2_1["forward_peak_fraction"], ours[("convnet", 1)]["peak_gflops"],
              "yes" if conv2_1["forward_peak_fraction"] >= 0.6 else "**no**"))
     print("| convnet training, 2 threads / 1 thread | %.2fx | >= 1.8x | %s |" % (scaling, "yes" if scaling >= 1.8 else "**no**"))
+    print()
+    print("conv2 ran forward/weight gradient/input gradient as %s; GFLOP/s count the direct "
+          "convolution's multiply-adds (Winograd does 2.25x fewer, so the fraction can pass 100%%)."
+          % conv2.get("algorithm", "?"))
     return 0
 
 
