@@ -274,7 +274,7 @@ const char* conv2d_forward_method(const ConvShape& s) {
   return conv_uses_winograd(s) ? "winograd" : conv_forward_uses_direct(s) ? "direct" : "gemm";
 }
 const char* conv2d_weight_grad_method(const ConvShape& s) {
-  return conv_backward_uses_direct(s) ? "direct" : "gemm";
+  return conv_uses_winograd(s) ? "winograd" : conv_backward_uses_direct(s) ? "direct" : "gemm";
 }
 const char* conv2d_input_grad_method(const ConvShape& s) {
   return conv_uses_winograd(s) ? "winograd" : conv_input_grad_uses_direct(s) ? "direct" : "gemm";
@@ -576,12 +576,22 @@ template <typename T>
 void conv2d_backward(T* dx, T* dw, T* db, const T* x, const T* w, const T* dy, const ConvShape& s) {
   if (reference_mode()) return ref::conv2d_backward(dx, dw, db, x, w, dy, s);
   if constexpr (std::is_same_v<T, float>) {
-    if (dx != nullptr && conv_uses_winograd(s)) {
-      // The parameter gradients by the rule below, then the input gradient: the seed's full
-      // convolution of dy (padded by 2 - pad) with the rotated kernel, by Winograd.
-      conv2d_backward(static_cast<float*>(nullptr), dw, db, x, w, dy, s);
-      return detail::winograd_conv3x3(dx, dy, w, true, nullptr, s.batch, s.out_channels, s.out_h,
-                                      s.out_w, s.in_channels, 2 - s.pad_h, 2 - s.pad_w);
+    if (conv_uses_winograd(s)) {
+      detail::winograd_weight_grad3x3(dw, x, dy, s.batch, s.in_channels, s.in_h, s.in_w,
+                                      s.out_channels, s.pad_h, s.pad_w);
+      if (db) {
+        const int64_t plane = s.out_h * s.out_w;
+        for (int64_t n = 0; n < s.batch; ++n)
+          for (int64_t o = 0; o < s.out_channels; ++o)
+            db[o] += sum_of(dy + (n * s.out_channels + o) * plane, plane);
+      }
+      // The input gradient: the seed's full convolution of dy (padded by 2 - pad) with the
+      // rotated kernel, by Winograd.
+      if (dx) {
+        detail::winograd_conv3x3(dx, dy, w, true, nullptr, s.batch, s.out_channels, s.out_h,
+                                 s.out_w, s.in_channels, 2 - s.pad_h, 2 - s.pad_w);
+      }
+      return;
     }
     if (conv_backward_uses_direct(s)) return conv2d_backward_direct(dx, dw, db, x, w, dy, s);
   }

@@ -140,11 +140,8 @@ void transform_outputs(float* y, const float* m, int64_t tiles, const float* bia
     }
 }
 
-}  // namespace
-
-void winograd_conv3x3(float* y, const float* x, const float* weights, bool rotated_transposed,
-                      const float* bias, int64_t batch, int64_t in_channels, int64_t height,
-                      int64_t width, int64_t out_channels, int64_t pad_h, int64_t pad_w) {
+Geometry make_geometry(int64_t in_channels, int64_t height, int64_t width, int64_t out_channels,
+                       int64_t pad_h, int64_t pad_w) {
   Geometry g{};
   g.in_channels = in_channels;
   g.height = height;
@@ -159,7 +156,57 @@ void winograd_conv3x3(float* y, const float* x, const float* weights, bool rotat
   // Tile (i, j) reads staged rows 2i .. 2i + 3 and columns 2j .. 2j + 3.
   g.staged_h = 2 * g.tiles_h + 2;
   g.staged_w = 2 * g.tiles_w + 2;
+  return g;
+}
 
+/// Images per chunk: about 2 MiB of transformed tiles (V and M, or V and Z) per thread.
+int64_t images_per_chunk(const Geometry& g, int64_t batch) {
+  const int64_t per_image = g.tiles_h * g.tiles_w;
+  return std::clamp<int64_t>(
+      (int64_t{1} << 19) / (16 * (g.in_channels + g.out_channels) * per_image), 1, batch);
+}
+
+/// Z (16, out_channels, tiles) for the images of a chunk: A d A^T of every 2x2 block of dy
+/// (zero past out_h / out_w), the gradient with respect to the tiles' products.
+void transform_output_grads(float* z, int64_t tiles, const float* dy, int64_t images,
+                            const Geometry& g) {
+  const int64_t per_image = g.tiles_h * g.tiles_w;
+  const int64_t stride = g.out_channels * tiles;
+  for (int64_t n = 0; n < images; ++n)
+    for (int64_t o = 0; o < g.out_channels; ++o) {
+      const float* plane = dy + (n * g.out_channels + o) * g.out_h * g.out_w;
+      float* zo = z + o * tiles + n * per_image;
+      for (int64_t i = 0; i < g.tiles_h; ++i)
+        for (int64_t j = 0; j < g.tiles_w; ++j) {
+          const int64_t oh = 2 * i, ow = 2 * j;
+          const bool right = ow + 1 < g.out_w, bottom = oh + 1 < g.out_h;
+          const float* top = plane + oh * g.out_w + ow;
+          const float d[2][2] = {
+              {top[0], right ? top[1] : 0.0f},
+              {bottom ? top[g.out_w] : 0.0f, bottom && right ? top[g.out_w + 1] : 0.0f}};
+          // A d: rows d0, d0 + d1, d0 - d1, -d1; then each row [a, b] times A^T.
+          const float ad[4][2] = {{d[0][0], d[0][1]},
+                                  {d[0][0] + d[1][0], d[0][1] + d[1][1]},
+                                  {d[0][0] - d[1][0], d[0][1] - d[1][1]},
+                                  {-d[1][0], -d[1][1]}};
+          float* zt = zo + i * g.tiles_w + j;
+          for (int r = 0; r < 4; ++r) {
+            const float a = ad[r][0], b = ad[r][1];
+            zt[(r * 4 + 0) * stride] = a;
+            zt[(r * 4 + 1) * stride] = a + b;
+            zt[(r * 4 + 2) * stride] = a - b;
+            zt[(r * 4 + 3) * stride] = -b;
+          }
+        }
+    }
+}
+
+}  // namespace
+
+void winograd_conv3x3(float* y, const float* x, const float* weights, bool rotated_transposed,
+                      const float* bias, int64_t batch, int64_t in_channels, int64_t height,
+                      int64_t width, int64_t out_channels, int64_t pad_h, int64_t pad_w) {
+  const Geometry g = make_geometry(in_channels, height, width, out_channels, pad_h, pad_w);
   const int64_t pairs = out_channels * in_channels;
   std::vector<float>& u = shared_scratch<float>(0, 16 * pairs);
   transform_weights(u.data(), weights, rotated_transposed, in_channels, out_channels);
@@ -170,10 +217,8 @@ void winograd_conv3x3(float* y, const float* x, const float* weights, bool rotat
   // Inside the parallel region the name packed_u would mean each thread's own (empty) copy.
   const std::vector<float>* packs = packed_u;
 
-  // Images in chunks of about 1 MiB of V and M per thread.
   const int64_t per_image = g.tiles_h * g.tiles_w;
-  const int64_t chunk = std::clamp<int64_t>(
-      (int64_t{1} << 19) / (16 * (in_channels + out_channels) * per_image), 1, batch);
+  const int64_t chunk = images_per_chunk(g, batch);
   const int64_t in_size = in_channels * height * width;
   const int team = static_cast<int>(std::min<int64_t>(ops::threads(), batch));
 #pragma omp parallel num_threads(team) if (team > 1)
@@ -197,6 +242,70 @@ void winograd_conv3x3(float* y, const float* x, const float* weights, bool rotat
       transform_outputs(y + start * out_channels * g.out_h * g.out_w, m, tiles, bias, g);
     }
   }
+}
+
+}  // namespace cnn::detail
+
+namespace cnn::detail {
+
+void winograd_weight_grad3x3(float* dw, const float* x, const float* dy, int64_t batch,
+                             int64_t in_channels, int64_t height, int64_t width,
+                             int64_t out_channels, int64_t pad_h, int64_t pad_w) {
+  const Geometry g = make_geometry(in_channels, height, width, out_channels, pad_h, pad_w);
+  const int64_t pairs = out_channels * in_channels;
+  const int64_t per_image = g.tiles_h * g.tiles_w;
+  const int64_t chunk = images_per_chunk(g, batch);
+  const int64_t in_size = in_channels * height * width;
+  const int64_t out_size = out_channels * g.out_h * g.out_w;
+  const int team = static_cast<int>(std::min<int64_t>(ops::threads(), batch));
+  // dL/dU (16, out_channels, in_channels) per thread, added in thread order afterwards.
+  std::vector<float>& partials = shared_scratch<float>(1, team * 16 * pairs);
+#pragma omp parallel num_threads(team) if (team > 1)
+  {
+    const int t = omp_get_thread_num();
+    const int64_t first = batch * t / team, last = batch * (t + 1) / team;
+    float* du = partials.data() + t * 16 * pairs;
+    std::fill(du, du + 16 * pairs, 0.0f);
+    float* staged = scratch<float>(4, g.staged_h * g.staged_w);
+    std::fill(staged, staged + g.staged_h * g.staged_w, 0.0f);
+    float* v = scratch<float>(5, 16 * in_channels * chunk * per_image);
+    float* z = scratch<float>(6, 16 * out_channels * chunk * per_image);
+    for (int64_t start = first; start < last; start += chunk) {
+      const int64_t count = std::min(chunk, last - start);
+      const int64_t tiles = count * per_image;
+      for (int64_t i = 0; i < count; ++i)
+        transform_inputs(v, tiles, i * per_image, x + (start + i) * in_size, staged, g);
+      transform_output_grads(z, tiles, dy + start * out_size, count, g);
+      // dL/dU_xi += Z_xi (out_channels x tiles) V_xi^T (tiles x in_channels).
+      for (int xi = 0; xi < 16; ++xi) {
+        gemm_nt<float>(out_channels, in_channels, tiles, z + xi * out_channels * tiles, tiles,
+                       v + xi * in_channels * tiles, tiles, du + xi * pairs, in_channels, true);
+      }
+    }
+  }
+  float* du = partials.data();
+  for (int t = 1; t < team; ++t) {
+    const float* other = partials.data() + t * 16 * pairs;
+    for (int64_t k = 0; k < 16 * pairs; ++k) du[k] += other[k];
+  }
+  // dL/dg = G^T (dL/dU) G for every kernel, accumulated into dw.
+  for (int64_t o = 0; o < out_channels; ++o)
+    for (int64_t c = 0; c < in_channels; ++c) {
+      float x4[4][4];
+      for (int xi = 0; xi < 16; ++xi) x4[xi / 4][xi % 4] = du[xi * pairs + o * in_channels + c];
+      float gx[3][4];  // G^T X: G^T rows are [1 .5 .5 0], [0 .5 -.5 0], [0 .5 .5 1]
+      for (int col = 0; col < 4; ++col) {
+        gx[0][col] = x4[0][col] + 0.5f * (x4[1][col] + x4[2][col]);
+        gx[1][col] = 0.5f * (x4[1][col] - x4[2][col]);
+        gx[2][col] = 0.5f * (x4[1][col] + x4[2][col]) + x4[3][col];
+      }
+      float* k = dw + (o * in_channels + c) * 9;
+      for (int r = 0; r < 3; ++r) {  // (G^T X) G
+        k[r * 3 + 0] += gx[r][0] + 0.5f * (gx[r][1] + gx[r][2]);
+        k[r * 3 + 1] += 0.5f * (gx[r][1] - gx[r][2]);
+        k[r * 3 + 2] += 0.5f * (gx[r][1] + gx[r][2]) + gx[r][3];
+      }
+    }
 }
 
 }  // namespace cnn::detail

@@ -19,4 +19,12 @@ void winograd_conv3x3(float* y, const float* x, const float* weights, bool rotat
                       const float* bias, int64_t batch, int64_t in_channels, int64_t height,
                       int64_t width, int64_t out_channels, int64_t pad_h, int64_t pad_w);
 
+/// The weight gradient of the same 3x3 stride-1 correlation, accumulated: dw (out_channels,
+/// in_channels, 3, 3) += the gradient given x and dy (batch, out_channels, out_h, out_w).
+/// Computed through the Winograd form: dL/dU_xi = sum over tiles of (A dy A^T)_xi V_xi, then
+/// dL/dg = G^T (dL/dU) G. Threads split the images; their sums are added in thread order.
+void winograd_weight_grad3x3(float* dw, const float* x, const float* dy, int64_t batch,
+                             int64_t in_channels, int64_t height, int64_t width,
+                             int64_t out_channels, int64_t pad_h, int64_t pad_w);
+
 }  // namespace cnn::detail
