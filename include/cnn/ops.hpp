@@ -75,8 +75,8 @@ int threads();
 
 /// How float convolutions are computed. kGemm: im2col + packed GEMM (any stride). kDirect:
 /// the direct kernels wherever they apply (stride 1), im2col + GEMM elsewhere. kWinograd:
-/// Winograd F(2x2, 3x3) for the forward and the input gradient of 3x3 stride-1 layers
-/// (padding at most 2), direct elsewhere. kAuto (the default): the fastest measured by layer
+/// Winograd F(2x2, 3x3) for the forward, weight gradient and input gradient of 3x3 stride-1
+/// layers (padding at most 2), direct elsewhere. kAuto (the default): the fastest measured by layer
 /// shape: Winograd for 3x3 stride-1 layers with at least 16 input and 16 output channels
 /// and batches of 8 or more,
 /// direct for the other stride-1 forwards and for the weight gradient of stride-1 layers with
