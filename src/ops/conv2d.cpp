@@ -114,10 +114,6 @@ namespace cnn::ops {
 
 namespace {
 
-const detail::DirectConvKernels& direct_kernels() {
-  return detail::direct_conv_kernels();
-}
-
 int64_t round_up(int64_t value, int64_t multiple) {
   return (value + multiple - 1) / multiple * multiple;
 }
@@ -284,7 +280,7 @@ namespace {
 
 void conv2d_forward_direct(float* y, const float* x, const float* w, const float* b,
                            const ConvShape& s) {
-  const detail::DirectConvKernels& kernels = direct_kernels();
+  const detail::DirectConvKernels& kernels = detail::direct_conv_kernels();
   const Staging g = make_staging(s.in_channels, s.in_h, s.in_w, s.pad_h, s.pad_w, s.kernel_h,
                                  s.kernel_w, kernels.lanes);
   const int64_t taps = s.in_channels * s.kernel_h * s.kernel_w;
@@ -318,27 +314,38 @@ void conv2d_forward_direct(float* y, const float* x, const float* w, const float
   }
 }
 
-/// Backward of images [first, last) into one thread's partial sums: dw_partial (OC, taps) and
-/// db_partial (OC) assigned; dx assigned per image when not null. offsets has taps + 1
-/// entries: the last points at a run of ones staged after each image, so that the weight
-/// gradient kernel computes the bias gradient (the sum of dy) as one more tap.
-void conv2d_backward_direct_images(ImageRange range, float* dx, float* dw_partial,
-                                   float* db_partial, const float* x, const float* w,
-                                   const float* dy, const ConvShape& s,
-                                   const float* rotated_weights, const float* dx_bias,
-                                   const int64_t* offsets, const int64_t* dx_offsets) {
-  const detail::DirectConvKernels& kernels = direct_kernels();
+/// What the threads of one direct backward share, computed once per call and read-only in the
+/// parallel region.
+struct DirectBackwardPlan {
+  Staging g;  // the input, staged as the forward stages it
+  int64_t taps;
+  int64_t wg_block, wg_channels;  // the weight gradient kernel's channel block, and OC padded
+  // taps + 1 entries: the last points at a run of ones staged after each image, so that the
+  // weight gradient kernel computes the bias gradient (the sum of dy) as one more tap.
+  const int64_t* offsets;
+  // The input gradient as the full convolution of dy padded by kernel - 1 - pad with the
+  // rotated weights; rotated is null when it runs by GEMM + col2im instead (or is not needed).
+  Staging gd;
+  int64_t dx_block, dx_channels;
+  const float* rotated;  // packed for the forward kernel
+  const float* dx_bias;  // dx_channels zeros: dx has no bias term
+  const int64_t* dx_offsets;
+};
+
+/// Backward of the images of `range` into one thread's partial sums: dw_partial (OC, taps) and
+/// db_partial (OC, may be null) assigned; dx assigned per image when not null.
+void conv2d_backward_direct_images(const DirectBackwardPlan& plan, ImageRange range, float* dx,
+                                   float* dw_partial, float* db_partial, const float* x,
+                                   const float* w, const float* dy, const ConvShape& s) {
+  const detail::DirectConvKernels& kernels = detail::direct_conv_kernels();
   const int64_t lanes = kernels.lanes;
-  const Staging g =
-      make_staging(s.in_channels, s.in_h, s.in_w, s.pad_h, s.pad_w, s.kernel_h, s.kernel_w, lanes);
-  const int64_t taps = s.in_channels * s.kernel_h * s.kernel_w;
+  const Staging& g = plan.g;
+  const int64_t taps = plan.taps;
   const int64_t out_plane = s.out_h * s.out_w;
   const int64_t in_size = s.in_channels * s.in_h * s.in_w;
-  const int64_t wg_block = kernels.weight_grad_oc_block(s.out_channels);
-  const int64_t wg_channels = round_up(s.out_channels, wg_block);
   // dy staged at the same flat positions as the forward outputs, zero in the columns
   // ow >= out_w, so that those positions add nothing to the weight gradient.
-  const int64_t dy_stride = wg_channels * g.positions;
+  const int64_t dy_stride = plan.wg_channels * g.positions;
   // Images staged together, about 256 KiB of them, so the kernel's accumulators stay in
   // registers across images.
   const int64_t per_image = g.size + dy_stride;
@@ -348,29 +355,22 @@ void conv2d_backward_direct_images(ImageRange range, float* dx, float* dw_partia
   const int64_t grad_taps = db_partial ? taps + 1 : taps;
   float* staged_x = detail::scratch<float>(4, chunk * x_stride);
   float* staged_dy = detail::scratch<float>(5, chunk * dy_stride);
-  float* lanes_sum = detail::scratch<float>(6, wg_channels * grad_taps * lanes);
+  float* lanes_sum = detail::scratch<float>(6, plan.wg_channels * grad_taps * lanes);
   for (int64_t i = 0; i < chunk; ++i) {
     float* image = staged_x + i * x_stride;
     std::fill(image, image + g.size, 0.0f);
     std::fill(image + g.size, image + x_stride, 1.0f);
   }
   std::fill(staged_dy, staged_dy + chunk * dy_stride, 0.0f);
-  std::fill(lanes_sum, lanes_sum + wg_channels * grad_taps * lanes, 0.0f);
+  std::fill(lanes_sum, lanes_sum + plan.wg_channels * grad_taps * lanes, 0.0f);
 
-  // The input gradient: dy padded by kernel - 1 - pad, correlated with the rotated weights.
-  const bool direct_dx = dx != nullptr && rotated_weights != nullptr;
-  Staging gd{};
-  int64_t dx_block = 0, dx_channels = 0;
+  const bool direct_dx = dx != nullptr && plan.rotated != nullptr;
   float* dx_staged = nullptr;
   float* dx_flat = nullptr;
   if (direct_dx) {
-    gd = make_staging(s.out_channels, s.out_h, s.out_w, s.kernel_h - 1 - s.pad_h,
-                      s.kernel_w - 1 - s.pad_w, s.kernel_h, s.kernel_w, lanes);
-    dx_block = kernels.forward_oc_block(s.in_channels);
-    dx_channels = round_up(s.in_channels, dx_block);
-    dx_staged = detail::scratch<float>(0, gd.size);
-    dx_flat = detail::scratch<float>(1, dx_channels * gd.positions);
-    std::fill(dx_staged, dx_staged + gd.size, 0.0f);
+    dx_staged = detail::scratch<float>(0, plan.gd.size);
+    dx_flat = detail::scratch<float>(1, plan.dx_channels * plan.gd.positions);
+    std::fill(dx_staged, dx_staged + plan.gd.size, 0.0f);
   }
 
   for (int64_t start = range.first; start < range.last; start += chunk) {
@@ -385,18 +385,19 @@ void conv2d_backward_direct_images(ImageRange range, float* dx, float* dw_partia
                           s.out_w);
       }
     }
-    kernels.weight_grad({wg_channels, wg_block, grad_taps, offsets, count, staged_x, x_stride,
-                         staged_dy, dy_stride, g.positions, lanes_sum});
+    kernels.weight_grad({plan.wg_channels, plan.wg_block, grad_taps, plan.offsets, count, staged_x,
+                         x_stride, staged_dy, dy_stride, g.positions, lanes_sum});
     if (!dx) continue;
     for (int64_t i = 0; i < count; ++i) {
       const int64_t n = start + i;
       const float* dyn = dy + n * s.out_channels * out_plane;
       float* dxn = dx + n * in_size;
       if (direct_dx) {
-        stage(dx_staged, dyn, gd);
-        kernels.forward({dx_channels, dx_block, s.out_channels * s.kernel_h * s.kernel_w,
-                         dx_offsets, dx_staged, rotated_weights, dx_bias, dx_flat, gd.positions});
-        unstage(dxn, dx_flat, s.in_channels, gd);
+        stage(dx_staged, dyn, plan.gd);
+        kernels.forward({plan.dx_channels, plan.dx_block, s.out_channels * s.kernel_h * s.kernel_w,
+                         plan.dx_offsets, dx_staged, plan.rotated, plan.dx_bias, dx_flat,
+                         plan.gd.positions});
+        unstage(dxn, dx_flat, s.in_channels, plan.gd);
       } else {
         float* dcol = detail::scratch<float>(1, taps * out_plane);
         detail::gemm_tn(taps, out_plane, s.out_channels, w, taps, dyn, out_plane, dcol, out_plane,
@@ -421,53 +422,55 @@ void conv2d_backward_direct_images(ImageRange range, float* dx, float* dw_partia
 
 void conv2d_backward_direct(float* dx, float* dw, float* db, const float* x, const float* w,
                             const float* dy, const ConvShape& s) {
-  const detail::DirectConvKernels& kernels = direct_kernels();
-  const int64_t taps = s.in_channels * s.kernel_h * s.kernel_w;
-  const Staging g = make_staging(s.in_channels, s.in_h, s.in_w, s.pad_h, s.pad_w, s.kernel_h,
-                                 s.kernel_w, kernels.lanes);
-  std::vector<int64_t>& offsets = detail::shared_scratch<int64_t>(0, taps + 1);
-  tap_offsets(offsets.data(), g, s.kernel_h, s.kernel_w);
-  offsets[static_cast<size_t>(taps)] = g.size;  // the run of ones: the bias gradient's tap
-  // The full convolution's weights: rotated(ic, (oc, kh, kw)) = w(oc, ic, KH-1-kh, KW-1-kw).
-  const float* rotated = nullptr;
-  const float* dx_bias = nullptr;  // zeros: dx has no bias term
-  const int64_t* dx_offsets = nullptr;
-  const int64_t dx_taps = s.out_channels * s.kernel_h * s.kernel_w;
+  const detail::DirectConvKernels& kernels = detail::direct_conv_kernels();
+  DirectBackwardPlan plan{};
+  plan.g = make_staging(s.in_channels, s.in_h, s.in_w, s.pad_h, s.pad_w, s.kernel_h, s.kernel_w,
+                        kernels.lanes);
+  plan.taps = s.in_channels * s.kernel_h * s.kernel_w;
+  plan.wg_block = kernels.weight_grad_oc_block(s.out_channels);
+  plan.wg_channels = round_up(s.out_channels, plan.wg_block);
+  std::vector<int64_t>& offsets = detail::shared_scratch<int64_t>(0, plan.taps + 1);
+  tap_offsets(offsets.data(), plan.g, s.kernel_h, s.kernel_w);
+  offsets[static_cast<size_t>(plan.taps)] = plan.g.size;  // the bias gradient's run of ones
+  plan.offsets = offsets.data();
+
   const int team = static_cast<int>(std::min<int64_t>(threads(), s.batch));
-  const int64_t dw_size = s.out_channels * taps;
+  const int64_t dw_size = s.out_channels * plan.taps;
   const int64_t partial_size = dw_size + s.out_channels;
-  const int64_t dx_block = kernels.forward_oc_block(s.in_channels);
-  const int64_t dx_channels = round_up(s.in_channels, dx_block);
+  const int64_t dx_taps = s.out_channels * s.kernel_h * s.kernel_w;
   const bool direct_dx = dx != nullptr && conv_input_grad_uses_direct(s);
-  const int64_t rotated_size = direct_dx ? dx_channels * (dx_taps + 1) : 0;
+  if (direct_dx) {
+    plan.dx_block = kernels.forward_oc_block(s.in_channels);
+    plan.dx_channels = round_up(s.in_channels, plan.dx_block);
+  }
+  const int64_t rotated_size = direct_dx ? plan.dx_channels * (dx_taps + 1) : 0;
   std::vector<float>& shared = detail::shared_scratch<float>(0, team * partial_size + rotated_size);
   if (direct_dx) {
+    // The full convolution's weights: rotated(ic, (oc, kh, kw)) = w(oc, ic, KH-1-kh, KW-1-kw).
     float* packed = shared.data() + team * partial_size;
     const int64_t kernel_size = s.kernel_h * s.kernel_w;
-    pack_forward_weights(packed, s.in_channels, dx_channels, dx_block, dx_taps,
+    pack_forward_weights(packed, s.in_channels, plan.dx_channels, plan.dx_block, dx_taps,
                          [&](int64_t ic, int64_t t) {
                            const int64_t oc = t / kernel_size, k = t % kernel_size;
                            return w[(oc * s.in_channels + ic) * kernel_size + kernel_size - 1 - k];
                          });
-    rotated = packed;
-    float* zeros = packed + dx_channels * dx_taps;
-    std::fill(zeros, zeros + dx_channels, 0.0f);
-    dx_bias = zeros;
-    const Staging gd =
-        make_staging(s.out_channels, s.out_h, s.out_w, s.kernel_h - 1 - s.pad_h,
-                     s.kernel_w - 1 - s.pad_w, s.kernel_h, s.kernel_w, kernels.lanes);
+    plan.rotated = packed;
+    float* zeros = packed + plan.dx_channels * dx_taps;
+    std::fill(zeros, zeros + plan.dx_channels, 0.0f);
+    plan.dx_bias = zeros;
+    plan.gd = make_staging(s.out_channels, s.out_h, s.out_w, s.kernel_h - 1 - s.pad_h,
+                           s.kernel_w - 1 - s.pad_w, s.kernel_h, s.kernel_w, kernels.lanes);
     std::vector<int64_t>& offsets_dx = detail::shared_scratch<int64_t>(1, dx_taps);
-    tap_offsets(offsets_dx.data(), gd, s.kernel_h, s.kernel_w);
-    dx_offsets = offsets_dx.data();
+    tap_offsets(offsets_dx.data(), plan.gd, s.kernel_h, s.kernel_w);
+    plan.dx_offsets = offsets_dx.data();
   }
   float* partials = shared.data();
 #pragma omp parallel num_threads(team) if (team > 1)
   {
     const int t = omp_get_thread_num();
     float* partial = partials + t * partial_size;
-    conv2d_backward_direct_images(images_of_thread(s.batch, t, team), dx, partial,
-                                  db ? partial + dw_size : nullptr, x, w, dy, s, rotated, dx_bias,
-                                  offsets.data(), dx_offsets);
+    conv2d_backward_direct_images(plan, images_of_thread(s.batch, t, team), dx, partial,
+                                  db ? partial + dw_size : nullptr, x, w, dy, s);
   }
   // Partial sums added in thread order: bit-identical for a fixed thread count.
   for (int t = 0; t < team; ++t) {
@@ -542,6 +545,12 @@ T sum_of(const T* v, int64_t n) {
   return sum;
 }
 
+/// db (channels) += the sum of each channel plane of one image's dy (channels, plane).
+template <typename T>
+void add_bias_gradient(T* db, const T* dy_image, int64_t channels, int64_t plane) {
+  for (int64_t o = 0; o < channels; ++o) db[o] += sum_of(dy_image + o * plane, plane);
+}
+
 /// Backward for images [first, last): dx assigned per image; dw and db accumulated in image
 /// order into the given buffers.
 template <typename T>
@@ -556,9 +565,7 @@ void conv2d_backward_images(int64_t first, int64_t last, T* dx, T* dw, T* db, co
   for (int64_t n = first; n < last; ++n) {
     const T* xn = x + n * in_size;
     const T* dyn = dy + n * s.out_channels * out_size;
-    if (db) {
-      for (int64_t o = 0; o < s.out_channels; ++o) db[o] += sum_of(dyn + o * out_size, out_size);
-    }
+    if (db) add_bias_gradient(db, dyn, s.out_channels, out_size);
     if (!pointwise) im2col(col, xn, s);
     detail::gemm_nt(s.out_channels, patch, out_size, dyn, out_size, pointwise ? xn : col, out_size,
                     dw, patch, true);
@@ -582,8 +589,7 @@ void conv2d_backward(T* dx, T* dw, T* db, const T* x, const T* w, const T* dy, c
       if (db) {
         const int64_t plane = s.out_h * s.out_w;
         for (int64_t n = 0; n < s.batch; ++n)
-          for (int64_t o = 0; o < s.out_channels; ++o)
-            db[o] += sum_of(dy + (n * s.out_channels + o) * plane, plane);
+          add_bias_gradient(db, dy + n * s.out_channels * plane, s.out_channels, plane);
       }
       // The input gradient: the seed's full convolution of dy (padded by 2 - pad) with the
       // rotated kernel, by Winograd.

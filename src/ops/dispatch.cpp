@@ -79,6 +79,13 @@ void set_reference_mode(bool on) {
   reference_flag().store(on, std::memory_order_relaxed);
 }
 
+namespace {
+/// Outputs along one axis of a window sliding with the given padding and stride.
+int64_t output_extent(int64_t in, int64_t pad, int64_t kernel, int64_t stride) {
+  return (in + 2 * pad - kernel) / stride + 1;
+}
+}  // namespace
+
 ConvShape make_conv_shape(int64_t batch, int64_t in_channels, int64_t in_h, int64_t in_w,
                           int64_t out_channels, int64_t kernel_h, int64_t kernel_w,
                           int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w) {
@@ -93,8 +100,8 @@ ConvShape make_conv_shape(int64_t batch, int64_t in_channels, int64_t in_h, int6
                    stride_w,
                    pad_h,
                    pad_w,
-                   (in_h + 2 * pad_h - kernel_h) / stride_h + 1,
-                   (in_w + 2 * pad_w - kernel_w) / stride_w + 1};
+                   output_extent(in_h, pad_h, kernel_h, stride_h),
+                   output_extent(in_w, pad_w, kernel_w, stride_w)};
 }
 
 PoolShape make_pool_shape(int64_t batch, int64_t channels, int64_t in_h, int64_t in_w,
@@ -110,8 +117,8 @@ PoolShape make_pool_shape(int64_t batch, int64_t channels, int64_t in_h, int64_t
                    stride_w,
                    pad_h,
                    pad_w,
-                   (in_h + 2 * pad_h - kernel_h) / stride_h + 1,
-                   (in_w + 2 * pad_w - kernel_w) / stride_w + 1};
+                   output_extent(in_h, pad_h, kernel_h, stride_h),
+                   output_extent(in_w, pad_w, kernel_w, stride_w)};
 }
 
 }  // namespace cnn::ops

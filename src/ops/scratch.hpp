@@ -8,7 +8,7 @@
 namespace cnn::detail {
 
 /// Per-thread scratch slots: 0 and 1 the convolutions' column/staging buffers, 2 and 3 the
-/// GEMM packing buffers, 4 to 6 the direct convolutions' backward buffers.
+/// GEMM packing buffers, 4 to 6 the direct backward's and Winograd's staging and tiles.
 inline constexpr int kScratchSlots = 7;
 
 /// Returns at least n elements of per-thread scratch in slot `slot` (0 <= slot < 7). The

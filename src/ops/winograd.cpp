@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "cnn/ops.hpp"
+#include "dconv.hpp"
 #include "gemm.hpp"
 #include "scratch.hpp"
 
@@ -66,10 +67,8 @@ struct Geometry {
 void transform_inputs(float* v, int64_t tiles, int64_t first_tile, const float* image,
                       float* staged, const Geometry& g) {
   for (int64_t c = 0; c < g.in_channels; ++c) {
-    for (int64_t h = 0; h < g.height; ++h) {
-      const float* src = image + (c * g.height + h) * g.width;
-      std::copy(src, src + g.width, staged + (h + g.pad_h) * g.staged_w + g.pad_w);
-    }
+    direct_conv_kernels().copy_rows(staged + g.pad_h * g.staged_w + g.pad_w, g.staged_w,
+                                    image + c * g.height * g.width, g.width, g.height, g.width);
     float* vc = v + c * tiles + first_tile;
     for (int64_t i = 0; i < g.tiles_h; ++i)
       for (int64_t j = 0; j < g.tiles_w; ++j) {
