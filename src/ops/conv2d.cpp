@@ -217,8 +217,8 @@ bool conv_is_stride_one(const ConvShape& s) {
   return s.stride_h == 1 && s.stride_w == 1;
 }
 
-/// Winograd F(2x2, 3x3) computes the forward and the input gradient (dy padded by 2 - pad) of a
-/// 3x3 stride-1 layer with padding at most 2.
+/// Winograd F(2x2, 3x3) computes the forward and the backward of a 3x3 stride-1 layer with
+/// padding at most 2 (more pads only whole rows of zeros; the tests sweep up to 2).
 bool conv_uses_winograd(const ConvShape& s) {
   if (s.kernel_h != 3 || s.kernel_w != 3 || !conv_is_stride_one(s) || s.pad_h > 2 || s.pad_w > 2)
     return false;
@@ -489,7 +489,7 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s
   if (reference_mode()) return ref::conv2d_forward(y, x, w, b, s);
   if constexpr (std::is_same_v<T, float>) {
     if (conv_uses_winograd(s)) {
-      return detail::winograd_conv3x3(y, x, w, false, b, s.batch, s.in_channels, s.in_h, s.in_w,
+      return detail::winograd_conv3x3(y, x, w, b, s.batch, s.in_channels, s.in_h, s.in_w,
                                       s.out_channels, s.pad_h, s.pad_w);
     }
     if (conv_forward_uses_direct(s)) return conv2d_forward_direct(y, x, w, b, s);
@@ -502,7 +502,7 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s
   const float* packed_w = nullptr;
   if constexpr (std::is_same_v<T, float>) {
     std::vector<float>& buffer = detail::shared_scratch<float>(0, 0);
-    detail::sgemm_pack_a_nn(s.out_channels, patch, w, patch, buffer);
+    detail::sgemm_pack_a(s.out_channels, patch, w, patch, 1, buffer);
     packed_w = buffer.data();
   }
   // Images are independent: each thread takes a contiguous block of them, with its own
@@ -584,18 +584,14 @@ void conv2d_backward(T* dx, T* dw, T* db, const T* x, const T* w, const T* dy, c
   if (reference_mode()) return ref::conv2d_backward(dx, dw, db, x, w, dy, s);
   if constexpr (std::is_same_v<T, float>) {
     if (conv_uses_winograd(s)) {
-      detail::winograd_weight_grad3x3(dw, x, dy, s.batch, s.in_channels, s.in_h, s.in_w,
-                                      s.out_channels, s.pad_h, s.pad_w);
+      // dx is the seed's full convolution of dy with the rotated kernel, computed as the
+      // exact backward of the Winograd form (winograd.hpp).
+      detail::winograd_backward3x3(dx, dw, x, w, dy, s.batch, s.in_channels, s.in_h, s.in_w,
+                                   s.out_channels, s.pad_h, s.pad_w);
       if (db) {
         const int64_t plane = s.out_h * s.out_w;
         for (int64_t n = 0; n < s.batch; ++n)
           add_bias_gradient(db, dy + n * s.out_channels * plane, s.out_channels, plane);
-      }
-      // The input gradient: the seed's full convolution of dy (padded by 2 - pad) with the
-      // rotated kernel, by Winograd.
-      if (dx) {
-        detail::winograd_conv3x3(dx, dy, w, true, nullptr, s.batch, s.out_channels, s.out_h,
-                                 s.out_w, s.in_channels, 2 - s.pad_h, 2 - s.pad_w);
       }
       return;
     }

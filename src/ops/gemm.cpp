@@ -108,9 +108,9 @@ void gemm_nt<float>(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda
   sgemm(m, n, k, a, lda, 1, b, 1, ldb, c, ldc, accumulate);
 }
 
-void sgemm_pack_a_nn(int64_t m, int64_t k, const float* a, int64_t lda,
-                     std::vector<float>& packed) {
-  SgemmArgs args{m, 0, k, a, lda, 1, nullptr, 0, 0, nullptr, 0, false, nullptr, nullptr};
+void sgemm_pack_a(int64_t m, int64_t k, const float* a, int64_t a_rs, int64_t a_cs,
+                  std::vector<float>& packed) {
+  SgemmArgs args{m, 0, k, a, a_rs, a_cs, nullptr, 0, 0, nullptr, 0, false, nullptr, nullptr};
   switch (ops::isa()) {
     case ops::Isa::kAvx512:
       packed.resize(static_cast<size_t>(sgemm_avx512_packed_a_size(m, k)));

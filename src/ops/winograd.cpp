@@ -31,16 +31,12 @@ inline v4 load4(const float* p) {
 }
 
 /// U (16, out_channels, in_channels) = G g G^T of every kernel.
-void transform_weights(float* u, const float* weights, bool rotated_transposed, int64_t in_channels,
-                       int64_t out_channels) {
+void transform_weights(float* u, const float* weights, int64_t in_channels, int64_t out_channels) {
   const int64_t pairs = out_channels * in_channels;
   for (int64_t o = 0; o < out_channels; ++o)
     for (int64_t c = 0; c < in_channels; ++c) {
       float g[3][3];
-      for (int k = 0; k < 9; ++k) {
-        g[k / 3][k % 3] = rotated_transposed ? weights[(c * out_channels + o) * 9 + 8 - k]
-                                             : weights[(o * in_channels + c) * 9 + k];
-      }
+      for (int k = 0; k < 9; ++k) g[k / 3][k % 3] = weights[(o * in_channels + c) * 9 + k];
       float gg[4][3];  // G g
       for (int j = 0; j < 3; ++j) {
         gg[0][j] = g[0][j];
@@ -202,17 +198,17 @@ void transform_output_grads(float* z, int64_t tiles, const float* dy, int64_t im
 
 }  // namespace
 
-void winograd_conv3x3(float* y, const float* x, const float* weights, bool rotated_transposed,
-                      const float* bias, int64_t batch, int64_t in_channels, int64_t height,
-                      int64_t width, int64_t out_channels, int64_t pad_h, int64_t pad_w) {
+void winograd_conv3x3(float* y, const float* x, const float* weights, const float* bias,
+                      int64_t batch, int64_t in_channels, int64_t height, int64_t width,
+                      int64_t out_channels, int64_t pad_h, int64_t pad_w) {
   const Geometry g = make_geometry(in_channels, height, width, out_channels, pad_h, pad_w);
   const int64_t pairs = out_channels * in_channels;
   std::vector<float>& u = shared_scratch<float>(0, 16 * pairs);
-  transform_weights(u.data(), weights, rotated_transposed, in_channels, out_channels);
+  transform_weights(u.data(), weights, in_channels, out_channels);
   // Each U_xi packed once for the GEMM kernel, shared read-only by the threads.
   thread_local std::vector<float> packed_u[16];
   for (int xi = 0; xi < 16; ++xi)
-    sgemm_pack_a_nn(out_channels, in_channels, u.data() + xi * pairs, in_channels, packed_u[xi]);
+    sgemm_pack_a(out_channels, in_channels, u.data() + xi * pairs, in_channels, 1, packed_u[xi]);
   // Inside the parallel region the name packed_u would mean each thread's own (empty) copy.
   const std::vector<float>* packs = packed_u;
 
@@ -247,9 +243,79 @@ void winograd_conv3x3(float* y, const float* x, const float* weights, bool rotat
 
 namespace cnn::detail {
 
-void winograd_weight_grad3x3(float* dw, const float* x, const float* dy, int64_t batch,
-                             int64_t in_channels, int64_t height, int64_t width,
-                             int64_t out_channels, int64_t pad_h, int64_t pad_w) {
+namespace {
+
+/// dx of the chunk's images from dL/dV (16, in_channels, tiles): every tile's B (dL/dV) B^T
+/// added into a zero-padded plane at the place its 4x4 input tile was read from (neighbouring
+/// tiles overlap by two rows or columns), then the plane's interior copied to dx. `staged`
+/// holds one plane plus 8 floats of slack.
+void transform_input_grads(float* dx, const float* dv, int64_t tiles, int64_t images, float* staged,
+                           const Geometry& g) {
+  const int64_t per_image = g.tiles_h * g.tiles_w;
+  const int64_t stride = g.in_channels * tiles;  // between tile positions xi
+  const int64_t plane = g.staged_h * g.staged_w;
+  const v4i lanes = {0, 1, 2, 3};
+  const v4i carry_in = {3, 4, 5, 6};  // (previous, current) -> previous[3], current[0..2]
+  const v4i first_half = {0, 4, 1, 5}, second_half = {2, 6, 3, 7};
+  for (int64_t n = 0; n < images; ++n)
+    for (int64_t c = 0; c < g.in_channels; ++c) {
+      std::fill(staged, staged + plane + 8, 0.0f);
+      const float* vc = dv + c * tiles + n * per_image;
+      for (int64_t i = 0; i < g.tiles_h; ++i) {
+        // Columns 2j and 2j + 1 of a row receive columns 0 and 1 of tile j's block and
+        // columns 2 and 3 of tile j - 1's: the latter carried in from the lane (or the group
+        // of 4 tiles) before.
+        v4 carry2[4] = {}, carry3[4] = {};
+        for (int64_t j0 = 0; j0 < g.tiles_w; j0 += 4) {
+          const int64_t count = std::min<int64_t>(4, g.tiles_w - j0);
+          v4 x[16];
+          for (int xi = 0; xi < 16; ++xi) {
+            // Lanes past `count` read the next tiles or channel (dV has 4 floats of slack at
+            // its end) and are zeroed.
+            x[xi] = load4(vc + xi * stride + i * g.tiles_w + j0);
+            if (count < 4) x[xi] = lanes < static_cast<int>(count) ? x[xi] : v4{};
+          }
+          for (int r = 0; r < 4; ++r) {
+            v4 s[4];  // row r of B X
+            for (int col = 0; col < 4; ++col) {
+              const v4 x0 = x[col], x1 = x[4 + col], x2 = x[8 + col], x3 = x[12 + col];
+              s[col] = r == 0 ? x0 : r == 1 ? x1 - x2 + x3 : r == 2 ? x1 + x2 - x0 : -x3;
+            }
+            // (B X) B^T, column by column.
+            const v4 col0 = s[0], col1 = s[1] - s[2] + s[3], col2 = s[1] + s[2] - s[0],
+                     col3 = -s[3];
+            const v4 even = col0 + __builtin_shuffle(carry2[r], col2, carry_in);
+            const v4 odd = col1 + __builtin_shuffle(carry3[r], col3, carry_in);
+            carry2[r] = col2;
+            carry3[r] = col3;
+            // Past the last tile, a zeroed lane holds the carry and the lanes after it add
+            // zeros (into the slack, or the next row's left padding).
+            float* row = staged + (2 * i + r) * g.staged_w + 2 * j0;
+            const v4 low = load4(row) + __builtin_shuffle(even, odd, first_half);
+            const v4 high = load4(row + 4) + __builtin_shuffle(even, odd, second_half);
+            __builtin_memcpy(row, &low, sizeof low);
+            __builtin_memcpy(row + 4, &high, sizeof high);
+          }
+        }
+        if (g.tiles_w % 4 == 0) {  // the last tile's columns 2 and 3 are still carried
+          for (int r = 0; r < 4; ++r) {
+            float* row = staged + (2 * i + r) * g.staged_w + 2 * g.tiles_w;
+            row[0] += carry2[r][3];
+            row[1] += carry3[r][3];
+          }
+        }
+      }
+      direct_conv_kernels().copy_rows(dx + (n * g.in_channels + c) * g.height * g.width, g.width,
+                                      staged + g.pad_h * g.staged_w + g.pad_w, g.staged_w, g.height,
+                                      g.width);
+    }
+}
+
+}  // namespace
+
+void winograd_backward3x3(float* dx, float* dw, const float* x, const float* weights,
+                          const float* dy, int64_t batch, int64_t in_channels, int64_t height,
+                          int64_t width, int64_t out_channels, int64_t pad_h, int64_t pad_w) {
   const Geometry g = make_geometry(in_channels, height, width, out_channels, pad_h, pad_w);
   const int64_t pairs = out_channels * in_channels;
   const int64_t per_image = g.tiles_h * g.tiles_w;
@@ -257,6 +323,15 @@ void winograd_weight_grad3x3(float* dw, const float* x, const float* dy, int64_t
   const int64_t in_size = in_channels * height * width;
   const int64_t out_size = out_channels * g.out_h * g.out_w;
   const int team = static_cast<int>(std::min<int64_t>(ops::threads(), batch));
+  // dL/dV_xi = U_xi^T Z_xi: each U_xi^T (in_channels x out_channels) packed once.
+  thread_local std::vector<float> packed_ut[16];
+  if (dx) {
+    std::vector<float>& u = shared_scratch<float>(0, 16 * pairs);
+    transform_weights(u.data(), weights, in_channels, out_channels);
+    for (int xi = 0; xi < 16; ++xi)
+      sgemm_pack_a(in_channels, out_channels, u.data() + xi * pairs, 1, in_channels, packed_ut[xi]);
+  }
+  const std::vector<float>* packs = packed_ut;
   // dL/dU (16, out_channels, in_channels) per thread, added in thread order afterwards.
   std::vector<float>& partials = shared_scratch<float>(1, team * 16 * pairs);
 #pragma omp parallel num_threads(team) if (team > 1)
@@ -265,21 +340,29 @@ void winograd_weight_grad3x3(float* dw, const float* x, const float* dy, int64_t
     const int64_t first = batch * t / team, last = batch * (t + 1) / team;
     float* du = partials.data() + t * 16 * pairs;
     std::fill(du, du + 16 * pairs, 0.0f);
-    float* staged = scratch<float>(4, g.staged_h * g.staged_w);
-    std::fill(staged, staged + g.staged_h * g.staged_w, 0.0f);
-    float* v = scratch<float>(5, 16 * in_channels * chunk * per_image);
+    float* staged = scratch<float>(4, g.staged_h * g.staged_w + 8);
+    float* v = scratch<float>(5, 16 * in_channels * chunk * per_image + 4);
     float* z = scratch<float>(6, 16 * out_channels * chunk * per_image);
     for (int64_t start = first; start < last; start += chunk) {
       const int64_t count = std::min(chunk, last - start);
       const int64_t tiles = count * per_image;
+      std::fill(staged, staged + g.staged_h * g.staged_w, 0.0f);
       for (int64_t i = 0; i < count; ++i)
         transform_inputs(v, tiles, i * per_image, x + (start + i) * in_size, staged, g);
       transform_output_grads(z, tiles, dy + start * out_size, count, g);
-      // dL/dU_xi += Z_xi (out_channels x tiles) V_xi^T (tiles x in_channels).
       for (int xi = 0; xi < 16; ++xi) {
-        gemm_nt<float>(out_channels, in_channels, tiles, z + xi * out_channels * tiles, tiles,
-                       v + xi * in_channels * tiles, tiles, du + xi * pairs, in_channels, true);
+        float* v_xi = v + xi * in_channels * tiles;
+        const float* z_xi = z + xi * out_channels * tiles;
+        // dL/dU_xi += Z_xi (out_channels x tiles) V_xi^T (tiles x in_channels).
+        gemm_nt<float>(out_channels, in_channels, tiles, z_xi, tiles, v_xi, tiles, du + xi * pairs,
+                       in_channels, true);
+        // V_xi is used up: its place takes dL/dV_xi.
+        if (dx) {
+          sgemm_nn_prepacked(in_channels, tiles, out_channels, packs[xi].data(), z_xi, tiles, v_xi,
+                             tiles, false);
+        }
       }
+      if (dx) transform_input_grads(dx + start * in_size, v, tiles, count, staged, g);
     }
   }
   float* du = partials.data();
