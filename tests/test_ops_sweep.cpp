@@ -149,6 +149,18 @@ void sweep_conv(uint64_t seed, int cases) {
   }
 }
 
+/// A random 3x3 stride-1 geometry, the Winograd path's: sizes 1 to 20 give 1 to 10 tiles per
+/// row (every remainder of the 4-tile groups), batches up to 13 split over threads and chunks.
+ops::ConvShape random_conv3x3(Rng& rng) {
+  while (true) {
+    const int64_t h = 1 + int64_t(rng.below(20)), w = 1 + int64_t(rng.below(20));
+    const int64_t ph = int64_t(rng.below(3)), pw = rng.below(2) ? ph : int64_t(rng.below(3));
+    if (h + 2 * ph < 3 || w + 2 * pw < 3) continue;
+    return ops::make_conv_shape(1 + int64_t(rng.below(13)), 1 + int64_t(rng.below(24)), h, w,
+                                1 + int64_t(rng.below(24)), 3, 3, 1, 1, ph, pw);
+  }
+}
+
 /// The float sweeps run once per supported instruction set.
 class OpsSweepIsa : public testing::PathTest {};
 
@@ -176,6 +188,18 @@ TEST_P(OpsSweepIsa, Conv2dFloatLargeImagesAndTwoThreads) {
   ops::set_threads(saved);
 }
 
+TEST_P(OpsSweepIsa, Conv2dFloat3x3Stride1OneAndTwoThreads) {
+  Rng rng(23);
+  const int saved = ops::threads();
+  for (int c = 0; c < 40; ++c) {
+    const ops::ConvShape s = random_conv3x3(rng);
+    const int team = 1 + c % 2;
+    ops::set_threads(team);
+    SCOPED_TRACE(team);
+    ASSERT_NO_FATAL_FAILURE(check_conv<float>(rng, s, c % 3 != 0));
+  }
+  ops::set_threads(saved);
+}
 TEST(OpsSweep, Conv2dDouble) {
   sweep_conv<double>(2, 150);
 }
