@@ -58,28 +58,96 @@ struct Geometry {
   int64_t staged_h, staged_w;  // a zero-padded plane that every tile lies inside
 };
 
+/// Copies a rows x width block. Not the ISA's masked-tail copy_rows: the transforms load the
+/// staged rows right after, and a load that spans a masked store is not forwarded from it (the
+/// stall cost convnet's conv2 backward about 1 ms).
+void copy_plane(float* dst, int64_t dst_stride, const float* src, int64_t src_stride, int64_t rows,
+                int64_t width) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* from = src + r * src_stride;
+    float* to = dst + r * dst_stride;
+    int64_t j = 0;
+    for (; j + 4 <= width; j += 4) {
+      v4 v = load4(from + j);
+      __builtin_memcpy(to + j, &v, sizeof v);
+    }
+    for (; j < width; ++j) to[j] = from[j];
+  }
+}
+
+/// Even and odd lanes of the 8 floats at p.
+inline void deinterleave8(const float* p, v4& even, v4& odd) {
+  const v4 a = load4(p), b = load4(p + 4);
+  const v4i evens = {0, 2, 4, 6}, odds = {1, 3, 5, 7};
+  even = __builtin_shuffle(a, b, evens);
+  odd = __builtin_shuffle(a, b, odds);
+}
+
+inline void store4(float* p, v4 v) {
+  __builtin_memcpy(p, &v, sizeof v);
+}
+
+/// The first column of each group of 4 tiles in a row of `tiles_w`: 0, 4, 8, ..., and for a
+/// remainder the last 4 tiles (overlapping the group before, whose values it recomputes
+/// identically). Rows of fewer than 4 tiles take one tile at a time.
+inline int64_t group_start(int64_t j0, int64_t tiles_w) {
+  return std::min(j0, tiles_w - 4);
+}
+
 /// V (16, in_channels, tiles) for the images of a chunk: B^T d B of every 4x4 tile, tiles
 /// numbered (image, tile row, tile column). `staged` holds one zero-padded plane.
 void transform_inputs(float* v, int64_t tiles, int64_t first_tile, const float* image,
                       float* staged, const Geometry& g) {
+  const int64_t stride = g.in_channels * tiles;  // between tile positions xi
   for (int64_t c = 0; c < g.in_channels; ++c) {
-    direct_conv_kernels().copy_rows(staged + g.pad_h * g.staged_w + g.pad_w, g.staged_w,
-                                    image + c * g.height * g.width, g.width, g.height, g.width);
+    copy_plane(staged + g.pad_h * g.staged_w + g.pad_w, g.staged_w, image + c * g.height * g.width,
+               g.width, g.height, g.width);
     float* vc = v + c * tiles + first_tile;
-    for (int64_t i = 0; i < g.tiles_h; ++i)
-      for (int64_t j = 0; j < g.tiles_w; ++j) {
-        const float* d = staged + 2 * i * g.staged_w + 2 * j;
-        const v4 d0 = load4(d), d1 = load4(d + g.staged_w), d2 = load4(d + 2 * g.staged_w),
-                 d3 = load4(d + 3 * g.staged_w);
-        const v4 rows[4] = {d0 - d2, d1 + d2, d2 - d1, d1 - d3};  // B^T d
-        const int64_t tile = i * g.tiles_w + j;
-        for (int r = 0; r < 4; ++r) {  // (B^T d) B
-          const v4 t = rows[r];
-          const float out[4] = {t[0] - t[2], t[1] + t[2], t[2] - t[1], t[1] - t[3]};
-          for (int col = 0; col < 4; ++col)
-            vc[(r * 4 + col) * g.in_channels * tiles + tile] = out[col];
+    for (int64_t i = 0; i < g.tiles_h; ++i) {
+      const float* top = staged + 2 * i * g.staged_w;
+      if (g.tiles_w < 4) {
+        for (int64_t j = 0; j < g.tiles_w; ++j) {
+          const float* d = top + 2 * j;
+          const v4 d0 = load4(d), d1 = load4(d + g.staged_w), d2 = load4(d + 2 * g.staged_w),
+                   d3 = load4(d + 3 * g.staged_w);
+          const v4 rows[4] = {d0 - d2, d1 + d2, d2 - d1, d1 - d3};  // B^T d
+          for (int r = 0; r < 4; ++r) {                             // (B^T d) B
+            const v4 t = rows[r];
+            const float out[4] = {t[0] - t[2], t[1] + t[2], t[2] - t[1], t[1] - t[3]};
+            for (int col = 0; col < 4; ++col)
+              vc[(r * 4 + col) * stride + i * g.tiles_w + j] = out[col];
+          }
+        }
+        continue;
+      }
+      for (int64_t j0 = 0; j0 < g.tiles_w; j0 += 4) {
+        const int64_t j = group_start(j0, g.tiles_w);
+        // d[r][col]: element (r, col) of 4 tiles, one a lane. Tile j + l reads columns
+        // 2 (j + l) .. 2 (j + l) + 3: the even and odd lanes from column 2j, then from 2j + 2.
+        v4 d[4][4];
+        for (int r = 0; r < 4; ++r) {
+          const float* row = top + r * g.staged_w + 2 * j;
+          deinterleave8(row, d[r][0], d[r][1]);
+          deinterleave8(row + 2, d[r][2], d[r][3]);
+        }
+        float* out = vc + i * g.tiles_w + j;
+        for (int col = 0; col < 4; ++col) {  // B^T d, column by column
+          const v4 t0 = d[0][col] - d[2][col], t1 = d[1][col] + d[2][col],
+                   t2 = d[2][col] - d[1][col], t3 = d[1][col] - d[3][col];
+          d[0][col] = t0;
+          d[1][col] = t1;
+          d[2][col] = t2;
+          d[3][col] = t3;
+        }
+        for (int r = 0; r < 4; ++r) {  // (B^T d) B, row by row
+          const v4* t = d[r];
+          store4(out + (r * 4 + 0) * stride, t[0] - t[2]);
+          store4(out + (r * 4 + 1) * stride, t[1] + t[2]);
+          store4(out + (r * 4 + 2) * stride, t[2] - t[1]);
+          store4(out + (r * 4 + 3) * stride, t[1] - t[3]);
         }
       }
+    }
   }
 }
 
@@ -121,14 +189,20 @@ void transform_outputs(float* y, const float* m, int64_t tiles, const float* bia
         float* top = yo + 2 * i * g.out_w;
         const bool has_bottom = 2 * i + 1 < g.out_h;
         for (int64_t j0 = 0; j0 < g.tiles_w; j0 += 4) {
-          const int64_t count = std::min<int64_t>(4, g.tiles_w - j0);
+          const int64_t j = g.tiles_w < 4 ? j0 : group_start(j0, g.tiles_w);
+          const int64_t count = std::min<int64_t>(4, g.tiles_w - j);
           float rows[2][8];
-          output_blocks(mo, stride, i * g.tiles_w + j0, rows);
-          // Columns 2 j0 .. 2 j0 + 2 count - 1, cut at out_w.
-          const int64_t width = std::min<int64_t>(2 * count, g.out_w - 2 * j0);
-          for (int64_t k = 0; k < width; ++k) top[2 * j0 + k] = rows[0][k] + b;
-          if (has_bottom) {
-            for (int64_t k = 0; k < width; ++k) top[g.out_w + 2 * j0 + k] = rows[1][k] + b;
+          output_blocks(mo, stride, i * g.tiles_w + j, rows);
+          // Columns 2 j .. 2 j + 2 count - 1, cut at out_w.
+          const int64_t width = std::min<int64_t>(2 * count, g.out_w - 2 * j);
+          for (int r = 0; r < (has_bottom ? 2 : 1); ++r) {
+            float* out = top + r * g.out_w + 2 * j;
+            if (width == 8) {
+              store4(out, load4(rows[r]) + b);
+              store4(out + 4, load4(rows[r] + 4) + b);
+            } else {
+              for (int64_t k = 0; k < width; ++k) out[k] = rows[r][k] + b;
+            }
           }
         }
       }
@@ -162,35 +236,40 @@ int64_t images_per_chunk(const Geometry& g, int64_t batch) {
 }
 
 /// Z (16, out_channels, tiles) for the images of a chunk: A d A^T of every 2x2 block of dy
-/// (zero past out_h / out_w), the gradient with respect to the tiles' products.
-void transform_output_grads(float* z, int64_t tiles, const float* dy, int64_t images,
-                            const Geometry& g) {
+/// (zero past out_h / out_w), the gradient with respect to the tiles' products. `staged` holds
+/// a plane of 2 tiles_h rows of `grad_staged_w` floats, zero past out_h and out_w.
+void transform_output_grads(float* z, int64_t tiles, const float* dy, int64_t images, float* staged,
+                            int64_t grad_staged_w, const Geometry& g) {
   const int64_t per_image = g.tiles_h * g.tiles_w;
   const int64_t stride = g.out_channels * tiles;
   for (int64_t n = 0; n < images; ++n)
     for (int64_t o = 0; o < g.out_channels; ++o) {
-      const float* plane = dy + (n * g.out_channels + o) * g.out_h * g.out_w;
+      copy_plane(staged, grad_staged_w, dy + (n * g.out_channels + o) * g.out_h * g.out_w, g.out_w,
+                 g.out_h, g.out_w);
       float* zo = z + o * tiles + n * per_image;
       for (int64_t i = 0; i < g.tiles_h; ++i)
-        for (int64_t j = 0; j < g.tiles_w; ++j) {
-          const int64_t oh = 2 * i, ow = 2 * j;
-          const bool right = ow + 1 < g.out_w, bottom = oh + 1 < g.out_h;
-          const float* top = plane + oh * g.out_w + ow;
-          const float d[2][2] = {
-              {top[0], right ? top[1] : 0.0f},
-              {bottom ? top[g.out_w] : 0.0f, bottom && right ? top[g.out_w + 1] : 0.0f}};
+        for (int64_t j0 = 0; j0 < g.tiles_w; j0 += 4) {
+          // Lanes are 4 tiles (or fewer, the rest computed and not stored).
+          const int64_t j = g.tiles_w < 4 ? 0 : group_start(j0, g.tiles_w);
+          v4 d00, d01, d10, d11;
+          const float* top = staged + 2 * i * grad_staged_w + 2 * j;
+          deinterleave8(top, d00, d01);
+          deinterleave8(top + grad_staged_w, d10, d11);
           // A d: rows d0, d0 + d1, d0 - d1, -d1; then each row [a, b] times A^T.
-          const float ad[4][2] = {{d[0][0], d[0][1]},
-                                  {d[0][0] + d[1][0], d[0][1] + d[1][1]},
-                                  {d[0][0] - d[1][0], d[0][1] - d[1][1]},
-                                  {-d[1][0], -d[1][1]}};
+          const v4 ad[4][2] = {
+              {d00, d01}, {d00 + d10, d01 + d11}, {d00 - d10, d01 - d11}, {-d10, -d11}};
           float* zt = zo + i * g.tiles_w + j;
           for (int r = 0; r < 4; ++r) {
-            const float a = ad[r][0], b = ad[r][1];
-            zt[(r * 4 + 0) * stride] = a;
-            zt[(r * 4 + 1) * stride] = a + b;
-            zt[(r * 4 + 2) * stride] = a - b;
-            zt[(r * 4 + 3) * stride] = -b;
+            const v4 a = ad[r][0], b = ad[r][1];
+            const v4 out[4] = {a, a + b, a - b, -b};
+            for (int col = 0; col < 4; ++col) {
+              if (g.tiles_w >= 4) {
+                store4(zt + (r * 4 + col) * stride, out[col]);
+              } else {
+                for (int64_t l = 0; l < g.tiles_w; ++l)
+                  zt[(r * 4 + col) * stride + l] = out[col][l];
+              }
+            }
           }
         }
     }
@@ -305,9 +384,8 @@ void transform_input_grads(float* dx, const float* dv, int64_t tiles, int64_t im
           }
         }
       }
-      direct_conv_kernels().copy_rows(dx + (n * g.in_channels + c) * g.height * g.width, g.width,
-                                      staged + g.pad_h * g.staged_w + g.pad_w, g.staged_w, g.height,
-                                      g.width);
+      copy_plane(dx + (n * g.in_channels + c) * g.height * g.width, g.width,
+                 staged + g.pad_h * g.staged_w + g.pad_w, g.staged_w, g.height, g.width);
     }
 }
 
@@ -340,7 +418,12 @@ void winograd_backward3x3(float* dx, float* dw, const float* x, const float* wei
     const int64_t first = batch * t / team, last = batch * (t + 1) / team;
     float* du = partials.data() + t * 16 * pairs;
     std::fill(du, du + 16 * pairs, 0.0f);
-    float* staged = scratch<float>(4, g.staged_h * g.staged_w + 8);
+    // The input plane (with 8 floats of slack for transform_input_grads), then dy's plane.
+    const int64_t plane = g.staged_h * g.staged_w + 8;
+    const int64_t grad_staged_w = 2 * g.tiles_w + 8;
+    float* staged = scratch<float>(4, plane + 2 * g.tiles_h * grad_staged_w);
+    float* grad_staged = staged + plane;
+    std::fill(grad_staged, grad_staged + 2 * g.tiles_h * grad_staged_w, 0.0f);
     float* v = scratch<float>(5, 16 * in_channels * chunk * per_image + 4);
     float* z = scratch<float>(6, 16 * out_channels * chunk * per_image);
     for (int64_t start = first; start < last; start += chunk) {
@@ -349,7 +432,7 @@ void winograd_backward3x3(float* dx, float* dw, const float* x, const float* wei
       std::fill(staged, staged + g.staged_h * g.staged_w, 0.0f);
       for (int64_t i = 0; i < count; ++i)
         transform_inputs(v, tiles, i * per_image, x + (start + i) * in_size, staged, g);
-      transform_output_grads(z, tiles, dy + start * out_size, count, g);
+      transform_output_grads(z, tiles, dy + start * out_size, count, grad_staged, grad_staged_w, g);
       for (int xi = 0; xi < 16; ++xi) {
         float* v_xi = v + xi * in_channels * tiles;
         const float* z_xi = z + xi * out_channels * tiles;
