@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -138,6 +139,61 @@ TEST(Sequential, GradientsAccumulateUntilZeroed) {
   for (size_t i = 0; i < once.size(); ++i) EXPECT_FLOAT_EQ(model.gradients()[i], 2 * once[i]);
   model.zero_grad();
   for (float g : model.gradients()) EXPECT_EQ(g, 0.0f);
+}
+
+// Sequential runs a ReLU followed by a MaxPool2d as one pass (MaxPool2d::forward_after_relu),
+// without the ReLU's output. Its output and gradients must be those of the layers run one by
+// one, bit for bit, on both a 2x2 / stride-2 pool and an overlapping one.
+TEST(Sequential, FusedReluMaxPoolGivesTheLayerByLayerResults) {
+  for (int64_t kernel : {2, 3}) {
+    Sequential<float> model;
+    model.emplace<Conv2d<float>>(2, 3, 3, 1, 1);
+    model.emplace<ReLU<float>>();
+    model.emplace<MaxPool2d<float>>(kernel, 2, kernel - 2);
+    model.emplace<Flatten<float>>();
+    model.emplace<Linear<float>>(3 * 4 * 4, 5);
+    model.build(Shape{2, 8, 8});
+    Rng rng(7);
+    model.init_parameters(rng);
+    Tensor<float> x(Shape{3, 2, 8, 8});
+    // Exact zeros and ties among the ReLU's inputs are where the pair's order matters: with
+    // no bias, the convolution of the images' zero top halves gives them.
+    const TensorView<float> bias = model.named_parameters()[1].value;
+    std::fill(bias.data(), bias.data() + bias.numel(), 0.0f);
+    for (int64_t i = 0; i < x.numel(); ++i) {
+      x.data()[i] = (i / 8) % 8 < 4 ? 0.0f : static_cast<float>(rng.normal());
+    }
+    Tensor<float> dy(Shape{3, 5});
+    for (int64_t i = 0; i < dy.numel(); ++i) dy.data()[i] = static_cast<float>(rng.normal());
+
+    const TensorView<const float> fused_out = model.forward(x, Mode::kTrain);
+    const std::vector<float> fused_y(fused_out.data(), fused_out.data() + fused_out.numel());
+    model.zero_grad();
+    model.backward(dy);
+    const std::vector<float> fused_grads(model.gradients().begin(), model.gradients().end());
+
+    // The same layers, one at a time.
+    std::vector<Tensor<float>> outs(model.size());
+    TensorView<const float> current = x;
+    for (size_t i = 0; i < model.size(); ++i) {
+      outs[i].resize(model.layer(i).output_shape(current.shape()));
+      model.layer(i).forward(current, outs[i].view(), Mode::kTrain);
+      current = outs[i].view();
+    }
+    ASSERT_EQ(0, std::memcmp(fused_y.data(), current.data(), fused_y.size() * sizeof(float)));
+    model.zero_grad();
+    Tensor<float> upstream = dy;
+    for (size_t k = model.size(); k-- > 0;) {
+      const TensorView<const float> in = k == 0 ? TensorView<const float>(x) : outs[k - 1].view();
+      Tensor<float> dx(in.shape());
+      model.layer(k).backward(in, outs[k].view(), upstream,
+                              k == 0 ? TensorView<float>() : dx.view());
+      upstream = std::move(dx);
+    }
+    ASSERT_EQ(0, std::memcmp(fused_grads.data(), model.gradients().data(),
+                             fused_grads.size() * sizeof(float)))
+        << "kernel " << kernel;
+  }
 }
 
 class TempDir : public ::testing::Test {

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <sstream>
 #include <vector>
 
@@ -238,6 +239,50 @@ TEST_P(OpsSweepIsa, MaxPool2dFloat) {
   sweep_pool<float>(3, 300);
 }
 
+/// Equal bit for bit: == would let -0 pass for +0 and fail NaN against NaN.
+template <typename T>
+bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+}
+
+/// The fused ReLU + max pooling against relu_forward then maxpool2d_forward (and the backward
+/// pair), bit for bit on the same path, on inputs full of ties, zeros of both signs and NaNs:
+/// the cases where pooling before the ReLU would choose differently.
+template <typename T>
+void sweep_relu_pool(uint64_t seed, int cases) {
+  Rng rng(seed);
+  const T specials[] = {T(0), -T(0), T(NAN), T(-1), T(1), T(-2)};
+  for (int c = 0; c < cases; ++c) {
+    const bool two_by_two = c % 2 == 0;  // the 2x2 / stride 2 fast path, else any window
+    const int64_t kh = two_by_two ? 2 : 1 + int64_t(rng.below(4)), kw = two_by_two ? 2 : kh;
+    const int64_t stride = two_by_two ? 2 : 1 + int64_t(rng.below(3));
+    const int64_t pad = two_by_two ? 0 : int64_t(rng.below(uint64_t(kh / 2 + 1)));
+    const int64_t h = kh + int64_t(rng.below(12)), w = kw + int64_t(rng.below(12));
+    const ops::PoolShape s =
+        ops::make_pool_shape(1 + int64_t(rng.below(3)), 1 + int64_t(rng.below(5)), h, w, kh, kw,
+                             stride, stride, pad, pad);
+    const int64_t nx = s.batch * s.channels * s.in_h * s.in_w;
+    const int64_t ny = s.batch * s.channels * s.out_h * s.out_w;
+    std::vector<T> x = random_vector<T>(rng, nx);
+    for (T& v : x) {
+      if (rng.below(3) == 0) v = specials[rng.below(6)];
+    }
+    const auto dy = random_vector<T>(rng, ny);
+    std::vector<T> relu(nx), y_pair(ny), y_fused(ny);
+    std::vector<int32_t> arg_pair(ny), arg_fused(ny);
+    ops::relu_forward(relu.data(), x.data(), nx);
+    ops::maxpool2d_forward(y_pair.data(), arg_pair.data(), relu.data(), s);
+    ops::relu_maxpool2d_forward(y_fused.data(), arg_fused.data(), x.data(), s);
+    ASSERT_TRUE(same_bits(y_fused, y_pair)) << describe(s);
+    ASSERT_EQ(arg_fused, arg_pair) << describe(s);
+    std::vector<T> dx_pair(nx), dx_fused(nx);
+    ops::maxpool2d_backward(dx_pair.data(), dy.data(), arg_pair.data(), s);
+    ops::relu_backward(dx_pair.data(), x.data(), dx_pair.data(), nx);
+    ops::relu_maxpool2d_backward(dx_fused.data(), dy.data(), x.data(), arg_fused.data(), s);
+    ASSERT_TRUE(same_bits(dx_fused, dx_pair)) << describe(s);
+  }
+}
+
 TEST_P(OpsSweepIsa, MaxPool2x2Stride2TiesAndNaNsMatchTheReference) {
   // The 2x2 / stride 2 fast path, on widths around its 4-window vector step, with few distinct
   // values (ties) and some NaNs.
@@ -382,6 +427,16 @@ TEST_P(OpsSweepIsa, PointwiseSoftmaxAndLossesFloat) {
 
 INSTANTIATE_TEST_SUITE_P(Isas, OpsSweepIsa, ::testing::ValuesIn(testing::isa_paths()),
                          testing::path_test_name);
+
+/// Tests whose twin is another composition of ops on the same path: the reference too.
+class OpsSweepAllPaths : public testing::PathTest {};
+INSTANTIATE_TEST_SUITE_P(Paths, OpsSweepAllPaths, ::testing::ValuesIn(testing::all_paths()),
+                         testing::path_test_name);
+
+TEST_P(OpsSweepAllPaths, ReluMaxPoolEqualsReluThenMaxPoolBitForBit) {
+  sweep_relu_pool<float>(31, 200);
+  sweep_relu_pool<double>(32, 50);
+}
 
 TEST(OpsSweep, EveryIsaThatTheCpuSupportsIsSelectable) {
   const std::vector<ops::Isa> isas = ops::supported_isas();

@@ -173,6 +173,13 @@ class MaxPool2d final : public Layer<T> {
   /// Indices chosen by the latest forward (within each (n, c) plane, h * W + w).
   const std::vector<int32_t>& argmax() const { return argmax_; }
 
+  /// A ReLU followed by this layer, as Sequential runs the pair: y = this(ReLU(x)) and
+  /// dx = the ReLU's input gradient, bit for bit what the two layers give, in one pass and
+  /// without the ReLU's output (ops::relu_maxpool2d_forward). x is the ReLU's input, in
+  /// backward the same as in the latest forward_after_relu. Shapes as forward and backward.
+  void forward_after_relu(TensorView<const T> x, TensorView<T> y);
+  void backward_after_relu(TensorView<const T> x, TensorView<const T> dy, TensorView<T> dx);
+
  protected:
   void forward_impl(TensorView<const T> x, TensorView<T> y, Mode mode) override;
   void backward_impl(TensorView<const T> x, TensorView<const T> y, TensorView<const T> dy,

@@ -76,9 +76,15 @@ class Sequential {
   bool built_ = false;
   Shape sample_shape_;
   Tensor<T> values_, grads_;
-  std::vector<Tensor<T>> outputs_;  // outputs_[i] = output of layer i for the latest forward
-  Tensor<T> grad_a_, grad_b_;       // ping-pong buffers for dL/d(activation) in backward
-  TensorView<const T> input_;       // the latest forward's input
+  // outputs_[i] = output of layer i for the latest forward; a ReLU fused with the MaxPool2d
+  // after it has none.
+  std::vector<Tensor<T>> outputs_;
+  // fused_pool_[i]: layer i when it is a MaxPool2d right after a ReLU, else null. The pair runs
+  // as one pass (MaxPool2d::forward_after_relu): the same results without the ReLU's output
+  // tensor, which saved two full passes over the largest activations of lenet5 and convnet.
+  std::vector<MaxPool2d<T>*> fused_pool_;
+  Tensor<T> grad_a_, grad_b_;  // ping-pong buffers for dL/d(activation) in backward
+  TensorView<const T> input_;  // the latest forward's input
 };
 
 }  // namespace cnn

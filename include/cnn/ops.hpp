@@ -114,6 +114,16 @@ void maxpool2d_forward(T* y, int32_t* argmax, const T* x, const PoolShape& s);
 /// when windows overlap and choose the same element).
 template <typename T>
 void maxpool2d_backward(T* dx, const T* dy, const int32_t* argmax, const PoolShape& s);
+/// ReLU then max pooling in one pass, without the ReLU's output: y and argmax are bit for bit
+/// maxpool2d_forward of relu_forward(x) (every tap passes through the ReLU before the
+/// comparison, so ties and signed zeros match too).
+template <typename T>
+void relu_maxpool2d_forward(T* y, int32_t* argmax, const T* x, const PoolShape& s);
+/// dx (N, C, H, W) = relu_backward(x, maxpool2d_backward(dy)), bit for bit, in one pass; x is
+/// the ReLU's input.
+template <typename T>
+void relu_maxpool2d_backward(T* dx, const T* dy, const T* x, const int32_t* argmax,
+                             const PoolShape& s);
 
 // ---- element-wise activations (n elements) -----------------------------------------------
 /// y = x for x >= 0, else 0.

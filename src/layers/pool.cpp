@@ -61,6 +61,32 @@ void MaxPool2d<T>::forward_impl(TensorView<const T> x, TensorView<T> y, Mode /*m
 }
 
 template <typename T>
+void MaxPool2d<T>::forward_after_relu(TensorView<const T> x, TensorView<T> y) {
+  const Shape expected = output_shape(x.shape());
+  if (y.shape() != expected) {
+    this->fail("forward: expected output " + expected.str() + " for input " + x.shape().str() +
+               ", got " + y.shape().str());
+  }
+  if (argmax_.size() < static_cast<size_t>(y.numel()))
+    argmax_.resize(static_cast<size_t>(y.numel()));
+  argmax_input_shape_ = x.shape();
+  ops::relu_maxpool2d_forward(y.data(), argmax_.data(), x.data(), pool_shape(x.shape()));
+}
+
+template <typename T>
+void MaxPool2d<T>::backward_after_relu(TensorView<const T> x, TensorView<const T> dy,
+                                       TensorView<T> dx) {
+  const Shape expected = output_shape(x.shape());
+  if (argmax_input_shape_ != x.shape() || dy.shape() != expected || dx.shape() != x.shape()) {
+    this->fail("backward: expected the input of the latest forward " + argmax_input_shape_.str() +
+               ", its gradient and an output gradient " + expected.str() + ", got " +
+               x.shape().str() + ", " + dx.shape().str() + " and " + dy.shape().str());
+  }
+  ops::relu_maxpool2d_backward(dx.data(), dy.data(), x.data(), argmax_.data(),
+                               pool_shape(x.shape()));
+}
+
+template <typename T>
 void MaxPool2d<T>::backward_impl(TensorView<const T> x, TensorView<const T> /*y*/,
                                  TensorView<const T> dy, TensorView<T> dx) {
   if (argmax_input_shape_ != x.shape()) {

@@ -55,6 +55,11 @@ void Sequential<T>::build(const Shape& sample_shape) {
     offset += layer->parameter_count();
   }
   outputs_.resize(layers_.size());
+  fused_pool_.assign(layers_.size(), nullptr);
+  for (size_t i = 1; i < layers_.size(); ++i) {
+    if (dynamic_cast<ReLU<T>*>(layers_[i - 1].get()))
+      fused_pool_[i] = dynamic_cast<MaxPool2d<T>*>(layers_[i].get());
+  }
   sample_shape_ = sample_shape;
   built_ = true;
 }
@@ -91,8 +96,14 @@ TensorView<const T> Sequential<T>::forward(TensorView<const T> x, Mode mode) {
   input_ = x;
   TensorView<const T> current = x;
   for (size_t i = 0; i < layers_.size(); ++i) {
-    outputs_[i].resize(layers_[i]->output_shape(current.shape()));
-    layers_[i]->forward(current, outputs_[i].view(), mode);
+    if (i + 1 < layers_.size() && fused_pool_[i + 1]) {  // ReLU i and MaxPool2d i + 1
+      ++i;
+      outputs_[i].resize(layers_[i]->output_shape(current.shape()));
+      fused_pool_[i]->forward_after_relu(current, outputs_[i].view());
+    } else {
+      outputs_[i].resize(layers_[i]->output_shape(current.shape()));
+      layers_[i]->forward(current, outputs_[i].view(), mode);
+    }
     current = outputs_[i].view();
   }
   return current;
@@ -108,16 +119,25 @@ void Sequential<T>::backward(TensorView<const T> dy) {
   }
   TensorView<const T> upstream = dy;
   for (size_t k = layers_.size(); k-- > 0;) {
-    const TensorView<const T> x = k == 0 ? input_ : outputs_[k - 1].view();
+    // A fused ReLU and MaxPool2d (k - 1, k) take one step, from the ReLU's input.
+    const size_t first = fused_pool_[k] ? k - 1 : k;
+    const TensorView<const T> x = first == 0 ? input_ : outputs_[first - 1].view();
+    // Neither has parameters: as the first layers, there is nothing to compute.
+    if (fused_pool_[k] && first == 0) break;
     TensorView<T> dx;
-    if (k > 0) {
-      // Alternate buffers so that dx never aliases the upstream gradient being read.
-      Tensor<T>& buffer = (layers_.size() - k) % 2 == 1 ? grad_a_ : grad_b_;
+    if (first > 0) {
+      // The buffer that upstream is not in, so that dx never aliases the gradient being read.
+      Tensor<T>& buffer = upstream.data() == grad_a_.data() ? grad_b_ : grad_a_;
       buffer.resize(x.shape());
       dx = buffer.view();
     }
-    layers_[k]->backward(x, outputs_[k].view(), upstream, dx);
+    if (fused_pool_[k]) {
+      fused_pool_[k]->backward_after_relu(x, upstream, dx);
+    } else {
+      layers_[k]->backward(x, outputs_[k].view(), upstream, dx);
+    }
     upstream = dx;
+    k = first;
   }
 }
 

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <type_traits>
+#include <vector>
 
 #include "cnn/ops.hpp"
 #include "cnn/ops_ref.hpp"
@@ -25,10 +26,17 @@ inline void consider(T value, int64_t index, T& best, int64_t& best_index) {
   best_index = take ? index : best_index;
 }
 
+/// The ReLU of ops::relu_forward, bit for bit: x < 0 gives +0, anything else (-0, NaN) itself.
+template <typename T>
+inline T relu_of(T v) {
+  return v < T(0) ? T(0) : v;
+}
+
 /// 2x2 windows at stride 2 without padding, the pooling of most CNNs. float runs 4 windows
 /// at a time with SSE2 (part of every x86-64), comparing the four taps in row-major order with
-/// the same rule as consider(); double uses consider().
-template <typename T>
+/// the same rule as consider(); double uses consider(). With kRelu every tap is first replaced
+/// by its ReLU: the pooling of a ReLU's output, without that output.
+template <typename T, bool kRelu>
 void maxpool_2x2_stride2(T* y, int32_t* argmax, const T* x, const PoolShape& s) {
   const int64_t planes = s.batch * s.channels;
   // Planes are independent: split over the threads, the result does not depend on how.
@@ -51,7 +59,10 @@ void maxpool_2x2_stride2(T* y, int32_t* argmax, const T* x, const PoolShape& s) 
         const __m128i window_steps = _mm_setr_epi32(0, 2, 4, 6);
         // The window rule on 4 windows at once (lanes), without branches: a branch on random
         // data mispredicts half the time (the scalar loop below took ~14 ns a window).
-        auto best_of_taps = [&](const __m128(&taps)[4], __m128& best, __m128i& tap) {
+        auto best_of_taps = [&](__m128(&taps)[4], __m128& best, __m128i& tap) {
+          if constexpr (kRelu) {  // relu_of, 4 lanes: lanes below zero become +0
+            for (__m128& v : taps) v = _mm_andnot_ps(_mm_cmplt_ps(v, _mm_setzero_ps()), v);
+          }
           best = taps[0];
           tap = tap_ids[0];
           for (int t = 1; t < 4; ++t) {
@@ -69,10 +80,10 @@ void maxpool_2x2_stride2(T* y, int32_t* argmax, const T* x, const PoolShape& s) 
           const float* r1 = r0 + s.in_w;
           const __m128 r0a = _mm_loadu_ps(r0), r0b = _mm_loadu_ps(r0 + 4);
           const __m128 r1a = _mm_loadu_ps(r1), r1b = _mm_loadu_ps(r1 + 4);
-          const __m128 taps[4] = {_mm_shuffle_ps(r0a, r0b, _MM_SHUFFLE(2, 0, 2, 0)),   // (0, 0)
-                                  _mm_shuffle_ps(r0a, r0b, _MM_SHUFFLE(3, 1, 3, 1)),   // (0, 1)
-                                  _mm_shuffle_ps(r1a, r1b, _MM_SHUFFLE(2, 0, 2, 0)),   // (1, 0)
-                                  _mm_shuffle_ps(r1a, r1b, _MM_SHUFFLE(3, 1, 3, 1))};  // (1, 1)
+          __m128 taps[4] = {_mm_shuffle_ps(r0a, r0b, _MM_SHUFFLE(2, 0, 2, 0)),   // (0, 0)
+                            _mm_shuffle_ps(r0a, r0b, _MM_SHUFFLE(3, 1, 3, 1)),   // (0, 1)
+                            _mm_shuffle_ps(r1a, r1b, _MM_SHUFFLE(2, 0, 2, 0)),   // (1, 0)
+                            _mm_shuffle_ps(r1a, r1b, _MM_SHUFFLE(3, 1, 3, 1))};  // (1, 1)
           __m128 best;
           __m128i tap;
           best_of_taps(taps, best, tap);
@@ -85,8 +96,8 @@ void maxpool_2x2_stride2(T* y, int32_t* argmax, const T* x, const PoolShape& s) 
         // Rows of fewer than 4 windows: one window in lane 0.
         auto one_window = [&](int64_t ow1) {
           const float* r0 = xp + top + 2 * ow1;
-          const __m128 taps[4] = {_mm_set_ss(r0[0]), _mm_set_ss(r0[1]), _mm_set_ss(r0[s.in_w]),
-                                  _mm_set_ss(r0[s.in_w + 1])};
+          __m128 taps[4] = {_mm_set_ss(r0[0]), _mm_set_ss(r0[1]), _mm_set_ss(r0[s.in_w]),
+                            _mm_set_ss(r0[s.in_w + 1])};
           __m128 best;
           __m128i tap;
           best_of_taps(taps, best, tap);
@@ -104,11 +115,12 @@ void maxpool_2x2_stride2(T* y, int32_t* argmax, const T* x, const PoolShape& s) 
       }
       for (; ow < s.out_w; ++ow) {
         const int64_t i = top + 2 * ow;
-        T best = xp[i];
+        const auto tap = [&](int64_t at) { return kRelu ? relu_of(xp[at]) : xp[at]; };
+        T best = tap(i);
         int64_t best_index = i;
-        consider(xp[i + 1], i + 1, best, best_index);
-        consider(xp[i + s.in_w], i + s.in_w, best, best_index);
-        consider(xp[i + s.in_w + 1], i + s.in_w + 1, best, best_index);
+        consider(tap(i + 1), i + 1, best, best_index);
+        consider(tap(i + s.in_w), i + s.in_w, best, best_index);
+        consider(tap(i + s.in_w + 1), i + s.in_w + 1, best, best_index);
         yp[oh * s.out_w + ow] = best;
         ap[oh * s.out_w + ow] = static_cast<int32_t>(best_index);
       }
@@ -116,19 +128,19 @@ void maxpool_2x2_stride2(T* y, int32_t* argmax, const T* x, const PoolShape& s) 
   }
 }
 
-}  // namespace
-
-template <typename T>
-void maxpool2d_forward(T* y, int32_t* argmax, const T* x, const PoolShape& s) {
-  if (reference_mode()) return ref::maxpool2d_forward(y, argmax, x, s);
+/// Any window, stride and padding: each window clipped to the input once per output row and
+/// column. kRelu as in maxpool_2x2_stride2.
+template <typename T, bool kRelu>
+void maxpool_windows(T* y, int32_t* argmax, const T* x, const PoolShape& s) {
   if (s.kernel_h == 2 && s.kernel_w == 2 && s.stride_h == 2 && s.stride_w == 2 && s.pad_h == 0 &&
       s.pad_w == 0) {
-    return maxpool_2x2_stride2(y, argmax, x, s);
+    return maxpool_2x2_stride2<T, kRelu>(y, argmax, x, s);
   }
   for (int64_t plane = 0; plane < s.batch * s.channels; ++plane) {
     const T* xp = x + plane * s.in_h * s.in_w;
     T* yp = y + plane * s.out_h * s.out_w;
     int32_t* ap = argmax + plane * s.out_h * s.out_w;
+    const auto tap = [&](int64_t at) { return kRelu ? relu_of(xp[at]) : xp[at]; };
     for (int64_t oh = 0; oh < s.out_h; ++oh) {
       const int64_t h0 = std::max<int64_t>(oh * s.stride_h - s.pad_h, 0);
       const int64_t h1 = std::min<int64_t>(oh * s.stride_h - s.pad_h + s.kernel_h, s.in_h);
@@ -136,11 +148,10 @@ void maxpool2d_forward(T* y, int32_t* argmax, const T* x, const PoolShape& s) {
         const int64_t w0 = std::max<int64_t>(ow * s.stride_w - s.pad_w, 0);
         const int64_t w1 = std::min<int64_t>(ow * s.stride_w - s.pad_w + s.kernel_w, s.in_w);
         int64_t best_index = h0 * s.in_w + w0;
-        T best = xp[best_index];
+        T best = tap(best_index);
         for (int64_t h = h0; h < h1; ++h)
-          for (int64_t w = w0; w < w1; ++w) {
-            consider(xp[h * s.in_w + w], h * s.in_w + w, best, best_index);
-          }
+          for (int64_t w = w0; w < w1; ++w)
+            consider(tap(h * s.in_w + w), h * s.in_w + w, best, best_index);
         yp[oh * s.out_w + ow] = best;
         ap[oh * s.out_w + ow] = static_cast<int32_t>(best_index);
       }
@@ -148,10 +159,11 @@ void maxpool2d_forward(T* y, int32_t* argmax, const T* x, const PoolShape& s) {
   }
 }
 
-template <typename T>
-void maxpool2d_backward(T* dx, const T* dy, const int32_t* argmax, const PoolShape& s) {
-  if (reference_mode()) return ref::maxpool2d_backward(dx, dy, argmax, s);
-  // The reference's scatter, plane by plane so that threads can share the planes.
+/// The reference's scatter, plane by plane so that threads can share the planes. With kRelu,
+/// each routed gradient is kept only where x is not negative: ops::relu_backward applied to
+/// the scattered sum, since the mask depends on the position alone.
+template <typename T, bool kRelu>
+void maxpool_scatter(T* dx, const T* dy, const T* x, const int32_t* argmax, const PoolShape& s) {
   const int64_t planes = s.batch * s.channels, in_size = s.in_h * s.in_w;
   const int64_t out_size = s.out_h * s.out_w;
   const int team = static_cast<int>(std::min<int64_t>(threads(), planes));
@@ -162,13 +174,59 @@ void maxpool2d_backward(T* dx, const T* dy, const int32_t* argmax, const PoolSha
     std::fill(dxp, dxp + in_size, T(0));
     const T* dyp = dy + plane * out_size;
     const int32_t* ap = argmax + plane * out_size;
-    for (int64_t o = 0; o < out_size; ++o) dxp[ap[o]] += dyp[o];
+    if constexpr (kRelu) {
+      const T* xp = x + plane * in_size;
+      for (int64_t o = 0; o < out_size; ++o) {
+        const T upstream = dyp[o];
+        dxp[ap[o]] += xp[ap[o]] < T(0) ? T(0) : upstream;
+      }
+    } else {
+      for (int64_t o = 0; o < out_size; ++o) dxp[ap[o]] += dyp[o];
+    }
   }
 }
 
-template void maxpool2d_forward<float>(float*, int32_t*, const float*, const PoolShape&);
-template void maxpool2d_forward<double>(double*, int32_t*, const double*, const PoolShape&);
-template void maxpool2d_backward<float>(float*, const float*, const int32_t*, const PoolShape&);
-template void maxpool2d_backward<double>(double*, const double*, const int32_t*, const PoolShape&);
+}  // namespace
+
+template <typename T>
+void maxpool2d_forward(T* y, int32_t* argmax, const T* x, const PoolShape& s) {
+  if (reference_mode()) return ref::maxpool2d_forward(y, argmax, x, s);
+  maxpool_windows<T, false>(y, argmax, x, s);
+}
+
+template <typename T>
+void maxpool2d_backward(T* dx, const T* dy, const int32_t* argmax, const PoolShape& s) {
+  if (reference_mode()) return ref::maxpool2d_backward(dx, dy, argmax, s);
+  maxpool_scatter<T, false>(dx, dy, nullptr, argmax, s);
+}
+
+template <typename T>
+void relu_maxpool2d_forward(T* y, int32_t* argmax, const T* x, const PoolShape& s) {
+  if (reference_mode()) {  // the two reference ops, through the ReLU's output
+    std::vector<T> relu(static_cast<size_t>(s.batch * s.channels * s.in_h * s.in_w));
+    ref::relu_forward(relu.data(), x, static_cast<int64_t>(relu.size()));
+    return ref::maxpool2d_forward(y, argmax, relu.data(), s);
+  }
+  maxpool_windows<T, true>(y, argmax, x, s);
+}
+
+template <typename T>
+void relu_maxpool2d_backward(T* dx, const T* dy, const T* x, const int32_t* argmax,
+                             const PoolShape& s) {
+  if (reference_mode()) {
+    ref::maxpool2d_backward(dx, dy, argmax, s);
+    return ref::relu_backward(dx, x, dx, s.batch * s.channels * s.in_h * s.in_w);
+  }
+  maxpool_scatter<T, true>(dx, dy, x, argmax, s);
+}
+
+#define CNN_INSTANTIATE_POOL(T)                                                        \
+  template void maxpool2d_forward<T>(T*, int32_t*, const T*, const PoolShape&);        \
+  template void maxpool2d_backward<T>(T*, const T*, const int32_t*, const PoolShape&); \
+  template void relu_maxpool2d_forward<T>(T*, int32_t*, const T*, const PoolShape&);   \
+  template void relu_maxpool2d_backward<T>(T*, const T*, const T*, const int32_t*,     \
+                                           const PoolShape&);
+CNN_INSTANTIATE_POOL(float)
+CNN_INSTANTIATE_POOL(double)
 
 }  // namespace cnn::ops
