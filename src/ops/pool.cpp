@@ -186,6 +186,78 @@ void maxpool_scatter(T* dx, const T* dy, const T* x, const int32_t* argmax, cons
   }
 }
 
+/// The backward of 2x2 windows at stride 2 without padding (float): windows do not overlap,
+/// so each element of dx is written once, dense, instead of zero-filled and scattered into:
+/// 0 + dy where it is its window's argmax (and, with kRelu, x is not negative), else 0. Lanes
+/// are the 4 columns of 2 windows, in the top and the bottom row of the windows.
+template <bool kRelu>
+void maxpool_2x2_stride2_backward(float* dx, const float* dy, const float* x, const int32_t* argmax,
+                                  const PoolShape& s) {
+  typedef float v4 __attribute__((vector_size(16)));
+  typedef int32_t v4i __attribute__((vector_size(16)));
+  const int64_t planes = s.batch * s.channels, in_size = s.in_h * s.in_w;
+  const int64_t out_size = s.out_h * s.out_w;
+  const int team = static_cast<int>(std::min<int64_t>(threads(), planes));
+#pragma omp parallel for num_threads(team) \
+    schedule(static) if (team > 1 && planes * out_size > 16384)
+  for (int64_t plane = 0; plane < planes; ++plane) {
+    float* dxp = dx + plane * in_size;
+    const float* xp = kRelu ? x + plane * in_size : nullptr;
+    const float* dyp = dy + plane * out_size;
+    const int32_t* ap = argmax + plane * out_size;
+    const auto routed = [&](int64_t at, int64_t o) {  // one element, in window o
+      const bool keep = ap[o] == at && !(kRelu && xp[at] < 0.0f);
+      return keep ? 0.0f + dyp[o] : 0.0f;
+    };
+    for (int64_t oh = 0; oh < s.out_h; ++oh) {
+      const int64_t top = 2 * oh * s.in_w;
+      const int32_t* row_arg = ap + oh * s.out_w;
+      const float* row_dy = dyp + oh * s.out_w;
+      int64_t ow = 0;
+      for (; ow + 2 <= s.out_w; ow += 2) {
+        const int64_t at = top + 2 * ow;
+        const v4i pairs = {0, 0, 1, 1};
+        const v4i a2 = {row_arg[ow], row_arg[ow + 1], 0, 0};
+        const v4 g2 = {row_dy[ow], row_dy[ow + 1], 0.0f, 0.0f};
+        const v4i args = __builtin_shuffle(a2, pairs);
+        // 0 + dy, as the scatter's sum into zeros gives: -0 becomes +0.
+        const v4 grads = __builtin_shuffle(g2, pairs) + 0.0f;
+        const v4i columns = {0, 1, 2, 3};
+        for (int r = 0; r < 2; ++r) {
+          const int64_t first = at + r * s.in_w;
+          v4i keep = args == (static_cast<int32_t>(first) + columns);
+          if constexpr (kRelu) {
+            v4 xv;
+            __builtin_memcpy(&xv, xp + first, sizeof xv);
+            keep &= ~(xv < 0.0f);
+          }
+          const v4 out = keep ? grads : v4{};
+          __builtin_memcpy(dxp + first, &out, sizeof out);
+        }
+      }
+      for (; ow < s.out_w; ++ow) {
+        const int64_t at = top + 2 * ow;
+        for (int64_t r = 0; r < 2; ++r) {
+          dxp[at + r * s.in_w] = routed(at + r * s.in_w, oh * s.out_w + ow);
+          dxp[at + r * s.in_w + 1] = routed(at + r * s.in_w + 1, oh * s.out_w + ow);
+        }
+      }
+      // An odd width leaves a last column that no window reads.
+      for (int64_t c = 2 * s.out_w; c < s.in_w; ++c) {
+        dxp[top + c] = 0.0f;
+        dxp[top + s.in_w + c] = 0.0f;
+      }
+    }
+    // And an odd height a last row.
+    std::fill(dxp + 2 * s.out_h * s.in_w, dxp + in_size, 0.0f);
+  }
+}
+
+bool is_2x2_stride2(const PoolShape& s) {
+  return s.kernel_h == 2 && s.kernel_w == 2 && s.stride_h == 2 && s.stride_w == 2 && s.pad_h == 0 &&
+         s.pad_w == 0;
+}
+
 }  // namespace
 
 template <typename T>
@@ -197,6 +269,9 @@ void maxpool2d_forward(T* y, int32_t* argmax, const T* x, const PoolShape& s) {
 template <typename T>
 void maxpool2d_backward(T* dx, const T* dy, const int32_t* argmax, const PoolShape& s) {
   if (reference_mode()) return ref::maxpool2d_backward(dx, dy, argmax, s);
+  if constexpr (std::is_same_v<T, float>) {
+    if (is_2x2_stride2(s)) return maxpool_2x2_stride2_backward<false>(dx, dy, nullptr, argmax, s);
+  }
   maxpool_scatter<T, false>(dx, dy, nullptr, argmax, s);
 }
 
@@ -216,6 +291,9 @@ void relu_maxpool2d_backward(T* dx, const T* dy, const T* x, const int32_t* argm
   if (reference_mode()) {
     ref::maxpool2d_backward(dx, dy, argmax, s);
     return ref::relu_backward(dx, x, dx, s.batch * s.channels * s.in_h * s.in_w);
+  }
+  if constexpr (std::is_same_v<T, float>) {
+    if (is_2x2_stride2(s)) return maxpool_2x2_stride2_backward<true>(dx, dy, x, argmax, s);
   }
   maxpool_scatter<T, true>(dx, dy, x, argmax, s);
 }
