@@ -13,7 +13,7 @@ namespace {
 constexpr int64_t MR = 6;
 constexpr int64_t NR = 16;
 
-void micro_kernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+void micro_kernel(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc,
                   bool accumulate) {
   __m256 lo[MR], hi[MR];
 #pragma GCC unroll 6
@@ -27,7 +27,7 @@ void micro_kernel(int64_t kc, const float* a, const float* b, float* c, int64_t 
       hi[r] = _mm256_fmadd_ps(ar, b1, hi[r]);
     }
     a += MR;
-    b += NR;
+    b += ldb;
   }
 #pragma GCC unroll 6
   for (int r = 0; r < MR; ++r) {

@@ -16,7 +16,7 @@ namespace {
 constexpr int64_t MR = 16;
 constexpr int64_t NR = 16;
 
-void micro_kernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+void micro_kernel(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc,
                   bool accumulate) {
   __m512 acc[MR];
 #pragma GCC unroll 16
@@ -26,7 +26,7 @@ void micro_kernel(int64_t kc, const float* a, const float* b, float* c, int64_t 
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(a[r]), bp, acc[r]);
     a += MR;
-    b += NR;
+    b += ldb;
   }
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r) {

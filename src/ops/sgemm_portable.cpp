@@ -11,7 +11,7 @@ namespace {
 constexpr int64_t MR = 4;
 constexpr int64_t NR = 16;
 
-void micro_kernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+void micro_kernel(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc,
                   bool accumulate) {
   float acc[MR][NR] = {};
   for (int64_t p = 0; p < kc; ++p) {
@@ -20,7 +20,7 @@ void micro_kernel(int64_t kc, const float* a, const float* b, float* c, int64_t 
       for (int64_t j = 0; j < NR; ++j) acc[r][j] += ar * b[j];
     }
     a += MR;
-    b += NR;
+    b += ldb;
   }
   for (int64_t r = 0; r < MR; ++r)
     for (int64_t j = 0; j < NR; ++j)
