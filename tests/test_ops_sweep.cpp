@@ -261,7 +261,9 @@ void sweep_relu_pool(uint64_t seed, int cases) {
     const int64_t kh = two_by_two ? 2 : 1 + int64_t(rng.below(4)), kw = two_by_two ? 2 : kh;
     const int64_t stride = two_by_two ? 2 : 1 + int64_t(rng.below(3));
     const int64_t pad = two_by_two ? 0 : int64_t(rng.below(uint64_t(kh / 2 + 1)));
-    const int64_t h = kh + int64_t(rng.below(12)), w = kw + int64_t(rng.below(12));
+    // 2x2 rows up to 20 windows: the 4- and 8-window vector steps and their tails.
+    const int64_t h = kh + int64_t(rng.below(12)),
+                  w = kw + int64_t(rng.below(two_by_two ? 40 : 12));
     const ops::PoolShape s =
         ops::make_pool_shape(1 + int64_t(rng.below(3)), 1 + int64_t(rng.below(5)), h, w, kh, kw,
                              stride, stride, pad, pad);
@@ -288,10 +290,11 @@ void sweep_relu_pool(uint64_t seed, int cases) {
 }
 
 TEST_P(OpsSweepIsa, MaxPool2x2Stride2TiesAndNaNsMatchTheReference) {
-  // The 2x2 / stride 2 fast path, on widths around its 4-window vector step, with few distinct
-  // values (ties) and some NaNs.
+  // The 2x2 / stride 2 fast path, forward and backward, with few distinct values (ties), some
+  // NaNs and negative zeros.
   Rng rng(11);
-  for (int64_t w : {2, 3, 7, 8, 9, 10, 16, 17}) {
+  // Widths around the 4- and 8-window vector steps (SSE2; AVX2 on the avx2 and avx512 paths).
+  for (int64_t w : {2, 3, 7, 8, 9, 10, 16, 17, 18, 24, 28, 30, 33, 40}) {
     const ops::PoolShape s = ops::make_pool_shape(2, 3, 6, w, 2, 2, 2, 2, 0, 0);
     const int64_t nx = 2 * 3 * 6 * w, ny = 2 * 3 * s.out_h * s.out_w;
     std::vector<float> x = random_vector<float>(rng, nx, true);
@@ -305,6 +308,12 @@ TEST_P(OpsSweepIsa, MaxPool2x2Stride2TiesAndNaNsMatchTheReference) {
       const float f = y_fast[static_cast<size_t>(i)], r = y_ref[static_cast<size_t>(i)];
       EXPECT_TRUE(f == r || (std::isnan(f) && std::isnan(r))) << "width " << w << " output " << i;
     }
+    std::vector<float> dy = random_vector<float>(rng, ny);
+    for (int64_t i = 0; i < ny; i += 5) dy[static_cast<size_t>(i)] = -0.0f;
+    std::vector<float> dx_fast(nx, NAN), dx_ref(nx, NAN);
+    ops::maxpool2d_backward(dx_fast.data(), dy.data(), a_ref.data(), s);
+    ref::maxpool2d_backward(dx_ref.data(), dy.data(), a_ref.data(), s);
+    EXPECT_TRUE(same_bits(dx_fast, dx_ref)) << "width " << w;
   }
 }
 TEST(OpsSweep, MaxPool2dDouble) {

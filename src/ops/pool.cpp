@@ -32,6 +32,47 @@ inline T relu_of(T v) {
   return v < T(0) ? T(0) : v;
 }
 
+/// A row of out_w >= 8 windows of 2x2 / stride 2 pooling, 8 windows a vector with AVX2 (this
+/// function is compiled for AVX2 whatever the build's flags, and called only when isa() says
+/// the CPU has it): the rule and the argmax of the SSE2 loop below, twice as wide. `top` is
+/// the index of the row's first element within its plane; the last windows are done by one
+/// more group that ends the row (overlapping the one before with the same values).
+template <bool kRelu>
+__attribute__((target("avx2"))) void maxpool_2x2_row_avx2(float* y, int32_t* argmax,
+                                                          const float* row0, int64_t in_w,
+                                                          int32_t top, int64_t out_w) {
+  typedef float v8 __attribute__((vector_size(32)));
+  typedef int32_t v8i __attribute__((vector_size(32)));
+  const v8i evens = {0, 2, 4, 6, 8, 10, 12, 14}, odds = {1, 3, 5, 7, 9, 11, 13, 15};
+  const v8i window_steps = {0, 2, 4, 6, 8, 10, 12, 14};
+  const int32_t tap_ids[4] = {0, 1, static_cast<int32_t>(in_w), static_cast<int32_t>(in_w) + 1};
+  for (int64_t ow = 0; ow < out_w; ow += 8) {
+    const int64_t first = ow + 8 <= out_w ? ow : out_w - 8;
+    const float* r0 = row0 + 2 * first;
+    v8 r0a, r0b, r1a, r1b;
+    __builtin_memcpy(&r0a, r0, sizeof r0a);
+    __builtin_memcpy(&r0b, r0 + 8, sizeof r0b);
+    __builtin_memcpy(&r1a, r0 + in_w, sizeof r1a);
+    __builtin_memcpy(&r1b, r0 + in_w + 8, sizeof r1b);
+    v8 taps[4] = {__builtin_shuffle(r0a, r0b, evens), __builtin_shuffle(r0a, r0b, odds),
+                  __builtin_shuffle(r1a, r1b, evens), __builtin_shuffle(r1a, r1b, odds)};
+    if constexpr (kRelu) {
+      for (v8& v : taps) v = v < 0.0f ? v8{} : v;  // relu_of: below zero becomes +0
+    }
+    v8 best = taps[0];
+    v8i tap = {};
+    for (int t = 1; t < 4; ++t) {
+      const v8 v = taps[t];
+      const v8i take = (v > best) | ((v != v) & (best == best));
+      best = take ? v : best;
+      tap = take ? v8i{} + tap_ids[t] : tap;
+    }
+    const v8i index = (top + 2 * static_cast<int32_t>(first)) + window_steps + tap;
+    __builtin_memcpy(y + first, &best, sizeof best);
+    __builtin_memcpy(argmax + first, &index, sizeof index);
+  }
+}
+
 /// 2x2 windows at stride 2 without padding, the pooling of most CNNs. float runs 4 windows
 /// at a time with SSE2 (part of every x86-64), comparing the four taps in row-major order with
 /// the same rule as consider(); double uses consider(). With kRelu every tap is first replaced
@@ -54,6 +95,7 @@ void maxpool_2x2_stride2(T* y, int32_t* argmax, const T* x, const PoolShape& s) 
         // Each tap's offset from its window's top-left element: the argmax is then that
         // element's index plus the chosen offset, computed for the four windows at once.
         const int32_t in_w = static_cast<int32_t>(s.in_w);
+        const bool wide = isa() != Isa::kPortable;  // AVX2 or AVX-512: both have AVX2
         const __m128i tap_ids[4] = {_mm_setzero_si128(), _mm_set1_epi32(1), _mm_set1_epi32(in_w),
                                     _mm_set1_epi32(in_w + 1)};
         const __m128i window_steps = _mm_setr_epi32(0, 2, 4, 6);
@@ -104,6 +146,11 @@ void maxpool_2x2_stride2(T* y, int32_t* argmax, const T* x, const PoolShape& s) 
           yp[oh * s.out_w + ow1] = _mm_cvtss_f32(best);
           ap[oh * s.out_w + ow1] = static_cast<int32_t>(top + 2 * ow1) + _mm_cvtsi128_si32(tap);
         };
+        if (wide && s.out_w >= 8) {
+          maxpool_2x2_row_avx2<kRelu>(yp + oh * s.out_w, ap + oh * s.out_w, xp + top, s.in_w,
+                                      static_cast<int32_t>(top), s.out_w);
+          ow = s.out_w;
+        }
         for (; ow + 4 <= s.out_w; ow += 4) four_windows(ow);
         // The last 1 to 3 windows of a row: the four windows that end the row again, which
         // rewrites some with the same values (the scalar loop was ~10x slower per window).
@@ -186,6 +233,45 @@ void maxpool_scatter(T* dx, const T* dy, const T* x, const int32_t* argmax, cons
   }
 }
 
+/// The backward's windows [0, windows - windows % 4) of one row of 2x2 / stride 2 pooling, 4
+/// windows (8 columns of the top and the bottom row) a vector with AVX2 (compiled for AVX2,
+/// called only when isa() says the CPU has it); see maxpool_2x2_stride2_backward. x is null
+/// without kRelu. Returns the number of windows done.
+template <bool kRelu>
+__attribute__((target("avx2"))) int64_t maxpool_2x2_backward_row_avx2(float* dx, const float* dy,
+                                                                      const float* x,
+                                                                      const int32_t* argmax,
+                                                                      int64_t in_w, int32_t top,
+                                                                      int64_t windows) {
+  typedef float v8 __attribute__((vector_size(32)));
+  typedef int32_t v8i __attribute__((vector_size(32)));
+  typedef float v4 __attribute__((vector_size(16)));
+  typedef int32_t v4i __attribute__((vector_size(16)));
+  const v8i columns = {0, 1, 2, 3, 4, 5, 6, 7};
+  int64_t ow = 0;
+  for (; ow + 4 <= windows; ow += 4) {
+    v4i a4;
+    v4 g4;
+    __builtin_memcpy(&a4, argmax + ow, sizeof a4);
+    __builtin_memcpy(&g4, dy + ow, sizeof g4);
+    const v8i args = __builtin_shufflevector(a4, a4, 0, 0, 1, 1, 2, 2, 3, 3);
+    // 0 + dy, as the scatter's sum into zeros gives: -0 becomes +0.
+    const v8 grads = __builtin_shufflevector(g4, g4, 0, 0, 1, 1, 2, 2, 3, 3) + 0.0f;
+    for (int r = 0; r < 2; ++r) {
+      const int64_t first = top + 2 * ow + r * in_w;
+      v8i keep = args == (static_cast<int32_t>(first) + columns);
+      if constexpr (kRelu) {
+        v8 xv;
+        __builtin_memcpy(&xv, x + first, sizeof xv);
+        keep &= ~(xv < 0.0f);
+      }
+      const v8 out = keep ? grads : v8{};
+      __builtin_memcpy(dx + first, &out, sizeof out);
+    }
+  }
+  return ow;
+}
+
 /// The backward of 2x2 windows at stride 2 without padding (float): windows do not overlap,
 /// so each element of dx is written once, dense, instead of zero-filled and scattered into:
 /// 0 + dy where it is its window's argmax (and, with kRelu, x is not negative), else 0. Lanes
@@ -205,6 +291,7 @@ void maxpool_2x2_stride2_backward(float* dx, const float* dy, const float* x, co
     const float* xp = kRelu ? x + plane * in_size : nullptr;
     const float* dyp = dy + plane * out_size;
     const int32_t* ap = argmax + plane * out_size;
+    const bool wide = isa() != Isa::kPortable;        // AVX2 or AVX-512: both have AVX2
     const auto routed = [&](int64_t at, int64_t o) {  // one element, in window o
       const bool keep = ap[o] == at && !(kRelu && xp[at] < 0.0f);
       return keep ? 0.0f + dyp[o] : 0.0f;
@@ -214,6 +301,10 @@ void maxpool_2x2_stride2_backward(float* dx, const float* dy, const float* x, co
       const int32_t* row_arg = ap + oh * s.out_w;
       const float* row_dy = dyp + oh * s.out_w;
       int64_t ow = 0;
+      if (wide) {
+        ow = maxpool_2x2_backward_row_avx2<kRelu>(dxp, row_dy, xp, row_arg, s.in_w,
+                                                  static_cast<int32_t>(top), s.out_w);
+      }
       for (; ow + 2 <= s.out_w; ow += 2) {
         const int64_t at = top + 2 * ow;
         const v4i pairs = {0, 0, 1, 1};
