@@ -47,20 +47,30 @@ void Sgd<T>::step() {
   const T decay = static_cast<T>(options_.weight_decay);
   const T keep = static_cast<T>(1.0 - options_.dampening);
   const size_t n = params_.size();
-  T* p = params_.data();
-  const T* grad = grads_.data();
-  T* buffer = momentum_buffer_.data();
+  T* __restrict p = params_.data();
+  const T* __restrict grad = grads_.data();
+  T* __restrict buffer = momentum_buffer_.data();
   // Element-wise: threads split the buffer, the result does not depend on how.
   const int team = n > (size_t{1} << 16) ? ops::threads() : 1;
-  const bool first = first_step_;
+  const bool first = first_step_, nesterov = options_.nesterov;
+  if (mu != T(0) && !first && !nesterov) {
+    // The usual step, without branches so that it vectorises; the same arithmetic as below.
 #pragma omp parallel for num_threads(team) schedule(static) if (team > 1)
-  for (size_t i = 0; i < n; ++i) {
-    T g = grad[i] + decay * p[i];
-    if (mu != T(0)) {
-      buffer[i] = first ? g : mu * buffer[i] + keep * g;
-      g = options_.nesterov ? g + mu * buffer[i] : buffer[i];
+    for (size_t i = 0; i < n; ++i) {
+      const T g = grad[i] + decay * p[i];
+      buffer[i] = mu * buffer[i] + keep * g;
+      p[i] -= lr * buffer[i];
     }
-    p[i] -= lr * g;
+  } else {
+#pragma omp parallel for num_threads(team) schedule(static) if (team > 1)
+    for (size_t i = 0; i < n; ++i) {
+      T g = grad[i] + decay * p[i];
+      if (mu != T(0)) {
+        buffer[i] = first ? g : mu * buffer[i] + keep * g;
+        g = nesterov ? g + mu * buffer[i] : buffer[i];
+      }
+      p[i] -= lr * g;
+    }
   }
   first_step_ = false;
 }
