@@ -201,6 +201,32 @@ TEST_P(OpsSweepIsa, Conv2dFloat3x3Stride1OneAndTwoThreads) {
   }
   ops::set_threads(saved);
 }
+// Winograd keeps its transformed weights between calls: weights changed in place (the same
+// pointer, as an optimizer step does) must be seen, one value or many.
+TEST_P(OpsSweepIsa, Conv2dSeesWeightsChangedInPlace) {
+  Rng rng(41);
+  const ops::ConvShape s = ops::make_conv_shape(1, 16, 6, 7, 16, 3, 3, 1, 1, 1, 1);
+  std::vector<float> x = random_vector<float>(rng, 16 * 6 * 7),
+                     w = random_vector<float>(rng, 16 * 16 * 9);
+  for (int change = 0; change < 4; ++change) {
+    if (change == 1) w[w.size() - 1] += 1.0f;  // the last byte compared
+    if (change == 2) w[0] = -w[0];             // the first
+    if (change == 3) {
+      for (float& v : w) v *= 0.5f;
+    }
+    std::vector<float> y(16 * 6 * 7);
+    std::vector<double> y_ref(y.size()), y_mag(y.size());
+    ops::conv2d_forward(y.data(), x.data(), w.data(), static_cast<const float*>(nullptr), s);
+    const auto xd = to_double(x), wd = to_double(w);
+    const auto xa = absolute(x), wa = absolute(w);
+    const double* no_bias = nullptr;
+    ref::conv2d_forward(y_ref.data(), xd.data(), wd.data(), no_bias, s);
+    ref::conv2d_forward(y_mag.data(), xa.data(), wa.data(), no_bias, s);
+    ASSERT_LE(max_difference_to_magnitude(y, y_ref, y_mag), tolerance<float>())
+        << "after change " << change;
+  }
+}
+
 TEST(OpsSweep, Conv2dDouble) {
   sweep_conv<double>(2, 150);
 }

@@ -10,6 +10,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "cnn/ops.hpp"
@@ -30,26 +31,61 @@ inline v4 load4(const float* p) {
   return v;
 }
 
-/// U (16, out_channels, in_channels) = G g G^T of every kernel.
+/// G g G^T of one kernel g (row-major 3x3), or of 4 kernels a lane (V = v4): u[r * 4 + col].
+template <typename V>
+inline void kernel_transform(const V (&g)[9], V (&u)[16]) {
+  V gg[4][3];  // G g
+  for (int j = 0; j < 3; ++j) {
+    gg[0][j] = g[j];
+    gg[1][j] = 0.5f * (g[j] + g[3 + j] + g[6 + j]);
+    gg[2][j] = 0.5f * (g[j] - g[3 + j] + g[6 + j]);
+    gg[3][j] = g[6 + j];
+  }
+  for (int r = 0; r < 4; ++r) {  // (G g) G^T
+    u[r * 4 + 0] = gg[r][0];
+    u[r * 4 + 1] = 0.5f * (gg[r][0] + gg[r][1] + gg[r][2]);
+    u[r * 4 + 2] = 0.5f * (gg[r][0] - gg[r][1] + gg[r][2]);
+    u[r * 4 + 3] = gg[r][2];
+  }
+}
+
+/// The gradient of one kernel from dL/dU of its tile positions x (row-major 4x4), or of 4
+/// kernels a lane: k = G^T x G (row-major 3x3).
+template <typename V>
+inline void kernel_gradient(const V (&x)[16], V (&k)[9]) {
+  V gx[3][4];  // G^T X: G^T rows are [1 .5 .5 0], [0 .5 -.5 0], [0 .5 .5 1]
+  for (int col = 0; col < 4; ++col) {
+    gx[0][col] = x[col] + 0.5f * (x[4 + col] + x[8 + col]);
+    gx[1][col] = 0.5f * (x[4 + col] - x[8 + col]);
+    gx[2][col] = 0.5f * (x[4 + col] + x[8 + col]) + x[12 + col];
+  }
+  for (int r = 0; r < 3; ++r) {  // (G^T X) G
+    k[r * 3 + 0] = gx[r][0] + 0.5f * (gx[r][1] + gx[r][2]);
+    k[r * 3 + 1] = 0.5f * (gx[r][1] - gx[r][2]);
+    k[r * 3 + 2] = 0.5f * (gx[r][1] + gx[r][2]) + gx[r][3];
+  }
+}
+
+/// U (16, out_channels, in_channels) = G g G^T of every kernel, 4 kernels a vector (they are
+/// consecutive in U): the scalar loop cost 40% of a batch-1 Winograd forward.
 void transform_weights(float* u, const float* weights, int64_t in_channels, int64_t out_channels) {
-  const int64_t pairs = out_channels * in_channels;
-  for (int64_t o = 0; o < out_channels; ++o)
-    for (int64_t c = 0; c < in_channels; ++c) {
-      float g[3][3];
-      for (int k = 0; k < 9; ++k) g[k / 3][k % 3] = weights[(o * in_channels + c) * 9 + k];
-      float gg[4][3];  // G g
-      for (int j = 0; j < 3; ++j) {
-        gg[0][j] = g[0][j];
-        gg[1][j] = 0.5f * (g[0][j] + g[1][j] + g[2][j]);
-        gg[2][j] = 0.5f * (g[0][j] - g[1][j] + g[2][j]);
-        gg[3][j] = g[2][j];
-      }
-      for (int r = 0; r < 4; ++r) {  // (G g) G^T
-        const float t[4] = {gg[r][0], 0.5f * (gg[r][0] + gg[r][1] + gg[r][2]),
-                            0.5f * (gg[r][0] - gg[r][1] + gg[r][2]), gg[r][2]};
-        for (int col = 0; col < 4; ++col) u[(r * 4 + col) * pairs + o * in_channels + c] = t[col];
-      }
+  const int64_t pairs = out_channels * in_channels;  // kernel p = o * in_channels + c
+  int64_t p = 0;
+  for (; p + 4 <= pairs; p += 4) {
+    v4 g[9], t[16];
+    for (int k = 0; k < 9; ++k) {
+      g[k] = v4{weights[p * 9 + k], weights[(p + 1) * 9 + k], weights[(p + 2) * 9 + k],
+                weights[(p + 3) * 9 + k]};
     }
+    kernel_transform(g, t);
+    for (int xi = 0; xi < 16; ++xi) __builtin_memcpy(u + xi * pairs + p, &t[xi], sizeof t[xi]);
+  }
+  for (; p < pairs; ++p) {
+    float g[9], t[16];
+    for (int k = 0; k < 9; ++k) g[k] = weights[p * 9 + k];
+    kernel_transform(g, t);
+    for (int xi = 0; xi < 16; ++xi) u[xi * pairs + p] = t[xi];
+  }
 }
 
 struct Geometry {
@@ -275,21 +311,68 @@ void transform_output_grads(float* z, int64_t tiles, const float* dy, int64_t im
     }
 }
 
+/// The 16 transformed weight matrices U_xi of one layer, packed for the GEMM, as kept between
+/// calls on one thread.
+struct PackedWeights {
+  const float* source = nullptr;
+  int64_t in_channels = 0, out_channels = 0;
+  ops::Isa isa = ops::Isa::kPortable;  // the packing's layout
+  std::vector<float> copy;             // the weights they were made from
+  std::vector<float> packed[16];
+};
+
+/// The packed U_xi of `weights`: from the latest calls on this thread when the weights are the
+/// same bytes as then (inference runs the same layers again and again; their transform and
+/// packing were ~15 us of convnet conv2's 75 us forward of one image), else made anew into
+/// the entry of the same weights pointer, or a new or the oldest entry of 8.
+const std::vector<float>* packed_weights(const float* weights, int64_t in_channels,
+                                         int64_t out_channels) {
+  constexpr size_t kEntries = 8;
+  thread_local std::vector<PackedWeights> cache;
+  thread_local size_t next_victim = 0;
+  const int64_t pairs = out_channels * in_channels;
+  const size_t count = static_cast<size_t>(pairs * 9);
+  const ops::Isa isa = ops::isa();
+  PackedWeights* entry = nullptr;
+  for (PackedWeights& e : cache) {
+    if (e.source != weights) continue;
+    if (e.in_channels == in_channels && e.out_channels == out_channels && e.isa == isa &&
+        std::memcmp(e.copy.data(), weights, count * sizeof(float)) == 0) {
+      return e.packed;
+    }
+    entry = &e;
+  }
+  if (!entry) {
+    if (cache.size() < kEntries) {
+      cache.emplace_back();
+      entry = &cache.back();
+    } else {
+      entry = &cache[next_victim];
+      next_victim = (next_victim + 1) % kEntries;
+    }
+  }
+  entry->source = weights;
+  entry->in_channels = in_channels;
+  entry->out_channels = out_channels;
+  entry->isa = isa;
+  entry->copy.assign(weights, weights + count);
+  std::vector<float>& u = shared_scratch<float>(0, 16 * pairs);
+  transform_weights(u.data(), weights, in_channels, out_channels);
+  for (int xi = 0; xi < 16; ++xi) {
+    sgemm_pack_a(out_channels, in_channels, u.data() + xi * pairs, in_channels, 1,
+                 entry->packed[xi]);
+  }
+  return entry->packed;
+}
+
 }  // namespace
 
 void winograd_conv3x3(float* y, const float* x, const float* weights, const float* bias,
                       int64_t batch, int64_t in_channels, int64_t height, int64_t width,
                       int64_t out_channels, int64_t pad_h, int64_t pad_w) {
   const Geometry g = make_geometry(in_channels, height, width, out_channels, pad_h, pad_w);
-  const int64_t pairs = out_channels * in_channels;
-  std::vector<float>& u = shared_scratch<float>(0, 16 * pairs);
-  transform_weights(u.data(), weights, in_channels, out_channels);
   // Each U_xi packed once for the GEMM kernel, shared read-only by the threads.
-  thread_local std::vector<float> packed_u[16];
-  for (int xi = 0; xi < 16; ++xi)
-    sgemm_pack_a(out_channels, in_channels, u.data() + xi * pairs, in_channels, 1, packed_u[xi]);
-  // Inside the parallel region the name packed_u would mean each thread's own (empty) copy.
-  const std::vector<float>* packs = packed_u;
+  const std::vector<float>* packs = packed_weights(weights, in_channels, out_channels);
 
   const int64_t per_image = g.tiles_h * g.tiles_w;
   const int64_t chunk = images_per_chunk(g, batch);
@@ -453,24 +536,22 @@ void winograd_backward3x3(float* dx, float* dw, const float* x, const float* wei
     const float* other = partials.data() + t * 16 * pairs;
     for (int64_t k = 0; k < 16 * pairs; ++k) du[k] += other[k];
   }
-  // dL/dg = G^T (dL/dU) G for every kernel, accumulated into dw.
-  for (int64_t o = 0; o < out_channels; ++o)
-    for (int64_t c = 0; c < in_channels; ++c) {
-      float x4[4][4];
-      for (int xi = 0; xi < 16; ++xi) x4[xi / 4][xi % 4] = du[xi * pairs + o * in_channels + c];
-      float gx[3][4];  // G^T X: G^T rows are [1 .5 .5 0], [0 .5 -.5 0], [0 .5 .5 1]
-      for (int col = 0; col < 4; ++col) {
-        gx[0][col] = x4[0][col] + 0.5f * (x4[1][col] + x4[2][col]);
-        gx[1][col] = 0.5f * (x4[1][col] - x4[2][col]);
-        gx[2][col] = 0.5f * (x4[1][col] + x4[2][col]) + x4[3][col];
-      }
-      float* k = dw + (o * in_channels + c) * 9;
-      for (int r = 0; r < 3; ++r) {  // (G^T X) G
-        k[r * 3 + 0] += gx[r][0] + 0.5f * (gx[r][1] + gx[r][2]);
-        k[r * 3 + 1] += 0.5f * (gx[r][1] - gx[r][2]);
-        k[r * 3 + 2] += 0.5f * (gx[r][1] + gx[r][2]) + gx[r][3];
-      }
-    }
+  // dL/dg = G^T (dL/dU) G for every kernel, accumulated into dw: 4 kernels a vector (they
+  // are consecutive in dL/dU), then the rest one by one.
+  const int64_t pairs_in_vectors = pairs / 4 * 4;
+  for (int64_t p = 0; p < pairs_in_vectors; p += 4) {
+    v4 x[16], k[9];
+    for (int xi = 0; xi < 16; ++xi) x[xi] = load4(du + xi * pairs + p);
+    kernel_gradient(x, k);
+    for (int lane = 0; lane < 4; ++lane)
+      for (int t = 0; t < 9; ++t) dw[(p + lane) * 9 + t] += k[t][lane];
+  }
+  for (int64_t p = pairs_in_vectors; p < pairs; ++p) {
+    float x[16], k[9];
+    for (int xi = 0; xi < 16; ++xi) x[xi] = du[xi * pairs + p];
+    kernel_gradient(x, k);
+    for (int t = 0; t < 9; ++t) dw[p * 9 + t] += k[t];
+  }
 }
 
 }  // namespace cnn::detail
