@@ -217,7 +217,7 @@ bool conv_is_stride_one(const ConvShape& s) {
 }
 
 /// Winograd F(2x2, 3x3) computes the forward and the backward of a 3x3 stride-1 layer with
-/// padding at most 2: the range the tests sweep (larger padding is rare and goes direct).
+/// padding at most 2: the range the tests sweep (larger padding takes the other methods).
 bool conv_uses_winograd(const ConvShape& s) {
   if (s.kernel_h != 3 || s.kernel_w != 3 || !conv_is_stride_one(s) || s.pad_h > 2 || s.pad_w > 2)
     return false;
