@@ -94,23 +94,6 @@ struct Geometry {
   int64_t staged_h, staged_w;  // a zero-padded plane that every tile lies inside
 };
 
-/// Copies a rows x width block. Not the ISA's masked-tail copy_rows: the transforms load the
-/// staged rows right after, and a load that spans a masked store is not forwarded from it (the
-/// stall cost convnet's conv2 backward about 1 ms).
-void copy_plane(float* dst, int64_t dst_stride, const float* src, int64_t src_stride, int64_t rows,
-                int64_t width) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* from = src + r * src_stride;
-    float* to = dst + r * dst_stride;
-    int64_t j = 0;
-    for (; j + 4 <= width; j += 4) {
-      v4 v = load4(from + j);
-      __builtin_memcpy(to + j, &v, sizeof v);
-    }
-    for (; j < width; ++j) to[j] = from[j];
-  }
-}
-
 /// Even and odd lanes of the 8 floats at p.
 inline void deinterleave8(const float* p, v4& even, v4& odd) {
   const v4 a = load4(p), b = load4(p + 4);
@@ -136,8 +119,8 @@ void transform_inputs(float* v, int64_t tiles, int64_t first_tile, const float* 
                       float* staged, const Geometry& g) {
   const int64_t stride = g.in_channels * tiles;  // between tile positions xi
   for (int64_t c = 0; c < g.in_channels; ++c) {
-    copy_plane(staged + g.pad_h * g.staged_w + g.pad_w, g.staged_w, image + c * g.height * g.width,
-               g.width, g.height, g.width);
+    direct_conv_kernels().copy_rows(staged + g.pad_h * g.staged_w + g.pad_w, g.staged_w,
+                                    image + c * g.height * g.width, g.width, g.height, g.width);
     float* vc = v + c * tiles + first_tile;
     for (int64_t i = 0; i < g.tiles_h; ++i) {
       const float* top = staged + 2 * i * g.staged_w;
@@ -280,8 +263,9 @@ void transform_output_grads(float* z, int64_t tiles, const float* dy, int64_t im
   const int64_t stride = g.out_channels * tiles;
   for (int64_t n = 0; n < images; ++n)
     for (int64_t o = 0; o < g.out_channels; ++o) {
-      copy_plane(staged, grad_staged_w, dy + (n * g.out_channels + o) * g.out_h * g.out_w, g.out_w,
-                 g.out_h, g.out_w);
+      direct_conv_kernels().copy_rows(staged, grad_staged_w,
+                                      dy + (n * g.out_channels + o) * g.out_h * g.out_w, g.out_w,
+                                      g.out_h, g.out_w);
       float* zo = z + o * tiles + n * per_image;
       for (int64_t i = 0; i < g.tiles_h; ++i)
         for (int64_t j0 = 0; j0 < g.tiles_w; j0 += 4) {
@@ -467,8 +451,9 @@ void transform_input_grads(float* dx, const float* dv, int64_t tiles, int64_t im
           }
         }
       }
-      copy_plane(dx + (n * g.in_channels + c) * g.height * g.width, g.width,
-                 staged + g.pad_h * g.staged_w + g.pad_w, g.staged_w, g.height, g.width);
+      direct_conv_kernels().copy_rows(dx + (n * g.in_channels + c) * g.height * g.width, g.width,
+                                      staged + g.pad_h * g.staged_w + g.pad_w, g.staged_w, g.height,
+                                      g.width);
     }
 }
 
