@@ -82,6 +82,7 @@ void maxpool_2x2_stride2(T* y, int32_t* argmax, const T* x, const PoolShape& s) 
   const int64_t planes = s.batch * s.channels;
   // Planes are independent: split over the threads, the result does not depend on how.
   const int team = static_cast<int>(std::min<int64_t>(threads(), planes));
+  const bool wide = isa() != Isa::kPortable;  // AVX2 or AVX-512: both have AVX2
 #pragma omp parallel for num_threads(team) \
     schedule(static) if (team > 1 && planes * s.out_h * s.out_w > 16384)
   for (int64_t plane = 0; plane < planes; ++plane) {
@@ -95,7 +96,6 @@ void maxpool_2x2_stride2(T* y, int32_t* argmax, const T* x, const PoolShape& s) 
         // Each tap's offset from its window's top-left element: the argmax is then that
         // element's index plus the chosen offset, computed for the four windows at once.
         const int32_t in_w = static_cast<int32_t>(s.in_w);
-        const bool wide = isa() != Isa::kPortable;  // AVX2 or AVX-512: both have AVX2
         const __m128i tap_ids[4] = {_mm_setzero_si128(), _mm_set1_epi32(1), _mm_set1_epi32(in_w),
                                     _mm_set1_epi32(in_w + 1)};
         const __m128i window_steps = _mm_setr_epi32(0, 2, 4, 6);
@@ -284,6 +284,7 @@ void maxpool_2x2_stride2_backward(float* dx, const float* dy, const float* x, co
   const int64_t planes = s.batch * s.channels, in_size = s.in_h * s.in_w;
   const int64_t out_size = s.out_h * s.out_w;
   const int team = static_cast<int>(std::min<int64_t>(threads(), planes));
+  const bool wide = isa() != Isa::kPortable;  // AVX2 or AVX-512: both have AVX2
 #pragma omp parallel for num_threads(team) \
     schedule(static) if (team > 1 && planes * out_size > 16384)
   for (int64_t plane = 0; plane < planes; ++plane) {
@@ -291,7 +292,6 @@ void maxpool_2x2_stride2_backward(float* dx, const float* dy, const float* x, co
     const float* xp = kRelu ? x + plane * in_size : nullptr;
     const float* dyp = dy + plane * out_size;
     const int32_t* ap = argmax + plane * out_size;
-    const bool wide = isa() != Isa::kPortable;        // AVX2 or AVX-512: both have AVX2
     const auto routed = [&](int64_t at, int64_t o) {  // one element, in window o
       const bool keep = ap[o] == at && !(kRelu && xp[at] < 0.0f);
       return keep ? 0.0f + dyp[o] : 0.0f;
