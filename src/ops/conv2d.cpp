@@ -202,6 +202,21 @@ ImageRange images_of_thread(int64_t batch, int thread, int team) {
   return {batch * thread / team, batch * (thread + 1) / team};
 }
 
+/// dw (dw_size) and db (out_channels, may be null) += the `team` threads' partial sums, each
+/// partial_size apart (dw's part, then db's), in thread order: bit-identical results for a
+/// fixed thread count.
+template <typename T>
+void add_partials_in_thread_order(T* dw, T* db, const T* partials, int team, int64_t dw_size,
+                                  int64_t partial_size, int64_t out_channels) {
+  for (int t = 0; t < team; ++t) {
+    const T* partial = partials + t * partial_size;
+    for (int64_t i = 0; i < dw_size; ++i) dw[i] += partial[i];
+    if (db) {
+      for (int64_t o = 0; o < out_channels; ++o) db[o] += partial[dw_size + o];
+    }
+  }
+}
+
 }  // namespace
 
 // kAuto's rule, from `cnn bench` per-layer timings of each method (docs/design-notes.md):
@@ -470,14 +485,7 @@ void conv2d_backward_direct(float* dx, float* dw, float* db, const float* x, con
     conv2d_backward_direct_images(plan, images_of_thread(s.batch, t, team), dx, partial,
                                   db ? partial + dw_size : nullptr, x, w, dy, s);
   }
-  // Partial sums added in thread order: bit-identical for a fixed thread count.
-  for (int t = 0; t < team; ++t) {
-    const float* partial = partials + t * partial_size;
-    for (int64_t i = 0; i < dw_size; ++i) dw[i] += partial[i];
-    if (db) {
-      for (int64_t o = 0; o < s.out_channels; ++o) db[o] += partial[dw_size + o];
-    }
-  }
+  add_partials_in_thread_order(dw, db, partials, team, dw_size, partial_size, s.out_channels);
 }
 
 }  // namespace
@@ -606,18 +614,14 @@ void conv2d_backward(T* dx, T* dw, T* db, const T* x, const T* w, const T* dy, c
 #pragma omp parallel num_threads(team)
   {
     const int t = omp_get_thread_num();
-    const int64_t first = s.batch * t / team, last = s.batch * (t + 1) / team;
+    const ImageRange range = images_of_thread(s.batch, t, team);
     T* partial = partials.data() + t * partial_size;
     std::fill(partial, partial + partial_size, T(0));
-    conv2d_backward_images(first, last, dx, partial, db ? partial + dw_size : nullptr, x, w, dy, s);
+    conv2d_backward_images(range.first, range.last, dx, partial, db ? partial + dw_size : nullptr,
+                           x, w, dy, s);
   }
-  for (int t = 0; t < team; ++t) {
-    const T* partial = partials.data() + t * partial_size;
-    for (int64_t i = 0; i < dw_size; ++i) dw[i] += partial[i];
-    if (db) {
-      for (int64_t o = 0; o < s.out_channels; ++o) db[o] += partial[dw_size + o];
-    }
-  }
+  add_partials_in_thread_order(dw, db, partials.data(), team, dw_size, partial_size,
+                               s.out_channels);
 }
 
 template void conv2d_forward<float>(float*, const float*, const float*, const float*,
