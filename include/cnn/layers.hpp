@@ -107,6 +107,9 @@ class Layer {
                              TensorView<T> dx) = 0;
   /// Throws cnn::Error("<describe()>: <message>").
   [[noreturn]] void fail(const std::string& message) const;
+  /// forward()'s checks: y has output_shape(x.shape()), neither view is empty, parameters
+  /// are bound. Throws cnn::Error naming what differs.
+  void check_forward(TensorView<const T> x, TensorView<T> y) const;
   T* value_data(size_t i) const;
   T* gradient_data(size_t i) const;
 
@@ -187,6 +190,9 @@ class MaxPool2d final : public Layer<T> {
 
  private:
   ops::PoolShape pool_shape(const Shape& input) const;
+  /// Sizes argmax_ for y (growing only, so that a steady training step does not allocate) and
+  /// records x's shape for backward.
+  void prepare_argmax(TensorView<const T> x, TensorView<T> y);
   Size2 kernel_, stride_, padding_;
   std::vector<int32_t> argmax_;
   Shape argmax_input_shape_;

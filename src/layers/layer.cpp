@@ -149,6 +149,12 @@ void Layer<T>::fail(const std::string& message) const {
 
 template <typename T>
 void Layer<T>::forward(TensorView<const T> x, TensorView<T> y, Mode mode) {
+  check_forward(x, y);
+  forward_impl(x, y, mode);
+}
+
+template <typename T>
+void Layer<T>::check_forward(TensorView<const T> x, TensorView<T> y) const {
   const Shape expected = output_shape(x.shape());
   if (y.shape() != expected) {
     fail("forward: expected output " + expected.str() + " for input " + x.shape().str() + ", got " +
@@ -158,7 +164,6 @@ void Layer<T>::forward(TensorView<const T> x, TensorView<T> y, Mode mode) {
   if (!bound_ && parameter_count() > 0) {  // bound_ first: no spec list in the training step
     fail("parameters are not bound (call bind_parameters or build a model)");
   }
-  forward_impl(x, y, mode);
 }
 
 template <typename T>

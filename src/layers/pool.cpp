@@ -52,24 +52,22 @@ ops::PoolShape MaxPool2d<T>::pool_shape(const Shape& in) const {
 }
 
 template <typename T>
-void MaxPool2d<T>::forward_impl(TensorView<const T> x, TensorView<T> y, Mode /*mode*/) {
-  // Grows only: the steady-state step at a fixed batch size does not allocate.
+void MaxPool2d<T>::prepare_argmax(TensorView<const T> x, TensorView<T> y) {
   if (argmax_.size() < static_cast<size_t>(y.numel()))
     argmax_.resize(static_cast<size_t>(y.numel()));
   argmax_input_shape_ = x.shape();
+}
+
+template <typename T>
+void MaxPool2d<T>::forward_impl(TensorView<const T> x, TensorView<T> y, Mode /*mode*/) {
+  prepare_argmax(x, y);
   ops::maxpool2d_forward(y.data(), argmax_.data(), x.data(), pool_shape(x.shape()));
 }
 
 template <typename T>
 void MaxPool2d<T>::forward_after_relu(TensorView<const T> x, TensorView<T> y) {
-  const Shape expected = output_shape(x.shape());
-  if (y.shape() != expected) {
-    this->fail("forward: expected output " + expected.str() + " for input " + x.shape().str() +
-               ", got " + y.shape().str());
-  }
-  if (argmax_.size() < static_cast<size_t>(y.numel()))
-    argmax_.resize(static_cast<size_t>(y.numel()));
-  argmax_input_shape_ = x.shape();
+  this->check_forward(x, y);
+  prepare_argmax(x, y);
   ops::relu_maxpool2d_forward(y.data(), argmax_.data(), x.data(), pool_shape(x.shape()));
 }
 
