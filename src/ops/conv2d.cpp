@@ -3,8 +3,6 @@
 // dcol = W^T dy; dx = col2im(dcol). A 1x1, stride-1, unpadded convolution skips im2col,
 // since the image already is its column matrix.
 
-#include <omp.h>
-
 #include <algorithm>
 #include <type_traits>
 #include <vector>
@@ -13,6 +11,7 @@
 #include "cnn/ops_ref.hpp"
 #include "dconv.hpp"
 #include "gemm.hpp"
+#include "parallel.hpp"
 #include "scratch.hpp"
 #include "winograd.hpp"
 
@@ -312,9 +311,8 @@ void conv2d_forward_direct(float* y, const float* x, const float* w, const float
   const int64_t in_size = s.in_channels * s.in_h * s.in_w;
   const int64_t out_size = s.out_channels * s.out_h * s.out_w;
   const int team = static_cast<int>(std::min<int64_t>(threads(), s.batch));
-#pragma omp parallel num_threads(team) if (team > 1)
-  {
-    const ImageRange range = images_of_thread(s.batch, omp_get_thread_num(), team);
+  detail::for_each_part(team, [&](int part) {
+    const ImageRange range = images_of_thread(s.batch, part, team);
     float* staged = detail::scratch<float>(0, g.size);
     float* flat = detail::scratch<float>(1, padded_channels * g.positions);
     std::fill(staged, staged + g.size, 0.0f);
@@ -324,7 +322,7 @@ void conv2d_forward_direct(float* y, const float* x, const float* w, const float
                        g.positions});
       unstage(y + n * out_size, flat, s.out_channels, g);
     }
-  }
+  });
 }
 
 /// What the threads of one direct backward share, computed once per call and read-only in the
@@ -478,13 +476,11 @@ void conv2d_backward_direct(float* dx, float* dw, float* db, const float* x, con
     plan.dx_offsets = offsets_dx.data();
   }
   float* partials = shared.data();
-#pragma omp parallel num_threads(team) if (team > 1)
-  {
-    const int t = omp_get_thread_num();
-    float* partial = partials + t * partial_size;
-    conv2d_backward_direct_images(plan, images_of_thread(s.batch, t, team), dx, partial,
+  detail::for_each_part(team, [&](int part) {
+    float* partial = partials + part * partial_size;
+    conv2d_backward_direct_images(plan, images_of_thread(s.batch, part, team), dx, partial,
                                   db ? partial + dw_size : nullptr, x, w, dy, s);
-  }
+  });
   add_partials_in_thread_order(dw, db, partials, team, dw_size, partial_size, s.out_channels);
 }
 
@@ -611,15 +607,13 @@ void conv2d_backward(T* dx, T* dw, T* db, const T* x, const T* w, const T* dy, c
   const int64_t dw_size = s.out_channels * s.in_channels * s.kernel_h * s.kernel_w;
   const int64_t partial_size = dw_size + s.out_channels;
   std::vector<T>& partials = detail::shared_scratch<T>(0, team * partial_size);
-#pragma omp parallel num_threads(team)
-  {
-    const int t = omp_get_thread_num();
-    const ImageRange range = images_of_thread(s.batch, t, team);
-    T* partial = partials.data() + t * partial_size;
+  detail::for_each_part(team, [&](int part) {
+    const ImageRange range = images_of_thread(s.batch, part, team);
+    T* partial = partials.data() + part * partial_size;
     std::fill(partial, partial + partial_size, T(0));
     conv2d_backward_images(range.first, range.last, dx, partial, db ? partial + dw_size : nullptr,
                            x, w, dy, s);
-  }
+  });
   add_partials_in_thread_order(dw, db, partials.data(), team, dw_size, partial_size,
                                s.out_channels);
 }

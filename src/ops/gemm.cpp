@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "cnn/ops.hpp"
+#include "parallel.hpp"
 #include "scratch.hpp"
 #include "sgemm.hpp"
 
@@ -74,17 +75,15 @@ void sgemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_rs, int64_
   const int64_t blocks = (n + kBlock - 1) / kBlock;
   const int team = static_cast<int>(std::min<int64_t>(ops::threads(), blocks));
   if (team > 1 && !omp_in_parallel() && m * n * k >= (int64_t{1} << 17)) {
-#pragma omp parallel num_threads(team)
-    {
-      const int t = omp_get_thread_num();
-      const int64_t first = blocks * t / team * kBlock;
-      const int64_t last = std::min(n, blocks * (t + 1) / team * kBlock);
+    for_each_part(team, [&](int part) {
+      const int64_t first = blocks * part / team * kBlock;
+      const int64_t last = std::min(n, blocks * (part + 1) / team * kBlock);
       if (first < last) {
         sgemm_one_thread({m, last - first, k, a, a_rs, a_cs, b + first * b_cs, b_rs, b_cs,
                           c + first, ldc, accumulate, scratch<float>(2, kPackA),
                           scratch<float>(3, kPackB), packed_a});
       }
-    }
+    });
     return;
   }
   sgemm_one_thread({m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, accumulate,

@@ -3,12 +3,11 @@
 // uses the O(C) form y * (dy - sum(y * dy)) of the Jacobian product instead of the reference's
 // O(C^2) explicit Jacobian.
 
-#include <omp.h>
-
 #include <algorithm>
 
 #include "cnn/ops.hpp"
 #include "cnn/ops_ref.hpp"
+#include "parallel.hpp"
 
 namespace cnn::ops {
 
@@ -19,12 +18,10 @@ void for_chunks(int64_t n, const Body& body) {
   constexpr int64_t kMinPerThread = int64_t{1} << 15;
   const int team = static_cast<int>(std::min<int64_t>(threads(), n / kMinPerThread));
   if (team <= 1) return body(int64_t{0}, n);
-#pragma omp parallel num_threads(team)
-  {
-    const int t = omp_get_thread_num();
-    const int64_t first = n * t / team, last = n * (t + 1) / team;
+  detail::for_each_part(team, [&](int part) {
+    const int64_t first = n * part / team, last = n * (part + 1) / team;
     body(first, last - first);
-  }
+  });
 }
 
 // ReLU is the hottest element-wise op: the same loops as the reference, with the pointers

@@ -7,8 +7,6 @@
 
 #include "winograd.hpp"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -16,6 +14,7 @@
 #include "cnn/ops.hpp"
 #include "dconv.hpp"
 #include "gemm.hpp"
+#include "parallel.hpp"
 #include "scratch.hpp"
 
 namespace cnn::detail {
@@ -362,10 +361,8 @@ void winograd_conv3x3(float* y, const float* x, const float* weights, const floa
   const int64_t chunk = images_per_chunk(g, batch);
   const int64_t in_size = in_channels * height * width;
   const int team = static_cast<int>(std::min<int64_t>(ops::threads(), batch));
-#pragma omp parallel num_threads(team) if (team > 1)
-  {
-    const int t = omp_get_thread_num();
-    const int64_t first = batch * t / team, last = batch * (t + 1) / team;
+  for_each_part(team, [&](int part) {
+    const int64_t first = batch * part / team, last = batch * (part + 1) / team;
     float* staged = scratch<float>(4, g.staged_h * g.staged_w);
     std::fill(staged, staged + g.staged_h * g.staged_w, 0.0f);
     float* v = scratch<float>(5, 16 * in_channels * chunk * per_image);
@@ -382,7 +379,7 @@ void winograd_conv3x3(float* y, const float* x, const float* weights, const floa
       }
       transform_outputs(y + start * out_channels * g.out_h * g.out_w, m, tiles, bias, g);
     }
-  }
+  });
 }
 
 }  // namespace cnn::detail
@@ -480,11 +477,9 @@ void winograd_backward3x3(float* dx, float* dw, const float* x, const float* wei
   const std::vector<float>* packs = packed_ut;
   // dL/dU (16, out_channels, in_channels) per thread, added in thread order afterwards.
   std::vector<float>& partials = shared_scratch<float>(1, team * 16 * pairs);
-#pragma omp parallel num_threads(team) if (team > 1)
-  {
-    const int t = omp_get_thread_num();
-    const int64_t first = batch * t / team, last = batch * (t + 1) / team;
-    float* du = partials.data() + t * 16 * pairs;
+  for_each_part(team, [&](int part) {
+    const int64_t first = batch * part / team, last = batch * (part + 1) / team;
+    float* du = partials.data() + part * 16 * pairs;
     std::fill(du, du + 16 * pairs, 0.0f);
     // The input plane (with 8 floats of slack for transform_input_grads), then dy's plane.
     const int64_t plane = g.staged_h * g.staged_w + 8;
@@ -515,7 +510,7 @@ void winograd_backward3x3(float* dx, float* dw, const float* x, const float* wei
       }
       if (dx) transform_input_grads(dx + start * in_size, v, tiles, count, staged, g);
     }
-  }
+  });
   float* du = partials.data();
   for (int t = 1; t < team; ++t) {
     const float* other = partials.data() + t * 16 * pairs;
