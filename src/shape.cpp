@@ -4,6 +4,35 @@
 
 namespace cnn {
 
+std::optional<int64_t> size_product(int64_t a, int64_t b) {
+  int64_t product = 0;
+  if (a < 0 || b < 0 || __builtin_mul_overflow(a, b, &product) || product > kMaxElements)
+    return std::nullopt;
+  return product;
+}
+
+std::optional<int64_t> size_sum(int64_t a, int64_t b) {
+  if (a < 0 || b < 0 || a > kMaxElements || b > kMaxElements - a) return std::nullopt;
+  return a + b;
+}
+
+namespace {
+/// Throws unless the product of dims[0, rank) is at most kMaxElements.
+void check_element_count(const int64_t* dims, int rank) {
+  int64_t count = 1;
+  for (int i = 0; i < rank; ++i) {
+    const std::optional<int64_t> next = size_product(count, dims[i]);
+    if (!next) {
+      std::string text;
+      for (int k = 0; k < rank; ++k) text += (k ? ", " : "") + std::to_string(dims[k]);
+      throw Error("Shape: expected at most 2^48 elements, got (" + text +
+                  "), whose product is larger");
+    }
+    count = *next;
+  }
+}
+}  // namespace
+
 Shape::Shape(std::initializer_list<int64_t> dims)
     : Shape(dims.begin(), static_cast<int>(dims.size())) {}
 
@@ -19,6 +48,7 @@ Shape::Shape(const int64_t* dims, int rank) {
     }
     dims_[static_cast<size_t>(i)] = dims[i];
   }
+  check_element_count(dims, rank);
   rank_ = rank;
 }
 
@@ -55,6 +85,7 @@ Shape Shape::with(int i, int64_t value) const {
   if (value < 0)
     throw Error("Shape::with: expected a non-negative dimension, got " + std::to_string(value));
   copy.dims_[static_cast<size_t>(index)] = value;
+  check_element_count(copy.dims_.data(), copy.rank_);
   return copy;
 }
 

@@ -369,6 +369,96 @@ TEST(CliBadInput, SpecsImagesAndFlags) {
                  "CNN_ISA=sse9");
 }
 
+// Sizes that a file or spec decides and whose products overflow 64 bits: each refused in one
+// line naming the file, in the release and the UBSan build alike (UBSan aborts on a signed
+// overflow, so a test that passes there shows the arithmetic is checked).
+TEST(CliBadInput, SizesThatOverflow64BitsAreRefused) {
+  // IDX: 2^32 - 1 images of (2^32 - 1) x (2^32 - 1) pixels: rows x cols alone passes 2^63.
+  expect_refusal("train --data " + data_dir("idx_overflow",
+                                            [](auto& f) {
+                                              f["train-images-idx3-ubyte"] = idx_header(
+                                                  0x803, {0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF});
+                                            })
+                                       .string(),
+                 {"train-images-idx3-ubyte", "expected at most 8589934592 pixels in all",
+                  "4294967295 images of 4294967295x4294967295"});
+  // CIFAR-10: a sparse batch of 2^40 bytes (a disk's worth of records) is refused by its size
+  // before anything is read.
+  const fs::path cifar = work_dir() / "cifar_huge";
+  fs::create_directories(cifar);
+  write_file(cifar / "test_batch.bin", std::string(1, '\0') + std::string(3072, '\x10'));
+  { std::ofstream batch(cifar / "data_batch_1.bin", std::ios::binary); }
+  fs::resize_file(cifar / "data_batch_1.bin", uintmax_t{1} << 40);
+  expect_refusal("train --data " + cifar.string(),
+                 {"data_batch_1.bin", "at most 8589934592 bytes", "got 1099511627776"});
+  fs::remove(cifar / "data_batch_1.bin");
+
+  // safetensors: a shape whose element count passes 2^64, offsets at the top of uint64, and a
+  // header length of 2^64 - 1.
+  const auto refused = [&](const std::string& name, const std::string& bytes,
+                           const std::vector<std::string>& fragments) {
+    const fs::path path = work_dir() / name;
+    write_file(path, bytes);
+    std::vector<std::string> all = fragments;
+    all.push_back(path.string());
+    expect_refusal("eval " + path.string() + " --data sample", all);
+  };
+  refused("huge_shape.safetensors",
+          safetensors(R"({"0.bias":{"dtype":"F32","shape":[4294967296,4294967296],)"
+                      R"("data_offsets":[0,8]}})",
+                      std::string(8, '\0')),
+          {"0.bias", "is too large"});
+  refused("huge_offsets.safetensors",
+          safetensors(R"({"0.bias":{"dtype":"F32","shape":[2],"data_offsets":)"
+                      R"([18446744073709551608,18446744073709551615]}})",
+                      std::string(8, '\0')),
+          {"0.bias", "data_offsets [18446744073709551608, 18446744073709551615] lie outside"});
+  refused("huge_header.safetensors", std::string(8, '\xff') + "{}",
+          {"header length 18446744073709551615", "past the end"});
+
+  // Specs: an input of 2^72 elements, a Conv2d of 2^72 weights, parameter totals past 2^48;
+  // as a spec file and as a model file's architecture.
+  const std::map<std::string, std::pair<std::string, std::vector<std::string>>> specs = {
+      {"input",
+       {R"({"input": [16777216, 16777216, 16777216], "layers": [{"type": "Flatten"}]})",
+        {"input", "at most 2^48 elements", "(16777216, 16777216, 16777216)"}}},
+      {"conv",
+       {R"({"input": [16777216, 4096, 4096], "layers": [{"type": "Conv2d",
+           "out_channels": 16777216, "kernel": 4096}]})",
+        {"layer 0", "Conv2d(16777216, 16777216", "at most 2^48 elements"}}},
+      {"total",
+       {R"({"input": [16777216, 1, 1], "layers": [{"type": "Flatten"},
+           {"type": "Linear", "out_features": 8388608}, {"type": "Linear", "out_features": 16777216},
+           {"type": "Linear", "out_features": 8388608}]})",
+        {"layer 2", "parameter count past 2^48"}}}};
+  for (const auto& [name, spec] : specs) {
+    const fs::path path = work_dir() / ("overflow_" + name + ".json");
+    write_file(path, spec.first);
+    std::vector<std::string> fragments = spec.second;
+    fragments.push_back(path.string());
+    expect_refusal("info " + path.string(), fragments);
+    const std::string meta =
+        R"({"__metadata__":{"format":"cnn","format_version":"1","architecture":)" +
+        Json(spec.first).dump() + "}}";
+    refused("overflow_" + name + ".safetensors", safetensors(meta, ""), spec.second);
+  }
+}
+
+// predict reads the size from the header and refuses an image over 64 megapixels before
+// decoding it (a 20000 x 20000 PNG of zeros is a small file that decodes to 787 MB); one at
+// the limit's edge still decodes.
+TEST(CliBadInput, PredictRefusesImagesOver64Megapixels) {
+  const fs::path huge = work_dir() / "huge.pgm";
+  write_file(huge, "P5\n20000 20000\n255\n" + std::string(64, '\0'));
+  expect_refusal("predict " + trained_model().string() + " " + huge.string(),
+                 {"huge.pgm", "image of 20000x20000 pixels", "limit of 64 megapixels"});
+  const fs::path wide = work_dir() / "wide.pgm";  // 8192 x 8192 = 2^26 pixels exactly
+  write_file(wide, "P5\n8192 8192\n255\n" + std::string(size_t{1} << 26, '\x40'));
+  const CliRun run = cnn("predict " + trained_model().string() + " " + wide.string());
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  fs::remove(wide);
+}
+
 TEST(CliBadInput, AFailedRunNeverTouchesTheModelAtOut) {
   const fs::path out = work_dir() / "keep.safetensors";
   write_file(out, "precious bytes");

@@ -207,7 +207,7 @@ class BrokenLinear final : public Layer<double> {
   std::string describe() const override { return "BrokenLinear"; }
   Shape output_shape(const Shape& in) const override { return inner_.output_shape(in); }
   std::vector<ParamSpec> parameter_specs() const override { return inner_.parameter_specs(); }
-  int64_t forward_flops(const Shape& in) const override { return inner_.forward_flops(in); }
+  double forward_flops(const Shape& in) const override { return inner_.forward_flops(in); }
 
  protected:
   void forward_impl(TensorView<const double> x, TensorView<double> y, Mode mode) override {
@@ -254,7 +254,7 @@ class LeakyBackwardReLU final : public Layer<double> {
   std::string type() const override { return "LeakyBackwardReLU"; }
   std::string describe() const override { return "LeakyBackwardReLU"; }
   Shape output_shape(const Shape& in) const override { return in; }
-  int64_t forward_flops(const Shape& in) const override { return in.numel(); }
+  double forward_flops(const Shape& in) const override { return in.numel(); }
 
  protected:
   void forward_impl(TensorView<const double> x, TensorView<double> y, Mode) override {

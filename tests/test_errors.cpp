@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <functional>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -57,6 +58,37 @@ TEST(Errors, ZeroOrNegativeSizes) {
         Linear<float>(4, 2).output_shape(Shape{3, 0});
       },
       {"Linear(4, 2)", "expected input (N, 4)", "got (3, 0)"});
+}
+
+TEST(Errors, SizesPast2To48ElementsAreRefusedBeforeTheyOverflow) {
+  constexpr int64_t kBig = int64_t{1} << 32, kMax = std::numeric_limits<int64_t>::max();
+  EXPECT_EQ(size_product(kBig, kBig), std::nullopt);  // 2^64: would overflow
+  EXPECT_EQ(size_product(kMax, 2), std::nullopt);
+  EXPECT_EQ(size_product(int64_t{1} << 24, int64_t{1} << 24), int64_t{1} << 48);
+  EXPECT_EQ(size_product(int64_t{1} << 24, (int64_t{1} << 24) + 1), std::nullopt);
+  EXPECT_EQ(size_product(-1, 3), std::nullopt);
+  EXPECT_EQ(size_sum(kMaxElements, 1), std::nullopt);
+  EXPECT_EQ(size_sum(kMax, kMax), std::nullopt);
+  EXPECT_EQ(size_sum(2, 3), 5);
+  expect_error(
+      [] {
+        Shape{kBig, kBig, 1};
+      },
+      {"Shape", "at most 2^48 elements", "(4294967296, 4294967296, 1)"});
+  expect_error([] { Shape{kBig, 1}.with(1, kBig); }, {"Shape", "(4294967296, 4294967296)"});
+  expect_error([] { Conv2d<float>(1, 1, Size2(kMax, 1)); },
+               {"Conv2d", "kernel height > 0 (and at most 2^48)"});
+  expect_error([] { Conv2d<float>(1, 1, 3, 1, kMax); },
+               {"Conv2d", "padding >= 0 (and at most 2^48)"});
+  expect_error([] { MaxPool2d<float>(Size2(kMax, 2), std::nullopt, Size2(kMax / 2, 0)); },
+               {"MaxPool2d", "kernel > 0 (and at most 2^48)"});
+  Sequential<float> model;
+  model.emplace<Conv2d<float>>(1 << 20, 1 << 20, 1 << 10);
+  expect_error(
+      [&] {
+        model.build(Shape{1 << 20, 1 << 10, 1 << 10});
+      },
+      {"Sequential: layer 0 Conv2d(1048576, 1048576", "parameters", "at most 2^48 elements"});
 }
 
 TEST(Errors, KernelLargerThanPaddedInput) {

@@ -169,7 +169,7 @@ int bench_command(const Args& args) {
   double forward_flops_per_image = 0, train_flops_per_image = 0;
   for (size_t i = 0; i < layers; ++i) {
     const Layer<float>& layer = model.layer(i);
-    const double f = double(layer.forward_flops(inputs[i])) / double(batch);
+    const double f = layer.forward_flops(inputs[i]) / double(batch);
     const double b = layer.parameter_count() > 0 ? (i == 0 ? 1.0 : 2.0) * f : f;
     forward_flops_per_image += f;
     train_flops_per_image += f + b;

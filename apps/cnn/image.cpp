@@ -17,6 +17,15 @@ void load_image_as(const std::string& path, const Shape& chw, bool invert, Tenso
                 "-channel images; predict handles 1 (grey) or 3 (RGB)");
   }
   int width = 0, height = 0, file_channels = 0;
+  // The header alone gives the size: a small file can decode to gigabytes (a 20000 x 20000 PNG
+  // of zeros is 787 MB), so the size is checked before decoding. A file stb cannot read fails
+  // below, with stb's reason.
+  if (stbi_info(path.c_str(), &width, &height, &file_channels) &&
+      int64_t{width} * int64_t{height} > kMaxImagePixels) {
+    throw Error(path + ": image of " + std::to_string(width) + "x" + std::to_string(height) +
+                " pixels exceeds the limit of " + std::to_string(kMaxImagePixels >> 20) +
+                " megapixels (" + std::to_string(kMaxImagePixels) + " pixels)");
+  }
   // stb converts to the requested channel count (grey = luminance of RGB).
   std::unique_ptr<unsigned char, void (*)(void*)> pixels(
       stbi_load(path.c_str(), &width, &height, &file_channels, channels), stbi_image_free);

@@ -84,6 +84,7 @@ const char* const kPredictHelp =
     "\n"
     "Classifies each image (PNG, JPEG, BMP, PGM; converted to the model's channels and size,\n"
     "pixels scaled to [0, 1]) and prints the top K classes (default 3) with probabilities.\n"
+    "Images over 64 megapixels are refused before decoding.\n"
     "  --invert  use 255 - pixel: Fashion-MNIST and MNIST show light objects on black\n"
     "  --json    one JSON object per run: {\"predictions\": [{\"image\", \"top\": [...]}]}\n";
 
@@ -111,6 +112,14 @@ std::string with_commas(int64_t value) {
     out += digits[i];
   }
   return out;
+}
+
+/// A FLOP count with thousands separators, or in scientific notation past 10^18.
+std::string flops_text(double flops) {
+  if (flops < 1e18) return with_commas(static_cast<int64_t>(flops));
+  char text[32];
+  std::snprintf(text, sizeof text, "%.3e", flops);
+  return text;
 }
 
 std::string format_duration(double seconds) {
@@ -411,20 +420,20 @@ int info_command(const Args& args) {
   std::printf("%s\n%-4s %-62s %-18s %9s %11s\n%s\n", rule.c_str(), "#", "Layer (type)",
               "Output Shape", "Param #", "FLOPs", std::string(108, '=').c_str());
   Shape shape{1, spec.input[0], spec.input[1], spec.input[2]};
-  int64_t total_flops = 0;
+  double total_flops = 0;
   for (size_t i = 0; i < model.size(); ++i) {
     const Layer<float>& layer = model.layer(i);
-    const int64_t flops = layer.forward_flops(shape);
+    const double flops = layer.forward_flops(shape);
     shape = layer.output_shape(shape);
     std::string out = "(None";
     for (int d = 1; d < shape.rank(); ++d) out += ", " + std::to_string(shape[d]);
     out += ")";
     std::printf("%-4zu %-62s %-18s %9s %11s\n", i, layer.describe().c_str(), out.c_str(),
-                with_commas(layer.parameter_count()).c_str(), with_commas(flops).c_str());
+                with_commas(layer.parameter_count()).c_str(), flops_text(flops).c_str());
     total_flops += flops;
   }
   std::printf("%s\nTotal params: %s\nForward FLOPs per image: %s\n", std::string(108, '=').c_str(),
-              with_commas(model.parameter_count()).c_str(), with_commas(total_flops).c_str());
+              with_commas(model.parameter_count()).c_str(), flops_text(total_flops).c_str());
   return 0;
 }
 

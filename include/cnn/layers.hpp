@@ -83,7 +83,7 @@ class Layer {
   /// Floating-point operations of forward on `input` (batch included): a multiply-add counts
   /// 2, a bias add 1, ReLU / tanh / sigmoid 1 per element, max pooling kernel - 1 comparisons
   /// per output, softmax 3 per element (exp, sum, divide), Flatten 0.
-  virtual int64_t forward_flops(const Shape& input) const = 0;
+  virtual double forward_flops(const Shape& input) const = 0;
 
   /// Total number of parameter elements.
   int64_t parameter_count() const;
@@ -133,7 +133,7 @@ class Conv2d final : public Layer<T> {
   std::string type() const override { return "Conv2d"; }
   std::string describe() const override;
   Shape output_shape(const Shape& input) const override;
-  int64_t forward_flops(const Shape& input) const override;
+  double forward_flops(const Shape& input) const override;
   std::vector<ParamSpec> parameter_specs() const override;
   void init_parameters(Rng& rng, Init init) override;
 
@@ -169,7 +169,7 @@ class MaxPool2d final : public Layer<T> {
   std::string type() const override { return "MaxPool2d"; }
   std::string describe() const override;
   Shape output_shape(const Shape& input) const override;
-  int64_t forward_flops(const Shape& input) const override;
+  double forward_flops(const Shape& input) const override;
   Size2 kernel() const { return kernel_; }
   Size2 stride() const { return stride_; }
   Size2 padding() const { return padding_; }
@@ -207,7 +207,7 @@ class Linear final : public Layer<T> {
   std::string type() const override { return "Linear"; }
   std::string describe() const override;
   Shape output_shape(const Shape& input) const override;
-  int64_t forward_flops(const Shape& input) const override;
+  double forward_flops(const Shape& input) const override;
   std::vector<ParamSpec> parameter_specs() const override;
   void init_parameters(Rng& rng, Init init) override;
   int64_t in_features() const { return in_features_; }
@@ -232,7 +232,7 @@ class ReLU final : public Layer<T> {
   std::string type() const override { return "ReLU"; }
   std::string describe() const override { return "ReLU()"; }
   Shape output_shape(const Shape& input) const override;
-  int64_t forward_flops(const Shape& input) const override;
+  double forward_flops(const Shape& input) const override;
 
  protected:
   void forward_impl(TensorView<const T> x, TensorView<T> y, Mode mode) override;
@@ -247,7 +247,7 @@ class Tanh final : public Layer<T> {
   std::string type() const override { return "Tanh"; }
   std::string describe() const override { return "Tanh()"; }
   Shape output_shape(const Shape& input) const override;
-  int64_t forward_flops(const Shape& input) const override;
+  double forward_flops(const Shape& input) const override;
 
  protected:
   void forward_impl(TensorView<const T> x, TensorView<T> y, Mode mode) override;
@@ -262,7 +262,7 @@ class Sigmoid final : public Layer<T> {
   std::string type() const override { return "Sigmoid"; }
   std::string describe() const override { return "Sigmoid()"; }
   Shape output_shape(const Shape& input) const override;
-  int64_t forward_flops(const Shape& input) const override;
+  double forward_flops(const Shape& input) const override;
 
  protected:
   void forward_impl(TensorView<const T> x, TensorView<T> y, Mode mode) override;
@@ -279,7 +279,7 @@ class Softmax final : public Layer<T> {
   std::string type() const override { return "Softmax"; }
   std::string describe() const override { return "Softmax(dim=1)"; }
   Shape output_shape(const Shape& input) const override;
-  int64_t forward_flops(const Shape& input) const override;
+  double forward_flops(const Shape& input) const override;
 
  protected:
   void forward_impl(TensorView<const T> x, TensorView<T> y, Mode mode) override;
@@ -294,7 +294,7 @@ class Flatten final : public Layer<T> {
   std::string type() const override { return "Flatten"; }
   std::string describe() const override { return "Flatten()"; }
   Shape output_shape(const Shape& input) const override;
-  int64_t forward_flops(const Shape& input) const override;
+  double forward_flops(const Shape& input) const override;
 
  protected:
   void forward_impl(TensorView<const T> x, TensorView<T> y, Mode mode) override;

@@ -4,18 +4,33 @@
 #include <array>
 #include <cstdint>
 #include <initializer_list>
+#include <optional>
 #include <string>
 
 namespace cnn {
 
-/// A fixed-capacity list of up to kMaxRank non-negative dimensions. Stored inline so that
-/// making views in the training step never allocates.
+/// The largest element count a Shape may have (2^48): far above any tensor that fits in memory,
+/// and low enough that an element count times an element size, or the sum of a few counts,
+/// cannot overflow int64_t.
+inline constexpr int64_t kMaxElements = int64_t{1} << 48;
+
+/// a * b for sizes a, b >= 0, or nullopt when the product exceeds kMaxElements (a product
+/// that would overflow included). For sizes read from files and specs, whose arithmetic must
+/// end in a cnn::Error, never in undefined behaviour.
+std::optional<int64_t> size_product(int64_t a, int64_t b);
+/// a + b for sizes a, b >= 0, or nullopt when the sum exceeds kMaxElements.
+std::optional<int64_t> size_sum(int64_t a, int64_t b);
+
+/// A fixed-capacity list of up to kMaxRank non-negative dimensions whose product is at most
+/// kMaxElements (so numel() never overflows). Stored inline so that making views in the
+/// training step never allocates.
 class Shape {
  public:
   static constexpr int kMaxRank = 6;
 
   Shape() = default;
-  /// Throws cnn::Error for a negative dimension or more than kMaxRank dimensions.
+  /// Throws cnn::Error for a negative dimension, more than kMaxRank dimensions, or more than
+  /// kMaxElements elements.
   Shape(std::initializer_list<int64_t> dims);
   /// Same checks as the initializer-list constructor; `dims` points at `rank` values.
   Shape(const int64_t* dims, int rank);
@@ -33,7 +48,7 @@ class Shape {
   const int64_t* begin() const { return dims_.data(); }
   const int64_t* end() const { return dims_.data() + rank_; }
 
-  /// A copy with dimension i replaced.
+  /// A copy with dimension i replaced; the same checks as the constructors.
   Shape with(int i, int64_t value) const;
 
   friend bool operator==(const Shape& a, const Shape& b);

@@ -68,14 +68,29 @@ Dataset read_cifar10(const std::vector<std::string>& paths) {
   Dataset data;
   data.images.channels = 3;
   data.images.rows = data.images.cols = 32;
+  // A real batch is 30,730,000 bytes; the cap refuses a corrupt or sparse file before reading it.
+  constexpr int64_t kMaxBatchBytes = int64_t{1} << 33;
   for (const std::string& path : paths) {
     std::ifstream in(path, std::ios::binary);
     if (!in) throw Error(path + ": cannot open CIFAR-10 batch: " + std::strerror(errno));
+    std::error_code error;
+    const uintmax_t file_size = fs::file_size(path, error);
+    if (!error && file_size > static_cast<uintmax_t>(kMaxBatchBytes)) {
+      throw Error(path + ": expected a CIFAR-10 batch of at most " +
+                  std::to_string(kMaxBatchBytes) + " bytes, got " + std::to_string(file_size));
+    }
     const std::string bytes{std::istreambuf_iterator<char>(in), {}};
     const int64_t size = static_cast<int64_t>(bytes.size());
     if (size == 0 || size % kRecord != 0) {
       throw Error(path + ": expected a whole number of " + std::to_string(kRecord) +
                   "-byte CIFAR-10 records, got " + std::to_string(size) + " bytes");
+    }
+    // The counts are checked so that a file's size can never overflow them.
+    const std::optional<int64_t> count = size_sum(data.images.count, size / kRecord);
+    if (!count || !size_product(*count, kPixels)) {
+      throw Error(path + ": expected at most 2^48 CIFAR-10 pixels in all, got " +
+                  std::to_string(size / kRecord) + " more records after " +
+                  std::to_string(data.images.count));
     }
     for (int64_t r = 0; r < size / kRecord; ++r) {
       const auto* record = reinterpret_cast<const uint8_t*>(bytes.data()) + r * kRecord;
@@ -86,7 +101,7 @@ Dataset read_cifar10(const std::vector<std::string>& paths) {
       data.labels.push_back(record[0]);
       data.images.pixels.insert(data.images.pixels.end(), record + 1, record + kRecord);
     }
-    data.images.count += size / kRecord;
+    data.images.count = *count;
   }
   return data;
 }

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <optional>
 
 #include "cnn/data.hpp"
 #include "cnn/error.hpp"
@@ -16,7 +17,7 @@ constexpr uint32_t kLabelMagic = 0x00000801;
 constexpr uint32_t kImageMagic = 0x00000803;
 // Far above any IDX dataset we know (EMNIST: 814,255 images); guards allocations from
 // corrupt headers.
-constexpr int64_t kMaxElements = int64_t{1} << 33;
+constexpr int64_t kMaxIdxBytes = int64_t{1} << 33;
 
 [[noreturn]] void fail(const std::string& path, const std::string& message) {
   throw Error(path + ": " + message);
@@ -94,14 +95,20 @@ ImageSet read_idx_images(const std::string& path) {
   images.count = in.read_u32_be("header");
   images.rows = in.read_u32_be("header");
   images.cols = in.read_u32_be("header");
-  // Each factor is below 2^32; checking the pixels per image first keeps the product in range.
-  if (images.count <= 0 || images.rows <= 0 || images.cols <= 0 ||
-      images.rows * images.cols > kMaxElements ||
-      images.count > kMaxElements / (images.rows * images.cols)) {
-    fail(path, "expected positive image count and size, got " + std::to_string(images.count) +
-                   " images of " + std::to_string(images.rows) + "x" + std::to_string(images.cols));
+  const std::string described = std::to_string(images.count) + " images of " +
+                                std::to_string(images.rows) + "x" + std::to_string(images.cols);
+  if (images.count <= 0 || images.rows <= 0 || images.cols <= 0) {
+    fail(path, "expected positive image count and size, got " + described);
   }
-  images.pixels.resize(static_cast<size_t>(images.count * images.rows * images.cols));
+  // Each factor is below 2^32, so the product can overflow 64 bits: checked.
+  const std::optional<int64_t> per_image = size_product(images.rows, images.cols);
+  const std::optional<int64_t> total =
+      per_image ? size_product(*per_image, images.count) : std::nullopt;
+  if (!total || *total > kMaxIdxBytes) {
+    fail(path,
+         "expected at most " + std::to_string(kMaxIdxBytes) + " pixels in all, got " + described);
+  }
+  images.pixels.resize(static_cast<size_t>(*total));
   in.read(images.pixels.data(), static_cast<int64_t>(images.pixels.size()),
           "pixels (header says " + std::to_string(images.count) + " images)");
   in.expect_end();
@@ -115,7 +122,7 @@ std::vector<uint8_t> read_idx_labels(const std::string& path) {
     fail(path, "expected the IDX label magic number " + hex(kLabelMagic) + ", got " + hex(magic));
   }
   const int64_t count = in.read_u32_be("header");
-  if (count <= 0 || count > kMaxElements) {
+  if (count <= 0 || count > kMaxIdxBytes) {
     fail(path, "expected a positive label count, got " + std::to_string(count));
   }
   std::vector<uint8_t> labels(static_cast<size_t>(count));

@@ -150,9 +150,14 @@ ModelSpec parse_model_spec(const std::string& text, const std::string& origin) {
     reader.fail("", "expected \"input\": [channels, height, width], got " +
                         (j.contains("input") ? j["input"].dump() : std::string("nothing")));
   }
-  spec.input = Shape{reader.positive(j["input"][0], "input", "channels"),
-                     reader.positive(j["input"][1], "input", "height"),
-                     reader.positive(j["input"][2], "input", "width")};
+  const int64_t channels = reader.positive(j["input"][0], "input", "channels"),
+                height = reader.positive(j["input"][1], "input", "height"),
+                width = reader.positive(j["input"][2], "input", "width");
+  try {
+    spec.input = Shape{channels, height, width};
+  } catch (const Error& e) {
+    reader.fail("input", e.what());
+  }
   const std::string loss = j.value("loss", std::string("cross_entropy"));
   if (loss == "cross_entropy") {
     spec.loss = LossKind::kCrossEntropy;

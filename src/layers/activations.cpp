@@ -106,23 +106,23 @@ void Flatten<T>::backward_impl(TensorView<const T> /*x*/, TensorView<const T> /*
 
 // One operation per element for the element-wise layers, three for softmax, none for Flatten.
 template <typename T>
-int64_t ReLU<T>::forward_flops(const Shape& input) const {
-  return output_shape(input).numel();
+double ReLU<T>::forward_flops(const Shape& input) const {
+  return double(output_shape(input).numel());
 }
 template <typename T>
-int64_t Tanh<T>::forward_flops(const Shape& input) const {
-  return output_shape(input).numel();
+double Tanh<T>::forward_flops(const Shape& input) const {
+  return double(output_shape(input).numel());
 }
 template <typename T>
-int64_t Sigmoid<T>::forward_flops(const Shape& input) const {
-  return output_shape(input).numel();
+double Sigmoid<T>::forward_flops(const Shape& input) const {
+  return double(output_shape(input).numel());
 }
 template <typename T>
-int64_t Softmax<T>::forward_flops(const Shape& input) const {
-  return 3 * output_shape(input).numel();
+double Softmax<T>::forward_flops(const Shape& input) const {
+  return 3.0 * double(output_shape(input).numel());
 }
 template <typename T>
-int64_t Flatten<T>::forward_flops(const Shape& input) const {
+double Flatten<T>::forward_flops(const Shape& input) const {
   output_shape(input);  // validates
   return 0;
 }

@@ -4,9 +4,11 @@
 namespace cnn {
 
 namespace {
+/// The upper bound keeps the padded sizes' arithmetic far from overflow.
 void require_positive(const char* what, int64_t value) {
-  if (value <= 0) {
-    throw Error(std::string("Conv2d: expected ") + what + " > 0, got " + std::to_string(value));
+  if (value <= 0 || value > kMaxElements) {
+    throw Error(std::string("Conv2d: expected ") + what + " > 0 (and at most 2^48), got " +
+                std::to_string(value));
   }
 }
 }  // namespace
@@ -33,8 +35,8 @@ Conv2d<T>::Conv2d(int64_t in_channels, int64_t out_channels, Size2 kernel, Size2
     }
     padding_ = Size2((kernel.h - 1) / 2, (kernel.w - 1) / 2);
   }
-  if (padding_.h < 0 || padding_.w < 0) {
-    throw Error("Conv2d: expected padding >= 0, got " + padding_.str());
+  if (padding_.h < 0 || padding_.w < 0 || padding_.h > kMaxElements || padding_.w > kMaxElements) {
+    throw Error("Conv2d: expected padding >= 0 (and at most 2^48), got " + padding_.str());
   }
 }
 
@@ -62,9 +64,11 @@ Shape Conv2d<T>::output_shape(const Shape& in) const {
 }
 
 template <typename T>
-int64_t Conv2d<T>::forward_flops(const Shape& input) const {
-  const int64_t outputs = output_shape(input).numel();
-  return outputs * (2 * in_channels_ * kernel_.h * kernel_.w + (bias_ ? 1 : 0));
+double Conv2d<T>::forward_flops(const Shape& input) const {
+  // In double: the count of a large layer can exceed int64_t.
+  const double outputs = double(output_shape(input).numel());
+  return outputs *
+         (2.0 * double(in_channels_) * double(kernel_.h) * double(kernel_.w) + (bias_ ? 1.0 : 0.0));
 }
 
 template <typename T>

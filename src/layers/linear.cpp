@@ -28,8 +28,8 @@ Shape Linear<T>::output_shape(const Shape& in) const {
 }
 
 template <typename T>
-int64_t Linear<T>::forward_flops(const Shape& input) const {
-  return output_shape(input).numel() * (2 * in_features_ + (bias_ ? 1 : 0));
+double Linear<T>::forward_flops(const Shape& input) const {
+  return double(output_shape(input).numel()) * (2.0 * double(in_features_) + (bias_ ? 1.0 : 0.0));
 }
 
 template <typename T>

@@ -6,15 +6,16 @@ namespace cnn {
 template <typename T>
 MaxPool2d<T>::MaxPool2d(Size2 kernel, std::optional<Size2> stride, Size2 padding)
     : kernel_(kernel), stride_(stride.value_or(kernel)), padding_(padding) {
-  if (kernel_.h <= 0 || kernel_.w <= 0) {
-    throw Error("MaxPool2d: expected kernel > 0, got " + kernel_.str());
+  // The upper bound keeps the padded sizes' arithmetic far from overflow.
+  if (kernel_.h <= 0 || kernel_.w <= 0 || kernel_.h > kMaxElements || kernel_.w > kMaxElements) {
+    throw Error("MaxPool2d: expected kernel > 0 (and at most 2^48), got " + kernel_.str());
   }
   if (stride_.h <= 0 || stride_.w <= 0) {
     throw Error("MaxPool2d: expected stride > 0, got " + stride_.str());
   }
   // PyTorch's rule; it guarantees that every window holds at least one input element.
-  if (padding_.h < 0 || padding_.w < 0 || 2 * padding_.h > kernel_.h ||
-      2 * padding_.w > kernel_.w) {
+  if (padding_.h < 0 || padding_.w < 0 || padding_.h > kernel_.h / 2 ||
+      padding_.w > kernel_.w / 2) {
     throw Error("MaxPool2d: expected padding between 0 and half the kernel " + kernel_.str() +
                 ", got " + padding_.str());
   }
@@ -41,8 +42,8 @@ Shape MaxPool2d<T>::output_shape(const Shape& in) const {
 }
 
 template <typename T>
-int64_t MaxPool2d<T>::forward_flops(const Shape& input) const {
-  return output_shape(input).numel() * (kernel_.h * kernel_.w - 1);
+double MaxPool2d<T>::forward_flops(const Shape& input) const {
+  return double(output_shape(input).numel()) * (double(kernel_.h) * double(kernel_.w) - 1.0);
 }
 
 template <typename T>

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <optional>
 
 #include "cnn/error.hpp"
 #include "cnn/model.hpp"
@@ -43,7 +44,19 @@ void Sequential<T>::build(const Shape& sample_shape) {
     } catch (const Error& e) {
       throw Error("Sequential: layer " + std::to_string(i) + " " + e.what());
     }
-    count += layers_[i]->parameter_count();
+    std::optional<int64_t> total;
+    try {
+      total = size_sum(count, layers_[i]->parameter_count());
+    } catch (const Error& e) {  // a parameter shape too large for a Shape
+      throw Error("Sequential: layer " + std::to_string(i) + " " + layers_[i]->describe() +
+                  ": parameters: " + e.what());
+    }
+    if (!total) {
+      throw Error("Sequential: layer " + std::to_string(i) +
+                  " takes the parameter count past 2^48 (the layers before it have " +
+                  std::to_string(count) + ")");
+    }
+    count = *total;
   }
   values_.resize(Shape{count});
   grads_.resize(Shape{count});
