@@ -1,9 +1,13 @@
 // Tensors, the RNG, initialisation, Sequential, safetensors and IDX files.
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -292,6 +296,80 @@ TEST_F(SafeTensorsTest, FailedSaveLeavesTheOldFile) {
   EXPECT_THROW(save_safetensors(file("m"), {{"a", a}, {"a", a}}, {}), Error);
   EXPECT_THROW(save_safetensors(file("no/such/dir/m"), {{"a", a}}, {}), Error);
   EXPECT_EQ(read(file("m")), before);
+}
+
+// The write itself fails part-way: a file size limit (RLIMIT_FSIZE, which binds root too, unlike
+// a read-only directory) lets the first 4 KiB of the temporary file through and then fails
+// write() with EFBIG. Run in a child process so that the limit stays there.
+TEST_F(SafeTensorsTest, AWriteThatFailsPartWayLeavesTheOldFileAndNoTemporaryFile) {
+  Tensor<float> small(Shape{2}, 1.0f), big(Shape{1 << 16}, 2.0f);  // 8 bytes, 256 KiB
+  save_safetensors(file("m.safetensors"), {{"a", small}}, {});
+  const std::string before = read(file("m.safetensors"));
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe(pipe_fds), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::close(pipe_fds[0]);
+    std::signal(SIGXFSZ, SIG_IGN);  // else the signal kills the process instead of EFBIG
+    const rlimit limit{4096, 4096};
+    ::setrlimit(RLIMIT_FSIZE, &limit);
+    std::string message = "no error";
+    try {
+      save_safetensors(file("m.safetensors"), {{"a", big}}, {});
+    } catch (const Error& e) {
+      message = e.what();
+    }
+    (void)!::write(pipe_fds[1], message.data(), message.size());
+    ::_exit(0);
+  }
+  ::close(pipe_fds[1]);
+  std::string message;
+  char buffer[256];
+  for (ssize_t got; (got = ::read(pipe_fds[0], buffer, sizeof buffer)) > 0;)
+    message.append(buffer, got);
+  ::close(pipe_fds[0]);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  EXPECT_NE(message.find(file("m.safetensors") + ": cannot write: File too large"),
+            std::string::npos)
+      << message;
+  EXPECT_EQ(read(file("m.safetensors")), before) << "the old file was changed";
+  for (const auto& entry : fs::directory_iterator(dir_))
+    EXPECT_EQ(entry.path().filename(), "m.safetensors") << "left behind: " << entry.path();
+}
+
+TEST(ModelFile, SaveRefusesASpecThatDoesNotDescribeTheModel) {
+  const fs::path path = fs::temp_directory_path() /
+                        ("cnn_spec_mismatch_" + std::to_string(::getpid()) + ".safetensors");
+  Sequential<float> lenet = build_model(preset_spec("lenet5"));
+  const auto expect_refused = [&](const ModelSpec& spec, const std::string& fragment) {
+    try {
+      save_model(path.string(), lenet, spec, {});
+      ADD_FAILURE() << "saved with a spec that does not describe the model: " << fragment;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("does not describe the model"), std::string::npos)
+          << e.what();
+      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+    }
+    EXPECT_FALSE(fs::exists(path));
+  };
+  expect_refused(preset_spec("convnet"), "layer 0 is Conv2d(1, 32");
+  ModelSpec padded = preset_spec("lenet5");
+  padded.layers[3].padding = Size2(1);  // the second convolution
+  expect_refused(padded, "layer 3 is Conv2d(6, 16, kernel=(5, 5), stride=(1, 1), padding=(1, 1))");
+  ModelSpec shorter = preset_spec("lenet5");
+  shorter.layers.pop_back();
+  expect_refused(shorter, "it has 11 layers, the model 12");
+  ModelSpec wider = preset_spec("lenet5");
+  wider.input = Shape{1, 32, 32};
+  expect_refused(wider, "its input is (1, 32, 32), the model's (1, 28, 28)");
+  ModelSpec unbiased = preset_spec("lenet5");
+  unbiased.layers.back().bias = false;
+  expect_refused(unbiased, "bias=false");
+  save_model(path.string(), lenet, preset_spec("lenet5"), {});  // the right spec saves
+  EXPECT_EQ(load_model(path.string()).model.parameter_count(), 61706);
+  fs::remove(path);
 }
 
 using IdxTest = TempDir;

@@ -24,7 +24,9 @@ struct ModelFile {
 };
 
 /// Writes the model atomically (see write_file_atomic): an existing file at `path` is either
-/// replaced whole or left as it was.
+/// replaced whole or left as it was. Throws cnn::Error "<path>: cannot save: the spec ... does
+/// not describe the model: ..." when `spec` builds another input shape or other layers (types,
+/// sizes, kernels, strides, padding, bias) than `model` has.
 void save_model(const std::string& path, Sequential<float>& model, const ModelSpec& spec,
                 const std::vector<std::string>& class_names);
 

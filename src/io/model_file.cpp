@@ -1,5 +1,6 @@
 #include "cnn/model_file.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -11,8 +12,41 @@ namespace cnn {
 
 using Json = nlohmann::json;
 
+namespace {
+/// Throws unless `spec` builds a model of the same input and layers as `model`: a file whose
+/// architecture does not describe its tensors could not be loaded again.
+void require_spec_describes(const std::string& path, const Sequential<float>& model,
+                            const ModelSpec& spec) {
+  const auto refuse = [&](const std::string& what) {
+    throw Error(path + ": cannot save: the spec '" + spec.name +
+                "' does not describe the model: " + what);
+  };
+  Sequential<float> described;
+  try {
+    described = build_model(spec);
+  } catch (const Error& e) {
+    refuse(e.what());
+  }
+  if (described.sample_shape() != model.sample_shape()) {
+    refuse("its input is " + described.sample_shape().str() + ", the model's " +
+           model.sample_shape().str());
+  }
+  for (size_t i = 0; i < std::min(model.size(), described.size()); ++i) {
+    if (described.layer(i).describe() != model.layer(i).describe()) {
+      refuse("layer " + std::to_string(i) + " is " + described.layer(i).describe() +
+             " in the spec, " + model.layer(i).describe() + " in the model");
+    }
+  }
+  if (described.size() != model.size()) {
+    refuse("it has " + std::to_string(described.size()) + " layers, the model " +
+           std::to_string(model.size()));
+  }
+}
+}  // namespace
+
 void save_model(const std::string& path, Sequential<float>& model, const ModelSpec& spec,
                 const std::vector<std::string>& class_names) {
+  require_spec_describes(path, model, spec);
   std::vector<SaveTensor> tensors;
   for (const auto& p : model.named_parameters()) tensors.push_back({p.name, p.value});
   save_safetensors(path, tensors,
