@@ -510,24 +510,25 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s
   // Images are independent: each thread takes a contiguous block of them, with its own
   // scratch, so the result does not depend on the thread count.
   const int team = static_cast<int>(std::min<int64_t>(threads(), s.batch));
-#pragma omp parallel for num_threads(team) schedule(static) if (team > 1)
-  for (int64_t n = 0; n < s.batch; ++n) {
-    T* col = pointwise ? nullptr : detail::scratch<T>(0, patch * out_size);
-    const T* xn = x + n * in_size;
-    if (!pointwise) im2col(col, xn, s);
-    T* yn = y + n * s.out_channels * out_size;
-    if (b) {
-      for (int64_t o = 0; o < s.out_channels; ++o)
-        std::fill(yn + o * out_size, yn + (o + 1) * out_size, b[o]);
+  detail::for_each_range(team, s.batch, [&](int64_t first, int64_t last) {
+    for (int64_t n = first; n < last; ++n) {
+      T* col = pointwise ? nullptr : detail::scratch<T>(0, patch * out_size);
+      const T* xn = x + n * in_size;
+      if (!pointwise) im2col(col, xn, s);
+      T* yn = y + n * s.out_channels * out_size;
+      if (b) {
+        for (int64_t o = 0; o < s.out_channels; ++o)
+          std::fill(yn + o * out_size, yn + (o + 1) * out_size, b[o]);
+      }
+      if constexpr (std::is_same_v<T, float>) {
+        detail::sgemm_nn_prepacked(s.out_channels, out_size, patch, packed_w, pointwise ? xn : col,
+                                   out_size, yn, out_size, b != nullptr);
+      } else {
+        detail::gemm_nn(s.out_channels, out_size, patch, w, patch, pointwise ? xn : col, out_size,
+                        yn, out_size, b != nullptr);
+      }
     }
-    if constexpr (std::is_same_v<T, float>) {
-      detail::sgemm_nn_prepacked(s.out_channels, out_size, patch, packed_w, pointwise ? xn : col,
-                                 out_size, yn, out_size, b != nullptr);
-    } else {
-      detail::gemm_nn(s.out_channels, out_size, patch, w, patch, pointwise ? xn : col, out_size, yn,
-                      out_size, b != nullptr);
-    }
-  }
+  });
 }
 
 namespace {

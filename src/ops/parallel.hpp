@@ -8,9 +8,13 @@
 // thread). Splitting by omp_get_thread_num() against the requested count would then skip the
 // parts of the threads that never started. Here the threads that did start claim the parts
 // round-robin, so every part runs exactly once whatever the team, and the results are those of
-// the requested split, bit for bit.
+// the requested split, bit for bit. With one part, no OpenMP construct is entered at all: a
+// one-thread region (num_threads(1) or a false if clause) still allocates its team in libgomp,
+// which would break the allocation-free training step.
 
 #include <omp.h>
+
+#include <cstdint>
 
 namespace cnn::detail {
 
@@ -27,6 +31,15 @@ void for_each_part(int parts, const Body& body) {
     const int team = omp_get_num_threads();
     for (int part = omp_get_thread_num(); part < parts; part += team) body(part);
   }
+}
+
+/// Splits [0, n) into `parts` contiguous ranges (part k: [n k / parts, n (k + 1) / parts)) and
+/// runs body(first, last) for each through for_each_part. For work whose result does not depend
+/// on the split (element-wise, or plane by plane); with parts <= 1, one call body(0, n).
+template <typename Body>
+void for_each_range(int parts, int64_t n, const Body& body) {
+  if (parts <= 1) return body(int64_t{0}, n);
+  for_each_part(parts, [&](int part) { body(n * part / parts, n * (part + 1) / parts); });
 }
 
 }  // namespace cnn::detail

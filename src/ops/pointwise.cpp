@@ -17,11 +17,7 @@ template <typename Body>
 void for_chunks(int64_t n, const Body& body) {
   constexpr int64_t kMinPerThread = int64_t{1} << 15;
   const int team = static_cast<int>(std::min<int64_t>(threads(), n / kMinPerThread));
-  if (team <= 1) return body(int64_t{0}, n);
-  detail::for_each_part(team, [&](int part) {
-    const int64_t first = n * part / team, last = n * (part + 1) / team;
-    body(first, last - first);
-  });
+  detail::for_each_range(team, n, [&](int64_t first, int64_t last) { body(first, last - first); });
 }
 
 // ReLU is the hottest element-wise op: the same loops as the reference, with the pointers

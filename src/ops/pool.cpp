@@ -10,6 +10,7 @@
 
 #include "cnn/ops.hpp"
 #include "cnn/ops_ref.hpp"
+#include "parallel.hpp"
 
 namespace cnn::ops {
 
@@ -81,98 +82,100 @@ template <typename T, bool kRelu>
 void maxpool_2x2_stride2(T* y, int32_t* argmax, const T* x, const PoolShape& s) {
   const int64_t planes = s.batch * s.channels;
   // Planes are independent: split over the threads, the result does not depend on how.
-  const int team = static_cast<int>(std::min<int64_t>(threads(), planes));
+  const int team = planes * s.out_h * s.out_w > 16384
+                       ? static_cast<int>(std::min<int64_t>(threads(), planes))
+                       : 1;
   const bool wide = isa() != Isa::kPortable;  // AVX2 or AVX-512: both have AVX2
-#pragma omp parallel for num_threads(team) \
-    schedule(static) if (team > 1 && planes * s.out_h * s.out_w > 16384)
-  for (int64_t plane = 0; plane < planes; ++plane) {
-    const T* xp = x + plane * s.in_h * s.in_w;
-    T* yp = y + plane * s.out_h * s.out_w;
-    int32_t* ap = argmax + plane * s.out_h * s.out_w;
-    for (int64_t oh = 0; oh < s.out_h; ++oh) {
-      const int64_t top = 2 * oh * s.in_w;
-      int64_t ow = 0;
-      if constexpr (std::is_same_v<T, float>) {
-        // Each tap's offset from its window's top-left element: the argmax is then that
-        // element's index plus the chosen offset, computed for the four windows at once.
-        const int32_t in_w = static_cast<int32_t>(s.in_w);
-        const __m128i tap_ids[4] = {_mm_setzero_si128(), _mm_set1_epi32(1), _mm_set1_epi32(in_w),
-                                    _mm_set1_epi32(in_w + 1)};
-        const __m128i window_steps = _mm_setr_epi32(0, 2, 4, 6);
-        // The window rule on 4 windows at once (lanes), without branches: a branch on random
-        // data mispredicts half the time (the scalar loop below took ~14 ns a window).
-        auto best_of_taps = [&](__m128(&taps)[4], __m128& best, __m128i& tap) {
-          if constexpr (kRelu) {  // relu_of, 4 lanes: lanes below zero become +0
-            for (__m128& v : taps) v = _mm_andnot_ps(_mm_cmplt_ps(v, _mm_setzero_ps()), v);
+  detail::for_each_range(team, planes, [&](int64_t first_plane, int64_t last_plane) {
+    for (int64_t plane = first_plane; plane < last_plane; ++plane) {
+      const T* xp = x + plane * s.in_h * s.in_w;
+      T* yp = y + plane * s.out_h * s.out_w;
+      int32_t* ap = argmax + plane * s.out_h * s.out_w;
+      for (int64_t oh = 0; oh < s.out_h; ++oh) {
+        const int64_t top = 2 * oh * s.in_w;
+        int64_t ow = 0;
+        if constexpr (std::is_same_v<T, float>) {
+          // Each tap's offset from its window's top-left element: the argmax is then that
+          // element's index plus the chosen offset, computed for the four windows at once.
+          const int32_t in_w = static_cast<int32_t>(s.in_w);
+          const __m128i tap_ids[4] = {_mm_setzero_si128(), _mm_set1_epi32(1), _mm_set1_epi32(in_w),
+                                      _mm_set1_epi32(in_w + 1)};
+          const __m128i window_steps = _mm_setr_epi32(0, 2, 4, 6);
+          // The window rule on 4 windows at once (lanes), without branches: a branch on random
+          // data mispredicts half the time (the scalar loop below took ~14 ns a window).
+          auto best_of_taps = [&](__m128(&taps)[4], __m128& best, __m128i& tap) {
+            if constexpr (kRelu) {  // relu_of, 4 lanes: lanes below zero become +0
+              for (__m128& v : taps) v = _mm_andnot_ps(_mm_cmplt_ps(v, _mm_setzero_ps()), v);
+            }
+            best = taps[0];
+            tap = tap_ids[0];
+            for (int t = 1; t < 4; ++t) {
+              const __m128 v = taps[t];
+              const __m128 take =
+                  _mm_or_ps(_mm_cmpgt_ps(v, best),
+                            _mm_and_ps(_mm_cmpunord_ps(v, v), _mm_cmpord_ps(best, best)));
+              best = _mm_or_ps(_mm_and_ps(take, v), _mm_andnot_ps(take, best));
+              const __m128i take_i = _mm_castps_si128(take);
+              tap = _mm_or_si128(_mm_and_si128(take_i, tap_ids[t]), _mm_andnot_si128(take_i, tap));
+            }
+          };
+          auto four_windows = [&](int64_t first) {
+            const float* r0 = xp + top + 2 * first;
+            const float* r1 = r0 + s.in_w;
+            const __m128 r0a = _mm_loadu_ps(r0), r0b = _mm_loadu_ps(r0 + 4);
+            const __m128 r1a = _mm_loadu_ps(r1), r1b = _mm_loadu_ps(r1 + 4);
+            __m128 taps[4] = {_mm_shuffle_ps(r0a, r0b, _MM_SHUFFLE(2, 0, 2, 0)),   // (0, 0)
+                              _mm_shuffle_ps(r0a, r0b, _MM_SHUFFLE(3, 1, 3, 1)),   // (0, 1)
+                              _mm_shuffle_ps(r1a, r1b, _MM_SHUFFLE(2, 0, 2, 0)),   // (1, 0)
+                              _mm_shuffle_ps(r1a, r1b, _MM_SHUFFLE(3, 1, 3, 1))};  // (1, 1)
+            __m128 best;
+            __m128i tap;
+            best_of_taps(taps, best, tap);
+            _mm_storeu_ps(yp + oh * s.out_w + first, best);
+            const __m128i corner =
+                _mm_add_epi32(_mm_set1_epi32(static_cast<int32_t>(top + 2 * first)), window_steps);
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(ap + oh * s.out_w + first),
+                             _mm_add_epi32(corner, tap));
+          };
+          // Rows of fewer than 4 windows: one window in lane 0.
+          auto one_window = [&](int64_t ow1) {
+            const float* r0 = xp + top + 2 * ow1;
+            __m128 taps[4] = {_mm_set_ss(r0[0]), _mm_set_ss(r0[1]), _mm_set_ss(r0[s.in_w]),
+                              _mm_set_ss(r0[s.in_w + 1])};
+            __m128 best;
+            __m128i tap;
+            best_of_taps(taps, best, tap);
+            yp[oh * s.out_w + ow1] = _mm_cvtss_f32(best);
+            ap[oh * s.out_w + ow1] = static_cast<int32_t>(top + 2 * ow1) + _mm_cvtsi128_si32(tap);
+          };
+          if (wide && s.out_w >= 8) {
+            maxpool_2x2_row_avx2<kRelu>(yp + oh * s.out_w, ap + oh * s.out_w, xp + top, s.in_w,
+                                        static_cast<int32_t>(top), s.out_w);
+            ow = s.out_w;
           }
-          best = taps[0];
-          tap = tap_ids[0];
-          for (int t = 1; t < 4; ++t) {
-            const __m128 v = taps[t];
-            const __m128 take =
-                _mm_or_ps(_mm_cmpgt_ps(v, best),
-                          _mm_and_ps(_mm_cmpunord_ps(v, v), _mm_cmpord_ps(best, best)));
-            best = _mm_or_ps(_mm_and_ps(take, v), _mm_andnot_ps(take, best));
-            const __m128i take_i = _mm_castps_si128(take);
-            tap = _mm_or_si128(_mm_and_si128(take_i, tap_ids[t]), _mm_andnot_si128(take_i, tap));
+          for (; ow + 4 <= s.out_w; ow += 4) four_windows(ow);
+          // The last 1 to 3 windows of a row: the four windows that end the row again, which
+          // rewrites some with the same values (the scalar loop was ~10x slower per window).
+          if (ow < s.out_w && s.out_w >= 4) {
+            four_windows(s.out_w - 4);
+            ow = s.out_w;
           }
-        };
-        auto four_windows = [&](int64_t first) {
-          const float* r0 = xp + top + 2 * first;
-          const float* r1 = r0 + s.in_w;
-          const __m128 r0a = _mm_loadu_ps(r0), r0b = _mm_loadu_ps(r0 + 4);
-          const __m128 r1a = _mm_loadu_ps(r1), r1b = _mm_loadu_ps(r1 + 4);
-          __m128 taps[4] = {_mm_shuffle_ps(r0a, r0b, _MM_SHUFFLE(2, 0, 2, 0)),   // (0, 0)
-                            _mm_shuffle_ps(r0a, r0b, _MM_SHUFFLE(3, 1, 3, 1)),   // (0, 1)
-                            _mm_shuffle_ps(r1a, r1b, _MM_SHUFFLE(2, 0, 2, 0)),   // (1, 0)
-                            _mm_shuffle_ps(r1a, r1b, _MM_SHUFFLE(3, 1, 3, 1))};  // (1, 1)
-          __m128 best;
-          __m128i tap;
-          best_of_taps(taps, best, tap);
-          _mm_storeu_ps(yp + oh * s.out_w + first, best);
-          const __m128i corner =
-              _mm_add_epi32(_mm_set1_epi32(static_cast<int32_t>(top + 2 * first)), window_steps);
-          _mm_storeu_si128(reinterpret_cast<__m128i*>(ap + oh * s.out_w + first),
-                           _mm_add_epi32(corner, tap));
-        };
-        // Rows of fewer than 4 windows: one window in lane 0.
-        auto one_window = [&](int64_t ow1) {
-          const float* r0 = xp + top + 2 * ow1;
-          __m128 taps[4] = {_mm_set_ss(r0[0]), _mm_set_ss(r0[1]), _mm_set_ss(r0[s.in_w]),
-                            _mm_set_ss(r0[s.in_w + 1])};
-          __m128 best;
-          __m128i tap;
-          best_of_taps(taps, best, tap);
-          yp[oh * s.out_w + ow1] = _mm_cvtss_f32(best);
-          ap[oh * s.out_w + ow1] = static_cast<int32_t>(top + 2 * ow1) + _mm_cvtsi128_si32(tap);
-        };
-        if (wide && s.out_w >= 8) {
-          maxpool_2x2_row_avx2<kRelu>(yp + oh * s.out_w, ap + oh * s.out_w, xp + top, s.in_w,
-                                      static_cast<int32_t>(top), s.out_w);
-          ow = s.out_w;
+          for (; ow < s.out_w; ++ow) one_window(ow);
         }
-        for (; ow + 4 <= s.out_w; ow += 4) four_windows(ow);
-        // The last 1 to 3 windows of a row: the four windows that end the row again, which
-        // rewrites some with the same values (the scalar loop was ~10x slower per window).
-        if (ow < s.out_w && s.out_w >= 4) {
-          four_windows(s.out_w - 4);
-          ow = s.out_w;
+        for (; ow < s.out_w; ++ow) {
+          const int64_t i = top + 2 * ow;
+          const auto tap = [&](int64_t at) { return kRelu ? relu_of(xp[at]) : xp[at]; };
+          T best = tap(i);
+          int64_t best_index = i;
+          consider(tap(i + 1), i + 1, best, best_index);
+          consider(tap(i + s.in_w), i + s.in_w, best, best_index);
+          consider(tap(i + s.in_w + 1), i + s.in_w + 1, best, best_index);
+          yp[oh * s.out_w + ow] = best;
+          ap[oh * s.out_w + ow] = static_cast<int32_t>(best_index);
         }
-        for (; ow < s.out_w; ++ow) one_window(ow);
-      }
-      for (; ow < s.out_w; ++ow) {
-        const int64_t i = top + 2 * ow;
-        const auto tap = [&](int64_t at) { return kRelu ? relu_of(xp[at]) : xp[at]; };
-        T best = tap(i);
-        int64_t best_index = i;
-        consider(tap(i + 1), i + 1, best, best_index);
-        consider(tap(i + s.in_w), i + s.in_w, best, best_index);
-        consider(tap(i + s.in_w + 1), i + s.in_w + 1, best, best_index);
-        yp[oh * s.out_w + ow] = best;
-        ap[oh * s.out_w + ow] = static_cast<int32_t>(best_index);
       }
     }
-  }
+  });
 }
 
 /// Any window, stride and padding: each window clipped to the input once per output row and
@@ -213,24 +216,25 @@ template <typename T, bool kRelu>
 void maxpool_scatter(T* dx, const T* dy, const T* x, const int32_t* argmax, const PoolShape& s) {
   const int64_t planes = s.batch * s.channels, in_size = s.in_h * s.in_w;
   const int64_t out_size = s.out_h * s.out_w;
-  const int team = static_cast<int>(std::min<int64_t>(threads(), planes));
-#pragma omp parallel for num_threads(team) \
-    schedule(static) if (team > 1 && planes * out_size > 16384)
-  for (int64_t plane = 0; plane < planes; ++plane) {
-    T* dxp = dx + plane * in_size;
-    std::fill(dxp, dxp + in_size, T(0));
-    const T* dyp = dy + plane * out_size;
-    const int32_t* ap = argmax + plane * out_size;
-    if constexpr (kRelu) {
-      const T* xp = x + plane * in_size;
-      for (int64_t o = 0; o < out_size; ++o) {
-        const T upstream = dyp[o];
-        dxp[ap[o]] += xp[ap[o]] < T(0) ? T(0) : upstream;
+  const int team =
+      planes * out_size > 16384 ? static_cast<int>(std::min<int64_t>(threads(), planes)) : 1;
+  detail::for_each_range(team, planes, [&](int64_t first_plane, int64_t last_plane) {
+    for (int64_t plane = first_plane; plane < last_plane; ++plane) {
+      T* dxp = dx + plane * in_size;
+      std::fill(dxp, dxp + in_size, T(0));
+      const T* dyp = dy + plane * out_size;
+      const int32_t* ap = argmax + plane * out_size;
+      if constexpr (kRelu) {
+        const T* xp = x + plane * in_size;
+        for (int64_t o = 0; o < out_size; ++o) {
+          const T upstream = dyp[o];
+          dxp[ap[o]] += xp[ap[o]] < T(0) ? T(0) : upstream;
+        }
+      } else {
+        for (int64_t o = 0; o < out_size; ++o) dxp[ap[o]] += dyp[o];
       }
-    } else {
-      for (int64_t o = 0; o < out_size; ++o) dxp[ap[o]] += dyp[o];
     }
-  }
+  });
 }
 
 /// The backward's windows [0, windows - windows % 4) of one row of 2x2 / stride 2 pooling, 4
@@ -283,65 +287,66 @@ void maxpool_2x2_stride2_backward(float* dx, const float* dy, const float* x, co
   typedef int32_t v4i __attribute__((vector_size(16)));
   const int64_t planes = s.batch * s.channels, in_size = s.in_h * s.in_w;
   const int64_t out_size = s.out_h * s.out_w;
-  const int team = static_cast<int>(std::min<int64_t>(threads(), planes));
+  const int team =
+      planes * out_size > 16384 ? static_cast<int>(std::min<int64_t>(threads(), planes)) : 1;
   const bool wide = isa() != Isa::kPortable;  // AVX2 or AVX-512: both have AVX2
-#pragma omp parallel for num_threads(team) \
-    schedule(static) if (team > 1 && planes * out_size > 16384)
-  for (int64_t plane = 0; plane < planes; ++plane) {
-    float* dxp = dx + plane * in_size;
-    const float* xp = kRelu ? x + plane * in_size : nullptr;
-    const float* dyp = dy + plane * out_size;
-    const int32_t* ap = argmax + plane * out_size;
-    const auto routed = [&](int64_t at, int64_t o) {  // one element, in window o
-      const bool keep = ap[o] == at && !(kRelu && xp[at] < 0.0f);
-      return keep ? 0.0f + dyp[o] : 0.0f;
-    };
-    for (int64_t oh = 0; oh < s.out_h; ++oh) {
-      const int64_t top = 2 * oh * s.in_w;
-      const int32_t* row_arg = ap + oh * s.out_w;
-      const float* row_dy = dyp + oh * s.out_w;
-      int64_t ow = 0;
-      if (wide) {
-        ow = maxpool_2x2_backward_row_avx2<kRelu>(dxp, row_dy, xp, row_arg, s.in_w,
-                                                  static_cast<int32_t>(top), s.out_w);
-      }
-      for (; ow + 2 <= s.out_w; ow += 2) {
-        const int64_t at = top + 2 * ow;
-        const v4i pairs = {0, 0, 1, 1};
-        const v4i a2 = {row_arg[ow], row_arg[ow + 1], 0, 0};
-        const v4 g2 = {row_dy[ow], row_dy[ow + 1], 0.0f, 0.0f};
-        const v4i args = __builtin_shuffle(a2, pairs);
-        // 0 + dy, as the scatter's sum into zeros gives: -0 becomes +0.
-        const v4 grads = __builtin_shuffle(g2, pairs) + 0.0f;
-        const v4i columns = {0, 1, 2, 3};
-        for (int r = 0; r < 2; ++r) {
-          const int64_t first = at + r * s.in_w;
-          v4i keep = args == (static_cast<int32_t>(first) + columns);
-          if constexpr (kRelu) {
-            v4 xv;
-            __builtin_memcpy(&xv, xp + first, sizeof xv);
-            keep &= ~(xv < 0.0f);
+  detail::for_each_range(team, planes, [&](int64_t first_plane, int64_t last_plane) {
+    for (int64_t plane = first_plane; plane < last_plane; ++plane) {
+      float* dxp = dx + plane * in_size;
+      const float* xp = kRelu ? x + plane * in_size : nullptr;
+      const float* dyp = dy + plane * out_size;
+      const int32_t* ap = argmax + plane * out_size;
+      const auto routed = [&](int64_t at, int64_t o) {  // one element, in window o
+        const bool keep = ap[o] == at && !(kRelu && xp[at] < 0.0f);
+        return keep ? 0.0f + dyp[o] : 0.0f;
+      };
+      for (int64_t oh = 0; oh < s.out_h; ++oh) {
+        const int64_t top = 2 * oh * s.in_w;
+        const int32_t* row_arg = ap + oh * s.out_w;
+        const float* row_dy = dyp + oh * s.out_w;
+        int64_t ow = 0;
+        if (wide) {
+          ow = maxpool_2x2_backward_row_avx2<kRelu>(dxp, row_dy, xp, row_arg, s.in_w,
+                                                    static_cast<int32_t>(top), s.out_w);
+        }
+        for (; ow + 2 <= s.out_w; ow += 2) {
+          const int64_t at = top + 2 * ow;
+          const v4i pairs = {0, 0, 1, 1};
+          const v4i a2 = {row_arg[ow], row_arg[ow + 1], 0, 0};
+          const v4 g2 = {row_dy[ow], row_dy[ow + 1], 0.0f, 0.0f};
+          const v4i args = __builtin_shuffle(a2, pairs);
+          // 0 + dy, as the scatter's sum into zeros gives: -0 becomes +0.
+          const v4 grads = __builtin_shuffle(g2, pairs) + 0.0f;
+          const v4i columns = {0, 1, 2, 3};
+          for (int r = 0; r < 2; ++r) {
+            const int64_t first = at + r * s.in_w;
+            v4i keep = args == (static_cast<int32_t>(first) + columns);
+            if constexpr (kRelu) {
+              v4 xv;
+              __builtin_memcpy(&xv, xp + first, sizeof xv);
+              keep &= ~(xv < 0.0f);
+            }
+            const v4 out = keep ? grads : v4{};
+            __builtin_memcpy(dxp + first, &out, sizeof out);
           }
-          const v4 out = keep ? grads : v4{};
-          __builtin_memcpy(dxp + first, &out, sizeof out);
+        }
+        for (; ow < s.out_w; ++ow) {
+          const int64_t at = top + 2 * ow;
+          for (int64_t r = 0; r < 2; ++r) {
+            dxp[at + r * s.in_w] = routed(at + r * s.in_w, oh * s.out_w + ow);
+            dxp[at + r * s.in_w + 1] = routed(at + r * s.in_w + 1, oh * s.out_w + ow);
+          }
+        }
+        // An odd width leaves a last column that no window reads.
+        for (int64_t c = 2 * s.out_w; c < s.in_w; ++c) {
+          dxp[top + c] = 0.0f;
+          dxp[top + s.in_w + c] = 0.0f;
         }
       }
-      for (; ow < s.out_w; ++ow) {
-        const int64_t at = top + 2 * ow;
-        for (int64_t r = 0; r < 2; ++r) {
-          dxp[at + r * s.in_w] = routed(at + r * s.in_w, oh * s.out_w + ow);
-          dxp[at + r * s.in_w + 1] = routed(at + r * s.in_w + 1, oh * s.out_w + ow);
-        }
-      }
-      // An odd width leaves a last column that no window reads.
-      for (int64_t c = 2 * s.out_w; c < s.in_w; ++c) {
-        dxp[top + c] = 0.0f;
-        dxp[top + s.in_w + c] = 0.0f;
-      }
+      // And an odd height a last row.
+      std::fill(dxp + 2 * s.out_h * s.in_w, dxp + in_size, 0.0f);
     }
-    // And an odd height a last row.
-    std::fill(dxp + 2 * s.out_h * s.in_w, dxp + in_size, 0.0f);
-  }
+  });
 }
 
 bool is_2x2_stride2(const PoolShape& s) {

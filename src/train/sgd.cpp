@@ -1,6 +1,7 @@
 #include <cmath>
 #include <string>
 
+#include "../ops/parallel.hpp"
 #include "cnn/error.hpp"
 #include "cnn/ops.hpp"
 #include "cnn/optim.hpp"
@@ -55,22 +56,24 @@ void Sgd<T>::step() {
   const bool first = first_step_, nesterov = options_.nesterov;
   if (mu != T(0) && !first && !nesterov) {
     // The usual step, without branches so that it vectorises; the same arithmetic as below.
-#pragma omp parallel for num_threads(team) schedule(static) if (team > 1)
-    for (size_t i = 0; i < n; ++i) {
-      const T g = grad[i] + decay * p[i];
-      buffer[i] = mu * buffer[i] + keep * g;
-      p[i] -= lr * buffer[i];
-    }
-  } else {
-#pragma omp parallel for num_threads(team) schedule(static) if (team > 1)
-    for (size_t i = 0; i < n; ++i) {
-      T g = grad[i] + decay * p[i];
-      if (mu != T(0)) {
-        buffer[i] = first ? g : mu * buffer[i] + keep * g;
-        g = nesterov ? g + mu * buffer[i] : buffer[i];
+    detail::for_each_range(team, static_cast<int64_t>(n), [&](int64_t first, int64_t last) {
+      for (int64_t i = first; i < last; ++i) {
+        const T g = grad[i] + decay * p[i];
+        buffer[i] = mu * buffer[i] + keep * g;
+        p[i] -= lr * buffer[i];
       }
-      p[i] -= lr * g;
-    }
+    });
+  } else {
+    detail::for_each_range(team, static_cast<int64_t>(n), [&](int64_t first_i, int64_t last) {
+      for (int64_t i = first_i; i < last; ++i) {
+        T g = grad[i] + decay * p[i];
+        if (mu != T(0)) {
+          buffer[i] = first ? g : mu * buffer[i] + keep * g;
+          g = nesterov ? g + mu * buffer[i] : buffer[i];
+        }
+        p[i] -= lr * g;
+      }
+    });
   }
   first_step_ = false;
 }
