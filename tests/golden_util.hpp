@@ -13,9 +13,14 @@
 
 namespace cnn::testing {
 
-/// True when every element satisfies |a - b| <= rtol * (|b| + max|B|), i.e. relative to the
-/// element, with the tensor's largest magnitude as the floor for elements near zero. Prints
-/// one line per tensor.
+/// The smallest scale a golden tensor is compared at: an all-zero (or near-zero) golden tensor
+/// is matched to rtol * kGoldenScaleFloor in absolute terms (1e-11 at rtol 1e-5), so that it
+/// cannot pass against any output.
+inline constexpr double kGoldenScaleFloor = 1e-6;
+
+/// True when every element satisfies |a - b| <= rtol * (|b| + max(max|B|, kGoldenScaleFloor)),
+/// i.e. relative to the element, with the tensor's largest magnitude as the floor for elements
+/// near zero. Prints one line per tensor.
 inline bool close_to_golden(const std::string& name, TensorView<const float> actual,
                             TensorView<const float> expected, double rtol = 1e-5) {
   if (actual.shape() != expected.shape()) {
@@ -23,7 +28,7 @@ inline bool close_to_golden(const std::string& name, TensorView<const float> act
                   << expected.shape().str();
     return false;
   }
-  double scale = 0;
+  double scale = kGoldenScaleFloor;
   for (int64_t i = 0; i < expected.numel(); ++i)
     scale = std::max(scale, std::abs(double(expected[i])));
   double max_diff = 0, max_ratio = 0;
@@ -34,8 +39,7 @@ inline bool close_to_golden(const std::string& name, TensorView<const float> act
       break;
     }
     max_diff = std::max(max_diff, diff);
-    const double allowed_unit = std::abs(double(expected[i])) + scale;
-    if (allowed_unit > 0) max_ratio = std::max(max_ratio, diff / allowed_unit);
+    max_ratio = std::max(max_ratio, diff / (std::abs(double(expected[i])) + scale));
   }
   const bool ok = max_ratio <= rtol;
   std::printf("%-6s %-40s max |diff| %.3g, max diff / (|golden| + max|golden|) %.3g\n",

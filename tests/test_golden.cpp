@@ -2,6 +2,7 @@
 // values (tests/golden, written by tools/make_golden.py) within 1e-5 relative, in float, on the
 // default path and on the reference path.
 
+#include <gtest/gtest-spi.h>
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -105,6 +106,25 @@ TEST_P(GoldenTest, Losses) {
     loss->backward(p, t, dp);
     close_to_golden(name + ".dprediction", dp, file.tensor<float>(name + ".dprediction"));
   }
+}
+
+// The comparison itself: it must fail where the output is wrong, including against a golden
+// tensor of zeros (which a purely relative bound would accept whatever the output).
+TEST(Golden, TheComparisonFailsOnWrongOutputsAndAgainstAnAllZeroGolden) {
+  Tensor<float> zeros(Shape{4}, 0.0f), tiny(Shape{4}, 0.0f), golden_values(Shape{4}),
+      wrong(Shape{4});
+  tiny[2] = 1e-6f;
+  for (int64_t i = 0; i < 4; ++i) {
+    golden_values[i] = float(i) - 1.5f;
+    wrong[i] = golden_values[i];
+  }
+  wrong[1] *= 1.001f;
+  EXPECT_NONFATAL_FAILURE(close_to_golden("all-zero golden", tiny, zeros), "differs from PyTorch");
+  EXPECT_NONFATAL_FAILURE(close_to_golden("all-zero golden", golden_values, zeros),
+                          "differs from PyTorch");
+  EXPECT_NONFATAL_FAILURE(close_to_golden("wrong", wrong, golden_values), "differs from PyTorch");
+  EXPECT_TRUE(close_to_golden("zeros", zeros, zeros));
+  EXPECT_TRUE(close_to_golden("equal", golden_values, golden_values));
 }
 
 TEST(Golden, Sgd) {
