@@ -62,8 +62,9 @@ DataSplit load_dataset(const std::string& which, const std::string& sample_dir,
 /// The samples whose label is in `classes`, relabelled to the position in `classes`.
 Dataset select_classes(const Dataset& data, const std::vector<int>& classes);
 
-/// Batches of indices over [0, count): shuffled by rng each epoch when `shuffle`, in order
-/// otherwise; the last batch is partial when count is not a multiple of the batch size.
+/// Batches of indices over [0, count): shuffled each epoch when start_epoch gets an rng, in
+/// order when it gets null; the last batch is partial when count is not a multiple of the batch
+/// size.
 class BatchIterator {
  public:
   BatchIterator(int64_t count, int64_t batch_size);

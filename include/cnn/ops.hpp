@@ -68,8 +68,10 @@ const char* isa_name(Isa isa);
 double measure_peak_gflops(int threads, double seconds = 0.2);
 
 /// Threads the kernels may use (OpenMP over the images of a batch); 1 by default. Results
-/// for a fixed thread count are bit-identical from run to run; across thread counts they agree
-/// to rounding (parameter gradients are summed per thread, then in thread order).
+/// for a fixed thread count are bit-identical from run to run, also when OpenMP grants fewer
+/// threads (OMP_THREAD_LIMIT, OMP_DYNAMIC, a call from a user's parallel region): the work is
+/// split for the requested count and the granted threads share it out. Across thread counts
+/// results agree to rounding (parameter gradients are summed per part, then in part order).
 void set_threads(int threads);
 int threads();
 
@@ -77,12 +79,11 @@ int threads();
 /// the direct kernels wherever they apply (stride 1), im2col + GEMM elsewhere. kWinograd:
 /// Winograd F(2x2, 3x3) for the forward, weight gradient and input gradient of 3x3 stride-1
 /// layers (padding at most 2), direct elsewhere. kAuto (the default): the fastest measured by layer
-/// shape: Winograd for 3x3 stride-1 layers with at least 16 input and 16 output channels
-/// and batches of 8 or more,
-/// direct for the other stride-1 forwards and for the weight gradient of stride-1 layers with
-/// at most 65,536 weights, im2col + GEMM for the rest (docs/design-notes.md has the
-/// measurements). Initialised from the environment variable CNN_CONV (auto, gemm, direct or
-/// winograd); tests force each. double always runs im2col + plain loops.
+/// shape: Winograd for 3x3 stride-1 layers (padding at most 2) with at least 16 input and 16
+/// output channels, at any batch; direct for the other stride-1 forwards and for the weight
+/// gradient of stride-1 layers with at most 65,536 weights, im2col + GEMM for the rest
+/// (docs/design-notes.md has the measurements). Initialised from the environment variable CNN_CONV
+/// (auto, gemm, direct or winograd); tests force each. double always runs im2col + plain loops.
 enum class ConvAlgorithm { kAuto, kGemm, kDirect, kWinograd };
 ConvAlgorithm conv_algorithm();
 void set_conv_algorithm(ConvAlgorithm algorithm);

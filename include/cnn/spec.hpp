@@ -67,7 +67,8 @@ ModelSpec model_spec_from(const std::string& preset_or_path);
 /// Builds (and shape-checks) the model of a spec, parameters zeroed. Throws cnn::Error
 /// "<spec name>: Sequential: layer i ..." when a layer does not fit its input.
 Sequential<float> build_model(const ModelSpec& spec);
-/// The number of outputs the loss reads: 1 for the log loss, else the last layer's features.
+/// The number of classes the model predicts: 2 for the log loss (one sigmoid output: negative
+/// or positive), else the last layer's features.
 int64_t output_classes(const ModelSpec& spec);
 
 }  // namespace cnn

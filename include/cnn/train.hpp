@@ -18,7 +18,8 @@ namespace cnn {
 /// How the learning rate changes over training.
 enum class LrSchedule {
   kConstant,  // lr throughout
-  kCosine,    // lr * (1 + cos(pi * step / steps)) / 2, per batch, from lr down to 0
+  kCosine,    // lr * (1 + cos(pi * step / steps)) / 2 per batch, from lr down to lr * 1e-4 (the
+              // floor: the optimizer refuses a rate of 0)
 };
 
 struct TrainOptions {

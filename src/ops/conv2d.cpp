@@ -1,7 +1,10 @@
-// Default convolution path: im2col + GEMM, the three products of darknet's
-// convolutional_layer.c. Per image: col = im2col(x); y = W col + b; dW += dy col^T;
-// dcol = W^T dy; dx = col2im(dcol). A 1x1, stride-1, unpadded convolution skips im2col,
-// since the image already is its column matrix.
+// The float convolution's three methods, chosen per layer shape in one place (conv_uses_winograd
+// and the functions after it; kAuto's rule is measured in docs/design-notes.md): Winograd
+// F(2x2, 3x3) (winograd.cpp) for 3x3 stride-1 layers with 16+ channels in and out, the direct
+// kernels (dconv_*.cpp) for the other stride-1 layers, and im2col + GEMM, the three products of
+// darknet's convolutional_layer.c, for the rest and for double. Per image: col = im2col(x);
+// y = W col + b; dW += dy col^T; dcol = W^T dy; dx = col2im(dcol). A 1x1, stride-1, unpadded
+// convolution skips im2col, since the image already is its column matrix.
 
 #include <algorithm>
 #include <type_traits>
