@@ -42,39 +42,53 @@ void Sgd<T>::set_lr(double lr) {
   options_.lr = lr;
 }
 
+namespace {
+/// The usual momentum step over [begin, end), without branches so that it vectorises: the
+/// same arithmetic as general_step. Arguments by value and pointers non-aliasing, so that the
+/// compiler may keep the scalars in registers across the stores.
+template <typename T>
+void momentum_step(T* __restrict p, const T* __restrict grad, T* __restrict buffer, int64_t begin,
+                   int64_t end, T lr, T mu, T decay, T keep) {
+  for (int64_t i = begin; i < end; ++i) {
+    const T g = grad[i] + decay * p[i];
+    buffer[i] = mu * buffer[i] + keep * g;
+    p[i] -= lr * buffer[i];
+  }
+}
+/// Any step: plain SGD (mu = 0), the first momentum step, Nesterov.
+template <typename T>
+void general_step(T* __restrict p, const T* __restrict grad, T* __restrict buffer, int64_t begin,
+                  int64_t end, T lr, T mu, T decay, T keep, bool first, bool nesterov) {
+  for (int64_t i = begin; i < end; ++i) {
+    T g = grad[i] + decay * p[i];
+    if (mu != T(0)) {
+      buffer[i] = first ? g : mu * buffer[i] + keep * g;
+      g = nesterov ? g + mu * buffer[i] : buffer[i];
+    }
+    p[i] -= lr * g;
+  }
+}
+}  // namespace
+
 template <typename T>
 void Sgd<T>::step() {
   const T lr = static_cast<T>(options_.lr), mu = static_cast<T>(options_.momentum);
   const T decay = static_cast<T>(options_.weight_decay);
   const T keep = static_cast<T>(1.0 - options_.dampening);
   const size_t n = params_.size();
-  T* __restrict p = params_.data();
-  const T* __restrict grad = grads_.data();
-  T* __restrict buffer = momentum_buffer_.data();
+  T* const p = params_.data();
+  const T* const grad = grads_.data();
+  T* const buffer = momentum_buffer_.data();
   // Element-wise: threads split the buffer, the result does not depend on how.
   const int team = n > (size_t{1} << 16) ? ops::threads() : 1;
   const bool first = first_step_, nesterov = options_.nesterov;
-  if (mu != T(0) && !first && !nesterov) {
-    // The usual step, without branches so that it vectorises; the same arithmetic as below.
-    detail::for_each_range(team, static_cast<int64_t>(n), [&](int64_t first, int64_t last) {
-      for (int64_t i = first; i < last; ++i) {
-        const T g = grad[i] + decay * p[i];
-        buffer[i] = mu * buffer[i] + keep * g;
-        p[i] -= lr * buffer[i];
-      }
-    });
-  } else {
-    detail::for_each_range(team, static_cast<int64_t>(n), [&](int64_t first_i, int64_t last) {
-      for (int64_t i = first_i; i < last; ++i) {
-        T g = grad[i] + decay * p[i];
-        if (mu != T(0)) {
-          buffer[i] = first ? g : mu * buffer[i] + keep * g;
-          g = nesterov ? g + mu * buffer[i] : buffer[i];
-        }
-        p[i] -= lr * g;
-      }
-    });
-  }
+  detail::for_each_range(team, static_cast<int64_t>(n), [&](int64_t begin, int64_t end) {
+    if (mu != T(0) && !first && !nesterov) {
+      momentum_step(p, grad, buffer, begin, end, lr, mu, decay, keep);
+    } else {
+      general_step(p, grad, buffer, begin, end, lr, mu, decay, keep, first, nesterov);
+    }
+  });
   first_step_ = false;
 }
 

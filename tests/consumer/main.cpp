@@ -1,6 +1,6 @@
 // Builds a LeNet-5, runs one training step on a random batch and prints the parameter count.
-#include <cnn/cnn.hpp>
 #include <cmath>
+#include <cnn/cnn.hpp>
 #include <cstdio>
 
 int main() {
