@@ -280,16 +280,20 @@ std::string safetensors(const std::string& header, const std::string& data) {
   return out + header + data;
 }
 
+/// Writes `bytes` to work_dir()/name and expects `cnn eval` to refuse it in one line naming the
+/// file and every fragment.
+void expect_model_file_refused(const std::string& name, const std::string& bytes,
+                               const std::vector<std::string>& fragments) {
+  const fs::path path = work_dir() / name;
+  write_file(path, bytes);
+  std::vector<std::string> all = fragments;
+  all.push_back(path.string());
+  expect_refusal("eval " + path.string() + " --data sample", all);
+}
+
 TEST(CliBadInput, ModelFiles) {
+  const auto& refused = expect_model_file_refused;
   const std::string good = read_file(trained_model());
-  const auto refused = [&](const std::string& name, const std::string& bytes,
-                           const std::vector<std::string>& fragments) {
-    const fs::path path = work_dir() / name;
-    write_file(path, bytes);
-    std::vector<std::string> all = fragments;
-    all.push_back(path.string());
-    expect_refusal("eval " + path.string() + " --data sample", all);
-  };
   refused("truncated.safetensors", good.substr(0, good.size() / 2), {"outside"});
   refused("tiny.safetensors", good.substr(0, 5), {"truncated"});
   std::string past_end = good;
@@ -395,14 +399,7 @@ TEST(CliBadInput, SizesThatOverflow64BitsAreRefused) {
 
   // safetensors: a shape whose element count passes 2^64, offsets at the top of uint64, and a
   // header length of 2^64 - 1.
-  const auto refused = [&](const std::string& name, const std::string& bytes,
-                           const std::vector<std::string>& fragments) {
-    const fs::path path = work_dir() / name;
-    write_file(path, bytes);
-    std::vector<std::string> all = fragments;
-    all.push_back(path.string());
-    expect_refusal("eval " + path.string() + " --data sample", all);
-  };
+  const auto& refused = expect_model_file_refused;
   refused("huge_shape.safetensors",
           safetensors(R"({"0.bias":{"dtype":"F32","shape":[4294967296,4294967296],)"
                       R"("data_offsets":[0,8]}})",
