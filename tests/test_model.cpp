@@ -419,6 +419,10 @@ TEST_F(IdxTest, RefusesBadFilesByName) {
   };
   write(file("short"), idx_header(0x803, {2, 2, 3}) + "abc");
   expect_refused([&] { read_idx_images(file("short")); }, "truncated");
+  // A header that claims 8 GiB of pixels in a 40-byte file: refused as truncated after reading
+  // what is there, without allocating what the header claims.
+  write(file("claims"), idx_header(0x803, {8192, 1024, 1024}) + std::string(24, 'x'));
+  expect_refused([&] { read_idx_images(file("claims")); }, "truncated");
   write(file("magic"), idx_header(0x802, {2, 2, 3}));
   expect_refused([&] { read_idx_images(file("magic")); },
                  "magic number 0x00000803, got 0x00000802");

@@ -1,10 +1,12 @@
 #include <zlib.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <vector>
 
 #include "cnn/data.hpp"
 #include "cnn/error.hpp"
@@ -48,6 +50,18 @@ class Reader {
       if (got == 0) fail(path_, "truncated: the file ends inside the " + what);
       p += got;
       n -= got;
+    }
+  }
+  /// Reads exactly n bytes into `out` (resized to n), growing it as the data arrives: a
+  /// header that claims gigabytes in a small file fails as truncated before it allocates them.
+  void read_growing(std::vector<uint8_t>& out, int64_t n, const std::string& what) {
+    constexpr int64_t kChunk = int64_t{1} << 24;
+    out.clear();
+    for (int64_t done = 0; done < n;) {
+      const int64_t chunk = std::min(kChunk, n - done);
+      out.resize(static_cast<size_t>(done + chunk));
+      read(out.data() + done, chunk, what);
+      done += chunk;
     }
   }
   uint32_t read_u32_be(const std::string& what) {
@@ -108,9 +122,8 @@ ImageSet read_idx_images(const std::string& path) {
     fail(path,
          "expected at most " + std::to_string(kMaxIdxBytes) + " pixels in all, got " + described);
   }
-  images.pixels.resize(static_cast<size_t>(*total));
-  in.read(images.pixels.data(), static_cast<int64_t>(images.pixels.size()),
-          "pixels (header says " + std::to_string(images.count) + " images)");
+  in.read_growing(images.pixels, *total,
+                  "pixels (header says " + std::to_string(images.count) + " images)");
   in.expect_end();
   return images;
 }
@@ -125,8 +138,8 @@ std::vector<uint8_t> read_idx_labels(const std::string& path) {
   if (count <= 0 || count > kMaxIdxBytes) {
     fail(path, "expected a positive label count, got " + std::to_string(count));
   }
-  std::vector<uint8_t> labels(static_cast<size_t>(count));
-  in.read(labels.data(), count, "labels (header says " + std::to_string(count) + ")");
+  std::vector<uint8_t> labels;
+  in.read_growing(labels, count, "labels (header says " + std::to_string(count) + ")");
   in.expect_end();
   return labels;
 }
