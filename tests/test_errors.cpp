@@ -201,6 +201,43 @@ TEST(Errors, OptimizerSettings) {
   expect_error([&] { Sgd<float>(p, g, {.lr = 0.1, .nesterov = true}); },
                {"SGD", "Nesterov momentum expects momentum > 0"});
   expect_error([&] { Sgd<float>(p, g, {.lr = NAN}); }, {"SGD", "lr > 0", "nan"});
+  expect_error([&] { Adam<float>(p, g, {.lr = 0}); }, {"Adam:", "lr > 0", "got 0"});
+  expect_error([&] { Adam<float>(p, g, {.beta1 = 1.0}); }, {"Adam:", "0 <= beta1 < 1", "got 1"});
+  expect_error([&] { Adam<float>(p, g, {.beta2 = -0.5, .decoupled_weight_decay = true}); },
+               {"AdamW:", "0 <= beta2 < 1", "got -0.5"});
+  expect_error([&] { Adam<float>(p, g, {.eps = -1}); }, {"Adam:", "eps >= 0", "got -1"});
+  expect_error([&] { Adam<float>(p, g, {.weight_decay = -1}); },
+               {"Adam:", "weight_decay >= 0", "got -1"});
+  std::vector<float> fewer(2);
+  expect_error([&] { Adam<float>(p, fewer, {}); },
+               {"Adam:", "as many gradients as parameters", "got 2 and 3"});
+}
+
+TEST(Errors, ScheduleSettings) {
+  const auto with = [](auto edit) {
+    ScheduleOptions o;
+    o.total_steps = 10;
+    edit(o);
+    return o;
+  };
+  expect_error([&] { validate(with([](ScheduleOptions& o) { o.warmup_steps = 10; })); },
+               {"schedule", "warm-up steps in [0, 10)", "got 10"});
+  expect_error([&] { validate(with([](ScheduleOptions& o) { o.lr = -1; })); },
+               {"schedule", "lr > 0"});
+  expect_error([&] { validate(with([](ScheduleOptions& o) { o.gamma = 2; })); },
+               {"schedule", "gamma in (0, 1]"});
+  expect_error(
+      [&] {
+        validate(with([](ScheduleOptions& o) {
+          o.kind = LrSchedule::kOneCycle;
+          o.total_steps = 2;
+        }));
+      },
+      {"schedule", "onecycle expects its rise to end between the first and the last"});
+  expect_error([] { parse_schedule("linear"); },
+               {"--schedule", "expects constant, step, cosine or onecycle", "'linear'"});
+  expect_error([] { parse_optimizer("rmsprop"); },
+               {"--optimizer", "expects sgd, adam or adamw", "'rmsprop'"});
 }
 
 }  // namespace

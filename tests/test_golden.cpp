@@ -154,6 +154,67 @@ TEST(Golden, Sgd) {
   }
 }
 
+TEST(Golden, AdamAndAdamW) {
+  const SafeTensorsFile file = SafeTensorsFile::load(golden("adam.safetensors"));
+  const Json cases = Json::parse(file.metadata().at("cases"));
+  ASSERT_EQ(cases.size(), 4u);
+  for (const Json& c : cases) {
+    const std::string name = c.at("name");
+    SCOPED_TRACE(name);
+    Tensor<float> p = file.tensor<float>(name + ".p0");
+    const Tensor<float> grads = file.tensor<float>(name + ".grads");
+    const Tensor<float> expected = file.tensor<float>(name + ".p");
+    const int64_t n = p.numel(), steps = grads.shape()[0];
+    ASSERT_GE(steps, 5);
+    Tensor<float> g(p.shape());
+    Adam<float> adam(p.view().span(), std::span<const float>(g.data(), static_cast<size_t>(n)),
+                     {.lr = c.at("lr"),
+                      .beta1 = c.at("beta1"),
+                      .beta2 = c.at("beta2"),
+                      .eps = c.at("eps"),
+                      .weight_decay = c.at("weight_decay"),
+                      .decoupled_weight_decay = c.at("decoupled")});
+    for (int64_t s = 0; s < steps; ++s) {
+      std::copy(grads.data() + s * n, grads.data() + (s + 1) * n, g.data());
+      adam.step();
+      close_to_golden(name + " step " + std::to_string(s + 1), p,
+                      TensorView<const float>(expected.data() + s * n, p.shape()));
+    }
+    EXPECT_EQ(adam.steps(), steps);
+  }
+}
+
+TEST(Golden, LearningRateSchedulesStepByStep) {
+  const SafeTensorsFile file = SafeTensorsFile::load(golden("schedules.safetensors"));
+  const Json cases = Json::parse(file.metadata().at("cases"));
+  ASSERT_EQ(cases.size(), 8u);
+  for (const Json& c : cases) {
+    const std::string name = c.at("name");
+    ScheduleOptions o;
+    o.kind = parse_schedule(c.at("kind").get<std::string>());
+    o.lr = c.at("lr");
+    o.total_steps = c.at("total");
+    o.warmup_steps = c.at("warmup");
+    o.warmup_start = c.at("warmup_start");
+    if (c.contains("step_size")) o.step_size = c.at("step_size");
+    if (c.contains("gamma")) o.gamma = c.at("gamma");
+    if (c.contains("pct_start")) o.pct_start = c.at("pct_start");
+    validate(o);
+    const Tensor<float> expected = file.tensor<float>(name + ".lr");
+    ASSERT_EQ(expected.numel(), o.total_steps) << name;
+    // Element by element relative to each rate: the tails of onecycle and cosine are 10^5
+    // times below their peaks, where a bound relative to the largest rate would see nothing.
+    double worst = 0;
+    for (int64_t t = 0; t < o.total_steps; ++t) {
+      const double ours = scheduled_lr(o, t), torch = expected[t];
+      worst = std::max(worst, std::abs(ours - torch) / std::abs(torch));
+      EXPECT_LE(std::abs(ours - torch), 1e-5 * std::abs(torch)) << name << " step " << t;
+    }
+    std::printf("%-6s schedule %-16s max |ours - torch| / |torch| %.3g\n",
+                worst <= 1e-5 ? "OK" : "NOT OK", name.c_str(), worst);
+  }
+}
+
 TEST_P(GoldenTest, LeNet5FiveSgdMomentumSteps) {
   const SafeTensorsFile file = SafeTensorsFile::load(golden("lenet5.safetensors"));
   Sequential<float> model = testing::lenet5();

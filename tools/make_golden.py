@@ -14,6 +14,11 @@ Files:
                       metadata "cases" as above.
   sgd.safetensors     SGD variants on one tensor: "<case>.p0", ".grads" (steps x n), ".p"
                       (steps x n, the parameter after each step); metadata "cases".
+  adam.safetensors    Adam and AdamW variants, as sgd.safetensors.
+  schedules.safetensors  "<case>.lr" (steps,): PyTorch's learning rate at every step of each
+                      schedule (LambdaLR, StepLR, CosineAnnealingLR, OneCycleLR, each optionally
+                      after a LinearLR warm-up through SequentialLR), stored F32 (written from
+                      float64); metadata "cases".
   lenet5.safetensors  five SGD steps of LeNet-5 on a fixed batch: "x", "labels", "init.<name>"
                       (the initial state_dict), "losses" (5,), "final.<name>"; metadata
                       "optimizer" (JSON).
@@ -168,6 +173,84 @@ def sgd_cases():
     return cases, tensors
 
 
+def adam_cases():
+    """Adam and AdamW over 6 steps on one tensor, as sgd_cases."""
+    configs = [
+        dict(name="adam", lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, decoupled=False),
+        dict(name="adam_decay", lr=0.003, beta1=0.8, beta2=0.99, eps=1e-6, weight_decay=0.05,
+             decoupled=False),
+        dict(name="adamw", lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01, decoupled=True),
+        dict(name="adamw_strong_decay", lr=0.02, beta1=0.5, beta2=0.9, eps=1e-4, weight_decay=0.5,
+             decoupled=True),
+    ]
+    cases, tensors = [], []
+    steps, n = 6, 19
+    for c in configs:
+        p = torch.randn(n, requires_grad=True)
+        p0 = p.detach().clone()
+        kind = torch.optim.AdamW if c["decoupled"] else torch.optim.Adam
+        opt = kind([p], lr=c["lr"], betas=(c["beta1"], c["beta2"]), eps=c["eps"],
+                   weight_decay=c["weight_decay"])
+        # Gradients of mixed sizes, some tiny, so that eps and the bias corrections matter.
+        grads = torch.randn(steps, n) * torch.logspace(-4, 1, n)
+        after = []
+        for s in range(steps):
+            p.grad = grads[s].clone()
+            opt.step()
+            after.append(p.detach().clone())
+        tensors.extend([(c["name"] + ".p0", p0), (c["name"] + ".grads", grads),
+                        (c["name"] + ".p", torch.stack(after))])
+        cases.append(c)
+    return cases, tensors
+
+
+def schedule_cases():
+    """The learning rate of every step of each schedule (include/cnn/schedule.hpp), as PyTorch's
+    schedulers give it when stepped once per optimizer step."""
+    from torch.optim import lr_scheduler as S
+    configs = [
+        dict(name="constant", kind="constant", lr=0.05, total=12, warmup=0),
+        dict(name="constant_warmup", kind="constant", lr=0.05, total=12, warmup=4),
+        dict(name="step", kind="step", lr=0.1, total=20, warmup=0, step_size=6, gamma=0.1),
+        dict(name="step_warmup", kind="step", lr=0.1, total=20, warmup=3, step_size=5, gamma=0.5),
+        dict(name="cosine", kind="cosine", lr=0.05, total=25, warmup=0),
+        dict(name="cosine_warmup", kind="cosine", lr=0.2, total=30, warmup=5),
+        dict(name="onecycle", kind="onecycle", lr=0.1, total=40, warmup=0, pct_start=0.3),
+        dict(name="onecycle_rise", kind="onecycle", lr=0.4, total=37, warmup=9),
+    ]
+    warmup_start = 0.01
+    cases, tensors = [], []
+    for c in configs:
+        opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=c["lr"])
+        total, warmup = c["total"], c["warmup"]
+        if c["kind"] == "onecycle":
+            pct = warmup / total if warmup else c["pct_start"]
+            sched = S.OneCycleLR(opt, max_lr=c["lr"], total_steps=total, pct_start=pct,
+                                 anneal_strategy="cos", div_factor=25.0, final_div_factor=1e4,
+                                 cycle_momentum=False)
+        else:
+            if c["kind"] == "constant":
+                main = S.LambdaLR(opt, lambda t: 1.0)
+            elif c["kind"] == "step":
+                main = S.StepLR(opt, step_size=c["step_size"], gamma=c["gamma"])
+            else:
+                main = S.CosineAnnealingLR(opt, T_max=total - warmup, eta_min=0.0)
+            if warmup:
+                warm = S.LinearLR(opt, start_factor=warmup_start, end_factor=1.0, total_iters=warmup)
+                sched = S.SequentialLR(opt, [warm, main], milestones=[warmup])
+            else:
+                sched = main
+        rates = []
+        for _ in range(total):
+            rates.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        c = dict(c, warmup_start=warmup_start)
+        tensors.append((c["name"] + ".lr", torch.tensor(rates, dtype=torch.float64)))
+        cases.append(c)
+    return cases, tensors
+
+
 def lenet5():
     model = nn.Sequential(
         nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
@@ -205,6 +288,12 @@ def main():
     write_safetensors(os.path.join(OUT, "sgd.safetensors"), tensors, {"cases": json.dumps(cases)})
     tensors, meta = lenet5()
     write_safetensors(os.path.join(OUT, "lenet5.safetensors"), tensors, meta)
+    # After the files above, so that their random draws stay as they were.
+    cases, tensors = adam_cases()
+    write_safetensors(os.path.join(OUT, "adam.safetensors"), tensors, {"cases": json.dumps(cases)})
+    cases, tensors = schedule_cases()
+    write_safetensors(os.path.join(OUT, "schedules.safetensors"), tensors,
+                      {"cases": json.dumps(cases)})
     print("wrote golden files to", os.path.normpath(OUT), "with torch", torch.__version__, file=sys.stderr)
 
 

@@ -52,18 +52,28 @@ const char* const kMainHelp =
 
 const char* const kTrainHelp =
     "usage: cnn train [--model PRESET|SPEC.json] [--data fashion-mnist|sample|DIR] [--epochs N]\n"
-    "                 [--batch N] [--lr X] [--momentum X] [--weight-decay X]\n"
-    "                 [--schedule cosine|constant] [--seed N] [--threads N] [--out FILE]\n"
+    "                 [--batch N] [--optimizer sgd|adam|adamw] [--lr X] [--momentum X]\n"
+    "                 [--weight-decay X] [--schedule cosine|constant|step|onecycle]\n"
+    "                 [--warmup-epochs N] [--step-epochs N] [--seed N] [--threads N] [--out FILE]\n"
     "\n"
-    "Trains with SGD (momentum, weight decay) and evaluates on the test set after every epoch.\n"
+    "Trains and evaluates on the test set after every epoch.\n"
     "  --model         preset lenet5 (default), convnet or seed, or a JSON spec file\n"
     "  --data          fashion-mnist (default: Debian's dataset-fashion-mnist, or the bundled\n"
     "                  sample when it is missing), sample, or a directory with the four MNIST\n"
     "                  IDX files (raw or .gz) or CIFAR-10 binary batches\n"
     "  --epochs        default 20          --batch         default 64\n"
-    "  --lr            default 0.05        --momentum      default 0.9\n"
+    "  --optimizer     sgd (default: momentum, weight decay added to the gradient), adam\n"
+    "                  (weight decay added to the gradient) or adamw (decoupled weight decay);\n"
+    "                  Adam's betas 0.9 and 0.999, eps 1e-8, as PyTorch\n"
+    "  --lr            default 0.05 (sgd) or 0.001 (adam, adamw)\n"
+    "  --momentum      default 0.9 (sgd only)\n"
     "  --weight-decay  default 0           --seed          default 1\n"
-    "  --schedule      cosine (default: lr decays to 0 along a half cosine) or constant\n"
+    "  --schedule      the learning rate per batch: cosine (default: down to lr/10^4 along a\n"
+    "                  half cosine), constant, step (x0.1 every --step-epochs epochs, default\n"
+    "                  a third of the run) or onecycle (from lr/25 up to lr over the first 30%\n"
+    "                  of the run, then down to lr/250000, along half cosines)\n"
+    "  --warmup-epochs linear warm-up from lr/100 to lr over N epochs before the schedule\n"
+    "                  (default 0); with onecycle, the length of its rise\n"
     "  --threads       default: the number of cores (the same seed and thread count give a\n"
     "                  bit-identical model file)\n"
     "  --out           default MODEL.safetensors (MODEL = the preset or spec name); the\n"
@@ -187,17 +197,24 @@ int train_command(const Args& args) {
   TrainOptions options;
   options.epochs = static_cast<int>(args.integer("--epochs", kDefaultEpochs, 1, 100000));
   options.batch = args.integer("--batch", 64, 1, 65536);
-  options.lr = args.number("--lr", 0.05, 0, 100, true);
+  try {
+    options.optimizer = parse_optimizer(args.text("--optimizer", "sgd"));
+    options.schedule = parse_schedule(args.text("--schedule", "cosine"));
+  } catch (const Error& e) {
+    throw Error(std::string("train: ") + e.what());
+  }
+  const bool sgd = options.optimizer == OptimizerKind::kSgd;
+  options.lr = args.number("--lr", sgd ? 0.05 : 1e-3, 0, 100, true);
+  if (!sgd && args.has("--momentum")) {
+    args.fail("--momentum",
+              std::string("applies to --optimizer sgd, not ") + optimizer_name(options.optimizer));
+  }
   options.momentum = args.number("--momentum", 0.9, 0, 0.999999, false);
   options.weight_decay = args.number("--weight-decay", 0, 0, 1, false);
-  const std::string schedule = args.text("--schedule", "cosine");
-  if (schedule == "cosine") {
-    options.schedule = LrSchedule::kCosine;
-  } else if (schedule == "constant") {
-    options.schedule = LrSchedule::kConstant;
-  } else {
-    args.fail("--schedule", "expects cosine or constant, got '" + schedule + "'");
-  }
+  options.warmup_epochs =
+      static_cast<int>(args.integer("--warmup-epochs", 0, 0, options.epochs - 1));
+  options.step_epochs = static_cast<int>(
+      args.integer("--step-epochs", std::max(1, options.epochs / 3), 1, options.epochs));
   const uint64_t seed = static_cast<uint64_t>(args.integer("--seed", 1, 0, (1LL << 53)));
   const int cores = static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 64u));
   const int threads = static_cast<int>(args.integer("--threads", cores, 1, 256));
@@ -220,14 +237,17 @@ int train_command(const Args& args) {
   Sequential<float> model = build_model(spec);
   Rng rng(seed);
   model.init_parameters(rng);
+  char optimizer[64];
+  std::snprintf(optimizer, sizeof optimizer, sgd ? "%s (momentum %g)" : "%s",
+                optimizer_name(options.optimizer), options.momentum);
   std::printf(
       "training %s (%s parameters) on %s: %lld training, %lld test images; %d epoch%s, batch "
-      "%lld, lr %g, momentum %g, weight decay %g, seed %llu, %d thread%s\n",
+      "%lld, %s, lr %g (%s schedule), weight decay %g, seed %llu, %d thread%s\n",
       spec.name.c_str(), with_commas(model.parameter_count()).c_str(), data.description.c_str(),
       static_cast<long long>(data.train.size()), static_cast<long long>(data.test.size()),
       options.epochs, options.epochs == 1 ? "" : "s", static_cast<long long>(options.batch),
-      options.lr, options.momentum, options.weight_decay, static_cast<unsigned long long>(seed),
-      threads, threads == 1 ? "" : "s");
+      optimizer, options.lr, schedule_name(options.schedule), options.weight_decay,
+      static_cast<unsigned long long>(seed), threads, threads == 1 ? "" : "s");
   std::fflush(stdout);
 
   const bool terminal = stdout_is_terminal();
@@ -446,7 +466,8 @@ int run(int argc, char** argv) {
   if (command == "train") {
     return train_command(Args("train", argc, argv, 2,
                               {"--model", "--data", "--epochs", "--batch", "--lr", "--momentum",
-                               "--weight-decay", "--schedule", "--seed", "--threads", "--out"},
+                               "--weight-decay", "--schedule", "--seed", "--threads", "--out",
+                               "--optimizer", "--warmup-epochs", "--step-epochs"},
                               {}));
   }
   if (command == "eval") {

@@ -15,6 +15,7 @@
 #include "cnn/report.hpp"
 #include "cnn/rng.hpp"
 #include "cnn/safetensors.hpp"
+#include "cnn/schedule.hpp"
 #include "cnn/shape.hpp"
 #include "cnn/spec.hpp"
 #include "cnn/tensor.hpp"

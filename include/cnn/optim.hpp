@@ -1,11 +1,19 @@
 #pragma once
-// SGD with momentum, Nesterov and weight decay, in PyTorch's formulation (torch.optim.SGD):
+// Optimizers over the model's flat parameter buffer, in PyTorch's formulations; their state
+// (momentum, moment estimates) lives in flat buffers beside it.
+//
+// SGD with momentum, Nesterov and weight decay (torch.optim.SGD):
 //   g = grad + weight_decay * p
 //   b = g                                  on the first step
 //   b = momentum * b + (1 - dampening) * g  afterwards
 //   g = g + momentum * b  (Nesterov)  or  g = b  (otherwise; only when momentum != 0)
 //   p = p - lr * g
-// One loop over the model's flat parameter buffer.
+//
+// Adam (torch.optim.Adam) and AdamW (torch.optim.AdamW), step t = 1, 2, ...:
+//   AdamW only:  p = p (1 - lr weight_decay)            (decoupled weight decay)
+//   Adam only:   g = grad + weight_decay * p
+//   m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2
+//   p = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
 
 #include <span>
 
@@ -21,19 +29,32 @@ struct SgdOptions {
   bool nesterov = false;
 };
 
+/// What a training loop needs of an optimizer: one update of every parameter from the current
+/// gradients, and the learning rate, which schedules change between steps.
 template <typename T = float>
-class Sgd {
+class Optimizer {
+ public:
+  virtual ~Optimizer() = default;
+  /// One update of every parameter from the current gradients.
+  virtual void step() = 0;
+  /// Changes the learning rate; throws cnn::Error unless lr > 0 and finite.
+  virtual void set_lr(double lr) = 0;
+  virtual double lr() const = 0;
+};
+
+template <typename T = float>
+class Sgd final : public Optimizer<T> {
  public:
   /// params and grads: equal-length spans that outlive the optimizer (Sequential's
   /// parameters() and gradients()). Throws cnn::Error for lr <= 0, negative momentum,
   /// dampening or weight decay, non-finite values, mismatched spans, or Nesterov without
   /// momentum or with dampening (PyTorch's rules).
   Sgd(std::span<T> params, std::span<const T> grads, SgdOptions options);
-  /// One update of every parameter from the current gradients.
-  void step();
+  void step() override;
   const SgdOptions& options() const { return options_; }
   /// Changes the learning rate (for schedules); same validation as the constructor.
-  void set_lr(double lr);
+  void set_lr(double lr) override;
+  double lr() const override { return options_.lr; }
 
  private:
   std::span<T> params_;
@@ -41,6 +62,39 @@ class Sgd {
   SgdOptions options_;
   Tensor<T> momentum_buffer_;
   bool first_step_ = true;
+};
+
+struct AdamOptions {
+  double lr = 1e-3;
+  double beta1 = 0.9, beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.0;
+  bool decoupled_weight_decay = false;  // true: AdamW
+};
+
+template <typename T = float>
+class Adam final : public Optimizer<T> {
+ public:
+  /// params and grads: equal-length spans that outlive the optimizer. Throws cnn::Error
+  /// ("Adam: ..." or "AdamW: ...") for lr <= 0, betas outside [0, 1), eps < 0, negative weight
+  /// decay, non-finite values or mismatched spans (PyTorch's rules).
+  Adam(std::span<T> params, std::span<const T> grads, AdamOptions options);
+  void step() override;
+  void set_lr(double lr) override;
+  double lr() const override { return options_.lr; }
+  const AdamOptions& options() const { return options_; }
+  /// Steps taken so far (t of the bias correction).
+  int64_t steps() const { return steps_; }
+  /// The first and second moment estimates m and v, laid out as the parameters.
+  std::span<const T> exp_avg() const { return {exp_avg_.data(), params_.size()}; }
+  std::span<const T> exp_avg_sq() const { return {exp_avg_sq_.data(), params_.size()}; }
+
+ private:
+  std::span<T> params_;
+  std::span<const T> grads_;
+  AdamOptions options_;
+  Tensor<T> exp_avg_, exp_avg_sq_;
+  int64_t steps_ = 0;
 };
 
 }  // namespace cnn

@@ -4,32 +4,52 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <span>
+#include <string>
 #include <vector>
 
 #include "cnn/data.hpp"
 #include "cnn/loss.hpp"
 #include "cnn/model.hpp"
+#include "cnn/optim.hpp"
 #include "cnn/report.hpp"
 #include "cnn/rng.hpp"
+#include "cnn/schedule.hpp"
 #include "cnn/spec.hpp"
 
 namespace cnn {
 
-/// How the learning rate changes over training.
-enum class LrSchedule {
-  kConstant,  // lr throughout
-  kCosine,    // lr * (1 + cos(pi * step / steps)) / 2 per batch, from lr down to lr * 1e-4 (the
-              // floor: the optimizer refuses a rate of 0)
-};
+enum class OptimizerKind { kSgd, kAdam, kAdamW };
+
+/// "sgd", "adam", "adamw".
+const char* optimizer_name(OptimizerKind kind);
+/// The optimizer called `name`; throws cnn::Error "--optimizer: expects sgd, adam or adamw,
+/// got '<name>'".
+OptimizerKind parse_optimizer(const std::string& name);
 
 struct TrainOptions {
   int epochs = 10;
   int64_t batch = 64;
+  OptimizerKind optimizer = OptimizerKind::kSgd;
   double lr = 0.05;
-  double momentum = 0.9;
+  double momentum = 0.9;  // SGD only
   double weight_decay = 0.0;
-  LrSchedule schedule = LrSchedule::kCosine;
+  LrSchedule schedule = LrSchedule::kCosine;  // per batch (include/cnn/schedule.hpp)
+  int warmup_epochs = 0;                      // linear warm-up (onecycle: its rise)
+  // The step schedule multiplies the rate by 0.1 every step_epochs epochs.
+  int step_epochs = 1;
 };
+
+/// The schedule `options` describe for `steps_per_epoch` batches an epoch.
+ScheduleOptions schedule_options(const TrainOptions& options, int64_t steps_per_epoch);
+
+/// The optimizer `options` describe over `params` and `grads` (Sequential's parameters() and
+/// gradients()): SGD with momentum and weight decay, Adam with weight decay added to the
+/// gradient, or AdamW with decoupled weight decay (betas 0.9, 0.999, eps 1e-8).
+std::unique_ptr<Optimizer<float>> make_optimizer(const TrainOptions& options,
+                                                 std::span<float> params,
+                                                 std::span<const float> grads);
 
 /// Progress within an epoch, reported after every batch.
 struct TrainProgress {
@@ -74,8 +94,10 @@ class Objective {
 void gather_labels(const Dataset& data, const std::vector<int64_t>& indices,
                    std::vector<uint8_t>& labels);
 
-/// Trains `model` (already initialised) with SGD on `train`, shuffling with `rng`, evaluating on
-/// `test` after every epoch. Calls on_progress after each batch and on_epoch after each epoch.
+/// Trains `model` (already initialised) on `train` with the optimizer and learning-rate schedule
+/// of `options` (make_optimizer, schedule_options), shuffling with `rng`, evaluating on `test`
+/// after every epoch. Throws cnn::Error for options that describe no schedule or optimizer. Calls
+/// on_progress after each batch and on_epoch after each epoch.
 std::vector<EpochMetrics> train_model(Sequential<float>& model, const ModelSpec& spec,
                                       const Dataset& train, const Dataset& test,
                                       const TrainOptions& options, Rng& rng,

@@ -48,6 +48,52 @@ int Objective::predict(TensorView<const float> outputs, int64_t n) const {
   return static_cast<int>(best);
 }
 
+const char* optimizer_name(OptimizerKind kind) {
+  switch (kind) {
+    case OptimizerKind::kSgd:
+      return "sgd";
+    case OptimizerKind::kAdam:
+      return "adam";
+    case OptimizerKind::kAdamW:
+      return "adamw";
+  }
+  return "?";
+}
+
+OptimizerKind parse_optimizer(const std::string& name) {
+  for (OptimizerKind k : {OptimizerKind::kSgd, OptimizerKind::kAdam, OptimizerKind::kAdamW}) {
+    if (name == optimizer_name(k)) return k;
+  }
+  throw Error("--optimizer: expects sgd, adam or adamw, got '" + name + "'");
+}
+
+ScheduleOptions schedule_options(const TrainOptions& options, int64_t steps_per_epoch) {
+  ScheduleOptions s;
+  s.kind = options.schedule;
+  s.lr = options.lr;
+  s.total_steps = steps_per_epoch * options.epochs;
+  s.warmup_steps = steps_per_epoch * options.warmup_epochs;
+  s.step_size = steps_per_epoch * options.step_epochs;
+  validate(s);
+  return s;
+}
+
+std::unique_ptr<Optimizer<float>> make_optimizer(const TrainOptions& options,
+                                                 std::span<float> params,
+                                                 std::span<const float> grads) {
+  if (options.optimizer == OptimizerKind::kSgd) {
+    return std::make_unique<Sgd<float>>(
+        params, grads,
+        SgdOptions{
+            .lr = options.lr, .momentum = options.momentum, .weight_decay = options.weight_decay});
+  }
+  return std::make_unique<Adam<float>>(
+      params, grads,
+      AdamOptions{.lr = options.lr,
+                  .weight_decay = options.weight_decay,
+                  .decoupled_weight_decay = options.optimizer == OptimizerKind::kAdamW});
+}
+
 void gather_labels(const Dataset& data, const std::vector<int64_t>& indices,
                    std::vector<uint8_t>& labels) {
   labels.clear();
@@ -59,16 +105,15 @@ std::vector<EpochMetrics> train_model(Sequential<float>& model, const ModelSpec&
                                       const TrainOptions& options, Rng& rng,
                                       const std::function<void(const TrainProgress&)>& on_progress,
                                       const std::function<void(const EpochMetrics&)>& on_epoch) {
-  Sgd<float> sgd(
-      model.parameters(), model.gradients(),
-      {.lr = options.lr, .momentum = options.momentum, .weight_decay = options.weight_decay});
+  const std::unique_ptr<Optimizer<float>> optimizer =
+      make_optimizer(options, model.parameters(), model.gradients());
   Objective objective = objective_for(model, spec);
   BatchIterator batches(train.size(), options.batch);
+  const ScheduleOptions schedule = schedule_options(options, batches.batches_per_epoch());
   std::vector<int64_t> indices;
   std::vector<uint8_t> labels;
   Tensor<float> x, gradient;
   std::vector<EpochMetrics> history;
-  const int64_t total_steps = batches.batches_per_epoch() * options.epochs;
   int64_t step = 0;
   for (int epoch = 1; epoch <= options.epochs; ++epoch) {
     const auto start = std::chrono::steady_clock::now();
@@ -89,14 +134,9 @@ std::vector<EpochMetrics> train_model(Sequential<float>& model, const ModelSpec&
       for (int64_t i = 0; i < n; ++i)
         correct += objective.predict(outputs, i) == labels[static_cast<size_t>(i)];
       model.backward(gradient);
-      if (options.schedule == LrSchedule::kCosine) {
-        constexpr double kPi = 3.14159265358979323846;
-        // The last step keeps a small positive rate (the optimizer refuses 0).
-        const double progress = double(step) / double(total_steps);
-        sgd.set_lr(std::max(options.lr * 0.5 * (1 + std::cos(kPi * progress)), options.lr * 1e-4));
-      }
+      optimizer->set_lr(scheduled_lr(schedule, step));
       ++step;
-      sgd.step();
+      optimizer->step();
       loss_sum += loss * static_cast<double>(n);
       seen += n;
       if (on_progress) {

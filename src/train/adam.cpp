@@ -1,0 +1,99 @@
+// Adam and AdamW in PyTorch 1.13's single-tensor formulation (torch/optim/adam.py and
+// adamw.py, _single_tensor_adam / _single_tensor_adamw): the bias corrections and the step size
+// are computed in double once per step, the element-wise update in T.
+
+#include <cmath>
+#include <string>
+
+#include "../ops/parallel.hpp"
+#include "cnn/error.hpp"
+#include "cnn/ops.hpp"
+#include "cnn/optim.hpp"
+
+namespace cnn {
+
+namespace {
+
+/// The element-wise update over [begin, end), non-aliasing so that it vectorises. decay is the
+/// coupled (Adam) weight decay added to the gradient, shrink the decoupled (AdamW) factor.
+template <typename T>
+void adam_update(T* __restrict p, const T* __restrict grad, T* __restrict m, T* __restrict v,
+                 int64_t begin, int64_t end, T beta1, T beta2, T decay, T shrink, T step_size,
+                 T correction2_sqrt, T eps) {
+  const T one_minus_beta1 = T(1) - beta1, one_minus_beta2 = T(1) - beta2;
+  for (int64_t i = begin; i < end; ++i) {
+    const T pi = p[i] * shrink;
+    const T g = grad[i] + decay * pi;
+    m[i] = m[i] * beta1 + one_minus_beta1 * g;
+    v[i] = v[i] * beta2 + one_minus_beta2 * g * g;
+    const T denom = std::sqrt(v[i]) / correction2_sqrt + eps;
+    p[i] = pi - step_size * (m[i] / denom);
+  }
+}
+
+}  // namespace
+
+template <typename T>
+Adam<T>::Adam(std::span<T> params, std::span<const T> grads, AdamOptions options)
+    : params_(params), grads_(grads), options_(options) {
+  const std::string name = options.decoupled_weight_decay ? "AdamW: " : "Adam: ";
+  const auto require = [&](bool ok, const std::string& message) {
+    if (!ok) throw Error(name + message);
+  };
+  require(params.size() == grads.size(), "expected as many gradients as parameters, got " +
+                                             std::to_string(grads.size()) + " and " +
+                                             std::to_string(params.size()));
+  set_lr(options.lr);
+  for (const auto& [beta, which] : {std::pair{options.beta1, "beta1"}, {options.beta2, "beta2"}}) {
+    require(std::isfinite(beta) && beta >= 0 && beta < 1,
+            std::string("expected 0 <= ") + which + " < 1, got " + std::to_string(beta));
+  }
+  require(std::isfinite(options.eps) && options.eps >= 0,
+          "expected eps >= 0, got " + std::to_string(options.eps));
+  require(std::isfinite(options.weight_decay) && options.weight_decay >= 0,
+          "expected weight_decay >= 0, got " + std::to_string(options.weight_decay));
+  exp_avg_.resize(Shape{static_cast<int64_t>(params.size())});
+  exp_avg_sq_.resize(Shape{static_cast<int64_t>(params.size())});
+  exp_avg_.fill(T(0));
+  exp_avg_sq_.fill(T(0));
+}
+
+template <typename T>
+void Adam<T>::set_lr(double lr) {
+  if (!std::isfinite(lr) || lr <= 0) {
+    throw Error(std::string(options_.decoupled_weight_decay ? "AdamW" : "Adam") +
+                ": expected lr > 0, got " + std::to_string(lr));
+  }
+  options_.lr = lr;
+}
+
+template <typename T>
+void Adam<T>::step() {
+  ++steps_;
+  const double t = static_cast<double>(steps_);
+  const double correction1 = 1 - std::pow(options_.beta1, t);
+  const double correction2 = 1 - std::pow(options_.beta2, t);
+  const bool decoupled = options_.decoupled_weight_decay;
+  const T decay = decoupled ? T(0) : static_cast<T>(options_.weight_decay);
+  const T shrink = decoupled ? static_cast<T>(1 - options_.lr * options_.weight_decay) : T(1);
+  const T step_size = static_cast<T>(options_.lr / correction1);
+  const T correction2_sqrt = static_cast<T>(std::sqrt(correction2));
+  const T beta1 = static_cast<T>(options_.beta1), beta2 = static_cast<T>(options_.beta2);
+  const T eps = static_cast<T>(options_.eps);
+  const int64_t n = static_cast<int64_t>(params_.size());
+  // Element-wise: threads split the buffers, the result does not depend on how.
+  const int team = n > (int64_t{1} << 16) ? ops::threads() : 1;
+  T* const p = params_.data();
+  const T* const grad = grads_.data();
+  T* const m = exp_avg_.data();
+  T* const v = exp_avg_sq_.data();
+  detail::for_each_range(team, n, [&](int64_t begin, int64_t end) {
+    adam_update(p, grad, m, v, begin, end, beta1, beta2, decay, shrink, step_size, correction2_sqrt,
+                eps);
+  });
+}
+
+template class Adam<float>;
+template class Adam<double>;
+
+}  // namespace cnn
