@@ -381,15 +381,19 @@ TEST(CliBadInput, SpecsImagesAndFlags) {
                  {"--warmup-epochs", "from 0 to 2", "got '3'"});
   expect_refusal("train --data sample --epochs 3 --step-epochs 0",
                  {"--step-epochs", "from 1 to 3", "got '0'"});
+  expect_refusal("train --data sample --label-smoothing 1",
+                 {"--label-smoothing", "from 0 to 0.999", "got '1'"});
+  expect_refusal("train --data sample --model seed --label-smoothing 0.1",
+                 {"--label-smoothing", "applies to cross_entropy models", "seed's log_loss"});
 }
 
-// Adam, AdamW and the schedules through the command line: they train (the sample's 2 epochs
-// reach what SGD's cosine does, about 55%), and the run says what it used.
-TEST(Cli, AdamWAndOneCycleWithWarmUpTrain) {
+// Adam, AdamW, the schedules and label smoothing through the command line: they train (the
+// sample's 2 epochs reach what SGD's cosine does, about 55%), and the run says what it used.
+TEST(Cli, AdamWOneCycleAndLabelSmoothingTrain) {
   const fs::path model = work_dir() / "adamw.safetensors";
   const CliRun run =
       cnn("train --data sample --epochs 2 --optimizer adamw --weight-decay 0.05 "
-          "--schedule onecycle --warmup-epochs 1 --out " +
+          "--schedule onecycle --warmup-epochs 1 --label-smoothing 0.1 --out " +
           model.string());
   ASSERT_EQ(run.exit_code, 0) << run.err;
   EXPECT_NE(run.out.find("adamw, lr 0.001 (onecycle schedule), weight decay 0.05"),

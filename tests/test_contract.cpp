@@ -3,10 +3,10 @@
 // break the contract on purpose.
 
 #include <gtest/gtest.h>
-
 #include <iostream>
 #include <memory>
 #include <sstream>
+#include <tuple>
 
 #include "cnn/layers.hpp"
 #include "cnn/loss.hpp"
@@ -165,8 +165,14 @@ TEST_P(ContractTest, Losses) {
     report = check_loss(mse, q, shape, uniform(rng, shape.numel(), -2, 2), shape);
     EXPECT_TRUE(report.ok()) << "MseLoss " << shape.str() << "\n" << report.summary();
   }
-  for (const auto& [batch, classes] : {std::pair{1, 2}, {3, 10}, {5, 7}}) {
-    CrossEntropyLoss<double> ce;
+  for (const auto& [batch, classes, smoothing] : {std::tuple{1, 2, 0.0},
+                                                  {3, 10, 0.0},
+                                                  {5, 7, 0.0},
+                                                  {1, 2, 0.3},
+                                                  {3, 10, 0.1},
+                                                  {5, 7, 0.25}}) {
+    SCOPED_TRACE("label smoothing " + std::to_string(smoothing));
+    CrossEntropyLoss<double> ce(smoothing);
     const std::vector<double> logits = uniform(rng, batch * classes, -3, 3);
     std::vector<double> labels(static_cast<size_t>(batch));
     for (double& l : labels) l = static_cast<double>(rng.below(static_cast<uint64_t>(classes)));

@@ -87,24 +87,28 @@ TEST_P(GoldenTest, Layers) {
 }
 
 TEST_P(GoldenTest, Losses) {
-  const SafeTensorsFile file = SafeTensorsFile::load(golden("losses.safetensors"));
-  const Json cases = Json::parse(file.metadata().at("cases"));
-  ASSERT_GE(cases.size(), 5u);
-  for (const Json& c : cases) {
-    const std::string name = c.at("name"), type = c.at("loss");
-    SCOPED_TRACE(name);
-    std::unique_ptr<Loss<float>> loss;
-    if (type == "LogLoss") loss = std::make_unique<LogLoss<float>>();
-    if (type == "CrossEntropyLoss") loss = std::make_unique<CrossEntropyLoss<float>>();
-    if (type == "MseLoss") loss = std::make_unique<MseLoss<float>>();
-    ASSERT_TRUE(loss) << type;
-    const Tensor<float> p = file.tensor<float>(name + ".prediction");
-    const Tensor<float> t = file.tensor<float>(name + ".target");
-    Tensor<float> value(Shape{1}, loss->forward(p, t));
-    close_to_golden(name + ".loss", value, file.tensor<float>(name + ".loss"));
-    Tensor<float> dp(p.shape());
-    loss->backward(p, t, dp);
-    close_to_golden(name + ".dprediction", dp, file.tensor<float>(name + ".dprediction"));
+  for (const char* file_name : {"losses.safetensors", "label_smoothing.safetensors"}) {
+    const SafeTensorsFile file = SafeTensorsFile::load(golden(file_name));
+    const Json cases = Json::parse(file.metadata().at("cases"));
+    ASSERT_GE(cases.size(), 4u);
+    for (const Json& c : cases) {
+      const std::string name = c.at("name"), type = c.at("loss");
+      SCOPED_TRACE(name);
+      std::unique_ptr<Loss<float>> loss;
+      if (type == "LogLoss") loss = std::make_unique<LogLoss<float>>();
+      if (type == "CrossEntropyLoss") {
+        loss = std::make_unique<CrossEntropyLoss<float>>(c.value("label_smoothing", 0.0f));
+      }
+      if (type == "MseLoss") loss = std::make_unique<MseLoss<float>>();
+      ASSERT_TRUE(loss) << type;
+      const Tensor<float> p = file.tensor<float>(name + ".prediction");
+      const Tensor<float> t = file.tensor<float>(name + ".target");
+      Tensor<float> value(Shape{1}, loss->forward(p, t));
+      close_to_golden(name + ".loss", value, file.tensor<float>(name + ".loss"));
+      Tensor<float> dp(p.shape());
+      loss->backward(p, t, dp);
+      close_to_golden(name + ".dprediction", dp, file.tensor<float>(name + ".dprediction"));
+    }
   }
 }
 

@@ -15,6 +15,8 @@ Files:
   sgd.safetensors     SGD variants on one tensor: "<case>.p0", ".grads" (steps x n), ".p"
                       (steps x n, the parameter after each step); metadata "cases".
   adam.safetensors    Adam and AdamW variants, as sgd.safetensors.
+  label_smoothing.safetensors  cross-entropy with label smoothing, as losses.safetensors;
+                      each case's metadata has its "label_smoothing".
   schedules.safetensors  "<case>.lr" (steps,): PyTorch's learning rate at every step of each
                       schedule (LambdaLR, StepLR, CosineAnnealingLR, OneCycleLR, each optionally
                       after a LinearLR warm-up through SequentialLR), stored F32 (written from
@@ -251,6 +253,24 @@ def schedule_cases():
     return cases, tensors
 
 
+def smoothing_cases():
+    """Cross-entropy with label smoothing (nn.CrossEntropyLoss(label_smoothing=e)), with class
+    indices and with probabilities as targets, as loss_cases."""
+    cases, tensors = [], []
+    for name, e, logits, target in [
+            ("smoothing_0.1", 0.1, 3 * torch.randn(7, 10), torch.randint(0, 10, (7,))),
+            ("smoothing_0.3_large_logits", 0.3, 30 * torch.randn(4, 5), torch.randint(0, 5, (4,))),
+            ("smoothing_0.2_soft", 0.2, torch.randn(3, 6), torch.softmax(torch.randn(3, 6), dim=1)),
+            ("smoothing_0.05_two_classes", 0.05, torch.randn(5, 2), torch.randint(0, 2, (5,)))]:
+        p = logits.clone().requires_grad_(True)
+        loss = nn.CrossEntropyLoss(label_smoothing=e)(p, target)
+        loss.backward()
+        tensors.extend([(name + ".prediction", p), (name + ".target", target),
+                        (name + ".loss", loss.reshape(1)), (name + ".dprediction", p.grad)])
+        cases.append(dict(name=name, loss="CrossEntropyLoss", label_smoothing=e))
+    return cases, tensors
+
+
 def lenet5():
     model = nn.Sequential(
         nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
@@ -293,6 +313,9 @@ def main():
     write_safetensors(os.path.join(OUT, "adam.safetensors"), tensors, {"cases": json.dumps(cases)})
     cases, tensors = schedule_cases()
     write_safetensors(os.path.join(OUT, "schedules.safetensors"), tensors,
+                      {"cases": json.dumps(cases)})
+    cases, tensors = smoothing_cases()
+    write_safetensors(os.path.join(OUT, "label_smoothing.safetensors"), tensors,
                       {"cases": json.dumps(cases)})
     print("wrote golden files to", os.path.normpath(OUT), "with torch", torch.__version__, file=sys.stderr)
 

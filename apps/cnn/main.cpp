@@ -54,7 +54,8 @@ const char* const kTrainHelp =
     "usage: cnn train [--model PRESET|SPEC.json] [--data fashion-mnist|sample|DIR] [--epochs N]\n"
     "                 [--batch N] [--optimizer sgd|adam|adamw] [--lr X] [--momentum X]\n"
     "                 [--weight-decay X] [--schedule cosine|constant|step|onecycle]\n"
-    "                 [--warmup-epochs N] [--step-epochs N] [--seed N] [--threads N] [--out FILE]\n"
+    "                 [--warmup-epochs N] [--step-epochs N] [--label-smoothing X] [--seed N]\n"
+    "                 [--threads N] [--out FILE]\n"
     "\n"
     "Trains and evaluates on the test set after every epoch.\n"
     "  --model         preset lenet5 (default), convnet or seed, or a JSON spec file\n"
@@ -74,6 +75,8 @@ const char* const kTrainHelp =
     "                  of the run, then down to lr/250000, along half cosines)\n"
     "  --warmup-epochs linear warm-up from lr/100 to lr over N epochs before the schedule\n"
     "                  (default 0); with onecycle, the length of its rise\n"
+    "  --label-smoothing  cross-entropy against (1 - X) onehot + X / classes in training\n"
+    "                  (default 0; as PyTorch's label_smoothing); the test loss stays plain\n"
     "  --threads       default: the number of cores (the same seed and thread count give a\n"
     "                  bit-identical model file)\n"
     "  --out           default MODEL.safetensors (MODEL = the preset or spec name); the\n"
@@ -211,6 +214,11 @@ int train_command(const Args& args) {
   }
   options.momentum = args.number("--momentum", 0.9, 0, 0.999999, false);
   options.weight_decay = args.number("--weight-decay", 0, 0, 1, false);
+  options.label_smoothing = args.number("--label-smoothing", 0, 0, 0.999, false);
+  if (options.label_smoothing > 0 && spec.loss != LossKind::kCrossEntropy) {
+    args.fail("--label-smoothing",
+              "applies to cross_entropy models, not to " + spec.name + "'s log_loss");
+  }
   options.warmup_epochs =
       static_cast<int>(args.integer("--warmup-epochs", 0, 0, options.epochs - 1));
   options.step_epochs = static_cast<int>(
@@ -464,11 +472,12 @@ int run(int argc, char** argv) {
   }
   const std::string command = argv[1];
   if (command == "train") {
-    return train_command(Args("train", argc, argv, 2,
-                              {"--model", "--data", "--epochs", "--batch", "--lr", "--momentum",
-                               "--weight-decay", "--schedule", "--seed", "--threads", "--out",
-                               "--optimizer", "--warmup-epochs", "--step-epochs"},
-                              {}));
+    return train_command(
+        Args("train", argc, argv, 2,
+             {"--model", "--data", "--epochs", "--batch", "--lr", "--momentum", "--weight-decay",
+              "--schedule", "--seed", "--threads", "--out", "--optimizer", "--warmup-epochs",
+              "--step-epochs", "--label-smoothing"},
+             {}));
   }
   if (command == "eval") {
     return eval_command(

@@ -67,10 +67,16 @@ class LogLoss final : public Loss<T> {
 /// Categorical cross-entropy from logits (PyTorch's nn.CrossEntropyLoss), through a
 /// max-subtracted log-softmax; backward (softmax - onehot) / N. prediction: logits (N, K).
 /// target: class indices (N) stored as whole numbers in [0, K), or probabilities (N, K).
+/// With label smoothing e (PyTorch's label_smoothing), the target distribution becomes
+/// (1 - e) target + e / K (for indices: (1 - e) onehot + e / K), and the loss and its gradient
+/// (softmax - that target) / N are the soft-target ones of it.
 template <typename T = float>
 class CrossEntropyLoss final : public Loss<T> {
  public:
-  std::string describe() const override { return "CrossEntropyLoss()"; }
+  /// Throws cnn::Error unless 0 <= label_smoothing < 1.
+  explicit CrossEntropyLoss(T label_smoothing = T(0));
+  std::string describe() const override;
+  T label_smoothing() const { return label_smoothing_; }
 
  protected:
   void validate(TensorView<const T> prediction, TensorView<const T> target) override;
@@ -79,8 +85,16 @@ class CrossEntropyLoss final : public Loss<T> {
                      TensorView<T> dprediction) override;
 
  private:
+  /// Fills smoothed_ from the validated target when smoothing.
+  void smooth(TensorView<const T> target, int64_t batch, int64_t classes);
+  /// The target distribution the soft-target ops read: smoothed_ when smoothing, the caller's
+  /// probabilities for a soft target, or null for class indices without smoothing.
+  const T* soft_target(TensorView<const T> target) const;
+
+  T label_smoothing_;
   bool soft_targets_ = false;
   std::vector<int32_t> labels_;
+  Tensor<T> smoothed_;  // (N, K) when label_smoothing_ > 0; reused from batch to batch
 };
 
 /// Mean squared error over all elements (PyTorch's nn.MSELoss); target has the prediction's

@@ -39,6 +39,7 @@ struct TrainOptions {
   int warmup_epochs = 0;                      // linear warm-up (onecycle: its rise)
   // The step schedule multiplies the rate by 0.1 every step_epochs epochs.
   int step_epochs = 1;
+  double label_smoothing = 0.0;  // cross-entropy's, in training (evaluation reports plain)
 };
 
 /// The schedule `options` describe for `steps_per_epoch` batches an epoch.
@@ -73,7 +74,9 @@ struct EvalResult {
 class Objective {
  public:
   /// `classes`: what the model distinguishes (2 for the log loss, else its output width).
-  Objective(LossKind kind, int64_t classes) : kind_(kind), classes_(classes) {}
+  /// `label_smoothing` (cross-entropy only): see CrossEntropyLoss; throws cnn::Error for a
+  /// value outside [0, 1) or for smoothing with the log loss.
+  Objective(LossKind kind, int64_t classes, double label_smoothing = 0);
   /// Mean loss of `outputs` against `labels`; fills `gradient` (outputs' shape) when non-null.
   double loss(TensorView<const float> outputs, const std::vector<uint8_t>& labels,
               Tensor<float>* gradient);

@@ -110,6 +110,26 @@ void LogLoss<T>::backward_impl(TensorView<const T> prediction, TensorView<const 
 // ---- CrossEntropyLoss --------------------------------------------------------------------------
 
 template <typename T>
+CrossEntropyLoss<T>::CrossEntropyLoss(T label_smoothing) : label_smoothing_(label_smoothing) {
+  if (!(label_smoothing >= T(0) && label_smoothing < T(1))) {
+    throw Error("CrossEntropyLoss: expected 0 <= label_smoothing < 1, got " +
+                number(label_smoothing));
+  }
+}
+
+template <typename T>
+std::string CrossEntropyLoss<T>::describe() const {
+  return label_smoothing_ > T(0)
+             ? "CrossEntropyLoss(label_smoothing=" + number(label_smoothing_) + ")"
+             : "CrossEntropyLoss()";
+}
+
+template <typename T>
+const T* CrossEntropyLoss<T>::soft_target(TensorView<const T> target) const {
+  return label_smoothing_ > T(0) ? smoothed_.data() : soft_targets_ ? target.data() : nullptr;
+}
+
+template <typename T>
 void CrossEntropyLoss<T>::validate(TensorView<const T> prediction, TensorView<const T> target) {
   const Shape& p = prediction.shape();
   if (p.rank() != 2 || !p.all_positive() || prediction.empty() || target.empty()) {
@@ -125,6 +145,7 @@ void CrossEntropyLoss<T>::validate(TensorView<const T> prediction, TensorView<co
                    " at index " + std::to_string(i));
       }
     }
+    smooth(target, batch, classes);
     return;
   }
   if (target.shape() != Shape{batch}) {
@@ -142,13 +163,28 @@ void CrossEntropyLoss<T>::validate(TensorView<const T> prediction, TensorView<co
     }
     labels_[static_cast<size_t>(n)] = static_cast<int32_t>(label);
   }
+  smooth(target, batch, classes);
+}
+
+// validate() runs first in both forward and backward, so both read the distribution it built.
+template <typename T>
+void CrossEntropyLoss<T>::smooth(TensorView<const T> target, int64_t batch, int64_t classes) {
+  if (label_smoothing_ == T(0)) return;
+  smoothed_.resize(Shape{batch, classes});
+  const T keep = T(1) - label_smoothing_, spread = label_smoothing_ / T(classes);
+  for (int64_t n = 0; n < batch; ++n)
+    for (int64_t k = 0; k < classes; ++k) {
+      const T t = soft_targets_ ? target[n * classes + k]
+                                : (k == labels_[static_cast<size_t>(n)] ? T(1) : T(0));
+      smoothed_[n * classes + k] = keep * t + spread;
+    }
 }
 
 template <typename T>
 T CrossEntropyLoss<T>::forward_impl(TensorView<const T> prediction, TensorView<const T> target) {
   const int64_t batch = prediction.shape()[0], classes = prediction.shape()[1];
-  if (soft_targets_) {
-    return ops::cross_entropy_soft_forward(prediction.data(), target.data(), batch, classes);
+  if (const T* soft = soft_target(target)) {
+    return ops::cross_entropy_soft_forward(prediction.data(), soft, batch, classes);
   }
   return ops::cross_entropy_forward(prediction.data(), labels_.data(), batch, classes);
 }
@@ -157,9 +193,8 @@ template <typename T>
 void CrossEntropyLoss<T>::backward_impl(TensorView<const T> prediction, TensorView<const T> target,
                                         TensorView<T> dprediction) {
   const int64_t batch = prediction.shape()[0], classes = prediction.shape()[1];
-  if (soft_targets_) {
-    ops::cross_entropy_soft_backward(dprediction.data(), prediction.data(), target.data(), batch,
-                                     classes);
+  if (const T* soft = soft_target(target)) {
+    ops::cross_entropy_soft_backward(dprediction.data(), prediction.data(), soft, batch, classes);
   } else {
     ops::cross_entropy_backward(dprediction.data(), prediction.data(), labels_.data(), batch,
                                 classes);

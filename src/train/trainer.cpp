@@ -10,11 +10,20 @@
 namespace cnn {
 
 namespace {
-/// The classes a built model distinguishes, without building another copy of it.
-Objective objective_for(Sequential<float>& model, const ModelSpec& spec) {
-  return Objective(spec.loss, spec.loss == LossKind::kLogLoss ? 2 : model.output_shape(1)[1]);
+/// The objective of a built model, without building another copy of it to count its classes.
+Objective objective_for(Sequential<float>& model, const ModelSpec& spec,
+                        double label_smoothing = 0) {
+  return Objective(spec.loss, spec.loss == LossKind::kLogLoss ? 2 : model.output_shape(1)[1],
+                   label_smoothing);
 }
 }  // namespace
+
+Objective::Objective(LossKind kind, int64_t classes, double label_smoothing)
+    : kind_(kind), classes_(classes), cross_entropy_(static_cast<float>(label_smoothing)) {
+  if (label_smoothing != 0 && kind == LossKind::kLogLoss) {
+    throw Error("label smoothing applies to the cross-entropy loss, not the log loss");
+  }
+}
 
 double Objective::loss(TensorView<const float> outputs, const std::vector<uint8_t>& labels,
                        Tensor<float>* gradient) {
@@ -107,7 +116,7 @@ std::vector<EpochMetrics> train_model(Sequential<float>& model, const ModelSpec&
                                       const std::function<void(const EpochMetrics&)>& on_epoch) {
   const std::unique_ptr<Optimizer<float>> optimizer =
       make_optimizer(options, model.parameters(), model.gradients());
-  Objective objective = objective_for(model, spec);
+  Objective objective = objective_for(model, spec, options.label_smoothing);
   BatchIterator batches(train.size(), options.batch);
   const ScheduleOptions schedule = schedule_options(options, batches.batches_per_epoch());
   std::vector<int64_t> indices;
