@@ -156,6 +156,21 @@ TEST(Cli, ThreadLimitTrainsTheSameModelAsTheThreadsAskedFor) {
               final_accuracy(run_one.out).c_str(), final_accuracy(run_limited.out).c_str());
 }
 
+// With augmentation on, the same seed and thread count still give the same model file, and the
+// augmentation changes what is trained.
+TEST(Cli, AugmentedTrainingIsReproducible) {
+  const std::string flags = " --data sample --epochs 1 --seed 4 --threads 2 --augment crop-flip";
+  const fs::path a = work_dir() / "augment_a.safetensors", b = work_dir() / "augment_b.safetensors",
+                 plain = work_dir() / "augment_none.safetensors";
+  ASSERT_EQ(cnn("train" + flags + " --out " + a.string()).exit_code, 0);
+  ASSERT_EQ(cnn("train" + flags + " --out " + b.string()).exit_code, 0);
+  ASSERT_EQ(
+      cnn("train --data sample --epochs 1 --seed 4 --threads 2 --out " + plain.string()).exit_code,
+      0);
+  EXPECT_EQ(read_file(a), read_file(b));
+  EXPECT_NE(read_file(a), read_file(plain));
+}
+
 TEST(Cli, InfoCountsLeNet5) {
   const CliRun run = cnn("info lenet5");
   ASSERT_EQ(run.exit_code, 0) << run.err;
@@ -383,6 +398,10 @@ TEST(CliBadInput, SpecsImagesAndFlags) {
                  {"--step-epochs", "from 1 to 3", "got '0'"});
   expect_refusal("train --data sample --label-smoothing 1",
                  {"--label-smoothing", "from 0 to 0.999", "got '1'"});
+  expect_refusal("train --data sample --augment mixup",
+                 {"--augment", "expects none or crop-flip", "got 'mixup'"});
+  expect_refusal("train --data sample --augment crop-flip --crop-padding 65",
+                 {"--crop-padding", "from 0 to 64", "got '65'"});
   expect_refusal("train --data sample --model seed --label-smoothing 0.1",
                  {"--label-smoothing", "applies to cross_entropy models", "seed's log_loss"});
 }

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include "cnn/cnn.hpp"
 #include "test_models.hpp"
@@ -467,6 +468,59 @@ TEST_F(CifarTest, LoadsBatchesAsThreeChannelImagesAndRefusesBadRecords) {
     EXPECT_NE(std::string(e.what()).find("label 12, expected 0 to 9"), std::string::npos)
         << e.what();
   }
+}
+
+// random_crop_flip against its definition, evaluated from the same random draws: the crop's
+// offsets and the flip per sample, zeros where the shifted window leaves the image.
+TEST(Augment, RandomCropFlipFollowsItsDefinition) {
+  const int64_t n = 60, c = 2, h = 5, w = 7, padding = 2;
+  Tensor<float> x(Shape{n, c, h, w});
+  for (int64_t i = 0; i < x.numel(); ++i) x[i] = float(i + 1);  // no zeros in the input
+  const Tensor<float> original = x;
+  Rng rng(7), replay(7);
+  std::vector<float> scratch;
+  random_crop_flip(x, padding, rng, scratch);
+  std::set<int64_t> tops, lefts;
+  int flips = 0;
+  for (int64_t s = 0; s < n; ++s) {
+    const int64_t top = int64_t(replay.below(2 * padding + 1)) - padding;
+    const int64_t left = int64_t(replay.below(2 * padding + 1)) - padding;
+    const bool flip = replay.below(2) == 1;
+    tops.insert(top);
+    lefts.insert(left);
+    flips += flip;
+    for (int64_t ch = 0; ch < c; ++ch)
+      for (int64_t i = 0; i < h; ++i)
+        for (int64_t j = 0; j < w; ++j) {
+          const int64_t si = i + top, sj = (flip ? w - 1 - j : j) + left;
+          const float expected = si >= 0 && si < h && sj >= 0 && sj < w
+                                     ? original[((s * c + ch) * h + si) * w + sj]
+                                     : 0.0f;
+          ASSERT_EQ(x[((s * c + ch) * h + i) * w + j], expected)
+              << "sample " << s << " channel " << ch << " at " << i << "," << j << " (top " << top
+              << ", left " << left << ", flip " << flip << ")";
+        }
+  }
+  // Every offset from -2 to 2 and both orientations occur in 60 samples.
+  EXPECT_EQ(tops.size(), 5u);
+  EXPECT_EQ(lefts.size(), 5u);
+  EXPECT_GT(flips, 0);
+  EXPECT_LT(flips, n);
+  // Padding 0 leaves only the flip: each sample is itself or its mirror image.
+  Tensor<float> y = original;
+  random_crop_flip(y, 0, rng, scratch);
+  for (int64_t s = 0; s < n; ++s) {
+    const float* a = y.data() + s * c * h * w;
+    const float* b = original.data() + s * c * h * w;
+    const bool same = std::equal(a, a + c * h * w, b);
+    const bool mirrored = a[0] == b[w - 1] && a[w - 1] == b[0];
+    EXPECT_TRUE(same || mirrored) << "sample " << s;
+  }
+  EXPECT_THROW(random_crop_flip(y, -1, rng, scratch), Error);
+  Tensor<float> flat(Shape{3, 4});
+  EXPECT_THROW(random_crop_flip(flat, 1, rng, scratch), Error);
+  EXPECT_EQ(parse_augment("crop-flip"), Augment::kCropFlip);
+  EXPECT_THROW(parse_augment("mixup"), Error);
 }
 
 TEST(BatchIterator, CoversEveryIndexOnceWithAPartialLastBatch) {

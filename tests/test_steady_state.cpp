@@ -103,6 +103,16 @@ TEST(SteadyState, ATrainingStepAllocatesNothingOnceWarm) {
   ops::set_threads(1);
 }
 
+TEST(SteadyState, AugmentationAllocatesNothingOnceWarm) {
+  Tensor<float> x(Shape{64, 1, 28, 28}, 0.5f);
+  Rng rng(3);
+  std::vector<float> scratch;
+  random_crop_flip(x, 2, rng, scratch);  // the scratch image reaches its size
+  const int64_t before = g_allocations.load();
+  for (int i = 0; i < 5; ++i) random_crop_flip(x, 2, rng, scratch);
+  EXPECT_EQ(g_allocations.load() - before, 0);
+}
+
 std::vector<float> train(const std::string& preset, int threads, int steps) {
   ops::set_threads(threads);
   Step step(preset);

@@ -54,8 +54,9 @@ const char* const kTrainHelp =
     "usage: cnn train [--model PRESET|SPEC.json] [--data fashion-mnist|sample|DIR] [--epochs N]\n"
     "                 [--batch N] [--optimizer sgd|adam|adamw] [--lr X] [--momentum X]\n"
     "                 [--weight-decay X] [--schedule cosine|constant|step|onecycle]\n"
-    "                 [--warmup-epochs N] [--step-epochs N] [--label-smoothing X] [--seed N]\n"
-    "                 [--threads N] [--out FILE]\n"
+    "                 [--warmup-epochs N] [--step-epochs N] [--label-smoothing X]\n"
+    "                 [--augment none|crop-flip] [--crop-padding N] [--seed N] [--threads N]\n"
+    "                 [--out FILE]\n"
     "\n"
     "Trains and evaluates on the test set after every epoch.\n"
     "  --model         preset lenet5 (default), convnet or seed, or a JSON spec file\n"
@@ -77,6 +78,9 @@ const char* const kTrainHelp =
     "                  (default 0); with onecycle, the length of its rise\n"
     "  --label-smoothing  cross-entropy against (1 - X) onehot + X / classes in training\n"
     "                  (default 0; as PyTorch's label_smoothing); the test loss stays plain\n"
+    "  --augment       none (default) or crop-flip: each training image shifted by up to\n"
+    "                  --crop-padding pixels (default 2; zeros come in) and mirrored left-right\n"
+    "                  half the time, drawn from the seed (RandomCrop + RandomHorizontalFlip)\n"
     "  --threads       default: the number of cores (the same seed and thread count give a\n"
     "                  bit-identical model file)\n"
     "  --out           default MODEL.safetensors (MODEL = the preset or spec name); the\n"
@@ -215,6 +219,12 @@ int train_command(const Args& args) {
   options.momentum = args.number("--momentum", 0.9, 0, 0.999999, false);
   options.weight_decay = args.number("--weight-decay", 0, 0, 1, false);
   options.label_smoothing = args.number("--label-smoothing", 0, 0, 0.999, false);
+  try {
+    options.augment = parse_augment(args.text("--augment", "none"));
+  } catch (const Error& e) {
+    throw Error(std::string("train: ") + e.what());
+  }
+  options.crop_padding = args.integer("--crop-padding", 2, 0, 64);
   if (options.label_smoothing > 0 && spec.loss != LossKind::kCrossEntropy) {
     args.fail("--label-smoothing",
               "applies to cross_entropy models, not to " + spec.name + "'s log_loss");
@@ -245,16 +255,21 @@ int train_command(const Args& args) {
   Sequential<float> model = build_model(spec);
   Rng rng(seed);
   model.init_parameters(rng);
-  char optimizer[64];
+  char optimizer[64], extras[96] = "";
   std::snprintf(optimizer, sizeof optimizer, sgd ? "%s (momentum %g)" : "%s",
                 optimizer_name(options.optimizer), options.momentum);
+  if (options.label_smoothing > 0 || options.augment != Augment::kNone) {
+    std::snprintf(extras, sizeof extras, ", label smoothing %g, augment %s (padding %lld)",
+                  options.label_smoothing, augment_name(options.augment),
+                  static_cast<long long>(options.crop_padding));
+  }
   std::printf(
       "training %s (%s parameters) on %s: %lld training, %lld test images; %d epoch%s, batch "
-      "%lld, %s, lr %g (%s schedule), weight decay %g, seed %llu, %d thread%s\n",
+      "%lld, %s, lr %g (%s schedule), weight decay %g%s, seed %llu, %d thread%s\n",
       spec.name.c_str(), with_commas(model.parameter_count()).c_str(), data.description.c_str(),
       static_cast<long long>(data.train.size()), static_cast<long long>(data.test.size()),
       options.epochs, options.epochs == 1 ? "" : "s", static_cast<long long>(options.batch),
-      optimizer, options.lr, schedule_name(options.schedule), options.weight_decay,
+      optimizer, options.lr, schedule_name(options.schedule), options.weight_decay, extras,
       static_cast<unsigned long long>(seed), threads, threads == 1 ? "" : "s");
   std::fflush(stdout);
 
@@ -476,7 +491,7 @@ int run(int argc, char** argv) {
         Args("train", argc, argv, 2,
              {"--model", "--data", "--epochs", "--batch", "--lr", "--momentum", "--weight-decay",
               "--schedule", "--seed", "--threads", "--out", "--optimizer", "--warmup-epochs",
-              "--step-epochs", "--label-smoothing"},
+              "--step-epochs", "--label-smoothing", "--augment", "--crop-padding"},
              {}));
   }
   if (command == "eval") {

@@ -82,4 +82,25 @@ class BatchIterator {
 /// x (n, channels, rows, cols) = pixels / 255 of the images at `indices`.
 void gather_images(const ImageSet& images, const std::vector<int64_t>& indices, Tensor<float>& x);
 
+/// Training-time augmentation of a batch.
+enum class Augment {
+  kNone,
+  kCropFlip,  // random crop with zero padding, then a random horizontal flip
+};
+/// "none", "crop-flip".
+const char* augment_name(Augment augment);
+/// The augmentation called `name`; throws cnn::Error "--augment: expects none or crop-flip,
+/// got '<name>'".
+Augment parse_augment(const std::string& name);
+
+/// Random crop with zero padding and horizontal flip of every sample of x (N, C, H, W), in
+/// place: as torchvision's RandomCrop((H, W), padding) then RandomHorizontalFlip(0.5). Per
+/// sample, in this order, it draws from rng the crop's top and left offsets in [0, 2 padding]
+/// (rng.below(2 padding + 1) each) and the flip (rng.below(2) == 1); then
+///   x'(c, i, j) = x(c, i + top - padding, w - padding + left), w = flip ? W - 1 - j : j,
+/// zero where that falls outside the image. `scratch` holds one image; it grows once and is
+/// then reused, so a steady-state training step allocates nothing. Throws cnn::Error for a
+/// negative padding or an x that is not (N, C, H, W).
+void random_crop_flip(Tensor<float>& x, int64_t padding, Rng& rng, std::vector<float>& scratch);
+
 }  // namespace cnn

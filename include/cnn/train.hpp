@@ -39,7 +39,9 @@ struct TrainOptions {
   int warmup_epochs = 0;                      // linear warm-up (onecycle: its rise)
   // The step schedule multiplies the rate by 0.1 every step_epochs epochs.
   int step_epochs = 1;
-  double label_smoothing = 0.0;  // cross-entropy's, in training (evaluation reports plain)
+  double label_smoothing = 0.0;      // cross-entropy's, in training (evaluation reports plain)
+  Augment augment = Augment::kNone;  // of the training batches (random_crop_flip)
+  int64_t crop_padding = 2;
 };
 
 /// The schedule `options` describe for `steps_per_epoch` batches an epoch.

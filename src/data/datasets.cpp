@@ -168,6 +168,49 @@ Dataset select_classes(const Dataset& data, const std::vector<int>& classes) {
   return out;
 }
 
+const char* augment_name(Augment augment) {
+  return augment == Augment::kCropFlip ? "crop-flip" : "none";
+}
+
+Augment parse_augment(const std::string& name) {
+  for (Augment a : {Augment::kNone, Augment::kCropFlip}) {
+    if (name == augment_name(a)) return a;
+  }
+  throw Error("--augment: expects none or crop-flip, got '" + name + "'");
+}
+
+void random_crop_flip(Tensor<float>& x, int64_t padding, Rng& rng, std::vector<float>& scratch) {
+  const Shape& s = x.shape();
+  if (s.rank() != 4 || padding < 0 || padding > kMaxElements) {
+    throw Error("random_crop_flip: expected x (N, C, H, W) and padding >= 0, got " + s.str() +
+                " and " + std::to_string(padding));
+  }
+  const int64_t channels = s[1], height = s[2], width = s[3], size = channels * height * width;
+  if (static_cast<int64_t>(scratch.size()) < size) scratch.resize(static_cast<size_t>(size));
+  const uint64_t offsets = static_cast<uint64_t>(2 * padding + 1);
+  for (int64_t n = 0; n < s[0]; ++n) {
+    const int64_t top = static_cast<int64_t>(rng.below(offsets)) - padding;
+    const int64_t left = static_cast<int64_t>(rng.below(offsets)) - padding;
+    const bool flip = rng.below(2) == 1;
+    float* image = x.data() + n * size;
+    std::copy(image, image + size, scratch.begin());
+    for (int64_t c = 0; c < channels; ++c)
+      for (int64_t i = 0; i < height; ++i) {
+        float* out = image + (c * height + i) * width;
+        const int64_t source_row = i + top;
+        if (source_row < 0 || source_row >= height) {
+          std::fill(out, out + width, 0.0f);
+          continue;
+        }
+        const float* in = scratch.data() + (c * height + source_row) * width;
+        for (int64_t j = 0; j < width; ++j) {
+          const int64_t source_col = (flip ? width - 1 - j : j) + left;
+          out[j] = source_col >= 0 && source_col < width ? in[source_col] : 0.0f;
+        }
+      }
+  }
+}
+
 BatchIterator::BatchIterator(int64_t count, int64_t batch_size)
     : count_(count), batch_size_(batch_size), order_(static_cast<size_t>(count)) {
   if (count <= 0 || batch_size <= 0) {

@@ -123,6 +123,11 @@ std::vector<EpochMetrics> train_model(Sequential<float>& model, const ModelSpec&
   std::vector<uint8_t> labels;
   Tensor<float> x, gradient;
   std::vector<EpochMetrics> history;
+  // Augmentation draws from a stream of its own, seeded from rng only when it is on, so that
+  // the data order is the same with and without it.
+  const bool augment = options.augment == Augment::kCropFlip;
+  Rng augment_rng(augment ? rng.next_u64() : 0);
+  std::vector<float> augment_scratch;
   int64_t step = 0;
   for (int epoch = 1; epoch <= options.epochs; ++epoch) {
     const auto start = std::chrono::steady_clock::now();
@@ -131,6 +136,7 @@ std::vector<EpochMetrics> train_model(Sequential<float>& model, const ModelSpec&
     int64_t correct = 0, seen = 0;
     while (batches.next(indices)) {
       gather_images(train.images, indices, x);
+      if (augment) random_crop_flip(x, options.crop_padding, augment_rng, augment_scratch);
       gather_labels(train, indices, labels);
       model.zero_grad();
       const TensorView<const float> outputs = model.forward(x, Mode::kTrain);
