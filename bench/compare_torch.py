@@ -54,21 +54,15 @@ if "openblas" not in blas_library():
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 
-def lenet5():
-    return nn.Sequential(
-        nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-        nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+import torch_interop  # noqa: E402  (the spec -> torch.nn.Sequential mapping)
+
+SPECS = {}  # preset name -> spec JSON, from `cnn info NAME --json` (set in main)
 
 
-def convnet():
-    return nn.Sequential(
-        nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-        nn.Linear(3136, 128), nn.ReLU(), nn.Linear(128, 10))
-
-
-MODELS = {"lenet5": lenet5, "convnet": convnet}
+def model_of(name):
+    """PyTorch's equivalent of the cnn preset `name`, built from cnn's own spec of it."""
+    return torch_interop.torch_model(SPECS[name])
 
 
 def rate(step, images, repeat, min_seconds=0.3):
@@ -93,7 +87,7 @@ def torch_figures(name, threads, repeat, channels_last):
     torch.set_num_threads(threads)
     torch.manual_seed(1)
     layout = torch.channels_last if channels_last else torch.contiguous_format
-    model = MODELS[name]().to(memory_format=layout)
+    model = model_of(name).to(memory_format=layout)
     opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
     loss_fn = nn.CrossEntropyLoss()
     x, y = torch.rand(64, 1, 28, 28).contiguous(memory_format=layout), torch.randint(0, 10, (64,))
@@ -138,10 +132,10 @@ def cnn_figures(cnn, name, threads, repeat):
 
 
 TORCH_TRAIN_SCRIPT = r"""
-import os, gzip, struct, sys
+import os, gzip, json, struct, sys
 import numpy as np, torch, torch.nn as nn
-sys.path.insert(0, os.path.dirname(sys.argv[1]))
-from compare_torch import MODELS
+sys.path.insert(0, sys.argv[1])
+from torch_interop import torch_model
 torch.set_num_threads(int(sys.argv[3]))
 d = "/usr/share/datasets/fashion-mnist/"
 def idx(name):
@@ -150,7 +144,7 @@ def idx(name):
     return np.frombuffer(data, np.uint8, offset=4 + 4 * n)
 x = torch.from_numpy(idx("train-images-idx3-ubyte").reshape(-1, 1, 28, 28).astype(np.float32) / 255)
 y = torch.from_numpy(idx("train-labels-idx1-ubyte").astype(np.int64))
-model = MODELS[sys.argv[2]]()
+model = torch_model(json.loads(sys.argv[2]))
 opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
 loss_fn = nn.CrossEntropyLoss()
 order = torch.randperm(len(x))
@@ -192,6 +186,8 @@ def main():
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--skip-memory", action="store_true")
     args = parser.parse_args()
+    for name in ("lenet5", "convnet"):
+        SPECS[name] = torch_interop.cnn_spec(args.cnn, name)
 
     rows = []  # (what, model, torch, cnn, ratio, target text, met, PyTorch layout)
     ours = {}
@@ -219,9 +215,9 @@ def main():
             script = os.path.join(tmp, "train_torch.py")
             with open(script, "w") as f:
                 f.write(TORCH_TRAIN_SCRIPT)
-            env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.abspath(__file__)))
             for name in ("lenet5", "convnet"):
-                torch_mib = peak_rss_mib([sys.executable, script, os.path.abspath(__file__), name, "2"], env)
+                torch_mib = peak_rss_mib([sys.executable, script, os.path.join(ROOT, "tools"),
+                                          json.dumps(SPECS[name]), "2"])
                 cnn_mib = peak_rss_mib([args.cnn, "train", "--model", name, "--epochs", "1", "--threads", "2",
                                         "--out", os.path.join(tmp, name + ".safetensors")])
                 ratio = cnn_mib / torch_mib

@@ -180,6 +180,33 @@ TEST(Cli, InfoCountsLeNet5) {
   EXPECT_NE(from_file.out.find("Total params: 61,706"), std::string::npos) << from_file.out;
 }
 
+// `cnn info --json` is what the Python tools build their PyTorch modules from: the canonical
+// spec (which parses back to the same spec), and each layer's state_dict names and shapes.
+TEST(Cli, InfoJsonGivesTheSpecAndTheStateDict) {
+  for (const std::string preset : {"lenet5", "convnet", "seed"}) {
+    const CliRun run = cnn("info " + preset + " --json");
+    ASSERT_EQ(run.exit_code, 0) << run.err;
+    const Json info = Json::parse(run.out);
+    const ModelSpec spec = preset_spec(preset);
+    EXPECT_EQ(info.at("spec"), Json::parse(to_json(spec))) << preset;
+    EXPECT_EQ(to_json(parse_model_spec(info.at("spec").dump(), "info")), to_json(spec));
+    Sequential<float> model = build_model(spec);
+    EXPECT_EQ(info.at("parameters").get<int64_t>(), model.parameter_count());
+    std::vector<std::string> names;
+    for (const Json& layer : info.at("layers")) {
+      for (const Json& tensor : layer.at("state_dict")) names.push_back(tensor.at("name"));
+    }
+    std::vector<std::string> expected;
+    for (const auto& p : model.named_parameters()) expected.push_back(p.name);
+    EXPECT_EQ(names, expected) << preset;
+    EXPECT_EQ(info.at("layers").size(), model.size());
+  }
+  const Json lenet = Json::parse(cnn("info lenet5 --json").out);
+  EXPECT_EQ(lenet.at("flops").get<double>(), 850794.0);
+  EXPECT_EQ(lenet.at("layers").at(0).at("state_dict").at(0).at("shape"), Json::array({6, 1, 5, 5}));
+  EXPECT_EQ(lenet.at("layers").at(6).at("output_shape"), Json::array({400}));
+}
+
 TEST(Cli, PredictClassifiesAPgmImage) {
   // A 28x28 PGM of the first sample test image (a class-9 ankle boot).
   const Dataset test =

@@ -34,17 +34,15 @@ ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
 SAMPLE = os.path.join(ROOT, "data", "fashion-mnist-sample")
 GOLDEN = os.path.join(ROOT, "tests", "golden")
 
-LENET5_SPEC = {
-    "name": "torch_lenet5", "input": [1, 28, 28], "loss": "cross_entropy",
-    "layers": [
-        {"type": "Conv2d", "out_channels": 6, "kernel": 5, "padding": 2}, {"type": "ReLU"},
-        {"type": "MaxPool2d", "kernel": 2},
-        {"type": "Conv2d", "out_channels": 16, "kernel": 5}, {"type": "ReLU"},
-        {"type": "MaxPool2d", "kernel": 2},
-        {"type": "Flatten"},
-        {"type": "Linear", "out_features": 120}, {"type": "ReLU"},
-        {"type": "Linear", "out_features": 84}, {"type": "ReLU"},
-        {"type": "Linear", "out_features": 10}]}
+DEFAULT_CNN = os.path.join(ROOT, "build", "release", "cnn")
+
+
+def cnn_spec(cnn, model):
+    """The spec of a preset, spec file or model file, as `cnn info MODEL --json` gives it: the
+    one definition of every preset, shared with the C++ side."""
+    result = subprocess.run([cnn, "info", model, "--json"], check=True, capture_output=True,
+                            text=True)
+    return json.loads(result.stdout)["spec"]
 
 
 def read_idx(path):
@@ -123,10 +121,11 @@ def read_safetensors(path):
     return tensors, metadata
 
 
-def export():
+def export(cnn):
     torch.manual_seed(1127)
     torch.set_num_threads(1)
-    model = torch_model(LENET5_SPEC)
+    spec = dict(cnn_spec(cnn, "lenet5"), name="torch_lenet5")
+    model = torch_model(spec)
     x, y = load_split(SAMPLE, "train")
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     loss_fn = nn.CrossEntropyLoss()
@@ -137,7 +136,7 @@ def export():
         loss_fn(model(x[batch]), y[batch]).backward()
         opt.step()
     state = list(model.state_dict().items())
-    metadata = {"format": "cnn", "format_version": "1", "architecture": json.dumps(LENET5_SPEC),
+    metadata = {"format": "cnn", "format_version": "1", "architecture": json.dumps(spec),
                 "class_names": json.dumps(["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                                            "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"])}
     write_safetensors(os.path.join(GOLDEN, "torch_lenet5.safetensors"), state, metadata)
@@ -191,14 +190,15 @@ def check(model_path, data, cnn):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("export")
+    e = sub.add_parser("export")
+    e.add_argument("--cnn", default=DEFAULT_CNN)
     c = sub.add_parser("check")
     c.add_argument("model")
     c.add_argument("--data", default="fashion-mnist")
-    c.add_argument("--cnn", default=os.path.join(ROOT, "build", "release", "cnn"))
+    c.add_argument("--cnn", default=DEFAULT_CNN)
     args = parser.parse_args()
     if args.command == "export":
-        export()
+        export(args.cnn)
         return 0
     return check(args.model, args.data, args.cnn)
 

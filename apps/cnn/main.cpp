@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
@@ -106,11 +107,14 @@ const char* const kPredictHelp =
     "  --json    one JSON object per run: {\"predictions\": [{\"image\", \"top\": [...]}]}\n";
 
 const char* const kInfoHelp =
-    "usage: cnn info MODEL|PRESET|SPEC.json\n"
+    "usage: cnn info MODEL|PRESET|SPEC.json [--json]\n"
     "\n"
     "Prints each layer with its output shape, parameter count and forward FLOPs per image\n"
     "(a multiply-add counts 2; ReLU, tanh, sigmoid 1 per element; max pooling kernel - 1\n"
-    "comparisons per output; softmax 3 per element), and the totals.\n";
+    "comparisons per output; softmax 3 per element), and the totals.\n"
+    "  --json  one JSON object: \"spec\" (the canonical model spec, as model files store it),\n"
+    "          \"parameters\", \"flops\", and \"layers\" (index, type, describe, output_shape\n"
+    "          per sample, parameters, flops, state_dict: the PyTorch names and shapes)\n";
 
 bool stdout_is_terminal() {
   return ::isatty(STDOUT_FILENO) == 1;
@@ -457,6 +461,38 @@ int info_command(const Args& args) {
     spec = model_spec_from(what);
   }
   Sequential<float> model = build_model(spec);
+  if (args.has("--json")) {
+    // What tools outside C++ build their equivalent models from (tools/torch_interop.py).
+    Json layers = Json::array();
+    Shape shape{1, spec.input[0], spec.input[1], spec.input[2]};
+    std::map<size_t, Json> state_dict;
+    for (auto& p : model.named_parameters()) {
+      const size_t layer = std::stoul(p.name.substr(0, p.name.find('.')));
+      state_dict[layer].push_back(
+          {{"name", p.name},
+           {"shape", std::vector<int64_t>(p.value.shape().begin(), p.value.shape().end())}});
+    }
+    double total_flops = 0;
+    for (size_t i = 0; i < model.size(); ++i) {
+      const Layer<float>& layer = model.layer(i);
+      const double flops = layer.forward_flops(shape);
+      total_flops += flops;
+      shape = layer.output_shape(shape);
+      layers.push_back({{"index", i},
+                        {"type", layer.type()},
+                        {"describe", layer.describe()},
+                        {"output_shape", std::vector<int64_t>(shape.begin() + 1, shape.end())},
+                        {"parameters", layer.parameter_count()},
+                        {"flops", flops},
+                        {"state_dict", state_dict.count(i) ? state_dict[i] : Json::array()}});
+    }
+    const Json info = {{"spec", Json::parse(to_json(spec))},
+                       {"parameters", model.parameter_count()},
+                       {"flops", total_flops},
+                       {"layers", layers}};
+    std::printf("%s\n", info.dump(2).c_str());
+    return 0;
+  }
   std::printf("Model: %s   input %s   loss %s\n", spec.name.c_str(), spec.input.str().c_str(),
               spec.loss == LossKind::kLogLoss ? "log_loss" : "cross_entropy");
   const std::string rule(108, '_');
@@ -502,7 +538,7 @@ int run(int argc, char** argv) {
     return predict_command(
         Args("predict", argc, argv, 2, {"--top", "--model"}, {"--json", "--invert"}));
   }
-  if (command == "info") return info_command(Args("info", argc, argv, 2, {}, {}));
+  if (command == "info") return info_command(Args("info", argc, argv, 2, {}, {"--json"}));
   if (command == "bench") {
     return bench_command(
         Args("bench", argc, argv, 2, {"--model", "--batch", "--threads", "--repeat"}, {"--json"}));
