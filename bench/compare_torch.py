@@ -57,12 +57,12 @@ ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 import torch_interop  # noqa: E402  (the spec -> torch.nn.Sequential mapping)
 
-SPECS = {}  # preset name -> spec JSON, from `cnn info NAME --json` (set in main)
+INFOS = {}  # preset name -> `cnn info NAME --json` (set in main)
 
 
 def model_of(name):
-    """PyTorch's equivalent of the cnn preset `name`, built from cnn's own spec of it."""
-    return torch_interop.torch_model(SPECS[name])
+    """PyTorch's equivalent of the cnn preset `name`, as cnn's spec registry maps it."""
+    return torch_interop.torch_model(INFOS[name])
 
 
 def rate(step, images, repeat, min_seconds=0.3):
@@ -187,7 +187,7 @@ def main():
     parser.add_argument("--skip-memory", action="store_true")
     args = parser.parse_args()
     for name in ("lenet5", "convnet"):
-        SPECS[name] = torch_interop.cnn_spec(args.cnn, name)
+        INFOS[name] = torch_interop.cnn_info(args.cnn, name)
 
     rows = []  # (what, model, torch, cnn, ratio, target text, met, PyTorch layout)
     ours = {}
@@ -217,7 +217,7 @@ def main():
                 f.write(TORCH_TRAIN_SCRIPT)
             for name in ("lenet5", "convnet"):
                 torch_mib = peak_rss_mib([sys.executable, script, os.path.join(ROOT, "tools"),
-                                          json.dumps(SPECS[name]), "2"])
+                                          json.dumps(INFOS[name]), "2"])
                 cnn_mib = peak_rss_mib([args.cnn, "train", "--model", name, "--epochs", "1", "--threads", "2",
                                         "--out", os.path.join(tmp, name + ".safetensors")])
                 ratio = cnn_mib / torch_mib

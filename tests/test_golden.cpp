@@ -22,34 +22,14 @@ std::string golden(const std::string& file) {
   return std::string(CNN_GOLDEN_DIR) + "/" + file;
 }
 
-Size2 size2(const Json& j) {
-  return Size2(j.at(0).get<int64_t>(), j.at(1).get<int64_t>());
-}
-
-std::unique_ptr<Layer<float>> make_layer(const Json& c) {
-  const std::string type = c.at("layer");
-  if (type == "Conv2d") {
-    const Padding2 padding =
-        c.at("padding").is_string() ? Padding2::Same() : Padding2(size2(c.at("padding")));
-    return std::make_unique<Conv2d<float>>(
-        c.at("in_channels").get<int64_t>(), c.at("out_channels").get<int64_t>(),
-        size2(c.at("kernel")), size2(c.at("stride")), padding, c.at("bias").get<bool>());
-  }
-  if (type == "MaxPool2d") {
-    return std::make_unique<MaxPool2d<float>>(size2(c.at("kernel")), size2(c.at("stride")),
-                                              size2(c.at("padding")));
-  }
-  if (type == "Linear") {
-    return std::make_unique<Linear<float>>(c.at("in_features").get<int64_t>(),
-                                           c.at("out_features").get<int64_t>(),
-                                           c.at("bias").get<bool>());
-  }
-  if (type == "ReLU") return std::make_unique<ReLU<float>>();
-  if (type == "Tanh") return std::make_unique<Tanh<float>>();
-  if (type == "Sigmoid") return std::make_unique<Sigmoid<float>>();
-  if (type == "Softmax") return std::make_unique<Softmax<float>>();
-  if (type == "Flatten") return std::make_unique<Flatten<float>>();
-  throw Error("golden: unknown layer " + type);
+/// The layer of a golden case: its keys other than "name" and "layer" are spec keys, so the
+/// spec registry builds it as a model would.
+std::unique_ptr<Layer<float>> make_layer(const Json& c, const Shape& input) {
+  Json layer = c;
+  layer.erase("name");
+  layer.erase("layer");
+  layer["type"] = c.at("layer");
+  return build_layer(layer.dump(), input, "golden case " + c.at("name").get<std::string>());
 }
 
 /// Runs on the reference path and on the default path of every supported instruction set.
@@ -62,8 +42,8 @@ TEST_P(GoldenTest, Layers) {
   for (const Json& c : cases) {
     const std::string name = c.at("name");
     SCOPED_TRACE(name);
-    auto layer = make_layer(c);
     const Tensor<float> x = file.tensor<float>(name + ".x");
+    auto layer = make_layer(c, x.shape());
     const Tensor<float> dy = file.tensor<float>(name + ".dy");
     Tensor<float> params(Shape{layer->parameter_count()}), grads(Shape{layer->parameter_count()});
     layer->bind_parameters(params.data(), grads.data());

@@ -373,6 +373,48 @@ TEST(ModelFile, SaveRefusesASpecThatDoesNotDescribeTheModel) {
   fs::remove(path);
 }
 
+// A model built in C++ produces its own spec (spec_of, build_model's inverse), so it can be
+// saved and loaded like any other: the spec registry maps each layer back to its spec keys.
+TEST(ModelFile, AModelBuiltInCppSavesThroughItsOwnSpec) {
+  for (const std::string preset : {"lenet5", "convnet", "seed"}) {
+    const ModelSpec spec = preset_spec(preset);
+    ModelSpec read_back = spec_of(build_model(spec), spec.name, spec.loss);
+    read_back.classes = spec.classes;
+    EXPECT_EQ(to_json(read_back), to_json(spec)) << preset;
+  }
+  Sequential<float> model;
+  model.emplace<Conv2d<float>>(3, 4, Size2(3, 1), Size2(2, 1), Padding2::Same(), false);
+  model.emplace<Tanh<float>>();
+  model.emplace<MaxPool2d<float>>(Size2(3), Size2(1, 2), Size2(1));
+  model.emplace<Flatten<float>>();
+  model.emplace<Linear<float>>(80, 5, false);
+  model.emplace<Sigmoid<float>>();
+  model.emplace<Linear<float>>(5, 3);
+  model.emplace<Softmax<float>>();
+  model.build(Shape{3, 9, 8});
+  Rng rng(2);
+  model.init_parameters(rng);
+  const ModelSpec spec = spec_of(model, "handmade");
+  EXPECT_EQ(spec.layers.size(), model.size());
+  EXPECT_TRUE(spec.layers[0].same_padding);
+  EXPECT_FALSE(spec.layers[0].bias);
+  const fs::path path =
+      fs::temp_directory_path() / ("cnn_handmade_" + std::to_string(::getpid()) + ".safetensors");
+  save_model(path.string(), model, spec, {});
+  ModelFile loaded = load_model(path.string());
+  fs::remove(path);
+  EXPECT_EQ(to_json(loaded.spec), to_json(spec));
+  const std::span<const float> a = model.parameters(), b = loaded.model.parameters();
+  EXPECT_TRUE(std::equal(a.begin(), a.end(), b.begin(), b.end()));
+  Tensor<float> x(Shape{2, 3, 9, 8}, 0.25f);
+  const TensorView<const float> ya = model.forward(x, Mode::kEval);
+  const std::vector<float> first(ya.begin(), ya.end());
+  const TensorView<const float> yb = loaded.model.forward(x, Mode::kEval);
+  EXPECT_EQ(first, std::vector<float>(yb.begin(), yb.end()));
+  // Unbuilt models have no spec.
+  EXPECT_THROW(spec_of(Sequential<float>(), "empty"), Error);
+}
+
 using IdxTest = TempDir;
 
 std::string idx_header(uint32_t magic, std::vector<uint32_t> dims) {

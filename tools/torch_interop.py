@@ -37,12 +37,13 @@ GOLDEN = os.path.join(ROOT, "tests", "golden")
 DEFAULT_CNN = os.path.join(ROOT, "build", "release", "cnn")
 
 
-def cnn_spec(cnn, model):
-    """The spec of a preset, spec file or model file, as `cnn info MODEL --json` gives it: the
-    one definition of every preset, shared with the C++ side."""
+def cnn_info(cnn, model):
+    """`cnn info MODEL --json` of a preset, spec file or model file: its canonical spec and, per
+    layer, the equivalent torch.nn module. The C++ spec registry is the one definition of every
+    preset and of every layer type's mapping."""
     result = subprocess.run([cnn, "info", model, "--json"], check=True, capture_output=True,
                             text=True)
-    return json.loads(result.stdout)["spec"]
+    return json.loads(result.stdout)
 
 
 def read_idx(path):
@@ -66,30 +67,16 @@ def size2(v):
     return tuple(v) if isinstance(v, list) else (v, v)
 
 
-def torch_model(spec):
-    """The torch.nn.Sequential equivalent of a cnn spec."""
-    layers, shape = [], [1] + spec["input"]
-    probe = torch.zeros(shape)
-    for layer in spec["layers"]:
-        t = layer["type"]
-        if t == "Conv2d":
-            padding = layer.get("padding", 0)
-            m = nn.Conv2d(probe.shape[1], layer["out_channels"], size2(layer["kernel"]),
-                          stride=size2(layer.get("stride", 1)),
-                          padding=padding if padding == "same" else size2(padding),
-                          bias=layer.get("bias", True))
-        elif t == "MaxPool2d":
-            m = nn.MaxPool2d(size2(layer["kernel"]), stride=size2(layer.get("stride", layer["kernel"])),
-                             padding=size2(layer.get("padding", 0)))
-        elif t == "Linear":
-            m = nn.Linear(probe.shape[1], layer["out_features"], bias=layer.get("bias", True))
-        elif t == "Softmax":
-            m = nn.Softmax(dim=1)
-        else:
-            m = {"ReLU": nn.ReLU, "Tanh": nn.Tanh, "Sigmoid": nn.Sigmoid, "Flatten": nn.Flatten}[t]()
-        layers.append(m)
-        probe = m(probe)
-    return nn.Sequential(*layers)
+def torch_model(info):
+    """The torch.nn.Sequential that `cnn info --json` describes, one module per layer."""
+    def value(v):
+        return tuple(v) if isinstance(v, list) else v
+    modules = []
+    for layer in info["layers"]:
+        t = layer["torch"]
+        modules.append(getattr(nn, t["module"])(*[value(a) for a in t["args"]],
+                                                **{k: value(v) for k, v in t["kwargs"].items()}))
+    return nn.Sequential(*modules)
 
 
 def write_safetensors(path, tensors, metadata=None):
@@ -124,8 +111,9 @@ def read_safetensors(path):
 def export(cnn):
     torch.manual_seed(1127)
     torch.set_num_threads(1)
-    spec = dict(cnn_spec(cnn, "lenet5"), name="torch_lenet5")
-    model = torch_model(spec)
+    info = cnn_info(cnn, "lenet5")
+    spec = dict(info["spec"], name="torch_lenet5")
+    model = torch_model(info)
     x, y = load_split(SAMPLE, "train")
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     loss_fn = nn.CrossEntropyLoss()
@@ -153,9 +141,10 @@ def export(cnn):
 
 
 def check(model_path, data, cnn):
-    tensors, metadata = read_safetensors(model_path)
-    spec = json.loads(metadata["architecture"])
-    model = torch_model(spec)
+    tensors, _ = read_safetensors(model_path)
+    info = cnn_info(cnn, model_path)
+    spec = info["spec"]
+    model = torch_model(info)
     model.load_state_dict(tensors, strict=True)
     model.eval()
     data_dir = "/usr/share/datasets/fashion-mnist" if data == "fashion-mnist" else (

@@ -114,7 +114,8 @@ const char* const kInfoHelp =
     "comparisons per output; softmax 3 per element), and the totals.\n"
     "  --json  one JSON object: \"spec\" (the canonical model spec, as model files store it),\n"
     "          \"parameters\", \"flops\", and \"layers\" (index, type, describe, output_shape\n"
-    "          per sample, parameters, flops, state_dict: the PyTorch names and shapes)\n";
+    "          per sample, parameters, flops, state_dict: the PyTorch names and shapes, torch:\n"
+    "          the equivalent torch.nn module as {\"module\", \"args\", \"kwargs\"})\n";
 
 bool stdout_is_terminal() {
   return ::isatty(STDOUT_FILENO) == 1;
@@ -472,6 +473,7 @@ int info_command(const Args& args) {
           {{"name", p.name},
            {"shape", std::vector<int64_t>(p.value.shape().begin(), p.value.shape().end())}});
     }
+    const std::vector<std::string> torch = torch_modules(spec);
     double total_flops = 0;
     for (size_t i = 0; i < model.size(); ++i) {
       const Layer<float>& layer = model.layer(i);
@@ -484,7 +486,8 @@ int info_command(const Args& args) {
                         {"output_shape", std::vector<int64_t>(shape.begin() + 1, shape.end())},
                         {"parameters", layer.parameter_count()},
                         {"flops", flops},
-                        {"state_dict", state_dict.count(i) ? state_dict[i] : Json::array()}});
+                        {"state_dict", state_dict.count(i) ? state_dict[i] : Json::array()},
+                        {"torch", Json::parse(torch[i])}});
     }
     const Json info = {{"spec", Json::parse(to_json(spec))},
                        {"parameters", model.parameter_count()},

@@ -143,6 +143,8 @@ class Conv2d final : public Layer<T> {
   Size2 stride() const { return stride_; }
   /// The padding in effect (`same` resolved).
   Size2 padding() const { return padding_; }
+  /// True when built with Padding2::Same().
+  bool same_padding() const { return same_; }
   bool has_bias() const { return bias_; }
   /// The ops geometry of this layer on an input of shape (N, C, H, W).
   ops::ConvShape conv_shape(const Shape& input) const;

@@ -67,6 +67,21 @@ ModelSpec model_spec_from(const std::string& preset_or_path);
 /// Builds (and shape-checks) the model of a spec, parameters zeroed. Throws cnn::Error
 /// "<spec name>: Sequential: layer i ..." when a layer does not fit its input.
 Sequential<float> build_model(const ModelSpec& spec);
+/// The spec of a built model, read from its layers (build_model's inverse), so that a model
+/// built in C++ can be saved: save_model(path, model, spec_of(model, "mynet"), names). A model
+/// does not know its loss or its dataset's classes: `loss` is given, `classes` stays empty.
+/// Throws cnn::Error for an unbuilt model or a layer type without a spec registration.
+ModelSpec spec_of(const Sequential<float>& model, const std::string& name,
+                  LossKind loss = LossKind::kCrossEntropy);
+/// The layer types a spec may use, in registration order (src/io/spec.cpp, layer_types()).
+std::vector<std::string> layer_type_names();
+/// For each layer of `spec`, the JSON of its torch.nn equivalent: {"module": the torch.nn class,
+/// "args": [...], "kwargs": {...}}; `cnn info --json` gives it to the Python tools.
+std::vector<std::string> torch_modules(const ModelSpec& spec);
+/// One layer from its spec JSON ({"type": "Conv2d", "out_channels": 4, ...}, the keys of a spec
+/// layer), for a batch of `input`. Throws cnn::Error "<origin>: ..." as parse_model_spec does.
+std::unique_ptr<Layer<float>> build_layer(const std::string& layer_json, const Shape& input,
+                                          const std::string& origin);
 /// The number of classes the model predicts: 2 for the log loss (one sigmoid output: negative
 /// or positive), else the last layer's features.
 int64_t output_classes(const ModelSpec& spec);

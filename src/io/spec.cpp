@@ -15,9 +15,6 @@ namespace {
 
 using Json = nlohmann::json;
 
-const std::vector<std::string> kLayerTypes = {"Conv2d", "MaxPool2d", "Linear",  "ReLU",
-                                              "Tanh",   "Sigmoid",   "Softmax", "Flatten"};
-
 class SpecReader {
  public:
   explicit SpecReader(std::string origin) : origin_(std::move(origin)) {}
@@ -62,57 +59,17 @@ class SpecReader {
     return Size2(one(value));
   }
 
-  LayerSpec layer(const Json& j, size_t index) const {
-    const std::string where = "layer " + std::to_string(index);
-    if (!j.is_object() || !j.contains("type") || !j["type"].is_string()) {
-      fail(where, "expected an object with a \"type\", got " + j.dump());
-    }
-    LayerSpec l;
-    l.type = j["type"].get<std::string>();
-    if (l.type == "Conv2d") {
-      require_keys(j, where,
-                   {"type", "out_channels", "in_channels", "kernel", "stride", "padding", "bias"});
-      if (!j.contains("out_channels") || !j.contains("kernel")) {
-        fail(where, "Conv2d expects \"out_channels\" and \"kernel\"");
-      }
-      l.out = positive(j["out_channels"], where, "out_channels");
-      l.kernel = size2(j["kernel"], where, "kernel", 1);
-      if (j.contains("stride")) l.stride = size2(j["stride"], where, "stride", 1);
-      if (j.contains("padding")) {
-        if (j["padding"] == "same") {
-          l.same_padding = true;
-        } else {
-          l.padding = size2(j["padding"], where, "padding", 0);
-        }
-      }
-    } else if (l.type == "MaxPool2d") {
-      require_keys(j, where, {"type", "kernel", "stride", "padding"});
-      if (!j.contains("kernel")) fail(where, "MaxPool2d expects \"kernel\"");
-      l.kernel = size2(j["kernel"], where, "kernel", 1);
-      if (j.contains("stride")) l.stride = size2(j["stride"], where, "stride", 1);
-      if (j.contains("padding")) l.padding = size2(j["padding"], where, "padding", 0);
-    } else if (l.type == "Linear") {
-      require_keys(j, where, {"type", "out_features", "in_features", "bias"});
-      if (!j.contains("out_features")) fail(where, "Linear expects \"out_features\"");
-      l.out = positive(j["out_features"], where, "out_features");
-    } else if (std::find(kLayerTypes.begin(), kLayerTypes.end(), l.type) != kLayerTypes.end()) {
-      require_keys(j, where, {"type"});
-    } else {
-      std::string list;
-      for (const std::string& t : kLayerTypes) list += (list.empty() ? "" : ", ") + t;
-      fail(where, "unknown type '" + l.type + "' (expected one of " + list + ")");
-    }
-    if (j.contains("bias")) {
-      if (!j["bias"].is_boolean())
-        fail(where, "'bias' expects true or false, got " + j["bias"].dump());
-      l.bias = j["bias"].get<bool>();
-    }
-    // in_channels / in_features are inferred; when given they are checked at build time.
-    if (j.contains("in_channels"))
-      declared_inputs_.push_back({index, positive(j["in_channels"], where, "in_channels")});
-    if (j.contains("in_features"))
-      declared_inputs_.push_back({index, positive(j["in_features"], where, "in_features")});
-    return l;
+  /// Records a declared in_channels / in_features, checked against the built model.
+  void declare_input(size_t index, const Json& j, const std::string& where,
+                     const std::string& key) const {
+    if (j.contains(key)) declared_inputs_.push_back({index, positive(j[key], where, key)});
+  }
+  bool boolean(const Json& j, const std::string& where, const std::string& key,
+               bool fallback) const {
+    if (!j.contains(key)) return fallback;
+    if (!j[key].is_boolean())
+      fail(where, "'" + key + "' expects true or false, got " + j[key].dump());
+    return j[key].get<bool>();
   }
 
   struct DeclaredInput {
@@ -127,6 +84,218 @@ class SpecReader {
 
 Json size_json(Size2 s) {
   return s.h == s.w ? Json(s.h) : Json::array({s.h, s.w});
+}
+
+Json size_pair(Size2 s) {
+  return Json::array({s.h, s.w});
+}
+
+/// One layer type: all that the spec, the model files and the tools know of it. A type is added
+/// by one entry in layer_types() below (docs/design-notes.md, "Adding a layer type").
+struct LayerType {
+  const char* name;            // the PyTorch class name, and the spec's "type"
+  std::set<std::string> keys;  // the spec keys it takes besides "type"
+  /// Reads and validates its keys (all allowed ones; unknown keys are refused before).
+  void (*read)(const SpecReader& r, const Json& j, size_t index, const std::string& where,
+               LayerSpec& l);
+  /// Writes its keys into j, every one explicit: the canonical spec.
+  void (*write)(const LayerSpec& l, Json& j);
+  /// Its layer for a batch of `input`; throws cnn::Error "<type>: expected input ..., got ...".
+  std::unique_ptr<Layer<float>> (*build)(const LayerSpec& l, const Shape& input);
+  /// The spec of a layer of this type: build's inverse.
+  LayerSpec (*spec_of)(const Layer<float>& layer);
+  /// The equivalent torch.nn module for a batch of `input`:
+  /// {"module": class name in torch.nn, "args": [...], "kwargs": {...}}.
+  Json (*torch)(const LayerSpec& l, const Shape& input);
+};
+
+void require_rank(const char* type, const Shape& input, int rank, const char* expected) {
+  if (input.rank() != rank) {
+    throw Error(std::string(type) + ": expected input " + expected + ", got " + input.str());
+  }
+}
+
+/// A layer type without keys or parameters (the element-wise activations, Flatten).
+template <typename L>
+LayerType plain(const char* name, Json torch_kwargs = Json::object()) {
+  static Json kwargs;  // one per instantiation: each plain type is registered once
+  kwargs = std::move(torch_kwargs);
+  return {name,
+          {},
+          [](const SpecReader&, const Json&, size_t, const std::string&, LayerSpec&) {},
+          [](const LayerSpec&, Json&) {},
+          [](const LayerSpec&, const Shape&) -> std::unique_ptr<Layer<float>> {
+            return std::make_unique<L>();
+          },
+          [](const Layer<float>& layer) {
+            LayerSpec l;
+            l.type = layer.type();
+            return l;
+          },
+          [](const LayerSpec& l, const Shape&) {
+            return Json{{"module", l.type}, {"args", Json::array()}, {"kwargs", kwargs}};
+          }};
+}
+
+const std::vector<LayerType>& layer_types() {
+  static const std::vector<LayerType> types = {
+      {"Conv2d",
+       {"out_channels", "in_channels", "kernel", "stride", "padding", "bias"},
+       [](const SpecReader& r, const Json& j, size_t index, const std::string& where,
+          LayerSpec& l) {
+         if (!j.contains("out_channels") || !j.contains("kernel")) {
+           r.fail(where, "Conv2d expects \"out_channels\" and \"kernel\"");
+         }
+         l.out = r.positive(j["out_channels"], where, "out_channels");
+         l.kernel = r.size2(j["kernel"], where, "kernel", 1);
+         if (j.contains("stride")) l.stride = r.size2(j["stride"], where, "stride", 1);
+         if (j.contains("padding")) {
+           if (j["padding"] == "same") {
+             l.same_padding = true;
+           } else {
+             l.padding = r.size2(j["padding"], where, "padding", 0);
+           }
+         }
+         l.bias = r.boolean(j, where, "bias", true);
+         r.declare_input(index, j, where, "in_channels");
+       },
+       [](const LayerSpec& l, Json& j) {
+         j["out_channels"] = l.out;
+         j["kernel"] = size_json(l.kernel);
+         j["stride"] = size_json(l.stride.value_or(Size2(1)));
+         j["padding"] = l.same_padding ? Json("same") : size_json(l.padding);
+         j["bias"] = l.bias;
+       },
+       [](const LayerSpec& l, const Shape& input) -> std::unique_ptr<Layer<float>> {
+         require_rank("Conv2d", input, 4, "(N, C, H, W)");
+         return std::make_unique<Conv2d<float>>(
+             input[1], l.out, l.kernel, l.stride.value_or(Size2(1)),
+             l.same_padding ? Padding2::Same() : Padding2(l.padding), l.bias);
+       },
+       [](const Layer<float>& layer) {
+         const auto& conv = dynamic_cast<const Conv2d<float>&>(layer);
+         LayerSpec l;
+         l.type = "Conv2d";
+         l.out = conv.out_channels();
+         l.kernel = conv.kernel();
+         l.stride = conv.stride();
+         l.same_padding = conv.same_padding();
+         if (!l.same_padding) l.padding = conv.padding();
+         l.bias = conv.has_bias();
+         return l;
+       },
+       [](const LayerSpec& l, const Shape& input) {
+         return Json{{"module", "Conv2d"},
+                     {"args", {input[1], l.out, size_pair(l.kernel)}},
+                     {"kwargs",
+                      {{"stride", size_pair(l.stride.value_or(Size2(1)))},
+                       // Resolved: torch refuses padding="same" with a stride above 1.
+                       {"padding",
+                        size_pair(l.same_padding ? Size2((l.kernel.h - 1) / 2, (l.kernel.w - 1) / 2)
+                                                 : l.padding)},
+                       {"bias", l.bias}}}};
+       }},
+      {"MaxPool2d",
+       {"kernel", "stride", "padding"},
+       [](const SpecReader& r, const Json& j, size_t, const std::string& where, LayerSpec& l) {
+         if (!j.contains("kernel")) r.fail(where, "MaxPool2d expects \"kernel\"");
+         l.kernel = r.size2(j["kernel"], where, "kernel", 1);
+         if (j.contains("stride")) l.stride = r.size2(j["stride"], where, "stride", 1);
+         if (j.contains("padding")) l.padding = r.size2(j["padding"], where, "padding", 0);
+       },
+       [](const LayerSpec& l, Json& j) {
+         j["kernel"] = size_json(l.kernel);
+         j["stride"] = size_json(l.stride.value_or(l.kernel));
+         j["padding"] = size_json(l.padding);
+       },
+       [](const LayerSpec& l, const Shape&) -> std::unique_ptr<Layer<float>> {
+         return std::make_unique<MaxPool2d<float>>(l.kernel, l.stride, l.padding);
+       },
+       [](const Layer<float>& layer) {
+         const auto& pool = dynamic_cast<const MaxPool2d<float>&>(layer);
+         LayerSpec l;
+         l.type = "MaxPool2d";
+         l.kernel = pool.kernel();
+         l.stride = pool.stride();
+         l.padding = pool.padding();
+         return l;
+       },
+       [](const LayerSpec& l, const Shape&) {
+         return Json{{"module", "MaxPool2d"},
+                     {"args", {size_pair(l.kernel)}},
+                     {"kwargs",
+                      {{"stride", size_pair(l.stride.value_or(l.kernel))},
+                       {"padding", size_pair(l.padding)}}}};
+       }},
+      {"Linear",
+       {"out_features", "in_features", "bias"},
+       [](const SpecReader& r, const Json& j, size_t index, const std::string& where,
+          LayerSpec& l) {
+         if (!j.contains("out_features")) r.fail(where, "Linear expects \"out_features\"");
+         l.out = r.positive(j["out_features"], where, "out_features");
+         l.bias = r.boolean(j, where, "bias", true);
+         r.declare_input(index, j, where, "in_features");
+       },
+       [](const LayerSpec& l, Json& j) {
+         j["out_features"] = l.out;
+         j["bias"] = l.bias;
+       },
+       [](const LayerSpec& l, const Shape& input) -> std::unique_ptr<Layer<float>> {
+         require_rank("Linear", input, 2, "(N, features) (add a Flatten before it)");
+         return std::make_unique<Linear<float>>(input[1], l.out, l.bias);
+       },
+       [](const Layer<float>& layer) {
+         const auto& linear = dynamic_cast<const Linear<float>&>(layer);
+         LayerSpec l;
+         l.type = "Linear";
+         l.out = linear.out_features();
+         l.bias = linear.has_bias();
+         return l;
+       },
+       [](const LayerSpec& l, const Shape& input) {
+         return Json{
+             {"module", "Linear"}, {"args", {input[1], l.out}}, {"kwargs", {{"bias", l.bias}}}};
+       }},
+      plain<ReLU<float>>("ReLU"),
+      plain<Tanh<float>>("Tanh"),
+      plain<Sigmoid<float>>("Sigmoid"),
+      plain<Softmax<float>>("Softmax", {{"dim", 1}}),
+      plain<Flatten<float>>("Flatten"),
+  };
+  return types;
+}
+
+/// The registration of `type`, or null.
+const LayerType* find_layer_type(const std::string& type) {
+  for (const LayerType& t : layer_types()) {
+    if (type == t.name) return &t;
+  }
+  return nullptr;
+}
+
+std::string layer_type_list() {
+  std::string list;
+  for (const LayerType& t : layer_types()) list += (list.empty() ? "" : ", ") + std::string(t.name);
+  return list;
+}
+
+/// Reads layer `index` of a spec.
+LayerSpec read_layer(const SpecReader& reader, const Json& j, size_t index) {
+  const std::string where = "layer " + std::to_string(index);
+  if (!j.is_object() || !j.contains("type") || !j["type"].is_string()) {
+    reader.fail(where, "expected an object with a \"type\", got " + j.dump());
+  }
+  LayerSpec l;
+  l.type = j["type"].get<std::string>();
+  const LayerType* type = find_layer_type(l.type);
+  if (!type) {
+    reader.fail(where, "unknown type '" + l.type + "' (expected one of " + layer_type_list() + ")");
+  }
+  std::set<std::string> allowed = type->keys;
+  allowed.insert("type");
+  reader.require_keys(j, where, allowed);
+  type->read(reader, j, index, where, l);
+  return l;
 }
 
 }  // namespace
@@ -185,14 +354,14 @@ ModelSpec parse_model_spec(const std::string& text, const std::string& origin) {
     reader.fail("", "expected \"layers\": a non-empty list");
   }
   for (size_t i = 0; i < j["layers"].size(); ++i)
-    spec.layers.push_back(reader.layer(j["layers"][i], i));
+    spec.layers.push_back(read_layer(reader, j["layers"][i], i));
   // Build once: shapes that cannot fit are refused here, naming the layer.
   Sequential<float> model = build_model(spec);
   for (const auto& declared : reader.declared_inputs_) {
-    const Layer<float>& layer = model.layer(declared.layer);
-    const int64_t actual = layer.type() == "Conv2d"
-                               ? dynamic_cast<const Conv2d<float>&>(layer).in_channels()
-                               : dynamic_cast<const Linear<float>&>(layer).in_features();
+    // in_channels and in_features are both dimension 1 of the layer's input.
+    Shape input{1, spec.input[0], spec.input[1], spec.input[2]};
+    for (size_t i = 0; i < declared.layer; ++i) input = model.layer(i).output_shape(input);
+    const int64_t actual = input[1];
     if (actual != declared.value) {
       reader.fail("layer " + std::to_string(declared.layer),
                   "declares " + std::to_string(declared.value) + " inputs, but its input has " +
@@ -226,20 +395,7 @@ std::string to_json(const ModelSpec& spec) {
   Json layers = Json::array();
   for (const LayerSpec& l : spec.layers) {
     Json j = {{"type", l.type}};
-    if (l.type == "Conv2d") {
-      j["out_channels"] = l.out;
-      j["kernel"] = size_json(l.kernel);
-      j["stride"] = size_json(l.stride.value_or(Size2(1)));
-      j["padding"] = l.same_padding ? Json("same") : size_json(l.padding);
-      j["bias"] = l.bias;
-    } else if (l.type == "MaxPool2d") {
-      j["kernel"] = size_json(l.kernel);
-      j["stride"] = size_json(l.stride.value_or(l.kernel));
-      j["padding"] = size_json(l.padding);
-    } else if (l.type == "Linear") {
-      j["out_features"] = l.out;
-      j["bias"] = l.bias;
-    }
+    if (const LayerType* type = find_layer_type(l.type)) type->write(l, j);
     layers.push_back(j);
   }
   Json j = {{"format", "cnn-spec"},
@@ -259,37 +415,12 @@ Sequential<float> build_model(const ModelSpec& spec) {
     for (size_t i = 0; i < spec.layers.size(); ++i) {
       const LayerSpec& l = spec.layers[i];
       std::unique_ptr<Layer<float>> layer;
-      if (l.type == "Conv2d") {
-        if (shape.rank() != 4) {
-          throw Error("Sequential: layer " + std::to_string(i) +
-                      " Conv2d: expected input (N, C, H, W), got " + shape.str());
-        }
-        layer = std::make_unique<Conv2d<float>>(
-            shape[1], l.out, l.kernel, l.stride.value_or(Size2(1)),
-            l.same_padding ? Padding2::Same() : Padding2(l.padding), l.bias);
-      } else if (l.type == "MaxPool2d") {
-        layer = std::make_unique<MaxPool2d<float>>(l.kernel, l.stride, l.padding);
-      } else if (l.type == "Linear") {
-        if (shape.rank() != 2) {
-          throw Error("Sequential: layer " + std::to_string(i) +
-                      " Linear: expected input (N, features) (add a Flatten before it), got " +
-                      shape.str());
-        }
-        layer = std::make_unique<Linear<float>>(shape[1], l.out, l.bias);
-      } else if (l.type == "ReLU") {
-        layer = std::make_unique<ReLU<float>>();
-      } else if (l.type == "Tanh") {
-        layer = std::make_unique<Tanh<float>>();
-      } else if (l.type == "Sigmoid") {
-        layer = std::make_unique<Sigmoid<float>>();
-      } else if (l.type == "Softmax") {
-        layer = std::make_unique<Softmax<float>>();
-      } else if (l.type == "Flatten") {
-        layer = std::make_unique<Flatten<float>>();
-      } else {
-        throw Error("Sequential: layer " + std::to_string(i) + ": unknown type '" + l.type + "'");
-      }
       try {
+        const LayerType* type = find_layer_type(l.type);
+        if (!type) {
+          throw Error("unknown type '" + l.type + "' (expected one of " + layer_type_list() + ")");
+        }
+        layer = type->build(l, shape);
         shape = layer->output_shape(shape);
       } catch (const Error& e) {
         throw Error("Sequential: layer " + std::to_string(i) + " " + e.what());
@@ -301,6 +432,62 @@ Sequential<float> build_model(const ModelSpec& spec) {
     throw Error(spec.name + ": " + e.what());
   }
   return model;
+}
+
+ModelSpec spec_of(const Sequential<float>& model, const std::string& name, LossKind loss) {
+  ModelSpec spec;
+  spec.name = name;
+  spec.input = model.sample_shape();
+  spec.loss = loss;
+  if (spec.input.rank() != 3) {
+    throw Error("spec_of: expected a built model of (C, H, W) samples, got " + spec.input.str());
+  }
+  for (size_t i = 0; i < model.size(); ++i) {
+    const Layer<float>& layer = model.layer(i);
+    const LayerType* type = find_layer_type(layer.type());
+    if (!type) {
+      throw Error("spec_of: layer " + std::to_string(i) + " " + layer.describe() +
+                  ": no spec registration for type '" + layer.type() + "'");
+    }
+    spec.layers.push_back(type->spec_of(layer));
+  }
+  return spec;
+}
+
+std::vector<std::string> layer_type_names() {
+  std::vector<std::string> names;
+  for (const LayerType& t : layer_types()) names.push_back(t.name);
+  return names;
+}
+
+std::vector<std::string> torch_modules(const ModelSpec& spec) {
+  const Sequential<float> model = build_model(spec);
+  std::vector<std::string> modules;
+  Shape shape{1, spec.input[0], spec.input[1], spec.input[2]};
+  for (size_t i = 0; i < spec.layers.size(); ++i) {
+    modules.push_back(find_layer_type(spec.layers[i].type)->torch(spec.layers[i], shape).dump());
+    shape = model.layer(i).output_shape(shape);
+  }
+  return modules;
+}
+
+std::unique_ptr<Layer<float>> build_layer(const std::string& layer_json, const Shape& input,
+                                          const std::string& origin) {
+  SpecReader reader(origin);
+  Json j;
+  try {
+    j = Json::parse(layer_json);
+  } catch (const Json::exception& e) {
+    reader.fail("", std::string("not valid JSON: ") + e.what());
+  }
+  const LayerSpec l = read_layer(reader, j, 0);
+  try {
+    std::unique_ptr<Layer<float>> layer = find_layer_type(l.type)->build(l, input);
+    layer->output_shape(input);  // validates the input
+    return layer;
+  } catch (const Error& e) {
+    reader.fail("", e.what());
+  }
 }
 
 int64_t output_classes(const ModelSpec& spec) {
