@@ -118,6 +118,32 @@ TEST_P(ContractTest, MaxPool2dSweep) {
       }
 }
 
+TEST_P(ContractTest, AvgPool2dSweep) {
+  int64_t i = 0;
+  for (const auto& [kh, kw] : {std::pair{1, 1}, {2, 2}, {3, 3}, {5, 5}, {2, 3}})
+    for (int64_t stride = 1; stride <= 3; ++stride)
+      for (int64_t pad = 0; pad <= 2; ++pad, ++i) {
+        if (2 * pad > kh || 2 * pad > kw) continue;  // PyTorch's rule, enforced by the layer
+        for (bool count_include_pad : {true, false}) {
+          const int64_t batch = i % 2 == 0 ? 1 : 3, channels = 1 + i % 8;
+          const int64_t h = 5 + i % 4, w = 6 + (i * 3) % 5;
+          AvgPool2d<double> pool(Size2(kh, kw), Size2(stride, stride), Size2(pad, pad),
+                                 count_include_pad);
+          const CheckReport report = check_layer(pool, Shape{batch, channels, h, w},
+                                                 {.seed = 250 + static_cast<uint64_t>(i)});
+          EXPECT_TRUE(report.ok()) << pool.describe() << " on " << batch << "x" << channels << "x"
+                                   << h << "x" << w << "\n"
+                                   << report.summary();
+        }
+      }
+  AdaptiveAvgPool2d<double> global;
+  for (const Shape& shape : {Shape{1, 1, 1, 1}, Shape{2, 3, 5, 7}, Shape{3, 8, 4, 4}}) {
+    const CheckReport report = check_layer(global, shape, {.seed = 260});
+    EXPECT_TRUE(report.ok()) << global.describe() << " on " << shape.str() << "\n"
+                             << report.summary();
+  }
+}
+
 TEST_P(ContractTest, LinearSweep) {
   for (const auto& [batch, in, out, bias] :
        {std::tuple{1, 1, 1, true}, {3, 5, 4, true}, {2, 8, 3, false}, {3, 17, 9, true}}) {

@@ -91,6 +91,44 @@ TEST(Errors, SizesPast2To48ElementsAreRefusedBeforeTheyOverflow) {
       {"Sequential: layer 0 Conv2d(1048576, 1048576", "parameters", "at most 2^48 elements"});
 }
 
+TEST(Errors, AveragePoolingSettings) {
+  const auto spec_with = [](const std::string& layer) {
+    return R"({"input": [1, 8, 8], "layers": [)" + layer +
+           R"(, {"type": "Flatten"}, {"type": "Linear", "out_features": 2}]})";
+  };
+  expect_error(
+      [&] {
+        parse_model_spec(spec_with(R"({"type": "AdaptiveAvgPool2d", "output_size": 2})"), "s");
+      },
+      {"s: layer 0", "AdaptiveAvgPool2d expects \"output_size\": 1", "got 2"});
+  expect_error(
+      [&] {
+        parse_model_spec(spec_with(R"({"type": "AvgPool2d", "kernel": 3, "padding": 2})"), "s");
+      },
+      {"layer 0", "AvgPool2d: expected padding between 0 and half the kernel (3, 3)", "(2, 2)"});
+  expect_error(
+      [&] {
+        parse_model_spec(spec_with(R"({"type": "AvgPool2d", "kernel": 2, "count_include_pad": 1})"),
+                         "s");
+      },
+      {"layer 0", "'count_include_pad' expects true or false", "got 1"});
+  expect_error([] { AdaptiveAvgPool2d<float>(Size2(2, 1)); },
+               {"AdaptiveAvgPool2d", "expected output size 1", "(2, 1)"});
+  expect_error([] { AvgPool2d<float>(Size2(0, 2)); }, {"AvgPool2d", "kernel > 0", "(0, 2)"});
+  expect_error(
+      [] {
+        AvgPool2d<float>(3).output_shape(Shape{1, 1, 2, 2});
+      },
+      {"AvgPool2d(kernel=(3, 3)", "larger than the padded input (2, 2)"});
+  // A valid spec round-trips through its canonical JSON and a built model's spec.
+  const ModelSpec spec =
+      parse_model_spec(spec_with(R"({"type": "AvgPool2d", "kernel": 3, "stride": 2, "padding": 1,
+                    "count_include_pad": false}, {"type": "AdaptiveAvgPool2d"})"),
+                       "pooling");
+  EXPECT_EQ(to_json(parse_model_spec(to_json(spec), "again")), to_json(spec));
+  EXPECT_EQ(to_json(spec_of(build_model(spec), spec.name)), to_json(spec));
+}
+
 TEST(Errors, KernelLargerThanPaddedInput) {
   expect_error(
       [] {

@@ -36,32 +36,34 @@ std::unique_ptr<Layer<float>> make_layer(const Json& c, const Shape& input) {
 class GoldenTest : public testing::PathTest {};
 
 TEST_P(GoldenTest, Layers) {
-  const SafeTensorsFile file = SafeTensorsFile::load(golden("layers.safetensors"));
-  const Json cases = Json::parse(file.metadata().at("cases"));
-  ASSERT_GE(cases.size(), 20u);
-  for (const Json& c : cases) {
-    const std::string name = c.at("name");
-    SCOPED_TRACE(name);
-    const Tensor<float> x = file.tensor<float>(name + ".x");
-    auto layer = make_layer(c, x.shape());
-    const Tensor<float> dy = file.tensor<float>(name + ".dy");
-    Tensor<float> params(Shape{layer->parameter_count()}), grads(Shape{layer->parameter_count()});
-    layer->bind_parameters(params.data(), grads.data());
-    const std::vector<ParamSpec> specs = layer->parameter_specs();
-    for (size_t p = 0; p < specs.size(); ++p) {
-      const Tensor<float> value = file.tensor<float>(name + "." + specs[p].name);
-      ASSERT_EQ(value.shape(), specs[p].shape);
-      std::copy(value.begin(), value.end(), layer->parameter(p).begin());
-    }
-    Tensor<float> y(layer->output_shape(x.shape()));
-    layer->forward(x, y, Mode::kTrain);
-    close_to_golden(name + ".y", y, file.tensor<float>(name + ".y"));
-    Tensor<float> dx(x.shape());
-    layer->backward(x, y, dy, dx);
-    close_to_golden(name + ".dx", dx, file.tensor<float>(name + ".dx"));
-    for (size_t p = 0; p < specs.size(); ++p) {
-      close_to_golden(name + ".d" + specs[p].name, layer->gradient(p),
-                      file.tensor<float>(name + ".d" + specs[p].name));
+  for (const char* file_name : {"layers.safetensors", "average_pooling.safetensors"}) {
+    const SafeTensorsFile file = SafeTensorsFile::load(golden(file_name));
+    const Json cases = Json::parse(file.metadata().at("cases"));
+    ASSERT_GE(cases.size(), 7u);
+    for (const Json& c : cases) {
+      const std::string name = c.at("name");
+      SCOPED_TRACE(name);
+      const Tensor<float> x = file.tensor<float>(name + ".x");
+      auto layer = make_layer(c, x.shape());
+      const Tensor<float> dy = file.tensor<float>(name + ".dy");
+      Tensor<float> params(Shape{layer->parameter_count()}), grads(Shape{layer->parameter_count()});
+      layer->bind_parameters(params.data(), grads.data());
+      const std::vector<ParamSpec> specs = layer->parameter_specs();
+      for (size_t p = 0; p < specs.size(); ++p) {
+        const Tensor<float> value = file.tensor<float>(name + "." + specs[p].name);
+        ASSERT_EQ(value.shape(), specs[p].shape);
+        std::copy(value.begin(), value.end(), layer->parameter(p).begin());
+      }
+      Tensor<float> y(layer->output_shape(x.shape()));
+      layer->forward(x, y, Mode::kTrain);
+      close_to_golden(name + ".y", y, file.tensor<float>(name + ".y"));
+      Tensor<float> dx(x.shape());
+      layer->backward(x, y, dy, dx);
+      close_to_golden(name + ".dx", dx, file.tensor<float>(name + ".dx"));
+      for (size_t p = 0; p < specs.size(); ++p) {
+        close_to_golden(name + ".d" + specs[p].name, layer->gradient(p),
+                        file.tensor<float>(name + ".d" + specs[p].name));
+      }
     }
   }
 }

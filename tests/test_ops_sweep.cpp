@@ -271,6 +271,58 @@ void sweep_pool(uint64_t seed, int cases) {
   }
 }
 
+/// Average pooling's default path (the reference per block of planes, threads over the blocks;
+/// global pooling in partial sums) against the reference, 1 and 2 threads, odd shapes; large
+/// batches so that the planes do split.
+template <typename T>
+void sweep_avgpool(uint64_t seed, int cases) {
+  Rng rng(seed);
+  const int saved = ops::threads();
+  for (int c = 0; c < cases; ++c) {
+    ops::set_threads(1 + c % 2);
+    const int64_t kh = 1 + int64_t(rng.below(4)),
+                  kw = rng.below(2) ? kh : 1 + int64_t(rng.below(4));
+    const int64_t sh = 1 + int64_t(rng.below(3)), sw = 1 + int64_t(rng.below(3));
+    const int64_t ph = int64_t(rng.below(uint64_t(kh / 2 + 1))),
+                  pw = int64_t(rng.below(uint64_t(kw / 2 + 1)));
+    const int64_t h = std::max<int64_t>(kh, 1 + int64_t(rng.below(30)));
+    const int64_t w = std::max<int64_t>(kw, 1 + int64_t(rng.below(30)));
+    const ops::PoolShape s = ops::make_pool_shape(
+        1 + int64_t(rng.below(9)), 1 + int64_t(rng.below(33)), h, w, kh, kw, sh, sw, ph, pw);
+    const bool count_include_pad = rng.below(2) == 1;
+    const int64_t nx = s.batch * s.channels * s.in_h * s.in_w;
+    const int64_t ny = s.batch * s.channels * s.out_h * s.out_w;
+    const auto x = random_vector<T>(rng, nx), dy = random_vector<T>(rng, ny);
+    const std::string what = describe(s) + (count_include_pad ? " count_include_pad" : "") + ", " +
+                             std::to_string(ops::threads()) + " threads";
+    std::vector<T> y_fast(ny, NAN), y_ref(ny, NAN), dx_fast(nx, NAN), dx_ref(nx, NAN);
+    ops::avgpool2d_forward(y_fast.data(), x.data(), s, count_include_pad);
+    ref::avgpool2d_forward(y_ref.data(), x.data(), s, count_include_pad);
+    ASSERT_TRUE(same_bits(y_fast, y_ref)) << what;
+    ops::avgpool2d_backward(dx_fast.data(), dy.data(), s, count_include_pad);
+    ref::avgpool2d_backward(dx_ref.data(), dy.data(), s, count_include_pad);
+    ASSERT_TRUE(same_bits(dx_fast, dx_ref)) << what;
+    // Global average pooling of the same input, planes = N * C.
+    const int64_t planes = s.batch * s.channels, size = s.in_h * s.in_w;
+    std::vector<T> g_fast(planes, NAN), g_ref(planes, NAN), dg_fast(nx, NAN), dg_ref(nx, NAN);
+    ops::global_avgpool_forward(g_fast.data(), x.data(), planes, size);
+    ref::global_avgpool_forward(g_ref.data(), x.data(), planes, size);
+    ASSERT_LE(max_difference(g_fast, g_ref), tolerance<T>()) << what;
+    const auto dg = random_vector<T>(rng, planes);
+    ops::global_avgpool_backward(dg_fast.data(), dg.data(), planes, size);
+    ref::global_avgpool_backward(dg_ref.data(), dg.data(), planes, size);
+    ASSERT_TRUE(same_bits(dg_fast, dg_ref)) << what;
+  }
+  ops::set_threads(saved);
+}
+
+TEST_P(OpsSweepIsa, AvgPool2dFloat) {
+  sweep_avgpool<float>(13, 150);
+}
+TEST(OpsSweep, AvgPool2dDouble) {
+  sweep_avgpool<double>(14, 60);
+}
+
 TEST_P(OpsSweepIsa, MaxPool2dFloat) {
   sweep_pool<float>(3, 300);
 }

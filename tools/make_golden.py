@@ -15,6 +15,7 @@ Files:
   sgd.safetensors     SGD variants on one tensor: "<case>.p0", ".grads" (steps x n), ".p"
                       (steps x n, the parameter after each step); metadata "cases".
   adam.safetensors    Adam and AdamW variants, as sgd.safetensors.
+  average_pooling.safetensors  AvgPool2d and AdaptiveAvgPool2d(1) cases, as layers.safetensors.
   label_smoothing.safetensors  cross-entropy with label smoothing, as losses.safetensors;
                       each case's metadata has its "label_smoothing".
   schedules.safetensors  "<case>.lr" (steps,): PyTorch's learning rate at every step of each
@@ -271,6 +272,37 @@ def smoothing_cases():
     return cases, tensors
 
 
+def average_pooling_cases():
+    """AvgPool2d and AdaptiveAvgPool2d(1), in layers.safetensors' format."""
+    cases, tensors = [], []
+    configs = [
+        dict(name="avgpool_k2", n=2, c=3, h=8, w=6, k=[2, 2], s=[2, 2], p=[0, 0], cip=True),
+        dict(name="avgpool_k3_s2_p1", n=2, c=2, h=9, w=8, k=[3, 3], s=[2, 2], p=[1, 1], cip=True),
+        dict(name="avgpool_k3_s2_p1_exclude_pad", n=2, c=2, h=9, w=8, k=[3, 3], s=[2, 2], p=[1, 1],
+             cip=False),
+        dict(name="avgpool_k2x3_s1x2_p1x1", n=1, c=4, h=5, w=9, k=[2, 3], s=[1, 2], p=[1, 1],
+             cip=False),
+        dict(name="avgpool_k5_s3_p2", n=3, c=1, h=11, w=7, k=[5, 5], s=[3, 3], p=[2, 2], cip=True),
+    ]
+    for c in configs:
+        x = torch.randn(c["n"], c["c"], c["h"], c["w"], requires_grad=True)
+        y = nn.AvgPool2d(c["k"], stride=c["s"], padding=c["p"], count_include_pad=c["cip"])(x)
+        dy = torch.randn_like(y)
+        (y * dy).sum().backward()
+        tensors.extend([(c["name"] + ".x", x), (c["name"] + ".y", y), (c["name"] + ".dy", dy),
+                        (c["name"] + ".dx", x.grad)])
+        cases.append(dict(name=c["name"], layer="AvgPool2d", kernel=c["k"], stride=c["s"],
+                          padding=c["p"], count_include_pad=c["cip"]))
+    for name, shape in [("global_avgpool", (2, 5, 7, 6)), ("global_avgpool_1x1", (3, 4, 1, 1))]:
+        x = torch.randn(*shape, requires_grad=True)
+        y = nn.AdaptiveAvgPool2d(1)(x)
+        dy = torch.randn_like(y)
+        (y * dy).sum().backward()
+        tensors.extend([(name + ".x", x), (name + ".y", y), (name + ".dy", dy), (name + ".dx", x.grad)])
+        cases.append(dict(name=name, layer="AdaptiveAvgPool2d", output_size=1))
+    return cases, tensors
+
+
 def lenet5():
     model = nn.Sequential(
         nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
@@ -316,6 +348,9 @@ def main():
                       {"cases": json.dumps(cases)})
     cases, tensors = smoothing_cases()
     write_safetensors(os.path.join(OUT, "label_smoothing.safetensors"), tensors,
+                      {"cases": json.dumps(cases)})
+    cases, tensors = average_pooling_cases()
+    write_safetensors(os.path.join(OUT, "average_pooling.safetensors"), tensors,
                       {"cases": json.dumps(cases)})
     print("wrote golden files to", os.path.normpath(OUT), "with torch", torch.__version__, file=sys.stderr)
 

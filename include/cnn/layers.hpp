@@ -200,6 +200,55 @@ class MaxPool2d final : public Layer<T> {
   Shape argmax_input_shape_;
 };
 
+/// 2-D average pooling (PyTorch's AvgPool2d, ceil_mode off). x (N, C, H, W) -> y (N, C, OH, OW),
+/// OH = (H + 2 pad - kernel) / stride + 1; each output is the sum of its window's elements
+/// (padding adds zeros) over the kernel's area (count_include_pad, PyTorch's default) or over
+/// the number of the window's elements inside the input.
+template <typename T = float>
+class AvgPool2d final : public Layer<T> {
+ public:
+  /// stride defaults to the kernel. Throws cnn::Error for non-positive kernel or stride, or
+  /// padding outside [0, kernel / 2] (PyTorch's rule).
+  explicit AvgPool2d(Size2 kernel, std::optional<Size2> stride = std::nullopt, Size2 padding = 0,
+                     bool count_include_pad = true);
+  std::string type() const override { return "AvgPool2d"; }
+  std::string describe() const override;
+  Shape output_shape(const Shape& input) const override;
+  double forward_flops(const Shape& input) const override;
+  Size2 kernel() const { return kernel_; }
+  Size2 stride() const { return stride_; }
+  Size2 padding() const { return padding_; }
+  bool count_include_pad() const { return count_include_pad_; }
+
+ protected:
+  void forward_impl(TensorView<const T> x, TensorView<T> y, Mode mode) override;
+  void backward_impl(TensorView<const T> x, TensorView<const T> y, TensorView<const T> dy,
+                     TensorView<T> dx) override;
+
+ private:
+  ops::PoolShape pool_shape(const Shape& input) const;
+  Size2 kernel_, stride_, padding_;
+  bool count_include_pad_;
+};
+
+/// Global average pooling (PyTorch's AdaptiveAvgPool2d with output size 1): x (N, C, H, W) ->
+/// y (N, C, 1, 1), the mean of each plane.
+template <typename T = float>
+class AdaptiveAvgPool2d final : public Layer<T> {
+ public:
+  /// Throws cnn::Error unless output_size is 1 (the only size implemented).
+  explicit AdaptiveAvgPool2d(Size2 output_size = 1);
+  std::string type() const override { return "AdaptiveAvgPool2d"; }
+  std::string describe() const override { return "AdaptiveAvgPool2d(output_size=(1, 1))"; }
+  Shape output_shape(const Shape& input) const override;
+  double forward_flops(const Shape& input) const override;
+
+ protected:
+  void forward_impl(TensorView<const T> x, TensorView<T> y, Mode mode) override;
+  void backward_impl(TensorView<const T> x, TensorView<const T> y, TensorView<const T> dy,
+                     TensorView<T> dx) override;
+};
+
 /// Fully connected layer: x (N, in) -> y (N, out) = x W^T + b; weight (out, in), bias (out).
 template <typename T = float>
 class Linear final : public Layer<T> {

@@ -155,6 +155,22 @@ template <typename T>
 void softmax_backward(T* dx, const T* y, const T* dy, int64_t outer, int64_t channels,
                       int64_t inner);
 
+// ---- average pooling -------------------------------------------------------------------------
+/// y (N, C, OH, OW) = the window mean of x (N, C, H, W): the sum of the elements inside the input
+/// over the kernel's area (count_include_pad) or over the count of those elements (PyTorch's
+/// AvgPool2d, ceil_mode off).
+template <typename T>
+void avgpool2d_forward(T* y, const T* x, const PoolShape& s, bool count_include_pad);
+/// dx (N, C, H, W) assigned: each window's dy over its divisor, added to its elements.
+template <typename T>
+void avgpool2d_backward(T* dx, const T* dy, const PoolShape& s, bool count_include_pad);
+/// Global average pooling (AdaptiveAvgPool2d(1)): y (planes) = the mean of each plane of
+/// x (planes, size); backward dx = dy / size over each plane (assigned).
+template <typename T>
+void global_avgpool_forward(T* y, const T* x, int64_t planes, int64_t size);
+template <typename T>
+void global_avgpool_backward(T* dx, const T* dy, int64_t planes, int64_t size);
+
 // ---- dense ---------------------------------------------------------------------------------
 /// y (N, out) = x (N, in) w^T + b; w (out, in); b (out) may be null.
 template <typename T>

@@ -150,6 +150,75 @@ void maxpool2d_backward(T* dx, const T* dy, const int32_t* argmax, const PoolSha
     }
 }
 
+// ---- average pooling -------------------------------------------------------------------------
+
+/// The number an average-pooling window divides by (PyTorch's AvgPool2d, ceil_mode off): the
+/// kernel's area when padding counts, else the window's positions inside the input.
+inline int64_t avgpool_divisor(const PoolShape& s, int64_t oh, int64_t ow, bool count_include_pad) {
+  if (count_include_pad) return s.kernel_h * s.kernel_w;
+  const int64_t h0 = std::max<int64_t>(oh * s.stride_h - s.pad_h, 0);
+  const int64_t h1 = std::min<int64_t>(oh * s.stride_h - s.pad_h + s.kernel_h, s.in_h);
+  const int64_t w0 = std::max<int64_t>(ow * s.stride_w - s.pad_w, 0);
+  const int64_t w1 = std::min<int64_t>(ow * s.stride_w - s.pad_w + s.kernel_w, s.in_w);
+  return (h1 - h0) * (w1 - w0);
+}
+
+/// Forward: the sum of the window's elements inside the input (padding adds zeros) over
+/// avgpool_divisor.
+template <typename T>
+void avgpool2d_forward(T* y, const T* x, const PoolShape& s, bool count_include_pad) {
+  for (int64_t plane = 0; plane < s.batch * s.channels; ++plane) {
+    const T* xp = x + plane * s.in_h * s.in_w;
+    for (int64_t oh = 0; oh < s.out_h; ++oh)
+      for (int64_t ow = 0; ow < s.out_w; ++ow) {
+        T sum = 0;
+        for (int64_t kh = 0; kh < s.kernel_h; ++kh)
+          for (int64_t kw = 0; kw < s.kernel_w; ++kw) {
+            const int64_t h = oh * s.stride_h - s.pad_h + kh, w = ow * s.stride_w - s.pad_w + kw;
+            if (h >= 0 && h < s.in_h && w >= 0 && w < s.in_w) sum += xp[h * s.in_w + w];
+          }
+        y[(plane * s.out_h + oh) * s.out_w + ow] =
+            sum / static_cast<T>(avgpool_divisor(s, oh, ow, count_include_pad));
+      }
+  }
+}
+
+/// Backward: every element inside a window receives dy / divisor (summed over the windows
+/// that hold it).
+template <typename T>
+void avgpool2d_backward(T* dx, const T* dy, const PoolShape& s, bool count_include_pad) {
+  std::fill(dx, dx + s.batch * s.channels * s.in_h * s.in_w, T(0));
+  for (int64_t plane = 0; plane < s.batch * s.channels; ++plane) {
+    T* dxp = dx + plane * s.in_h * s.in_w;
+    for (int64_t oh = 0; oh < s.out_h; ++oh)
+      for (int64_t ow = 0; ow < s.out_w; ++ow) {
+        const T share = dy[(plane * s.out_h + oh) * s.out_w + ow] /
+                        static_cast<T>(avgpool_divisor(s, oh, ow, count_include_pad));
+        for (int64_t kh = 0; kh < s.kernel_h; ++kh)
+          for (int64_t kw = 0; kw < s.kernel_w; ++kw) {
+            const int64_t h = oh * s.stride_h - s.pad_h + kh, w = ow * s.stride_w - s.pad_w + kw;
+            if (h >= 0 && h < s.in_h && w >= 0 && w < s.in_w) dxp[h * s.in_w + w] += share;
+          }
+      }
+  }
+}
+
+/// Global average pooling: y (planes) = the mean of each plane of x (planes, size).
+template <typename T>
+void global_avgpool_forward(T* y, const T* x, int64_t planes, int64_t size) {
+  for (int64_t p = 0; p < planes; ++p) {
+    T sum = 0;
+    for (int64_t i = 0; i < size; ++i) sum += x[p * size + i];
+    y[p] = sum / static_cast<T>(size);
+  }
+}
+/// dx (planes, size) = dy (planes) / size, spread over each plane.
+template <typename T>
+void global_avgpool_backward(T* dx, const T* dy, int64_t planes, int64_t size) {
+  for (int64_t p = 0; p < planes; ++p)
+    std::fill(dx + p * size, dx + (p + 1) * size, dy[p] / static_cast<T>(size));
+}
+
 // ---- activations -----------------------------------------------------------------------------
 
 /// RELU(x) = 0 if x < 0, x if x >= 0.

@@ -18,7 +18,9 @@
 //   }
 //
 // kernel, stride and padding take a number or [height, width]; Conv2d padding may be "same";
-// "bias" (default true) applies to Conv2d and Linear. Input channels and features are inferred
+// "bias" (default true) applies to Conv2d and Linear. AvgPool2d takes kernel, stride, padding
+// and "count_include_pad" (default true, as PyTorch); AdaptiveAvgPool2d takes "output_size",
+// which must be 1 (global average pooling). Input channels and features are inferred
 // from the shapes. Unknown keys are refused, so that a typo is an error, not a default.
 
 #include <optional>
@@ -32,13 +34,15 @@ namespace cnn {
 
 /// One layer of a spec. Fields unused by a type keep their defaults.
 struct LayerSpec {
-  std::string type;             // Conv2d, MaxPool2d, Linear, ReLU, Tanh, Sigmoid, Softmax, Flatten
+  std::string type;             // a registered type: layer_type_names()
   int64_t out = 0;              // Conv2d out_channels, Linear out_features
   Size2 kernel{1};              // Conv2d, MaxPool2d
   std::optional<Size2> stride;  // default 1 (Conv2d) or the kernel (MaxPool2d)
   Size2 padding{0};
   bool same_padding = false;  // Conv2d "padding": "same"
   bool bias = true;
+  bool count_include_pad = true;  // AvgPool2d
+  Size2 output_size{1};           // AdaptiveAvgPool2d
 };
 
 enum class LossKind { kCrossEntropy, kLogLoss };

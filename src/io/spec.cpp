@@ -256,6 +256,70 @@ const std::vector<LayerType>& layer_types() {
          return Json{
              {"module", "Linear"}, {"args", {input[1], l.out}}, {"kwargs", {{"bias", l.bias}}}};
        }},
+      {"AvgPool2d",
+       {"kernel", "stride", "padding", "count_include_pad"},
+       [](const SpecReader& r, const Json& j, size_t, const std::string& where, LayerSpec& l) {
+         if (!j.contains("kernel")) r.fail(where, "AvgPool2d expects \"kernel\"");
+         l.kernel = r.size2(j["kernel"], where, "kernel", 1);
+         if (j.contains("stride")) l.stride = r.size2(j["stride"], where, "stride", 1);
+         if (j.contains("padding")) l.padding = r.size2(j["padding"], where, "padding", 0);
+         l.count_include_pad = r.boolean(j, where, "count_include_pad", true);
+       },
+       [](const LayerSpec& l, Json& j) {
+         j["kernel"] = size_json(l.kernel);
+         j["stride"] = size_json(l.stride.value_or(l.kernel));
+         j["padding"] = size_json(l.padding);
+         j["count_include_pad"] = l.count_include_pad;
+       },
+       [](const LayerSpec& l, const Shape&) -> std::unique_ptr<Layer<float>> {
+         return std::make_unique<AvgPool2d<float>>(l.kernel, l.stride, l.padding,
+                                                   l.count_include_pad);
+       },
+       [](const Layer<float>& layer) {
+         const auto& pool = dynamic_cast<const AvgPool2d<float>&>(layer);
+         LayerSpec l;
+         l.type = "AvgPool2d";
+         l.kernel = pool.kernel();
+         l.stride = pool.stride();
+         l.padding = pool.padding();
+         l.count_include_pad = pool.count_include_pad();
+         return l;
+       },
+       [](const LayerSpec& l, const Shape&) {
+         return Json{{"module", "AvgPool2d"},
+                     {"args", {size_pair(l.kernel)}},
+                     {"kwargs",
+                      {{"stride", size_pair(l.stride.value_or(l.kernel))},
+                       {"padding", size_pair(l.padding)},
+                       {"count_include_pad", l.count_include_pad}}}};
+       }},
+      {"AdaptiveAvgPool2d",
+       {"output_size"},
+       [](const SpecReader& r, const Json& j, size_t, const std::string& where, LayerSpec& l) {
+         if (j.contains("output_size")) {
+           l.output_size = r.size2(j["output_size"], where, "output_size", 1);
+           if (l.output_size.h != 1 || l.output_size.w != 1) {
+             r.fail(where,
+                    "AdaptiveAvgPool2d expects \"output_size\": 1 (global average "
+                    "pooling, the only size implemented), got " +
+                        j["output_size"].dump());
+           }
+         }
+       },
+       [](const LayerSpec& l, Json& j) { j["output_size"] = size_json(l.output_size); },
+       [](const LayerSpec& l, const Shape&) -> std::unique_ptr<Layer<float>> {
+         return std::make_unique<AdaptiveAvgPool2d<float>>(l.output_size);
+       },
+       [](const Layer<float>&) {
+         LayerSpec l;
+         l.type = "AdaptiveAvgPool2d";
+         return l;
+       },
+       [](const LayerSpec& l, const Shape&) {
+         return Json{{"module", "AdaptiveAvgPool2d"},
+                     {"args", {size_pair(l.output_size)}},
+                     {"kwargs", Json::object()}};
+       }},
       plain<ReLU<float>>("ReLU"),
       plain<Tanh<float>>("Tanh"),
       plain<Sigmoid<float>>("Sigmoid"),

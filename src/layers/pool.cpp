@@ -99,4 +99,115 @@ void MaxPool2d<T>::backward_impl(TensorView<const T> x, TensorView<const T> /*y*
 template class MaxPool2d<float>;
 template class MaxPool2d<double>;
 
+// ---- AvgPool2d ---------------------------------------------------------------------------------
+
+template <typename T>
+AvgPool2d<T>::AvgPool2d(Size2 kernel, std::optional<Size2> stride, Size2 padding,
+                        bool count_include_pad)
+    : kernel_(kernel),
+      stride_(stride.value_or(kernel)),
+      padding_(padding),
+      count_include_pad_(count_include_pad) {
+  if (kernel_.h <= 0 || kernel_.w <= 0 || kernel_.h > kMaxElements || kernel_.w > kMaxElements) {
+    throw Error("AvgPool2d: expected kernel > 0 (and at most 2^48), got " + kernel_.str());
+  }
+  if (stride_.h <= 0 || stride_.w <= 0) {
+    throw Error("AvgPool2d: expected stride > 0, got " + stride_.str());
+  }
+  if (padding_.h < 0 || padding_.w < 0 || padding_.h > kernel_.h / 2 ||
+      padding_.w > kernel_.w / 2) {
+    throw Error("AvgPool2d: expected padding between 0 and half the kernel " + kernel_.str() +
+                ", got " + padding_.str());
+  }
+}
+
+template <typename T>
+std::string AvgPool2d<T>::describe() const {
+  return "AvgPool2d(kernel=" + kernel_.str() + ", stride=" + stride_.str() +
+         ", padding=" + padding_.str() + (count_include_pad_ ? "" : ", count_include_pad=false") +
+         ")";
+}
+
+template <typename T>
+Shape AvgPool2d<T>::output_shape(const Shape& in) const {
+  if (in.rank() != 4 || !in.all_positive()) {
+    this->fail("expected input (N, C, H, W) with positive sizes, got " + in.str());
+  }
+  const int64_t padded_h = in[2] + 2 * padding_.h, padded_w = in[3] + 2 * padding_.w;
+  if (kernel_.h > padded_h || kernel_.w > padded_w) {
+    this->fail("kernel " + kernel_.str() + " is larger than the padded input " +
+               Size2(padded_h, padded_w).str() + " of input " + in.str());
+  }
+  const ops::PoolShape s = pool_shape(in);
+  return Shape{in[0], in[1], s.out_h, s.out_w};
+}
+
+template <typename T>
+double AvgPool2d<T>::forward_flops(const Shape& input) const {
+  // kernel - 1 additions and a division per output.
+  return double(output_shape(input).numel()) * double(kernel_.h) * double(kernel_.w);
+}
+
+template <typename T>
+ops::PoolShape AvgPool2d<T>::pool_shape(const Shape& in) const {
+  return ops::make_pool_shape(in[0], in[1], in[2], in[3], kernel_.h, kernel_.w, stride_.h,
+                              stride_.w, padding_.h, padding_.w);
+}
+
+template <typename T>
+void AvgPool2d<T>::forward_impl(TensorView<const T> x, TensorView<T> y, Mode /*mode*/) {
+  ops::avgpool2d_forward(y.data(), x.data(), pool_shape(x.shape()), count_include_pad_);
+}
+
+template <typename T>
+void AvgPool2d<T>::backward_impl(TensorView<const T> x, TensorView<const T> /*y*/,
+                                 TensorView<const T> dy, TensorView<T> dx) {
+  if (dx.empty()) return;
+  ops::avgpool2d_backward(dx.data(), dy.data(), pool_shape(x.shape()), count_include_pad_);
+}
+
+template class AvgPool2d<float>;
+template class AvgPool2d<double>;
+
+// ---- AdaptiveAvgPool2d -------------------------------------------------------------------------
+
+template <typename T>
+AdaptiveAvgPool2d<T>::AdaptiveAvgPool2d(Size2 output_size) {
+  if (output_size.h != 1 || output_size.w != 1) {
+    throw Error("AdaptiveAvgPool2d: expected output size 1 (global average pooling), got " +
+                output_size.str());
+  }
+}
+
+template <typename T>
+Shape AdaptiveAvgPool2d<T>::output_shape(const Shape& in) const {
+  if (in.rank() != 4 || !in.all_positive()) {
+    this->fail("expected input (N, C, H, W) with positive sizes, got " + in.str());
+  }
+  return Shape{in[0], in[1], 1, 1};
+}
+
+template <typename T>
+double AdaptiveAvgPool2d<T>::forward_flops(const Shape& input) const {
+  output_shape(input);  // validates
+  return double(input.numel());
+}
+
+template <typename T>
+void AdaptiveAvgPool2d<T>::forward_impl(TensorView<const T> x, TensorView<T> y, Mode /*mode*/) {
+  const Shape& s = x.shape();
+  ops::global_avgpool_forward(y.data(), x.data(), s[0] * s[1], s[2] * s[3]);
+}
+
+template <typename T>
+void AdaptiveAvgPool2d<T>::backward_impl(TensorView<const T> x, TensorView<const T> /*y*/,
+                                         TensorView<const T> dy, TensorView<T> dx) {
+  if (dx.empty()) return;
+  const Shape& s = x.shape();
+  ops::global_avgpool_backward(dx.data(), dy.data(), s[0] * s[1], s[2] * s[3]);
+}
+
+template class AdaptiveAvgPool2d<float>;
+template class AdaptiveAvgPool2d<double>;
+
 }  // namespace cnn

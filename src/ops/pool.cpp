@@ -394,12 +394,88 @@ void relu_maxpool2d_backward(T* dx, const T* dy, const T* x, const int32_t* argm
   maxpool_scatter<T, true>(dx, dy, x, argmax, s);
 }
 
+namespace {
+/// Runs body(first_plane, plane_shape) over the planes of s split across the threads, where
+/// plane_shape is s restricted to a block of planes (batch = planes, channels = 1): pooling
+/// planes are independent, so the result does not depend on the split.
+template <typename Body>
+void for_plane_blocks(const PoolShape& s, int64_t work_per_plane, const Body& body) {
+  const int64_t planes = s.batch * s.channels;
+  const int team =
+      planes * work_per_plane > 16384 ? static_cast<int>(std::min<int64_t>(threads(), planes)) : 1;
+  detail::for_each_range(team, planes, [&](int64_t first, int64_t last) {
+    PoolShape block = s;
+    block.batch = last - first;
+    block.channels = 1;
+    body(first, block);
+  });
+}
+}  // namespace
+
+// Average pooling: the reference's loops over blocks of planes, one block per thread.
+template <typename T>
+void avgpool2d_forward(T* y, const T* x, const PoolShape& s, bool count_include_pad) {
+  if (reference_mode()) return ref::avgpool2d_forward(y, x, s, count_include_pad);
+  for_plane_blocks(s, s.out_h * s.out_w * s.kernel_h * s.kernel_w,
+                   [&](int64_t first, const PoolShape& block) {
+                     ref::avgpool2d_forward(y + first * s.out_h * s.out_w,
+                                            x + first * s.in_h * s.in_w, block, count_include_pad);
+                   });
+}
+
+template <typename T>
+void avgpool2d_backward(T* dx, const T* dy, const PoolShape& s, bool count_include_pad) {
+  if (reference_mode()) return ref::avgpool2d_backward(dx, dy, s, count_include_pad);
+  for_plane_blocks(
+      s, s.out_h * s.out_w * s.kernel_h * s.kernel_w, [&](int64_t first, const PoolShape& block) {
+        ref::avgpool2d_backward(dx + first * s.in_h * s.in_w, dy + first * s.out_h * s.out_w, block,
+                                count_include_pad);
+      });
+}
+
+// Global average pooling: each plane's sum in 8 interleaved partial sums, which the compiler
+// keeps in a vector register (one running sum waits on each addition's latency); planes split
+// over the threads.
+template <typename T>
+void global_avgpool_forward(T* y, const T* x, int64_t planes, int64_t size) {
+  if (reference_mode()) return ref::global_avgpool_forward(y, x, planes, size);
+  const int team =
+      planes * size > 16384 ? static_cast<int>(std::min<int64_t>(threads(), planes)) : 1;
+  detail::for_each_range(team, planes, [&](int64_t first, int64_t last) {
+    for (int64_t p = first; p < last; ++p) {
+      const T* __restrict v = x + p * size;
+      T partial[8] = {};
+      int64_t i = 0;
+      for (; i + 8 <= size; i += 8)
+        for (int k = 0; k < 8; ++k) partial[k] += v[i + k];
+      for (; i < size; ++i) partial[0] += v[i];
+      T sum = 0;
+      for (const T part : partial) sum += part;
+      y[p] = sum / static_cast<T>(size);
+    }
+  });
+}
+
+template <typename T>
+void global_avgpool_backward(T* dx, const T* dy, int64_t planes, int64_t size) {
+  if (reference_mode()) return ref::global_avgpool_backward(dx, dy, planes, size);
+  const int team =
+      planes * size > 16384 ? static_cast<int>(std::min<int64_t>(threads(), planes)) : 1;
+  detail::for_each_range(team, planes, [&](int64_t first, int64_t last) {
+    ref::global_avgpool_backward(dx + first * size, dy + first, last - first, size);
+  });
+}
+
 #define CNN_INSTANTIATE_POOL(T)                                                        \
   template void maxpool2d_forward<T>(T*, int32_t*, const T*, const PoolShape&);        \
   template void maxpool2d_backward<T>(T*, const T*, const int32_t*, const PoolShape&); \
   template void relu_maxpool2d_forward<T>(T*, int32_t*, const T*, const PoolShape&);   \
   template void relu_maxpool2d_backward<T>(T*, const T*, const T*, const int32_t*,     \
-                                           const PoolShape&);
+                                           const PoolShape&);                          \
+  template void avgpool2d_forward<T>(T*, const T*, const PoolShape&, bool);            \
+  template void avgpool2d_backward<T>(T*, const T*, const PoolShape&, bool);           \
+  template void global_avgpool_forward<T>(T*, const T*, int64_t, int64_t);             \
+  template void global_avgpool_backward<T>(T*, const T*, int64_t, int64_t);
 CNN_INSTANTIATE_POOL(float)
 CNN_INSTANTIATE_POOL(double)
 
