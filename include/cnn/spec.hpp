@@ -36,7 +36,7 @@ namespace cnn {
 struct LayerSpec {
   std::string type;             // a registered type: layer_type_names()
   int64_t out = 0;              // Conv2d out_channels, Linear out_features
-  Size2 kernel{1};              // Conv2d, MaxPool2d
+  Size2 kernel{1};              // Conv2d, MaxPool2d, AvgPool2d
   std::optional<Size2> stride;  // default 1 (Conv2d) or the kernel (MaxPool2d)
   Size2 padding{0};
   bool same_padding = false;  // Conv2d "padding": "same"
