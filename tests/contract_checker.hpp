@@ -5,7 +5,9 @@
 //
 // For a layer, with random x, parameters and upstream dy, and loss f = dot(layer(x), dy):
 //  1. forward writes every element of y (y is pre-filled with NaN);
-//  2. forward gives the same y in kTrain and kEval mode;
+//  2. forward gives the same y in kTrain and kEval mode, unless the layer's modes differ by
+//     design (Dropout, BatchNorm): then every clause below is checked in `mode`, that mode's
+//     own function, and the test runs the check once per mode;
 //  3. backward assigns every element of dx (pre-filled with NaN, then with garbage on a
 //     second call: both calls must give the same dx);
 //  4. backward accumulates into parameter gradients (pre-filled with a known value; after two
@@ -33,6 +35,11 @@ namespace cnn::testing {
 
 struct CheckOptions {
   uint64_t seed = 1;
+  // For layers whose kTrain and kEval forwards differ (clause 2 does not apply): the mode whose
+  // forward and backward are checked. Layers with train-time randomness hold it fixed first
+  // (Dropout::hold_mask).
+  bool modes_differ = false;
+  Mode mode = Mode::kTrain;
   double step = 1e-4;
   double tolerance = 1e-6;
   // Relative error is |a - n| / max(|a|, |n|, floor): gradients far below the floor are
@@ -157,16 +164,20 @@ inline CheckReport check_layer(Layer<double>& layer, const Shape& input_shape,
     return y;
   };
 
-  // 1, 2: forward writes everything and does not depend on the mode.
+  // 1, 2: forward writes everything and (unless modes_differ) does not depend on the mode. The
+  // checked mode runs last, so that backward follows its forward.
   const std::vector<double> y_eval = run_forward(x, Mode::kEval);
-  const std::vector<double> y = run_forward(x, Mode::kTrain);
+  const std::vector<double> y = run_forward(x, options.modes_differ ? options.mode : Mode::kTrain);
   for (int64_t i = 0; i < ny; ++i) {
     if (std::isnan(y[static_cast<size_t>(i)])) {
       report.failures.push_back("forward left y[" + std::to_string(i) + "] unwritten (NaN)");
       break;
     }
   }
-  if (y != y_eval) report.failures.push_back("forward differs between kTrain and kEval");
+  if (!options.modes_differ && y != y_eval) {
+    report.failures.push_back("forward differs between kTrain and kEval");
+  }
+  const Mode mode = options.modes_differ ? options.mode : Mode::kTrain;
 
   // 3, 4: backward assigns dx and accumulates parameter gradients.
   std::vector<double> dx(static_cast<size_t>(nx), nan);
@@ -207,7 +218,7 @@ inline CheckReport check_layer(Layer<double>& layer, const Shape& input_shape,
     const size_t k = static_cast<size_t>(i);
     differencer.check("dL/dx[" + std::to_string(i) + "]", dx[k], [&](double e) {
       probe[k] = x[k] + e;
-      const std::vector<double> shifted = run_forward(probe, Mode::kTrain);
+      const std::vector<double> shifted = run_forward(probe, mode);
       probe[k] = x[k];
       double s = 0;
       for (int64_t j = 0; j < ny; ++j) {
@@ -227,7 +238,7 @@ inline CheckReport check_layer(Layer<double>& layer, const Shape& input_shape,
       differencer.check("dL/d" + spec.name + "[" + std::to_string(i) + "]", param_grad[k],
                         [&](double e) {
                           params[k] = saved + e;
-                          const std::vector<double> shifted = run_forward(x, Mode::kTrain);
+                          const std::vector<double> shifted = run_forward(x, mode);
                           params[k] = saved;
                           double s = 0;
                           for (int64_t j = 0; j < ny; ++j) {

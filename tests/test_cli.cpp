@@ -156,17 +156,25 @@ TEST(Cli, ThreadLimitTrainsTheSameModelAsTheThreadsAskedFor) {
               final_accuracy(run_one.out).c_str(), final_accuracy(run_limited.out).c_str());
 }
 
-// With augmentation on, the same seed and thread count still give the same model file, and the
-// augmentation changes what is trained.
-TEST(Cli, AugmentedTrainingIsReproducible) {
-  const std::string flags = " --data sample --epochs 1 --seed 4 --threads 2 --augment crop-flip";
+// With augmentation and dropout on, the same seed and thread count still give the same model
+// file, and the augmentation changes what is trained.
+TEST(Cli, AugmentedTrainingWithDropoutIsReproducible) {
+  const fs::path spec = work_dir() / "dropout_net.json";
+  write_file(spec, R"({"name": "dropout_net", "input": [1, 28, 28], "layers": [
+    {"type": "Conv2d", "out_channels": 8, "kernel": 3, "padding": 1}, {"type": "ReLU"},
+    {"type": "MaxPool2d", "kernel": 2}, {"type": "Dropout", "p": 0.25}, {"type": "Flatten"},
+    {"type": "Linear", "out_features": 32}, {"type": "ReLU"}, {"type": "Dropout", "p": 0.5},
+    {"type": "Linear", "out_features": 10}]})");
+  const std::string flags = " --model " + spec.string() +
+                            " --data sample --epochs 1 --seed 4 --threads 2 --augment crop-flip";
   const fs::path a = work_dir() / "augment_a.safetensors", b = work_dir() / "augment_b.safetensors",
                  plain = work_dir() / "augment_none.safetensors";
   ASSERT_EQ(cnn("train" + flags + " --out " + a.string()).exit_code, 0);
   ASSERT_EQ(cnn("train" + flags + " --out " + b.string()).exit_code, 0);
-  ASSERT_EQ(
-      cnn("train --data sample --epochs 1 --seed 4 --threads 2 --out " + plain.string()).exit_code,
-      0);
+  ASSERT_EQ(cnn("train --model " + spec.string() +
+                " --data sample --epochs 1 --seed 4 --threads 2 --out " + plain.string())
+                .exit_code,
+            0);
   EXPECT_EQ(read_file(a), read_file(b));
   EXPECT_NE(read_file(a), read_file(plain));
 }
@@ -425,6 +433,11 @@ TEST(CliBadInput, SpecsImagesAndFlags) {
                  {"--step-epochs", "from 1 to 3", "got '0'"});
   expect_refusal("train --data sample --label-smoothing 1",
                  {"--label-smoothing", "from 0 to 0.999", "got '1'"});
+  const fs::path bad_dropout = work_dir() / "bad_dropout.json";
+  write_file(bad_dropout, R"({"input": [1, 28, 28], "layers": [{"type": "Flatten"},
+    {"type": "Dropout", "p": 1.0}, {"type": "Linear", "out_features": 10}]})");
+  expect_refusal("info " + bad_dropout.string(),
+                 {"bad_dropout.json", "layer 1", "Dropout expects \"p\" in [0, 1)", "got 1.0"});
   expect_refusal("train --data sample --augment mixup",
                  {"--augment", "expects none or crop-flip", "got 'mixup'"});
   expect_refusal("train --data sample --augment crop-flip --crop-padding 65",

@@ -144,6 +144,31 @@ TEST_P(ContractTest, AvgPool2dSweep) {
   }
 }
 
+// Dropout's kTrain and kEval forwards differ by design: each mode's own function is checked,
+// kTrain with its mask held fixed; the mode-agnostic check must refuse it.
+TEST_P(ContractTest, DropoutInEachMode) {
+  for (double p : {0.0, 0.3, 0.7}) {
+    for (Mode mode : {Mode::kTrain, Mode::kEval}) {
+      Dropout<double> dropout(p);
+      Rng seed(9);
+      dropout.init_parameters(seed, Init::kPyTorchDefault);
+      dropout.hold_mask(true);
+      for (const Shape& shape : {Shape{1, 7}, Shape{3, 4, 5, 2}}) {
+        const CheckReport report =
+            check_layer(dropout, shape, {.seed = 600, .modes_differ = true, .mode = mode});
+        EXPECT_TRUE(report.ok()) << dropout.describe()
+                                 << (mode == Mode::kTrain ? " train" : " eval") << " on "
+                                 << shape.str() << "\n"
+                                 << report.summary();
+      }
+    }
+  }
+  Dropout<double> dropout(0.5);
+  dropout.hold_mask(true);
+  EXPECT_FALSE(check_layer(dropout, Shape{2, 6}, {.seed = 601}).ok())
+      << "the mode-agnostic check must see that kTrain and kEval differ";
+}
+
 TEST_P(ContractTest, LinearSweep) {
   for (const auto& [batch, in, out, bias] :
        {std::tuple{1, 1, 1, true}, {3, 5, 4, true}, {2, 8, 3, false}, {3, 17, 9, true}}) {

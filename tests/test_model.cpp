@@ -565,6 +565,42 @@ TEST(Augment, RandomCropFlipFollowsItsDefinition) {
   EXPECT_THROW(parse_augment("mixup"), Error);
 }
 
+// Inverted dropout: about p of the elements zeroed, the rest scaled by 1 / (1 - p), the identity
+// in evaluation, and the same masks from the same seed.
+TEST(Dropout, DropsAboutPScalesTheRestAndFollowsTheSeed) {
+  const int64_t n = 100000;
+  Tensor<float> x(Shape{10, n / 10}, 1.0f), y(x.shape()), again(x.shape()), dx(x.shape());
+  Dropout<float> dropout(0.3);
+  Rng seed(5);
+  dropout.init_parameters(seed, Init::kPyTorchDefault);
+  dropout.forward(x, y, Mode::kTrain);
+  int64_t zeros = 0;
+  for (float v : y) {
+    if (v == 0.0f) {
+      ++zeros;
+    } else {
+      ASSERT_EQ(v, 1.0f / 0.7f);
+    }
+  }
+  EXPECT_NEAR(double(zeros) / double(n), 0.3, 0.01);
+  dropout.backward(x, y, x, dx);  // dy = ones: dx is the mask
+  EXPECT_TRUE(std::equal(dx.begin(), dx.end(), y.begin()));
+  Dropout<float> same(0.3), other(0.3);
+  Rng seed_again(5), seed_other(6);
+  same.init_parameters(seed_again, Init::kPyTorchDefault);
+  other.init_parameters(seed_other, Init::kPyTorchDefault);
+  same.forward(x, again, Mode::kTrain);
+  EXPECT_TRUE(std::equal(again.begin(), again.end(), y.begin()));
+  other.forward(x, again, Mode::kTrain);
+  EXPECT_FALSE(std::equal(again.begin(), again.end(), y.begin()));
+  dropout.forward(x, y, Mode::kEval);
+  EXPECT_TRUE(std::equal(y.begin(), y.end(), x.begin()));
+  dropout.backward(x, y, x, dx);
+  EXPECT_TRUE(std::equal(dx.begin(), dx.end(), x.begin()));
+  EXPECT_THROW(Dropout<float>(1.0), Error);
+  EXPECT_THROW(Dropout<float>(-0.1), Error);
+}
+
 TEST(BatchIterator, CoversEveryIndexOnceWithAPartialLastBatch) {
   BatchIterator batches(10, 4);
   Rng rng(1);

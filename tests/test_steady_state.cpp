@@ -103,6 +103,38 @@ TEST(SteadyState, ATrainingStepAllocatesNothingOnceWarm) {
   ops::set_threads(1);
 }
 
+TEST(SteadyState, ATrainingStepWithDropoutAndAveragePoolingAllocatesNothingOnceWarm) {
+  Sequential<float> model = build_model(parse_model_spec(
+      R"({"name": "modern", "input": [1, 28, 28], "layers": [
+        {"type": "Conv2d", "out_channels": 16, "kernel": 3, "padding": 1}, {"type": "ReLU"},
+        {"type": "AvgPool2d", "kernel": 2}, {"type": "Dropout", "p": 0.2},
+        {"type": "Conv2d", "out_channels": 32, "kernel": 3, "padding": 1}, {"type": "ReLU"},
+        {"type": "AdaptiveAvgPool2d"}, {"type": "Flatten"}, {"type": "Dropout", "p": 0.5},
+        {"type": "Linear", "out_features": 10}]})",
+      "test"));
+  for (int threads : {1, 2}) {
+    ops::set_threads(threads);
+    Rng rng(5);
+    model.init_parameters(rng);
+    Objective objective(LossKind::kCrossEntropy, 10, 0.1);
+    Adam<float> adam(model.parameters(), model.gradients(), {.decoupled_weight_decay = true});
+    Tensor<float> x(Shape{64, 1, 28, 28}, 0.5f), gradient;
+    std::vector<uint8_t> labels(64, 3);
+    const auto step = [&] {
+      model.zero_grad();
+      const TensorView<const float> out = model.forward(x, Mode::kTrain);
+      objective.loss(out, labels, &gradient);
+      model.backward(gradient);
+      adam.step();
+    };
+    for (int i = 0; i < 3; ++i) step();
+    const int64_t before = g_allocations.load();
+    for (int i = 0; i < 5; ++i) step();
+    EXPECT_EQ(g_allocations.load() - before, 0) << threads << " threads";
+  }
+  ops::set_threads(1);
+}
+
 TEST(SteadyState, AugmentationAllocatesNothingOnceWarm) {
   Tensor<float> x(Shape{64, 1, 28, 28}, 0.5f);
   Rng rng(3);

@@ -338,6 +338,41 @@ class Softmax final : public Layer<T> {
                      TensorView<T> dx) override;
 };
 
+/// Dropout (PyTorch's nn.Dropout): in kTrain mode each element is kept with probability 1 - p
+/// and scaled by 1 / (1 - p) (inverted dropout), else zeroed; in kEval mode the identity.
+/// Backward multiplies dy by the mask of the latest kTrain forward (or passes it through after
+/// a kEval forward). The masks come from the layer's own Rng stream, seeded from the model's
+/// Rng by init_parameters, so that the same seed gives the same masks.
+template <typename T = float>
+class Dropout final : public Layer<T> {
+ public:
+  /// Throws cnn::Error unless 0 <= p < 1.
+  explicit Dropout(double p = 0.5);
+  std::string type() const override { return "Dropout"; }
+  std::string describe() const override;
+  Shape output_shape(const Shape& input) const override;
+  double forward_flops(const Shape& input) const override;
+  /// Draws this layer's mask seed from rng (it has no parameters).
+  void init_parameters(Rng& rng, Init init) override;
+  double p() const { return p_; }
+  /// While held, kTrain forwards reuse the current mask (drawing one only when none of the
+  /// input's size exists): the contract checker differences a fixed function this way.
+  void hold_mask(bool held) { held_ = held; }
+
+ protected:
+  void forward_impl(TensorView<const T> x, TensorView<T> y, Mode mode) override;
+  void backward_impl(TensorView<const T> x, TensorView<const T> y, TensorView<const T> dy,
+                     TensorView<T> dx) override;
+
+ private:
+  double p_;
+  Rng rng_{0x5eedULL};
+  std::vector<T> mask_;  // 0 or 1 / (1 - p) per element of the latest kTrain input
+  int64_t mask_size_ = 0;
+  bool held_ = false;
+  bool last_train_ = false;
+};
+
 /// (N, d1, d2, ...) -> (N, d1 * d2 * ...), PyTorch's nn.Flatten() (start_dim 1).
 template <typename T = float>
 class Flatten final : public Layer<T> {

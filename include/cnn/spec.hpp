@@ -20,8 +20,10 @@
 // kernel, stride and padding take a number or [height, width]; Conv2d padding may be "same";
 // "bias" (default true) applies to Conv2d and Linear. AvgPool2d takes kernel, stride, padding
 // and "count_include_pad" (default true, as PyTorch); AdaptiveAvgPool2d takes "output_size",
-// which must be 1 (global average pooling). Input channels and features are inferred
-// from the shapes. Unknown keys are refused, so that a typo is an error, not a default.
+// which must be 1 (global average pooling); Dropout takes "p" in [0, 1) (default 0.5).
+// Every type is one entry of the registry in src/io/spec.cpp (layer_type_names()). Input
+// channels and features are inferred from the shapes. Unknown keys are refused, so that a typo is
+// an error, not a default.
 
 #include <optional>
 #include <string>
@@ -43,6 +45,7 @@ struct LayerSpec {
   bool bias = true;
   bool count_include_pad = true;  // AvgPool2d
   Size2 output_size{1};           // AdaptiveAvgPool2d
+  double p = 0.5;                 // Dropout
 };
 
 enum class LossKind { kCrossEntropy, kLogLoss };

@@ -320,6 +320,28 @@ const std::vector<LayerType>& layer_types() {
                      {"args", {size_pair(l.output_size)}},
                      {"kwargs", Json::object()}};
        }},
+      {"Dropout",
+       {"p"},
+       [](const SpecReader& r, const Json& j, size_t, const std::string& where, LayerSpec& l) {
+         if (!j.contains("p")) return;
+         if (!j["p"].is_number() || !(j["p"].get<double>() >= 0 && j["p"].get<double>() < 1)) {
+           r.fail(where, "Dropout expects \"p\" in [0, 1), got " + j["p"].dump());
+         }
+         l.p = j["p"].get<double>();
+       },
+       [](const LayerSpec& l, Json& j) { j["p"] = l.p; },
+       [](const LayerSpec& l, const Shape&) -> std::unique_ptr<Layer<float>> {
+         return std::make_unique<Dropout<float>>(l.p);
+       },
+       [](const Layer<float>& layer) {
+         LayerSpec l;
+         l.type = "Dropout";
+         l.p = dynamic_cast<const Dropout<float>&>(layer).p();
+         return l;
+       },
+       [](const LayerSpec& l, const Shape&) {
+         return Json{{"module", "Dropout"}, {"args", Json::array()}, {"kwargs", {{"p", l.p}}}};
+       }},
       plain<ReLU<float>>("ReLU"),
       plain<Tanh<float>>("Tanh"),
       plain<Sigmoid<float>>("Sigmoid"),

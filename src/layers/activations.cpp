@@ -1,4 +1,6 @@
 #include <algorithm>
+#include <sstream>
+#include <string>
 
 #include "cnn/error.hpp"
 #include "cnn/layers.hpp"
@@ -127,6 +129,73 @@ double Flatten<T>::forward_flops(const Shape& input) const {
   return 0;
 }
 
+// ---- Dropout -----------------------------------------------------------------------------------
+
+template <typename T>
+Dropout<T>::Dropout(double p) : p_(p) {
+  if (!(p >= 0 && p < 1)) {
+    throw Error("Dropout: expected 0 <= p < 1, got " + std::to_string(p));
+  }
+}
+
+template <typename T>
+std::string Dropout<T>::describe() const {
+  std::ostringstream out;
+  out << "Dropout(p=" << p_ << ")";
+  return out.str();
+}
+
+template <typename T>
+Shape Dropout<T>::output_shape(const Shape& in) const {
+  if (in.rank() < 1 || !in.all_positive()) {
+    this->fail("expected an input (N, ...) with positive sizes, got " + in.str());
+  }
+  return in;
+}
+
+template <typename T>
+double Dropout<T>::forward_flops(const Shape& input) const {
+  return double(output_shape(input).numel());
+}
+
+template <typename T>
+void Dropout<T>::init_parameters(Rng& rng, Init /*init*/) {
+  rng_ = Rng(rng.next_u64());
+}
+
+template <typename T>
+void Dropout<T>::forward_impl(TensorView<const T> x, TensorView<T> y, Mode mode) {
+  const int64_t n = x.numel();
+  last_train_ = mode == Mode::kTrain && p_ > 0;
+  if (!last_train_) {
+    std::copy(x.begin(), x.end(), y.begin());
+    return;
+  }
+  if (!(held_ && mask_size_ == n)) {
+    if (static_cast<int64_t>(mask_.size()) < n) mask_.resize(static_cast<size_t>(n));
+    const T scale = T(1) / static_cast<T>(1 - p_);
+    for (int64_t i = 0; i < n; ++i)
+      mask_[static_cast<size_t>(i)] = rng_.uniform() < p_ ? T(0) : scale;
+    mask_size_ = n;
+  }
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] * mask_[static_cast<size_t>(i)];
+}
+
+template <typename T>
+void Dropout<T>::backward_impl(TensorView<const T> x, TensorView<const T> /*y*/,
+                               TensorView<const T> dy, TensorView<T> dx) {
+  if (dx.empty()) return;
+  if (!last_train_) {
+    std::copy(dy.begin(), dy.end(), dx.begin());
+    return;
+  }
+  if (mask_size_ != x.numel()) {
+    this->fail("backward: expected the input of the latest kTrain forward (" +
+               std::to_string(mask_size_) + " elements), got " + x.shape().str());
+  }
+  for (int64_t i = 0; i < dx.numel(); ++i) dx[i] = dy[i] * mask_[static_cast<size_t>(i)];
+}
+
 #define CNN_INSTANTIATE_LAYER(Layer) \
   template class Layer<float>;       \
   template class Layer<double>;
@@ -135,6 +204,7 @@ CNN_INSTANTIATE_LAYER(Tanh)
 CNN_INSTANTIATE_LAYER(Sigmoid)
 CNN_INSTANTIATE_LAYER(Softmax)
 CNN_INSTANTIATE_LAYER(Flatten)
+CNN_INSTANTIATE_LAYER(Dropout)
 #undef CNN_INSTANTIATE_LAYER
 
 }  // namespace cnn
