@@ -109,6 +109,20 @@ struct LayerType {
   Json (*torch)(const LayerSpec& l, const Shape& input);
 };
 
+/// The window keys of MaxPool2d and AvgPool2d: kernel (required), stride (default: the
+/// kernel), padding (default 0).
+void read_pool_window(const SpecReader& r, const Json& j, const std::string& where, LayerSpec& l) {
+  if (!j.contains("kernel")) r.fail(where, l.type + " expects \"kernel\"");
+  l.kernel = r.size2(j["kernel"], where, "kernel", 1);
+  if (j.contains("stride")) l.stride = r.size2(j["stride"], where, "stride", 1);
+  if (j.contains("padding")) l.padding = r.size2(j["padding"], where, "padding", 0);
+}
+void write_pool_window(const LayerSpec& l, Json& j) {
+  j["kernel"] = size_json(l.kernel);
+  j["stride"] = size_json(l.stride.value_or(l.kernel));
+  j["padding"] = size_json(l.padding);
+}
+
 void require_rank(const char* type, const Shape& input, int rank, const char* expected) {
   if (input.rank() != rank) {
     throw Error(std::string(type) + ": expected input " + expected + ", got " + input.str());
@@ -198,16 +212,9 @@ const std::vector<LayerType>& layer_types() {
       {"MaxPool2d",
        {"kernel", "stride", "padding"},
        [](const SpecReader& r, const Json& j, size_t, const std::string& where, LayerSpec& l) {
-         if (!j.contains("kernel")) r.fail(where, "MaxPool2d expects \"kernel\"");
-         l.kernel = r.size2(j["kernel"], where, "kernel", 1);
-         if (j.contains("stride")) l.stride = r.size2(j["stride"], where, "stride", 1);
-         if (j.contains("padding")) l.padding = r.size2(j["padding"], where, "padding", 0);
+         read_pool_window(r, j, where, l);
        },
-       [](const LayerSpec& l, Json& j) {
-         j["kernel"] = size_json(l.kernel);
-         j["stride"] = size_json(l.stride.value_or(l.kernel));
-         j["padding"] = size_json(l.padding);
-       },
+       write_pool_window,
        [](const LayerSpec& l, const Shape&) -> std::unique_ptr<Layer<float>> {
          return std::make_unique<MaxPool2d<float>>(l.kernel, l.stride, l.padding);
        },
@@ -259,16 +266,11 @@ const std::vector<LayerType>& layer_types() {
       {"AvgPool2d",
        {"kernel", "stride", "padding", "count_include_pad"},
        [](const SpecReader& r, const Json& j, size_t, const std::string& where, LayerSpec& l) {
-         if (!j.contains("kernel")) r.fail(where, "AvgPool2d expects \"kernel\"");
-         l.kernel = r.size2(j["kernel"], where, "kernel", 1);
-         if (j.contains("stride")) l.stride = r.size2(j["stride"], where, "stride", 1);
-         if (j.contains("padding")) l.padding = r.size2(j["padding"], where, "padding", 0);
+         read_pool_window(r, j, where, l);
          l.count_include_pad = r.boolean(j, where, "count_include_pad", true);
        },
        [](const LayerSpec& l, Json& j) {
-         j["kernel"] = size_json(l.kernel);
-         j["stride"] = size_json(l.stride.value_or(l.kernel));
-         j["padding"] = size_json(l.padding);
+         write_pool_window(l, j);
          j["count_include_pad"] = l.count_include_pad;
        },
        [](const LayerSpec& l, const Shape&) -> std::unique_ptr<Layer<float>> {

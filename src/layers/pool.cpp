@@ -3,22 +3,47 @@
 
 namespace cnn {
 
+namespace {
+/// The window checks that max and average pooling share; `type` starts each message.
+void check_pool_window(const char* type, Size2 kernel, Size2 stride, Size2 padding) {
+  const std::string name = type;
+  // The upper bound keeps the padded sizes' arithmetic far from overflow.
+  if (kernel.h <= 0 || kernel.w <= 0 || kernel.h > kMaxElements || kernel.w > kMaxElements) {
+    throw Error(name + ": expected kernel > 0 (and at most 2^48), got " + kernel.str());
+  }
+  if (stride.h <= 0 || stride.w <= 0) {
+    throw Error(name + ": expected stride > 0, got " + stride.str());
+  }
+  // PyTorch's rule; it guarantees that every window holds at least one input element.
+  if (padding.h < 0 || padding.w < 0 || padding.h > kernel.h / 2 || padding.w > kernel.w / 2) {
+    throw Error(name + ": expected padding between 0 and half the kernel " + kernel.str() +
+                ", got " + padding.str());
+  }
+}
+
+/// The output shape of a pooling window over `in` (N, C, H, W); calls fail(message) (the
+/// layer's Layer::fail, which throws) for another rank, a zero size, or a kernel larger than
+/// the padded input. Builds no string unless it fails: it runs in every forward.
+template <typename Fail>
+Shape pooled_shape(const Fail& fail, const Shape& in, Size2 kernel, Size2 stride, Size2 padding) {
+  if (in.rank() != 4 || !in.all_positive()) {
+    fail("expected input (N, C, H, W) with positive sizes, got " + in.str());
+  }
+  const int64_t padded_h = in[2] + 2 * padding.h, padded_w = in[3] + 2 * padding.w;
+  if (kernel.h > padded_h || kernel.w > padded_w) {
+    fail("kernel " + kernel.str() + " is larger than the padded input " +
+         Size2(padded_h, padded_w).str() + " of input " + in.str());
+  }
+  const ops::PoolShape s = ops::make_pool_shape(in[0], in[1], in[2], in[3], kernel.h, kernel.w,
+                                                stride.h, stride.w, padding.h, padding.w);
+  return Shape{in[0], in[1], s.out_h, s.out_w};
+}
+}  // namespace
+
 template <typename T>
 MaxPool2d<T>::MaxPool2d(Size2 kernel, std::optional<Size2> stride, Size2 padding)
     : kernel_(kernel), stride_(stride.value_or(kernel)), padding_(padding) {
-  // The upper bound keeps the padded sizes' arithmetic far from overflow.
-  if (kernel_.h <= 0 || kernel_.w <= 0 || kernel_.h > kMaxElements || kernel_.w > kMaxElements) {
-    throw Error("MaxPool2d: expected kernel > 0 (and at most 2^48), got " + kernel_.str());
-  }
-  if (stride_.h <= 0 || stride_.w <= 0) {
-    throw Error("MaxPool2d: expected stride > 0, got " + stride_.str());
-  }
-  // PyTorch's rule; it guarantees that every window holds at least one input element.
-  if (padding_.h < 0 || padding_.w < 0 || padding_.h > kernel_.h / 2 ||
-      padding_.w > kernel_.w / 2) {
-    throw Error("MaxPool2d: expected padding between 0 and half the kernel " + kernel_.str() +
-                ", got " + padding_.str());
-  }
+  check_pool_window("MaxPool2d", kernel_, stride_, padding_);
 }
 
 template <typename T>
@@ -29,16 +54,8 @@ std::string MaxPool2d<T>::describe() const {
 
 template <typename T>
 Shape MaxPool2d<T>::output_shape(const Shape& in) const {
-  if (in.rank() != 4 || !in.all_positive()) {
-    this->fail("expected input (N, C, H, W) with positive sizes, got " + in.str());
-  }
-  const int64_t padded_h = in[2] + 2 * padding_.h, padded_w = in[3] + 2 * padding_.w;
-  if (kernel_.h > padded_h || kernel_.w > padded_w) {
-    this->fail("kernel " + kernel_.str() + " is larger than the padded input " +
-               Size2(padded_h, padded_w).str() + " of input " + in.str());
-  }
-  const ops::PoolShape s = pool_shape(in);
-  return Shape{in[0], in[1], s.out_h, s.out_w};
+  return pooled_shape([this](const std::string& message) { this->fail(message); }, in, kernel_,
+                      stride_, padding_);
 }
 
 template <typename T>
@@ -108,17 +125,7 @@ AvgPool2d<T>::AvgPool2d(Size2 kernel, std::optional<Size2> stride, Size2 padding
       stride_(stride.value_or(kernel)),
       padding_(padding),
       count_include_pad_(count_include_pad) {
-  if (kernel_.h <= 0 || kernel_.w <= 0 || kernel_.h > kMaxElements || kernel_.w > kMaxElements) {
-    throw Error("AvgPool2d: expected kernel > 0 (and at most 2^48), got " + kernel_.str());
-  }
-  if (stride_.h <= 0 || stride_.w <= 0) {
-    throw Error("AvgPool2d: expected stride > 0, got " + stride_.str());
-  }
-  if (padding_.h < 0 || padding_.w < 0 || padding_.h > kernel_.h / 2 ||
-      padding_.w > kernel_.w / 2) {
-    throw Error("AvgPool2d: expected padding between 0 and half the kernel " + kernel_.str() +
-                ", got " + padding_.str());
-  }
+  check_pool_window("AvgPool2d", kernel_, stride_, padding_);
 }
 
 template <typename T>
@@ -130,16 +137,8 @@ std::string AvgPool2d<T>::describe() const {
 
 template <typename T>
 Shape AvgPool2d<T>::output_shape(const Shape& in) const {
-  if (in.rank() != 4 || !in.all_positive()) {
-    this->fail("expected input (N, C, H, W) with positive sizes, got " + in.str());
-  }
-  const int64_t padded_h = in[2] + 2 * padding_.h, padded_w = in[3] + 2 * padding_.w;
-  if (kernel_.h > padded_h || kernel_.w > padded_w) {
-    this->fail("kernel " + kernel_.str() + " is larger than the padded input " +
-               Size2(padded_h, padded_w).str() + " of input " + in.str());
-  }
-  const ops::PoolShape s = pool_shape(in);
-  return Shape{in[0], in[1], s.out_h, s.out_w};
+  return pooled_shape([this](const std::string& message) { this->fail(message); }, in, kernel_,
+                      stride_, padding_);
 }
 
 template <typename T>
