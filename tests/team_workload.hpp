@@ -129,6 +129,29 @@ inline std::vector<RegionResult> run_team_workload() {
   out.push_back({"dense 64x3136 -> 128 backward dx", dense_dx});
   out.push_back({"dense 64x3136 -> 128 backward dw", dense_dw});
 
+  // Average pooling (planes over threads), global average pooling, and an AdamW step over a
+  // buffer large enough to split.
+  const ops::PoolShape pool = ops::make_pool_shape(8, 16, 14, 14, 2, 2, 2, 2, 0, 0);
+  const int64_t pool_in = 8 * 16 * 14 * 14, pool_out = 8 * 16 * 7 * 7;
+  const std::vector<float> pool_x = w::random_values(rng, pool_in),
+                           pool_dy = w::random_values(rng, pool_out),
+                           global_dy = w::random_values(rng, 8 * 16);
+  std::vector<float> pool_y(static_cast<size_t>(pool_out)), pool_dx(static_cast<size_t>(pool_in)),
+      global_y(8 * 16), global_dx(static_cast<size_t>(pool_in));
+  ops::avgpool2d_forward(pool_y.data(), pool_x.data(), pool, true);
+  ops::avgpool2d_backward(pool_dx.data(), pool_dy.data(), pool, true);
+  ops::global_avgpool_forward(global_y.data(), pool_x.data(), 8 * 16, 14 * 14);
+  ops::global_avgpool_backward(global_dx.data(), global_dy.data(), 8 * 16, 14 * 14);
+  out.push_back({"avgpool 8x16x14x14 k2 forward y", pool_y});
+  out.push_back({"avgpool 8x16x14x14 k2 backward dx", pool_dx});
+  out.push_back({"global avgpool 8x16x14x14 forward y", global_y});
+  out.push_back({"global avgpool 8x16x14x14 backward dx", global_dx});
+  std::vector<float> params = w::random_values(rng, 100003);
+  const std::vector<float> grads = w::random_values(rng, 100003);
+  Adam<float> adamw(params, grads, {.weight_decay = 0.01, .decoupled_weight_decay = true});
+  for (int i = 0; i < 3; ++i) adamw.step();
+  out.push_back({"AdamW, 3 steps over 100003 parameters", params});
+
   out.push_back({"lenet5, 3 training steps: parameters", w::train_steps("lenet5", 3)});
   out.push_back({"convnet, 3 training steps: parameters", w::train_steps("convnet", 3)});
   ops::set_conv_algorithm(ops::ConvAlgorithm::kGemm);
