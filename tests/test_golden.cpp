@@ -5,6 +5,7 @@
 #include <gtest/gtest-spi.h>
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <nlohmann/json.hpp>
 
 #include "cnn/cnn.hpp"
@@ -113,37 +114,17 @@ TEST(Golden, TheComparisonFailsOnWrongOutputsAndAgainstAnAllZeroGolden) {
   EXPECT_TRUE(close_to_golden("equal", golden_values, golden_values));
 }
 
-TEST(Golden, Sgd) {
-  const SafeTensorsFile file = SafeTensorsFile::load(golden("sgd.safetensors"));
-  const Json cases = Json::parse(file.metadata().at("cases"));
-  ASSERT_EQ(cases.size(), 4u);
-  for (const Json& c : cases) {
-    const std::string name = c.at("name");
-    SCOPED_TRACE(name);
-    Tensor<float> p = file.tensor<float>(name + ".p0");
-    const Tensor<float> grads = file.tensor<float>(name + ".grads");
-    const Tensor<float> expected = file.tensor<float>(name + ".p");
-    const int64_t n = p.numel(), steps = grads.shape()[0];
-    Tensor<float> g(p.shape());
-    Sgd<float> sgd(p.view().span(), std::span<const float>(g.data(), static_cast<size_t>(n)),
-                   {.lr = c.at("lr"),
-                    .momentum = c.at("momentum"),
-                    .dampening = c.at("dampening"),
-                    .weight_decay = c.at("weight_decay"),
-                    .nesterov = c.at("nesterov")});
-    for (int64_t s = 0; s < steps; ++s) {
-      std::copy(grads.data() + s * n, grads.data() + (s + 1) * n, g.data());
-      sgd.step();
-      close_to_golden(name + " step " + std::to_string(s + 1), p,
-                      TensorView<const float>(expected.data() + s * n, p.shape()));
-    }
-  }
-}
+using MakeOptimizer = std::function<std::unique_ptr<Optimizer<float>>(
+    const Json& c, std::span<float> params, std::span<const float> grads)>;
 
-TEST(Golden, AdamAndAdamW) {
-  const SafeTensorsFile file = SafeTensorsFile::load(golden("adam.safetensors"));
+/// Runs every case of an optimizer golden file (`<case>.p0`, `.grads` (steps x n), `.p`, the
+/// parameters after each step) through the optimizer `make` builds from the case's settings,
+/// comparing the parameters after every step.
+void check_optimizer_steps(const std::string& file_name, size_t expected_cases,
+                           const MakeOptimizer& make) {
+  const SafeTensorsFile file = SafeTensorsFile::load(golden(file_name));
   const Json cases = Json::parse(file.metadata().at("cases"));
-  ASSERT_EQ(cases.size(), 4u);
+  ASSERT_EQ(cases.size(), expected_cases);
   for (const Json& c : cases) {
     const std::string name = c.at("name");
     SCOPED_TRACE(name);
@@ -153,21 +134,41 @@ TEST(Golden, AdamAndAdamW) {
     const int64_t n = p.numel(), steps = grads.shape()[0];
     ASSERT_GE(steps, 5);
     Tensor<float> g(p.shape());
-    Adam<float> adam(p.view().span(), std::span<const float>(g.data(), static_cast<size_t>(n)),
-                     {.lr = c.at("lr"),
-                      .beta1 = c.at("beta1"),
-                      .beta2 = c.at("beta2"),
-                      .eps = c.at("eps"),
-                      .weight_decay = c.at("weight_decay"),
-                      .decoupled_weight_decay = c.at("decoupled")});
+    const std::unique_ptr<Optimizer<float>> optimizer =
+        make(c, p.view().span(), std::span<const float>(g.data(), static_cast<size_t>(n)));
     for (int64_t s = 0; s < steps; ++s) {
       std::copy(grads.data() + s * n, grads.data() + (s + 1) * n, g.data());
-      adam.step();
+      optimizer->step();
       close_to_golden(name + " step " + std::to_string(s + 1), p,
                       TensorView<const float>(expected.data() + s * n, p.shape()));
     }
-    EXPECT_EQ(adam.steps(), steps);
+    if (const auto* adam = dynamic_cast<const Adam<float>*>(optimizer.get())) {
+      EXPECT_EQ(adam->steps(), steps);
+    }
   }
+}
+
+TEST(Golden, Sgd) {
+  check_optimizer_steps("sgd.safetensors", 4, [](const Json& c, auto params, auto grads) {
+    return std::make_unique<Sgd<float>>(params, grads,
+                                        SgdOptions{.lr = c.at("lr"),
+                                                   .momentum = c.at("momentum"),
+                                                   .dampening = c.at("dampening"),
+                                                   .weight_decay = c.at("weight_decay"),
+                                                   .nesterov = c.at("nesterov")});
+  });
+}
+
+TEST(Golden, AdamAndAdamW) {
+  check_optimizer_steps("adam.safetensors", 4, [](const Json& c, auto params, auto grads) {
+    return std::make_unique<Adam<float>>(params, grads,
+                                         AdamOptions{.lr = c.at("lr"),
+                                                     .beta1 = c.at("beta1"),
+                                                     .beta2 = c.at("beta2"),
+                                                     .eps = c.at("eps"),
+                                                     .weight_decay = c.at("weight_decay"),
+                                                     .decoupled_weight_decay = c.at("decoupled")});
+  });
 }
 
 TEST(Golden, LearningRateSchedulesStepByStep) {

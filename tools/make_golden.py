@@ -162,18 +162,21 @@ def sgd_cases():
     steps, n = 5, 17
     for c in configs:
         p = torch.randn(n, requires_grad=True)
-        p0 = p.detach().clone()
         opt = torch.optim.SGD([p], lr=c["lr"], momentum=c["momentum"], dampening=c["dampening"],
                               weight_decay=c["weight_decay"], nesterov=c["nesterov"])
-        grads, after = torch.randn(steps, n), []
-        for s in range(steps):
-            p.grad = grads[s].clone()
-            opt.step()
-            after.append(p.detach().clone())
-        tensors.extend([(c["name"] + ".p0", p0), (c["name"] + ".grads", grads),
-                        (c["name"] + ".p", torch.stack(after))])
+        tensors.extend(optimizer_steps(c["name"], p, opt, torch.randn(steps, n)))
         cases.append(c)
     return cases, tensors
+
+
+def optimizer_steps(name, p, opt, grads):
+    """One row of grads per opt.step() on p: "<name>.p0", ".grads", ".p" (after each step)."""
+    p0, after = p.detach().clone(), []
+    for g in grads:
+        p.grad = g.clone()
+        opt.step()
+        after.append(p.detach().clone())
+    return [(name + ".p0", p0), (name + ".grads", grads), (name + ".p", torch.stack(after))]
 
 
 def adam_cases():
@@ -190,19 +193,12 @@ def adam_cases():
     steps, n = 6, 19
     for c in configs:
         p = torch.randn(n, requires_grad=True)
-        p0 = p.detach().clone()
         kind = torch.optim.AdamW if c["decoupled"] else torch.optim.Adam
         opt = kind([p], lr=c["lr"], betas=(c["beta1"], c["beta2"]), eps=c["eps"],
                    weight_decay=c["weight_decay"])
         # Gradients of mixed sizes, some tiny, so that eps and the bias corrections matter.
         grads = torch.randn(steps, n) * torch.logspace(-4, 1, n)
-        after = []
-        for s in range(steps):
-            p.grad = grads[s].clone()
-            opt.step()
-            after.append(p.detach().clone())
-        tensors.extend([(c["name"] + ".p0", p0), (c["name"] + ".grads", grads),
-                        (c["name"] + ".p", torch.stack(after))])
+        tensors.extend(optimizer_steps(c["name"], p, opt, grads))
         cases.append(c)
     return cases, tensors
 
