@@ -7,7 +7,8 @@
 //  1. forward writes every element of y (y is pre-filled with NaN);
 //  2. forward gives the same y in kTrain and kEval mode, unless the layer's modes differ by
 //     design (Dropout, BatchNorm): then every clause below is checked in `mode`, that mode's
-//     own function, and the test runs the check once per mode;
+//     own function, and the test runs the check once per mode; a kEval forward leaves the
+//     buffers (random positive values) unchanged;
 //  3. backward assigns every element of dx (pre-filled with NaN, then with garbage on a
 //     second call: both calls must give the same dx);
 //  4. backward accumulates into parameter gradients (pre-filled with a known value; after two
@@ -157,6 +158,11 @@ inline CheckReport check_layer(Layer<double>& layer, const Shape& input_shape,
   detail::fill_normal(x, rng, 1.0);
   detail::fill_normal(dy, rng, 1.0);
   layer.bind_parameters(params.data(), grads.data());
+  // Buffers (running statistics) get positive random values, a valid variance and an
+  // evaluation-mode map that is not the identity.
+  std::vector<double> buffers(static_cast<size_t>(layer.buffer_count()));
+  for (double& b : buffers) b = 0.5 + 0.5 * std::abs(rng.normal());
+  layer.bind_buffers(buffers.data());
 
   const auto run_forward = [&](const std::vector<double>& input, Mode mode) {
     std::vector<double> y(static_cast<size_t>(ny), nan);
@@ -165,8 +171,11 @@ inline CheckReport check_layer(Layer<double>& layer, const Shape& input_shape,
   };
 
   // 1, 2: forward writes everything and (unless modes_differ) does not depend on the mode. The
-  // checked mode runs last, so that backward follows its forward.
+  // checked mode runs last, so that backward follows its forward. A kEval forward leaves the
+  // buffers as they were.
+  const std::vector<double> buffers_before = buffers;
   const std::vector<double> y_eval = run_forward(x, Mode::kEval);
+  if (buffers != buffers_before) report.failures.push_back("a kEval forward changed a buffer");
   const std::vector<double> y = run_forward(x, options.modes_differ ? options.mode : Mode::kTrain);
   for (int64_t i = 0; i < ny; ++i) {
     if (std::isnan(y[static_cast<size_t>(i)])) {

@@ -11,6 +11,7 @@
 #include "cnn/layers.hpp"
 #include "cnn/loss.hpp"
 #include "cnn/ops.hpp"
+#include "cnn/residual.hpp"
 #include "contract_checker.hpp"
 
 namespace cnn {
@@ -169,6 +170,100 @@ TEST_P(ContractTest, DropoutInEachMode) {
       << "the mode-agnostic check must see that kTrain and kEval differ";
 }
 
+// BatchNorm's modes differ by design (batch statistics in kTrain, running ones in kEval): each
+// mode's own function is checked, over odd shapes, with and without the affine parameters.
+TEST_P(ContractTest, BatchNormInEachMode) {
+  struct Case {
+    Shape shape;
+    bool affine;
+  };
+  for (Mode mode : {Mode::kTrain, Mode::kEval}) {
+    for (const Case& c : {Case{{2, 3, 5, 7}, true}, Case{{1, 4, 3, 3}, true},
+                          Case{{3, 1, 2, 5}, false}, Case{{5, 6, 1, 1}, true}}) {
+      BatchNorm2d<double> norm(c.shape[1], 1e-5, 0.1, c.affine);
+      const CheckReport report =
+          check_layer(norm, c.shape, {.seed = 700, .modes_differ = true, .mode = mode});
+      EXPECT_TRUE(report.ok()) << norm.describe() << (mode == Mode::kTrain ? " train" : " eval")
+                               << " on " << c.shape.str() << "\n"
+                               << report.summary();
+    }
+    for (const Case& c : {Case{{4, 5}, true}, Case{{3, 2, 7}, true}, Case{{2, 3}, false}}) {
+      BatchNorm1d<double> norm(c.shape[1], 1e-3, 0.3, c.affine);
+      const CheckReport report =
+          check_layer(norm, c.shape, {.seed = 701, .modes_differ = true, .mode = mode});
+      EXPECT_TRUE(report.ok()) << norm.describe() << (mode == Mode::kTrain ? " train" : " eval")
+                               << " on " << c.shape.str() << "\n"
+                               << report.summary();
+    }
+  }
+  BatchNorm2d<double> norm(3);
+  EXPECT_FALSE(check_layer(norm, Shape{2, 3, 4, 4}, {.seed = 702}).ok())
+      << "the mode-agnostic check must see that kTrain and kEval differ";
+}
+
+/// Layers for the Residual cases, in double.
+std::vector<std::unique_ptr<Layer<double>>> conv_norm(int64_t in, int64_t out, int64_t kernel,
+                                                      int64_t stride, bool relu) {
+  std::vector<std::unique_ptr<Layer<double>>> layers;
+  layers.push_back(
+      std::make_unique<Conv2d<double>>(in, out, kernel, stride, Padding2(kernel / 2), false));
+  layers.push_back(std::make_unique<BatchNorm2d<double>>(out));
+  if (relu) layers.push_back(std::make_unique<ReLU<double>>());
+  return layers;
+}
+
+std::vector<std::unique_ptr<Layer<double>>> join(std::vector<std::unique_ptr<Layer<double>>> a,
+                                                 std::vector<std::unique_ptr<Layer<double>>> b) {
+  for (auto& layer : b) a.push_back(std::move(layer));
+  return a;
+}
+
+// Residual blocks in both modes: identity and projection shortcuts, with and without the
+// activation, plain layers without BatchNorm, and a block nested in another's body.
+TEST_P(ContractTest, ResidualInEachMode) {
+  for (Mode mode : {Mode::kTrain, Mode::kEval}) {
+    struct Case {
+      std::string name;
+      std::unique_ptr<Residual<double>> block;
+      Shape shape;
+    };
+    std::vector<Case> cases;
+    cases.push_back({"identity",
+                     std::make_unique<Residual<double>>(
+                         join(conv_norm(3, 3, 3, 1, true), conv_norm(3, 3, 3, 1, false))),
+                     Shape{2, 3, 5, 6}});
+    cases.push_back({"projection",
+                     std::make_unique<Residual<double>>(
+                         join(conv_norm(2, 4, 3, 2, true), conv_norm(4, 4, 3, 1, false)),
+                         conv_norm(2, 4, 1, 2, false)),
+                     Shape{2, 2, 7, 5}});
+    std::vector<std::unique_ptr<Layer<double>>> plain;
+    plain.push_back(std::make_unique<Linear<double>>(6, 6));
+    plain.push_back(std::make_unique<Tanh<double>>());
+    cases.push_back({"no activation",
+                     std::make_unique<Residual<double>>(
+                         std::move(plain), std::vector<std::unique_ptr<Layer<double>>>{}, ""),
+                     Shape{3, 6}});
+    std::vector<std::unique_ptr<Layer<double>>> outer = conv_norm(2, 3, 1, 1, true);
+    outer.push_back(std::make_unique<Residual<double>>(
+        join(conv_norm(3, 3, 3, 1, true), conv_norm(3, 3, 3, 1, false))));
+    std::vector<std::unique_ptr<Layer<double>>> outer_shortcut;
+    outer_shortcut.push_back(std::make_unique<Conv2d<double>>(2, 3, 1));
+    cases.push_back(
+        {"nested",
+         std::make_unique<Residual<double>>(std::move(outer), std::move(outer_shortcut), "Tanh"),
+         Shape{2, 2, 4, 5}});
+    for (Case& c : cases) {
+      const CheckReport report =
+          check_layer(*c.block, c.shape, {.seed = 710, .modes_differ = true, .mode = mode});
+      EXPECT_TRUE(report.ok()) << c.name << " " << c.block->describe()
+                               << (mode == Mode::kTrain ? " train" : " eval") << " on "
+                               << c.shape.str() << "\n"
+                               << report.summary();
+    }
+  }
+}
+
 TEST_P(ContractTest, LinearSweep) {
   for (const auto& [batch, in, out, bias] :
        {std::tuple{1, 1, 1, true}, {3, 5, 4, true}, {2, 8, 3, false}, {3, 17, 9, true}}) {
@@ -322,6 +417,55 @@ class LeakyBackwardReLU final : public Layer<double> {
     for (int64_t i = 0; i < x.numel(); ++i) dx[i] = x[i] < 0 ? 0.01 * dy[i] : dy[i];
   }
 };
+
+/// BatchNorm2d whose training backward drops the term through the variance (dx = g invstd
+/// (dy - mean(dy))): the checker must catch it.
+class BatchNormWithoutVarianceTerm final : public Layer<double> {
+ public:
+  explicit BatchNormWithoutVarianceTerm(int64_t channels) : inner_(channels) {}
+  std::string type() const override { return "BatchNormWithoutVarianceTerm"; }
+  std::string describe() const override { return "BatchNormWithoutVarianceTerm"; }
+  Shape output_shape(const Shape& in) const override { return inner_.output_shape(in); }
+  std::vector<ParamSpec> parameter_specs() const override { return inner_.parameter_specs(); }
+  std::vector<ParamSpec> buffer_specs() const override { return inner_.buffer_specs(); }
+  double forward_flops(const Shape& in) const override { return inner_.forward_flops(in); }
+
+ protected:
+  void forward_impl(TensorView<const double> x, TensorView<double> y, Mode mode) override {
+    inner_.bind_parameters(value_data(0), gradient_data(0));
+    inner_.bind_buffers(buffer_data(0));
+    inner_.forward(x, y, mode);
+  }
+  void backward_impl(TensorView<const double> x, TensorView<const double> y,
+                     TensorView<const double> dy, TensorView<double> dx) override {
+    inner_.backward(x, y, dy, dx);  // the correct parameter gradients
+    const int64_t n = x.shape()[0], c = x.shape()[1], inner = x.numel() / (n * c);
+    std::vector<double> mean(static_cast<size_t>(c)), var(static_cast<size_t>(c));
+    ops::batchnorm_statistics(mean.data(), var.data(), x.data(), {n, c, inner});
+    for (int64_t k = 0; k < c; ++k) {
+      double sum = 0;
+      for (int64_t b = 0; b < n; ++b)
+        for (int64_t i = 0; i < inner; ++i) sum += dy[(b * c + k) * inner + i];
+      const double scale = value_data(0)[k] / std::sqrt(var[static_cast<size_t>(k)] + 1e-5);
+      for (int64_t b = 0; b < n; ++b)
+        for (int64_t i = 0; i < inner; ++i) {
+          const int64_t e = (b * c + k) * inner + i;
+          dx[e] = scale * (dy[e] - sum / static_cast<double>(n * inner));
+        }
+    }
+  }
+
+ private:
+  BatchNorm2d<double> inner_;
+};
+
+TEST(ContractChecker, FailsOnABatchNormWithoutItsVarianceTerm) {
+  BatchNormWithoutVarianceTerm layer(3);
+  const CheckReport report =
+      check_layer(layer, Shape{2, 3, 4, 4}, {.modes_differ = true, .mode = Mode::kTrain});
+  EXPECT_FALSE(report.ok());
+  EXPECT_NE(report.summary().find("dL/dx"), std::string::npos) << report.summary();
+}
 
 TEST(ContractChecker, FailsOnAWrongActivationDerivative) {
   LeakyBackwardReLU layer;

@@ -34,10 +34,13 @@ namespace cnn {
 
 enum class Mode { kTrain, kEval };
 
-/// Name and shape of one parameter tensor, e.g. {"weight", (6, 1, 5, 5)}.
+/// Name and shape of one parameter or buffer tensor, e.g. {"weight", (6, 1, 5, 5)}. A counter
+/// (BatchNorm's num_batches_tracked) is held as T like every buffer but saved as int64, the dtype
+/// PyTorch gives it; as float it counts exactly up to 2^24.
 struct ParamSpec {
   std::string name;
   Shape shape;
+  bool counter = false;
 };
 
 /// A pair of sizes (height, width); one number means both.
@@ -78,8 +81,14 @@ class Layer {
   virtual Shape output_shape(const Shape& input) const = 0;
   /// Parameter tensors in PyTorch's state_dict order; empty for parameter-free layers.
   virtual std::vector<ParamSpec> parameter_specs() const { return {}; }
+  /// Buffer tensors (state that is not trained: BatchNorm's running statistics) in PyTorch's
+  /// state_dict order; empty for most layers. Buffers live in the model's flat buffer store,
+  /// are saved with the parameters and never seen by the optimizer.
+  virtual std::vector<ParamSpec> buffer_specs() const { return {}; }
   /// Fills the bound parameters from rng. No-op for parameter-free layers.
   virtual void init_parameters(Rng& rng, Init init);
+  /// Sets the bound buffers to their initial values (running mean 0, variance 1, count 0).
+  virtual void reset_buffers() {}
   /// Floating-point operations of forward on `input` (batch included): a multiply-add counts
   /// 2, a bias add 1, ReLU / tanh / sigmoid 1 per element, max pooling kernel - 1 comparisons
   /// per output, softmax 3 per element (exp, sum, divide), Flatten 0.
@@ -93,6 +102,12 @@ class Layer {
   /// The i-th parameter tensor and its gradient (i indexes parameter_specs()).
   TensorView<T> parameter(size_t i) const;
   TensorView<T> gradient(size_t i) const;
+  /// Total number of buffer elements.
+  int64_t buffer_count() const;
+  /// Points the layer at buffer_count() values (null when the count is zero).
+  void bind_buffers(T* values);
+  /// The i-th buffer tensor (i indexes buffer_specs()).
+  TensorView<T> buffer(size_t i) const;
 
   /// y (output_shape(x.shape())) = layer(x). Throws cnn::Error on a shape mismatch or unbound
   /// parameters.
@@ -112,13 +127,20 @@ class Layer {
   void check_forward(TensorView<const T> x, TensorView<T> y) const;
   T* value_data(size_t i) const;
   T* gradient_data(size_t i) const;
+  T* buffer_data(size_t i) const;
+  /// Containers (Residual) bind their children here, at the same pointers: their parameters
+  /// and buffers are the children's, concatenated in order.
+  virtual void on_parameters_bound(T* /*values*/, T* /*gradients*/) {}
+  virtual void on_buffers_bound(T* /*values*/) {}
 
  private:
   T* values_ = nullptr;
   T* gradients_ = nullptr;
+  T* buffers_ = nullptr;
   bool bound_ = false;
-  std::vector<ParamSpec> bound_specs_;
-  std::vector<int64_t> offsets_;
+  bool buffers_bound_ = false;
+  std::vector<ParamSpec> bound_specs_, bound_buffer_specs_;
+  std::vector<int64_t> offsets_, buffer_offsets_;
 };
 
 /// 2-D convolution, the seed's Y_i = B_i + sum_j X_j * K_ij with stride and zero padding.
@@ -371,6 +393,74 @@ class Dropout final : public Layer<T> {
   int64_t mask_size_ = 0;
   bool held_ = false;
   bool last_train_ = false;
+};
+
+/// Batch normalisation over dimension 1 (PyTorch's BatchNorm1d / BatchNorm2d, running statistics
+/// tracked): x (N, C, ...) -> y of the same shape,
+///   y = (x - mean_c) / sqrt(var_c + eps) * weight_c + bias_c.
+/// kTrain: mean and the biased variance of this batch (over N and the dimensions after C); the
+/// running statistics move towards them, running = (1 - momentum) running + momentum batch, with
+/// the unbiased variance (times M / (M - 1), M the count per channel); num_batches_tracked + 1.
+/// kEval: the running statistics, a fixed affine map. Parameters weight, bias (C) when affine;
+/// buffers running_mean, running_var (C) and num_batches_tracked (a counter of shape ()).
+template <typename T = float>
+class BatchNorm : public Layer<T> {
+ public:
+  std::string describe() const override;
+  Shape output_shape(const Shape& input) const override;
+  double forward_flops(const Shape& input) const override;
+  std::vector<ParamSpec> parameter_specs() const override;
+  std::vector<ParamSpec> buffer_specs() const override;
+  /// weight 1, bias 0 (PyTorch's init, whatever `init`), and reset_buffers().
+  void init_parameters(Rng& rng, Init init) override;
+  /// running_mean 0, running_var 1, num_batches_tracked 0.
+  void reset_buffers() override;
+  int64_t num_features() const { return num_features_; }
+  double eps() const { return eps_; }
+  double momentum() const { return momentum_; }
+  bool affine() const { return affine_; }
+  /// The per-channel map of kEval, y = x scale + shift (what a preceding convolution folds in):
+  /// scale = weight / sqrt(running_var + eps), shift = bias - running_mean scale. Both (C).
+  void eval_affine(T* scale, T* shift) const;
+
+ protected:
+  /// `dims`: the input ranks accepted, e.g. "(N, C, H, W)"; ranks in [min_rank, max_rank].
+  BatchNorm(int64_t num_features, double eps, double momentum, bool affine, int min_rank,
+            int max_rank);
+  void forward_impl(TensorView<const T> x, TensorView<T> y, Mode mode) override;
+  void backward_impl(TensorView<const T> x, TensorView<const T> y, TensorView<const T> dy,
+                     TensorView<T> dx) override;
+
+ private:
+  ops::NormShape norm_shape(const Shape& input) const;
+  int64_t num_features_;
+  double eps_, momentum_;
+  bool affine_;
+  int min_rank_, max_rank_;
+  std::vector<T> batch_mean_, batch_var_;  // of the latest kTrain forward
+  bool last_train_ = false;
+};
+
+/// BatchNorm over (N, C, H, W).
+template <typename T = float>
+class BatchNorm2d final : public BatchNorm<T> {
+ public:
+  /// Throws cnn::Error for num_features < 1, eps <= 0 or momentum outside [0, 1].
+  explicit BatchNorm2d(int64_t num_features, double eps = 1e-5, double momentum = 0.1,
+                       bool affine = true)
+      : BatchNorm<T>(num_features, eps, momentum, affine, 4, 4) {}
+  std::string type() const override { return "BatchNorm2d"; }
+};
+
+/// BatchNorm over (N, C) or (N, C, L).
+template <typename T = float>
+class BatchNorm1d final : public BatchNorm<T> {
+ public:
+  /// Throws cnn::Error for num_features < 1, eps <= 0 or momentum outside [0, 1].
+  explicit BatchNorm1d(int64_t num_features, double eps = 1e-5, double momentum = 0.1,
+                       bool affine = true)
+      : BatchNorm<T>(num_features, eps, momentum, affine, 2, 3) {}
+  std::string type() const override { return "BatchNorm1d"; }
 };
 
 /// (N, d1, d2, ...) -> (N, d1 * d2 * ...), PyTorch's nn.Flatten() (start_dim 1).

@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "cnn/layer_chain.hpp"
 #include "cnn/layers.hpp"
 #include "cnn/tensor.hpp"
 
@@ -33,11 +34,12 @@ class Sequential {
   }
 
   /// Infers every layer's output shape for samples of `sample_shape` (no batch dimension,
-  /// e.g. (1, 28, 28)), allocates the flat parameter and gradient buffers (zeroed) and binds
-  /// the layers to them. Throws cnn::Error naming the first layer whose input does not fit.
+  /// e.g. (1, 28, 28)), allocates the flat parameter and gradient buffers (zeroed) and the flat
+  /// buffer store (reset: running variances 1), and binds the layers to them. Throws
+  /// cnn::Error naming the first layer whose input does not fit.
   void build(const Shape& sample_shape);
   bool built() const { return built_; }
-  /// Initialises every layer's parameters from rng, in layer order.
+  /// Initialises every layer's parameters from rng, in layer order, and resets the buffers.
   void init_parameters(Rng& rng, Init init = Init::kPyTorchDefault);
 
   /// Runs x (N, sample_shape...) through every layer; returns a view of the last output,
@@ -53,6 +55,9 @@ class Sequential {
   std::span<T> parameters() { return {values_.data(), static_cast<size_t>(values_.numel())}; }
   std::span<T> gradients() { return {grads_.data(), static_cast<size_t>(grads_.numel())}; }
   int64_t parameter_count() const { return values_.numel(); }
+  /// All buffer values (running statistics), in state_dict order; never seen by an optimizer.
+  std::span<T> buffers() { return {buffers_.data(), static_cast<size_t>(buffers_.numel())}; }
+  int64_t buffer_count() const { return buffers_.numel(); }
 
   /// One named parameter tensor, named as in the state_dict of the equivalent
   /// torch.nn.Sequential: "<layer index>.<name>", e.g. "0.weight".
@@ -62,6 +67,14 @@ class Sequential {
     TensorView<T> gradient;
   };
   std::vector<NamedParameter> named_parameters();
+  /// One named buffer tensor ("1.running_mean", "3.body.1.num_batches_tracked"); `counter`:
+  /// saved as int64.
+  struct NamedBuffer {
+    std::string name;
+    TensorView<T> value;
+    bool counter;
+  };
+  std::vector<NamedBuffer> named_buffers();
 
   size_t size() const { return layers_.size(); }
   Layer<T>& layer(size_t i) { return *layers_.at(i); }
@@ -75,16 +88,8 @@ class Sequential {
   std::vector<std::unique_ptr<Layer<T>>> layers_;
   bool built_ = false;
   Shape sample_shape_;
-  Tensor<T> values_, grads_;
-  // outputs_[i] = output of layer i for the latest forward; a ReLU fused with the MaxPool2d
-  // after it has none.
-  std::vector<Tensor<T>> outputs_;
-  // fused_pool_[i]: layer i when it is a MaxPool2d right after a ReLU, else null. The pair runs
-  // as one pass (MaxPool2d::forward_after_relu): the same results without the ReLU's output
-  // tensor, which saved two full passes over the largest activations of lenet5 and convnet.
-  std::vector<MaxPool2d<T>*> fused_pool_;
-  Tensor<T> grad_a_, grad_b_;  // ping-pong buffers for dL/d(activation) in backward
-  TensorView<const T> input_;  // the latest forward's input
+  Tensor<T> values_, grads_, buffers_;
+  detail::LayerChain<T> chain_;  // runs the layers (and their fused pairs)
 };
 
 }  // namespace cnn

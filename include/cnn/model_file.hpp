@@ -1,7 +1,8 @@
 #pragma once
 // The model file: safetensors whose tensors are named and laid out as the state_dict of the
-// equivalent torch.nn.Sequential ("0.weight" (OC, IC, KH, KW), "7.weight" (out, in), ...) and
-// whose metadata holds
+// equivalent torch.nn.Sequential ("0.weight" (OC, IC, KH, KW), "7.weight" (out, in), buffers
+// such as "1.running_mean" F32 and "1.num_batches_tracked" I64, "3.body.0.weight") and whose
+// metadata holds
 //   "format": "cnn", "format_version": "1",
 //   "architecture": the model spec JSON (cnn/spec.hpp),
 //   "class_names": a JSON list of strings (optional).
@@ -33,8 +34,9 @@ void save_model(const std::string& path, Sequential<float>& model, const ModelSp
 /// Loads and validates a model file. The architecture comes from the file's metadata, or from
 /// `spec` when given (for a file written by PyTorch without our metadata). Throws cnn::Error
 /// "<path>: ..." for an unreadable or corrupt file, an unknown format version, a missing,
-/// duplicate or unexpected tensor, a tensor whose dtype is not F32 or whose shape differs from
-/// the architecture's, or a non-finite weight.
+/// duplicate or unexpected tensor, a tensor whose dtype is not F32 (a counter buffer: I64 or
+/// I32) or whose shape differs from the architecture's, a non-finite weight or buffer, or a
+/// negative running variance.
 ModelFile load_model(const std::string& path, const std::optional<ModelSpec>& spec = std::nullopt);
 
 }  // namespace cnn

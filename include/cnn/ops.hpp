@@ -30,6 +30,12 @@ struct PoolShape {
   int64_t out_h, out_w;
 };
 
+/// Geometry of a batch normalisation: x (batch, channels, inner), statistics per channel over
+/// batch and inner (inner = H W for BatchNorm2d, L or 1 for BatchNorm1d).
+struct NormShape {
+  int64_t batch, channels, inner;
+};
+
 /// Geometry of a dense (fully connected) layer: x (batch, in), w (out, in), y (batch, out).
 struct DenseShape {
   int64_t batch, in_features, out_features;
@@ -170,6 +176,26 @@ template <typename T>
 void global_avgpool_forward(T* y, const T* x, int64_t planes, int64_t size);
 template <typename T>
 void global_avgpool_backward(T* dx, const T* dy, int64_t planes, int64_t size);
+
+// ---- batch normalisation ---------------------------------------------------------------------
+/// Per channel c over (batch, inner): mean[c] and the biased variance var[c] (divided by
+/// batch * inner, what normalises in training).
+template <typename T>
+void batchnorm_statistics(T* mean, T* var, const T* x, const NormShape& s);
+/// y = (x - mean[c]) / sqrt(var[c] + eps) * gamma[c] + beta[c]; gamma and beta may be null
+/// (1 and 0: affine off).
+template <typename T>
+void batchnorm_forward(T* y, const T* x, const T* mean, const T* var, const T* gamma, const T* beta,
+                       const NormShape& s, T eps);
+/// Backward of batchnorm_forward. With batch_statistics, mean and var were computed from this
+/// x (training) and dx takes their dependence on x:
+///   dx = gamma invstd (dy - mean(dy) - xhat mean(dy xhat)),  xhat = (x - mean) invstd;
+/// without (evaluation, running statistics) dx = gamma invstd dy. dx is assigned (may be
+/// null); dgamma += sum(dy xhat), dbeta += sum(dy) (either may be null).
+template <typename T>
+void batchnorm_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, const T* mean,
+                        const T* var, const T* gamma, const NormShape& s, T eps,
+                        bool batch_statistics);
 
 // ---- dense ---------------------------------------------------------------------------------
 /// y (N, out) = x (N, in) w^T + b; w (out, in); b (out) may be null.

@@ -219,6 +219,82 @@ void global_avgpool_backward(T* dx, const T* dy, int64_t planes, int64_t size) {
     std::fill(dx + p * size, dx + (p + 1) * size, dy[p] / static_cast<T>(size));
 }
 
+// ---- batch normalisation ---------------------------------------------------------------------
+
+/// mean[c] = 1/M sum x, var[c] = 1/M sum (x - mean)^2 over the M = batch * inner values of
+/// channel c (the biased variance).
+template <typename T>
+void batchnorm_statistics(T* mean, T* var, const T* x, const ops::NormShape& s) {
+  const T count = static_cast<T>(s.batch * s.inner);
+  for (int64_t c = 0; c < s.channels; ++c) {
+    T sum = 0;
+    for (int64_t n = 0; n < s.batch; ++n)
+      for (int64_t i = 0; i < s.inner; ++i) sum += x[(n * s.channels + c) * s.inner + i];
+    const T m = sum / count;
+    T squares = 0;
+    for (int64_t n = 0; n < s.batch; ++n)
+      for (int64_t i = 0; i < s.inner; ++i) {
+        const T d = x[(n * s.channels + c) * s.inner + i] - m;
+        squares += d * d;
+      }
+    mean[c] = m;
+    var[c] = squares / count;
+  }
+}
+/// y = (x - mean) / sqrt(var + eps) * gamma + beta, per channel.
+template <typename T>
+void batchnorm_forward(T* y, const T* x, const T* mean, const T* var, const T* gamma, const T* beta,
+                       const ops::NormShape& s, T eps) {
+  for (int64_t n = 0; n < s.batch; ++n)
+    for (int64_t c = 0; c < s.channels; ++c) {
+      const T invstd = T(1) / std::sqrt(var[c] + eps);
+      const T g = gamma ? gamma[c] : T(1), b = beta ? beta[c] : T(0);
+      for (int64_t i = 0; i < s.inner; ++i) {
+        const int64_t k = (n * s.channels + c) * s.inner + i;
+        y[k] = (x[k] - mean[c]) * invstd * g + b;
+      }
+    }
+}
+/// The chain rule through batchnorm_forward, term by term: with batch statistics, also through
+/// mean and var as functions of x (dvar, dmean), the textbook derivation.
+template <typename T>
+void batchnorm_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, const T* mean,
+                        const T* var, const T* gamma, const ops::NormShape& s, T eps,
+                        bool batch_statistics) {
+  const T count = static_cast<T>(s.batch * s.inner);
+  for (int64_t c = 0; c < s.channels; ++c) {
+    const T invstd = T(1) / std::sqrt(var[c] + eps);
+    const T g = gamma ? gamma[c] : T(1);
+    T sum_dy = 0, sum_dy_xhat = 0, dvar = 0, dmean = 0;
+    for (int64_t n = 0; n < s.batch; ++n)
+      for (int64_t i = 0; i < s.inner; ++i) {
+        const int64_t k = (n * s.channels + c) * s.inner + i;
+        const T xhat = (x[k] - mean[c]) * invstd;
+        sum_dy += dy[k];
+        sum_dy_xhat += dy[k] * xhat;
+        // dL/dxhat = dy g; xhat = (x - mean) (var + eps)^(-1/2).
+        dvar += dy[k] * g * (x[k] - mean[c]) * T(-0.5) * invstd * invstd * invstd;
+        dmean += -dy[k] * g * invstd;
+      }
+    if (dgamma) dgamma[c] += sum_dy_xhat;
+    if (dbeta) dbeta[c] += sum_dy;
+    if (!dx) continue;
+    T sum_centered = 0;  // sum (x - mean): zero in exact arithmetic, kept as the chain rule has it
+    for (int64_t n = 0; n < s.batch; ++n)
+      for (int64_t i = 0; i < s.inner; ++i)
+        sum_centered += x[(n * s.channels + c) * s.inner + i] - mean[c];
+    dmean += dvar * T(-2) * sum_centered / count;
+    for (int64_t n = 0; n < s.batch; ++n)
+      for (int64_t i = 0; i < s.inner; ++i) {
+        const int64_t k = (n * s.channels + c) * s.inner + i;
+        dx[k] = dy[k] * g * invstd;
+        if (batch_statistics) {
+          dx[k] += dvar * T(2) * (x[k] - mean[c]) / count + dmean / count;
+        }
+      }
+  }
+}
+
 // ---- activations -----------------------------------------------------------------------------
 
 /// RELU(x) = 0 if x < 0, x if x >= 0.

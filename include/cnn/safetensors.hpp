@@ -51,14 +51,17 @@ class SafeTensorsFile {
   std::map<std::string, Entry> entries_;
 };
 
-/// One tensor to save: float32 data with its shape.
+/// One tensor to save: float32 data with its shape, written as F32, or as I64 (a counter such
+/// as num_batches_tracked: each value must be a whole number, written exactly).
 struct SaveTensor {
   std::string name;
   TensorView<const float> data;
+  DType dtype = DType::kF32;
 };
 
 /// Writes `tensors` (in the given order) and `metadata` to `path` atomically: a temporary file
-/// in the same directory, fsync, rename. Throws cnn::Error naming the path on any failure, and
+/// in the same directory, fsync, rename. Throws cnn::Error naming the path on any failure (also
+/// a tensor of another dtype than F32 or I64, or an I64 value that is not a whole number), and
 /// then leaves a file that was already at `path` untouched.
 void save_safetensors(const std::string& path, const std::vector<SaveTensor>& tensors,
                       const std::map<std::string, std::string>& metadata);

@@ -21,6 +21,11 @@
 // "bias" (default true) applies to Conv2d and Linear. AvgPool2d takes kernel, stride, padding
 // and "count_include_pad" (default true, as PyTorch); AdaptiveAvgPool2d takes "output_size",
 // which must be 1 (global average pooling); Dropout takes "p" in [0, 1) (default 0.5).
+// BatchNorm2d and BatchNorm1d take "eps" (1e-5), "momentum" (0.1), "affine" (true) and an
+// optional "num_features" (checked). Residual takes "body" (a list of layers), "shortcut" (a
+// list, or absent for the identity) and "activation" ("ReLU" by default, or "Tanh",
+// "Sigmoid", "none"):
+//   {"type": "Residual", "body": [...], "shortcut": [...], "activation": "ReLU"}
 // Every type is one entry of the registry in src/io/spec.cpp (layer_type_names()). Input
 // channels and features are inferred from the shapes. Unknown keys are refused, so that a typo is
 // an error, not a default.
@@ -43,9 +48,18 @@ struct LayerSpec {
   Size2 padding{0};
   bool same_padding = false;  // Conv2d "padding": "same"
   bool bias = true;
-  bool count_include_pad = true;  // AvgPool2d
-  Size2 output_size{1};           // AdaptiveAvgPool2d
-  double p = 0.5;                 // Dropout
+  bool count_include_pad = true;    // AvgPool2d
+  Size2 output_size{1};             // AdaptiveAvgPool2d
+  double p = 0.5;                   // Dropout
+  double eps = 1e-5;                // BatchNorm2d, BatchNorm1d
+  double momentum = 0.1;            // BatchNorm2d, BatchNorm1d
+  bool affine = true;               // BatchNorm2d, BatchNorm1d
+  std::vector<LayerSpec> body;      // Residual
+  std::vector<LayerSpec> shortcut;  // Residual; empty: the identity
+  std::string activation = "ReLU";  // Residual: ReLU, Tanh, Sigmoid or "" (none)
+  // in_channels / in_features / num_features when the spec states them: checked against the
+  // input when the layer is built.
+  std::optional<int64_t> declared_input;
 };
 
 enum class LossKind { kCrossEntropy, kLogLoss };
@@ -63,7 +77,7 @@ struct ModelSpec {
 ModelSpec parse_model_spec(const std::string& json, const std::string& origin);
 /// Canonical JSON of a spec (every field explicit); parse_model_spec reads it back.
 std::string to_json(const ModelSpec& spec);
-/// The names of the presets: lenet5, convnet, seed.
+/// The names of the presets: lenet5, convnet, resnet, seed.
 std::vector<std::string> preset_names();
 /// A preset by name; throws cnn::Error listing the presets for an unknown name.
 ModelSpec preset_spec(const std::string& name);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -49,6 +50,8 @@ void save_model(const std::string& path, Sequential<float>& model, const ModelSp
   require_spec_describes(path, model, spec);
   std::vector<SaveTensor> tensors;
   for (const auto& p : model.named_parameters()) tensors.push_back({p.name, p.value});
+  for (const auto& b : model.named_buffers())
+    tensors.push_back({b.name, b.value, b.counter ? DType::kI64 : DType::kF32});
   save_safetensors(path, tensors,
                    {{"format", "cnn"},
                     {"format_version", kModelFormatVersion},
@@ -95,6 +98,49 @@ ModelFile load_model(const std::string& path, const std::optional<ModelSpec>& sp
       }
     }
     std::copy(values.begin(), values.end(), p.value.begin());
+  }
+  for (auto& b : loaded.model.named_buffers()) {
+    expected.insert(b.name);
+    if (!file.contains(b.name))
+      fail("missing buffer '" + b.name + "' of shape " + b.value.shape().str());
+    const SafeTensorsFile::Entry& entry = file.entry(b.name);
+    // PyTorch writes counters as I64; we read any integer dtype for them, F32 for the others.
+    const bool dtype_ok = b.counter ? (entry.dtype == DType::kI64 || entry.dtype == DType::kI32)
+                                    : entry.dtype == DType::kF32;
+    if (!dtype_ok) {
+      fail("buffer '" + b.name + "': expected dtype " + (b.counter ? "I64" : "F32"));
+    }
+    if (entry.shape != b.value.shape()) {
+      fail("buffer '" + b.name + "': expected shape " + b.value.shape().str() + ", got " +
+           entry.shape.str());
+    }
+    if (b.counter) {
+      // Exact in float up to 2^24; a larger count is kept as the nearest float.
+      for (int64_t i = 0; i < entry.shape.numel(); ++i) {
+        int64_t v = 0;
+        if (entry.dtype == DType::kI64) {
+          std::memcpy(&v, entry.bytes.data() + 8 * i, 8);
+        } else {
+          int32_t v32 = 0;
+          std::memcpy(&v32, entry.bytes.data() + 4 * i, 4);
+          v = v32;
+        }
+        if (v < 0) fail("buffer '" + b.name + "' holds a negative count " + std::to_string(v));
+        b.value[i] = static_cast<float>(v);
+      }
+      continue;
+    }
+    const Tensor<float> values = file.tensor<float>(b.name);
+    for (int64_t i = 0; i < values.numel(); ++i) {
+      if (!std::isfinite(values[i])) {
+        fail("buffer '" + b.name + "' holds a non-finite value at index " + std::to_string(i));
+      }
+      // A variance below zero would make its BatchNorm output NaN.
+      if (b.name.ends_with("running_var") && values[i] < 0) {
+        fail("buffer '" + b.name + "' holds a negative variance at index " + std::to_string(i));
+      }
+    }
+    std::copy(values.begin(), values.end(), b.value.begin());
   }
   for (const std::string& name : file.names()) {
     if (!expected.count(name)) fail("unexpected tensor '" + name + "' (not in the architecture)");

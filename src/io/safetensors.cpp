@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -253,8 +254,11 @@ void save_safetensors(const std::string& path, const std::vector<SaveTensor>& te
     if (t.name == "__metadata__" || !seen.insert(t.name).second) {
       fail(path, "cannot save: duplicate or reserved tensor name '" + t.name + "'");
     }
-    const uint64_t bytes = static_cast<uint64_t>(t.data.numel()) * 4;
-    header[t.name] = {{"dtype", "F32"},
+    if (t.dtype != DType::kF32 && t.dtype != DType::kI64) {
+      fail(path, "cannot save tensor '" + t.name + "': only F32 and I64 are written");
+    }
+    const uint64_t bytes = static_cast<uint64_t>(t.data.numel()) * element_size(t.dtype);
+    header[t.name] = {{"dtype", t.dtype == DType::kI64 ? "I64" : "F32"},
                       {"shape", std::vector<int64_t>(t.data.shape().begin(), t.data.shape().end())},
                       {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
@@ -269,8 +273,20 @@ void save_safetensors(const std::string& path, const std::vector<SaveTensor>& te
   bytes += text;
   for (const SaveTensor& t : tensors) {
     // Our CPUs are little-endian, as the format is; floats go out as they are in memory.
-    bytes.append(reinterpret_cast<const char*>(t.data.data()),
-                 static_cast<size_t>(t.data.numel()) * sizeof(float));
+    if (t.dtype == DType::kF32) {
+      bytes.append(reinterpret_cast<const char*>(t.data.data()),
+                   static_cast<size_t>(t.data.numel()) * sizeof(float));
+      continue;
+    }
+    for (const float v : t.data) {
+      // 2^63 as a float: the first value int64_t cannot hold.
+      if (!(v == std::trunc(v)) || !(std::abs(v) < 9.2233720368547758e18f)) {
+        fail(path, "cannot save tensor '" + t.name + "' as I64: it holds " + std::to_string(v) +
+                       ", not a whole number");
+      }
+      const int64_t whole = static_cast<int64_t>(v);
+      bytes.append(reinterpret_cast<const char*>(&whole), sizeof(whole));
+    }
   }
   write_file_atomic(path, bytes);
 }

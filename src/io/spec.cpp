@@ -8,6 +8,7 @@
 #include <set>
 
 #include "cnn/error.hpp"
+#include "cnn/residual.hpp"
 
 namespace cnn {
 
@@ -59,10 +60,23 @@ class SpecReader {
     return Size2(one(value));
   }
 
-  /// Records a declared in_channels / in_features, checked against the built model.
-  void declare_input(size_t index, const Json& j, const std::string& where,
-                     const std::string& key) const {
-    if (j.contains(key)) declared_inputs_.push_back({index, positive(j[key], where, key)});
+  /// Records a declared in_channels / in_features / num_features, checked when the layer is
+  /// built.
+  void declare_input(const Json& j, const std::string& where, const std::string& key,
+                     LayerSpec& l) const {
+    if (j.contains(key)) l.declared_input = positive(j[key], where, key);
+  }
+  /// A number > 0 (or >= 0 with `zero_ok`), at most `maximum`.
+  double number(const Json& j, const std::string& where, const std::string& key, double fallback,
+                double minimum, double maximum, bool minimum_ok,
+                const std::string& expected) const {
+    if (!j.contains(key)) return fallback;
+    const Json& v = j[key];
+    if (!v.is_number() || !(minimum_ok ? v.get<double>() >= minimum : v.get<double>() > minimum) ||
+        !(v.get<double>() <= maximum)) {
+      fail(where, "'" + key + "' expects " + expected + ", got " + v.dump());
+    }
+    return v.get<double>();
   }
   bool boolean(const Json& j, const std::string& where, const std::string& key,
                bool fallback) const {
@@ -71,12 +85,6 @@ class SpecReader {
       fail(where, "'" + key + "' expects true or false, got " + j[key].dump());
     return j[key].get<bool>();
   }
-
-  struct DeclaredInput {
-    size_t layer;
-    int64_t value;
-  };
-  mutable std::vector<DeclaredInput> declared_inputs_;
 
  private:
   std::string origin_;
@@ -96,8 +104,7 @@ struct LayerType {
   const char* name;            // the PyTorch class name, and the spec's "type"
   std::set<std::string> keys;  // the spec keys it takes besides "type"
   /// Reads and validates its keys (all allowed ones; unknown keys are refused before).
-  void (*read)(const SpecReader& r, const Json& j, size_t index, const std::string& where,
-               LayerSpec& l);
+  void (*read)(const SpecReader& r, const Json& j, const std::string& where, LayerSpec& l);
   /// Writes its keys into j, every one explicit: the canonical spec.
   void (*write)(const LayerSpec& l, Json& j);
   /// Its layer for a batch of `input`; throws cnn::Error "<type>: expected input ..., got ...".
@@ -129,6 +136,79 @@ void require_rank(const char* type, const Shape& input, int rank, const char* ex
   }
 }
 
+// The registry's recursive helpers (Residual holds layer lists), defined after it.
+LayerSpec read_layer(const SpecReader& reader, const Json& j, const std::string& where);
+Json write_layer(const LayerSpec& l);
+std::unique_ptr<Layer<float>> build_spec_layer(const LayerSpec& l, const Shape& input);
+LayerSpec spec_of_layer(const Layer<float>& layer, const std::string& where);
+Json torch_module(const LayerSpec& l, const Shape& input);
+
+/// BatchNorm2d and BatchNorm1d: the same keys, the layer class and input rank differ.
+template <typename L>
+LayerType batchnorm_type(const char* name) {
+  return {name,
+          {"num_features", "eps", "momentum", "affine"},
+          [](const SpecReader& r, const Json& j, const std::string& where, LayerSpec& l) {
+            l.eps = r.number(j, where, "eps", 1e-5, 0, 1, false, "a number in (0, 1]");
+            l.momentum = r.number(j, where, "momentum", 0.1, 0, 1, true, "a number in [0, 1]");
+            l.affine = r.boolean(j, where, "affine", true);
+            r.declare_input(j, where, "num_features", l);
+          },
+          [](const LayerSpec& l, Json& j) {
+            j["eps"] = l.eps;
+            j["momentum"] = l.momentum;
+            j["affine"] = l.affine;
+          },
+          [](const LayerSpec& l, const Shape& input) -> std::unique_ptr<Layer<float>> {
+            if (input.rank() < 2) {
+              throw Error(l.type + ": expected input (N, C, ...), got " + input.str());
+            }
+            return std::make_unique<L>(input[1], l.eps, l.momentum, l.affine);
+          },
+          [](const Layer<float>& layer) {
+            const auto& norm = dynamic_cast<const L&>(layer);
+            LayerSpec l;
+            l.type = norm.type();
+            l.eps = norm.eps();
+            l.momentum = norm.momentum();
+            l.affine = norm.affine();
+            return l;
+          },
+          [](const LayerSpec& l, const Shape& input) {
+            return Json{
+                {"module", l.type},
+                {"args", {input[1]}},
+                {"kwargs", {{"eps", l.eps}, {"momentum", l.momentum}, {"affine", l.affine}}}};
+          }};
+}
+
+/// Builds a Residual branch: each layer for the output of the one before.
+std::vector<std::unique_ptr<Layer<float>>> build_branch(const std::vector<LayerSpec>& specs,
+                                                        Shape shape, const char* branch) {
+  std::vector<std::unique_ptr<Layer<float>>> layers;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    try {
+      layers.push_back(build_spec_layer(specs[i], shape));
+      shape = layers.back()->output_shape(shape);
+    } catch (const Error& e) {
+      throw Error(std::string("Residual: ") + branch + " layer " + std::to_string(i) + " " +
+                  e.what());
+    }
+  }
+  return layers;
+}
+
+/// Reads a Residual branch ("body" or "shortcut"): a list of layers.
+std::vector<LayerSpec> read_branch(const SpecReader& r, const Json& j, const std::string& where,
+                                   const std::string& key) {
+  if (!j[key].is_array())
+    r.fail(where, "'" + key + "' expects a list of layers, got " + j[key].dump());
+  std::vector<LayerSpec> layers;
+  for (size_t i = 0; i < j[key].size(); ++i)
+    layers.push_back(read_layer(r, j[key][i], where + ": " + key + " layer " + std::to_string(i)));
+  return layers;
+}
+
 /// A layer type without keys or parameters (the element-wise activations, Flatten).
 template <typename L>
 LayerType plain(const char* name, Json torch_kwargs = Json::object()) {
@@ -136,7 +216,7 @@ LayerType plain(const char* name, Json torch_kwargs = Json::object()) {
   kwargs = std::move(torch_kwargs);
   return {name,
           {},
-          [](const SpecReader&, const Json&, size_t, const std::string&, LayerSpec&) {},
+          [](const SpecReader&, const Json&, const std::string&, LayerSpec&) {},
           [](const LayerSpec&, Json&) {},
           [](const LayerSpec&, const Shape&) -> std::unique_ptr<Layer<float>> {
             return std::make_unique<L>();
@@ -155,8 +235,7 @@ const std::vector<LayerType>& layer_types() {
   static const std::vector<LayerType> types = {
       {"Conv2d",
        {"out_channels", "in_channels", "kernel", "stride", "padding", "bias"},
-       [](const SpecReader& r, const Json& j, size_t index, const std::string& where,
-          LayerSpec& l) {
+       [](const SpecReader& r, const Json& j, const std::string& where, LayerSpec& l) {
          if (!j.contains("out_channels") || !j.contains("kernel")) {
            r.fail(where, "Conv2d expects \"out_channels\" and \"kernel\"");
          }
@@ -171,7 +250,7 @@ const std::vector<LayerType>& layer_types() {
            }
          }
          l.bias = r.boolean(j, where, "bias", true);
-         r.declare_input(index, j, where, "in_channels");
+         r.declare_input(j, where, "in_channels", l);
        },
        [](const LayerSpec& l, Json& j) {
          j["out_channels"] = l.out;
@@ -211,7 +290,7 @@ const std::vector<LayerType>& layer_types() {
        }},
       {"MaxPool2d",
        {"kernel", "stride", "padding"},
-       [](const SpecReader& r, const Json& j, size_t, const std::string& where, LayerSpec& l) {
+       [](const SpecReader& r, const Json& j, const std::string& where, LayerSpec& l) {
          read_pool_window(r, j, where, l);
        },
        write_pool_window,
@@ -236,12 +315,11 @@ const std::vector<LayerType>& layer_types() {
        }},
       {"Linear",
        {"out_features", "in_features", "bias"},
-       [](const SpecReader& r, const Json& j, size_t index, const std::string& where,
-          LayerSpec& l) {
+       [](const SpecReader& r, const Json& j, const std::string& where, LayerSpec& l) {
          if (!j.contains("out_features")) r.fail(where, "Linear expects \"out_features\"");
          l.out = r.positive(j["out_features"], where, "out_features");
          l.bias = r.boolean(j, where, "bias", true);
-         r.declare_input(index, j, where, "in_features");
+         r.declare_input(j, where, "in_features", l);
        },
        [](const LayerSpec& l, Json& j) {
          j["out_features"] = l.out;
@@ -265,7 +343,7 @@ const std::vector<LayerType>& layer_types() {
        }},
       {"AvgPool2d",
        {"kernel", "stride", "padding", "count_include_pad"},
-       [](const SpecReader& r, const Json& j, size_t, const std::string& where, LayerSpec& l) {
+       [](const SpecReader& r, const Json& j, const std::string& where, LayerSpec& l) {
          read_pool_window(r, j, where, l);
          l.count_include_pad = r.boolean(j, where, "count_include_pad", true);
        },
@@ -297,7 +375,7 @@ const std::vector<LayerType>& layer_types() {
        }},
       {"AdaptiveAvgPool2d",
        {"output_size"},
-       [](const SpecReader& r, const Json& j, size_t, const std::string& where, LayerSpec& l) {
+       [](const SpecReader& r, const Json& j, const std::string& where, LayerSpec& l) {
          if (j.contains("output_size")) {
            l.output_size = r.size2(j["output_size"], where, "output_size", 1);
            if (l.output_size.h != 1 || l.output_size.w != 1) {
@@ -324,7 +402,7 @@ const std::vector<LayerType>& layer_types() {
        }},
       {"Dropout",
        {"p"},
-       [](const SpecReader& r, const Json& j, size_t, const std::string& where, LayerSpec& l) {
+       [](const SpecReader& r, const Json& j, const std::string& where, LayerSpec& l) {
          if (!j.contains("p")) return;
          if (!j["p"].is_number() || !(j["p"].get<double>() >= 0 && j["p"].get<double>() < 1)) {
            r.fail(where, "Dropout expects \"p\" in [0, 1), got " + j["p"].dump());
@@ -343,6 +421,68 @@ const std::vector<LayerType>& layer_types() {
        },
        [](const LayerSpec& l, const Shape&) {
          return Json{{"module", "Dropout"}, {"args", Json::array()}, {"kwargs", {{"p", l.p}}}};
+       }},
+      batchnorm_type<BatchNorm2d<float>>("BatchNorm2d"),
+      batchnorm_type<BatchNorm1d<float>>("BatchNorm1d"),
+      {"Residual",
+       {"body", "shortcut", "activation"},
+       [](const SpecReader& r, const Json& j, const std::string& where, LayerSpec& l) {
+         if (!j.contains("body")) r.fail(where, "Residual expects \"body\": a list of layers");
+         l.body = read_branch(r, j, where, "body");
+         if (l.body.empty()) r.fail(where, "Residual expects a non-empty \"body\"");
+         if (j.contains("shortcut")) l.shortcut = read_branch(r, j, where, "shortcut");
+         if (j.contains("activation")) {
+           const Json& a = j["activation"];
+           if (!a.is_string() || (a != "ReLU" && a != "Tanh" && a != "Sigmoid" && a != "none")) {
+             r.fail(where,
+                    "'activation' expects \"ReLU\", \"Tanh\", \"Sigmoid\" or \"none\", got " +
+                        a.dump());
+           }
+           l.activation = a == "none" ? "" : a.get<std::string>();
+         }
+       },
+       [](const LayerSpec& l, Json& j) {
+         j["body"] = Json::array();
+         for (const LayerSpec& child : l.body) j["body"].push_back(write_layer(child));
+         j["shortcut"] = Json::array();
+         for (const LayerSpec& child : l.shortcut) j["shortcut"].push_back(write_layer(child));
+         j["activation"] = l.activation.empty() ? "none" : l.activation;
+       },
+       [](const LayerSpec& l, const Shape& input) -> std::unique_ptr<Layer<float>> {
+         return std::make_unique<Residual<float>>(build_branch(l.body, input, "body"),
+                                                  build_branch(l.shortcut, input, "shortcut"),
+                                                  l.activation);
+       },
+       [](const Layer<float>& layer) {
+         const auto& block = dynamic_cast<const Residual<float>&>(layer);
+         LayerSpec l;
+         l.type = "Residual";
+         for (size_t i = 0; i < block.body_size(); ++i)
+           l.body.push_back(spec_of_layer(block.body(i), "body layer " + std::to_string(i)));
+         for (size_t i = 0; i < block.shortcut_size(); ++i) {
+           l.shortcut.push_back(
+               spec_of_layer(block.shortcut(i), "shortcut layer " + std::to_string(i)));
+         }
+         l.activation = block.activation();
+         return l;
+       },
+       [](const LayerSpec& l, const Shape& input) {
+         // tools/torch_interop.py defines the module: body and shortcut are nn.Sequential.
+         const auto modules = [&](const std::vector<LayerSpec>& branch) {
+           Json list = Json::array();
+           Shape shape = input;
+           for (const LayerSpec& child : branch) {
+             list.push_back(torch_module(child, shape));
+             shape = build_spec_layer(child, shape)->output_shape(shape);
+           }
+           return list;
+         };
+         return Json{{"module", "Residual"},
+                     {"args", Json::array()},
+                     {"kwargs", Json::object()},
+                     {"body", modules(l.body)},
+                     {"shortcut", modules(l.shortcut)},
+                     {"activation", l.activation.empty() ? Json(nullptr) : Json(l.activation)}};
        }},
       plain<ReLU<float>>("ReLU"),
       plain<Tanh<float>>("Tanh"),
@@ -367,9 +507,8 @@ std::string layer_type_list() {
   return list;
 }
 
-/// Reads layer `index` of a spec.
-LayerSpec read_layer(const SpecReader& reader, const Json& j, size_t index) {
-  const std::string where = "layer " + std::to_string(index);
+/// Reads one layer of a spec; `where` ("layer 3", "layer 3: body layer 0") starts its errors.
+LayerSpec read_layer(const SpecReader& reader, const Json& j, const std::string& where) {
   if (!j.is_object() || !j.contains("type") || !j["type"].is_string()) {
     reader.fail(where, "expected an object with a \"type\", got " + j.dump());
   }
@@ -382,8 +521,42 @@ LayerSpec read_layer(const SpecReader& reader, const Json& j, size_t index) {
   std::set<std::string> allowed = type->keys;
   allowed.insert("type");
   reader.require_keys(j, where, allowed);
-  type->read(reader, j, index, where, l);
+  type->read(reader, j, where, l);
   return l;
+}
+
+Json write_layer(const LayerSpec& l) {
+  Json j = {{"type", l.type}};
+  if (const LayerType* type = find_layer_type(l.type)) type->write(l, j);
+  return j;
+}
+
+/// The layer of `l` for a batch of `input`, its declared input size checked; throws
+/// cnn::Error "<type>: ...".
+std::unique_ptr<Layer<float>> build_spec_layer(const LayerSpec& l, const Shape& input) {
+  const LayerType* type = find_layer_type(l.type);
+  if (!type) {
+    throw Error("unknown type '" + l.type + "' (expected one of " + layer_type_list() + ")");
+  }
+  if (l.declared_input && (input.rank() < 2 || input[1] != *l.declared_input)) {
+    throw Error(l.type + ": declares " + std::to_string(*l.declared_input) +
+                " inputs, but its input " + input.str() + " has " +
+                (input.rank() < 2 ? std::string("none") : std::to_string(input[1])));
+  }
+  return type->build(l, input);
+}
+
+LayerSpec spec_of_layer(const Layer<float>& layer, const std::string& where) {
+  const LayerType* type = find_layer_type(layer.type());
+  if (!type) {
+    throw Error("spec_of: " + where + " " + layer.describe() + ": no spec registration for type '" +
+                layer.type() + "'");
+  }
+  return type->spec_of(layer);
+}
+
+Json torch_module(const LayerSpec& l, const Shape& input) {
+  return find_layer_type(l.type)->torch(l, input);
 }
 
 }  // namespace
@@ -442,20 +615,9 @@ ModelSpec parse_model_spec(const std::string& text, const std::string& origin) {
     reader.fail("", "expected \"layers\": a non-empty list");
   }
   for (size_t i = 0; i < j["layers"].size(); ++i)
-    spec.layers.push_back(read_layer(reader, j["layers"][i], i));
+    spec.layers.push_back(read_layer(reader, j["layers"][i], "layer " + std::to_string(i)));
   // Build once: shapes that cannot fit are refused here, naming the layer.
   Sequential<float> model = build_model(spec);
-  for (const auto& declared : reader.declared_inputs_) {
-    // in_channels and in_features are both dimension 1 of the layer's input.
-    Shape input{1, spec.input[0], spec.input[1], spec.input[2]};
-    for (size_t i = 0; i < declared.layer; ++i) input = model.layer(i).output_shape(input);
-    const int64_t actual = input[1];
-    if (actual != declared.value) {
-      reader.fail("layer " + std::to_string(declared.layer),
-                  "declares " + std::to_string(declared.value) + " inputs, but its input has " +
-                      std::to_string(actual));
-    }
-  }
   if (spec.loss == LossKind::kLogLoss) {
     if (model.output_shape(1) != Shape{1, 1} || spec.layers.back().type != "Sigmoid") {
       reader.fail("", "loss log_loss expects the model to end in one Sigmoid output, got output " +
@@ -481,11 +643,7 @@ ModelSpec parse_model_spec(const std::string& text, const std::string& origin) {
 
 std::string to_json(const ModelSpec& spec) {
   Json layers = Json::array();
-  for (const LayerSpec& l : spec.layers) {
-    Json j = {{"type", l.type}};
-    if (const LayerType* type = find_layer_type(l.type)) type->write(l, j);
-    layers.push_back(j);
-  }
+  for (const LayerSpec& l : spec.layers) layers.push_back(write_layer(l));
   Json j = {{"format", "cnn-spec"},
             {"version", 1},
             {"name", spec.name},
@@ -504,11 +662,7 @@ Sequential<float> build_model(const ModelSpec& spec) {
       const LayerSpec& l = spec.layers[i];
       std::unique_ptr<Layer<float>> layer;
       try {
-        const LayerType* type = find_layer_type(l.type);
-        if (!type) {
-          throw Error("unknown type '" + l.type + "' (expected one of " + layer_type_list() + ")");
-        }
-        layer = type->build(l, shape);
+        layer = build_spec_layer(l, shape);
         shape = layer->output_shape(shape);
       } catch (const Error& e) {
         throw Error("Sequential: layer " + std::to_string(i) + " " + e.what());
@@ -530,15 +684,8 @@ ModelSpec spec_of(const Sequential<float>& model, const std::string& name, LossK
   if (spec.input.rank() != 3) {
     throw Error("spec_of: expected a built model of (C, H, W) samples, got " + spec.input.str());
   }
-  for (size_t i = 0; i < model.size(); ++i) {
-    const Layer<float>& layer = model.layer(i);
-    const LayerType* type = find_layer_type(layer.type());
-    if (!type) {
-      throw Error("spec_of: layer " + std::to_string(i) + " " + layer.describe() +
-                  ": no spec registration for type '" + layer.type() + "'");
-    }
-    spec.layers.push_back(type->spec_of(layer));
-  }
+  for (size_t i = 0; i < model.size(); ++i)
+    spec.layers.push_back(spec_of_layer(model.layer(i), "layer " + std::to_string(i)));
   return spec;
 }
 
@@ -553,7 +700,7 @@ std::vector<std::string> torch_modules(const ModelSpec& spec) {
   std::vector<std::string> modules;
   Shape shape{1, spec.input[0], spec.input[1], spec.input[2]};
   for (size_t i = 0; i < spec.layers.size(); ++i) {
-    modules.push_back(find_layer_type(spec.layers[i].type)->torch(spec.layers[i], shape).dump());
+    modules.push_back(torch_module(spec.layers[i], shape).dump());
     shape = model.layer(i).output_shape(shape);
   }
   return modules;
@@ -568,9 +715,9 @@ std::unique_ptr<Layer<float>> build_layer(const std::string& layer_json, const S
   } catch (const Json::exception& e) {
     reader.fail("", std::string("not valid JSON: ") + e.what());
   }
-  const LayerSpec l = read_layer(reader, j, 0);
+  const LayerSpec l = read_layer(reader, j, "layer 0");
   try {
-    std::unique_ptr<Layer<float>> layer = find_layer_type(l.type)->build(l, input);
+    std::unique_ptr<Layer<float>> layer = build_spec_layer(l, input);
     layer->output_shape(input);  // validates the input
     return layer;
   } catch (const Error& e) {

@@ -116,6 +116,44 @@ void Layer<T>::bind_parameters(T* values, T* gradients) {
   values_ = values;
   gradients_ = gradients;
   bound_ = true;
+  on_parameters_bound(values, gradients);
+}
+
+template <typename T>
+int64_t Layer<T>::buffer_count() const {
+  int64_t count = 0;
+  for (const ParamSpec& spec : buffer_specs()) count += spec.shape.numel();
+  return count;
+}
+
+template <typename T>
+void Layer<T>::bind_buffers(T* values) {
+  bound_buffer_specs_ = buffer_specs();
+  buffer_offsets_.clear();
+  int64_t offset = 0;
+  for (const ParamSpec& spec : bound_buffer_specs_) {
+    buffer_offsets_.push_back(offset);
+    offset += spec.shape.numel();
+  }
+  if (offset > 0 && values == nullptr) {
+    fail("bind_buffers: expected a buffer for " + std::to_string(offset) +
+         " values, got a null pointer");
+  }
+  buffers_ = values;
+  buffers_bound_ = true;
+  on_buffers_bound(values);
+}
+
+template <typename T>
+TensorView<T> Layer<T>::buffer(size_t i) const {
+  return {buffer_data(i), bound_buffer_specs_.at(i).shape};
+}
+
+template <typename T>
+T* Layer<T>::buffer_data(size_t i) const {
+  if (i >= buffer_offsets_.size())
+    fail("buffers are not bound (call bind_buffers or build a model)");
+  return buffers_ + buffer_offsets_[i];
 }
 
 template <typename T>
@@ -163,6 +201,9 @@ void Layer<T>::check_forward(TensorView<const T> x, TensorView<T> y) const {
   if (x.empty() || y.empty()) fail("forward: input and output must not be empty views");
   if (!bound_ && parameter_count() > 0) {  // bound_ first: no spec list in the training step
     fail("parameters are not bound (call bind_parameters or build a model)");
+  }
+  if (!buffers_bound_ && buffer_count() > 0) {
+    fail("buffers are not bound (call bind_buffers or build a model)");
   }
 }
 

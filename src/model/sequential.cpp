@@ -62,17 +62,21 @@ void Sequential<T>::build(const Shape& sample_shape) {
   grads_.resize(Shape{count});
   values_.fill(T(0));
   grads_.fill(T(0));
-  int64_t offset = 0;
+  int64_t buffer_total = 0;
+  for (auto& layer : layers_) buffer_total += layer->buffer_count();  // small: statistics
+  buffers_.resize(Shape{buffer_total});
+  buffers_.fill(T(0));
+  int64_t offset = 0, buffer_offset = 0;
+  std::vector<Layer<T>*> chain;
   for (auto& layer : layers_) {
     layer->bind_parameters(values_.data() + offset, grads_.data() + offset);
+    layer->bind_buffers(buffers_.data() + buffer_offset);
+    layer->reset_buffers();
     offset += layer->parameter_count();
+    buffer_offset += layer->buffer_count();
+    chain.push_back(layer.get());
   }
-  outputs_.resize(layers_.size());
-  fused_pool_.assign(layers_.size(), nullptr);
-  for (size_t i = 1; i < layers_.size(); ++i) {
-    if (dynamic_cast<ReLU<T>*>(layers_[i - 1].get()))
-      fused_pool_[i] = dynamic_cast<MaxPool2d<T>*>(layers_[i].get());
-  }
+  chain_.set_layers(std::move(chain));
   sample_shape_ = sample_shape;
   built_ = true;
 }
@@ -85,7 +89,10 @@ void Sequential<T>::require_built(const char* what) const {
 template <typename T>
 void Sequential<T>::init_parameters(Rng& rng, Init init) {
   require_built("init_parameters()");
-  for (auto& layer : layers_) layer->init_parameters(rng, init);
+  for (auto& layer : layers_) {
+    layer->init_parameters(rng, init);
+    layer->reset_buffers();
+  }
 }
 
 template <typename T>
@@ -106,51 +113,16 @@ TensorView<const T> Sequential<T>::forward(TensorView<const T> x, Mode mode) {
     for (int64_t d : sample_shape_) expected += ", " + std::to_string(d);
     throw Error("Sequential: expected input " + expected + ") with N > 0, got " + in.str());
   }
-  input_ = x;
-  TensorView<const T> current = x;
-  for (size_t i = 0; i < layers_.size(); ++i) {
-    if (i + 1 < layers_.size() && fused_pool_[i + 1]) {  // ReLU i and MaxPool2d i + 1
-      ++i;
-      outputs_[i].resize(layers_[i]->output_shape(current.shape()));
-      fused_pool_[i]->forward_after_relu(current, outputs_[i].view());
-    } else {
-      outputs_[i].resize(layers_[i]->output_shape(current.shape()));
-      layers_[i]->forward(current, outputs_[i].view(), mode);
-    }
-    current = outputs_[i].view();
-  }
-  return current;
+  return chain_.forward(x, mode);
 }
 
 template <typename T>
 void Sequential<T>::backward(TensorView<const T> dy) {
   require_built("backward()");
-  if (input_.empty()) throw Error("Sequential: backward() before forward()");
-  if (dy.shape() != outputs_.back().shape()) {
-    throw Error("Sequential: backward expected a gradient of the output's shape " +
-                outputs_.back().shape().str() + ", got " + dy.shape().str());
-  }
-  TensorView<const T> upstream = dy;
-  for (size_t k = layers_.size(); k-- > 0;) {
-    // A fused ReLU and MaxPool2d (k - 1, k) take one step, from the ReLU's input.
-    const size_t first = fused_pool_[k] ? k - 1 : k;
-    const TensorView<const T> x = first == 0 ? input_ : outputs_[first - 1].view();
-    // Neither has parameters: as the first layers, there is nothing to compute.
-    if (fused_pool_[k] && first == 0) break;
-    TensorView<T> dx;
-    if (first > 0) {
-      // The buffer that upstream is not in, so that dx never aliases the gradient being read.
-      Tensor<T>& buffer = upstream.data() == grad_a_.data() ? grad_b_ : grad_a_;
-      buffer.resize(x.shape());
-      dx = buffer.view();
-    }
-    if (fused_pool_[k]) {
-      fused_pool_[k]->backward_after_relu(x, upstream, dx);
-    } else {
-      layers_[k]->backward(x, outputs_[k].view(), upstream, dx);
-    }
-    upstream = dx;
-    k = first;
+  try {
+    chain_.backward(dy, {});
+  } catch (const Error& e) {
+    throw Error(std::string("Sequential: ") + e.what());
   }
 }
 
@@ -168,6 +140,20 @@ std::vector<typename Sequential<T>::NamedParameter> Sequential<T>::named_paramet
     for (size_t p = 0; p < specs.size(); ++p) {
       named.push_back({std::to_string(i) + "." + specs[p].name, layers_[i]->parameter(p),
                        layers_[i]->gradient(p)});
+    }
+  }
+  return named;
+}
+
+template <typename T>
+std::vector<typename Sequential<T>::NamedBuffer> Sequential<T>::named_buffers() {
+  require_built("named_buffers()");
+  std::vector<NamedBuffer> named;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const std::vector<ParamSpec> specs = layers_[i]->buffer_specs();
+    for (size_t b = 0; b < specs.size(); ++b) {
+      named.push_back(
+          {std::to_string(i) + "." + specs[b].name, layers_[i]->buffer(b), specs[b].counter});
     }
   }
   return named;

@@ -1,0 +1,48 @@
+#pragma once
+// LayerChain: runs a list of layers forward in order and backward in reverse, keeping each
+// layer's output for backward. Sequential runs its layers through one, and so do Residual's body
+// and shortcut. Two pairs of layers run as one step when the results allow it:
+//  * a ReLU followed by a MaxPool2d (MaxPool2d::forward_after_relu): bit for bit the same
+//    results without the ReLU's output, which saved two full passes over the largest
+//    activations of lenet5 and convnet;
+//  * in kEval, a Conv2d followed by a BatchNorm2d: the BatchNorm's affine map is folded into the
+//    convolution's weights and bias (w' = w scale, b' = b scale + shift), one pass instead of
+//    two; equal to the unfolded pair to rounding. A backward after such a forward first
+//    recomputes the pair unfolded, so that evaluation-mode gradients stay exact.
+
+#include <vector>
+
+#include "cnn/layers.hpp"
+#include "cnn/tensor.hpp"
+
+namespace cnn::detail {
+
+template <typename T>
+class LayerChain {
+ public:
+  /// The layers to run (not owned; they must outlive the chain and have bound parameters
+  /// before forward). Finds the pairs that run as one step.
+  void set_layers(std::vector<Layer<T>*> layers);
+  size_t size() const { return layers_.size(); }
+  /// Runs x through every layer; returns the last output, valid until the next forward (x
+  /// itself for an empty chain). x must stay alive and unchanged until backward().
+  TensorView<const T> forward(TensorView<const T> x, Mode mode);
+  /// Backpropagates dy (the shape of the latest forward's output): accumulates parameter
+  /// gradients and assigns dx (the shape of the latest input) unless dx is empty. dx must not
+  /// alias dy. For an empty chain dx = dy.
+  void backward(TensorView<const T> dy, TensorView<T> dx);
+
+ private:
+  void recompute_folded_pairs();
+  std::vector<Layer<T>*> layers_;
+  std::vector<Tensor<T>> outputs_;          // outputs_[i]: layer i's output of the latest forward
+  std::vector<MaxPool2d<T>*> fused_pool_;   // [i]: layer i when a MaxPool2d after a ReLU
+  std::vector<BatchNorm<T>*> folded_norm_;  // [i]: layer i when a BatchNorm2d after a Conv2d
+  Tensor<T> grad_a_, grad_b_;               // ping-pong buffers for dL/d(activation) in backward
+  Tensor<T> recomputed_;  // the unfolded BatchNorm output recompute_folded_pairs writes
+  std::vector<T> fold_weight_, fold_bias_, fold_scale_, fold_shift_;
+  TensorView<const T> input_;
+  bool folded_forward_ = false;  // the latest forward folded at least one pair
+};
+
+}  // namespace cnn::detail

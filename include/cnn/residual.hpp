@@ -1,0 +1,61 @@
+#pragma once
+// Residual: y = activation(body(x) + shortcut(x)), the block of residual networks. body is a
+// list of layers; shortcut a list of layers (a projection: a strided 1x1 Conv2d and a
+// BatchNorm2d) or empty for the identity; activation ReLU, Tanh, Sigmoid or none. Blocks nest
+// (a body may hold a Residual). Parameters and buffers are the children's, body's first, named
+// as the state_dict of the equivalent PyTorch module: "body.0.weight", "shortcut.1.running_mean".
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cnn/layer_chain.hpp"
+#include "cnn/layers.hpp"
+
+namespace cnn {
+
+template <typename T = float>
+class Residual final : public Layer<T> {
+ public:
+  using Layers = std::vector<std::unique_ptr<Layer<T>>>;
+  /// Throws cnn::Error for an empty body, a null layer, or an activation other than "",
+  /// "ReLU", "Tanh" or "Sigmoid".
+  Residual(Layers body, Layers shortcut = {}, const std::string& activation = "ReLU");
+  std::string type() const override { return "Residual"; }
+  std::string describe() const override;
+  /// Runs the input shape through body and shortcut; throws cnn::Error naming the branch and
+  /// layer that does not fit, or "body output ... differs from shortcut output ...".
+  Shape output_shape(const Shape& input) const override;
+  double forward_flops(const Shape& input) const override;
+  std::vector<ParamSpec> parameter_specs() const override;
+  std::vector<ParamSpec> buffer_specs() const override;
+  /// The children's init_parameters, body first.
+  void init_parameters(Rng& rng, Init init) override;
+  void reset_buffers() override;
+
+  size_t body_size() const { return body_.size(); }
+  size_t shortcut_size() const { return shortcut_.size(); }
+  const Layer<T>& body(size_t i) const { return *body_.at(i); }
+  const Layer<T>& shortcut(size_t i) const { return *shortcut_.at(i); }
+  Layer<T>& body(size_t i) { return *body_.at(i); }
+  Layer<T>& shortcut(size_t i) { return *shortcut_.at(i); }
+  /// "ReLU", "Tanh", "Sigmoid" or "" (none).
+  const std::string& activation() const { return activation_name_; }
+
+ protected:
+  void forward_impl(TensorView<const T> x, TensorView<T> y, Mode mode) override;
+  void backward_impl(TensorView<const T> x, TensorView<const T> y, TensorView<const T> dy,
+                     TensorView<T> dx) override;
+  void on_parameters_bound(T* values, T* gradients) override;
+  void on_buffers_bound(T* values) override;
+
+ private:
+  Layers body_, shortcut_;
+  std::string activation_name_;
+  std::unique_ptr<Layer<T>> activation_;  // null: none
+  detail::LayerChain<T> body_chain_, shortcut_chain_;
+  Tensor<T> sum_;            // body(x) + shortcut(x), the activation's input
+  Tensor<T> dsum_, dshort_;  // dL/dsum; the shortcut's input gradient
+};
+
+}  // namespace cnn

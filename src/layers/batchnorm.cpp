@@ -1,0 +1,156 @@
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+
+#include "cnn/error.hpp"
+#include "cnn/layers.hpp"
+
+namespace cnn {
+
+template <typename T>
+BatchNorm<T>::BatchNorm(int64_t num_features, double eps, double momentum, bool affine,
+                        int min_rank, int max_rank)
+    : num_features_(num_features),
+      eps_(eps),
+      momentum_(momentum),
+      affine_(affine),
+      min_rank_(min_rank),
+      max_rank_(max_rank) {
+  const std::string name = max_rank == 4 ? "BatchNorm2d" : "BatchNorm1d";
+  if (num_features < 1 || num_features > kMaxElements) {
+    throw Error(name + ": expected num_features >= 1, got " + std::to_string(num_features));
+  }
+  if (!(eps > 0) || !std::isfinite(eps)) {
+    throw Error(name + ": expected eps > 0, got " + std::to_string(eps));
+  }
+  if (!(momentum >= 0 && momentum <= 1)) {
+    throw Error(name + ": expected momentum in [0, 1], got " + std::to_string(momentum));
+  }
+  batch_mean_.assign(static_cast<size_t>(num_features), T(0));
+  batch_var_.assign(static_cast<size_t>(num_features), T(1));
+}
+
+template <typename T>
+std::string BatchNorm<T>::describe() const {
+  std::ostringstream out;
+  out << this->type() << "(" << num_features_ << ", eps=" << eps_ << ", momentum=" << momentum_
+      << ", affine=" << (affine_ ? "true" : "false") << ")";
+  return out.str();
+}
+
+template <typename T>
+Shape BatchNorm<T>::output_shape(const Shape& in) const {
+  if (in.rank() < min_rank_ || in.rank() > max_rank_ || !in.all_positive() ||
+      in[1] != num_features_) {
+    const std::string c = std::to_string(num_features_);
+    this->fail("expected input " +
+               std::string(max_rank_ == 4 ? "(N, " + c + ", H, W)"
+                                          : "(N, " + c + ") or (N, " + c + ", L)") +
+               " with positive sizes, got " + in.str());
+  }
+  return in;
+}
+
+template <typename T>
+double BatchNorm<T>::forward_flops(const Shape& input) const {
+  return 2.0 * static_cast<double>(output_shape(input).numel());  // one multiply-add each
+}
+
+template <typename T>
+std::vector<ParamSpec> BatchNorm<T>::parameter_specs() const {
+  if (!affine_) return {};
+  return {{"weight", Shape{num_features_}}, {"bias", Shape{num_features_}}};
+}
+
+template <typename T>
+std::vector<ParamSpec> BatchNorm<T>::buffer_specs() const {
+  return {{"running_mean", Shape{num_features_}},
+          {"running_var", Shape{num_features_}},
+          {"num_batches_tracked", Shape{}, true}};
+}
+
+template <typename T>
+void BatchNorm<T>::init_parameters(Rng& /*rng*/, Init /*init*/) {
+  if (affine_) {
+    std::fill_n(this->value_data(0), num_features_, T(1));
+    std::fill_n(this->value_data(1), num_features_, T(0));
+  }
+  reset_buffers();
+}
+
+template <typename T>
+void BatchNorm<T>::reset_buffers() {
+  std::fill_n(this->buffer_data(0), num_features_, T(0));
+  std::fill_n(this->buffer_data(1), num_features_, T(1));
+  this->buffer_data(2)[0] = T(0);
+}
+
+template <typename T>
+ops::NormShape BatchNorm<T>::norm_shape(const Shape& in) const {
+  int64_t inner = 1;
+  for (int d = 2; d < in.rank(); ++d) inner *= in[d];
+  return {in[0], in[1], inner};
+}
+
+template <typename T>
+void BatchNorm<T>::eval_affine(T* scale, T* shift) const {
+  const T* mean = this->buffer_data(0);
+  const T* var = this->buffer_data(1);
+  for (int64_t c = 0; c < num_features_; ++c) {
+    const T invstd = T(1) / std::sqrt(var[c] + static_cast<T>(eps_));
+    scale[c] = (affine_ ? this->value_data(0)[c] : T(1)) * invstd;
+    shift[c] = (affine_ ? this->value_data(1)[c] : T(0)) - mean[c] * scale[c];
+  }
+}
+
+template <typename T>
+void BatchNorm<T>::forward_impl(TensorView<const T> x, TensorView<T> y, Mode mode) {
+  const ops::NormShape s = norm_shape(x.shape());
+  const T* gamma = affine_ ? this->value_data(0) : nullptr;
+  const T* beta = affine_ ? this->value_data(1) : nullptr;
+  T* running_mean = this->buffer_data(0);
+  T* running_var = this->buffer_data(1);
+  last_train_ = mode == Mode::kTrain;
+  if (!last_train_) {
+    ops::batchnorm_forward(y.data(), x.data(), running_mean, running_var, gamma, beta, s,
+                           static_cast<T>(eps_));
+    return;
+  }
+  const int64_t count = s.batch * s.inner;
+  if (count < 2) {
+    this->fail(
+        "expected more than 1 value per channel in training (the variance of one is 0), "
+        "got input " +
+        x.shape().str());
+  }
+  ops::batchnorm_statistics(batch_mean_.data(), batch_var_.data(), x.data(), s);
+  ops::batchnorm_forward(y.data(), x.data(), batch_mean_.data(), batch_var_.data(), gamma, beta, s,
+                         static_cast<T>(eps_));
+  // PyTorch's update, in T: running = (1 - momentum) running + momentum batch.
+  const T m = static_cast<T>(momentum_);
+  const T unbias = static_cast<T>(static_cast<double>(count) / static_cast<double>(count - 1));
+  for (int64_t c = 0; c < num_features_; ++c) {
+    const size_t k = static_cast<size_t>(c);
+    running_mean[c] = (T(1) - m) * running_mean[c] + m * batch_mean_[k];
+    running_var[c] = (T(1) - m) * running_var[c] + m * batch_var_[k] * unbias;
+  }
+  this->buffer_data(2)[0] += T(1);
+}
+
+template <typename T>
+void BatchNorm<T>::backward_impl(TensorView<const T> x, TensorView<const T> /*y*/,
+                                 TensorView<const T> dy, TensorView<T> dx) {
+  const ops::NormShape s = norm_shape(x.shape());
+  const T* gamma = affine_ ? this->value_data(0) : nullptr;
+  T* dgamma = affine_ ? this->gradient_data(0) : nullptr;
+  T* dbeta = affine_ ? this->gradient_data(1) : nullptr;
+  const T* mean = last_train_ ? batch_mean_.data() : this->buffer_data(0);
+  const T* var = last_train_ ? batch_var_.data() : this->buffer_data(1);
+  ops::batchnorm_backward(dx.empty() ? nullptr : dx.data(), dgamma, dbeta, dy.data(), x.data(),
+                          mean, var, gamma, s, static_cast<T>(eps_), last_train_);
+}
+
+template class BatchNorm<float>;
+template class BatchNorm<double>;
+
+}  // namespace cnn

@@ -1,0 +1,205 @@
+#include "cnn/residual.hpp"
+
+#include "cnn/error.hpp"
+
+namespace cnn {
+
+namespace {
+template <typename T>
+std::vector<Layer<T>*> pointers(const std::vector<std::unique_ptr<Layer<T>>>& layers) {
+  std::vector<Layer<T>*> out;
+  for (const auto& layer : layers) out.push_back(layer.get());
+  return out;
+}
+
+template <typename T>
+std::string list(const std::vector<std::unique_ptr<Layer<T>>>& layers) {
+  std::string text = "[";
+  for (size_t i = 0; i < layers.size(); ++i) text += (i ? ", " : "") + layers[i]->describe();
+  return text + "]";
+}
+}  // namespace
+
+template <typename T>
+Residual<T>::Residual(Layers body, Layers shortcut, const std::string& activation)
+    : body_(std::move(body)), shortcut_(std::move(shortcut)), activation_name_(activation) {
+  if (body_.empty()) throw Error("Residual: expected at least one layer in the body, got none");
+  for (const auto* branch : {&body_, &shortcut_}) {
+    for (const auto& layer : *branch) {
+      if (!layer) throw Error("Residual: expected layers, got a null one");
+    }
+  }
+  if (activation == "ReLU") {
+    activation_ = std::make_unique<ReLU<T>>();
+  } else if (activation == "Tanh") {
+    activation_ = std::make_unique<Tanh<T>>();
+  } else if (activation == "Sigmoid") {
+    activation_ = std::make_unique<Sigmoid<T>>();
+  } else if (!activation.empty()) {
+    throw Error("Residual: expected activation ReLU, Tanh, Sigmoid or none, got '" + activation +
+                "'");
+  }
+  body_chain_.set_layers(pointers(body_));
+  shortcut_chain_.set_layers(pointers(shortcut_));
+}
+
+template <typename T>
+std::string Residual<T>::describe() const {
+  return "Residual(body=" + list(body_) +
+         ", shortcut=" + (shortcut_.empty() ? std::string("identity") : list(shortcut_)) +
+         ", activation=" + (activation_name_.empty() ? std::string("none") : activation_name_) +
+         ")";
+}
+
+template <typename T>
+Shape Residual<T>::output_shape(const Shape& input) const {
+  const auto run = [&](const Layers& layers, const char* branch) {
+    Shape shape = input;
+    for (size_t i = 0; i < layers.size(); ++i) {
+      try {
+        shape = layers[i]->output_shape(shape);
+      } catch (const Error& e) {
+        this->fail(std::string(branch) + " layer " + std::to_string(i) + " " + e.what());
+      }
+    }
+    return shape;
+  };
+  const Shape body = run(body_, "body");
+  const Shape shortcut = run(shortcut_, "shortcut");
+  if (body != shortcut) {
+    this->fail("the body's output " + body.str() + " differs from the " +
+               (shortcut_.empty() ? std::string("identity shortcut's ") : "shortcut's output ") +
+               shortcut.str() + " for input " + input.str());
+  }
+  return body;
+}
+
+template <typename T>
+double Residual<T>::forward_flops(const Shape& input) const {
+  double flops = 0;
+  for (const Layers* branch : {&body_, &shortcut_}) {
+    Shape shape = input;
+    for (const auto& layer : *branch) {
+      flops += layer->forward_flops(shape);
+      shape = layer->output_shape(shape);
+    }
+  }
+  const Shape out = output_shape(input);
+  flops += double(out.numel());  // the addition
+  if (activation_) flops += activation_->forward_flops(out);
+  return flops;
+}
+
+template <typename T>
+std::vector<ParamSpec> Residual<T>::parameter_specs() const {
+  std::vector<ParamSpec> specs;
+  for (const auto& [prefix, branch] : {std::pair{"body.", &body_}, {"shortcut.", &shortcut_}}) {
+    for (size_t i = 0; i < branch->size(); ++i) {
+      for (ParamSpec spec : (*branch)[i]->parameter_specs()) {
+        spec.name = prefix + std::to_string(i) + "." + spec.name;
+        specs.push_back(std::move(spec));
+      }
+    }
+  }
+  return specs;
+}
+
+template <typename T>
+std::vector<ParamSpec> Residual<T>::buffer_specs() const {
+  std::vector<ParamSpec> specs;
+  for (const auto& [prefix, branch] : {std::pair{"body.", &body_}, {"shortcut.", &shortcut_}}) {
+    for (size_t i = 0; i < branch->size(); ++i) {
+      for (ParamSpec spec : (*branch)[i]->buffer_specs()) {
+        spec.name = prefix + std::to_string(i) + "." + spec.name;
+        specs.push_back(std::move(spec));
+      }
+    }
+  }
+  return specs;
+}
+
+template <typename T>
+void Residual<T>::on_parameters_bound(T* values, T* gradients) {
+  int64_t offset = 0;
+  for (const Layers* branch : {&body_, &shortcut_}) {
+    for (const auto& layer : *branch) {
+      const int64_t count = layer->parameter_count();
+      layer->bind_parameters(count ? values + offset : nullptr,
+                             count ? gradients + offset : nullptr);
+      offset += count;
+    }
+  }
+}
+
+template <typename T>
+void Residual<T>::on_buffers_bound(T* values) {
+  int64_t offset = 0;
+  for (const Layers* branch : {&body_, &shortcut_}) {
+    for (const auto& layer : *branch) {
+      const int64_t count = layer->buffer_count();
+      layer->bind_buffers(count ? values + offset : nullptr);
+      offset += count;
+    }
+  }
+}
+
+template <typename T>
+void Residual<T>::init_parameters(Rng& rng, Init init) {
+  for (const Layers* branch : {&body_, &shortcut_})
+    for (const auto& layer : *branch) layer->init_parameters(rng, init);
+}
+
+template <typename T>
+void Residual<T>::reset_buffers() {
+  for (const Layers* branch : {&body_, &shortcut_})
+    for (const auto& layer : *branch) layer->reset_buffers();
+}
+
+template <typename T>
+void Residual<T>::forward_impl(TensorView<const T> x, TensorView<T> y, Mode mode) {
+  const TensorView<const T> a = body_chain_.forward(x, mode);
+  const TensorView<const T> b = shortcut_.empty() ? x : shortcut_chain_.forward(x, mode);
+  const int64_t n = a.numel();
+  if (!activation_) {
+    for (int64_t i = 0; i < n; ++i) y[i] = a[i] + b[i];
+    return;
+  }
+  sum_.resize(a.shape());  // grow-only storage: no allocation once warm
+  T* __restrict s = sum_.data();
+  const T* __restrict pa = a.data();
+  const T* __restrict pb = b.data();
+  for (int64_t i = 0; i < n; ++i) s[i] = pa[i] + pb[i];
+  activation_->forward(sum_.view(), y, mode);
+}
+
+template <typename T>
+void Residual<T>::backward_impl(TensorView<const T> x, TensorView<const T> y,
+                                TensorView<const T> dy, TensorView<T> dx) {
+  TensorView<const T> g = dy;
+  if (activation_) {
+    dsum_.resize(y.shape());
+    activation_->backward(sum_.view(), y, dy, dsum_.view());
+    g = dsum_.view();
+  }
+  body_chain_.backward(g, dx);
+  if (!shortcut_.empty()) {
+    if (dx.empty()) {
+      shortcut_chain_.backward(g, {});
+      return;
+    }
+    dshort_.resize(x.shape());
+    shortcut_chain_.backward(g, dshort_.view());
+    T* __restrict d = dx.data();
+    const T* __restrict s = dshort_.data();
+    for (int64_t i = 0; i < dx.numel(); ++i) d[i] += s[i];
+  } else if (!dx.empty()) {
+    T* __restrict d = dx.data();
+    const T* __restrict s = g.data();
+    for (int64_t i = 0; i < dx.numel(); ++i) d[i] += s[i];
+  }
+}
+
+template class Residual<float>;
+template class Residual<double>;
+
+}  // namespace cnn

@@ -1,0 +1,132 @@
+#include "cnn/layer_chain.hpp"
+
+#include <algorithm>
+
+#include "cnn/error.hpp"
+
+namespace cnn::detail {
+
+template <typename T>
+void LayerChain<T>::set_layers(std::vector<Layer<T>*> layers) {
+  layers_ = std::move(layers);
+  outputs_.resize(layers_.size());
+  fused_pool_.assign(layers_.size(), nullptr);
+  folded_norm_.assign(layers_.size(), nullptr);
+  for (size_t i = 1; i < layers_.size(); ++i) {
+    if (dynamic_cast<ReLU<T>*>(layers_[i - 1]))
+      fused_pool_[i] = dynamic_cast<MaxPool2d<T>*>(layers_[i]);
+    if (dynamic_cast<Conv2d<T>*>(layers_[i - 1]))
+      folded_norm_[i] = dynamic_cast<BatchNorm2d<T>*>(layers_[i]);
+  }
+  input_ = {};
+  folded_forward_ = false;
+}
+
+template <typename T>
+TensorView<const T> LayerChain<T>::forward(TensorView<const T> x, Mode mode) {
+  input_ = x;
+  folded_forward_ = false;
+  TensorView<const T> current = x;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    if (i + 1 < layers_.size() && fused_pool_[i + 1]) {  // ReLU i and MaxPool2d i + 1
+      ++i;
+      outputs_[i].resize(layers_[i]->output_shape(current.shape()));
+      fused_pool_[i]->forward_after_relu(current, outputs_[i].view());
+    } else if (mode == Mode::kEval && i + 1 < layers_.size() && folded_norm_[i + 1]) {
+      // Conv2d i with BatchNorm2d i + 1 folded in.
+      const auto& conv = static_cast<const Conv2d<T>&>(*layers_[i]);
+      const BatchNorm<T>& norm = *folded_norm_[i + 1];
+      const int64_t oc = conv.out_channels();
+      const int64_t per_channel = conv.parameter(0).numel() / oc;
+      // Grow-only scratch: evaluation in a loop allocates once.
+      if (fold_weight_.size() < static_cast<size_t>(oc * per_channel))
+        fold_weight_.resize(static_cast<size_t>(oc * per_channel));
+      if (fold_bias_.size() < static_cast<size_t>(oc)) {
+        fold_bias_.resize(static_cast<size_t>(oc));
+        fold_scale_.resize(static_cast<size_t>(oc));
+        fold_shift_.resize(static_cast<size_t>(oc));
+      }
+      // Its checks (shapes, bound buffers) before the folded parameters are read.
+      const Shape conv_out = conv.output_shape(current.shape());
+      norm.output_shape(conv_out);
+      norm.eval_affine(fold_scale_.data(), fold_shift_.data());
+      const T* w = conv.parameter(0).data();
+      for (int64_t o = 0; o < oc; ++o) {
+        const T scale = fold_scale_[static_cast<size_t>(o)];
+        for (int64_t k = 0; k < per_channel; ++k)
+          fold_weight_[static_cast<size_t>(o * per_channel + k)] = w[o * per_channel + k] * scale;
+        const T bias = conv.has_bias() ? conv.parameter(1).data()[o] : T(0);
+        fold_bias_[static_cast<size_t>(o)] = bias * scale + fold_shift_[static_cast<size_t>(o)];
+      }
+      if (current.empty()) throw Error(conv.describe() + ": forward: the input must not be empty");
+      ++i;
+      outputs_[i].resize(conv_out);
+      ops::conv2d_forward(outputs_[i].data(), current.data(), fold_weight_.data(),
+                          fold_bias_.data(), conv.conv_shape(current.shape()));
+      folded_forward_ = true;
+    } else {
+      outputs_[i].resize(layers_[i]->output_shape(current.shape()));
+      layers_[i]->forward(current, outputs_[i].view(), mode);
+    }
+    current = outputs_[i].view();
+  }
+  return current;
+}
+
+template <typename T>
+void LayerChain<T>::recompute_folded_pairs() {
+  for (size_t i = 1; i < layers_.size(); ++i) {
+    if (!folded_norm_[i]) continue;
+    const TensorView<const T> x = i == 1 ? input_ : outputs_[i - 2].view();
+    outputs_[i - 1].resize(layers_[i - 1]->output_shape(x.shape()));
+    layers_[i - 1]->forward(x, outputs_[i - 1].view(), Mode::kEval);
+    // The BatchNorm runs too (into scratch, leaving the output the caller holds as it was), so
+    // that its backward follows a kEval forward of its own.
+    recomputed_.resize(outputs_[i - 1].shape());
+    layers_[i]->forward(outputs_[i - 1].view(), recomputed_.view(), Mode::kEval);
+  }
+  folded_forward_ = false;
+}
+
+template <typename T>
+void LayerChain<T>::backward(TensorView<const T> dy, TensorView<T> dx) {
+  if (layers_.empty()) {
+    if (!dx.empty()) std::copy(dy.begin(), dy.end(), dx.begin());
+    return;
+  }
+  if (input_.empty()) throw Error("backward() before forward()");
+  if (dy.shape() != outputs_.back().shape()) {
+    throw Error("backward expected a gradient of the output's shape " +
+                outputs_.back().shape().str() + ", got " + dy.shape().str());
+  }
+  if (folded_forward_) recompute_folded_pairs();
+  TensorView<const T> upstream = dy;
+  for (size_t k = layers_.size(); k-- > 0;) {
+    // A fused ReLU and MaxPool2d (k - 1, k) take one step, from the ReLU's input.
+    const size_t first = fused_pool_[k] ? k - 1 : k;
+    const TensorView<const T> x = first == 0 ? input_ : outputs_[first - 1].view();
+    // Neither has parameters: as the first layers without a dx wanted, nothing to compute.
+    if (fused_pool_[k] && first == 0 && dx.empty()) break;
+    TensorView<T> step_dx;
+    if (first > 0) {
+      // The buffer that upstream is not in, so that dx never aliases the gradient being read.
+      Tensor<T>& buffer = upstream.data() == grad_a_.data() ? grad_b_ : grad_a_;
+      buffer.resize(x.shape());
+      step_dx = buffer.view();
+    } else {
+      step_dx = dx;
+    }
+    if (fused_pool_[k]) {
+      fused_pool_[k]->backward_after_relu(x, upstream, step_dx);
+    } else {
+      layers_[k]->backward(x, outputs_[k].view(), upstream, step_dx);
+    }
+    upstream = step_dx;
+    k = first;
+  }
+}
+
+template class LayerChain<float>;
+template class LayerChain<double>;
+
+}  // namespace cnn::detail
