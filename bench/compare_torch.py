@@ -186,12 +186,12 @@ def main():
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--skip-memory", action="store_true")
     args = parser.parse_args()
-    for name in ("lenet5", "convnet"):
+    for name in ("lenet5", "convnet", "resnet"):
         INFOS[name] = torch_interop.cnn_info(args.cnn, name)
 
     rows = []  # (what, model, torch, cnn, ratio, target text, met, PyTorch layout)
     ours = {}
-    for name in ("lenet5", "convnet"):
+    for name in ("lenet5", "convnet", "resnet"):
         for threads in (2, 1):
             t = best_torch_figures(name, threads, args.repeat)
             c = cnn_figures(args.cnn, name, threads, args.repeat)
@@ -215,7 +215,7 @@ def main():
             script = os.path.join(tmp, "train_torch.py")
             with open(script, "w") as f:
                 f.write(TORCH_TRAIN_SCRIPT)
-            for name in ("lenet5", "convnet"):
+            for name in ("lenet5", "convnet", "resnet"):
                 torch_mib = peak_rss_mib([sys.executable, script, os.path.join(ROOT, "tools"),
                                           json.dumps(INFOS[name]), "2"])
                 cnn_mib = peak_rss_mib([args.cnn, "train", "--model", name, "--epochs", "1", "--threads", "2",

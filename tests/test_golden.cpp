@@ -239,6 +239,220 @@ TEST_P(GoldenTest, LeNet5FiveSgdMomentumSteps) {
   }
 }
 
+// BatchNorm2d / BatchNorm1d and Residual blocks: three training-mode calls (outputs, input and
+// parameter gradients of each), the running statistics and num_batches_tracked after them, and
+// an evaluation-mode call with those statistics.
+TEST_P(GoldenTest, NormalizationAndResidualInBothModes) {
+  const SafeTensorsFile file = SafeTensorsFile::load(golden("normalization.safetensors"));
+  const Json cases = Json::parse(file.metadata().at("cases"));
+  ASSERT_EQ(cases.size(), 8u);
+  for (const Json& c : cases) {
+    const std::string name = c.at("name");
+    SCOPED_TRACE(name);
+    const Shape input = file.tensor<float>(name + ".x0").shape();
+    auto layer = make_layer(c, input);
+    Tensor<float> params(Shape{layer->parameter_count()}), grads(Shape{layer->parameter_count()});
+    Tensor<float> buffers(Shape{layer->buffer_count()});
+    layer->bind_parameters(params.data(), grads.data());
+    layer->bind_buffers(buffers.data());
+    layer->reset_buffers();
+    const std::vector<ParamSpec> specs = layer->parameter_specs();
+    for (size_t p = 0; p < specs.size(); ++p) {
+      const Tensor<float> value = file.tensor<float>(name + "." + specs[p].name);
+      ASSERT_EQ(value.shape(), specs[p].shape);
+      std::copy(value.begin(), value.end(), layer->parameter(p).begin());
+    }
+    for (const std::string suffix : {"0", "1", "2", "eval"}) {
+      const Tensor<float> x = file.tensor<float>(name + ".x" + suffix);
+      Tensor<float> y(layer->output_shape(x.shape())), dx(x.shape());
+      grads.fill(0.0f);
+      layer->forward(x, y, suffix == "eval" ? Mode::kEval : Mode::kTrain);
+      close_to_golden(name + ".y" + suffix, y, file.tensor<float>(name + ".y" + suffix));
+      layer->backward(x, y, file.tensor<float>(name + ".dy" + suffix), dx);
+      close_to_golden(name + ".dx" + suffix, dx, file.tensor<float>(name + ".dx" + suffix));
+      for (size_t p = 0; p < specs.size(); ++p) {
+        close_to_golden(name + ".d" + specs[p].name + suffix, layer->gradient(p),
+                        file.tensor<float>(name + ".d" + specs[p].name + suffix));
+      }
+      if (suffix != std::string("2")) continue;
+      const std::vector<ParamSpec> buffer_specs = layer->buffer_specs();
+      ASSERT_FALSE(buffer_specs.empty());
+      for (size_t b = 0; b < buffer_specs.size(); ++b) {
+        close_to_golden(name + "." + buffer_specs[b].name, layer->buffer(b),
+                        file.tensor<float>(name + "." + buffer_specs[b].name));
+      }
+    }
+  }
+}
+
+/// The layers of a spec in double precision (the spec registry builds float models): the types
+/// the resnet preset uses.
+std::vector<std::unique_ptr<Layer<double>>> layers_in_double(const std::vector<LayerSpec>& specs,
+                                                             Shape shape) {
+  std::vector<std::unique_ptr<Layer<double>>> layers;
+  for (const LayerSpec& l : specs) {
+    std::unique_ptr<Layer<double>> layer;
+    if (l.type == "Conv2d") {
+      layer = std::make_unique<Conv2d<double>>(shape[1], l.out, l.kernel,
+                                               l.stride.value_or(Size2(1)), l.padding, l.bias);
+    } else if (l.type == "BatchNorm2d") {
+      layer = std::make_unique<BatchNorm2d<double>>(shape[1], l.eps, l.momentum, l.affine);
+    } else if (l.type == "ReLU") {
+      layer = std::make_unique<ReLU<double>>();
+    } else if (l.type == "Residual") {
+      layer = std::make_unique<Residual<double>>(layers_in_double(l.body, shape),
+                                                 layers_in_double(l.shortcut, shape), l.activation);
+    } else if (l.type == "AdaptiveAvgPool2d") {
+      layer = std::make_unique<AdaptiveAvgPool2d<double>>();
+    } else if (l.type == "Flatten") {
+      layer = std::make_unique<Flatten<double>>();
+    } else if (l.type == "Linear") {
+      layer = std::make_unique<Linear<double>>(shape[1], l.out, l.bias);
+    }
+    EXPECT_TRUE(layer) << l.type;
+    if (!layer) return {};
+    shape = layer->output_shape(shape);
+    layers.push_back(std::move(layer));
+  }
+  return layers;
+}
+
+/// Five SGD steps (momentum, weight decay, label smoothing 0.1) of the resnet preset from the
+/// golden initial state; returns the loss of each step.
+template <typename T>
+Tensor<T> resnet_steps(Sequential<T>& model, const SafeTensorsFile& file) {
+  for (auto& param : model.named_parameters()) {
+    const Tensor<T> init = file.tensor<T>("init." + param.name);
+    EXPECT_EQ(init.shape(), param.value.shape()) << param.name;
+    std::copy(init.begin(), init.end(), param.value.begin());
+  }
+  for (auto& buffer : model.named_buffers()) {
+    const Tensor<T> init = file.tensor<T>("init." + buffer.name);
+    EXPECT_EQ(init.shape(), buffer.value.shape()) << buffer.name;
+    std::copy(init.begin(), init.end(), buffer.value.begin());
+  }
+  const Json opt = Json::parse(file.metadata().at("optimizer"));
+  Sgd<T> sgd(model.parameters(), model.gradients(),
+             {.lr = opt.at("lr"),
+              .momentum = opt.at("momentum"),
+              .dampening = opt.at("dampening"),
+              .weight_decay = opt.at("weight_decay"),
+              .nesterov = opt.at("nesterov")});
+  const Tensor<T> x = file.tensor<T>("x");
+  const Tensor<T> labels = file.tensor<T>("labels");
+  CrossEntropyLoss<T> loss(std::stod(file.metadata().at("label_smoothing")));
+  Tensor<T> losses(Shape{5}), dlogits;
+  for (int step = 0; step < 5; ++step) {
+    model.zero_grad();
+    const TensorView<const T> logits = model.forward(x, Mode::kTrain);
+    losses[step] = loss.forward(logits, labels);
+    dlogits.resize(logits.shape());
+    loss.backward(logits, labels, dlogits);
+    model.backward(dlogits);
+    sgd.step();
+  }
+  return losses;
+}
+
+/// max |ours - truth| / max |truth| over one tensor.
+template <typename T>
+double relative_error(TensorView<const T> ours, const Tensor<double>& truth) {
+  double diff = 0, scale = 0;
+  for (int64_t i = 0; i < truth.numel(); ++i) {
+    diff = std::max(diff, std::abs(double(ours[i]) - truth[i]));
+    scale = std::max(scale, std::abs(truth[i]));
+  }
+  return scale > 0 ? diff / scale : diff;
+}
+
+// Five training steps of the resnet preset in double precision against PyTorch's float64 run:
+// the loss of each step, every final parameter, running statistic and num_batches_tracked, and
+// the evaluation-mode logits, each within 1e-5 relative (they agree to about 1e-12).
+TEST(Golden, ResnetFiveSgdStepsInDouble) {
+  const SafeTensorsFile file = SafeTensorsFile::load(golden("resnet.safetensors"));
+  const ModelSpec spec = preset_spec("resnet");
+  Sequential<double> model;
+  for (auto& layer : layers_in_double(spec.layers, Shape{1, 1, 28, 28}))
+    model.add(std::move(layer));
+  model.build(spec.input);
+  ASSERT_EQ(model.parameter_count(), 77754);
+  const Tensor<double> losses = resnet_steps(model, file);
+  double worst = relative_error<double>(losses, file.tensor<double>("losses"));
+  for (auto& param : model.named_parameters()) {
+    const double e =
+        relative_error<double>(param.value, file.tensor<double>("final." + param.name));
+    EXPECT_LE(e, 1e-5) << param.name;
+    worst = std::max(worst, e);
+  }
+  size_t counters = 0;
+  for (auto& buffer : model.named_buffers()) {
+    const double e =
+        relative_error<double>(buffer.value, file.tensor<double>("final." + buffer.name));
+    EXPECT_LE(e, 1e-5) << buffer.name;
+    worst = std::max(worst, e);
+    counters += buffer.counter;
+  }
+  EXPECT_EQ(counters, 9u);  // one num_batches_tracked per BatchNorm2d
+  const double logits = relative_error<double>(model.forward(file.tensor<double>("x"), Mode::kEval),
+                                               file.tensor<double>("eval_logits"));
+  EXPECT_LE(logits, 1e-5);
+  std::printf("%-6s resnet, double: losses, final state and eval logits, max relative error %.3g\n",
+              std::max(worst, logits) <= 1e-5 ? "OK" : "NOT OK", std::max(worst, logits));
+}
+
+/// The five resnet steps in float on the current path: the loss of each step within 1e-5
+/// relative of PyTorch's, and each final tensor and the evaluation logits (BatchNorm folded)
+/// within `factor` times PyTorch's own float32 error from the float64 answer (1e-6 floor).
+/// Returns the worst ratio of our error to PyTorch's.
+double check_resnet_in_float(double factor) {
+  const SafeTensorsFile file = SafeTensorsFile::load(golden("resnet.safetensors"));
+  Sequential<float> model = build_model(preset_spec("resnet"));
+  const Tensor<float> losses = resnet_steps(model, file);
+  close_to_golden("resnet loss per step", losses, file.tensor<float>("losses"));
+  double worst_ratio = 0;
+  const auto compare = [&](const std::string& name, TensorView<const float> ours,
+                           const std::string& prefix, const std::string& rest) {
+    const Tensor<double> truth = file.tensor<double>(prefix + rest);
+    const double ours_error = relative_error<float>(ours, truth);
+    const double torch_error =
+        relative_error<double>(file.tensor<double>(prefix + "32" + rest), truth);
+    const double bound = factor * std::max(torch_error, 1e-6);
+    EXPECT_LE(ours_error, bound) << name << ": cnn float " << ours_error
+                                 << " from float64, PyTorch float32 " << torch_error;
+    worst_ratio = std::max(worst_ratio, ours_error / std::max(torch_error, 1e-6));
+  };
+  for (auto& param : model.named_parameters())
+    compare(param.name, param.value, "final", "." + param.name);
+  for (auto& buffer : model.named_buffers())
+    compare(buffer.name, buffer.value, "final", "." + buffer.name);
+  compare("eval logits", model.forward(file.tensor<float>("x"), Mode::kEval), "eval_logits", "");
+  std::printf(
+      "%-6s resnet, float, %s: worst error from float64 / PyTorch float32's %.3g (bound %g)\n",
+      worst_ratio <= factor ? "OK" : "NOT OK",
+      ops::reference_mode() ? "reference" : ops::conv_algorithm_name(ops::conv_algorithm()),
+      worst_ratio, factor);
+  return worst_ratio;
+}
+
+// The final state after five float steps is far more sensitive to rounding than the losses:
+// with every op on its reference loop (BatchNorm sums in double) it ends 0.6 times PyTorch's
+// float32 error from the float64 answer, but switching any single op file to its fast kernel
+// (convolution, BatchNorm, pooling or dense; each agrees with its reference to about 1e-7 alone)
+// takes the BatchNorm biases to 4e-3 relative (4300 times PyTorch's error). Why one ulp-level
+// difference grows that much here and not in PyTorch's float32 run is an open finding
+// (docs/design-notes.md); the bound below keeps it from growing unseen.
+constexpr double kResnetFloatBound = 1e4;
+
+// The default path (what `cnn train` runs).
+TEST(Golden, ResnetFiveSgdStepsInFloatOnTheDefaultPath) {
+  check_resnet_in_float(kResnetFloatBound);
+}
+
+// Every path: each instruction set with each forced convolution algorithm, and the reference.
+TEST_P(GoldenTest, ResnetFiveSgdStepsInFloat) {
+  check_resnet_in_float(ops::reference_mode() ? 2.0 : kResnetFloatBound);
+}
+
 INSTANTIATE_TEST_SUITE_P(Paths, GoldenTest, ::testing::ValuesIn(testing::all_paths()),
                          testing::path_test_name);
 

@@ -26,6 +26,7 @@ Files:
                       (the initial state_dict), "losses" (5,), "final.<name>"; metadata
                       "optimizer" (JSON).
 """
+import copy
 import json
 import os
 import struct
@@ -38,7 +39,7 @@ OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "g
 
 
 def write_safetensors(path, tensors, metadata):
-    """tensors: list of (name, tensor); written as F32 (or I64 for int64 tensors)."""
+    """tensors: list of (name, tensor); written as F32 (I64 for int64, F64 for float64 tensors)."""
     header = {"__metadata__": metadata}
     blobs = []
     offset = 0
@@ -46,6 +47,8 @@ def write_safetensors(path, tensors, metadata):
         t = t.detach().contiguous().cpu()
         if t.dtype == torch.int64:
             dtype, data = "I64", t.numpy().astype("<i8").tobytes()
+        elif t.dtype == torch.float64:
+            dtype, data = "F64", t.numpy().astype("<f8").tobytes()
         else:
             dtype, data = "F32", t.to(torch.float32).numpy().astype("<f4").tobytes()
         header[name] = {"dtype": dtype, "shape": list(t.shape),
@@ -299,6 +302,108 @@ def average_pooling_cases():
     return cases, tensors
 
 
+def normalization_cases():
+    """BatchNorm2d / BatchNorm1d and Residual blocks: three training-mode calls (x<k>, y<k>,
+    dy<k>, dx<k>, d<param><k>, gradients zeroed before each), the buffers after them, then one
+    evaluation-mode call (suffix "eval"), with the running statistics."""
+    from torch_interop import Residual
+    cases, tensors = [], []
+
+    def conv_bn(cin, cout, k, stride, relu):
+        layers = [nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, bias=False), nn.BatchNorm2d(cout)]
+        spec = [dict(type="Conv2d", out_channels=cout, kernel=k, stride=stride, padding=k // 2, bias=False),
+                dict(type="BatchNorm2d")]
+        if relu:
+            layers.append(nn.ReLU())
+            spec.append(dict(type="ReLU"))
+        return layers, spec
+
+    def run(name, module, shape, meta):
+        # Random affine parameters, so that weight and bias are not 1 and 0.
+        with torch.no_grad():
+            for pname, param in module.named_parameters():
+                param.copy_(torch.randn_like(param) * 0.5 + (1.0 if pname.endswith("weight") and param.dim() == 1 else 0.0))
+        tensors.extend([(name + "." + k, v.clone()) for k, v in module.named_parameters()])
+        for suffix in ["0", "1", "2", "eval"]:
+            module.train(suffix != "eval")
+            module.zero_grad()
+            x = no_zeros(torch.randn(*shape) * 2 + 0.5).requires_grad_(True)
+            y = module(x)
+            dy = torch.randn_like(y)
+            (y * dy).sum().backward()
+            tensors.extend([(name + ".x" + suffix, x), (name + ".y" + suffix, y),
+                            (name + ".dy" + suffix, dy), (name + ".dx" + suffix, x.grad)])
+            for pname, param in module.named_parameters():
+                tensors.append((name + ".d" + pname + suffix, param.grad.clone()))
+            if suffix == "2":
+                tensors.extend([(name + "." + k, v.clone()) for k, v in module.named_buffers()])
+        cases.append(dict(name=name, **meta))
+
+    run("batchnorm2d", nn.BatchNorm2d(3), (4, 3, 5, 6), dict(layer="BatchNorm2d"))
+    run("batchnorm2d_eps_momentum", nn.BatchNorm2d(5, eps=1e-3, momentum=0.3), (2, 5, 3, 7),
+        dict(layer="BatchNorm2d", eps=1e-3, momentum=0.3))
+    run("batchnorm2d_no_affine", nn.BatchNorm2d(2, affine=False), (3, 2, 4, 4),
+        dict(layer="BatchNorm2d", affine=False))
+    run("batchnorm1d", nn.BatchNorm1d(7), (6, 7), dict(layer="BatchNorm1d"))
+    run("batchnorm1d_3d", nn.BatchNorm1d(4, momentum=0.5), (3, 4, 5), dict(layer="BatchNorm1d", momentum=0.5))
+    body, body_spec = conv_bn(3, 3, 3, 1, True)
+    body2, body2_spec = conv_bn(3, 3, 3, 1, False)
+    run("residual_identity", Residual(nn.Sequential(*body, *body2), nn.Sequential(), "ReLU"), (2, 3, 6, 5),
+        dict(layer="Residual", body=body_spec + body2_spec, activation="ReLU"))
+    body, body_spec = conv_bn(2, 4, 3, 2, True)
+    body2, body2_spec = conv_bn(4, 4, 3, 1, False)
+    short, short_spec = conv_bn(2, 4, 1, 2, False)
+    run("residual_projection", Residual(nn.Sequential(*body, *body2), nn.Sequential(*short), "ReLU"),
+        (3, 2, 7, 8), dict(layer="Residual", body=body_spec + body2_spec, shortcut=short_spec,
+                           activation="ReLU"))
+    inner_body, inner_spec = conv_bn(3, 3, 3, 1, True)
+    inner = Residual(nn.Sequential(*inner_body), nn.Sequential(), None)
+    # No bias before a BatchNorm in training: its gradient is zero but for rounding noise.
+    outer = Residual(nn.Sequential(nn.Conv2d(2, 3, 1, bias=False), nn.BatchNorm2d(3), inner),
+                     nn.Sequential(nn.Conv2d(2, 3, 1)), "Tanh")
+    run("residual_nested", outer, (2, 2, 5, 5),
+        dict(layer="Residual", activation="Tanh",
+             body=[dict(type="Conv2d", out_channels=3, kernel=1, bias=False), dict(type="BatchNorm2d"),
+                   dict(type="Residual", body=inner_spec, activation="none")],
+             shortcut=[dict(type="Conv2d", out_channels=3, kernel=1)]))
+    return cases, tensors
+
+
+def resnet():
+    """Five SGD training steps of the resnet preset (built from `cnn info resnet --json`), with
+    label smoothing, run twice from the same initial state: in float64 (the exact answer: the
+    loss per step, the final state_dict, the evaluation logits, all stored as F64) and in
+    float32 (PyTorch's own rounding, "final32." and "eval_logits32"). Five training steps through
+    eleven BatchNorms are ill-conditioned: PyTorch's float32 run ends up to 2e-4 (conv weights
+    before a BatchNorm) and 1% (BatchNorm biases, whose gradient nearly cancels) away from its
+    float64 run, so a float run is held to PyTorch's float32 error, a double run to 1e-5."""
+    import torch_interop
+    model = torch_interop.torch_model(torch_interop.cnn_info(torch_interop.DEFAULT_CNN, "resnet"))
+    optimizer = dict(lr=0.01, momentum=0.9, dampening=0.0, weight_decay=5e-4, nesterov=False)
+    x = torch.rand(32, 1, 28, 28)
+    labels = torch.randint(0, 10, (32,))
+    tensors = [("x", x), ("labels", labels)]
+    tensors += [("init." + k, v.clone()) for k, v in model.state_dict().items()]
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
+    for dtype, suffix in ((torch.float64, ""), (torch.float32, "32")):
+        m = copy.deepcopy(model).to(dtype)
+        opt = torch.optim.SGD(m.parameters(), **optimizer)
+        losses = []
+        m.train()
+        for _ in range(5):
+            opt.zero_grad()
+            loss = loss_fn(m(x.to(dtype)), labels)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        tensors.append(("losses" + suffix, torch.tensor(losses, dtype=dtype)))
+        tensors += [("final" + suffix + "." + k, v.clone()) for k, v in m.state_dict().items()]
+        m.eval()
+        with torch.no_grad():
+            tensors.append(("eval_logits" + suffix, m(x.to(dtype))))
+    return tensors, dict(optimizer=json.dumps(optimizer), steps="5", label_smoothing="0.1")
+
+
 def lenet5():
     model = nn.Sequential(
         nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
@@ -348,6 +453,11 @@ def main():
     cases, tensors = average_pooling_cases()
     write_safetensors(os.path.join(OUT, "average_pooling.safetensors"), tensors,
                       {"cases": json.dumps(cases)})
+    cases, tensors = normalization_cases()
+    write_safetensors(os.path.join(OUT, "normalization.safetensors"), tensors,
+                      {"cases": json.dumps(cases)})
+    tensors, meta = resnet()
+    write_safetensors(os.path.join(OUT, "resnet.safetensors"), tensors, meta)
     print("wrote golden files to", os.path.normpath(OUT), "with torch", torch.__version__, file=sys.stderr)
 
 

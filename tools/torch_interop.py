@@ -67,16 +67,36 @@ def size2(v):
     return tuple(v) if isinstance(v, list) else (v, v)
 
 
-def torch_model(info):
-    """The torch.nn.Sequential that `cnn info --json` describes, one module per layer."""
+class Residual(nn.Module):
+    """cnn's Residual: activation(body(x) + shortcut(x)); the shortcut is the identity when it
+    has no layers. Its state_dict names are cnn's: body.0.weight, shortcut.1.running_mean."""
+
+    def __init__(self, body, shortcut, activation):
+        super().__init__()
+        self.body = body
+        self.shortcut = shortcut if len(shortcut) else None
+        self.activation = {None: None, "ReLU": torch.relu, "Tanh": torch.tanh,
+                           "Sigmoid": torch.sigmoid}[activation]
+
+    def forward(self, x):
+        y = self.body(x) + (x if self.shortcut is None else self.shortcut(x))
+        return y if self.activation is None else self.activation(y)
+
+
+def torch_module(t):
+    """One module of a `cnn info --json` layer's "torch" description."""
     def value(v):
         return tuple(v) if isinstance(v, list) else v
-    modules = []
-    for layer in info["layers"]:
-        t = layer["torch"]
-        modules.append(getattr(nn, t["module"])(*[value(a) for a in t["args"]],
-                                                **{k: value(v) for k, v in t["kwargs"].items()}))
-    return nn.Sequential(*modules)
+    if t["module"] == "Residual":
+        return Residual(nn.Sequential(*[torch_module(m) for m in t["body"]]),
+                        nn.Sequential(*[torch_module(m) for m in t["shortcut"]]), t["activation"])
+    return getattr(nn, t["module"])(*[value(a) for a in t["args"]],
+                                    **{k: value(v) for k, v in t["kwargs"].items()})
+
+
+def torch_model(info):
+    """The torch.nn.Sequential that `cnn info --json` describes, one module per layer."""
+    return nn.Sequential(*[torch_module(layer["torch"]) for layer in info["layers"]])
 
 
 def write_safetensors(path, tensors, metadata=None):
@@ -84,8 +104,11 @@ def write_safetensors(path, tensors, metadata=None):
     if metadata:
         header["__metadata__"] = metadata
     for name, t in tensors:
-        data = t.detach().contiguous().to(torch.float32).numpy().astype("<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
+        if t.dtype == torch.int64:  # num_batches_tracked, as PyTorch stores it
+            data, dtype = t.detach().contiguous().numpy().astype("<i8").tobytes(), "I64"
+        else:
+            data, dtype = t.detach().contiguous().to(torch.float32).numpy().astype("<f4").tobytes(), "F32"
+        header[name] = {"dtype": dtype, "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
         blobs.append(data)
         offset += len(data)
     text = json.dumps(header, separators=(",", ":")).encode()
@@ -101,10 +124,11 @@ def read_safetensors(path):
     metadata = header.pop("__metadata__", {})
     tensors = {}
     for name, e in header.items():
-        assert e["dtype"] == "F32", name
+        assert e["dtype"] in ("F32", "I64"), name
         b, end = e["data_offsets"]
         tensors[name] = torch.from_numpy(
-            np.frombuffer(data[8 + n + b:8 + n + end], dtype="<f4").copy().reshape(e["shape"]))
+            np.frombuffer(data[8 + n + b:8 + n + end], dtype="<f4" if e["dtype"] == "F32" else "<i8")
+            .copy().reshape(e["shape"]))
     return tensors, metadata
 
 

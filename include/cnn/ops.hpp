@@ -177,6 +177,15 @@ void global_avgpool_forward(T* y, const T* x, int64_t planes, int64_t size);
 template <typename T>
 void global_avgpool_backward(T* dx, const T* dy, int64_t planes, int64_t size);
 
+// ---- residual addition -----------------------------------------------------------------------
+/// sum = a + b, and y = relu(sum) when `relu`, else y = sum (sum may then be null: y = a + b).
+/// All (n).
+template <typename T>
+void add_forward(T* sum, T* y, const T* a, const T* b, int64_t n, bool relu);
+/// dx += g (n): an input gradient that two branches share.
+template <typename T>
+void accumulate(T* dx, const T* g, int64_t n);
+
 // ---- batch normalisation ---------------------------------------------------------------------
 /// Per channel c over (batch, inner): mean[c] and the biased variance var[c] (divided by
 /// batch * inner, what normalises in training).

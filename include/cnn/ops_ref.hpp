@@ -219,26 +219,43 @@ void global_avgpool_backward(T* dx, const T* dy, int64_t planes, int64_t size) {
     std::fill(dx + p * size, dx + (p + 1) * size, dy[p] / static_cast<T>(size));
 }
 
+// ---- residual addition -----------------------------------------------------------------------
+
+/// sum = a + b; y = RELU(sum) with `relu`, else y = sum (sum may then be null).
+template <typename T>
+void add_forward(T* sum, T* y, const T* a, const T* b, int64_t n, bool relu) {
+  for (int64_t k = 0; k < n; ++k) {
+    const T s = a[k] + b[k];
+    if (sum) sum[k] = s;
+    y[k] = relu && s < T(0) ? T(0) : s;
+  }
+}
+/// dx += g.
+template <typename T>
+void accumulate(T* dx, const T* g, int64_t n) {
+  for (int64_t k = 0; k < n; ++k) dx[k] += g[k];
+}
+
 // ---- batch normalisation ---------------------------------------------------------------------
 
 /// mean[c] = 1/M sum x, var[c] = 1/M sum (x - mean)^2 over the M = batch * inner values of
-/// channel c (the biased variance).
+/// channel c (the biased variance). Sums in double: a channel holds up to millions of values.
 template <typename T>
 void batchnorm_statistics(T* mean, T* var, const T* x, const ops::NormShape& s) {
-  const T count = static_cast<T>(s.batch * s.inner);
+  const double count = static_cast<double>(s.batch * s.inner);
   for (int64_t c = 0; c < s.channels; ++c) {
-    T sum = 0;
+    double sum = 0;
     for (int64_t n = 0; n < s.batch; ++n)
       for (int64_t i = 0; i < s.inner; ++i) sum += x[(n * s.channels + c) * s.inner + i];
-    const T m = sum / count;
-    T squares = 0;
+    const T m = static_cast<T>(sum / count);
+    double squares = 0;
     for (int64_t n = 0; n < s.batch; ++n)
       for (int64_t i = 0; i < s.inner; ++i) {
-        const T d = x[(n * s.channels + c) * s.inner + i] - m;
+        const double d = double(x[(n * s.channels + c) * s.inner + i]) - double(m);
         squares += d * d;
       }
     mean[c] = m;
-    var[c] = squares / count;
+    var[c] = static_cast<T>(squares / count);
   }
 }
 /// y = (x - mean) / sqrt(var + eps) * gamma + beta, per channel.
@@ -256,41 +273,37 @@ void batchnorm_forward(T* y, const T* x, const T* mean, const T* var, const T* g
     }
 }
 /// The chain rule through batchnorm_forward, term by term: with batch statistics, also through
-/// mean and var as functions of x (dvar, dmean), the textbook derivation.
+/// mean and var as functions of x (dvar, dmean), the textbook derivation. Sums in double.
 template <typename T>
 void batchnorm_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, const T* mean,
                         const T* var, const T* gamma, const ops::NormShape& s, T eps,
                         bool batch_statistics) {
-  const T count = static_cast<T>(s.batch * s.inner);
+  const double count = static_cast<double>(s.batch * s.inner);
   for (int64_t c = 0; c < s.channels; ++c) {
-    const T invstd = T(1) / std::sqrt(var[c] + eps);
-    const T g = gamma ? gamma[c] : T(1);
-    T sum_dy = 0, sum_dy_xhat = 0, dvar = 0, dmean = 0;
+    const double invstd = 1.0 / std::sqrt(double(var[c]) + double(eps));
+    const double g = gamma ? double(gamma[c]) : 1.0, m = double(mean[c]);
+    double sum_dy = 0, sum_dy_xhat = 0, dvar = 0, dmean = 0, sum_centered = 0;
     for (int64_t n = 0; n < s.batch; ++n)
       for (int64_t i = 0; i < s.inner; ++i) {
         const int64_t k = (n * s.channels + c) * s.inner + i;
-        const T xhat = (x[k] - mean[c]) * invstd;
-        sum_dy += dy[k];
-        sum_dy_xhat += dy[k] * xhat;
+        const double centered = double(x[k]) - m, up = double(dy[k]);
+        sum_dy += up;
+        sum_dy_xhat += up * centered * invstd;
         // dL/dxhat = dy g; xhat = (x - mean) (var + eps)^(-1/2).
-        dvar += dy[k] * g * (x[k] - mean[c]) * T(-0.5) * invstd * invstd * invstd;
-        dmean += -dy[k] * g * invstd;
+        dvar += up * g * centered * -0.5 * invstd * invstd * invstd;
+        dmean += -up * g * invstd;
+        sum_centered += centered;  // zero in exact arithmetic, kept as the chain rule has it
       }
-    if (dgamma) dgamma[c] += sum_dy_xhat;
-    if (dbeta) dbeta[c] += sum_dy;
+    if (dgamma) dgamma[c] += static_cast<T>(sum_dy_xhat);
+    if (dbeta) dbeta[c] += static_cast<T>(sum_dy);
     if (!dx) continue;
-    T sum_centered = 0;  // sum (x - mean): zero in exact arithmetic, kept as the chain rule has it
-    for (int64_t n = 0; n < s.batch; ++n)
-      for (int64_t i = 0; i < s.inner; ++i)
-        sum_centered += x[(n * s.channels + c) * s.inner + i] - mean[c];
-    dmean += dvar * T(-2) * sum_centered / count;
+    dmean += dvar * -2.0 * sum_centered / count;
     for (int64_t n = 0; n < s.batch; ++n)
       for (int64_t i = 0; i < s.inner; ++i) {
         const int64_t k = (n * s.channels + c) * s.inner + i;
-        dx[k] = dy[k] * g * invstd;
-        if (batch_statistics) {
-          dx[k] += dvar * T(2) * (x[k] - mean[c]) / count + dmean / count;
-        }
+        double v = double(dy[k]) * g * invstd;
+        if (batch_statistics) v += dvar * 2.0 * (double(x[k]) - m) / count + dmean / count;
+        dx[k] = static_cast<T>(v);
       }
   }
 }

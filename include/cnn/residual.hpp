@@ -53,6 +53,7 @@ class Residual final : public Layer<T> {
   Layers body_, shortcut_;
   std::string activation_name_;
   std::unique_ptr<Layer<T>> activation_;  // null: none
+  bool relu_ = false;                     // the activation is ReLU: fused with the sum
   detail::LayerChain<T> body_chain_, shortcut_chain_;
   Tensor<T> sum_;            // body(x) + shortcut(x), the activation's input
   Tensor<T> dsum_, dshort_;  // dL/dsum; the shortcut's input gradient

@@ -731,14 +731,15 @@ int64_t output_classes(const ModelSpec& spec) {
 }
 
 std::vector<std::string> preset_names() {
-  return {"lenet5", "convnet", "seed"};
+  return {"lenet5", "convnet", "resnet", "seed"};
 }
 
 ModelSpec model_spec_from(const std::string& what) {
   const std::vector<std::string> presets = preset_names();
   if (std::find(presets.begin(), presets.end(), what) != presets.end()) return preset_spec(what);
   if (!std::filesystem::is_regular_file(what)) {
-    throw Error("--model " + what + ": neither a preset (lenet5, convnet, seed) nor a spec file");
+    throw Error("--model " + what +
+                ": neither a preset (lenet5, convnet, resnet, seed) nor a spec file");
   }
   std::ifstream in(what);
   const std::string text{std::istreambuf_iterator<char>(in), {}};
@@ -766,6 +767,33 @@ ModelSpec preset_spec(const std::string& name) {
     {"type": "Flatten"},
     {"type": "Linear", "out_features": 128}, {"type": "ReLU"},
     {"type": "Linear", "out_features": 10}]})";
+  // A small residual network for 28x28 images: a 3x3 stem, three basic blocks of width 16, 32
+  // and 64 (the last two halve the resolution, with 1x1 projection shortcuts), global average
+  // pooling and a linear classifier; BatchNorm after every convolution. 78k parameters.
+  static const char* const kResnet = R"({"name": "resnet", "input": [1, 28, 28], "layers": [
+    {"type": "Conv2d", "out_channels": 16, "kernel": 3, "padding": 1, "bias": false},
+    {"type": "BatchNorm2d"}, {"type": "ReLU"},
+    {"type": "Residual", "body": [
+      {"type": "Conv2d", "out_channels": 16, "kernel": 3, "padding": 1, "bias": false},
+      {"type": "BatchNorm2d"}, {"type": "ReLU"},
+      {"type": "Conv2d", "out_channels": 16, "kernel": 3, "padding": 1, "bias": false},
+      {"type": "BatchNorm2d"}]},
+    {"type": "Residual", "body": [
+      {"type": "Conv2d", "out_channels": 32, "kernel": 3, "stride": 2, "padding": 1, "bias": false},
+      {"type": "BatchNorm2d"}, {"type": "ReLU"},
+      {"type": "Conv2d", "out_channels": 32, "kernel": 3, "padding": 1, "bias": false},
+      {"type": "BatchNorm2d"}], "shortcut": [
+      {"type": "Conv2d", "out_channels": 32, "kernel": 1, "stride": 2, "bias": false},
+      {"type": "BatchNorm2d"}]},
+    {"type": "Residual", "body": [
+      {"type": "Conv2d", "out_channels": 64, "kernel": 3, "stride": 2, "padding": 1, "bias": false},
+      {"type": "BatchNorm2d"}, {"type": "ReLU"},
+      {"type": "Conv2d", "out_channels": 64, "kernel": 3, "padding": 1, "bias": false},
+      {"type": "BatchNorm2d"}], "shortcut": [
+      {"type": "Conv2d", "out_channels": 64, "kernel": 1, "stride": 2, "bias": false},
+      {"type": "BatchNorm2d"}]},
+    {"type": "AdaptiveAvgPool2d"}, {"type": "Flatten"},
+    {"type": "Linear", "out_features": 10}]})";
   // examples/seed_binary: T-shirt/top (0) against Trouser (1) with the seed's log loss.
   static const char* const kSeed = R"({"name": "seed", "input": [1, 28, 28], "loss": "log_loss",
     "classes": [0, 1], "layers": [
@@ -775,9 +803,10 @@ ModelSpec preset_spec(const std::string& name) {
     {"type": "Linear", "out_features": 1}, {"type": "Sigmoid"}]})";
   if (name == "lenet5") return parse_model_spec(kLenet5, "preset lenet5");
   if (name == "convnet") return parse_model_spec(kConvnet, "preset convnet");
+  if (name == "resnet") return parse_model_spec(kResnet, "preset resnet");
   if (name == "seed") return parse_model_spec(kSeed, "preset seed");
   throw Error("unknown preset '" + name +
-              "' (expected lenet5, convnet or seed, or a .json spec file)");
+              "' (expected lenet5, convnet, resnet or seed, or a .json spec file)");
 }
 
 }  // namespace cnn

@@ -31,6 +31,7 @@ Residual<T>::Residual(Layers body, Layers shortcut, const std::string& activatio
   }
   if (activation == "ReLU") {
     activation_ = std::make_unique<ReLU<T>>();
+    relu_ = true;
   } else if (activation == "Tanh") {
     activation_ = std::make_unique<Tanh<T>>();
   } else if (activation == "Sigmoid") {
@@ -159,16 +160,16 @@ template <typename T>
 void Residual<T>::forward_impl(TensorView<const T> x, TensorView<T> y, Mode mode) {
   const TensorView<const T> a = body_chain_.forward(x, mode);
   const TensorView<const T> b = shortcut_.empty() ? x : shortcut_chain_.forward(x, mode);
-  const int64_t n = a.numel();
   if (!activation_) {
-    for (int64_t i = 0; i < n; ++i) y[i] = a[i] + b[i];
+    ops::add_forward<T>(nullptr, y.data(), a.data(), b.data(), a.numel(), false);
     return;
   }
   sum_.resize(a.shape());  // grow-only storage: no allocation once warm
-  T* __restrict s = sum_.data();
-  const T* __restrict pa = a.data();
-  const T* __restrict pb = b.data();
-  for (int64_t i = 0; i < n; ++i) s[i] = pa[i] + pb[i];
+  if (relu_) {             // the sum and its ReLU in one pass
+    ops::add_forward(sum_.data(), y.data(), a.data(), b.data(), a.numel(), true);
+    return;
+  }
+  ops::add_forward<T>(nullptr, sum_.data(), a.data(), b.data(), a.numel(), false);
   activation_->forward(sum_.view(), y, mode);
 }
 
@@ -189,13 +190,9 @@ void Residual<T>::backward_impl(TensorView<const T> x, TensorView<const T> y,
     }
     dshort_.resize(x.shape());
     shortcut_chain_.backward(g, dshort_.view());
-    T* __restrict d = dx.data();
-    const T* __restrict s = dshort_.data();
-    for (int64_t i = 0; i < dx.numel(); ++i) d[i] += s[i];
+    ops::accumulate(dx.data(), dshort_.data(), dx.numel());
   } else if (!dx.empty()) {
-    T* __restrict d = dx.data();
-    const T* __restrict s = g.data();
-    for (int64_t i = 0; i < dx.numel(); ++i) d[i] += s[i];
+    ops::accumulate(dx.data(), g.data(), dx.numel());
   }
 }
 

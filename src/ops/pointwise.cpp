@@ -121,6 +121,36 @@ void mse_backward(T* dp, const T* p, const T* t, int64_t n) {
   ref::mse_backward(dp, p, t, n);
 }
 
+template <typename T>
+void add_forward(T* sum, T* y, const T* a, const T* b, int64_t n, bool relu) {
+  if (reference_mode()) return ref::add_forward(sum, y, a, b, n, relu);
+  for_chunks(n, [&](int64_t first, int64_t count) {
+    T* __restrict out = y + first;
+    const T* __restrict pa = a + first;
+    const T* __restrict pb = b + first;
+    if (!relu) {
+      for (int64_t k = 0; k < count; ++k) out[k] = pa[k] + pb[k];
+      if (sum) std::copy(out, out + count, sum + first);
+      return;
+    }
+    T* __restrict s = sum + first;
+    for (int64_t k = 0; k < count; ++k) {
+      const T v = pa[k] + pb[k];
+      s[k] = v;
+      out[k] = v < T(0) ? T(0) : v;
+    }
+  });
+}
+template <typename T>
+void accumulate(T* dx, const T* g, int64_t n) {
+  if (reference_mode()) return ref::accumulate(dx, g, n);
+  for_chunks(n, [&](int64_t first, int64_t count) {
+    T* __restrict out = dx + first;
+    const T* __restrict in = g + first;
+    for (int64_t k = 0; k < count; ++k) out[k] += in[k];
+  });
+}
+
 #define CNN_INSTANTIATE_POINTWISE(T)                                                       \
   template void relu_forward<T>(T*, const T*, int64_t);                                    \
   template void relu_backward<T>(T*, const T*, const T*, int64_t);                         \
@@ -137,7 +167,9 @@ void mse_backward(T* dp, const T* p, const T* t, int64_t n) {
   template T cross_entropy_soft_forward<T>(const T*, const T*, int64_t, int64_t);          \
   template void cross_entropy_soft_backward<T>(T*, const T*, const T*, int64_t, int64_t);  \
   template T mse_forward<T>(const T*, const T*, int64_t);                                  \
-  template void mse_backward<T>(T*, const T*, const T*, int64_t);
+  template void mse_backward<T>(T*, const T*, const T*, int64_t);                          \
+  template void add_forward<T>(T*, T*, const T*, const T*, int64_t, bool);                 \
+  template void accumulate<T>(T*, const T*, int64_t);
 CNN_INSTANTIATE_POINTWISE(float)
 CNN_INSTANTIATE_POINTWISE(double)
 
