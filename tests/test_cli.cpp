@@ -438,6 +438,38 @@ TEST(CliBadInput, SpecsImagesAndFlags) {
     {"type": "Dropout", "p": 1.0}, {"type": "Linear", "out_features": 10}]})");
   expect_refusal("info " + bad_dropout.string(),
                  {"bad_dropout.json", "layer 1", "Dropout expects \"p\" in [0, 1)", "got 1.0"});
+  const fs::path bad_norm = work_dir() / "bad_norm.json";
+  write_file(bad_norm, R"({"input": [1, 28, 28], "layers": [
+    {"type": "Conv2d", "out_channels": 4, "kernel": 3}, {"type": "BatchNorm2d", "num_features": 6},
+    {"type": "Flatten"}, {"type": "Linear", "out_features": 10}]})");
+  expect_refusal("info " + bad_norm.string(),
+                 {"bad_norm.json", "layer 1", "BatchNorm2d: declares 6 inputs", "has 4"});
+  const fs::path bad_momentum = work_dir() / "bad_momentum.json";
+  write_file(bad_momentum, R"({"input": [1, 28, 28], "layers": [
+    {"type": "BatchNorm2d", "momentum": 2}, {"type": "Flatten"},
+    {"type": "Linear", "out_features": 10}]})");
+  expect_refusal(
+      "info " + bad_momentum.string(),
+      {"bad_momentum.json", "layer 0", "'momentum' expects a number in [0, 1]", "got 2"});
+  const fs::path bad_block = work_dir() / "bad_block.json";
+  write_file(bad_block, R"({"input": [1, 28, 28], "layers": [
+    {"type": "Residual", "body": [{"type": "Conv2d", "out_channels": 8, "kernel": 3,
+      "stride": 2, "padding": 1}]}, {"type": "Flatten"}, {"type": "Linear", "out_features": 10}]})");
+  expect_refusal("info " + bad_block.string(),
+                 {"bad_block.json", "layer 0", "Residual", "body's output (1, 8, 14, 14)",
+                  "identity shortcut's (1, 1, 28, 28)"});
+  const fs::path bad_activation = work_dir() / "bad_activation.json";
+  write_file(bad_activation, R"({"input": [1, 28, 28], "layers": [
+    {"type": "Residual", "body": [{"type": "ReLU"}], "activation": "GELU"},
+    {"type": "Flatten"}, {"type": "Linear", "out_features": 10}]})");
+  expect_refusal("info " + bad_activation.string(),
+                 {"bad_activation.json", "layer 0", "'activation' expects", "got \"GELU\""});
+  const fs::path bad_child = work_dir() / "bad_child.json";
+  write_file(bad_child, R"({"input": [1, 28, 28], "layers": [
+    {"type": "Residual", "body": [{"type": "ReLU"}, {"type": "Dropout", "p": 3}]},
+    {"type": "Flatten"}, {"type": "Linear", "out_features": 10}]})");
+  expect_refusal("info " + bad_child.string(),
+                 {"bad_child.json", "layer 0: body layer 1", "Dropout expects \"p\" in [0, 1)"});
   expect_refusal("train --data sample --augment mixup",
                  {"--augment", "expects none or crop-flip", "got 'mixup'"});
   expect_refusal("train --data sample --augment crop-flip --crop-padding 65",

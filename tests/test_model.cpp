@@ -376,7 +376,7 @@ TEST(ModelFile, SaveRefusesASpecThatDoesNotDescribeTheModel) {
 // A model built in C++ produces its own spec (spec_of, build_model's inverse), so it can be
 // saved and loaded like any other: the spec registry maps each layer back to its spec keys.
 TEST(ModelFile, AModelBuiltInCppSavesThroughItsOwnSpec) {
-  for (const std::string preset : {"lenet5", "convnet", "seed"}) {
+  for (const std::string preset : {"lenet5", "convnet", "resnet", "seed"}) {
     const ModelSpec spec = preset_spec(preset);
     ModelSpec read_back = spec_of(build_model(spec), spec.name, spec.loss);
     read_back.classes = spec.classes;
@@ -413,6 +413,68 @@ TEST(ModelFile, AModelBuiltInCppSavesThroughItsOwnSpec) {
   EXPECT_EQ(first, std::vector<float>(yb.begin(), yb.end()));
   // Unbuilt models have no spec.
   EXPECT_THROW(spec_of(Sequential<float>(), "empty"), Error);
+}
+
+// Buffers travel with the parameters: running statistics as F32, num_batches_tracked as I64
+// (PyTorch's dtype), named as PyTorch's state_dict ("4.shortcut.1.running_var"); a loaded model
+// evaluates bit for bit as the saved one. Bad buffers are refused by name.
+TEST(ModelFile, ResnetBuffersRoundTripAndBadOnesAreRefused) {
+  Sequential<float> model = build_model(preset_spec("resnet"));
+  Rng rng(3);
+  model.init_parameters(rng);
+  Tensor<float> x(Shape{4, 1, 28, 28});
+  for (float& v : x) v = static_cast<float>(rng.uniform());
+  for (int i = 0; i < 3; ++i) model.forward(x, Mode::kTrain);  // running statistics move
+  const fs::path path =
+      fs::temp_directory_path() / ("cnn_resnet_" + std::to_string(::getpid()) + ".safetensors");
+  save_model(path.string(), model, preset_spec("resnet"), {});
+  const SafeTensorsFile file = SafeTensorsFile::load(path.string());
+  EXPECT_EQ(file.entry("4.shortcut.1.num_batches_tracked").dtype, DType::kI64);
+  EXPECT_EQ(file.entry("4.shortcut.1.num_batches_tracked").shape, Shape{});
+  EXPECT_EQ(file.tensor<float>("4.shortcut.1.num_batches_tracked")[0], 3.0f);
+  EXPECT_EQ(file.entry("3.body.1.running_var").dtype, DType::kF32);
+  ModelFile loaded = load_model(path.string());
+  const std::span<const float> a = model.buffers(), b = loaded.model.buffers();
+  EXPECT_TRUE(std::equal(a.begin(), a.end(), b.begin(), b.end()));
+  const TensorView<const float> ya = model.forward(x, Mode::kEval);
+  const std::vector<float> first(ya.begin(), ya.end());
+  const TensorView<const float> yb = loaded.model.forward(x, Mode::kEval);
+  EXPECT_EQ(first, std::vector<float>(yb.begin(), yb.end()));
+
+  // A state_dict with one buffer changed, written as PyTorch would.
+  const auto rewrite = [&](const std::string& changed, DType dtype, float value) {
+    std::vector<SaveTensor> tensors;
+    std::vector<Tensor<float>> kept;
+    for (const std::string& name : file.names()) kept.push_back(file.tensor<float>(name));
+    for (size_t i = 0; i < kept.size(); ++i) {
+      const std::string& name = file.names()[i];
+      if (name == changed && dtype == DType::kI64) kept[i].fill(value);
+      if (name == changed) kept[i][0] = value;
+      tensors.push_back({name, kept[i], name == changed ? dtype : file.entry(name).dtype});
+    }
+    const fs::path bad = path.string() + ".bad.safetensors";
+    save_safetensors(bad.string(), tensors, file.metadata());
+    return bad;
+  };
+  const auto refused = [&](const fs::path& bad, const std::string& expected) {
+    try {
+      load_model(bad.string());
+      ADD_FAILURE() << "loaded " << bad;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(expected), std::string::npos) << e.what();
+    }
+    fs::remove(bad);
+  };
+  refused(rewrite("3.body.1.running_var", DType::kF32, -1.0f),
+          "buffer '3.body.1.running_var' holds a negative variance");
+  refused(rewrite("1.running_mean", DType::kF32, std::nanf("")),
+          "buffer '1.running_mean' holds a non-finite value");
+  refused(rewrite("1.running_mean", DType::kI64, 2.0f),
+          "buffer '1.running_mean': expected dtype F32");
+  refused(rewrite("1.num_batches_tracked", DType::kF32, 2.0f),
+          "buffer '1.num_batches_tracked': expected dtype I64");
+  EXPECT_THROW(rewrite("1.num_batches_tracked", DType::kI64, 2.5f), Error);  // not whole
+  fs::remove(path);
 }
 
 using IdxTest = TempDir;
