@@ -50,6 +50,9 @@ class Residual final : public Layer<T> {
   void on_buffers_bound(T* values) override;
 
  private:
+  /// The children's parameter or buffer specs (specs_of), body first, named
+  /// "body.<i>.<name>" / "shortcut.<i>.<name>".
+  std::vector<ParamSpec> child_specs(std::vector<ParamSpec> (Layer<T>::*specs_of)() const) const;
   Layers body_, shortcut_;
   std::string activation_name_;
   std::unique_ptr<Layer<T>> activation_;  // null: none

@@ -92,11 +92,12 @@ double Residual<T>::forward_flops(const Shape& input) const {
 }
 
 template <typename T>
-std::vector<ParamSpec> Residual<T>::parameter_specs() const {
+std::vector<ParamSpec> Residual<T>::child_specs(std::vector<ParamSpec> (Layer<T>::*specs_of)()
+                                                    const) const {
   std::vector<ParamSpec> specs;
   for (const auto& [prefix, branch] : {std::pair{"body.", &body_}, {"shortcut.", &shortcut_}}) {
     for (size_t i = 0; i < branch->size(); ++i) {
-      for (ParamSpec spec : (*branch)[i]->parameter_specs()) {
+      for (ParamSpec spec : ((*branch)[i].get()->*specs_of)()) {
         spec.name = prefix + std::to_string(i) + "." + spec.name;
         specs.push_back(std::move(spec));
       }
@@ -106,17 +107,13 @@ std::vector<ParamSpec> Residual<T>::parameter_specs() const {
 }
 
 template <typename T>
+std::vector<ParamSpec> Residual<T>::parameter_specs() const {
+  return child_specs(&Layer<T>::parameter_specs);
+}
+
+template <typename T>
 std::vector<ParamSpec> Residual<T>::buffer_specs() const {
-  std::vector<ParamSpec> specs;
-  for (const auto& [prefix, branch] : {std::pair{"body.", &body_}, {"shortcut.", &shortcut_}}) {
-    for (size_t i = 0; i < branch->size(); ++i) {
-      for (ParamSpec spec : (*branch)[i]->buffer_specs()) {
-        spec.name = prefix + std::to_string(i) + "." + spec.name;
-        specs.push_back(std::move(spec));
-      }
-    }
-  }
-  return specs;
+  return child_specs(&Layer<T>::buffer_specs);
 }
 
 template <typename T>
