@@ -44,39 +44,72 @@ std::string cnn_stdout(const std::string& args) {
   return text;
 }
 
+// PyTorch-trained models written by tools/torch_interop.py export: LeNet-5, and the resnet
+// preset after three epochs of training-mode BatchNorm (real running statistics and
+// num_batches_tracked as I64), evaluated by PyTorch in evaluation mode.
+const std::vector<std::string> kTorchTrained = {"lenet5", "resnet"};
+
 TEST(Interop, PyTorchModelThroughTheLibraryGivesPyTorchsLogits) {
-  ModelFile file = load_model(golden("torch_lenet5.safetensors"));
-  EXPECT_EQ(file.class_names.at(9), "Ankle boot");
-  const SafeTensorsFile expected =
-      SafeTensorsFile::load(golden("torch_lenet5_outputs.safetensors"));
-  const EvalResult r = evaluate(file.model, file.spec, sample_test_set(), 256, true);
-  const Tensor<float> logits = expected.tensor<float>("logits");
-  close_to_golden("torch LeNet-5 logits (library)",
-                  TensorView<const float>(r.outputs.data(), logits.shape()), logits);
-  EXPECT_EQ(std::llround(r.accuracy * 1000),
-            std::llround(expected.tensor<float>("accuracy")[0] * 1000));
-  EXPECT_NEAR(r.loss, expected.tensor<float>("loss")[0], 1e-5 * std::abs(r.loss));
+  for (const std::string& preset : kTorchTrained) {
+    SCOPED_TRACE(preset);
+    ModelFile file = load_model(golden("torch_" + preset + ".safetensors"));
+    EXPECT_EQ(file.class_names.at(9), "Ankle boot");
+    const SafeTensorsFile expected =
+        SafeTensorsFile::load(golden("torch_" + preset + "_outputs.safetensors"));
+    const EvalResult r = evaluate(file.model, file.spec, sample_test_set(), 256, true);
+    const Tensor<float> logits = expected.tensor<float>("logits");
+    close_to_golden("torch " + preset + " logits (library)",
+                    TensorView<const float>(r.outputs.data(), logits.shape()), logits);
+    EXPECT_EQ(std::llround(r.accuracy * 1000),
+              std::llround(expected.tensor<float>("accuracy")[0] * 1000));
+    EXPECT_NEAR(r.loss, expected.tensor<float>("loss")[0], 1e-5 * std::abs(r.loss));
+  }
+}
+
+TEST(Interop, PyTorchResnetKeepsItsRunningStatistics) {
+  // The import is only meaningful if the running statistics are PyTorch's trained ones, not
+  // the (0, 1) a fresh BatchNorm starts with.
+  ModelFile file = load_model(golden("torch_resnet.safetensors"));
+  const SafeTensorsFile stored = SafeTensorsFile::load(golden("torch_resnet.safetensors"));
+  int running_vars = 0;
+  for (const auto& buffer : file.model.named_buffers()) {
+    const auto& entry = stored.entry(buffer.name);
+    EXPECT_EQ(entry.shape, buffer.value.shape()) << buffer.name;
+    if (buffer.name.ends_with("running_var")) {
+      ++running_vars;
+      const Tensor<float> golden_var = stored.tensor<float>(buffer.name);
+      double furthest_from_one = 0;
+      for (int64_t i = 0; i < golden_var.numel(); ++i) {
+        EXPECT_EQ(buffer.value[i], golden_var[i]) << buffer.name << "[" << i << "]";
+        furthest_from_one = std::max(furthest_from_one, std::abs(double(golden_var[i]) - 1));
+      }
+      EXPECT_GT(furthest_from_one, 0.05) << buffer.name << " looks untrained";
+    }
+  }
+  EXPECT_EQ(running_vars, 9);
 }
 
 TEST(Interop, CnnEvalOnAPyTorchFileGivesPyTorchsLogits) {
-  const SafeTensorsFile expected =
-      SafeTensorsFile::load(golden("torch_lenet5_outputs.safetensors"));
-  const Tensor<float> logits = expected.tensor<float>("logits");
-  for (const std::string& args :
-       {"eval " + golden("torch_lenet5.safetensors") + " --data sample --json --logits",
-        "eval " + golden("torch_lenet5_plain.safetensors") +
-            " --model lenet5 --data sample --json --logits"}) {
-    SCOPED_TRACE(args);
-    const Json j = Json::parse(cnn_stdout(args));
-    std::vector<float> ours;
-    for (const Json& row : j.at("logits")) {
-      for (const Json& v : row) ours.push_back(v.get<float>());
+  for (const std::string& preset : kTorchTrained) {
+    const SafeTensorsFile expected =
+        SafeTensorsFile::load(golden("torch_" + preset + "_outputs.safetensors"));
+    const Tensor<float> logits = expected.tensor<float>("logits");
+    for (const std::string& args :
+         {"eval " + golden("torch_" + preset + ".safetensors") + " --data sample --json --logits",
+          "eval " + golden("torch_" + preset + "_plain.safetensors") + " --model " + preset +
+              " --data sample --json --logits"}) {
+      SCOPED_TRACE(args);
+      const Json j = Json::parse(cnn_stdout(args));
+      std::vector<float> ours;
+      for (const Json& row : j.at("logits")) {
+        for (const Json& v : row) ours.push_back(v.get<float>());
+      }
+      ASSERT_EQ(static_cast<int64_t>(ours.size()), logits.numel());
+      close_to_golden("torch " + preset + " logits (cnn eval)",
+                      TensorView<const float>(ours.data(), logits.shape()), logits);
+      EXPECT_EQ(std::llround(j.at("accuracy").get<double>() * 1000),
+                std::llround(expected.tensor<float>("accuracy")[0] * 1000));
     }
-    ASSERT_EQ(static_cast<int64_t>(ours.size()), logits.numel());
-    close_to_golden("torch LeNet-5 logits (cnn eval)",
-                    TensorView<const float>(ours.data(), logits.shape()), logits);
-    EXPECT_EQ(std::llround(j.at("accuracy").get<double>() * 1000),
-              std::llround(expected.tensor<float>("accuracy")[0] * 1000));
   }
 }
 

@@ -1,15 +1,18 @@
 #!/usr/bin/python3
 """PyTorch interop for cnn model files, both ways (Debian's python3-torch, /usr/bin/python3).
 
-  tools/torch_interop.py export
-      Trains LeNet-5 in PyTorch for one epoch on the bundled Fashion-MNIST sample and writes,
-      under tests/golden/:
-        torch_lenet5.safetensors        its state_dict with cnn's metadata (format_version,
-                                        architecture), as any PyTorch user can write it;
-        torch_lenet5_plain.safetensors  the bare state_dict, no metadata (cnn eval reads it
-                                        with --model lenet5);
-        torch_lenet5_outputs.safetensors  "logits" (1000, 10) of the sample's test images,
-                                        "loss" and "accuracy" as PyTorch computes them.
+  tools/torch_interop.py export [lenet5] [resnet]
+      Trains each preset in PyTorch on the bundled Fashion-MNIST sample (LeNet-5 one epoch of
+      SGD; resnet three, its BatchNorms in training mode so the running statistics are real)
+      and writes, under tests/golden/, for P in lenet5, resnet:
+        torch_P.safetensors             its state_dict with cnn's metadata (format_version,
+                                        architecture), as any PyTorch user can write it
+                                        (num_batches_tracked as I64, as PyTorch stores it);
+        torch_P_plain.safetensors       the bare state_dict, no metadata (cnn eval reads it
+                                        with --model P);
+        torch_P_outputs.safetensors     "logits" (1000, 10) of the sample's test images in
+                                        evaluation mode, "loss" and "accuracy" as PyTorch
+                                        computes them.
       tests/test_interop.cpp checks that cnn gives the same logits; CI needs no torch.
 
   tools/torch_interop.py check MODEL [--data DIR] [--cnn PATH]
@@ -132,36 +135,60 @@ def read_safetensors(path):
     return tensors, metadata
 
 
-def export(cnn):
+CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+               "Sneaker", "Bag", "Ankle boot"]
+
+
+def export_trained(cnn, preset, optimizer, epochs):
+    """Trains `preset` in PyTorch on the sample's training images (training-mode BatchNorm, so
+    its running statistics are real ones) and writes torch_PRESET.safetensors (the state_dict
+    with cnn's metadata), torch_PRESET_plain.safetensors (bare) and
+    torch_PRESET_outputs.safetensors (PyTorch's evaluation-mode logits, loss and accuracy on
+    the sample's test images)."""
     torch.manual_seed(1127)
     torch.set_num_threads(1)
-    info = cnn_info(cnn, "lenet5")
-    spec = dict(info["spec"], name="torch_lenet5")
+    info = cnn_info(cnn, preset)
+    spec = dict(info["spec"], name="torch_" + preset)
     model = torch_model(info)
     x, y = load_split(SAMPLE, "train")
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    opt = optimizer(model.parameters())
     loss_fn = nn.CrossEntropyLoss()
-    order = torch.randperm(len(x))
-    for first in range(0, len(x), 64):
-        batch = order[first:first + 64]
-        opt.zero_grad()
-        loss_fn(model(x[batch]), y[batch]).backward()
-        opt.step()
+    model.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(x))
+        for first in range(0, len(x), 64):
+            batch = order[first:first + 64]
+            opt.zero_grad()
+            loss_fn(model(x[batch]), y[batch]).backward()
+            opt.step()
+    model.eval()
     state = list(model.state_dict().items())
     metadata = {"format": "cnn", "format_version": "1", "architecture": json.dumps(spec),
-                "class_names": json.dumps(["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                                           "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"])}
-    write_safetensors(os.path.join(GOLDEN, "torch_lenet5.safetensors"), state, metadata)
-    write_safetensors(os.path.join(GOLDEN, "torch_lenet5_plain.safetensors"), state)
+                "class_names": json.dumps(CLASS_NAMES)}
+    write_safetensors(os.path.join(GOLDEN, "torch_%s.safetensors" % preset), state, metadata)
+    write_safetensors(os.path.join(GOLDEN, "torch_%s_plain.safetensors" % preset), state)
     tx, ty = load_split(SAMPLE, "t10k")
     with torch.no_grad():
         logits = model(tx)
         loss = loss_fn(logits, ty)
         accuracy = (logits.argmax(1) == ty).float().mean()
-    write_safetensors(os.path.join(GOLDEN, "torch_lenet5_outputs.safetensors"),
+    write_safetensors(os.path.join(GOLDEN, "torch_%s_outputs.safetensors" % preset),
                       [("logits", logits), ("loss", loss.reshape(1)), ("accuracy", accuracy.reshape(1))])
-    print("exported LeNet-5: sample test accuracy %.4f, loss %.6f (torch %s)"
-          % (accuracy.item(), loss.item(), torch.__version__))
+    print("exported %s: sample test accuracy %.4f, loss %.6f (torch %s)"
+          % (preset, accuracy.item(), loss.item(), torch.__version__))
+
+
+def export(cnn, presets):
+    for preset in presets:
+        if preset == "lenet5":
+            export_trained(cnn, "lenet5", lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9), 1)
+        elif preset == "resnet":
+            # Three epochs so that every BatchNorm's running statistics are far from their
+            # initial (0, 1) and num_batches_tracked is large.
+            export_trained(cnn, "resnet", lambda p: torch.optim.SGD(
+                p, lr=0.05, momentum=0.9, weight_decay=5e-4), 3)
+        else:
+            raise SystemExit("export: unknown preset %r (expected lenet5 or resnet)" % preset)
 
 
 def check(model_path, data, cnn):
@@ -205,13 +232,14 @@ def main():
     sub = parser.add_subparsers(dest="command", required=True)
     e = sub.add_parser("export")
     e.add_argument("--cnn", default=DEFAULT_CNN)
+    e.add_argument("presets", nargs="*", default=["lenet5", "resnet"])
     c = sub.add_parser("check")
     c.add_argument("model")
     c.add_argument("--data", default="fashion-mnist")
     c.add_argument("--cnn", default=DEFAULT_CNN)
     args = parser.parse_args()
     if args.command == "export":
-        export(args.cnn)
+        export(args.cnn, args.presets)
         return 0
     return check(args.model, args.data, args.cnn)
 
