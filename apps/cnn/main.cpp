@@ -115,7 +115,9 @@ const char* const kInfoHelp =
     "\n"
     "Prints each layer with its output shape, parameter count and forward FLOPs per image\n"
     "(a multiply-add counts 2; ReLU, tanh, sigmoid 1 per element; max pooling kernel - 1\n"
-    "comparisons per output; softmax 3 per element), and the totals.\n"
+    "comparisons per output; softmax 3 per element), and the totals. A Residual block's row\n"
+    "(its totals) is followed by its body's and shortcut's layers, indented and numbered by\n"
+    "their state_dict prefixes (3.body.0, 4.shortcut.1).\n"
     "  --json  one JSON object: \"spec\" (the canonical model spec, as model files store it),\n"
     "          \"parameters\", \"flops\", and \"layers\" (index, type, describe, output_shape\n"
     "          per sample, parameters, flops, state_dict: the PyTorch names and shapes, torch:\n"
@@ -455,6 +457,42 @@ int predict_command(const Args& args) {
   return 0;
 }
 
+/// "(None, C, H, W)" of a batch shape.
+std::string output_shape_text(const Shape& shape) {
+  std::string out = "(None";
+  for (int d = 1; d < shape.rank(); ++d) out += ", " + std::to_string(shape[d]);
+  return out + ")";
+}
+
+/// One row of `cnn info`'s table per layer; a Residual gets a summary row (its shortcut and
+/// activation, the block's output, parameters and FLOPs) and then, indented, one row per layer
+/// of its body and shortcut, labelled with their state_dict prefixes ("3.body.0",
+/// "4.shortcut.1"), so that nested blocks show their nesting. `shape` is the layer's input batch
+/// shape on entry and its output on return.
+void print_info_rows(const Layer<float>& layer, const std::string& label, int depth, Shape& shape) {
+  const double flops = layer.forward_flops(shape);
+  const Shape input = shape;
+  shape = layer.output_shape(shape);
+  const auto* block = dynamic_cast<const Residual<float>*>(&layer);
+  const std::string indent(static_cast<size_t>(2 * depth), ' ');
+  const std::string text =
+      block
+          ? "Residual(shortcut=" + std::string(block->shortcut_size() ? "projection" : "identity") +
+                ", activation=" + (block->activation().empty() ? "none" : block->activation()) + ")"
+          : layer.describe();
+  std::printf("%-16s %-50s %-18s %9s %11s\n", (indent + label).c_str(), text.c_str(),
+              output_shape_text(shape).c_str(), with_commas(layer.parameter_count()).c_str(),
+              flops_text(flops).c_str());
+  if (!block) return;
+  Shape branch = input;
+  for (size_t i = 0; i < block->body_size(); ++i)
+    print_info_rows(block->body(i), label + ".body." + std::to_string(i), depth + 1, branch);
+  branch = input;
+  for (size_t i = 0; i < block->shortcut_size(); ++i)
+    print_info_rows(block->shortcut(i), label + ".shortcut." + std::to_string(i), depth + 1,
+                    branch);
+}
+
 int info_command(const Args& args) {
   if (args.help()) {
     std::fputs(kInfoHelp, stdout);
@@ -508,20 +546,13 @@ int info_command(const Args& args) {
   std::printf("Model: %s   input %s   loss %s\n", spec.name.c_str(), spec.input.str().c_str(),
               spec.loss == LossKind::kLogLoss ? "log_loss" : "cross_entropy");
   const std::string rule(108, '_');
-  std::printf("%s\n%-4s %-62s %-18s %9s %11s\n%s\n", rule.c_str(), "#", "Layer (type)",
+  std::printf("%s\n%-16s %-50s %-18s %9s %11s\n%s\n", rule.c_str(), "#", "Layer (type)",
               "Output Shape", "Param #", "FLOPs", std::string(108, '=').c_str());
   Shape shape{1, spec.input[0], spec.input[1], spec.input[2]};
   double total_flops = 0;
   for (size_t i = 0; i < model.size(); ++i) {
-    const Layer<float>& layer = model.layer(i);
-    const double flops = layer.forward_flops(shape);
-    shape = layer.output_shape(shape);
-    std::string out = "(None";
-    for (int d = 1; d < shape.rank(); ++d) out += ", " + std::to_string(shape[d]);
-    out += ")";
-    std::printf("%-4zu %-62s %-18s %9s %11s\n", i, layer.describe().c_str(), out.c_str(),
-                with_commas(layer.parameter_count()).c_str(), flops_text(flops).c_str());
-    total_flops += flops;
+    total_flops += model.layer(i).forward_flops(shape);
+    print_info_rows(model.layer(i), std::to_string(i), 0, shape);
   }
   std::printf("%s\nTotal params: %s\nForward FLOPs per image: %s\n", std::string(108, '=').c_str(),
               with_commas(model.parameter_count()).c_str(), flops_text(total_flops).c_str());
