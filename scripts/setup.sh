@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs what cnn needs from Debian 12's packages (as root; uses sudo when not root).
-#   scripts/setup.sh          build and run dependencies, and the Fashion-MNIST dataset
-#   scripts/setup.sh --test   the same, plus GoogleTest and clang-format for the test suite
+#   scripts/setup.sh          build and run dependencies (ONNX support: libonnx-dev and
+#                             libprotobuf-dev), and the Fashion-MNIST dataset
+#   scripts/setup.sh --test   the same, plus GoogleTest, clang-format and OpenCV DNN (the ONNX
+#                             consumer the tests run our exports in) for the test suite
 set -euo pipefail
 
-packages=(g++ cmake make zlib1g-dev nlohmann-json3-dev libstb-dev dataset-fashion-mnist)
+packages=(g++ cmake make zlib1g-dev nlohmann-json3-dev libstb-dev dataset-fashion-mnist
+  libonnx-dev libprotobuf-dev)
 if [[ "${1:-}" == "--test" ]]; then
-  packages+=(libgtest-dev clang-format)
+  packages+=(libgtest-dev clang-format libopencv-dnn-dev)
 fi
 
 missing=()

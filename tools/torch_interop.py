@@ -12,7 +12,11 @@
                                         with --model P);
         torch_P_outputs.safetensors     "logits" (1000, 10) of the sample's test images in
                                         evaluation mode, "loss" and "accuracy" as PyTorch
-                                        computes them.
+                                        computes them;
+        torch_P.onnx                    the model as torch.onnx.export writes it (lenet5 at
+                                        opset 11, resnet at opset 17; dynamic batch), and
+        torch_resnet_bn.onnx            resnet at opset 13 with its BatchNormalization nodes
+                                        kept (TrainingMode.PRESERVE) rather than folded.
       tests/test_interop.cpp checks that cnn gives the same logits; CI needs no torch.
 
   tools/torch_interop.py check MODEL [--data DIR] [--cnn PATH]
@@ -139,7 +143,7 @@ CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", 
                "Sneaker", "Bag", "Ankle boot"]
 
 
-def export_trained(cnn, preset, optimizer, epochs):
+def export_trained(cnn, preset, optimizer, epochs, onnx_opset):
     """Trains `preset` in PyTorch on the sample's training images (training-mode BatchNorm, so
     its running statistics are real ones) and writes torch_PRESET.safetensors (the state_dict
     with cnn's metadata), torch_PRESET_plain.safetensors (bare) and
@@ -174,6 +178,18 @@ def export_trained(cnn, preset, optimizer, epochs):
         accuracy = (logits.argmax(1) == ty).float().mean()
     write_safetensors(os.path.join(GOLDEN, "torch_%s_outputs.safetensors" % preset),
                       [("logits", logits), ("loss", loss.reshape(1)), ("accuracy", accuracy.reshape(1))])
+    # The same model as torch.onnx.export writes it (evaluation mode: PyTorch folds each
+    # BatchNorm into its convolution), with a dynamic batch.
+    torch.onnx.export(model, tx[:2], os.path.join(GOLDEN, "torch_%s.onnx" % preset),
+                      input_names=["input"], output_names=["logits"], opset_version=onnx_opset,
+                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+    if preset == "resnet":
+        # TrainingMode.PRESERVE keeps the BatchNormalization nodes (with the running
+        # statistics) instead of folding them: the import of BatchNormalization is held to it.
+        torch.onnx.export(model, tx[:2], os.path.join(GOLDEN, "torch_resnet_bn.onnx"),
+                          input_names=["input"], output_names=["logits"], opset_version=13,
+                          training=torch.onnx.TrainingMode.PRESERVE,
+                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
     print("exported %s: sample test accuracy %.4f, loss %.6f (torch %s)"
           % (preset, accuracy.item(), loss.item(), torch.__version__))
 
@@ -181,12 +197,13 @@ def export_trained(cnn, preset, optimizer, epochs):
 def export(cnn, presets):
     for preset in presets:
         if preset == "lenet5":
-            export_trained(cnn, "lenet5", lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9), 1)
+            export_trained(cnn, "lenet5", lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9), 1,
+                           onnx_opset=11)
         elif preset == "resnet":
             # Three epochs so that every BatchNorm's running statistics are far from their
             # initial (0, 1) and num_batches_tracked is large.
             export_trained(cnn, "resnet", lambda p: torch.optim.SGD(
-                p, lr=0.05, momentum=0.9, weight_decay=5e-4), 3)
+                p, lr=0.05, momentum=0.9, weight_decay=5e-4), 3, onnx_opset=17)
         else:
             raise SystemExit("export: unknown preset %r (expected lenet5 or resnet)" % preset)
 

@@ -20,6 +20,7 @@
 #include "cnn/cnn.hpp"
 #include "cnn/fileio.hpp"
 #include "cnn/model_file.hpp"
+#include "cnn/onnx.hpp"
 #include "cnn/report.hpp"
 #include "cnn/spec.hpp"
 #include "cnn/train.hpp"
@@ -43,6 +44,7 @@ const char* const kMainHelp =
     "  predict  classify image files (PNG, JPEG, BMP, PGM) with a model file\n"
     "  info     layers, output shapes, parameters and FLOPs of a model, preset or spec\n"
     "  bench    training and inference speed, latency and per-layer timings of a model\n"
+    "  convert  a model file to ONNX or an ONNX file to a model file (by the extensions)\n"
     "\n"
     "cnn <command> --help describes each command.\n"
     "\n"
@@ -95,7 +97,8 @@ const char* const kEvalHelp =
     "usage: cnn eval MODEL [--data fashion-mnist|sample|DIR] [--model SPEC.json] [--batch N]\n"
     "                [--json] [--logits]\n"
     "\n"
-    "Evaluates MODEL on the test set of --data (default fashion-mnist).\n"
+    "Evaluates MODEL (a model file, or an .onnx file: see cnn convert --help) on the test set\n"
+    "of --data (default fashion-mnist).\n"
     "  --model   the architecture, for weights written without cnn's metadata (e.g. PyTorch)\n"
     "  --json    print one JSON object: samples, loss, accuracy, per_class_accuracy,\n"
     "            confusion_matrix (rows: true class, columns: predicted class), class_names\n"
@@ -105,13 +108,27 @@ const char* const kPredictHelp =
     "usage: cnn predict MODEL IMAGE... [--top K] [--invert] [--json]\n"
     "\n"
     "Classifies each image (PNG, JPEG, BMP, PGM; converted to the model's channels and size,\n"
-    "pixels scaled to [0, 1]) and prints the top K classes (default 3) with probabilities.\n"
+    "pixels scaled to [0, 1]) with MODEL (a model file or .onnx) and prints the top K classes\n"
+    "(default 3) with probabilities.\n"
     "Images over 64 megapixels are refused before decoding.\n"
     "  --invert  use 255 - pixel: Fashion-MNIST and MNIST show light objects on black\n"
     "  --json    one JSON object per run: {\"predictions\": [{\"image\", \"top\": [...]}]}\n";
 
+const char* const kConvertHelp =
+    "usage: cnn convert IN OUT [--opset N] [--fold-batchnorm] [--model SPEC.json]\n"
+    "\n"
+    "Converts by the extensions: a model file (.safetensors) to ONNX (.onnx), or an ONNX file\n"
+    "(ours, or one torch.onnx.export wrote, opsets 11 to 17) to a model file. eval, predict and\n"
+    "info also read .onnx files directly. The ONNX graph has one input \"input\" (batch, C, H, "
+    "W),\n"
+    "pixels / 255, and one output \"logits\"; it passes ONNX's checker and runs in OpenCV DNN.\n"
+    "  --opset           13 (default) to 17\n"
+    "  --fold-batchnorm  fold each BatchNorm2d into the Conv2d before it (a smaller graph; its\n"
+    "                    conversion back gives Conv2d layers with biases, no BatchNorm2d)\n"
+    "  --model           the architecture of IN, for weights written without cnn's metadata\n";
+
 const char* const kInfoHelp =
-    "usage: cnn info MODEL|PRESET|SPEC.json [--json]\n"
+    "usage: cnn info MODEL|PRESET|SPEC.json [--json]   (MODEL: a model file or .onnx)\n"
     "\n"
     "Prints each layer with its output shape, parameter count and forward FLOPs per image\n"
     "(a multiply-add counts 2; ReLU, tanh, sigmoid 1 per element; max pooling kernel - 1\n"
@@ -343,9 +360,42 @@ int train_command(const Args& args) {
 }
 
 ModelFile load_for(const Args& args, const std::string& path) {
+  if (is_onnx_path(path)) {
+    if (args.has("--model")) throw Error("--model: an ONNX file carries its own architecture");
+    return load_onnx(path);
+  }
   std::optional<ModelSpec> spec;
   if (args.has("--model")) spec = model_spec_from(args.text("--model", ""));
   return load_model(path, spec);
+}
+
+int convert_command(const Args& args) {
+  if (args.help()) {
+    std::fputs(kConvertHelp, stdout);
+    return 0;
+  }
+  if (args.positional().size() != 2) throw Error("convert: expected IN and OUT");
+  const std::string& in = args.positional()[0];
+  const std::string& out = args.positional()[1];
+  if (is_onnx_path(in) == is_onnx_path(out)) {
+    throw Error("convert: expected one .onnx file and one model file, got " + in + " and " + out);
+  }
+  if (args.has("--opset") && !is_onnx_path(out))
+    throw Error("--opset: only for a conversion to ONNX");
+  if (args.has("--fold-batchnorm") && !is_onnx_path(out))
+    throw Error("--fold-batchnorm: only for a conversion to ONNX");
+  ModelFile file = load_for(args, in);
+  if (is_onnx_path(out)) {
+    OnnxExportOptions options;
+    options.opset = static_cast<int>(args.integer("--opset", 13, 13, 17));
+    options.fold_batchnorm = args.has("--fold-batchnorm");
+    save_onnx(out, file.model, file.spec, file.class_names, options);
+  } else {
+    save_model(out, file.model, file.spec, file.class_names);
+  }
+  std::printf("wrote %s (%s, %s parameters)\n", out.c_str(), file.spec.name.c_str(),
+              with_commas(file.model.parameter_count()).c_str());
+  return 0;
 }
 
 int eval_command(const Args& args) {
@@ -504,7 +554,7 @@ int info_command(const Args& args) {
   const std::vector<std::string> presets = preset_names();
   if (std::find(presets.begin(), presets.end(), what) == presets.end() &&
       fs::path(what).extension() != ".json") {
-    spec = load_model(what).spec;
+    spec = is_onnx_path(what) ? load_onnx(what).spec : load_model(what).spec;
   } else {
     spec = model_spec_from(what);
   }
@@ -582,12 +632,16 @@ int run(int argc, char** argv) {
         Args("predict", argc, argv, 2, {"--top", "--model"}, {"--json", "--invert"}));
   }
   if (command == "info") return info_command(Args("info", argc, argv, 2, {}, {"--json"}));
+  if (command == "convert") {
+    return convert_command(
+        Args("convert", argc, argv, 2, {"--opset", "--model"}, {"--fold-batchnorm"}));
+  }
   if (command == "bench") {
     return bench_command(
         Args("bench", argc, argv, 2, {"--model", "--batch", "--threads", "--repeat"}, {"--json"}));
   }
   throw Error("unknown command '" + command +
-              "' (expected train, eval, predict, info or bench; see cnn --help)");
+              "' (expected train, eval, predict, info, bench or convert; see cnn --help)");
 }
 
 }  // namespace

@@ -1,0 +1,1144 @@
+// ONNX export and import (see cnn/onnx.hpp), on Debian's libonnx-dev: the protobuf classes of
+// onnx.proto, the checker and shape inference.
+
+#include "cnn/onnx.hpp"
+
+#include <onnx/checker.h>
+#include <onnx/onnx_pb.h>
+#include <onnx/shape_inference/implementation.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <list>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "cnn/error.hpp"
+#include "cnn/fileio.hpp"
+#include "cnn/residual.hpp"
+
+namespace cnn {
+
+using Json = nlohmann::json;
+
+bool onnx_supported() {
+  return true;
+}
+
+bool is_onnx_path(const std::string& path) {
+  std::string ext = std::filesystem::path(path).extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
+  return ext == ".onnx";
+}
+
+namespace {
+
+constexpr const char* kInputName = "input";
+constexpr const char* kOutputName = "logits";
+constexpr int kMinExportOpset = 13, kMaxExportOpset = 17;
+constexpr int kMinImportOpset = 11, kMaxImportOpset = 17;
+
+// ---- export -----------------------------------------------------------------------------------
+
+/// Builds the graph of a model layer by layer: each layer's nodes read the value its
+/// predecessor wrote, its weights become initializers named as in the model file.
+class Exporter {
+ public:
+  Exporter(onnx::GraphProto& graph, Sequential<float>& model, bool fold_batchnorm)
+      : graph_(graph), fold_(fold_batchnorm) {
+    for (auto& p : model.named_parameters()) tensors_.emplace(p.name, p.value);
+    for (auto& b : model.named_buffers()) {
+      if (b.counter) {
+        counters_[b.name] = static_cast<int64_t>(b.value[0]);
+      } else {
+        tensors_.emplace(b.name, b.value);
+      }
+    }
+  }
+
+  /// The nodes of `layers` (named prefix + index) applied to `value`; returns the output value.
+  std::string chain(const std::vector<const Layer<float>*>& layers, const std::string& prefix,
+                    std::string value) {
+    for (size_t i = 0; i < layers.size(); ++i) {
+      const std::string name = prefix + std::to_string(i);
+      const auto* conv = dynamic_cast<const Conv2d<float>*>(layers[i]);
+      const auto* next_bn =
+          i + 1 < layers.size() ? dynamic_cast<const BatchNorm2d<float>*>(layers[i + 1]) : nullptr;
+      if (fold_ && conv && next_bn) {
+        value = folded_conv(*conv, name, *next_bn, prefix + std::to_string(i + 1), value);
+        ++i;
+        continue;
+      }
+      value = layer(*layers[i], name, value);
+    }
+    return value;
+  }
+
+  const std::map<std::string, int64_t>& counters() const { return counters_; }
+
+ private:
+  std::string layer(const Layer<float>& layer, const std::string& name, const std::string& in) {
+    const std::string type = layer.type();
+    if (const auto* conv = dynamic_cast<const Conv2d<float>*>(&layer)) {
+      std::vector<std::string> inputs = {in, initializer(name + ".weight")};
+      if (conv->has_bias()) inputs.push_back(initializer(name + ".bias"));
+      onnx::NodeProto& n = node("Conv", name, inputs);
+      conv_attributes(n, *conv);
+      return n.output(0);
+    }
+    if (const auto* bn = dynamic_cast<const BatchNorm<float>*>(&layer)) {
+      std::string scale, shift;
+      if (bn->affine()) {
+        scale = initializer(name + ".weight");
+        shift = initializer(name + ".bias");
+      } else {
+        // ONNX's BatchNormalization always scales and shifts: by 1 and 0 here.
+        const std::vector<float> ones(static_cast<size_t>(bn->num_features()), 1.0f);
+        const std::vector<float> zeros(ones.size(), 0.0f);
+        scale = constant(name + ".unit_scale", ones);
+        shift = constant(name + ".zero_shift", zeros);
+      }
+      onnx::NodeProto& n = node("BatchNormalization", name,
+                                {in, scale, shift, initializer(name + ".running_mean"),
+                                 initializer(name + ".running_var")});
+      attribute_float(n, "epsilon", static_cast<float>(bn->eps()));
+      // ONNX's momentum weighs the running value, PyTorch's the batch's.
+      attribute_float(n, "momentum", static_cast<float>(1.0 - bn->momentum()));
+      return n.output(0);
+    }
+    if (type == "ReLU") return node("Relu", name, {in}).output(0);
+    if (type == "Tanh") return node("Tanh", name, {in}).output(0);
+    if (type == "Sigmoid") return node("Sigmoid", name, {in}).output(0);
+    if (type == "Softmax") {
+      onnx::NodeProto& n = node("Softmax", name, {in});
+      attribute_int(n, "axis", 1);
+      return n.output(0);
+    }
+    if (type == "Flatten") {
+      onnx::NodeProto& n = node("Flatten", name, {in});
+      attribute_int(n, "axis", 1);
+      return n.output(0);
+    }
+    if (type == "Dropout") return in;  // the identity in inference
+    if (type == "AdaptiveAvgPool2d") return node("GlobalAveragePool", name, {in}).output(0);
+    if (const auto* pool = dynamic_cast<const MaxPool2d<float>*>(&layer)) {
+      onnx::NodeProto& n = node("MaxPool", name, {in});
+      window_attributes(n, pool->kernel(), pool->stride(), pool->padding());
+      return n.output(0);
+    }
+    if (const auto* pool = dynamic_cast<const AvgPool2d<float>*>(&layer)) {
+      onnx::NodeProto& n = node("AveragePool", name, {in});
+      window_attributes(n, pool->kernel(), pool->stride(), pool->padding());
+      attribute_int(n, "count_include_pad", pool->count_include_pad() ? 1 : 0);
+      return n.output(0);
+    }
+    if (const auto* linear = dynamic_cast<const Linear<float>*>(&layer)) {
+      std::vector<std::string> inputs = {in, initializer(name + ".weight")};
+      if (linear->has_bias()) inputs.push_back(initializer(name + ".bias"));
+      onnx::NodeProto& n = node("Gemm", name, inputs);
+      attribute_int(n, "transB", 1);
+      return n.output(0);
+    }
+    if (const auto* block = dynamic_cast<const Residual<float>*>(&layer)) {
+      std::vector<const Layer<float>*> body, shortcut;
+      for (size_t i = 0; i < block->body_size(); ++i) body.push_back(&block->body(i));
+      for (size_t i = 0; i < block->shortcut_size(); ++i) shortcut.push_back(&block->shortcut(i));
+      const std::string body_out = chain(body, name + ".body.", in);
+      const std::string shortcut_out = chain(shortcut, name + ".shortcut.", in);
+      std::string out = node("Add", name + ".add", {body_out, shortcut_out}).output(0);
+      if (block->activation() == "ReLU") out = node("Relu", name, {out}).output(0);
+      if (block->activation() == "Tanh") out = node("Tanh", name, {out}).output(0);
+      if (block->activation() == "Sigmoid") out = node("Sigmoid", name, {out}).output(0);
+      return out;
+    }
+    throw Error("layer " + name + " (" + layer.describe() + "): no ONNX export for type " + type);
+  }
+
+  /// Conv2d followed by BatchNorm2d as one Conv: W' = W s, b' = (b - mean) s + beta, with
+  /// s = gamma / sqrt(var + eps) per output channel.
+  std::string folded_conv(const Conv2d<float>& conv, const std::string& name,
+                          const BatchNorm2d<float>& bn, const std::string& bn_name,
+                          const std::string& in) {
+    const TensorView<const float> w = tensor(name + ".weight");
+    const int64_t out = conv.out_channels(), per_channel = w.numel() / out;
+    std::vector<float> weights(static_cast<size_t>(w.numel())), bias(static_cast<size_t>(out));
+    const float* mean = tensor(bn_name + ".running_mean").data();
+    const float* var = tensor(bn_name + ".running_var").data();
+    for (int64_t o = 0; o < out; ++o) {
+      const double gamma = bn.affine() ? tensor(bn_name + ".weight")[o] : 1.0;
+      const double beta = bn.affine() ? tensor(bn_name + ".bias")[o] : 0.0;
+      const double s = gamma / std::sqrt(double(var[o]) + bn.eps());
+      for (int64_t k = 0; k < per_channel; ++k)
+        weights[static_cast<size_t>(o * per_channel + k)] =
+            static_cast<float>(w[o * per_channel + k] * s);
+      const double b = conv.has_bias() ? tensor(name + ".bias")[o] : 0.0;
+      bias[static_cast<size_t>(o)] = static_cast<float>((b - mean[o]) * s + beta);
+    }
+    const std::string weight_name = add_initializer(name + ".weight", w.shape(), weights.data());
+    const std::string bias_name = add_initializer(name + ".bias", Shape{out}, bias.data());
+    onnx::NodeProto& n = node("Conv", name, {in, weight_name, bias_name});
+    conv_attributes(n, conv);
+    return n.output(0);
+  }
+
+  void conv_attributes(onnx::NodeProto& n, const Conv2d<float>& conv) {
+    attribute_ints(n, "kernel_shape", {conv.kernel().h, conv.kernel().w});
+    attribute_ints(n, "strides", {conv.stride().h, conv.stride().w});
+    attribute_ints(n, "pads",
+                   {conv.padding().h, conv.padding().w, conv.padding().h, conv.padding().w});
+    attribute_ints(n, "dilations", {1, 1});
+    attribute_int(n, "group", 1);
+  }
+
+  void window_attributes(onnx::NodeProto& n, Size2 kernel, Size2 stride, Size2 padding) {
+    attribute_ints(n, "kernel_shape", {kernel.h, kernel.w});
+    attribute_ints(n, "strides", {stride.h, stride.w});
+    attribute_ints(n, "pads", {padding.h, padding.w, padding.h, padding.w});
+  }
+
+  onnx::NodeProto& node(const std::string& op, const std::string& name,
+                        const std::vector<std::string>& inputs) {
+    onnx::NodeProto* n = graph_.add_node();
+    n->set_op_type(op);
+    n->set_name(name);
+    for (const std::string& in : inputs) n->add_input(in);
+    n->add_output(name + ".out");
+    return *n;
+  }
+
+  TensorView<const float> tensor(const std::string& name) const {
+    const auto it = tensors_.find(name);
+    if (it == tensors_.end()) throw Error("no tensor " + name + " in the model");
+    return it->second;
+  }
+
+  std::string initializer(const std::string& name) {
+    const TensorView<const float> t = tensor(name);
+    return add_initializer(name, t.shape(), t.data());
+  }
+
+  std::string constant(const std::string& name, const std::vector<float>& values) {
+    return add_initializer(name, Shape{static_cast<int64_t>(values.size())}, values.data());
+  }
+
+  std::string add_initializer(const std::string& name, const Shape& shape, const float* data) {
+    onnx::TensorProto* t = graph_.add_initializer();
+    t->set_name(name);
+    t->set_data_type(onnx::TensorProto::FLOAT);
+    for (int d = 0; d < shape.rank(); ++d) t->add_dims(shape[d]);
+    t->set_raw_data(std::string(reinterpret_cast<const char*>(data),
+                                static_cast<size_t>(shape.numel()) * sizeof(float)));
+    return name;
+  }
+
+  static void attribute_int(onnx::NodeProto& n, const std::string& name, int64_t value) {
+    onnx::AttributeProto* a = n.add_attribute();
+    a->set_name(name);
+    a->set_type(onnx::AttributeProto::INT);
+    a->set_i(value);
+  }
+  static void attribute_float(onnx::NodeProto& n, const std::string& name, float value) {
+    onnx::AttributeProto* a = n.add_attribute();
+    a->set_name(name);
+    a->set_type(onnx::AttributeProto::FLOAT);
+    a->set_f(value);
+  }
+  static void attribute_ints(onnx::NodeProto& n, const std::string& name,
+                             const std::vector<int64_t>& values) {
+    onnx::AttributeProto* a = n.add_attribute();
+    a->set_name(name);
+    a->set_type(onnx::AttributeProto::INTS);
+    for (int64_t v : values) a->add_ints(v);
+  }
+
+  onnx::GraphProto& graph_;
+  bool fold_;
+  std::map<std::string, TensorView<const float>> tensors_;
+  std::map<std::string, int64_t> counters_;
+};
+
+void set_tensor_type(onnx::ValueInfoProto& value, const std::string& name, const Shape& shape) {
+  value.set_name(name);
+  onnx::TypeProto_Tensor* t = value.mutable_type()->mutable_tensor_type();
+  t->set_elem_type(onnx::TensorProto::FLOAT);
+  for (int d = 0; d < shape.rank(); ++d) {
+    onnx::TensorShapeProto_Dimension* dim = t->mutable_shape()->add_dim();
+    if (d == 0) {
+      dim->set_dim_param("batch");
+    } else {
+      dim->set_dim_value(shape[d]);
+    }
+  }
+}
+
+void add_metadata(onnx::ModelProto& m, const std::string& key, const std::string& value) {
+  onnx::StringStringEntryProto* e = m.add_metadata_props();
+  e->set_key(key);
+  e->set_value(value);
+}
+
+}  // namespace
+
+void save_onnx(const std::string& path, Sequential<float>& model, const ModelSpec& spec,
+               const std::vector<std::string>& class_names, const OnnxExportOptions& options) {
+  const auto fail = [&](const std::string& message) -> void {
+    throw Error(path + ": cannot export to ONNX: " + message);
+  };
+  if (options.opset < kMinExportOpset || options.opset > kMaxExportOpset) {
+    fail("opset " + std::to_string(options.opset) + " is outside the supported " +
+         std::to_string(kMinExportOpset) + " to " + std::to_string(kMaxExportOpset));
+  }
+  onnx::ModelProto m;
+  // The IR version each opset came with: 13 and 14 in IR 7, 15 to 17 in IR 8.
+  m.set_ir_version(options.opset <= 14 ? 7 : 8);
+  m.set_producer_name("cnn");
+  m.set_producer_version(CNN_VERSION);
+  onnx::OperatorSetIdProto* opset = m.add_opset_import();
+  opset->set_domain("");
+  opset->set_version(options.opset);
+  onnx::GraphProto& graph = *m.mutable_graph();
+  graph.set_name(spec.name.empty() ? "cnn" : spec.name);
+  Exporter exporter(graph, model, options.fold_batchnorm);
+  std::vector<const Layer<float>*> layers;
+  for (size_t i = 0; i < model.size(); ++i) layers.push_back(&model.layer(i));
+  try {
+    std::string out = exporter.chain(layers, "", kInputName);
+    if (graph.node_size() == 0) {
+      onnx::NodeProto* n = graph.add_node();
+      n->set_op_type("Identity");
+      n->set_name("identity");
+      n->add_input(out);
+      n->add_output("identity.out");
+    }
+  } catch (const Error& e) {
+    fail(e.what());
+  }
+  // The last node writes the graph's output.
+  graph.mutable_node(graph.node_size() - 1)->set_output(0, kOutputName);
+  Shape input{1, spec.input[0], spec.input[1], spec.input[2]};
+  set_tensor_type(*graph.add_input(), kInputName, input);
+  set_tensor_type(*graph.add_output(), kOutputName, model.output_shape(1));
+
+  if (!options.fold_batchnorm) add_metadata(m, "cnn.architecture", to_json(spec));
+  add_metadata(m, "cnn.class_names", Json(class_names).dump());
+  add_metadata(m, "cnn.counters", Json(exporter.counters()).dump());
+  add_metadata(m, "cnn.preprocessing",
+               "grey pixels as float (C, H, W) in [0, 1]: value / 255, no mean subtraction");
+  add_metadata(m, "cnn.version", CNN_VERSION);
+  try {
+    onnx::checker::check_model(m);
+    onnx::ModelProto inferred = m;
+    onnx::shape_inference::InferShapes(inferred, onnx::OpSchemaRegistry::Instance(),
+                                       onnx::ShapeInferenceOptions(true, 1, false));
+  } catch (const std::exception& e) {
+    fail(std::string("the ONNX checker refused the graph: ") + e.what());
+  }
+  std::string bytes;
+  if (!m.SerializeToString(&bytes)) fail("protobuf serialisation failed");
+  write_file_atomic(path, bytes);
+}
+
+// ---- import -----------------------------------------------------------------------------------
+
+namespace {
+
+/// A float initializer (or Constant) of the graph.
+struct Constant {
+  std::string name;
+  std::vector<int64_t> dims;
+  std::vector<float> floats;
+  std::vector<int64_t> ints;  // INT64 tensors (Reshape shapes, Gather indices)
+  bool is_int = false;
+};
+
+/// One layer's tensors in the order of its parameter_specs and buffer_specs.
+struct LayerTensors {
+  std::vector<std::pair<std::string, const Constant*>> parameters, buffers;
+};
+
+class Importer {
+ public:
+  Importer(const std::string& path, const onnx::ModelProto& m) : path_(path), m_(m) {}
+
+  ModelFile run();
+
+ private:
+  [[noreturn]] void fail(const std::string& message) const { throw Error(path_ + ": " + message); }
+  [[noreturn]] void fail_node(int i, const std::string& message) const {
+    const onnx::NodeProto& n = m_.graph().node(i);
+    fail("node '" + (n.name().empty() ? "#" + std::to_string(i) : n.name()) + "' (" + n.op_type() +
+         "): " + message);
+  }
+
+  void read_constant(const onnx::TensorProto& t, const std::string& what);
+  const Constant& constant_input(int node, int index, const char* role);
+  bool has_input(int node, int index) const {
+    const onnx::NodeProto& n = m_.graph().node(node);
+    return index < n.input_size() && !n.input(index).empty();
+  }
+  const onnx::AttributeProto* attribute(int node, const std::string& name) const;
+  int64_t int_attribute(int node, const std::string& name, int64_t fallback) const;
+  float float_attribute(int node, const std::string& name, float fallback) const;
+  std::vector<int64_t> ints_attribute(int node, const std::string& name,
+                                      std::vector<int64_t> fallback) const;
+  /// Only the attributes in `known` (others change the op's meaning: refused).
+  void only_attributes(int node, std::initializer_list<const char*> known) const;
+  Size2 pair_attribute(int node, const std::string& name, Size2 fallback) const;
+  Size2 symmetric_pads(int node) const;
+
+  std::vector<int> consumers(const std::string& value) const;
+  /// Parses the nodes from `value` (starting with node `first` when given) until a reader of
+  /// the value is `join` or the value has no reader; returns that value.
+  std::string chain(std::string value, int join, std::vector<LayerSpec>& layers, int first = -1);
+  std::string apply(int node, const std::string& value, std::vector<LayerSpec>& layers);
+  std::string residual(const std::string& value, const std::vector<int>& forks,
+                       std::vector<LayerSpec>& layers);
+  std::set<int> reachable(int from) const;
+  void fold_shape_computations();
+
+  std::string path_;
+  const onnx::ModelProto& m_;
+  int opset_ = 0;
+  std::map<std::string, Constant> constants_;
+  std::map<std::string, int> producer_;            // value -> node index
+  std::map<std::string, std::vector<int>> users_;  // value -> node indices
+  std::set<int> used_, folded_;
+  int rank_ = 4;                       // of the value being parsed
+  int nesting_ = 0;                    // residual blocks being parsed
+  std::vector<LayerTensors> tensors_;  // per layer, in the order the model names them
+  std::list<Constant> transposed_;     // MatMul's and Gemm's (transB 0) weights, transposed
+};
+
+void Importer::read_constant(const onnx::TensorProto& t, const std::string& what) {
+  if (t.data_location() == onnx::TensorProto::EXTERNAL || t.external_data_size() > 0) {
+    fail(what + " '" + t.name() +
+         "' keeps its data in an external file (not supported: save the "
+         "model with its weights inside the .onnx file)");
+  }
+  Constant c;
+  c.name = t.name();
+  int64_t count = 1;
+  for (int64_t d : t.dims()) {
+    const std::optional<int64_t> product = d < 0 ? std::nullopt : size_product(count, d);
+    if (!product) fail(what + " '" + t.name() + "': dimensions overflow or are negative");
+    count = *product;
+    c.dims.push_back(d);
+  }
+  if (t.data_type() == onnx::TensorProto::FLOAT) {
+    if (t.has_raw_data()) {
+      if (t.raw_data().size() != static_cast<size_t>(count) * sizeof(float))
+        fail(what + " '" + t.name() + "': " + std::to_string(t.raw_data().size()) +
+             " bytes of data for " + std::to_string(count) + " floats");
+      c.floats.resize(static_cast<size_t>(count));
+      std::memcpy(c.floats.data(), t.raw_data().data(), t.raw_data().size());
+    } else {
+      if (t.float_data_size() != count)
+        fail(what + " '" + t.name() + "': " + std::to_string(t.float_data_size()) + " values for " +
+             std::to_string(count) + " floats");
+      c.floats.assign(t.float_data().begin(), t.float_data().end());
+    }
+    for (float v : c.floats)
+      if (!std::isfinite(v)) fail(what + " '" + t.name() + "' holds a non-finite value");
+  } else if (t.data_type() == onnx::TensorProto::INT64) {
+    c.is_int = true;
+    if (t.has_raw_data()) {
+      if (t.raw_data().size() != static_cast<size_t>(count) * sizeof(int64_t))
+        fail(what + " '" + t.name() + "': " + std::to_string(t.raw_data().size()) +
+             " bytes of data for " + std::to_string(count) + " int64 values");
+      c.ints.resize(static_cast<size_t>(count));
+      std::memcpy(c.ints.data(), t.raw_data().data(), t.raw_data().size());
+    } else {
+      if (t.int64_data_size() != count)
+        fail(what + " '" + t.name() + "': " + std::to_string(t.int64_data_size()) + " values for " +
+             std::to_string(count) + " int64 values");
+      c.ints.assign(t.int64_data().begin(), t.int64_data().end());
+    }
+  } else if (t.data_type() == onnx::TensorProto::BOOL) {  // Dropout's training_mode
+    c.is_int = true;
+    if (t.has_raw_data()) {
+      if (t.raw_data().size() != static_cast<size_t>(count))
+        fail(what + " '" + t.name() + "': " + std::to_string(t.raw_data().size()) +
+             " bytes of data for " + std::to_string(count) + " booleans");
+      for (char b : t.raw_data()) c.ints.push_back(b != 0);
+    } else {
+      if (t.int32_data_size() != count)
+        fail(what + " '" + t.name() + "': " + std::to_string(t.int32_data_size()) + " values for " +
+             std::to_string(count) + " booleans");
+      for (int32_t b : t.int32_data()) c.ints.push_back(b != 0);
+    }
+  } else {
+    fail(what + " '" + t.name() + "': data type " + std::to_string(t.data_type()) +
+         " (expected FLOAT, INT64 or BOOL)");
+  }
+  constants_[t.name()] = std::move(c);
+}
+
+const Constant& Importer::constant_input(int node, int index, const char* role) {
+  const onnx::NodeProto& n = m_.graph().node(node);
+  if (index >= n.input_size() || n.input(index).empty()) fail_node(node, std::string("no ") + role);
+  const auto it = constants_.find(n.input(index));
+  if (it == constants_.end() || it->second.is_int) {
+    fail_node(node, std::string(role) + " '" + n.input(index) +
+                        "' is not a float initializer (computed weights are not supported)");
+  }
+  return it->second;
+}
+
+const onnx::AttributeProto* Importer::attribute(int node, const std::string& name) const {
+  for (const auto& a : m_.graph().node(node).attribute())
+    if (a.name() == name) return &a;
+  return nullptr;
+}
+
+int64_t Importer::int_attribute(int node, const std::string& name, int64_t fallback) const {
+  const auto* a = attribute(node, name);
+  if (!a) return fallback;
+  if (a->type() != onnx::AttributeProto::INT)
+    fail_node(node, "attribute " + name + " is not an int");
+  return a->i();
+}
+
+float Importer::float_attribute(int node, const std::string& name, float fallback) const {
+  const auto* a = attribute(node, name);
+  if (!a) return fallback;
+  if (a->type() != onnx::AttributeProto::FLOAT)
+    fail_node(node, "attribute " + name + " is not a float");
+  return a->f();
+}
+
+std::vector<int64_t> Importer::ints_attribute(int node, const std::string& name,
+                                              std::vector<int64_t> fallback) const {
+  const auto* a = attribute(node, name);
+  if (!a) return fallback;
+  if (a->type() != onnx::AttributeProto::INTS)
+    fail_node(node, "attribute " + name + " is not a list of ints");
+  return {a->ints().begin(), a->ints().end()};
+}
+
+void Importer::only_attributes(int node, std::initializer_list<const char*> known) const {
+  for (const auto& a : m_.graph().node(node).attribute()) {
+    if (std::none_of(known.begin(), known.end(), [&](const char* k) { return a.name() == k; }))
+      fail_node(node, "attribute '" + a.name() + "' is not supported");
+  }
+}
+
+Size2 Importer::pair_attribute(int node, const std::string& name, Size2 fallback) const {
+  const std::vector<int64_t> v = ints_attribute(node, name, {fallback.h, fallback.w});
+  if (v.size() != 2)
+    fail_node(node, name + " has " + std::to_string(v.size()) + " values (expected 2)");
+  for (int64_t x : v)
+    if (x < 1 || x > kMaxElements)
+      fail_node(node, name + " " + std::to_string(x) + " out of range");
+  return {v[0], v[1]};
+}
+
+Size2 Importer::symmetric_pads(int node) const {
+  const std::vector<int64_t> p = ints_attribute(node, "pads", {0, 0, 0, 0});
+  if (p.size() != 4)
+    fail_node(node, "pads has " + std::to_string(p.size()) + " values (expected 4)");
+  for (int64_t x : p)
+    if (x < 0 || x > kMaxElements) fail_node(node, "pad " + std::to_string(x) + " out of range");
+  if (p[0] != p[2] || p[1] != p[3]) {
+    fail_node(node, "asymmetric pads [" + std::to_string(p[0]) + ", " + std::to_string(p[1]) +
+                        ", " + std::to_string(p[2]) + ", " + std::to_string(p[3]) +
+                        "] (cnn pads both sides alike)");
+  }
+  const std::string auto_pad =
+      attribute(node, "auto_pad") ? attribute(node, "auto_pad")->s() : "NOTSET";
+  if (auto_pad != "NOTSET") fail_node(node, "auto_pad " + auto_pad + " (expected explicit pads)");
+  return {p[0], p[1]};
+}
+
+std::vector<int> Importer::consumers(const std::string& value) const {
+  std::vector<int> out;
+  const auto it = users_.find(value);
+  if (it == users_.end()) return out;
+  for (int n : it->second)
+    if (!folded_.count(n) && std::find(out.begin(), out.end(), n) == out.end()) out.push_back(n);
+  return out;
+}
+
+std::set<int> Importer::reachable(int from) const {
+  std::set<int> seen;
+  std::vector<int> todo = {from};
+  while (!todo.empty()) {
+    const int n = todo.back();
+    todo.pop_back();
+    if (!seen.insert(n).second) continue;
+    for (const std::string& out : m_.graph().node(n).output())
+      for (int next : consumers(out)) todo.push_back(next);
+  }
+  return seen;
+}
+
+/// Marks the Shape -> Gather -> Unsqueeze -> Concat (and Constant) nodes that only compute a
+/// Reshape's target shape: torch.onnx.export writes them for x.view(x.size(0), -1).
+void Importer::fold_shape_computations() {
+  static const std::set<std::string> kShapeOps = {"Shape",    "Gather", "Unsqueeze", "Concat",
+                                                  "Constant", "Cast",   "Squeeze",   "Slice"};
+  bool changed = true;
+  while (changed) {
+    changed = false;
+    for (int i = 0; i < m_.graph().node_size(); ++i) {
+      const onnx::NodeProto& n = m_.graph().node(i);
+      if (folded_.count(i) || !kShapeOps.count(n.op_type())) continue;
+      bool only_shapes = n.output_size() > 0;
+      for (const std::string& out : n.output()) {
+        const auto it = users_.find(out);
+        if (it == users_.end()) {
+          only_shapes = false;
+          break;
+        }
+        for (int user : it->second) {
+          const onnx::NodeProto& u = m_.graph().node(user);
+          const bool shape_input = u.op_type() == "Reshape" && u.input_size() > 1 &&
+                                   u.input(1) == out && u.input(0) != out;
+          if (!shape_input && !folded_.count(user)) only_shapes = false;
+        }
+      }
+      if (only_shapes) {
+        folded_.insert(i);
+        changed = true;
+      }
+    }
+  }
+}
+
+std::string Importer::residual(const std::string& value, const std::vector<int>& forks,
+                               std::vector<LayerSpec>& layers) {
+  // Each nested block is a level of recursion: a hostile file must not exhaust the stack.
+  constexpr int kMaxNesting = 64;
+  if (++nesting_ > kMaxNesting) {
+    fail("residual blocks nested deeper than " + std::to_string(kMaxNesting) + " levels");
+  }
+  struct Leave {
+    int& depth;
+    ~Leave() { --depth; }
+  } leave{nesting_};
+  if (forks.size() != 2) {
+    fail("value '" + value + "' feeds " + std::to_string(forks.size()) +
+         " nodes (expected one, or two branches joined by an Add: a residual block)");
+  }
+  const std::set<int> a = reachable(forks[0]), b = reachable(forks[1]);
+  int join = -1;
+  for (int n : a)
+    if (b.count(n)) {
+      join = n;
+      break;  // sets are ordered: the first node both branches reach
+    }
+  if (join < 0 || m_.graph().node(join).op_type() != "Add" ||
+      m_.graph().node(join).input_size() != 2) {
+    fail("the two branches from value '" + value +
+         "' do not join in an Add (expected a residual block)");
+  }
+  used_.insert(join);
+  const onnx::NodeProto& add = m_.graph().node(join);
+  LayerSpec block;
+  block.type = "Residual";
+  block.activation = "";
+  const int rank = rank_;
+  std::vector<LayerSpec> first, second;
+  std::vector<LayerTensors> saved = std::move(tensors_);
+  // Each branch's layers are parsed into their own list: the body's tensors come first.
+  tensors_.clear();
+  const std::string end_first = forks[0] == join ? value : chain(value, join, first, forks[0]);
+  std::vector<LayerTensors> first_tensors = std::move(tensors_);
+  const int rank_first = rank_;
+  rank_ = rank;
+  tensors_.clear();
+  const std::string end_second = forks[1] == join ? value : chain(value, join, second, forks[1]);
+  std::vector<LayerTensors> second_tensors = std::move(tensors_);
+  if (rank_ != rank_first) fail_node(join, "its two inputs have different ranks");
+  tensors_ = std::move(saved);
+  // torch's `body(x) + shortcut(x)`: input 0 is the body, unless it is the identity.
+  bool first_is_body = add.input(0) == end_first;
+  if (first.empty()) first_is_body = false;
+  if (second.empty()) first_is_body = true;
+  if (first.empty() && second.empty()) fail_node(join, "adds a value to itself");
+  block.body = first_is_body ? first : second;
+  block.shortcut = first_is_body ? second : first;
+  auto& body_tensors = first_is_body ? first_tensors : second_tensors;
+  auto& shortcut_tensors = first_is_body ? second_tensors : first_tensors;
+  LayerTensors all;
+  for (auto* group : {&body_tensors, &shortcut_tensors})
+    for (const LayerTensors& t : *group) {
+      all.parameters.insert(all.parameters.end(), t.parameters.begin(), t.parameters.end());
+      all.buffers.insert(all.buffers.end(), t.buffers.begin(), t.buffers.end());
+    }
+  std::string out = add.output(0);
+  // An activation right after the sum, its only reader, is the block's.
+  const std::vector<int> next = consumers(out);
+  if (next.size() == 1) {
+    const std::string& op = m_.graph().node(next[0]).op_type();
+    if (op == "Relu" || op == "Tanh" || op == "Sigmoid") {
+      block.activation = op == "Relu" ? "ReLU" : op;
+      used_.insert(next[0]);
+      out = m_.graph().node(next[0]).output(0);
+    }
+  }
+  layers.push_back(std::move(block));
+  tensors_.push_back(std::move(all));
+  return out;
+}
+
+std::string Importer::chain(std::string value, int join, std::vector<LayerSpec>& layers,
+                            int first) {
+  if (first >= 0) value = apply(first, value, layers);
+  for (;;) {
+    const std::vector<int> next = consumers(value);
+    if (next.empty()) return value;
+    if (next.size() == 1) {
+      if (next[0] == join) return value;
+      value = apply(next[0], value, layers);
+      continue;
+    }
+    value = residual(value, next, layers);
+  }
+}
+
+std::string Importer::apply(int i, const std::string& value, std::vector<LayerSpec>& layers) {
+  const onnx::NodeProto& n = m_.graph().node(i);
+  const std::string& op = n.op_type();
+  if (!n.domain().empty() && n.domain() != "ai.onnx")
+    fail_node(i, "domain '" + n.domain() + "' is not supported");
+  if (n.input_size() < 1 || n.input(0) != value)
+    fail_node(i, "expected '" + value + "' as its first input (a chain of layers)");
+  for (int k = 1; k < n.input_size(); ++k) {
+    if (!n.input(k).empty() && !constants_.count(n.input(k)) &&
+        !(op == "Reshape" && k == 1 && producer_.count(n.input(k))))
+      fail_node(i, "input '" + n.input(k) + "' is neither an initializer nor a Constant");
+  }
+  if (n.output_size() < 1) fail_node(i, "no output");
+  for (int k = 1; k < n.output_size(); ++k) {
+    if (!n.output(k).empty() && !consumers(n.output(k)).empty())
+      fail_node(i, "its output " + std::to_string(k) + " is used (only the first is supported)");
+  }
+  used_.insert(i);
+  LayerSpec l;
+  LayerTensors t;
+  const auto param = [&](const char* name, int index, const char* role) {
+    t.parameters.emplace_back(name, &constant_input(i, index, role));
+  };
+  if (op == "Conv") {
+    only_attributes(i, {"kernel_shape", "strides", "pads", "dilations", "group", "auto_pad"});
+    if (rank_ != 4) fail_node(i, "expects a 4-d input here");
+    const Constant& w = constant_input(i, 1, "weight");
+    if (w.dims.size() != 4)
+      fail_node(i, "weight of rank " + std::to_string(w.dims.size()) + " (expected 4)");
+    if (int_attribute(i, "group", 1) != 1)
+      fail_node(i,
+                "group " + std::to_string(int_attribute(i, "group", 1)) + " (only 1 is supported)");
+    for (int64_t d : ints_attribute(i, "dilations", {1, 1}))
+      if (d != 1) fail_node(i, "dilation " + std::to_string(d) + " (only 1 is supported)");
+    l.type = "Conv2d";
+    l.out = w.dims[0];
+    l.kernel = pair_attribute(i, "kernel_shape", Size2(w.dims[2], w.dims[3]));
+    if (l.kernel != Size2(w.dims[2], w.dims[3]))
+      fail_node(i, "kernel_shape differs from the weight's");
+    l.stride = pair_attribute(i, "strides", Size2(1));
+    l.padding = symmetric_pads(i);
+    l.bias = has_input(i, 2);
+    l.declared_input = w.dims[1];
+    param("weight", 1, "weight");
+    if (l.bias) param("bias", 2, "bias");
+  } else if (op == "BatchNormalization") {
+    only_attributes(i, {"epsilon", "momentum", "training_mode", "spatial"});
+    if (int_attribute(i, "training_mode", 0) != 0)
+      fail_node(i, "training_mode 1 (expected an inference graph)");
+    if (int_attribute(i, "spatial", 1) != 1) fail_node(i, "spatial 0 is not supported");
+    if (rank_ != 4 && rank_ != 2) fail_node(i, "expects a 2-d or 4-d input");
+    l.type = rank_ == 4 ? "BatchNorm2d" : "BatchNorm1d";
+    l.eps = float_attribute(i, "epsilon", 1e-5f);
+    l.momentum = 1.0 - double(float_attribute(i, "momentum", 0.9f));
+    if (!(l.eps > 0) || !(l.momentum >= 0 && l.momentum <= 1))
+      fail_node(i, "epsilon or momentum out of range");
+    const Constant& scale = constant_input(i, 1, "scale");
+    if (scale.dims.size() != 1)
+      fail_node(i, "scale of rank " + std::to_string(scale.dims.size()) + " (expected 1)");
+    l.declared_input = scale.dims[0];
+    // Our export of affine=false: constant ones and zeros under names of their own.
+    const Constant& shift = constant_input(i, 2, "B");
+    l.affine =
+        !(scale.name.ends_with(".unit_scale") && shift.name.ends_with(".zero_shift") &&
+          std::all_of(scale.floats.begin(), scale.floats.end(), [](float v) { return v == 1; }) &&
+          std::all_of(shift.floats.begin(), shift.floats.end(), [](float v) { return v == 0; }));
+    if (l.affine) {
+      param("weight", 1, "scale");
+      param("bias", 2, "B");
+    }
+    t.buffers.emplace_back("running_mean", &constant_input(i, 3, "mean"));
+    t.buffers.emplace_back("running_var", &constant_input(i, 4, "var"));
+    for (float v : constant_input(i, 4, "var").floats)
+      if (v < 0) fail_node(i, "a negative running variance");
+  } else if (op == "Relu" || op == "Tanh" || op == "Sigmoid") {
+    only_attributes(i, {});
+    l.type = op == "Relu" ? "ReLU" : op;
+  } else if (op == "Softmax") {
+    only_attributes(i, {"axis"});
+    const int64_t axis = int_attribute(i, "axis", opset_ >= 13 ? -1 : 1);
+    if (rank_ != 2 || (axis != 1 && axis != -1))
+      fail_node(i, "expected a softmax over the features of a 2-d input");
+    l.type = "Softmax";
+  } else if (op == "MaxPool" || op == "AveragePool") {
+    only_attributes(i, {"kernel_shape", "strides", "pads", "ceil_mode", "auto_pad", "dilations",
+                        "storage_order", "count_include_pad"});
+    if (rank_ != 4) fail_node(i, "expects a 4-d input here");
+    if (int_attribute(i, "ceil_mode", 0) != 0) fail_node(i, "ceil_mode 1 is not supported");
+    if (int_attribute(i, "storage_order", 0) != 0) fail_node(i, "storage_order 1 is not supported");
+    for (int64_t d : ints_attribute(i, "dilations", {1, 1}))
+      if (d != 1) fail_node(i, "dilation " + std::to_string(d) + " (only 1 is supported)");
+    if (!attribute(i, "kernel_shape")) fail_node(i, "no kernel_shape");
+    l.type = op == "MaxPool" ? "MaxPool2d" : "AvgPool2d";
+    l.kernel = pair_attribute(i, "kernel_shape", Size2(1));
+    l.stride = pair_attribute(i, "strides", Size2(1));  // ONNX's default stride is 1
+    l.padding = symmetric_pads(i);
+    l.count_include_pad = int_attribute(i, "count_include_pad", 0) != 0;
+  } else if (op == "GlobalAveragePool") {
+    only_attributes(i, {});
+    if (rank_ != 4) fail_node(i, "expects a 4-d input here");
+    l.type = "AdaptiveAvgPool2d";
+  } else if (op == "Flatten") {
+    only_attributes(i, {"axis"});
+    if (int_attribute(i, "axis", 1) != 1)
+      fail_node(i, "axis " + std::to_string(int_attribute(i, "axis", 1)) +
+                       " (only 1, (N, -1), is supported)");
+    l.type = "Flatten";
+    rank_ = 2;
+  } else if (op == "Reshape") {
+    only_attributes(i, {"allowzero"});
+    // Only (N, -1), a flatten: from a constant [0, -1] / [-1, F] or torch's Shape/Gather/
+    // Unsqueeze/Concat chain ending in a constant -1.
+    const auto shape = constants_.find(n.input_size() > 1 ? n.input(1) : "");
+    bool flatten = false;
+    if (shape != constants_.end()) {
+      const std::vector<int64_t>& v = shape->second.ints;
+      flatten = shape->second.is_int && v.size() == 2 && (v[0] == 0 || v[0] == -1 || v[1] == -1);
+    } else if (n.input_size() > 1 && producer_.count(n.input(1))) {
+      const onnx::NodeProto& concat = m_.graph().node(producer_.at(n.input(1)));
+      if (concat.op_type() == "Concat" && concat.input_size() == 2) {
+        const auto last = constants_.find(concat.input(1));
+        flatten = last != constants_.end() && last->second.is_int &&
+                  last->second.ints.size() == 1 && last->second.ints[0] == -1;
+      }
+    }
+    if (!flatten) fail_node(i, "only a reshape to (N, -1) (a flatten) is supported");
+    l.type = "Flatten";
+    rank_ = 2;
+  } else if (op == "Gemm") {
+    only_attributes(i, {"alpha", "beta", "transA", "transB"});
+    if (float_attribute(i, "alpha", 1) != 1 || float_attribute(i, "beta", 1) != 1 ||
+        int_attribute(i, "transA", 0) != 0)
+      fail_node(i, "only alpha 1, beta 1, transA 0 are supported");
+    if (rank_ != 2) fail_node(i, "expects a 2-d input (a Flatten before it)");
+    const Constant& w = constant_input(i, 1, "B");
+    if (w.dims.size() != 2)
+      fail_node(i, "B of rank " + std::to_string(w.dims.size()) + " (expected 2)");
+    const bool transposed = int_attribute(i, "transB", 0) != 0;
+    l.type = "Linear";
+    l.out = transposed ? w.dims[0] : w.dims[1];
+    l.declared_input = transposed ? w.dims[1] : w.dims[0];
+    if (transposed) {
+      param("weight", 1, "B");
+    } else {
+      transposed_.push_back(w);
+      Constant& tw = transposed_.back();
+      tw.dims = {w.dims[1], w.dims[0]};
+      for (int64_t r = 0; r < w.dims[0]; ++r)
+        for (int64_t c = 0; c < w.dims[1]; ++c)
+          tw.floats[static_cast<size_t>(c * w.dims[0] + r)] =
+              w.floats[static_cast<size_t>(r * w.dims[1] + c)];
+      t.parameters.emplace_back("weight", &tw);
+    }
+    l.bias = has_input(i, 2);
+    if (l.bias) {
+      const Constant& c = constant_input(i, 2, "C");
+      if (!(c.dims.size() == 1 || (c.dims.size() == 2 && c.dims[0] == 1)) || c.dims.back() != l.out)
+        fail_node(i, "C is not a bias of " + std::to_string(l.out) + " values");
+      param("bias", 2, "C");
+    }
+  } else if (op == "MatMul") {
+    only_attributes(i, {});
+    if (rank_ != 2) fail_node(i, "expects a 2-d input (a Flatten before it)");
+    const Constant& w = constant_input(i, 1, "B");
+    if (w.dims.size() != 2)
+      fail_node(i, "B of rank " + std::to_string(w.dims.size()) + " (expected 2)");
+    l.type = "Linear";
+    l.out = w.dims[1];
+    l.declared_input = w.dims[0];
+    transposed_.push_back(w);
+    Constant& tw = transposed_.back();
+    tw.dims = {w.dims[1], w.dims[0]};
+    for (int64_t r = 0; r < w.dims[0]; ++r)
+      for (int64_t c = 0; c < w.dims[1]; ++c)
+        tw.floats[static_cast<size_t>(c * w.dims[0] + r)] =
+            w.floats[static_cast<size_t>(r * w.dims[1] + c)];
+    t.parameters.emplace_back("weight", &tw);
+    // A bias: the one reader an Add with a constant of out_features values.
+    const std::vector<int> next = consumers(n.output(0));
+    l.bias = false;
+    if (next.size() == 1 && m_.graph().node(next[0]).op_type() == "Add") {
+      const onnx::NodeProto& add = m_.graph().node(next[0]);
+      const int other = add.input(0) == n.output(0) ? 1 : 0;
+      const auto bias = constants_.find(add.input(other));
+      if (add.input_size() == 2 && bias != constants_.end() && !bias->second.is_int &&
+          bias->second.dims.size() == 1 && bias->second.dims[0] == l.out) {
+        l.bias = true;
+        t.parameters.emplace_back("bias", &bias->second);
+        used_.insert(next[0]);
+        layers.push_back(l);
+        tensors_.push_back(std::move(t));
+        return add.output(0);
+      }
+    }
+  } else if (op == "Dropout" || op == "Identity") {
+    only_attributes(i, {"seed", "ratio"});
+    if (op == "Dropout" && n.input_size() > 2 && !n.input(2).empty()) {
+      const auto training = constants_.find(n.input(2));
+      if (training == constants_.end() ||
+          std::any_of(training->second.ints.begin(), training->second.ints.end(),
+                      [](int64_t v) { return v != 0; }))
+        fail_node(i, "training_mode is not a constant false (expected an inference graph)");
+    }
+    return n.output(0);  // the identity in inference
+  } else {
+    fail_node(i, "op type " + op +
+                     " is not supported (cnn imports Conv, BatchNormalization, Relu, Tanh, "
+                     "Sigmoid, Softmax, MaxPool, AveragePool, GlobalAveragePool, Flatten, Reshape "
+                     "to (N, -1), "
+                     "Gemm, MatMul + Add, Add of a residual block, Dropout, Identity)");
+  }
+  layers.push_back(l);
+  tensors_.push_back(std::move(t));
+  return n.output(0);
+}
+
+/// `layers` without Dropout (which an inference graph leaves out), also inside Residuals.
+std::vector<LayerSpec> without_dropout(const std::vector<LayerSpec>& layers) {
+  std::vector<LayerSpec> out;
+  for (const LayerSpec& l : layers) {
+    if (l.type == "Dropout") continue;
+    out.push_back(l);
+    out.back().body = without_dropout(l.body);
+    out.back().shortcut = without_dropout(l.shortcut);
+  }
+  return out;
+}
+
+std::string shape_text(const std::vector<int64_t>& dims) {
+  std::string s = "(";
+  for (size_t i = 0; i < dims.size(); ++i) s += (i ? ", " : "") + std::to_string(dims[i]);
+  return s + (dims.size() == 1 ? ",)" : ")");
+}
+
+ModelFile Importer::run() {
+  const onnx::GraphProto& g = m_.graph();
+  for (const auto& o : m_.opset_import()) {
+    if (o.domain().empty() || o.domain() == "ai.onnx")
+      opset_ = static_cast<int>(std::clamp<int64_t>(o.version(), -1, 1 << 20));
+  }
+  if (opset_ == 0) fail("no opset_import for the ONNX domain (is this an ONNX model?)");
+  if (opset_ < kMinImportOpset || opset_ > kMaxImportOpset) {
+    fail("opset " + std::to_string(opset_) + " is outside the supported " +
+         std::to_string(kMinImportOpset) + " to " + std::to_string(kMaxImportOpset));
+  }
+  if (g.node_size() == 0) fail("the graph has no nodes");
+  for (const auto& t : g.initializer()) read_constant(t, "initializer");
+  std::set<std::string> known;
+  for (const auto& t : g.initializer()) known.insert(t.name());
+  for (const auto& in : g.input()) known.insert(in.name());
+  for (int i = 0; i < g.node_size(); ++i) {
+    const onnx::NodeProto& n = g.node(i);
+    for (const std::string& in : n.input()) {
+      if (in.empty()) continue;
+      if (!known.count(in))
+        fail_node(i, "input '" + in +
+                         "' is not a graph input, an initializer or an earlier node's output");
+      users_[in].push_back(i);
+    }
+    if (n.op_type() == "Constant") {
+      const auto* value = attribute(i, "value");
+      if (!value || value->type() != onnx::AttributeProto::TENSOR || n.output_size() != 1)
+        fail_node(i, "only a Constant with a tensor 'value' is supported");
+      onnx::TensorProto t = value->t();
+      t.set_name(n.output(0));
+      read_constant(t, "Constant");
+      folded_.insert(i);
+    }
+    // torch.onnx.export stores equal weights once and aliases them with Identity nodes.
+    if (n.op_type() == "Identity" && n.input_size() == 1 && n.output_size() == 1 &&
+        constants_.count(n.input(0))) {
+      Constant alias = constants_.at(n.input(0));
+      alias.name = n.output(0);
+      constants_[n.output(0)] = std::move(alias);
+      folded_.insert(i);
+    }
+    for (const std::string& out : n.output()) {
+      if (out.empty()) continue;
+      if (!known.insert(out).second) fail_node(i, "output '" + out + "' is written twice");
+      producer_[out] = i;
+    }
+  }
+  fold_shape_computations();
+
+  std::vector<const onnx::ValueInfoProto*> inputs;
+  for (const auto& in : g.input())
+    if (!constants_.count(in.name())) inputs.push_back(&in);
+  if (inputs.size() != 1)
+    fail("the graph has " + std::to_string(inputs.size()) + " inputs (expected one image batch)");
+  const onnx::ValueInfoProto& input = *inputs[0];
+  const auto& type = input.type().tensor_type();
+  if (type.elem_type() != onnx::TensorProto::FLOAT)
+    fail("input '" + input.name() + "' is not a float tensor");
+  if (type.shape().dim_size() != 4)
+    fail("input '" + input.name() + "' has rank " + std::to_string(type.shape().dim_size()) +
+         " (expected 4: N, C, H, W)");
+  Shape sample;
+  std::vector<int64_t> chw;
+  for (int d = 1; d < 4; ++d) {
+    const auto& dim = type.shape().dim(d);
+    if (!dim.has_dim_value() || dim.dim_value() < 1 || dim.dim_value() > (int64_t{1} << 24))
+      fail("input '" + input.name() + "' dimension " + std::to_string(d) +
+           " is not a size from 1 to 2^24");
+    chw.push_back(dim.dim_value());
+  }
+  if (!size_product(chw[0], chw[1]) || !size_product(*size_product(chw[0], chw[1]), chw[2]))
+    fail("input '" + input.name() + "' dimensions overflow");
+  if (g.output_size() != 1)
+    fail("the graph has " + std::to_string(g.output_size()) + " outputs (expected one)");
+
+  ModelFile file;
+  std::vector<LayerSpec> layers;
+  const std::string out = chain(input.name(), -1, layers);
+  if (out != g.output(0).name())
+    fail("value '" + out + "' ends the chain of layers, not the graph output '" +
+         g.output(0).name() + "'");
+  for (int i = 0; i < g.node_size(); ++i)
+    if (!used_.count(i) && !folded_.count(i))
+      fail_node(i, "is not on the path from the input to the output");
+
+  std::map<std::string, std::string> meta;
+  for (const auto& e : m_.metadata_props()) meta[e.key()] = e.value();
+  file.spec.name = std::filesystem::path(path_).stem().string();
+  file.spec.input = Shape{chw[0], chw[1], chw[2]};
+  file.spec.layers = layers;
+  bool by_name = false;
+  if (meta.count("cnn.architecture")) {
+    ModelSpec ours = parse_model_spec(meta.at("cnn.architecture"), path_ + ": cnn.architecture");
+    // Our own file: the metadata must describe the graph as parsed (every size, stride,
+    // padding, epsilon, momentum...), else the graph is what counts and it is refused.
+    ModelSpec stripped = ours;
+    stripped.layers = without_dropout(ours.layers);
+    Sequential<float> described, parsed;
+    try {
+      described = build_model(stripped);
+      parsed = build_model(file.spec);
+    } catch (const Error& e) {
+      fail(std::string("the cnn.architecture metadata does not describe the graph: ") + e.what());
+    }
+    if (described.sample_shape() != parsed.sample_shape() || described.size() != parsed.size())
+      fail("the cnn.architecture metadata does not describe the graph: " +
+           std::to_string(described.size()) + " layers in it, " + std::to_string(parsed.size()) +
+           " in the graph");
+    for (size_t i = 0; i < parsed.size(); ++i) {
+      if (described.layer(i).describe() != parsed.layer(i).describe())
+        fail("the cnn.architecture metadata does not describe the graph: layer " +
+             std::to_string(i) + " is " + described.layer(i).describe() + " in it, " +
+             parsed.layer(i).describe() + " in the graph");
+    }
+    file.spec = ours;
+    by_name = true;
+  }
+  try {
+    if (meta.count("cnn.class_names")) {
+      file.class_names = Json::parse(meta.at("cnn.class_names")).get<std::vector<std::string>>();
+    }
+  } catch (const std::exception& e) {
+    fail(std::string("cnn.class_names metadata is not a JSON list of strings: ") + e.what());
+  }
+  try {
+    file.model = build_model(file.spec);
+  } catch (const Error& e) {
+    fail(std::string("the graph does not make a model: ") + e.what());
+  }
+  const auto assign = [&](const std::string& name, TensorView<float> to, const Constant& from) {
+    const std::vector<int64_t> expected(to.shape().begin(), to.shape().end());
+    if (from.dims != expected)
+      fail("initializer '" + from.name + "' has shape " + shape_text(from.dims) + ", " + name +
+           " expects " + shape_text(expected));
+    std::copy(from.floats.begin(), from.floats.end(), to.data());
+  };
+  if (by_name) {
+    for (auto& p : file.model.named_parameters()) {
+      const auto it = constants_.find(p.name);
+      if (it == constants_.end() || it->second.is_int) fail("no float initializer named " + p.name);
+      assign(p.name, p.value, it->second);
+    }
+    Json counters = Json::object();
+    try {
+      if (meta.count("cnn.counters")) counters = Json::parse(meta.at("cnn.counters"));
+    } catch (const std::exception& e) {
+      fail(std::string("cnn.counters metadata is not JSON: ") + e.what());
+    }
+    for (auto& b : file.model.named_buffers()) {
+      if (b.counter) {
+        const Json v =
+            counters.is_object() && counters.contains(b.name) ? counters.at(b.name) : Json(0);
+        if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > (int64_t{1} << 53))
+          fail("cnn.counters: " + b.name + " is not a count");
+        b.value[0] = static_cast<float>(v.get<int64_t>());
+        continue;
+      }
+      const auto it = constants_.find(b.name);
+      if (it == constants_.end() || it->second.is_int) fail("no float initializer named " + b.name);
+      assign(b.name, b.value, it->second);
+    }
+  } else {
+    std::vector<std::pair<std::string, const Constant*>> params, buffers;
+    for (const LayerTensors& t : tensors_) {
+      params.insert(params.end(), t.parameters.begin(), t.parameters.end());
+      buffers.insert(buffers.end(), t.buffers.begin(), t.buffers.end());
+    }
+    auto named = file.model.named_parameters();
+    if (named.size() != params.size()) fail("the graph's weights do not match its layers");
+    for (size_t k = 0; k < named.size(); ++k)
+      assign(named[k].name, named[k].value, *params[k].second);
+    size_t next = 0;
+    for (auto& b : file.model.named_buffers()) {
+      if (b.counter) {
+        b.value[0] = 0;
+        continue;
+      }
+      if (next >= buffers.size()) fail("the graph's statistics do not match its layers");
+      assign(b.name, b.value, *buffers[next++].second);
+    }
+  }
+  for (auto& b : file.model.named_buffers()) {
+    if (b.counter) continue;
+    if (b.name.ends_with("running_var"))
+      for (int64_t k = 0; k < b.value.numel(); ++k)
+        if (b.value[k] < 0) fail(b.name + " holds a negative variance");
+  }
+  return file;
+}
+
+}  // namespace
+
+ModelFile load_onnx(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(path + ": cannot open the file");
+  const std::string bytes{std::istreambuf_iterator<char>(in), {}};
+  if (bytes.empty()) throw Error(path + ": empty file (expected an ONNX model)");
+  onnx::ModelProto m;
+  if (!m.ParseFromString(bytes)) {
+    throw Error(path + ": not an ONNX model (the protobuf does not parse: truncated or not ONNX)");
+  }
+  if (!m.has_graph()) throw Error(path + ": not an ONNX model (no graph)");
+  return Importer(path, m).run();
+}
+
+}  // namespace cnn

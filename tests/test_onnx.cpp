@@ -1,0 +1,572 @@
+// ONNX both ways (cnn/onnx.hpp): our exports pass ONNX's own checker with strict shape
+// inference and run in a real consumer, OpenCV DNN, to cnn's logits; files torch.onnx.export
+// wrote (committed by tools/torch_interop.py export; CI needs no torch) import to PyTorch's
+// logits; safetensors -> ONNX -> safetensors is bit for bit; every kind of bad file is one line.
+
+#include <gtest/gtest.h>
+#include <onnx/checker.h>
+#include <onnx/onnx_pb.h>
+#include <onnx/shape_inference/implementation.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <nlohmann/json.hpp>
+
+#ifdef CNN_TEST_OPENCV
+#include <opencv2/dnn.hpp>
+#endif
+
+#include "cnn/cnn.hpp"
+#include "cnn/onnx.hpp"
+#include "golden_util.hpp"
+
+namespace cnn {
+namespace {
+
+namespace fs = std::filesystem;
+using Json = nlohmann::json;
+using testing::close_to_golden;
+
+std::string golden(const std::string& name) {
+  return std::string(CNN_GOLDEN_DIR) + "/" + name;
+}
+
+fs::path work_dir() {
+  static const fs::path dir = [] {
+    fs::path d = fs::temp_directory_path() / ("cnn_onnx_test_" + std::to_string(::getpid()));
+    fs::create_directories(d);
+    return d;
+  }();
+  return dir;
+}
+
+std::string read_bytes(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+void write_bytes(const fs::path& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary) << bytes;
+}
+
+Dataset sample_test_set() {
+  const std::string dir = CNN_SAMPLE_DIR;
+  return read_idx_dataset(resolve_maybe_gz(dir + "/t10k-images-idx3-ubyte"),
+                          resolve_maybe_gz(dir + "/t10k-labels-idx1-ubyte"));
+}
+
+/// The first `count` images of the sample's test set as the model sees them: (count, 1, 28,
+/// 28), pixel / 255.
+Tensor<float> first_images(int64_t count) {
+  const Dataset all = sample_test_set();
+  Tensor<float> x(Shape{count, 1, 28, 28});
+  for (int64_t i = 0; i < x.numel(); ++i)
+    x[i] = static_cast<float>(all.images.pixels[static_cast<size_t>(i)]) / 255.0f;
+  return x;
+}
+
+/// A model of `spec` with random weights, random running statistics (positive variances) and
+/// counters, so that every tensor reaches the file and the graph.
+Sequential<float> random_model(const ModelSpec& spec, uint64_t seed) {
+  Sequential<float> model = build_model(spec);
+  Rng rng(seed);
+  model.init_parameters(rng);
+  for (auto& b : model.named_buffers()) {
+    for (int64_t i = 0; i < b.value.numel(); ++i) {
+      if (b.counter) {
+        b.value[i] = 7;
+      } else if (b.name.ends_with("running_var")) {
+        b.value[i] = static_cast<float>(0.5 + rng.uniform());
+      } else {
+        b.value[i] = static_cast<float>(0.2 * (rng.uniform() - 0.5));
+      }
+    }
+  }
+  return model;
+}
+
+/// Every layer type the export knows, nested: the round trip must keep each of them.
+ModelSpec every_layer_spec() {
+  return parse_model_spec(R"({"name": "every_layer", "input": [1, 12, 12], "layers": [
+    {"type": "Conv2d", "out_channels": 4, "kernel": 3, "padding": 1, "bias": false},
+    {"type": "BatchNorm2d", "affine": false, "eps": 0.001, "momentum": 0.2},
+    {"type": "Tanh"},
+    {"type": "Residual", "activation": "none", "body": [
+       {"type": "Conv2d", "out_channels": 4, "kernel": 3, "padding": 1},
+       {"type": "Residual", "activation": "Tanh", "body": [
+          {"type": "Conv2d", "out_channels": 4, "kernel": [1, 3], "padding": [0, 1]},
+          {"type": "Sigmoid"}]}]},
+    {"type": "AvgPool2d", "kernel": 3, "stride": 2, "padding": 1, "count_include_pad": false},
+    {"type": "MaxPool2d", "kernel": 2},
+    {"type": "Dropout", "p": 0.25},
+    {"type": "Flatten"},
+    {"type": "Linear", "out_features": 8},
+    {"type": "BatchNorm1d"},
+    {"type": "ReLU"},
+    {"type": "Linear", "out_features": 5},
+    {"type": "Softmax"}]})",
+                          "every_layer");
+}
+
+std::vector<ModelSpec> export_specs() {
+  return {preset_spec("lenet5"), preset_spec("convnet"), preset_spec("resnet"), preset_spec("seed"),
+          every_layer_spec()};
+}
+
+/// onnx::checker::check_model and shape inference with type checks in strict mode (errors
+/// throw): what onnx.checker.check_model(full_check=True) runs.
+void full_check(const std::string& path) {
+  onnx::checker::check_model(path);
+  onnx::ModelProto m;
+  ASSERT_TRUE(m.ParseFromString(read_bytes(path)));
+  onnx::shape_inference::InferShapes(m, onnx::OpSchemaRegistry::Instance(),
+                                     onnx::ShapeInferenceOptions(true, 1, false));
+  ASSERT_EQ(m.graph().output_size(), 1);
+}
+
+onnx::ModelProto parse(const std::string& path) {
+  onnx::ModelProto m;
+  EXPECT_TRUE(m.ParseFromString(read_bytes(path))) << path;
+  return m;
+}
+
+TEST(Onnx, ExportsPassTheCheckerAndStrictShapeInference) {
+  for (const ModelSpec& spec : export_specs()) {
+    Sequential<float> model = random_model(spec, 3);
+    for (int opset = 13; opset <= 17; ++opset) {
+      for (bool fold : {false, true}) {
+        SCOPED_TRACE(spec.name + " opset " + std::to_string(opset) + (fold ? " folded" : ""));
+        const std::string path = (work_dir() / (spec.name + ".onnx")).string();
+        save_onnx(path, model, spec, {"a", "b"}, {opset, fold});
+        EXPECT_NO_THROW(full_check(path));
+        const onnx::ModelProto m = parse(path);
+        EXPECT_EQ(m.ir_version(), opset <= 14 ? 7 : 8);
+        ASSERT_EQ(m.opset_import_size(), 1);
+        EXPECT_EQ(m.opset_import(0).version(), opset);
+        ASSERT_EQ(m.graph().input_size(), 1);
+        EXPECT_EQ(m.graph().input(0).name(), "input");
+        const auto& dims = m.graph().input(0).type().tensor_type().shape().dim();
+        ASSERT_EQ(dims.size(), 4);
+        EXPECT_EQ(dims[0].dim_param(), "batch");  // a dynamic batch
+        EXPECT_EQ(dims[2].dim_value(), spec.input[1]);
+        EXPECT_EQ(m.graph().output(0).name(), "logits");
+        std::map<std::string, std::string> meta;
+        for (const auto& e : m.metadata_props()) meta[e.key()] = e.value();
+        EXPECT_EQ(meta.count("cnn.architecture"), fold ? 0u : 1u);
+        EXPECT_EQ(meta.at("cnn.class_names"), R"(["a","b"])");
+        EXPECT_NE(meta.at("cnn.preprocessing").find("/ 255"), std::string::npos);
+        EXPECT_EQ(meta.count("cnn.version"), 1u);
+        int batchnorms = 0, dropouts = 0;
+        for (const auto& n : m.graph().node()) {
+          batchnorms += n.op_type() == "BatchNormalization";
+          dropouts += n.op_type() == "Dropout";
+        }
+        EXPECT_EQ(dropouts, 0);  // left out of the inference graph
+        if (spec.name == "resnet") {
+          EXPECT_EQ(batchnorms, fold ? 0 : 9);
+        }
+      }
+    }
+  }
+  Sequential<float> model = random_model(preset_spec("lenet5"), 1);
+  for (int opset : {12, 18}) {
+    try {
+      save_onnx((work_dir() / "bad_opset.onnx").string(), model, preset_spec("lenet5"), {},
+                {opset, false});
+      ADD_FAILURE() << "opset " << opset << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("opset " + std::to_string(opset) +
+                                           " is outside the supported 13 to 17"),
+                std::string::npos)
+          << e.what();
+    }
+  }
+  EXPECT_FALSE(fs::exists(work_dir() / "bad_opset.onnx"));
+}
+
+/// cnn's outputs for `images` (evaluation mode).
+std::vector<float> cnn_logits(Sequential<float>& model, const Tensor<float>& images) {
+  const TensorView<const float> y = model.forward(images, Mode::kEval);
+  return {y.data(), y.data() + y.numel()};
+}
+
+#ifdef CNN_TEST_OPENCV
+TEST(Onnx, OpenCvDnnRunsOurExportsToOurLogits) {
+  const Tensor<float> images = first_images(256);
+  for (const std::string preset : {"lenet5", "convnet", "resnet"}) {
+    const ModelSpec spec = preset_spec(preset);
+    Sequential<float> model = random_model(spec, 11);
+    const std::vector<float> ours = cnn_logits(model, images);
+    for (bool fold : {false, true}) {
+      SCOPED_TRACE(preset + (fold ? " folded" : ""));
+      const std::string path = (work_dir() / (preset + "_cv.onnx")).string();
+      save_onnx(path, model, spec, {}, {13, fold});
+      cv::dnn::Net net = cv::dnn::readNetFromONNX(path);
+      const int dims[] = {256, 1, 28, 28};
+      cv::Mat blob(4, dims, CV_32F, const_cast<float*>(images.data()));
+      net.setInput(blob, "input");
+      const cv::Mat out = net.forward();
+      ASSERT_EQ(out.rows, 256);
+      ASSERT_EQ(out.cols, 10);
+      std::vector<float> theirs(out.ptr<float>(0), out.ptr<float>(0) + 2560);
+      close_to_golden("OpenCV DNN " + preset + (fold ? " folded" : ""),
+                      TensorView<const float>(ours.data(), Shape{256, 10}),
+                      TensorView<const float>(theirs.data(), Shape{256, 10}), 1e-4);
+      int same = 0;
+      for (int r = 0; r < 256; ++r) {
+        const auto row = [&](const std::vector<float>& v) {
+          return std::max_element(v.begin() + r * 10, v.begin() + r * 10 + 10) - v.begin();
+        };
+        same += row(ours) == row(theirs);
+      }
+      EXPECT_EQ(same, 256);
+    }
+  }
+}
+#else
+TEST(Onnx, OpenCvDnnRunsOurExportsToOurLogits) {
+  GTEST_SKIP() << "OpenCV DNN (libopencv-dnn-dev) was not found when the tests were built";
+}
+#endif
+
+TEST(Onnx, ModelFileToOnnxAndBackIsBitIdentical) {
+  for (const ModelSpec& spec : export_specs()) {
+    SCOPED_TRACE(spec.name);
+    Sequential<float> model = random_model(spec, 5);
+    const fs::path a = work_dir() / "a.safetensors", b = work_dir() / "b.safetensors";
+    const fs::path onnx_file = work_dir() / "a.onnx";
+    save_model(a.string(), model, spec, {"x", "y"});
+    ModelFile loaded = load_model(a.string());
+    save_onnx(onnx_file.string(), loaded.model, loaded.spec, loaded.class_names);
+    ModelFile back = load_onnx(onnx_file.string());
+    EXPECT_EQ(to_json(back.spec), to_json(spec));
+    EXPECT_EQ(back.class_names, (std::vector<std::string>{"x", "y"}));
+    save_model(b.string(), back.model, back.spec, back.class_names);
+    EXPECT_TRUE(read_bytes(a) == read_bytes(b)) << "the model file changed on its way through ONNX";
+  }
+}
+
+TEST(Onnx, FoldedExportImportsAsConvolutionsWithTheSameLogits) {
+  const ModelSpec spec = preset_spec("resnet");
+  Sequential<float> model = random_model(spec, 9);
+  const Tensor<float> images = first_images(64);
+  const std::vector<float> ours = cnn_logits(model, images);
+  const std::string path = (work_dir() / "folded.onnx").string();
+  save_onnx(path, model, spec, {}, {17, true});
+  ModelFile back = load_onnx(path);
+  EXPECT_EQ(to_json(back.spec).find("BatchNorm"), std::string::npos);
+  const std::vector<float> theirs = cnn_logits(back.model, images);
+  close_to_golden("resnet folded into its convolutions",
+                  TensorView<const float>(theirs.data(), Shape{64, 10}),
+                  TensorView<const float>(ours.data(), Shape{64, 10}), 1e-5);
+}
+
+/// stdout of `cnn <args>`; fails the test on a non-zero exit.
+std::string cnn_stdout(const std::string& args) {
+  const fs::path out = work_dir() / "stdout.json";
+  const int status =
+      std::system((std::string(CNN_CLI) + " " + args + " > " + out.string()).c_str());
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "cnn " << args;
+  return read_bytes(out);
+}
+
+// The files torch.onnx.export wrote from PyTorch-trained models: LeNet-5 at opset 11, the
+// resnet preset at opset 17 (PyTorch folded its BatchNorms into the convolutions) and at
+// opset 13 with its BatchNormalization nodes (and Identity aliases of shared weights).
+TEST(Onnx, TorchExportsGivePyTorchsLogits) {
+  const Dataset test = sample_test_set();
+  for (const auto& [file, outputs] : std::vector<std::pair<std::string, std::string>>{
+           {"torch_lenet5.onnx", "torch_lenet5_outputs.safetensors"},
+           {"torch_resnet.onnx", "torch_resnet_outputs.safetensors"},
+           {"torch_resnet_bn.onnx", "torch_resnet_outputs.safetensors"}}) {
+    SCOPED_TRACE(file);
+    const SafeTensorsFile expected = SafeTensorsFile::load(golden(outputs));
+    const Tensor<float> logits = expected.tensor<float>("logits");
+    ModelFile model = load_onnx(golden(file));
+    const EvalResult r = evaluate(model.model, model.spec, test, 256, true);
+    close_to_golden(file + " (library)", TensorView<const float>(r.outputs.data(), logits.shape()),
+                    logits);
+    EXPECT_EQ(std::llround(r.accuracy * 1000),
+              std::llround(expected.tensor<float>("accuracy")[0] * 1000));
+    const Json j =
+        Json::parse(cnn_stdout("eval " + golden(file) + " --data sample --json --logits"));
+    std::vector<float> ours;
+    for (const Json& row : j.at("logits"))
+      for (const Json& v : row) ours.push_back(v.get<float>());
+    ASSERT_EQ(static_cast<int64_t>(ours.size()), logits.numel());
+    close_to_golden(file + " (cnn eval)", TensorView<const float>(ours.data(), logits.shape()),
+                    logits);
+  }
+  ModelFile bn = load_onnx(golden("torch_resnet_bn.onnx"));
+  EXPECT_NE(to_json(bn.spec).find("BatchNorm2d"), std::string::npos);
+  EXPECT_EQ(bn.model.parameter_count(), 77754);
+}
+
+onnx::NodeProto make_node(const std::string& op, const std::string& name,
+                          const std::vector<std::string>& inputs) {
+  onnx::NodeProto n;
+  n.set_op_type(op);
+  n.set_name(name);
+  for (const std::string& in : inputs) n.add_input(in);
+  n.add_output(name + ".out");
+  return n;
+}
+
+onnx::NodeProto int64_constant(const std::string& name, const std::vector<int64_t>& values,
+                               bool scalar = false) {
+  onnx::NodeProto n = make_node("Constant", name, {});
+  onnx::AttributeProto* a = n.add_attribute();
+  a->set_name("value");
+  a->set_type(onnx::AttributeProto::TENSOR);
+  onnx::TensorProto* t = a->mutable_t();
+  t->set_data_type(onnx::TensorProto::INT64);
+  if (!scalar) t->add_dims(static_cast<int64_t>(values.size()));
+  for (int64_t v : values) t->add_int64_data(v);
+  return n;
+}
+
+/// `t` (rows, cols) as (cols, rows), float_data instead of raw_data.
+void transpose_initializer(onnx::TensorProto& t) {
+  const int64_t rows = t.dims(0), cols = t.dims(1);
+  std::vector<float> v(static_cast<size_t>(rows * cols));
+  std::memcpy(v.data(), t.raw_data().data(), v.size() * sizeof(float));
+  t.clear_raw_data();
+  t.set_dims(0, cols);
+  t.set_dims(1, rows);
+  for (int64_t c = 0; c < cols; ++c)
+    for (int64_t r = 0; r < rows; ++r) t.add_float_data(v[static_cast<size_t>(r * cols + c)]);
+}
+
+// The other forms exporters write for the same layers: a flatten as x.view(x.size(0), -1)
+// (Shape, Gather, Unsqueeze, Concat, Reshape), a Linear as MatMul + Add and as Gemm with
+// transB 0 and float_data weights, Dropout and Identity; no cnn metadata, so the graph alone
+// defines the model. Its logits must be LeNet-5's own.
+TEST(Onnx, ImportsTheOtherFormsOfFlattenLinearAndIdentity) {
+  const ModelSpec spec = preset_spec("lenet5");
+  Sequential<float> model = random_model(spec, 21);
+  const Tensor<float> images = first_images(32);
+  const std::vector<float> expected = cnn_logits(model, images);
+  const std::string path = (work_dir() / "forms.onnx").string();
+  save_onnx(path, model, spec, {});
+  onnx::ModelProto m = parse(path);
+  m.clear_metadata_props();
+  onnx::GraphProto& g = *m.mutable_graph();
+  std::vector<onnx::NodeProto> nodes;
+  for (const onnx::NodeProto& n : g.node()) {
+    if (n.name() == "6") {  // Flatten of 5.out
+      nodes.push_back(make_node("Shape", "s", {"5.out"}));
+      nodes.push_back(int64_constant("zero", {0}, true));
+      onnx::NodeProto gather = make_node("Gather", "n", {"s.out", "zero.out"});
+      nodes.push_back(gather);
+      nodes.push_back(int64_constant("axes", {0}));
+      nodes.push_back(make_node("Unsqueeze", "n1", {"n.out", "axes.out"}));
+      nodes.push_back(int64_constant("minus1", {-1}));
+      onnx::NodeProto concat = make_node("Concat", "target", {"n1.out", "minus1.out"});
+      onnx::AttributeProto* axis = concat.add_attribute();
+      axis->set_name("axis");
+      axis->set_type(onnx::AttributeProto::INT);
+      axis->set_i(0);
+      nodes.push_back(concat);
+      nodes.push_back(make_node("Reshape", "6", {"5.out", "target.out"}));
+    } else if (n.name() == "7") {  // Gemm -> MatMul + Add
+      nodes.push_back(make_node("MatMul", "7mm", {"6.out", "7.weight"}));
+      nodes.push_back(make_node("Add", "7", {"7mm.out", "7.bias"}));
+    } else if (n.name() == "8") {  // ReLU, then Dropout and Identity
+      nodes.push_back(n);
+      nodes.push_back(make_node("Dropout", "drop", {"8.out"}));
+      nodes.push_back(make_node("Identity", "same", {"drop.out"}));
+    } else if (n.name() == "9") {  // Gemm with transB 0
+      onnx::NodeProto gemm = make_node("Gemm", "9", {"same.out", "9.weight", "9.bias"});
+      nodes.push_back(gemm);
+    } else {
+      nodes.push_back(n);
+    }
+  }
+  g.clear_node();
+  for (const onnx::NodeProto& n : nodes) *g.add_node() = n;
+  for (auto& t : *g.mutable_initializer())
+    if (t.name() == "7.weight" || t.name() == "9.weight") transpose_initializer(t);
+  std::string bytes;
+  ASSERT_TRUE(m.SerializeToString(&bytes));
+  write_bytes(path, bytes);
+  EXPECT_NO_THROW(onnx::checker::check_model(path));
+  ModelFile back = load_onnx(path);
+  EXPECT_EQ(back.model.size(), model.size());
+  const std::vector<float> logits = cnn_logits(back.model, images);
+  close_to_golden("LeNet-5 through MatMul, Gemm transB 0, Reshape",
+                  TensorView<const float>(logits.data(), Shape{32, 10}),
+                  TensorView<const float>(expected.data(), Shape{32, 10}), 1e-6);
+}
+
+/// Runs the CLI; exit code and stderr.
+std::pair<int, std::string> cnn_run(const std::string& args) {
+  const fs::path err = work_dir() / "stderr.txt";
+  const int status =
+      std::system((std::string(CNN_CLI) + " " + args + " >/dev/null 2>" + err.string()).c_str());
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), read_bytes(err)};
+}
+
+TEST(Onnx, ConvertCommandBothWays) {
+  const fs::path a = work_dir() / "conv_a.safetensors", b = work_dir() / "conv_b.safetensors";
+  const fs::path o = work_dir() / "conv.onnx";
+  Sequential<float> model = random_model(preset_spec("resnet"), 4);
+  save_model(a.string(), model, preset_spec("resnet"), {"p", "q"});
+  EXPECT_EQ(cnn_run("convert " + a.string() + " " + o.string() + " --opset 15").first, 0);
+  EXPECT_EQ(parse(o.string()).opset_import(0).version(), 15);
+  EXPECT_EQ(cnn_run("convert " + o.string() + " " + b.string()).first, 0);
+  EXPECT_TRUE(read_bytes(a) == read_bytes(b));
+  Json info = Json::parse(cnn_stdout("info " + o.string() + " --json"));
+  EXPECT_EQ(info.at("parameters").get<int64_t>(), 77754);
+  for (const auto& [args, fragment] : std::vector<std::pair<std::string, std::string>>{
+           {"convert " + a.string() + " " + b.string(),
+            "expected one .onnx file and one model file"},
+           {"convert " + a.string() + " " + o.string() + " --opset 12", "--opset"},
+           {"convert " + o.string() + " " + b.string() + " --fold-batchnorm",
+            "only for a conversion to ONNX"},
+           {"convert " + a.string(), "expected IN and OUT"}}) {
+    const auto [code, err] = cnn_run(args);
+    EXPECT_NE(code, 0) << args;
+    EXPECT_NE(err.find(fragment), std::string::npos) << args << ": " << err;
+    EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+  }
+}
+
+TEST(Onnx, BadFilesAreRefusedInOneLine) {
+  const std::string good = (work_dir() / "good.onnx").string();
+  Sequential<float> model = random_model(preset_spec("lenet5"), 2);
+  save_onnx(good, model, preset_spec("lenet5"), {});
+  const onnx::ModelProto base = parse(good);
+  const auto mutated = [&](const std::function<void(onnx::ModelProto&)>& change) {
+    onnx::ModelProto m = base;
+    change(m);
+    std::string bytes;
+    m.SerializeToString(&bytes);
+    return bytes;
+  };
+  const auto initializer = [](onnx::ModelProto& m, const std::string& name) {
+    for (auto& t : *m.mutable_graph()->mutable_initializer())
+      if (t.name() == name) return &t;
+    throw std::runtime_error("no initializer " + name);
+  };
+  const std::string good_bytes = read_bytes(good);
+  // Residual blocks nested `depth` deep: relu_k(x_k) is block k's body and holds block k + 1.
+  const auto nested = [&](int depth) {
+    onnx::ModelProto m = base;
+    m.clear_metadata_props();
+    onnx::GraphProto& g = *m.mutable_graph();
+    g.clear_node();
+    g.clear_initializer();
+    std::string x = "input";
+    for (int k = 0; k < depth; ++k) {
+      *g.add_node() = make_node("Relu", "relu" + std::to_string(k), {x});
+      x = "relu" + std::to_string(k) + ".out";
+    }
+    for (int k = depth - 1; k >= 0; --k) {
+      const std::string in = k == 0 ? "input" : "relu" + std::to_string(k - 1) + ".out";
+      *g.add_node() = make_node("Add", "add" + std::to_string(k), {x, in});
+      x = "add" + std::to_string(k) + ".out";
+    }
+    g.mutable_node(g.node_size() - 1)->set_output(0, "logits");
+    std::string bytes;
+    m.SerializeToString(&bytes);
+    return bytes;
+  };
+  const std::vector<std::tuple<std::string, std::string, std::string>> cases = {
+      {"empty", "", "empty file"},
+      {"text", "this is not an ONNX model\n", "not an ONNX model"},
+      {"truncated", good_bytes.substr(0, good_bytes.size() / 2), "not an ONNX model"},
+      {"opset9", mutated([](auto& m) { m.mutable_opset_import(0)->set_version(9); }),
+       "opset 9 is outside the supported 11 to 17"},
+      {"opset18", mutated([](auto& m) { m.mutable_opset_import(0)->set_version(18); }),
+       "opset 18 is outside the supported 11 to 17"},
+      {"unsupported_op",
+       mutated([](auto& m) { m.mutable_graph()->mutable_node(1)->set_op_type("LeakyRelu"); }),
+       "node '1' (LeakyRelu): op type LeakyRelu is not supported"},
+      {"dangling",
+       mutated([](auto& m) { m.mutable_graph()->mutable_node(3)->set_input(0, "nowhere"); }),
+       "input 'nowhere' is not a graph input, an initializer or an earlier node's output"},
+      {"wrong_shape", mutated([&](auto& m) {
+         onnx::TensorProto* t = initializer(m, "3.bias");
+         t->set_dims(0, 15);
+         t->set_raw_data(t->raw_data().substr(0, 15 * sizeof(float)));
+       }),
+       "initializer '3.bias' has shape (15,), 3.bias expects (16,)"},
+      {"wrong_size", mutated([&](auto& m) { initializer(m, "0.bias")->set_dims(0, 7); }),
+       "initializer '0.bias': 24 bytes of data for 7 floats"},
+      {"external", mutated([&](auto& m) {
+         onnx::TensorProto* t = initializer(m, "3.weight");
+         t->clear_raw_data();
+         t->set_data_location(onnx::TensorProto::EXTERNAL);
+         auto* e = t->add_external_data();
+         e->set_key("location");
+         e->set_value("weights.bin");
+       }),
+       "initializer '3.weight' keeps its data in an external file"},
+      {"overflow", mutated([&](auto& m) {
+         onnx::TensorProto* t = initializer(m, "0.weight");
+         t->set_dims(0, int64_t{1} << 40);
+         t->set_dims(1, int64_t{1} << 40);
+       }),
+       "initializer '0.weight': dimensions overflow or are negative"},
+      {"input_overflow", mutated([](auto& m) {
+         m.mutable_graph()
+             ->mutable_input(0)
+             ->mutable_type()
+             ->mutable_tensor_type()
+             ->mutable_shape()
+             ->mutable_dim(2)
+             ->set_dim_value(int64_t{1} << 40);
+       }),
+       "input 'input' dimension 2 is not a size from 1 to 2^24"},
+      {"nan_weight", mutated([&](auto& m) {
+         onnx::TensorProto* t = initializer(m, "0.bias");
+         std::string raw = t->raw_data();
+         const float nan = std::nanf("");
+         std::memcpy(raw.data(), &nan, sizeof nan);
+         t->set_raw_data(raw);
+       }),
+       "initializer '0.bias' holds a non-finite value"},
+      {"deep", nested(100), "residual blocks nested deeper than 64 levels"},
+      {"grouped", mutated([](auto& m) {
+         for (auto& a : *m.mutable_graph()->mutable_node(0)->mutable_attribute())
+           if (a.name() == "group") a.set_i(2);
+       }),
+       "node '0' (Conv): group 2 (only 1 is supported)"},
+  };
+  for (const auto& [name, bytes, fragment] : cases) {
+    SCOPED_TRACE(name);
+    const std::string path = (work_dir() / (name + ".onnx")).string();
+    write_bytes(path, bytes);
+    try {
+      load_onnx(path);
+      ADD_FAILURE() << name << " was accepted";
+    } catch (const Error& e) {
+      const std::string message = e.what();
+      EXPECT_EQ(message.rfind(path + ": ", 0), 0u) << message;
+      EXPECT_NE(message.find(fragment), std::string::npos) << message;
+      EXPECT_EQ(message.find('\n'), std::string::npos) << message;
+    }
+    const auto [code, err] = cnn_run("eval " + path + " --data sample");
+    EXPECT_EQ(code, 1) << err;
+    EXPECT_NE(err.find(fragment), std::string::npos) << err;
+    EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+  }
+  EXPECT_THROW(load_onnx((work_dir() / "missing.onnx").string()), Error);
+  // Nesting within the limit is parsed as nested blocks.
+  const std::string three = (work_dir() / "nested3.onnx").string();
+  write_bytes(three, nested(3));
+  const std::string json = to_json(load_onnx(three).spec);
+  int blocks = 0;
+  for (size_t at = json.find("Residual"); at != std::string::npos;
+       at = json.find("Residual", at + 1))
+    ++blocks;
+  EXPECT_EQ(blocks, 3) << json;
+}
+
+}  // namespace
+}  // namespace cnn
