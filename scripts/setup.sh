@@ -3,13 +3,14 @@
 #   scripts/setup.sh          build and run dependencies (ONNX support: libonnx-dev and
 #                             libprotobuf-dev), and the Fashion-MNIST dataset
 #   scripts/setup.sh --test   the same, plus GoogleTest, clang-format and OpenCV DNN (the ONNX
-#                             consumer the tests run our exports in) for the test suite
+#                             consumer the tests run our exports in) and ONNX's per-operator
+#                             conformance tests (libonnx-testdata) for the test suite
 set -euo pipefail
 
 packages=(g++ cmake make zlib1g-dev nlohmann-json3-dev libstb-dev dataset-fashion-mnist
   libonnx-dev libprotobuf-dev)
 if [[ "${1:-}" == "--test" ]]; then
-  packages+=(libgtest-dev clang-format libopencv-dnn-dev)
+  packages+=(libgtest-dev clang-format libopencv-dnn-dev libonnx-testdata)
 fi
 
 missing=()

@@ -199,6 +199,7 @@ class Exporter {
     attribute_ints(n, "kernel_shape", {kernel.h, kernel.w});
     attribute_ints(n, "strides", {stride.h, stride.w});
     attribute_ints(n, "pads", {padding.h, padding.w, padding.h, padding.w});
+    attribute_int(n, "ceil_mode", 0);  // cnn's pools floor the output size, as PyTorch's default
   }
 
   onnx::NodeProto& node(const std::string& op, const std::string& name,
@@ -804,9 +805,9 @@ std::string Importer::apply(int i, const std::string& value, std::vector<LayerSp
     l.type = "AdaptiveAvgPool2d";
   } else if (op == "Flatten") {
     only_attributes(i, {"axis"});
-    if (int_attribute(i, "axis", 1) != 1)
-      fail_node(i, "axis " + std::to_string(int_attribute(i, "axis", 1)) +
-                       " (only 1, (N, -1), is supported)");
+    const int64_t axis = int_attribute(i, "axis", 1);
+    if (axis != 1 && axis != 1 - rank_)  // a negative axis counts from the end
+      fail_node(i, "axis " + std::to_string(axis) + " (only 1, (N, -1), is supported)");
     l.type = "Flatten";
     rank_ = 2;
   } else if (op == "Reshape") {
