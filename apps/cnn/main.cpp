@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -17,6 +18,7 @@
 
 #include "args.hpp"
 #include "bench.hpp"
+#include "cnn/checkpoint.hpp"
 #include "cnn/cnn.hpp"
 #include "cnn/fileio.hpp"
 #include "cnn/model_file.hpp"
@@ -59,9 +61,19 @@ const char* const kTrainHelp =
     "                 [--weight-decay X] [--schedule cosine|constant|step|onecycle]\n"
     "                 [--warmup-epochs N] [--step-epochs N] [--label-smoothing X]\n"
     "                 [--augment none|crop-flip] [--crop-padding N] [--seed N] [--threads N]\n"
-    "                 [--out FILE]\n"
+    "                 [--out FILE] [--checkpoint-every SECONDS]\n"
+    "       cnn train --resume OUT.ckpt [--epochs N]\n"
     "\n"
-    "Trains and evaluates on the test set after every epoch.\n"
+    "Trains and evaluates on the test set after every epoch. OUT.ckpt (next to --out) holds\n"
+    "the whole run (weights, optimizer, schedule position, data order, random streams,\n"
+    "metrics, configuration), rewritten atomically after every epoch. SIGINT or SIGTERM ends\n"
+    "training at the next step with a checkpoint (exit 130 or 143; a second signal exits at\n"
+    "once); a diverging loss stops with the last checkpoint kept.\n"
+    "  --resume        continue that run: the model file and metrics come out as if it had\n"
+    "                  never stopped (same threads). Flags that would change it are refused;\n"
+    "                  --epochs may extend it (the schedule then spans the new length)\n"
+    "  --checkpoint-every  also write the checkpoint at a step boundary at most every SECONDS\n"
+    "                  (0: after every step)\n"
     "  --model         preset lenet5 (default), convnet, resnet or seed, or a JSON spec file\n"
     "                  --model resnet brings its own recipe, every value a flag overrides:\n"
     "                  10 epochs, batch 128, sgd lr 0.1, weight decay 5e-4, onecycle,\n"
@@ -221,19 +233,76 @@ std::string accuracy_text(double accuracy, int64_t samples) {
   return text;
 }
 
-int train_command(const Args& args) {
-  if (args.help()) {
-    std::fputs(kTrainHelp, stdout);
-    return 0;
+/// A training run's configuration: the flags of `cnn train` with their defaults filled in. A
+/// checkpoint keeps it, so that --resume continues the very same run.
+struct TrainConfig {
+  std::string model, data, out;
+  TrainOptions options;
+  uint64_t seed = 1;
+  int threads = 1;
+};
+
+Json config_json(const TrainConfig& c) {
+  const TrainOptions& o = c.options;
+  return {{"model", c.model},
+          {"data", c.data},
+          {"out", c.out},
+          {"epochs", o.epochs},
+          {"batch", o.batch},
+          {"optimizer", optimizer_name(o.optimizer)},
+          {"lr", o.lr},
+          {"momentum", o.momentum},
+          {"weight_decay", o.weight_decay},
+          {"schedule", schedule_name(o.schedule)},
+          {"warmup_epochs", o.warmup_epochs},
+          {"step_epochs", o.step_epochs},
+          {"label_smoothing", o.label_smoothing},
+          {"augment", augment_name(o.augment)},
+          {"crop_padding", o.crop_padding},
+          {"seed", c.seed},
+          {"threads", c.threads}};
+}
+
+TrainConfig config_from_json(const std::string& text, const std::string& path) {
+  try {
+    const Json j = Json::parse(text);
+    TrainConfig c;
+    c.model = j.at("model").get<std::string>();
+    c.data = j.at("data").get<std::string>();
+    c.out = j.at("out").get<std::string>();
+    TrainOptions& o = c.options;
+    o.epochs = j.at("epochs").get<int>();
+    o.batch = j.at("batch").get<int64_t>();
+    o.optimizer = parse_optimizer(j.at("optimizer").get<std::string>());
+    o.lr = j.at("lr").get<double>();
+    o.momentum = j.at("momentum").get<double>();
+    o.weight_decay = j.at("weight_decay").get<double>();
+    o.schedule = parse_schedule(j.at("schedule").get<std::string>());
+    o.warmup_epochs = j.at("warmup_epochs").get<int>();
+    o.step_epochs = j.at("step_epochs").get<int>();
+    o.label_smoothing = j.at("label_smoothing").get<double>();
+    o.augment = parse_augment(j.at("augment").get<std::string>());
+    o.crop_padding = j.at("crop_padding").get<int64_t>();
+    c.seed = j.at("seed").get<uint64_t>();
+    c.threads = j.at("threads").get<int>();
+    if (o.epochs < 1 || o.batch < 1 || c.threads < 1 || c.threads > 256 || c.out.empty())
+      throw Error("values out of range");
+    return c;
+  } catch (const std::exception& e) {
+    throw Error(path + ": the checkpoint's training configuration is unreadable: " + e.what());
   }
-  if (!args.positional().empty())
-    args.fail(args.positional()[0], "is not an option of train (see --help)");
-  const std::string model_name = args.text("--model", kDefaultPreset);
-  const ModelSpec spec = model_spec_from(model_name);
+}
+
+/// The configuration the flags give for `model_name` (whose preset may bring its own recipe).
+TrainConfig config_from_args(const Args& args, const std::string& model_name,
+                             const ModelSpec& spec) {
   // The resnet preset's recipe (its defaults; every flag overrides): the run recorded in
   // docs/design-notes.md, "The resnet preset".
   const bool resnet = model_name == "resnet";
-  TrainOptions options;
+  TrainConfig c;
+  c.model = model_name;
+  c.data = args.text("--data", "fashion-mnist");
+  TrainOptions& options = c.options;
   options.epochs =
       static_cast<int>(args.integer("--epochs", resnet ? 10 : kDefaultEpochs, 1, 100000));
   options.batch = args.integer("--batch", resnet ? 128 : 64, 1, 65536);
@@ -266,16 +335,103 @@ int train_command(const Args& args) {
       static_cast<int>(args.integer("--warmup-epochs", 0, 0, options.epochs - 1));
   options.step_epochs = static_cast<int>(
       args.integer("--step-epochs", std::max(1, options.epochs / 3), 1, options.epochs));
-  const uint64_t seed = static_cast<uint64_t>(args.integer("--seed", 1, 0, (1LL << 53)));
+  c.seed = static_cast<uint64_t>(args.integer("--seed", 1, 0, (1LL << 53)));
   const int cores = static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 64u));
-  const int threads = static_cast<int>(args.integer("--threads", cores, 1, 256));
-  ops::set_threads(threads);
-  const std::string out = args.text("--out", spec.name + ".safetensors");
-  if (out.empty() || fs::is_directory(out))
-    args.fail("--out", "expects a file path, got '" + out + "'");
-  if (fs::path(out).extension() == ".csv" || fs::path(out).extension() == ".svg") {
-    args.fail("--out", "names the model file; the .csv and .svg go next to it, got '" + out + "'");
+  c.threads = static_cast<int>(args.integer("--threads", cores, 1, 256));
+  c.out = args.text("--out", spec.name + ".safetensors");
+  if (c.out.empty() || fs::is_directory(c.out))
+    args.fail("--out", "expects a file path, got '" + c.out + "'");
+  const std::string ext = fs::path(c.out).extension().string();
+  if (ext == ".csv" || ext == ".svg" || ext == ".ckpt") {
+    args.fail("--out",
+              "names the model file; the .csv, .svg and .ckpt go next to it, got '" + c.out + "'");
   }
+  return c;
+}
+
+/// The signal that asked training to stop (SIGINT, SIGTERM), 0 while none has.
+volatile std::sig_atomic_t g_stop_signal = 0;
+
+extern "C" void on_stop_signal(int signal) {
+  // The first signal ends training at the next step boundary, with a checkpoint; a second one
+  // ends the process at once (the last checkpoint, written atomically, stays as it was).
+  if (g_stop_signal != 0) ::_exit(128 + signal);
+  g_stop_signal = signal;
+}
+
+/// Removes the temporary files that write_file_atomic leaves when the process is killed while
+/// writing `path` ("<path>.tmp.XXXXXX"): a resumed or new run owns its output names.
+void remove_stale_temporaries(const std::string& path) {
+  const fs::path p(path);
+  const fs::path dir = p.parent_path().empty() ? fs::path(".") : p.parent_path();
+  std::error_code error;
+  for (const auto& entry : fs::directory_iterator(dir, error)) {
+    const std::string name = entry.path().filename().string();
+    const std::string prefix = p.filename().string() + ".tmp.";
+    if (name.size() == prefix.size() + 6 && name.starts_with(prefix))
+      fs::remove(entry.path(), error);
+  }
+}
+
+int train_command(const Args& args) {
+  if (args.help()) {
+    std::fputs(kTrainHelp, stdout);
+    return 0;
+  }
+  if (!args.positional().empty())
+    args.fail(args.positional()[0], "is not an option of train (see --help)");
+  const bool resuming = args.has("--resume");
+  std::optional<Checkpoint> resumed;
+  TrainConfig config;
+  ModelSpec spec;
+  std::string checkpoint_path;
+  if (resuming) {
+    checkpoint_path = args.text("--resume", "");
+    resumed = load_checkpoint(checkpoint_path);
+    config = config_from_json(resumed->config, checkpoint_path);
+    spec = resumed->model.spec;
+    // Flags that would change the run are refused; --epochs may extend it.
+    const Json stored = config_json(config);
+    const TrainConfig given = config_from_args(args, config.model, spec);
+    const Json asked = config_json(given);
+    for (const char* flag :
+         {"--model", "--data", "--batch", "--optimizer", "--lr", "--momentum", "--weight-decay",
+          "--schedule", "--warmup-epochs", "--step-epochs", "--label-smoothing", "--augment",
+          "--crop-padding", "--seed", "--threads", "--out"}) {
+      if (!args.has(flag)) continue;
+      std::string key = std::string(flag).substr(2);
+      std::replace(key.begin(), key.end(), '-', '_');
+      const Json& was = stored.at(key);
+      const Json& now = key == "model" ? Json(args.text("--model", "")) : asked.at(key);
+      if (now != was) {
+        args.fail(flag, "is " + now.dump() + ", the checkpoint's run has " + was.dump() +
+                            " (a resumed run keeps its configuration; only --epochs may change)");
+      }
+    }
+    if (args.has("--epochs")) {
+      const int done = resumed->state.epoch - 1 + (resumed->state.order.empty() ? 0 : 1);
+      config.options.epochs = given.options.epochs;
+      if (config.options.epochs < std::max(done, 1))
+        args.fail("--epochs", "is " + std::to_string(config.options.epochs) +
+                                  ", the checkpoint is in or past epoch " + std::to_string(done));
+    }
+    if (resumed->state.epoch > config.options.epochs) {
+      // Killed after its last checkpoint, before (or while) writing the model: the
+      // checkpoint holds the finished run, whose files are written again.
+      std::printf("%s finished its %d epochs: writing its files\n", checkpoint_path.c_str(),
+                  config.options.epochs);
+    }
+  } else {
+    const std::string model_name = args.text("--model", kDefaultPreset);
+    spec = model_spec_from(model_name);
+    config = config_from_args(args, model_name, spec);
+    checkpoint_path = sibling(config.out, ".ckpt");
+  }
+  const TrainOptions& options = config.options;
+  const bool sgd = options.optimizer == OptimizerKind::kSgd;
+  const double checkpoint_every = args.number("--checkpoint-every", -1, 0, 1e9, false);
+  ops::set_threads(config.threads);
+  const std::string& out = config.out;
   const fs::path out_dir = fs::path(out).parent_path();
   if (!out_dir.empty() && !fs::is_directory(out_dir)) {
     std::error_code error;
@@ -283,11 +439,18 @@ int train_command(const Args& args) {
     if (error)
       args.fail("--out", "cannot create directory " + out_dir.string() + ": " + error.message());
   }
+  const std::string csv = sibling(out, ".csv"), svg = sibling(out, ".svg");
+  for (const std::string& path : {out, csv, svg, checkpoint_path}) remove_stale_temporaries(path);
 
-  const DataSplit data = data_for(spec, args.text("--data", "fashion-mnist"));
-  Sequential<float> model = build_model(spec);
-  Rng rng(seed);
-  model.init_parameters(rng);
+  const DataSplit data = data_for(spec, config.data);
+  Sequential<float> model;
+  Rng rng(config.seed);
+  if (resumed) {
+    model = std::move(resumed->model.model);
+  } else {
+    model = build_model(spec);
+    model.init_parameters(rng);
+  }
   char optimizer[64], extras[96] = "";
   std::snprintf(optimizer, sizeof optimizer, sgd ? "%s (momentum %g)" : "%s",
                 optimizer_name(options.optimizer), options.momentum);
@@ -296,6 +459,10 @@ int train_command(const Args& args) {
                   options.label_smoothing, augment_name(options.augment),
                   static_cast<long long>(options.crop_padding));
   }
+  if (resumed) {
+    std::printf("resuming from %s: epoch %d, after step %lld\n", checkpoint_path.c_str(),
+                resumed->state.epoch, static_cast<long long>(resumed->state.step));
+  }
   std::printf(
       "training %s (%s parameters) on %s: %lld training, %lld test images; %d epoch%s, batch "
       "%lld, %s, lr %g (%s schedule), weight decay %g%s, seed %llu, %d thread%s\n",
@@ -303,7 +470,7 @@ int train_command(const Args& args) {
       static_cast<long long>(data.train.size()), static_cast<long long>(data.test.size()),
       options.epochs, options.epochs == 1 ? "" : "s", static_cast<long long>(options.batch),
       optimizer, options.lr, schedule_name(options.schedule), options.weight_decay, extras,
-      static_cast<unsigned long long>(seed), threads, threads == 1 ? "" : "s");
+      static_cast<unsigned long long>(config.seed), config.threads, config.threads == 1 ? "" : "s");
   std::fflush(stdout);
 
   const bool terminal = stdout_is_terminal();
@@ -341,21 +508,93 @@ int train_command(const Args& args) {
                 100 * m.test_accuracy, m.seconds);
     std::fflush(stdout);
   };
+
+  // Checkpoints: after every epoch, every --checkpoint-every seconds at a step boundary, and
+  // when SIGINT or SIGTERM stops the run.
+  const std::string config_text = config_json(config).dump();
+  auto last_checkpoint = std::chrono::steady_clock::now();
+  std::string last_good = resumed ? "epoch " + std::to_string(resumed->state.epoch) + ", step " +
+                                        std::to_string(resumed->state.step)
+                                  : "";
+  TrainControl control;
+  if (resumed) control.resume = &resumed->state;
+  control.stop_requested = [] { return g_stop_signal != 0; };
+  if (checkpoint_every >= 0) {
+    control.checkpoint_due = [&] {
+      return std::chrono::duration<double>(std::chrono::steady_clock::now() - last_checkpoint)
+                 .count() >= checkpoint_every;
+    };
+  }
+  // Fault injection for the tests of crashes and failed writes (docs/design-notes.md,
+  // "Checkpoints"): at the N-th checkpoint of this process, CNN_FAULT_KILL_IN_CHECKPOINT=N
+  // leaves a partly written temporary file and dies by SIGKILL, CNN_FAULT_KILL_AFTER_CHECKPOINT=N
+  // dies right after writing it, CNN_FAULT_FAIL_CHECKPOINT=N fails the write.
+  const auto fault_at = [](const char* name) {
+    const char* v = std::getenv(name);
+    return v ? std::atoll(v) : -1LL;
+  };
+  const long long kill_in = fault_at("CNN_FAULT_KILL_IN_CHECKPOINT");
+  const long long kill_after = fault_at("CNN_FAULT_KILL_AFTER_CHECKPOINT");
+  const long long fail_at = fault_at("CNN_FAULT_FAIL_CHECKPOINT");
+  long long checkpoints = 0;
+  control.checkpoint = [&](const TrainState& state) {
+    ++checkpoints;
+    if (checkpoints == kill_in) {
+      std::ofstream(checkpoint_path + ".tmp.fault1", std::ios::binary) << std::string(4096, '\0');
+      std::raise(SIGKILL);
+    }
+    if (checkpoints == fail_at) {
+      throw Error(checkpoint_path + ": cannot write: injected failure (CNN_FAULT_FAIL_CHECKPOINT)");
+    }
+    save_checkpoint(checkpoint_path, model, spec, data.class_names, state, config_text);
+    if (checkpoints == kill_after) std::raise(SIGKILL);
+    last_checkpoint = std::chrono::steady_clock::now();
+    last_good = "epoch " + std::to_string(state.epoch) + ", step " + std::to_string(state.step);
+  };
+  struct sigaction action {};
+  action.sa_handler = on_stop_signal;
+  sigemptyset(&action.sa_mask);
+  struct sigaction previous_int {
+  }, previous_term{};
+  ::sigaction(SIGINT, &action, &previous_int);
+  ::sigaction(SIGTERM, &action, &previous_term);
   const auto start = std::chrono::steady_clock::now();
-  const std::vector<EpochMetrics> history =
-      train_model(model, spec, data.train, data.test, options, rng, on_progress, on_epoch);
+  TrainResult result;
+  try {
+    result = train_model(model, spec, data.train, data.test, options, rng, on_progress, on_epoch,
+                         control);
+  } catch (const Error& e) {
+    ::sigaction(SIGINT, &previous_int, nullptr);
+    ::sigaction(SIGTERM, &previous_term, nullptr);
+    if (last_good.empty()) throw;
+    throw Error(std::string(e.what()) + "; the last checkpoint, " + checkpoint_path + " (" +
+                last_good + "), is kept");
+  }
+  ::sigaction(SIGINT, &previous_int, nullptr);
+  ::sigaction(SIGTERM, &previous_term, nullptr);
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (result.stopped) {
+    const int signal = g_stop_signal;
+    std::fprintf(stderr,
+                 "cnn: stopped by %s in epoch %d after step %lld; checkpoint %s; resume with: "
+                 "cnn train --resume %s\n",
+                 signal == SIGINT ? "SIGINT" : "SIGTERM", result.state.epoch,
+                 static_cast<long long>(result.state.step), checkpoint_path.c_str(),
+                 checkpoint_path.c_str());
+    return 128 + signal;
+  }
 
+  const std::vector<EpochMetrics>& history = result.history;
   save_model(out, model, spec, data.class_names);
-  const std::string csv = sibling(out, ".csv"), svg = sibling(out, ".svg");
   write_file_atomic(csv, metrics_csv(history));
   write_file_atomic(svg, learning_curves_svg(history, spec.name + " on " + data.description));
   const EpochMetrics& final = history.back();
   std::printf("final test accuracy %s, test loss %.4f, after %.1f s of training and testing\n",
               accuracy_text(final.test_accuracy, data.test.size()).c_str(), final.test_loss,
               seconds);
-  std::printf("wrote %s, %s, %s\n", out.c_str(), csv.c_str(), svg.c_str());
+  std::printf("wrote %s, %s, %s (checkpoint %s)\n", out.c_str(), csv.c_str(), svg.c_str(),
+              checkpoint_path.c_str());
   return 0;
 }
 
@@ -620,7 +859,8 @@ int run(int argc, char** argv) {
         Args("train", argc, argv, 2,
              {"--model", "--data", "--epochs", "--batch", "--lr", "--momentum", "--weight-decay",
               "--schedule", "--seed", "--threads", "--out", "--optimizer", "--warmup-epochs",
-              "--step-epochs", "--label-smoothing", "--augment", "--crop-padding"},
+              "--step-epochs", "--label-smoothing", "--augment", "--crop-padding", "--resume",
+              "--checkpoint-every"},
              {}));
   }
   if (command == "eval") {

@@ -1,6 +1,7 @@
 #pragma once
 // The whole public API of the cnn library.
 
+#include "cnn/checkpoint.hpp"
 #include "cnn/data.hpp"
 #include "cnn/error.hpp"
 #include "cnn/fileio.hpp"
@@ -10,6 +11,7 @@
 #include "cnn/loss.hpp"
 #include "cnn/model.hpp"
 #include "cnn/model_file.hpp"
+#include "cnn/onnx.hpp"
 #include "cnn/ops.hpp"
 #include "cnn/ops_ref.hpp"
 #include "cnn/optim.hpp"

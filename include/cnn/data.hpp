@@ -73,6 +73,11 @@ class BatchIterator {
   /// The next batch's indices, or false after the last batch of the epoch.
   bool next(std::vector<int64_t>& indices);
   int64_t batches_per_epoch() const { return (count_ + batch_size_ - 1) / batch_size_; }
+  /// This epoch's order and the samples of it handed out so far (checkpoints save them).
+  const std::vector<int64_t>& order() const { return order_; }
+  int64_t position() const { return position_; }
+  /// Continues an epoch at `position` of `order` (a permutation of 0..count-1; checked).
+  void restore(std::vector<int64_t> order, int64_t position);
 
  private:
   int64_t count_, batch_size_, position_ = 0;

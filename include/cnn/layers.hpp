@@ -89,6 +89,9 @@ class Layer {
   virtual void init_parameters(Rng& rng, Init init);
   /// Sets the bound buffers to their initial values (running mean 0, variance 1, count 0).
   virtual void reset_buffers() {}
+  /// Appends the random generators this layer draws from while training (Dropout's masks),
+  /// children's included: checkpoints save their states.
+  virtual void collect_rngs(std::vector<Rng*>& /*out*/) {}
   /// Floating-point operations of forward on `input` (batch included): a multiply-add counts
   /// 2, a bias add 1, ReLU / tanh / sigmoid 1 per element, max pooling kernel - 1 comparisons
   /// per output, softmax 3 per element (exp, sum, divide), Flatten 0.
@@ -380,6 +383,7 @@ class Dropout final : public Layer<T> {
   /// While held, kTrain forwards reuse the current mask (drawing one only when none of the
   /// input's size exists): the contract checker differences a fixed function this way.
   void hold_mask(bool held) { held_ = held; }
+  void collect_rngs(std::vector<Rng*>& out) override { out.push_back(&rng_); }
 
  protected:
   void forward_impl(TensorView<const T> x, TensorView<T> y, Mode mode) override;

@@ -41,6 +41,13 @@ class Sequential {
   bool built() const { return built_; }
   /// Initialises every layer's parameters from rng, in layer order, and resets the buffers.
   void init_parameters(Rng& rng, Init init = Init::kPyTorchDefault);
+  /// The random generators the layers draw from in training (Layer::collect_rngs), in layer
+  /// order.
+  std::vector<Rng*> rngs() {
+    std::vector<Rng*> out;
+    for (auto& layer : layers_) layer->collect_rngs(out);
+    return out;
+  }
 
   /// Runs x (N, sample_shape...) through every layer; returns a view of the last output,
   /// valid until the next forward. x must stay alive and unchanged until backward().

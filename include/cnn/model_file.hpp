@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cnn/model.hpp"
+#include "cnn/safetensors.hpp"
 #include "cnn/spec.hpp"
 
 namespace cnn {
@@ -38,5 +39,14 @@ void save_model(const std::string& path, Sequential<float>& model, const ModelSp
 /// I32) or whose shape differs from the architecture's, a non-finite weight or buffer, or a
 /// negative running variance.
 ModelFile load_model(const std::string& path, const std::optional<ModelSpec>& spec = std::nullopt);
+
+namespace detail {
+/// The model's parameters and buffers as save_safetensors writes them (counters as I64).
+std::vector<SaveTensor> model_tensors(Sequential<float>& model);
+/// load_model's checks on an opened file; tensors whose names start with `other_prefix` (when
+/// not empty) belong to someone else (a checkpoint's optimizer state) and are left alone.
+ModelFile model_from_file(const SafeTensorsFile& file, const std::string& path,
+                          const std::optional<ModelSpec>& spec, const std::string& other_prefix);
+}  // namespace detail
 
 }  // namespace cnn

@@ -16,6 +16,9 @@
 //   p = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
 
 #include <span>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "cnn/tensor.hpp"
 
@@ -40,6 +43,13 @@ class Optimizer {
   /// Changes the learning rate; throws cnn::Error unless lr > 0 and finite.
   virtual void set_lr(double lr) = 0;
   virtual double lr() const = 0;
+  /// The state a checkpoint saves, besides the learning rate (which schedules set): named
+  /// tensors laid out as the parameters (SGD: "momentum_buffer"; Adam: "exp_avg",
+  /// "exp_avg_sq"), writable so that a resume can fill them, and a step counter (SGD: 0 before
+  /// its first step, when the momentum buffer starts as the gradient, else 1; Adam: t).
+  virtual std::vector<std::pair<std::string, std::span<T>>> state_tensors() = 0;
+  virtual int64_t state_counter() const = 0;
+  virtual void set_state_counter(int64_t counter) = 0;
 };
 
 template <typename T = float>
@@ -55,6 +65,12 @@ class Sgd final : public Optimizer<T> {
   /// Changes the learning rate (for schedules); same validation as the constructor.
   void set_lr(double lr) override;
   double lr() const override { return options_.lr; }
+  std::vector<std::pair<std::string, std::span<T>>> state_tensors() override {
+    if (momentum_buffer_.numel() == 0) return {};
+    return {{"momentum_buffer", {momentum_buffer_.data(), params_.size()}}};
+  }
+  int64_t state_counter() const override { return first_step_ ? 0 : 1; }
+  void set_state_counter(int64_t counter) override { first_step_ = counter == 0; }
 
  private:
   std::span<T> params_;
@@ -88,6 +104,12 @@ class Adam final : public Optimizer<T> {
   /// The first and second moment estimates m and v, laid out as the parameters.
   std::span<const T> exp_avg() const { return {exp_avg_.data(), params_.size()}; }
   std::span<const T> exp_avg_sq() const { return {exp_avg_sq_.data(), params_.size()}; }
+  std::vector<std::pair<std::string, std::span<T>>> state_tensors() override {
+    return {{"exp_avg", {exp_avg_.data(), params_.size()}},
+            {"exp_avg_sq", {exp_avg_sq_.data(), params_.size()}}};
+  }
+  int64_t state_counter() const override { return steps_; }
+  void set_state_counter(int64_t counter) override { steps_ = counter; }
 
  private:
   std::span<T> params_;

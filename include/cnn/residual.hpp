@@ -32,6 +32,10 @@ class Residual final : public Layer<T> {
   /// The children's init_parameters, body first.
   void init_parameters(Rng& rng, Init init) override;
   void reset_buffers() override;
+  void collect_rngs(std::vector<Rng*>& out) override {
+    for (auto* branch : {&body_, &shortcut_})
+      for (auto& layer : *branch) layer->collect_rngs(out);
+  }
 
   size_t body_size() const { return body_.size(); }
   size_t shortcut_size() const { return shortcut_.size(); }

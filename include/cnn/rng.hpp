@@ -4,15 +4,33 @@
 // <random>'s distributions, whose output differs between standard libraries: one seed gives
 // the same numbers on every platform.
 
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <utility>
 
 namespace cnn {
 
+/// Everything an Rng will draw from: checkpoints save it, so that a resumed run draws what
+/// the uninterrupted one would have.
+struct RngState {
+  std::array<uint64_t, 4> words{};
+  bool has_spare = false;
+  double spare = 0;
+};
+
 /// xoshiro256** seeded through splitmix64; normals by Box-Muller.
 class Rng {
  public:
+  RngState state() const {
+    return {{state_[0], state_[1], state_[2], state_[3]}, has_spare_, spare_};
+  }
+  void set_state(const RngState& s) {
+    for (int i = 0; i < 4; ++i) state_[i] = s.words[static_cast<size_t>(i)];
+    has_spare_ = s.has_spare;
+    spare_ = s.spare;
+  }
+
   explicit Rng(uint64_t seed) {
     uint64_t x = seed;
     for (uint64_t& word : state_) {

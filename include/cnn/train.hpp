@@ -99,6 +99,56 @@ class Objective {
 void gather_labels(const Dataset& data, const std::vector<int64_t>& indices,
                    std::vector<uint8_t>& labels);
 
+/// Where a training run stands between two steps: what, besides the model's parameters and
+/// buffers, a checkpoint must hold for the run to continue as if never stopped.
+struct TrainState {
+  int epoch = 1;     // the epoch in progress, or the next one (epochs + 1: done)
+  int64_t step = 0;  // optimizer steps taken in the whole run
+  // Mid-epoch: the epoch's sample order and how many of it were trained on; empty at an
+  // epoch's boundary (the next epoch draws its order from `rng`).
+  std::vector<int64_t> order;
+  int64_t position = 0;
+  double loss_sum = 0;  // over this epoch's samples so far
+  int64_t correct = 0, seen = 0;
+  double seconds = 0;  // of training in this epoch so far
+  std::vector<EpochMetrics> history;
+  RngState rng, augment_rng;         // the data order's stream and augmentation's
+  std::vector<RngState> layer_rngs;  // Sequential::rngs(): Dropout masks
+  std::vector<std::pair<std::string, std::vector<float>>> optimizer_tensors;
+  int64_t optimizer_counter = 0;
+};
+
+/// How a caller steers train_model between steps (every member optional).
+struct TrainControl {
+  /// Continue this state (the model's parameters and buffers already restored) instead of
+  /// starting at epoch 1.
+  const TrainState* resume = nullptr;
+  /// Asked after every step; true ends training there: `checkpoint` is called, then
+  /// train_model returns with TrainResult::stopped.
+  std::function<bool()> stop_requested;
+  /// Asked after every step; true calls `checkpoint` now (a time-based checkpoint).
+  std::function<bool()> checkpoint_due;
+  /// Called with the state after every epoch (once its test metrics are in the history), when
+  /// checkpoint_due says so, and when stopping.
+  std::function<void(const TrainState&)> checkpoint;
+};
+
+struct TrainResult {
+  std::vector<EpochMetrics> history;
+  bool stopped = false;  // by TrainControl::stop_requested, with `state` where it stopped
+  TrainState state;
+};
+
+/// The whole run with a control: as train_model below, resumable and stoppable. Throws
+/// cnn::Error "training diverged: the loss is nan in epoch E, step S ..." for a non-finite loss
+/// (the state of the last checkpoint is left as it was), or for a `resume` state that does not
+/// fit the data, model or optimizer.
+TrainResult train_model(Sequential<float>& model, const ModelSpec& spec, const Dataset& train,
+                        const Dataset& test, const TrainOptions& options, Rng& rng,
+                        const std::function<void(const TrainProgress&)>& on_progress,
+                        const std::function<void(const EpochMetrics&)>& on_epoch,
+                        const TrainControl& control);
+
 /// Trains `model` (already initialised) on `train` with the optimizer and learning-rate schedule
 /// of `options` (make_optimizer, schedule_options), shuffling with `rng`, evaluating on `test`
 /// after every epoch. Throws cnn::Error for options that describe no schedule or optimizer. Calls

@@ -235,3 +235,23 @@ bool BatchIterator::next(std::vector<int64_t>& indices) {
 }
 
 }  // namespace cnn
+
+namespace cnn {
+
+void BatchIterator::restore(std::vector<int64_t> order, int64_t position) {
+  if (static_cast<int64_t>(order.size()) != count_ || position < 0 || position > count_) {
+    throw Error("BatchIterator: a saved order of " + std::to_string(order.size()) +
+                " samples at position " + std::to_string(position) + " does not fit " +
+                std::to_string(count_) + " samples");
+  }
+  std::vector<bool> seen(static_cast<size_t>(count_), false);
+  for (int64_t i : order) {
+    if (i < 0 || i >= count_ || seen[static_cast<size_t>(i)])
+      throw Error("BatchIterator: the saved order is not a permutation of the samples");
+    seen[static_cast<size_t>(i)] = true;
+  }
+  order_ = std::move(order);
+  position_ = position;
+}
+
+}  // namespace cnn

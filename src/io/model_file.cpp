@@ -48,11 +48,7 @@ void require_spec_describes(const std::string& path, const Sequential<float>& mo
 void save_model(const std::string& path, Sequential<float>& model, const ModelSpec& spec,
                 const std::vector<std::string>& class_names) {
   require_spec_describes(path, model, spec);
-  std::vector<SaveTensor> tensors;
-  for (const auto& p : model.named_parameters()) tensors.push_back({p.name, p.value});
-  for (const auto& b : model.named_buffers())
-    tensors.push_back({b.name, b.value, b.counter ? DType::kI64 : DType::kF32});
-  save_safetensors(path, tensors,
+  save_safetensors(path, detail::model_tensors(model),
                    {{"format", "cnn"},
                     {"format_version", kModelFormatVersion},
                     {"architecture", to_json(spec)},
@@ -60,7 +56,21 @@ void save_model(const std::string& path, Sequential<float>& model, const ModelSp
 }
 
 ModelFile load_model(const std::string& path, const std::optional<ModelSpec>& spec) {
-  const SafeTensorsFile file = SafeTensorsFile::load(path);
+  return detail::model_from_file(SafeTensorsFile::load(path), path, spec, "");
+}
+
+namespace detail {
+
+std::vector<SaveTensor> model_tensors(Sequential<float>& model) {
+  std::vector<SaveTensor> tensors;
+  for (const auto& p : model.named_parameters()) tensors.push_back({p.name, p.value});
+  for (const auto& b : model.named_buffers())
+    tensors.push_back({b.name, b.value, b.counter ? DType::kI64 : DType::kF32});
+  return tensors;
+}
+
+ModelFile model_from_file(const SafeTensorsFile& file, const std::string& path,
+                          const std::optional<ModelSpec>& spec, const std::string& other_prefix) {
   const auto fail = [&](const std::string& message) -> void { throw Error(path + ": " + message); };
   const auto& meta = file.metadata();
   ModelFile loaded;
@@ -143,7 +153,8 @@ ModelFile load_model(const std::string& path, const std::optional<ModelSpec>& sp
     std::copy(values.begin(), values.end(), b.value.begin());
   }
   for (const std::string& name : file.names()) {
-    if (!expected.count(name)) fail("unexpected tensor '" + name + "' (not in the architecture)");
+    if (!expected.count(name) && (other_prefix.empty() || !name.starts_with(other_prefix)))
+      fail("unexpected tensor '" + name + "' (not in the architecture)");
   }
   if (meta.count("class_names")) {
     try {
@@ -154,5 +165,7 @@ ModelFile load_model(const std::string& path, const std::optional<ModelSpec>& sp
   }
   return loaded;
 }
+
+}  // namespace detail
 
 }  // namespace cnn

@@ -114,6 +114,14 @@ std::vector<EpochMetrics> train_model(Sequential<float>& model, const ModelSpec&
                                       const TrainOptions& options, Rng& rng,
                                       const std::function<void(const TrainProgress&)>& on_progress,
                                       const std::function<void(const EpochMetrics&)>& on_epoch) {
+  return train_model(model, spec, train, test, options, rng, on_progress, on_epoch, {}).history;
+}
+
+TrainResult train_model(Sequential<float>& model, const ModelSpec& spec, const Dataset& train,
+                        const Dataset& test, const TrainOptions& options, Rng& rng,
+                        const std::function<void(const TrainProgress&)>& on_progress,
+                        const std::function<void(const EpochMetrics&)>& on_epoch,
+                        const TrainControl& control) {
   const std::unique_ptr<Optimizer<float>> optimizer =
       make_optimizer(options, model.parameters(), model.gradients());
   Objective objective = objective_for(model, spec, options.label_smoothing);
@@ -122,59 +130,134 @@ std::vector<EpochMetrics> train_model(Sequential<float>& model, const ModelSpec&
   std::vector<int64_t> indices;
   std::vector<uint8_t> labels;
   Tensor<float> x, gradient;
-  std::vector<EpochMetrics> history;
   // Augmentation draws from a stream of its own, seeded from rng only when it is on, so that
   // the data order is the same with and without it.
   const bool augment = options.augment == Augment::kCropFlip;
   Rng augment_rng(augment ? rng.next_u64() : 0);
   std::vector<float> augment_scratch;
-  int64_t step = 0;
-  for (int epoch = 1; epoch <= options.epochs; ++epoch) {
+  const std::vector<Rng*> layer_rngs = model.rngs();
+
+  TrainResult result;
+  TrainState& state = result.state;
+  if (control.resume) {
+    state = *control.resume;
+    const auto refuse = [](const std::string& what) {
+      throw Error("cannot resume: the checkpoint's " + what);
+    };
+    if (state.layer_rngs.size() != layer_rngs.size()) refuse("random streams do not fit the model");
+    for (size_t i = 0; i < layer_rngs.size(); ++i) layer_rngs[i]->set_state(state.layer_rngs[i]);
+    rng.set_state(state.rng);
+    augment_rng.set_state(state.augment_rng);
+    auto tensors = optimizer->state_tensors();
+    if (tensors.size() != state.optimizer_tensors.size()) refuse("optimizer state does not fit");
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      const auto& [name, values] = state.optimizer_tensors[i];
+      if (name != tensors[i].first || values.size() != tensors[i].second.size())
+        refuse("optimizer tensor " + name + " does not fit");
+      std::copy(values.begin(), values.end(), tensors[i].second.begin());
+    }
+    optimizer->set_state_counter(state.optimizer_counter);
+    if (!state.order.empty()) batches.restore(state.order, state.position);
+  }
+  // The state of the run between two steps, for a checkpoint.
+  const auto capture = [&](bool mid_epoch, double seconds) {
+    state.rng = rng.state();
+    state.augment_rng = augment_rng.state();
+    state.layer_rngs.clear();
+    for (Rng* r : layer_rngs) state.layer_rngs.push_back(r->state());
+    state.optimizer_tensors.clear();
+    for (const auto& [name, values] : optimizer->state_tensors())
+      state.optimizer_tensors.emplace_back(name, std::vector<float>(values.begin(), values.end()));
+    state.optimizer_counter = optimizer->state_counter();
+    state.order = mid_epoch ? batches.order() : std::vector<int64_t>{};
+    state.position = mid_epoch ? batches.position() : 0;
+    state.seconds = seconds;
+  };
+  for (; state.epoch <= options.epochs; ++state.epoch) {
+    const int epoch = state.epoch;
+    const bool continuing = !state.order.empty();
+    const double seconds_before = continuing ? state.seconds : 0;
     const auto start = std::chrono::steady_clock::now();
-    batches.start_epoch(&rng);
-    double loss_sum = 0;
-    int64_t correct = 0, seen = 0;
+    const auto seconds_now = [&] {
+      return seconds_before +
+             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    };
+    if (!continuing) {
+      batches.start_epoch(&rng);
+      state.loss_sum = 0;
+      state.correct = 0;
+      state.seen = 0;
+    }
+    state.order.clear();
     while (batches.next(indices)) {
       gather_images(train.images, indices, x);
       if (augment) random_crop_flip(x, options.crop_padding, augment_rng, augment_scratch);
       gather_labels(train, indices, labels);
       model.zero_grad();
       const TensorView<const float> outputs = model.forward(x, Mode::kTrain);
+      const auto diverged = [&](const std::string& what) {
+        throw Error("training diverged: " + what + " in epoch " + std::to_string(epoch) +
+                    ", step " + std::to_string(state.step + 1) + " (try a smaller --lr)");
+      };
+      for (const float v : outputs)
+        if (!std::isfinite(v)) diverged("the model's outputs are not finite");
       const double loss = objective.loss(outputs, labels, &gradient);
-      if (!std::isfinite(loss)) {
-        throw Error("training diverged: the loss is " + std::to_string(loss) + " in epoch " +
-                    std::to_string(epoch) + " (try a smaller --lr)");
-      }
+      if (!std::isfinite(loss)) diverged("the loss is " + std::to_string(loss));
       const int64_t n = static_cast<int64_t>(indices.size());
       for (int64_t i = 0; i < n; ++i)
-        correct += objective.predict(outputs, i) == labels[static_cast<size_t>(i)];
+        state.correct += objective.predict(outputs, i) == labels[static_cast<size_t>(i)];
       model.backward(gradient);
-      optimizer->set_lr(scheduled_lr(schedule, step));
-      ++step;
+      optimizer->set_lr(scheduled_lr(schedule, state.step));
+      ++state.step;
       optimizer->step();
-      loss_sum += loss * static_cast<double>(n);
-      seen += n;
+      state.loss_sum += loss * static_cast<double>(n);
+      state.seen += n;
       if (on_progress) {
-        on_progress(
-            {epoch, options.epochs, seen, train.size(), loss_sum / double(seen),
-             double(correct) / double(seen),
-             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()});
+        on_progress({epoch, options.epochs, state.seen, train.size(),
+                     state.loss_sum / double(state.seen),
+                     double(state.correct) / double(state.seen), seconds_now()});
+      }
+      const bool more = batches.position() < train.size();
+      if (more && control.stop_requested && control.stop_requested()) {
+        capture(true, seconds_now());
+        if (control.checkpoint) control.checkpoint(state);
+        result.stopped = true;
+        result.history = state.history;
+        return result;
+      }
+      if (more && control.checkpoint_due && control.checkpoint && control.checkpoint_due()) {
+        capture(true, seconds_now());
+        control.checkpoint(state);
+        state.order.clear();
       }
     }
-    const double train_seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double train_seconds = seconds_now();
     const EvalResult tested = evaluate(model, spec, test, 256);
     EpochMetrics m;
     m.epoch = epoch;
-    m.train_loss = loss_sum / double(seen);
-    m.train_accuracy = double(correct) / double(seen);
+    m.train_loss = state.loss_sum / double(state.seen);
+    m.train_accuracy = double(state.correct) / double(state.seen);
     m.test_loss = tested.loss;
     m.test_accuracy = tested.accuracy;
     m.seconds = train_seconds;
-    history.push_back(m);
+    state.history.push_back(m);
     if (on_epoch) on_epoch(m);
+    if (control.checkpoint) {
+      ++state.epoch;  // the checkpoint continues with the next epoch
+      capture(false, 0);
+      control.checkpoint(state);
+      --state.epoch;
+    }
+    if (epoch < options.epochs && control.stop_requested && control.stop_requested()) {
+      ++state.epoch;
+      capture(false, 0);
+      result.stopped = true;
+      result.history = state.history;
+      return result;
+    }
   }
-  return history;
+  result.history = state.history;
+  return result;
 }
 
 EvalResult evaluate(Sequential<float>& model, const ModelSpec& spec, const Dataset& data,

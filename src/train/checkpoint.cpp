@@ -1,0 +1,218 @@
+#include "cnn/checkpoint.hpp"
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <nlohmann/json.hpp>
+
+#include "cnn/error.hpp"
+#include "cnn/safetensors.hpp"
+
+namespace cnn {
+
+using Json = nlohmann::json;
+
+namespace {
+
+constexpr const char* kFormat = "cnn-checkpoint";
+constexpr const char* kOptimizerPrefix = "optimizer.";
+
+/// A double as C's hexadecimal notation: it reads back bit for bit.
+std::string exact(double v) {
+  char text[64];
+  std::snprintf(text, sizeof text, "%a", v);
+  return text;
+}
+
+Json rng_json(const RngState& s) {
+  Json words = Json::array();
+  for (uint64_t w : s.words) words.push_back(std::to_string(w));
+  return {{"words", words}, {"has_spare", s.has_spare}, {"spare", exact(s.spare)}};
+}
+
+/// Reads the JSON of a state, throwing "<what>: expected ..." for anything malformed.
+class StateReader {
+ public:
+  explicit StateReader(std::string path) : path_(std::move(path)) {}
+  [[noreturn]] void fail(const std::string& what) const {
+    throw Error(path_ + ": checkpoint state: " + what);
+  }
+  const Json& at(const Json& j, const char* key) const {
+    if (!j.is_object() || !j.contains(key)) fail(std::string("missing '") + key + "'");
+    return j.at(key);
+  }
+  int64_t integer(const Json& j, const char* key, int64_t lo, int64_t hi) const {
+    const Json& v = at(j, key);
+    if (!v.is_number_integer() || v.get<int64_t>() < lo || v.get<int64_t>() > hi)
+      fail(std::string("'") + key + "' is not an integer from " + std::to_string(lo) + " to " +
+           std::to_string(hi));
+    return v.get<int64_t>();
+  }
+  double number(const Json& j, const char* key) const {
+    const Json& v = at(j, key);
+    if (!v.is_string()) fail(std::string("'") + key + "' is not a hexadecimal number");
+    const std::string text = v.get<std::string>();
+    char* end = nullptr;
+    const double d = std::strtod(text.c_str(), &end);
+    if (text.empty() || *end != '\0' || !std::isfinite(d))
+      fail(std::string("'") + key + "' is not a finite number: " + text);
+    return d;
+  }
+  RngState rng(const Json& j) const {
+    RngState s;
+    const Json& words = at(j, "words");
+    if (!words.is_array() || words.size() != 4) fail("a random stream without its 4 words");
+    for (size_t i = 0; i < 4; ++i) {
+      if (!words[i].is_string()) fail("a random stream's word is not a decimal string");
+      const std::string text = words[i].get<std::string>();
+      char* end = nullptr;
+      errno = 0;
+      s.words[i] = std::strtoull(text.c_str(), &end, 10);
+      if (text.empty() || *end != '\0' || errno != 0 || text[0] == '-')
+        fail("a random stream's word is not a 64-bit number: " + text);
+    }
+    if (!at(j, "has_spare").is_boolean()) fail("'has_spare' is not a boolean");
+    s.has_spare = at(j, "has_spare").get<bool>();
+    s.spare = number(j, "spare");
+    return s;
+  }
+
+ private:
+  std::string path_;
+};
+
+}  // namespace
+
+void save_checkpoint(const std::string& path, Sequential<float>& model, const ModelSpec& spec,
+                     const std::vector<std::string>& class_names, const TrainState& state,
+                     const std::string& config) {
+  std::vector<SaveTensor> tensors = detail::model_tensors(model);
+  for (const auto& [name, values] : state.optimizer_tensors) {
+    tensors.push_back(
+        {kOptimizerPrefix + name,
+         TensorView<const float>(values.data(), Shape{static_cast<int64_t>(values.size())})});
+  }
+  Json history = Json::array();
+  for (const EpochMetrics& m : state.history) {
+    history.push_back({m.epoch, exact(m.train_loss), exact(m.train_accuracy), exact(m.test_loss),
+                       exact(m.test_accuracy), exact(m.seconds)});
+  }
+  Json layer_rngs = Json::array();
+  for (const RngState& r : state.layer_rngs) layer_rngs.push_back(rng_json(r));
+  Json optimizer_names = Json::array();
+  for (const auto& t : state.optimizer_tensors) optimizer_names.push_back(t.first);
+  const Json j = {{"epoch", state.epoch},
+                  {"step", state.step},
+                  {"order", state.order},
+                  {"position", state.position},
+                  {"loss_sum", exact(state.loss_sum)},
+                  {"correct", state.correct},
+                  {"seen", state.seen},
+                  {"seconds", exact(state.seconds)},
+                  {"history", history},
+                  {"rng", rng_json(state.rng)},
+                  {"augment_rng", rng_json(state.augment_rng)},
+                  {"layer_rngs", layer_rngs},
+                  {"optimizer_tensors", optimizer_names},
+                  {"optimizer_counter", state.optimizer_counter}};
+  save_safetensors(path, tensors,
+                   {{"format", kFormat},
+                    {"format_version", kModelFormatVersion},
+                    {"architecture", to_json(spec)},
+                    {"class_names", Json(class_names).dump()},
+                    {"config", config},
+                    {"state", j.dump()}});
+}
+
+Checkpoint load_checkpoint(const std::string& path) {
+  const SafeTensorsFile file = SafeTensorsFile::load(path);
+  const auto& meta = file.metadata();
+  if (!meta.count("format") || meta.at("format") != kFormat) {
+    throw Error(path + ": not a cnn checkpoint (its metadata has no format \"" + kFormat +
+                "\"; a model file continues with --resume only through its checkpoint, " +
+                "MODEL.ckpt)");
+  }
+  Checkpoint c;
+  c.model = detail::model_from_file(file, path, std::nullopt, kOptimizerPrefix);
+  c.config = meta.count("config") ? meta.at("config") : "{}";
+  if (!meta.count("state")) throw Error(path + ": checkpoint without its state");
+  const StateReader r(path);
+  Json j;
+  try {
+    j = Json::parse(meta.at("state"));
+  } catch (const Json::exception& e) {
+    r.fail(std::string("not JSON: ") + e.what());
+  }
+  constexpr int64_t kBig = int64_t{1} << 53;
+  TrainState& s = c.state;
+  s.epoch = static_cast<int>(r.integer(j, "epoch", 1, 1000000));
+  s.step = r.integer(j, "step", 0, kBig);
+  const Json& order = r.at(j, "order");
+  if (!order.is_array()) r.fail("'order' is not a list");
+  for (const Json& v : order) {
+    if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= kBig)
+      r.fail("'order' holds something other than sample indices");
+    s.order.push_back(v.get<int64_t>());
+  }
+  s.position = r.integer(j, "position", 0, static_cast<int64_t>(s.order.size()));
+  s.loss_sum = r.number(j, "loss_sum");
+  s.correct = r.integer(j, "correct", 0, kBig);
+  s.seen = r.integer(j, "seen", 0, kBig);
+  s.seconds = r.number(j, "seconds");
+  const Json& history = r.at(j, "history");
+  if (!history.is_array()) r.fail("'history' is not a list");
+  for (const Json& row : history) {
+    if (!row.is_array() || row.size() != 6 || !row[0].is_number_integer())
+      r.fail("a 'history' row is not [epoch, 5 numbers]");
+    EpochMetrics m;
+    m.epoch = row[0].get<int>();
+    const Json named = {{"train_loss", row[1]},
+                        {"train_accuracy", row[2]},
+                        {"test_loss", row[3]},
+                        {"test_accuracy", row[4]},
+                        {"seconds", row[5]}};
+    m.train_loss = r.number(named, "train_loss");
+    m.train_accuracy = r.number(named, "train_accuracy");
+    m.test_loss = r.number(named, "test_loss");
+    m.test_accuracy = r.number(named, "test_accuracy");
+    m.seconds = r.number(named, "seconds");
+    s.history.push_back(m);
+  }
+  if (static_cast<int64_t>(s.history.size()) != s.epoch - 1)
+    r.fail("the history has " + std::to_string(s.history.size()) + " epochs, epoch is " +
+           std::to_string(s.epoch));
+  s.rng = r.rng(r.at(j, "rng"));
+  s.augment_rng = r.rng(r.at(j, "augment_rng"));
+  const Json& layer_rngs = r.at(j, "layer_rngs");
+  if (!layer_rngs.is_array()) r.fail("'layer_rngs' is not a list");
+  for (const Json& v : layer_rngs) s.layer_rngs.push_back(r.rng(v));
+  const Json& names = r.at(j, "optimizer_tensors");
+  if (!names.is_array()) r.fail("'optimizer_tensors' is not a list");
+  const int64_t parameters = c.model.model.parameter_count();
+  for (const Json& v : names) {
+    if (!v.is_string()) r.fail("an optimizer tensor's name is not a string");
+    const std::string name = v.get<std::string>();
+    const std::string key = kOptimizerPrefix + name;
+    if (!file.contains(key)) throw Error(path + ": missing tensor '" + key + "'");
+    const auto& entry = file.entry(key);
+    if (entry.dtype != DType::kF32 || entry.shape != Shape{parameters})
+      throw Error(path + ": tensor '" + key + "': expected F32 of shape (" +
+                  std::to_string(parameters) + ",)");
+    const Tensor<float> values = file.tensor<float>(key);
+    for (int64_t i = 0; i < values.numel(); ++i)
+      if (!std::isfinite(values[i]))
+        throw Error(path + ": tensor '" + key + "' holds a non-finite value at index " +
+                    std::to_string(i));
+    s.optimizer_tensors.emplace_back(name, std::vector<float>(values.begin(), values.end()));
+  }
+  for (const std::string& name : file.names()) {
+    if (name.starts_with(kOptimizerPrefix) &&
+        std::none_of(s.optimizer_tensors.begin(), s.optimizer_tensors.end(),
+                     [&](const auto& t) { return kOptimizerPrefix + t.first == name; }))
+      throw Error(path + ": unexpected tensor '" + name + "'");
+  }
+  s.optimizer_counter = r.integer(j, "optimizer_counter", 0, kBig);
+  return c;
+}
+
+}  // namespace cnn

@@ -1,0 +1,304 @@
+// Training that survives (cnn train's checkpoints): a run killed at any moment (SIGKILL
+// between steps, in the middle of writing a checkpoint, before the first one, after the last
+// one), or stopped by SIGTERM / SIGINT, resumes to the very model file and metrics of the run
+// that was never stopped; a failed write or a diverging loss keeps the last good checkpoint.
+// The crash moments come from fault injection in the CLI (CNN_FAULT_*, see main.cpp), so that
+// each test hits the moment it names.
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "cnn/checkpoint.hpp"
+#include "cnn/cnn.hpp"
+
+extern char** environ;
+
+namespace cnn {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string read_bytes(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+fs::path work_dir() {
+  static const fs::path dir = [] {
+    fs::path d = fs::temp_directory_path() / ("cnn_checkpoint_test_" + std::to_string(::getpid()));
+    fs::create_directories(d);
+    return d;
+  }();
+  return dir;
+}
+
+struct CliRun {
+  int exit_code = -1;  // 128 + signal when killed
+  std::string err;
+};
+
+std::vector<std::string> split(const std::string& args) {
+  std::istringstream in(args);
+  std::vector<std::string> out;
+  for (std::string word; in >> word;) out.push_back(word);
+  return out;
+}
+
+/// Starts `cnn <args>` with `env` ("NAME=value" entries added to ours); stdout to /dev/null,
+/// stderr to err_file.
+pid_t spawn(const std::string& args, const std::vector<std::string>& env,
+            const fs::path& err_file) {
+  std::vector<std::string> argv_text = split(args);
+  argv_text.insert(argv_text.begin(), CNN_CLI);
+  std::vector<char*> argv;
+  for (std::string& a : argv_text) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::vector<std::string> env_text(env);
+  for (char** e = environ; *e; ++e) env_text.emplace_back(*e);
+  std::vector<char*> envp;
+  for (std::string& e : env_text) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 2, err_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                   0644);
+  pid_t pid = -1;
+  EXPECT_EQ(posix_spawn(&pid, CNN_CLI, &actions, nullptr, argv.data(), envp.data()), 0);
+  posix_spawn_file_actions_destroy(&actions);
+  return pid;
+}
+
+CliRun finish(pid_t pid, const fs::path& err_file) {
+  int status = 0;
+  EXPECT_EQ(::waitpid(pid, &status, 0), pid);
+  CliRun run;
+  run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  run.err = read_bytes(err_file);
+  return run;
+}
+
+CliRun cnn(const std::string& args, const std::vector<std::string>& env = {}) {
+  const fs::path err = work_dir() / "stderr.txt";
+  return finish(spawn(args, env, err), err);
+}
+
+/// The CSV without its last column (seconds: wall-clock time, which no rerun reproduces).
+std::string metrics_without_seconds(const fs::path& csv) {
+  std::istringstream in(read_bytes(csv));
+  std::string out;
+  for (std::string line; std::getline(in, line);) out += line.substr(0, line.rfind(',')) + "\n";
+  return out;
+}
+
+std::vector<std::string> temporaries(const fs::path& dir) {
+  std::vector<std::string> found;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().filename().string().find(".tmp.") != std::string::npos)
+      found.push_back(e.path().filename().string());
+  return found;
+}
+
+/// A run's files: the reference the interrupted runs must reproduce.
+struct Reference {
+  std::string model, metrics;
+};
+
+Reference reference_run(const std::string& flags, const std::string& name) {
+  const fs::path dir = work_dir() / name;
+  const CliRun run = cnn("train " + flags + " --out " + (dir / "m.safetensors").string());
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  return {read_bytes(dir / "m.safetensors"), metrics_without_seconds(dir / "m.csv")};
+}
+
+/// Runs `flags` with the fault `env`, expects death by SIGKILL, resumes (or, when no
+/// checkpoint was written yet, starts again) and compares with the reference.
+void kill_and_resume(const std::string& flags, const std::string& fault, const Reference& ref,
+                     const std::string& name) {
+  SCOPED_TRACE(fault);
+  const fs::path dir = work_dir() / name;
+  fs::remove_all(dir);
+  const std::string out = (dir / "m.safetensors").string();
+  const CliRun killed = cnn("train " + flags + " --checkpoint-every 0 --out " + out, {fault});
+  ASSERT_EQ(killed.exit_code, 128 + SIGKILL) << killed.err;
+  const fs::path checkpoint = dir / "m.ckpt";
+  CliRun resumed;
+  if (fs::exists(checkpoint)) {
+    EXPECT_NO_THROW(load_checkpoint(checkpoint.string()));
+    resumed = cnn("train --resume " + checkpoint.string());
+  } else {
+    resumed = cnn("train " + flags + " --out " + out);  // killed before its first checkpoint
+  }
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_TRUE(read_bytes(out) == ref.model) << "the resumed model file differs";
+  EXPECT_EQ(metrics_without_seconds(dir / "m.csv"), ref.metrics);
+  EXPECT_EQ(temporaries(dir), std::vector<std::string>{});
+}
+
+const std::string kLenet = "--data sample --epochs 2 --threads 1 --seed 3";
+
+// LeNet-5 and SGD: 2 epochs of 32 steps, a checkpoint after every step (64 in all, the 32nd
+// and 64th at the ends of the epochs). Ten moments: in the first write (no checkpoint yet),
+// after the first, mid-epoch, in and after the epoch's end, in a write mid-epoch, near the
+// end, after the last one (before the model file is written).
+TEST(Checkpoint, KilledAtTenMomentsResumesToTheUninterruptedRun) {
+  const Reference ref = reference_run(kLenet, "lenet_ref");
+  for (const std::string fault :
+       {"CNN_FAULT_KILL_IN_CHECKPOINT=1", "CNN_FAULT_KILL_AFTER_CHECKPOINT=1",
+        "CNN_FAULT_KILL_AFTER_CHECKPOINT=10", "CNN_FAULT_KILL_IN_CHECKPOINT=32",
+        "CNN_FAULT_KILL_AFTER_CHECKPOINT=32", "CNN_FAULT_KILL_AFTER_CHECKPOINT=40",
+        "CNN_FAULT_KILL_IN_CHECKPOINT=50", "CNN_FAULT_KILL_AFTER_CHECKPOINT=60",
+        "CNN_FAULT_KILL_AFTER_CHECKPOINT=63", "CNN_FAULT_KILL_AFTER_CHECKPOINT=64"}) {
+    kill_and_resume(kLenet, fault, ref, "lenet_killed");
+  }
+}
+
+// A residual network with BatchNorm (running statistics, counters), Dropout (its mask
+// stream), crop-flip augmentation (its stream), AdamW (moments, t), one-cycle, label smoothing,
+// on 2 threads.
+TEST(Checkpoint, ResidualNetworkWithEveryKindOfStateResumesExactly) {
+  const fs::path spec = work_dir() / "small.json";
+  std::ofstream(spec) << R"({"name": "small", "input": [1, 28, 28], "layers": [
+    {"type": "Conv2d", "out_channels": 4, "kernel": 3, "padding": 1, "bias": false},
+    {"type": "BatchNorm2d"}, {"type": "ReLU"},
+    {"type": "Residual", "body": [
+      {"type": "Conv2d", "out_channels": 4, "kernel": 3, "padding": 1, "bias": false},
+      {"type": "BatchNorm2d"}, {"type": "ReLU"}, {"type": "Dropout", "p": 0.2},
+      {"type": "Conv2d", "out_channels": 4, "kernel": 3, "padding": 1, "bias": false},
+      {"type": "BatchNorm2d"}]},
+    {"type": "MaxPool2d", "kernel": 4}, {"type": "Flatten"}, {"type": "Dropout", "p": 0.3},
+    {"type": "Linear", "out_features": 10}]})";
+  const std::string flags = "--model " + spec.string() +
+                            " --data sample --epochs 2 --threads 2 --batch 128 --optimizer adamw "
+                            "--weight-decay 0.05 --schedule onecycle --label-smoothing 0.1 "
+                            "--augment crop-flip";
+  const Reference ref = reference_run(flags, "small_ref");
+  for (const std::string fault :
+       {"CNN_FAULT_KILL_AFTER_CHECKPOINT=5", "CNN_FAULT_KILL_IN_CHECKPOINT=16",
+        "CNN_FAULT_KILL_AFTER_CHECKPOINT=16"}) {
+    kill_and_resume(flags, fault, ref, "small_killed");
+  }
+}
+
+/// Starts a long run, waits for its first checkpoint, sends `signal` (twice when `twice`).
+CliRun signalled_run(int signal, bool twice, const fs::path& dir) {
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const fs::path err = dir / "stderr.txt";
+  const pid_t pid =
+      spawn("train " + kLenet + " --epochs 40 --out " + (dir / "m.safetensors").string(), {}, err);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (!fs::exists(dir / "m.ckpt") && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ::kill(pid, signal);
+  if (twice) ::kill(pid, signal);
+  return finish(pid, err);
+}
+
+TEST(Checkpoint, SigtermAndSigintStopWithACheckpointAndResumeExactly) {
+  const Reference ref = reference_run(kLenet + " --epochs 40", "signal_ref");
+  for (const int signal : {SIGTERM, SIGINT}) {
+    SCOPED_TRACE(signal == SIGTERM ? "SIGTERM" : "SIGINT");
+    const fs::path dir = work_dir() / "signalled";
+    const CliRun stopped = signalled_run(signal, false, dir);
+    EXPECT_EQ(stopped.exit_code, signal == SIGTERM ? 143 : 130) << stopped.err;
+    EXPECT_EQ(std::count(stopped.err.begin(), stopped.err.end(), '\n'), 1) << stopped.err;
+    EXPECT_NE(stopped.err.find(std::string("stopped by ") +
+                               (signal == SIGTERM ? "SIGTERM" : "SIGINT") + " in epoch "),
+              std::string::npos)
+        << stopped.err;
+    EXPECT_NE(stopped.err.find("resume with: cnn train --resume " + (dir / "m.ckpt").string()),
+              std::string::npos)
+        << stopped.err;
+    EXPECT_FALSE(fs::exists(dir / "m.safetensors"));
+    const CliRun resumed = cnn("train --resume " + (dir / "m.ckpt").string());
+    ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+    EXPECT_TRUE(read_bytes(dir / "m.safetensors") == ref.model);
+    EXPECT_EQ(metrics_without_seconds(dir / "m.csv"), ref.metrics);
+  }
+  // A second SIGINT ends the process at once; the last checkpoint stays usable.
+  const fs::path dir = work_dir() / "twice";
+  const CliRun twice = signalled_run(SIGINT, true, dir);
+  EXPECT_EQ(twice.exit_code, 130) << twice.err;
+  EXPECT_NO_THROW(load_checkpoint((dir / "m.ckpt").string()));
+}
+
+TEST(Checkpoint, FailedWriteAndDivergenceKeepTheLastCheckpoint) {
+  const Reference ref = reference_run(kLenet, "fail_ref");
+  const fs::path dir = work_dir() / "failed";
+  fs::remove_all(dir);
+  const std::string out = (dir / "m.safetensors").string();
+  const CliRun failed = cnn("train " + kLenet + " --checkpoint-every 0 --out " + out,
+                            {"CNN_FAULT_FAIL_CHECKPOINT=20"});
+  EXPECT_EQ(failed.exit_code, 1) << failed.err;
+  EXPECT_EQ(std::count(failed.err.begin(), failed.err.end(), '\n'), 1) << failed.err;
+  EXPECT_NE(failed.err.find("cannot write"), std::string::npos) << failed.err;
+  EXPECT_NE(failed.err.find("the last checkpoint, " + (dir / "m.ckpt").string() +
+                            " (epoch 1, step 19), is kept"),
+            std::string::npos)
+      << failed.err;
+  const CliRun resumed = cnn("train --resume " + (dir / "m.ckpt").string());
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_TRUE(read_bytes(out) == ref.model);
+
+  // A learning rate that diverges: one line naming the epoch and step; the checkpoint loads.
+  const fs::path diverging = work_dir() / "diverging";
+  fs::remove_all(diverging);
+  const CliRun diverged = cnn("train " + kLenet + " --lr 100 --checkpoint-every 0 --out " +
+                              (diverging / "m.safetensors").string());
+  EXPECT_EQ(diverged.exit_code, 1) << diverged.err;
+  EXPECT_EQ(std::count(diverged.err.begin(), diverged.err.end(), '\n'), 1) << diverged.err;
+  EXPECT_NE(diverged.err.find("training diverged: "), std::string::npos) << diverged.err;
+  EXPECT_NE(diverged.err.find(" in epoch 1, step "), std::string::npos) << diverged.err;
+  EXPECT_NE(diverged.err.find("is kept"), std::string::npos) << diverged.err;
+  EXPECT_NO_THROW(load_checkpoint((diverging / "m.ckpt").string()));
+  EXPECT_FALSE(fs::exists(diverging / "m.safetensors"));
+}
+
+TEST(Checkpoint, ResumeRefusesWhatWouldChangeTheRun) {
+  const fs::path dir = work_dir() / "refuse";
+  fs::remove_all(dir);
+  const std::string out = (dir / "m.safetensors").string(), ckpt = (dir / "m.ckpt").string();
+  ASSERT_EQ(cnn("train " + kLenet + " --out " + out).exit_code, 0);
+  for (const auto& [args, fragment] : std::vector<std::pair<std::string, std::string>>{
+           {"--lr 0.1", "--lr is 0.1, the checkpoint's run has 0.05"},
+           {"--threads 2", "--threads is 2, the checkpoint's run has 1"},
+           {"--seed 4", "--seed is 4, the checkpoint's run has 3"},
+           {"--augment crop-flip", "--augment is \"crop-flip\", the checkpoint's run has \"none\""},
+           {"--model convnet", "--model is \"convnet\", the checkpoint's run has \"lenet5\""},
+           {"--epochs 1", "--epochs is 1, the checkpoint is in or past epoch 2"}}) {
+    const CliRun run = cnn("train --resume " + ckpt + " " + args);
+    EXPECT_NE(run.exit_code, 0) << args;
+    EXPECT_NE(run.err.find(fragment), std::string::npos) << args << ": " << run.err;
+    EXPECT_EQ(std::count(run.err.begin(), run.err.end(), '\n'), 1) << run.err;
+  }
+  // Resuming a finished run writes its files again, the same bytes.
+  const std::string model_bytes = read_bytes(out);
+  fs::remove(out);
+  const CliRun again = cnn("train --resume " + ckpt);
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_TRUE(read_bytes(out) == model_bytes);
+  // The same value is no change; --epochs extends the finished run.
+  const CliRun extended = cnn("train --resume " + ckpt + " --lr 0.05 --epochs 3");
+  ASSERT_EQ(extended.exit_code, 0) << extended.err;
+  EXPECT_EQ(metrics_without_seconds(dir / "m.csv").substr(0, 5), "epoch");
+  std::istringstream lines(read_bytes(dir / "m.csv"));
+  EXPECT_EQ(std::count(std::istreambuf_iterator<char>(lines), {}, '\n'), 4);  // header + 3
+  // A model file is not a checkpoint.
+  const CliRun model_file = cnn("train --resume " + out);
+  EXPECT_EQ(model_file.exit_code, 1);
+  EXPECT_NE(model_file.err.find("not a cnn checkpoint"), std::string::npos) << model_file.err;
+}
+
+}  // namespace
+}  // namespace cnn
