@@ -188,6 +188,11 @@ TEST(Checkpoint, ResidualNetworkWithEveryKindOfStateResumesExactly) {
         "CNN_FAULT_KILL_AFTER_CHECKPOINT=16"}) {
     kill_and_resume(flags, fault, ref, "small_killed");
   }
+  // The resnet preset with its own recipe (SGD, one-cycle, label smoothing, crop-flip),
+  // killed mid-epoch.
+  const std::string resnet = "--model resnet --data sample --epochs 2 --threads 2";
+  kill_and_resume(resnet, "CNN_FAULT_KILL_AFTER_CHECKPOINT=12", reference_run(resnet, "resnet_ref"),
+                  "resnet_killed");
 }
 
 /// Starts a long run, waits for its first checkpoint, sends `signal` (twice when `twice`).
