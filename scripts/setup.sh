@@ -2,15 +2,21 @@
 # Installs what cnn needs from Debian 12's packages (as root; uses sudo when not root).
 #   scripts/setup.sh          build and run dependencies (ONNX support: libonnx-dev and
 #                             libprotobuf-dev), and the Fashion-MNIST dataset
-#   scripts/setup.sh --test   the same, plus GoogleTest, clang-format and OpenCV DNN (the ONNX
-#                             consumer the tests run our exports in) and ONNX's per-operator
-#                             conformance tests (libonnx-testdata) for the test suite
+#   scripts/setup.sh --test   the same, plus for the test suite: GoogleTest, clang-format,
+#                             OpenCV DNN (the ONNX consumer the tests run our exports in),
+#                             ONNX's per-operator conformance tests (libonnx-testdata), and
+#                             clang with libFuzzer and OpenMP for the fuzz targets
+#   scripts/setup.sh --fuzz   the same as --test (scripts/fuzz.sh)
 set -euo pipefail
 
 packages=(g++ cmake make zlib1g-dev nlohmann-json3-dev libstb-dev dataset-fashion-mnist
   libonnx-dev libprotobuf-dev)
-if [[ "${1:-}" == "--test" ]]; then
+if [[ "${1:-}" == "--test" || "${1:-}" == "--fuzz" ]]; then
   packages+=(libgtest-dev clang-format libopencv-dnn-dev libonnx-testdata)
+fi
+if [[ "${1:-}" == "--test" || "${1:-}" == "--fuzz" ]]; then
+  # libFuzzer: clang with its runtime, and clang's OpenMP.
+  packages+=(clang libclang-rt-14-dev libomp-14-dev)
 fi
 
 missing=()

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: install what is needed, then build and run the whole suite twice: as an
-# optimised build with warnings as errors, and under AddressSanitizer + UndefinedBehaviorSanitizer.
+# optimised build with warnings as errors, and under AddressSanitizer + UndefinedBehaviorSanitizer;
+# then every fuzz target briefly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test
@@ -25,4 +26,7 @@ run_suite release -DCMAKE_BUILD_TYPE=Release
 export ASAN_OPTIONS=halt_on_error=1:detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 run_suite sanitize -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCNN_SANITIZE=ON
-echo "== all tests passed (release and sanitizer builds)"
+# Every loader of untrusted bytes under libFuzzer for a few seconds each (scripts/fuzz.sh SECONDS
+# runs them longer); a finding fails the suite.
+scripts/fuzz.sh "${CNN_FUZZ_SECONDS:-5}"
+echo "== all tests passed (release and sanitizer builds, fuzz targets)"

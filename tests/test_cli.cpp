@@ -188,6 +188,15 @@ TEST(Cli, InfoCountsLeNet5) {
   EXPECT_NE(from_file.out.find("Total params: 61,706"), std::string::npos) << from_file.out;
 }
 
+// Inputs the fuzzers found (scripts/fuzz.sh), each in tests/regressions/, stay refused in one
+// line.
+TEST(CliBadInput, FuzzFindingsStayFixed) {
+  const std::string dir = std::string(CNN_SOURCE_DIR) + "/tests/regressions/";
+  // fuzz_image: a PGM whose height stb reads as 0 was resampled out of its 0-pixel buffer.
+  expect_refusal("predict " + trained_model().string() + " " + dir + "image_zero_height.pgm",
+                 {"image_zero_height.pgm: cannot decode image (it declares 12x0 pixels)"});
+}
+
 TEST(Cli, InfoShowsTheNestingOfResidualBlocks) {
   const CliRun run = cnn("info resnet");
   ASSERT_EQ(run.exit_code, 0) << run.err;

@@ -32,6 +32,12 @@ void load_image_as(const std::string& path, const Shape& chw, bool invert, Tenso
   if (!pixels) {
     throw Error(path + ": cannot decode image (" + std::string(stbi_failure_reason()) + ")");
   }
+  // stb's PNM reader accepts a zero width or height (found by fuzz/fuzz_image.cpp: "P5 12
+  // <junk> 10" decodes to an image of no pixels), which the resampling below cannot read.
+  if (width < 1 || height < 1 || int64_t{width} * int64_t{height} > kMaxImagePixels) {
+    throw Error(path + ": cannot decode image (it declares " + std::to_string(width) + "x" +
+                std::to_string(height) + " pixels)");
+  }
   const int64_t out_h = chw[1], out_w = chw[2];
   x.resize(Shape{1, channels, out_h, out_w});
   const unsigned char* src = pixels.get();

@@ -44,7 +44,6 @@ __attribute__((target("avx2"))) void maxpool_2x2_row_avx2(float* y, int32_t* arg
                                                           int32_t top, int64_t out_w) {
   typedef float v8 __attribute__((vector_size(32)));
   typedef int32_t v8i __attribute__((vector_size(32)));
-  const v8i evens = {0, 2, 4, 6, 8, 10, 12, 14}, odds = {1, 3, 5, 7, 9, 11, 13, 15};
   const v8i window_steps = {0, 2, 4, 6, 8, 10, 12, 14};
   const int32_t tap_ids[4] = {0, 1, static_cast<int32_t>(in_w), static_cast<int32_t>(in_w) + 1};
   for (int64_t ow = 0; ow < out_w; ow += 8) {
@@ -55,8 +54,10 @@ __attribute__((target("avx2"))) void maxpool_2x2_row_avx2(float* y, int32_t* arg
     __builtin_memcpy(&r0b, r0 + 8, sizeof r0b);
     __builtin_memcpy(&r1a, r0 + in_w, sizeof r1a);
     __builtin_memcpy(&r1b, r0 + in_w + 8, sizeof r1b);
-    v8 taps[4] = {__builtin_shuffle(r0a, r0b, evens), __builtin_shuffle(r0a, r0b, odds),
-                  __builtin_shuffle(r1a, r1b, evens), __builtin_shuffle(r1a, r1b, odds)};
+    v8 taps[4] = {__builtin_shufflevector(r0a, r0b, 0, 2, 4, 6, 8, 10, 12, 14),
+                  __builtin_shufflevector(r0a, r0b, 1, 3, 5, 7, 9, 11, 13, 15),
+                  __builtin_shufflevector(r1a, r1b, 0, 2, 4, 6, 8, 10, 12, 14),
+                  __builtin_shufflevector(r1a, r1b, 1, 3, 5, 7, 9, 11, 13, 15)};
     if constexpr (kRelu) {
       for (v8& v : taps) v = v < 0.0f ? v8{} : v;  // relu_of: below zero becomes +0
     }
@@ -311,12 +312,11 @@ void maxpool_2x2_stride2_backward(float* dx, const float* dy, const float* x, co
         }
         for (; ow + 2 <= s.out_w; ow += 2) {
           const int64_t at = top + 2 * ow;
-          const v4i pairs = {0, 0, 1, 1};
           const v4i a2 = {row_arg[ow], row_arg[ow + 1], 0, 0};
           const v4 g2 = {row_dy[ow], row_dy[ow + 1], 0.0f, 0.0f};
-          const v4i args = __builtin_shuffle(a2, pairs);
+          const v4i args = __builtin_shufflevector(a2, a2, 0, 0, 1, 1);
           // 0 + dy, as the scatter's sum into zeros gives: -0 becomes +0.
-          const v4 grads = __builtin_shuffle(g2, pairs) + 0.0f;
+          const v4 grads = __builtin_shufflevector(g2, g2, 0, 0, 1, 1) + 0.0f;
           const v4i columns = {0, 1, 2, 3};
           for (int r = 0; r < 2; ++r) {
             const int64_t first = at + r * s.in_w;

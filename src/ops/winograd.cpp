@@ -96,9 +96,8 @@ struct Geometry {
 /// Even and odd lanes of the 8 floats at p.
 inline void deinterleave8(const float* p, v4& even, v4& odd) {
   const v4 a = load4(p), b = load4(p + 4);
-  const v4i evens = {0, 2, 4, 6}, odds = {1, 3, 5, 7};
-  even = __builtin_shuffle(a, b, evens);
-  odd = __builtin_shuffle(a, b, odds);
+  even = __builtin_shufflevector(a, b, 0, 2, 4, 6);
+  odd = __builtin_shufflevector(a, b, 1, 3, 5, 7);
 }
 
 inline void store4(float* p, v4 v) {
@@ -183,9 +182,8 @@ void output_blocks(const float* mo, int64_t stride, int64_t p0, float rows[2][8]
       s[col] = r == 0 ? x[col] + x[4 + col] + x[8 + col] : x[4 + col] - x[8 + col] - x[12 + col];
     }
     const v4 left = s[0] + s[1] + s[2], right = s[1] - s[2] - s[3];  // (A^T m) A
-    const v4i first_half = {0, 4, 1, 5}, second_half = {2, 6, 3, 7};
-    const v4 low = __builtin_shuffle(left, right, first_half);
-    const v4 high = __builtin_shuffle(left, right, second_half);
+    const v4 low = __builtin_shufflevector(left, right, 0, 4, 1, 5);
+    const v4 high = __builtin_shufflevector(left, right, 2, 6, 3, 7);
     __builtin_memcpy(rows[r], &low, sizeof low);
     __builtin_memcpy(rows[r] + 4, &high, sizeof high);
   }
@@ -398,8 +396,6 @@ void transform_input_grads(float* dx, const float* dv, int64_t tiles, int64_t im
   const int64_t stride = g.in_channels * tiles;  // between tile positions xi
   const int64_t plane = g.staged_h * g.staged_w;
   const v4i lanes = {0, 1, 2, 3};
-  const v4i carry_in = {3, 4, 5, 6};  // (previous, current) -> previous[3], current[0..2]
-  const v4i first_half = {0, 4, 1, 5}, second_half = {2, 6, 3, 7};
   for (int64_t n = 0; n < images; ++n)
     for (int64_t c = 0; c < g.in_channels; ++c) {
       std::fill(staged, staged + plane + 8, 0.0f);
@@ -427,15 +423,16 @@ void transform_input_grads(float* dx, const float* dv, int64_t tiles, int64_t im
             // (B X) B^T, column by column.
             const v4 col0 = s[0], col1 = s[1] - s[2] + s[3], col2 = s[1] + s[2] - s[0],
                      col3 = -s[3];
-            const v4 even = col0 + __builtin_shuffle(carry2[r], col2, carry_in);
-            const v4 odd = col1 + __builtin_shuffle(carry3[r], col3, carry_in);
+            // (previous, current) -> previous[3], current[0..2]
+            const v4 even = col0 + __builtin_shufflevector(carry2[r], col2, 3, 4, 5, 6);
+            const v4 odd = col1 + __builtin_shufflevector(carry3[r], col3, 3, 4, 5, 6);
             carry2[r] = col2;
             carry3[r] = col3;
             // Past the last tile, a zeroed lane holds the carry and the lanes after it add
             // zeros (into the slack, or the next row's left padding).
             float* row = staged + (2 * i + r) * g.staged_w + 2 * j0;
-            const v4 low = load4(row) + __builtin_shuffle(even, odd, first_half);
-            const v4 high = load4(row + 4) + __builtin_shuffle(even, odd, second_half);
+            const v4 low = load4(row) + __builtin_shufflevector(even, odd, 0, 4, 1, 5);
+            const v4 high = load4(row + 4) + __builtin_shufflevector(even, odd, 2, 6, 3, 7);
             __builtin_memcpy(row, &low, sizeof low);
             __builtin_memcpy(row + 4, &high, sizeof high);
           }

@@ -1,0 +1,14 @@
+// Fuzz target: image decoding for `cnn predict` (PNG, JPEG, BMP, PGM through stb_image).
+#include "../apps/cnn/image.hpp"
+#include "cnn/cnn.hpp"
+#include "fuzz_input.hpp"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  const std::string path = cnn::fuzz::write_input(data, size, ".img");
+  cnn::Tensor<float> x;
+  try {
+    cnn::cli::load_image_as(path, cnn::Shape{1, 28, 28}, false, x);
+  } catch (const cnn::Error&) {
+  }
+  return 0;
+}

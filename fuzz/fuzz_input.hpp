@@ -1,0 +1,29 @@
+#pragma once
+// What every fuzz target shares: the loaders read files, so each input is written to a file of
+// this process (in /dev/shm when it exists: no disk traffic) and the loader reads it back. A
+// target passes when the loader returns or throws cnn::Error; any other exception, a crash or a
+// sanitizer report is a finding.
+
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+namespace cnn::fuzz {
+
+/// Writes `data` to this process's input file named with `suffix`; returns its path.
+inline std::string write_input(const uint8_t* data, size_t size, const std::string& suffix) {
+  static const std::string dir = std::filesystem::is_directory("/dev/shm")
+                                     ? "/dev/shm"
+                                     : std::filesystem::temp_directory_path().string();
+  const std::string path = dir + "/cnn_fuzz_" + std::to_string(::getpid()) + suffix;
+  std::FILE* f = std::fopen(path.c_str(), "wb");
+  if (!f) __builtin_trap();
+  if (size > 0 && std::fwrite(data, 1, size, f) != size) __builtin_trap();
+  std::fclose(f);
+  return path;
+}
+
+}  // namespace cnn::fuzz
