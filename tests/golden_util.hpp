@@ -9,9 +9,22 @@
 #include <cstdio>
 #include <string>
 
+#include "cnn/data.hpp"
 #include "cnn/tensor.hpp"
 
 namespace cnn::testing {
+
+/// A file of tests/golden/.
+inline std::string golden(const std::string& name) {
+  return std::string(CNN_GOLDEN_DIR) + "/" + name;
+}
+
+/// The test split of the Fashion-MNIST sample bundled in data/.
+inline Dataset sample_test_set() {
+  const std::string dir = CNN_SAMPLE_DIR;
+  return read_idx_dataset(resolve_maybe_gz(dir + "/t10k-images-idx3-ubyte"),
+                          resolve_maybe_gz(dir + "/t10k-labels-idx1-ubyte"));
+}
 
 /// The smallest scale a golden tensor is compared at: an all-zero (or near-zero) golden tensor
 /// is matched to rtol * kGoldenScaleFloor in absolute terms (1e-11 at rtol 1e-5), so that it

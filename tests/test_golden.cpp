@@ -18,10 +18,7 @@ namespace {
 
 using Json = nlohmann::json;
 using testing::close_to_golden;
-
-std::string golden(const std::string& file) {
-  return std::string(CNN_GOLDEN_DIR) + "/" + file;
-}
+using testing::golden;
 
 /// The layer of a golden case: its keys other than "name" and "layer" are spec keys, so the
 /// spec registry builds it as a model would.

@@ -20,16 +20,8 @@ namespace {
 namespace fs = std::filesystem;
 using Json = nlohmann::json;
 using testing::close_to_golden;
-
-std::string golden(const std::string& name) {
-  return std::string(CNN_GOLDEN_DIR) + "/" + name;
-}
-
-Dataset sample_test_set() {
-  const std::string dir = CNN_SAMPLE_DIR;
-  return read_idx_dataset(resolve_maybe_gz(dir + "/t10k-images-idx3-ubyte"),
-                          resolve_maybe_gz(dir + "/t10k-labels-idx1-ubyte"));
-}
+using testing::golden;
+using testing::sample_test_set;
 
 /// stdout of `cnn <args>`; fails the test on a non-zero exit.
 std::string cnn_stdout(const std::string& args) {

@@ -31,10 +31,8 @@ namespace {
 namespace fs = std::filesystem;
 using Json = nlohmann::json;
 using testing::close_to_golden;
-
-std::string golden(const std::string& name) {
-  return std::string(CNN_GOLDEN_DIR) + "/" + name;
-}
+using testing::golden;
+using testing::sample_test_set;
 
 fs::path work_dir() {
   static const fs::path dir = [] {
@@ -52,12 +50,6 @@ std::string read_bytes(const fs::path& path) {
 
 void write_bytes(const fs::path& path, const std::string& bytes) {
   std::ofstream(path, std::ios::binary) << bytes;
-}
-
-Dataset sample_test_set() {
-  const std::string dir = CNN_SAMPLE_DIR;
-  return read_idx_dataset(resolve_maybe_gz(dir + "/t10k-images-idx3-ubyte"),
-                          resolve_maybe_gz(dir + "/t10k-labels-idx1-ubyte"));
 }
 
 /// The first `count` images of the sample's test set as the model sees them: (count, 1, 28,

@@ -400,6 +400,16 @@ class Importer {
   std::string residual(const std::string& value, const std::vector<int>& forks,
                        std::vector<LayerSpec>& layers);
   std::set<int> reachable(int from) const;
+  /// A (rows, cols) weight as (cols, rows): Linear's layout of MatMul's and Gemm's (transB 0) B.
+  const Constant& transposed(const Constant& w) {
+    Constant& tw = transposed_.emplace_back(w);
+    tw.dims = {w.dims[1], w.dims[0]};
+    for (int64_t r = 0; r < w.dims[0]; ++r)
+      for (int64_t c = 0; c < w.dims[1]; ++c)
+        tw.floats[static_cast<size_t>(c * w.dims[0] + r)] =
+            w.floats[static_cast<size_t>(r * w.dims[1] + c)];
+    return tw;
+  }
   void fold_shape_computations();
 
   std::string path_;
@@ -430,48 +440,40 @@ void Importer::read_constant(const onnx::TensorProto& t, const std::string& what
     count = *product;
     c.dims.push_back(d);
   }
-  if (t.data_type() == onnx::TensorProto::FLOAT) {
+  // The values from raw_data (little-endian, `width` bytes each) or from the typed field.
+  const auto read_values = [&](auto& out, size_t width, const auto& field, const char* kind,
+                               auto from_bytes) {
     if (t.has_raw_data()) {
-      if (t.raw_data().size() != static_cast<size_t>(count) * sizeof(float))
+      if (t.raw_data().size() != static_cast<size_t>(count) * width)
         fail(what + " '" + t.name() + "': " + std::to_string(t.raw_data().size()) +
-             " bytes of data for " + std::to_string(count) + " floats");
-      c.floats.resize(static_cast<size_t>(count));
-      std::memcpy(c.floats.data(), t.raw_data().data(), t.raw_data().size());
+             " bytes of data for " + std::to_string(count) + " " + kind);
+      for (int64_t i = 0; i < count; ++i)
+        out.push_back(from_bytes(t.raw_data().data() + static_cast<size_t>(i) * width));
     } else {
-      if (t.float_data_size() != count)
-        fail(what + " '" + t.name() + "': " + std::to_string(t.float_data_size()) + " values for " +
-             std::to_string(count) + " floats");
-      c.floats.assign(t.float_data().begin(), t.float_data().end());
+      if (field.size() != count)
+        fail(what + " '" + t.name() + "': " + std::to_string(field.size()) + " values for " +
+             std::to_string(count) + " " + kind);
+      for (const auto v : field) out.push_back(v);
     }
+  };
+  const auto load = [](auto value) {
+    return [](const char* p) {
+      decltype(value) v;
+      std::memcpy(&v, p, sizeof v);
+      return v;
+    };
+  };
+  if (t.data_type() == onnx::TensorProto::FLOAT) {
+    read_values(c.floats, sizeof(float), t.float_data(), "floats", load(0.0f));
     for (float v : c.floats)
       if (!std::isfinite(v)) fail(what + " '" + t.name() + "' holds a non-finite value");
   } else if (t.data_type() == onnx::TensorProto::INT64) {
     c.is_int = true;
-    if (t.has_raw_data()) {
-      if (t.raw_data().size() != static_cast<size_t>(count) * sizeof(int64_t))
-        fail(what + " '" + t.name() + "': " + std::to_string(t.raw_data().size()) +
-             " bytes of data for " + std::to_string(count) + " int64 values");
-      c.ints.resize(static_cast<size_t>(count));
-      std::memcpy(c.ints.data(), t.raw_data().data(), t.raw_data().size());
-    } else {
-      if (t.int64_data_size() != count)
-        fail(what + " '" + t.name() + "': " + std::to_string(t.int64_data_size()) + " values for " +
-             std::to_string(count) + " int64 values");
-      c.ints.assign(t.int64_data().begin(), t.int64_data().end());
-    }
+    read_values(c.ints, sizeof(int64_t), t.int64_data(), "int64 values", load(int64_t{0}));
   } else if (t.data_type() == onnx::TensorProto::BOOL) {  // Dropout's training_mode
     c.is_int = true;
-    if (t.has_raw_data()) {
-      if (t.raw_data().size() != static_cast<size_t>(count))
-        fail(what + " '" + t.name() + "': " + std::to_string(t.raw_data().size()) +
-             " bytes of data for " + std::to_string(count) + " booleans");
-      for (char b : t.raw_data()) c.ints.push_back(b != 0);
-    } else {
-      if (t.int32_data_size() != count)
-        fail(what + " '" + t.name() + "': " + std::to_string(t.int32_data_size()) + " values for " +
-             std::to_string(count) + " booleans");
-      for (int32_t b : t.int32_data()) c.ints.push_back(b != 0);
-    }
+    read_values(c.ints, 1, t.int32_data(), "booleans",
+                [](const char* p) { return int64_t{*p != 0}; });
   } else {
     fail(what + " '" + t.name() + "': data type " + std::to_string(t.data_type()) +
          " (expected FLOAT, INT64 or BOOL)");
@@ -839,21 +841,14 @@ std::string Importer::apply(int i, const std::string& value, std::vector<LayerSp
     const Constant& w = constant_input(i, 1, "B");
     if (w.dims.size() != 2)
       fail_node(i, "B of rank " + std::to_string(w.dims.size()) + " (expected 2)");
-    const bool transposed = int_attribute(i, "transB", 0) != 0;
+    const bool trans_b = int_attribute(i, "transB", 0) != 0;
     l.type = "Linear";
-    l.out = transposed ? w.dims[0] : w.dims[1];
-    l.declared_input = transposed ? w.dims[1] : w.dims[0];
-    if (transposed) {
+    l.out = trans_b ? w.dims[0] : w.dims[1];
+    l.declared_input = trans_b ? w.dims[1] : w.dims[0];
+    if (trans_b) {
       param("weight", 1, "B");
     } else {
-      transposed_.push_back(w);
-      Constant& tw = transposed_.back();
-      tw.dims = {w.dims[1], w.dims[0]};
-      for (int64_t r = 0; r < w.dims[0]; ++r)
-        for (int64_t c = 0; c < w.dims[1]; ++c)
-          tw.floats[static_cast<size_t>(c * w.dims[0] + r)] =
-              w.floats[static_cast<size_t>(r * w.dims[1] + c)];
-      t.parameters.emplace_back("weight", &tw);
+      t.parameters.emplace_back("weight", &transposed(w));
     }
     l.bias = has_input(i, 2);
     if (l.bias) {
@@ -871,14 +866,7 @@ std::string Importer::apply(int i, const std::string& value, std::vector<LayerSp
     l.type = "Linear";
     l.out = w.dims[1];
     l.declared_input = w.dims[0];
-    transposed_.push_back(w);
-    Constant& tw = transposed_.back();
-    tw.dims = {w.dims[1], w.dims[0]};
-    for (int64_t r = 0; r < w.dims[0]; ++r)
-      for (int64_t c = 0; c < w.dims[1]; ++c)
-        tw.floats[static_cast<size_t>(c * w.dims[0] + r)] =
-            w.floats[static_cast<size_t>(r * w.dims[1] + c)];
-    t.parameters.emplace_back("weight", &tw);
+    t.parameters.emplace_back("weight", &transposed(w));
     // A bias: the one reader an Add with a constant of out_features values.
     const std::vector<int> next = consumers(n.output(0));
     l.bias = false;
