@@ -190,9 +190,19 @@ std::vector<float> cnn_logits(Sequential<float>& model, const Tensor<float>& ima
 #ifdef CNN_TEST_OPENCV
 TEST(Onnx, OpenCvDnnRunsOurExportsToOurLogits) {
   const Tensor<float> images = first_images(256);
-  for (const std::string preset : {"lenet5", "convnet", "resnet"}) {
-    const ModelSpec spec = preset_spec(preset);
-    Sequential<float> model = random_model(spec, 11);
+  // The presets with random weights and statistics, and two trained ones: LeNet-5 and the
+  // resnet preset trained by PyTorch (real running statistics), from tests/golden/.
+  for (const std::string preset : {"lenet5", "convnet", "resnet", "torch_lenet5", "torch_resnet"}) {
+    const bool trained = preset.starts_with("torch_");
+    ModelFile file;
+    if (trained) {
+      file = load_model(golden(preset + ".safetensors"));
+    } else {
+      file.spec = preset_spec(preset);
+      file.model = random_model(file.spec, 11);
+    }
+    const ModelSpec& spec = file.spec;
+    Sequential<float>& model = file.model;
     const std::vector<float> ours = cnn_logits(model, images);
     for (bool fold : {false, true}) {
       SCOPED_TRACE(preset + (fold ? " folded" : ""));
