@@ -201,7 +201,7 @@ CliRun signalled_run(int signal, bool twice, const fs::path& dir) {
   fs::create_directories(dir);
   const fs::path err = dir / "stderr.txt";
   const pid_t pid =
-      spawn("train " + kLenet + " --epochs 40 --out " + (dir / "m.safetensors").string(), {}, err);
+      spawn("train " + kLenet + " --epochs 6 --out " + (dir / "m.safetensors").string(), {}, err);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
   while (!fs::exists(dir / "m.ckpt") && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -211,7 +211,7 @@ CliRun signalled_run(int signal, bool twice, const fs::path& dir) {
 }
 
 TEST(Checkpoint, SigtermAndSigintStopWithACheckpointAndResumeExactly) {
-  const Reference ref = reference_run(kLenet + " --epochs 40", "signal_ref");
+  const Reference ref = reference_run(kLenet + " --epochs 6", "signal_ref");
   for (const int signal : {SIGTERM, SIGINT}) {
     SCOPED_TRACE(signal == SIGTERM ? "SIGTERM" : "SIGINT");
     const fs::path dir = work_dir() / "signalled";
