@@ -195,6 +195,9 @@ TEST(CliBadInput, FuzzFindingsStayFixed) {
   // fuzz_image: a PGM whose height stb reads as 0 was resampled out of its 0-pixel buffer.
   expect_refusal("predict " + trained_model().string() + " " + dir + "image_zero_height.pgm",
                  {"image_zero_height.pgm: cannot decode image (it declares 12x0 pixels)"});
+  // fuzz_spec: {"name": 1} escaped the spec reader as a JSON library exception.
+  expect_refusal("info " + dir + "spec_numeric_name.json",
+                 {"spec_numeric_name.json: 'name' expects a string, got 1"});
 }
 
 TEST(Cli, InfoShowsTheNestingOfResidualBlocks) {

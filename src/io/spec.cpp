@@ -575,6 +575,11 @@ ModelSpec parse_model_spec(const std::string& text, const std::string& origin) {
     reader.fail("", "unknown spec version " + j["version"].dump() + " (expected 1)");
   }
   ModelSpec spec;
+  // Found by fuzz/fuzz_spec.cpp: {"name": 1} escaped as nlohmann's type_error.
+  for (const char* key : {"name", "loss", "format"}) {
+    if (j.contains(key) && !j[key].is_string())
+      reader.fail("", std::string("'") + key + "' expects a string, got " + j[key].dump());
+  }
   spec.name = j.value("name", origin);
   if (!j.contains("input") || !j["input"].is_array() || j["input"].size() != 3) {
     reader.fail("", "expected \"input\": [channels, height, width], got " +
