@@ -986,7 +986,6 @@ ModelFile Importer::run() {
   if (type.shape().dim_size() != 4)
     fail("input '" + input.name() + "' has rank " + std::to_string(type.shape().dim_size()) +
          " (expected 4: N, C, H, W)");
-  Shape sample;
   std::vector<int64_t> chw;
   for (int d = 1; d < 4; ++d) {
     const auto& dim = type.shape().dim(d);
