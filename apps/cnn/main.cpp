@@ -359,20 +359,6 @@ extern "C" void on_stop_signal(int signal) {
   g_stop_signal = signal;
 }
 
-/// Removes the temporary files that write_file_atomic leaves when the process is killed while
-/// writing `path` ("<path>.tmp.XXXXXX"): a resumed or new run owns its output names.
-void remove_stale_temporaries(const std::string& path) {
-  const fs::path p(path);
-  const fs::path dir = p.parent_path().empty() ? fs::path(".") : p.parent_path();
-  std::error_code error;
-  for (const auto& entry : fs::directory_iterator(dir, error)) {
-    const std::string name = entry.path().filename().string();
-    const std::string prefix = p.filename().string() + ".tmp.";
-    if (name.size() == prefix.size() + 6 && name.starts_with(prefix))
-      fs::remove(entry.path(), error);
-  }
-}
-
 int train_command(const Args& args) {
   if (args.help()) {
     std::fputs(kTrainHelp, stdout);
@@ -793,7 +779,7 @@ int info_command(const Args& args) {
   const std::vector<std::string> presets = preset_names();
   if (std::find(presets.begin(), presets.end(), what) == presets.end() &&
       fs::path(what).extension() != ".json") {
-    spec = is_onnx_path(what) ? load_onnx(what).spec : load_model(what).spec;
+    spec = load_for(args, what).spec;
   } else {
     spec = model_spec_from(what);
   }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -53,6 +54,13 @@ void save_model(const std::string& path, Sequential<float>& model, const ModelSp
                     {"format_version", kModelFormatVersion},
                     {"architecture", to_json(spec)},
                     {"class_names", Json(class_names).dump()}});
+}
+
+bool is_onnx_path(const std::string& path) {
+  std::string ext = std::filesystem::path(path).extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return ext == ".onnx";
 }
 
 ModelFile load_model(const std::string& path, const std::optional<ModelSpec>& spec) {

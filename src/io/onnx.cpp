@@ -29,13 +29,6 @@ bool onnx_supported() {
   return true;
 }
 
-bool is_onnx_path(const std::string& path) {
-  std::string ext = std::filesystem::path(path).extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(),
-                 [](unsigned char c) { return std::tolower(c); });
-  return ext == ".onnx";
-}
-
 namespace {
 
 constexpr const char* kInputName = "input";

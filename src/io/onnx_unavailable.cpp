@@ -1,8 +1,5 @@
 // The ONNX functions of a build without libonnx-dev: they say how to get them.
 
-#include <algorithm>
-#include <filesystem>
-
 #include "cnn/error.hpp"
 #include "cnn/onnx.hpp"
 
@@ -18,13 +15,6 @@ namespace {
 
 bool onnx_supported() {
   return false;
-}
-
-bool is_onnx_path(const std::string& path) {
-  std::string ext = std::filesystem::path(path).extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return ext == ".onnx";
 }
 
 void save_onnx(const std::string& path, Sequential<float>&, const ModelSpec&,

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -291,8 +292,26 @@ void save_safetensors(const std::string& path, const std::vector<SaveTensor>& te
   write_file_atomic(path, bytes);
 }
 
+namespace {
+constexpr const char* kTemporarySuffix = ".tmp.XXXXXX";  // mkstemp's template
+}  // namespace
+
+void remove_stale_temporaries(const std::string& path) {
+  namespace fs = std::filesystem;
+  const fs::path p(path);
+  const fs::path dir = p.parent_path().empty() ? fs::path(".") : p.parent_path();
+  const std::string suffix = kTemporarySuffix;
+  const std::string prefix = p.filename().string() + suffix.substr(0, suffix.size() - 6);
+  std::error_code error;
+  for (const auto& entry : fs::directory_iterator(dir, error)) {
+    const std::string name = entry.path().filename().string();
+    if (name.size() == prefix.size() + 6 && name.starts_with(prefix))
+      fs::remove(entry.path(), error);
+  }
+}
+
 void write_file_atomic(const std::string& path, const std::string& bytes) {
-  std::string temp = path + ".tmp.XXXXXX";
+  std::string temp = path + kTemporarySuffix;
   const int fd = mkstemp(temp.data());
   if (fd < 0) fail(path, std::string("cannot create a temporary file: ") + std::strerror(errno));
   // mkstemp creates the file 0600; give it the permissions a plain open() would (0666 & ~umask).
