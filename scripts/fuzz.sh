@@ -12,7 +12,7 @@ seconds="${1:-60}"
 scripts/setup.sh --fuzz
 dir=build/fuzz
 CC=clang CXX=clang++ cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCNN_FUZZ=ON \
-  -DCNN_BUILD_TESTS=OFF -DCNN_BUILD_EXAMPLES=OFF -DCNN_ONNX=ON \
+  -DCNN_BUILD_TESTS=OFF -DCNN_BUILD_EXAMPLES=OFF -DCNN_ONNX=ON -DCNN_MPI=OFF \
   -DCMAKE_CXX_FLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all" \
   >/dev/null
 targets=(fuzz_model_file fuzz_checkpoint fuzz_idx fuzz_cifar fuzz_spec fuzz_image fuzz_onnx)

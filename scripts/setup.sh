@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what cnn needs from Debian 12's packages (as root; uses sudo when not root).
 #   scripts/setup.sh          build and run dependencies (ONNX support: libonnx-dev and
-#                             libprotobuf-dev), and the Fashion-MNIST dataset
+#                             libprotobuf-dev; training under mpirun: openmpi-bin and
+#                             libopenmpi-dev), and the Fashion-MNIST dataset
 #   scripts/setup.sh --test   the same, plus for the test suite: GoogleTest, clang-format,
 #                             OpenCV DNN (the ONNX consumer the tests run our exports in),
 #                             ONNX's per-operator conformance tests (libonnx-testdata), and
@@ -10,7 +11,7 @@
 set -euo pipefail
 
 packages=(g++ cmake make zlib1g-dev nlohmann-json3-dev libstb-dev dataset-fashion-mnist
-  libonnx-dev libprotobuf-dev)
+  libonnx-dev libprotobuf-dev openmpi-bin libopenmpi-dev)
 if [[ "${1:-}" == "--test" || "${1:-}" == "--fuzz" ]]; then
   packages+=(libgtest-dev clang-format libopencv-dnn-dev libonnx-testdata)
 fi

@@ -13,9 +13,9 @@ run_suite() {  # name, extra cmake flags...
   echo "== $dir: configure and build"
   # Tests and examples on explicitly: scripts/run.sh configures build/release without tests,
   # and CMake would otherwise keep that cached choice.
-  # ONNX on explicitly: its tests must run, not be skipped for a missing package.
-  cmake -S . -B "$dir" -DCNN_WERROR=ON -DCNN_BUILD_TESTS=ON -DCNN_BUILD_EXAMPLES=ON -DCNN_ONNX=ON "$@" \
-    >/dev/null
+  # ONNX and MPI on explicitly: their tests must run, not be skipped for a missing package.
+  cmake -S . -B "$dir" -DCNN_WERROR=ON -DCNN_BUILD_TESTS=ON -DCNN_BUILD_EXAMPLES=ON -DCNN_ONNX=ON \
+    -DCNN_MPI=ON "$@" >/dev/null
   cmake --build "$dir" -j"$jobs"
   echo "== $dir: test"
   ctest --test-dir "$dir" --output-on-failure --no-tests=error -j"$jobs"

@@ -5,12 +5,7 @@
 // The crash moments come from fault injection in the CLI (CNN_FAULT_*, see main.cpp), so that
 // each test hits the moment it names.
 
-#include <fcntl.h>
 #include <gtest/gtest.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
@@ -18,74 +13,32 @@
 #include <sstream>
 #include <thread>
 
+#include "cli_util.hpp"
 #include "cnn/checkpoint.hpp"
 #include "cnn/cnn.hpp"
-
-extern char** environ;
 
 namespace cnn {
 namespace {
 
 namespace fs = std::filesystem;
 
-std::string read_bytes(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), {}};
-}
+using testing::read_bytes;
+using CliRun = testing::ProcessRun;
 
 fs::path work_dir() {
-  static const fs::path dir = [] {
-    fs::path d = fs::temp_directory_path() / ("cnn_checkpoint_test_" + std::to_string(::getpid()));
-    fs::create_directories(d);
-    return d;
-  }();
+  static const fs::path dir = testing::process_dir("cnn_checkpoint_test_");
   return dir;
 }
 
-struct CliRun {
-  int exit_code = -1;  // 128 + signal when killed
-  std::string err;
-};
-
-std::vector<std::string> split(const std::string& args) {
-  std::istringstream in(args);
-  std::vector<std::string> out;
-  for (std::string word; in >> word;) out.push_back(word);
-  return out;
-}
-
-/// Starts `cnn <args>` with `env` ("NAME=value" entries added to ours); stdout to /dev/null,
-/// stderr to err_file.
+/// Starts `cnn <args>` with `env` added to ours; stdout to /dev/null, stderr to err_file.
 pid_t spawn(const std::string& args, const std::vector<std::string>& env,
             const fs::path& err_file) {
-  std::vector<std::string> argv_text = split(args);
-  argv_text.insert(argv_text.begin(), CNN_CLI);
-  std::vector<char*> argv;
-  for (std::string& a : argv_text) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  std::vector<std::string> env_text(env);
-  for (char** e = environ; *e; ++e) env_text.emplace_back(*e);
-  std::vector<char*> envp;
-  for (std::string& e : env_text) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 2, err_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
-                                   0644);
-  pid_t pid = -1;
-  EXPECT_EQ(posix_spawn(&pid, CNN_CLI, &actions, nullptr, argv.data(), envp.data()), 0);
-  posix_spawn_file_actions_destroy(&actions);
-  return pid;
+  return testing::spawn_process(CNN_CLI, testing::split_words(args), env, "/dev/null",
+                                err_file.string());
 }
 
 CliRun finish(pid_t pid, const fs::path& err_file) {
-  int status = 0;
-  EXPECT_EQ(::waitpid(pid, &status, 0), pid);
-  CliRun run;
-  run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  run.err = read_bytes(err_file);
-  return run;
+  return testing::finish_process(pid, "/dev/null", err_file.string());
 }
 
 CliRun cnn(const std::string& args, const std::vector<std::string>& env = {}) {

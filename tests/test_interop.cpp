@@ -11,6 +11,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "cli_util.hpp"
 #include "cnn/cnn.hpp"
 #include "golden_util.hpp"
 
@@ -20,21 +21,9 @@ namespace {
 namespace fs = std::filesystem;
 using Json = nlohmann::json;
 using testing::close_to_golden;
+using testing::cnn_stdout;
 using testing::golden;
 using testing::sample_test_set;
-
-/// stdout of `cnn <args>`; fails the test on a non-zero exit.
-std::string cnn_stdout(const std::string& args) {
-  const fs::path out =
-      fs::temp_directory_path() / ("cnn_interop_" + std::to_string(::getpid()) + ".json");
-  const int status =
-      std::system((std::string(CNN_CLI) + " " + args + " > " + out.string()).c_str());
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "cnn " << args;
-  std::ifstream in(out);
-  std::string text{std::istreambuf_iterator<char>(in), {}};
-  fs::remove(out);
-  return text;
-}
 
 // PyTorch-trained models written by tools/torch_interop.py export: LeNet-5, and the resnet
 // preset after three epochs of training-mode BatchNorm (real running statistics and

@@ -21,6 +21,7 @@
 #include <opencv2/dnn.hpp>
 #endif
 
+#include "cli_util.hpp"
 #include "cnn/cnn.hpp"
 #include "cnn/onnx.hpp"
 #include "golden_util.hpp"
@@ -31,6 +32,7 @@ namespace {
 namespace fs = std::filesystem;
 using Json = nlohmann::json;
 using testing::close_to_golden;
+using testing::cnn_stdout;
 using testing::golden;
 using testing::sample_test_set;
 
@@ -266,15 +268,6 @@ TEST(Onnx, FoldedExportImportsAsConvolutionsWithTheSameLogits) {
   close_to_golden("resnet folded into its convolutions",
                   TensorView<const float>(theirs.data(), Shape{64, 10}),
                   TensorView<const float>(ours.data(), Shape{64, 10}), 1e-5);
-}
-
-/// stdout of `cnn <args>`; fails the test on a non-zero exit.
-std::string cnn_stdout(const std::string& args) {
-  const fs::path out = work_dir() / "stdout.json";
-  const int status =
-      std::system((std::string(CNN_CLI) + " " + args + " > " + out.string()).c_str());
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "cnn " << args;
-  return read_bytes(out);
 }
 
 // The files torch.onnx.export wrote from PyTorch-trained models: LeNet-5 at opset 11, the

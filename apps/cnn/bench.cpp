@@ -29,7 +29,13 @@ const char* const kBenchHelp =
     "                      a model runs a ReLU and the MaxPool2d after it as one pass\n"
     "  FMA peak            GFLOP/s of an FMA loop on the same threads, and the fraction reached\n"
     "Throughputs are the median of --repeat runs (default 5) of at least 0.3 s each.\n"
+    "Under mpirun (-np 2 or more), data-parallel training instead: each rank takes its share\n"
+    "of the global --batch, the gradients are summed with MPI_Allreduce every step; prints\n"
+    "images/s of the whole job and the all-reduce's milliseconds a step (docs/distributed.md).\n"
+    "  --allreduce  under mpirun: MPI_Allreduce time against message size, 1 KiB to 64 MiB\n"
     "  --model    preset (default lenet5) or spec file   --threads  default: the core count\n"
+    "                                                    (under mpirun: shared by the host's "
+    "ranks)\n"
     "  --json     one JSON object: model, threads, batch, isa, train_images_per_s,\n"
     "             infer_images_per_s, latency_us, peak_gflops, layers, ...\n";
 
@@ -59,13 +65,17 @@ double median(std::vector<double> v) {
 }
 
 /// Runs `step` in batches of calls lasting at least min_seconds; returns calls per second for
-/// each of `repeat` runs.
-std::vector<double> rates(const std::function<void()>& step, int repeat, double min_seconds) {
+/// each of `repeat` runs. With `ranks`, every rank makes the same number of calls (the
+/// largest any rank wants): a step that exchanges data must be called alike everywhere.
+std::vector<double> rates(const std::function<void()>& step, int repeat, double min_seconds,
+                          Communicator* ranks = nullptr) {
   for (int i = 0; i < 3; ++i) step();  // warm up: caches, scratch buffers, page faults
   const Clock::time_point probe = Clock::now();
   step();
   const double one = std::max(seconds_since(probe), 1e-7);
-  const int64_t calls = std::max<int64_t>(3, static_cast<int64_t>(min_seconds / one));
+  double wanted = std::max(3.0, std::floor(min_seconds / one));
+  if (ranks != nullptr) ranks->max(&wanted, 1);
+  const int64_t calls = static_cast<int64_t>(wanted);
   std::vector<double> result;
   for (int r = 0; r < repeat; ++r) {
     const Clock::time_point start = Clock::now();
@@ -81,9 +91,109 @@ Tensor<float> random_images(const Shape& sample, int64_t batch, Rng& rng) {
   return x;
 }
 
+/// MPI_Allreduce (sum, in place) of float messages from 1 KiB to 64 MiB: the median time of
+/// one call over `repeat` runs, every rank calling alike.
+int allreduce_bench(Communicator& ranks, int repeat, bool json) {
+  Json rows = Json::array();
+  if (!json) {
+    std::printf("MPI_Allreduce (sum, float, in place) over %d ranks (%d on this host)\n",
+                ranks.size(), ranks.local_size());
+    std::printf("%12s %12s %12s\n", "bytes", "ms", "GB/s (bus)");
+  }
+  for (int64_t bytes = 1024; bytes <= (int64_t{64} << 20); bytes *= 4) {
+    std::vector<float> message(static_cast<size_t>(bytes / 4), 1.0f);
+    const double per_second =
+        median(rates([&] { ranks.sum(message.data(), static_cast<int64_t>(message.size())); },
+                     repeat, 0.2, &ranks));
+    const double ms = 1e3 / per_second;
+    // The bus bandwidth of a ring all-reduce: each byte crosses 2 (p - 1) / p links.
+    const double p = ranks.size();
+    const double bus = double(bytes) * 2 * (p - 1) / p / (ms * 1e-3) * 1e-9;
+    rows.push_back({{"bytes", bytes}, {"ms", ms}, {"bus_gb_per_s", bus}});
+    if (!json) std::printf("%12lld %12.4f %12.2f\n", static_cast<long long>(bytes), ms, bus);
+  }
+  if (json) {
+    std::printf(
+        "%s\n",
+        Json({{"ranks", ranks.size()}, {"local_ranks", ranks.local_size()}, {"allreduce", rows}})
+            .dump()
+            .c_str());
+  }
+  return 0;
+}
+
+/// Data-parallel training steps across `ranks`: the step of train_model with ranks.
+int distributed_bench(Communicator& ranks, const ModelSpec& spec, int64_t batch, int threads,
+                      int repeat, bool json) {
+  const int world = ranks.size(), rank = ranks.rank();
+  if (batch < world) {
+    throw RanksError("bench: --batch " + std::to_string(batch) + " cannot be split over " +
+                     std::to_string(world) + " ranks");
+  }
+  Rng rng(1);
+  Sequential<float> model = build_model(spec);
+  model.init_parameters(rng);
+  const int64_t classes = spec.loss == LossKind::kLogLoss ? 2 : model.output_shape(1)[1];
+  Objective objective(spec.loss, classes);
+  Sgd<float> sgd(model.parameters(), model.gradients(), {.lr = 1e-4, .momentum = 0.9});
+  const int64_t first = batch * rank / world, share = batch * (rank + 1) / world - first;
+  Rng data_rng(static_cast<uint64_t>(rank) + 2);
+  const Tensor<float> x = random_images(spec.input, share, data_rng);
+  std::vector<uint8_t> labels(static_cast<size_t>(share));
+  for (uint8_t& l : labels) l = static_cast<uint8_t>(rng.below(static_cast<uint64_t>(classes)));
+  Tensor<float> gradient;
+  double allreduce_seconds = 0;
+  int64_t steps = 0;
+  const float weight = static_cast<float>(share) / static_cast<float>(batch);
+  const auto train_step = [&] {
+    model.zero_grad();
+    const TensorView<const float> out = model.forward(x, Mode::kTrain);
+    double step_sums[6] = {objective.loss(out, labels, &gradient), 0, double(share), 0, 0, 0};
+    ranks.sum(step_sums, 6);
+    for (float& g : gradient) g *= weight;
+    model.backward(gradient);
+    const Clock::time_point start = Clock::now();
+    ranks.sum(model.gradients().data(), model.parameter_count());
+    allreduce_seconds += seconds_since(start);
+    ++steps;
+    sgd.step();
+  };
+  std::vector<double> train_rates = rates(train_step, repeat, 0.3, &ranks);
+  for (double& r : train_rates) r *= double(batch);
+  // The all-reduce's time includes waiting for the slowest rank; the mean over the ranks.
+  double allreduce_ms = allreduce_seconds / double(steps) * 1e3 / world;
+  ranks.sum(&allreduce_ms, 1);
+  const double train = median(train_rates);
+  if (json) {
+    std::printf("%s\n", Json({{"model", spec.name},
+                              {"ranks", world},
+                              {"threads", threads},
+                              {"batch", batch},
+                              {"isa", ops::isa_name(ops::isa())},
+                              {"train_images_per_s", train},
+                              {"train_images_per_s_runs", train_rates},
+                              {"allreduce_ms_per_step", allreduce_ms},
+                              {"step_ms", 1e3 * double(batch) / train},
+                              {"gradient_bytes", model.parameter_count() * 4}})
+                            .dump()
+                            .c_str());
+    return 0;
+  }
+  std::printf("%s, global batch %lld over %d ranks x %d thread%s, %s kernels\n", spec.name.c_str(),
+              static_cast<long long>(batch), world, threads, threads == 1 ? "" : "s",
+              ops::isa_name(ops::isa()));
+  std::printf("training:   %10.0f images/s  (all ranks; %.2f ms a step)\n", train,
+              1e3 * double(batch) / train);
+  std::printf(
+      "all-reduce: %10.3f ms a step (%s bytes of gradients, waiting for the slowest "
+      "rank included)\n",
+      allreduce_ms, std::to_string(model.parameter_count() * 4).c_str());
+  return 0;
+}
+
 }  // namespace
 
-int bench_command(const Args& args) {
+int bench_command(const Args& args, Communicator* ranks) {
   if (args.help()) {
     std::fputs(kBenchHelp, stdout);
     return 0;
@@ -93,10 +203,18 @@ int bench_command(const Args& args) {
   const ModelSpec spec = model_spec_from(args.text("--model", "lenet5"));
   const int64_t batch = args.integer("--batch", 64, 1, 4096);
   const int cores = static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 64u));
-  const int threads = static_cast<int>(args.integer("--threads", cores, 1, 256));
+  const int threads = static_cast<int>(
+      args.integer("--threads", std::max(1, cores / (ranks ? ranks->local_size() : 1)), 1, 256));
   const int repeat = static_cast<int>(args.integer("--repeat", 5, 1, 1000));
   const bool json = args.has("--json");
   ops::set_threads(threads);
+  if (args.has("--allreduce")) {
+    if (ranks == nullptr || ranks->size() < 2)
+      args.fail("--allreduce", "measures MPI's all-reduce: run it under mpirun -np 2 or more");
+    return allreduce_bench(*ranks, repeat, json);
+  }
+  if (ranks != nullptr && ranks->size() > 1)
+    return distributed_bench(*ranks, spec, batch, threads, repeat, json);
 
   Rng rng(1);
   Sequential<float> model = build_model(spec);

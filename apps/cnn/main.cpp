@@ -1,6 +1,7 @@
 // cnn: train, evaluate, run and describe convolutional networks from the command line.
 // A thin layer over the library: argument parsing, progress display and output files.
 
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -20,6 +21,7 @@
 #include "bench.hpp"
 #include "cnn/checkpoint.hpp"
 #include "cnn/cnn.hpp"
+#include "cnn/distributed.hpp"
 #include "cnn/fileio.hpp"
 #include "cnn/model_file.hpp"
 #include "cnn/onnx.hpp"
@@ -61,19 +63,26 @@ const char* const kTrainHelp =
     "                 [--weight-decay X] [--schedule cosine|constant|step|onecycle]\n"
     "                 [--warmup-epochs N] [--step-epochs N] [--label-smoothing X]\n"
     "                 [--augment none|crop-flip] [--crop-padding N] [--seed N] [--threads N]\n"
-    "                 [--out FILE] [--checkpoint-every SECONDS]\n"
+    "                 [--out FILE] [--checkpoint-every SECONDS] [--sync-batchnorm]\n"
     "       cnn train --resume OUT.ckpt [--epochs N]\n"
+    "       mpirun -np RANKS cnn train ...   (data-parallel: docs/distributed.md)\n"
     "\n"
     "Trains and evaluates on the test set after every epoch. OUT.ckpt (next to --out) holds\n"
     "the whole run (weights, optimizer, schedule position, data order, random streams,\n"
-    "metrics, configuration), rewritten atomically after every epoch. SIGINT or SIGTERM ends\n"
-    "training at the next step with a checkpoint (exit 130 or 143; a second signal exits at\n"
-    "once); a diverging loss stops with the last checkpoint kept.\n"
+    "metrics, configuration), rewritten atomically after every epoch. SIGINT, SIGTERM or\n"
+    "SIGUSR1 ends training at the next step with a checkpoint (exit 128 + the signal; a second\n"
+    "signal exits at once); a diverging loss stops with the last checkpoint kept.\n"
     "  --resume        continue that run: the model file and metrics come out as if it had\n"
     "                  never stopped (same threads). Flags that would change it are refused;\n"
     "                  --epochs may extend it (the schedule then spans the new length)\n"
     "  --checkpoint-every  also write the checkpoint at a step boundary at most every SECONDS\n"
     "                  (0: after every step)\n"
+    "Under mpirun, the ranks train one model: --batch is the global batch, split over them,\n"
+    "gradients are summed every step; rank 0 prints and writes the files; --resume needs the\n"
+    "same rank count. SIGUSR1 (mpirun forwards it) stops every rank at the next step with a\n"
+    "checkpoint; SIGINT/SIGTERM (mpirun's way to end a job) end a rank at once with one line.\n"
+    "  --sync-batchnorm  BatchNorm statistics over the global batch (all ranks), not each\n"
+    "                  rank's share (the default, as PyTorch DDP)\n"
     "  --model         preset lenet5 (default), convnet, resnet or seed, or a JSON spec file\n"
     "                  --model resnet brings its own recipe, every value a flag overrides:\n"
     "                  10 epochs, batch 128, sgd lr 0.1, weight decay 5e-4, onecycle,\n"
@@ -100,8 +109,8 @@ const char* const kTrainHelp =
     "  --augment       none (default) or crop-flip: each training image shifted by up to\n"
     "                  --crop-padding pixels (default 2; zeros come in) and mirrored left-right\n"
     "                  half the time, drawn from the seed (RandomCrop + RandomHorizontalFlip)\n"
-    "  --threads       default: the number of cores (the same seed and thread count give a\n"
-    "                  bit-identical model file)\n"
+    "  --threads       default: the number of cores, shared by the host's ranks under mpirun\n"
+    "                  (the same seed, thread and rank counts give a bit-identical model file)\n"
     "  --out           default MODEL.safetensors (MODEL = the preset or spec name); the\n"
     "                  metrics go to OUT with .csv and the curves to OUT with .svg\n";
 
@@ -239,7 +248,8 @@ struct TrainConfig {
   std::string model, data, out;
   TrainOptions options;
   uint64_t seed = 1;
-  int threads = 1;
+  int threads = 1;              // per rank
+  bool sync_batchnorm = false;  // BatchNorm statistics over all ranks' samples
 };
 
 Json config_json(const TrainConfig& c) {
@@ -260,7 +270,8 @@ Json config_json(const TrainConfig& c) {
           {"augment", augment_name(o.augment)},
           {"crop_padding", o.crop_padding},
           {"seed", c.seed},
-          {"threads", c.threads}};
+          {"threads", c.threads},
+          {"sync_batchnorm", c.sync_batchnorm}};
 }
 
 TrainConfig config_from_json(const std::string& text, const std::string& path) {
@@ -285,6 +296,7 @@ TrainConfig config_from_json(const std::string& text, const std::string& path) {
     o.crop_padding = j.at("crop_padding").get<int64_t>();
     c.seed = j.at("seed").get<uint64_t>();
     c.threads = j.at("threads").get<int>();
+    c.sync_batchnorm = j.value("sync_batchnorm", false);
     if (o.epochs < 1 || o.batch < 1 || c.threads < 1 || c.threads > 256 || c.out.empty())
       throw Error("values out of range");
     return c;
@@ -294,8 +306,8 @@ TrainConfig config_from_json(const std::string& text, const std::string& path) {
 }
 
 /// The configuration the flags give for `model_name` (whose preset may bring its own recipe).
-TrainConfig config_from_args(const Args& args, const std::string& model_name,
-                             const ModelSpec& spec) {
+TrainConfig config_from_args(const Args& args, const std::string& model_name, const ModelSpec& spec,
+                             int default_threads) {
   // The resnet preset's recipe (its defaults; every flag overrides): the run recorded in
   // docs/design-notes.md, "The resnet preset".
   const bool resnet = model_name == "resnet";
@@ -336,8 +348,8 @@ TrainConfig config_from_args(const Args& args, const std::string& model_name,
   options.step_epochs = static_cast<int>(
       args.integer("--step-epochs", std::max(1, options.epochs / 3), 1, options.epochs));
   c.seed = static_cast<uint64_t>(args.integer("--seed", 1, 0, (1LL << 53)));
-  const int cores = static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 64u));
-  c.threads = static_cast<int>(args.integer("--threads", cores, 1, 256));
+  c.threads = static_cast<int>(args.integer("--threads", default_threads, 1, 256));
+  c.sync_batchnorm = args.has("--sync-batchnorm");
   c.out = args.text("--out", spec.name + ".safetensors");
   if (c.out.empty() || fs::is_directory(c.out))
     args.fail("--out", "expects a file path, got '" + c.out + "'");
@@ -349,8 +361,11 @@ TrainConfig config_from_args(const Args& args, const std::string& model_name,
   return c;
 }
 
-/// The signal that asked training to stop (SIGINT, SIGTERM), 0 while none has.
+/// The signal that asked training to stop (SIGINT, SIGTERM, SIGUSR1), 0 while none has.
 volatile std::sig_atomic_t g_stop_signal = 0;
+/// A multi-rank run's line for SIGINT and SIGTERM, written by the handler (formatted before).
+char g_rank_end_line[512] = "";
+size_t g_rank_end_length = 0;
 
 extern "C" void on_stop_signal(int signal) {
   // The first signal ends training at the next step boundary, with a checkpoint; a second one
@@ -359,31 +374,87 @@ extern "C" void on_stop_signal(int signal) {
   g_stop_signal = signal;
 }
 
-int train_command(const Args& args) {
-  if (args.help()) {
-    std::fputs(kTrainHelp, stdout);
-    return 0;
+extern "C" void on_rank_end_signal(int signal) {
+  // Under mpirun, SIGINT and SIGTERM come from mpirun ending the job (a rank died, or the job
+  // was interrupted) and SIGKILL follows within about a second: no time for a step boundary.
+  // One line, then out; the last checkpoint, written atomically, stays as it was.
+  [[maybe_unused]] const ssize_t written = ::write(2, g_rank_end_line, g_rank_end_length);
+  ::_exit(128 + signal);
+}
+
+/// Ends every rank with `code` when thrown (its message printed already).
+struct QuietExit {
+  int code;
+};
+
+/// Runs `setup` on every rank; when it threw on any rank, the lowest such rank prints its
+/// message and every rank exits with 1 (the others would otherwise wait for it forever).
+template <typename F>
+void agree_on_setup(Communicator* ranks, const F& setup) {
+  if (ranks == nullptr) return setup();
+  std::string error;
+  try {
+    setup();
+  } catch (const Error& e) {
+    error = e.what();
   }
-  if (!args.positional().empty())
-    args.fail(args.positional()[0], "is not an option of train (see --help)");
-  const bool resuming = args.has("--resume");
+  std::vector<double> failed(static_cast<size_t>(ranks->size()), 0.0);
+  failed[static_cast<size_t>(ranks->rank())] = error.empty() ? 0 : 1;
+  ranks->sum(failed.data(), ranks->size());
+  const auto first = std::find(failed.begin(), failed.end(), 1.0);
+  if (first == failed.end()) return;
+  if (first - failed.begin() == ranks->rank()) {
+    if (ranks->rank() == 0)
+      std::fprintf(stderr, "cnn: %s\n", error.c_str());
+    else
+      std::fprintf(stderr, "cnn: rank %d: %s\n", ranks->rank(), error.c_str());
+  }
+  throw QuietExit{1};
+}
+
+/// CPUs this process may run on (mpirun binds each rank to cores by default).
+int usable_cpus() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) != 0) return 0;
+  return CPU_COUNT(&set);
+}
+
+/// What a training run needs besides its flags: prepared on every rank.
+struct TrainSetup {
   std::optional<Checkpoint> resumed;
   TrainConfig config;
   ModelSpec spec;
   std::string checkpoint_path;
+  double checkpoint_every = -1;
+  DataSplit data;
+  Sequential<float> model;
+  std::optional<Rng> rng;
+};
+
+/// Parses the flags, loads the checkpoint to resume or builds and initialises the model, and
+/// loads the data: everything before the first step, whose errors are the user's to fix.
+void prepare_training(const Args& args, Communicator* ranks, TrainSetup& t) {
+  if (!args.positional().empty())
+    args.fail(args.positional()[0], "is not an option of train (see --help)");
+  const int world = ranks ? ranks->size() : 1, rank = ranks ? ranks->rank() : 0;
+  // The default threads: this host's cores shared by its ranks.
+  const int cores = static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 64u));
+  const int default_threads = std::max(1, cores / (ranks ? ranks->local_size() : 1));
+  const bool resuming = args.has("--resume");
+  TrainConfig& config = t.config;
   if (resuming) {
-    checkpoint_path = args.text("--resume", "");
-    resumed = load_checkpoint(checkpoint_path);
-    config = config_from_json(resumed->config, checkpoint_path);
-    spec = resumed->model.spec;
+    t.checkpoint_path = args.text("--resume", "");
+    t.resumed = load_checkpoint(t.checkpoint_path);
+    config = config_from_json(t.resumed->config, t.checkpoint_path);
+    t.spec = t.resumed->model.spec;
     // Flags that would change the run are refused; --epochs may extend it.
     const Json stored = config_json(config);
-    const TrainConfig given = config_from_args(args, config.model, spec);
+    const TrainConfig given = config_from_args(args, config.model, t.spec, default_threads);
     const Json asked = config_json(given);
     for (const char* flag :
          {"--model", "--data", "--batch", "--optimizer", "--lr", "--momentum", "--weight-decay",
           "--schedule", "--warmup-epochs", "--step-epochs", "--label-smoothing", "--augment",
-          "--crop-padding", "--seed", "--threads", "--out"}) {
+          "--crop-padding", "--seed", "--threads", "--out", "--sync-batchnorm"}) {
       if (!args.has(flag)) continue;
       std::string key = std::string(flag).substr(2);
       std::replace(key.begin(), key.end(), '-', '_');
@@ -394,50 +465,103 @@ int train_command(const Args& args) {
                             " (a resumed run keeps its configuration; only --epochs may change)");
       }
     }
+    if (t.resumed->state.ranks != world) {
+      throw Error(t.checkpoint_path + ": the run had " + std::to_string(t.resumed->state.ranks) +
+                  " rank" + (t.resumed->state.ranks == 1 ? "" : "s") + ", this one has " +
+                  std::to_string(world) + " (resume with " +
+                  (t.resumed->state.ranks == 1
+                       ? std::string("one process")
+                       : "mpirun -np " + std::to_string(t.resumed->state.ranks)) +
+                  ")");
+    }
     if (args.has("--epochs")) {
-      const int done = resumed->state.epoch - 1 + (resumed->state.order.empty() ? 0 : 1);
+      const int done = t.resumed->state.epoch - 1 + (t.resumed->state.order.empty() ? 0 : 1);
       config.options.epochs = given.options.epochs;
       if (config.options.epochs < std::max(done, 1))
         args.fail("--epochs", "is " + std::to_string(config.options.epochs) +
                                   ", the checkpoint is in or past epoch " + std::to_string(done));
     }
-    if (resumed->state.epoch > config.options.epochs) {
+    if (t.resumed->state.epoch > config.options.epochs) {
       // Killed after its last checkpoint, before (or while) writing the model: the
       // checkpoint holds the finished run, whose files are written again.
-      std::printf("%s finished its %d epochs: writing its files\n", checkpoint_path.c_str(),
+      std::printf("%s finished its %d epochs: writing its files\n", t.checkpoint_path.c_str(),
                   config.options.epochs);
     }
   } else {
     const std::string model_name = args.text("--model", kDefaultPreset);
-    spec = model_spec_from(model_name);
-    config = config_from_args(args, model_name, spec);
-    checkpoint_path = sibling(config.out, ".ckpt");
+    t.spec = model_spec_from(model_name);
+    config = config_from_args(args, model_name, t.spec, default_threads);
+    t.checkpoint_path = sibling(config.out, ".ckpt");
   }
-  const TrainOptions& options = config.options;
-  const bool sgd = options.optimizer == OptimizerKind::kSgd;
-  const double checkpoint_every = args.number("--checkpoint-every", -1, 0, 1e9, false);
+  t.checkpoint_every = args.number("--checkpoint-every", -1, 0, 1e9, false);
+  if (config.options.batch < world) {
+    args.fail("--batch", "is " + std::to_string(config.options.batch) +
+                             ", fewer samples than the " + std::to_string(world) +
+                             " ranks to split it over");
+  }
+  if (ranks && config.threads > usable_cpus() && usable_cpus() > 0) {
+    std::fprintf(stderr,
+                 "cnn: rank %d: warning: %d threads on %d usable CPU%s (mpirun binds each rank "
+                 "to cores: see docs/distributed.md, --bind-to none)\n",
+                 rank, config.threads, usable_cpus(), usable_cpus() == 1 ? "" : "s");
+  }
   ops::set_threads(config.threads);
   const std::string& out = config.out;
   const fs::path out_dir = fs::path(out).parent_path();
-  if (!out_dir.empty() && !fs::is_directory(out_dir)) {
+  if (rank == 0 && !out_dir.empty() && !fs::is_directory(out_dir)) {
     std::error_code error;
     fs::create_directories(out_dir, error);
     if (error)
       args.fail("--out", "cannot create directory " + out_dir.string() + ": " + error.message());
   }
-  const std::string csv = sibling(out, ".csv"), svg = sibling(out, ".svg");
-  for (const std::string& path : {out, csv, svg, checkpoint_path}) remove_stale_temporaries(path);
-
-  const DataSplit data = data_for(spec, config.data);
-  Sequential<float> model;
-  Rng rng(config.seed);
-  if (resumed) {
-    model = std::move(resumed->model.model);
-  } else {
-    model = build_model(spec);
-    model.init_parameters(rng);
+  if (rank == 0) {
+    for (const std::string& path :
+         {out, sibling(out, ".csv"), sibling(out, ".svg"), t.checkpoint_path})
+      remove_stale_temporaries(path);
   }
-  char optimizer[64], extras[96] = "";
+  t.data = data_for(t.spec, config.data);
+  t.rng.emplace(config.seed);
+  if (t.resumed) {
+    t.model = std::move(t.resumed->model.model);
+  } else {
+    t.model = build_model(t.spec);
+    t.model.init_parameters(*t.rng);
+  }
+  if (ranks && config.sync_batchnorm) t.model.synchronise_batch_statistics(ranks);
+}
+
+int train_command(int argc, char** argv, Communicator* ranks) {
+  const int world = ranks ? ranks->size() : 1, rank = ranks ? ranks->rank() : 0;
+  std::optional<Args> parsed;
+  TrainSetup t;
+  agree_on_setup(ranks, [&] {
+    parsed.emplace("train", argc, argv, 2,
+                   std::vector<std::string>{"--model", "--data", "--epochs", "--batch", "--lr",
+                                            "--momentum", "--weight-decay", "--schedule", "--seed",
+                                            "--threads", "--out", "--optimizer", "--warmup-epochs",
+                                            "--step-epochs", "--label-smoothing", "--augment",
+                                            "--crop-padding", "--resume", "--checkpoint-every"},
+                   std::vector<std::string>{"--sync-batchnorm"});
+    if (!parsed->help()) prepare_training(*parsed, ranks, t);
+  });
+  if (parsed->help()) {
+    std::fputs(kTrainHelp, stdout);
+    return 0;
+  }
+  const TrainConfig& config = t.config;
+  const ModelSpec& spec = t.spec;
+  const DataSplit& data = t.data;
+  Sequential<float>& model = t.model;
+  const std::string& checkpoint_path = t.checkpoint_path;
+  const TrainOptions& options = config.options;
+  const bool sgd = options.optimizer == OptimizerKind::kSgd;
+  const std::string& out = config.out;
+  const std::string csv = sibling(out, ".csv"), svg = sibling(out, ".svg");
+  const std::string resume_command =
+      (world > 1 ? "mpirun -np " + std::to_string(world) + " " : std::string()) +
+      "cnn train --resume " + checkpoint_path;
+
+  char optimizer[64], extras[96] = "", parallel[160];
   std::snprintf(optimizer, sizeof optimizer, sgd ? "%s (momentum %g)" : "%s",
                 optimizer_name(options.optimizer), options.momentum);
   if (options.label_smoothing > 0 || options.augment != Augment::kNone) {
@@ -445,18 +569,29 @@ int train_command(const Args& args) {
                   options.label_smoothing, augment_name(options.augment),
                   static_cast<long long>(options.crop_padding));
   }
-  if (resumed) {
+  if (world > 1) {
+    const long long low = options.batch / world, high = (options.batch + world - 1) / world;
+    const std::string share =
+        low == high ? std::to_string(low) : std::to_string(low) + "-" + std::to_string(high);
+    std::snprintf(parallel, sizeof parallel, "%d ranks x %d thread%s (%s images a rank%s)", world,
+                  config.threads, config.threads == 1 ? "" : "s", share.c_str(),
+                  config.sync_batchnorm ? ", BatchNorm synchronised" : "");
+  } else {
+    std::snprintf(parallel, sizeof parallel, "%d thread%s", config.threads,
+                  config.threads == 1 ? "" : "s");
+  }
+  if (t.resumed) {
     std::printf("resuming from %s: epoch %d, after step %lld\n", checkpoint_path.c_str(),
-                resumed->state.epoch, static_cast<long long>(resumed->state.step));
+                t.resumed->state.epoch, static_cast<long long>(t.resumed->state.step));
   }
   std::printf(
       "training %s (%s parameters) on %s: %lld training, %lld test images; %d epoch%s, batch "
-      "%lld, %s, lr %g (%s schedule), weight decay %g%s, seed %llu, %d thread%s\n",
+      "%lld, %s, lr %g (%s schedule), weight decay %g%s, seed %llu, %s\n",
       spec.name.c_str(), with_commas(model.parameter_count()).c_str(), data.description.c_str(),
       static_cast<long long>(data.train.size()), static_cast<long long>(data.test.size()),
       options.epochs, options.epochs == 1 ? "" : "s", static_cast<long long>(options.batch),
       optimizer, options.lr, schedule_name(options.schedule), options.weight_decay, extras,
-      static_cast<unsigned long long>(config.seed), config.threads, config.threads == 1 ? "" : "s");
+      static_cast<unsigned long long>(config.seed), parallel);
   std::fflush(stdout);
 
   const bool terminal = stdout_is_terminal();
@@ -496,32 +631,36 @@ int train_command(const Args& args) {
   };
 
   // Checkpoints: after every epoch, every --checkpoint-every seconds at a step boundary, and
-  // when SIGINT or SIGTERM stops the run.
+  // when a signal stops the run. Rank 0 writes them.
   const std::string config_text = config_json(config).dump();
   auto last_checkpoint = std::chrono::steady_clock::now();
-  std::string last_good = resumed ? "epoch " + std::to_string(resumed->state.epoch) + ", step " +
-                                        std::to_string(resumed->state.step)
-                                  : "";
+  std::string last_good = t.resumed ? "epoch " + std::to_string(t.resumed->state.epoch) +
+                                          ", step " + std::to_string(t.resumed->state.step)
+                                    : "";
   TrainControl control;
-  if (resumed) control.resume = &resumed->state;
+  control.ranks = ranks;
+  if (t.resumed) control.resume = &t.resumed->state;
   control.stop_requested = [] { return g_stop_signal != 0; };
-  if (checkpoint_every >= 0) {
+  if (t.checkpoint_every >= 0) {
     control.checkpoint_due = [&] {
       return std::chrono::duration<double>(std::chrono::steady_clock::now() - last_checkpoint)
-                 .count() >= checkpoint_every;
+                 .count() >= t.checkpoint_every;
     };
   }
   // Fault injection for the tests of crashes and failed writes (docs/design-notes.md,
   // "Checkpoints"): at the N-th checkpoint of this process, CNN_FAULT_KILL_IN_CHECKPOINT=N
   // leaves a partly written temporary file and dies by SIGKILL, CNN_FAULT_KILL_AFTER_CHECKPOINT=N
-  // dies right after writing it, CNN_FAULT_FAIL_CHECKPOINT=N fails the write.
+  // dies right after writing it, CNN_FAULT_FAIL_CHECKPOINT=N fails the write. Under mpirun,
+  // CNN_FAULT_RANK=R limits them to rank R.
   const auto fault_at = [](const char* name) {
     const char* v = std::getenv(name);
     return v ? std::atoll(v) : -1LL;
   };
-  const long long kill_in = fault_at("CNN_FAULT_KILL_IN_CHECKPOINT");
-  const long long kill_after = fault_at("CNN_FAULT_KILL_AFTER_CHECKPOINT");
-  const long long fail_at = fault_at("CNN_FAULT_FAIL_CHECKPOINT");
+  const long long fault_rank = fault_at("CNN_FAULT_RANK");
+  const bool faults_here = fault_rank < 0 || fault_rank == rank;
+  const long long kill_in = faults_here ? fault_at("CNN_FAULT_KILL_IN_CHECKPOINT") : -1;
+  const long long kill_after = faults_here ? fault_at("CNN_FAULT_KILL_AFTER_CHECKPOINT") : -1;
+  const long long fail_at = faults_here ? fault_at("CNN_FAULT_FAIL_CHECKPOINT") : -1;
   long long checkpoints = 0;
   control.checkpoint = [&](const TrainState& state) {
     ++checkpoints;
@@ -532,45 +671,77 @@ int train_command(const Args& args) {
     if (checkpoints == fail_at) {
       throw Error(checkpoint_path + ": cannot write: injected failure (CNN_FAULT_FAIL_CHECKPOINT)");
     }
-    save_checkpoint(checkpoint_path, model, spec, data.class_names, state, config_text);
+    if (rank == 0)
+      save_checkpoint(checkpoint_path, model, spec, data.class_names, state, config_text);
     if (checkpoints == kill_after) std::raise(SIGKILL);
     last_checkpoint = std::chrono::steady_clock::now();
     last_good = "epoch " + std::to_string(state.epoch) + ", step " + std::to_string(state.step);
   };
   struct sigaction action {};
-  action.sa_handler = on_stop_signal;
   sigemptyset(&action.sa_mask);
   struct sigaction previous_int {
-  }, previous_term{};
-  ::sigaction(SIGINT, &action, &previous_int);
-  ::sigaction(SIGTERM, &action, &previous_term);
+  }, previous_term{}, previous_usr1{};
+  if (world > 1) {
+    // SIGUSR1 (mpirun forwards it to every rank) stops at the next step with a checkpoint;
+    // SIGINT and SIGTERM end this rank at once with one line.
+    const int length = std::snprintf(
+        g_rank_end_line, sizeof g_rank_end_line,
+        "cnn: rank %d of %d: ended by mpirun (a rank failed or the job was interrupted); the "
+        "last checkpoint stays intact: %s (resume: %s)\n",
+        rank, world, checkpoint_path.c_str(), resume_command.c_str());
+    g_rank_end_length =
+        std::min(sizeof g_rank_end_line - 1, static_cast<size_t>(std::max(0, length)));
+    action.sa_handler = on_rank_end_signal;
+    ::sigaction(SIGINT, &action, &previous_int);
+    ::sigaction(SIGTERM, &action, &previous_term);
+  } else {
+    action.sa_handler = on_stop_signal;
+    ::sigaction(SIGINT, &action, &previous_int);
+    ::sigaction(SIGTERM, &action, &previous_term);
+  }
+  action.sa_handler = on_stop_signal;
+  ::sigaction(SIGUSR1, &action, &previous_usr1);
+  const auto restore_signals = [&] {
+    ::sigaction(SIGINT, &previous_int, nullptr);
+    ::sigaction(SIGTERM, &previous_term, nullptr);
+    ::sigaction(SIGUSR1, &previous_usr1, nullptr);
+  };
   const auto start = std::chrono::steady_clock::now();
   TrainResult result;
   try {
-    result = train_model(model, spec, data.train, data.test, options, rng, on_progress, on_epoch,
+    result = train_model(model, spec, data.train, data.test, options, *t.rng, on_progress, on_epoch,
                          control);
+  } catch (const RanksError& e) {
+    restore_signals();
+    if (last_good.empty()) throw;
+    throw RanksError(std::string(e.what()) + "; the last checkpoint, " + checkpoint_path + " (" +
+                     last_good + "), is kept");
   } catch (const Error& e) {
-    ::sigaction(SIGINT, &previous_int, nullptr);
-    ::sigaction(SIGTERM, &previous_term, nullptr);
+    restore_signals();
     if (last_good.empty()) throw;
     throw Error(std::string(e.what()) + "; the last checkpoint, " + checkpoint_path + " (" +
                 last_good + "), is kept");
   }
-  ::sigaction(SIGINT, &previous_int, nullptr);
-  ::sigaction(SIGTERM, &previous_term, nullptr);
+  restore_signals();
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (result.stopped) {
     const int signal = g_stop_signal;
-    std::fprintf(stderr,
-                 "cnn: stopped by %s in epoch %d after step %lld; checkpoint %s; resume with: "
-                 "cnn train --resume %s\n",
-                 signal == SIGINT ? "SIGINT" : "SIGTERM", result.state.epoch,
-                 static_cast<long long>(result.state.step), checkpoint_path.c_str(),
-                 checkpoint_path.c_str());
-    return 128 + signal;
+    if (rank == 0) {
+      std::fprintf(stderr,
+                   "cnn: stopped by %s in epoch %d after step %lld; checkpoint %s; resume with: "
+                   "%s\n",
+                   signal == SIGINT    ? "SIGINT"
+                   : signal == SIGTERM ? "SIGTERM"
+                                       : "SIGUSR1",
+                   result.state.epoch, static_cast<long long>(result.state.step),
+                   checkpoint_path.c_str(), resume_command.c_str());
+    }
+    // A rank that got no signal itself stops because another did: SIGUSR1's status.
+    return 128 + (signal != 0 ? signal : SIGUSR1);
   }
 
+  if (rank != 0) return 0;
   const std::vector<EpochMetrics>& history = result.history;
   save_model(out, model, spec, data.class_names);
   write_file_atomic(csv, metrics_csv(history));
@@ -579,6 +750,10 @@ int train_command(const Args& args) {
   std::printf("final test accuracy %s, test loss %.4f, after %.1f s of training and testing\n",
               accuracy_text(final.test_accuracy, data.test.size()).c_str(), final.test_loss,
               seconds);
+  if (world > 1) {
+    std::printf("%d ranks: models identical on every rank after every epoch (hash %016llx)\n",
+                world, static_cast<unsigned long long>(model_hash(model)));
+  }
   std::printf("wrote %s, %s, %s (checkpoint %s)\n", out.c_str(), csv.c_str(), svg.c_str(),
               checkpoint_path.c_str());
   return 0;
@@ -834,21 +1009,13 @@ int info_command(const Args& args) {
   return 0;
 }
 
-int run(int argc, char** argv) {
+int run(int argc, char** argv, Communicator* ranks) {
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
     std::fputs(kMainHelp, argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
   }
   const std::string command = argv[1];
-  if (command == "train") {
-    return train_command(
-        Args("train", argc, argv, 2,
-             {"--model", "--data", "--epochs", "--batch", "--lr", "--momentum", "--weight-decay",
-              "--schedule", "--seed", "--threads", "--out", "--optimizer", "--warmup-epochs",
-              "--step-epochs", "--label-smoothing", "--augment", "--crop-padding", "--resume",
-              "--checkpoint-every"},
-             {}));
-  }
+  if (command == "train") return train_command(argc, argv, ranks);
   if (command == "eval") {
     return eval_command(
         Args("eval", argc, argv, 2, {"--data", "--model", "--batch"}, {"--json", "--logits"}));
@@ -863,8 +1030,18 @@ int run(int argc, char** argv) {
         Args("convert", argc, argv, 2, {"--opset", "--model"}, {"--fold-batchnorm"}));
   }
   if (command == "bench") {
-    return bench_command(
-        Args("bench", argc, argv, 2, {"--model", "--batch", "--threads", "--repeat"}, {"--json"}));
+    try {
+      return bench_command(
+          Args("bench", argc, argv, 2, {"--model", "--batch", "--threads", "--repeat"},
+               {"--json", "--allreduce"}),
+          ranks);
+    } catch (const RanksError&) {
+      throw;
+    } catch (const Error& e) {
+      // A benchmark's errors are its flags' (the same on every rank): one report.
+      if (ranks != nullptr) throw RanksError(e.what());
+      throw;
+    }
   }
   throw Error("unknown command '" + command +
               "' (expected train, eval, predict, info, bench or convert; see cnn --help)");
@@ -874,16 +1051,38 @@ int run(int argc, char** argv) {
 }  // namespace cnn::cli
 
 int main(int argc, char** argv) {
+  // Under mpirun, train and bench run as ranks of one data-parallel job (docs/distributed.md).
+  std::unique_ptr<cnn::Communicator> ranks;
+  try {
+    const std::string command = argc > 1 ? argv[1] : "";
+    if ((command == "train" || command == "bench") && cnn::launched_by_mpirun()) {
+      ranks = cnn::start_mpi();
+      // Rank 0 speaks for the job; the others' standard output goes nowhere.
+      if (ranks->rank() != 0 && std::freopen("/dev/null", "w", stdout) == nullptr) return 1;
+    }
+  } catch (const cnn::Error& e) {
+    std::fprintf(stderr, "cnn: %s\n", e.what());
+    return 1;
+  }
   try {
     // Bad CNN_ISA or CNN_CONV values are refused before any work starts.
     cnn::ops::isa();
     cnn::ops::conv_algorithm();
-    return cnn::cli::run(argc, argv);
-  } catch (const cnn::Error& e) {
-    std::fprintf(stderr, "cnn: %s\n", e.what());
+    return cnn::cli::run(argc, argv, ranks.get());
+  } catch (const cnn::cli::QuietExit& e) {
+    return e.code;
+  } catch (const cnn::RanksError& e) {
+    // Every rank raised it alike: rank 0 reports it, all end normally.
+    if (ranks == nullptr || ranks->rank() == 0) std::fprintf(stderr, "cnn: %s\n", e.what());
     return 1;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "cnn: %s\n", e.what());
-    return 1;
+    if (ranks == nullptr) {
+      std::fprintf(stderr, "cnn: %s\n", e.what());
+      return 1;
+    }
+    // Only this rank knows: the others would wait for it forever.
+    std::fprintf(stderr, "cnn: rank %d of %d: %s\n", ranks->rank(), ranks->size(), e.what());
+    std::fflush(stderr);
+    ranks->abort(1);
   }
 }

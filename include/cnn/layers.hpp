@@ -32,6 +32,8 @@
 
 namespace cnn {
 
+class Communicator;  // cnn/distributed.hpp
+
 enum class Mode { kTrain, kEval };
 
 /// Name and shape of one parameter or buffer tensor, e.g. {"weight", (6, 1, 5, 5)}. A counter
@@ -92,6 +94,10 @@ class Layer {
   /// Appends the random generators this layer draws from while training (Dropout's masks),
   /// children's included: checkpoints save their states.
   virtual void collect_rngs(std::vector<Rng*>& /*out*/) {}
+  /// Data-parallel training: layers whose training forward uses batch statistics
+  /// (BatchNorm) compute them over the whole global batch, summed across `ranks`, instead of
+  /// this rank's share (null: this rank's share, the default). Children's included.
+  virtual void synchronise_batch_statistics(Communicator* /*ranks*/) {}
   /// Floating-point operations of forward on `input` (batch included): a multiply-add counts
   /// 2, a bias add 1, ReLU / tanh / sigmoid 1 per element, max pooling kernel - 1 comparisons
   /// per output, softmax 3 per element (exp, sum, divide), Flatten 0.
@@ -426,6 +432,7 @@ class BatchNorm : public Layer<T> {
   /// The per-channel map of kEval, y = x scale + shift (what a preceding convolution folds in):
   /// scale = weight / sqrt(running_var + eps), shift = bias - running_mean scale. Both (C).
   void eval_affine(T* scale, T* shift) const;
+  void synchronise_batch_statistics(Communicator* ranks) override { ranks_ = ranks; }
 
  protected:
   /// `dims`: the input ranks accepted, e.g. "(N, C, H, W)"; ranks in [min_rank, max_rank].
@@ -443,6 +450,11 @@ class BatchNorm : public Layer<T> {
   int min_rank_, max_rank_;
   std::vector<T> batch_mean_, batch_var_;  // of the latest kTrain forward
   bool last_train_ = false;
+  Communicator* ranks_ = nullptr;  // synchronised batch statistics (multi-rank training)
+  int64_t global_count_ = 0;       // values per channel of the latest kTrain forward, all ranks
+  std::vector<double> sums_;       // per-channel sums exchanged with the other ranks
+  void synchronised_statistics(const T* x, const ops::NormShape& s);
+  void synchronised_backward(T* dx, const T* dy, const T* x, const ops::NormShape& s);
 };
 
 /// BatchNorm over (N, C, H, W).

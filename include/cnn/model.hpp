@@ -49,6 +49,12 @@ class Sequential {
     return out;
   }
 
+  /// BatchNorm layers compute their training statistics over all ranks' samples (synchronised
+  /// BatchNorm), or each rank over its own (null: the default); Layer::
+  /// synchronise_batch_statistics.
+  void synchronise_batch_statistics(Communicator* ranks) {
+    for (auto& layer : layers_) layer->synchronise_batch_statistics(ranks);
+  }
   /// Runs x (N, sample_shape...) through every layer; returns a view of the last output,
   /// valid until the next forward. x must stay alive and unchanged until backward().
   TensorView<const T> forward(TensorView<const T> x, Mode mode);

@@ -36,6 +36,10 @@ class Residual final : public Layer<T> {
     for (auto* branch : {&body_, &shortcut_})
       for (auto& layer : *branch) layer->collect_rngs(out);
   }
+  void synchronise_batch_statistics(Communicator* ranks) override {
+    for (auto* branch : {&body_, &shortcut_})
+      for (auto& layer : *branch) layer->synchronise_batch_statistics(ranks);
+  }
 
   size_t body_size() const { return body_.size(); }
   size_t shortcut_size() const { return shortcut_.size(); }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cnn/data.hpp"
+#include "cnn/distributed.hpp"
 #include "cnn/loss.hpp"
 #include "cnn/model.hpp"
 #include "cnn/optim.hpp"
@@ -114,6 +115,11 @@ struct TrainState {
   std::vector<EpochMetrics> history;
   RngState rng, augment_rng;         // the data order's stream and augmentation's
   std::vector<RngState> layer_rngs;  // Sequential::rngs(): Dropout masks
+  // Data-parallel runs: the number of ranks, and each rank's own streams, [augment_rng,
+  // layer_rngs...] per rank (augmentation and Dropout draw differently on every rank); empty
+  // for one process.
+  int ranks = 1;
+  std::vector<std::vector<RngState>> rank_rngs;
   std::vector<std::pair<std::string, std::vector<float>>> optimizer_tensors;
   int64_t optimizer_counter = 0;
 };
@@ -131,6 +137,16 @@ struct TrainControl {
   /// Called with the state after every epoch (once its test metrics are in the history), when
   /// checkpoint_due says so, and when stopping.
   std::function<void(const TrainState&)> checkpoint;
+  /// Data-parallel training over these ranks (null or one rank: this process alone). Every
+  /// rank calls train_model with the same arguments; see docs/distributed.md. Each global batch
+  /// of `options.batch` is split into near-equal contiguous shares, the gradients of the mean
+  /// loss over the global batch are summed across ranks before each (identical) optimizer step,
+  /// rank 0's parameters and buffers are broadcast at the start and its buffers (running
+  /// statistics) before each evaluation; a global batch with fewer samples than ranks (an
+  /// epoch's last) is skipped. The callbacks are called on every rank (checkpoint gathers the
+  /// ranks' random streams into rank 0's state); stop_requested and checkpoint_due are asked on
+  /// every rank before each step's backward pass, and any rank's yes counts for all.
+  Communicator* ranks = nullptr;
 };
 
 struct TrainResult {
@@ -160,8 +176,14 @@ std::vector<EpochMetrics> train_model(Sequential<float>& model, const ModelSpec&
                                       const std::function<void(const EpochMetrics&)>& on_epoch);
 
 /// Loss, accuracy, per-class accuracy and confusion matrix of `model` on `data`, in order, in
-/// batches of `batch`. Keeps the raw outputs when keep_outputs.
+/// batches of `batch`. Keeps the raw outputs when keep_outputs. With `ranks` (more than one),
+/// each rank evaluates a contiguous share of `data` and the sums are added up across ranks: every
+/// rank gets the whole result (keep_outputs then throws cnn::Error).
 EvalResult evaluate(Sequential<float>& model, const ModelSpec& spec, const Dataset& data,
-                    int64_t batch, bool keep_outputs = false);
+                    int64_t batch, bool keep_outputs = false, Communicator* ranks = nullptr);
+
+/// A hash of the model's parameters and buffers (their bytes): equal on every rank of a
+/// data-parallel run, which checks it after every epoch.
+uint64_t model_hash(Sequential<float>& model);
 
 }  // namespace cnn

@@ -2,6 +2,7 @@
 #include <cmath>
 #include <sstream>
 
+#include "cnn/distributed.hpp"
 #include "cnn/error.hpp"
 #include "cnn/layers.hpp"
 
@@ -116,14 +117,16 @@ void BatchNorm<T>::forward_impl(TensorView<const T> x, TensorView<T> y, Mode mod
                            static_cast<T>(eps_));
     return;
   }
-  const int64_t count = s.batch * s.inner;
+  const bool synchronised = ranks_ != nullptr && ranks_->size() > 1;
+  if (synchronised) synchronised_statistics(x.data(), s);
+  const int64_t count = synchronised ? global_count_ : s.batch * s.inner;
   if (count < 2) {
     this->fail(
         "expected more than 1 value per channel in training (the variance of one is 0), "
         "got input " +
         x.shape().str());
   }
-  ops::batchnorm_statistics(batch_mean_.data(), batch_var_.data(), x.data(), s);
+  if (!synchronised) ops::batchnorm_statistics(batch_mean_.data(), batch_var_.data(), x.data(), s);
   ops::batchnorm_forward(y.data(), x.data(), batch_mean_.data(), batch_var_.data(), gamma, beta, s,
                          static_cast<T>(eps_));
   // PyTorch's update, in T: running = (1 - momentum) running + momentum batch.
@@ -144,10 +147,99 @@ void BatchNorm<T>::backward_impl(TensorView<const T> x, TensorView<const T> /*y*
   const T* gamma = affine_ ? this->value_data(0) : nullptr;
   T* dgamma = affine_ ? this->gradient_data(0) : nullptr;
   T* dbeta = affine_ ? this->gradient_data(1) : nullptr;
+  if (last_train_ && ranks_ != nullptr && ranks_->size() > 1) {
+    synchronised_backward(dx.empty() ? nullptr : dx.data(), dy.data(), x.data(), s);
+    return;
+  }
   const T* mean = last_train_ ? batch_mean_.data() : this->buffer_data(0);
   const T* var = last_train_ ? batch_var_.data() : this->buffer_data(1);
   ops::batchnorm_backward(dx.empty() ? nullptr : dx.data(), dgamma, dbeta, dy.data(), x.data(),
                           mean, var, gamma, s, static_cast<T>(eps_), last_train_);
+}
+
+// Synchronised BatchNorm: the statistics batchnorm_statistics computes, with each sum taken over
+// every rank's share of the global batch (two exchanges: the sums for the mean, then the squared
+// deviations from it, as the one-process kernel's two passes). Plain loops: the per-rank shares
+// are small, and an exchange costs more than the arithmetic.
+template <typename T>
+void BatchNorm<T>::synchronised_statistics(const T* x, const ops::NormShape& s) {
+  const int64_t channels = s.channels;
+  sums_.assign(static_cast<size_t>(channels + 1), 0.0);
+  for (int64_t n = 0; n < s.batch; ++n)
+    for (int64_t c = 0; c < channels; ++c) {
+      const T* p = x + (n * channels + c) * s.inner;
+      double sum = 0;
+      for (int64_t i = 0; i < s.inner; ++i) sum += static_cast<double>(p[i]);
+      sums_[static_cast<size_t>(c)] += sum;
+    }
+  sums_[static_cast<size_t>(channels)] = static_cast<double>(s.batch * s.inner);
+  ranks_->sum(sums_.data(), channels + 1);
+  global_count_ = std::llround(sums_[static_cast<size_t>(channels)]);
+  const double count = static_cast<double>(global_count_);
+  for (int64_t c = 0; c < channels; ++c)
+    batch_mean_[static_cast<size_t>(c)] = static_cast<T>(sums_[static_cast<size_t>(c)] / count);
+  std::fill(sums_.begin(), sums_.end(), 0.0);
+  for (int64_t n = 0; n < s.batch; ++n)
+    for (int64_t c = 0; c < channels; ++c) {
+      const T* p = x + (n * channels + c) * s.inner;
+      const T m = batch_mean_[static_cast<size_t>(c)];
+      double squares = 0;
+      for (int64_t i = 0; i < s.inner; ++i) squares += static_cast<double>((p[i] - m) * (p[i] - m));
+      sums_[static_cast<size_t>(c)] += squares;
+    }
+  ranks_->sum(sums_.data(), channels);
+  for (int64_t c = 0; c < channels; ++c)
+    batch_var_[static_cast<size_t>(c)] = static_cast<T>(sums_[static_cast<size_t>(c)] / count);
+}
+
+// The backward of the synchronised statistics: dx takes the global means of dy and dy (x -
+// mean), as batchnorm_backward with count = the global batch's; dgamma and dbeta the global
+// sums (on rank 0 only: the gradient exchange that follows adds the ranks up).
+template <typename T>
+void BatchNorm<T>::synchronised_backward(T* dx, const T* dy, const T* x, const ops::NormShape& s) {
+  const int64_t channels = s.channels;
+  const size_t k = static_cast<size_t>(channels);
+  sums_.assign(2 * k, 0.0);  // [sum dy | sum dy (x - mean)]
+  for (int64_t n = 0; n < s.batch; ++n)
+    for (int64_t c = 0; c < channels; ++c) {
+      const int64_t offset = (n * channels + c) * s.inner;
+      const T m = batch_mean_[static_cast<size_t>(c)];
+      double a = 0, b = 0;
+      for (int64_t i = 0; i < s.inner; ++i) {
+        a += static_cast<double>(dy[offset + i]);
+        b += static_cast<double>(dy[offset + i] * (x[offset + i] - m));
+      }
+      sums_[static_cast<size_t>(c)] += a;
+      sums_[k + static_cast<size_t>(c)] += b;
+    }
+  ranks_->sum(sums_.data(), static_cast<int64_t>(2 * k));
+  const T eps = static_cast<T>(eps_);
+  if (affine_ && ranks_->rank() == 0) {
+    // dgamma and dbeta are the global sums, rounded to T once, as in one process: rank 0 adds
+    // them, the others nothing, and the gradient exchange adds up the ranks (rather than each
+    // rank's share rounded on its own, then summed in T).
+    for (int64_t c = 0; c < channels; ++c) {
+      const size_t i = static_cast<size_t>(c);
+      const T invstd = T(1) / std::sqrt(batch_var_[i] + eps);
+      this->gradient_data(0)[c] += static_cast<T>(sums_[k + i] * static_cast<double>(invstd));
+      this->gradient_data(1)[c] += static_cast<T>(sums_[i]);
+    }
+  }
+  if (dx == nullptr) return;
+  const double count = static_cast<double>(global_count_);
+  for (int64_t c = 0; c < channels; ++c) {
+    const size_t i = static_cast<size_t>(c);
+    const T invstd = T(1) / std::sqrt(batch_var_[i] + eps);
+    const T scale = (affine_ ? this->value_data(0)[c] : T(1)) * invstd;
+    const T m = batch_mean_[i];
+    const T mean_dy = static_cast<T>(sums_[i] / count);
+    const T a = scale * static_cast<T>(sums_[k + i] / count) * invstd * invstd;
+    for (int64_t n = 0; n < s.batch; ++n) {
+      const int64_t offset = (n * channels + c) * s.inner;
+      for (int64_t j = 0; j < s.inner; ++j)
+        dx[offset + j] = (dy[offset + j] - mean_dy) * scale - (x[offset + j] - m) * a;
+    }
+  }
 }
 
 template class BatchNorm<float>;

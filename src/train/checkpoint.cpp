@@ -101,20 +101,30 @@ void save_checkpoint(const std::string& path, Sequential<float>& model, const Mo
   for (const RngState& r : state.layer_rngs) layer_rngs.push_back(rng_json(r));
   Json optimizer_names = Json::array();
   for (const auto& t : state.optimizer_tensors) optimizer_names.push_back(t.first);
-  const Json j = {{"epoch", state.epoch},
-                  {"step", state.step},
-                  {"order", state.order},
-                  {"position", state.position},
-                  {"loss_sum", exact(state.loss_sum)},
-                  {"correct", state.correct},
-                  {"seen", state.seen},
-                  {"seconds", exact(state.seconds)},
-                  {"history", history},
-                  {"rng", rng_json(state.rng)},
-                  {"augment_rng", rng_json(state.augment_rng)},
-                  {"layer_rngs", layer_rngs},
-                  {"optimizer_tensors", optimizer_names},
-                  {"optimizer_counter", state.optimizer_counter}};
+  Json j = {{"epoch", state.epoch},
+            {"step", state.step},
+            {"order", state.order},
+            {"position", state.position},
+            {"loss_sum", exact(state.loss_sum)},
+            {"correct", state.correct},
+            {"seen", state.seen},
+            {"seconds", exact(state.seconds)},
+            {"history", history},
+            {"rng", rng_json(state.rng)},
+            {"augment_rng", rng_json(state.augment_rng)},
+            {"layer_rngs", layer_rngs},
+            {"optimizer_tensors", optimizer_names},
+            {"optimizer_counter", state.optimizer_counter}};
+  if (state.ranks > 1) {
+    Json rank_rngs = Json::array();
+    for (const std::vector<RngState>& streams : state.rank_rngs) {
+      Json row = Json::array();
+      for (const RngState& r : streams) row.push_back(rng_json(r));
+      rank_rngs.push_back(row);
+    }
+    j["ranks"] = state.ranks;
+    j["rank_rngs"] = rank_rngs;
+  }
   save_safetensors(path, tensors,
                    {{"format", kFormat},
                     {"format_version", kModelFormatVersion},
@@ -212,6 +222,18 @@ Checkpoint load_checkpoint(const std::string& path) {
       throw Error(path + ": unexpected tensor '" + name + "'");
   }
   s.optimizer_counter = r.integer(j, "optimizer_counter", 0, kBig);
+  if (j.contains("ranks")) {
+    s.ranks = static_cast<int>(r.integer(j, "ranks", 2, 1 << 20));
+    const Json& rank_rngs = r.at(j, "rank_rngs");
+    if (!rank_rngs.is_array() || rank_rngs.size() != static_cast<size_t>(s.ranks))
+      r.fail("'rank_rngs' is not a list of one entry per rank");
+    for (const Json& row : rank_rngs) {
+      if (!row.is_array() || row.size() != s.layer_rngs.size() + 1)
+        r.fail("a 'rank_rngs' entry is not [augment_rng, layer_rngs...]");
+      std::vector<RngState>& streams = s.rank_rngs.emplace_back();
+      for (const Json& v : row) streams.push_back(r.rng(v));
+    }
+  }
   return c;
 }
 

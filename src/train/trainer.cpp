@@ -1,7 +1,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <optional>
 
 #include "cnn/error.hpp"
 #include "cnn/optim.hpp"
@@ -122,11 +124,29 @@ TrainResult train_model(Sequential<float>& model, const ModelSpec& spec, const D
                         const std::function<void(const TrainProgress&)>& on_progress,
                         const std::function<void(const EpochMetrics&)>& on_epoch,
                         const TrainControl& control) {
+  // Data-parallel: this rank's place among `world` (docs/distributed.md).
+  Communicator* const ranks =
+      control.ranks != nullptr && control.ranks->size() > 1 ? control.ranks : nullptr;
+  const int rank = ranks ? ranks->rank() : 0, world = ranks ? ranks->size() : 1;
+  // Errors that every rank meets alike are RanksErrors: one rank reports them.
+  const auto fail = [&](const std::string& what) {
+    if (ranks) throw RanksError(what);
+    throw Error(what);
+  };
+  if (ranks && (options.batch < world || train.size() < world)) {
+    fail("--batch " + std::to_string(options.batch) + " over " + std::to_string(train.size()) +
+         " training samples cannot be split over " + std::to_string(world) +
+         " ranks: every rank needs a sample of every batch");
+  }
   const std::unique_ptr<Optimizer<float>> optimizer =
       make_optimizer(options, model.parameters(), model.gradients());
   Objective objective = objective_for(model, spec, options.label_smoothing);
   BatchIterator batches(train.size(), options.batch);
-  const ScheduleOptions schedule = schedule_options(options, batches.batches_per_epoch());
+  // With ranks, an epoch's last batch is skipped when it has fewer samples than ranks.
+  const int64_t last_batch = train.size() % options.batch;
+  const bool skip_last = ranks && last_batch != 0 && last_batch < world;
+  const ScheduleOptions schedule =
+      schedule_options(options, batches.batches_per_epoch() - (skip_last ? 1 : 0));
   std::vector<int64_t> indices;
   std::vector<uint8_t> labels;
   Tensor<float> x, gradient;
@@ -136,13 +156,39 @@ TrainResult train_model(Sequential<float>& model, const ModelSpec& spec, const D
   Rng augment_rng(augment ? rng.next_u64() : 0);
   std::vector<float> augment_scratch;
   const std::vector<Rng*> layer_rngs = model.rngs();
-
+  if (ranks && !control.resume) {
+    // Every rank augments and drops out differently (its own streams); the data order, from
+    // rng, stays the same on all of them.
+    const uint64_t salt = 0x9E3779B97F4A7C15ull * static_cast<uint64_t>(rank + 1);
+    augment_rng = Rng(augment_rng.next_u64() ^ salt);
+    for (Rng* r : layer_rngs) *r = Rng(r->next_u64() ^ salt);
+  }
+  if (ranks) {
+    // Rank 0's initial (or restored) model on every rank.
+    ranks->broadcast(model.parameters().data(), model.parameter_count());
+    if (model.buffer_count() > 0) ranks->broadcast(model.buffers().data(), model.buffer_count());
+  }
+  // A rank's own streams as words, for the gather of a checkpoint: [augment, layers...].
+  const auto stream_words = [&] {
+    std::vector<uint64_t> words;
+    std::vector<RngState> states{augment_rng.state()};
+    for (Rng* r : layer_rngs) states.push_back(r->state());
+    for (const RngState& st : states) {
+      words.insert(words.end(), st.words.begin(), st.words.end());
+      uint64_t spare_bits = 0;
+      std::memcpy(&spare_bits, &st.spare, sizeof spare_bits);
+      words.push_back(st.has_spare ? 1 : 0);
+      words.push_back(spare_bits);
+    }
+    return words;
+  };
+  constexpr size_t kWordsPerStream = 6;
   TrainResult result;
   TrainState& state = result.state;
   if (control.resume) {
     state = *control.resume;
-    const auto refuse = [](const std::string& what) {
-      throw Error("cannot resume: the checkpoint's " + what);
+    const auto refuse = [&](const std::string& what) {
+      fail("cannot resume: the checkpoint's " + what);
     };
     if (state.layer_rngs.size() != layer_rngs.size()) refuse("random streams do not fit the model");
     for (size_t i = 0; i < layer_rngs.size(); ++i) layer_rngs[i]->set_state(state.layer_rngs[i]);
@@ -158,6 +204,18 @@ TrainResult train_model(Sequential<float>& model, const ModelSpec& spec, const D
     }
     optimizer->set_state_counter(state.optimizer_counter);
     if (!state.order.empty()) batches.restore(state.order, state.position);
+    if (state.ranks != world) {
+      refuse("run had " + std::to_string(state.ranks) + " rank" + (state.ranks == 1 ? "" : "s") +
+             ", this one has " + std::to_string(world) + " (resume with the same mpirun -np)");
+    }
+    if (ranks) {
+      if (state.rank_rngs.size() != static_cast<size_t>(world) ||
+          state.rank_rngs[static_cast<size_t>(rank)].size() != layer_rngs.size() + 1)
+        refuse("ranks' random streams do not fit the model");
+      const std::vector<RngState>& mine = state.rank_rngs[static_cast<size_t>(rank)];
+      augment_rng.set_state(mine[0]);
+      for (size_t i = 0; i < layer_rngs.size(); ++i) layer_rngs[i]->set_state(mine[i + 1]);
+    }
   }
   // The state of the run between two steps, for a checkpoint.
   const auto capture = [&](bool mid_epoch, double seconds) {
@@ -172,6 +230,24 @@ TrainResult train_model(Sequential<float>& model, const ModelSpec& spec, const D
     state.order = mid_epoch ? batches.order() : std::vector<int64_t>{};
     state.position = mid_epoch ? batches.position() : 0;
     state.seconds = seconds;
+    state.ranks = world;
+    state.rank_rngs.clear();
+    if (ranks) {
+      const std::vector<uint64_t> mine = stream_words();
+      std::vector<uint64_t> all(rank == 0 ? mine.size() * static_cast<size_t>(world) : 0);
+      ranks->gather(mine.data(), static_cast<int64_t>(mine.size()), all.data());
+      for (size_t r = 0; rank == 0 && r < static_cast<size_t>(world); ++r) {
+        std::vector<RngState>& streams = state.rank_rngs.emplace_back();
+        for (size_t k = 0; k < mine.size(); k += kWordsPerStream) {
+          const uint64_t* w = all.data() + r * mine.size() + k;
+          RngState st;
+          std::copy_n(w, 4, st.words.begin());
+          st.has_spare = w[4] != 0;
+          std::memcpy(&st.spare, &w[5], sizeof st.spare);
+          streams.push_back(st);
+        }
+      }
+    }
   };
   for (; state.epoch <= options.epochs; ++state.epoch) {
     const int epoch = state.epoch;
@@ -190,49 +266,104 @@ TrainResult train_model(Sequential<float>& model, const ModelSpec& spec, const D
     }
     state.order.clear();
     while (batches.next(indices)) {
+      const int64_t global_n = static_cast<int64_t>(indices.size());
+      if (ranks) {
+        if (global_n < world) continue;  // skipped by every rank alike
+        const auto share = [&](int64_t r) { return global_n * r / world; };
+        indices.erase(indices.begin() + share(rank + 1), indices.end());
+        indices.erase(indices.begin(), indices.begin() + share(rank));
+      }
       gather_images(train.images, indices, x);
       if (augment) random_crop_flip(x, options.crop_padding, augment_rng, augment_scratch);
       gather_labels(train, indices, labels);
       model.zero_grad();
       const TensorView<const float> outputs = model.forward(x, Mode::kTrain);
       const auto diverged = [&](const std::string& what) {
-        throw Error("training diverged: " + what + " in epoch " + std::to_string(epoch) +
-                    ", step " + std::to_string(state.step + 1) + " (try a smaller --lr)");
+        fail("training diverged: " + what + " in epoch " + std::to_string(epoch) + ", step " +
+             std::to_string(state.step + 1) + " (try a smaller --lr)");
       };
-      for (const float v : outputs)
-        if (!std::isfinite(v)) diverged("the model's outputs are not finite");
-      const double loss = objective.loss(outputs, labels, &gradient);
-      if (!std::isfinite(loss)) diverged("the loss is " + std::to_string(loss));
       const int64_t n = static_cast<int64_t>(indices.size());
-      for (int64_t i = 0; i < n; ++i)
-        state.correct += objective.predict(outputs, i) == labels[static_cast<size_t>(i)];
-      model.backward(gradient);
+      bool stop_now = false, checkpoint_now = false;
+      if (!ranks) {
+        for (const float v : outputs)
+          if (!std::isfinite(v)) diverged("the model's outputs are not finite");
+        const double loss = objective.loss(outputs, labels, &gradient);
+        if (!std::isfinite(loss)) diverged("the loss is " + std::to_string(loss));
+        for (int64_t i = 0; i < n; ++i)
+          state.correct += objective.predict(outputs, i) == labels[static_cast<size_t>(i)];
+        model.backward(gradient);
+        state.loss_sum += loss * static_cast<double>(n);
+        state.seen += n;
+      } else {
+        // One small exchange a step: the loss and accuracy sums, and any rank's divergence,
+        // stop request or due checkpoint, so that every rank takes the same decisions.
+        bool finite = true;
+        for (const float v : outputs) finite = finite && std::isfinite(v);
+        const double loss = objective.loss(outputs, labels, &gradient);
+        int64_t correct = 0;
+        for (int64_t i = 0; i < n; ++i)
+          correct += objective.predict(outputs, i) == labels[static_cast<size_t>(i)];
+        double step_sums[6] = {loss * static_cast<double>(n),
+                               static_cast<double>(correct),
+                               static_cast<double>(n),
+                               finite && std::isfinite(loss) ? 0.0 : 1.0,
+                               control.stop_requested && control.stop_requested() ? 1.0 : 0.0,
+                               control.checkpoint_due && control.checkpoint_due() ? 1.0 : 0.0};
+        ranks->sum(step_sums, 6);
+        if (step_sums[3] > 0) {
+          diverged("the loss or the model's outputs are not finite on " +
+                   std::to_string(std::llround(step_sums[3])) + " of the " + std::to_string(world) +
+                   " ranks");
+        }
+        // The gradient of the mean loss over the global batch: this rank's mean, weighted by
+        // its share, summed over the ranks.
+        const float weight = static_cast<float>(n) / static_cast<float>(global_n);
+        for (float& g : gradient) g *= weight;
+        model.backward(gradient);
+        ranks->sum(model.gradients().data(), model.parameter_count());
+        state.loss_sum += step_sums[0];
+        state.correct += std::llround(step_sums[1]);
+        state.seen += std::llround(step_sums[2]);
+        stop_now = step_sums[4] > 0;
+        checkpoint_now = step_sums[5] > 0;
+      }
       optimizer->set_lr(scheduled_lr(schedule, state.step));
       ++state.step;
       optimizer->step();
-      state.loss_sum += loss * static_cast<double>(n);
-      state.seen += n;
       if (on_progress) {
         on_progress({epoch, options.epochs, state.seen, train.size(),
                      state.loss_sum / double(state.seen),
                      double(state.correct) / double(state.seen), seconds_now()});
       }
-      const bool more = batches.position() < train.size();
-      if (more && control.stop_requested && control.stop_requested()) {
+      const bool more = batches.position() < train.size() - (skip_last ? last_batch : 0);
+      if (!ranks) {
+        stop_now = more && control.stop_requested && control.stop_requested();
+        checkpoint_now = more && !stop_now && control.checkpoint_due && control.checkpoint_due();
+      }
+      if (more && stop_now) {
         capture(true, seconds_now());
         if (control.checkpoint) control.checkpoint(state);
         result.stopped = true;
         result.history = state.history;
         return result;
       }
-      if (more && control.checkpoint_due && control.checkpoint && control.checkpoint_due()) {
+      if (more && checkpoint_now && control.checkpoint) {
         capture(true, seconds_now());
         control.checkpoint(state);
         state.order.clear();
       }
     }
     const double train_seconds = seconds_now();
-    const EvalResult tested = evaluate(model, spec, test, 256);
+    if (ranks && model.buffer_count() > 0) {
+      // Rank 0's running statistics are the model's (as DDP's broadcast buffers).
+      ranks->broadcast(model.buffers().data(), model.buffer_count());
+    }
+    const EvalResult tested = evaluate(model, spec, test, 256, false, ranks);
+    if (ranks && !ranks->all_equal(model_hash(model))) {
+      fail("after epoch " + std::to_string(epoch) +
+           " the ranks' models differ (hashes of their parameters and buffers): the ranks did "
+           "not all take the same steps");
+    }
     EpochMetrics m;
     m.epoch = epoch;
     m.train_loss = state.loss_sum / double(state.seen);
@@ -248,7 +379,9 @@ TrainResult train_model(Sequential<float>& model, const ModelSpec& spec, const D
       control.checkpoint(state);
       --state.epoch;
     }
-    if (epoch < options.epochs && control.stop_requested && control.stop_requested()) {
+    double stop_flag = control.stop_requested && control.stop_requested() ? 1.0 : 0.0;
+    if (ranks) ranks->sum(&stop_flag, 1);  // any rank's request, on every rank
+    if (epoch < options.epochs && stop_flag > 0) {
       ++state.epoch;
       capture(false, 0);
       result.stopped = true;
@@ -261,20 +394,27 @@ TrainResult train_model(Sequential<float>& model, const ModelSpec& spec, const D
 }
 
 EvalResult evaluate(Sequential<float>& model, const ModelSpec& spec, const Dataset& data,
-                    int64_t batch, bool keep_outputs) {
+                    int64_t batch, bool keep_outputs, Communicator* ranks) {
+  if (ranks != nullptr && ranks->size() == 1) ranks = nullptr;
+  if (ranks && keep_outputs) throw Error("evaluate: outputs are kept only in one process");
+  // This rank's contiguous share of the data.
+  const int64_t first = ranks ? data.size() * ranks->rank() / ranks->size() : 0;
+  const int64_t last = ranks ? data.size() * (ranks->rank() + 1) / ranks->size() : data.size();
   Objective objective = objective_for(model, spec);
   const int64_t classes = objective.classes();
   EvalResult result;
   result.samples = data.size();
   result.confusion.assign(static_cast<size_t>(classes),
                           std::vector<int64_t>(static_cast<size_t>(classes), 0));
-  BatchIterator batches(data.size(), batch);
   std::vector<int64_t> indices;
   std::vector<uint8_t> labels;
   Tensor<float> x;
   double loss_sum = 0;
   int64_t correct = 0;
-  while (batches.next(indices)) {
+  std::optional<BatchIterator> batches;
+  if (last > first) batches.emplace(last - first, batch);
+  while (batches && batches->next(indices)) {
+    for (int64_t& i : indices) i += first;
     gather_images(data.images, indices, x);
     gather_labels(data, indices, labels);
     const TensorView<const float> outputs = model.forward(x, Mode::kEval);
@@ -288,6 +428,18 @@ EvalResult evaluate(Sequential<float>& model, const ModelSpec& spec, const Datas
     }
     if (keep_outputs) result.outputs.insert(result.outputs.end(), outputs.begin(), outputs.end());
   }
+  if (ranks) {
+    // Counts below 2^53 add up exactly as doubles.
+    std::vector<double> sums{loss_sum, static_cast<double>(correct)};
+    for (const auto& row : result.confusion)
+      for (const int64_t v : row) sums.push_back(static_cast<double>(v));
+    ranks->sum(sums.data(), static_cast<int64_t>(sums.size()));
+    loss_sum = sums[0];
+    correct = std::llround(sums[1]);
+    size_t k = 2;
+    for (auto& row : result.confusion)
+      for (int64_t& v : row) v = std::llround(sums[k++]);
+  }
   result.loss = loss_sum / double(data.size());
   result.accuracy = double(correct) / double(data.size());
   for (int64_t c = 0; c < classes; ++c) {
@@ -299,6 +451,15 @@ EvalResult evaluate(Sequential<float>& model, const ModelSpec& spec, const Datas
                          double(total));
   }
   return result;
+}
+
+uint64_t model_hash(Sequential<float>& model) {
+  uint64_t hash = 0xcbf29ce484222325ull;  // FNV-1a over the bytes
+  for (const std::span<float> values : {model.parameters(), model.buffers()}) {
+    const auto* bytes = reinterpret_cast<const unsigned char*>(values.data());
+    for (size_t i = 0; i < values.size_bytes(); ++i) hash = (hash ^ bytes[i]) * 0x100000001b3ull;
+  }
+  return hash;
 }
 
 }  // namespace cnn
