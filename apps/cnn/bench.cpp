@@ -91,6 +91,23 @@ Tensor<float> random_images(const Shape& sample, int64_t batch, Rng& rng) {
   return x;
 }
 
+Sequential<float> initialised_model(const ModelSpec& spec, Rng& rng) {
+  Sequential<float> model = build_model(spec);
+  model.init_parameters(rng);
+  return model;
+}
+
+/// A benchmark's model (initialised from rng), its objective and a small-step SGD.
+struct BenchModel {
+  BenchModel(const ModelSpec& spec, Rng& rng)
+      : model(initialised_model(spec, rng)),
+        objective(spec.loss, spec.loss == LossKind::kLogLoss ? 2 : model.output_shape(1)[1]),
+        sgd(model.parameters(), model.gradients(), {.lr = 1e-4, .momentum = 0.9}) {}
+  Sequential<float> model;
+  Objective objective;
+  Sgd<float> sgd;
+};
+
 /// MPI_Allreduce (sum, in place) of float messages from 1 KiB to 64 MiB: the median time of
 /// one call over `repeat` runs, every rank calling alike.
 int allreduce_bench(Communicator& ranks, int repeat, bool json) {
@@ -131,11 +148,11 @@ int distributed_bench(Communicator& ranks, const ModelSpec& spec, int64_t batch,
                      std::to_string(world) + " ranks");
   }
   Rng rng(1);
-  Sequential<float> model = build_model(spec);
-  model.init_parameters(rng);
-  const int64_t classes = spec.loss == LossKind::kLogLoss ? 2 : model.output_shape(1)[1];
-  Objective objective(spec.loss, classes);
-  Sgd<float> sgd(model.parameters(), model.gradients(), {.lr = 1e-4, .momentum = 0.9});
+  BenchModel bench(spec, rng);
+  Sequential<float>& model = bench.model;
+  Objective& objective = bench.objective;
+  Sgd<float>& sgd = bench.sgd;
+  const int64_t classes = objective.classes();
   const int64_t first = batch * rank / world, share = batch * (rank + 1) / world - first;
   Rng data_rng(static_cast<uint64_t>(rank) + 2);
   const Tensor<float> x = random_images(spec.input, share, data_rng);
@@ -217,11 +234,11 @@ int bench_command(const Args& args, Communicator* ranks) {
     return distributed_bench(*ranks, spec, batch, threads, repeat, json);
 
   Rng rng(1);
-  Sequential<float> model = build_model(spec);
-  model.init_parameters(rng);
-  const int64_t classes = spec.loss == LossKind::kLogLoss ? 2 : model.output_shape(1)[1];
-  Objective objective(spec.loss, classes);
-  Sgd<float> sgd(model.parameters(), model.gradients(), {.lr = 1e-4, .momentum = 0.9});
+  BenchModel bench(spec, rng);
+  Sequential<float>& model = bench.model;
+  Objective& objective = bench.objective;
+  Sgd<float>& sgd = bench.sgd;
+  const int64_t classes = objective.classes();
 
   // Training: the same step as cnn train.
   const Tensor<float> x = random_images(spec.input, batch, rng);
