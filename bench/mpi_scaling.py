@@ -11,7 +11,7 @@ all-reduce; no overlap of the all-reduce with the backward pass, as cnn does it)
 everything as Markdown (docs/distributed.md holds a recorded run).
 
 usage: bench/mpi_scaling.py [--cnn build/release/cnn] [--models lenet5 convnet resnet]
-                            [--repeat 5]
+                            [--repeat 5] [--pairs 5]
 """
 
 import argparse
@@ -46,32 +46,40 @@ def main():
     parser.add_argument("--cnn", default="build/release/cnn")
     parser.add_argument("--models", nargs="+", default=["lenet5", "convnet", "resnet"])
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--pairs", type=int, default=5,
+                        help="interleaved single/ranks runs per model (the median is shown)")
     args = parser.parse_args()
     cnn = os.path.abspath(args.cnn)
     mpirun = ["mpirun", "-q", "-np", "2"]
     cores = os.cpu_count()
 
-    print(f"## 2 ranks x 1 thread against 1 process x {cores} threads (this machine)\n")
+    print(f"## 2 ranks x 1 thread against 1 process x {cores} threads (this machine; the median "
+          f"of {args.pairs} interleaved pairs)\n")
     print("| model | batch | 1 process img/s | 2 ranks img/s | ratio | all-reduce ms/step "
           "| step ms | gradient bytes |")
     print("|---|---|---|---|---|---|---|---|")
     steps = {}
+    ratios = {}
     for model in args.models:
         batch = BATCH.get(model, 64)
         common = ["bench", "--model", model, "--batch", str(batch), "--repeat", str(args.repeat),
                   "--json"]
-        # Interleaved, twice each, so that the machine's noise hits both alike; best of two.
-        single, ranks = [], []
-        for _ in range(2):
-            single.append(run_json([cnn] + common + ["--threads", str(cores)]))
-            ranks.append(run_json(mpirun + [cnn] + common + ["--threads", "1"]))
-        s = max(single, key=lambda j: j["train_images_per_s"])
-        r = max(ranks, key=lambda j: j["train_images_per_s"])
-        ratio = r["train_images_per_s"] / s["train_images_per_s"]
+        # Interleaved pairs, so that the machine's noise hits both alike; the median pair.
+        pairs = []
+        for _ in range(args.pairs):
+            s = run_json([cnn] + common + ["--threads", str(cores)])
+            r = run_json(mpirun + [cnn] + common + ["--threads", "1"])
+            pairs.append((r["train_images_per_s"] / s["train_images_per_s"], s, r))
+        pairs.sort(key=lambda p: p[0])
+        ratio, s, r = pairs[len(pairs) // 2]
+        ratios[model] = [p[0] for p in pairs]
         steps[model] = (batch, 1.0 / s["train_images_per_s"] * batch, r["gradient_bytes"])
         print(f"| {model} | {batch} | {s['train_images_per_s']:.0f} | "
               f"{r['train_images_per_s']:.0f} | {ratio:.2f} | {r['allreduce_ms_per_step']:.3f} | "
               f"{r['step_ms']:.2f} | {r['gradient_bytes']:,} |")
+
+    print("\nRatios of every pair, lowest to highest: " +
+          "; ".join(f"{m} " + ", ".join(f"{x:.2f}" for x in v) for m, v in ratios.items()) + ".")
 
     sweep = run_json(mpirun + [cnn, "bench", "--allreduce", "--repeat", str(args.repeat),
                                "--json"])
