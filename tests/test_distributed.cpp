@@ -259,7 +259,8 @@ TEST(Distributed, ShardedEvaluationIsWhatCnnEvalComputes) {
 
 // A rank killed mid-run (SIGKILL right after its 40th checkpoint call, of 64) ends the job
 // within 30 s with one line; the checkpoint rank 0 wrote is intact and resumes to the run that
-// was never stopped. So does a kill of rank 0 in the middle of writing one.
+// was never stopped. So does a kill of rank 0 in the middle of writing one. A failed write and
+// a diverging loss end every rank alike with one line and keep the last checkpoint.
 TEST(Distributed, KilledRankEndsTheJobInOneLineAndResumeRestoresTheRun) {
   REQUIRE_MPI();
   const std::string flags = "--data sample --epochs 2 --batch 64 --threads 1 --seed 3";
@@ -293,6 +294,34 @@ TEST(Distributed, KilledRankEndsTheJobInOneLineAndResumeRestoresTheRun) {
     EXPECT_TRUE(read_bytes(dir / "m.safetensors") == ref_model) << "the resumed model differs";
     EXPECT_EQ(metrics_without_seconds(dir / "m.csv"), ref_metrics);
   }
+  // A checkpoint rank 0 cannot write ends every rank alike: one line, the last one kept.
+  const fs::path failed_dir = work_dir() / "failed";
+  fs::remove_all(failed_dir);
+  run = mpirun(
+      2,
+      "train " + flags + " --checkpoint-every 0 --out " + (failed_dir / "m.safetensors").string(),
+      {"CNN_FAULT_RANK=0", "CNN_FAULT_FAIL_CHECKPOINT=3"}, "failed");
+  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_EQ(run.err, "cnn: " + (failed_dir / "m.ckpt").string() +
+                         ": cannot write: injected failure (CNN_FAULT_FAIL_CHECKPOINT); the last "
+                         "checkpoint, " +
+                         (failed_dir / "m.ckpt").string() + " (epoch 1, step 2), is kept\n");
+  EXPECT_NO_THROW(load_checkpoint((failed_dir / "m.ckpt").string()));
+  // So does a diverging loss, found by the ranks' exchange at the same step.
+  fs::remove_all(failed_dir);
+  run = mpirun(2,
+               "train " + flags + " --lr 100 --checkpoint-every 0 --out " +
+                   (failed_dir / "m.safetensors").string(),
+               {}, "diverged");
+  EXPECT_EQ(run.exit_code, 1);
+  ASSERT_EQ(testing::lines_of(run.err).size(), 1u) << run.err;
+  EXPECT_EQ(run.err.rfind("cnn: training diverged: the loss or the model's outputs are not "
+                          "finite on ",
+                          0),
+            0u)
+      << run.err;
+  EXPECT_NE(run.err.find("(try a smaller --lr); the last checkpoint, "), std::string::npos)
+      << run.err;
   // The checkpoint of two ranks resumes with two only.
   const fs::path ckpt = work_dir() / "killed" / "m.ckpt";
   run = cnn("train --resume " + ckpt.string());

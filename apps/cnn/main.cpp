@@ -668,11 +668,29 @@ int train_command(int argc, char** argv, Communicator* ranks) {
       std::ofstream(checkpoint_path + ".tmp.fault1", std::ios::binary) << std::string(4096, '\0');
       std::raise(SIGKILL);
     }
-    if (checkpoints == fail_at) {
-      throw Error(checkpoint_path + ": cannot write: injected failure (CNN_FAULT_FAIL_CHECKPOINT)");
+    std::string failure;
+    try {
+      if (checkpoints == fail_at) {
+        throw Error(checkpoint_path +
+                    ": cannot write: injected failure (CNN_FAULT_FAIL_CHECKPOINT)");
+      }
+      if (rank == 0)
+        save_checkpoint(checkpoint_path, model, spec, data.class_names, state, config_text);
+    } catch (const Error& e) {
+      if (ranks == nullptr) throw;
+      failure = e.what();
     }
-    if (rank == 0)
-      save_checkpoint(checkpoint_path, model, spec, data.class_names, state, config_text);
+    if (ranks != nullptr) {
+      // A failed write ends every rank alike, reported once (rank 0 writes; a fault may be
+      // injected elsewhere).
+      double failed = failure.empty() ? 0 : 1;
+      ranks->sum(&failed, 1);
+      if (failed > 0) {
+        throw RanksError(rank == 0 && !failure.empty()
+                             ? failure
+                             : checkpoint_path + ": another rank failed at this checkpoint");
+      }
+    }
     if (checkpoints == kill_after) std::raise(SIGKILL);
     last_checkpoint = std::chrono::steady_clock::now();
     last_good = "epoch " + std::to_string(state.epoch) + ", step " + std::to_string(state.step);

@@ -299,10 +299,14 @@ TrainResult train_model(Sequential<float>& model, const ModelSpec& spec, const D
         // stop request or due checkpoint, so that every rank takes the same decisions.
         bool finite = true;
         for (const float v : outputs) finite = finite && std::isfinite(v);
-        const double loss = objective.loss(outputs, labels, &gradient);
+        // The loss refuses non-finite outputs: this rank reports them in the exchange instead.
+        double loss = std::numeric_limits<double>::quiet_NaN();
         int64_t correct = 0;
-        for (int64_t i = 0; i < n; ++i)
-          correct += objective.predict(outputs, i) == labels[static_cast<size_t>(i)];
+        if (finite) {
+          loss = objective.loss(outputs, labels, &gradient);
+          for (int64_t i = 0; i < n; ++i)
+            correct += objective.predict(outputs, i) == labels[static_cast<size_t>(i)];
+        }
         double step_sums[6] = {loss * static_cast<double>(n),
                                static_cast<double>(correct),
                                static_cast<double>(n),
