@@ -196,15 +196,20 @@ def main():
             t = best_torch_figures(name, threads, args.repeat)
             c = cnn_figures(args.cnn, name, threads, args.repeat)
             ours[(name, threads)] = c
-            goal = {("lenet5", 2): 3.0, ("convnet", 2): 2.0, ("lenet5", 1): 2.0, ("convnet", 1): 1.5}[(name, threads)]
+            # The issues' targets; resnet's (issue "Modern CNNs") has none on 1 thread.
+            goal = {("lenet5", 2): 3.0, ("convnet", 2): 2.0, ("lenet5", 1): 2.0, ("convnet", 1): 1.5,
+                    ("resnet", 2): 2.0, ("resnet", 1): None}[(name, threads)]
             ratio = c["train_images_per_s"] / t["train"]
             rows.append(("training images/s, %d thread%s" % (threads, "s" if threads > 1 else ""), name,
-                         t["train"], c["train_images_per_s"], ratio, ">= %gx" % goal, ratio >= goal,
+                         t["train"], c["train_images_per_s"], ratio,
+                         ">= %gx" % goal if goal else "none", ratio >= goal if goal else None,
                          t["train_layout"]))
             if threads == 2:
+                goal = 2.0 if name == "resnet" else 3.0
                 ratio = c["infer_images_per_s"] / t["infer"]
                 rows.append(("inference images/s, batch 256, 2 threads", name, t["infer"],
-                             c["infer_images_per_s"], ratio, ">= 3x", ratio >= 3, t["infer_layout"]))
+                             c["infer_images_per_s"], ratio, ">= %gx" % goal, ratio >= goal,
+                             t["infer_layout"]))
             else:
                 goal = 0.25 if name == "lenet5" else 0.5
                 ratio = c["latency_us"] / t["latency_us"]
@@ -236,7 +241,7 @@ def main():
     print("| --- | --- | ---: | --- | ---: | ---: | --- | --- |")
     for what, name, t, c, ratio, target, met, layout in rows:
         print("| %s | %s | %.0f | %s | %.0f | %.2fx | %s | %s |" % (what, name, t, layout, c, ratio, target,
-                                                               "yes" if met else "**no**"))
+                                                               "-" if met is None else "yes" if met else "**no**"))
     print()
     print("| cnn alone | figure | target | met |")
     print("| --- | ---: | --- | --- |")

@@ -148,32 +148,29 @@ int distributed_bench(Communicator& ranks, const ModelSpec& spec, int64_t batch,
                      std::to_string(world) + " ranks");
   }
   Rng rng(1);
-  BenchModel bench(spec, rng);
-  Sequential<float>& model = bench.model;
-  Objective& objective = bench.objective;
-  Sgd<float>& sgd = bench.sgd;
-  const int64_t classes = objective.classes();
+  BenchModel b(spec, rng);
   const int64_t first = batch * rank / world, share = batch * (rank + 1) / world - first;
   Rng data_rng(static_cast<uint64_t>(rank) + 2);
   const Tensor<float> x = random_images(spec.input, share, data_rng);
   std::vector<uint8_t> labels(static_cast<size_t>(share));
-  for (uint8_t& l : labels) l = static_cast<uint8_t>(rng.below(static_cast<uint64_t>(classes)));
+  for (uint8_t& l : labels)
+    l = static_cast<uint8_t>(rng.below(static_cast<uint64_t>(b.objective.classes())));
   Tensor<float> gradient;
   double allreduce_seconds = 0;
   int64_t steps = 0;
   const float weight = static_cast<float>(share) / static_cast<float>(batch);
   const auto train_step = [&] {
-    model.zero_grad();
-    const TensorView<const float> out = model.forward(x, Mode::kTrain);
-    double step_sums[6] = {objective.loss(out, labels, &gradient), 0, double(share), 0, 0, 0};
+    b.model.zero_grad();
+    const TensorView<const float> out = b.model.forward(x, Mode::kTrain);
+    double step_sums[6] = {b.objective.loss(out, labels, &gradient), 0, double(share), 0, 0, 0};
     ranks.sum(step_sums, 6);
     for (float& g : gradient) g *= weight;
-    model.backward(gradient);
+    b.model.backward(gradient);
     const Clock::time_point start = Clock::now();
-    ranks.sum(model.gradients().data(), model.parameter_count());
+    ranks.sum(b.model.gradients().data(), b.model.parameter_count());
     allreduce_seconds += seconds_since(start);
     ++steps;
-    sgd.step();
+    b.sgd.step();
   };
   std::vector<double> train_rates = rates(train_step, repeat, 0.3, &ranks);
   for (double& r : train_rates) r *= double(batch);
@@ -191,7 +188,7 @@ int distributed_bench(Communicator& ranks, const ModelSpec& spec, int64_t batch,
                               {"train_images_per_s_runs", train_rates},
                               {"allreduce_ms_per_step", allreduce_ms},
                               {"step_ms", 1e3 * double(batch) / train},
-                              {"gradient_bytes", model.parameter_count() * 4}})
+                              {"gradient_bytes", b.model.parameter_count() * 4}})
                             .dump()
                             .c_str());
     return 0;
@@ -204,7 +201,7 @@ int distributed_bench(Communicator& ranks, const ModelSpec& spec, int64_t batch,
   std::printf(
       "all-reduce: %10.3f ms a step (%s bytes of gradients, waiting for the slowest "
       "rank included)\n",
-      allreduce_ms, std::to_string(model.parameter_count() * 4).c_str());
+      allreduce_ms, std::to_string(b.model.parameter_count() * 4).c_str());
   return 0;
 }
 
