@@ -499,11 +499,12 @@ void prepare_training(const Args& args, Communicator* ranks, TrainSetup& t) {
                              ", fewer samples than the " + std::to_string(world) +
                              " ranks to split it over");
   }
-  if (ranks && config.threads > usable_cpus() && usable_cpus() > 0) {
+  const int cpus = ranks ? usable_cpus() : 0;
+  if (cpus > 0 && config.threads > cpus) {
     std::fprintf(stderr,
                  "cnn: rank %d: warning: %d threads on %d usable CPU%s (mpirun binds each rank "
                  "to cores: see docs/distributed.md, --bind-to none)\n",
-                 rank, config.threads, usable_cpus(), usable_cpus() == 1 ? "" : "s");
+                 rank, config.threads, cpus, cpus == 1 ? "" : "s");
   }
   ops::set_threads(config.threads);
   const std::string& out = config.out;
