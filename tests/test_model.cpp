@@ -201,6 +201,90 @@ TEST(Sequential, FusedReluMaxPoolGivesTheLayerByLayerResults) {
   }
 }
 
+// BatchNorm2d + ReLU (after a pooling layer, so that kEval does not fold the BatchNorm into a
+// convolution), BatchNorm1d + ReLU after a Linear, and a Residual whose body holds the pair: run
+// as one step each, they must give the layer-by-layer outputs, parameter gradients and running
+// statistics byte for byte, in both modes.
+TEST(Sequential, FusedBatchNormReluGivesTheLayerByLayerResults) {
+  for (const Mode mode : {Mode::kTrain, Mode::kEval}) {
+    Sequential<float> model;
+    model.emplace<Conv2d<float>>(2, 4, 3, 1, 1);
+    model.emplace<AvgPool2d<float>>(2);
+    model.emplace<BatchNorm2d<float>>(4);
+    model.emplace<ReLU<float>>();
+    {
+      std::vector<std::unique_ptr<Layer<float>>> body;
+      body.push_back(std::make_unique<Conv2d<float>>(4, 4, 3, 1, 1, false));
+      body.push_back(std::make_unique<BatchNorm2d<float>>(4));
+      body.push_back(std::make_unique<ReLU<float>>());
+      body.push_back(std::make_unique<Conv2d<float>>(4, 4, 3, 1, 1, false));
+      model.add(std::make_unique<Residual<float>>(
+          std::move(body), std::vector<std::unique_ptr<Layer<float>>>{}, "ReLU"));
+    }
+    model.emplace<Flatten<float>>();
+    model.emplace<Linear<float>>(4 * 4 * 4, 6);
+    model.emplace<BatchNorm1d<float>>(6);
+    model.emplace<ReLU<float>>();
+    model.emplace<Linear<float>>(6, 3);
+    model.build(Shape{2, 8, 8});
+    Rng rng(11);
+    model.init_parameters(rng);
+    // Shifts and scales away from 0 and 1, and running statistics away from the batch's.
+    for (const auto& p : model.named_parameters())
+      for (int64_t i = 0; i < p.value.numel(); ++i) {
+        if (p.name.find("weight") != std::string::npos && p.value.shape().rank() == 1)
+          p.value.data()[i] = 0.5f + static_cast<float>(rng.uniform());
+        if (p.name.find("bias") != std::string::npos)
+          p.value.data()[i] = static_cast<float>(rng.normal()) * 0.5f;
+      }
+    for (const auto& b : model.named_buffers())
+      for (int64_t i = 0; i < b.value.numel(); ++i) {
+        if (b.name.find("running_mean") != std::string::npos)
+          b.value.data()[i] = static_cast<float>(rng.normal()) * 0.3f;
+        if (b.name.find("running_var") != std::string::npos)
+          b.value.data()[i] = 0.5f + static_cast<float>(rng.uniform());
+      }
+    const std::vector<float> buffers_before(model.buffers().begin(), model.buffers().end());
+    Tensor<float> x(Shape{5, 2, 8, 8});
+    for (int64_t i = 0; i < x.numel(); ++i) x.data()[i] = static_cast<float>(rng.normal());
+    Tensor<float> dy(Shape{5, 3});
+    for (int64_t i = 0; i < dy.numel(); ++i) dy.data()[i] = static_cast<float>(rng.normal());
+
+    const TensorView<const float> fused_out = model.forward(x, mode);
+    const std::vector<float> fused_y(fused_out.data(), fused_out.data() + fused_out.numel());
+    const std::vector<float> fused_buffers(model.buffers().begin(), model.buffers().end());
+    model.zero_grad();
+    model.backward(dy);
+    const std::vector<float> fused_grads(model.gradients().begin(), model.gradients().end());
+
+    // The same layers, one at a time (the Residual's own chain fuses its pair; its body is
+    // checked by the layer-by-layer Residual below).
+    std::copy(buffers_before.begin(), buffers_before.end(), model.buffers().begin());
+    std::vector<Tensor<float>> outs(model.size());
+    TensorView<const float> current = x;
+    for (size_t i = 0; i < model.size(); ++i) {
+      outs[i].resize(model.layer(i).output_shape(current.shape()));
+      model.layer(i).forward(current, outs[i].view(), mode);
+      current = outs[i].view();
+    }
+    ASSERT_EQ(0, std::memcmp(fused_y.data(), current.data(), fused_y.size() * sizeof(float)));
+    ASSERT_EQ(0, std::memcmp(fused_buffers.data(), model.buffers().data(),
+                             fused_buffers.size() * sizeof(float)));
+    model.zero_grad();
+    Tensor<float> upstream = dy;
+    for (size_t k = model.size(); k-- > 0;) {
+      const TensorView<const float> in = k == 0 ? TensorView<const float>(x) : outs[k - 1].view();
+      Tensor<float> dx(in.shape());
+      model.layer(k).backward(in, outs[k].view(), upstream,
+                              k == 0 ? TensorView<float>() : dx.view());
+      upstream = std::move(dx);
+    }
+    ASSERT_EQ(0, std::memcmp(fused_grads.data(), model.gradients().data(),
+                             fused_grads.size() * sizeof(float)))
+        << (mode == Mode::kTrain ? "train" : "eval");
+  }
+}
+
 class TempDir : public ::testing::Test {
  protected:
   void SetUp() override {

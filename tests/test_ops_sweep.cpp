@@ -708,6 +708,119 @@ TEST_P(OpsSweepAllPaths, ReluMaxPoolEqualsReluThenMaxPoolBitForBit) {
   sweep_relu_pool<double>(32, 50);
 }
 
+/// BatchNorm's statistics, forward and backward (batch or running statistics), alone and fused
+/// with the ReLU after it: the default path against the reference on odd (batch, channels,
+/// inner), 1 and 2 threads; and the fused ops bit for bit against the two ops they replace on
+/// the same path, with exact zeros among the normalised values (x = mean where beta = 0), where
+/// the ReLU's rule at 0 decides.
+template <typename T>
+void sweep_batchnorm(uint64_t seed, int cases) {
+  Rng rng(seed);
+  const int saved = ops::threads();
+  for (int c = 0; c < cases; ++c) {
+    ops::set_threads(1 + c % 2);
+    const ops::NormShape s{1 + int64_t(rng.below(4)), 1 + int64_t(rng.below(9)),
+                           1 + int64_t(rng.below(c % 5 == 0 ? 3000 : 40))};
+    const int64_t n = s.batch * s.channels * s.inner;
+    const std::string what =
+        "batch=" + std::to_string(s.batch) + " channels=" + std::to_string(s.channels) +
+        " inner=" + std::to_string(s.inner) + " threads=" + std::to_string(ops::threads());
+    std::vector<T> mean(s.channels), var(s.channels), gamma(s.channels), beta(s.channels);
+    for (int64_t ch = 0; ch < s.channels; ++ch) {
+      mean[ch] = T(rng.normal() * 0.5);
+      var[ch] = T(0.2 + rng.uniform());
+      gamma[ch] = T(rng.uniform(-1.5, 1.5));
+      beta[ch] = ch % 3 == 0 ? T(0) : T(rng.normal() * 0.3);
+    }
+    auto x = random_vector<T>(rng, n);
+    for (int64_t k = 0; k < n; ++k) {
+      if (rng.below(8) == 0) x[k] = mean[(k / s.inner) % s.channels];
+    }
+    const auto dy = random_vector<T>(rng, n);
+    const T eps = T(1e-5);
+
+    std::vector<T> m_a(s.channels), v_a(s.channels), m_b(s.channels), v_b(s.channels);
+    ops::batchnorm_statistics(m_a.data(), v_a.data(), x.data(), s);
+    ref::batchnorm_statistics(m_b.data(), v_b.data(), x.data(), s);
+    ASSERT_LE(max_difference(m_a, m_b), tolerance<T>()) << "statistics " << what;
+    ASSERT_LE(max_difference(v_a, v_b), tolerance<T>()) << "statistics " << what;
+
+    for (const bool relu : {false, true}) {
+      const std::string kind = std::string(relu ? "fused " : "") + what;
+      std::vector<T> y_a(n), y_b(n);
+      if (relu) {
+        ops::batchnorm_relu_forward(y_a.data(), x.data(), mean.data(), var.data(), gamma.data(),
+                                    beta.data(), s, eps);
+        ref::batchnorm_relu_forward(y_b.data(), x.data(), mean.data(), var.data(), gamma.data(),
+                                    beta.data(), s, eps);
+      } else {
+        ops::batchnorm_forward(y_a.data(), x.data(), mean.data(), var.data(), gamma.data(),
+                               beta.data(), s, eps);
+        ref::batchnorm_forward(y_b.data(), x.data(), mean.data(), var.data(), gamma.data(),
+                               beta.data(), s, eps);
+      }
+      ASSERT_LE(max_difference(y_a, y_b), tolerance<T>()) << "forward " << kind;
+      for (const bool batch_statistics : {true, false}) {
+        // With batch statistics, the backward takes mean and var as functions of x: they must
+        // be x's (the closed form and the chain rule agree only there).
+        const T* mu = batch_statistics ? m_a.data() : mean.data();
+        const T* sigma2 = batch_statistics ? v_a.data() : var.data();
+        std::vector<T> dx_a(n), dx_b(n), dg_a(s.channels, T(0.5)), dg_b(dg_a), db_a(dg_a),
+            db_b(dg_a);
+        if (relu) {
+          ops::batchnorm_relu_backward(dx_a.data(), dg_a.data(), db_a.data(), dy.data(), x.data(),
+                                       mu, sigma2, gamma.data(), beta.data(), s, eps,
+                                       batch_statistics);
+          ref::batchnorm_relu_backward(dx_b.data(), dg_b.data(), db_b.data(), dy.data(), x.data(),
+                                       mu, sigma2, gamma.data(), beta.data(), s, eps,
+                                       batch_statistics);
+        } else {
+          ops::batchnorm_backward(dx_a.data(), dg_a.data(), db_a.data(), dy.data(), x.data(), mu,
+                                  sigma2, gamma.data(), s, eps, batch_statistics);
+          ref::batchnorm_backward(dx_b.data(), dg_b.data(), db_b.data(), dy.data(), x.data(), mu,
+                                  sigma2, gamma.data(), s, eps, batch_statistics);
+        }
+        const std::string which = kind + (batch_statistics ? " batch" : " running");
+        // The gradients sum up to thousands of terms: compared to their magnitude.
+        const double scale = 1.0 + std::sqrt(double(s.batch * s.inner));
+        ASSERT_LE(max_difference(dx_a, dx_b), tolerance<T>() * scale) << "dx " << which;
+        ASSERT_LE(max_difference(dg_a, dg_b), tolerance<T>() * scale) << "dgamma " << which;
+        ASSERT_LE(max_difference(db_a, db_b), tolerance<T>() * scale) << "dbeta " << which;
+      }
+    }
+
+    // The fused ops against the two ops they stand for, on this path: the same bits.
+    std::vector<T> v(n), y_pair(n), y_fused(n);
+    ops::batchnorm_forward(v.data(), x.data(), mean.data(), var.data(), gamma.data(), beta.data(),
+                           s, eps);
+    ops::relu_forward(y_pair.data(), v.data(), n);
+    ops::batchnorm_relu_forward(y_fused.data(), x.data(), mean.data(), var.data(), gamma.data(),
+                                beta.data(), s, eps);
+    ASSERT_TRUE(same_bits(y_fused, y_pair)) << "fused forward " << what;
+    std::vector<T> g(n), dx_pair(n), dx_fused(n), masked(n);
+    std::vector<T> dg_pair(s.channels, T(0)), db_pair(dg_pair), dg_fused(dg_pair),
+        db_fused(dg_pair);
+    ops::relu_backward(g.data(), v.data(), dy.data(), n);
+    ops::batchnorm_backward(dx_pair.data(), dg_pair.data(), db_pair.data(), g.data(), x.data(),
+                            mean.data(), var.data(), gamma.data(), s, eps, true);
+    ops::batchnorm_relu_backward(dx_fused.data(), dg_fused.data(), db_fused.data(), dy.data(),
+                                 x.data(), mean.data(), var.data(), gamma.data(), beta.data(), s,
+                                 eps, true);
+    ASSERT_TRUE(same_bits(dx_fused, dx_pair)) << "fused backward " << what;
+    ASSERT_TRUE(same_bits(dg_fused, dg_pair)) << "fused dgamma " << what;
+    ASSERT_TRUE(same_bits(db_fused, db_pair)) << "fused dbeta " << what;
+    ops::batchnorm_relu_mask(masked.data(), dy.data(), x.data(), mean.data(), var.data(),
+                             gamma.data(), beta.data(), s, eps);
+    ASSERT_TRUE(same_bits(masked, g)) << "fused mask " << what;
+  }
+  ops::set_threads(saved);
+}
+
+TEST_P(OpsSweepAllPaths, BatchNormAndBatchNormReluMatchTheReferenceAndEachOther) {
+  sweep_batchnorm<float>(41, 120);
+  sweep_batchnorm<double>(42, 60);
+}
+
 TEST(OpsSweep, EveryIsaThatTheCpuSupportsIsSelectable) {
   const std::vector<ops::Isa> isas = ops::supported_isas();
   ASSERT_FALSE(isas.empty());

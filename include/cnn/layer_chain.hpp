@@ -5,6 +5,9 @@
 //  * a ReLU followed by a MaxPool2d (MaxPool2d::forward_after_relu): bit for bit the same
 //    results without the ReLU's output, which saved two full passes over the largest
 //    activations of lenet5 and convnet;
+//  * a BatchNorm (1d or 2d) followed by a ReLU (BatchNorm::forward_relu): bit for bit the same
+//    results without the BatchNorm's output; backward recomputes the ReLU's mask from the
+//    BatchNorm's input, which saves the ReLU's passes in both directions;
 //  * in kEval, a Conv2d followed by a BatchNorm2d: the BatchNorm's affine map is folded into the
 //    convolution's weights and bias (w' = w scale, b' = b scale + shift), one pass instead of
 //    two; equal to the unfolded pair to rounding. A backward after such a forward first
@@ -38,6 +41,8 @@ class LayerChain {
   std::vector<Tensor<T>> outputs_;          // outputs_[i]: layer i's output of the latest forward
   std::vector<MaxPool2d<T>*> fused_pool_;   // [i]: layer i when a MaxPool2d after a ReLU
   std::vector<BatchNorm<T>*> folded_norm_;  // [i]: layer i when a BatchNorm2d after a Conv2d
+  std::vector<BatchNorm<T>*> relu_norm_;    // [i]: layer i - 1 when layer i is a ReLU after it
+  std::vector<char> relu_norm_ran_;         // [i]: the latest forward ran layers i - 1 and i as one
   Tensor<T> grad_a_, grad_b_;               // ping-pong buffers for dL/d(activation) in backward
   Tensor<T> recomputed_;  // the unfolded BatchNorm output recompute_folded_pairs writes
   std::vector<T> fold_weight_, fold_bias_, fold_scale_, fold_shift_;

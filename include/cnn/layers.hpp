@@ -434,6 +434,14 @@ class BatchNorm : public Layer<T> {
   void eval_affine(T* scale, T* shift) const;
   void synchronise_batch_statistics(Communicator* ranks) override { ranks_ = ranks; }
 
+  /// This layer followed by a ReLU, as LayerChain runs the pair: y = ReLU(this(x)) and dx = this
+  /// layer's input gradient, bit for bit what the two layers give, in one pass and without this
+  /// layer's output (ops::batchnorm_relu_forward). x is this layer's input, in backward the same
+  /// as in the latest forward_relu; dy is the ReLU's output gradient. Shapes as forward and
+  /// backward; dx may be empty.
+  void forward_relu(TensorView<const T> x, TensorView<T> y, Mode mode);
+  void backward_relu(TensorView<const T> x, TensorView<const T> dy, TensorView<T> dx);
+
  protected:
   /// `dims`: the input ranks accepted, e.g. "(N, C, H, W)"; ranks in [min_rank, max_rank].
   BatchNorm(int64_t num_features, double eps, double momentum, bool affine, int min_rank,
@@ -444,6 +452,9 @@ class BatchNorm : public Layer<T> {
 
  private:
   ops::NormShape norm_shape(const Shape& input) const;
+  void run_forward(TensorView<const T> x, TensorView<T> y, Mode mode, bool relu);
+  void run_backward(TensorView<const T> x, TensorView<const T> dy, TensorView<T> dx, bool relu);
+  std::vector<T> masked_dy_;  // the ReLU's input gradient, for the synchronised backward
   int64_t num_features_;
   double eps_, momentum_;
   bool affine_;

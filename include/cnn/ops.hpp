@@ -206,6 +206,24 @@ void batchnorm_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, con
                         const T* var, const T* gamma, const NormShape& s, T eps,
                         bool batch_statistics);
 
+/// A BatchNorm followed by a ReLU as one pass: y = relu(v), v = batchnorm_forward's value
+/// (the ReLU's rule, v < 0 ? 0 : v), bit for bit what the two ops give, without v's tensor.
+template <typename T>
+void batchnorm_relu_forward(T* y, const T* x, const T* mean, const T* var, const T* gamma,
+                            const T* beta, const NormShape& s, T eps);
+/// Backward of batchnorm_relu_forward from dy = dL/dy: batchnorm_backward of the ReLU's input
+/// gradient (v < 0 ? 0 : dy, v recomputed from x as the forward computed it), bit for bit what
+/// relu_backward then batchnorm_backward give. Arguments as batchnorm_backward, plus beta.
+template <typename T>
+void batchnorm_relu_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, const T* mean,
+                             const T* var, const T* gamma, const T* beta, const NormShape& s, T eps,
+                             bool batch_statistics);
+/// The ReLU's input gradient of that pair alone: g = v < 0 ? 0 : dy (all (batch, channels,
+/// inner)); for the synchronised BatchNorm, whose sums run elsewhere.
+template <typename T>
+void batchnorm_relu_mask(T* g, const T* dy, const T* x, const T* mean, const T* var, const T* gamma,
+                         const T* beta, const NormShape& s, T eps);
+
 // ---- dense ---------------------------------------------------------------------------------
 /// y (N, out) = x (N, in) w^T + b; w (out, in); b (out) may be null.
 template <typename T>

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <vector>
 
 #include "cnn/ops.hpp"
 
@@ -319,6 +320,25 @@ void relu_forward(T* y, const T* x, int64_t n) {
 template <typename T>
 void relu_backward(T* dx, const T* x, const T* dy, int64_t n) {
   for (int64_t k = 0; k < n; ++k) dx[k] = x[k] < T(0) ? T(0) : dy[k];
+}
+/// batchnorm_forward, then relu_forward of its output.
+template <typename T>
+void batchnorm_relu_forward(T* y, const T* x, const T* mean, const T* var, const T* gamma,
+                            const T* beta, const ops::NormShape& s, T eps) {
+  ref::batchnorm_forward(y, x, mean, var, gamma, beta, s, eps);
+  ref::relu_forward(y, y, s.batch * s.channels * s.inner);
+}
+/// relu_backward through the recomputed batchnorm_forward, then batchnorm_backward.
+template <typename T>
+void batchnorm_relu_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, const T* mean,
+                             const T* var, const T* gamma, const T* beta, const ops::NormShape& s,
+                             T eps, bool batch_statistics) {
+  const int64_t n = s.batch * s.channels * s.inner;
+  std::vector<T> v(static_cast<size_t>(n)), g(static_cast<size_t>(n));
+  ref::batchnorm_forward(v.data(), x, mean, var, gamma, beta, s, eps);
+  ref::relu_backward(g.data(), v.data(), dy, n);
+  ref::batchnorm_backward(dx, dgamma, dbeta, g.data(), x, mean, var, gamma, s, eps,
+                          batch_statistics);
 }
 /// f(x) = (e^x - e^-x) / (e^x + e^-x), evaluated by std::tanh, which equals it and stays finite
 /// where e^x overflows.

@@ -106,15 +106,33 @@ void BatchNorm<T>::eval_affine(T* scale, T* shift) const {
 
 template <typename T>
 void BatchNorm<T>::forward_impl(TensorView<const T> x, TensorView<T> y, Mode mode) {
+  run_forward(x, y, mode, false);
+}
+
+template <typename T>
+void BatchNorm<T>::forward_relu(TensorView<const T> x, TensorView<T> y, Mode mode) {
+  this->check_forward(x, y);
+  run_forward(x, y, mode, true);
+}
+
+template <typename T>
+void BatchNorm<T>::run_forward(TensorView<const T> x, TensorView<T> y, Mode mode, bool relu) {
   const ops::NormShape s = norm_shape(x.shape());
   const T* gamma = affine_ ? this->value_data(0) : nullptr;
   const T* beta = affine_ ? this->value_data(1) : nullptr;
+  const auto normalise = [&](const T* mean, const T* var) {
+    const T eps = static_cast<T>(eps_);
+    if (relu) {
+      ops::batchnorm_relu_forward(y.data(), x.data(), mean, var, gamma, beta, s, eps);
+    } else {
+      ops::batchnorm_forward(y.data(), x.data(), mean, var, gamma, beta, s, eps);
+    }
+  };
   T* running_mean = this->buffer_data(0);
   T* running_var = this->buffer_data(1);
   last_train_ = mode == Mode::kTrain;
   if (!last_train_) {
-    ops::batchnorm_forward(y.data(), x.data(), running_mean, running_var, gamma, beta, s,
-                           static_cast<T>(eps_));
+    normalise(running_mean, running_var);
     return;
   }
   const bool synchronised = ranks_ != nullptr && ranks_->size() > 1;
@@ -127,8 +145,7 @@ void BatchNorm<T>::forward_impl(TensorView<const T> x, TensorView<T> y, Mode mod
         x.shape().str());
   }
   if (!synchronised) ops::batchnorm_statistics(batch_mean_.data(), batch_var_.data(), x.data(), s);
-  ops::batchnorm_forward(y.data(), x.data(), batch_mean_.data(), batch_var_.data(), gamma, beta, s,
-                         static_cast<T>(eps_));
+  normalise(batch_mean_.data(), batch_var_.data());
   // PyTorch's update, in T: running = (1 - momentum) running + momentum batch.
   const T m = static_cast<T>(momentum_);
   const T unbias = static_cast<T>(static_cast<double>(count) / static_cast<double>(count - 1));
@@ -143,18 +160,49 @@ void BatchNorm<T>::forward_impl(TensorView<const T> x, TensorView<T> y, Mode mod
 template <typename T>
 void BatchNorm<T>::backward_impl(TensorView<const T> x, TensorView<const T> /*y*/,
                                  TensorView<const T> dy, TensorView<T> dx) {
+  run_backward(x, dy, dx, false);
+}
+
+template <typename T>
+void BatchNorm<T>::backward_relu(TensorView<const T> x, TensorView<const T> dy, TensorView<T> dx) {
+  const Shape expected = output_shape(x.shape());
+  if (dy.shape() != expected || (!dx.empty() && dx.shape() != x.shape())) {
+    this->fail("backward: expected an output gradient " + expected.str() +
+               " and an input gradient " + x.shape().str() + ", got " + dy.shape().str() + " and " +
+               dx.shape().str());
+  }
+  run_backward(x, dy, dx, true);
+}
+
+template <typename T>
+void BatchNorm<T>::run_backward(TensorView<const T> x, TensorView<const T> dy, TensorView<T> dx,
+                                bool relu) {
   const ops::NormShape s = norm_shape(x.shape());
   const T* gamma = affine_ ? this->value_data(0) : nullptr;
+  const T* beta = affine_ ? this->value_data(1) : nullptr;
   T* dgamma = affine_ ? this->gradient_data(0) : nullptr;
   T* dbeta = affine_ ? this->gradient_data(1) : nullptr;
-  if (last_train_ && ranks_ != nullptr && ranks_->size() > 1) {
-    synchronised_backward(dx.empty() ? nullptr : dx.data(), dy.data(), x.data(), s);
-    return;
-  }
   const T* mean = last_train_ ? batch_mean_.data() : this->buffer_data(0);
   const T* var = last_train_ ? batch_var_.data() : this->buffer_data(1);
-  ops::batchnorm_backward(dx.empty() ? nullptr : dx.data(), dgamma, dbeta, dy.data(), x.data(),
-                          mean, var, gamma, s, static_cast<T>(eps_), last_train_);
+  const T eps = static_cast<T>(eps_);
+  if (last_train_ && ranks_ != nullptr && ranks_->size() > 1) {
+    const T* upstream = dy.data();
+    if (relu) {  // the ReLU's input gradient first; the synchronised sums take it as dy
+      masked_dy_.resize(static_cast<size_t>(dy.numel()));  // grow-only: no steady allocation
+      ops::batchnorm_relu_mask(masked_dy_.data(), dy.data(), x.data(), mean, var, gamma, beta, s,
+                               eps);
+      upstream = masked_dy_.data();
+    }
+    synchronised_backward(dx.empty() ? nullptr : dx.data(), upstream, x.data(), s);
+    return;
+  }
+  if (relu) {
+    ops::batchnorm_relu_backward(dx.empty() ? nullptr : dx.data(), dgamma, dbeta, dy.data(),
+                                 x.data(), mean, var, gamma, beta, s, eps, last_train_);
+  } else {
+    ops::batchnorm_backward(dx.empty() ? nullptr : dx.data(), dgamma, dbeta, dy.data(), x.data(),
+                            mean, var, gamma, s, eps, last_train_);
+  }
 }
 
 // Synchronised BatchNorm: the statistics batchnorm_statistics computes, with each sum taken over

@@ -12,12 +12,19 @@ void LayerChain<T>::set_layers(std::vector<Layer<T>*> layers) {
   outputs_.resize(layers_.size());
   fused_pool_.assign(layers_.size(), nullptr);
   folded_norm_.assign(layers_.size(), nullptr);
+  relu_norm_.assign(layers_.size(), nullptr);
+  relu_norm_ran_.assign(layers_.size(), 0);
   for (size_t i = 1; i < layers_.size(); ++i) {
     if (dynamic_cast<ReLU<T>*>(layers_[i - 1]))
       fused_pool_[i] = dynamic_cast<MaxPool2d<T>*>(layers_[i]);
+    if (dynamic_cast<ReLU<T>*>(layers_[i]))
+      relu_norm_[i] = dynamic_cast<BatchNorm<T>*>(layers_[i - 1]);
     if (dynamic_cast<Conv2d<T>*>(layers_[i - 1]))
       folded_norm_[i] = dynamic_cast<BatchNorm2d<T>*>(layers_[i]);
   }
+  // A ReLU between a BatchNorm and a MaxPool2d keeps its older pairing, with the pool.
+  for (size_t i = 1; i + 1 < layers_.size(); ++i)
+    if (fused_pool_[i + 1]) relu_norm_[i] = nullptr;
   input_ = {};
   folded_forward_ = false;
 }
@@ -26,12 +33,20 @@ template <typename T>
 TensorView<const T> LayerChain<T>::forward(TensorView<const T> x, Mode mode) {
   input_ = x;
   folded_forward_ = false;
+  std::fill(relu_norm_ran_.begin(), relu_norm_ran_.end(), 0);
   TensorView<const T> current = x;
   for (size_t i = 0; i < layers_.size(); ++i) {
     if (i + 1 < layers_.size() && fused_pool_[i + 1]) {  // ReLU i and MaxPool2d i + 1
       ++i;
       outputs_[i].resize(layers_[i]->output_shape(current.shape()));
       fused_pool_[i]->forward_after_relu(current, outputs_[i].view());
+    } else if (i + 1 < layers_.size() && relu_norm_[i + 1]) {  // BatchNorm i and ReLU i + 1
+      // (A BatchNorm folded into the convolution before it never gets here: the fold above
+      // consumed it, and its ReLU runs alone.)
+      ++i;
+      outputs_[i].resize(layers_[i]->output_shape(current.shape()));
+      relu_norm_[i]->forward_relu(current, outputs_[i].view(), mode);
+      relu_norm_ran_[i] = 1;
     } else if (mode == Mode::kEval && i + 1 < layers_.size() && folded_norm_[i + 1]) {
       // Conv2d i with BatchNorm2d i + 1 folded in.
       const auto& conv = static_cast<const Conv2d<T>&>(*layers_[i]);
@@ -102,8 +117,9 @@ void LayerChain<T>::backward(TensorView<const T> dy, TensorView<T> dx) {
   if (folded_forward_) recompute_folded_pairs();
   TensorView<const T> upstream = dy;
   for (size_t k = layers_.size(); k-- > 0;) {
-    // A fused ReLU and MaxPool2d (k - 1, k) take one step, from the ReLU's input.
-    const size_t first = fused_pool_[k] ? k - 1 : k;
+    // A fused ReLU and MaxPool2d (k - 1, k), or BatchNorm and ReLU, take one step, from the
+    // first one's input.
+    const size_t first = fused_pool_[k] || relu_norm_ran_[k] ? k - 1 : k;
     const TensorView<const T> x = first == 0 ? input_ : outputs_[first - 1].view();
     // Neither has parameters: as the first layers without a dx wanted, nothing to compute.
     if (fused_pool_[k] && first == 0 && dx.empty()) break;
@@ -118,6 +134,8 @@ void LayerChain<T>::backward(TensorView<const T> dy, TensorView<T> dx) {
     }
     if (fused_pool_[k]) {
       fused_pool_[k]->backward_after_relu(x, upstream, step_dx);
+    } else if (relu_norm_ran_[k]) {
+      relu_norm_[k]->backward_relu(x, upstream, step_dx);
     } else {
       layers_[k]->backward(x, outputs_[k].view(), upstream, step_dx);
     }

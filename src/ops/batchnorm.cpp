@@ -5,7 +5,10 @@
 // that nearly cancel, then lost 3 digits, and five resnet steps ended 4000 times further from
 // the float64 answer than PyTorch's float32 run (tests/test_golden.cpp). The closed
 // form of the backward (two sums per channel, then one pass) replaces the reference's term by
-// term chain rule.
+// term chain rule. A ReLU after the BatchNorm can run in the same passes (LayerChain fuses the
+// pair): its mask is recomputed from x by the very expression the forward used
+// (`normalised`), and this file is compiled without floating-point contraction
+// (CMakeLists.txt), so the recomputed values equal the forward's bit for bit.
 
 #include <cmath>
 
@@ -32,20 +35,47 @@ inline double lane_sum(int64_t n, const F& f) {
   return total;
 }
 
-/// sum of dy and of dy (x - m) over i < n, in one pass of kLanes partial sums each.
+/// A channel's map y = x scale + shift: scale = gamma invstd, shift = beta - mean scale.
 template <typename T>
+struct ChannelAffine {
+  T invstd, scale, shift;
+  ChannelAffine(int64_t c, const T* mean, const T* var, const T* gamma, const T* beta, T eps)
+      : invstd(T(1) / std::sqrt(var[c] + eps)),
+        scale((gamma ? gamma[c] : T(1)) * invstd),
+        shift((beta ? beta[c] : T(0)) - mean[c] * scale) {}
+  /// The forward's value for x; the fused ReLU's backward recomputes it with this same
+  /// expression (and no contraction into a fused multiply-add: see the top of the file).
+  T normalised(T x) const { return x * scale + shift; }
+};
+
+/// The gradient reaching the BatchNorm at one value: dy itself, or with a ReLU after it, the
+/// ReLU's input gradient (zero where the normalised value is negative, as relu_backward).
+template <typename T, bool Relu>
+inline T reaching(T dy, T x, const ChannelAffine<T>& affine) {
+  if constexpr (Relu) {
+    return affine.normalised(x) < T(0) ? T(0) : dy;
+  } else {
+    return dy;
+  }
+}
+
+/// sum of g and of g (x - m) over i < n, g = reaching(dy), in one pass of kLanes partial sums
+/// each.
+template <typename T, bool Relu>
 inline void lane_sums_dy(int64_t n, const T* __restrict dy, const T* __restrict x, T m,
-                         double& sum_dy, double& sum_dy_centered) {
+                         const ChannelAffine<T>& affine, double& sum_dy, double& sum_dy_centered) {
   double a[kLanes] = {}, b[kLanes] = {};
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes)
     for (int k = 0; k < kLanes; ++k) {
-      a[k] += static_cast<double>(dy[i + k]);
-      b[k] += static_cast<double>(dy[i + k] * (x[i + k] - m));
+      const T g = reaching<T, Relu>(dy[i + k], x[i + k], affine);
+      a[k] += static_cast<double>(g);
+      b[k] += static_cast<double>(g * (x[i + k] - m));
     }
   for (; i < n; ++i) {
-    a[0] += static_cast<double>(dy[i]);
-    b[0] += static_cast<double>(dy[i] * (x[i] - m));
+    const T g = reaching<T, Relu>(dy[i], x[i], affine);
+    a[0] += static_cast<double>(g);
+    b[0] += static_cast<double>(g * (x[i] - m));
   }
   for (int k = 0; k < kLanes; ++k) {
     sum_dy += a[k];
@@ -84,50 +114,46 @@ void batchnorm_statistics(T* mean, T* var, const T* x, const NormShape& s) {
   });
 }
 
-template <typename T>
-void batchnorm_forward(T* y, const T* x, const T* mean, const T* var, const T* gamma, const T* beta,
-                       const NormShape& s, T eps) {
-  if (reference_mode()) return ref::batchnorm_forward(y, x, mean, var, gamma, beta, s, eps);
+namespace {
+
+template <typename T, bool Relu>
+void normalise(T* y, const T* x, const T* mean, const T* var, const T* gamma, const T* beta,
+               const NormShape& s, T eps) {
   detail::for_each_range(team_for(s), s.channels, [&](int64_t first, int64_t last) {
     for (int64_t c = first; c < last; ++c) {
-      const T invstd = T(1) / std::sqrt(var[c] + eps);
-      // y = x scale + shift: one multiply-add per element.
-      const T scale = (gamma ? gamma[c] : T(1)) * invstd;
-      const T shift = (beta ? beta[c] : T(0)) - mean[c] * scale;
+      const ChannelAffine<T> affine(c, mean, var, gamma, beta, eps);
       for (int64_t n = 0; n < s.batch; ++n) {
         const T* __restrict xp = x + (n * s.channels + c) * s.inner;
         T* __restrict yp = y + (n * s.channels + c) * s.inner;
-        for (int64_t i = 0; i < s.inner; ++i) yp[i] = xp[i] * scale + shift;
+        for (int64_t i = 0; i < s.inner; ++i) {
+          const T v = affine.normalised(xp[i]);
+          yp[i] = Relu && v < T(0) ? T(0) : v;  // the ReLU's rule (relu_forward)
+        }
       }
     }
   });
 }
 
-template <typename T>
-void batchnorm_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, const T* mean,
-                        const T* var, const T* gamma, const NormShape& s, T eps,
+template <typename T, bool Relu>
+void normalise_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, const T* mean,
+                        const T* var, const T* gamma, const T* beta, const NormShape& s, T eps,
                         bool batch_statistics) {
-  if (reference_mode()) {
-    return ref::batchnorm_backward(dx, dgamma, dbeta, dy, x, mean, var, gamma, s, eps,
-                                   batch_statistics);
-  }
   const double count = static_cast<double>(s.batch * s.inner);
   detail::for_each_range(team_for(s), s.channels, [&](int64_t first, int64_t last) {
     for (int64_t c = first; c < last; ++c) {
-      const T invstd = T(1) / std::sqrt(var[c] + eps);
+      const ChannelAffine<T> affine(c, mean, var, gamma, beta, eps);
+      const T invstd = affine.invstd, scale = affine.scale;
       const T m = mean[c];
       double sum_dy = 0, sum_dy_centered = 0;
       for (int64_t n = 0; n < s.batch; ++n) {
         const T* __restrict xp = x + (n * s.channels + c) * s.inner;
         const T* __restrict gp = dy + (n * s.channels + c) * s.inner;
-        lane_sums_dy(s.inner, gp, xp, m, sum_dy, sum_dy_centered);
+        lane_sums_dy<T, Relu>(s.inner, gp, xp, m, affine, sum_dy, sum_dy_centered);
       }
       const double sum_dy_xhat = sum_dy_centered * static_cast<double>(invstd);
       if (dgamma) dgamma[c] += static_cast<T>(sum_dy_xhat);
       if (dbeta) dbeta[c] += static_cast<T>(sum_dy);
       if (!dx) continue;
-      const T g = gamma ? gamma[c] : T(1);
-      const T scale = g * invstd;
       // dx = scale (dy - mean(dy)) - (x - mean) a, a = scale invstd^2 mean(dy (x - mean)). The
       // centred x keeps the two terms from cancelling when |mean| is large against the spread
       // (a form dx = scale dy - a x + b lost 3 digits of the BatchNorm bias gradients of resnet).
@@ -139,18 +165,89 @@ void batchnorm_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, con
         const T* __restrict xp = x + (n * s.channels + c) * s.inner;
         const T* __restrict gp = dy + (n * s.channels + c) * s.inner;
         T* __restrict dp = dx + (n * s.channels + c) * s.inner;
-        for (int64_t i = 0; i < s.inner; ++i) dp[i] = (gp[i] - mean_dy) * scale - (xp[i] - m) * a;
+        for (int64_t i = 0; i < s.inner; ++i) {
+          const T g = reaching<T, Relu>(gp[i], xp[i], affine);
+          dp[i] = (g - mean_dy) * scale - (xp[i] - m) * a;
+        }
       }
     }
   });
 }
 
-#define CNN_INSTANTIATE_BATCHNORM(T)                                                       \
-  template void batchnorm_statistics<T>(T*, T*, const T*, const NormShape&);               \
-  template void batchnorm_forward<T>(T*, const T*, const T*, const T*, const T*, const T*, \
-                                     const NormShape&, T);                                 \
-  template void batchnorm_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,  \
-                                      const T*, const NormShape&, T, bool);
+}  // namespace
+
+template <typename T>
+void batchnorm_forward(T* y, const T* x, const T* mean, const T* var, const T* gamma, const T* beta,
+                       const NormShape& s, T eps) {
+  if (reference_mode()) return ref::batchnorm_forward(y, x, mean, var, gamma, beta, s, eps);
+  normalise<T, false>(y, x, mean, var, gamma, beta, s, eps);
+}
+
+template <typename T>
+void batchnorm_relu_forward(T* y, const T* x, const T* mean, const T* var, const T* gamma,
+                            const T* beta, const NormShape& s, T eps) {
+  if (reference_mode()) return ref::batchnorm_relu_forward(y, x, mean, var, gamma, beta, s, eps);
+  normalise<T, true>(y, x, mean, var, gamma, beta, s, eps);
+}
+
+template <typename T>
+void batchnorm_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, const T* mean,
+                        const T* var, const T* gamma, const NormShape& s, T eps,
+                        bool batch_statistics) {
+  if (reference_mode()) {
+    return ref::batchnorm_backward(dx, dgamma, dbeta, dy, x, mean, var, gamma, s, eps,
+                                   batch_statistics);
+  }
+  normalise_backward<T, false>(dx, dgamma, dbeta, dy, x, mean, var, gamma, nullptr, s, eps,
+                               batch_statistics);
+}
+
+template <typename T>
+void batchnorm_relu_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, const T* mean,
+                             const T* var, const T* gamma, const T* beta, const NormShape& s, T eps,
+                             bool batch_statistics) {
+  if (reference_mode()) {
+    return ref::batchnorm_relu_backward(dx, dgamma, dbeta, dy, x, mean, var, gamma, beta, s, eps,
+                                        batch_statistics);
+  }
+  normalise_backward<T, true>(dx, dgamma, dbeta, dy, x, mean, var, gamma, beta, s, eps,
+                              batch_statistics);
+}
+
+template <typename T>
+void batchnorm_relu_mask(T* g, const T* dy, const T* x, const T* mean, const T* var, const T* gamma,
+                         const T* beta, const NormShape& s, T eps) {
+  if (reference_mode()) {
+    // The reference forward's value, as ref::batchnorm_relu_backward recomputes it.
+    ref::batchnorm_forward(g, x, mean, var, gamma, beta, s, eps);
+    const int64_t n = s.batch * s.channels * s.inner;
+    for (int64_t k = 0; k < n; ++k) g[k] = g[k] < T(0) ? T(0) : dy[k];
+    return;
+  }
+  detail::for_each_range(team_for(s), s.channels, [&](int64_t first, int64_t last) {
+    for (int64_t c = first; c < last; ++c) {
+      const ChannelAffine<T> affine(c, mean, var, gamma, beta, eps);
+      for (int64_t n = 0; n < s.batch; ++n) {
+        const int64_t offset = (n * s.channels + c) * s.inner;
+        for (int64_t i = 0; i < s.inner; ++i)
+          g[offset + i] = reaching<T, true>(dy[offset + i], x[offset + i], affine);
+      }
+    }
+  });
+}
+
+#define CNN_INSTANTIATE_BATCHNORM(T)                                                            \
+  template void batchnorm_statistics<T>(T*, T*, const T*, const NormShape&);                    \
+  template void batchnorm_forward<T>(T*, const T*, const T*, const T*, const T*, const T*,      \
+                                     const NormShape&, T);                                      \
+  template void batchnorm_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,       \
+                                      const T*, const NormShape&, T, bool);                     \
+  template void batchnorm_relu_forward<T>(T*, const T*, const T*, const T*, const T*, const T*, \
+                                          const NormShape&, T);                                 \
+  template void batchnorm_relu_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,  \
+                                           const T*, const T*, const NormShape&, T, bool);      \
+  template void batchnorm_relu_mask<T>(T*, const T*, const T*, const T*, const T*, const T*,    \
+                                       const T*, const NormShape&, T);
 CNN_INSTANTIATE_BATCHNORM(float)
 CNN_INSTANTIATE_BATCHNORM(double)
 
