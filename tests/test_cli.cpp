@@ -203,19 +203,17 @@ TEST(CliBadInput, FuzzFindingsStayFixed) {
 TEST(Cli, InfoShowsTheNestingOfResidualBlocks) {
   const CliRun run = cnn("info resnet");
   ASSERT_EQ(run.exit_code, 0) << run.err;
-  EXPECT_NE(run.out.find("Total params: 77,754"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("Total params: 308,074"), std::string::npos) << run.out;
   // The block's row (its totals), then its layers indented under their state_dict prefixes.
   for (const std::string row :
-       {"\n4                Residual(shortcut=projection, activation=ReLU)     (None, 32, 14, 14)  "
-        "  "
-        "14,528   5,676,160\n",
-        "\n  4.body.0       Conv2d(16, 32, kernel=(3, 3), stride=(2, 2)",
-        "\n  4.shortcut.1   BatchNorm2d(32, eps=1e-05, momentum=0.1, affine=true) (None, 32, 14, "
-        "14)",
-        "\n3                Residual(shortcut=identity, activation=ReLU)"}) {
+       {"\n5                Residual(shortcut=projection, activation=ReLU)     (None, 64, 7, 7)    "
+        "  57,728   5,647,936\n",
+        "\n  5.body.0       Conv2d(32, 64, kernel=(3, 3), stride=(2, 2)",
+        "\n  5.shortcut.1   BatchNorm2d(64, eps=1e-05, momentum=0.1, affine=true) (None, 64, 7, 7)",
+        "\n4                Residual(shortcut=identity, activation=ReLU)"}) {
     EXPECT_NE(run.out.find(row), std::string::npos) << "missing row: " << row << "\n" << run.out;
   }
-  EXPECT_EQ(run.out.find("3.shortcut"), std::string::npos) << run.out;
+  EXPECT_EQ(run.out.find("4.shortcut"), std::string::npos) << run.out;
 }
 
 // `cnn info --json` is what the Python tools build their PyTorch modules from: the canonical

@@ -296,6 +296,8 @@ std::vector<std::unique_ptr<Layer<double>>> layers_in_double(const std::vector<L
       layer = std::make_unique<BatchNorm2d<double>>(shape[1], l.eps, l.momentum, l.affine);
     } else if (l.type == "ReLU") {
       layer = std::make_unique<ReLU<double>>();
+    } else if (l.type == "MaxPool2d") {
+      layer = std::make_unique<MaxPool2d<double>>(l.kernel, l.stride, l.padding);
     } else if (l.type == "Residual") {
       layer = std::make_unique<Residual<double>>(layers_in_double(l.body, shape),
                                                  layers_in_double(l.shortcut, shape), l.activation);
@@ -372,7 +374,7 @@ TEST(Golden, ResnetFiveSgdStepsInDouble) {
   for (auto& layer : layers_in_double(spec.layers, Shape{1, 1, 28, 28}))
     model.add(std::move(layer));
   model.build(spec.input);
-  ASSERT_EQ(model.parameter_count(), 77754);
+  ASSERT_EQ(model.parameter_count(), 308074);
   const Tensor<double> losses = resnet_steps(model, file);
   double worst = relative_error<double>(losses, file.tensor<double>("losses"));
   for (auto& param : model.named_parameters()) {

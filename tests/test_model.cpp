@@ -500,7 +500,7 @@ TEST(ModelFile, AModelBuiltInCppSavesThroughItsOwnSpec) {
 }
 
 // Buffers travel with the parameters: running statistics as F32, num_batches_tracked as I64
-// (PyTorch's dtype), named as PyTorch's state_dict ("4.shortcut.1.running_var"); a loaded model
+// (PyTorch's dtype), named as PyTorch's state_dict ("5.shortcut.1.running_var"); a loaded model
 // evaluates bit for bit as the saved one. Bad buffers are refused by name.
 TEST(ModelFile, ResnetBuffersRoundTripAndBadOnesAreRefused) {
   Sequential<float> model = build_model(preset_spec("resnet"));
@@ -513,10 +513,10 @@ TEST(ModelFile, ResnetBuffersRoundTripAndBadOnesAreRefused) {
       fs::temp_directory_path() / ("cnn_resnet_" + std::to_string(::getpid()) + ".safetensors");
   save_model(path.string(), model, preset_spec("resnet"), {});
   const SafeTensorsFile file = SafeTensorsFile::load(path.string());
-  EXPECT_EQ(file.entry("4.shortcut.1.num_batches_tracked").dtype, DType::kI64);
-  EXPECT_EQ(file.entry("4.shortcut.1.num_batches_tracked").shape, Shape{});
-  EXPECT_EQ(file.tensor<float>("4.shortcut.1.num_batches_tracked")[0], 3.0f);
-  EXPECT_EQ(file.entry("3.body.1.running_var").dtype, DType::kF32);
+  EXPECT_EQ(file.entry("5.shortcut.1.num_batches_tracked").dtype, DType::kI64);
+  EXPECT_EQ(file.entry("5.shortcut.1.num_batches_tracked").shape, Shape{});
+  EXPECT_EQ(file.tensor<float>("5.shortcut.1.num_batches_tracked")[0], 3.0f);
+  EXPECT_EQ(file.entry("4.body.1.running_var").dtype, DType::kF32);
   ModelFile loaded = load_model(path.string());
   const std::span<const float> a = model.buffers(), b = loaded.model.buffers();
   EXPECT_TRUE(std::equal(a.begin(), a.end(), b.begin(), b.end()));
@@ -549,8 +549,8 @@ TEST(ModelFile, ResnetBuffersRoundTripAndBadOnesAreRefused) {
     }
     fs::remove(bad);
   };
-  refused(rewrite("3.body.1.running_var", DType::kF32, -1.0f),
-          "buffer '3.body.1.running_var' holds a negative variance");
+  refused(rewrite("4.body.1.running_var", DType::kF32, -1.0f),
+          "buffer '4.body.1.running_var' holds a negative variance");
   refused(rewrite("1.running_mean", DType::kF32, std::nanf("")),
           "buffer '1.running_mean' holds a non-finite value");
   refused(rewrite("1.running_mean", DType::kI64, 2.0f),

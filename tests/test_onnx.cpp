@@ -299,7 +299,7 @@ TEST(Onnx, TorchExportsGivePyTorchsLogits) {
   }
   ModelFile bn = load_onnx(golden("torch_resnet_bn.onnx"));
   EXPECT_NE(to_json(bn.spec).find("BatchNorm2d"), std::string::npos);
-  EXPECT_EQ(bn.model.parameter_count(), 77754);
+  EXPECT_EQ(bn.model.parameter_count(), 308074);
 }
 
 onnx::NodeProto make_node(const std::string& op, const std::string& name,
@@ -416,7 +416,7 @@ TEST(Onnx, ConvertCommandBothWays) {
   EXPECT_EQ(cnn_run("convert " + o.string() + " " + b.string()).first, 0);
   EXPECT_TRUE(read_bytes(a) == read_bytes(b));
   Json info = Json::parse(cnn_stdout("info " + o.string() + " --json"));
-  EXPECT_EQ(info.at("parameters").get<int64_t>(), 77754);
+  EXPECT_EQ(info.at("parameters").get<int64_t>(), 308074);
   for (const auto& [args, fragment] : std::vector<std::pair<std::string, std::string>>{
            {"convert " + a.string() + " " + b.string(),
             "expected one .onnx file and one model file"},

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Writes the PyTorch golden files under tests/golden/ (safetensors, float32).
 
-Run with Debian's python3-torch:  /usr/bin/python3 tools/make_golden.py
+Run with Debian's python3-torch:  /usr/bin/python3 tools/make_golden.py [--only FILE]
+(--only resnet.safetensors: write that file alone, e.g. after a preset changed.)
 Fixed seeds make the output reproducible. The C++ tests (tests/test_golden.cpp) read the
 files; CI does not need torch because the files are committed.
 
@@ -38,7 +39,7 @@ import torch.nn as nn
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "golden")
 
 
-def write_safetensors(path, tensors, metadata):
+def write_safetensors_file(path, tensors, metadata):
     """tensors: list of (name, tensor); written as F32 (I64 for int64, F64 for float64 tensors)."""
     header = {"__metadata__": metadata}
     blobs = []
@@ -454,9 +455,17 @@ def lenet5():
 
 
 def main():
+    # --only NAME.safetensors: every case is still drawn, in order (each file's random inputs
+    # depend on the draws before it), but only that file is written; the others keep the bits
+    # they were committed with (a newer torch or BLAS moves their last digits).
+    only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
     torch.manual_seed(20261127)
     torch.set_num_threads(1)
     os.makedirs(OUT, exist_ok=True)
+
+    def write_safetensors(path, tensors, meta):
+        if only is None or os.path.basename(path) == only:
+            write_safetensors_file(path, tensors, meta)
     cases, tensors = layer_cases()
     write_safetensors(os.path.join(OUT, "layers.safetensors"), tensors, {"cases": json.dumps(cases)})
     cases, tensors = loss_cases()

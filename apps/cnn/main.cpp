@@ -86,8 +86,8 @@ const char* const kTrainHelp =
     "  --model         preset lenet5 (default), convnet, resnet or seed, or a JSON spec file\n"
     "                  --model resnet brings its own recipe, every value a flag overrides:\n"
     "                  10 epochs, batch 128, sgd lr 0.1, weight decay 5e-4, onecycle,\n"
-    "                  label smoothing 0.1, augment crop-flip; the other presets the\n"
-    "                  defaults below\n"
+    "                  label smoothing 0.1, augment crop-flip with padding 1; the other\n"
+    "                  presets the defaults below\n"
     "  --data          fashion-mnist (default: Debian's dataset-fashion-mnist, or the bundled\n"
     "                  sample when it is missing), sample, or a directory with the four MNIST\n"
     "                  IDX files (raw or .gz) or CIFAR-10 binary batches\n"
@@ -107,8 +107,9 @@ const char* const kTrainHelp =
     "  --label-smoothing  cross-entropy against (1 - X) onehot + X / classes in training\n"
     "                  (default 0; as PyTorch's label_smoothing); the test loss stays plain\n"
     "  --augment       none (default) or crop-flip: each training image shifted by up to\n"
-    "                  --crop-padding pixels (default 2; zeros come in) and mirrored left-right\n"
-    "                  half the time, drawn from the seed (RandomCrop + RandomHorizontalFlip)\n"
+    "                  --crop-padding pixels (default 2, resnet 1; zeros come in) and mirrored\n"
+    "                  left-right half the time, drawn from the seed (RandomCrop +\n"
+    "                  RandomHorizontalFlip)\n"
     "  --threads       default: the number of cores, shared by the host's ranks under mpirun\n"
     "                  (the same seed, thread and rank counts give a bit-identical model file)\n"
     "  --out           default MODEL.safetensors (MODEL = the preset or spec name); the\n"
@@ -338,7 +339,7 @@ TrainConfig config_from_args(const Args& args, const std::string& model_name, co
   } catch (const Error& e) {
     throw Error(std::string("train: ") + e.what());
   }
-  options.crop_padding = args.integer("--crop-padding", 2, 0, 64);
+  options.crop_padding = args.integer("--crop-padding", resnet ? 1 : 2, 0, 64);
   if (options.label_smoothing > 0 && spec.loss != LossKind::kCrossEntropy) {
     args.fail("--label-smoothing",
               "applies to cross_entropy models, not to " + spec.name + "'s log_loss");
