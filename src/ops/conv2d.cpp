@@ -2,7 +2,8 @@
 // and the functions after it; kAuto's rule is measured in docs/design-notes.md): Winograd
 // F(2x2, 3x3) (winograd.cpp) for 3x3 stride-1 layers with 16+ channels in and out, the direct
 // kernels (dconv_*.cpp) for the other stride-1 layers, and im2col + GEMM, the three products of
-// darknet's convolutional_layer.c, for the rest and for double. Per image: col = im2col(x);
+// darknet's convolutional_layer.c, for the rest and for double. Per image (or per group of
+// images side by side, where the output planes are small): col = im2col(x);
 // y = W col + b; dW += dy col^T; dcol = W^T dy; dx = col2im(dcol). A 1x1, stride-1, unpadded
 // convolution skips im2col, since the image already is its column matrix.
 
@@ -27,70 +28,79 @@ bool is_pointwise(const ConvShape& s) {
          s.pad_w == 0;
 }
 
-/// The output columns [first, last) whose input column ow * stride - pad + kw lies inside
-/// [0, in_w): computed once per kernel tap instead of testing every element.
-struct ValidRange {
-  int64_t first, last;
+/// One channel's zero-padded plane, in which every kernel tap of every output position lies:
+/// im2col and col2im read and add there without testing each position against the borders
+/// (their rows are short, 4 to 28 values, so per-row bounds work cost as much as the copying).
+struct PaddedPlane {
+  int64_t h, w;
+  PaddedPlane(int64_t rows, int64_t columns) : h(rows), w(columns) {}
+  explicit PaddedPlane(const ConvShape& s)
+      : h(std::max(s.in_h + 2 * s.pad_h, (s.out_h - 1) * s.stride_h + s.kernel_h)),
+        w(std::max(s.in_w + 2 * s.pad_w, (s.out_w - 1) * s.stride_w + s.kernel_w)) {}
 };
-ValidRange valid_columns(const ConvShape& s, int64_t kw) {
-  // ow * stride_w - pad_w + kw >= 0  <=>  ow >= ceil((pad_w - kw) / stride_w)
-  const int64_t lo = s.pad_w - kw;
-  int64_t first = lo <= 0 ? 0 : (lo + s.stride_w - 1) / s.stride_w;
-  // ow * stride_w - pad_w + kw <= in_w - 1  <=>  ow <= floor((in_w - 1 + pad_w - kw) / stride_w)
-  const int64_t hi = s.in_w - 1 + s.pad_w - kw;
-  int64_t last = hi < 0 ? 0 : std::min<int64_t>(hi / s.stride_w + 1, s.out_w);
-  first = std::min(first, s.out_w);
-  return {first, std::max(first, last)};
-}
 
-/// col (C*KH*KW, OH*OW): row (c, kh, kw) holds the padded input that kernel tap (kh, kw) of
-/// channel c sees at every output position. x is one image (C, H, W).
+/// col (C*KH*KW, OH*OW), rows `ld` apart: row (c, kh, kw) holds the padded input that kernel
+/// tap (kh, kw) of channel c sees at every output position. x is one image (C, H, W).
 template <typename T>
-void im2col(T* col, const T* x, const ConvShape& s) {
-  const int64_t out_size = s.out_h * s.out_w;
-  for (int64_t c = 0; c < s.in_channels; ++c)
+void im2col(T* col, const T* x, const ConvShape& s, int64_t ld) {
+  const bool padded = s.pad_h > 0 || s.pad_w > 0;  // else each channel is read in place
+  const PaddedPlane p = padded ? PaddedPlane(s) : PaddedPlane{s.in_h, s.in_w};
+  T* plane = padded ? detail::scratch<T>(7, p.h * p.w) : nullptr;
+  if (padded) std::fill(plane, plane + p.h * p.w, T(0));  // the border stays zero
+  for (int64_t c = 0; c < s.in_channels; ++c) {
+    if (padded) {
+      for (int64_t h = 0; h < s.in_h; ++h)
+        std::copy_n(x + (c * s.in_h + h) * s.in_w, s.in_w, plane + (h + s.pad_h) * p.w + s.pad_w);
+    } else {
+      plane = const_cast<T*>(x) + c * s.in_h * s.in_w;  // read only
+    }
     for (int64_t kh = 0; kh < s.kernel_h; ++kh)
       for (int64_t kw = 0; kw < s.kernel_w; ++kw) {
-        T* row = col + ((c * s.kernel_h + kh) * s.kernel_w + kw) * out_size;
-        const ValidRange valid = valid_columns(s, kw);
+        T* row = col + ((c * s.kernel_h + kh) * s.kernel_w + kw) * ld;
         for (int64_t oh = 0; oh < s.out_h; ++oh) {
+          const T* in = plane + (oh * s.stride_h + kh) * p.w + kw;
           T* out = row + oh * s.out_w;
-          const int64_t h = oh * s.stride_h - s.pad_h + kh;
-          if (h < 0 || h >= s.in_h) {
-            std::fill(out, out + s.out_w, T(0));
-            continue;
-          }
-          const T* in = x + (c * s.in_h + h) * s.in_w - s.pad_w + kw;
-          std::fill(out, out + valid.first, T(0));
           if (s.stride_w == 1) {
-            std::copy(in + valid.first, in + valid.last, out + valid.first);
+            std::copy_n(in, s.out_w, out);
           } else {
-            for (int64_t ow = valid.first; ow < valid.last; ++ow) out[ow] = in[ow * s.stride_w];
+            for (int64_t ow = 0; ow < s.out_w; ++ow) out[ow] = in[ow * s.stride_w];
           }
-          std::fill(out + valid.last, out + s.out_w, T(0));
         }
       }
+  }
 }
 
 /// The adjoint of im2col: dx (C, H, W) = sum of every column entry at the input position it
-/// was copied from. Assigns dx.
+/// was copied from (rows `ld` apart). Assigns dx.
 template <typename T>
-void col2im(T* dx, const T* col, const ConvShape& s) {
-  const int64_t out_size = s.out_h * s.out_w;
-  std::fill(dx, dx + s.in_channels * s.in_h * s.in_w, T(0));
-  for (int64_t c = 0; c < s.in_channels; ++c)
+void col2im(T* dx, const T* col, const ConvShape& s, int64_t ld) {
+  const bool padded = s.pad_h > 0 || s.pad_w > 0;  // else each channel is summed in place
+  const PaddedPlane p = padded ? PaddedPlane(s) : PaddedPlane{s.in_h, s.in_w};
+  T* plane = padded ? detail::scratch<T>(7, p.h * p.w) : nullptr;
+  for (int64_t c = 0; c < s.in_channels; ++c) {
+    if (!padded) plane = dx + c * s.in_h * s.in_w;
+    std::fill(plane, plane + p.h * p.w, T(0));
     for (int64_t kh = 0; kh < s.kernel_h; ++kh)
       for (int64_t kw = 0; kw < s.kernel_w; ++kw) {
-        const T* row = col + ((c * s.kernel_h + kh) * s.kernel_w + kw) * out_size;
-        const ValidRange valid = valid_columns(s, kw);
+        const T* row = col + ((c * s.kernel_h + kh) * s.kernel_w + kw) * ld;
         for (int64_t oh = 0; oh < s.out_h; ++oh) {
-          const int64_t h = oh * s.stride_h - s.pad_h + kh;
-          if (h < 0 || h >= s.in_h) continue;
-          T* out = dx + (c * s.in_h + h) * s.in_w - s.pad_w + kw;
+          T* out = plane + (oh * s.stride_h + kh) * p.w + kw;
           const T* in = row + oh * s.out_w;
-          for (int64_t ow = valid.first; ow < valid.last; ++ow) out[ow * s.stride_w] += in[ow];
+          for (int64_t ow = 0; ow < s.out_w; ++ow) out[ow * s.stride_w] += in[ow];
         }
       }
+    if (!padded) continue;
+    for (int64_t h = 0; h < s.in_h; ++h)
+      std::copy_n(plane + (h + s.pad_h) * p.w + s.pad_w, s.in_w, dx + (c * s.in_h + h) * s.in_w);
+  }
+}
+
+/// Images whose columns one GEMM takes side by side: a layer with small output planes (a
+/// stride-2 layer's 7x7 or 4x4) gave each image's product only 16-49 columns, where packing and
+/// edge tiles cost as much as the multiply-adds; a group reaches about kGroupColumns.
+constexpr int64_t kGroupColumns = 256;
+int64_t images_per_group(const ConvShape& s, int64_t images) {
+  return std::clamp<int64_t>(kGroupColumns / (s.out_h * s.out_w), 1, std::max<int64_t>(images, 1));
 }
 
 }  // namespace
@@ -416,7 +426,7 @@ void conv2d_backward_direct_images(const DirectBackwardPlan& plan, ImageRange ra
         float* dcol = detail::scratch<float>(1, taps * out_plane);
         detail::gemm_tn(taps, out_plane, s.out_channels, w, taps, dyn, out_plane, dcol, out_plane,
                         false);
-        col2im(dxn, dcol, s);
+        col2im(dxn, dcol, s, out_plane);
       }
     }
   }
@@ -514,21 +524,35 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s
   // scratch, so the result does not depend on the thread count.
   const int team = static_cast<int>(std::min<int64_t>(threads(), s.batch));
   detail::for_each_range(team, s.batch, [&](int64_t first, int64_t last) {
-    for (int64_t n = first; n < last; ++n) {
-      T* col = pointwise ? nullptr : detail::scratch<T>(0, patch * out_size);
-      const T* xn = x + n * in_size;
-      if (!pointwise) im2col(col, xn, s);
-      T* yn = y + n * s.out_channels * out_size;
+    const int64_t group = pointwise ? 1 : images_per_group(s, last - first);
+    const int64_t ld = group * out_size;  // the group's columns, image after image
+    T* col = pointwise ? nullptr : detail::scratch<T>(0, patch * ld);
+    T* product = group > 1 ? detail::scratch<T>(1, s.out_channels * ld) : nullptr;
+    for (int64_t n0 = first; n0 < last; n0 += group) {
+      const int64_t count = std::min(group, last - n0);
+      const int64_t columns = count * out_size;
+      for (int64_t g = 0; g < count && !pointwise; ++g)
+        im2col(col + g * out_size, x + (n0 + g) * in_size, s, ld);
+      // One image writes y directly; a group writes its product (out_channels, columns), and
+      // each image's planes are copied out of it.
+      T* c = group > 1 ? product : y + n0 * s.out_channels * out_size;
+      const int64_t ldc = group > 1 ? ld : out_size;
       if (b) {
         for (int64_t o = 0; o < s.out_channels; ++o)
-          std::fill(yn + o * out_size, yn + (o + 1) * out_size, b[o]);
+          std::fill(c + o * ldc, c + o * ldc + columns, b[o]);
       }
+      const T* in = pointwise ? x + n0 * in_size : col;
       if constexpr (std::is_same_v<T, float>) {
-        detail::sgemm_nn_prepacked(s.out_channels, out_size, patch, packed_w, pointwise ? xn : col,
-                                   out_size, yn, out_size, b != nullptr);
+        detail::sgemm_nn_prepacked(s.out_channels, columns, patch, packed_w, in, ld, c, ldc,
+                                   b != nullptr);
       } else {
-        detail::gemm_nn(s.out_channels, out_size, patch, w, patch, pointwise ? xn : col, out_size,
-                        yn, out_size, b != nullptr);
+        detail::gemm_nn(s.out_channels, columns, patch, w, patch, in, ld, c, ldc, b != nullptr);
+      }
+      if (group > 1) {
+        for (int64_t g = 0; g < count; ++g)
+          for (int64_t o = 0; o < s.out_channels; ++o)
+            std::copy_n(product + o * ld + g * out_size, out_size,
+                        y + ((n0 + g) * s.out_channels + o) * out_size);
       }
     }
   });
@@ -566,20 +590,37 @@ void conv2d_backward_images(int64_t first, int64_t last, T* dx, T* dw, T* db, co
   const int64_t out_size = s.out_h * s.out_w;
   const int64_t in_size = s.in_channels * s.in_h * s.in_w;
   const bool pointwise = is_pointwise(s);
-  T* col = pointwise ? nullptr : detail::scratch<T>(0, patch * out_size);
-  T* dcol = pointwise ? nullptr : detail::scratch<T>(1, patch * out_size);
-  for (int64_t n = first; n < last; ++n) {
-    const T* xn = x + n * in_size;
-    const T* dyn = dy + n * s.out_channels * out_size;
-    if (db) add_bias_gradient(db, dyn, s.out_channels, out_size);
-    if (!pointwise) im2col(col, xn, s);
-    detail::gemm_nt(s.out_channels, patch, out_size, dyn, out_size, pointwise ? xn : col, out_size,
-                    dw, patch, true);
+  // Images in groups, as the forward: dW += dy_group col_group^T sums over the group's columns,
+  // dcol_group = W^T dy_group; dy's planes are gathered side by side first.
+  const int64_t group = pointwise ? 1 : images_per_group(s, last - first);
+  const int64_t ld = group * out_size;
+  T* col = pointwise ? nullptr : detail::scratch<T>(0, patch * ld);
+  T* dcol = pointwise ? nullptr : detail::scratch<T>(1, patch * ld);
+  T* gathered = group > 1 ? detail::scratch<T>(4, s.out_channels * ld) : nullptr;
+  for (int64_t n0 = first; n0 < last; n0 += group) {
+    const int64_t count = std::min(group, last - n0);
+    const int64_t columns = count * out_size;
+    for (int64_t g = 0; g < count; ++g) {
+      const T* dyn = dy + (n0 + g) * s.out_channels * out_size;
+      if (db) add_bias_gradient(db, dyn, s.out_channels, out_size);
+      if (!pointwise) im2col(col + g * out_size, x + (n0 + g) * in_size, s, ld);
+      if (group > 1) {
+        for (int64_t o = 0; o < s.out_channels; ++o)
+          std::copy_n(dyn + o * out_size, out_size, gathered + o * ld + g * out_size);
+      }
+    }
+    const T* upstream = group > 1 ? gathered : dy + n0 * s.out_channels * out_size;
+    const int64_t ldu = group > 1 ? ld : out_size;
+    detail::gemm_nt(s.out_channels, patch, columns, upstream, ldu,
+                    pointwise ? x + n0 * in_size : col, ld, dw, patch, true);
     if (!dx) continue;
-    T* dxn = dx + n * in_size;
-    detail::gemm_tn(patch, out_size, s.out_channels, w, patch, dyn, out_size,
-                    pointwise ? dxn : dcol, out_size, false);
-    if (!pointwise) col2im(dxn, dcol, s);
+    if (pointwise) {
+      detail::gemm_tn(patch, out_size, s.out_channels, w, patch, upstream, ldu, dx + n0 * in_size,
+                      out_size, false);
+      continue;
+    }
+    detail::gemm_tn(patch, columns, s.out_channels, w, patch, upstream, ldu, dcol, ld, false);
+    for (int64_t g = 0; g < count; ++g) col2im(dx + (n0 + g) * in_size, dcol + g * out_size, s, ld);
   }
 }
 

@@ -8,10 +8,12 @@
 namespace cnn::detail {
 
 /// Per-thread scratch slots: 0 and 1 the convolutions' column/staging buffers, 2 and 3 the
-/// GEMM packing buffers, 4 to 6 the direct backward's and Winograd's staging and tiles.
-inline constexpr int kScratchSlots = 7;
+/// GEMM packing buffers, 4 to 6 the direct backward's and Winograd's staging and tiles (4 also
+/// the GEMM convolution backward's gathered dy), 7 im2col's and col2im's padded plane (col2im
+/// also runs inside the direct backward, which holds 4 to 6).
+inline constexpr int kScratchSlots = 8;
 
-/// Returns at least n elements of per-thread scratch in slot `slot` (0 <= slot < 7). The
+/// Returns at least n elements of per-thread scratch in slot `slot` (0 <= slot < 8). The
 /// contents are unspecified; the pointer stays valid until the next call with the same slot.
 template <typename T>
 T* scratch(int slot, int64_t n) {
