@@ -821,6 +821,29 @@ TEST_P(OpsSweepAllPaths, BatchNormAndBatchNormReluMatchTheReferenceAndEachOther)
   sweep_batchnorm<double>(42, 60);
 }
 
+// kAuto's method rule at its edges: Winograd for 3x3 stride-1 layers with 16+ channels and at
+// least 16 tiles in the batch; with fewer tiles (a 4x4 plane at batch 1..3), im2col + GEMM for
+// all three products, never the direct kernels.
+TEST(OpsSweep, AutoTakesGemmWhereWinogradHasTooFewTiles) {
+  const ops::ConvAlgorithm saved = ops::conv_algorithm();
+  ops::set_conv_algorithm(ops::ConvAlgorithm::kAuto);
+  const auto methods = [](int64_t batch, int64_t size, int64_t channels) {
+    const ops::ConvShape s =
+        ops::make_conv_shape(batch, channels, size, size, channels, 3, 3, 1, 1, 1, 1);
+    return std::string(ops::conv2d_forward_method(s)) + "/" + ops::conv2d_weight_grad_method(s) +
+           "/" + ops::conv2d_input_grad_method(s);
+  };
+  EXPECT_EQ(methods(1, 4, 128), "gemm/gemm/gemm");              // 4 tiles
+  EXPECT_EQ(methods(3, 4, 128), "gemm/gemm/gemm");              // 12
+  EXPECT_EQ(methods(4, 4, 128), "winograd/winograd/winograd");  // 16
+  EXPECT_EQ(methods(1, 7, 64), "winograd/winograd/winograd");   // 16
+  EXPECT_EQ(methods(1, 3, 16), "gemm/gemm/gemm");               // 4
+  EXPECT_EQ(methods(1, 3, 8), "direct/direct/direct");          // not Winograd's shape: unchanged
+  ops::set_conv_algorithm(ops::ConvAlgorithm::kWinograd);
+  EXPECT_EQ(methods(1, 4, 128), "winograd/winograd/winograd");  // forced stays forced
+  ops::set_conv_algorithm(saved);
+}
+
 TEST(OpsSweep, EveryIsaThatTheCpuSupportsIsSelectable) {
   const std::vector<ops::Isa> isas = ops::supported_isas();
   ASSERT_FALSE(isas.empty());
