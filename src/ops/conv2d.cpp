@@ -45,15 +45,15 @@ template <typename T>
 void im2col(T* col, const T* x, const ConvShape& s, int64_t ld) {
   const bool padded = s.pad_h > 0 || s.pad_w > 0;  // else each channel is read in place
   const PaddedPlane p = padded ? PaddedPlane(s) : PaddedPlane{s.in_h, s.in_w};
-  T* plane = padded ? detail::scratch<T>(7, p.h * p.w) : nullptr;
-  if (padded) std::fill(plane, plane + p.h * p.w, T(0));  // the border stays zero
+  T* staged = padded ? detail::scratch<T>(7, p.h * p.w) : nullptr;
+  if (padded) std::fill(staged, staged + p.h * p.w, T(0));  // the border stays zero
   for (int64_t c = 0; c < s.in_channels; ++c) {
+    const T* channel = x + c * s.in_h * s.in_w;
     if (padded) {
       for (int64_t h = 0; h < s.in_h; ++h)
-        std::copy_n(x + (c * s.in_h + h) * s.in_w, s.in_w, plane + (h + s.pad_h) * p.w + s.pad_w);
-    } else {
-      plane = const_cast<T*>(x) + c * s.in_h * s.in_w;  // read only
+        std::copy_n(channel + h * s.in_w, s.in_w, staged + (h + s.pad_h) * p.w + s.pad_w);
     }
+    const T* plane = padded ? staged : channel;
     for (int64_t kh = 0; kh < s.kernel_h; ++kh)
       for (int64_t kw = 0; kw < s.kernel_w; ++kw) {
         T* row = col + ((c * s.kernel_h + kh) * s.kernel_w + kw) * ld;
