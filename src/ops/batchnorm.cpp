@@ -220,9 +220,7 @@ void batchnorm_relu_mask(T* g, const T* dy, const T* x, const T* mean, const T* 
   if (reference_mode()) {
     // The reference forward's value, as ref::batchnorm_relu_backward recomputes it.
     ref::batchnorm_forward(g, x, mean, var, gamma, beta, s, eps);
-    const int64_t n = s.batch * s.channels * s.inner;
-    for (int64_t k = 0; k < n; ++k) g[k] = g[k] < T(0) ? T(0) : dy[k];
-    return;
+    return ref::relu_backward(g, g, dy, s.batch * s.channels * s.inner);
   }
   detail::for_each_range(team_for(s), s.channels, [&](int64_t first, int64_t last) {
     for (int64_t c = first; c < last; ++c) {

@@ -249,33 +249,31 @@ bool conv_is_stride_one(const ConvShape& s) {
   return s.stride_h == 1 && s.stride_w == 1;
 }
 
-/// kAuto's exception: a Winograd-shaped layer with too few tiles for Winograd's products runs
-/// by im2col + GEMM (forward and backward), not by the direct kernels.
+/// The layers Winograd F(2x2, 3x3) computes, forward and backward: 3x3, stride 1, padding at
+/// most 2 (the range the tests sweep; larger padding takes the other methods).
+bool conv_is_winograd_shaped(const ConvShape& s) {
+  return s.kernel_h == 3 && s.kernel_w == 3 && conv_is_stride_one(s) && s.pad_h <= 2 &&
+         s.pad_w <= 2;
+}
+
+/// kAuto's Winograd layers: Winograd-shaped with 16+ channels in and out. Any batch: with the
+/// weight transform vectorised and kept between calls on the same weights, convnet's conv2 took
+/// 53 us (Winograd) against 80 us (direct) for one image.
+bool conv_auto_winograd_shaped(const ConvShape& s) {
+  return conv_algorithm() == ConvAlgorithm::kAuto && conv_is_winograd_shaped(s) &&
+         s.in_channels >= kWinogradMinChannels && s.out_channels >= kWinogradMinChannels;
+}
+
+/// kAuto's exception: such a layer with too few tiles for Winograd's products runs by im2col +
+/// GEMM (forward and backward), not by the direct kernels.
 bool conv_too_few_winograd_tiles(const ConvShape& s) {
-  return conv_algorithm() == ConvAlgorithm::kAuto && s.kernel_h == 3 && s.kernel_w == 3 &&
-         conv_is_stride_one(s) && s.in_channels >= kWinogradMinChannels &&
-         s.out_channels >= kWinogradMinChannels &&
+  return conv_auto_winograd_shaped(s) &&
          s.batch * ((s.out_h + 1) / 2) * ((s.out_w + 1) / 2) < kWinogradMinTiles;
 }
 
-/// Winograd F(2x2, 3x3) computes the forward and the backward of a 3x3 stride-1 layer with
-/// padding at most 2: the range the tests sweep (larger padding takes the other methods).
 bool conv_uses_winograd(const ConvShape& s) {
-  if (s.kernel_h != 3 || s.kernel_w != 3 || !conv_is_stride_one(s) || s.pad_h > 2 || s.pad_w > 2)
-    return false;
-  switch (conv_algorithm()) {
-    case ConvAlgorithm::kWinograd:
-      return true;
-    case ConvAlgorithm::kAuto:
-      // Any batch: with the weight transform vectorised and kept between calls on the same
-      // weights, convnet's conv2 took 53 us (Winograd) against 80 us (direct) for one image.
-      return s.in_channels >= kWinogradMinChannels && s.out_channels >= kWinogradMinChannels &&
-             !conv_too_few_winograd_tiles(s);
-    case ConvAlgorithm::kGemm:
-    case ConvAlgorithm::kDirect:
-      break;
-  }
-  return false;
+  if (conv_algorithm() == ConvAlgorithm::kWinograd) return conv_is_winograd_shaped(s);
+  return conv_auto_winograd_shaped(s) && !conv_too_few_winograd_tiles(s);
 }
 
 bool conv_forward_uses_direct(const ConvShape& s) {
