@@ -111,32 +111,72 @@ inline int64_t group_start(int64_t j0, int64_t tiles_w) {
   return std::min(j0, tiles_w - 4);
 }
 
+/// B^T d B of 4 tiles, one a lane, from d[r][col] (element (r, col) of each tile; overwritten),
+/// stored at out + xi * stride (xi = r * 4 + col) for the first `count` lanes.
+inline void transform_tile_group(v4 (&d)[4][4], float* out, int64_t stride, int64_t count) {
+  for (int col = 0; col < 4; ++col) {  // B^T d, column by column
+    const v4 t0 = d[0][col] - d[2][col], t1 = d[1][col] + d[2][col], t2 = d[2][col] - d[1][col],
+             t3 = d[1][col] - d[3][col];
+    d[0][col] = t0;
+    d[1][col] = t1;
+    d[2][col] = t2;
+    d[3][col] = t3;
+  }
+  for (int r = 0; r < 4; ++r) {  // (B^T d) B, row by row
+    const v4* t = d[r];
+    const v4 values[4] = {t[0] - t[2], t[1] + t[2], t[2] - t[1], t[1] - t[3]};
+    for (int col = 0; col < 4; ++col) {
+      float* to = out + (r * 4 + col) * stride;
+      if (count == 4) {
+        store4(to, values[col]);
+      } else {
+        for (int64_t l = 0; l < count; ++l) to[l] = values[col][l];
+      }
+    }
+  }
+}
+
 /// V (16, in_channels, tiles) for the images of a chunk: B^T d B of every 4x4 tile, tiles
 /// numbered (image, tile row, tile column). `staged` holds one zero-padded plane.
 void transform_inputs(float* v, int64_t tiles, int64_t first_tile, const float* image,
                       float* staged, const Geometry& g) {
   const int64_t stride = g.in_channels * tiles;  // between tile positions xi
+  const int64_t per_image = g.tiles_h * g.tiles_w;
   for (int64_t c = 0; c < g.in_channels; ++c) {
     direct_conv_kernels().copy_rows(staged + g.pad_h * g.staged_w + g.pad_w, g.staged_w,
                                     image + c * g.height * g.width, g.width, g.height, g.width);
     float* vc = v + c * tiles + first_tile;
+    if (g.tiles_w < 4) {
+      // Small planes (a 4x4 or 7x7 output has 2 or 4 tiles a row): the lanes are 4
+      // consecutive tiles of the image, across rows; each lane's 4 rows come in by one load
+      // each and a 4x4 transpose puts column col of the 4 tiles in d[r][col]. A last group
+      // of fewer tiles repeats its last tile in the spare lanes and stores only its own.
+      for (int64_t t0 = 0; t0 < per_image; t0 += 4) {
+        const int64_t count = std::min<int64_t>(4, per_image - t0);
+        const float* tops[4];
+        for (int64_t l = 0; l < 4; ++l) {
+          const int64_t t = t0 + std::min(l, count - 1);
+          tops[l] = staged + 2 * (t / g.tiles_w) * g.staged_w + 2 * (t % g.tiles_w);
+        }
+        v4 d[4][4];
+        for (int r = 0; r < 4; ++r) {
+          const v4 a = load4(tops[0] + r * g.staged_w), b = load4(tops[1] + r * g.staged_w),
+                   e = load4(tops[2] + r * g.staged_w), f = load4(tops[3] + r * g.staged_w);
+          const v4 ab_low = __builtin_shufflevector(a, b, 0, 4, 1, 5);
+          const v4 ab_high = __builtin_shufflevector(a, b, 2, 6, 3, 7);
+          const v4 ef_low = __builtin_shufflevector(e, f, 0, 4, 1, 5);
+          const v4 ef_high = __builtin_shufflevector(e, f, 2, 6, 3, 7);
+          d[r][0] = __builtin_shufflevector(ab_low, ef_low, 0, 1, 4, 5);
+          d[r][1] = __builtin_shufflevector(ab_low, ef_low, 2, 3, 6, 7);
+          d[r][2] = __builtin_shufflevector(ab_high, ef_high, 0, 1, 4, 5);
+          d[r][3] = __builtin_shufflevector(ab_high, ef_high, 2, 3, 6, 7);
+        }
+        transform_tile_group(d, vc + t0, stride, count);
+      }
+      continue;
+    }
     for (int64_t i = 0; i < g.tiles_h; ++i) {
       const float* top = staged + 2 * i * g.staged_w;
-      if (g.tiles_w < 4) {
-        for (int64_t j = 0; j < g.tiles_w; ++j) {
-          const float* d = top + 2 * j;
-          const v4 d0 = load4(d), d1 = load4(d + g.staged_w), d2 = load4(d + 2 * g.staged_w),
-                   d3 = load4(d + 3 * g.staged_w);
-          const v4 rows[4] = {d0 - d2, d1 + d2, d2 - d1, d1 - d3};  // B^T d
-          for (int r = 0; r < 4; ++r) {                             // (B^T d) B
-            const v4 t = rows[r];
-            const float out[4] = {t[0] - t[2], t[1] + t[2], t[2] - t[1], t[1] - t[3]};
-            for (int col = 0; col < 4; ++col)
-              vc[(r * 4 + col) * stride + i * g.tiles_w + j] = out[col];
-          }
-        }
-        continue;
-      }
       for (int64_t j0 = 0; j0 < g.tiles_w; j0 += 4) {
         const int64_t j = group_start(j0, g.tiles_w);
         // d[r][col]: element (r, col) of 4 tiles, one a lane. Tile j + l reads columns
@@ -147,22 +187,7 @@ void transform_inputs(float* v, int64_t tiles, int64_t first_tile, const float* 
           deinterleave8(row, d[r][0], d[r][1]);
           deinterleave8(row + 2, d[r][2], d[r][3]);
         }
-        float* out = vc + i * g.tiles_w + j;
-        for (int col = 0; col < 4; ++col) {  // B^T d, column by column
-          const v4 t0 = d[0][col] - d[2][col], t1 = d[1][col] + d[2][col],
-                   t2 = d[2][col] - d[1][col], t3 = d[1][col] - d[3][col];
-          d[0][col] = t0;
-          d[1][col] = t1;
-          d[2][col] = t2;
-          d[3][col] = t3;
-        }
-        for (int r = 0; r < 4; ++r) {  // (B^T d) B, row by row
-          const v4* t = d[r];
-          store4(out + (r * 4 + 0) * stride, t[0] - t[2]);
-          store4(out + (r * 4 + 1) * stride, t[1] + t[2]);
-          store4(out + (r * 4 + 2) * stride, t[2] - t[1]);
-          store4(out + (r * 4 + 3) * stride, t[1] - t[3]);
-        }
+        transform_tile_group(d, vc + i * g.tiles_w + j, stride, 4);
       }
     }
   }
@@ -172,8 +197,8 @@ void transform_inputs(float* v, int64_t tiles, int64_t first_tile, const float* 
 /// M (16, out_channels, tiles) at tile p0. rows[0] holds the blocks' top rows interleaved
 /// (y00 y01 of tile 0, y00 y01 of tile 1, ...), rows[1] their bottom rows.
 void output_blocks(const float* mo, int64_t stride, int64_t p0, float rows[2][8]) {
-  // Past `count` the loads read the next tiles or channel (M has 4 floats of slack at its
-  // end); those lanes are computed and never stored.
+  // Lanes past the tiles the caller stores read the next tiles or channel (M has 4 floats of
+  // slack at its end); they are computed and never stored.
   v4 x[16];
   for (int xi = 0; xi < 16; ++xi) x[xi] = load4(mo + xi * stride + p0);
   for (int r = 0; r < 2; ++r) {
@@ -201,16 +226,32 @@ void transform_outputs(float* y, const float* m, int64_t tiles, const float* bia
       const float b = bias ? bias[o] : 0.0f;
       const float* mo = m + o * tiles + n * per_image;
       float* yo = y + (n * g.out_channels + o) * g.out_h * g.out_w;
+      if (g.tiles_w < 4) {
+        // Small planes: 4 consecutive tiles of the image a vector, across rows (as in
+        // transform_inputs), each lane's 2x2 block then stored on its own, cut at the edges.
+        for (int64_t t0 = 0; t0 < per_image; t0 += 4) {
+          float rows[2][8];
+          output_blocks(mo, stride, t0, rows);
+          for (int64_t t = t0; t < std::min(t0 + 4, per_image); ++t) {
+            const int64_t i = t / g.tiles_w, j = t % g.tiles_w, lane = t - t0;
+            for (int64_t r = 0; r < 2 && 2 * i + r < g.out_h; ++r) {
+              float* out = yo + (2 * i + r) * g.out_w + 2 * j;
+              out[0] = rows[r][2 * lane] + b;
+              if (2 * j + 1 < g.out_w) out[1] = rows[r][2 * lane + 1] + b;
+            }
+          }
+        }
+        continue;
+      }
       for (int64_t i = 0; i < g.tiles_h; ++i) {
         float* top = yo + 2 * i * g.out_w;
         const bool has_bottom = 2 * i + 1 < g.out_h;
         for (int64_t j0 = 0; j0 < g.tiles_w; j0 += 4) {
-          const int64_t j = g.tiles_w < 4 ? j0 : group_start(j0, g.tiles_w);
-          const int64_t count = std::min<int64_t>(4, g.tiles_w - j);
+          const int64_t j = group_start(j0, g.tiles_w);
           float rows[2][8];
           output_blocks(mo, stride, i * g.tiles_w + j, rows);
-          // Columns 2 j .. 2 j + 2 count - 1, cut at out_w.
-          const int64_t width = std::min<int64_t>(2 * count, g.out_w - 2 * j);
+          // Columns 2 j .. 2 j + 7, cut at out_w.
+          const int64_t width = std::min<int64_t>(8, g.out_w - 2 * j);
           for (int r = 0; r < (has_bottom ? 2 : 1); ++r) {
             float* out = top + r * g.out_w + 2 * j;
             if (width == 8) {
@@ -264,10 +305,42 @@ void transform_output_grads(float* z, int64_t tiles, const float* dy, int64_t im
                                       dy + (n * g.out_channels + o) * g.out_h * g.out_w, g.out_w,
                                       g.out_h, g.out_w);
       float* zo = z + o * tiles + n * per_image;
+      if (g.tiles_w < 4) {
+        // Small planes: the lanes are 4 consecutive tiles of the image, across rows (as in
+        // transform_inputs); a last group of fewer repeats its last tile and stores its own.
+        for (int64_t t0 = 0; t0 < per_image; t0 += 4) {
+          const int64_t count = std::min<int64_t>(4, per_image - t0);
+          float block[4][4];  // [element (row, column) of the 2x2 block][lane]
+          for (int64_t l = 0; l < 4; ++l) {
+            const int64_t t = t0 + std::min(l, count - 1);
+            const float* top = staged + 2 * (t / g.tiles_w) * grad_staged_w + 2 * (t % g.tiles_w);
+            block[0][l] = top[0];
+            block[1][l] = top[1];
+            block[2][l] = top[grad_staged_w];
+            block[3][l] = top[grad_staged_w + 1];
+          }
+          const v4 d00 = load4(block[0]), d01 = load4(block[1]), d10 = load4(block[2]),
+                   d11 = load4(block[3]);
+          const v4 ad[4][2] = {
+              {d00, d01}, {d00 + d10, d01 + d11}, {d00 - d10, d01 - d11}, {-d10, -d11}};
+          for (int r = 0; r < 4; ++r) {
+            const v4 a = ad[r][0], b = ad[r][1];
+            const v4 out[4] = {a, a + b, a - b, -b};
+            for (int col = 0; col < 4; ++col) {
+              float* to = zo + (r * 4 + col) * stride + t0;
+              if (count == 4) {
+                store4(to, out[col]);
+              } else {
+                for (int64_t l = 0; l < count; ++l) to[l] = out[col][l];
+              }
+            }
+          }
+        }
+        continue;
+      }
       for (int64_t i = 0; i < g.tiles_h; ++i)
         for (int64_t j0 = 0; j0 < g.tiles_w; j0 += 4) {
-          // Lanes are 4 tiles (or fewer, the rest computed and not stored).
-          const int64_t j = g.tiles_w < 4 ? 0 : group_start(j0, g.tiles_w);
+          const int64_t j = group_start(j0, g.tiles_w);  // lanes: 4 tiles of the row
           v4 d00, d01, d10, d11;
           const float* top = staged + 2 * i * grad_staged_w + 2 * j;
           deinterleave8(top, d00, d01);
@@ -279,14 +352,7 @@ void transform_output_grads(float* z, int64_t tiles, const float* dy, int64_t im
           for (int r = 0; r < 4; ++r) {
             const v4 a = ad[r][0], b = ad[r][1];
             const v4 out[4] = {a, a + b, a - b, -b};
-            for (int col = 0; col < 4; ++col) {
-              if (g.tiles_w >= 4) {
-                store4(zt + (r * 4 + col) * stride, out[col]);
-              } else {
-                for (int64_t l = 0; l < g.tiles_w; ++l)
-                  zt[(r * 4 + col) * stride + l] = out[col][l];
-              }
-            }
+            for (int col = 0; col < 4; ++col) store4(zt + (r * 4 + col) * stride, out[col]);
           }
         }
     }
