@@ -7,10 +7,12 @@ Needs: apt-get install python3-torch libopenblas0-pthread time. (Without OpenBLA
 PyTorch runs on the reference BLAS; the script refuses that.)
 
 PyTorch (Debian's python3-torch 1.13) runs the same presets, defined layer for layer as in
-cnn, with its fastest CPU settings here: OpenBLAS 0.3.21, torch.set_num_threads(T), OPENBLAS_CORETYPE=SkylakeX
-and one OpenBLAS thread (OpenBLAS 0.3.21 does not recognise this CPU and would otherwise fall
-back to SSE3 kernels), glibc's allocator told to keep freed memory (below), and for each figure the better of NCHW and channels_last tensors (the
-table says which). Each figure is the median of --repeat runs; PyTorch and `cnn bench`
+cnn, with its fastest CPU settings here: OpenBLAS 0.3.21, torch.set_num_threads(T),
+OPENBLAS_CORETYPE=SkylakeX and one OpenBLAS thread (OpenBLAS 0.3.21 does not recognise this
+CPU and would otherwise fall back to SSE3 kernels), glibc's allocator told to keep freed
+memory (a fixed 32 MiB mmap threshold and no trimming: with the defaults, a process could
+page-fault PyTorch's tensors in anew every step, at up to a quarter of its speed), and for
+each figure the better of NCHW and channels_last tensors (the table says which). Each figure is the median of --repeat runs; PyTorch and `cnn bench`
 alternate, configuration by configuration, in the same session. Training: batch 64, SGD with
 momentum, forward + loss + backward + update, data in memory. Inference: batch 256. Latency:
 batch 1, one thread. Peak memory: the maximum resident set of a process that loads the full

@@ -147,7 +147,7 @@ void transform_inputs(float* v, int64_t tiles, int64_t first_tile, const float* 
                                     image + c * g.height * g.width, g.width, g.height, g.width);
     float* vc = v + c * tiles + first_tile;
     if (g.tiles_w < 4) {
-      // Small planes (a 4x4 or 7x7 output has 2 or 4 tiles a row): the lanes are 4
+      // Small planes (a 4x4 output has 2 tiles a row, a 5x5 or 6x6 one 3): the lanes are 4
       // consecutive tiles of the image, across rows; each lane's 4 rows come in by one load
       // each and a 4x4 transpose puts column col of the 4 tiles in d[r][col]. A last group
       // of fewer tiles repeats its last tile in the spare lanes and stores only its own.
