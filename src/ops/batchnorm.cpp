@@ -65,7 +65,8 @@ inline T reaching(T dy, T x, const ChannelAffine<T>& affine) {
   if constexpr (Relu) {
     // dy, or +0 where the value is negative (relu_backward's rule, NaN passing dy), as a bit
     // mask: the compiler kept the conditional as a branch, and ReLU masks are data (their
-    // signs half random): the fused backward of resnet's stem ran 10x slower than without it.
+    // signs half random): on 32 x 28 x 28 at batch 128 the fused backward ran 6x slower than
+    // the BatchNorm's alone.
     using Bits = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
     const Bits keep = Bits(0) - static_cast<Bits>(!(affine.normalised(x) < T(0)));
     return std::bit_cast<T>(std::bit_cast<Bits>(dy) & keep);

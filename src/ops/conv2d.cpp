@@ -31,9 +31,9 @@ bool is_pointwise(const ConvShape& s) {
 /// One channel's zero-padded plane, in which every kernel tap of every output position lies:
 /// im2col and col2im read and add there without testing each position against the borders
 /// (their rows are short, 4 to 28 values, so per-row bounds work cost as much as the copying).
+/// Without padding it is the channel's own plane (every tap already lies inside it).
 struct PaddedPlane {
   int64_t h, w;
-  PaddedPlane(int64_t rows, int64_t columns) : h(rows), w(columns) {}
   explicit PaddedPlane(const ConvShape& s)
       : h(std::max(s.in_h + 2 * s.pad_h, (s.out_h - 1) * s.stride_h + s.kernel_h)),
         w(std::max(s.in_w + 2 * s.pad_w, (s.out_w - 1) * s.stride_w + s.kernel_w)) {}
@@ -44,7 +44,7 @@ struct PaddedPlane {
 template <typename T>
 void im2col(T* col, const T* x, const ConvShape& s, int64_t ld) {
   const bool padded = s.pad_h > 0 || s.pad_w > 0;  // else each channel is read in place
-  const PaddedPlane p = padded ? PaddedPlane(s) : PaddedPlane{s.in_h, s.in_w};
+  const PaddedPlane p(s);
   T* staged = padded ? detail::scratch<T>(7, p.h * p.w) : nullptr;
   if (padded) std::fill(staged, staged + p.h * p.w, T(0));  // the border stays zero
   for (int64_t c = 0; c < s.in_channels; ++c) {
@@ -75,7 +75,7 @@ void im2col(T* col, const T* x, const ConvShape& s, int64_t ld) {
 template <typename T>
 void col2im(T* dx, const T* col, const ConvShape& s, int64_t ld) {
   const bool padded = s.pad_h > 0 || s.pad_w > 0;  // else each channel is summed in place
-  const PaddedPlane p = padded ? PaddedPlane(s) : PaddedPlane{s.in_h, s.in_w};
+  const PaddedPlane p(s);
   T* plane = padded ? detail::scratch<T>(7, p.h * p.w) : nullptr;
   for (int64_t c = 0; c < s.in_channels; ++c) {
     if (!padded) plane = dx + c * s.in_h * s.in_w;

@@ -111,6 +111,18 @@ inline int64_t group_start(int64_t j0, int64_t tiles_w) {
   return std::min(j0, tiles_w - 4);
 }
 
+/// Small planes (fewer than 4 tiles a row) take 4 consecutive tiles of the image a vector,
+/// across rows: the start of each lane's tile in a staged plane whose rows are row_stride
+/// apart. A last group of fewer than 4 tiles repeats its last tile in the spare lanes (whose
+/// results are not stored).
+inline void small_plane_lane_tiles(const float* staged, int64_t row_stride, int64_t t0,
+                                   int64_t count, const Geometry& g, const float* (&tops)[4]) {
+  for (int64_t l = 0; l < 4; ++l) {
+    const int64_t t = t0 + std::min(l, count - 1);
+    tops[l] = staged + 2 * (t / g.tiles_w) * row_stride + 2 * (t % g.tiles_w);
+  }
+}
+
 /// B^T d B of 4 tiles, one a lane, from d[r][col] (element (r, col) of each tile; overwritten),
 /// stored at out + xi * stride (xi = r * 4 + col) for the first `count` lanes.
 inline void transform_tile_group(v4 (&d)[4][4], float* out, int64_t stride, int64_t count) {
@@ -147,17 +159,13 @@ void transform_inputs(float* v, int64_t tiles, int64_t first_tile, const float* 
                                     image + c * g.height * g.width, g.width, g.height, g.width);
     float* vc = v + c * tiles + first_tile;
     if (g.tiles_w < 4) {
-      // Small planes (a 4x4 output has 2 tiles a row, a 5x5 or 6x6 one 3): the lanes are 4
-      // consecutive tiles of the image, across rows; each lane's 4 rows come in by one load
-      // each and a 4x4 transpose puts column col of the 4 tiles in d[r][col]. A last group
-      // of fewer tiles repeats its last tile in the spare lanes and stores only its own.
+      // Small planes (a 4x4 output has 2 tiles a row, a 5x5 or 6x6 one 3): each lane's 4
+      // rows come in by one load each and a 4x4 transpose puts column col of the 4 tiles in
+      // d[r][col].
       for (int64_t t0 = 0; t0 < per_image; t0 += 4) {
         const int64_t count = std::min<int64_t>(4, per_image - t0);
         const float* tops[4];
-        for (int64_t l = 0; l < 4; ++l) {
-          const int64_t t = t0 + std::min(l, count - 1);
-          tops[l] = staged + 2 * (t / g.tiles_w) * g.staged_w + 2 * (t % g.tiles_w);
-        }
+        small_plane_lane_tiles(staged, g.staged_w, t0, count, g, tops);
         v4 d[4][4];
         for (int r = 0; r < 4; ++r) {
           const v4 a = load4(tops[0] + r * g.staged_w), b = load4(tops[1] + r * g.staged_w),
@@ -306,14 +314,14 @@ void transform_output_grads(float* z, int64_t tiles, const float* dy, int64_t im
                                       g.out_h, g.out_w);
       float* zo = z + o * tiles + n * per_image;
       if (g.tiles_w < 4) {
-        // Small planes: the lanes are 4 consecutive tiles of the image, across rows (as in
-        // transform_inputs); a last group of fewer repeats its last tile and stores its own.
+        // Small planes: 4 tiles of the image a vector (small_plane_lane_tiles).
         for (int64_t t0 = 0; t0 < per_image; t0 += 4) {
           const int64_t count = std::min<int64_t>(4, per_image - t0);
+          const float* tops[4];
+          small_plane_lane_tiles(staged, grad_staged_w, t0, count, g, tops);
           float block[4][4];  // [element (row, column) of the 2x2 block][lane]
-          for (int64_t l = 0; l < 4; ++l) {
-            const int64_t t = t0 + std::min(l, count - 1);
-            const float* top = staged + 2 * (t / g.tiles_w) * grad_staged_w + 2 * (t % g.tiles_w);
+          for (int l = 0; l < 4; ++l) {
+            const float* top = tops[l];
             block[0][l] = top[0];
             block[1][l] = top[1];
             block[2][l] = top[grad_staged_w];
