@@ -24,17 +24,6 @@ inline vec broadcast(float x) {
 inline vec fmadd(vec a, vec b, vec c) {
   return _mm256_fmadd_ps(a, b, c);
 }
-// The first n (< kLanes) floats, without touching the memory past them.
-inline __m256i first_lanes(int64_t n) {
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)),
-                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-inline vec load_first(const float* p, int64_t n) {
-  return _mm256_maskload_ps(p, first_lanes(n));
-}
-inline void store_first(float* p, vec v, int64_t n) {
-  _mm256_maskstore_ps(p, first_lanes(n), v);
-}
 constexpr DirectTile kForwardTiles[3] = {{8, 1}, {6, 2}, {4, 2}};
 constexpr DirectTile kWeightGradTiles[2] = {{2, 4}, {3, 3}};
 

@@ -25,13 +25,6 @@ inline vec fmadd(vec a, vec b, vec c) {
   return _mm512_fmadd_ps(a, b, c);
 }
 // Forward: 8 x 3, 6 x 4 or 4 x 5 accumulators plus the position vectors and one weight.
-// The first n (< kLanes) floats, without touching the memory past them.
-inline vec load_first(const float* p, int64_t n) {
-  return _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << n) - 1), p);
-}
-inline void store_first(float* p, vec v, int64_t n) {
-  _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1), v);
-}
 constexpr DirectTile kForwardTiles[3] = {{8, 3}, {6, 4}, {4, 5}};
 // Weight gradient: 4 x 5 or 6 x 4 accumulators plus one input vector per tap and one dy.
 constexpr DirectTile kWeightGradTiles[2] = {{4, 5}, {6, 4}};

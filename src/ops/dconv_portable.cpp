@@ -26,15 +26,6 @@ inline vec broadcast(float x) {
 inline vec fmadd(vec a, vec b, vec c) {
   return a * b + c;
 }
-// The first n (< kLanes) floats, without touching the memory past them.
-inline vec load_first(const float* p, int64_t n) {
-  vec v = {};
-  for (int64_t i = 0; i < n; ++i) v[i] = p[i];
-  return v;
-}
-inline void store_first(float* p, vec v, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) p[i] = v[i];
-}
 constexpr DirectTile kForwardTiles[3] = {{8, 1}, {6, 2}, {4, 2}};
 constexpr DirectTile kWeightGradTiles[2] = {{2, 4}, {3, 3}};
 
