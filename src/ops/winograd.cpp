@@ -111,15 +111,33 @@ inline int64_t group_start(int64_t j0, int64_t tiles_w) {
   return std::min(j0, tiles_w - 4);
 }
 
+/// The (row, column) of a small plane's tiles, visited in order: advanced one tile at a time.
+/// (t / tiles_w and t % tiles_w for every tile compiled to a 64-bit division that took a fifth
+/// of transform_inputs' samples in resnet's training step.)
+struct TileCursor {
+  int64_t row = 0, col = 0;
+  void advance(int64_t tiles_w) {
+    if (++col == tiles_w) {
+      col = 0;
+      ++row;
+    }
+  }
+};
+
 /// Small planes (fewer than 4 tiles a row) take 4 consecutive tiles of the image a vector,
 /// across rows: the start of each lane's tile in a staged plane whose rows are row_stride
-/// apart. A last group of fewer than 4 tiles repeats its last tile in the spare lanes (whose
-/// results are not stored).
-inline void small_plane_lane_tiles(const float* staged, int64_t row_stride, int64_t t0,
-                                   int64_t count, const Geometry& g, const float* (&tops)[4]) {
+/// apart, from the tile at `cursor` on (which moves past the group's `count` tiles). A last
+/// group of fewer than 4 tiles repeats its last tile in the spare lanes (whose results are not
+/// stored).
+inline void small_plane_lane_tiles(const float* staged, int64_t row_stride, int64_t count,
+                                   const Geometry& g, TileCursor& cursor, const float* (&tops)[4]) {
   for (int64_t l = 0; l < 4; ++l) {
-    const int64_t t = t0 + std::min(l, count - 1);
-    tops[l] = staged + 2 * (t / g.tiles_w) * row_stride + 2 * (t % g.tiles_w);
+    if (l < count) {
+      tops[l] = staged + 2 * cursor.row * row_stride + 2 * cursor.col;
+      cursor.advance(g.tiles_w);
+    } else {
+      tops[l] = tops[count - 1];
+    }
   }
 }
 
@@ -162,10 +180,11 @@ void transform_inputs(float* v, int64_t tiles, int64_t first_tile, const float* 
       // Small planes (a 4x4 output has 2 tiles a row, a 5x5 or 6x6 one 3): each lane's 4
       // rows come in by one load each and a 4x4 transpose puts column col of the 4 tiles in
       // d[r][col].
+      TileCursor cursor;
       for (int64_t t0 = 0; t0 < per_image; t0 += 4) {
         const int64_t count = std::min<int64_t>(4, per_image - t0);
         const float* tops[4];
-        small_plane_lane_tiles(staged, g.staged_w, t0, count, g, tops);
+        small_plane_lane_tiles(staged, g.staged_w, count, g, cursor, tops);
         v4 d[4][4];
         for (int r = 0; r < 4; ++r) {
           const v4 a = load4(tops[0] + r * g.staged_w), b = load4(tops[1] + r * g.staged_w),
@@ -237,11 +256,12 @@ void transform_outputs(float* y, const float* m, int64_t tiles, const float* bia
       if (g.tiles_w < 4) {
         // Small planes: 4 consecutive tiles of the image a vector, across rows (as in
         // transform_inputs), each lane's 2x2 block then stored on its own, cut at the edges.
+        TileCursor cursor;
         for (int64_t t0 = 0; t0 < per_image; t0 += 4) {
           float rows[2][8];
           output_blocks(mo, stride, t0, rows);
-          for (int64_t t = t0; t < std::min(t0 + 4, per_image); ++t) {
-            const int64_t i = t / g.tiles_w, j = t % g.tiles_w, lane = t - t0;
+          for (int64_t t = t0; t < std::min(t0 + 4, per_image); ++t, cursor.advance(g.tiles_w)) {
+            const int64_t i = cursor.row, j = cursor.col, lane = t - t0;
             for (int64_t r = 0; r < 2 && 2 * i + r < g.out_h; ++r) {
               float* out = yo + (2 * i + r) * g.out_w + 2 * j;
               out[0] = rows[r][2 * lane] + b;
@@ -315,10 +335,11 @@ void transform_output_grads(float* z, int64_t tiles, const float* dy, int64_t im
       float* zo = z + o * tiles + n * per_image;
       if (g.tiles_w < 4) {
         // Small planes: 4 tiles of the image a vector (small_plane_lane_tiles).
+        TileCursor cursor;
         for (int64_t t0 = 0; t0 < per_image; t0 += 4) {
           const int64_t count = std::min<int64_t>(4, per_image - t0);
           const float* tops[4];
-          small_plane_lane_tiles(staged, grad_staged_w, t0, count, g, tops);
+          small_plane_lane_tiles(staged, grad_staged_w, count, g, cursor, tops);
           float block[4][4];  // [element (row, column) of the 2x2 block][lane]
           for (int l = 0; l < 4; ++l) {
             const float* top = tops[l];
