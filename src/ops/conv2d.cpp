@@ -39,12 +39,35 @@ struct PaddedPlane {
         w(std::max(s.in_w + 2 * s.pad_w, (s.out_w - 1) * s.stride_w + s.kernel_w)) {}
 };
 
+/// out[k] = in[2 k] for k < n, n >= 4. Floats 4 at a time, the even lanes of 8 loaded ones, the
+/// last group overlapping the one before; this reads in[0 .. 2 n - 1], one past the last one
+/// copied. (The scalar loop, on stride-2 rows of 7 and 4 outputs, was 4% of resnet's training
+/// step and 8% of its inference.) Doubles one by one.
+template <typename T>
+inline void gather_even(T* out, const T* in, int64_t n) {
+  if constexpr (std::is_same_v<T, float>) {
+    typedef float v4 __attribute__((vector_size(16)));
+    for (int64_t k = 0;; k += 4) {
+      k = std::min(k, n - 4);
+      v4 low, high;
+      __builtin_memcpy(&low, in + 2 * k, sizeof low);
+      __builtin_memcpy(&high, in + 2 * k + 4, sizeof high);
+      const v4 even = __builtin_shufflevector(low, high, 0, 2, 4, 6);
+      __builtin_memcpy(out + k, &even, sizeof even);
+      if (k + 4 >= n) return;
+    }
+  } else {
+    for (int64_t k = 0; k < n; ++k) out[k] = in[2 * k];
+  }
+}
+
 /// col (C*KH*KW, OH*OW), rows `ld` apart: row (c, kh, kw) holds the padded input that kernel
 /// tap (kh, kw) of channel c sees at every output position. x is one image (C, H, W).
 template <typename T>
 void im2col(T* col, const T* x, const ConvShape& s, int64_t ld) {
   const bool padded = s.pad_h > 0 || s.pad_w > 0;  // else each channel is read in place
   const PaddedPlane p(s);
+  const bool gather_fits = s.stride_w == 2 && s.out_w >= 4;
   T* staged = padded ? detail::scratch<T>(7, p.h * p.w) : nullptr;
   if (padded) std::fill(staged, staged + p.h * p.w, T(0));  // the border stays zero
   for (int64_t c = 0; c < s.in_channels; ++c) {
@@ -62,6 +85,8 @@ void im2col(T* col, const T* x, const ConvShape& s, int64_t ld) {
           T* out = row + oh * s.out_w;
           if (s.stride_w == 1) {
             std::copy_n(in, s.out_w, out);
+          } else if (gather_fits && kw + 2 * s.out_w <= p.w) {  // its over-read within the row
+            gather_even(out, in, s.out_w);
           } else {
             for (int64_t ow = 0; ow < s.out_w; ++ow) out[ow] = in[ow * s.stride_w];
           }
