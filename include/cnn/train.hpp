@@ -167,8 +167,9 @@ TrainResult train_model(Sequential<float>& model, const ModelSpec& spec, const D
 
 /// Trains `model` (already initialised) on `train` with the optimizer and learning-rate schedule
 /// of `options` (make_optimizer, schedule_options), shuffling with `rng`, evaluating on `test`
-/// after every epoch. Throws cnn::Error for options that describe no schedule or optimizer. Calls
-/// on_progress after each batch and on_epoch after each epoch.
+/// after every epoch (in batches of options.batch, at least 64). Throws cnn::Error for options that
+/// describe no schedule or optimizer. Calls on_progress after each batch and on_epoch after each
+/// epoch.
 std::vector<EpochMetrics> train_model(Sequential<float>& model, const ModelSpec& spec,
                                       const Dataset& train, const Dataset& test,
                                       const TrainOptions& options, Rng& rng,
