@@ -821,6 +821,80 @@ TEST_P(OpsSweepAllPaths, BatchNormAndBatchNormReluMatchTheReferenceAndEachOther)
   sweep_batchnorm<double>(42, 60);
 }
 
+// BatchNorm's float sums run by AVX2 loops where the CPU has AVX2 and by scalar loops on the
+// portable path: the same 16 double lanes in the same order, so the same bits. Statistics,
+// and the backward alone and fused with the ReLU, on planes shorter than, equal to and longer
+// than the 16 lanes, with and without a tail, 1 and 2 threads, on sums that round.
+TEST(OpsSweep, BatchNormSumsAreTheSameBitsOnEveryInstructionSet) {
+  const ops::Isa saved_isa = ops::isa();
+  const int saved_threads = ops::threads();
+  Rng rng(45);
+  for (const int64_t inner : {1, 5, 15, 16, 17, 31, 33, 49, 196, 784, 1000}) {
+    ops::set_threads(1 + int(inner % 2));
+    const ops::NormShape s{3, 4, inner};
+    const int64_t n = s.batch * s.channels * s.inner;
+    // Sums of floats of one scale are exact in double, whatever the order; these round. Every
+    // 16th value is +2^big (lane 0) and the one 9 later -2^big (lane 9): within a lane they
+    // swallow the small values added to them, and the lanes cancel only when lane_total adds
+    // them up, so an element summed in another lane, or lanes added in another order, change
+    // the result.
+    const auto lopsided = [&](int64_t count, int big) {
+      std::vector<float> v(static_cast<size_t>(count));
+      for (int64_t i = 0; i < count; ++i) {
+        const int64_t k = i % s.inner % 16;
+        v[i] = k == 0   ? std::ldexp(1.0f, big)
+               : k == 9 ? -std::ldexp(1.0f, big)
+                        : float(rng.normal());
+      }
+      return v;
+    };
+    const std::vector<float> x = lopsided(n, 60), dy = lopsided(n, 40);
+    std::vector<float> gamma(s.channels), beta(s.channels);
+    for (int64_t c = 0; c < s.channels; ++c) {
+      gamma[c] = float(rng.uniform(-1.5, 1.5));
+      beta[c] = float(rng.normal() * 0.3);
+    }
+    struct Result {
+      std::vector<float> mean, var, dx, dg, db, dx_relu, dg_relu, db_relu;
+    };
+    const auto run = [&](ops::Isa isa) {
+      ops::set_isa(isa);
+      Result r{std::vector<float>(s.channels),
+               std::vector<float>(s.channels),
+               std::vector<float>(n),
+               std::vector<float>(s.channels, 0.25f),
+               std::vector<float>(s.channels, 0.25f),
+               std::vector<float>(n),
+               std::vector<float>(s.channels, 0.25f),
+               std::vector<float>(s.channels, 0.25f)};
+      ops::batchnorm_statistics(r.mean.data(), r.var.data(), x.data(), s);
+      ops::batchnorm_backward(r.dx.data(), r.dg.data(), r.db.data(), dy.data(), x.data(),
+                              r.mean.data(), r.var.data(), gamma.data(), s, 1e-5f, true);
+      ops::batchnorm_relu_backward(r.dx_relu.data(), r.dg_relu.data(), r.db_relu.data(), dy.data(),
+                                   x.data(), r.mean.data(), r.var.data(), gamma.data(), beta.data(),
+                                   s, 1e-5f, true);
+      return r;
+    };
+    const Result portable = run(ops::Isa::kPortable);
+    for (const ops::Isa isa : ops::supported_isas()) {
+      if (isa == ops::Isa::kPortable) continue;
+      const Result wide = run(isa);
+      const std::string what =
+          "inner " + std::to_string(inner) + " isa " + std::to_string(static_cast<int>(isa));
+      EXPECT_TRUE(same_bits(wide.mean, portable.mean)) << what;
+      EXPECT_TRUE(same_bits(wide.var, portable.var)) << what;
+      EXPECT_TRUE(same_bits(wide.dx, portable.dx)) << what;
+      EXPECT_TRUE(same_bits(wide.dg, portable.dg)) << what;
+      EXPECT_TRUE(same_bits(wide.db, portable.db)) << what;
+      EXPECT_TRUE(same_bits(wide.dx_relu, portable.dx_relu)) << what;
+      EXPECT_TRUE(same_bits(wide.dg_relu, portable.dg_relu)) << what;
+      EXPECT_TRUE(same_bits(wide.db_relu, portable.db_relu)) << what;
+    }
+  }
+  ops::set_isa(saved_isa);
+  ops::set_threads(saved_threads);
+}
+
 // kAuto's method rule at its edges: Winograd for 3x3 stride-1 layers with 16+ channels and at
 // least 16 tiles in the batch; with fewer tiles (a 4x4 plane at batch 1..3), im2col + GEMM for
 // all three products, never the direct kernels.

@@ -1,14 +1,18 @@
 // Default batch-normalisation path: channels split over the threads (each channel's statistics
 // and outputs are its own, so any split gives the same bits), each channel's sums accumulated in
-// double (as PyTorch's CPU kernels do), in 16 independent partial sums that the compiler keeps
-// in vector registers. Float accumulators were tried first: the BatchNorm-bias gradients, sums
-// that nearly cancel, then lost 3 digits, and five resnet steps ended 4000 times further from
-// the float64 answer than PyTorch's float32 run (tests/test_golden.cpp). The closed
-// form of the backward (two sums per channel, then one pass) replaces the reference's term by
-// term chain rule. A ReLU after the BatchNorm can run in the same passes (LayerChain fuses the
-// pair): its mask is recomputed from x by the very expression the forward used
+// double (as PyTorch's CPU kernels do), in 16 independent partial sums (lanes): for floats on
+// AVX2 CPUs by explicit AVX2 loops, four vectors of four doubles, elsewhere by scalar loops with
+// the same lanes in the same order (the same bits). Float accumulators were tried first: the
+// BatchNorm-bias gradients, sums that nearly cancel, then lost 3 digits, and five resnet steps
+// ended 4000 times further from the float64 answer than PyTorch's float32 run
+// (tests/test_golden.cpp). The closed form of the backward (two sums per channel, then one pass)
+// replaces the reference's term by term chain rule. A ReLU after the BatchNorm can run in the same
+// passes (LayerChain fuses the pair): its mask is recomputed from x by the very expression the
+// forward used
 // (`normalised`), and this file is compiled without floating-point contraction
 // (CMakeLists.txt), so the recomputed values equal the forward's bit for bit.
+
+#include <immintrin.h>
 
 #include <bit>
 #include <cmath>
@@ -97,6 +101,129 @@ inline void lane_sums_dy(int64_t n, const T* __restrict dy, const T* __restrict 
   sum_dy_centered += lane_total(b);
 }
 
+// The float sums again with AVX2 (compiled for it whatever the build's flags, called only
+// when isa() says the CPU has it): the same 16 double lanes, lane k holding elements i with
+// i % 16 == k in order, each value formed in float by the same operations as above (no FMA
+// here either), so the results are the scalar loops' bit for bit. GCC left those loops
+// scalar on x86-64's baseline, with their 32 accumulators spilled to the stack.
+
+/// The 16 floats at p as 4 vectors of 4 doubles (lanes 0-3, 4-7, 8-11, 12-15).
+__attribute__((target("avx2"))) inline void widen16(__m256 low, __m256 high, __m256d (&d)[4]) {
+  d[0] = _mm256_cvtps_pd(_mm256_castps256_ps128(low));
+  d[1] = _mm256_cvtps_pd(_mm256_extractf128_ps(low, 1));
+  d[2] = _mm256_cvtps_pd(_mm256_castps256_ps128(high));
+  d[3] = _mm256_cvtps_pd(_mm256_extractf128_ps(high, 1));
+}
+
+/// Stores the 4 accumulators as the 16 lanes of partial.
+__attribute__((target("avx2"))) inline void store_lanes(const __m256d (&acc)[4],
+                                                        double (&partial)[kLanes]) {
+  for (int q = 0; q < 4; ++q) _mm256_storeu_pd(partial + 4 * q, acc[q]);
+}
+
+/// lane_sum of p[i] (squares: of (p[i] - m)^2, formed in float), floats only.
+template <bool Squares>
+__attribute__((target("avx2"))) double lane_sum_avx2(int64_t n, const float* p, float m) {
+  __m256d acc[4] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(),
+                    _mm256_setzero_pd()};
+  const __m256 mv = _mm256_set1_ps(m);
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    __m256 low = _mm256_loadu_ps(p + i), high = _mm256_loadu_ps(p + i + 8);
+    if constexpr (Squares) {
+      low = _mm256_sub_ps(low, mv);
+      high = _mm256_sub_ps(high, mv);
+      low = _mm256_mul_ps(low, low);
+      high = _mm256_mul_ps(high, high);
+    }
+    __m256d d[4];
+    widen16(low, high, d);
+    for (int q = 0; q < 4; ++q) acc[q] = _mm256_add_pd(acc[q], d[q]);
+  }
+  double partial[kLanes];
+  store_lanes(acc, partial);
+  for (; i < n; ++i) {
+    const float v = Squares ? (p[i] - m) * (p[i] - m) : p[i];
+    partial[0] += static_cast<double>(v);
+  }
+  return lane_total(partial);
+}
+
+/// reaching<float, Relu> of 8 values: dy where the normalised value is not below 0 (NaN too).
+template <bool Relu>
+__attribute__((target("avx2"))) inline __m256 reaching8(__m256 dy, __m256 x, __m256 scale,
+                                                        __m256 shift) {
+  if constexpr (Relu) {
+    const __m256 v = _mm256_add_ps(_mm256_mul_ps(x, scale), shift);
+    return _mm256_and_ps(dy, _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_NLT_UQ));
+  } else {
+    return dy;
+  }
+}
+
+/// lane_sums_dy for floats.
+template <bool Relu>
+__attribute__((target("avx2"))) void lane_sums_dy_avx2(int64_t n, const float* dy, const float* x,
+                                                       float m, const ChannelAffine<float>& affine,
+                                                       double& sum_dy, double& sum_dy_centered) {
+  __m256d a[4], b[4];
+  for (int q = 0; q < 4; ++q) a[q] = b[q] = _mm256_setzero_pd();
+  const __m256 mv = _mm256_set1_ps(m), scale = _mm256_set1_ps(affine.scale),
+               shift = _mm256_set1_ps(affine.shift);
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    const __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + i + 8);
+    const __m256 g0 = reaching8<Relu>(_mm256_loadu_ps(dy + i), x0, scale, shift);
+    const __m256 g1 = reaching8<Relu>(_mm256_loadu_ps(dy + i + 8), x1, scale, shift);
+    __m256d d[4], e[4];
+    widen16(g0, g1, d);
+    widen16(_mm256_mul_ps(g0, _mm256_sub_ps(x0, mv)), _mm256_mul_ps(g1, _mm256_sub_ps(x1, mv)), e);
+    for (int q = 0; q < 4; ++q) {
+      a[q] = _mm256_add_pd(a[q], d[q]);
+      b[q] = _mm256_add_pd(b[q], e[q]);
+    }
+  }
+  double pa[kLanes], pb[kLanes];
+  store_lanes(a, pa);
+  store_lanes(b, pb);
+  for (; i < n; ++i) {
+    const float g = reaching<float, Relu>(dy[i], x[i], affine);
+    pa[0] += static_cast<double>(g);
+    pb[0] += static_cast<double>(g * (x[i] - m));
+  }
+  sum_dy += lane_total(pa);
+  sum_dy_centered += lane_total(pb);
+}
+
+/// Whether the float sums take the AVX2 loops.
+bool wide_sums() {
+  return isa() != Isa::kPortable;
+}
+
+/// lane_sum of p[i] (Squares: of (p[i] - m)^2), by the AVX2 loop for floats when `wide`.
+template <bool Squares, typename T>
+double plane_sum(int64_t n, const T* __restrict p, T m, bool wide) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (wide) return lane_sum_avx2<Squares>(n, p, m);
+  }
+  if constexpr (Squares) {
+    return lane_sum<T>(n, [p, m](int64_t i) { return (p[i] - m) * (p[i] - m); });
+  } else {
+    return lane_sum<T>(n, [p](int64_t i) { return p[i]; });
+  }
+}
+
+/// lane_sums_dy, by the AVX2 loop for floats when `wide`.
+template <typename T, bool Relu>
+void plane_sums_dy(int64_t n, const T* __restrict dy, const T* __restrict x, T m,
+                   const ChannelAffine<T>& affine, bool wide, double& sum_dy,
+                   double& sum_dy_centered) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (wide) return lane_sums_dy_avx2<Relu>(n, dy, x, m, affine, sum_dy, sum_dy_centered);
+  }
+  lane_sums_dy<T, Relu>(n, dy, x, m, affine, sum_dy, sum_dy_centered);
+}
+
 /// Threads for a pass over x: one below 16384 elements (the region costs more than it saves).
 int team_for(const NormShape& s) {
   const int64_t n = s.batch * s.channels * s.inner;
@@ -109,19 +236,16 @@ template <typename T>
 void batchnorm_statistics(T* mean, T* var, const T* x, const NormShape& s) {
   if (reference_mode()) return ref::batchnorm_statistics(mean, var, x, s);
   const double count = static_cast<double>(s.batch * s.inner);
+  const bool wide = wide_sums();
   detail::for_each_range(team_for(s), s.channels, [&](int64_t first, int64_t last) {
     for (int64_t c = first; c < last; ++c) {
       double sum = 0;
-      for (int64_t n = 0; n < s.batch; ++n) {
-        const T* __restrict p = x + (n * s.channels + c) * s.inner;
-        sum += lane_sum<T>(s.inner, [p](int64_t i) { return p[i]; });
-      }
+      for (int64_t n = 0; n < s.batch; ++n)
+        sum += plane_sum<false>(s.inner, x + (n * s.channels + c) * s.inner, T(0), wide);
       const T m = static_cast<T>(sum / count);
       double squares = 0;
-      for (int64_t n = 0; n < s.batch; ++n) {
-        const T* __restrict p = x + (n * s.channels + c) * s.inner;
-        squares += lane_sum<T>(s.inner, [p, m](int64_t i) { return (p[i] - m) * (p[i] - m); });
-      }
+      for (int64_t n = 0; n < s.batch; ++n)
+        squares += plane_sum<true>(s.inner, x + (n * s.channels + c) * s.inner, m, wide);
       mean[c] = m;
       var[c] = static_cast<T>(squares / count);
     }
@@ -153,6 +277,7 @@ void normalise_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, con
                         const T* var, const T* gamma, const T* beta, const NormShape& s, T eps,
                         bool batch_statistics) {
   const double count = static_cast<double>(s.batch * s.inner);
+  const bool wide = wide_sums();
   detail::for_each_range(team_for(s), s.channels, [&](int64_t first, int64_t last) {
     for (int64_t c = first; c < last; ++c) {
       const ChannelAffine<T> affine(c, mean, var, gamma, beta, eps);
@@ -162,7 +287,7 @@ void normalise_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, con
       for (int64_t n = 0; n < s.batch; ++n) {
         const T* __restrict xp = x + (n * s.channels + c) * s.inner;
         const T* __restrict gp = dy + (n * s.channels + c) * s.inner;
-        lane_sums_dy<T, Relu>(s.inner, gp, xp, m, affine, sum_dy, sum_dy_centered);
+        plane_sums_dy<T, Relu>(s.inner, gp, xp, m, affine, wide, sum_dy, sum_dy_centered);
       }
       const double sum_dy_xhat = sum_dy_centered * static_cast<double>(invstd);
       if (dgamma) dgamma[c] += static_cast<T>(sum_dy_xhat);
