@@ -8,8 +8,7 @@
 // (tests/test_golden.cpp). The closed form of the backward (two sums per channel, then one pass)
 // replaces the reference's term by term chain rule. A ReLU after the BatchNorm can run in the same
 // passes (LayerChain fuses the pair): its mask is recomputed from x by the very expression the
-// forward used
-// (`normalised`), and this file is compiled without floating-point contraction
+// forward used (`normalised`), and this file is compiled without floating-point contraction
 // (CMakeLists.txt), so the recomputed values equal the forward's bit for bit.
 
 #include <immintrin.h>
