@@ -78,6 +78,21 @@ inline T reaching(T dy, T x, const ChannelAffine<T>& affine) {
   }
 }
 
+/// The values from i to n (fewer than kLanes) added into lane 0 of a and b, then the lanes'
+/// totals into sum_dy and sum_dy_centered: the end of lane_sums_dy and of its AVX2 twin.
+template <typename T, bool Relu>
+inline void finish_sums_dy(int64_t i, int64_t n, const T* __restrict dy, const T* __restrict x, T m,
+                           const ChannelAffine<T>& affine, double (&a)[kLanes], double (&b)[kLanes],
+                           double& sum_dy, double& sum_dy_centered) {
+  for (; i < n; ++i) {
+    const T g = reaching<T, Relu>(dy[i], x[i], affine);
+    a[0] += static_cast<double>(g);
+    b[0] += static_cast<double>(g * (x[i] - m));
+  }
+  sum_dy += lane_total(a);
+  sum_dy_centered += lane_total(b);
+}
+
 /// sum of g and of g (x - m) over i < n, g = reaching(dy), in one pass of kLanes partial sums
 /// each.
 template <typename T, bool Relu>
@@ -91,13 +106,7 @@ inline void lane_sums_dy(int64_t n, const T* __restrict dy, const T* __restrict 
       a[k] += static_cast<double>(g);
       b[k] += static_cast<double>(g * (x[i + k] - m));
     }
-  for (; i < n; ++i) {
-    const T g = reaching<T, Relu>(dy[i], x[i], affine);
-    a[0] += static_cast<double>(g);
-    b[0] += static_cast<double>(g * (x[i] - m));
-  }
-  sum_dy += lane_total(a);
-  sum_dy_centered += lane_total(b);
+  finish_sums_dy<T, Relu>(i, n, dy, x, m, affine, a, b, sum_dy, sum_dy_centered);
 }
 
 // The float sums again with AVX2 (compiled for it whatever the build's flags, called only
@@ -185,13 +194,7 @@ __attribute__((target("avx2"))) void lane_sums_dy_avx2(int64_t n, const float* d
   double pa[kLanes], pb[kLanes];
   store_lanes(a, pa);
   store_lanes(b, pb);
-  for (; i < n; ++i) {
-    const float g = reaching<float, Relu>(dy[i], x[i], affine);
-    pa[0] += static_cast<double>(g);
-    pb[0] += static_cast<double>(g * (x[i] - m));
-  }
-  sum_dy += lane_total(pa);
-  sum_dy_centered += lane_total(pb);
+  finish_sums_dy<float, Relu>(i, n, dy, x, m, affine, pa, pb, sum_dy, sum_dy_centered);
 }
 
 /// Whether the float sums take the AVX2 loops.
