@@ -37,15 +37,22 @@ inline double lane_total(double (&partial)[kLanes]) {
   return (partial[0] + partial[2]) + (partial[1] + partial[3]);
 }
 
+/// f(i) for i from `from` to n (fewer than kLanes) added into lane 0, then the lanes' total:
+/// the end of lane_sum and of its AVX2 twin.
+template <typename F>
+inline double finish_lane_sum(int64_t from, int64_t n, const F& f, double (&partial)[kLanes]) {
+  for (int64_t i = from; i < n; ++i) partial[0] += static_cast<double>(f(i));
+  return lane_total(partial);
+}
+
 /// sum over i < n of f(i), in kLanes partial sums.
-template <typename T, typename F>
+template <typename F>
 inline double lane_sum(int64_t n, const F& f) {
   double partial[kLanes] = {};
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes)
     for (int k = 0; k < kLanes; ++k) partial[k] += static_cast<double>(f(i + k));
-  for (; i < n; ++i) partial[0] += static_cast<double>(f(i));
-  return lane_total(partial);
+  return finish_lane_sum(i, n, f, partial);
 }
 
 /// A channel's map y = x scale + shift: scale = gamma invstd, shift = beta - mean scale.
@@ -129,9 +136,11 @@ __attribute__((target("avx2"))) inline void store_lanes(const __m256d (&acc)[4],
   for (int q = 0; q < 4; ++q) _mm256_storeu_pd(partial + 4 * q, acc[q]);
 }
 
-/// lane_sum of p[i] (squares: of (p[i] - m)^2, formed in float), floats only.
-template <bool Squares>
-__attribute__((target("avx2"))) double lane_sum_avx2(int64_t n, const float* p, float m) {
+/// lane_sum of p[i] (squares: of (p[i] - m)^2, formed in float), floats only; value(i) is the
+/// scalar form of the same, for the last values.
+template <bool Squares, typename F>
+__attribute__((target("avx2"))) double lane_sum_avx2(int64_t n, const float* p, float m,
+                                                     const F& value) {
   __m256d acc[4] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(),
                     _mm256_setzero_pd()};
   const __m256 mv = _mm256_set1_ps(m);
@@ -150,11 +159,7 @@ __attribute__((target("avx2"))) double lane_sum_avx2(int64_t n, const float* p, 
   }
   double partial[kLanes];
   store_lanes(acc, partial);
-  for (; i < n; ++i) {
-    const float v = Squares ? (p[i] - m) * (p[i] - m) : p[i];
-    partial[0] += static_cast<double>(v);
-  }
-  return lane_total(partial);
+  return finish_lane_sum(i, n, value, partial);
 }
 
 /// reaching<float, Relu> of 8 values: dy where the normalised value is not below 0 (NaN too).
@@ -205,14 +210,17 @@ bool wide_sums() {
 /// lane_sum of p[i] (Squares: of (p[i] - m)^2), by the AVX2 loop for floats when `wide`.
 template <bool Squares, typename T>
 double plane_sum(int64_t n, const T* __restrict p, T m, bool wide) {
+  const auto value = [=](int64_t i) {  // m unused when summing p itself
+    if constexpr (Squares) {
+      return (p[i] - m) * (p[i] - m);
+    } else {
+      return p[i];
+    }
+  };
   if constexpr (std::is_same_v<T, float>) {
-    if (wide) return lane_sum_avx2<Squares>(n, p, m);
+    if (wide) return lane_sum_avx2<Squares>(n, p, m, value);
   }
-  if constexpr (Squares) {
-    return lane_sum<T>(n, [p, m](int64_t i) { return (p[i] - m) * (p[i] - m); });
-  } else {
-    return lane_sum<T>(n, [p](int64_t i) { return p[i]; });
-  }
+  return lane_sum(n, value);
 }
 
 /// lane_sums_dy, by the AVX2 loop for floats when `wide`.
