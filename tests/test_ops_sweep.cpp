@@ -708,6 +708,61 @@ TEST_P(OpsSweepAllPaths, ReluMaxPoolEqualsReluThenMaxPoolBitForBit) {
   sweep_relu_pool<double>(32, 50);
 }
 
+/// conv2d_forward with a weight scale (a BatchNorm folded in) against the same call on weights
+/// scaled first: the same bits, on every method (the shapes reach the direct, Winograd and
+/// GEMM paths, pointwise and strided, out_channels not a multiple of any kernel's block) and
+/// thread count. The fast paths keep packed weights by the weights' address between calls: a
+/// new scale with the same weights, and the same weights without a scale, must be seen.
+template <typename T>
+void check_conv_weight_scale(uint64_t seed) {
+  Rng rng(seed);
+  std::vector<ops::ConvShape> shapes = {
+      ops::make_conv_shape(3, 1, 28, 28, 32, 3, 3, 1, 1, 1, 1),   // resnet's stem
+      ops::make_conv_shape(2, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1),  // its first block
+      ops::make_conv_shape(3, 32, 14, 14, 64, 3, 3, 2, 2, 1, 1),  // stride 2
+      ops::make_conv_shape(3, 32, 14, 14, 64, 1, 1, 2, 2, 0, 0),  // a projection shortcut
+      ops::make_conv_shape(1, 64, 4, 4, 128, 3, 3, 1, 1, 1, 1),   // batch 1, few tiles
+      ops::make_conv_shape(2, 6, 14, 14, 19, 5, 5, 1, 1, 0, 0),   // 19 channels, 5x5
+      ops::make_conv_shape(2, 7, 9, 11, 13, 3, 3, 1, 1, 1, 1)};
+  for (int c = 0; c < 12; ++c) shapes.push_back(random_conv3x3(rng));
+  const int saved = ops::threads();
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    const ops::ConvShape& s = shapes[i];
+    ops::set_threads(1 + static_cast<int>(i % 2));
+    SCOPED_TRACE("shape " + std::to_string(i) + ", " + std::to_string(ops::threads()) + " threads");
+    const int64_t per_channel = s.in_channels * s.kernel_h * s.kernel_w;
+    const auto x = random_vector<T>(rng, s.batch * s.in_channels * s.in_h * s.in_w),
+               w = random_vector<T>(rng, s.out_channels * per_channel),
+               b = random_vector<T>(rng, s.out_channels);
+    const size_t ny = static_cast<size_t>(s.batch * s.out_channels * s.out_h * s.out_w);
+    std::vector<T> scale = random_vector<T>(rng, s.out_channels);
+    for (int round = 0; round < 3; ++round) {
+      // Round 1: a new scale, same weights; round 2: no scale.
+      if (round == 1) {
+        for (T& v : scale) v = v * T(-1.5) + T(0.25);
+      }
+      std::vector<T> scaled = w;
+      if (round < 2) {
+        for (int64_t o = 0; o < s.out_channels; ++o)
+          for (int64_t k = 0; k < per_channel; ++k)
+            scaled[o * per_channel + k] = w[o * per_channel + k] * scale[o];
+      }
+      std::vector<T> expected(ny), y(ny);
+      ops::conv2d_forward(expected.data(), x.data(), scaled.data(), b.data(), s);
+      ops::conv2d_forward(y.data(), x.data(), w.data(), b.data(), s,
+                          round < 2 ? scale.data() : nullptr);
+      ASSERT_TRUE(same_bits(y, expected))
+          << "round " << round << ", method " << ops::conv2d_forward_method(s);
+    }
+  }
+  ops::set_threads(saved);
+}
+
+TEST_P(OpsSweepAllPaths, Conv2dWeightScaleEqualsScaledWeightsBitForBit) {
+  check_conv_weight_scale<float>(51);
+  check_conv_weight_scale<double>(52);
+}
+
 /// BatchNorm's statistics, forward and backward (batch or running statistics), alone and fused
 /// with the ReLU after it: the default path against the reference on odd (batch, channels,
 /// inner), 1 and 2 threads; and the fused ops bit for bit against the two ops they replace on

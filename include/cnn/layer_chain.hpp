@@ -9,8 +9,9 @@
 //    results without the BatchNorm's output; backward recomputes the ReLU's mask from the
 //    BatchNorm's input, which saves the ReLU's passes in both directions;
 //  * in kEval, a Conv2d followed by a BatchNorm2d: the BatchNorm's affine map is folded into the
-//    convolution's weights and bias (w' = w scale, b' = b scale + shift), one pass instead of
-//    two; equal to the unfolded pair to rounding. A backward after such a forward first
+//    convolution's weights and bias (w' = w scale, applied as the convolution packs its
+//    weights; b' = b scale + shift), one pass instead of two; equal to the unfolded pair to
+//    rounding. A backward after such a forward first
 //    recomputes the pair unfolded, so that evaluation-mode gradients stay exact.
 
 #include <vector>
@@ -45,7 +46,7 @@ class LayerChain {
   std::vector<char> relu_norm_ran_;         // [i]: the latest forward ran layers i - 1 and i as one
   Tensor<T> grad_a_, grad_b_;               // ping-pong buffers for dL/d(activation) in backward
   Tensor<T> recomputed_;  // the unfolded BatchNorm output recompute_folded_pairs writes
-  std::vector<T> fold_weight_, fold_bias_, fold_scale_, fold_shift_;
+  std::vector<T> fold_bias_, fold_scale_, fold_shift_;
   TensorView<const T> input_;
   bool folded_forward_ = false;  // the latest forward folded at least one pair
 };

@@ -98,8 +98,13 @@ const char* conv_algorithm_name(ConvAlgorithm algorithm);
 
 // ---- convolution --------------------------------------------------------------------------
 /// y (N, OC, OH, OW) = b + sum_c x (N, C, H, W) (*) w (OC, C, KH, KW); b (OC) may be null.
+/// w_scale (OC) may be null; when given, output channel o's kernel is w(o) * w_scale[o], each
+/// product rounded as one multiplication in T: bit for bit the same as scaling w first (a
+/// BatchNorm folded in), without a scaled copy of w to write, and the fast paths' packed or
+/// transformed weights stay cached with w's address.
 template <typename T>
-void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s);
+void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s,
+                    const T* w_scale = nullptr);
 /// dx (N, C, H, W) assigned (may be null); dw (OC, C, KH, KW) and db (OC) accumulated (db may
 /// be null); from x, w and dy (N, OC, OH, OW).
 template <typename T>

@@ -344,7 +344,7 @@ const char* conv2d_input_grad_method(const ConvShape& s) {
 namespace {
 
 void conv2d_forward_direct(float* y, const float* x, const float* w, const float* b,
-                           const ConvShape& s) {
+                           const ConvShape& s, const float* w_scale) {
   const detail::DirectConvKernels& kernels = detail::direct_conv_kernels();
   const Staging g = make_staging(s.in_channels, s.in_h, s.in_w, s.pad_h, s.pad_w, s.kernel_h,
                                  s.kernel_w, kernels.lanes);
@@ -356,7 +356,9 @@ void conv2d_forward_direct(float* y, const float* x, const float* w, const float
   float* packed = shared.data();
   float* bias = packed + padded_channels * taps;
   pack_forward_weights(packed, s.out_channels, padded_channels, oc_block, taps,
-                       [&](int64_t o, int64_t t) { return w[o * taps + t]; });
+                       [&](int64_t o, int64_t t) {
+                         return w_scale ? w[o * taps + t] * w_scale[o] : w[o * taps + t];
+                       });
   for (int64_t o = 0; o < padded_channels; ++o) bias[o] = b && o < s.out_channels ? b[o] : 0.0f;
   std::vector<int64_t>& offsets = detail::shared_scratch<int64_t>(0, taps);
   tap_offsets(offsets.data(), g, s.kernel_h, s.kernel_w);
@@ -540,14 +542,25 @@ void conv2d_backward_direct(float* dx, float* dw, float* db, const float* x, con
 }  // namespace
 
 template <typename T>
-void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s) {
+void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s,
+                    const T* w_scale) {
+  if (w_scale && (reference_mode() || !std::is_same_v<T, float>)) {
+    // The paths without a scaled packing: scale a copy (grow-only, per thread).
+    thread_local std::vector<T> scaled;
+    const int64_t per_channel = s.in_channels * s.kernel_h * s.kernel_w;
+    scaled.resize(static_cast<size_t>(s.out_channels * per_channel));
+    for (int64_t o = 0; o < s.out_channels; ++o)
+      for (int64_t k = 0; k < per_channel; ++k)
+        scaled[static_cast<size_t>(o * per_channel + k)] = w[o * per_channel + k] * w_scale[o];
+    return conv2d_forward(y, x, scaled.data(), b, s, static_cast<const T*>(nullptr));
+  }
   if (reference_mode()) return ref::conv2d_forward(y, x, w, b, s);
   if constexpr (std::is_same_v<T, float>) {
     if (conv_uses_winograd(s)) {
-      return detail::winograd_conv3x3(y, x, w, b, s.batch, s.in_channels, s.in_h, s.in_w,
+      return detail::winograd_conv3x3(y, x, w, w_scale, b, s.batch, s.in_channels, s.in_h, s.in_w,
                                       s.out_channels, s.pad_h, s.pad_w);
     }
-    if (conv_forward_uses_direct(s)) return conv2d_forward_direct(y, x, w, b, s);
+    if (conv_forward_uses_direct(s)) return conv2d_forward_direct(y, x, w, b, s, w_scale);
   }
   const int64_t patch = s.in_channels * s.kernel_h * s.kernel_w;
   const int64_t out_size = s.out_h * s.out_w;
@@ -557,7 +570,7 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s
   const float* packed_w = nullptr;
   if constexpr (std::is_same_v<T, float>) {
     std::vector<float>& buffer = detail::shared_scratch<float>(0, 0);
-    detail::sgemm_pack_a(s.out_channels, patch, w, patch, 1, buffer);
+    detail::sgemm_pack_a(s.out_channels, patch, w, patch, 1, buffer, w_scale);
     packed_w = buffer.data();
   }
   // Images are independent: each thread takes a contiguous block of them, with its own
@@ -704,9 +717,9 @@ void conv2d_backward(T* dx, T* dw, T* db, const T* x, const T* w, const T* dy, c
 }
 
 template void conv2d_forward<float>(float*, const float*, const float*, const float*,
-                                    const ConvShape&);
+                                    const ConvShape&, const float*);
 template void conv2d_forward<double>(double*, const double*, const double*, const double*,
-                                     const ConvShape&);
+                                     const ConvShape&, const double*);
 template void conv2d_backward<float>(float*, float*, float*, const float*, const float*,
                                      const float*, const ConvShape&);
 template void conv2d_backward<double>(double*, double*, double*, const double*, const double*,

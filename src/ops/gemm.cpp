@@ -108,8 +108,9 @@ void gemm_nt<float>(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda
 }
 
 void sgemm_pack_a(int64_t m, int64_t k, const float* a, int64_t a_rs, int64_t a_cs,
-                  std::vector<float>& packed) {
+                  std::vector<float>& packed, const float* row_scale) {
   SgemmArgs args{m, 0, k, a, a_rs, a_cs, nullptr, 0, 0, nullptr, 0, false, nullptr, nullptr};
+  args.a_row_scale = row_scale;
   switch (ops::isa()) {
     case ops::Isa::kAvx512:
       packed.resize(static_cast<size_t>(sgemm_avx512_packed_a_size(m, k)));

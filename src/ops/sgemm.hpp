@@ -36,6 +36,9 @@ struct SgemmArgs {
   // Optional: A already packed whole by sgemm_<isa>_pack_a (then pack_a is unused), so that a
   // product repeated with the same A (a convolution's weights, image after image) packs it once.
   const float* packed_a = nullptr;
+  // Optional, for the packing of A only (sgemm_<isa>_pack_a): row i of A multiplied by
+  // a_row_scale[i] as it is packed.
+  const float* a_row_scale = nullptr;
 };
 
 void sgemm_avx512(const SgemmArgs& args);  // 16 x 16 micro-kernel, AVX-512F + FMA

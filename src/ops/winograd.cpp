@@ -394,15 +394,18 @@ struct PackedWeights {
   int64_t in_channels = 0, out_channels = 0;
   ops::Isa isa = ops::Isa::kPortable;  // the packing's layout
   std::vector<float> copy;             // the weights they were made from
+  bool scaled = false;                 // made with a weight scale, a copy of which is:
+  std::vector<float> scale_copy;
   std::vector<float> packed[16];
 };
 
-/// The packed U_xi of `weights`: from the latest calls on this thread when the weights are the
-/// same bytes as then (inference runs the same layers again and again; their transform and
-/// packing were ~15 us of convnet conv2's 75 us forward of one image), else made anew into
-/// the entry of the same weights pointer, or a new or the oldest entry of 8.
-const std::vector<float>* packed_weights(const float* weights, int64_t in_channels,
-                                         int64_t out_channels) {
+/// The packed U_xi of `weights` (times `scale` per output channel when not null): from the
+/// latest calls on this thread when the weights and scale are the same bytes as then
+/// (inference runs the same layers again and again; their transform and packing were ~15 us of
+/// convnet conv2's 75 us forward of one image), else made anew into the entry of the same
+/// weights pointer, or a new or the oldest entry of 8.
+const std::vector<float>* packed_weights(const float* weights, const float* scale,
+                                         int64_t in_channels, int64_t out_channels) {
   constexpr size_t kEntries = 8;
   thread_local std::vector<PackedWeights> cache;
   thread_local size_t next_victim = 0;
@@ -413,7 +416,10 @@ const std::vector<float>* packed_weights(const float* weights, int64_t in_channe
   for (PackedWeights& e : cache) {
     if (e.source != weights) continue;
     if (e.in_channels == in_channels && e.out_channels == out_channels && e.isa == isa &&
-        std::memcmp(e.copy.data(), weights, count * sizeof(float)) == 0) {
+        e.scaled == (scale != nullptr) &&
+        std::memcmp(e.copy.data(), weights, count * sizeof(float)) == 0 &&
+        (!scale || std::memcmp(e.scale_copy.data(), scale,
+                               static_cast<size_t>(out_channels) * sizeof(float)) == 0)) {
       return e.packed;
     }
     entry = &e;
@@ -432,8 +438,22 @@ const std::vector<float>* packed_weights(const float* weights, int64_t in_channe
   entry->out_channels = out_channels;
   entry->isa = isa;
   entry->copy.assign(weights, weights + count);
+  entry->scaled = scale != nullptr;
+  const float* source = weights;
+  if (scale) {
+    entry->scale_copy.assign(scale, scale + out_channels);
+    // The scaled kernels written out first, then transformed: each value rounded as a scaled
+    // copy would hold it (a multiplication inside the transform could be contracted into a
+    // multiply-add).
+    std::vector<float>& scaled = shared_scratch<float>(1, static_cast<int64_t>(count));
+    for (int64_t o = 0; o < out_channels; ++o)
+      for (int64_t k = 0; k < in_channels * 9; ++k)
+        scaled[static_cast<size_t>(o * in_channels * 9 + k)] =
+            weights[o * in_channels * 9 + k] * scale[o];
+    source = scaled.data();
+  }
   std::vector<float>& u = shared_scratch<float>(0, 16 * pairs);
-  transform_weights(u.data(), weights, in_channels, out_channels);
+  transform_weights(u.data(), source, in_channels, out_channels);
   for (int xi = 0; xi < 16; ++xi) {
     sgemm_pack_a(out_channels, in_channels, u.data() + xi * pairs, in_channels, 1,
                  entry->packed[xi]);
@@ -443,12 +463,13 @@ const std::vector<float>* packed_weights(const float* weights, int64_t in_channe
 
 }  // namespace
 
-void winograd_conv3x3(float* y, const float* x, const float* weights, const float* bias,
-                      int64_t batch, int64_t in_channels, int64_t height, int64_t width,
-                      int64_t out_channels, int64_t pad_h, int64_t pad_w) {
+void winograd_conv3x3(float* y, const float* x, const float* weights, const float* weight_scale,
+                      const float* bias, int64_t batch, int64_t in_channels, int64_t height,
+                      int64_t width, int64_t out_channels, int64_t pad_h, int64_t pad_w) {
   const Geometry g = make_geometry(in_channels, height, width, out_channels, pad_h, pad_w);
   // Each U_xi packed once for the GEMM kernel, shared read-only by the threads.
-  const std::vector<float>* packs = packed_weights(weights, in_channels, out_channels);
+  const std::vector<float>* packs =
+      packed_weights(weights, weight_scale, in_channels, out_channels);
 
   const int64_t per_image = g.tiles_h * g.tiles_w;
   const int64_t chunk = images_per_chunk(g, batch);
