@@ -23,8 +23,9 @@ void gemm_tn(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* 
 /// Packs A (M x K, element (i, p) at a[i * a_rs + p * a_cs]: a_cs = 1 for a row-major A,
 /// a_rs = 1 for a transposed one) once for the instruction set in use, for
 /// sgemm_nn_prepacked: a convolution multiplies the same weights with every image's columns.
-/// `packed` grows as needed (no allocation once it is large enough). row_scale (M) may be
-/// null; when given, row i is packed as A(i, p) * row_scale[i] (one rounded multiplication).
+/// `packed` grows as needed and never shrinks (no allocation once it is large enough). row_scale
+/// (M) may be null; when given, row i is packed as A(i, p) * row_scale[i] (one rounded
+/// multiplication).
 void sgemm_pack_a(int64_t m, int64_t k, const float* a, int64_t a_rs, int64_t a_cs,
                   std::vector<float>& packed, const float* row_scale = nullptr);
 /// C (M x N) = [C +] A * B (K x N) with A from sgemm_pack_a_nn (same m, k and instruction set).
