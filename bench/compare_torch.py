@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Side-by-side speed of cnn and PyTorch on this machine, for the issue's targets.
 
-  /usr/bin/python3 bench/compare_torch.py [--cnn build/release/cnn] [--repeat 5] [--skip-memory]
+  /usr/bin/python3 bench/compare_torch.py [--cnn build/release/cnn] [--rounds 3] [--repeat 3]
+                                          [--skip-memory]
 
 Needs: apt-get install python3-torch libopenblas0-pthread time. (Without OpenBLAS, Debian's
 PyTorch runs on the reference BLAS; the script refuses that.)
@@ -12,8 +13,13 @@ OPENBLAS_CORETYPE=SkylakeX and one OpenBLAS thread (OpenBLAS 0.3.21 does not rec
 CPU and would otherwise fall back to SSE3 kernels), glibc's allocator told to keep freed
 memory (a fixed 32 MiB mmap threshold and no trimming: with the defaults, a process could
 page-fault PyTorch's tensors in anew every step, at up to a quarter of its speed), and for
-each figure the better of NCHW and channels_last tensors (the table says which). Each figure is the median of --repeat runs; PyTorch and `cnn bench`
-alternate, configuration by configuration, in the same session. Training: batch 64, SGD with
+each figure the better of NCHW and channels_last tensors (the table says which).
+
+This machine's speed moves by a third from one minute to the next, more than most ratios
+differ, so the whole comparison runs --rounds times; within a round PyTorch and `cnn bench`
+alternate configuration by configuration, each figure the median of --repeat runs. A row
+gives each side's median over the rounds and the median of the rounds' ratios (the target is
+judged on it), with their range. Training: batch 64, SGD with
 momentum, forward + loss + backward + update, data in memory. Inference: batch 256. Latency:
 batch 1, one thread. Peak memory: the maximum resident set of a process that loads the full
 Fashion-MNIST and trains one epoch (`cnn train` against a PyTorch script doing the same),
@@ -197,38 +203,56 @@ def cpu_model():
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cnn", default=os.path.join(ROOT, "build", "release", "cnn"))
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="times the whole comparison runs (default 3); rows give medians")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs per figure within a round, their median taken (default 3)")
     parser.add_argument("--skip-memory", action="store_true")
     args = parser.parse_args()
     for name in ("lenet5", "convnet", "resnet"):
         INFOS[name] = torch_interop.cnn_info(args.cnn, name)
 
-    rows = []  # (what, model, torch, cnn, ratio, target text, met, PyTorch layout)
-    ours = {}
+    if args.rounds < 1 or args.repeat < 1:
+        parser.error("--rounds and --repeat must be at least 1")
+
+    # Per configuration (model, threads), a list with one entry per round.
+    torch_rounds, cnn_rounds = {}, {}
+    for _ in range(args.rounds):
+        for name in ("lenet5", "convnet", "resnet"):
+            for threads in (2, 1):
+                torch_rounds.setdefault((name, threads), []).append(
+                    best_torch_figures(name, threads, args.repeat))
+                cnn_rounds.setdefault((name, threads), []).append(
+                    cnn_figures(args.cnn, name, threads, args.repeat))
+
+    rows = []  # (what, model, torch, cnn, ratios over rounds, target text, met, PyTorch layout)
+
+    def add_row(what, name, threads, torch_key, cnn_key, goal, at_least):
+        ts = [t[torch_key] for t in torch_rounds[(name, threads)]]
+        cs = [c[cnn_key] for c in cnn_rounds[(name, threads)]]
+        ratios = [c / t for t, c in zip(ts, cs)]
+        ratio = statistics.median(ratios)
+        layouts = [t[torch_key + "_layout"] for t in torch_rounds[(name, threads)]]
+        layout = max(set(layouts), key=layouts.count)
+        if len(set(layouts)) > 1:
+            layout += " (%d of %d)" % (layouts.count(layout), len(layouts))
+        met = None if goal is None else ratio >= goal if at_least else ratio <= goal
+        target = "none" if goal is None else ("%s %gx" % (">=" if at_least else "<=", goal))
+        rows.append((what, name, statistics.median(ts), statistics.median(cs), ratios, target, met, layout))
+
     for name in ("lenet5", "convnet", "resnet"):
         for threads in (2, 1):
-            t = best_torch_figures(name, threads, args.repeat)
-            c = cnn_figures(args.cnn, name, threads, args.repeat)
-            ours[(name, threads)] = c
             # The issues' targets; resnet's (issue "Modern CNNs") has none on 1 thread.
             goal = {("lenet5", 2): 3.0, ("convnet", 2): 2.0, ("lenet5", 1): 2.0, ("convnet", 1): 1.5,
                     ("resnet", 2): 2.0, ("resnet", 1): None}[(name, threads)]
-            ratio = c["train_images_per_s"] / t["train"]
-            rows.append(("training images/s, %d thread%s" % (threads, "s" if threads > 1 else ""), name,
-                         t["train"], c["train_images_per_s"], ratio,
-                         ">= %gx" % goal if goal else "none", ratio >= goal if goal else None,
-                         t["train_layout"]))
+            add_row("training images/s, %d thread%s" % (threads, "s" if threads > 1 else ""), name, threads,
+                    "train", "train_images_per_s", goal, True)
             if threads == 2:
-                goal = 2.0 if name == "resnet" else 3.0
-                ratio = c["infer_images_per_s"] / t["infer"]
-                rows.append(("inference images/s, batch 256, 2 threads", name, t["infer"],
-                             c["infer_images_per_s"], ratio, ">= %gx" % goal, ratio >= goal,
-                             t["infer_layout"]))
+                add_row("inference images/s, batch 256, 2 threads", name, threads, "infer",
+                        "infer_images_per_s", 2.0 if name == "resnet" else 3.0, True)
             else:
-                goal = 0.25 if name == "lenet5" else 0.5
-                ratio = c["latency_us"] / t["latency_us"]
-                rows.append(("latency us, batch 1, 1 thread", name, t["latency_us"], c["latency_us"], ratio,
-                             "<= %gx" % goal, ratio <= goal, t["latency_us_layout"]))
+                add_row("latency us, batch 1, 1 thread", name, threads, "latency_us", "latency_us",
+                        0.25 if name == "lenet5" else 0.5, False)
     if not args.skip_memory:
         with tempfile.TemporaryDirectory() as tmp:
             script = os.path.join(tmp, "train_torch.py")
@@ -240,36 +264,46 @@ def main():
                 cnn_mib = peak_rss_mib([args.cnn, "train", "--model", name, "--epochs", "1", "--threads", "2",
                                         "--out", os.path.join(tmp, name + ".safetensors")])
                 ratio = cnn_mib / torch_mib
-                rows.append(("peak memory MiB, 1 epoch of full Fashion-MNIST", name, torch_mib, cnn_mib, ratio,
+                rows.append(("peak memory MiB, 1 epoch of full Fashion-MNIST", name, torch_mib, cnn_mib, [ratio],
                              "<= 0.5x", ratio <= 0.5, "NCHW"))
 
-    conv2 = ours[("convnet", 2)]["layers"][3]
-    conv2_1 = ours[("convnet", 1)]["layers"][3]
-    scaling = ours[("convnet", 2)]["train_images_per_s"] / ours[("convnet", 1)]["train_images_per_s"]
+    def conv2_fraction(threads):
+        return statistics.median(c["layers"][3]["forward_peak_fraction"] for c in cnn_rounds[("convnet", threads)])
+
+    def peak(threads):
+        return statistics.median(c["peak_gflops"] for c in cnn_rounds[("convnet", threads)])
+
+    fraction2, fraction1 = conv2_fraction(2), conv2_fraction(1)
+    scaling = statistics.median(c2["train_images_per_s"] / c1["train_images_per_s"] for c2, c1 in
+                                zip(cnn_rounds[("convnet", 2)], cnn_rounds[("convnet", 1)]))
+    last = cnn_rounds[("convnet", 2)][-1]
 
     print("cnn vs PyTorch %s (BLAS: %s), %s, %s, %d cores (%s kernels)" % (
         torch.__version__, os.path.basename(blas_library().split(", ")[-1]),
-        datetime.date.today().isoformat(), cpu_model(), os.cpu_count(), ours[("convnet", 2)]["isa"]))
+        datetime.date.today().isoformat(), cpu_model(), os.cpu_count(), last["isa"]))
+    print("%d round%s, each figure the median of %d runs; PyTorch and cnn: medians over the rounds; "
+          "cnn / PyTorch: the median of the rounds' ratios, and their range" % (
+              args.rounds, "s" if args.rounds > 1 else "", args.repeat))
     print()
-    print("| what | model | PyTorch | PyTorch layout | cnn | cnn / PyTorch | target | met |")
-    print("| --- | --- | ---: | --- | ---: | ---: | --- | --- |")
-    for what, name, t, c, ratio, target, met, layout in rows:
-        print("| %s | %s | %.0f | %s | %.0f | %.2fx | %s | %s |" % (what, name, t, layout, c, ratio, target,
-                                                               "-" if met is None else "yes" if met else "**no**"))
+    print("| what | model | PyTorch | PyTorch layout | cnn | cnn / PyTorch | range | target | met |")
+    print("| --- | --- | ---: | --- | ---: | ---: | ---: | --- | --- |")
+    for what, name, t, c, ratios, target, met, layout in rows:
+        spread = "%.2f-%.2f" % (min(ratios), max(ratios)) if len(ratios) > 1 else "-"
+        print("| %s | %s | %.0f | %s | %.0f | %.2fx | %s | %s | %s |" % (
+            what, name, t, layout, c, statistics.median(ratios), spread, target,
+            "-" if met is None else "yes" if met else "**no**"))
     print()
     print("| cnn alone | figure | target | met |")
     print("| --- | ---: | --- | --- |")
     print("| convnet conv2 (32->64, 3x3, 14x14, batch 64) forward, 2 threads | %.0f%% of %.0f GFLOP/s FMA peak | >= 60%% | %s |"
-          % (100 * conv2["forward_peak_fraction"], ours[("convnet", 2)]["peak_gflops"],
-             "yes" if conv2["forward_peak_fraction"] >= 0.6 else "**no**"))
+          % (100 * fraction2, peak(2), "yes" if fraction2 >= 0.6 else "**no**"))
     print("| the same, 1 thread | %.0f%% of %.0f GFLOP/s | >= 60%% | %s |"
-          % (100 * conv2_1["forward_peak_fraction"], ours[("convnet", 1)]["peak_gflops"],
-             "yes" if conv2_1["forward_peak_fraction"] >= 0.6 else "**no**"))
+          % (100 * fraction1, peak(1), "yes" if fraction1 >= 0.6 else "**no**"))
     print("| convnet training, 2 threads / 1 thread | %.2fx | >= 1.8x | %s |" % (scaling, "yes" if scaling >= 1.8 else "**no**"))
     print()
     print("conv2 ran forward/weight gradient/input gradient as %s; GFLOP/s count the direct "
           "convolution's multiply-adds (Winograd does 2.25x fewer, so the fraction can pass 100%%)."
-          % conv2.get("algorithm", "?"))
+          % last["layers"][3].get("algorithm", "?"))
     return 0
 
 
