@@ -548,7 +548,8 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s
     // The paths without a scaled packing: scale a copy (grow-only, per thread).
     thread_local std::vector<T> scaled;
     const int64_t per_channel = s.in_channels * s.kernel_h * s.kernel_w;
-    scaled.resize(static_cast<size_t>(s.out_channels * per_channel));
+    if (scaled.size() < static_cast<size_t>(s.out_channels * per_channel))
+      scaled.resize(static_cast<size_t>(s.out_channels * per_channel));
     for (int64_t o = 0; o < s.out_channels; ++o)
       for (int64_t k = 0; k < per_channel; ++k)
         scaled[static_cast<size_t>(o * per_channel + k)] = w[o * per_channel + k] * w_scale[o];
