@@ -209,6 +209,46 @@ TEST(Sequential, FusedReluMaxPoolGivesTheLayerByLayerResults) {
   }
 }
 
+// A kEval forward pools without the argmax; a backward after it must recompute it from its own
+// input, not use the one a kTrain forward on other images left: the output and gradients equal
+// those of a kTrain forward on the same images, bit for bit, with the pooling fused after a
+// ReLU and alone, on the 2x2 / stride-2 path and on an overlapping window.
+TEST(Sequential, MaxPoolBackwardAfterAnEvaluationForwardRecomputesTheArgmax) {
+  for (const bool fused : {true, false})
+    for (int64_t kernel : {2, 3}) {
+      Sequential<float> model;
+      model.emplace<Conv2d<float>>(2, 3, 3, 1, 1);
+      if (fused) model.emplace<ReLU<float>>();
+      model.emplace<MaxPool2d<float>>(kernel, 2, kernel - 2);
+      model.emplace<Flatten<float>>();
+      model.emplace<Linear<float>>(3 * 4 * 4, 5);
+      model.build(Shape{2, 8, 8});
+      Rng rng(5);
+      model.init_parameters(rng);
+      Tensor<float> before(Shape{3, 2, 8, 8}), x(Shape{3, 2, 8, 8}), dy(Shape{3, 5});
+      for (float& v : before) v = static_cast<float>(rng.normal());
+      for (float& v : x) v = static_cast<float>(rng.normal());
+      for (float& v : dy) v = static_cast<float>(rng.normal());
+
+      model.forward(before, Mode::kTrain);
+      const TensorView<const float> eval_out = model.forward(x, Mode::kEval);
+      const std::vector<float> eval_y(eval_out.begin(), eval_out.end());
+      model.zero_grad();
+      model.backward(dy);
+      const std::vector<float> eval_grads(model.gradients().begin(), model.gradients().end());
+
+      const TensorView<const float> train_out = model.forward(x, Mode::kTrain);
+      const std::vector<float> train_y(train_out.begin(), train_out.end());
+      model.zero_grad();
+      model.backward(dy);
+      SCOPED_TRACE(std::string(fused ? "ReLU + MaxPool2d" : "MaxPool2d") + ", kernel " +
+                   std::to_string(kernel));
+      ASSERT_EQ(0, std::memcmp(eval_y.data(), train_y.data(), eval_y.size() * sizeof(float)));
+      ASSERT_EQ(0, std::memcmp(eval_grads.data(), model.gradients().data(),
+                               eval_grads.size() * sizeof(float)));
+    }
+}
+
 // BatchNorm2d + ReLU (after a pooling layer, so that kEval does not fold the BatchNorm into a
 // convolution) and BatchNorm1d + ReLU after a Linear, each run as one step, must give the
 // layer-by-layer outputs, parameter gradients and running statistics byte for byte, in both

@@ -264,6 +264,9 @@ void sweep_pool(uint64_t seed, int cases) {
     ref::maxpool2d_forward(y_ref.data(), arg_ref.data(), x.data(), s);
     ASSERT_EQ(y_fast, y_ref) << describe(s);
     ASSERT_EQ(arg_fast, arg_ref) << "tie rule differs: " << describe(s);
+    std::vector<T> y_alone(ny, NAN);  // without the argmax (an evaluation forward)
+    ops::maxpool2d_forward(y_alone.data(), static_cast<int32_t*>(nullptr), x.data(), s);
+    ASSERT_TRUE(same_bits(y_alone, y_fast)) << "without the argmax: " << describe(s);
     std::vector<T> dx_fast(nx, NAN), dx_ref(nx, NAN);
     ops::maxpool2d_backward(dx_fast.data(), dy.data(), arg_fast.data(), s);
     ref::maxpool2d_backward(dx_ref.data(), dy.data(), arg_ref.data(), s);
@@ -359,6 +362,12 @@ void sweep_relu_pool(uint64_t seed, int cases) {
     ops::relu_maxpool2d_forward(y_fused.data(), arg_fused.data(), x.data(), s);
     ASSERT_TRUE(same_bits(y_fused, y_pair)) << describe(s);
     ASSERT_EQ(arg_fused, arg_pair) << describe(s);
+    // Without the argmax (an evaluation forward), on this path (the reference too).
+    std::vector<T> y_pair_alone(ny), y_fused_alone(ny);
+    ops::maxpool2d_forward(y_pair_alone.data(), static_cast<int32_t*>(nullptr), relu.data(), s);
+    ops::relu_maxpool2d_forward(y_fused_alone.data(), static_cast<int32_t*>(nullptr), x.data(), s);
+    ASSERT_TRUE(same_bits(y_pair_alone, y_pair)) << "without the argmax: " << describe(s);
+    ASSERT_TRUE(same_bits(y_fused_alone, y_pair)) << "fused, without the argmax: " << describe(s);
     std::vector<T> dx_pair(nx), dx_fused(nx);
     ops::maxpool2d_backward(dx_pair.data(), dy.data(), arg_pair.data(), s);
     ops::relu_backward(dx_pair.data(), x.data(), dx_pair.data(), nx);
@@ -382,6 +391,9 @@ TEST_P(OpsSweepIsa, MaxPool2x2Stride2TiesAndNaNsMatchTheReference) {
     ops::maxpool2d_forward(y_fast.data(), a_fast.data(), x.data(), s);
     ref::maxpool2d_forward(y_ref.data(), a_ref.data(), x.data(), s);
     EXPECT_EQ(a_fast, a_ref) << "width " << w;
+    std::vector<float> y_alone(ny);  // without the argmax: the same choices
+    ops::maxpool2d_forward(y_alone.data(), static_cast<int32_t*>(nullptr), x.data(), s);
+    EXPECT_TRUE(same_bits(y_alone, y_fast)) << "width " << w;
     for (int64_t i = 0; i < ny; ++i) {
       const float f = y_fast[static_cast<size_t>(i)], r = y_ref[static_cast<size_t>(i)];
       EXPECT_TRUE(f == r || (std::isnan(f) && std::isnan(r))) << "width " << w << " output " << i;

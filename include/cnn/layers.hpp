@@ -206,14 +206,17 @@ class MaxPool2d final : public Layer<T> {
   Size2 kernel() const { return kernel_; }
   Size2 stride() const { return stride_; }
   Size2 padding() const { return padding_; }
-  /// Indices chosen by the latest forward (within each (n, c) plane, h * W + w).
+  /// Indices chosen by the latest kTrain forward, or by a backward after a kEval one (within
+  /// each (n, c) plane, h * W + w). A kEval forward does not compute them: evaluation runs
+  /// forward alone, and a backward after it recomputes them from its x.
   const std::vector<int32_t>& argmax() const { return argmax_; }
 
   /// A ReLU followed by this layer, as Sequential runs the pair: y = this(ReLU(x)) and
   /// dx = the ReLU's input gradient, bit for bit what the two layers give, in one pass and
   /// without the ReLU's output (ops::relu_maxpool2d_forward). x is the ReLU's input, in
-  /// backward the same as in the latest forward_after_relu. Shapes as forward and backward.
-  void forward_after_relu(TensorView<const T> x, TensorView<T> y);
+  /// backward the same as in the latest forward_after_relu. Shapes as forward and backward;
+  /// mode as forward's.
+  void forward_after_relu(TensorView<const T> x, TensorView<T> y, Mode mode);
   void backward_after_relu(TensorView<const T> x, TensorView<const T> dy, TensorView<T> dx);
 
  protected:
@@ -226,9 +229,15 @@ class MaxPool2d final : public Layer<T> {
   /// Sizes argmax_ for y (growing only, so that a steady training step does not allocate) and
   /// records x's shape for backward.
   void prepare_argmax(TensorView<const T> x, TensorView<T> y);
+  /// The forward, with the argmax in kTrain and without it in kEval.
+  void pool(TensorView<const T> x, TensorView<T> y, Mode mode, bool after_relu);
+  /// Before a backward: the argmax of x, if the latest forward (a kEval one) skipped it.
+  void ensure_argmax(TensorView<const T> x, bool after_relu);
   Size2 kernel_, stride_, padding_;
   std::vector<int32_t> argmax_;
   Shape argmax_input_shape_;
+  bool argmax_missing_ = false;  // the latest forward ran in kEval, without the argmax
+  Tensor<T> recomputed_;         // ensure_argmax's output (the caller holds the forward's)
 };
 
 /// 2-D average pooling (PyTorch's AvgPool2d, ceil_mode off). x (N, C, H, W) -> y (N, C, OH, OW),

@@ -119,7 +119,8 @@ const char* conv2d_input_grad_method(const ConvShape& s);
 // ---- max pooling ---------------------------------------------------------------------------
 /// y (N, C, OH, OW) = window max of x (N, C, H, W); argmax (N, C, OH, OW) receives the index
 /// h * W + w of the chosen element within its (n, c) plane; ties go to the first in row-major
-/// order, as in PyTorch.
+/// order, as in PyTorch. argmax may be null (a forward no backward follows): y alone, the
+/// same bits.
 template <typename T>
 void maxpool2d_forward(T* y, int32_t* argmax, const T* x, const PoolShape& s);
 /// dx (N, C, H, W) assigned: zero except at the argmax positions, which receive dy (summed
@@ -128,7 +129,7 @@ template <typename T>
 void maxpool2d_backward(T* dx, const T* dy, const int32_t* argmax, const PoolShape& s);
 /// ReLU then max pooling in one pass, without the ReLU's output: y and argmax are bit for bit
 /// maxpool2d_forward of relu_forward(x) (every tap passes through the ReLU before the
-/// comparison, so ties and signed zeros match too).
+/// comparison, so ties and signed zeros match too). argmax may be null, as there.
 template <typename T>
 void relu_maxpool2d_forward(T* y, int32_t* argmax, const T* x, const PoolShape& s);
 /// dx (N, C, H, W) = relu_backward(x, maxpool2d_backward(dy)), bit for bit, in one pass; x is

@@ -135,7 +135,7 @@ void maxpool2d_forward(T* y, int32_t* argmax, const T* x, const PoolShape& s) {
           }
         const int64_t o = (plane * s.out_h + oh) * s.out_w + ow;
         y[o] = best;
-        argmax[o] = static_cast<int32_t>(best_index);
+        if (argmax) argmax[o] = static_cast<int32_t>(best_index);
       }
   }
 }

@@ -39,7 +39,7 @@ TensorView<const T> LayerChain<T>::forward(TensorView<const T> x, Mode mode) {
     if (i + 1 < layers_.size() && fused_pool_[i + 1]) {  // ReLU i and MaxPool2d i + 1
       ++i;
       outputs_[i].resize(layers_[i]->output_shape(current.shape()));
-      fused_pool_[i]->forward_after_relu(current, outputs_[i].view());
+      fused_pool_[i]->forward_after_relu(current, outputs_[i].view(), mode);
     } else if (i + 1 < layers_.size() && relu_norm_[i + 1]) {  // BatchNorm i and ReLU i + 1
       // (A BatchNorm folded into the convolution before it never gets here: the fold above
       // consumed it, and its ReLU runs alone.)

@@ -38,7 +38,7 @@ inline T relu_of(T v) {
 /// the CPU has it): the rule and the argmax of the SSE2 loop below, twice as wide. `top` is
 /// the index of the row's first element within its plane; the last windows are done by one
 /// more group that ends the row (overlapping the one before with the same values).
-template <bool kRelu>
+template <bool kRelu, bool kArgmax>
 __attribute__((target("avx2"))) void maxpool_2x2_row_avx2(float* y, int32_t* argmax,
                                                           const float* row0, int64_t in_w,
                                                           int32_t top, int64_t out_w) {
@@ -69,17 +69,20 @@ __attribute__((target("avx2"))) void maxpool_2x2_row_avx2(float* y, int32_t* arg
       best = take ? v : best;
       tap = take ? v8i{} + tap_ids[t] : tap;
     }
-    const v8i index = (top + 2 * static_cast<int32_t>(first)) + window_steps + tap;
     __builtin_memcpy(y + first, &best, sizeof best);
-    __builtin_memcpy(argmax + first, &index, sizeof index);
+    if constexpr (kArgmax) {
+      const v8i index = (top + 2 * static_cast<int32_t>(first)) + window_steps + tap;
+      __builtin_memcpy(argmax + first, &index, sizeof index);
+    }
   }
 }
 
 /// 2x2 windows at stride 2 without padding, the pooling of most CNNs. float runs 4 windows
 /// at a time with SSE2 (part of every x86-64), comparing the four taps in row-major order with
 /// the same rule as consider(); double uses consider(). With kRelu every tap is first replaced
-/// by its ReLU: the pooling of a ReLU's output, without that output.
-template <typename T, bool kRelu>
+/// by its ReLU: the pooling of a ReLU's output, without that output. Without kArgmax (argmax
+/// null) only y is written: the same choices, none of the index arithmetic or stores.
+template <typename T, bool kRelu, bool kArgmax>
 void maxpool_2x2_stride2(T* y, int32_t* argmax, const T* x, const PoolShape& s) {
   const int64_t planes = s.batch * s.channels;
   // Planes are independent: split over the threads, the result does not depend on how.
@@ -91,7 +94,7 @@ void maxpool_2x2_stride2(T* y, int32_t* argmax, const T* x, const PoolShape& s) 
     for (int64_t plane = first_plane; plane < last_plane; ++plane) {
       const T* xp = x + plane * s.in_h * s.in_w;
       T* yp = y + plane * s.out_h * s.out_w;
-      int32_t* ap = argmax + plane * s.out_h * s.out_w;
+      int32_t* ap = kArgmax ? argmax + plane * s.out_h * s.out_w : nullptr;
       for (int64_t oh = 0; oh < s.out_h; ++oh) {
         const int64_t top = 2 * oh * s.in_w;
         int64_t ow = 0;
@@ -133,10 +136,12 @@ void maxpool_2x2_stride2(T* y, int32_t* argmax, const T* x, const PoolShape& s) 
             __m128i tap;
             best_of_taps(taps, best, tap);
             _mm_storeu_ps(yp + oh * s.out_w + first, best);
-            const __m128i corner =
-                _mm_add_epi32(_mm_set1_epi32(static_cast<int32_t>(top + 2 * first)), window_steps);
-            _mm_storeu_si128(reinterpret_cast<__m128i*>(ap + oh * s.out_w + first),
-                             _mm_add_epi32(corner, tap));
+            if constexpr (kArgmax) {
+              const __m128i corner = _mm_add_epi32(
+                  _mm_set1_epi32(static_cast<int32_t>(top + 2 * first)), window_steps);
+              _mm_storeu_si128(reinterpret_cast<__m128i*>(ap + oh * s.out_w + first),
+                               _mm_add_epi32(corner, tap));
+            }
           };
           // Rows of fewer than 4 windows: one window in lane 0.
           auto one_window = [&](int64_t ow1) {
@@ -147,11 +152,13 @@ void maxpool_2x2_stride2(T* y, int32_t* argmax, const T* x, const PoolShape& s) 
             __m128i tap;
             best_of_taps(taps, best, tap);
             yp[oh * s.out_w + ow1] = _mm_cvtss_f32(best);
-            ap[oh * s.out_w + ow1] = static_cast<int32_t>(top + 2 * ow1) + _mm_cvtsi128_si32(tap);
+            if constexpr (kArgmax)
+              ap[oh * s.out_w + ow1] = static_cast<int32_t>(top + 2 * ow1) + _mm_cvtsi128_si32(tap);
           };
           if (wide && s.out_w >= 8) {
-            maxpool_2x2_row_avx2<kRelu>(yp + oh * s.out_w, ap + oh * s.out_w, xp + top, s.in_w,
-                                        static_cast<int32_t>(top), s.out_w);
+            maxpool_2x2_row_avx2<kRelu, kArgmax>(yp + oh * s.out_w,
+                                                 kArgmax ? ap + oh * s.out_w : nullptr, xp + top,
+                                                 s.in_w, static_cast<int32_t>(top), s.out_w);
             ow = s.out_w;
           }
           for (; ow + 4 <= s.out_w; ow += 4) four_windows(ow);
@@ -172,7 +179,7 @@ void maxpool_2x2_stride2(T* y, int32_t* argmax, const T* x, const PoolShape& s) 
           consider(tap(i + s.in_w), i + s.in_w, best, best_index);
           consider(tap(i + s.in_w + 1), i + s.in_w + 1, best, best_index);
           yp[oh * s.out_w + ow] = best;
-          ap[oh * s.out_w + ow] = static_cast<int32_t>(best_index);
+          if constexpr (kArgmax) ap[oh * s.out_w + ow] = static_cast<int32_t>(best_index);
         }
       }
     }
@@ -180,17 +187,18 @@ void maxpool_2x2_stride2(T* y, int32_t* argmax, const T* x, const PoolShape& s) 
 }
 
 /// Any window, stride and padding: each window clipped to the input once per output row and
-/// column. kRelu as in maxpool_2x2_stride2.
+/// column. kRelu as in maxpool_2x2_stride2; argmax may be null.
 template <typename T, bool kRelu>
 void maxpool_windows(T* y, int32_t* argmax, const T* x, const PoolShape& s) {
   if (s.kernel_h == 2 && s.kernel_w == 2 && s.stride_h == 2 && s.stride_w == 2 && s.pad_h == 0 &&
       s.pad_w == 0) {
-    return maxpool_2x2_stride2<T, kRelu>(y, argmax, x, s);
+    if (!argmax) return maxpool_2x2_stride2<T, kRelu, false>(y, nullptr, x, s);
+    return maxpool_2x2_stride2<T, kRelu, true>(y, argmax, x, s);
   }
   for (int64_t plane = 0; plane < s.batch * s.channels; ++plane) {
     const T* xp = x + plane * s.in_h * s.in_w;
     T* yp = y + plane * s.out_h * s.out_w;
-    int32_t* ap = argmax + plane * s.out_h * s.out_w;
+    int32_t* ap = argmax ? argmax + plane * s.out_h * s.out_w : nullptr;
     const auto tap = [&](int64_t at) { return kRelu ? relu_of(xp[at]) : xp[at]; };
     for (int64_t oh = 0; oh < s.out_h; ++oh) {
       const int64_t h0 = std::max<int64_t>(oh * s.stride_h - s.pad_h, 0);
@@ -204,7 +212,7 @@ void maxpool_windows(T* y, int32_t* argmax, const T* x, const PoolShape& s) {
           for (int64_t w = w0; w < w1; ++w)
             consider(tap(h * s.in_w + w), h * s.in_w + w, best, best_index);
         yp[oh * s.out_w + ow] = best;
-        ap[oh * s.out_w + ow] = static_cast<int32_t>(best_index);
+        if (ap) ap[oh * s.out_w + ow] = static_cast<int32_t>(best_index);
       }
     }
   }
