@@ -169,20 +169,29 @@ std::vector<float> layer_by_layer(Sequential<float>& model, const Tensor<float>&
   return y;
 }
 
+/// Conv2d(2, 3, 3x3, padding 1) [+ ReLU] + MaxPool2d(kernel, stride 2, padding kernel - 2) +
+/// Flatten + Linear(48, 5) on 2x8x8 images, initialised from `seed`: with the ReLU, Sequential
+/// runs it and the pooling as one pass.
+Sequential<float> conv_pool_model(int64_t kernel, bool with_relu, uint64_t seed) {
+  Sequential<float> model;
+  model.emplace<Conv2d<float>>(2, 3, 3, 1, 1);
+  if (with_relu) model.emplace<ReLU<float>>();
+  model.emplace<MaxPool2d<float>>(kernel, 2, kernel - 2);
+  model.emplace<Flatten<float>>();
+  model.emplace<Linear<float>>(3 * 4 * 4, 5);
+  model.build(Shape{2, 8, 8});
+  Rng rng(seed);
+  model.init_parameters(rng);
+  return model;
+}
+
 // Sequential runs a ReLU followed by a MaxPool2d as one pass (MaxPool2d::forward_after_relu),
 // without the ReLU's output. Its output and gradients must be those of the layers run one by
 // one, bit for bit, on both a 2x2 / stride-2 pool and an overlapping one.
 TEST(Sequential, FusedReluMaxPoolGivesTheLayerByLayerResults) {
   for (int64_t kernel : {2, 3}) {
-    Sequential<float> model;
-    model.emplace<Conv2d<float>>(2, 3, 3, 1, 1);
-    model.emplace<ReLU<float>>();
-    model.emplace<MaxPool2d<float>>(kernel, 2, kernel - 2);
-    model.emplace<Flatten<float>>();
-    model.emplace<Linear<float>>(3 * 4 * 4, 5);
-    model.build(Shape{2, 8, 8});
-    Rng rng(7);
-    model.init_parameters(rng);
+    Sequential<float> model = conv_pool_model(kernel, true, 7);
+    Rng rng(8);
     Tensor<float> x(Shape{3, 2, 8, 8});
     // Exact zeros and ties among the ReLU's inputs are where the pair's order matters: with
     // no bias, the convolution of the images' zero top halves gives them.
@@ -216,15 +225,8 @@ TEST(Sequential, FusedReluMaxPoolGivesTheLayerByLayerResults) {
 TEST(Sequential, MaxPoolBackwardAfterAnEvaluationForwardRecomputesTheArgmax) {
   for (const bool fused : {true, false})
     for (int64_t kernel : {2, 3}) {
-      Sequential<float> model;
-      model.emplace<Conv2d<float>>(2, 3, 3, 1, 1);
-      if (fused) model.emplace<ReLU<float>>();
-      model.emplace<MaxPool2d<float>>(kernel, 2, kernel - 2);
-      model.emplace<Flatten<float>>();
-      model.emplace<Linear<float>>(3 * 4 * 4, 5);
-      model.build(Shape{2, 8, 8});
-      Rng rng(5);
-      model.init_parameters(rng);
+      Sequential<float> model = conv_pool_model(kernel, fused, 5);
+      Rng rng(6);
       Tensor<float> before(Shape{3, 2, 8, 8}), x(Shape{3, 2, 8, 8}), dy(Shape{3, 5});
       for (float& v : before) v = static_cast<float>(rng.normal());
       for (float& v : x) v = static_cast<float>(rng.normal());
