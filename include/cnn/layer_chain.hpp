@@ -11,8 +11,8 @@
 //  * in kEval, a Conv2d followed by a BatchNorm2d: the BatchNorm's affine map is folded into the
 //    convolution's weights and bias (w' = w scale, applied as the convolution packs its
 //    weights; b' = b scale + shift), one pass instead of two; equal to the unfolded pair to
-//    rounding. A backward after such a forward first
-//    recomputes the pair unfolded, so that evaluation-mode gradients stay exact.
+//    rounding. A backward after such a forward first recomputes the pair unfolded, so that
+//    evaluation-mode gradients stay exact.
 
 #include <vector>
 
