@@ -61,6 +61,9 @@ void set_reference_mode(bool on);
 enum class Isa { kPortable, kAvx2, kAvx512 };
 /// The instruction set in use.
 Isa isa();
+/// Whether isa() includes AVX2 (kAvx2 and kAvx512 do): the kernels written for AVX2 alone
+/// (pooling, BatchNorm's sums) take their vector loops.
+bool isa_has_avx2();
 /// Selects an instruction set; throws cnn::Error when the CPU does not support it.
 void set_isa(Isa isa);
 /// The instruction sets this CPU supports, best last.

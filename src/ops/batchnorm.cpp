@@ -202,11 +202,6 @@ __attribute__((target("avx2"))) void lane_sums_dy_avx2(int64_t n, const float* d
   finish_sums_dy<float, Relu>(i, n, dy, x, m, affine, pa, pb, sum_dy, sum_dy_centered);
 }
 
-/// Whether the float sums take the AVX2 loops.
-bool wide_sums() {
-  return isa() != Isa::kPortable;
-}
-
 /// lane_sum of p[i] (Squares: of (p[i] - m)^2), by the AVX2 loop for floats when `wide`.
 template <bool Squares, typename T>
 double plane_sum(int64_t n, const T* __restrict p, T m, bool wide) {
@@ -246,7 +241,7 @@ template <typename T>
 void batchnorm_statistics(T* mean, T* var, const T* x, const NormShape& s) {
   if (reference_mode()) return ref::batchnorm_statistics(mean, var, x, s);
   const double count = static_cast<double>(s.batch * s.inner);
-  const bool wide = wide_sums();
+  const bool wide = isa_has_avx2();
   detail::for_each_range(team_for(s), s.channels, [&](int64_t first, int64_t last) {
     for (int64_t c = first; c < last; ++c) {
       double sum = 0;
@@ -287,7 +282,7 @@ void normalise_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, con
                         const T* var, const T* gamma, const T* beta, const NormShape& s, T eps,
                         bool batch_statistics) {
   const double count = static_cast<double>(s.batch * s.inner);
-  const bool wide = wide_sums();
+  const bool wide = isa_has_avx2();
   detail::for_each_range(team_for(s), s.channels, [&](int64_t first, int64_t last) {
     for (int64_t c = first; c < last; ++c) {
       const ChannelAffine<T> affine(c, mean, var, gamma, beta, eps);

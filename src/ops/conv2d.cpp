@@ -550,9 +550,7 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s
     const int64_t per_channel = s.in_channels * s.kernel_h * s.kernel_w;
     if (scaled.size() < static_cast<size_t>(s.out_channels * per_channel))
       scaled.resize(static_cast<size_t>(s.out_channels * per_channel));
-    for (int64_t o = 0; o < s.out_channels; ++o)
-      for (int64_t k = 0; k < per_channel; ++k)
-        scaled[static_cast<size_t>(o * per_channel + k)] = w[o * per_channel + k] * w_scale[o];
+    detail::scale_rows(scaled.data(), w, w_scale, s.out_channels, per_channel);
     return conv2d_forward(y, x, scaled.data(), b, s, static_cast<const T*>(nullptr));
   }
   if (reference_mode()) return ref::conv2d_forward(y, x, w, b, s);

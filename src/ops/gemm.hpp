@@ -28,6 +28,15 @@ void gemm_tn(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* 
 /// multiplication).
 void sgemm_pack_a(int64_t m, int64_t k, const float* a, int64_t a_rs, int64_t a_cs,
                   std::vector<float>& packed, const float* row_scale = nullptr);
+/// dest (rows x row_size) = src with row r times scale[r], one rounded multiplication each:
+/// what sgemm_pack_a's row_scale packs, as a plain copy (for paths that cannot scale as they
+/// pack).
+template <typename T>
+void scale_rows(T* dest, const T* src, const T* scale, int64_t rows, int64_t row_size) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t k = 0; k < row_size; ++k)
+      dest[r * row_size + k] = src[r * row_size + k] * scale[r];
+}
 /// C (M x N) = [C +] A * B (K x N) with A from sgemm_pack_a_nn (same m, k and instruction set).
 void sgemm_nn_prepacked(int64_t m, int64_t n, int64_t k, const float* packed_a, const float* b,
                         int64_t ldb, float* c, int64_t ldc, bool accumulate);

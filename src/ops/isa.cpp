@@ -73,6 +73,10 @@ Isa isa() {
   return current().load(std::memory_order_relaxed);
 }
 
+bool isa_has_avx2() {
+  return isa() != Isa::kPortable;
+}
+
 void set_isa(Isa isa) {
   if (!cpu_supports(isa)) {
     throw Error(std::string("set_isa: this CPU does not support ") + isa_name(isa));

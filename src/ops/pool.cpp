@@ -89,7 +89,7 @@ void maxpool_2x2_stride2(T* y, int32_t* argmax, const T* x, const PoolShape& s) 
   const int team = planes * s.out_h * s.out_w > 16384
                        ? static_cast<int>(std::min<int64_t>(threads(), planes))
                        : 1;
-  const bool wide = isa() != Isa::kPortable;  // AVX2 or AVX-512: both have AVX2
+  const bool wide = isa_has_avx2();
   detail::for_each_range(team, planes, [&](int64_t first_plane, int64_t last_plane) {
     for (int64_t plane = first_plane; plane < last_plane; ++plane) {
       const T* xp = x + plane * s.in_h * s.in_w;
@@ -298,7 +298,7 @@ void maxpool_2x2_stride2_backward(float* dx, const float* dy, const float* x, co
   const int64_t out_size = s.out_h * s.out_w;
   const int team =
       planes * out_size > 16384 ? static_cast<int>(std::min<int64_t>(threads(), planes)) : 1;
-  const bool wide = isa() != Isa::kPortable;  // AVX2 or AVX-512: both have AVX2
+  const bool wide = isa_has_avx2();
   detail::for_each_range(team, planes, [&](int64_t first_plane, int64_t last_plane) {
     for (int64_t plane = first_plane; plane < last_plane; ++plane) {
       float* dxp = dx + plane * in_size;

@@ -446,10 +446,7 @@ const std::vector<float>* packed_weights(const float* weights, const float* scal
     // copy would hold it (a multiplication inside the transform could be contracted into a
     // multiply-add).
     std::vector<float>& scaled = shared_scratch<float>(1, static_cast<int64_t>(count));
-    for (int64_t o = 0; o < out_channels; ++o)
-      for (int64_t k = 0; k < in_channels * 9; ++k)
-        scaled[static_cast<size_t>(o * in_channels * 9 + k)] =
-            weights[o * in_channels * 9 + k] * scale[o];
+    scale_rows(scaled.data(), weights, scale, out_channels, in_channels * 9);
     source = scaled.data();
   }
   std::vector<float>& u = shared_scratch<float>(0, 16 * pairs);
