@@ -65,12 +65,13 @@ inline void kernel_gradient(const V (&x)[16], V (&k)[9]) {
   }
 }
 
-/// U (16, out_channels, in_channels) = G g G^T of every kernel, 4 kernels a vector (they are
-/// consecutive in U): the scalar loop cost 40% of a batch-1 Winograd forward.
-void transform_weights(float* u, const float* weights, int64_t in_channels, int64_t out_channels) {
-  const int64_t pairs = out_channels * in_channels;  // kernel p = o * in_channels + c
-  int64_t p = 0;
-  for (; p + 4 <= pairs; p += 4) {
+/// U (16, out_channels, in_channels) = G g G^T of kernels [first, last) of the `pairs` (first a
+/// multiple of 4), 4 kernels a vector (they are consecutive in U): the scalar loop cost 40% of a
+/// batch-1 Winograd forward.
+void transform_weight_range(float* u, const float* weights, int64_t pairs, int64_t first,
+                            int64_t last) {
+  int64_t p = first;  // kernel p = o * in_channels + c
+  for (; p + 4 <= last; p += 4) {
     v4 g[9], t[16];
     for (int k = 0; k < 9; ++k) {
       g[k] = v4{weights[p * 9 + k], weights[(p + 1) * 9 + k], weights[(p + 2) * 9 + k],
@@ -79,12 +80,43 @@ void transform_weights(float* u, const float* weights, int64_t in_channels, int6
     kernel_transform(g, t);
     for (int xi = 0; xi < 16; ++xi) __builtin_memcpy(u + xi * pairs + p, &t[xi], sizeof t[xi]);
   }
-  for (; p < pairs; ++p) {
+  for (; p < last; ++p) {
     float g[9], t[16];
     for (int k = 0; k < 9; ++k) g[k] = weights[p * 9 + k];
     kernel_transform(g, t);
     for (int xi = 0; xi < 16; ++xi) u[xi * pairs + p] = t[xi];
   }
+}
+
+/// The parts the per-kernel work of a layer with `pairs` kernels splits into: one per thread
+/// when there is enough of it. Below 2,048 kernels (32 x 64 channels) one thread does it: the
+/// work (a few microseconds) is then about what a parallel region costs.
+int kernel_parts(int64_t pairs) {
+  return pairs >= 2048 ? ops::threads() : 1;
+}
+
+/// Kernels [first, last) of part `part` of `parts`, split at multiples of 4 (the transforms'
+/// vectors).
+inline void kernel_range(int64_t pairs, int part, int parts, int64_t& first, int64_t& last) {
+  const int64_t quads = (pairs + 3) / 4;
+  first = std::min(pairs, quads * part / parts * 4);
+  last = std::min(pairs, quads * (part + 1) / parts * 4);
+}
+
+/// U = the transforms of all kernels, then pack(xi) for the 16 tile positions, on the threads:
+/// the kernels split in blocks of 4, then the positions. Before, one thread did both while the
+/// other waited.
+template <typename Pack>
+void transform_and_pack_weights(float* u, const float* weights, int64_t pairs, const Pack& pack) {
+  const int parts = kernel_parts(pairs);
+  for_each_part(parts, [&](int part) {
+    int64_t first, last;
+    kernel_range(pairs, part, parts, first, last);
+    transform_weight_range(u, weights, pairs, first, last);
+  });
+  for_each_part(parts, [&](int part) {
+    for (int xi = 16 * part / parts; xi < 16 * (part + 1) / parts; ++xi) pack(xi);
+  });
 }
 
 struct Geometry {
@@ -450,11 +482,10 @@ const std::vector<float>* packed_weights(const float* weights, const float* scal
     source = scaled.data();
   }
   std::vector<float>& u = shared_scratch<float>(0, 16 * pairs);
-  transform_weights(u.data(), source, in_channels, out_channels);
-  for (int xi = 0; xi < 16; ++xi) {
+  transform_and_pack_weights(u.data(), source, pairs, [&](int xi) {
     sgemm_pack_a(out_channels, in_channels, u.data() + xi * pairs, in_channels, 1,
                  entry->packed[xi]);
-  }
+  });
   return entry->packed;
 }
 
@@ -578,13 +609,15 @@ void winograd_backward3x3(float* dx, float* dw, const float* x, const float* wei
   const int team = static_cast<int>(std::min<int64_t>(ops::threads(), batch));
   // dL/dV_xi = U_xi^T Z_xi: each U_xi^T (in_channels x out_channels) packed once.
   thread_local std::vector<float> packed_ut[16];
+  // This thread's buffers, named by pointer: in a lambda run on another thread, `packed_ut`
+  // would be that thread's own.
+  std::vector<float>* const packs = packed_ut;
   if (dx) {
     std::vector<float>& u = shared_scratch<float>(0, 16 * pairs);
-    transform_weights(u.data(), weights, in_channels, out_channels);
-    for (int xi = 0; xi < 16; ++xi)
-      sgemm_pack_a(in_channels, out_channels, u.data() + xi * pairs, 1, in_channels, packed_ut[xi]);
+    transform_and_pack_weights(u.data(), weights, pairs, [&](int xi) {
+      sgemm_pack_a(in_channels, out_channels, u.data() + xi * pairs, 1, in_channels, packs[xi]);
+    });
   }
-  const std::vector<float>* packs = packed_ut;
   // dL/dU (16, out_channels, in_channels) per thread, added in thread order afterwards.
   std::vector<float>& partials = shared_scratch<float>(1, team * 16 * pairs);
   for_each_part(team, [&](int part) {
@@ -621,27 +654,34 @@ void winograd_backward3x3(float* dx, float* dw, const float* x, const float* wei
       if (dx) transform_input_grads(dx + start * in_size, v, tiles, count, staged, g);
     }
   });
+  // dL/dU = the partials added in thread order, then dL/dg = G^T (dL/dU) G for every kernel,
+  // accumulated into dw: each part of the kernels on a thread (the same bits for any split),
+  // 4 kernels a vector (they are consecutive in dL/dU), then the rest one by one.
   float* du = partials.data();
-  for (int t = 1; t < team; ++t) {
-    const float* other = partials.data() + t * 16 * pairs;
-    for (int64_t k = 0; k < 16 * pairs; ++k) du[k] += other[k];
-  }
-  // dL/dg = G^T (dL/dU) G for every kernel, accumulated into dw: 4 kernels a vector (they
-  // are consecutive in dL/dU), then the rest one by one.
-  const int64_t pairs_in_vectors = pairs / 4 * 4;
-  for (int64_t p = 0; p < pairs_in_vectors; p += 4) {
-    v4 x[16], k[9];
-    for (int xi = 0; xi < 16; ++xi) x[xi] = load4(du + xi * pairs + p);
-    kernel_gradient(x, k);
-    for (int lane = 0; lane < 4; ++lane)
-      for (int t = 0; t < 9; ++t) dw[(p + lane) * 9 + t] += k[t][lane];
-  }
-  for (int64_t p = pairs_in_vectors; p < pairs; ++p) {
-    float x[16], k[9];
-    for (int xi = 0; xi < 16; ++xi) x[xi] = du[xi * pairs + p];
-    kernel_gradient(x, k);
-    for (int t = 0; t < 9; ++t) dw[p * 9 + t] += k[t];
-  }
+  const int parts = kernel_parts(pairs);
+  for_each_part(parts, [&](int part) {
+    int64_t first, last;
+    kernel_range(pairs, part, parts, first, last);
+    for (int t = 1; t < team; ++t) {
+      const float* other = partials.data() + t * 16 * pairs;
+      for (int xi = 0; xi < 16; ++xi)
+        for (int64_t p = first; p < last; ++p) du[xi * pairs + p] += other[xi * pairs + p];
+    }
+    int64_t p = first;
+    for (; p + 4 <= last; p += 4) {
+      v4 x[16], k[9];
+      for (int xi = 0; xi < 16; ++xi) x[xi] = load4(du + xi * pairs + p);
+      kernel_gradient(x, k);
+      for (int lane = 0; lane < 4; ++lane)
+        for (int t = 0; t < 9; ++t) dw[(p + lane) * 9 + t] += k[t][lane];
+    }
+    for (; p < last; ++p) {
+      float x[16], k[9];
+      for (int xi = 0; xi < 16; ++xi) x[xi] = du[xi * pairs + p];
+      kernel_gradient(x, k);
+      for (int t = 0; t < 9; ++t) dw[p * 9 + t] += k[t];
+    }
+  });
 }
 
 }  // namespace cnn::detail
