@@ -964,7 +964,8 @@ TEST(OpsSweep, BatchNormSumsAreTheSameBitsOnEveryInstructionSet) {
 
 // kAuto's method rule at its edges: Winograd for 3x3 stride-1 layers with 16+ channels and at
 // least 16 tiles in the batch; with fewer tiles (a 4x4 plane at batch 1..3), im2col + GEMM for
-// all three products, never the direct kernels.
+// all three products, never the direct kernels; where the tiles cover 5/4 or more of the output
+// (odd sides such as 7x7), the forward of a batch of 32 or more by the direct kernels.
 TEST(OpsSweep, AutoTakesGemmWhereWinogradHasTooFewTiles) {
   const ops::ConvAlgorithm saved = ops::conv_algorithm();
   ops::set_conv_algorithm(ops::ConvAlgorithm::kAuto);
@@ -974,14 +975,20 @@ TEST(OpsSweep, AutoTakesGemmWhereWinogradHasTooFewTiles) {
     return std::string(ops::conv2d_forward_method(s)) + "/" + ops::conv2d_weight_grad_method(s) +
            "/" + ops::conv2d_input_grad_method(s);
   };
-  EXPECT_EQ(methods(1, 4, 128), "gemm/gemm/gemm");              // 4 tiles
-  EXPECT_EQ(methods(3, 4, 128), "gemm/gemm/gemm");              // 12
-  EXPECT_EQ(methods(4, 4, 128), "winograd/winograd/winograd");  // 16
-  EXPECT_EQ(methods(1, 7, 64), "winograd/winograd/winograd");   // 16
-  EXPECT_EQ(methods(1, 3, 16), "gemm/gemm/gemm");               // 4
-  EXPECT_EQ(methods(1, 3, 8), "direct/direct/direct");          // not Winograd's shape: unchanged
+  EXPECT_EQ(methods(1, 4, 128), "gemm/gemm/gemm");                // 4 tiles
+  EXPECT_EQ(methods(3, 4, 128), "gemm/gemm/gemm");                // 12
+  EXPECT_EQ(methods(4, 4, 128), "winograd/winograd/winograd");    // 16
+  EXPECT_EQ(methods(1, 7, 64), "winograd/winograd/winograd");     // 16
+  EXPECT_EQ(methods(1, 3, 16), "gemm/gemm/gemm");                 // 4
+  EXPECT_EQ(methods(1, 3, 8), "direct/direct/direct");            // not Winograd's shape: unchanged
+  EXPECT_EQ(methods(31, 7, 64), "winograd/winograd/winograd");    // 64 / 49 covered, batch 31
+  EXPECT_EQ(methods(32, 7, 64), "direct/winograd/winograd");      // batch 32
+  EXPECT_EQ(methods(256, 5, 32), "direct/winograd/winograd");     // 36 / 25
+  EXPECT_EQ(methods(256, 9, 32), "winograd/winograd/winograd");   // 100 / 81 < 5 / 4
+  EXPECT_EQ(methods(256, 14, 32), "winograd/winograd/winograd");  // even: covered exactly
   ops::set_conv_algorithm(ops::ConvAlgorithm::kWinograd);
   EXPECT_EQ(methods(1, 4, 128), "winograd/winograd/winograd");  // forced stays forced
+  EXPECT_EQ(methods(64, 7, 64), "winograd/winograd/winograd");
   ops::set_conv_algorithm(saved);
 }
 

@@ -268,6 +268,14 @@ constexpr int64_t kWinogradMinChannels = 16;
 // against 0.055 and 0.11 ms by GEMM (and 0.10 and 1.2 by the direct kernels); at 7x7 (16 tiles)
 // Winograd's forward was still the faster, 0.026 against 0.047 ms.
 constexpr int64_t kWinogradMinTiles = 16;
+// Winograd's 2x2 blocks cover an odd side with a last half-empty block: a 7x7 output takes 16
+// blocks, 64 products for 49 outputs. Where the blocks exceed the output by a quarter or more,
+// the forward of batches from this size on runs by the direct kernels: resnet's 64-channel 7x7
+// layer forward, 2 threads, four interleaved rounds of each: batch 64 0.82-0.93 ms (direct)
+// against 0.93-1.18 ms (Winograd), batch 256 3.32-3.42 against 3.75-4.81; batch 16 0.22 ms
+// either way. (Its backward stays by Winograd: 2.0-2.2 ms against 2.3-2.5 at batch 64. The
+// 14x14 layers, fully covered, stay too: 2.55-3.10 ms against 2.77-2.87 at batch 256.)
+constexpr int64_t kDirectForwardMinBatch = 32;
 
 namespace {
 bool conv_is_stride_one(const ConvShape& s) {
@@ -301,9 +309,22 @@ bool conv_uses_winograd(const ConvShape& s) {
   return conv_auto_winograd_shaped(s) && !conv_too_few_winograd_tiles(s);
 }
 
+/// kAuto's exception for the forward alone: a Winograd layer whose 2x2 blocks cover at least
+/// 5/4 of its output, at a batch of kDirectForwardMinBatch or more, runs its forward by the
+/// direct kernels.
+bool conv_forward_leaves_winograd(const ConvShape& s) {
+  const int64_t covered = 4 * ((s.out_h + 1) / 2) * ((s.out_w + 1) / 2);
+  return conv_auto_winograd_shaped(s) && s.batch >= kDirectForwardMinBatch &&
+         4 * covered >= 5 * s.out_h * s.out_w;
+}
+
+bool conv_forward_uses_winograd(const ConvShape& s) {
+  return conv_uses_winograd(s) && !conv_forward_leaves_winograd(s);
+}
+
 bool conv_forward_uses_direct(const ConvShape& s) {
   return conv_is_stride_one(s) && conv_algorithm() != ConvAlgorithm::kGemm &&
-         !conv_uses_winograd(s) && !conv_too_few_winograd_tiles(s);
+         !conv_forward_uses_winograd(s) && !conv_too_few_winograd_tiles(s);
 }
 
 /// The weight and bias gradients (and the input gradient unless Winograd computes it).
@@ -332,7 +353,9 @@ bool conv_input_grad_uses_direct(const ConvShape& s) {
 }  // namespace
 
 const char* conv2d_forward_method(const ConvShape& s) {
-  return conv_uses_winograd(s) ? "winograd" : conv_forward_uses_direct(s) ? "direct" : "gemm";
+  return conv_forward_uses_winograd(s) ? "winograd"
+         : conv_forward_uses_direct(s) ? "direct"
+                                       : "gemm";
 }
 const char* conv2d_weight_grad_method(const ConvShape& s) {
   return conv_uses_winograd(s) ? "winograd" : conv_backward_uses_direct(s) ? "direct" : "gemm";
@@ -555,7 +578,7 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s
   }
   if (reference_mode()) return ref::conv2d_forward(y, x, w, b, s);
   if constexpr (std::is_same_v<T, float>) {
-    if (conv_uses_winograd(s)) {
+    if (conv_forward_uses_winograd(s)) {
       return detail::winograd_conv3x3(y, x, w, w_scale, b, s.batch, s.in_channels, s.in_h, s.in_w,
                                       s.out_channels, s.pad_h, s.pad_w);
     }
