@@ -965,8 +965,9 @@ TEST(OpsSweep, BatchNormSumsAreTheSameBitsOnEveryInstructionSet) {
 // kAuto's method rule at its edges: Winograd for 3x3 stride-1 layers with 16+ channels and at
 // least 16 tiles in the batch; with fewer tiles (a 4x4 plane at batch 1..3), im2col + GEMM for
 // all three products, never the direct kernels; where the tiles cover 5/4 or more of the output
-// (odd sides such as 7x7), the forward of a batch of 32 or more by the direct kernels.
-TEST(OpsSweep, AutoTakesGemmWhereWinogradHasTooFewTiles) {
+// (odd sides such as 7x7), the forward of a batch of 32 or more by the direct kernels; the
+// forward of stride-2 layers over the input's phases.
+TEST(OpsSweep, AutoMethodRuleAtItsEdges) {
   const ops::ConvAlgorithm saved = ops::conv_algorithm();
   ops::set_conv_algorithm(ops::ConvAlgorithm::kAuto);
   const auto methods = [](int64_t batch, int64_t size, int64_t channels) {
@@ -986,6 +987,24 @@ TEST(OpsSweep, AutoTakesGemmWhereWinogradHasTooFewTiles) {
   EXPECT_EQ(methods(256, 5, 32), "direct/winograd/winograd");     // 36 / 25
   EXPECT_EQ(methods(256, 9, 32), "winograd/winograd/winograd");   // 100 / 81 < 5 / 4
   EXPECT_EQ(methods(256, 14, 32), "winograd/winograd/winograd");  // even: covered exactly
+  // Stride 2: the forward over the input's phases (direct) for 3x3 kernels whose outputs fill
+  // 3/4 of the positions computed (rows of `row` floats, whole vectors: 4 floats on the
+  // portable path), im2col + GEMM otherwise; the backward always by GEMM.
+  const ops::Isa saved_isa = ops::isa();
+  ops::set_isa(ops::Isa::kPortable);
+  const auto strided = [](int64_t size, int64_t kernel, int64_t pad) {
+    const ops::ConvShape s =
+        ops::make_conv_shape(64, 32, size, size, 64, kernel, kernel, 2, 2, pad, pad);
+    return std::string(ops::conv2d_forward_method(s)) + "/" + ops::conv2d_weight_grad_method(s) +
+           "/" + ops::conv2d_input_grad_method(s);
+  };
+  EXPECT_EQ(strided(14, 3, 1), "direct/gemm/gemm");  // 7x7 in rows of 8: 49 of 56
+  EXPECT_EQ(strided(7, 3, 1), "direct/gemm/gemm");   // 4x4 in rows of 5: 16 of 20
+  EXPECT_EQ(strided(3, 3, 1), "gemm/gemm/gemm");     // 2x2 in rows of 3: 4 of 8
+  EXPECT_EQ(strided(14, 1, 0), "gemm/gemm/gemm");    // 1x1: one phase of four read
+  ops::set_conv_algorithm(ops::ConvAlgorithm::kDirect);
+  EXPECT_EQ(strided(14, 1, 0), "direct/gemm/gemm");  // forced direct takes every stride 2
+  ops::set_isa(saved_isa);
   ops::set_conv_algorithm(ops::ConvAlgorithm::kWinograd);
   EXPECT_EQ(methods(1, 4, 128), "winograd/winograd/winograd");  // forced stays forced
   EXPECT_EQ(methods(64, 7, 64), "winograd/winograd/winograd");

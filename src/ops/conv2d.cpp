@@ -209,6 +209,68 @@ void stage(float* staged, const float* image, const Staging& g) {
   }
 }
 
+/// Stride 2 as stride 1: each channel's zero-padded plane split into its 4 phases (even or odd
+/// rows, even or odd columns), each a plane of rows `row` floats long, so that tap (kh, kw) of
+/// output (oh, ow) reads phase (kh % 2, kw % 2) at (oh + kh / 2, ow + kw / 2): the flat-position
+/// correlation of the stride-1 kernels, with taps at phase_tap_offsets. The staged floats are
+/// the input's own (no im2col's kernel_h * kernel_w copies of each), and a valid output's taps
+/// stay inside its row (phase columns ow + kw / 2 <= out_w - 1 + (kernel_w - 1) / 2 < row).
+/// `plane` is one phase; the kernels' outputs past out_w in a row are never copied out.
+Staging make_phase_staging(const ConvShape& s, int64_t lanes) {
+  Staging g{};
+  g.channels = s.in_channels;
+  g.height = s.in_h;
+  g.width = s.in_w;
+  g.pad_h = s.pad_h;
+  g.pad_w = s.pad_w;
+  g.out_h = s.out_h;
+  g.out_w = s.out_w;
+  g.row = std::max((s.in_w + 2 * s.pad_w + 1) / 2, s.out_w + (s.kernel_w - 1) / 2);
+  const int64_t rows = std::max((s.in_h + 2 * s.pad_h + 1) / 2, s.out_h + (s.kernel_h - 1) / 2);
+  g.plane = rows * g.row;
+  g.positions = round_up(g.out_h * g.row, lanes);
+  const int64_t last_read =
+      (4 * g.channels - 1) * g.plane + (s.kernel_h - 1) / 2 * g.row + (s.kernel_w - 1) / 2;
+  g.size = std::max(last_read + g.positions, 4 * g.channels * g.plane);
+  return g;
+}
+
+/// offsets[t] for tap t = (c * kernel_h + kh) * kernel_w + kw of a phase-staged input.
+void phase_tap_offsets(int64_t* offsets, const Staging& g, int64_t kernel_h, int64_t kernel_w) {
+  for (int64_t c = 0; c < g.channels; ++c)
+    for (int64_t kh = 0; kh < kernel_h; ++kh)
+      for (int64_t kw = 0; kw < kernel_w; ++kw) {
+        *offsets++ = (4 * c + 2 * (kh % 2) + kw % 2) * g.plane + kh / 2 * g.row + kw / 2;
+      }
+}
+
+/// Copies one image (channels, height, width) into the phases of a phase staging whose padding
+/// is already zero: padded row hp = h + pad_h goes to row hp / 2 of the phases hp % 2, its even
+/// and odd columns w (padded column w + pad_w) to the two phases of that row parity. (Element by
+/// element, this copy took as long as the correlation after it.)
+void stage_phases(float* staged, const float* image, const Staging& g) {
+  const int64_t rows = g.channels * g.height;
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t hp = r % g.height + g.pad_h;
+    float* phases = staged + (4 * (r / g.height) + 2 * (hp % 2)) * g.plane + hp / 2 * g.row;
+    const float* in = image + r * g.width;
+    for (int64_t parity = 0; parity < 2; ++parity) {  // the row's even, then odd columns
+      const int64_t wp = parity + g.pad_w;            // the first one's padded column
+      float* out = phases + wp % 2 * g.plane + wp / 2;
+      const int64_t n = (g.width - parity + 1) / 2;
+      // gather_even reads in[parity + 2 n - 1], past the row when its width is odd for the
+      // even columns or even for the odd ones: the next row's first float, but not after the
+      // image's last row.
+      const bool over_reads = parity + 2 * n > g.width;
+      if (n >= 4 && !(over_reads && r + 1 == rows)) {
+        gather_even(out, in + parity, n);
+      } else {
+        for (int64_t k = 0; k < n; ++k) out[k] = in[parity + 2 * k];
+      }
+    }
+  }
+}
+
 /// Copies the valid outputs (channels, out_h, out_w) out of flat positions.
 void unstage(float* image, const float* flat, int64_t channels, const Staging& g) {
   const detail::DirectConvKernels& kernels = detail::direct_conv_kernels();
@@ -276,6 +338,14 @@ constexpr int64_t kWinogradMinTiles = 16;
 // either way. (Its backward stays by Winograd: 2.0-2.2 ms against 2.3-2.5 at batch 64. The
 // 14x14 layers, fully covered, stay too: 2.55-3.10 ms against 2.77-2.87 at batch 256.)
 constexpr int64_t kDirectForwardMinBatch = 32;
+// Stride-2 forwards by the direct kernels over the input's phases (make_phase_staging), against
+// im2col + GEMM, 2 threads, two interleaved rounds of a micro-benchmark of the call: resnet's
+// 3x3 32 -> 64 layer, 14x14 -> 7x7 (49 outputs in 64 positions of AVX-512's vectors), batch 64
+// 0.62-0.65 ms against 0.76-0.78, batch 256 2.47-2.55 against 3.12-3.26, batch 1 0.038 against
+// 0.040-0.048; its 64 -> 128 layer, 7x7 -> 4x4 (16 outputs in 32 positions), batch 64 1.06-1.09
+// against 0.93-0.98, batch 1 0.104-0.109 against 0.034-0.035; the 1x1 shortcuts (one phase of
+// the four staged is read), batch 64 0.23-0.25 against 0.09-0.13.
+constexpr int64_t kPhasesMinKernel = 3;
 
 namespace {
 bool conv_is_stride_one(const ConvShape& s) {
@@ -322,7 +392,22 @@ bool conv_forward_uses_winograd(const ConvShape& s) {
   return conv_uses_winograd(s) && !conv_forward_leaves_winograd(s);
 }
 
+/// Stride-2 layers whose forward the direct kernels take, over the input's phases
+/// (make_phase_staging): every such layer under kDirect; under kAuto (and kWinograd, which
+/// does not apply) kernels of 3x3 or more whose outputs fill at least 3/4 of the positions the
+/// kernels compute (rows `row` long, rounded up to whole vectors).
+bool conv_forward_uses_phases(const ConvShape& s) {
+  if (s.stride_h != 2 || s.stride_w != 2 || conv_algorithm() == ConvAlgorithm::kGemm) {
+    return false;
+  }
+  if (conv_algorithm() == ConvAlgorithm::kDirect) return true;
+  const Staging g = make_phase_staging(s, detail::direct_conv_kernels().lanes);
+  return s.kernel_h >= kPhasesMinKernel && s.kernel_w >= kPhasesMinKernel &&
+         4 * s.out_h * s.out_w >= 3 * g.positions;
+}
+
 bool conv_forward_uses_direct(const ConvShape& s) {
+  if (conv_forward_uses_phases(s)) return true;
   return conv_is_stride_one(s) && conv_algorithm() != ConvAlgorithm::kGemm &&
          !conv_forward_uses_winograd(s) && !conv_too_few_winograd_tiles(s);
 }
@@ -369,8 +454,10 @@ namespace {
 void conv2d_forward_direct(float* y, const float* x, const float* w, const float* b,
                            const ConvShape& s, const float* w_scale) {
   const detail::DirectConvKernels& kernels = detail::direct_conv_kernels();
-  const Staging g = make_staging(s.in_channels, s.in_h, s.in_w, s.pad_h, s.pad_w, s.kernel_h,
-                                 s.kernel_w, kernels.lanes);
+  const bool phased = s.stride_h == 2 && s.stride_w == 2;  // else stride 1
+  const Staging g = phased ? make_phase_staging(s, kernels.lanes)
+                           : make_staging(s.in_channels, s.in_h, s.in_w, s.pad_h, s.pad_w,
+                                          s.kernel_h, s.kernel_w, kernels.lanes);
   const int64_t taps = s.in_channels * s.kernel_h * s.kernel_w;
   const int64_t oc_block = kernels.forward_oc_block(s.out_channels);
   const int64_t padded_channels = round_up(s.out_channels, oc_block);
@@ -384,7 +471,11 @@ void conv2d_forward_direct(float* y, const float* x, const float* w, const float
                        });
   for (int64_t o = 0; o < padded_channels; ++o) bias[o] = b && o < s.out_channels ? b[o] : 0.0f;
   std::vector<int64_t>& offsets = detail::shared_scratch<int64_t>(0, taps);
-  tap_offsets(offsets.data(), g, s.kernel_h, s.kernel_w);
+  if (phased) {
+    phase_tap_offsets(offsets.data(), g, s.kernel_h, s.kernel_w);
+  } else {
+    tap_offsets(offsets.data(), g, s.kernel_h, s.kernel_w);
+  }
 
   const int64_t in_size = s.in_channels * s.in_h * s.in_w;
   const int64_t out_size = s.out_channels * s.out_h * s.out_w;
@@ -395,7 +486,11 @@ void conv2d_forward_direct(float* y, const float* x, const float* w, const float
     float* flat = detail::scratch<float>(1, padded_channels * g.positions);
     std::fill(staged, staged + g.size, 0.0f);
     for (int64_t n = range.first; n < range.last; ++n) {
-      stage(staged, x + n * in_size, g);
+      if (phased) {
+        stage_phases(staged, x + n * in_size, g);
+      } else {
+        stage(staged, x + n * in_size, g);
+      }
       kernels.forward({padded_channels, oc_block, taps, offsets.data(), staged, packed, bias, flat,
                        g.positions});
       unstage(y + n * out_size, flat, s.out_channels, g);
