@@ -187,7 +187,7 @@ template <typename T>
 void global_avgpool_backward(T* dx, const T* dy, int64_t planes, int64_t size);
 
 // ---- residual addition -----------------------------------------------------------------------
-/// sum = a + b, and y = relu(sum) when `relu`, else y = sum (sum may then be null: y = a + b).
+/// sum = a + b, and y = relu(sum) when `relu`, else y = sum; sum may be null (y alone).
 /// All (n).
 template <typename T>
 void add_forward(T* sum, T* y, const T* a, const T* b, int64_t n, bool relu);

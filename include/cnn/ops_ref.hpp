@@ -222,7 +222,7 @@ void global_avgpool_backward(T* dx, const T* dy, int64_t planes, int64_t size) {
 
 // ---- residual addition -----------------------------------------------------------------------
 
-/// sum = a + b; y = RELU(sum) with `relu`, else y = sum (sum may then be null).
+/// sum = a + b; y = RELU(sum) with `relu`, else y = sum; sum may be null.
 template <typename T>
 void add_forward(T* sum, T* y, const T* a, const T* b, int64_t n, bool relu) {
   for (int64_t k = 0; k < n; ++k) {

@@ -133,6 +133,13 @@ void add_forward(T* sum, T* y, const T* a, const T* b, int64_t n, bool relu) {
       if (sum) std::copy(out, out + count, sum + first);
       return;
     }
+    if (!sum) {
+      for (int64_t k = 0; k < count; ++k) {
+        const T v = pa[k] + pb[k];
+        out[k] = v < T(0) ? T(0) : v;
+      }
+      return;
+    }
     T* __restrict s = sum + first;
     for (int64_t k = 0; k < count; ++k) {
       const T v = pa[k] + pb[k];
