@@ -162,7 +162,7 @@ void Residual<T>::forward_impl(TensorView<const T> x, TensorView<T> y, Mode mode
     return;
   }
   sum_pending_ = false;
-  if (relu_ && mode == Mode::kEval) {  // y alone: a third of the pass's stores fewer
+  if (relu_ && mode == Mode::kEval) {  // y alone: one of the pass's two stores fewer
     ops::add_forward(static_cast<T*>(nullptr), y.data(), a.data(), b.data(), a.numel(), true);
     eval_body_ = a;
     eval_shortcut_ = b;

@@ -208,8 +208,8 @@ __attribute__((target("avx2"))) void lane_sums_dy_avx2(int64_t n, const float* d
 // with half the instructions a block of 16.
 
 // GCC 12 warns, inside the definitions of _mm512_extractf64x4_pd, _mm512_cvtps_pd and their
-// kind, that the "undefined" vector they start from may be used uninitialised (the masks leave
-// none of it): off for these functions only.
+// kind, that the "undefined" vector they merge into may be used uninitialised (their all-ones
+// masks leave none of it): off for these functions only.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
