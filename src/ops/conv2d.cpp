@@ -247,7 +247,7 @@ void phase_tap_offsets(int64_t* offsets, const Staging& g, int64_t kernel_h, int
 /// Copies one image (channels, height, width) into the phases of a phase staging whose padding
 /// is already zero: padded row hp = h + pad_h goes to row hp / 2 of the phases hp % 2, its even
 /// and odd columns w (padded column w + pad_w) to the two phases of that row parity. (Element by
-/// element, this copy took as long as the correlation after it.)
+/// element, this copy took two thirds as long as the correlation after it.)
 void stage_phases(float* staged, const float* image, const Staging& g) {
   const int64_t rows = g.channels * g.height;
   for (int64_t r = 0; r < rows; ++r) {
