@@ -970,11 +970,13 @@ TEST(OpsSweep, BatchNormSumsAreTheSameBitsOnEveryInstructionSet) {
 TEST(OpsSweep, AutoMethodRuleAtItsEdges) {
   const ops::ConvAlgorithm saved = ops::conv_algorithm();
   ops::set_conv_algorithm(ops::ConvAlgorithm::kAuto);
-  const auto methods = [](int64_t batch, int64_t size, int64_t channels) {
-    const ops::ConvShape s =
-        ops::make_conv_shape(batch, channels, size, size, channels, 3, 3, 1, 1, 1, 1);
+  const auto methods_of = [](const ops::ConvShape& s) {
     return std::string(ops::conv2d_forward_method(s)) + "/" + ops::conv2d_weight_grad_method(s) +
            "/" + ops::conv2d_input_grad_method(s);
+  };
+  const auto methods = [&](int64_t batch, int64_t size, int64_t channels) {
+    return methods_of(
+        ops::make_conv_shape(batch, channels, size, size, channels, 3, 3, 1, 1, 1, 1));
   };
   EXPECT_EQ(methods(1, 4, 128), "gemm/gemm/gemm");                // 4 tiles
   EXPECT_EQ(methods(3, 4, 128), "gemm/gemm/gemm");                // 12
@@ -992,11 +994,8 @@ TEST(OpsSweep, AutoMethodRuleAtItsEdges) {
   // portable path), im2col + GEMM otherwise; the backward always by GEMM.
   const ops::Isa saved_isa = ops::isa();
   ops::set_isa(ops::Isa::kPortable);
-  const auto strided = [](int64_t size, int64_t kernel, int64_t pad) {
-    const ops::ConvShape s =
-        ops::make_conv_shape(64, 32, size, size, 64, kernel, kernel, 2, 2, pad, pad);
-    return std::string(ops::conv2d_forward_method(s)) + "/" + ops::conv2d_weight_grad_method(s) +
-           "/" + ops::conv2d_input_grad_method(s);
+  const auto strided = [&](int64_t size, int64_t kernel, int64_t pad) {
+    return methods_of(ops::make_conv_shape(64, 32, size, size, 64, kernel, kernel, 2, 2, pad, pad));
   };
   EXPECT_EQ(strided(14, 3, 1), "direct/gemm/gemm");  // 7x7 in rows of 8: 49 of 56
   EXPECT_EQ(strided(7, 3, 1), "direct/gemm/gemm");   // 4x4 in rows of 5: 16 of 20

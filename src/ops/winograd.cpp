@@ -95,12 +95,12 @@ int kernel_parts(int64_t pairs) {
   return pairs >= 2048 ? ops::threads() : 1;
 }
 
-/// Kernels [first, last) of part `part` of `parts`, split at multiples of 4 (the transforms'
-/// vectors).
-inline void kernel_range(int64_t pairs, int part, int parts, int64_t& first, int64_t& last) {
-  const int64_t quads = (pairs + 3) / 4;
-  first = std::min(pairs, quads * part / parts * 4);
-  last = std::min(pairs, quads * (part + 1) / parts * 4);
+/// body(first, last) for each part of the kernels (kernel_parts of them), split by
+/// for_each_range at multiples of 4 (the transforms' vectors).
+template <typename Body>
+void for_each_kernel_range(int64_t pairs, const Body& body) {
+  for_each_range(kernel_parts(pairs), (pairs + 3) / 4,
+                 [&](int64_t first, int64_t last) { body(first * 4, std::min(pairs, last * 4)); });
 }
 
 /// U = the transforms of all kernels, then pack(xi) for the 16 tile positions, on the threads:
@@ -108,14 +108,11 @@ inline void kernel_range(int64_t pairs, int part, int parts, int64_t& first, int
 /// other waited.
 template <typename Pack>
 void transform_and_pack_weights(float* u, const float* weights, int64_t pairs, const Pack& pack) {
-  const int parts = kernel_parts(pairs);
-  for_each_part(parts, [&](int part) {
-    int64_t first, last;
-    kernel_range(pairs, part, parts, first, last);
+  for_each_kernel_range(pairs, [&](int64_t first, int64_t last) {
     transform_weight_range(u, weights, pairs, first, last);
   });
-  for_each_part(parts, [&](int part) {
-    for (int xi = 16 * part / parts; xi < 16 * (part + 1) / parts; ++xi) pack(xi);
+  for_each_range(kernel_parts(pairs), 16, [&](int64_t first, int64_t last) {
+    for (int64_t xi = first; xi < last; ++xi) pack(static_cast<int>(xi));
   });
 }
 
@@ -658,10 +655,7 @@ void winograd_backward3x3(float* dx, float* dw, const float* x, const float* wei
   // accumulated into dw: each part of the kernels on a thread (the same bits for any split),
   // 4 kernels a vector (they are consecutive in dL/dU), then the rest one by one.
   float* du = partials.data();
-  const int parts = kernel_parts(pairs);
-  for_each_part(parts, [&](int part) {
-    int64_t first, last;
-    kernel_range(pairs, part, parts, first, last);
+  for_each_kernel_range(pairs, [&](int64_t first, int64_t last) {
     for (int t = 1; t < team; ++t) {
       const float* other = partials.data() + t * 16 * pairs;
       for (int xi = 0; xi < 16; ++xi)
