@@ -446,7 +446,8 @@ TEST(CliBadInput, SpecsImagesAndFlags) {
   expect_refusal("fly", {"unknown command 'fly'"});
   expect_refusal("train --out metrics.csv", {"--out", "names the model file"});
   expect_refusal("train --data sample",
-                 {"CNN_CONV=fast", "expected auto, gemm, direct or winograd"}, "CNN_CONV=fast");
+                 {"CNN_CONV=fast", "expected auto, gemm, direct, winograd or implicit"},
+                 "CNN_CONV=fast");
   expect_refusal("train --data sample", {"CNN_ISA=sse9", "expected avx512, avx2 or portable"},
                  "CNN_ISA=sse9");
   expect_refusal("train --data sample --optimizer adamx",

@@ -168,16 +168,20 @@ class OpsSweepIsa : public testing::PathTest {};
 TEST_P(OpsSweepIsa, Conv2dFloat) {
   sweep_conv<float>(1, 300);
 }
-// Larger images than the sweep's: the direct path's backward then stages images in several
-// chunks, and 2 threads split the batch unevenly (7 images).
+// Larger images and more channels than the sweep's: the direct path's backward then stages
+// images in several chunks, and 2 threads split the batch unevenly (7 images).
 TEST_P(OpsSweepIsa, Conv2dFloatLargeImagesAndTwoThreads) {
   Rng rng(11);
   const ops::ConvShape shapes[] = {
-      ops::make_conv_shape(7, 1, 28, 28, 6, 5, 5, 1, 1, 2, 2),     // LeNet-5 conv1
-      ops::make_conv_shape(7, 6, 14, 14, 16, 5, 5, 1, 1, 0, 0),    // LeNet-5 conv2
-      ops::make_conv_shape(7, 9, 33, 31, 13, 3, 3, 1, 1, 1, 1),    // odd sizes and channels
-      ops::make_conv_shape(3, 3, 40, 37, 5, 7, 3, 1, 1, 3, 0),     // tall kernel, no side pad
-      ops::make_conv_shape(2, 32, 14, 14, 64, 3, 3, 1, 1, 1, 1)};  // convnet conv2
+      ops::make_conv_shape(7, 1, 28, 28, 6, 5, 5, 1, 1, 2, 2),    // LeNet-5 conv1
+      ops::make_conv_shape(7, 6, 14, 14, 16, 5, 5, 1, 1, 0, 0),   // LeNet-5 conv2
+      ops::make_conv_shape(7, 9, 33, 31, 13, 3, 3, 1, 1, 1, 1),   // odd sizes and channels
+      ops::make_conv_shape(3, 3, 40, 37, 5, 7, 3, 1, 1, 3, 0),    // tall kernel, no side pad
+      ops::make_conv_shape(2, 32, 14, 14, 64, 3, 3, 1, 1, 1, 1),  // convnet conv2
+      // The implicit GEMM's column blocks: 128 channels out in two blocks of 64 (AVX-512),
+      // 66 in five of 16; 70 channels in (the input gradient's columns) past one block.
+      ops::make_conv_shape(5, 20, 9, 9, 128, 3, 3, 2, 2, 1, 1),
+      ops::make_conv_shape(3, 70, 7, 7, 66, 3, 3, 1, 1, 1, 1)};
   const int saved = ops::threads();
   for (int team : {1, 2}) {
     ops::set_threads(team);
@@ -965,8 +969,10 @@ TEST(OpsSweep, BatchNormSumsAreTheSameBitsOnEveryInstructionSet) {
 // kAuto's method rule at its edges: Winograd for 3x3 stride-1 layers with 16+ channels and at
 // least 16 tiles in the batch; with fewer tiles (a 4x4 plane at batch 1..3), im2col + GEMM for
 // all three products, never the direct kernels; where the tiles cover 5/4 or more of the output
-// (odd sides such as 7x7), the forward of a batch of 32 or more by the direct kernels; the
-// forward of stride-2 layers over the input's phases.
+// (odd sides such as 7x7), the implicit GEMM for all three from a batch of 16 with 16+ channels
+// in and 32+ out, else the forward of a batch of 32 or more by the direct kernels; stride-2
+// layers of 3x3+ kernels by the implicit GEMM under the same batch and channel bounds, else
+// their forward over the input's phases.
 TEST(OpsSweep, AutoMethodRuleAtItsEdges) {
   const ops::ConvAlgorithm saved = ops::conv_algorithm();
   ops::set_conv_algorithm(ops::ConvAlgorithm::kAuto);
@@ -974,9 +980,10 @@ TEST(OpsSweep, AutoMethodRuleAtItsEdges) {
     return std::string(ops::conv2d_forward_method(s)) + "/" + ops::conv2d_weight_grad_method(s) +
            "/" + ops::conv2d_input_grad_method(s);
   };
-  const auto methods = [&](int64_t batch, int64_t size, int64_t channels) {
-    return methods_of(
-        ops::make_conv_shape(batch, channels, size, size, channels, 3, 3, 1, 1, 1, 1));
+  const auto methods = [&](int64_t batch, int64_t size, int64_t channels,
+                           int64_t out_channels = 0) {
+    return methods_of(ops::make_conv_shape(
+        batch, channels, size, size, out_channels > 0 ? out_channels : channels, 3, 3, 1, 1, 1, 1));
   };
   EXPECT_EQ(methods(1, 4, 128), "gemm/gemm/gemm");                // 4 tiles
   EXPECT_EQ(methods(3, 4, 128), "gemm/gemm/gemm");                // 12
@@ -984,25 +991,40 @@ TEST(OpsSweep, AutoMethodRuleAtItsEdges) {
   EXPECT_EQ(methods(1, 7, 64), "winograd/winograd/winograd");     // 16
   EXPECT_EQ(methods(1, 3, 16), "gemm/gemm/gemm");                 // 4
   EXPECT_EQ(methods(1, 3, 8), "direct/direct/direct");            // not Winograd's shape: unchanged
-  EXPECT_EQ(methods(31, 7, 64), "winograd/winograd/winograd");    // 64 / 49 covered, batch 31
-  EXPECT_EQ(methods(32, 7, 64), "direct/winograd/winograd");      // batch 32
-  EXPECT_EQ(methods(256, 5, 32), "direct/winograd/winograd");     // 36 / 25
-  EXPECT_EQ(methods(256, 9, 32), "winograd/winograd/winograd");   // 100 / 81 < 5 / 4
-  EXPECT_EQ(methods(256, 14, 32), "winograd/winograd/winograd");  // even: covered exactly
-  // Stride 2: the forward over the input's phases (direct) for 3x3 kernels whose outputs fill
-  // 3/4 of the positions computed (rows of `row` floats, whole vectors: 4 floats on the
-  // portable path), im2col + GEMM otherwise; the backward always by GEMM.
+  EXPECT_EQ(methods(15, 7, 64), "winograd/winograd/winograd");    // 64 / 49 covered, batch 15
+  EXPECT_EQ(methods(16, 7, 64), "implicit/implicit/implicit");    // batch 16
+  EXPECT_EQ(methods(256, 5, 32), "implicit/implicit/implicit");   // 36 / 25
+  EXPECT_EQ(methods(64, 7, 32, 31), "direct/winograd/winograd");  // 31 channels out
+  EXPECT_EQ(methods(31, 7, 32, 31), "winograd/winograd/winograd");  // batch 31: Winograd
+  EXPECT_EQ(methods(32, 7, 16), "direct/winograd/winograd");        // batch 32, 16 out
+  EXPECT_EQ(methods(256, 9, 32), "winograd/winograd/winograd");     // 100 / 81 < 5 / 4
+  EXPECT_EQ(methods(256, 14, 32), "winograd/winograd/winograd");    // even: covered exactly
+  // Stride 2 (portable vectors of 4 floats): the implicit GEMM from a batch of 16 with 16+
+  // channels in and 32+ out and 3x3+ kernels; else the forward over the input's phases (direct)
+  // for 3x3 kernels whose outputs fill 3/4 of the positions computed (rows of `row` floats,
+  // whole vectors), im2col + GEMM otherwise, and the backward by GEMM.
   const ops::Isa saved_isa = ops::isa();
   ops::set_isa(ops::Isa::kPortable);
-  const auto strided = [&](int64_t size, int64_t kernel, int64_t pad) {
-    return methods_of(ops::make_conv_shape(64, 32, size, size, 64, kernel, kernel, 2, 2, pad, pad));
+  const auto strided = [&](int64_t batch, int64_t size, int64_t kernel, int64_t pad,
+                           int64_t in_channels = 32, int64_t out_channels = 64) {
+    return methods_of(ops::make_conv_shape(batch, in_channels, size, size, out_channels, kernel,
+                                           kernel, 2, 2, pad, pad));
   };
-  EXPECT_EQ(strided(14, 3, 1), "direct/gemm/gemm");  // 7x7 in rows of 8: 49 of 56
-  EXPECT_EQ(strided(7, 3, 1), "direct/gemm/gemm");   // 4x4 in rows of 5: 16 of 20
-  EXPECT_EQ(strided(3, 3, 1), "gemm/gemm/gemm");     // 2x2 in rows of 3: 4 of 8
-  EXPECT_EQ(strided(14, 1, 0), "gemm/gemm/gemm");    // 1x1: one phase of four read
+  EXPECT_EQ(strided(16, 14, 3, 1), "implicit/implicit/implicit");
+  EXPECT_EQ(strided(64, 3, 3, 1), "implicit/implicit/implicit");
+  EXPECT_EQ(strided(64, 14, 1, 0), "gemm/gemm/gemm");            // 1x1
+  EXPECT_EQ(strided(64, 14, 3, 1, 15), "direct/gemm/gemm");      // 15 channels in
+  EXPECT_EQ(strided(64, 14, 3, 1, 16, 31), "direct/gemm/gemm");  // 31 channels out
+  EXPECT_EQ(strided(64, 14, 3, 1, 16, 32), "implicit/implicit/implicit");
+  EXPECT_EQ(strided(15, 14, 3, 1), "direct/gemm/gemm");  // 7x7 in rows of 8: 49 of 56
+  EXPECT_EQ(strided(15, 7, 3, 1), "direct/gemm/gemm");   // 4x4 in rows of 5: 16 of 20
+  EXPECT_EQ(strided(15, 3, 3, 1), "gemm/gemm/gemm");     // 2x2 in rows of 3: 4 of 8
   ops::set_conv_algorithm(ops::ConvAlgorithm::kDirect);
-  EXPECT_EQ(strided(14, 1, 0), "direct/gemm/gemm");  // forced direct takes every stride 2
+  EXPECT_EQ(strided(64, 14, 1, 0), "direct/gemm/gemm");  // forced direct takes every stride 2
+  EXPECT_EQ(strided(64, 14, 3, 1), "direct/gemm/gemm");
+  ops::set_conv_algorithm(ops::ConvAlgorithm::kImplicit);
+  EXPECT_EQ(strided(1, 14, 1, 0), "implicit/implicit/implicit");  // forced: every layer
+  EXPECT_EQ(methods(1, 4, 128), "implicit/implicit/implicit");
   ops::set_isa(saved_isa);
   ops::set_conv_algorithm(ops::ConvAlgorithm::kWinograd);
   EXPECT_EQ(methods(1, 4, 128), "winograd/winograd/winograd");  // forced stays forced

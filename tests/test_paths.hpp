@@ -33,8 +33,8 @@ inline void PrintTo(const Path& path, std::ostream* os) {
 inline std::vector<Path> isa_paths() {
   std::vector<Path> paths;
   for (ops::Isa isa : ops::supported_isas()) {
-    for (ops::ConvAlgorithm conv :
-         {ops::ConvAlgorithm::kGemm, ops::ConvAlgorithm::kDirect, ops::ConvAlgorithm::kWinograd})
+    for (ops::ConvAlgorithm conv : {ops::ConvAlgorithm::kGemm, ops::ConvAlgorithm::kDirect,
+                                    ops::ConvAlgorithm::kWinograd, ops::ConvAlgorithm::kImplicit})
       paths.push_back({false, isa, conv});
   }
   return paths;

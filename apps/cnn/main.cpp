@@ -54,7 +54,8 @@ const char* const kMainHelp =
     "\n"
     "environment:\n"
     "  CNN_ISA   avx512, avx2 or portable: the float kernels (default: the best the CPU has)\n"
-    "  CNN_CONV  auto (default), gemm, direct or winograd: how convolutions are computed\n"
+    "  CNN_CONV  how convolutions are computed: auto (default), gemm, direct, winograd or\n"
+    "            implicit\n"
     "  CNN_REFERENCE=1  every op runs its plain reference loops (slow; for checking)\n";
 
 const char* const kTrainHelp =

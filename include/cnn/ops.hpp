@@ -85,18 +85,22 @@ void set_threads(int threads);
 int threads();
 
 /// How float convolutions are computed. kGemm: im2col + packed GEMM (any stride). kDirect:
-/// the direct kernels wherever they apply (stride 1), im2col + GEMM elsewhere. kWinograd:
-/// Winograd F(2x2, 3x3) for the forward, weight gradient and input gradient of 3x3 stride-1
-/// layers (padding at most 2), direct elsewhere. kAuto (the default): the fastest measured by layer
-/// shape: Winograd for 3x3 stride-1 layers (padding at most 2) with at least 16 input and 16
-/// output channels, at any batch; direct for the other stride-1 forwards and for the weight
-/// gradient of stride-1 layers with at most 65,536 weights, im2col + GEMM for the rest
-/// (docs/design-notes.md has the measurements). Initialised from the environment variable CNN_CONV
-/// (auto, gemm, direct or winograd); tests force each. double always runs im2col + plain loops.
-enum class ConvAlgorithm { kAuto, kGemm, kDirect, kWinograd };
+/// the direct kernels wherever they apply (stride 1, and the forward of stride 2), im2col +
+/// GEMM elsewhere. kWinograd: Winograd F(2x2, 3x3) for the forward, weight gradient and input
+/// gradient of 3x3 stride-1 layers (padding at most 2), direct elsewhere. kImplicit: the
+/// implicit GEMM (output channels across the vector lanes) for every layer. kAuto (the
+/// default): the fastest measured by layer shape and batch: the implicit GEMM for stride-2
+/// layers of 3x3+ kernels and for 3x3 stride-1 layers with odd planes such as 7x7, from 16
+/// images with 16+ channels in and 32+ out; Winograd for the other 3x3 stride-1 layers with
+/// 16+ channels in and out (im2col + GEMM when the batch has fewer than 16 2x2 tiles);
+/// direct for the other stride-1 layers (backward up to 65,536 weights) and im2col + GEMM
+/// for the rest (src/ops/conv2d.cpp and docs/design-notes.md have the measurements).
+/// Initialised from the environment variable CNN_CONV (auto, gemm, direct, winograd or
+/// implicit); tests force each. double always runs im2col + plain loops.
+enum class ConvAlgorithm { kAuto, kGemm, kDirect, kWinograd, kImplicit };
 ConvAlgorithm conv_algorithm();
 void set_conv_algorithm(ConvAlgorithm algorithm);
-/// "auto", "gemm", "direct", "winograd".
+/// "auto", "gemm", "direct", "winograd", "implicit".
 const char* conv_algorithm_name(ConvAlgorithm algorithm);
 
 // ---- convolution --------------------------------------------------------------------------

@@ -13,6 +13,7 @@
 
 #include "cnn/ops.hpp"
 #include "cnn/ops_ref.hpp"
+#include "conv_implicit.hpp"
 #include "dconv.hpp"
 #include "gemm.hpp"
 #include "parallel.hpp"
@@ -346,6 +347,25 @@ constexpr int64_t kDirectForwardMinBatch = 32;
 // against 0.93-0.98, batch 1 0.104-0.109 against 0.034-0.035; the 1x1 shortcuts (one phase of
 // the four staged is read), batch 64 0.23-0.25 against 0.09-0.13.
 constexpr int64_t kPhasesMinKernel = 3;
+// The implicit GEMM (conv_implicit.hpp) against the methods above, forward and backward
+// (weight and input gradients), 2 threads, a micro-benchmark of the calls (ms at batch 1 / 8 /
+// 16 / 64 / 256, implicit against the method kAuto took before):
+//   32 -> 64, 3x3 stride 2, 14x14 -> 7x7 (phases; im2col + GEMM backward): forward
+//     0.016/0.069/0.107/0.358/1.41 against 0.027/0.082/0.142/0.552/2.23, backward
+//     0.048/0.193/0.285/0.857/3.51 against 0.059/0.176/0.345/1.34/5.61;
+//   64 -> 128, 3x3 stride 2, 7x7 -> 4x4 (im2col + GEMM): forward 0.037/0.107/0.163/0.508/1.77
+//     against 0.025/0.133/0.221/0.754/2.87, backward 0.114/0.316/0.411/1.00/3.60 against
+//     0.068/0.228/0.400/1.51/6.19;
+//   64 -> 64, 3x3 stride 1, 7x7 (Winograd; direct forward from batch 32): forward
+//     0.031/0.126/0.199/0.671/2.67 against 0.027/0.109/0.222/0.853/3.62, backward
+//     0.075/0.279/0.451/1.43/5.48 against 0.130/0.321/0.584/2.18/8.31.
+// Below 16 images its fixed costs (packing the weights for each phase of the input gradient,
+// the threads' weight sums) lose; the 1x1 shortcuts (0.095 against 0.092 forward, 0.254
+// against 0.203 backward at 64) and the Winograd layers that fill their blocks (4x4 128
+// channels forward 0.938 against 0.825) stay.
+constexpr int64_t kImplicitMinBatch = 16;
+constexpr int64_t kImplicitMinInChannels = 16;
+constexpr int64_t kImplicitMinOutChannels = 32;
 
 namespace {
 bool conv_is_stride_one(const ConvShape& s) {
@@ -382,10 +402,13 @@ bool conv_uses_winograd(const ConvShape& s) {
 /// kAuto's exception for the forward alone: a Winograd layer whose 2x2 blocks cover at least
 /// 5/4 of its output, at a batch of kDirectForwardMinBatch or more, runs its forward by the
 /// direct kernels.
-bool conv_forward_leaves_winograd(const ConvShape& s) {
+bool winograd_blocks_overhang(const ConvShape& s) {
   const int64_t covered = 4 * ((s.out_h + 1) / 2) * ((s.out_w + 1) / 2);
+  return 4 * covered >= 5 * s.out_h * s.out_w;
+}
+bool conv_forward_leaves_winograd(const ConvShape& s) {
   return conv_auto_winograd_shaped(s) && s.batch >= kDirectForwardMinBatch &&
-         4 * covered >= 5 * s.out_h * s.out_w;
+         winograd_blocks_overhang(s);
 }
 
 bool conv_forward_uses_winograd(const ConvShape& s) {
@@ -397,7 +420,8 @@ bool conv_forward_uses_winograd(const ConvShape& s) {
 /// does not apply) kernels of 3x3 or more whose outputs fill at least 3/4 of the positions the
 /// kernels compute (rows `row` long, rounded up to whole vectors).
 bool conv_forward_uses_phases(const ConvShape& s) {
-  if (s.stride_h != 2 || s.stride_w != 2 || conv_algorithm() == ConvAlgorithm::kGemm) {
+  if (s.stride_h != 2 || s.stride_w != 2 || conv_algorithm() == ConvAlgorithm::kGemm ||
+      conv_algorithm() == ConvAlgorithm::kImplicit) {
     return false;
   }
   if (conv_algorithm() == ConvAlgorithm::kDirect) return true;
@@ -406,7 +430,30 @@ bool conv_forward_uses_phases(const ConvShape& s) {
          4 * s.out_h * s.out_w >= 3 * g.positions;
 }
 
+/// The layers whose forward, weight gradient and input gradient the implicit GEMM computes
+/// (conv_implicit.hpp): every layer under kImplicit; under kAuto, from kImplicitMinBatch
+/// images, with kImplicitMinInChannels and kImplicitMinOutChannels, the stride-2 layers of
+/// 3x3 or larger kernels and the Winograd-shaped layers whose 2x2 blocks overhang their
+/// output by a quarter or more (7x7).
+bool conv_uses_implicit(const ConvShape& s) {
+  if (s.batch <= 0) return false;
+  if (conv_algorithm() == ConvAlgorithm::kImplicit) return true;
+  if (conv_algorithm() != ConvAlgorithm::kAuto || s.batch < kImplicitMinBatch ||
+      s.in_channels < kImplicitMinInChannels || s.out_channels < kImplicitMinOutChannels) {
+    return false;
+  }
+  const bool strided = s.stride_h == 2 && s.stride_w == 2 && s.kernel_h >= 3 && s.kernel_w >= 3;
+  return strided || (conv_auto_winograd_shaped(s) && winograd_blocks_overhang(s));
+}
+bool conv_forward_uses_implicit(const ConvShape& s) {
+  return conv_uses_implicit(s);
+}
+bool conv_backward_uses_implicit(const ConvShape& s) {
+  return conv_uses_implicit(s);
+}
+
 bool conv_forward_uses_direct(const ConvShape& s) {
+  if (conv_forward_uses_implicit(s)) return false;
   if (conv_forward_uses_phases(s)) return true;
   return conv_is_stride_one(s) && conv_algorithm() != ConvAlgorithm::kGemm &&
          !conv_forward_uses_winograd(s) && !conv_too_few_winograd_tiles(s);
@@ -417,6 +464,7 @@ bool conv_backward_uses_direct(const ConvShape& s) {
   if (!conv_is_stride_one(s)) return false;
   switch (conv_algorithm()) {
     case ConvAlgorithm::kGemm:
+    case ConvAlgorithm::kImplicit:
       return false;
     case ConvAlgorithm::kDirect:
     case ConvAlgorithm::kWinograd:
@@ -438,15 +486,22 @@ bool conv_input_grad_uses_direct(const ConvShape& s) {
 }  // namespace
 
 const char* conv2d_forward_method(const ConvShape& s) {
-  return conv_forward_uses_winograd(s) ? "winograd"
-         : conv_forward_uses_direct(s) ? "direct"
-                                       : "gemm";
+  return conv_forward_uses_implicit(s)   ? "implicit"
+         : conv_forward_uses_winograd(s) ? "winograd"
+         : conv_forward_uses_direct(s)   ? "direct"
+                                         : "gemm";
 }
 const char* conv2d_weight_grad_method(const ConvShape& s) {
-  return conv_uses_winograd(s) ? "winograd" : conv_backward_uses_direct(s) ? "direct" : "gemm";
+  return conv_backward_uses_implicit(s) ? "implicit"
+         : conv_uses_winograd(s)        ? "winograd"
+         : conv_backward_uses_direct(s) ? "direct"
+                                        : "gemm";
 }
 const char* conv2d_input_grad_method(const ConvShape& s) {
-  return conv_uses_winograd(s) ? "winograd" : conv_input_grad_uses_direct(s) ? "direct" : "gemm";
+  return conv_backward_uses_implicit(s)   ? "implicit"
+         : conv_uses_winograd(s)          ? "winograd"
+         : conv_input_grad_uses_direct(s) ? "direct"
+                                          : "gemm";
 }
 
 namespace {
@@ -673,6 +728,9 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s
   }
   if (reference_mode()) return ref::conv2d_forward(y, x, w, b, s);
   if constexpr (std::is_same_v<T, float>) {
+    if (conv_forward_uses_implicit(s)) {
+      return detail::implicit_conv_forward(y, x, w, w_scale, b, s);
+    }
     if (conv_forward_uses_winograd(s)) {
       return detail::winograd_conv3x3(y, x, w, w_scale, b, s.batch, s.in_channels, s.in_h, s.in_w,
                                       s.out_channels, s.pad_h, s.pad_w);
@@ -800,6 +858,15 @@ template <typename T>
 void conv2d_backward(T* dx, T* dw, T* db, const T* x, const T* w, const T* dy, const ConvShape& s) {
   if (reference_mode()) return ref::conv2d_backward(dx, dw, db, x, w, dy, s);
   if constexpr (std::is_same_v<T, float>) {
+    if (conv_backward_uses_implicit(s)) {
+      detail::implicit_conv_backward(dx, dw, x, w, dy, s);
+      if (db) {
+        const int64_t plane = s.out_h * s.out_w;
+        for (int64_t n = 0; n < s.batch; ++n)
+          add_bias_gradient(db, dy + n * s.out_channels * plane, s.out_channels, plane);
+      }
+      return;
+    }
     if (conv_uses_winograd(s)) {
       // dx is the seed's full convolution of dy with the rotated kernel, computed as the
       // exact backward of the Winograd form (winograd.hpp).

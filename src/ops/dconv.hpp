@@ -49,6 +49,25 @@ struct DirectWeightGradArgs {
   float* lanes;       // [out_channels][taps][lanes]
 };
 
+/// The implicit GEMM of the channel-vector convolutions (conv_implicit.hpp):
+/// c[i * ldc + j] (+)= sum over k < depth of rows[i][offsets[k]] * b[k * block + j], for
+/// i < count and j < block. A's entries are gathered from a staged input (row pointer plus
+/// column offset), one broadcast each; B holds `block` columns (output channels), packed row
+/// after row, so that the vector lanes run over output channels, not over positions.
+struct GatherGemmArgs {
+  const float* const* rows;  // count pointers
+  int64_t count;             // a multiple of kGatherRows (repeated pointers pad a short list)
+  const int64_t* offsets;    // depth entries
+  int64_t depth;             // 0 gives c = 0 (or c unchanged when accumulating)
+  const float* b;            // [depth][block]
+  int64_t block;             // from DirectConvKernels::gather_block
+  float* c;                  // row i at c + i * ldc, `block` floats
+  int64_t ldc;
+  bool accumulate;  // add to c instead of assigning: the products in one running sum per entry
+};
+/// The rows of one register tile of gather_gemm: 6 pointers stay in general registers.
+inline constexpr int64_t kGatherRows = 6;
+
 /// A register tile: oc_block output channels times `width` position vectors (forward) or taps
 /// (weight gradient).
 struct DirectTile {
@@ -62,6 +81,14 @@ struct DirectConvKernels {
   void (*forward)(const DirectForwardArgs&);
   int64_t (*weight_grad_oc_block)(int64_t out_channels);
   void (*weight_grad)(const DirectWeightGradArgs&);
+  /// The column block (a few vectors of output channels) that pads `columns` least.
+  int64_t (*gather_block)(int64_t columns);
+  void (*gather_gemm)(const GatherGemmArgs&);
+  /// dst[j * dst_stride + i] = src[i * src_stride + j] for i < rows, j < cols: the implicit
+  /// GEMM's position-major rows to and from channel planes (8x8 blocks in registers where
+  /// the ISA has AVX2, 4x4 otherwise).
+  void (*transpose)(float* dst, int64_t dst_stride, const float* src, int64_t src_stride,
+                    int64_t rows, int64_t cols);
   /// y[r] += sum_i x[i] * w[r * k + i] for r < rows: a dense layer's forward for one sample
   /// (a matrix-vector product), without the GEMM's packing, for batches of a few images.
   void (*dense_rows)(const float* x, const float* w, int64_t rows, int64_t k, float* y);

@@ -27,6 +27,9 @@ inline vec fmadd(vec a, vec b, vec c) {
 constexpr DirectTile kForwardTiles[3] = {{8, 1}, {6, 2}, {4, 2}};
 constexpr DirectTile kWeightGradTiles[2] = {{2, 4}, {3, 3}};
 
+// Implicit GEMM: 6 rows x 2 or 1 vectors of columns (12 accumulators, 2 B vectors, 1 row).
+constexpr int kGatherVectors[2] = {2, 1};
+
 #include "dconv_kernels.inc"
 
 }  // namespace

@@ -29,6 +29,9 @@ constexpr DirectTile kForwardTiles[3] = {{8, 3}, {6, 4}, {4, 5}};
 // Weight gradient: 4 x 5 or 6 x 4 accumulators plus one input vector per tap and one dy.
 constexpr DirectTile kWeightGradTiles[2] = {{4, 5}, {6, 4}};
 
+// Implicit GEMM: 6 rows x 4, 2 or 1 vectors of columns (24 accumulators at most).
+constexpr int kGatherVectors[3] = {4, 2, 1};
+
 #include "dconv_kernels.inc"
 
 }  // namespace

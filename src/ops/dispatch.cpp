@@ -40,11 +40,13 @@ namespace {
 ConvAlgorithm conv_algorithm_from_environment() {
   const char* value = std::getenv("CNN_CONV");
   if (value == nullptr || *value == '\0') return ConvAlgorithm::kAuto;
-  for (ConvAlgorithm algorithm : {ConvAlgorithm::kAuto, ConvAlgorithm::kGemm,
-                                  ConvAlgorithm::kDirect, ConvAlgorithm::kWinograd}) {
+  for (ConvAlgorithm algorithm :
+       {ConvAlgorithm::kAuto, ConvAlgorithm::kGemm, ConvAlgorithm::kDirect,
+        ConvAlgorithm::kWinograd, ConvAlgorithm::kImplicit}) {
     if (std::strcmp(value, conv_algorithm_name(algorithm)) == 0) return algorithm;
   }
-  throw Error(std::string("CNN_CONV=") + value + ": expected auto, gemm, direct or winograd");
+  throw Error(std::string("CNN_CONV=") + value +
+              ": expected auto, gemm, direct, winograd or implicit");
 }
 std::atomic<ConvAlgorithm>& conv_algorithm_flag() {
   static std::atomic<ConvAlgorithm> flag{conv_algorithm_from_environment()};
@@ -62,6 +64,8 @@ const char* conv_algorithm_name(ConvAlgorithm algorithm) {
       return "direct";
     case ConvAlgorithm::kWinograd:
       return "winograd";
+    case ConvAlgorithm::kImplicit:
+      return "implicit";
   }
   return "?";
 }

@@ -1,0 +1,409 @@
+// Convolutions as implicit GEMMs with the output channels across the vector lanes
+// (conv_implicit.hpp).
+
+#include "conv_implicit.hpp"
+
+#include <algorithm>
+#include <vector>
+
+#include "dconv.hpp"
+#include "parallel.hpp"
+#include "scratch.hpp"
+
+namespace cnn::detail {
+namespace {
+
+int64_t round_up(int64_t value, int64_t multiple) {
+  return (value + multiple - 1) / multiple * multiple;
+}
+
+/// Zero-padded planes: `channels` planes of height x width values, each placed at row `top`,
+/// column `left` of a plane of rows x cols floats.
+struct Padded {
+  int64_t channels, height, width, top, left, rows, cols;
+  int64_t plane() const { return rows * cols; }
+  int64_t size() const { return channels * rows * cols; }
+};
+
+/// The input as the forward and the weight gradient read it: output (oh, ow), tap (kh, kw)
+/// reads padded row oh * stride_h + kh, column ow * stride_w + kw.
+Padded input_padding(const ops::ConvShape& s) {
+  return {s.in_channels,
+          s.in_h,
+          s.in_w,
+          s.pad_h,
+          s.pad_w,
+          std::max(s.pad_h + s.in_h, (s.out_h - 1) * s.stride_h + s.kernel_h),
+          std::max(s.pad_w + s.in_w, (s.out_w - 1) * s.stride_w + s.kernel_w)};
+}
+
+/// Copies an image (channels, height, width) into its padded planes, whose padding the caller
+/// zeroed once.
+void stage(float* staged, const float* image, const Padded& g) {
+  const DirectConvKernels& kernels = direct_conv_kernels();
+  for (int64_t c = 0; c < g.channels; ++c) {
+    kernels.copy_rows(staged + c * g.plane() + g.top * g.cols + g.left, g.cols,
+                      image + c * g.height * g.width, g.width, g.height, g.width);
+  }
+}
+
+/// Images whose positions one GEMM takes as its rows (or, for the weight gradient, its depth):
+/// about kGroupPositions, so that 4x4 planes give GEMMs as long as 16x16 ones.
+constexpr int64_t kGroupPositions = 512;
+int64_t images_per_group(int64_t positions, int64_t images) {
+  return std::clamp<int64_t>(kGroupPositions / std::max<int64_t>(positions, 1), 1,
+                             std::max<int64_t>(images, 1));
+}
+
+/// Columns packed together: a unit reads 16 of the source's rows side by side and writes
+/// 64-byte runs.
+constexpr int64_t kPackUnit = 16;
+
+/// Columns [column0, column0 + unit) of B (depth x columns, B(k, j) = at(k, j), zero from
+/// `valid` on) into `packed`'s column blocks, each [depth][block].
+template <typename At>
+void pack_unit(float* packed, int64_t depth, int64_t valid, int64_t block, int64_t column0,
+               int64_t unit, const At& at) {
+  float* out = packed + column0 / block * depth * block + column0 % block;
+  for (int64_t k = 0; k < depth; ++k)
+    for (int64_t j = 0; j < unit; ++j)
+      out[k * block + j] = column0 + j < valid ? at(k, column0 + j) : 0.0f;
+}
+
+/// The whole of B packed so, the threads splitting the units of columns.
+template <typename At>
+void pack_columns(float* packed, int64_t depth, int64_t valid, int64_t columns, int64_t block,
+                  int parts, const At& at) {
+  const int64_t unit = std::min(block, kPackUnit);
+  const int64_t units = columns / unit;
+  for_each_range(static_cast<int>(std::min<int64_t>(parts, units)), units,
+                 [&](int64_t first, int64_t last) {
+                   for (int64_t u = first; u < last; ++u)
+                     pack_unit(packed, depth, valid, block, u * unit, unit, at);
+                 });
+}
+
+/// out (images, channels, positions) [+ bias] from the GEMM's rows c (images * positions,
+/// ldc), channel j of row r at c[r * ldc + j].
+void copy_out(float* out, const float* c, int64_t images, int64_t positions, int64_t channels,
+              int64_t ldc, const float* bias) {
+  const DirectConvKernels& kernels = direct_conv_kernels();
+  for (int64_t i = 0; i < images; ++i) {
+    float* image = out + i * channels * positions;
+    kernels.transpose(image, positions, c + i * positions * ldc, ldc, positions, channels);
+    if (!bias) continue;
+    for (int64_t j = 0; j < channels; ++j) {
+      float* plane = image + j * positions;
+      for (int64_t p = 0; p < positions; ++p) plane[p] += bias[j];
+    }
+  }
+}
+
+/// The row pointers of a group's output positions (image, oh, ow) into its staged inputs,
+/// padded to whole tiles with the last one.
+void position_rows(const float** rows, const float* staged, int64_t images, const ops::ConvShape& s,
+                   const Padded& g) {
+  const int64_t positions = s.out_h * s.out_w, used = images * positions;
+  for (int64_t r = 0; r < used; ++r) {
+    const int64_t i = r / positions, oh = r % positions / s.out_w, ow = r % s.out_w;
+    rows[r] = staged + i * g.size() + oh * s.stride_h * g.cols + ow * s.stride_w;
+  }
+  for (int64_t r = used; r < round_up(used, kGatherRows); ++r) rows[r] = rows[used - 1];
+}
+
+/// One phase (ph, pw) of the input gradient: the input positions (a stride_h + ph,
+/// b stride_w + pw) read dy at (a + dh, b + dw) for the taps (kh, kw) with
+/// kh = ph + pad_h (mod stride_h), dh = (ph + pad_h - kh) / stride_h (and so for columns).
+struct Phase {
+  int64_t ph, pw;
+  int64_t rows_a, cols_b;  // positions a < rows_a, b < cols_b (0 when past the input)
+  int64_t depth;           // taps (oc, kh, kw) of the phase
+  int64_t first;           // its offsets and packed B start at tap `first` of all phases'
+};
+
+/// The taps of dimension `k` (kernel size) that input phase `phase` reads, and their shift d.
+template <typename Visit>
+void phase_taps(int64_t phase, int64_t pad, int64_t stride, int64_t kernel, const Visit& visit) {
+  for (int64_t k = 0; k < kernel; ++k) {
+    const int64_t shifted = phase + pad - k;
+    if ((shifted % stride + stride) % stride == 0) visit(k, shifted / stride);
+  }
+}
+
+/// The input gradient's plan, shared read-only by the threads: dy's padding, the phases, every
+/// phase's tap offsets into staged dy and its packed weights (columns: input channels).
+struct InputGradPlan {
+  Padded gd;
+  int64_t block, columns;  // the GEMM's column block and padded width (input channels)
+  int64_t max_rows;        // the most positions a phase has in one image
+  const std::vector<Phase>* phases;
+  const int64_t* offsets;
+  const float* packed;
+};
+
+InputGradPlan plan_input_grad(const float* w, const ops::ConvShape& s, int parts) {
+  const DirectConvKernels& kernels = direct_conv_kernels();
+  InputGradPlan plan{};
+  // dy's padding: every phase's reads (a + dh, b + dw) inside the staged plane.
+  int64_t top = 0, bottom = s.out_h, left = 0, right = s.out_w;
+  auto extent = [](int64_t in, int64_t phase, int64_t stride) {
+    return phase < in ? (in - phase + stride - 1) / stride : int64_t{0};
+  };
+  for (int64_t ph = 0; ph < s.stride_h; ++ph) {
+    const int64_t rows_a = extent(s.in_h, ph, s.stride_h);
+    phase_taps(ph, s.pad_h, s.stride_h, s.kernel_h, [&](int64_t, int64_t d) {
+      top = std::max(top, -d);
+      if (rows_a > 0) bottom = std::max(bottom, rows_a + d);
+    });
+  }
+  for (int64_t pw = 0; pw < s.stride_w; ++pw) {
+    const int64_t cols_b = extent(s.in_w, pw, s.stride_w);
+    phase_taps(pw, s.pad_w, s.stride_w, s.kernel_w, [&](int64_t, int64_t d) {
+      left = std::max(left, -d);
+      if (cols_b > 0) right = std::max(right, cols_b + d);
+    });
+  }
+  plan.gd = {s.out_channels, s.out_h, s.out_w, top, left, top + bottom, left + right};
+  plan.block = kernels.gather_block(s.in_channels);
+  plan.columns = round_up(s.in_channels, plan.block);
+
+  // Grow-only, per calling thread: no allocation once warm.
+  thread_local std::vector<Phase> phases;
+  phases.clear();
+  const int64_t taps = s.out_channels * s.kernel_h * s.kernel_w;
+  std::vector<int64_t>& offsets = shared_scratch<int64_t>(1, taps);
+  // Tap t of all phases' list: its (oc, kh, kw) as one index into w's (oc, ic, kh, kw).
+  std::vector<int64_t>& sources = shared_scratch<int64_t>(0, taps);
+  int64_t next = 0;
+  plan.max_rows = 0;
+  for (int64_t ph = 0; ph < s.stride_h; ++ph) {
+    for (int64_t pw = 0; pw < s.stride_w; ++pw) {
+      Phase phase{ph, pw, extent(s.in_h, ph, s.stride_h), extent(s.in_w, pw, s.stride_w), 0, next};
+      for (int64_t oc = 0; oc < s.out_channels; ++oc) {
+        phase_taps(ph, s.pad_h, s.stride_h, s.kernel_h, [&](int64_t kh, int64_t dh) {
+          phase_taps(pw, s.pad_w, s.stride_w, s.kernel_w, [&](int64_t kw, int64_t dw) {
+            offsets[static_cast<size_t>(next)] =
+                oc * plan.gd.plane() + (dh + top) * plan.gd.cols + dw + left;
+            sources[static_cast<size_t>(next)] =
+                (oc * s.in_channels * s.kernel_h + kh) * s.kernel_w + kw;
+            ++next;
+          });
+        });
+      }
+      phase.depth = next - phase.first;
+      plan.max_rows = std::max(plan.max_rows, phase.rows_a * phase.cols_b);
+      phases.push_back(phase);
+    }
+  }
+  // B of every phase: row t (a tap) holds w(oc, ic, kh, kw) for the input channels ic. One
+  // parallel region for all the phases, which it names by pointer: in a lambda run on another
+  // thread, `phases` would be that thread's own.
+  const std::vector<Phase>* all_phases = &phases;
+  std::vector<float>& packed = shared_scratch<float>(0, std::max<int64_t>(taps, 1) * plan.columns);
+  const int64_t kernel_size = s.kernel_h * s.kernel_w;
+  const int64_t* source = sources.data();
+  const int64_t unit = std::min(plan.block, kPackUnit), units = plan.columns / unit;
+  for_each_range(
+      static_cast<int>(std::min<int64_t>(parts, units)), units, [&](int64_t first, int64_t last) {
+        for (const Phase& phase : *all_phases) {
+          const int64_t* phase_sources = source + phase.first;
+          for (int64_t u = first; u < last; ++u) {
+            pack_unit(packed.data() + phase.first * plan.columns, phase.depth, s.in_channels,
+                      plan.block, u * unit, unit, [&](int64_t k, int64_t ic) {
+                        return w[phase_sources[k] + ic * kernel_size];
+                      });
+          }
+        }
+      });
+  plan.phases = &phases;
+  plan.offsets = offsets.data();
+  plan.packed = packed.data();
+  return plan;
+}
+
+/// dx of a group's images (assigned) from their staged dy, phase by phase.
+void input_grad_group(float* dx, const float* staged_dy, int64_t images, const InputGradPlan& plan,
+                      const float** rows, float* c, const ops::ConvShape& s) {
+  const DirectConvKernels& kernels = direct_conv_kernels();
+  const int64_t in_plane = s.in_h * s.in_w;
+  for (const Phase& phase : *plan.phases) {
+    const int64_t per_image = phase.rows_a * phase.cols_b, used = images * per_image;
+    if (used == 0) continue;
+    for (int64_t r = 0; r < used; ++r) {
+      const int64_t i = r / per_image, a = r % per_image / phase.cols_b, b = r % phase.cols_b;
+      rows[r] = staged_dy + i * plan.gd.size() + a * plan.gd.cols + b;
+    }
+    const int64_t count = round_up(used, kGatherRows);
+    for (int64_t r = used; r < count; ++r) rows[r] = rows[used - 1];
+    for (int64_t ob = 0; ob < plan.columns / plan.block; ++ob) {
+      kernels.gather_gemm(
+          {rows, count, plan.offsets + phase.first, phase.depth,
+           plan.packed + (phase.first * plan.columns + ob * phase.depth * plan.block), plan.block,
+           c + ob * plan.block, plan.columns, false});
+    }
+    if (s.stride_h == 1 && s.stride_w == 1) {  // one phase: the positions are the planes'
+      for (int64_t i = 0; i < images; ++i) {
+        kernels.transpose(dx + i * s.in_channels * in_plane, in_plane,
+                          c + i * per_image * plan.columns, plan.columns, in_plane, s.in_channels);
+      }
+      continue;
+    }
+    for (int64_t i = 0; i < images; ++i) {
+      for (int64_t ic = 0; ic < s.in_channels; ++ic) {
+        float* plane = dx + (i * s.in_channels + ic) * in_plane;
+        const float* from = c + i * per_image * plan.columns + ic;
+        for (int64_t a = 0; a < phase.rows_a; ++a) {
+          float* row = plane + (a * s.stride_h + phase.ph) * s.in_w + phase.pw;
+          for (int64_t b = 0; b < phase.cols_b; ++b)
+            row[b * s.stride_w] = from[(a * phase.cols_b + b) * plan.columns];
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void implicit_conv_forward(float* y, const float* x, const float* w, const float* w_scale,
+                           const float* b, const ops::ConvShape& s) {
+  const DirectConvKernels& kernels = direct_conv_kernels();
+  const Padded g = input_padding(s);
+  const int64_t depth = s.in_channels * s.kernel_h * s.kernel_w;
+  const int64_t block = kernels.gather_block(s.out_channels);
+  const int64_t columns = round_up(s.out_channels, block);
+  const int team = static_cast<int>(std::min<int64_t>(ops::threads(), s.batch));
+  // Read-only in the parallel region: B (the weights, [tap][output channel] by blocks) and
+  // the taps' offsets into a staged image.
+  std::vector<float>& packed = shared_scratch<float>(0, depth * columns);
+  pack_columns(packed.data(), depth, s.out_channels, columns, block, team,
+               [&](int64_t k, int64_t o) {
+                 // A scaled weight rounded as a scaled copy holds it.
+                 return w_scale ? w[o * depth + k] * w_scale[o] : w[o * depth + k];
+               });
+  std::vector<int64_t>& offsets = shared_scratch<int64_t>(0, depth);
+  for (int64_t ic = 0; ic < s.in_channels; ++ic)
+    for (int64_t kh = 0; kh < s.kernel_h; ++kh)
+      for (int64_t kw = 0; kw < s.kernel_w; ++kw)
+        offsets[static_cast<size_t>((ic * s.kernel_h + kh) * s.kernel_w + kw)] =
+            ic * g.plane() + kh * g.cols + kw;
+
+  const int64_t positions = s.out_h * s.out_w;
+  const int64_t in_size = s.in_channels * s.in_h * s.in_w;
+  const int64_t group = images_per_group(positions, s.batch);
+  const int64_t max_rows = round_up(group * positions, kGatherRows);
+  for_each_part(team, [&](int part) {
+    const int64_t first = s.batch * part / team, last = s.batch * (part + 1) / team;
+    float* staged = scratch<float>(0, group * g.size());
+    std::fill(staged, staged + group * g.size(), 0.0f);
+    float* c = scratch<float>(1, max_rows * columns);
+    const float** rows = scratch<const float*>(0, max_rows);
+    position_rows(rows, staged, group, s, g);
+    for (int64_t n0 = first; n0 < last; n0 += group) {
+      const int64_t images = std::min(group, last - n0);
+      for (int64_t i = 0; i < images; ++i) stage(staged + i * g.size(), x + (n0 + i) * in_size, g);
+      // A short last group: the rows past its positions read stale staged images into rows
+      // of c that are not copied out.
+      const int64_t count = round_up(images * positions, kGatherRows);
+      for (int64_t ob = 0; ob < columns / block; ++ob) {
+        kernels.gather_gemm({rows, count, offsets.data(), depth, packed.data() + ob * depth * block,
+                             block, c + ob * block, columns, false});
+      }
+      copy_out(y + n0 * s.out_channels * positions, c, images, positions, s.out_channels, columns,
+               b);
+    }
+  });
+}
+
+void implicit_conv_backward(float* dx, float* dw, const float* x, const float* w, const float* dy,
+                            const ops::ConvShape& s) {
+  const DirectConvKernels& kernels = direct_conv_kernels();
+  const Padded g = input_padding(s);
+  const int64_t taps = s.in_channels * s.kernel_h * s.kernel_w;
+  const int64_t tap_rows = round_up(taps, kGatherRows);
+  const int64_t positions = s.out_h * s.out_w;
+  const int64_t in_size = s.in_channels * s.in_h * s.in_w;
+  const int64_t out_size = s.out_channels * positions;
+  const int64_t block = kernels.gather_block(s.out_channels);
+  const int64_t columns = round_up(s.out_channels, block);
+  const int team = static_cast<int>(std::min<int64_t>(ops::threads(), s.batch));
+  const int64_t group = images_per_group(positions, s.batch);
+  const InputGradPlan plan = dx ? plan_input_grad(w, s, team) : InputGradPlan{};
+  const int64_t dx_rows = dx ? round_up(group * plan.max_rows, kGatherRows) : 0;
+
+  // The weight gradient's GEMM: rows are the taps (ic, kh, kw), the depth the group's output
+  // positions, B dy transposed (positions x output channels). One partial per thread.
+  const int64_t partial_size = tap_rows * columns;
+  std::vector<float>& partials = shared_scratch<float>(1, team * partial_size);
+  for_each_part(team, [&](int part) {
+    const int64_t first = s.batch * part / team, last = s.batch * (part + 1) / team;
+    float* partial = partials.data() + part * partial_size;
+    float* staged = scratch<float>(0, group * g.size());
+    std::fill(staged, staged + group * g.size(), 0.0f);
+    const float** tap_pointers = scratch<const float*>(0, tap_rows);
+    for (int64_t ic = 0; ic < s.in_channels; ++ic)
+      for (int64_t kh = 0; kh < s.kernel_h; ++kh)
+        for (int64_t kw = 0; kw < s.kernel_w; ++kw)
+          tap_pointers[(ic * s.kernel_h + kh) * s.kernel_w + kw] =
+              staged + ic * g.plane() + kh * g.cols + kw;
+    for (int64_t t = taps; t < tap_rows; ++t) tap_pointers[t] = tap_pointers[taps - 1];
+    int64_t* position_offsets = scratch<int64_t>(0, group * positions);
+    for (int64_t r = 0; r < group * positions; ++r) {
+      const int64_t i = r / positions, oh = r % positions / s.out_w, ow = r % s.out_w;
+      position_offsets[r] = i * g.size() + oh * s.stride_h * g.cols + ow * s.stride_w;
+    }
+    float* dy_t = scratch<float>(4, group * positions * columns);
+    float* staged_dy = nullptr;
+    float* c = nullptr;
+    const float** dx_pointers = nullptr;
+    if (dx) {
+      staged_dy = scratch<float>(5, group * plan.gd.size());
+      std::fill(staged_dy, staged_dy + group * plan.gd.size(), 0.0f);
+      c = scratch<float>(6, dx_rows * plan.columns);
+      dx_pointers = scratch<const float*>(1, dx_rows);
+    }
+    for (int64_t n0 = first; n0 < last; n0 += group) {
+      const int64_t images = std::min(group, last - n0);
+      const int64_t depth = images * positions;
+      for (int64_t i = 0; i < images; ++i) stage(staged + i * g.size(), x + (n0 + i) * in_size, g);
+      // dy_t's block ob: [depth][block], zero past out_channels.
+      const float* dy_group = dy + n0 * out_size;
+      for (int64_t ob = 0; ob < columns / block; ++ob) {
+        const int64_t valid = std::min(block, s.out_channels - ob * block);
+        for (int64_t i = 0; i < images; ++i) {
+          float* to = dy_t + ob * depth * block + i * positions * block;
+          kernels.transpose(to, block, dy_group + i * out_size + ob * block * positions, positions,
+                            valid, positions);
+          if (valid == block) continue;
+          for (int64_t p = 0; p < positions; ++p)
+            std::fill(to + p * block + valid, to + (p + 1) * block, 0.0f);
+        }
+      }
+      for (int64_t ob = 0; ob < columns / block; ++ob) {
+        kernels.gather_gemm({tap_pointers, tap_rows, position_offsets, depth,
+                             dy_t + ob * depth * block, block, partial + ob * block, columns,
+                             n0 != first});
+      }
+      if (!dx) continue;
+      for (int64_t i = 0; i < images; ++i)
+        stage(staged_dy + i * plan.gd.size(), dy_group + i * out_size, plan.gd);
+      input_grad_group(dx + n0 * in_size, staged_dy, images, plan, dx_pointers, c, s);
+    }
+  });
+  // dw (out_channels, taps) += the partials (taps, columns) in thread order, the threads
+  // splitting the output channels (the same bits for any split), 16 at a time.
+  const int64_t tiles = (s.out_channels + 15) / 16;
+  for_each_range(static_cast<int>(std::min<int64_t>(team, tiles)), tiles,
+                 [&](int64_t first, int64_t last) {
+                   for (int64_t tile = first; tile < last; ++tile) {
+                     const int64_t o0 = tile * 16, o1 = std::min(o0 + 16, s.out_channels);
+                     for (int t = 0; t < team; ++t) {
+                       const float* partial = partials.data() + t * partial_size;
+                       for (int64_t k = 0; k < taps; ++k)
+                         for (int64_t o = o0; o < o1; ++o)
+                           dw[o * taps + k] += partial[k * columns + o];
+                     }
+                   }
+                 });
+}
+
+}  // namespace cnn::detail

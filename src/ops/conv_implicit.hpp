@@ -1,0 +1,35 @@
+#pragma once
+// Convolutions as implicit GEMMs with the output channels across the vector lanes
+// (gather_gemm in dconv.hpp). The direct kernels put output positions in the lanes, so a
+// layer with 4x4 or 7x7 output planes leaves a third to a half of every vector idle on the
+// plane's padding; im2col + GEMM copies each input value kernel_h * kernel_w times and packs
+// the copies again. Here one output position is one row of a GEMM whose A entries are read
+// straight from the zero-padded input (a row pointer for the position plus an offset for the
+// tap, so any stride works) and whose columns are the layer's output channels, 16 a vector:
+// every lane works whatever the plane's size. The same product with other roles is the weight
+// gradient (rows: taps; depth: positions; B: dy) and, phase by phase, the input gradient of any
+// stride (the transposed convolution: input positions of one phase of the stride read the
+// kernel taps of that phase).
+//
+// The GEMM writes position-major rows (channels side by side); the callers copy them out into
+// NCHW planes.
+
+#include "cnn/ops.hpp"
+
+namespace cnn::detail {
+
+/// y (batch, out_channels, out_h, out_w) = b + sum over taps of x (*) w, any stride and
+/// padding. w (out_channels, in_channels, kernel_h, kernel_w), times w_scale[o] per output
+/// channel when w_scale is not null; b may be null. Threads split the images; every image's
+/// result is the same bits whatever the split.
+void implicit_conv_forward(float* y, const float* x, const float* w, const float* w_scale,
+                           const float* b, const ops::ConvShape& s);
+
+/// dw (out_channels, in_channels, kernel_h, kernel_w) += the weight gradient; dx (the input's
+/// shape) = the input gradient, assigned, skipped when dx is null. Threads split the images;
+/// their weight sums are added in thread order (a fixed thread count gives fixed bits). The
+/// bias gradient is the caller's (a sum of dy).
+void implicit_conv_backward(float* dx, float* dw, const float* x, const float* w, const float* dy,
+                            const ops::ConvShape& s);
+
+}  // namespace cnn::detail
