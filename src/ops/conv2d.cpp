@@ -399,13 +399,14 @@ bool conv_uses_winograd(const ConvShape& s) {
   return conv_auto_winograd_shaped(s) && !conv_too_few_winograd_tiles(s);
 }
 
-/// kAuto's exception for the forward alone: a Winograd layer whose 2x2 blocks cover at least
-/// 5/4 of its output, at a batch of kDirectForwardMinBatch or more, runs its forward by the
-/// direct kernels.
+/// Whether Winograd's 2x2 blocks cover at least 5/4 of the output (odd sides such as 7x7).
 bool winograd_blocks_overhang(const ConvShape& s) {
   const int64_t covered = 4 * ((s.out_h + 1) / 2) * ((s.out_w + 1) / 2);
   return 4 * covered >= 5 * s.out_h * s.out_w;
 }
+/// kAuto's exception for the forward alone: a Winograd layer whose blocks overhang so, at a
+/// batch of kDirectForwardMinBatch or more, runs its forward by the direct kernels (unless the
+/// implicit GEMM takes the layer first).
 bool conv_forward_leaves_winograd(const ConvShape& s) {
   return conv_auto_winograd_shaped(s) && s.batch >= kDirectForwardMinBatch &&
          winograd_blocks_overhang(s);

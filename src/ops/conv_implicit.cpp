@@ -121,7 +121,8 @@ struct Phase {
   int64_t first;           // its offsets and packed B start at tap `first` of all phases'
 };
 
-/// The taps of dimension `k` (kernel size) that input phase `phase` reads, and their shift d.
+/// Along one dimension: visit(k, d) for the taps k < kernel that input phase `phase` reads,
+/// d = (phase + pad - k) / stride their shift in dy.
 template <typename Visit>
 void phase_taps(int64_t phase, int64_t pad, int64_t stride, int64_t kernel, const Visit& visit) {
   for (int64_t k = 0; k < kernel; ++k) {
