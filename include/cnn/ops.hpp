@@ -118,7 +118,7 @@ template <typename T>
 void conv2d_backward(T* dx, T* dw, T* db, const T* x, const T* w, const T* dy, const ConvShape& s);
 
 /// How a float convolution of shape s computes its forward, its weight gradient and its input
-/// gradient under the current conv_algorithm(): "gemm", "direct" or "winograd".
+/// gradient under the current conv_algorithm(): "gemm", "direct", "winograd" or "implicit".
 const char* conv2d_forward_method(const ConvShape& s);
 const char* conv2d_weight_grad_method(const ConvShape& s);
 const char* conv2d_input_grad_method(const ConvShape& s);
