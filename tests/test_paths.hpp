@@ -1,8 +1,8 @@
 #pragma once
 // The code paths that tests run on: the reference loops, and the default path on every
-// instruction set this CPU supports, once with every convolution on im2col + GEMM and once with
-// the direct kernels wherever they apply (CNN_ISA and CNN_CONV pick one in production; the
-// tests try them all).
+// instruction set this CPU supports, once per forced convolution method (im2col + GEMM, direct,
+// Winograd and implicit GEMM, each wherever it applies; CNN_ISA and CNN_CONV pick one in
+// production, the tests try them all).
 
 #include <gtest/gtest.h>
 

@@ -13,6 +13,7 @@
 
 #include "cnn/ops.hpp"
 #include "cnn/ops_ref.hpp"
+#include "conv_common.hpp"
 #include "conv_implicit.hpp"
 #include "dconv.hpp"
 #include "gemm.hpp"
@@ -121,12 +122,11 @@ void col2im(T* dx, const T* col, const ConvShape& s, int64_t ld) {
   }
 }
 
-/// Images whose columns one GEMM takes side by side: a layer with small output planes (a
-/// stride-2 layer's 7x7 or 4x4) gave each image's product only 16-49 columns, where packing and
-/// edge tiles cost as much as the multiply-adds; a group reaches about kGroupColumns.
+/// Images whose columns one GEMM takes side by side (detail::images_per_group): about
+/// kGroupColumns.
 constexpr int64_t kGroupColumns = 256;
 int64_t images_per_group(const ConvShape& s, int64_t images) {
-  return std::clamp<int64_t>(kGroupColumns / (s.out_h * s.out_w), 1, std::max<int64_t>(images, 1));
+  return detail::images_per_group(kGroupColumns, s.out_h * s.out_w, images);
 }
 
 }  // namespace
@@ -152,9 +152,7 @@ namespace cnn::ops {
 
 namespace {
 
-int64_t round_up(int64_t value, int64_t multiple) {
-  return (value + multiple - 1) / multiple * multiple;
-}
+using detail::round_up;
 
 /// How `channels` planes of height x width are staged for a stride-1 correlation with a
 /// kernel_h x kernel_w kernel and the given padding (top/bottom pad_h, left/right pad_w):
@@ -279,19 +277,6 @@ void unstage(float* image, const float* flat, int64_t channels, const Staging& g
     kernels.copy_rows(image + c * g.out_h * g.out_w, g.out_w, flat + c * g.positions, g.row,
                       g.out_h, g.out_w);
   }
-}
-
-/// Packs weights (out_channels, taps), weight (o, t) = weight_at(o, t), into the forward
-/// kernel's [block][tap][oc_block] order, zero past out_channels.
-template <typename WeightAt>
-void pack_forward_weights(float* packed, int64_t out_channels, int64_t padded_channels,
-                          int64_t oc_block, int64_t taps, WeightAt weight_at) {
-  for (int64_t block = 0; block < padded_channels / oc_block; ++block)
-    for (int64_t t = 0; t < taps; ++t)
-      for (int64_t o = 0; o < oc_block; ++o) {
-        const int64_t channel = block * oc_block + o;
-        *packed++ = channel < out_channels ? weight_at(channel, t) : 0.0f;
-      }
 }
 
 /// Thread t of `team` takes images [first, last).
@@ -446,15 +431,9 @@ bool conv_uses_implicit(const ConvShape& s) {
   const bool strided = s.stride_h == 2 && s.stride_w == 2 && s.kernel_h >= 3 && s.kernel_w >= 3;
   return strided || (conv_auto_winograd_shaped(s) && winograd_blocks_overhang(s));
 }
-bool conv_forward_uses_implicit(const ConvShape& s) {
-  return conv_uses_implicit(s);
-}
-bool conv_backward_uses_implicit(const ConvShape& s) {
-  return conv_uses_implicit(s);
-}
 
 bool conv_forward_uses_direct(const ConvShape& s) {
-  if (conv_forward_uses_implicit(s)) return false;
+  if (conv_uses_implicit(s)) return false;
   if (conv_forward_uses_phases(s)) return true;
   return conv_is_stride_one(s) && conv_algorithm() != ConvAlgorithm::kGemm &&
          !conv_forward_uses_winograd(s) && !conv_too_few_winograd_tiles(s);
@@ -487,19 +466,19 @@ bool conv_input_grad_uses_direct(const ConvShape& s) {
 }  // namespace
 
 const char* conv2d_forward_method(const ConvShape& s) {
-  return conv_forward_uses_implicit(s)   ? "implicit"
+  return conv_uses_implicit(s)           ? "implicit"
          : conv_forward_uses_winograd(s) ? "winograd"
          : conv_forward_uses_direct(s)   ? "direct"
                                          : "gemm";
 }
 const char* conv2d_weight_grad_method(const ConvShape& s) {
-  return conv_backward_uses_implicit(s) ? "implicit"
+  return conv_uses_implicit(s)          ? "implicit"
          : conv_uses_winograd(s)        ? "winograd"
          : conv_backward_uses_direct(s) ? "direct"
                                         : "gemm";
 }
 const char* conv2d_input_grad_method(const ConvShape& s) {
-  return conv_backward_uses_implicit(s)   ? "implicit"
+  return conv_uses_implicit(s)            ? "implicit"
          : conv_uses_winograd(s)          ? "winograd"
          : conv_input_grad_uses_direct(s) ? "direct"
                                           : "gemm";
@@ -521,7 +500,8 @@ void conv2d_forward_direct(float* y, const float* x, const float* w, const float
   std::vector<float>& shared = detail::shared_scratch<float>(0, padded_channels * (taps + 1));
   float* packed = shared.data();
   float* bias = packed + padded_channels * taps;
-  pack_forward_weights(packed, s.out_channels, padded_channels, oc_block, taps,
+  // The forward kernel's [block][tap][oc_block] order, on this thread (small weights).
+  detail::pack_columns(packed, s.out_channels, padded_channels, oc_block, taps, 1,
                        [&](int64_t o, int64_t t) {
                          return w_scale ? w[o * taps + t] * w_scale[o] : w[o * taps + t];
                        });
@@ -689,7 +669,7 @@ void conv2d_backward_direct(float* dx, float* dw, float* db, const float* x, con
     // The full convolution's weights: rotated(ic, (oc, kh, kw)) = w(oc, ic, KH-1-kh, KW-1-kw).
     float* packed = shared.data() + team * partial_size;
     const int64_t kernel_size = s.kernel_h * s.kernel_w;
-    pack_forward_weights(packed, s.in_channels, plan.dx_channels, plan.dx_block, dx_taps,
+    detail::pack_columns(packed, s.in_channels, plan.dx_channels, plan.dx_block, dx_taps, 1,
                          [&](int64_t ic, int64_t t) {
                            const int64_t oc = t / kernel_size, k = t % kernel_size;
                            return w[(oc * s.in_channels + ic) * kernel_size + kernel_size - 1 - k];
@@ -729,7 +709,7 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s
   }
   if (reference_mode()) return ref::conv2d_forward(y, x, w, b, s);
   if constexpr (std::is_same_v<T, float>) {
-    if (conv_forward_uses_implicit(s)) {
+    if (conv_uses_implicit(s)) {
       return detail::implicit_conv_forward(y, x, w, w_scale, b, s);
     }
     if (conv_forward_uses_winograd(s)) {
@@ -859,20 +839,17 @@ template <typename T>
 void conv2d_backward(T* dx, T* dw, T* db, const T* x, const T* w, const T* dy, const ConvShape& s) {
   if (reference_mode()) return ref::conv2d_backward(dx, dw, db, x, w, dy, s);
   if constexpr (std::is_same_v<T, float>) {
-    if (conv_backward_uses_implicit(s)) {
-      detail::implicit_conv_backward(dx, dw, x, w, dy, s);
-      if (db) {
-        const int64_t plane = s.out_h * s.out_w;
-        for (int64_t n = 0; n < s.batch; ++n)
-          add_bias_gradient(db, dy + n * s.out_channels * plane, s.out_channels, plane);
+    const bool implicit = conv_uses_implicit(s);
+    if (implicit || conv_uses_winograd(s)) {
+      if (implicit) {
+        detail::implicit_conv_backward(dx, dw, x, w, dy, s);
+      } else {
+        // dx is the seed's full convolution of dy with the rotated kernel, computed as the
+        // exact backward of the Winograd form (winograd.hpp).
+        detail::winograd_backward3x3(dx, dw, x, w, dy, s.batch, s.in_channels, s.in_h, s.in_w,
+                                     s.out_channels, s.pad_h, s.pad_w);
       }
-      return;
-    }
-    if (conv_uses_winograd(s)) {
-      // dx is the seed's full convolution of dy with the rotated kernel, computed as the
-      // exact backward of the Winograd form (winograd.hpp).
-      detail::winograd_backward3x3(dx, dw, x, w, dy, s.batch, s.in_channels, s.in_h, s.in_w,
-                                   s.out_channels, s.pad_h, s.pad_w);
+      // Neither computes the bias gradient: the sum of dy, image by image.
       if (db) {
         const int64_t plane = s.out_h * s.out_w;
         for (int64_t n = 0; n < s.batch; ++n)

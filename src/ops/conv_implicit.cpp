@@ -6,16 +6,13 @@
 #include <algorithm>
 #include <vector>
 
+#include "conv_common.hpp"
 #include "dconv.hpp"
 #include "parallel.hpp"
 #include "scratch.hpp"
 
 namespace cnn::detail {
 namespace {
-
-int64_t round_up(int64_t value, int64_t multiple) {
-  return (value + multiple - 1) / multiple * multiple;
-}
 
 /// Zero-padded planes: `channels` planes of height x width values, each placed at row `top`,
 /// column `left` of a plane of rows x cols floats.
@@ -47,40 +44,22 @@ void stage(float* staged, const float* image, const Padded& g) {
   }
 }
 
-/// Images whose positions one GEMM takes as its rows (or, for the weight gradient, its depth):
-/// about kGroupPositions, so that 4x4 planes give GEMMs as long as 16x16 ones.
+/// Positions one GEMM takes as its rows (or, for the weight gradient, its depth), in whole
+/// images: 4x4 planes then give GEMMs as long as 16x16 ones.
 constexpr int64_t kGroupPositions = 512;
-int64_t images_per_group(int64_t positions, int64_t images) {
-  return std::clamp<int64_t>(kGroupPositions / std::max<int64_t>(positions, 1), 1,
-                             std::max<int64_t>(images, 1));
+
+/// Where output position r of a group (image r / positions, then oh, ow) reads tap (0, 0, 0)
+/// in the group's staged inputs, and where tap k = (ic, kh, kw) reads relative to that: the
+/// implicit GEMM's A entry is staged[position_offset + tap_offset].
+int64_t position_offset(int64_t r, const ops::ConvShape& s, const Padded& g) {
+  const int64_t positions = s.out_h * s.out_w;
+  const int64_t i = r / positions, oh = r % positions / s.out_w, ow = r % s.out_w;
+  return i * g.size() + oh * s.stride_h * g.cols + ow * s.stride_w;
 }
-
-/// Columns packed together: a unit reads 16 of the source's rows side by side and writes
-/// 64-byte runs.
-constexpr int64_t kPackUnit = 16;
-
-/// Columns [column0, column0 + unit) of B (depth x columns, B(k, j) = at(k, j), zero from
-/// `valid` on) into `packed`'s column blocks, each [depth][block].
-template <typename At>
-void pack_unit(float* packed, int64_t depth, int64_t valid, int64_t block, int64_t column0,
-               int64_t unit, const At& at) {
-  float* out = packed + column0 / block * depth * block + column0 % block;
-  for (int64_t k = 0; k < depth; ++k)
-    for (int64_t j = 0; j < unit; ++j)
-      out[k * block + j] = column0 + j < valid ? at(k, column0 + j) : 0.0f;
-}
-
-/// The whole of B packed so, the threads splitting the units of columns.
-template <typename At>
-void pack_columns(float* packed, int64_t depth, int64_t valid, int64_t columns, int64_t block,
-                  int parts, const At& at) {
-  const int64_t unit = std::min(block, kPackUnit);
-  const int64_t units = columns / unit;
-  for_each_range(static_cast<int>(std::min<int64_t>(parts, units)), units,
-                 [&](int64_t first, int64_t last) {
-                   for (int64_t u = first; u < last; ++u)
-                     pack_unit(packed, depth, valid, block, u * unit, unit, at);
-                 });
+int64_t tap_offset(int64_t k, const ops::ConvShape& s, const Padded& g) {
+  const int64_t kernel_size = s.kernel_h * s.kernel_w;
+  const int64_t ic = k / kernel_size, kh = k % kernel_size / s.kernel_w, kw = k % s.kernel_w;
+  return ic * g.plane() + kh * g.cols + kw;
 }
 
 /// out (images, channels, positions) [+ bias] from the GEMM's rows c (images * positions,
@@ -103,11 +82,8 @@ void copy_out(float* out, const float* c, int64_t images, int64_t positions, int
 /// padded to whole tiles with the last one.
 void position_rows(const float** rows, const float* staged, int64_t images, const ops::ConvShape& s,
                    const Padded& g) {
-  const int64_t positions = s.out_h * s.out_w, used = images * positions;
-  for (int64_t r = 0; r < used; ++r) {
-    const int64_t i = r / positions, oh = r % positions / s.out_w, ow = r % s.out_w;
-    rows[r] = staged + i * g.size() + oh * s.stride_h * g.cols + ow * s.stride_w;
-  }
+  const int64_t used = images * s.out_h * s.out_w;
+  for (int64_t r = 0; r < used; ++r) rows[r] = staged + position_offset(r, s, g);
   for (int64_t r = used; r < round_up(used, kGatherRows); ++r) rows[r] = rows[used - 1];
 }
 
@@ -203,17 +179,15 @@ InputGradPlan plan_input_grad(const float* w, const ops::ConvShape& s, int parts
   std::vector<float>& packed = shared_scratch<float>(0, std::max<int64_t>(taps, 1) * plan.columns);
   const int64_t kernel_size = s.kernel_h * s.kernel_w;
   const int64_t* source = sources.data();
-  const int64_t unit = std::min(plan.block, kPackUnit), units = plan.columns / unit;
+  const int64_t units = plan.columns / pack_unit(plan.block);
   for_each_range(
       static_cast<int>(std::min<int64_t>(parts, units)), units, [&](int64_t first, int64_t last) {
         for (const Phase& phase : *all_phases) {
           const int64_t* phase_sources = source + phase.first;
-          for (int64_t u = first; u < last; ++u) {
-            pack_unit(packed.data() + phase.first * plan.columns, phase.depth, s.in_channels,
-                      plan.block, u * unit, unit, [&](int64_t k, int64_t ic) {
-                        return w[phase_sources[k] + ic * kernel_size];
-                      });
-          }
+          pack_column_units(packed.data() + phase.first * plan.columns, s.in_channels, plan.block,
+                            phase.depth, first, last, [&](int64_t ic, int64_t k) {
+                              return w[phase_sources[k] + ic * kernel_size];
+                            });
         }
       });
   plan.phases = &phases;
@@ -276,21 +250,17 @@ void implicit_conv_forward(float* y, const float* x, const float* w, const float
   // Read-only in the parallel region: B (the weights, [tap][output channel] by blocks) and
   // the taps' offsets into a staged image.
   std::vector<float>& packed = shared_scratch<float>(0, depth * columns);
-  pack_columns(packed.data(), depth, s.out_channels, columns, block, team,
-               [&](int64_t k, int64_t o) {
+  pack_columns(packed.data(), s.out_channels, columns, block, depth, team,
+               [&](int64_t o, int64_t k) {
                  // A scaled weight rounded as a scaled copy holds it.
                  return w_scale ? w[o * depth + k] * w_scale[o] : w[o * depth + k];
                });
   std::vector<int64_t>& offsets = shared_scratch<int64_t>(0, depth);
-  for (int64_t ic = 0; ic < s.in_channels; ++ic)
-    for (int64_t kh = 0; kh < s.kernel_h; ++kh)
-      for (int64_t kw = 0; kw < s.kernel_w; ++kw)
-        offsets[static_cast<size_t>((ic * s.kernel_h + kh) * s.kernel_w + kw)] =
-            ic * g.plane() + kh * g.cols + kw;
+  for (int64_t k = 0; k < depth; ++k) offsets[static_cast<size_t>(k)] = tap_offset(k, s, g);
 
   const int64_t positions = s.out_h * s.out_w;
   const int64_t in_size = s.in_channels * s.in_h * s.in_w;
-  const int64_t group = images_per_group(positions, s.batch);
+  const int64_t group = images_per_group(kGroupPositions, positions, s.batch);
   const int64_t max_rows = round_up(group * positions, kGatherRows);
   for_each_part(team, [&](int part) {
     const int64_t first = s.batch * part / team, last = s.batch * (part + 1) / team;
@@ -327,7 +297,7 @@ void implicit_conv_backward(float* dx, float* dw, const float* x, const float* w
   const int64_t block = kernels.gather_block(s.out_channels);
   const int64_t columns = round_up(s.out_channels, block);
   const int team = static_cast<int>(std::min<int64_t>(ops::threads(), s.batch));
-  const int64_t group = images_per_group(positions, s.batch);
+  const int64_t group = images_per_group(kGroupPositions, positions, s.batch);
   const InputGradPlan plan = dx ? plan_input_grad(w, s, team) : InputGradPlan{};
   const int64_t dx_rows = dx ? round_up(group * plan.max_rows, kGatherRows) : 0;
 
@@ -341,17 +311,10 @@ void implicit_conv_backward(float* dx, float* dw, const float* x, const float* w
     float* staged = scratch<float>(0, group * g.size());
     std::fill(staged, staged + group * g.size(), 0.0f);
     const float** tap_pointers = scratch<const float*>(0, tap_rows);
-    for (int64_t ic = 0; ic < s.in_channels; ++ic)
-      for (int64_t kh = 0; kh < s.kernel_h; ++kh)
-        for (int64_t kw = 0; kw < s.kernel_w; ++kw)
-          tap_pointers[(ic * s.kernel_h + kh) * s.kernel_w + kw] =
-              staged + ic * g.plane() + kh * g.cols + kw;
-    for (int64_t t = taps; t < tap_rows; ++t) tap_pointers[t] = tap_pointers[taps - 1];
+    for (int64_t t = 0; t < tap_rows; ++t)
+      tap_pointers[t] = staged + tap_offset(std::min(t, taps - 1), s, g);
     int64_t* position_offsets = scratch<int64_t>(0, group * positions);
-    for (int64_t r = 0; r < group * positions; ++r) {
-      const int64_t i = r / positions, oh = r % positions / s.out_w, ow = r % s.out_w;
-      position_offsets[r] = i * g.size() + oh * s.stride_h * g.cols + ow * s.stride_w;
-    }
+    for (int64_t r = 0; r < group * positions; ++r) position_offsets[r] = position_offset(r, s, g);
     float* dy_t = scratch<float>(4, group * positions * columns);
     float* staged_dy = nullptr;
     float* c = nullptr;

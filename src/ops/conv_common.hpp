@@ -1,0 +1,61 @@
+#pragma once
+// Helpers that the convolution drivers (conv2d.cpp, conv_implicit.cpp) share. Not for the
+// per-ISA kernel files: their inline code must stay in their own translation units
+// (dconv.hpp, sgemm.hpp).
+
+#include <algorithm>
+#include <cstdint>
+
+#include "parallel.hpp"
+
+namespace cnn::detail {
+
+inline int64_t round_up(int64_t value, int64_t multiple) {
+  return (value + multiple - 1) / multiple * multiple;
+}
+
+/// Images whose output positions one product takes side by side, to reach about `target`
+/// positions: small planes (a stride-2 layer's 7x7 or 4x4) gave each image's product only
+/// 16-49 columns (or rows), where packing and edge tiles cost as much as the multiply-adds.
+inline int64_t images_per_group(int64_t target, int64_t positions, int64_t images) {
+  return std::clamp<int64_t>(target / std::max<int64_t>(positions, 1), 1,
+                             std::max<int64_t>(images, 1));
+}
+
+/// Columns packed together by pack_columns: a unit reads 16 of the source's rows side by
+/// side and writes 64-byte runs.
+inline int64_t pack_unit(int64_t block) {
+  return std::min<int64_t>(block, 16);
+}
+
+/// Units [first, last) of pack_columns, on the calling thread.
+template <typename At>
+void pack_column_units(float* packed, int64_t valid, int64_t block, int64_t depth, int64_t first,
+                       int64_t last, const At& at) {
+  const int64_t unit = pack_unit(block);
+  for (int64_t u = first; u < last; ++u) {
+    const int64_t column0 = u * unit;
+    const int64_t width = std::clamp<int64_t>(valid - column0, 0, unit);  // columns with data
+    float* out = packed + column0 / block * depth * block + column0 % block;
+    for (int64_t k = 0; k < depth; ++k, out += block) {
+      for (int64_t j = 0; j < width; ++j) out[j] = at(column0 + j, k);
+      for (int64_t j = width; j < unit; ++j) out[j] = 0.0f;
+    }
+  }
+}
+
+/// Packs a matrix of `valid` columns (output channels) and `depth` rows (taps), entry
+/// at(column, k), into the kernels' column blocks: packed[(j / block * depth + k) * block +
+/// j % block] for j < columns (a multiple of block), zero from `valid` on. `parts` threads
+/// split the units; with 1 the calling thread packs, without a parallel region.
+template <typename At>
+void pack_columns(float* packed, int64_t valid, int64_t columns, int64_t block, int64_t depth,
+                  int parts, const At& at) {
+  const int64_t units = columns / pack_unit(block);
+  for_each_range(static_cast<int>(std::min<int64_t>(parts, units)), units,
+                 [&](int64_t first, int64_t last) {
+                   pack_column_units(packed, valid, block, depth, first, last, at);
+                 });
+}
+
+}  // namespace cnn::detail
