@@ -1,6 +1,7 @@
-// Default batch-normalisation path: channels split over the threads (each channel's statistics
-// and outputs are its own, so any split gives the same bits), each channel's sums accumulated in
-// double (as PyTorch's CPU kernels do), in 16 independent partial sums (lanes): for floats on
+// Default batch-normalisation path: images split over the threads, as the convolutions and
+// element-wise layers around it split them (each plane's sums are kept apart and added over the
+// images in order by one thread, so any split gives the same bits), each plane's sums accumulated
+// in double (as PyTorch's CPU kernels do), in 16 independent partial sums (lanes): for floats on
 // AVX-512 CPUs by explicit AVX-512 loops, two vectors of eight doubles, on AVX2 CPUs by AVX2
 // loops, four vectors of four, elsewhere by scalar loops with the same lanes in the same order
 // (the same bits). Float accumulators were tried first: the
@@ -14,10 +15,12 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
+#include <vector>
 
 #include "cnn/ops.hpp"
 #include "cnn/ops_ref.hpp"
@@ -324,10 +327,40 @@ void plane_sums_dy(int64_t n, const T* __restrict dy, const T* __restrict x, T m
   lane_sums_dy<T, Relu>(n, dy, x, m, affine, sum_dy, sum_dy_centered);
 }
 
-/// Threads for a pass over x: one below 16384 elements (the region costs more than it saves).
+/// Threads for a pass over x, which they split by images: one below 16384 elements (the
+/// region costs more than it saves).
 int team_for(const NormShape& s) {
   const int64_t n = s.batch * s.channels * s.inner;
-  return n > 16384 ? static_cast<int>(std::min<int64_t>(threads(), s.channels)) : 1;
+  return n > 16384 ? static_cast<int>(std::min<int64_t>(threads(), s.batch)) : 1;
+}
+
+/// body(n, c) for every plane (image n, channel c), the threads splitting the images: the
+/// split the convolutions and element-wise layers around a BatchNorm use, so that each thread
+/// reads the planes it wrote and will read next from its own core's cache. (Split by channels,
+/// every pass read half its planes from the other core: see docs/design-notes.md.)
+template <typename Body>
+void for_each_plane(const NormShape& s, const Body& body) {
+  detail::for_each_range(team_for(s), s.batch, [&](int64_t first, int64_t last) {
+    for (int64_t n = first; n < last; ++n)
+      for (int64_t c = 0; c < s.channels; ++c) body(n, c);
+  });
+}
+
+/// The calling thread's grow-only buffer of at least `count` doubles: per-plane sums, which
+/// the threads fill and the calling thread then adds over the images in order (the order in
+/// which one loop over a channel's planes would add them, so any split gives the same bits).
+double* plane_totals(int64_t count) {
+  thread_local std::vector<double> totals;
+  if (static_cast<int64_t>(totals.size()) < count) totals.resize(static_cast<size_t>(count));
+  return totals.data();
+}
+
+/// The sum over the images of totals[(n * channels + c) * stride + k], n in order.
+inline double image_sum(const double* totals, const NormShape& s, int64_t c, int64_t stride = 1,
+                        int64_t k = 0) {
+  double sum = 0;
+  for (int64_t n = 0; n < s.batch; ++n) sum += totals[(n * s.channels + c) * stride + k];
+  return sum;
 }
 
 }  // namespace
@@ -337,19 +370,18 @@ void batchnorm_statistics(T* mean, T* var, const T* x, const NormShape& s) {
   if (reference_mode()) return ref::batchnorm_statistics(mean, var, x, s);
   const double count = static_cast<double>(s.batch * s.inner);
   const SumLoops loops = sum_loops();
-  detail::for_each_range(team_for(s), s.channels, [&](int64_t first, int64_t last) {
-    for (int64_t c = first; c < last; ++c) {
-      double sum = 0;
-      for (int64_t n = 0; n < s.batch; ++n)
-        sum += plane_sum<false>(s.inner, x + (n * s.channels + c) * s.inner, T(0), loops);
-      const T m = static_cast<T>(sum / count);
-      double squares = 0;
-      for (int64_t n = 0; n < s.batch; ++n)
-        squares += plane_sum<true>(s.inner, x + (n * s.channels + c) * s.inner, m, loops);
-      mean[c] = m;
-      var[c] = static_cast<T>(squares / count);
-    }
+  double* const totals = plane_totals(s.batch * s.channels);
+  for_each_plane(s, [&](int64_t n, int64_t c) {
+    const int64_t plane = n * s.channels + c;
+    totals[plane] = plane_sum<false>(s.inner, x + plane * s.inner, T(0), loops);
   });
+  for (int64_t c = 0; c < s.channels; ++c)
+    mean[c] = static_cast<T>(image_sum(totals, s, c) / count);
+  for_each_plane(s, [&](int64_t n, int64_t c) {
+    const int64_t plane = n * s.channels + c;
+    totals[plane] = plane_sum<true>(s.inner, x + plane * s.inner, mean[c], loops);
+  });
+  for (int64_t c = 0; c < s.channels; ++c) var[c] = static_cast<T>(image_sum(totals, s, c) / count);
 }
 
 namespace {
@@ -357,17 +389,13 @@ namespace {
 template <typename T, bool Relu>
 void normalise(T* y, const T* x, const T* mean, const T* var, const T* gamma, const T* beta,
                const NormShape& s, T eps) {
-  detail::for_each_range(team_for(s), s.channels, [&](int64_t first, int64_t last) {
-    for (int64_t c = first; c < last; ++c) {
-      const ChannelAffine<T> affine(c, mean, var, gamma, beta, eps);
-      for (int64_t n = 0; n < s.batch; ++n) {
-        const T* __restrict xp = x + (n * s.channels + c) * s.inner;
-        T* __restrict yp = y + (n * s.channels + c) * s.inner;
-        for (int64_t i = 0; i < s.inner; ++i) {
-          const T v = affine.normalised(xp[i]);
-          yp[i] = Relu && v < T(0) ? T(0) : v;  // the ReLU's rule (relu_forward)
-        }
-      }
+  for_each_plane(s, [&](int64_t n, int64_t c) {
+    const ChannelAffine<T> affine(c, mean, var, gamma, beta, eps);
+    const T* __restrict xp = x + (n * s.channels + c) * s.inner;
+    T* __restrict yp = y + (n * s.channels + c) * s.inner;
+    for (int64_t i = 0; i < s.inner; ++i) {
+      const T v = affine.normalised(xp[i]);
+      yp[i] = Relu && v < T(0) ? T(0) : v;  // the ReLU's rule (relu_forward)
     }
   });
 }
@@ -378,37 +406,49 @@ void normalise_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, con
                         bool batch_statistics) {
   const double count = static_cast<double>(s.batch * s.inner);
   const SumLoops loops = sum_loops();
-  detail::for_each_range(team_for(s), s.channels, [&](int64_t first, int64_t last) {
-    for (int64_t c = first; c < last; ++c) {
-      const ChannelAffine<T> affine(c, mean, var, gamma, beta, eps);
-      const T invstd = affine.invstd, scale = affine.scale;
-      const T m = mean[c];
-      double sum_dy = 0, sum_dy_centered = 0;
-      for (int64_t n = 0; n < s.batch; ++n) {
-        const T* __restrict xp = x + (n * s.channels + c) * s.inner;
-        const T* __restrict gp = dy + (n * s.channels + c) * s.inner;
-        plane_sums_dy<T, Relu>(s.inner, gp, xp, m, affine, loops, sum_dy, sum_dy_centered);
-      }
-      const double sum_dy_xhat = sum_dy_centered * static_cast<double>(invstd);
-      if (dgamma) dgamma[c] += static_cast<T>(sum_dy_xhat);
-      if (dbeta) dbeta[c] += static_cast<T>(sum_dy);
-      if (!dx) continue;
-      // dx = scale (dy - mean(dy)) - (x - mean) a, a = scale invstd^2 mean(dy (x - mean)). The
-      // centred x keeps the two terms from cancelling when |mean| is large against the spread
-      // (a form dx = scale dy - a x + b lost 3 digits of the BatchNorm bias gradients of resnet).
-      const T mean_dy = batch_statistics ? static_cast<T>(sum_dy / count) : T(0);
-      const T a = batch_statistics
-                      ? scale * static_cast<T>(sum_dy_centered / count) * invstd * invstd
-                      : T(0);
-      for (int64_t n = 0; n < s.batch; ++n) {
-        const T* __restrict xp = x + (n * s.channels + c) * s.inner;
-        const T* __restrict gp = dy + (n * s.channels + c) * s.inner;
-        T* __restrict dp = dx + (n * s.channels + c) * s.inner;
-        for (int64_t i = 0; i < s.inner; ++i) {
-          const T g = reaching<T, Relu>(gp[i], xp[i], affine);
-          dp[i] = (g - mean_dy) * scale - (xp[i] - m) * a;
-        }
-      }
+  // Each plane's two sums, then each channel's mean(dy) and a (doubles holding Ts exactly).
+  const int64_t planes = s.batch * s.channels;
+  double* const totals = plane_totals(2 * planes + 2 * s.channels);
+  double* const coefficients = totals + 2 * planes;
+  for_each_plane(s, [&](int64_t n, int64_t c) {
+    const ChannelAffine<T> affine(c, mean, var, gamma, beta, eps);
+    const int64_t plane = n * s.channels + c;
+    double sum_dy = 0, sum_dy_centered = 0;
+    plane_sums_dy<T, Relu>(s.inner, dy + plane * s.inner, x + plane * s.inner, mean[c], affine,
+                           loops, sum_dy, sum_dy_centered);
+    totals[2 * plane] = sum_dy;
+    totals[2 * plane + 1] = sum_dy_centered;
+  });
+  for (int64_t c = 0; c < s.channels; ++c) {
+    const ChannelAffine<T> affine(c, mean, var, gamma, beta, eps);
+    const T invstd = affine.invstd, scale = affine.scale;
+    const double sum_dy = image_sum(totals, s, c, 2, 0);
+    const double sum_dy_centered = image_sum(totals, s, c, 2, 1);
+    const double sum_dy_xhat = sum_dy_centered * static_cast<double>(invstd);
+    if (dgamma) dgamma[c] += static_cast<T>(sum_dy_xhat);
+    if (dbeta) dbeta[c] += static_cast<T>(sum_dy);
+    // dx = scale (dy - mean(dy)) - (x - mean) a, a = scale invstd^2 mean(dy (x - mean)). The
+    // centred x keeps the two terms from cancelling when |mean| is large against the spread
+    // (a form dx = scale dy - a x + b lost 3 digits of the BatchNorm bias gradients of resnet).
+    const T mean_dy = batch_statistics ? static_cast<T>(sum_dy / count) : T(0);
+    const T a =
+        batch_statistics ? scale * static_cast<T>(sum_dy_centered / count) * invstd * invstd : T(0);
+    coefficients[2 * c] = static_cast<double>(mean_dy);
+    coefficients[2 * c + 1] = static_cast<double>(a);
+  }
+  if (!dx) return;
+  for_each_plane(s, [&](int64_t n, int64_t c) {
+    const ChannelAffine<T> affine(c, mean, var, gamma, beta, eps);
+    const T scale = affine.scale, m = mean[c];
+    const T mean_dy = static_cast<T>(coefficients[2 * c]),
+            a = static_cast<T>(coefficients[2 * c + 1]);
+    const int64_t offset = (n * s.channels + c) * s.inner;
+    const T* __restrict xp = x + offset;
+    const T* __restrict gp = dy + offset;
+    T* __restrict dp = dx + offset;
+    for (int64_t i = 0; i < s.inner; ++i) {
+      const T g = reaching<T, Relu>(gp[i], xp[i], affine);
+      dp[i] = (g - mean_dy) * scale - (xp[i] - m) * a;
     }
   });
 }
@@ -461,15 +501,11 @@ void batchnorm_relu_mask(T* g, const T* dy, const T* x, const T* mean, const T* 
     ref::batchnorm_forward(g, x, mean, var, gamma, beta, s, eps);
     return ref::relu_backward(g, g, dy, s.batch * s.channels * s.inner);
   }
-  detail::for_each_range(team_for(s), s.channels, [&](int64_t first, int64_t last) {
-    for (int64_t c = first; c < last; ++c) {
-      const ChannelAffine<T> affine(c, mean, var, gamma, beta, eps);
-      for (int64_t n = 0; n < s.batch; ++n) {
-        const int64_t offset = (n * s.channels + c) * s.inner;
-        for (int64_t i = 0; i < s.inner; ++i)
-          g[offset + i] = reaching<T, true>(dy[offset + i], x[offset + i], affine);
-      }
-    }
+  for_each_plane(s, [&](int64_t n, int64_t c) {
+    const ChannelAffine<T> affine(c, mean, var, gamma, beta, eps);
+    const int64_t offset = (n * s.channels + c) * s.inner;
+    for (int64_t i = 0; i < s.inner; ++i)
+      g[offset + i] = reaching<T, true>(dy[offset + i], x[offset + i], affine);
   });
 }
 
