@@ -966,48 +966,52 @@ TEST(OpsSweep, BatchNormSumsAreTheSameBitsOnEveryInstructionSet) {
   ops::set_threads(saved_threads);
 }
 
-// BatchNorm's threads split the images, and each plane's sums are added over the images in
-// order by one thread: the same bits on 1 and 2 threads. The sums round: every channel's plane
-// of image 0 holds +2^60 and of image 4 -2^60 (in x and in dy), which swallow the other images'
-// sums added to them in one order and not in another (two threads' partial sums added up).
+// BatchNorm's threads split the images (the planes, below 2 images), and each plane's sums
+// are added over the images in order by one thread: the same bits on 1 and 2 threads. The sums
+// round: every channel's plane of image 0 holds +2^60 and of image 4 -2^60 (in x and in dy),
+// which swallow the other images' sums added to them in one order and not in another (two
+// threads' partial sums added up). A batch of one splits its channels.
 TEST(OpsSweep, BatchNormIsTheSameBitsOnOneAndTwoThreads) {
   const int saved_threads = ops::threads();
   Rng rng(46);
-  const ops::NormShape s{7, 3, 1000};  // 21,000 values: above the one-thread size
-  const int64_t n = s.batch * s.channels * s.inner;
-  const auto lopsided = [&] {
-    std::vector<float> v(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t image = i / (s.channels * s.inner), k = i % s.inner;
-      v[i] = k == 0 && image == 0   ? std::ldexp(1.0f, 60)
-             : k == 0 && image == 4 ? -std::ldexp(1.0f, 60)
-                                    : float(rng.normal());
+  // Both above the one-thread size (16,384 values).
+  for (const ops::NormShape s : {ops::NormShape{7, 3, 1000}, ops::NormShape{1, 5, 4000}}) {
+    SCOPED_TRACE("batch " + std::to_string(s.batch));
+    const int64_t n = s.batch * s.channels * s.inner;
+    const auto lopsided = [&] {
+      std::vector<float> v(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t image = i / (s.channels * s.inner), k = i % s.inner;
+        v[i] = k == 0 && image == 0   ? std::ldexp(1.0f, 60)
+               : k == 0 && image == 4 ? -std::ldexp(1.0f, 60)
+                                      : float(rng.normal());
+      }
+      return v;
+    };
+    const std::vector<float> x = lopsided(), dy = lopsided();
+    std::vector<float> gamma(s.channels), beta(s.channels);
+    for (int64_t c = 0; c < s.channels; ++c) {
+      gamma[c] = float(rng.uniform(-1.5, 1.5));
+      beta[c] = float(rng.normal() * 0.3);
     }
-    return v;
-  };
-  const std::vector<float> x = lopsided(), dy = lopsided();
-  std::vector<float> gamma(s.channels), beta(s.channels);
-  for (int64_t c = 0; c < s.channels; ++c) {
-    gamma[c] = float(rng.uniform(-1.5, 1.5));
-    beta[c] = float(rng.normal() * 0.3);
+    const auto run = [&](int threads) {
+      ops::set_threads(threads);
+      std::vector<float> mean(s.channels), var(s.channels), y(n), dx(n), dx_relu(n),
+          sums(4 * s.channels, 0.25f);
+      ops::batchnorm_statistics(mean.data(), var.data(), x.data(), s);
+      ops::batchnorm_relu_forward(y.data(), x.data(), mean.data(), var.data(), gamma.data(),
+                                  beta.data(), s, 1e-5f);
+      ops::batchnorm_backward(dx.data(), sums.data(), sums.data() + s.channels, dy.data(), x.data(),
+                              mean.data(), var.data(), gamma.data(), s, 1e-5f, true);
+      ops::batchnorm_relu_backward(dx_relu.data(), sums.data() + 2 * s.channels,
+                                   sums.data() + 3 * s.channels, dy.data(), x.data(), mean.data(),
+                                   var.data(), gamma.data(), beta.data(), s, 1e-5f, true);
+      return std::vector<std::vector<float>>{mean, var, y, dx, dx_relu, sums};
+    };
+    const auto one = run(1), two = run(2);
+    const char* names[] = {"mean", "var", "forward y", "dx", "fused dx", "dgamma and dbeta"};
+    for (size_t k = 0; k < one.size(); ++k) EXPECT_TRUE(same_bits(one[k], two[k])) << names[k];
   }
-  const auto run = [&](int threads) {
-    ops::set_threads(threads);
-    std::vector<float> mean(s.channels), var(s.channels), y(n), dx(n), dx_relu(n),
-        sums(4 * s.channels, 0.25f);
-    ops::batchnorm_statistics(mean.data(), var.data(), x.data(), s);
-    ops::batchnorm_relu_forward(y.data(), x.data(), mean.data(), var.data(), gamma.data(),
-                                beta.data(), s, 1e-5f);
-    ops::batchnorm_backward(dx.data(), sums.data(), sums.data() + s.channels, dy.data(), x.data(),
-                            mean.data(), var.data(), gamma.data(), s, 1e-5f, true);
-    ops::batchnorm_relu_backward(dx_relu.data(), sums.data() + 2 * s.channels,
-                                 sums.data() + 3 * s.channels, dy.data(), x.data(), mean.data(),
-                                 var.data(), gamma.data(), beta.data(), s, 1e-5f, true);
-    return std::vector<std::vector<float>>{mean, var, y, dx, dx_relu, sums};
-  };
-  const auto one = run(1), two = run(2);
-  const char* names[] = {"mean", "var", "forward y", "dx", "fused dx", "dgamma and dbeta"};
-  for (size_t k = 0; k < one.size(); ++k) EXPECT_TRUE(same_bits(one[k], two[k])) << names[k];
   ops::set_threads(saved_threads);
 }
 

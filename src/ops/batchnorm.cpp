@@ -327,22 +327,29 @@ void plane_sums_dy(int64_t n, const T* __restrict dy, const T* __restrict x, T m
   lane_sums_dy<T, Relu>(n, dy, x, m, affine, sum_dy, sum_dy_centered);
 }
 
-/// Threads for a pass over x, which they split by images: one below 16384 elements (the
-/// region costs more than it saves).
+/// Threads for a pass over x: one below 16384 elements (the region costs more than it saves).
 int team_for(const NormShape& s) {
   const int64_t n = s.batch * s.channels * s.inner;
-  return n > 16384 ? static_cast<int>(std::min<int64_t>(threads(), s.batch)) : 1;
+  return n > 16384 ? static_cast<int>(std::min<int64_t>(threads(), s.batch * s.channels)) : 1;
 }
 
 /// body(n, c) for every plane (image n, channel c), the threads splitting the images: the
 /// split the convolutions and element-wise layers around a BatchNorm use, so that each thread
 /// reads the planes it wrote and will read next from its own core's cache. (Split by channels,
-/// every pass read half its planes from the other core: see docs/design-notes.md.)
+/// every pass read half its planes from the other core: see docs/design-notes.md.) With fewer
+/// images than threads, the planes in order (image by image, channel by channel) instead.
 template <typename Body>
 void for_each_plane(const NormShape& s, const Body& body) {
-  detail::for_each_range(team_for(s), s.batch, [&](int64_t first, int64_t last) {
-    for (int64_t n = first; n < last; ++n)
-      for (int64_t c = 0; c < s.channels; ++c) body(n, c);
+  const int team = team_for(s);
+  if (s.batch >= team) {
+    detail::for_each_range(team, s.batch, [&](int64_t first, int64_t last) {
+      for (int64_t n = first; n < last; ++n)
+        for (int64_t c = 0; c < s.channels; ++c) body(n, c);
+    });
+    return;
+  }
+  detail::for_each_range(team, s.batch * s.channels, [&](int64_t first, int64_t last) {
+    for (int64_t plane = first; plane < last; ++plane) body(plane / s.channels, plane % s.channels);
   });
 }
 
