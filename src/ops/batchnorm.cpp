@@ -362,12 +362,25 @@ double* plane_totals(int64_t count) {
   return totals.data();
 }
 
-/// The sum over the images of totals[(n * channels + c) * stride + k], n in order.
-inline double image_sum(const double* totals, const NormShape& s, int64_t c, int64_t stride = 1,
-                        int64_t k = 0) {
-  double sum = 0;
-  for (int64_t n = 0; n < s.batch; ++n) sum += totals[(n * s.channels + c) * stride + k];
-  return sum;
+/// Each channel's ChannelAffine, made once per call by the calling thread into its grow-only
+/// buffer, for the planes to look up: one square root and division per plane cost a
+/// BatchNorm1d (planes of one value) more than its arithmetic.
+template <typename T>
+const ChannelAffine<T>* channel_affines(const NormShape& s, const T* mean, const T* var,
+                                        const T* gamma, const T* beta, T eps) {
+  thread_local std::vector<ChannelAffine<T>> affines;
+  affines.clear();  // keeps the capacity: no allocation once warm
+  for (int64_t c = 0; c < s.channels; ++c) affines.emplace_back(c, mean, var, gamma, beta, eps);
+  return affines.data();
+}
+
+/// sums[j] = the sum over the images of totals[n * width + j] (j < width: a channel's sums),
+/// from 0, n in order, reading totals front to back (a channel's planes are width apart: read
+/// channel by channel, a BatchNorm1d's one-value planes each cost a cache miss).
+inline void add_over_images(double* sums, const double* totals, int64_t images, int64_t width) {
+  std::fill(sums, sums + width, 0.0);
+  for (int64_t n = 0; n < images; ++n)
+    for (int64_t j = 0; j < width; ++j) sums[j] += totals[n * width + j];
 }
 
 }  // namespace
@@ -377,18 +390,22 @@ void batchnorm_statistics(T* mean, T* var, const T* x, const NormShape& s) {
   if (reference_mode()) return ref::batchnorm_statistics(mean, var, x, s);
   const double count = static_cast<double>(s.batch * s.inner);
   const SumLoops loops = sum_loops();
-  double* const totals = plane_totals(s.batch * s.channels);
+  // Each plane's sum, then each channel's.
+  const int64_t planes = s.batch * s.channels;
+  double* const totals = plane_totals(planes + s.channels);
+  double* const sums = totals + planes;
   for_each_plane(s, [&](int64_t n, int64_t c) {
     const int64_t plane = n * s.channels + c;
     totals[plane] = plane_sum<false>(s.inner, x + plane * s.inner, T(0), loops);
   });
-  for (int64_t c = 0; c < s.channels; ++c)
-    mean[c] = static_cast<T>(image_sum(totals, s, c) / count);
+  add_over_images(sums, totals, s.batch, s.channels);
+  for (int64_t c = 0; c < s.channels; ++c) mean[c] = static_cast<T>(sums[c] / count);
   for_each_plane(s, [&](int64_t n, int64_t c) {
     const int64_t plane = n * s.channels + c;
     totals[plane] = plane_sum<true>(s.inner, x + plane * s.inner, mean[c], loops);
   });
-  for (int64_t c = 0; c < s.channels; ++c) var[c] = static_cast<T>(image_sum(totals, s, c) / count);
+  add_over_images(sums, totals, s.batch, s.channels);
+  for (int64_t c = 0; c < s.channels; ++c) var[c] = static_cast<T>(sums[c] / count);
 }
 
 namespace {
@@ -396,8 +413,9 @@ namespace {
 template <typename T, bool Relu>
 void normalise(T* y, const T* x, const T* mean, const T* var, const T* gamma, const T* beta,
                const NormShape& s, T eps) {
+  const ChannelAffine<T>* const affines = channel_affines(s, mean, var, gamma, beta, eps);
   for_each_plane(s, [&](int64_t n, int64_t c) {
-    const ChannelAffine<T> affine(c, mean, var, gamma, beta, eps);
+    const ChannelAffine<T> affine = affines[c];
     const T* __restrict xp = x + (n * s.channels + c) * s.inner;
     T* __restrict yp = y + (n * s.channels + c) * s.inner;
     for (int64_t i = 0; i < s.inner; ++i) {
@@ -413,12 +431,15 @@ void normalise_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, con
                         bool batch_statistics) {
   const double count = static_cast<double>(s.batch * s.inner);
   const SumLoops loops = sum_loops();
-  // Each plane's two sums, then each channel's mean(dy) and a (doubles holding Ts exactly).
+  // Each plane's two sums, each channel's, then each channel's mean(dy) and a (doubles holding
+  // Ts exactly).
   const int64_t planes = s.batch * s.channels;
-  double* const totals = plane_totals(2 * planes + 2 * s.channels);
-  double* const coefficients = totals + 2 * planes;
+  double* const totals = plane_totals(2 * planes + 4 * s.channels);
+  double* const sums = totals + 2 * planes;
+  double* const coefficients = sums + 2 * s.channels;
+  const ChannelAffine<T>* const affines = channel_affines(s, mean, var, gamma, beta, eps);
   for_each_plane(s, [&](int64_t n, int64_t c) {
-    const ChannelAffine<T> affine(c, mean, var, gamma, beta, eps);
+    const ChannelAffine<T> affine = affines[c];
     const int64_t plane = n * s.channels + c;
     double sum_dy = 0, sum_dy_centered = 0;
     plane_sums_dy<T, Relu>(s.inner, dy + plane * s.inner, x + plane * s.inner, mean[c], affine,
@@ -426,11 +447,10 @@ void normalise_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, con
     totals[2 * plane] = sum_dy;
     totals[2 * plane + 1] = sum_dy_centered;
   });
+  add_over_images(sums, totals, s.batch, 2 * s.channels);
   for (int64_t c = 0; c < s.channels; ++c) {
-    const ChannelAffine<T> affine(c, mean, var, gamma, beta, eps);
-    const T invstd = affine.invstd, scale = affine.scale;
-    const double sum_dy = image_sum(totals, s, c, 2, 0);
-    const double sum_dy_centered = image_sum(totals, s, c, 2, 1);
+    const T invstd = affines[c].invstd, scale = affines[c].scale;
+    const double sum_dy = sums[2 * c], sum_dy_centered = sums[2 * c + 1];
     const double sum_dy_xhat = sum_dy_centered * static_cast<double>(invstd);
     if (dgamma) dgamma[c] += static_cast<T>(sum_dy_xhat);
     if (dbeta) dbeta[c] += static_cast<T>(sum_dy);
@@ -445,7 +465,7 @@ void normalise_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, con
   }
   if (!dx) return;
   for_each_plane(s, [&](int64_t n, int64_t c) {
-    const ChannelAffine<T> affine(c, mean, var, gamma, beta, eps);
+    const ChannelAffine<T> affine = affines[c];
     const T scale = affine.scale, m = mean[c];
     const T mean_dy = static_cast<T>(coefficients[2 * c]),
             a = static_cast<T>(coefficients[2 * c + 1]);
@@ -508,8 +528,9 @@ void batchnorm_relu_mask(T* g, const T* dy, const T* x, const T* mean, const T* 
     ref::batchnorm_forward(g, x, mean, var, gamma, beta, s, eps);
     return ref::relu_backward(g, g, dy, s.batch * s.channels * s.inner);
   }
+  const ChannelAffine<T>* const affines = channel_affines(s, mean, var, gamma, beta, eps);
   for_each_plane(s, [&](int64_t n, int64_t c) {
-    const ChannelAffine<T> affine(c, mean, var, gamma, beta, eps);
+    const ChannelAffine<T> affine = affines[c];
     const int64_t offset = (n * s.channels + c) * s.inner;
     for (int64_t i = 0; i < s.inner; ++i)
       g[offset + i] = reaching<T, true>(dy[offset + i], x[offset + i], affine);
