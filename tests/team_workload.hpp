@@ -2,7 +2,7 @@
 // A workload that runs every parallel region of the float kernels with 2 threads requested:
 // the direct convolution's forward and backward, im2col + GEMM's backward, Winograd's forward
 // and backward, the chunked element-wise ops, the column-split SGEMM, BatchNorm's passes (split
-// by images), pooling, an AdamW step, and three training steps
+// by images, or channels for short planes), pooling, an AdamW step, and three training steps
 // of lenet5 and convnet. test_thread_teams.cpp runs it normally, from inside a user's parallel
 // region and under omp_set_dynamic, and has cnn_team_workload run it under OMP_THREAD_LIMIT=1
 // and OMP_DYNAMIC=true: each must give the normal run's numbers bit for bit. Throws cnn::Error
@@ -147,29 +147,33 @@ inline std::vector<RegionResult> run_team_workload() {
   out.push_back({"avgpool 8x16x14x14 k2 backward dx", pool_dx});
   out.push_back({"global avgpool 8x16x14x14 forward y", global_y});
   out.push_back({"global avgpool 8x16x14x14 backward dx", global_dx});
-  // BatchNorm's passes (the threads split the images; each plane's sums added over the images
-  // in order), an odd batch so that the threads' images differ in number.
-  const ops::NormShape norm{7, 5, 23 * 31};
-  const int64_t norm_size = norm.batch * norm.channels * norm.inner;
-  const std::vector<float> norm_x = w::random_values(rng, norm_size),
-                           norm_dy = w::random_values(rng, norm_size),
-                           norm_gamma = w::random_values(rng, norm.channels),
-                           norm_beta = w::random_values(rng, norm.channels);
-  std::vector<float> norm_mean(norm.channels), norm_var(norm.channels),
-      norm_y(static_cast<size_t>(norm_size)), norm_dx(static_cast<size_t>(norm_size)),
-      norm_dgamma(norm.channels, 0.5f), norm_dbeta(norm.channels, 0.5f);
-  ops::batchnorm_statistics(norm_mean.data(), norm_var.data(), norm_x.data(), norm);
-  ops::batchnorm_relu_forward(norm_y.data(), norm_x.data(), norm_mean.data(), norm_var.data(),
-                              norm_gamma.data(), norm_beta.data(), norm, 1e-5f);
-  ops::batchnorm_relu_backward(norm_dx.data(), norm_dgamma.data(), norm_dbeta.data(),
-                               norm_dy.data(), norm_x.data(), norm_mean.data(), norm_var.data(),
-                               norm_gamma.data(), norm_beta.data(), norm, 1e-5f, true);
-  norm_mean.insert(norm_mean.end(), norm_var.begin(), norm_var.end());
-  norm_dgamma.insert(norm_dgamma.end(), norm_dbeta.begin(), norm_dbeta.end());
-  out.push_back({"batchnorm 7x5x23x31 statistics: mean, var", norm_mean});
-  out.push_back({"batchnorm + relu 7x5x23x31 forward y", norm_y});
-  out.push_back({"batchnorm + relu 7x5x23x31 backward dx", norm_dx});
-  out.push_back({"batchnorm + relu 7x5x23x31 backward dgamma, dbeta", norm_dgamma});
+  // BatchNorm's passes: planes of 16+ values split by images (each plane's sums added over the
+  // images in order), an odd batch so that the threads' images differ in number; shorter planes
+  // (a BatchNorm1d's) split by channels, an odd count of them.
+  const auto batchnorm_passes = [&](const ops::NormShape& norm, const std::string& name) {
+    const int64_t norm_size = norm.batch * norm.channels * norm.inner;
+    const std::vector<float> norm_x = w::random_values(rng, norm_size),
+                             norm_dy = w::random_values(rng, norm_size),
+                             norm_gamma = w::random_values(rng, norm.channels),
+                             norm_beta = w::random_values(rng, norm.channels);
+    std::vector<float> norm_mean(norm.channels), norm_var(norm.channels),
+        norm_y(static_cast<size_t>(norm_size)), norm_dx(static_cast<size_t>(norm_size)),
+        norm_dgamma(norm.channels, 0.5f), norm_dbeta(norm.channels, 0.5f);
+    ops::batchnorm_statistics(norm_mean.data(), norm_var.data(), norm_x.data(), norm);
+    ops::batchnorm_relu_forward(norm_y.data(), norm_x.data(), norm_mean.data(), norm_var.data(),
+                                norm_gamma.data(), norm_beta.data(), norm, 1e-5f);
+    ops::batchnorm_relu_backward(norm_dx.data(), norm_dgamma.data(), norm_dbeta.data(),
+                                 norm_dy.data(), norm_x.data(), norm_mean.data(), norm_var.data(),
+                                 norm_gamma.data(), norm_beta.data(), norm, 1e-5f, true);
+    norm_mean.insert(norm_mean.end(), norm_var.begin(), norm_var.end());
+    norm_dgamma.insert(norm_dgamma.end(), norm_dbeta.begin(), norm_dbeta.end());
+    out.push_back({"batchnorm " + name + " statistics: mean, var", norm_mean});
+    out.push_back({"batchnorm + relu " + name + " forward y", norm_y});
+    out.push_back({"batchnorm + relu " + name + " backward dx", norm_dx});
+    out.push_back({"batchnorm + relu " + name + " backward dgamma, dbeta", norm_dgamma});
+  };
+  batchnorm_passes(ops::NormShape{7, 5, 23 * 31}, "7x5x23x31");
+  batchnorm_passes(ops::NormShape{8, 2049, 3}, "8x2049x3");
 
   std::vector<float> params = w::random_values(rng, 100003);
   const std::vector<float> grads = w::random_values(rng, 100003);

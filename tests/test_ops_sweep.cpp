@@ -967,16 +967,18 @@ TEST(OpsSweep, BatchNormSumsAreTheSameBitsOnEveryInstructionSet) {
 }
 
 // BatchNorm's threads split the images (the planes, below 2 images), and each plane's sums
-// are added over the images in order by one thread: the same bits on 1 and 2 threads. The sums
-// round: every channel's plane of image 0 holds +2^60 and of image 4 -2^60 (in x and in dy),
-// which swallow the other images' sums added to them in one order and not in another (two
-// threads' partial sums added up). A batch of one splits its channels.
+// are added over the images in order by one thread; planes shorter than 16 values (BatchNorm1d)
+// split the channels, each thread adding its channels' plane sums over the images in order:
+// the same bits on 1 and 2 threads. The sums round: every channel's plane of image 0 starts
+// with +2^60 and of image 4 with -2^60 (in x and in dy), which swallow the other images' sums
+// added to them in one order and not in another (two threads' partial sums added up).
 TEST(OpsSweep, BatchNormIsTheSameBitsOnOneAndTwoThreads) {
   const int saved_threads = ops::threads();
   Rng rng(46);
   // Both above the one-thread size (16,384 values).
-  for (const ops::NormShape s : {ops::NormShape{7, 3, 1000}, ops::NormShape{1, 5, 4000}}) {
-    SCOPED_TRACE("batch " + std::to_string(s.batch));
+  for (const ops::NormShape s : {ops::NormShape{7, 3, 1000}, ops::NormShape{1, 5, 4000},
+                                 ops::NormShape{7, 2501, 1}, ops::NormShape{6, 301, 15}}) {
+    SCOPED_TRACE("batch " + std::to_string(s.batch) + ", planes of " + std::to_string(s.inner));
     const int64_t n = s.batch * s.channels * s.inner;
     const auto lopsided = [&] {
       std::vector<float> v(static_cast<size_t>(n));
