@@ -975,7 +975,7 @@ TEST(OpsSweep, BatchNormSumsAreTheSameBitsOnEveryInstructionSet) {
 TEST(OpsSweep, BatchNormIsTheSameBitsOnOneAndTwoThreads) {
   const int saved_threads = ops::threads();
   Rng rng(46);
-  // Both above the one-thread size (16,384 values).
+  // All above the one-thread size (16,384 values).
   for (const ops::NormShape s : {ops::NormShape{7, 3, 1000}, ops::NormShape{1, 5, 4000},
                                  ops::NormShape{7, 2501, 1}, ops::NormShape{6, 301, 15}}) {
     SCOPED_TRACE("batch " + std::to_string(s.batch) + ", planes of " + std::to_string(s.inner));
