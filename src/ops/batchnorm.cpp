@@ -26,6 +26,7 @@
 #include "cnn/ops.hpp"
 #include "cnn/ops_ref.hpp"
 #include "parallel.hpp"
+#include "scratch.hpp"
 
 namespace cnn::ops {
 
@@ -355,21 +356,16 @@ void for_each_plane(const NormShape& s, const Body& body) {
   });
 }
 
-/// The calling thread's grow-only buffer of at least `count` doubles: per-plane sums, which
-/// the threads fill and the calling thread then adds over the images in order (the order in
-/// which one loop over a channel's planes would add them, so any split gives the same bits).
+/// The calling thread's buffers (detail::shared_scratch, grow-only) of at least `count`
+/// doubles: slot 0 the per-plane sums, which the threads fill and the calling thread then adds
+/// over the images in order (the order in which one loop over a channel's planes would add
+/// them, so any split gives the same bits); slot 1 each channel's sums, read while slot 0 is
+/// filled.
 double* plane_totals(int64_t count) {
-  thread_local std::vector<double> totals;
-  if (static_cast<int64_t>(totals.size()) < count) totals.resize(static_cast<size_t>(count));
-  return totals.data();
+  return detail::shared_scratch<double>(0, count).data();
 }
-
-/// The calling thread's grow-only buffer of at least `count` doubles for each channel's sums
-/// (apart from plane_totals, which sum_over_images may fill while these are read).
 double* channel_sums(int64_t count) {
-  thread_local std::vector<double> sums;
-  if (static_cast<int64_t>(sums.size()) < count) sums.resize(static_cast<size_t>(count));
-  return sums.data();
+  return detail::shared_scratch<double>(1, count).data();
 }
 
 /// Each channel's ChannelAffine, made once per call by the calling thread into its grow-only
