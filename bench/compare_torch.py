@@ -9,11 +9,12 @@ PyTorch runs on the reference BLAS; the script refuses that.)
 
 PyTorch (Debian's python3-torch 1.13) runs the same presets, defined layer for layer as in
 cnn, with its fastest CPU settings here: OpenBLAS 0.3.21, torch.set_num_threads(T),
-OPENBLAS_CORETYPE=SkylakeX and one OpenBLAS thread (OpenBLAS 0.3.21 does not recognise this
-CPU and would otherwise fall back to SSE3 kernels), glibc's allocator told to keep freed
-memory (a fixed 32 MiB mmap threshold and no trimming: with the defaults, a process could
-page-fault PyTorch's tensors in anew every step, at up to a quarter of its speed), and for
-each figure the better of NCHW and channels_last tensors (the table says which).
+OPENBLAS_CORETYPE=SkylakeX on an AVX-512 CPU (Haswell on an AVX2 one) and one OpenBLAS thread
+(OpenBLAS 0.3.21 does not recognise a Zen 4 or Zen 5 and would otherwise fall back to SSE3
+kernels), glibc's allocator told to keep freed memory (a fixed 32 MiB mmap threshold and no
+trimming: with the defaults, a process could page-fault PyTorch's tensors in anew every step,
+at up to a quarter of its speed), and for each figure the better of NCHW and channels_last
+tensors (the table says which).
 
 This machine's speed moves by a third from one minute to the next, more than most ratios
 differ, so the whole comparison runs --rounds times; within a round PyTorch and `cnn bench`
@@ -29,8 +30,31 @@ import ctypes
 import os
 import sys
 
+
+def openblas_coretype():
+    """The OpenBLAS kernel set for this CPU's instruction sets, or None to let OpenBLAS choose.
+
+    OpenBLAS 0.3.21 does not recognise a Zen 4 or Zen 5 and falls back to its SSE3 kernels
+    there, so an AVX-512 CPU is named SkylakeX and an AVX2 + FMA one Haswell. Naming SkylakeX
+    on a CPU without AVX-512 (a Zen 1 on 2026-12-02) kills the process with SIGILL.
+    """
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((set(line.split(":", 1)[1].split()) for line in f
+                          if line.startswith("flags")), set())
+    except OSError:
+        return None
+    if {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"} <= flags:
+        return "SkylakeX"
+    if {"avx2", "fma"} <= flags:
+        return "Haswell"
+    return None
+
+
 # Before torch (and its OpenBLAS) is loaded.
-os.environ["OPENBLAS_CORETYPE"] = "SkylakeX"
+OPENBLAS_CORETYPE = openblas_coretype()
+if OPENBLAS_CORETYPE:
+    os.environ["OPENBLAS_CORETYPE"] = OPENBLAS_CORETYPE
 os.environ["OPENBLAS_NUM_THREADS"] = "1"
 
 # PyTorch allocates its tensors with malloc each step. With glibc's defaults, a fresh process
@@ -189,15 +213,22 @@ def peak_rss_mib(command, env=None):
 
 
 def cpu_model():
-    """The CPU's model name as /proc/cpuinfo gives it (platform.processor() says only x86_64)."""
+    """The CPU's model name, family and model as /proc/cpuinfo gives them (platform.processor()
+    says only x86_64; under KVM the name is often just "AMD EPYC", the same for every Zen)."""
+    fields = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                key, _, value = line.partition(":")
+                if key.strip() in ("model name", "cpu family", "model") and key.strip() not in fields:
+                    fields[key.strip()] = value.strip()
     except OSError:
         pass
-    return platform.machine()
+    if "model name" not in fields:
+        return platform.machine()
+    if "cpu family" in fields and "model" in fields:
+        return "%s (family %s, model %s)" % (fields["model name"], fields["cpu family"], fields["model"])
+    return fields["model name"]
 
 
 def main():
@@ -278,8 +309,9 @@ def main():
                                 zip(cnn_rounds[("convnet", 2)], cnn_rounds[("convnet", 1)]))
     last = cnn_rounds[("convnet", 2)][-1]
 
-    print("cnn vs PyTorch %s (BLAS: %s), %s, %s, %d cores (%s kernels)" % (
+    print("cnn vs PyTorch %s (BLAS: %s, core type %s), %s, %s, %d cores (%s kernels)" % (
         torch.__version__, os.path.basename(blas_library().split(", ")[-1]),
+        OPENBLAS_CORETYPE or "OpenBLAS's own choice",
         datetime.date.today().isoformat(), cpu_model(), os.cpu_count(), last["isa"]))
     print("%d round%s, each figure the median of %d runs; PyTorch and cnn: medians over the rounds; "
           "cnn / PyTorch: the median of the rounds' ratios, and their range" % (
