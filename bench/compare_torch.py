@@ -31,6 +31,19 @@ import os
 import sys
 
 
+def cpuinfo():
+    """The first processor's fields in /proc/cpuinfo ("model name", "flags", ...), {} if none."""
+    fields = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    return fields
+
+
 def openblas_coretype():
     """The OpenBLAS kernel set for this CPU's instruction sets, or None to let OpenBLAS choose.
 
@@ -38,12 +51,7 @@ def openblas_coretype():
     there, so an AVX-512 CPU is named SkylakeX and an AVX2 + FMA one Haswell. Naming SkylakeX
     on a CPU without AVX-512 (a Zen 1 on 2026-12-02) kills the process with SIGILL.
     """
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((set(line.split(":", 1)[1].split()) for line in f
-                          if line.startswith("flags")), set())
-    except OSError:
-        return None
+    flags = set(cpuinfo().get("flags", "").split())
     if {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"} <= flags:
         return "SkylakeX"
     if {"avx2", "fma"} <= flags:
@@ -215,15 +223,7 @@ def peak_rss_mib(command, env=None):
 def cpu_model():
     """The CPU's model name, family and model as /proc/cpuinfo gives them (platform.processor()
     says only x86_64; under KVM the name is often just "AMD EPYC", the same for every Zen)."""
-    fields = {}
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() in ("model name", "cpu family", "model") and key.strip() not in fields:
-                    fields[key.strip()] = value.strip()
-    except OSError:
-        pass
+    fields = cpuinfo()
     if "model name" not in fields:
         return platform.machine()
     if "cpu family" in fields and "model" in fields:
