@@ -1,4 +1,5 @@
-// Fuzz target: image decoding for `cnn predict` (PNG, JPEG, BMP, PGM through stb_image).
+// Fuzz target: image decoding for `cnn predict` (PNG, JPEG, BMP through stb_image; PGM/PPM
+// through apps/cnn/image.cpp's own reader).
 #include "../apps/cnn/image.hpp"
 #include "cnn/cnn.hpp"
 #include "fuzz_input.hpp"

@@ -192,9 +192,15 @@ TEST(Cli, InfoCountsLeNet5) {
 // line.
 TEST(CliBadInput, FuzzFindingsStayFixed) {
   const std::string dir = std::string(CNN_SOURCE_DIR) + "/tests/regressions/";
-  // fuzz_image: a PGM whose height stb reads as 0 was resampled out of its 0-pixel buffer.
+  // fuzz_image: a PGM whose height stb read as 0 was resampled out of its 0-pixel buffer.
   expect_refusal("predict " + trained_model().string() + " " + dir + "image_zero_height.pgm",
-                 {"image_zero_height.pgm: cannot decode image (it declares 12x0 pixels)"});
+                 {"image_zero_height.pgm: cannot decode image (PGM/PPM header: expected "
+                  "whitespace after the width, got byte 0xff)"});
+  // fuzz_image: stb converted a 16-bit PPM's channels with its 8-bit routine and read past
+  // its buffer (an ASan SEGV; the release build predicted from stray memory).
+  expect_refusal(
+      "predict " + trained_model().string() + " " + dir + "image_16bit_ppm.ppm",
+      {"image_16bit_ppm.ppm: cannot decode image (PGM/PPM header: maxval exceeds 65535)"});
   // fuzz_spec: {"name": 1} escaped the spec reader as a JSON library exception.
   expect_refusal("info " + dir + "spec_numeric_name.json",
                  {"spec_numeric_name.json: 'name' expects a string, got 1"});
@@ -286,6 +292,131 @@ TEST(Cli, PredictReadsPngJpegAndBmpAndResizesToTheModel) {
   EXPECT_EQ(j["predictions"][0]["top"][0]["class"], j["predictions"][2]["top"][0]["class"]);
   const CliRun text = cnn("predict " + trained_model().string() + " " + png);
   EXPECT_NE(text.out.find(png + ":"), std::string::npos) << text.out;
+}
+
+// `cnn predict --json --top 10` on `images`: one "top" list per image.
+std::vector<Json> top_ten(const fs::path& model, const std::vector<std::string>& images) {
+  std::string args = "predict " + model.string() + " --json --top 10";
+  for (const std::string& image : images) args += " " + image;
+  const CliRun run = cnn(args);
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  std::vector<Json> tops;
+  if (run.exit_code != 0) return tops;
+  const Json output = Json::parse(run.out);
+  for (const Json& prediction : output.at("predictions")) tops.push_back(prediction.at("top"));
+  return tops;
+}
+
+/// A colour picture of `size` x `size` pixels, RGB interleaved, every channel different.
+std::vector<unsigned char> colour_picture(int size) {
+  std::vector<unsigned char> rgb;
+  for (int i = 0; i < size * size; ++i) {
+    rgb.push_back(static_cast<unsigned char>(i * 7));
+    rgb.push_back(static_cast<unsigned char>(i * 13 + 5));
+    rgb.push_back(static_cast<unsigned char>(255 - i * 3));
+  }
+  return rgb;
+}
+
+/// `bytes` as 16-bit big-endian samples of the same value (v * 257 of 65535).
+std::string widened(const std::vector<unsigned char>& bytes) {
+  std::string out;
+  for (unsigned char v : bytes) out += std::string(2, static_cast<char>(v));
+  return out;
+}
+
+// PGM and PPM (read by predict's own reader) give the pixels that stb gives for the same
+// picture as PNG or BMP: at 8 and 16 bits, with comments and any whitespace in the header,
+// with other maxvals (k of 15 is 17k of 255; s of 1000 rounds to the nearest of 255), and a
+// colour file made grey by the same luminance.
+TEST(Cli, PredictReadsPgmAndPpmAsPngAndBmpAtEveryDepth) {
+  const Dataset test =
+      read_idx_dataset(resolve_maybe_gz(std::string(CNN_SAMPLE_DIR) + "/t10k-images-idx3-ubyte"),
+                       resolve_maybe_gz(std::string(CNN_SAMPLE_DIR) + "/t10k-labels-idx1-ubyte"));
+  const std::vector<unsigned char> grey(test.images.pixels.begin(),
+                                        test.images.pixels.begin() + 784);
+  const std::string raw(grey.begin(), grey.end());
+  const auto path = [](const std::string& name) { return (work_dir() / name).string(); };
+  write_file(path("grey8.pgm"), "P5\n28 28\n255\n" + raw);
+  write_file(path("grey16.pgm"), "P5 28 28 65535\n" + widened(grey));
+  // Samples of maxval 1000 that round back to the 8-bit values: round(s * 255 / 1000) = v.
+  std::string thousandths;
+  for (unsigned char v : grey) {
+    const int sample = (v * 1000 + 127) / 255;
+    thousandths += static_cast<char>(sample >> 8);
+    thousandths += static_cast<char>(sample & 0xFF);
+  }
+  write_file(path("grey1000.pgm"), "P5 28 28 1000\n" + thousandths);
+  write_file(path("grey_comments.pgm"), "P5#made by hand\n28\t# width\n\r28\f255\v" + raw);
+  ASSERT_TRUE(stbi_write_png(path("grey.png").c_str(), 28, 28, 1, grey.data(), 28));
+  ASSERT_TRUE(stbi_write_bmp(path("grey.bmp").c_str(), 28, 28, 1, grey.data()));
+  const std::vector<Json> greys =
+      top_ten(trained_model(), {path("grey.png"), path("grey8.pgm"), path("grey16.pgm"),
+                                path("grey1000.pgm"), path("grey_comments.pgm"), path("grey.bmp")});
+  ASSERT_EQ(greys.size(), 6u);
+  for (size_t i = 1; i < greys.size(); ++i) EXPECT_EQ(greys[i], greys[0]) << "image " << i;
+
+  std::vector<unsigned char> coarse;  // 16 grey levels: 17k of 255
+  std::string levels;
+  for (unsigned char v : grey) {
+    coarse.push_back(static_cast<unsigned char>(v / 17 * 17));
+    levels += static_cast<char>(v / 17);
+  }
+  write_file(path("levels15.pgm"), "P5 28 28 15\n" + levels);
+  ASSERT_TRUE(stbi_write_png(path("coarse.png").c_str(), 28, 28, 1, coarse.data(), 28));
+  const std::vector<Json> coarses =
+      top_ten(trained_model(), {path("coarse.png"), path("levels15.pgm")});
+  ASSERT_EQ(coarses.size(), 2u);
+  EXPECT_EQ(coarses[1], coarses[0]);
+  EXPECT_NE(coarses[0], greys[0]);  // the picture did change
+
+  const std::vector<unsigned char> rgb = colour_picture(28);
+  write_file(path("colour8.ppm"), "P6 28 28 255\n" + std::string(rgb.begin(), rgb.end()));
+  write_file(path("colour16.ppm"), "P6 28 28 65535\n" + widened(rgb));
+  ASSERT_TRUE(stbi_write_png(path("colour.png").c_str(), 28, 28, 3, rgb.data(), 28 * 3));
+  const std::vector<Json> colours =
+      top_ten(trained_model(), {path("colour.png"), path("colour8.ppm"), path("colour16.ppm")});
+  ASSERT_EQ(colours.size(), 3u);
+  EXPECT_EQ(colours[1], colours[0]);
+  EXPECT_EQ(colours[2], colours[0]);
+}
+
+// A 3-channel model (trained on a few CIFAR-10 records) gets RGB from a PPM as from a PNG, and
+// a PGM's grey replicated into three channels as stb replicates a grey PNG's.
+TEST(Cli, PredictGivesAnRgbModelTheSameChannelsFromEveryFormat) {
+  const fs::path cifar = work_dir() / "cifar_tiny";
+  fs::create_directories(cifar);
+  std::string records;
+  for (int r = 0; r < 8; ++r) {
+    records += static_cast<char>(r % 10);
+    for (int i = 0; i < 3072; ++i) records += static_cast<char>((i * (r + 3)) % 251);
+  }
+  write_file(cifar / "data_batch_1.bin", records);
+  write_file(cifar / "test_batch.bin", records);
+  const fs::path spec = work_dir() / "rgb_linear.json";
+  write_file(spec, R"({"input": [3, 32, 32], "layers": [{"type": "Flatten"},
+    {"type": "Linear", "out_features": 10}]})");
+  const fs::path model = work_dir() / "rgb_linear.safetensors";
+  const CliRun train = cnn("train --model " + spec.string() + " --data " + cifar.string() +
+                           " --epochs 1 --batch 4 --out " + model.string());
+  ASSERT_EQ(train.exit_code, 0) << train.err;
+  const auto path = [](const std::string& name) { return (work_dir() / name).string(); };
+  const std::vector<unsigned char> rgb = colour_picture(32);
+  write_file(path("rgb8.ppm"), "P6 32 32 255\n" + std::string(rgb.begin(), rgb.end()));
+  write_file(path("rgb16.ppm"), "P6 32 32 65535\n" + widened(rgb));
+  ASSERT_TRUE(stbi_write_png(path("rgb.png").c_str(), 32, 32, 3, rgb.data(), 32 * 3));
+  std::vector<unsigned char> grey;
+  for (size_t i = 0; i < rgb.size(); i += 3) grey.push_back(rgb[i + 1]);
+  write_file(path("grey32.pgm"), "P5 32 32 255\n" + std::string(grey.begin(), grey.end()));
+  ASSERT_TRUE(stbi_write_png(path("grey32.png").c_str(), 32, 32, 1, grey.data(), 32));
+  const std::vector<Json> tops =
+      top_ten(model, {path("rgb.png"), path("rgb8.ppm"), path("rgb16.ppm"), path("grey32.png"),
+                      path("grey32.pgm")});
+  ASSERT_EQ(tops.size(), 5u);
+  EXPECT_EQ(tops[1], tops[0]);
+  EXPECT_EQ(tops[2], tops[0]);
+  EXPECT_EQ(tops[4], tops[3]);
+  EXPECT_NE(tops[3], tops[0]);
 }
 
 // ---- bad input ----------------------------------------------------------------------------
@@ -607,6 +738,49 @@ TEST(CliBadInput, PredictRefusesImagesOver64Megapixels) {
   const CliRun run = cnn("predict " + trained_model().string() + " " + wide.string());
   EXPECT_EQ(run.exit_code, 0) << run.err;
   fs::remove(wide);
+}
+
+// An image file shorter than its header declares is refused, never decoded from whatever
+// memory or zeros would stand for the missing bytes; so are malformed PGM/PPM headers, other
+// formats, directories and missing files.
+TEST(CliBadInput, PredictRefusesTruncatedAndMalformedImages) {
+  const auto refused = [](const std::string& name, const std::string& bytes,
+                          const std::vector<std::string>& fragments) {
+    const fs::path file = work_dir() / name;
+    write_file(file, bytes);
+    std::vector<std::string> expected = {name + ": cannot decode image ("};
+    expected.insert(expected.end(), fragments.begin(), fragments.end());
+    expect_refusal("predict " + trained_model().string() + " " + file.string(), expected);
+  };
+  refused("short8.pgm", "P5 28 28 255\nabcdefghij",
+          {"PGM of 28x28 pixels with maxval 255 needs 784 bytes of samples, the file holds 10"});
+  refused("short16.pgm", "P5 28 28 65535\nabcdefghij",
+          {"PGM of 28x28 pixels with maxval 65535 needs 1568 bytes of samples, the file holds 10"});
+  refused("short8.ppm", "P6 2 2 255\n" + std::string(11, '\x10'),
+          {"PPM of 2x2 pixels with maxval 255 needs 12 bytes of samples, the file holds 11"});
+  refused(
+      "short16.ppm", "P6 3125 7 65535\n" + std::string(16, '\x10'),
+      {"PPM of 3125x7 pixels with maxval 65535 needs 131250 bytes of samples, the file holds 16"});
+  refused("no_height.pgm", "P5 28\n", {"expected the height", "got the end of the file"});
+  refused("letters.pgm", "P5 28 2x 255\n", {"expected whitespace after the height, got 'x'"});
+  refused("maxval0.pgm", "P5 1 1 0\n\x00", {"the maxval is 0; expected at least 1"});
+  refused("maxval_big.pgm", "P5 1 1 65536\n\x00\x00", {"maxval exceeds 65535"});
+  refused("width0.pgm", "P5 0 1 255\n", {"the width is 0; expected at least 1"});
+  refused("sample.pgm", "P5 2 1 15\n\x0f\x10", {"sample 16 exceeds the maxval 15"});
+  refused("gif.gif", "GIF89a\x01\x00\x01\x00", {"not a PNG, JPEG, BMP, PGM or PPM file"});
+  refused("empty.png", "", {"not a PNG, JPEG, BMP, PGM or PPM file"});
+  std::vector<unsigned char> grey(28 * 28, 0x40);
+  const std::string bmp = (work_dir() / "whole.bmp").string();
+  ASSERT_TRUE(stbi_write_bmp(bmp.c_str(), 28, 28, 1, grey.data()));
+  std::string bytes = read_file(bmp);
+  ASSERT_EQ(bytes.size(), 54u + 28 * 28 * 3);
+  bytes.pop_back();
+  refused("short.bmp", bytes,
+          {"BMP of 28x28 pixels at 24 bits needs 2406 bytes, the file holds 2405"});
+  expect_refusal("predict " + trained_model().string() + " " + work_dir().string(),
+                 {"cannot decode image (it is a directory)"});
+  expect_refusal("predict " + trained_model().string() + " " + (work_dir() / "absent.png").string(),
+                 {"absent.png: cannot decode image (cannot open the file)"});
 }
 
 TEST(CliBadInput, AFailedRunNeverTouchesTheModelAtOut) {

@@ -45,7 +45,7 @@ const char* const kMainHelp =
     "commands:\n"
     "  train    train a model and write it (safetensors), its metrics (CSV) and curves (SVG)\n"
     "  eval     loss, accuracy, per-class accuracy and confusion matrix of a model file\n"
-    "  predict  classify image files (PNG, JPEG, BMP, PGM) with a model file\n"
+    "  predict  classify image files (PNG, JPEG, BMP, PGM, PPM) with a model file\n"
     "  info     layers, output shapes, parameters and FLOPs of a model, preset or spec\n"
     "  bench    training and inference speed, latency and per-layer timings of a model\n"
     "  convert  a model file to ONNX or an ONNX file to a model file (by the extensions)\n"
@@ -130,10 +130,10 @@ const char* const kEvalHelp =
 const char* const kPredictHelp =
     "usage: cnn predict MODEL IMAGE... [--top K] [--invert] [--json]\n"
     "\n"
-    "Classifies each image (PNG, JPEG, BMP, PGM; converted to the model's channels and size,\n"
-    "pixels scaled to [0, 1]) with MODEL (a model file or .onnx) and prints the top K classes\n"
-    "(default 3) with probabilities.\n"
-    "Images over 64 megapixels are refused before decoding.\n"
+    "Classifies each image (PNG, JPEG, BMP, or binary PGM/PPM of 8 or 16 bits; converted to\n"
+    "the model's channels and size, pixels scaled to [0, 1]) with MODEL (a model file or .onnx)\n"
+    "and prints the top K classes (default 3) with probabilities.\n"
+    "Images over 64 megapixels, and files shorter than their header declares, are refused.\n"
     "  --invert  use 255 - pixel: Fashion-MNIST and MNIST show light objects on black\n"
     "  --json    one JSON object per run: {\"predictions\": [{\"image\", \"top\": [...]}]}\n";
 
