@@ -763,11 +763,13 @@ TEST(CliBadInput, PredictRefusesTruncatedAndMalformedImages) {
       {"PPM of 3125x7 pixels with maxval 65535 needs 131250 bytes of samples, the file holds 16"});
   refused("no_height.pgm", "P5 28\n", {"expected the height", "got the end of the file"});
   refused("letters.pgm", "P5 28 2x 255\n", {"expected whitespace after the height, got 'x'"});
-  refused("maxval0.pgm", "P5 1 1 0\n\x00", {"the maxval is 0; expected at least 1"});
-  refused("maxval_big.pgm", "P5 1 1 65536\n\x00\x00", {"maxval exceeds 65535"});
+  refused("maxval0.pgm", std::string("P5 1 1 0\n\x00", 10),
+          {"the maxval is 0; expected at least 1"});
+  refused("maxval_big.pgm", std::string("P5 1 1 65536\n\x00\x00", 15), {"maxval exceeds 65535"});
   refused("width0.pgm", "P5 0 1 255\n", {"the width is 0; expected at least 1"});
   refused("sample.pgm", "P5 2 1 15\n\x0f\x10", {"sample 16 exceeds the maxval 15"});
-  refused("gif.gif", "GIF89a\x01\x00\x01\x00", {"not a PNG, JPEG, BMP, PGM or PPM file"});
+  refused("gif.gif", std::string("GIF89a\x01\x00\x01\x00", 10),
+          {"not a PNG, JPEG, BMP, PGM or PPM file"});
   refused("empty.png", "", {"not a PNG, JPEG, BMP, PGM or PPM file"});
   std::vector<unsigned char> grey(28 * 28, 0x40);
   const std::string bmp = (work_dir() / "whole.bmp").string();
