@@ -40,6 +40,11 @@ void check_pixel_limit(const std::string& path, int64_t width, int64_t height) {
   }
 }
 
+// Netpbm's whitespace: the bytes that separate header fields and end the last one.
+bool is_pnm_whitespace(int c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
+}
+
 // Reads the header fields of a binary PGM (P5) or PPM (P6) as Netpbm defines them: decimal
 // numbers separated by whitespace, where '#' starts a comment that runs to the end of its line.
 class PnmHeaderReader {
@@ -53,7 +58,7 @@ class PnmHeaderReader {
     while (true) {
       if (c == '#') {
         while (c != EOF && c != '\n' && c != '\r') c = in_.get();
-      } else if (c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r') {
+      } else if (is_pnm_whitespace(c)) {
         c = in_.get();
       } else {
         break;
@@ -72,7 +77,7 @@ class PnmHeaderReader {
       }
     }
     // One whitespace byte ends each field; after the maxval the samples follow it.
-    if (c != ' ' && c != '\t' && c != '\n' && c != '\v' && c != '\f' && c != '\r') {
+    if (!is_pnm_whitespace(c)) {
       refuse(path_, std::string("PGM/PPM header: expected whitespace after the ") + what +
                         ", got " + describe(c));
     }
@@ -97,16 +102,15 @@ class PnmHeaderReader {
   bool ended_by_whitespace_ = false;  // the byte that ended the previous field
 };
 
-// Decodes a binary PGM or PPM to 8-bit samples with `channels` channels, interleaved. stb's own
+// Decodes a binary PGM (file_channels 1) or PPM (3) from `in`, positioned after its two-byte
+// magic in a file of `file_size` bytes, to 8-bit samples with `channels` channels, interleaved.
+// stb's own
 // PNM reader returns a partly read image when the file ends early and converts the channels
 // of 16-bit files with its 8-bit routine (reading past its buffer, found by fuzz_image), so
 // predict reads these files here. Samples scale from [0, maxval] to [0, 255], rounded; grey
 // becomes RGB by replication and RGB becomes grey by stb's luminance, as for the other formats.
-std::vector<unsigned char> read_pnm(const std::string& path, int channels, int& width,
-                                    int& height) {
-  std::ifstream in(path, std::ios::binary);
-  in.get();
-  const int file_channels = in.get() == '5' ? 1 : 3;
+std::vector<unsigned char> read_pnm(std::istream& in, uint64_t file_size, const std::string& path,
+                                    int file_channels, int channels, int& width, int& height) {
   PnmHeaderReader header(in, path);
   width = static_cast<int>(header.number("width", int64_t{1} << 30));
   height = static_cast<int>(header.number("height", int64_t{1} << 30));
@@ -117,11 +121,8 @@ std::vector<unsigned char> read_pnm(const std::string& path, int channels, int& 
   const int64_t data_bytes = pixels * file_channels * sample_bytes;
   // The samples present are counted before any memory is set aside for them: a file of a few
   // bytes may declare 384 MB.
-  const std::streamoff header_bytes = in.tellg();
-  in.seekg(0, std::ios::end);
-  const int64_t held = std::max<int64_t>(0, int64_t{in.tellg()} - int64_t{header_bytes});
-  in.seekg(header_bytes);
-  if (!in || held < data_bytes) {
+  const int64_t held = static_cast<int64_t>(file_size) - static_cast<int64_t>(in.tellg());
+  if (held < data_bytes) {
     refuse(path, std::string(file_channels == 1 ? "PGM" : "PPM") + " of " + std::to_string(width) +
                      "x" + std::to_string(height) + " pixels with maxval " +
                      std::to_string(maxval) + " needs " + std::to_string(data_bytes) +
@@ -227,12 +228,13 @@ void load_image_as(const std::string& path, const Shape& chw, bool invert, Tenso
   }
   std::error_code error;
   if (std::filesystem::is_directory(path, error)) refuse(path, "it is a directory");
-  std::ifstream file(path, std::ios::binary);
+  std::ifstream file(path, std::ios::binary | std::ios::ate);
   if (!file) refuse(path, "cannot open the file");
+  const uint64_t file_size = static_cast<uint64_t>(file.tellg());
+  file.seekg(0);
   std::string head(30, '\0');
   file.read(head.data(), static_cast<std::streamsize>(head.size()));
   head.resize(static_cast<size_t>(file.gcount()));
-  file.close();
   const ImageFormat format = sniff_format(head);
   if (format == ImageFormat::kOther) {
     refuse(path, "not a PNG, JPEG, BMP, PGM or PPM file: none of their signatures starts it");
@@ -240,14 +242,15 @@ void load_image_as(const std::string& path, const Shape& chw, bool invert, Tenso
   x.resize(Shape{1, channels, chw[1], chw[2]});
   int width = 0, height = 0;
   if (format == ImageFormat::kPnm) {
-    const std::vector<unsigned char> pixels = read_pnm(path, channels, width, height);
+    file.clear();
+    file.seekg(2);  // after the magic
+    const std::vector<unsigned char> pixels =
+        read_pnm(file, file_size, path, head[1] == '5' ? 1 : 3, channels, width, height);
     resample(pixels.data(), width, height, invert, x);
     return;
   }
-  if (format == ImageFormat::kBmp) {
-    const uint64_t size = std::filesystem::file_size(path, error);
-    if (!error) check_bmp_holds_its_pixels(path, head, size);
-  }
+  file.close();
+  if (format == ImageFormat::kBmp) check_bmp_holds_its_pixels(path, head, file_size);
   // The header alone gives the size: a small file can decode to gigabytes (a 20000 x 20000 PNG
   // of zeros is 787 MB), so the size is checked before decoding. A file stb cannot read fails
   // below, with stb's reason.
