@@ -241,6 +241,52 @@ bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
 }
 
+// A convolution's zero padding gives the bits of the same zeros written into the input: the
+// implicit GEMM skips the products of the taps that read the padding (they are zeros, and a
+// sum that starts at +0 is unchanged by adding a zero), so its sums must equal, bit for bit,
+// those over every tap of an explicitly padded input. On every method; the shapes put 31%
+// (4x4 from 7x7, stride 2), 18% (7x7) and more (padding 2 on a 4x4 plane, whose corner
+// outputs read one tap of nine) of the products on the padding, with batches over threads.
+TEST_P(OpsSweepIsa, Conv2dPaddingGivesTheBitsOfExplicitZeros) {
+  Rng rng(53);
+  const ops::ConvShape shapes[] = {ops::make_conv_shape(17, 20, 7, 7, 66, 3, 3, 2, 2, 1, 1),
+                                   ops::make_conv_shape(16, 18, 7, 7, 40, 3, 3, 1, 1, 1, 1),
+                                   ops::make_conv_shape(3, 16, 4, 4, 32, 3, 3, 1, 1, 2, 2),
+                                   ops::make_conv_shape(5, 16, 9, 8, 32, 3, 3, 2, 2, 1, 1),
+                                   ops::make_conv_shape(2, 16, 6, 5, 32, 5, 3, 1, 2, 2, 1)};
+  const int saved = ops::threads();
+  ops::set_threads(2);
+  for (const ops::ConvShape& s : shapes) {
+    SCOPED_TRACE(describe(s));
+    const ops::ConvShape unpadded =
+        ops::make_conv_shape(s.batch, s.in_channels, s.in_h + 2 * s.pad_h, s.in_w + 2 * s.pad_w,
+                             s.out_channels, s.kernel_h, s.kernel_w, s.stride_h, s.stride_w, 0, 0);
+    ASSERT_EQ(unpadded.out_h, s.out_h);
+    ASSERT_EQ(unpadded.out_w, s.out_w);
+    const std::vector<float> x = random_vector<float>(rng,
+                                                      s.batch * s.in_channels * s.in_h * s.in_w),
+                             w = random_vector<float>(
+                                 rng, s.out_channels * s.in_channels * s.kernel_h * s.kernel_w),
+                             b = random_vector<float>(rng, s.out_channels);
+    std::vector<float> x_padded(
+        static_cast<size_t>(s.batch * s.in_channels * unpadded.in_h * unpadded.in_w), 0.0f);
+    for (int64_t plane = 0; plane < s.batch * s.in_channels; ++plane)
+      for (int64_t r = 0; r < s.in_h; ++r)
+        for (int64_t col = 0; col < s.in_w; ++col) {
+          x_padded[static_cast<size_t>((plane * unpadded.in_h + r + s.pad_h) * unpadded.in_w + col +
+                                       s.pad_w)] =
+              x[static_cast<size_t>((plane * s.in_h + r) * s.in_w + col)];
+        }
+    const size_t ny = static_cast<size_t>(s.batch * s.out_channels * s.out_h * s.out_w);
+    std::vector<float> y(ny), y_explicit(ny);
+    ops::conv2d_forward(y.data(), x.data(), w.data(), b.data(), s);
+    ops::conv2d_forward(y_explicit.data(), x_padded.data(), w.data(), b.data(), unpadded);
+    EXPECT_TRUE(same_bits(y, y_explicit))
+        << ops::conv2d_forward_method(s) << " against " << ops::conv2d_forward_method(unpadded);
+  }
+  ops::set_threads(saved);
+}
+
 template <typename T>
 void sweep_pool(uint64_t seed, int cases) {
   Rng rng(seed);

@@ -78,15 +78,6 @@ void copy_out(float* out, const float* c, int64_t images, int64_t positions, int
   }
 }
 
-/// The row pointers of a group's output positions (image, oh, ow) into its staged inputs,
-/// padded to whole tiles with the last one.
-void position_rows(const float** rows, const float* staged, int64_t images, const ops::ConvShape& s,
-                   const Padded& g) {
-  const int64_t used = images * s.out_h * s.out_w;
-  for (int64_t r = 0; r < used; ++r) rows[r] = staged + position_offset(r, s, g);
-  for (int64_t r = used; r < round_up(used, kGatherRows); ++r) rows[r] = rows[used - 1];
-}
-
 /// One phase (ph, pw) of the input gradient: the input positions (a stride_h + ph,
 /// b stride_w + pw) read dy at (a + dh, b + dw) for the taps (kh, kw) with
 /// kh = ph + pad_h (mod stride_h), dh = (ph + pad_h - kh) / stride_h (and so for columns).
@@ -237,18 +228,58 @@ void input_grad_group(float* dx, const float* staged_dy, int64_t images, const I
   }
 }
 
+/// Along one dimension, the taps [lo, hi) of output index o that read inside the input (the
+/// others read the zero padding): input index o * stride - pad + k.
+struct TapRange {
+  int64_t lo, hi;
+  bool operator==(const TapRange&) const = default;
+};
+TapRange valid_taps(int64_t o, int64_t stride, int64_t pad, int64_t in, int64_t kernel) {
+  const int64_t start = o * stride - pad;
+  const int64_t lo = std::clamp<int64_t>(-start, 0, kernel);
+  return {lo, std::clamp<int64_t>(in - start, lo, kernel)};
+}
+
+/// The output indices of one dimension grouped by their valid taps: ranges[c] and the indices
+/// of class c, class_of[o] the class of index o.
+struct BorderClasses {
+  std::vector<TapRange> ranges;
+  std::vector<int64_t> class_of;
+  void build(int64_t out, int64_t stride, int64_t pad, int64_t in, int64_t kernel) {
+    ranges.clear();
+    class_of.assign(static_cast<size_t>(out), 0);
+    for (int64_t o = 0; o < out; ++o) {
+      const TapRange r = valid_taps(o, stride, pad, in, kernel);
+      const auto found = std::find(ranges.begin(), ranges.end(), r);
+      class_of[static_cast<size_t>(o)] = found - ranges.begin();
+      if (found == ranges.end()) ranges.push_back(r);
+    }
+  }
+};
+
+/// The forward's classes of output positions (row class, column class): a class's taps are
+/// the (ic, kh, kw) inside the input for all its positions, in the order of all taps, so its
+/// GEMM adds the same products in the same order as over all taps minus those that read the
+/// zero padding (whose products are zeros: the sums are the same bits). Small planes have
+/// many such positions: a 4x4 output of a 3x3 kernel with padding 1 reads the padding in 31%
+/// of its products, a 7x7 one in 18% (oneDNN's direct convolutions skip them too).
+struct PositionClass {
+  int64_t first, depth;  // its taps in the classes' offsets and packed B
+  bool all_taps;         // every tap inside the input: the full offsets and B
+};
 }  // namespace
 
 void implicit_conv_forward(float* y, const float* x, const float* w, const float* w_scale,
                            const float* b, const ops::ConvShape& s) {
   const DirectConvKernels& kernels = direct_conv_kernels();
   const Padded g = input_padding(s);
-  const int64_t depth = s.in_channels * s.kernel_h * s.kernel_w;
+  const int64_t kernel_size = s.kernel_h * s.kernel_w;
+  const int64_t depth = s.in_channels * kernel_size;
   const int64_t block = kernels.gather_block(s.out_channels);
   const int64_t columns = round_up(s.out_channels, block);
   const int team = static_cast<int>(std::min<int64_t>(ops::threads(), s.batch));
   // Read-only in the parallel region: B (the weights, [tap][output channel] by blocks) and
-  // the taps' offsets into a staged image.
+  // the taps' offsets into a staged image, for all taps and for each class of positions.
   std::vector<float>& packed = shared_scratch<float>(0, depth * columns);
   pack_columns(packed.data(), s.out_channels, columns, block, depth, team,
                [&](int64_t o, int64_t k) {
@@ -258,26 +289,119 @@ void implicit_conv_forward(float* y, const float* x, const float* w, const float
   std::vector<int64_t>& offsets = shared_scratch<int64_t>(0, depth);
   for (int64_t k = 0; k < depth; ++k) offsets[static_cast<size_t>(k)] = tap_offset(k, s, g);
 
+  // Grow-only, per calling thread: no allocation once warm. Named by pointer in the region
+  // (a thread_local named inside a lambda on another thread would be that thread's own).
+  thread_local BorderClasses row_classes, col_classes;
+  thread_local std::vector<PositionClass> classes;
+  row_classes.build(s.out_h, s.stride_h, s.pad_h, s.in_h, s.kernel_h);
+  col_classes.build(s.out_w, s.stride_w, s.pad_w, s.in_w, s.kernel_w);
+  const int64_t col_count = static_cast<int64_t>(col_classes.ranges.size());
+  classes.clear();
+  int64_t class_taps = 0;
+  for (const TapRange& rh : row_classes.ranges)
+    for (const TapRange& rw : col_classes.ranges) {
+      const bool all = rh.lo == 0 && rh.hi == s.kernel_h && rw.lo == 0 && rw.hi == s.kernel_w;
+      const int64_t taps = all ? depth : s.in_channels * (rh.hi - rh.lo) * (rw.hi - rw.lo);
+      classes.push_back({all ? 0 : class_taps, taps, all});
+      if (!all) class_taps += taps;
+    }
+  const int64_t class_count = static_cast<int64_t>(classes.size());
+  // A partial class's taps: their offsets into a staged image and their rows of B (taps
+  // ic-major, then kh, kw, as all taps are ordered).
+  std::vector<int64_t>& class_offsets = shared_scratch<int64_t>(1, 2 * class_taps);
+  int64_t* class_b_rows = class_offsets.data() + class_taps;
+  for (int64_t cl = 0; cl < class_count; ++cl) {
+    const PositionClass& pc = classes[static_cast<size_t>(cl)];
+    if (pc.all_taps) continue;
+    const TapRange rh = row_classes.ranges[static_cast<size_t>(cl / col_count)];
+    const TapRange rw = col_classes.ranges[static_cast<size_t>(cl % col_count)];
+    int64_t t = pc.first;
+    for (int64_t ic = 0; ic < s.in_channels; ++ic)
+      for (int64_t kh = rh.lo; kh < rh.hi; ++kh)
+        for (int64_t kw = rw.lo; kw < rw.hi; ++kw, ++t) {
+          const int64_t k = (ic * s.kernel_h + kh) * s.kernel_w + kw;
+          class_offsets[static_cast<size_t>(t)] = offsets[static_cast<size_t>(k)];
+          class_b_rows[t] = k * block;
+        }
+  }
+  const std::vector<PositionClass>* all_classes = &classes;
+  const BorderClasses* rows_of = &row_classes;
+  const BorderClasses* cols_of = &col_classes;
+
   const int64_t positions = s.out_h * s.out_w;
   const int64_t in_size = s.in_channels * s.in_h * s.in_w;
   const int64_t group = images_per_group(kGroupPositions, positions, s.batch);
-  const int64_t max_rows = round_up(group * positions, kGatherRows);
+  // Each class's rows rounded up to whole tiles; the repeated rows write to a spare row of c.
+  const int64_t max_rows = group * positions + class_count * (kGatherRows - 1);
   for_each_part(team, [&](int part) {
     const int64_t first = s.batch * part / team, last = s.batch * (part + 1) / team;
     float* staged = scratch<float>(0, group * g.size());
     std::fill(staged, staged + group * g.size(), 0.0f);
-    float* c = scratch<float>(1, max_rows * columns);
+    float* c = scratch<float>(1, (group * positions + 1) * columns);
+    float* spare_row = c + group * positions * columns;
     const float** rows = scratch<const float*>(0, max_rows);
-    position_rows(rows, staged, group, s, g);
+    float** c_rows = scratch<float*>(0, max_rows);
+    int64_t* class_rows = scratch<int64_t>(0, 2 * class_count);  // first row, count
+    // Each class's positions (oh, ow) in order, and where each position reads tap (0, 0, 0).
+    int64_t* class_members = scratch<int64_t>(1, 2 * class_count + 2 * positions);
+    int64_t* class_positions = class_members + 2 * class_count;
+    int64_t* position_reads = class_positions + positions;
+    for (int64_t cl = 0, next = 0; cl < class_count; ++cl) {
+      class_members[2 * cl] = next;
+      for (int64_t p = 0; p < positions; ++p) {
+        const int64_t oh = p / s.out_w, ow = p % s.out_w;
+        if (rows_of->class_of[static_cast<size_t>(oh)] * col_count +
+                cols_of->class_of[static_cast<size_t>(ow)] ==
+            cl) {
+          class_positions[next++] = p;
+        }
+      }
+      class_members[2 * cl + 1] = next - class_members[2 * cl];
+    }
+    for (int64_t p = 0; p < positions; ++p) position_reads[p] = position_offset(p, s, g);
     for (int64_t n0 = first; n0 < last; n0 += group) {
       const int64_t images = std::min(group, last - n0);
       for (int64_t i = 0; i < images; ++i) stage(staged + i * g.size(), x + (n0 + i) * in_size, g);
-      // A short last group: the rows past its positions read stale staged images into rows
-      // of c that are not copied out.
-      const int64_t count = round_up(images * positions, kGatherRows);
-      for (int64_t ob = 0; ob < columns / block; ++ob) {
-        kernels.gather_gemm({rows, count, offsets.data(), depth, packed.data() + ob * depth * block,
-                             block, c + ob * block, columns, false});
+      // The group's positions class by class (image, oh, ow order within one); each writes
+      // its row of c in position order (image, oh, ow), as copy_out reads them.
+      int64_t next = 0;
+      for (int64_t cl = 0; cl < class_count; ++cl) {
+        const int64_t start = next;
+        const int64_t* members = class_positions + class_members[2 * cl];
+        const int64_t member_count = class_members[2 * cl + 1];
+        for (int64_t i = 0; i < images; ++i) {
+          for (int64_t m = 0; m < member_count; ++m) {
+            const int64_t p = members[m];
+            rows[next] = staged + i * g.size() + position_reads[p];
+            c_rows[next++] = c + (i * positions + p) * columns;
+          }
+        }
+        class_rows[2 * cl] = start;
+        class_rows[2 * cl + 1] = next - start;
+        for (const int64_t end = start + round_up(next - start, kGatherRows); next < end; ++next) {
+          rows[next] = rows[next - 1];
+          c_rows[next] = spare_row;
+        }
+      }
+      for (int64_t cl = 0; cl < class_count; ++cl) {
+        const int64_t start = class_rows[2 * cl], used = class_rows[2 * cl + 1];
+        if (used == 0) continue;
+        const PositionClass& pc = (*all_classes)[static_cast<size_t>(cl)];
+        for (int64_t ob = 0; ob < columns / block; ++ob) {
+          GatherGemmArgs args{rows + start,
+                              round_up(used, kGatherRows),
+                              pc.all_taps ? offsets.data() : class_offsets.data() + pc.first,
+                              pc.depth,
+                              packed.data() + ob * depth * block,
+                              block,
+                              c + ob * block,
+                              columns,
+                              false};
+          if (!pc.all_taps) args.b_offsets = class_b_rows + pc.first;  // the class's B rows
+          args.c_rows = c_rows + start;  // each position's own row of c
+          args.c_column = ob * block;
+          kernels.gather_gemm(args);
+        }
       }
       copy_out(y + n0 * s.out_channels * positions, c, images, positions, s.out_channels, columns,
                b);

@@ -64,6 +64,11 @@ struct GatherGemmArgs {
   float* c;                  // row i at c + i * ldc, `block` floats
   int64_t ldc;
   bool accumulate;  // add to c instead of assigning: the products in one running sum per entry
+  // When set: B's row k at b + b_offsets[k] instead of b + k * block (a subset of a packed B's
+  // rows); row i of C at c_rows[i] + c_column instead of c + i * ldc (rows in any order).
+  const int64_t* b_offsets = nullptr;
+  float* const* c_rows = nullptr;
+  int64_t c_column = 0;
 };
 /// The rows of one register tile of gather_gemm: 6 pointers stay in general registers.
 inline constexpr int64_t kGatherRows = 6;
