@@ -242,11 +242,12 @@ bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
 }
 
 // A convolution's zero padding gives the bits of the same zeros written into the input: the
-// implicit GEMM skips the products of the taps that read the padding (they are zeros, and a
-// sum that starts at +0 is unchanged by adding a zero), so its sums must equal, bit for bit,
-// those over every tap of an explicitly padded input. On every method; the shapes put 31%
-// (4x4 from 7x7, stride 2), 18% (7x7) and more (padding 2 on a 4x4 plane, whose corner
-// outputs read one tap of nine) of the products on the padding, with batches over threads.
+// implicit GEMM skips the products of the taps that read the padding, forward and in the
+// weight gradient (they are zeros, and a sum that starts at +0 is unchanged by adding a zero),
+// so its sums must equal, bit for bit, those over every tap of an explicitly padded input. On every
+// method; the shapes put 31% (4x4 from 7x7, stride 2), 18% (7x7) and more (padding 2 on a 4x4
+// plane, whose corner outputs read one tap of nine) of the products on the padding, with batches
+// over threads.
 TEST_P(OpsSweepIsa, Conv2dPaddingGivesTheBitsOfExplicitZeros) {
   Rng rng(53);
   const ops::ConvShape shapes[] = {ops::make_conv_shape(17, 20, 7, 7, 66, 3, 3, 2, 2, 1, 1),
@@ -283,8 +284,105 @@ TEST_P(OpsSweepIsa, Conv2dPaddingGivesTheBitsOfExplicitZeros) {
     ops::conv2d_forward(y_explicit.data(), x_padded.data(), w.data(), b.data(), unpadded);
     EXPECT_TRUE(same_bits(y, y_explicit))
         << ops::conv2d_forward_method(s) << " against " << ops::conv2d_forward_method(unpadded);
+    // The weight and bias gradients likewise (the input gradients differ in shape), except by
+    // the direct kernels, whose per-lane sums lie over the plane's width: a wider plane sums
+    // the same products in another order.
+    if (std::string(ops::conv2d_weight_grad_method(s)) == "direct") continue;
+    const std::vector<float> dy = random_vector<float>(rng, static_cast<int64_t>(ny));
+    std::vector<float> dx(x.size()), dx_explicit(x_padded.size()), dw(w.size(), 0.0f),
+        dw_explicit(w.size(), 0.0f), db(b.size(), 0.0f), db_explicit(b.size(), 0.0f);
+    ops::conv2d_backward(dx.data(), dw.data(), db.data(), x.data(), w.data(), dy.data(), s);
+    ops::conv2d_backward(dx_explicit.data(), dw_explicit.data(), db_explicit.data(),
+                         x_padded.data(), w.data(), dy.data(), unpadded);
+    EXPECT_TRUE(same_bits(dw, dw_explicit)) << ops::conv2d_weight_grad_method(s) << " against "
+                                            << ops::conv2d_weight_grad_method(unpadded);
+    EXPECT_TRUE(same_bits(db, db_explicit));
   }
   ops::set_threads(saved);
+}
+
+// The implicit GEMM's sums, bit for bit: each output (forward) and each weight gradient entry
+// (one thread) is one chain of fused multiply-adds from +0 over the products that read inside
+// the input, in the order of all taps (input channel, kh, kw) or of all positions (image, oh,
+// ow), the padding's products left out; the bias added after. Pins the order that the
+// position and tap classes keep (an order changed consistently for padded and unpadded layers
+// would pass the test above). On each instruction set with FMA: the portable kernel's
+// a * b + c may not be fused.
+TEST(OpsSweep, ImplicitGemmSumsAreFusedChainsOverTheProductsInsideTheInput) {
+  std::vector<ops::Isa> fused;
+  for (ops::Isa isa : ops::supported_isas())
+    if (isa != ops::Isa::kPortable) fused.push_back(isa);
+  if (fused.empty()) GTEST_SKIP() << "no AVX2 on this CPU";
+  const ops::Isa saved_isa = ops::isa();
+  const ops::ConvAlgorithm saved_conv = ops::conv_algorithm();
+  ops::set_conv_algorithm(ops::ConvAlgorithm::kImplicit);
+  Rng rng(59);
+  const ops::ConvShape shapes[] = {ops::make_conv_shape(5, 6, 7, 7, 20, 3, 3, 2, 2, 1, 1),
+                                   ops::make_conv_shape(13, 5, 7, 6, 18, 3, 3, 1, 1, 1, 1),
+                                   ops::make_conv_shape(2, 3, 4, 5, 17, 3, 5, 1, 2, 2, 1)};
+  const int saved = ops::threads();
+  ops::set_threads(1);
+  for (const ops::Isa isa : fused)
+    for (const ops::ConvShape& s : shapes) {
+      ops::set_isa(isa);
+      SCOPED_TRACE(describe(s) + " " + ops::isa_name(isa));
+      const int64_t taps = s.in_channels * s.kernel_h * s.kernel_w;
+      const std::vector<float> x = random_vector<float>(rng,
+                                                        s.batch * s.in_channels * s.in_h * s.in_w),
+                               w = random_vector<float>(rng, s.out_channels * taps),
+                               b = random_vector<float>(rng, s.out_channels),
+                               dy = random_vector<float>(
+                                   rng, s.batch * s.out_channels * s.out_h * s.out_w);
+      const auto x_at = [&](int64_t n, int64_t ic, int64_t ih, int64_t iw) {
+        return x[static_cast<size_t>(((n * s.in_channels + ic) * s.in_h + ih) * s.in_w + iw)];
+      };
+      const auto inside = [&](int64_t ih, int64_t iw) {
+        return ih >= 0 && ih < s.in_h && iw >= 0 && iw < s.in_w;
+      };
+      std::vector<float> y(dy.size()), y_chain(dy.size());
+      ops::conv2d_forward(y.data(), x.data(), w.data(), b.data(), s);
+      for (int64_t n = 0; n < s.batch; ++n)
+        for (int64_t o = 0; o < s.out_channels; ++o)
+          for (int64_t oh = 0; oh < s.out_h; ++oh)
+            for (int64_t ow = 0; ow < s.out_w; ++ow) {
+              float acc = 0.0f;
+              for (int64_t k = 0; k < taps; ++k) {
+                const int64_t ic = k / (s.kernel_h * s.kernel_w),
+                              kh = k % (s.kernel_h * s.kernel_w) / s.kernel_w, kw = k % s.kernel_w;
+                const int64_t ih = oh * s.stride_h - s.pad_h + kh,
+                              iw = ow * s.stride_w - s.pad_w + kw;
+                if (inside(ih, iw))
+                  acc = std::fma(x_at(n, ic, ih, iw), w[static_cast<size_t>(o * taps + k)], acc);
+              }
+              y_chain[static_cast<size_t>(((n * s.out_channels + o) * s.out_h + oh) * s.out_w +
+                                          ow)] = acc + b[static_cast<size_t>(o)];
+            }
+      EXPECT_TRUE(same_bits(y, y_chain)) << "forward";
+      std::vector<float> dx(x.size()), dw(w.size(), 0.0f), db(b.size(), 0.0f), dw_chain(w.size());
+      ops::conv2d_backward(dx.data(), dw.data(), db.data(), x.data(), w.data(), dy.data(), s);
+      for (int64_t o = 0; o < s.out_channels; ++o)
+        for (int64_t k = 0; k < taps; ++k) {
+          const int64_t ic = k / (s.kernel_h * s.kernel_w),
+                        kh = k % (s.kernel_h * s.kernel_w) / s.kernel_w, kw = k % s.kernel_w;
+          float acc = 0.0f;
+          for (int64_t n = 0; n < s.batch; ++n)
+            for (int64_t oh = 0; oh < s.out_h; ++oh)
+              for (int64_t ow = 0; ow < s.out_w; ++ow) {
+                const int64_t ih = oh * s.stride_h - s.pad_h + kh,
+                              iw = ow * s.stride_w - s.pad_w + kw;
+                if (!inside(ih, iw)) continue;
+                acc = std::fma(x_at(n, ic, ih, iw),
+                               dy[static_cast<size_t>(
+                                   ((n * s.out_channels + o) * s.out_h + oh) * s.out_w + ow)],
+                               acc);
+              }
+          dw_chain[static_cast<size_t>(o * taps + k)] = acc;
+        }
+      EXPECT_TRUE(same_bits(dw, dw_chain)) << "weight gradient";
+    }
+  ops::set_threads(saved);
+  ops::set_isa(saved_isa);
+  ops::set_conv_algorithm(saved_conv);
 }
 
 template <typename T>

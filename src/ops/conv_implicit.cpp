@@ -425,6 +425,39 @@ void implicit_conv_backward(float* dx, float* dw, const float* x, const float* w
   const InputGradPlan plan = dx ? plan_input_grad(w, s, team) : InputGradPlan{};
   const int64_t dx_rows = dx ? round_up(group * plan.max_rows, kGatherRows) : 0;
 
+  // The classes of kh (and of kw): taps that the same output rows (columns) read inside the
+  // input. Every tap of a class has the same positions, the products of the others are zeros.
+  const int64_t kernel_size = s.kernel_h * s.kernel_w;
+  thread_local std::vector<int64_t> kh_class_storage, kw_class_storage;
+  const auto classes_of = [](std::vector<int64_t>& class_of, int64_t kernel, int64_t out,
+                             int64_t stride, int64_t pad, int64_t in) {
+    // Tap k's valid outputs: o with 0 <= o * stride - pad + k < in, an interval [first, last).
+    thread_local std::vector<std::pair<int64_t, int64_t>> seen;  // grow-only: no allocation
+    seen.clear();
+    class_of.assign(static_cast<size_t>(kernel), 0);
+    for (int64_t k = 0; k < kernel; ++k) {
+      int64_t first = 0, last = 0;
+      for (int64_t o = 0; o < out; ++o) {
+        const int64_t i = o * stride - pad + k;
+        if (i < 0 || i >= in) continue;
+        if (last == 0) first = o;
+        last = o + 1;
+      }
+      const std::pair<int64_t, int64_t> range{first, last};
+      const auto found = std::find(seen.begin(), seen.end(), range);
+      class_of[static_cast<size_t>(k)] = found - seen.begin();
+      if (found == seen.end()) seen.push_back(range);
+    }
+    return static_cast<int64_t>(seen.size());
+  };
+  const int64_t kh_classes =
+      classes_of(kh_class_storage, s.kernel_h, s.out_h, s.stride_h, s.pad_h, s.in_h);
+  const int64_t kw_classes =
+      classes_of(kw_class_storage, s.kernel_w, s.out_w, s.stride_w, s.pad_w, s.in_w);
+  const int64_t tap_class_count = kh_classes * kw_classes;
+  const int64_t* kh_class = kh_class_storage.data();
+  const int64_t* kw_class = kw_class_storage.data();
+
   // The weight gradient's GEMM: rows are the taps (ic, kh, kw), the depth the group's output
   // positions, B dy transposed (positions x output channels). One partial per thread.
   const int64_t partial_size = tap_rows * columns;
@@ -439,6 +472,36 @@ void implicit_conv_backward(float* dx, float* dw, const float* x, const float* w
       tap_pointers[t] = staged + tap_offset(std::min(t, taps - 1), s, g);
     int64_t* position_offsets = scratch<int64_t>(0, group * positions);
     for (int64_t r = 0; r < group * positions; ++r) position_offsets[r] = position_offset(r, s, g);
+    // The taps grouped by the output positions that read them inside the input (kh by rows,
+    // kw by columns): class tc = (row class, column class), its taps in order and its positions.
+    int64_t* tap_class_ranges = scratch<int64_t>(
+        1, 2 * tap_class_count + taps + tap_class_count * (positions + 1) + 2 * group * positions);
+    int64_t* tap_class_members = tap_class_ranges + 2 * tap_class_count;
+    int64_t* position_count = tap_class_members + taps;
+    int64_t* class_position_list = position_count + tap_class_count;
+    int64_t* class_a = class_position_list + tap_class_count * positions;
+    int64_t* class_b = class_a + group * positions;
+    for (int64_t tc = 0, next = 0; tc < tap_class_count; ++tc) {
+      tap_class_ranges[2 * tc] = next;
+      for (int64_t k = 0; k < taps; ++k) {
+        const int64_t kh = k % kernel_size / s.kernel_w, kw = k % s.kernel_w;
+        if (kh_class[kh] * kw_classes + kw_class[kw] == tc) tap_class_members[next++] = k;
+      }
+      tap_class_ranges[2 * tc + 1] = next - tap_class_ranges[2 * tc];
+      // Its positions: those whose rows read its kh, and columns its kw, inside the input.
+      const int64_t k0 = tap_class_members[tap_class_ranges[2 * tc]];
+      const int64_t kh = k0 % kernel_size / s.kernel_w, kw = k0 % s.kernel_w;
+      position_count[tc] = 0;
+      for (int64_t p = 0; p < positions; ++p) {
+        const int64_t ih = p / s.out_w * s.stride_h - s.pad_h + kh;
+        const int64_t iw = p % s.out_w * s.stride_w - s.pad_w + kw;
+        if (ih >= 0 && ih < s.in_h && iw >= 0 && iw < s.in_w)
+          class_position_list[tc * positions + position_count[tc]++] = p;
+      }
+    }
+    const float** class_tap_pointers = scratch<const float*>(2, tap_rows);
+    float** class_c_rows = scratch<float*>(0, tap_rows);
+    float* spare_row = scratch<float>(7, columns);
     float* dy_t = scratch<float>(4, group * positions * columns);
     float* staged_dy = nullptr;
     float* c = nullptr;
@@ -466,10 +529,40 @@ void implicit_conv_backward(float* dx, float* dw, const float* x, const float* w
             std::fill(to + p * block + valid, to + (p + 1) * block, 0.0f);
         }
       }
-      for (int64_t ob = 0; ob < columns / block; ++ob) {
-        kernels.gather_gemm({tap_pointers, tap_rows, position_offsets, depth,
-                             dy_t + ob * depth * block, block, partial + ob * block, columns,
-                             n0 != first});
+      // One GEMM per class of taps (kh, kw) over the positions that read those taps inside the
+      // input (the others multiply the zero padding): the same sums, in the same order, as
+      // over every position.
+      for (int64_t tc = 0; tc < tap_class_count; ++tc) {
+        const int64_t* members = tap_class_members + tap_class_ranges[2 * tc];
+        const int64_t member_count = tap_class_ranges[2 * tc + 1];
+        int64_t class_depth = 0;
+        for (int64_t i = 0; i < images; ++i)
+          for (int64_t m = 0; m < position_count[tc]; ++m) {
+            const int64_t p = class_position_list[tc * positions + m];
+            class_a[class_depth] = position_offsets[i * positions + p];
+            class_b[class_depth++] = (i * positions + p) * block;
+          }
+        // The class's taps (rows), whole tiles: the repeats write to a spare row.
+        for (int64_t m = 0; m < round_up(member_count, kGatherRows); ++m) {
+          const int64_t k = members[std::min(m, member_count - 1)];
+          class_tap_pointers[m] = tap_pointers[k];
+          class_c_rows[m] = m < member_count ? partial + k * columns : spare_row;
+        }
+        for (int64_t ob = 0; ob < columns / block; ++ob) {
+          GatherGemmArgs args{class_tap_pointers,
+                              round_up(member_count, kGatherRows),
+                              class_a,
+                              class_depth,
+                              dy_t + ob * depth * block,
+                              block,
+                              partial + ob * block,
+                              columns,
+                              n0 != first};
+          args.b_offsets = class_b;
+          args.c_rows = class_c_rows;
+          args.c_column = ob * block;
+          kernels.gather_gemm(args);
+        }
       }
       if (!dx) continue;
       for (int64_t i = 0; i < images; ++i)
