@@ -502,6 +502,7 @@ void implicit_conv_backward(float* dx, float* dw, const float* x, const float* w
     const float** class_tap_pointers = scratch<const float*>(2, tap_rows);
     float** class_c_rows = scratch<float*>(0, tap_rows);
     float* spare_row = scratch<float>(7, columns);
+    std::fill(spare_row, spare_row + columns, 0.0f);  // accumulated into, never read
     float* dy_t = scratch<float>(4, group * positions * columns);
     float* staged_dy = nullptr;
     float* c = nullptr;
