@@ -50,9 +50,11 @@ def convolutions(layers, shape, found, top_level):
         kind = layer["type"]
         c, h, w = shape
         if kind == "Conv2d":
-            (kh, kw), (sh, sw), (ph, pw) = (pair(layer[k]) for k in ("kernel", "stride", "padding"))
+            (kh, kw), (sh, sw), (ph, pw) = (pair(layer[k])
+                                            for k in ("kernel", "stride", "padding"))
             found.append(((c, h, w), layer, top_level and index == 0))
-            shape = (layer["out_channels"], (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1)
+            shape = (layer["out_channels"], (h + 2 * ph - kh) // sh + 1,
+                     (w + 2 * pw - kw) // sw + 1)
         elif kind in ("MaxPool2d", "AvgPool2d"):
             (kh, kw), (ph, pw) = pair(layer["kernel"]), pair(layer.get("padding", 0))
             sh, sw = pair(layer.get("stride", layer["kernel"]))
