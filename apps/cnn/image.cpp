@@ -104,11 +104,11 @@ class PnmHeaderReader {
 
 // Decodes a binary PGM (file_channels 1) or PPM (3) from `in`, positioned after its two-byte
 // magic in a file of `file_size` bytes, to 8-bit samples with `channels` channels, interleaved.
-// stb's own
-// PNM reader returns a partly read image when the file ends early and converts the channels
-// of 16-bit files with its 8-bit routine (reading past its buffer, found by fuzz_image), so
-// predict reads these files here. Samples scale from [0, maxval] to [0, 255], rounded; grey
-// becomes RGB by replication and RGB becomes grey by stb's luminance, as for the other formats.
+// stb's own PNM reader returns a partly read image when the file ends early and converts the
+// channels of 16-bit files with its 8-bit routine (reading past its buffer, found by
+// fuzz_image), so predict reads these files here. Samples scale from [0, maxval] to [0, 255],
+// rounded; grey becomes RGB by replication and RGB becomes grey by stb's luminance, as for the
+// other formats.
 std::vector<unsigned char> read_pnm(std::istream& in, uint64_t file_size, const std::string& path,
                                     int file_channels, int channels, int& width, int& height) {
   PnmHeaderReader header(in, path);
