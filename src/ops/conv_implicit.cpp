@@ -228,34 +228,59 @@ void input_grad_group(float* dx, const float* staged_dy, int64_t images, const I
   }
 }
 
-/// Along one dimension, the taps [lo, hi) of output index o that read inside the input (the
-/// others read the zero padding): input index o * stride - pad + k.
-struct TapRange {
+/// Indices [lo, hi); empty ones are {0, 0}.
+struct Interval {
   int64_t lo, hi;
-  bool operator==(const TapRange&) const = default;
+  bool operator==(const Interval&) const = default;
 };
-TapRange valid_taps(int64_t o, int64_t stride, int64_t pad, int64_t in, int64_t kernel) {
-  const int64_t start = o * stride - pad;
-  const int64_t lo = std::clamp<int64_t>(-start, 0, kernel);
-  return {lo, std::clamp<int64_t>(in - start, lo, kernel)};
-}
 
-/// The output indices of one dimension grouped by their valid taps: ranges[c] and the indices
-/// of class c, class_of[o] the class of index o.
-struct BorderClasses {
-  std::vector<TapRange> ranges;
+/// One dimension of a convolution: output o reads input o * stride - pad + k at tap k; inputs
+/// outside [0, in) are the zero padding.
+struct Dimension {
+  int64_t in, kernel, stride, pad, out;
+  /// The taps of output o that read inside the input.
+  Interval taps_inside(int64_t o) const {
+    const int64_t start = o * stride - pad;
+    const int64_t lo = std::clamp<int64_t>(-start, 0, kernel);
+    const int64_t hi = std::clamp<int64_t>(in - start, lo, kernel);
+    return lo < hi ? Interval{lo, hi} : Interval{0, 0};
+  }
+  /// The outputs whose tap k reads inside the input: 0 <= o * stride - pad + k < in.
+  Interval outputs_inside(int64_t k) const {
+    const auto ceil_div = [](int64_t a, int64_t b) { return a >= 0 ? (a + b - 1) / b : -(-a / b); };
+    const int64_t lo = std::max<int64_t>(0, ceil_div(pad - k, stride));
+    const int64_t hi = std::min(out, ceil_div(in + pad - k, stride));
+    return lo < hi ? Interval{lo, hi} : Interval{0, 0};
+  }
+};
+
+/// Indices [0, count) grouped by an interval each (the forward: outputs by the taps they read
+/// inside the input; the weight gradient: taps by the outputs that read them inside it).
+/// ranges[c] is class c's interval, class_of[i] the class of index i; classes in the order
+/// of their first index. Grow-only: no allocation once warm.
+struct IntervalClasses {
+  std::vector<Interval> ranges;
   std::vector<int64_t> class_of;
-  void build(int64_t out, int64_t stride, int64_t pad, int64_t in, int64_t kernel) {
+  template <typename IntervalOf>
+  void build(int64_t count, const IntervalOf& interval_of) {
     ranges.clear();
-    class_of.assign(static_cast<size_t>(out), 0);
-    for (int64_t o = 0; o < out; ++o) {
-      const TapRange r = valid_taps(o, stride, pad, in, kernel);
+    class_of.assign(static_cast<size_t>(count), 0);
+    for (int64_t i = 0; i < count; ++i) {
+      const Interval r = interval_of(i);
       const auto found = std::find(ranges.begin(), ranges.end(), r);
-      class_of[static_cast<size_t>(o)] = found - ranges.begin();
+      class_of[static_cast<size_t>(i)] = found - ranges.begin();
       if (found == ranges.end()) ranges.push_back(r);
     }
   }
+  int64_t size() const { return static_cast<int64_t>(ranges.size()); }
 };
+
+Dimension rows_of(const ops::ConvShape& s) {
+  return {s.in_h, s.kernel_h, s.stride_h, s.pad_h, s.out_h};
+}
+Dimension columns_of(const ops::ConvShape& s) {
+  return {s.in_w, s.kernel_w, s.stride_w, s.pad_w, s.out_w};
+}
 
 /// The forward's classes of output positions (row class, column class): a class's taps are
 /// the (ic, kh, kw) inside the input for all its positions, in the order of all taps, so its
@@ -291,15 +316,16 @@ void implicit_conv_forward(float* y, const float* x, const float* w, const float
 
   // Grow-only, per calling thread: no allocation once warm. Named by pointer in the region
   // (a thread_local named inside a lambda on another thread would be that thread's own).
-  thread_local BorderClasses row_classes, col_classes;
+  const Dimension along_h = rows_of(s), along_w = columns_of(s);
+  thread_local IntervalClasses row_classes, col_classes;
   thread_local std::vector<PositionClass> classes;
-  row_classes.build(s.out_h, s.stride_h, s.pad_h, s.in_h, s.kernel_h);
-  col_classes.build(s.out_w, s.stride_w, s.pad_w, s.in_w, s.kernel_w);
-  const int64_t col_count = static_cast<int64_t>(col_classes.ranges.size());
+  row_classes.build(s.out_h, [&](int64_t oh) { return along_h.taps_inside(oh); });
+  col_classes.build(s.out_w, [&](int64_t ow) { return along_w.taps_inside(ow); });
+  const int64_t col_count = col_classes.size();
   classes.clear();
   int64_t class_taps = 0;
-  for (const TapRange& rh : row_classes.ranges)
-    for (const TapRange& rw : col_classes.ranges) {
+  for (const Interval& rh : row_classes.ranges)
+    for (const Interval& rw : col_classes.ranges) {
       const bool all = rh.lo == 0 && rh.hi == s.kernel_h && rw.lo == 0 && rw.hi == s.kernel_w;
       const int64_t taps = all ? depth : s.in_channels * (rh.hi - rh.lo) * (rw.hi - rw.lo);
       classes.push_back({all ? 0 : class_taps, taps, all});
@@ -313,8 +339,8 @@ void implicit_conv_forward(float* y, const float* x, const float* w, const float
   for (int64_t cl = 0; cl < class_count; ++cl) {
     const PositionClass& pc = classes[static_cast<size_t>(cl)];
     if (pc.all_taps) continue;
-    const TapRange rh = row_classes.ranges[static_cast<size_t>(cl / col_count)];
-    const TapRange rw = col_classes.ranges[static_cast<size_t>(cl % col_count)];
+    const Interval rh = row_classes.ranges[static_cast<size_t>(cl / col_count)];
+    const Interval rw = col_classes.ranges[static_cast<size_t>(cl % col_count)];
     int64_t t = pc.first;
     for (int64_t ic = 0; ic < s.in_channels; ++ic)
       for (int64_t kh = rh.lo; kh < rh.hi; ++kh)
@@ -325,10 +351,27 @@ void implicit_conv_forward(float* y, const float* x, const float* w, const float
         }
   }
   const std::vector<PositionClass>* all_classes = &classes;
-  const BorderClasses* rows_of = &row_classes;
-  const BorderClasses* cols_of = &col_classes;
 
+  // Each class's positions (oh, ow) in order (class_members: first, count), and where each
+  // position reads tap (0, 0, 0) in a staged image.
   const int64_t positions = s.out_h * s.out_w;
+  thread_local std::vector<int64_t> member_storage;
+  member_storage.resize(static_cast<size_t>(2 * class_count + 2 * positions));
+  int64_t* class_members = member_storage.data();
+  int64_t* class_positions = class_members + 2 * class_count;
+  int64_t* position_reads = class_positions + positions;
+  for (int64_t cl = 0, next = 0; cl < class_count; ++cl) {
+    class_members[2 * cl] = next;
+    for (int64_t oh = 0; oh < s.out_h; ++oh) {
+      if (row_classes.class_of[static_cast<size_t>(oh)] != cl / col_count) continue;
+      for (int64_t ow = 0; ow < s.out_w; ++ow)
+        if (col_classes.class_of[static_cast<size_t>(ow)] == cl % col_count)
+          class_positions[next++] = oh * s.out_w + ow;
+    }
+    class_members[2 * cl + 1] = next - class_members[2 * cl];
+  }
+  for (int64_t p = 0; p < positions; ++p) position_reads[p] = position_offset(p, s, g);
+
   const int64_t in_size = s.in_channels * s.in_h * s.in_w;
   const int64_t group = images_per_group(kGroupPositions, positions, s.batch);
   // Each class's rows rounded up to whole tiles; the repeated rows write to a spare row of c.
@@ -342,23 +385,6 @@ void implicit_conv_forward(float* y, const float* x, const float* w, const float
     const float** rows = scratch<const float*>(0, max_rows);
     float** c_rows = scratch<float*>(0, max_rows);
     int64_t* class_rows = scratch<int64_t>(0, 2 * class_count);  // first row, count
-    // Each class's positions (oh, ow) in order, and where each position reads tap (0, 0, 0).
-    int64_t* class_members = scratch<int64_t>(1, 2 * class_count + 2 * positions);
-    int64_t* class_positions = class_members + 2 * class_count;
-    int64_t* position_reads = class_positions + positions;
-    for (int64_t cl = 0, next = 0; cl < class_count; ++cl) {
-      class_members[2 * cl] = next;
-      for (int64_t p = 0; p < positions; ++p) {
-        const int64_t oh = p / s.out_w, ow = p % s.out_w;
-        if (rows_of->class_of[static_cast<size_t>(oh)] * col_count +
-                cols_of->class_of[static_cast<size_t>(ow)] ==
-            cl) {
-          class_positions[next++] = p;
-        }
-      }
-      class_members[2 * cl + 1] = next - class_members[2 * cl];
-    }
-    for (int64_t p = 0; p < positions; ++p) position_reads[p] = position_offset(p, s, g);
     for (int64_t n0 = first; n0 < last; n0 += group) {
       const int64_t images = std::min(group, last - n0);
       for (int64_t i = 0; i < images; ++i) stage(staged + i * g.size(), x + (n0 + i) * in_size, g);
@@ -427,36 +453,42 @@ void implicit_conv_backward(float* dx, float* dw, const float* x, const float* w
 
   // The classes of kh (and of kw): taps that the same output rows (columns) read inside the
   // input. Every tap of a class has the same positions, the products of the others are zeros.
+  // Built once per call by the calling thread, read by all (named by pointer in the region).
   const int64_t kernel_size = s.kernel_h * s.kernel_w;
-  thread_local std::vector<int64_t> kh_class_storage, kw_class_storage;
-  const auto classes_of = [](std::vector<int64_t>& class_of, int64_t kernel, int64_t out,
-                             int64_t stride, int64_t pad, int64_t in) {
-    // Tap k's valid outputs: o with 0 <= o * stride - pad + k < in, an interval [first, last).
-    thread_local std::vector<std::pair<int64_t, int64_t>> seen;  // grow-only: no allocation
-    seen.clear();
-    class_of.assign(static_cast<size_t>(kernel), 0);
-    for (int64_t k = 0; k < kernel; ++k) {
-      int64_t first = 0, last = 0;
-      for (int64_t o = 0; o < out; ++o) {
-        const int64_t i = o * stride - pad + k;
-        if (i < 0 || i >= in) continue;
-        if (last == 0) first = o;
-        last = o + 1;
-      }
-      const std::pair<int64_t, int64_t> range{first, last};
-      const auto found = std::find(seen.begin(), seen.end(), range);
-      class_of[static_cast<size_t>(k)] = found - seen.begin();
-      if (found == seen.end()) seen.push_back(range);
+  const Dimension along_h = rows_of(s), along_w = columns_of(s);
+  thread_local IntervalClasses kh_classes, kw_classes;
+  kh_classes.build(s.kernel_h, [&](int64_t kh) { return along_h.outputs_inside(kh); });
+  kw_classes.build(s.kernel_w, [&](int64_t kw) { return along_w.outputs_inside(kw); });
+  const int64_t tap_class_count = kh_classes.size() * kw_classes.size();
+  // Class tc = (kh class, kw class): its taps in order (tap_class_ranges: first, count) and
+  // its positions in order (position_count, class_position_list); where each position of a
+  // group reads tap (0, 0, 0) in the staged images.
+  thread_local std::vector<int64_t> class_storage;
+  class_storage.resize(static_cast<size_t>(2 * tap_class_count + taps +
+                                           tap_class_count * (positions + 1) + group * positions));
+  int64_t* tap_class_ranges = class_storage.data();
+  int64_t* tap_class_members = tap_class_ranges + 2 * tap_class_count;
+  int64_t* position_count = tap_class_members + taps;
+  int64_t* class_position_list = position_count + tap_class_count;
+  int64_t* position_offsets = class_position_list + tap_class_count * positions;
+  for (int64_t tc = 0, next = 0; tc < tap_class_count; ++tc) {
+    const int64_t kh_class = tc / kw_classes.size(), kw_class = tc % kw_classes.size();
+    tap_class_ranges[2 * tc] = next;
+    for (int64_t k = 0; k < taps; ++k) {
+      const int64_t kh = k % kernel_size / s.kernel_w, kw = k % s.kernel_w;
+      if (kh_classes.class_of[static_cast<size_t>(kh)] == kh_class &&
+          kw_classes.class_of[static_cast<size_t>(kw)] == kw_class)
+        tap_class_members[next++] = k;
     }
-    return static_cast<int64_t>(seen.size());
-  };
-  const int64_t kh_classes =
-      classes_of(kh_class_storage, s.kernel_h, s.out_h, s.stride_h, s.pad_h, s.in_h);
-  const int64_t kw_classes =
-      classes_of(kw_class_storage, s.kernel_w, s.out_w, s.stride_w, s.pad_w, s.in_w);
-  const int64_t tap_class_count = kh_classes * kw_classes;
-  const int64_t* kh_class = kh_class_storage.data();
-  const int64_t* kw_class = kw_class_storage.data();
+    tap_class_ranges[2 * tc + 1] = next - tap_class_ranges[2 * tc];
+    const Interval oh_range = kh_classes.ranges[static_cast<size_t>(kh_class)];
+    const Interval ow_range = kw_classes.ranges[static_cast<size_t>(kw_class)];
+    position_count[tc] = 0;
+    for (int64_t oh = oh_range.lo; oh < oh_range.hi; ++oh)
+      for (int64_t ow = ow_range.lo; ow < ow_range.hi; ++ow)
+        class_position_list[tc * positions + position_count[tc]++] = oh * s.out_w + ow;
+  }
+  for (int64_t r = 0; r < group * positions; ++r) position_offsets[r] = position_offset(r, s, g);
 
   // The weight gradient's GEMM: rows are the taps (ic, kh, kw), the depth the group's output
   // positions, B dy transposed (positions x output channels). One partial per thread.
@@ -470,35 +502,9 @@ void implicit_conv_backward(float* dx, float* dw, const float* x, const float* w
     const float** tap_pointers = scratch<const float*>(0, tap_rows);
     for (int64_t t = 0; t < tap_rows; ++t)
       tap_pointers[t] = staged + tap_offset(std::min(t, taps - 1), s, g);
-    int64_t* position_offsets = scratch<int64_t>(0, group * positions);
-    for (int64_t r = 0; r < group * positions; ++r) position_offsets[r] = position_offset(r, s, g);
-    // The taps grouped by the output positions that read them inside the input (kh by rows,
-    // kw by columns): class tc = (row class, column class), its taps in order and its positions.
-    int64_t* tap_class_ranges = scratch<int64_t>(
-        1, 2 * tap_class_count + taps + tap_class_count * (positions + 1) + 2 * group * positions);
-    int64_t* tap_class_members = tap_class_ranges + 2 * tap_class_count;
-    int64_t* position_count = tap_class_members + taps;
-    int64_t* class_position_list = position_count + tap_class_count;
-    int64_t* class_a = class_position_list + tap_class_count * positions;
+    // A class's depth: where each of its positions reads in A and B.
+    int64_t* class_a = scratch<int64_t>(1, 2 * group * positions);
     int64_t* class_b = class_a + group * positions;
-    for (int64_t tc = 0, next = 0; tc < tap_class_count; ++tc) {
-      tap_class_ranges[2 * tc] = next;
-      for (int64_t k = 0; k < taps; ++k) {
-        const int64_t kh = k % kernel_size / s.kernel_w, kw = k % s.kernel_w;
-        if (kh_class[kh] * kw_classes + kw_class[kw] == tc) tap_class_members[next++] = k;
-      }
-      tap_class_ranges[2 * tc + 1] = next - tap_class_ranges[2 * tc];
-      // Its positions: those whose rows read its kh, and columns its kw, inside the input.
-      const int64_t k0 = tap_class_members[tap_class_ranges[2 * tc]];
-      const int64_t kh = k0 % kernel_size / s.kernel_w, kw = k0 % s.kernel_w;
-      position_count[tc] = 0;
-      for (int64_t p = 0; p < positions; ++p) {
-        const int64_t ih = p / s.out_w * s.stride_h - s.pad_h + kh;
-        const int64_t iw = p % s.out_w * s.stride_w - s.pad_w + kw;
-        if (ih >= 0 && ih < s.in_h && iw >= 0 && iw < s.in_w)
-          class_position_list[tc * positions + position_count[tc]++] = p;
-      }
-    }
     const float** class_tap_pointers = scratch<const float*>(2, tap_rows);
     float** class_c_rows = scratch<float*>(0, tap_rows);
     float* spare_row = scratch<float>(7, columns);
