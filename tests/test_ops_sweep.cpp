@@ -301,10 +301,11 @@ TEST_P(OpsSweepIsa, Conv2dPaddingGivesTheBitsOfExplicitZeros) {
   ops::set_threads(saved);
 }
 
-// The implicit GEMM's sums, bit for bit: each output (forward) and each weight gradient entry
-// (one thread) is one chain of fused multiply-adds from +0 over the products that read inside
-// the input, in the order of all taps (input channel, kh, kw) or of all positions (image, oh,
-// ow), the padding's products left out; the bias added after. Pins the order that the
+// The implicit GEMM's sums, bit for bit: each output (forward), each weight gradient entry
+// (one thread) and each input gradient entry is one chain of fused multiply-adds from +0 over
+// the products that read inside the input (dy), in the order of all taps (input channel, kh,
+// kw), of all positions (image, oh, ow) or of all taps (output channel, kh, kw), the padding's
+// products left out; the bias added after. Pins the order that the
 // position and tap classes keep (an order changed consistently for padded and unpadded layers
 // would pass the test above). On each instruction set with FMA: the portable kernel's
 // a * b + c may not be fused.
@@ -379,6 +380,36 @@ TEST(OpsSweep, ImplicitGemmSumsAreFusedChainsOverTheProductsInsideTheInput) {
           dw_chain[static_cast<size_t>(o * taps + k)] = acc;
         }
       EXPECT_TRUE(same_bits(dw, dw_chain)) << "weight gradient";
+      // The input gradient: over the taps (oc, kh, kw) in that order whose dy entry
+      // (ih + pad - k) / stride is a whole number inside dy.
+      std::vector<float> dx_chain(x.size());
+      const auto dy_index = [](int64_t i, int64_t pad, int64_t k, int64_t stride, int64_t out) {
+        const int64_t shifted = i + pad - k;
+        return shifted >= 0 && shifted % stride == 0 && shifted / stride < out ? shifted / stride
+                                                                               : int64_t{-1};
+      };
+      for (int64_t n = 0; n < s.batch; ++n)
+        for (int64_t ic = 0; ic < s.in_channels; ++ic)
+          for (int64_t ih = 0; ih < s.in_h; ++ih)
+            for (int64_t iw = 0; iw < s.in_w; ++iw) {
+              float acc = 0.0f;
+              for (int64_t o = 0; o < s.out_channels; ++o)
+                for (int64_t kh = 0; kh < s.kernel_h; ++kh)
+                  for (int64_t kw = 0; kw < s.kernel_w; ++kw) {
+                    const int64_t oh = dy_index(ih, s.pad_h, kh, s.stride_h, s.out_h),
+                                  ow = dy_index(iw, s.pad_w, kw, s.stride_w, s.out_w);
+                    if (oh < 0 || ow < 0) continue;
+                    acc = std::fma(
+                        dy[static_cast<size_t>(((n * s.out_channels + o) * s.out_h + oh) * s.out_w +
+                                               ow)],
+                        w[static_cast<size_t>(
+                            ((o * s.in_channels + ic) * s.kernel_h + kh) * s.kernel_w + kw)],
+                        acc);
+                  }
+              dx_chain[static_cast<size_t>(((n * s.in_channels + ic) * s.in_h + ih) * s.in_w +
+                                           iw)] = acc;
+            }
+      EXPECT_TRUE(same_bits(dx, dx_chain)) << "input gradient";
     }
   ops::set_threads(saved);
   ops::set_isa(saved_isa);

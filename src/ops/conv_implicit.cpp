@@ -78,6 +78,33 @@ void copy_out(float* out, const float* c, int64_t images, int64_t positions, int
   }
 }
 
+/// Indices [lo, hi); empty ones are {0, 0}.
+struct Interval {
+  int64_t lo, hi;
+  bool operator==(const Interval&) const = default;
+};
+
+/// Indices [0, count) grouped by an interval each (the forward: outputs by the taps they read
+/// inside the input; the weight gradient: taps by the outputs that read them inside it).
+/// ranges[c] is class c's interval, class_of[i] the class of index i; classes in the order
+/// of their first index. Grow-only: no allocation once warm.
+struct IntervalClasses {
+  std::vector<Interval> ranges;
+  std::vector<int64_t> class_of;
+  template <typename IntervalOf>
+  void build(int64_t count, const IntervalOf& interval_of) {
+    ranges.clear();
+    class_of.assign(static_cast<size_t>(count), 0);
+    for (int64_t i = 0; i < count; ++i) {
+      const Interval r = interval_of(i);
+      const auto found = std::find(ranges.begin(), ranges.end(), r);
+      class_of[static_cast<size_t>(i)] = found - ranges.begin();
+      if (found == ranges.end()) ranges.push_back(r);
+    }
+  }
+  int64_t size() const { return static_cast<int64_t>(ranges.size()); }
+};
+
 /// One phase (ph, pw) of the input gradient: the input positions (a stride_h + ph,
 /// b stride_w + pw) read dy at (a + dh, b + dw) for the taps (kh, kw) with
 /// kh = ph + pad_h (mod stride_h), dh = (ph + pad_h - kh) / stride_h (and so for columns).
@@ -86,6 +113,16 @@ struct Phase {
   int64_t rows_a, cols_b;  // positions a < rows_a, b < cols_b (0 when past the input)
   int64_t depth;           // taps (oc, kh, kw) of the phase
   int64_t first;           // its offsets and packed B start at tap `first` of all phases'
+};
+
+/// A phase's positions (a, b) that read dy inside it through the same taps (as the forward's
+/// position classes): one GEMM over them whose depth is only those taps, in the phase's order.
+struct PhaseClass {
+  int64_t phase;         // its index in the plan's phases
+  int64_t first, depth;  // its taps in the classes' offsets and B rows (unless all_taps)
+  bool all_taps;         // every tap of the phase: the phase's offsets and B
+  int64_t first_member;  // its positions a * cols_b + b in the plan's class_positions
+  int64_t member_count;
 };
 
 /// Along one dimension: visit(k, d) for the taps k < kernel that input phase `phase` reads,
@@ -104,9 +141,14 @@ struct InputGradPlan {
   Padded gd;
   int64_t block, columns;  // the GEMM's column block and padded width (input channels)
   int64_t max_rows;        // the most positions a phase has in one image
+  int64_t max_classes;     // the most classes a phase has
   const std::vector<Phase>* phases;
   const int64_t* offsets;
   const float* packed;
+  const std::vector<PhaseClass>* classes;  // the phases' classes, phase by phase
+  const int64_t* class_offsets;            // a partial class's taps: offsets into staged dy
+  const int64_t* class_b_rows;             // and their B rows (tap in phase x block)
+  const int64_t* class_positions;
 };
 
 InputGradPlan plan_input_grad(const float* w, const ops::ConvShape& s, int parts) {
@@ -184,29 +226,144 @@ InputGradPlan plan_input_grad(const float* w, const ops::ConvShape& s, int parts
   plan.phases = &phases;
   plan.offsets = offsets.data();
   plan.packed = packed.data();
+
+  // Each phase's positions classed by the range of its kh (kw) taps whose dy row (column)
+  // a + dh lies inside dy, as the forward classes its positions: the products of the others
+  // are zeros, so leaving them out gives the same sums.
+  thread_local std::vector<PhaseClass> classes;
+  thread_local IntervalClasses row_classes, col_classes;
+  thread_local std::vector<int64_t> shifts_h, shifts_w, class_offsets, class_b_rows,
+      class_positions;
+  classes.clear();
+  class_offsets.clear();
+  class_b_rows.clear();
+  class_positions.clear();
+  plan.max_classes = 0;
+  const auto inside = [](const std::vector<int64_t>& shifts, int64_t a, int64_t out) {
+    // The taps j (in the phase's order, shifts decreasing) with 0 <= a + shifts[j] < out.
+    int64_t lo = static_cast<int64_t>(shifts.size()), hi = 0;
+    for (int64_t j = 0; j < static_cast<int64_t>(shifts.size()); ++j) {
+      const int64_t row = a + shifts[static_cast<size_t>(j)];
+      if (row < 0 || row >= out) continue;
+      lo = std::min(lo, j);
+      hi = j + 1;
+    }
+    return lo < hi ? Interval{lo, hi} : Interval{0, 0};
+  };
+  for (int64_t index = 0; index < static_cast<int64_t>(phases.size()); ++index) {
+    const Phase& phase = phases[static_cast<size_t>(index)];
+    shifts_h.clear();
+    shifts_w.clear();
+    phase_taps(phase.ph, s.pad_h, s.stride_h, s.kernel_h,
+               [&](int64_t, int64_t d) { shifts_h.push_back(d); });
+    phase_taps(phase.pw, s.pad_w, s.stride_w, s.kernel_w,
+               [&](int64_t, int64_t d) { shifts_w.push_back(d); });
+    const int64_t taps_h = static_cast<int64_t>(shifts_h.size());
+    const int64_t taps_w = static_cast<int64_t>(shifts_w.size());
+    row_classes.build(phase.rows_a, [&](int64_t a) { return inside(shifts_h, a, s.out_h); });
+    col_classes.build(phase.cols_b, [&](int64_t b) { return inside(shifts_w, b, s.out_w); });
+    plan.max_classes = std::max(plan.max_classes, row_classes.size() * col_classes.size());
+    for (int64_t rc = 0; rc < row_classes.size(); ++rc)
+      for (int64_t cc = 0; cc < col_classes.size(); ++cc) {
+        const Interval rh = row_classes.ranges[static_cast<size_t>(rc)];
+        const Interval rw = col_classes.ranges[static_cast<size_t>(cc)];
+        const bool all = rh.lo == 0 && rh.hi == taps_h && rw.lo == 0 && rw.hi == taps_w;
+        PhaseClass pc{};
+        pc.phase = index;
+        pc.first = static_cast<int64_t>(class_offsets.size());
+        pc.depth = all ? phase.depth : 0;
+        pc.all_taps = all;
+        pc.first_member = static_cast<int64_t>(class_positions.size());
+        if (!all) {  // its taps (oc, jh, jw) in the phase's order
+          for (int64_t oc = 0; oc < s.out_channels; ++oc)
+            for (int64_t jh = rh.lo; jh < rh.hi; ++jh)
+              for (int64_t jw = rw.lo; jw < rw.hi; ++jw) {
+                const int64_t t = (oc * taps_h + jh) * taps_w + jw;
+                class_offsets.push_back(offsets[static_cast<size_t>(phase.first + t)]);
+                class_b_rows.push_back(t * plan.block);
+                ++pc.depth;
+              }
+        }
+        for (int64_t a = 0; a < phase.rows_a; ++a) {
+          if (row_classes.class_of[static_cast<size_t>(a)] != rc) continue;
+          for (int64_t b = 0; b < phase.cols_b; ++b)
+            if (col_classes.class_of[static_cast<size_t>(b)] == cc)
+              class_positions.push_back(a * phase.cols_b + b);
+        }
+        pc.member_count = static_cast<int64_t>(class_positions.size()) - pc.first_member;
+        classes.push_back(pc);
+      }
+  }
+  plan.classes = &classes;
+  plan.class_offsets = class_offsets.data();
+  plan.class_b_rows = class_b_rows.data();
+  plan.class_positions = class_positions.data();
   return plan;
 }
 
-/// dx of a group's images (assigned) from their staged dy, phase by phase.
+/// The rows dx's GEMMs take for a group of `images`: each phase's positions, its classes'
+/// rows rounded up to whole tiles.
+int64_t input_grad_rows(const InputGradPlan& plan, int64_t images) {
+  return images * plan.max_rows + plan.max_classes * (kGatherRows - 1);
+}
+
+/// dx of a group's images (assigned) from their staged dy, phase by phase. rows and c_rows
+/// hold input_grad_rows(plan, images) entries; c holds round_up(images * plan.max_rows + 1,
+/// kGatherRows) rows of plan.columns, spare_row one of those past images * plan.max_rows (the
+/// rows that round a tile up write there, or past the group's rows, and are never read).
 void input_grad_group(float* dx, const float* staged_dy, int64_t images, const InputGradPlan& plan,
-                      const float** rows, float* c, const ops::ConvShape& s) {
+                      const float** rows, float** c_rows, float* c, float* spare_row,
+                      const ops::ConvShape& s) {
   const DirectConvKernels& kernels = direct_conv_kernels();
   const int64_t in_plane = s.in_h * s.in_w;
+  const std::vector<PhaseClass>& classes = *plan.classes;
+  size_t next_class = 0;
   for (const Phase& phase : *plan.phases) {
     const int64_t per_image = phase.rows_a * phase.cols_b, used = images * per_image;
+    // This phase's classes: each its positions (image by image) as one GEMM, each position
+    // writing its own row of c (image, a, b order, as below reads them). A phase of one class
+    // (no tap reads dy's padding) has its rows in that order: C's rows then need no list.
+    const size_t first_class = next_class;
+    while (next_class < classes.size() && classes[next_class].phase == &phase - plan.phases->data())
+      ++next_class;
+    const bool one_class = next_class - first_class == 1;
+    int64_t next = 0;
+    for (size_t cl = first_class; cl < next_class; ++cl) {
+      const PhaseClass& pc = classes[cl];
+      if (used == 0 || pc.member_count == 0) continue;
+      const int64_t start = next;
+      const int64_t* members = plan.class_positions + pc.first_member;
+      for (int64_t i = 0; i < images; ++i)
+        for (int64_t m = 0; m < pc.member_count; ++m) {
+          const int64_t p = members[m], a = p / phase.cols_b, b = p % phase.cols_b;
+          rows[next] = staged_dy + i * plan.gd.size() + a * plan.gd.cols + b;
+          c_rows[next++] = c + (i * per_image + p) * plan.columns;
+        }
+      const int64_t count = round_up(next - start, kGatherRows);
+      for (; next < start + count; ++next) {
+        rows[next] = rows[next - 1];
+        c_rows[next] = spare_row;  // or, for one class, c's rows past the group's (spare too)
+      }
+      for (int64_t ob = 0; ob < plan.columns / plan.block; ++ob) {
+        GatherGemmArgs args{
+            rows + start,
+            count,
+            pc.all_taps ? plan.offsets + phase.first : plan.class_offsets + pc.first,
+            pc.depth,
+            plan.packed + (phase.first * plan.columns + ob * phase.depth * plan.block),
+            plan.block,
+            c + ob * plan.block,
+            plan.columns,
+            false};
+        if (!pc.all_taps) args.b_offsets = plan.class_b_rows + pc.first;  // the class's B rows
+        if (!one_class) {
+          args.c_rows = c_rows + start;
+          args.c_column = ob * plan.block;
+        }
+        kernels.gather_gemm(args);
+      }
+    }
     if (used == 0) continue;
-    for (int64_t r = 0; r < used; ++r) {
-      const int64_t i = r / per_image, a = r % per_image / phase.cols_b, b = r % phase.cols_b;
-      rows[r] = staged_dy + i * plan.gd.size() + a * plan.gd.cols + b;
-    }
-    const int64_t count = round_up(used, kGatherRows);
-    for (int64_t r = used; r < count; ++r) rows[r] = rows[used - 1];
-    for (int64_t ob = 0; ob < plan.columns / plan.block; ++ob) {
-      kernels.gather_gemm(
-          {rows, count, plan.offsets + phase.first, phase.depth,
-           plan.packed + (phase.first * plan.columns + ob * phase.depth * plan.block), plan.block,
-           c + ob * plan.block, plan.columns, false});
-    }
     if (s.stride_h == 1 && s.stride_w == 1) {  // one phase: the positions are the planes'
       for (int64_t i = 0; i < images; ++i) {
         kernels.transpose(dx + i * s.in_channels * in_plane, in_plane,
@@ -228,12 +385,6 @@ void input_grad_group(float* dx, const float* staged_dy, int64_t images, const I
   }
 }
 
-/// Indices [lo, hi); empty ones are {0, 0}.
-struct Interval {
-  int64_t lo, hi;
-  bool operator==(const Interval&) const = default;
-};
-
 /// One dimension of a convolution: output o reads input o * stride - pad + k at tap k; inputs
 /// outside [0, in) are the zero padding.
 struct Dimension {
@@ -252,27 +403,6 @@ struct Dimension {
     const int64_t hi = std::min(out, ceil_div(in + pad - k, stride));
     return lo < hi ? Interval{lo, hi} : Interval{0, 0};
   }
-};
-
-/// Indices [0, count) grouped by an interval each (the forward: outputs by the taps they read
-/// inside the input; the weight gradient: taps by the outputs that read them inside it).
-/// ranges[c] is class c's interval, class_of[i] the class of index i; classes in the order
-/// of their first index. Grow-only: no allocation once warm.
-struct IntervalClasses {
-  std::vector<Interval> ranges;
-  std::vector<int64_t> class_of;
-  template <typename IntervalOf>
-  void build(int64_t count, const IntervalOf& interval_of) {
-    ranges.clear();
-    class_of.assign(static_cast<size_t>(count), 0);
-    for (int64_t i = 0; i < count; ++i) {
-      const Interval r = interval_of(i);
-      const auto found = std::find(ranges.begin(), ranges.end(), r);
-      class_of[static_cast<size_t>(i)] = found - ranges.begin();
-      if (found == ranges.end()) ranges.push_back(r);
-    }
-  }
-  int64_t size() const { return static_cast<int64_t>(ranges.size()); }
 };
 
 Dimension rows_of(const ops::ConvShape& s) {
@@ -449,7 +579,7 @@ void implicit_conv_backward(float* dx, float* dw, const float* x, const float* w
   const int team = static_cast<int>(std::min<int64_t>(ops::threads(), s.batch));
   const int64_t group = images_per_group(kGroupPositions, positions, s.batch);
   const InputGradPlan plan = dx ? plan_input_grad(w, s, team) : InputGradPlan{};
-  const int64_t dx_rows = dx ? round_up(group * plan.max_rows, kGatherRows) : 0;
+  const int64_t dx_rows = dx ? input_grad_rows(plan, group) : 0;
 
   // The classes of kh (and of kw): taps that the same output rows (columns) read inside the
   // input. Every tap of a class has the same positions, the products of the others are zeros.
@@ -513,11 +643,15 @@ void implicit_conv_backward(float* dx, float* dw, const float* x, const float* w
     float* staged_dy = nullptr;
     float* c = nullptr;
     const float** dx_pointers = nullptr;
+    float** dx_c_rows = nullptr;
+    float* dx_spare_row = nullptr;
     if (dx) {
       staged_dy = scratch<float>(5, group * plan.gd.size());
       std::fill(staged_dy, staged_dy + group * plan.gd.size(), 0.0f);
-      c = scratch<float>(6, dx_rows * plan.columns);
+      c = scratch<float>(6, round_up(group * plan.max_rows + 1, kGatherRows) * plan.columns);
+      dx_spare_row = c + group * plan.max_rows * plan.columns;
       dx_pointers = scratch<const float*>(1, dx_rows);
+      dx_c_rows = scratch<float*>(1, dx_rows);
     }
     for (int64_t n0 = first; n0 < last; n0 += group) {
       const int64_t images = std::min(group, last - n0);
@@ -574,7 +708,8 @@ void implicit_conv_backward(float* dx, float* dw, const float* x, const float* w
       if (!dx) continue;
       for (int64_t i = 0; i < images; ++i)
         stage(staged_dy + i * plan.gd.size(), dy_group + i * out_size, plan.gd);
-      input_grad_group(dx + n0 * in_size, staged_dy, images, plan, dx_pointers, c, s);
+      input_grad_group(dx + n0 * in_size, staged_dy, images, plan, dx_pointers, dx_c_rows, c,
+                       dx_spare_row, s);
     }
   });
   // dw (out_channels, taps) += the partials (taps, columns) in thread order, the threads
