@@ -85,7 +85,8 @@ struct Interval {
 };
 
 /// Indices [0, count) grouped by an interval each (the forward: outputs by the taps they read
-/// inside the input; the weight gradient: taps by the outputs that read them inside it).
+/// inside the input; the weight gradient: taps by the outputs that read them inside it; the
+/// input gradient: a phase's positions by its taps that read inside dy).
 /// ranges[c] is class c's interval, class_of[i] the class of index i; classes in the order
 /// of their first index. Grow-only: no allocation once warm.
 struct IntervalClasses {
