@@ -111,15 +111,15 @@ struct IntervalClasses {
 /// kh = ph + pad_h (mod stride_h), dh = (ph + pad_h - kh) / stride_h (and so for columns).
 struct Phase {
   int64_t ph, pw;
-  int64_t rows_a, cols_b;  // positions a < rows_a, b < cols_b (0 when past the input)
-  int64_t depth;           // taps (oc, kh, kw) of the phase
-  int64_t first;           // its offsets and packed B start at tap `first` of all phases'
+  int64_t rows_a, cols_b;            // positions a < rows_a, b < cols_b (0 when past the input)
+  int64_t depth;                     // taps (oc, kh, kw) of the phase
+  int64_t first;                     // its offsets and packed B start at tap `first` of all phases'
+  int64_t first_class, class_count;  // its classes in the plan's (PhaseClass)
 };
 
 /// A phase's positions (a, b) that read dy inside it through the same taps (as the forward's
 /// position classes): one GEMM over them whose depth is only those taps, in the phase's order.
 struct PhaseClass {
-  int64_t phase;         // its index in the plan's phases
   int64_t first, depth;  // its taps in the classes' offsets and B rows (unless all_taps)
   bool all_taps;         // every tap of the phase: the phase's offsets and B
   int64_t first_member;  // its positions a * cols_b + b in the plan's class_positions
@@ -189,7 +189,8 @@ InputGradPlan plan_input_grad(const float* w, const ops::ConvShape& s, int parts
   plan.max_rows = 0;
   for (int64_t ph = 0; ph < s.stride_h; ++ph) {
     for (int64_t pw = 0; pw < s.stride_w; ++pw) {
-      Phase phase{ph, pw, extent(s.in_h, ph, s.stride_h), extent(s.in_w, pw, s.stride_w), 0, next};
+      Phase phase{ph, pw, extent(s.in_h, ph, s.stride_h), extent(s.in_w, pw, s.stride_w), 0, next,
+                  0,  0};
       for (int64_t oc = 0; oc < s.out_channels; ++oc) {
         phase_taps(ph, s.pad_h, s.stride_h, s.kernel_h, [&](int64_t kh, int64_t dh) {
           phase_taps(pw, s.pad_w, s.stride_w, s.kernel_w, [&](int64_t kw, int64_t dw) {
@@ -233,36 +234,32 @@ InputGradPlan plan_input_grad(const float* w, const ops::ConvShape& s, int parts
   // are zeros, so leaving them out gives the same sums.
   thread_local std::vector<PhaseClass> classes;
   thread_local IntervalClasses row_classes, col_classes;
-  thread_local std::vector<int64_t> shifts_h, shifts_w, class_offsets, class_b_rows,
-      class_positions;
+  thread_local std::vector<int64_t> class_offsets, class_b_rows, class_positions;
   classes.clear();
   class_offsets.clear();
   class_b_rows.clear();
   class_positions.clear();
   plan.max_classes = 0;
-  const auto inside = [](const std::vector<int64_t>& shifts, int64_t a, int64_t out) {
-    // The taps j (in the phase's order, shifts decreasing) with 0 <= a + shifts[j] < out.
-    int64_t lo = static_cast<int64_t>(shifts.size()), hi = 0;
-    for (int64_t j = 0; j < static_cast<int64_t>(shifts.size()); ++j) {
-      const int64_t row = a + shifts[static_cast<size_t>(j)];
-      if (row < 0 || row >= out) continue;
-      lo = std::min(lo, j);
-      hi = j + 1;
-    }
+  // Along one dimension, a phase's taps j < taps (kernel index stepping by the stride) shift
+  // dy by first_shift - j, so position a reads dy row a + first_shift - j: those inside dy
+  // are first_shift + a - out < j <= first_shift + a.
+  const auto inside = [](int64_t taps, int64_t first_shift, int64_t a, int64_t out) {
+    const int64_t lo = std::max<int64_t>(0, first_shift + a - out + 1);
+    const int64_t hi = std::min(taps, first_shift + a + 1);
     return lo < hi ? Interval{lo, hi} : Interval{0, 0};
   };
-  for (int64_t index = 0; index < static_cast<int64_t>(phases.size()); ++index) {
-    const Phase& phase = phases[static_cast<size_t>(index)];
-    shifts_h.clear();
-    shifts_w.clear();
-    phase_taps(phase.ph, s.pad_h, s.stride_h, s.kernel_h,
-               [&](int64_t, int64_t d) { shifts_h.push_back(d); });
-    phase_taps(phase.pw, s.pad_w, s.stride_w, s.kernel_w,
-               [&](int64_t, int64_t d) { shifts_w.push_back(d); });
-    const int64_t taps_h = static_cast<int64_t>(shifts_h.size());
-    const int64_t taps_w = static_cast<int64_t>(shifts_w.size());
-    row_classes.build(phase.rows_a, [&](int64_t a) { return inside(shifts_h, a, s.out_h); });
-    col_classes.build(phase.cols_b, [&](int64_t b) { return inside(shifts_w, b, s.out_w); });
+  for (Phase& phase : phases) {
+    int64_t taps_h = 0, taps_w = 0, shift_h = 0, shift_w = 0;
+    phase_taps(phase.ph, s.pad_h, s.stride_h, s.kernel_h, [&](int64_t, int64_t d) {
+      if (taps_h++ == 0) shift_h = d;
+    });
+    phase_taps(phase.pw, s.pad_w, s.stride_w, s.kernel_w, [&](int64_t, int64_t d) {
+      if (taps_w++ == 0) shift_w = d;
+    });
+    row_classes.build(phase.rows_a, [&](int64_t a) { return inside(taps_h, shift_h, a, s.out_h); });
+    col_classes.build(phase.cols_b, [&](int64_t b) { return inside(taps_w, shift_w, b, s.out_w); });
+    phase.first_class = static_cast<int64_t>(classes.size());
+    phase.class_count = row_classes.size() * col_classes.size();
     plan.max_classes = std::max(plan.max_classes, row_classes.size() * col_classes.size());
     for (int64_t rc = 0; rc < row_classes.size(); ++rc)
       for (int64_t cc = 0; cc < col_classes.size(); ++cc) {
@@ -270,7 +267,6 @@ InputGradPlan plan_input_grad(const float* w, const ops::ConvShape& s, int parts
         const Interval rw = col_classes.ranges[static_cast<size_t>(cc)];
         const bool all = rh.lo == 0 && rh.hi == taps_h && rw.lo == 0 && rw.hi == taps_w;
         PhaseClass pc{};
-        pc.phase = index;
         pc.first = static_cast<int64_t>(class_offsets.size());
         pc.depth = all ? phase.depth : 0;
         pc.all_taps = all;
@@ -318,19 +314,15 @@ void input_grad_group(float* dx, const float* staged_dy, int64_t images, const I
   const DirectConvKernels& kernels = direct_conv_kernels();
   const int64_t in_plane = s.in_h * s.in_w;
   const std::vector<PhaseClass>& classes = *plan.classes;
-  size_t next_class = 0;
   for (const Phase& phase : *plan.phases) {
     const int64_t per_image = phase.rows_a * phase.cols_b, used = images * per_image;
     // This phase's classes: each its positions (image by image) as one GEMM, each position
     // writing its own row of c (image, a, b order, as below reads them). A phase of one class
     // (no tap reads dy's padding) has its rows in that order: C's rows then need no list.
-    const size_t first_class = next_class;
-    while (next_class < classes.size() && classes[next_class].phase == &phase - plan.phases->data())
-      ++next_class;
-    const bool one_class = next_class - first_class == 1;
+    const bool one_class = phase.class_count == 1;
     int64_t next = 0;
-    for (size_t cl = first_class; cl < next_class; ++cl) {
-      const PhaseClass& pc = classes[cl];
+    for (int64_t cl = phase.first_class; cl < phase.first_class + phase.class_count; ++cl) {
+      const PhaseClass& pc = classes[static_cast<size_t>(cl)];
       if (used == 0 || pc.member_count == 0) continue;
       const int64_t start = next;
       const int64_t* members = plan.class_positions + pc.first_member;
