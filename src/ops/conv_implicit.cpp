@@ -106,6 +106,71 @@ struct IntervalClasses {
   int64_t size() const { return static_cast<int64_t>(ranges.size()); }
 };
 
+/// A class of a grid's positions (a row class by a column class): one GEMM over its
+/// positions whose depth is only its taps, in the order of all taps.
+struct PositionClass {
+  int64_t first, depth;  // its taps in GridClasses' offsets and b_rows (unless all_taps)
+  bool all_taps;         // every tap: the caller's full offsets and B
+  int64_t first_member;  // its positions (row * cols + col, in order) in GridClasses' members
+  int64_t member_count;
+};
+
+/// The classes of one or more grids of positions (the forward's output plane, the input
+/// gradient's stride phases), appended grid by grid. The taps are channels x taps_h x taps_w,
+/// tap (c, jh, jw) at index t = (c taps_h + jh) taps_w + jw of the caller's list; a position's
+/// taps inside are the jh of its row class's interval and the jw of its column class's.
+/// Grow-only: no allocation once warm.
+struct GridClasses {
+  std::vector<PositionClass> classes;
+  std::vector<int64_t> offsets;  // a partial class's taps: the caller's tap_offsets[t]
+  std::vector<int64_t> b_rows;   // and their rows of B, t * block
+  std::vector<int64_t> members;
+
+  void clear() {
+    classes.clear();
+    offsets.clear();
+    b_rows.clear();
+    members.clear();
+  }
+  /// Appends the classes of a grid of row_classes.class_of.size() x col_classes.class_of.size()
+  /// positions, row class by column class; returns how many.
+  int64_t append(const IntervalClasses& row_classes, const IntervalClasses& col_classes,
+                 int64_t channels, int64_t taps_h, int64_t taps_w, const int64_t* tap_offsets,
+                 int64_t block) {
+    const int64_t rows = static_cast<int64_t>(row_classes.class_of.size());
+    const int64_t cols = static_cast<int64_t>(col_classes.class_of.size());
+    for (int64_t rc = 0; rc < row_classes.size(); ++rc)
+      for (int64_t cc = 0; cc < col_classes.size(); ++cc) {
+        const Interval rh = row_classes.ranges[static_cast<size_t>(rc)];
+        const Interval rw = col_classes.ranges[static_cast<size_t>(cc)];
+        PositionClass pc{};
+        pc.all_taps = rh.lo == 0 && rh.hi == taps_h && rw.lo == 0 && rw.hi == taps_w;
+        pc.first = static_cast<int64_t>(offsets.size());
+        pc.depth = pc.all_taps ? channels * taps_h * taps_w : 0;
+        if (!pc.all_taps) {
+          for (int64_t c = 0; c < channels; ++c)
+            for (int64_t jh = rh.lo; jh < rh.hi; ++jh)
+              for (int64_t jw = rw.lo; jw < rw.hi; ++jw) {
+                const int64_t t = (c * taps_h + jh) * taps_w + jw;
+                offsets.push_back(tap_offsets[t]);
+                b_rows.push_back(t * block);
+                ++pc.depth;
+              }
+        }
+        pc.first_member = static_cast<int64_t>(members.size());
+        for (int64_t r = 0; r < rows; ++r) {
+          if (row_classes.class_of[static_cast<size_t>(r)] != rc) continue;
+          for (int64_t col = 0; col < cols; ++col)
+            if (col_classes.class_of[static_cast<size_t>(col)] == cc)
+              members.push_back(r * cols + col);
+        }
+        pc.member_count = static_cast<int64_t>(members.size()) - pc.first_member;
+        classes.push_back(pc);
+      }
+    return row_classes.size() * col_classes.size();
+  }
+};
+
 /// One phase (ph, pw) of the input gradient: the input positions (a stride_h + ph,
 /// b stride_w + pw) read dy at (a + dh, b + dw) for the taps (kh, kw) with
 /// kh = ph + pad_h (mod stride_h), dh = (ph + pad_h - kh) / stride_h (and so for columns).
@@ -114,16 +179,7 @@ struct Phase {
   int64_t rows_a, cols_b;            // positions a < rows_a, b < cols_b (0 when past the input)
   int64_t depth;                     // taps (oc, kh, kw) of the phase
   int64_t first;                     // its offsets and packed B start at tap `first` of all phases'
-  int64_t first_class, class_count;  // its classes in the plan's (PhaseClass)
-};
-
-/// A phase's positions (a, b) that read dy inside it through the same taps (as the forward's
-/// position classes): one GEMM over them whose depth is only those taps, in the phase's order.
-struct PhaseClass {
-  int64_t first, depth;  // its taps in the classes' offsets and B rows (unless all_taps)
-  bool all_taps;         // every tap of the phase: the phase's offsets and B
-  int64_t first_member;  // its positions a * cols_b + b in the plan's class_positions
-  int64_t member_count;
+  int64_t first_class, class_count;  // its classes in the plan's GridClasses
 };
 
 /// Along one dimension: visit(k, d) for the taps k < kernel that input phase `phase` reads,
@@ -146,10 +202,7 @@ struct InputGradPlan {
   const std::vector<Phase>* phases;
   const int64_t* offsets;
   const float* packed;
-  const std::vector<PhaseClass>* classes;  // the phases' classes, phase by phase
-  const int64_t* class_offsets;            // a partial class's taps: offsets into staged dy
-  const int64_t* class_b_rows;             // and their B rows (tap in phase x block)
-  const int64_t* class_positions;
+  const GridClasses* classes;  // the phases' classes of positions, phase by phase
 };
 
 InputGradPlan plan_input_grad(const float* w, const ops::ConvShape& s, int parts) {
@@ -232,13 +285,9 @@ InputGradPlan plan_input_grad(const float* w, const ops::ConvShape& s, int parts
   // Each phase's positions classed by the range of its kh (kw) taps whose dy row (column)
   // a + dh lies inside dy, as the forward classes its positions: the products of the others
   // are zeros, so leaving them out gives the same sums.
-  thread_local std::vector<PhaseClass> classes;
+  thread_local GridClasses classes;
   thread_local IntervalClasses row_classes, col_classes;
-  thread_local std::vector<int64_t> class_offsets, class_b_rows, class_positions;
   classes.clear();
-  class_offsets.clear();
-  class_b_rows.clear();
-  class_positions.clear();
   plan.max_classes = 0;
   // Along one dimension, a phase's taps j < taps (kernel index stepping by the stride) shift
   // dy by first_shift - j, so position a reads dy row a + first_shift - j: those inside dy
@@ -258,43 +307,12 @@ InputGradPlan plan_input_grad(const float* w, const ops::ConvShape& s, int parts
     });
     row_classes.build(phase.rows_a, [&](int64_t a) { return inside(taps_h, shift_h, a, s.out_h); });
     col_classes.build(phase.cols_b, [&](int64_t b) { return inside(taps_w, shift_w, b, s.out_w); });
-    phase.first_class = static_cast<int64_t>(classes.size());
-    phase.class_count = row_classes.size() * col_classes.size();
-    plan.max_classes = std::max(plan.max_classes, row_classes.size() * col_classes.size());
-    for (int64_t rc = 0; rc < row_classes.size(); ++rc)
-      for (int64_t cc = 0; cc < col_classes.size(); ++cc) {
-        const Interval rh = row_classes.ranges[static_cast<size_t>(rc)];
-        const Interval rw = col_classes.ranges[static_cast<size_t>(cc)];
-        const bool all = rh.lo == 0 && rh.hi == taps_h && rw.lo == 0 && rw.hi == taps_w;
-        PhaseClass pc{};
-        pc.first = static_cast<int64_t>(class_offsets.size());
-        pc.depth = all ? phase.depth : 0;
-        pc.all_taps = all;
-        pc.first_member = static_cast<int64_t>(class_positions.size());
-        if (!all) {  // its taps (oc, jh, jw) in the phase's order
-          for (int64_t oc = 0; oc < s.out_channels; ++oc)
-            for (int64_t jh = rh.lo; jh < rh.hi; ++jh)
-              for (int64_t jw = rw.lo; jw < rw.hi; ++jw) {
-                const int64_t t = (oc * taps_h + jh) * taps_w + jw;
-                class_offsets.push_back(offsets[static_cast<size_t>(phase.first + t)]);
-                class_b_rows.push_back(t * plan.block);
-                ++pc.depth;
-              }
-        }
-        for (int64_t a = 0; a < phase.rows_a; ++a) {
-          if (row_classes.class_of[static_cast<size_t>(a)] != rc) continue;
-          for (int64_t b = 0; b < phase.cols_b; ++b)
-            if (col_classes.class_of[static_cast<size_t>(b)] == cc)
-              class_positions.push_back(a * phase.cols_b + b);
-        }
-        pc.member_count = static_cast<int64_t>(class_positions.size()) - pc.first_member;
-        classes.push_back(pc);
-      }
+    phase.first_class = static_cast<int64_t>(classes.classes.size());
+    phase.class_count = classes.append(row_classes, col_classes, s.out_channels, taps_h, taps_w,
+                                       offsets.data() + phase.first, plan.block);
+    plan.max_classes = std::max(plan.max_classes, phase.class_count);
   }
   plan.classes = &classes;
-  plan.class_offsets = class_offsets.data();
-  plan.class_b_rows = class_b_rows.data();
-  plan.class_positions = class_positions.data();
   return plan;
 }
 
@@ -313,7 +331,7 @@ void input_grad_group(float* dx, const float* staged_dy, int64_t images, const I
                       const ops::ConvShape& s) {
   const DirectConvKernels& kernels = direct_conv_kernels();
   const int64_t in_plane = s.in_h * s.in_w;
-  const std::vector<PhaseClass>& classes = *plan.classes;
+  const GridClasses& grid = *plan.classes;
   for (const Phase& phase : *plan.phases) {
     const int64_t per_image = phase.rows_a * phase.cols_b, used = images * per_image;
     // This phase's classes: each its positions (image by image) as one GEMM, each position
@@ -322,10 +340,10 @@ void input_grad_group(float* dx, const float* staged_dy, int64_t images, const I
     const bool one_class = phase.class_count == 1;
     int64_t next = 0;
     for (int64_t cl = phase.first_class; cl < phase.first_class + phase.class_count; ++cl) {
-      const PhaseClass& pc = classes[static_cast<size_t>(cl)];
+      const PositionClass& pc = grid.classes[static_cast<size_t>(cl)];
       if (used == 0 || pc.member_count == 0) continue;
       const int64_t start = next;
-      const int64_t* members = plan.class_positions + pc.first_member;
+      const int64_t* members = grid.members.data() + pc.first_member;
       for (int64_t i = 0; i < images; ++i)
         for (int64_t m = 0; m < pc.member_count; ++m) {
           const int64_t p = members[m], a = p / phase.cols_b, b = p % phase.cols_b;
@@ -341,14 +359,14 @@ void input_grad_group(float* dx, const float* staged_dy, int64_t images, const I
         GatherGemmArgs args{
             rows + start,
             count,
-            pc.all_taps ? plan.offsets + phase.first : plan.class_offsets + pc.first,
+            pc.all_taps ? plan.offsets + phase.first : grid.offsets.data() + pc.first,
             pc.depth,
             plan.packed + (phase.first * plan.columns + ob * phase.depth * plan.block),
             plan.block,
             c + ob * plan.block,
             plan.columns,
             false};
-        if (!pc.all_taps) args.b_offsets = plan.class_b_rows + pc.first;  // the class's B rows
+        if (!pc.all_taps) args.b_offsets = grid.b_rows.data() + pc.first;  // the class's B rows
         if (!one_class) {
           args.c_rows = c_rows + start;
           args.c_column = ob * plan.block;
@@ -405,16 +423,6 @@ Dimension columns_of(const ops::ConvShape& s) {
   return {s.in_w, s.kernel_w, s.stride_w, s.pad_w, s.out_w};
 }
 
-/// The forward's classes of output positions (row class, column class): a class's taps are
-/// the (ic, kh, kw) inside the input for all its positions, in the order of all taps, so its
-/// GEMM adds the same products in the same order as over all taps minus those that read the
-/// zero padding (whose products are zeros: the sums are the same bits). Small planes have
-/// many such positions: a 4x4 output of a 3x3 kernel with padding 1 reads the padding in 31%
-/// of its products, a 7x7 one in 18% (oneDNN's direct convolutions skip them too).
-struct PositionClass {
-  int64_t first, depth;  // its taps in the classes' offsets and packed B
-  bool all_taps;         // every tap inside the input: the full offsets and B
-};
 }  // namespace
 
 void implicit_conv_forward(float* y, const float* x, const float* w, const float* w_scale,
@@ -437,62 +445,29 @@ void implicit_conv_forward(float* y, const float* x, const float* w, const float
   std::vector<int64_t>& offsets = shared_scratch<int64_t>(0, depth);
   for (int64_t k = 0; k < depth; ++k) offsets[static_cast<size_t>(k)] = tap_offset(k, s, g);
 
-  // Grow-only, per calling thread: no allocation once warm. Named by pointer in the region
-  // (a thread_local named inside a lambda on another thread would be that thread's own).
+  // The output positions classed (row class, column class) by the taps (ic, kh, kw) they
+  // read inside the input: a class's GEMM adds the same products in the same order as over
+  // all taps minus those that read the zero padding (whose products are zeros: the sums are
+  // the same bits). Small planes have many such positions: a 4x4 output of a 3x3 kernel with
+  // padding 1 reads the padding in 31% of its products, a 7x7 one in 18% (oneDNN's direct
+  // convolutions skip them too). Grow-only, per calling thread: no allocation once warm.
+  // Named by pointer in the region (a thread_local named inside a lambda on another thread
+  // would be that thread's own).
   const Dimension along_h = rows_of(s), along_w = columns_of(s);
   thread_local IntervalClasses row_classes, col_classes;
-  thread_local std::vector<PositionClass> classes;
+  thread_local GridClasses classes;
   row_classes.build(s.out_h, [&](int64_t oh) { return along_h.taps_inside(oh); });
   col_classes.build(s.out_w, [&](int64_t ow) { return along_w.taps_inside(ow); });
-  const int64_t col_count = col_classes.size();
   classes.clear();
-  int64_t class_taps = 0;
-  for (const Interval& rh : row_classes.ranges)
-    for (const Interval& rw : col_classes.ranges) {
-      const bool all = rh.lo == 0 && rh.hi == s.kernel_h && rw.lo == 0 && rw.hi == s.kernel_w;
-      const int64_t taps = all ? depth : s.in_channels * (rh.hi - rh.lo) * (rw.hi - rw.lo);
-      classes.push_back({all ? 0 : class_taps, taps, all});
-      if (!all) class_taps += taps;
-    }
-  const int64_t class_count = static_cast<int64_t>(classes.size());
-  // A partial class's taps: their offsets into a staged image and their rows of B (taps
-  // ic-major, then kh, kw, as all taps are ordered).
-  std::vector<int64_t>& class_offsets = shared_scratch<int64_t>(1, 2 * class_taps);
-  int64_t* class_b_rows = class_offsets.data() + class_taps;
-  for (int64_t cl = 0; cl < class_count; ++cl) {
-    const PositionClass& pc = classes[static_cast<size_t>(cl)];
-    if (pc.all_taps) continue;
-    const Interval rh = row_classes.ranges[static_cast<size_t>(cl / col_count)];
-    const Interval rw = col_classes.ranges[static_cast<size_t>(cl % col_count)];
-    int64_t t = pc.first;
-    for (int64_t ic = 0; ic < s.in_channels; ++ic)
-      for (int64_t kh = rh.lo; kh < rh.hi; ++kh)
-        for (int64_t kw = rw.lo; kw < rw.hi; ++kw, ++t) {
-          const int64_t k = (ic * s.kernel_h + kh) * s.kernel_w + kw;
-          class_offsets[static_cast<size_t>(t)] = offsets[static_cast<size_t>(k)];
-          class_b_rows[t] = k * block;
-        }
-  }
-  const std::vector<PositionClass>* all_classes = &classes;
+  const int64_t class_count = classes.append(row_classes, col_classes, s.in_channels, s.kernel_h,
+                                             s.kernel_w, offsets.data(), block);
+  const GridClasses* grid = &classes;
 
-  // Each class's positions (oh, ow) in order (class_members: first, count), and where each
-  // position reads tap (0, 0, 0) in a staged image.
+  // Where each position (oh, ow) reads tap (0, 0, 0) in a staged image.
   const int64_t positions = s.out_h * s.out_w;
-  thread_local std::vector<int64_t> member_storage;
-  member_storage.resize(static_cast<size_t>(2 * class_count + 2 * positions));
-  int64_t* class_members = member_storage.data();
-  int64_t* class_positions = class_members + 2 * class_count;
-  int64_t* position_reads = class_positions + positions;
-  for (int64_t cl = 0, next = 0; cl < class_count; ++cl) {
-    class_members[2 * cl] = next;
-    for (int64_t oh = 0; oh < s.out_h; ++oh) {
-      if (row_classes.class_of[static_cast<size_t>(oh)] != cl / col_count) continue;
-      for (int64_t ow = 0; ow < s.out_w; ++ow)
-        if (col_classes.class_of[static_cast<size_t>(ow)] == cl % col_count)
-          class_positions[next++] = oh * s.out_w + ow;
-    }
-    class_members[2 * cl + 1] = next - class_members[2 * cl];
-  }
+  thread_local std::vector<int64_t> position_storage;
+  position_storage.resize(static_cast<size_t>(positions));
+  int64_t* position_reads = position_storage.data();
   for (int64_t p = 0; p < positions; ++p) position_reads[p] = position_offset(p, s, g);
 
   const int64_t in_size = s.in_channels * s.in_h * s.in_w;
@@ -516,8 +491,9 @@ void implicit_conv_forward(float* y, const float* x, const float* w, const float
       int64_t next = 0;
       for (int64_t cl = 0; cl < class_count; ++cl) {
         const int64_t start = next;
-        const int64_t* members = class_positions + class_members[2 * cl];
-        const int64_t member_count = class_members[2 * cl + 1];
+        const PositionClass& pc = grid->classes[static_cast<size_t>(cl)];
+        const int64_t* members = grid->members.data() + pc.first_member;
+        const int64_t member_count = pc.member_count;
         for (int64_t i = 0; i < images; ++i) {
           for (int64_t m = 0; m < member_count; ++m) {
             const int64_t p = members[m];
@@ -535,18 +511,18 @@ void implicit_conv_forward(float* y, const float* x, const float* w, const float
       for (int64_t cl = 0; cl < class_count; ++cl) {
         const int64_t start = class_rows[2 * cl], used = class_rows[2 * cl + 1];
         if (used == 0) continue;
-        const PositionClass& pc = (*all_classes)[static_cast<size_t>(cl)];
+        const PositionClass& pc = grid->classes[static_cast<size_t>(cl)];
         for (int64_t ob = 0; ob < columns / block; ++ob) {
           GatherGemmArgs args{rows + start,
                               round_up(used, kGatherRows),
-                              pc.all_taps ? offsets.data() : class_offsets.data() + pc.first,
+                              pc.all_taps ? offsets.data() : grid->offsets.data() + pc.first,
                               pc.depth,
                               packed.data() + ob * depth * block,
                               block,
                               c + ob * block,
                               columns,
                               false};
-          if (!pc.all_taps) args.b_offsets = class_b_rows + pc.first;  // the class's B rows
+          if (!pc.all_taps) args.b_offsets = grid->b_rows.data() + pc.first;  // its B rows
           args.c_rows = c_rows + start;  // each position's own row of c
           args.c_column = ob * block;
           kernels.gather_gemm(args);
