@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <sstream>
@@ -1198,7 +1199,8 @@ TEST(OpsSweep, BatchNormIsTheSameBitsOnOneAndTwoThreads) {
 // (odd sides such as 7x7), the implicit GEMM for all three from a batch of 16 with 16+ channels
 // in and 32+ out, else the forward of a batch of 32 or more by the direct kernels; stride-2
 // layers of 3x3+ kernels by the implicit GEMM under the same batch and channel bounds, else
-// their forward over the input's phases.
+// their forward over the input's phases; a Winograd layer whose products read the padding in a
+// quarter or more of the cases, its backward by the implicit GEMM on the AVX-512 kernels.
 TEST(OpsSweep, AutoMethodRuleAtItsEdges) {
   const ops::ConvAlgorithm saved = ops::conv_algorithm();
   ops::set_conv_algorithm(ops::ConvAlgorithm::kAuto);
@@ -1225,6 +1227,27 @@ TEST(OpsSweep, AutoMethodRuleAtItsEdges) {
   EXPECT_EQ(methods(32, 7, 16), "direct/winograd/winograd");        // batch 32, 16 out
   EXPECT_EQ(methods(256, 9, 32), "winograd/winograd/winograd");     // 100 / 81 < 5 / 4
   EXPECT_EQ(methods(256, 14, 32), "winograd/winograd/winograd");    // even: covered exactly
+  // A Winograd layer whose products read the padding in a quarter or more of the cases (4x4:
+  // 31%, 6x6: 21%) takes the implicit GEMM's backward on the AVX-512 kernels, under the
+  // implicit GEMM's batch and channel bounds; its forward stays by Winograd.
+  const ops::Isa isa_before = ops::isa();
+  const std::vector<ops::Isa> supported = ops::supported_isas();
+  if (std::find(supported.begin(), supported.end(), ops::Isa::kAvx512) != supported.end()) {
+    ops::set_isa(ops::Isa::kAvx512);
+    EXPECT_EQ(methods(16, 4, 128), "winograd/implicit/implicit");
+    EXPECT_EQ(methods(64, 4, 16, 32), "winograd/implicit/implicit");  // 16 in, 32 out
+    EXPECT_EQ(methods(15, 4, 128), "winograd/winograd/winograd");     // batch 15
+    EXPECT_EQ(methods(64, 4, 15, 32), "direct/direct/direct");        // 15 in: not Winograd's
+    EXPECT_EQ(methods(64, 4, 32, 31), "winograd/winograd/winograd");  // 31 out
+    EXPECT_EQ(methods(64, 6, 128), "winograd/winograd/winograd");     // 21% padding
+    EXPECT_EQ(methods(64, 2, 32), "winograd/implicit/implicit");      // 2x2: 56%
+  }
+  for (const ops::Isa narrower : {ops::Isa::kPortable, ops::Isa::kAvx2}) {  // 4 and 8 lanes
+    if (std::find(supported.begin(), supported.end(), narrower) == supported.end()) continue;
+    ops::set_isa(narrower);
+    EXPECT_EQ(methods(64, 4, 128), "winograd/winograd/winograd") << ops::isa_name(narrower);
+  }
+  ops::set_isa(isa_before);
   // Stride 2 (portable vectors of 4 floats): the implicit GEMM from a batch of 16 with 16+
   // channels in and 32+ out and 3x3+ kernels; else the forward over the input's phases (direct)
   // for 3x3 kernels whose outputs fill 3/4 of the positions computed (rows of `row` floats,

@@ -351,6 +351,20 @@ constexpr int64_t kPhasesMinKernel = 3;
 constexpr int64_t kImplicitMinBatch = 16;
 constexpr int64_t kImplicitMinInChannels = 16;
 constexpr int64_t kImplicitMinOutChannels = 32;
+// The backward of a Winograd layer whose products read the zero padding in a quarter or more
+// of the cases (a 4x4 output of a 3x3 kernel with padding 1: 31%; 6x6: 21%) runs by the
+// implicit GEMM, which skips them, on the AVX-512 kernels (16 lanes), under the implicit GEMM's
+// batch and channel bounds; its forward stays by Winograd. `cnn bench` per-layer rows of
+// one-convolution specs (ReLU, the convolution, Flatten, Linear), batch 64, 2 threads, Zen 4,
+// CNN_CONV=winograd and =implicit alternating, backward ms: 4x4 128 -> 128 (resnet's last
+// block) 3.59 / 3.56 / 3.49 / 2.93 / 3.15 against 2.66 / 2.64 / 2.50 / 2.64 / 2.80; 4x4 64
+// channels 0.91 / 1.01 against 0.74 / 0.74; 4x4 32 0.42 / 0.34 against 0.35 / 0.22; 6x6 128
+// 5.44 / 5.20 against 5.99 / 6.24 and 8x8 128 8.03 / 7.94 against 10.71 / 10.11 (Winograd
+// faster there).
+// Forward at 4x4 128: 1.07-1.17 (Winograd) against 1.13-1.24. On the AVX2 kernels (8 lanes)
+// Winograd's backward kept the 128-channel 4x4 layer: 2.62 / 2.72 / 2.79 against 3.87 / 3.90
+// / 2.82.
+constexpr int64_t kImplicitBackwardMinLanes = 16;
 
 namespace {
 bool conv_is_stride_one(const ConvShape& s) {
@@ -432,6 +446,44 @@ bool conv_uses_implicit(const ConvShape& s) {
   return strided || (conv_auto_winograd_shaped(s) && winograd_blocks_overhang(s));
 }
 
+/// Along one dimension, how many (output, tap) pairs read inside the input: the sum over
+/// outputs o of the taps k with 0 <= o stride - pad + k < in.
+int64_t taps_inside(int64_t in, int64_t kernel, int64_t stride, int64_t pad, int64_t out) {
+  int64_t inside = 0;
+  for (int64_t o = 0; o < out; ++o) {
+    const int64_t start = o * stride - pad;
+    inside += std::max<int64_t>(0, std::min(in, start + kernel) - std::max<int64_t>(0, start));
+  }
+  return inside;
+}
+
+/// kAuto's exception for the backward alone: a Winograd layer (conv_uses_winograd) whose
+/// products read the padding in a quarter or more of the cases takes the implicit GEMM's
+/// weight and input gradients, on kernels of kImplicitBackwardMinLanes or more, from
+/// kImplicitMinBatch images with kImplicitMinInChannels and kImplicitMinOutChannels.
+bool conv_backward_leaves_winograd(const ConvShape& s) {
+  if (!conv_auto_winograd_shaped(s) || conv_too_few_winograd_tiles(s) ||
+      s.batch < kImplicitMinBatch || s.in_channels < kImplicitMinInChannels ||
+      s.out_channels < kImplicitMinOutChannels ||
+      detail::direct_conv_kernels().lanes < kImplicitBackwardMinLanes) {
+    return false;
+  }
+  const int64_t inside = taps_inside(s.in_h, s.kernel_h, s.stride_h, s.pad_h, s.out_h) *
+                         taps_inside(s.in_w, s.kernel_w, s.stride_w, s.pad_w, s.out_w);
+  const int64_t products = s.out_h * s.kernel_h * s.out_w * s.kernel_w;
+  return 4 * (products - inside) >= products;
+}
+
+/// The weight and input gradients by the implicit GEMM: its layers, and kAuto's exception above.
+bool conv_backward_uses_implicit(const ConvShape& s) {
+  return conv_uses_implicit(s) || conv_backward_leaves_winograd(s);
+}
+
+/// The weight and input gradients by Winograd.
+bool conv_backward_uses_winograd(const ConvShape& s) {
+  return conv_uses_winograd(s) && !conv_backward_leaves_winograd(s);
+}
+
 bool conv_forward_uses_direct(const ConvShape& s) {
   if (conv_uses_implicit(s)) return false;
   if (conv_forward_uses_phases(s)) return true;
@@ -472,14 +524,14 @@ const char* conv2d_forward_method(const ConvShape& s) {
                                          : "gemm";
 }
 const char* conv2d_weight_grad_method(const ConvShape& s) {
-  return conv_uses_implicit(s)          ? "implicit"
-         : conv_uses_winograd(s)        ? "winograd"
-         : conv_backward_uses_direct(s) ? "direct"
-                                        : "gemm";
+  return conv_backward_uses_implicit(s)   ? "implicit"
+         : conv_backward_uses_winograd(s) ? "winograd"
+         : conv_backward_uses_direct(s)   ? "direct"
+                                          : "gemm";
 }
 const char* conv2d_input_grad_method(const ConvShape& s) {
-  return conv_uses_implicit(s)            ? "implicit"
-         : conv_uses_winograd(s)          ? "winograd"
+  return conv_backward_uses_implicit(s)   ? "implicit"
+         : conv_backward_uses_winograd(s) ? "winograd"
          : conv_input_grad_uses_direct(s) ? "direct"
                                           : "gemm";
 }
@@ -839,8 +891,8 @@ template <typename T>
 void conv2d_backward(T* dx, T* dw, T* db, const T* x, const T* w, const T* dy, const ConvShape& s) {
   if (reference_mode()) return ref::conv2d_backward(dx, dw, db, x, w, dy, s);
   if constexpr (std::is_same_v<T, float>) {
-    const bool implicit = conv_uses_implicit(s);
-    if (implicit || conv_uses_winograd(s)) {
+    const bool implicit = conv_backward_uses_implicit(s);
+    if (implicit || conv_backward_uses_winograd(s)) {
       if (implicit) {
         detail::implicit_conv_backward(dx, dw, x, w, dy, s);
       } else {
