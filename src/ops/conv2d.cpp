@@ -430,6 +430,13 @@ bool conv_forward_uses_phases(const ConvShape& s) {
          4 * s.out_h * s.out_w >= 3 * g.positions;
 }
 
+/// kAuto's bounds on the layers the implicit GEMM takes: kImplicitMinBatch images,
+/// kImplicitMinInChannels and kImplicitMinOutChannels.
+bool conv_within_implicit_bounds(const ConvShape& s) {
+  return s.batch >= kImplicitMinBatch && s.in_channels >= kImplicitMinInChannels &&
+         s.out_channels >= kImplicitMinOutChannels;
+}
+
 /// The layers whose forward, weight gradient and input gradient the implicit GEMM computes
 /// (conv_implicit.hpp): every layer under kImplicit; under kAuto, from kImplicitMinBatch
 /// images, with kImplicitMinInChannels and kImplicitMinOutChannels, the stride-2 layers of
@@ -438,40 +445,23 @@ bool conv_forward_uses_phases(const ConvShape& s) {
 bool conv_uses_implicit(const ConvShape& s) {
   if (s.batch <= 0) return false;
   if (conv_algorithm() == ConvAlgorithm::kImplicit) return true;
-  if (conv_algorithm() != ConvAlgorithm::kAuto || s.batch < kImplicitMinBatch ||
-      s.in_channels < kImplicitMinInChannels || s.out_channels < kImplicitMinOutChannels) {
-    return false;
-  }
+  if (conv_algorithm() != ConvAlgorithm::kAuto || !conv_within_implicit_bounds(s)) return false;
   const bool strided = s.stride_h == 2 && s.stride_w == 2 && s.kernel_h >= 3 && s.kernel_w >= 3;
   return strided || (conv_auto_winograd_shaped(s) && winograd_blocks_overhang(s));
 }
 
-/// Along one dimension, how many (output, tap) pairs read inside the input: the sum over
-/// outputs o of the taps k with 0 <= o stride - pad + k < in.
-int64_t taps_inside(int64_t in, int64_t kernel, int64_t stride, int64_t pad, int64_t out) {
-  int64_t inside = 0;
-  for (int64_t o = 0; o < out; ++o) {
-    const int64_t start = o * stride - pad;
-    inside += std::max<int64_t>(0, std::min(in, start + kernel) - std::max<int64_t>(0, start));
-  }
-  return inside;
-}
-
 /// kAuto's exception for the backward alone: a Winograd layer (conv_uses_winograd) whose
 /// products read the padding in a quarter or more of the cases takes the implicit GEMM's
-/// weight and input gradients, on kernels of kImplicitBackwardMinLanes or more, from
-/// kImplicitMinBatch images with kImplicitMinInChannels and kImplicitMinOutChannels.
+/// weight and input gradients, on kernels of kImplicitBackwardMinLanes or more, within the
+/// implicit GEMM's bounds.
 bool conv_backward_leaves_winograd(const ConvShape& s) {
   if (!conv_auto_winograd_shaped(s) || conv_too_few_winograd_tiles(s) ||
-      s.batch < kImplicitMinBatch || s.in_channels < kImplicitMinInChannels ||
-      s.out_channels < kImplicitMinOutChannels ||
+      !conv_within_implicit_bounds(s) ||
       detail::direct_conv_kernels().lanes < kImplicitBackwardMinLanes) {
     return false;
   }
-  const int64_t inside = taps_inside(s.in_h, s.kernel_h, s.stride_h, s.pad_h, s.out_h) *
-                         taps_inside(s.in_w, s.kernel_w, s.stride_w, s.pad_w, s.out_w);
   const int64_t products = s.out_h * s.kernel_h * s.out_w * s.kernel_w;
-  return 4 * (products - inside) >= products;
+  return 4 * (products - detail::implicit_products_inside(s)) >= products;
 }
 
 /// The weight and input gradients by the implicit GEMM: its layers, and kAuto's exception above.

@@ -425,6 +425,18 @@ Dimension columns_of(const ops::ConvShape& s) {
 
 }  // namespace
 
+int64_t implicit_products_inside(const ops::ConvShape& s) {
+  const auto pairs_inside = [](const Dimension& d) {
+    int64_t pairs = 0;
+    for (int64_t o = 0; o < d.out; ++o) {
+      const Interval taps = d.taps_inside(o);
+      pairs += taps.hi - taps.lo;
+    }
+    return pairs;
+  };
+  return pairs_inside(rows_of(s)) * pairs_inside(columns_of(s));
+}
+
 void implicit_conv_forward(float* y, const float* x, const float* w, const float* w_scale,
                            const float* b, const ops::ConvShape& s) {
   const DirectConvKernels& kernels = direct_conv_kernels();

@@ -32,4 +32,9 @@ void implicit_conv_forward(float* y, const float* x, const float* w, const float
 void implicit_conv_backward(float* dx, float* dw, const float* x, const float* w, const float* dy,
                             const ops::ConvShape& s);
 
+/// The (output position, tap) pairs of one image and channel pair that read inside the input,
+/// not the zero padding: the products the implicit GEMM computes of the
+/// out_h * out_w * kernel_h * kernel_w there are.
+int64_t implicit_products_inside(const ops::ConvShape& s);
+
 }  // namespace cnn::detail
