@@ -206,10 +206,10 @@ inline void transform_tile_group(v4 (&d)[4][4], float* out, int64_t stride, int6
 }
 
 /// V (16, in_channels, tiles) for the images of a chunk: B^T d B of every 4x4 tile, tiles
-/// numbered (image, tile row, tile column). `staged` holds one zero-padded plane.
-void transform_inputs(float* v, int64_t tiles, int64_t first_tile, const float* image,
-                      float* staged, const Geometry& g) {
-  const int64_t stride = winograd_position_stride(g.in_channels, tiles);  // between positions xi
+/// numbered (image, tile row, tile column), position xi's matrix at v + xi * stride.
+/// `staged` holds one zero-padded plane.
+void transform_inputs(float* v, int64_t stride, int64_t tiles, int64_t first_tile,
+                      const float* image, float* staged, const Geometry& g) {
   const int64_t per_image = g.tiles_h * g.tiles_w;
   for (int64_t c = 0; c < g.in_channels; ++c) {
     direct_conv_kernels().copy_rows(staged + g.pad_h * g.staged_w + g.pad_w, g.staged_w,
@@ -280,13 +280,12 @@ void output_blocks(const float* mo, int64_t stride, int64_t p0, float rows[2][8]
   }
 }
 
-/// y of the chunk's images from M (16, out_channels, tiles) plus the bias; blocks past
-/// out_h / out_w (odd sizes) are cut.
-void transform_outputs(float* y, const float* m, int64_t tiles, const float* bias,
+/// y of the chunk's images from M (16, out_channels, tiles; position xi's matrix at
+/// m + xi * stride) plus the bias; blocks past out_h / out_w (odd sizes) are cut.
+void transform_outputs(float* y, const float* m, int64_t stride, int64_t tiles, const float* bias,
                        const Geometry& g) {
   const int64_t per_image = g.tiles_h * g.tiles_w;
   const int64_t images = tiles / per_image;
-  const int64_t stride = winograd_position_stride(g.out_channels, tiles);  // between positions xi
   for (int64_t n = 0; n < images; ++n)
     for (int64_t o = 0; o < g.out_channels; ++o) {
       const float b = bias ? bias[o] : 0.0f;
@@ -359,13 +358,14 @@ int64_t images_per_chunk(const Geometry& g, int64_t batch) {
       (int64_t{1} << 19) / (16 * (g.in_channels + g.out_channels) * per_image), 1, batch);
 }
 
-/// Z (16, out_channels, tiles) for the images of a chunk: A d A^T of every 2x2 block of dy
-/// (zero past out_h / out_w), the gradient with respect to the tiles' products. `staged` holds
-/// a plane of 2 tiles_h rows of `grad_staged_w` floats, zero past out_h and out_w.
-void transform_output_grads(float* z, int64_t tiles, const float* dy, int64_t images, float* staged,
-                            int64_t grad_staged_w, const Geometry& g) {
+/// Z (16, out_channels, tiles; position xi's matrix at z + xi * stride) for the images of a
+/// chunk: A d A^T of every 2x2 block of dy (zero past out_h / out_w), the gradient with
+/// respect to the tiles' products. `staged` holds a plane of 2 tiles_h rows of
+/// `grad_staged_w` floats, zero past out_h and out_w.
+void transform_output_grads(float* z, int64_t stride, int64_t tiles, const float* dy,
+                            int64_t images, float* staged, int64_t grad_staged_w,
+                            const Geometry& g) {
   const int64_t per_image = g.tiles_h * g.tiles_w;
-  const int64_t stride = winograd_position_stride(g.out_channels, tiles);
   for (int64_t n = 0; n < images; ++n)
     for (int64_t o = 0; o < g.out_channels; ++o) {
       direct_conv_kernels().copy_rows(staged, grad_staged_w,
@@ -519,14 +519,16 @@ void winograd_conv3x3(float* y, const float* x, const float* weights, const floa
     for (int64_t start = first; start < last; start += chunk) {
       const int64_t count = std::min(chunk, last - start);
       const int64_t tiles = count * per_image;
+      // The one place the chunk's layout is decided: the transforms and the GEMMs take it.
+      const int64_t v_stride = winograd_position_stride(in_channels, tiles);
+      const int64_t m_stride = winograd_position_stride(out_channels, tiles);
       for (int64_t i = 0; i < count; ++i)
-        transform_inputs(v, tiles, i * per_image, x + (start + i) * in_size, staged, g);
+        transform_inputs(v, v_stride, tiles, i * per_image, x + (start + i) * in_size, staged, g);
       for (int xi = 0; xi < 16; ++xi) {
-        sgemm_nn_prepacked(out_channels, tiles, in_channels, packs[xi].data(),
-                           v + xi * winograd_position_stride(in_channels, tiles), tiles,
-                           m + xi * winograd_position_stride(out_channels, tiles), tiles, false);
+        sgemm_nn_prepacked(out_channels, tiles, in_channels, packs[xi].data(), v + xi * v_stride,
+                           tiles, m + xi * m_stride, tiles, false);
       }
-      transform_outputs(y + start * out_channels * g.out_h * g.out_w, m, tiles, bias, g);
+      transform_outputs(y + start * out_channels * g.out_h * g.out_w, m, m_stride, tiles, bias, g);
     }
   });
 }
@@ -537,14 +539,13 @@ namespace cnn::detail {
 
 namespace {
 
-/// dx of the chunk's images from dL/dV (16, in_channels, tiles): every tile's B (dL/dV) B^T
-/// added into a zero-padded plane at the place its 4x4 input tile was read from (neighbouring
-/// tiles overlap by two rows or columns), then the plane's interior copied to dx. `staged`
-/// holds one plane plus 8 floats of slack.
-void transform_input_grads(float* dx, const float* dv, int64_t tiles, int64_t images, float* staged,
-                           const Geometry& g) {
+/// dx of the chunk's images from dL/dV (16, in_channels, tiles; position xi's matrix at
+/// dv + xi * stride): every tile's B (dL/dV) B^T added into a zero-padded plane at the place
+/// its 4x4 input tile was read from (neighbouring tiles overlap by two rows or columns), then
+/// the plane's interior copied to dx. `staged` holds one plane plus 8 floats of slack.
+void transform_input_grads(float* dx, const float* dv, int64_t stride, int64_t tiles,
+                           int64_t images, float* staged, const Geometry& g) {
   const int64_t per_image = g.tiles_h * g.tiles_w;
-  const int64_t stride = winograd_position_stride(g.in_channels, tiles);  // between positions xi
   const int64_t plane = g.staged_h * g.staged_w;
   const v4i lanes = {0, 1, 2, 3};
   for (int64_t n = 0; n < images; ++n)
@@ -642,13 +643,17 @@ void winograd_backward3x3(float* dx, float* dw, const float* x, const float* wei
     for (int64_t start = first; start < last; start += chunk) {
       const int64_t count = std::min(chunk, last - start);
       const int64_t tiles = count * per_image;
+      // The one place the chunk's layout is decided: the transforms and the GEMMs take it.
+      const int64_t v_stride = winograd_position_stride(in_channels, tiles);
+      const int64_t z_stride = winograd_position_stride(out_channels, tiles);
       std::fill(staged, staged + g.staged_h * g.staged_w, 0.0f);
       for (int64_t i = 0; i < count; ++i)
-        transform_inputs(v, tiles, i * per_image, x + (start + i) * in_size, staged, g);
-      transform_output_grads(z, tiles, dy + start * out_size, count, grad_staged, grad_staged_w, g);
+        transform_inputs(v, v_stride, tiles, i * per_image, x + (start + i) * in_size, staged, g);
+      transform_output_grads(z, z_stride, tiles, dy + start * out_size, count, grad_staged,
+                             grad_staged_w, g);
       for (int xi = 0; xi < 16; ++xi) {
-        float* v_xi = v + xi * winograd_position_stride(in_channels, tiles);
-        const float* z_xi = z + xi * winograd_position_stride(out_channels, tiles);
+        float* v_xi = v + xi * v_stride;
+        const float* z_xi = z + xi * z_stride;
         // dL/dU_xi += Z_xi (out_channels x tiles) V_xi^T (tiles x in_channels).
         gemm_nt<float>(out_channels, in_channels, tiles, z_xi, tiles, v_xi, tiles, du + xi * pairs,
                        in_channels, true);
@@ -658,7 +663,7 @@ void winograd_backward3x3(float* dx, float* dw, const float* x, const float* wei
                              tiles, false);
         }
       }
-      if (dx) transform_input_grads(dx + start * in_size, v, tiles, count, staged, g);
+      if (dx) transform_input_grads(dx + start * in_size, v, v_stride, tiles, count, staged, g);
     }
   });
   // dL/dU = the partials added in thread order, then dL/dg = G^T (dL/dU) G for every kernel,
