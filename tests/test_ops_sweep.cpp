@@ -1200,7 +1200,9 @@ TEST(OpsSweep, BatchNormIsTheSameBitsOnOneAndTwoThreads) {
 // in and 32+ out, else the forward of a batch of 32 or more by the direct kernels; stride-2
 // layers of 3x3+ kernels by the implicit GEMM under the same batch and channel bounds, else
 // their forward over the input's phases; a Winograd layer whose products read the padding in a
-// quarter or more of the cases, its backward by the implicit GEMM on the AVX-512 kernels.
+// quarter or more of the cases, its backward by the implicit GEMM on the AVX-512 kernels; a
+// stride-1 layer without padding whose direct forward would throw away a quarter or more of
+// its positions, its forward by the implicit GEMM.
 TEST(OpsSweep, AutoMethodRuleAtItsEdges) {
   const ops::ConvAlgorithm saved = ops::conv_algorithm();
   ops::set_conv_algorithm(ops::ConvAlgorithm::kAuto);
@@ -1246,6 +1248,30 @@ TEST(OpsSweep, AutoMethodRuleAtItsEdges) {
     if (std::find(supported.begin(), supported.end(), narrower) == supported.end()) continue;
     ops::set_isa(narrower);
     EXPECT_EQ(methods(64, 4, 128), "winograd/winograd/winograd") << ops::isa_name(narrower);
+  }
+  // A stride-1 layer without padding that the direct kernels would take, from a batch of 16
+  // with 4+ channels in, whose output channels are a multiple of the lanes (4, 8 or 16) and
+  // whose outputs fill less than 3/4 of the positions the direct kernels compute: its forward
+  // by the implicit GEMM, its backward unchanged (LeNet-5's 6 -> 16 5x5 on 14x14: 100 outputs
+  // in rows of 14, 144 positions).
+  const auto stride_one = [&](int64_t batch, int64_t size, int64_t in_channels,
+                              int64_t out_channels, int64_t kernel, int64_t pad = 0) {
+    return methods_of(ops::make_conv_shape(batch, in_channels, size, size, out_channels, kernel,
+                                           kernel, 1, 1, pad, pad));
+  };
+  for (const ops::Isa each : supported) {
+    ops::set_isa(each);
+    const char* name = ops::isa_name(each);
+    EXPECT_EQ(stride_one(16, 14, 6, 16, 5), "implicit/direct/direct") << name;
+    EXPECT_EQ(stride_one(256, 10, 16, 32, 5), "implicit/direct/direct") << name;  // 36 of 64
+    EXPECT_EQ(stride_one(15, 14, 6, 16, 5), "direct/direct/direct") << name;      // batch 15
+    EXPECT_EQ(stride_one(64, 14, 3, 16, 5), "direct/direct/direct") << name;      // 3 in
+    EXPECT_EQ(stride_one(64, 14, 6, 16, 7, 1), "direct/direct/direct") << name;   // padding 1
+    EXPECT_EQ(stride_one(64, 28, 6, 16, 5), "direct/direct/direct") << name;      // 576 of 672
+    // 24 channels out: one and a half vectors of AVX-512, three of AVX2, six portable ones.
+    EXPECT_EQ(stride_one(64, 14, 6, 24, 5),
+              each == ops::Isa::kAvx512 ? "direct/direct/direct" : "implicit/direct/direct")
+        << name;
   }
   ops::set_isa(isa_before);
   // Stride 2 (portable vectors of 4 floats): the implicit GEMM from a batch of 16 with 16+

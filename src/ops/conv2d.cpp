@@ -365,6 +365,29 @@ constexpr int64_t kImplicitMinOutChannels = 32;
 // Winograd's backward kept the 128-channel 4x4 layer: 2.62 / 2.72 / 2.79 against 3.87 / 3.90
 // / 2.82.
 constexpr int64_t kImplicitBackwardMinLanes = 16;
+// The implicit GEMM's forward against the direct kernels' on the stride-1 layers that the
+// direct kernels take: where a layer without padding computes its outputs in rows so much
+// wider than them that a quarter or more of the positions are thrown away, and its output
+// channels fill the implicit GEMM's vectors (a multiple of the lanes), the implicit forward
+// won at every instruction set. `cnn bench` per-layer rows of one-convolution specs (ReLU, the
+// convolution, Flatten, Linear), 2 threads, Zen 4, CNN_CONV=auto and =implicit alternating,
+// forward ms, direct against implicit: LeNet-5's 6 -> 16 5x5 on 14x14 (10x10 outputs in rows
+// of 14: 100 of 144 positions) AVX-512 batch 16 0.058-0.061 against 0.051-0.060, 64
+// 0.220-0.230 against 0.158-0.188, 256 0.83-0.89 against 0.67-0.69; AVX2 batch 16 0.099-0.101
+// against 0.070-0.078, 64 0.25-0.38 against 0.17-0.21, 256 1.01-1.03 against 0.62-0.68;
+// portable batch 64 1.04-1.14 against 0.67-0.92; 16 -> 32 5x5 on 10x10 (36 of 64) AVX-512
+// batch 64 0.53-0.54 against 0.32-0.35, 256 2.1-3.9 against 1.31-1.32, AVX2 64 0.89-1.20
+// against 0.37-0.38, portable 2.5-2.7 against 1.3-1.8; 4 -> 16 5x5 on 14x14 AVX-512
+// 0.16-0.17 against 0.13-0.20, AVX2 0.23-0.25 against 0.15-0.17. Where the rule does not
+// reach, the direct forward stayed as fast or faster: 6 -> 16 5x5 with padding 2 on 14x14
+// (196 of 256 positions; the implicit GEMM multiplies the padding too) 0.34-0.36 against
+// 0.42-0.44; 6 -> 16 5x5 on 28x28 (576 of 672) 1.00 against 0.99-1.08; 3 -> 16 3x3 with
+// padding 1 on 28x28 0.27-0.28 against 0.38-0.40; 6 -> 24 5x5 on 14x14 on AVX-512 (24
+// channels: one and a half vectors) 0.33-0.34 against 0.33-0.37; one channel in (LeNet-5's
+// first layer, 25 taps, and convnet's, 9) 0.09 against 0.30-0.37 and 0.27 against 0.35. Their
+// backward stays with the direct kernels (LeNet-5's 6 -> 16 on AVX-512 at batch 64: 0.53-0.58
+// ms against 0.70-1.13 by the implicit GEMM).
+constexpr int64_t kImplicitForwardMinInChannels = 4;
 
 namespace {
 bool conv_is_stride_one(const ConvShape& s) {
@@ -474,8 +497,32 @@ bool conv_backward_uses_winograd(const ConvShape& s) {
   return conv_uses_winograd(s) && !conv_backward_leaves_winograd(s);
 }
 
+/// kAuto's exception for the forward alone: a stride-1 layer without padding that the direct
+/// kernels would take, from kImplicitMinBatch images and kImplicitForwardMinInChannels channels
+/// in, whose output channels are a multiple of the lanes and whose outputs fill less than 3/4
+/// of the positions the direct kernels compute (rows `row` long, whole vectors), runs its
+/// forward by the implicit GEMM.
+bool conv_forward_leaves_direct(const ConvShape& s) {
+  if (conv_algorithm() != ConvAlgorithm::kAuto || !conv_is_stride_one(s) || s.pad_h != 0 ||
+      s.pad_w != 0 || s.batch < kImplicitMinBatch ||
+      s.in_channels < kImplicitForwardMinInChannels || conv_uses_implicit(s) ||
+      conv_forward_uses_winograd(s) || conv_too_few_winograd_tiles(s)) {
+    return false;
+  }
+  const int64_t lanes = detail::direct_conv_kernels().lanes;
+  if (s.out_channels % lanes != 0) return false;
+  const Staging g =
+      make_staging(s.in_channels, s.in_h, s.in_w, s.pad_h, s.pad_w, s.kernel_h, s.kernel_w, lanes);
+  return 4 * s.out_h * s.out_w < 3 * g.positions;
+}
+
+/// The forward by the implicit GEMM: its layers, and kAuto's exception above.
+bool conv_forward_uses_implicit(const ConvShape& s) {
+  return conv_uses_implicit(s) || conv_forward_leaves_direct(s);
+}
+
 bool conv_forward_uses_direct(const ConvShape& s) {
-  if (conv_uses_implicit(s)) return false;
+  if (conv_forward_uses_implicit(s)) return false;
   if (conv_forward_uses_phases(s)) return true;
   return conv_is_stride_one(s) && conv_algorithm() != ConvAlgorithm::kGemm &&
          !conv_forward_uses_winograd(s) && !conv_too_few_winograd_tiles(s);
@@ -508,7 +555,7 @@ bool conv_input_grad_uses_direct(const ConvShape& s) {
 }  // namespace
 
 const char* conv2d_forward_method(const ConvShape& s) {
-  return conv_uses_implicit(s)           ? "implicit"
+  return conv_forward_uses_implicit(s)   ? "implicit"
          : conv_forward_uses_winograd(s) ? "winograd"
          : conv_forward_uses_direct(s)   ? "direct"
                                          : "gemm";
@@ -751,7 +798,7 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s
   }
   if (reference_mode()) return ref::conv2d_forward(y, x, w, b, s);
   if constexpr (std::is_same_v<T, float>) {
-    if (conv_uses_implicit(s)) {
+    if (conv_forward_uses_implicit(s)) {
       return detail::implicit_conv_forward(y, x, w, w_scale, b, s);
     }
     if (conv_forward_uses_winograd(s)) {
