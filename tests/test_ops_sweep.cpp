@@ -182,7 +182,8 @@ TEST_P(OpsSweepIsa, Conv2dFloatLargeImagesAndTwoThreads) {
       // The implicit GEMM's column blocks: 128 channels out in two blocks of 64 (AVX-512),
       // 66 in five of 16; 70 channels in (the input gradient's columns) past one block.
       ops::make_conv_shape(5, 20, 9, 9, 128, 3, 3, 2, 2, 1, 1),
-      ops::make_conv_shape(3, 70, 7, 7, 66, 3, 3, 1, 1, 1, 1)};
+      ops::make_conv_shape(3, 70, 7, 7, 66, 3, 3, 1, 1, 1, 1),
+      ops::make_conv_shape(16, 5, 10, 12, 32, 3, 5, 1, 1, 0, 0)};  // 3x5 kernel, 5 channels in
   const int saved = ops::threads();
   for (int team : {1, 2}) {
     ops::set_threads(team);
@@ -192,6 +193,38 @@ TEST_P(OpsSweepIsa, Conv2dFloatLargeImagesAndTwoThreads) {
     }
   }
   ops::set_threads(saved);
+}
+
+// kAuto's mixed methods, which the forced paths above never take: the forward and weight
+// gradient by the implicit GEMM and the input gradient alone by the direct kernels (layers
+// without padding whose outputs fill less than 3/4 of the direct kernels' positions, 16+
+// images), on every instruction set, 1 and 2 threads: LeNet-5 conv2 at an odd batch, and a
+// 3x5 kernel with 5 channels in.
+TEST(OpsSweep, Conv2dAutoImplicitWeightsDirectInputGradientMatchTheReference) {
+  Rng rng(13);
+  const ops::ConvShape shapes[] = {ops::make_conv_shape(17, 6, 14, 14, 16, 5, 5, 1, 1, 0, 0),
+                                   ops::make_conv_shape(16, 5, 10, 12, 32, 3, 5, 1, 1, 0, 0)};
+  const ops::ConvAlgorithm saved_conv = ops::conv_algorithm();
+  const ops::Isa saved_isa = ops::isa();
+  const int saved_threads = ops::threads();
+  ops::set_conv_algorithm(ops::ConvAlgorithm::kAuto);
+  for (const ops::Isa isa : ops::supported_isas()) {
+    ops::set_isa(isa);
+    for (int team : {1, 2}) {
+      ops::set_threads(team);
+      for (const ops::ConvShape& s : shapes) {
+        SCOPED_TRACE(std::string(ops::isa_name(isa)) + ", " + std::to_string(team) + " threads");
+        ASSERT_STREQ(ops::conv2d_forward_method(s), "implicit") << describe(s);
+        ASSERT_STREQ(ops::conv2d_weight_grad_method(s), "implicit") << describe(s);
+        ASSERT_STREQ(ops::conv2d_input_grad_method(s), "direct") << describe(s);
+        ASSERT_NO_FATAL_FAILURE(check_conv<float>(rng, s, true));
+        ASSERT_NO_FATAL_FAILURE(check_conv<float>(rng, s, false));
+      }
+    }
+  }
+  ops::set_threads(saved_threads);
+  ops::set_isa(saved_isa);
+  ops::set_conv_algorithm(saved_conv);
 }
 
 TEST_P(OpsSweepIsa, Conv2dFloat3x3Stride1OneAndTwoThreads) {
@@ -1202,7 +1235,7 @@ TEST(OpsSweep, BatchNormIsTheSameBitsOnOneAndTwoThreads) {
 // their forward over the input's phases; a Winograd layer whose products read the padding in a
 // quarter or more of the cases, its backward by the implicit GEMM on the AVX-512 kernels; a
 // stride-1 layer without padding whose direct forward would throw away a quarter or more of
-// its positions, its forward by the implicit GEMM.
+// its positions, its forward and weight gradient by the implicit GEMM.
 TEST(OpsSweep, AutoMethodRuleAtItsEdges) {
   const ops::ConvAlgorithm saved = ops::conv_algorithm();
   ops::set_conv_algorithm(ops::ConvAlgorithm::kAuto);
@@ -1252,8 +1285,8 @@ TEST(OpsSweep, AutoMethodRuleAtItsEdges) {
   // A stride-1 layer without padding that the direct kernels would take, from a batch of 16
   // with 4+ channels in, whose output channels are a multiple of the lanes (4, 8 or 16) and
   // whose outputs fill less than 3/4 of the positions the direct kernels compute: its forward
-  // by the implicit GEMM, its backward unchanged (LeNet-5's 6 -> 16 5x5 on 14x14: 100 outputs
-  // in rows of 14, 144 positions).
+  // and weight gradient by the implicit GEMM, its input gradient still direct (LeNet-5's
+  // 6 -> 16 5x5 on 14x14: 100 outputs in rows of 14, 144 positions).
   const auto stride_one = [&](int64_t batch, int64_t size, int64_t in_channels,
                               int64_t out_channels, int64_t kernel, int64_t pad = 0) {
     return methods_of(ops::make_conv_shape(batch, in_channels, size, size, out_channels, kernel,
@@ -1262,15 +1295,18 @@ TEST(OpsSweep, AutoMethodRuleAtItsEdges) {
   for (const ops::Isa each : supported) {
     ops::set_isa(each);
     const char* name = ops::isa_name(each);
-    EXPECT_EQ(stride_one(16, 14, 6, 16, 5), "implicit/direct/direct") << name;
-    EXPECT_EQ(stride_one(256, 10, 16, 32, 5), "implicit/direct/direct") << name;  // 36 of 64
-    EXPECT_EQ(stride_one(15, 14, 6, 16, 5), "direct/direct/direct") << name;      // batch 15
-    EXPECT_EQ(stride_one(64, 14, 3, 16, 5), "direct/direct/direct") << name;      // 3 in
-    EXPECT_EQ(stride_one(64, 14, 6, 16, 7, 1), "direct/direct/direct") << name;   // padding 1
-    EXPECT_EQ(stride_one(64, 28, 6, 16, 5), "direct/direct/direct") << name;      // 576 of 672
+    EXPECT_EQ(stride_one(16, 14, 6, 16, 5), "implicit/implicit/direct") << name;
+    EXPECT_EQ(stride_one(256, 10, 16, 32, 5), "implicit/implicit/direct") << name;  // 36 of 64
+    EXPECT_EQ(stride_one(15, 14, 6, 16, 5), "direct/direct/direct") << name;        // batch 15
+    EXPECT_EQ(stride_one(64, 14, 3, 16, 5), "direct/direct/direct") << name;        // 3 in
+    EXPECT_EQ(stride_one(64, 14, 6, 16, 7, 1), "direct/direct/direct") << name;     // padding 1
+    EXPECT_EQ(stride_one(64, 28, 6, 16, 5), "direct/direct/direct") << name;        // 576 of 672
+    EXPECT_EQ(methods_of(ops::make_conv_shape(16, 5, 10, 12, 32, 3, 5, 1, 1, 0, 0)),
+              "implicit/implicit/direct")
+        << name;  // 64 of 96
     // 24 channels out: one and a half vectors of AVX-512, three of AVX2, six portable ones.
     EXPECT_EQ(stride_one(64, 14, 6, 24, 5),
-              each == ops::Isa::kAvx512 ? "direct/direct/direct" : "implicit/direct/direct")
+              each == ops::Isa::kAvx512 ? "direct/direct/direct" : "implicit/implicit/direct")
         << name;
   }
   ops::set_isa(isa_before);

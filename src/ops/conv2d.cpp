@@ -365,28 +365,33 @@ constexpr int64_t kImplicitMinOutChannels = 32;
 // Winograd's backward kept the 128-channel 4x4 layer: 2.62 / 2.72 / 2.79 against 3.87 / 3.90
 // / 2.82.
 constexpr int64_t kImplicitBackwardMinLanes = 16;
-// The implicit GEMM's forward against the direct kernels' on the stride-1 layers that the
-// direct kernels take: where a layer without padding computes its outputs in rows so much
-// wider than them that a quarter or more of the positions are thrown away, and its output
-// channels fill the implicit GEMM's vectors (a multiple of the lanes), the implicit forward
-// won at every instruction set. `cnn bench` per-layer rows of one-convolution specs (ReLU, the
-// convolution, Flatten, Linear), 2 threads, Zen 4, CNN_CONV=auto and =implicit alternating,
-// forward ms, direct against implicit: LeNet-5's 6 -> 16 5x5 on 14x14 (10x10 outputs in rows
-// of 14: 100 of 144 positions) AVX-512 batch 16 0.058-0.061 against 0.051-0.060, 64
-// 0.220-0.230 against 0.158-0.188, 256 0.83-0.89 against 0.67-0.69; AVX2 batch 16 0.099-0.101
-// against 0.070-0.078, 64 0.25-0.38 against 0.17-0.21, 256 1.01-1.03 against 0.62-0.68;
-// portable batch 64 1.04-1.14 against 0.67-0.92; 16 -> 32 5x5 on 10x10 (36 of 64) AVX-512
-// batch 64 0.53-0.54 against 0.32-0.35, 256 2.1-3.9 against 1.31-1.32, AVX2 64 0.89-1.20
-// against 0.37-0.38, portable 2.5-2.7 against 1.3-1.8; 4 -> 16 5x5 on 14x14 AVX-512
-// 0.16-0.17 against 0.13-0.20, AVX2 0.23-0.25 against 0.15-0.17. Where the rule does not
-// reach, the direct forward stayed as fast or faster: 6 -> 16 5x5 with padding 2 on 14x14
-// (196 of 256 positions; the implicit GEMM multiplies the padding too) 0.34-0.36 against
-// 0.42-0.44; 6 -> 16 5x5 on 28x28 (576 of 672) 1.00 against 0.99-1.08; 3 -> 16 3x3 with
-// padding 1 on 28x28 0.27-0.28 against 0.38-0.40; 6 -> 24 5x5 on 14x14 on AVX-512 (24
-// channels: one and a half vectors) 0.33-0.34 against 0.33-0.37; one channel in (LeNet-5's
-// first layer, 25 taps, and convnet's, 9) 0.09 against 0.30-0.37 and 0.27 against 0.35. Their
-// backward stays with the direct kernels (LeNet-5's 6 -> 16 on AVX-512 at batch 64: 0.53-0.58
-// ms against 0.70-1.13 by the implicit GEMM).
+// The implicit GEMM's forward against the direct kernels' on the stride-1 layers that the direct
+// kernels take: where a layer without padding computes its outputs in rows so much wider than them
+// that a quarter or more of the positions are thrown away, and its output channels fill the
+// implicit GEMM's vectors (a multiple of the lanes), the implicit forward won at every instruction
+// set. `cnn bench` per-layer rows of one-convolution specs (ReLU, the convolution, Flatten,
+// Linear), 2 threads, Zen 4, CNN_CONV=auto and =implicit alternating, forward ms, direct against
+// implicit: LeNet-5's 6 -> 16 5x5 on 14x14 (10x10 outputs in rows of 14: 100 of 144 positions)
+// AVX-512 batch 16 0.058-0.061 against 0.051-0.060, 64 0.220-0.230 against 0.158-0.188, 256
+// 0.83-0.89 against 0.67-0.69; AVX2 batch 16 0.099-0.101 against 0.070-0.078, 64 0.25-0.38 against
+// 0.17-0.21, 256 1.01-1.03 against 0.62-0.68; portable batch 64 1.04-1.14 against 0.67-0.92; 16 ->
+// 32 5x5 on 10x10 (36 of 64) AVX-512 batch 64 0.53-0.54 against 0.32-0.35, 256 2.1-3.9 against
+// 1.31-1.32, AVX2 64 0.89-1.20 against 0.37-0.38, portable 2.5-2.7 against 1.3-1.8; 4 -> 16 5x5 on
+// 14x14 AVX-512 0.16-0.17 against 0.13-0.20, AVX2 0.23-0.25 against 0.15-0.17. Where the rule does
+// not reach, the direct forward stayed as fast or faster: 6 -> 16 5x5 with padding 2 on 14x14 (196
+// of 256 positions; the implicit GEMM multiplies the padding too) 0.34-0.36 against 0.42-0.44; 6 ->
+// 16 5x5 on 28x28 (576 of 672) 1.00 against 0.99-1.08; 3 -> 16 3x3 with padding 1 on 28x28
+// 0.27-0.28 against 0.38-0.40; 6 -> 24 5x5 on 14x14 on AVX-512 (24 channels: one and a half
+// vectors) 0.33-0.34 against 0.33-0.37; one channel in (LeNet-5's first layer, 25 taps, and
+// convnet's, 9) 0.09 against 0.30-0.37 and 0.27 against 0.35. The direct weight gradient runs over
+// the same positions as the direct forward, and the implicit GEMM's beat it there too (LeNet-5's
+// layer as a spec's first layer, no input gradient, AVX-512 batch 64: 0.23-0.27 ms against 0.17);
+// the input gradient stays direct (its own staging: 14x14 outputs in rows of 14; the implicit
+// GEMM's with 6 channels in a vector of 16 took about 0.52 ms against 0.29, by difference).
+// Backward ms, all direct against implicit weights and direct input gradient: LeNet-5's layer
+// AVX-512 batch 64 0.56-0.59 against 0.49-0.50, 256 2.35-2.39 against 1.99-2.13, AVX2 64 0.75-0.91
+// against 0.58, portable 2.2-2.3 against 1.34-1.69; 16 -> 32 5x5 on 10x10 AVX-512 1.44-1.55 against
+// 1.19-1.24, AVX2 2.1-2.5 against 1.39-1.62.
 constexpr int64_t kImplicitForwardMinInChannels = 4;
 
 namespace {
@@ -552,6 +557,15 @@ bool conv_input_grad_uses_direct(const ConvShape& s) {
   return !conv_uses_winograd(s) && conv_backward_uses_direct(s) && s.pad_h <= s.kernel_h - 1 &&
          s.pad_w <= s.kernel_w - 1;
 }
+
+/// kAuto's exception for the weight gradient alone, which the direct kernels compute over the
+/// same positions as their forward: where the forward leaves them (conv_forward_leaves_direct)
+/// and the backward would be theirs, the weight and bias gradients run by the implicit GEMM;
+/// the input gradient (its own staging: dy padded by kernel - 1 - pad) stays.
+bool conv_weight_grad_leaves_direct(const ConvShape& s) {
+  return conv_forward_leaves_direct(s) && !conv_backward_uses_implicit(s) &&
+         !conv_backward_uses_winograd(s) && conv_backward_uses_direct(s);
+}
 }  // namespace
 
 const char* conv2d_forward_method(const ConvShape& s) {
@@ -561,10 +575,10 @@ const char* conv2d_forward_method(const ConvShape& s) {
                                          : "gemm";
 }
 const char* conv2d_weight_grad_method(const ConvShape& s) {
-  return conv_backward_uses_implicit(s)   ? "implicit"
-         : conv_backward_uses_winograd(s) ? "winograd"
-         : conv_backward_uses_direct(s)   ? "direct"
-                                          : "gemm";
+  return conv_backward_uses_implicit(s) || conv_weight_grad_leaves_direct(s) ? "implicit"
+         : conv_backward_uses_winograd(s)                                    ? "winograd"
+         : conv_backward_uses_direct(s)                                      ? "direct"
+                                                                             : "gemm";
 }
 const char* conv2d_input_grad_method(const ConvShape& s) {
   return conv_backward_uses_implicit(s)   ? "implicit"
@@ -642,7 +656,8 @@ struct DirectBackwardPlan {
 };
 
 /// Backward of the images of `range` into one thread's partial sums: dw_partial (OC, taps) and
-/// db_partial (OC, may be null) assigned; dx assigned per image when not null.
+/// db_partial (OC, may be null) assigned; dx assigned per image when not null. With dw_partial
+/// null, dx alone (the weight and bias gradients are another method's).
 void conv2d_backward_direct_images(const DirectBackwardPlan& plan, ImageRange range, float* dx,
                                    float* dw_partial, float* db_partial, const float* x,
                                    const float* w, const float* dy, const ConvShape& s) {
@@ -662,16 +677,22 @@ void conv2d_backward_direct_images(const DirectBackwardPlan& plan, ImageRange ra
       std::clamp<int64_t>((int64_t{1} << 16) / per_image, 1, range.last - range.first);
   const int64_t x_stride = g.size + g.positions;  // the image, then the run of ones
   const int64_t grad_taps = db_partial ? taps + 1 : taps;
-  float* staged_x = detail::scratch<float>(4, chunk * x_stride);
-  float* staged_dy = detail::scratch<float>(5, chunk * dy_stride);
-  float* lanes_sum = detail::scratch<float>(6, plan.wg_channels * grad_taps * lanes);
-  for (int64_t i = 0; i < chunk; ++i) {
-    float* image = staged_x + i * x_stride;
-    std::fill(image, image + g.size, 0.0f);
-    std::fill(image + g.size, image + x_stride, 1.0f);
+  const bool weights = dw_partial != nullptr;
+  float* staged_x = nullptr;
+  float* staged_dy = nullptr;
+  float* lanes_sum = nullptr;
+  if (weights) {
+    staged_x = detail::scratch<float>(4, chunk * x_stride);
+    staged_dy = detail::scratch<float>(5, chunk * dy_stride);
+    lanes_sum = detail::scratch<float>(6, plan.wg_channels * grad_taps * lanes);
+    for (int64_t i = 0; i < chunk; ++i) {
+      float* image = staged_x + i * x_stride;
+      std::fill(image, image + g.size, 0.0f);
+      std::fill(image + g.size, image + x_stride, 1.0f);
+    }
+    std::fill(staged_dy, staged_dy + chunk * dy_stride, 0.0f);
+    std::fill(lanes_sum, lanes_sum + plan.wg_channels * grad_taps * lanes, 0.0f);
   }
-  std::fill(staged_dy, staged_dy + chunk * dy_stride, 0.0f);
-  std::fill(lanes_sum, lanes_sum + plan.wg_channels * grad_taps * lanes, 0.0f);
 
   const bool direct_dx = dx != nullptr && plan.rotated != nullptr;
   float* dx_staged = nullptr;
@@ -684,7 +705,7 @@ void conv2d_backward_direct_images(const DirectBackwardPlan& plan, ImageRange ra
 
   for (int64_t start = range.first; start < range.last; start += chunk) {
     const int64_t count = std::min(chunk, range.last - start);
-    for (int64_t i = 0; i < count; ++i) {
+    for (int64_t i = 0; i < count && weights; ++i) {
       const int64_t n = start + i;
       stage(staged_x + i * x_stride, x + n * in_size, g);
       const float* dyn = dy + n * s.out_channels * out_plane;
@@ -694,8 +715,10 @@ void conv2d_backward_direct_images(const DirectBackwardPlan& plan, ImageRange ra
                           s.out_w);
       }
     }
-    kernels.weight_grad({plan.wg_channels, plan.wg_block, grad_taps, plan.offsets, count, staged_x,
-                         x_stride, staged_dy, dy_stride, g.positions, lanes_sum});
+    if (weights) {
+      kernels.weight_grad({plan.wg_channels, plan.wg_block, grad_taps, plan.offsets, count,
+                           staged_x, x_stride, staged_dy, dy_stride, g.positions, lanes_sum});
+    }
     if (!dx) continue;
     for (int64_t i = 0; i < count; ++i) {
       const int64_t n = start + i;
@@ -715,6 +738,7 @@ void conv2d_backward_direct_images(const DirectBackwardPlan& plan, ImageRange ra
       }
     }
   }
+  if (!weights) return;
   // Each weight's lanes, summed in lane order.
   for (int64_t o = 0; o < s.out_channels; ++o)
     for (int64_t t = 0; t < grad_taps; ++t) {
@@ -729,6 +753,8 @@ void conv2d_backward_direct_images(const DirectBackwardPlan& plan, ImageRange ra
     }
 }
 
+/// The weight and bias gradients (db may be null) accumulated into dw and db, and dx assigned
+/// when not null, by the direct kernels. With dw null, dx alone (db must be null too).
 void conv2d_backward_direct(float* dx, float* dw, float* db, const float* x, const float* w,
                             const float* dy, const ConvShape& s) {
   const detail::DirectConvKernels& kernels = detail::direct_conv_kernels();
@@ -745,7 +771,7 @@ void conv2d_backward_direct(float* dx, float* dw, float* db, const float* x, con
 
   const int team = static_cast<int>(std::min<int64_t>(threads(), s.batch));
   const int64_t dw_size = s.out_channels * plan.taps;
-  const int64_t partial_size = dw_size + s.out_channels;
+  const int64_t partial_size = dw ? dw_size + s.out_channels : 0;
   const int64_t dx_taps = s.out_channels * s.kernel_h * s.kernel_w;
   const bool direct_dx = dx != nullptr && conv_input_grad_uses_direct(s);
   if (direct_dx) {
@@ -775,11 +801,13 @@ void conv2d_backward_direct(float* dx, float* dw, float* db, const float* x, con
   }
   float* partials = shared.data();
   detail::for_each_part(team, [&](int part) {
-    float* partial = partials + part * partial_size;
+    float* partial = dw ? partials + part * partial_size : nullptr;
     conv2d_backward_direct_images(plan, images_of_thread(s.batch, part, team), dx, partial,
-                                  db ? partial + dw_size : nullptr, x, w, dy, s);
+                                  dw && db ? partial + dw_size : nullptr, x, w, dy, s);
   });
-  add_partials_in_thread_order(dw, db, partials, team, dw_size, partial_size, s.out_channels);
+  if (dw) {
+    add_partials_in_thread_order(dw, db, partials, team, dw_size, partial_size, s.out_channels);
+  }
 }
 
 }  // namespace
@@ -929,16 +957,20 @@ void conv2d_backward(T* dx, T* dw, T* db, const T* x, const T* w, const T* dy, c
   if (reference_mode()) return ref::conv2d_backward(dx, dw, db, x, w, dy, s);
   if constexpr (std::is_same_v<T, float>) {
     const bool implicit = conv_backward_uses_implicit(s);
-    if (implicit || conv_backward_uses_winograd(s)) {
+    const bool implicit_weights = !implicit && conv_weight_grad_leaves_direct(s);
+    if (implicit || implicit_weights || conv_backward_uses_winograd(s)) {
       if (implicit) {
         detail::implicit_conv_backward(dx, dw, x, w, dy, s);
+      } else if (implicit_weights) {
+        detail::implicit_conv_backward(nullptr, dw, x, w, dy, s);
+        if (dx) conv2d_backward_direct(dx, nullptr, nullptr, x, w, dy, s);
       } else {
         // dx is the seed's full convolution of dy with the rotated kernel, computed as the
         // exact backward of the Winograd form (winograd.hpp).
         detail::winograd_backward3x3(dx, dw, x, w, dy, s.batch, s.in_channels, s.in_h, s.in_w,
                                      s.out_channels, s.pad_h, s.pad_w);
       }
-      // Neither computes the bias gradient: the sum of dy, image by image.
+      // None computes the bias gradient: the sum of dy, image by image.
       if (db) {
         const int64_t plane = s.out_h * s.out_w;
         for (int64_t n = 0; n < s.batch; ++n)
