@@ -705,17 +705,17 @@ void conv2d_backward_direct_images(const DirectBackwardPlan& plan, ImageRange ra
 
   for (int64_t start = range.first; start < range.last; start += chunk) {
     const int64_t count = std::min(chunk, range.last - start);
-    for (int64_t i = 0; i < count && weights; ++i) {
-      const int64_t n = start + i;
-      stage(staged_x + i * x_stride, x + n * in_size, g);
-      const float* dyn = dy + n * s.out_channels * out_plane;
-      float* dys = staged_dy + i * dy_stride;
-      for (int64_t o = 0; o < s.out_channels; ++o) {
-        kernels.copy_rows(dys + o * g.positions, g.row, dyn + o * out_plane, s.out_w, s.out_h,
-                          s.out_w);
-      }
-    }
     if (weights) {
+      for (int64_t i = 0; i < count; ++i) {
+        const int64_t n = start + i;
+        stage(staged_x + i * x_stride, x + n * in_size, g);
+        const float* dyn = dy + n * s.out_channels * out_plane;
+        float* dys = staged_dy + i * dy_stride;
+        for (int64_t o = 0; o < s.out_channels; ++o) {
+          kernels.copy_rows(dys + o * g.positions, g.row, dyn + o * out_plane, s.out_w, s.out_h,
+                            s.out_w);
+        }
+      }
       kernels.weight_grad({plan.wg_channels, plan.wg_block, grad_taps, plan.offsets, count,
                            staged_x, x_stride, staged_dy, dy_stride, g.positions, lanes_sum});
     }
