@@ -957,7 +957,7 @@ void conv2d_backward(T* dx, T* dw, T* db, const T* x, const T* w, const T* dy, c
   if (reference_mode()) return ref::conv2d_backward(dx, dw, db, x, w, dy, s);
   if constexpr (std::is_same_v<T, float>) {
     const bool implicit = conv_backward_uses_implicit(s);
-    const bool implicit_weights = !implicit && conv_weight_grad_leaves_direct(s);
+    const bool implicit_weights = conv_weight_grad_leaves_direct(s);  // never with `implicit`
     if (implicit || implicit_weights || conv_backward_uses_winograd(s)) {
       if (implicit) {
         detail::implicit_conv_backward(dx, dw, x, w, dy, s);
