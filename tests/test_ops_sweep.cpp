@@ -1104,7 +1104,9 @@ TEST_P(OpsSweepAllPaths, BatchNormAndBatchNormReluMatchTheReferenceAndEachOther)
 // BatchNorm's float sums run by AVX2 loops where the CPU has AVX2 and by scalar loops on the
 // portable path: the same 16 double lanes in the same order, so the same bits. Statistics,
 // and the backward alone and fused with the ReLU, on planes shorter than, equal to and longer
-// than the 16 lanes, with and without a tail, 1 and 2 threads, on sums that round.
+// than the 16 lanes, with and without a tail, 1 and 2 threads, on sums that round; the input
+// gradient's element-wise pass is vectorised too, by the same float operations, and gives the
+// same bits, as must the forward's (scalar on every instruction set today).
 TEST(OpsSweep, BatchNormSumsAreTheSameBitsOnEveryInstructionSet) {
   const ops::Isa saved_isa = ops::isa();
   const int saved_threads = ops::threads();
@@ -1129,13 +1131,15 @@ TEST(OpsSweep, BatchNormSumsAreTheSameBitsOnEveryInstructionSet) {
       return v;
     };
     const std::vector<float> x = lopsided(n, 60), dy = lopsided(n, 40);
+    std::vector<float> z(static_cast<size_t>(n));
+    for (float& v : z) v = float(rng.normal() * 3 + 1);
     std::vector<float> gamma(s.channels), beta(s.channels);
     for (int64_t c = 0; c < s.channels; ++c) {
       gamma[c] = float(rng.uniform(-1.5, 1.5));
       beta[c] = float(rng.normal() * 0.3);
     }
     struct Result {
-      std::vector<float> mean, var, dx, dg, db, dx_relu, dg_relu, db_relu;
+      std::vector<float> mean, var, dx, dg, db, dx_relu, dg_relu, db_relu, y, y_relu;
     };
     const auto run = [&](ops::Isa isa) {
       ops::set_isa(isa);
@@ -1146,8 +1150,20 @@ TEST(OpsSweep, BatchNormSumsAreTheSameBitsOnEveryInstructionSet) {
                std::vector<float>(s.channels, 0.25f),
                std::vector<float>(n),
                std::vector<float>(s.channels, 0.25f),
-               std::vector<float>(s.channels, 0.25f)};
+               std::vector<float>(s.channels, 0.25f),
+               std::vector<float>(n),
+               std::vector<float>(n)};
       ops::batchnorm_statistics(r.mean.data(), r.var.data(), x.data(), s);
+      // The forward passes too (scalar today, held to the same bits should they be vectorised
+      // like the input gradient's), on values of one scale (x's would normalise its small values
+      // to next to nothing beside beta, where an FMA rounds as a multiply and add do), with
+      // their own statistics.
+      std::vector<float> z_mean(s.channels), z_var(s.channels);
+      ops::batchnorm_statistics(z_mean.data(), z_var.data(), z.data(), s);
+      ops::batchnorm_forward(r.y.data(), z.data(), z_mean.data(), z_var.data(), gamma.data(),
+                             beta.data(), s, 1e-5f);
+      ops::batchnorm_relu_forward(r.y_relu.data(), z.data(), z_mean.data(), z_var.data(),
+                                  gamma.data(), beta.data(), s, 1e-5f);
       ops::batchnorm_backward(r.dx.data(), r.dg.data(), r.db.data(), dy.data(), x.data(),
                               r.mean.data(), r.var.data(), gamma.data(), s, 1e-5f, true);
       ops::batchnorm_relu_backward(r.dx_relu.data(), r.dg_relu.data(), r.db_relu.data(), dy.data(),
@@ -1169,6 +1185,8 @@ TEST(OpsSweep, BatchNormSumsAreTheSameBitsOnEveryInstructionSet) {
       EXPECT_TRUE(same_bits(wide.dx_relu, portable.dx_relu)) << what;
       EXPECT_TRUE(same_bits(wide.dg_relu, portable.dg_relu)) << what;
       EXPECT_TRUE(same_bits(wide.db_relu, portable.db_relu)) << what;
+      EXPECT_TRUE(same_bits(wide.y, portable.y)) << what;
+      EXPECT_TRUE(same_bits(wide.y_relu, portable.y_relu)) << what;
     }
   }
   ops::set_isa(saved_isa);
