@@ -91,18 +91,26 @@ inline T reaching(T dy, T x, const ChannelAffine<T>& affine) {
   }
 }
 
-/// The values from i to n (fewer than kLanes) added into lane 0 of a and b, then the lanes'
-/// totals into sum_dy and sum_dy_centered: the end of lane_sums_dy (its AVX2 and AVX-512
-/// twins do the same in registers).
+/// The values from i to n (fewer than kLanes) added, in order, into lane 0's sum of g (a0) and
+/// of g (x - m) (b0): the last values of lane_sums_dy and of its AVX2 and AVX-512 twins.
+template <typename T, bool Relu>
+inline void add_last_values_dy(int64_t i, int64_t n, const T* __restrict dy, const T* __restrict x,
+                               T m, const ChannelAffine<T>& affine, double& a0, double& b0) {
+  for (; i < n; ++i) {
+    const T g = reaching<T, Relu>(dy[i], x[i], affine);
+    a0 += static_cast<double>(g);
+    b0 += static_cast<double>(g * (x[i] - m));
+  }
+}
+
+/// The values from i to n added into lane 0 of a and b, then the lanes' totals into sum_dy and
+/// sum_dy_centered: the end of lane_sums_dy (its AVX2 and AVX-512 twins do the same in
+/// registers).
 template <typename T, bool Relu>
 inline void finish_sums_dy(int64_t i, int64_t n, const T* __restrict dy, const T* __restrict x, T m,
                            const ChannelAffine<T>& affine, double (&a)[kLanes], double (&b)[kLanes],
                            double& sum_dy, double& sum_dy_centered) {
-  for (; i < n; ++i) {
-    const T g = reaching<T, Relu>(dy[i], x[i], affine);
-    a[0] += static_cast<double>(g);
-    b[0] += static_cast<double>(g * (x[i] - m));
-  }
+  add_last_values_dy<T, Relu>(i, n, dy, x, m, affine, a[0], b[0]);
   sum_dy += lane_total(a);
   sum_dy_centered += lane_total(b);
 }
@@ -224,14 +232,9 @@ __attribute__((target("avx2"))) void lane_sums_dy_avx2(int64_t n, const float* d
       b[q] = _mm256_add_pd(b[q], e[q]);
     }
   }
-  // The last values into lane 0 of each, in order (finish_sums_dy's loop).
   if (i < n) {
     double a0 = _mm256_cvtsd_f64(a[0]), b0 = _mm256_cvtsd_f64(b[0]);
-    for (; i < n; ++i) {
-      const float g = reaching<float, Relu>(dy[i], x[i], affine);
-      a0 += static_cast<double>(g);
-      b0 += static_cast<double>(g * (x[i] - m));
-    }
+    add_last_values_dy<float, Relu>(i, n, dy, x, m, affine, a0, b0);
     a[0] = with_lane0(a[0], a0);
     b[0] = with_lane0(b[0], b0);
   }
@@ -335,14 +338,9 @@ __attribute__((target("avx512f"))) void lane_sums_dy_avx512(int64_t n, const flo
       b[q] = _mm512_add_pd(b[q], e[q]);
     }
   }
-  // The last values into lane 0 of each, in order (finish_sums_dy's loop).
   if (i < n) {
     double a0 = _mm512_cvtsd_f64(a[0]), b0 = _mm512_cvtsd_f64(b[0]);
-    for (; i < n; ++i) {
-      const float g = reaching<float, Relu>(dy[i], x[i], affine);
-      a0 += static_cast<double>(g);
-      b0 += static_cast<double>(g * (x[i] - m));
-    }
+    add_last_values_dy<float, Relu>(i, n, dy, x, m, affine, a0, b0);
     a[0] = with_lane0(a[0], a0);
     b[0] = with_lane0(b[0], b0);
   }
