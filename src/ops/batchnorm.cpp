@@ -5,7 +5,8 @@
 // in double (as PyTorch's CPU kernels do), in 16 independent partial sums (lanes): for floats on
 // AVX-512 CPUs by explicit AVX-512 loops, two vectors of eight doubles, on AVX2 CPUs by AVX2
 // loops, four vectors of four, elsewhere by scalar loops with the same lanes in the same order
-// (the same bits). Float accumulators were tried first: the
+// (the same bits); the backward's element-wise pass has AVX-512 and AVX2 loops too, by the
+// scalar loop's float operations. Float accumulators were tried first: the
 // BatchNorm-bias gradients, sums that nearly cancel, then lost 3 digits, and five resnet steps
 // ended 4000 times further from the float64 answer than PyTorch's float32 run
 // (tests/test_golden.cpp). The closed form of the backward (two sums per channel, then one pass)
@@ -43,22 +44,16 @@ inline double lane_total(double (&partial)[kLanes]) {
   return (partial[0] + partial[2]) + (partial[1] + partial[3]);
 }
 
-/// f(i) for i from `from` to n (fewer than kLanes) added into lane 0, then the lanes' total:
-/// the end of lane_sum (its AVX2 and AVX-512 twins do the same in registers).
-template <typename F>
-inline double finish_lane_sum(int64_t from, int64_t n, const F& f, double (&partial)[kLanes]) {
-  for (int64_t i = from; i < n; ++i) partial[0] += static_cast<double>(f(i));
-  return lane_total(partial);
-}
-
-/// sum over i < n of f(i), in kLanes partial sums.
+/// sum over i < n of f(i), in kLanes partial sums: the last values (fewer than kLanes) into
+/// lane 0, in order, then the lanes' total.
 template <typename F>
 inline double lane_sum(int64_t n, const F& f) {
   double partial[kLanes] = {};
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes)
     for (int k = 0; k < kLanes; ++k) partial[k] += static_cast<double>(f(i + k));
-  return finish_lane_sum(i, n, f, partial);
+  for (; i < n; ++i) partial[0] += static_cast<double>(f(i));
+  return lane_total(partial);
 }
 
 /// A channel's map y = x scale + shift: scale = gamma invstd, shift = beta - mean scale.
@@ -103,18 +98,6 @@ inline void add_last_values_dy(int64_t i, int64_t n, const T* __restrict dy, con
   }
 }
 
-/// The values from i to n added into lane 0 of a and b, then the lanes' totals into sum_dy and
-/// sum_dy_centered: the end of lane_sums_dy (its AVX2 and AVX-512 twins do the same in
-/// registers).
-template <typename T, bool Relu>
-inline void finish_sums_dy(int64_t i, int64_t n, const T* __restrict dy, const T* __restrict x, T m,
-                           const ChannelAffine<T>& affine, double (&a)[kLanes], double (&b)[kLanes],
-                           double& sum_dy, double& sum_dy_centered) {
-  add_last_values_dy<T, Relu>(i, n, dy, x, m, affine, a[0], b[0]);
-  sum_dy += lane_total(a);
-  sum_dy_centered += lane_total(b);
-}
-
 /// sum of g and of g (x - m) over i < n, g = reaching(dy), in one pass of kLanes partial sums
 /// each.
 template <typename T, bool Relu>
@@ -128,7 +111,9 @@ inline void lane_sums_dy(int64_t n, const T* __restrict dy, const T* __restrict 
       a[k] += static_cast<double>(g);
       b[k] += static_cast<double>(g * (x[i + k] - m));
     }
-  finish_sums_dy<T, Relu>(i, n, dy, x, m, affine, a, b, sum_dy, sum_dy_centered);
+  add_last_values_dy<T, Relu>(i, n, dy, x, m, affine, a[0], b[0]);
+  sum_dy += lane_total(a);
+  sum_dy_centered += lane_total(b);
 }
 
 // The float sums again with AVX2 (compiled for it whatever the build's flags, called only
@@ -161,7 +146,7 @@ __attribute__((target("avx2"))) inline double lane_total_avx2(const __m256d (&ac
   return _mm_cvtsd_f64(_mm_add_sd(u, _mm_unpackhi_pd(u, u)));
 }
 
-/// finish_lane_sum on the 4 vectors: f(i) for i from `from` to n added into lane 0 in order,
+/// lane_sum's end on the 4 vectors: f(i) for i from `from` to n added into lane 0 in order,
 /// then the lanes' total.
 template <typename F>
 __attribute__((target("avx2"))) inline double finish_lane_sum_avx2(int64_t from, int64_t n,
@@ -277,7 +262,7 @@ __attribute__((target("avx512f"))) inline double lane_total_avx512(const __m512d
   return _mm_cvtsd_f64(_mm_add_sd(u, _mm_unpackhi_pd(u, u)));
 }
 
-/// finish_lane_sum on the two vectors: f(i) for i from `from` to n added into lane 0 in
+/// lane_sum's end on the two vectors: f(i) for i from `from` to n added into lane 0 in
 /// order, then the lanes' total.
 template <typename F>
 __attribute__((target("avx512f"))) inline double finish_lane_sum_avx512(int64_t from, int64_t n,
