@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -27,12 +28,46 @@ inline std::string read_bytes(const std::filesystem::path& path) {
   return {std::istreambuf_iterator<char>(in), {}};
 }
 
+/// The directories process_dir made in this process, removed when it ends if no test in it
+/// failed; a failed test's files stay for inspection, and stderr says where. (ctest runs each
+/// test as its own process: without this, every run of the suite left about 400 directories,
+/// up to 3.7 MB each, in /tmp.)
+class ProcessDirs {
+ public:
+  static ProcessDirs& instance() {
+    static ProcessDirs dirs;
+    return dirs;
+  }
+  void add(const std::filesystem::path& dir) { dirs_.push_back(dir); }
+  ProcessDirs(const ProcessDirs&) = delete;
+  ProcessDirs& operator=(const ProcessDirs&) = delete;
+  // gtest's UnitTest is never destroyed, so it can still be asked here, after main.
+  ~ProcessDirs() {
+    const ::testing::UnitTest& unit = *::testing::UnitTest::GetInstance();
+    const bool failed = unit.failed_test_count() > 0 || unit.ad_hoc_test_result().Failed();
+    for (const std::filesystem::path& dir : dirs_) {
+      if (failed) {
+        std::fprintf(stderr, "kept for inspection: %s\n", dir.c_str());
+      } else {
+        std::error_code ignored;  // a file the system will not remove is no test failure
+        std::filesystem::remove_all(dir, ignored);
+      }
+    }
+  }
+
+ private:
+  ProcessDirs() = default;
+  std::vector<std::filesystem::path> dirs_;
+};
+
 /// A fresh directory under the system's temporary one, named `prefix` + this process's id
-/// (shared by the tests of one file; each uses its own names inside).
+/// (shared by the tests of one file; each uses its own names inside), removed at exit unless
+/// a test failed (ProcessDirs).
 inline std::filesystem::path process_dir(const std::string& prefix) {
   namespace fs = std::filesystem;
   const fs::path dir = fs::temp_directory_path() / (prefix + std::to_string(::getpid()));
   fs::create_directories(dir);
+  ProcessDirs::instance().add(dir);
   return dir;
 }
 

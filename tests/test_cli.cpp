@@ -14,6 +14,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "cli_util.hpp"
 #include "cnn/cnn.hpp"
 
 namespace cnn {
@@ -38,11 +39,7 @@ void write_file(const fs::path& path, const std::string& bytes) {
 
 /// Directory shared by the tests of this file (each test uses its own names inside it).
 fs::path work_dir() {
-  static const fs::path dir = [] {
-    fs::path d = fs::temp_directory_path() / ("cnn_cli_test_" + std::to_string(::getpid()));
-    fs::create_directories(d);
-    return d;
-  }();
+  static const fs::path dir = testing::process_dir("cnn_cli_test_");
   return dir;
 }
 

@@ -37,11 +37,7 @@ using testing::golden;
 using testing::sample_test_set;
 
 fs::path work_dir() {
-  static const fs::path dir = [] {
-    fs::path d = fs::temp_directory_path() / ("cnn_onnx_test_" + std::to_string(::getpid()));
-    fs::create_directories(d);
-    return d;
-  }();
+  static const fs::path dir = testing::process_dir("cnn_onnx_test_");
   return dir;
 }
 
