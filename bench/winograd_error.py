@@ -1,7 +1,7 @@
 #!/usr/bin/python3
-"""Float32 rounding error of Winograd F(2x2, 3x3) (what cnn uses) and F(4x4, 3x3) (what it
-does not), against the same convolution in float64: the figures behind docs/design-notes.md's
-"Not done: larger tiles".
+"""Float32 rounding error of Winograd F(2x2, 3x3) and F(4x4, 3x3) (cnn uses both, F(4x4, 3x3)
+on 4x4 planes only), against the same convolution in float64: the figures behind
+docs/design-notes.md's "Not done: larger tiles" and "kAuto's fourth exception".
 
   /usr/bin/python3 bench/winograd_error.py      (needs numpy: apt-get install python3-numpy)
 

@@ -108,6 +108,36 @@ TEST_P(GemmIsa, MatchesADoubleLoopOnOddShapes) {
   EXPECT_GT(checked, 80);
 }
 
+// sgemm_packed_a_layout describes sgemm_pack_a's output exactly (Winograd writes packed A by
+// it): every element where the layout puts it, rows past m zero, the same size; odd m around
+// each kernel's rows and k past one block of kKc (256) columns, A as is and transposed.
+TEST_P(GemmIsa, PackedALayoutIsWhereThePackingPutsEachElement) {
+  Rng rng(6);
+  for (const int64_t m : {1, 5, 6, 7, 16, 17, 37}) {
+    for (const int64_t k : {1, 3, 255, 256, 300, 513}) {
+      for (const bool transposed : {false, true}) {
+        const Operand a = random_operand(rng, m, k, transposed);
+        std::vector<float> packed;
+        detail::sgemm_pack_a(m, k, a.values.data(), a.row_step, a.col_step, packed);
+        const detail::PackedALayout layout = detail::sgemm_packed_a_layout(m, k);
+        const std::string what =
+            "m=" + std::to_string(m) + " k=" + std::to_string(k) + (transposed ? " A^T" : " A");
+        ASSERT_GE(packed.size(), static_cast<size_t>(layout.size())) << what;
+        std::vector<int> hits(static_cast<size_t>(layout.size()), 0);
+        for (int64_t i = 0; i < layout.rounded_m; ++i)
+          for (int64_t p = 0; p < k; ++p) {
+            const int64_t at = layout.offset(i, p);
+            ASSERT_TRUE(at >= 0 && at < layout.size()) << what << " (" << i << ", " << p << ")";
+            ++hits[static_cast<size_t>(at)];
+            ASSERT_EQ(packed[static_cast<size_t>(at)], i < m ? a.at(i, p) : 0.0f)
+                << what << " (" << i << ", " << p << ")";
+          }
+        for (const int h : hits) ASSERT_EQ(h, 1) << what << ": offsets not one-to-one";
+      }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Isas, GemmIsa, ::testing::ValuesIn(ops::supported_isas()),
                          [](const ::testing::TestParamInfo<ops::Isa>& info) {
                            return std::string(ops::isa_name(info.param));

@@ -441,6 +441,21 @@ TEST(Golden, ResnetFiveSgdStepsInFloatOnTheDefaultPath) {
   check_resnet_in_float();
 }
 
+// kAuto on every instruction set: the forced paths below never take its exceptions, such as
+// Winograd F(4x4, 3x3) for the last block's 4x4 layer (the golden batch is 32 images).
+TEST(Golden, ResnetFiveSgdStepsInFloatByAutoOnEveryInstructionSet) {
+  const ops::Isa saved_isa = ops::isa();
+  const ops::ConvAlgorithm saved_conv = ops::conv_algorithm();
+  ops::set_conv_algorithm(ops::ConvAlgorithm::kAuto);
+  for (const ops::Isa isa : ops::supported_isas()) {
+    ops::set_isa(isa);
+    SCOPED_TRACE(ops::isa_name(isa));
+    check_resnet_in_float();
+  }
+  ops::set_conv_algorithm(saved_conv);
+  ops::set_isa(saved_isa);
+}
+
 // Every path: each instruction set with each forced convolution algorithm, and the reference.
 TEST_P(GoldenTest, ResnetFiveSgdStepsInFloat) {
   check_resnet_in_float();

@@ -933,6 +933,58 @@ TEST_P(OpsSweepAllPaths, ReluMaxPoolEqualsReluThenMaxPoolBitForBit) {
   sweep_relu_pool<double>(32, 50);
 }
 
+// kAuto's Winograd F(4x4, 3x3) (4x4 planes, padding 1, 16+ channels, 16+ images), which no
+// forced path takes: forward, weight, bias and input gradients against the double reference on
+// every instruction set, 1 and 2 threads, with odd batches (the last group of 4 images a
+// vector part full) and channel counts (the GEMM kernels' edges); the weight scale of a folded
+// BatchNorm gives the bits of weights scaled first; and 61 images of 128 channels on one
+// thread run in two chunks (56, then 5).
+TEST(OpsSweep, Conv2dAutoWinograd4x4MatchesTheReference) {
+  Rng rng(17);
+  const ops::ConvShape shapes[] = {ops::make_conv_shape(16, 16, 4, 4, 16, 3, 3, 1, 1, 1, 1),
+                                   ops::make_conv_shape(17, 17, 4, 4, 33, 3, 3, 1, 1, 1, 1),
+                                   ops::make_conv_shape(19, 33, 4, 4, 16, 3, 3, 1, 1, 1, 1),
+                                   ops::make_conv_shape(29, 16, 4, 4, 20, 3, 3, 1, 1, 1, 1)};
+  const ops::ConvAlgorithm saved_conv = ops::conv_algorithm();
+  const ops::Isa saved_isa = ops::isa();
+  const int saved_threads = ops::threads();
+  ops::set_conv_algorithm(ops::ConvAlgorithm::kAuto);
+  const auto check = [&](const ops::ConvShape& s) {
+    ASSERT_STREQ(ops::conv2d_forward_method(s), "winograd4x4") << describe(s);
+    ASSERT_STREQ(ops::conv2d_weight_grad_method(s), "winograd4x4") << describe(s);
+    ASSERT_STREQ(ops::conv2d_input_grad_method(s), "winograd4x4") << describe(s);
+    ASSERT_NO_FATAL_FAILURE(check_conv<float>(rng, s, true));
+    ASSERT_NO_FATAL_FAILURE(check_conv<float>(rng, s, false));
+    const int64_t per_channel = s.in_channels * 9;
+    const auto x = random_vector<float>(rng, s.batch * s.in_channels * 16),
+               w = random_vector<float>(rng, s.out_channels * per_channel),
+               b = random_vector<float>(rng, s.out_channels),
+               scale = random_vector<float>(rng, s.out_channels);
+    std::vector<float> scaled = w;
+    for (int64_t o = 0; o < s.out_channels; ++o)
+      for (int64_t k = 0; k < per_channel; ++k) scaled[o * per_channel + k] *= scale[o];
+    std::vector<float> expected(s.batch * s.out_channels * 16), y(expected.size());
+    ops::conv2d_forward(expected.data(), x.data(), scaled.data(), b.data(), s);
+    ops::conv2d_forward(y.data(), x.data(), w.data(), b.data(), s, scale.data());
+    ASSERT_TRUE(same_bits(y, expected)) << "weight scale " << describe(s);
+  };
+  for (const ops::Isa isa : ops::supported_isas()) {
+    ops::set_isa(isa);
+    for (int team : {1, 2}) {
+      ops::set_threads(team);
+      for (const ops::ConvShape& s : shapes) {
+        SCOPED_TRACE(std::string(ops::isa_name(isa)) + ", " + std::to_string(team) + " threads");
+        ASSERT_NO_FATAL_FAILURE(check(s));
+      }
+    }
+  }
+  ops::set_isa(saved_isa);
+  ops::set_threads(1);
+  ASSERT_NO_FATAL_FAILURE(check(ops::make_conv_shape(61, 128, 4, 4, 128, 3, 3, 1, 1, 1, 1)));
+  ops::set_threads(saved_threads);
+  ops::set_conv_algorithm(saved_conv);
+}
+
 /// conv2d_forward with a weight scale (a BatchNorm folded in) against the same call on weights
 /// scaled first: the same bits, on every method (the shapes reach the direct, Winograd and
 /// GEMM paths, pointwise and strided, out_channels not a multiple of any kernel's block) and
@@ -1246,14 +1298,14 @@ TEST(OpsSweep, BatchNormIsTheSameBitsOnOneAndTwoThreads) {
 
 // kAuto's method rule at its edges: Winograd for 3x3 stride-1 layers with 16+ channels and at
 // least 16 tiles in the batch; with fewer tiles (a 4x4 plane at batch 1..3), im2col + GEMM for
-// all three products, never the direct kernels; where the tiles cover 5/4 or more of the output
-// (odd sides such as 7x7), the implicit GEMM for all three from a batch of 16 with 16+ channels
-// in and 32+ out, else the forward of a batch of 32 or more by the direct kernels; stride-2
-// layers of 3x3+ kernels by the implicit GEMM under the same batch and channel bounds, else
-// their forward over the input's phases; a Winograd layer whose products read the padding in a
-// quarter or more of the cases, its backward by the implicit GEMM on the AVX-512 kernels; a
-// stride-1 layer without padding whose direct forward would throw away a quarter or more of
-// its positions, its forward and weight gradient by the implicit GEMM.
+// all three products, never the direct kernels; 4x4 planes with padding 1 by F(4x4, 3x3); where the
+// tiles cover 5/4 or more of the output (odd sides such as 7x7), the implicit GEMM for all three
+// from a batch of 16 with 16+ channels in and 32+ out, else the forward of a batch of 32 or more by
+// the direct kernels; stride-2 layers of 3x3+ kernels by the implicit GEMM under the same batch and
+// channel bounds, else their forward over the input's phases; a Winograd layer whose products read
+// the padding in a quarter or more of the cases, its backward by the implicit GEMM on the AVX-512
+// kernels; a stride-1 layer without padding whose direct forward would throw away a quarter or more
+// of its positions, its forward and weight gradient by the implicit GEMM.
 TEST(OpsSweep, AutoMethodRuleAtItsEdges) {
   const ops::ConvAlgorithm saved = ops::conv_algorithm();
   ops::set_conv_algorithm(ops::ConvAlgorithm::kAuto);
@@ -1268,7 +1320,7 @@ TEST(OpsSweep, AutoMethodRuleAtItsEdges) {
   };
   EXPECT_EQ(methods(1, 4, 128), "gemm/gemm/gemm");                // 4 tiles
   EXPECT_EQ(methods(3, 4, 128), "gemm/gemm/gemm");                // 12
-  EXPECT_EQ(methods(4, 4, 128), "winograd/winograd/winograd");    // 16
+  EXPECT_EQ(methods(4, 4, 128), "winograd/winograd/winograd");    // 16 tiles
   EXPECT_EQ(methods(1, 7, 64), "winograd/winograd/winograd");     // 16
   EXPECT_EQ(methods(1, 3, 16), "gemm/gemm/gemm");                 // 4
   EXPECT_EQ(methods(1, 3, 8), "direct/direct/direct");            // not Winograd's shape: unchanged
@@ -1280,25 +1332,32 @@ TEST(OpsSweep, AutoMethodRuleAtItsEdges) {
   EXPECT_EQ(methods(32, 7, 16), "direct/winograd/winograd");        // batch 32, 16 out
   EXPECT_EQ(methods(256, 9, 32), "winograd/winograd/winograd");     // 100 / 81 < 5 / 4
   EXPECT_EQ(methods(256, 14, 32), "winograd/winograd/winograd");    // even: covered exactly
-  // A Winograd layer whose products read the padding in a quarter or more of the cases (4x4:
-  // 31%, 6x6: 21%) takes the implicit GEMM's backward on the AVX-512 kernels, under the
-  // implicit GEMM's batch and channel bounds; its forward stays by Winograd.
+  // 4x4 planes with padding 1 (one 6x6 tile) by F(4x4, 3x3) from 16 images, on every
+  // instruction set; other padding or sizes are not its shape.
   const ops::Isa isa_before = ops::isa();
   const std::vector<ops::Isa> supported = ops::supported_isas();
+  for (const ops::Isa isa : supported) {
+    ops::set_isa(isa);
+    EXPECT_EQ(methods(64, 4, 128), "winograd4x4/winograd4x4/winograd4x4") << ops::isa_name(isa);
+    EXPECT_EQ(methods(64, 4, 16, 32), "winograd4x4/winograd4x4/winograd4x4");  // 16 in, 32 out
+    EXPECT_EQ(methods(16, 4, 128), "winograd4x4/winograd4x4/winograd4x4");     // batch 16
+    EXPECT_EQ(methods(15, 4, 128), "winograd/winograd/winograd");              // batch 15
+    EXPECT_EQ(methods(64, 4, 32, 31), "winograd4x4/winograd4x4/winograd4x4");  // 31 out
+    EXPECT_EQ(methods(64, 4, 15, 32), "direct/direct/direct");  // 15 in: not Winograd's
+    EXPECT_EQ(methods_of(ops::make_conv_shape(64, 32, 6, 6, 32, 3, 3, 1, 1, 0, 0)),
+              "winograd/winograd/winograd");  // 6x6 unpadded: F(2x2)
+    EXPECT_STREQ(
+        ops::conv2d_forward_method(ops::make_conv_shape(64, 32, 4, 6, 32, 3, 3, 1, 1, 1, 1)),
+        "winograd");  // 4x6: F(2x2)
+  }
+  // A Winograd layer whose products read the padding in a quarter or more of the cases (6x6:
+  // 21%, 2x2: 56%) takes the implicit GEMM's backward on the AVX-512 kernels, under the
+  // implicit GEMM's batch and channel bounds; its forward stays by Winograd.
   if (std::find(supported.begin(), supported.end(), ops::Isa::kAvx512) != supported.end()) {
     ops::set_isa(ops::Isa::kAvx512);
-    EXPECT_EQ(methods(16, 4, 128), "winograd/implicit/implicit");
-    EXPECT_EQ(methods(64, 4, 16, 32), "winograd/implicit/implicit");  // 16 in, 32 out
-    EXPECT_EQ(methods(15, 4, 128), "winograd/winograd/winograd");     // batch 15
-    EXPECT_EQ(methods(64, 4, 15, 32), "direct/direct/direct");        // 15 in: not Winograd's
-    EXPECT_EQ(methods(64, 4, 32, 31), "winograd/winograd/winograd");  // 31 out
     EXPECT_EQ(methods(64, 6, 128), "winograd/winograd/winograd");     // 21% padding
     EXPECT_EQ(methods(64, 2, 32), "winograd/implicit/implicit");      // 2x2: 56%
-  }
-  for (const ops::Isa narrower : {ops::Isa::kPortable, ops::Isa::kAvx2}) {  // 4 and 8 lanes
-    if (std::find(supported.begin(), supported.end(), narrower) == supported.end()) continue;
-    ops::set_isa(narrower);
-    EXPECT_EQ(methods(64, 4, 128), "winograd/winograd/winograd") << ops::isa_name(narrower);
+    EXPECT_EQ(methods(64, 2, 16, 31), "winograd/winograd/winograd");  // 31 out
   }
   // A stride-1 layer without padding that the direct kernels would take, from a batch of 16
   // with 4+ channels in, whose output channels are a multiple of the lanes (4, 8 or 16) and

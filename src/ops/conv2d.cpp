@@ -393,6 +393,18 @@ constexpr int64_t kImplicitBackwardMinLanes = 16;
 // against 0.58, portable 2.2-2.3 against 1.34-1.69; 16 -> 32 5x5 on 10x10 AVX-512 1.44-1.55 against
 // 1.19-1.24, AVX2 2.1-2.5 against 1.39-1.62.
 constexpr int64_t kImplicitForwardMinInChannels = 4;
+// Winograd F(4x4, 3x3) (winograd4x4_conv3x3) takes kAuto's Winograd layers on 4x4 planes with
+// padding 1 (one 6x6 tile a plane: 36 products for 16 outputs, against F(2x2)'s 64 and the
+// implicit GEMM's 100 that skip the padding) from this many images. Its weight side (36
+// transformed matrices, 2.4 MB for 128 x 128 channels, made again whenever training changed
+// the weights) costs as much as a small batch's products: resnet's 4x4 128 -> 128 layer,
+// forward / backward ms, one thread, the weights changed before each forward, F(4x4) against
+// kAuto's methods before it (F(2x2), and the implicit GEMM's backward from 16 images on
+// AVX-512): batch 4 0.51 / 0.81 against 0.31 / 0.64, 8 0.50-0.51 / 0.83-0.84 against
+// 0.42 / 0.82-0.87, 12 0.57-0.59 / 0.95-1.32 against 0.54-0.57 / 1.09-1.12, 16 0.53-0.57 /
+// 1.10-1.18 against 0.68 / 1.42-1.46, 64 (2 threads) 0.82-0.88 / 1.70-1.87 against
+// 1.16-1.60 / 2.61-3.50.
+constexpr int64_t kWinograd4x4MinBatch = 16;
 
 namespace {
 bool conv_is_stride_one(const ConvShape& s) {
@@ -426,6 +438,13 @@ bool conv_uses_winograd(const ConvShape& s) {
   return conv_auto_winograd_shaped(s) && !conv_too_few_winograd_tiles(s);
 }
 
+/// kAuto's Winograd layers on 4x4 planes with padding 1, from kWinograd4x4MinBatch images: by
+/// F(4x4, 3x3), forward and backward (CNN_CONV=winograd keeps F(2x2, 3x3) everywhere).
+bool conv_uses_winograd4x4(const ConvShape& s) {
+  return conv_auto_winograd_shaped(s) && s.in_h == 4 && s.in_w == 4 && s.pad_h == 1 &&
+         s.pad_w == 1 && s.batch >= kWinograd4x4MinBatch;
+}
+
 /// Whether Winograd's 2x2 blocks cover at least 5/4 of the output (odd sides such as 7x7).
 bool winograd_blocks_overhang(const ConvShape& s) {
   const int64_t covered = 4 * ((s.out_h + 1) / 2) * ((s.out_w + 1) / 2);
@@ -440,7 +459,7 @@ bool conv_forward_leaves_winograd(const ConvShape& s) {
 }
 
 bool conv_forward_uses_winograd(const ConvShape& s) {
-  return conv_uses_winograd(s) && !conv_forward_leaves_winograd(s);
+  return conv_uses_winograd(s) && !conv_forward_leaves_winograd(s) && !conv_uses_winograd4x4(s);
 }
 
 /// Stride-2 layers whose forward the direct kernels take, over the input's phases
@@ -483,7 +502,7 @@ bool conv_uses_implicit(const ConvShape& s) {
 /// weight and input gradients, on kernels of kImplicitBackwardMinLanes or more, within the
 /// implicit GEMM's bounds.
 bool conv_backward_leaves_winograd(const ConvShape& s) {
-  if (!conv_auto_winograd_shaped(s) || conv_too_few_winograd_tiles(s) ||
+  if (!conv_auto_winograd_shaped(s) || conv_too_few_winograd_tiles(s) || conv_uses_winograd4x4(s) ||
       !conv_within_implicit_bounds(s) ||
       detail::direct_conv_kernels().lanes < kImplicitBackwardMinLanes) {
     return false;
@@ -497,9 +516,9 @@ bool conv_backward_uses_implicit(const ConvShape& s) {
   return conv_uses_implicit(s) || conv_backward_leaves_winograd(s);
 }
 
-/// The weight and input gradients by Winograd.
+/// The weight and input gradients by Winograd F(2x2, 3x3).
 bool conv_backward_uses_winograd(const ConvShape& s) {
-  return conv_uses_winograd(s) && !conv_backward_leaves_winograd(s);
+  return conv_uses_winograd(s) && !conv_backward_leaves_winograd(s) && !conv_uses_winograd4x4(s);
 }
 
 /// kAuto's exception for the forward alone: a stride-1 layer without padding that the direct
@@ -530,7 +549,8 @@ bool conv_forward_uses_direct(const ConvShape& s) {
   if (conv_forward_uses_implicit(s)) return false;
   if (conv_forward_uses_phases(s)) return true;
   return conv_is_stride_one(s) && conv_algorithm() != ConvAlgorithm::kGemm &&
-         !conv_forward_uses_winograd(s) && !conv_too_few_winograd_tiles(s);
+         !conv_forward_uses_winograd(s) && !conv_uses_winograd4x4(s) &&
+         !conv_too_few_winograd_tiles(s);
 }
 
 /// The weight and bias gradients (and the input gradient unless Winograd computes it).
@@ -569,19 +589,22 @@ bool conv_weight_grad_leaves_direct(const ConvShape& s) {
 }  // namespace
 
 const char* conv2d_forward_method(const ConvShape& s) {
-  return conv_forward_uses_implicit(s)   ? "implicit"
+  return conv_uses_winograd4x4(s)        ? "winograd4x4"
+         : conv_forward_uses_implicit(s) ? "implicit"
          : conv_forward_uses_winograd(s) ? "winograd"
          : conv_forward_uses_direct(s)   ? "direct"
                                          : "gemm";
 }
 const char* conv2d_weight_grad_method(const ConvShape& s) {
-  return conv_backward_uses_implicit(s) || conv_weight_grad_leaves_direct(s) ? "implicit"
-         : conv_backward_uses_winograd(s)                                    ? "winograd"
-         : conv_backward_uses_direct(s)                                      ? "direct"
-                                                                             : "gemm";
+  return conv_uses_winograd4x4(s)                                              ? "winograd4x4"
+         : conv_backward_uses_implicit(s) || conv_weight_grad_leaves_direct(s) ? "implicit"
+         : conv_backward_uses_winograd(s)                                      ? "winograd"
+         : conv_backward_uses_direct(s)                                        ? "direct"
+                                                                               : "gemm";
 }
 const char* conv2d_input_grad_method(const ConvShape& s) {
-  return conv_backward_uses_implicit(s)   ? "implicit"
+  return conv_uses_winograd4x4(s)         ? "winograd4x4"
+         : conv_backward_uses_implicit(s) ? "implicit"
          : conv_backward_uses_winograd(s) ? "winograd"
          : conv_input_grad_uses_direct(s) ? "direct"
                                           : "gemm";
@@ -826,6 +849,10 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s
   }
   if (reference_mode()) return ref::conv2d_forward(y, x, w, b, s);
   if constexpr (std::is_same_v<T, float>) {
+    if (conv_uses_winograd4x4(s)) {
+      return detail::winograd4x4_conv3x3(y, x, w, w_scale, b, s.batch, s.in_channels,
+                                         s.out_channels);
+    }
     if (conv_forward_uses_implicit(s)) {
       return detail::implicit_conv_forward(y, x, w, w_scale, b, s);
     }
@@ -958,8 +985,11 @@ void conv2d_backward(T* dx, T* dw, T* db, const T* x, const T* w, const T* dy, c
   if constexpr (std::is_same_v<T, float>) {
     const bool implicit = conv_backward_uses_implicit(s);
     const bool implicit_weights = conv_weight_grad_leaves_direct(s);  // never with `implicit`
-    if (implicit || implicit_weights || conv_backward_uses_winograd(s)) {
-      if (implicit) {
+    const bool winograd4x4 = conv_uses_winograd4x4(s);                // never with the two above
+    if (implicit || implicit_weights || winograd4x4 || conv_backward_uses_winograd(s)) {
+      if (winograd4x4) {
+        detail::winograd4x4_backward3x3(dx, dw, x, w, dy, s.batch, s.in_channels, s.out_channels);
+      } else if (implicit) {
         detail::implicit_conv_backward(dx, dw, x, w, dy, s);
       } else if (implicit_weights) {
         detail::implicit_conv_backward(nullptr, dw, x, w, dy, s);

@@ -128,6 +128,18 @@ void sgemm_pack_a(int64_t m, int64_t k, const float* a, int64_t a_rs, int64_t a_
   }
 }
 
+PackedALayout sgemm_packed_a_layout(int64_t m, int64_t k) {
+  PackedALayout layout;
+  layout.m = m;
+  layout.k = k;
+  layout.mr = ops::isa() == ops::Isa::kAvx512 ? kMrAvx512
+              : ops::isa() == ops::Isa::kAvx2 ? kMrAvx2
+                                              : kMrPortable;
+  layout.rounded_m = (m + layout.mr - 1) / layout.mr * layout.mr;
+  layout.kc_block = kKc;
+  return layout;
+}
+
 void sgemm_nn_prepacked(int64_t m, int64_t n, int64_t k, const float* packed_a, const float* b,
                         int64_t ldb, float* c, int64_t ldc, bool accumulate) {
   sgemm(m, n, k, nullptr, 0, 0, b, ldb, 1, c, ldc, accumulate, packed_a);

@@ -2,6 +2,7 @@
 // Row-major matrix products for the default path. float runs the packed micro-kernels of
 // sgemm.hpp for the instruction set in use; double (gradient checks only) runs plain loops.
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -37,6 +38,21 @@ void scale_rows(T* dest, const T* src, const T* scale, int64_t rows, int64_t row
     for (int64_t k = 0; k < row_size; ++k)
       dest[r * row_size + k] = src[r * row_size + k] * scale[r];
 }
+/// Where sgemm_pack_a puts element (i, p) of an m x k A on the instruction set in use, for code
+/// that writes packed A itself (Winograd's weight transforms): K blocks of kKc columns one after
+/// the other (rounded_m x kc floats each), a block's rows in panels of mr, a panel's columns
+/// one after the other (mr floats each); rows past m are zero.
+struct PackedALayout {
+  int64_t m = 0, k = 0, mr = 1, rounded_m = 0;
+  int64_t size() const { return rounded_m * k; }
+  int64_t offset(int64_t i, int64_t p) const {
+    const int64_t pc = p / kc_block * kc_block, kc = std::min(kc_block, k - pc);
+    return pc * rounded_m + (i / mr) * kc * mr + (p - pc) * mr + i % mr;
+  }
+  int64_t kc_block = 1;
+};
+PackedALayout sgemm_packed_a_layout(int64_t m, int64_t k);
+
 /// C (M x N) = [C +] A * B (K x N) with A from sgemm_pack_a_nn (same m, k and instruction set).
 void sgemm_nn_prepacked(int64_t m, int64_t n, int64_t k, const float* packed_a, const float* b,
                         int64_t ldb, float* c, int64_t ldc, bool accumulate);

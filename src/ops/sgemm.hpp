@@ -16,7 +16,9 @@ namespace cnn::detail {
 
 /// Blocking shared by every kernel: K in blocks of kKc, M of kMc, N of kNc.
 inline constexpr int64_t kKc = 256;
-inline constexpr int64_t kMc = 96;    // a multiple of every kernel's MR (4, 6, 16)
+inline constexpr int64_t kMc = 96;  // a multiple of every kernel's MR (4, 6, 16)
+/// Each kernel's rows of A per micro-tile (MR), which its packing of A is laid out by.
+inline constexpr int64_t kMrAvx512 = 16, kMrAvx2 = 6, kMrPortable = 4;
 inline constexpr int64_t kNc = 2048;  // a multiple of every kernel's NR (16, 32)
 /// Floats needed by the packing buffers.
 inline constexpr int64_t kPackA = kMc * kKc;

@@ -10,7 +10,7 @@
 namespace cnn::detail {
 namespace {
 
-constexpr int64_t MR = 6;
+constexpr int64_t MR = kMrAvx2;
 constexpr int64_t NR = 16;
 
 void micro_kernel(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc,

@@ -13,7 +13,7 @@
 namespace cnn::detail {
 namespace {
 
-constexpr int64_t MR = 16;
+constexpr int64_t MR = kMrAvx512;
 constexpr int64_t NR = 16;
 
 void micro_kernel(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc,

@@ -65,28 +65,18 @@ inline void kernel_gradient(const V (&x)[16], V (&k)[9]) {
   }
 }
 
-/// U (16, out_channels, in_channels) = G g G^T of kernels [first, last) of the `pairs` (first a
-/// multiple of 4), 4 kernels a vector (they are consecutive in U): the scalar loop cost 40% of a
-/// batch-1 Winograd forward.
-void transform_weight_range(float* u, const float* weights, int64_t pairs, int64_t first,
-                            int64_t last) {
-  int64_t p = first;  // kernel p = o * in_channels + c
-  for (; p + 4 <= last; p += 4) {
-    v4 g[9], t[16];
-    for (int k = 0; k < 9; ++k) {
-      g[k] = v4{weights[p * 9 + k], weights[(p + 1) * 9 + k], weights[(p + 2) * 9 + k],
-                weights[(p + 3) * 9 + k]};
-    }
-    kernel_transform(g, t);
-    for (int xi = 0; xi < 16; ++xi) __builtin_memcpy(u + xi * pairs + p, &t[xi], sizeof t[xi]);
+/// The kernel side of Winograd F(2x2, 3x3): 16 tile positions, U = G g G^T and its gradient.
+struct TileF2 {
+  static constexpr int kPositions = 16;
+  template <typename V>
+  static void transform(const V (&g)[9], V (&u)[kPositions]) {
+    kernel_transform(g, u);
   }
-  for (; p < last; ++p) {
-    float g[9], t[16];
-    for (int k = 0; k < 9; ++k) g[k] = weights[p * 9 + k];
-    kernel_transform(g, t);
-    for (int xi = 0; xi < 16; ++xi) u[xi * pairs + p] = t[xi];
+  template <typename V>
+  static void gradient(const V (&x)[kPositions], V (&k)[9]) {
+    kernel_gradient(x, k);
   }
-}
+};
 
 /// The parts the per-kernel work of a layer with `pairs` kernels splits into: one per thread
 /// when there is enough of it. Below 2,048 kernels (32 x 64 channels) one thread does it: the
@@ -103,19 +93,6 @@ void for_each_kernel_range(int64_t pairs, const Body& body) {
                  [&](int64_t first, int64_t last) { body(first * 4, std::min(pairs, last * 4)); });
 }
 
-/// U = the transforms of all kernels, then pack(xi) for the 16 tile positions, on the threads:
-/// the kernels split in blocks of 4, then the positions. Before, one thread did both while the
-/// other waited.
-template <typename Pack>
-void transform_and_pack_weights(float* u, const float* weights, int64_t pairs, const Pack& pack) {
-  for_each_kernel_range(pairs, [&](int64_t first, int64_t last) {
-    transform_weight_range(u, weights, pairs, first, last);
-  });
-  for_each_range(kernel_parts(pairs), 16, [&](int64_t first, int64_t last) {
-    for (int64_t xi = first; xi < last; ++xi) pack(static_cast<int>(xi));
-  });
-}
-
 struct Geometry {
   int64_t in_channels, height, width, out_channels, pad_h, pad_w;
   int64_t out_h, out_w, tiles_h, tiles_w;
@@ -130,6 +107,63 @@ struct Geometry {
 /// layer (64 x 1,024) ran their transforms 20-25% slower.
 int64_t winograd_position_stride(int64_t rows, int64_t tiles) {
   return (rows * tiles + 1023) / 1024 * 1024 + 16;
+}
+
+/// The same spacing for dL/dU (positions, out_channels, in_channels): its transform reads all
+/// positions of 4 kernels at once. Packed at `pairs` apart (64 KiB for 128 x 128 channels),
+/// F(4x4, 3x3)'s 36 streams shared one L1 set (so did its U's, when U was written out whole:
+/// the two transforms then took 3.6% of resnet's training step).
+int64_t kernel_position_stride(int64_t pairs) {
+  return winograd_position_stride(pairs, 1);
+}
+
+/// The transformed kernels U_xi = G g G^T of a layer written straight into the packed A of each
+/// tile position's GEMM (sgemm_packed_a_layout), for the instruction set in use: A_xi = U_xi
+/// (out_channels x in_channels) for the forward, its transpose for the input gradient. U was
+/// written out whole and then packed before: for resnet's 128-channel layer by F(4x4, 3x3) that
+/// is 2.4 MB out to the L3 and back, and the weight side took about as long as the layer's
+/// products in a training forward. 4 rows of A a vector (4 kernels of one column of A), stored
+/// as one vector where they are consecutive in a panel; threads split the columns.
+template <typename Tile>
+void transform_into_packed(std::vector<float>* packs, const float* weights, int64_t out_channels,
+                           int64_t in_channels, bool transposed) {
+  const int64_t rows = transposed ? in_channels : out_channels;
+  const int64_t cols = transposed ? out_channels : in_channels;
+  const PackedALayout layout = sgemm_packed_a_layout(rows, cols);
+  for (int xi = 0; xi < Tile::kPositions; ++xi) {
+    if (packs[xi].size() < static_cast<size_t>(layout.size()))
+      packs[xi].resize(static_cast<size_t>(layout.size()));
+  }
+  // Kernel (o, c) is A's element (o, c), or (c, o) when transposed.
+  const auto kernel = [&](int64_t i, int64_t p) {
+    return transposed ? p * in_channels + i : i * in_channels + p;
+  };
+  for_each_range(kernel_parts(rows * cols), cols, [&](int64_t first, int64_t last) {
+    for (int64_t p = first; p < last; ++p) {
+      for (int64_t i0 = 0; i0 < rows; i0 += 4) {
+        const int64_t count = std::min<int64_t>(4, rows - i0);
+        const float* w[4];  // a last group of fewer rows repeats its last kernel (not stored)
+        for (int64_t l = 0; l < 4; ++l) w[l] = weights + kernel(i0 + std::min(l, count - 1), p) * 9;
+        v4 g[9], t[Tile::kPositions];
+        for (int k = 0; k < 9; ++k) g[k] = v4{w[0][k], w[1][k], w[2][k], w[3][k]};
+        Tile::transform(g, t);
+        const int64_t at = layout.offset(i0, p);
+        if (count == 4 && i0 % layout.mr + 4 <= layout.mr) {
+          for (int xi = 0; xi < Tile::kPositions; ++xi)
+            __builtin_memcpy(packs[xi].data() + at, &t[xi], sizeof t[xi]);
+        } else {
+          for (int64_t l = 0; l < count; ++l) {
+            const int64_t at_l = layout.offset(i0 + l, p);
+            for (int xi = 0; xi < Tile::kPositions; ++xi) packs[xi][at_l] = t[xi][l];
+          }
+        }
+      }
+      for (int64_t i = rows; i < layout.rounded_m; ++i) {  // the last panel's rows past A
+        const int64_t at = layout.offset(i, p);
+        for (int xi = 0; xi < Tile::kPositions; ++xi) packs[xi][at] = 0.0f;
+      }
+    }
+  });
 }
 
 /// Even and odd lanes of the 8 floats at p.
@@ -426,16 +460,17 @@ void transform_output_grads(float* z, int64_t stride, int64_t tiles, const float
     }
 }
 
-/// The 16 transformed weight matrices U_xi of one layer, packed for the GEMM, as kept between
-/// calls on one thread.
+/// The transformed weight matrices U_xi of one layer (16 for F(2x2, 3x3), 36 for F(4x4, 3x3)),
+/// packed for the GEMM, as kept between calls on one thread.
 struct PackedWeights {
   const float* source = nullptr;
   int64_t in_channels = 0, out_channels = 0;
+  int positions = 0;                   // which transform made them
   ops::Isa isa = ops::Isa::kPortable;  // the packing's layout
   std::vector<float> copy;             // the weights they were made from
   bool scaled = false;                 // made with a weight scale, a copy of which is:
   std::vector<float> scale_copy;
-  std::vector<float> packed[16];
+  std::vector<float> packed[36];
 };
 
 /// The packed U_xi of `weights` (times `scale` per output channel when not null): from the
@@ -443,6 +478,7 @@ struct PackedWeights {
 /// (inference runs the same layers again and again; their transform and packing were ~15 us of
 /// convnet conv2's 75 us forward of one image), else made anew into the entry of the same
 /// weights pointer, or a new or the oldest entry of 8.
+template <typename Tile>
 const std::vector<float>* packed_weights(const float* weights, const float* scale,
                                          int64_t in_channels, int64_t out_channels) {
   constexpr size_t kEntries = 8;
@@ -454,8 +490,8 @@ const std::vector<float>* packed_weights(const float* weights, const float* scal
   PackedWeights* entry = nullptr;
   for (PackedWeights& e : cache) {
     if (e.source != weights) continue;
-    if (e.in_channels == in_channels && e.out_channels == out_channels && e.isa == isa &&
-        e.scaled == (scale != nullptr) &&
+    if (e.in_channels == in_channels && e.out_channels == out_channels &&
+        e.positions == Tile::kPositions && e.isa == isa && e.scaled == (scale != nullptr) &&
         std::memcmp(e.copy.data(), weights, count * sizeof(float)) == 0 &&
         (!scale || std::memcmp(e.scale_copy.data(), scale,
                                static_cast<size_t>(out_channels) * sizeof(float)) == 0)) {
@@ -475,6 +511,7 @@ const std::vector<float>* packed_weights(const float* weights, const float* scal
   entry->source = weights;
   entry->in_channels = in_channels;
   entry->out_channels = out_channels;
+  entry->positions = Tile::kPositions;
   entry->isa = isa;
   entry->copy.assign(weights, weights + count);
   entry->scaled = scale != nullptr;
@@ -488,11 +525,7 @@ const std::vector<float>* packed_weights(const float* weights, const float* scal
     scale_rows(scaled.data(), weights, scale, out_channels, in_channels * 9);
     source = scaled.data();
   }
-  std::vector<float>& u = shared_scratch<float>(0, 16 * pairs);
-  transform_and_pack_weights(u.data(), source, pairs, [&](int xi) {
-    sgemm_pack_a(out_channels, in_channels, u.data() + xi * pairs, in_channels, 1,
-                 entry->packed[xi]);
-  });
+  transform_into_packed<Tile>(entry->packed, source, out_channels, in_channels, false);
   return entry->packed;
 }
 
@@ -504,7 +537,7 @@ void winograd_conv3x3(float* y, const float* x, const float* weights, const floa
   const Geometry g = make_geometry(in_channels, height, width, out_channels, pad_h, pad_w);
   // Each U_xi packed once for the GEMM kernel, shared read-only by the threads.
   const std::vector<float>* packs =
-      packed_weights(weights, weight_scale, in_channels, out_channels);
+      packed_weights<TileF2>(weights, weight_scale, in_channels, out_channels);
 
   const int64_t per_image = g.tiles_h * g.tiles_w;
   const int64_t chunk = images_per_chunk(g, batch);
@@ -603,6 +636,37 @@ void transform_input_grads(float* dx, const float* dv, int64_t stride, int64_t t
     }
 }
 
+/// dL/dU = the `team` threads' partials (positions matrices of `pairs` each, `stride` apart,
+/// from `partials` on) added in thread order into the first, then dL/dg = G^T (dL/dU) G for
+/// every kernel, accumulated into dw: each part of the kernels on a thread (the same bits for
+/// any split), 4 kernels a vector (they are consecutive in dL/dU), then the rest one by one.
+template <typename Tile>
+void add_weight_grads(float* dw, float* partials, int team, int64_t pairs, int64_t stride) {
+  constexpr int kPositions = Tile::kPositions;
+  float* du = partials;
+  for_each_kernel_range(pairs, [&](int64_t first, int64_t last) {
+    for (int t = 1; t < team; ++t) {
+      const float* other = partials + t * kPositions * stride;
+      for (int xi = 0; xi < kPositions; ++xi)
+        for (int64_t p = first; p < last; ++p) du[xi * stride + p] += other[xi * stride + p];
+    }
+    int64_t p = first;
+    for (; p + 4 <= last; p += 4) {
+      v4 x[kPositions], k[9];
+      for (int xi = 0; xi < kPositions; ++xi) x[xi] = load4(du + xi * stride + p);
+      Tile::gradient(x, k);
+      for (int lane = 0; lane < 4; ++lane)
+        for (int t = 0; t < 9; ++t) dw[(p + lane) * 9 + t] += k[t][lane];
+    }
+    for (; p < last; ++p) {
+      float x[kPositions], k[9];
+      for (int xi = 0; xi < kPositions; ++xi) x[xi] = du[xi * stride + p];
+      Tile::gradient(x, k);
+      for (int t = 0; t < 9; ++t) dw[p * 9 + t] += k[t];
+    }
+  });
+}
+
 }  // namespace
 
 void winograd_backward3x3(float* dx, float* dw, const float* x, const float* weights,
@@ -620,18 +684,14 @@ void winograd_backward3x3(float* dx, float* dw, const float* x, const float* wei
   // This thread's buffers, named by pointer: in a lambda run on another thread, `packed_ut`
   // would be that thread's own.
   std::vector<float>* const packs = packed_ut;
-  if (dx) {
-    std::vector<float>& u = shared_scratch<float>(0, 16 * pairs);
-    transform_and_pack_weights(u.data(), weights, pairs, [&](int xi) {
-      sgemm_pack_a(in_channels, out_channels, u.data() + xi * pairs, 1, in_channels, packs[xi]);
-    });
-  }
+  const int64_t u_stride = kernel_position_stride(pairs);
+  if (dx) transform_into_packed<TileF2>(packs, weights, out_channels, in_channels, true);
   // dL/dU (16, out_channels, in_channels) per thread, added in thread order afterwards.
-  std::vector<float>& partials = shared_scratch<float>(1, team * 16 * pairs);
+  std::vector<float>& partials = shared_scratch<float>(1, team * 16 * u_stride);
   for_each_part(team, [&](int part) {
     const int64_t first = batch * part / team, last = batch * (part + 1) / team;
-    float* du = partials.data() + part * 16 * pairs;
-    std::fill(du, du + 16 * pairs, 0.0f);
+    float* du = partials.data() + part * 16 * u_stride;
+    std::fill(du, du + 16 * u_stride, 0.0f);
     // The input plane (with 8 floats of slack for transform_input_grads), then dy's plane.
     const int64_t plane = g.staged_h * g.staged_w + 8;
     const int64_t grad_staged_w = 2 * g.tiles_w + 8;
@@ -655,8 +715,8 @@ void winograd_backward3x3(float* dx, float* dw, const float* x, const float* wei
         float* v_xi = v + xi * v_stride;
         const float* z_xi = z + xi * z_stride;
         // dL/dU_xi += Z_xi (out_channels x tiles) V_xi^T (tiles x in_channels).
-        gemm_nt<float>(out_channels, in_channels, tiles, z_xi, tiles, v_xi, tiles, du + xi * pairs,
-                       in_channels, true);
+        gemm_nt<float>(out_channels, in_channels, tiles, z_xi, tiles, v_xi, tiles,
+                       du + xi * u_stride, in_channels, true);
         // V_xi is used up: its place takes dL/dV_xi.
         if (dx) {
           sgemm_nn_prepacked(in_channels, tiles, out_channels, packs[xi].data(), z_xi, tiles, v_xi,
@@ -666,31 +726,341 @@ void winograd_backward3x3(float* dx, float* dw, const float* x, const float* wei
       if (dx) transform_input_grads(dx + start * in_size, v, v_stride, tiles, count, staged, g);
     }
   });
-  // dL/dU = the partials added in thread order, then dL/dg = G^T (dL/dU) G for every kernel,
-  // accumulated into dw: each part of the kernels on a thread (the same bits for any split),
-  // 4 kernels a vector (they are consecutive in dL/dU), then the rest one by one.
-  float* du = partials.data();
-  for_each_kernel_range(pairs, [&](int64_t first, int64_t last) {
-    for (int t = 1; t < team; ++t) {
-      const float* other = partials.data() + t * 16 * pairs;
-      for (int xi = 0; xi < 16; ++xi)
-        for (int64_t p = first; p < last; ++p) du[xi * pairs + p] += other[xi * pairs + p];
+  add_weight_grads<TileF2>(dw, partials.data(), team, pairs, u_stride);
+}
+
+}  // namespace cnn::detail
+
+// Winograd F(4x4, 3x3) for 4x4 planes with padding 1: the padded plane is one 6x6 tile, whose
+// 36 products per channel pair give 16 outputs (F(2x2)'s four tiles take 64). Lavin and Gray's
+// matrices (interpolation points 0, +-1, +-2):
+//   B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1],
+//   G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1],
+//   A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1].
+// Every transform is separable: the same one-axis step over the columns, then over the rows.
+// Data transforms work on 4 images a vector (a plane is 16 floats; four planes' rows are
+// transposed into one vector per pixel); the matrices are (36, channels, images).
+
+namespace cnn::detail {
+
+namespace {
+
+constexpr float kSixth = 1.0f / 6.0f;
+
+/// G along one axis: 3 kernel values to 6. The powers of two are exact; 1/6 rounds once.
+template <typename V>
+inline void kernel_axis(V a, V b, V c, V (&out)[6]) {
+  const V ac = a + c, quarter_a_c = 0.25f * a + c, half_b = 0.5f * b;
+  out[0] = 0.25f * a;
+  out[1] = -kSixth * (ac + b);
+  out[2] = -kSixth * (ac - b);
+  out[3] = kSixth * (quarter_a_c + half_b);
+  out[4] = kSixth * (quarter_a_c - half_b);
+  out[5] = c;
+}
+
+/// G^T along one axis: 6 values of dL/dU to 3 of the kernel's gradient.
+template <typename V>
+inline void kernel_grad_axis(const V (&x)[6], V (&out)[3]) {
+  const V p = x[1] + x[2], q = x[3] + x[4];
+  out[0] = 0.25f * x[0] + kSixth * (0.25f * q - p);
+  out[1] = kSixth * ((x[2] - x[1]) + 0.5f * (x[3] - x[4]));
+  out[2] = kSixth * (q - p) + x[5];
+}
+
+/// The kernel side of F(4x4, 3x3): 36 tile positions, U = G g G^T (xi = row * 6 + column) and
+/// dL/dg = G^T (dL/dU) G.
+struct TileF4 {
+  static constexpr int kPositions = 36;
+  template <typename V>
+  static void transform(const V (&g)[9], V (&u)[kPositions]) {
+    V gg[6][3];  // G g
+    for (int j = 0; j < 3; ++j) {
+      V column[6];
+      kernel_axis(g[j], g[3 + j], g[6 + j], column);
+      for (int r = 0; r < 6; ++r) gg[r][j] = column[r];
     }
-    int64_t p = first;
-    for (; p + 4 <= last; p += 4) {
-      v4 x[16], k[9];
-      for (int xi = 0; xi < 16; ++xi) x[xi] = load4(du + xi * pairs + p);
-      kernel_gradient(x, k);
-      for (int lane = 0; lane < 4; ++lane)
-        for (int t = 0; t < 9; ++t) dw[(p + lane) * 9 + t] += k[t][lane];
+    for (int r = 0; r < 6; ++r) {  // (G g) G^T
+      V row[6];
+      kernel_axis(gg[r][0], gg[r][1], gg[r][2], row);
+      for (int col = 0; col < 6; ++col) u[r * 6 + col] = row[col];
     }
-    for (; p < last; ++p) {
-      float x[16], k[9];
-      for (int xi = 0; xi < 16; ++xi) x[xi] = du[xi * pairs + p];
-      kernel_gradient(x, k);
-      for (int t = 0; t < 9; ++t) dw[p * 9 + t] += k[t];
+  }
+  template <typename V>
+  static void gradient(const V (&x)[kPositions], V (&k)[9]) {
+    V gx[3][6];  // G^T X
+    for (int col = 0; col < 6; ++col) {
+      const V column[6] = {x[col], x[6 + col], x[12 + col], x[18 + col], x[24 + col], x[30 + col]};
+      V out[3];
+      kernel_grad_axis(column, out);
+      for (int i = 0; i < 3; ++i) gx[i][col] = out[i];
+    }
+    for (int i = 0; i < 3; ++i) {  // (G^T X) G
+      V out[3];
+      kernel_grad_axis(gx[i], out);
+      for (int j = 0; j < 3; ++j) k[i * 3 + j] = out[j];
+    }
+  }
+};
+
+/// B^T along one axis of a padded tile whose first and last values are the zero padding:
+/// x0..x3 the values inside, 6 out.
+inline void input_axis(v4 x0, v4 x1, v4 x2, v4 x3, v4 (&out)[6]) {
+  const v4 a = x3 - x1, b = x2 - x0;
+  out[0] = x3 - 5.0f * x1;
+  out[1] = (x2 + x3) - 4.0f * (x0 + x1);
+  out[2] = (x3 - x2) + 4.0f * (x0 - x1);
+  out[3] = a + 2.0f * b;
+  out[4] = a - 2.0f * b;
+  out[5] = 4.0f * x0 - 5.0f * x2;
+}
+
+/// B along one axis, the rows or columns inside the padding only (those of the input).
+inline void input_grad_axis(const v4 (&v)[6], v4 (&out)[4]) {
+  out[0] = 4.0f * (v[2] - v[1]) + 2.0f * (v[4] - v[3]) + 4.0f * v[5];
+  out[1] = -5.0f * v[0] - 4.0f * (v[1] + v[2]) - (v[3] + v[4]);
+  out[2] = (v[1] - v[2]) + 2.0f * (v[3] - v[4]) - 5.0f * v[5];
+  out[3] = v[0] + v[1] + v[2] + v[3] + v[4];
+}
+
+/// A^T along one axis: 6 products to 4 outputs.
+inline void output_axis(const v4 (&m)[6], v4 (&out)[4]) {
+  const v4 s12 = m[1] + m[2], d12 = m[1] - m[2], s34 = m[3] + m[4], d34 = m[3] - m[4];
+  out[0] = m[0] + s12 + s34;
+  out[1] = d12 + 2.0f * d34;
+  out[2] = s12 + 4.0f * s34;
+  out[3] = d12 + 8.0f * d34 + m[5];
+}
+
+/// A along one axis: 4 output gradients to 6.
+inline void output_grad_axis(v4 d0, v4 d1, v4 d2, v4 d3, v4 (&out)[6]) {
+  const v4 s02 = d0 + d2, s13 = d1 + d3, t02 = d0 + 4.0f * d2, t13 = 2.0f * d1 + 8.0f * d3;
+  out[0] = d0;
+  out[1] = s02 + s13;
+  out[2] = s02 - s13;
+  out[3] = t02 + t13;
+  out[4] = t02 - t13;
+  out[5] = d3;
+}
+
+/// Rows r[0..3] become columns: lane l of r[i] goes to lane i of r[l].
+inline void transpose4(v4 (&r)[4]) {
+  const v4 ab_low = __builtin_shufflevector(r[0], r[1], 0, 4, 1, 5);
+  const v4 ab_high = __builtin_shufflevector(r[0], r[1], 2, 6, 3, 7);
+  const v4 cd_low = __builtin_shufflevector(r[2], r[3], 0, 4, 1, 5);
+  const v4 cd_high = __builtin_shufflevector(r[2], r[3], 2, 6, 3, 7);
+  r[0] = __builtin_shufflevector(ab_low, cd_low, 0, 1, 4, 5);
+  r[1] = __builtin_shufflevector(ab_low, cd_low, 2, 3, 6, 7);
+  r[2] = __builtin_shufflevector(ab_high, cd_high, 0, 1, 4, 5);
+  r[3] = __builtin_shufflevector(ab_high, cd_high, 2, 3, 6, 7);
+}
+
+/// pixel[i][j] = pixel (i, j) of the 4x4 planes at planes[0..3], one plane a lane.
+inline void load_planes(const float* const (&planes)[4], v4 (&pixel)[4][4]) {
+  for (int i = 0; i < 4; ++i) {
+    for (int l = 0; l < 4; ++l) pixel[i][l] = load4(planes[l] + 4 * i);
+    transpose4(pixel[i]);
+  }
+}
+
+/// The 4x4 planes at planes[0..count) = pixel[i][j], lane l to plane l (overwrites pixel).
+inline void store_planes(float* const (&planes)[4], int64_t count, v4 (&pixel)[4][4]) {
+  for (int i = 0; i < 4; ++i) {
+    transpose4(pixel[i]);
+    for (int64_t l = 0; l < count; ++l) store4(planes[l] + 4 * i, pixel[i][l]);
+  }
+}
+
+/// v into the 36 matrices (position xi's at out + xi * stride), lanes [0, count).
+inline void store_positions(float* out, int64_t stride, int64_t count, const v4 (&v)[6][6]) {
+  for (int r = 0; r < 6; ++r)
+    for (int col = 0; col < 6; ++col) {
+      float* to = out + (r * 6 + col) * stride;
+      if (count == 4) {
+        store4(to, v[r][col]);
+      } else {
+        for (int64_t l = 0; l < count; ++l) to[l] = v[r][col][l];
+      }
+    }
+}
+
+/// The first plane of each lane for images [n0, n0 + 4) of `images`, channel c of `channels`,
+/// at `base` (4x4 planes): a last group of fewer than 4 repeats its last image (not stored).
+template <typename F>
+inline void lane_planes(F* base, int64_t n0, int64_t images, int64_t channels, int64_t c,
+                        F* (&planes)[4]) {
+  for (int64_t l = 0; l < 4; ++l)
+    planes[l] = base + ((n0 + std::min(l, images - n0 - 1)) * channels + c) * 16;
+}
+
+/// V (36, in_channels, images) of a chunk's images x (images, in_channels, 4, 4): B^T d B of
+/// each plane padded by one zero on every side.
+void transform_inputs_f4(float* v, int64_t stride, int64_t images, const float* x,
+                         int64_t in_channels) {
+  for (int64_t c = 0; c < in_channels; ++c)
+    for (int64_t n0 = 0; n0 < images; n0 += 4) {
+      const float* planes[4];
+      lane_planes(x, n0, images, in_channels, c, planes);
+      v4 pixel[4][4];
+      load_planes(planes, pixel);
+      v4 t[6][4];  // B^T d, column by column
+      for (int j = 0; j < 4; ++j) {
+        v4 column[6];
+        input_axis(pixel[0][j], pixel[1][j], pixel[2][j], pixel[3][j], column);
+        for (int r = 0; r < 6; ++r) t[r][j] = column[r];
+      }
+      v4 out[6][6];  // (B^T d) B, row by row
+      for (int r = 0; r < 6; ++r) input_axis(t[r][0], t[r][1], t[r][2], t[r][3], out[r]);
+      store_positions(v + c * images + n0, stride, std::min<int64_t>(4, images - n0), out);
+    }
+}
+
+/// y (images, out_channels, 4, 4) = A^T m A + bias from M (36, out_channels, images).
+void transform_outputs_f4(float* y, const float* m, int64_t stride, int64_t images,
+                          const float* bias, int64_t out_channels) {
+  for (int64_t o = 0; o < out_channels; ++o) {
+    const float b = bias ? bias[o] : 0.0f;
+    for (int64_t n0 = 0; n0 < images; n0 += 4) {
+      // Lanes past the images read the next channel or M's slack; never stored.
+      const float* mo = m + o * images + n0;
+      v4 q[4][6];  // A^T m, column by column
+      for (int col = 0; col < 6; ++col) {
+        v4 column[6], out[4];
+        for (int r = 0; r < 6; ++r) column[r] = load4(mo + (r * 6 + col) * stride);
+        output_axis(column, out);
+        for (int i = 0; i < 4; ++i) q[i][col] = out[i];
+      }
+      v4 pixel[4][4];  // (A^T m) A, row by row
+      for (int i = 0; i < 4; ++i) {
+        output_axis(q[i], pixel[i]);
+        for (int j = 0; j < 4; ++j) pixel[i][j] += b;
+      }
+      float* planes[4];
+      lane_planes(y, n0, images, out_channels, o, planes);
+      store_planes(planes, std::min<int64_t>(4, images - n0), pixel);
+    }
+  }
+}
+
+/// Z (36, out_channels, images) = A dy A^T of a chunk's images dy (images, out_channels, 4, 4):
+/// the gradient with respect to the tiles' products.
+void transform_output_grads_f4(float* z, int64_t stride, int64_t images, const float* dy,
+                               int64_t out_channels) {
+  for (int64_t o = 0; o < out_channels; ++o)
+    for (int64_t n0 = 0; n0 < images; n0 += 4) {
+      const float* planes[4];
+      lane_planes(dy, n0, images, out_channels, o, planes);
+      v4 pixel[4][4];
+      load_planes(planes, pixel);
+      v4 t[6][4];  // A dy, column by column
+      for (int j = 0; j < 4; ++j) {
+        v4 column[6];
+        output_grad_axis(pixel[0][j], pixel[1][j], pixel[2][j], pixel[3][j], column);
+        for (int r = 0; r < 6; ++r) t[r][j] = column[r];
+      }
+      v4 out[6][6];  // (A dy) A^T, row by row
+      for (int r = 0; r < 6; ++r) output_grad_axis(t[r][0], t[r][1], t[r][2], t[r][3], out[r]);
+      store_positions(z + o * images + n0, stride, std::min<int64_t>(4, images - n0), out);
+    }
+}
+
+/// dx (images, in_channels, 4, 4) = the inside of B (dL/dV) B^T, from dL/dV (36, in_channels,
+/// images), assigned: each input pixel lies in one tile only.
+void transform_input_grads_f4(float* dx, const float* dv, int64_t stride, int64_t images,
+                              int64_t in_channels) {
+  for (int64_t c = 0; c < in_channels; ++c)
+    for (int64_t n0 = 0; n0 < images; n0 += 4) {
+      // Lanes past the images read the next channel or dL/dV's slack; never stored.
+      const float* vc = dv + c * images + n0;
+      v4 p[4][6];  // B X, column by column
+      for (int col = 0; col < 6; ++col) {
+        v4 column[6], out[4];
+        for (int r = 0; r < 6; ++r) column[r] = load4(vc + (r * 6 + col) * stride);
+        input_grad_axis(column, out);
+        for (int i = 0; i < 4; ++i) p[i][col] = out[i];
+      }
+      v4 pixel[4][4];  // (B X) B^T, row by row
+      for (int i = 0; i < 4; ++i) input_grad_axis(p[i], pixel[i]);
+      float* planes[4];
+      lane_planes(dx, n0, images, in_channels, c, planes);
+      store_planes(planes, std::min<int64_t>(4, images - n0), pixel);
+    }
+}
+
+/// Images per chunk: about 2 MiB of transformed tiles (V and M, or V and Z) per thread.
+int64_t f4_images_per_chunk(int64_t in_channels, int64_t out_channels, int64_t batch) {
+  return std::clamp<int64_t>((int64_t{1} << 19) / (36 * (in_channels + out_channels)), 1, batch);
+}
+
+}  // namespace
+
+void winograd4x4_conv3x3(float* y, const float* x, const float* weights, const float* weight_scale,
+                         const float* bias, int64_t batch, int64_t in_channels,
+                         int64_t out_channels) {
+  const std::vector<float>* packs =
+      packed_weights<TileF4>(weights, weight_scale, in_channels, out_channels);
+  const int64_t chunk = f4_images_per_chunk(in_channels, out_channels, batch);
+  const int team = static_cast<int>(std::min<int64_t>(ops::threads(), batch));
+  for_each_part(team, [&](int part) {
+    const int64_t first = batch * part / team, last = batch * (part + 1) / team;
+    float* v = scratch<float>(5, 36 * winograd_position_stride(in_channels, chunk));
+    float* m = scratch<float>(6, 36 * winograd_position_stride(out_channels, chunk));
+    for (int64_t start = first; start < last; start += chunk) {
+      const int64_t count = std::min(chunk, last - start);
+      const int64_t v_stride = winograd_position_stride(in_channels, count);
+      const int64_t m_stride = winograd_position_stride(out_channels, count);
+      transform_inputs_f4(v, v_stride, count, x + start * in_channels * 16, in_channels);
+      for (int xi = 0; xi < 36; ++xi) {
+        sgemm_nn_prepacked(out_channels, count, in_channels, packs[xi].data(), v + xi * v_stride,
+                           count, m + xi * m_stride, count, false);
+      }
+      transform_outputs_f4(y + start * out_channels * 16, m, m_stride, count, bias, out_channels);
     }
   });
+}
+
+void winograd4x4_backward3x3(float* dx, float* dw, const float* x, const float* weights,
+                             const float* dy, int64_t batch, int64_t in_channels,
+                             int64_t out_channels) {
+  const int64_t pairs = out_channels * in_channels;
+  const int64_t chunk = f4_images_per_chunk(in_channels, out_channels, batch);
+  const int team = static_cast<int>(std::min<int64_t>(ops::threads(), batch));
+  // dL/dV_xi = U_xi^T Z_xi: each U_xi^T (in_channels x out_channels) packed once.
+  thread_local std::vector<float> packed_ut[36];
+  std::vector<float>* const packs = packed_ut;  // this thread's, named by pointer
+  const int64_t u_stride = kernel_position_stride(pairs);
+  if (dx) transform_into_packed<TileF4>(packs, weights, out_channels, in_channels, true);
+  // dL/dU (36, out_channels, in_channels) per thread, added in thread order afterwards.
+  std::vector<float>& partials = shared_scratch<float>(1, team * 36 * u_stride);
+  for_each_part(team, [&](int part) {
+    const int64_t first = batch * part / team, last = batch * (part + 1) / team;
+    float* du = partials.data() + part * 36 * u_stride;
+    std::fill(du, du + 36 * u_stride, 0.0f);
+    float* v = scratch<float>(5, 36 * winograd_position_stride(in_channels, chunk));
+    float* z = scratch<float>(6, 36 * winograd_position_stride(out_channels, chunk));
+    for (int64_t start = first; start < last; start += chunk) {
+      const int64_t count = std::min(chunk, last - start);
+      const int64_t v_stride = winograd_position_stride(in_channels, count);
+      const int64_t z_stride = winograd_position_stride(out_channels, count);
+      transform_inputs_f4(v, v_stride, count, x + start * in_channels * 16, in_channels);
+      transform_output_grads_f4(z, z_stride, count, dy + start * out_channels * 16, out_channels);
+      for (int xi = 0; xi < 36; ++xi) {
+        float* v_xi = v + xi * v_stride;
+        const float* z_xi = z + xi * z_stride;
+        // dL/dU_xi += Z_xi (out_channels x images) V_xi^T (images x in_channels).
+        gemm_nt<float>(out_channels, in_channels, count, z_xi, count, v_xi, count,
+                       du + xi * u_stride, in_channels, true);
+        // V_xi is used up: its place takes dL/dV_xi.
+        if (dx) {
+          sgemm_nn_prepacked(in_channels, count, out_channels, packs[xi].data(), z_xi, count, v_xi,
+                             count, false);
+        }
+      }
+      if (dx)
+        transform_input_grads_f4(dx + start * in_channels * 16, v, v_stride, count, in_channels);
+    }
+  });
+  add_weight_grads<TileF4>(dw, partials.data(), team, pairs, u_stride);
 }
 
 }  // namespace cnn::detail
