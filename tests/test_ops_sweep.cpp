@@ -195,6 +195,32 @@ TEST_P(OpsSweepIsa, Conv2dFloatLargeImagesAndTwoThreads) {
   ops::set_threads(saved);
 }
 
+/// body(s) for each of `shapes` under kAuto on every supported instruction set, 1 and 2
+/// threads (named by SCOPED_TRACE), until a fatal failure; the settings restored afterwards.
+template <typename Body>
+void for_each_auto_path(const std::vector<ops::ConvShape>& shapes, const Body& body) {
+  const ops::ConvAlgorithm saved_conv = ops::conv_algorithm();
+  const ops::Isa saved_isa = ops::isa();
+  const int saved_threads = ops::threads();
+  ops::set_conv_algorithm(ops::ConvAlgorithm::kAuto);
+  [&] {
+    for (const ops::Isa isa : ops::supported_isas()) {
+      ops::set_isa(isa);
+      for (int team : {1, 2}) {
+        ops::set_threads(team);
+        for (const ops::ConvShape& s : shapes) {
+          SCOPED_TRACE(std::string(ops::isa_name(isa)) + ", " + std::to_string(team) + " threads");
+          body(s);
+          if (::testing::Test::HasFatalFailure()) return;
+        }
+      }
+    }
+  }();
+  ops::set_threads(saved_threads);
+  ops::set_isa(saved_isa);
+  ops::set_conv_algorithm(saved_conv);
+}
+
 // kAuto's mixed methods, which the forced paths above never take: the forward and weight
 // gradient by the implicit GEMM and the input gradient alone by the direct kernels (layers
 // without padding whose outputs fill less than 3/4 of the direct kernels' positions, 16+
@@ -202,29 +228,16 @@ TEST_P(OpsSweepIsa, Conv2dFloatLargeImagesAndTwoThreads) {
 // 3x5 kernel with 5 channels in.
 TEST(OpsSweep, Conv2dAutoImplicitWeightsDirectInputGradientMatchTheReference) {
   Rng rng(13);
-  const ops::ConvShape shapes[] = {ops::make_conv_shape(17, 6, 14, 14, 16, 5, 5, 1, 1, 0, 0),
-                                   ops::make_conv_shape(16, 5, 10, 12, 32, 3, 5, 1, 1, 0, 0)};
-  const ops::ConvAlgorithm saved_conv = ops::conv_algorithm();
-  const ops::Isa saved_isa = ops::isa();
-  const int saved_threads = ops::threads();
-  ops::set_conv_algorithm(ops::ConvAlgorithm::kAuto);
-  for (const ops::Isa isa : ops::supported_isas()) {
-    ops::set_isa(isa);
-    for (int team : {1, 2}) {
-      ops::set_threads(team);
-      for (const ops::ConvShape& s : shapes) {
-        SCOPED_TRACE(std::string(ops::isa_name(isa)) + ", " + std::to_string(team) + " threads");
-        ASSERT_STREQ(ops::conv2d_forward_method(s), "implicit") << describe(s);
-        ASSERT_STREQ(ops::conv2d_weight_grad_method(s), "implicit") << describe(s);
-        ASSERT_STREQ(ops::conv2d_input_grad_method(s), "direct") << describe(s);
-        ASSERT_NO_FATAL_FAILURE(check_conv<float>(rng, s, true));
-        ASSERT_NO_FATAL_FAILURE(check_conv<float>(rng, s, false));
-      }
-    }
-  }
-  ops::set_threads(saved_threads);
-  ops::set_isa(saved_isa);
-  ops::set_conv_algorithm(saved_conv);
+  const std::vector<ops::ConvShape> shapes = {
+      ops::make_conv_shape(17, 6, 14, 14, 16, 5, 5, 1, 1, 0, 0),
+      ops::make_conv_shape(16, 5, 10, 12, 32, 3, 5, 1, 1, 0, 0)};
+  for_each_auto_path(shapes, [&](const ops::ConvShape& s) {
+    ASSERT_STREQ(ops::conv2d_forward_method(s), "implicit") << describe(s);
+    ASSERT_STREQ(ops::conv2d_weight_grad_method(s), "implicit") << describe(s);
+    ASSERT_STREQ(ops::conv2d_input_grad_method(s), "direct") << describe(s);
+    ASSERT_NO_FATAL_FAILURE(check_conv<float>(rng, s, true));
+    ASSERT_NO_FATAL_FAILURE(check_conv<float>(rng, s, false));
+  });
 }
 
 TEST_P(OpsSweepIsa, Conv2dFloat3x3Stride1OneAndTwoThreads) {
@@ -941,14 +954,6 @@ TEST_P(OpsSweepAllPaths, ReluMaxPoolEqualsReluThenMaxPoolBitForBit) {
 // thread run in two chunks (56, then 5).
 TEST(OpsSweep, Conv2dAutoWinograd4x4MatchesTheReference) {
   Rng rng(17);
-  const ops::ConvShape shapes[] = {ops::make_conv_shape(16, 16, 4, 4, 16, 3, 3, 1, 1, 1, 1),
-                                   ops::make_conv_shape(17, 17, 4, 4, 33, 3, 3, 1, 1, 1, 1),
-                                   ops::make_conv_shape(19, 33, 4, 4, 16, 3, 3, 1, 1, 1, 1),
-                                   ops::make_conv_shape(29, 16, 4, 4, 20, 3, 3, 1, 1, 1, 1)};
-  const ops::ConvAlgorithm saved_conv = ops::conv_algorithm();
-  const ops::Isa saved_isa = ops::isa();
-  const int saved_threads = ops::threads();
-  ops::set_conv_algorithm(ops::ConvAlgorithm::kAuto);
   const auto check = [&](const ops::ConvShape& s) {
     ASSERT_STREQ(ops::conv2d_forward_method(s), "winograd4x4") << describe(s);
     ASSERT_STREQ(ops::conv2d_weight_grad_method(s), "winograd4x4") << describe(s);
@@ -968,19 +973,17 @@ TEST(OpsSweep, Conv2dAutoWinograd4x4MatchesTheReference) {
     ops::conv2d_forward(y.data(), x.data(), w.data(), b.data(), s, scale.data());
     ASSERT_TRUE(same_bits(y, expected)) << "weight scale " << describe(s);
   };
-  for (const ops::Isa isa : ops::supported_isas()) {
-    ops::set_isa(isa);
-    for (int team : {1, 2}) {
-      ops::set_threads(team);
-      for (const ops::ConvShape& s : shapes) {
-        SCOPED_TRACE(std::string(ops::isa_name(isa)) + ", " + std::to_string(team) + " threads");
-        ASSERT_NO_FATAL_FAILURE(check(s));
-      }
-    }
-  }
-  ops::set_isa(saved_isa);
+  for_each_auto_path({ops::make_conv_shape(16, 16, 4, 4, 16, 3, 3, 1, 1, 1, 1),
+                      ops::make_conv_shape(17, 17, 4, 4, 33, 3, 3, 1, 1, 1, 1),
+                      ops::make_conv_shape(19, 33, 4, 4, 16, 3, 3, 1, 1, 1, 1),
+                      ops::make_conv_shape(29, 16, 4, 4, 20, 3, 3, 1, 1, 1, 1)},
+                     check);
+  ASSERT_FALSE(HasFatalFailure());
+  const ops::ConvAlgorithm saved_conv = ops::conv_algorithm();
+  const int saved_threads = ops::threads();
+  ops::set_conv_algorithm(ops::ConvAlgorithm::kAuto);
   ops::set_threads(1);
-  ASSERT_NO_FATAL_FAILURE(check(ops::make_conv_shape(61, 128, 4, 4, 128, 3, 3, 1, 1, 1, 1)));
+  check(ops::make_conv_shape(61, 128, 4, 4, 128, 3, 3, 1, 1, 1, 1));
   ops::set_threads(saved_threads);
   ops::set_conv_algorithm(saved_conv);
 }

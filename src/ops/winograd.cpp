@@ -636,6 +636,25 @@ void transform_input_grads(float* dx, const float* dv, int64_t stride, int64_t t
     }
 }
 
+/// The products of a backward chunk with `tiles` tiles, for each of `positions` tile
+/// positions xi (matrices V_xi, Z_xi and dL/dU_xi `v_stride`, `z_stride` and `du_stride`
+/// apart): dL/dU_xi += Z_xi (out_channels x tiles) V_xi^T (tiles x in_channels), and when
+/// `packs` (U_xi^T packed) is not null, dL/dV_xi = U_xi^T Z_xi written over V_xi, used up.
+void backward_products(int positions, int64_t out_channels, int64_t in_channels, int64_t tiles,
+                       float* v, int64_t v_stride, const float* z, int64_t z_stride, float* du,
+                       int64_t du_stride, const std::vector<float>* packs) {
+  for (int xi = 0; xi < positions; ++xi) {
+    float* v_xi = v + xi * v_stride;
+    const float* z_xi = z + xi * z_stride;
+    gemm_nt<float>(out_channels, in_channels, tiles, z_xi, tiles, v_xi, tiles, du + xi * du_stride,
+                   in_channels, true);
+    if (packs) {
+      sgemm_nn_prepacked(in_channels, tiles, out_channels, packs[xi].data(), z_xi, tiles, v_xi,
+                         tiles, false);
+    }
+  }
+}
+
 /// dL/dU = the `team` threads' partials (positions matrices of `pairs` each, `stride` apart,
 /// from `partials` on) added in thread order into the first, then dL/dg = G^T (dL/dU) G for
 /// every kernel, accumulated into dw: each part of the kernels on a thread (the same bits for
@@ -711,18 +730,8 @@ void winograd_backward3x3(float* dx, float* dw, const float* x, const float* wei
         transform_inputs(v, v_stride, tiles, i * per_image, x + (start + i) * in_size, staged, g);
       transform_output_grads(z, z_stride, tiles, dy + start * out_size, count, grad_staged,
                              grad_staged_w, g);
-      for (int xi = 0; xi < 16; ++xi) {
-        float* v_xi = v + xi * v_stride;
-        const float* z_xi = z + xi * z_stride;
-        // dL/dU_xi += Z_xi (out_channels x tiles) V_xi^T (tiles x in_channels).
-        gemm_nt<float>(out_channels, in_channels, tiles, z_xi, tiles, v_xi, tiles,
-                       du + xi * u_stride, in_channels, true);
-        // V_xi is used up: its place takes dL/dV_xi.
-        if (dx) {
-          sgemm_nn_prepacked(in_channels, tiles, out_channels, packs[xi].data(), z_xi, tiles, v_xi,
-                             tiles, false);
-        }
-      }
+      backward_products(16, out_channels, in_channels, tiles, v, v_stride, z, z_stride, du,
+                        u_stride, dx ? packs : nullptr);
       if (dx) transform_input_grads(dx + start * in_size, v, v_stride, tiles, count, staged, g);
     }
   });
@@ -893,97 +902,59 @@ inline void lane_planes(F* base, int64_t n0, int64_t images, int64_t channels, i
     planes[l] = base + ((n0 + std::min(l, images - n0 - 1)) * channels + c) * 16;
 }
 
-/// V (36, in_channels, images) of a chunk's images x (images, in_channels, 4, 4): B^T d B of
-/// each plane padded by one zero on every side.
-void transform_inputs_f4(float* v, int64_t stride, int64_t images, const float* x,
-                         int64_t in_channels) {
-  for (int64_t c = 0; c < in_channels; ++c)
+/// The 36 matrices (position xi's at out + xi * stride; `images` columns) of the 4x4 planes
+/// (images, channels, 4, 4) at `planes`: each plane widened to a 6x6 tile by `axis` (4 values
+/// to 6) over its columns, then over its rows. With input_axis that is B^T d B of the plane
+/// padded by one zero on every side (V); with output_grad_axis, A dy A^T (Z).
+template <typename Axis>
+void planes_to_positions(float* out, int64_t stride, int64_t images, const float* planes,
+                         int64_t channels, const Axis& axis) {
+  for (int64_t c = 0; c < channels; ++c)
     for (int64_t n0 = 0; n0 < images; n0 += 4) {
-      const float* planes[4];
-      lane_planes(x, n0, images, in_channels, c, planes);
+      const float* lanes[4];
+      lane_planes(planes, n0, images, channels, c, lanes);
       v4 pixel[4][4];
-      load_planes(planes, pixel);
-      v4 t[6][4];  // B^T d, column by column
+      load_planes(lanes, pixel);
+      v4 t[6][4];  // the columns widened
       for (int j = 0; j < 4; ++j) {
         v4 column[6];
-        input_axis(pixel[0][j], pixel[1][j], pixel[2][j], pixel[3][j], column);
+        axis(pixel[0][j], pixel[1][j], pixel[2][j], pixel[3][j], column);
         for (int r = 0; r < 6; ++r) t[r][j] = column[r];
       }
-      v4 out[6][6];  // (B^T d) B, row by row
-      for (int r = 0; r < 6; ++r) input_axis(t[r][0], t[r][1], t[r][2], t[r][3], out[r]);
-      store_positions(v + c * images + n0, stride, std::min<int64_t>(4, images - n0), out);
+      v4 tile[6][6];  // then the rows
+      for (int r = 0; r < 6; ++r) axis(t[r][0], t[r][1], t[r][2], t[r][3], tile[r]);
+      store_positions(out + c * images + n0, stride, std::min<int64_t>(4, images - n0), tile);
     }
 }
 
-/// y (images, out_channels, 4, 4) = A^T m A + bias from M (36, out_channels, images).
-void transform_outputs_f4(float* y, const float* m, int64_t stride, int64_t images,
-                          const float* bias, int64_t out_channels) {
-  for (int64_t o = 0; o < out_channels; ++o) {
-    const float b = bias ? bias[o] : 0.0f;
+/// The 4x4 planes (images, channels, 4, 4) at `planes` from the 36 matrices at `in` (position
+/// xi's at in + xi * stride): each 6x6 tile narrowed by `axis` (6 values to 4) over its columns,
+/// then over its rows, plus bias[c] when not null; assigned. With output_axis that is A^T m A
+/// (y); with input_grad_axis, the inside of B dV B^T (dx: each input pixel lies in one tile).
+template <typename Axis>
+void positions_to_planes(float* planes, const float* in, int64_t stride, int64_t images,
+                         const float* bias, int64_t channels, const Axis& axis) {
+  for (int64_t c = 0; c < channels; ++c)
     for (int64_t n0 = 0; n0 < images; n0 += 4) {
-      // Lanes past the images read the next channel or M's slack; never stored.
-      const float* mo = m + o * images + n0;
-      v4 q[4][6];  // A^T m, column by column
+      // Lanes past the images read the next channel or the matrices' slack; never stored.
+      const float* from = in + c * images + n0;
+      v4 q[4][6];  // the columns narrowed
       for (int col = 0; col < 6; ++col) {
-        v4 column[6], out[4];
-        for (int r = 0; r < 6; ++r) column[r] = load4(mo + (r * 6 + col) * stride);
-        output_axis(column, out);
-        for (int i = 0; i < 4; ++i) q[i][col] = out[i];
+        v4 column[6], narrowed[4];
+        for (int r = 0; r < 6; ++r) column[r] = load4(from + (r * 6 + col) * stride);
+        axis(column, narrowed);
+        for (int i = 0; i < 4; ++i) q[i][col] = narrowed[i];
       }
-      v4 pixel[4][4];  // (A^T m) A, row by row
+      v4 pixel[4][4];  // then the rows
       for (int i = 0; i < 4; ++i) {
-        output_axis(q[i], pixel[i]);
-        for (int j = 0; j < 4; ++j) pixel[i][j] += b;
+        axis(q[i], pixel[i]);
+        if (bias) {
+          for (int j = 0; j < 4; ++j) pixel[i][j] += bias[c];
+        }
       }
-      float* planes[4];
-      lane_planes(y, n0, images, out_channels, o, planes);
-      store_planes(planes, std::min<int64_t>(4, images - n0), pixel);
-    }
-  }
-}
-
-/// Z (36, out_channels, images) = A dy A^T of a chunk's images dy (images, out_channels, 4, 4):
-/// the gradient with respect to the tiles' products.
-void transform_output_grads_f4(float* z, int64_t stride, int64_t images, const float* dy,
-                               int64_t out_channels) {
-  for (int64_t o = 0; o < out_channels; ++o)
-    for (int64_t n0 = 0; n0 < images; n0 += 4) {
-      const float* planes[4];
-      lane_planes(dy, n0, images, out_channels, o, planes);
-      v4 pixel[4][4];
-      load_planes(planes, pixel);
-      v4 t[6][4];  // A dy, column by column
-      for (int j = 0; j < 4; ++j) {
-        v4 column[6];
-        output_grad_axis(pixel[0][j], pixel[1][j], pixel[2][j], pixel[3][j], column);
-        for (int r = 0; r < 6; ++r) t[r][j] = column[r];
-      }
-      v4 out[6][6];  // (A dy) A^T, row by row
-      for (int r = 0; r < 6; ++r) output_grad_axis(t[r][0], t[r][1], t[r][2], t[r][3], out[r]);
-      store_positions(z + o * images + n0, stride, std::min<int64_t>(4, images - n0), out);
-    }
-}
-
-/// dx (images, in_channels, 4, 4) = the inside of B (dL/dV) B^T, from dL/dV (36, in_channels,
-/// images), assigned: each input pixel lies in one tile only.
-void transform_input_grads_f4(float* dx, const float* dv, int64_t stride, int64_t images,
-                              int64_t in_channels) {
-  for (int64_t c = 0; c < in_channels; ++c)
-    for (int64_t n0 = 0; n0 < images; n0 += 4) {
-      // Lanes past the images read the next channel or dL/dV's slack; never stored.
-      const float* vc = dv + c * images + n0;
-      v4 p[4][6];  // B X, column by column
-      for (int col = 0; col < 6; ++col) {
-        v4 column[6], out[4];
-        for (int r = 0; r < 6; ++r) column[r] = load4(vc + (r * 6 + col) * stride);
-        input_grad_axis(column, out);
-        for (int i = 0; i < 4; ++i) p[i][col] = out[i];
-      }
-      v4 pixel[4][4];  // (B X) B^T, row by row
-      for (int i = 0; i < 4; ++i) input_grad_axis(p[i], pixel[i]);
-      float* planes[4];
-      lane_planes(dx, n0, images, in_channels, c, planes);
-      store_planes(planes, std::min<int64_t>(4, images - n0), pixel);
+      float* lanes[4];
+      lane_planes(planes, n0, images, channels, c, lanes);
+      store_planes(lanes, std::min<int64_t>(4, images - n0), pixel);
     }
 }
 
@@ -1009,12 +980,14 @@ void winograd4x4_conv3x3(float* y, const float* x, const float* weights, const f
       const int64_t count = std::min(chunk, last - start);
       const int64_t v_stride = winograd_position_stride(in_channels, count);
       const int64_t m_stride = winograd_position_stride(out_channels, count);
-      transform_inputs_f4(v, v_stride, count, x + start * in_channels * 16, in_channels);
+      planes_to_positions(v, v_stride, count, x + start * in_channels * 16, in_channels,
+                          input_axis);
       for (int xi = 0; xi < 36; ++xi) {
         sgemm_nn_prepacked(out_channels, count, in_channels, packs[xi].data(), v + xi * v_stride,
                            count, m + xi * m_stride, count, false);
       }
-      transform_outputs_f4(y + start * out_channels * 16, m, m_stride, count, bias, out_channels);
+      positions_to_planes(y + start * out_channels * 16, m, m_stride, count, bias, out_channels,
+                          output_axis);
     }
   });
 }
@@ -1042,22 +1015,16 @@ void winograd4x4_backward3x3(float* dx, float* dw, const float* x, const float* 
       const int64_t count = std::min(chunk, last - start);
       const int64_t v_stride = winograd_position_stride(in_channels, count);
       const int64_t z_stride = winograd_position_stride(out_channels, count);
-      transform_inputs_f4(v, v_stride, count, x + start * in_channels * 16, in_channels);
-      transform_output_grads_f4(z, z_stride, count, dy + start * out_channels * 16, out_channels);
-      for (int xi = 0; xi < 36; ++xi) {
-        float* v_xi = v + xi * v_stride;
-        const float* z_xi = z + xi * z_stride;
-        // dL/dU_xi += Z_xi (out_channels x images) V_xi^T (images x in_channels).
-        gemm_nt<float>(out_channels, in_channels, count, z_xi, count, v_xi, count,
-                       du + xi * u_stride, in_channels, true);
-        // V_xi is used up: its place takes dL/dV_xi.
-        if (dx) {
-          sgemm_nn_prepacked(in_channels, count, out_channels, packs[xi].data(), z_xi, count, v_xi,
-                             count, false);
-        }
+      planes_to_positions(v, v_stride, count, x + start * in_channels * 16, in_channels,
+                          input_axis);
+      planes_to_positions(z, z_stride, count, dy + start * out_channels * 16, out_channels,
+                          output_grad_axis);
+      backward_products(36, out_channels, in_channels, count, v, v_stride, z, z_stride, du,
+                        u_stride, dx ? packs : nullptr);
+      if (dx) {
+        positions_to_planes(dx + start * in_channels * 16, v, v_stride, count, nullptr, in_channels,
+                            input_grad_axis);
       }
-      if (dx)
-        transform_input_grads_f4(dx + start * in_channels * 16, v, v_stride, count, in_channels);
     }
   });
   add_weight_grads<TileF4>(dw, partials.data(), team, pairs, u_stride);
