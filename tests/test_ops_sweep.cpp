@@ -961,14 +961,14 @@ TEST(OpsSweep, Conv2dAutoWinograd4x4MatchesTheReference) {
     ASSERT_NO_FATAL_FAILURE(check_conv<float>(rng, s, true));
     ASSERT_NO_FATAL_FAILURE(check_conv<float>(rng, s, false));
     const int64_t per_channel = s.in_channels * 9;
-    const auto x = random_vector<float>(rng, s.batch * s.in_channels * 16),
+    const auto x = random_vector<float>(rng, s.batch * s.in_channels * s.in_h * s.in_w),
                w = random_vector<float>(rng, s.out_channels * per_channel),
                b = random_vector<float>(rng, s.out_channels),
                scale = random_vector<float>(rng, s.out_channels);
     std::vector<float> scaled = w;
     for (int64_t o = 0; o < s.out_channels; ++o)
       for (int64_t k = 0; k < per_channel; ++k) scaled[o * per_channel + k] *= scale[o];
-    std::vector<float> expected(s.batch * s.out_channels * 16), y(expected.size());
+    std::vector<float> expected(s.batch * s.out_channels * s.out_h * s.out_w), y(expected.size());
     ops::conv2d_forward(expected.data(), x.data(), scaled.data(), b.data(), s);
     ops::conv2d_forward(y.data(), x.data(), w.data(), b.data(), s, scale.data());
     ASSERT_TRUE(same_bits(y, expected)) << "weight scale " << describe(s);
@@ -976,7 +976,13 @@ TEST(OpsSweep, Conv2dAutoWinograd4x4MatchesTheReference) {
   for_each_auto_path({ops::make_conv_shape(16, 16, 4, 4, 16, 3, 3, 1, 1, 1, 1),
                       ops::make_conv_shape(17, 17, 4, 4, 33, 3, 3, 1, 1, 1, 1),
                       ops::make_conv_shape(19, 33, 4, 4, 16, 3, 3, 1, 1, 1, 1),
-                      ops::make_conv_shape(29, 16, 4, 4, 20, 3, 3, 1, 1, 1, 1)},
+                      ops::make_conv_shape(29, 16, 4, 4, 20, 3, 3, 1, 1, 1, 1),
+                      // 7x7 planes: 2 x 2 tiles a plane, the last row and column cut
+                      ops::make_conv_shape(16, 16, 7, 7, 32, 3, 3, 1, 1, 1, 1),
+                      ops::make_conv_shape(17, 19, 7, 7, 33, 3, 3, 1, 1, 1, 1),
+                      ops::make_conv_shape(19, 33, 7, 7, 40, 3, 3, 1, 1, 1, 1),
+                      ops::make_conv_shape(18, 16, 9, 9, 32, 3, 3, 1, 1, 0, 0),   // no padding
+                      ops::make_conv_shape(21, 16, 5, 5, 32, 3, 3, 1, 1, 2, 2)},  // padding 2
                      check);
   ASSERT_FALSE(HasFatalFailure());
   const ops::ConvAlgorithm saved_conv = ops::conv_algorithm();
@@ -984,6 +990,7 @@ TEST(OpsSweep, Conv2dAutoWinograd4x4MatchesTheReference) {
   ops::set_conv_algorithm(ops::ConvAlgorithm::kAuto);
   ops::set_threads(1);
   check(ops::make_conv_shape(61, 128, 4, 4, 128, 3, 3, 1, 1, 1, 1));
+  check(ops::make_conv_shape(30, 64, 7, 7, 64, 3, 3, 1, 1, 1, 1));  // two chunks of 15
   ops::set_threads(saved_threads);
   ops::set_conv_algorithm(saved_conv);
 }
@@ -1321,16 +1328,17 @@ TEST(OpsSweep, AutoMethodRuleAtItsEdges) {
     return methods_of(ops::make_conv_shape(
         batch, channels, size, size, out_channels > 0 ? out_channels : channels, 3, 3, 1, 1, 1, 1));
   };
-  EXPECT_EQ(methods(1, 4, 128), "gemm/gemm/gemm");                // 4 tiles
-  EXPECT_EQ(methods(3, 4, 128), "gemm/gemm/gemm");                // 12
-  EXPECT_EQ(methods(4, 4, 128), "winograd/winograd/winograd");    // 16 tiles
-  EXPECT_EQ(methods(1, 7, 64), "winograd/winograd/winograd");     // 16
-  EXPECT_EQ(methods(1, 3, 16), "gemm/gemm/gemm");                 // 4
-  EXPECT_EQ(methods(1, 3, 8), "direct/direct/direct");            // not Winograd's shape: unchanged
-  EXPECT_EQ(methods(15, 7, 64), "winograd/winograd/winograd");    // 64 / 49 covered, batch 15
-  EXPECT_EQ(methods(16, 7, 64), "implicit/implicit/implicit");    // batch 16
-  EXPECT_EQ(methods(256, 5, 32), "implicit/implicit/implicit");   // 36 / 25
-  EXPECT_EQ(methods(64, 7, 32, 31), "direct/winograd/winograd");  // 31 channels out
+  EXPECT_EQ(methods(1, 4, 128), "gemm/gemm/gemm");              // 4 tiles
+  EXPECT_EQ(methods(3, 4, 128), "gemm/gemm/gemm");              // 12
+  EXPECT_EQ(methods(4, 4, 128), "winograd/winograd/winograd");  // 16 tiles
+  EXPECT_EQ(methods(1, 7, 64), "winograd/winograd/winograd");   // 16
+  EXPECT_EQ(methods(1, 3, 16), "gemm/gemm/gemm");               // 4
+  EXPECT_EQ(methods(1, 3, 8), "direct/direct/direct");          // not Winograd's shape: unchanged
+  EXPECT_EQ(methods(15, 7, 64), "winograd/winograd/winograd");  // 64 / 49 covered, batch 15
+  EXPECT_EQ(methods(16, 7, 64), "winograd4x4/winograd4x4/winograd4x4");  // batch 16: F(4x4)
+  EXPECT_EQ(methods(16, 5, 64), "implicit/implicit/implicit");      // 5x5: F(4x4) covers 64 / 25
+  EXPECT_EQ(methods(256, 5, 32), "implicit/implicit/implicit");     // 36 / 25
+  EXPECT_EQ(methods(64, 7, 32, 31), "direct/winograd/winograd");    // 31 channels out
   EXPECT_EQ(methods(31, 7, 32, 31), "winograd/winograd/winograd");  // batch 31: Winograd
   EXPECT_EQ(methods(32, 7, 16), "direct/winograd/winograd");        // batch 32, 16 out
   EXPECT_EQ(methods(256, 9, 32), "winograd/winograd/winograd");     // 100 / 81 < 5 / 4

@@ -8,6 +8,7 @@
 // convolution skips im2col, since the image already is its column matrix.
 
 #include <algorithm>
+#include <cstdlib>
 #include <type_traits>
 #include <vector>
 
@@ -395,7 +396,13 @@ constexpr int64_t kImplicitBackwardMinLanes = 16;
 constexpr int64_t kImplicitForwardMinInChannels = 4;
 // Winograd F(4x4, 3x3) (winograd4x4_conv3x3) takes kAuto's Winograd layers on 4x4 planes with
 // padding 1 (one 6x6 tile a plane: 36 products for 16 outputs, against F(2x2)'s 64 and the
-// implicit GEMM's 100 that skip the padding) from this many images. Its weight side (36
+// implicit GEMM's 100 that skip the padding) from this many images, and the 7x7 ones that the
+// implicit GEMM took (2 x 2 tiles: 144 products for 49 outputs, against its 361): resnet's 64
+// -> 64 layer at batch 64, 2 threads, forward / backward ms with the weights changed before
+// each forward, 0.76-0.84 / 1.38-1.68 against 1.00-1.02 / 2.01-2.12; at batch 256 3.38 /
+// 5.97 against 3.95 / 8.05. (14x14 stays with F(2x2): 32 -> 32 at batch 64, 1.08-1.18 /
+// 2.35-2.43 against 1.08-1.14 / 2.34-2.37; the transforms of a 6x6 tile cost what the
+// products save.) Its weight side (36
 // transformed matrices, 2.4 MB for 128 x 128 channels, made again whenever training changed
 // the weights) costs as much as a small batch's products: resnet's 4x4 128 -> 128 layer,
 // forward / backward ms, one thread, the weights changed before each forward, F(4x4) against
@@ -438,18 +445,31 @@ bool conv_uses_winograd(const ConvShape& s) {
   return conv_auto_winograd_shaped(s) && !conv_too_few_winograd_tiles(s);
 }
 
-/// kAuto's Winograd layers on 4x4 planes with padding 1, from kWinograd4x4MinBatch images: by
-/// F(4x4, 3x3), forward and backward (CNN_CONV=winograd keeps F(2x2, 3x3) everywhere).
-bool conv_uses_winograd4x4(const ConvShape& s) {
-  return conv_auto_winograd_shaped(s) && s.in_h == 4 && s.in_w == 4 && s.pad_h == 1 &&
-         s.pad_w == 1 && s.batch >= kWinograd4x4MinBatch;
-}
-
 /// Whether Winograd's 2x2 blocks cover at least 5/4 of the output (odd sides such as 7x7).
 bool winograd_blocks_overhang(const ConvShape& s) {
   const int64_t covered = 4 * ((s.out_h + 1) / 2) * ((s.out_w + 1) / 2);
   return 4 * covered >= 5 * s.out_h * s.out_w;
 }
+
+/// Whether F(4x4, 3x3)'s 4x4 tiles cover less than 4/3 of the output (7x7: 64 / 49; not 5x5,
+/// 64 / 25, nor 9x9, 144 / 81).
+bool winograd4x4_tiles_fit(const ConvShape& s) {
+  const int64_t covered = 16 * ((s.out_h + 3) / 4) * ((s.out_w + 3) / 4);
+  return 3 * covered < 4 * s.out_h * s.out_w;
+}
+
+bool conv_within_implicit_bounds(const ConvShape& s);
+
+/// kAuto's layers by F(4x4, 3x3), forward and backward (CNN_CONV=winograd keeps F(2x2, 3x3)
+/// everywhere), from kWinograd4x4MinBatch images: Winograd's layers on 4x4 planes with padding
+/// 1 (one tile a plane), and those whose 2x2 blocks overhang (which the implicit GEMM took)
+/// where F(4x4)'s tiles fit (winograd4x4_tiles_fit), within the implicit GEMM's bounds.
+bool conv_uses_winograd4x4(const ConvShape& s) {
+  if (!conv_auto_winograd_shaped(s) || s.batch < kWinograd4x4MinBatch) return false;
+  if (s.in_h == 4 && s.in_w == 4 && s.pad_h == 1 && s.pad_w == 1) return true;
+  return conv_within_implicit_bounds(s) && winograd_blocks_overhang(s) && winograd4x4_tiles_fit(s);
+}
+
 /// kAuto's exception for the forward alone: a Winograd layer whose blocks overhang so, at a
 /// batch of kDirectForwardMinBatch or more, runs its forward by the direct kernels (unless the
 /// implicit GEMM takes the layer first).
@@ -488,13 +508,14 @@ bool conv_within_implicit_bounds(const ConvShape& s) {
 /// (conv_implicit.hpp): every layer under kImplicit; under kAuto, from kImplicitMinBatch
 /// images, with kImplicitMinInChannels and kImplicitMinOutChannels, the stride-2 layers of
 /// 3x3 or larger kernels and the Winograd-shaped layers whose 2x2 blocks overhang their
-/// output by a quarter or more (7x7).
+/// output by a quarter or more (5x5) where F(4x4, 3x3) does not take them (7x7).
 bool conv_uses_implicit(const ConvShape& s) {
   if (s.batch <= 0) return false;
   if (conv_algorithm() == ConvAlgorithm::kImplicit) return true;
   if (conv_algorithm() != ConvAlgorithm::kAuto || !conv_within_implicit_bounds(s)) return false;
   const bool strided = s.stride_h == 2 && s.stride_w == 2 && s.kernel_h >= 3 && s.kernel_w >= 3;
-  return strided || (conv_auto_winograd_shaped(s) && winograd_blocks_overhang(s));
+  return strided ||
+         (conv_auto_winograd_shaped(s) && winograd_blocks_overhang(s) && !conv_uses_winograd4x4(s));
 }
 
 /// kAuto's exception for the backward alone: a Winograd layer (conv_uses_winograd) whose
@@ -850,8 +871,8 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s
   if (reference_mode()) return ref::conv2d_forward(y, x, w, b, s);
   if constexpr (std::is_same_v<T, float>) {
     if (conv_uses_winograd4x4(s)) {
-      return detail::winograd4x4_conv3x3(y, x, w, w_scale, b, s.batch, s.in_channels,
-                                         s.out_channels);
+      return detail::winograd4x4_conv3x3(y, x, w, w_scale, b, s.batch, s.in_channels, s.in_h,
+                                         s.in_w, s.out_channels, s.pad_h, s.pad_w);
     }
     if (conv_forward_uses_implicit(s)) {
       return detail::implicit_conv_forward(y, x, w, w_scale, b, s);
@@ -988,7 +1009,8 @@ void conv2d_backward(T* dx, T* dw, T* db, const T* x, const T* w, const T* dy, c
     const bool winograd4x4 = conv_uses_winograd4x4(s);                // never with the two above
     if (implicit || implicit_weights || winograd4x4 || conv_backward_uses_winograd(s)) {
       if (winograd4x4) {
-        detail::winograd4x4_backward3x3(dx, dw, x, w, dy, s.batch, s.in_channels, s.out_channels);
+        detail::winograd4x4_backward3x3(dx, dw, x, w, dy, s.batch, s.in_channels, s.in_h, s.in_w,
+                                        s.out_channels, s.pad_h, s.pad_w);
       } else if (implicit) {
         detail::implicit_conv_backward(dx, dw, x, w, dy, s);
       } else if (implicit_weights) {

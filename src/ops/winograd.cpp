@@ -963,11 +963,9 @@ int64_t f4_images_per_chunk(int64_t in_channels, int64_t out_channels, int64_t b
   return std::clamp<int64_t>((int64_t{1} << 19) / (36 * (in_channels + out_channels)), 1, batch);
 }
 
-}  // namespace
-
-void winograd4x4_conv3x3(float* y, const float* x, const float* weights, const float* weight_scale,
-                         const float* bias, int64_t batch, int64_t in_channels,
-                         int64_t out_channels) {
+/// winograd4x4_conv3x3 on 4x4 planes with padding 1: one tile a plane.
+void plane_f4_conv3x3(float* y, const float* x, const float* weights, const float* weight_scale,
+                      const float* bias, int64_t batch, int64_t in_channels, int64_t out_channels) {
   const std::vector<float>* packs =
       packed_weights<TileF4>(weights, weight_scale, in_channels, out_channels);
   const int64_t chunk = f4_images_per_chunk(in_channels, out_channels, batch);
@@ -992,9 +990,10 @@ void winograd4x4_conv3x3(float* y, const float* x, const float* weights, const f
   });
 }
 
-void winograd4x4_backward3x3(float* dx, float* dw, const float* x, const float* weights,
-                             const float* dy, int64_t batch, int64_t in_channels,
-                             int64_t out_channels) {
+/// winograd4x4_backward3x3 on 4x4 planes with padding 1.
+void plane_f4_backward3x3(float* dx, float* dw, const float* x, const float* weights,
+                          const float* dy, int64_t batch, int64_t in_channels,
+                          int64_t out_channels) {
   const int64_t pairs = out_channels * in_channels;
   const int64_t chunk = f4_images_per_chunk(in_channels, out_channels, batch);
   const int team = static_cast<int>(std::min<int64_t>(ops::threads(), batch));
@@ -1028,6 +1027,341 @@ void winograd4x4_backward3x3(float* dx, float* dw, const float* x, const float* 
     }
   });
   add_weight_grads<TileF4>(dw, partials.data(), team, pairs, u_stride);
+}
+
+// F(4x4, 3x3) on planes of several 4x4 output tiles (7x7: 2 x 2 tiles, the last row and column
+// of each cut), as F(2x2, 3x3) above: each plane staged zero-padded, tiles numbered (image, tile
+// row, tile column), 4 consecutive tiles of an image a vector, the input gradient added tile by
+// tile into a staged plane (neighbouring 6x6 input tiles overlap by two rows or columns).
+
+struct Geometry4 {
+  int64_t in_channels, height, width, out_channels, pad_h, pad_w;
+  int64_t out_h, out_w, tiles_h, tiles_w, staged_h, staged_w;
+};
+
+Geometry4 make_geometry4(int64_t in_channels, int64_t height, int64_t width, int64_t out_channels,
+                         int64_t pad_h, int64_t pad_w) {
+  Geometry4 g{};
+  g.in_channels = in_channels;
+  g.height = height;
+  g.width = width;
+  g.out_channels = out_channels;
+  g.pad_h = pad_h;
+  g.pad_w = pad_w;
+  g.out_h = height + 2 * pad_h - 2;
+  g.out_w = width + 2 * pad_w - 2;
+  g.tiles_h = (g.out_h + 3) / 4;
+  g.tiles_w = (g.out_w + 3) / 4;
+  g.staged_h = 4 * g.tiles_h + 2;
+  g.staged_w = 4 * g.tiles_w + 2;
+  return g;
+}
+
+/// B^T along one axis of a full 6x6 tile.
+inline void input_axis6(const v4 (&d)[6], v4 (&out)[6]) {
+  out[0] = 4.0f * d[0] - 5.0f * d[2] + d[4];
+  out[1] = (d[3] + d[4]) - 4.0f * (d[1] + d[2]);
+  out[2] = (d[4] - d[3]) + 4.0f * (d[1] - d[2]);
+  out[3] = (d[4] - d[2]) + 2.0f * (d[3] - d[1]);
+  out[4] = (d[4] - d[2]) - 2.0f * (d[3] - d[1]);
+  out[5] = 4.0f * d[1] - 5.0f * d[3] + d[5];
+}
+
+void transform_inputs_tiles4(float* v, int64_t stride, int64_t tiles, int64_t first_tile,
+                             const float* image, float* staged, const Geometry4& g) {
+  const int64_t per_image = g.tiles_h * g.tiles_w;
+  for (int64_t c = 0; c < g.in_channels; ++c) {
+    direct_conv_kernels().copy_rows(staged + g.pad_h * g.staged_w + g.pad_w, g.staged_w,
+                                    image + c * g.height * g.width, g.width, g.height, g.width);
+    float* vc = v + c * tiles + first_tile;
+    TileCursor cursor;
+    for (int64_t t0 = 0; t0 < per_image; t0 += 4) {
+      const int64_t count = std::min<int64_t>(4, per_image - t0);
+      const float* tops[4];
+      for (int64_t l = 0; l < 4; ++l) {
+        if (l < count) {
+          tops[l] = staged + 4 * cursor.row * g.staged_w + 4 * cursor.col;
+          cursor.advance(g.tiles_w);
+        } else {
+          tops[l] = tops[count - 1];
+        }
+      }
+      v4 d[6][6];
+      for (int r = 0; r < 6; ++r) {
+        v4 a[4], b[4];
+        for (int l = 0; l < 4; ++l) {
+          a[l] = load4(tops[l] + r * g.staged_w);
+          b[l] = load4(tops[l] + r * g.staged_w + 2);
+        }
+        transpose4(a);
+        transpose4(b);
+        for (int col = 0; col < 4; ++col) d[r][col] = a[col];
+        d[r][4] = b[2];
+        d[r][5] = b[3];
+      }
+      v4 t[6][6];
+      for (int col = 0; col < 6; ++col) {
+        const v4 column[6] = {d[0][col], d[1][col], d[2][col], d[3][col], d[4][col], d[5][col]};
+        v4 out[6];
+        input_axis6(column, out);
+        for (int r = 0; r < 6; ++r) t[r][col] = out[r];
+      }
+      v4 out[6][6];
+      for (int r = 0; r < 6; ++r) input_axis6(t[r], out[r]);
+      store_positions(vc + t0, stride, count, out);
+    }
+  }
+}
+
+void transform_outputs_tiles4(float* y, const float* m, int64_t stride, int64_t tiles,
+                              const float* bias, const Geometry4& g) {
+  const int64_t per_image = g.tiles_h * g.tiles_w;
+  const int64_t images = tiles / per_image;
+  for (int64_t n = 0; n < images; ++n)
+    for (int64_t o = 0; o < g.out_channels; ++o) {
+      const float* mo = m + o * tiles + n * per_image;
+      float* yo = y + (n * g.out_channels + o) * g.out_h * g.out_w;
+      TileCursor cursor;
+      for (int64_t t0 = 0; t0 < per_image; t0 += 4) {
+        v4 q[4][6];
+        for (int col = 0; col < 6; ++col) {
+          v4 column[6], narrowed[4];
+          for (int r = 0; r < 6; ++r) column[r] = load4(mo + (r * 6 + col) * stride + t0);
+          output_axis(column, narrowed);
+          for (int i = 0; i < 4; ++i) q[i][col] = narrowed[i];
+        }
+        v4 pixel[4][4];
+        for (int i = 0; i < 4; ++i) {
+          output_axis(q[i], pixel[i]);
+          if (bias) {
+            for (int j = 0; j < 4; ++j) pixel[i][j] += bias[o];
+          }
+          transpose4(pixel[i]);  // pixel[i][l]: row i of lane l's block
+        }
+        for (int64_t t = t0; t < std::min(t0 + 4, per_image); ++t, cursor.advance(g.tiles_w)) {
+          const int64_t lane = t - t0, top = 4 * cursor.row, left = 4 * cursor.col;
+          const int64_t cols = std::min<int64_t>(4, g.out_w - left);
+          for (int64_t i = 0; i < 4 && top + i < g.out_h; ++i) {
+            float* out = yo + (top + i) * g.out_w + left;
+            if (cols == 4) {
+              store4(out, pixel[i][lane]);
+            } else {
+              for (int64_t k = 0; k < cols; ++k) out[k] = pixel[i][lane][k];
+            }
+          }
+        }
+      }
+    }
+}
+
+/// B along one axis of a full 6x6 tile (the transpose of input_axis6).
+inline void input_grad_axis6(const v4 (&v)[6], v4 (&out)[6]) {
+  v4 inside[4];
+  input_grad_axis(v, inside);
+  out[0] = 4.0f * v[0];
+  for (int k = 0; k < 4; ++k) out[1 + k] = inside[k];
+  out[5] = v[5];
+}
+
+/// Z (36, out_channels, tiles) of a chunk's images dy: A dy A^T of every 4x4 block (zero past
+/// out_h / out_w). `staged` holds a plane of 4 tiles_h rows of 4 tiles_w floats, zero past
+/// out_h and out_w.
+void transform_output_grads_tiles4(float* z, int64_t stride, int64_t tiles, const float* dy,
+                                   int64_t images, float* staged, const Geometry4& g) {
+  const int64_t per_image = g.tiles_h * g.tiles_w;
+  const int64_t row = 4 * g.tiles_w;
+  for (int64_t n = 0; n < images; ++n)
+    for (int64_t o = 0; o < g.out_channels; ++o) {
+      direct_conv_kernels().copy_rows(staged, row,
+                                      dy + (n * g.out_channels + o) * g.out_h * g.out_w, g.out_w,
+                                      g.out_h, g.out_w);
+      float* zo = z + o * tiles + n * per_image;
+      TileCursor cursor;
+      for (int64_t t0 = 0; t0 < per_image; t0 += 4) {
+        const int64_t count = std::min<int64_t>(4, per_image - t0);
+        const float* tops[4];
+        for (int64_t l = 0; l < 4; ++l) {
+          if (l < count) {
+            tops[l] = staged + 4 * cursor.row * row + 4 * cursor.col;
+            cursor.advance(g.tiles_w);
+          } else {
+            tops[l] = tops[count - 1];
+          }
+        }
+        v4 pixel[4][4];
+        for (int i = 0; i < 4; ++i) {
+          for (int l = 0; l < 4; ++l) pixel[i][l] = load4(tops[l] + i * row);
+          transpose4(pixel[i]);
+        }
+        v4 t[6][4];
+        for (int j = 0; j < 4; ++j) {
+          v4 column[6];
+          output_grad_axis(pixel[0][j], pixel[1][j], pixel[2][j], pixel[3][j], column);
+          for (int r = 0; r < 6; ++r) t[r][j] = column[r];
+        }
+        v4 out[6][6];
+        for (int r = 0; r < 6; ++r) output_grad_axis(t[r][0], t[r][1], t[r][2], t[r][3], out[r]);
+        store_positions(zo + t0, stride, count, out);
+      }
+    }
+}
+
+/// dx of the chunk's images from dL/dV (36, in_channels, tiles): every tile's B (dL/dV) B^T
+/// added into a zero-padded plane where its 6x6 input tile was read (neighbours overlap by two
+/// rows or columns), in tile order, then the plane's inside copied to dx.
+void transform_input_grads_tiles4(float* dx, const float* dv, int64_t stride, int64_t tiles,
+                                  int64_t images, float* staged, const Geometry4& g) {
+  const int64_t per_image = g.tiles_h * g.tiles_w;
+  const int64_t plane = g.staged_h * g.staged_w;
+  for (int64_t n = 0; n < images; ++n)
+    for (int64_t c = 0; c < g.in_channels; ++c) {
+      std::fill(staged, staged + plane, 0.0f);
+      const float* vc = dv + c * tiles + n * per_image;
+      TileCursor cursor;
+      for (int64_t t0 = 0; t0 < per_image; t0 += 4) {
+        v4 p[6][6];  // B X, column by column
+        for (int col = 0; col < 6; ++col) {
+          v4 column[6], out[6];
+          for (int r = 0; r < 6; ++r) column[r] = load4(vc + (r * 6 + col) * stride + t0);
+          input_grad_axis6(column, out);
+          for (int r = 0; r < 6; ++r) p[r][col] = out[r];
+        }
+        v4 tile[6][6], lane_columns[6][4];  // (B X) B^T, row by row; columns 0-3 by lane
+        for (int r = 0; r < 6; ++r) {
+          input_grad_axis6(p[r], tile[r]);
+          for (int col = 0; col < 4; ++col) lane_columns[r][col] = tile[r][col];
+          transpose4(lane_columns[r]);
+        }
+        for (int64_t t = t0; t < std::min(t0 + 4, per_image); ++t, cursor.advance(g.tiles_w)) {
+          const int64_t lane = t - t0;
+          float* top = staged + 4 * cursor.row * g.staged_w + 4 * cursor.col;
+          for (int r = 0; r < 6; ++r) {
+            float* to = top + r * g.staged_w;
+            store4(to, load4(to) + lane_columns[r][lane]);
+            to[4] += tile[r][4][lane];
+            to[5] += tile[r][5][lane];
+          }
+        }
+      }
+      direct_conv_kernels().copy_rows(dx + (n * g.in_channels + c) * g.height * g.width, g.width,
+                                      staged + g.pad_h * g.staged_w + g.pad_w, g.staged_w, g.height,
+                                      g.width);
+    }
+}
+
+void tiles_f4_conv3x3(float* y, const float* x, const float* weights, const float* weight_scale,
+                      const float* bias, int64_t batch, int64_t in_channels, int64_t height,
+                      int64_t width, int64_t out_channels, int64_t pad_h, int64_t pad_w) {
+  const Geometry4 g = make_geometry4(in_channels, height, width, out_channels, pad_h, pad_w);
+  const std::vector<float>* packs =
+      packed_weights<TileF4>(weights, weight_scale, in_channels, out_channels);
+  const int64_t per_image = g.tiles_h * g.tiles_w;
+  const int64_t chunk_cap = std::clamp<int64_t>(
+      (int64_t{1} << 19) / (36 * (in_channels + out_channels) * per_image), 1, batch);
+  const int64_t per_part = (batch + ops::threads() - 1) / ops::threads();
+  const int64_t chunks = (per_part + chunk_cap - 1) / chunk_cap;
+  const int64_t chunk = (per_part + chunks - 1) / chunks;
+  const int64_t in_size = in_channels * height * width;
+  const int team = static_cast<int>(std::min<int64_t>(ops::threads(), batch));
+  for_each_part(team, [&](int part) {
+    const int64_t first = batch * part / team, last = batch * (part + 1) / team;
+    float* staged = scratch<float>(4, g.staged_h * g.staged_w + 8);
+    std::fill(staged, staged + g.staged_h * g.staged_w + 8, 0.0f);
+    float* v = scratch<float>(5, 36 * winograd_position_stride(in_channels, chunk * per_image));
+    float* m = scratch<float>(6, 36 * winograd_position_stride(out_channels, chunk * per_image));
+    for (int64_t start = first; start < last; start += chunk) {
+      const int64_t count = std::min(chunk, last - start);
+      const int64_t tiles = count * per_image;
+      const int64_t v_stride = winograd_position_stride(in_channels, tiles);
+      const int64_t m_stride = winograd_position_stride(out_channels, tiles);
+      for (int64_t i = 0; i < count; ++i)
+        transform_inputs_tiles4(v, v_stride, tiles, i * per_image, x + (start + i) * in_size,
+                                staged, g);
+      for (int xi = 0; xi < 36; ++xi) {
+        sgemm_nn_prepacked(out_channels, tiles, in_channels, packs[xi].data(), v + xi * v_stride,
+                           tiles, m + xi * m_stride, tiles, false);
+      }
+      transform_outputs_tiles4(y + start * out_channels * g.out_h * g.out_w, m, m_stride, tiles,
+                               bias, g);
+    }
+  });
+}
+
+void tiles_f4_backward3x3(float* dx, float* dw, const float* x, const float* weights,
+                          const float* dy, int64_t batch, int64_t in_channels, int64_t height,
+                          int64_t width, int64_t out_channels, int64_t pad_h, int64_t pad_w) {
+  const Geometry4 g = make_geometry4(in_channels, height, width, out_channels, pad_h, pad_w);
+  const int64_t pairs = out_channels * in_channels;
+  const int64_t per_image = g.tiles_h * g.tiles_w;
+  const int64_t chunk_cap = std::clamp<int64_t>(
+      (int64_t{1} << 19) / (36 * (in_channels + out_channels) * per_image), 1, batch);
+  const int64_t per_part = (batch + ops::threads() - 1) / ops::threads();
+  const int64_t chunks = (per_part + chunk_cap - 1) / chunk_cap;
+  const int64_t chunk = (per_part + chunks - 1) / chunks;
+  const int64_t in_size = in_channels * height * width;
+  const int64_t out_size = out_channels * g.out_h * g.out_w;
+  const int team = static_cast<int>(std::min<int64_t>(ops::threads(), batch));
+  thread_local std::vector<float> packed_ut[36];
+  std::vector<float>* const packs = packed_ut;
+  const int64_t u_stride = kernel_position_stride(pairs);
+  if (dx) transform_into_packed<TileF4>(packs, weights, out_channels, in_channels, true);
+  std::vector<float>& partials = shared_scratch<float>(1, team * 36 * u_stride);
+  for_each_part(team, [&](int part) {
+    const int64_t first = batch * part / team, last = batch * (part + 1) / team;
+    float* du = partials.data() + part * 36 * u_stride;
+    std::fill(du, du + 36 * u_stride, 0.0f);
+    const int64_t plane = g.staged_h * g.staged_w + 8;
+    const int64_t grad_plane = 4 * g.tiles_h * 4 * g.tiles_w + 8;
+    float* staged = scratch<float>(4, plane + grad_plane);
+    float* grad_staged = staged + plane;
+    std::fill(grad_staged, grad_staged + grad_plane, 0.0f);
+    float* v = scratch<float>(5, 36 * winograd_position_stride(in_channels, chunk * per_image));
+    float* z = scratch<float>(6, 36 * winograd_position_stride(out_channels, chunk * per_image));
+    for (int64_t start = first; start < last; start += chunk) {
+      const int64_t count = std::min(chunk, last - start);
+      const int64_t tiles = count * per_image;
+      const int64_t v_stride = winograd_position_stride(in_channels, tiles);
+      const int64_t z_stride = winograd_position_stride(out_channels, tiles);
+      std::fill(staged, staged + g.staged_h * g.staged_w, 0.0f);
+      for (int64_t i = 0; i < count; ++i)
+        transform_inputs_tiles4(v, v_stride, tiles, i * per_image, x + (start + i) * in_size,
+                                staged, g);
+      transform_output_grads_tiles4(z, z_stride, tiles, dy + start * out_size, count, grad_staged,
+                                    g);
+      backward_products(36, out_channels, in_channels, tiles, v, v_stride, z, z_stride, du,
+                        u_stride, dx ? packs : nullptr);
+      if (dx)
+        transform_input_grads_tiles4(dx + start * in_size, v, v_stride, tiles, count, staged, g);
+    }
+  });
+  add_weight_grads<TileF4>(dw, partials.data(), team, pairs, u_stride);
+}
+
+}  // namespace
+
+/// One tile a plane (4x4 planes with padding 1): no staging, no edges.
+bool single_tile_f4(int64_t height, int64_t width, int64_t pad_h, int64_t pad_w) {
+  return height == 4 && width == 4 && pad_h == 1 && pad_w == 1;
+}
+
+void winograd4x4_conv3x3(float* y, const float* x, const float* weights, const float* weight_scale,
+                         const float* bias, int64_t batch, int64_t in_channels, int64_t height,
+                         int64_t width, int64_t out_channels, int64_t pad_h, int64_t pad_w) {
+  if (single_tile_f4(height, width, pad_h, pad_w)) {
+    return plane_f4_conv3x3(y, x, weights, weight_scale, bias, batch, in_channels, out_channels);
+  }
+  tiles_f4_conv3x3(y, x, weights, weight_scale, bias, batch, in_channels, height, width,
+                   out_channels, pad_h, pad_w);
+}
+
+void winograd4x4_backward3x3(float* dx, float* dw, const float* x, const float* weights,
+                             const float* dy, int64_t batch, int64_t in_channels, int64_t height,
+                             int64_t width, int64_t out_channels, int64_t pad_h, int64_t pad_w) {
+  if (single_tile_f4(height, width, pad_h, pad_w)) {
+    return plane_f4_backward3x3(dx, dw, x, weights, dy, batch, in_channels, out_channels);
+  }
+  tiles_f4_backward3x3(dx, dw, x, weights, dy, batch, in_channels, height, width, out_channels,
+                       pad_h, pad_w);
 }
 
 }  // namespace cnn::detail
