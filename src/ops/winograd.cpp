@@ -366,8 +366,9 @@ void transform_outputs(float* y, const float* m, int64_t stride, int64_t tiles, 
     }
 }
 
+/// The geometry of F(tile x tile, 3x3) (tile 2 or 4) on one layer.
 Geometry make_geometry(int64_t in_channels, int64_t height, int64_t width, int64_t out_channels,
-                       int64_t pad_h, int64_t pad_w) {
+                       int64_t pad_h, int64_t pad_w, int64_t tile = 2) {
   Geometry g{};
   g.in_channels = in_channels;
   g.height = height;
@@ -377,11 +378,11 @@ Geometry make_geometry(int64_t in_channels, int64_t height, int64_t width, int64
   g.pad_w = pad_w;
   g.out_h = height + 2 * pad_h - 2;
   g.out_w = width + 2 * pad_w - 2;
-  g.tiles_h = (g.out_h + 1) / 2;
-  g.tiles_w = (g.out_w + 1) / 2;
-  // Tile (i, j) reads staged rows 2i .. 2i + 3 and columns 2j .. 2j + 3.
-  g.staged_h = 2 * g.tiles_h + 2;
-  g.staged_w = 2 * g.tiles_w + 2;
+  g.tiles_h = (g.out_h + tile - 1) / tile;
+  g.tiles_w = (g.out_w + tile - 1) / tile;
+  // Tile (i, j) reads staged rows tile i .. tile i + tile + 1, and the same columns.
+  g.staged_h = tile * g.tiles_h + 2;
+  g.staged_w = tile * g.tiles_w + 2;
   return g;
 }
 
@@ -1034,29 +1035,6 @@ void plane_f4_backward3x3(float* dx, float* dw, const float* x, const float* wei
 // row, tile column), 4 consecutive tiles of an image a vector, the input gradient added tile by
 // tile into a staged plane (neighbouring 6x6 input tiles overlap by two rows or columns).
 
-struct Geometry4 {
-  int64_t in_channels, height, width, out_channels, pad_h, pad_w;
-  int64_t out_h, out_w, tiles_h, tiles_w, staged_h, staged_w;
-};
-
-Geometry4 make_geometry4(int64_t in_channels, int64_t height, int64_t width, int64_t out_channels,
-                         int64_t pad_h, int64_t pad_w) {
-  Geometry4 g{};
-  g.in_channels = in_channels;
-  g.height = height;
-  g.width = width;
-  g.out_channels = out_channels;
-  g.pad_h = pad_h;
-  g.pad_w = pad_w;
-  g.out_h = height + 2 * pad_h - 2;
-  g.out_w = width + 2 * pad_w - 2;
-  g.tiles_h = (g.out_h + 3) / 4;
-  g.tiles_w = (g.out_w + 3) / 4;
-  g.staged_h = 4 * g.tiles_h + 2;
-  g.staged_w = 4 * g.tiles_w + 2;
-  return g;
-}
-
 /// B^T along one axis of a full 6x6 tile.
 inline void input_axis6(const v4 (&d)[6], v4 (&out)[6]) {
   out[0] = 4.0f * d[0] - 5.0f * d[2] + d[4];
@@ -1068,7 +1046,7 @@ inline void input_axis6(const v4 (&d)[6], v4 (&out)[6]) {
 }
 
 void transform_inputs_tiles4(float* v, int64_t stride, int64_t tiles, int64_t first_tile,
-                             const float* image, float* staged, const Geometry4& g) {
+                             const float* image, float* staged, const Geometry& g) {
   const int64_t per_image = g.tiles_h * g.tiles_w;
   for (int64_t c = 0; c < g.in_channels; ++c) {
     direct_conv_kernels().copy_rows(staged + g.pad_h * g.staged_w + g.pad_w, g.staged_w,
@@ -1114,7 +1092,7 @@ void transform_inputs_tiles4(float* v, int64_t stride, int64_t tiles, int64_t fi
 }
 
 void transform_outputs_tiles4(float* y, const float* m, int64_t stride, int64_t tiles,
-                              const float* bias, const Geometry4& g) {
+                              const float* bias, const Geometry& g) {
   const int64_t per_image = g.tiles_h * g.tiles_w;
   const int64_t images = tiles / per_image;
   for (int64_t n = 0; n < images; ++n)
@@ -1167,7 +1145,7 @@ inline void input_grad_axis6(const v4 (&v)[6], v4 (&out)[6]) {
 /// out_h / out_w). `staged` holds a plane of 4 tiles_h rows of 4 tiles_w floats, zero past
 /// out_h and out_w.
 void transform_output_grads_tiles4(float* z, int64_t stride, int64_t tiles, const float* dy,
-                                   int64_t images, float* staged, const Geometry4& g) {
+                                   int64_t images, float* staged, const Geometry& g) {
   const int64_t per_image = g.tiles_h * g.tiles_w;
   const int64_t row = 4 * g.tiles_w;
   for (int64_t n = 0; n < images; ++n)
@@ -1210,7 +1188,7 @@ void transform_output_grads_tiles4(float* z, int64_t stride, int64_t tiles, cons
 /// added into a zero-padded plane where its 6x6 input tile was read (neighbours overlap by two
 /// rows or columns), in tile order, then the plane's inside copied to dx.
 void transform_input_grads_tiles4(float* dx, const float* dv, int64_t stride, int64_t tiles,
-                                  int64_t images, float* staged, const Geometry4& g) {
+                                  int64_t images, float* staged, const Geometry& g) {
   const int64_t per_image = g.tiles_h * g.tiles_w;
   const int64_t plane = g.staged_h * g.staged_w;
   for (int64_t n = 0; n < images; ++n)
@@ -1249,18 +1227,26 @@ void transform_input_grads_tiles4(float* dx, const float* dv, int64_t stride, in
     }
 }
 
+/// Images per chunk: about 2 MiB of transformed tiles (V and M, or V and Z) per thread, a
+/// thread's images cut into chunks of equal size (28 + 4 images of resnet's 7x7 layer left the
+/// second chunk's products too narrow).
+int64_t tiles_f4_images_per_chunk(const Geometry& g, int64_t batch) {
+  const int64_t per_image = g.tiles_h * g.tiles_w;
+  const int64_t cap = std::clamp<int64_t>(
+      (int64_t{1} << 19) / (36 * (g.in_channels + g.out_channels) * per_image), 1, batch);
+  const int64_t per_part = (batch + ops::threads() - 1) / ops::threads();
+  const int64_t chunks = (per_part + cap - 1) / cap;
+  return (per_part + chunks - 1) / chunks;
+}
+
 void tiles_f4_conv3x3(float* y, const float* x, const float* weights, const float* weight_scale,
                       const float* bias, int64_t batch, int64_t in_channels, int64_t height,
                       int64_t width, int64_t out_channels, int64_t pad_h, int64_t pad_w) {
-  const Geometry4 g = make_geometry4(in_channels, height, width, out_channels, pad_h, pad_w);
+  const Geometry g = make_geometry(in_channels, height, width, out_channels, pad_h, pad_w, 4);
   const std::vector<float>* packs =
       packed_weights<TileF4>(weights, weight_scale, in_channels, out_channels);
   const int64_t per_image = g.tiles_h * g.tiles_w;
-  const int64_t chunk_cap = std::clamp<int64_t>(
-      (int64_t{1} << 19) / (36 * (in_channels + out_channels) * per_image), 1, batch);
-  const int64_t per_part = (batch + ops::threads() - 1) / ops::threads();
-  const int64_t chunks = (per_part + chunk_cap - 1) / chunk_cap;
-  const int64_t chunk = (per_part + chunks - 1) / chunks;
+  const int64_t chunk = tiles_f4_images_per_chunk(g, batch);
   const int64_t in_size = in_channels * height * width;
   const int team = static_cast<int>(std::min<int64_t>(ops::threads(), batch));
   for_each_part(team, [&](int part) {
@@ -1290,14 +1276,10 @@ void tiles_f4_conv3x3(float* y, const float* x, const float* weights, const floa
 void tiles_f4_backward3x3(float* dx, float* dw, const float* x, const float* weights,
                           const float* dy, int64_t batch, int64_t in_channels, int64_t height,
                           int64_t width, int64_t out_channels, int64_t pad_h, int64_t pad_w) {
-  const Geometry4 g = make_geometry4(in_channels, height, width, out_channels, pad_h, pad_w);
+  const Geometry g = make_geometry(in_channels, height, width, out_channels, pad_h, pad_w, 4);
   const int64_t pairs = out_channels * in_channels;
   const int64_t per_image = g.tiles_h * g.tiles_w;
-  const int64_t chunk_cap = std::clamp<int64_t>(
-      (int64_t{1} << 19) / (36 * (in_channels + out_channels) * per_image), 1, batch);
-  const int64_t per_part = (batch + ops::threads() - 1) / ops::threads();
-  const int64_t chunks = (per_part + chunk_cap - 1) / chunk_cap;
-  const int64_t chunk = (per_part + chunks - 1) / chunks;
+  const int64_t chunk = tiles_f4_images_per_chunk(g, batch);
   const int64_t in_size = in_channels * height * width;
   const int64_t out_size = out_channels * g.out_h * g.out_w;
   const int team = static_cast<int>(std::min<int64_t>(ops::threads(), batch));
