@@ -1,14 +1,14 @@
-// The float convolution's three methods, chosen per layer shape in one place (conv_uses_winograd
-// and the functions after it; kAuto's rule is measured in docs/design-notes.md): Winograd
-// F(2x2, 3x3) (winograd.cpp) for 3x3 stride-1 layers with 16+ channels in and out, the direct
-// kernels (dconv_*.cpp) for the other stride-1 layers, and im2col + GEMM, the three products of
+// The float convolution's methods, chosen per layer shape in one place (conv_uses_winograd and
+// the functions after it; kAuto's rule is measured in docs/design-notes.md): Winograd F(2x2,
+// 3x3) and F(4x4, 3x3) (winograd.cpp) for 3x3 stride-1 layers with 16+ channels in and out, the
+// implicit GEMM (conv_implicit.cpp) for stride-2 and some odd-sized layers, the direct kernels
+// (dconv_*.cpp) for the other stride-1 layers, and im2col + GEMM, the three products of
 // darknet's convolutional_layer.c, for the rest and for double. Per image (or per group of
 // images side by side, where the output planes are small): col = im2col(x);
 // y = W col + b; dW += dy col^T; dcol = W^T dy; dx = col2im(dcol). A 1x1, stride-1, unpadded
 // convolution skips im2col, since the image already is its column matrix.
 
 #include <algorithm>
-#include <cstdlib>
 #include <type_traits>
 #include <vector>
 
@@ -402,15 +402,14 @@ constexpr int64_t kImplicitForwardMinInChannels = 4;
 // each forward, 0.76-0.84 / 1.38-1.68 against 1.00-1.02 / 2.01-2.12; at batch 256 3.38 /
 // 5.97 against 3.95 / 8.05. (14x14 stays with F(2x2): 32 -> 32 at batch 64, 1.08-1.18 /
 // 2.35-2.43 against 1.08-1.14 / 2.34-2.37; the transforms of a 6x6 tile cost what the
-// products save.) Its weight side (36
-// transformed matrices, 2.4 MB for 128 x 128 channels, made again whenever training changed
-// the weights) costs as much as a small batch's products: resnet's 4x4 128 -> 128 layer,
-// forward / backward ms, one thread, the weights changed before each forward, F(4x4) against
-// kAuto's methods before it (F(2x2), and the implicit GEMM's backward from 16 images on
-// AVX-512): batch 4 0.51 / 0.81 against 0.31 / 0.64, 8 0.50-0.51 / 0.83-0.84 against
-// 0.42 / 0.82-0.87, 12 0.57-0.59 / 0.95-1.32 against 0.54-0.57 / 1.09-1.12, 16 0.53-0.57 /
-// 1.10-1.18 against 0.68 / 1.42-1.46, 64 (2 threads) 0.82-0.88 / 1.70-1.87 against
-// 1.16-1.60 / 2.61-3.50.
+// products save.) The batch bound: F(4x4)'s weight side (36 transformed matrices, 2.4 MB for
+// 128 x 128 channels, made again whenever training changed the weights) costs as much as a
+// small batch's products. Resnet's 4x4 128 -> 128 layer, forward / backward ms, one thread,
+// the weights changed before each forward, F(4x4) against kAuto's methods before it (F(2x2),
+// and the implicit GEMM's backward from 16 images on AVX-512): batch 4 0.51 / 0.81 against
+// 0.31 / 0.64, 8 0.50-0.51 / 0.83-0.84 against 0.42 / 0.82-0.87, 12 0.57-0.59 / 0.95-1.32
+// against 0.54-0.57 / 1.09-1.12, 16 0.53-0.57 / 1.10-1.18 against 0.68 / 1.42-1.46, 64 (2
+// threads) 0.82-0.88 / 1.70-1.87 against 1.16-1.60 / 2.61-3.50.
 constexpr int64_t kWinograd4x4MinBatch = 16;
 
 namespace {

@@ -1,4 +1,5 @@
-// Winograd F(2x2, 3x3), see winograd.hpp. With d a 4x4 input tile, g a 3x3 kernel and
+// Winograd F(2x2, 3x3), see winograd.hpp (F(4x4, 3x3) further down). With d a 4x4 input
+// tile, g a 3x3 kernel and
 //   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1],
 //   A^T = [1 1 1 0; 0 1 -1 -1],
 // the 2x2 output block is A^T [(G g G^T) . (B^T d B)] A. Summed over input channels, the
@@ -199,14 +200,15 @@ struct TileCursor {
 
 /// Small planes (fewer than 4 tiles a row) take 4 consecutive tiles of the image a vector,
 /// across rows: the start of each lane's tile in a staged plane whose rows are row_stride
-/// apart, from the tile at `cursor` on (which moves past the group's `count` tiles). A last
-/// group of fewer than 4 tiles repeats its last tile in the spare lanes (whose results are not
-/// stored).
+/// apart, from the tile at `cursor` on (which moves past the group's `count` tiles), tiles
+/// `step` apart (2 for F(2x2), 4 for F(4x4)). A last group of fewer than 4 tiles repeats its
+/// last tile in the spare lanes (whose results are not stored).
 inline void small_plane_lane_tiles(const float* staged, int64_t row_stride, int64_t count,
-                                   const Geometry& g, TileCursor& cursor, const float* (&tops)[4]) {
+                                   const Geometry& g, TileCursor& cursor, const float* (&tops)[4],
+                                   int64_t step = 2) {
   for (int64_t l = 0; l < 4; ++l) {
     if (l < count) {
-      tops[l] = staged + 2 * cursor.row * row_stride + 2 * cursor.col;
+      tops[l] = staged + step * cursor.row * row_stride + step * cursor.col;
       cursor.advance(g.tiles_w);
     } else {
       tops[l] = tops[count - 1];
@@ -1045,6 +1047,9 @@ inline void input_axis6(const v4 (&d)[6], v4 (&out)[6]) {
   out[5] = 4.0f * d[1] - 5.0f * d[3] + d[5];
 }
 
+/// V (36, in_channels, tiles) for one image of a chunk (its tiles from first_tile on): B^T d B
+/// of every 6x6 tile of the staged, zero-padded plane, 4 tiles of the image a vector (each
+/// lane's rows as two overlapping 4-float loads, transposed). `staged` holds one plane.
 void transform_inputs_tiles4(float* v, int64_t stride, int64_t tiles, int64_t first_tile,
                              const float* image, float* staged, const Geometry& g) {
   const int64_t per_image = g.tiles_h * g.tiles_w;
@@ -1056,14 +1061,7 @@ void transform_inputs_tiles4(float* v, int64_t stride, int64_t tiles, int64_t fi
     for (int64_t t0 = 0; t0 < per_image; t0 += 4) {
       const int64_t count = std::min<int64_t>(4, per_image - t0);
       const float* tops[4];
-      for (int64_t l = 0; l < 4; ++l) {
-        if (l < count) {
-          tops[l] = staged + 4 * cursor.row * g.staged_w + 4 * cursor.col;
-          cursor.advance(g.tiles_w);
-        } else {
-          tops[l] = tops[count - 1];
-        }
-      }
+      small_plane_lane_tiles(staged, g.staged_w, count, g, cursor, tops, 4);
       v4 d[6][6];
       for (int r = 0; r < 6; ++r) {
         v4 a[4], b[4];
@@ -1091,6 +1089,8 @@ void transform_inputs_tiles4(float* v, int64_t stride, int64_t tiles, int64_t fi
   }
 }
 
+/// y of the chunk's images from M (36, out_channels, tiles) plus the bias: A^T m A of every
+/// tile, its 4x4 block cut at out_h / out_w.
 void transform_outputs_tiles4(float* y, const float* m, int64_t stride, int64_t tiles,
                               const float* bias, const Geometry& g) {
   const int64_t per_image = g.tiles_h * g.tiles_w;
@@ -1158,14 +1158,7 @@ void transform_output_grads_tiles4(float* z, int64_t stride, int64_t tiles, cons
       for (int64_t t0 = 0; t0 < per_image; t0 += 4) {
         const int64_t count = std::min<int64_t>(4, per_image - t0);
         const float* tops[4];
-        for (int64_t l = 0; l < 4; ++l) {
-          if (l < count) {
-            tops[l] = staged + 4 * cursor.row * row + 4 * cursor.col;
-            cursor.advance(g.tiles_w);
-          } else {
-            tops[l] = tops[count - 1];
-          }
-        }
+        small_plane_lane_tiles(staged, row, count, g, cursor, tops, 4);
         v4 pixel[4][4];
         for (int i = 0; i < 4; ++i) {
           for (int l = 0; l < 4; ++l) pixel[i][l] = load4(tops[l] + i * row);
