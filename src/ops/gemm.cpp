@@ -136,7 +136,6 @@ PackedALayout sgemm_packed_a_layout(int64_t m, int64_t k) {
               : ops::isa() == ops::Isa::kAvx2 ? kMrAvx2
                                               : kMrPortable;
   layout.rounded_m = (m + layout.mr - 1) / layout.mr * layout.mr;
-  layout.kc_block = kKc;
   return layout;
 }
 

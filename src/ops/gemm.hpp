@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "sgemm.hpp"
+
 namespace cnn::detail {
 
 /// C (M x N) = [C +] A (M x K) * B (K x N). Leading dimensions in elements.
@@ -46,10 +48,9 @@ struct PackedALayout {
   int64_t m = 0, k = 0, mr = 1, rounded_m = 0;
   int64_t size() const { return rounded_m * k; }
   int64_t offset(int64_t i, int64_t p) const {
-    const int64_t pc = p / kc_block * kc_block, kc = std::min(kc_block, k - pc);
+    const int64_t pc = p / kKc * kKc, kc = std::min(kKc, k - pc);
     return pc * rounded_m + (i / mr) * kc * mr + (p - pc) * mr + i % mr;
   }
-  int64_t kc_block = 1;
 };
 PackedALayout sgemm_packed_a_layout(int64_t m, int64_t k);
 
