@@ -17,6 +17,7 @@
 #include "gemm.hpp"
 #include "parallel.hpp"
 #include "scratch.hpp"
+#include "wino4.hpp"
 
 namespace cnn::detail {
 
@@ -815,190 +816,90 @@ struct TileF4 {
   }
 };
 
-/// B^T along one axis of a padded tile whose first and last values are the zero padding:
-/// x0..x3 the values inside, 6 out.
-inline void input_axis(v4 x0, v4 x1, v4 x2, v4 x3, v4 (&out)[6]) {
-  const v4 a = x3 - x1, b = x2 - x0;
-  out[0] = x3 - 5.0f * x1;
-  out[1] = (x2 + x3) - 4.0f * (x0 + x1);
-  out[2] = (x3 - x2) + 4.0f * (x0 - x1);
-  out[3] = a + 2.0f * b;
-  out[4] = a - 2.0f * b;
-  out[5] = 4.0f * x0 - 5.0f * x2;
+/// Images per chunk of F(4x4): about 2 MiB of transformed tiles (V and M, or V and Z) per
+/// thread, a thread's images cut into chunks of equal size (28 + 4 images of resnet's 7x7 layer
+/// left the second chunk's products too narrow), rounded up to whole groups of the kernels'
+/// lanes when that stays within a quarter of the 2 MiB (resnet's 14x14 layers: 16 + 16 images
+/// on AVX-512, not 11 + 11 + 10 in groups of 16 lanes a third empty).
+int64_t f4_images_per_chunk(const Geometry& g, int64_t batch, int64_t lanes) {
+  const int64_t per_image = g.tiles_h * g.tiles_w;
+  const int64_t cap = std::clamp<int64_t>(
+      (int64_t{1} << 19) / (36 * (g.in_channels + g.out_channels) * per_image), 1, batch);
+  const int64_t per_part = (batch + ops::threads() - 1) / ops::threads();
+  const int64_t chunks = (per_part + cap - 1) / cap;
+  const int64_t chunk = (per_part + chunks - 1) / chunks;
+  const int64_t whole_groups = (chunk + lanes - 1) / lanes * lanes;
+  return whole_groups * 4 <= cap * 5 ? std::min(whole_groups, per_part) : chunk;
 }
 
-/// B along one axis, the rows or columns inside the padding only (those of the input).
-inline void input_grad_axis(const v4 (&v)[6], v4 (&out)[4]) {
-  out[0] = 4.0f * (v[2] - v[1]) + 2.0f * (v[4] - v[3]) + 4.0f * v[5];
-  out[1] = -5.0f * v[0] - 4.0f * (v[1] + v[2]) - (v[3] + v[4]);
-  out[2] = (v[1] - v[2]) + 2.0f * (v[3] - v[4]) - 5.0f * v[5];
-  out[3] = v[0] + v[1] + v[2] + v[3] + v[4];
-}
-
-/// A^T along one axis: 6 products to 4 outputs.
-inline void output_axis(const v4 (&m)[6], v4 (&out)[4]) {
-  const v4 s12 = m[1] + m[2], d12 = m[1] - m[2], s34 = m[3] + m[4], d34 = m[3] - m[4];
-  out[0] = m[0] + s12 + s34;
-  out[1] = d12 + 2.0f * d34;
-  out[2] = s12 + 4.0f * s34;
-  out[3] = d12 + 8.0f * d34 + m[5];
-}
-
-/// A along one axis: 4 output gradients to 6.
-inline void output_grad_axis(v4 d0, v4 d1, v4 d2, v4 d3, v4 (&out)[6]) {
-  const v4 s02 = d0 + d2, s13 = d1 + d3, t02 = d0 + 4.0f * d2, t13 = 2.0f * d1 + 8.0f * d3;
-  out[0] = d0;
-  out[1] = s02 + s13;
-  out[2] = s02 - s13;
-  out[3] = t02 + t13;
-  out[4] = t02 - t13;
-  out[5] = d3;
-}
-
-/// Rows r[0..3] become columns: lane l of r[i] goes to lane i of r[l].
-inline void transpose4(v4 (&r)[4]) {
-  const v4 ab_low = __builtin_shufflevector(r[0], r[1], 0, 4, 1, 5);
-  const v4 ab_high = __builtin_shufflevector(r[0], r[1], 2, 6, 3, 7);
-  const v4 cd_low = __builtin_shufflevector(r[2], r[3], 0, 4, 1, 5);
-  const v4 cd_high = __builtin_shufflevector(r[2], r[3], 2, 6, 3, 7);
-  r[0] = __builtin_shufflevector(ab_low, cd_low, 0, 1, 4, 5);
-  r[1] = __builtin_shufflevector(ab_low, cd_low, 2, 3, 6, 7);
-  r[2] = __builtin_shufflevector(ab_high, cd_high, 0, 1, 4, 5);
-  r[3] = __builtin_shufflevector(ab_high, cd_high, 2, 3, 6, 7);
-}
-
-/// pixel[i][j] = pixel (i, j) of the 4x4 planes at planes[0..3], one plane a lane.
-inline void load_planes(const float* const (&planes)[4], v4 (&pixel)[4][4]) {
-  for (int i = 0; i < 4; ++i) {
-    for (int l = 0; l < 4; ++l) pixel[i][l] = load4(planes[l] + 4 * i);
-    transpose4(pixel[i]);
-  }
-}
-
-/// The 4x4 planes at planes[0..count) = pixel[i][j], lane l to plane l (overwrites pixel).
-inline void store_planes(float* const (&planes)[4], int64_t count, v4 (&pixel)[4][4]) {
-  for (int i = 0; i < 4; ++i) {
-    transpose4(pixel[i]);
-    for (int64_t l = 0; l < count; ++l) store4(planes[l] + 4 * i, pixel[i][l]);
-  }
-}
-
-/// v into the 36 matrices (position xi's at out + xi * stride), lanes [0, count).
-inline void store_positions(float* out, int64_t stride, int64_t count, const v4 (&v)[6][6]) {
-  for (int r = 0; r < 6; ++r)
-    for (int col = 0; col < 6; ++col) {
-      float* to = out + (r * 6 + col) * stride;
-      if (count == 4) {
-        store4(to, v[r][col]);
-      } else {
-        for (int64_t l = 0; l < count; ++l) to[l] = v[r][col][l];
-      }
+/// V (36, in_channels, tiles) of a chunk's `count` images (from image `x` on): each channel
+/// plane of each group of lanes staged zero-padded in `staged` (whose padding is zero), then
+/// transformed tile by tile.
+void f4_transform_inputs(const Winograd4Kernels& k, float* v, int64_t stride, const float* x,
+                         int64_t count, float* staged, const Geometry& g) {
+  const int64_t tiles = count * g.tiles_h * g.tiles_w;
+  const int64_t plane = g.height * g.width;
+  for (int64_t c = 0; c < g.in_channels; ++c)
+    for (int64_t n0 = 0; n0 < count; n0 += k.lanes) {
+      const int64_t valid = std::min(k.lanes, count - n0);
+      k.stage(staged, g.staged_w, x + (n0 * g.in_channels + c) * plane, g.in_channels * plane,
+              valid, g.height, g.width, g.pad_h, g.pad_w);
+      k.input_tiles(v + c * tiles + n0, stride, count, valid, staged, g.staged_w, g.tiles_h,
+                    g.tiles_w);
     }
 }
 
-/// The first plane of each lane for images [n0, n0 + 4) of `images`, channel c of `channels`,
-/// at `base` (4x4 planes): a last group of fewer than 4 repeats its last image (not stored).
-template <typename F>
-inline void lane_planes(F* base, int64_t n0, int64_t images, int64_t channels, int64_t c,
-                        F* (&planes)[4]) {
-  for (int64_t l = 0; l < 4; ++l)
-    planes[l] = base + ((n0 + std::min(l, images - n0 - 1)) * channels + c) * 16;
-}
-
-/// The 36 matrices (position xi's at out + xi * stride; `images` columns) of the 4x4 planes
-/// (images, channels, 4, 4) at `planes`: each plane widened to a 6x6 tile by `axis` (4 values
-/// to 6) over its columns, then over its rows. With input_axis that is B^T d B of the plane
-/// padded by one zero on every side (V); with output_grad_axis, A dy A^T (Z).
-template <typename Axis>
-void planes_to_positions(float* out, int64_t stride, int64_t images, const float* planes,
-                         int64_t channels, const Axis& axis) {
-  for (int64_t c = 0; c < channels; ++c)
-    for (int64_t n0 = 0; n0 < images; n0 += 4) {
-      const float* lanes[4];
-      lane_planes(planes, n0, images, channels, c, lanes);
-      v4 pixel[4][4];
-      load_planes(lanes, pixel);
-      v4 t[6][4];  // the columns widened
-      for (int j = 0; j < 4; ++j) {
-        v4 column[6];
-        axis(pixel[0][j], pixel[1][j], pixel[2][j], pixel[3][j], column);
-        for (int r = 0; r < 6; ++r) t[r][j] = column[r];
-      }
-      v4 tile[6][6];  // then the rows
-      for (int r = 0; r < 6; ++r) axis(t[r][0], t[r][1], t[r][2], t[r][3], tile[r]);
-      store_positions(out + c * images + n0, stride, std::min<int64_t>(4, images - n0), tile);
-    }
-}
-
-/// The 4x4 planes (images, channels, 4, 4) at `planes` from the 36 matrices at `in` (position
-/// xi's at in + xi * stride): each 6x6 tile narrowed by `axis` (6 values to 4) over its columns,
-/// then over its rows, plus bias[c] when not null; assigned. With output_axis that is A^T m A
-/// (y); with input_grad_axis, the inside of B dV B^T (dx: each input pixel lies in one tile).
-template <typename Axis>
-void positions_to_planes(float* planes, const float* in, int64_t stride, int64_t images,
-                         const float* bias, int64_t channels, const Axis& axis) {
-  for (int64_t c = 0; c < channels; ++c)
-    for (int64_t n0 = 0; n0 < images; n0 += 4) {
-      // Lanes past the images read the next channel or the matrices' slack; never stored.
-      const float* from = in + c * images + n0;
-      v4 q[4][6];  // the columns narrowed
-      for (int col = 0; col < 6; ++col) {
-        v4 column[6], narrowed[4];
-        for (int r = 0; r < 6; ++r) column[r] = load4(from + (r * 6 + col) * stride);
-        axis(column, narrowed);
-        for (int i = 0; i < 4; ++i) q[i][col] = narrowed[i];
-      }
-      v4 pixel[4][4];  // then the rows
-      for (int i = 0; i < 4; ++i) {
-        axis(q[i], pixel[i]);
-        if (bias) {
-          for (int j = 0; j < 4; ++j) pixel[i][j] += bias[c];
-        }
-      }
-      float* lanes[4];
-      lane_planes(planes, n0, images, channels, c, lanes);
-      store_planes(lanes, std::min<int64_t>(4, images - n0), pixel);
-    }
-}
-
-/// Images per chunk: about 2 MiB of transformed tiles (V and M, or V and Z) per thread.
-int64_t f4_images_per_chunk(int64_t in_channels, int64_t out_channels, int64_t batch) {
-  return std::clamp<int64_t>((int64_t{1} << 19) / (36 * (in_channels + out_channels)), 1, batch);
-}
-
-/// winograd4x4_conv3x3 on 4x4 planes with padding 1: one tile a plane.
-void plane_f4_conv3x3(float* y, const float* x, const float* weights, const float* weight_scale,
-                      const float* bias, int64_t batch, int64_t in_channels, int64_t out_channels) {
+void f4_conv3x3(float* y, const float* x, const float* weights, const float* weight_scale,
+                const float* bias, int64_t batch, int64_t in_channels, int64_t height,
+                int64_t width, int64_t out_channels, int64_t pad_h, int64_t pad_w) {
+  const Geometry g = make_geometry(in_channels, height, width, out_channels, pad_h, pad_w, 4);
+  const Winograd4Kernels& k = winograd4_kernels();
   const std::vector<float>* packs =
       packed_weights<TileF4>(weights, weight_scale, in_channels, out_channels);
-  const int64_t chunk = f4_images_per_chunk(in_channels, out_channels, batch);
+  const int64_t per_image = g.tiles_h * g.tiles_w;
+  const int64_t chunk = f4_images_per_chunk(g, batch, k.lanes);
+  const int64_t in_size = in_channels * height * width, out_plane = g.out_h * g.out_w;
   const int team = static_cast<int>(std::min<int64_t>(ops::threads(), batch));
   for_each_part(team, [&](int part) {
     const int64_t first = batch * part / team, last = batch * (part + 1) / team;
-    float* v = scratch<float>(5, 36 * winograd_position_stride(in_channels, chunk));
-    float* m = scratch<float>(6, 36 * winograd_position_stride(out_channels, chunk));
+    const int64_t staged_size = g.staged_h * g.staged_w * k.lanes;
+    float* staged = scratch<float>(4, staged_size + 16 * per_image * k.lanes);
+    float* out_staged = staged + staged_size;
+    std::fill(staged, staged + staged_size, 0.0f);
+    float* v = scratch<float>(5, 36 * winograd_position_stride(in_channels, chunk * per_image));
+    float* m = scratch<float>(6, 36 * winograd_position_stride(out_channels, chunk * per_image));
     for (int64_t start = first; start < last; start += chunk) {
       const int64_t count = std::min(chunk, last - start);
-      const int64_t v_stride = winograd_position_stride(in_channels, count);
-      const int64_t m_stride = winograd_position_stride(out_channels, count);
-      planes_to_positions(v, v_stride, count, x + start * in_channels * 16, in_channels,
-                          input_axis);
+      const int64_t tiles = count * per_image;
+      const int64_t v_stride = winograd_position_stride(in_channels, tiles);
+      const int64_t m_stride = winograd_position_stride(out_channels, tiles);
+      f4_transform_inputs(k, v, v_stride, x + start * in_size, count, staged, g);
       for (int xi = 0; xi < 36; ++xi) {
-        sgemm_nn_prepacked(out_channels, count, in_channels, packs[xi].data(), v + xi * v_stride,
-                           count, m + xi * m_stride, count, false);
+        sgemm_nn_prepacked(out_channels, tiles, in_channels, packs[xi].data(), v + xi * v_stride,
+                           tiles, m + xi * m_stride, tiles, false);
       }
-      positions_to_planes(y + start * out_channels * 16, m, m_stride, count, bias, out_channels,
-                          output_axis);
+      for (int64_t o = 0; o < out_channels; ++o)
+        for (int64_t n0 = 0; n0 < count; n0 += k.lanes) {
+          k.output_tiles(out_staged, m + o * tiles + n0, m_stride, count, bias ? bias + o : nullptr,
+                         g.tiles_h, g.tiles_w);
+          k.unstage(y + ((start + n0) * out_channels + o) * out_plane, out_channels * out_plane,
+                    std::min(k.lanes, count - n0), out_staged, 4 * g.tiles_w, 0, 0, g.out_h,
+                    g.out_w);
+        }
     }
   });
 }
 
-/// winograd4x4_backward3x3 on 4x4 planes with padding 1.
-void plane_f4_backward3x3(float* dx, float* dw, const float* x, const float* weights,
-                          const float* dy, int64_t batch, int64_t in_channels,
-                          int64_t out_channels) {
+void f4_backward3x3(float* dx, float* dw, const float* x, const float* weights, const float* dy,
+                    int64_t batch, int64_t in_channels, int64_t height, int64_t width,
+                    int64_t out_channels, int64_t pad_h, int64_t pad_w) {
+  const Geometry g = make_geometry(in_channels, height, width, out_channels, pad_h, pad_w, 4);
+  const Winograd4Kernels& k = winograd4_kernels();
   const int64_t pairs = out_channels * in_channels;
-  const int64_t chunk = f4_images_per_chunk(in_channels, out_channels, batch);
+  const int64_t per_image = g.tiles_h * g.tiles_w;
+  const int64_t chunk = f4_images_per_chunk(g, batch, k.lanes);
+  const int64_t in_size = in_channels * height * width, in_plane = height * width;
+  const int64_t out_plane = g.out_h * g.out_w;
   const int team = static_cast<int>(std::min<int64_t>(ops::threads(), batch));
   // dL/dV_xi = U_xi^T Z_xi: each U_xi^T (in_channels x out_channels) packed once.
   thread_local std::vector<float> packed_ut[36];
@@ -1011,285 +912,15 @@ void plane_f4_backward3x3(float* dx, float* dw, const float* x, const float* wei
     const int64_t first = batch * part / team, last = batch * (part + 1) / team;
     float* du = partials.data() + part * 36 * u_stride;
     std::fill(du, du + 36 * u_stride, 0.0f);
-    float* v = scratch<float>(5, 36 * winograd_position_stride(in_channels, chunk));
-    float* z = scratch<float>(6, 36 * winograd_position_stride(out_channels, chunk));
-    for (int64_t start = first; start < last; start += chunk) {
-      const int64_t count = std::min(chunk, last - start);
-      const int64_t v_stride = winograd_position_stride(in_channels, count);
-      const int64_t z_stride = winograd_position_stride(out_channels, count);
-      planes_to_positions(v, v_stride, count, x + start * in_channels * 16, in_channels,
-                          input_axis);
-      planes_to_positions(z, z_stride, count, dy + start * out_channels * 16, out_channels,
-                          output_grad_axis);
-      backward_products(36, out_channels, in_channels, count, v, v_stride, z, z_stride, du,
-                        u_stride, dx ? packs : nullptr);
-      if (dx) {
-        positions_to_planes(dx + start * in_channels * 16, v, v_stride, count, nullptr, in_channels,
-                            input_grad_axis);
-      }
-    }
-  });
-  add_weight_grads<TileF4>(dw, partials.data(), team, pairs, u_stride);
-}
-
-// F(4x4, 3x3) on planes of several 4x4 output tiles (7x7: 2 x 2 tiles, the last row and column
-// of each cut), as F(2x2, 3x3) above: each plane staged zero-padded, tiles numbered (image, tile
-// row, tile column), 4 consecutive tiles of an image a vector, the input gradient added tile by
-// tile into a staged plane (neighbouring 6x6 input tiles overlap by two rows or columns).
-
-/// B^T along one axis of a full 6x6 tile.
-inline void input_axis6(const v4 (&d)[6], v4 (&out)[6]) {
-  out[0] = 4.0f * d[0] - 5.0f * d[2] + d[4];
-  out[1] = (d[3] + d[4]) - 4.0f * (d[1] + d[2]);
-  out[2] = (d[4] - d[3]) + 4.0f * (d[1] - d[2]);
-  out[3] = (d[4] - d[2]) + 2.0f * (d[3] - d[1]);
-  out[4] = (d[4] - d[2]) - 2.0f * (d[3] - d[1]);
-  out[5] = 4.0f * d[1] - 5.0f * d[3] + d[5];
-}
-
-/// V (36, in_channels, tiles) for one image of a chunk (its tiles from first_tile on): B^T d B
-/// of every 6x6 tile of the staged, zero-padded plane, 4 tiles of the image a vector (each
-/// lane's rows as two overlapping 4-float loads, transposed). `staged` holds one plane.
-void transform_inputs_tiles4(float* v, int64_t stride, int64_t tiles, int64_t first_tile,
-                             const float* image, float* staged, const Geometry& g) {
-  const int64_t per_image = g.tiles_h * g.tiles_w;
-  for (int64_t c = 0; c < g.in_channels; ++c) {
-    direct_conv_kernels().copy_rows(staged + g.pad_h * g.staged_w + g.pad_w, g.staged_w,
-                                    image + c * g.height * g.width, g.width, g.height, g.width);
-    float* vc = v + c * tiles + first_tile;
-    TileCursor cursor;
-    for (int64_t t0 = 0; t0 < per_image; t0 += 4) {
-      const int64_t count = std::min<int64_t>(4, per_image - t0);
-      const float* tops[4];
-      small_plane_lane_tiles(staged, g.staged_w, count, g, cursor, tops, 4);
-      v4 d[6][6];
-      for (int r = 0; r < 6; ++r) {
-        v4 a[4], b[4];
-        for (int l = 0; l < 4; ++l) {
-          a[l] = load4(tops[l] + r * g.staged_w);
-          b[l] = load4(tops[l] + r * g.staged_w + 2);
-        }
-        transpose4(a);
-        transpose4(b);
-        for (int col = 0; col < 4; ++col) d[r][col] = a[col];
-        d[r][4] = b[2];
-        d[r][5] = b[3];
-      }
-      v4 t[6][6];
-      for (int col = 0; col < 6; ++col) {
-        const v4 column[6] = {d[0][col], d[1][col], d[2][col], d[3][col], d[4][col], d[5][col]};
-        v4 out[6];
-        input_axis6(column, out);
-        for (int r = 0; r < 6; ++r) t[r][col] = out[r];
-      }
-      v4 out[6][6];
-      for (int r = 0; r < 6; ++r) input_axis6(t[r], out[r]);
-      store_positions(vc + t0, stride, count, out);
-    }
-  }
-}
-
-/// y of the chunk's images from M (36, out_channels, tiles) plus the bias: A^T m A of every
-/// tile, its 4x4 block cut at out_h / out_w.
-void transform_outputs_tiles4(float* y, const float* m, int64_t stride, int64_t tiles,
-                              const float* bias, const Geometry& g) {
-  const int64_t per_image = g.tiles_h * g.tiles_w;
-  const int64_t images = tiles / per_image;
-  for (int64_t n = 0; n < images; ++n)
-    for (int64_t o = 0; o < g.out_channels; ++o) {
-      const float* mo = m + o * tiles + n * per_image;
-      float* yo = y + (n * g.out_channels + o) * g.out_h * g.out_w;
-      TileCursor cursor;
-      for (int64_t t0 = 0; t0 < per_image; t0 += 4) {
-        v4 q[4][6];
-        for (int col = 0; col < 6; ++col) {
-          v4 column[6], narrowed[4];
-          for (int r = 0; r < 6; ++r) column[r] = load4(mo + (r * 6 + col) * stride + t0);
-          output_axis(column, narrowed);
-          for (int i = 0; i < 4; ++i) q[i][col] = narrowed[i];
-        }
-        v4 pixel[4][4];
-        for (int i = 0; i < 4; ++i) {
-          output_axis(q[i], pixel[i]);
-          if (bias) {
-            for (int j = 0; j < 4; ++j) pixel[i][j] += bias[o];
-          }
-          transpose4(pixel[i]);  // pixel[i][l]: row i of lane l's block
-        }
-        for (int64_t t = t0; t < std::min(t0 + 4, per_image); ++t, cursor.advance(g.tiles_w)) {
-          const int64_t lane = t - t0, top = 4 * cursor.row, left = 4 * cursor.col;
-          const int64_t cols = std::min<int64_t>(4, g.out_w - left);
-          for (int64_t i = 0; i < 4 && top + i < g.out_h; ++i) {
-            float* out = yo + (top + i) * g.out_w + left;
-            if (cols == 4) {
-              store4(out, pixel[i][lane]);
-            } else {
-              for (int64_t k = 0; k < cols; ++k) out[k] = pixel[i][lane][k];
-            }
-          }
-        }
-      }
-    }
-}
-
-/// B along one axis of a full 6x6 tile (the transpose of input_axis6).
-inline void input_grad_axis6(const v4 (&v)[6], v4 (&out)[6]) {
-  v4 inside[4];
-  input_grad_axis(v, inside);
-  out[0] = 4.0f * v[0];
-  for (int k = 0; k < 4; ++k) out[1 + k] = inside[k];
-  out[5] = v[5];
-}
-
-/// Z (36, out_channels, tiles) of a chunk's images dy: A dy A^T of every 4x4 block (zero past
-/// out_h / out_w). `staged` holds a plane of 4 tiles_h rows of 4 tiles_w floats, zero past
-/// out_h and out_w.
-void transform_output_grads_tiles4(float* z, int64_t stride, int64_t tiles, const float* dy,
-                                   int64_t images, float* staged, const Geometry& g) {
-  const int64_t per_image = g.tiles_h * g.tiles_w;
-  const int64_t row = 4 * g.tiles_w;
-  for (int64_t n = 0; n < images; ++n)
-    for (int64_t o = 0; o < g.out_channels; ++o) {
-      direct_conv_kernels().copy_rows(staged, row,
-                                      dy + (n * g.out_channels + o) * g.out_h * g.out_w, g.out_w,
-                                      g.out_h, g.out_w);
-      float* zo = z + o * tiles + n * per_image;
-      TileCursor cursor;
-      for (int64_t t0 = 0; t0 < per_image; t0 += 4) {
-        const int64_t count = std::min<int64_t>(4, per_image - t0);
-        const float* tops[4];
-        small_plane_lane_tiles(staged, row, count, g, cursor, tops, 4);
-        v4 pixel[4][4];
-        for (int i = 0; i < 4; ++i) {
-          for (int l = 0; l < 4; ++l) pixel[i][l] = load4(tops[l] + i * row);
-          transpose4(pixel[i]);
-        }
-        v4 t[6][4];
-        for (int j = 0; j < 4; ++j) {
-          v4 column[6];
-          output_grad_axis(pixel[0][j], pixel[1][j], pixel[2][j], pixel[3][j], column);
-          for (int r = 0; r < 6; ++r) t[r][j] = column[r];
-        }
-        v4 out[6][6];
-        for (int r = 0; r < 6; ++r) output_grad_axis(t[r][0], t[r][1], t[r][2], t[r][3], out[r]);
-        store_positions(zo + t0, stride, count, out);
-      }
-    }
-}
-
-/// dx of the chunk's images from dL/dV (36, in_channels, tiles): every tile's B (dL/dV) B^T
-/// added into a zero-padded plane where its 6x6 input tile was read (neighbours overlap by two
-/// rows or columns), in tile order, then the plane's inside copied to dx.
-void transform_input_grads_tiles4(float* dx, const float* dv, int64_t stride, int64_t tiles,
-                                  int64_t images, float* staged, const Geometry& g) {
-  const int64_t per_image = g.tiles_h * g.tiles_w;
-  const int64_t plane = g.staged_h * g.staged_w;
-  for (int64_t n = 0; n < images; ++n)
-    for (int64_t c = 0; c < g.in_channels; ++c) {
-      std::fill(staged, staged + plane, 0.0f);
-      const float* vc = dv + c * tiles + n * per_image;
-      TileCursor cursor;
-      for (int64_t t0 = 0; t0 < per_image; t0 += 4) {
-        v4 p[6][6];  // B X, column by column
-        for (int col = 0; col < 6; ++col) {
-          v4 column[6], out[6];
-          for (int r = 0; r < 6; ++r) column[r] = load4(vc + (r * 6 + col) * stride + t0);
-          input_grad_axis6(column, out);
-          for (int r = 0; r < 6; ++r) p[r][col] = out[r];
-        }
-        v4 tile[6][6], lane_columns[6][4];  // (B X) B^T, row by row; columns 0-3 by lane
-        for (int r = 0; r < 6; ++r) {
-          input_grad_axis6(p[r], tile[r]);
-          for (int col = 0; col < 4; ++col) lane_columns[r][col] = tile[r][col];
-          transpose4(lane_columns[r]);
-        }
-        for (int64_t t = t0; t < std::min(t0 + 4, per_image); ++t, cursor.advance(g.tiles_w)) {
-          const int64_t lane = t - t0;
-          float* top = staged + 4 * cursor.row * g.staged_w + 4 * cursor.col;
-          for (int r = 0; r < 6; ++r) {
-            float* to = top + r * g.staged_w;
-            store4(to, load4(to) + lane_columns[r][lane]);
-            to[4] += tile[r][4][lane];
-            to[5] += tile[r][5][lane];
-          }
-        }
-      }
-      direct_conv_kernels().copy_rows(dx + (n * g.in_channels + c) * g.height * g.width, g.width,
-                                      staged + g.pad_h * g.staged_w + g.pad_w, g.staged_w, g.height,
-                                      g.width);
-    }
-}
-
-/// Images per chunk: about 2 MiB of transformed tiles (V and M, or V and Z) per thread, a
-/// thread's images cut into chunks of equal size (28 + 4 images of resnet's 7x7 layer left the
-/// second chunk's products too narrow).
-int64_t tiles_f4_images_per_chunk(const Geometry& g, int64_t batch) {
-  const int64_t per_image = g.tiles_h * g.tiles_w;
-  const int64_t cap = std::clamp<int64_t>(
-      (int64_t{1} << 19) / (36 * (g.in_channels + g.out_channels) * per_image), 1, batch);
-  const int64_t per_part = (batch + ops::threads() - 1) / ops::threads();
-  const int64_t chunks = (per_part + cap - 1) / cap;
-  return (per_part + chunks - 1) / chunks;
-}
-
-void tiles_f4_conv3x3(float* y, const float* x, const float* weights, const float* weight_scale,
-                      const float* bias, int64_t batch, int64_t in_channels, int64_t height,
-                      int64_t width, int64_t out_channels, int64_t pad_h, int64_t pad_w) {
-  const Geometry g = make_geometry(in_channels, height, width, out_channels, pad_h, pad_w, 4);
-  const std::vector<float>* packs =
-      packed_weights<TileF4>(weights, weight_scale, in_channels, out_channels);
-  const int64_t per_image = g.tiles_h * g.tiles_w;
-  const int64_t chunk = tiles_f4_images_per_chunk(g, batch);
-  const int64_t in_size = in_channels * height * width;
-  const int team = static_cast<int>(std::min<int64_t>(ops::threads(), batch));
-  for_each_part(team, [&](int part) {
-    const int64_t first = batch * part / team, last = batch * (part + 1) / team;
-    float* staged = scratch<float>(4, g.staged_h * g.staged_w + 8);
-    std::fill(staged, staged + g.staged_h * g.staged_w + 8, 0.0f);
-    float* v = scratch<float>(5, 36 * winograd_position_stride(in_channels, chunk * per_image));
-    float* m = scratch<float>(6, 36 * winograd_position_stride(out_channels, chunk * per_image));
-    for (int64_t start = first; start < last; start += chunk) {
-      const int64_t count = std::min(chunk, last - start);
-      const int64_t tiles = count * per_image;
-      const int64_t v_stride = winograd_position_stride(in_channels, tiles);
-      const int64_t m_stride = winograd_position_stride(out_channels, tiles);
-      for (int64_t i = 0; i < count; ++i)
-        transform_inputs_tiles4(v, v_stride, tiles, i * per_image, x + (start + i) * in_size,
-                                staged, g);
-      for (int xi = 0; xi < 36; ++xi) {
-        sgemm_nn_prepacked(out_channels, tiles, in_channels, packs[xi].data(), v + xi * v_stride,
-                           tiles, m + xi * m_stride, tiles, false);
-      }
-      transform_outputs_tiles4(y + start * out_channels * g.out_h * g.out_w, m, m_stride, tiles,
-                               bias, g);
-    }
-  });
-}
-
-void tiles_f4_backward3x3(float* dx, float* dw, const float* x, const float* weights,
-                          const float* dy, int64_t batch, int64_t in_channels, int64_t height,
-                          int64_t width, int64_t out_channels, int64_t pad_h, int64_t pad_w) {
-  const Geometry g = make_geometry(in_channels, height, width, out_channels, pad_h, pad_w, 4);
-  const int64_t pairs = out_channels * in_channels;
-  const int64_t per_image = g.tiles_h * g.tiles_w;
-  const int64_t chunk = tiles_f4_images_per_chunk(g, batch);
-  const int64_t in_size = in_channels * height * width;
-  const int64_t out_size = out_channels * g.out_h * g.out_w;
-  const int team = static_cast<int>(std::min<int64_t>(ops::threads(), batch));
-  thread_local std::vector<float> packed_ut[36];
-  std::vector<float>* const packs = packed_ut;
-  const int64_t u_stride = kernel_position_stride(pairs);
-  if (dx) transform_into_packed<TileF4>(packs, weights, out_channels, in_channels, true);
-  std::vector<float>& partials = shared_scratch<float>(1, team * 36 * u_stride);
-  for_each_part(team, [&](int part) {
-    const int64_t first = batch * part / team, last = batch * (part + 1) / team;
-    float* du = partials.data() + part * 36 * u_stride;
-    std::fill(du, du + 36 * u_stride, 0.0f);
-    const int64_t plane = g.staged_h * g.staged_w + 8;
-    const int64_t grad_plane = 4 * g.tiles_h * 4 * g.tiles_w + 8;
-    float* staged = scratch<float>(4, plane + grad_plane);
-    float* grad_staged = staged + plane;
-    std::fill(grad_staged, grad_staged + grad_plane, 0.0f);
+    // The staged input (zero padding), input gradient and output gradient (zero past the
+    // output) groups.
+    const int64_t staged_size = g.staged_h * g.staged_w * k.lanes;
+    const int64_t grad_size = 16 * per_image * k.lanes;
+    float* staged = scratch<float>(4, 2 * staged_size + grad_size);
+    float* dx_staged = staged + staged_size;
+    float* dy_staged = dx_staged + staged_size;
+    std::fill(staged, staged + staged_size, 0.0f);
+    std::fill(dy_staged, dy_staged + grad_size, 0.0f);
     float* v = scratch<float>(5, 36 * winograd_position_stride(in_channels, chunk * per_image));
     float* z = scratch<float>(6, 36 * winograd_position_stride(out_channels, chunk * per_image));
     for (int64_t start = first; start < last; start += chunk) {
@@ -1297,16 +928,27 @@ void tiles_f4_backward3x3(float* dx, float* dw, const float* x, const float* wei
       const int64_t tiles = count * per_image;
       const int64_t v_stride = winograd_position_stride(in_channels, tiles);
       const int64_t z_stride = winograd_position_stride(out_channels, tiles);
-      std::fill(staged, staged + g.staged_h * g.staged_w, 0.0f);
-      for (int64_t i = 0; i < count; ++i)
-        transform_inputs_tiles4(v, v_stride, tiles, i * per_image, x + (start + i) * in_size,
-                                staged, g);
-      transform_output_grads_tiles4(z, z_stride, tiles, dy + start * out_size, count, grad_staged,
-                                    g);
+      f4_transform_inputs(k, v, v_stride, x + start * in_size, count, staged, g);
+      for (int64_t o = 0; o < out_channels; ++o)
+        for (int64_t n0 = 0; n0 < count; n0 += k.lanes) {
+          const int64_t valid = std::min(k.lanes, count - n0);
+          k.stage(dy_staged, 4 * g.tiles_w, dy + ((start + n0) * out_channels + o) * out_plane,
+                  out_channels * out_plane, valid, g.out_h, g.out_w, 0, 0);
+          k.output_grad_tiles(z + o * tiles + n0, z_stride, count, valid, dy_staged, 4 * g.tiles_w,
+                              g.tiles_h, g.tiles_w);
+        }
       backward_products(36, out_channels, in_channels, tiles, v, v_stride, z, z_stride, du,
                         u_stride, dx ? packs : nullptr);
-      if (dx)
-        transform_input_grads_tiles4(dx + start * in_size, v, v_stride, tiles, count, staged, g);
+      if (!dx) continue;
+      for (int64_t c = 0; c < in_channels; ++c)
+        for (int64_t n0 = 0; n0 < count; n0 += k.lanes) {
+          std::fill(dx_staged, dx_staged + staged_size, 0.0f);
+          k.input_grad_tiles(dx_staged, g.staged_w, v + c * tiles + n0, v_stride, count, g.tiles_h,
+                             g.tiles_w);
+          k.unstage(dx + ((start + n0) * in_channels + c) * in_plane, in_channels * in_plane,
+                    std::min(k.lanes, count - n0), dx_staged, g.staged_w, g.pad_h, g.pad_w, height,
+                    width);
+        }
     }
   });
   add_weight_grads<TileF4>(dw, partials.data(), team, pairs, u_stride);
@@ -1314,29 +956,18 @@ void tiles_f4_backward3x3(float* dx, float* dw, const float* x, const float* wei
 
 }  // namespace
 
-/// One tile a plane (4x4 planes with padding 1): no staging, no edges.
-bool single_tile_f4(int64_t height, int64_t width, int64_t pad_h, int64_t pad_w) {
-  return height == 4 && width == 4 && pad_h == 1 && pad_w == 1;
-}
-
 void winograd4x4_conv3x3(float* y, const float* x, const float* weights, const float* weight_scale,
                          const float* bias, int64_t batch, int64_t in_channels, int64_t height,
                          int64_t width, int64_t out_channels, int64_t pad_h, int64_t pad_w) {
-  if (single_tile_f4(height, width, pad_h, pad_w)) {
-    return plane_f4_conv3x3(y, x, weights, weight_scale, bias, batch, in_channels, out_channels);
-  }
-  tiles_f4_conv3x3(y, x, weights, weight_scale, bias, batch, in_channels, height, width,
-                   out_channels, pad_h, pad_w);
+  f4_conv3x3(y, x, weights, weight_scale, bias, batch, in_channels, height, width, out_channels,
+             pad_h, pad_w);
 }
 
 void winograd4x4_backward3x3(float* dx, float* dw, const float* x, const float* weights,
                              const float* dy, int64_t batch, int64_t in_channels, int64_t height,
                              int64_t width, int64_t out_channels, int64_t pad_h, int64_t pad_w) {
-  if (single_tile_f4(height, width, pad_h, pad_w)) {
-    return plane_f4_backward3x3(dx, dw, x, weights, dy, batch, in_channels, out_channels);
-  }
-  tiles_f4_backward3x3(dx, dw, x, weights, dy, batch, in_channels, height, width, out_channels,
-                       pad_h, pad_w);
+  f4_backward3x3(dx, dw, x, weights, dy, batch, in_channels, height, width, out_channels, pad_h,
+                 pad_w);
 }
 
 }  // namespace cnn::detail
