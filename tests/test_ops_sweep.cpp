@@ -946,12 +946,12 @@ TEST_P(OpsSweepAllPaths, ReluMaxPoolEqualsReluThenMaxPoolBitForBit) {
   sweep_relu_pool<double>(32, 50);
 }
 
-// kAuto's Winograd F(4x4, 3x3) (planes its 4x4 tiles fit, 16+ channels, 16+ images), which no
-// forced path takes: forward, weight, bias and input gradients against the double reference on
-// every instruction set, 1 and 2 threads, with odd batches (the last group of images across
-// the vector lanes part full) and channel counts (the GEMM kernels' edges); the weight scale of
-// a folded BatchNorm gives the bits of weights scaled first; and 61 images of 128 channels on
-// one thread run in two chunks.
+// kAuto's Winograd F(4x4, 3x3) (4x4 planes with padding 1, and 7x7 outputs; 16+ channels,
+// 16+ images), which no forced path takes: forward, weight, bias and input gradients against
+// the double reference on every instruction set, 1 and 2 threads, with odd batches (the last
+// group of images across the vector lanes part full) and channel counts (the GEMM kernels'
+// edges); the weight scale of a folded BatchNorm gives the bits of weights scaled first; and
+// 61 images of 128 channels on one thread run in two chunks.
 TEST(OpsSweep, Conv2dAutoWinograd4x4MatchesTheReference) {
   Rng rng(17);
   const auto check = [&](const ops::ConvShape& s) {
@@ -981,13 +981,8 @@ TEST(OpsSweep, Conv2dAutoWinograd4x4MatchesTheReference) {
                       ops::make_conv_shape(16, 16, 7, 7, 32, 3, 3, 1, 1, 1, 1),
                       ops::make_conv_shape(17, 19, 7, 7, 33, 3, 3, 1, 1, 1, 1),
                       ops::make_conv_shape(19, 33, 7, 7, 40, 3, 3, 1, 1, 1, 1),
-                      ops::make_conv_shape(18, 16, 9, 9, 32, 3, 3, 1, 1, 0, 0),  // no padding
-                      ops::make_conv_shape(21, 16, 5, 5, 32, 3, 3, 1, 1, 2, 2),  // padding 2
-                      // 14x14 and 11x11: 4 x 4 and 3 x 3 tiles a plane, a plane's row longer
-                      // than 8 (the AVX2 lanes) and than 16 when staged padded
-                      ops::make_conv_shape(17, 16, 14, 14, 20, 3, 3, 1, 1, 1, 1),
-                      ops::make_conv_shape(33, 18, 11, 11, 16, 3, 3, 1, 1, 1, 1),
-                      ops::make_conv_shape(16, 16, 6, 6, 17, 3, 3, 1, 1, 0, 0)},  // one tile
+                      ops::make_conv_shape(18, 16, 9, 9, 32, 3, 3, 1, 1, 0, 0),   // no padding
+                      ops::make_conv_shape(21, 16, 5, 5, 32, 3, 3, 1, 1, 2, 2)},  // padding 2
                      check);
   ASSERT_FALSE(HasFatalFailure());
   const ops::ConvAlgorithm saved_conv = ops::conv_algorithm();
@@ -1341,16 +1336,13 @@ TEST(OpsSweep, AutoMethodRuleAtItsEdges) {
   EXPECT_EQ(methods(1, 3, 8), "direct/direct/direct");          // not Winograd's shape: unchanged
   EXPECT_EQ(methods(15, 7, 64), "winograd/winograd/winograd");  // 64 / 49 covered, batch 15
   EXPECT_EQ(methods(16, 7, 64), "winograd4x4/winograd4x4/winograd4x4");  // batch 16: F(4x4)
-  EXPECT_EQ(methods(16, 5, 64), "implicit/implicit/implicit");   // 5x5: F(4x4) covers 64 / 25
-  EXPECT_EQ(methods(256, 5, 32), "implicit/implicit/implicit");  // 36 / 25
-  EXPECT_EQ(methods(64, 7, 32, 31), "winograd4x4/winograd4x4/winograd4x4");  // 31 out
-  EXPECT_EQ(methods(15, 7, 32, 31), "winograd/winograd/winograd");           // batch 15, 31 out
-  EXPECT_EQ(methods(15, 7, 16), "winograd/winograd/winograd");               // batch 15, 16 out
-  EXPECT_EQ(methods(256, 9, 32), "winograd/winograd/winograd");              // F(4x4): 144 / 81
-  EXPECT_EQ(methods(256, 14, 32), "winograd4x4/winograd4x4/winograd4x4");    // 256 / 196
-  EXPECT_EQ(methods(15, 14, 32), "winograd/winograd/winograd");              // batch 15
-  EXPECT_EQ(methods(64, 13, 32), "winograd/winograd/winograd");              // F(4x4): 256 / 169
-  EXPECT_EQ(methods(64, 11, 32), "winograd4x4/winograd4x4/winograd4x4");     // 144 / 121
+  EXPECT_EQ(methods(16, 5, 64), "implicit/implicit/implicit");      // 5x5: F(4x4) covers 64 / 25
+  EXPECT_EQ(methods(256, 5, 32), "implicit/implicit/implicit");     // 36 / 25
+  EXPECT_EQ(methods(64, 7, 32, 31), "direct/winograd/winograd");    // 31 channels out
+  EXPECT_EQ(methods(31, 7, 32, 31), "winograd/winograd/winograd");  // batch 31: Winograd
+  EXPECT_EQ(methods(32, 7, 16), "direct/winograd/winograd");        // batch 32, 16 out
+  EXPECT_EQ(methods(256, 9, 32), "winograd/winograd/winograd");     // 100 / 81 < 5 / 4
+  EXPECT_EQ(methods(256, 14, 32), "winograd/winograd/winograd");    // even: covered exactly
   // 4x4 planes with padding 1 (one 6x6 tile) by F(4x4, 3x3) from 16 images, on every
   // instruction set; other padding or sizes are not its shape.
   const ops::Isa isa_before = ops::isa();
@@ -1364,9 +1356,7 @@ TEST(OpsSweep, AutoMethodRuleAtItsEdges) {
     EXPECT_EQ(methods(64, 4, 32, 31), "winograd4x4/winograd4x4/winograd4x4");  // 31 out
     EXPECT_EQ(methods(64, 4, 15, 32), "direct/direct/direct");  // 15 in: not Winograd's
     EXPECT_EQ(methods_of(ops::make_conv_shape(64, 32, 6, 6, 32, 3, 3, 1, 1, 0, 0)),
-              "winograd4x4/winograd4x4/winograd4x4");  // 6x6 unpadded: one 4x4 tile
-    EXPECT_EQ(methods(64, 8, 32), "winograd4x4/winograd4x4/winograd4x4");  // 2 x 2 tiles
-    EXPECT_EQ(methods(64, 10, 32), "winograd/winograd/winograd");          // F(4x4): 144 / 100
+              "winograd/winograd/winograd");  // 6x6 unpadded: F(2x2)
     EXPECT_STREQ(
         ops::conv2d_forward_method(ops::make_conv_shape(64, 32, 4, 6, 32, 3, 3, 1, 1, 1, 1)),
         "winograd");  // 4x6: F(2x2)

@@ -412,14 +412,13 @@ constexpr int64_t kImplicitForwardMinInChannels = 4;
 // implicit GEMM took (2 x 2 tiles: 144 products for 49 outputs, against its 361): resnet's 64
 // -> 64 layer at batch 64, 2 threads, forward / backward ms with the weights changed before
 // each forward, 0.76-0.84 / 1.38-1.68 against 1.00-1.02 / 2.01-2.12; at batch 256 3.38 /
-// 5.97 against 3.95 / 8.05 (Zen 4). Since its transforms run images across the vector lanes
-// (wino4.hpp) it takes the 14x14 layers from F(2x2) as well: 32 -> 32 at batch 64, 2 threads,
-// 0.87-0.92 / 1.79-1.84 against 0.97-1.10 / 2.42-2.46 (Zen 5, AVX-512; AVX2 1.26-1.27 /
-// 2.77-2.83 against 1.56-1.60 / 3.64-3.71, portable 10.3 / 18.5 against 13.5 / 24.2), at batch
-// 16 0.22 / 0.46 against 0.29 / 0.64; convnet's 32 -> 64 2.07-2.11 / 4.07-4.21 against 2.09-2.21
-// / 4.20-4.28; 16 -> 16 on 28x28 1.73-1.78 / 3.38-3.46 against 1.68 / 3.94. (With 4 tiles of one
-// image a 4-float vector, 14x14 had gained nothing: the 6x6 tile's transforms cost what the
-// products saved.) The batch bound: F(4x4)'s weight side (36 transformed matrices, 2.4 MB for
+// 5.97 against 3.95 / 8.05 (Zen 4). 14x14 stays with F(2x2), also since F(4x4)'s transforms
+// run images across the vector lanes (wino4.hpp): resnet with F(4x4) on its 14x14 layers
+// against F(2x2) there, `cnn bench`, six interleaved pairs on a Zen 5, training 0.97-1.04x
+// (median 0.99), inference 0.97-1.09x; convnet (its 32 -> 64 conv2) training 0.95-1.04x
+// (median 0.99), inference 0.97-1.06x. (A harness calling conv2d_forward / conv2d_backward on
+// the layer alone had it 15-30% faster, with F(2x2) slower there than in any model.) The
+// batch bound: F(4x4)'s weight side (36 transformed matrices, 2.4 MB for
 // 128 x 128 channels, made again whenever training changed the weights) costs as much as a
 // small batch's products. Resnet's 4x4 128 -> 128 layer, forward / backward ms, one thread,
 // the weights changed before each forward, F(4x4) against kAuto's methods before it (F(2x2),
@@ -477,11 +476,13 @@ bool winograd4x4_tiles_fit(const ConvShape& s) {
 bool conv_within_implicit_bounds(const ConvShape& s);
 
 /// kAuto's layers by F(4x4, 3x3), forward and backward (CNN_CONV=winograd keeps F(2x2, 3x3)
-/// everywhere): Winograd's layers from kWinograd4x4MinBatch images where F(4x4)'s tiles fit
-/// (winograd4x4_tiles_fit: 4x4 with padding 1, one tile a plane; 7x7; 14x14).
+/// everywhere), from kWinograd4x4MinBatch images: Winograd's layers on 4x4 planes with padding
+/// 1 (one tile a plane), and those whose 2x2 blocks overhang (which the implicit GEMM took)
+/// where F(4x4)'s tiles fit (winograd4x4_tiles_fit), within the implicit GEMM's bounds.
 bool conv_uses_winograd4x4(const ConvShape& s) {
-  return conv_auto_winograd_shaped(s) && s.batch >= kWinograd4x4MinBatch &&
-         winograd4x4_tiles_fit(s);
+  if (!conv_auto_winograd_shaped(s) || s.batch < kWinograd4x4MinBatch) return false;
+  if (s.in_h == 4 && s.in_w == 4 && s.pad_h == 1 && s.pad_w == 1) return true;
+  return conv_within_implicit_bounds(s) && winograd_blocks_overhang(s) && winograd4x4_tiles_fit(s);
 }
 
 /// kAuto's exception for the forward alone: a Winograd layer whose blocks overhang so, at a

@@ -816,20 +816,25 @@ struct TileF4 {
   }
 };
 
-/// Images per chunk of F(4x4): about 2 MiB of transformed tiles (V and M, or V and Z) per
-/// thread, a thread's images cut into chunks of equal size (28 + 4 images of resnet's 7x7 layer
-/// left the second chunk's products too narrow), rounded up to whole groups of the kernels'
-/// lanes when that stays within a quarter of the 2 MiB (resnet's 14x14 layers: 16 + 16 images
-/// on AVX-512, not 11 + 11 + 10 in groups of 16 lanes a third empty).
+/// Images per chunk of F(4x4): whole groups of the kernels' lanes (a group part empty costs a
+/// full group's transforms, and its GEMMs are narrower), about 2 MiB of transformed tiles (V
+/// and M, or V and Z) per thread but at least two groups, a thread's groups cut into chunks of
+/// equal size (28 + 4 images of resnet's 7x7 layer left the second chunk's products too
+/// narrow). (Chunks of 9 images in groups of 16 lanes, convnet's 32 -> 64 layer on 14x14
+/// planes run by F(4x4) in a harness, took 10.2-10.6 ms at batch 256; chunks of 16, 6.9-7.8.)
+/// The chunks move resnet's rounding: with the 7x7 layer in chunks of one group (16 images on
+/// AVX-512) instead of two, 3 training steps on 1 and on 2 threads differed by 1.05e-5 of the
+/// largest parameter (SteadyState.OneAndTwoThreadsAgreeAndEachIsReproducible; 1.2e-7 with
+/// two), one weight of the stride-2 layer before it amplifying the weight gradients' other
+/// summation order.
 int64_t f4_images_per_chunk(const Geometry& g, int64_t batch, int64_t lanes) {
   const int64_t per_image = g.tiles_h * g.tiles_w;
-  const int64_t cap = std::clamp<int64_t>(
-      (int64_t{1} << 19) / (36 * (g.in_channels + g.out_channels) * per_image), 1, batch);
+  const int64_t cap = (int64_t{1} << 19) / (36 * (g.in_channels + g.out_channels) * per_image);
   const int64_t per_part = (batch + ops::threads() - 1) / ops::threads();
-  const int64_t chunks = (per_part + cap - 1) / cap;
-  const int64_t chunk = (per_part + chunks - 1) / chunks;
-  const int64_t whole_groups = (chunk + lanes - 1) / lanes * lanes;
-  return whole_groups * 4 <= cap * 5 ? std::min(whole_groups, per_part) : chunk;
+  const int64_t groups = (per_part + lanes - 1) / lanes;
+  const int64_t groups_cap = std::max<int64_t>(2, cap / lanes);
+  const int64_t chunks = (groups + groups_cap - 1) / groups_cap;
+  return std::min(per_part, (groups + chunks - 1) / chunks * lanes);
 }
 
 /// V (36, in_channels, tiles) of a chunk's `count` images (from image `x` on): each channel
