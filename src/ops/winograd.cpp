@@ -202,11 +202,11 @@ struct TileCursor {
 /// Small planes (fewer than 4 tiles a row) take 4 consecutive tiles of the image a vector,
 /// across rows: the start of each lane's tile in a staged plane whose rows are row_stride
 /// apart, from the tile at `cursor` on (which moves past the group's `count` tiles), tiles
-/// `step` apart (2 for F(2x2), 4 for F(4x4)). A last group of fewer than 4 tiles repeats its
-/// last tile in the spare lanes (whose results are not stored).
+/// 2 apart. A last group of fewer than 4 tiles repeats its last tile in the spare lanes (whose
+/// results are not stored).
 inline void small_plane_lane_tiles(const float* staged, int64_t row_stride, int64_t count,
-                                   const Geometry& g, TileCursor& cursor, const float* (&tops)[4],
-                                   int64_t step = 2) {
+                                   const Geometry& g, TileCursor& cursor, const float* (&tops)[4]) {
+  constexpr int64_t step = 2;
   for (int64_t l = 0; l < 4; ++l) {
     if (l < count) {
       tops[l] = staged + step * cursor.row * row_stride + step * cursor.col;
@@ -744,15 +744,16 @@ void winograd_backward3x3(float* dx, float* dw, const float* x, const float* wei
 
 }  // namespace cnn::detail
 
-// Winograd F(4x4, 3x3) for 4x4 planes with padding 1: the padded plane is one 6x6 tile, whose
-// 36 products per channel pair give 16 outputs (F(2x2)'s four tiles take 64). Lavin and Gray's
-// matrices (interpolation points 0, +-1, +-2):
+// Winograd F(4x4, 3x3): each 6x6 input tile's 36 products per channel pair give a 4x4 block of
+// outputs (F(2x2)'s four tiles take 64); a 4x4 plane with padding 1 is one tile, a 7x7 output
+// four, cut at the edges. Lavin and Gray's matrices (interpolation points 0, +-1, +-2):
 //   B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1],
 //   G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1],
 //   A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1].
 // Every transform is separable: the same one-axis step over the columns, then over the rows.
-// Data transforms work on 4 images a vector (a plane is 16 floats; four planes' rows are
-// transposed into one vector per pixel); the matrices are (36, channels, images).
+// The data transforms (wino4.hpp, one set per instruction set) work on a group of images
+// across the vector lanes; the matrices are (36, channels, tiles), tiles numbered tile-major
+// within a chunk.
 
 namespace cnn::detail {
 
