@@ -855,9 +855,11 @@ void f4_transform_inputs(const Winograd4Kernels& k, float* v, int64_t stride, co
     }
 }
 
-void f4_conv3x3(float* y, const float* x, const float* weights, const float* weight_scale,
-                const float* bias, int64_t batch, int64_t in_channels, int64_t height,
-                int64_t width, int64_t out_channels, int64_t pad_h, int64_t pad_w) {
+}  // namespace
+
+void winograd4x4_conv3x3(float* y, const float* x, const float* weights, const float* weight_scale,
+                         const float* bias, int64_t batch, int64_t in_channels, int64_t height,
+                         int64_t width, int64_t out_channels, int64_t pad_h, int64_t pad_w) {
   const Geometry g = make_geometry(in_channels, height, width, out_channels, pad_h, pad_w, 4);
   const Winograd4Kernels& k = winograd4_kernels();
   const std::vector<float>* packs =
@@ -896,9 +898,9 @@ void f4_conv3x3(float* y, const float* x, const float* weights, const float* wei
   });
 }
 
-void f4_backward3x3(float* dx, float* dw, const float* x, const float* weights, const float* dy,
-                    int64_t batch, int64_t in_channels, int64_t height, int64_t width,
-                    int64_t out_channels, int64_t pad_h, int64_t pad_w) {
+void winograd4x4_backward3x3(float* dx, float* dw, const float* x, const float* weights,
+                             const float* dy, int64_t batch, int64_t in_channels, int64_t height,
+                             int64_t width, int64_t out_channels, int64_t pad_h, int64_t pad_w) {
   const Geometry g = make_geometry(in_channels, height, width, out_channels, pad_h, pad_w, 4);
   const Winograd4Kernels& k = winograd4_kernels();
   const int64_t pairs = out_channels * in_channels;
@@ -958,22 +960,6 @@ void f4_backward3x3(float* dx, float* dw, const float* x, const float* weights, 
     }
   });
   add_weight_grads<TileF4>(dw, partials.data(), team, pairs, u_stride);
-}
-
-}  // namespace
-
-void winograd4x4_conv3x3(float* y, const float* x, const float* weights, const float* weight_scale,
-                         const float* bias, int64_t batch, int64_t in_channels, int64_t height,
-                         int64_t width, int64_t out_channels, int64_t pad_h, int64_t pad_w) {
-  f4_conv3x3(y, x, weights, weight_scale, bias, batch, in_channels, height, width, out_channels,
-             pad_h, pad_w);
-}
-
-void winograd4x4_backward3x3(float* dx, float* dw, const float* x, const float* weights,
-                             const float* dy, int64_t batch, int64_t in_channels, int64_t height,
-                             int64_t width, int64_t out_channels, int64_t pad_h, int64_t pad_w) {
-  f4_backward3x3(dx, dw, x, weights, dy, batch, in_channels, height, width, out_channels, pad_h,
-                 pad_w);
 }
 
 }  // namespace cnn::detail
