@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstring>
 #include <sstream>
+#include <stdexcept>
 #include <vector>
 
 #include "cnn/ops.hpp"
@@ -1048,6 +1049,83 @@ void check_conv_weight_scale(uint64_t seed) {
 TEST_P(OpsSweepAllPaths, Conv2dWeightScaleEqualsScaledWeightsBitForBit) {
   check_conv_weight_scale<float>(51);
   check_conv_weight_scale<double>(52);
+}
+
+/// conv2d_relu_maxpool2x2_forward against the ops it replaces, conv2d_forward then
+/// relu_maxpool2d_forward: the same bits, with neither bias nor weight scale and with both (a
+/// folded BatchNorm), on odd output sizes (the pooling drops the last row or column), stride 2,
+/// a row of more than 8 windows (the AVX2 loop) and of fewer than 4, 1 and 2 threads, and with
+/// an all-zero image, whose outputs without a bias are exact zeros (the ReLU's rule at 0).
+/// Returns how many shapes the current path fused; the others must be refused.
+int check_conv_relu_maxpool(uint64_t seed) {
+  Rng rng(seed);
+  const std::vector<ops::ConvShape> shapes = {
+      ops::make_conv_shape(3, 1, 28, 28, 32, 3, 3, 1, 1, 1, 1),  // resnet's stem
+      ops::make_conv_shape(2, 1, 28, 28, 6, 5, 5, 1, 1, 2, 2),   // lenet5's first
+      ops::make_conv_shape(3, 3, 11, 9, 19, 3, 3, 1, 1, 1, 1),   // 11 x 9 outputs, 19 channels
+      ops::make_conv_shape(2, 2, 13, 13, 7, 3, 3, 2, 2, 1, 1),   // stride 2: 7 x 7 outputs
+      ops::make_conv_shape(2, 4, 6, 22, 5, 3, 3, 1, 1, 0, 0),    // 4 x 20 outputs, no padding
+      ops::make_conv_shape(1, 2, 3, 3, 3, 3, 3, 1, 1, 1, 1)};    // one window a plane
+  const int saved = ops::threads();
+  int fused = 0;
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    const ops::ConvShape& s = shapes[i];
+    ops::set_threads(1 + static_cast<int>(i % 2));
+    SCOPED_TRACE(describe(s) + ", " + std::to_string(ops::threads()) + " threads");
+    const int64_t per_channel = s.in_channels * s.kernel_h * s.kernel_w;
+    std::vector<float> x = random_vector<float>(rng, s.batch * s.in_channels * s.in_h * s.in_w);
+    std::fill(x.begin(), x.begin() + s.in_channels * s.in_h * s.in_w, 0.0f);  // image 0
+    const auto w = random_vector<float>(rng, s.out_channels * per_channel),
+               b = random_vector<float>(rng, s.out_channels),
+               scale = random_vector<float>(rng, s.out_channels);
+    const ops::PoolShape p =
+        ops::make_pool_shape(s.batch, s.out_channels, s.out_h, s.out_w, 2, 2, 2, 2, 0, 0);
+    std::vector<float> y(static_cast<size_t>(s.batch * s.out_channels * p.out_h * p.out_w));
+    if (!ops::conv2d_relu_maxpool2x2_fusable(s)) {
+      EXPECT_THROW(ops::conv2d_relu_maxpool2x2_forward(y.data(), x.data(), w.data(), nullptr, s),
+                   std::logic_error);
+      continue;
+    }
+    ++fused;
+    for (const bool folded : {false, true}) {
+      const float* bias = folded ? b.data() : nullptr;
+      const float* w_scale = folded ? scale.data() : nullptr;
+      std::vector<float> conv(static_cast<size_t>(s.batch * s.out_channels * s.out_h * s.out_w));
+      std::vector<float> expected(y.size());
+      ops::conv2d_forward(conv.data(), x.data(), w.data(), bias, s, w_scale);
+      ops::relu_maxpool2d_forward(expected.data(), nullptr, conv.data(), p);
+      std::fill(y.begin(), y.end(), -1.0f);
+      ops::conv2d_relu_maxpool2x2_forward(y.data(), x.data(), w.data(), bias, s, w_scale);
+      EXPECT_TRUE(same_bits(y, expected)) << (folded ? "bias and weight scale" : "plain");
+    }
+  }
+  ops::set_threads(saved);
+  return fused;
+}
+
+TEST_P(OpsSweepAllPaths, Conv2dReluMaxPoolEqualsConvThenReluMaxPoolBitForBit) {
+  const int fused = check_conv_relu_maxpool(61);
+  // kDirect runs every shape by the direct kernels; the reference path fuses none.
+  if (GetParam().reference) {
+    EXPECT_EQ(fused, 0);
+  } else if (GetParam().conv == ops::ConvAlgorithm::kDirect) {
+    EXPECT_EQ(fused, 6);
+  }
+}
+
+// kAuto fuses the stems of resnet, lenet5 and convnet (the direct kernels take them), on every
+// instruction set.
+TEST(OpsSweep, Conv2dReluMaxPoolFusesTheStemsUnderAuto) {
+  const ops::ConvAlgorithm saved_conv = ops::conv_algorithm();
+  const ops::Isa saved_isa = ops::isa();
+  ops::set_conv_algorithm(ops::ConvAlgorithm::kAuto);
+  for (const ops::Isa isa : ops::supported_isas()) {
+    ops::set_isa(isa);
+    SCOPED_TRACE(ops::isa_name(isa));
+    EXPECT_GE(check_conv_relu_maxpool(62), 2);
+  }
+  ops::set_isa(saved_isa);
+  ops::set_conv_algorithm(saved_conv);
 }
 
 /// BatchNorm's statistics, forward and backward (batch or running statistics), alone and fused

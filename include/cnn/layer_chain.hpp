@@ -12,7 +12,13 @@
 //    convolution's weights and bias (w' = w scale, applied as the convolution packs its
 //    weights; b' = b scale + shift), one pass instead of two; equal to the unfolded pair to
 //    rounding. A backward after such a forward first recomputes the pair unfolded, so that
-//    evaluation-mode gradients stay exact.
+//    evaluation-mode gradients stay exact;
+//  * in kEval, for floats, a Conv2d (with a BatchNorm2d folded in, or not), a ReLU and a 2x2 /
+//    stride-2 MaxPool2d, when the convolution runs by the direct kernels: each image's
+//    convolution is pooled while it is in the cache (ops::conv2d_relu_maxpool2x2_forward), the
+//    pooled output bit for bit that of the pairs above, without writing and reading back the
+//    convolution's output, the largest activation of resnet, lenet5 and convnet. A backward
+//    after it first recomputes the convolution (and BatchNorm) outputs, unfolded.
 
 #include <vector>
 
@@ -37,18 +43,28 @@ class LayerChain {
   void backward(TensorView<const T> dy, TensorView<T> dx);
 
  private:
-  void recompute_folded_pairs();
+  /// Before a backward after a kEval forward that folded or fused: the outputs it skipped.
+  void recompute_skipped_outputs();
+  /// fold_scale_ and fold_bias_ for Conv2d `conv` with BatchNorm2d `norm` folded in.
+  void fold(const Conv2d<T>& conv, const BatchNorm<T>& norm, const Shape& conv_out);
+  /// Runs Conv2d i through the MaxPool2d at conv_pool_[i] as one step if the convolution's
+  /// shape allows it (kEval); returns whether it did.
+  bool forward_conv_pool(size_t i, TensorView<const T> x);
   std::vector<Layer<T>*> layers_;
   std::vector<Tensor<T>> outputs_;          // outputs_[i]: layer i's output of the latest forward
   std::vector<MaxPool2d<T>*> fused_pool_;   // [i]: layer i when a MaxPool2d after a ReLU
   std::vector<BatchNorm<T>*> folded_norm_;  // [i]: layer i when a BatchNorm2d after a Conv2d
   std::vector<BatchNorm<T>*> relu_norm_;    // [i]: layer i - 1 when layer i is a ReLU after it
   std::vector<char> relu_norm_ran_;         // [i]: the latest forward ran layers i - 1 and i as one
-  Tensor<T> grad_a_, grad_b_;               // ping-pong buffers for dL/d(activation) in backward
-  Tensor<T> recomputed_;  // the unfolded BatchNorm output recompute_folded_pairs writes
+  // [i]: for a Conv2d i followed by a ReLU (or a BatchNorm2d and a ReLU) and a 2x2 / stride-2
+  // MaxPool2d, the pool's index, else 0; conv_pool_ran_[i]: the latest forward ran them as one.
+  std::vector<size_t> conv_pool_;
+  std::vector<char> conv_pool_ran_;
+  Tensor<T> grad_a_, grad_b_;  // ping-pong buffers for dL/d(activation) in backward
+  Tensor<T> recomputed_;       // the unfolded BatchNorm output recompute_skipped_outputs writes
   std::vector<T> fold_bias_, fold_scale_, fold_shift_;
   TensorView<const T> input_;
-  bool folded_forward_ = false;  // the latest forward folded at least one pair
+  bool skipped_outputs_ = false;  // the latest forward folded or fused: recompute before backward
 };
 
 }  // namespace cnn::detail

@@ -218,6 +218,11 @@ class MaxPool2d final : public Layer<T> {
   /// mode as forward's.
   void forward_after_relu(TensorView<const T> x, TensorView<T> y, Mode mode);
   void backward_after_relu(TensorView<const T> x, TensorView<const T> dy, TensorView<T> dx);
+  /// For a LayerChain that wrote this layer's kEval output itself, pooled straight from the
+  /// convolution before the ReLU (ops::conv2d_relu_maxpool2x2_forward): records the shape of
+  /// x (the ReLU's input) as a kEval forward_after_relu would, so that a backward_after_relu
+  /// recomputes the argmax from the x the chain holds by then. Throws as output_shape.
+  void fused_eval_forward(const Shape& x);
 
  protected:
   void forward_impl(TensorView<const T> x, TensorView<T> y, Mode mode) override;

@@ -117,6 +117,16 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s
 template <typename T>
 void conv2d_backward(T* dx, T* dw, T* db, const T* x, const T* w, const T* dy, const ConvShape& s);
 
+/// Whether conv2d_relu_maxpool2x2_forward takes a float convolution of shape s: one whose
+/// forward runs by the direct kernels (conv2d_forward_method "direct"), outside reference mode.
+bool conv2d_relu_maxpool2x2_fusable(const ConvShape& s);
+/// y (N, OC, OH / 2, OW / 2) = the 2x2 / stride-2 max pooling of relu(conv2d_forward(x, w, b,
+/// s, w_scale)), bit for bit relu_maxpool2d_forward of conv2d_forward's output, without that
+/// output: each image's convolution is pooled while it is in the cache. Only for shapes that
+/// conv2d_relu_maxpool2x2_fusable accepts (throws std::logic_error otherwise).
+void conv2d_relu_maxpool2x2_forward(float* y, const float* x, const float* w, const float* b,
+                                    const ConvShape& s, const float* w_scale = nullptr);
+
 /// How a float convolution of shape s computes its forward, its weight gradient and its input
 /// gradient under the current conv_algorithm(): "gemm", "direct", "winograd" or "implicit".
 const char* conv2d_forward_method(const ConvShape& s);

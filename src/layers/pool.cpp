@@ -109,6 +109,13 @@ void MaxPool2d<T>::forward_after_relu(TensorView<const T> x, TensorView<T> y, Mo
 }
 
 template <typename T>
+void MaxPool2d<T>::fused_eval_forward(const Shape& x) {
+  output_shape(x);
+  argmax_input_shape_ = x;
+  argmax_missing_ = true;
+}
+
+template <typename T>
 void MaxPool2d<T>::backward_after_relu(TensorView<const T> x, TensorView<const T> dy,
                                        TensorView<T> dx) {
   const Shape expected = output_shape(x.shape());

@@ -1,8 +1,10 @@
 #include "cnn/layer_chain.hpp"
 
 #include <algorithm>
+#include <type_traits>
 
 #include "cnn/error.hpp"
+#include "cnn/ops.hpp"
 
 namespace cnn::detail {
 
@@ -25,18 +27,78 @@ void LayerChain<T>::set_layers(std::vector<Layer<T>*> layers) {
   // A ReLU between a BatchNorm and a MaxPool2d keeps its older pairing, with the pool.
   for (size_t i = 1; i + 1 < layers_.size(); ++i)
     if (fused_pool_[i + 1]) relu_norm_[i] = nullptr;
+  conv_pool_.assign(layers_.size(), 0);
+  conv_pool_ran_.assign(layers_.size(), 0);
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    if (!dynamic_cast<Conv2d<T>*>(layers_[i])) continue;
+    const size_t relu = i + 1 < layers_.size() && folded_norm_[i + 1] ? i + 2 : i + 1;
+    if (relu + 1 >= layers_.size() || !fused_pool_[relu + 1]) continue;
+    const MaxPool2d<T>& pool = *fused_pool_[relu + 1];
+    const bool two_by_two = pool.kernel().h == 2 && pool.kernel().w == 2 && pool.stride().h == 2 &&
+                            pool.stride().w == 2 && pool.padding().h == 0 && pool.padding().w == 0;
+    if (two_by_two) conv_pool_[i] = relu + 1;
+  }
   input_ = {};
-  folded_forward_ = false;
+  skipped_outputs_ = false;
+}
+
+template <typename T>
+void LayerChain<T>::fold(const Conv2d<T>& conv, const BatchNorm<T>& norm, const Shape& conv_out) {
+  const int64_t oc = conv.out_channels();
+  // Grow-only scratch: evaluation in a loop allocates once.
+  if (fold_bias_.size() < static_cast<size_t>(oc)) {
+    fold_bias_.resize(static_cast<size_t>(oc));
+    fold_scale_.resize(static_cast<size_t>(oc));
+    fold_shift_.resize(static_cast<size_t>(oc));
+  }
+  // Its checks (shapes, bound buffers) before the folded parameters are read.
+  norm.output_shape(conv_out);
+  norm.eval_affine(fold_scale_.data(), fold_shift_.data());
+  for (int64_t o = 0; o < oc; ++o) {
+    const T scale = fold_scale_[static_cast<size_t>(o)];
+    const T bias = conv.has_bias() ? conv.parameter(1).data()[o] : T(0);
+    fold_bias_[static_cast<size_t>(o)] = bias * scale + fold_shift_[static_cast<size_t>(o)];
+  }
+}
+
+template <typename T>
+bool LayerChain<T>::forward_conv_pool(size_t i, TensorView<const T> x) {
+  if constexpr (std::is_same_v<T, float>) {
+    const auto& conv = static_cast<const Conv2d<T>&>(*layers_[i]);
+    const Shape conv_out = conv.output_shape(x.shape());
+    const ops::ConvShape shape = conv.conv_shape(x.shape());
+    if (!ops::conv2d_relu_maxpool2x2_fusable(shape)) return false;
+    const size_t at = conv_pool_[i];
+    const BatchNorm<T>* norm = folded_norm_[i + 1];
+    if (norm) fold(conv, *norm, conv_out);
+    const T* bias = norm ? fold_bias_.data() : conv.has_bias() ? conv.parameter(1).data() : nullptr;
+    MaxPool2d<T>& pool = *fused_pool_[at];
+    pool.fused_eval_forward(conv_out);
+    if (x.empty()) throw Error(conv.describe() + ": forward: the input must not be empty");
+    outputs_[at].resize(pool.output_shape(conv_out));
+    ops::conv2d_relu_maxpool2x2_forward(outputs_[at].data(), x.data(), conv.parameter(0).data(),
+                                        bias, shape, norm ? fold_scale_.data() : nullptr);
+    conv_pool_ran_[i] = 1;
+    skipped_outputs_ = true;
+    return true;
+  } else {
+    (void)i;
+    (void)x;
+    return false;
+  }
 }
 
 template <typename T>
 TensorView<const T> LayerChain<T>::forward(TensorView<const T> x, Mode mode) {
   input_ = x;
-  folded_forward_ = false;
+  skipped_outputs_ = false;
   std::fill(relu_norm_ran_.begin(), relu_norm_ran_.end(), 0);
+  std::fill(conv_pool_ran_.begin(), conv_pool_ran_.end(), 0);
   TensorView<const T> current = x;
   for (size_t i = 0; i < layers_.size(); ++i) {
-    if (i + 1 < layers_.size() && fused_pool_[i + 1]) {  // ReLU i and MaxPool2d i + 1
+    if (mode == Mode::kEval && conv_pool_[i] && forward_conv_pool(i, current)) {
+      i = conv_pool_[i];  // Conv2d i, (BatchNorm2d,) ReLU and MaxPool2d conv_pool_[i]
+    } else if (i + 1 < layers_.size() && fused_pool_[i + 1]) {  // ReLU i and MaxPool2d i + 1
       ++i;
       outputs_[i].resize(layers_[i]->output_shape(current.shape()));
       fused_pool_[i]->forward_after_relu(current, outputs_[i].view(), mode);
@@ -50,23 +112,8 @@ TensorView<const T> LayerChain<T>::forward(TensorView<const T> x, Mode mode) {
     } else if (mode == Mode::kEval && i + 1 < layers_.size() && folded_norm_[i + 1]) {
       // Conv2d i with BatchNorm2d i + 1 folded in.
       const auto& conv = static_cast<const Conv2d<T>&>(*layers_[i]);
-      const BatchNorm<T>& norm = *folded_norm_[i + 1];
-      const int64_t oc = conv.out_channels();
-      // Grow-only scratch: evaluation in a loop allocates once.
-      if (fold_bias_.size() < static_cast<size_t>(oc)) {
-        fold_bias_.resize(static_cast<size_t>(oc));
-        fold_scale_.resize(static_cast<size_t>(oc));
-        fold_shift_.resize(static_cast<size_t>(oc));
-      }
-      // Its checks (shapes, bound buffers) before the folded parameters are read.
       const Shape conv_out = conv.output_shape(current.shape());
-      norm.output_shape(conv_out);
-      norm.eval_affine(fold_scale_.data(), fold_shift_.data());
-      for (int64_t o = 0; o < oc; ++o) {
-        const T scale = fold_scale_[static_cast<size_t>(o)];
-        const T bias = conv.has_bias() ? conv.parameter(1).data()[o] : T(0);
-        fold_bias_[static_cast<size_t>(o)] = bias * scale + fold_shift_[static_cast<size_t>(o)];
-      }
+      fold(conv, *folded_norm_[i + 1], conv_out);
       if (current.empty()) throw Error(conv.describe() + ": forward: the input must not be empty");
       ++i;
       outputs_[i].resize(conv_out);
@@ -75,7 +122,7 @@ TensorView<const T> LayerChain<T>::forward(TensorView<const T> x, Mode mode) {
       // convolutions it made every Winograd layer re-transform its weights on every call.
       ops::conv2d_forward(outputs_[i].data(), current.data(), conv.parameter(0).data(),
                           fold_bias_.data(), conv.conv_shape(current.shape()), fold_scale_.data());
-      folded_forward_ = true;
+      skipped_outputs_ = true;
     } else {
       outputs_[i].resize(layers_[i]->output_shape(current.shape()));
       layers_[i]->forward(current, outputs_[i].view(), mode);
@@ -86,18 +133,23 @@ TensorView<const T> LayerChain<T>::forward(TensorView<const T> x, Mode mode) {
 }
 
 template <typename T>
-void LayerChain<T>::recompute_folded_pairs() {
-  for (size_t i = 1; i < layers_.size(); ++i) {
-    if (!folded_norm_[i]) continue;
-    const TensorView<const T> x = i == 1 ? input_ : outputs_[i - 2].view();
-    outputs_[i - 1].resize(layers_[i - 1]->output_shape(x.shape()));
-    layers_[i - 1]->forward(x, outputs_[i - 1].view(), Mode::kEval);
-    // The BatchNorm runs too (into scratch, leaving the output the caller holds as it was), so
-    // that its backward follows a kEval forward of its own.
-    recomputed_.resize(outputs_[i - 1].shape());
-    layers_[i]->forward(outputs_[i - 1].view(), recomputed_.view(), Mode::kEval);
+void LayerChain<T>::recompute_skipped_outputs() {
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const bool folded = i + 1 < layers_.size() && folded_norm_[i + 1];
+    if (!folded && !conv_pool_ran_[i]) continue;
+    const TensorView<const T> x = i == 0 ? input_ : outputs_[i - 1].view();
+    outputs_[i].resize(layers_[i]->output_shape(x.shape()));
+    layers_[i]->forward(x, outputs_[i].view(), Mode::kEval);
+    if (!folded) continue;
+    // The BatchNorm runs too, so that its backward follows a kEval forward of its own: into
+    // scratch, leaving the output the caller may hold as it was, unless the fused pooling
+    // skipped that output (the pooling's backward then reads it).
+    Tensor<T>& norm_out = conv_pool_ran_[i] ? outputs_[i + 1] : recomputed_;
+    norm_out.resize(outputs_[i].shape());
+    layers_[i + 1]->forward(outputs_[i].view(), norm_out.view(), Mode::kEval);
   }
-  folded_forward_ = false;
+  std::fill(conv_pool_ran_.begin(), conv_pool_ran_.end(), 0);
+  skipped_outputs_ = false;
 }
 
 template <typename T>
@@ -111,7 +163,7 @@ void LayerChain<T>::backward(TensorView<const T> dy, TensorView<T> dx) {
     throw Error("backward expected a gradient of the output's shape " +
                 outputs_.back().shape().str() + ", got " + dy.shape().str());
   }
-  if (folded_forward_) recompute_folded_pairs();
+  if (skipped_outputs_) recompute_skipped_outputs();
   TensorView<const T> upstream = dy;
   for (size_t k = layers_.size(); k-- > 0;) {
     // A fused ReLU and MaxPool2d (k - 1, k), or BatchNorm and ReLU, take one step, from the

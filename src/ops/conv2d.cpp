@@ -9,6 +9,7 @@
 // convolution skips im2col, since the image already is its column matrix.
 
 #include <algorithm>
+#include <stdexcept>
 #include <type_traits>
 #include <vector>
 
@@ -19,6 +20,7 @@
 #include "dconv.hpp"
 #include "gemm.hpp"
 #include "parallel.hpp"
+#include "pool_plane.hpp"
 #include "scratch.hpp"
 #include "wino4.hpp"
 #include "winograd.hpp"
@@ -648,8 +650,11 @@ const char* conv2d_input_grad_method(const ConvShape& s) {
 
 namespace {
 
+/// The direct kernels' forward, image by image into a per-thread flat buffer; y is the
+/// convolution's output, or with relu_pool the 2x2 / stride-2 max pooling of its ReLU (N, OC,
+/// OH / 2, OW / 2), pooled from the flat buffer while it is in the cache.
 void conv2d_forward_direct(float* y, const float* x, const float* w, const float* b,
-                           const ConvShape& s, const float* w_scale) {
+                           const ConvShape& s, const float* w_scale, bool relu_pool = false) {
   const detail::DirectConvKernels& kernels = detail::direct_conv_kernels();
   const bool phased = s.stride_h == 2 && s.stride_w == 2;  // else stride 1
   const Staging g = phased ? make_phase_staging(s, kernels.lanes)
@@ -676,7 +681,8 @@ void conv2d_forward_direct(float* y, const float* x, const float* w, const float
   }
 
   const int64_t in_size = s.in_channels * s.in_h * s.in_w;
-  const int64_t out_size = s.out_channels * s.out_h * s.out_w;
+  const int64_t pooled_h = s.out_h / 2, pooled_w = s.out_w / 2;
+  const int64_t out_size = s.out_channels * (relu_pool ? pooled_h * pooled_w : s.out_h * s.out_w);
   const int team = static_cast<int>(std::min<int64_t>(threads(), s.batch));
   detail::for_each_part(team, [&](int part) {
     const ImageRange range = images_of_thread(s.batch, part, team);
@@ -691,7 +697,14 @@ void conv2d_forward_direct(float* y, const float* x, const float* w, const float
       }
       kernels.forward({padded_channels, oc_block, taps, offsets.data(), staged, packed, bias, flat,
                        g.positions});
-      unstage(y + n * out_size, flat, s.out_channels, g);
+      if (!relu_pool) {
+        unstage(y + n * out_size, flat, s.out_channels, g);
+        continue;
+      }
+      for (int64_t o = 0; o < s.out_channels; ++o) {
+        detail::relu_maxpool_2x2_plane(y + n * out_size + o * pooled_h * pooled_w,
+                                       flat + o * g.positions, g.row, pooled_h, pooled_w);
+      }
     }
   });
 }
@@ -945,6 +958,17 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s
       }
     }
   });
+}
+
+bool conv2d_relu_maxpool2x2_fusable(const ConvShape& s) {
+  return !reference_mode() && conv_forward_uses_direct(s);
+}
+
+void conv2d_relu_maxpool2x2_forward(float* y, const float* x, const float* w, const float* b,
+                                    const ConvShape& s, const float* w_scale) {
+  if (!conv2d_relu_maxpool2x2_fusable(s))
+    throw std::logic_error("conv2d_relu_maxpool2x2_forward: not a direct-forward convolution");
+  conv2d_forward_direct(y, x, w, b, s, w_scale, true);
 }
 
 namespace {

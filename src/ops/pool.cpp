@@ -11,6 +11,7 @@
 #include "cnn/ops.hpp"
 #include "cnn/ops_ref.hpp"
 #include "parallel.hpp"
+#include "pool_plane.hpp"
 
 namespace cnn::ops {
 
@@ -77,11 +78,105 @@ __attribute__((target("avx2"))) void maxpool_2x2_row_avx2(float* y, int32_t* arg
   }
 }
 
-/// 2x2 windows at stride 2 without padding, the pooling of most CNNs. float runs 4 windows
-/// at a time with SSE2 (part of every x86-64), comparing the four taps in row-major order with
-/// the same rule as consider(); double uses consider(). With kRelu every tap is first replaced
-/// by its ReLU: the pooling of a ReLU's output, without that output. Without kArgmax (argmax
-/// null) only y is written: the same choices, none of the index arithmetic or stores.
+/// One plane of 2x2 windows at stride 2 without padding, the pooling of most CNNs: y (out_h,
+/// out_w) from the first 2 out_h rows of xp, rows `in_w` floats apart (argmax: a window's chosen
+/// element as row * in_w + column). float runs 4 windows at a time with SSE2 (part of every
+/// x86-64), 8 with AVX2 when `wide`, comparing the four taps in row-major order with the same
+/// rule as consider(); double uses consider(). With kRelu every tap is first replaced by its
+/// ReLU: the pooling of a ReLU's output, without that output. Without kArgmax (ap null) only y
+/// is written: the same choices, none of the index arithmetic or stores.
+template <typename T, bool kRelu, bool kArgmax>
+void maxpool_2x2_plane(T* yp, int32_t* ap, const T* xp, int64_t in_w, int64_t out_h, int64_t out_w,
+                       bool wide) {
+  for (int64_t oh = 0; oh < out_h; ++oh) {
+    const int64_t top = 2 * oh * in_w;
+    int64_t ow = 0;
+    if constexpr (std::is_same_v<T, float>) {
+      // Each tap's offset from its window's top-left element: the argmax is then that
+      // element's index plus the chosen offset, computed for the four windows at once.
+      const int32_t row = static_cast<int32_t>(in_w);
+      const __m128i tap_ids[4] = {_mm_setzero_si128(), _mm_set1_epi32(1), _mm_set1_epi32(row),
+                                  _mm_set1_epi32(row + 1)};
+      const __m128i window_steps = _mm_setr_epi32(0, 2, 4, 6);
+      // The window rule on 4 windows at once (lanes), without branches: a branch on random
+      // data mispredicts half the time (the scalar loop below took ~14 ns a window).
+      auto best_of_taps = [&](__m128(&taps)[4], __m128& best, __m128i& tap) {
+        if constexpr (kRelu) {  // relu_of, 4 lanes: lanes below zero become +0
+          for (__m128& v : taps) v = _mm_andnot_ps(_mm_cmplt_ps(v, _mm_setzero_ps()), v);
+        }
+        best = taps[0];
+        tap = tap_ids[0];
+        for (int t = 1; t < 4; ++t) {
+          const __m128 v = taps[t];
+          const __m128 take = _mm_or_ps(
+              _mm_cmpgt_ps(v, best), _mm_and_ps(_mm_cmpunord_ps(v, v), _mm_cmpord_ps(best, best)));
+          best = _mm_or_ps(_mm_and_ps(take, v), _mm_andnot_ps(take, best));
+          const __m128i take_i = _mm_castps_si128(take);
+          tap = _mm_or_si128(_mm_and_si128(take_i, tap_ids[t]), _mm_andnot_si128(take_i, tap));
+        }
+      };
+      auto four_windows = [&](int64_t first) {
+        const float* r0 = xp + top + 2 * first;
+        const float* r1 = r0 + in_w;
+        const __m128 r0a = _mm_loadu_ps(r0), r0b = _mm_loadu_ps(r0 + 4);
+        const __m128 r1a = _mm_loadu_ps(r1), r1b = _mm_loadu_ps(r1 + 4);
+        __m128 taps[4] = {_mm_shuffle_ps(r0a, r0b, _MM_SHUFFLE(2, 0, 2, 0)),   // (0, 0)
+                          _mm_shuffle_ps(r0a, r0b, _MM_SHUFFLE(3, 1, 3, 1)),   // (0, 1)
+                          _mm_shuffle_ps(r1a, r1b, _MM_SHUFFLE(2, 0, 2, 0)),   // (1, 0)
+                          _mm_shuffle_ps(r1a, r1b, _MM_SHUFFLE(3, 1, 3, 1))};  // (1, 1)
+        __m128 best;
+        __m128i tap;
+        best_of_taps(taps, best, tap);
+        _mm_storeu_ps(yp + oh * out_w + first, best);
+        if constexpr (kArgmax) {
+          const __m128i corner =
+              _mm_add_epi32(_mm_set1_epi32(static_cast<int32_t>(top + 2 * first)), window_steps);
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(ap + oh * out_w + first),
+                           _mm_add_epi32(corner, tap));
+        }
+      };
+      // Rows of fewer than 4 windows: one window in lane 0.
+      auto one_window = [&](int64_t ow1) {
+        const float* r0 = xp + top + 2 * ow1;
+        __m128 taps[4] = {_mm_set_ss(r0[0]), _mm_set_ss(r0[1]), _mm_set_ss(r0[in_w]),
+                          _mm_set_ss(r0[in_w + 1])};
+        __m128 best;
+        __m128i tap;
+        best_of_taps(taps, best, tap);
+        yp[oh * out_w + ow1] = _mm_cvtss_f32(best);
+        if constexpr (kArgmax)
+          ap[oh * out_w + ow1] = static_cast<int32_t>(top + 2 * ow1) + _mm_cvtsi128_si32(tap);
+      };
+      if (wide && out_w >= 8) {
+        maxpool_2x2_row_avx2<kRelu, kArgmax>(yp + oh * out_w, kArgmax ? ap + oh * out_w : nullptr,
+                                             xp + top, in_w, static_cast<int32_t>(top), out_w);
+        ow = out_w;
+      }
+      for (; ow + 4 <= out_w; ow += 4) four_windows(ow);
+      // The last 1 to 3 windows of a row: the four windows that end the row again, which
+      // rewrites some with the same values (the scalar loop was ~10x slower per window).
+      if (ow < out_w && out_w >= 4) {
+        four_windows(out_w - 4);
+        ow = out_w;
+      }
+      for (; ow < out_w; ++ow) one_window(ow);
+    }
+    for (; ow < out_w; ++ow) {
+      const int64_t i = top + 2 * ow;
+      const auto tap = [&](int64_t at) { return kRelu ? relu_of(xp[at]) : xp[at]; };
+      T best = tap(i);
+      int64_t best_index = i;
+      consider(tap(i + 1), i + 1, best, best_index);
+      consider(tap(i + in_w), i + in_w, best, best_index);
+      consider(tap(i + in_w + 1), i + in_w + 1, best, best_index);
+      yp[oh * out_w + ow] = best;
+      if constexpr (kArgmax) ap[oh * out_w + ow] = static_cast<int32_t>(best_index);
+    }
+  }
+}
+
+/// 2x2 windows at stride 2 without padding over every plane (maxpool_2x2_plane), the planes
+/// split over the threads.
 template <typename T, bool kRelu, bool kArgmax>
 void maxpool_2x2_stride2(T* y, int32_t* argmax, const T* x, const PoolShape& s) {
   const int64_t planes = s.batch * s.channels;
@@ -92,96 +187,9 @@ void maxpool_2x2_stride2(T* y, int32_t* argmax, const T* x, const PoolShape& s) 
   const bool wide = isa_has_avx2();
   detail::for_each_range(team, planes, [&](int64_t first_plane, int64_t last_plane) {
     for (int64_t plane = first_plane; plane < last_plane; ++plane) {
-      const T* xp = x + plane * s.in_h * s.in_w;
-      T* yp = y + plane * s.out_h * s.out_w;
-      int32_t* ap = kArgmax ? argmax + plane * s.out_h * s.out_w : nullptr;
-      for (int64_t oh = 0; oh < s.out_h; ++oh) {
-        const int64_t top = 2 * oh * s.in_w;
-        int64_t ow = 0;
-        if constexpr (std::is_same_v<T, float>) {
-          // Each tap's offset from its window's top-left element: the argmax is then that
-          // element's index plus the chosen offset, computed for the four windows at once.
-          const int32_t in_w = static_cast<int32_t>(s.in_w);
-          const __m128i tap_ids[4] = {_mm_setzero_si128(), _mm_set1_epi32(1), _mm_set1_epi32(in_w),
-                                      _mm_set1_epi32(in_w + 1)};
-          const __m128i window_steps = _mm_setr_epi32(0, 2, 4, 6);
-          // The window rule on 4 windows at once (lanes), without branches: a branch on random
-          // data mispredicts half the time (the scalar loop below took ~14 ns a window).
-          auto best_of_taps = [&](__m128(&taps)[4], __m128& best, __m128i& tap) {
-            if constexpr (kRelu) {  // relu_of, 4 lanes: lanes below zero become +0
-              for (__m128& v : taps) v = _mm_andnot_ps(_mm_cmplt_ps(v, _mm_setzero_ps()), v);
-            }
-            best = taps[0];
-            tap = tap_ids[0];
-            for (int t = 1; t < 4; ++t) {
-              const __m128 v = taps[t];
-              const __m128 take =
-                  _mm_or_ps(_mm_cmpgt_ps(v, best),
-                            _mm_and_ps(_mm_cmpunord_ps(v, v), _mm_cmpord_ps(best, best)));
-              best = _mm_or_ps(_mm_and_ps(take, v), _mm_andnot_ps(take, best));
-              const __m128i take_i = _mm_castps_si128(take);
-              tap = _mm_or_si128(_mm_and_si128(take_i, tap_ids[t]), _mm_andnot_si128(take_i, tap));
-            }
-          };
-          auto four_windows = [&](int64_t first) {
-            const float* r0 = xp + top + 2 * first;
-            const float* r1 = r0 + s.in_w;
-            const __m128 r0a = _mm_loadu_ps(r0), r0b = _mm_loadu_ps(r0 + 4);
-            const __m128 r1a = _mm_loadu_ps(r1), r1b = _mm_loadu_ps(r1 + 4);
-            __m128 taps[4] = {_mm_shuffle_ps(r0a, r0b, _MM_SHUFFLE(2, 0, 2, 0)),   // (0, 0)
-                              _mm_shuffle_ps(r0a, r0b, _MM_SHUFFLE(3, 1, 3, 1)),   // (0, 1)
-                              _mm_shuffle_ps(r1a, r1b, _MM_SHUFFLE(2, 0, 2, 0)),   // (1, 0)
-                              _mm_shuffle_ps(r1a, r1b, _MM_SHUFFLE(3, 1, 3, 1))};  // (1, 1)
-            __m128 best;
-            __m128i tap;
-            best_of_taps(taps, best, tap);
-            _mm_storeu_ps(yp + oh * s.out_w + first, best);
-            if constexpr (kArgmax) {
-              const __m128i corner = _mm_add_epi32(
-                  _mm_set1_epi32(static_cast<int32_t>(top + 2 * first)), window_steps);
-              _mm_storeu_si128(reinterpret_cast<__m128i*>(ap + oh * s.out_w + first),
-                               _mm_add_epi32(corner, tap));
-            }
-          };
-          // Rows of fewer than 4 windows: one window in lane 0.
-          auto one_window = [&](int64_t ow1) {
-            const float* r0 = xp + top + 2 * ow1;
-            __m128 taps[4] = {_mm_set_ss(r0[0]), _mm_set_ss(r0[1]), _mm_set_ss(r0[s.in_w]),
-                              _mm_set_ss(r0[s.in_w + 1])};
-            __m128 best;
-            __m128i tap;
-            best_of_taps(taps, best, tap);
-            yp[oh * s.out_w + ow1] = _mm_cvtss_f32(best);
-            if constexpr (kArgmax)
-              ap[oh * s.out_w + ow1] = static_cast<int32_t>(top + 2 * ow1) + _mm_cvtsi128_si32(tap);
-          };
-          if (wide && s.out_w >= 8) {
-            maxpool_2x2_row_avx2<kRelu, kArgmax>(yp + oh * s.out_w,
-                                                 kArgmax ? ap + oh * s.out_w : nullptr, xp + top,
-                                                 s.in_w, static_cast<int32_t>(top), s.out_w);
-            ow = s.out_w;
-          }
-          for (; ow + 4 <= s.out_w; ow += 4) four_windows(ow);
-          // The last 1 to 3 windows of a row: the four windows that end the row again, which
-          // rewrites some with the same values (the scalar loop was ~10x slower per window).
-          if (ow < s.out_w && s.out_w >= 4) {
-            four_windows(s.out_w - 4);
-            ow = s.out_w;
-          }
-          for (; ow < s.out_w; ++ow) one_window(ow);
-        }
-        for (; ow < s.out_w; ++ow) {
-          const int64_t i = top + 2 * ow;
-          const auto tap = [&](int64_t at) { return kRelu ? relu_of(xp[at]) : xp[at]; };
-          T best = tap(i);
-          int64_t best_index = i;
-          consider(tap(i + 1), i + 1, best, best_index);
-          consider(tap(i + s.in_w), i + s.in_w, best, best_index);
-          consider(tap(i + s.in_w + 1), i + s.in_w + 1, best, best_index);
-          yp[oh * s.out_w + ow] = best;
-          if constexpr (kArgmax) ap[oh * s.out_w + ow] = static_cast<int32_t>(best_index);
-        }
-      }
+      maxpool_2x2_plane<T, kRelu, kArgmax>(
+          y + plane * s.out_h * s.out_w, kArgmax ? argmax + plane * s.out_h * s.out_w : nullptr,
+          x + plane * s.in_h * s.in_w, s.in_w, s.out_h, s.out_w, wide);
     }
   });
 }
@@ -488,3 +496,13 @@ CNN_INSTANTIATE_POOL(float)
 CNN_INSTANTIATE_POOL(double)
 
 }  // namespace cnn::ops
+
+namespace cnn::detail {
+
+void relu_maxpool_2x2_plane(float* y, const float* x, int64_t row_stride, int64_t out_h,
+                            int64_t out_w) {
+  ops::maxpool_2x2_plane<float, true, false>(y, nullptr, x, row_stride, out_h, out_w,
+                                             ops::isa_has_avx2());
+}
+
+}  // namespace cnn::detail
