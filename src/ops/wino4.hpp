@@ -49,9 +49,11 @@ struct Winograd4Kernels {
   /// group's images read M's next columns or its slack, and are not unstaged).
   void (*output_tiles)(float* staged, const float* m, int64_t stride, int64_t count,
                        const float* bias, int64_t tiles_h, int64_t tiles_w);
-  /// The staged input-gradient group (its rows staged_w apart, zeroed by the caller) += B X B^T
-  /// of every tile X of dL/dV (read as output_tiles reads M), where its 6x6 input tile was
-  /// read, tile by tile in order (neighbouring tiles overlap by two rows or columns).
+  /// The staged input-gradient group (its rows staged_w apart) over the tiles' 4 tiles_h + 2
+  /// rows and 4 tiles_w + 2 columns = the sum of B X B^T of every tile X of dL/dV (read as
+  /// output_tiles reads M) placed where its 6x6 input tile was read (neighbouring tiles
+  /// overlap by two rows or columns), added tile by tile in order; what the group held there
+  /// before is overwritten, so it needs no zeroing.
   void (*input_grad_tiles)(float* staged, int64_t staged_w, const float* dv, int64_t stride,
                            int64_t count, int64_t tiles_h, int64_t tiles_w);
 };

@@ -642,16 +642,18 @@ void transform_input_grads(float* dx, const float* dv, int64_t stride, int64_t t
 
 /// The products of a backward chunk with `tiles` tiles, for each of `positions` tile
 /// positions xi (matrices V_xi, Z_xi and dL/dU_xi `v_stride`, `z_stride` and `du_stride`
-/// apart): dL/dU_xi += Z_xi (out_channels x tiles) V_xi^T (tiles x in_channels), and when
-/// `packs` (U_xi^T packed) is not null, dL/dV_xi = U_xi^T Z_xi written over V_xi, used up.
+/// apart): dL/dU_xi = (with `accumulate`: +=) Z_xi (out_channels x tiles) V_xi^T (tiles x
+/// in_channels), and when `packs` (U_xi^T packed) is not null, dL/dV_xi = U_xi^T Z_xi written
+/// over V_xi, used up. A thread's first chunk assigns its dL/dU: zeroing them first wrote
+/// 2.4 MB a call for resnet's 128-channel layer, for nothing.
 void backward_products(int positions, int64_t out_channels, int64_t in_channels, int64_t tiles,
                        float* v, int64_t v_stride, const float* z, int64_t z_stride, float* du,
-                       int64_t du_stride, const std::vector<float>* packs) {
+                       int64_t du_stride, bool accumulate, const std::vector<float>* packs) {
   for (int xi = 0; xi < positions; ++xi) {
     float* v_xi = v + xi * v_stride;
     const float* z_xi = z + xi * z_stride;
     gemm_nt<float>(out_channels, in_channels, tiles, z_xi, tiles, v_xi, tiles, du + xi * du_stride,
-                   in_channels, true);
+                   in_channels, accumulate);
     if (packs) {
       sgemm_nn_prepacked(in_channels, tiles, out_channels, packs[xi].data(), z_xi, tiles, v_xi,
                          tiles, false);
@@ -713,8 +715,7 @@ void winograd_backward3x3(float* dx, float* dw, const float* x, const float* wei
   std::vector<float>& partials = shared_scratch<float>(1, team * 16 * u_stride);
   for_each_part(team, [&](int part) {
     const int64_t first = batch * part / team, last = batch * (part + 1) / team;
-    float* du = partials.data() + part * 16 * u_stride;
-    std::fill(du, du + 16 * u_stride, 0.0f);
+    float* du = partials.data() + part * 16 * u_stride;  // assigned by the first chunk
     // The input plane (with 8 floats of slack for transform_input_grads), then dy's plane.
     const int64_t plane = g.staged_h * g.staged_w + 8;
     const int64_t grad_staged_w = 2 * g.tiles_w + 8;
@@ -735,7 +736,7 @@ void winograd_backward3x3(float* dx, float* dw, const float* x, const float* wei
       transform_output_grads(z, z_stride, tiles, dy + start * out_size, count, grad_staged,
                              grad_staged_w, g);
       backward_products(16, out_channels, in_channels, tiles, v, v_stride, z, z_stride, du,
-                        u_stride, dx ? packs : nullptr);
+                        u_stride, start != first, dx ? packs : nullptr);
       if (dx) transform_input_grads(dx + start * in_size, v, v_stride, tiles, count, staged, g);
     }
   });
@@ -918,8 +919,7 @@ void winograd4x4_backward3x3(float* dx, float* dw, const float* x, const float* 
   std::vector<float>& partials = shared_scratch<float>(1, team * 36 * u_stride);
   for_each_part(team, [&](int part) {
     const int64_t first = batch * part / team, last = batch * (part + 1) / team;
-    float* du = partials.data() + part * 36 * u_stride;
-    std::fill(du, du + 36 * u_stride, 0.0f);
+    float* du = partials.data() + part * 36 * u_stride;  // assigned by the first chunk
     // The staged input (zero padding), input gradient and output gradient (zero past the
     // output) groups.
     const int64_t staged_size = g.staged_h * g.staged_w * k.lanes;
@@ -946,11 +946,10 @@ void winograd4x4_backward3x3(float* dx, float* dw, const float* x, const float* 
                               g.tiles_h, g.tiles_w);
         }
       backward_products(36, out_channels, in_channels, tiles, v, v_stride, z, z_stride, du,
-                        u_stride, dx ? packs : nullptr);
+                        u_stride, start != first, dx ? packs : nullptr);
       if (!dx) continue;
       for (int64_t c = 0; c < in_channels; ++c)
         for (int64_t n0 = 0; n0 < count; n0 += k.lanes) {
-          std::fill(dx_staged, dx_staged + staged_size, 0.0f);
           k.input_grad_tiles(dx_staged, g.staged_w, v + c * tiles + n0, v_stride, count, g.tiles_h,
                              g.tiles_w);
           k.unstage(dx + ((start + n0) * in_channels + c) * in_plane, in_channels * in_plane,
