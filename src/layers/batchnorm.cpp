@@ -207,8 +207,9 @@ void BatchNorm<T>::run_backward(TensorView<const T> x, TensorView<const T> dy, T
 
 // Synchronised BatchNorm: the statistics batchnorm_statistics computes, with each sum taken over
 // every rank's share of the global batch (two exchanges: the sums for the mean, then the squared
-// deviations from it, as the one-process kernel's two passes). Plain loops: the per-rank shares
-// are small, and an exchange costs more than the arithmetic.
+// deviations from it, as the reference's two passes; the one-process float kernel sums x and
+// x^2 in one pass, the same to rounding). Plain loops: the per-rank shares are small, and an
+// exchange costs more than the arithmetic.
 template <typename T>
 void BatchNorm<T>::synchronised_statistics(const T* x, const ops::NormShape& s) {
   const int64_t channels = s.channels;
