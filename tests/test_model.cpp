@@ -316,6 +316,69 @@ TEST(Sequential, FusedConvReluMaxPoolInEvaluationGivesThePairsResults) {
   }
 }
 
+// In kEval a Conv2d and a ReLU that no pooling follows, with a BatchNorm2d folded into the
+// convolution or without one, run as one step when Winograd or the implicit GEMM takes the
+// convolution (ops::conv2d_relu_forward: resnet's 7x7 layer by F(4x4) here). Its output must be
+// the folded convolution's ReLU, bit for bit; a backward after it must give the layer-by-layer
+// kEval gradients, bit for bit, twice in a row.
+TEST(Sequential, FusedConvReluInEvaluationGivesThePairsResults) {
+  for (const bool with_norm : {false, true}) {
+    SCOPED_TRACE(with_norm ? "with BatchNorm2d" : "without");
+    Sequential<float> model;
+    model.emplace<Conv2d<float>>(16, 16, 3, 1, 1);
+    if (with_norm) model.emplace<BatchNorm2d<float>>(16);
+    model.emplace<ReLU<float>>();
+    model.build(Shape{16, 7, 7});
+    Rng rng(23);
+    model.init_parameters(rng);
+    for (const auto& p : model.named_parameters())
+      for (int64_t i = 0; i < p.value.numel(); ++i) {
+        if (p.name.find("1.") == 0) p.value.data()[i] = static_cast<float>(rng.normal());
+      }
+    for (const auto& b : model.named_buffers())
+      for (int64_t i = 0; i < b.value.numel(); ++i) {
+        if (b.name.find("running_mean") != std::string::npos)
+          b.value.data()[i] = static_cast<float>(rng.normal()) * 0.3f;
+        if (b.name.find("running_var") != std::string::npos)
+          b.value.data()[i] = 0.5f + static_cast<float>(rng.uniform());
+      }
+    Tensor<float> x(Shape{17, 16, 7, 7});
+    for (int64_t i = 0; i < x.numel(); ++i)  // image 0 all zeros: exact zeros among its outputs
+      x.data()[i] = i < 16 * 7 * 7 ? 0.0f : static_cast<float>(rng.normal());
+    Tensor<float> dy(Shape{17, 16, 7, 7});
+    for (int64_t i = 0; i < dy.numel(); ++i) dy.data()[i] = static_cast<float>(rng.normal());
+
+    const auto& conv = static_cast<const Conv2d<float>&>(model.layer(0));
+    const ops::ConvShape shape = conv.conv_shape(x.shape());
+    ASSERT_TRUE(ops::conv2d_relu_fusable(shape)) << ops::conv2d_forward_method(shape);
+    std::vector<float> bias(conv.parameter(1).data(), conv.parameter(1).data() + 16), scale(16, 1);
+    if (with_norm) {
+      std::vector<float> shift(16);
+      static_cast<const BatchNorm2d<float>&>(model.layer(1))
+          .eval_affine(scale.data(), shift.data());
+      for (size_t o = 0; o < 16; ++o) bias[o] = bias[o] * scale[o] + shift[o];
+    }
+    Tensor<float> conv_y(Shape{17, 16, 7, 7}), expected(Shape{17, 16, 7, 7});
+    ops::conv2d_forward(conv_y.data(), x.data(), conv.parameter(0).data(), bias.data(), shape,
+                        with_norm ? scale.data() : nullptr);
+    ops::relu_forward(expected.data(), conv_y.data(), conv_y.numel());
+
+    for (int round = 0; round < 2; ++round) {
+      const TensorView<const float> out = model.forward(x, Mode::kEval);
+      ASSERT_EQ(out.shape(), expected.shape());
+      ASSERT_EQ(0, std::memcmp(out.data(), expected.data(), expected.numel() * sizeof(float)))
+          << "round " << round;
+      model.zero_grad();
+      model.backward(dy);
+      const std::vector<float> grads(model.gradients().begin(), model.gradients().end());
+      layer_by_layer(model, x, dy, Mode::kEval);
+      ASSERT_EQ(0,
+                std::memcmp(grads.data(), model.gradients().data(), grads.size() * sizeof(float)))
+          << "round " << round;
+    }
+  }
+}
+
 // BatchNorm2d + ReLU (after a pooling layer, so that kEval does not fold the BatchNorm into a
 // convolution) and BatchNorm1d + ReLU after a Linear, each run as one step, must give the
 // layer-by-layer outputs, parameter gradients and running statistics byte for byte, in both

@@ -1128,6 +1128,85 @@ TEST(OpsSweep, Conv2dReluMaxPoolFusesTheStemsUnderAuto) {
   ops::set_conv_algorithm(saved_conv);
 }
 
+/// conv2d_relu_forward against conv2d_forward then relu_forward: the same bits, with neither
+/// bias nor weight scale and with both, on the shapes of every method it takes (F(2x2), F(4x4)
+/// on 4x4 and 7x7 planes, the implicit GEMM at stride 2, odd batches and channel counts), 1
+/// and 2 threads, and an all-zero image (exact zeros without a bias). Returns how many shapes
+/// the current path fused; the others must be refused.
+int check_conv_relu(uint64_t seed) {
+  Rng rng(seed);
+  const std::vector<ops::ConvShape> shapes = {
+      ops::make_conv_shape(17, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1),  // resnet's first block
+      ops::make_conv_shape(19, 32, 14, 14, 64, 3, 3, 2, 2, 1, 1),  // its stride-2 layers
+      ops::make_conv_shape(17, 64, 7, 7, 128, 3, 3, 2, 2, 1, 1),
+      ops::make_conv_shape(33, 64, 7, 7, 64, 3, 3, 1, 1, 1, 1),  // F(4x4) planes
+      ops::make_conv_shape(17, 128, 4, 4, 128, 3, 3, 1, 1, 1, 1),
+      ops::make_conv_shape(3, 5, 9, 11, 19, 3, 3, 1, 1, 1, 1),   // odd everything
+      ops::make_conv_shape(2, 3, 12, 10, 7, 5, 5, 1, 1, 2, 2)};  // 5x5: no Winograd
+  const int saved = ops::threads();
+  int fused = 0;
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    const ops::ConvShape& s = shapes[i];
+    ops::set_threads(1 + static_cast<int>(i % 2));
+    SCOPED_TRACE(describe(s) + ", " + std::to_string(ops::threads()) + " threads, " +
+                 ops::conv2d_forward_method(s));
+    const int64_t per_channel = s.in_channels * s.kernel_h * s.kernel_w;
+    std::vector<float> x = random_vector<float>(rng, s.batch * s.in_channels * s.in_h * s.in_w);
+    std::fill(x.begin(), x.begin() + s.in_channels * s.in_h * s.in_w, 0.0f);  // image 0
+    const auto w = random_vector<float>(rng, s.out_channels * per_channel),
+               b = random_vector<float>(rng, s.out_channels),
+               scale = random_vector<float>(rng, s.out_channels);
+    std::vector<float> y(static_cast<size_t>(s.batch * s.out_channels * s.out_h * s.out_w));
+    if (!ops::conv2d_relu_fusable(s)) {
+      EXPECT_THROW(ops::conv2d_relu_forward(y.data(), x.data(), w.data(), nullptr, s),
+                   std::logic_error);
+      continue;
+    }
+    ++fused;
+    for (const bool folded : {false, true}) {
+      const float* bias = folded ? b.data() : nullptr;
+      const float* w_scale = folded ? scale.data() : nullptr;
+      std::vector<float> conv(y.size()), expected(y.size());
+      ops::conv2d_forward(conv.data(), x.data(), w.data(), bias, s, w_scale);
+      ops::relu_forward(expected.data(), conv.data(), static_cast<int64_t>(conv.size()));
+      std::fill(y.begin(), y.end(), -1.0f);
+      ops::conv2d_relu_forward(y.data(), x.data(), w.data(), bias, s, w_scale);
+      EXPECT_TRUE(same_bits(y, expected)) << (folded ? "bias and weight scale" : "plain");
+    }
+  }
+  ops::set_threads(saved);
+  return fused;
+}
+
+TEST_P(OpsSweepAllPaths, Conv2dReluEqualsConvThenReluBitForBit) {
+  const int fused = check_conv_relu(63);
+  if (GetParam().reference) {
+    EXPECT_EQ(fused, 0);
+  } else if (GetParam().conv == ops::ConvAlgorithm::kImplicit) {
+    EXPECT_EQ(fused, 7);  // the implicit GEMM takes every shape
+  }
+}
+
+// kAuto fuses resnet's layers by each of its methods: F(2x2), F(4x4) and the implicit GEMM.
+TEST(OpsSweep, Conv2dReluFusesEveryMethodUnderAuto) {
+  const ops::ConvAlgorithm saved_conv = ops::conv_algorithm();
+  const ops::Isa saved_isa = ops::isa();
+  ops::set_conv_algorithm(ops::ConvAlgorithm::kAuto);
+  const ops::ConvShape f2 = ops::make_conv_shape(17, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1),
+                       f4 = ops::make_conv_shape(17, 128, 4, 4, 128, 3, 3, 1, 1, 1, 1),
+                       implicit = ops::make_conv_shape(19, 32, 14, 14, 64, 3, 3, 2, 2, 1, 1);
+  for (const ops::Isa isa : ops::supported_isas()) {
+    ops::set_isa(isa);
+    SCOPED_TRACE(ops::isa_name(isa));
+    EXPECT_STREQ(ops::conv2d_forward_method(f2), "winograd");
+    EXPECT_STREQ(ops::conv2d_forward_method(f4), "winograd4x4");
+    EXPECT_STREQ(ops::conv2d_forward_method(implicit), "implicit");
+    EXPECT_GE(check_conv_relu(64), 5);
+  }
+  ops::set_isa(saved_isa);
+  ops::set_conv_algorithm(saved_conv);
+}
+
 /// BatchNorm's statistics, forward and backward (batch or running statistics), alone and fused
 /// with the ReLU after it: the default path against the reference on odd (batch, channels,
 /// inner), 1 and 2 threads; and the fused ops bit for bit against the two ops they replace on

@@ -17,9 +17,15 @@
 //    stride-2 MaxPool2d, when the convolution runs by the direct kernels: each image's
 //    convolution is pooled while it is in the cache (ops::conv2d_relu_maxpool2x2_forward), the
 //    pooled output bit for bit that of the pairs above, without writing and reading back the
-//    convolution's output, the largest activation of resnet, lenet5 and convnet. A backward
-//    after it first recomputes the convolution (and BatchNorm) outputs, unfolded.
+//    convolution's output, the largest activation of resnet, lenet5 and convnet;
+//  * in kEval, for floats, a Conv2d (with a BatchNorm2d folded in, or not) and a ReLU not paired
+//    with a pooling, when the convolution runs by Winograd or the implicit GEMM: the ReLU is
+//    applied as the convolution writes each block of images (ops::conv2d_relu_forward), bit for
+//    bit the pair and the ReLU, without a pass of its own (resnet's blocks).
+//    A backward after either first recomputes the convolution (and BatchNorm) outputs,
+//    unfolded.
 
+#include <utility>
 #include <vector>
 
 #include "cnn/layers.hpp"
@@ -47,9 +53,13 @@ class LayerChain {
   void recompute_skipped_outputs();
   /// fold_scale_ and fold_bias_ for Conv2d `conv` with BatchNorm2d `norm` folded in.
   void fold(const Conv2d<T>& conv, const BatchNorm<T>& norm, const Shape& conv_out);
-  /// Runs Conv2d i through the MaxPool2d at conv_pool_[i] as one step if the convolution's
-  /// shape allows it (kEval); returns whether it did.
+  /// Runs Conv2d i through the MaxPool2d at conv_pool_[i], or the ReLU at conv_relu_[i], as
+  /// one step if the convolution's shape allows it (kEval); returns whether it did.
   bool forward_conv_pool(size_t i, TensorView<const T> x);
+  bool forward_conv_relu(size_t i, TensorView<const T> x);
+  /// The folded BatchNorm's bias and scale for Conv2d i (when folded_norm_[i + 1]), or its own
+  /// bias and no scale: what the fused steps pass to the convolution.
+  std::pair<const T*, const T*> bias_and_scale(size_t i, const Shape& conv_out);
   std::vector<Layer<T>*> layers_;
   std::vector<Tensor<T>> outputs_;          // outputs_[i]: layer i's output of the latest forward
   std::vector<MaxPool2d<T>*> fused_pool_;   // [i]: layer i when a MaxPool2d after a ReLU
@@ -57,9 +67,11 @@ class LayerChain {
   std::vector<BatchNorm<T>*> relu_norm_;    // [i]: layer i - 1 when layer i is a ReLU after it
   std::vector<char> relu_norm_ran_;         // [i]: the latest forward ran layers i - 1 and i as one
   // [i]: for a Conv2d i followed by a ReLU (or a BatchNorm2d and a ReLU) and a 2x2 / stride-2
-  // MaxPool2d, the pool's index, else 0; conv_pool_ran_[i]: the latest forward ran them as one.
-  std::vector<size_t> conv_pool_;
-  std::vector<char> conv_pool_ran_;
+  // MaxPool2d, the pool's index, else 0; conv_relu_[i]: for one followed by a ReLU (or a
+  // BatchNorm2d and a ReLU) that no pooling pairs with, the ReLU's index, else 0;
+  // conv_fused_ran_[i]: the latest forward ran Conv2d i and those layers as one.
+  std::vector<size_t> conv_pool_, conv_relu_;
+  std::vector<char> conv_fused_ran_;
   Tensor<T> grad_a_, grad_b_;  // ping-pong buffers for dL/d(activation) in backward
   Tensor<T> recomputed_;       // the unfolded BatchNorm output recompute_skipped_outputs writes
   std::vector<T> fold_bias_, fold_scale_, fold_shift_;

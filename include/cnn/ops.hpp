@@ -127,6 +127,15 @@ bool conv2d_relu_maxpool2x2_fusable(const ConvShape& s);
 void conv2d_relu_maxpool2x2_forward(float* y, const float* x, const float* w, const float* b,
                                     const ConvShape& s, const float* w_scale = nullptr);
 
+/// Whether conv2d_relu_forward takes a float convolution of shape s: one whose forward runs by
+/// Winograd (F(2x2) or F(4x4)) or the implicit GEMM, outside reference mode.
+bool conv2d_relu_fusable(const ConvShape& s);
+/// y = relu(conv2d_forward(x, w, b, s, w_scale)), bit for bit conv2d_forward then relu_forward,
+/// with the ReLU applied to each block of images as the convolution writes it (in the cache).
+/// Only for shapes that conv2d_relu_fusable accepts (throws std::logic_error otherwise).
+void conv2d_relu_forward(float* y, const float* x, const float* w, const float* b,
+                         const ConvShape& s, const float* w_scale = nullptr);
+
 /// How a float convolution of shape s computes its forward, its weight gradient and its input
 /// gradient under the current conv_algorithm(): "gemm", "direct", "winograd" or "implicit".
 const char* conv2d_forward_method(const ConvShape& s);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <type_traits>
+#include <utility>
 
 #include "cnn/error.hpp"
 #include "cnn/ops.hpp"
@@ -28,11 +29,16 @@ void LayerChain<T>::set_layers(std::vector<Layer<T>*> layers) {
   for (size_t i = 1; i + 1 < layers_.size(); ++i)
     if (fused_pool_[i + 1]) relu_norm_[i] = nullptr;
   conv_pool_.assign(layers_.size(), 0);
-  conv_pool_ran_.assign(layers_.size(), 0);
+  conv_relu_.assign(layers_.size(), 0);
+  conv_fused_ran_.assign(layers_.size(), 0);
   for (size_t i = 0; i < layers_.size(); ++i) {
     if (!dynamic_cast<Conv2d<T>*>(layers_[i])) continue;
     const size_t relu = i + 1 < layers_.size() && folded_norm_[i + 1] ? i + 2 : i + 1;
-    if (relu + 1 >= layers_.size() || !fused_pool_[relu + 1]) continue;
+    if (relu >= layers_.size() || !dynamic_cast<ReLU<T>*>(layers_[relu])) continue;
+    if (relu + 1 >= layers_.size() || !fused_pool_[relu + 1]) {
+      conv_relu_[i] = relu;
+      continue;
+    }
     const MaxPool2d<T>& pool = *fused_pool_[relu + 1];
     const bool two_by_two = pool.kernel().h == 2 && pool.kernel().w == 2 && pool.stride().h == 2 &&
                             pool.stride().w == 2 && pool.padding().h == 0 && pool.padding().w == 0;
@@ -62,6 +68,16 @@ void LayerChain<T>::fold(const Conv2d<T>& conv, const BatchNorm<T>& norm, const 
 }
 
 template <typename T>
+std::pair<const T*, const T*> LayerChain<T>::bias_and_scale(size_t i, const Shape& conv_out) {
+  const auto& conv = static_cast<const Conv2d<T>&>(*layers_[i]);
+  if (const BatchNorm<T>* norm = folded_norm_[i + 1]) {
+    fold(conv, *norm, conv_out);
+    return {fold_bias_.data(), fold_scale_.data()};
+  }
+  return {conv.has_bias() ? conv.parameter(1).data() : nullptr, nullptr};
+}
+
+template <typename T>
 bool LayerChain<T>::forward_conv_pool(size_t i, TensorView<const T> x) {
   if constexpr (std::is_same_v<T, float>) {
     const auto& conv = static_cast<const Conv2d<T>&>(*layers_[i]);
@@ -69,16 +85,37 @@ bool LayerChain<T>::forward_conv_pool(size_t i, TensorView<const T> x) {
     const ops::ConvShape shape = conv.conv_shape(x.shape());
     if (!ops::conv2d_relu_maxpool2x2_fusable(shape)) return false;
     const size_t at = conv_pool_[i];
-    const BatchNorm<T>* norm = folded_norm_[i + 1];
-    if (norm) fold(conv, *norm, conv_out);
-    const T* bias = norm ? fold_bias_.data() : conv.has_bias() ? conv.parameter(1).data() : nullptr;
+    const auto [bias, scale] = bias_and_scale(i, conv_out);
     MaxPool2d<T>& pool = *fused_pool_[at];
     pool.fused_eval_forward(conv_out);
     if (x.empty()) throw Error(conv.describe() + ": forward: the input must not be empty");
     outputs_[at].resize(pool.output_shape(conv_out));
     ops::conv2d_relu_maxpool2x2_forward(outputs_[at].data(), x.data(), conv.parameter(0).data(),
-                                        bias, shape, norm ? fold_scale_.data() : nullptr);
-    conv_pool_ran_[i] = 1;
+                                        bias, shape, scale);
+    conv_fused_ran_[i] = 1;
+    skipped_outputs_ = true;
+    return true;
+  } else {
+    (void)i;
+    (void)x;
+    return false;
+  }
+}
+
+template <typename T>
+bool LayerChain<T>::forward_conv_relu(size_t i, TensorView<const T> x) {
+  if constexpr (std::is_same_v<T, float>) {
+    const auto& conv = static_cast<const Conv2d<T>&>(*layers_[i]);
+    const Shape conv_out = conv.output_shape(x.shape());
+    const ops::ConvShape shape = conv.conv_shape(x.shape());
+    if (!ops::conv2d_relu_fusable(shape)) return false;
+    const size_t at = conv_relu_[i];
+    const auto [bias, scale] = bias_and_scale(i, conv_out);
+    if (x.empty()) throw Error(conv.describe() + ": forward: the input must not be empty");
+    outputs_[at].resize(layers_[at]->output_shape(conv_out));
+    ops::conv2d_relu_forward(outputs_[at].data(), x.data(), conv.parameter(0).data(), bias, shape,
+                             scale);
+    conv_fused_ran_[i] = 1;
     skipped_outputs_ = true;
     return true;
   } else {
@@ -93,11 +130,13 @@ TensorView<const T> LayerChain<T>::forward(TensorView<const T> x, Mode mode) {
   input_ = x;
   skipped_outputs_ = false;
   std::fill(relu_norm_ran_.begin(), relu_norm_ran_.end(), 0);
-  std::fill(conv_pool_ran_.begin(), conv_pool_ran_.end(), 0);
+  std::fill(conv_fused_ran_.begin(), conv_fused_ran_.end(), 0);
   TensorView<const T> current = x;
   for (size_t i = 0; i < layers_.size(); ++i) {
     if (mode == Mode::kEval && conv_pool_[i] && forward_conv_pool(i, current)) {
       i = conv_pool_[i];  // Conv2d i, (BatchNorm2d,) ReLU and MaxPool2d conv_pool_[i]
+    } else if (mode == Mode::kEval && conv_relu_[i] && forward_conv_relu(i, current)) {
+      i = conv_relu_[i];  // Conv2d i, (BatchNorm2d and) ReLU conv_relu_[i]
     } else if (i + 1 < layers_.size() && fused_pool_[i + 1]) {  // ReLU i and MaxPool2d i + 1
       ++i;
       outputs_[i].resize(layers_[i]->output_shape(current.shape()));
@@ -136,19 +175,19 @@ template <typename T>
 void LayerChain<T>::recompute_skipped_outputs() {
   for (size_t i = 0; i < layers_.size(); ++i) {
     const bool folded = i + 1 < layers_.size() && folded_norm_[i + 1];
-    if (!folded && !conv_pool_ran_[i]) continue;
+    if (!folded && !conv_fused_ran_[i]) continue;
     const TensorView<const T> x = i == 0 ? input_ : outputs_[i - 1].view();
     outputs_[i].resize(layers_[i]->output_shape(x.shape()));
     layers_[i]->forward(x, outputs_[i].view(), Mode::kEval);
     if (!folded) continue;
     // The BatchNorm runs too, so that its backward follows a kEval forward of its own: into
     // scratch, leaving the output the caller may hold as it was, unless the fused pooling
-    // skipped that output (the pooling's backward then reads it).
-    Tensor<T>& norm_out = conv_pool_ran_[i] ? outputs_[i + 1] : recomputed_;
+    // skipped that output (the ReLU's or the pooling's backward then reads it).
+    Tensor<T>& norm_out = conv_fused_ran_[i] ? outputs_[i + 1] : recomputed_;
     norm_out.resize(outputs_[i].shape());
     layers_[i + 1]->forward(outputs_[i].view(), norm_out.view(), Mode::kEval);
   }
-  std::fill(conv_pool_ran_.begin(), conv_pool_ran_.end(), 0);
+  std::fill(conv_fused_ran_.begin(), conv_fused_ran_.end(), 0);
   skipped_outputs_ = false;
 }
 

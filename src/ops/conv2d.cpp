@@ -971,6 +971,26 @@ void conv2d_relu_maxpool2x2_forward(float* y, const float* x, const float* w, co
   conv2d_forward_direct(y, x, w, b, s, w_scale, true);
 }
 
+bool conv2d_relu_fusable(const ConvShape& s) {
+  return !reference_mode() && (conv_uses_winograd4x4(s) || conv_forward_uses_implicit(s) ||
+                               conv_forward_uses_winograd(s));
+}
+
+void conv2d_relu_forward(float* y, const float* x, const float* w, const float* b,
+                         const ConvShape& s, const float* w_scale) {
+  if (!conv2d_relu_fusable(s))
+    throw std::logic_error("conv2d_relu_forward: not a Winograd or implicit-GEMM convolution");
+  // conv2d_forward's order of methods.
+  if (conv_uses_winograd4x4(s)) {
+    return detail::winograd4x4_conv3x3(y, x, w, w_scale, b, s.batch, s.in_channels, s.in_h, s.in_w,
+                                       s.out_channels, s.pad_h, s.pad_w, true);
+  }
+  if (conv_forward_uses_implicit(s))
+    return detail::implicit_conv_forward(y, x, w, w_scale, b, s, true);
+  detail::winograd_conv3x3(y, x, w, w_scale, b, s.batch, s.in_channels, s.in_h, s.in_w,
+                           s.out_channels, s.pad_h, s.pad_w, true);
+}
+
 namespace {
 
 /// The sum of v[0, n) in 16 interleaved partial sums, which the compiler keeps in vector

@@ -14,6 +14,13 @@ inline int64_t round_up(int64_t value, int64_t multiple) {
   return (value + multiple - 1) / multiple * multiple;
 }
 
+/// y = relu(y) over n values on the calling thread, by ops::relu_forward's rule (below zero
+/// gives +0, anything else, -0 and NaN included, itself): a convolution's ReLU epilogue,
+/// applied to a block of output it has just written (conv2d_relu_forward).
+inline void relu_in_place(float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = y[i] < 0.0f ? 0.0f : y[i];
+}
+
 /// Images whose output positions one product takes side by side, to reach about `target`
 /// positions: small planes (a stride-2 layer's 7x7 or 4x4) gave each image's product only
 /// 16-49 columns (or rows), where packing and edge tiles cost as much as the multiply-adds.

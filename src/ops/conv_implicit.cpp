@@ -63,18 +63,20 @@ int64_t tap_offset(int64_t k, const ops::ConvShape& s, const Padded& g) {
 }
 
 /// out (images, channels, positions) [+ bias] from the GEMM's rows c (images * positions,
-/// ldc), channel j of row r at c[r * ldc + j].
+/// ldc), channel j of row r at c[r * ldc + j]; with `relu`, its ReLU, image by image.
 void copy_out(float* out, const float* c, int64_t images, int64_t positions, int64_t channels,
-              int64_t ldc, const float* bias) {
+              int64_t ldc, const float* bias, bool relu) {
   const DirectConvKernels& kernels = direct_conv_kernels();
   for (int64_t i = 0; i < images; ++i) {
     float* image = out + i * channels * positions;
     kernels.transpose(image, positions, c + i * positions * ldc, ldc, positions, channels);
-    if (!bias) continue;
-    for (int64_t j = 0; j < channels; ++j) {
-      float* plane = image + j * positions;
-      for (int64_t p = 0; p < positions; ++p) plane[p] += bias[j];
+    if (bias) {
+      for (int64_t j = 0; j < channels; ++j) {
+        float* plane = image + j * positions;
+        for (int64_t p = 0; p < positions; ++p) plane[p] += bias[j];
+      }
     }
+    if (relu) relu_in_place(image, channels * positions);
   }
 }
 
@@ -438,7 +440,7 @@ int64_t implicit_products_inside(const ops::ConvShape& s) {
 }
 
 void implicit_conv_forward(float* y, const float* x, const float* w, const float* w_scale,
-                           const float* b, const ops::ConvShape& s) {
+                           const float* b, const ops::ConvShape& s, bool relu) {
   const DirectConvKernels& kernels = direct_conv_kernels();
   const Padded g = input_padding(s);
   const int64_t kernel_size = s.kernel_h * s.kernel_w;
@@ -541,7 +543,7 @@ void implicit_conv_forward(float* y, const float* x, const float* w, const float
         }
       }
       copy_out(y + n0 * s.out_channels * positions, c, images, positions, s.out_channels, columns,
-               b);
+               b, relu);
     }
   });
 }

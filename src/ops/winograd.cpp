@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "cnn/ops.hpp"
+#include "conv_common.hpp"
 #include "dconv.hpp"
 #include "gemm.hpp"
 #include "parallel.hpp"
@@ -537,7 +538,8 @@ const std::vector<float>* packed_weights(const float* weights, const float* scal
 
 void winograd_conv3x3(float* y, const float* x, const float* weights, const float* weight_scale,
                       const float* bias, int64_t batch, int64_t in_channels, int64_t height,
-                      int64_t width, int64_t out_channels, int64_t pad_h, int64_t pad_w) {
+                      int64_t width, int64_t out_channels, int64_t pad_h, int64_t pad_w,
+                      bool relu) {
   const Geometry g = make_geometry(in_channels, height, width, out_channels, pad_h, pad_w);
   // Each U_xi packed once for the GEMM kernel, shared read-only by the threads.
   const std::vector<float>* packs =
@@ -565,7 +567,9 @@ void winograd_conv3x3(float* y, const float* x, const float* weights, const floa
         sgemm_nn_prepacked(out_channels, tiles, in_channels, packs[xi].data(), v + xi * v_stride,
                            tiles, m + xi * m_stride, tiles, false);
       }
-      transform_outputs(y + start * out_channels * g.out_h * g.out_w, m, m_stride, tiles, bias, g);
+      float* const out = y + start * out_channels * g.out_h * g.out_w;
+      transform_outputs(out, m, m_stride, tiles, bias, g);
+      if (relu) relu_in_place(out, count * out_channels * g.out_h * g.out_w);
     }
   });
 }
@@ -860,7 +864,8 @@ void f4_transform_inputs(const Winograd4Kernels& k, float* v, int64_t stride, co
 
 void winograd4x4_conv3x3(float* y, const float* x, const float* weights, const float* weight_scale,
                          const float* bias, int64_t batch, int64_t in_channels, int64_t height,
-                         int64_t width, int64_t out_channels, int64_t pad_h, int64_t pad_w) {
+                         int64_t width, int64_t out_channels, int64_t pad_h, int64_t pad_w,
+                         bool relu) {
   const Geometry g = make_geometry(in_channels, height, width, out_channels, pad_h, pad_w, 4);
   const Winograd4Kernels& k = winograd4_kernels();
   const std::vector<float>* packs =
@@ -895,6 +900,8 @@ void winograd4x4_conv3x3(float* y, const float* x, const float* weights, const f
                     std::min(k.lanes, count - n0), out_staged, 4 * g.tiles_w, 0, 0, g.out_h,
                     g.out_w);
         }
+      if (relu)
+        relu_in_place(y + start * out_channels * out_plane, count * out_channels * out_plane);
     }
   });
 }
