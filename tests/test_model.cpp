@@ -251,131 +251,112 @@ TEST(Sequential, MaxPoolBackwardAfterAnEvaluationForwardRecomputesTheArgmax) {
     }
 }
 
+/// Conv2d(channels, channels, 3x3, padding 1) [+ BatchNorm2d] + ReLU [+ MaxPool2d(2)] on
+/// channels x h x w images, its biases and BatchNorm affine away from 0 and 1 and its running
+/// statistics away from 0 and 1, from `seed`.
+Sequential<float> conv_relu_model(int64_t channels, int64_t h, int64_t w, bool with_norm,
+                                  bool with_pool, uint64_t seed) {
+  Sequential<float> model;
+  model.emplace<Conv2d<float>>(channels, channels, 3, 1, 1);
+  if (with_norm) model.emplace<BatchNorm2d<float>>(channels);
+  model.emplace<ReLU<float>>();
+  if (with_pool) model.emplace<MaxPool2d<float>>(2);
+  model.build(Shape{channels, h, w});
+  Rng rng(seed);
+  model.init_parameters(rng);
+  for (const auto& p : model.named_parameters())
+    for (int64_t i = 0; i < p.value.numel(); ++i) {
+      if (p.name.find("1.") == 0) p.value.data()[i] = static_cast<float>(rng.normal());
+    }
+  for (const auto& b : model.named_buffers())
+    for (int64_t i = 0; i < b.value.numel(); ++i) {
+      if (b.name.find("running_mean") != std::string::npos)
+        b.value.data()[i] = static_cast<float>(rng.normal()) * 0.3f;
+      if (b.name.find("running_var") != std::string::npos)
+        b.value.data()[i] = 0.5f + static_cast<float>(rng.uniform());
+    }
+  return model;
+}
+
+/// The model of conv_relu_model on x in kEval, run as one fused step: its output must be the
+/// folded convolution's (ops::conv2d_forward with the BatchNorm's scale and shifted bias) ReLU,
+/// pooled when the model pools, bit for bit; a backward after it must give the layer-by-layer
+/// kEval gradients, bit for bit; twice in a row.
+void expect_fused_conv_relu_matches_the_ops(Sequential<float>& model, const Tensor<float>& x,
+                                            bool with_norm, bool with_pool) {
+  const auto& conv = static_cast<const Conv2d<float>&>(model.layer(0));
+  const ops::ConvShape shape = conv.conv_shape(x.shape());
+  ASSERT_TRUE(with_pool ? ops::conv2d_relu_maxpool2x2_fusable(shape)
+                        : ops::conv2d_relu_fusable(shape))
+      << ops::conv2d_forward_method(shape);
+  const int64_t channels = shape.out_channels;
+  std::vector<float> bias(conv.parameter(1).data(), conv.parameter(1).data() + channels),
+      scale(static_cast<size_t>(channels), 1.0f), shift(static_cast<size_t>(channels));
+  if (with_norm) {
+    static_cast<const BatchNorm2d<float>&>(model.layer(1)).eval_affine(scale.data(), shift.data());
+    for (size_t o = 0; o < bias.size(); ++o) bias[o] = bias[o] * scale[o] + shift[o];
+  }
+  Tensor<float> conv_y(Shape{shape.batch, channels, shape.out_h, shape.out_w});
+  ops::conv2d_forward(conv_y.data(), x.data(), conv.parameter(0).data(), bias.data(), shape,
+                      with_norm ? scale.data() : nullptr);
+  Tensor<float> expected(model.output_shape(x.shape()[0]));
+  if (with_pool) {
+    ops::relu_maxpool2d_forward(
+        expected.data(), nullptr, conv_y.data(),
+        ops::make_pool_shape(shape.batch, channels, shape.out_h, shape.out_w, 2, 2, 2, 2, 0, 0));
+  } else {
+    ops::relu_forward(expected.data(), conv_y.data(), conv_y.numel());
+  }
+  Rng rng(5);
+  Tensor<float> dy(expected.shape());
+  for (int64_t i = 0; i < dy.numel(); ++i) dy.data()[i] = static_cast<float>(rng.normal());
+  for (int round = 0; round < 2; ++round) {
+    const TensorView<const float> out = model.forward(x, Mode::kEval);
+    ASSERT_EQ(out.shape(), expected.shape());
+    ASSERT_EQ(0, std::memcmp(out.data(), expected.data(), expected.numel() * sizeof(float)))
+        << "round " << round;
+    model.zero_grad();
+    model.backward(dy);
+    const std::vector<float> grads(model.gradients().begin(), model.gradients().end());
+    layer_by_layer(model, x, dy, Mode::kEval);
+    ASSERT_EQ(0, std::memcmp(grads.data(), model.gradients().data(), grads.size() * sizeof(float)))
+        << "round " << round;
+  }
+}
+
+/// Images of channels x h x w, image 0 all zeros (exact zeros and ties among its outputs), the
+/// others normal, from `seed`.
+Tensor<float> images_with_a_blank(int64_t batch, int64_t channels, int64_t h, int64_t w,
+                                  uint64_t seed) {
+  Rng rng(seed);
+  Tensor<float> x(Shape{batch, channels, h, w});
+  for (int64_t i = 0; i < x.numel(); ++i)
+    x.data()[i] = i < channels * h * w ? 0.0f : static_cast<float>(rng.normal());
+  return x;
+}
+
 // In kEval a Conv2d, a ReLU and a 2x2 / stride-2 MaxPool2d, with a BatchNorm2d folded into the
 // convolution or without one, run as one step when the direct kernels take the convolution
-// (ops::conv2d_relu_maxpool2x2_forward). Its output must be that of the ops the pairs run
-// (the folded convolution, then ReLU and pooling in one pass), bit for bit; a backward after it
-// must give the layer-by-layer kEval gradients, bit for bit, twice in a row.
+// (ops::conv2d_relu_maxpool2x2_forward; 9 x 11 images, so the pooling drops a row and a
+// column).
 TEST(Sequential, FusedConvReluMaxPoolInEvaluationGivesThePairsResults) {
   for (const bool with_norm : {false, true}) {
     SCOPED_TRACE(with_norm ? "with BatchNorm2d" : "without");
-    Sequential<float> model;
-    model.emplace<Conv2d<float>>(2, 6, 3, 1, 1);
-    if (with_norm) model.emplace<BatchNorm2d<float>>(6);
-    model.emplace<ReLU<float>>();
-    model.emplace<MaxPool2d<float>>(2);
-    model.build(Shape{2, 9, 11});
-    Rng rng(21);
-    model.init_parameters(rng);
-    for (const auto& p : model.named_parameters())
-      for (int64_t i = 0; i < p.value.numel(); ++i) {
-        if (p.name.find("1.") == 0) p.value.data()[i] = static_cast<float>(rng.normal());
-      }
-    for (const auto& b : model.named_buffers())
-      for (int64_t i = 0; i < b.value.numel(); ++i) {
-        if (b.name.find("running_mean") != std::string::npos)
-          b.value.data()[i] = static_cast<float>(rng.normal()) * 0.3f;
-        if (b.name.find("running_var") != std::string::npos)
-          b.value.data()[i] = 0.5f + static_cast<float>(rng.uniform());
-      }
-    Tensor<float> x(Shape{3, 2, 9, 11});
-    for (int64_t i = 0; i < x.numel(); ++i)  // image 0 all zeros: ties among its outputs
-      x.data()[i] = i < 2 * 9 * 11 ? 0.0f : static_cast<float>(rng.normal());
-    Tensor<float> dy(Shape{3, 6, 4, 5});
-    for (int64_t i = 0; i < dy.numel(); ++i) dy.data()[i] = static_cast<float>(rng.normal());
-
-    const auto& conv = static_cast<const Conv2d<float>&>(model.layer(0));
-    const ops::ConvShape shape = conv.conv_shape(x.shape());
-    ASSERT_TRUE(ops::conv2d_relu_maxpool2x2_fusable(shape));
-    std::vector<float> bias(conv.parameter(1).data(), conv.parameter(1).data() + 6), scale(6, 1);
-    if (with_norm) {
-      std::vector<float> shift(6);
-      static_cast<const BatchNorm2d<float>&>(model.layer(1))
-          .eval_affine(scale.data(), shift.data());
-      for (size_t o = 0; o < 6; ++o) bias[o] = bias[o] * scale[o] + shift[o];
-    }
-    Tensor<float> conv_y(Shape{3, 6, 9, 11}), expected(Shape{3, 6, 4, 5});
-    ops::conv2d_forward(conv_y.data(), x.data(), conv.parameter(0).data(), bias.data(), shape,
-                        with_norm ? scale.data() : nullptr);
-    ops::relu_maxpool2d_forward(expected.data(), nullptr, conv_y.data(),
-                                ops::make_pool_shape(3, 6, 9, 11, 2, 2, 2, 2, 0, 0));
-
-    for (int round = 0; round < 2; ++round) {
-      const TensorView<const float> out = model.forward(x, Mode::kEval);
-      ASSERT_EQ(out.shape(), expected.shape());
-      ASSERT_EQ(0, std::memcmp(out.data(), expected.data(), expected.numel() * sizeof(float)))
-          << "round " << round;
-      model.zero_grad();
-      model.backward(dy);
-      const std::vector<float> grads(model.gradients().begin(), model.gradients().end());
-      layer_by_layer(model, x, dy, Mode::kEval);
-      ASSERT_EQ(0,
-                std::memcmp(grads.data(), model.gradients().data(), grads.size() * sizeof(float)))
-          << "round " << round;
-    }
+    Sequential<float> model = conv_relu_model(2, 9, 11, with_norm, true, 21);
+    expect_fused_conv_relu_matches_the_ops(model, images_with_a_blank(3, 2, 9, 11, 22), with_norm,
+                                           true);
   }
 }
 
 // In kEval a Conv2d and a ReLU that no pooling follows, with a BatchNorm2d folded into the
 // convolution or without one, run as one step when Winograd or the implicit GEMM takes the
-// convolution (ops::conv2d_relu_forward: resnet's 7x7 layer by F(4x4) here). Its output must be
-// the folded convolution's ReLU, bit for bit; a backward after it must give the layer-by-layer
-// kEval gradients, bit for bit, twice in a row.
+// convolution (ops::conv2d_relu_forward: resnet's 7x7 layer by F(4x4) here).
 TEST(Sequential, FusedConvReluInEvaluationGivesThePairsResults) {
   for (const bool with_norm : {false, true}) {
     SCOPED_TRACE(with_norm ? "with BatchNorm2d" : "without");
-    Sequential<float> model;
-    model.emplace<Conv2d<float>>(16, 16, 3, 1, 1);
-    if (with_norm) model.emplace<BatchNorm2d<float>>(16);
-    model.emplace<ReLU<float>>();
-    model.build(Shape{16, 7, 7});
-    Rng rng(23);
-    model.init_parameters(rng);
-    for (const auto& p : model.named_parameters())
-      for (int64_t i = 0; i < p.value.numel(); ++i) {
-        if (p.name.find("1.") == 0) p.value.data()[i] = static_cast<float>(rng.normal());
-      }
-    for (const auto& b : model.named_buffers())
-      for (int64_t i = 0; i < b.value.numel(); ++i) {
-        if (b.name.find("running_mean") != std::string::npos)
-          b.value.data()[i] = static_cast<float>(rng.normal()) * 0.3f;
-        if (b.name.find("running_var") != std::string::npos)
-          b.value.data()[i] = 0.5f + static_cast<float>(rng.uniform());
-      }
-    Tensor<float> x(Shape{17, 16, 7, 7});
-    for (int64_t i = 0; i < x.numel(); ++i)  // image 0 all zeros: exact zeros among its outputs
-      x.data()[i] = i < 16 * 7 * 7 ? 0.0f : static_cast<float>(rng.normal());
-    Tensor<float> dy(Shape{17, 16, 7, 7});
-    for (int64_t i = 0; i < dy.numel(); ++i) dy.data()[i] = static_cast<float>(rng.normal());
-
-    const auto& conv = static_cast<const Conv2d<float>&>(model.layer(0));
-    const ops::ConvShape shape = conv.conv_shape(x.shape());
-    ASSERT_TRUE(ops::conv2d_relu_fusable(shape)) << ops::conv2d_forward_method(shape);
-    std::vector<float> bias(conv.parameter(1).data(), conv.parameter(1).data() + 16), scale(16, 1);
-    if (with_norm) {
-      std::vector<float> shift(16);
-      static_cast<const BatchNorm2d<float>&>(model.layer(1))
-          .eval_affine(scale.data(), shift.data());
-      for (size_t o = 0; o < 16; ++o) bias[o] = bias[o] * scale[o] + shift[o];
-    }
-    Tensor<float> conv_y(Shape{17, 16, 7, 7}), expected(Shape{17, 16, 7, 7});
-    ops::conv2d_forward(conv_y.data(), x.data(), conv.parameter(0).data(), bias.data(), shape,
-                        with_norm ? scale.data() : nullptr);
-    ops::relu_forward(expected.data(), conv_y.data(), conv_y.numel());
-
-    for (int round = 0; round < 2; ++round) {
-      const TensorView<const float> out = model.forward(x, Mode::kEval);
-      ASSERT_EQ(out.shape(), expected.shape());
-      ASSERT_EQ(0, std::memcmp(out.data(), expected.data(), expected.numel() * sizeof(float)))
-          << "round " << round;
-      model.zero_grad();
-      model.backward(dy);
-      const std::vector<float> grads(model.gradients().begin(), model.gradients().end());
-      layer_by_layer(model, x, dy, Mode::kEval);
-      ASSERT_EQ(0,
-                std::memcmp(grads.data(), model.gradients().data(), grads.size() * sizeof(float)))
-          << "round " << round;
-    }
+    Sequential<float> model = conv_relu_model(16, 7, 7, with_norm, false, 23);
+    expect_fused_conv_relu_matches_the_ops(model, images_with_a_blank(17, 16, 7, 7, 24), with_norm,
+                                           false);
   }
 }
 

@@ -1051,27 +1051,21 @@ TEST_P(OpsSweepAllPaths, Conv2dWeightScaleEqualsScaledWeightsBitForBit) {
   check_conv_weight_scale<double>(52);
 }
 
-/// conv2d_relu_maxpool2x2_forward against the ops it replaces, conv2d_forward then
-/// relu_maxpool2d_forward: the same bits, with neither bias nor weight scale and with both (a
-/// folded BatchNorm), on odd output sizes (the pooling drops the last row or column), stride 2,
-/// a row of more than 8 windows (the AVX2 loop) and of fewer than 4, 1 and 2 threads, and with
-/// an all-zero image, whose outputs without a bias are exact zeros (the ReLU's rule at 0).
-/// Returns how many shapes the current path fused; the others must be refused.
-int check_conv_relu_maxpool(uint64_t seed) {
+/// A convolution fused with what follows it (with_pool: conv2d_relu_maxpool2x2_forward, a ReLU
+/// and 2x2 / stride-2 pooling; else conv2d_relu_forward, a ReLU) against the ops it replaces,
+/// conv2d_forward then relu_maxpool2d_forward or relu_forward: the same bits, with neither bias
+/// nor weight scale and with both (a folded BatchNorm), 1 and 2 threads, and an all-zero image,
+/// whose outputs without a bias are exact zeros (the ReLU's rule at 0). Returns how many of
+/// `shapes` the current path fused; the others must be refused.
+int check_fused_conv(uint64_t seed, const std::vector<ops::ConvShape>& shapes, bool with_pool) {
   Rng rng(seed);
-  const std::vector<ops::ConvShape> shapes = {
-      ops::make_conv_shape(3, 1, 28, 28, 32, 3, 3, 1, 1, 1, 1),  // resnet's stem
-      ops::make_conv_shape(2, 1, 28, 28, 6, 5, 5, 1, 1, 2, 2),   // lenet5's first
-      ops::make_conv_shape(3, 3, 11, 9, 19, 3, 3, 1, 1, 1, 1),   // 11 x 9 outputs, 19 channels
-      ops::make_conv_shape(2, 2, 13, 13, 7, 3, 3, 2, 2, 1, 1),   // stride 2: 7 x 7 outputs
-      ops::make_conv_shape(2, 4, 6, 22, 5, 3, 3, 1, 1, 0, 0),    // 4 x 20 outputs, no padding
-      ops::make_conv_shape(1, 2, 3, 3, 3, 3, 3, 1, 1, 1, 1)};    // one window a plane
   const int saved = ops::threads();
   int fused = 0;
   for (size_t i = 0; i < shapes.size(); ++i) {
     const ops::ConvShape& s = shapes[i];
     ops::set_threads(1 + static_cast<int>(i % 2));
-    SCOPED_TRACE(describe(s) + ", " + std::to_string(ops::threads()) + " threads");
+    SCOPED_TRACE(describe(s) + ", " + std::to_string(ops::threads()) + " threads, " +
+                 ops::conv2d_forward_method(s));
     const int64_t per_channel = s.in_channels * s.kernel_h * s.kernel_w;
     std::vector<float> x = random_vector<float>(rng, s.batch * s.in_channels * s.in_h * s.in_w);
     std::fill(x.begin(), x.begin() + s.in_channels * s.in_h * s.in_w, 0.0f);  // image 0
@@ -1080,27 +1074,52 @@ int check_conv_relu_maxpool(uint64_t seed) {
                scale = random_vector<float>(rng, s.out_channels);
     const ops::PoolShape p =
         ops::make_pool_shape(s.batch, s.out_channels, s.out_h, s.out_w, 2, 2, 2, 2, 0, 0);
-    std::vector<float> y(static_cast<size_t>(s.batch * s.out_channels * p.out_h * p.out_w));
-    if (!ops::conv2d_relu_maxpool2x2_fusable(s)) {
-      EXPECT_THROW(ops::conv2d_relu_maxpool2x2_forward(y.data(), x.data(), w.data(), nullptr, s),
-                   std::logic_error);
+    const int64_t conv_size = s.batch * s.out_channels * s.out_h * s.out_w;
+    std::vector<float> y(
+        static_cast<size_t>(with_pool ? s.batch * s.out_channels * p.out_h * p.out_w : conv_size));
+    const auto fused_op = [&](const float* bias, const float* w_scale) {
+      if (with_pool) {
+        return ops::conv2d_relu_maxpool2x2_forward(y.data(), x.data(), w.data(), bias, s, w_scale);
+      }
+      ops::conv2d_relu_forward(y.data(), x.data(), w.data(), bias, s, w_scale);
+    };
+    if (!(with_pool ? ops::conv2d_relu_maxpool2x2_fusable(s) : ops::conv2d_relu_fusable(s))) {
+      EXPECT_THROW(fused_op(nullptr, nullptr), std::logic_error);
       continue;
     }
     ++fused;
     for (const bool folded : {false, true}) {
       const float* bias = folded ? b.data() : nullptr;
       const float* w_scale = folded ? scale.data() : nullptr;
-      std::vector<float> conv(static_cast<size_t>(s.batch * s.out_channels * s.out_h * s.out_w));
-      std::vector<float> expected(y.size());
+      std::vector<float> conv(static_cast<size_t>(conv_size)), expected(y.size());
       ops::conv2d_forward(conv.data(), x.data(), w.data(), bias, s, w_scale);
-      ops::relu_maxpool2d_forward(expected.data(), nullptr, conv.data(), p);
+      if (with_pool) {
+        ops::relu_maxpool2d_forward(expected.data(), nullptr, conv.data(), p);
+      } else {
+        ops::relu_forward(expected.data(), conv.data(), conv_size);
+      }
       std::fill(y.begin(), y.end(), -1.0f);
-      ops::conv2d_relu_maxpool2x2_forward(y.data(), x.data(), w.data(), bias, s, w_scale);
+      fused_op(bias, w_scale);
       EXPECT_TRUE(same_bits(y, expected)) << (folded ? "bias and weight scale" : "plain");
     }
   }
   ops::set_threads(saved);
   return fused;
+}
+
+/// Shapes for the ReLU + pooling fusion: the first layers of resnet and lenet5, odd output
+/// sizes (the pooling drops the last row or column), stride 2, a row of more than 8 windows
+/// (the AVX2 loop) and of fewer than 4.
+int check_conv_relu_maxpool(uint64_t seed) {
+  return check_fused_conv(
+      seed,
+      {ops::make_conv_shape(3, 1, 28, 28, 32, 3, 3, 1, 1, 1, 1),  // resnet's stem
+       ops::make_conv_shape(2, 1, 28, 28, 6, 5, 5, 1, 1, 2, 2),   // lenet5's first
+       ops::make_conv_shape(3, 3, 11, 9, 19, 3, 3, 1, 1, 1, 1),   // 11 x 9 outputs, 19 channels
+       ops::make_conv_shape(2, 2, 13, 13, 7, 3, 3, 2, 2, 1, 1),   // stride 2: 7 x 7 outputs
+       ops::make_conv_shape(2, 4, 6, 22, 5, 3, 3, 1, 1, 0, 0),    // 4 x 20 outputs, no padding
+       ops::make_conv_shape(1, 2, 3, 3, 3, 3, 3, 1, 1, 1, 1)},    // one window a plane
+      true);
 }
 
 TEST_P(OpsSweepAllPaths, Conv2dReluMaxPoolEqualsConvThenReluMaxPoolBitForBit) {
@@ -1128,54 +1147,20 @@ TEST(OpsSweep, Conv2dReluMaxPoolFusesTheStemsUnderAuto) {
   ops::set_conv_algorithm(saved_conv);
 }
 
-/// conv2d_relu_forward against conv2d_forward then relu_forward: the same bits, with neither
-/// bias nor weight scale and with both, on the shapes of every method it takes (F(2x2), F(4x4)
-/// on 4x4 and 7x7 planes, the implicit GEMM at stride 2, odd batches and channel counts), 1
-/// and 2 threads, and an all-zero image (exact zeros without a bias). Returns how many shapes
-/// the current path fused; the others must be refused.
+/// Shapes for the ReLU fusion, of every method that takes it: F(2x2), F(4x4) on 4x4 and 7x7
+/// planes, the implicit GEMM at stride 2, odd batches and channel counts, and a 5x5 kernel (no
+/// Winograd).
 int check_conv_relu(uint64_t seed) {
-  Rng rng(seed);
-  const std::vector<ops::ConvShape> shapes = {
-      ops::make_conv_shape(17, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1),  // resnet's first block
-      ops::make_conv_shape(19, 32, 14, 14, 64, 3, 3, 2, 2, 1, 1),  // its stride-2 layers
-      ops::make_conv_shape(17, 64, 7, 7, 128, 3, 3, 2, 2, 1, 1),
-      ops::make_conv_shape(33, 64, 7, 7, 64, 3, 3, 1, 1, 1, 1),  // F(4x4) planes
-      ops::make_conv_shape(17, 128, 4, 4, 128, 3, 3, 1, 1, 1, 1),
-      ops::make_conv_shape(3, 5, 9, 11, 19, 3, 3, 1, 1, 1, 1),   // odd everything
-      ops::make_conv_shape(2, 3, 12, 10, 7, 5, 5, 1, 1, 2, 2)};  // 5x5: no Winograd
-  const int saved = ops::threads();
-  int fused = 0;
-  for (size_t i = 0; i < shapes.size(); ++i) {
-    const ops::ConvShape& s = shapes[i];
-    ops::set_threads(1 + static_cast<int>(i % 2));
-    SCOPED_TRACE(describe(s) + ", " + std::to_string(ops::threads()) + " threads, " +
-                 ops::conv2d_forward_method(s));
-    const int64_t per_channel = s.in_channels * s.kernel_h * s.kernel_w;
-    std::vector<float> x = random_vector<float>(rng, s.batch * s.in_channels * s.in_h * s.in_w);
-    std::fill(x.begin(), x.begin() + s.in_channels * s.in_h * s.in_w, 0.0f);  // image 0
-    const auto w = random_vector<float>(rng, s.out_channels * per_channel),
-               b = random_vector<float>(rng, s.out_channels),
-               scale = random_vector<float>(rng, s.out_channels);
-    std::vector<float> y(static_cast<size_t>(s.batch * s.out_channels * s.out_h * s.out_w));
-    if (!ops::conv2d_relu_fusable(s)) {
-      EXPECT_THROW(ops::conv2d_relu_forward(y.data(), x.data(), w.data(), nullptr, s),
-                   std::logic_error);
-      continue;
-    }
-    ++fused;
-    for (const bool folded : {false, true}) {
-      const float* bias = folded ? b.data() : nullptr;
-      const float* w_scale = folded ? scale.data() : nullptr;
-      std::vector<float> conv(y.size()), expected(y.size());
-      ops::conv2d_forward(conv.data(), x.data(), w.data(), bias, s, w_scale);
-      ops::relu_forward(expected.data(), conv.data(), static_cast<int64_t>(conv.size()));
-      std::fill(y.begin(), y.end(), -1.0f);
-      ops::conv2d_relu_forward(y.data(), x.data(), w.data(), bias, s, w_scale);
-      EXPECT_TRUE(same_bits(y, expected)) << (folded ? "bias and weight scale" : "plain");
-    }
-  }
-  ops::set_threads(saved);
-  return fused;
+  return check_fused_conv(
+      seed,
+      {ops::make_conv_shape(17, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1),  // resnet's first block
+       ops::make_conv_shape(19, 32, 14, 14, 64, 3, 3, 2, 2, 1, 1),  // its stride-2 layers
+       ops::make_conv_shape(17, 64, 7, 7, 128, 3, 3, 2, 2, 1, 1),
+       ops::make_conv_shape(33, 64, 7, 7, 64, 3, 3, 1, 1, 1, 1),  // F(4x4) planes
+       ops::make_conv_shape(17, 128, 4, 4, 128, 3, 3, 1, 1, 1, 1),
+       ops::make_conv_shape(3, 5, 9, 11, 19, 3, 3, 1, 1, 1, 1),   // odd everything
+       ops::make_conv_shape(2, 3, 12, 10, 7, 5, 5, 1, 1, 2, 2)},  // 5x5: no Winograd
+      false);
 }
 
 TEST_P(OpsSweepAllPaths, Conv2dReluEqualsConvThenReluBitForBit) {

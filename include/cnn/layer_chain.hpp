@@ -53,10 +53,10 @@ class LayerChain {
   void recompute_skipped_outputs();
   /// fold_scale_ and fold_bias_ for Conv2d `conv` with BatchNorm2d `norm` folded in.
   void fold(const Conv2d<T>& conv, const BatchNorm<T>& norm, const Shape& conv_out);
-  /// Runs Conv2d i through the MaxPool2d at conv_pool_[i], or the ReLU at conv_relu_[i], as
-  /// one step if the convolution's shape allows it (kEval); returns whether it did.
-  bool forward_conv_pool(size_t i, TensorView<const T> x);
-  bool forward_conv_relu(size_t i, TensorView<const T> x);
+  /// Runs Conv2d i through the MaxPool2d at conv_pool_[i], or else the ReLU at conv_relu_[i],
+  /// as one step if the convolution's shape allows it (kEval); returns the index of the last
+  /// layer it ran, or 0 when it ran nothing.
+  size_t forward_conv_fused(size_t i, TensorView<const T> x);
   /// The folded BatchNorm's bias and scale for Conv2d i (when folded_norm_[i + 1]), or its own
   /// bias and no scale: what the fused steps pass to the convolution.
   std::pair<const T*, const T*> bias_and_scale(size_t i, const Shape& conv_out);

@@ -78,50 +78,33 @@ std::pair<const T*, const T*> LayerChain<T>::bias_and_scale(size_t i, const Shap
 }
 
 template <typename T>
-bool LayerChain<T>::forward_conv_pool(size_t i, TensorView<const T> x) {
+size_t LayerChain<T>::forward_conv_fused(size_t i, TensorView<const T> x) {
   if constexpr (std::is_same_v<T, float>) {
+    const bool pooled = conv_pool_[i] != 0;
     const auto& conv = static_cast<const Conv2d<T>&>(*layers_[i]);
     const Shape conv_out = conv.output_shape(x.shape());
     const ops::ConvShape shape = conv.conv_shape(x.shape());
-    if (!ops::conv2d_relu_maxpool2x2_fusable(shape)) return false;
-    const size_t at = conv_pool_[i];
+    const bool fusable =
+        pooled ? ops::conv2d_relu_maxpool2x2_fusable(shape) : ops::conv2d_relu_fusable(shape);
+    if (!fusable) return 0;
+    const size_t last = pooled ? conv_pool_[i] : conv_relu_[i];
     const auto [bias, scale] = bias_and_scale(i, conv_out);
-    MaxPool2d<T>& pool = *fused_pool_[at];
-    pool.fused_eval_forward(conv_out);
     if (x.empty()) throw Error(conv.describe() + ": forward: the input must not be empty");
-    outputs_[at].resize(pool.output_shape(conv_out));
-    ops::conv2d_relu_maxpool2x2_forward(outputs_[at].data(), x.data(), conv.parameter(0).data(),
-                                        bias, shape, scale);
+    outputs_[last].resize(layers_[last]->output_shape(conv_out));
+    const float* w = conv.parameter(0).data();
+    if (pooled) {
+      fused_pool_[last]->fused_eval_forward(conv_out);
+      ops::conv2d_relu_maxpool2x2_forward(outputs_[last].data(), x.data(), w, bias, shape, scale);
+    } else {
+      ops::conv2d_relu_forward(outputs_[last].data(), x.data(), w, bias, shape, scale);
+    }
     conv_fused_ran_[i] = 1;
     skipped_outputs_ = true;
-    return true;
+    return last;
   } else {
     (void)i;
     (void)x;
-    return false;
-  }
-}
-
-template <typename T>
-bool LayerChain<T>::forward_conv_relu(size_t i, TensorView<const T> x) {
-  if constexpr (std::is_same_v<T, float>) {
-    const auto& conv = static_cast<const Conv2d<T>&>(*layers_[i]);
-    const Shape conv_out = conv.output_shape(x.shape());
-    const ops::ConvShape shape = conv.conv_shape(x.shape());
-    if (!ops::conv2d_relu_fusable(shape)) return false;
-    const size_t at = conv_relu_[i];
-    const auto [bias, scale] = bias_and_scale(i, conv_out);
-    if (x.empty()) throw Error(conv.describe() + ": forward: the input must not be empty");
-    outputs_[at].resize(layers_[at]->output_shape(conv_out));
-    ops::conv2d_relu_forward(outputs_[at].data(), x.data(), conv.parameter(0).data(), bias, shape,
-                             scale);
-    conv_fused_ran_[i] = 1;
-    skipped_outputs_ = true;
-    return true;
-  } else {
-    (void)i;
-    (void)x;
-    return false;
+    return 0;
   }
 }
 
@@ -133,17 +116,19 @@ TensorView<const T> LayerChain<T>::forward(TensorView<const T> x, Mode mode) {
   std::fill(conv_fused_ran_.begin(), conv_fused_ran_.end(), 0);
   TensorView<const T> current = x;
   for (size_t i = 0; i < layers_.size(); ++i) {
-    if (mode == Mode::kEval && conv_pool_[i] && forward_conv_pool(i, current)) {
-      i = conv_pool_[i];  // Conv2d i, (BatchNorm2d,) ReLU and MaxPool2d conv_pool_[i]
-    } else if (mode == Mode::kEval && conv_relu_[i] && forward_conv_relu(i, current)) {
-      i = conv_relu_[i];  // Conv2d i, (BatchNorm2d and) ReLU conv_relu_[i]
+    size_t fused_last = 0;  // Conv2d i, (BatchNorm2d,) ReLU (and MaxPool2d) as one step
+    if (mode == Mode::kEval && (conv_pool_[i] || conv_relu_[i]))
+      fused_last = forward_conv_fused(i, current);
+    if (fused_last) {
+      i = fused_last;
     } else if (i + 1 < layers_.size() && fused_pool_[i + 1]) {  // ReLU i and MaxPool2d i + 1
       ++i;
       outputs_[i].resize(layers_[i]->output_shape(current.shape()));
       fused_pool_[i]->forward_after_relu(current, outputs_[i].view(), mode);
     } else if (i + 1 < layers_.size() && relu_norm_[i + 1]) {  // BatchNorm i and ReLU i + 1
-      // (A BatchNorm folded into the convolution before it never gets here: the fold above
-      // consumed it, and its ReLU runs alone.)
+      // (A BatchNorm that kEval folds into the convolution before it never gets here: that
+      // convolution's step consumed it, and its ReLU runs with the convolution
+      // (forward_conv_fused) or alone.)
       ++i;
       outputs_[i].resize(layers_[i]->output_shape(current.shape()));
       relu_norm_[i]->forward_relu(current, outputs_[i].view(), mode);
