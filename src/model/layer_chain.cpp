@@ -166,8 +166,8 @@ void LayerChain<T>::recompute_skipped_outputs() {
     layers_[i]->forward(x, outputs_[i].view(), Mode::kEval);
     if (!folded) continue;
     // The BatchNorm runs too, so that its backward follows a kEval forward of its own: into
-    // scratch, leaving the output the caller may hold as it was, unless the fused pooling
-    // skipped that output (the ReLU's or the pooling's backward then reads it).
+    // scratch, leaving the output the caller may hold as it was, unless a fused step skipped
+    // that output (the ReLU's or the pooling's backward then reads it).
     Tensor<T>& norm_out = conv_fused_ran_[i] ? outputs_[i + 1] : recomputed_;
     norm_out.resize(outputs_[i].shape());
     layers_[i + 1]->forward(outputs_[i].view(), norm_out.view(), Mode::kEval);
