@@ -58,11 +58,21 @@ inline double lane_sum(int64_t n, const F& f) {
   return lane_total(partial);
 }
 
+/// The values from i to n (fewer than kLanes) added, in order, into lane 0's sum of p (a0) and
+/// of p^2 (b0), each widened to double first: the last values of lane_moments and of its AVX2
+/// and AVX-512 twins.
+inline void add_last_moments(int64_t i, int64_t n, const float* p, double& a0, double& b0) {
+  for (; i < n; ++i) {
+    const double v = static_cast<double>(p[i]);
+    a0 += v;
+    b0 += v * v;
+  }
+}
+
 /// The sums of p[i] and of p[i]^2 over i < n (each value widened to double first, where a
 /// float's square is exact), in kLanes partial sums each: the last values (fewer than kLanes)
 /// into lane 0, in order, then the lanes' totals. A float plane's moments in one pass.
-template <typename T>
-inline void lane_moments(int64_t n, const T* p, double& sum, double& squares) {
+inline void lane_moments(int64_t n, const float* p, double& sum, double& squares) {
   double a[kLanes] = {}, b[kLanes] = {};
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes)
@@ -71,11 +81,7 @@ inline void lane_moments(int64_t n, const T* p, double& sum, double& squares) {
       a[k] += v;
       b[k] += v * v;
     }
-  for (; i < n; ++i) {
-    const double v = static_cast<double>(p[i]);
-    a[0] += v;
-    b[0] += v * v;
-  }
+  add_last_moments(i, n, p, a[0], b[0]);
   sum = lane_total(a);
   squares = lane_total(b);
 }
@@ -223,11 +229,7 @@ __attribute__((target("avx2"))) void lane_moments_avx2(int64_t n, const float* p
   }
   if (i < n) {
     double a0 = _mm256_cvtsd_f64(a[0]), b0 = _mm256_cvtsd_f64(b[0]);
-    for (; i < n; ++i) {
-      const double v = static_cast<double>(p[i]);
-      a0 += v;
-      b0 += v * v;
-    }
+    add_last_moments(i, n, p, a0, b0);
     a[0] = with_lane0(a[0], a0);
     b[0] = with_lane0(b[0], b0);
   }
@@ -364,11 +366,7 @@ __attribute__((target("avx512f"))) void lane_moments_avx512(int64_t n, const flo
   }
   if (i < n) {
     double a0 = _mm512_cvtsd_f64(a[0]), b0 = _mm512_cvtsd_f64(b[0]);
-    for (; i < n; ++i) {
-      const double v = static_cast<double>(p[i]);
-      a0 += v;
-      b0 += v * v;
-    }
+    add_last_moments(i, n, p, a0, b0);
     a[0] = with_lane0(a[0], a0);
     b[0] = with_lane0(b[0], b0);
   }
