@@ -947,33 +947,48 @@ TEST_P(OpsSweepAllPaths, ReluMaxPoolEqualsReluThenMaxPoolBitForBit) {
   sweep_relu_pool<double>(32, 50);
 }
 
+/// A layer that kAuto runs by `method` (forward, weight and input gradient): forward, weight,
+/// bias and input gradients against the double reference, with and without a bias; and a
+/// weight scale (a folded BatchNorm) gives the bits of weights scaled first.
+void check_auto_method(Rng& rng, const ops::ConvShape& s, const char* method) {
+  ASSERT_STREQ(ops::conv2d_forward_method(s), method) << describe(s);
+  ASSERT_STREQ(ops::conv2d_weight_grad_method(s), method) << describe(s);
+  ASSERT_STREQ(ops::conv2d_input_grad_method(s), method) << describe(s);
+  ASSERT_NO_FATAL_FAILURE(check_conv<float>(rng, s, true));
+  ASSERT_NO_FATAL_FAILURE(check_conv<float>(rng, s, false));
+  const int64_t per_channel = s.in_channels * 9;
+  const auto x = random_vector<float>(rng, s.batch * s.in_channels * s.in_h * s.in_w),
+             w = random_vector<float>(rng, s.out_channels * per_channel),
+             b = random_vector<float>(rng, s.out_channels),
+             scale = random_vector<float>(rng, s.out_channels);
+  std::vector<float> scaled = w;
+  for (int64_t o = 0; o < s.out_channels; ++o)
+    for (int64_t k = 0; k < per_channel; ++k) scaled[o * per_channel + k] *= scale[o];
+  std::vector<float> expected(s.batch * s.out_channels * s.out_h * s.out_w), y(expected.size());
+  ops::conv2d_forward(expected.data(), x.data(), scaled.data(), b.data(), s);
+  ops::conv2d_forward(y.data(), x.data(), w.data(), b.data(), s, scale.data());
+  ASSERT_TRUE(same_bits(y, expected)) << "weight scale " << describe(s);
+}
+
+/// check_auto_method on one thread under kAuto (a thread's images in several chunks).
+void check_auto_method_one_thread(Rng& rng, const ops::ConvShape& s, const char* method) {
+  const ops::ConvAlgorithm saved_conv = ops::conv_algorithm();
+  const int saved_threads = ops::threads();
+  ops::set_conv_algorithm(ops::ConvAlgorithm::kAuto);
+  ops::set_threads(1);
+  check_auto_method(rng, s, method);
+  ops::set_threads(saved_threads);
+  ops::set_conv_algorithm(saved_conv);
+}
+
 // kAuto's Winograd F(4x4, 3x3) (4x4 planes with padding 1, and 7x7 outputs; 16+ channels,
-// 16+ images), which no forced path takes: forward, weight, bias and input gradients against
-// the double reference on every instruction set, 1 and 2 threads, with odd batches (the last
-// group of images across the vector lanes part full) and channel counts (the GEMM kernels'
-// edges); the weight scale of a folded BatchNorm gives the bits of weights scaled first; and
-// 61 images of 128 channels on one thread run in two chunks.
+// 16+ images), which no forced path takes, on every instruction set, 1 and 2 threads, with
+// odd batches (the last group of images across the vector lanes part full) and channel
+// counts (the GEMM kernels' edges); and 61 images of 128 channels on one thread run in two
+// chunks.
 TEST(OpsSweep, Conv2dAutoWinograd4x4MatchesTheReference) {
   Rng rng(17);
-  const auto check = [&](const ops::ConvShape& s) {
-    ASSERT_STREQ(ops::conv2d_forward_method(s), "winograd4x4") << describe(s);
-    ASSERT_STREQ(ops::conv2d_weight_grad_method(s), "winograd4x4") << describe(s);
-    ASSERT_STREQ(ops::conv2d_input_grad_method(s), "winograd4x4") << describe(s);
-    ASSERT_NO_FATAL_FAILURE(check_conv<float>(rng, s, true));
-    ASSERT_NO_FATAL_FAILURE(check_conv<float>(rng, s, false));
-    const int64_t per_channel = s.in_channels * 9;
-    const auto x = random_vector<float>(rng, s.batch * s.in_channels * s.in_h * s.in_w),
-               w = random_vector<float>(rng, s.out_channels * per_channel),
-               b = random_vector<float>(rng, s.out_channels),
-               scale = random_vector<float>(rng, s.out_channels);
-    std::vector<float> scaled = w;
-    for (int64_t o = 0; o < s.out_channels; ++o)
-      for (int64_t k = 0; k < per_channel; ++k) scaled[o * per_channel + k] *= scale[o];
-    std::vector<float> expected(s.batch * s.out_channels * s.out_h * s.out_w), y(expected.size());
-    ops::conv2d_forward(expected.data(), x.data(), scaled.data(), b.data(), s);
-    ops::conv2d_forward(y.data(), x.data(), w.data(), b.data(), s, scale.data());
-    ASSERT_TRUE(same_bits(y, expected)) << "weight scale " << describe(s);
-  };
+  const auto check = [&](const ops::ConvShape& s) { check_auto_method(rng, s, "winograd4x4"); };
   for_each_auto_path({ops::make_conv_shape(16, 16, 4, 4, 16, 3, 3, 1, 1, 1, 1),
                       ops::make_conv_shape(17, 17, 4, 4, 33, 3, 3, 1, 1, 1, 1),
                       ops::make_conv_shape(19, 33, 4, 4, 16, 3, 3, 1, 1, 1, 1),
@@ -986,14 +1001,31 @@ TEST(OpsSweep, Conv2dAutoWinograd4x4MatchesTheReference) {
                       ops::make_conv_shape(21, 16, 5, 5, 32, 3, 3, 1, 1, 2, 2)},  // padding 2
                      check);
   ASSERT_FALSE(HasFatalFailure());
-  const ops::ConvAlgorithm saved_conv = ops::conv_algorithm();
-  const int saved_threads = ops::threads();
-  ops::set_conv_algorithm(ops::ConvAlgorithm::kAuto);
-  ops::set_threads(1);
-  check(ops::make_conv_shape(61, 128, 4, 4, 128, 3, 3, 1, 1, 1, 1));
-  check(ops::make_conv_shape(30, 64, 7, 7, 64, 3, 3, 1, 1, 1, 1));  // two chunks of 15
-  ops::set_threads(saved_threads);
-  ops::set_conv_algorithm(saved_conv);
+  check_auto_method_one_thread(rng, ops::make_conv_shape(61, 128, 4, 4, 128, 3, 3, 1, 1, 1, 1),
+                               "winograd4x4");
+  check_auto_method_one_thread(rng, ops::make_conv_shape(30, 64, 7, 7, 64, 3, 3, 1, 1, 1, 1),
+                               "winograd4x4");  // two chunks of 15
+}
+
+// kAuto's Winograd F(2x2, 3x3) from 32 images, whose data transforms then run across the vector
+// lanes on AVX2 and AVX-512 (4 tiles of one image a vector below, and on the portable kernels),
+// on every instruction set, 1 and 2 threads: planes that F(2x2)'s 2x2 blocks fill or cut
+// (odd sides), padding 0, 1 and 2, non-square planes, rows longer than 16 floats (staged in
+// blocks of the lanes), odd batches (a thread's last group of images part full) and channel
+// counts; and 96 images on one thread run in three chunks.
+TEST(OpsSweep, Conv2dAutoWinogradAcrossImagesMatchesTheReference) {
+  Rng rng(19);
+  const auto check = [&](const ops::ConvShape& s) { check_auto_method(rng, s, "winograd"); };
+  for_each_auto_path({ops::make_conv_shape(32, 16, 14, 14, 16, 3, 3, 1, 1, 1, 1),
+                      ops::make_conv_shape(33, 16, 14, 14, 17, 3, 3, 1, 1, 1, 1),
+                      ops::make_conv_shape(47, 19, 9, 11, 24, 3, 3, 1, 1, 1, 1),
+                      ops::make_conv_shape(33, 16, 10, 20, 16, 3, 3, 1, 1, 1, 1),  // rows > 16
+                      ops::make_conv_shape(35, 16, 12, 12, 16, 3, 3, 1, 1, 0, 0),  // no padding
+                      ops::make_conv_shape(34, 17, 10, 9, 16, 3, 3, 1, 1, 2, 2)},  // padding 2
+                     check);
+  ASSERT_FALSE(HasFatalFailure());
+  check_auto_method_one_thread(rng, ops::make_conv_shape(96, 16, 14, 14, 16, 3, 3, 1, 1, 1, 1),
+                               "winograd");
 }
 
 /// conv2d_forward with a weight scale (a BatchNorm folded in) against the same call on weights

@@ -22,8 +22,8 @@
 #include "parallel.hpp"
 #include "pool_plane.hpp"
 #include "scratch.hpp"
-#include "wino4.hpp"
 #include "winograd.hpp"
+#include "winograd_lanes.hpp"
 
 namespace cnn::ops {
 
@@ -150,16 +150,16 @@ const DirectConvKernels& direct_conv_kernels() {
   }
   return direct_conv_portable();
 }
-const Winograd4Kernels& winograd4_kernels() {
+const WinogradLaneKernels& winograd_lane_kernels() {
   switch (ops::isa()) {
     case ops::Isa::kAvx512:
-      return winograd4_avx512();
+      return winograd_lanes_avx512();
     case ops::Isa::kAvx2:
-      return winograd4_avx2();
+      return winograd_lanes_avx2();
     case ops::Isa::kPortable:
       break;
   }
-  return winograd4_portable();
+  return winograd_lanes_portable();
 }
 }  // namespace cnn::detail
 
@@ -415,7 +415,7 @@ constexpr int64_t kImplicitForwardMinInChannels = 4;
 // -> 64 layer at batch 64, 2 threads, forward / backward ms with the weights changed before
 // each forward, 0.76-0.84 / 1.38-1.68 against 1.00-1.02 / 2.01-2.12; at batch 256 3.38 /
 // 5.97 against 3.95 / 8.05 (Zen 4). 14x14 stays with F(2x2), also since F(4x4)'s transforms
-// run images across the vector lanes (wino4.hpp): resnet with F(4x4) on its 14x14 layers
+// run images across the vector lanes (winograd_lanes.hpp): resnet with F(4x4) on its 14x14 layers
 // against F(2x2) there, `cnn bench`, six interleaved pairs on a Zen 5, training 0.97-1.04x
 // (median 0.99), inference 0.97-1.09x; convnet (its 32 -> 64 conv2) training 0.95-1.04x
 // (median 0.99), inference 0.97-1.06x. (A harness calling conv2d_forward / conv2d_backward on

@@ -18,7 +18,7 @@
 #include "gemm.hpp"
 #include "parallel.hpp"
 #include "scratch.hpp"
-#include "wino4.hpp"
+#include "winograd_lanes.hpp"
 
 namespace cnn::detail {
 
@@ -70,7 +70,9 @@ inline void kernel_gradient(const V (&x)[16], V (&k)[9]) {
 
 /// The kernel side of Winograd F(2x2, 3x3): 16 tile positions, U = G g G^T and its gradient.
 struct TileF2 {
+  static constexpr int kM = 2;  // outputs a block along an axis
   static constexpr int kPositions = 16;
+  static const WinogradLaneKernels::Tiles& lane_tiles(const WinogradLaneKernels& k) { return k.f2; }
   template <typename V>
   static void transform(const V (&g)[9], V (&u)[kPositions]) {
     kernel_transform(g, u);
@@ -534,12 +536,12 @@ const std::vector<float>* packed_weights(const float* weights, const float* scal
   return entry->packed;
 }
 
-}  // namespace
-
-void winograd_conv3x3(float* y, const float* x, const float* weights, const float* weight_scale,
-                      const float* bias, int64_t batch, int64_t in_channels, int64_t height,
-                      int64_t width, int64_t out_channels, int64_t pad_h, int64_t pad_w,
-                      bool relu) {
+/// winograd_conv3x3 with the data transforms 4 tiles of one image a vector (the small batches'
+/// F(2x2)): every image's tiles fill the lanes, however few the images.
+void tile_vectors_conv3x3(float* y, const float* x, const float* weights, const float* weight_scale,
+                          const float* bias, int64_t batch, int64_t in_channels, int64_t height,
+                          int64_t width, int64_t out_channels, int64_t pad_h, int64_t pad_w,
+                          bool relu) {
   const Geometry g = make_geometry(in_channels, height, width, out_channels, pad_h, pad_w);
   // Each U_xi packed once for the GEMM kernel, shared read-only by the threads.
   const std::vector<float>* packs =
@@ -573,6 +575,8 @@ void winograd_conv3x3(float* y, const float* x, const float* weights, const floa
     }
   });
 }
+
+}  // namespace
 
 }  // namespace cnn::detail
 
@@ -696,11 +700,10 @@ void add_weight_grads(float* dw, float* partials, int team, int64_t pairs, int64
   });
 }
 
-}  // namespace
-
-void winograd_backward3x3(float* dx, float* dw, const float* x, const float* weights,
-                          const float* dy, int64_t batch, int64_t in_channels, int64_t height,
-                          int64_t width, int64_t out_channels, int64_t pad_h, int64_t pad_w) {
+/// The backward of tile_vectors_conv3x3.
+void tile_vectors_backward3x3(float* dx, float* dw, const float* x, const float* weights,
+                              const float* dy, int64_t batch, int64_t in_channels, int64_t height,
+                              int64_t width, int64_t out_channels, int64_t pad_h, int64_t pad_w) {
   const Geometry g = make_geometry(in_channels, height, width, out_channels, pad_h, pad_w);
   const int64_t pairs = out_channels * in_channels;
   const int64_t per_image = g.tiles_h * g.tiles_w;
@@ -747,6 +750,8 @@ void winograd_backward3x3(float* dx, float* dw, const float* x, const float* wei
   add_weight_grads<TileF2>(dw, partials.data(), team, pairs, u_stride);
 }
 
+}  // namespace
+
 }  // namespace cnn::detail
 
 // Winograd F(4x4, 3x3): each 6x6 input tile's 36 products per channel pair give a 4x4 block of
@@ -756,7 +761,7 @@ void winograd_backward3x3(float* dx, float* dw, const float* x, const float* wei
 //   G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1],
 //   A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1].
 // Every transform is separable: the same one-axis step over the columns, then over the rows.
-// The data transforms (wino4.hpp, one set per instruction set) work on a group of images
+// The data transforms (winograd_lanes.hpp, one set per instruction set) work on a group of images
 // across the vector lanes; the matrices are (36, channels, tiles), tiles numbered tile-major
 // within a chunk.
 
@@ -790,7 +795,9 @@ inline void kernel_grad_axis(const V (&x)[6], V (&out)[3]) {
 /// The kernel side of F(4x4, 3x3): 36 tile positions, U = G g G^T (xi = row * 6 + column) and
 /// dL/dg = G^T (dL/dU) G.
 struct TileF4 {
+  static constexpr int kM = 4;
   static constexpr int kPositions = 36;
+  static const WinogradLaneKernels::Tiles& lane_tiles(const WinogradLaneKernels& k) { return k.f4; }
   template <typename V>
   static void transform(const V (&g)[9], V (&u)[kPositions]) {
     V gg[6][3];  // G g
@@ -833,11 +840,14 @@ struct TileF4 {
 /// largest parameter (SteadyState.OneAndTwoThreadsAgreeAndEachIsReproducible; 1.2e-7 with
 /// two), one weight of the stride-2 layer before it amplifying the weight gradients' other
 /// summation order.
-int64_t f4_images_per_chunk(const Geometry& g, int64_t batch, int64_t lanes) {
+template <typename Tile>
+int64_t lanes_images_per_chunk(const Geometry& g, int64_t batch, int64_t lanes) {
   const int64_t per_image = g.tiles_h * g.tiles_w;
-  const int64_t cap = (int64_t{1} << 19) / (36 * (g.in_channels + g.out_channels) * per_image);
+  const int64_t cap =
+      (int64_t{1} << 19) / (Tile::kPositions * (g.in_channels + g.out_channels) * per_image);
   const int64_t per_part = (batch + ops::threads() - 1) / ops::threads();
   const int64_t groups = (per_part + lanes - 1) / lanes;
+
   const int64_t groups_cap = std::max<int64_t>(2, cap / lanes);
   const int64_t chunks = (groups + groups_cap - 1) / groups_cap;
   return std::min(per_part, (groups + chunks - 1) / chunks * lanes);
@@ -846,8 +856,9 @@ int64_t f4_images_per_chunk(const Geometry& g, int64_t batch, int64_t lanes) {
 /// V (36, in_channels, tiles) of a chunk's `count` images (from image `x` on): each channel
 /// plane of each group of lanes staged zero-padded in `staged` (whose padding is zero), then
 /// transformed tile by tile.
-void f4_transform_inputs(const Winograd4Kernels& k, float* v, int64_t stride, const float* x,
-                         int64_t count, float* staged, const Geometry& g) {
+template <typename Tile>
+void lanes_transform_inputs(const WinogradLaneKernels& k, float* v, int64_t stride, const float* x,
+                            int64_t count, float* staged, const Geometry& g) {
   const int64_t tiles = count * g.tiles_h * g.tiles_w;
   const int64_t plane = g.height * g.width;
   for (int64_t c = 0; c < g.in_channels; ++c)
@@ -855,49 +866,70 @@ void f4_transform_inputs(const Winograd4Kernels& k, float* v, int64_t stride, co
       const int64_t valid = std::min(k.lanes, count - n0);
       k.stage(staged, g.staged_w, x + (n0 * g.in_channels + c) * plane, g.in_channels * plane,
               valid, g.height, g.width, g.pad_h, g.pad_w);
-      k.input_tiles(v + c * tiles + n0, stride, count, valid, staged, g.staged_w, g.tiles_h,
-                    g.tiles_w);
+      Tile::lane_tiles(k).input_tiles(v + c * tiles + n0, stride, count, valid, staged, g.staged_w,
+                                      g.tiles_h, g.tiles_w);
     }
 }
 
-}  // namespace
+// F(2x2, 3x3) runs its data transforms across the vector lanes (as F(4x4) always does) from
+// this many images, on AVX2 and AVX-512 (8 and 16 lanes); below, and on the portable kernels,
+// 4 tiles of one image a vector (tile_vectors_conv3x3). `cnn bench --model resnet`, Zen 5, 2
+// threads, training images/s in interleaved pairs, tile vectors against lanes: batch 64
+// 4,455-4,521 against 4,572-4,591 (inference at 256: 18,257-19,308 against 19,298-19,430);
+// batch 32 3,631-3,708 against 3,807-3,917; batch 16 2,676-2,978 against 2,716-2,717 (a
+// thread's 8 images half-fill a group of 16 lanes). AVX2 at 64: 3,136-3,184 against
+// 3,228-3,267; the portable kernels (4 lanes) 722-743 against 695-704. The resnet 14x14 layer
+// alone (32 -> 32, batch 64) was level either way (forward 0.561 / 0.535 ms, backward 0.683 /
+// 0.680): the gain is in the model, where the layer runs beside others.
+constexpr int64_t kWinogradLanesMinBatch = 32;
 
-void winograd4x4_conv3x3(float* y, const float* x, const float* weights, const float* weight_scale,
-                         const float* bias, int64_t batch, int64_t in_channels, int64_t height,
-                         int64_t width, int64_t out_channels, int64_t pad_h, int64_t pad_w,
-                         bool relu) {
-  const Geometry g = make_geometry(in_channels, height, width, out_channels, pad_h, pad_w, 4);
-  const Winograd4Kernels& k = winograd4_kernels();
+/// Whether F(2x2, 3x3) takes a batch of `batch` images across the vector lanes.
+bool winograd_tiles_across_images(int64_t batch) {
+  return batch >= kWinogradLanesMinBatch && winograd_lane_kernels().lanes >= 8;
+}
+
+/// F(m x m, 3x3) (Tile: TileF2 or TileF4) with the data transforms across the vector lanes
+/// (winograd_lanes.hpp): arguments and threads as winograd_conv3x3.
+template <typename Tile>
+void lanes_conv3x3(float* y, const float* x, const float* weights, const float* weight_scale,
+                   const float* bias, int64_t batch, int64_t in_channels, int64_t height,
+                   int64_t width, int64_t out_channels, int64_t pad_h, int64_t pad_w, bool relu) {
+  constexpr int kM = Tile::kM, kPositions = Tile::kPositions;
+  const Geometry g = make_geometry(in_channels, height, width, out_channels, pad_h, pad_w, kM);
+  const WinogradLaneKernels& k = winograd_lane_kernels();
+  const WinogradLaneKernels::Tiles& tiles_k = Tile::lane_tiles(k);
   const std::vector<float>* packs =
-      packed_weights<TileF4>(weights, weight_scale, in_channels, out_channels);
+      packed_weights<Tile>(weights, weight_scale, in_channels, out_channels);
   const int64_t per_image = g.tiles_h * g.tiles_w;
-  const int64_t chunk = f4_images_per_chunk(g, batch, k.lanes);
+  const int64_t chunk = lanes_images_per_chunk<Tile>(g, batch, k.lanes);
   const int64_t in_size = in_channels * height * width, out_plane = g.out_h * g.out_w;
   const int team = static_cast<int>(std::min<int64_t>(ops::threads(), batch));
   for_each_part(team, [&](int part) {
     const int64_t first = batch * part / team, last = batch * (part + 1) / team;
     const int64_t staged_size = g.staged_h * g.staged_w * k.lanes;
-    float* staged = scratch<float>(4, staged_size + 16 * per_image * k.lanes);
+    float* staged = scratch<float>(4, staged_size + kM * kM * per_image * k.lanes);
     float* out_staged = staged + staged_size;
     std::fill(staged, staged + staged_size, 0.0f);
-    float* v = scratch<float>(5, 36 * winograd_position_stride(in_channels, chunk * per_image));
-    float* m = scratch<float>(6, 36 * winograd_position_stride(out_channels, chunk * per_image));
+    float* v =
+        scratch<float>(5, kPositions * winograd_position_stride(in_channels, chunk * per_image));
+    float* m =
+        scratch<float>(6, kPositions * winograd_position_stride(out_channels, chunk * per_image));
     for (int64_t start = first; start < last; start += chunk) {
       const int64_t count = std::min(chunk, last - start);
       const int64_t tiles = count * per_image;
       const int64_t v_stride = winograd_position_stride(in_channels, tiles);
       const int64_t m_stride = winograd_position_stride(out_channels, tiles);
-      f4_transform_inputs(k, v, v_stride, x + start * in_size, count, staged, g);
-      for (int xi = 0; xi < 36; ++xi) {
+      lanes_transform_inputs<Tile>(k, v, v_stride, x + start * in_size, count, staged, g);
+      for (int xi = 0; xi < kPositions; ++xi) {
         sgemm_nn_prepacked(out_channels, tiles, in_channels, packs[xi].data(), v + xi * v_stride,
                            tiles, m + xi * m_stride, tiles, false);
       }
       for (int64_t o = 0; o < out_channels; ++o)
         for (int64_t n0 = 0; n0 < count; n0 += k.lanes) {
-          k.output_tiles(out_staged, m + o * tiles + n0, m_stride, count, bias ? bias + o : nullptr,
-                         g.tiles_h, g.tiles_w);
+          tiles_k.output_tiles(out_staged, m + o * tiles + n0, m_stride, count,
+                               bias ? bias + o : nullptr, g.tiles_h, g.tiles_w);
           k.unstage(y + ((start + n0) * out_channels + o) * out_plane, out_channels * out_plane,
-                    std::min(k.lanes, count - n0), out_staged, 4 * g.tiles_w, 0, 0, g.out_h,
+                    std::min(k.lanes, count - n0), out_staged, kM * g.tiles_w, 0, 0, g.out_h,
                     g.out_w);
         }
       if (relu)
@@ -906,66 +938,112 @@ void winograd4x4_conv3x3(float* y, const float* x, const float* weights, const f
   });
 }
 
-void winograd4x4_backward3x3(float* dx, float* dw, const float* x, const float* weights,
-                             const float* dy, int64_t batch, int64_t in_channels, int64_t height,
-                             int64_t width, int64_t out_channels, int64_t pad_h, int64_t pad_w) {
-  const Geometry g = make_geometry(in_channels, height, width, out_channels, pad_h, pad_w, 4);
-  const Winograd4Kernels& k = winograd4_kernels();
+/// The backward of lanes_conv3x3: arguments and threads as winograd_backward3x3.
+template <typename Tile>
+void lanes_backward3x3(float* dx, float* dw, const float* x, const float* weights, const float* dy,
+                       int64_t batch, int64_t in_channels, int64_t height, int64_t width,
+                       int64_t out_channels, int64_t pad_h, int64_t pad_w) {
+  constexpr int kM = Tile::kM, kPositions = Tile::kPositions;
+  const Geometry g = make_geometry(in_channels, height, width, out_channels, pad_h, pad_w, kM);
+  const WinogradLaneKernels& k = winograd_lane_kernels();
+  const WinogradLaneKernels::Tiles& tiles_k = Tile::lane_tiles(k);
   const int64_t pairs = out_channels * in_channels;
   const int64_t per_image = g.tiles_h * g.tiles_w;
-  const int64_t chunk = f4_images_per_chunk(g, batch, k.lanes);
+  const int64_t chunk = lanes_images_per_chunk<Tile>(g, batch, k.lanes);
   const int64_t in_size = in_channels * height * width, in_plane = height * width;
   const int64_t out_plane = g.out_h * g.out_w;
   const int team = static_cast<int>(std::min<int64_t>(ops::threads(), batch));
   // dL/dV_xi = U_xi^T Z_xi: each U_xi^T (in_channels x out_channels) packed once.
-  thread_local std::vector<float> packed_ut[36];
+  thread_local std::vector<float> packed_ut[kPositions];
   std::vector<float>* const packs = packed_ut;  // this thread's, named by pointer
   const int64_t u_stride = kernel_position_stride(pairs);
-  if (dx) transform_into_packed<TileF4>(packs, weights, out_channels, in_channels, true);
-  // dL/dU (36, out_channels, in_channels) per thread, added in thread order afterwards.
-  std::vector<float>& partials = shared_scratch<float>(1, team * 36 * u_stride);
+  if (dx) transform_into_packed<Tile>(packs, weights, out_channels, in_channels, true);
+  // dL/dU (positions, out_channels, in_channels) per thread, added in thread order afterwards.
+  std::vector<float>& partials = shared_scratch<float>(1, team * kPositions * u_stride);
   for_each_part(team, [&](int part) {
     const int64_t first = batch * part / team, last = batch * (part + 1) / team;
-    float* du = partials.data() + part * 36 * u_stride;  // assigned by the first chunk
+    float* du = partials.data() + part * kPositions * u_stride;  // assigned by the first chunk
     // The staged input (zero padding), input gradient and output gradient (zero past the
     // output) groups.
     const int64_t staged_size = g.staged_h * g.staged_w * k.lanes;
-    const int64_t grad_size = 16 * per_image * k.lanes;
+    const int64_t grad_size = kM * kM * per_image * k.lanes;
     float* staged = scratch<float>(4, 2 * staged_size + grad_size);
     float* dx_staged = staged + staged_size;
     float* dy_staged = dx_staged + staged_size;
     std::fill(staged, staged + staged_size, 0.0f);
     std::fill(dy_staged, dy_staged + grad_size, 0.0f);
-    float* v = scratch<float>(5, 36 * winograd_position_stride(in_channels, chunk * per_image));
-    float* z = scratch<float>(6, 36 * winograd_position_stride(out_channels, chunk * per_image));
+    float* v =
+        scratch<float>(5, kPositions * winograd_position_stride(in_channels, chunk * per_image));
+    float* z =
+        scratch<float>(6, kPositions * winograd_position_stride(out_channels, chunk * per_image));
     for (int64_t start = first; start < last; start += chunk) {
       const int64_t count = std::min(chunk, last - start);
       const int64_t tiles = count * per_image;
       const int64_t v_stride = winograd_position_stride(in_channels, tiles);
       const int64_t z_stride = winograd_position_stride(out_channels, tiles);
-      f4_transform_inputs(k, v, v_stride, x + start * in_size, count, staged, g);
+      lanes_transform_inputs<Tile>(k, v, v_stride, x + start * in_size, count, staged, g);
       for (int64_t o = 0; o < out_channels; ++o)
         for (int64_t n0 = 0; n0 < count; n0 += k.lanes) {
           const int64_t valid = std::min(k.lanes, count - n0);
-          k.stage(dy_staged, 4 * g.tiles_w, dy + ((start + n0) * out_channels + o) * out_plane,
+          k.stage(dy_staged, kM * g.tiles_w, dy + ((start + n0) * out_channels + o) * out_plane,
                   out_channels * out_plane, valid, g.out_h, g.out_w, 0, 0);
-          k.output_grad_tiles(z + o * tiles + n0, z_stride, count, valid, dy_staged, 4 * g.tiles_w,
-                              g.tiles_h, g.tiles_w);
+          tiles_k.output_grad_tiles(z + o * tiles + n0, z_stride, count, valid, dy_staged,
+                                    kM * g.tiles_w, g.tiles_h, g.tiles_w);
         }
-      backward_products(36, out_channels, in_channels, tiles, v, v_stride, z, z_stride, du,
+      backward_products(kPositions, out_channels, in_channels, tiles, v, v_stride, z, z_stride, du,
                         u_stride, start != first, dx ? packs : nullptr);
       if (!dx) continue;
       for (int64_t c = 0; c < in_channels; ++c)
         for (int64_t n0 = 0; n0 < count; n0 += k.lanes) {
-          k.input_grad_tiles(dx_staged, g.staged_w, v + c * tiles + n0, v_stride, count, g.tiles_h,
-                             g.tiles_w);
+          tiles_k.input_grad_tiles(dx_staged, g.staged_w, v + c * tiles + n0, v_stride, count,
+                                   g.tiles_h, g.tiles_w);
           k.unstage(dx + ((start + n0) * in_channels + c) * in_plane, in_channels * in_plane,
                     std::min(k.lanes, count - n0), dx_staged, g.staged_w, g.pad_h, g.pad_w, height,
                     width);
         }
     }
   });
-  add_weight_grads<TileF4>(dw, partials.data(), team, pairs, u_stride);
+  add_weight_grads<Tile>(dw, partials.data(), team, pairs, u_stride);
+}
+
+}  // namespace
+
+void winograd4x4_conv3x3(float* y, const float* x, const float* weights, const float* weight_scale,
+                         const float* bias, int64_t batch, int64_t in_channels, int64_t height,
+                         int64_t width, int64_t out_channels, int64_t pad_h, int64_t pad_w,
+                         bool relu) {
+  lanes_conv3x3<TileF4>(y, x, weights, weight_scale, bias, batch, in_channels, height, width,
+                        out_channels, pad_h, pad_w, relu);
+}
+
+void winograd4x4_backward3x3(float* dx, float* dw, const float* x, const float* weights,
+                             const float* dy, int64_t batch, int64_t in_channels, int64_t height,
+                             int64_t width, int64_t out_channels, int64_t pad_h, int64_t pad_w) {
+  lanes_backward3x3<TileF4>(dx, dw, x, weights, dy, batch, in_channels, height, width, out_channels,
+                            pad_h, pad_w);
+}
+
+void winograd_conv3x3(float* y, const float* x, const float* weights, const float* weight_scale,
+                      const float* bias, int64_t batch, int64_t in_channels, int64_t height,
+                      int64_t width, int64_t out_channels, int64_t pad_h, int64_t pad_w,
+                      bool relu) {
+  if (winograd_tiles_across_images(batch)) {
+    return lanes_conv3x3<TileF2>(y, x, weights, weight_scale, bias, batch, in_channels, height,
+                                 width, out_channels, pad_h, pad_w, relu);
+  }
+  tile_vectors_conv3x3(y, x, weights, weight_scale, bias, batch, in_channels, height, width,
+                       out_channels, pad_h, pad_w, relu);
+}
+
+void winograd_backward3x3(float* dx, float* dw, const float* x, const float* weights,
+                          const float* dy, int64_t batch, int64_t in_channels, int64_t height,
+                          int64_t width, int64_t out_channels, int64_t pad_h, int64_t pad_w) {
+  if (winograd_tiles_across_images(batch)) {
+    return lanes_backward3x3<TileF2>(dx, dw, x, weights, dy, batch, in_channels, height, width,
+                                     out_channels, pad_h, pad_w);
+  }
+  tile_vectors_backward3x3(dx, dw, x, weights, dy, batch, in_channels, height, width, out_channels,
+                           pad_h, pad_w);
 }
 
 }  // namespace cnn::detail

@@ -16,7 +16,9 @@ namespace cnn::detail {
 /// kernel(o, c) is the 3x3 kernel at weights + ((o * in_channels + c) * 9), times
 /// weight_scale[o] when weight_scale (out_channels) is not null. bias may be null. With
 /// `relu`, y = relu(y), applied to each chunk of images as it is written.
-/// Threads split the images.
+/// Threads split the images. From 32 images on AVX2 and AVX-512 the data transforms run a
+/// group of images across the vector lanes (winograd_lanes.hpp), else 4 tiles of one image a
+/// vector; the forward gives the same bits either way.
 void winograd_conv3x3(float* y, const float* x, const float* weights, const float* weight_scale,
                       const float* bias, int64_t batch, int64_t in_channels, int64_t height,
                       int64_t width, int64_t out_channels, int64_t pad_h, int64_t pad_w,
@@ -38,9 +40,9 @@ void winograd_backward3x3(float* dx, float* dw, const float* x, const float* wei
 /// winograd_conv3x3 by Winograd F(4x4, 3x3): 36 products per channel pair for each 4x4 block
 /// of outputs (F(2x2, 3x3): 64). A 4x4 plane with padding 1 is one 6x6 tile; other planes are
 /// tiled as F(2x2)'s, their last tiles cut; the data transforms run a group of images across
-/// the vector lanes (wino4.hpp). Arguments and threads as winograd_conv3x3. Its float32 rounding is
-/// larger than F(2x2)'s (the transforms multiply by up to 8 and by 1/6: about 10x F(2x2)'s error,
-/// bench/winograd_error.py), within the kernels' 1e-5 of each output's magnitude.
+/// the vector lanes (winograd_lanes.hpp). Arguments and threads as winograd_conv3x3. Its float32
+/// rounding is larger than F(2x2)'s (the transforms multiply by up to 8 and by 1/6: about 10x
+/// F(2x2)'s error, bench/winograd_error.py), within the kernels' 1e-5 of each output's magnitude.
 void winograd4x4_conv3x3(float* y, const float* x, const float* weights, const float* weight_scale,
                          const float* bias, int64_t batch, int64_t in_channels, int64_t height,
                          int64_t width, int64_t out_channels, int64_t pad_h, int64_t pad_w,
