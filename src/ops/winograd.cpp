@@ -888,8 +888,38 @@ bool winograd_tiles_across_images(int64_t batch) {
   return batch >= kWinogradLanesMinBatch && winograd_lane_kernels().lanes >= 8;
 }
 
+/// The tile rows of a forward block: a group of images (the lanes) and this many rows of its
+/// tiles make about 512 KiB of V and M, at least one row. The forward runs a group's planes
+/// band by band, so that V and M stay in the L2 (on Zen 5, 1 MiB a core) from the input
+/// transform to the output transform: resnet inference at batch 256 gained 6-7% (Kernels in
+/// docs/design-notes.md); bands of 128 KiB to 4 MiB measured alike on the 14x14 layer.
+template <typename Tile>
+int64_t forward_band_rows(const Geometry& g, int64_t lanes) {
+  const int64_t row_bytes = Tile::kPositions * (g.in_channels + g.out_channels) * g.tiles_w *
+                            lanes * int64_t{sizeof(float)};
+  return std::clamp<int64_t>((int64_t{512} << 10) / row_bytes, 1, g.tiles_h);
+}
+
+/// Zeroes what `stage` leaves as it was in a staged plane: every position outside the
+/// interior rows [top, top + rows) and columns [left, left + cols), all lanes.
+void zero_staged_border(float* staged, int64_t staged_h, int64_t staged_w, int64_t lanes,
+                        int64_t top, int64_t left, int64_t rows, int64_t cols) {
+  for (int64_t r = 0; r < staged_h; ++r) {
+    float* row = staged + r * staged_w * lanes;
+    if (r < top || r >= top + rows) {
+      std::fill(row, row + staged_w * lanes, 0.0f);
+    } else {
+      std::fill(row, row + left * lanes, 0.0f);
+      std::fill(row + (left + cols) * lanes, row + staged_w * lanes, 0.0f);
+    }
+  }
+}
+
 /// F(m x m, 3x3) (Tile: TileF2 or TileF4) with the data transforms across the vector lanes
-/// (winograd_lanes.hpp): arguments and threads as winograd_conv3x3.
+/// (winograd_lanes.hpp): arguments and threads as winograd_conv3x3. Each thread takes its
+/// images a lane group at a time: every input plane of the group staged, then band by band
+/// of tile rows (forward_band_rows) the input transform, the products and the output
+/// transform.
 template <typename Tile>
 void lanes_conv3x3(float* y, const float* x, const float* weights, const float* weight_scale,
                    const float* bias, int64_t batch, int64_t in_channels, int64_t height,
@@ -900,40 +930,52 @@ void lanes_conv3x3(float* y, const float* x, const float* weights, const float* 
   const WinogradLaneKernels::Tiles& tiles_k = Tile::lane_tiles(k);
   const std::vector<float>* packs =
       packed_weights<Tile>(weights, weight_scale, in_channels, out_channels);
-  const int64_t per_image = g.tiles_h * g.tiles_w;
-  const int64_t chunk = lanes_images_per_chunk<Tile>(g, batch, k.lanes);
+  const int64_t lanes = k.lanes;
+  const int64_t band = forward_band_rows<Tile>(g, lanes);
   const int64_t in_size = in_channels * height * width, out_plane = g.out_h * g.out_w;
+  const int64_t plane_size = g.staged_h * g.staged_w * lanes;
   const int team = static_cast<int>(std::min<int64_t>(ops::threads(), batch));
   for_each_part(team, [&](int part) {
     const int64_t first = batch * part / team, last = batch * (part + 1) / team;
-    const int64_t staged_size = g.staged_h * g.staged_w * k.lanes;
-    float* staged = scratch<float>(4, staged_size + kM * kM * per_image * k.lanes);
-    float* out_staged = staged + staged_size;
-    std::fill(staged, staged + staged_size, 0.0f);
-    float* v =
-        scratch<float>(5, kPositions * winograd_position_stride(in_channels, chunk * per_image));
-    float* m =
-        scratch<float>(6, kPositions * winograd_position_stride(out_channels, chunk * per_image));
-    for (int64_t start = first; start < last; start += chunk) {
-      const int64_t count = std::min(chunk, last - start);
-      const int64_t tiles = count * per_image;
-      const int64_t v_stride = winograd_position_stride(in_channels, tiles);
-      const int64_t m_stride = winograd_position_stride(out_channels, tiles);
-      lanes_transform_inputs<Tile>(k, v, v_stride, x + start * in_size, count, staged, g);
-      for (int xi = 0; xi < kPositions; ++xi) {
-        sgemm_nn_prepacked(out_channels, tiles, in_channels, packs[xi].data(), v + xi * v_stride,
-                           tiles, m + xi * m_stride, tiles, false);
-      }
-      for (int64_t o = 0; o < out_channels; ++o)
-        for (int64_t n0 = 0; n0 < count; n0 += k.lanes) {
-          tiles_k.output_tiles(out_staged, m + o * tiles + n0, m_stride, count,
-                               bias ? bias + o : nullptr, g.tiles_h, g.tiles_w);
-          k.unstage(y + ((start + n0) * out_channels + o) * out_plane, out_channels * out_plane,
-                    std::min(k.lanes, count - n0), out_staged, kM * g.tiles_w, 0, 0, g.out_h,
+    float* staged =
+        scratch<float>(4, in_channels * plane_size + kM * kM * band * g.tiles_w * lanes);
+    float* out_staged = staged + in_channels * plane_size;
+    for (int64_t c = 0; c < in_channels; ++c) {
+      zero_staged_border(staged + c * plane_size, g.staged_h, g.staged_w, lanes, g.pad_h, g.pad_w,
+                         height, width);
+    }
+    const int64_t max_tiles = band * g.tiles_w * lanes;
+    float* v = scratch<float>(5, kPositions * winograd_position_stride(in_channels, max_tiles));
+    float* m = scratch<float>(6, kPositions * winograd_position_stride(out_channels, max_tiles));
+    for (int64_t start = first; start < last; start += lanes) {
+      const int64_t valid = std::min(lanes, last - start);
+      for (int64_t c = 0; c < in_channels; ++c)
+        k.stage(staged + c * plane_size, g.staged_w, x + start * in_size + c * height * width,
+                in_size, valid, height, width, g.pad_h, g.pad_w);
+      for (int64_t i0 = 0; i0 < g.tiles_h; i0 += band) {
+        const int64_t rows = std::min(band, g.tiles_h - i0);
+        const int64_t tiles = rows * g.tiles_w * lanes;
+        const int64_t v_stride = winograd_position_stride(in_channels, tiles);
+        const int64_t m_stride = winograd_position_stride(out_channels, tiles);
+        for (int64_t c = 0; c < in_channels; ++c)
+          tiles_k.input_tiles(v + c * tiles, v_stride, lanes, valid,
+                              staged + c * plane_size + kM * i0 * g.staged_w * lanes, g.staged_w,
+                              rows, g.tiles_w);
+        for (int xi = 0; xi < kPositions; ++xi) {
+          sgemm_nn_prepacked(out_channels, tiles, in_channels, packs[xi].data(), v + xi * v_stride,
+                             tiles, m + xi * m_stride, tiles, false);
+        }
+        const int64_t out_rows = std::min(kM * rows, g.out_h - kM * i0);
+        for (int64_t o = 0; o < out_channels; ++o) {
+          tiles_k.output_tiles(out_staged, m + o * tiles, m_stride, lanes,
+                               bias ? bias + o : nullptr, rows, g.tiles_w);
+          k.unstage(y + (start * out_channels + o) * out_plane + kM * i0 * g.out_w,
+                    out_channels * out_plane, valid, out_staged, kM * g.tiles_w, 0, 0, out_rows,
                     g.out_w);
         }
+      }
       if (relu)
-        relu_in_place(y + start * out_channels * out_plane, count * out_channels * out_plane);
+        relu_in_place(y + start * out_channels * out_plane, valid * out_channels * out_plane);
     }
   });
 }
