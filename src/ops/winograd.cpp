@@ -829,9 +829,10 @@ struct TileF4 {
   }
 };
 
-/// Images per chunk of F(4x4): whole groups of the kernels' lanes (a group part empty costs a
+/// Images per chunk of the lane backward (F(4x4), and F(2x2) from 32 images; the lane forward
+/// goes a group at a time): whole groups of the kernels' lanes (a group part empty costs a
 /// full group's transforms, and its GEMMs are narrower), about 2 MiB of transformed tiles (V
-/// and M, or V and Z) per thread but at least two groups, a thread's groups cut into chunks of
+/// and Z) per thread but at least two groups, a thread's groups cut into chunks of
 /// equal size (28 + 4 images of resnet's 7x7 layer left the second chunk's products too
 /// narrow). (Chunks of 9 images in groups of 16 lanes, convnet's 32 -> 64 layer on 14x14
 /// planes run by F(4x4) in a harness, took 10.2-10.6 ms at batch 256; chunks of 16, 6.9-7.8.)
@@ -847,7 +848,6 @@ int64_t lanes_images_per_chunk(const Geometry& g, int64_t batch, int64_t lanes) 
       (int64_t{1} << 19) / (Tile::kPositions * (g.in_channels + g.out_channels) * per_image);
   const int64_t per_part = (batch + ops::threads() - 1) / ops::threads();
   const int64_t groups = (per_part + lanes - 1) / lanes;
-
   const int64_t groups_cap = std::max<int64_t>(2, cap / lanes);
   const int64_t chunks = (groups + groups_cap - 1) / groups_cap;
   return std::min(per_part, (groups + chunks - 1) / chunks * lanes);
@@ -889,10 +889,11 @@ bool winograd_tiles_across_images(int64_t batch) {
 }
 
 /// The tile rows of a forward block: a group of images (the lanes) and this many rows of its
-/// tiles make about 512 KiB of V and M, at least one row. The forward runs a group's planes
-/// band by band, so that V and M stay in the L2 (on Zen 5, 1 MiB a core) from the input
-/// transform to the output transform: resnet inference at batch 256 gained 6-7% (Kernels in
-/// docs/design-notes.md); bands of 128 KiB to 4 MiB measured alike on the 14x14 layer.
+/// tiles make about 512 KiB of V and M (the L2 of a Zen 5 core is 1 MiB), at least one row.
+/// Going a group at a time gained resnet's inference at batch 256 5-8% (Kernels in
+/// docs/design-notes.md); the bands' size mattered less: 128 KiB to 4 MiB (whole planes)
+/// measured alike on the 14x14 layer alone, and 512 KiB against whole planes about 2% on the
+/// model.
 template <typename Tile>
 int64_t forward_band_rows(const Geometry& g, int64_t lanes) {
   const int64_t row_bytes = Tile::kPositions * (g.in_channels + g.out_channels) * g.tiles_w *
