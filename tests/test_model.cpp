@@ -15,6 +15,7 @@
 #include <set>
 
 #include "cnn/cnn.hpp"
+#include "cnn/layer_chain.hpp"
 #include "test_models.hpp"
 
 namespace cnn {
@@ -358,6 +359,139 @@ TEST(Sequential, FusedConvReluInEvaluationGivesThePairsResults) {
     expect_fused_conv_relu_matches_the_ops(model, images_with_a_blank(17, 16, 7, 7, 24), with_norm,
                                            false);
   }
+}
+
+/// A model of one Residual block with a ReLU: body Conv2d, BatchNorm2d, ReLU, Conv2d (and a
+/// BatchNorm2d when `last_norm`), then, when `guard`, a Dropout(0) (the identity in kEval, and
+/// a last layer that no convolution fuses with); the shortcut the identity, or a 1x1 Conv2d and
+/// a BatchNorm2d when `projection`. Parameters and running statistics from `seed`, BatchNorm's
+/// away from the identity map.
+Sequential<float> residual_block_model(int64_t channels, int64_t h, int64_t w, bool last_norm,
+                                       bool projection, bool guard, uint64_t seed) {
+  std::vector<std::unique_ptr<Layer<float>>> body, shortcut;
+  body.push_back(std::make_unique<Conv2d<float>>(channels, channels, 3, 1, 1, false));
+  body.push_back(std::make_unique<BatchNorm2d<float>>(channels));
+  body.push_back(std::make_unique<ReLU<float>>());
+  body.push_back(std::make_unique<Conv2d<float>>(channels, channels, 3, 1, 1, !last_norm));
+  if (last_norm) body.push_back(std::make_unique<BatchNorm2d<float>>(channels));
+  if (guard) body.push_back(std::make_unique<Dropout<float>>(0.0));
+  if (projection) {
+    shortcut.push_back(std::make_unique<Conv2d<float>>(channels, channels, 1, 1, 0, false));
+    shortcut.push_back(std::make_unique<BatchNorm2d<float>>(channels));
+  }
+  Sequential<float> model;
+  model.add(std::make_unique<Residual<float>>(std::move(body), std::move(shortcut), "ReLU"));
+  model.build(Shape{channels, h, w});
+  Rng rng(seed);
+  model.init_parameters(rng);
+  for (const auto& p : model.named_parameters())
+    for (int64_t i = 0; i < p.value.numel(); ++i) {
+      if (p.value.shape().rank() == 1 && p.name.find("weight") != std::string::npos)
+        p.value.data()[i] = 0.5f + static_cast<float>(rng.uniform());
+      if (p.value.shape().rank() == 1 && p.name.find("bias") != std::string::npos)
+        p.value.data()[i] = static_cast<float>(rng.normal()) * 0.3f;
+    }
+  for (const auto& b : model.named_buffers())
+    for (int64_t i = 0; i < b.value.numel(); ++i) {
+      if (b.name.find("running_mean") != std::string::npos)
+        b.value.data()[i] = static_cast<float>(rng.normal()) * 0.3f;
+      if (b.name.find("running_var") != std::string::npos)
+        b.value.data()[i] = 0.5f + static_cast<float>(rng.uniform());
+    }
+  return model;
+}
+
+// LayerChain::forward_add_relu on a chain ending in a Conv2d that F(4x4) runs (with a
+// BatchNorm2d folded in, or not) takes the step (returns true) and writes relu(the chain's
+// output + addend) bit for bit; output() then gives forward()'s output; a chain ending in a
+// ReLU, or whose convolution no fused method takes (3 channels: the direct kernels), is
+// refused with nothing run.
+TEST(LayerChain, ForwardAddReluFusesALastConvolutionOnly) {
+  for (const bool with_norm : {false, true}) {
+    SCOPED_TRACE(with_norm ? "with BatchNorm2d" : "without");
+    Sequential<float> model = conv_relu_model(16, 7, 7, with_norm, false, 41);
+    const Tensor<float> x = images_with_a_blank(17, 16, 7, 7, 42);
+    const Tensor<float> addend = images_with_a_blank(17, 16, 7, 7, 43);
+    std::vector<Layer<float>*> layers;  // the conv (and BatchNorm), without the ReLU
+    for (size_t i = 0; i + 1 < model.size(); ++i) layers.push_back(&model.layer(i));
+    detail::LayerChain<float> chain;
+    chain.set_layers(layers);
+    const TensorView<const float> plain = chain.forward(x, Mode::kEval);
+    const std::vector<float> conv(plain.data(), plain.data() + plain.numel());
+    Tensor<float> expected(addend.shape()), y(addend.shape());
+    ops::add_forward(static_cast<float*>(nullptr), expected.data(), conv.data(), addend.data(),
+                     expected.numel(), true);
+    ASSERT_TRUE(chain.forward_add_relu(x, addend, y.view()));
+    EXPECT_EQ(std::memcmp(y.data(), expected.data(), y.numel() * sizeof(float)), 0);
+    const TensorView<const float> recomputed = chain.output();
+    ASSERT_EQ(recomputed.numel(), static_cast<int64_t>(conv.size()));
+    EXPECT_EQ(std::memcmp(recomputed.data(), conv.data(), conv.size() * sizeof(float)), 0);
+    layers.push_back(&model.layer(model.size() - 1));  // now ending in the ReLU
+    chain.set_layers(layers);
+    EXPECT_FALSE(chain.forward_add_relu(x, addend, y.view()));
+  }
+  Sequential<float> narrow = conv_relu_model(3, 7, 7, false, false, 44);
+  detail::LayerChain<float> chain;
+  chain.set_layers({&narrow.layer(0)});
+  const Tensor<float> x = images_with_a_blank(17, 3, 7, 7, 45);
+  Tensor<float> y(x.shape());
+  EXPECT_FALSE(chain.forward_add_relu(x, x, y.view()));
+}
+
+// In kEval a Residual's body ending in a Conv2d (with a BatchNorm2d folded in, or not) that
+// Winograd or the implicit GEMM runs writes the block's output itself, the shortcut added and
+// the ReLU applied (LayerChain::forward_add_relu, ops::conv2d_relu_forward with an addend): the
+// output must be bit for bit that of the same block unfused (a Dropout(0) after the body's
+// last layer, the identity, keeps the convolution from fusing), and a backward after it must
+// give the same input and parameter gradients, bit for bit, twice in a row; with identity and
+// projection shortcuts, on planes that F(4x4) (7x7, 17 images) and F(2x2) across the lanes
+// (14x14, 33 images) take.
+TEST(Sequential, ResidualFusedIntoItsLastConvolutionInEvaluationGivesTheUnfusedResults) {
+  struct Case {
+    int64_t channels, side, batch;
+  };
+  for (const Case c : {Case{16, 7, 17}, Case{16, 14, 33}})
+    for (const bool last_norm : {true, false})
+      for (const bool projection : {false, true}) {
+        SCOPED_TRACE(std::to_string(c.side) + "x" + std::to_string(c.side) +
+                     (last_norm ? ", BatchNorm2d last" : ", Conv2d last") +
+                     (projection ? ", projection" : ", identity"));
+        Sequential<float> fused =
+            residual_block_model(c.channels, c.side, c.side, last_norm, projection, false, 31);
+        Sequential<float> unfused =
+            residual_block_model(c.channels, c.side, c.side, last_norm, projection, true, 31);
+        // The same values (the Dropout draws from the initialising generator).
+        ASSERT_EQ(unfused.parameter_count(), fused.parameter_count());
+        std::copy(fused.parameters().begin(), fused.parameters().end(),
+                  unfused.parameters().begin());
+        std::copy(fused.buffers().begin(), fused.buffers().end(), unfused.buffers().begin());
+        const Tensor<float> x = images_with_a_blank(c.batch, c.channels, c.side, c.side, 32);
+        const ops::ConvShape last =
+            ops::make_conv_shape(c.batch, c.channels, c.side, c.side, c.channels, 3, 3, 1, 1, 1, 1);
+        ASSERT_TRUE(ops::conv2d_relu_fusable(last)) << ops::conv2d_forward_method(last);
+        Tensor<float> dy(fused.output_shape(c.batch));
+        Rng rng(33);
+        for (int64_t i = 0; i < dy.numel(); ++i) dy.data()[i] = static_cast<float>(rng.normal());
+        Tensor<float> dx_fused(x.shape()), dx_unfused(x.shape());
+        for (int round = 0; round < 2; ++round) {
+          const TensorView<const float> want = unfused.forward(x, Mode::kEval);
+          const std::vector<float> expected(want.data(), want.data() + want.numel());
+          unfused.zero_grad();
+          unfused.layer(0).backward(x.view(), want, dy.view(), dx_unfused.view());
+          const TensorView<const float> got = fused.forward(x, Mode::kEval);
+          ASSERT_EQ(got.numel(), static_cast<int64_t>(expected.size()));
+          EXPECT_EQ(std::memcmp(got.data(), expected.data(), expected.size() * sizeof(float)), 0)
+              << "output, round " << round;
+          fused.zero_grad();
+          fused.layer(0).backward(x.view(), got, dy.view(), dx_fused.view());
+          EXPECT_EQ(std::memcmp(dx_fused.data(), dx_unfused.data(), x.numel() * sizeof(float)), 0)
+              << "input gradient, round " << round;
+          ASSERT_EQ(fused.gradients().size(), unfused.gradients().size());
+          EXPECT_TRUE(std::equal(fused.gradients().begin(), fused.gradients().end(),
+                                 unfused.gradients().begin()))
+              << "parameter gradients, round " << round;
+        }
+      }
 }
 
 // BatchNorm2d + ReLU (after a pooling layer, so that kEval does not fold the BatchNorm into a

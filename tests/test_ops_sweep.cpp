@@ -1084,8 +1084,9 @@ TEST_P(OpsSweepAllPaths, Conv2dWeightScaleEqualsScaledWeightsBitForBit) {
 }
 
 /// A convolution fused with what follows it (with_pool: conv2d_relu_maxpool2x2_forward, a ReLU
-/// and 2x2 / stride-2 pooling; else conv2d_relu_forward, a ReLU) against the ops it replaces,
-/// conv2d_forward then relu_maxpool2d_forward or relu_forward: the same bits, with neither bias
+/// and 2x2 / stride-2 pooling; else conv2d_relu_forward, a ReLU, and with an addend, the
+/// addend's sum and its ReLU) against the ops it replaces, conv2d_forward then
+/// relu_maxpool2d_forward, relu_forward or add_forward: the same bits, with neither bias
 /// nor weight scale and with both (a folded BatchNorm), 1 and 2 threads, and an all-zero image,
 /// whose outputs without a bias are exact zeros (the ReLU's rule at 0). Returns how many of
 /// `shapes` the current path fused; the others must be refused.
@@ -1133,6 +1134,14 @@ int check_fused_conv(uint64_t seed, const std::vector<ops::ConvShape>& shapes, b
       std::fill(y.begin(), y.end(), -1.0f);
       fused_op(bias, w_scale);
       EXPECT_TRUE(same_bits(y, expected)) << (folded ? "bias and weight scale" : "plain");
+      if (with_pool) continue;
+      // With an addend (a residual block's shortcut): conv2d_forward then add_forward's ReLU.
+      const auto addend = random_vector<float>(rng, conv_size);
+      ops::add_forward(static_cast<float*>(nullptr), expected.data(), conv.data(), addend.data(),
+                       conv_size, true);
+      std::fill(y.begin(), y.end(), -1.0f);
+      ops::conv2d_relu_forward(y.data(), x.data(), w.data(), bias, s, w_scale, addend.data());
+      EXPECT_TRUE(same_bits(y, expected)) << (folded ? "addend, bias and weight scale" : "addend");
     }
   }
   ops::set_threads(saved);
@@ -1179,13 +1188,14 @@ TEST(OpsSweep, Conv2dReluMaxPoolFusesTheStemsUnderAuto) {
   ops::set_conv_algorithm(saved_conv);
 }
 
-/// Shapes for the ReLU fusion, of every method that takes it: F(2x2), F(4x4) on 4x4 and 7x7
-/// planes, the implicit GEMM at stride 2, odd batches and channel counts, and a 5x5 kernel (no
-/// Winograd).
+/// Shapes for the ReLU fusion, of every method that takes it: F(2x2) (4 tiles a vector, and
+/// across the lanes from 32 images), F(4x4) on 4x4 and 7x7 planes, the implicit GEMM at stride
+/// 2, odd batches and channel counts, and a 5x5 kernel (no Winograd).
 int check_conv_relu(uint64_t seed) {
   return check_fused_conv(
       seed,
       {ops::make_conv_shape(17, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1),  // resnet's first block
+       ops::make_conv_shape(33, 16, 14, 14, 16, 3, 3, 1, 1, 1, 1),  // F(2x2) across the lanes
        ops::make_conv_shape(19, 32, 14, 14, 64, 3, 3, 2, 2, 1, 1),  // its stride-2 layers
        ops::make_conv_shape(17, 64, 7, 7, 128, 3, 3, 2, 2, 1, 1),
        ops::make_conv_shape(33, 64, 7, 7, 64, 3, 3, 1, 1, 1, 1),  // F(4x4) planes
@@ -1200,7 +1210,7 @@ TEST_P(OpsSweepAllPaths, Conv2dReluEqualsConvThenReluBitForBit) {
   if (GetParam().reference) {
     EXPECT_EQ(fused, 0);
   } else if (GetParam().conv == ops::ConvAlgorithm::kImplicit) {
-    EXPECT_EQ(fused, 7);  // the implicit GEMM takes every shape
+    EXPECT_EQ(fused, 8);  // the implicit GEMM takes every shape
   }
 }
 
@@ -1218,7 +1228,7 @@ TEST(OpsSweep, Conv2dReluFusesEveryMethodUnderAuto) {
     EXPECT_STREQ(ops::conv2d_forward_method(f2), "winograd");
     EXPECT_STREQ(ops::conv2d_forward_method(f4), "winograd4x4");
     EXPECT_STREQ(ops::conv2d_forward_method(implicit), "implicit");
-    EXPECT_GE(check_conv_relu(64), 5);
+    EXPECT_GE(check_conv_relu(64), 6);
   }
   ops::set_isa(saved_isa);
   ops::set_conv_algorithm(saved_conv);

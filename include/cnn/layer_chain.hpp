@@ -23,7 +23,13 @@
 //    applied as the convolution writes each block of images (ops::conv2d_relu_forward), bit for
 //    bit the pair and the ReLU, without a pass of its own (resnet's blocks).
 //    A backward after either first recomputes the convolution (and BatchNorm) outputs,
-//    unfolded.
+//    unfolded;
+//  * in kEval, for floats, on request (forward_add_relu: a Residual's body), a last Conv2d (with
+//    a BatchNorm2d folded in, or not) that Winograd or the implicit GEMM runs writes
+//    relu(its output + an addend) straight into the caller's tensor (the shortcut's output
+//    added and the block's ReLU applied to each block of images as the convolution writes it),
+//    bit for bit the chain's output, then ops::add_forward with its ReLU; the chain's own last
+//    output is computed only if asked for (output(), or a backward).
 
 #include <utility>
 #include <vector>
@@ -43,12 +49,23 @@ class LayerChain {
   /// Runs x through every layer; returns the last output, valid until the next forward (x
   /// itself for an empty chain). x must stay alive and unchanged until backward().
   TensorView<const T> forward(TensorView<const T> x, Mode mode);
+  /// kEval: y = relu(forward(x) + addend) (addend and y of the output's shape, y not aliasing
+  /// x or addend), with the last step writing y itself when it is a Conv2d (with a BatchNorm2d
+  /// folded in, or not) that ops::conv2d_relu_fusable takes; returns whether it was. When it
+  /// returns false it has run nothing (the caller runs forward() and adds). x must stay alive
+  /// and unchanged until backward().
+  bool forward_add_relu(TensorView<const T> x, TensorView<const T> addend, TensorView<T> y);
+  /// The latest forward's last output (computed now if forward_add_relu skipped it), valid
+  /// until the next forward.
+  TensorView<const T> output();
   /// Backpropagates dy (the shape of the latest forward's output): accumulates parameter
   /// gradients and assigns dx (the shape of the latest input) unless dx is empty. dx must not
   /// alias dy. For an empty chain dx = dy.
   void backward(TensorView<const T> dy, TensorView<T> dx);
 
  private:
+  /// forward() over layers [0, end): returns layer end - 1's output (x for end 0).
+  TensorView<const T> forward_until(TensorView<const T> x, Mode mode, size_t end);
   /// Before a backward after a kEval forward that folded or fused: the outputs it skipped.
   void recompute_skipped_outputs();
   /// fold_scale_ and fold_bias_ for Conv2d `conv` with BatchNorm2d `norm` folded in.
@@ -77,6 +94,7 @@ class LayerChain {
   std::vector<T> fold_bias_, fold_scale_, fold_shift_;
   TensorView<const T> input_;
   bool skipped_outputs_ = false;  // the latest forward folded or fused: recompute before backward
+  size_t add_relu_conv_ = 0;      // forward_add_relu ran Conv2d add_relu_conv_ - 1 fused, or 0
 };
 
 }  // namespace cnn::detail

@@ -132,9 +132,13 @@ void conv2d_relu_maxpool2x2_forward(float* y, const float* x, const float* w, co
 bool conv2d_relu_fusable(const ConvShape& s);
 /// y = relu(conv2d_forward(x, w, b, s, w_scale)), bit for bit conv2d_forward then relu_forward,
 /// with the ReLU applied to each block of images as the convolution writes it (in the cache).
-/// Only for shapes that conv2d_relu_fusable accepts (throws std::logic_error otherwise).
+/// With `addend` (y's shape, not aliasing y): y = relu(conv2d_forward(...) + addend), bit for
+/// bit conv2d_forward then add_forward(nullptr, y, conv, addend, n, true): a residual block's
+/// last convolution with its shortcut and ReLU. Only for shapes that conv2d_relu_fusable
+/// accepts (throws std::logic_error otherwise).
 void conv2d_relu_forward(float* y, const float* x, const float* w, const float* b,
-                         const ConvShape& s, const float* w_scale = nullptr);
+                         const ConvShape& s, const float* w_scale = nullptr,
+                         const float* addend = nullptr);
 
 /// How a float convolution of shape s computes its forward, its weight gradient and its input
 /// gradient under the current conv_algorithm(): "gemm", "direct", "winograd" or "implicit".

@@ -68,10 +68,11 @@ class Residual final : public Layer<T> {
   detail::LayerChain<T> body_chain_, shortcut_chain_;
   Tensor<T> sum_;            // body(x) + shortcut(x), the activation's input
   Tensor<T> dsum_, dshort_;  // dL/dsum; the shortcut's input gradient
-  // An evaluation forward with the ReLU does not write sum_ (inference needs only y): these are
-  // the branches' outputs it added, valid until the next forward, from which a backward after
-  // it computes sum_ first.
-  TensorView<const T> eval_body_, eval_shortcut_;
+  // An evaluation forward with the ReLU does not write sum_ (inference needs only y), and may
+  // not write the body's output (LayerChain::forward_add_relu): a backward after it computes
+  // sum_ first from the body chain's output() and this, the shortcut's output it added, valid
+  // until the next forward.
+  TensorView<const T> eval_shortcut_;
   bool sum_pending_ = false;
 };
 

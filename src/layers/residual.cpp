@@ -155,18 +155,24 @@ void Residual<T>::reset_buffers() {
 
 template <typename T>
 void Residual<T>::forward_impl(TensorView<const T> x, TensorView<T> y, Mode mode) {
+  sum_pending_ = false;
+  if (relu_ && mode == Mode::kEval) {
+    // y alone, not the sum too: one of the pass's two stores fewer; and where the body's last
+    // convolution allows, that convolution adds the shortcut and applies the ReLU as it writes
+    // y (LayerChain::forward_add_relu), without the body's output or a pass of its own.
+    const TensorView<const T> b = shortcut_.empty() ? x : shortcut_chain_.forward(x, mode);
+    if (!body_chain_.forward_add_relu(x, b, y)) {
+      const TensorView<const T> a = body_chain_.forward(x, mode);
+      ops::add_forward(static_cast<T*>(nullptr), y.data(), a.data(), b.data(), a.numel(), true);
+    }
+    eval_shortcut_ = b;
+    sum_pending_ = true;
+    return;
+  }
   const TensorView<const T> a = body_chain_.forward(x, mode);
   const TensorView<const T> b = shortcut_.empty() ? x : shortcut_chain_.forward(x, mode);
   if (!activation_) {
     ops::add_forward<T>(nullptr, y.data(), a.data(), b.data(), a.numel(), false);
-    return;
-  }
-  sum_pending_ = false;
-  if (relu_ && mode == Mode::kEval) {  // y alone: one of the pass's two stores fewer
-    ops::add_forward(static_cast<T*>(nullptr), y.data(), a.data(), b.data(), a.numel(), true);
-    eval_body_ = a;
-    eval_shortcut_ = b;
-    sum_pending_ = true;
     return;
   }
   sum_.resize(a.shape());  // grow-only storage: no allocation once warm
@@ -183,9 +189,9 @@ void Residual<T>::backward_impl(TensorView<const T> x, TensorView<const T> y,
                                 TensorView<const T> dy, TensorView<T> dx) {
   TensorView<const T> g = dy;
   if (sum_pending_) {  // after an evaluation forward: its sum, from the branches' outputs
-    sum_.resize(eval_body_.shape());
-    ops::add_forward<T>(nullptr, sum_.data(), eval_body_.data(), eval_shortcut_.data(),
-                        eval_body_.numel(), false);
+    const TensorView<const T> a = body_chain_.output();  // computed now if the forward fused it
+    sum_.resize(a.shape());
+    ops::add_forward<T>(nullptr, sum_.data(), a.data(), eval_shortcut_.data(), a.numel(), false);
     sum_pending_ = false;
   }
   if (activation_) {

@@ -70,7 +70,7 @@ void LayerChain<T>::fold(const Conv2d<T>& conv, const BatchNorm<T>& norm, const 
 template <typename T>
 std::pair<const T*, const T*> LayerChain<T>::bias_and_scale(size_t i, const Shape& conv_out) {
   const auto& conv = static_cast<const Conv2d<T>&>(*layers_[i]);
-  if (const BatchNorm<T>* norm = folded_norm_[i + 1]) {
+  if (const BatchNorm<T>* norm = i + 1 < layers_.size() ? folded_norm_[i + 1] : nullptr) {
     fold(conv, *norm, conv_out);
     return {fold_bias_.data(), fold_scale_.data()};
   }
@@ -110,12 +110,63 @@ size_t LayerChain<T>::forward_conv_fused(size_t i, TensorView<const T> x) {
 
 template <typename T>
 TensorView<const T> LayerChain<T>::forward(TensorView<const T> x, Mode mode) {
+  return forward_until(x, mode, layers_.size());
+}
+
+template <typename T>
+bool LayerChain<T>::forward_add_relu(TensorView<const T> x, TensorView<const T> addend,
+                                     TensorView<T> y) {
+  if constexpr (std::is_same_v<T, float>) {
+    const size_t n = layers_.size();
+    if (n == 0) return false;
+    // The last step's Conv2d: the last layer, or the one before a BatchNorm2d folded into it.
+    const size_t conv_index = folded_norm_[n - 1] ? n - 2 : n - 1;
+    const auto* conv = dynamic_cast<const Conv2d<T>*>(layers_[conv_index]);
+    if (!conv) return false;
+    Shape in_shape = x.shape();  // the convolution's input, from the shapes alone
+    for (size_t i = 0; i < conv_index; ++i) in_shape = layers_[i]->output_shape(in_shape);
+    const ops::ConvShape shape = conv->conv_shape(in_shape);
+    if (!ops::conv2d_relu_fusable(shape)) return false;
+    const Shape conv_out = conv->output_shape(in_shape);
+    if (addend.shape() != conv_out || y.shape() != conv_out) {
+      throw Error("forward_add_relu: expected an addend and an output of shape " + conv_out.str() +
+                  ", got " + addend.shape().str() + " and " + y.shape().str());
+    }
+    const TensorView<const T> before = forward_until(x, Mode::kEval, conv_index);
+    if (before.empty()) throw Error(conv->describe() + ": forward: the input must not be empty");
+    const auto [bias, scale] = bias_and_scale(conv_index, conv_out);
+    // Their shapes now, their values when output() or backward() asks.
+    for (size_t i = conv_index; i < n; ++i) outputs_[i].resize(conv_out);
+    ops::conv2d_relu_forward(y.data(), before.data(), conv->parameter(0).data(), bias, shape, scale,
+                             addend.data());
+    add_relu_conv_ = conv_index + 1;
+    skipped_outputs_ = true;
+    return true;
+  } else {
+    (void)x;
+    (void)addend;
+    (void)y;
+    return false;
+  }
+}
+
+template <typename T>
+TensorView<const T> LayerChain<T>::output() {
+  if (skipped_outputs_) recompute_skipped_outputs();
+  return layers_.empty() ? input_ : outputs_.back().view();
+}
+
+template <typename T>
+TensorView<const T> LayerChain<T>::forward_until(TensorView<const T> x, Mode mode, size_t end) {
   input_ = x;
   skipped_outputs_ = false;
+  add_relu_conv_ = 0;
   std::fill(relu_norm_ran_.begin(), relu_norm_ran_.end(), 0);
   std::fill(conv_fused_ran_.begin(), conv_fused_ran_.end(), 0);
   TensorView<const T> current = x;
-  for (size_t i = 0; i < layers_.size(); ++i) {
+  // No step runs past `end`: a fused or paired step ends at a ReLU, a pooling or a folded
+  // BatchNorm, and forward_add_relu's `end` is a Conv2d.
+  for (size_t i = 0; i < end; ++i) {
     size_t fused_last = 0;  // Conv2d i, (BatchNorm2d,) ReLU (and MaxPool2d) as one step
     if (mode == Mode::kEval && (conv_pool_[i] || conv_relu_[i]))
       fused_last = forward_conv_fused(i, current);
@@ -171,6 +222,22 @@ void LayerChain<T>::recompute_skipped_outputs() {
     Tensor<T>& norm_out = conv_fused_ran_[i] ? outputs_[i + 1] : recomputed_;
     norm_out.resize(outputs_[i].shape());
     layers_[i + 1]->forward(outputs_[i].view(), norm_out.view(), Mode::kEval);
+  }
+  if (add_relu_conv_) {
+    // The chain's last output as forward() computes it: the convolution's, or with a
+    // BatchNorm2d folded in, the folded convolution's (the loop above recomputed the pair
+    // unfolded, for their backward, into scratch).
+    const size_t c = add_relu_conv_ - 1;
+    const TensorView<const T> x = c == 0 ? input_ : outputs_[c - 1].view();
+    const auto& conv = static_cast<const Conv2d<T>&>(*layers_[c]);
+    if (c + 1 < layers_.size()) {
+      const auto [bias, scale] = bias_and_scale(c, outputs_[c].shape());
+      ops::conv2d_forward(outputs_[c + 1].data(), x.data(), conv.parameter(0).data(), bias,
+                          conv.conv_shape(x.shape()), scale);
+    } else {
+      layers_[c]->forward(x, outputs_[c].view(), Mode::kEval);
+    }
+    add_relu_conv_ = 0;
   }
   std::fill(conv_fused_ran_.begin(), conv_fused_ran_.end(), 0);
   skipped_outputs_ = false;

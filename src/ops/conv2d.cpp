@@ -888,21 +888,23 @@ namespace {
 
 /// conv2d_forward's methods that can apply a ReLU to their output as they write it: Winograd
 /// F(4x4), the implicit GEMM and Winograd F(2x2), in conv2d_forward's order. Runs the one that
-/// takes s (with y = relu(y) when `relu`) and returns true, or returns false.
+/// takes s (applying the epilogue to each block of output as it writes it) and returns true,
+/// or returns false.
 bool forward_by_transform_methods(float* y, const float* x, const float* w, const float* b,
-                                  const ConvShape& s, const float* w_scale, bool relu) {
+                                  const ConvShape& s, const float* w_scale,
+                                  detail::ConvEpilogue epilogue) {
   if (conv_uses_winograd4x4(s)) {
     detail::winograd4x4_conv3x3(y, x, w, w_scale, b, s.batch, s.in_channels, s.in_h, s.in_w,
-                                s.out_channels, s.pad_h, s.pad_w, relu);
+                                s.out_channels, s.pad_h, s.pad_w, epilogue);
     return true;
   }
   if (conv_forward_uses_implicit(s)) {
-    detail::implicit_conv_forward(y, x, w, w_scale, b, s, relu);
+    detail::implicit_conv_forward(y, x, w, w_scale, b, s, epilogue);
     return true;
   }
   if (conv_forward_uses_winograd(s)) {
     detail::winograd_conv3x3(y, x, w, w_scale, b, s.batch, s.in_channels, s.in_h, s.in_w,
-                             s.out_channels, s.pad_h, s.pad_w, relu);
+                             s.out_channels, s.pad_h, s.pad_w, epilogue);
     return true;
   }
   return false;
@@ -924,7 +926,7 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s
   }
   if (reference_mode()) return ref::conv2d_forward(y, x, w, b, s);
   if constexpr (std::is_same_v<T, float>) {
-    if (forward_by_transform_methods(y, x, w, b, s, w_scale, false)) return;
+    if (forward_by_transform_methods(y, x, w, b, s, w_scale, {})) return;
     if (conv_forward_uses_direct(s)) return conv2d_forward_direct(y, x, w, b, s, w_scale);
   }
   const int64_t patch = s.in_channels * s.kernel_h * s.kernel_w;
@@ -993,8 +995,9 @@ bool conv2d_relu_fusable(const ConvShape& s) {
 }
 
 void conv2d_relu_forward(float* y, const float* x, const float* w, const float* b,
-                         const ConvShape& s, const float* w_scale) {
-  if (!conv2d_relu_fusable(s) || !forward_by_transform_methods(y, x, w, b, s, w_scale, true))
+                         const ConvShape& s, const float* w_scale, const float* addend) {
+  if (!conv2d_relu_fusable(s) ||
+      !forward_by_transform_methods(y, x, w, b, s, w_scale, {.relu = true, .addend = addend}))
     throw std::logic_error("conv2d_relu_forward: not a Winograd or implicit-GEMM convolution");
 }
 

@@ -21,6 +21,25 @@ inline void relu_in_place(float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = y[i] < 0.0f ? 0.0f : y[i];
 }
 
+/// What a convolution applies to each block of its output as it writes it
+/// (ops::conv2d_relu_forward): with `relu`, y = relu(y + addend) when `addend` (the output's
+/// shape) is not null, else relu(y), by ops::add_forward's and relu_forward's rules (the
+/// same bits as the convolution, then those ops); nothing without.
+struct ConvEpilogue {
+  bool relu = false;
+  const float* addend = nullptr;
+  /// Applies it to the n values at y, at `offset` in the whole output.
+  void apply(float* y, int64_t offset, int64_t n) const {
+    if (!relu) return;
+    if (!addend) return relu_in_place(y, n);
+    const float* a = addend + offset;
+    for (int64_t i = 0; i < n; ++i) {
+      const float v = y[i] + a[i];
+      y[i] = v < 0.0f ? 0.0f : v;
+    }
+  }
+};
+
 /// Images whose output positions one product takes side by side, to reach about `target`
 /// positions: small planes (a stride-2 layer's 7x7 or 4x4) gave each image's product only
 /// 16-49 columns (or rows), where packing and edge tiles cost as much as the multiply-adds.

@@ -63,9 +63,10 @@ int64_t tap_offset(int64_t k, const ops::ConvShape& s, const Padded& g) {
 }
 
 /// out (images, channels, positions) [+ bias] from the GEMM's rows c (images * positions,
-/// ldc), channel j of row r at c[r * ldc + j]; with `relu`, its ReLU, image by image.
-void copy_out(float* out, const float* c, int64_t images, int64_t positions, int64_t channels,
-              int64_t ldc, const float* bias, bool relu) {
+/// ldc), channel j of row r at c[r * ldc + j]; then the epilogue, image by image (out is at
+/// `offset` in the whole output).
+void copy_out(float* out, int64_t offset, const float* c, int64_t images, int64_t positions,
+              int64_t channels, int64_t ldc, const float* bias, ConvEpilogue epilogue) {
   const DirectConvKernels& kernels = direct_conv_kernels();
   for (int64_t i = 0; i < images; ++i) {
     float* image = out + i * channels * positions;
@@ -76,7 +77,7 @@ void copy_out(float* out, const float* c, int64_t images, int64_t positions, int
         for (int64_t p = 0; p < positions; ++p) plane[p] += bias[j];
       }
     }
-    if (relu) relu_in_place(image, channels * positions);
+    epilogue.apply(image, offset + i * channels * positions, channels * positions);
   }
 }
 
@@ -440,7 +441,7 @@ int64_t implicit_products_inside(const ops::ConvShape& s) {
 }
 
 void implicit_conv_forward(float* y, const float* x, const float* w, const float* w_scale,
-                           const float* b, const ops::ConvShape& s, bool relu) {
+                           const float* b, const ops::ConvShape& s, ConvEpilogue epilogue) {
   const DirectConvKernels& kernels = direct_conv_kernels();
   const Padded g = input_padding(s);
   const int64_t kernel_size = s.kernel_h * s.kernel_w;
@@ -542,8 +543,8 @@ void implicit_conv_forward(float* y, const float* x, const float* w, const float
           kernels.gather_gemm(args);
         }
       }
-      copy_out(y + n0 * s.out_channels * positions, c, images, positions, s.out_channels, columns,
-               b, relu);
+      copy_out(y + n0 * s.out_channels * positions, n0 * s.out_channels * positions, c, images,
+               positions, s.out_channels, columns, b, epilogue);
     }
   });
 }

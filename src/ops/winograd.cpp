@@ -541,7 +541,7 @@ const std::vector<float>* packed_weights(const float* weights, const float* scal
 void tile_vectors_conv3x3(float* y, const float* x, const float* weights, const float* weight_scale,
                           const float* bias, int64_t batch, int64_t in_channels, int64_t height,
                           int64_t width, int64_t out_channels, int64_t pad_h, int64_t pad_w,
-                          bool relu) {
+                          ConvEpilogue epilogue) {
   const Geometry g = make_geometry(in_channels, height, width, out_channels, pad_h, pad_w);
   // Each U_xi packed once for the GEMM kernel, shared read-only by the threads.
   const std::vector<float>* packs =
@@ -571,7 +571,8 @@ void tile_vectors_conv3x3(float* y, const float* x, const float* weights, const 
       }
       float* const out = y + start * out_channels * g.out_h * g.out_w;
       transform_outputs(out, m, m_stride, tiles, bias, g);
-      if (relu) relu_in_place(out, count * out_channels * g.out_h * g.out_w);
+      epilogue.apply(out, start * out_channels * g.out_h * g.out_w,
+                     count * out_channels * g.out_h * g.out_w);
     }
   });
 }
@@ -924,7 +925,8 @@ void zero_staged_border(float* staged, int64_t staged_h, int64_t staged_w, int64
 template <typename Tile>
 void lanes_conv3x3(float* y, const float* x, const float* weights, const float* weight_scale,
                    const float* bias, int64_t batch, int64_t in_channels, int64_t height,
-                   int64_t width, int64_t out_channels, int64_t pad_h, int64_t pad_w, bool relu) {
+                   int64_t width, int64_t out_channels, int64_t pad_h, int64_t pad_w,
+                   ConvEpilogue epilogue) {
   constexpr int kM = Tile::kM, kPositions = Tile::kPositions;
   const Geometry g = make_geometry(in_channels, height, width, out_channels, pad_h, pad_w, kM);
   const WinogradLaneKernels& k = winograd_lane_kernels();
@@ -975,8 +977,8 @@ void lanes_conv3x3(float* y, const float* x, const float* weights, const float* 
                     g.out_w);
         }
       }
-      if (relu)
-        relu_in_place(y + start * out_channels * out_plane, valid * out_channels * out_plane);
+      epilogue.apply(y + start * out_channels * out_plane, start * out_channels * out_plane,
+                     valid * out_channels * out_plane);
     }
   });
 }
@@ -1054,9 +1056,9 @@ void lanes_backward3x3(float* dx, float* dw, const float* x, const float* weight
 void winograd4x4_conv3x3(float* y, const float* x, const float* weights, const float* weight_scale,
                          const float* bias, int64_t batch, int64_t in_channels, int64_t height,
                          int64_t width, int64_t out_channels, int64_t pad_h, int64_t pad_w,
-                         bool relu) {
+                         ConvEpilogue epilogue) {
   lanes_conv3x3<TileF4>(y, x, weights, weight_scale, bias, batch, in_channels, height, width,
-                        out_channels, pad_h, pad_w, relu);
+                        out_channels, pad_h, pad_w, epilogue);
 }
 
 void winograd4x4_backward3x3(float* dx, float* dw, const float* x, const float* weights,
@@ -1069,13 +1071,13 @@ void winograd4x4_backward3x3(float* dx, float* dw, const float* x, const float* 
 void winograd_conv3x3(float* y, const float* x, const float* weights, const float* weight_scale,
                       const float* bias, int64_t batch, int64_t in_channels, int64_t height,
                       int64_t width, int64_t out_channels, int64_t pad_h, int64_t pad_w,
-                      bool relu) {
+                      ConvEpilogue epilogue) {
   if (winograd_tiles_across_images(batch)) {
     return lanes_conv3x3<TileF2>(y, x, weights, weight_scale, bias, batch, in_channels, height,
-                                 width, out_channels, pad_h, pad_w, relu);
+                                 width, out_channels, pad_h, pad_w, epilogue);
   }
   tile_vectors_conv3x3(y, x, weights, weight_scale, bias, batch, in_channels, height, width,
-                       out_channels, pad_h, pad_w, relu);
+                       out_channels, pad_h, pad_w, epilogue);
 }
 
 void winograd_backward3x3(float* dx, float* dw, const float* x, const float* weights,

@@ -8,21 +8,23 @@
 
 #include <cstdint>
 
+#include "conv_common.hpp"
+
 namespace cnn::detail {
 
 /// A 3x3, stride-1 correlation of one batch:
 /// y (batch, out_channels, out_h, out_w) = bias + sum_c x (batch, in_channels, height, width)
 /// (*) kernel, with zero padding pad_h / pad_w, out_h = height + 2 pad_h - 2, pad <= 2.
 /// kernel(o, c) is the 3x3 kernel at weights + ((o * in_channels + c) * 9), times
-/// weight_scale[o] when weight_scale (out_channels) is not null. bias may be null. With
-/// `relu`, y = relu(y), applied to each chunk of images as it is written.
+/// weight_scale[o] when weight_scale (out_channels) is not null. bias may be null. The
+/// epilogue (a ReLU, after an addend) is applied to each block of images as it is written.
 /// Threads split the images. From 32 images on AVX2 and AVX-512 the data transforms run a
 /// group of images across the vector lanes (winograd_lanes.hpp), else 4 tiles of one image a
 /// vector; the forward gives the same bits either way.
 void winograd_conv3x3(float* y, const float* x, const float* weights, const float* weight_scale,
                       const float* bias, int64_t batch, int64_t in_channels, int64_t height,
                       int64_t width, int64_t out_channels, int64_t pad_h, int64_t pad_w,
-                      bool relu = false);
+                      ConvEpilogue epilogue = {});
 
 /// The backward of the same correlation through the Winograd form, with Z_xi = (A dy A^T)_xi
 /// the gradient with respect to the tiles' products M_xi:
@@ -46,7 +48,7 @@ void winograd_backward3x3(float* dx, float* dw, const float* x, const float* wei
 void winograd4x4_conv3x3(float* y, const float* x, const float* weights, const float* weight_scale,
                          const float* bias, int64_t batch, int64_t in_channels, int64_t height,
                          int64_t width, int64_t out_channels, int64_t pad_h, int64_t pad_w,
-                         bool relu = false);
+                         ConvEpilogue epilogue = {});
 
 /// The backward of winograd4x4_conv3x3, as winograd_backward3x3: dw += its exact gradient, dx
 /// (assigned, skipped when null) the seed's full convolution of dy with the rotated kernel.
