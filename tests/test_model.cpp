@@ -252,6 +252,30 @@ TEST(Sequential, MaxPoolBackwardAfterAnEvaluationForwardRecomputesTheArgmax) {
     }
 }
 
+/// Running means N(0, 0.3^2) and variances in [0.5, 1.5) for every BatchNorm of `model`, from
+/// rng: evaluation then normalises with statistics unlike any batch's.
+void randomise_running_statistics(Sequential<float>& model, Rng& rng) {
+  for (const auto& b : model.named_buffers())
+    for (int64_t i = 0; i < b.value.numel(); ++i) {
+      if (b.name.find("running_mean") != std::string::npos)
+        b.value.data()[i] = static_cast<float>(rng.normal()) * 0.3f;
+      if (b.name.find("running_var") != std::string::npos)
+        b.value.data()[i] = 0.5f + static_cast<float>(rng.uniform());
+    }
+}
+
+/// BatchNorm scales (rank-1 weights) in [0.5, 1.5) and every bias N(0, bias_sd^2), from rng:
+/// affine maps away from the identity.
+void randomise_affines(Sequential<float>& model, Rng& rng, float bias_sd) {
+  for (const auto& p : model.named_parameters())
+    for (int64_t i = 0; i < p.value.numel(); ++i) {
+      if (p.value.shape().rank() == 1 && p.name.find("weight") != std::string::npos)
+        p.value.data()[i] = 0.5f + static_cast<float>(rng.uniform());
+      if (p.name.find("bias") != std::string::npos)
+        p.value.data()[i] = static_cast<float>(rng.normal()) * bias_sd;
+    }
+}
+
 /// Conv2d(channels, channels, 3x3, padding 1) [+ BatchNorm2d] + ReLU [+ MaxPool2d(2)] on
 /// channels x h x w images, its biases and BatchNorm affine away from 0 and 1 and its running
 /// statistics away from 0 and 1, from `seed`.
@@ -269,13 +293,7 @@ Sequential<float> conv_relu_model(int64_t channels, int64_t h, int64_t w, bool w
     for (int64_t i = 0; i < p.value.numel(); ++i) {
       if (p.name.find("1.") == 0) p.value.data()[i] = static_cast<float>(rng.normal());
     }
-  for (const auto& b : model.named_buffers())
-    for (int64_t i = 0; i < b.value.numel(); ++i) {
-      if (b.name.find("running_mean") != std::string::npos)
-        b.value.data()[i] = static_cast<float>(rng.normal()) * 0.3f;
-      if (b.name.find("running_var") != std::string::npos)
-        b.value.data()[i] = 0.5f + static_cast<float>(rng.uniform());
-    }
+  randomise_running_statistics(model, rng);
   return model;
 }
 
@@ -384,20 +402,8 @@ Sequential<float> residual_block_model(int64_t channels, int64_t h, int64_t w, b
   model.build(Shape{channels, h, w});
   Rng rng(seed);
   model.init_parameters(rng);
-  for (const auto& p : model.named_parameters())
-    for (int64_t i = 0; i < p.value.numel(); ++i) {
-      if (p.value.shape().rank() == 1 && p.name.find("weight") != std::string::npos)
-        p.value.data()[i] = 0.5f + static_cast<float>(rng.uniform());
-      if (p.value.shape().rank() == 1 && p.name.find("bias") != std::string::npos)
-        p.value.data()[i] = static_cast<float>(rng.normal()) * 0.3f;
-    }
-  for (const auto& b : model.named_buffers())
-    for (int64_t i = 0; i < b.value.numel(); ++i) {
-      if (b.name.find("running_mean") != std::string::npos)
-        b.value.data()[i] = static_cast<float>(rng.normal()) * 0.3f;
-      if (b.name.find("running_var") != std::string::npos)
-        b.value.data()[i] = 0.5f + static_cast<float>(rng.uniform());
-    }
+  randomise_affines(model, rng, 0.3f);
+  randomise_running_statistics(model, rng);
   return model;
 }
 
@@ -524,20 +530,8 @@ TEST(Sequential, FusedBatchNormReluGivesTheLayerByLayerResults) {
     Rng rng(11);
     model.init_parameters(rng);
     // Shifts and scales away from 0 and 1, and running statistics away from the batch's.
-    for (const auto& p : model.named_parameters())
-      for (int64_t i = 0; i < p.value.numel(); ++i) {
-        if (p.name.find("weight") != std::string::npos && p.value.shape().rank() == 1)
-          p.value.data()[i] = 0.5f + static_cast<float>(rng.uniform());
-        if (p.name.find("bias") != std::string::npos)
-          p.value.data()[i] = static_cast<float>(rng.normal()) * 0.5f;
-      }
-    for (const auto& b : model.named_buffers())
-      for (int64_t i = 0; i < b.value.numel(); ++i) {
-        if (b.name.find("running_mean") != std::string::npos)
-          b.value.data()[i] = static_cast<float>(rng.normal()) * 0.3f;
-        if (b.name.find("running_var") != std::string::npos)
-          b.value.data()[i] = 0.5f + static_cast<float>(rng.uniform());
-      }
+    randomise_affines(model, rng, 0.5f);
+    randomise_running_statistics(model, rng);
     const std::vector<float> buffers_before(model.buffers().begin(), model.buffers().end());
     Tensor<float> x(Shape{5, 2, 8, 8});
     for (int64_t i = 0; i < x.numel(); ++i) x.data()[i] = static_cast<float>(rng.normal());

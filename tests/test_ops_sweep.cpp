@@ -981,6 +981,23 @@ void check_auto_method_one_thread(Rng& rng, const ops::ConvShape& s, const char*
   ops::set_conv_algorithm(saved_conv);
 }
 
+/// check_auto_method(method) on each of `shapes` over every path (instruction set and thread
+/// count), then on each of `one_thread` on one thread.
+void check_auto_method_sweep(Rng& rng, const char* method,
+                             const std::vector<ops::ConvShape>& shapes,
+                             const std::vector<ops::ConvShape>& one_thread) {
+  for_each_auto_path(shapes, [&](const ops::ConvShape& s) { check_auto_method(rng, s, method); });
+  ASSERT_FALSE(::testing::Test::HasFatalFailure());
+  for (const ops::ConvShape& s : one_thread)
+    ASSERT_NO_FATAL_FAILURE(check_auto_method_one_thread(rng, s, method));
+}
+
+/// A 3x3 stride-1 layer (Winograd's shape): batch images of in_channels x h x w, padding pad.
+ops::ConvShape shape3x3(int64_t batch, int64_t in_channels, int64_t h, int64_t w,
+                        int64_t out_channels, int64_t pad) {
+  return ops::make_conv_shape(batch, in_channels, h, w, out_channels, 3, 3, 1, 1, pad, pad);
+}
+
 // kAuto's Winograd F(4x4, 3x3) (4x4 planes with padding 1, and 7x7 outputs; 16+ channels,
 // 16+ images), which no forced path takes, on every instruction set, 1 and 2 threads, with
 // odd batches (the last group of images across the vector lanes part full) and channel
@@ -988,23 +1005,15 @@ void check_auto_method_one_thread(Rng& rng, const ops::ConvShape& s, const char*
 // chunks.
 TEST(OpsSweep, Conv2dAutoWinograd4x4MatchesTheReference) {
   Rng rng(17);
-  const auto check = [&](const ops::ConvShape& s) { check_auto_method(rng, s, "winograd4x4"); };
-  for_each_auto_path({ops::make_conv_shape(16, 16, 4, 4, 16, 3, 3, 1, 1, 1, 1),
-                      ops::make_conv_shape(17, 17, 4, 4, 33, 3, 3, 1, 1, 1, 1),
-                      ops::make_conv_shape(19, 33, 4, 4, 16, 3, 3, 1, 1, 1, 1),
-                      ops::make_conv_shape(29, 16, 4, 4, 20, 3, 3, 1, 1, 1, 1),
-                      // 7x7 planes: 2 x 2 tiles a plane, the last row and column cut
-                      ops::make_conv_shape(16, 16, 7, 7, 32, 3, 3, 1, 1, 1, 1),
-                      ops::make_conv_shape(17, 19, 7, 7, 33, 3, 3, 1, 1, 1, 1),
-                      ops::make_conv_shape(19, 33, 7, 7, 40, 3, 3, 1, 1, 1, 1),
-                      ops::make_conv_shape(18, 16, 9, 9, 32, 3, 3, 1, 1, 0, 0),   // no padding
-                      ops::make_conv_shape(21, 16, 5, 5, 32, 3, 3, 1, 1, 2, 2)},  // padding 2
-                     check);
-  ASSERT_FALSE(HasFatalFailure());
-  check_auto_method_one_thread(rng, ops::make_conv_shape(61, 128, 4, 4, 128, 3, 3, 1, 1, 1, 1),
-                               "winograd4x4");
-  check_auto_method_one_thread(rng, ops::make_conv_shape(30, 64, 7, 7, 64, 3, 3, 1, 1, 1, 1),
-                               "winograd4x4");  // two chunks of 15
+  check_auto_method_sweep(
+      rng, "winograd4x4",
+      {shape3x3(16, 16, 4, 4, 16, 1), shape3x3(17, 17, 4, 4, 33, 1), shape3x3(19, 33, 4, 4, 16, 1),
+       shape3x3(29, 16, 4, 4, 20, 1),
+       // 7x7 planes: 2 x 2 tiles a plane, the last row and column cut
+       shape3x3(16, 16, 7, 7, 32, 1), shape3x3(17, 19, 7, 7, 33, 1), shape3x3(19, 33, 7, 7, 40, 1),
+       shape3x3(18, 16, 9, 9, 32, 0),                                     // no padding
+       shape3x3(21, 16, 5, 5, 32, 2)},                                    // padding 2
+      {shape3x3(61, 128, 4, 4, 128, 1), shape3x3(30, 64, 7, 7, 64, 1)});  // two chunks of 15
 }
 
 // kAuto's Winograd F(2x2, 3x3) from 32 images, whose data transforms then run across the vector
@@ -1015,17 +1024,13 @@ TEST(OpsSweep, Conv2dAutoWinograd4x4MatchesTheReference) {
 // counts; and 96 images on one thread run in three chunks.
 TEST(OpsSweep, Conv2dAutoWinogradAcrossImagesMatchesTheReference) {
   Rng rng(19);
-  const auto check = [&](const ops::ConvShape& s) { check_auto_method(rng, s, "winograd"); };
-  for_each_auto_path({ops::make_conv_shape(32, 16, 14, 14, 16, 3, 3, 1, 1, 1, 1),
-                      ops::make_conv_shape(33, 16, 14, 14, 17, 3, 3, 1, 1, 1, 1),
-                      ops::make_conv_shape(47, 19, 9, 11, 24, 3, 3, 1, 1, 1, 1),
-                      ops::make_conv_shape(33, 16, 10, 20, 16, 3, 3, 1, 1, 1, 1),  // rows > 16
-                      ops::make_conv_shape(35, 16, 12, 12, 16, 3, 3, 1, 1, 0, 0),  // no padding
-                      ops::make_conv_shape(34, 17, 10, 9, 16, 3, 3, 1, 1, 2, 2)},  // padding 2
-                     check);
-  ASSERT_FALSE(HasFatalFailure());
-  check_auto_method_one_thread(rng, ops::make_conv_shape(96, 16, 14, 14, 16, 3, 3, 1, 1, 1, 1),
-                               "winograd");
+  check_auto_method_sweep(
+      rng, "winograd",
+      {shape3x3(32, 16, 14, 14, 16, 1), shape3x3(33, 16, 14, 14, 17, 1),
+       shape3x3(47, 19, 9, 11, 24, 1), shape3x3(33, 16, 10, 20, 16, 1),  // rows > 16
+       shape3x3(35, 16, 12, 12, 16, 0),                                  // no padding
+       shape3x3(34, 17, 10, 9, 16, 2)},                                  // padding 2
+      {shape3x3(96, 16, 14, 14, 16, 1)});
 }
 
 /// conv2d_forward with a weight scale (a BatchNorm folded in) against the same call on weights
