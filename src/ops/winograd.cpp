@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <stdexcept>
 #include <vector>
 
 #include "cnn/ops.hpp"
@@ -33,40 +34,7 @@ inline v4 load4(const float* p) {
   return v;
 }
 
-/// G g G^T of one kernel g (row-major 3x3), or of 4 kernels a lane (V = v4): u[r * 4 + col].
-template <typename V>
-inline void kernel_transform(const V (&g)[9], V (&u)[16]) {
-  V gg[4][3];  // G g
-  for (int j = 0; j < 3; ++j) {
-    gg[0][j] = g[j];
-    gg[1][j] = 0.5f * (g[j] + g[3 + j] + g[6 + j]);
-    gg[2][j] = 0.5f * (g[j] - g[3 + j] + g[6 + j]);
-    gg[3][j] = g[6 + j];
-  }
-  for (int r = 0; r < 4; ++r) {  // (G g) G^T
-    u[r * 4 + 0] = gg[r][0];
-    u[r * 4 + 1] = 0.5f * (gg[r][0] + gg[r][1] + gg[r][2]);
-    u[r * 4 + 2] = 0.5f * (gg[r][0] - gg[r][1] + gg[r][2]);
-    u[r * 4 + 3] = gg[r][2];
-  }
-}
-
-/// The gradient of one kernel from dL/dU of its tile positions x (row-major 4x4), or of 4
-/// kernels a lane: k = G^T x G (row-major 3x3).
-template <typename V>
-inline void kernel_gradient(const V (&x)[16], V (&k)[9]) {
-  V gx[3][4];  // G^T X: G^T rows are [1 .5 .5 0], [0 .5 -.5 0], [0 .5 .5 1]
-  for (int col = 0; col < 4; ++col) {
-    gx[0][col] = x[col] + 0.5f * (x[4 + col] + x[8 + col]);
-    gx[1][col] = 0.5f * (x[4 + col] - x[8 + col]);
-    gx[2][col] = 0.5f * (x[4 + col] + x[8 + col]) + x[12 + col];
-  }
-  for (int r = 0; r < 3; ++r) {  // (G^T X) G
-    k[r * 3 + 0] = gx[r][0] + 0.5f * (gx[r][1] + gx[r][2]);
-    k[r * 3 + 1] = 0.5f * (gx[r][1] - gx[r][2]);
-    k[r * 3 + 2] = 0.5f * (gx[r][1] + gx[r][2]) + gx[r][3];
-  }
-}
+#include "winograd_kernel_side.inc"
 
 /// The kernel side of Winograd F(2x2, 3x3): 16 tile positions, U = G g G^T and its gradient.
 struct TileF2 {
@@ -75,11 +43,11 @@ struct TileF2 {
   static const WinogradLaneKernels::Tiles& lane_tiles(const WinogradLaneKernels& k) { return k.f2; }
   template <typename V>
   static void transform(const V (&g)[9], V (&u)[kPositions]) {
-    kernel_transform(g, u);
+    kernel_transform_f2(g, u);
   }
   template <typename V>
   static void gradient(const V (&x)[kPositions], V (&k)[9]) {
-    kernel_gradient(x, k);
+    kernel_gradient_f2(x, k);
   }
 };
 
@@ -127,47 +95,44 @@ int64_t kernel_position_stride(int64_t pairs) {
 /// (out_channels x in_channels) for the forward, its transpose for the input gradient. U was
 /// written out whole and then packed before: for resnet's 128-channel layer by F(4x4, 3x3) that
 /// is 2.4 MB out to the L3 and back, and the weight side took about as long as the layer's
-/// products in a training forward. 4 rows of A a vector (4 kernels of one column of A), stored
-/// as one vector where they are consecutive in a panel; threads split the columns.
+/// products in a training forward. The lane kernels (kernel_tiles) transform a panel's rows of
+/// one column of A at once (its MR kernels, one a lane) and store each position's MR values as
+/// one row of the panel, panel by panel, column after column (one store stream a position);
+/// threads split the columns. With `copy`, the threads also copy the weights there (the
+/// cache's record of what was transformed), each the share of its columns.
 template <typename Tile>
 void transform_into_packed(std::vector<float>* packs, const float* weights, int64_t out_channels,
-                           int64_t in_channels, bool transposed) {
+                           int64_t in_channels, bool transposed, float* copy = nullptr) {
   const int64_t rows = transposed ? in_channels : out_channels;
   const int64_t cols = transposed ? out_channels : in_channels;
   const PackedALayout layout = sgemm_packed_a_layout(rows, cols);
+  const WinogradLaneKernels& lanes = winograd_lane_kernels();
+  if (layout.mr > lanes.lanes)
+    throw std::logic_error("transform_into_packed: MR exceeds the lanes");
+  float* dest[Tile::kPositions];
   for (int xi = 0; xi < Tile::kPositions; ++xi) {
     if (packs[xi].size() < static_cast<size_t>(layout.size()))
       packs[xi].resize(static_cast<size_t>(layout.size()));
+    dest[xi] = packs[xi].data();
   }
-  // Kernel (o, c) is A's element (o, c), or (c, o) when transposed.
+  // Kernel (o, c) is A's element (o, c), or (c, o) when transposed: rows of A are in_channels
+  // kernels apart, or one.
+  const int64_t row_stride = (transposed ? 1 : in_channels) * 9;
   const auto kernel = [&](int64_t i, int64_t p) {
     return transposed ? p * in_channels + i : i * in_channels + p;
   };
+  const auto kernel_tiles = Tile::lane_tiles(lanes).kernel_tiles;
+  const int64_t count = rows * cols * 9;
   for_each_range(kernel_parts(rows * cols), cols, [&](int64_t first, int64_t last) {
-    for (int64_t p = first; p < last; ++p) {
-      for (int64_t i0 = 0; i0 < rows; i0 += 4) {
-        const int64_t count = std::min<int64_t>(4, rows - i0);
-        const float* w[4];  // a last group of fewer rows repeats its last kernel (not stored)
-        for (int64_t l = 0; l < 4; ++l) w[l] = weights + kernel(i0 + std::min(l, count - 1), p) * 9;
-        v4 g[9], t[Tile::kPositions];
-        for (int k = 0; k < 9; ++k) g[k] = v4{w[0][k], w[1][k], w[2][k], w[3][k]};
-        Tile::transform(g, t);
-        const int64_t at = layout.offset(i0, p);
-        if (count == 4 && i0 % layout.mr + 4 <= layout.mr) {
-          for (int xi = 0; xi < Tile::kPositions; ++xi)
-            __builtin_memcpy(packs[xi].data() + at, &t[xi], sizeof t[xi]);
-        } else {
-          for (int64_t l = 0; l < count; ++l) {
-            const int64_t at_l = layout.offset(i0 + l, p);
-            for (int xi = 0; xi < Tile::kPositions; ++xi) packs[xi][at_l] = t[xi][l];
-          }
-        }
-      }
-      for (int64_t i = rows; i < layout.rounded_m; ++i) {  // the last panel's rows past A
-        const int64_t at = layout.offset(i, p);
-        for (int xi = 0; xi < Tile::kPositions; ++xi) packs[xi][at] = 0.0f;
-      }
+    if (copy) {
+      const int64_t from = count * first / cols, to = count * last / cols;
+      std::memcpy(copy + from, weights + from, static_cast<size_t>(to - from) * sizeof(float));
     }
+    for (int64_t i0 = 0; i0 < rows; i0 += layout.mr)
+      for (int64_t p = first; p < last; ++p) {
+        kernel_tiles(dest, layout.offset(i0, p), weights + kernel(i0, p) * 9, row_stride,
+                     std::min(layout.mr, rows - i0), layout.mr);
+      }
   });
 }
 
@@ -520,7 +485,8 @@ const std::vector<float>* packed_weights(const float* weights, const float* scal
   entry->out_channels = out_channels;
   entry->positions = Tile::kPositions;
   entry->isa = isa;
-  entry->copy.assign(weights, weights + count);
+  // The weights' copy is made by the transform's threads (transform_into_packed).
+  entry->copy.resize(count);
   entry->scaled = scale != nullptr;
   const float* source = weights;
   if (scale) {
@@ -532,7 +498,9 @@ const std::vector<float>* packed_weights(const float* weights, const float* scal
     scale_rows(scaled.data(), weights, scale, out_channels, in_channels * 9);
     source = scaled.data();
   }
-  transform_into_packed<Tile>(entry->packed, source, out_channels, in_channels, false);
+  if (scale) std::memcpy(entry->copy.data(), weights, count * sizeof(float));
+  transform_into_packed<Tile>(entry->packed, source, out_channels, in_channels, false,
+                              scale ? nullptr : entry->copy.data());
   return entry->packed;
 }
 
@@ -770,29 +738,6 @@ namespace cnn::detail {
 
 namespace {
 
-constexpr float kSixth = 1.0f / 6.0f;
-
-/// G along one axis: 3 kernel values to 6. The powers of two are exact; 1/6 rounds once.
-template <typename V>
-inline void kernel_axis(V a, V b, V c, V (&out)[6]) {
-  const V ac = a + c, quarter_a_c = 0.25f * a + c, half_b = 0.5f * b;
-  out[0] = 0.25f * a;
-  out[1] = -kSixth * (ac + b);
-  out[2] = -kSixth * (ac - b);
-  out[3] = kSixth * (quarter_a_c + half_b);
-  out[4] = kSixth * (quarter_a_c - half_b);
-  out[5] = c;
-}
-
-/// G^T along one axis: 6 values of dL/dU to 3 of the kernel's gradient.
-template <typename V>
-inline void kernel_grad_axis(const V (&x)[6], V (&out)[3]) {
-  const V p = x[1] + x[2], q = x[3] + x[4];
-  out[0] = 0.25f * x[0] + kSixth * (0.25f * q - p);
-  out[1] = kSixth * ((x[2] - x[1]) + 0.5f * (x[3] - x[4]));
-  out[2] = kSixth * (q - p) + x[5];
-}
-
 /// The kernel side of F(4x4, 3x3): 36 tile positions, U = G g G^T (xi = row * 6 + column) and
 /// dL/dg = G^T (dL/dU) G.
 struct TileF4 {
@@ -801,32 +746,11 @@ struct TileF4 {
   static const WinogradLaneKernels::Tiles& lane_tiles(const WinogradLaneKernels& k) { return k.f4; }
   template <typename V>
   static void transform(const V (&g)[9], V (&u)[kPositions]) {
-    V gg[6][3];  // G g
-    for (int j = 0; j < 3; ++j) {
-      V column[6];
-      kernel_axis(g[j], g[3 + j], g[6 + j], column);
-      for (int r = 0; r < 6; ++r) gg[r][j] = column[r];
-    }
-    for (int r = 0; r < 6; ++r) {  // (G g) G^T
-      V row[6];
-      kernel_axis(gg[r][0], gg[r][1], gg[r][2], row);
-      for (int col = 0; col < 6; ++col) u[r * 6 + col] = row[col];
-    }
+    kernel_transform_f4(g, u);
   }
   template <typename V>
   static void gradient(const V (&x)[kPositions], V (&k)[9]) {
-    V gx[3][6];  // G^T X
-    for (int col = 0; col < 6; ++col) {
-      const V column[6] = {x[col], x[6 + col], x[12 + col], x[18 + col], x[24 + col], x[30 + col]};
-      V out[3];
-      kernel_grad_axis(column, out);
-      for (int i = 0; i < 3; ++i) gx[i][col] = out[i];
-    }
-    for (int i = 0; i < 3; ++i) {  // (G^T X) G
-      V out[3];
-      kernel_grad_axis(gx[i], out);
-      for (int j = 0; j < 3; ++j) k[i * 3 + j] = out[j];
-    }
+    kernel_gradient_f4(x, k);
   }
 };
 

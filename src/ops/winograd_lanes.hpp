@@ -1,6 +1,7 @@
 #pragma once
 // The data side of Winograd F(2x2, 3x3) and F(4x4, 3x3) (winograd.hpp) with images across the
-// vector lanes, one set per instruction set (winograd_lanes_avx512.cpp, winograd_lanes_avx2.cpp,
+// vector lanes, and the kernel side with kernels across them (kernel_tiles), one set per
+// instruction set (winograd_lanes_avx512.cpp, winograd_lanes_avx2.cpp,
 // winograd_lanes_portable.cpp share winograd_lanes_kernels.inc). F(4x4) always runs this way,
 // F(2x2) from 32 images on AVX2 and AVX-512 (winograd.cpp, kWinogradLanesMinBatch).
 //
@@ -63,6 +64,12 @@ struct WinogradLaneKernels {
     /// is overwritten, so it needs no zeroing.
     void (*input_grad_tiles)(float* staged, int64_t staged_w, const float* dv, int64_t stride,
                              int64_t count, int64_t tiles_h, int64_t tiles_w);
+    /// The kernel side, U = G g G^T of up to `lanes` 3x3 kernels a call: lanes l < width of
+    /// U_xi to packs[xi] + at (xi < alpha^2), lane l from the kernel at kernels + l *
+    /// kernel_stride for l < count, +0 past count (count <= width <= lanes). The operations
+    /// of winograd_kernel_side.inc: the bits of winograd.cpp's 4-kernels-a-vector transform.
+    void (*kernel_tiles)(float* const* packs, int64_t at, const float* kernels,
+                         int64_t kernel_stride, int64_t count, int64_t width);
   };
   Tiles f2;  // F(2x2, 3x3): 4x4 tiles, 16 positions
   Tiles f4;  // F(4x4, 3x3): 6x6 tiles, 36 positions
