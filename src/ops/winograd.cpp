@@ -36,15 +36,12 @@ inline v4 load4(const float* p) {
 
 #include "winograd_kernel_side.inc"
 
-/// The kernel side of Winograd F(2x2, 3x3): 16 tile positions, U = G g G^T and its gradient.
+/// The kernel side of Winograd F(2x2, 3x3): 16 tile positions; U = G g G^T by the lane
+/// kernels (kernel_tiles), dL/dg = G^T (dL/dU) G here.
 struct TileF2 {
   static constexpr int kM = 2;  // outputs a block along an axis
   static constexpr int kPositions = 16;
   static const WinogradLaneKernels::Tiles& lane_tiles(const WinogradLaneKernels& k) { return k.f2; }
-  template <typename V>
-  static void transform(const V (&g)[9], V (&u)[kPositions]) {
-    kernel_transform_f2(g, u);
-  }
   template <typename V>
   static void gradient(const V (&x)[kPositions], V (&k)[9]) {
     kernel_gradient_f2(x, k);
@@ -738,16 +735,12 @@ namespace cnn::detail {
 
 namespace {
 
-/// The kernel side of F(4x4, 3x3): 36 tile positions, U = G g G^T (xi = row * 6 + column) and
-/// dL/dg = G^T (dL/dU) G.
+/// The kernel side of F(4x4, 3x3): 36 tile positions (xi = row * 6 + column); U = G g G^T by
+/// the lane kernels (kernel_tiles), dL/dg = G^T (dL/dU) G here.
 struct TileF4 {
   static constexpr int kM = 4;
   static constexpr int kPositions = 36;
   static const WinogradLaneKernels::Tiles& lane_tiles(const WinogradLaneKernels& k) { return k.f4; }
-  template <typename V>
-  static void transform(const V (&g)[9], V (&u)[kPositions]) {
-    kernel_transform_f4(g, u);
-  }
   template <typename V>
   static void gradient(const V (&x)[kPositions], V (&k)[9]) {
     kernel_gradient_f4(x, k);
