@@ -22,8 +22,8 @@ namespace cnn::detail {
 /// y (batch, out_channels, out_h, out_w) = b + sum over taps of x (*) w, any stride and
 /// padding. w (out_channels, in_channels, kernel_h, kernel_w), times w_scale[o] per output
 /// channel when w_scale is not null; b may be null; the epilogue (a ReLU, after an addend)
-/// applied as each group of images is written. Threads split the images; every image's result is
-/// the same bits whatever the split.
+/// applied as each group of images is written. Threads take groups of images as they come
+/// free; every image's result is the same bits whatever the split.
 void implicit_conv_forward(float* y, const float* x, const float* w, const float* w_scale,
                            const float* b, const ops::ConvShape& s, ConvEpilogue epilogue = {});
 

@@ -9,6 +9,7 @@
 #include "winograd.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <stdexcept>
 #include <vector>
@@ -835,10 +836,10 @@ void zero_staged_border(float* staged, int64_t staged_h, int64_t staged_w, int64
 }
 
 /// F(m x m, 3x3) (Tile: TileF2 or TileF4) with the data transforms across the vector lanes
-/// (winograd_lanes.hpp): arguments and threads as winograd_conv3x3. Each thread takes its
-/// images a lane group at a time: every input plane of the group staged, then band by band
-/// of tile rows (forward_band_rows) the input transform, the products and the output
-/// transform.
+/// (winograd_lanes.hpp): arguments as winograd_conv3x3. The threads take lane groups of images
+/// (lanes images from 0) one at a time as they come free: every input plane of the group
+/// staged, then band by band of tile rows (forward_band_rows) the input transform, the
+/// products and the output transform.
 template <typename Tile>
 void lanes_conv3x3(float* y, const float* x, const float* weights, const float* weight_scale,
                    const float* bias, int64_t batch, int64_t in_channels, int64_t height,
@@ -854,9 +855,15 @@ void lanes_conv3x3(float* y, const float* x, const float* weights, const float* 
   const int64_t band = forward_band_rows<Tile>(g, lanes);
   const int64_t in_size = in_channels * height * width, out_plane = g.out_h * g.out_w;
   const int64_t plane_size = g.staged_h * g.staged_w * lanes;
-  const int team = static_cast<int>(std::min<int64_t>(ops::threads(), batch));
-  for_each_part(team, [&](int part) {
-    const int64_t first = batch * part / team, last = batch * (part + 1) / team;
+  // The threads take lane groups as they come free (a shared counter), not a fixed half each:
+  // the two vCPUs of this machine often run at different speeds (one thread 5-20% slower in a
+  // region), and a static split made the faster one wait. An image's result does not depend
+  // on its group or lane (the transforms work lane by lane; a GEMM column's sum does not
+  // depend on its place), so the bits do not depend on which thread took which group.
+  const int64_t groups = (batch + lanes - 1) / lanes;
+  const int team = static_cast<int>(std::min<int64_t>(ops::threads(), groups));
+  std::atomic<int64_t> next_group{0};
+  for_each_part(team, [&](int) {
     float* staged =
         scratch<float>(4, in_channels * plane_size + kM * kM * band * g.tiles_w * lanes);
     float* out_staged = staged + in_channels * plane_size;
@@ -867,8 +874,8 @@ void lanes_conv3x3(float* y, const float* x, const float* weights, const float* 
     const int64_t max_tiles = band * g.tiles_w * lanes;
     float* v = scratch<float>(5, kPositions * winograd_position_stride(in_channels, max_tiles));
     float* m = scratch<float>(6, kPositions * winograd_position_stride(out_channels, max_tiles));
-    for (int64_t start = first; start < last; start += lanes) {
-      const int64_t valid = std::min(lanes, last - start);
+    for (int64_t group = next_group++; group < groups; group = next_group++) {
+      const int64_t start = group * lanes, valid = std::min(lanes, batch - start);
       for (int64_t c = 0; c < in_channels; ++c)
         k.stage(staged + c * plane_size, g.staged_w, x + start * in_size + c * height * width,
                 in_size, valid, height, width, g.pad_h, g.pad_w);

@@ -18,9 +18,10 @@ namespace cnn::detail {
 /// kernel(o, c) is the 3x3 kernel at weights + ((o * in_channels + c) * 9), times
 /// weight_scale[o] when weight_scale (out_channels) is not null. bias may be null. The
 /// epilogue (a ReLU, after an addend) is applied to each block of images as it is written.
-/// Threads split the images. From 32 images on AVX2 and AVX-512 the data transforms run a
-/// group of images across the vector lanes (winograd_lanes.hpp), else 4 tiles of one image a
-/// vector; the forward gives the same bits either way.
+/// Threads split the images: from 32 images on AVX2 and AVX-512 the data transforms run a
+/// group of images across the vector lanes (winograd_lanes.hpp), the threads taking groups as
+/// they come free; else 4 tiles of one image a vector, a fixed share of the images a thread.
+/// The forward gives the same bits either way, whatever the split.
 void winograd_conv3x3(float* y, const float* x, const float* weights, const float* weight_scale,
                       const float* bias, int64_t batch, int64_t in_channels, int64_t height,
                       int64_t width, int64_t out_channels, int64_t pad_h, int64_t pad_w,
