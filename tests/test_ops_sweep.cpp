@@ -1016,6 +1016,41 @@ TEST(OpsSweep, Conv2dAutoWinograd4x4MatchesTheReference) {
       {shape3x3(61, 128, 4, 4, 128, 1), shape3x3(30, 64, 7, 7, 64, 1)});  // two chunks of 15
 }
 
+// An evaluation forward (ConvShape::inference) under kAuto of the layers whose F(2x2) blocks
+// fit, where F(4x4)'s tiles fit too: the forward by F(4x4), the backward by F(2x2) still, on
+// every instruction set, 1 and 2 threads, against the reference: 14x14 (the last row and column
+// of tiles cut), 12x12 unpadded and 8x8 (filled), odd batches and channel counts, and the
+// weight scale's bits (a BatchNorm folded in, as evaluation does).
+TEST(OpsSweep, Conv2dInferenceForwardByWinograd4x4MatchesTheReference) {
+  Rng rng(23);
+  const auto inference = [](ops::ConvShape s) {
+    s.inference = true;
+    return s;
+  };
+  const std::vector<ops::ConvShape> shapes = {
+      inference(shape3x3(16, 32, 14, 14, 32, 1)), inference(shape3x3(17, 19, 14, 14, 33, 1)),
+      inference(shape3x3(18, 16, 14, 14, 32, 0)), inference(shape3x3(33, 16, 8, 8, 40, 1))};
+  for_each_auto_path(shapes, [&](const ops::ConvShape& s) {
+    ASSERT_STREQ(ops::conv2d_forward_method(s), "winograd4x4") << describe(s);
+    ASSERT_STREQ(ops::conv2d_weight_grad_method(s), "winograd") << describe(s);
+    ASSERT_STREQ(ops::conv2d_input_grad_method(s), "winograd") << describe(s);
+    ASSERT_NO_FATAL_FAILURE(check_conv<float>(rng, s, true));
+    ASSERT_NO_FATAL_FAILURE(check_conv<float>(rng, s, false));
+    const int64_t per_channel = s.in_channels * 9;
+    const auto x = random_vector<float>(rng, s.batch * s.in_channels * s.in_h * s.in_w),
+               w = random_vector<float>(rng, s.out_channels * per_channel),
+               scale = random_vector<float>(rng, s.out_channels);
+    std::vector<float> scaled = w;
+    for (int64_t o = 0; o < s.out_channels; ++o)
+      for (int64_t k = 0; k < per_channel; ++k) scaled[o * per_channel + k] *= scale[o];
+    std::vector<float> expected(s.batch * s.out_channels * s.out_h * s.out_w), y(expected.size());
+    const float* no_bias = nullptr;
+    ops::conv2d_forward(expected.data(), x.data(), scaled.data(), no_bias, s);
+    ops::conv2d_forward(y.data(), x.data(), w.data(), no_bias, s, scale.data());
+    ASSERT_TRUE(same_bits(y, expected)) << "weight scale " << describe(s);
+  });
+}
+
 // kAuto's Winograd F(2x2, 3x3) from 32 images, whose data transforms then run across the vector
 // lanes on AVX2 and AVX-512 (4 tiles of one image a vector below, and on the portable kernels),
 // on every instruction set, 1 and 2 threads: planes that F(2x2)'s 2x2 blocks fill or cut
@@ -1231,6 +1266,9 @@ TEST(OpsSweep, Conv2dReluFusesEveryMethodUnderAuto) {
     ops::set_isa(isa);
     SCOPED_TRACE(ops::isa_name(isa));
     EXPECT_STREQ(ops::conv2d_forward_method(f2), "winograd");
+    ops::ConvShape f2_inference = f2;
+    f2_inference.inference = true;
+    EXPECT_STREQ(ops::conv2d_forward_method(f2_inference), "winograd4x4");
     EXPECT_STREQ(ops::conv2d_forward_method(f4), "winograd4x4");
     EXPECT_STREQ(ops::conv2d_forward_method(implicit), "implicit");
     EXPECT_GE(check_conv_relu(64), 6);
@@ -1532,6 +1570,24 @@ TEST(OpsSweep, AutoMethodRuleAtItsEdges) {
   EXPECT_EQ(methods(32, 7, 16), "direct/winograd/winograd");        // batch 32, 16 out
   EXPECT_EQ(methods(256, 9, 32), "winograd/winograd/winograd");     // 100 / 81 < 5 / 4
   EXPECT_EQ(methods(256, 14, 32), "winograd/winograd/winograd");    // even: covered exactly
+  // An evaluation forward of such a layer by F(4x4) where its tiles fit too, from 16 images,
+  // within the implicit GEMM's channel bounds; a training forward keeps F(2x2).
+  const auto inference_forward = [](int64_t batch, int64_t size, int64_t channels,
+                                    int64_t out_channels) {
+    ops::ConvShape s =
+        ops::make_conv_shape(batch, channels, size, size, out_channels, 3, 3, 1, 1, 1, 1);
+    s.inference = true;
+    return std::string(ops::conv2d_forward_method(s));
+  };
+  EXPECT_EQ(inference_forward(256, 14, 32, 32), "winograd4x4");  // 16x16 for 14x14 < 4/3
+  EXPECT_EQ(inference_forward(16, 14, 32, 64), "winograd4x4");   // 16 images
+  EXPECT_EQ(inference_forward(15, 14, 32, 32), "winograd");      // 15 images
+  EXPECT_EQ(inference_forward(64, 14, 32, 31), "winograd");      // 31 out: under 32
+  EXPECT_EQ(inference_forward(64, 14, 15, 32), "direct");        // 15 in: not Winograd's
+  EXPECT_EQ(inference_forward(64, 10, 32, 32), "winograd");      // 12x12 for 10x10: 1.44
+  EXPECT_EQ(inference_forward(64, 8, 32, 32), "winograd4x4");    // 8x8: filled
+  EXPECT_EQ(inference_forward(64, 7, 64, 64), "winograd4x4");    // F(4x4)'s own layers
+  EXPECT_EQ(inference_forward(64, 7, 32, 31), "direct");         // as in training
   // 4x4 planes with padding 1 (one 6x6 tile) by F(4x4, 3x3) from 16 images, on every
   // instruction set; other padding or sizes are not its shape.
   const ops::Isa isa_before = ops::isa();

@@ -177,8 +177,9 @@ class Conv2d final : public Layer<T> {
   /// True when built with Padding2::Same().
   bool same_padding() const { return same_; }
   bool has_bias() const { return bias_; }
-  /// The ops geometry of this layer on an input of shape (N, C, H, W).
-  ops::ConvShape conv_shape(const Shape& input) const;
+  /// The ops geometry of this layer on an input of shape (N, C, H, W); `inference` for an
+  /// evaluation forward (ops::ConvShape::inference).
+  ops::ConvShape conv_shape(const Shape& input, bool inference = false) const;
 
  protected:
   void forward_impl(TensorView<const T> x, TensorView<T> y, Mode mode) override;

@@ -21,6 +21,11 @@ struct ConvShape {
   int64_t out_channels, kernel_h, kernel_w;
   int64_t stride_h, stride_w, pad_h, pad_w;
   int64_t out_h, out_w;
+  /// An evaluation forward (kEval): no backward will start from this call's values, and
+  /// kAuto may take a forward method whose float rounding is larger, within the kernels'
+  /// bounds (F(4x4, 3x3) on layers whose F(2x2) blocks fit, conv2d.cpp), which a training
+  /// step avoids: there it made 1 and 2 threads' models drift apart.
+  bool inference = false;
 };
 
 /// Geometry of a 2-D max pooling; padding is implicit -infinity, as in PyTorch.

@@ -88,15 +88,18 @@ void Conv2d<T>::init_parameters(Rng& rng, Init init) {
 }
 
 template <typename T>
-ops::ConvShape Conv2d<T>::conv_shape(const Shape& in) const {
-  return ops::make_conv_shape(in[0], in[1], in[2], in[3], out_channels_, kernel_.h, kernel_.w,
-                              stride_.h, stride_.w, padding_.h, padding_.w);
+ops::ConvShape Conv2d<T>::conv_shape(const Shape& in, bool inference) const {
+  ops::ConvShape s = ops::make_conv_shape(in[0], in[1], in[2], in[3], out_channels_, kernel_.h,
+                                          kernel_.w, stride_.h, stride_.w, padding_.h, padding_.w);
+  s.inference = inference;
+  return s;
 }
 
 template <typename T>
-void Conv2d<T>::forward_impl(TensorView<const T> x, TensorView<T> y, Mode /*mode*/) {
+void Conv2d<T>::forward_impl(TensorView<const T> x, TensorView<T> y, Mode mode) {
   ops::conv2d_forward(y.data(), x.data(), this->value_data(0),
-                      bias_ ? this->value_data(1) : nullptr, conv_shape(x.shape()));
+                      bias_ ? this->value_data(1) : nullptr,
+                      conv_shape(x.shape(), mode == Mode::kEval));
 }
 
 template <typename T>

@@ -83,7 +83,7 @@ size_t LayerChain<T>::forward_conv_fused(size_t i, TensorView<const T> x) {
     const bool pooled = conv_pool_[i] != 0;
     const auto& conv = static_cast<const Conv2d<T>&>(*layers_[i]);
     const Shape conv_out = conv.output_shape(x.shape());
-    const ops::ConvShape shape = conv.conv_shape(x.shape());
+    const ops::ConvShape shape = conv.conv_shape(x.shape(), true);
     const bool fusable =
         pooled ? ops::conv2d_relu_maxpool2x2_fusable(shape) : ops::conv2d_relu_fusable(shape);
     if (!fusable) return 0;
@@ -125,7 +125,7 @@ bool LayerChain<T>::forward_add_relu(TensorView<const T> x, TensorView<const T> 
     if (!conv) return false;
     Shape in_shape = x.shape();  // the convolution's input, from the shapes alone
     for (size_t i = 0; i < conv_index; ++i) in_shape = layers_[i]->output_shape(in_shape);
-    const ops::ConvShape shape = conv->conv_shape(in_shape);
+    const ops::ConvShape shape = conv->conv_shape(in_shape, true);
     if (!ops::conv2d_relu_fusable(shape)) return false;
     const Shape conv_out = conv->output_shape(in_shape);
     if (addend.shape() != conv_out || y.shape() != conv_out) {
@@ -196,7 +196,8 @@ TensorView<const T> LayerChain<T>::forward_until(TensorView<const T> x, Mode mod
       // copy cost 8% of a batch-1 resnet forward, and in one buffer shared by a chain's
       // convolutions it made every Winograd layer re-transform its weights on every call.
       ops::conv2d_forward(outputs_[i].data(), current.data(), conv.parameter(0).data(),
-                          fold_bias_.data(), conv.conv_shape(current.shape()), fold_scale_.data());
+                          fold_bias_.data(), conv.conv_shape(current.shape(), true),
+                          fold_scale_.data());
       skipped_outputs_ = true;
     } else {
       outputs_[i].resize(layers_[i]->output_shape(current.shape()));
@@ -233,7 +234,7 @@ void LayerChain<T>::recompute_skipped_outputs() {
     if (c + 1 < layers_.size()) {
       const auto [bias, scale] = bias_and_scale(c, outputs_[c].shape());
       ops::conv2d_forward(outputs_[c + 1].data(), x.data(), conv.parameter(0).data(), bias,
-                          conv.conv_shape(x.shape()), scale);
+                          conv.conv_shape(x.shape(), true), scale);
     } else {
       layers_[c]->forward(x, outputs_[c].view(), Mode::kEval);
     }

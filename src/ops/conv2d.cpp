@@ -414,7 +414,8 @@ constexpr int64_t kImplicitForwardMinInChannels = 4;
 // implicit GEMM took (2 x 2 tiles: 144 products for 49 outputs, against its 361): resnet's 64
 // -> 64 layer at batch 64, 2 threads, forward / backward ms with the weights changed before
 // each forward, 0.76-0.84 / 1.38-1.68 against 1.00-1.02 / 2.01-2.12; at batch 256 3.38 /
-// 5.97 against 3.95 / 8.05 (Zen 4). 14x14 stays with F(2x2), also since F(4x4)'s transforms
+// 5.97 against 3.95 / 8.05 (Zen 4). 14x14 stays with F(2x2) in training (evaluation: below),
+// also since F(4x4)'s transforms
 // run images across the vector lanes (winograd_lanes.hpp): resnet with F(4x4) on its 14x14 layers
 // against F(2x2) there, `cnn bench`, six interleaved pairs on a Zen 5, training 0.97-1.04x
 // (median 0.99), inference 0.97-1.09x; convnet (its 32 -> 64 conv2) training 0.95-1.04x
@@ -495,8 +496,30 @@ bool conv_forward_leaves_winograd(const ConvShape& s) {
          winograd_blocks_overhang(s);
 }
 
+// An evaluation forward (ConvShape::inference) of the other layers F(2x2) takes (their 2x2
+// blocks fit: 14x14, 8x8, 28x28) runs by F(4x4) where its tiles fit too (winograd4x4_tiles_fit),
+// from kWinograd4x4MinBatch images within the implicit GEMM's bounds: 36 products for every 16
+// outputs against 64, and 27% (14x14) to 44% (8x8) fewer transformed values to write and read.
+// Measured on a Zen 5 once the lane kernels staged planes flat (2026-12-04), one binary with and
+// without it (a temporary environment switch), interleaved pairs of 2 s runs of the evaluation
+// forward at batch 256: resnet 0.96-1.11x (median 1.08, 5 of 6 faster), convnet (its 32 -> 64
+// conv2 on 14x14) 1.08-1.15x (median 1.10). Not in training: there its forward by F(4x4)
+// gained 0.99-1.03x (median 1.01) on resnet and convnet, and 1 and 2 threads' models drifted
+// apart: 3 resnet steps of SteadyState's check, 7 seeds, differed by 9.0e-7 to 9.3e-5 of the
+// largest parameter (6 over the 1e-5) against 1.2e-7 to 6.0e-5 (2 over) with F(2x2).
+// (The threads' weight sums differ in rounding alone; F(4x4)'s own rounding, about 10x
+// F(2x2)'s, presumably tips more ReLU and max-pooling choices.) F(4x4) for the 14x14 backward
+// as well lost too (resnet training median 0.985).
+bool conv_forward_uses_winograd4x4(const ConvShape& s) {
+  if (conv_uses_winograd4x4(s)) return true;
+  return s.inference && conv_auto_winograd_shaped(s) && s.batch >= kWinograd4x4MinBatch &&
+         conv_within_implicit_bounds(s) && winograd4x4_tiles_fit(s) && conv_uses_winograd(s) &&
+         !conv_forward_leaves_winograd(s);
+}
+
 bool conv_forward_uses_winograd(const ConvShape& s) {
-  return conv_uses_winograd(s) && !conv_forward_leaves_winograd(s) && !conv_uses_winograd4x4(s);
+  return conv_uses_winograd(s) && !conv_forward_leaves_winograd(s) &&
+         !conv_forward_uses_winograd4x4(s);
 }
 
 /// Stride-2 layers whose forward the direct kernels take, over the input's phases
@@ -587,7 +610,7 @@ bool conv_forward_uses_direct(const ConvShape& s) {
   if (conv_forward_uses_implicit(s)) return false;
   if (conv_forward_uses_phases(s)) return true;
   return conv_is_stride_one(s) && conv_algorithm() != ConvAlgorithm::kGemm &&
-         !conv_forward_uses_winograd(s) && !conv_uses_winograd4x4(s) &&
+         !conv_forward_uses_winograd(s) && !conv_forward_uses_winograd4x4(s) &&
          !conv_too_few_winograd_tiles(s);
 }
 
@@ -627,11 +650,11 @@ bool conv_weight_grad_leaves_direct(const ConvShape& s) {
 }  // namespace
 
 const char* conv2d_forward_method(const ConvShape& s) {
-  return conv_uses_winograd4x4(s)        ? "winograd4x4"
-         : conv_forward_uses_implicit(s) ? "implicit"
-         : conv_forward_uses_winograd(s) ? "winograd"
-         : conv_forward_uses_direct(s)   ? "direct"
-                                         : "gemm";
+  return conv_forward_uses_winograd4x4(s) ? "winograd4x4"
+         : conv_forward_uses_implicit(s)  ? "implicit"
+         : conv_forward_uses_winograd(s)  ? "winograd"
+         : conv_forward_uses_direct(s)    ? "direct"
+                                          : "gemm";
 }
 const char* conv2d_weight_grad_method(const ConvShape& s) {
   return conv_uses_winograd4x4(s)                                              ? "winograd4x4"
@@ -893,7 +916,7 @@ namespace {
 bool forward_by_transform_methods(float* y, const float* x, const float* w, const float* b,
                                   const ConvShape& s, const float* w_scale,
                                   detail::ConvEpilogue epilogue) {
-  if (conv_uses_winograd4x4(s)) {
+  if (conv_forward_uses_winograd4x4(s)) {
     detail::winograd4x4_conv3x3(y, x, w, w_scale, b, s.batch, s.in_channels, s.in_h, s.in_w,
                                 s.out_channels, s.pad_h, s.pad_w, epilogue);
     return true;
@@ -990,7 +1013,7 @@ void conv2d_relu_maxpool2x2_forward(float* y, const float* x, const float* w, co
 }
 
 bool conv2d_relu_fusable(const ConvShape& s) {
-  return !reference_mode() && (conv_uses_winograd4x4(s) || conv_forward_uses_implicit(s) ||
+  return !reference_mode() && (conv_forward_uses_winograd4x4(s) || conv_forward_uses_implicit(s) ||
                                conv_forward_uses_winograd(s));
 }
 
