@@ -6,19 +6,13 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "dconv.hpp"
 #include "parallel.hpp"
 
 namespace cnn::detail {
 
 inline int64_t round_up(int64_t value, int64_t multiple) {
   return (value + multiple - 1) / multiple * multiple;
-}
-
-/// y = relu(y) over n values on the calling thread, by ops::relu_forward's rule (below zero
-/// gives +0, anything else, -0 and NaN included, itself): a convolution's ReLU epilogue,
-/// applied to a block of output it has just written (conv2d_relu_forward).
-inline void relu_in_place(float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = y[i] < 0.0f ? 0.0f : y[i];
 }
 
 /// What a convolution applies to each block of its output as it writes it
@@ -29,14 +23,11 @@ struct ConvEpilogue {
   bool relu = false;
   const float* addend = nullptr;
   /// Applies it to the n values at y, at `offset` in the whole output.
+  /// (The vector kernels of the instruction set in use: the scalar loop, compiled for the
+  /// x86-64 baseline, was 3-4% of resnet's evaluation forward.)
   void apply(float* y, int64_t offset, int64_t n) const {
     if (!relu) return;
-    if (!addend) return relu_in_place(y, n);
-    const float* a = addend + offset;
-    for (int64_t i = 0; i < n; ++i) {
-      const float v = y[i] + a[i];
-      y[i] = v < 0.0f ? 0.0f : v;
-    }
+    direct_conv_kernels().relu_add(y, addend ? addend + offset : nullptr, n);
   }
 };
 

@@ -101,6 +101,11 @@ struct DirectConvKernels {
   /// copies, whose rows (5 to 32 floats) were dominated by memmove's call overhead.
   void (*copy_rows)(float* dst, int64_t dst_stride, const float* src, int64_t src_stride,
                     int64_t rows, int64_t width);
+  /// y[i] = relu(y[i] + addend[i]) for i < n, or relu(y[i]) when addend is null, on the
+  /// calling thread, by ops::relu_forward's rule (below zero gives +0, anything else, -0 and
+  /// NaN included, itself): a convolution's epilogue (ConvEpilogue) on a block of output it
+  /// has just written.
+  void (*relu_add)(float* y, const float* addend, int64_t n);
 };
 
 /// The kernels of the instruction set in use (cnn::ops::isa()).
