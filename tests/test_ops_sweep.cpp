@@ -947,13 +947,14 @@ TEST_P(OpsSweepAllPaths, ReluMaxPoolEqualsReluThenMaxPoolBitForBit) {
   sweep_relu_pool<double>(32, 50);
 }
 
-/// A layer that kAuto runs by `method` (forward, weight and input gradient): forward, weight,
-/// bias and input gradients against the double reference, with and without a bias; and a
-/// weight scale (a folded BatchNorm) gives the bits of weights scaled first.
-void check_auto_method(Rng& rng, const ops::ConvShape& s, const char* method) {
-  ASSERT_STREQ(ops::conv2d_forward_method(s), method) << describe(s);
-  ASSERT_STREQ(ops::conv2d_weight_grad_method(s), method) << describe(s);
-  ASSERT_STREQ(ops::conv2d_input_grad_method(s), method) << describe(s);
+/// A layer that kAuto runs by the methods named (forward, weight and input gradient): forward,
+/// weight, bias and input gradients against the double reference, with and without a bias; and
+/// a weight scale (a folded BatchNorm) gives the bits of weights scaled first.
+void check_auto_methods(Rng& rng, const ops::ConvShape& s, const char* forward,
+                        const char* weight_grad, const char* input_grad) {
+  ASSERT_STREQ(ops::conv2d_forward_method(s), forward) << describe(s);
+  ASSERT_STREQ(ops::conv2d_weight_grad_method(s), weight_grad) << describe(s);
+  ASSERT_STREQ(ops::conv2d_input_grad_method(s), input_grad) << describe(s);
   ASSERT_NO_FATAL_FAILURE(check_conv<float>(rng, s, true));
   ASSERT_NO_FATAL_FAILURE(check_conv<float>(rng, s, false));
   const int64_t per_channel = s.in_channels * 9;
@@ -968,6 +969,11 @@ void check_auto_method(Rng& rng, const ops::ConvShape& s, const char* method) {
   ops::conv2d_forward(expected.data(), x.data(), scaled.data(), b.data(), s);
   ops::conv2d_forward(y.data(), x.data(), w.data(), b.data(), s, scale.data());
   ASSERT_TRUE(same_bits(y, expected)) << "weight scale " << describe(s);
+}
+
+/// check_auto_methods with one method for the forward and both gradients.
+void check_auto_method(Rng& rng, const ops::ConvShape& s, const char* method) {
+  check_auto_methods(rng, s, method, method, method);
 }
 
 /// check_auto_method on one thread under kAuto (a thread's images in several chunks).
@@ -1031,23 +1037,7 @@ TEST(OpsSweep, Conv2dInferenceForwardByWinograd4x4MatchesTheReference) {
       inference(shape3x3(16, 32, 14, 14, 32, 1)), inference(shape3x3(17, 19, 14, 14, 33, 1)),
       inference(shape3x3(18, 16, 14, 14, 32, 0)), inference(shape3x3(33, 16, 8, 8, 40, 1))};
   for_each_auto_path(shapes, [&](const ops::ConvShape& s) {
-    ASSERT_STREQ(ops::conv2d_forward_method(s), "winograd4x4") << describe(s);
-    ASSERT_STREQ(ops::conv2d_weight_grad_method(s), "winograd") << describe(s);
-    ASSERT_STREQ(ops::conv2d_input_grad_method(s), "winograd") << describe(s);
-    ASSERT_NO_FATAL_FAILURE(check_conv<float>(rng, s, true));
-    ASSERT_NO_FATAL_FAILURE(check_conv<float>(rng, s, false));
-    const int64_t per_channel = s.in_channels * 9;
-    const auto x = random_vector<float>(rng, s.batch * s.in_channels * s.in_h * s.in_w),
-               w = random_vector<float>(rng, s.out_channels * per_channel),
-               scale = random_vector<float>(rng, s.out_channels);
-    std::vector<float> scaled = w;
-    for (int64_t o = 0; o < s.out_channels; ++o)
-      for (int64_t k = 0; k < per_channel; ++k) scaled[o * per_channel + k] *= scale[o];
-    std::vector<float> expected(s.batch * s.out_channels * s.out_h * s.out_w), y(expected.size());
-    const float* no_bias = nullptr;
-    ops::conv2d_forward(expected.data(), x.data(), scaled.data(), no_bias, s);
-    ops::conv2d_forward(y.data(), x.data(), w.data(), no_bias, s, scale.data());
-    ASSERT_TRUE(same_bits(y, expected)) << "weight scale " << describe(s);
+    check_auto_methods(rng, s, "winograd4x4", "winograd", "winograd");
   });
 }
 
