@@ -414,21 +414,21 @@ constexpr int64_t kImplicitForwardMinInChannels = 4;
 // implicit GEMM took (2 x 2 tiles: 144 products for 49 outputs, against its 361): resnet's 64
 // -> 64 layer at batch 64, 2 threads, forward / backward ms with the weights changed before
 // each forward, 0.76-0.84 / 1.38-1.68 against 1.00-1.02 / 2.01-2.12; at batch 256 3.38 /
-// 5.97 against 3.95 / 8.05 (Zen 4). 14x14 stays with F(2x2) in training (evaluation: below),
-// also since F(4x4)'s transforms
-// run images across the vector lanes (winograd_lanes.hpp): resnet with F(4x4) on its 14x14 layers
-// against F(2x2) there, `cnn bench`, six interleaved pairs on a Zen 5, training 0.97-1.04x
-// (median 0.99), inference 0.97-1.09x; convnet (its 32 -> 64 conv2) training 0.95-1.04x
-// (median 0.99), inference 0.97-1.06x. (A harness calling conv2d_forward / conv2d_backward on
-// the layer alone had it 15-30% faster, with F(2x2) slower there than in any model.) The
-// batch bound: F(4x4)'s weight side (36 transformed matrices, 2.4 MB for
-// 128 x 128 channels, made again whenever training changed the weights) costs as much as a
-// small batch's products. Resnet's 4x4 128 -> 128 layer, forward / backward ms, one thread,
-// the weights changed before each forward, F(4x4) against kAuto's methods before it (F(2x2),
-// and the implicit GEMM's backward from 16 images on AVX-512): batch 4 0.51 / 0.81 against
-// 0.31 / 0.64, 8 0.50-0.51 / 0.83-0.84 against 0.42 / 0.82-0.87, 12 0.57-0.59 / 0.95-1.32
-// against 0.54-0.57 / 1.09-1.12, 16 0.53-0.57 / 1.10-1.18 against 0.68 / 1.42-1.46, 64 (2
-// threads) 0.82-0.88 / 1.70-1.87 against 1.16-1.60 / 2.61-3.50.
+// 5.97 against 3.95 / 8.05 (Zen 4). 14x14 stays with F(2x2) in training (evaluation: see
+// conv_forward_uses_winograd4x4), also since F(4x4)'s transforms run images across the vector
+// lanes (winograd_lanes.hpp): resnet with F(4x4) on its 14x14 layers against F(2x2) there,
+// `cnn bench`, six interleaved pairs on a Zen 5 (before the lane kernels staged planes flat),
+// training 0.97-1.04x (median 0.99), inference 0.97-1.09x; convnet (its 32 -> 64 conv2)
+// training 0.95-1.04x (median 0.99), inference 0.97-1.06x. (A harness calling conv2d_forward /
+// conv2d_backward on the layer alone had it 15-30% faster, with F(2x2) slower there than in any
+// model.) The batch bound: F(4x4)'s weight side (36 transformed matrices, 2.4 MB for 128 x 128
+// channels, made again whenever training changed the weights) costs as much as a small batch's
+// products. Resnet's 4x4 128 -> 128 layer, forward / backward ms, one thread, the weights changed
+// before each forward, F(4x4) against kAuto's methods before it (F(2x2), and the implicit GEMM's
+// backward from 16 images on AVX-512): batch 4 0.51 / 0.81 against 0.31 / 0.64, 8 0.50-0.51 /
+// 0.83-0.84 against 0.42 / 0.82-0.87, 12 0.57-0.59 / 0.95-1.32 against 0.54-0.57 / 1.09-1.12, 16
+// 0.53-0.57 / 1.10-1.18 against 0.68 / 1.42-1.46, 64 (2 threads) 0.82-0.88 / 1.70-1.87
+// against 1.16-1.60 / 2.61-3.50.
 constexpr int64_t kWinograd4x4MinBatch = 16;
 
 namespace {

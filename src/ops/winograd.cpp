@@ -856,7 +856,7 @@ void lanes_conv3x3(float* y, const float* x, const float* weights, const float* 
   const int64_t in_size = in_channels * height * width, out_plane = g.out_h * g.out_w;
   const int64_t plane_size = g.staged_h * g.staged_w * lanes;
   // The threads take lane groups as they come free (a shared counter), not a fixed half each:
-  // the two vCPUs of this machine often run at different speeds (one thread 5-20% slower in a
+  // the two vCPUs of this machine often run at different speeds (one thread 5-25% slower in a
   // region), and a static split made the faster one wait. An image's result does not depend
   // on its group or lane (the transforms work lane by lane; a GEMM column's sum does not
   // depend on its place), so the bits do not depend on which thread took which group.
