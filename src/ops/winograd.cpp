@@ -483,12 +483,14 @@ const std::vector<float>* packed_weights(const float* weights, const float* scal
   entry->out_channels = out_channels;
   entry->positions = Tile::kPositions;
   entry->isa = isa;
-  // The weights' copy is made by the transform's threads (transform_into_packed).
+  // The weights' copy is made by the transform's threads (transform_into_packed), or here
+  // when they transform a scaled copy instead.
   entry->copy.resize(count);
   entry->scaled = scale != nullptr;
   const float* source = weights;
   if (scale) {
     entry->scale_copy.assign(scale, scale + out_channels);
+    std::memcpy(entry->copy.data(), weights, count * sizeof(float));
     // The scaled kernels written out first, then transformed: each value rounded as a scaled
     // copy would hold it (a multiplication inside the transform could be contracted into a
     // multiply-add).
@@ -496,7 +498,6 @@ const std::vector<float>* packed_weights(const float* weights, const float* scal
     scale_rows(scaled.data(), weights, scale, out_channels, in_channels * 9);
     source = scaled.data();
   }
-  if (scale) std::memcpy(entry->copy.data(), weights, count * sizeof(float));
   transform_into_packed<Tile>(entry->packed, source, out_channels, in_channels, false,
                               scale ? nullptr : entry->copy.data());
   return entry->packed;

@@ -67,7 +67,7 @@ struct WinogradLaneKernels {
     /// The kernel side, U = G g G^T of up to `lanes` 3x3 kernels a call: lanes l < width of
     /// U_xi to packs[xi] + at (xi < alpha^2), lane l from the kernel at kernels + l *
     /// kernel_stride for l < count, +0 past count (count <= width <= lanes). The operations
-    /// of winograd_kernel_side.inc: the bits of winograd.cpp's 4-kernels-a-vector transform.
+    /// of winograd_kernel_side.inc, lane by lane: the same bits on every instruction set.
     void (*kernel_tiles)(float* const* packs, int64_t at, const float* kernels,
                          int64_t kernel_stride, int64_t count, int64_t width);
   };
