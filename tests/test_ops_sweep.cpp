@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <vector>
@@ -350,7 +351,8 @@ TEST_P(OpsSweepIsa, Conv2dPaddingGivesTheBitsOfExplicitZeros) {
 }
 
 // The implicit GEMM's sums, bit for bit: each output (forward), each weight gradient entry
-// (one thread) and each input gradient entry is one chain of fused multiply-adds from +0 over
+// (one thread: a chain per block of images, the blocks' chains added in order) and each input
+// gradient entry is one chain of fused multiply-adds from +0 over
 // the products that read inside the input (dy), in the order of all taps (input channel, kh,
 // kw), of all positions (image, oh, ow) or of all taps (output channel, kh, kw), the padding's
 // products left out; the bias added after. Pins the order that the
@@ -409,23 +411,30 @@ TEST(OpsSweep, ImplicitGemmSumsAreFusedChainsOverTheProductsInsideTheInput) {
       EXPECT_TRUE(same_bits(y, y_chain)) << "forward";
       std::vector<float> dx(x.size()), dw(w.size(), 0.0f), db(b.size(), 0.0f), dw_chain(w.size());
       ops::conv2d_backward(dx.data(), dw.data(), db.data(), x.data(), w.data(), dy.data(), s);
+      // One chain per block of images (two on one thread: detail::gradient_blocks), the
+      // blocks' sums added in order onto dw's zeros.
+      const int64_t blocks = std::min<int64_t>(s.batch, 2);
       for (int64_t o = 0; o < s.out_channels; ++o)
         for (int64_t k = 0; k < taps; ++k) {
           const int64_t ic = k / (s.kernel_h * s.kernel_w),
                         kh = k % (s.kernel_h * s.kernel_w) / s.kernel_w, kw = k % s.kernel_w;
-          float acc = 0.0f;
-          for (int64_t n = 0; n < s.batch; ++n)
-            for (int64_t oh = 0; oh < s.out_h; ++oh)
-              for (int64_t ow = 0; ow < s.out_w; ++ow) {
-                const int64_t ih = oh * s.stride_h - s.pad_h + kh,
-                              iw = ow * s.stride_w - s.pad_w + kw;
-                if (!inside(ih, iw)) continue;
-                acc = std::fma(x_at(n, ic, ih, iw),
-                               dy[static_cast<size_t>(
-                                   ((n * s.out_channels + o) * s.out_h + oh) * s.out_w + ow)],
-                               acc);
-              }
-          dw_chain[static_cast<size_t>(o * taps + k)] = acc;
+          float total = 0.0f;
+          for (int64_t block = 0; block < blocks; ++block) {
+            float acc = 0.0f;
+            for (int64_t n = s.batch * block / blocks; n < s.batch * (block + 1) / blocks; ++n)
+              for (int64_t oh = 0; oh < s.out_h; ++oh)
+                for (int64_t ow = 0; ow < s.out_w; ++ow) {
+                  const int64_t ih = oh * s.stride_h - s.pad_h + kh,
+                                iw = ow * s.stride_w - s.pad_w + kw;
+                  if (!inside(ih, iw)) continue;
+                  acc = std::fma(x_at(n, ic, ih, iw),
+                                 dy[static_cast<size_t>(
+                                     ((n * s.out_channels + o) * s.out_h + oh) * s.out_w + ow)],
+                                 acc);
+                }
+            total += acc;
+          }
+          dw_chain[static_cast<size_t>(o * taps + k)] = total;
         }
       EXPECT_TRUE(same_bits(dw, dw_chain)) << "weight gradient";
       // The input gradient: over the taps (oc, kh, kw) in that order whose dy entry
@@ -1007,8 +1016,10 @@ ops::ConvShape shape3x3(int64_t batch, int64_t in_channels, int64_t h, int64_t w
 // kAuto's Winograd F(4x4, 3x3) (4x4 planes with padding 1, and 7x7 outputs; 16+ channels,
 // 16+ images), which no forced path takes, on every instruction set, 1 and 2 threads, with
 // odd batches (the last group of images across the vector lanes part full) and channel
-// counts (the GEMM kernels' edges); and 61 images of 128 channels on one thread run in two
-// chunks.
+// counts (the GEMM kernels' edges); and on one thread (two blocks of images, each with its own
+// weight-gradient sums: detail::gradient_blocks), 61 images of 128 channels, and 66 of 64
+// channels on 7x7 planes, whose blocks of 33 run in two chunks on every instruction set (32 + 1
+// on AVX-512, 24 + 9 on AVX2, 20 + 13 on the portable kernels).
 TEST(OpsSweep, Conv2dAutoWinograd4x4MatchesTheReference) {
   Rng rng(17);
   check_auto_method_sweep(
@@ -1017,9 +1028,9 @@ TEST(OpsSweep, Conv2dAutoWinograd4x4MatchesTheReference) {
        shape3x3(29, 16, 4, 4, 20, 1),
        // 7x7 planes: 2 x 2 tiles a plane, the last row and column cut
        shape3x3(16, 16, 7, 7, 32, 1), shape3x3(17, 19, 7, 7, 33, 1), shape3x3(19, 33, 7, 7, 40, 1),
-       shape3x3(18, 16, 9, 9, 32, 0),                                     // no padding
-       shape3x3(21, 16, 5, 5, 32, 2)},                                    // padding 2
-      {shape3x3(61, 128, 4, 4, 128, 1), shape3x3(30, 64, 7, 7, 64, 1)});  // two chunks of 15
+       shape3x3(18, 16, 9, 9, 32, 0),   // no padding
+       shape3x3(21, 16, 5, 5, 32, 2)},  // padding 2
+      {shape3x3(61, 128, 4, 4, 128, 1), shape3x3(66, 64, 7, 7, 64, 1)});
 }
 
 // An evaluation forward (ConvShape::inference) under kAuto of the layers whose F(2x2) blocks
@@ -1046,7 +1057,7 @@ TEST(OpsSweep, Conv2dInferenceForwardByWinograd4x4MatchesTheReference) {
 // on every instruction set, 1 and 2 threads: planes that F(2x2)'s 2x2 blocks fill or cut
 // (odd sides), padding 0, 1 and 2, non-square planes, rows longer than 16 floats (staged in
 // blocks of the lanes), odd batches (a thread's last group of images part full) and channel
-// counts; and 96 images on one thread run in three chunks.
+// counts; and 96 images on one thread: two blocks of 48, each in two chunks (AVX-512) or three.
 TEST(OpsSweep, Conv2dAutoWinogradAcrossImagesMatchesTheReference) {
   Rng rng(19);
   check_auto_method_sweep(
@@ -1478,6 +1489,73 @@ TEST(OpsSweep, BatchNormSumsAreTheSameBitsOnEveryInstructionSet) {
 // the same bits on 1 and 2 threads. The sums round: every channel's plane of image 0 starts
 // with +2^60 and of image 4 with -2^60 (in x and in dy), which swallow the other images' sums
 // added to them in one order and not in another (two threads' partial sums added up).
+constexpr const char* kGradientNames[] = {"dx", "dw", "db"};
+
+/// dx, dw and db of conv2d_backward on `threads` threads, dw and db accumulated onto 0.25.
+template <typename T>
+std::vector<std::vector<T>> conv_gradients(const ops::ConvShape& s, const std::vector<T>& x,
+                                           const std::vector<T>& w, const std::vector<T>& dy,
+                                           int threads) {
+  ops::set_threads(threads);
+  std::vector<T> dx(x.size()), dw(w.size(), T(0.25)),
+      db(static_cast<size_t>(s.out_channels), T(0.25));
+  ops::conv2d_backward(dx.data(), dw.data(), db.data(), x.data(), w.data(), dy.data(), s);
+  return {dx, dw, db};
+}
+
+// A convolution's weight and bias gradients are summed over blocks of images that do not follow
+// the thread count below 2 (detail::gradient_blocks: at least two, each block summed from zero,
+// the blocks added in order), so 1 and 2 threads give the same bits, on every method of the
+// weight gradient and every instruction set, float and double; 3 threads (three blocks) their
+// own bits, run after run. Odd batches, so the blocks differ in size.
+TEST(OpsSweep, Conv2dBackwardIsTheSameBitsOnOneAndTwoThreads) {
+  const int saved_threads = ops::threads();
+  const ops::ConvAlgorithm saved_conv = ops::conv_algorithm();
+  const ops::Isa saved_isa = ops::isa();
+  ops::set_conv_algorithm(ops::ConvAlgorithm::kAuto);
+  const ops::ConvShape shapes[] = {
+      ops::make_conv_shape(9, 3, 11, 10, 8, 5, 5, 1, 1, 2, 2),   // direct
+      shape3x3(7, 16, 9, 9, 16, 1),                              // F(2x2), 4 tiles a vector
+      shape3x3(37, 16, 14, 14, 16, 1),                           // F(2x2) across the lanes
+      shape3x3(19, 16, 7, 7, 32, 1),                             // F(4x4)
+      ops::make_conv_shape(17, 16, 9, 9, 32, 3, 3, 2, 2, 1, 1),  // implicit GEMM
+      ops::make_conv_shape(9, 16, 9, 9, 32, 1, 1, 2, 2, 0, 0)};  // im2col + GEMM
+  std::set<std::string> methods;
+  Rng rng(61);
+  for (const ops::Isa isa : ops::supported_isas()) {
+    ops::set_isa(isa);
+    for (const ops::ConvShape& s : shapes) {
+      const std::string method = ops::conv2d_weight_grad_method(s);
+      methods.insert(method);
+      SCOPED_TRACE(std::string(ops::isa_name(isa)) + ", " + method + ", " + describe(s));
+      const auto x = random_vector<float>(rng, s.batch * s.in_channels * s.in_h * s.in_w),
+                 w = random_vector<float>(rng,
+                                          s.out_channels * s.in_channels * s.kernel_h * s.kernel_w),
+                 dy = random_vector<float>(rng, s.batch * s.out_channels * s.out_h * s.out_w);
+      const auto one = conv_gradients(s, x, w, dy, 1), two = conv_gradients(s, x, w, dy, 2),
+                 three = conv_gradients(s, x, w, dy, 3);
+      const auto three_again = conv_gradients(s, x, w, dy, 3);
+      for (size_t k = 0; k < 3; ++k) {
+        EXPECT_TRUE(same_bits(one[k], two[k])) << kGradientNames[k] << ": 1 and 2 threads";
+        EXPECT_TRUE(same_bits(three[k], three_again[k])) << kGradientNames[k] << ": 3 threads";
+      }
+    }
+  }
+  ops::set_isa(saved_isa);
+  for (const char* method : {"direct", "winograd", "winograd4x4", "implicit", "gemm"})
+    EXPECT_TRUE(methods.count(method)) << method << " was not reached";
+  // Double: im2col + GEMM for every shape.
+  const ops::ConvShape s = shapes[0];
+  const auto x = random_vector<double>(rng, s.batch * s.in_channels * s.in_h * s.in_w),
+             w = random_vector<double>(rng, s.out_channels * s.in_channels * 25),
+             dy = random_vector<double>(rng, s.batch * s.out_channels * s.out_h * s.out_w);
+  const auto one = conv_gradients(s, x, w, dy, 1), two = conv_gradients(s, x, w, dy, 2);
+  for (size_t k = 0; k < 3; ++k)
+    EXPECT_TRUE(same_bits(one[k], two[k])) << "double " << kGradientNames[k];
+  ops::set_conv_algorithm(saved_conv);
+  ops::set_threads(saved_threads);
+}
+
 TEST(OpsSweep, BatchNormIsTheSameBitsOnOneAndTwoThreads) {
   const int saved_threads = ops::threads();
   Rng rng(46);

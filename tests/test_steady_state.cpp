@@ -3,7 +3,7 @@
 // the other tests. operator new (libstdc++'s calls malloc), Tensor's aligned_alloc and the
 // OpenMP runtime's allocations all pass through them. Shows that a training step at a fixed
 // batch size allocates nothing once warmed up, and that 1 and 2 threads train to the same
-// numbers (to 1e-5), bit-identical for a fixed thread count.
+// bits, as does a fixed thread count run after run.
 
 #include <gtest/gtest.h>
 
@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 
 #include "cnn/cnn.hpp"
 
@@ -69,13 +70,13 @@ struct Step {
   Tensor<float> x, gradient;
   std::vector<uint8_t> labels;
 
-  explicit Step(const std::string& preset)
+  explicit Step(const std::string& preset, uint64_t seed = 5)
       : model(build_model(preset_spec(preset))),
         objective(LossKind::kCrossEntropy, 10),
         sgd(model.parameters(), model.gradients(), {.lr = 0.05, .momentum = 0.9}),
         x(Shape{64, 1, 28, 28}),
         labels(64) {
-    Rng rng(5);
+    Rng rng(seed);
     model.init_parameters(rng);
     for (float& v : x) v = static_cast<float>(rng.uniform());
     for (size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<uint8_t>(i % 10);
@@ -145,9 +146,9 @@ TEST(SteadyState, AugmentationAllocatesNothingOnceWarm) {
   EXPECT_EQ(g_allocations.load() - before, 0);
 }
 
-std::vector<float> train(const std::string& preset, int threads, int steps) {
+std::vector<float> train(const std::string& preset, int threads, int steps, uint64_t seed = 5) {
   ops::set_threads(threads);
-  Step step(preset);
+  Step step(preset, seed);
   for (int i = 0; i < steps; ++i) step.run();
   ops::set_threads(1);
   return {step.model.parameters().begin(), step.model.parameters().end()};
@@ -167,20 +168,29 @@ TEST(SteadyState, AnEvaluationForwardAllocatesNothingOnceWarm) {
   ops::set_threads(1);
 }
 
-TEST(SteadyState, OneAndTwoThreadsAgreeAndEachIsReproducible) {
-  for (const char* preset : {"lenet5", "convnet", "resnet"}) {
-    const std::vector<float> one = train(preset, 1, 3), two = train(preset, 2, 3);
-    EXPECT_EQ(one, train(preset, 1, 3)) << preset << ": 1 thread is not reproducible";
-    EXPECT_EQ(two, train(preset, 2, 3)) << preset << ": 2 threads are not reproducible";
+/// Equal bit for bit: == would let -0 pass for +0.
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+// The issue asks 1 and 2 threads to agree to 1e-5 after 3 steps; they give the same bits
+// (detail::gradient_blocks: a convolution's weight gradient is summed over at least two
+// blocks of images on any thread count). While the sums followed the threads, the 1e-5 held
+// for seed 5 by luck: seeds 1 and 3 missed it (6.0e-5, 6.6e-5 under a variant), a ReLU or
+// pooling choice tipped by rounding in the third step. Hence several seeds for resnet.
+TEST(SteadyState, OneAndTwoThreadsGiveTheSameBitsAndEachIsReproducible) {
+  const std::pair<const char*, uint64_t> runs[] = {
+      {"lenet5", 5}, {"convnet", 5}, {"resnet", 5}, {"resnet", 1}, {"resnet", 3}};
+  for (const auto& [preset, seed] : runs) {
+    SCOPED_TRACE(std::string(preset) + ", seed " + std::to_string(seed));
+    const std::vector<float> one = train(preset, 1, 3, seed), two = train(preset, 2, 3, seed);
+    EXPECT_TRUE(same_bits(two, train(preset, 2, 3, seed))) << "2 threads are not reproducible";
     double scale = 0, worst = 0;
     for (float v : one) scale = std::max(scale, double(std::abs(v)));
     for (size_t i = 0; i < one.size(); ++i)
       worst = std::max(worst, double(std::abs(one[i] - two[i])));
-    // The issue's 1e-5 for every preset. (The earlier 16/32/64 resnet missed it, 1.8e-5: its
-    // BatchNorm biases amplified summation-order rounding; the 32/64/128 preset measures 3e-8.)
-    EXPECT_LE(worst / scale, 1e-5) << preset << ": 1 and 2 threads differ by " << worst;
-    std::printf("%s: 3 steps, 1 vs 2 threads, max |difference| / max |parameter| = %.3g\n", preset,
-                worst / scale);
+    EXPECT_TRUE(same_bits(one, two))
+        << "1 and 2 threads differ by " << worst / scale << " of the largest parameter";
   }
 }
 

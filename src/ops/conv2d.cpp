@@ -294,22 +294,23 @@ void unstage(float* image, const float* flat, int64_t channels, const Staging& g
   }
 }
 
-/// Thread t of `team` takes images [first, last).
+/// Part k of `parts` (a thread's share, or a block of detail::gradient_blocks) takes images
+/// [first, last).
 struct ImageRange {
   int64_t first, last;
 };
-ImageRange images_of_thread(int64_t batch, int thread, int team) {
-  return {batch * thread / team, batch * (thread + 1) / team};
+ImageRange images_of_part(int64_t batch, int part, int parts) {
+  return {batch * part / parts, batch * (part + 1) / parts};
 }
 
-/// dw (dw_size) and db (out_channels, may be null) += the `team` threads' partial sums, each
-/// partial_size apart (dw's part, then db's), in thread order: bit-identical results for a
-/// fixed thread count.
+/// dw (dw_size) and db (out_channels, may be null) += the `blocks` image blocks' partial sums,
+/// each partial_size apart (dw's part, then db's), in block order: the same bits whichever
+/// thread summed which block.
 template <typename T>
-void add_partials_in_thread_order(T* dw, T* db, const T* partials, int team, int64_t dw_size,
-                                  int64_t partial_size, int64_t out_channels) {
-  for (int t = 0; t < team; ++t) {
-    const T* partial = partials + t * partial_size;
+void add_partials_in_block_order(T* dw, T* db, const T* partials, int blocks, int64_t dw_size,
+                                 int64_t partial_size, int64_t out_channels) {
+  for (int b = 0; b < blocks; ++b) {
+    const T* partial = partials + b * partial_size;
     for (int64_t i = 0; i < dw_size; ++i) dw[i] += partial[i];
     if (db) {
       for (int64_t o = 0; o < out_channels; ++o) db[o] += partial[dw_size + o];
@@ -708,7 +709,7 @@ void conv2d_forward_direct(float* y, const float* x, const float* w, const float
   const int64_t out_size = s.out_channels * (relu_pool ? pooled_h * pooled_w : s.out_h * s.out_w);
   const int team = static_cast<int>(std::min<int64_t>(threads(), s.batch));
   detail::for_each_part(team, [&](int part) {
-    const ImageRange range = images_of_thread(s.batch, part, team);
+    const ImageRange range = images_of_part(s.batch, part, team);
     float* staged = detail::scratch<float>(0, g.size);
     float* flat = detail::scratch<float>(1, padded_channels * g.positions);
     std::fill(staged, staged + g.size, 0.0f);
@@ -750,12 +751,15 @@ struct DirectBackwardPlan {
   const int64_t* dx_offsets;
 };
 
-/// Backward of the images of `range` into one thread's partial sums: dw_partial (OC, taps) and
-/// db_partial (OC, may be null) assigned; dx assigned per image when not null. With dw_partial
-/// null, dx alone (the weight and bias gradients are another method's).
-void conv2d_backward_direct_images(const DirectBackwardPlan& plan, ImageRange range, float* dx,
-                                   float* dw_partial, float* db_partial, const float* x,
-                                   const float* w, const float* dy, const ConvShape& s) {
+/// Backward of the image blocks [first_block, last_block) of `blocks` (images_of_part) on one
+/// thread: block b's weight and bias gradients assigned to its partial sums at
+/// partials + b * partial_size (dw's (OC, taps), then db's OC when `bias`); dx assigned per
+/// image when not null. With partials null, dx alone (the weight and bias gradients are
+/// another method's). The staging buffers are set up once for the thread's run of blocks.
+void conv2d_backward_direct_blocks(const DirectBackwardPlan& plan, int first_block, int last_block,
+                                   int blocks, float* dx, float* partials, int64_t partial_size,
+                                   bool bias, const float* x, const float* w, const float* dy,
+                                   const ConvShape& s) {
   const detail::DirectConvKernels& kernels = detail::direct_conv_kernels();
   const int64_t lanes = kernels.lanes;
   const Staging& g = plan.g;
@@ -766,13 +770,13 @@ void conv2d_backward_direct_images(const DirectBackwardPlan& plan, ImageRange ra
   // ow >= out_w, so that those positions add nothing to the weight gradient.
   const int64_t dy_stride = plan.wg_channels * g.positions;
   // Images staged together, about 256 KiB of them, so the kernel's accumulators stay in
-  // registers across images.
+  // registers across images; at most a block's.
   const int64_t per_image = g.size + dy_stride;
-  const int64_t chunk =
-      std::clamp<int64_t>((int64_t{1} << 16) / per_image, 1, range.last - range.first);
+  const int64_t largest_block = (s.batch + blocks - 1) / blocks;
+  const int64_t chunk = std::clamp<int64_t>((int64_t{1} << 16) / per_image, 1, largest_block);
   const int64_t x_stride = g.size + g.positions;  // the image, then the run of ones
-  const int64_t grad_taps = db_partial ? taps + 1 : taps;
-  const bool weights = dw_partial != nullptr;
+  const int64_t grad_taps = bias ? taps + 1 : taps;
+  const bool weights = partials != nullptr;
   float* staged_x = nullptr;
   float* staged_dy = nullptr;
   float* lanes_sum = nullptr;
@@ -786,7 +790,6 @@ void conv2d_backward_direct_images(const DirectBackwardPlan& plan, ImageRange ra
       std::fill(image + g.size, image + x_stride, 1.0f);
     }
     std::fill(staged_dy, staged_dy + chunk * dy_stride, 0.0f);
-    std::fill(lanes_sum, lanes_sum + plan.wg_channels * grad_taps * lanes, 0.0f);
   }
 
   const bool direct_dx = dx != nullptr && plan.rotated != nullptr;
@@ -798,54 +801,59 @@ void conv2d_backward_direct_images(const DirectBackwardPlan& plan, ImageRange ra
     std::fill(dx_staged, dx_staged + plan.gd.size, 0.0f);
   }
 
-  for (int64_t start = range.first; start < range.last; start += chunk) {
-    const int64_t count = std::min(chunk, range.last - start);
-    if (weights) {
+  for (int block = first_block; block < last_block; ++block) {
+    const ImageRange range = images_of_part(s.batch, block, blocks);
+    if (weights) std::fill(lanes_sum, lanes_sum + plan.wg_channels * grad_taps * lanes, 0.0f);
+    for (int64_t start = range.first; start < range.last; start += chunk) {
+      const int64_t count = std::min(chunk, range.last - start);
+      if (weights) {
+        for (int64_t i = 0; i < count; ++i) {
+          const int64_t n = start + i;
+          stage(staged_x + i * x_stride, x + n * in_size, g);
+          const float* dyn = dy + n * s.out_channels * out_plane;
+          float* dys = staged_dy + i * dy_stride;
+          for (int64_t o = 0; o < s.out_channels; ++o) {
+            kernels.copy_rows(dys + o * g.positions, g.row, dyn + o * out_plane, s.out_w, s.out_h,
+                              s.out_w);
+          }
+        }
+        kernels.weight_grad({plan.wg_channels, plan.wg_block, grad_taps, plan.offsets, count,
+                             staged_x, x_stride, staged_dy, dy_stride, g.positions, lanes_sum});
+      }
+      if (!dx) continue;
       for (int64_t i = 0; i < count; ++i) {
         const int64_t n = start + i;
-        stage(staged_x + i * x_stride, x + n * in_size, g);
         const float* dyn = dy + n * s.out_channels * out_plane;
-        float* dys = staged_dy + i * dy_stride;
-        for (int64_t o = 0; o < s.out_channels; ++o) {
-          kernels.copy_rows(dys + o * g.positions, g.row, dyn + o * out_plane, s.out_w, s.out_h,
-                            s.out_w);
+        float* dxn = dx + n * in_size;
+        if (direct_dx) {
+          stage(dx_staged, dyn, plan.gd);
+          kernels.forward({plan.dx_channels, plan.dx_block,
+                           s.out_channels * s.kernel_h * s.kernel_w, plan.dx_offsets, dx_staged,
+                           plan.rotated, plan.dx_bias, dx_flat, plan.gd.positions});
+          unstage(dxn, dx_flat, s.in_channels, plan.gd);
+        } else {
+          float* dcol = detail::scratch<float>(1, taps * out_plane);
+          detail::gemm_tn(taps, out_plane, s.out_channels, w, taps, dyn, out_plane, dcol, out_plane,
+                          false);
+          col2im(dxn, dcol, s, out_plane);
         }
       }
-      kernels.weight_grad({plan.wg_channels, plan.wg_block, grad_taps, plan.offsets, count,
-                           staged_x, x_stride, staged_dy, dy_stride, g.positions, lanes_sum});
     }
-    if (!dx) continue;
-    for (int64_t i = 0; i < count; ++i) {
-      const int64_t n = start + i;
-      const float* dyn = dy + n * s.out_channels * out_plane;
-      float* dxn = dx + n * in_size;
-      if (direct_dx) {
-        stage(dx_staged, dyn, plan.gd);
-        kernels.forward({plan.dx_channels, plan.dx_block, s.out_channels * s.kernel_h * s.kernel_w,
-                         plan.dx_offsets, dx_staged, plan.rotated, plan.dx_bias, dx_flat,
-                         plan.gd.positions});
-        unstage(dxn, dx_flat, s.in_channels, plan.gd);
-      } else {
-        float* dcol = detail::scratch<float>(1, taps * out_plane);
-        detail::gemm_tn(taps, out_plane, s.out_channels, w, taps, dyn, out_plane, dcol, out_plane,
-                        false);
-        col2im(dxn, dcol, s, out_plane);
+    if (!weights) continue;
+    // Each weight's lanes, summed in lane order.
+    float* dw_partial = partials + block * partial_size;
+    for (int64_t o = 0; o < s.out_channels; ++o)
+      for (int64_t t = 0; t < grad_taps; ++t) {
+        const float* l = lanes_sum + (o * grad_taps + t) * lanes;
+        float sum = 0;
+        for (int64_t i = 0; i < lanes; ++i) sum += l[i];
+        if (t < taps) {
+          dw_partial[o * taps + t] = sum;
+        } else {
+          dw_partial[s.out_channels * taps + o] = sum;
+        }
       }
-    }
   }
-  if (!weights) return;
-  // Each weight's lanes, summed in lane order.
-  for (int64_t o = 0; o < s.out_channels; ++o)
-    for (int64_t t = 0; t < grad_taps; ++t) {
-      const float* l = lanes_sum + (o * grad_taps + t) * lanes;
-      float sum = 0;
-      for (int64_t i = 0; i < lanes; ++i) sum += l[i];
-      if (t < taps) {
-        dw_partial[o * taps + t] = sum;
-      } else {
-        db_partial[o] = sum;
-      }
-    }
 }
 
 /// The weight and bias gradients (db may be null) accumulated into dw and db, and dx assigned
@@ -864,7 +872,7 @@ void conv2d_backward_direct(float* dx, float* dw, float* db, const float* x, con
   offsets[static_cast<size_t>(plan.taps)] = plan.g.size;  // the bias gradient's run of ones
   plan.offsets = offsets.data();
 
-  const int team = static_cast<int>(std::min<int64_t>(threads(), s.batch));
+  const int blocks = detail::gradient_blocks(s.batch, threads());
   const int64_t dw_size = s.out_channels * plan.taps;
   const int64_t partial_size = dw ? dw_size + s.out_channels : 0;
   const int64_t dx_taps = s.out_channels * s.kernel_h * s.kernel_w;
@@ -874,10 +882,11 @@ void conv2d_backward_direct(float* dx, float* dw, float* db, const float* x, con
     plan.dx_channels = round_up(s.in_channels, plan.dx_block);
   }
   const int64_t rotated_size = direct_dx ? plan.dx_channels * (dx_taps + 1) : 0;
-  std::vector<float>& shared = detail::shared_scratch<float>(0, team * partial_size + rotated_size);
+  std::vector<float>& shared =
+      detail::shared_scratch<float>(0, blocks * partial_size + rotated_size);
   if (direct_dx) {
     // The full convolution's weights: rotated(ic, (oc, kh, kw)) = w(oc, ic, KH-1-kh, KW-1-kw).
-    float* packed = shared.data() + team * partial_size;
+    float* packed = shared.data() + blocks * partial_size;
     const int64_t kernel_size = s.kernel_h * s.kernel_w;
     detail::pack_columns(packed, s.in_channels, plan.dx_channels, plan.dx_block, dx_taps, 1,
                          [&](int64_t ic, int64_t t) {
@@ -895,13 +904,12 @@ void conv2d_backward_direct(float* dx, float* dw, float* db, const float* x, con
     plan.dx_offsets = offsets_dx.data();
   }
   float* partials = shared.data();
-  detail::for_each_part(team, [&](int part) {
-    float* partial = dw ? partials + part * partial_size : nullptr;
-    conv2d_backward_direct_images(plan, images_of_thread(s.batch, part, team), dx, partial,
-                                  dw && db ? partial + dw_size : nullptr, x, w, dy, s);
+  detail::for_each_run_on(blocks, threads(), [&](int first, int last) {
+    conv2d_backward_direct_blocks(plan, first, last, blocks, dx, dw ? partials : nullptr,
+                                  partial_size, dw && db, x, w, dy, s);
   });
   if (dw) {
-    add_partials_in_thread_order(dw, db, partials, team, dw_size, partial_size, s.out_channels);
+    add_partials_in_block_order(dw, db, partials, blocks, dw_size, partial_size, s.out_channels);
   }
 }
 
@@ -1124,23 +1132,23 @@ void conv2d_backward(T* dx, T* dw, T* db, const T* x, const T* w, const T* dy, c
     }
     if (conv_backward_uses_direct(s)) return conv2d_backward_direct(dx, dw, db, x, w, dy, s);
   }
-  const int team = static_cast<int>(std::min<int64_t>(threads(), s.batch));
-  if (team <= 1) return conv2d_backward_images(int64_t{0}, s.batch, dx, dw, db, x, w, dy, s);
-  // Each thread sums the parameter gradients of a contiguous block of images into its own
-  // partial buffer; the partials are then added in thread order, so that a fixed thread count
-  // gives bit-identical results.
+  const int blocks = detail::gradient_blocks(s.batch, threads());
+  if (blocks <= 1) return conv2d_backward_images(int64_t{0}, s.batch, dx, dw, db, x, w, dy, s);
+  // Each block of images (gradient_blocks: fixed by the batch) sums its parameter gradients
+  // into its own partial buffer; the partials are then added in block order, so that the
+  // result is the same bits on any thread count up to the block count.
   const int64_t dw_size = s.out_channels * s.in_channels * s.kernel_h * s.kernel_w;
   const int64_t partial_size = dw_size + s.out_channels;
-  std::vector<T>& partials = detail::shared_scratch<T>(0, team * partial_size);
-  detail::for_each_part(team, [&](int part) {
-    const ImageRange range = images_of_thread(s.batch, part, team);
-    T* partial = partials.data() + part * partial_size;
+  std::vector<T>& partials = detail::shared_scratch<T>(0, blocks * partial_size);
+  detail::for_each_part_on(blocks, threads(), [&](int block) {
+    const ImageRange range = images_of_part(s.batch, block, blocks);
+    T* partial = partials.data() + block * partial_size;
     std::fill(partial, partial + partial_size, T(0));
     conv2d_backward_images(range.first, range.last, dx, partial, db ? partial + dw_size : nullptr,
                            x, w, dy, s);
   });
-  add_partials_in_thread_order(dw, db, partials.data(), team, dw_size, partial_size,
-                               s.out_channels);
+  add_partials_in_block_order(dw, db, partials.data(), blocks, dw_size, partial_size,
+                              s.out_channels);
 }
 
 template void conv2d_forward<float>(float*, const float*, const float*, const float*,

@@ -31,6 +31,19 @@ struct ConvEpilogue {
   }
 };
 
+/// The blocks a convolution's backward cuts a batch of `batch` images into (block b: images
+/// [batch b / blocks, batch (b + 1) / blocks)) for `threads` requested threads (ops::threads()):
+/// each block's weight (and bias) gradient is summed on its own, from zero, and the blocks' sums
+/// are added in block order, whichever thread summed which block. At least two blocks, so that
+/// one thread gives the bits of two: a model trained on 1 thread is the file trained on 2 (the
+/// sums would otherwise differ in rounding, and a ReLU or pooling choice tipped by it grows
+/// within a few steps). More threads take one block each. (A count fixed by the batch alone,
+/// four blocks of 16 images at batch 64, would give the same bits on up to 4 threads, but cost
+/// 2% of resnet's training step on 2: each block's weight-gradient products start from zero.)
+inline int gradient_blocks(int64_t batch, int threads) {
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(batch, std::max(threads, 2))));
+}
+
 /// Images whose output positions one product takes side by side, to reach about `target`
 /// positions: small planes (a stride-2 layer's 7x7 or 4x4) gave each image's product only
 /// 16-49 columns (or rows), where packing and edge tiles cost as much as the multiply-adds.

@@ -609,11 +609,13 @@ void implicit_conv_backward(float* dx, float* dw, const float* x, const float* w
   for (int64_t r = 0; r < group * positions; ++r) position_offsets[r] = position_offset(r, s, g);
 
   // The weight gradient's GEMM: rows are the taps (ic, kh, kw), the depth the group's output
-  // positions, B dy transposed (positions x output channels). One partial per thread.
+  // positions, B dy transposed (positions x output channels). One partial per block of
+  // images (gradient_blocks).
+  const int blocks = gradient_blocks(s.batch, ops::threads());
   const int64_t partial_size = tap_rows * columns;
-  std::vector<float>& partials = shared_scratch<float>(1, team * partial_size);
-  for_each_part(team, [&](int part) {
-    const int64_t first = s.batch * part / team, last = s.batch * (part + 1) / team;
+  std::vector<float>& partials = shared_scratch<float>(1, blocks * partial_size);
+  for_each_part_on(blocks, team, [&](int part) {
+    const int64_t first = s.batch * part / blocks, last = s.batch * (part + 1) / blocks;
     float* partial = partials.data() + part * partial_size;
     float* staged = scratch<float>(0, group * g.size());
     std::fill(staged, staged + group * g.size(), 0.0f);
@@ -700,15 +702,15 @@ void implicit_conv_backward(float* dx, float* dw, const float* x, const float* w
                        dx_spare_row, s);
     }
   });
-  // dw (out_channels, taps) += the partials (taps, columns) in thread order, the threads
+  // dw (out_channels, taps) += the partials (taps, columns) in block order, the threads
   // splitting the output channels (the same bits for any split), 16 at a time.
   const int64_t tiles = (s.out_channels + 15) / 16;
   for_each_range(static_cast<int>(std::min<int64_t>(team, tiles)), tiles,
                  [&](int64_t first, int64_t last) {
                    for (int64_t tile = first; tile < last; ++tile) {
                      const int64_t o0 = tile * 16, o1 = std::min(o0 + 16, s.out_channels);
-                     for (int t = 0; t < team; ++t) {
-                       const float* partial = partials.data() + t * partial_size;
+                     for (int b = 0; b < blocks; ++b) {
+                       const float* partial = partials.data() + b * partial_size;
                        for (int64_t k = 0; k < taps; ++k)
                          for (int64_t o = o0; o < o1; ++o)
                            dw[o * taps + k] += partial[k * columns + o];

@@ -33,6 +33,35 @@ void for_each_part(int parts, const Body& body) {
   }
 }
 
+/// Runs body(first, last) on a team of up to min(parts, threads) threads, each thread once with
+/// its contiguous run of parts: thread t of the team OpenMP grants (g threads) takes
+/// [parts t / g, parts (t + 1) / g), so every part in [0, parts) is in exactly one run. For work
+/// cut into a number of parts that does not follow the thread count (a convolution backward's
+/// image blocks, each with its own partial sums): the parts' results do not depend on the team,
+/// and a thread's parts are neighbours. With one thread, one call body(0, parts).
+template <typename Body>
+void for_each_run_on(int parts, int threads, const Body& body) {
+  if (threads > parts) threads = parts;
+  if (threads <= 1) {
+    if (parts > 0) body(0, parts);
+    return;
+  }
+#pragma omp parallel num_threads(threads)
+  {
+    const int team = omp_get_num_threads(), thread = omp_get_thread_num();
+    const int first = parts * thread / team, last = parts * (thread + 1) / team;
+    if (first < last) body(first, last);
+  }
+}
+
+/// for_each_run_on, calling body(part) for each part of a thread's run in order.
+template <typename Body>
+void for_each_part_on(int parts, int threads, const Body& body) {
+  for_each_run_on(parts, threads, [&](int first, int last) {
+    for (int part = first; part < last; ++part) body(part);
+  });
+}
+
 /// Splits [0, n) into `parts` contiguous ranges (part k: [n k / parts, n (k + 1) / parts)) and
 /// runs body(first, last) for each through for_each_part. For work whose result does not depend
 /// on the split (element-wise, or plane by plane); with parts <= 1, one call body(0, n).

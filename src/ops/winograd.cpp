@@ -637,17 +637,17 @@ void backward_products(int positions, int64_t out_channels, int64_t in_channels,
   }
 }
 
-/// dL/dU = the `team` threads' partials (positions matrices of `pairs` each, `stride` apart,
-/// from `partials` on) added in thread order into the first, then dL/dg = G^T (dL/dU) G for
+/// dL/dU = the `blocks` image blocks' partials (positions matrices of `pairs` each, `stride`
+/// apart, from `partials` on) added in block order into the first, then dL/dg = G^T (dL/dU) G for
 /// every kernel, accumulated into dw: each part of the kernels on a thread (the same bits for
 /// any split), 4 kernels a vector (they are consecutive in dL/dU), then the rest one by one.
 template <typename Tile>
-void add_weight_grads(float* dw, float* partials, int team, int64_t pairs, int64_t stride) {
+void add_weight_grads(float* dw, float* partials, int blocks, int64_t pairs, int64_t stride) {
   constexpr int kPositions = Tile::kPositions;
   float* du = partials;
   for_each_kernel_range(pairs, [&](int64_t first, int64_t last) {
-    for (int t = 1; t < team; ++t) {
-      const float* other = partials + t * kPositions * stride;
+    for (int b = 1; b < blocks; ++b) {
+      const float* other = partials + b * kPositions * stride;
       for (int xi = 0; xi < kPositions; ++xi)
         for (int64_t p = first; p < last; ++p) du[xi * stride + p] += other[xi * stride + p];
     }
@@ -678,7 +678,7 @@ void tile_vectors_backward3x3(float* dx, float* dw, const float* x, const float*
   const int64_t chunk = images_per_chunk(g, batch);
   const int64_t in_size = in_channels * height * width;
   const int64_t out_size = out_channels * g.out_h * g.out_w;
-  const int team = static_cast<int>(std::min<int64_t>(ops::threads(), batch));
+  const int blocks = gradient_blocks(batch, ops::threads());
   // dL/dV_xi = U_xi^T Z_xi: each U_xi^T (in_channels x out_channels) packed once.
   thread_local std::vector<float> packed_ut[16];
   // This thread's buffers, named by pointer: in a lambda run on another thread, `packed_ut`
@@ -686,10 +686,11 @@ void tile_vectors_backward3x3(float* dx, float* dw, const float* x, const float*
   std::vector<float>* const packs = packed_ut;
   const int64_t u_stride = kernel_position_stride(pairs);
   if (dx) transform_into_packed<TileF2>(packs, weights, out_channels, in_channels, true);
-  // dL/dU (16, out_channels, in_channels) per thread, added in thread order afterwards.
-  std::vector<float>& partials = shared_scratch<float>(1, team * 16 * u_stride);
-  for_each_part(team, [&](int part) {
-    const int64_t first = batch * part / team, last = batch * (part + 1) / team;
+  // dL/dU (16, out_channels, in_channels) per block of images, added in block order
+  // afterwards.
+  std::vector<float>& partials = shared_scratch<float>(1, blocks * 16 * u_stride);
+  for_each_part_on(blocks, ops::threads(), [&](int part) {
+    const int64_t first = batch * part / blocks, last = batch * (part + 1) / blocks;
     float* du = partials.data() + part * 16 * u_stride;  // assigned by the first chunk
     // The input plane (with 8 floats of slack for transform_input_grads), then dy's plane.
     const int64_t plane = g.staged_h * g.staged_w + 8;
@@ -715,7 +716,7 @@ void tile_vectors_backward3x3(float* dx, float* dw, const float* x, const float*
       if (dx) transform_input_grads(dx + start * in_size, v, v_stride, tiles, count, staged, g);
     }
   });
-  add_weight_grads<TileF2>(dw, partials.data(), team, pairs, u_stride);
+  add_weight_grads<TileF2>(dw, partials.data(), blocks, pairs, u_stride);
 }
 
 }  // namespace
@@ -750,23 +751,22 @@ struct TileF4 {
 };
 
 /// Images per chunk of the lane backward (F(4x4), and F(2x2) from 32 images; the lane forward
-/// goes a group at a time): whole groups of the kernels' lanes (a group part empty costs a
-/// full group's transforms, and its GEMMs are narrower), about 2 MiB of transformed tiles (V
-/// and Z) per thread but at least two groups, a thread's groups cut into chunks of
-/// equal size (28 + 4 images of resnet's 7x7 layer left the second chunk's products too
-/// narrow). (Chunks of 9 images in groups of 16 lanes, convnet's 32 -> 64 layer on 14x14
-/// planes run by F(4x4) in a harness, took 10.2-10.6 ms at batch 256; chunks of 16, 6.9-7.8.)
-/// The chunks move resnet's rounding: with the 7x7 layer in chunks of one group (16 images on
-/// AVX-512) instead of two, 3 training steps on 1 and on 2 threads differed by 1.05e-5 of the
-/// largest parameter (SteadyState.OneAndTwoThreadsAgreeAndEachIsReproducible; 1.2e-7 with
-/// two), one weight of the stride-2 layer before it amplifying the weight gradients' other
-/// summation order.
+/// goes a group at a time) for blocks of `per_part` images (gradient_blocks): whole groups of
+/// the kernels' lanes (a group part empty costs a full group's transforms, and its GEMMs are
+/// narrower), about 2 MiB of transformed tiles (V and Z) per thread but at least two groups,
+/// a block's groups cut into chunks of equal size (28 + 4 images of resnet's 7x7 layer left
+/// the second chunk's products too narrow). (Chunks of 9 images in groups of 16 lanes, convnet's 32
+/// -> 64 layer on 14x14 planes run by F(4x4) in a harness, took 10.2-10.6 ms at batch 256; chunks
+/// of 16, 6.9-7.8.) The chunks move resnet's rounding: with the 7x7 layer in chunks of one group
+/// (16 images on AVX-512) instead of two, 3 training steps on 1 and on 2 threads differed
+/// by 1.05e-5 of the largest parameter (1.2e-7 with two), one weight of the stride-2 layer before
+/// it amplifying the weight gradients' other summation order; the chunks now follow the blocks, and
+/// 1 and 2 threads give the same bits.
 template <typename Tile>
-int64_t lanes_images_per_chunk(const Geometry& g, int64_t batch, int64_t lanes) {
+int64_t lanes_images_per_chunk(const Geometry& g, int64_t per_part, int64_t lanes) {
   const int64_t per_image = g.tiles_h * g.tiles_w;
   const int64_t cap =
       (int64_t{1} << 19) / (Tile::kPositions * (g.in_channels + g.out_channels) * per_image);
-  const int64_t per_part = (batch + ops::threads() - 1) / ops::threads();
   const int64_t groups = (per_part + lanes - 1) / lanes;
   const int64_t groups_cap = std::max<int64_t>(2, cap / lanes);
   const int64_t chunks = (groups + groups_cap - 1) / groups_cap;
@@ -919,19 +919,20 @@ void lanes_backward3x3(float* dx, float* dw, const float* x, const float* weight
   const WinogradLaneKernels::Tiles& tiles_k = Tile::lane_tiles(k);
   const int64_t pairs = out_channels * in_channels;
   const int64_t per_image = g.tiles_h * g.tiles_w;
-  const int64_t chunk = lanes_images_per_chunk<Tile>(g, batch, k.lanes);
+  const int blocks = gradient_blocks(batch, ops::threads());
+  const int64_t chunk = lanes_images_per_chunk<Tile>(g, (batch + blocks - 1) / blocks, k.lanes);
   const int64_t in_size = in_channels * height * width, in_plane = height * width;
   const int64_t out_plane = g.out_h * g.out_w;
-  const int team = static_cast<int>(std::min<int64_t>(ops::threads(), batch));
   // dL/dV_xi = U_xi^T Z_xi: each U_xi^T (in_channels x out_channels) packed once.
   thread_local std::vector<float> packed_ut[kPositions];
   std::vector<float>* const packs = packed_ut;  // this thread's, named by pointer
   const int64_t u_stride = kernel_position_stride(pairs);
   if (dx) transform_into_packed<Tile>(packs, weights, out_channels, in_channels, true);
-  // dL/dU (positions, out_channels, in_channels) per thread, added in thread order afterwards.
-  std::vector<float>& partials = shared_scratch<float>(1, team * kPositions * u_stride);
-  for_each_part(team, [&](int part) {
-    const int64_t first = batch * part / team, last = batch * (part + 1) / team;
+  // dL/dU (positions, out_channels, in_channels) per block of images, added in block order
+  // afterwards.
+  std::vector<float>& partials = shared_scratch<float>(1, blocks * kPositions * u_stride);
+  for_each_part_on(blocks, ops::threads(), [&](int part) {
+    const int64_t first = batch * part / blocks, last = batch * (part + 1) / blocks;
     float* du = partials.data() + part * kPositions * u_stride;  // assigned by the first chunk
     // The staged input (zero padding), input gradient and output gradient (zero past the
     // output) groups.
@@ -973,7 +974,7 @@ void lanes_backward3x3(float* dx, float* dw, const float* x, const float* weight
         }
     }
   });
-  add_weight_grads<Tile>(dw, partials.data(), team, pairs, u_stride);
+  add_weight_grads<Tile>(dw, partials.data(), blocks, pairs, u_stride);
 }
 
 }  // namespace
