@@ -1483,12 +1483,6 @@ TEST(OpsSweep, BatchNormSumsAreTheSameBitsOnEveryInstructionSet) {
   ops::set_threads(saved_threads);
 }
 
-// BatchNorm's threads split the images (the planes, below 2 images), and each plane's sums
-// are added over the images in order by one thread; planes shorter than 16 values (BatchNorm1d)
-// split the channels, each thread adding its channels' plane sums over the images in order:
-// the same bits on 1 and 2 threads. The sums round: every channel's plane of image 0 starts
-// with +2^60 and of image 4 with -2^60 (in x and in dy), which swallow the other images' sums
-// added to them in one order and not in another (two threads' partial sums added up).
 constexpr const char* kGradientNames[] = {"dx", "dw", "db"};
 
 /// dx, dw and db of conv2d_backward on `threads` threads, dw and db accumulated onto 0.25.
@@ -1503,11 +1497,11 @@ std::vector<std::vector<T>> conv_gradients(const ops::ConvShape& s, const std::v
   return {dx, dw, db};
 }
 
-// A convolution's weight and bias gradients are summed over blocks of images that do not follow
-// the thread count below 2 (detail::gradient_blocks: at least two, each block summed from zero,
-// the blocks added in order), so 1 and 2 threads give the same bits, on every method of the
-// weight gradient and every instruction set, float and double; 3 threads (three blocks) their
-// own bits, run after run. Odd batches, so the blocks differ in size.
+// A convolution's weight and bias gradients are summed over max(2, threads) blocks of images
+// (detail::gradient_blocks: each block summed from zero, the blocks added in order), so 1 and 2
+// threads give the same bits, on every method of the weight gradient and every instruction
+// set, float and double; 3 threads (three blocks) their own bits, run after run. Odd batches,
+// so the blocks differ in size.
 TEST(OpsSweep, Conv2dBackwardIsTheSameBitsOnOneAndTwoThreads) {
   const int saved_threads = ops::threads();
   const ops::ConvAlgorithm saved_conv = ops::conv_algorithm();
@@ -1544,7 +1538,7 @@ TEST(OpsSweep, Conv2dBackwardIsTheSameBitsOnOneAndTwoThreads) {
   ops::set_isa(saved_isa);
   for (const char* method : {"direct", "winograd", "winograd4x4", "implicit", "gemm"})
     EXPECT_TRUE(methods.count(method)) << method << " was not reached";
-  // Double: im2col + GEMM for every shape.
+  // Double (im2col + GEMM, its one method): the first shape.
   const ops::ConvShape s = shapes[0];
   const auto x = random_vector<double>(rng, s.batch * s.in_channels * s.in_h * s.in_w),
              w = random_vector<double>(rng, s.out_channels * s.in_channels * 25),
@@ -1556,6 +1550,12 @@ TEST(OpsSweep, Conv2dBackwardIsTheSameBitsOnOneAndTwoThreads) {
   ops::set_threads(saved_threads);
 }
 
+// BatchNorm's threads split the images (the planes, below 2 images), and each plane's sums
+// are added over the images in order by one thread; planes shorter than 16 values (BatchNorm1d)
+// split the channels, each thread adding its channels' plane sums over the images in order:
+// the same bits on 1 and 2 threads. The sums round: every channel's plane of image 0 starts
+// with +2^60 and of image 4 with -2^60 (in x and in dy), which swallow the other images' sums
+// added to them in one order and not in another (two threads' partial sums added up).
 TEST(OpsSweep, BatchNormIsTheSameBitsOnOneAndTwoThreads) {
   const int saved_threads = ops::threads();
   Rng rng(46);

@@ -1134,9 +1134,9 @@ void conv2d_backward(T* dx, T* dw, T* db, const T* x, const T* w, const T* dy, c
   }
   const int blocks = detail::gradient_blocks(s.batch, threads());
   if (blocks <= 1) return conv2d_backward_images(int64_t{0}, s.batch, dx, dw, db, x, w, dy, s);
-  // Each block of images (gradient_blocks: fixed by the batch) sums its parameter gradients
-  // into its own partial buffer; the partials are then added in block order, so that the
-  // result is the same bits on any thread count up to the block count.
+  // Each block of images (gradient_blocks: max(2, threads)) sums its parameter gradients into
+  // its own partial buffer; the partials are then added in block order, so that 1 and 2
+  // threads give the same bits, as does a fixed thread count whatever team OpenMP grants.
   const int64_t dw_size = s.out_channels * s.in_channels * s.kernel_h * s.kernel_w;
   const int64_t partial_size = dw_size + s.out_channels;
   std::vector<T>& partials = detail::shared_scratch<T>(0, blocks * partial_size);
