@@ -112,7 +112,8 @@ const char* const kTrainHelp =
     "                  left-right half the time, drawn from the seed (RandomCrop +\n"
     "                  RandomHorizontalFlip)\n"
     "  --threads       default: the number of cores, shared by the host's ranks under mpirun\n"
-    "                  (the same seed, thread and rank counts give a bit-identical model file)\n"
+    "                  (the same seed, thread and rank counts give a bit-identical model file;\n"
+    "                  1 and 2 threads give the same one)\n"
     "  --out           default MODEL.safetensors (MODEL = the preset or spec name); the\n"
     "                  metrics go to OUT with .csv and the curves to OUT with .svg\n";
 
