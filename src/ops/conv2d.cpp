@@ -294,15 +294,6 @@ void unstage(float* image, const float* flat, int64_t channels, const Staging& g
   }
 }
 
-/// Part k of `parts` (a thread's share, or a block of detail::gradient_blocks) takes images
-/// [first, last).
-struct ImageRange {
-  int64_t first, last;
-};
-ImageRange images_of_part(int64_t batch, int part, int parts) {
-  return {batch * part / parts, batch * (part + 1) / parts};
-}
-
 /// dw (dw_size) and db (out_channels, may be null) += the `blocks` image blocks' partial sums,
 /// each partial_size apart (dw's part, then db's), in block order: the same bits whichever
 /// thread summed which block.
@@ -709,7 +700,7 @@ void conv2d_forward_direct(float* y, const float* x, const float* w, const float
   const int64_t out_size = s.out_channels * (relu_pool ? pooled_h * pooled_w : s.out_h * s.out_w);
   const int team = static_cast<int>(std::min<int64_t>(threads(), s.batch));
   detail::for_each_part(team, [&](int part) {
-    const ImageRange range = images_of_part(s.batch, part, team);
+    const detail::ImageRange range = detail::images_of_part(s.batch, part, team);
     float* staged = detail::scratch<float>(0, g.size);
     float* flat = detail::scratch<float>(1, padded_channels * g.positions);
     std::fill(staged, staged + g.size, 0.0f);
@@ -802,7 +793,7 @@ void conv2d_backward_direct_blocks(const DirectBackwardPlan& plan, int first_blo
   }
 
   for (int block = first_block; block < last_block; ++block) {
-    const ImageRange range = images_of_part(s.batch, block, blocks);
+    const detail::ImageRange range = detail::images_of_part(s.batch, block, blocks);
     if (weights) std::fill(lanes_sum, lanes_sum + plan.wg_channels * grad_taps * lanes, 0.0f);
     for (int64_t start = range.first; start < range.last; start += chunk) {
       const int64_t count = std::min(chunk, range.last - start);
@@ -1141,7 +1132,7 @@ void conv2d_backward(T* dx, T* dw, T* db, const T* x, const T* w, const T* dy, c
   const int64_t partial_size = dw_size + s.out_channels;
   std::vector<T>& partials = detail::shared_scratch<T>(0, blocks * partial_size);
   detail::for_each_part_on(blocks, threads(), [&](int block) {
-    const ImageRange range = images_of_part(s.batch, block, blocks);
+    const detail::ImageRange range = detail::images_of_part(s.batch, block, blocks);
     T* partial = partials.data() + block * partial_size;
     std::fill(partial, partial + partial_size, T(0));
     conv2d_backward_images(range.first, range.last, dx, partial, db ? partial + dw_size : nullptr,

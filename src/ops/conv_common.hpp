@@ -31,15 +31,24 @@ struct ConvEpilogue {
   }
 };
 
-/// The blocks a convolution's backward cuts a batch of `batch` images into (block b: images
-/// [batch b / blocks, batch (b + 1) / blocks)) for `threads` requested threads (ops::threads()):
-/// each block's weight (and bias) gradient is summed on its own, from zero, and the blocks' sums
-/// are added in block order, whichever thread summed which block. At least two blocks, so that
-/// one thread gives the bits of two: a model trained on 1 thread is the file trained on 2 (the
-/// sums would otherwise differ in rounding, and a ReLU or pooling choice tipped by it grows
-/// within a few steps). More threads take one block each. (A count fixed by the batch alone,
-/// four blocks of 16 images at batch 64, would give the same bits on up to 4 threads, but cost
-/// 2% of resnet's training step on 2: each block's weight-gradient products start from zero.)
+/// Part k of `parts` (a thread's share, or a block of gradient_blocks) takes images
+/// [first, last) = [batch k / parts, batch (k + 1) / parts).
+struct ImageRange {
+  int64_t first, last;
+};
+inline ImageRange images_of_part(int64_t batch, int part, int parts) {
+  return {batch * part / parts, batch * (part + 1) / parts};
+}
+
+/// The blocks a convolution's backward cuts a batch of `batch` images into (images_of_part) for
+/// `threads` requested threads (ops::threads()): each block's weight (and bias) gradient is summed
+/// on its own, from zero, and the blocks' sums are added in block order, whichever thread summed
+/// which block. At least two blocks, so that one thread gives the bits of two: a model trained on 1
+/// thread is the file trained on 2 (the sums would otherwise differ in rounding, and a ReLU or
+/// pooling choice tipped by it grows within a few steps). More threads take one block each. (A
+/// count fixed by the batch alone, four blocks of 16 images at batch 64, would give the same bits
+/// on up to 4 threads, but cost 2% of resnet's training step on 2: each block's weight-gradient
+/// products start from zero.)
 inline int gradient_blocks(int64_t batch, int threads) {
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(batch, std::max(threads, 2))));
 }

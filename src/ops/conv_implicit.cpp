@@ -615,7 +615,7 @@ void implicit_conv_backward(float* dx, float* dw, const float* x, const float* w
   const int64_t partial_size = tap_rows * columns;
   std::vector<float>& partials = shared_scratch<float>(1, blocks * partial_size);
   for_each_part_on(blocks, team, [&](int part) {
-    const int64_t first = s.batch * part / blocks, last = s.batch * (part + 1) / blocks;
+    const auto [first, last] = images_of_part(s.batch, part, blocks);
     float* partial = partials.data() + part * partial_size;
     float* staged = scratch<float>(0, group * g.size());
     std::fill(staged, staged + group * g.size(), 0.0f);

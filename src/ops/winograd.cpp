@@ -690,7 +690,7 @@ void tile_vectors_backward3x3(float* dx, float* dw, const float* x, const float*
   // afterwards.
   std::vector<float>& partials = shared_scratch<float>(1, blocks * 16 * u_stride);
   for_each_part_on(blocks, ops::threads(), [&](int part) {
-    const int64_t first = batch * part / blocks, last = batch * (part + 1) / blocks;
+    const auto [first, last] = images_of_part(batch, part, blocks);
     float* du = partials.data() + part * 16 * u_stride;  // assigned by the first chunk
     // The input plane (with 8 floats of slack for transform_input_grads), then dy's plane.
     const int64_t plane = g.staged_h * g.staged_w + 8;
@@ -932,7 +932,7 @@ void lanes_backward3x3(float* dx, float* dw, const float* x, const float* weight
   // afterwards.
   std::vector<float>& partials = shared_scratch<float>(1, blocks * kPositions * u_stride);
   for_each_part_on(blocks, ops::threads(), [&](int part) {
-    const int64_t first = batch * part / blocks, last = batch * (part + 1) / blocks;
+    const auto [first, last] = images_of_part(batch, part, blocks);
     float* du = partials.data() + part * kPositions * u_stride;  // assigned by the first chunk
     // The staged input (zero padding), input gradient and output gradient (zero past the
     // output) groups.
