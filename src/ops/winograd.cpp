@@ -519,7 +519,7 @@ void tile_vectors_conv3x3(float* y, const float* x, const float* weights, const 
   const int64_t in_size = in_channels * height * width;
   const int team = static_cast<int>(std::min<int64_t>(ops::threads(), batch));
   for_each_part(team, [&](int part) {
-    const int64_t first = batch * part / team, last = batch * (part + 1) / team;
+    const auto [first, last] = images_of_part(batch, part, team);
     float* staged = scratch<float>(4, g.staged_h * g.staged_w);
     std::fill(staged, staged + g.staged_h * g.staged_w, 0.0f);
     float* v = scratch<float>(5, 16 * winograd_position_stride(in_channels, chunk * per_image));
