@@ -4,7 +4,6 @@
 #include "conv_implicit.hpp"
 
 #include <algorithm>
-#include <atomic>
 #include <vector>
 
 #include "conv_common.hpp"
@@ -490,11 +489,14 @@ void implicit_conv_forward(float* y, const float* x, const float* w, const float
   const int64_t group = images_per_group(kGroupPositions, positions, s.batch);
   // Each class's rows rounded up to whole tiles; the repeated rows write to a spare row of c.
   const int64_t max_rows = group * positions + class_count * (kGatherRows - 1);
-  // The threads take groups of images (`group` images from 0) as they come free, as
-  // lanes_conv3x3 does (winograd.cpp says why); an image's rows are the same sums in any group.
+  // Each thread takes its own block of images (images_of_part), in groups of `group`; an image's
+  // rows are the same sums in any group. The blocks are those of the passes before and after
+  // (ReLU, pooling, BatchNorm), so a thread reads the images it wrote (winograd.cpp's
+  // lanes_conv3x3 says why that matters here).
   const int64_t group_count = (s.batch + group - 1) / group;
-  std::atomic<int64_t> next_group{0};
-  for_each_part(static_cast<int>(std::min<int64_t>(team, group_count)), [&](int) {
+  const int parts = static_cast<int>(std::min<int64_t>(team, group_count));
+  for_each_part(parts, [&](int part) {
+    const ImageRange range = images_of_part(s.batch, part, parts);
     float* staged = scratch<float>(0, group * g.size());
     std::fill(staged, staged + group * g.size(), 0.0f);
     float* c = scratch<float>(1, (group * positions + 1) * columns);
@@ -502,8 +504,8 @@ void implicit_conv_forward(float* y, const float* x, const float* w, const float
     const float** rows = scratch<const float*>(0, max_rows);
     float** c_rows = scratch<float*>(0, max_rows);
     int64_t* class_rows = scratch<int64_t>(0, 2 * class_count);  // first row, count
-    for (int64_t unit = next_group++; unit < group_count; unit = next_group++) {
-      const int64_t n0 = unit * group, images = std::min(group, s.batch - n0);
+    for (int64_t n0 = range.first; n0 < range.last; n0 += group) {
+      const int64_t images = std::min(group, range.last - n0);
       for (int64_t i = 0; i < images; ++i) stage(staged + i * g.size(), x + (n0 + i) * in_size, g);
       // The group's positions class by class (image, oh, ow order within one); each writes
       // its row of c in position order (image, oh, ow), as copy_out reads them.

@@ -9,7 +9,6 @@
 #include "winograd.hpp"
 
 #include <algorithm>
-#include <atomic>
 #include <cstring>
 #include <stdexcept>
 #include <vector>
@@ -856,15 +855,18 @@ void lanes_conv3x3(float* y, const float* x, const float* weights, const float* 
   const int64_t band = forward_band_rows<Tile>(g, lanes);
   const int64_t in_size = in_channels * height * width, out_plane = g.out_h * g.out_w;
   const int64_t plane_size = g.staged_h * g.staged_w * lanes;
-  // The threads take lane groups as they come free (a shared counter), not a fixed half each:
-  // the two vCPUs of this machine often run at different speeds (one thread 5-25% slower in a
-  // region), and a static split made the faster one wait. An image's result does not depend
-  // on its group or lane (the transforms work lane by lane; a GEMM column's sum does not
-  // depend on its place), so the bits do not depend on which thread took which group.
+  // Each thread takes its own run of groups (lanes images each, from image 0): at batches of
+  // 2 x lanes x k (64, 128, 256 on AVX-512) the blocks of images (images_of_part) of the passes
+  // before and after it (BatchNorm, ReLU, pooling), so that a thread reads the images it wrote.
+  // Groups handed out as threads came free (a shared counter) had been 1-3% faster on this machine
+  // when its two vCPUs shared a cache, and much slower when they did not (about 350 ns apart
+  // instead of 60-80: every image the other thread had written then came from the other core). An
+  // image's result does not depend on its group or lane (the transforms work lane by lane; a GEMM
+  // column's sum does not depend on its place), so the bits do not depend on the split.
   const int64_t groups = (batch + lanes - 1) / lanes;
   const int team = static_cast<int>(std::min<int64_t>(ops::threads(), groups));
-  std::atomic<int64_t> next_group{0};
-  for_each_part(team, [&](int) {
+  for_each_part(team, [&](int part) {
+    const int64_t first_group = groups * part / team, last_group = groups * (part + 1) / team;
     float* staged =
         scratch<float>(4, in_channels * plane_size + kM * kM * band * g.tiles_w * lanes);
     float* out_staged = staged + in_channels * plane_size;
@@ -875,7 +877,7 @@ void lanes_conv3x3(float* y, const float* x, const float* weights, const float* 
     const int64_t max_tiles = band * g.tiles_w * lanes;
     float* v = scratch<float>(5, kPositions * winograd_position_stride(in_channels, max_tiles));
     float* m = scratch<float>(6, kPositions * winograd_position_stride(out_channels, max_tiles));
-    for (int64_t group = next_group++; group < groups; group = next_group++) {
+    for (int64_t group = first_group; group < last_group; ++group) {
       const int64_t start = group * lanes, valid = std::min(lanes, batch - start);
       for (int64_t c = 0; c < in_channels; ++c)
         k.stage(staged + c * plane_size, g.staged_w, x + start * in_size + c * height * width,
