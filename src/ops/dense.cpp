@@ -5,8 +5,10 @@
 
 #include "cnn/ops.hpp"
 #include "cnn/ops_ref.hpp"
+#include "conv_common.hpp"
 #include "dconv.hpp"
 #include "gemm.hpp"
+#include "parallel.hpp"
 
 namespace cnn::ops {
 
@@ -14,6 +16,30 @@ namespace cnn::ops {
 // pack all of W (transposed) for a few rows of output, and at batch 1 that packing was most of
 // LeNet-5's latency (38 of 63 us, `cnn bench --batch 1`).
 constexpr int64_t kMatrixVectorMaxBatch = 8;
+
+namespace {
+/// Runs product(first, last) for the rows [first, last) of a product's m x n result (k
+/// multiply-adds each), each thread its own block of rows [m t / T, m (t + 1) / T) (T threads),
+/// when the product is worth a second thread; else one call for all rows. For rows that are
+/// images, these are the blocks the convolutions, pooling and BatchNorm split a batch into
+/// (images_of_part): a thread then reads the images it wrote in the layer before and writes those
+/// it reads in the layer after. For the weight gradient's rows (output features), each thread
+/// writes a contiguous block of the gradient, as the optimizers' element-wise split (halves of
+/// the parameters) mostly does. The GEMM's own split, by columns, had each thread read every
+/// image and write every row: on this machine, when its two vCPUs did not share a cache (about
+/// 350 ns apart instead of 60-80), a line written by one thread and then by the other costs a
+/// round trip, and lenet5's 2-thread step was no faster than one thread's. Each element's sum is
+/// the same whichever thread computes it, so the bits do not depend on the split.
+template <typename Product>
+void split_rows(int64_t m, int64_t n, int64_t k, const Product& product) {
+  const int team = static_cast<int>(std::min<int64_t>(threads(), m));
+  if (team < 2 || m * n * k < (int64_t{1} << 17)) return product(int64_t{0}, m);
+  detail::for_each_part(team, [&](int part) {
+    const detail::ImageRange rows = detail::images_of_part(m, part, team);
+    if (rows.first < rows.last) product(rows.first, rows.last);
+  });
+}
+}  // namespace
 
 template <typename T>
 void dense_forward(T* y, const T* x, const T* w, const T* b, const DenseShape& s) {
@@ -32,8 +58,11 @@ void dense_forward(T* y, const T* x, const T* w, const T* b, const DenseShape& s
       return;
     }
   }
-  detail::gemm_nt(s.batch, s.out_features, s.in_features, x, s.in_features, w, s.in_features, y,
-                  s.out_features, b != nullptr);
+  split_rows(s.batch, s.out_features, s.in_features, [&](int64_t first, int64_t last) {
+    detail::gemm_nt(last - first, s.out_features, s.in_features, x + first * s.in_features,
+                    s.in_features, w, s.in_features, y + first * s.out_features, s.out_features,
+                    b != nullptr);
+  });
 }
 
 template <typename T>
@@ -43,11 +72,16 @@ void dense_backward(T* dx, T* dw, T* db, const T* x, const T* w, const T* dy, co
     for (int64_t n = 0; n < s.batch; ++n)
       for (int64_t o = 0; o < s.out_features; ++o) db[o] += dy[n * s.out_features + o];
   }
-  detail::gemm_tn(s.out_features, s.in_features, s.batch, dy, s.out_features, x, s.in_features, dw,
-                  s.in_features, true);
+  split_rows(s.out_features, s.in_features, s.batch, [&](int64_t first, int64_t last) {
+    detail::gemm_tn(last - first, s.in_features, s.batch, dy + first, s.out_features, x,
+                    s.in_features, dw + first * s.in_features, s.in_features, true);
+  });
   if (dx) {
-    detail::gemm_nn(s.batch, s.in_features, s.out_features, dy, s.out_features, w, s.in_features,
-                    dx, s.in_features, false);
+    split_rows(s.batch, s.in_features, s.out_features, [&](int64_t first, int64_t last) {
+      detail::gemm_nn(last - first, s.in_features, s.out_features, dy + first * s.out_features,
+                      s.out_features, w, s.in_features, dx + first * s.in_features, s.in_features,
+                      false);
+    });
   }
 }
 
