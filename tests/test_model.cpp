@@ -407,6 +407,38 @@ Sequential<float> residual_block_model(int64_t channels, int64_t h, int64_t w, b
   return model;
 }
 
+// SplitAlignedBuffer (LayerChain's backward buffers): for 2 threads, the second half of a batch
+// (images_of_part's part 1) starts at the same address, to within a cache line, for every shape
+// asked for in turn, smaller or larger; each view lies inside the storage and is 64-byte aligned;
+// with 1 thread every view starts at the same place; an odd batch splits as images_of_part does.
+TEST(SplitAlignedBuffer, SecondHalfStartsAtOneAddressWhateverTheShape) {
+  const int saved = ops::threads();
+  ops::set_threads(2);
+  detail::SplitAlignedBuffer<float> buffer;
+  const std::vector<Shape> shapes = {Shape{64, 16, 5, 5},  Shape{64, 6, 28, 28}, Shape{64, 84},
+                                     Shape{64, 6, 14, 14}, Shape{7, 3, 5, 5},    Shape{1, 10},
+                                     Shape{64, 16, 10, 10}};
+  // Every shape once first, so that the storage has grown to its final size.
+  for (const Shape& shape : shapes) buffer.view(shape);
+  const float* second_half = nullptr;
+  for (const Shape& shape : shapes) {
+    const TensorView<float> view = buffer.view(shape);
+    const int64_t batch = shape[0], per_image = shape.numel() / batch;
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(view.data()) % 64, 0u) << shape.str();
+    EXPECT_GE(view.data(), buffer.storage()) << shape.str();
+    const float* half = view.data() + batch / 2 * per_image;  // images_of_part(batch, 1, 2)
+    if (batch < 2) continue;
+    if (second_half == nullptr) second_half = half;
+    EXPECT_LT(std::abs(half - second_half), 16) << shape.str();
+    std::fill(view.begin(), view.end(), 1.0f);  // inside the storage (ASan's build checks)
+  }
+  ops::set_threads(1);
+  for (const Shape& shape : shapes) buffer.view(shape);  // grown for one thread's views too
+  const float* start = buffer.view(shapes[0]).data();
+  for (const Shape& shape : shapes) EXPECT_EQ(buffer.view(shape).data(), start) << shape.str();
+  ops::set_threads(saved);
+}
+
 // LayerChain::forward_add_relu on a chain ending in a Conv2d that F(4x4) runs (with a
 // BatchNorm2d folded in, or not) takes the step (returns true) and writes relu(the chain's
 // output + addend) bit for bit; output() then gives forward()'s output; a chain ending in a

@@ -4,10 +4,32 @@
 #include <type_traits>
 #include <utility>
 
+#include "../ops/conv_common.hpp"
 #include "cnn/error.hpp"
 #include "cnn/ops.hpp"
 
 namespace cnn::detail {
+
+template <typename T>
+TensorView<T> SplitAlignedBuffer<T>::view(const Shape& shape) {
+  constexpr int64_t kLine = 64 / sizeof(T);
+  const int64_t numel = shape.numel();
+  const int64_t batch = shape.rank() > 0 ? shape[0] : 1;
+  const int parts = ops::threads();
+  // The first image of part parts / 2 (for 2 threads, the second half); with one thread the
+  // boundary is 0 and every view starts at middle_.
+  const int64_t boundary =
+      parts > 1 && batch > 0 ? images_of_part(batch, parts / 2, parts).first : 0;
+  const int64_t lead = batch > 0 ? boundary * (numel / batch) : 0;
+  if (lead > middle_ || numel - lead > tail_) {
+    middle_ = (std::max(lead, middle_) + kLine - 1) / kLine * kLine;
+    tail_ = std::max(tail_, numel - lead);
+    storage_.resize(Shape{middle_ + tail_ + kLine});
+  }
+  // Rounded down to a cache line, so that every view is as aligned as the storage.
+  const int64_t start = (middle_ - lead) / kLine * kLine;
+  return TensorView<T>(storage_.data() + start, shape);
+}
 
 template <typename T>
 void LayerChain<T>::set_layers(std::vector<Layer<T>*> layers) {
@@ -257,6 +279,7 @@ void LayerChain<T>::backward(TensorView<const T> dy, TensorView<T> dx) {
   }
   if (skipped_outputs_) recompute_skipped_outputs();
   TensorView<const T> upstream = dy;
+  bool in_a = false;  // upstream is in grad_a_ (dy itself is in neither)
   for (size_t k = layers_.size(); k-- > 0;) {
     // A fused ReLU and MaxPool2d (k - 1, k), or BatchNorm and ReLU, take one step, from the
     // first one's input.
@@ -267,9 +290,9 @@ void LayerChain<T>::backward(TensorView<const T> dy, TensorView<T> dx) {
     TensorView<T> step_dx;
     if (first > 0) {
       // The buffer that upstream is not in, so that dx never aliases the gradient being read.
-      Tensor<T>& buffer = upstream.data() == grad_a_.data() ? grad_b_ : grad_a_;
-      buffer.resize(x.shape());
-      step_dx = buffer.view();
+      SplitAlignedBuffer<T>& buffer = in_a ? grad_b_ : grad_a_;
+      step_dx = buffer.view(x.shape());
+      in_a = !in_a;
     } else {
       step_dx = dx;
     }
@@ -285,6 +308,8 @@ void LayerChain<T>::backward(TensorView<const T> dy, TensorView<T> dx) {
   }
 }
 
+template class SplitAlignedBuffer<float>;
+template class SplitAlignedBuffer<double>;
 template class LayerChain<float>;
 template class LayerChain<double>;
 
