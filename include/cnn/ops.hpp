@@ -174,6 +174,10 @@ void relu_maxpool2d_backward(T* dx, const T* dy, const T* x, const int32_t* argm
                              const PoolShape& s);
 
 // ---- element-wise activations (n elements) -----------------------------------------------
+/// y = x (n elements, batch images of n / batch each; y not overlapping x): each thread copies
+/// the images it takes in the kernels' split of a batch (Flatten, which has no arithmetic).
+template <typename T>
+void copy_images(T* y, const T* x, int64_t n, int64_t batch);
 /// y = x for x >= 0, else 0.
 template <typename T>
 void relu_forward(T* y, const T* x, int64_t n);

@@ -1,8 +1,10 @@
 #include <algorithm>
 #include <optional>
 
+#include "../ops/parallel.hpp"
 #include "cnn/error.hpp"
 #include "cnn/model.hpp"
+#include "cnn/ops.hpp"
 
 namespace cnn {
 
@@ -128,7 +130,12 @@ void Sequential<T>::backward(TensorView<const T> dy) {
 
 template <typename T>
 void Sequential<T>::zero_grad() {
-  grads_.fill(T(0));
+  // Split as the optimizers split their updates (parameter_parts), so that each thread zeroes
+  // the gradients it reads in the update.
+  T* const grads = grads_.data();
+  detail::for_each_range(
+      detail::parameter_parts(grads_.numel(), ops::threads()), grads_.numel(),
+      [&](int64_t begin, int64_t end) { std::fill(grads + begin, grads + end, T(0)); });
 }
 
 template <typename T>

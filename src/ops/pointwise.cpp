@@ -20,6 +20,19 @@ void for_chunks(int64_t n, const Body& body) {
   detail::for_each_range(team, n, [&](int64_t first, int64_t last) { body(first, last - first); });
 }
 
+template <typename T>
+void copy_images(T* y, const T* x, int64_t n, int64_t batch) {
+  // From 16 K elements (a lower bar than for_chunks': a line that one thread copies of another's
+  // images costs a round trip between the cores, 350 ns on this machine when its two vCPUs do
+  // not share a cache), the threads split the images as the kernels do.
+  const int team = static_cast<int>(std::min<int64_t>(threads(), batch));
+  if (team < 2 || n < (int64_t{1} << 14)) return static_cast<void>(std::copy(x, x + n, y));
+  const int64_t per_image = n / batch;
+  detail::for_each_range(team, batch, [&](int64_t first, int64_t last) {
+    std::copy(x + first * per_image, x + last * per_image, y + first * per_image);
+  });
+}
+
 // ReLU is the hottest element-wise op: the same loops as the reference, with the pointers
 // declared non-aliasing so that the compiler vectorises them.
 template <typename T>
@@ -159,6 +172,7 @@ void accumulate(T* dx, const T* g, int64_t n) {
 }
 
 #define CNN_INSTANTIATE_POINTWISE(T)                                                       \
+  template void copy_images<T>(T*, const T*, int64_t, int64_t);                            \
   template void relu_forward<T>(T*, const T*, int64_t);                                    \
   template void relu_backward<T>(T*, const T*, const T*, int64_t);                         \
   template void tanh_forward<T>(T*, const T*, int64_t);                                    \
