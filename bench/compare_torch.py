@@ -336,6 +336,15 @@ def main():
     print("conv2 ran forward/weight gradient/input gradient as %s; GFLOP/s count the direct "
           "convolution's multiply-adds (Winograd does 2.25x fewer, so the fraction can pass 100%%)."
           % last["layers"][3].get("algorithm", "?"))
+    print()
+    print("Round trip of a cache line between cnn's two threads, ns, before / after each 2-thread "
+          "`cnn bench`, round by round (about 50-90: the two cores share a cache; about 320-400: "
+          "they do not, and every 2-thread figure falls, lenet5's most; PyTorch's alike; "
+          "docs/design-notes.md, \"Where the two threads run\"):")
+    for name in ("lenet5", "convnet", "resnet"):
+        trips = ["%.0f / %.0f" % tuple(c.get("core_round_trip_ns", [0, 0])[:2])
+                 for c in cnn_rounds[(name, 2)] if len(c.get("core_round_trip_ns", [])) >= 2]
+        print("  %s: %s" % (name, ", ".join(trips) or "not measured"))
     return 0
 
 

@@ -92,6 +92,34 @@ TEST(ThreadTeams, InsideAUsersParallelRegionWithNestingOff) {
   expect_bit_identical(expected, nested, "user's parallel region");
 }
 
+// ops::measure_core_round_trip_ns (cnn bench's "round trip"): a positive time when OpenMP grants
+// its region two threads, 0 when it grants one (inside a user's region with nesting off), never
+// a hang. Few trips: on a 1-core machine each would wait for the scheduler.
+TEST(ThreadTeams, CoreRoundTripNeedsTwoThreads) {
+  int granted = 0;
+#pragma omp parallel num_threads(2)
+  {
+#pragma omp single
+    granted = omp_get_num_threads();
+  }
+  const double nanoseconds = ops::measure_core_round_trip_ns(200);
+  if (granted == 2) {
+    EXPECT_GT(nanoseconds, 0.0);
+  } else {
+    EXPECT_EQ(nanoseconds, 0.0);
+  }
+  const int saved_levels = omp_get_max_active_levels();
+  omp_set_max_active_levels(1);
+  double nested = -1;
+#pragma omp parallel num_threads(2)
+  {
+#pragma omp single
+    nested = ops::measure_core_round_trip_ns(200);
+  }
+  omp_set_max_active_levels(saved_levels);
+  EXPECT_EQ(nested, 0.0);
+}
+
 TEST(ThreadTeams, UnderDynamicAdjustment) {
   const std::vector<RegionResult>& expected = normal_run();
   omp_set_dynamic(1);

@@ -31,6 +31,9 @@ const char* const kBenchHelp =
     "                      it, as one pass, and in inference folds a BatchNorm2d into the\n"
     "                      Conv2d before it: the rows do not add up to the model's step\n"
     "  FMA peak            GFLOP/s of an FMA loop on the same threads, and the fraction reached\n"
+    "  round trip          with 2+ threads, nanoseconds of a cache line's round trip between\n"
+    "                      two threads, before and after the runs: how far apart their cores\n"
+    "                      are (a shared machine may move them; 2-thread figures follow it)\n"
     "Throughputs are the median of --repeat runs (default 5) of at least 0.3 s each.\n"
     "Under mpirun (-np 2 or more), data-parallel training instead: each rank takes its share\n"
     "of the global --batch, the gradients are summed with MPI_Allreduce every step; prints\n"
@@ -40,7 +43,8 @@ const char* const kBenchHelp =
     "                                                    (under mpirun: shared by the host's "
     "ranks)\n"
     "  --json     one JSON object: model, threads, batch, isa, train_images_per_s,\n"
-    "             infer_images_per_s, latency_us, peak_gflops, layers, ...\n";
+    "             infer_images_per_s, latency_us, peak_gflops, core_round_trip_ns,\n"
+    "             layers, ...\n";
 
 namespace {
 
@@ -252,6 +256,10 @@ int bench_command(const Args& args, Communicator* ranks) {
     model.backward(gradient);
     sgd.step();
   };
+  // Before and after all the runs: this machine's two vCPUs are sometimes about 350 ns apart
+  // instead of 60-80, which slows every 2-thread figure (lenet5's most).
+  std::vector<double> round_trips;
+  if (threads > 1) round_trips.push_back(ops::measure_core_round_trip_ns());
   std::vector<double> train_rates = rates(train_step, repeat, 0.3);
   for (double& r : train_rates) r *= double(batch);
 
@@ -297,6 +305,7 @@ int bench_command(const Args& args, Communicator* ranks) {
   model.zero_grad();
 
   const double peak = ops::measure_peak_gflops(threads);
+  if (threads > 1) round_trips.push_back(ops::measure_core_round_trip_ns());
   const double train = median(train_rates), infer = median(infer_rates),
                latency = median(latencies);
   // Training FLOPs per image: forward, plus backward (twice the forward of layers with
@@ -333,6 +342,7 @@ int bench_command(const Args& args, Communicator* ranks) {
                     {"infer_batch", 256},
                     {"latency_us", latency},
                     {"peak_gflops", peak},
+                    {"core_round_trip_ns", round_trips},
                     {"train_gflops", train_gflops},
                     {"train_peak_fraction", train_gflops / peak},
                     {"forward_flops_per_image", forward_flops_per_image},
@@ -347,6 +357,12 @@ int bench_command(const Args& args, Communicator* ranks) {
               train, train_gflops, 100 * train_gflops / peak, peak);
   std::printf("inference:  %10.0f images/s  (batch 256)\n", infer);
   std::printf("latency:    %10.1f us        (batch 1, median of 301)\n", latency);
+  if (round_trips.size() == 2 && round_trips[0] > 0) {
+    std::printf(
+        "round trip: %9.0f ns        (between two threads' cores before the runs; %.0f ns "
+        "after)\n",
+        round_trips[0], round_trips[1]);
+  }
   std::printf("\n%-4s %-62s %10s %10s %10s %10s  %s\n", "#", "layer", "fwd ms", "fwd GF/s",
               "bwd ms", "bwd GF/s", "fwd/dW/dx");
   for (const Json& row : layer_rows) {

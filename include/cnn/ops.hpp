@@ -81,6 +81,13 @@ const char* isa_name(Isa isa);
 /// use (about `seconds` of work per thread).
 double measure_peak_gflops(int threads, double seconds = 0.2);
 
+/// The mean time in nanoseconds of a cache line's round trip between the two threads of an
+/// OpenMP team of 2 (one writes a value, the other answers it), over `trips` trips; 0 when
+/// OpenMP grants one thread. It tells how far apart the cores running them are: on this
+/// project's 2-vCPU machine about 50-90 ns when they share a cache, about 320-400 ns when they
+/// do not, and 2-thread throughputs differ between the two (docs/design-notes.md).
+double measure_core_round_trip_ns(int64_t trips = 50000);
+
 /// Threads the kernels may use (OpenMP over the images of a batch); 1 by default. Results
 /// for a fixed thread count are bit-identical from run to run, also when OpenMP grants fewer
 /// threads (OMP_THREAD_LIMIT, OMP_DYNAMIC, a call from a user's parallel region): the work is

@@ -7,6 +7,8 @@
 #include <cstring>
 #include <string>
 
+#include <omp.h>
+
 #include "cnn/error.hpp"
 #include "cnn/ops.hpp"
 #include "sgemm.hpp"
@@ -120,6 +122,40 @@ double measure_peak_gflops(int threads, double seconds) {
     best = std::max(best, flops / wall * 1e-9);
   }
   return best;
+}
+
+double measure_core_round_trip_ns(int64_t trips) {
+  if (trips < 1) return 0;
+  struct alignas(64) Line {
+    std::atomic<int64_t> value{0};
+  };
+  Line line;  // alone on its cache line, so that only the trips move it
+  double nanoseconds = 0;
+#pragma omp parallel num_threads(2)
+  {
+    if (omp_get_num_threads() == 2) {
+      const bool first = omp_get_thread_num() == 0;
+#pragma omp barrier
+      const auto start = std::chrono::steady_clock::now();
+      for (int64_t trip = 0; trip < trips; ++trip) {
+        if (first) {
+          line.value.store(2 * trip + 1, std::memory_order_release);
+          while (line.value.load(std::memory_order_acquire) != 2 * trip + 2) {
+          }
+        } else {
+          while (line.value.load(std::memory_order_acquire) != 2 * trip + 1) {
+          }
+          line.value.store(2 * trip + 2, std::memory_order_release);
+        }
+      }
+      if (first) {
+        const std::chrono::duration<double, std::nano> elapsed =
+            std::chrono::steady_clock::now() - start;
+        nanoseconds = elapsed.count() / double(trips);
+      }
+    }
+  }
+  return nanoseconds;
 }
 
 }  // namespace cnn::ops
