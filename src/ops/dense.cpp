@@ -49,11 +49,14 @@ void split_rows(int64_t m, int64_t n, int64_t k, const Product& product) {
 template <typename T>
 void dense_forward(T* y, const T* x, const T* w, const T* b, const DenseShape& s) {
   if (reference_mode()) return ref::dense_forward(y, x, w, b, s);
-  if (b) {
-    for (int64_t n = 0; n < s.batch; ++n) std::copy(b, b + s.out_features, y + n * s.out_features);
-  }
+  // Rows [first, last) of y start as the bias (the products accumulate onto it).
+  const auto start_with_bias = [&](int64_t first, int64_t last) {
+    if (!b) return;
+    for (int64_t n = first; n < last; ++n) std::copy(b, b + s.out_features, y + n * s.out_features);
+  };
   if constexpr (std::is_same_v<T, float>) {
     if (s.batch <= kMatrixVectorMaxBatch) {
+      start_with_bias(0, s.batch);
       const detail::DirectConvKernels& kernels = detail::direct_conv_kernels();
       for (int64_t n = 0; n < s.batch; ++n) {
         float* yn = y + n * s.out_features;
@@ -64,6 +67,7 @@ void dense_forward(T* y, const T* x, const T* w, const T* b, const DenseShape& s
     }
   }
   split_rows(s.batch, s.out_features, s.in_features, [&](int64_t first, int64_t last) {
+    start_with_bias(first, last);
     detail::gemm_nt(last - first, s.out_features, s.in_features, x + first * s.in_features,
                     s.in_features, w, s.in_features, y + first * s.out_features, s.out_features,
                     b != nullptr);
