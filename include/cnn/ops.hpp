@@ -82,7 +82,8 @@ const char* isa_name(Isa isa);
 double measure_peak_gflops(int threads, double seconds = 0.2);
 
 /// The mean time in nanoseconds of a cache line's round trip between the two threads of an
-/// OpenMP team of 2 (one writes a value, the other answers it), over `trips` trips; 0 when
+/// OpenMP team of 2 (one writes a value, the other answers it), over `trips` trips or as many
+/// as fit in about 50 ms (two threads on one core wait for the scheduler at every trip); 0 when
 /// OpenMP grants one thread. It tells how far apart the cores running them are: on this
 /// project's 2-vCPU machine about 50-90 ns when they share a cache, about 320-400 ns when they
 /// do not, and 2-thread throughputs differ between the two (docs/design-notes.md).

@@ -130,6 +130,9 @@ double measure_core_round_trip_ns(int64_t trips) {
     std::atomic<int64_t> value{0};
   };
   Line line;  // alone on its cache line, so that only the trips move it
+  constexpr int64_t kStop = -1;
+  // At most this long: with two threads on one core, each trip waits for the scheduler.
+  constexpr double kMaxSeconds = 0.05;
   double nanoseconds = 0;
 #pragma omp parallel num_threads(2)
   {
@@ -137,22 +140,29 @@ double measure_core_round_trip_ns(int64_t trips) {
       const bool first = omp_get_thread_num() == 0;
 #pragma omp barrier
       const auto start = std::chrono::steady_clock::now();
-      for (int64_t trip = 0; trip < trips; ++trip) {
+      const auto seconds = [&] {
+        return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      };
+      int64_t trip = 0;
+      for (; trip < trips; ++trip) {
         if (first) {
+          if (trip % 64 == 63 && seconds() > kMaxSeconds) {
+            line.value.store(kStop, std::memory_order_release);
+            break;
+          }
           line.value.store(2 * trip + 1, std::memory_order_release);
           while (line.value.load(std::memory_order_acquire) != 2 * trip + 2) {
           }
         } else {
-          while (line.value.load(std::memory_order_acquire) != 2 * trip + 1) {
+          int64_t seen;
+          while ((seen = line.value.load(std::memory_order_acquire)) != 2 * trip + 1 &&
+                 seen != kStop) {
           }
+          if (seen == kStop) break;
           line.value.store(2 * trip + 2, std::memory_order_release);
         }
       }
-      if (first) {
-        const std::chrono::duration<double, std::nano> elapsed =
-            std::chrono::steady_clock::now() - start;
-        nanoseconds = elapsed.count() / double(trips);
-      }
+      if (first) nanoseconds = seconds() * 1e9 / double(std::max<int64_t>(trip, 1));
     }
   }
   return nanoseconds;
