@@ -342,7 +342,7 @@ def main():
           "they do not, and every 2-thread figure falls, lenet5's most; PyTorch's alike; "
           "docs/design-notes.md, \"Where the two threads run\"):")
     for name in ("lenet5", "convnet", "resnet"):
-        trips = ["%.0f / %.0f" % tuple(c.get("core_round_trip_ns", [0, 0])[:2])
+        trips = ["%.0f / %.0f" % tuple(c["core_round_trip_ns"][:2])
                  for c in cnn_rounds[(name, 2)] if len(c.get("core_round_trip_ns", [])) >= 2]
         print("  %s: %s" % (name, ", ".join(trips) or "not measured"))
     return 0

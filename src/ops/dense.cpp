@@ -5,7 +5,6 @@
 
 #include "cnn/ops.hpp"
 #include "cnn/ops_ref.hpp"
-#include "conv_common.hpp"
 #include "dconv.hpp"
 #include "gemm.hpp"
 #include "parallel.hpp"
@@ -39,10 +38,7 @@ void split_rows(int64_t m, int64_t n, int64_t k, const Product& product) {
   const int team = static_cast<int>(std::min<int64_t>(threads(), m));
   if (team < 2 || m * n * k < (int64_t{1} << 17) || n * k > (int64_t{1} << 16))
     return product(int64_t{0}, m);
-  detail::for_each_part(team, [&](int part) {
-    const detail::ImageRange rows = detail::images_of_part(m, part, team);
-    if (rows.first < rows.last) product(rows.first, rows.last);
-  });
+  detail::for_each_range(team, m, product);  // team <= m: no block is empty
 }
 }  // namespace
 

@@ -865,8 +865,7 @@ void lanes_conv3x3(float* y, const float* x, const float* weights, const float* 
   // column's sum does not depend on its place), so the bits do not depend on the split.
   const int64_t groups = (batch + lanes - 1) / lanes;
   const int team = static_cast<int>(std::min<int64_t>(ops::threads(), groups));
-  for_each_part(team, [&](int part) {
-    const int64_t first_group = groups * part / team, last_group = groups * (part + 1) / team;
+  for_each_range(team, groups, [&](int64_t first_group, int64_t last_group) {
     float* staged =
         scratch<float>(4, in_channels * plane_size + kM * kM * band * g.tiles_w * lanes);
     float* out_staged = staged + in_channels * plane_size;
