@@ -170,7 +170,7 @@ void gather_images(const ImageSet& images, const std::vector<int64_t>& indices, 
   // of a batch, images_of_part): a line the other thread wrote or read last costs a round trip
   // between the cores (350 ns on this machine when its vCPUs do not share a cache).
   const int64_t count = static_cast<int64_t>(indices.size());
-  const int parts = count * size >= (int64_t{1} << 14) ? ops::threads() : 1;
+  const int parts = detail::element_parts(count * size, ops::threads());
   float* const out = x.data();
   detail::for_each_range(parts, count, [&](int64_t first, int64_t last) {
     for (int64_t n = first; n < last; ++n) {

@@ -130,11 +130,11 @@ void Sequential<T>::backward(TensorView<const T> dy) {
 
 template <typename T>
 void Sequential<T>::zero_grad() {
-  // Split as the optimizers split their updates (parameter_parts), so that each thread zeroes
+  // Split as the optimizers split their updates (element_parts), so that each thread zeroes
   // the gradients it reads in the update.
   T* const grads = grads_.data();
   detail::for_each_range(
-      detail::parameter_parts(grads_.numel(), ops::threads()), grads_.numel(),
+      detail::element_parts(grads_.numel(), ops::threads()), grads_.numel(),
       [&](int64_t begin, int64_t end) { std::fill(grads + begin, grads + end, T(0)); });
 }
 

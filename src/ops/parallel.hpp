@@ -71,12 +71,14 @@ void for_each_range(int parts, int64_t n, const Body& body) {
   for_each_part(parts, [&](int part) { body(n * part / parts, n * (part + 1) / parts); });
 }
 
-/// The parts for element-wise passes over a model's n parameters or gradients (zero_grad, the
-/// optimizers' updates), all split alike (for_each_range) so that each element is written by
-/// the same thread in every pass: a thread writing a line the other thread wrote or read last
-/// pays a round trip between the cores, on this machine 350 ns when its two vCPUs do not share
-/// a cache. One part below 16,384 elements, where a team's start costs more than it saves.
-inline int parameter_parts(int64_t n, int threads) {
+/// The parts for element-wise passes over n elements that split alike (for_each_range) so that
+/// each element is written by the same thread in every pass: a model's parameters and gradients
+/// (zero_grad, the optimizers' updates), and a batch's copies (gather_images, Flatten's
+/// ops::copy_images) by the kernels' halves of its images. A thread writing a line the other
+/// thread wrote or read last pays a round trip between the cores, on this machine 350 ns when
+/// its two vCPUs do not share a cache. One part below 16,384 elements, where a team's start
+/// costs more than it saves.
+inline int element_parts(int64_t n, int threads) {
   return n >= (int64_t{1} << 14) ? threads : 1;
 }
 

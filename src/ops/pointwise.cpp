@@ -22,11 +22,11 @@ void for_chunks(int64_t n, const Body& body) {
 
 template <typename T>
 void copy_images(T* y, const T* x, int64_t n, int64_t batch) {
-  // From 16 K elements (a lower bar than for_chunks': a line that one thread copies of another's
-  // images costs a round trip between the cores, 350 ns on this machine when its two vCPUs do
-  // not share a cache), the threads split the images as the kernels do.
-  const int team = static_cast<int>(std::min<int64_t>(threads(), batch));
-  if (team < 2 || n < (int64_t{1} << 14)) return static_cast<void>(std::copy(x, x + n, y));
+  // From element_parts' bar (lower than for_chunks': a line that one thread copies of another's
+  // images costs a round trip between the cores), the threads split the images as the kernels
+  // do.
+  const int team = detail::element_parts(n, static_cast<int>(std::min<int64_t>(threads(), batch)));
+  if (team < 2) return static_cast<void>(std::copy(x, x + n, y));
   const int64_t per_image = n / batch;
   detail::for_each_range(team, batch, [&](int64_t first, int64_t last) {
     std::copy(x + first * per_image, x + last * per_image, y + first * per_image);

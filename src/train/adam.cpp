@@ -82,7 +82,7 @@ void Adam<T>::step() {
   const T eps = static_cast<T>(options_.eps);
   const int64_t n = static_cast<int64_t>(params_.size());
   // Element-wise: threads split the buffers, the result does not depend on how.
-  const int team = detail::parameter_parts(n, ops::threads());
+  const int team = detail::element_parts(n, ops::threads());
   T* const p = params_.data();
   const T* const grad = grads_.data();
   T* const m = exp_avg_.data();

@@ -80,7 +80,7 @@ void Sgd<T>::step() {
   const T* const grad = grads_.data();
   T* const buffer = momentum_buffer_.data();
   // Element-wise: threads split the buffer, the result does not depend on how.
-  const int team = detail::parameter_parts(static_cast<int64_t>(n), ops::threads());
+  const int team = detail::element_parts(static_cast<int64_t>(n), ops::threads());
   const bool first = first_step_, nesterov = options_.nesterov;
   detail::for_each_range(team, static_cast<int64_t>(n), [&](int64_t begin, int64_t end) {
     if (mu != T(0) && !first && !nesterov) {
