@@ -242,6 +242,25 @@ TEST(OpsSweep, Conv2dAutoImplicitWeightsDirectInputGradientMatchTheReference) {
   });
 }
 
+// kAuto's 1x1 stride-2 layers (resnet's projection shortcuts): the forward by the implicit GEMM
+// reading the unpadded input in place, the backward by im2col + GEMM, on every instruction set,
+// 1 and 2 threads: the shortcut's shape at an odd batch, odd planes (9x11, whose last row and
+// column no output reads) with odd channel counts (a partial column block), and 16 images.
+TEST(OpsSweep, Conv2dAutoPointwiseStride2ForwardByImplicitMatchesTheReference) {
+  Rng rng(17);
+  const std::vector<ops::ConvShape> shapes = {
+      ops::make_conv_shape(17, 32, 14, 14, 64, 1, 1, 2, 2, 0, 0),
+      ops::make_conv_shape(19, 21, 9, 11, 40, 1, 1, 2, 2, 0, 0),
+      ops::make_conv_shape(16, 64, 7, 7, 128, 1, 1, 2, 2, 0, 0)};
+  for_each_auto_path(shapes, [&](const ops::ConvShape& s) {
+    ASSERT_STREQ(ops::conv2d_forward_method(s), "implicit") << describe(s);
+    ASSERT_STREQ(ops::conv2d_weight_grad_method(s), "gemm") << describe(s);
+    ASSERT_STREQ(ops::conv2d_input_grad_method(s), "gemm") << describe(s);
+    ASSERT_NO_FATAL_FAILURE(check_conv<float>(rng, s, true));
+    ASSERT_NO_FATAL_FAILURE(check_conv<float>(rng, s, false));
+  });
+}
+
 TEST_P(OpsSweepIsa, Conv2dFloat3x3Stride1OneAndTwoThreads) {
   Rng rng(23);
   const int saved = ops::threads();
@@ -1712,9 +1731,10 @@ TEST(OpsSweep, AutoMethodRuleAtItsEdges) {
   }
   ops::set_isa(isa_before);
   // Stride 2 (portable vectors of 4 floats): the implicit GEMM from a batch of 16 with 16+
-  // channels in and 32+ out and 3x3+ kernels; else the forward over the input's phases (direct)
-  // for 3x3 kernels whose outputs fill 3/4 of the positions computed (rows of `row` floats,
-  // whole vectors), im2col + GEMM otherwise, and the backward by GEMM.
+  // channels in and 32+ out and 3x3+ kernels, and the forward alone of 1x1 kernels without
+  // padding within the same bounds; else the forward over the input's phases (direct) for 3x3
+  // kernels whose outputs fill 3/4 of the positions computed (rows of `row` floats, whole
+  // vectors), im2col + GEMM otherwise, and the backward by GEMM.
   const ops::Isa saved_isa = ops::isa();
   ops::set_isa(ops::Isa::kPortable);
   const auto strided = [&](int64_t batch, int64_t size, int64_t kernel, int64_t pad,
@@ -1724,9 +1744,14 @@ TEST(OpsSweep, AutoMethodRuleAtItsEdges) {
   };
   EXPECT_EQ(strided(16, 14, 3, 1), "implicit/implicit/implicit");
   EXPECT_EQ(strided(64, 3, 3, 1), "implicit/implicit/implicit");
-  EXPECT_EQ(strided(64, 14, 1, 0), "gemm/gemm/gemm");            // 1x1
-  EXPECT_EQ(strided(64, 14, 3, 1, 15), "direct/gemm/gemm");      // 15 channels in
-  EXPECT_EQ(strided(64, 14, 3, 1, 16, 31), "direct/gemm/gemm");  // 31 channels out
+  EXPECT_EQ(strided(64, 14, 1, 0), "implicit/gemm/gemm");         // 1x1
+  EXPECT_EQ(strided(16, 7, 1, 0, 16, 32), "implicit/gemm/gemm");  // 1x1 at the bounds
+  EXPECT_EQ(strided(15, 14, 1, 0), "gemm/gemm/gemm");             // 1x1, batch 15
+  EXPECT_EQ(strided(64, 14, 1, 0, 15), "gemm/gemm/gemm");         // 1x1, 15 channels in
+  EXPECT_EQ(strided(64, 14, 1, 0, 16, 31), "gemm/gemm/gemm");     // 1x1, 31 channels out
+  EXPECT_EQ(strided(64, 14, 1, 1), "gemm/gemm/gemm");             // 1x1 with padding
+  EXPECT_EQ(strided(64, 14, 3, 1, 15), "direct/gemm/gemm");       // 15 channels in
+  EXPECT_EQ(strided(64, 14, 3, 1, 16, 31), "direct/gemm/gemm");   // 31 channels out
   EXPECT_EQ(strided(64, 14, 3, 1, 16, 32), "implicit/implicit/implicit");
   EXPECT_EQ(strided(15, 14, 3, 1), "direct/gemm/gemm");  // 7x7 in rows of 8: 49 of 56
   EXPECT_EQ(strided(15, 7, 3, 1), "direct/gemm/gemm");   // 4x4 in rows of 5: 16 of 20

@@ -34,6 +34,14 @@ Padded input_padding(const ops::ConvShape& s) {
           std::max(s.pad_w + s.in_w, (s.out_w - 1) * s.stride_w + s.kernel_w)};
 }
 
+/// Whether the padded planes are the image's own (no padding, no extra rows or columns): the
+/// implicit GEMM then reads the input where it lies instead of a staged copy of it, the same
+/// values at the same offsets (a pointwise stride-2 shortcut's forward spent a third of its
+/// time on that copy).
+bool reads_in_place(const Padded& g) {
+  return g.top == 0 && g.left == 0 && g.rows == g.height && g.cols == g.width;
+}
+
 /// Copies an image (channels, height, width) into its padded planes, whose padding the caller
 /// zeroed once.
 void stage(float* staged, const float* image, const Padded& g) {
@@ -497,8 +505,9 @@ void implicit_conv_forward(float* y, const float* x, const float* w, const float
   const int parts = static_cast<int>(std::min<int64_t>(team, group_count));
   for_each_part(parts, [&](int part) {
     const ImageRange range = images_of_part(s.batch, part, parts);
-    float* staged = scratch<float>(0, group * g.size());
-    std::fill(staged, staged + group * g.size(), 0.0f);
+    const bool in_place = reads_in_place(g);
+    float* staging = in_place ? nullptr : scratch<float>(0, group * g.size());
+    if (!in_place) std::fill(staging, staging + group * g.size(), 0.0f);
     float* c = scratch<float>(1, (group * positions + 1) * columns);
     float* spare_row = c + group * positions * columns;
     const float** rows = scratch<const float*>(0, max_rows);
@@ -506,7 +515,10 @@ void implicit_conv_forward(float* y, const float* x, const float* w, const float
     int64_t* class_rows = scratch<int64_t>(0, 2 * class_count);  // first row, count
     for (int64_t n0 = range.first; n0 < range.last; n0 += group) {
       const int64_t images = std::min(group, range.last - n0);
-      for (int64_t i = 0; i < images; ++i) stage(staged + i * g.size(), x + (n0 + i) * in_size, g);
+      // The group's images (g.size() apart, as in x when in place).
+      const float* staged = in_place ? x + n0 * in_size : staging;
+      for (int64_t i = 0; i < images && !in_place; ++i)
+        stage(staging + i * g.size(), x + (n0 + i) * in_size, g);
       // The group's positions class by class (image, oh, ow order within one); each writes
       // its row of c in position order (image, oh, ow), as copy_out reads them.
       int64_t next = 0;
@@ -619,11 +631,16 @@ void implicit_conv_backward(float* dx, float* dw, const float* x, const float* w
   for_each_part_on(blocks, team, [&](int part) {
     const auto [first, last] = images_of_part(s.batch, part, blocks);
     float* partial = partials.data() + part * partial_size;
-    float* staged = scratch<float>(0, group * g.size());
-    std::fill(staged, staged + group * g.size(), 0.0f);
+    const bool in_place = reads_in_place(g);
+    float* staging = in_place ? nullptr : scratch<float>(0, group * g.size());
+    if (!in_place) std::fill(staging, staging + group * g.size(), 0.0f);
+    // Where each tap reads in the group's first image (staged, or in x when in place).
     const float** tap_pointers = scratch<const float*>(0, tap_rows);
-    for (int64_t t = 0; t < tap_rows; ++t)
-      tap_pointers[t] = staged + tap_offset(std::min(t, taps - 1), s, g);
+    const auto point_taps = [&](const float* staged) {
+      for (int64_t t = 0; t < tap_rows; ++t)
+        tap_pointers[t] = staged + tap_offset(std::min(t, taps - 1), s, g);
+    };
+    if (!in_place) point_taps(staging);
     // A class's depth: where each of its positions reads in A and B.
     int64_t* class_a = scratch<int64_t>(1, 2 * group * positions);
     int64_t* class_b = class_a + group * positions;
@@ -648,7 +665,9 @@ void implicit_conv_backward(float* dx, float* dw, const float* x, const float* w
     for (int64_t n0 = first; n0 < last; n0 += group) {
       const int64_t images = std::min(group, last - n0);
       const int64_t depth = images * positions;
-      for (int64_t i = 0; i < images; ++i) stage(staged + i * g.size(), x + (n0 + i) * in_size, g);
+      if (in_place) point_taps(x + n0 * in_size);
+      for (int64_t i = 0; i < images && !in_place; ++i)
+        stage(staging + i * g.size(), x + (n0 + i) * in_size, g);
       // dy_t's block ob: [depth][block], zero past out_channels.
       const float* dy_group = dy + n0 * out_size;
       for (int64_t ob = 0; ob < columns / block; ++ob) {
