@@ -482,13 +482,17 @@ TEST(LayerChain, ForwardAddReluFusesALastConvolutionOnly) {
 // output must be bit for bit that of the same block unfused (a Dropout(0) after the body's
 // last layer, the identity, keeps the convolution from fusing), and a backward after it must
 // give the same input and parameter gradients, bit for bit, twice in a row; with identity and
-// projection shortcuts, on planes that F(4x4) (7x7, 17 images) and F(2x2) across the lanes
-// (14x14, 33 images) take.
+// projection shortcuts: with 32 channels on planes that F(4x4) takes in evaluation (7x7, 17
+// images; 14x14, 33 images), where the body's two convolutions run as one step
+// (ops::conv2d_relu_pair_forward), and with 16 (F(4x4) needs 32 out) on 7x7 and on 14x14 planes
+// that F(2x2) takes across the lanes (33 images), where the last convolution alone fuses.
 TEST(Sequential, ResidualFusedIntoItsLastConvolutionInEvaluationGivesTheUnfusedResults) {
   struct Case {
     int64_t channels, side, batch;
+    bool pair;  // the body's convolutions as one step
   };
-  for (const Case c : {Case{16, 7, 17}, Case{16, 14, 33}})
+  for (const Case c : {Case{32, 7, 17, true}, Case{32, 14, 33, true}, Case{16, 7, 17, false},
+                       Case{16, 14, 33, false}})
     for (const bool last_norm : {true, false})
       for (const bool projection : {false, true}) {
         SCOPED_TRACE(std::to_string(c.side) + "x" + std::to_string(c.side) +
@@ -506,7 +510,11 @@ TEST(Sequential, ResidualFusedIntoItsLastConvolutionInEvaluationGivesTheUnfusedR
         const Tensor<float> x = images_with_a_blank(c.batch, c.channels, c.side, c.side, 32);
         const ops::ConvShape last =
             ops::make_conv_shape(c.batch, c.channels, c.side, c.side, c.channels, 3, 3, 1, 1, 1, 1);
-        ASSERT_TRUE(ops::conv2d_relu_fusable(last)) << ops::conv2d_forward_method(last);
+        ops::ConvShape last_inference = last;
+        last_inference.inference = true;
+        ASSERT_TRUE(ops::conv2d_relu_fusable(last_inference))
+            << ops::conv2d_forward_method(last_inference);
+        ASSERT_EQ(ops::conv2d_relu_pair_fusable(last_inference, last_inference), c.pair);
         Tensor<float> dy(fused.output_shape(c.batch));
         Rng rng(33);
         for (int64_t i = 0; i < dy.numel(); ++i) dy.data()[i] = static_cast<float>(rng.normal());

@@ -1297,6 +1297,97 @@ TEST(OpsSweep, Conv2dReluFusesEveryMethodUnderAuto) {
   ops::set_conv_algorithm(saved_conv);
 }
 
+/// Two evaluation-mode 3x3 convolutions in a row, `first` then `second` (its input the first's
+/// output): batch, channels in, between and out, plane size.
+struct ConvPairCase {
+  int64_t batch, in_channels, mid_channels, out_channels, size;
+};
+
+// conv2d_relu_pair_forward against the two calls it replaces, conv2d_relu_forward of the first,
+// then of the second with the addend: the same bits, with neither bias nor weight scale and
+// with both (folded BatchNorms), with and without an addend, on every instruction set, 1, 2 and
+// 3 threads, an all-zero first image (exact zeros at the ReLU), batches that leave a lane group
+// part-filled, channel counts that change from one convolution to the next, and the planes
+// F(4x4) takes (14x14 and 8x8 in evaluation, 7x7, 4x4). Shapes that are not two F(4x4)
+// convolutions in a row are refused, and the op throws for them.
+TEST(OpsSweep, Conv2dReluPairEqualsTwoFusedConvolutionsBitForBit) {
+  const ops::ConvAlgorithm saved_conv = ops::conv_algorithm();
+  const ops::Isa saved_isa = ops::isa();
+  const int saved_threads = ops::threads();
+  ops::set_conv_algorithm(ops::ConvAlgorithm::kAuto);
+  const auto shape = [](int64_t batch, int64_t in, int64_t out, int64_t size) {
+    ops::ConvShape s = ops::make_conv_shape(batch, in, size, size, out, 3, 3, 1, 1, 1, 1);
+    s.inference = true;
+    return s;
+  };
+  Rng rng(71);
+  const ConvPairCase cases[] = {{37, 32, 32, 32, 14},  // resnet's first block
+                                {17, 16, 32, 48, 7},
+                                {20, 32, 64, 32, 8},
+                                {16, 64, 32, 128, 4}};
+  for (const ops::Isa isa : ops::supported_isas()) {
+    ops::set_isa(isa);
+    for (size_t i = 0; i < std::size(cases); ++i) {
+      const ConvPairCase& c = cases[i];
+      const ops::ConvShape first = shape(c.batch, c.in_channels, c.mid_channels, c.size),
+                           second = shape(c.batch, c.mid_channels, c.out_channels, c.size);
+      ops::set_threads(1 + static_cast<int>(i % 3));
+      SCOPED_TRACE(std::string(ops::isa_name(isa)) + ", " + describe(first) + " then " +
+                   describe(second) + ", " + std::to_string(ops::threads()) + " threads");
+      ASSERT_TRUE(ops::conv2d_relu_pair_fusable(first, second));
+      std::vector<float> x = random_vector<float>(rng, c.batch * c.in_channels * c.size * c.size);
+      std::fill(x.begin(), x.begin() + c.in_channels * c.size * c.size, 0.0f);  // image 0
+      const auto w1 = random_vector<float>(rng, c.mid_channels * c.in_channels * 9),
+                 w2 = random_vector<float>(rng, c.out_channels * c.mid_channels * 9),
+                 b1 = random_vector<float>(rng, c.mid_channels),
+                 b2 = random_vector<float>(rng, c.out_channels),
+                 scale1 = random_vector<float>(rng, c.mid_channels),
+                 scale2 = random_vector<float>(rng, c.out_channels);
+      const int64_t mid_size = c.batch * c.mid_channels * c.size * c.size;
+      const int64_t out_size = c.batch * c.out_channels * c.size * c.size;
+      const auto addend = random_vector<float>(rng, out_size);
+      for (const bool folded : {false, true})
+        for (const bool with_addend : {false, true}) {
+          SCOPED_TRACE(std::string(folded ? "bias and weight scale" : "plain") +
+                       (with_addend ? ", addend" : ""));
+          const ops::ConvPairStep step1{w1.data(), folded ? b1.data() : nullptr,
+                                        folded ? scale1.data() : nullptr, first};
+          const ops::ConvPairStep step2{w2.data(), folded ? b2.data() : nullptr,
+                                        folded ? scale2.data() : nullptr, second};
+          const float* add = with_addend ? addend.data() : nullptr;
+          std::vector<float> mid(static_cast<size_t>(mid_size)),
+              expected(static_cast<size_t>(out_size)), y(static_cast<size_t>(out_size), -1.0f);
+          ops::conv2d_relu_forward(mid.data(), x.data(), step1.w, step1.b, first, step1.w_scale);
+          ops::conv2d_relu_forward(expected.data(), mid.data(), step2.w, step2.b, second,
+                                   step2.w_scale, add);
+          ops::conv2d_relu_pair_forward(y.data(), x.data(), step1, step2, add);
+          EXPECT_TRUE(same_bits(y, expected));
+        }
+    }
+    // Refused: a training-mode shape (F(2x2) on 14x14), a second whose input is not the
+    // first's output, and a stride-2 first convolution (the implicit GEMM).
+    const ops::ConvShape f4 = shape(17, 32, 32, 7);
+    ops::ConvShape training = shape(33, 32, 32, 14);
+    training.inference = false;
+    const ops::ConvShape strided = [&] {
+      ops::ConvShape s = ops::make_conv_shape(17, 32, 14, 14, 32, 3, 3, 2, 2, 1, 1);
+      s.inference = true;
+      return s;
+    }();
+    EXPECT_FALSE(ops::conv2d_relu_pair_fusable(training, training));
+    EXPECT_FALSE(ops::conv2d_relu_pair_fusable(f4, shape(17, 48, 32, 7)));
+    EXPECT_FALSE(ops::conv2d_relu_pair_fusable(strided, f4));
+    std::vector<float> x(17 * 32 * 14 * 14), w(32 * 32 * 9), y(17 * 32 * 7 * 7);
+    EXPECT_THROW(
+        ops::conv2d_relu_pair_forward(y.data(), x.data(), {w.data(), nullptr, nullptr, strided},
+                                      {w.data(), nullptr, nullptr, f4}),
+        std::logic_error);
+  }
+  ops::set_threads(saved_threads);
+  ops::set_isa(saved_isa);
+  ops::set_conv_algorithm(saved_conv);
+}
+
 /// BatchNorm's statistics, forward and backward (batch or running statistics), alone and fused
 /// with the ReLU after it: the default path against the reference on odd (batch, channels,
 /// inner), 1 and 2 threads; and the fused ops bit for bit against the two ops they replace on

@@ -29,7 +29,12 @@
 //    relu(its output + an addend) straight into the caller's tensor (the shortcut's output
 //    added and the block's ReLU applied to each block of images as the convolution writes it),
 //    bit for bit the chain's output, then ops::add_forward with its ReLU; the chain's own last
-//    output is computed only if asked for (output(), or a backward).
+//    output is computed only if asked for (output(), or a backward). When the chain is a
+//    Conv2d, (a BatchNorm2d,) a ReLU and that last step, and F(4x4) runs both convolutions
+//    (ops::conv2d_relu_pair_fusable: resnet's first block in evaluation), the two run as one
+//    call (ops::conv2d_relu_pair_forward), the first's output going from one convolution to
+//    the next in the cache, lane group by lane group, never written out: bit for bit the two
+//    fused steps; a backward first recomputes the skipped outputs as those steps write them.
 
 #include <utility>
 #include <vector>
@@ -87,6 +92,12 @@ class LayerChain {
  private:
   /// forward() over layers [0, end): returns layer end - 1's output (x for end 0).
   TensorView<const T> forward_until(TensorView<const T> x, Mode mode, size_t end);
+  /// forward_add_relu's case of a chain that is a Conv2d, (a BatchNorm2d,) a ReLU, and the last
+  /// step's Conv2d (at conv_index, of shape `shape`) that ops::conv2d_relu_pair_fusable takes
+  /// with the first: both convolutions in one call (ops::conv2d_relu_pair_forward), the
+  /// first's output never written. Returns whether it ran; when not, it has run nothing.
+  bool forward_pair_add_relu(TensorView<const T> x, TensorView<const T> addend, TensorView<T> y,
+                             size_t conv_index, const ops::ConvShape& shape);
   /// Before a backward after a kEval forward that folded or fused: the outputs it skipped.
   void recompute_skipped_outputs();
   /// fold_scale_ and fold_bias_ for Conv2d `conv` with BatchNorm2d `norm` folded in.
@@ -116,6 +127,8 @@ class LayerChain {
   TensorView<const T> input_;
   bool skipped_outputs_ = false;  // the latest forward folded or fused: recompute before backward
   size_t add_relu_conv_ = 0;      // forward_add_relu ran Conv2d add_relu_conv_ - 1 fused, or 0
+  size_t pair_relu_ = 0;  // forward_pair_add_relu skipped the output of ReLU pair_relu_, or 0
+  std::vector<T> pair_bias_, pair_scale_;  // its first convolution's folded bias and scale
 };
 
 }  // namespace cnn::detail

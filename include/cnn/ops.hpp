@@ -153,6 +153,26 @@ void conv2d_relu_forward(float* y, const float* x, const float* w, const float* 
                          const ConvShape& s, const float* w_scale = nullptr,
                          const float* addend = nullptr);
 
+/// One convolution of conv2d_relu_pair_forward: its weights, bias (or null), weight scale per
+/// output channel (or null) and shape, as conv2d_forward takes them.
+struct ConvPairStep {
+  const float* w;
+  const float* b;
+  const float* w_scale;
+  ConvShape shape;
+};
+/// Whether conv2d_relu_pair_forward takes float convolutions `first` then `second`: both run
+/// their forward by Winograd F(4x4, 3x3) (evaluation shapes), outside reference mode, and the
+/// second's input is the first's output.
+bool conv2d_relu_pair_fusable(const ConvShape& first, const ConvShape& second);
+/// y = relu(conv2d(relu(conv2d(x, first)), second) + addend) (no addend when null), bit for bit
+/// conv2d_relu_forward of `first`, then conv2d_relu_forward of `second` with the addend, without
+/// the first's output: each group of images goes from one convolution to the next in the cache
+/// (a residual block's body in evaluation). Only for shapes conv2d_relu_pair_fusable accepts
+/// (throws std::logic_error otherwise).
+void conv2d_relu_pair_forward(float* y, const float* x, const ConvPairStep& first,
+                              const ConvPairStep& second, const float* addend = nullptr);
+
 /// How a float convolution of shape s computes its forward, its weight gradient and its input
 /// gradient under the current conv_algorithm(): "gemm", "direct", "winograd" or "implicit".
 const char* conv2d_forward_method(const ConvShape& s);

@@ -68,6 +68,7 @@ void LayerChain<T>::set_layers(std::vector<Layer<T>*> layers) {
   }
   input_ = {};
   skipped_outputs_ = false;
+  pair_relu_ = 0;
 }
 
 template <typename T>
@@ -154,6 +155,7 @@ bool LayerChain<T>::forward_add_relu(TensorView<const T> x, TensorView<const T> 
       throw Error("forward_add_relu: expected an addend and an output of shape " + conv_out.str() +
                   ", got " + addend.shape().str() + " and " + y.shape().str());
     }
+    if (forward_pair_add_relu(x, addend, y, conv_index, shape)) return true;
     const TensorView<const T> before = forward_until(x, Mode::kEval, conv_index);
     if (before.empty()) throw Error(conv->describe() + ": forward: the input must not be empty");
     const auto [bias, scale] = bias_and_scale(conv_index, conv_out);
@@ -173,6 +175,49 @@ bool LayerChain<T>::forward_add_relu(TensorView<const T> x, TensorView<const T> 
 }
 
 template <typename T>
+bool LayerChain<T>::forward_pair_add_relu(TensorView<const T> x, TensorView<const T> addend,
+                                          TensorView<T> y, size_t conv_index,
+                                          const ops::ConvShape& shape) {
+  if constexpr (std::is_same_v<T, float>) {
+    // The chain must be Conv2d 0, (BatchNorm2d,) ReLU, then the last step's Conv2d.
+    const size_t relu = conv_relu_[0];
+    if (relu == 0 || relu + 1 != conv_index || conv_pool_[0] != 0) return false;
+    const auto& first = static_cast<const Conv2d<T>&>(*layers_[0]);
+    const ops::ConvShape first_shape = first.conv_shape(x.shape(), true);
+    if (!ops::conv2d_relu_pair_fusable(first_shape, shape)) return false;
+    if (x.empty()) throw Error(first.describe() + ": forward: the input must not be empty");
+    forward_until(x, Mode::kEval, 0);  // runs nothing: the flags of a new forward
+    const Shape first_out = first.output_shape(x.shape());
+    const auto [first_bias, first_scale] = bias_and_scale(0, first_out);
+    // bias_and_scale's buffers serve the second convolution next.
+    pair_bias_.assign(first_bias, first_bias + (first_bias ? first_out[1] : 0));
+    pair_scale_.assign(first_scale, first_scale + (first_scale ? first_out[1] : 0));
+    const auto [bias, scale] = bias_and_scale(conv_index, y.shape());
+    // Their shapes now, their values when output() or backward() asks.
+    for (size_t i = 0; i < layers_.size(); ++i)
+      outputs_[i].resize(i < conv_index ? first_out : y.shape());
+    const auto& conv = static_cast<const Conv2d<T>&>(*layers_[conv_index]);
+    ops::conv2d_relu_pair_forward(
+        y.data(), x.data(),
+        {first.parameter(0).data(), first_bias ? pair_bias_.data() : nullptr,
+         first_scale ? pair_scale_.data() : nullptr, first_shape},
+        {conv.parameter(0).data(), bias, scale, shape}, addend.data());
+    conv_fused_ran_[0] = 1;
+    pair_relu_ = relu;
+    add_relu_conv_ = conv_index + 1;
+    skipped_outputs_ = true;
+    return true;
+  } else {
+    (void)x;
+    (void)addend;
+    (void)y;
+    (void)conv_index;
+    (void)shape;
+    return false;
+  }
+}
+
+template <typename T>
 TensorView<const T> LayerChain<T>::output() {
   if (skipped_outputs_) recompute_skipped_outputs();
   return layers_.empty() ? input_ : outputs_.back().view();
@@ -183,6 +228,7 @@ TensorView<const T> LayerChain<T>::forward_until(TensorView<const T> x, Mode mod
   input_ = x;
   skipped_outputs_ = false;
   add_relu_conv_ = 0;
+  pair_relu_ = 0;
   std::fill(relu_norm_ran_.begin(), relu_norm_ran_.end(), 0);
   std::fill(conv_fused_ran_.begin(), conv_fused_ran_.end(), 0);
   TensorView<const T> current = x;
@@ -233,6 +279,13 @@ TensorView<const T> LayerChain<T>::forward_until(TensorView<const T> x, Mode mod
 template <typename T>
 void LayerChain<T>::recompute_skipped_outputs() {
   for (size_t i = 0; i < layers_.size(); ++i) {
+    if (pair_relu_ && i == pair_relu_) {
+      // The ReLU's output that forward_pair_add_relu skipped, as forward_conv_fused writes it:
+      // from the convolution with the BatchNorm folded in, whose rounding the second
+      // convolution's input had (not from the unfolded pair recomputed above).
+      forward_conv_fused(0, input_);
+      continue;
+    }
     const bool folded = i + 1 < layers_.size() && folded_norm_[i + 1];
     if (!folded && !conv_fused_ran_[i]) continue;
     const TensorView<const T> x = i == 0 ? input_ : outputs_[i - 1].view();
@@ -263,6 +316,7 @@ void LayerChain<T>::recompute_skipped_outputs() {
     add_relu_conv_ = 0;
   }
   std::fill(conv_fused_ran_.begin(), conv_fused_ran_.end(), 0);
+  pair_relu_ = 0;
   skipped_outputs_ = false;
 }
 

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstring>
 #include <stdexcept>
+#include <utility>
 #include <vector>
 
 #include "cnn/ops.hpp"
@@ -453,6 +454,8 @@ const std::vector<float>* packed_weights(const float* weights, const float* scal
   constexpr size_t kEntries = 8;
   thread_local std::vector<PackedWeights> cache;
   thread_local size_t next_victim = 0;
+  // Entries never move (lanes_conv3x3_pair holds two of them at once).
+  if (cache.capacity() < kEntries) cache.reserve(kEntries);
   const int64_t pairs = out_channels * in_channels;
   const size_t count = static_cast<size_t>(pairs * 9);
   const ops::Isa isa = ops::isa();
@@ -835,6 +838,49 @@ void zero_staged_border(float* staged, int64_t staged_h, int64_t staged_w, int64
   }
 }
 
+/// One lane group's forward from its staged input planes (g.in_channels planes of
+/// g.staged_h x g.staged_w x lanes floats, padding zero), band by band of tile rows
+/// (forward_band_rows): the input transform, the products with the packed U_xi, and the output
+/// transform of each output channel o into out_staged (kM band rows of kM g.tiles_w columns,
+/// lanes interleaved), which emit(o, out_staged, i0, out_rows) then takes: the block's output
+/// rows kM i0 .. kM i0 + out_rows. v and m hold a band's V and M (lanes_forward_scratch).
+template <typename Tile, typename Emit>
+void lanes_forward_group(const Geometry& g, const WinogradLaneKernels::Tiles& tiles_k,
+                         const std::vector<float>* packs, const float* bias, int64_t lanes,
+                         int64_t valid, int64_t band, const float* staged, float* out_staged,
+                         float* v, float* m, const Emit& emit) {
+  constexpr int kM = Tile::kM, kPositions = Tile::kPositions;
+  const int64_t plane_size = g.staged_h * g.staged_w * lanes;
+  for (int64_t i0 = 0; i0 < g.tiles_h; i0 += band) {
+    const int64_t rows = std::min(band, g.tiles_h - i0);
+    const int64_t tiles = rows * g.tiles_w * lanes;
+    const int64_t v_stride = winograd_position_stride(g.in_channels, tiles);
+    const int64_t m_stride = winograd_position_stride(g.out_channels, tiles);
+    for (int64_t c = 0; c < g.in_channels; ++c)
+      tiles_k.input_tiles(v + c * tiles, v_stride, lanes, valid,
+                          staged + c * plane_size + kM * i0 * g.staged_w * lanes, g.staged_w, rows,
+                          g.tiles_w);
+    for (int xi = 0; xi < kPositions; ++xi) {
+      sgemm_nn_prepacked(g.out_channels, tiles, g.in_channels, packs[xi].data(), v + xi * v_stride,
+                         tiles, m + xi * m_stride, tiles, false);
+    }
+    const int64_t out_rows = std::min(kM * rows, g.out_h - kM * i0);
+    for (int64_t o = 0; o < g.out_channels; ++o) {
+      tiles_k.output_tiles(out_staged, m + o * tiles, m_stride, lanes, bias ? bias + o : nullptr,
+                           rows, g.tiles_w);
+      emit(o, static_cast<const float*>(out_staged), i0, out_rows);
+    }
+  }
+}
+
+/// The floats of V and of M that lanes_forward_group needs for a band of geometry g.
+template <typename Tile>
+std::pair<int64_t, int64_t> lanes_forward_scratch(const Geometry& g, int64_t lanes) {
+  const int64_t max_tiles = forward_band_rows<Tile>(g, lanes) * g.tiles_w * lanes;
+  return {Tile::kPositions * winograd_position_stride(g.in_channels, max_tiles),
+          Tile::kPositions * winograd_position_stride(g.out_channels, max_tiles)};
+}
+
 /// F(m x m, 3x3) (Tile: TileF2 or TileF4) with the data transforms across the vector lanes
 /// (winograd_lanes.hpp): arguments as winograd_conv3x3. The threads take lane groups of images
 /// (lanes images from 0) one at a time as they come free: every input plane of the group
@@ -845,7 +891,7 @@ void lanes_conv3x3(float* y, const float* x, const float* weights, const float* 
                    const float* bias, int64_t batch, int64_t in_channels, int64_t height,
                    int64_t width, int64_t out_channels, int64_t pad_h, int64_t pad_w,
                    ConvEpilogue epilogue) {
-  constexpr int kM = Tile::kM, kPositions = Tile::kPositions;
+  constexpr int kM = Tile::kM;
   const Geometry g = make_geometry(in_channels, height, width, out_channels, pad_h, pad_w, kM);
   const WinogradLaneKernels& k = winograd_lane_kernels();
   const WinogradLaneKernels::Tiles& tiles_k = Tile::lane_tiles(k);
@@ -873,36 +919,99 @@ void lanes_conv3x3(float* y, const float* x, const float* weights, const float* 
       zero_staged_border(staged + c * plane_size, g.staged_h, g.staged_w, lanes, g.pad_h, g.pad_w,
                          height, width);
     }
-    const int64_t max_tiles = band * g.tiles_w * lanes;
-    float* v = scratch<float>(5, kPositions * winograd_position_stride(in_channels, max_tiles));
-    float* m = scratch<float>(6, kPositions * winograd_position_stride(out_channels, max_tiles));
+    const auto [v_size, m_size] = lanes_forward_scratch<Tile>(g, lanes);
+    float* v = scratch<float>(5, v_size);
+    float* m = scratch<float>(6, m_size);
     for (int64_t group = first_group; group < last_group; ++group) {
       const int64_t start = group * lanes, valid = std::min(lanes, batch - start);
       for (int64_t c = 0; c < in_channels; ++c)
         k.stage(staged + c * plane_size, g.staged_w, x + start * in_size + c * height * width,
                 in_size, valid, height, width, g.pad_h, g.pad_w);
-      for (int64_t i0 = 0; i0 < g.tiles_h; i0 += band) {
-        const int64_t rows = std::min(band, g.tiles_h - i0);
-        const int64_t tiles = rows * g.tiles_w * lanes;
-        const int64_t v_stride = winograd_position_stride(in_channels, tiles);
-        const int64_t m_stride = winograd_position_stride(out_channels, tiles);
-        for (int64_t c = 0; c < in_channels; ++c)
-          tiles_k.input_tiles(v + c * tiles, v_stride, lanes, valid,
-                              staged + c * plane_size + kM * i0 * g.staged_w * lanes, g.staged_w,
-                              rows, g.tiles_w);
-        for (int xi = 0; xi < kPositions; ++xi) {
-          sgemm_nn_prepacked(out_channels, tiles, in_channels, packs[xi].data(), v + xi * v_stride,
-                             tiles, m + xi * m_stride, tiles, false);
-        }
-        const int64_t out_rows = std::min(kM * rows, g.out_h - kM * i0);
-        for (int64_t o = 0; o < out_channels; ++o) {
-          tiles_k.output_tiles(out_staged, m + o * tiles, m_stride, lanes,
-                               bias ? bias + o : nullptr, rows, g.tiles_w);
-          k.unstage(y + (start * out_channels + o) * out_plane + kM * i0 * g.out_w,
-                    out_channels * out_plane, valid, out_staged, kM * g.tiles_w, 0, 0, out_rows,
-                    g.out_w);
-        }
-      }
+      lanes_forward_group<Tile>(
+          g, tiles_k, packs, bias, lanes, valid, band, staged, out_staged, v, m,
+          [&](int64_t o, const float* block, int64_t i0, int64_t out_rows) {
+            k.unstage(y + (start * out_channels + o) * out_plane + kM * i0 * g.out_w,
+                      out_channels * out_plane, valid, block, kM * g.tiles_w, 0, 0, out_rows,
+                      g.out_w);
+          });
+      epilogue.apply(y + start * out_channels * out_plane, start * out_channels * out_plane,
+                     valid * out_channels * out_plane);
+    }
+  });
+}
+
+/// Two stride-1 3x3 convolutions in a row, the first's output (with a ReLU) the second's input:
+/// y = second(relu(first(x))), then the epilogue. Each image's outputs are the bits of
+/// lanes_conv3x3 of `first` with a ReLU epilogue, then of `second` with `epilogue`: a lane
+/// group's first output goes from its output transform into the second's staged planes (the
+/// ReLU applied there, by the same kernel) instead of being written out, read back and staged
+/// again. Threads as lanes_conv3x3.
+template <typename Tile>
+void lanes_conv3x3_pair(float* y, const float* x, const LaneConv& first, const LaneConv& second,
+                        int64_t batch, int64_t height, int64_t width, ConvEpilogue epilogue) {
+  constexpr int kM = Tile::kM;
+  const Geometry ga = make_geometry(first.in_channels, height, width, first.out_channels,
+                                    first.pad_h, first.pad_w, kM);
+  const Geometry gb = make_geometry(first.out_channels, ga.out_h, ga.out_w, second.out_channels,
+                                    second.pad_h, second.pad_w, kM);
+  const WinogradLaneKernels& k = winograd_lane_kernels();
+  const WinogradLaneKernels::Tiles& tiles_k = Tile::lane_tiles(k);
+  const DirectConvKernels& relu_k = direct_conv_kernels();
+  // The first's packs, the second's, then the first's again: entries never move (the cache
+  // reserves all 8), and if the second's call took over the first's entry, the first's second
+  // call takes the next one, not the second's.
+  packed_weights<Tile>(first.weights, first.weight_scale, ga.in_channels, ga.out_channels);
+  const std::vector<float>* packs_b =
+      packed_weights<Tile>(second.weights, second.weight_scale, gb.in_channels, gb.out_channels);
+  const std::vector<float>* packs_a =
+      packed_weights<Tile>(first.weights, first.weight_scale, ga.in_channels, ga.out_channels);
+  const int64_t lanes = k.lanes;
+  const int64_t band_a = forward_band_rows<Tile>(ga, lanes),
+                band_b = forward_band_rows<Tile>(gb, lanes);
+  const int64_t in_size = ga.in_channels * height * width, out_plane = gb.out_h * gb.out_w;
+  const int64_t out_channels = gb.out_channels;
+  const int64_t plane_a = ga.staged_h * ga.staged_w * lanes;
+  const int64_t plane_b = gb.staged_h * gb.staged_w * lanes;
+  const int64_t groups = (batch + lanes - 1) / lanes;
+  const int team = static_cast<int>(std::min<int64_t>(ops::threads(), groups));
+  for_each_range(team, groups, [&](int64_t first_group, int64_t last_group) {
+    const int64_t block_size = kM * kM * std::max(band_a * ga.tiles_w, band_b * gb.tiles_w) * lanes;
+    float* staged_a = scratch<float>(4, ga.in_channels * plane_a + block_size);
+    float* out_staged = staged_a + ga.in_channels * plane_a;
+    float* staged_b = scratch<float>(7, gb.in_channels * plane_b);
+    for (int64_t c = 0; c < ga.in_channels; ++c)
+      zero_staged_border(staged_a + c * plane_a, ga.staged_h, ga.staged_w, lanes, ga.pad_h,
+                         ga.pad_w, ga.height, ga.width);
+    for (int64_t c = 0; c < gb.in_channels; ++c)
+      zero_staged_border(staged_b + c * plane_b, gb.staged_h, gb.staged_w, lanes, gb.pad_h,
+                         gb.pad_w, gb.height, gb.width);
+    const auto [va, ma] = lanes_forward_scratch<Tile>(ga, lanes);
+    const auto [vb, mb] = lanes_forward_scratch<Tile>(gb, lanes);
+    float* v = scratch<float>(5, std::max(va, vb));
+    float* m = scratch<float>(6, std::max(ma, mb));
+    for (int64_t group = first_group; group < last_group; ++group) {
+      const int64_t start = group * lanes, valid = std::min(lanes, batch - start);
+      for (int64_t c = 0; c < ga.in_channels; ++c)
+        k.stage(staged_a + c * plane_a, ga.staged_w, x + start * in_size + c * height * width,
+                in_size, valid, height, width, ga.pad_h, ga.pad_w);
+      // The first's output rows, all lanes, into the second's staged planes, then their ReLU.
+      lanes_forward_group<Tile>(
+          ga, tiles_k, packs_a, first.bias, lanes, valid, band_a, staged_a, out_staged, v, m,
+          [&](int64_t o, const float* block, int64_t i0, int64_t out_rows) {
+            for (int64_t r = 0; r < out_rows; ++r) {
+              float* to = staged_b + o * plane_b +
+                          ((gb.pad_h + kM * i0 + r) * gb.staged_w + gb.pad_w) * lanes;
+              std::copy_n(block + r * kM * ga.tiles_w * lanes, ga.out_w * lanes, to);
+              relu_k.relu_add(to, nullptr, ga.out_w * lanes);
+            }
+          });
+      lanes_forward_group<Tile>(
+          gb, tiles_k, packs_b, second.bias, lanes, valid, band_b, staged_b, out_staged, v, m,
+          [&](int64_t o, const float* block, int64_t i0, int64_t out_rows) {
+            k.unstage(y + (start * out_channels + o) * out_plane + kM * i0 * gb.out_w,
+                      out_channels * out_plane, valid, block, kM * gb.tiles_w, 0, 0, out_rows,
+                      gb.out_w);
+          });
       epilogue.apply(y + start * out_channels * out_plane, start * out_channels * out_plane,
                      valid * out_channels * out_plane);
     }
@@ -993,6 +1102,12 @@ void winograd4x4_backward3x3(float* dx, float* dw, const float* x, const float* 
                              int64_t width, int64_t out_channels, int64_t pad_h, int64_t pad_w) {
   lanes_backward3x3<TileF4>(dx, dw, x, weights, dy, batch, in_channels, height, width, out_channels,
                             pad_h, pad_w);
+}
+
+void winograd4x4_conv3x3_pair(float* y, const float* x, const LaneConv& first,
+                              const LaneConv& second, int64_t batch, int64_t height, int64_t width,
+                              ConvEpilogue epilogue) {
+  lanes_conv3x3_pair<TileF4>(y, x, first, second, batch, height, width, epilogue);
 }
 
 void winograd_conv3x3(float* y, const float* x, const float* weights, const float* weight_scale,

@@ -51,6 +51,25 @@ void winograd4x4_conv3x3(float* y, const float* x, const float* weights, const f
                          int64_t width, int64_t out_channels, int64_t pad_h, int64_t pad_w,
                          ConvEpilogue epilogue = {});
 
+/// A stride-1 3x3 convolution of a pair (winograd4x4_conv3x3_pair): its weights (out_channels,
+/// in_channels, 3, 3), times weight_scale[o] per output channel when not null, bias (or null),
+/// channels and padding.
+struct LaneConv {
+  const float* weights;
+  const float* weight_scale;
+  const float* bias;
+  int64_t in_channels, out_channels, pad_h, pad_w;
+};
+
+/// y = second(relu(first(x))), then the epilogue, both by F(4x4, 3x3): bit for bit
+/// winograd4x4_conv3x3 of `first` with a ReLU epilogue, then of `second` with `epilogue`, without
+/// the first's output written out (a lane group's goes from one convolution to the next in the
+/// cache). x (batch, first.in_channels, height, width); second.in_channels must be
+/// first.out_channels. Threads as winograd4x4_conv3x3.
+void winograd4x4_conv3x3_pair(float* y, const float* x, const LaneConv& first,
+                              const LaneConv& second, int64_t batch, int64_t height, int64_t width,
+                              ConvEpilogue epilogue = {});
+
 /// The backward of winograd4x4_conv3x3, as winograd_backward3x3: dw += its exact gradient, dx
 /// (assigned, skipped when null) the seed's full convolution of dy with the rotated kernel.
 void winograd4x4_backward3x3(float* dx, float* dw, const float* x, const float* weights,
