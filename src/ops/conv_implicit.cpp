@@ -36,8 +36,8 @@ Padded input_padding(const ops::ConvShape& s) {
 
 /// Whether the padded planes are the image's own (no padding, no extra rows or columns): the
 /// implicit GEMM then reads the input where it lies instead of a staged copy of it, the same
-/// values at the same offsets (a pointwise stride-2 shortcut's forward spent a third of its
-/// time on that copy).
+/// values at the same offsets (resnet's 1x1 stride-2 shortcuts' forward by the implicit GEMM,
+/// batch 256: 0.43-0.54 and 0.50-0.52 ms with the copy, 0.35-0.36 and 0.40-0.41 without).
 bool reads_in_place(const Padded& g) {
   return g.top == 0 && g.left == 0 && g.rows == g.height && g.cols == g.width;
 }
