@@ -95,7 +95,8 @@ class LayerChain {
   /// forward_add_relu's case of a chain that is a Conv2d, (a BatchNorm2d,) a ReLU, and the last
   /// step's Conv2d (at conv_index, of shape `shape`) that ops::conv2d_relu_pair_fusable takes
   /// with the first: both convolutions in one call (ops::conv2d_relu_pair_forward), the
-  /// first's output never written. Returns whether it ran; when not, it has run nothing.
+  /// first's output never written. Returns whether it ran (the caller then sets the flags of
+  /// a forward_add_relu); when not, it has run nothing.
   bool forward_pair_add_relu(TensorView<const T> x, TensorView<const T> addend, TensorView<T> y,
                              size_t conv_index, const ops::ConvShape& shape);
   /// Before a backward after a kEval forward that folded or fused: the outputs it skipped.

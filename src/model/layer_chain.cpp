@@ -155,14 +155,15 @@ bool LayerChain<T>::forward_add_relu(TensorView<const T> x, TensorView<const T> 
       throw Error("forward_add_relu: expected an addend and an output of shape " + conv_out.str() +
                   ", got " + addend.shape().str() + " and " + y.shape().str());
     }
-    if (forward_pair_add_relu(x, addend, y, conv_index, shape)) return true;
-    const TensorView<const T> before = forward_until(x, Mode::kEval, conv_index);
-    if (before.empty()) throw Error(conv->describe() + ": forward: the input must not be empty");
-    const auto [bias, scale] = bias_and_scale(conv_index, conv_out);
-    // Their shapes now, their values when output() or backward() asks.
-    for (size_t i = conv_index; i < n; ++i) outputs_[i].resize(conv_out);
-    ops::conv2d_relu_forward(y.data(), before.data(), conv->parameter(0).data(), bias, shape, scale,
-                             addend.data());
+    if (!forward_pair_add_relu(x, addend, y, conv_index, shape)) {
+      const TensorView<const T> before = forward_until(x, Mode::kEval, conv_index);
+      if (before.empty()) throw Error(conv->describe() + ": forward: the input must not be empty");
+      const auto [bias, scale] = bias_and_scale(conv_index, conv_out);
+      // Their shapes now, their values when output() or backward() asks.
+      for (size_t i = conv_index; i < n; ++i) outputs_[i].resize(conv_out);
+      ops::conv2d_relu_forward(y.data(), before.data(), conv->parameter(0).data(), bias, shape,
+                               scale, addend.data());
+    }
     add_relu_conv_ = conv_index + 1;
     skipped_outputs_ = true;
     return true;
@@ -175,9 +176,11 @@ bool LayerChain<T>::forward_add_relu(TensorView<const T> x, TensorView<const T> 
 }
 
 template <typename T>
-bool LayerChain<T>::forward_pair_add_relu(TensorView<const T> x, TensorView<const T> addend,
-                                          TensorView<T> y, size_t conv_index,
-                                          const ops::ConvShape& shape) {
+bool LayerChain<T>::forward_pair_add_relu([[maybe_unused]] TensorView<const T> x,
+                                          [[maybe_unused]] TensorView<const T> addend,
+                                          [[maybe_unused]] TensorView<T> y,
+                                          [[maybe_unused]] size_t conv_index,
+                                          [[maybe_unused]] const ops::ConvShape& shape) {
   if constexpr (std::is_same_v<T, float>) {
     // The chain must be Conv2d 0, (BatchNorm2d,) ReLU, then the last step's Conv2d.
     const size_t relu = conv_relu_[0];
@@ -204,17 +207,9 @@ bool LayerChain<T>::forward_pair_add_relu(TensorView<const T> x, TensorView<cons
         {conv.parameter(0).data(), bias, scale, shape}, addend.data());
     conv_fused_ran_[0] = 1;
     pair_relu_ = relu;
-    add_relu_conv_ = conv_index + 1;
-    skipped_outputs_ = true;
     return true;
-  } else {
-    (void)x;
-    (void)addend;
-    (void)y;
-    (void)conv_index;
-    (void)shape;
-    return false;
   }
+  return false;
 }
 
 template <typename T>

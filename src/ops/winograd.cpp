@@ -873,6 +873,16 @@ void lanes_forward_group(const Geometry& g, const WinogradLaneKernels::Tiles& ti
   }
 }
 
+/// Output channel o's rows kM i0 .. kM i0 + rows of a lane group's `valid` images (from image
+/// `start`; geometry g) from a block that lanes_forward_group emits into y (N, C, H, W).
+template <int kM>
+void unstage_rows(const WinogradLaneKernels& k, float* y, const Geometry& g, int64_t start,
+                  int64_t valid, int64_t o, const float* block, int64_t i0, int64_t rows) {
+  const int64_t out_plane = g.out_h * g.out_w;
+  k.unstage(y + (start * g.out_channels + o) * out_plane + kM * i0 * g.out_w,
+            g.out_channels * out_plane, valid, block, kM * g.tiles_w, 0, 0, rows, g.out_w);
+}
+
 /// The floats of V and of M that lanes_forward_group needs for a band of geometry g.
 template <typename Tile>
 std::pair<int64_t, int64_t> lanes_forward_scratch(const Geometry& g, int64_t lanes) {
@@ -927,13 +937,10 @@ void lanes_conv3x3(float* y, const float* x, const float* weights, const float* 
       for (int64_t c = 0; c < in_channels; ++c)
         k.stage(staged + c * plane_size, g.staged_w, x + start * in_size + c * height * width,
                 in_size, valid, height, width, g.pad_h, g.pad_w);
-      lanes_forward_group<Tile>(
-          g, tiles_k, packs, bias, lanes, valid, band, staged, out_staged, v, m,
-          [&](int64_t o, const float* block, int64_t i0, int64_t out_rows) {
-            k.unstage(y + (start * out_channels + o) * out_plane + kM * i0 * g.out_w,
-                      out_channels * out_plane, valid, block, kM * g.tiles_w, 0, 0, out_rows,
-                      g.out_w);
-          });
+      lanes_forward_group<Tile>(g, tiles_k, packs, bias, lanes, valid, band, staged, out_staged, v,
+                                m, [&](int64_t o, const float* block, int64_t i0, int64_t rows) {
+                                  unstage_rows<kM>(k, y, g, start, valid, o, block, i0, rows);
+                                });
       epilogue.apply(y + start * out_channels * out_plane, start * out_channels * out_plane,
                      valid * out_channels * out_plane);
     }
@@ -1005,13 +1012,11 @@ void lanes_conv3x3_pair(float* y, const float* x, const LaneConv& first, const L
               relu_k.relu_add(to, nullptr, ga.out_w * lanes);
             }
           });
-      lanes_forward_group<Tile>(
-          gb, tiles_k, packs_b, second.bias, lanes, valid, band_b, staged_b, out_staged, v, m,
-          [&](int64_t o, const float* block, int64_t i0, int64_t out_rows) {
-            k.unstage(y + (start * out_channels + o) * out_plane + kM * i0 * gb.out_w,
-                      out_channels * out_plane, valid, block, kM * gb.tiles_w, 0, 0, out_rows,
-                      gb.out_w);
-          });
+      lanes_forward_group<Tile>(gb, tiles_k, packs_b, second.bias, lanes, valid, band_b, staged_b,
+                                out_staged, v, m,
+                                [&](int64_t o, const float* block, int64_t i0, int64_t rows) {
+                                  unstage_rows<kM>(k, y, gb, start, valid, o, block, i0, rows);
+                                });
       epilogue.apply(y + start * out_channels * out_plane, start * out_channels * out_plane,
                      valid * out_channels * out_plane);
     }
