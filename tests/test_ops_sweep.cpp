@@ -197,6 +197,36 @@ TEST_P(OpsSweepIsa, Conv2dFloatLargeImagesAndTwoThreads) {
   ops::set_threads(saved);
 }
 
+/// Equal bit for bit: == would let -0 pass for +0 and fail NaN against NaN.
+template <typename T>
+bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+}
+
+/// A layer that kAuto runs by the methods named (forward, weight and input gradient): forward,
+/// weight, bias and input gradients against the double reference, with and without a bias; and
+/// a weight scale (a folded BatchNorm) gives the bits of weights scaled first.
+void check_auto_methods(Rng& rng, const ops::ConvShape& s, const char* forward,
+                        const char* weight_grad, const char* input_grad) {
+  ASSERT_STREQ(ops::conv2d_forward_method(s), forward) << describe(s);
+  ASSERT_STREQ(ops::conv2d_weight_grad_method(s), weight_grad) << describe(s);
+  ASSERT_STREQ(ops::conv2d_input_grad_method(s), input_grad) << describe(s);
+  ASSERT_NO_FATAL_FAILURE(check_conv<float>(rng, s, true));
+  ASSERT_NO_FATAL_FAILURE(check_conv<float>(rng, s, false));
+  const int64_t per_channel = s.in_channels * s.kernel_h * s.kernel_w;
+  const auto x = random_vector<float>(rng, s.batch * s.in_channels * s.in_h * s.in_w),
+             w = random_vector<float>(rng, s.out_channels * per_channel),
+             b = random_vector<float>(rng, s.out_channels),
+             scale = random_vector<float>(rng, s.out_channels);
+  std::vector<float> scaled = w;
+  for (int64_t o = 0; o < s.out_channels; ++o)
+    for (int64_t k = 0; k < per_channel; ++k) scaled[o * per_channel + k] *= scale[o];
+  std::vector<float> expected(s.batch * s.out_channels * s.out_h * s.out_w), y(expected.size());
+  ops::conv2d_forward(expected.data(), x.data(), scaled.data(), b.data(), s);
+  ops::conv2d_forward(y.data(), x.data(), w.data(), b.data(), s, scale.data());
+  ASSERT_TRUE(same_bits(y, expected)) << "weight scale " << describe(s);
+}
+
 /// body(s) for each of `shapes` under kAuto on every supported instruction set, 1 and 2
 /// threads (named by SCOPED_TRACE), until a fatal failure; the settings restored afterwards.
 template <typename Body>
@@ -227,25 +257,22 @@ void for_each_auto_path(const std::vector<ops::ConvShape>& shapes, const Body& b
 // gradient by the implicit GEMM and the input gradient alone by the direct kernels (layers
 // without padding whose outputs fill less than 3/4 of the direct kernels' positions, 16+
 // images), on every instruction set, 1 and 2 threads: LeNet-5 conv2 at an odd batch, and a
-// 3x5 kernel with 5 channels in.
+// 3x5 kernel with 5 channels in (check_auto_methods: a weight scale gives the bits too).
 TEST(OpsSweep, Conv2dAutoImplicitWeightsDirectInputGradientMatchTheReference) {
   Rng rng(13);
   const std::vector<ops::ConvShape> shapes = {
       ops::make_conv_shape(17, 6, 14, 14, 16, 5, 5, 1, 1, 0, 0),
       ops::make_conv_shape(16, 5, 10, 12, 32, 3, 5, 1, 1, 0, 0)};
   for_each_auto_path(shapes, [&](const ops::ConvShape& s) {
-    ASSERT_STREQ(ops::conv2d_forward_method(s), "implicit") << describe(s);
-    ASSERT_STREQ(ops::conv2d_weight_grad_method(s), "implicit") << describe(s);
-    ASSERT_STREQ(ops::conv2d_input_grad_method(s), "direct") << describe(s);
-    ASSERT_NO_FATAL_FAILURE(check_conv<float>(rng, s, true));
-    ASSERT_NO_FATAL_FAILURE(check_conv<float>(rng, s, false));
+    ASSERT_NO_FATAL_FAILURE(check_auto_methods(rng, s, "implicit", "implicit", "direct"));
   });
 }
 
 // kAuto's 1x1 stride-2 layers (resnet's projection shortcuts): the forward by the implicit GEMM
 // reading the unpadded input in place, the backward by im2col + GEMM, on every instruction set,
 // 1 and 2 threads: the shortcut's shape at an odd batch, odd planes (9x11, whose last row and
-// column no output reads) with odd channel counts (a partial column block), and 16 images.
+// column no output reads) with odd channel counts (a partial column block), and 16 images
+// (check_auto_methods: a weight scale, evaluation's folded BatchNorm, gives the bits too).
 TEST(OpsSweep, Conv2dAutoPointwiseStride2ForwardByImplicitMatchesTheReference) {
   Rng rng(17);
   const std::vector<ops::ConvShape> shapes = {
@@ -253,11 +280,7 @@ TEST(OpsSweep, Conv2dAutoPointwiseStride2ForwardByImplicitMatchesTheReference) {
       ops::make_conv_shape(19, 21, 9, 11, 40, 1, 1, 2, 2, 0, 0),
       ops::make_conv_shape(16, 64, 7, 7, 128, 1, 1, 2, 2, 0, 0)};
   for_each_auto_path(shapes, [&](const ops::ConvShape& s) {
-    ASSERT_STREQ(ops::conv2d_forward_method(s), "implicit") << describe(s);
-    ASSERT_STREQ(ops::conv2d_weight_grad_method(s), "gemm") << describe(s);
-    ASSERT_STREQ(ops::conv2d_input_grad_method(s), "gemm") << describe(s);
-    ASSERT_NO_FATAL_FAILURE(check_conv<float>(rng, s, true));
-    ASSERT_NO_FATAL_FAILURE(check_conv<float>(rng, s, false));
+    ASSERT_NO_FATAL_FAILURE(check_auto_methods(rng, s, "implicit", "gemm", "gemm"));
   });
 }
 
@@ -301,12 +324,6 @@ TEST_P(OpsSweepIsa, Conv2dSeesWeightsChangedInPlace) {
 
 TEST(OpsSweep, Conv2dDouble) {
   sweep_conv<double>(2, 150);
-}
-
-/// Equal bit for bit: == would let -0 pass for +0 and fail NaN against NaN.
-template <typename T>
-bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
 }
 
 // A convolution's zero padding gives the bits of the same zeros written into the input: the
@@ -973,30 +990,6 @@ INSTANTIATE_TEST_SUITE_P(Paths, OpsSweepAllPaths, ::testing::ValuesIn(testing::a
 TEST_P(OpsSweepAllPaths, ReluMaxPoolEqualsReluThenMaxPoolBitForBit) {
   sweep_relu_pool<float>(31, 200);
   sweep_relu_pool<double>(32, 50);
-}
-
-/// A layer that kAuto runs by the methods named (forward, weight and input gradient): forward,
-/// weight, bias and input gradients against the double reference, with and without a bias; and
-/// a weight scale (a folded BatchNorm) gives the bits of weights scaled first.
-void check_auto_methods(Rng& rng, const ops::ConvShape& s, const char* forward,
-                        const char* weight_grad, const char* input_grad) {
-  ASSERT_STREQ(ops::conv2d_forward_method(s), forward) << describe(s);
-  ASSERT_STREQ(ops::conv2d_weight_grad_method(s), weight_grad) << describe(s);
-  ASSERT_STREQ(ops::conv2d_input_grad_method(s), input_grad) << describe(s);
-  ASSERT_NO_FATAL_FAILURE(check_conv<float>(rng, s, true));
-  ASSERT_NO_FATAL_FAILURE(check_conv<float>(rng, s, false));
-  const int64_t per_channel = s.in_channels * 9;
-  const auto x = random_vector<float>(rng, s.batch * s.in_channels * s.in_h * s.in_w),
-             w = random_vector<float>(rng, s.out_channels * per_channel),
-             b = random_vector<float>(rng, s.out_channels),
-             scale = random_vector<float>(rng, s.out_channels);
-  std::vector<float> scaled = w;
-  for (int64_t o = 0; o < s.out_channels; ++o)
-    for (int64_t k = 0; k < per_channel; ++k) scaled[o * per_channel + k] *= scale[o];
-  std::vector<float> expected(s.batch * s.out_channels * s.out_h * s.out_w), y(expected.size());
-  ops::conv2d_forward(expected.data(), x.data(), scaled.data(), b.data(), s);
-  ops::conv2d_forward(y.data(), x.data(), w.data(), b.data(), s, scale.data());
-  ASSERT_TRUE(same_bits(y, expected)) << "weight scale " << describe(s);
 }
 
 /// check_auto_methods with one method for the forward and both gradients.
