@@ -963,7 +963,7 @@ void lanes_conv3x3_pair(float* y, const float* x, const LaneConv& first, const L
                                     second.pad_h, second.pad_w, kM);
   const WinogradLaneKernels& k = winograd_lane_kernels();
   const WinogradLaneKernels::Tiles& tiles_k = Tile::lane_tiles(k);
-  const DirectConvKernels& relu_k = direct_conv_kernels();
+  const ConvEpilogue first_relu{.relu = true};  // what lanes_conv3x3 would apply to its output
   // The first's packs, the second's, then the first's again: entries never move (the cache
   // reserves all 8), and if the second's call took over the first's entry, the first's second
   // call takes the next one, not the second's.
@@ -1009,7 +1009,7 @@ void lanes_conv3x3_pair(float* y, const float* x, const LaneConv& first, const L
               float* to = staged_b + o * plane_b +
                           ((gb.pad_h + kM * i0 + r) * gb.staged_w + gb.pad_w) * lanes;
               std::copy_n(block + r * kM * ga.tiles_w * lanes, ga.out_w * lanes, to);
-              relu_k.relu_add(to, nullptr, ga.out_w * lanes);
+              first_relu.apply(to, 0, ga.out_w * lanes);
             }
           });
       lanes_forward_group<Tile>(gb, tiles_k, packs_b, second.bias, lanes, valid, band_b, staged_b,
