@@ -71,21 +71,19 @@ int64_t tap_offset(int64_t k, const ops::ConvShape& s, const Padded& g) {
 }
 
 /// out (images, channels, positions) [+ bias] from the GEMM's rows c (images * positions,
-/// ldc), channel j of row r at c[r * ldc + j]; then the epilogue, image by image (out is at
-/// `offset` in the whole output).
+/// ldc), channel j of row r at c[r * ldc + j], then the epilogue (out is at `offset` in the
+/// whole output): one pass, image by image (DirectConvKernels::transpose_out). The bias and
+/// the epilogue as passes of their own over each transposed image cost resnet's evaluation
+/// forward 0.5-1.7%.
 void copy_out(float* out, int64_t offset, const float* c, int64_t images, int64_t positions,
               int64_t channels, int64_t ldc, const float* bias, ConvEpilogue epilogue) {
   const DirectConvKernels& kernels = direct_conv_kernels();
   for (int64_t i = 0; i < images; ++i) {
-    float* image = out + i * channels * positions;
-    kernels.transpose(image, positions, c + i * positions * ldc, ldc, positions, channels);
-    if (bias) {
-      for (int64_t j = 0; j < channels; ++j) {
-        float* plane = image + j * positions;
-        for (int64_t p = 0; p < positions; ++p) plane[p] += bias[j];
-      }
-    }
-    epilogue.apply(image, offset + i * channels * positions, channels * positions);
+    const int64_t at = i * channels * positions;
+    const float* addend =
+        epilogue.relu && epilogue.addend ? epilogue.addend + offset + at : nullptr;
+    kernels.transpose_out(out + at, positions, c + i * positions * ldc, ldc, positions, channels,
+                          bias, addend, epilogue.relu);
   }
 }
 

@@ -94,6 +94,13 @@ struct DirectConvKernels {
   /// the ISA has AVX2, 4x4 otherwise).
   void (*transpose)(float* dst, int64_t dst_stride, const float* src, int64_t src_stride,
                     int64_t rows, int64_t cols);
+  /// transpose, then each value of dst row j (an output channel) + bias[j] when bias is not
+  /// null, then with relu, relu(that + addend[j * dst_stride + i]), or relu(that) when addend
+  /// is null, by relu_add's rule: the implicit GEMM's output with its bias and ConvEpilogue
+  /// in one pass instead of three, the same bits as transpose, the bias added, then relu_add.
+  void (*transpose_out)(float* dst, int64_t dst_stride, const float* src, int64_t src_stride,
+                        int64_t rows, int64_t cols, const float* bias, const float* addend,
+                        bool relu);
   /// y[r] += sum_i x[i] * w[r * k + i] for r < rows: a dense layer's forward for one sample
   /// (a matrix-vector product), without the GEMM's packing, for batches of a few images.
   void (*dense_rows)(const float* x, const float* w, int64_t rows, int64_t k, float* y);
