@@ -406,7 +406,11 @@ TEST(OpsSweep, ImplicitGemmSumsAreFusedChainsOverTheProductsInsideTheInput) {
   Rng rng(59);
   const ops::ConvShape shapes[] = {ops::make_conv_shape(5, 6, 7, 7, 20, 3, 3, 2, 2, 1, 1),
                                    ops::make_conv_shape(13, 5, 7, 6, 18, 3, 3, 1, 1, 1, 1),
-                                   ops::make_conv_shape(2, 3, 4, 5, 17, 3, 5, 1, 2, 2, 1)};
+                                   ops::make_conv_shape(2, 3, 4, 5, 17, 3, 5, 1, 2, 2, 1),
+                                   // Positions that read the padding alone (no tap inside):
+                                   // 1x1 at stride 2 with padding 1, and 3x3 with padding 3.
+                                   ops::make_conv_shape(3, 4, 5, 6, 9, 1, 1, 2, 2, 1, 1),
+                                   ops::make_conv_shape(2, 3, 5, 5, 7, 3, 3, 1, 1, 3, 3)};
   const int saved = ops::threads();
   ops::set_threads(1);
   for (const ops::Isa isa : fused)

@@ -22,26 +22,6 @@ struct Padded {
   int64_t size() const { return channels * rows * cols; }
 };
 
-/// The input as the forward and the weight gradient read it: output (oh, ow), tap (kh, kw)
-/// reads padded row oh * stride_h + kh, column ow * stride_w + kw.
-Padded input_padding(const ops::ConvShape& s) {
-  return {s.in_channels,
-          s.in_h,
-          s.in_w,
-          s.pad_h,
-          s.pad_w,
-          std::max(s.pad_h + s.in_h, (s.out_h - 1) * s.stride_h + s.kernel_h),
-          std::max(s.pad_w + s.in_w, (s.out_w - 1) * s.stride_w + s.kernel_w)};
-}
-
-/// Whether the padded planes are the image's own (no padding, no extra rows or columns): the
-/// implicit GEMM then reads the input where it lies instead of a staged copy of it, the same
-/// values at the same offsets (resnet's 1x1 stride-2 shortcuts' forward by the implicit GEMM,
-/// batch 256: 0.43-0.54 and 0.50-0.52 ms with the copy, 0.35-0.36 and 0.40-0.41 without).
-bool reads_in_place(const Padded& g) {
-  return g.top == 0 && g.left == 0 && g.rows == g.height && g.cols == g.width;
-}
-
 /// Copies an image (channels, height, width) into its padded planes, whose padding the caller
 /// zeroed once.
 void stage(float* staged, const float* image, const Padded& g) {
@@ -56,18 +36,25 @@ void stage(float* staged, const float* image, const Padded& g) {
 /// images: 4x4 planes then give GEMMs as long as 16x16 ones.
 constexpr int64_t kGroupPositions = 512;
 
-/// Where output position r of a group (image r / positions, then oh, ow) reads tap (0, 0, 0)
-/// in the group's staged inputs, and where tap k = (ic, kh, kw) reads relative to that: the
-/// implicit GEMM's A entry is staged[position_offset + tap_offset].
-int64_t position_offset(int64_t r, const ops::ConvShape& s, const Padded& g) {
+/// The forward and the weight gradient read x where it lies, unpadded: tap k = (ic, kh, kw)
+/// of output (oh, ow) reads input row oh * stride_h - pad_h + kh, column ow * stride_w -
+/// pad_w + kw, at corner_offset + tap_offset from its image's start. Only the taps that read
+/// inside the image are computed (the classes below; the others multiply the zero padding,
+/// and leaving their products out gives the same sums), so no zero-padded copy is needed:
+/// staging one cost resnet's stride-2 layers a copy of their input in the forward and again
+/// in the weight gradient. The sum can leave the image (row or column below 0) only for a tap
+/// that is not computed; a class therefore reads from a pointer shifted to its first tap inside
+/// (class_shift), so that every pointer formed lies in x.
+int64_t corner_offset(int64_t r, const ops::ConvShape& s) {
   const int64_t positions = s.out_h * s.out_w;
   const int64_t i = r / positions, oh = r % positions / s.out_w, ow = r % s.out_w;
-  return i * g.size() + oh * s.stride_h * g.cols + ow * s.stride_w;
+  return i * s.in_channels * s.in_h * s.in_w + (oh * s.stride_h - s.pad_h) * s.in_w +
+         ow * s.stride_w - s.pad_w;
 }
-int64_t tap_offset(int64_t k, const ops::ConvShape& s, const Padded& g) {
+int64_t tap_offset(int64_t k, const ops::ConvShape& s) {
   const int64_t kernel_size = s.kernel_h * s.kernel_w;
   const int64_t ic = k / kernel_size, kh = k % kernel_size / s.kernel_w, kw = k % s.kernel_w;
-  return ic * g.plane() + kh * g.cols + kw;
+  return (ic * s.in_h + kh) * s.in_w + kw;
 }
 
 /// out (images, channels, positions) [+ bias] from the GEMM's rows c (images * positions,
@@ -122,6 +109,7 @@ struct PositionClass {
   bool all_taps;         // every tap: the caller's full offsets and B
   int64_t first_member;  // its positions (row * cols + col, in order) in GridClasses' members
   int64_t member_count;
+  int64_t lo_h, lo_w;  // its first tap row and column (jh, jw) inside; 0 when it has none
 };
 
 /// The classes of one or more grids of positions (the forward's output plane, the input
@@ -154,6 +142,8 @@ struct GridClasses {
         const Interval rw = col_classes.ranges[static_cast<size_t>(cc)];
         PositionClass pc{};
         pc.all_taps = rh.lo == 0 && rh.hi == taps_h && rw.lo == 0 && rw.hi == taps_w;
+        pc.lo_h = rh.lo;
+        pc.lo_w = rw.lo;
         pc.first = static_cast<int64_t>(offsets.size());
         pc.depth = pc.all_taps ? channels * taps_h * taps_w : 0;
         if (!pc.all_taps) {
@@ -449,14 +439,13 @@ int64_t implicit_products_inside(const ops::ConvShape& s) {
 void implicit_conv_forward(float* y, const float* x, const float* w, const float* w_scale,
                            const float* b, const ops::ConvShape& s, ConvEpilogue epilogue) {
   const DirectConvKernels& kernels = direct_conv_kernels();
-  const Padded g = input_padding(s);
   const int64_t kernel_size = s.kernel_h * s.kernel_w;
   const int64_t depth = s.in_channels * kernel_size;
   const int64_t block = kernels.gather_block(s.out_channels);
   const int64_t columns = round_up(s.out_channels, block);
   const int team = static_cast<int>(std::min<int64_t>(ops::threads(), s.batch));
   // Read-only in the parallel region: B (the weights, [tap][output channel] by blocks) and
-  // the taps' offsets into a staged image, for all taps and for each class of positions.
+  // the taps' offsets (tap_offset), for all taps and for each class of positions.
   std::vector<float>& packed = shared_scratch<float>(0, depth * columns);
   pack_columns(packed.data(), s.out_channels, columns, block, depth, team,
                [&](int64_t o, int64_t k) {
@@ -464,7 +453,7 @@ void implicit_conv_forward(float* y, const float* x, const float* w, const float
                  return w_scale ? w[o * depth + k] * w_scale[o] : w[o * depth + k];
                });
   std::vector<int64_t>& offsets = shared_scratch<int64_t>(0, depth);
-  for (int64_t k = 0; k < depth; ++k) offsets[static_cast<size_t>(k)] = tap_offset(k, s, g);
+  for (int64_t k = 0; k < depth; ++k) offsets[static_cast<size_t>(k)] = tap_offset(k, s);
 
   // The output positions classed (row class, column class) by the taps (ic, kh, kw) they
   // read inside the input: a class's GEMM adds the same products in the same order as over
@@ -484,12 +473,22 @@ void implicit_conv_forward(float* y, const float* x, const float* w, const float
                                              s.kernel_w, offsets.data(), block);
   const GridClasses* grid = &classes;
 
-  // Where each position (oh, ow) reads tap (0, 0, 0) in a staged image.
+  // Each position's corner_offset in its image, then each class's shift to its first tap
+  // inside, taken off its taps' offsets: a class's positions read from corner + shift, inside
+  // the image (a class of every tap has its corners inside, and no shift).
   const int64_t positions = s.out_h * s.out_w;
   thread_local std::vector<int64_t> position_storage;
-  position_storage.resize(static_cast<size_t>(positions));
+  position_storage.resize(static_cast<size_t>(positions + class_count));
   int64_t* position_reads = position_storage.data();
-  for (int64_t p = 0; p < positions; ++p) position_reads[p] = position_offset(p, s, g);
+  for (int64_t p = 0; p < positions; ++p) position_reads[p] = corner_offset(p, s);
+  int64_t* class_shift = position_reads + positions;
+  for (int64_t cl = 0; cl < class_count; ++cl) {
+    const PositionClass& pc = classes.classes[static_cast<size_t>(cl)];
+    class_shift[cl] = pc.lo_h * s.in_w + pc.lo_w;
+    if (pc.all_taps) continue;
+    for (int64_t t = pc.first; t < pc.first + pc.depth; ++t)
+      classes.offsets[static_cast<size_t>(t)] -= class_shift[cl];
+  }
 
   const int64_t in_size = s.in_channels * s.in_h * s.in_w;
   const int64_t group = images_per_group(kGroupPositions, positions, s.batch);
@@ -503,9 +502,6 @@ void implicit_conv_forward(float* y, const float* x, const float* w, const float
   const int parts = static_cast<int>(std::min<int64_t>(team, group_count));
   for_each_part(parts, [&](int part) {
     const ImageRange range = images_of_part(s.batch, part, parts);
-    const bool in_place = reads_in_place(g);
-    float* staging = in_place ? nullptr : scratch<float>(0, group * g.size());
-    if (!in_place) std::fill(staging, staging + group * g.size(), 0.0f);
     float* c = scratch<float>(1, (group * positions + 1) * columns);
     float* spare_row = c + group * positions * columns;
     const float** rows = scratch<const float*>(0, max_rows);
@@ -513,10 +509,7 @@ void implicit_conv_forward(float* y, const float* x, const float* w, const float
     int64_t* class_rows = scratch<int64_t>(0, 2 * class_count);  // first row, count
     for (int64_t n0 = range.first; n0 < range.last; n0 += group) {
       const int64_t images = std::min(group, range.last - n0);
-      // The group's images (g.size() apart, as in x when in place).
-      const float* staged = in_place ? x + n0 * in_size : staging;
-      for (int64_t i = 0; i < images && !in_place; ++i)
-        stage(staging + i * g.size(), x + (n0 + i) * in_size, g);
+      const float* group_x = x + n0 * in_size;
       // The group's positions class by class (image, oh, ow order within one); each writes
       // its row of c in position order (image, oh, ow), as copy_out reads them.
       int64_t next = 0;
@@ -525,10 +518,12 @@ void implicit_conv_forward(float* y, const float* x, const float* w, const float
         const PositionClass& pc = grid->classes[static_cast<size_t>(cl)];
         const int64_t* members = grid->members.data() + pc.first_member;
         const int64_t member_count = pc.member_count;
+        // A class without taps inside reads nothing: its rows point at their image.
+        const bool reads = pc.depth > 0;
         for (int64_t i = 0; i < images; ++i) {
           for (int64_t m = 0; m < member_count; ++m) {
             const int64_t p = members[m];
-            rows[next] = staged + i * g.size() + position_reads[p];
+            rows[next] = group_x + i * in_size + (reads ? position_reads[p] + class_shift[cl] : 0);
             c_rows[next++] = c + (i * positions + p) * columns;
           }
         }
@@ -568,7 +563,6 @@ void implicit_conv_forward(float* y, const float* x, const float* w, const float
 void implicit_conv_backward(float* dx, float* dw, const float* x, const float* w, const float* dy,
                             const ops::ConvShape& s) {
   const DirectConvKernels& kernels = direct_conv_kernels();
-  const Padded g = input_padding(s);
   const int64_t taps = s.in_channels * s.kernel_h * s.kernel_w;
   const int64_t tap_rows = round_up(taps, kGatherRows);
   const int64_t positions = s.out_h * s.out_w;
@@ -590,17 +584,22 @@ void implicit_conv_backward(float* dx, float* dw, const float* x, const float* w
   kh_classes.build(s.kernel_h, [&](int64_t kh) { return along_h.outputs_inside(kh); });
   kw_classes.build(s.kernel_w, [&](int64_t kw) { return along_w.outputs_inside(kw); });
   const int64_t tap_class_count = kh_classes.size() * kw_classes.size();
-  // Class tc = (kh class, kw class): its taps in order (tap_class_ranges: first, count) and
-  // its positions in order (position_count, class_position_list); where each position of a
-  // group reads tap (0, 0, 0) in the staged images.
+  // Class tc = (kh class, kw class): its taps in order (tap_class_ranges: first, count), its
+  // positions in order (position_count, class_position_list) and its first position's
+  // corner_offset (class_corner; 0 when it has none); each position of a group's
+  // corner_offset, and each tap's tap_offset. A class's taps read from its first position's
+  // corner, and its positions relative to that: every pointer formed lies inside x.
   thread_local std::vector<int64_t> class_storage;
-  class_storage.resize(static_cast<size_t>(2 * tap_class_count + taps +
+  class_storage.resize(static_cast<size_t>(3 * tap_class_count + 2 * taps +
                                            tap_class_count * (positions + 1) + group * positions));
   int64_t* tap_class_ranges = class_storage.data();
   int64_t* tap_class_members = tap_class_ranges + 2 * tap_class_count;
   int64_t* position_count = tap_class_members + taps;
   int64_t* class_position_list = position_count + tap_class_count;
   int64_t* position_offsets = class_position_list + tap_class_count * positions;
+  int64_t* class_corner = position_offsets + group * positions;
+  int64_t* tap_reads = class_corner + tap_class_count;
+  for (int64_t k = 0; k < taps; ++k) tap_reads[k] = tap_offset(k, s);
   for (int64_t tc = 0, next = 0; tc < tap_class_count; ++tc) {
     const int64_t kh_class = tc / kw_classes.size(), kw_class = tc % kw_classes.size();
     tap_class_ranges[2 * tc] = next;
@@ -617,8 +616,10 @@ void implicit_conv_backward(float* dx, float* dw, const float* x, const float* w
     for (int64_t oh = oh_range.lo; oh < oh_range.hi; ++oh)
       for (int64_t ow = ow_range.lo; ow < ow_range.hi; ++ow)
         class_position_list[tc * positions + position_count[tc]++] = oh * s.out_w + ow;
+    class_corner[tc] =
+        position_count[tc] > 0 ? corner_offset(class_position_list[tc * positions], s) : 0;
   }
-  for (int64_t r = 0; r < group * positions; ++r) position_offsets[r] = position_offset(r, s, g);
+  for (int64_t r = 0; r < group * positions; ++r) position_offsets[r] = corner_offset(r, s);
 
   // The weight gradient's GEMM: rows are the taps (ic, kh, kw), the depth the group's output
   // positions, B dy transposed (positions x output channels). One partial per block of
@@ -629,16 +630,6 @@ void implicit_conv_backward(float* dx, float* dw, const float* x, const float* w
   for_each_part_on(blocks, team, [&](int part) {
     const auto [first, last] = images_of_part(s.batch, part, blocks);
     float* partial = partials.data() + part * partial_size;
-    const bool in_place = reads_in_place(g);
-    float* staging = in_place ? nullptr : scratch<float>(0, group * g.size());
-    if (!in_place) std::fill(staging, staging + group * g.size(), 0.0f);
-    // Where each tap reads in the group's first image (staged, or in x when in place).
-    const float** tap_pointers = scratch<const float*>(0, tap_rows);
-    const auto point_taps = [&](const float* staged) {
-      for (int64_t t = 0; t < tap_rows; ++t)
-        tap_pointers[t] = staged + tap_offset(std::min(t, taps - 1), s, g);
-    };
-    if (!in_place) point_taps(staging);
     // A class's depth: where each of its positions reads in A and B.
     int64_t* class_a = scratch<int64_t>(1, 2 * group * positions);
     int64_t* class_b = class_a + group * positions;
@@ -663,9 +654,7 @@ void implicit_conv_backward(float* dx, float* dw, const float* x, const float* w
     for (int64_t n0 = first; n0 < last; n0 += group) {
       const int64_t images = std::min(group, last - n0);
       const int64_t depth = images * positions;
-      if (in_place) point_taps(x + n0 * in_size);
-      for (int64_t i = 0; i < images && !in_place; ++i)
-        stage(staging + i * g.size(), x + (n0 + i) * in_size, g);
+      const float* group_x = x + n0 * in_size;
       // dy_t's block ob: [depth][block], zero past out_channels.
       const float* dy_group = dy + n0 * out_size;
       for (int64_t ob = 0; ob < columns / block; ++ob) {
@@ -685,17 +674,19 @@ void implicit_conv_backward(float* dx, float* dw, const float* x, const float* w
       for (int64_t tc = 0; tc < tap_class_count; ++tc) {
         const int64_t* members = tap_class_members + tap_class_ranges[2 * tc];
         const int64_t member_count = tap_class_ranges[2 * tc + 1];
+        const int64_t corner = class_corner[tc];
         int64_t class_depth = 0;
         for (int64_t i = 0; i < images; ++i)
           for (int64_t m = 0; m < position_count[tc]; ++m) {
             const int64_t p = class_position_list[tc * positions + m];
-            class_a[class_depth] = position_offsets[i * positions + p];
+            class_a[class_depth] = position_offsets[i * positions + p] - corner;
             class_b[class_depth++] = (i * positions + p) * block;
           }
-        // The class's taps (rows), whole tiles: the repeats write to a spare row.
+        // The class's taps (rows), whole tiles: the repeats write to a spare row. A class
+        // without positions reads nothing: its taps point at the group's first image.
         for (int64_t m = 0; m < round_up(member_count, kGatherRows); ++m) {
           const int64_t k = members[std::min(m, member_count - 1)];
-          class_tap_pointers[m] = tap_pointers[k];
+          class_tap_pointers[m] = group_x + (class_depth > 0 ? corner + tap_reads[k] : 0);
           class_c_rows[m] = m < member_count ? partial + k * columns : spare_row;
         }
         for (int64_t ob = 0; ob < columns / block; ++ob) {

@@ -4,12 +4,12 @@
 // layer with 4x4 or 7x7 output planes leaves a third to a half of every vector idle on the
 // plane's padding; im2col + GEMM copies each input value kernel_h * kernel_w times and packs
 // the copies again. Here one output position is one row of a GEMM whose A entries are read
-// straight from the zero-padded input (a row pointer for the position plus an offset for the
-// tap, so any stride works) and whose columns are the layer's output channels, 16 a vector:
-// every lane works whatever the plane's size. The same product with other roles is the weight
-// gradient (rows: taps; depth: positions; B: dy) and, phase by phase, the input gradient of any
-// stride (the transposed convolution: input positions of one phase of the stride read the
-// kernel taps of that phase).
+// straight from the input (a row pointer for the position plus an offset for the tap, so any
+// stride works; the products that would read the zero padding are left out) and whose columns are
+// the layer's output channels, 16 a vector: every lane works whatever the plane's size. The same
+// product with other roles is the weight gradient (rows: taps; depth: positions; B: dy) and, phase
+// by phase, the input gradient of any stride (the transposed convolution: input positions of one
+// phase of the stride read the kernel taps of that phase).
 //
 // The GEMM writes position-major rows (channels side by side); the callers copy them out into
 // NCHW planes.
@@ -22,8 +22,8 @@ namespace cnn::detail {
 /// y (batch, out_channels, out_h, out_w) = b + sum over taps of x (*) w, any stride and
 /// padding. w (out_channels, in_channels, kernel_h, kernel_w), times w_scale[o] per output
 /// channel when w_scale is not null; b may be null; the epilogue (a ReLU, after an addend)
-/// applied as each group of images is written. Threads take groups of images as they come
-/// free; every image's result is the same bits whatever the split.
+/// applied as each group of images is written. Each thread takes its own block of images
+/// (images_of_part); every image's result is the same bits whatever the split.
 void implicit_conv_forward(float* y, const float* x, const float* w, const float* w_scale,
                            const float* b, const ops::ConvShape& s, ConvEpilogue epilogue = {});
 
