@@ -14,24 +14,6 @@
 namespace cnn::detail {
 namespace {
 
-/// Zero-padded planes: `channels` planes of height x width values, each placed at row `top`,
-/// column `left` of a plane of rows x cols floats.
-struct Padded {
-  int64_t channels, height, width, top, left, rows, cols;
-  int64_t plane() const { return rows * cols; }
-  int64_t size() const { return channels * rows * cols; }
-};
-
-/// Copies an image (channels, height, width) into its padded planes, whose padding the caller
-/// zeroed once.
-void stage(float* staged, const float* image, const Padded& g) {
-  const DirectConvKernels& kernels = direct_conv_kernels();
-  for (int64_t c = 0; c < g.channels; ++c) {
-    kernels.copy_rows(staged + c * g.plane() + g.top * g.cols + g.left, g.cols,
-                      image + c * g.height * g.width, g.width, g.height, g.width);
-  }
-}
-
 /// Positions one GEMM takes as its rows (or, for the weight gradient, its depth), in whole
 /// images: 4x4 planes then give GEMMs as long as 16x16 ones.
 constexpr int64_t kGroupPositions = 512;
@@ -109,7 +91,10 @@ struct PositionClass {
   bool all_taps;         // every tap: the caller's full offsets and B
   int64_t first_member;  // its positions (row * cols + col, in order) in GridClasses' members
   int64_t member_count;
-  int64_t lo_h, lo_w;  // its first tap row and column (jh, jw) inside; 0 when it has none
+  Interval along_h, along_w;  // its taps inside: the jh and jw of these intervals
+  // What its positions add to where they read, and what its taps' offsets had taken off (none
+  // when all_taps), so that every pointer formed lies inside the operand: set by rebase().
+  int64_t shift;
 };
 
 /// The classes of one or more grids of positions (the forward's output plane, the input
@@ -142,8 +127,8 @@ struct GridClasses {
         const Interval rw = col_classes.ranges[static_cast<size_t>(cc)];
         PositionClass pc{};
         pc.all_taps = rh.lo == 0 && rh.hi == taps_h && rw.lo == 0 && rw.hi == taps_w;
-        pc.lo_h = rh.lo;
-        pc.lo_w = rw.lo;
+        pc.along_h = rh;
+        pc.along_w = rw;
         pc.first = static_cast<int64_t>(offsets.size());
         pc.depth = pc.all_taps ? channels * taps_h * taps_w : 0;
         if (!pc.all_taps) {
@@ -168,6 +153,15 @@ struct GridClasses {
       }
     return row_classes.size() * col_classes.size();
   }
+  /// Sets class cl's shift, taking it off the class's own tap offsets; a class of every tap
+  /// reads the caller's full offsets, and takes none.
+  void rebase(int64_t cl, int64_t shift) {
+    PositionClass& pc = classes[static_cast<size_t>(cl)];
+    pc.shift = pc.all_taps ? 0 : shift;
+    if (pc.all_taps) return;
+    for (int64_t t = pc.first; t < pc.first + pc.depth; ++t)
+      offsets[static_cast<size_t>(t)] -= shift;
+  }
 };
 
 /// One phase (ph, pw) of the input gradient: the input positions (a stride_h + ph,
@@ -179,6 +173,9 @@ struct Phase {
   int64_t depth;                     // taps (oc, kh, kw) of the phase
   int64_t first;                     // its offsets and packed B start at tap `first` of all phases'
   int64_t first_class, class_count;  // its classes in the plan's GridClasses
+  // Where position (a, b)'s taps read in dy, relative to a * out_w + b: base + offsets[t]. base
+  // is the least shift of its taps (dh * out_w + dw), so that the offsets are not negative.
+  int64_t base;
 };
 
 /// Along one dimension: visit(k, d) for the taps k < kernel that input phase `phase` reads,
@@ -191,10 +188,10 @@ void phase_taps(int64_t phase, int64_t pad, int64_t stride, int64_t kernel, cons
   }
 }
 
-/// The input gradient's plan, shared read-only by the threads: dy's padding, the phases, every
-/// phase's tap offsets into staged dy and its packed weights (columns: input channels).
+/// The input gradient's plan, shared read-only by the threads: the phases, every phase's tap
+/// offsets into dy (read where it lies, like x in the forward) and its packed weights
+/// (columns: input channels).
 struct InputGradPlan {
-  Padded gd;
   int64_t block, columns;  // the GEMM's column block and padded width (input channels)
   int64_t max_rows;        // the most positions a phase has in one image
   int64_t max_classes;     // the most classes a phase has
@@ -207,26 +204,16 @@ struct InputGradPlan {
 InputGradPlan plan_input_grad(const float* w, const ops::ConvShape& s, int parts) {
   const DirectConvKernels& kernels = direct_conv_kernels();
   InputGradPlan plan{};
-  // dy's padding: every phase's reads (a + dh, b + dw) inside the staged plane.
-  int64_t top = 0, bottom = s.out_h, left = 0, right = s.out_w;
   auto extent = [](int64_t in, int64_t phase, int64_t stride) {
     return phase < in ? (in - phase + stride - 1) / stride : int64_t{0};
   };
-  for (int64_t ph = 0; ph < s.stride_h; ++ph) {
-    const int64_t rows_a = extent(s.in_h, ph, s.stride_h);
-    phase_taps(ph, s.pad_h, s.stride_h, s.kernel_h, [&](int64_t, int64_t d) {
-      top = std::max(top, -d);
-      if (rows_a > 0) bottom = std::max(bottom, rows_a + d);
-    });
-  }
-  for (int64_t pw = 0; pw < s.stride_w; ++pw) {
-    const int64_t cols_b = extent(s.in_w, pw, s.stride_w);
-    phase_taps(pw, s.pad_w, s.stride_w, s.kernel_w, [&](int64_t, int64_t d) {
-      left = std::max(left, -d);
-      if (cols_b > 0) right = std::max(right, cols_b + d);
-    });
-  }
-  plan.gd = {s.out_channels, s.out_h, s.out_w, top, left, top + bottom, left + right};
+  // A phase's least shift along one dimension (that of its last tap; 0 without taps).
+  auto least_shift = [](int64_t phase, int64_t pad, int64_t stride, int64_t kernel) {
+    int64_t least = 0;
+    phase_taps(phase, pad, stride, kernel, [&](int64_t, int64_t d) { least = d; });
+    return least;
+  };
+  const int64_t out_plane = s.out_h * s.out_w;
   plan.block = kernels.gather_block(s.in_channels);
   plan.columns = round_up(s.in_channels, plan.block);
 
@@ -241,13 +228,15 @@ InputGradPlan plan_input_grad(const float* w, const ops::ConvShape& s, int parts
   plan.max_rows = 0;
   for (int64_t ph = 0; ph < s.stride_h; ++ph) {
     for (int64_t pw = 0; pw < s.stride_w; ++pw) {
+      const int64_t least_h = least_shift(ph, s.pad_h, s.stride_h, s.kernel_h);
+      const int64_t least_w = least_shift(pw, s.pad_w, s.stride_w, s.kernel_w);
       Phase phase{ph, pw, extent(s.in_h, ph, s.stride_h), extent(s.in_w, pw, s.stride_w), 0, next,
-                  0,  0};
+                  0,  0,  least_h * s.out_w + least_w};
       for (int64_t oc = 0; oc < s.out_channels; ++oc) {
         phase_taps(ph, s.pad_h, s.stride_h, s.kernel_h, [&](int64_t kh, int64_t dh) {
           phase_taps(pw, s.pad_w, s.stride_w, s.kernel_w, [&](int64_t kw, int64_t dw) {
             offsets[static_cast<size_t>(next)] =
-                oc * plan.gd.plane() + (dh + top) * plan.gd.cols + dw + left;
+                oc * out_plane + (dh - least_h) * s.out_w + dw - least_w;
             sources[static_cast<size_t>(next)] =
                 (oc * s.in_channels * s.kernel_h + kh) * s.kernel_w + kw;
             ++next;
@@ -309,6 +298,12 @@ InputGradPlan plan_input_grad(const float* w, const ops::ConvShape& s, int parts
     phase.first_class = static_cast<int64_t>(classes.classes.size());
     phase.class_count = classes.append(row_classes, col_classes, s.out_channels, taps_h, taps_w,
                                        offsets.data() + phase.first, plan.block);
+    // A class's least shift is that of its last tap inside (j = hi - 1): its positions read
+    // from base + shift, inside dy, its taps' offsets taken relative to that.
+    for (int64_t cl = phase.first_class; cl < phase.first_class + phase.class_count; ++cl) {
+      const PositionClass& pc = classes.classes[static_cast<size_t>(cl)];
+      classes.rebase(cl, (taps_h - pc.along_h.hi) * s.out_w + taps_w - pc.along_w.hi);
+    }
     plan.max_classes = std::max(plan.max_classes, phase.class_count);
   }
   plan.classes = &classes;
@@ -321,15 +316,16 @@ int64_t input_grad_rows(const InputGradPlan& plan, int64_t images) {
   return images * plan.max_rows + plan.max_classes * (kGatherRows - 1);
 }
 
-/// dx of a group's images (assigned) from their staged dy, phase by phase. rows and c_rows
-/// hold input_grad_rows(plan, images) entries; c holds round_up(images * plan.max_rows + 1,
+/// dx of a group's images (assigned) from their dy (out_size apart), phase by phase. rows and
+/// c_rows hold input_grad_rows(plan, images) entries; c holds round_up(images * plan.max_rows + 1,
 /// kGatherRows) rows of plan.columns, spare_row one of those past images * plan.max_rows (the
 /// rows that round a tile up write there, or past the group's rows, and are never read).
-void input_grad_group(float* dx, const float* staged_dy, int64_t images, const InputGradPlan& plan,
+void input_grad_group(float* dx, const float* dy, int64_t images, const InputGradPlan& plan,
                       const float** rows, float** c_rows, float* c, float* spare_row,
                       const ops::ConvShape& s) {
   const DirectConvKernels& kernels = direct_conv_kernels();
   const int64_t in_plane = s.in_h * s.in_w;
+  const int64_t out_size = s.out_channels * s.out_h * s.out_w;
   const GridClasses& grid = *plan.classes;
   for (const Phase& phase : *plan.phases) {
     const int64_t per_image = phase.rows_a * phase.cols_b, used = images * per_image;
@@ -343,10 +339,12 @@ void input_grad_group(float* dx, const float* staged_dy, int64_t images, const I
       if (used == 0 || pc.member_count == 0) continue;
       const int64_t start = next;
       const int64_t* members = grid.members.data() + pc.first_member;
+      // A class without taps inside reads nothing: its rows point at their image's dy.
+      const bool reads = pc.depth > 0;
       for (int64_t i = 0; i < images; ++i)
         for (int64_t m = 0; m < pc.member_count; ++m) {
           const int64_t p = members[m], a = p / phase.cols_b, b = p % phase.cols_b;
-          rows[next] = staged_dy + i * plan.gd.size() + a * plan.gd.cols + b;
+          rows[next] = dy + i * out_size + (reads ? a * s.out_w + b + phase.base + pc.shift : 0);
           c_rows[next++] = c + (i * per_image + p) * plan.columns;
         }
       const int64_t count = round_up(next - start, kGatherRows);
@@ -473,22 +471,18 @@ void implicit_conv_forward(float* y, const float* x, const float* w, const float
                                              s.kernel_w, offsets.data(), block);
   const GridClasses* grid = &classes;
 
-  // Each position's corner_offset in its image, then each class's shift to its first tap
-  // inside, taken off its taps' offsets: a class's positions read from corner + shift, inside
-  // the image (a class of every tap has its corners inside, and no shift).
-  const int64_t positions = s.out_h * s.out_w;
-  thread_local std::vector<int64_t> position_storage;
-  position_storage.resize(static_cast<size_t>(positions + class_count));
-  int64_t* position_reads = position_storage.data();
-  for (int64_t p = 0; p < positions; ++p) position_reads[p] = corner_offset(p, s);
-  int64_t* class_shift = position_reads + positions;
+  // Each position's corner_offset in its image, and each class's shift to its first tap
+  // inside: a class's positions read from corner + shift, inside the image (a class of every
+  // tap has its corners inside).
   for (int64_t cl = 0; cl < class_count; ++cl) {
     const PositionClass& pc = classes.classes[static_cast<size_t>(cl)];
-    class_shift[cl] = pc.lo_h * s.in_w + pc.lo_w;
-    if (pc.all_taps) continue;
-    for (int64_t t = pc.first; t < pc.first + pc.depth; ++t)
-      classes.offsets[static_cast<size_t>(t)] -= class_shift[cl];
+    classes.rebase(cl, pc.along_h.lo * s.in_w + pc.along_w.lo);
   }
+  const int64_t positions = s.out_h * s.out_w;
+  thread_local std::vector<int64_t> position_storage;
+  position_storage.resize(static_cast<size_t>(positions));
+  int64_t* position_reads = position_storage.data();
+  for (int64_t p = 0; p < positions; ++p) position_reads[p] = corner_offset(p, s);
 
   const int64_t in_size = s.in_channels * s.in_h * s.in_w;
   const int64_t group = images_per_group(kGroupPositions, positions, s.batch);
@@ -523,7 +517,7 @@ void implicit_conv_forward(float* y, const float* x, const float* w, const float
         for (int64_t i = 0; i < images; ++i) {
           for (int64_t m = 0; m < member_count; ++m) {
             const int64_t p = members[m];
-            rows[next] = group_x + i * in_size + (reads ? position_reads[p] + class_shift[cl] : 0);
+            rows[next] = group_x + i * in_size + (reads ? position_reads[p] + pc.shift : 0);
             c_rows[next++] = c + (i * positions + p) * columns;
           }
         }
@@ -638,14 +632,11 @@ void implicit_conv_backward(float* dx, float* dw, const float* x, const float* w
     float* spare_row = scratch<float>(7, columns);
     std::fill(spare_row, spare_row + columns, 0.0f);  // accumulated into, never read
     float* dy_t = scratch<float>(4, group * positions * columns);
-    float* staged_dy = nullptr;
     float* c = nullptr;
     const float** dx_pointers = nullptr;
     float** dx_c_rows = nullptr;
     float* dx_spare_row = nullptr;
     if (dx) {
-      staged_dy = scratch<float>(5, group * plan.gd.size());
-      std::fill(staged_dy, staged_dy + group * plan.gd.size(), 0.0f);
       c = scratch<float>(6, round_up(group * plan.max_rows + 1, kGatherRows) * plan.columns);
       dx_spare_row = c + group * plan.max_rows * plan.columns;
       dx_pointers = scratch<const float*>(1, dx_rows);
@@ -706,9 +697,7 @@ void implicit_conv_backward(float* dx, float* dw, const float* x, const float* w
         }
       }
       if (!dx) continue;
-      for (int64_t i = 0; i < images; ++i)
-        stage(staged_dy + i * plan.gd.size(), dy_group + i * out_size, plan.gd);
-      input_grad_group(dx + n0 * in_size, staged_dy, images, plan, dx_pointers, dx_c_rows, c,
+      input_grad_group(dx + n0 * in_size, dy_group, images, plan, dx_pointers, dx_c_rows, c,
                        dx_spare_row, s);
     }
   });
