@@ -385,17 +385,20 @@ TEST(Sequential, FusedConvReluInEvaluationGivesThePairsResults) {
 /// a BatchNorm2d when `projection`. Parameters and running statistics from `seed`, BatchNorm's
 /// away from the identity map.
 Sequential<float> residual_block_model(int64_t channels, int64_t h, int64_t w, bool last_norm,
-                                       bool projection, bool guard, uint64_t seed) {
+                                       bool projection, bool guard, uint64_t seed,
+                                       int64_t stride = 1) {
+  // A stride-2 block doubles the channels, as resnet's do (its shortcut must project).
+  const int64_t out = stride == 1 ? channels : 2 * channels;
   std::vector<std::unique_ptr<Layer<float>>> body, shortcut;
-  body.push_back(std::make_unique<Conv2d<float>>(channels, channels, 3, 1, 1, false));
-  body.push_back(std::make_unique<BatchNorm2d<float>>(channels));
+  body.push_back(std::make_unique<Conv2d<float>>(channels, out, 3, stride, 1, false));
+  body.push_back(std::make_unique<BatchNorm2d<float>>(out));
   body.push_back(std::make_unique<ReLU<float>>());
-  body.push_back(std::make_unique<Conv2d<float>>(channels, channels, 3, 1, 1, !last_norm));
-  if (last_norm) body.push_back(std::make_unique<BatchNorm2d<float>>(channels));
+  body.push_back(std::make_unique<Conv2d<float>>(out, out, 3, 1, 1, !last_norm));
+  if (last_norm) body.push_back(std::make_unique<BatchNorm2d<float>>(out));
   if (guard) body.push_back(std::make_unique<Dropout<float>>(0.0));
   if (projection) {
-    shortcut.push_back(std::make_unique<Conv2d<float>>(channels, channels, 1, 1, 0, false));
-    shortcut.push_back(std::make_unique<BatchNorm2d<float>>(channels));
+    shortcut.push_back(std::make_unique<Conv2d<float>>(channels, out, 1, stride, 0, false));
+    shortcut.push_back(std::make_unique<BatchNorm2d<float>>(out));
   }
   Sequential<float> model;
   model.add(std::make_unique<Residual<float>>(std::move(body), std::move(shortcut), "ReLU"));
@@ -485,36 +488,50 @@ TEST(LayerChain, ForwardAddReluFusesALastConvolutionOnly) {
 // projection shortcuts: with 32 channels on planes that F(4x4) takes in evaluation (7x7, 17
 // images; 14x14, 33 images), where the body's two convolutions run as one step
 // (ops::conv2d_relu_pair_forward), and with 16 (F(4x4) needs 32 out) on 7x7 and on 14x14 planes
-// that F(2x2) takes across the lanes (33 images), where the last convolution alone fuses.
+// that F(2x2) takes across the lanes (33 images), where the last convolution alone fuses; and
+// blocks whose first convolution has stride 2 (the implicit GEMM) and doubles the channels,
+// 32 -> 64 from 14x14 (37 images: a part-filled lane group) and 16 -> 32 from 13x13, which run
+// as one step with the F(4x4) convolution after them, with projection shortcuts.
 TEST(Sequential, ResidualFusedIntoItsLastConvolutionInEvaluationGivesTheUnfusedResults) {
   struct Case {
     int64_t channels, side, batch;
     bool pair;  // the body's convolutions as one step
+    int64_t stride = 1;
   };
-  for (const Case c : {Case{32, 7, 17, true}, Case{32, 14, 33, true}, Case{16, 7, 17, false},
-                       Case{16, 14, 33, false}})
+  for (const Case c :
+       {Case{32, 7, 17, true}, Case{32, 14, 33, true}, Case{16, 7, 17, false},
+        Case{16, 14, 33, false}, Case{32, 14, 37, true, 2}, Case{16, 13, 17, true, 2}})
     for (const bool last_norm : {true, false})
       for (const bool projection : {false, true}) {
-        SCOPED_TRACE(std::to_string(c.side) + "x" + std::to_string(c.side) +
+        if (c.stride != 1 && !projection) continue;
+        SCOPED_TRACE(std::to_string(c.side) + "x" + std::to_string(c.side) + ", stride " +
+                     std::to_string(c.stride) +
                      (last_norm ? ", BatchNorm2d last" : ", Conv2d last") +
                      (projection ? ", projection" : ", identity"));
-        Sequential<float> fused =
-            residual_block_model(c.channels, c.side, c.side, last_norm, projection, false, 31);
-        Sequential<float> unfused =
-            residual_block_model(c.channels, c.side, c.side, last_norm, projection, true, 31);
+        Sequential<float> fused = residual_block_model(c.channels, c.side, c.side, last_norm,
+                                                       projection, false, 31, c.stride);
+        Sequential<float> unfused = residual_block_model(c.channels, c.side, c.side, last_norm,
+                                                         projection, true, 31, c.stride);
         // The same values (the Dropout draws from the initialising generator).
         ASSERT_EQ(unfused.parameter_count(), fused.parameter_count());
         std::copy(fused.parameters().begin(), fused.parameters().end(),
                   unfused.parameters().begin());
         std::copy(fused.buffers().begin(), fused.buffers().end(), unfused.buffers().begin());
         const Tensor<float> x = images_with_a_blank(c.batch, c.channels, c.side, c.side, 32);
-        const ops::ConvShape last =
-            ops::make_conv_shape(c.batch, c.channels, c.side, c.side, c.channels, 3, 3, 1, 1, 1, 1);
-        ops::ConvShape last_inference = last;
+        const int64_t out = c.stride == 1 ? c.channels : 2 * c.channels;
+        const int64_t out_side = (c.side - 1) / c.stride + 1;
+        ops::ConvShape first_inference = ops::make_conv_shape(c.batch, c.channels, c.side, c.side,
+                                                              out, 3, 3, c.stride, c.stride, 1, 1);
+        ops::ConvShape last_inference =
+            ops::make_conv_shape(c.batch, out, out_side, out_side, out, 3, 3, 1, 1, 1, 1);
+        first_inference.inference = true;
         last_inference.inference = true;
         ASSERT_TRUE(ops::conv2d_relu_fusable(last_inference))
             << ops::conv2d_forward_method(last_inference);
-        ASSERT_EQ(ops::conv2d_relu_pair_fusable(last_inference, last_inference), c.pair);
+        ASSERT_EQ(ops::conv2d_relu_pair_fusable(first_inference, last_inference), c.pair);
+        if (c.stride != 1) {
+          ASSERT_STREQ(ops::conv2d_forward_method(first_inference), "implicit");
+        }
         Tensor<float> dy(fused.output_shape(c.batch));
         Rng rng(33);
         for (int64_t i = 0; i < dy.numel(); ++i) dy.data()[i] = static_cast<float>(rng.normal());

@@ -1295,9 +1295,11 @@ TEST(OpsSweep, Conv2dReluFusesEveryMethodUnderAuto) {
 }
 
 /// Two evaluation-mode 3x3 convolutions in a row, `first` then `second` (its input the first's
-/// output): batch, channels in, between and out, plane size.
+/// output): batch, channels in, between and out, the second's plane size, and the first's
+/// stride and input size (1 and `size`, or 2 and a plane it halves to `size`).
 struct ConvPairCase {
   int64_t batch, in_channels, mid_channels, out_channels, size;
+  int64_t first_stride = 1, in_size = 0;
 };
 
 // conv2d_relu_pair_forward against the two calls it replaces, conv2d_relu_forward of the first,
@@ -1305,35 +1307,42 @@ struct ConvPairCase {
 // with both (folded BatchNorms), with and without an addend, on every instruction set, 1, 2 and
 // 3 threads, an all-zero first image (exact zeros at the ReLU), batches that leave a lane group
 // part-filled, channel counts that change from one convolution to the next, and the planes
-// F(4x4) takes (14x14 and 8x8 in evaluation, 7x7, 4x4). Shapes that are not two F(4x4)
-// convolutions in a row are refused, and the op throws for them.
+// F(4x4) takes (14x14 and 8x8 in evaluation, 7x7, 4x4); the first by F(4x4) or, at stride 2,
+// by the implicit GEMM (resnet's later blocks, odd input planes too). Shapes that are not such
+// a pair are refused, and the op throws for them.
 TEST(OpsSweep, Conv2dReluPairEqualsTwoFusedConvolutionsBitForBit) {
   const ops::ConvAlgorithm saved_conv = ops::conv_algorithm();
   const ops::Isa saved_isa = ops::isa();
   const int saved_threads = ops::threads();
   ops::set_conv_algorithm(ops::ConvAlgorithm::kAuto);
-  const auto shape = [](int64_t batch, int64_t in, int64_t out, int64_t size) {
-    ops::ConvShape s = ops::make_conv_shape(batch, in, size, size, out, 3, 3, 1, 1, 1, 1);
+  const auto shape = [](int64_t batch, int64_t in, int64_t out, int64_t size, int64_t stride = 1) {
+    ops::ConvShape s = ops::make_conv_shape(batch, in, size, size, out, 3, 3, stride, stride, 1, 1);
     s.inference = true;
     return s;
   };
   Rng rng(71);
-  const ConvPairCase cases[] = {{37, 32, 32, 32, 14},  // resnet's first block
-                                {17, 16, 32, 48, 7},
-                                {20, 32, 64, 32, 8},
-                                {16, 64, 32, 128, 4}};
+  const ConvPairCase cases[] = {
+      {37, 32, 32, 32, 14},  // resnet's first block
+      {17, 16, 32, 48, 7},         {20, 32, 64, 32, 8},
+      {16, 64, 32, 128, 4},        {37, 32, 64, 64, 7, 2, 14},  // resnet's second block
+      {17, 64, 128, 128, 4, 2, 7},                              // and its third
+      {33, 16, 32, 48, 7, 2, 13}};
   for (const ops::Isa isa : ops::supported_isas()) {
     ops::set_isa(isa);
     for (size_t i = 0; i < std::size(cases); ++i) {
       const ConvPairCase& c = cases[i];
-      const ops::ConvShape first = shape(c.batch, c.in_channels, c.mid_channels, c.size),
+      const int64_t in_size = c.first_stride == 1 ? c.size : c.in_size;
+      const ops::ConvShape first = shape(c.batch, c.in_channels, c.mid_channels, in_size,
+                                         c.first_stride),
                            second = shape(c.batch, c.mid_channels, c.out_channels, c.size);
+      EXPECT_STREQ(ops::conv2d_forward_method(first),
+                   c.first_stride == 1 ? "winograd4x4" : "implicit");
       ops::set_threads(1 + static_cast<int>(i % 3));
       SCOPED_TRACE(std::string(ops::isa_name(isa)) + ", " + describe(first) + " then " +
                    describe(second) + ", " + std::to_string(ops::threads()) + " threads");
       ASSERT_TRUE(ops::conv2d_relu_pair_fusable(first, second));
-      std::vector<float> x = random_vector<float>(rng, c.batch * c.in_channels * c.size * c.size);
-      std::fill(x.begin(), x.begin() + c.in_channels * c.size * c.size, 0.0f);  // image 0
+      std::vector<float> x = random_vector<float>(rng, c.batch * c.in_channels * in_size * in_size);
+      std::fill(x.begin(), x.begin() + c.in_channels * in_size * in_size, 0.0f);  // image 0
       const auto w1 = random_vector<float>(rng, c.mid_channels * c.in_channels * 9),
                  w2 = random_vector<float>(rng, c.out_channels * c.mid_channels * 9),
                  b1 = random_vector<float>(rng, c.mid_channels),
@@ -1362,19 +1371,17 @@ TEST(OpsSweep, Conv2dReluPairEqualsTwoFusedConvolutionsBitForBit) {
         }
     }
     // Refused: a training-mode shape (F(2x2) on 14x14), a second whose input is not the
-    // first's output, and a stride-2 first convolution (the implicit GEMM).
+    // first's output, and a stride-2 first convolution that the implicit GEMM does not run
+    // (15 channels in).
     const ops::ConvShape f4 = shape(17, 32, 32, 7);
     ops::ConvShape training = shape(33, 32, 32, 14);
     training.inference = false;
-    const ops::ConvShape strided = [&] {
-      ops::ConvShape s = ops::make_conv_shape(17, 32, 14, 14, 32, 3, 3, 2, 2, 1, 1);
-      s.inference = true;
-      return s;
-    }();
+    const ops::ConvShape strided = shape(17, 15, 32, 14, 2);
+    ASSERT_STRNE(ops::conv2d_forward_method(strided), "implicit");
     EXPECT_FALSE(ops::conv2d_relu_pair_fusable(training, training));
     EXPECT_FALSE(ops::conv2d_relu_pair_fusable(f4, shape(17, 48, 32, 7)));
     EXPECT_FALSE(ops::conv2d_relu_pair_fusable(strided, f4));
-    std::vector<float> x(17 * 32 * 14 * 14), w(32 * 32 * 9), y(17 * 32 * 7 * 7);
+    std::vector<float> x(17 * 15 * 14 * 14), w(32 * 32 * 9), y(17 * 32 * 7 * 7);
     EXPECT_THROW(
         ops::conv2d_relu_pair_forward(y.data(), x.data(), {w.data(), nullptr, nullptr, strided},
                                       {w.data(), nullptr, nullptr, f4}),

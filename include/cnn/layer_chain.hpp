@@ -30,11 +30,12 @@
 //    added and the block's ReLU applied to each block of images as the convolution writes it),
 //    bit for bit the chain's output, then ops::add_forward with its ReLU; the chain's own last
 //    output is computed only if asked for (output(), or a backward). When the chain is a
-//    Conv2d, (a BatchNorm2d,) a ReLU and that last step, and F(4x4) runs both convolutions
-//    (ops::conv2d_relu_pair_fusable: resnet's first block in evaluation), the two run as one
-//    call (ops::conv2d_relu_pair_forward), the first's output going from one convolution to
-//    the next in the cache, lane group by lane group, never written out: bit for bit the two
-//    fused steps; a backward first recomputes the skipped outputs as those steps write them.
+//    Conv2d, (a BatchNorm2d,) a ReLU and that last step, and F(4x4) runs the last convolution
+//    and F(4x4) or the implicit GEMM the first (ops::conv2d_relu_pair_fusable: every block of
+//    resnet in evaluation), the two run as one call (ops::conv2d_relu_pair_forward), the
+//    first's output going from one convolution to the next in the cache, lane group by lane
+//    group, never written out: bit for bit the two fused steps; a backward first recomputes
+//    the skipped outputs as those steps write them.
 
 #include <utility>
 #include <vector>

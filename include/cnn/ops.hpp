@@ -161,9 +161,10 @@ struct ConvPairStep {
   const float* w_scale;
   ConvShape shape;
 };
-/// Whether conv2d_relu_pair_forward takes float convolutions `first` then `second`: both run
-/// their forward by Winograd F(4x4, 3x3) (evaluation shapes), outside reference mode, and the
-/// second's input is the first's output.
+/// Whether conv2d_relu_pair_forward takes float convolutions `first` then `second`: the first
+/// runs its forward by Winograd F(4x4, 3x3) or by the implicit GEMM (a stride-2 layer), the
+/// second by F(4x4) (evaluation shapes), outside reference mode, and the second's input is the
+/// first's output.
 bool conv2d_relu_pair_fusable(const ConvShape& first, const ConvShape& second);
 /// y = relu(conv2d(relu(conv2d(x, first)), second) + addend) (no addend when null), bit for bit
 /// conv2d_relu_forward of `first`, then conv2d_relu_forward of `second` with the addend, without

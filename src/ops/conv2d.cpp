@@ -1042,7 +1042,8 @@ void conv2d_relu_forward(float* y, const float* x, const float* w, const float* 
 }
 
 bool conv2d_relu_pair_fusable(const ConvShape& first, const ConvShape& second) {
-  return !reference_mode() && conv_forward_uses_winograd4x4(first) &&
+  return !reference_mode() &&
+         (conv_forward_uses_winograd4x4(first) || conv_forward_uses_implicit(first)) &&
          conv_forward_uses_winograd4x4(second) && second.batch == first.batch &&
          second.in_channels == first.out_channels && second.in_h == first.out_h &&
          second.in_w == first.out_w;
@@ -1051,15 +1052,22 @@ bool conv2d_relu_pair_fusable(const ConvShape& first, const ConvShape& second) {
 void conv2d_relu_pair_forward(float* y, const float* x, const ConvPairStep& first,
                               const ConvPairStep& second, const float* addend) {
   if (!conv2d_relu_pair_fusable(first.shape, second.shape))
-    throw std::logic_error("conv2d_relu_pair_forward: not two F(4x4) convolutions in a row");
+    throw std::logic_error(
+        "conv2d_relu_pair_forward: not an F(4x4) or implicit-GEMM convolution, then an F(4x4) "
+        "one");
   const auto lane_conv = [](const ConvPairStep& step) {
     return detail::LaneConv{
         step.w,           step.w_scale,    step.b, step.shape.in_channels, step.shape.out_channels,
         step.shape.pad_h, step.shape.pad_w};
   };
+  const detail::ConvEpilogue epilogue{.relu = true, .addend = addend};
+  if (conv_forward_uses_implicit(first.shape)) {
+    detail::implicit_winograd4x4_pair(y, x, {first.w, first.w_scale, first.b, first.shape},
+                                      lane_conv(second), epilogue);
+    return;
+  }
   detail::winograd4x4_conv3x3_pair(y, x, lane_conv(first), lane_conv(second), first.shape.batch,
-                                   first.shape.in_h, first.shape.in_w,
-                                   {.relu = true, .addend = addend});
+                                   first.shape.in_h, first.shape.in_w, epilogue);
 }
 
 namespace {

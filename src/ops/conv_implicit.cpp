@@ -434,8 +434,9 @@ int64_t implicit_products_inside(const ops::ConvShape& s) {
   return pairs_inside(rows_of(s)) * pairs_inside(columns_of(s));
 }
 
-void implicit_conv_forward(float* y, const float* x, const float* w, const float* w_scale,
-                           const float* b, const ops::ConvShape& s, ConvEpilogue epilogue) {
+void implicit_forward_groups(const float* x, const float* w, const float* w_scale,
+                             const ops::ConvShape& s, int64_t lane_group,
+                             const ImplicitGroupSink& sink) {
   const DirectConvKernels& kernels = direct_conv_kernels();
   const int64_t kernel_size = s.kernel_h * s.kernel_w;
   const int64_t depth = s.in_channels * kernel_size;
@@ -485,17 +486,18 @@ void implicit_conv_forward(float* y, const float* x, const float* w, const float
   for (int64_t p = 0; p < positions; ++p) position_reads[p] = corner_offset(p, s);
 
   const int64_t in_size = s.in_channels * s.in_h * s.in_w;
-  const int64_t group = images_per_group(kGroupPositions, positions, s.batch);
+  const int64_t group =
+      lane_group > 0 ? lane_group : images_per_group(kGroupPositions, positions, s.batch);
   // Each class's rows rounded up to whole tiles; the repeated rows write to a spare row of c.
   const int64_t max_rows = group * positions + class_count * (kGatherRows - 1);
-  // Each thread takes its own block of images (images_of_part), in groups of `group`; an image's
-  // rows are the same sums in any group. The blocks are those of the passes before and after
-  // (ReLU, pooling, BatchNorm), so a thread reads the images it wrote (winograd.cpp's
-  // lanes_conv3x3 says why that matters here).
+  // Each thread takes its own block of images (images_of_part), in groups of `group`, or with
+  // lane_group its own run of whole groups (the split of winograd.cpp's lanes_conv3x3); an
+  // image's rows are the same sums in any group. The blocks are those of the passes before and
+  // after (ReLU, pooling, BatchNorm), so a thread reads the images it wrote (lanes_conv3x3 says
+  // why that matters here).
   const int64_t group_count = (s.batch + group - 1) / group;
   const int parts = static_cast<int>(std::min<int64_t>(team, group_count));
-  for_each_part(parts, [&](int part) {
-    const ImageRange range = images_of_part(s.batch, part, parts);
+  const auto run = [&](ImageRange range) {
     float* c = scratch<float>(1, (group * positions + 1) * columns);
     float* spare_row = c + group * positions * columns;
     const float** rows = scratch<const float*>(0, max_rows);
@@ -548,10 +550,26 @@ void implicit_conv_forward(float* y, const float* x, const float* w, const float
           kernels.gather_gemm(args);
         }
       }
-      copy_out(y + n0 * s.out_channels * positions, n0 * s.out_channels * positions, c, images,
-               positions, s.out_channels, columns, b, epilogue);
+      sink(n0, images, c, columns, n0 == range.first);
     }
-  });
+  };
+  if (lane_group > 0) {
+    for_each_range(parts, group_count, [&](int64_t first, int64_t last) {
+      run({first * group, std::min(last * group, s.batch)});
+    });
+  } else {
+    for_each_part(parts, [&](int part) { run(images_of_part(s.batch, part, parts)); });
+  }
+}
+
+void implicit_conv_forward(float* y, const float* x, const float* w, const float* w_scale,
+                           const float* b, const ops::ConvShape& s, ConvEpilogue epilogue) {
+  const int64_t out_size = s.out_channels * s.out_h * s.out_w;
+  implicit_forward_groups(x, w, w_scale, s, 0,
+                          [&](int64_t n0, int64_t images, const float* c, int64_t ldc, bool) {
+                            copy_out(y + n0 * out_size, n0 * out_size, c, images, s.out_h * s.out_w,
+                                     s.out_channels, ldc, b, epilogue);
+                          });
 }
 
 void implicit_conv_backward(float* dx, float* dw, const float* x, const float* w, const float* dy,

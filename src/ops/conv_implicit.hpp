@@ -14,6 +14,8 @@
 // The GEMM writes position-major rows (channels side by side); the callers copy them out into
 // NCHW planes.
 
+#include <functional>
+
 #include "cnn/ops.hpp"
 #include "conv_common.hpp"
 
@@ -26,6 +28,21 @@ namespace cnn::detail {
 /// (images_of_part); every image's result is the same bits whatever the split.
 void implicit_conv_forward(float* y, const float* x, const float* w, const float* w_scale,
                            const float* b, const ops::ConvShape& s, ConvEpilogue epilogue = {});
+
+/// What implicit_forward_groups hands its caller for each group of images, on the thread that
+/// computed it: the group's first image n0, its image count, and the GEMM's rows c without the
+/// bias (row i * out_h * out_w + p: image n0 + i's output position p, output channel j at
+/// c[row * ldc + j]), valid until the next group; `first` on a thread's first group.
+using ImplicitGroupSink =
+    std::function<void(int64_t n0, int64_t images, const float* c, int64_t ldc, bool first)>;
+/// The products of implicit_conv_forward (the same bits, image by image) group by group, for a
+/// caller that takes each group's output itself (winograd.cpp's implicit_winograd4x4_pair).
+/// With lane_group > 0 the groups are that many images from image 0 (the last one partial), a
+/// thread taking a run of whole groups as winograd4x4_conv3x3 does; with 0, as
+/// implicit_conv_forward.
+void implicit_forward_groups(const float* x, const float* w, const float* w_scale,
+                             const ops::ConvShape& s, int64_t lane_group,
+                             const ImplicitGroupSink& sink);
 
 /// dw (out_channels, in_channels, kernel_h, kernel_w) += the weight gradient; dx (the input's
 /// shape) = the input gradient, assigned, skipped when dx is null. Threads split the images;

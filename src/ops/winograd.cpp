@@ -16,6 +16,7 @@
 
 #include "cnn/ops.hpp"
 #include "conv_common.hpp"
+#include "conv_implicit.hpp"
 #include "dconv.hpp"
 #include "gemm.hpp"
 #include "parallel.hpp"
@@ -1023,6 +1024,59 @@ void lanes_conv3x3_pair(float* y, const float* x, const LaneConv& first, const L
   });
 }
 
+/// implicit_winograd4x4_pair with Tile's transforms (the pair's first convolution's output is
+/// staged as lanes_conv3x3 stages its input). Threads as lanes_conv3x3: each takes a run of
+/// whole lane groups (implicit_forward_groups with lane_group = lanes).
+template <typename Tile>
+void implicit_lanes_pair(float* y, const float* x, const ImplicitConv& first,
+                         const LaneConv& second, ConvEpilogue epilogue) {
+  constexpr int kM = Tile::kM;
+  const ops::ConvShape& s = first.shape;
+  const Geometry g = make_geometry(s.out_channels, s.out_h, s.out_w, second.out_channels,
+                                   second.pad_h, second.pad_w, kM);
+  const WinogradLaneKernels& k = winograd_lane_kernels();
+  const WinogradLaneKernels::Tiles& tiles_k = Tile::lane_tiles(k);
+  const DirectConvKernels& direct = direct_conv_kernels();
+  const std::vector<float>* packs =
+      packed_weights<Tile>(second.weights, second.weight_scale, g.in_channels, g.out_channels);
+  const int64_t lanes = k.lanes;
+  const int64_t band = forward_band_rows<Tile>(g, lanes);
+  const int64_t positions = s.out_h * s.out_w, out_plane = g.out_h * g.out_w;
+  const int64_t plane_size = g.staged_h * g.staged_w * lanes;
+  const auto [v_size, m_size] = lanes_forward_scratch<Tile>(g, lanes);
+  implicit_forward_groups(
+      x, first.weights, first.weight_scale, s, lanes,
+      [&](int64_t start, int64_t valid, const float* c, int64_t ldc, bool first_group) {
+        float* staged =
+            scratch<float>(4, g.in_channels * plane_size + kM * kM * band * g.tiles_w * lanes);
+        float* out_staged = staged + g.in_channels * plane_size;
+        if (first_group) {
+          for (int64_t ch = 0; ch < g.in_channels; ++ch)
+            zero_staged_border(staged + ch * plane_size, g.staged_h, g.staged_w, lanes, g.pad_h,
+                               g.pad_w, g.height, g.width);
+        }
+        float* v = scratch<float>(5, v_size);
+        float* m = scratch<float>(6, m_size);
+        // Pixel p of the group's images, every channel: the GEMM's rows p of the images (one
+        // a lane), transposed to a lane vector a channel, plus the bias, then the ReLU: the
+        // values implicit_conv_forward writes, where k.stage would put them. Lanes past
+        // `valid` are left as they were, as k.stage leaves them.
+        for (int64_t p = 0; p < positions; ++p) {
+          const int64_t oh = p / s.out_w, ow = p % s.out_w;
+          direct.transpose_out(staged + ((g.pad_h + oh) * g.staged_w + g.pad_w + ow) * lanes,
+                               plane_size, c + p * ldc, positions * ldc, valid, s.out_channels,
+                               first.bias, nullptr, true);
+        }
+        lanes_forward_group<Tile>(g, tiles_k, packs, second.bias, lanes, valid, band, staged,
+                                  out_staged, v, m,
+                                  [&](int64_t o, const float* block, int64_t i0, int64_t rows) {
+                                    unstage_rows<kM>(k, y, g, start, valid, o, block, i0, rows);
+                                  });
+        const int64_t at = start * g.out_channels * out_plane;
+        epilogue.apply(y + at, at, valid * g.out_channels * out_plane);
+      });
+}
+
 /// The backward of lanes_conv3x3: arguments and threads as winograd_backward3x3.
 template <typename Tile>
 void lanes_backward3x3(float* dx, float* dw, const float* x, const float* weights, const float* dy,
@@ -1113,6 +1167,11 @@ void winograd4x4_conv3x3_pair(float* y, const float* x, const LaneConv& first,
                               const LaneConv& second, int64_t batch, int64_t height, int64_t width,
                               ConvEpilogue epilogue) {
   lanes_conv3x3_pair<TileF4>(y, x, first, second, batch, height, width, epilogue);
+}
+
+void implicit_winograd4x4_pair(float* y, const float* x, const ImplicitConv& first,
+                               const LaneConv& second, ConvEpilogue epilogue) {
+  implicit_lanes_pair<TileF4>(y, x, first, second, epilogue);
 }
 
 void winograd_conv3x3(float* y, const float* x, const float* weights, const float* weight_scale,

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 
+#include "cnn/ops.hpp"
 #include "conv_common.hpp"
 
 namespace cnn::detail {
@@ -69,6 +70,26 @@ struct LaneConv {
 void winograd4x4_conv3x3_pair(float* y, const float* x, const LaneConv& first,
                               const LaneConv& second, int64_t batch, int64_t height, int64_t width,
                               ConvEpilogue epilogue = {});
+
+/// The first convolution of implicit_winograd4x4_pair, one the implicit GEMM runs
+/// (conv_implicit.hpp): its weights (out_channels, in_channels, kernel_h, kernel_w), times
+/// weight_scale[o] per output channel when not null, bias (or null) and shape.
+struct ImplicitConv {
+  const float* weights;
+  const float* weight_scale;
+  const float* bias;
+  ops::ConvShape shape;
+};
+
+/// y = second(relu(first(x))), then the epilogue, the first by the implicit GEMM and the second
+/// by F(4x4, 3x3) (a stride-2 layer and the 3x3 layer after it: resnet's later blocks in
+/// evaluation): bit for bit implicit_conv_forward of `first` with a ReLU epilogue, then
+/// winograd4x4_conv3x3 of `second` with `epilogue`, without the first's output written out: a
+/// lane group's goes from the GEMM's rows into the second's staged planes, its bias and ReLU
+/// applied there. x (first.shape.batch, first.shape.in_channels, in_h, in_w); second.in_channels
+/// must be first.shape.out_channels. Threads as winograd4x4_conv3x3.
+void implicit_winograd4x4_pair(float* y, const float* x, const ImplicitConv& first,
+                               const LaneConv& second, ConvEpilogue epilogue = {});
 
 /// The backward of winograd4x4_conv3x3, as winograd_backward3x3: dw += its exact gradient, dx
 /// (assigned, skipped when null) the seed's full convolution of dy with the rotated kernel.
