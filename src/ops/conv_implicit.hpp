@@ -14,8 +14,6 @@
 // The GEMM writes position-major rows (channels side by side); the callers copy them out into
 // NCHW planes.
 
-#include <functional>
-
 #include "cnn/ops.hpp"
 #include "conv_common.hpp"
 
@@ -30,11 +28,29 @@ void implicit_conv_forward(float* y, const float* x, const float* w, const float
                            const float* b, const ops::ConvShape& s, ConvEpilogue epilogue = {});
 
 /// What implicit_forward_groups hands its caller for each group of images, on the thread that
-/// computed it: the group's first image n0, its image count, and the GEMM's rows c without the
-/// bias (row i * out_h * out_w + p: image n0 + i's output position p, output channel j at
-/// c[row * ldc + j]), valid until the next group; `first` on a thread's first group.
-using ImplicitGroupSink =
-    std::function<void(int64_t n0, int64_t images, const float* c, int64_t ldc, bool first)>;
+/// computed it: take(n0, images, c, ldc, first) with the group's first image n0, its image
+/// count, and the GEMM's rows c without the bias (row i * out_h * out_w + p: image n0 + i's
+/// output position p, output channel j at c[row * ldc + j]), valid until the next group;
+/// `first` on a thread's first group. A reference to the caller's callable, not a copy: a
+/// std::function of a lambda capturing more than two pointers allocates, and a warm
+/// evaluation forward allocates nothing (tests/test_steady_state.cpp).
+class ImplicitGroupSink {
+ public:
+  template <typename Take>
+  ImplicitGroupSink(const Take& take)  // NOLINT(google-explicit-constructor): lambdas pass
+      : callable_(&take),
+        call_(
+            [](const void* callable, int64_t n0, int64_t images, const float* c, int64_t ldc,
+               bool first) { (*static_cast<const Take*>(callable))(n0, images, c, ldc, first); }) {}
+  void operator()(int64_t n0, int64_t images, const float* c, int64_t ldc, bool first) const {
+    call_(callable_, n0, images, c, ldc, first);
+  }
+
+ private:
+  const void* callable_;
+  void (*call_)(const void*, int64_t, int64_t, const float*, int64_t, bool);
+};
+
 /// The products of implicit_conv_forward (the same bits, image by image) group by group, for a
 /// caller that takes each group's output itself (winograd.cpp's implicit_winograd4x4_pair).
 /// With lane_group > 0 the groups are that many images from image 0 (the last one partial), a
