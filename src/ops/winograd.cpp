@@ -1043,7 +1043,9 @@ void implicit_lanes_pair(float* y, const float* x, const ImplicitConv& first,
   const int64_t band = forward_band_rows<Tile>(g, lanes);
   const int64_t positions = s.out_h * s.out_w, out_plane = g.out_h * g.out_w;
   const int64_t plane_size = g.staged_h * g.staged_w * lanes;
-  const auto [v_size, m_size] = lanes_forward_scratch<Tile>(g, lanes);
+  // Named values, not a structured binding: clang 14 (the fuzz build) cannot capture those.
+  const std::pair<int64_t, int64_t> v_and_m = lanes_forward_scratch<Tile>(g, lanes);
+  const int64_t v_size = v_and_m.first, m_size = v_and_m.second;
   implicit_forward_groups(
       x, first.weights, first.weight_scale, s, lanes,
       [&](int64_t start, int64_t valid, const float* c, int64_t ldc, bool first_group) {
