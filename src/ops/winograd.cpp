@@ -824,17 +824,19 @@ int64_t forward_band_rows(const Geometry& g, int64_t lanes) {
   return std::clamp<int64_t>((int64_t{512} << 10) / row_bytes, 1, g.tiles_h);
 }
 
-/// Zeroes what `stage` leaves as it was in a staged plane: every position outside the
-/// interior rows [top, top + rows) and columns [left, left + cols), all lanes.
-void zero_staged_border(float* staged, int64_t staged_h, int64_t staged_w, int64_t lanes,
-                        int64_t top, int64_t left, int64_t rows, int64_t cols) {
-  for (int64_t r = 0; r < staged_h; ++r) {
-    float* row = staged + r * staged_w * lanes;
-    if (r < top || r >= top + rows) {
-      std::fill(row, row + staged_w * lanes, 0.0f);
+/// Zeroes what `stage` leaves as it was in the g.in_channels staged input planes of geometry g
+/// (g.staged_h x g.staged_w x lanes floats each, one after another): every position outside
+/// the interior rows [pad_h, pad_h + height) and columns [pad_w, pad_w + width), all lanes.
+void zero_staged_borders(float* staged, const Geometry& g, int64_t lanes) {
+  const int64_t row_size = g.staged_w * lanes;
+  for (int64_t r = 0; r < g.in_channels * g.staged_h; ++r) {
+    float* row = staged + r * row_size;
+    const int64_t plane_row = r % g.staged_h;
+    if (plane_row < g.pad_h || plane_row >= g.pad_h + g.height) {
+      std::fill(row, row + row_size, 0.0f);
     } else {
-      std::fill(row, row + left * lanes, 0.0f);
-      std::fill(row + (left + cols) * lanes, row + staged_w * lanes, 0.0f);
+      std::fill(row, row + g.pad_w * lanes, 0.0f);
+      std::fill(row + (g.pad_w + g.width) * lanes, row + row_size, 0.0f);
     }
   }
 }
@@ -884,6 +886,23 @@ void unstage_rows(const WinogradLaneKernels& k, float* y, const Geometry& g, int
             g.out_channels * out_plane, valid, block, kM * g.tiles_w, 0, 0, rows, g.out_w);
 }
 
+/// lanes_forward_group of the lane group of `valid` images from image `start`, its output
+/// unstaged into y (N, C, H, W) (unstage_rows), then the epilogue applied to those images: a
+/// convolution's last step for each group.
+template <typename Tile>
+void lanes_forward_group_into(float* y, int64_t start, int64_t valid, ConvEpilogue epilogue,
+                              const Geometry& g, const WinogradLaneKernels& k,
+                              const std::vector<float>* packs, const float* bias, int64_t band,
+                              const float* staged, float* out_staged, float* v, float* m) {
+  lanes_forward_group<Tile>(g, Tile::lane_tiles(k), packs, bias, k.lanes, valid, band, staged,
+                            out_staged, v, m,
+                            [&](int64_t o, const float* block, int64_t i0, int64_t rows) {
+                              unstage_rows<Tile::kM>(k, y, g, start, valid, o, block, i0, rows);
+                            });
+  const int64_t at = start * g.out_channels * g.out_h * g.out_w;
+  epilogue.apply(y + at, at, valid * g.out_channels * g.out_h * g.out_w);
+}
+
 /// The floats of V and of M that lanes_forward_group needs for a band of geometry g.
 template <typename Tile>
 std::pair<int64_t, int64_t> lanes_forward_scratch(const Geometry& g, int64_t lanes) {
@@ -905,12 +924,11 @@ void lanes_conv3x3(float* y, const float* x, const float* weights, const float* 
   constexpr int kM = Tile::kM;
   const Geometry g = make_geometry(in_channels, height, width, out_channels, pad_h, pad_w, kM);
   const WinogradLaneKernels& k = winograd_lane_kernels();
-  const WinogradLaneKernels::Tiles& tiles_k = Tile::lane_tiles(k);
   const std::vector<float>* packs =
       packed_weights<Tile>(weights, weight_scale, in_channels, out_channels);
   const int64_t lanes = k.lanes;
   const int64_t band = forward_band_rows<Tile>(g, lanes);
-  const int64_t in_size = in_channels * height * width, out_plane = g.out_h * g.out_w;
+  const int64_t in_size = in_channels * height * width;
   const int64_t plane_size = g.staged_h * g.staged_w * lanes;
   // Each thread takes its own run of groups (lanes images each, from image 0): at batches of
   // 2 x lanes x k (64, 128, 256 on AVX-512) the blocks of images (images_of_part) of the passes
@@ -926,10 +944,7 @@ void lanes_conv3x3(float* y, const float* x, const float* weights, const float* 
     float* staged =
         scratch<float>(4, in_channels * plane_size + kM * kM * band * g.tiles_w * lanes);
     float* out_staged = staged + in_channels * plane_size;
-    for (int64_t c = 0; c < in_channels; ++c) {
-      zero_staged_border(staged + c * plane_size, g.staged_h, g.staged_w, lanes, g.pad_h, g.pad_w,
-                         height, width);
-    }
+    zero_staged_borders(staged, g, lanes);
     const auto [v_size, m_size] = lanes_forward_scratch<Tile>(g, lanes);
     float* v = scratch<float>(5, v_size);
     float* m = scratch<float>(6, m_size);
@@ -938,12 +953,8 @@ void lanes_conv3x3(float* y, const float* x, const float* weights, const float* 
       for (int64_t c = 0; c < in_channels; ++c)
         k.stage(staged + c * plane_size, g.staged_w, x + start * in_size + c * height * width,
                 in_size, valid, height, width, g.pad_h, g.pad_w);
-      lanes_forward_group<Tile>(g, tiles_k, packs, bias, lanes, valid, band, staged, out_staged, v,
-                                m, [&](int64_t o, const float* block, int64_t i0, int64_t rows) {
-                                  unstage_rows<kM>(k, y, g, start, valid, o, block, i0, rows);
-                                });
-      epilogue.apply(y + start * out_channels * out_plane, start * out_channels * out_plane,
-                     valid * out_channels * out_plane);
+      lanes_forward_group_into<Tile>(y, start, valid, epilogue, g, k, packs, bias, band, staged,
+                                     out_staged, v, m);
     }
   });
 }
@@ -976,8 +987,7 @@ void lanes_conv3x3_pair(float* y, const float* x, const LaneConv& first, const L
   const int64_t lanes = k.lanes;
   const int64_t band_a = forward_band_rows<Tile>(ga, lanes),
                 band_b = forward_band_rows<Tile>(gb, lanes);
-  const int64_t in_size = ga.in_channels * height * width, out_plane = gb.out_h * gb.out_w;
-  const int64_t out_channels = gb.out_channels;
+  const int64_t in_size = ga.in_channels * height * width;
   const int64_t plane_a = ga.staged_h * ga.staged_w * lanes;
   const int64_t plane_b = gb.staged_h * gb.staged_w * lanes;
   const int64_t groups = (batch + lanes - 1) / lanes;
@@ -987,12 +997,8 @@ void lanes_conv3x3_pair(float* y, const float* x, const LaneConv& first, const L
     float* staged_a = scratch<float>(4, ga.in_channels * plane_a + block_size);
     float* out_staged = staged_a + ga.in_channels * plane_a;
     float* staged_b = scratch<float>(7, gb.in_channels * plane_b);
-    for (int64_t c = 0; c < ga.in_channels; ++c)
-      zero_staged_border(staged_a + c * plane_a, ga.staged_h, ga.staged_w, lanes, ga.pad_h,
-                         ga.pad_w, ga.height, ga.width);
-    for (int64_t c = 0; c < gb.in_channels; ++c)
-      zero_staged_border(staged_b + c * plane_b, gb.staged_h, gb.staged_w, lanes, gb.pad_h,
-                         gb.pad_w, gb.height, gb.width);
+    zero_staged_borders(staged_a, ga, lanes);
+    zero_staged_borders(staged_b, gb, lanes);
     const auto [va, ma] = lanes_forward_scratch<Tile>(ga, lanes);
     const auto [vb, mb] = lanes_forward_scratch<Tile>(gb, lanes);
     float* v = scratch<float>(5, std::max(va, vb));
@@ -1013,13 +1019,8 @@ void lanes_conv3x3_pair(float* y, const float* x, const LaneConv& first, const L
               first_relu.apply(to, 0, ga.out_w * lanes);
             }
           });
-      lanes_forward_group<Tile>(gb, tiles_k, packs_b, second.bias, lanes, valid, band_b, staged_b,
-                                out_staged, v, m,
-                                [&](int64_t o, const float* block, int64_t i0, int64_t rows) {
-                                  unstage_rows<kM>(k, y, gb, start, valid, o, block, i0, rows);
-                                });
-      epilogue.apply(y + start * out_channels * out_plane, start * out_channels * out_plane,
-                     valid * out_channels * out_plane);
+      lanes_forward_group_into<Tile>(y, start, valid, epilogue, gb, k, packs_b, second.bias, band_b,
+                                     staged_b, out_staged, v, m);
     }
   });
 }
@@ -1035,13 +1036,12 @@ void implicit_lanes_pair(float* y, const float* x, const ImplicitConv& first,
   const Geometry g = make_geometry(s.out_channels, s.out_h, s.out_w, second.out_channels,
                                    second.pad_h, second.pad_w, kM);
   const WinogradLaneKernels& k = winograd_lane_kernels();
-  const WinogradLaneKernels::Tiles& tiles_k = Tile::lane_tiles(k);
   const DirectConvKernels& direct = direct_conv_kernels();
   const std::vector<float>* packs =
       packed_weights<Tile>(second.weights, second.weight_scale, g.in_channels, g.out_channels);
   const int64_t lanes = k.lanes;
   const int64_t band = forward_band_rows<Tile>(g, lanes);
-  const int64_t positions = s.out_h * s.out_w, out_plane = g.out_h * g.out_w;
+  const int64_t positions = s.out_h * s.out_w;
   const int64_t plane_size = g.staged_h * g.staged_w * lanes;
   // Named values, not a structured binding: clang 14 (the fuzz build) cannot capture those.
   const std::pair<int64_t, int64_t> v_and_m = lanes_forward_scratch<Tile>(g, lanes);
@@ -1052,11 +1052,7 @@ void implicit_lanes_pair(float* y, const float* x, const ImplicitConv& first,
         float* staged =
             scratch<float>(4, g.in_channels * plane_size + kM * kM * band * g.tiles_w * lanes);
         float* out_staged = staged + g.in_channels * plane_size;
-        if (first_group) {
-          for (int64_t ch = 0; ch < g.in_channels; ++ch)
-            zero_staged_border(staged + ch * plane_size, g.staged_h, g.staged_w, lanes, g.pad_h,
-                               g.pad_w, g.height, g.width);
-        }
+        if (first_group) zero_staged_borders(staged, g, lanes);
         float* v = scratch<float>(5, v_size);
         float* m = scratch<float>(6, m_size);
         // Pixel p of the group's images, every channel: the GEMM's rows p of the images (one
@@ -1069,13 +1065,8 @@ void implicit_lanes_pair(float* y, const float* x, const ImplicitConv& first,
                                plane_size, c + p * ldc, positions * ldc, valid, s.out_channels,
                                first.bias, nullptr, true);
         }
-        lanes_forward_group<Tile>(g, tiles_k, packs, second.bias, lanes, valid, band, staged,
-                                  out_staged, v, m,
-                                  [&](int64_t o, const float* block, int64_t i0, int64_t rows) {
-                                    unstage_rows<kM>(k, y, g, start, valid, o, block, i0, rows);
-                                  });
-        const int64_t at = start * g.out_channels * out_plane;
-        epilogue.apply(y + at, at, valid * g.out_channels * out_plane);
+        lanes_forward_group_into<Tile>(y, start, valid, epilogue, g, k, packs, second.bias, band,
+                                       staged, out_staged, v, m);
       });
 }
 
