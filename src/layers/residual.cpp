@@ -160,7 +160,8 @@ void Residual<T>::forward_impl(TensorView<const T> x, TensorView<T> y, Mode mode
     // y alone, not the sum too: one of the pass's two stores fewer; and where the body's last
     // convolution allows, that convolution adds the shortcut and applies the ReLU as it writes
     // y (LayerChain::forward_add_relu), without the body's output or a pass of its own (and
-    // with its first convolution, in one call, where F(4x4) runs both).
+    // with its first convolution, in one call, where ops::conv2d_relu_pair_fusable takes the
+    // two).
     const TensorView<const T> b = shortcut_.empty() ? x : shortcut_chain_.forward(x, mode);
     if (!body_chain_.forward_add_relu(x, b, y)) {
       const TensorView<const T> a = body_chain_.forward(x, mode);
