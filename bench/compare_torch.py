@@ -133,28 +133,31 @@ def rate(step, images, repeat, min_seconds=0.3):
     return statistics.median(runs)
 
 
-def torch_figures(name, threads, repeat, channels_last):
+def torch_figures(name, threads, repeat, channels_last, batch=64):
     """PyTorch's figures with NCHW tensors, or channels_last (NHWC) ones, which oneDNN's
-    convolutions prefer: here channels_last trained convnet about a quarter faster."""
+    convolutions prefer: here channels_last trained convnet about a quarter faster. Training
+    at `batch` images a step."""
     torch.set_num_threads(threads)
     torch.manual_seed(1)
     layout = torch.channels_last if channels_last else torch.contiguous_format
     model = model_of(name).to(memory_format=layout)
     opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
     loss_fn = nn.CrossEntropyLoss()
-    x, y = torch.rand(64, 1, 28, 28).contiguous(memory_format=layout), torch.randint(0, 10, (64,))
+    shape = tuple(INFOS[name]["spec"]["input"])
+    x = torch.rand(batch, *shape).contiguous(memory_format=layout)
+    y = torch.randint(0, 10, (batch,))
 
     def train_step():
         opt.zero_grad()
         loss_fn(model(x), y).backward()
         opt.step()
 
-    out = {"train": rate(train_step, 64, repeat)}
-    x256 = torch.rand(256, 1, 28, 28).contiguous(memory_format=layout)
+    out = {"train": rate(train_step, batch, repeat)}
+    x256 = torch.rand(256, *shape).contiguous(memory_format=layout)
     with torch.no_grad():
         out["infer"] = rate(lambda: model(x256), 256, repeat)
         torch.set_num_threads(1)
-        x1 = torch.rand(1, 1, 28, 28).contiguous(memory_format=layout)
+        x1 = torch.rand(1, *shape).contiguous(memory_format=layout)
         for _ in range(5):
             model(x1)
         times = []
@@ -166,10 +169,10 @@ def torch_figures(name, threads, repeat, channels_last):
     return out
 
 
-def best_torch_figures(name, threads, repeat):
+def best_torch_figures(name, threads, repeat, batch=64):
     """Each figure from whichever layout gave PyTorch the better one, and which that was."""
-    nchw = torch_figures(name, threads, repeat, False)
-    nhwc = torch_figures(name, threads, repeat, True)
+    nchw = torch_figures(name, threads, repeat, False, batch)
+    nhwc = torch_figures(name, threads, repeat, True, batch)
     best = {}
     for key, better in (("train", max), ("infer", max), ("latency_us", min)):
         best[key] = better(nchw[key], nhwc[key])
@@ -177,9 +180,11 @@ def best_torch_figures(name, threads, repeat):
     return best
 
 
-def cnn_figures(cnn, name, threads, repeat):
+def cnn_figures(cnn, name, threads, repeat, batch=64):
+    """`cnn bench --json` of a preset or spec file, training at `batch`."""
     result = subprocess.run([cnn, "bench", "--model", name, "--threads", str(threads), "--repeat",
-                             str(repeat), "--json"], check=True, capture_output=True, text=True)
+                             str(repeat), "--batch", str(batch), "--json"], check=True,
+                            capture_output=True, text=True)
     return json.loads(result.stdout)
 
 

@@ -246,6 +246,28 @@ TEST(Cli, InfoJsonGivesTheSpecAndTheStateDict) {
   EXPECT_EQ(lenet.at("layers").at(6).at("output_shape"), Json::array({400}));
 }
 
+// bench/specs/ holds the networks that docs/design-notes.md ("The resnet preset") weighs the
+// preset against with bench/compare_specs.py: each must stay a valid spec of the network its
+// table row names (the parameter counts are the table's).
+TEST(Cli, BenchSpecsAreTheNetworksTheDesignNotesCompare) {
+  const std::vector<std::pair<std::string, int64_t>> specs = {{"resnet16-28x28", 77754},
+                                                              {"resnet24-28x28", 173842},
+                                                              {"resnet16x2-28x28", 174970},
+                                                              {"resnet48-pool", 690970}};
+  const std::string dir = std::string(CNN_SOURCE_DIR) + "/bench/specs/";
+  size_t files = 0;
+  for (const auto& entry : fs::directory_iterator(dir))
+    files += entry.path().extension() == ".json";
+  EXPECT_EQ(files, specs.size()) << "a spec in " << dir << " that this test does not know";
+  for (const auto& [name, parameters] : specs) {
+    const CliRun run = cnn("info " + dir + name + ".json --json");
+    ASSERT_EQ(run.exit_code, 0) << name << ": " << run.err;
+    const Json info = Json::parse(run.out);
+    EXPECT_EQ(info.at("spec").at("name"), name);
+    EXPECT_EQ(info.at("parameters").get<int64_t>(), parameters) << name;
+  }
+}
+
 TEST(Cli, PredictClassifiesAPgmImage) {
   // A 28x28 PGM of the first sample test image (a class-9 ankle boot).
   const Dataset test =
