@@ -1369,6 +1369,35 @@ TEST(OpsSweep, Conv2dReluPairEqualsTwoFusedConvolutionsBitForBit) {
           ops::conv2d_relu_pair_forward(y.data(), x.data(), step1, step2, add);
           EXPECT_TRUE(same_bits(y, expected));
         }
+      if (c.first_stride == 1) continue;
+      // With a shortcut computed inside the call (a projection: 1x1, stride 2; and a 3x3 one
+      // with padding, whose positions fall in several classes): the pair with the shortcut's
+      // conv2d_forward as its addend, bit for bit.
+      for (const int64_t kernel : {1, 3}) {
+        ops::ConvShape shortcut =
+            ops::make_conv_shape(c.batch, c.in_channels, in_size, in_size, c.out_channels, kernel,
+                                 kernel, 2, 2, kernel / 2, kernel / 2);
+        shortcut.inference = true;
+        ASSERT_TRUE(ops::conv2d_relu_pair_shortcut_fusable(first, second, shortcut));
+        const auto ws = random_vector<float>(rng, c.out_channels * c.in_channels * kernel * kernel),
+                   bs = random_vector<float>(rng, c.out_channels),
+                   scale_s = random_vector<float>(rng, c.out_channels);
+        for (const bool folded : {false, true}) {
+          SCOPED_TRACE(std::to_string(kernel) + "x" + std::to_string(kernel) + " shortcut, " +
+                       (folded ? "bias and weight scale" : "plain"));
+          const ops::ConvPairStep step1{w1.data(), b1.data(), scale1.data(), first};
+          const ops::ConvPairStep step2{w2.data(), folded ? b2.data() : nullptr, nullptr, second};
+          const ops::ConvPairStep step_s{ws.data(), folded ? bs.data() : nullptr,
+                                         folded ? scale_s.data() : nullptr, shortcut};
+          std::vector<float> shortcut_y(static_cast<size_t>(out_size)),
+              expected(static_cast<size_t>(out_size)), y(static_cast<size_t>(out_size), -1.0f);
+          ops::conv2d_forward(shortcut_y.data(), x.data(), step_s.w, step_s.b, shortcut,
+                              step_s.w_scale);
+          ops::conv2d_relu_pair_forward(expected.data(), x.data(), step1, step2, shortcut_y.data());
+          ops::conv2d_relu_pair_shortcut_forward(y.data(), x.data(), step1, step2, step_s);
+          EXPECT_TRUE(same_bits(y, expected));
+        }
+      }
     }
     // Refused: a training-mode shape (F(2x2) on 14x14), a second whose input is not the
     // first's output, and a stride-2 first convolution that the implicit GEMM does not run
@@ -1386,6 +1415,25 @@ TEST(OpsSweep, Conv2dReluPairEqualsTwoFusedConvolutionsBitForBit) {
         ops::conv2d_relu_pair_forward(y.data(), x.data(), {w.data(), nullptr, nullptr, strided},
                                       {w.data(), nullptr, nullptr, f4}),
         std::logic_error);
+    // A shortcut is refused beside an F(4x4) first convolution, with another output shape, or
+    // when it reads another input.
+    const ops::ConvShape implicit_first = shape(17, 64, 128, 7, 2), last = shape(17, 128, 128, 4);
+    const auto projection = [](int64_t in, int64_t size, int64_t out) {
+      ops::ConvShape s = ops::make_conv_shape(17, in, size, size, out, 1, 1, 2, 2, 0, 0);
+      s.inference = true;
+      return s;
+    };
+    EXPECT_TRUE(
+        ops::conv2d_relu_pair_shortcut_fusable(implicit_first, last, projection(64, 7, 128)));
+    EXPECT_FALSE(ops::conv2d_relu_pair_shortcut_fusable(f4, f4, projection(32, 14, 32)));
+    EXPECT_FALSE(
+        ops::conv2d_relu_pair_shortcut_fusable(implicit_first, last, projection(64, 7, 64)));
+    EXPECT_FALSE(
+        ops::conv2d_relu_pair_shortcut_fusable(implicit_first, last, projection(32, 8, 128)));
+    EXPECT_THROW(ops::conv2d_relu_pair_shortcut_forward(
+                     y.data(), x.data(), {w.data(), nullptr, nullptr, f4},
+                     {w.data(), nullptr, nullptr, f4}, {w.data(), nullptr, nullptr, f4}),
+                 std::logic_error);
   }
   ops::set_threads(saved_threads);
   ops::set_isa(saved_isa);

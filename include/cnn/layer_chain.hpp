@@ -35,7 +35,12 @@
 //    resnet in evaluation), the two run as one call (ops::conv2d_relu_pair_forward), the
 //    first's output going from one convolution to the next in the cache, lane group by lane
 //    group, never written out: bit for bit the two fused steps; a backward first recomputes
-//    the skipped outputs as those steps write them.
+//    the skipped outputs as those steps write them. When the first runs by the implicit GEMM
+//    and the Residual's shortcut is one Conv2d (with a BatchNorm2d folded in, or not) that the
+//    implicit GEMM runs too (forward_add_shortcut_relu: resnet's projections), the same call
+//    computes each group's shortcut beside the first convolution, while the group's input is
+//    in the cache, and adds it (ops::conv2d_relu_pair_shortcut_forward): the shortcut's output
+//    is never written either, and a backward runs the shortcut chain's forward first.
 
 #include <utility>
 #include <vector>
@@ -82,6 +87,15 @@ class LayerChain {
   /// returns false it has run nothing (the caller runs forward() and adds). x must stay alive
   /// and unchanged until backward().
   bool forward_add_relu(TensorView<const T> x, TensorView<const T> addend, TensorView<T> y);
+  /// kEval: y = relu(forward(x) + shortcut.forward(x)) (y of the output's shape, not aliasing
+  /// x), when this chain runs as forward_add_relu's pair with its first convolution by the
+  /// implicit GEMM and `shortcut` is one Conv2d (with a BatchNorm2d folded in, or not) that
+  /// ops::conv2d_relu_pair_shortcut_fusable takes beside it: one call, in which each group's
+  /// shortcut is computed beside the first convolution (a residual block's projection), and
+  /// neither this chain's last output nor the shortcut's is written (the shortcut chain has not
+  /// run: a caller that needs its output runs its forward). Returns whether it ran; when not,
+  /// it has run nothing. x must stay alive and unchanged until backward().
+  bool forward_add_shortcut_relu(TensorView<const T> x, LayerChain& shortcut, TensorView<T> y);
   /// The latest forward's last output (computed now if forward_add_relu skipped it), valid
   /// until the next forward.
   TensorView<const T> output();
@@ -99,7 +113,18 @@ class LayerChain {
   /// first's output never written. Returns whether it ran (the caller then sets the flags of
   /// a forward_add_relu); when not, it has run nothing.
   bool forward_pair_add_relu(TensorView<const T> x, TensorView<const T> addend, TensorView<T> y,
-                             size_t conv_index, const ops::ConvShape& shape);
+                             size_t conv_index, const ops::ConvShape& shape,
+                             LayerChain* shortcut = nullptr);
+  /// For a chain that is one Conv2d, or a Conv2d and the BatchNorm2d that kEval folds into it:
+  /// the convolution's shape for input shape in_shape, and true; false for any other chain.
+  bool single_conv_shape(const Shape& in_shape, ops::ConvShape* shape) const;
+  /// That chain's convolution as a pair step of `shape`: its weights and bias, folded with the
+  /// BatchNorm2d when there is one (bias_and_scale).
+  ops::ConvPairStep single_conv_step(const ops::ConvShape& shape);
+  /// The Conv2d forward_add_relu's last step ends with (the last layer, or the one before a
+  /// folded BatchNorm2d), its input shape and ops::ConvShape for input x_shape; null when the
+  /// chain does not end so.
+  const Conv2d<T>* last_conv(const Shape& x_shape, size_t* conv_index, ops::ConvShape* shape) const;
   /// Before a backward after a kEval forward that folded or fused: the outputs it skipped.
   void recompute_skipped_outputs();
   /// fold_scale_ and fold_bias_ for Conv2d `conv` with BatchNorm2d `norm` folded in.

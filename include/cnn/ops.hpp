@@ -173,6 +173,18 @@ bool conv2d_relu_pair_fusable(const ConvShape& first, const ConvShape& second);
 /// (throws std::logic_error otherwise).
 void conv2d_relu_pair_forward(float* y, const float* x, const ConvPairStep& first,
                               const ConvPairStep& second, const float* addend = nullptr);
+/// Whether conv2d_relu_pair_shortcut_forward takes these: conv2d_relu_pair_fusable(first,
+/// second), the first by the implicit GEMM, and `shortcut` a convolution of the first's input
+/// that the implicit GEMM runs, with the second's output shape.
+bool conv2d_relu_pair_shortcut_fusable(const ConvShape& first, const ConvShape& second,
+                                       const ConvShape& shortcut);
+/// conv2d_relu_pair_forward with the addend conv2d_forward(x, shortcut) (a residual block's
+/// projection shortcut in evaluation), bit for bit, without that output written out: each
+/// group of images' shortcut is computed beside the first convolution, while its input is in
+/// the cache, and added by the second's epilogue. Only for shapes
+/// conv2d_relu_pair_shortcut_fusable accepts (throws std::logic_error otherwise).
+void conv2d_relu_pair_shortcut_forward(float* y, const float* x, const ConvPairStep& first,
+                                       const ConvPairStep& second, const ConvPairStep& shortcut);
 
 /// How a float convolution of shape s computes its forward, its weight gradient and its input
 /// gradient under the current conv_algorithm(): "gemm", "direct", "winograd" or "implicit".

@@ -74,6 +74,9 @@ class Residual final : public Layer<T> {
   // until the next forward.
   TensorView<const T> eval_shortcut_;
   bool sum_pending_ = false;
+  // That forward ran the shortcut inside the body's call (LayerChain::forward_add_shortcut_relu):
+  // the shortcut chain has not run, and a backward runs it first.
+  bool shortcut_deferred_ = false;
 };
 
 }  // namespace cnn

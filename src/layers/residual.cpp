@@ -156,12 +156,20 @@ void Residual<T>::reset_buffers() {
 template <typename T>
 void Residual<T>::forward_impl(TensorView<const T> x, TensorView<T> y, Mode mode) {
   sum_pending_ = false;
+  shortcut_deferred_ = false;
   if (relu_ && mode == Mode::kEval) {
     // y alone, not the sum too: one of the pass's two stores fewer; and where the body's last
     // convolution allows, that convolution adds the shortcut and applies the ReLU as it writes
     // y (LayerChain::forward_add_relu), without the body's output or a pass of its own (and
     // with its first convolution, in one call, where ops::conv2d_relu_pair_fusable takes the
-    // two).
+    // two; and with a projection shortcut computed group by group in that call, where
+    // ops::conv2d_relu_pair_shortcut_fusable takes it: its output is then not written either).
+    shortcut_deferred_ =
+        !shortcut_.empty() && body_chain_.forward_add_shortcut_relu(x, shortcut_chain_, y);
+    if (shortcut_deferred_) {
+      sum_pending_ = true;
+      return;
+    }
     const TensorView<const T> b = shortcut_.empty() ? x : shortcut_chain_.forward(x, mode);
     if (!body_chain_.forward_add_relu(x, b, y)) {
       const TensorView<const T> a = body_chain_.forward(x, mode);
@@ -192,9 +200,13 @@ void Residual<T>::backward_impl(TensorView<const T> x, TensorView<const T> y,
   TensorView<const T> g = dy;
   if (sum_pending_) {  // after an evaluation forward: its sum, from the branches' outputs
     const TensorView<const T> a = body_chain_.output();  // computed now if the forward fused it
+    // The shortcut's output, computed now if the forward fused it into the body's call.
+    const TensorView<const T> b =
+        shortcut_deferred_ ? shortcut_chain_.forward(x, Mode::kEval) : eval_shortcut_;
     sum_.resize(a.shape());
-    ops::add_forward<T>(nullptr, sum_.data(), a.data(), eval_shortcut_.data(), a.numel(), false);
+    ops::add_forward<T>(nullptr, sum_.data(), a.data(), b.data(), a.numel(), false);
     sum_pending_ = false;
+    shortcut_deferred_ = false;
   }
   if (activation_) {
     dsum_.resize(y.shape());

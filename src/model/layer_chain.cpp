@@ -137,20 +137,77 @@ TensorView<const T> LayerChain<T>::forward(TensorView<const T> x, Mode mode) {
 }
 
 template <typename T>
+const Conv2d<T>* LayerChain<T>::last_conv(const Shape& x_shape, size_t* conv_index,
+                                          ops::ConvShape* shape) const {
+  const size_t n = layers_.size();
+  if (n == 0) return nullptr;
+  // The last step's Conv2d: the last layer, or the one before a BatchNorm2d folded into it.
+  *conv_index = folded_norm_[n - 1] ? n - 2 : n - 1;
+  const auto* conv = dynamic_cast<const Conv2d<T>*>(layers_[*conv_index]);
+  if (!conv) return nullptr;
+  Shape in_shape = x_shape;  // the convolution's input, from the shapes alone
+  for (size_t i = 0; i < *conv_index; ++i) in_shape = layers_[i]->output_shape(in_shape);
+  *shape = conv->conv_shape(in_shape, true);
+  return conv;
+}
+
+template <typename T>
+bool LayerChain<T>::single_conv_shape(const Shape& in_shape, ops::ConvShape* shape) const {
+  const size_t n = layers_.size();
+  if (n == 0 || n > 2 || (n == 2 && !folded_norm_[1])) return false;
+  const auto* conv = dynamic_cast<const Conv2d<T>*>(layers_[0]);
+  if (!conv) return false;
+  *shape = conv->conv_shape(in_shape, true);
+  return true;
+}
+
+template <typename T>
+ops::ConvPairStep LayerChain<T>::single_conv_step(const ops::ConvShape& shape) {
+  if constexpr (std::is_same_v<T, float>) {
+    const auto& conv = static_cast<const Conv2d<T>&>(*layers_[0]);
+    const auto [bias, scale] =
+        bias_and_scale(0, Shape{shape.batch, shape.out_channels, shape.out_h, shape.out_w});
+    return {conv.parameter(0).data(), bias, scale, shape};
+  } else {
+    (void)shape;
+    throw std::logic_error("single_conv_step: float chains only");
+  }
+}
+
+template <typename T>
+bool LayerChain<T>::forward_add_shortcut_relu(TensorView<const T> x, LayerChain& shortcut,
+                                              TensorView<T> y) {
+  if constexpr (std::is_same_v<T, float>) {
+    size_t conv_index = 0;
+    ops::ConvShape shape{};
+    if (!last_conv(x.shape(), &conv_index, &shape) || !ops::conv2d_relu_fusable(shape))
+      return false;
+    const Shape conv_out{shape.batch, shape.out_channels, shape.out_h, shape.out_w};
+    if (y.shape() != conv_out) {
+      throw Error("forward_add_shortcut_relu: expected an output of shape " + conv_out.str() +
+                  ", got " + y.shape().str());
+    }
+    if (!forward_pair_add_relu(x, {}, y, conv_index, shape, &shortcut)) return false;
+    add_relu_conv_ = conv_index + 1;
+    skipped_outputs_ = true;
+    return true;
+  } else {
+    (void)x;
+    (void)shortcut;
+    (void)y;
+    return false;
+  }
+}
+
+template <typename T>
 bool LayerChain<T>::forward_add_relu(TensorView<const T> x, TensorView<const T> addend,
                                      TensorView<T> y) {
   if constexpr (std::is_same_v<T, float>) {
-    const size_t n = layers_.size();
-    if (n == 0) return false;
-    // The last step's Conv2d: the last layer, or the one before a BatchNorm2d folded into it.
-    const size_t conv_index = folded_norm_[n - 1] ? n - 2 : n - 1;
-    const auto* conv = dynamic_cast<const Conv2d<T>*>(layers_[conv_index]);
-    if (!conv) return false;
-    Shape in_shape = x.shape();  // the convolution's input, from the shapes alone
-    for (size_t i = 0; i < conv_index; ++i) in_shape = layers_[i]->output_shape(in_shape);
-    const ops::ConvShape shape = conv->conv_shape(in_shape, true);
-    if (!ops::conv2d_relu_fusable(shape)) return false;
-    const Shape conv_out = conv->output_shape(in_shape);
+    size_t conv_index = 0;
+    ops::ConvShape shape{};
+    const Conv2d<T>* conv = last_conv(x.shape(), &conv_index, &shape);
+    if (!conv || !ops::conv2d_relu_fusable(shape)) return false;
+    const Shape conv_out{shape.batch, shape.out_channels, shape.out_h, shape.out_w};
     if (addend.shape() != conv_out || y.shape() != conv_out) {
       throw Error("forward_add_relu: expected an addend and an output of shape " + conv_out.str() +
                   ", got " + addend.shape().str() + " and " + y.shape().str());
@@ -160,7 +217,7 @@ bool LayerChain<T>::forward_add_relu(TensorView<const T> x, TensorView<const T> 
       if (before.empty()) throw Error(conv->describe() + ": forward: the input must not be empty");
       const auto [bias, scale] = bias_and_scale(conv_index, conv_out);
       // Their shapes now, their values when output() or backward() asks.
-      for (size_t i = conv_index; i < n; ++i) outputs_[i].resize(conv_out);
+      for (size_t i = conv_index; i < layers_.size(); ++i) outputs_[i].resize(conv_out);
       ops::conv2d_relu_forward(y.data(), before.data(), conv->parameter(0).data(), bias, shape,
                                scale, addend.data());
     }
@@ -180,14 +237,19 @@ bool LayerChain<T>::forward_pair_add_relu([[maybe_unused]] TensorView<const T> x
                                           [[maybe_unused]] TensorView<const T> addend,
                                           [[maybe_unused]] TensorView<T> y,
                                           [[maybe_unused]] size_t conv_index,
-                                          [[maybe_unused]] const ops::ConvShape& shape) {
+                                          [[maybe_unused]] const ops::ConvShape& shape,
+                                          [[maybe_unused]] LayerChain* shortcut) {
   if constexpr (std::is_same_v<T, float>) {
     // The chain must be Conv2d 0, (BatchNorm2d,) ReLU, then the last step's Conv2d.
     const size_t relu = conv_relu_[0];
     if (relu == 0 || relu + 1 != conv_index || conv_pool_[0] != 0) return false;
     const auto& first = static_cast<const Conv2d<T>&>(*layers_[0]);
     const ops::ConvShape first_shape = first.conv_shape(x.shape(), true);
-    if (!ops::conv2d_relu_pair_fusable(first_shape, shape)) return false;
+    ops::ConvShape shortcut_shape{};
+    if (shortcut ? !shortcut->single_conv_shape(x.shape(), &shortcut_shape) ||
+                       !ops::conv2d_relu_pair_shortcut_fusable(first_shape, shape, shortcut_shape)
+                 : !ops::conv2d_relu_pair_fusable(first_shape, shape))
+      return false;
     if (x.empty()) throw Error(first.describe() + ": forward: the input must not be empty");
     forward_until(x, Mode::kEval, 0);  // runs nothing: the flags of a new forward
     const Shape first_out = first.output_shape(x.shape());
@@ -200,11 +262,16 @@ bool LayerChain<T>::forward_pair_add_relu([[maybe_unused]] TensorView<const T> x
     for (size_t i = 0; i < layers_.size(); ++i)
       outputs_[i].resize(i < conv_index ? first_out : y.shape());
     const auto& conv = static_cast<const Conv2d<T>&>(*layers_[conv_index]);
-    ops::conv2d_relu_pair_forward(
-        y.data(), x.data(),
-        {first.parameter(0).data(), first_bias ? pair_bias_.data() : nullptr,
-         first_scale ? pair_scale_.data() : nullptr, first_shape},
-        {conv.parameter(0).data(), bias, scale, shape}, addend.data());
+    const ops::ConvPairStep first_step{first.parameter(0).data(),
+                                       first_bias ? pair_bias_.data() : nullptr,
+                                       first_scale ? pair_scale_.data() : nullptr, first_shape};
+    const ops::ConvPairStep second_step{conv.parameter(0).data(), bias, scale, shape};
+    if (shortcut) {
+      ops::conv2d_relu_pair_shortcut_forward(y.data(), x.data(), first_step, second_step,
+                                             shortcut->single_conv_step(shortcut_shape));
+    } else {
+      ops::conv2d_relu_pair_forward(y.data(), x.data(), first_step, second_step, addend.data());
+    }
     conv_fused_ran_[0] = 1;
     pair_relu_ = relu;
     return true;

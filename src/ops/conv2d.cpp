@@ -1070,6 +1070,30 @@ void conv2d_relu_pair_forward(float* y, const float* x, const ConvPairStep& firs
                                    first.shape.in_h, first.shape.in_w, epilogue);
 }
 
+bool conv2d_relu_pair_shortcut_fusable(const ConvShape& first, const ConvShape& second,
+                                       const ConvShape& shortcut) {
+  return conv2d_relu_pair_fusable(first, second) && conv_forward_uses_implicit(first) &&
+         conv_forward_uses_implicit(shortcut) && shortcut.batch == first.batch &&
+         shortcut.in_channels == first.in_channels && shortcut.in_h == first.in_h &&
+         shortcut.in_w == first.in_w && shortcut.out_channels == second.out_channels &&
+         shortcut.out_h == second.out_h && shortcut.out_w == second.out_w;
+}
+
+void conv2d_relu_pair_shortcut_forward(float* y, const float* x, const ConvPairStep& first,
+                                       const ConvPairStep& second, const ConvPairStep& shortcut) {
+  if (!conv2d_relu_pair_shortcut_fusable(first.shape, second.shape, shortcut.shape))
+    throw std::logic_error(
+        "conv2d_relu_pair_shortcut_forward: not an implicit-GEMM convolution, then an F(4x4) one, "
+        "beside an implicit-GEMM shortcut of the second's output shape");
+  const detail::ImplicitConv shortcut_conv{shortcut.w, shortcut.w_scale, shortcut.b,
+                                           shortcut.shape};
+  detail::implicit_winograd4x4_pair(
+      y, x, {first.w, first.w_scale, first.b, first.shape},
+      {second.w, second.w_scale, second.b, second.shape.in_channels, second.shape.out_channels,
+       second.shape.pad_h, second.shape.pad_w},
+      {.relu = true}, &shortcut_conv);
+}
+
 namespace {
 
 /// The sum of v[0, n) in 16 interleaved partial sums, which the compiler keeps in vector

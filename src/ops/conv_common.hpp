@@ -22,12 +22,18 @@ inline int64_t round_up(int64_t value, int64_t multiple) {
 struct ConvEpilogue {
   bool relu = false;
   const float* addend = nullptr;
+  /// Where addend[0] lies in the whole output: 0 for an addend of the output's shape, a
+  /// group's first value for an addend of that group alone (implicit_winograd4x4_pair's
+  /// shortcut).
+  int64_t addend_offset = 0;
+  /// The addend's value at `offset` in the whole output.
+  const float* addend_at(int64_t offset) const { return addend + (offset - addend_offset); }
   /// Applies it to the n values at y, at `offset` in the whole output.
   /// (The vector kernels of the instruction set in use: the scalar loop, compiled for the
   /// x86-64 baseline, was 3-4% of resnet's evaluation forward.)
   void apply(float* y, int64_t offset, int64_t n) const {
     if (!relu) return;
-    direct_conv_kernels().relu_add(y, addend ? addend + offset : nullptr, n);
+    direct_conv_kernels().relu_add(y, addend ? addend_at(offset) : nullptr, n);
   }
 };
 

@@ -50,7 +50,7 @@ void copy_out(float* out, int64_t offset, const float* c, int64_t images, int64_
   for (int64_t i = 0; i < images; ++i) {
     const int64_t at = i * channels * positions;
     const float* addend =
-        epilogue.relu && epilogue.addend ? epilogue.addend + offset + at : nullptr;
+        epilogue.relu && epilogue.addend ? epilogue.addend_at(offset + at) : nullptr;
     kernels.transpose_out(out + at, positions, c + i * positions * ldc, ldc, positions, channels,
                           bias, addend, epilogue.relu);
   }
@@ -434,25 +434,49 @@ int64_t implicit_products_inside(const ops::ConvShape& s) {
   return pairs_inside(rows_of(s)) * pairs_inside(columns_of(s));
 }
 
-void implicit_forward_groups(const float* x, const float* w, const float* w_scale,
-                             const ops::ConvShape& s, int64_t lane_group,
-                             const ImplicitGroupSink& sink) {
+namespace {
+
+/// One convolution's read-only state for implicit_forward_groups' groups: B (the weights,
+/// [tap][output channel] by blocks), the taps' offsets (tap_offset), the classes of positions
+/// and each position's corner_offset. Built by the calling thread in its storage `slot` (0 or
+/// 1: two convolutions at once), read by every thread of the region.
+struct ForwardPlan {
+  const ops::ConvShape* shape;
+  int64_t depth, block, columns, class_count, positions, in_size;
+  const float* packed;
+  const int64_t* offsets;
+  const GridClasses* grid;
+  const int64_t* position_reads;
+
+  /// Rows (and c rows) that a group of `images` images takes, with each class's rows rounded
+  /// up to whole tiles.
+  int64_t max_rows(int64_t images) const {
+    return images * positions + class_count * (kGatherRows - 1);
+  }
+};
+
+ForwardPlan plan_forward(const float* w, const float* w_scale, const ops::ConvShape& s, int team,
+                         int slot) {
   const DirectConvKernels& kernels = direct_conv_kernels();
+  ForwardPlan plan{};
+  plan.shape = &s;
   const int64_t kernel_size = s.kernel_h * s.kernel_w;
-  const int64_t depth = s.in_channels * kernel_size;
-  const int64_t block = kernels.gather_block(s.out_channels);
-  const int64_t columns = round_up(s.out_channels, block);
-  const int team = static_cast<int>(std::min<int64_t>(ops::threads(), s.batch));
-  // Read-only in the parallel region: B (the weights, [tap][output channel] by blocks) and
-  // the taps' offsets (tap_offset), for all taps and for each class of positions.
-  std::vector<float>& packed = shared_scratch<float>(0, depth * columns);
-  pack_columns(packed.data(), s.out_channels, columns, block, depth, team,
+  plan.depth = s.in_channels * kernel_size;
+  plan.block = kernels.gather_block(s.out_channels);
+  plan.columns = round_up(s.out_channels, plan.block);
+  plan.positions = s.out_h * s.out_w;
+  plan.in_size = s.in_channels * s.in_h * s.in_w;
+  const int64_t depth = plan.depth;
+  std::vector<float>& packed = shared_scratch<float>(slot, depth * plan.columns);
+  pack_columns(packed.data(), s.out_channels, plan.columns, plan.block, depth, team,
                [&](int64_t o, int64_t k) {
                  // A scaled weight rounded as a scaled copy holds it.
                  return w_scale ? w[o * depth + k] * w_scale[o] : w[o * depth + k];
                });
-  std::vector<int64_t>& offsets = shared_scratch<int64_t>(0, depth);
+  plan.packed = packed.data();
+  std::vector<int64_t>& offsets = shared_scratch<int64_t>(slot, depth);
   for (int64_t k = 0; k < depth; ++k) offsets[static_cast<size_t>(k)] = tap_offset(k, s);
+  plan.offsets = offsets.data();
 
   // The output positions classed (row class, column class) by the taps (ic, kh, kw) they
   // read inside the input: a class's GEMM adds the same products in the same order as over
@@ -463,33 +487,105 @@ void implicit_forward_groups(const float* x, const float* w, const float* w_scal
   // Named by pointer in the region (a thread_local named inside a lambda on another thread
   // would be that thread's own).
   const Dimension along_h = rows_of(s), along_w = columns_of(s);
-  thread_local IntervalClasses row_classes, col_classes;
-  thread_local GridClasses classes;
-  row_classes.build(s.out_h, [&](int64_t oh) { return along_h.taps_inside(oh); });
-  col_classes.build(s.out_w, [&](int64_t ow) { return along_w.taps_inside(ow); });
-  classes.clear();
-  const int64_t class_count = classes.append(row_classes, col_classes, s.in_channels, s.kernel_h,
-                                             s.kernel_w, offsets.data(), block);
-  const GridClasses* grid = &classes;
+  thread_local IntervalClasses row_classes[2], col_classes[2];
+  thread_local GridClasses classes[2];
+  thread_local std::vector<int64_t> position_storage[2];
+  IntervalClasses& rows = row_classes[slot];
+  IntervalClasses& cols = col_classes[slot];
+  GridClasses& grid = classes[slot];
+  rows.build(s.out_h, [&](int64_t oh) { return along_h.taps_inside(oh); });
+  cols.build(s.out_w, [&](int64_t ow) { return along_w.taps_inside(ow); });
+  grid.clear();
+  plan.class_count =
+      grid.append(rows, cols, s.in_channels, s.kernel_h, s.kernel_w, plan.offsets, plan.block);
+  plan.grid = &grid;
 
   // Each position's corner_offset in its image, and each class's shift to its first tap
   // inside: a class's positions read from corner + shift, inside the image (a class of every
   // tap has its corners inside).
-  for (int64_t cl = 0; cl < class_count; ++cl) {
-    const PositionClass& pc = classes.classes[static_cast<size_t>(cl)];
-    classes.rebase(cl, pc.along_h.lo * s.in_w + pc.along_w.lo);
+  for (int64_t cl = 0; cl < plan.class_count; ++cl) {
+    const PositionClass& pc = grid.classes[static_cast<size_t>(cl)];
+    grid.rebase(cl, pc.along_h.lo * s.in_w + pc.along_w.lo);
   }
-  const int64_t positions = s.out_h * s.out_w;
-  thread_local std::vector<int64_t> position_storage;
-  position_storage.resize(static_cast<size_t>(positions));
-  int64_t* position_reads = position_storage.data();
-  for (int64_t p = 0; p < positions; ++p) position_reads[p] = corner_offset(p, s);
+  std::vector<int64_t>& reads = position_storage[slot];
+  reads.resize(static_cast<size_t>(plan.positions));
+  for (int64_t p = 0; p < plan.positions; ++p) reads[static_cast<size_t>(p)] = corner_offset(p, s);
+  plan.position_reads = reads.data();
+  return plan;
+}
 
-  const int64_t in_size = s.in_channels * s.in_h * s.in_w;
+/// The GEMM's rows of `images` images from group_x (the group's first image) into c
+/// (images * positions rows of ldc = plan.columns, then a spare row), class by class; rows,
+/// c_rows (plan.max_rows(images) each) and class_rows (2 * class_count) are the caller's
+/// scratch.
+void forward_group(const ForwardPlan& plan, const float* group_x, int64_t images, float* c,
+                   const float** rows, float** c_rows, int64_t* class_rows) {
+  const DirectConvKernels& kernels = direct_conv_kernels();
+  const GridClasses* grid = plan.grid;
+  const int64_t positions = plan.positions, columns = plan.columns, block = plan.block;
+  float* spare_row = c + images * positions * columns;
+  // The group's positions class by class (image, oh, ow order within one); each writes its
+  // row of c in position order (image, oh, ow), as copy_out reads them.
+  int64_t next = 0;
+  for (int64_t cl = 0; cl < plan.class_count; ++cl) {
+    const int64_t start = next;
+    const PositionClass& pc = grid->classes[static_cast<size_t>(cl)];
+    const int64_t* members = grid->members.data() + pc.first_member;
+    const int64_t member_count = pc.member_count;
+    // A class without taps inside reads nothing: its rows point at their image.
+    const bool reads = pc.depth > 0;
+    for (int64_t i = 0; i < images; ++i) {
+      for (int64_t m = 0; m < member_count; ++m) {
+        const int64_t p = members[m];
+        rows[next] = group_x + i * plan.in_size + (reads ? plan.position_reads[p] + pc.shift : 0);
+        c_rows[next++] = c + (i * positions + p) * columns;
+      }
+    }
+    class_rows[2 * cl] = start;
+    class_rows[2 * cl + 1] = next - start;
+    for (const int64_t end = start + round_up(next - start, kGatherRows); next < end; ++next) {
+      rows[next] = rows[next - 1];
+      c_rows[next] = spare_row;
+    }
+  }
+  for (int64_t cl = 0; cl < plan.class_count; ++cl) {
+    const int64_t start = class_rows[2 * cl], used = class_rows[2 * cl + 1];
+    if (used == 0) continue;
+    const PositionClass& pc = grid->classes[static_cast<size_t>(cl)];
+    for (int64_t ob = 0; ob < columns / block; ++ob) {
+      GatherGemmArgs args{rows + start,
+                          round_up(used, kGatherRows),
+                          pc.all_taps ? plan.offsets : grid->offsets.data() + pc.first,
+                          pc.depth,
+                          plan.packed + ob * plan.depth * block,
+                          block,
+                          c + ob * block,
+                          columns,
+                          false};
+      if (!pc.all_taps) args.b_offsets = grid->b_rows.data() + pc.first;  // its B rows
+      args.c_rows = c_rows + start;  // each position's own row of c
+      args.c_column = ob * block;
+      kernels.gather_gemm(args);
+    }
+  }
+}
+
+}  // namespace
+
+void implicit_forward_groups(const float* x, const float* w, const float* w_scale,
+                             const ops::ConvShape& s, int64_t lane_group,
+                             const ImplicitGroupSink& sink, const ImplicitAlso* also) {
+  const int team = static_cast<int>(std::min<int64_t>(ops::threads(), s.batch));
+  const ForwardPlan plan = plan_forward(w, w_scale, s, team, 0);
+  const ForwardPlan also_plan =
+      also ? plan_forward(also->w, also->w_scale, also->shape, team, 1) : ForwardPlan{};
+  const int64_t positions = plan.positions;
   const int64_t group =
       lane_group > 0 ? lane_group : images_per_group(kGroupPositions, positions, s.batch);
-  // Each class's rows rounded up to whole tiles; the repeated rows write to a spare row of c.
-  const int64_t max_rows = group * positions + class_count * (kGatherRows - 1);
+  const int64_t max_rows =
+      std::max(plan.max_rows(group), also ? also_plan.max_rows(group) : int64_t{0});
+  const int64_t class_count = std::max(plan.class_count, also_plan.class_count);
+  const int64_t also_out_size = also ? also->shape.out_channels * also_plan.positions : 0;
   // Each thread takes its own block of images (images_of_part), in groups of `group`, or with
   // lane_group its own run of whole groups (the split of winograd.cpp's lanes_conv3x3); an
   // image's rows are the same sums in any group. The blocks are those of the passes before and
@@ -498,59 +594,26 @@ void implicit_forward_groups(const float* x, const float* w, const float* w_scal
   const int64_t group_count = (s.batch + group - 1) / group;
   const int parts = static_cast<int>(std::min<int64_t>(team, group_count));
   const auto run = [&](ImageRange range) {
-    float* c = scratch<float>(1, (group * positions + 1) * columns);
-    float* spare_row = c + group * positions * columns;
+    // The GEMM's rows (the second convolution's first, into the same memory), then the second's
+    // output (NCHW, with its bias) for the sink: a footprint no larger than the second's own
+    // call had (a batch-1 forward was 1% slower with the rows in a buffer of their own).
+    const int64_t c_size =
+        std::max((group * positions + 1) * plan.columns,
+                 also ? (group * also_plan.positions + 1) * also_plan.columns : int64_t{0});
+    float* c = scratch<float>(1, c_size + (also ? group * also_out_size : 0));
+    float* also_y = also ? c + c_size : nullptr;
     const float** rows = scratch<const float*>(0, max_rows);
     float** c_rows = scratch<float*>(0, max_rows);
     int64_t* class_rows = scratch<int64_t>(0, 2 * class_count);  // first row, count
     for (int64_t n0 = range.first; n0 < range.last; n0 += group) {
       const int64_t images = std::min(group, range.last - n0);
-      const float* group_x = x + n0 * in_size;
-      // The group's positions class by class (image, oh, ow order within one); each writes
-      // its row of c in position order (image, oh, ow), as copy_out reads them.
-      int64_t next = 0;
-      for (int64_t cl = 0; cl < class_count; ++cl) {
-        const int64_t start = next;
-        const PositionClass& pc = grid->classes[static_cast<size_t>(cl)];
-        const int64_t* members = grid->members.data() + pc.first_member;
-        const int64_t member_count = pc.member_count;
-        // A class without taps inside reads nothing: its rows point at their image.
-        const bool reads = pc.depth > 0;
-        for (int64_t i = 0; i < images; ++i) {
-          for (int64_t m = 0; m < member_count; ++m) {
-            const int64_t p = members[m];
-            rows[next] = group_x + i * in_size + (reads ? position_reads[p] + pc.shift : 0);
-            c_rows[next++] = c + (i * positions + p) * columns;
-          }
-        }
-        class_rows[2 * cl] = start;
-        class_rows[2 * cl + 1] = next - start;
-        for (const int64_t end = start + round_up(next - start, kGatherRows); next < end; ++next) {
-          rows[next] = rows[next - 1];
-          c_rows[next] = spare_row;
-        }
+      if (also) {
+        forward_group(also_plan, x + n0 * also_plan.in_size, images, c, rows, c_rows, class_rows);
+        copy_out(also_y, 0, c, images, also_plan.positions, also->shape.out_channels,
+                 also_plan.columns, also->b, {});
       }
-      for (int64_t cl = 0; cl < class_count; ++cl) {
-        const int64_t start = class_rows[2 * cl], used = class_rows[2 * cl + 1];
-        if (used == 0) continue;
-        const PositionClass& pc = grid->classes[static_cast<size_t>(cl)];
-        for (int64_t ob = 0; ob < columns / block; ++ob) {
-          GatherGemmArgs args{rows + start,
-                              round_up(used, kGatherRows),
-                              pc.all_taps ? offsets.data() : grid->offsets.data() + pc.first,
-                              pc.depth,
-                              packed.data() + ob * depth * block,
-                              block,
-                              c + ob * block,
-                              columns,
-                              false};
-          if (!pc.all_taps) args.b_offsets = grid->b_rows.data() + pc.first;  // its B rows
-          args.c_rows = c_rows + start;  // each position's own row of c
-          args.c_column = ob * block;
-          kernels.gather_gemm(args);
-        }
-      }
-      sink(n0, images, c, columns, n0 == range.first);
+      forward_group(plan, x + n0 * plan.in_size, images, c, rows, c_rows, class_rows);
+      sink(n0, images, c, plan.columns, n0 == range.first, also_y);
     }
   };
   if (lane_group > 0) {
@@ -565,11 +628,12 @@ void implicit_forward_groups(const float* x, const float* w, const float* w_scal
 void implicit_conv_forward(float* y, const float* x, const float* w, const float* w_scale,
                            const float* b, const ops::ConvShape& s, ConvEpilogue epilogue) {
   const int64_t out_size = s.out_channels * s.out_h * s.out_w;
-  implicit_forward_groups(x, w, w_scale, s, 0,
-                          [&](int64_t n0, int64_t images, const float* c, int64_t ldc, bool) {
-                            copy_out(y + n0 * out_size, n0 * out_size, c, images, s.out_h * s.out_w,
-                                     s.out_channels, ldc, b, epilogue);
-                          });
+  implicit_forward_groups(
+      x, w, w_scale, s, 0,
+      [&](int64_t n0, int64_t images, const float* c, int64_t ldc, bool, const float*) {
+        copy_out(y + n0 * out_size, n0 * out_size, c, images, s.out_h * s.out_w, s.out_channels,
+                 ldc, b, epilogue);
+      });
 }
 
 void implicit_conv_backward(float* dx, float* dw, const float* x, const float* w, const float* dy,

@@ -1027,10 +1027,12 @@ void lanes_conv3x3_pair(float* y, const float* x, const LaneConv& first, const L
 
 /// implicit_winograd4x4_pair with Tile's transforms (the pair's first convolution's output is
 /// staged as lanes_conv3x3 stages its input). Threads as lanes_conv3x3: each takes a run of
-/// whole lane groups (implicit_forward_groups with lane_group = lanes).
+/// whole lane groups (implicit_forward_groups with lane_group = lanes). With `shortcut`, the
+/// epilogue's addend is its output, group by group (ImplicitAlso).
 template <typename Tile>
 void implicit_lanes_pair(float* y, const float* x, const ImplicitConv& first,
-                         const LaneConv& second, ConvEpilogue epilogue) {
+                         const LaneConv& second, ConvEpilogue epilogue,
+                         const ImplicitConv* shortcut) {
   constexpr int kM = Tile::kM;
   const ops::ConvShape& s = first.shape;
   const Geometry g = make_geometry(s.out_channels, s.out_h, s.out_w, second.out_channels,
@@ -1046,9 +1048,14 @@ void implicit_lanes_pair(float* y, const float* x, const ImplicitConv& first,
   // Named values, not a structured binding: clang 14 (the fuzz build) cannot capture those.
   const std::pair<int64_t, int64_t> v_and_m = lanes_forward_scratch<Tile>(g, lanes);
   const int64_t v_size = v_and_m.first, m_size = v_and_m.second;
+  const ImplicitAlso also = shortcut ? ImplicitAlso{shortcut->weights, shortcut->weight_scale,
+                                                    shortcut->bias, shortcut->shape}
+                                     : ImplicitAlso{};
+  const int64_t out_size = g.out_channels * g.out_h * g.out_w;
   implicit_forward_groups(
       x, first.weights, first.weight_scale, s, lanes,
-      [&](int64_t start, int64_t valid, const float* c, int64_t ldc, bool first_group) {
+      [&](int64_t start, int64_t valid, const float* c, int64_t ldc, bool first_group,
+          const float* shortcut_y) {
         float* staged =
             scratch<float>(4, g.in_channels * plane_size + kM * kM * band * g.tiles_w * lanes);
         float* out_staged = staged + g.in_channels * plane_size;
@@ -1065,9 +1072,15 @@ void implicit_lanes_pair(float* y, const float* x, const ImplicitConv& first,
                                plane_size, c + p * ldc, positions * ldc, valid, s.out_channels,
                                first.bias, nullptr, true);
         }
-        lanes_forward_group_into<Tile>(y, start, valid, epilogue, g, k, packs, second.bias, band,
-                                       staged, out_staged, v, m);
-      });
+        ConvEpilogue group_epilogue = epilogue;
+        if (shortcut_y) {  // the shortcut's output of these images alone
+          group_epilogue.addend = shortcut_y;
+          group_epilogue.addend_offset = start * out_size;
+        }
+        lanes_forward_group_into<Tile>(y, start, valid, group_epilogue, g, k, packs, second.bias,
+                                       band, staged, out_staged, v, m);
+      },
+      shortcut ? &also : nullptr);
 }
 
 /// The backward of lanes_conv3x3: arguments and threads as winograd_backward3x3.
@@ -1163,8 +1176,9 @@ void winograd4x4_conv3x3_pair(float* y, const float* x, const LaneConv& first,
 }
 
 void implicit_winograd4x4_pair(float* y, const float* x, const ImplicitConv& first,
-                               const LaneConv& second, ConvEpilogue epilogue) {
-  implicit_lanes_pair<TileF4>(y, x, first, second, epilogue);
+                               const LaneConv& second, ConvEpilogue epilogue,
+                               const ImplicitConv* shortcut) {
+  implicit_lanes_pair<TileF4>(y, x, first, second, epilogue, shortcut);
 }
 
 void winograd_conv3x3(float* y, const float* x, const float* weights, const float* weight_scale,

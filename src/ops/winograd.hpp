@@ -87,9 +87,14 @@ struct ImplicitConv {
 /// winograd4x4_conv3x3 of `second` with `epilogue`, without the first's output written out: a
 /// lane group's goes from the GEMM's rows into the second's staged planes, its bias and ReLU
 /// applied there. x (first.shape.batch, first.shape.in_channels, in_h, in_w); second.in_channels
-/// must be first.shape.out_channels. Threads as winograd4x4_conv3x3.
+/// must be first.shape.out_channels. Threads as winograd4x4_conv3x3. With `shortcut` (a
+/// convolution of x that the implicit GEMM runs, whose output has y's shape: a residual block's
+/// projection), the epilogue (which must have a ReLU and no addend) adds its output, computed
+/// group by group beside the first convolution (ImplicitAlso): the bits of
+/// implicit_conv_forward of the shortcut, then this with that output as the addend.
 void implicit_winograd4x4_pair(float* y, const float* x, const ImplicitConv& first,
-                               const LaneConv& second, ConvEpilogue epilogue = {});
+                               const LaneConv& second, ConvEpilogue epilogue = {},
+                               const ImplicitConv* shortcut = nullptr);
 
 /// The backward of winograd4x4_conv3x3, as winograd_backward3x3: dw += its exact gradient, dx
 /// (assigned, skipped when null) the seed's full convolution of dy with the rotated kernel.
