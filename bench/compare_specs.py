@@ -37,7 +37,10 @@ def main():
     if min(args.batch, args.threads, args.rounds, args.repeat) < 1:
         parser.error("--batch, --threads, --rounds and --repeat must be at least 1")
     for model in args.models:
-        ct.INFOS[model] = ct.torch_interop.cnn_info(args.cnn, model)
+        try:
+            ct.INFOS[model] = ct.torch_interop.cnn_info(args.cnn, model)
+        except ct.subprocess.CalledProcessError as e:  # cnn said why on one line
+            parser.error("%s: %s" % (model, e.stderr.strip() or "cnn info failed"))
 
     torch_rounds = {m: [] for m in args.models}
     cnn_rounds = {m: [] for m in args.models}
