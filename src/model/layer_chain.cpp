@@ -175,8 +175,9 @@ ops::ConvPairStep LayerChain<T>::single_conv_step(const ops::ConvShape& shape) {
 }
 
 template <typename T>
-bool LayerChain<T>::forward_add_shortcut_relu(TensorView<const T> x, LayerChain& shortcut,
-                                              TensorView<T> y) {
+bool LayerChain<T>::forward_add_shortcut_relu([[maybe_unused]] TensorView<const T> x,
+                                              [[maybe_unused]] LayerChain& shortcut,
+                                              [[maybe_unused]] TensorView<T> y) {
   if constexpr (std::is_same_v<T, float>) {
     size_t conv_index = 0;
     ops::ConvShape shape{};
@@ -191,12 +192,8 @@ bool LayerChain<T>::forward_add_shortcut_relu(TensorView<const T> x, LayerChain&
     add_relu_conv_ = conv_index + 1;
     skipped_outputs_ = true;
     return true;
-  } else {
-    (void)x;
-    (void)shortcut;
-    (void)y;
-    return false;
   }
+  return false;
 }
 
 template <typename T>

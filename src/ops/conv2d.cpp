@@ -1041,6 +1041,18 @@ void conv2d_relu_forward(float* y, const float* x, const float* w, const float* 
     throw std::logic_error("conv2d_relu_forward: not a Winograd or implicit-GEMM convolution");
 }
 
+namespace {
+/// A pair step as the pair kernels take it: an F(4x4) convolution, or one the implicit GEMM runs.
+detail::LaneConv lane_conv(const ConvPairStep& step) {
+  return {
+      step.w,           step.w_scale,    step.b, step.shape.in_channels, step.shape.out_channels,
+      step.shape.pad_h, step.shape.pad_w};
+}
+detail::ImplicitConv implicit_conv(const ConvPairStep& step) {
+  return {step.w, step.w_scale, step.b, step.shape};
+}
+}  // namespace
+
 bool conv2d_relu_pair_fusable(const ConvShape& first, const ConvShape& second) {
   return !reference_mode() &&
          (conv_forward_uses_winograd4x4(first) || conv_forward_uses_implicit(first)) &&
@@ -1055,15 +1067,9 @@ void conv2d_relu_pair_forward(float* y, const float* x, const ConvPairStep& firs
     throw std::logic_error(
         "conv2d_relu_pair_forward: not an F(4x4) or implicit-GEMM convolution, then an F(4x4) "
         "one");
-  const auto lane_conv = [](const ConvPairStep& step) {
-    return detail::LaneConv{
-        step.w,           step.w_scale,    step.b, step.shape.in_channels, step.shape.out_channels,
-        step.shape.pad_h, step.shape.pad_w};
-  };
   const detail::ConvEpilogue epilogue{.relu = true, .addend = addend};
   if (conv_forward_uses_implicit(first.shape)) {
-    detail::implicit_winograd4x4_pair(y, x, {first.w, first.w_scale, first.b, first.shape},
-                                      lane_conv(second), epilogue);
+    detail::implicit_winograd4x4_pair(y, x, implicit_conv(first), lane_conv(second), epilogue);
     return;
   }
   detail::winograd4x4_conv3x3_pair(y, x, lane_conv(first), lane_conv(second), first.shape.batch,
@@ -1085,13 +1091,9 @@ void conv2d_relu_pair_shortcut_forward(float* y, const float* x, const ConvPairS
     throw std::logic_error(
         "conv2d_relu_pair_shortcut_forward: not an implicit-GEMM convolution, then an F(4x4) one, "
         "beside an implicit-GEMM shortcut of the second's output shape");
-  const detail::ImplicitConv shortcut_conv{shortcut.w, shortcut.w_scale, shortcut.b,
-                                           shortcut.shape};
-  detail::implicit_winograd4x4_pair(
-      y, x, {first.w, first.w_scale, first.b, first.shape},
-      {second.w, second.w_scale, second.b, second.shape.in_channels, second.shape.out_channels,
-       second.shape.pad_h, second.shape.pad_w},
-      {.relu = true}, &shortcut_conv);
+  const detail::ImplicitConv shortcut_conv = implicit_conv(shortcut);
+  detail::implicit_winograd4x4_pair(y, x, implicit_conv(first), lane_conv(second), {.relu = true},
+                                    &shortcut_conv);
 }
 
 namespace {

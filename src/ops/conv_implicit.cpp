@@ -441,7 +441,6 @@ namespace {
 /// and each position's corner_offset. Built by the calling thread in its storage `slot` (0 or
 /// 1: two convolutions at once), read by every thread of the region.
 struct ForwardPlan {
-  const ops::ConvShape* shape;
   int64_t depth, block, columns, class_count, positions, in_size;
   const float* packed;
   const int64_t* offsets;
@@ -459,7 +458,6 @@ ForwardPlan plan_forward(const float* w, const float* w_scale, const ops::ConvSh
                          int slot) {
   const DirectConvKernels& kernels = direct_conv_kernels();
   ForwardPlan plan{};
-  plan.shape = &s;
   const int64_t kernel_size = s.kernel_h * s.kernel_w;
   plan.depth = s.in_channels * kernel_size;
   plan.block = kernels.gather_block(s.out_channels);
@@ -574,11 +572,11 @@ void forward_group(const ForwardPlan& plan, const float* group_x, int64_t images
 
 void implicit_forward_groups(const float* x, const float* w, const float* w_scale,
                              const ops::ConvShape& s, int64_t lane_group,
-                             const ImplicitGroupSink& sink, const ImplicitAlso* also) {
+                             const ImplicitGroupSink& sink, const ImplicitConv* also) {
   const int team = static_cast<int>(std::min<int64_t>(ops::threads(), s.batch));
   const ForwardPlan plan = plan_forward(w, w_scale, s, team, 0);
   const ForwardPlan also_plan =
-      also ? plan_forward(also->w, also->w_scale, also->shape, team, 1) : ForwardPlan{};
+      also ? plan_forward(also->weights, also->weight_scale, also->shape, team, 1) : ForwardPlan{};
   const int64_t positions = plan.positions;
   const int64_t group =
       lane_group > 0 ? lane_group : images_per_group(kGroupPositions, positions, s.batch);
@@ -610,7 +608,7 @@ void implicit_forward_groups(const float* x, const float* w, const float* w_scal
       if (also) {
         forward_group(also_plan, x + n0 * also_plan.in_size, images, c, rows, c_rows, class_rows);
         copy_out(also_y, 0, c, images, also_plan.positions, also->shape.out_channels,
-                 also_plan.columns, also->b, {});
+                 also_plan.columns, also->bias, {});
       }
       forward_group(plan, x + n0 * plan.in_size, images, c, rows, c_rows, class_rows);
       sink(n0, images, c, plan.columns, n0 == range.first, also_y);

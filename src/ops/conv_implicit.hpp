@@ -31,7 +31,7 @@ void implicit_conv_forward(float* y, const float* x, const float* w, const float
 /// computed it: take(n0, images, c, ldc, first, also_y) with the group's first image n0, its
 /// image count, and the GEMM's rows c without the bias (row i * out_h * out_w + p: image n0 +
 /// i's output position p, output channel j at c[row * ldc + j]); `first` on a thread's first
-/// group; also_y the group's output of the second convolution (ImplicitAlso), or null without
+/// group; also_y the group's output of the second convolution (`also`), or null without
 /// one. c and also_y are valid until the next group. A reference to the caller's callable, not
 /// a copy: a std::function of a lambda capturing more than two pointers allocates, and a warm
 /// evaluation forward allocates nothing (tests/test_steady_state.cpp).
@@ -54,27 +54,27 @@ class ImplicitGroupSink {
   void (*call_)(const void*, int64_t, int64_t, const float*, int64_t, bool, const float*);
 };
 
-/// A second convolution that implicit_forward_groups runs on each group, over the same input
-/// (a residual block's projection shortcut beside its body's first convolution): weights,
-/// weight scale per output channel (or null), bias (or null) and shape, whose batch and input
-/// must be the first's. The sink gets its output of the group's images as NCHW planes with the
-/// bias, image n0 first: the bits implicit_conv_forward gives, computed while the group's
-/// input is in the cache instead of in a pass of its own.
-struct ImplicitAlso {
-  const float* w;
-  const float* w_scale;
-  const float* b;
+/// A convolution the implicit GEMM runs: its weights (out_channels, in_channels, kernel_h,
+/// kernel_w), times weight_scale[o] per output channel when not null, bias (or null) and shape.
+struct ImplicitConv {
+  const float* weights;
+  const float* weight_scale;
+  const float* bias;
   ops::ConvShape shape;
 };
 
 /// The products of implicit_conv_forward (the same bits, image by image) group by group, for a
-/// caller that takes each group's output itself (winograd.cpp's implicit_winograd4x4_pair), and
-/// with `also` a second convolution's output of the same group. With lane_group > 0 the groups
-/// are that many images from image 0 (the last one partial), a thread taking a run of whole
-/// groups as winograd4x4_conv3x3 does; with 0, as implicit_conv_forward.
+/// caller that takes each group's output itself (winograd.cpp's implicit_winograd4x4_pair). With
+/// lane_group > 0 the groups are that many images from image 0 (the last one partial), a thread
+/// taking a run of whole groups as winograd4x4_conv3x3 does; with 0, as implicit_conv_forward.
+/// `also`, when not null, is a second convolution run on each group over the same input (a
+/// residual block's projection shortcut beside its body's first convolution; its batch and
+/// input must be the first's): the sink gets its output of the group's images as NCHW planes
+/// with its bias, image n0 first, the bits implicit_conv_forward gives, computed while the
+/// group's input is in the cache instead of in a pass of its own.
 void implicit_forward_groups(const float* x, const float* w, const float* w_scale,
                              const ops::ConvShape& s, int64_t lane_group,
-                             const ImplicitGroupSink& sink, const ImplicitAlso* also = nullptr);
+                             const ImplicitGroupSink& sink, const ImplicitConv* also = nullptr);
 
 /// dw (out_channels, in_channels, kernel_h, kernel_w) += the weight gradient; dx (the input's
 /// shape) = the input gradient, assigned, skipped when dx is null. Threads split the images;

@@ -1028,7 +1028,7 @@ void lanes_conv3x3_pair(float* y, const float* x, const LaneConv& first, const L
 /// implicit_winograd4x4_pair with Tile's transforms (the pair's first convolution's output is
 /// staged as lanes_conv3x3 stages its input). Threads as lanes_conv3x3: each takes a run of
 /// whole lane groups (implicit_forward_groups with lane_group = lanes). With `shortcut`, the
-/// epilogue's addend is its output, group by group (ImplicitAlso).
+/// epilogue's addend is its output, group by group (implicit_forward_groups' `also`).
 template <typename Tile>
 void implicit_lanes_pair(float* y, const float* x, const ImplicitConv& first,
                          const LaneConv& second, ConvEpilogue epilogue,
@@ -1048,9 +1048,6 @@ void implicit_lanes_pair(float* y, const float* x, const ImplicitConv& first,
   // Named values, not a structured binding: clang 14 (the fuzz build) cannot capture those.
   const std::pair<int64_t, int64_t> v_and_m = lanes_forward_scratch<Tile>(g, lanes);
   const int64_t v_size = v_and_m.first, m_size = v_and_m.second;
-  const ImplicitAlso also = shortcut ? ImplicitAlso{shortcut->weights, shortcut->weight_scale,
-                                                    shortcut->bias, shortcut->shape}
-                                     : ImplicitAlso{};
   const int64_t out_size = g.out_channels * g.out_h * g.out_w;
   implicit_forward_groups(
       x, first.weights, first.weight_scale, s, lanes,
@@ -1080,7 +1077,7 @@ void implicit_lanes_pair(float* y, const float* x, const ImplicitConv& first,
         lanes_forward_group_into<Tile>(y, start, valid, group_epilogue, g, k, packs, second.bias,
                                        band, staged, out_staged, v, m);
       },
-      shortcut ? &also : nullptr);
+      shortcut);
 }
 
 /// The backward of lanes_conv3x3: arguments and threads as winograd_backward3x3.

@@ -10,6 +10,7 @@
 
 #include "cnn/ops.hpp"
 #include "conv_common.hpp"
+#include "conv_implicit.hpp"  // ImplicitConv
 
 namespace cnn::detail {
 
@@ -71,16 +72,6 @@ void winograd4x4_conv3x3_pair(float* y, const float* x, const LaneConv& first,
                               const LaneConv& second, int64_t batch, int64_t height, int64_t width,
                               ConvEpilogue epilogue = {});
 
-/// The first convolution of implicit_winograd4x4_pair, one the implicit GEMM runs
-/// (conv_implicit.hpp): its weights (out_channels, in_channels, kernel_h, kernel_w), times
-/// weight_scale[o] per output channel when not null, bias (or null) and shape.
-struct ImplicitConv {
-  const float* weights;
-  const float* weight_scale;
-  const float* bias;
-  ops::ConvShape shape;
-};
-
 /// y = second(relu(first(x))), then the epilogue, the first by the implicit GEMM and the second
 /// by F(4x4, 3x3) (a stride-2 layer and the 3x3 layer after it: resnet's later blocks in
 /// evaluation): bit for bit implicit_conv_forward of `first` with a ReLU epilogue, then
@@ -90,7 +81,7 @@ struct ImplicitConv {
 /// must be first.shape.out_channels. Threads as winograd4x4_conv3x3. With `shortcut` (a
 /// convolution of x that the implicit GEMM runs, whose output has y's shape: a residual block's
 /// projection), the epilogue (which must have a ReLU and no addend) adds its output, computed
-/// group by group beside the first convolution (ImplicitAlso): the bits of
+/// group by group beside the first convolution (implicit_forward_groups' `also`): the bits of
 /// implicit_conv_forward of the shortcut, then this with that output as the addend.
 void implicit_winograd4x4_pair(float* y, const float* x, const ImplicitConv& first,
                                const LaneConv& second, ConvEpilogue epilogue = {},
