@@ -10,6 +10,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <thread>
 
@@ -256,6 +257,36 @@ TEST(Checkpoint, ResumeRefusesWhatWouldChangeTheRun) {
   const CliRun model_file = cnn("train --resume " + out);
   EXPECT_EQ(model_file.exit_code, 1);
   EXPECT_NE(model_file.err.find("not a cnn checkpoint"), std::string::npos) << model_file.err;
+}
+
+TEST(Checkpoint, MetadataNestedTooDeepIsOneLineNotACrash) {
+  const fs::path dir = work_dir() / "deep";
+  fs::remove_all(dir);
+  const std::string out = (dir / "m.safetensors").string(), ckpt = (dir / "m.ckpt").string();
+  ASSERT_EQ(cnn("train --data sample --epochs 1 --threads 1 --out " + out).exit_code, 0);
+  const SafeTensorsFile file = SafeTensorsFile::load(ckpt);
+  std::vector<Tensor<float>> kept;
+  for (const std::string& name : file.names()) kept.push_back(file.tensor<float>(name));
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  for (const auto& [key, fragment] : std::vector<std::pair<std::string, std::string>>{
+           {"state",
+            "not JSON: [json.exception.out_of_range.410] arrays and objects nested "
+            "deeper than 256 levels"},
+           {"config", "the checkpoint's training configuration is unreadable"}}) {
+    SCOPED_TRACE(key);
+    std::map<std::string, std::string> metadata = file.metadata();
+    metadata[key] = deep;
+    std::vector<SaveTensor> tensors;
+    for (size_t i = 0; i < kept.size(); ++i)
+      tensors.push_back({file.names()[i], kept[i], file.entry(file.names()[i]).dtype});
+    const std::string bad = (dir / ("bad_" + key + ".ckpt")).string();
+    save_safetensors(bad, tensors, metadata);
+    const CliRun run = cnn("train --resume " + bad);
+    EXPECT_EQ(run.exit_code, 1) << run.err;
+    EXPECT_EQ(run.err.rfind("cnn: " + bad + ": ", 0), 0u) << run.err;
+    EXPECT_NE(run.err.find(fragment), std::string::npos) << run.err;
+    EXPECT_EQ(std::count(run.err.begin(), run.err.end(), '\n'), 1) << run.err;
+  }
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <limits>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -276,6 +277,50 @@ TEST(Errors, ScheduleSettings) {
                {"--schedule", "expects constant, step, cosine or onecycle", "'linear'"});
   expect_error([] { parse_optimizer("rmsprop"); },
                {"--optimizer", "expects sgd, adam or adamw", "'rmsprop'"});
+}
+
+/// `{"type": "ReLU"}` inside `depth` Residual blocks, each the body of the one around it, after
+/// a Flatten: a spec that builds.
+std::string nested_residuals(int depth) {
+  std::string text = R"({"input": [1, 4, 4], "layers": [{"type": "Flatten"}, )";
+  for (int level = 0; level < depth; ++level) text += R"({"type": "Residual", "body": [)";
+  text += R"({"type": "ReLU"})";
+  for (int level = 0; level < depth; ++level) text += "]}";
+  return text + "]}";
+}
+
+TEST(Errors, JsonAndResidualBlocksNestedTooDeepAreOneLineNotACrash) {
+  // Reading and building a spec recurses once per level of nesting, and so would dump() in
+  // an error message: a hostile file 100,000 levels deep exhausted the stack (SIGSEGV).
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  for (const std::string& text :
+       {R"({"input": )" + deep + R"(, "layers": []})",
+        R"({"input": [1, 4, 4], "layers": [{"type": "ReLU", "x": )" + deep + "}]}",
+        R"({"input": [1, 4, 4], "layers": [{"type": "Residual", "body": )" + deep + "}]}",
+        R"({"input": [1, 4, 4], "layers": [{"type": )" + deep + "}]}",
+        R"({"input": [1, 4, 4], "loss": )" + deep + R"(, "layers": [{"type": "ReLU"}]})",
+        nested_residuals(100000)}) {
+    expect_error([&] { parse_model_spec(text, "deep.json"); },
+                 {"deep.json: not valid JSON", "nested deeper than 256 levels"});
+  }
+  // Residual blocks: 64 levels build, one more is refused by name before it is read further.
+  const Sequential<float> model = build_model(parse_model_spec(nested_residuals(64), "n64.json"));
+  EXPECT_EQ(dynamic_cast<const Residual<float>&>(model.layer(1)).nesting(), 64);
+  expect_error([] { parse_model_spec(nested_residuals(65), "n65.json"); },
+               {"n65.json: layer 1: Residual blocks nested deeper than 64 levels"});
+  // Built in C++, the constructor counts the levels.
+  std::unique_ptr<Layer<float>> inner = std::make_unique<ReLU<float>>();
+  for (int level = 0; level < 64; ++level) {
+    Residual<float>::Layers body;
+    body.push_back(std::move(inner));
+    inner = std::make_unique<Residual<float>>(std::move(body));
+  }
+  Residual<float>::Layers shortcut;
+  shortcut.push_back(std::move(inner));
+  Residual<float>::Layers body;
+  body.push_back(std::make_unique<ReLU<float>>());
+  expect_error([&] { Residual<float> block(std::move(body), std::move(shortcut)); },
+               {"Residual", "nested at most 64 levels deep", "got 65"});
 }
 
 }  // namespace

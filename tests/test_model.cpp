@@ -12,7 +12,10 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
+#include <utility>
+#include <vector>
 
 #include "cnn/cnn.hpp"
 #include "cnn/layer_chain.hpp"
@@ -695,6 +698,14 @@ TEST_F(SafeTensorsTest, RefusesCorruptFilesByName) {
       safetensors_bytes(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", data),
       "belong to no tensor");
   expect_refused(safetensors_bytes("{not json", data), "not valid JSON");
+  // Found 2026-12-05: a header nested this deep exhausted the stack (SIGSEGV) in dump().
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  expect_refused(safetensors_bytes(
+                     R"({"a":{"dtype":"F32","shape":)" + deep + R"(,"data_offsets":[0,8]}})", data),
+                 "nested deeper than 256 levels");
+  expect_refused(safetensors_bytes(
+                     R"({"a":{"dtype":)" + deep + R"(,"shape":[2],"data_offsets":[0,8]}})", data),
+                 "nested deeper than 256 levels");
   expect_refused(
       safetensors_bytes(
           R"({"__metadata__":{"v":1},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", data),
@@ -887,6 +898,44 @@ TEST(ModelFile, ResnetBuffersRoundTripAndBadOnesAreRefused) {
   refused(rewrite("1.num_batches_tracked", DType::kF32, 2.0f),
           "buffer '1.num_batches_tracked': expected dtype I64");
   EXPECT_THROW(rewrite("1.num_batches_tracked", DType::kI64, 2.5f), Error);  // not whole
+  fs::remove(path);
+}
+
+TEST(ModelFile, MetadataNestedTooDeepIsOneLineNotACrash) {
+  const ModelSpec spec = preset_spec("lenet5");
+  Sequential<float> model = build_model(spec);
+  Rng rng(3);
+  model.init_parameters(rng);
+  const fs::path path =
+      fs::temp_directory_path() / ("cnn_deep_" + std::to_string(::getpid()) + ".safetensors");
+  save_model(path.string(), model, spec, {"a", "b", "c", "d", "e", "f", "g", "h", "i", "j"});
+  const SafeTensorsFile file = SafeTensorsFile::load(path.string());
+  std::vector<Tensor<float>> kept;
+  for (const std::string& name : file.names()) kept.push_back(file.tensor<float>(name));
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  for (const auto& [key, fragment] : std::vector<std::pair<std::string, std::string>>{
+           {"architecture",
+            "architecture: not valid JSON: [json.exception.out_of_range.410] "
+            "arrays and objects nested deeper than 256 levels"},
+           {"class_names", "class_names: expected a JSON list of strings"}}) {
+    SCOPED_TRACE(key);
+    std::map<std::string, std::string> metadata = file.metadata();
+    metadata[key] = deep;
+    std::vector<SaveTensor> tensors;
+    for (size_t i = 0; i < kept.size(); ++i) tensors.push_back({file.names()[i], kept[i]});
+    const fs::path bad = path.string() + ".bad.safetensors";
+    save_safetensors(bad.string(), tensors, metadata);
+    try {
+      load_model(bad.string());
+      ADD_FAILURE() << "loaded " << bad;
+    } catch (const Error& e) {
+      const std::string message = e.what();
+      EXPECT_EQ(message.rfind(bad.string() + ": ", 0), 0u) << message;
+      EXPECT_NE(message.find(fragment), std::string::npos) << message;
+      EXPECT_EQ(message.find('\n'), std::string::npos) << message;
+    }
+    fs::remove(bad);
+  }
   fs::remove(path);
 }
 

@@ -467,6 +467,21 @@ TEST(Onnx, BadFilesAreRefusedInOneLine) {
     m.SerializeToString(&bytes);
     return bytes;
   };
+  // The file with metadata `key` set to `value` (added if it has none).
+  const auto with_metadata = [&](const std::string& key, const std::string& value) {
+    return mutated([&](onnx::ModelProto& m) {
+      for (auto& p : *m.mutable_metadata_props()) {
+        if (p.key() == key) {
+          p.set_value(value);
+          return;
+        }
+      }
+      auto* p = m.add_metadata_props();
+      p->set_key(key);
+      p->set_value(value);
+    });
+  };
+  const std::string deep_json = std::string(100000, '[') + std::string(100000, ']');
   const std::vector<std::tuple<std::string, std::string, std::string>> cases = {
       {"empty", "", "empty file"},
       {"text", "this is not an ONNX model\n", "not an ONNX model"},
@@ -523,6 +538,15 @@ TEST(Onnx, BadFilesAreRefusedInOneLine) {
        }),
        "initializer '0.bias' holds a non-finite value"},
       {"deep", nested(100), "residual blocks nested deeper than 64 levels"},
+      // Found 2026-12-05: metadata nested this deep exhausted the stack (SIGSEGV).
+      {"deep_architecture", with_metadata("cnn.architecture", deep_json),
+       "cnn.architecture: not valid JSON: [json.exception.out_of_range.410] arrays and objects "
+       "nested deeper than 256 levels"},
+      {"deep_class_names", with_metadata("cnn.class_names", deep_json),
+       "cnn.class_names metadata is not a JSON list of strings: "
+       "[json.exception.out_of_range.410]"},
+      {"deep_counters", with_metadata("cnn.counters", deep_json),
+       "cnn.counters metadata is not JSON: [json.exception.out_of_range.410]"},
       {"grouped", mutated([](auto& m) {
          for (auto& a : *m.mutable_graph()->mutable_node(0)->mutable_attribute())
            if (a.name() == "group") a.set_i(2);

@@ -14,12 +14,17 @@
 
 namespace cnn {
 
+/// Residual blocks nest at most this deep (a block directly inside another's body or shortcut is
+/// one level more): every walk of a model recurses once per level, and specs, model files and
+/// ONNX graphs come from outside. Real networks nest one or two levels.
+inline constexpr int kMaxResidualNesting = 64;
+
 template <typename T = float>
 class Residual final : public Layer<T> {
  public:
   using Layers = std::vector<std::unique_ptr<Layer<T>>>;
-  /// Throws cnn::Error for an empty body, a null layer, or an activation other than "",
-  /// "ReLU", "Tanh" or "Sigmoid".
+  /// Throws cnn::Error for an empty body, a null layer, an activation other than "", "ReLU",
+  /// "Tanh" or "Sigmoid", or blocks nested deeper than kMaxResidualNesting.
   Residual(Layers body, Layers shortcut = {}, const std::string& activation = "ReLU");
   std::string type() const override { return "Residual"; }
   std::string describe() const override;
@@ -49,6 +54,8 @@ class Residual final : public Layer<T> {
   Layer<T>& shortcut(size_t i) { return *shortcut_.at(i); }
   /// "ReLU", "Tanh", "Sigmoid" or "" (none).
   const std::string& activation() const { return activation_name_; }
+  /// 1, or 1 + the deepest nesting of a Residual in body or shortcut.
+  int nesting() const { return nesting_; }
 
  protected:
   void forward_impl(TensorView<const T> x, TensorView<T> y, Mode mode) override;
@@ -63,6 +70,7 @@ class Residual final : public Layer<T> {
   std::vector<ParamSpec> child_specs(std::vector<ParamSpec> (Layer<T>::*specs_of)() const) const;
   Layers body_, shortcut_;
   std::string activation_name_;
+  int nesting_ = 1;
   std::unique_ptr<Layer<T>> activation_;  // null: none
   bool relu_ = false;                     // the activation is ReLU: fused with the sum
   detail::LayerChain<T> body_chain_, shortcut_chain_;

@@ -24,7 +24,8 @@
 // BatchNorm2d and BatchNorm1d take "eps" (1e-5), "momentum" (0.1), "affine" (true) and an
 // optional "num_features" (checked). Residual takes "body" (a list of layers), "shortcut" (a
 // list, or absent for the identity) and "activation" ("ReLU" by default, or "Tanh",
-// "Sigmoid", "none"):
+// "Sigmoid", "none"); blocks nest at most 64 levels (kMaxResidualNesting), and no JSON deeper
+// than 256 levels is read:
 //   {"type": "Residual", "body": [...], "shortcut": [...], "activation": "ReLU"}
 // Every type is one entry of the registry in src/io/spec.cpp (layer_type_names()). Input
 // channels and features are inferred from the shapes. Unknown keys are refused, so that a typo is

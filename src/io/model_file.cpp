@@ -9,6 +9,7 @@
 
 #include "cnn/error.hpp"
 #include "cnn/safetensors.hpp"
+#include "json_reader.hpp"
 
 namespace cnn {
 
@@ -166,7 +167,8 @@ ModelFile model_from_file(const SafeTensorsFile& file, const std::string& path,
   }
   if (meta.count("class_names")) {
     try {
-      loaded.class_names = Json::parse(meta.at("class_names")).get<std::vector<std::string>>();
+      loaded.class_names =
+          detail::parse_json(meta.at("class_names")).get<std::vector<std::string>>();
     } catch (const Json::exception&) {
       fail("class_names: expected a JSON list of strings");
     }

@@ -20,6 +20,7 @@
 #include "cnn/error.hpp"
 #include "cnn/fileio.hpp"
 #include "cnn/residual.hpp"
+#include "json_reader.hpp"
 
 namespace cnn {
 
@@ -608,9 +609,8 @@ void Importer::fold_shape_computations() {
 std::string Importer::residual(const std::string& value, const std::vector<int>& forks,
                                std::vector<LayerSpec>& layers) {
   // Each nested block is a level of recursion: a hostile file must not exhaust the stack.
-  constexpr int kMaxNesting = 64;
-  if (++nesting_ > kMaxNesting) {
-    fail("residual blocks nested deeper than " + std::to_string(kMaxNesting) + " levels");
+  if (++nesting_ > kMaxResidualNesting) {
+    fail("residual blocks nested deeper than " + std::to_string(kMaxResidualNesting) + " levels");
   }
   struct Leave {
     int& depth;
@@ -1036,7 +1036,8 @@ ModelFile Importer::run() {
   }
   try {
     if (meta.count("cnn.class_names")) {
-      file.class_names = Json::parse(meta.at("cnn.class_names")).get<std::vector<std::string>>();
+      file.class_names =
+          detail::parse_json(meta.at("cnn.class_names")).get<std::vector<std::string>>();
     }
   } catch (const std::exception& e) {
     fail(std::string("cnn.class_names metadata is not a JSON list of strings: ") + e.what());
@@ -1061,7 +1062,7 @@ ModelFile Importer::run() {
     }
     Json counters = Json::object();
     try {
-      if (meta.count("cnn.counters")) counters = Json::parse(meta.at("cnn.counters"));
+      if (meta.count("cnn.counters")) counters = detail::parse_json(meta.at("cnn.counters"));
     } catch (const std::exception& e) {
       fail(std::string("cnn.counters metadata is not JSON: ") + e.what());
     }

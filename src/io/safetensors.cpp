@@ -16,6 +16,7 @@
 
 #include "cnn/error.hpp"
 #include "cnn/fileio.hpp"
+#include "json_reader.hpp"
 
 namespace cnn {
 
@@ -104,7 +105,7 @@ SafeTensorsFile SafeTensorsFile::load(const std::string& path) {
   };
   Json root;
   try {
-    root = Json::parse(header, detect_duplicates);
+    root = detail::parse_json(header, detect_duplicates);
   } catch (const Json::exception& e) {
     fail(path, std::string("header is not valid JSON: ") + e.what());
   }

@@ -9,6 +9,7 @@
 
 #include "cnn/error.hpp"
 #include "cnn/residual.hpp"
+#include "json_reader.hpp"
 
 namespace cnn {
 
@@ -86,8 +87,26 @@ class SpecReader {
     return j[key].get<bool>();
   }
 
+  /// One Residual block being read, inside those already open: refuses more than
+  /// kMaxResidualNesting, naming the outermost block, before the reader recurses further.
+  struct ResidualLevel {
+    const SpecReader& reader;
+    ~ResidualLevel() { --reader.residual_nesting_; }
+  };
+  [[nodiscard]] ResidualLevel enter_residual(const std::string& where) const {
+    if (residual_nesting_ == 0) outermost_residual_ = where;
+    if (residual_nesting_ == kMaxResidualNesting) {
+      fail(outermost_residual_,
+           "Residual blocks nested deeper than " + std::to_string(kMaxResidualNesting) + " levels");
+    }
+    ++residual_nesting_;
+    return {*this};
+  }
+
  private:
   std::string origin_;
+  mutable int residual_nesting_ = 0;
+  mutable std::string outermost_residual_;
 };
 
 Json size_json(Size2 s) {
@@ -427,6 +446,7 @@ const std::vector<LayerType>& layer_types() {
       {"Residual",
        {"body", "shortcut", "activation"},
        [](const SpecReader& r, const Json& j, const std::string& where, LayerSpec& l) {
+         const SpecReader::ResidualLevel level = r.enter_residual(where);
          if (!j.contains("body")) r.fail(where, "Residual expects \"body\": a list of layers");
          l.body = read_branch(r, j, where, "body");
          if (l.body.empty()) r.fail(where, "Residual expects a non-empty \"body\"");
@@ -565,7 +585,7 @@ ModelSpec parse_model_spec(const std::string& text, const std::string& origin) {
   SpecReader reader(origin);
   Json j;
   try {
-    j = Json::parse(text);
+    j = detail::parse_json(text);
   } catch (const Json::exception& e) {
     reader.fail("", std::string("not valid JSON: ") + e.what());
   }
@@ -716,7 +736,7 @@ std::unique_ptr<Layer<float>> build_layer(const std::string& layer_json, const S
   SpecReader reader(origin);
   Json j;
   try {
-    j = Json::parse(layer_json);
+    j = detail::parse_json(layer_json);
   } catch (const Json::exception& e) {
     reader.fail("", std::string("not valid JSON: ") + e.what());
   }

@@ -1,5 +1,8 @@
 #include "cnn/residual.hpp"
 
+#include <algorithm>
+#include <string>
+
 #include "cnn/error.hpp"
 
 namespace cnn {
@@ -27,7 +30,13 @@ Residual<T>::Residual(Layers body, Layers shortcut, const std::string& activatio
   for (const auto* branch : {&body_, &shortcut_}) {
     for (const auto& layer : *branch) {
       if (!layer) throw Error("Residual: expected layers, got a null one");
+      if (const auto* inner = dynamic_cast<const Residual<T>*>(layer.get()))
+        nesting_ = std::max(nesting_, inner->nesting() + 1);
     }
+  }
+  if (nesting_ > kMaxResidualNesting) {
+    throw Error("Residual: expected blocks nested at most " + std::to_string(kMaxResidualNesting) +
+                " levels deep, got " + std::to_string(nesting_));
   }
   if (activation == "ReLU") {
     activation_ = std::make_unique<ReLU<T>>();

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 
+#include "../io/json_reader.hpp"
 #include "cnn/error.hpp"
 #include "cnn/safetensors.hpp"
 
@@ -149,7 +150,7 @@ Checkpoint load_checkpoint(const std::string& path) {
   const StateReader r(path);
   Json j;
   try {
-    j = Json::parse(meta.at("state"));
+    j = detail::parse_json(meta.at("state"));
   } catch (const Json::exception& e) {
     r.fail(std::string("not JSON: ") + e.what());
   }
