@@ -103,9 +103,32 @@ ModelSpec every_layer_spec() {
                           "every_layer");
 }
 
+/// Residual blocks nested at the start of a body and of a shortcut, three levels deep: the
+/// block's input then feeds more than two nodes (one more per level). eps and momentum are
+/// floats that ONNX's float attributes hold exactly.
+ModelSpec nested_at_start_spec() {
+  return parse_model_spec(R"({"name": "nested_at_start", "input": [1, 6, 6], "layers": [
+    {"type": "Conv2d", "out_channels": 2, "kernel": 3, "padding": 1},
+    {"type": "Residual", "body": [
+       {"type": "Residual", "body": [
+          {"type": "Residual", "activation": "none", "body": [
+             {"type": "Conv2d", "out_channels": 2, "kernel": 3, "padding": 1}]},
+          {"type": "BatchNorm2d", "eps": 0.25, "momentum": 0.5}]},
+       {"type": "Conv2d", "out_channels": 2, "kernel": 1}],
+     "shortcut": [
+       {"type": "Residual", "activation": "Tanh",
+        "body": [{"type": "Conv2d", "out_channels": 2, "kernel": 3, "padding": 1}],
+        "shortcut": [{"type": "Conv2d", "out_channels": 2, "kernel": 1, "bias": false}]}]},
+    {"type": "Residual", "activation": "none", "body": [
+       {"type": "Residual", "activation": "none", "body": [{"type": "Sigmoid"}]}]},
+    {"type": "Flatten"},
+    {"type": "Linear", "out_features": 3}]})",
+                          "nested_at_start");
+}
+
 std::vector<ModelSpec> export_specs() {
-  return {preset_spec("lenet5"), preset_spec("convnet"), preset_spec("resnet"), preset_spec("seed"),
-          every_layer_spec()};
+  return {preset_spec("lenet5"), preset_spec("convnet"), preset_spec("resnet"),
+          preset_spec("seed"),   every_layer_spec(),     nested_at_start_spec()};
 }
 
 /// onnx::checker::check_model and shape inference with type checks in strict mode (errors
@@ -392,6 +415,53 @@ TEST(Onnx, ImportsTheOtherFormsOfFlattenLinearAndIdentity) {
   close_to_golden("LeNet-5 through MatMul, Gemm transB 0, Reshape",
                   TensorView<const float>(logits.data(), Shape{32, 10}),
                   TensorView<const float>(expected.data(), Shape{32, 10}), 1e-6);
+}
+
+TEST(Onnx, BlocksNestedAtABranchStartImportFromTheGraphAlone) {
+  // Found 2026-12-05: such a model's own export was refused ("value '0.out' feeds 4 nodes").
+  const ModelSpec spec = nested_at_start_spec();
+  Sequential<float> model = random_model(spec, 23);
+  Rng rng(5);
+  Tensor<float> images(Shape{16, 1, 6, 6});
+  for (float& v : images) v = static_cast<float>(rng.uniform());
+  const std::vector<float> expected = cnn_logits(model, images);
+  const std::string path = (work_dir() / "nested_at_start.onnx").string();
+  save_onnx(path, model, spec, {});
+  onnx::ModelProto m = parse(path);
+  m.clear_metadata_props();  // the graph alone, as from torch.onnx.export
+  std::string bytes;
+  ASSERT_TRUE(m.SerializeToString(&bytes));
+  write_bytes(path, bytes);
+  ModelFile back = load_onnx(path);
+  ModelSpec named = back.spec;
+  named.name = spec.name;
+  EXPECT_EQ(to_json(named), to_json(spec));
+  const std::vector<float> logits = cnn_logits(back.model, images);
+  EXPECT_EQ(logits, expected);
+  // Three forks that are not two branches: a and b meet before the Add, b and c meet before it,
+  // a and c only there.
+  onnx::ModelProto tangled = m;
+  onnx::GraphProto& g = *tangled.mutable_graph();
+  g.clear_node();
+  g.clear_initializer();
+  *g.add_node() = make_node("Relu", "a", {"input"});
+  *g.add_node() = make_node("Sigmoid", "b", {"input"});
+  *g.add_node() = make_node("Tanh", "c", {"input"});
+  *g.add_node() = make_node("Add", "ab", {"a.out", "b.out"});
+  *g.add_node() = make_node("Add", "bc", {"b.out", "c.out"});
+  *g.add_node() = make_node("Add", "logits", {"ab.out", "bc.out"});
+  g.mutable_node(g.node_size() - 1)->set_output(0, "logits");
+  ASSERT_TRUE(tangled.SerializeToString(&bytes));
+  write_bytes(path, bytes);
+  try {
+    load_onnx(path);
+    ADD_FAILURE() << "a tangled graph was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("value 'input' feeds 3 nodes that are not two branches "
+                                         "joined by an Add"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 /// Runs the CLI; exit code and stderr.

@@ -616,23 +616,64 @@ std::string Importer::residual(const std::string& value, const std::vector<int>&
     int& depth;
     ~Leave() { --depth; }
   } leave{nesting_};
-  if (forks.size() != 2) {
+  // Blocks nested at the start of a body or shortcut read the value too, one fork more per
+  // level: more than the nesting limit allows cannot be residual blocks.
+  if (forks.size() < 2 || forks.size() > size_t{kMaxResidualNesting} + 1) {
     fail("value '" + value + "' feeds " + std::to_string(forks.size()) +
          " nodes (expected one, or two branches joined by an Add: a residual block)");
   }
-  const std::set<int> a = reachable(forks[0]), b = reachable(forks[1]);
-  int join = -1;
-  for (int n : a)
-    if (b.count(n)) {
-      join = n;
-      break;  // sets are ordered: the first node both branches reach
-    }
+  std::vector<std::set<int>> reach;
+  for (int fork : forks) reach.push_back(reachable(fork));
+  // Nodes are in topological order (ONNX requires it), so a set's first node both reach is
+  // the first node where the two meet.
+  const auto first_common = [](const std::set<int>& a, const std::set<int>& b) {
+    for (int n : a)
+      if (b.count(n)) return n;
+    return -1;
+  };
+  // The block's Add is the first node that every fork reaches; forks that meet before it
+  // belong to a block nested at the start of the same branch.
+  std::set<int> common = reach[0];
+  for (size_t i = 1; i < reach.size(); ++i) {
+    std::set<int> both;
+    for (int n : common)
+      if (reach[i].count(n)) both.insert(n);
+    common = std::move(both);
+  }
+  const int join = common.empty() ? -1 : *common.begin();
   if (join < 0 || m_.graph().node(join).op_type() != "Add" ||
       m_.graph().node(join).input_size() != 2) {
-    fail("the two branches from value '" + value +
+    fail("the branches from value '" + value +
          "' do not join in an Add (expected a residual block)");
   }
+  // Forks that meet before the join are one branch (union-find); there must be two.
+  std::vector<size_t> group(forks.size());
+  for (size_t i = 0; i < forks.size(); ++i) group[i] = i;
+  const auto root = [&](size_t i) {
+    while (group[i] != i) i = group[i];
+    return i;
+  };
+  for (size_t i = 0; i < forks.size(); ++i)
+    for (size_t j = i + 1; j < forks.size(); ++j)
+      if (first_common(reach[i], reach[j]) != join) group[root(j)] = root(i);
+  std::vector<size_t> roots;
+  for (size_t i = 0; i < forks.size(); ++i)
+    if (std::find(roots.begin(), roots.end(), root(i)) == roots.end()) roots.push_back(root(i));
+  if (roots.size() != 2) {
+    fail("value '" + value + "' feeds " + std::to_string(forks.size()) +
+         " nodes that are not two branches joined by an Add (a residual block, blocks nested "
+         "at its branches' starts included)");
+  }
+  std::vector<int> branches[2];
+  for (size_t i = 0; i < forks.size(); ++i)
+    branches[root(i) == roots[0] ? 0 : 1].push_back(forks[i]);
   used_.insert(join);
+  // One branch: its layers from `value` up to the join. A branch of several forks starts with
+  // a block nested in it, and goes on after that block's output.
+  const auto branch = [&](const std::vector<int>& starts, std::vector<LayerSpec>& list) {
+    if (starts.size() == 1) return starts[0] == join ? value : chain(value, join, list, starts[0]);
+    return chain(residual(value, starts, list), join, list);
+  };
   const onnx::NodeProto& add = m_.graph().node(join);
   LayerSpec block;
   block.type = "Residual";
@@ -642,12 +683,12 @@ std::string Importer::residual(const std::string& value, const std::vector<int>&
   std::vector<LayerTensors> saved = std::move(tensors_);
   // Each branch's layers are parsed into their own list: the body's tensors come first.
   tensors_.clear();
-  const std::string end_first = forks[0] == join ? value : chain(value, join, first, forks[0]);
+  const std::string end_first = branch(branches[0], first);
   std::vector<LayerTensors> first_tensors = std::move(tensors_);
   const int rank_first = rank_;
   rank_ = rank;
   tensors_.clear();
-  const std::string end_second = forks[1] == join ? value : chain(value, join, second, forks[1]);
+  const std::string end_second = branch(branches[1], second);
   std::vector<LayerTensors> second_tensors = std::move(tensors_);
   if (rank_ != rank_first) fail_node(join, "its two inputs have different ranks");
   tensors_ = std::move(saved);
