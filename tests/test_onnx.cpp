@@ -464,6 +464,62 @@ TEST(Onnx, BlocksNestedAtABranchStartImportFromTheGraphAlone) {
   }
 }
 
+TEST(Onnx, LongChainsImportWithoutQuadraticWork) {
+  // Found 2026-12-05: each residual block searched the whole rest of the graph for its Add,
+  // and the shape computations were folded one node per pass over the graph: 4,000 blocks took
+  // 15 s, a chain of 10,000 Casts 18 s, and these would take tens of minutes (ctest's TIMEOUT
+  // of 300 s for these tests, tests/CMakeLists.txt, is the guard; today they take a second).
+  const std::string good = (work_dir() / "chain_base.onnx").string();
+  Sequential<float> model = random_model(preset_spec("lenet5"), 2);
+  save_onnx(good, model, preset_spec("lenet5"), {});
+  onnx::ModelProto m = parse(good);
+  m.clear_metadata_props();
+  onnx::GraphProto& g = *m.mutable_graph();
+  g.clear_node();
+  g.clear_initializer();
+  // Names built by append: GCC 12's -Wrestrict misfires on "r" + std::to_string(k) here.
+  const auto id = [](const char* prefix, int k) {
+    std::string name = prefix;
+    name += std::to_string(k);
+    return name;
+  };
+  constexpr int kBlocks = 50000;
+  std::string x = "input";
+  for (int k = 0; k < kBlocks; ++k) {
+    *g.add_node() = make_node("Relu", id("r", k), {x});
+    *g.add_node() = make_node("Add", id("a", k), {id("r", k) + ".out", x});
+    x = id("a", k) + ".out";
+  }
+  g.mutable_node(g.node_size() - 1)->set_output(0, "logits");
+  const std::string path = (work_dir() / "chain.onnx").string();
+  std::string bytes;
+  ASSERT_TRUE(m.SerializeToString(&bytes));
+  write_bytes(path, bytes);
+  EXPECT_EQ(load_onnx(path).model.size(), size_t{kBlocks});
+  // 100,000 shape operations computing a Reshape's target (refused: not a flatten, but only
+  // after they were all folded).
+  g.clear_node();
+  std::string target = "shape";
+  *g.add_node() = make_node("Shape", "shape", {"input"});
+  target = "shape.out";
+  for (int k = 0; k < 100000; ++k) {
+    *g.add_node() = make_node("Cast", id("c", k), {target});
+    target = id("c", k) + ".out";
+  }
+  *g.add_node() = make_node("Reshape", "logits", {"input", target});
+  g.mutable_node(g.node_size() - 1)->set_output(0, "logits");
+  ASSERT_TRUE(m.SerializeToString(&bytes));
+  write_bytes(path, bytes);
+  try {
+    load_onnx(path);
+    ADD_FAILURE() << "a reshape to an unknown shape was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("only a reshape to (N, -1) (a flatten) is supported"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 /// Runs the CLI; exit code and stderr.
 std::pair<int, std::string> cnn_run(const std::string& args) {
   const fs::path err = work_dir() / "stderr.txt";

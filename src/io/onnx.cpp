@@ -8,6 +8,7 @@
 #include <onnx/shape_inference/implementation.h>
 
 #include <algorithm>
+#include <bitset>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -393,7 +394,6 @@ class Importer {
   std::string apply(int node, const std::string& value, std::vector<LayerSpec>& layers);
   std::string residual(const std::string& value, const std::vector<int>& forks,
                        std::vector<LayerSpec>& layers);
-  std::set<int> reachable(int from) const;
   /// A (rows, cols) weight as (cols, rows): Linear's layout of MatMul's and Gemm's (transB 0) B.
   const Constant& transposed(const Constant& w) {
     Constant& tw = transposed_.emplace_back(w);
@@ -560,19 +560,6 @@ std::vector<int> Importer::consumers(const std::string& value) const {
   return out;
 }
 
-std::set<int> Importer::reachable(int from) const {
-  std::set<int> seen;
-  std::vector<int> todo = {from};
-  while (!todo.empty()) {
-    const int n = todo.back();
-    todo.pop_back();
-    if (!seen.insert(n).second) continue;
-    for (const std::string& out : m_.graph().node(n).output())
-      for (int next : consumers(out)) todo.push_back(next);
-  }
-  return seen;
-}
-
 /// Marks the Shape -> Gather -> Unsqueeze -> Concat (and Constant) nodes that only compute a
 /// Reshape's target shape: torch.onnx.export writes them for x.view(x.size(0), -1).
 void Importer::fold_shape_computations() {
@@ -581,7 +568,8 @@ void Importer::fold_shape_computations() {
   bool changed = true;
   while (changed) {
     changed = false;
-    for (int i = 0; i < m_.graph().node_size(); ++i) {
+    // Users come after their producers: deciding them first folds a chain in one pass.
+    for (int i = m_.graph().node_size() - 1; i >= 0; --i) {
       const onnx::NodeProto& n = m_.graph().node(i);
       if (folded_.count(i) || !kShapeOps.count(n.op_type())) continue;
       bool only_shapes = n.output_size() > 0;
@@ -622,25 +610,35 @@ std::string Importer::residual(const std::string& value, const std::vector<int>&
     fail("value '" + value + "' feeds " + std::to_string(forks.size()) +
          " nodes (expected one, or two branches joined by an Add: a residual block)");
   }
-  std::vector<std::set<int>> reach;
-  for (int fork : forks) reach.push_back(reachable(fork));
-  // Nodes are in topological order (ONNX requires it), so a set's first node both reach is
-  // the first node where the two meet.
-  const auto first_common = [](const std::set<int>& a, const std::set<int>& b) {
-    for (int n : a)
-      if (b.count(n)) return n;
-    return -1;
-  };
-  // The block's Add is the first node that every fork reaches; forks that meet before it
-  // belong to a block nested at the start of the same branch.
-  std::set<int> common = reach[0];
-  for (size_t i = 1; i < reach.size(); ++i) {
-    std::set<int> both;
-    for (int n : common)
-      if (reach[i].count(n)) both.insert(n);
-    common = std::move(both);
+  // Which forks reach each node, walking the nodes in their order from the first fork (ONNX
+  // requires topological order, and the graph was checked for it): the block's Add is the first
+  // node that every fork reaches, and two forks that meet before it belong to a block nested at
+  // the start of the same branch. The walk ends at the Add, so a chain of blocks costs its
+  // length, not its square.
+  using Forks = std::bitset<kMaxResidualNesting + 1>;
+  std::map<int, Forks> reached;  // node -> the forks that reach it
+  for (size_t i = 0; i < forks.size(); ++i) reached[forks[i]].set(i);
+  Forks every;
+  for (size_t i = 0; i < forks.size(); ++i) every.set(i);
+  std::vector<std::vector<int>> meet(forks.size(), std::vector<int>(forks.size(), -1));
+  int join = -1;
+  for (int n = *std::min_element(forks.begin(), forks.end());
+       join < 0 && n < m_.graph().node_size(); ++n) {
+    if (folded_.count(n)) continue;
+    Forks here = reached.count(n) ? reached[n] : Forks();
+    for (const std::string& in : m_.graph().node(n).input()) {
+      const auto p = producer_.find(in);
+      if (p == producer_.end()) continue;
+      const auto r = reached.find(p->second);
+      if (r != reached.end()) here |= r->second;
+    }
+    if (here.none()) continue;
+    reached[n] = here;
+    for (size_t i = 0; i < forks.size(); ++i)
+      for (size_t j = i + 1; j < forks.size(); ++j)
+        if (here[i] && here[j] && meet[i][j] < 0) meet[i][j] = n;
+    if (here == every) join = n;
   }
-  const int join = common.empty() ? -1 : *common.begin();
   if (join < 0 || m_.graph().node(join).op_type() != "Add" ||
       m_.graph().node(join).input_size() != 2) {
     fail("the branches from value '" + value +
@@ -655,7 +653,7 @@ std::string Importer::residual(const std::string& value, const std::vector<int>&
   };
   for (size_t i = 0; i < forks.size(); ++i)
     for (size_t j = i + 1; j < forks.size(); ++j)
-      if (first_common(reach[i], reach[j]) != join) group[root(j)] = root(i);
+      if (meet[i][j] != join) group[root(j)] = root(i);
   std::vector<size_t> roots;
   for (size_t i = 0; i < forks.size(); ++i)
     if (std::find(roots.begin(), roots.end(), root(i)) == roots.end()) roots.push_back(root(i));
