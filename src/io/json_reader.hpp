@@ -4,6 +4,8 @@
 // dump() (in error messages), the spec reader and the layers built from a spec recurse once per
 // level: a file of a million '[' would exhaust the stack. Every such parse goes through here.
 
+#include <cstddef>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -13,25 +15,62 @@ namespace cnn::detail {
 /// kMaxResidualNesting (64) deep reaches 130 levels; no file cnn writes comes near 256.
 inline constexpr int kMaxJsonDepth = 256;
 
-/// nlohmann::json::parse(text), refusing nesting deeper than kMaxJsonDepth with a
-/// nlohmann::json::out_of_range ("... nested deeper than 256 levels") so that a caller's
-/// handler for invalid JSON (Json::exception) reports it too. `also`, when set, sees every
-/// parse event as nlohmann's parser callback does (return false to drop the value).
-inline nlohmann::json parse_json(const std::string& text,
-                                 const nlohmann::json::parser_callback_t& also = nullptr) {
-  using Json = nlohmann::json;
-  const Json::parser_callback_t bounded = [&also](int depth, Json::parse_event_t event,
-                                                  Json& parsed) {
-    // depth counts the containers already open: a new one at kMaxJsonDepth would be one more.
-    if ((event == Json::parse_event_t::object_start || event == Json::parse_event_t::array_start) &&
-        depth >= kMaxJsonDepth) {
-      throw Json::out_of_range::create(
+/// A SAX pass that builds nothing: it counts the nesting (throwing past kMaxJsonDepth) and
+/// reports the top-level object's keys. nlohmann's parser callback could do both during the
+/// DOM parse, but with a callback its end_object searches the parent for discarded values: an
+/// array of n objects costs n^2 (200,000 layers took 23 s).
+class JsonDepthCheck final : public nlohmann::json_sax<nlohmann::json> {
+ public:
+  explicit JsonDepthCheck(std::function<void(const std::string&)> top_level_key)
+      : top_level_key_(std::move(top_level_key)) {}
+  bool null() override { return true; }
+  bool boolean(bool) override { return true; }
+  bool number_integer(number_integer_t) override { return true; }
+  bool number_unsigned(number_unsigned_t) override { return true; }
+  bool number_float(number_float_t, const string_t&) override { return true; }
+  bool string(string_t&) override { return true; }
+  bool binary(binary_t&) override { return true; }
+  bool start_object(std::size_t) override { return enter(); }
+  bool key(string_t& key) override {
+    if (depth_ == 1 && top_level_key_) top_level_key_(key);
+    return true;
+  }
+  bool end_object() override { return leave(); }
+  bool start_array(std::size_t) override { return enter(); }
+  bool end_array() override { return leave(); }
+  /// Invalid JSON: the DOM parse that follows throws nlohmann's own parse_error for it.
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override {
+    return false;
+  }
+
+ private:
+  bool enter() {
+    if (++depth_ > kMaxJsonDepth) {
+      throw nlohmann::json::out_of_range::create(
           410, "arrays and objects nested deeper than " + std::to_string(kMaxJsonDepth) + " levels",
           nullptr);
     }
-    return also ? also(depth, event, parsed) : true;
-  };
-  return Json::parse(text, bounded);
+    return true;
+  }
+  bool leave() {
+    --depth_;
+    return true;
+  }
+  std::function<void(const std::string&)> top_level_key_;
+  int depth_ = 0;
+};
+
+/// nlohmann::json::parse(text), refusing nesting deeper than kMaxJsonDepth with a
+/// nlohmann::json::out_of_range ("... nested deeper than 256 levels") so that a caller's
+/// handler for invalid JSON (Json::exception) reports it too. `top_level_key`, when set, sees
+/// each key of the top-level object in order, duplicates included (the DOM keeps one of them).
+/// Linear in the text's length.
+inline nlohmann::json parse_json(
+    const std::string& text,
+    const std::function<void(const std::string&)>& top_level_key = nullptr) {
+  JsonDepthCheck check(top_level_key);
+  nlohmann::json::sax_parse(text, &check);
+  return nlohmann::json::parse(text);
 }
 
 }  // namespace cnn::detail

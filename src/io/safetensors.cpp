@@ -95,13 +95,8 @@ SafeTensorsFile SafeTensorsFile::load(const std::string& path) {
   // Duplicate keys are legal JSON that nlohmann would silently collapse; refuse them here.
   std::set<std::string> top_level_keys;
   std::string duplicate;
-  const Json::parser_callback_t detect_duplicates = [&](int depth, Json::parse_event_t event,
-                                                        Json& parsed) {
-    if (depth == 1 && event == Json::parse_event_t::key) {
-      const std::string key = parsed.get<std::string>();
-      if (!top_level_keys.insert(key).second && duplicate.empty()) duplicate = key;
-    }
-    return true;
+  const auto detect_duplicates = [&](const std::string& key) {
+    if (!top_level_keys.insert(key).second && duplicate.empty()) duplicate = key;
   };
   Json root;
   try {
