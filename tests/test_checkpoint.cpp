@@ -10,13 +10,13 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <map>
 #include <sstream>
 #include <thread>
 
 #include "cli_util.hpp"
 #include "cnn/checkpoint.hpp"
 #include "cnn/cnn.hpp"
+#include "test_models.hpp"
 
 namespace cnn {
 namespace {
@@ -265,8 +265,6 @@ TEST(Checkpoint, MetadataNestedTooDeepIsOneLineNotACrash) {
   const std::string out = (dir / "m.safetensors").string(), ckpt = (dir / "m.ckpt").string();
   ASSERT_EQ(cnn("train --data sample --epochs 1 --threads 1 --out " + out).exit_code, 0);
   const SafeTensorsFile file = SafeTensorsFile::load(ckpt);
-  std::vector<Tensor<float>> kept;
-  for (const std::string& name : file.names()) kept.push_back(file.tensor<float>(name));
   const std::string deep = std::string(100000, '[') + std::string(100000, ']');
   for (const auto& [key, fragment] : std::vector<std::pair<std::string, std::string>>{
            {"state",
@@ -274,13 +272,8 @@ TEST(Checkpoint, MetadataNestedTooDeepIsOneLineNotACrash) {
             "deeper than 256 levels"},
            {"config", "the checkpoint's training configuration is unreadable"}}) {
     SCOPED_TRACE(key);
-    std::map<std::string, std::string> metadata = file.metadata();
-    metadata[key] = deep;
-    std::vector<SaveTensor> tensors;
-    for (size_t i = 0; i < kept.size(); ++i)
-      tensors.push_back({file.names()[i], kept[i], file.entry(file.names()[i]).dtype});
     const std::string bad = (dir / ("bad_" + key + ".ckpt")).string();
-    save_safetensors(bad, tensors, metadata);
+    testing::save_with_metadata(file, key, deep, bad);
     const CliRun run = cnn("train --resume " + bad);
     EXPECT_EQ(run.exit_code, 1) << run.err;
     EXPECT_EQ(run.err.rfind("cnn: " + bad + ": ", 0), 0u) << run.err;

@@ -12,7 +12,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <map>
 #include <set>
 #include <utility>
 #include <vector>
@@ -930,8 +929,6 @@ TEST(ModelFile, MetadataNestedTooDeepIsOneLineNotACrash) {
       fs::temp_directory_path() / ("cnn_deep_" + std::to_string(::getpid()) + ".safetensors");
   save_model(path.string(), model, spec, {"a", "b", "c", "d", "e", "f", "g", "h", "i", "j"});
   const SafeTensorsFile file = SafeTensorsFile::load(path.string());
-  std::vector<Tensor<float>> kept;
-  for (const std::string& name : file.names()) kept.push_back(file.tensor<float>(name));
   const std::string deep = std::string(100000, '[') + std::string(100000, ']');
   for (const auto& [key, fragment] : std::vector<std::pair<std::string, std::string>>{
            {"architecture",
@@ -939,12 +936,8 @@ TEST(ModelFile, MetadataNestedTooDeepIsOneLineNotACrash) {
             "arrays and objects nested deeper than 256 levels"},
            {"class_names", "class_names: expected a JSON list of strings"}}) {
     SCOPED_TRACE(key);
-    std::map<std::string, std::string> metadata = file.metadata();
-    metadata[key] = deep;
-    std::vector<SaveTensor> tensors;
-    for (size_t i = 0; i < kept.size(); ++i) tensors.push_back({file.names()[i], kept[i]});
     const fs::path bad = path.string() + ".bad.safetensors";
-    save_safetensors(bad.string(), tensors, metadata);
+    testing::save_with_metadata(file, key, deep, bad.string());
     try {
       load_model(bad.string());
       ADD_FAILURE() << "loaded " << bad;

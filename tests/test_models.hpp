@@ -1,7 +1,12 @@
 #pragma once
-// Models shared by several tests.
+// Models and model files shared by several tests.
+
+#include <map>
+#include <string>
+#include <vector>
 
 #include "cnn/model.hpp"
+#include "cnn/safetensors.hpp"
 #include "cnn/spec.hpp"
 
 namespace cnn::testing {
@@ -11,6 +16,20 @@ namespace cnn::testing {
 /// tests compare with PyTorch's nn.Sequential of the same layers.
 inline Sequential<float> lenet5() {
   return build_model(preset_spec("lenet5"));
+}
+
+/// Writes `file`'s tensors (dtypes kept) and metadata to `path`, with metadata `key` set to
+/// `value`: a model file or checkpoint with one metadata entry changed.
+inline void save_with_metadata(const SafeTensorsFile& file, const std::string& key,
+                               const std::string& value, const std::string& path) {
+  std::vector<Tensor<float>> kept;
+  for (const std::string& name : file.names()) kept.push_back(file.tensor<float>(name));
+  std::vector<SaveTensor> tensors;
+  for (size_t i = 0; i < kept.size(); ++i)
+    tensors.push_back({file.names()[i], kept[i], file.entry(file.names()[i]).dtype});
+  std::map<std::string, std::string> metadata = file.metadata();
+  metadata[key] = value;
+  save_safetensors(path, tensors, metadata);
 }
 
 }  // namespace cnn::testing
