@@ -185,6 +185,37 @@ TEST(Cli, InfoCountsLeNet5) {
   EXPECT_NE(from_file.out.find("Total params: 61,706"), std::string::npos) << from_file.out;
 }
 
+// cnn restarts itself before any library initialises so that libgomp reads GOMP_SPINCOUNT=3000
+// (cnn/openmp_spin.hpp), unless the user set the spinning. libgomp's OMP_DISPLAY_ENV=verbose
+// prints the value it took, once per start of libgomp.
+TEST(Cli, IdleOpenMPThreadsSpinBrieflyUnlessTheUserChoseHowLong) {
+  const fs::path dir = testing::process_dir("cnn_spin_");
+  const auto libgomp_spin_count = [&](const std::string& settings) {
+    // env(1) clears what this test program's own hook or the caller's shell set.
+    const testing::ProcessRun run =
+        testing::run_process("env",
+                             "-u GOMP_SPINCOUNT -u OMP_WAIT_POLICY OMP_DISPLAY_ENV=verbose " +
+                                 settings + " " + CNN_CLI + " info lenet5",
+                             {}, dir);
+    EXPECT_EQ(run.exit_code, 0) << settings << ": " << run.err;
+    EXPECT_NE(run.out.find("Total params: 61,706"), std::string::npos) << settings << run.out;
+    const std::string banner = "OPENMP DISPLAY ENVIRONMENT BEGIN";
+    const size_t first = run.err.find(banner);
+    EXPECT_NE(first, std::string::npos) << settings << ": " << run.err;
+    EXPECT_EQ(run.err.find(banner, first + 1), std::string::npos)
+        << settings << ": libgomp started twice, so the restart came after it:\n"
+        << run.err;
+    const std::string key = "GOMP_SPINCOUNT = '";
+    const size_t at = run.err.find(key);
+    if (at == std::string::npos) return std::string("(not shown)");
+    return run.err.substr(at + key.size(), run.err.find('\'', at + key.size()) - at - key.size());
+  };
+  EXPECT_EQ(libgomp_spin_count(""), "3000");
+  EXPECT_EQ(libgomp_spin_count("GOMP_SPINCOUNT=5"), "5");
+  EXPECT_EQ(libgomp_spin_count("OMP_WAIT_POLICY=active"), "30000000000");  // libgomp's own rule
+  EXPECT_EQ(libgomp_spin_count("OMP_WAIT_POLICY=passive"), "0");
+}
+
 // Inputs the fuzzers found (scripts/fuzz.sh), each in tests/regressions/, stay refused in one
 // line.
 TEST(CliBadInput, FuzzFindingsStayFixed) {

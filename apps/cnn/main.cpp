@@ -25,10 +25,15 @@
 #include "cnn/fileio.hpp"
 #include "cnn/model_file.hpp"
 #include "cnn/onnx.hpp"
+#include "cnn/openmp_spin.hpp"
 #include "cnn/report.hpp"
 #include "cnn/spec.hpp"
 #include "cnn/train.hpp"
 #include "image.hpp"
+
+// Idle OpenMP threads spin 75 us before they sleep, not libgomp's 7 ms, so that other
+// processes on the cores do not stall training (cnn/openmp_spin.hpp).
+CNN_SHORT_OPENMP_SPIN();
 
 namespace cnn::cli {
 namespace {
@@ -56,7 +61,11 @@ const char* const kMainHelp =
     "  CNN_ISA   avx512, avx2 or portable: the float kernels (default: the best the CPU has)\n"
     "  CNN_CONV  how convolutions are computed: auto (default), gemm, direct, winograd or\n"
     "            implicit\n"
-    "  CNN_REFERENCE=1  every op runs its plain reference loops (slow; for checking)\n";
+    "  CNN_REFERENCE=1  every op runs its plain reference loops (slow; for checking)\n"
+    "  GOMP_SPINCOUNT, OMP_WAIT_POLICY  how long idle OpenMP threads spin before they sleep:\n"
+    "            where neither is set, cnn restarts itself with GOMP_SPINCOUNT=3000 (about\n"
+    "            75 us) before OpenMP starts; libgomp's default, 300,000, stalls training\n"
+    "            when other processes keep the cores busy\n";
 
 const char* const kTrainHelp =
     "usage: cnn train [--model PRESET|SPEC.json] [--data fashion-mnist|sample|DIR] [--epochs N]\n"

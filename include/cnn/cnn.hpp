@@ -12,6 +12,7 @@
 #include "cnn/model.hpp"
 #include "cnn/model_file.hpp"
 #include "cnn/onnx.hpp"
+#include "cnn/openmp_spin.hpp"
 #include "cnn/ops.hpp"
 #include "cnn/ops_ref.hpp"
 #include "cnn/optim.hpp"

@@ -3,6 +3,9 @@
 #include <cnn/cnn.hpp>
 #include <cstdio>
 
+// The installed header's hook, as a program of the library's users would expand it.
+CNN_SHORT_OPENMP_SPIN();
+
 int main() {
   cnn::Sequential<float> model;
   model.emplace<cnn::Conv2d<float>>(1, 6, 5, 1, 2);
