@@ -7,9 +7,10 @@
 // When other processes want the cores, the spinning thread holds a core that the thread it
 // waits for needs, for whole scheduler slices. Two `cnn bench --model resnet` at once on 2
 // cores trained at 195 images/s together in one run (1,848 in another; 3,500 alone); with
-// 3,000 spins (75 us) 2,736, and runs on a quiet machine did not change. Fewer spins cost a
-// quiet machine speed: 1,000 took 4% off resnet's inference, 100 a third off lenet5's
-// training (docs/design-notes.md, "OpenMP threads on a busy machine"; bench/busy_machine.py).
+// 3,000 spins (75 us) 2,736, and quiet runs moved by no more than the noise (1-2%; the
+// medians of 8 interleaved resnet runs were 1% lower). Fewer spins cost a quiet machine
+// speed: 1,000 took 4% off resnet's inference, 100 a third off lenet5's training
+// (docs/design-notes.md, "OpenMP threads on a busy machine"; bench/busy_machine.py).
 //
 // libgomp reads GOMP_SPINCOUNT once, in its constructor, before main() and before any
 // constructor of the program. Only an executable's .preinit_array runs earlier, and what it
