@@ -618,14 +618,13 @@ std::string Importer::residual(const std::string& value, const std::vector<int>&
   using Forks = std::bitset<kMaxResidualNesting + 1>;
   std::map<int, Forks> reached;  // node -> the forks that reach it
   for (size_t i = 0; i < forks.size(); ++i) reached[forks[i]].set(i);
-  Forks every;
-  for (size_t i = 0; i < forks.size(); ++i) every.set(i);
   std::vector<std::vector<int>> meet(forks.size(), std::vector<int>(forks.size(), -1));
   int join = -1;
   for (int n = *std::min_element(forks.begin(), forks.end());
        join < 0 && n < m_.graph().node_size(); ++n) {
     if (folded_.count(n)) continue;
-    Forks here = reached.count(n) ? reached[n] : Forks();
+    Forks here;
+    if (const auto self = reached.find(n); self != reached.end()) here = self->second;
     for (const std::string& in : m_.graph().node(n).input()) {
       const auto p = producer_.find(in);
       if (p == producer_.end()) continue;
@@ -637,7 +636,7 @@ std::string Importer::residual(const std::string& value, const std::vector<int>&
     for (size_t i = 0; i < forks.size(); ++i)
       for (size_t j = i + 1; j < forks.size(); ++j)
         if (here[i] && here[j] && meet[i][j] < 0) meet[i][j] = n;
-    if (here == every) join = n;
+    if (here.count() == forks.size()) join = n;
   }
   if (join < 0 || m_.graph().node(join).op_type() != "Add" ||
       m_.graph().node(join).input_size() != 2) {
