@@ -35,6 +35,7 @@
 
 #include <cstddef>
 #include <cstring>
+#include <string_view>
 
 namespace cnn::detail {
 
@@ -46,14 +47,11 @@ inline constexpr const char* kShortOpenMPSpinEntry = "GOMP_SPINCOUNT=3000";
 // program as it is (see above); otherwise the process continues as the new program.
 inline void restart_with_short_openmp_spin(int /*argc*/, char** argv, char** envp) noexcept {
   if (argv == nullptr || envp == nullptr) return;
-  const auto starts_with = [](const char* text, const char* prefix) {
-    return std::strncmp(text, prefix, std::strlen(prefix)) == 0;
-  };
   std::size_t count = 0;
   for (; envp[count] != nullptr; ++count) {
-    const char* entry = envp[count];
-    if (starts_with(entry, "GOMP_SPINCOUNT=") || starts_with(entry, "OMP_WAIT_POLICY=")) return;
-    if (starts_with(entry, "LD_PRELOAD=") && std::strstr(entry, "vgpreload") != nullptr) return;
+    const std::string_view entry = envp[count];
+    if (entry.starts_with("GOMP_SPINCOUNT=") || entry.starts_with("OMP_WAIT_POLICY=")) return;
+    if (entry.starts_with("LD_PRELOAD=") && entry.find("vgpreload") != entry.npos) return;
   }
   // The file's own path, not /proc/self/exe: the kernel names a process after the file it
   // executes, and `ps`, `pgrep cnn` and `top` should still say cnn, not exe.
