@@ -75,7 +75,8 @@ def main():
                 min(ratios), max(ratios)))
     print()
     print("Round trip of a cache line between cnn's two threads, ns, before / after each cnn run "
-          "(about 50-90: the cores share a cache; about 320-400: they do not):")
+          "(on the Zen 4 of 2026-12-05 about 50-90 where the cores shared a cache and about "
+          "320-400 where they did not; an Intel Xeon the same evening read mostly 115-170):")
     for model in args.models:
         trips = ["%.0f / %.0f" % tuple(c["core_round_trip_ns"][:2])
                  for c in cnn_rounds[model] if len(c.get("core_round_trip_ns", [])) >= 2]

@@ -343,9 +343,10 @@ def main():
           % last["layers"][3].get("algorithm", "?"))
     print()
     print("Round trip of a cache line between cnn's two threads, ns, before / after each 2-thread "
-          "`cnn bench`, round by round (about 50-90: the two cores share a cache; about 320-400: "
-          "they do not, and every 2-thread figure falls, lenet5's most; PyTorch's alike; "
-          "docs/design-notes.md, \"Where the two threads run\"):")
+          "`cnn bench`, round by round (on the Zen 4 of 2026-12-05 about 50-90 where the two cores "
+          "shared a cache and about 320-400 where they did not, and then every 2-thread figure "
+          "fell, lenet5's most, PyTorch's alike; an Intel Xeon the same evening read mostly "
+          "115-170; docs/design-notes.md, \"Where the two threads run\"):")
     for name in ("lenet5", "convnet", "resnet"):
         trips = ["%.0f / %.0f" % tuple(c["core_round_trip_ns"][:2])
                  for c in cnn_rounds[(name, 2)] if len(c.get("core_round_trip_ns", [])) >= 2]
