@@ -31,7 +31,7 @@
 #include "cnn/train.hpp"
 #include "image.hpp"
 
-// Idle OpenMP threads spin 75 us before they sleep, not libgomp's 7 ms, so that other
+// Idle OpenMP threads spin 33-75 us before they sleep, not libgomp's 3-7 ms, so that other
 // processes on the cores do not stall training (cnn/openmp_spin.hpp).
 CNN_SHORT_OPENMP_SPIN();
 
@@ -63,9 +63,9 @@ const char* const kMainHelp =
     "            implicit\n"
     "  CNN_REFERENCE=1  every op runs its plain reference loops (slow; for checking)\n"
     "  GOMP_SPINCOUNT, OMP_WAIT_POLICY  how long idle OpenMP threads spin before they sleep:\n"
-    "            where neither is set, cnn restarts itself with GOMP_SPINCOUNT=3000 (about\n"
-    "            75 us) before OpenMP starts; libgomp's default, 300,000, stalls training\n"
-    "            when other processes keep the cores busy\n";
+    "            where neither is set, cnn restarts itself with GOMP_SPINCOUNT=3000 (33-75\n"
+    "            us on the CPUs measured) before OpenMP starts; libgomp's default, 300,000,\n"
+    "            stalls training when other processes keep the cores busy\n";
 
 const char* const kTrainHelp =
     "usage: cnn train [--model PRESET|SPEC.json] [--data fashion-mnist|sample|DIR] [--epochs N]\n"

@@ -1,15 +1,17 @@
 #pragma once
 // How long an idle OpenMP thread spins before it sleeps, for programs built on cnn.
 //
-// cnn's kernels run as many short OpenMP regions (hundreds a training step), and a thread
+// cnn's kernels run as many short OpenMP regions (about 90 a resnet training step), and a thread
 // that reaches a region's end, or waits for the next region, spins in libgomp before it
 // sleeps: by default 300,000 times, about 7 ms on the Zen 4 machines this was measured on.
 // When other processes want the cores, the spinning thread holds a core that the thread it
 // waits for needs, for whole scheduler slices. Two `cnn bench --model resnet` at once on 2
 // cores trained at 195 images/s together in one run (1,848 in another; 3,500 alone); with
 // 3,000 spins (75 us) 2,736, and quiet runs moved by no more than the noise (1-2%; the
-// medians of 8 interleaved resnet runs were 1% lower). Fewer spins cost a quiet machine
-// speed: 1,000 took 4% off resnet's inference, 100 a third off lenet5's training
+// medians of 8 interleaved resnet runs were 1% lower). On an Intel Xeon a spin is shorter
+// (3,000 last 33 us): there two copies kept 84% of one's resnet training speed together with
+// 3,000 spins and 8% with libgomp's default, and quiet runs were level. Fewer spins cost a
+// quiet machine speed: 1,000 took 4% off resnet's inference, 100 a third off lenet5's training
 // (docs/design-notes.md, "OpenMP threads on a busy machine"; bench/busy_machine.py).
 //
 // libgomp reads GOMP_SPINCOUNT once, in its constructor, before main() and before any
