@@ -19,7 +19,7 @@
 
 #include "cnn/cnn.hpp"
 
-// Idle OpenMP threads spin 75 us before they sleep, not 7 ms (cnn/openmp_spin.hpp).
+// Idle OpenMP threads spin 33-75 us before they sleep, not 3-7 ms (cnn/openmp_spin.hpp).
 CNN_SHORT_OPENMP_SPIN();
 
 namespace {
