@@ -224,6 +224,17 @@ class MaxPool2d final : public Layer<T> {
   /// x (the ReLU's input) as a kEval forward_after_relu would, so that a backward_after_relu
   /// recomputes the argmax from the x the chain holds by then. Throws as output_shape.
   void fused_eval_forward(const Shape& x);
+  /// Whether the window is 2x2 at stride 2 without padding: the pooling that
+  /// BatchNorm::forward_relu_maxpool runs with a BatchNorm and a ReLU before it.
+  bool is_2x2_stride2() const;
+  /// For BatchNorm::forward_relu_maxpool, which pools itself: the argmax buffer, sized for
+  /// output shape y and recorded as a kTrain forward on input shape x (the ReLU's input)
+  /// records it, for the step to fill.
+  int32_t* fused_forward_argmax(const Shape& x, const Shape& y);
+  /// For BatchNorm::backward_relu_maxpool: that argmax, after the checks of backward_after_relu
+  /// (x the latest forward's input shape, dy the output's, dx x's or null: no input gradient).
+  /// Throws otherwise.
+  const int32_t* fused_backward_argmax(const Shape& x, const Shape& dy, const Shape* dx);
 
  protected:
   void forward_impl(TensorView<const T> x, TensorView<T> y, Mode mode) override;
@@ -456,6 +467,18 @@ class BatchNorm : public Layer<T> {
   /// backward; dx may be empty.
   void forward_relu(TensorView<const T> x, TensorView<T> y, Mode mode);
   void backward_relu(TensorView<const T> x, TensorView<const T> dy, TensorView<T> dx);
+  /// This layer, a ReLU and `pool` (MaxPool2d::is_2x2_stride2) as LayerChain runs the three:
+  /// y = pool(ReLU(this(x))) and dx = this layer's input gradient, bit for bit what the three
+  /// layers give, plane by plane and without this layer's or the ReLU's output
+  /// (ops::batchnorm_relu_maxpool2x2_forward); `pool` keeps the argmax, in either mode. x is
+  /// this layer's input (N, C, H, W), in backward the same as in the latest
+  /// forward_relu_maxpool; y and dy are the pool's output and its gradient; dx may be empty.
+  /// Not for a synchronised BatchNorm (synchronised()), whose sums need the whole gradient.
+  void forward_relu_maxpool(TensorView<const T> x, TensorView<T> y, MaxPool2d<T>& pool, Mode mode);
+  void backward_relu_maxpool(TensorView<const T> x, TensorView<const T> dy, TensorView<T> dx,
+                             MaxPool2d<T>& pool);
+  /// Whether the batch statistics are taken over several ranks (synchronise_batch_statistics).
+  bool synchronised() const;
 
  protected:
   /// `dims`: the input ranks accepted, e.g. "(N, C, H, W)"; ranks in [min_rank, max_rank].
@@ -467,8 +490,11 @@ class BatchNorm : public Layer<T> {
 
  private:
   ops::NormShape norm_shape(const Shape& input) const;
-  void run_forward(TensorView<const T> x, TensorView<T> y, Mode mode, bool relu);
-  void run_backward(TensorView<const T> x, TensorView<const T> dy, TensorView<T> dx, bool relu);
+  /// With `pool`, forward_relu_maxpool's step (y the pool's output).
+  void run_forward(TensorView<const T> x, TensorView<T> y, Mode mode, bool relu,
+                   MaxPool2d<T>* pool = nullptr);
+  void run_backward(TensorView<const T> x, TensorView<const T> dy, TensorView<T> dx, bool relu,
+                    MaxPool2d<T>* pool = nullptr);
   std::vector<T> masked_dy_;  // the ReLU's input gradient, for the synchronised backward
   int64_t num_features_;
   double eps_, momentum_;

@@ -310,6 +310,26 @@ template <typename T>
 void batchnorm_relu_mask(T* g, const T* dy, const T* x, const T* mean, const T* var, const T* gamma,
                          const T* beta, const NormShape& s, T eps);
 
+/// A BatchNorm2d, a ReLU and a 2x2 / stride-2 MaxPool2d without padding as one pass:
+/// y (batch, channels, h / 2, w / 2) and argmax = relu_maxpool2d_forward of
+/// batchnorm_forward(x), bit for bit, plane by plane with each normalised plane in the
+/// calling thread's cache instead of a tensor (s.inner = h w). Arguments as
+/// batchnorm_forward; argmax as maxpool2d_forward's (not null).
+template <typename T>
+void batchnorm_relu_maxpool2x2_forward(T* y, int32_t* argmax, const T* x, const T* mean,
+                                       const T* var, const T* gamma, const T* beta,
+                                       const NormShape& s, int64_t h, int64_t w, T eps);
+/// Backward of batchnorm_relu_maxpool2x2_forward from dy = dL/dy (batch, channels, h / 2,
+/// w / 2) and its argmax: bit for bit relu_maxpool2d_backward (with the ReLU's input
+/// recomputed from x) then batchnorm_backward, each plane's pooling gradient made in the
+/// calling thread's cache instead of a tensor. Arguments as batchnorm_relu_backward.
+template <typename T>
+void maxpool2x2_relu_batchnorm_backward(T* dx, T* dgamma, T* dbeta, const T* dy,
+                                        const int32_t* argmax, const T* x, const T* mean,
+                                        const T* var, const T* gamma, const T* beta,
+                                        const NormShape& s, int64_t h, int64_t w, T eps,
+                                        bool batch_statistics);
+
 // ---- dense ---------------------------------------------------------------------------------
 /// y (N, out) = x (N, in) w^T + b; w (out, in); b (out) may be null.
 template <typename T>

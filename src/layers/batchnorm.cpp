@@ -116,13 +116,36 @@ void BatchNorm<T>::forward_relu(TensorView<const T> x, TensorView<T> y, Mode mod
 }
 
 template <typename T>
-void BatchNorm<T>::run_forward(TensorView<const T> x, TensorView<T> y, Mode mode, bool relu) {
+bool BatchNorm<T>::synchronised() const {
+  return ranks_ != nullptr && ranks_->size() > 1;
+}
+
+template <typename T>
+void BatchNorm<T>::forward_relu_maxpool(TensorView<const T> x, TensorView<T> y, MaxPool2d<T>& pool,
+                                        Mode mode) {
+  const Shape expected = pool.output_shape(output_shape(x.shape()));
+  if (x.shape().rank() != 4 || !pool.is_2x2_stride2() || synchronised() || y.shape() != expected) {
+    this->fail("forward_relu_maxpool: expected an input (N, C, H, W), an output " + expected.str() +
+               ", a 2x2 / stride-2 pooling and local statistics, got input " + x.shape().str() +
+               " and output " + y.shape().str());
+  }
+  run_forward(x, y, mode, true, &pool);
+}
+
+template <typename T>
+void BatchNorm<T>::run_forward(TensorView<const T> x, TensorView<T> y, Mode mode, bool relu,
+                               MaxPool2d<T>* pool) {
   const ops::NormShape s = norm_shape(x.shape());
   const T* gamma = affine_ ? this->value_data(0) : nullptr;
   const T* beta = affine_ ? this->value_data(1) : nullptr;
   const auto normalise = [&](const T* mean, const T* var) {
     const T eps = static_cast<T>(eps_);
-    if (relu) {
+    if (pool) {
+      const Shape& in = x.shape();
+      ops::batchnorm_relu_maxpool2x2_forward(y.data(), pool->fused_forward_argmax(in, y.shape()),
+                                             x.data(), mean, var, gamma, beta, s, in[2], in[3],
+                                             eps);
+    } else if (relu) {
       ops::batchnorm_relu_forward(y.data(), x.data(), mean, var, gamma, beta, s, eps);
     } else {
       ops::batchnorm_forward(y.data(), x.data(), mean, var, gamma, beta, s, eps);
@@ -175,8 +198,21 @@ void BatchNorm<T>::backward_relu(TensorView<const T> x, TensorView<const T> dy, 
 }
 
 template <typename T>
+void BatchNorm<T>::backward_relu_maxpool(TensorView<const T> x, TensorView<const T> dy,
+                                         TensorView<T> dx, MaxPool2d<T>& pool) {
+  output_shape(x.shape());
+  if (x.shape().rank() != 4 || !pool.is_2x2_stride2() || synchronised()) {
+    this->fail(
+        "backward_relu_maxpool: expected an input (N, C, H, W), a 2x2 / stride-2 pooling "
+        "and local statistics, got input " +
+        x.shape().str());
+  }
+  run_backward(x, dy, dx, true, &pool);
+}
+
+template <typename T>
 void BatchNorm<T>::run_backward(TensorView<const T> x, TensorView<const T> dy, TensorView<T> dx,
-                                bool relu) {
+                                bool relu, MaxPool2d<T>* pool) {
   const ops::NormShape s = norm_shape(x.shape());
   const T* gamma = affine_ ? this->value_data(0) : nullptr;
   const T* beta = affine_ ? this->value_data(1) : nullptr;
@@ -196,7 +232,13 @@ void BatchNorm<T>::run_backward(TensorView<const T> x, TensorView<const T> dy, T
     synchronised_backward(dx.empty() ? nullptr : dx.data(), upstream, x.data(), s);
     return;
   }
-  if (relu) {
+  if (pool) {
+    const int32_t* argmax =
+        pool->fused_backward_argmax(x.shape(), dy.shape(), dx.empty() ? nullptr : &dx.shape());
+    ops::maxpool2x2_relu_batchnorm_backward(dx.empty() ? nullptr : dx.data(), dgamma, dbeta,
+                                            dy.data(), argmax, x.data(), mean, var, gamma, beta, s,
+                                            x.shape()[2], x.shape()[3], eps, last_train_);
+  } else if (relu) {
     ops::batchnorm_relu_backward(dx.empty() ? nullptr : dx.data(), dgamma, dbeta, dy.data(),
                                  x.data(), mean, var, gamma, beta, s, eps, last_train_);
   } else {

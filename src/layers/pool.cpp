@@ -116,6 +116,33 @@ void MaxPool2d<T>::fused_eval_forward(const Shape& x) {
 }
 
 template <typename T>
+bool MaxPool2d<T>::is_2x2_stride2() const {
+  return kernel_.h == 2 && kernel_.w == 2 && stride_.h == 2 && stride_.w == 2 && padding_.h == 0 &&
+         padding_.w == 0;
+}
+
+template <typename T>
+int32_t* MaxPool2d<T>::fused_forward_argmax(const Shape& x, const Shape& y) {
+  if (argmax_.size() < static_cast<size_t>(y.numel()))
+    argmax_.resize(static_cast<size_t>(y.numel()));
+  argmax_input_shape_ = x;
+  argmax_missing_ = false;
+  return argmax_.data();
+}
+
+template <typename T>
+const int32_t* MaxPool2d<T>::fused_backward_argmax(const Shape& x, const Shape& dy,
+                                                   const Shape* dx) {
+  const Shape expected = output_shape(x);
+  if (argmax_input_shape_ != x || argmax_missing_ || dy != expected || (dx && *dx != x)) {
+    this->fail("backward: expected the input of the latest forward " + argmax_input_shape_.str() +
+               ", its gradient and an output gradient " + expected.str() + ", got " + x.str() +
+               ", " + (dx ? dx->str() : std::string("no input gradient")) + " and " + dy.str());
+  }
+  return argmax_.data();
+}
+
+template <typename T>
 void MaxPool2d<T>::backward_after_relu(TensorView<const T> x, TensorView<const T> dy,
                                        TensorView<T> dx) {
   const Shape expected = output_shape(x.shape());

@@ -47,9 +47,17 @@ void LayerChain<T>::set_layers(std::vector<Layer<T>*> layers) {
     if (dynamic_cast<Conv2d<T>*>(layers_[i - 1]))
       folded_norm_[i] = dynamic_cast<BatchNorm2d<T>*>(layers_[i]);
   }
-  // A ReLU between a BatchNorm and a MaxPool2d keeps its older pairing, with the pool.
+  // A ReLU between a BatchNorm and a MaxPool2d keeps its older pairing, with the pool (and
+  // with a BatchNorm2d before it and 2x2 / stride-2 windows, the three run as one step).
   for (size_t i = 1; i + 1 < layers_.size(); ++i)
     if (fused_pool_[i + 1]) relu_norm_[i] = nullptr;
+  norm_pool_.assign(layers_.size(), nullptr);
+  norm_pool_ran_.assign(layers_.size(), 0);
+  for (size_t i = 0; i + 2 < layers_.size(); ++i) {
+    MaxPool2d<T>* pool = fused_pool_[i + 2];
+    if (pool && pool->is_2x2_stride2() && dynamic_cast<BatchNorm2d<T>*>(layers_[i]))
+      norm_pool_[i] = pool;
+  }
   conv_pool_.assign(layers_.size(), 0);
   conv_relu_.assign(layers_.size(), 0);
   conv_fused_ran_.assign(layers_.size(), 0);
@@ -289,6 +297,7 @@ TensorView<const T> LayerChain<T>::forward_until(TensorView<const T> x, Mode mod
   add_relu_conv_ = 0;
   pair_relu_ = 0;
   std::fill(relu_norm_ran_.begin(), relu_norm_ran_.end(), 0);
+  std::fill(norm_pool_ran_.begin(), norm_pool_ran_.end(), 0);
   std::fill(conv_fused_ran_.begin(), conv_fused_ran_.end(), 0);
   TensorView<const T> current = x;
   // No step runs past `end`: a fused or paired step ends at a ReLU, a pooling or a folded
@@ -299,6 +308,17 @@ TensorView<const T> LayerChain<T>::forward_until(TensorView<const T> x, Mode mod
       fused_last = forward_conv_fused(i, current);
     if (fused_last) {
       i = fused_last;
+    } else if (norm_pool_[i] && i + 2 < end &&
+               !static_cast<const BatchNorm<T>*>(layers_[i])->synchronised()) {
+      // BatchNorm2d i, ReLU i + 1 and MaxPool2d i + 2: neither the BatchNorm's output nor the
+      // ReLU's is written (in kEval, a BatchNorm2d after a Conv2d was folded into it above).
+      auto& norm = static_cast<BatchNorm<T>&>(*layers_[i]);
+      const Shape normalised = norm.output_shape(current.shape());
+      const Shape pooled = layers_[i + 2]->output_shape(layers_[i + 1]->output_shape(normalised));
+      i += 2;
+      outputs_[i].resize(pooled);
+      norm.forward_relu_maxpool(current, outputs_[i].view(), *norm_pool_[i - 2], mode);
+      norm_pool_ran_[i] = 1;
     } else if (i + 1 < layers_.size() && fused_pool_[i + 1]) {  // ReLU i and MaxPool2d i + 1
       ++i;
       outputs_[i].resize(layers_[i]->output_shape(current.shape()));
@@ -396,10 +416,13 @@ void LayerChain<T>::backward(TensorView<const T> dy, TensorView<T> dx) {
   for (size_t k = layers_.size(); k-- > 0;) {
     // A fused ReLU and MaxPool2d (k - 1, k), or BatchNorm and ReLU, take one step, from the
     // first one's input.
-    const size_t first = fused_pool_[k] || relu_norm_ran_[k] ? k - 1 : k;
+    // And BatchNorm2d, ReLU and MaxPool2d one step, from the BatchNorm's input.
+    const size_t first = norm_pool_ran_[k]                     ? k - 2
+                         : fused_pool_[k] || relu_norm_ran_[k] ? k - 1
+                                                               : k;
     const TensorView<const T> x = first == 0 ? input_ : outputs_[first - 1].view();
     // Neither has parameters: as the first layers without a dx wanted, nothing to compute.
-    if (fused_pool_[k] && first == 0 && dx.empty()) break;
+    if (fused_pool_[k] && !norm_pool_ran_[k] && first == 0 && dx.empty()) break;
     TensorView<T> step_dx;
     if (first > 0) {
       // The buffer that upstream is not in, so that dx never aliases the gradient being read.
@@ -409,7 +432,10 @@ void LayerChain<T>::backward(TensorView<const T> dy, TensorView<T> dx) {
     } else {
       step_dx = dx;
     }
-    if (fused_pool_[k]) {
+    if (norm_pool_ran_[k]) {
+      static_cast<BatchNorm<T>&>(*layers_[first])
+          .backward_relu_maxpool(x, upstream, step_dx, *norm_pool_[first]);
+    } else if (fused_pool_[k]) {
       fused_pool_[k]->backward_after_relu(x, upstream, step_dx);
     } else if (relu_norm_ran_[k]) {
       relu_norm_[k]->backward_relu(x, upstream, step_dx);

@@ -15,7 +15,10 @@
 // replaces the reference's term by term chain rule. A ReLU after the BatchNorm can run in the same
 // passes (LayerChain fuses the pair): its mask is recomputed from x by the very expression the
 // forward used (`normalised`), and this file is compiled without floating-point contraction
-// (CMakeLists.txt), so the recomputed values equal the forward's bit for bit.
+// (CMakeLists.txt), so the recomputed values equal the forward's bit for bit. A ReLU and a 2x2 /
+// stride-2 max pooling after it (a stem) can run in the same passes as well: each normalised
+// plane is pooled from the calling thread's cache, and in the backward each plane's pooling
+// gradient is made there (twice: for the sums, then for dx) instead of read from a tensor.
 
 #include <immintrin.h>
 
@@ -29,6 +32,7 @@
 #include "cnn/ops.hpp"
 #include "cnn/ops_ref.hpp"
 #include "parallel.hpp"
+#include "pool_plane.hpp"
 #include "scratch.hpp"
 
 namespace cnn::ops {
@@ -667,10 +671,22 @@ void normalise(T* y, const T* x, const T* mean, const T* var, const T* gamma, co
   });
 }
 
-template <typename T, bool Relu>
-void normalise_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, const T* mean,
-                        const T* var, const T* gamma, const T* beta, const NormShape& s, T eps,
-                        bool batch_statistics) {
+/// The calling thread's buffer (grow-only) of at least `size` Ts: a plane made where it is
+/// read (the pooling's forward input and backward output in the fused ops below).
+template <typename T>
+T* thread_plane(int64_t size) {
+  thread_local std::vector<T> plane;
+  if (plane.size() < static_cast<size_t>(size)) plane.resize(static_cast<size_t>(size));
+  return plane.data();
+}
+
+/// The backward from the output gradient of plane (n, c) at `offset` in x: plane_dy(n, c,
+/// offset) returns it (dy + offset, or a plane made on the calling thread: it is asked for
+/// twice, in the sums' pass and in dx's).
+template <typename T, bool Relu, typename PlaneDy>
+void normalise_backward(T* dx, T* dgamma, T* dbeta, const PlaneDy& plane_dy, const T* x,
+                        const T* mean, const T* var, const T* gamma, const T* beta,
+                        const NormShape& s, T eps, bool batch_statistics) {
   const double count = static_cast<double>(s.batch * s.inner);
   const SumLoops loops = sum_loops();
   // Each plane's two sums, each channel's, then each channel's mean(dy) and a (doubles holding
@@ -681,8 +697,8 @@ void normalise_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, con
   sum_over_images<2>(s, sums, [&](int64_t n, int64_t c, double* totals) {
     const int64_t offset = (n * s.channels + c) * s.inner;
     double sum_dy = 0, sum_dy_centered = 0;
-    plane_sums_dy<T, Relu>(s.inner, dy + offset, x + offset, mean[c], affines[c], loops, sum_dy,
-                           sum_dy_centered);
+    plane_sums_dy<T, Relu>(s.inner, plane_dy(n, c, offset), x + offset, mean[c], affines[c], loops,
+                           sum_dy, sum_dy_centered);
     totals[0] = sum_dy;
     totals[1] = sum_dy_centered;
   });
@@ -709,7 +725,7 @@ void normalise_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, con
             a = static_cast<T>(coefficients[2 * c + 1]);
     const int64_t offset = (n * s.channels + c) * s.inner;
     const T* __restrict xp = x + offset;
-    const T* __restrict gp = dy + offset;
+    const T* __restrict gp = plane_dy(n, c, offset);
     T* __restrict dp = dx + offset;
     if constexpr (std::is_same_v<T, float>) {
       if (loops == SumLoops::kAvx512)
@@ -722,6 +738,12 @@ void normalise_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, con
       dp[i] = (g - mean_dy) * scale - (xp[i] - m) * a;
     }
   });
+}
+
+/// normalise_backward's plane_dy for a dy tensor of x's shape.
+template <typename T>
+auto dense_dy(const T* dy) {
+  return [dy](int64_t, int64_t, int64_t offset) { return dy + offset; };
 }
 
 }  // namespace
@@ -748,8 +770,8 @@ void batchnorm_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, con
     return ref::batchnorm_backward(dx, dgamma, dbeta, dy, x, mean, var, gamma, s, eps,
                                    batch_statistics);
   }
-  normalise_backward<T, false>(dx, dgamma, dbeta, dy, x, mean, var, gamma, nullptr, s, eps,
-                               batch_statistics);
+  normalise_backward<T, false>(dx, dgamma, dbeta, dense_dy(dy), x, mean, var, gamma, nullptr, s,
+                               eps, batch_statistics);
 }
 
 template <typename T>
@@ -760,7 +782,59 @@ void batchnorm_relu_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x
     return ref::batchnorm_relu_backward(dx, dgamma, dbeta, dy, x, mean, var, gamma, beta, s, eps,
                                         batch_statistics);
   }
-  normalise_backward<T, true>(dx, dgamma, dbeta, dy, x, mean, var, gamma, beta, s, eps,
+  normalise_backward<T, true>(dx, dgamma, dbeta, dense_dy(dy), x, mean, var, gamma, beta, s, eps,
+                              batch_statistics);
+}
+
+template <typename T>
+void batchnorm_relu_maxpool2x2_forward(T* y, int32_t* argmax, const T* x, const T* mean,
+                                       const T* var, const T* gamma, const T* beta,
+                                       const NormShape& s, int64_t h, int64_t w, T eps) {
+  const int64_t out_h = h / 2, out_w = w / 2, out_plane = out_h * out_w;
+  if (reference_mode()) {  // the ops it stands for, through the BatchNorm's output
+    std::vector<T> v(static_cast<size_t>(s.batch * s.channels * s.inner));
+    batchnorm_forward(v.data(), x, mean, var, gamma, beta, s, eps);
+    return relu_maxpool2d_forward(y, argmax, v.data(),
+                                  make_pool_shape(s.batch, s.channels, h, w, 2, 2, 2, 2, 0, 0));
+  }
+  const ChannelAffine<T>* const affines = channel_affines(s, mean, var, gamma, beta, eps);
+  for_each_plane(s, [&](int64_t n, int64_t c) {
+    const ChannelAffine<T> affine = affines[c];
+    const int64_t plane = n * s.channels + c;
+    const T* __restrict xp = x + plane * s.inner;
+    T* __restrict v = thread_plane<T>(s.inner);
+    for (int64_t i = 0; i < s.inner; ++i) v[i] = affine.normalised(xp[i]);  // as normalise()
+    detail::relu_maxpool_2x2_plane_argmax(y + plane * out_plane, argmax + plane * out_plane, v, w,
+                                          out_h, out_w);
+  });
+}
+
+template <typename T>
+void maxpool2x2_relu_batchnorm_backward(T* dx, T* dgamma, T* dbeta, const T* dy,
+                                        const int32_t* argmax, const T* x, const T* mean,
+                                        const T* var, const T* gamma, const T* beta,
+                                        const NormShape& s, int64_t h, int64_t w, T eps,
+                                        bool batch_statistics) {
+  const int64_t out_h = h / 2, out_w = w / 2, out_plane = out_h * out_w;
+  if (reference_mode()) {
+    const size_t n = static_cast<size_t>(s.batch * s.channels * s.inner);
+    std::vector<T> v(n), g(n);
+    batchnorm_forward(v.data(), x, mean, var, gamma, beta, s, eps);
+    relu_maxpool2d_backward(g.data(), dy, v.data(), argmax,
+                            make_pool_shape(s.batch, s.channels, h, w, 2, 2, 2, 2, 0, 0));
+    return batchnorm_backward(dx, dgamma, dbeta, g.data(), x, mean, var, gamma, s, eps,
+                              batch_statistics);
+  }
+  // The pooling's gradient (the ReLU's output gradient) made plane by plane where it is read;
+  // the ReLU's mask then comes from x, as in batchnorm_relu_backward.
+  const auto pooled_dy = [&](int64_t n, int64_t c, int64_t) {
+    const int64_t plane = n * s.channels + c;
+    T* g = thread_plane<T>(s.inner);
+    detail::maxpool_2x2_backward_plane(g, dy + plane * out_plane, argmax + plane * out_plane, h, w,
+                                       out_h, out_w);
+    return static_cast<const T*>(g);
+  };
+  normalise_backward<T, true>(dx, dgamma, dbeta, pooled_dy, x, mean, var, gamma, beta, s, eps,
                               batch_statistics);
 }
 
@@ -781,18 +855,24 @@ void batchnorm_relu_mask(T* g, const T* dy, const T* x, const T* mean, const T* 
   });
 }
 
-#define CNN_INSTANTIATE_BATCHNORM(T)                                                            \
-  template void batchnorm_statistics<T>(T*, T*, const T*, const NormShape&);                    \
-  template void batchnorm_forward<T>(T*, const T*, const T*, const T*, const T*, const T*,      \
-                                     const NormShape&, T);                                      \
-  template void batchnorm_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,       \
-                                      const T*, const NormShape&, T, bool);                     \
-  template void batchnorm_relu_forward<T>(T*, const T*, const T*, const T*, const T*, const T*, \
-                                          const NormShape&, T);                                 \
-  template void batchnorm_relu_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,  \
-                                           const T*, const T*, const NormShape&, T, bool);      \
-  template void batchnorm_relu_mask<T>(T*, const T*, const T*, const T*, const T*, const T*,    \
-                                       const T*, const NormShape&, T);
+#define CNN_INSTANTIATE_BATCHNORM(T)                                                             \
+  template void batchnorm_statistics<T>(T*, T*, const T*, const NormShape&);                     \
+  template void batchnorm_forward<T>(T*, const T*, const T*, const T*, const T*, const T*,       \
+                                     const NormShape&, T);                                       \
+  template void batchnorm_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,        \
+                                      const T*, const NormShape&, T, bool);                      \
+  template void batchnorm_relu_forward<T>(T*, const T*, const T*, const T*, const T*, const T*,  \
+                                          const NormShape&, T);                                  \
+  template void batchnorm_relu_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,   \
+                                           const T*, const T*, const NormShape&, T, bool);       \
+  template void batchnorm_relu_mask<T>(T*, const T*, const T*, const T*, const T*, const T*,     \
+                                       const T*, const NormShape&, T);                           \
+  template void batchnorm_relu_maxpool2x2_forward<T>(T*, int32_t*, const T*, const T*, const T*, \
+                                                     const T*, const T*, const NormShape&,       \
+                                                     int64_t, int64_t, T);                       \
+  template void maxpool2x2_relu_batchnorm_backward<T>(                                           \
+      T*, T*, T*, const T*, const int32_t*, const T*, const T*, const T*, const T*, const T*,    \
+      const NormShape&, int64_t, int64_t, T, bool);
 CNN_INSTANTIATE_BATCHNORM(float)
 CNN_INSTANTIATE_BATCHNORM(double)
 

@@ -293,15 +293,71 @@ __attribute__((target("avx2"))) int64_t maxpool_2x2_backward_row_avx2(float* dx,
   return ow;
 }
 
-/// The backward of 2x2 windows at stride 2 without padding (float): windows do not overlap,
-/// so each element of dx is written once, dense, instead of zero-filled and scattered into:
-/// 0 + dy where it is its window's argmax (and, with kRelu, x is not negative), else 0. Lanes
-/// are the 4 columns of 2 windows, in the top and the bottom row of the windows.
+/// The backward of one plane of 2x2 windows at stride 2 without padding (float): windows do
+/// not overlap, so each element of dx is written once, dense, instead of zero-filled and
+/// scattered into: 0 + dy where it is its window's argmax (and, with kRelu, x is not negative),
+/// else 0. Lanes are the 4 columns of 2 windows, in the top and the bottom row of the windows.
+/// dxp and xp (null without kRelu) are the plane's (in_h, in_w), dyp and ap its (out_h, out_w).
+template <bool kRelu>
+void maxpool_2x2_backward_plane(float* dxp, const float* dyp, const float* xp, const int32_t* ap,
+                                const PoolShape& s, bool wide) {
+  typedef float v4 __attribute__((vector_size(16)));
+  typedef int32_t v4i __attribute__((vector_size(16)));
+  const int64_t in_size = s.in_h * s.in_w;
+  const auto routed = [&](int64_t at, int64_t o) {  // one element, in window o
+    const bool keep = ap[o] == at && !(kRelu && xp[at] < 0.0f);
+    return keep ? 0.0f + dyp[o] : 0.0f;
+  };
+  for (int64_t oh = 0; oh < s.out_h; ++oh) {
+    const int64_t top = 2 * oh * s.in_w;
+    const int32_t* row_arg = ap + oh * s.out_w;
+    const float* row_dy = dyp + oh * s.out_w;
+    int64_t ow = 0;
+    if (wide) {
+      ow = maxpool_2x2_backward_row_avx2<kRelu>(dxp, row_dy, xp, row_arg, s.in_w,
+                                                static_cast<int32_t>(top), s.out_w);
+    }
+    for (; ow + 2 <= s.out_w; ow += 2) {
+      const int64_t at = top + 2 * ow;
+      const v4i a2 = {row_arg[ow], row_arg[ow + 1], 0, 0};
+      const v4 g2 = {row_dy[ow], row_dy[ow + 1], 0.0f, 0.0f};
+      const v4i args = __builtin_shufflevector(a2, a2, 0, 0, 1, 1);
+      // 0 + dy, as the scatter's sum into zeros gives: -0 becomes +0.
+      const v4 grads = __builtin_shufflevector(g2, g2, 0, 0, 1, 1) + 0.0f;
+      const v4i columns = {0, 1, 2, 3};
+      for (int r = 0; r < 2; ++r) {
+        const int64_t first = at + r * s.in_w;
+        v4i keep = args == (static_cast<int32_t>(first) + columns);
+        if constexpr (kRelu) {
+          v4 xv;
+          __builtin_memcpy(&xv, xp + first, sizeof xv);
+          keep &= ~(xv < 0.0f);
+        }
+        const v4 out = keep ? grads : v4{};
+        __builtin_memcpy(dxp + first, &out, sizeof out);
+      }
+    }
+    for (; ow < s.out_w; ++ow) {
+      const int64_t at = top + 2 * ow;
+      for (int64_t r = 0; r < 2; ++r) {
+        dxp[at + r * s.in_w] = routed(at + r * s.in_w, oh * s.out_w + ow);
+        dxp[at + r * s.in_w + 1] = routed(at + r * s.in_w + 1, oh * s.out_w + ow);
+      }
+    }
+    // An odd width leaves a last column that no window reads.
+    for (int64_t c = 2 * s.out_w; c < s.in_w; ++c) {
+      dxp[top + c] = 0.0f;
+      dxp[top + s.in_w + c] = 0.0f;
+    }
+  }
+  // And an odd height a last row.
+  std::fill(dxp + 2 * s.out_h * s.in_w, dxp + in_size, 0.0f);
+}
+
+/// maxpool_2x2_backward_plane over every plane, the planes split over the threads.
 template <bool kRelu>
 void maxpool_2x2_stride2_backward(float* dx, const float* dy, const float* x, const int32_t* argmax,
                                   const PoolShape& s) {
-  typedef float v4 __attribute__((vector_size(16)));
-  typedef int32_t v4i __attribute__((vector_size(16)));
   const int64_t planes = s.batch * s.channels, in_size = s.in_h * s.in_w;
   const int64_t out_size = s.out_h * s.out_w;
   const int team =
@@ -309,58 +365,9 @@ void maxpool_2x2_stride2_backward(float* dx, const float* dy, const float* x, co
   const bool wide = isa_has_avx2();
   detail::for_each_range(team, planes, [&](int64_t first_plane, int64_t last_plane) {
     for (int64_t plane = first_plane; plane < last_plane; ++plane) {
-      float* dxp = dx + plane * in_size;
-      const float* xp = kRelu ? x + plane * in_size : nullptr;
-      const float* dyp = dy + plane * out_size;
-      const int32_t* ap = argmax + plane * out_size;
-      const auto routed = [&](int64_t at, int64_t o) {  // one element, in window o
-        const bool keep = ap[o] == at && !(kRelu && xp[at] < 0.0f);
-        return keep ? 0.0f + dyp[o] : 0.0f;
-      };
-      for (int64_t oh = 0; oh < s.out_h; ++oh) {
-        const int64_t top = 2 * oh * s.in_w;
-        const int32_t* row_arg = ap + oh * s.out_w;
-        const float* row_dy = dyp + oh * s.out_w;
-        int64_t ow = 0;
-        if (wide) {
-          ow = maxpool_2x2_backward_row_avx2<kRelu>(dxp, row_dy, xp, row_arg, s.in_w,
-                                                    static_cast<int32_t>(top), s.out_w);
-        }
-        for (; ow + 2 <= s.out_w; ow += 2) {
-          const int64_t at = top + 2 * ow;
-          const v4i a2 = {row_arg[ow], row_arg[ow + 1], 0, 0};
-          const v4 g2 = {row_dy[ow], row_dy[ow + 1], 0.0f, 0.0f};
-          const v4i args = __builtin_shufflevector(a2, a2, 0, 0, 1, 1);
-          // 0 + dy, as the scatter's sum into zeros gives: -0 becomes +0.
-          const v4 grads = __builtin_shufflevector(g2, g2, 0, 0, 1, 1) + 0.0f;
-          const v4i columns = {0, 1, 2, 3};
-          for (int r = 0; r < 2; ++r) {
-            const int64_t first = at + r * s.in_w;
-            v4i keep = args == (static_cast<int32_t>(first) + columns);
-            if constexpr (kRelu) {
-              v4 xv;
-              __builtin_memcpy(&xv, xp + first, sizeof xv);
-              keep &= ~(xv < 0.0f);
-            }
-            const v4 out = keep ? grads : v4{};
-            __builtin_memcpy(dxp + first, &out, sizeof out);
-          }
-        }
-        for (; ow < s.out_w; ++ow) {
-          const int64_t at = top + 2 * ow;
-          for (int64_t r = 0; r < 2; ++r) {
-            dxp[at + r * s.in_w] = routed(at + r * s.in_w, oh * s.out_w + ow);
-            dxp[at + r * s.in_w + 1] = routed(at + r * s.in_w + 1, oh * s.out_w + ow);
-          }
-        }
-        // An odd width leaves a last column that no window reads.
-        for (int64_t c = 2 * s.out_w; c < s.in_w; ++c) {
-          dxp[top + c] = 0.0f;
-          dxp[top + s.in_w + c] = 0.0f;
-        }
-      }
-      // And an odd height a last row.
-      std::fill(dxp + 2 * s.out_h * s.in_w, dxp + in_size, 0.0f);
+      maxpool_2x2_backward_plane<kRelu>(dx + plane * in_size, dy + plane * out_size,
+                                        kRelu ? x + plane * in_size : nullptr,
+                                        argmax + plane * out_size, s, wide);
     }
   });
 }
@@ -504,5 +511,32 @@ void relu_maxpool_2x2_plane(float* y, const float* x, int64_t row_stride, int64_
   ops::maxpool_2x2_plane<float, true, false>(y, nullptr, x, row_stride, out_h, out_w,
                                              ops::isa_has_avx2());
 }
+
+template <typename T>
+void relu_maxpool_2x2_plane_argmax(T* y, int32_t* argmax, const T* x, int64_t in_w, int64_t out_h,
+                                   int64_t out_w) {
+  ops::maxpool_2x2_plane<T, true, true>(y, argmax, x, in_w, out_h, out_w, ops::isa_has_avx2());
+}
+
+template <typename T>
+void maxpool_2x2_backward_plane(T* dx, const T* dy, const int32_t* argmax, int64_t in_h,
+                                int64_t in_w, int64_t out_h, int64_t out_w) {
+  if constexpr (std::is_same_v<T, float>) {
+    const ops::PoolShape s{1, 1, in_h, in_w, 2, 2, 2, 2, 0, 0, out_h, out_w};
+    ops::maxpool_2x2_backward_plane<false>(dx, dy, nullptr, argmax, s, ops::isa_has_avx2());
+  } else {  // maxpool_scatter's plane
+    std::fill(dx, dx + in_h * in_w, T(0));
+    for (int64_t o = 0; o < out_h * out_w; ++o) dx[argmax[o]] += dy[o];
+  }
+}
+
+template void relu_maxpool_2x2_plane_argmax<float>(float*, int32_t*, const float*, int64_t, int64_t,
+                                                   int64_t);
+template void relu_maxpool_2x2_plane_argmax<double>(double*, int32_t*, const double*, int64_t,
+                                                    int64_t, int64_t);
+template void maxpool_2x2_backward_plane<float>(float*, const float*, const int32_t*, int64_t,
+                                                int64_t, int64_t, int64_t);
+template void maxpool_2x2_backward_plane<double>(double*, const double*, const int32_t*, int64_t,
+                                                 int64_t, int64_t, int64_t);
 
 }  // namespace cnn::detail
