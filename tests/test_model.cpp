@@ -559,6 +559,42 @@ TEST(Sequential, ResidualFusedIntoItsLastConvolutionInEvaluationGivesTheUnfusedR
       }
 }
 
+/// Initialises `model` (built) from `seed`, its BatchNorms' affines and running statistics
+/// moved away from 1, 0 and the batch's, runs it forward in `mode` on random x (x_shape) and
+/// backward from random dy (dy_shape) as a whole (its fused steps), then the same layers one at
+/// a time from the same running statistics (layer_by_layer), and asserts that the outputs,
+/// running statistics and parameter gradients are the same bytes (`where` names the case).
+void expect_steps_give_layer_by_layer_results(Sequential<float>& model, const Shape& x_shape,
+                                              const Shape& dy_shape, Mode mode, uint64_t seed,
+                                              const std::string& where) {
+  Rng rng(seed);
+  model.init_parameters(rng);
+  randomise_affines(model, rng, 0.5f);
+  randomise_running_statistics(model, rng);
+  const std::vector<float> buffers_before(model.buffers().begin(), model.buffers().end());
+  Tensor<float> x(x_shape);
+  for (int64_t i = 0; i < x.numel(); ++i) x.data()[i] = static_cast<float>(rng.normal());
+  Tensor<float> dy(dy_shape);
+  for (int64_t i = 0; i < dy.numel(); ++i) dy.data()[i] = static_cast<float>(rng.normal());
+
+  const TensorView<const float> fused_out = model.forward(x, mode);
+  const std::vector<float> fused_y(fused_out.data(), fused_out.data() + fused_out.numel());
+  const std::vector<float> fused_buffers(model.buffers().begin(), model.buffers().end());
+  model.zero_grad();
+  model.backward(dy);
+  const std::vector<float> fused_grads(model.gradients().begin(), model.gradients().end());
+
+  std::copy(buffers_before.begin(), buffers_before.end(), model.buffers().begin());
+  const std::vector<float> y = layer_by_layer(model, x, dy, mode);
+  ASSERT_EQ(0, std::memcmp(fused_y.data(), y.data(), fused_y.size() * sizeof(float))) << where;
+  ASSERT_EQ(0, std::memcmp(fused_buffers.data(), model.buffers().data(),
+                           fused_buffers.size() * sizeof(float)))
+      << where;
+  ASSERT_EQ(0, std::memcmp(fused_grads.data(), model.gradients().data(),
+                           fused_grads.size() * sizeof(float)))
+      << where;
+}
+
 // BatchNorm2d + ReLU (after a pooling layer, so that kEval does not fold the BatchNorm into a
 // convolution) and BatchNorm1d + ReLU after a Linear, each run as one step, must give the
 // layer-by-layer outputs, parameter gradients and running statistics byte for byte, in both
@@ -586,33 +622,8 @@ TEST(Sequential, FusedBatchNormReluGivesTheLayerByLayerResults) {
     model.emplace<ReLU<float>>();
     model.emplace<Linear<float>>(6, 3);
     model.build(Shape{2, 8, 8});
-    Rng rng(11);
-    model.init_parameters(rng);
-    // Shifts and scales away from 0 and 1, and running statistics away from the batch's.
-    randomise_affines(model, rng, 0.5f);
-    randomise_running_statistics(model, rng);
-    const std::vector<float> buffers_before(model.buffers().begin(), model.buffers().end());
-    Tensor<float> x(Shape{5, 2, 8, 8});
-    for (int64_t i = 0; i < x.numel(); ++i) x.data()[i] = static_cast<float>(rng.normal());
-    Tensor<float> dy(Shape{5, 3});
-    for (int64_t i = 0; i < dy.numel(); ++i) dy.data()[i] = static_cast<float>(rng.normal());
-
-    const TensorView<const float> fused_out = model.forward(x, mode);
-    const std::vector<float> fused_y(fused_out.data(), fused_out.data() + fused_out.numel());
-    const std::vector<float> fused_buffers(model.buffers().begin(), model.buffers().end());
-    model.zero_grad();
-    model.backward(dy);
-    const std::vector<float> fused_grads(model.gradients().begin(), model.gradients().end());
-
-    // The same layers, one at a time.
-    std::copy(buffers_before.begin(), buffers_before.end(), model.buffers().begin());
-    const std::vector<float> y = layer_by_layer(model, x, dy, mode);
-    ASSERT_EQ(0, std::memcmp(fused_y.data(), y.data(), fused_y.size() * sizeof(float)));
-    ASSERT_EQ(0, std::memcmp(fused_buffers.data(), model.buffers().data(),
-                             fused_buffers.size() * sizeof(float)));
-    ASSERT_EQ(0, std::memcmp(fused_grads.data(), model.gradients().data(),
-                             fused_grads.size() * sizeof(float)))
-        << (mode == Mode::kTrain ? "train" : "eval");
+    ASSERT_NO_FATAL_FAILURE(expect_steps_give_layer_by_layer_results(
+        model, Shape{5, 2, 8, 8}, Shape{5, 3}, mode, 11, mode == Mode::kTrain ? "train" : "eval"));
   }
 }
 
@@ -623,8 +634,14 @@ TEST(Sequential, FusedBatchNormReluGivesTheLayerByLayerResults) {
 // Conv2d right before would fold the BatchNorm in (other rounding, tested elsewhere), so there
 // an AvgPool2d(1), an identity, stands between them.
 TEST(Sequential, FusedBatchNormReluMaxPoolGivesTheLayerByLayerResults) {
-  const ops::Isa saved_isa = ops::isa();
-  const int saved_threads = ops::threads();
+  struct Restore {  // the instruction set and threads, also after a failed assertion
+    ops::Isa isa = ops::isa();
+    int threads = ops::threads();
+    ~Restore() {
+      ops::set_threads(threads);
+      ops::set_isa(isa);
+    }
+  } restore;
   for (const ops::Isa isa : ops::supported_isas())
     for (const int team : {1, 2})
       for (const Mode mode : {Mode::kTrain, Mode::kEval}) {
@@ -644,36 +661,9 @@ TEST(Sequential, FusedBatchNormReluMaxPoolGivesTheLayerByLayerResults) {
         model.emplace<Flatten<float>>();
         model.emplace<Linear<float>>(4 * 2 * 1, 3);
         model.build(Shape{3, 9, 7});
-        Rng rng(23);
-        model.init_parameters(rng);
-        randomise_affines(model, rng, 0.5f);
-        randomise_running_statistics(model, rng);
-        const std::vector<float> buffers_before(model.buffers().begin(), model.buffers().end());
-        Tensor<float> x(Shape{5, 3, 9, 7});
-        for (int64_t i = 0; i < x.numel(); ++i) x.data()[i] = static_cast<float>(rng.normal());
-        Tensor<float> dy(Shape{5, 3});
-        for (int64_t i = 0; i < dy.numel(); ++i) dy.data()[i] = static_cast<float>(rng.normal());
-
-        const TensorView<const float> fused_out = model.forward(x, mode);
-        const std::vector<float> fused_y(fused_out.data(), fused_out.data() + fused_out.numel());
-        const std::vector<float> fused_buffers(model.buffers().begin(), model.buffers().end());
-        model.zero_grad();
-        model.backward(dy);
-        const std::vector<float> fused_grads(model.gradients().begin(), model.gradients().end());
-
-        std::copy(buffers_before.begin(), buffers_before.end(), model.buffers().begin());
-        const std::vector<float> y = layer_by_layer(model, x, dy, mode);
-        ASSERT_EQ(0, std::memcmp(fused_y.data(), y.data(), fused_y.size() * sizeof(float)))
-            << where;
-        ASSERT_EQ(0, std::memcmp(fused_buffers.data(), model.buffers().data(),
-                                 fused_buffers.size() * sizeof(float)))
-            << where;
-        ASSERT_EQ(0, std::memcmp(fused_grads.data(), model.gradients().data(),
-                                 fused_grads.size() * sizeof(float)))
-            << where;
+        ASSERT_NO_FATAL_FAILURE(expect_steps_give_layer_by_layer_results(
+            model, Shape{5, 3, 9, 7}, Shape{5, 3}, mode, 23, where));
       }
-  ops::set_threads(saved_threads);
-  ops::set_isa(saved_isa);
 }
 
 class TempDir : public ::testing::Test {

@@ -1440,6 +1440,30 @@ TEST(OpsSweep, Conv2dReluPairEqualsTwoFusedConvolutionsBitForBit) {
   ops::set_conv_algorithm(saved_conv);
 }
 
+/// A BatchNorm's per-channel mean, var, gamma and beta (beta 0 on every third channel) and an
+/// input x of shape s with exact zeros among its normalised values (x = mean on about 1 value in
+/// 8: where beta is 0, the ReLU's rule at 0 decides).
+template <typename T>
+struct NormCase {
+  std::vector<T> mean, var, gamma, beta, x;
+};
+template <typename T>
+NormCase<T> random_norm_case(Rng& rng, const ops::NormShape& s) {
+  NormCase<T> c;
+  for (int64_t ch = 0; ch < s.channels; ++ch) {
+    c.mean.push_back(T(rng.normal() * 0.5));
+    c.var.push_back(T(0.2 + rng.uniform()));
+    c.gamma.push_back(T(rng.uniform(-1.5, 1.5)));
+    c.beta.push_back(ch % 3 == 0 ? T(0) : T(rng.normal() * 0.3));
+  }
+  const int64_t n = s.batch * s.channels * s.inner;
+  c.x = random_vector<T>(rng, n);
+  for (int64_t k = 0; k < n; ++k) {
+    if (rng.below(8) == 0) c.x[k] = c.mean[(k / s.inner) % s.channels];
+  }
+  return c;
+}
+
 /// BatchNorm's statistics, forward and backward (batch or running statistics), alone and fused
 /// with the ReLU after it: the default path against the reference on odd (batch, channels,
 /// inner), 1 and 2 threads; and the fused ops bit for bit against the two ops they replace on
@@ -1457,17 +1481,7 @@ void sweep_batchnorm(uint64_t seed, int cases) {
     const std::string what =
         "batch=" + std::to_string(s.batch) + " channels=" + std::to_string(s.channels) +
         " inner=" + std::to_string(s.inner) + " threads=" + std::to_string(ops::threads());
-    std::vector<T> mean(s.channels), var(s.channels), gamma(s.channels), beta(s.channels);
-    for (int64_t ch = 0; ch < s.channels; ++ch) {
-      mean[ch] = T(rng.normal() * 0.5);
-      var[ch] = T(0.2 + rng.uniform());
-      gamma[ch] = T(rng.uniform(-1.5, 1.5));
-      beta[ch] = ch % 3 == 0 ? T(0) : T(rng.normal() * 0.3);
-    }
-    auto x = random_vector<T>(rng, n);
-    for (int64_t k = 0; k < n; ++k) {
-      if (rng.below(8) == 0) x[k] = mean[(k / s.inner) % s.channels];
-    }
+    const auto [mean, var, gamma, beta, x] = random_norm_case<T>(rng, s);
     const auto dy = random_vector<T>(rng, n);
     const T eps = T(1e-5);
 
@@ -1576,17 +1590,9 @@ void sweep_batchnorm_relu_pool(uint64_t seed, int cases) {
                              " channels=" + std::to_string(channels) + " h=" + std::to_string(h) +
                              " w=" + std::to_string(w) +
                              " threads=" + std::to_string(ops::threads());
-    std::vector<T> mean(channels), var(channels), gamma(channels), beta(channels);
-    for (int64_t ch = 0; ch < channels; ++ch) {
-      mean[ch] = T(rng.normal() * 0.5);
-      var[ch] = T(0.2 + rng.uniform());
-      gamma[ch] = T(rng.uniform(-1.5, 1.5));
-      beta[ch] = ch % 3 == 0 ? T(0) : T(rng.normal() * 0.3);
-    }
-    auto x = random_vector<T>(rng, n);
-    for (int64_t k = 0; k < n; ++k) {
-      if (rng.below(8) == 0) x[k] = mean[(k / s.inner) % channels];
-      if (k > 0 && rng.below(8) == 0) x[k] = x[k - 1];  // ties, left or right in a window
+    auto [mean, var, gamma, beta, x] = random_norm_case<T>(rng, s);
+    for (int64_t k = 1; k < n; ++k) {
+      if (rng.below(8) == 0) x[k] = x[k - 1];  // ties, left or right in a window
     }
     const auto dy = random_vector<T>(rng, m);
     const T eps = T(1e-5);
