@@ -250,6 +250,9 @@ class MaxPool2d final : public Layer<T> {
   void pool(TensorView<const T> x, TensorView<T> y, Mode mode, bool after_relu);
   /// Before a backward: the argmax of x, if the latest forward (a kEval one) skipped it.
   void ensure_argmax(TensorView<const T> x, bool after_relu);
+  /// The shape checks of the fused backwards (backward_after_relu, fused_backward_argmax): x
+  /// the latest forward's input shape, dy its output's, dx (null: none wanted) x's. Throws.
+  void check_fused_backward(const Shape& x, const Shape& dy, const Shape* dx) const;
   Size2 kernel_, stride_, padding_;
   std::vector<int32_t> argmax_;
   Shape argmax_input_shape_;

@@ -131,13 +131,23 @@ int32_t* MaxPool2d<T>::fused_forward_argmax(const Shape& x, const Shape& y) {
 }
 
 template <typename T>
-const int32_t* MaxPool2d<T>::fused_backward_argmax(const Shape& x, const Shape& dy,
-                                                   const Shape* dx) {
+void MaxPool2d<T>::check_fused_backward(const Shape& x, const Shape& dy, const Shape* dx) const {
   const Shape expected = output_shape(x);
-  if (argmax_input_shape_ != x || argmax_missing_ || dy != expected || (dx && *dx != x)) {
+  if (argmax_input_shape_ != x || dy != expected || (dx && *dx != x)) {
     this->fail("backward: expected the input of the latest forward " + argmax_input_shape_.str() +
                ", its gradient and an output gradient " + expected.str() + ", got " + x.str() +
                ", " + (dx ? dx->str() : std::string("no input gradient")) + " and " + dy.str());
+  }
+}
+
+template <typename T>
+const int32_t* MaxPool2d<T>::fused_backward_argmax(const Shape& x, const Shape& dy,
+                                                   const Shape* dx) {
+  check_fused_backward(x, dy, dx);
+  if (argmax_missing_) {  // the latest forward was not forward_relu_maxpool's, which keeps it
+    this->fail(
+        "backward: expected the argmax of a BatchNorm, ReLU and pooling step's forward, "
+        "got a forward without it");
   }
   return argmax_.data();
 }
@@ -145,12 +155,7 @@ const int32_t* MaxPool2d<T>::fused_backward_argmax(const Shape& x, const Shape& 
 template <typename T>
 void MaxPool2d<T>::backward_after_relu(TensorView<const T> x, TensorView<const T> dy,
                                        TensorView<T> dx) {
-  const Shape expected = output_shape(x.shape());
-  if (argmax_input_shape_ != x.shape() || dy.shape() != expected || dx.shape() != x.shape()) {
-    this->fail("backward: expected the input of the latest forward " + argmax_input_shape_.str() +
-               ", its gradient and an output gradient " + expected.str() + ", got " +
-               x.shape().str() + ", " + dx.shape().str() + " and " + dy.shape().str());
-  }
+  check_fused_backward(x.shape(), dy.shape(), &dx.shape());
   ensure_argmax(x, true);
   ops::relu_maxpool2d_backward(dx.data(), dy.data(), x.data(), argmax_.data(),
                                pool_shape(x.shape()));

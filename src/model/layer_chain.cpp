@@ -69,10 +69,7 @@ void LayerChain<T>::set_layers(std::vector<Layer<T>*> layers) {
       conv_relu_[i] = relu;
       continue;
     }
-    const MaxPool2d<T>& pool = *fused_pool_[relu + 1];
-    const bool two_by_two = pool.kernel().h == 2 && pool.kernel().w == 2 && pool.stride().h == 2 &&
-                            pool.stride().w == 2 && pool.padding().h == 0 && pool.padding().w == 0;
-    if (two_by_two) conv_pool_[i] = relu + 1;
+    if (fused_pool_[relu + 1]->is_2x2_stride2()) conv_pool_[i] = relu + 1;
   }
   input_ = {};
   skipped_outputs_ = false;

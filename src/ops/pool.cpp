@@ -226,9 +226,24 @@ void maxpool_windows(T* y, int32_t* argmax, const T* x, const PoolShape& s) {
   }
 }
 
-/// The reference's scatter, plane by plane so that threads can share the planes. With kRelu,
-/// each routed gradient is kept only where x is not negative: ops::relu_backward applied to
-/// the scattered sum, since the mask depends on the position alone.
+/// The reference's scatter on one plane: dxp (in_size) zeroed, then each window's gradient
+/// (dyp, out_size) added at its argmax (ap). With kRelu, each routed gradient is kept only
+/// where x (xp, the plane's) is not negative: ops::relu_backward applied to the scattered sum,
+/// since the mask depends on the position alone.
+template <typename T, bool kRelu>
+void scatter_plane(T* dxp, const T* dyp, const T* xp, const int32_t* ap, int64_t in_size,
+                   int64_t out_size) {
+  std::fill(dxp, dxp + in_size, T(0));
+  for (int64_t o = 0; o < out_size; ++o) {
+    if constexpr (kRelu) {
+      dxp[ap[o]] += xp[ap[o]] < T(0) ? T(0) : dyp[o];
+    } else {
+      dxp[ap[o]] += dyp[o];
+    }
+  }
+}
+
+/// scatter_plane over every plane, the threads sharing the planes.
 template <typename T, bool kRelu>
 void maxpool_scatter(T* dx, const T* dy, const T* x, const int32_t* argmax, const PoolShape& s) {
   const int64_t planes = s.batch * s.channels, in_size = s.in_h * s.in_w;
@@ -237,19 +252,9 @@ void maxpool_scatter(T* dx, const T* dy, const T* x, const int32_t* argmax, cons
       planes * out_size > 16384 ? static_cast<int>(std::min<int64_t>(threads(), planes)) : 1;
   detail::for_each_range(team, planes, [&](int64_t first_plane, int64_t last_plane) {
     for (int64_t plane = first_plane; plane < last_plane; ++plane) {
-      T* dxp = dx + plane * in_size;
-      std::fill(dxp, dxp + in_size, T(0));
-      const T* dyp = dy + plane * out_size;
-      const int32_t* ap = argmax + plane * out_size;
-      if constexpr (kRelu) {
-        const T* xp = x + plane * in_size;
-        for (int64_t o = 0; o < out_size; ++o) {
-          const T upstream = dyp[o];
-          dxp[ap[o]] += xp[ap[o]] < T(0) ? T(0) : upstream;
-        }
-      } else {
-        for (int64_t o = 0; o < out_size; ++o) dxp[ap[o]] += dyp[o];
-      }
+      scatter_plane<T, kRelu>(dx + plane * in_size, dy + plane * out_size,
+                              kRelu ? x + plane * in_size : nullptr, argmax + plane * out_size,
+                              in_size, out_size);
     }
   });
 }
@@ -525,8 +530,7 @@ void maxpool_2x2_backward_plane(T* dx, const T* dy, const int32_t* argmax, int64
     const ops::PoolShape s{1, 1, in_h, in_w, 2, 2, 2, 2, 0, 0, out_h, out_w};
     ops::maxpool_2x2_backward_plane<false>(dx, dy, nullptr, argmax, s, ops::isa_has_avx2());
   } else {  // maxpool_scatter's plane
-    std::fill(dx, dx + in_h * in_w, T(0));
-    for (int64_t o = 0; o < out_h * out_w; ++o) dx[argmax[o]] += dy[o];
+    ops::scatter_plane<T, false>(dx, dy, nullptr, argmax, in_h * in_w, out_h * out_w);
   }
 }
 
