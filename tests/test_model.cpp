@@ -151,13 +151,91 @@ TEST(Sequential, GradientsAccumulateUntilZeroed) {
 
 /// Runs the model's layers one at a time (no fused pairs), forward then backward from dy:
 /// returns the output; the parameter gradients are left in the model (zeroed first).
+/// A Residual with a ReLU run as its layers, each alone (a Residual among them too): the body,
+/// then the shortcut, forward one layer at a time, ops::add_forward with the ReLU; backward
+/// ops::relu_backward of the sum, each branch one layer at a time, ops::accumulate of the two
+/// input gradients. None of the chain's fused steps runs.
+class ResidualByLayers {
+ public:
+  explicit ResidualByLayers(Residual<float>& block) : block_(block) {}
+  void forward(TensorView<const float> x, TensorView<float> y, Mode mode) {
+    x_ = x;
+    const TensorView<const float> a = run(true, mode), b = run(false, mode);
+    sum_.resize(a.shape());
+    ops::add_forward(sum_.data(), y.data(), a.data(), b.data(), a.numel(), true);
+  }
+  void backward(TensorView<const float> dy, TensorView<float> dx) {
+    Tensor<float> g(sum_.shape());
+    ops::relu_backward(g.data(), sum_.data(), dy.data(), g.numel());
+    const Tensor<float> body_dx = back(true, g), shortcut_dx = back(false, g);
+    if (dx.empty()) return;
+    std::copy(body_dx.data(), body_dx.data() + dx.numel(), dx.data());
+    ops::accumulate(dx.data(), shortcut_dx.data(), dx.numel());
+  }
+
+ private:
+  Layer<float>& layer(bool body, size_t i) { return body ? block_.body(i) : block_.shortcut(i); }
+  size_t size(bool body) const { return body ? block_.body_size() : block_.shortcut_size(); }
+  TensorView<const float> run(bool body, Mode mode);
+  Tensor<float> back(bool body, const Tensor<float>& g);
+  Residual<float>& block_;
+  TensorView<const float> x_;
+  std::vector<Tensor<float>> outs_[2];                       // [body]: each layer's output
+  std::vector<std::unique_ptr<ResidualByLayers>> inner_[2];  // [body][i]: a nested Residual's
+  Tensor<float> sum_;
+};
+
+TensorView<const float> ResidualByLayers::run(bool body, Mode mode) {
+  auto& outs = outs_[body];
+  auto& inner = inner_[body];
+  outs.resize(size(body));
+  inner.resize(size(body));
+  TensorView<const float> current = x_;
+  for (size_t i = 0; i < size(body); ++i) {
+    outs[i].resize(layer(body, i).output_shape(current.shape()));
+    if (auto* nested = dynamic_cast<Residual<float>*>(&layer(body, i))) {
+      inner[i] = std::make_unique<ResidualByLayers>(*nested);
+      inner[i]->forward(current, outs[i].view(), mode);
+    } else {
+      layer(body, i).forward(current, outs[i].view(), mode);
+    }
+    current = outs[i].view();
+  }
+  return current;
+}
+
+Tensor<float> ResidualByLayers::back(bool body, const Tensor<float>& g) {
+  Tensor<float> upstream = g;
+  for (size_t k = size(body); k-- > 0;) {
+    const TensorView<const float> in = k == 0 ? x_ : outs_[body][k - 1].view();
+    Tensor<float> dx(in.shape());
+    if (inner_[body][k]) {
+      inner_[body][k]->backward(upstream, dx.view());
+    } else {
+      layer(body, k).backward(in, outs_[body][k].view(), upstream, dx.view());
+    }
+    upstream = std::move(dx);
+  }
+  return upstream;
+}
+
+/// model's forward and backward one top-level layer at a time (and with into_residuals, each
+/// Residual with a ReLU opened into its layers too: ResidualByLayers): returns the output and
+/// leaves the parameter gradients (zeroed first) in the model.
 std::vector<float> layer_by_layer(Sequential<float>& model, const Tensor<float>& x,
-                                  const Tensor<float>& dy, Mode mode) {
+                                  const Tensor<float>& dy, Mode mode, bool into_residuals = false) {
   std::vector<Tensor<float>> outs(model.size());
+  std::vector<std::unique_ptr<ResidualByLayers>> opened(model.size());
   TensorView<const float> current = x;
   for (size_t i = 0; i < model.size(); ++i) {
     outs[i].resize(model.layer(i).output_shape(current.shape()));
-    model.layer(i).forward(current, outs[i].view(), mode);
+    auto* block = dynamic_cast<Residual<float>*>(&model.layer(i));
+    if (into_residuals && block && block->activation() == "ReLU") {
+      opened[i] = std::make_unique<ResidualByLayers>(*block);
+      opened[i]->forward(current, outs[i].view(), mode);
+    } else {
+      model.layer(i).forward(current, outs[i].view(), mode);
+    }
     current = outs[i].view();
   }
   const std::vector<float> y(current.begin(), current.end());
@@ -166,7 +244,12 @@ std::vector<float> layer_by_layer(Sequential<float>& model, const Tensor<float>&
   for (size_t k = model.size(); k-- > 0;) {
     const TensorView<const float> in = k == 0 ? TensorView<const float>(x) : outs[k - 1].view();
     Tensor<float> dx(in.shape());
-    model.layer(k).backward(in, outs[k].view(), upstream, k == 0 ? TensorView<float>() : dx.view());
+    const TensorView<float> wanted = k == 0 ? TensorView<float>() : dx.view();
+    if (opened[k]) {
+      opened[k]->backward(upstream, wanted);
+    } else {
+      model.layer(k).backward(in, outs[k].view(), upstream, wanted);
+    }
     upstream = std::move(dx);
   }
   return y;
@@ -564,9 +647,11 @@ TEST(Sequential, ResidualFusedIntoItsLastConvolutionInEvaluationGivesTheUnfusedR
 /// backward from random dy (dy_shape) as a whole (its fused steps), then the same layers one at
 /// a time from the same running statistics (layer_by_layer), and asserts that the outputs,
 /// running statistics and parameter gradients are the same bytes (`where` names the case).
+/// into_residuals: layer_by_layer opens the Residuals too.
 void expect_steps_give_layer_by_layer_results(Sequential<float>& model, const Shape& x_shape,
                                               const Shape& dy_shape, Mode mode, uint64_t seed,
-                                              const std::string& where) {
+                                              const std::string& where,
+                                              bool into_residuals = false) {
   Rng rng(seed);
   model.init_parameters(rng);
   randomise_affines(model, rng, 0.5f);
@@ -585,7 +670,7 @@ void expect_steps_give_layer_by_layer_results(Sequential<float>& model, const Sh
   const std::vector<float> fused_grads(model.gradients().begin(), model.gradients().end());
 
   std::copy(buffers_before.begin(), buffers_before.end(), model.buffers().begin());
-  const std::vector<float> y = layer_by_layer(model, x, dy, mode);
+  const std::vector<float> y = layer_by_layer(model, x, dy, mode, into_residuals);
   ASSERT_EQ(0, std::memcmp(fused_y.data(), y.data(), fused_y.size() * sizeof(float))) << where;
   ASSERT_EQ(0, std::memcmp(fused_buffers.data(), model.buffers().data(),
                            fused_buffers.size() * sizeof(float)))
@@ -664,6 +749,114 @@ TEST(Sequential, FusedBatchNormReluMaxPoolGivesTheLayerByLayerResults) {
         ASSERT_NO_FATAL_FAILURE(expect_steps_give_layer_by_layer_results(
             model, Shape{5, 3, 9, 7}, Shape{5, 3}, mode, 23, where));
       }
+}
+
+// In training, a Residual whose body ends with a BatchNorm, and whose shortcut is the identity or
+// ends with one, runs its end (the BatchNorms, the sum and the ReLU) as one pass, and recomputes
+// the ReLU's mask in backward: output, gradients and running statistics bit for bit those of its
+// layers one at a time, on every instruction set, 1 and 2 threads. Blocks: an identity one; a
+// projection (strided 1x1 Conv2d + BatchNorm2d); a shortcut that is a BatchNorm alone; one with
+// a Residual nested in its body; and one whose body does not end with a BatchNorm (not fused).
+// kEval folds the BatchNorms into the convolutions (other rounding, tested elsewhere): kTrain.
+TEST(Sequential, FusedResidualEndGivesTheLayerByLayerResults) {
+  struct Restore {  // the instruction set and threads, also after a failed assertion
+    ops::Isa isa = ops::isa();
+    int threads = ops::threads();
+    ~Restore() {
+      ops::set_threads(threads);
+      ops::set_isa(isa);
+    }
+  } restore;
+  using Layers = std::vector<std::unique_ptr<Layer<float>>>;
+  const auto conv_norm = [](Layers& layers, int64_t in, int64_t out, int64_t kernel,
+                            int64_t stride) {
+    layers.push_back(std::make_unique<Conv2d<float>>(in, out, kernel, stride, kernel / 2, false));
+    layers.push_back(std::make_unique<BatchNorm2d<float>>(out));
+  };
+  const auto basic_body = [&](int64_t in, int64_t out, int64_t stride) {
+    Layers body;
+    conv_norm(body, in, out, 3, stride);
+    body.push_back(std::make_unique<ReLU<float>>());
+    conv_norm(body, out, out, 3, 1);
+    return body;
+  };
+  for (const ops::Isa isa : ops::supported_isas())
+    for (const int team : {1, 2}) {
+      ops::set_isa(isa);
+      ops::set_threads(team);
+      const std::string where =
+          std::string(ops::isa_name(isa)) + ", " + std::to_string(team) + " threads";
+      Sequential<float> model;
+      model.emplace<Conv2d<float>>(2, 4, 3, 1, 1);
+      model.emplace<BatchNorm2d<float>>(4);
+      model.emplace<ReLU<float>>();
+      model.add(std::make_unique<Residual<float>>(basic_body(4, 4, 1), Layers{}, "ReLU"));
+      {
+        Layers shortcut;
+        conv_norm(shortcut, 4, 6, 1, 2);
+        model.add(
+            std::make_unique<Residual<float>>(basic_body(4, 6, 2), std::move(shortcut), "ReLU"));
+      }
+      {
+        Layers shortcut;
+        shortcut.push_back(std::make_unique<BatchNorm2d<float>>(6));
+        model.add(
+            std::make_unique<Residual<float>>(basic_body(6, 6, 1), std::move(shortcut), "ReLU"));
+      }
+      {
+        Layers body;
+        body.push_back(std::make_unique<Residual<float>>(basic_body(6, 6, 1), Layers{}, "ReLU"));
+        conv_norm(body, 6, 6, 3, 1);
+        model.add(std::make_unique<Residual<float>>(std::move(body), Layers{}, "ReLU"));
+      }
+      {
+        Layers body;
+        conv_norm(body, 6, 6, 3, 1);
+        body.push_back(std::make_unique<ReLU<float>>());
+        model.add(std::make_unique<Residual<float>>(std::move(body), Layers{}, "ReLU"));
+      }
+      model.emplace<Flatten<float>>();
+      model.emplace<Linear<float>>(6 * 5 * 4, 3);
+      model.build(Shape{2, 9, 7});
+      ASSERT_NO_FATAL_FAILURE(expect_steps_give_layer_by_layer_results(
+          model, Shape{5, 2, 9, 7}, Shape{5, 3}, Mode::kTrain, 29, where, true));
+    }
+}
+
+// LayerChain::forward_to_last_norm leaves the last BatchNorm's output to its caller; output()
+// then computes it: the bytes forward() writes.
+TEST(LayerChain, OutputAfterForwardToLastNormIsTheForwardOutput) {
+  Conv2d<float> conv(2, 3, 3, 1, 1);
+  BatchNorm2d<float> norm(3);
+  Rng rng(31);
+  std::vector<float> conv_values(3 * 2 * 3 * 3 + 3), conv_grads(conv_values.size());
+  for (float& v : conv_values) v = static_cast<float>(rng.normal());
+  conv.bind_parameters(conv_values.data(), conv_grads.data());
+  std::vector<float> norm_values = {1.5f, 0.5f, -1.0f, -0.25f, 0.0f, 0.75f}, norm_grads(6);
+  std::vector<float> norm_buffers(7);  // running mean and variance, num_batches_tracked
+  norm.bind_parameters(norm_values.data(), norm_grads.data());
+  norm.bind_buffers(norm_buffers.data());
+  norm.reset_buffers();
+  Tensor<float> x(Shape{4, 2, 5, 6});
+  for (int64_t i = 0; i < x.numel(); ++i) x.data()[i] = static_cast<float>(rng.normal());
+
+  detail::LayerChain<float> whole, split;
+  whole.set_layers({&conv, &norm});
+  split.set_layers({&conv, &norm});
+  const TensorView<const float> expected = whole.forward(x, Mode::kTrain);
+  const std::vector<float> want(expected.begin(), expected.end());
+  ASSERT_EQ(split.last_norm(), &norm);
+  const TensorView<const float> before = split.forward_to_last_norm(x, Mode::kTrain);
+  ASSERT_EQ(before.shape(), (Shape{4, 3, 5, 6}));
+  norm.forward_statistics(before, Mode::kTrain);
+  const TensorView<const float> got = split.output();
+  ASSERT_EQ(got.numel(), static_cast<int64_t>(want.size()));
+  EXPECT_EQ(0, std::memcmp(got.data(), want.data(), want.size() * sizeof(float)));
+  EXPECT_TRUE(split.forward_to_last_norm(x, Mode::kEval).empty()) << "kEval runs nothing";
+  detail::LayerChain<float> no_norm;
+  no_norm.set_layers({&conv});
+  EXPECT_EQ(no_norm.last_norm(), nullptr);
+  EXPECT_TRUE(no_norm.forward_to_last_norm(x, Mode::kTrain).empty());
 }
 
 class TempDir : public ::testing::Test {

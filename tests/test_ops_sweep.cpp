@@ -1638,6 +1638,82 @@ TEST_P(OpsSweepAllPaths, BatchNormReluMaxPoolEqualsTheThreeOpsBitForBit) {
   sweep_batchnorm_relu_pool<double>(44, 40);
 }
 
+/// A residual block's end (ops::batchnorm_add_relu_forward and its mask) bit for bit against the
+/// ops it stands for: batchnorm_forward of the body's branch and of a projection shortcut's (or
+/// the identity's addend), add_forward with its ReLU, relu_backward of the sum; on odd (batch,
+/// channels, inner), 1 and 2 threads, with exact zeros among the sums (the addend the negated
+/// normalised value, or the shortcut's x equal to the body's where their affines cancel),
+/// where the ReLU's rule at 0 decides, and with the gradient written over dy in place.
+template <typename T>
+void sweep_batchnorm_add_relu(uint64_t seed, int cases) {
+  Rng rng(seed);
+  const int saved = ops::threads();
+  for (int c = 0; c < cases; ++c) {
+    ops::set_threads(1 + c % 2);
+    const bool projection = c % 2 == 1;
+    const ops::NormShape s{1 + int64_t(rng.below(4)), 1 + int64_t(rng.below(6)),
+                           1 + int64_t(rng.below(c % 7 == 0 ? 800 : 40))};
+    const int64_t n = s.batch * s.channels * s.inner;
+    const std::string what =
+        "batch=" + std::to_string(s.batch) + " channels=" + std::to_string(s.channels) +
+        " inner=" + std::to_string(s.inner) + (projection ? " projection" : " identity") +
+        " threads=" + std::to_string(ops::threads());
+    const T eps = T(1e-5);
+    auto a = random_norm_case<T>(rng, s);
+    auto b = random_norm_case<T>(rng, s);
+    std::vector<T> va(n), vb(n);
+    ops::batchnorm_forward(va.data(), a.x.data(), a.mean.data(), a.var.data(), a.gamma.data(),
+                           a.beta.data(), s, eps);
+    if (projection) {
+      // The shortcut's affine the body's negated: where the two x agree, the sum is exactly 0.
+      for (int64_t ch = 0; ch < s.channels; ++ch) {
+        b.mean[ch] = a.mean[ch];
+        b.var[ch] = a.var[ch];
+        b.gamma[ch] = -a.gamma[ch];
+        b.beta[ch] = -a.beta[ch];
+      }
+      for (int64_t k = 0; k < n; ++k) {
+        if (rng.below(6) == 0) b.x[k] = a.x[k];
+      }
+      ops::batchnorm_forward(vb.data(), b.x.data(), b.mean.data(), b.var.data(), b.gamma.data(),
+                             b.beta.data(), s, eps);
+    } else {
+      for (int64_t k = 0; k < n; ++k) vb[k] = rng.below(6) == 0 ? -va[k] : b.x[k];
+    }
+    const ops::NormOperand<T> body{a.x.data(),     a.mean.data(), a.var.data(),
+                                   a.gamma.data(), a.beta.data(), eps};
+    const ops::NormOperand<T> shortcut{b.x.data(),     b.mean.data(), b.var.data(),
+                                       b.gamma.data(), b.beta.data(), eps};
+    const ops::NormOperand<T>* const shortcut_norm = projection ? &shortcut : nullptr;
+    const T* const addend = projection ? nullptr : vb.data();
+
+    std::vector<T> sum(n), y_ops(n), y_fused(n, T(9));
+    ops::add_forward(sum.data(), y_ops.data(), va.data(), vb.data(), n, true);
+    ops::batchnorm_add_relu_forward(y_fused.data(), body, shortcut_norm, addend, s);
+    ASSERT_TRUE(same_bits(y_fused, y_ops)) << "forward " << what;
+    int64_t zeros = 0;
+    for (const T v : sum) zeros += v == T(0);
+    if (s.inner > 8) {
+      ASSERT_GT(zeros, 0) << "no exact zero among the sums: " << what;
+    }
+
+    const auto dy = random_vector<T>(rng, n);
+    std::vector<T> g_ops(n), g_fused(n, T(9)), g_in_place = dy;
+    ops::relu_backward(g_ops.data(), sum.data(), dy.data(), n);
+    ops::batchnorm_add_relu_mask(g_fused.data(), dy.data(), body, shortcut_norm, addend, s);
+    ASSERT_TRUE(same_bits(g_fused, g_ops)) << "mask " << what;
+    ops::batchnorm_add_relu_mask(g_in_place.data(), g_in_place.data(), body, shortcut_norm, addend,
+                                 s);
+    ASSERT_TRUE(same_bits(g_in_place, g_ops)) << "mask in place " << what;
+  }
+  ops::set_threads(saved);
+}
+
+TEST_P(OpsSweepAllPaths, BatchNormAddReluEqualsTheOpsItReplacesBitForBit) {
+  sweep_batchnorm_add_relu<float>(47, 120);
+  sweep_batchnorm_add_relu<double>(48, 40);
+}
+
 // BatchNorm's float sums run by AVX2 loops where the CPU has AVX2 and by scalar loops on the
 // portable path: the same 16 double lanes in the same order, so the same bits. Statistics,
 // and the backward alone and fused with the ReLU, on planes shorter than, equal to and longer

@@ -46,7 +46,11 @@
 //    implicit GEMM runs too (forward_add_shortcut_relu: resnet's projections), the same call
 //    computes each group's shortcut beside the first convolution, while the group's input is
 //    in the cache, and adds it (ops::conv2d_relu_pair_shortcut_forward): the shortcut's output
-//    is never written either, and a backward runs the shortcut chain's forward first.
+//    is never written either, and a backward runs the shortcut chain's forward first;
+//  * in kTrain, on request (forward_to_last_norm: a Residual whose body ends with a BatchNorm),
+//    the chain stops before its last BatchNorm and leaves the normalisation to the caller, which
+//    normalises both branches, adds them and applies the block's ReLU in one pass
+//    (ops::batchnorm_add_relu_forward); output() normalises only if asked.
 
 #include <utility>
 #include <vector>
@@ -102,8 +106,17 @@ class LayerChain {
   /// run: a caller that needs its output runs its forward). Returns whether it ran; when not,
   /// it has run nothing. x must stay alive and unchanged until backward().
   bool forward_add_shortcut_relu(TensorView<const T> x, LayerChain& shortcut, TensorView<T> y);
-  /// The latest forward's last output (computed now if forward_add_relu skipped it), valid
-  /// until the next forward.
+  /// kTrain, for a chain whose last layer is a BatchNorm (last_norm()): forward() up to that
+  /// layer, returning its input (x for a chain of one), with the last output's shape set but
+  /// not its values (output() computes them). The caller then runs the BatchNorm's
+  /// forward_statistics on the returned tensor and normalises it itself (a residual block's
+  /// end); backward() runs as after forward(). Returns an empty view, having run nothing, in
+  /// kEval or when the last layer is not a BatchNorm.
+  TensorView<const T> forward_to_last_norm(TensorView<const T> x, Mode mode);
+  /// The last layer when it is a BatchNorm, else null.
+  BatchNorm<T>* last_norm() const;
+  /// The latest forward's last output (computed now if forward_add_relu or
+  /// forward_to_last_norm skipped it), valid until the next forward.
   TensorView<const T> output();
   /// Backpropagates dy (the shape of the latest forward's output): accumulates parameter
   /// gradients and assigns dx (the shape of the latest input) unless dx is empty. dx must not
@@ -162,8 +175,9 @@ class LayerChain {
   Tensor<T> recomputed_;  // the unfolded BatchNorm output recompute_skipped_outputs writes
   std::vector<T> fold_bias_, fold_scale_, fold_shift_;
   TensorView<const T> input_;
-  bool skipped_outputs_ = false;  // the latest forward folded or fused: recompute before backward
-  size_t add_relu_conv_ = 0;      // forward_add_relu ran Conv2d add_relu_conv_ - 1 fused, or 0
+  bool skipped_outputs_ = false;    // the latest forward folded or fused: recompute before backward
+  bool last_norm_skipped_ = false;  // forward_to_last_norm ran: output() normalises first
+  size_t add_relu_conv_ = 0;        // forward_add_relu ran Conv2d add_relu_conv_ - 1 fused, or 0
   size_t pair_relu_ = 0;  // forward_pair_add_relu skipped the output of ReLU pair_relu_, or 0
   std::vector<T> pair_bias_, pair_scale_;  // its first convolution's folded bias and scale
 };

@@ -23,6 +23,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cnn/init.hpp"
@@ -482,6 +483,15 @@ class BatchNorm : public Layer<T> {
                              MaxPool2d<T>& pool);
   /// Whether the batch statistics are taken over several ranks (synchronise_batch_statistics).
   bool synchronised() const;
+  /// The first half of forward, for a step that normalises x itself (a residual block's end,
+  /// ops::batchnorm_add_relu_forward): checks x as forward does, and in kTrain takes the batch
+  /// statistics and updates the running ones exactly as forward would; returns the operand
+  /// (x, and the statistics and affine) that forward would normalise x with, valid until the
+  /// next forward. backward (y unread) and normalise_again then follow as after forward.
+  ops::NormOperand<T> forward_statistics(TensorView<const T> x, Mode mode);
+  /// y = this layer's output for x by the statistics of the latest forward or
+  /// forward_statistics (x the same input): what that forward wrote, or would have.
+  void normalise_again(TensorView<const T> x, TensorView<T> y) const;
 
  protected:
   /// `dims`: the input ranks accepted, e.g. "(N, C, H, W)"; ranks in [min_rank, max_rank].
@@ -493,6 +503,9 @@ class BatchNorm : public Layer<T> {
 
  private:
   ops::NormShape norm_shape(const Shape& input) const;
+  /// forward_statistics's work without its checks: the statistics that normalise x, as
+  /// {mean, var}.
+  std::pair<const T*, const T*> statistics(TensorView<const T> x, Mode mode);
   /// With `pool`, forward_relu_maxpool's step (y the pool's output).
   void run_forward(TensorView<const T> x, TensorView<T> y, Mode mode, bool relu,
                    MaxPool2d<T>* pool = nullptr);

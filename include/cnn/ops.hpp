@@ -330,6 +330,32 @@ void maxpool2x2_relu_batchnorm_backward(T* dx, T* dgamma, T* dbeta, const T* dy,
                                         const NormShape& s, int64_t h, int64_t w, T eps,
                                         bool batch_statistics);
 
+/// A BatchNorm's input and what normalises it: batchnorm_forward's arguments but y and s.
+template <typename T>
+struct NormOperand {
+  const T* x = nullptr;
+  const T* mean = nullptr;
+  const T* var = nullptr;
+  const T* gamma = nullptr;  // null: 1
+  const T* beta = nullptr;   // null: 0
+  T eps = T(0);
+};
+/// A residual block's end as one pass: y = relu(batchnorm(a) + b), where b = batchnorm(*b_norm)
+/// when b_norm is not null (a projection shortcut ending in a BatchNorm) and else the tensor
+/// `addend` (the identity shortcut's x). Each batchnorm is batchnorm_forward's value and the sum
+/// and ReLU add_forward's, bit for bit, without the normalised tensors or the sum. All (batch,
+/// channels, inner) of s; y aliases no input.
+template <typename T>
+void batchnorm_add_relu_forward(T* y, const NormOperand<T>& a, const NormOperand<T>* b_norm,
+                                const T* addend, const NormShape& s);
+/// The gradient reaching the sum of batchnorm_add_relu_forward from dy = dL/dy: g = v < 0 ? 0 :
+/// dy (relu_backward's rule), with v = the sum recomputed as that forward formed it, bit for
+/// bit; arguments as there. g (the block's dL/dsum, which both branches' backward read) may
+/// alias dy.
+template <typename T>
+void batchnorm_add_relu_mask(T* g, const T* dy, const NormOperand<T>& a,
+                             const NormOperand<T>* b_norm, const T* addend, const NormShape& s);
+
 // ---- dense ---------------------------------------------------------------------------------
 /// y (N, out) = x (N, in) w^T + b; w (out, in); b (out) may be null.
 template <typename T>

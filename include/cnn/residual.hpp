@@ -65,6 +65,11 @@ class Residual final : public Layer<T> {
   void on_buffers_bound(T* values) override;
 
  private:
+  /// kTrain with the ReLU, when the body ends with a BatchNorm and the shortcut is the
+  /// identity or ends with one: the block's end as one pass (ops::batchnorm_add_relu_forward),
+  /// y = relu(BatchNorm(a) + BatchNorm(b) or x) without either BatchNorm's output or the sum.
+  /// Returns whether it ran; when not, it has run nothing.
+  bool forward_norm_end(TensorView<const T> x, TensorView<T> y);
   /// The children's parameter or buffer specs (specs_of), body first, named
   /// "body.<i>.<name>" / "shortcut.<i>.<name>".
   std::vector<ParamSpec> child_specs(std::vector<ParamSpec> (Layer<T>::*specs_of)() const) const;
@@ -85,6 +90,11 @@ class Residual final : public Layer<T> {
   // That forward ran the shortcut inside the body's call (LayerChain::forward_add_shortcut_relu):
   // the shortcut chain has not run, and a backward runs it first.
   bool shortcut_deferred_ = false;
+  // The latest forward ran forward_norm_end: its operands (the BatchNorms' inputs in the chains'
+  // outputs, their statistics), from which backward recomputes the ReLU's mask. end_shortcut_:
+  // the shortcut's BatchNorm (else the identity's x).
+  bool end_fused_ = false, end_shortcut_ = false;
+  ops::NormOperand<T> end_body_{}, end_shortcut_norm_{};
 };
 
 }  // namespace cnn

@@ -133,31 +133,57 @@ void BatchNorm<T>::forward_relu_maxpool(TensorView<const T> x, TensorView<T> y, 
 }
 
 template <typename T>
+ops::NormOperand<T> BatchNorm<T>::forward_statistics(TensorView<const T> x, Mode mode) {
+  // forward's checks of x and of this layer's state: the output, of x's shape, stands in as x
+  // itself (nothing writes it).
+  this->check_forward(x, TensorView<T>(const_cast<T*>(x.data()), x.shape()));
+  const auto [mean, var] = statistics(x, mode);
+  return {x.data(),
+          mean,
+          var,
+          affine_ ? this->value_data(0) : nullptr,
+          affine_ ? this->value_data(1) : nullptr,
+          static_cast<T>(eps_)};
+}
+
+template <typename T>
+void BatchNorm<T>::normalise_again(TensorView<const T> x, TensorView<T> y) const {
+  const Shape expected = output_shape(x.shape());
+  if (y.shape() != expected || x.empty() || y.empty())
+    this->fail("normalise_again: expected output " + expected.str() + ", got " + y.shape().str());
+  ops::batchnorm_forward(
+      y.data(), x.data(), last_train_ ? batch_mean_.data() : this->buffer_data(0),
+      last_train_ ? batch_var_.data() : this->buffer_data(1),
+      affine_ ? this->value_data(0) : nullptr, affine_ ? this->value_data(1) : nullptr,
+      norm_shape(x.shape()), static_cast<T>(eps_));
+}
+
+template <typename T>
 void BatchNorm<T>::run_forward(TensorView<const T> x, TensorView<T> y, Mode mode, bool relu,
                                MaxPool2d<T>* pool) {
   const ops::NormShape s = norm_shape(x.shape());
   const T* gamma = affine_ ? this->value_data(0) : nullptr;
   const T* beta = affine_ ? this->value_data(1) : nullptr;
-  const auto normalise = [&](const T* mean, const T* var) {
-    const T eps = static_cast<T>(eps_);
-    if (pool) {
-      const Shape& in = x.shape();
-      ops::batchnorm_relu_maxpool2x2_forward(y.data(), pool->fused_forward_argmax(in, y.shape()),
-                                             x.data(), mean, var, gamma, beta, s, in[2], in[3],
-                                             eps);
-    } else if (relu) {
-      ops::batchnorm_relu_forward(y.data(), x.data(), mean, var, gamma, beta, s, eps);
-    } else {
-      ops::batchnorm_forward(y.data(), x.data(), mean, var, gamma, beta, s, eps);
-    }
-  };
+  const auto [mean, var] = statistics(x, mode);
+  const T eps = static_cast<T>(eps_);
+  if (pool) {
+    const Shape& in = x.shape();
+    ops::batchnorm_relu_maxpool2x2_forward(y.data(), pool->fused_forward_argmax(in, y.shape()),
+                                           x.data(), mean, var, gamma, beta, s, in[2], in[3], eps);
+  } else if (relu) {
+    ops::batchnorm_relu_forward(y.data(), x.data(), mean, var, gamma, beta, s, eps);
+  } else {
+    ops::batchnorm_forward(y.data(), x.data(), mean, var, gamma, beta, s, eps);
+  }
+}
+
+template <typename T>
+std::pair<const T*, const T*> BatchNorm<T>::statistics(TensorView<const T> x, Mode mode) {
+  const ops::NormShape s = norm_shape(x.shape());
   T* running_mean = this->buffer_data(0);
   T* running_var = this->buffer_data(1);
   last_train_ = mode == Mode::kTrain;
-  if (!last_train_) {
-    normalise(running_mean, running_var);
-    return;
-  }
+  if (!last_train_) return {running_mean, running_var};
   const bool synchronised = ranks_ != nullptr && ranks_->size() > 1;
   if (synchronised) synchronised_statistics(x.data(), s);
   const int64_t count = synchronised ? global_count_ : s.batch * s.inner;
@@ -168,7 +194,6 @@ void BatchNorm<T>::run_forward(TensorView<const T> x, TensorView<T> y, Mode mode
         x.shape().str());
   }
   if (!synchronised) ops::batchnorm_statistics(batch_mean_.data(), batch_var_.data(), x.data(), s);
-  normalise(batch_mean_.data(), batch_var_.data());
   // PyTorch's update, in T: running = (1 - momentum) running + momentum batch.
   const T m = static_cast<T>(momentum_);
   const T unbias = static_cast<T>(static_cast<double>(count) / static_cast<double>(count - 1));
@@ -178,6 +203,7 @@ void BatchNorm<T>::run_forward(TensorView<const T> x, TensorView<T> y, Mode mode
     running_var[c] = (T(1) - m) * running_var[c] + m * batch_var_[k] * unbias;
   }
   this->buffer_data(2)[0] += T(1);
+  return {batch_mean_.data(), batch_var_.data()};
 }
 
 template <typename T>

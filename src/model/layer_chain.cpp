@@ -73,6 +73,7 @@ void LayerChain<T>::set_layers(std::vector<Layer<T>*> layers) {
   }
   input_ = {};
   skipped_outputs_ = false;
+  last_norm_skipped_ = false;
   pair_relu_ = 0;
 }
 
@@ -282,7 +283,30 @@ bool LayerChain<T>::forward_pair_add_relu([[maybe_unused]] TensorView<const T> x
 }
 
 template <typename T>
+BatchNorm<T>* LayerChain<T>::last_norm() const {
+  return layers_.empty() ? nullptr : dynamic_cast<BatchNorm<T>*>(layers_.back());
+}
+
+template <typename T>
+TensorView<const T> LayerChain<T>::forward_to_last_norm(TensorView<const T> x, Mode mode) {
+  // kTrain only: in kEval a BatchNorm2d after a Conv2d is folded into it, a step past the end.
+  const BatchNorm<T>* norm = last_norm();
+  if (mode != Mode::kTrain || !norm) return {};
+  const TensorView<const T> before = forward_until(x, mode, layers_.size() - 1);
+  // Its shape now (backward checks it), its values when output() asks.
+  outputs_.back().resize(norm->output_shape(before.shape()));
+  last_norm_skipped_ = true;
+  return before;
+}
+
+template <typename T>
 TensorView<const T> LayerChain<T>::output() {
+  if (last_norm_skipped_) {
+    const size_t last = layers_.size() - 1;
+    last_norm()->normalise_again(last == 0 ? input_ : outputs_[last - 1].view(),
+                                 outputs_[last].view());
+    last_norm_skipped_ = false;
+  }
   if (skipped_outputs_) recompute_skipped_outputs();
   return layers_.empty() ? input_ : outputs_.back().view();
 }
@@ -291,6 +315,7 @@ template <typename T>
 TensorView<const T> LayerChain<T>::forward_until(TensorView<const T> x, Mode mode, size_t end) {
   input_ = x;
   skipped_outputs_ = false;
+  last_norm_skipped_ = false;
   add_relu_conv_ = 0;
   pair_relu_ = 0;
   std::fill(relu_norm_ran_.begin(), relu_norm_ran_.end(), 0);

@@ -567,11 +567,12 @@ double* channel_sums(int64_t count) {
 }
 
 /// Each channel's ChannelAffine, made once per call by the calling thread into its grow-only
-/// buffer, for the planes to look up: one square root and division per plane cost a
+/// buffer (one per Slot), for the planes to look up: one square root and division per plane cost a
 /// BatchNorm1d (planes of one value) more than its arithmetic.
-template <typename T>
+template <typename T, int Slot = 0>
 const ChannelAffine<T>* channel_affines(const NormShape& s, const T* mean, const T* var,
                                         const T* gamma, const T* beta, T eps) {
+  // Slot: another buffer, for a second BatchNorm's affines in the same op.
   thread_local std::vector<ChannelAffine<T>> affines;
   affines.clear();  // keeps the capacity: no allocation once warm
   for (int64_t c = 0; c < s.channels; ++c) affines.emplace_back(c, mean, var, gamma, beta, eps);
@@ -855,6 +856,117 @@ void batchnorm_relu_mask(T* g, const T* dy, const T* x, const T* mean, const T* 
   });
 }
 
+namespace {
+
+/// The two normalised branches of a residual block's end, per channel: batchnorm_add_relu's
+/// sum at one value, formed by the expressions normalise() and add_forward use (no contraction
+/// in this file), so that forward and mask agree with those ops and with each other bit for bit.
+template <typename T>
+struct BlockEnd {
+  const T* a_x;
+  const ChannelAffine<T>* a_affines;
+  const T* b_x;                       // the shortcut BatchNorm's input, or the addend
+  const ChannelAffine<T>* b_affines;  // null: b_x is the addend itself
+  /// body(offset, a_affine, b_affine or null) for every plane (for_each_plane's split).
+  template <typename Body>
+  void planes(const NormShape& s, const Body& body) const {
+    for_each_plane(s, [&](int64_t n, int64_t c) {
+      body((n * s.channels + c) * s.inner, a_affines[c], b_affines ? &b_affines[c] : nullptr);
+    });
+  }
+};
+
+template <typename T>
+BlockEnd<T> block_end(const NormOperand<T>& a, const NormOperand<T>* b_norm, const T* addend,
+                      const NormShape& s) {
+  return {a.x, channel_affines<T, 0>(s, a.mean, a.var, a.gamma, a.beta, a.eps),
+          b_norm ? b_norm->x : addend,
+          b_norm ? channel_affines<T, 1>(s, b_norm->mean, b_norm->var, b_norm->gamma, b_norm->beta,
+                                         b_norm->eps)
+                 : nullptr};
+}
+
+/// The reference ops' sum, into v (all of s): ref::batchnorm_forward of each branch, then
+/// ref::add_forward.
+template <typename T>
+void reference_block_sum(std::vector<T>& v, const NormOperand<T>& a, const NormOperand<T>* b_norm,
+                         const T* addend, const NormShape& s) {
+  const size_t n = static_cast<size_t>(s.batch * s.channels * s.inner);
+  std::vector<T> va(n), vb(b_norm ? n : 0);
+  ref::batchnorm_forward(va.data(), a.x, a.mean, a.var, a.gamma, a.beta, s, a.eps);
+  if (b_norm) {
+    ref::batchnorm_forward(vb.data(), b_norm->x, b_norm->mean, b_norm->var, b_norm->gamma,
+                           b_norm->beta, s, b_norm->eps);
+  }
+  v.resize(n);
+  ref::add_forward<T>(nullptr, v.data(), va.data(), b_norm ? vb.data() : addend,
+                      static_cast<int64_t>(n), false);
+}
+
+}  // namespace
+
+template <typename T>
+void batchnorm_add_relu_forward(T* y, const NormOperand<T>& a, const NormOperand<T>* b_norm,
+                                const T* addend, const NormShape& s) {
+  if (reference_mode()) {
+    std::vector<T> v;
+    reference_block_sum(v, a, b_norm, addend, s);
+    return ref::relu_forward(y, v.data(), s.batch * s.channels * s.inner);
+  }
+  const BlockEnd<T> end = block_end(a, b_norm, addend, s);
+  end.planes(s, [&](int64_t offset, const ChannelAffine<T>& fa, const ChannelAffine<T>* fb) {
+    T* __restrict yp = y + offset;
+    if (fb) {
+      const T* __restrict ap = end.a_x + offset;
+      const T* __restrict bp = end.b_x + offset;
+      for (int64_t i = 0; i < s.inner; ++i) {
+        const T v = fa.normalised(ap[i]) + fb->normalised(bp[i]);
+        yp[i] = v < T(0) ? T(0) : v;  // add_forward's ReLU
+      }
+      return;
+    }
+    const T* __restrict ap = end.a_x + offset;
+    const T* __restrict bp = end.b_x + offset;
+    for (int64_t i = 0; i < s.inner; ++i) {
+      const T v = fa.normalised(ap[i]) + bp[i];
+      yp[i] = v < T(0) ? T(0) : v;
+    }
+  });
+}
+
+template <typename T>
+void batchnorm_add_relu_mask(T* g, const T* dy, const NormOperand<T>& a,
+                             const NormOperand<T>* b_norm, const T* addend, const NormShape& s) {
+  if (reference_mode()) {
+    std::vector<T> v;
+    reference_block_sum(v, a, b_norm, addend, s);
+    return ref::relu_backward(g, v.data(), dy, s.batch * s.channels * s.inner);
+  }
+  using Bits = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+  const BlockEnd<T> end = block_end(a, b_norm, addend, s);
+  end.planes(s, [&](int64_t offset, const ChannelAffine<T>& fa, const ChannelAffine<T>* fb) {
+    const T* up = dy + offset;  // may alias g
+    T* gp = g + offset;
+    // relu_backward's rule as a bit mask (NaN passing dy), as reaching(): branch-free.
+    const auto keep = [](T v) { return Bits(0) - static_cast<Bits>(!(v < T(0))); };
+    if (fb) {
+      const T* __restrict ap = end.a_x + offset;
+      const T* __restrict bp = end.b_x + offset;
+      for (int64_t i = 0; i < s.inner; ++i) {
+        const T v = fa.normalised(ap[i]) + fb->normalised(bp[i]);
+        gp[i] = std::bit_cast<T>(std::bit_cast<Bits>(up[i]) & keep(v));
+      }
+      return;
+    }
+    const T* __restrict ap = end.a_x + offset;
+    const T* __restrict bp = end.b_x + offset;
+    for (int64_t i = 0; i < s.inner; ++i) {
+      const T v = fa.normalised(ap[i]) + bp[i];
+      gp[i] = std::bit_cast<T>(std::bit_cast<Bits>(up[i]) & keep(v));
+    }
+  });
+}
+
 #define CNN_INSTANTIATE_BATCHNORM(T)                                                             \
   template void batchnorm_statistics<T>(T*, T*, const T*, const NormShape&);                     \
   template void batchnorm_forward<T>(T*, const T*, const T*, const T*, const T*, const T*,       \
@@ -872,7 +984,11 @@ void batchnorm_relu_mask(T* g, const T* dy, const T* x, const T* mean, const T* 
                                                      int64_t, int64_t, T);                       \
   template void maxpool2x2_relu_batchnorm_backward<T>(                                           \
       T*, T*, T*, const T*, const int32_t*, const T*, const T*, const T*, const T*, const T*,    \
-      const NormShape&, int64_t, int64_t, T, bool);
+      const NormShape&, int64_t, int64_t, T, bool);                                              \
+  template void batchnorm_add_relu_forward<T>(T*, const NormOperand<T>&, const NormOperand<T>*,  \
+                                              const T*, const NormShape&);                       \
+  template void batchnorm_add_relu_mask<T>(T*, const T*, const NormOperand<T>&,                  \
+                                           const NormOperand<T>*, const T*, const NormShape&);
 CNN_INSTANTIATE_BATCHNORM(float)
 CNN_INSTANTIATE_BATCHNORM(double)
 
