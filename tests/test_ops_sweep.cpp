@@ -1638,9 +1638,11 @@ TEST_P(OpsSweepAllPaths, BatchNormReluMaxPoolEqualsTheThreeOpsBitForBit) {
   sweep_batchnorm_relu_pool<double>(44, 40);
 }
 
-/// A residual block's end (ops::batchnorm_add_relu_forward and its mask) bit for bit against the
-/// ops it stands for: batchnorm_forward of the body's branch and of a projection shortcut's (or
-/// the identity's addend), add_forward with its ReLU, relu_backward of the sum; on odd (batch,
+/// A residual block's end (ops::batchnorm_add_relu_forward, its mask, and the mask with the
+/// body BatchNorm's backward) bit for bit against the ops it stands for: batchnorm_forward of
+/// the body's branch and of a projection shortcut's (or the identity's addend), add_forward with
+/// its ReLU, relu_backward of the sum, batchnorm_backward from that (batch and running
+/// statistics); on odd (batch,
 /// channels, inner), 1 and 2 threads, with exact zeros among the sums (the addend the negated
 /// normalised value, or the shortcut's x equal to the body's where their affines cancel),
 /// where the ReLU's rule at 0 decides, and with the gradient written over dy in place.
@@ -1705,6 +1707,22 @@ void sweep_batchnorm_add_relu(uint64_t seed, int cases) {
     ops::batchnorm_add_relu_mask(g_in_place.data(), g_in_place.data(), body, shortcut_norm, addend,
                                  s);
     ASSERT_TRUE(same_bits(g_in_place, g_ops)) << "mask in place " << what;
+
+    // The mask made in the body BatchNorm's sums' pass, with that BatchNorm's backward.
+    for (const bool batch_statistics : {true, false}) {
+      const std::string which = what + (batch_statistics ? " batch" : " running");
+      std::vector<T> dx_ops(n), dg_ops(s.channels, T(0.5)), db_ops(dg_ops);
+      ops::batchnorm_backward(dx_ops.data(), dg_ops.data(), db_ops.data(), g_ops.data(), a.x.data(),
+                              a.mean.data(), a.var.data(), a.gamma.data(), s, eps,
+                              batch_statistics);
+      std::vector<T> g(n, T(9)), dx(n, T(9)), dg(s.channels, T(0.5)), db(dg);
+      ops::batchnorm_add_relu_backward(g.data(), dx.data(), dg.data(), db.data(), dy.data(), body,
+                                       shortcut_norm, addend, s, batch_statistics);
+      ASSERT_TRUE(same_bits(g, g_ops)) << "backward's mask " << which;
+      ASSERT_TRUE(same_bits(dx, dx_ops)) << "dx " << which;
+      ASSERT_TRUE(same_bits(dg, dg_ops)) << "dgamma " << which;
+      ASSERT_TRUE(same_bits(db, db_ops)) << "dbeta " << which;
+    }
   }
   ops::set_threads(saved);
 }

@@ -115,6 +115,12 @@ class LayerChain {
   TensorView<const T> forward_to_last_norm(TensorView<const T> x, Mode mode);
   /// The last layer when it is a BatchNorm, else null.
   BatchNorm<T>* last_norm() const;
+  /// After forward_to_last_norm on a chain of 2 or more layers, for a caller that runs the last
+  /// BatchNorm's backward itself: where to write that BatchNorm's input gradient (valid until
+  /// the next backward); backward_before_last_norm then backpropagates it through the layers
+  /// before, as backward() would, and assigns dx (unless empty).
+  TensorView<T> last_norm_input_gradient();
+  void backward_before_last_norm(TensorView<T> dx);
   /// The latest forward's last output (computed now if forward_add_relu or
   /// forward_to_last_norm skipped it), valid until the next forward.
   TensorView<const T> output();
@@ -124,6 +130,9 @@ class LayerChain {
   void backward(TensorView<const T> dy, TensorView<T> dx);
 
  private:
+  /// backward() through layers [0, end) from upstream, the gradient of layer end - 1's output,
+  /// which is in grad_a_ when in_a (else in neither ping-pong buffer).
+  void backward_steps(size_t end, TensorView<const T> upstream, bool in_a, TensorView<T> dx);
   /// forward() over layers [0, end): returns layer end - 1's output (x for end 0).
   TensorView<const T> forward_until(TensorView<const T> x, Mode mode, size_t end);
   /// forward_add_relu's case of a chain that is a Conv2d, (a BatchNorm2d,) a ReLU, and the last

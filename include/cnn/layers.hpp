@@ -492,6 +492,15 @@ class BatchNorm : public Layer<T> {
   /// y = this layer's output for x by the statistics of the latest forward or
   /// forward_statistics (x the same input): what that forward wrote, or would have.
   void normalise_again(TensorView<const T> x, TensorView<T> y) const;
+  /// The backward of a residual block's end whose body this layer ends, after
+  /// forward_statistics returned `self` (ops::batchnorm_add_relu_backward): from dy, the block's
+  /// output gradient, writes the block's dL/dsum into g and this layer's input gradient into dx
+  /// (both of self's shape) and accumulates its parameter gradients, as the block's ReLU's
+  /// backward then this layer's would. `shortcut`: the shortcut's BatchNorm's operand, or null
+  /// and `addend` the identity's x. Not for a synchronised BatchNorm (synchronised()).
+  void backward_block_end(TensorView<const T> dy, TensorView<T> g, TensorView<T> dx,
+                          const ops::NormOperand<T>& self, const ops::NormOperand<T>* shortcut,
+                          const T* addend);
 
  protected:
   /// `dims`: the input ranks accepted, e.g. "(N, C, H, W)"; ranks in [min_rank, max_rank].

@@ -355,6 +355,14 @@ void batchnorm_add_relu_forward(T* y, const NormOperand<T>& a, const NormOperand
 template <typename T>
 void batchnorm_add_relu_mask(T* g, const T* dy, const NormOperand<T>& a,
                              const NormOperand<T>* b_norm, const T* addend, const NormShape& s);
+/// That mask and the backward of the body's BatchNorm (`a`) in one: g as batchnorm_add_relu_mask
+/// writes it, each plane made as the BatchNorm's sums read it, then dx, dgamma and dbeta as
+/// batchnorm_backward(dx, dgamma, dbeta, g, a.x, a.mean, a.var, a.gamma, s, a.eps,
+/// batch_statistics) gives them, bit for bit. g must not alias dy; dx (not null) neither.
+template <typename T>
+void batchnorm_add_relu_backward(T* g, T* dx, T* dgamma, T* dbeta, const T* dy,
+                                 const NormOperand<T>& a, const NormOperand<T>* b_norm,
+                                 const T* addend, const NormShape& s, bool batch_statistics);
 
 // ---- dense ---------------------------------------------------------------------------------
 /// y (N, out) = x (N, in) w^T + b; w (out, in); b (out) may be null.

@@ -70,6 +70,9 @@ class Residual final : public Layer<T> {
   /// y = relu(BatchNorm(a) + BatchNorm(b) or x) without either BatchNorm's output or the sum.
   /// Returns whether it ran; when not, it has run nothing.
   bool forward_norm_end(TensorView<const T> x, TensorView<T> y);
+  /// After the body's backward has assigned dx (unless empty): the shortcut's backward from g,
+  /// the sum's gradient, its input gradient added to dx.
+  void backward_shortcut(TensorView<const T> x, TensorView<const T> g, TensorView<T> dx);
   /// The children's parameter or buffer specs (specs_of), body first, named
   /// "body.<i>.<name>" / "shortcut.<i>.<name>".
   std::vector<ParamSpec> child_specs(std::vector<ParamSpec> (Layer<T>::*specs_of)() const) const;

@@ -159,6 +159,21 @@ void BatchNorm<T>::normalise_again(TensorView<const T> x, TensorView<T> y) const
 }
 
 template <typename T>
+void BatchNorm<T>::backward_block_end(TensorView<const T> dy, TensorView<T> g, TensorView<T> dx,
+                                      const ops::NormOperand<T>& self,
+                                      const ops::NormOperand<T>* shortcut, const T* addend) {
+  const Shape& shape = dy.shape();
+  if (output_shape(shape) != shape || g.shape() != shape || dx.shape() != shape || g.empty() ||
+      dx.empty() || synchronised()) {
+    this->fail("backward_block_end: expected gradients " + shape.str() +
+               " and local statistics, got " + g.shape().str() + " and " + dx.shape().str());
+  }
+  ops::batchnorm_add_relu_backward(g.data(), dx.data(), affine_ ? this->gradient_data(0) : nullptr,
+                                   affine_ ? this->gradient_data(1) : nullptr, dy.data(), self,
+                                   shortcut, addend, norm_shape(shape), last_train_);
+}
+
+template <typename T>
 void BatchNorm<T>::run_forward(TensorView<const T> x, TensorView<T> y, Mode mode, bool relu,
                                MaxPool2d<T>* pool) {
   const ops::NormShape s = norm_shape(x.shape());

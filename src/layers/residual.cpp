@@ -250,10 +250,21 @@ void Residual<T>::backward_impl(TensorView<const T> x, TensorView<const T> y,
     sum_pending_ = false;
     shortcut_deferred_ = false;
   }
-  if (end_fused_) {  // the ReLU's mask from the sum recomputed as forward_norm_end formed it
+  const ops::NormOperand<T>* const end_shortcut = end_shortcut_ ? &end_shortcut_norm_ : nullptr;
+  if (end_fused_ && body_.size() > 1 && !body_chain_.last_norm()->synchronised()) {
+    // The ReLU's mask (from the sum recomputed as forward_norm_end formed it) made in the body
+    // BatchNorm's sums' pass, then that BatchNorm's input gradient, and the body's layers
+    // before it from there.
     dsum_.resize(y.shape());
-    ops::batchnorm_add_relu_mask(dsum_.data(), dy.data(), end_body_,
-                                 end_shortcut_ ? &end_shortcut_norm_ : nullptr, x.data(),
+    body_chain_.last_norm()->backward_block_end(dy, dsum_.view(),
+                                                body_chain_.last_norm_input_gradient(), end_body_,
+                                                end_shortcut, x.data());
+    body_chain_.backward_before_last_norm(dx);
+    return backward_shortcut(x, dsum_.view(), dx);
+  }
+  if (end_fused_) {  // the mask alone (a body of one BatchNorm, or a synchronised one)
+    dsum_.resize(y.shape());
+    ops::batchnorm_add_relu_mask(dsum_.data(), dy.data(), end_body_, end_shortcut, x.data(),
                                  norm_shape_of(y.shape()));
     g = dsum_.view();
   } else if (activation_) {
@@ -262,6 +273,12 @@ void Residual<T>::backward_impl(TensorView<const T> x, TensorView<const T> y,
     g = dsum_.view();
   }
   body_chain_.backward(g, dx);
+  backward_shortcut(x, g, dx);
+}
+
+template <typename T>
+void Residual<T>::backward_shortcut(TensorView<const T> x, TensorView<const T> g,
+                                    TensorView<T> dx) {
   if (!shortcut_.empty()) {
     if (dx.empty()) {
       shortcut_chain_.backward(g, {});

@@ -433,9 +433,30 @@ void LayerChain<T>::backward(TensorView<const T> dy, TensorView<T> dx) {
                 outputs_.back().shape().str() + ", got " + dy.shape().str());
   }
   if (skipped_outputs_) recompute_skipped_outputs();
-  TensorView<const T> upstream = dy;
-  bool in_a = false;  // upstream is in grad_a_ (dy itself is in neither)
-  for (size_t k = layers_.size(); k-- > 0;) {
+  backward_steps(layers_.size(), dy, false, dx);
+}
+
+template <typename T>
+TensorView<T> LayerChain<T>::last_norm_input_gradient() {
+  if (!last_norm_skipped_ || layers_.size() < 2) {
+    throw std::logic_error("last_norm_input_gradient: no forward_to_last_norm of 2+ layers");
+  }
+  return grad_a_.view(outputs_[layers_.size() - 2].shape());
+}
+
+template <typename T>
+void LayerChain<T>::backward_before_last_norm(TensorView<T> dx) {
+  if (!last_norm_skipped_ || layers_.size() < 2) {
+    throw std::logic_error("backward_before_last_norm: no forward_to_last_norm of 2+ layers");
+  }
+  // The gradient is in grad_a_ (last_norm_input_gradient), as after the chain's own step.
+  backward_steps(layers_.size() - 1, grad_a_.view(outputs_[layers_.size() - 2].shape()), true, dx);
+}
+
+template <typename T>
+void LayerChain<T>::backward_steps(size_t end, TensorView<const T> upstream, bool in_a,
+                                   TensorView<T> dx) {
+  for (size_t k = end; k-- > 0;) {
     // A fused ReLU and MaxPool2d (k - 1, k), or BatchNorm and ReLU, take one step, from the
     // first one's input.
     // And BatchNorm2d, ReLU and MaxPool2d one step, from the BatchNorm's input.

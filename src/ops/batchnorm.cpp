@@ -682,12 +682,13 @@ T* thread_plane(int64_t size) {
 }
 
 /// The backward from the output gradient of plane (n, c) at `offset` in x: plane_dy(n, c,
-/// offset) returns it (dy + offset, or a plane made on the calling thread: it is asked for
-/// twice, in the sums' pass and in dx's).
-template <typename T, bool Relu, typename PlaneDy>
-void normalise_backward(T* dx, T* dgamma, T* dbeta, const PlaneDy& plane_dy, const T* x,
-                        const T* mean, const T* var, const T* gamma, const T* beta,
-                        const NormShape& s, T eps, bool batch_statistics) {
+/// offset) returns it in the sums' pass, and dx_plane_dy(n, c, offset) in dx's (dy + offset, or
+/// a plane made on the calling thread, or one the sums' pass made in a tensor).
+template <typename T, bool Relu, typename PlaneDy, typename DxPlaneDy>
+void normalise_backward(T* dx, T* dgamma, T* dbeta, const PlaneDy& plane_dy,
+                        const DxPlaneDy& dx_plane_dy, const T* x, const T* mean, const T* var,
+                        const T* gamma, const T* beta, const NormShape& s, T eps,
+                        bool batch_statistics) {
   const double count = static_cast<double>(s.batch * s.inner);
   const SumLoops loops = sum_loops();
   // Each plane's two sums, each channel's, then each channel's mean(dy) and a (doubles holding
@@ -726,7 +727,7 @@ void normalise_backward(T* dx, T* dgamma, T* dbeta, const PlaneDy& plane_dy, con
             a = static_cast<T>(coefficients[2 * c + 1]);
     const int64_t offset = (n * s.channels + c) * s.inner;
     const T* __restrict xp = x + offset;
-    const T* __restrict gp = plane_dy(n, c, offset);
+    const T* __restrict gp = dx_plane_dy(n, c, offset);
     T* __restrict dp = dx + offset;
     if constexpr (std::is_same_v<T, float>) {
       if (loops == SumLoops::kAvx512)
@@ -771,8 +772,8 @@ void batchnorm_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, con
     return ref::batchnorm_backward(dx, dgamma, dbeta, dy, x, mean, var, gamma, s, eps,
                                    batch_statistics);
   }
-  normalise_backward<T, false>(dx, dgamma, dbeta, dense_dy(dy), x, mean, var, gamma, nullptr, s,
-                               eps, batch_statistics);
+  normalise_backward<T, false>(dx, dgamma, dbeta, dense_dy(dy), dense_dy(dy), x, mean, var, gamma,
+                               nullptr, s, eps, batch_statistics);
 }
 
 template <typename T>
@@ -783,8 +784,8 @@ void batchnorm_relu_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x
     return ref::batchnorm_relu_backward(dx, dgamma, dbeta, dy, x, mean, var, gamma, beta, s, eps,
                                         batch_statistics);
   }
-  normalise_backward<T, true>(dx, dgamma, dbeta, dense_dy(dy), x, mean, var, gamma, beta, s, eps,
-                              batch_statistics);
+  normalise_backward<T, true>(dx, dgamma, dbeta, dense_dy(dy), dense_dy(dy), x, mean, var, gamma,
+                              beta, s, eps, batch_statistics);
 }
 
 template <typename T>
@@ -835,8 +836,8 @@ void maxpool2x2_relu_batchnorm_backward(T* dx, T* dgamma, T* dbeta, const T* dy,
                                        out_h, out_w);
     return static_cast<const T*>(g);
   };
-  normalise_backward<T, true>(dx, dgamma, dbeta, pooled_dy, x, mean, var, gamma, beta, s, eps,
-                              batch_statistics);
+  normalise_backward<T, true>(dx, dgamma, dbeta, pooled_dy, pooled_dy, x, mean, var, gamma, beta, s,
+                              eps, batch_statistics);
 }
 
 template <typename T>
@@ -874,14 +875,40 @@ struct BlockEnd {
       body((n * s.channels + c) * s.inner, a_affines[c], b_affines ? &b_affines[c] : nullptr);
     });
   }
+  /// g = v < 0 ? 0 : dy over the plane of `size` values at offset in channel c, v the sum
+  /// (relu_backward's rule, NaN passing dy, as a bit mask: branch-free, as reaching()); g may
+  /// alias dy.
+  void mask_plane(T* g, const T* dy, int64_t offset, int64_t size, int64_t c) const {
+    using Bits = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+    const auto keep = [](T v) { return Bits(0) - static_cast<Bits>(!(v < T(0))); };
+    const ChannelAffine<T> fa = a_affines[c];
+    const T* __restrict ap = a_x + offset;
+    const T* __restrict bp = b_x + offset;
+    const T* up = dy + offset;
+    T* gp = g + offset;
+    if (b_affines) {
+      const ChannelAffine<T> fb = b_affines[c];
+      for (int64_t i = 0; i < size; ++i) {
+        const T v = fa.normalised(ap[i]) + fb.normalised(bp[i]);
+        gp[i] = std::bit_cast<T>(std::bit_cast<Bits>(up[i]) & keep(v));
+      }
+      return;
+    }
+    for (int64_t i = 0; i < size; ++i) {
+      const T v = fa.normalised(ap[i]) + bp[i];
+      gp[i] = std::bit_cast<T>(std::bit_cast<Bits>(up[i]) & keep(v));
+    }
+  }
 };
 
 template <typename T>
 BlockEnd<T> block_end(const NormOperand<T>& a, const NormOperand<T>* b_norm, const T* addend,
                       const NormShape& s) {
-  return {a.x, channel_affines<T, 0>(s, a.mean, a.var, a.gamma, a.beta, a.eps),
+  // Slots of their own: normalise_backward, which batchnorm_add_relu_backward runs beside
+  // them, fills slot 0 with the body's affines without its beta.
+  return {a.x, channel_affines<T, 1>(s, a.mean, a.var, a.gamma, a.beta, a.eps),
           b_norm ? b_norm->x : addend,
-          b_norm ? channel_affines<T, 1>(s, b_norm->mean, b_norm->var, b_norm->gamma, b_norm->beta,
+          b_norm ? channel_affines<T, 2>(s, b_norm->mean, b_norm->var, b_norm->gamma, b_norm->beta,
                                          b_norm->eps)
                  : nullptr};
 }
@@ -942,53 +969,56 @@ void batchnorm_add_relu_mask(T* g, const T* dy, const NormOperand<T>& a,
     reference_block_sum(v, a, b_norm, addend, s);
     return ref::relu_backward(g, v.data(), dy, s.batch * s.channels * s.inner);
   }
-  using Bits = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
   const BlockEnd<T> end = block_end(a, b_norm, addend, s);
-  end.planes(s, [&](int64_t offset, const ChannelAffine<T>& fa, const ChannelAffine<T>* fb) {
-    const T* up = dy + offset;  // may alias g
-    T* gp = g + offset;
-    // relu_backward's rule as a bit mask (NaN passing dy), as reaching(): branch-free.
-    const auto keep = [](T v) { return Bits(0) - static_cast<Bits>(!(v < T(0))); };
-    if (fb) {
-      const T* __restrict ap = end.a_x + offset;
-      const T* __restrict bp = end.b_x + offset;
-      for (int64_t i = 0; i < s.inner; ++i) {
-        const T v = fa.normalised(ap[i]) + fb->normalised(bp[i]);
-        gp[i] = std::bit_cast<T>(std::bit_cast<Bits>(up[i]) & keep(v));
-      }
-      return;
-    }
-    const T* __restrict ap = end.a_x + offset;
-    const T* __restrict bp = end.b_x + offset;
-    for (int64_t i = 0; i < s.inner; ++i) {
-      const T v = fa.normalised(ap[i]) + bp[i];
-      gp[i] = std::bit_cast<T>(std::bit_cast<Bits>(up[i]) & keep(v));
-    }
+  for_each_plane(s, [&](int64_t n, int64_t c) {
+    end.mask_plane(g, dy, (n * s.channels + c) * s.inner, s.inner, c);
   });
 }
 
-#define CNN_INSTANTIATE_BATCHNORM(T)                                                             \
-  template void batchnorm_statistics<T>(T*, T*, const T*, const NormShape&);                     \
-  template void batchnorm_forward<T>(T*, const T*, const T*, const T*, const T*, const T*,       \
-                                     const NormShape&, T);                                       \
-  template void batchnorm_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,        \
-                                      const T*, const NormShape&, T, bool);                      \
-  template void batchnorm_relu_forward<T>(T*, const T*, const T*, const T*, const T*, const T*,  \
-                                          const NormShape&, T);                                  \
-  template void batchnorm_relu_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,   \
-                                           const T*, const T*, const NormShape&, T, bool);       \
-  template void batchnorm_relu_mask<T>(T*, const T*, const T*, const T*, const T*, const T*,     \
-                                       const T*, const NormShape&, T);                           \
-  template void batchnorm_relu_maxpool2x2_forward<T>(T*, int32_t*, const T*, const T*, const T*, \
-                                                     const T*, const T*, const NormShape&,       \
-                                                     int64_t, int64_t, T);                       \
-  template void maxpool2x2_relu_batchnorm_backward<T>(                                           \
-      T*, T*, T*, const T*, const int32_t*, const T*, const T*, const T*, const T*, const T*,    \
-      const NormShape&, int64_t, int64_t, T, bool);                                              \
-  template void batchnorm_add_relu_forward<T>(T*, const NormOperand<T>&, const NormOperand<T>*,  \
-                                              const T*, const NormShape&);                       \
-  template void batchnorm_add_relu_mask<T>(T*, const T*, const NormOperand<T>&,                  \
-                                           const NormOperand<T>*, const T*, const NormShape&);
+template <typename T>
+void batchnorm_add_relu_backward(T* g, T* dx, T* dgamma, T* dbeta, const T* dy,
+                                 const NormOperand<T>& a, const NormOperand<T>* b_norm,
+                                 const T* addend, const NormShape& s, bool batch_statistics) {
+  if (reference_mode()) {
+    batchnorm_add_relu_mask(g, dy, a, b_norm, addend, s);
+    return ref::batchnorm_backward(dx, dgamma, dbeta, g, a.x, a.mean, a.var, a.gamma, s, a.eps,
+                                   batch_statistics);
+  }
+  // The sums' pass makes each plane of g as it reads it; dx's pass reads g back.
+  const BlockEnd<T> end = block_end(a, b_norm, addend, s);
+  const auto masked_dy = [&](int64_t, int64_t c, int64_t offset) {
+    end.mask_plane(g, dy, offset, s.inner, c);
+    return static_cast<const T*>(g + offset);
+  };
+  normalise_backward<T, false>(dx, dgamma, dbeta, masked_dy, dense_dy<T>(g), a.x, a.mean, a.var,
+                               a.gamma, nullptr, s, a.eps, batch_statistics);
+}
+
+#define CNN_INSTANTIATE_BATCHNORM(T)                                                              \
+  template void batchnorm_statistics<T>(T*, T*, const T*, const NormShape&);                      \
+  template void batchnorm_forward<T>(T*, const T*, const T*, const T*, const T*, const T*,        \
+                                     const NormShape&, T);                                        \
+  template void batchnorm_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,         \
+                                      const T*, const NormShape&, T, bool);                       \
+  template void batchnorm_relu_forward<T>(T*, const T*, const T*, const T*, const T*, const T*,   \
+                                          const NormShape&, T);                                   \
+  template void batchnorm_relu_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,    \
+                                           const T*, const T*, const NormShape&, T, bool);        \
+  template void batchnorm_relu_mask<T>(T*, const T*, const T*, const T*, const T*, const T*,      \
+                                       const T*, const NormShape&, T);                            \
+  template void batchnorm_relu_maxpool2x2_forward<T>(T*, int32_t*, const T*, const T*, const T*,  \
+                                                     const T*, const T*, const NormShape&,        \
+                                                     int64_t, int64_t, T);                        \
+  template void maxpool2x2_relu_batchnorm_backward<T>(                                            \
+      T*, T*, T*, const T*, const int32_t*, const T*, const T*, const T*, const T*, const T*,     \
+      const NormShape&, int64_t, int64_t, T, bool);                                               \
+  template void batchnorm_add_relu_forward<T>(T*, const NormOperand<T>&, const NormOperand<T>*,   \
+                                              const T*, const NormShape&);                        \
+  template void batchnorm_add_relu_mask<T>(T*, const T*, const NormOperand<T>&,                   \
+                                           const NormOperand<T>*, const T*, const NormShape&);    \
+  template void batchnorm_add_relu_backward<T>(T*, T*, T*, T*, const T*, const NormOperand<T>&,   \
+                                               const NormOperand<T>*, const T*, const NormShape&, \
+                                               bool);
 CNN_INSTANTIATE_BATCHNORM(float)
 CNN_INSTANTIATE_BATCHNORM(double)
 
