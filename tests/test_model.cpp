@@ -760,7 +760,8 @@ TEST(Sequential, FusedBatchNormReluMaxPoolGivesTheLayerByLayerResults) {
 // the ReLU's mask in backward: output, gradients and running statistics bit for bit those of its
 // layers one at a time, on every instruction set, 1 and 2 threads. Blocks: an identity one; a
 // projection (strided 1x1 Conv2d + BatchNorm2d); a shortcut that is a BatchNorm alone; one with
-// a Residual nested in its body; and one whose body does not end with a BatchNorm (not fused).
+// a Residual nested in its body; one whose body does not end with a BatchNorm (not fused); and
+// one whose body is a BatchNorm alone (the mask in a pass of its own).
 // kEval folds the BatchNorms into the convolutions (other rounding, tested elsewhere): kTrain.
 TEST(Sequential, FusedResidualEndGivesTheLayerByLayerResults) {
   const RestoreIsaAndThreads restore;
@@ -810,6 +811,11 @@ TEST(Sequential, FusedResidualEndGivesTheLayerByLayerResults) {
         Layers body;
         conv_norm(body, 6, 6, 3, 1);
         body.push_back(std::make_unique<ReLU<float>>());
+        model.add(std::make_unique<Residual<float>>(std::move(body), Layers{}, "ReLU"));
+      }
+      {
+        Layers body;
+        body.push_back(std::make_unique<BatchNorm2d<float>>(6));
         model.add(std::make_unique<Residual<float>>(std::move(body), Layers{}, "ReLU"));
       }
       model.emplace<Flatten<float>>();
