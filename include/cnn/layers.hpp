@@ -23,7 +23,6 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "cnn/init.hpp"
@@ -483,6 +482,8 @@ class BatchNorm : public Layer<T> {
                              MaxPool2d<T>& pool);
   /// Whether the batch statistics are taken over several ranks (synchronise_batch_statistics).
   bool synchronised() const;
+  /// A BatchNorm's (N, C, inner) view of an input of shape `input` (N, C, ...).
+  static ops::NormShape norm_shape(const Shape& input);
   /// The first half of forward, for a step that normalises x itself (a residual block's end,
   /// ops::batchnorm_add_relu_forward): checks x as forward does, and in kTrain takes the batch
   /// statistics and updates the running ones exactly as forward would; returns the operand
@@ -511,10 +512,12 @@ class BatchNorm : public Layer<T> {
                      TensorView<T> dx) override;
 
  private:
-  ops::NormShape norm_shape(const Shape& input) const;
-  /// forward_statistics's work without its checks: the statistics that normalise x, as
-  /// {mean, var}.
-  std::pair<const T*, const T*> statistics(TensorView<const T> x, Mode mode);
+  /// forward_statistics's work without its checks: in kTrain the batch statistics of x and the
+  /// running update; operand() then gives what normalises x.
+  void statistics(TensorView<const T> x, Mode mode);
+  /// x with what the latest forward (or forward_statistics) normalised it by: the batch
+  /// statistics after a kTrain one, else the running ones; the affine; eps.
+  ops::NormOperand<T> operand(const T* x) const;
   /// With `pool`, forward_relu_maxpool's step (y the pool's output).
   void run_forward(TensorView<const T> x, TensorView<T> y, Mode mode, bool relu,
                    MaxPool2d<T>* pool = nullptr);

@@ -94,9 +94,9 @@ class Residual final : public Layer<T> {
   // the shortcut chain has not run, and a backward runs it first.
   bool shortcut_deferred_ = false;
   // The latest forward ran forward_norm_end: its operands (the BatchNorms' inputs in the chains'
-  // outputs, their statistics), from which backward recomputes the ReLU's mask. end_shortcut_:
-  // the shortcut's BatchNorm (else the identity's x).
-  bool end_fused_ = false, end_shortcut_ = false;
+  // outputs, their statistics), from which backward recomputes the ReLU's mask;
+  // end_shortcut_norm_ unused for the identity shortcut (x).
+  bool end_fused_ = false;
   ops::NormOperand<T> end_body_{}, end_shortcut_norm_{};
 };
 

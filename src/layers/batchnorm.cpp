@@ -87,7 +87,7 @@ void BatchNorm<T>::reset_buffers() {
 }
 
 template <typename T>
-ops::NormShape BatchNorm<T>::norm_shape(const Shape& in) const {
+ops::NormShape BatchNorm<T>::norm_shape(const Shape& in) {
   int64_t inner = 1;
   for (int d = 2; d < in.rank(); ++d) inner *= in[d];
   return {in[0], in[1], inner};
@@ -137,10 +137,15 @@ ops::NormOperand<T> BatchNorm<T>::forward_statistics(TensorView<const T> x, Mode
   // forward's checks of x and of this layer's state: the output, of x's shape, stands in as x
   // itself (nothing writes it).
   this->check_forward(x, TensorView<T>(const_cast<T*>(x.data()), x.shape()));
-  const auto [mean, var] = statistics(x, mode);
-  return {x.data(),
-          mean,
-          var,
+  statistics(x, mode);
+  return operand(x.data());
+}
+
+template <typename T>
+ops::NormOperand<T> BatchNorm<T>::operand(const T* x) const {
+  return {x,
+          last_train_ ? batch_mean_.data() : this->buffer_data(0),
+          last_train_ ? batch_var_.data() : this->buffer_data(1),
           affine_ ? this->value_data(0) : nullptr,
           affine_ ? this->value_data(1) : nullptr,
           static_cast<T>(eps_)};
@@ -151,11 +156,9 @@ void BatchNorm<T>::normalise_again(TensorView<const T> x, TensorView<T> y) const
   const Shape expected = output_shape(x.shape());
   if (y.shape() != expected || x.empty() || y.empty())
     this->fail("normalise_again: expected output " + expected.str() + ", got " + y.shape().str());
-  ops::batchnorm_forward(
-      y.data(), x.data(), last_train_ ? batch_mean_.data() : this->buffer_data(0),
-      last_train_ ? batch_var_.data() : this->buffer_data(1),
-      affine_ ? this->value_data(0) : nullptr, affine_ ? this->value_data(1) : nullptr,
-      norm_shape(x.shape()), static_cast<T>(eps_));
+  const ops::NormOperand<T> a = operand(x.data());
+  ops::batchnorm_forward(y.data(), a.x, a.mean, a.var, a.gamma, a.beta, norm_shape(x.shape()),
+                         a.eps);
 }
 
 template <typename T>
@@ -177,38 +180,36 @@ template <typename T>
 void BatchNorm<T>::run_forward(TensorView<const T> x, TensorView<T> y, Mode mode, bool relu,
                                MaxPool2d<T>* pool) {
   const ops::NormShape s = norm_shape(x.shape());
-  const T* gamma = affine_ ? this->value_data(0) : nullptr;
-  const T* beta = affine_ ? this->value_data(1) : nullptr;
-  const auto [mean, var] = statistics(x, mode);
-  const T eps = static_cast<T>(eps_);
+  statistics(x, mode);
+  const ops::NormOperand<T> a = operand(x.data());
   if (pool) {
     const Shape& in = x.shape();
-    ops::batchnorm_relu_maxpool2x2_forward(y.data(), pool->fused_forward_argmax(in, y.shape()),
-                                           x.data(), mean, var, gamma, beta, s, in[2], in[3], eps);
+    ops::batchnorm_relu_maxpool2x2_forward(y.data(), pool->fused_forward_argmax(in, y.shape()), a.x,
+                                           a.mean, a.var, a.gamma, a.beta, s, in[2], in[3], a.eps);
   } else if (relu) {
-    ops::batchnorm_relu_forward(y.data(), x.data(), mean, var, gamma, beta, s, eps);
+    ops::batchnorm_relu_forward(y.data(), a.x, a.mean, a.var, a.gamma, a.beta, s, a.eps);
   } else {
-    ops::batchnorm_forward(y.data(), x.data(), mean, var, gamma, beta, s, eps);
+    ops::batchnorm_forward(y.data(), a.x, a.mean, a.var, a.gamma, a.beta, s, a.eps);
   }
 }
 
 template <typename T>
-std::pair<const T*, const T*> BatchNorm<T>::statistics(TensorView<const T> x, Mode mode) {
+void BatchNorm<T>::statistics(TensorView<const T> x, Mode mode) {
+  last_train_ = mode == Mode::kTrain;
+  if (!last_train_) return;  // the running statistics normalise
   const ops::NormShape s = norm_shape(x.shape());
   T* running_mean = this->buffer_data(0);
   T* running_var = this->buffer_data(1);
-  last_train_ = mode == Mode::kTrain;
-  if (!last_train_) return {running_mean, running_var};
-  const bool synchronised = ranks_ != nullptr && ranks_->size() > 1;
-  if (synchronised) synchronised_statistics(x.data(), s);
-  const int64_t count = synchronised ? global_count_ : s.batch * s.inner;
+  const bool shared = synchronised();
+  if (shared) synchronised_statistics(x.data(), s);
+  const int64_t count = shared ? global_count_ : s.batch * s.inner;
   if (count < 2) {
     this->fail(
         "expected more than 1 value per channel in training (the variance of one is 0), "
         "got input " +
         x.shape().str());
   }
-  if (!synchronised) ops::batchnorm_statistics(batch_mean_.data(), batch_var_.data(), x.data(), s);
+  if (!shared) ops::batchnorm_statistics(batch_mean_.data(), batch_var_.data(), x.data(), s);
   // PyTorch's update, in T: running = (1 - momentum) running + momentum batch.
   const T m = static_cast<T>(momentum_);
   const T unbias = static_cast<T>(static_cast<double>(count) / static_cast<double>(count - 1));
@@ -218,7 +219,6 @@ std::pair<const T*, const T*> BatchNorm<T>::statistics(TensorView<const T> x, Mo
     running_var[c] = (T(1) - m) * running_var[c] + m * batch_var_[k] * unbias;
   }
   this->buffer_data(2)[0] += T(1);
-  return {batch_mean_.data(), batch_var_.data()};
 }
 
 template <typename T>
@@ -255,14 +255,13 @@ template <typename T>
 void BatchNorm<T>::run_backward(TensorView<const T> x, TensorView<const T> dy, TensorView<T> dx,
                                 bool relu, MaxPool2d<T>* pool) {
   const ops::NormShape s = norm_shape(x.shape());
-  const T* gamma = affine_ ? this->value_data(0) : nullptr;
-  const T* beta = affine_ ? this->value_data(1) : nullptr;
   T* dgamma = affine_ ? this->gradient_data(0) : nullptr;
   T* dbeta = affine_ ? this->gradient_data(1) : nullptr;
-  const T* mean = last_train_ ? batch_mean_.data() : this->buffer_data(0);
-  const T* var = last_train_ ? batch_var_.data() : this->buffer_data(1);
-  const T eps = static_cast<T>(eps_);
-  if (last_train_ && ranks_ != nullptr && ranks_->size() > 1) {
+  // What the latest forward normalised x with.
+  const ops::NormOperand<T> a = operand(x.data());
+  const T *mean = a.mean, *var = a.var, *gamma = a.gamma, *beta = a.beta;
+  const T eps = a.eps;
+  if (last_train_ && synchronised()) {
     const T* upstream = dy.data();
     if (relu) {  // the ReLU's input gradient first; the synchronised sums take it as dy
       masked_dy_.resize(static_cast<size_t>(dy.numel()));  // grow-only: no steady allocation

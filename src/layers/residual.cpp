@@ -162,15 +162,6 @@ void Residual<T>::reset_buffers() {
     for (const auto& layer : *branch) layer->reset_buffers();
 }
 
-namespace {
-/// A BatchNorm's (N, C, inner) for tensor shape `shape`.
-ops::NormShape norm_shape_of(const Shape& shape) {
-  int64_t inner = 1;
-  for (int d = 2; d < shape.rank(); ++d) inner *= shape[d];
-  return {shape[0], shape[1], inner};
-}
-}  // namespace
-
 template <typename T>
 bool Residual<T>::forward_norm_end(TensorView<const T> x, TensorView<T> y) {
   BatchNorm<T>* const body_norm = body_chain_.last_norm();
@@ -183,10 +174,9 @@ bool Residual<T>::forward_norm_end(TensorView<const T> x, TensorView<T> y) {
     end_shortcut_norm_ = shortcut_norm->forward_statistics(
         shortcut_chain_.forward_to_last_norm(x, Mode::kTrain), Mode::kTrain);
   }
-  end_shortcut_ = shortcut_norm != nullptr;
   ops::batchnorm_add_relu_forward(y.data(), end_body_,
-                                  end_shortcut_ ? &end_shortcut_norm_ : nullptr, x.data(),
-                                  norm_shape_of(y.shape()));
+                                  shortcut_norm ? &end_shortcut_norm_ : nullptr, x.data(),
+                                  BatchNorm<T>::norm_shape(y.shape()));
   end_fused_ = true;
   return true;
 }
@@ -250,7 +240,8 @@ void Residual<T>::backward_impl(TensorView<const T> x, TensorView<const T> y,
     sum_pending_ = false;
     shortcut_deferred_ = false;
   }
-  const ops::NormOperand<T>* const end_shortcut = end_shortcut_ ? &end_shortcut_norm_ : nullptr;
+  // forward_norm_end took a shortcut that is not the identity only if it ends with a BatchNorm.
+  const ops::NormOperand<T>* const end_shortcut = shortcut_.empty() ? nullptr : &end_shortcut_norm_;
   if (end_fused_ && body_.size() > 1 && !body_chain_.last_norm()->synchronised()) {
     // The ReLU's mask (from the sum recomputed as forward_norm_end formed it) made in the body
     // BatchNorm's sums' pass, then that BatchNorm's input gradient, and the body's layers
@@ -265,7 +256,7 @@ void Residual<T>::backward_impl(TensorView<const T> x, TensorView<const T> y,
   if (end_fused_) {  // the mask alone (a body of one BatchNorm, or a synchronised one)
     dsum_.resize(y.shape());
     ops::batchnorm_add_relu_mask(dsum_.data(), dy.data(), end_body_, end_shortcut, x.data(),
-                                 norm_shape_of(y.shape()));
+                                 BatchNorm<T>::norm_shape(y.shape()));
     g = dsum_.view();
   } else if (activation_) {
     dsum_.resize(y.shape());

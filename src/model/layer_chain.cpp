@@ -439,18 +439,18 @@ void LayerChain<T>::backward(TensorView<const T> dy, TensorView<T> dx) {
 template <typename T>
 TensorView<T> LayerChain<T>::last_norm_input_gradient() {
   if (!last_norm_skipped_ || layers_.size() < 2) {
-    throw std::logic_error("last_norm_input_gradient: no forward_to_last_norm of 2+ layers");
+    throw std::logic_error(
+        "LayerChain: a backward from the last BatchNorm's input gradient, but no "
+        "forward_to_last_norm of 2+ layers");
   }
+  // grad_a_, where the chain's own step would have put it: backward_steps takes it from there.
   return grad_a_.view(outputs_[layers_.size() - 2].shape());
 }
 
 template <typename T>
 void LayerChain<T>::backward_before_last_norm(TensorView<T> dx) {
-  if (!last_norm_skipped_ || layers_.size() < 2) {
-    throw std::logic_error("backward_before_last_norm: no forward_to_last_norm of 2+ layers");
-  }
-  // The gradient is in grad_a_ (last_norm_input_gradient), as after the chain's own step.
-  backward_steps(layers_.size() - 1, grad_a_.view(outputs_[layers_.size() - 2].shape()), true, dx);
+  // The same view again (its checks too): a view of the same shape has the same address.
+  backward_steps(layers_.size() - 1, last_norm_input_gradient(), true, dx);
 }
 
 template <typename T>

@@ -868,12 +868,25 @@ struct BlockEnd {
   const ChannelAffine<T>* a_affines;
   const T* b_x;                       // the shortcut BatchNorm's input, or the addend
   const ChannelAffine<T>* b_affines;  // null: b_x is the addend itself
-  /// body(offset, a_affine, b_affine or null) for every plane (for_each_plane's split).
-  template <typename Body>
-  void planes(const NormShape& s, const Body& body) const {
-    for_each_plane(s, [&](int64_t n, int64_t c) {
-      body((n * s.channels + c) * s.inner, a_affines[c], b_affines ? &b_affines[c] : nullptr);
-    });
+  /// y = v < 0 ? 0 : v over the plane of `size` values at offset in channel c, v the sum
+  /// (add_forward's ReLU).
+  void relu_sum_plane(T* y, int64_t offset, int64_t size, int64_t c) const {
+    const ChannelAffine<T> fa = a_affines[c];
+    const T* __restrict ap = a_x + offset;
+    const T* __restrict bp = b_x + offset;
+    T* __restrict yp = y + offset;
+    if (b_affines) {
+      const ChannelAffine<T> fb = b_affines[c];
+      for (int64_t i = 0; i < size; ++i) {
+        const T v = fa.normalised(ap[i]) + fb.normalised(bp[i]);
+        yp[i] = v < T(0) ? T(0) : v;
+      }
+      return;
+    }
+    for (int64_t i = 0; i < size; ++i) {
+      const T v = fa.normalised(ap[i]) + bp[i];
+      yp[i] = v < T(0) ? T(0) : v;
+    }
   }
   /// g = v < 0 ? 0 : dy over the plane of `size` values at offset in channel c, v the sum
   /// (relu_backward's rule, NaN passing dy, as a bit mask: branch-free, as reaching()); g may
@@ -941,23 +954,8 @@ void batchnorm_add_relu_forward(T* y, const NormOperand<T>& a, const NormOperand
     return ref::relu_forward(y, v.data(), s.batch * s.channels * s.inner);
   }
   const BlockEnd<T> end = block_end(a, b_norm, addend, s);
-  end.planes(s, [&](int64_t offset, const ChannelAffine<T>& fa, const ChannelAffine<T>* fb) {
-    T* __restrict yp = y + offset;
-    if (fb) {
-      const T* __restrict ap = end.a_x + offset;
-      const T* __restrict bp = end.b_x + offset;
-      for (int64_t i = 0; i < s.inner; ++i) {
-        const T v = fa.normalised(ap[i]) + fb->normalised(bp[i]);
-        yp[i] = v < T(0) ? T(0) : v;  // add_forward's ReLU
-      }
-      return;
-    }
-    const T* __restrict ap = end.a_x + offset;
-    const T* __restrict bp = end.b_x + offset;
-    for (int64_t i = 0; i < s.inner; ++i) {
-      const T v = fa.normalised(ap[i]) + bp[i];
-      yp[i] = v < T(0) ? T(0) : v;
-    }
+  for_each_plane(s, [&](int64_t n, int64_t c) {
+    end.relu_sum_plane(y, (n * s.channels + c) * s.inner, s.inner, c);
   });
 }
 
