@@ -1294,6 +1294,103 @@ TEST(OpsSweep, Conv2dReluFusesEveryMethodUnderAuto) {
   ops::set_conv_algorithm(saved_conv);
 }
 
+/// conv2d_forward_moments on each shape (threads alternating 1 and 2, a bias on every other
+/// shape, image 0 all zeros): where it runs, its output has the bits of conv2d_forward's, its
+/// moments those of batchnorm_plane_moments of that output, and batchnorm_statistics_from_moments
+/// gives the bits of batchnorm_statistics; where it does not, it has written nothing. Returns how
+/// many shapes it ran.
+int check_conv_moments(uint64_t seed, const std::vector<ops::ConvShape>& shapes) {
+  Rng rng(seed);
+  const int saved = ops::threads();
+  int taken = 0;
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    const ops::ConvShape& s = shapes[i];
+    ops::set_threads(1 + static_cast<int>(i % 2));
+    SCOPED_TRACE(describe(s) + ", " + std::to_string(ops::threads()) + " threads, " +
+                 ops::conv2d_forward_method(s));
+    std::vector<float> x = random_vector<float>(rng, s.batch * s.in_channels * s.in_h * s.in_w);
+    std::fill(x.begin(), x.begin() + s.in_channels * s.in_h * s.in_w, 0.0f);
+    const auto w = random_vector<float>(rng,
+                                        s.out_channels * s.in_channels * s.kernel_h * s.kernel_w),
+               b = random_vector<float>(rng, s.out_channels);
+    const float* bias = i % 2 ? b.data() : nullptr;
+    const ops::NormShape norm{s.batch, s.out_channels, s.out_h * s.out_w};
+    const int64_t planes = norm.batch * norm.channels, size = planes * norm.inner;
+    std::vector<float> expected(static_cast<size_t>(size)), y(expected.size(), -1.0f);
+    ops::conv2d_forward(expected.data(), x.data(), w.data(), bias, s);
+    std::vector<double> totals(static_cast<size_t>(2 * planes), -1.0),
+        expected_totals(totals.size());
+    if (!ops::conv2d_forward_moments(y.data(), x.data(), w.data(), bias, s, totals.data())) {
+      EXPECT_TRUE(std::all_of(y.begin(), y.end(), [](float v) { return v == -1.0f; }));
+      EXPECT_TRUE(std::all_of(totals.begin(), totals.end(), [](double v) { return v == -1.0; }));
+      continue;
+    }
+    ++taken;
+    EXPECT_TRUE(same_bits(y, expected));
+    ops::batchnorm_plane_moments(expected_totals.data(), expected.data(), planes, norm.inner);
+    EXPECT_TRUE(same_bits(totals, expected_totals));
+    std::vector<float> mean(static_cast<size_t>(norm.channels)), var(mean.size()),
+        expected_mean(mean.size()), expected_var(mean.size());
+    ops::batchnorm_statistics(expected_mean.data(), expected_var.data(), expected.data(), norm);
+    ops::batchnorm_statistics_from_moments(mean.data(), var.data(), totals.data(), norm);
+    EXPECT_TRUE(same_bits(mean, expected_mean));
+    EXPECT_TRUE(same_bits(var, expected_var));
+  }
+  ops::set_threads(saved);
+  return taken;
+}
+
+/// Shapes for conv2d_forward_moments: resnet's layers in training (the stem by the direct
+/// kernels, F(2x2) 4 tiles a vector and across the lanes, F(4x4) on 7x7 and 4x4 planes, the
+/// implicit GEMM at stride 2 and its 1x1 projections, whose 4x4 planes are as short as the
+/// statistics' image split takes), planes under 16 values (3x3: the statistics split the
+/// channels), odd everything, a 5x5 kernel, and a projection that kAuto leaves to im2col + GEMM
+/// at 9 images (which does not take the moments).
+std::vector<ops::ConvShape> moments_shapes() {
+  return {ops::make_conv_shape(3, 1, 28, 28, 32, 3, 3, 1, 1, 1, 1),    // resnet's stem
+          ops::make_conv_shape(17, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1),  // its first block
+          ops::make_conv_shape(33, 16, 14, 14, 16, 3, 3, 1, 1, 1, 1),  // F(2x2) across the lanes
+          ops::make_conv_shape(19, 32, 14, 14, 64, 3, 3, 2, 2, 1, 1),  // the stride-2 layers
+          ops::make_conv_shape(17, 64, 7, 7, 128, 3, 3, 2, 2, 1, 1),
+          ops::make_conv_shape(17, 64, 7, 7, 128, 1, 1, 2, 2, 0, 0),  // a 1x1 projection
+          ops::make_conv_shape(33, 64, 7, 7, 64, 3, 3, 1, 1, 1, 1),   // F(4x4) planes
+          ops::make_conv_shape(17, 128, 4, 4, 128, 3, 3, 1, 1, 1, 1),
+          ops::make_conv_shape(5, 7, 5, 5, 9, 3, 3, 2, 2, 1, 1),       // 3x3 planes: short
+          ops::make_conv_shape(3, 5, 9, 11, 19, 3, 3, 1, 1, 1, 1),     // odd everything
+          ops::make_conv_shape(2, 3, 12, 10, 7, 5, 5, 1, 1, 2, 2),     // 5x5: no Winograd
+          ops::make_conv_shape(9, 32, 14, 14, 64, 1, 1, 2, 2, 0, 0)};  // kAuto: im2col + GEMM
+}
+
+TEST_P(OpsSweepAllPaths, Conv2dForwardMomentsEqualConvThenStatisticsBitForBit) {
+  const int taken = check_conv_moments(65, moments_shapes());
+  if (GetParam().reference) {
+    EXPECT_EQ(taken, 0);  // the reference statistics sum otherwise
+  } else if (GetParam().conv == ops::ConvAlgorithm::kImplicit) {
+    EXPECT_EQ(taken, 12);  // the implicit GEMM takes every shape
+  }
+}
+
+// kAuto takes the moments by every method that runs resnet's training forward: the direct
+// kernels (the stem), F(2x2), F(4x4) and the implicit GEMM, on every instruction set.
+TEST(OpsSweep, Conv2dForwardMomentsTakeResnetsLayersUnderAuto) {
+  const ops::ConvAlgorithm saved_conv = ops::conv_algorithm();
+  const ops::Isa saved_isa = ops::isa();
+  ops::set_conv_algorithm(ops::ConvAlgorithm::kAuto);
+  const std::vector<ops::ConvShape> shapes = moments_shapes();
+  for (const ops::Isa isa : ops::supported_isas()) {
+    ops::set_isa(isa);
+    SCOPED_TRACE(ops::isa_name(isa));
+    std::set<std::string> methods;
+    for (size_t i = 0; i < 8; ++i) methods.insert(ops::conv2d_forward_method(shapes[i]));
+    EXPECT_EQ(methods, (std::set<std::string>{"direct", "implicit", "winograd", "winograd4x4"}));
+    EXPECT_EQ(check_conv_moments(66, {shapes.begin(), shapes.begin() + 8}), 8);
+    EXPECT_STREQ(ops::conv2d_forward_method(shapes.back()), "gemm");
+    EXPECT_EQ(check_conv_moments(67, {shapes.back()}), 0);
+  }
+  ops::set_isa(saved_isa);
+  ops::set_conv_algorithm(saved_conv);
+}
+
 /// Two evaluation-mode 3x3 convolutions in a row, `first` then `second` (its input the first's
 /// output): batch, channels in, between and out, the second's plane size, and the first's
 /// stride and input size (1 and `size`, or 2 and a plane it halves to `size`).

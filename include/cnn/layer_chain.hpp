@@ -51,6 +51,11 @@
 //    the chain stops before its last BatchNorm and leaves the normalisation to the caller, which
 //    normalises both branches, adds them and applies the block's ReLU in one pass
 //    (ops::batchnorm_add_relu_forward); output() normalises only if asked.
+//  * in kTrain, for floats, a Conv2d followed by a (not synchronised) BatchNorm2d: the
+//    convolution takes each output plane's sums of values and of squares as it writes the plane
+//    (Conv2d::forward_moments), and the BatchNorm's statistics come from them
+//    (BatchNorm::take_moments) instead of from a pass of their own over the output: the same
+//    bits.
 
 #include <utility>
 #include <vector>
@@ -153,6 +158,12 @@ class LayerChain {
   /// folded BatchNorm2d), its input shape and ops::ConvShape for input x_shape; null when the
   /// chain does not end so.
   const Conv2d<T>* last_conv(const Shape& x_shape, size_t* conv_index, ops::ConvShape* shape) const;
+  /// In kTrain, for floats, Conv2d i followed by a (not synchronised) BatchNorm2d that takes
+  /// its statistics next (i + 1 < end, or the last layer, which forward_to_last_norm leaves to
+  /// its caller): runs the convolution on x with each output plane's moments taken as it is
+  /// written (Conv2d::forward_moments), for the BatchNorm's statistics (take_moments), and
+  /// returns true; false, having run nothing, otherwise.
+  bool forward_conv_moments(size_t i, TensorView<const T> x, size_t end, Mode mode);
   /// Before a backward after a kEval forward that folded or fused: the outputs it skipped.
   void recompute_skipped_outputs();
   /// fold_scale_ and fold_bias_ for Conv2d `conv` with BatchNorm2d `norm` folded in.

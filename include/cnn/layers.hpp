@@ -180,6 +180,11 @@ class Conv2d final : public Layer<T> {
   /// The ops geometry of this layer on an input of shape (N, C, H, W); `inference` for an
   /// evaluation forward (ops::ConvShape::inference).
   ops::ConvShape conv_shape(const Shape& input, bool inference = false) const;
+  /// A kTrain forward (floats) that also writes each output plane's sums of values and of
+  /// squares to `totals` (ops::conv2d_forward_moments: 2 N out_channels doubles), for the
+  /// BatchNorm2d after this layer (BatchNorm::take_moments). Checks x and y as forward does;
+  /// returns false, having run nothing, where the ops do not take the shape (or for doubles).
+  bool forward_moments(TensorView<const T> x, TensorView<T> y, double* totals);
 
  protected:
   void forward_impl(TensorView<const T> x, TensorView<T> y, Mode mode) override;
@@ -502,6 +507,14 @@ class BatchNorm : public Layer<T> {
   void backward_block_end(TensorView<const T> dy, TensorView<T> g, TensorView<T> dx,
                           const ops::NormOperand<T>& self, const ops::NormOperand<T>* shortcut,
                           const T* addend);
+  /// Room for the plane moments of an input of shape `input` (N, C, ...), for a convolution
+  /// before this layer that takes them as it writes its output (Conv2d::forward_moments).
+  double* moments_buffer(const Shape& input);
+  /// The next statistics of an input at x (the next forward, forward_relu, forward_relu_maxpool
+  /// or forward_statistics) are taken from the moments in moments_buffer, which the caller
+  /// has just written for that input, instead of from a pass over it: the same bits. That next
+  /// call consumes this, whichever its input.
+  void take_moments(const T* x);
 
  protected:
   /// `dims`: the input ranks accepted, e.g. "(N, C, H, W)"; ranks in [min_rank, max_rank].
@@ -530,6 +543,8 @@ class BatchNorm : public Layer<T> {
   int min_rank_, max_rank_;
   std::vector<T> batch_mean_, batch_var_;  // of the latest kTrain forward
   bool last_train_ = false;
+  std::vector<double> moments_;    // plane moments written by the convolution before
+  const T* moments_of_ = nullptr;  // the input they are of (take_moments), until consumed
   Communicator* ranks_ = nullptr;  // synchronised batch statistics (multi-rank training)
   int64_t global_count_ = 0;       // values per channel of the latest kTrain forward, all ranks
   std::vector<double> sums_;       // per-channel sums exchanged with the other ranks

@@ -125,6 +125,14 @@ const char* conv_algorithm_name(ConvAlgorithm algorithm);
 template <typename T>
 void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s,
                     const T* w_scale = nullptr);
+/// Floats: conv2d_forward (the same bits), and the batchnorm_plane_moments of every output plane
+/// to totals (2 s.batch s.out_channels doubles; plane (n, o) at totals + 2 (n s.out_channels +
+/// o)), each taken by the thread that wrote the plane, right after: a training BatchNorm2d after
+/// the convolution then needs no pass of its own over the output for its statistics
+/// (batchnorm_statistics_from_moments). Returns false, having computed nothing, in reference
+/// mode or where the method that takes s writes its output otherwise (the im2col GEMM).
+bool conv2d_forward_moments(float* y, const float* x, const float* w, const float* b,
+                            const ConvShape& s, double* totals);
 /// dx (N, C, H, W) assigned (may be null); dw (OC, C, KH, KW) and db (OC) accumulated (db may
 /// be null); from x, w and dy (N, OC, OH, OW).
 template <typename T>
@@ -277,6 +285,16 @@ void accumulate(T* dx, const T* g, int64_t n);
 /// batch * inner, what normalises in training).
 template <typename T>
 void batchnorm_statistics(T* mean, T* var, const T* x, const NormShape& s);
+/// Floats: the sums of each of `planes` planes of `inner` values at y (plane p at y + p inner)
+/// and of its values' squares, in double, to totals[2 p] and totals[2 p + 1]: the per-plane sums
+/// of batchnorm_statistics, the same bits. A convolution takes them as it writes its output
+/// (conv2d_forward_moments), while the planes are in the cache.
+void batchnorm_plane_moments(double* totals, const float* y, int64_t planes, int64_t inner);
+/// batchnorm_statistics for floats from the batchnorm_plane_moments of all s.batch s.channels
+/// planes of x (plane (n, c) at totals + 2 (n s.channels + c)): the same bits as from x. Not in
+/// reference mode (ref::batchnorm_statistics sums otherwise).
+void batchnorm_statistics_from_moments(float* mean, float* var, const double* totals,
+                                       const NormShape& s);
 /// y = (x - mean[c]) / sqrt(var[c] + eps) * gamma[c] + beta[c]; gamma and beta may be null
 /// (1 and 0: affine off).
 template <typename T>

@@ -1,6 +1,8 @@
 #include <algorithm>
 #include <cmath>
 #include <sstream>
+#include <type_traits>
+#include <utility>
 
 #include "cnn/distributed.hpp"
 #include "cnn/error.hpp"
@@ -194,7 +196,21 @@ void BatchNorm<T>::run_forward(TensorView<const T> x, TensorView<T> y, Mode mode
 }
 
 template <typename T>
+double* BatchNorm<T>::moments_buffer(const Shape& input) {
+  const ops::NormShape s = norm_shape(input);
+  const size_t size = static_cast<size_t>(2 * s.batch * s.channels);
+  if (moments_.size() < size) moments_.resize(size);  // grow-only: a warm step allocates nothing
+  return moments_.data();
+}
+
+template <typename T>
+void BatchNorm<T>::take_moments(const T* x) {
+  moments_of_ = x;
+}
+
+template <typename T>
 void BatchNorm<T>::statistics(TensorView<const T> x, Mode mode) {
+  const bool from_moments = std::exchange(moments_of_, nullptr) == x.data();
   last_train_ = mode == Mode::kTrain;
   if (!last_train_) return;  // the running statistics normalise
   const ops::NormShape s = norm_shape(x.shape());
@@ -209,7 +225,14 @@ void BatchNorm<T>::statistics(TensorView<const T> x, Mode mode) {
         "got input " +
         x.shape().str());
   }
-  if (!shared) ops::batchnorm_statistics(batch_mean_.data(), batch_var_.data(), x.data(), s);
+  if constexpr (std::is_same_v<T, float>) {
+    if (!shared && from_moments) {
+      ops::batchnorm_statistics_from_moments(batch_mean_.data(), batch_var_.data(), moments_.data(),
+                                             s);
+    }
+  }
+  if (!shared && !(std::is_same_v<T, float> && from_moments))
+    ops::batchnorm_statistics(batch_mean_.data(), batch_var_.data(), x.data(), s);
   // PyTorch's update, in T: running = (1 - momentum) running + momentum batch.
   const T m = static_cast<T>(momentum_);
   const T unbias = static_cast<T>(static_cast<double>(count) / static_cast<double>(count - 1));

@@ -1,3 +1,5 @@
+#include <type_traits>
+
 #include "cnn/error.hpp"
 #include "cnn/layers.hpp"
 
@@ -100,6 +102,21 @@ void Conv2d<T>::forward_impl(TensorView<const T> x, TensorView<T> y, Mode mode) 
   ops::conv2d_forward(y.data(), x.data(), this->value_data(0),
                       bias_ ? this->value_data(1) : nullptr,
                       conv_shape(x.shape(), mode == Mode::kEval));
+}
+
+template <typename T>
+bool Conv2d<T>::forward_moments(TensorView<const T> x, TensorView<T> y, double* totals) {
+  if constexpr (std::is_same_v<T, float>) {
+    this->check_forward(x, y);
+    return ops::conv2d_forward_moments(y.data(), x.data(), this->value_data(0),
+                                       bias_ ? this->value_data(1) : nullptr, conv_shape(x.shape()),
+                                       totals);
+  } else {
+    (void)x;
+    (void)y;
+    (void)totals;
+    return false;
+  }
 }
 
 template <typename T>

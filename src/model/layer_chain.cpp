@@ -138,6 +138,23 @@ size_t LayerChain<T>::forward_conv_fused(size_t i, TensorView<const T> x) {
 }
 
 template <typename T>
+bool LayerChain<T>::forward_conv_moments(size_t i, TensorView<const T> x, size_t end, Mode mode) {
+  BatchNorm<T>* const norm = i + 1 < layers_.size() ? folded_norm_[i + 1] : nullptr;
+  // The BatchNorm must take its statistics next: in this forward, or as the last layer that
+  // forward_to_last_norm leaves to its caller.
+  const bool norm_next = i + 1 < end || i + 2 == layers_.size();
+  if (!std::is_same_v<T, float> || mode != Mode::kTrain || !norm || !norm_next ||
+      norm->synchronised())
+    return false;
+  auto& conv = static_cast<Conv2d<T>&>(*layers_[i]);
+  outputs_[i].resize(conv.output_shape(x.shape()));
+  if (!conv.forward_moments(x, outputs_[i].view(), norm->moments_buffer(outputs_[i].shape())))
+    return false;
+  norm->take_moments(outputs_[i].data());
+  return true;
+}
+
+template <typename T>
 TensorView<const T> LayerChain<T>::forward(TensorView<const T> x, Mode mode) {
   return forward_until(x, mode, layers_.size());
 }
@@ -368,7 +385,7 @@ TensorView<const T> LayerChain<T>::forward_until(TensorView<const T> x, Mode mod
                           fold_bias_.data(), conv.conv_shape(current.shape(), true),
                           fold_scale_.data());
       skipped_outputs_ = true;
-    } else {
+    } else if (!forward_conv_moments(i, current, end, mode)) {
       outputs_[i].resize(layers_[i]->output_shape(current.shape()));
       layers_[i]->forward(current, outputs_[i].view(), mode);
     }

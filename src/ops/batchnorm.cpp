@@ -619,7 +619,32 @@ void sum_over_images(const NormShape& s, double* sums, const PlaneSums& plane_su
   });
 }
 
+/// mean[c] and the biased var[c] from each channel's sums of x and of x^2 (sums[2 c], sums[2 c +
+/// 1]) over its s.batch s.inner values: the one-pass float statistics' last step.
+void moments_to_statistics(float* mean, float* var, const double* sums, const NormShape& s) {
+  const double count = static_cast<double>(s.batch * s.inner);
+  for (int64_t c = 0; c < s.channels; ++c) {
+    const double m = sums[2 * c] / count;
+    mean[c] = static_cast<float>(m);
+    var[c] = static_cast<float>(std::max(0.0, sums[2 * c + 1] / count - m * m));
+  }
+}
+
 }  // namespace
+
+void batchnorm_plane_moments(double* totals, const float* y, int64_t planes, int64_t inner) {
+  const SumLoops loops = sum_loops();
+  for (int64_t p = 0; p < planes; ++p)
+    plane_moments(inner, y + p * inner, loops, totals[2 * p], totals[2 * p + 1]);
+}
+
+void batchnorm_statistics_from_moments(float* mean, float* var, const double* totals,
+                                       const NormShape& s) {
+  // Each channel's plane sums added from 0 in image order, as sum_over_images adds them.
+  double* const sums = channel_sums(2 * s.channels);
+  add_over_images(sums, totals, s.batch, 2 * s.channels);
+  moments_to_statistics(mean, var, sums, s);
+}
 
 template <typename T>
 void batchnorm_statistics(T* mean, T* var, const T* x, const NormShape& s) {
@@ -635,11 +660,7 @@ void batchnorm_statistics(T* mean, T* var, const T* x, const NormShape& s) {
     sum_over_images<2>(s, sums, [&](int64_t n, int64_t c, double* totals) {
       plane_moments(s.inner, x + (n * s.channels + c) * s.inner, loops, totals[0], totals[1]);
     });
-    for (int64_t c = 0; c < s.channels; ++c) {
-      const double m = sums[2 * c] / count;
-      mean[c] = static_cast<float>(m);
-      var[c] = static_cast<float>(std::max(0.0, sums[2 * c + 1] / count - m * m));
-    }
+    moments_to_statistics(mean, var, sums, s);
     return;
   }
   // double: two passes, the mean's, then the squared deviations' from it (a double's square is

@@ -687,7 +687,8 @@ namespace {
 /// convolution's output, or with relu_pool the 2x2 / stride-2 max pooling of its ReLU (N, OC,
 /// OH / 2, OW / 2), pooled from the flat buffer while it is in the cache.
 void conv2d_forward_direct(float* y, const float* x, const float* w, const float* b,
-                           const ConvShape& s, const float* w_scale, bool relu_pool = false) {
+                           const ConvShape& s, const float* w_scale, bool relu_pool = false,
+                           double* moments = nullptr) {
   const detail::DirectConvKernels& kernels = detail::direct_conv_kernels();
   const bool phased = s.stride_h == 2 && s.stride_w == 2;  // else stride 1
   const Staging g = phased ? make_phase_staging(s, kernels.lanes)
@@ -732,6 +733,10 @@ void conv2d_forward_direct(float* y, const float* x, const float* w, const float
                        g.positions});
       if (!relu_pool) {
         unstage(y + n * out_size, flat, s.out_channels, g);
+        if (moments) {
+          ops::batchnorm_plane_moments(moments + 2 * n * s.out_channels, y + n * out_size,
+                                       s.out_channels, s.out_h * s.out_w);
+        }
         continue;
       }
       for (int64_t o = 0; o < s.out_channels; ++o) {
@@ -951,6 +956,18 @@ bool forward_by_transform_methods(float* y, const float* x, const float* w, cons
 }
 
 }  // namespace
+
+bool conv2d_forward_moments(float* y, const float* x, const float* w, const float* b,
+                            const ConvShape& s, double* totals) {
+  if (reference_mode()) return false;
+  detail::ConvEpilogue epilogue;
+  epilogue.moments = totals;
+  epilogue.plane = s.out_h * s.out_w;
+  if (forward_by_transform_methods(y, x, w, b, s, nullptr, epilogue)) return true;
+  if (!conv_forward_uses_direct(s)) return false;
+  conv2d_forward_direct(y, x, w, b, s, nullptr, false, totals);
+  return true;
+}
 
 template <typename T>
 void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s,

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "cnn/ops.hpp"
 #include "dconv.hpp"
 #include "parallel.hpp"
 
@@ -26,14 +27,24 @@ struct ConvEpilogue {
   /// group's first value for an addend of that group alone (implicit_winograd4x4_pair's
   /// shortcut).
   int64_t addend_offset = 0;
+  /// When not null: each output plane's ops::batchnorm_plane_moments go here, plane (n, o) of
+  /// the whole output at moments + 2 (n channels + o), planes of `plane` values
+  /// (ops::conv2d_forward_moments), after the ReLU and addend if any.
+  double* moments = nullptr;
+  int64_t plane = 0;
   /// The addend's value at `offset` in the whole output.
   const float* addend_at(int64_t offset) const { return addend + (offset - addend_offset); }
-  /// Applies it to the n values at y, at `offset` in the whole output.
+  /// Applies it to the n values at y, at `offset` in the whole output (whole planes when
+  /// `moments`).
   /// (The vector kernels of the instruction set in use: the scalar loop, compiled for the
   /// x86-64 baseline, was 3-4% of resnet's evaluation forward.)
   void apply(float* y, int64_t offset, int64_t n) const {
-    if (!relu) return;
-    direct_conv_kernels().relu_add(y, addend ? addend_at(offset) : nullptr, n);
+    if (relu) direct_conv_kernels().relu_add(y, addend ? addend_at(offset) : nullptr, n);
+    take_moments(y, offset, n);
+  }
+  /// The moments part of apply alone, for a method that applies the ReLU and addend itself.
+  void take_moments(const float* y, int64_t offset, int64_t n) const {
+    if (moments) ops::batchnorm_plane_moments(moments + 2 * (offset / plane), y, n / plane, plane);
   }
 };
 
