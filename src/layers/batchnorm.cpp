@@ -210,7 +210,9 @@ void BatchNorm<T>::take_moments(const T* x) {
 
 template <typename T>
 void BatchNorm<T>::statistics(TensorView<const T> x, Mode mode) {
-  const bool from_moments = std::exchange(moments_of_, nullptr) == x.data();
+  // Only a float Conv2d hands moments over (Conv2d::forward_moments).
+  const bool from_moments =
+      std::exchange(moments_of_, nullptr) == x.data() && std::is_same_v<T, float>;
   last_train_ = mode == Mode::kTrain;
   if (!last_train_) return;  // the running statistics normalise
   const ops::NormShape s = norm_shape(x.shape());
@@ -225,14 +227,14 @@ void BatchNorm<T>::statistics(TensorView<const T> x, Mode mode) {
         "got input " +
         x.shape().str());
   }
-  if constexpr (std::is_same_v<T, float>) {
-    if (!shared && from_moments) {
+  if (!shared && from_moments) {
+    if constexpr (std::is_same_v<T, float>) {
       ops::batchnorm_statistics_from_moments(batch_mean_.data(), batch_var_.data(), moments_.data(),
                                              s);
     }
-  }
-  if (!shared && !(std::is_same_v<T, float> && from_moments))
+  } else if (!shared) {
     ops::batchnorm_statistics(batch_mean_.data(), batch_var_.data(), x.data(), s);
+  }
   // PyTorch's update, in T: running = (1 - momentum) running + momentum batch.
   const T m = static_cast<T>(momentum_);
   const T unbias = static_cast<T>(static_cast<double>(count) / static_cast<double>(count - 1));

@@ -40,10 +40,10 @@ struct ConvEpilogue {
   /// x86-64 baseline, was 3-4% of resnet's evaluation forward.)
   void apply(float* y, int64_t offset, int64_t n) const {
     if (relu) direct_conv_kernels().relu_add(y, addend ? addend_at(offset) : nullptr, n);
-    take_moments(y, offset, n);
+    write_moments(y, offset, n);
   }
   /// The moments part of apply alone, for a method that applies the ReLU and addend itself.
-  void take_moments(const float* y, int64_t offset, int64_t n) const {
+  void write_moments(const float* y, int64_t offset, int64_t n) const {
     if (moments) ops::batchnorm_plane_moments(moments + 2 * (offset / plane), y, n / plane, plane);
   }
 };

@@ -53,7 +53,7 @@ void copy_out(float* out, int64_t offset, const float* c, int64_t images, int64_
         epilogue.relu && epilogue.addend ? epilogue.addend_at(offset + at) : nullptr;
     kernels.transpose_out(out + at, positions, c + i * positions * ldc, ldc, positions, channels,
                           bias, addend, epilogue.relu);
-    epilogue.take_moments(out + at, offset + at, channels * positions);
+    epilogue.write_moments(out + at, offset + at, channels * positions);
   }
 }
 
