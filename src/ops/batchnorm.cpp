@@ -889,49 +889,37 @@ struct BlockEnd {
   const ChannelAffine<T>* a_affines;
   const T* b_x;                       // the shortcut BatchNorm's input, or the addend
   const ChannelAffine<T>* b_affines;  // null: b_x is the addend itself
-  /// y = v < 0 ? 0 : v over the plane of `size` values at offset in channel c, v the sum
-  /// (add_forward's ReLU).
-  void relu_sum_plane(T* y, int64_t offset, int64_t size, int64_t c) const {
+  /// f(i, v) for each value i of the plane of `size` values at offset in channel c, v the sum
+  /// there; the shortcut's kind is tested once a plane, not once a value.
+  template <typename F>
+  void each_sum(int64_t offset, int64_t size, int64_t c, const F& f) const {
     const ChannelAffine<T> fa = a_affines[c];
     const T* __restrict ap = a_x + offset;
     const T* __restrict bp = b_x + offset;
-    T* __restrict yp = y + offset;
     if (b_affines) {
       const ChannelAffine<T> fb = b_affines[c];
-      for (int64_t i = 0; i < size; ++i) {
-        const T v = fa.normalised(ap[i]) + fb.normalised(bp[i]);
-        yp[i] = v < T(0) ? T(0) : v;
-      }
+      for (int64_t i = 0; i < size; ++i) f(i, fa.normalised(ap[i]) + fb.normalised(bp[i]));
       return;
     }
-    for (int64_t i = 0; i < size; ++i) {
-      const T v = fa.normalised(ap[i]) + bp[i];
-      yp[i] = v < T(0) ? T(0) : v;
-    }
+    for (int64_t i = 0; i < size; ++i) f(i, fa.normalised(ap[i]) + bp[i]);
+  }
+  /// y = v < 0 ? 0 : v over the plane of `size` values at offset in channel c, v the sum
+  /// (add_forward's ReLU).
+  void relu_sum_plane(T* y, int64_t offset, int64_t size, int64_t c) const {
+    T* __restrict yp = y + offset;
+    each_sum(offset, size, c, [yp](int64_t i, T v) { yp[i] = v < T(0) ? T(0) : v; });
   }
   /// g = v < 0 ? 0 : dy over the plane of `size` values at offset in channel c, v the sum
   /// (relu_backward's rule, NaN passing dy, as a bit mask: branch-free, as reaching()); g may
   /// alias dy.
   void mask_plane(T* g, const T* dy, int64_t offset, int64_t size, int64_t c) const {
     using Bits = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
-    const auto keep = [](T v) { return Bits(0) - static_cast<Bits>(!(v < T(0))); };
-    const ChannelAffine<T> fa = a_affines[c];
-    const T* __restrict ap = a_x + offset;
-    const T* __restrict bp = b_x + offset;
     const T* up = dy + offset;
     T* gp = g + offset;
-    if (b_affines) {
-      const ChannelAffine<T> fb = b_affines[c];
-      for (int64_t i = 0; i < size; ++i) {
-        const T v = fa.normalised(ap[i]) + fb.normalised(bp[i]);
-        gp[i] = std::bit_cast<T>(std::bit_cast<Bits>(up[i]) & keep(v));
-      }
-      return;
-    }
-    for (int64_t i = 0; i < size; ++i) {
-      const T v = fa.normalised(ap[i]) + bp[i];
-      gp[i] = std::bit_cast<T>(std::bit_cast<Bits>(up[i]) & keep(v));
-    }
+    each_sum(offset, size, c, [up, gp](int64_t i, T v) {
+      const Bits keep = Bits(0) - static_cast<Bits>(!(v < T(0)));
+      gp[i] = std::bit_cast<T>(std::bit_cast<Bits>(up[i]) & keep);
+    });
   }
 };
 
