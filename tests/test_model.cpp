@@ -19,6 +19,7 @@
 #include "cnn/cnn.hpp"
 #include "cnn/layer_chain.hpp"
 #include "test_models.hpp"
+#include "test_paths.hpp"
 
 namespace cnn {
 namespace {
@@ -712,17 +713,6 @@ TEST(Sequential, FusedBatchNormReluGivesTheLayerByLayerResults) {
   }
 }
 
-/// Puts the instruction set and thread count back as they were when it goes out of scope, also
-/// after a failed assertion.
-struct RestoreIsaAndThreads {
-  ops::Isa isa = ops::isa();
-  int threads = ops::threads();
-  ~RestoreIsaAndThreads() {
-    ops::set_threads(threads);
-    ops::set_isa(isa);
-  }
-};
-
 // A BatchNorm2d, a ReLU and a 2x2 / stride-2 MaxPool2d run as one step (at the model's start,
 // where no dx is wanted, and after a Conv2d, as resnet's stem): output, gradients and running
 // statistics bit for bit those of the layers one at a time, in kTrain and kEval, on odd planes
@@ -730,7 +720,7 @@ struct RestoreIsaAndThreads {
 // Conv2d right before would fold the BatchNorm in (other rounding, tested elsewhere), so there
 // an AvgPool2d(1), an identity, stands between them.
 TEST(Sequential, FusedBatchNormReluMaxPoolGivesTheLayerByLayerResults) {
-  const RestoreIsaAndThreads restore;
+  const testing::RestoreOpsSettings restore;
   for (const ops::Isa isa : ops::supported_isas())
     for (const int team : {1, 2})
       for (const Mode mode : {Mode::kTrain, Mode::kEval}) {
@@ -764,7 +754,7 @@ TEST(Sequential, FusedBatchNormReluMaxPoolGivesTheLayerByLayerResults) {
 // one whose body is a BatchNorm alone (the mask in a pass of its own).
 // kEval folds the BatchNorms into the convolutions (other rounding, tested elsewhere): kTrain.
 TEST(Sequential, FusedResidualEndGivesTheLayerByLayerResults) {
-  const RestoreIsaAndThreads restore;
+  const testing::RestoreOpsSettings restore;
   using Layers = std::vector<std::unique_ptr<Layer<float>>>;
   const auto conv_norm = [](Layers& layers, int64_t in, int64_t out, int64_t kernel,
                             int64_t stride) {

@@ -231,9 +231,7 @@ void check_auto_methods(Rng& rng, const ops::ConvShape& s, const char* forward,
 /// threads (named by SCOPED_TRACE), until a fatal failure; the settings restored afterwards.
 template <typename Body>
 void for_each_auto_path(const std::vector<ops::ConvShape>& shapes, const Body& body) {
-  const ops::ConvAlgorithm saved_conv = ops::conv_algorithm();
-  const ops::Isa saved_isa = ops::isa();
-  const int saved_threads = ops::threads();
+  const testing::RestoreOpsSettings restore;
   ops::set_conv_algorithm(ops::ConvAlgorithm::kAuto);
   [&] {
     for (const ops::Isa isa : ops::supported_isas()) {
@@ -248,9 +246,6 @@ void for_each_auto_path(const std::vector<ops::ConvShape>& shapes, const Body& b
       }
     }
   }();
-  ops::set_threads(saved_threads);
-  ops::set_isa(saved_isa);
-  ops::set_conv_algorithm(saved_conv);
 }
 
 // kAuto's mixed methods, which the forced paths above never take: the forward and weight
@@ -400,8 +395,7 @@ TEST(OpsSweep, ImplicitGemmSumsAreFusedChainsOverTheProductsInsideTheInput) {
   for (ops::Isa isa : ops::supported_isas())
     if (isa != ops::Isa::kPortable) fused.push_back(isa);
   if (fused.empty()) GTEST_SKIP() << "no AVX2 on this CPU";
-  const ops::Isa saved_isa = ops::isa();
-  const ops::ConvAlgorithm saved_conv = ops::conv_algorithm();
+  const testing::RestoreOpsSettings restore;
   ops::set_conv_algorithm(ops::ConvAlgorithm::kImplicit);
   Rng rng(59);
   const ops::ConvShape shapes[] = {ops::make_conv_shape(5, 6, 7, 7, 20, 3, 3, 2, 2, 1, 1),
@@ -509,8 +503,6 @@ TEST(OpsSweep, ImplicitGemmSumsAreFusedChainsOverTheProductsInsideTheInput) {
       EXPECT_TRUE(same_bits(dx, dx_chain)) << "input gradient";
     }
   ops::set_threads(saved);
-  ops::set_isa(saved_isa);
-  ops::set_conv_algorithm(saved_conv);
 }
 
 template <typename T>
@@ -1003,13 +995,10 @@ void check_auto_method(Rng& rng, const ops::ConvShape& s, const char* method) {
 
 /// check_auto_method on one thread under kAuto (a thread's images in several chunks).
 void check_auto_method_one_thread(Rng& rng, const ops::ConvShape& s, const char* method) {
-  const ops::ConvAlgorithm saved_conv = ops::conv_algorithm();
-  const int saved_threads = ops::threads();
+  const testing::RestoreOpsSettings restore;
   ops::set_conv_algorithm(ops::ConvAlgorithm::kAuto);
   ops::set_threads(1);
   check_auto_method(rng, s, method);
-  ops::set_threads(saved_threads);
-  ops::set_conv_algorithm(saved_conv);
 }
 
 /// check_auto_method(method) on each of `shapes` over every path (instruction set and thread
@@ -1233,16 +1222,13 @@ TEST_P(OpsSweepAllPaths, Conv2dReluMaxPoolEqualsConvThenReluMaxPoolBitForBit) {
 // kAuto fuses the stems of resnet, lenet5 and convnet (the direct kernels take them), on every
 // instruction set.
 TEST(OpsSweep, Conv2dReluMaxPoolFusesTheStemsUnderAuto) {
-  const ops::ConvAlgorithm saved_conv = ops::conv_algorithm();
-  const ops::Isa saved_isa = ops::isa();
+  const testing::RestoreOpsSettings restore;
   ops::set_conv_algorithm(ops::ConvAlgorithm::kAuto);
   for (const ops::Isa isa : ops::supported_isas()) {
     ops::set_isa(isa);
     SCOPED_TRACE(ops::isa_name(isa));
     EXPECT_GE(check_conv_relu_maxpool(62), 2);
   }
-  ops::set_isa(saved_isa);
-  ops::set_conv_algorithm(saved_conv);
 }
 
 /// Shapes for the ReLU fusion, of every method that takes it: F(2x2) (4 tiles a vector, and
@@ -1273,8 +1259,7 @@ TEST_P(OpsSweepAllPaths, Conv2dReluEqualsConvThenReluBitForBit) {
 
 // kAuto fuses resnet's layers by each of its methods: F(2x2), F(4x4) and the implicit GEMM.
 TEST(OpsSweep, Conv2dReluFusesEveryMethodUnderAuto) {
-  const ops::ConvAlgorithm saved_conv = ops::conv_algorithm();
-  const ops::Isa saved_isa = ops::isa();
+  const testing::RestoreOpsSettings restore;
   ops::set_conv_algorithm(ops::ConvAlgorithm::kAuto);
   const ops::ConvShape f2 = ops::make_conv_shape(17, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1),
                        f4 = ops::make_conv_shape(17, 128, 4, 4, 128, 3, 3, 1, 1, 1, 1),
@@ -1290,8 +1275,6 @@ TEST(OpsSweep, Conv2dReluFusesEveryMethodUnderAuto) {
     EXPECT_STREQ(ops::conv2d_forward_method(implicit), "implicit");
     EXPECT_GE(check_conv_relu(64), 6);
   }
-  ops::set_isa(saved_isa);
-  ops::set_conv_algorithm(saved_conv);
 }
 
 /// conv2d_forward_moments on each shape (threads alternating 1 and 2, a bias on every other
@@ -1373,8 +1356,7 @@ TEST_P(OpsSweepAllPaths, Conv2dForwardMomentsEqualConvThenStatisticsBitForBit) {
 // kAuto takes the moments by every method that runs resnet's training forward: the direct
 // kernels (the stem), F(2x2), F(4x4) and the implicit GEMM, on every instruction set.
 TEST(OpsSweep, Conv2dForwardMomentsTakeResnetsLayersUnderAuto) {
-  const ops::ConvAlgorithm saved_conv = ops::conv_algorithm();
-  const ops::Isa saved_isa = ops::isa();
+  const testing::RestoreOpsSettings restore;
   ops::set_conv_algorithm(ops::ConvAlgorithm::kAuto);
   const std::vector<ops::ConvShape> shapes = moments_shapes();
   for (const ops::Isa isa : ops::supported_isas()) {
@@ -1387,8 +1369,6 @@ TEST(OpsSweep, Conv2dForwardMomentsTakeResnetsLayersUnderAuto) {
     EXPECT_STREQ(ops::conv2d_forward_method(shapes.back()), "gemm");
     EXPECT_EQ(check_conv_moments(67, {shapes.back()}), 0);
   }
-  ops::set_isa(saved_isa);
-  ops::set_conv_algorithm(saved_conv);
 }
 
 /// Two evaluation-mode 3x3 convolutions in a row, `first` then `second` (its input the first's
@@ -1408,9 +1388,7 @@ struct ConvPairCase {
 // by the implicit GEMM (resnet's later blocks, odd input planes too). Shapes that are not such
 // a pair are refused, and the op throws for them.
 TEST(OpsSweep, Conv2dReluPairEqualsTwoFusedConvolutionsBitForBit) {
-  const ops::ConvAlgorithm saved_conv = ops::conv_algorithm();
-  const ops::Isa saved_isa = ops::isa();
-  const int saved_threads = ops::threads();
+  const testing::RestoreOpsSettings restore;
   ops::set_conv_algorithm(ops::ConvAlgorithm::kAuto);
   const auto shape = [](int64_t batch, int64_t in, int64_t out, int64_t size, int64_t stride = 1) {
     ops::ConvShape s = ops::make_conv_shape(batch, in, size, size, out, 3, 3, stride, stride, 1, 1);
@@ -1532,9 +1510,6 @@ TEST(OpsSweep, Conv2dReluPairEqualsTwoFusedConvolutionsBitForBit) {
                      {w.data(), nullptr, nullptr, f4}, {w.data(), nullptr, nullptr, f4}),
                  std::logic_error);
   }
-  ops::set_threads(saved_threads);
-  ops::set_isa(saved_isa);
-  ops::set_conv_algorithm(saved_conv);
 }
 
 /// A BatchNorm's per-channel mean, var, gamma and beta (beta 0 on every third channel) and an
@@ -1836,8 +1811,7 @@ TEST_P(OpsSweepAllPaths, BatchNormAddReluEqualsTheOpsItReplacesBitForBit) {
 // gradient's element-wise pass is vectorised too, by the same float operations, and gives the
 // same bits, as must the forward's (scalar on every instruction set today).
 TEST(OpsSweep, BatchNormSumsAreTheSameBitsOnEveryInstructionSet) {
-  const ops::Isa saved_isa = ops::isa();
-  const int saved_threads = ops::threads();
+  const testing::RestoreOpsSettings restore;
   Rng rng(45);
   for (const int64_t inner : {1, 5, 15, 16, 17, 31, 33, 49, 196, 784, 1000}) {
     ops::set_threads(1 + int(inner % 2));
@@ -1917,8 +1891,6 @@ TEST(OpsSweep, BatchNormSumsAreTheSameBitsOnEveryInstructionSet) {
       EXPECT_TRUE(same_bits(wide.y_relu, portable.y_relu)) << what;
     }
   }
-  ops::set_isa(saved_isa);
-  ops::set_threads(saved_threads);
 }
 
 constexpr const char* kGradientNames[] = {"dx", "dw", "db"};
@@ -1941,9 +1913,7 @@ std::vector<std::vector<T>> conv_gradients(const ops::ConvShape& s, const std::v
 // set, float and double; 3 threads (three blocks) their own bits, run after run. Odd batches,
 // so the blocks differ in size.
 TEST(OpsSweep, Conv2dBackwardIsTheSameBitsOnOneAndTwoThreads) {
-  const int saved_threads = ops::threads();
-  const ops::ConvAlgorithm saved_conv = ops::conv_algorithm();
-  const ops::Isa saved_isa = ops::isa();
+  const testing::RestoreOpsSettings restore;
   ops::set_conv_algorithm(ops::ConvAlgorithm::kAuto);
   const ops::ConvShape shapes[] = {
       ops::make_conv_shape(9, 3, 11, 10, 8, 5, 5, 1, 1, 2, 2),   // direct
@@ -1973,7 +1943,7 @@ TEST(OpsSweep, Conv2dBackwardIsTheSameBitsOnOneAndTwoThreads) {
       }
     }
   }
-  ops::set_isa(saved_isa);
+  ops::set_isa(restore.isa);
   for (const char* method : {"direct", "winograd", "winograd4x4", "implicit", "gemm"})
     EXPECT_TRUE(methods.count(method)) << method << " was not reached";
   // Double (im2col + GEMM, its one method): the first shape.
@@ -1984,8 +1954,6 @@ TEST(OpsSweep, Conv2dBackwardIsTheSameBitsOnOneAndTwoThreads) {
   const auto one = conv_gradients(s, x, w, dy, 1), two = conv_gradients(s, x, w, dy, 2);
   for (size_t k = 0; k < 3; ++k)
     EXPECT_TRUE(same_bits(one[k], two[k])) << "double " << kGradientNames[k];
-  ops::set_conv_algorithm(saved_conv);
-  ops::set_threads(saved_threads);
 }
 
 // BatchNorm's threads split the images (the planes, below 2 images), and each plane's sums
@@ -1995,7 +1963,7 @@ TEST(OpsSweep, Conv2dBackwardIsTheSameBitsOnOneAndTwoThreads) {
 // with +2^60 and of image 4 with -2^60 (in x and in dy), which swallow the other images' sums
 // added to them in one order and not in another (two threads' partial sums added up).
 TEST(OpsSweep, BatchNormIsTheSameBitsOnOneAndTwoThreads) {
-  const int saved_threads = ops::threads();
+  const testing::RestoreOpsSettings restore;
   Rng rng(46);
   // All above the one-thread size (16,384 values).
   for (const ops::NormShape s : {ops::NormShape{7, 3, 1000}, ops::NormShape{1, 5, 4000},
@@ -2036,7 +2004,6 @@ TEST(OpsSweep, BatchNormIsTheSameBitsOnOneAndTwoThreads) {
     const char* names[] = {"mean", "var", "forward y", "dx", "fused dx", "dgamma and dbeta"};
     for (size_t k = 0; k < one.size(); ++k) EXPECT_TRUE(same_bits(one[k], two[k])) << names[k];
   }
-  ops::set_threads(saved_threads);
 }
 
 // kAuto's method rule at its edges: Winograd for 3x3 stride-1 layers with 16+ channels and at
@@ -2050,7 +2017,7 @@ TEST(OpsSweep, BatchNormIsTheSameBitsOnOneAndTwoThreads) {
 // kernels; a stride-1 layer without padding whose direct forward would throw away a quarter or more
 // of its positions, its forward and weight gradient by the implicit GEMM.
 TEST(OpsSweep, AutoMethodRuleAtItsEdges) {
-  const ops::ConvAlgorithm saved = ops::conv_algorithm();
+  const testing::RestoreOpsSettings restore;
   ops::set_conv_algorithm(ops::ConvAlgorithm::kAuto);
   const auto methods_of = [](const ops::ConvShape& s) {
     return std::string(ops::conv2d_forward_method(s)) + "/" + ops::conv2d_weight_grad_method(s) +
@@ -2154,7 +2121,6 @@ TEST(OpsSweep, AutoMethodRuleAtItsEdges) {
   // padding within the same bounds; else the forward over the input's phases (direct) for 3x3
   // kernels whose outputs fill 3/4 of the positions computed (rows of `row` floats, whole
   // vectors), im2col + GEMM otherwise, and the backward by GEMM.
-  const ops::Isa saved_isa = ops::isa();
   ops::set_isa(ops::Isa::kPortable);
   const auto strided = [&](int64_t batch, int64_t size, int64_t kernel, int64_t pad,
                            int64_t in_channels = 32, int64_t out_channels = 64) {
@@ -2181,11 +2147,10 @@ TEST(OpsSweep, AutoMethodRuleAtItsEdges) {
   ops::set_conv_algorithm(ops::ConvAlgorithm::kImplicit);
   EXPECT_EQ(strided(1, 14, 1, 0), "implicit/implicit/implicit");  // forced: every layer
   EXPECT_EQ(methods(1, 4, 128), "implicit/implicit/implicit");
-  ops::set_isa(saved_isa);
+  ops::set_isa(restore.isa);
   ops::set_conv_algorithm(ops::ConvAlgorithm::kWinograd);
   EXPECT_EQ(methods(1, 4, 128), "winograd/winograd/winograd");  // forced stays forced
   EXPECT_EQ(methods(64, 7, 64), "winograd/winograd/winograd");
-  ops::set_conv_algorithm(saved);
 }
 
 TEST(OpsSweep, EveryIsaThatTheCpuSupportsIsSelectable) {

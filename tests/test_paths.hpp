@@ -47,6 +47,19 @@ inline std::vector<Path> all_paths() {
   return paths;
 }
 
+/// Puts the instruction set, convolution algorithm and thread count back as they were when it
+/// was made, when it goes out of scope (after a failed assertion too).
+struct RestoreOpsSettings {
+  ops::Isa isa = ops::isa();
+  ops::ConvAlgorithm conv = ops::conv_algorithm();
+  int threads = ops::threads();
+  ~RestoreOpsSettings() {
+    ops::set_threads(threads);
+    ops::set_conv_algorithm(conv);
+    ops::set_isa(isa);
+  }
+};
+
 /// A fixture that switches to its Path for the test and back afterwards.
 class PathTest : public ::testing::TestWithParam<Path> {
  protected:
