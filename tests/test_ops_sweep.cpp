@@ -1710,6 +1710,115 @@ TEST_P(OpsSweepAllPaths, BatchNormReluMaxPoolEqualsTheThreeOpsBitForBit) {
   sweep_batchnorm_relu_pool<double>(44, 40);
 }
 
+/// The stem's backward with the BatchNorm's input gradient made image by image
+/// (ops::maxpool2x2_relu_batchnorm_backward_by_image) and read so by the convolution before it
+/// (ops::conv2d_weight_backward_by_image), bit for bit against maxpool2x2_relu_batchnorm_backward
+/// writing dx, then conv2d_backward without an input gradient: the images themselves, dgamma,
+/// dbeta and the convolution's weight and bias gradients (accumulated onto values already
+/// there). Odd shapes, 1 to 3 input channels, 3x3 and 5x5 kernels, resnet's 28 x 28 stem,
+/// batch and running statistics, with and without a bias, 1 and 2 threads. Where the ops do not
+/// take the shape (reference mode, a method other than the direct kernels'), they must say so
+/// and compute nothing.
+void sweep_batchnorm_relu_pool_conv_by_image(uint64_t seed, int cases) {
+  Rng rng(seed);
+  int taken = 0;
+  for (int c = 0; c < cases; ++c) {
+    ops::set_threads(1 + c % 2);
+    const bool stem = c % 7 == 0;
+    const int64_t kernel = stem || c % 3 != 0 ? 3 : 5;
+    const int64_t batch = 1 + int64_t(rng.below(stem ? 3 : 5));
+    const int64_t in_channels = stem ? 1 : 1 + int64_t(rng.below(3));
+    const int64_t channels = stem ? 32 : 1 + int64_t(rng.below(9));
+    const int64_t h = stem ? 28 : 2 * (1 + int64_t(rng.below(7)));
+    const int64_t w = stem ? 28 : 2 * (1 + int64_t(rng.below(7)));
+    const int64_t pad = kernel / 2;
+    const ops::ConvShape cs =
+        ops::make_conv_shape(batch, in_channels, h, w, channels, kernel, kernel, 1, 1, pad, pad);
+    const ops::NormShape s{batch, channels, h * w};
+    const ops::PoolShape p = ops::make_pool_shape(batch, channels, h, w, 2, 2, 2, 2, 0, 0);
+    const int64_t n = batch * channels * h * w, m = batch * channels * p.out_h * p.out_w;
+    const bool bias = c % 2 == 0;
+    const std::string what = "batch=" + std::to_string(batch) +
+                             " in=" + std::to_string(in_channels) +
+                             " channels=" + std::to_string(channels) + " h=" + std::to_string(h) +
+                             " w=" + std::to_string(w) + " kernel=" + std::to_string(kernel) +
+                             (bias ? " bias" : "") + " threads=" + std::to_string(ops::threads());
+    const auto x_conv = random_vector<float>(rng, batch * in_channels * h * w);
+    const auto weights = random_vector<float>(rng, channels * in_channels * kernel * kernel);
+    auto [mean, var, gamma, beta, unused] = random_norm_case<float>(rng, s);
+    std::vector<float> x(n);  // the BatchNorm's input: the convolution's output
+    ops::conv2d_forward<float>(x.data(), x_conv.data(), weights.data(), nullptr, cs);
+    const auto dy = random_vector<float>(rng, m);
+    const float eps = 1e-5f;
+    std::vector<float> pooled(m);
+    std::vector<int32_t> argmax(m);
+    ops::batchnorm_relu_maxpool2x2_forward(pooled.data(), argmax.data(), x.data(), mean.data(),
+                                           var.data(), gamma.data(), beta.data(), s, h, w, eps);
+    const bool takes = ops::conv2d_weight_backward_by_image_takes(cs);
+    if (ops::reference_mode()) {
+      ASSERT_FALSE(takes) << what;
+    }
+    for (const bool batch_statistics : {true, false}) {
+      const std::string which = what + (batch_statistics ? " batch" : " running");
+      std::vector<float> dx(n), dg_ops(channels, 0.5f), db_ops(dg_ops);
+      std::vector<float> dw_ops(weights.size(), 0.25f), dbias_ops(channels, -0.5f);
+      ops::maxpool2x2_relu_batchnorm_backward(
+          dx.data(), dg_ops.data(), db_ops.data(), dy.data(), argmax.data(), x.data(), mean.data(),
+          var.data(), gamma.data(), beta.data(), s, h, w, eps, batch_statistics);
+      ops::conv2d_backward<float>(nullptr, dw_ops.data(), bias ? dbias_ops.data() : nullptr,
+                                  x_conv.data(), weights.data(), dx.data(), cs);
+
+      std::vector<float> dg(channels, 0.5f), db(dg), dw(weights.size(), 0.25f),
+          dbias(channels, -0.5f);
+      ops::ImageGradientSource images;
+      const bool made = ops::maxpool2x2_relu_batchnorm_backward_by_image(
+          dg.data(), db.data(), dy.data(), argmax.data(), x.data(), mean.data(), var.data(),
+          gamma.data(), beta.data(), s, h, w, eps, batch_statistics, &images);
+      ASSERT_EQ(made, !ops::reference_mode()) << which;
+      if (!made) {
+        ASSERT_EQ(dg, std::vector<float>(channels, 0.5f)) << "computed in reference mode";
+        continue;
+      }
+      ASSERT_TRUE(same_bits(dg, dg_ops)) << "dgamma " << which;
+      ASSERT_TRUE(same_bits(db, db_ops)) << "dbeta " << which;
+      std::vector<float> image(n / batch, 9.0f);
+      for (int64_t i = 0; i < batch; ++i) {
+        images.fill(images.context, i, image.data());
+        const std::vector<float> written(dx.begin() + i * (n / batch),
+                                         dx.begin() + (i + 1) * (n / batch));
+        ASSERT_TRUE(same_bits(image, written)) << "image " << i << " " << which;
+      }
+      if (!takes) {
+        EXPECT_THROW(
+            ops::conv2d_weight_backward_by_image(dw.data(), nullptr, x_conv.data(), images, cs),
+            std::logic_error)
+            << which;
+        continue;
+      }
+      ++taken;
+      ops::conv2d_weight_backward_by_image(dw.data(), bias ? dbias.data() : nullptr, x_conv.data(),
+                                           images, cs);
+      ASSERT_TRUE(same_bits(dw, dw_ops)) << "dw " << which;
+      ASSERT_TRUE(same_bits(dbias, dbias_ops)) << "bias gradient " << which;
+    }
+  }
+  // The direct kernels take every shape here under kAuto and kDirect, the 5x5 ones under
+  // kWinograd.
+  const ops::ConvAlgorithm algorithm = ops::conv_algorithm();
+  if (!ops::reference_mode() &&
+      (algorithm == ops::ConvAlgorithm::kAuto || algorithm == ops::ConvAlgorithm::kDirect)) {
+    EXPECT_EQ(taken, 2 * cases);
+  }
+  if (!ops::reference_mode() && algorithm == ops::ConvAlgorithm::kWinograd) {
+    EXPECT_GT(taken, 0);
+  }
+}
+
+TEST_P(OpsSweepAllPaths, StemBackwardByImageEqualsTheWrittenInputGradientBitForBit) {
+  const testing::RestoreOpsSettings restore;
+  sweep_batchnorm_relu_pool_conv_by_image(53, 60);
+}
+
 /// A residual block's end (ops::batchnorm_add_relu_forward, its mask, and the mask with the
 /// body BatchNorm's backward) bit for bit against the ops it stands for: batchnorm_forward of
 /// the body's branch and of a projection shortcut's (or the identity's addend), add_forward with

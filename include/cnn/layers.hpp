@@ -185,6 +185,16 @@ class Conv2d final : public Layer<T> {
   /// BatchNorm2d after this layer (BatchNorm::take_moments). Checks x and y as forward does;
   /// returns false, having run nothing, where the ops do not take the shape (or for doubles).
   bool forward_moments(TensorView<const T> x, TensorView<T> y, double* totals);
+  /// Whether backward_by_image takes input shape x: floats, where the weight gradient runs by
+  /// the direct kernels (ops::conv2d_weight_backward_by_image_takes).
+  bool backward_by_image_takes(const Shape& x) const;
+  /// The parameter gradients of backward(x, y, dy, {}) (no input gradient), with dy, of shape
+  /// dy_shape, made image by image by `dy` where the weight gradient reads it
+  /// (ops::conv2d_weight_backward_by_image): the same bits, for a BatchNorm2d after this layer
+  /// whose input gradient then need not be written (BatchNorm::backward_relu_maxpool_by_image).
+  /// Checks the shapes as backward does; only where backward_by_image_takes (throws otherwise).
+  void backward_by_image(TensorView<const T> x, const Shape& dy_shape,
+                         const ops::ImageGradientSource& dy);
 
  protected:
   void forward_impl(TensorView<const T> x, TensorView<T> y, Mode mode) override;
@@ -485,6 +495,13 @@ class BatchNorm : public Layer<T> {
   void forward_relu_maxpool(TensorView<const T> x, TensorView<T> y, MaxPool2d<T>& pool, Mode mode);
   void backward_relu_maxpool(TensorView<const T> x, TensorView<const T> dy, TensorView<T> dx,
                              MaxPool2d<T>& pool);
+  /// backward_relu_maxpool without an input gradient written: the parameter gradients now,
+  /// and *dx_images set to a source of the input gradient image by image, bit for bit the dx
+  /// that call writes (ops::maxpool2x2_relu_batchnorm_backward_by_image), valid until the next
+  /// BatchNorm op on this thread: for the Conv2d before this layer (Conv2d::backward_by_image).
+  /// Returns false, having computed nothing, for doubles and in reference mode.
+  bool backward_relu_maxpool_by_image(TensorView<const T> x, TensorView<const T> dy,
+                                      MaxPool2d<T>& pool, ops::ImageGradientSource* dx_images);
   /// Whether the batch statistics are taken over several ranks (synchronise_batch_statistics).
   bool synchronised() const;
   /// A BatchNorm's (N, C, inner) view of an input of shape `input` (N, C, ...).

@@ -138,6 +138,24 @@ bool conv2d_forward_moments(float* y, const float* x, const float* w, const floa
 template <typename T>
 void conv2d_backward(T* dx, T* dw, T* db, const T* x, const T* w, const T* dy, const ConvShape& s);
 
+/// An output gradient made image by image where it is read: fill(context, n, out) writes
+/// image n's values (a convolution's: out_channels x out_h x out_w) to out.
+struct ImageGradientSource {
+  void (*fill)(const void* context, int64_t n, float* out) = nullptr;
+  const void* context = nullptr;
+};
+/// Whether conv2d_weight_backward_by_image takes a convolution of shape s: outside reference
+/// mode, where conv2d_backward's weight gradient runs by the direct kernels
+/// (conv2d_weight_grad_method "direct").
+bool conv2d_weight_backward_by_image_takes(const ConvShape& s);
+/// conv2d_backward(nullptr, dw, db, x, w, dy, s) for floats with dy made image by image by
+/// `dy` (each image once, by the thread whose weight gradient reads it, into that thread's
+/// scratch) instead of read from a tensor: dw and db (may be null) accumulated bit for bit as
+/// that call would from the same values, and no tensor of dy written or read. Only for shapes
+/// that conv2d_weight_backward_by_image_takes accepts (throws std::logic_error otherwise).
+void conv2d_weight_backward_by_image(float* dw, float* db, const float* x,
+                                     const ImageGradientSource& dy, const ConvShape& s);
+
 /// Whether conv2d_relu_maxpool2x2_forward takes a float convolution of shape s: one whose
 /// forward runs by the direct kernels (conv2d_forward_method "direct"), outside reference mode.
 bool conv2d_relu_maxpool2x2_fusable(const ConvShape& s);
@@ -347,6 +365,17 @@ void maxpool2x2_relu_batchnorm_backward(T* dx, T* dgamma, T* dbeta, const T* dy,
                                         const T* var, const T* gamma, const T* beta,
                                         const NormShape& s, int64_t h, int64_t w, T eps,
                                         bool batch_statistics);
+
+/// maxpool2x2_relu_batchnorm_backward for floats with dx made image by image where it is read
+/// instead of written: dgamma and dbeta accumulated now (the same bits), and *dx_images set to
+/// a source whose fill(context, n, out) writes image n's dx (channels, h, w), bit for bit the
+/// values that op writes, from any thread, until the calling thread's next BatchNorm op.
+/// Returns false, having computed nothing, in reference mode. (For the convolution before the
+/// BatchNorm: conv2d_weight_backward_by_image.)
+bool maxpool2x2_relu_batchnorm_backward_by_image(
+    float* dgamma, float* dbeta, const float* dy, const int32_t* argmax, const float* x,
+    const float* mean, const float* var, const float* gamma, const float* beta, const NormShape& s,
+    int64_t h, int64_t w, float eps, bool batch_statistics, ImageGradientSource* dx_images);
 
 /// A BatchNorm's input and what normalises it: batchnorm_forward's arguments but y and s.
 template <typename T>

@@ -277,6 +277,34 @@ void BatchNorm<T>::backward_relu_maxpool(TensorView<const T> x, TensorView<const
 }
 
 template <typename T>
+bool BatchNorm<T>::backward_relu_maxpool_by_image(TensorView<const T> x, TensorView<const T> dy,
+                                                  MaxPool2d<T>& pool,
+                                                  ops::ImageGradientSource* dx_images) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (ops::reference_mode()) return false;
+    output_shape(x.shape());
+    if (x.shape().rank() != 4 || !pool.is_2x2_stride2() || synchronised()) {
+      this->fail(
+          "backward_relu_maxpool: expected an input (N, C, H, W), a 2x2 / stride-2 pooling "
+          "and local statistics, got input " +
+          x.shape().str());
+    }
+    const int32_t* argmax = pool.fused_backward_argmax(x.shape(), dy.shape(), nullptr);
+    const ops::NormOperand<T> a = operand(x.data());
+    return ops::maxpool2x2_relu_batchnorm_backward_by_image(
+        affine_ ? this->gradient_data(0) : nullptr, affine_ ? this->gradient_data(1) : nullptr,
+        dy.data(), argmax, x.data(), a.mean, a.var, a.gamma, a.beta, norm_shape(x.shape()),
+        x.shape()[2], x.shape()[3], a.eps, last_train_, dx_images);
+  } else {
+    (void)x;
+    (void)dy;
+    (void)pool;
+    (void)dx_images;
+    return false;
+  }
+}
+
+template <typename T>
 void BatchNorm<T>::run_backward(TensorView<const T> x, TensorView<const T> dy, TensorView<T> dx,
                                 bool relu, MaxPool2d<T>* pool) {
   const ops::NormShape s = norm_shape(x.shape());

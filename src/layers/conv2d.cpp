@@ -1,3 +1,4 @@
+#include <stdexcept>
 #include <type_traits>
 
 #include "cnn/error.hpp"
@@ -95,6 +96,30 @@ ops::ConvShape Conv2d<T>::conv_shape(const Shape& in, bool inference) const {
                                           kernel_.w, stride_.h, stride_.w, padding_.h, padding_.w);
   s.inference = inference;
   return s;
+}
+
+template <typename T>
+bool Conv2d<T>::backward_by_image_takes(const Shape& x) const {
+  return std::is_same_v<T, float> && x.rank() == 4 &&
+         ops::conv2d_weight_backward_by_image_takes(conv_shape(x));
+}
+
+template <typename T>
+void Conv2d<T>::backward_by_image(TensorView<const T> x, const Shape& dy_shape,
+                                  const ops::ImageGradientSource& dy) {
+  const Shape expected = this->output_shape(x.shape());
+  if (dy_shape != expected) {
+    this->fail("backward: expected an output gradient " + expected.str() + " for input " +
+               x.shape().str() + ", got " + dy_shape.str());
+  }
+  if constexpr (std::is_same_v<T, float>) {
+    ops::conv2d_weight_backward_by_image(this->gradient_data(0),
+                                         bias_ ? this->gradient_data(1) : nullptr, x.data(), dy,
+                                         conv_shape(x.shape()));
+  } else {
+    (void)dy;
+    throw std::logic_error("Conv2d::backward_by_image: floats only");
+  }
 }
 
 template <typename T>

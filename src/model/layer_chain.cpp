@@ -471,6 +471,19 @@ void LayerChain<T>::backward_before_last_norm(TensorView<T> dx) {
 }
 
 template <typename T>
+bool LayerChain<T>::backward_conv_norm_pool(TensorView<const T> upstream) {
+  BatchNorm<T>* const norm = folded_norm_[1];  // a BatchNorm2d after Conv2d 0
+  if (!norm || !norm_pool_[1]) return false;
+  auto& conv = static_cast<Conv2d<T>&>(*layers_[0]);
+  const TensorView<const T> x = outputs_[0].view();  // the BatchNorm's input
+  if (!conv.backward_by_image_takes(input_.shape())) return false;
+  ops::ImageGradientSource dx_images;
+  if (!norm->backward_relu_maxpool_by_image(x, upstream, *norm_pool_[1], &dx_images)) return false;
+  conv.backward_by_image(input_, x.shape(), dx_images);
+  return true;
+}
+
+template <typename T>
 void LayerChain<T>::backward_steps(size_t end, TensorView<const T> upstream, bool in_a,
                                    TensorView<T> dx) {
   for (size_t k = end; k-- > 0;) {
@@ -483,6 +496,9 @@ void LayerChain<T>::backward_steps(size_t end, TensorView<const T> upstream, boo
     const TensorView<const T> x = first == 0 ? input_ : outputs_[first - 1].view();
     // Neither has parameters: as the first layers without a dx wanted, nothing to compute.
     if (fused_pool_[k] && !norm_pool_ran_[k] && first == 0 && dx.empty()) break;
+    // A Conv2d before those three, the first layer: its weight gradient reads their input
+    // gradient image by image, which no layer before it needs.
+    if (norm_pool_ran_[k] && first == 1 && dx.empty() && backward_conv_norm_pool(upstream)) break;
     TensorView<T> step_dx;
     if (first > 0) {
       // The buffer that upstream is not in, so that dx never aliases the gradient being read.

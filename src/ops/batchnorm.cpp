@@ -702,14 +702,44 @@ T* thread_plane(int64_t size) {
   return plane.data();
 }
 
-/// The backward from the output gradient of plane (n, c) at `offset` in x: plane_dy(n, c,
-/// offset) returns it in the sums' pass, and dx_plane_dy(n, c, offset) in dx's (dy + offset, or
-/// a plane made on the calling thread, or one the sums' pass made in a tensor).
-template <typename T, bool Relu, typename PlaneDy, typename DxPlaneDy>
-void normalise_backward(T* dx, T* dgamma, T* dbeta, const PlaneDy& plane_dy,
-                        const DxPlaneDy& dx_plane_dy, const T* x, const T* mean, const T* var,
-                        const T* gamma, const T* beta, const NormShape& s, T eps,
-                        bool batch_statistics) {
+/// What normalise_backward's input gradient pass reads once its sums are taken: per channel the
+/// affine, the mean and the two coefficients of dx = (g - mean_dy) scale - (x - mean) a.
+template <typename T>
+struct InputGradTerms {
+  const ChannelAffine<T>* affines;
+  const T* mean;
+  const double* coefficients;  // channel c: mean_dy at 2 c, a at 2 c + 1 (doubles holding Ts)
+  SumLoops loops;
+  /// dx of the plane of n values of channel c at dp, from its output gradient gp and x at xp
+  /// (g = reaching<T, Relu>(gp, xp)).
+  template <bool Relu>
+  void plane(T* __restrict dp, const T* __restrict gp, const T* __restrict xp, int64_t n,
+             int64_t c) const {
+    const ChannelAffine<T> affine = affines[c];
+    const T scale = affine.scale, m = mean[c];
+    const T mean_dy = static_cast<T>(coefficients[2 * c]),
+            a = static_cast<T>(coefficients[2 * c + 1]);
+    if constexpr (std::is_same_v<T, float>) {
+      if (loops == SumLoops::kAvx512)
+        return input_grad_plane_avx512<Relu>(dp, gp, xp, n, affine, m, mean_dy, a);
+      if (loops == SumLoops::kAvx2)
+        return input_grad_plane_avx2<Relu>(dp, gp, xp, n, affine, m, mean_dy, a);
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      const T g = reaching<T, Relu>(gp[i], xp[i], affine);
+      dp[i] = (g - mean_dy) * scale - (xp[i] - m) * a;
+    }
+  }
+};
+
+/// normalise_backward's sums' pass, from the output gradient of plane (n, c) at `offset` in x
+/// that plane_dy(n, c, offset) returns: dgamma and dbeta accumulated (either may be null), and
+/// the terms of the input gradient, which stay valid until the calling thread's next call of
+/// channel_sums or channel_affines (slot 0).
+template <typename T, bool Relu, typename PlaneDy>
+InputGradTerms<T> backward_sums(T* dgamma, T* dbeta, const PlaneDy& plane_dy, const T* x,
+                                const T* mean, const T* var, const T* gamma, const T* beta,
+                                const NormShape& s, T eps, bool batch_statistics) {
   const double count = static_cast<double>(s.batch * s.inner);
   const SumLoops loops = sum_loops();
   // Each plane's two sums, each channel's, then each channel's mean(dy) and a (doubles holding
@@ -740,26 +770,23 @@ void normalise_backward(T* dx, T* dgamma, T* dbeta, const PlaneDy& plane_dy,
     coefficients[2 * c] = static_cast<double>(mean_dy);
     coefficients[2 * c + 1] = static_cast<double>(a);
   }
+  return {affines, mean, coefficients, loops};
+}
+
+/// The backward from the output gradient of plane (n, c) at `offset` in x: plane_dy(n, c,
+/// offset) returns it in the sums' pass, and dx_plane_dy(n, c, offset) in dx's (dy + offset, or
+/// a plane made on the calling thread, or one the sums' pass made in a tensor).
+template <typename T, bool Relu, typename PlaneDy, typename DxPlaneDy>
+void normalise_backward(T* dx, T* dgamma, T* dbeta, const PlaneDy& plane_dy,
+                        const DxPlaneDy& dx_plane_dy, const T* x, const T* mean, const T* var,
+                        const T* gamma, const T* beta, const NormShape& s, T eps,
+                        bool batch_statistics) {
+  const InputGradTerms<T> terms = backward_sums<T, Relu>(dgamma, dbeta, plane_dy, x, mean, var,
+                                                         gamma, beta, s, eps, batch_statistics);
   if (!dx) return;
   for_each_plane(s, [&](int64_t n, int64_t c) {
-    const ChannelAffine<T> affine = affines[c];
-    const T scale = affine.scale, m = mean[c];
-    const T mean_dy = static_cast<T>(coefficients[2 * c]),
-            a = static_cast<T>(coefficients[2 * c + 1]);
     const int64_t offset = (n * s.channels + c) * s.inner;
-    const T* __restrict xp = x + offset;
-    const T* __restrict gp = dx_plane_dy(n, c, offset);
-    T* __restrict dp = dx + offset;
-    if constexpr (std::is_same_v<T, float>) {
-      if (loops == SumLoops::kAvx512)
-        return input_grad_plane_avx512<Relu>(dp, gp, xp, s.inner, affine, m, mean_dy, a);
-      if (loops == SumLoops::kAvx2)
-        return input_grad_plane_avx2<Relu>(dp, gp, xp, s.inner, affine, m, mean_dy, a);
-    }
-    for (int64_t i = 0; i < s.inner; ++i) {
-      const T g = reaching<T, Relu>(gp[i], xp[i], affine);
-      dp[i] = (g - mean_dy) * scale - (xp[i] - m) * a;
-    }
+    terms.template plane<Relu>(dx + offset, dx_plane_dy(n, c, offset), x + offset, s.inner, c);
   });
 }
 
@@ -859,6 +886,61 @@ void maxpool2x2_relu_batchnorm_backward(T* dx, T* dgamma, T* dbeta, const T* dy,
   };
   normalise_backward<T, true>(dx, dgamma, dbeta, pooled_dy, pooled_dy, x, mean, var, gamma, beta, s,
                               eps, batch_statistics);
+}
+
+namespace {
+
+/// What maxpool2x2_relu_batchnorm_backward_by_image's images are made from.
+struct PooledInputGradImages {
+  InputGradTerms<float> terms;
+  const float* dy;
+  const int32_t* argmax;
+  const float* x;
+  NormShape s;
+  int64_t h, w;
+};
+
+/// Image n's dx, plane by plane: the pooling's gradient made in the calling thread's plane,
+/// then the input gradient's plane, as maxpool2x2_relu_batchnorm_backward's dx pass makes it.
+void pooled_input_grad_image(const void* context, int64_t n, float* out) {
+  const PooledInputGradImages& p = *static_cast<const PooledInputGradImages*>(context);
+  const int64_t out_h = p.h / 2, out_w = p.w / 2, out_plane = out_h * out_w;
+  for (int64_t c = 0; c < p.s.channels; ++c) {
+    const int64_t plane = n * p.s.channels + c;
+    float* g = thread_plane<float>(p.s.inner);
+    detail::maxpool_2x2_backward_plane(g, p.dy + plane * out_plane, p.argmax + plane * out_plane,
+                                       p.h, p.w, out_h, out_w);
+    p.terms.plane<true>(out + c * p.s.inner, g, p.x + plane * p.s.inner, p.s.inner, c);
+  }
+}
+
+}  // namespace
+
+bool maxpool2x2_relu_batchnorm_backward_by_image(
+    float* dgamma, float* dbeta, const float* dy, const int32_t* argmax, const float* x,
+    const float* mean, const float* var, const float* gamma, const float* beta, const NormShape& s,
+    int64_t h, int64_t w, float eps, bool batch_statistics, ImageGradientSource* dx_images) {
+  if (reference_mode()) return false;
+  const int64_t out_plane = (h / 2) * (w / 2);
+  const auto pooled_dy = [&](int64_t n, int64_t c, int64_t) {
+    const int64_t plane = n * s.channels + c;
+    float* g = thread_plane<float>(s.inner);
+    detail::maxpool_2x2_backward_plane(g, dy + plane * out_plane, argmax + plane * out_plane, h, w,
+                                       h / 2, w / 2);
+    return static_cast<const float*>(g);
+  };
+  // The calling thread's: the images are made while it waits for the convolution's threads.
+  thread_local PooledInputGradImages images;
+  images = {backward_sums<float, true>(dgamma, dbeta, pooled_dy, x, mean, var, gamma, beta, s, eps,
+                                       batch_statistics),
+            dy,
+            argmax,
+            x,
+            s,
+            h,
+            w};
+  *dx_images = {pooled_input_grad_image, &images};
+  return true;
 }
 
 template <typename T>

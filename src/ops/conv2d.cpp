@@ -9,6 +9,7 @@
 // convolution skips im2col, since the image already is its column matrix.
 
 #include <algorithm>
+#include <cstring>
 #include <stdexcept>
 #include <type_traits>
 #include <vector>
@@ -765,14 +766,30 @@ struct DirectBackwardPlan {
   const int64_t* dx_offsets;
 };
 
+/// The output gradient of the direct backward, image by image: a tensor, or images made on
+/// demand (ops::conv2d_weight_backward_by_image) into the calling thread's scratch slot 7.
+struct DyImages {
+  const float* tensor = nullptr;
+  const ops::ImageGradientSource* source = nullptr;
+  int64_t image_size = 0;
+  /// Image n's values; a made image stays valid until the thread's next call.
+  const float* image(int64_t n) const {
+    if (!source) return tensor + n * image_size;
+    float* out = detail::scratch<float>(7, image_size);
+    source->fill(source->context, n, out);
+    return out;
+  }
+};
+
 /// Backward of the image blocks [first_block, last_block) of `blocks` (images_of_part) on one
 /// thread: block b's weight and bias gradients assigned to its partial sums at
 /// partials + b * partial_size (dw's (OC, taps), then db's OC when `bias`); dx assigned per
-/// image when not null. With partials null, dx alone (the weight and bias gradients are
-/// another method's). The staging buffers are set up once for the thread's run of blocks.
+/// image when not null (dy then a tensor: each image is read twice). With partials null, dx
+/// alone (the weight and bias gradients are another method's). The staging buffers are set up
+/// once for the thread's run of blocks.
 void conv2d_backward_direct_blocks(const DirectBackwardPlan& plan, int first_block, int last_block,
                                    int blocks, float* dx, float* partials, int64_t partial_size,
-                                   bool bias, const float* x, const float* w, const float* dy,
+                                   bool bias, const float* x, const float* w, const DyImages& dy,
                                    const ConvShape& s) {
   const detail::DirectConvKernels& kernels = detail::direct_conv_kernels();
   const int64_t lanes = kernels.lanes;
@@ -824,7 +841,7 @@ void conv2d_backward_direct_blocks(const DirectBackwardPlan& plan, int first_blo
         for (int64_t i = 0; i < count; ++i) {
           const int64_t n = start + i;
           stage(staged_x + i * x_stride, x + n * in_size, g);
-          const float* dyn = dy + n * s.out_channels * out_plane;
+          const float* dyn = dy.image(n);
           float* dys = staged_dy + i * dy_stride;
           for (int64_t o = 0; o < s.out_channels; ++o) {
             kernels.copy_rows(dys + o * g.positions, g.row, dyn + o * out_plane, s.out_w, s.out_h,
@@ -837,7 +854,7 @@ void conv2d_backward_direct_blocks(const DirectBackwardPlan& plan, int first_blo
       if (!dx) continue;
       for (int64_t i = 0; i < count; ++i) {
         const int64_t n = start + i;
-        const float* dyn = dy + n * s.out_channels * out_plane;
+        const float* dyn = dy.image(n);
         float* dxn = dx + n * in_size;
         if (direct_dx) {
           stage(dx_staged, dyn, plan.gd);
@@ -873,7 +890,7 @@ void conv2d_backward_direct_blocks(const DirectBackwardPlan& plan, int first_blo
 /// The weight and bias gradients (db may be null) accumulated into dw and db, and dx assigned
 /// when not null, by the direct kernels. With dw null, dx alone (db must be null too).
 void conv2d_backward_direct(float* dx, float* dw, float* db, const float* x, const float* w,
-                            const float* dy, const ConvShape& s) {
+                            const DyImages& dy, const ConvShape& s) {
   const detail::DirectConvKernels& kernels = detail::direct_conv_kernels();
   DirectBackwardPlan plan{};
   plan.g = make_staging(s.in_channels, s.in_h, s.in_w, s.pad_h, s.pad_w, s.kernel_h, s.kernel_w,
@@ -1179,7 +1196,28 @@ void conv2d_backward_images(int64_t first, int64_t last, T* dx, T* dw, T* db, co
   }
 }
 
+/// A dy tensor (N, OC, OH, OW) of shape s, image by image.
+DyImages dy_tensor(const float* dy, const ConvShape& s) {
+  return {dy, nullptr, s.out_channels * s.out_h * s.out_w};
+}
+
 }  // namespace
+
+bool conv2d_weight_backward_by_image_takes(const ConvShape& s) {
+  return !reference_mode() && std::strcmp(conv2d_weight_grad_method(s), "direct") == 0;
+}
+
+void conv2d_weight_backward_by_image(float* dw, float* db, const float* x,
+                                     const ImageGradientSource& dy, const ConvShape& s) {
+  if (!conv2d_weight_backward_by_image_takes(s)) {
+    throw std::logic_error(
+        "conv2d_weight_backward_by_image: a shape whose weight gradient is not the direct "
+        "kernels'");
+  }
+  // conv2d_backward's direct call without dx: the same blocks, staging and sums.
+  conv2d_backward_direct(nullptr, dw, db, x, nullptr,
+                         DyImages{nullptr, &dy, s.out_channels * s.out_h * s.out_w}, s);
+}
 
 template <typename T>
 void conv2d_backward(T* dx, T* dw, T* db, const T* x, const T* w, const T* dy, const ConvShape& s) {
@@ -1196,7 +1234,7 @@ void conv2d_backward(T* dx, T* dw, T* db, const T* x, const T* w, const T* dy, c
         detail::implicit_conv_backward(dx, dw, x, w, dy, s);
       } else if (implicit_weights) {
         detail::implicit_conv_backward(nullptr, dw, x, w, dy, s);
-        if (dx) conv2d_backward_direct(dx, nullptr, nullptr, x, w, dy, s);
+        if (dx) conv2d_backward_direct(dx, nullptr, nullptr, x, w, dy_tensor(dy, s), s);
       } else {
         // dx is the seed's full convolution of dy with the rotated kernel, computed as the
         // exact backward of the Winograd form (winograd.hpp).
@@ -1211,7 +1249,9 @@ void conv2d_backward(T* dx, T* dw, T* db, const T* x, const T* w, const T* dy, c
       }
       return;
     }
-    if (conv_backward_uses_direct(s)) return conv2d_backward_direct(dx, dw, db, x, w, dy, s);
+    if (conv_backward_uses_direct(s)) {
+      return conv2d_backward_direct(dx, dw, db, x, w, dy_tensor(dy, s), s);
+    }
   }
   const int blocks = detail::gradient_blocks(s.batch, threads());
   if (blocks <= 1) return conv2d_backward_images(int64_t{0}, s.batch, dx, dw, db, x, w, dy, s);

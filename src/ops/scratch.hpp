@@ -10,7 +10,8 @@ namespace cnn::detail {
 /// Per-thread scratch slots: 0 and 1 the convolutions' column/staging buffers, 2 and 3 the
 /// GEMM packing buffers, 4 to 6 the direct backward's and Winograd's staging and tiles (4 also
 /// the GEMM convolution backward's gathered dy), 7 im2col's and col2im's padded plane (col2im
-/// also runs inside the direct backward, which holds 4 to 6).
+/// also runs inside the direct backward, which holds 4 to 6), and the direct backward's dy image
+/// when it is made image by image (ops::conv2d_weight_backward_by_image, which has no col2im).
 inline constexpr int kScratchSlots = 8;
 
 /// Returns at least n elements of per-thread scratch in slot `slot` (0 <= slot < 8). The
