@@ -702,6 +702,18 @@ T* thread_plane(int64_t size) {
   return plane.data();
 }
 
+/// The 2x2 / stride-2 pooling's gradient of plane `plane` (h x w) from its output gradient dy
+/// and argmax (h / 2 x w / 2 planes), made in the calling thread's plane (thread_plane).
+template <typename T>
+const T* pooled_gradient_plane(const T* dy, const int32_t* argmax, int64_t plane, int64_t h,
+                               int64_t w) {
+  const int64_t out_plane = (h / 2) * (w / 2);
+  T* g = thread_plane<T>(h * w);
+  detail::maxpool_2x2_backward_plane(g, dy + plane * out_plane, argmax + plane * out_plane, h, w,
+                                     h / 2, w / 2);
+  return g;
+}
+
 /// What normalise_backward's input gradient pass reads once its sums are taken: per channel the
 /// affine, the mean and the two coefficients of dx = (g - mean_dy) scale - (x - mean) a.
 template <typename T>
@@ -865,7 +877,6 @@ void maxpool2x2_relu_batchnorm_backward(T* dx, T* dgamma, T* dbeta, const T* dy,
                                         const T* var, const T* gamma, const T* beta,
                                         const NormShape& s, int64_t h, int64_t w, T eps,
                                         bool batch_statistics) {
-  const int64_t out_h = h / 2, out_w = w / 2, out_plane = out_h * out_w;
   if (reference_mode()) {
     const size_t n = static_cast<size_t>(s.batch * s.channels * s.inner);
     std::vector<T> v(n), g(n);
@@ -878,11 +889,7 @@ void maxpool2x2_relu_batchnorm_backward(T* dx, T* dgamma, T* dbeta, const T* dy,
   // The pooling's gradient (the ReLU's output gradient) made plane by plane where it is read;
   // the ReLU's mask then comes from x, as in batchnorm_relu_backward.
   const auto pooled_dy = [&](int64_t n, int64_t c, int64_t) {
-    const int64_t plane = n * s.channels + c;
-    T* g = thread_plane<T>(s.inner);
-    detail::maxpool_2x2_backward_plane(g, dy + plane * out_plane, argmax + plane * out_plane, h, w,
-                                       out_h, out_w);
-    return static_cast<const T*>(g);
+    return pooled_gradient_plane(dy, argmax, n * s.channels + c, h, w);
   };
   normalise_backward<T, true>(dx, dgamma, dbeta, pooled_dy, pooled_dy, x, mean, var, gamma, beta, s,
                               eps, batch_statistics);
@@ -904,13 +911,10 @@ struct PooledInputGradImages {
 /// then the input gradient's plane, as maxpool2x2_relu_batchnorm_backward's dx pass makes it.
 void pooled_input_grad_image(const void* context, int64_t n, float* out) {
   const PooledInputGradImages& p = *static_cast<const PooledInputGradImages*>(context);
-  const int64_t out_h = p.h / 2, out_w = p.w / 2, out_plane = out_h * out_w;
   for (int64_t c = 0; c < p.s.channels; ++c) {
     const int64_t plane = n * p.s.channels + c;
-    float* g = thread_plane<float>(p.s.inner);
-    detail::maxpool_2x2_backward_plane(g, p.dy + plane * out_plane, p.argmax + plane * out_plane,
-                                       p.h, p.w, out_h, out_w);
-    p.terms.plane<true>(out + c * p.s.inner, g, p.x + plane * p.s.inner, p.s.inner, c);
+    p.terms.plane<true>(out + c * p.s.inner, pooled_gradient_plane(p.dy, p.argmax, plane, p.h, p.w),
+                        p.x + plane * p.s.inner, p.s.inner, c);
   }
 }
 
@@ -921,13 +925,8 @@ bool maxpool2x2_relu_batchnorm_backward_by_image(
     const float* mean, const float* var, const float* gamma, const float* beta, const NormShape& s,
     int64_t h, int64_t w, float eps, bool batch_statistics, ImageGradientSource* dx_images) {
   if (reference_mode()) return false;
-  const int64_t out_plane = (h / 2) * (w / 2);
   const auto pooled_dy = [&](int64_t n, int64_t c, int64_t) {
-    const int64_t plane = n * s.channels + c;
-    float* g = thread_plane<float>(s.inner);
-    detail::maxpool_2x2_backward_plane(g, dy + plane * out_plane, argmax + plane * out_plane, h, w,
-                                       h / 2, w / 2);
-    return static_cast<const float*>(g);
+    return pooled_gradient_plane(dy, argmax, n * s.channels + c, h, w);
   };
   // The calling thread's: the images are made while it waits for the convolution's threads.
   thread_local PooledInputGradImages images;
