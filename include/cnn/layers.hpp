@@ -553,6 +553,8 @@ class BatchNorm : public Layer<T> {
                    MaxPool2d<T>* pool = nullptr);
   void run_backward(TensorView<const T> x, TensorView<const T> dy, TensorView<T> dx, bool relu,
                     MaxPool2d<T>* pool = nullptr);
+  /// backward_relu_maxpool's checks of input shape x and `pool`; throws.
+  void check_relu_maxpool_backward(const Shape& x, const MaxPool2d<T>& pool) const;
   std::vector<T> masked_dy_;  // the ReLU's input gradient, for the synchronised backward
   int64_t num_features_;
   double eps_, momentum_;

@@ -264,15 +264,20 @@ void BatchNorm<T>::backward_relu(TensorView<const T> x, TensorView<const T> dy, 
 }
 
 template <typename T>
-void BatchNorm<T>::backward_relu_maxpool(TensorView<const T> x, TensorView<const T> dy,
-                                         TensorView<T> dx, MaxPool2d<T>& pool) {
-  output_shape(x.shape());
-  if (x.shape().rank() != 4 || !pool.is_2x2_stride2() || synchronised()) {
+void BatchNorm<T>::check_relu_maxpool_backward(const Shape& x, const MaxPool2d<T>& pool) const {
+  output_shape(x);
+  if (x.rank() != 4 || !pool.is_2x2_stride2() || synchronised()) {
     this->fail(
         "backward_relu_maxpool: expected an input (N, C, H, W), a 2x2 / stride-2 pooling "
         "and local statistics, got input " +
-        x.shape().str());
+        x.str());
   }
+}
+
+template <typename T>
+void BatchNorm<T>::backward_relu_maxpool(TensorView<const T> x, TensorView<const T> dy,
+                                         TensorView<T> dx, MaxPool2d<T>& pool) {
+  check_relu_maxpool_backward(x.shape(), pool);
   run_backward(x, dy, dx, true, &pool);
 }
 
@@ -282,13 +287,7 @@ bool BatchNorm<T>::backward_relu_maxpool_by_image(TensorView<const T> x, TensorV
                                                   ops::ImageGradientSource* dx_images) {
   if constexpr (std::is_same_v<T, float>) {
     if (ops::reference_mode()) return false;
-    output_shape(x.shape());
-    if (x.shape().rank() != 4 || !pool.is_2x2_stride2() || synchronised()) {
-      this->fail(
-          "backward_relu_maxpool: expected an input (N, C, H, W), a 2x2 / stride-2 pooling "
-          "and local statistics, got input " +
-          x.shape().str());
-    }
+    check_relu_maxpool_backward(x.shape(), pool);
     const int32_t* argmax = pool.fused_backward_argmax(x.shape(), dy.shape(), nullptr);
     const ops::NormOperand<T> a = operand(x.data());
     return ops::maxpool2x2_relu_batchnorm_backward_by_image(
