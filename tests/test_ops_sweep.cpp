@@ -1819,6 +1819,83 @@ TEST_P(OpsSweepAllPaths, StemBackwardByImageEqualsTheWrittenInputGradientBitForB
   sweep_batchnorm_relu_pool_conv_by_image(53, 60);
 }
 
+/// The same for a convolution followed by a ReLU and a 2x2 / stride-2 MaxPool2d (convnet's first
+/// layers): ops::relu_maxpool2d_backward_by_image's images bit for bit relu_maxpool2d_backward's
+/// dx (odd heights and widths, whose last row and column no window reads; ties and negative
+/// values at the ReLU), and conv2d_weight_backward_by_image from them bit for bit conv2d_backward
+/// from that dx. Other windows and reference mode: false, nothing done.
+TEST_P(OpsSweepAllPaths, ReluMaxPoolBackwardByImageEqualsTheWrittenInputGradientBitForBit) {
+  const testing::RestoreOpsSettings restore;
+  Rng rng(59);
+  int taken = 0;
+  const int cases = 60;
+  for (int c = 0; c < cases; ++c) {
+    ops::set_threads(1 + c % 2);
+    const bool wide = c % 5 == 0;
+    const int64_t batch = 1 + int64_t(rng.below(4)), in_channels = 1 + int64_t(rng.below(3));
+    const int64_t channels = wide ? 32 : 1 + int64_t(rng.below(9));
+    const int64_t h = wide ? 28 : 2 + int64_t(rng.below(11));
+    const int64_t w = wide ? 28 : 2 + int64_t(rng.below(11));
+    const int64_t kernel = c % 3 == 0 ? 5 : 3;
+    const bool bias = c % 2 == 1;
+    const ops::ConvShape cs = ops::make_conv_shape(batch, in_channels, h, w, channels, kernel,
+                                                   kernel, 1, 1, kernel / 2, kernel / 2);
+    const ops::PoolShape p = ops::make_pool_shape(batch, channels, h, w, 2, 2, 2, 2, 0, 0);
+    const int64_t n = batch * channels * h * w, m = batch * channels * p.out_h * p.out_w;
+    const std::string what = "batch=" + std::to_string(batch) +
+                             " in=" + std::to_string(in_channels) +
+                             " channels=" + std::to_string(channels) + " h=" + std::to_string(h) +
+                             " w=" + std::to_string(w) + " kernel=" + std::to_string(kernel) +
+                             (bias ? " bias" : "") + " threads=" + std::to_string(ops::threads());
+    const auto x_conv = random_vector<float>(rng, batch * in_channels * h * w);
+    const auto weights = random_vector<float>(rng, channels * in_channels * kernel * kernel);
+    std::vector<float> x(n);  // the ReLU's input: the convolution's output, with ties
+    ops::conv2d_forward<float>(x.data(), x_conv.data(), weights.data(), nullptr, cs);
+    for (int64_t k = 1; k < n; ++k) {
+      if (rng.below(8) == 0) x[k] = x[k - 1];
+    }
+    std::vector<float> pooled(m);
+    std::vector<int32_t> argmax(m);
+    ops::relu_maxpool2d_forward(pooled.data(), argmax.data(), x.data(), p);
+    const auto dy = random_vector<float>(rng, m);
+    std::vector<float> dx(n, 9.0f), dw_ops(weights.size(), 0.25f), dbias_ops(channels, -0.5f);
+    ops::relu_maxpool2d_backward(dx.data(), dy.data(), x.data(), argmax.data(), p);
+    ops::conv2d_backward<float>(nullptr, dw_ops.data(), bias ? dbias_ops.data() : nullptr,
+                                x_conv.data(), weights.data(), dx.data(), cs);
+    ops::ImageGradientSource images;
+    const bool made =
+        ops::relu_maxpool2d_backward_by_image(dy.data(), x.data(), argmax.data(), p, &images);
+    ASSERT_EQ(made, !ops::reference_mode()) << what;
+    if (!made) continue;
+    std::vector<float> image(n / batch, 9.0f);
+    for (int64_t i = 0; i < batch; ++i) {
+      images.fill(images.context, i, image.data());
+      const std::vector<float> written(dx.begin() + i * (n / batch),
+                                       dx.begin() + (i + 1) * (n / batch));
+      ASSERT_TRUE(same_bits(image, written)) << "image " << i << " " << what;
+    }
+    if (!ops::conv2d_weight_backward_by_image_takes(cs)) continue;
+    ++taken;
+    std::vector<float> dw(weights.size(), 0.25f), dbias(channels, -0.5f);
+    ops::conv2d_weight_backward_by_image(dw.data(), bias ? dbias.data() : nullptr, x_conv.data(),
+                                         images, cs);
+    ASSERT_TRUE(same_bits(dw, dw_ops)) << "dw " << what;
+    ASSERT_TRUE(same_bits(dbias, dbias_ops)) << "bias gradient " << what;
+  }
+  const ops::ConvAlgorithm algorithm = ops::conv_algorithm();
+  if (!ops::reference_mode() &&
+      (algorithm == ops::ConvAlgorithm::kAuto || algorithm == ops::ConvAlgorithm::kDirect)) {
+    EXPECT_EQ(taken, cases);
+  }
+  // Not 2x2 / stride-2 windows: not taken.
+  ops::ImageGradientSource images;
+  const std::vector<float> one(16, 1.0f);
+  const std::vector<int32_t> none(4, 0);
+  EXPECT_FALSE(ops::relu_maxpool2d_backward_by_image(
+      one.data(), one.data(), none.data(), ops::make_pool_shape(1, 1, 4, 4, 3, 3, 1, 1, 0, 0),
+      &images));
+}
+
 /// A residual block's end (ops::batchnorm_add_relu_forward, its mask, and the mask with the
 /// body BatchNorm's backward) bit for bit against the ops it stands for: batchnorm_forward of
 /// the body's branch and of a projection shortcut's (or the identity's addend), add_forward with
