@@ -745,39 +745,36 @@ TEST(Sequential, FusedBatchNormReluMaxPoolGivesTheLayerByLayerResults) {
       }
 }
 
-// A model that starts as resnet's stem (Conv2d, BatchNorm2d, ReLU, 2x2 MaxPool2d), or as convnet
-// (Conv2d, ReLU, 2x2 MaxPool2d), needs no input gradient: in training the step's input gradient
-// is made image by image where the convolution's weight gradient reads it
-// (LayerChain::backward_first_conv_by_image), never written. Output, gradients and running
-// statistics bit for bit those of the layers one at a time, with and without the convolution's
-// bias, on every instruction set, 1 and 2 threads, and under the im2col GEMM, whose weight
-// gradient does not take the images (the written path then).
+// A model that starts as resnet's stem (Conv2d, BatchNorm2d, ReLU, 2x2 MaxPool2d) needs no input
+// gradient: in training the BatchNorm's input gradient is made image by image where the
+// convolution's weight gradient reads it (LayerChain::backward_conv_norm_pool), never written.
+// Output, gradients and running statistics bit for bit those of the layers one at a time, with
+// and without the convolution's bias, on every instruction set, 1 and 2 threads, and under the
+// im2col GEMM, whose weight gradient does not take the images (the written path then).
 TEST(Sequential, StemBackwardByImageGivesTheLayerByLayerResults) {
   const testing::RestoreOpsSettings restore;
   for (const ops::Isa isa : ops::supported_isas())
     for (const int team : {1, 2})
       for (const ops::ConvAlgorithm algorithm :
            {ops::ConvAlgorithm::kAuto, ops::ConvAlgorithm::kGemm})
-        for (const bool bias : {false, true})
-          for (const bool norm : {true, false}) {
-            ops::set_isa(isa);
-            ops::set_threads(team);
-            ops::set_conv_algorithm(algorithm);
-            const std::string where = std::string(ops::isa_name(isa)) + ", " +
-                                      std::to_string(team) + " threads, " +
-                                      ops::conv_algorithm_name(algorithm) + (bias ? ", bias" : "") +
-                                      (norm ? ", BatchNorm2d" : "");
-            Sequential<float> model;
-            model.emplace<Conv2d<float>>(2, 5, 3, 1, 1, bias);
-            if (norm) model.emplace<BatchNorm2d<float>>(5);
-            model.emplace<ReLU<float>>();
-            model.emplace<MaxPool2d<float>>(2);
-            model.emplace<Flatten<float>>();
-            model.emplace<Linear<float>>(5 * 5 * 3, 3);
-            model.build(Shape{2, 10, 7});
-            ASSERT_NO_FATAL_FAILURE(expect_steps_give_layer_by_layer_results(
-                model, Shape{5, 2, 10, 7}, Shape{5, 3}, Mode::kTrain, 29, where));
-          }
+        for (const bool bias : {false, true}) {
+          ops::set_isa(isa);
+          ops::set_threads(team);
+          ops::set_conv_algorithm(algorithm);
+          const std::string where = std::string(ops::isa_name(isa)) + ", " + std::to_string(team) +
+                                    " threads, " + ops::conv_algorithm_name(algorithm) +
+                                    (bias ? ", bias" : "");
+          Sequential<float> model;
+          model.emplace<Conv2d<float>>(2, 5, 3, 1, 1, bias);
+          model.emplace<BatchNorm2d<float>>(5);
+          model.emplace<ReLU<float>>();
+          model.emplace<MaxPool2d<float>>(2);
+          model.emplace<Flatten<float>>();
+          model.emplace<Linear<float>>(5 * 5 * 3, 3);
+          model.build(Shape{2, 10, 7});
+          ASSERT_NO_FATAL_FAILURE(expect_steps_give_layer_by_layer_results(
+              model, Shape{5, 2, 10, 7}, Shape{5, 3}, Mode::kTrain, 29, where));
+        }
 }
 
 // In training, a Residual whose body ends with a BatchNorm, and whose shortcut is the identity or

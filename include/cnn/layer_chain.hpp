@@ -164,14 +164,13 @@ class LayerChain {
   /// written (Conv2d::forward_moments), for the BatchNorm's statistics (take_moments), and
   /// returns true; false, having run nothing, otherwise.
   bool forward_conv_moments(size_t i, TensorView<const T> x, size_t end, Mode mode);
-  /// The backward of the fused step ending at layer k that starts at layer 1 (a BatchNorm2d,
-  /// ReLU and MaxPool2d, or a ReLU and MaxPool2d) from its output gradient `upstream`, and of
-  /// Conv2d 0 before it, when no input gradient is wanted: the step's input gradient made image
-  /// by image where the convolution's weight gradient reads it
-  /// (BatchNorm::backward_relu_maxpool_by_image or MaxPool2d::backward_after_relu_by_image,
-  /// then Conv2d::backward_by_image), never written. Returns false, having run nothing, where
-  /// layer 0 is not a Conv2d or either does not take the shapes.
-  bool backward_first_conv_by_image(size_t k, TensorView<const T> upstream);
+  /// The backward of BatchNorm2d 1 with the ReLU and MaxPool2d after it (a step that ran as
+  /// one) from their output gradient `upstream`, and of Conv2d 0 before it, when no input
+  /// gradient is wanted: the BatchNorm's input gradient made image by image where the
+  /// convolution's weight gradient reads it (BatchNorm::backward_relu_maxpool_by_image,
+  /// Conv2d::backward_by_image), never written. Returns false, having run nothing, where the
+  /// chain does not start so or either does not take the shapes.
+  bool backward_conv_norm_pool(TensorView<const T> upstream);
   /// Before a backward after a kEval forward that folded or fused: the outputs it skipped.
   void recompute_skipped_outputs();
   /// fold_scale_ and fold_bias_ for Conv2d `conv` with BatchNorm2d `norm` folded in.

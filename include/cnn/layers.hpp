@@ -234,13 +234,6 @@ class MaxPool2d final : public Layer<T> {
   /// mode as forward's.
   void forward_after_relu(TensorView<const T> x, TensorView<T> y, Mode mode);
   void backward_after_relu(TensorView<const T> x, TensorView<const T> dy, TensorView<T> dx);
-  /// backward_after_relu without an input gradient written: *dx_images set to a source of it
-  /// image by image, bit for bit the dx that call writes (ops::relu_maxpool2d_backward_by_image),
-  /// valid until the next such call on this thread: for a Conv2d before the ReLU
-  /// (Conv2d::backward_by_image). Returns false, having done nothing, for doubles, in
-  /// reference mode and for windows other than 2x2 / stride 2 without padding.
-  bool backward_after_relu_by_image(TensorView<const T> x, TensorView<const T> dy,
-                                    ops::ImageGradientSource* dx_images);
   /// For a LayerChain that wrote this layer's kEval output itself, pooled straight from the
   /// convolution before the ReLU (ops::conv2d_relu_maxpool2x2_forward): records the shape of
   /// x (the ReLU's input) as a kEval forward_after_relu would, so that a backward_after_relu

@@ -239,14 +239,6 @@ void relu_maxpool2d_forward(T* y, int32_t* argmax, const T* x, const PoolShape& 
 template <typename T>
 void relu_maxpool2d_backward(T* dx, const T* dy, const T* x, const int32_t* argmax,
                              const PoolShape& s);
-/// relu_maxpool2d_backward for floats and 2x2 / stride-2 windows without padding, with dx made
-/// image by image where it is read instead of written: *dx_images set to a source whose
-/// fill(context, n, out) writes image n's dx (channels, in_h, in_w), bit for bit the values
-/// that op writes, from any thread, until the calling thread's next call. Returns false,
-/// having done nothing, in reference mode or for other windows. (For a convolution before the
-/// ReLU: conv2d_weight_backward_by_image.) ImageGradientSource: see conv2d_backward.
-bool relu_maxpool2d_backward_by_image(const float* dy, const float* x, const int32_t* argmax,
-                                      const PoolShape& s, ImageGradientSource* dx_images);
 
 // ---- element-wise activations (n elements) -----------------------------------------------
 /// y = x (n elements, batch images of n / batch each; y not overlapping x): each thread copies

@@ -1,5 +1,3 @@
-#include <type_traits>
-
 #include "cnn/error.hpp"
 #include "cnn/layers.hpp"
 
@@ -161,23 +159,6 @@ void MaxPool2d<T>::backward_after_relu(TensorView<const T> x, TensorView<const T
   ensure_argmax(x, true);
   ops::relu_maxpool2d_backward(dx.data(), dy.data(), x.data(), argmax_.data(),
                                pool_shape(x.shape()));
-}
-
-template <typename T>
-bool MaxPool2d<T>::backward_after_relu_by_image(TensorView<const T> x, TensorView<const T> dy,
-                                                ops::ImageGradientSource* dx_images) {
-  if constexpr (std::is_same_v<T, float>) {
-    if (ops::reference_mode() || !is_2x2_stride2()) return false;
-    check_fused_backward(x.shape(), dy.shape(), nullptr);
-    ensure_argmax(x, true);
-    return ops::relu_maxpool2d_backward_by_image(dy.data(), x.data(), argmax_.data(),
-                                                 pool_shape(x.shape()), dx_images);
-  } else {
-    (void)x;
-    (void)dy;
-    (void)dx_images;
-    return false;
-  }
 }
 
 template <typename T>

@@ -471,18 +471,15 @@ void LayerChain<T>::backward_before_last_norm(TensorView<T> dx) {
 }
 
 template <typename T>
-bool LayerChain<T>::backward_first_conv_by_image(size_t k, TensorView<const T> upstream) {
-  auto* const conv = dynamic_cast<Conv2d<T>*>(layers_[0]);
-  if (!conv || !conv->backward_by_image_takes(input_.shape())) return false;
-  const TensorView<const T> x = outputs_[0].view();  // the step's input
+bool LayerChain<T>::backward_conv_norm_pool(TensorView<const T> upstream) {
+  BatchNorm<T>* const norm = folded_norm_[1];  // a BatchNorm2d after Conv2d 0
+  if (!norm || !norm_pool_[1]) return false;
+  auto& conv = static_cast<Conv2d<T>&>(*layers_[0]);
+  const TensorView<const T> x = outputs_[0].view();  // the BatchNorm's input
+  if (!conv.backward_by_image_takes(input_.shape())) return false;
   ops::ImageGradientSource dx_images;
-  const bool made =
-      norm_pool_ran_[k]
-          ? static_cast<BatchNorm<T>&>(*layers_[1])
-                .backward_relu_maxpool_by_image(x, upstream, *norm_pool_[1], &dx_images)
-          : fused_pool_[k]->backward_after_relu_by_image(x, upstream, &dx_images);
-  if (!made) return false;
-  conv->backward_by_image(input_, x.shape(), dx_images);
+  if (!norm->backward_relu_maxpool_by_image(x, upstream, *norm_pool_[1], &dx_images)) return false;
+  conv.backward_by_image(input_, x.shape(), dx_images);
   return true;
 }
 
@@ -499,11 +496,9 @@ void LayerChain<T>::backward_steps(size_t end, TensorView<const T> upstream, boo
     const TensorView<const T> x = first == 0 ? input_ : outputs_[first - 1].view();
     // Neither has parameters: as the first layers without a dx wanted, nothing to compute.
     if (fused_pool_[k] && !norm_pool_ran_[k] && first == 0 && dx.empty()) break;
-    // A Conv2d before either, the first layer: its weight gradient reads their input gradient
-    // image by image, which no layer before it needs.
-    if ((norm_pool_ran_[k] || fused_pool_[k]) && first == 1 && dx.empty() &&
-        backward_first_conv_by_image(k, upstream))
-      break;
+    // A Conv2d before those three, the first layer: its weight gradient reads their input
+    // gradient image by image, which no layer before it needs.
+    if (norm_pool_ran_[k] && first == 1 && dx.empty() && backward_conv_norm_pool(upstream)) break;
     TensorView<T> step_dx;
     if (first > 0) {
       // The buffer that upstream is not in, so that dx never aliases the gradient being read.

@@ -423,41 +423,6 @@ void relu_maxpool2d_backward(T* dx, const T* dy, const T* x, const int32_t* argm
 }
 
 namespace {
-
-/// What relu_maxpool2d_backward_by_image's images are made from.
-struct ReluPoolInputGradImages {
-  const float* dy;
-  const float* x;
-  const int32_t* argmax;
-  PoolShape s;
-  bool wide;
-};
-
-/// Image n's dx, plane by plane, as maxpool_2x2_stride2_backward<true> writes each plane.
-void relu_pool_input_grad_image(const void* context, int64_t n, float* out) {
-  const ReluPoolInputGradImages& p = *static_cast<const ReluPoolInputGradImages*>(context);
-  const int64_t in_size = p.s.in_h * p.s.in_w, out_size = p.s.out_h * p.s.out_w;
-  for (int64_t c = 0; c < p.s.channels; ++c) {
-    const int64_t plane = n * p.s.channels + c;
-    maxpool_2x2_backward_plane<true>(out + c * in_size, p.dy + plane * out_size,
-                                     p.x + plane * in_size, p.argmax + plane * out_size, p.s,
-                                     p.wide);
-  }
-}
-
-}  // namespace
-
-bool relu_maxpool2d_backward_by_image(const float* dy, const float* x, const int32_t* argmax,
-                                      const PoolShape& s, ImageGradientSource* dx_images) {
-  if (reference_mode() || !is_2x2_stride2(s)) return false;
-  // The calling thread's: the images are made while it waits for the convolution's threads.
-  thread_local ReluPoolInputGradImages images;
-  images = {dy, x, argmax, s, isa_has_avx2()};
-  *dx_images = {relu_pool_input_grad_image, &images};
-  return true;
-}
-
-namespace {
 /// Runs body(first_plane, plane_shape) over the planes of s split across the threads, where
 /// plane_shape is s restricted to a block of planes (batch = planes, channels = 1): pooling
 /// planes are independent, so the result does not depend on the split.
