@@ -714,6 +714,15 @@ const T* pooled_gradient_plane(const T* dy, const int32_t* argmax, int64_t plane
   return g;
 }
 
+/// normalise_backward's plane_dy for the output gradient dy (batch, channels, h / 2, w / 2) of
+/// a 2x2 / stride-2 pooling with its argmax: each plane's pooling gradient made where it is read.
+template <typename T>
+auto pooled_dy(const T* dy, const int32_t* argmax, const NormShape& s, int64_t h, int64_t w) {
+  return [=, channels = s.channels](int64_t n, int64_t c, int64_t) {
+    return pooled_gradient_plane(dy, argmax, n * channels + c, h, w);
+  };
+}
+
 /// What normalise_backward's input gradient pass reads once its sums are taken: per channel the
 /// affine, the mean and the two coefficients of dx = (g - mean_dy) scale - (x - mean) a.
 template <typename T>
@@ -888,10 +897,8 @@ void maxpool2x2_relu_batchnorm_backward(T* dx, T* dgamma, T* dbeta, const T* dy,
   }
   // The pooling's gradient (the ReLU's output gradient) made plane by plane where it is read;
   // the ReLU's mask then comes from x, as in batchnorm_relu_backward.
-  const auto pooled_dy = [&](int64_t n, int64_t c, int64_t) {
-    return pooled_gradient_plane(dy, argmax, n * s.channels + c, h, w);
-  };
-  normalise_backward<T, true>(dx, dgamma, dbeta, pooled_dy, pooled_dy, x, mean, var, gamma, beta, s,
+  const auto plane_dy = pooled_dy(dy, argmax, s, h, w);
+  normalise_backward<T, true>(dx, dgamma, dbeta, plane_dy, plane_dy, x, mean, var, gamma, beta, s,
                               eps, batch_statistics);
 }
 
@@ -925,13 +932,10 @@ bool maxpool2x2_relu_batchnorm_backward_by_image(
     const float* mean, const float* var, const float* gamma, const float* beta, const NormShape& s,
     int64_t h, int64_t w, float eps, bool batch_statistics, ImageGradientSource* dx_images) {
   if (reference_mode()) return false;
-  const auto pooled_dy = [&](int64_t n, int64_t c, int64_t) {
-    return pooled_gradient_plane(dy, argmax, n * s.channels + c, h, w);
-  };
   // The calling thread's: the images are made while it waits for the convolution's threads.
   thread_local PooledInputGradImages images;
-  images = {backward_sums<float, true>(dgamma, dbeta, pooled_dy, x, mean, var, gamma, beta, s, eps,
-                                       batch_statistics),
+  images = {backward_sums<float, true>(dgamma, dbeta, pooled_dy(dy, argmax, s, h, w), x, mean, var,
+                                       gamma, beta, s, eps, batch_statistics),
             dy,
             argmax,
             x,
