@@ -1196,9 +1196,11 @@ void conv2d_backward_images(int64_t first, int64_t last, T* dx, T* dw, T* db, co
   }
 }
 
-/// A dy tensor (N, OC, OH, OW) of shape s, image by image.
-DyImages dy_tensor(const float* dy, const ConvShape& s) {
-  return {dy, nullptr, s.out_channels * s.out_h * s.out_w};
+/// The output gradient of a convolution of shape s, image by image: the tensor dy (N, OC, OH,
+/// OW), or images made by `source` when it is not null.
+DyImages dy_images(const ConvShape& s, const float* dy,
+                   const ops::ImageGradientSource* source = nullptr) {
+  return {dy, source, s.out_channels * s.out_h * s.out_w};
 }
 
 }  // namespace
@@ -1215,8 +1217,7 @@ void conv2d_weight_backward_by_image(float* dw, float* db, const float* x,
         "kernels'");
   }
   // conv2d_backward's direct call without dx: the same blocks, staging and sums.
-  conv2d_backward_direct(nullptr, dw, db, x, nullptr,
-                         DyImages{nullptr, &dy, s.out_channels * s.out_h * s.out_w}, s);
+  conv2d_backward_direct(nullptr, dw, db, x, nullptr, dy_images(s, nullptr, &dy), s);
 }
 
 template <typename T>
@@ -1234,7 +1235,7 @@ void conv2d_backward(T* dx, T* dw, T* db, const T* x, const T* w, const T* dy, c
         detail::implicit_conv_backward(dx, dw, x, w, dy, s);
       } else if (implicit_weights) {
         detail::implicit_conv_backward(nullptr, dw, x, w, dy, s);
-        if (dx) conv2d_backward_direct(dx, nullptr, nullptr, x, w, dy_tensor(dy, s), s);
+        if (dx) conv2d_backward_direct(dx, nullptr, nullptr, x, w, dy_images(s, dy), s);
       } else {
         // dx is the seed's full convolution of dy with the rotated kernel, computed as the
         // exact backward of the Winograd form (winograd.hpp).
@@ -1250,7 +1251,7 @@ void conv2d_backward(T* dx, T* dw, T* db, const T* x, const T* w, const T* dy, c
       return;
     }
     if (conv_backward_uses_direct(s)) {
-      return conv2d_backward_direct(dx, dw, db, x, w, dy_tensor(dy, s), s);
+      return conv2d_backward_direct(dx, dw, db, x, w, dy_images(s, dy), s);
     }
   }
   const int blocks = detail::gradient_blocks(s.batch, threads());
