@@ -350,10 +350,9 @@ int main(int argc, char** argv) {
   }
   load_tile_config();
 
-  // The calls of one resnet training step at batch 64 (logged by a temporary print in gemm.cpp's
-  // sgemm, 2026-12-06): the
-  // forward and input-gradient products run per block of tiles, the weight gradient's per
-  // chunk of images.
+  // The calls of one resnet training step at batch 64 (logged by a temporary print in
+  // gemm.cpp's sgemm, 2026-12-06): the forward and input-gradient products run per block of
+  // tiles, the weight gradient's per chunk of images.
   const Shape shapes[] = {
       {"F(2x2) 14x14, 32 ch: forward, a block of tiles", false, 32, 112, 32},
       {"F(2x2) 14x14, 32 ch: input gradient", false, 32, 1568, 32},
