@@ -71,6 +71,7 @@ constexpr int kPartA[6] = {0, 0, 0, 1, 1, 2};
 constexpr int kPartB[6] = {0, 1, 2, 0, 1, 0};
 
 /// Each float rounded to bf16 (to nearest, ties to even), as float bits with the low half zero.
+/// Finite values only (the benchmark's operands are normal draws): no NaN or overflow rule.
 __attribute__((target("avx512f"))) inline __m512i round_to_bf16(__m512i bits) {
   const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
   const __m512i rounded = _mm512_add_epi32(bits, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7FFF)));
@@ -242,7 +243,8 @@ __attribute__((target("amx-tile"))) void load_tile_config() {
   _tile_loadconfig(&config);
 }
 
-/// bf16 GFLOP/s of TDPBF16PS on one thread: four independent accumulators, operands in L1.
+/// bf16 GFLOP/s of TDPBF16PS on one thread: four independent accumulators, the operands loaded
+/// into tiles once.
 __attribute__((target("amx-tile,amx-bf16"))) double tile_peak_gflops() {
   std::vector<uint16_t> a(16 * 32, 0x3F80), b(16 * 32, 0x3C00);  // 1.0 and 2^-7 in bf16
   _tile_loadd(4, a.data(), 64);
