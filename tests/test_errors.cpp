@@ -190,6 +190,26 @@ TEST(Errors, LayerForwardWithWrongTensors) {
                {"Conv2d", "expected output (1, 2, 3, 3)", "got (1, 2, 5, 5)"});
 }
 
+// A model's first Conv2d whose weight gradient reads its output gradient image by image
+// (LayerChain's stem backward) checks what backward checks.
+TEST(Errors, ConvolutionBackwardByImageChecksAsBackwardDoes) {
+  Conv2d<float> conv(1, 2, 3);
+  Tensor<float> x(Shape{1, 1, 5, 5});
+  const ops::ImageGradientSource no_images;  // never read: the checks come first
+  expect_error(
+      [&] {
+        conv.backward_by_image(x, Shape{1, 2, 3, 3}, no_images);
+      },
+      {"Conv2d", "parameters are not bound"});
+  std::vector<float> p(static_cast<size_t>(conv.parameter_count())), g(p.size());
+  conv.bind_parameters(p.data(), g.data());
+  expect_error(
+      [&] {
+        conv.backward_by_image(x, Shape{1, 2, 5, 5}, no_images);
+      },
+      {"Conv2d", "expected output and its gradient (1, 2, 3, 3)", "got (1, 2, 5, 5)"});
+}
+
 TEST(Errors, LossTargets) {
   Tensor<float> p(Shape{4, 1}, 0.5f), t(Shape{4}, 1.0f);
   expect_error([&] { LogLoss<float>().forward(p, t); },

@@ -134,6 +134,9 @@ class Layer {
   /// forward()'s checks: y has output_shape(x.shape()), neither view is empty, parameters
   /// are bound. Throws cnn::Error naming what differs.
   void check_forward(TensorView<const T> x, TensorView<T> y) const;
+  /// backward()'s checks of input shape x, output y, output gradient dy and dx (shape x or
+  /// empty), and that parameters are bound. Throws cnn::Error naming what differs.
+  void check_backward(const Shape& x, const Shape& y, const Shape& dy, TensorView<T> dx) const;
   T* value_data(size_t i) const;
   T* gradient_data(size_t i) const;
   T* buffer_data(size_t i) const;

@@ -107,11 +107,8 @@ bool Conv2d<T>::backward_by_image_takes(const Shape& x) const {
 template <typename T>
 void Conv2d<T>::backward_by_image(TensorView<const T> x, const Shape& dy_shape,
                                   const ops::ImageGradientSource& dy) {
-  const Shape expected = this->output_shape(x.shape());
-  if (dy_shape != expected) {
-    this->fail("backward: expected an output gradient " + expected.str() + " for input " +
-               x.shape().str() + ", got " + dy_shape.str());
-  }
+  // The output itself is not read (no input gradient): its shape is the gradient's.
+  this->check_backward(x.shape(), dy_shape, dy_shape, {});
   if constexpr (std::is_same_v<T, float>) {
     ops::conv2d_weight_backward_by_image(this->gradient_data(0),
                                          bias_ ? this->gradient_data(1) : nullptr, x.data(), dy,

@@ -210,18 +210,24 @@ void Layer<T>::check_forward(TensorView<const T> x, TensorView<T> y) const {
 template <typename T>
 void Layer<T>::backward(TensorView<const T> x, TensorView<const T> y, TensorView<const T> dy,
                         TensorView<T> dx) {
-  const Shape expected = output_shape(x.shape());
-  if (y.shape() != expected || dy.shape() != expected) {
-    fail("backward: expected output and its gradient " + expected.str() + " for input " +
-         x.shape().str() + ", got " + y.shape().str() + " and " + dy.shape().str());
+  check_backward(x.shape(), y.shape(), dy.shape(), dx);
+  backward_impl(x, y, dy, dx);
+}
+
+template <typename T>
+void Layer<T>::check_backward(const Shape& x, const Shape& y, const Shape& dy,
+                              TensorView<T> dx) const {
+  const Shape expected = output_shape(x);
+  if (y != expected || dy != expected) {
+    fail("backward: expected output and its gradient " + expected.str() + " for input " + x.str() +
+         ", got " + y.str() + " and " + dy.str());
   }
-  if (!dx.empty() && dx.shape() != x.shape()) {
-    fail("backward: expected input gradient " + x.shape().str() + ", got " + dx.shape().str());
+  if (!dx.empty() && dx.shape() != x) {
+    fail("backward: expected input gradient " + x.str() + ", got " + dx.shape().str());
   }
   if (!bound_ && parameter_count() > 0) {  // bound_ first: no spec list in the training step
     fail("parameters are not bound (call bind_parameters or build a model)");
   }
-  backward_impl(x, y, dy, dx);
 }
 
 template class Layer<float>;
