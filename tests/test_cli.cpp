@@ -43,7 +43,6 @@ fs::path work_dir() {
   return dir;
 }
 
-/// Runs the cnn binary with `args` (already shell-quoted where needed).
 /// Runs the CLI with `args`; `environment` (e.g. "CNN_CONV=gemm") is set for that run only.
 CliRun cnn(const std::string& args, const std::string& environment = "") {
   const fs::path out = work_dir() / "stdout.txt", err = work_dir() / "stderr.txt";
@@ -622,6 +621,11 @@ TEST(CliBadInput, SpecsImagesAndFlags) {
   expect_refusal("train --momentum 1.5", {"--momentum", "got '1.5'"});
   expect_refusal("train --model nope", {"--model nope", "neither a preset"});
   expect_refusal("train --frobnicate 3", {"unknown flag --frobnicate"});
+  expect_refusal("train --data sample --epochs --batch 3",
+                 {"--epochs expects a value, got the flag --batch"});
+  expect_refusal("train --data sample --out --batch=3",
+                 {"--out expects a value, got the flag --batch"});
+  expect_refusal("train --data sample --epochs", {"--epochs expects a value"});
   expect_refusal("eval", {"expected one MODEL"});
   expect_refusal("predict " + trained_model().string() + " --top 0 x.png", {"--top", "got '0'"});
   expect_refusal("fly", {"unknown command 'fly'"});

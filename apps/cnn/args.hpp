@@ -42,6 +42,15 @@ class Args {
         if (inline_value) {
           values_[arg] = *inline_value;
         } else if (i + 1 < argc) {
+          // `--epochs --batch 3` would otherwise take "--batch" as the epochs and then
+          // complain about a stray "3". A value that is one of this command's own flags is a
+          // missing value; any other value, "-1" or "--odd-file-name" included, is taken.
+          const std::string next = argv[i + 1];
+          const std::string next_flag = next.substr(0, next.find('='));
+          if (contains(value_flags, next_flag) || contains(switches, next_flag) ||
+              next == "--help" || next == "-h") {
+            fail(arg, "expects a value, got the flag " + next_flag);
+          }
           values_[arg] = argv[++i];
         } else {
           fail(arg, "expects a value");
