@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 #include <stb/stb_image_write.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <zlib.h>
 
@@ -591,6 +592,38 @@ TEST(CliBadInput, ModelFiles) {
   refused("version.safetensors", version, {"unknown format version '7'"});
   expect_refusal("eval " + (work_dir() / "absent.safetensors").string() + " --data sample",
                  {"absent.safetensors", "cannot open"});
+}
+
+// A directory, a device or a pipe where a loader expects a file: one line naming it. Before,
+// a directory passed as a model file or checkpoint was sized by its ext4 size (2^63 - 1) and
+// ended in "std::bad_alloc", and /dev/zero would have been read until memory ran out.
+TEST(CliBadInput, DirectoriesDevicesAndPipesAreNotFiles) {
+  const fs::path folder = work_dir() / "folder.safetensors";
+  fs::create_directories(folder);
+  expect_refusal("info " + folder.string(),
+                 {"folder.safetensors: expected a safetensors file, got a directory"});
+  expect_refusal("eval /dev/zero --data sample",
+                 {"/dev/zero: expected a safetensors file, got a device"});
+  const fs::path pipe = work_dir() / "pipe.safetensors";
+  ASSERT_EQ(::mkfifo(pipe.c_str(), 0600), 0);
+  // Opening a pipe waits for a writer, so a loader that opened it would hang: a time limit.
+  const testing::ProcessRun piped =
+      testing::run_process(CNN_CLI, "eval " + pipe.string() + " --data sample", {}, work_dir(), 60);
+  EXPECT_FALSE(piped.timed_out) << "cnn eval opened the pipe and waited for a writer";
+  EXPECT_EQ(piped.exit_code, 1) << piped.err;
+  EXPECT_EQ(piped.err, "cnn: " + pipe.string() + ": expected a safetensors file, got a pipe\n");
+  const fs::path checkpoint = work_dir() / "folder.ckpt";
+  fs::create_directories(checkpoint);
+  expect_refusal("train --resume " + checkpoint.string(),
+                 {"folder.ckpt: expected a checkpoint, got a directory"});
+  const fs::path idx = data_dir("idx_folder", [](auto& f) { f.erase("train-images-idx3-ubyte"); });
+  fs::create_directories(idx / "train-images-idx3-ubyte");
+  expect_refusal("train --data " + idx.string(),
+                 {"train-images-idx3-ubyte: expected an IDX file, got a directory"});
+  const fs::path cifar = work_dir() / "cifar_folder";
+  fs::create_directories(cifar / "data_batch_1.bin");
+  expect_refusal("train --data " + cifar.string(),
+                 {"data_batch_1.bin: expected a CIFAR-10 batch, got a directory"});
 }
 
 TEST(CliBadInput, SpecsImagesAndFlags) {

@@ -694,6 +694,14 @@ TEST(Onnx, BadFilesAreRefusedInOneLine) {
     EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
   }
   EXPECT_THROW(load_onnx((work_dir() / "missing.onnx").string()), Error);
+  // A directory gave libstdc++'s "basic_filebuf::underflow error reading the file", no path.
+  const fs::path folder = work_dir() / "folder.onnx";
+  fs::create_directories(folder);
+  const auto [folder_code, folder_err] = cnn_run("eval " + folder.string() + " --data sample");
+  EXPECT_EQ(folder_code, 1) << folder_err;
+  EXPECT_NE(folder_err.find("folder.onnx: expected an ONNX model, got a directory"),
+            std::string::npos)
+      << folder_err;
   // Nesting within the limit is parsed as nested blocks.
   const std::string three = (work_dir() / "nested3.onnx").string();
   write_bytes(three, nested(3));

@@ -15,4 +15,12 @@ void write_file_atomic(const std::string& path, const std::string& bytes);
 /// that resumes.
 void remove_stale_temporaries(const std::string& path);
 
+/// Refuses, with cnn::Error naming `path`, what a loader of `what` (e.g. "safetensors file")
+/// cannot read as a file: a missing path ("<path>: cannot open <what>: <reason>"), a directory
+/// or a device, pipe or socket ("<path>: expected <what>, got a directory" and so on). Without
+/// it a directory read as garbage (an ext4 directory's size is 2^63 - 1, so loaders that size
+/// their buffers by it threw std::bad_alloc) and /dev/zero would be read until memory ran out.
+/// Symbolic links are followed.
+void require_regular_file(const std::string& path, const std::string& what);
+
 }  // namespace cnn

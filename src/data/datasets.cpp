@@ -10,6 +10,7 @@
 
 #include "cnn/data.hpp"
 #include "cnn/error.hpp"
+#include "cnn/fileio.hpp"
 
 namespace cnn {
 
@@ -71,6 +72,7 @@ Dataset read_cifar10(const std::vector<std::string>& paths) {
   // A real batch is 30,730,000 bytes; the cap refuses a corrupt or sparse file before reading it.
   constexpr int64_t kMaxBatchBytes = int64_t{1} << 33;
   for (const std::string& path : paths) {
+    require_regular_file(path, "a CIFAR-10 batch");
     std::ifstream in(path, std::ios::binary);
     if (!in) throw Error(path + ": cannot open CIFAR-10 batch: " + std::strerror(errno));
     std::error_code error;

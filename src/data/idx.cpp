@@ -11,6 +11,7 @@
 #include "../ops/parallel.hpp"
 #include "cnn/data.hpp"
 #include "cnn/error.hpp"
+#include "cnn/fileio.hpp"
 #include "cnn/ops.hpp"
 
 namespace cnn {
@@ -35,7 +36,8 @@ struct GzCloser {
 class Reader {
  public:
   explicit Reader(const std::string& path) : path_(path) {
-    if (!std::filesystem::is_regular_file(path)) fail(path, "no such file");
+    if (!std::filesystem::exists(path)) fail(path, "no such file");
+    require_regular_file(path, "an IDX file");
     file_.reset(gzopen(path.c_str(), "rb"));
     if (!file_) fail(path, std::string("cannot open: ") + std::strerror(errno));
   }

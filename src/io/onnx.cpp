@@ -1149,6 +1149,7 @@ ModelFile Importer::run() {
 }  // namespace
 
 ModelFile load_onnx(const std::string& path) {
+  require_regular_file(path, "an ONNX model");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(path + ": cannot open the file");
   const std::string bytes{std::istreambuf_iterator<char>(in), {}};

@@ -63,6 +63,7 @@ uint64_t read_u64_le(const uint8_t* p) {
 }  // namespace
 
 SafeTensorsFile SafeTensorsFile::load(const std::string& path) {
+  require_regular_file(path, "a safetensors file");
   std::ifstream in(path, std::ios::binary);
   if (!in) fail(path, std::string("cannot open safetensors file: ") + std::strerror(errno));
   in.seekg(0, std::ios::end);
@@ -76,6 +77,7 @@ SafeTensorsFile SafeTensorsFile::load(const std::string& path) {
   }
   uint8_t length_bytes[8];
   in.read(reinterpret_cast<char*>(length_bytes), 8);
+  if (!in) fail(path, "could not read the header length");
   const uint64_t header_size = read_u64_le(length_bytes);
   if (header_size > file_size - 8) {
     fail(path, "header length " + std::to_string(header_size) + " runs past the end of the " +
@@ -304,6 +306,19 @@ void remove_stale_temporaries(const std::string& path) {
     if (name.size() == prefix.size() + 6 && name.starts_with(prefix))
       fs::remove(entry.path(), error);
   }
+}
+
+void require_regular_file(const std::string& path, const std::string& what) {
+  struct stat info {};
+  if (::stat(path.c_str(), &info) != 0) {
+    throw Error(path + ": cannot open " + what + ": " + std::strerror(errno));
+  }
+  if (S_ISREG(info.st_mode)) return;
+  const char* kind = S_ISDIR(info.st_mode)                            ? "a directory"
+                     : S_ISCHR(info.st_mode) || S_ISBLK(info.st_mode) ? "a device"
+                     : S_ISFIFO(info.st_mode)                         ? "a pipe"
+                                                                      : "a socket";
+  throw Error(path + ": expected " + what + ", got " + kind);
 }
 
 void write_file_atomic(const std::string& path, const std::string& bytes) {

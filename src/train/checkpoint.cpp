@@ -7,6 +7,7 @@
 
 #include "../io/json_reader.hpp"
 #include "cnn/error.hpp"
+#include "cnn/fileio.hpp"
 #include "cnn/safetensors.hpp"
 
 namespace cnn {
@@ -136,6 +137,7 @@ void save_checkpoint(const std::string& path, Sequential<float>& model, const Mo
 }
 
 Checkpoint load_checkpoint(const std::string& path) {
+  require_regular_file(path, "a checkpoint");
   const SafeTensorsFile file = SafeTensorsFile::load(path);
   const auto& meta = file.metadata();
   if (!meta.count("format") || meta.at("format") != kFormat) {
