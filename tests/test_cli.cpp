@@ -612,6 +612,13 @@ TEST(CliBadInput, DirectoriesDevicesAndPipesAreNotFiles) {
   EXPECT_FALSE(piped.timed_out) << "cnn eval opened the pipe and waited for a writer";
   EXPECT_EQ(piped.exit_code, 1) << piped.err;
   EXPECT_EQ(piped.err, "cnn: " + pipe.string() + ": expected a safetensors file, got a pipe\n");
+  const testing::ProcessRun image = testing::run_process(
+      CNN_CLI, "predict " + trained_model().string() + " " + pipe.string(), {}, work_dir(), 60);
+  EXPECT_FALSE(image.timed_out) << "cnn predict opened the pipe and waited for a writer";
+  EXPECT_EQ(image.exit_code, 1) << image.err;
+  EXPECT_NE(image.err.find("pipe.safetensors: cannot decode image (not a regular file"),
+            std::string::npos)
+      << image.err;
   const fs::path checkpoint = work_dir() / "folder.ckpt";
   fs::create_directories(checkpoint);
   expect_refusal("train --resume " + checkpoint.string(),

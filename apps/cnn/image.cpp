@@ -227,7 +227,12 @@ void load_image_as(const std::string& path, const Shape& chw, bool invert, Tenso
                 "-channel images; predict handles 1 (grey) or 3 (RGB)");
   }
   std::error_code error;
-  if (std::filesystem::is_directory(path, error)) refuse(path, "it is a directory");
+  const std::filesystem::file_status status = std::filesystem::status(path, error);
+  if (std::filesystem::is_directory(status)) refuse(path, "it is a directory");
+  // A pipe would block the open below until a writer came; a device has no size to check.
+  if (std::filesystem::exists(status) && !std::filesystem::is_regular_file(status)) {
+    refuse(path, "not a regular file: a device, pipe or socket");
+  }
   std::ifstream file(path, std::ios::binary | std::ios::ate);
   if (!file) refuse(path, "cannot open the file");
   const uint64_t file_size = static_cast<uint64_t>(file.tellg());
