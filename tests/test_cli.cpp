@@ -675,6 +675,8 @@ TEST(CliBadInput, SpecsImagesAndFlags) {
                  "CNN_CONV=fast");
   expect_refusal("train --data sample", {"CNN_ISA=sse9", "expected avx512, avx2 or portable"},
                  "CNN_ISA=sse9");
+  expect_refusal("train --data sample", {"CNN_REFERENCE=true: expected 0 or 1"},
+                 "CNN_REFERENCE=true");
   expect_refusal("train --data sample --optimizer adamx",
                  {"--optimizer", "expects sgd, adam or adamw", "got 'adamx'"});
   expect_refusal("train --data sample --schedule linear",

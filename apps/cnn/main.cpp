@@ -61,7 +61,7 @@ const char* const kMainHelp =
     "  CNN_ISA   avx512, avx2 or portable: the float kernels (default: the best the CPU has)\n"
     "  CNN_CONV  how convolutions are computed: auto (default), gemm, direct, winograd or\n"
     "            implicit\n"
-    "  CNN_REFERENCE=1  every op runs its plain reference loops (slow; for checking)\n"
+    "  CNN_REFERENCE=1  every op runs its plain reference loops (slow; for checking; 0 off)\n"
     "  GOMP_SPINCOUNT, OMP_WAIT_POLICY  how long idle OpenMP threads spin before they sleep:\n"
     "            where neither is set, cnn restarts itself with GOMP_SPINCOUNT=3000 (33-75\n"
     "            us on the CPUs measured) before OpenMP starts; libgomp's default, 300,000,\n"
@@ -1096,9 +1096,10 @@ int main(int argc, char** argv) {
     return 1;
   }
   try {
-    // Bad CNN_ISA or CNN_CONV values are refused before any work starts.
+    // Bad CNN_ISA, CNN_CONV or CNN_REFERENCE values are refused before any work starts.
     cnn::ops::isa();
     cnn::ops::conv_algorithm();
+    cnn::ops::reference_mode();
     return cnn::cli::run(argc, argv, ranks.get());
   } catch (const cnn::cli::QuietExit& e) {
     return e.code;

@@ -56,7 +56,8 @@ PoolShape make_pool_shape(int64_t batch, int64_t channels, int64_t in_h, int64_t
                           int64_t pad_h, int64_t pad_w);
 
 /// When true, every cnn::ops function runs its cnn::ref twin. Initialised from the
-/// environment variable CNN_REFERENCE=1; tests switch it to run the same model both ways.
+/// environment variable CNN_REFERENCE (1 on; 0, empty or unset off; the first call throws
+/// cnn::Error on any other value); tests switch it to run the same model both ways.
 bool reference_mode();
 void set_reference_mode(bool on);
 

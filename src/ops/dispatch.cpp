@@ -10,9 +10,12 @@
 namespace cnn::ops {
 
 namespace {
+// Strict, as CNN_ISA and CNN_CONV: "true" or "yes" silently meant the fast kernels.
 bool reference_from_environment() {
   const char* value = std::getenv("CNN_REFERENCE");
-  return value != nullptr && std::strcmp(value, "1") == 0;
+  if (value == nullptr || *value == '\0' || std::strcmp(value, "0") == 0) return false;
+  if (std::strcmp(value, "1") == 0) return true;
+  throw Error(std::string("CNN_REFERENCE=") + value + ": expected 0 or 1");
 }
 std::atomic<bool>& reference_flag() {
   static std::atomic<bool> flag{reference_from_environment()};
