@@ -596,7 +596,7 @@ TEST(CliBadInput, ModelFiles) {
 
 // A directory, a device or a pipe where a loader expects a file: one line naming it. Before,
 // a directory passed as a model file or checkpoint was sized by its ext4 size (2^63 - 1) and
-// ended in "std::bad_alloc", and /dev/zero would have been read until memory ran out.
+// ended in "std::bad_alloc", and a pipe hung the loader in its open.
 TEST(CliBadInput, DirectoriesDevicesAndPipesAreNotFiles) {
   const fs::path folder = work_dir() / "folder.safetensors";
   fs::create_directories(folder);

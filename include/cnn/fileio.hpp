@@ -1,5 +1,6 @@
 #pragma once
-// Whole-file writes that never leave a half-written file behind.
+// Whole-file writes that never leave a half-written file behind, and the check every loader
+// makes before it opens a path.
 
 #include <string>
 
@@ -15,7 +16,7 @@ void write_file_atomic(const std::string& path, const std::string& bytes);
 /// that resumes.
 void remove_stale_temporaries(const std::string& path);
 
-/// Refuses, with cnn::Error naming `path`, what a loader of `what` (e.g. "safetensors file")
+/// Refuses, with cnn::Error naming `path`, what a loader of `what` (e.g. "a safetensors file")
 /// cannot read as a file: a missing path ("<path>: cannot open <what>: <reason>"), a directory
 /// or a device, pipe or socket ("<path>: expected <what>, got a directory" and so on). Without
 /// it a directory read as garbage (an ext4 directory's size is 2^63 - 1, so loaders that size

@@ -65,7 +65,7 @@ uint64_t read_u64_le(const uint8_t* p) {
 SafeTensorsFile SafeTensorsFile::load(const std::string& path) {
   require_regular_file(path, "a safetensors file");
   std::ifstream in(path, std::ios::binary);
-  if (!in) fail(path, std::string("cannot open safetensors file: ") + std::strerror(errno));
+  if (!in) fail(path, std::string("cannot open a safetensors file: ") + std::strerror(errno));
   in.seekg(0, std::ios::end);
   const auto end = in.tellg();
   if (end < 0) fail(path, "cannot determine the file size");
