@@ -259,6 +259,46 @@ TEST(Checkpoint, ResumeRefusesWhatWouldChangeTheRun) {
   EXPECT_NE(model_file.err.find("not a cnn checkpoint"), std::string::npos) << model_file.err;
 }
 
+// Two runs with one --out (two experiments left at a preset's default --out): the second is
+// refused while the first runs, so it cannot overwrite the first's checkpoint (which a resume
+// would then continue as the other run) nor remove its temporary files at start. The lock is
+// the kernel's (flock on OUT.lock), so a run killed by SIGKILL leaves no lock that holds.
+TEST(Checkpoint, ASecondRunWithTheSameOutIsRefusedWhileTheFirstRuns) {
+  const fs::path dir = work_dir() / "locked";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string out = (dir / "m.safetensors").string();
+  const fs::path lock = dir / "m.lock", err = dir / "first.txt";
+  const pid_t first = spawn("train " + kLenet + " --epochs 1000 --out " + out, {}, err);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  // The first run's pid in its lock file, and its first checkpoint, mean it is under way.
+  while ((read_bytes(lock) != std::to_string(first) || !fs::exists(dir / "m.ckpt")) &&
+         std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  if (read_bytes(lock) != std::to_string(first)) {
+    ::kill(first, SIGKILL);  // not left training for its 1000 epochs
+    finish(first, err);
+    FAIL() << "no lock file " << lock << " naming the first run: " << read_bytes(err);
+  }
+  const std::string holder = "another cnn train (pid " + std::to_string(first) +
+                             ") is writing this run's files (" + lock.string() + " is locked)";
+  for (const std::string& second :
+       {"train " + kLenet + " --out " + out, "train --resume " + (dir / "m.ckpt").string()}) {
+    SCOPED_TRACE(second);
+    const CliRun refused = cnn(second);
+    EXPECT_EQ(refused.exit_code, 1) << refused.err;
+    EXPECT_EQ(std::count(refused.err.begin(), refused.err.end(), '\n'), 1) << refused.err;
+    EXPECT_NE(refused.err.find(holder), std::string::npos) << refused.err;
+  }
+  ::kill(first, SIGKILL);
+  EXPECT_EQ(finish(first, err).exit_code, 128 + SIGKILL);
+  EXPECT_TRUE(fs::exists(lock));  // the file stays; its lock went with the process
+  const CliRun after = cnn("train " + kLenet + " --out " + out);
+  ASSERT_EQ(after.exit_code, 0) << after.err;
+  EXPECT_FALSE(fs::exists(lock)) << "a run that ends removes its lock file";
+  EXPECT_EQ(temporaries(dir), std::vector<std::string>{});
+}
+
 TEST(Checkpoint, MetadataNestedTooDeepIsOneLineNotACrash) {
   const fs::path dir = work_dir() / "deep";
   fs::remove_all(dir);

@@ -1,7 +1,10 @@
 // cnn: train, evaluate, run and describe convolutional networks from the command line.
 // A thin layer over the library: argument parsing, progress display and output files.
 
+#include <fcntl.h>
 #include <sched.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -9,6 +12,7 @@
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -81,7 +85,9 @@ const char* const kTrainHelp =
     "the whole run (weights, optimizer, schedule position, data order, random streams,\n"
     "metrics, configuration), rewritten atomically after every epoch. SIGINT, SIGTERM or\n"
     "SIGUSR1 ends training at the next step with a checkpoint (exit 128 + the signal; a second\n"
-    "signal exits at once); a diverging loss stops with the last checkpoint kept.\n"
+    "signal exits at once); a diverging loss stops with the last checkpoint kept. While a run\n"
+    "writes OUT's files it holds OUT.lock (removed at its end): another run with the same\n"
+    "--out, or resuming it, is refused until then.\n"
     "  --resume        continue that run: the model file and metrics come out as if it had\n"
     "                  never stopped (same threads). Flags that would change it are refused;\n"
     "                  --epochs may extend it (the schedule then spans the new length)\n"
@@ -431,8 +437,71 @@ int usable_cpus() {
   return CPU_COUNT(&set);
 }
 
+/// One training run's hold on its files (OUT, OUT.csv, OUT.svg, OUT.ckpt): an exclusive
+/// flock on OUT.lock, held until the run ends, then the file removed. Two runs with the same
+/// --out in one directory (two experiments with a preset's default --out) would otherwise
+/// write over each other's checkpoint, so that a resume continued the other run, and the
+/// second run's start removed the first's temporary files mid-write (remove_stale_temporaries).
+/// The kernel drops the lock when its process dies, even by SIGKILL; the file may then stay,
+/// empty of meaning, and the next run takes it over.
+class RunLock {
+ public:
+  /// Takes the lock, or throws cnn::Error naming the run that holds it (by its pid).
+  explicit RunLock(const std::string& out) : path_(sibling(out, ".lock")) {
+    // A run that ends removes the file while others may have opened it: the lock is only
+    // ours if the path still names the file we locked (else another run made a new one).
+    for (;;) {
+      fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+      if (fd_ < 0) {
+        throw Error("--out " + out + ": cannot create the run's lock file " + path_ + ": " +
+                    std::strerror(errno));
+      }
+      if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+        const int error = errno;
+        char pid[32] = {};
+        const ssize_t got = ::pread(fd_, pid, sizeof pid - 1, 0);
+        ::close(fd_);
+        fd_ = -1;
+        if (error != EWOULDBLOCK) {
+          throw Error("--out " + out + ": cannot lock " + path_ + ": " + std::strerror(error));
+        }
+        const std::string holder =
+            got > 0 ? " (pid " + std::string(pid, strnlen(pid, 31)) + ")" : std::string();
+        throw Error("--out " + out + ": another cnn train" + holder +
+                    " is writing this run's files (" + path_ +
+                    " is locked); wait for it to end or choose another --out");
+      }
+      struct stat held {
+      }, named{};
+      if (::fstat(fd_, &held) == 0 && ::stat(path_.c_str(), &named) == 0 &&
+          held.st_dev == named.st_dev && held.st_ino == named.st_ino) {
+        break;
+      }
+      ::close(fd_);
+    }
+    // The pid only names the holder in another run's refusal; the lock holds without it.
+    const std::string pid = std::to_string(::getpid());
+    const bool named = ::ftruncate(fd_, 0) == 0 &&
+                       ::pwrite(fd_, pid.data(), pid.size(), 0) == static_cast<ssize_t>(pid.size());
+    static_cast<void>(named);
+  }
+  RunLock(const RunLock&) = delete;
+  RunLock& operator=(const RunLock&) = delete;
+  ~RunLock() {
+    // Unlinked before the close: a run that opened the file meanwhile takes the lock on a
+    // file the path no longer names, sees so and starts again.
+    ::unlink(path_.c_str());
+    ::close(fd_);
+  }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
+
 /// What a training run needs besides its flags: prepared on every rank.
 struct TrainSetup {
+  std::optional<RunLock> lock;  // first, so that it is released last (rank 0 only)
   std::optional<Checkpoint> resumed;
   TrainConfig config;
   ModelSpec spec;
@@ -527,11 +596,6 @@ void prepare_training(const Args& args, Communicator* ranks, TrainSetup& t) {
     if (error)
       args.fail("--out", "cannot create directory " + out_dir.string() + ": " + error.message());
   }
-  if (rank == 0) {
-    for (const std::string& path :
-         {out, sibling(out, ".csv"), sibling(out, ".svg"), t.checkpoint_path})
-      remove_stale_temporaries(path);
-  }
   t.data = data_for(t.spec, config.data);
   t.rng.emplace(config.seed);
   if (t.resumed) {
@@ -541,6 +605,15 @@ void prepare_training(const Args& args, Communicator* ranks, TrainSetup& t) {
     t.model.init_parameters(*t.rng);
   }
   if (ranks && config.sync_batchnorm) t.model.synchronise_batch_statistics(ranks);
+  // Last, once every check of the flags, data and model has passed: a run refused for those
+  // never touches the lock, so refusals in one directory (the tests' ctest -j2) cannot be told
+  // that another run holds it.
+  if (rank == 0) {
+    t.lock.emplace(out);
+    for (const std::string& path :
+         {out, sibling(out, ".csv"), sibling(out, ".svg"), t.checkpoint_path})
+      remove_stale_temporaries(path);
+  }
 }
 
 int train_command(int argc, char** argv, Communicator* ranks) {
