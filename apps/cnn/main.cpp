@@ -471,8 +471,8 @@ class RunLock {
                     " is writing this run's files (" + path_ +
                     " is locked); wait for it to end or choose another --out");
       }
-      struct stat held {
-      }, named{};
+      struct stat held = {};
+      struct stat named = {};
       if (::fstat(fd_, &held) == 0 && ::stat(path_.c_str(), &named) == 0 &&
           held.st_dev == named.st_dev && held.st_ino == named.st_ino) {
         break;
