@@ -633,6 +633,25 @@ TEST(CliBadInput, DirectoriesDevicesAndPipesAreNotFiles) {
                  {"data_batch_1.bin: expected a CIFAR-10 batch, got a directory"});
 }
 
+// A name longer than the file system allows (255 bytes): one line in cnn's words, not the
+// "filesystem error: status: File name too long [...]" that std::filesystem threw before.
+TEST(CliBadInput, NamesTooLongForTheFileSystemAreOneLine) {
+  const std::string name = (work_dir() / std::string(300, 'a')).string();
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"train --data sample --epochs 1 --out " + name + ".safetensors",
+       "cannot create the run's lock file"},
+      {"train --data " + name, "--data " + name + ": File name too long"},
+      {"eval " + name + ".safetensors --data sample",
+       "cannot open a safetensors file: File name too long"},
+      {"train --data sample --model " + name + ".json", "neither a preset"},
+      {"predict " + trained_model().string() + " " + name + ".png", "cannot decode image"}};
+  for (const auto& [args, fragment] : cases) {
+    expect_refusal(args, {fragment});
+    const CliRun run = cnn(args);
+    EXPECT_EQ(run.err.find("filesystem error"), std::string::npos) << run.err;
+  }
+}
+
 TEST(CliBadInput, SpecsImagesAndFlags) {
   const fs::path unknown = work_dir() / "unknown_layer.json";
   write_file(

@@ -369,7 +369,8 @@ TrainConfig config_from_args(const Args& args, const std::string& model_name, co
   c.threads = static_cast<int>(args.integer("--threads", default_threads, 1, 256));
   c.sync_batchnorm = args.has("--sync-batchnorm");
   c.out = args.text("--out", spec.name + ".safetensors");
-  if (c.out.empty() || fs::is_directory(c.out))
+  std::error_code error;  // a name the system refuses is reported when the run's files are made
+  if (c.out.empty() || fs::is_directory(c.out, error))
     args.fail("--out", "expects a file path, got '" + c.out + "'");
   const std::string ext = fs::path(c.out).extension().string();
   if (ext == ".csv" || ext == ".svg" || ext == ".ckpt") {
@@ -590,8 +591,8 @@ void prepare_training(const Args& args, Communicator* ranks, TrainSetup& t) {
   ops::set_threads(config.threads);
   const std::string& out = config.out;
   const fs::path out_dir = fs::path(out).parent_path();
-  if (rank == 0 && !out_dir.empty() && !fs::is_directory(out_dir)) {
-    std::error_code error;
+  std::error_code error;
+  if (rank == 0 && !out_dir.empty() && !fs::is_directory(out_dir, error)) {
     fs::create_directories(out_dir, error);
     if (error)
       args.fail("--out", "cannot create directory " + out_dir.string() + ": " + error.message());

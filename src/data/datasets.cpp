@@ -25,13 +25,15 @@ const std::vector<std::string> kCifarNames = {"airplane", "automobile", "bird", 
                                               "dog",      "frog",       "horse", "ship", "truck"};
 
 bool has_idx(const fs::path& dir) {
-  return fs::exists(resolve_maybe_gz((dir / "train-images-idx3-ubyte").string()));
+  std::error_code error;
+  return fs::exists(resolve_maybe_gz((dir / "train-images-idx3-ubyte").string()), error);
 }
 
 /// The directory holding the CIFAR-10 batches: dir itself or its cifar-10-batches-bin.
 std::optional<fs::path> cifar_dir(const fs::path& dir) {
   for (const fs::path& candidate : {dir, dir / "cifar-10-batches-bin"}) {
-    if (fs::exists(candidate / "data_batch_1.bin")) return candidate;
+    std::error_code error;
+    if (fs::exists(candidate / "data_batch_1.bin", error)) return candidate;
   }
   return std::nullopt;
 }
@@ -126,18 +128,22 @@ DataSplit load_dataset(const std::string& which, const std::string& sample_dir,
     return load_dataset("sample", sample_dir, nullptr);
   }
   const fs::path dir(which);
-  if (!fs::is_directory(dir)) {
-    throw Error(
-        "--data " + which +
-        ": no such directory (expected fashion-mnist, sample, or a directory of IDX files or "
-        "CIFAR-10 batches)");
+  std::error_code error;
+  if (!fs::is_directory(dir, error)) {
+    // The system's reason where it has one beyond absence ("File name too long").
+    const std::string reason = error && error != std::errc::no_such_file_or_directory
+                                   ? error.message()
+                                   : std::string("no such directory");
+    throw Error("--data " + which + ": " + reason +
+                " (expected fashion-mnist, sample, or a directory of IDX files or CIFAR-10 "
+                "batches)");
   }
   if (has_idx(dir)) return load_idx_dir(dir, {}, "IDX dataset (" + which + ")");
   if (const auto cifar = cifar_dir(dir)) {
     std::vector<std::string> train_files;
     for (int i = 1; i <= 5; ++i) {
       const fs::path batch = *cifar / ("data_batch_" + std::to_string(i) + ".bin");
-      if (fs::exists(batch)) train_files.push_back(batch.string());
+      if (fs::exists(batch, error)) train_files.push_back(batch.string());
     }
     DataSplit split;
     split.train = read_cifar10(train_files);

@@ -36,7 +36,8 @@ struct GzCloser {
 class Reader {
  public:
   explicit Reader(const std::string& path) : path_(path) {
-    if (!std::filesystem::exists(path)) fail(path, "no such file");
+    std::error_code error;
+    if (!std::filesystem::exists(path, error)) fail(path, "no such file");
     require_regular_file(path, "an IDX file");
     file_.reset(gzopen(path.c_str(), "rb"));
     if (!file_) fail(path, std::string("cannot open: ") + std::strerror(errno));
@@ -98,8 +99,9 @@ std::string hex(uint32_t value) {
 }  // namespace
 
 std::string resolve_maybe_gz(const std::string& path) {
-  if (std::filesystem::exists(path)) return path;
-  if (std::filesystem::exists(path + ".gz")) return path + ".gz";
+  std::error_code error;  // a name too long for the system is "not there", not an exception
+  if (std::filesystem::exists(path, error)) return path;
+  if (std::filesystem::exists(path + ".gz", error)) return path + ".gz";
   return path;
 }
 

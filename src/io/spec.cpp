@@ -762,7 +762,8 @@ std::vector<std::string> preset_names() {
 ModelSpec model_spec_from(const std::string& what) {
   const std::vector<std::string> presets = preset_names();
   if (std::find(presets.begin(), presets.end(), what) != presets.end()) return preset_spec(what);
-  if (!std::filesystem::is_regular_file(what)) {
+  std::error_code error;
+  if (!std::filesystem::is_regular_file(what, error)) {
     throw Error("--model " + what +
                 ": neither a preset (lenet5, convnet, resnet, seed) nor a spec file");
   }
