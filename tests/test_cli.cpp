@@ -679,6 +679,7 @@ TEST(CliBadInput, SpecsImagesAndFlags) {
   expect_refusal("train --threads 0", {"--threads", "got '0'"});
   expect_refusal("train --momentum 1.5", {"--momentum", "got '1.5'"});
   expect_refusal("train --model nope", {"--model nope", "neither a preset"});
+  expect_refusal("info nope.json", {"cnn: nope.json: neither a preset"});
   expect_refusal("train --frobnicate 3", {"unknown flag --frobnicate"});
   expect_refusal("train --data sample --epochs --batch 3",
                  {"--epochs expects a value, got the flag --batch"});
