@@ -441,8 +441,9 @@ int usable_cpus() {
 /// One training run's hold on its files (OUT, OUT.csv, OUT.svg, OUT.ckpt): an exclusive
 /// flock on OUT.lock, held until the run ends, then the file removed. Two runs with the same
 /// --out in one directory (two experiments with a preset's default --out) would otherwise
-/// write over each other's checkpoint, so that a resume continued the other run, and the
-/// second run's start removed the first's temporary files mid-write (remove_stale_temporaries).
+/// write over each other's checkpoint, so that a resume would continue the other run, and the
+/// second run's start would remove a temporary file the first was writing
+/// (remove_stale_temporaries).
 /// The kernel drops the lock when its process dies, even by SIGKILL; the file may then stay,
 /// empty of meaning, and the next run takes it over.
 class RunLock {
