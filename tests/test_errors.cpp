@@ -43,8 +43,9 @@ TEST(Errors, ZeroOrNegativeSizes) {
                {"Conv2d", "'same' expects an odd kernel", "(4, 4)"});
   expect_error([] { MaxPool2d<float>(0); }, {"MaxPool2d", "kernel > 0", "(0, 0)"});
   expect_error([] { MaxPool2d<float>(2, Size2(-1)); }, {"MaxPool2d", "stride > 0", "(-1, -1)"});
-  expect_error([] { MaxPool2d<float>(2, std::nullopt, 2); },
-               {"MaxPool2d", "padding between 0 and half the kernel (2, 2)", "got (2, 2)"});
+  expect_error(
+      [] { MaxPool2d<float>(2, std::nullopt, 2); },
+      {"MaxPool2d", "padding from 0 to half the kernel (2, 2), i.e. up to (1, 1), got (2, 2)"});
   expect_error([] { Linear<float>(0, 3); }, {"Linear", "in_features > 0", "got 0 and 3"});
   expect_error([] { Shape{2, -3}; }, {"Shape", "non-negative", "-3"});
   expect_error([] { LogLoss<float>(0.0f); }, {"LogLoss", "0 < eps < 0.5", "got 0"});
@@ -106,7 +107,8 @@ TEST(Errors, AveragePoolingSettings) {
       [&] {
         parse_model_spec(spec_with(R"({"type": "AvgPool2d", "kernel": 3, "padding": 2})"), "s");
       },
-      {"layer 0", "AvgPool2d: expected padding between 0 and half the kernel (3, 3)", "(2, 2)"});
+      {"layer 0", "AvgPool2d: expected padding from 0 to half the kernel (3, 3), i.e. up to (1, 1)",
+       "(2, 2)"});
   expect_error(
       [&] {
         parse_model_spec(spec_with(R"({"type": "AvgPool2d", "kernel": 2, "count_include_pad": 1})"),

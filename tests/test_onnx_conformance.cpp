@@ -158,11 +158,12 @@ TEST_F(OnnxConformance, WhatOurLayersCannotExpressIsRefusedInOneLine) {
   const std::vector<std::pair<std::string, std::string>> tests = {
       {"test_conv_with_autopad_same", "auto_pad SAME_LOWER"},
       // Pads of 2 around a kernel of 3: PyTorch's pools (and ours) take at most half the kernel.
-      {"test_maxpool_2d_pads", "expected padding between 0 and half the kernel (3, 3), got (2, 2)"},
+      {"test_maxpool_2d_pads",
+       "expected padding from 0 to half the kernel (3, 3), i.e. up to (1, 1), got (2, 2)"},
       {"test_averagepool_2d_pads",
-       "expected padding between 0 and half the kernel (3, 3), got (2, 2)"},
+       "expected padding from 0 to half the kernel (3, 3), i.e. up to (1, 1), got (2, 2)"},
       {"test_averagepool_2d_pads_count_include_pad",
-       "expected padding between 0 and half the kernel (3, 3), got (2, 2)"},
+       "expected padding from 0 to half the kernel (3, 3), i.e. up to (1, 1), got (2, 2)"},
       {"test_maxpool_2d_ceil", "ceil_mode 1 is not supported"},
       {"test_averagepool_2d_ceil", "ceil_mode 1 is not supported"},
       {"test_maxpool_2d_dilations", "dilation 2"},

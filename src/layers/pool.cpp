@@ -16,8 +16,11 @@ void check_pool_window(const char* type, Size2 kernel, Size2 stride, Size2 paddi
   }
   // PyTorch's rule; it guarantees that every window holds at least one input element.
   if (padding.h < 0 || padding.w < 0 || padding.h > kernel.h / 2 || padding.w > kernel.w / 2) {
-    throw Error(name + ": expected padding between 0 and half the kernel " + kernel.str() +
-                ", got " + padding.str());
+    // The bound itself, not only the kernel: "half the kernel (2, 2), got (2, 2)" read as if
+    // (2, 2) were allowed.
+    throw Error(name + ": expected padding from 0 to half the kernel " + kernel.str() +
+                ", i.e. up to " + Size2(kernel.h / 2, kernel.w / 2).str() + ", got " +
+                padding.str());
   }
 }
 
