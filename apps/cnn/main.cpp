@@ -1062,13 +1062,7 @@ int info_command(const Args& args) {
       fs::path(what).extension() != ".json") {
     spec = load_for(args, what).spec;
   } else {
-    std::error_code error;
-    // model_spec_from's refusal names --model, a flag info does not have.
-    if (std::find(presets.begin(), presets.end(), what) == presets.end() &&
-        !fs::is_regular_file(what, error)) {
-      throw Error(what + ": neither a preset (lenet5, convnet, resnet, seed) nor a spec file");
-    }
-    spec = model_spec_from(what);
+    spec = model_spec_from(what, "");  // a positional argument: its refusal names no flag
   }
   Sequential<float> model = build_model(spec);
   if (args.has("--json")) {

@@ -83,9 +83,9 @@ std::vector<std::string> preset_names();
 /// A preset by name; throws cnn::Error listing the presets for an unknown name.
 ModelSpec preset_spec(const std::string& name);
 /// A preset by name, or else the spec in the JSON file at `preset_or_path` (its name defaults
-/// to the file's stem). Throws cnn::Error "--model X: neither a preset ... nor a spec file" or
-/// the spec's own error.
-ModelSpec model_spec_from(const std::string& preset_or_path);
+/// to the file's stem). Throws cnn::Error "<flag> X: neither a preset ... nor a spec file"
+/// (just "X: ..." for an empty `flag`, where X came as no flag's value) or the spec's own error.
+ModelSpec model_spec_from(const std::string& preset_or_path, const std::string& flag = "--model");
 /// Builds (and shape-checks) the model of a spec, parameters zeroed. Throws cnn::Error
 /// "<spec name>: Sequential: layer i ..." when a layer does not fit its input.
 Sequential<float> build_model(const ModelSpec& spec);

@@ -759,12 +759,12 @@ std::vector<std::string> preset_names() {
   return {"lenet5", "convnet", "resnet", "seed"};
 }
 
-ModelSpec model_spec_from(const std::string& what) {
+ModelSpec model_spec_from(const std::string& what, const std::string& flag) {
   const std::vector<std::string> presets = preset_names();
   if (std::find(presets.begin(), presets.end(), what) != presets.end()) return preset_spec(what);
   std::error_code error;
   if (!std::filesystem::is_regular_file(what, error)) {
-    throw Error("--model " + what +
+    throw Error((flag.empty() ? what : flag + " " + what) +
                 ": neither a preset (lenet5, convnet, resnet, seed) nor a spec file");
   }
   std::ifstream in(what);
