@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -1049,6 +1051,66 @@ TEST_F(SafeTensorsTest, AWriteThatFailsPartWayLeavesTheOldFileAndNoTemporaryFile
   EXPECT_EQ(read(file("m.safetensors")), before) << "the old file was changed";
   for (const auto& entry : fs::directory_iterator(dir_))
     EXPECT_EQ(entry.path().filename(), "m.safetensors") << "left behind: " << entry.path();
+}
+
+// Found 2026-12-06: the rename replaced whatever the path named. As root, `cnn train --out
+// /dev/null` turned the system's /dev/null into a regular file, and a save through a symbolic
+// link replaced the link with a file. A device node made here stands in for /dev/null, so that
+// a regression cannot harm the machine that runs the test.
+TEST_F(SafeTensorsTest, ASaveReplacesOnlyRegularFilesAndWritesThroughLinks) {
+  const Tensor<float> a(Shape{2}, 1.5f);
+  const auto refused = [&](const std::string& path, const std::string& kind) {
+    SCOPED_TRACE(path);
+    try {
+      save_safetensors(path, {{"a", a}}, {});
+      ADD_FAILURE() << "saved over " << kind;
+    } catch (const Error& e) {
+      EXPECT_EQ(std::string(e.what()),
+                path + ": cannot write: expected a regular file to replace (or none), got " + kind);
+    }
+  };
+  ASSERT_EQ(::mkfifo(file("pipe").c_str(), 0600), 0);
+  refused(file("pipe"), "a pipe");
+  EXPECT_EQ(fs::status(file("pipe")).type(), fs::file_type::fifo);
+  fs::create_directories(file("folder"));
+  refused(file("folder"), "a directory");
+  EXPECT_TRUE(fs::is_directory(file("folder")));
+  // Making a device node needs CAP_MKNOD: root, as in CI.
+  if (::mknod(file("null").c_str(), S_IFCHR | 0666, ::makedev(1, 3)) == 0) {
+    refused(file("null"), "a device");
+    EXPECT_EQ(fs::status(file("null")).type(), fs::file_type::character);
+    fs::create_symlink(file("null"), file("to_null"));
+    refused(file("to_null"), "a device");
+    EXPECT_EQ(fs::status(file("null")).type(), fs::file_type::character);
+  } else {
+    std::printf("no device node case: mknod: %s\n", std::strerror(errno));
+  }
+  // A link (relative, and through a second link) is followed: its target is replaced.
+  fs::create_directories(file("runs"));
+  write(file("runs/model.safetensors"), "old bytes");
+  fs::create_symlink("runs/model.safetensors", file("latest"));
+  fs::create_symlink("latest", file("latest_of_latest"));
+  save_safetensors(file("latest_of_latest"), {{"a", a}}, {});
+  EXPECT_TRUE(fs::is_symlink(file("latest_of_latest")));
+  EXPECT_TRUE(fs::is_symlink(file("latest")));
+  EXPECT_EQ(SafeTensorsFile::load(file("runs/model.safetensors")).tensor<float>("a")[1], 1.5f);
+  // A dangling link: the file it names is created.
+  fs::create_symlink("runs/new.safetensors", file("next"));
+  save_safetensors(file("next"), {{"a", a}}, {});
+  EXPECT_TRUE(fs::is_symlink(file("next")));
+  EXPECT_EQ(SafeTensorsFile::load(file("runs/new.safetensors")).tensor<float>("a")[0], 1.5f);
+  // A loop of links is one line, not a loop.
+  fs::create_symlink("loop_b", file("loop_a"));
+  fs::create_symlink("loop_a", file("loop_b"));
+  try {
+    save_safetensors(file("loop_a"), {{"a", a}}, {});
+    ADD_FAILURE() << "saved through a loop of links";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("too many levels of symbolic links"), std::string::npos)
+        << e.what();
+  }
+  for (const auto& entry : fs::recursive_directory_iterator(dir_))
+    EXPECT_EQ(entry.path().string().find(".tmp."), std::string::npos) << entry.path();
 }
 
 TEST(ModelFile, SaveRefusesASpecThatDoesNotDescribeTheModel) {

@@ -8,13 +8,21 @@ namespace cnn {
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename,
 /// fsync of the directory. Throws cnn::Error naming the path on failure, and then leaves a file
-/// that was already at `path` untouched and no temporary file behind.
+/// that was already at `path` untouched and no temporary file behind. Only a regular file is
+/// replaced: a directory, device, pipe or socket at `path` is refused ("<path>: cannot write:
+/// expected a regular file to replace (or none), got a device"), since the rename would replace
+/// the node itself (as root, /dev/null). A symbolic link is followed: the file it points to is
+/// replaced (or created) and the link stays.
 void write_file_atomic(const std::string& path, const std::string& bytes);
 
 /// Removes the temporary files write_file_atomic leaves for `path` when its process is killed
-/// while writing ("<path>.tmp.XXXXXX"): for a caller that owns `path`, such as a training run
-/// that resumes.
+/// while writing ("<path>.tmp.XXXXXX", next to the file a symbolic link at `path` points to):
+/// for a caller that owns `path`, such as a training run that resumes.
 void remove_stale_temporaries(const std::string& path);
+
+/// What is at `path` (symbolic links followed) when it is not a regular file: "a directory",
+/// "a device", "a pipe" or "a socket"; nullptr for a regular file or when nothing is there.
+const char* special_file_kind(const std::string& path);
 
 /// Refuses, with cnn::Error naming `path`, what a loader of `what` (e.g. "a safetensors file")
 /// cannot read as a file: a missing path ("<path>: cannot open <what>: <reason>"), a directory

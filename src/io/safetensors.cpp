@@ -292,11 +292,40 @@ void save_safetensors(const std::string& path, const std::vector<SaveTensor>& te
 
 namespace {
 constexpr const char* kTemporarySuffix = ".tmp.XXXXXX";  // mkstemp's template
+
+const char* file_kind(mode_t mode) {
+  return S_ISDIR(mode)                    ? "a directory"
+         : S_ISCHR(mode) || S_ISBLK(mode) ? "a device"
+         : S_ISFIFO(mode)                 ? "a pipe"
+                                          : "a socket";
+}
+
+/// The path a write to `path` replaces: `path` with its symbolic links followed, so that the
+/// rename replaces the file a link points to and leaves the link, as open() would. A dangling
+/// link gives the path it points to (the file is created there).
+std::string write_destination(const std::string& path) {
+  std::string current = path;
+  for (int hops = 0; hops < 40; ++hops) {  // the kernel's own limit (MAXSYMLINKS)
+    struct stat info {};
+    if (::lstat(current.c_str(), &info) != 0 || !S_ISLNK(info.st_mode)) return current;
+    std::string target(4096, '\0');
+    const ssize_t length = ::readlink(current.c_str(), target.data(), target.size());
+    if (length <= 0 || static_cast<size_t>(length) >= target.size()) {
+      fail(path, std::string("cannot follow the symbolic link ") + current);
+    }
+    target.resize(static_cast<size_t>(length));
+    const size_t slash = current.find_last_of('/');
+    current = target.front() == '/' || slash == std::string::npos
+                  ? target
+                  : current.substr(0, slash + 1) + target;
+  }
+  fail(path, "cannot write: too many levels of symbolic links");
+}
 }  // namespace
 
 void remove_stale_temporaries(const std::string& path) {
   namespace fs = std::filesystem;
-  const fs::path p(path);
+  const fs::path p(write_destination(path));
   const fs::path dir = p.parent_path().empty() ? fs::path(".") : p.parent_path();
   const std::string suffix = kTemporarySuffix;
   const std::string prefix = p.filename().string() + suffix.substr(0, suffix.size() - 6);
@@ -314,15 +343,24 @@ void require_regular_file(const std::string& path, const std::string& what) {
     throw Error(path + ": cannot open " + what + ": " + std::strerror(errno));
   }
   if (S_ISREG(info.st_mode)) return;
-  const char* kind = S_ISDIR(info.st_mode)                            ? "a directory"
-                     : S_ISCHR(info.st_mode) || S_ISBLK(info.st_mode) ? "a device"
-                     : S_ISFIFO(info.st_mode)                         ? "a pipe"
-                                                                      : "a socket";
-  throw Error(path + ": expected " + what + ", got " + kind);
+  throw Error(path + ": expected " + what + ", got " + file_kind(info.st_mode));
+}
+
+const char* special_file_kind(const std::string& path) {
+  struct stat info {};
+  if (::stat(path.c_str(), &info) != 0 || S_ISREG(info.st_mode)) return nullptr;
+  return file_kind(info.st_mode);
 }
 
 void write_file_atomic(const std::string& path, const std::string& bytes) {
-  std::string temp = path + kTemporarySuffix;
+  // The rename would replace whatever the path names: as root, `--out /dev/null` turned the
+  // system's /dev/null into a regular file. Only a regular file (or none) is replaced.
+  if (const char* kind = special_file_kind(path)) {
+    fail(path,
+         std::string("cannot write: expected a regular file to replace (or none), got ") + kind);
+  }
+  const std::string destination = write_destination(path);
+  std::string temp = destination + kTemporarySuffix;
   const int fd = mkstemp(temp.data());
   if (fd < 0) fail(path, std::string("cannot create a temporary file: ") + std::strerror(errno));
   // mkstemp creates the file 0600; give it the permissions a plain open() would (0666 & ~umask).
@@ -346,15 +384,15 @@ void write_file_atomic(const std::string& path, const std::string& bytes) {
   }
   if (ok && ::fsync(fd) != 0) ok = false, error = errno;
   if (::close(fd) != 0 && ok) ok = false, error = errno;
-  if (ok && std::rename(temp.c_str(), path.c_str()) != 0) ok = false, error = errno;
+  if (ok && std::rename(temp.c_str(), destination.c_str()) != 0) ok = false, error = errno;
   if (!ok) {
     std::remove(temp.c_str());
     fail(path, std::string("cannot write: ") + std::strerror(error));
   }
   // Make the rename itself durable; a failure here cannot un-write the file, so it is ignored.
-  const size_t slash = path.find_last_of('/');
+  const size_t slash = destination.find_last_of('/');
   const std::string dir =
-      slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+      slash == std::string::npos ? "." : (slash == 0 ? "/" : destination.substr(0, slash));
   const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
   if (dir_fd >= 0) {
     ::fsync(dir_fd);
