@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <stb/stb_image_write.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <zlib.h>
 
@@ -631,6 +632,65 @@ TEST(CliBadInput, DirectoriesDevicesAndPipesAreNotFiles) {
   fs::create_directories(cifar / "data_batch_1.bin");
   expect_refusal("train --data " + cifar.string(),
                  {"data_batch_1.bin: expected a CIFAR-10 batch, got a directory"});
+}
+
+// Found 2026-12-06: `cnn train --out /dev/null` trained, then (as root) replaced the device
+// with the model and wrote /dev/null.csv, .svg, .ckpt and .lock beside it; `--out m.lock`
+// wrote the model where the run's lock file was and removed it with the lock at the end. Each
+// is now refused before any training (no "training ..." line). A device node made here
+// stands in for /dev/null, so that a regression cannot harm the machine that runs the test.
+TEST(CliBadInput, RunFilesThatAreNotRegularFilesAreRefusedBeforeTraining) {
+  const fs::path dir = work_dir() / "special_outs";
+  fs::create_directories(dir);
+  const auto refused_before_training = [&](const std::string& args, const std::string& message) {
+    SCOPED_TRACE("cnn " + args);
+    expect_refusal(args, {message});
+    EXPECT_EQ(cnn(args).out.find("training"), std::string::npos);
+  };
+  const fs::path pipe = dir / "pipe.safetensors";
+  ASSERT_EQ(::mkfifo(pipe.c_str(), 0600), 0);
+  refused_before_training("train --data sample --epochs 1 --out " + pipe.string(),
+                          "--out " + pipe.string() + ": the run writes " + pipe.string() +
+                              ", which is a pipe (expected a regular file or none)");
+  fs::create_directories(dir / "run.ckpt");
+  refused_before_training(
+      "train --data sample --epochs 1 --out " + (dir / "run.safetensors").string(),
+      "run.ckpt, which is a directory (expected a regular file or none)");
+  fs::create_directories(dir / "folder.safetensors");
+  refused_before_training(
+      "train --data sample --epochs 1 --out " + (dir / "folder.safetensors").string(),
+      "folder.safetensors, which is a directory");
+  refused_before_training(
+      "train --data sample --epochs 1 --out " + (dir / "m.lock").string(),
+      "--out names the model file; the .csv, .svg, .ckpt and .lock go next to it");
+  const fs::path null = dir / "null";
+  if (::mknod(null.c_str(), S_IFCHR | 0666, ::makedev(1, 3)) == 0) {  // needs root, as in CI
+    refused_before_training("train --data sample --epochs 1 --out " + null.string(),
+                            "null, which is a device");
+    EXPECT_EQ(fs::status(null).type(), fs::file_type::character);
+    EXPECT_FALSE(fs::exists(dir / "null.csv"));
+    EXPECT_FALSE(fs::exists(dir / "null.ckpt"));
+    EXPECT_FALSE(fs::exists(dir / "null.lock"));
+    fs::create_symlink(null, dir / "null.onnx");
+    expect_refusal("convert " + trained_model().string() + " " + (dir / "null.onnx").string(),
+                   {"null.onnx: cannot write: expected a regular file to replace (or none), got "
+                    "a device"});
+    EXPECT_EQ(fs::status(null).type(), fs::file_type::character);
+  } else {
+    std::printf("no device node case: mknod: %s\n", std::strerror(errno));
+  }
+  const fs::path onnx_pipe = dir / "pipe.onnx";
+  ASSERT_EQ(::mkfifo(onnx_pipe.c_str(), 0600), 0);
+  expect_refusal("convert " + trained_model().string() + " " + onnx_pipe.string(),
+                 {"pipe.onnx: cannot write: expected a regular file to replace (or none), got a "
+                  "pipe"});
+  EXPECT_EQ(fs::status(onnx_pipe).type(), fs::file_type::fifo);
+  // A link to a regular file is written through: the link stays, its target holds the model.
+  const fs::path target = dir / "target.safetensors", link = dir / "latest.safetensors";
+  fs::create_symlink("target.safetensors", link);
+  ASSERT_EQ(cnn("train --data sample --epochs 1 --out " + link.string()).exit_code, 0);
+  EXPECT_TRUE(fs::is_symlink(link));
+  EXPECT_NO_THROW(load_model(target.string()));
 }
 
 // A name longer than the file system allows (255 bytes): one line in cnn's words, not the

@@ -369,15 +369,30 @@ TrainConfig config_from_args(const Args& args, const std::string& model_name, co
   c.threads = static_cast<int>(args.integer("--threads", default_threads, 1, 256));
   c.sync_batchnorm = args.has("--sync-batchnorm");
   c.out = args.text("--out", spec.name + ".safetensors");
-  std::error_code error;  // a name the system refuses is reported when the run's files are made
-  if (c.out.empty() || fs::is_directory(c.out, error))
-    args.fail("--out", "expects a file path, got '" + c.out + "'");
+  // A name the system refuses is reported when the run's files are made (prepare_training).
+  if (c.out.empty()) args.fail("--out", "expects a file path, got ''");
   const std::string ext = fs::path(c.out).extension().string();
-  if (ext == ".csv" || ext == ".svg" || ext == ".ckpt") {
-    args.fail("--out",
-              "names the model file; the .csv, .svg and .ckpt go next to it, got '" + c.out + "'");
+  if (ext == ".csv" || ext == ".svg" || ext == ".ckpt" || ext == ".lock") {
+    // OUT.lock is removed when the run ends: a model written there would be removed with it.
+    args.fail(
+        "--out",
+        "names the model file; the .csv, .svg, .ckpt and .lock go next to it, got '" + c.out + "'");
   }
   return c;
+}
+
+/// Refuses, before any work, a run that could not write one of its files (OUT, OUT.csv,
+/// OUT.svg, OUT.ckpt, OUT.lock) because something other than a regular file is there. Found
+/// 2026-12-06: `--out /dev/null` trained and then, as root, replaced the device with the model
+/// and wrote /dev/null.csv, .svg, .ckpt and .lock beside it.
+void require_room_for_run_files(const std::string& out) {
+  for (const std::string& path : {out, sibling(out, ".csv"), sibling(out, ".svg"),
+                                  sibling(out, ".ckpt"), sibling(out, ".lock")}) {
+    const char* kind = special_file_kind(path);
+    if (kind == nullptr) continue;
+    throw Error("--out " + out + ": the run writes " + path + ", which is " + kind +
+                " (expected a regular file or none)");
+  }
 }
 
 /// The signal that asked training to stop (SIGINT, SIGTERM, SIGUSR1), 0 while none has.
@@ -591,6 +606,7 @@ void prepare_training(const Args& args, Communicator* ranks, TrainSetup& t) {
   }
   ops::set_threads(config.threads);
   const std::string& out = config.out;
+  require_room_for_run_files(out);
   const fs::path out_dir = fs::path(out).parent_path();
   std::error_code error;
   if (rank == 0 && !out_dir.empty() && !fs::is_directory(out_dir, error)) {
