@@ -693,6 +693,32 @@ TEST(CliBadInput, RunFilesThatAreNotRegularFilesAreRefusedBeforeTraining) {
   EXPECT_NO_THROW(load_model(target.string()));
 }
 
+// Found 2026-12-06: a batch too big for the memory ended in "cnn: std::bad_alloc" (from the
+// pooling layer's index vector) or "Tensor: cannot allocate (...)". Now it is one line that
+// says memory ran out and names the batch. An address-space limit (ulimit -v) makes the
+// allocations fail at a size this machine would otherwise grant; AddressSanitizer reserves
+// terabytes of address space at start, so the sanitizer build cannot run under one.
+TEST(CliBadInput, RunningOutOfMemoryIsOneLineNamingTheBatch) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "AddressSanitizer cannot start under an address-space limit";
+#else
+  const std::string out = (work_dir() / "oom_resnet.safetensors").string();
+  ASSERT_EQ(cnn("train --model resnet --data sample --epochs 1 --out " + out).exit_code, 0);
+  const std::string limit = "ulimit -v 400000;";  // 400 MB; this batch of 2,000 needs 1.4 GB
+  expect_refusal(
+      "train --model resnet --data sample --epochs 1 --batch 4096 --schedule cosine --out " +
+          (work_dir() / "oom_train.safetensors").string(),
+      {"cnn: out of memory", ", at batch 4096 (a smaller --batch needs less)"}, limit);
+  EXPECT_FALSE(fs::exists(work_dir() / "oom_train.safetensors"));
+  EXPECT_FALSE(fs::exists(work_dir() / "oom_train.lock"));
+  expect_refusal("eval " + out + " --data sample --batch 65536",
+                 {"cnn: out of memory", ", at batch 65536 (a smaller --batch needs less)"},
+                 "ulimit -v 300000;");
+  // The same commands at a batch that fits.
+  EXPECT_EQ(cnn("eval " + out + " --data sample --batch 64", limit).exit_code, 0);
+#endif
+}
+
 // A name longer than the file system allows (255 bytes): one line in cnn's words, not the
 // "filesystem error: status: File name too long [...]" that std::filesystem threw before.
 TEST(CliBadInput, NamesTooLongForTheFileSystemAreOneLine) {

@@ -17,6 +17,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <new>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
@@ -393,6 +394,14 @@ void require_room_for_run_files(const std::string& out) {
     throw Error("--out " + out + ": the run writes " + path + ", which is " + kind +
                 " (expected a regular file or none)");
   }
+}
+
+/// The line for an allocation that failed (cnn::OutOfMemory, which names the tensor, or
+/// std::bad_alloc) while running at `batch` images: the batch sizes most of a run's memory.
+std::string out_of_memory_at(const std::exception& e, int64_t batch) {
+  const std::string what =
+      dynamic_cast<const OutOfMemory*>(&e) ? e.what() : "out of memory (std::bad_alloc)";
+  return what + ", at batch " + std::to_string(batch) + " (a smaller --batch needs less)";
 }
 
 /// The signal that asked training to stop (SIGINT, SIGTERM, SIGUSR1), 0 while none has.
@@ -828,6 +837,12 @@ int train_command(int argc, char** argv, Communicator* ranks) {
     ::sigaction(SIGTERM, &previous_term, nullptr);
     ::sigaction(SIGUSR1, &previous_usr1, nullptr);
   };
+  // A failure in training keeps the last checkpoint written: the line says which.
+  const auto with_checkpoint = [&](const std::string& what) {
+    return last_good.empty() ? what
+                             : what + "; the last checkpoint, " + checkpoint_path + " (" +
+                                   last_good + "), is kept";
+  };
   const auto start = std::chrono::steady_clock::now();
   TrainResult result;
   try {
@@ -836,13 +851,17 @@ int train_command(int argc, char** argv, Communicator* ranks) {
   } catch (const RanksError& e) {
     restore_signals();
     if (last_good.empty()) throw;
-    throw RanksError(std::string(e.what()) + "; the last checkpoint, " + checkpoint_path + " (" +
-                     last_good + "), is kept");
+    throw RanksError(with_checkpoint(e.what()));
+  } catch (const OutOfMemory& e) {
+    restore_signals();
+    throw OutOfMemory(with_checkpoint(out_of_memory_at(e, options.batch)));
+  } catch (const std::bad_alloc& e) {
+    restore_signals();
+    throw OutOfMemory(with_checkpoint(out_of_memory_at(e, options.batch)));
   } catch (const Error& e) {
     restore_signals();
     if (last_good.empty()) throw;
-    throw Error(std::string(e.what()) + "; the last checkpoint, " + checkpoint_path + " (" +
-                last_good + "), is kept");
+    throw Error(with_checkpoint(e.what()));
   }
   restore_signals();
   const double seconds =
@@ -932,7 +951,14 @@ int eval_command(const Args& args) {
   const int64_t batch = args.integer("--batch", 256, 1, 65536);
   const bool json = args.has("--json");
   if (args.has("--logits") && !json) args.fail("--logits", "needs --json");
-  const EvalResult r = evaluate(file.model, file.spec, data.test, batch, args.has("--logits"));
+  EvalResult r;
+  try {
+    r = evaluate(file.model, file.spec, data.test, batch, args.has("--logits"));
+  } catch (const OutOfMemory& e) {
+    throw OutOfMemory(out_of_memory_at(e, batch));
+  } catch (const std::bad_alloc& e) {
+    throw OutOfMemory(out_of_memory_at(e, batch));
+  }
   const std::vector<std::string>& names =
       file.class_names.empty() ? data.class_names : file.class_names;
   if (json) {
@@ -1199,12 +1225,15 @@ int main(int argc, char** argv) {
     if (ranks == nullptr || ranks->rank() == 0) std::fprintf(stderr, "cnn: %s\n", e.what());
     return 1;
   } catch (const std::exception& e) {
+    // Outside the batch loops (which name the batch) memory is still named, not "std::bad_alloc".
+    const char* what =
+        dynamic_cast<const std::bad_alloc*>(&e) ? "out of memory (std::bad_alloc)" : e.what();
     if (ranks == nullptr) {
-      std::fprintf(stderr, "cnn: %s\n", e.what());
+      std::fprintf(stderr, "cnn: %s\n", what);
       return 1;
     }
     // Only this rank knows: the others would wait for it forever.
-    std::fprintf(stderr, "cnn: rank %d of %d: %s\n", ranks->rank(), ranks->size(), e.what());
+    std::fprintf(stderr, "cnn: rank %d of %d: %s\n", ranks->rank(), ranks->size(), what);
     std::fflush(stderr);
     ranks->abort(1);
   }

@@ -13,4 +13,12 @@ class Error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// Thrown when memory for a tensor cannot be had; the message names what was asked for
+/// ("out of memory: a tensor of shape (60000, 32, 28, 28), 6.0 GB"), so that a caller can add
+/// what sized it (the command line names the batch).
+class OutOfMemory : public Error {
+ public:
+  using Error::Error;
+};
+
 }  // namespace cnn

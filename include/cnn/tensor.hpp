@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -94,7 +95,12 @@ class Tensor {
     if (n > capacity_) {
       const size_t bytes = (static_cast<size_t>(n) * sizeof(T) + 63) / 64 * 64;
       void* memory = std::aligned_alloc(64, bytes);
-      if (memory == nullptr) throw Error("Tensor: cannot allocate " + shape.str());
+      if (memory == nullptr) {
+        char size[32];
+        std::snprintf(size, sizeof size, bytes < 1000000000 ? "%.0f MB" : "%.1f GB",
+                      double(bytes) / (bytes < 1000000000 ? 1e6 : 1e9));
+        throw OutOfMemory("out of memory: a tensor of shape " + shape.str() + ", " + size);
+      }
       std::memset(memory, 0, bytes);
       storage_.reset(static_cast<T*>(memory));
       capacity_ = n;
