@@ -294,7 +294,28 @@ TEST(Errors, ScheduleSettings) {
           o.total_steps = 2;
         }));
       },
-      {"schedule", "onecycle expects its rise to end between the first and the last"});
+      {"schedule", "onecycle rises over the first 30% of its steps and needs at least 4, got 2",
+       "(more epochs, or a smaller batch)"});
+  expect_error(
+      [&] {
+        validate(with([](ScheduleOptions& o) {
+          o.kind = LrSchedule::kOneCycle;
+          o.total_steps = 3;
+        }));
+      },
+      {"schedule", "needs at least 4, got 3"});
+  EXPECT_NO_THROW(validate(with([](ScheduleOptions& o) {
+    o.kind = LrSchedule::kOneCycle;
+    o.total_steps = 4;
+  })));
+  expect_error(
+      [&] {
+        validate(with([](ScheduleOptions& o) {
+          o.kind = LrSchedule::kOneCycle;
+          o.warmup_steps = 1;
+        }));
+      },
+      {"schedule", "onecycle rises over its warm-up, which needs at least 2 steps, got 1"});
   expect_error([] { parse_schedule("linear"); },
                {"--schedule", "expects constant, step, cosine or onecycle", "'linear'"});
   expect_error([] { parse_optimizer("rmsprop"); },

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 
 #include "cnn/error.hpp"
 
@@ -58,13 +59,25 @@ void validate(const ScheduleOptions& o) {
               o.final_div_factor >= 1,
           "expected div_factor and final_div_factor >= 1");
   if (o.kind == LrSchedule::kOneCycle) {
-    // OneCycleLR needs its rising phase to end after step 0 and before the last step.
-    const double pct =
-        o.warmup_steps > 0 ? double(o.warmup_steps) / double(o.total_steps) : o.pct_start;
-    const double rise_end = pct * double(o.total_steps) - 1;
-    require(o.total_steps >= 3 && rise_end > 0 && rise_end < double(o.total_steps - 1),
-            "onecycle expects its rise to end between the first and the last of its " +
-                std::to_string(o.total_steps) + " steps");
+    // OneCycleLR needs its rising phase to end after step 0 and before the last step. The
+    // message gives the fewest steps that allow it: the run's length is epochs x batches an
+    // epoch, which a batch as large as the data set makes 1 an epoch.
+    if (o.warmup_steps > 0) {
+      require(o.warmup_steps >= 2,
+              "onecycle rises over its warm-up, which needs at least 2 "
+              "steps, got " +
+                  std::to_string(o.warmup_steps) + " (a longer warm-up, or a smaller batch)");
+    } else {
+      int64_t fewest = std::max<int64_t>(3, static_cast<int64_t>(1 / o.pct_start) + 1);
+      while (o.pct_start * double(fewest) - 1 <= 0) ++fewest;
+      const double rise_end = o.pct_start * double(o.total_steps) - 1;
+      char percent[32];
+      std::snprintf(percent, sizeof percent, "%g%%", 100 * o.pct_start);
+      require(o.total_steps >= 3 && rise_end > 0 && rise_end < double(o.total_steps - 1),
+              std::string("onecycle rises over the first ") + percent +
+                  " of its steps and needs at least " + std::to_string(fewest) + ", got " +
+                  std::to_string(o.total_steps) + " (more epochs, or a smaller batch)");
+    }
   }
 }
 
