@@ -131,7 +131,9 @@ const char* const kTrainHelp =
     "                  (the same seed, thread and rank counts give a bit-identical model file;\n"
     "                  1 and 2 threads give the same one)\n"
     "  --out           default MODEL.safetensors (MODEL = the preset or spec name); the\n"
-    "                  metrics go to OUT with .csv and the curves to OUT with .svg\n";
+    "                  metrics go to OUT with .csv and the curves to OUT with .svg; each of\n"
+    "                  OUT and its .csv, .svg, .ckpt and .lock must be a regular file or\n"
+    "                  absent (a symbolic link is written through)\n";
 
 const char* const kEvalHelp =
     "usage: cnn eval MODEL [--data fashion-mnist|sample|DIR] [--model SPEC.json] [--batch N]\n"
