@@ -685,6 +685,13 @@ TEST(CliBadInput, RunFilesThatAreNotRegularFilesAreRefusedBeforeTraining) {
                  {"pipe.onnx: cannot write: expected a regular file to replace (or none), got a "
                   "pipe"});
   EXPECT_EQ(fs::status(onnx_pipe).type(), fs::file_type::fifo);
+  // A file at OUT.lock that is not a run's lock (which holds a pid) is not the run's to empty
+  // and remove.
+  write_file(dir / "notes.lock", "my notes");
+  refused_before_training(
+      "train --data sample --epochs 1 --out " + (dir / "notes.safetensors").string(),
+      "notes.lock is there and is not a cnn lock file (a run's lock holds its pid)");
+  EXPECT_EQ(read_file(dir / "notes.lock"), "my notes");
   // A link to a regular file is written through: the link stays, its target holds the model.
   const fs::path target = dir / "target.safetensors", link = dir / "latest.safetensors";
   fs::create_symlink("target.safetensors", link);

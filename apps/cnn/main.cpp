@@ -476,6 +476,18 @@ class RunLock {
  public:
   /// Takes the lock, or throws cnn::Error naming the run that holds it (by its pid).
   explicit RunLock(const std::string& out) : path_(sibling(out, ".lock")) {
+    // A file there that is not a lock (a run's lock holds its pid, or nothing yet) is someone
+    // else's: the run would empty it and remove it at its end.
+    if (std::ifstream existing{path_, std::ios::binary}) {
+      char held[32] = {};
+      existing.read(held, sizeof held);
+      const std::string text(held, static_cast<size_t>(existing.gcount()));
+      if (text.size() > 20 || text.find_first_not_of("0123456789") != std::string::npos) {
+        throw Error("--out " + out + ": " + path_ +
+                    " is there and is not a cnn lock file (a run's lock holds its pid); move it "
+                    "or choose another --out");
+      }
+    }
     // A run that ends removes the file while others may have opened it: the lock is only
     // ours if the path still names the file we locked (else another run made a new one).
     for (;;) {
