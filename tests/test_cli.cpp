@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "cli_util.hpp"
 #include "cnn/cnn.hpp"
@@ -235,20 +236,59 @@ TEST(CliBadInput, FuzzFindingsStayFixed) {
                  {"spec_numeric_name.json: 'name' expects a string, got 1"});
 }
 
+/// The lines of `text`.
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
 TEST(Cli, InfoShowsTheNestingOfResidualBlocks) {
   const CliRun run = cnn("info resnet");
   ASSERT_EQ(run.exit_code, 0) << run.err;
   EXPECT_NE(run.out.find("Total params: 308,074"), std::string::npos) << run.out;
   // The block's row (its totals), then its layers indented under their state_dict prefixes.
-  for (const std::string row :
-       {"\n5                Residual(shortcut=projection, activation=ReLU)     (None, 64, 7, 7)    "
-        "  57,728   5,647,936\n",
-        "\n  5.body.0       Conv2d(32, 64, kernel=(3, 3), stride=(2, 2)",
-        "\n  5.shortcut.1   BatchNorm2d(64, eps=1e-05, momentum=0.1, affine=true) (None, 64, 7, 7)",
-        "\n4                Residual(shortcut=identity, activation=ReLU)"}) {
-    EXPECT_NE(run.out.find(row), std::string::npos) << "missing row: " << row << "\n" << run.out;
-  }
+  const auto columns = [](const std::string& line) { return testing::split_words(line); };
+  std::vector<std::string> rows = lines_of(run.out);
+  const auto row = [&](const std::string& label) {
+    for (const std::string& line : rows)
+      if (line.rfind(label + " ", 0) == 0) return line;
+    ADD_FAILURE() << "no row " << label << " in\n" << run.out;
+    return std::string();
+  };
+  EXPECT_NE(row("5").find("Residual(shortcut=projection, activation=ReLU)"), std::string::npos);
+  EXPECT_EQ(columns(row("5")).back(), "5,647,936");
+  EXPECT_EQ(columns(row("5")).end()[-2], "57,728");
+  EXPECT_NE(row("  5.body.0").find("Conv2d(32, 64, kernel=(3, 3), stride=(2, 2)"),
+            std::string::npos);
+  EXPECT_NE(row("  5.shortcut.1").find("BatchNorm2d(64, eps=1e-05, momentum=0.1, affine=true)"),
+            std::string::npos);
+  EXPECT_NE(row("4").find("Residual(shortcut=identity, activation=ReLU)"), std::string::npos);
   EXPECT_EQ(run.out.find("4.shortcut"), std::string::npos) << run.out;
+}
+
+// The table's columns line up: the longest description (a 72-character Conv2d) pushed the
+// output shapes of most of resnet's rows out of their column before 2026-12-06.
+TEST(Cli, InfoTableColumnsLineUp) {
+  for (const std::string preset : {"lenet5", "convnet", "resnet"}) {
+    SCOPED_TRACE(preset);
+    const CliRun run = cnn("info " + preset);
+    ASSERT_EQ(run.exit_code, 0) << run.err;
+    const std::vector<std::string> lines = lines_of(run.out);
+    ASSERT_GE(lines.size(), 6u);
+    const std::string& header = lines[2];
+    const size_t shape_at = header.find("Output Shape");
+    ASSERT_NE(shape_at, std::string::npos) << run.out;
+    EXPECT_EQ(lines[1].size(), header.size());
+    size_t rows = 0;
+    for (size_t i = 4; i < lines.size() && lines[i][0] != '='; ++i, ++rows) {
+      EXPECT_EQ(lines[i].size(), header.size()) << lines[i];
+      EXPECT_EQ(lines[i].find("(None"), shape_at) << lines[i];
+      EXPECT_EQ(lines[i][shape_at - 1], ' ') << lines[i];
+    }
+    EXPECT_GE(rows, 8u) << run.out;
+  }
 }
 
 // `cnn info --json` is what the Python tools build their PyTorch modules from: the canonical

@@ -1076,12 +1076,18 @@ std::string output_shape_text(const Shape& shape) {
   return out + ")";
 }
 
+/// One row of `cnn info`'s table: its columns as printed.
+struct InfoRow {
+  std::string label, text, shape, parameters, flops;
+};
+
 /// One row of `cnn info`'s table per layer; a Residual gets a summary row (its shortcut and
 /// activation, the block's output, parameters and FLOPs) and then, indented, one row per layer
 /// of its body and shortcut, labelled with their state_dict prefixes ("3.body.0",
 /// "4.shortcut.1"), so that nested blocks show their nesting. `shape` is the layer's input batch
 /// shape on entry and its output on return.
-void print_info_rows(const Layer<float>& layer, const std::string& label, int depth, Shape& shape) {
+void add_info_rows(const Layer<float>& layer, const std::string& label, int depth, Shape& shape,
+                   std::vector<InfoRow>& rows) {
   const double flops = layer.forward_flops(shape);
   const Shape input = shape;
   shape = layer.output_shape(shape);
@@ -1092,17 +1098,40 @@ void print_info_rows(const Layer<float>& layer, const std::string& label, int de
           ? "Residual(shortcut=" + std::string(block->shortcut_size() ? "projection" : "identity") +
                 ", activation=" + (block->activation().empty() ? "none" : block->activation()) + ")"
           : layer.describe();
-  std::printf("%-16s %-50s %-18s %9s %11s\n", (indent + label).c_str(), text.c_str(),
-              output_shape_text(shape).c_str(), with_commas(layer.parameter_count()).c_str(),
-              flops_text(flops).c_str());
+  rows.push_back({indent + label, text, output_shape_text(shape),
+                  with_commas(layer.parameter_count()), flops_text(flops)});
   if (!block) return;
   Shape branch = input;
   for (size_t i = 0; i < block->body_size(); ++i)
-    print_info_rows(block->body(i), label + ".body." + std::to_string(i), depth + 1, branch);
+    add_info_rows(block->body(i), label + ".body." + std::to_string(i), depth + 1, branch, rows);
   branch = input;
   for (size_t i = 0; i < block->shortcut_size(); ++i)
-    print_info_rows(block->shortcut(i), label + ".shortcut." + std::to_string(i), depth + 1,
-                    branch);
+    add_info_rows(block->shortcut(i), label + ".shortcut." + std::to_string(i), depth + 1, branch,
+                  rows);
+}
+
+/// Prints `rows` under `header` as a table whose columns are as wide as their widest entry
+/// (a layer's description runs to 72 characters), the last two right-aligned.
+void print_info_table(const InfoRow& header, const std::vector<InfoRow>& rows,
+                      const std::string& totals) {
+  size_t widths[5] = {header.label.size(), header.text.size(), header.shape.size(),
+                      header.parameters.size(), header.flops.size()};
+  for (const InfoRow& row : rows) {
+    const std::string* columns[5] = {&row.label, &row.text, &row.shape, &row.parameters,
+                                     &row.flops};
+    for (int c = 0; c < 5; ++c) widths[c] = std::max(widths[c], columns[c]->size());
+  }
+  const auto line = [&](const InfoRow& row) {
+    std::printf("%-*s  %-*s  %-*s  %*s  %*s\n", int(widths[0]), row.label.c_str(), int(widths[1]),
+                row.text.c_str(), int(widths[2]), row.shape.c_str(), int(widths[3]),
+                row.parameters.c_str(), int(widths[4]), row.flops.c_str());
+  };
+  const size_t width = widths[0] + widths[1] + widths[2] + widths[3] + widths[4] + 8;
+  std::printf("%s\n", std::string(width, '_').c_str());
+  line(header);
+  std::printf("%s\n", std::string(width, '=').c_str());
+  for (const InfoRow& row : rows) line(row);
+  std::printf("%s\n%s", std::string(width, '=').c_str(), totals.c_str());
 }
 
 int info_command(const Args& args) {
@@ -1157,17 +1186,16 @@ int info_command(const Args& args) {
   }
   std::printf("Model: %s   input %s   loss %s\n", spec.name.c_str(), spec.input.str().c_str(),
               spec.loss == LossKind::kLogLoss ? "log_loss" : "cross_entropy");
-  const std::string rule(108, '_');
-  std::printf("%s\n%-16s %-50s %-18s %9s %11s\n%s\n", rule.c_str(), "#", "Layer (type)",
-              "Output Shape", "Param #", "FLOPs", std::string(108, '=').c_str());
   Shape shape{1, spec.input[0], spec.input[1], spec.input[2]};
   double total_flops = 0;
+  std::vector<InfoRow> rows;
   for (size_t i = 0; i < model.size(); ++i) {
     total_flops += model.layer(i).forward_flops(shape);
-    print_info_rows(model.layer(i), std::to_string(i), 0, shape);
+    add_info_rows(model.layer(i), std::to_string(i), 0, shape, rows);
   }
-  std::printf("%s\nTotal params: %s\nForward FLOPs per image: %s\n", std::string(108, '=').c_str(),
-              with_commas(model.parameter_count()).c_str(), flops_text(total_flops).c_str());
+  print_info_table({"#", "Layer (type)", "Output Shape", "Param #", "FLOPs"}, rows,
+                   "Total params: " + with_commas(model.parameter_count()) +
+                       "\nForward FLOPs per image: " + flops_text(total_flops) + "\n");
   return 0;
 }
 
