@@ -224,6 +224,26 @@ TEST(Checkpoint, FailedWriteAndDivergenceKeepTheLastCheckpoint) {
   EXPECT_FALSE(fs::exists(diverging / "m.safetensors"));
 }
 
+// The model file cannot be written when training ends (a full disk): the line names the
+// checkpoint, which holds the finished run, and resuming it writes the files the run would have.
+TEST(Checkpoint, AFailedFinalWriteKeepsTheFinishedRunInItsCheckpoint) {
+  const Reference ref = reference_run(kLenet, "final_ref");
+  const fs::path dir = work_dir() / "final";
+  fs::remove_all(dir);
+  const std::string out = (dir / "m.safetensors").string(), ckpt = (dir / "m.ckpt").string();
+  const CliRun failed = cnn("train " + kLenet + " --out " + out, {"CNN_FAULT_FAIL_FILES=1"});
+  EXPECT_EQ(failed.exit_code, 1) << failed.err;
+  EXPECT_EQ(failed.err, "cnn: " + out +
+                            ": cannot write: injected failure (CNN_FAULT_FAIL_FILES); the finished "
+                            "run is kept in its checkpoint, " +
+                            ckpt + " (cnn train --resume " + ckpt + " writes its files)\n");
+  EXPECT_FALSE(fs::exists(out));
+  const CliRun resumed = cnn("train --resume " + ckpt);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_TRUE(read_bytes(out) == ref.model);
+  EXPECT_EQ(metrics_without_seconds(dir / "m.csv"), ref.metrics);
+}
+
 TEST(Checkpoint, ResumeRefusesWhatWouldChangeTheRun) {
   const fs::path dir = work_dir() / "refuse";
   fs::remove_all(dir);

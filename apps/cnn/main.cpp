@@ -777,7 +777,8 @@ int train_command(int argc, char** argv, Communicator* ranks) {
   // Fault injection for the tests of crashes and failed writes (docs/design-notes.md,
   // "Checkpoints"): at the N-th checkpoint of this process, CNN_FAULT_KILL_IN_CHECKPOINT=N
   // leaves a partly written temporary file and dies by SIGKILL, CNN_FAULT_KILL_AFTER_CHECKPOINT=N
-  // dies right after writing it, CNN_FAULT_FAIL_CHECKPOINT=N fails the write. Under mpirun,
+  // dies right after writing it, CNN_FAULT_FAIL_CHECKPOINT=N fails the write;
+  // CNN_FAULT_FAIL_FILES=1 fails the write of the model file at the end. Under mpirun,
   // CNN_FAULT_RANK=R limits them to rank R.
   const auto fault_at = [](const char* name) {
     const char* v = std::getenv(name);
@@ -898,9 +899,17 @@ int train_command(int argc, char** argv, Communicator* ranks) {
 
   if (rank != 0) return 0;
   const std::vector<EpochMetrics>& history = result.history;
-  save_model(out, model, spec, data.class_names);
-  write_file_atomic(csv, metrics_csv(history));
-  write_file_atomic(svg, learning_curves_svg(history, spec.name + " on " + data.description));
+  try {
+    if (fault_at("CNN_FAULT_FAIL_FILES") == 1)
+      throw Error(out + ": cannot write: injected failure (CNN_FAULT_FAIL_FILES)");
+    save_model(out, model, spec, data.class_names);
+    write_file_atomic(csv, metrics_csv(history));
+    write_file_atomic(svg, learning_curves_svg(history, spec.name + " on " + data.description));
+  } catch (const Error& e) {
+    // A full disk at the end of hours of training: the last checkpoint holds the finished run.
+    throw Error(std::string(e.what()) + "; the finished run is kept in its checkpoint, " +
+                checkpoint_path + " (" + resume_command + " writes its files)");
+  }
   const EpochMetrics& final = history.back();
   std::printf("final test accuracy %s, test loss %.4f, after %.1f s of training and testing\n",
               accuracy_text(final.test_accuracy, data.test.size()).c_str(), final.test_loss,
