@@ -732,6 +732,15 @@ TEST(CliBadInput, RunFilesThatAreNotRegularFilesAreRefusedBeforeTraining) {
       "train --data sample --epochs 1 --out " + (dir / "notes.safetensors").string(),
       "notes.lock is there and is not a cnn lock file (a run's lock holds its pid)");
   EXPECT_EQ(read_file(dir / "notes.lock"), "my notes");
+  // Written through, a link named like the other format would have a conversion replace its
+  // own input.
+  const fs::path input = dir / "input.safetensors", alias = dir / "alias.onnx";
+  fs::copy_file(trained_model(), input);
+  fs::create_symlink("input.safetensors", alias);
+  expect_refusal("convert " + input.string() + " " + alias.string(),
+                 {"convert: " + alias.string() + " is " + input.string() +
+                  " (through a link); expected another file"});
+  EXPECT_EQ(read_file(input), read_file(trained_model()));
   // A link to a regular file is written through: the link stays, its target holds the model.
   const fs::path target = dir / "target.safetensors", link = dir / "latest.safetensors";
   fs::create_symlink("target.safetensors", link);

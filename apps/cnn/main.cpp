@@ -948,6 +948,11 @@ int convert_command(const Args& args) {
     throw Error("--opset: only for a conversion to ONNX");
   if (args.has("--fold-batchnorm") && !is_onnx_path(out))
     throw Error("--fold-batchnorm: only for a conversion to ONNX");
+  std::error_code error;
+  if (fs::equivalent(in, out, error)) {
+    // A link named like the other format: the conversion would replace its own input.
+    throw Error("convert: " + out + " is " + in + " (through a link); expected another file");
+  }
   ModelFile file = load_for(args, in);
   if (is_onnx_path(out)) {
     OnnxExportOptions options;
