@@ -775,6 +775,43 @@ TEST(CliBadInput, RunningOutOfMemoryIsOneLineNamingTheBatch) {
 #endif
 }
 
+// Found 2026-12-06: a BatchNorm given one value per channel (BatchNorm1d at an epoch's last
+// batch of 1) failed when training reached that batch, an epoch in. It is refused before the
+// first step, naming the layer, also inside nested residual blocks.
+TEST(CliBadInput, ABatchNormGivenOneValuePerChannelIsRefusedBeforeTraining) {
+  const fs::path flat = work_dir() / "bn1d.json", nested = work_dir() / "bn2d_nested.json";
+  write_file(flat, R"({"input": [1, 28, 28], "layers": [{"type": "Flatten"},
+    {"type": "Linear", "out_features": 16}, {"type": "BatchNorm1d", "num_features": 16},
+    {"type": "ReLU"}, {"type": "Linear", "out_features": 10}]})");
+  write_file(nested, R"({"input": [1, 28, 28], "layers": [
+    {"type": "Conv2d", "out_channels": 8, "kernel": 28},
+    {"type": "Residual", "body": [{"type": "Conv2d", "out_channels": 8, "kernel": 1},
+      {"type": "Residual", "body": [{"type": "ReLU"}], "shortcut": [
+        {"type": "Conv2d", "out_channels": 8, "kernel": 1},
+        {"type": "BatchNorm2d", "num_features": 8}]}]},
+    {"type": "Flatten"}, {"type": "Linear", "out_features": 10}]})");
+  const std::string out = " --out " + (work_dir() / "one_value.safetensors").string();
+  // The bundled sample has 2,000 training images: batch 1999 leaves a last batch of 1.
+  const std::vector<std::pair<std::string, std::vector<std::string>>> cases = {
+      {"train --data sample --model " + flat.string() + " --batch 1999" + out,
+       {"--batch 1999: the last batch of an epoch holds 1 of the 2000 training samples, which "
+        "gives layer 2, BatchNorm1d(16,",
+        "one value per channel; it needs more than 1 in training",
+        "choose a --batch that divides 2000 or leaves 2 or more"}},
+      {"train --data sample --model " + flat.string() + " --batch 1" + out,
+       {"--batch 1: a batch holds 1 sample, which gives layer 2, BatchNorm1d(16,"}},
+      {"train --data sample --model " + nested.string() + " --batch 1999" + out,
+       {"which gives layer 1.body.1.shortcut.1, BatchNorm2d(8,"}}};
+  for (const auto& [args, fragments] : cases) {
+    expect_refusal(args, fragments);
+    EXPECT_EQ(cnn(args).out.find("epoch 1"), std::string::npos) << "it trained first";
+  }
+  // A batch that leaves 2 or more is fine.
+  EXPECT_EQ(cnn("train --data sample --epochs 1 --model " + nested.string() + " --batch 1998" + out)
+                .exit_code,
+            0);
+}
+
 // A name longer than the file system allows (255 bytes): one line in cnn's words, not the
 // "filesystem error: status: File name too long [...]" that std::filesystem threw before.
 TEST(CliBadInput, NamesTooLongForTheFileSystemAreOneLine) {

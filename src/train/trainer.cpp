@@ -6,7 +6,9 @@
 #include <optional>
 
 #include "cnn/error.hpp"
+#include "cnn/layers.hpp"
 #include "cnn/optim.hpp"
+#include "cnn/residual.hpp"
 #include "cnn/train.hpp"
 
 namespace cnn {
@@ -119,6 +121,40 @@ std::vector<EpochMetrics> train_model(Sequential<float>& model, const ModelSpec&
   return train_model(model, spec, train, test, options, rng, on_progress, on_epoch, {}).history;
 }
 
+namespace {
+
+/// The first BatchNorm in `layer` (labelled as state_dict prefixes: "3", "4.body.1") that an
+/// input of batch shape `shape` gives a single value per channel, described as
+/// "layer 3, BatchNorm1d(16, ...)", or "" when none does; `shape` becomes the layer's output.
+/// Synchronised BatchNorms count over all ranks, so a rank's share never leaves them one.
+std::string batchnorm_given_one_value(const Layer<float>& layer, const std::string& label,
+                                      Shape& shape) {
+  const Shape input = shape;
+  shape = layer.output_shape(shape);
+  if (const auto* norm = dynamic_cast<const BatchNorm<float>*>(&layer)) {
+    const ops::NormShape s = BatchNorm<float>::norm_shape(input);
+    if (!norm->synchronised() && s.batch * s.inner < 2)
+      return "layer " + label + ", " + layer.describe();
+    return "";
+  }
+  if (const auto* block = dynamic_cast<const Residual<float>*>(&layer)) {
+    for (size_t i = 0; i < block->body_size() + block->shortcut_size(); ++i) {
+      if (i == 0 || i == block->body_size()) shape = input;
+      const bool body = i < block->body_size();
+      const std::string found = batchnorm_given_one_value(
+          body ? block->body(i) : block->shortcut(i - block->body_size()),
+          label + (body ? ".body." + std::to_string(i)
+                        : ".shortcut." + std::to_string(i - block->body_size())),
+          shape);
+      if (!found.empty()) return found;
+    }
+    shape = block->output_shape(input);
+  }
+  return "";
+}
+
+}  // namespace
+
 TrainResult train_model(Sequential<float>& model, const ModelSpec& spec, const Dataset& train,
                         const Dataset& test, const TrainOptions& options, Rng& rng,
                         const std::function<void(const TrainProgress&)>& on_progress,
@@ -147,6 +183,30 @@ TrainResult train_model(Sequential<float>& model, const ModelSpec& spec, const D
   const bool skip_last = ranks && last_batch != 0 && last_batch < world;
   const ScheduleOptions schedule =
       schedule_options(options, batches.batches_per_epoch() - (skip_last ? 1 : 0));
+  {
+    // A BatchNorm given one value per channel cannot take a variance (PyTorch refuses it too):
+    // said before the first step, not at an epoch's last batch. The smallest batch a rank
+    // trains on is its share of a full batch or of the last one.
+    const bool last_is_smaller = last_batch != 0 && !skip_last;
+    const int64_t smallest = (last_is_smaller ? last_batch : options.batch) / world;
+    Shape shape{smallest, spec.input[0], spec.input[1], spec.input[2]};
+    std::string found;
+    for (size_t i = 0; i < model.size() && found.empty(); ++i)
+      found = batchnorm_given_one_value(model.layer(i), std::to_string(i), shape);
+    if (!found.empty()) {
+      const std::string share = ranks ? " (" + std::to_string(smallest) + " a rank)" : "";
+      fail("--batch " + std::to_string(options.batch) + ": " +
+           (last_is_smaller ? "the last batch of an epoch holds " + std::to_string(last_batch) +
+                                  " of the " + std::to_string(train.size()) + " training samples"
+                            : "a batch holds " + std::to_string(options.batch) + " sample" +
+                                  (options.batch == 1 ? "" : "s")) +
+           share + ", which gives " + found +
+           " one value per channel; it needs more than 1 in training (the variance of one is 0)" +
+           (last_is_smaller ? ": choose a --batch that divides " + std::to_string(train.size()) +
+                                  " or leaves 2 or more"
+                            : ""));
+    }
+  }
   std::vector<int64_t> indices;
   std::vector<uint8_t> labels;
   Tensor<float> x, gradient;
