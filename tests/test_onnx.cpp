@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -427,6 +428,122 @@ void expect_import_refused(const std::string& path, const std::string& fragment)
   }
 }
 
+// Found 2026-12-06 by probing the importer with edited graphs: each of these imported to
+// other results than the graph computes, or crashed.
+TEST(Onnx, GraphsAreImportedAsWiredOrRefused) {
+  const ModelSpec spec = preset_spec("lenet5");
+  Sequential<float> model = random_model(spec, 5);
+  const Tensor<float> images = first_images(8);
+  const std::vector<float> expected = cnn_logits(model, images);
+  const std::string exported = (work_dir() / "wired.onnx").string();
+  save_onnx(exported, model, spec, {});
+  int variant = 0;
+  // The export with its graph edited by `edit` (metadata kept unless it clears it), written.
+  const auto edited = [&](const std::function<void(onnx::ModelProto&)>& edit) {
+    onnx::ModelProto m = parse(exported);
+    edit(m);
+    const std::string path =
+        (work_dir() / ("wired_" + std::to_string(variant++) + ".onnx")).string();
+    std::string bytes;
+    EXPECT_TRUE(m.SerializeToString(&bytes));
+    write_bytes(path, bytes);
+    return path;
+  };
+  // Node "6" (the Flatten of (N, 16, 5, 5)) as a Reshape to a constant target.
+  const auto reshape_to = [&](const std::vector<int64_t>& target, int64_t allowzero) {
+    return edited([&](onnx::ModelProto& m) {
+      m.clear_metadata_props();
+      onnx::GraphProto& g = *m.mutable_graph();
+      for (int k = 0; k < g.node_size(); ++k) {
+        if (g.node(k).name() != "6") continue;
+        onnx::NodeProto reshape = make_node("Reshape", "6", {"5.out", "target.out"});
+        onnx::AttributeProto* a = reshape.add_attribute();
+        a->set_name("allowzero");
+        a->set_type(onnx::AttributeProto::INT);
+        a->set_i(allowzero);
+        *g.mutable_node(k) = reshape;
+      }
+      *g.add_node() = int64_constant("target", target);
+      // Constants first: ONNX wants the nodes in topological order.
+      std::rotate(g.mutable_node()->rbegin(), g.mutable_node()->rbegin() + 1,
+                  g.mutable_node()->rend());
+    });
+  };
+  // A Reshape took any [x, -1] or [-1, x] as a flatten: [-1, 100] made (4N, 100) in the graph
+  // and (N, 400) in cnn.
+  for (const std::vector<int64_t>& target : {std::vector<int64_t>{-1, 100}, {2, -1}, {-1, -1}})
+    expect_import_refused(reshape_to(target, 0),
+                          "only a reshape that flattens each sample is supported: (N, 400) from "
+                          "(N, 16, 5, 5)");
+  expect_import_refused(reshape_to({0, -1}, 1), "only a reshape that flattens each sample");
+  for (const std::vector<int64_t>& target : {std::vector<int64_t>{0, -1}, {-1, 400}, {0, 400}}) {
+    ModelFile back = load_onnx(reshape_to(target, 0));
+    EXPECT_EQ(cnn_logits(back.model, images), expected);
+  }
+  // A one-input Add after a MatMul: protobuf's "CHECK failed" (a fatal log and a second line).
+  expect_import_refused(edited([](onnx::ModelProto& m) {
+                          onnx::GraphProto& g = *m.mutable_graph();
+                          for (int k = 0; k < g.node_size(); ++k) {
+                            if (g.node(k).name() != "7") continue;
+                            *g.mutable_node(k) = make_node("MatMul", "7mm", {"6.out", "7.weight"});
+                            onnx::NodeProto add = make_node("Add", "7", {"7mm.out"});
+                            g.mutable_node()->Add(std::move(add));
+                            std::rotate(g.mutable_node()->begin() + k + 1,
+                                        g.mutable_node()->end() - 1, g.mutable_node()->end());
+                            break;
+                          }
+                          for (auto& t : *g.mutable_initializer())
+                            if (t.name() == "7.weight") transpose_initializer(t);
+                        }),
+                        "node '7' (Add): op type Add is not supported");
+  // Two initializers of one name: which a node meant is not in the file (the last one won).
+  expect_import_refused(
+      edited([](onnx::ModelProto& m) {
+        onnx::TensorProto copy = m.graph().initializer(0);
+        *m.mutable_graph()->add_initializer() = copy;
+      }),
+      "initializer '" + parse(exported).graph().initializer(0).name() + "' appears twice");
+  // With the metadata, the weights are still the ones the nodes read (they were looked up by
+  // the metadata's names): node "0" rewired to another initializer, "0.weight" left unused.
+  std::vector<float> other;
+  ModelFile rewired = load_onnx(edited([&](onnx::ModelProto& m) {
+    onnx::GraphProto& g = *m.mutable_graph();
+    for (const onnx::TensorProto& t : g.initializer()) {
+      if (t.name() != "0.weight") continue;
+      onnx::TensorProto alt = t;
+      alt.set_name("alt.weight");
+      alt.clear_raw_data();
+      for (int64_t k = 0; k < model.named_parameters()[0].value.numel(); ++k)
+        alt.add_float_data(other.emplace_back(0.01f * static_cast<float>(k % 7)));
+      *g.add_initializer() = alt;
+      break;
+    }
+    for (int k = 0; k < g.node_size(); ++k)
+      if (g.node(k).name() == "0") g.mutable_node(k)->set_input(1, "alt.weight");
+  }));
+  ASSERT_FALSE(other.empty());
+  const TensorView<float> loaded = rewired.model.named_parameters()[0].value;
+  EXPECT_EQ(std::vector<float>(loaded.data(), loaded.data() + loaded.numel()), other);
+  // Before opset 14 a BatchNormalization's extra outputs make it a training-mode one (batch
+  // statistics), which was imported as an inference one.
+  const ModelSpec normed = parse_model_spec(R"({"input": [1, 6, 6], "layers": [
+      {"type": "Conv2d", "out_channels": 4, "kernel": 3}, {"type": "BatchNorm2d"},
+      {"type": "ReLU"}, {"type": "Flatten"}, {"type": "Linear", "out_features": 3}]})",
+                                            "normed");
+  Sequential<float> normed_model = random_model(normed, 6);
+  const std::string normed_path = (work_dir() / "training_bn.onnx").string();
+  save_onnx(normed_path, normed_model, normed, {});
+  onnx::ModelProto m = parse(normed_path);
+  for (auto& n : *m.mutable_graph()->mutable_node()) {
+    if (n.op_type() != "BatchNormalization") continue;
+    for (const char* out : {"mean", "var", "saved_mean", "saved_var"}) n.add_output(out);
+  }
+  std::string bytes;
+  ASSERT_TRUE(m.SerializeToString(&bytes));
+  write_bytes(normed_path, bytes);
+  expect_import_refused(normed_path, "5 outputs: a training-mode BatchNormalization");
+}
+
 TEST(Onnx, BlocksNestedAtABranchStartImportFromTheGraphAlone) {
   // Found 2026-12-05: such a model's own export was refused ("value '0.out' feeds 4 nodes").
   const ModelSpec spec = nested_at_start_spec();
@@ -513,7 +630,20 @@ TEST(Onnx, LongChainsImportWithoutQuadraticWork) {
   g.mutable_node(g.node_size() - 1)->set_output(0, "logits");
   ASSERT_TRUE(m.SerializeToString(&bytes));
   write_bytes(path, bytes);
-  expect_import_refused(path, "only a reshape to (N, -1) (a flatten) is supported");
+  expect_import_refused(path, "only a reshape that flattens each sample is supported");
+  // The same chain of Casts as the batch size of a Concat target: followed in a loop, since a
+  // recursion 100,000 deep would overflow the stack.
+  *g.mutable_node(g.node_size() - 1) = int64_constant("minus_one", {-1});
+  *g.add_node() = make_node("Concat", "target", {target, "minus_one.out"});
+  onnx::AttributeProto* axis = g.mutable_node(g.node_size() - 1)->add_attribute();
+  axis->set_name("axis");
+  axis->set_type(onnx::AttributeProto::INT);
+  axis->set_i(0);
+  *g.add_node() = make_node("Reshape", "logits", {"input", "target.out"});
+  g.mutable_node(g.node_size() - 1)->set_output(0, "logits");
+  ASSERT_TRUE(m.SerializeToString(&bytes));
+  write_bytes(path, bytes);
+  expect_import_refused(path, "only a reshape that flattens each sample is supported");
 }
 
 /// Runs the CLI; exit code and stderr.

@@ -104,6 +104,10 @@ std::vector<std::string> torch_modules(const ModelSpec& spec);
 /// layer), for a batch of `input`. Throws cnn::Error "<origin>: ..." as parse_model_spec does.
 std::unique_ptr<Layer<float>> build_layer(const std::string& layer_json, const Shape& input,
                                           const std::string& origin);
+/// The output batch shape of the layer `layer` describes, for a batch of `input`; throws
+/// cnn::Error "<type>: ..." as build_model would. For importers that follow shapes through a
+/// graph (src/io/onnx.cpp).
+Shape layer_output_shape(const LayerSpec& layer, const Shape& input);
 /// The number of classes the model predicts: 2 for the log loss (one sigmoid output: negative
 /// or positive), else the last layer's features.
 int64_t output_classes(const ModelSpec& spec);

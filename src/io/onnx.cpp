@@ -13,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <list>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -405,6 +406,20 @@ class Importer {
     return tw;
   }
   void fold_shape_computations();
+  /// The shape after node `node`'s layer `l`, from shape_; a layer that does not fit is the
+  /// node's error.
+  Shape output_shape(int node, const LayerSpec& l) const {
+    try {
+      return layer_output_shape(l, shape_);
+    } catch (const Error& e) {
+      fail_node(node, e.what());
+    }
+  }
+  /// Whether `value` is the batch size: torch's x.size(0), Gather(Shape(x), 0) or
+  /// Slice(Shape(x), 0, 1), maybe Unsqueezed or Cast.
+  bool is_batch_size(const std::string& value) const;
+  /// Whether node `node` (a Reshape of a value of shape_) flattens each sample: (N, C*H*W).
+  bool reshape_flattens(int node) const;
 
   std::string path_;
   const onnx::ModelProto& m_;
@@ -413,7 +428,8 @@ class Importer {
   std::map<std::string, int> producer_;            // value -> node index
   std::map<std::string, std::vector<int>> users_;  // value -> node indices
   std::set<int> used_, folded_;
-  int rank_ = 4;                       // of the value being parsed
+  Shape shape_;                        // of the value being parsed, for a batch of 1
+  int64_t static_batch_ = 0;           // the graph input's batch size when it is fixed
   int nesting_ = 0;                    // residual blocks being parsed
   std::vector<LayerTensors> tensors_;  // per layer, in the order the model names them
   std::list<Constant> transposed_;     // MatMul's and Gemm's (transB 0) weights, transposed
@@ -594,6 +610,74 @@ void Importer::fold_shape_computations() {
   }
 }
 
+bool Importer::is_batch_size(const std::string& value) const {
+  // A loop, not recursion: a hostile file may chain any number of Casts.
+  std::string current = value;
+  for (;;) {
+    const auto producer = producer_.find(current);
+    if (producer == producer_.end()) return false;
+    const int p = producer->second;
+    const onnx::NodeProto& n = m_.graph().node(p);
+    if (n.input_size() < 1) return false;
+    const std::string& op = n.op_type();
+    if (op == "Unsqueeze" || op == "Squeeze" || op == "Cast") {
+      current = n.input(0);
+      continue;
+    }
+    const auto constant_is = [&](int index, int64_t expected) {
+      if (index >= n.input_size()) return false;
+      const auto c = constants_.find(n.input(index));
+      return c != constants_.end() && c->second.is_int && c->second.ints.size() == 1 &&
+             c->second.ints[0] == expected;
+    };
+    const auto shape = producer_.find(n.input(0));
+    const bool of_shape = shape != producer_.end() &&
+                          m_.graph().node(shape->second).op_type() == "Shape" &&
+                          int_attribute(shape->second, "start", 0) == 0;
+    if (op == "Gather") return int_attribute(p, "axis", 0) == 0 && constant_is(1, 0) && of_shape;
+    if (op == "Slice") {
+      return constant_is(1, 0) && constant_is(2, 1) && (n.input_size() < 4 || constant_is(3, 0)) &&
+             (n.input_size() < 5 || constant_is(4, 1)) && of_shape;
+    }
+    return false;
+  }
+}
+
+bool Importer::reshape_flattens(int node) const {
+  const onnx::NodeProto& n = m_.graph().node(node);
+  if (n.input_size() < 2) return false;
+  std::int64_t features = 1;
+  for (int d = 1; d < shape_.rank(); ++d) features *= shape_[d];
+  // The target's two entries: kBatch for the batch size itself, else a constant.
+  constexpr std::int64_t kBatch = std::numeric_limits<std::int64_t>::min();
+  std::vector<std::int64_t> target;
+  if (const auto c = constants_.find(n.input(1)); c != constants_.end()) {
+    if (!c->second.is_int) return false;
+    target = c->second.ints;
+  } else if (const auto p = producer_.find(n.input(1)); p != producer_.end()) {
+    const onnx::NodeProto& concat = m_.graph().node(p->second);
+    if (concat.op_type() != "Concat") return false;
+    for (const std::string& part : concat.input()) {
+      if (is_batch_size(part)) {
+        target.push_back(kBatch);
+        continue;
+      }
+      const auto c = constants_.find(part);
+      if (c == constants_.end() || !c->second.is_int) return false;
+      target.insert(target.end(), c->second.ints.begin(), c->second.ints.end());
+    }
+  } else {
+    return false;
+  }
+  if (target.size() != 2) return false;
+  // 0 copies the input's dimension, unless allowzero makes it a literal 0.
+  const bool copies = int_attribute(node, "allowzero", 0) == 0;
+  const bool batch = target[0] == kBatch || (target[0] == 0 && copies) ||
+                     (static_batch_ > 0 && target[0] == static_batch_);
+  if (batch) return target[1] == -1 || target[1] == features;
+  return target[0] == -1 && target[1] == features;
+}
+
 std::string Importer::residual(const std::string& value, const std::vector<int>& forks,
                                std::vector<LayerSpec>& layers) {
   // Each nested block is a level of recursion: a hostile file must not exhaust the stack.
@@ -675,19 +759,22 @@ std::string Importer::residual(const std::string& value, const std::vector<int>&
   LayerSpec block;
   block.type = "Residual";
   block.activation = "";
-  const int rank = rank_;
+  const Shape shape = shape_;
   std::vector<LayerSpec> first, second;
   std::vector<LayerTensors> saved = std::move(tensors_);
   // Each branch's layers are parsed into their own list: the body's tensors come first.
   tensors_.clear();
   const std::string end_first = branch(branches[0], first);
   std::vector<LayerTensors> first_tensors = std::move(tensors_);
-  const int rank_first = rank_;
-  rank_ = rank;
+  const Shape shape_first = shape_;
+  shape_ = shape;
   tensors_.clear();
   const std::string end_second = branch(branches[1], second);
   std::vector<LayerTensors> second_tensors = std::move(tensors_);
-  if (rank_ != rank_first) fail_node(join, "its two inputs have different ranks");
+  if (shape_ != shape_first) {
+    fail_node(join, "adds values of shapes " + shape_first.str() + " and " + shape_.str() +
+                        " (batch 1; expected equal shapes)");
+  }
   tensors_ = std::move(saved);
   // torch's `body(x) + shortcut(x)`: input 0 is the body, unless it is the identity.
   bool first_is_body = add.input(0) == end_first;
@@ -760,7 +847,7 @@ std::string Importer::apply(int i, const std::string& value, std::vector<LayerSp
   };
   if (op == "Conv") {
     only_attributes(i, {"kernel_shape", "strides", "pads", "dilations", "group", "auto_pad"});
-    if (rank_ != 4) fail_node(i, "expects a 4-d input here");
+    if (shape_.rank() != 4) fail_node(i, "expects a 4-d input here");
     const Constant& w = constant_input(i, 1, "weight");
     if (w.dims.size() != 4)
       fail_node(i, "weight of rank " + std::to_string(w.dims.size()) + " (expected 4)");
@@ -784,9 +871,17 @@ std::string Importer::apply(int i, const std::string& value, std::vector<LayerSp
     only_attributes(i, {"epsilon", "momentum", "training_mode", "spatial"});
     if (int_attribute(i, "training_mode", 0) != 0)
       fail_node(i, "training_mode 1 (expected an inference graph)");
+    // Before opset 14 the outputs say the mode: more than Y is training (batch statistics).
+    for (int k = 1; k < n.output_size(); ++k) {
+      if (!n.output(k).empty()) {
+        fail_node(i, std::to_string(n.output_size()) +
+                         " outputs: a training-mode BatchNormalization (expected an inference "
+                         "graph: the output Y alone)");
+      }
+    }
     if (int_attribute(i, "spatial", 1) != 1) fail_node(i, "spatial 0 is not supported");
-    if (rank_ != 4 && rank_ != 2) fail_node(i, "expects a 2-d or 4-d input");
-    l.type = rank_ == 4 ? "BatchNorm2d" : "BatchNorm1d";
+    if (shape_.rank() != 4 && shape_.rank() != 2) fail_node(i, "expects a 2-d or 4-d input");
+    l.type = shape_.rank() == 4 ? "BatchNorm2d" : "BatchNorm1d";
     l.eps = float_attribute(i, "epsilon", 1e-5f);
     l.momentum = 1.0 - double(float_attribute(i, "momentum", 0.9f));
     if (!(l.eps > 0) || !(l.momentum >= 0 && l.momentum <= 1))
@@ -815,13 +910,13 @@ std::string Importer::apply(int i, const std::string& value, std::vector<LayerSp
   } else if (op == "Softmax") {
     only_attributes(i, {"axis"});
     const int64_t axis = int_attribute(i, "axis", opset_ >= 13 ? -1 : 1);
-    if (rank_ != 2 || (axis != 1 && axis != -1))
+    if (shape_.rank() != 2 || (axis != 1 && axis != -1))
       fail_node(i, "expected a softmax over the features of a 2-d input");
     l.type = "Softmax";
   } else if (op == "MaxPool" || op == "AveragePool") {
     only_attributes(i, {"kernel_shape", "strides", "pads", "ceil_mode", "auto_pad", "dilations",
                         "storage_order", "count_include_pad"});
-    if (rank_ != 4) fail_node(i, "expects a 4-d input here");
+    if (shape_.rank() != 4) fail_node(i, "expects a 4-d input here");
     if (int_attribute(i, "ceil_mode", 0) != 0) fail_node(i, "ceil_mode 1 is not supported");
     if (int_attribute(i, "storage_order", 0) != 0) fail_node(i, "storage_order 1 is not supported");
     for (int64_t d : ints_attribute(i, "dilations", {1, 1}))
@@ -834,41 +929,31 @@ std::string Importer::apply(int i, const std::string& value, std::vector<LayerSp
     l.count_include_pad = int_attribute(i, "count_include_pad", 0) != 0;
   } else if (op == "GlobalAveragePool") {
     only_attributes(i, {});
-    if (rank_ != 4) fail_node(i, "expects a 4-d input here");
+    if (shape_.rank() != 4) fail_node(i, "expects a 4-d input here");
     l.type = "AdaptiveAvgPool2d";
   } else if (op == "Flatten") {
     only_attributes(i, {"axis"});
     const int64_t axis = int_attribute(i, "axis", 1);
-    if (axis != 1 && axis != 1 - rank_)  // a negative axis counts from the end
+    if (axis != 1 && axis != 1 - shape_.rank())  // a negative axis counts from the end
       fail_node(i, "axis " + std::to_string(axis) + " (only 1, (N, -1), is supported)");
     l.type = "Flatten";
-    rank_ = 2;
   } else if (op == "Reshape") {
     only_attributes(i, {"allowzero"});
-    // Only (N, -1), a flatten: from a constant [0, -1] / [-1, F] or torch's Shape/Gather/
-    // Unsqueeze/Concat chain ending in a constant -1.
-    const auto shape = constants_.find(n.input_size() > 1 ? n.input(1) : "");
-    bool flatten = false;
-    if (shape != constants_.end()) {
-      const std::vector<int64_t>& v = shape->second.ints;
-      flatten = shape->second.is_int && v.size() == 2 && (v[0] == 0 || v[0] == -1 || v[1] == -1);
-    } else if (n.input_size() > 1 && producer_.count(n.input(1))) {
-      const onnx::NodeProto& concat = m_.graph().node(producer_.at(n.input(1)));
-      if (concat.op_type() == "Concat" && concat.input_size() == 2) {
-        const auto last = constants_.find(concat.input(1));
-        flatten = last != constants_.end() && last->second.is_int &&
-                  last->second.ints.size() == 1 && last->second.ints[0] == -1;
-      }
+    if (!reshape_flattens(i)) {
+      std::int64_t features = 1;
+      for (int d = 1; d < shape_.rank(); ++d) features *= shape_[d];
+      fail_node(i, "only a reshape that flattens each sample is supported: (N, " +
+                       std::to_string(features) + ") from (N" +
+                       shape_.str().substr(shape_.str().find(',')) + ", as [0, -1], [-1, " +
+                       std::to_string(features) + "] or torch's [x.size(0), -1]");
     }
-    if (!flatten) fail_node(i, "only a reshape to (N, -1) (a flatten) is supported");
     l.type = "Flatten";
-    rank_ = 2;
   } else if (op == "Gemm") {
     only_attributes(i, {"alpha", "beta", "transA", "transB"});
     if (float_attribute(i, "alpha", 1) != 1 || float_attribute(i, "beta", 1) != 1 ||
         int_attribute(i, "transA", 0) != 0)
       fail_node(i, "only alpha 1, beta 1, transA 0 are supported");
-    if (rank_ != 2) fail_node(i, "expects a 2-d input (a Flatten before it)");
+    if (shape_.rank() != 2) fail_node(i, "expects a 2-d input (a Flatten before it)");
     const Constant& w = constant_input(i, 1, "B");
     if (w.dims.size() != 2)
       fail_node(i, "B of rank " + std::to_string(w.dims.size()) + " (expected 2)");
@@ -890,7 +975,7 @@ std::string Importer::apply(int i, const std::string& value, std::vector<LayerSp
     }
   } else if (op == "MatMul") {
     only_attributes(i, {});
-    if (rank_ != 2) fail_node(i, "expects a 2-d input (a Flatten before it)");
+    if (shape_.rank() != 2) fail_node(i, "expects a 2-d input (a Flatten before it)");
     const Constant& w = constant_input(i, 1, "B");
     if (w.dims.size() != 2)
       fail_node(i, "B of rank " + std::to_string(w.dims.size()) + " (expected 2)");
@@ -901,15 +986,17 @@ std::string Importer::apply(int i, const std::string& value, std::vector<LayerSp
     // A bias: the one reader an Add with a constant of out_features values.
     const std::vector<int> next = consumers(n.output(0));
     l.bias = false;
-    if (next.size() == 1 && m_.graph().node(next[0]).op_type() == "Add") {
+    if (next.size() == 1 && m_.graph().node(next[0]).op_type() == "Add" &&
+        m_.graph().node(next[0]).input_size() == 2) {
       const onnx::NodeProto& add = m_.graph().node(next[0]);
       const int other = add.input(0) == n.output(0) ? 1 : 0;
       const auto bias = constants_.find(add.input(other));
-      if (add.input_size() == 2 && bias != constants_.end() && !bias->second.is_int &&
-          bias->second.dims.size() == 1 && bias->second.dims[0] == l.out) {
+      if (bias != constants_.end() && !bias->second.is_int && bias->second.dims.size() == 1 &&
+          bias->second.dims[0] == l.out) {
         l.bias = true;
         t.parameters.emplace_back("bias", &bias->second);
         used_.insert(next[0]);
+        shape_ = output_shape(i, l);
         layers.push_back(l);
         tensors_.push_back(std::move(t));
         return add.output(0);
@@ -932,6 +1019,7 @@ std::string Importer::apply(int i, const std::string& value, std::vector<LayerSp
                      "to (N, -1), "
                      "Gemm, MatMul + Add, Add of a residual block, Dropout, Identity)");
   }
+  shape_ = output_shape(i, l);
   layers.push_back(l);
   tensors_.push_back(std::move(t));
   return n.output(0);
@@ -967,9 +1055,12 @@ ModelFile Importer::run() {
          std::to_string(kMinImportOpset) + " to " + std::to_string(kMaxImportOpset));
   }
   if (g.node_size() == 0) fail("the graph has no nodes");
-  for (const auto& t : g.initializer()) read_constant(t, "initializer");
   std::set<std::string> known;
-  for (const auto& t : g.initializer()) known.insert(t.name());
+  for (const auto& t : g.initializer()) {
+    // Which of two same-named initializers a reader meant is not in the file.
+    if (!known.insert(t.name()).second) fail("initializer '" + t.name() + "' appears twice");
+    read_constant(t, "initializer");
+  }
   for (const auto& in : g.input()) known.insert(in.name());
   for (int i = 0; i < g.node_size(); ++i) {
     const onnx::NodeProto& n = g.node(i);
@@ -1032,6 +1123,8 @@ ModelFile Importer::run() {
 
   ModelFile file;
   std::vector<LayerSpec> layers;
+  shape_ = Shape{1, chw[0], chw[1], chw[2]};
+  if (type.shape().dim(0).has_dim_value()) static_batch_ = type.shape().dim(0).dim_value();
   const std::string out = chain(input.name(), -1, layers);
   if (out != g.output(0).name())
     fail("value '" + out + "' ends the chain of layers, not the graph output '" +
@@ -1092,51 +1185,40 @@ ModelFile Importer::run() {
            " expects " + shape_text(expected));
     std::copy(from.floats.begin(), from.floats.end(), to.data());
   };
-  if (by_name) {
-    for (auto& p : file.model.named_parameters()) {
-      const auto it = constants_.find(p.name);
-      if (it == constants_.end() || it->second.is_int) fail("no float initializer named " + p.name);
-      assign(p.name, p.value, it->second);
-    }
-    Json counters = Json::object();
-    try {
-      if (meta.count("cnn.counters")) counters = detail::parse_json(meta.at("cnn.counters"));
-    } catch (const std::exception& e) {
-      fail(std::string("cnn.counters metadata is not JSON: ") + e.what());
-    }
-    for (auto& b : file.model.named_buffers()) {
-      if (b.counter) {
-        const Json v =
-            counters.is_object() && counters.contains(b.name) ? counters.at(b.name) : Json(0);
-        if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > (int64_t{1} << 53))
-          fail("cnn.counters: " + b.name + " is not a count");
-        b.value[0] = static_cast<float>(v.get<int64_t>());
-        continue;
-      }
-      const auto it = constants_.find(b.name);
-      if (it == constants_.end() || it->second.is_int) fail("no float initializer named " + b.name);
-      assign(b.name, b.value, it->second);
-    }
-  } else {
-    std::vector<std::pair<std::string, const Constant*>> params, buffers;
-    for (const LayerTensors& t : tensors_) {
-      params.insert(params.end(), t.parameters.begin(), t.parameters.end());
-      buffers.insert(buffers.end(), t.buffers.begin(), t.buffers.end());
-    }
-    auto named = file.model.named_parameters();
-    if (named.size() != params.size()) fail("the graph's weights do not match its layers");
-    for (size_t k = 0; k < named.size(); ++k)
-      assign(named[k].name, named[k].value, *params[k].second);
-    size_t next = 0;
-    for (auto& b : file.model.named_buffers()) {
-      if (b.counter) {
-        b.value[0] = 0;
-        continue;
-      }
-      if (next >= buffers.size()) fail("the graph's statistics do not match its layers");
-      assign(b.name, b.value, *buffers[next++].second);
-    }
+  // The tensors each node reads, in the graph's order, whatever their names: with the
+  // metadata too, since it names the layers but the graph wires them (found 2026-12-06: a
+  // file whose nodes read other initializers than the metadata's names took the named ones).
+  std::vector<std::pair<std::string, const Constant*>> params, buffers;
+  for (const LayerTensors& t : tensors_) {
+    params.insert(params.end(), t.parameters.begin(), t.parameters.end());
+    buffers.insert(buffers.end(), t.buffers.begin(), t.buffers.end());
   }
+  auto named = file.model.named_parameters();
+  if (named.size() != params.size()) fail("the graph's weights do not match its layers");
+  for (size_t k = 0; k < named.size(); ++k)
+    assign(named[k].name, named[k].value, *params[k].second);
+  // num_batches_tracked has no place in an inference graph: our export keeps it in metadata.
+  Json counters = Json::object();
+  try {
+    if (by_name && meta.count("cnn.counters"))
+      counters = detail::parse_json(meta.at("cnn.counters"));
+  } catch (const std::exception& e) {
+    fail(std::string("cnn.counters metadata is not JSON: ") + e.what());
+  }
+  size_t next = 0;
+  for (auto& b : file.model.named_buffers()) {
+    if (b.counter) {
+      const Json v =
+          counters.is_object() && counters.contains(b.name) ? counters.at(b.name) : Json(0);
+      if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > (int64_t{1} << 53))
+        fail("cnn.counters: " + b.name + " is not a count");
+      b.value[0] = static_cast<float>(v.get<int64_t>());
+      continue;
+    }
+    if (next >= buffers.size()) fail("the graph's statistics do not match its layers");
+    assign(b.name, b.value, *buffers[next++].second);
+  }
+  if (next != buffers.size()) fail("the graph's statistics do not match its layers");
   for (auto& b : file.model.named_buffers()) {
     if (b.counter) continue;
     if (b.name.ends_with("running_var"))

@@ -731,6 +731,10 @@ std::vector<std::string> torch_modules(const ModelSpec& spec) {
   return modules;
 }
 
+Shape layer_output_shape(const LayerSpec& layer, const Shape& input) {
+  return build_spec_layer(layer, input)->output_shape(input);
+}
+
 std::unique_ptr<Layer<float>> build_layer(const std::string& layer_json, const Shape& input,
                                           const std::string& origin) {
   SpecReader reader(origin);
