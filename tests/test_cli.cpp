@@ -812,6 +812,19 @@ TEST(CliBadInput, ABatchNormGivenOneValuePerChannelIsRefusedBeforeTraining) {
             0);
 }
 
+// Found 2026-12-06: a newline or a terminal escape in a name (a file's, or an ONNX node's read
+// from the file) split the error over lines and recoloured the terminal. They are escaped.
+TEST(CliBadInput, ControlCharactersInANameStayOnOneLine) {
+  const std::string name = (work_dir() / "a\nb\x1b[31mc.safetensors").string();
+  const std::string out = (work_dir() / "control_out.txt").string();
+  const std::string err = (work_dir() / "control_err.txt").string();
+  const testing::ProcessRun run = testing::finish_process(
+      testing::spawn_process(CNN_CLI, {"info", name}, {}, out, err), out, err);
+  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_EQ(run.err, "cnn: " + (work_dir() / "a\\nb\\x1b[31mc.safetensors").string() +
+                         ": cannot open a safetensors file: No such file or directory\n");
+}
+
 // A name longer than the file system allows (255 bytes): one line in cnn's words, not the
 // "filesystem error: status: File name too long [...]" that std::filesystem threw before.
 TEST(CliBadInput, NamesTooLongForTheFileSystemAreOneLine) {

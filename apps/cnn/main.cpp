@@ -49,6 +49,29 @@ using Json = nlohmann::json;
 constexpr const char* kDefaultPreset = "lenet5";
 constexpr int kDefaultEpochs = 20;
 
+/// Writes "cnn: <message>" as one line on stderr. Control characters (a newline or a terminal
+/// escape in a file name, or in a node name read from an ONNX file) are written as \n, \x1b
+/// and so on, so that they can neither split the line nor drive the terminal.
+void print_error(const std::string& message) {
+  std::string line = "cnn: ";
+  for (const char c : message) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte >= 0x20 && byte != 0x7f) {
+      line += c;
+    } else if (c == '\n') {
+      line += "\\n";
+    } else if (c == '\t') {
+      line += "\\t";
+    } else {
+      char escaped[8];
+      std::snprintf(escaped, sizeof escaped, "\\x%02x", byte);
+      line += escaped;
+    }
+  }
+  line += '\n';
+  std::fputs(line.c_str(), stderr);
+}
+
 const char* const kMainHelp =
     "usage: cnn <command> [options]\n"
     "\n"
@@ -449,10 +472,8 @@ void agree_on_setup(Communicator* ranks, const F& setup) {
   const auto first = std::find(failed.begin(), failed.end(), 1.0);
   if (first == failed.end()) return;
   if (first - failed.begin() == ranks->rank()) {
-    if (ranks->rank() == 0)
-      std::fprintf(stderr, "cnn: %s\n", error.c_str());
-    else
-      std::fprintf(stderr, "cnn: rank %d: %s\n", ranks->rank(), error.c_str());
+    print_error(ranks->rank() == 0 ? error
+                                   : "rank " + std::to_string(ranks->rank()) + ": " + error);
   }
   throw QuietExit{1};
 }
@@ -1265,7 +1286,7 @@ int main(int argc, char** argv) {
       if (ranks->rank() != 0 && std::freopen("/dev/null", "w", stdout) == nullptr) return 1;
     }
   } catch (const cnn::Error& e) {
-    std::fprintf(stderr, "cnn: %s\n", e.what());
+    cnn::cli::print_error(e.what());
     return 1;
   }
   try {
@@ -1278,18 +1299,19 @@ int main(int argc, char** argv) {
     return e.code;
   } catch (const cnn::RanksError& e) {
     // Every rank raised it alike: rank 0 reports it, all end normally.
-    if (ranks == nullptr || ranks->rank() == 0) std::fprintf(stderr, "cnn: %s\n", e.what());
+    if (ranks == nullptr || ranks->rank() == 0) cnn::cli::print_error(e.what());
     return 1;
   } catch (const std::exception& e) {
     // Outside the batch loops (which name the batch) memory is still named, not "std::bad_alloc".
     const char* what =
         dynamic_cast<const std::bad_alloc*>(&e) ? "out of memory (std::bad_alloc)" : e.what();
     if (ranks == nullptr) {
-      std::fprintf(stderr, "cnn: %s\n", what);
+      cnn::cli::print_error(what);
       return 1;
     }
     // Only this rank knows: the others would wait for it forever.
-    std::fprintf(stderr, "cnn: rank %d of %d: %s\n", ranks->rank(), ranks->size(), what);
+    cnn::cli::print_error("rank " + std::to_string(ranks->rank()) + " of " +
+                          std::to_string(ranks->size()) + ": " + what);
     std::fflush(stderr);
     ranks->abort(1);
   }
