@@ -14,6 +14,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <set>
 #include <utility>
 #include <vector>
@@ -1148,6 +1149,48 @@ TEST(ModelFile, SaveRefusesASpecThatDoesNotDescribeTheModel) {
 
 // A model built in C++ produces its own spec (spec_of, build_model's inverse), so it can be
 // saved and loaded like any other: the spec registry maps each layer back to its spec keys.
+// Found 2026-12-06: save_model wrote files that load_model then refused (a log-loss spec
+// without its two classes, a kernel beyond the spec's limits, a model that outputs no class
+// scores, NaN weights). What would not load is not written.
+TEST(ModelFile, SaveRefusesWhatWouldNotLoad) {
+  const fs::path path =
+      fs::temp_directory_path() / ("cnn_unloadable_" + std::to_string(::getpid()) + ".safetensors");
+  const auto expect_refused = [&](Sequential<float>& model, const ModelSpec& spec,
+                                  const std::string& fragment) {
+    try {
+      save_model(path.string(), model, spec, {});
+      ADD_FAILURE() << "saved what would not load: " << fragment;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("cannot save: "), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+    }
+    EXPECT_FALSE(fs::exists(path));
+  };
+  Sequential<float> binary;
+  binary.emplace<Flatten<>>();
+  binary.emplace<Linear<>>(16, 1);
+  binary.emplace<Sigmoid<>>();
+  binary.build(Shape{1, 4, 4});
+  expect_refused(binary, spec_of(binary, "binary", LossKind::kLogLoss),
+                 "the file would not load: architecture: loss log_loss expects \"classes\"");
+  ModelSpec with_classes = spec_of(binary, "binary", LossKind::kLogLoss);
+  with_classes.classes = {0, 1};
+  save_model(path.string(), binary, with_classes, {});
+  EXPECT_NO_THROW(load_model(path.string()));
+  fs::remove(path);
+  Sequential<float> maps;
+  maps.emplace<Conv2d<>>(1, 2, 3);
+  maps.build(Shape{1, 4, 4});
+  expect_refused(maps, spec_of(maps, "maps"), "expects the model to output (N, classes) logits");
+  Sequential<float> linear;
+  linear.emplace<Flatten<>>();
+  linear.emplace<Linear<>>(4, 2);
+  linear.build(Shape{1, 2, 2});
+  linear.parameters()[3] = std::numeric_limits<float>::quiet_NaN();
+  expect_refused(linear, spec_of(linear, "linear"),
+                 "tensor '1.weight' holds a non-finite value at index 3 (the file would not load)");
+}
+
 TEST(ModelFile, AModelBuiltInCppSavesThroughItsOwnSpec) {
   for (const std::string preset : {"lenet5", "convnet", "resnet", "seed"}) {
     const ModelSpec spec = preset_spec(preset);

@@ -524,6 +524,29 @@ TEST(Onnx, GraphsAreImportedAsWiredOrRefused) {
   ASSERT_FALSE(other.empty());
   const TensorView<float> loaded = rewired.model.named_parameters()[0].value;
   EXPECT_EQ(std::vector<float>(loaded.data(), loaded.data() + loaded.numel()), other);
+  // A graph of one output (no metadata) imports, as any graph of our layers does, but as a
+  // cross-entropy classifier of one class it would not load from a model file: cnn convert
+  // wrote one anyway. Saving it is refused, and nothing is written.
+  ModelFile one_output = load_onnx(edited([](onnx::ModelProto& m) {
+    m.clear_metadata_props();
+    for (auto& t : *m.mutable_graph()->mutable_initializer()) {
+      if (t.name() != "11.weight" && t.name() != "11.bias") continue;
+      t.set_dims(0, 1);
+      t.set_raw_data(t.raw_data().substr(0, t.raw_data().size() / 10));
+    }
+  }));
+  const std::string converted = (work_dir() / "one_output.safetensors").string();
+  try {
+    save_model(converted, one_output.model, one_output.spec, {});
+    ADD_FAILURE() << "saved a model file that does not load";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot save: the file would not load: architecture: "
+                                         "loss cross_entropy expects the model to output (N, "
+                                         "classes) logits, got (1, 1)"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_FALSE(fs::exists(converted));
   // Before opset 14 a BatchNormalization's extra outputs make it a training-mode one (batch
   // statistics), which was imported as an inference one.
   const ModelSpec normed = parse_model_spec(R"({"input": [1, 6, 6], "layers": [

@@ -50,10 +50,35 @@ void require_spec_describes(const std::string& path, const Sequential<float>& mo
 void save_model(const std::string& path, Sequential<float>& model, const ModelSpec& spec,
                 const std::vector<std::string>& class_names) {
   require_spec_describes(path, model, spec);
+  // What load_model would refuse is refused here, before a file is written that cannot be read
+  // back: a spec that does not parse again (a log loss without its two classes, a kernel over
+  // the spec's limits) and non-finite values.
+  std::string architecture;
+  try {
+    architecture = to_json(spec);
+    parse_model_spec(architecture, "architecture");
+  } catch (const Error& e) {
+    throw Error(path + ": cannot save: the file would not load: " + e.what());
+  } catch (const Json::exception& e) {
+    throw Error(path + ": cannot save: the spec's names are not UTF-8 text (" + e.what() + ")");
+  }
+  const auto require_finite = [&](const auto& named) {
+    for (const auto& t : named) {
+      for (int64_t i = 0; i < t.value.numel(); ++i) {
+        if (!std::isfinite(t.value[i])) {
+          throw Error(path + ": cannot save: tensor '" + t.name +
+                      "' holds a non-finite value at index " + std::to_string(i) +
+                      " (the file would not load)");
+        }
+      }
+    }
+  };
+  require_finite(model.named_parameters());
+  require_finite(model.named_buffers());
   save_safetensors(path, detail::model_tensors(model),
                    {{"format", "cnn"},
                     {"format_version", kModelFormatVersion},
-                    {"architecture", to_json(spec)},
+                    {"architecture", architecture},
                     {"class_names", Json(class_names).dump()}});
 }
 
