@@ -46,6 +46,63 @@ TEST(Tensor, AlignedZeroedAndReusesCapacity) {
   EXPECT_EQ(t[0], 0.0f);
 }
 
+// Found 2026-12-06 (probing the API): a default-constructed or moved-from tensor counted one
+// element (its shape () does) with no storage, so copying or filling it wrote through a null
+// pointer: copies of unbuilt layers, losses and models crashed.
+TEST(Tensor, EmptyTensorsHaveNoElementsAndCopyAsEmpty) {
+  Tensor<float> empty;
+  EXPECT_EQ(empty.numel(), 0);
+  EXPECT_EQ(empty.begin(), empty.end());
+  empty.fill(1.0f);
+  Tensor<float> copy(empty);
+  EXPECT_EQ(copy.numel(), 0);
+  EXPECT_EQ(copy.data(), nullptr);
+  Tensor<float> full(Shape{4}, 2.0f);
+  full = empty;
+  EXPECT_EQ(full.numel(), 0);
+  Tensor<float> source(Shape{4}, 1.0f);
+  Tensor<float> moved(std::move(source));
+  EXPECT_EQ(source.numel(), 0);  // NOLINT(bugprone-use-after-move): what is left is empty
+  float sum = 0;
+  for (float v : source) sum += v;  // NOLINT(bugprone-use-after-move)
+  EXPECT_EQ(sum, 0.0f);
+  Tensor<float> scalar(Shape(), 7.0f);  // a counter's shape (): one element
+  EXPECT_EQ(scalar.numel(), 1);
+  EXPECT_EQ(Tensor<float>(scalar)[0], 7.0f);
+  // Copies of things that hold tensors before any use.
+  MaxPool2d<float> pool(2);
+  MaxPool2d<float> pool_copy(pool);
+  CrossEntropyLoss<float> loss;
+  CrossEntropyLoss<float> loss_copy(loss);
+  Sequential<float> unbuilt;
+  unbuilt.emplace<Linear<>>(3, 3);
+  EXPECT_EQ(unbuilt.parameter_count(), 0);
+  unbuilt.zero_grad();
+}
+
+// Found 2026-12-06: a backward given an empty view (no data) as the output gradient read
+// through a null pointer; forward refused empty views already.
+TEST(Sequential, BackwardRefusesEmptyViews) {
+  Sequential<float> model;
+  model.emplace<Linear<>>(3, 2);
+  model.build(Shape{3});
+  Tensor<float> x(Shape{1, 3}, 1.0f);
+  model.forward(x, Mode::kTrain);
+  EXPECT_THROW(model.backward(TensorView<const float>(nullptr, Shape{1, 2})), Error);
+  Linear<float> linear(3, 2);
+  Tensor<float> params(Shape{linear.parameter_count()}), grads(Shape{linear.parameter_count()});
+  linear.bind_parameters(params.data(), grads.data());
+  Tensor<float> y(Shape{1, 2}), dy(Shape{1, 2}, 1.0f), dx(Shape{1, 3});
+  linear.forward(x, y, Mode::kTrain);
+  try {
+    linear.backward(x, y, TensorView<const float>(nullptr, Shape{1, 2}), dx);
+    ADD_FAILURE() << "a backward read an empty output gradient";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("must not be empty views"), std::string::npos) << e.what();
+  }
+  linear.backward(x, y, dy, {});  // an empty dx means "not needed"
+}
+
 TEST(Rng, SameSeedSameNumbersAndSaneMoments) {
   Rng a(42), b(42), c(43);
   for (int i = 0; i < 100; ++i) EXPECT_EQ(a.next_u64(), b.next_u64());

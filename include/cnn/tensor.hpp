@@ -54,7 +54,9 @@ class TensorView {
 
 /// Owning tensor: contiguous, 64-byte aligned, zero-initialised on allocation. resize() keeps
 /// the allocation when it is large enough, so a training step at a fixed batch size allocates
-/// nothing. Copies are deep.
+/// nothing. Copies are deep. A default-constructed or moved-from tensor is empty: no storage,
+/// numel() 0 (its shape, (), would count one element: a scalar such as a counter is resized
+/// to () and then has its element).
 template <typename T>
 class Tensor {
  public:
@@ -64,14 +66,22 @@ class Tensor {
     resize(shape);
     fill(fill_value);
   }
-  Tensor(const Tensor& other) : Tensor(other.shape_) {
-    std::copy(other.data(), other.data() + other.numel(), data());
-  }
-  Tensor& operator=(const Tensor& other) {
-    if (this != &other) {
+  Tensor(const Tensor& other) {
+    if (other.storage_) {
       resize(other.shape_);
       std::copy(other.data(), other.data() + other.numel(), data());
     }
+  }
+  Tensor& operator=(const Tensor& other) {
+    if (this == &other) return *this;
+    if (!other.storage_) {
+      storage_.reset();
+      capacity_ = 0;
+      shape_ = Shape();
+      return *this;
+    }
+    resize(other.shape_);
+    std::copy(other.data(), other.data() + other.numel(), data());
     return *this;
   }
   Tensor(Tensor&& other) noexcept
@@ -113,7 +123,7 @@ class Tensor {
   T* data() { return storage_.get(); }
   const T* data() const { return storage_.get(); }
   const Shape& shape() const { return shape_; }
-  int64_t numel() const { return shape_.numel(); }
+  int64_t numel() const { return storage_ ? shape_.numel() : 0; }
   T& operator[](int64_t i) { return data()[i]; }
   const T& operator[](int64_t i) const { return data()[i]; }
   T* begin() { return data(); }

@@ -211,6 +211,9 @@ template <typename T>
 void Layer<T>::backward(TensorView<const T> x, TensorView<const T> y, TensorView<const T> dy,
                         TensorView<T> dx) {
   check_backward(x.shape(), y.shape(), dy.shape(), dx);
+  // Only dx may be empty ("not needed"); the others are read.
+  if (x.empty() || y.empty() || dy.empty())
+    fail("backward: input, output and output gradient must not be empty views");
   backward_impl(x, y, dy, dx);
 }
 

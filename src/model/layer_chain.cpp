@@ -445,9 +445,10 @@ void LayerChain<T>::backward(TensorView<const T> dy, TensorView<T> dx) {
     return;
   }
   if (input_.empty()) throw Error("backward() before forward()");
-  if (dy.shape() != outputs_.back().shape()) {
+  if (dy.shape() != outputs_.back().shape() || dy.empty()) {
     throw Error("backward expected a gradient of the output's shape " +
-                outputs_.back().shape().str() + ", got " + dy.shape().str());
+                outputs_.back().shape().str() + ", got " +
+                (dy.empty() ? std::string("an empty view") : dy.shape().str()));
   }
   if (skipped_outputs_) recompute_skipped_outputs();
   backward_steps(layers_.size(), dy, false, dx);
