@@ -274,6 +274,32 @@ TEST(Errors, OptimizerSettings) {
                {"Adam:", "as many gradients as parameters", "got 2 and 3"});
 }
 
+// Found 2026-12-06 by probing the library's API: each of these crashed, read out of bounds or
+// threw a standard exception instead of a cnn::Error.
+TEST(Errors, ThreadsBatchesAndLabelsOutOfRange) {
+  // libgomp sized a team of INT_MAX threads (481 GB) and ended the process.
+  expect_error([] { ops::set_threads(std::numeric_limits<int>::max()); },
+               {"set_threads: expected 1 to 1024 threads, got 2147483647"});
+  expect_error([] { ops::set_threads(ops::kMaxThreads + 1); }, {"got 1025"});
+  // std::length_error, from sizing the order before the check.
+  expect_error([] { BatchIterator(-5, 2); },
+               {"BatchIterator: expected positive count and batch size, got -5 and 2"});
+  // (count + batch - 1) overflowed: 0 batches an epoch.
+  EXPECT_EQ(BatchIterator(5, std::numeric_limits<int64_t>::max()).batches_per_epoch(), 1);
+  // Fewer labels than output rows were read past their end.
+  Objective objective(LossKind::kCrossEntropy, 3);
+  const Tensor<float> outputs(Shape{2, 3}, 0.5f);
+  expect_error([&] { objective.loss(outputs, {0}, nullptr); },
+               {"Objective: expected one label per output row (2), got 1"});
+  expect_error([&] { objective.loss(outputs, {0, 1, 2}, nullptr); }, {"(2), got 3"});
+  EXPECT_NO_THROW(objective.loss(outputs, {0, 2}, nullptr));
+  expect_error([&] { objective.predict(outputs, 2); },
+               {"Objective::predict: expected a row of (N, classes) outputs (2, 3), got row 2"});
+  EXPECT_EQ(objective.predict(outputs, 1), 0);
+  expect_error([] { Objective(LossKind::kCrossEntropy, 0); },
+               {"Objective: expected a positive number of classes, got 0"});
+}
+
 TEST(Errors, ScheduleSettings) {
   const auto with = [](auto edit) {
     ScheduleOptions o;

@@ -95,6 +95,8 @@ double measure_core_round_trip_ns(int64_t trips = 50000);
 /// threads (OMP_THREAD_LIMIT, OMP_DYNAMIC, a call from a user's parallel region): the work is
 /// split for the requested count and the granted threads share it out. Across thread counts
 /// results agree to rounding (parameter gradients are summed per part, then in part order).
+/// Throws cnn::Error outside 1 to kMaxThreads.
+constexpr int kMaxThreads = 1024;
 void set_threads(int threads);
 int threads();
 

@@ -220,11 +220,15 @@ void random_crop_flip(Tensor<float>& x, int64_t padding, Rng& rng, std::vector<f
 }
 
 BatchIterator::BatchIterator(int64_t count, int64_t batch_size)
-    : count_(count), batch_size_(batch_size), order_(static_cast<size_t>(count)) {
+    : count_(count), batch_size_(batch_size) {
+  // Checked before the order is sized: a negative count made std::length_error. A batch above
+  // the count is the count (one batch an epoch), so that batches_per_epoch cannot overflow.
   if (count <= 0 || batch_size <= 0) {
     throw Error("BatchIterator: expected positive count and batch size, got " +
                 std::to_string(count) + " and " + std::to_string(batch_size));
   }
+  batch_size_ = std::min(batch_size, count);
+  order_.resize(static_cast<size_t>(count));
   start_epoch(nullptr);
 }
 

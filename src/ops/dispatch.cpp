@@ -31,8 +31,11 @@ std::atomic<int>& thread_count() {
 }  // namespace
 
 void set_threads(int threads) {
-  if (threads < 1)
-    throw Error("set_threads: expected at least 1 thread, got " + std::to_string(threads));
+  // libgomp sizes a team's structures by it: INT_MAX asked for 481 GB and ended the process.
+  if (threads < 1 || threads > kMaxThreads) {
+    throw Error("set_threads: expected 1 to " + std::to_string(kMaxThreads) + " threads, got " +
+                std::to_string(threads));
+  }
   thread_count().store(threads, std::memory_order_relaxed);
 }
 int threads() {

@@ -24,6 +24,8 @@ Objective objective_for(Sequential<float>& model, const ModelSpec& spec,
 
 Objective::Objective(LossKind kind, int64_t classes, double label_smoothing)
     : kind_(kind), classes_(classes), cross_entropy_(static_cast<float>(label_smoothing)) {
+  if (classes < (kind == LossKind::kLogLoss ? 2 : 1))
+    throw Error("Objective: expected a positive number of classes, got " + std::to_string(classes));
   if (label_smoothing != 0 && kind == LossKind::kLogLoss) {
     throw Error("label smoothing applies to the cross-entropy loss, not the log loss");
   }
@@ -31,7 +33,11 @@ Objective::Objective(LossKind kind, int64_t classes, double label_smoothing)
 
 double Objective::loss(TensorView<const float> outputs, const std::vector<uint8_t>& labels,
                        Tensor<float>* gradient) {
-  const int64_t n = outputs.shape()[0];
+  const int64_t n = outputs.shape().rank() > 0 ? outputs.shape()[0] : 0;
+  if (static_cast<int64_t>(labels.size()) != n) {
+    throw Error("Objective: expected one label per output row (" + std::to_string(n) + "), got " +
+                std::to_string(labels.size()));
+  }
   for (uint8_t label : labels) {
     if (label >= classes_) {
       throw Error("dataset label " + std::to_string(label) + " is outside the model's " +
@@ -51,6 +57,10 @@ double Objective::loss(TensorView<const float> outputs, const std::vector<uint8_
 }
 
 int Objective::predict(TensorView<const float> outputs, int64_t n) const {
+  if (outputs.shape().rank() != 2 || n < 0 || n >= outputs.shape()[0] || outputs.empty()) {
+    throw Error("Objective::predict: expected a row of (N, classes) outputs " +
+                outputs.shape().str() + ", got row " + std::to_string(n));
+  }
   if (kind_ == LossKind::kLogLoss) return outputs[n] >= 0.5f ? 1 : 0;
   const int64_t k = outputs.shape()[1];
   const float* row = outputs.data() + n * k;
