@@ -300,6 +300,29 @@ TEST(Errors, ThreadsBatchesAndLabelsOutOfRange) {
                {"Objective: expected a positive number of classes, got 0"});
 }
 
+// Found 2026-12-06: BatchNorm's backward normalises with the latest forward's batch
+// statistics, and took any input: a backward of 4 images after a forward of 2 returned a dx of
+// -3e7, and a backward before any forward returned values. MaxPool2d and Dropout refused these.
+TEST(Errors, BatchNormBackwardNeedsTheLatestForwardsInput) {
+  Sequential<float> model;
+  model.emplace<BatchNorm2d<float>>(3);
+  model.build(Shape{3, 2, 2});
+  BatchNorm2d<float>& norm = dynamic_cast<BatchNorm2d<float>&>(model.layer(0));
+  Tensor<float> two(Shape{2, 3, 2, 2}), four(Shape{4, 3, 2, 2});
+  for (int64_t i = 0; i < four.numel(); ++i) four[i] = static_cast<float>(i % 5);
+  for (int64_t i = 0; i < two.numel(); ++i) two[i] = static_cast<float>(i % 3);
+  Tensor<float> y4(four.shape()), dy4(four.shape(), 1.0f), dx4(four.shape());
+  expect_error([&] { norm.backward(four, y4, dy4, dx4); },
+               {"BatchNorm2d(3", "backward before any forward"});
+  Tensor<float> y2(two.shape());
+  norm.forward(two, y2, Mode::kTrain);
+  expect_error(
+      [&] { norm.backward(four, y4, dy4, dx4); },
+      {"backward: expected the input of the latest forward (2, 3, 2, 2), got (4, 3, 2, 2)"});
+  Tensor<float> dy2(two.shape(), 1.0f), dx2(two.shape());
+  EXPECT_NO_THROW(norm.backward(two, y2, dy2, dx2));
+}
+
 TEST(Errors, ScheduleSettings) {
   const auto with = [](auto edit) {
     ScheduleOptions o;

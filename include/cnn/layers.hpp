@@ -565,6 +565,9 @@ class BatchNorm : public Layer<T> {
   int min_rank_, max_rank_;
   std::vector<T> batch_mean_, batch_var_;  // of the latest kTrain forward
   bool last_train_ = false;
+  Shape last_input_shape_;  // of the latest forward; rank 0 before any
+  /// Throws unless `x` is the latest forward's input shape (whose statistics backward uses).
+  void require_latest_input(const Shape& x) const;
   std::vector<double> moments_;    // plane moments written by the convolution before
   const T* moments_of_ = nullptr;  // the input they are of (take_moments), until consumed
   Communicator* ranks_ = nullptr;  // synchronised batch statistics (multi-rank training)

@@ -173,6 +173,7 @@ void BatchNorm<T>::backward_block_end(TensorView<const T> dy, TensorView<T> g, T
     this->fail("backward_block_end: expected gradients " + shape.str() +
                " and local statistics, got " + g.shape().str() + " and " + dx.shape().str());
   }
+  require_latest_input(shape);
   ops::batchnorm_add_relu_backward(g.data(), dx.data(), affine_ ? this->gradient_data(0) : nullptr,
                                    affine_ ? this->gradient_data(1) : nullptr, dy.data(), self,
                                    shortcut, addend, norm_shape(shape), last_train_);
@@ -214,6 +215,7 @@ void BatchNorm<T>::statistics(TensorView<const T> x, Mode mode) {
   const bool from_moments =
       std::exchange(moments_of_, nullptr) == x.data() && std::is_same_v<T, float>;
   last_train_ = mode == Mode::kTrain;
+  last_input_shape_ = x.shape();
   if (!last_train_) return;  // the running statistics normalise
   const ops::NormShape s = norm_shape(x.shape());
   T* running_mean = this->buffer_data(0);
@@ -264,7 +266,19 @@ void BatchNorm<T>::backward_relu(TensorView<const T> x, TensorView<const T> dy, 
 }
 
 template <typename T>
+void BatchNorm<T>::require_latest_input(const Shape& x) const {
+  // The batch statistics are the latest forward's: another batch would be normalised with them
+  // (a backward of 4 images after a forward of 2 gave dx of -3e7, silently).
+  if (last_input_shape_.rank() == 0) this->fail("backward before any forward");
+  if (x != last_input_shape_) {
+    this->fail("backward: expected the input of the latest forward " + last_input_shape_.str() +
+               ", got " + x.str());
+  }
+}
+
+template <typename T>
 void BatchNorm<T>::check_relu_maxpool_backward(const Shape& x, const MaxPool2d<T>& pool) const {
+  require_latest_input(x);
   output_shape(x);
   if (x.rank() != 4 || !pool.is_2x2_stride2() || synchronised()) {
     this->fail(
@@ -306,6 +320,7 @@ bool BatchNorm<T>::backward_relu_maxpool_by_image(TensorView<const T> x, TensorV
 template <typename T>
 void BatchNorm<T>::run_backward(TensorView<const T> x, TensorView<const T> dy, TensorView<T> dx,
                                 bool relu, MaxPool2d<T>* pool) {
+  require_latest_input(x.shape());
   const ops::NormShape s = norm_shape(x.shape());
   T* dgamma = affine_ ? this->gradient_data(0) : nullptr;
   T* dbeta = affine_ ? this->gradient_data(1) : nullptr;
