@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <utility>
 
+#include "cnn/error.hpp"
+
 namespace cnn {
 
 /// Everything an Rng will draw from: checkpoints save it, so that a resumed run draws what
@@ -25,7 +27,11 @@ class Rng {
   RngState state() const {
     return {{state_[0], state_[1], state_[2], state_[3]}, has_spare_, spare_};
   }
+  /// Throws cnn::Error for the all-zero words, which xoshiro never leaves (it would draw zeros
+  /// for ever, and normal() would never return) and no state() gives.
   void set_state(const RngState& s) {
+    if (s.words == std::array<uint64_t, 4>{})
+      throw Error("Rng::set_state: the all-zero state is not a state of this generator");
     for (int i = 0; i < 4; ++i) state_[i] = s.words[static_cast<size_t>(i)];
     has_spare_ = s.has_spare;
     spare_ = s.spare;
