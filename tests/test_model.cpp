@@ -1041,6 +1041,22 @@ TEST_F(SafeTensorsTest, RefusesCorruptFilesByName) {
   EXPECT_THROW(SafeTensorsFile::load(file("ok")).entry("b"), Error);
 }
 
+// Found 2026-12-06: the loader read the whole data section into memory before it checked the
+// header, so a large file that is not a model (here a sparse 64 GiB one) ended in
+// std::bad_alloc (or, under AddressSanitizer, an abort). Its header is checked first now.
+TEST_F(SafeTensorsTest, AHugeFileIsRefusedByItsHeaderBeforeItsDataIsRead) {
+  write(file("huge"), safetensors_bytes("{}", ""));
+  ASSERT_EQ(::truncate(file("huge").c_str(), off_t{64} << 30), 0) << std::strerror(errno);
+  try {
+    SafeTensorsFile::load(file("huge"));
+    ADD_FAILURE() << "a 64 GiB file of no tensors loaded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("belong to no tensor (trailing data)"), std::string::npos)
+        << e.what();
+  }
+  fs::remove(file("huge"));
+}
+
 TEST_F(SafeTensorsTest, AHeaderOfManyTensorsParsesInLinearWork) {
   // Found 2026-12-05: the header was parsed with nlohmann's parser callback (to find duplicate
   // names), whose end_object scans the parent object for discarded values: 50,000 tensors took

@@ -89,10 +89,10 @@ SafeTensorsFile SafeTensorsFile::load(const std::string& path) {
   }
   std::string header(static_cast<size_t>(header_size), '\0');
   in.read(header.data(), static_cast<std::streamsize>(header_size));
+  if (!in) fail(path, "could not read the header");
+  // The data is read once the header has been checked against its size: a large file that is
+  // not a model (or a sparse one) is refused by its header, not by the memory it would take.
   const uint64_t data_size = file_size - 8 - header_size;
-  std::vector<uint8_t> data(static_cast<size_t>(data_size));
-  in.read(reinterpret_cast<char*>(data.data()), static_cast<std::streamsize>(data_size));
-  if (!in) fail(path, "could not read the whole file");
 
   // Duplicate keys are legal JSON that nlohmann would silently collapse; refuse them here.
   std::set<std::string> top_level_keys;
@@ -170,8 +170,6 @@ SafeTensorsFile SafeTensorsFile::load(const std::string& path) {
                      std::to_string(numel * element_size(entry.dtype)) +
                      " bytes, data_offsets give " + std::to_string(stop - begin));
     }
-    entry.bytes.assign(data.begin() + static_cast<std::ptrdiff_t>(begin),
-                       data.begin() + static_cast<std::ptrdiff_t>(stop));
     spans.push_back({begin, stop, name});
     file.entries_.emplace(name, std::move(entry));
   }
@@ -194,6 +192,13 @@ SafeTensorsFile SafeTensorsFile::load(const std::string& path) {
   if (covered != data_size) {
     fail(path, "bytes " + std::to_string(covered) + " to " + std::to_string(data_size) +
                    " belong to no tensor (trailing data)");
+  }
+  // The spans tile the data in file order: each tensor's bytes are read straight into it.
+  for (const Span& span : spans) {
+    std::vector<uint8_t>& bytes = file.entries_.at(span.name).bytes;
+    bytes.resize(static_cast<size_t>(span.end - span.begin));
+    in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+    if (!in) fail(path, "could not read the whole file");
   }
   return file;
 }
