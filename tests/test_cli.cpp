@@ -668,6 +668,9 @@ TEST(CliBadInput, DirectoriesDevicesAndPipesAreNotFiles) {
   fs::create_directories(idx / "train-images-idx3-ubyte");
   expect_refusal("train --data " + idx.string(),
                  {"train-images-idx3-ubyte: expected an IDX file, got a directory"});
+  // A file where the data directory belongs is not "no such directory".
+  expect_refusal("train --data " + trained_model().string(),
+                 {"--data " + trained_model().string() + ": not a directory (expected"});
   const fs::path cifar = work_dir() / "cifar_folder";
   fs::create_directories(cifar / "data_batch_1.bin");
   expect_refusal("train --data " + cifar.string(),

@@ -131,9 +131,11 @@ DataSplit load_dataset(const std::string& which, const std::string& sample_dir,
   std::error_code error;
   if (!fs::is_directory(dir, error)) {
     // The system's reason where it has one beyond absence ("File name too long").
+    std::error_code exists_error;
     const std::string reason = error && error != std::errc::no_such_file_or_directory
                                    ? error.message()
-                                   : std::string("no such directory");
+                               : fs::exists(dir, exists_error) ? std::string("not a directory")
+                                                               : std::string("no such directory");
     throw Error("--data " + which + ": " + reason +
                 " (expected fashion-mnist, sample, or a directory of IDX files or CIFAR-10 "
                 "batches)");
