@@ -826,6 +826,19 @@ TEST(CliBadInput, ControlCharactersInANameStayOnOneLine) {
   EXPECT_EQ(run.exit_code, 1);
   EXPECT_EQ(run.err, "cnn: " + (work_dir() / "a\\nb\\x1b[31mc.safetensors").string() +
                          ": cannot open a safetensors file: No such file or directory\n");
+  // A name that is not UTF-8 cannot go into the checkpoint's JSON: the run failed at its first
+  // checkpoint, an epoch in ("invalid UTF-8 byte"). It is refused before training.
+  const std::string latin1 = (work_dir() / "m\xfe.safetensors").string();
+  const testing::ProcessRun refused = testing::finish_process(
+      testing::spawn_process(
+          CNN_CLI, {"train", "--data", "sample", "--epochs", "1", "--out", latin1}, {}, out, err),
+      out, err);
+  EXPECT_EQ(refused.exit_code, 1) << refused.err;
+  EXPECT_EQ(refused.err, "cnn: --out " + latin1 +
+                             ": expected UTF-8 text (the checkpoint stores it as JSON, which holds "
+                             "no other bytes)\n");
+  EXPECT_EQ(refused.out, "");
+  EXPECT_FALSE(fs::exists(work_dir() / "m\xfe.ckpt"));
 }
 
 // A name longer than the file system allows (255 bytes): one line in cnn's words, not the

@@ -421,6 +421,26 @@ void require_room_for_run_files(const std::string& out) {
   }
 }
 
+/// Refuses, before any work, a --model, --data or --out (or a spec name, which a spec without
+/// "name" takes from its file) that is not UTF-8: the checkpoint keeps them as JSON text, which
+/// cannot hold other bytes, so the run failed at its first checkpoint with nlohmann's
+/// "invalid UTF-8 byte" (found 2026-12-06 with a spec file named "\xff.json").
+void require_utf8_names(const TrainConfig& c, const ModelSpec& spec) {
+  const std::pair<const char*, const std::string*> names[] = {{"--model", &c.model},
+                                                              {"--data", &c.data},
+                                                              {"--out", &c.out},
+                                                              {"the spec's name", &spec.name}};
+  for (const auto& [what, value] : names) {
+    try {
+      static_cast<void>(Json(*value).dump());
+    } catch (const Json::exception&) {
+      throw Error(std::string(what) + " " + *value +
+                  ": expected UTF-8 text (the checkpoint stores it as JSON, which holds no other "
+                  "bytes)");
+    }
+  }
+}
+
 /// The line for an allocation that failed (cnn::OutOfMemory, which names the tensor, or
 /// std::bad_alloc) while running at `batch` images: the batch sizes most of a run's memory.
 std::string out_of_memory_at(const std::exception& e, int64_t batch) {
@@ -650,6 +670,7 @@ void prepare_training(const Args& args, Communicator* ranks, TrainSetup& t) {
   }
   ops::set_threads(config.threads);
   const std::string& out = config.out;
+  require_utf8_names(config, t.spec);
   require_room_for_run_files(out);
   const fs::path out_dir = fs::path(out).parent_path();
   std::error_code error;
