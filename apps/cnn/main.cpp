@@ -407,13 +407,20 @@ TrainConfig config_from_args(const Args& args, const std::string& model_name, co
   return c;
 }
 
-/// Refuses, before any work, a run that could not write one of its files (OUT, OUT.csv,
-/// OUT.svg, OUT.ckpt, OUT.lock) because something other than a regular file is there. Found
-/// 2026-12-06: `--out /dev/null` trained and then, as root, replaced the device with the model
-/// and wrote /dev/null.csv, .svg, .ckpt and .lock beside it.
-void require_room_for_run_files(const std::string& out) {
-  for (const std::string& path : {out, sibling(out, ".csv"), sibling(out, ".svg"),
-                                  sibling(out, ".ckpt"), sibling(out, ".lock")}) {
+/// The files a run writes atomically: the model at `out`, its metrics and curves beside it,
+/// and the checkpoint (OUT.ckpt, or the one a resumed run was given).
+std::vector<std::string> run_files(const std::string& out, const std::string& checkpoint) {
+  return {out, sibling(out, ".csv"), sibling(out, ".svg"), checkpoint};
+}
+
+/// Refuses, before any work, a run that could not write one of its files (run_files and
+/// OUT.lock) because something other than a regular file is there. Found 2026-12-06:
+/// `--out /dev/null` trained and then, as root, replaced the device with the model and wrote
+/// /dev/null.csv, .svg, .ckpt and .lock beside it.
+void require_room_for_run_files(const std::string& out, const std::string& checkpoint) {
+  std::vector<std::string> paths = run_files(out, checkpoint);
+  paths.push_back(sibling(out, ".lock"));
+  for (const std::string& path : paths) {
     const char* kind = special_file_kind(path);
     if (kind == nullptr) continue;
     throw Error("--out " + out + ": the run writes " + path + ", which is " + kind +
@@ -671,7 +678,7 @@ void prepare_training(const Args& args, Communicator* ranks, TrainSetup& t) {
   ops::set_threads(config.threads);
   const std::string& out = config.out;
   require_utf8_names(config, t.spec);
-  require_room_for_run_files(out);
+  require_room_for_run_files(out, t.checkpoint_path);
   const fs::path out_dir = fs::path(out).parent_path();
   std::error_code error;
   if (rank == 0 && !out_dir.empty() && !fs::is_directory(out_dir, error)) {
@@ -693,8 +700,7 @@ void prepare_training(const Args& args, Communicator* ranks, TrainSetup& t) {
   // that another run holds it.
   if (rank == 0) {
     t.lock.emplace(out);
-    for (const std::string& path :
-         {out, sibling(out, ".csv"), sibling(out, ".svg"), t.checkpoint_path})
+    for (const std::string& path : run_files(out, t.checkpoint_path))
       remove_stale_temporaries(path);
   }
 }
