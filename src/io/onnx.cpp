@@ -646,8 +646,7 @@ bool Importer::is_batch_size(const std::string& value) const {
 bool Importer::reshape_flattens(int node) const {
   const onnx::NodeProto& n = m_.graph().node(node);
   if (n.input_size() < 2) return false;
-  std::int64_t features = 1;
-  for (int d = 1; d < shape_.rank(); ++d) features *= shape_[d];
+  const std::int64_t features = shape_.numel();  // shape_ is for a batch of 1
   // The target's two entries: kBatch for the batch size itself, else a constant.
   constexpr std::int64_t kBatch = std::numeric_limits<std::int64_t>::min();
   std::vector<std::int64_t> target;
@@ -940,8 +939,7 @@ std::string Importer::apply(int i, const std::string& value, std::vector<LayerSp
   } else if (op == "Reshape") {
     only_attributes(i, {"allowzero"});
     if (!reshape_flattens(i)) {
-      std::int64_t features = 1;
-      for (int d = 1; d < shape_.rank(); ++d) features *= shape_[d];
+      const std::int64_t features = shape_.numel();  // shape_ is for a batch of 1
       fail_node(i, "only a reshape that flattens each sample is supported: (N, " +
                        std::to_string(features) + ") from (N" +
                        shape_.str().substr(shape_.str().find(',')) + ", as [0, -1], [-1, " +

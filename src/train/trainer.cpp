@@ -148,17 +148,19 @@ std::string batchnorm_given_one_value(const Layer<float>& layer, const std::stri
     return "";
   }
   if (const auto* block = dynamic_cast<const Residual<float>*>(&layer)) {
-    for (size_t i = 0; i < block->body_size() + block->shortcut_size(); ++i) {
-      if (i == 0 || i == block->body_size()) shape = input;
-      const bool body = i < block->body_size();
-      const std::string found = batchnorm_given_one_value(
-          body ? block->body(i) : block->shortcut(i - block->body_size()),
-          label + (body ? ".body." + std::to_string(i)
-                        : ".shortcut." + std::to_string(i - block->body_size())),
-          shape);
+    // Each branch from the block's input; `shape` is already the block's output.
+    Shape branch = input;
+    for (size_t i = 0; i < block->body_size(); ++i) {
+      std::string found =
+          batchnorm_given_one_value(block->body(i), label + ".body." + std::to_string(i), branch);
       if (!found.empty()) return found;
     }
-    shape = block->output_shape(input);
+    branch = input;
+    for (size_t i = 0; i < block->shortcut_size(); ++i) {
+      std::string found = batchnorm_given_one_value(
+          block->shortcut(i), label + ".shortcut." + std::to_string(i), branch);
+      if (!found.empty()) return found;
+    }
   }
   return "";
 }
