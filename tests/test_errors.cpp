@@ -339,34 +339,22 @@ TEST(Errors, ScheduleSettings) {
                {"schedule", "lr > 0"});
   expect_error([&] { validate(with([](ScheduleOptions& o) { o.gamma = 2; })); },
                {"schedule", "gamma in (0, 1]"});
+  // One-cycle over `total` steps, of which `warmup` warm up.
+  const auto onecycle = [](int64_t total, int64_t warmup) {
+    ScheduleOptions o;
+    o.kind = LrSchedule::kOneCycle;
+    o.total_steps = total;
+    o.warmup_steps = warmup;
+    return o;
+  };
   expect_error(
-      [&] {
-        validate(with([](ScheduleOptions& o) {
-          o.kind = LrSchedule::kOneCycle;
-          o.total_steps = 2;
-        }));
-      },
+      [&] { validate(onecycle(2, 0)); },
       {"schedule", "onecycle rises over the first 30% of its steps and needs at least 4, got 2",
        "(more epochs, or a smaller batch)"});
+  expect_error([&] { validate(onecycle(3, 0)); }, {"schedule", "needs at least 4, got 3"});
+  EXPECT_NO_THROW(validate(onecycle(4, 0)));
   expect_error(
-      [&] {
-        validate(with([](ScheduleOptions& o) {
-          o.kind = LrSchedule::kOneCycle;
-          o.total_steps = 3;
-        }));
-      },
-      {"schedule", "needs at least 4, got 3"});
-  EXPECT_NO_THROW(validate(with([](ScheduleOptions& o) {
-    o.kind = LrSchedule::kOneCycle;
-    o.total_steps = 4;
-  })));
-  expect_error(
-      [&] {
-        validate(with([](ScheduleOptions& o) {
-          o.kind = LrSchedule::kOneCycle;
-          o.warmup_steps = 1;
-        }));
-      },
+      [&] { validate(onecycle(10, 1)); },
       {"schedule", "onecycle rises over its warm-up, which needs at least 2 steps, got 1"});
   expect_error([] { parse_schedule("linear"); },
                {"--schedule", "expects constant, step, cosine or onecycle", "'linear'"});

@@ -332,6 +332,14 @@ onnx::NodeProto make_node(const std::string& op, const std::string& name,
   return n;
 }
 
+/// Sets the INT attribute `name` of `node` to `value`.
+void set_int_attribute(onnx::NodeProto& node, const std::string& name, int64_t value) {
+  onnx::AttributeProto* a = node.add_attribute();
+  a->set_name(name);
+  a->set_type(onnx::AttributeProto::INT);
+  a->set_i(value);
+}
+
 onnx::NodeProto int64_constant(const std::string& name, const std::vector<int64_t>& values,
                                bool scalar = false) {
   onnx::NodeProto n = make_node("Constant", name, {});
@@ -382,10 +390,7 @@ TEST(Onnx, ImportsTheOtherFormsOfFlattenLinearAndIdentity) {
       nodes.push_back(make_node("Unsqueeze", "n1", {"n.out", "axes.out"}));
       nodes.push_back(int64_constant("minus1", {-1}));
       onnx::NodeProto concat = make_node("Concat", "target", {"n1.out", "minus1.out"});
-      onnx::AttributeProto* axis = concat.add_attribute();
-      axis->set_name("axis");
-      axis->set_type(onnx::AttributeProto::INT);
-      axis->set_i(0);
+      set_int_attribute(concat, "axis", 0);
       nodes.push_back(concat);
       nodes.push_back(make_node("Reshape", "6", {"5.out", "target.out"}));
     } else if (n.name() == "7") {  // Gemm -> MatMul + Add
@@ -457,10 +462,7 @@ TEST(Onnx, GraphsAreImportedAsWiredOrRefused) {
       for (int k = 0; k < g.node_size(); ++k) {
         if (g.node(k).name() != "6") continue;
         onnx::NodeProto reshape = make_node("Reshape", "6", {"5.out", "target.out"});
-        onnx::AttributeProto* a = reshape.add_attribute();
-        a->set_name("allowzero");
-        a->set_type(onnx::AttributeProto::INT);
-        a->set_i(allowzero);
+        set_int_attribute(reshape, "allowzero", allowzero);
         *g.mutable_node(k) = reshape;
       }
       *g.add_node() = int64_constant("target", target);
@@ -658,10 +660,7 @@ TEST(Onnx, LongChainsImportWithoutQuadraticWork) {
   // recursion 100,000 deep would overflow the stack.
   *g.mutable_node(g.node_size() - 1) = int64_constant("minus_one", {-1});
   *g.add_node() = make_node("Concat", "target", {target, "minus_one.out"});
-  onnx::AttributeProto* axis = g.mutable_node(g.node_size() - 1)->add_attribute();
-  axis->set_name("axis");
-  axis->set_type(onnx::AttributeProto::INT);
-  axis->set_i(0);
+  set_int_attribute(*g.mutable_node(g.node_size() - 1), "axis", 0);
   *g.add_node() = make_node("Reshape", "logits", {"input", "target.out"});
   g.mutable_node(g.node_size() - 1)->set_output(0, "logits");
   ASSERT_TRUE(m.SerializeToString(&bytes));
