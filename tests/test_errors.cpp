@@ -406,5 +406,39 @@ TEST(Errors, JsonAndResidualBlocksNestedTooDeepAreOneLineNotACrash) {
                {"Residual", "nested at most 64 levels deep", "got 65"});
 }
 
+TEST(Errors, AKeyGivenTwiceInASpecIsRefusedAtEveryLevel) {
+  // Found 2026-12-06: nlohmann keeps the last of two equal keys, so a spec's
+  // {"kernel": 3, "kernel": 5} built a 5x5 convolution without a word.
+  for (const auto& [text, key] : std::vector<std::pair<std::string, std::string>>{
+           {R"({"input": [1, 8, 8], "layers": [{"type": "Conv2d", "out_channels": 2,
+                "kernel": 3, "kernel": 5}]})",
+            "kernel"},
+           {R"({"input": [1, 8, 8], "input": [1, 9, 9], "layers": [{"type": "ReLU"}]})", "input"},
+           {R"({"input": [1, 8, 8], "layers": [{"type": "Residual", "body": [{"type": "ReLU"}],
+                "activation": "ReLU", "activation": "Tanh"}]})",
+            "activation"},
+           {R"({"input": [1, 8, 8], "layers": [{"type": "Residual", "body": [
+                {"type": "Conv2d", "out_channels": 1, "kernel": 1, "padding": 0,
+                 "padding": 1}]}]})",
+            "padding"}}) {
+    SCOPED_TRACE(key);
+    expect_error([&] { parse_model_spec(text, "twice.json"); },
+                 {"twice.json: not valid JSON", "key \"" + key + "\" appears twice in one object"});
+  }
+  // Past 16 keys an object's keys are kept in a hash set: the same refusal.
+  std::string many = R"({"input": [1, 8, 8], "layers": [{"type": "ReLU")";
+  for (int k = 0; k < 40; ++k) many += ", \"k" + std::to_string(k) + "\": 0";
+  many += R"(, "k5": 1}]})";
+  expect_error([&] { parse_model_spec(many, "many.json"); },
+               {"many.json: not valid JSON", "key \"k5\" appears twice in one object"});
+  // Equal keys in different objects are not duplicates.
+  const ModelSpec spec = parse_model_spec(
+      R"({"input": [1, 8, 8], "layers": [{"type": "Conv2d", "out_channels": 2, "kernel": 3},
+          {"type": "Conv2d", "out_channels": 2, "kernel": 3}, {"type": "Flatten"},
+          {"type": "Linear", "out_features": 3}]})",
+      "fine.json");
+  EXPECT_EQ(spec.layers.size(), 4u);
+}
+
 }  // namespace
 }  // namespace cnn

@@ -1018,6 +1018,10 @@ TEST_F(SafeTensorsTest, RefusesCorruptFilesByName) {
                                    R"("a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})",
                                    data),
                  "duplicate tensor 'a'");
+  // A key twice inside one tensor's entry: the DOM kept the last shape.
+  expect_refused(safetensors_bytes(
+                     R"({"a":{"dtype":"F32","shape":[1],"shape":[2],"data_offsets":[0,8]}})", data),
+                 "key \"shape\" appears twice in one object");
   expect_refused(
       safetensors_bytes(R"({"a":{"dtype":"Q4","shape":[2],"data_offsets":[0,8]}})", data),
       "expected dtype");

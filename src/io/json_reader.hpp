@@ -7,10 +7,13 @@
 // only looks values up by key, which does not recurse; tests/test_checkpoint.cpp feeds it one
 // nested 100,000 deep.)
 
+#include <algorithm>
 #include <cstddef>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <unordered_set>
+#include <vector>
 
 namespace cnn::detail {
 
@@ -18,9 +21,11 @@ namespace cnn::detail {
 /// kMaxResidualNesting (64) deep reaches 130 levels; no file cnn writes comes near 256.
 inline constexpr int kMaxJsonDepth = 256;
 
-/// A SAX pass that builds nothing: it counts the nesting (throwing past kMaxJsonDepth) and
-/// reports the top-level object's keys. nlohmann's parser callback could do both during the
-/// DOM parse, but with a callback its end_object searches the parent for discarded values: an
+/// A SAX pass that builds nothing: it counts the nesting (throwing past kMaxJsonDepth), refuses
+/// a key that appears twice in one object (the DOM would keep the last one silently: a spec's
+/// {"kernel_size": 3, "kernel_size": 5} built a 5x5 convolution), and reports the top-level
+/// object's keys. nlohmann's parser callback could do the first and the last during the DOM
+/// parse, but with a callback its end_object searches the parent for discarded values: an
 /// array of n objects costs n^2 (200,000 layers took 23 s).
 class JsonDepthCheck final : public nlohmann::json_sax<nlohmann::json> {
  public:
@@ -33,12 +38,24 @@ class JsonDepthCheck final : public nlohmann::json_sax<nlohmann::json> {
   bool number_float(number_float_t, const string_t&) override { return true; }
   bool string(string_t&) override { return true; }
   bool binary(binary_t&) override { return true; }
-  bool start_object(std::size_t) override { return enter(); }
-  bool key(string_t& key) override {
-    if (depth_ == 1 && top_level_key_) top_level_key_(key);
+  bool start_object(std::size_t) override {
+    enter();
+    if (objects_open_ == object_keys_.size()) object_keys_.emplace_back();
+    object_keys_[objects_open_++].clear();
     return true;
   }
-  bool end_object() override { return leave(); }
+  bool key(string_t& key) override {
+    if (depth_ == 1 && top_level_key_) top_level_key_(key);
+    if (!object_keys_[objects_open_ - 1].insert(key)) {
+      throw nlohmann::json::out_of_range::create(
+          411, "key \"" + key + "\" appears twice in one object", nullptr);
+    }
+    return true;
+  }
+  bool end_object() override {
+    --objects_open_;
+    return leave();
+  }
   bool start_array(std::size_t) override { return enter(); }
   bool end_array() override { return leave(); }
   /// Invalid JSON: the DOM parse that follows throws nlohmann's own parse_error for it.
@@ -47,6 +64,31 @@ class JsonDepthCheck final : public nlohmann::json_sax<nlohmann::json> {
   }
 
  private:
+  /// The keys of one open object: a short list searched in order, and a hash set once the
+  /// object has many (a safetensors header has one key per tensor), so the pass stays linear.
+  class KeySet {
+   public:
+    void clear() {
+      few_.clear();
+      many_.clear();
+    }
+    /// False when `key` is already there.
+    bool insert(const std::string& key) {
+      if (many_.empty()) {
+        if (std::find(few_.begin(), few_.end(), key) != few_.end()) return false;
+        few_.push_back(key);
+        if (few_.size() > kFew) many_.insert(few_.begin(), few_.end());
+        return true;
+      }
+      return many_.insert(key).second;
+    }
+
+   private:
+    static constexpr std::size_t kFew = 16;
+    std::vector<std::string> few_;
+    std::unordered_set<std::string> many_;
+  };
+
   bool enter() {
     if (++depth_ > kMaxJsonDepth) {
       throw nlohmann::json::out_of_range::create(
@@ -61,13 +103,16 @@ class JsonDepthCheck final : public nlohmann::json_sax<nlohmann::json> {
   }
   std::function<void(const std::string&)> top_level_key_;
   int depth_ = 0;
+  // One KeySet per open object, kept for reuse as objects close: no allocation per object.
+  std::vector<KeySet> object_keys_;
+  std::size_t objects_open_ = 0;
 };
 
-/// nlohmann::json::parse(text), refusing nesting deeper than kMaxJsonDepth with a
-/// nlohmann::json::out_of_range ("... nested deeper than 256 levels") so that a caller's
-/// handler for invalid JSON (Json::exception) reports it too. `top_level_key`, when set, sees
-/// each key of the top-level object in order, duplicates included (the DOM keeps one of them).
-/// Linear in the text's length.
+/// nlohmann::json::parse(text), refusing nesting deeper than kMaxJsonDepth and a key given
+/// twice in one object with a nlohmann::json::out_of_range ("... nested deeper than 256
+/// levels", "key \"k\" appears twice in one object") so that a caller's handler for invalid
+/// JSON (Json::exception) reports them too. `top_level_key`, when set, sees each key of the
+/// top-level object in order, up to and including a duplicate. Linear in the text's length.
 inline nlohmann::json parse_json(
     const std::string& text,
     const std::function<void(const std::string&)>& top_level_key = nullptr) {

@@ -94,7 +94,8 @@ SafeTensorsFile SafeTensorsFile::load(const std::string& path) {
   // not a model (or a sparse one) is refused by its header, not by the memory it would take.
   const uint64_t data_size = file_size - 8 - header_size;
 
-  // Duplicate keys are legal JSON that nlohmann would silently collapse; refuse them here.
+  // parse_json refuses a key given twice in any object; a tensor name given twice gets a
+  // line of its own.
   std::set<std::string> top_level_keys;
   std::string duplicate;
   const auto detect_duplicates = [&](const std::string& key) {
@@ -104,9 +105,9 @@ SafeTensorsFile SafeTensorsFile::load(const std::string& path) {
   try {
     root = detail::parse_json(header, detect_duplicates);
   } catch (const Json::exception& e) {
+    if (!duplicate.empty()) fail(path, "duplicate tensor '" + duplicate + "' in the header");
     fail(path, std::string("header is not valid JSON: ") + e.what());
   }
-  if (!duplicate.empty()) fail(path, "duplicate tensor '" + duplicate + "' in the header");
   if (!root.is_object()) fail(path, "header: expected a JSON object");
 
   SafeTensorsFile file;
