@@ -117,6 +117,30 @@ TEST(Cli, TrainWritesModelCsvAndSvgAndEvalReproducesTheAccuracyExactly) {
       << text.out;
 }
 
+TEST(Cli, EvalOfAModelWithMoreOutputsThanTheDataHasClasses) {
+  // Found 2026-12-06: the classes no test image belongs to printed "nan%".
+  const fs::path spec = work_dir() / "twelve.json", model = work_dir() / "twelve.safetensors";
+  {
+    std::ofstream(spec) << R"({"input": [1, 28, 28], "layers": [{"type": "Flatten"},
+        {"type": "Linear", "out_features": 12}]})";
+  }
+  const CliRun train =
+      cnn("train --model " + spec.string() + " --data sample --epochs 1 --out " + model.string());
+  ASSERT_EQ(train.exit_code, 0) << train.err;
+  const CliRun text = cnn("eval " + model.string() + " --data sample");
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_EQ(text.out.find("nan"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("  11 11              none (no test images)"), std::string::npos)
+      << text.out;
+  const CliRun json = cnn("eval " + model.string() + " --data sample --json");
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  const Json per_class = Json::parse(json.out).at("per_class_accuracy");
+  ASSERT_EQ(per_class.size(), 12u);
+  EXPECT_TRUE(per_class[9].is_number());
+  EXPECT_TRUE(per_class[10].is_null());
+  EXPECT_TRUE(per_class[11].is_null());
+}
+
 TEST(Cli, SameSeedAndThreadsGiveABitIdenticalModelFile) {
   for (int threads : {1, 2}) {
     const std::string a = (work_dir() / "same_a.safetensors").string(),

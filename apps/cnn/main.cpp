@@ -165,8 +165,9 @@ const char* const kEvalHelp =
     "Evaluates MODEL (a model file, or an .onnx file: see cnn convert --help) on the test set\n"
     "of --data (default fashion-mnist).\n"
     "  --model   the architecture, for weights written without cnn's metadata (e.g. PyTorch)\n"
-    "  --json    print one JSON object: samples, loss, accuracy, per_class_accuracy,\n"
-    "            confusion_matrix (rows: true class, columns: predicted class), class_names\n"
+    "  --json    print one JSON object: samples, loss, accuracy, per_class_accuracy (null\n"
+    "            for a class with no test images), confusion_matrix (rows: true class,\n"
+    "            columns: predicted class), class_names\n"
     "  --logits  with --json, also the model's outputs for every sample\n";
 
 const char* const kPredictHelp =
@@ -1065,7 +1066,13 @@ int eval_command(const Args& args) {
   std::printf("\nper-class accuracy:\n");
   for (size_t c = 0; c < r.per_class_accuracy.size(); ++c) {
     const std::string name = c < names.size() ? names[c] : std::to_string(c);
-    std::printf("  %2zu %-14s %6.2f%%\n", c, name.c_str(), 100 * r.per_class_accuracy[c]);
+    // A class the test set has no image of (a model with more outputs than the data has
+    // classes) has no accuracy; --json writes null for it.
+    if (std::isnan(r.per_class_accuracy[c])) {
+      std::printf("  %2zu %-14s  none (no test images)\n", c, name.c_str());
+    } else {
+      std::printf("  %2zu %-14s %6.2f%%\n", c, name.c_str(), 100 * r.per_class_accuracy[c]);
+    }
   }
   std::printf("\nconfusion matrix (rows: true class, columns: predicted class):\n     ");
   for (size_t c = 0; c < r.confusion.size(); ++c) std::printf("%6zu", c);
