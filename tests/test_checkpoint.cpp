@@ -279,6 +279,42 @@ TEST(Checkpoint, ResumeRefusesWhatWouldChangeTheRun) {
   EXPECT_NE(model_file.err.find("not a cnn checkpoint"), std::string::npos) << model_file.err;
 }
 
+// The flags of a resumed run are checked against the checkpoint's recipe, not a fresh run's
+// defaults (found 2026-12-06): a 25-epoch run refused its own --step-epochs 24 ("from 1 to 20",
+// the default epochs), an adam run took --momentum, and --epochs shorter than the warm-up failed
+// after the data had loaded, in steps.
+TEST(Checkpoint, ResumeChecksFlagsAgainstTheRunsOwnRecipe) {
+  const fs::path dir = work_dir() / "recipe";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const fs::path spec = dir / "linear.json";
+  std::ofstream(spec) << R"({"input": [1, 28, 28], "layers": [{"type": "Flatten"},
+      {"type": "Linear", "out_features": 10}]})";
+  const std::string out = (dir / "m.safetensors").string(), ckpt = (dir / "m.ckpt").string();
+  const std::string recipe = "--model " + spec.string() +
+                             " --data sample --threads 1 --batch 2000 --epochs 25 --optimizer "
+                             "adam --schedule step --step-epochs 24 --warmup-epochs 20";
+  const CliRun killed =
+      cnn("train " + recipe + " --out " + out, {"CNN_FAULT_KILL_AFTER_CHECKPOINT=1"});
+  ASSERT_EQ(killed.exit_code, 128 + SIGKILL) << killed.err;
+  for (const auto& [args, fragment] : std::vector<std::pair<std::string, std::string>>{
+           {"--momentum 0.9", "--momentum applies to --optimizer sgd, not adam"},
+           {"--crop-padding 3", "--crop-padding applies to --augment crop-flip, not none"},
+           {"--epochs 20", "--epochs is 20, the run warms up over 20 epochs"},
+           {"--epochs 21", "--epochs is 21, the run steps every 24 epochs"},
+           {"--step-epochs 3", "--step-epochs is 3, the checkpoint's run has 24"}}) {
+    const CliRun run = cnn("train --resume " + ckpt + " " + args);
+    EXPECT_NE(run.exit_code, 0) << args;
+    EXPECT_NE(run.err.find(fragment), std::string::npos) << args << ": " << run.err;
+    EXPECT_EQ(std::count(run.err.begin(), run.err.end(), '\n'), 1) << run.err;
+  }
+  // The run's own values are no change.
+  const CliRun resumed =
+      cnn("train --resume " + ckpt + " --optimizer adam --step-epochs 24 --warmup-epochs 20");
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_TRUE(fs::exists(out));
+}
+
 // Two runs with one --out (two experiments left at a preset's default --out): the second is
 // refused while the first runs, so it cannot overwrite the first's checkpoint (which a resume
 // would then continue as the other run) nor remove its temporary files at start. The lock is

@@ -937,8 +937,13 @@ TEST(CliBadInput, SpecsImagesAndFlags) {
                  {"--momentum", "applies to --optimizer sgd, not adam"});
   expect_refusal("train --data sample --epochs 3 --warmup-epochs 3",
                  {"--warmup-epochs", "from 0 to 2", "got '3'"});
-  expect_refusal("train --data sample --epochs 3 --step-epochs 0",
+  expect_refusal("train --data sample --epochs 3 --schedule step --step-epochs 0",
                  {"--step-epochs", "from 1 to 3", "got '0'"});
+  // Flags the run would not read (found 2026-12-06: both trained a bit-identical model).
+  expect_refusal("train --data sample --epochs 3 --step-epochs 2",
+                 {"--step-epochs", "applies to --schedule step, not cosine"});
+  expect_refusal("train --data sample --crop-padding 3",
+                 {"--crop-padding", "applies to --augment crop-flip, not none"});
   expect_refusal("train --data sample --label-smoothing 1",
                  {"--label-smoothing", "from 0 to 0.999", "got '1'"});
   const fs::path bad_dropout = work_dir() / "bad_dropout.json";

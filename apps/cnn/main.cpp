@@ -114,7 +114,9 @@ const char* const kTrainHelp =
     "--out, or resuming it, is refused until then.\n"
     "  --resume        continue that run: the model file and metrics come out as if it had\n"
     "                  never stopped (same threads). Flags that would change it are refused;\n"
-    "                  --epochs may extend it (the schedule then spans the new length)\n"
+    "                  --epochs may extend it (cosine and onecycle then span the new length;\n"
+    "                  step keeps its --step-epochs) or shorten it to what its warm-up and\n"
+    "                  step allow\n"
     "  --checkpoint-every  also write the checkpoint at a step boundary at most every SECONDS\n"
     "                  (0: after every step)\n"
     "Under mpirun, the ranks train one model: --batch is the global batch, split over them,\n"
@@ -141,7 +143,8 @@ const char* const kTrainHelp =
     "  --schedule      the learning rate per batch: cosine (default: down to lr/10^4 along a\n"
     "                  half cosine), constant, step (x0.1 every --step-epochs epochs, default\n"
     "                  a third of the run) or onecycle (from lr/25 up to lr over the first 30%\n"
-    "                  of the run, then down to lr/250000, along half cosines)\n"
+    "                  of the run, then down to lr/250000, along half cosines; the momentum\n"
+    "                  stays at --momentum: OneCycleLR with cycle_momentum=False)\n"
     "  --warmup-epochs linear warm-up from lr/100 to lr over N epochs before the schedule\n"
     "                  (default 0); with onecycle, the length of its rise\n"
     "  --label-smoothing  cross-entropy against (1 - X) onehot + X / classes in training\n"
@@ -351,51 +354,106 @@ TrainConfig config_from_json(const std::string& text, const std::string& path) {
 }
 
 /// The configuration the flags give for `model_name` (whose preset may bring its own recipe).
+/// Resuming, `resumed` is the checkpoint's configuration and supplies every default, so that
+/// the flags are checked against the run's own optimizer, schedule and epochs (a resumed adam
+/// run took --momentum, and one of 25 epochs refused its own --step-epochs 22 against the
+/// default 20; found 2026-12-06).
 TrainConfig config_from_args(const Args& args, const std::string& model_name, const ModelSpec& spec,
-                             int default_threads) {
+                             int default_threads, const TrainConfig* resumed = nullptr) {
   // The resnet preset's recipe (its defaults; every flag overrides): the run recorded in
   // docs/design-notes.md, "The resnet preset".
   const bool resnet = model_name == "resnet";
+  const TrainOptions* was = resumed ? &resumed->options : nullptr;
   TrainConfig c;
   c.model = model_name;
-  c.data = args.text("--data", "fashion-mnist");
+  c.data = args.text("--data", resumed ? resumed->data : "fashion-mnist");
   TrainOptions& options = c.options;
-  options.epochs =
-      static_cast<int>(args.integer("--epochs", resnet ? 10 : kDefaultEpochs, 1, 100000));
-  options.batch = args.integer("--batch", resnet ? 128 : 64, 1, 65536);
+  options.epochs = static_cast<int>(args.integer("--epochs",
+                                                 was      ? was->epochs
+                                                 : resnet ? 10
+                                                          : kDefaultEpochs,
+                                                 1, 100000));
+  options.batch = args.integer("--batch", was ? was->batch : resnet ? 128 : 64, 1, 65536);
   try {
-    options.optimizer = parse_optimizer(args.text("--optimizer", "sgd"));
-    options.schedule = parse_schedule(args.text("--schedule", resnet ? "onecycle" : "cosine"));
+    options.optimizer =
+        parse_optimizer(args.text("--optimizer", was ? optimizer_name(was->optimizer) : "sgd"));
+    options.schedule = parse_schedule(args.text("--schedule", was ? schedule_name(was->schedule)
+                                                              : resnet ? "onecycle"
+                                                                       : "cosine"));
   } catch (const Error& e) {
     throw Error(std::string("train: ") + e.what());
   }
   const bool sgd = options.optimizer == OptimizerKind::kSgd;
-  options.lr = args.number("--lr", sgd ? (resnet ? 0.1 : 0.05) : 1e-3, 0, 100, true);
+  options.lr = args.number("--lr",
+                           was   ? was->lr
+                           : sgd ? (resnet ? 0.1 : 0.05)
+                                 : 1e-3,
+                           0, 100, true);
   if (!sgd && args.has("--momentum")) {
     args.fail("--momentum",
               std::string("applies to --optimizer sgd, not ") + optimizer_name(options.optimizer));
   }
-  options.momentum = args.number("--momentum", 0.9, 0, 0.999999, false);
-  options.weight_decay = args.number("--weight-decay", resnet ? 5e-4 : 0, 0, 1, false);
-  options.label_smoothing = args.number("--label-smoothing", resnet ? 0.1 : 0, 0, 0.999, false);
+  options.momentum = args.number("--momentum", was ? was->momentum : 0.9, 0, 0.999999, false);
+  options.weight_decay = args.number("--weight-decay",
+                                     was      ? was->weight_decay
+                                     : resnet ? 5e-4
+                                              : 0,
+                                     0, 1, false);
+  options.label_smoothing = args.number("--label-smoothing",
+                                        was      ? was->label_smoothing
+                                        : resnet ? 0.1
+                                                 : 0,
+                                        0, 0.999, false);
   try {
-    options.augment = parse_augment(args.text("--augment", resnet ? "crop-flip" : "none"));
+    options.augment = parse_augment(args.text("--augment", was      ? augment_name(was->augment)
+                                                           : resnet ? "crop-flip"
+                                                                    : "none"));
   } catch (const Error& e) {
     throw Error(std::string("train: ") + e.what());
   }
-  options.crop_padding = args.integer("--crop-padding", resnet ? 1 : 2, 0, 64);
+  // Flags that the chosen schedule or augmentation does not read are refused rather than
+  // ignored (found 2026-12-06: --step-epochs with cosine trained a bit-identical model).
+  if (options.augment != Augment::kCropFlip && args.has("--crop-padding")) {
+    args.fail("--crop-padding",
+              std::string("applies to --augment crop-flip, not ") + augment_name(options.augment));
+  }
+  options.crop_padding = args.integer("--crop-padding",
+                                      was      ? was->crop_padding
+                                      : resnet ? 1
+                                               : 2,
+                                      0, 64);
   if (options.label_smoothing > 0 && spec.loss != LossKind::kCrossEntropy) {
     args.fail("--label-smoothing",
               "applies to cross_entropy models, not to " + spec.name + "'s log_loss");
   }
-  options.warmup_epochs =
-      static_cast<int>(args.integer("--warmup-epochs", 0, 0, options.epochs - 1));
+  options.warmup_epochs = static_cast<int>(
+      args.integer("--warmup-epochs", was ? was->warmup_epochs : 0, 0, options.epochs - 1));
+  const bool step = options.schedule == LrSchedule::kStep;
+  if (!step && args.has("--step-epochs")) {
+    args.fail("--step-epochs",
+              std::string("applies to --schedule step, not ") + schedule_name(options.schedule));
+  }
   options.step_epochs = static_cast<int>(
-      args.integer("--step-epochs", std::max(1, options.epochs / 3), 1, options.epochs));
-  c.seed = static_cast<uint64_t>(args.integer("--seed", 1, 0, (1LL << 53)));
-  c.threads = static_cast<int>(args.integer("--threads", default_threads, 1, 256));
-  c.sync_batchnorm = args.has("--sync-batchnorm");
-  c.out = args.text("--out", spec.name + ".safetensors");
+      args.integer("--step-epochs", was ? was->step_epochs : std::max(1, options.epochs / 3), 1,
+                   options.epochs));
+  if (was && args.has("--epochs")) {
+    // A shortened run must still hold the warm-up and the step its run was given.
+    if (options.warmup_epochs > options.epochs - 1) {
+      args.fail("--epochs", "is " + std::to_string(options.epochs) + ", the run warms up over " +
+                                std::to_string(options.warmup_epochs) +
+                                " epochs (expected more than that)");
+    }
+    if (step && options.step_epochs > options.epochs) {
+      args.fail("--epochs", "is " + std::to_string(options.epochs) + ", the run steps every " +
+                                std::to_string(options.step_epochs) +
+                                " epochs (expected at least that many)");
+    }
+  }
+  c.seed = static_cast<uint64_t>(args.integer("--seed", resumed ? resumed->seed : 1, 0, 1LL << 53));
+  c.threads = static_cast<int>(
+      args.integer("--threads", resumed ? resumed->threads : default_threads, 1, 256));
+  c.sync_batchnorm = args.has("--sync-batchnorm") || (resumed && resumed->sync_batchnorm);
+  c.out = args.text("--out", resumed ? resumed->out : spec.name + ".safetensors");
   // A name the system refuses is reported when the run's files are made (prepare_training).
   if (c.out.empty()) args.fail("--out", "expects a file path, got ''");
   const std::string ext = fs::path(c.out).extension().string();
@@ -619,7 +677,8 @@ void prepare_training(const Args& args, Communicator* ranks, TrainSetup& t) {
     t.spec = t.resumed->model.spec;
     // Flags that would change the run are refused; --epochs may extend it.
     const Json stored = config_json(config);
-    const TrainConfig given = config_from_args(args, config.model, t.spec, default_threads);
+    const TrainConfig given =
+        config_from_args(args, config.model, t.spec, default_threads, &config);
     const Json asked = config_json(given);
     for (const char* flag :
          {"--model", "--data", "--batch", "--optimizer", "--lr", "--momentum", "--weight-decay",

@@ -13,6 +13,9 @@
 // the schedule then runs over the remaining T - W steps: SequentialLR([LinearLR(start_factor=
 // warmup_start, total_iters=W), schedule], milestones=[W]). One-cycle has its own rise; W, when
 // given, sets it (pct_start = W / T).
+// Only the learning rate is scheduled: SGD's momentum and Adam's beta1 stay as set, which is
+// OneCycleLR with cycle_momentum=False (PyTorch's default, True, also moves the momentum
+// between 0.95 and 0.85 against the rate, overriding --momentum).
 
 #include <cstdint>
 #include <string>
