@@ -298,7 +298,9 @@ TEST(Onnx, TorchExportsGivePyTorchsLogits) {
   for (const auto& [file, outputs] : std::vector<std::pair<std::string, std::string>>{
            {"torch_lenet5.onnx", "torch_lenet5_outputs.safetensors"},
            {"torch_resnet.onnx", "torch_resnet_outputs.safetensors"},
-           {"torch_resnet_bn.onnx", "torch_resnet_outputs.safetensors"}}) {
+           {"torch_resnet_bn.onnx", "torch_resnet_outputs.safetensors"},
+           // Padded AvgPool2d layers, written as Pad + AveragePool (found 2026-12-06: refused).
+           {"torch_avgpool.onnx", "torch_avgpool_outputs.safetensors"}}) {
     SCOPED_TRACE(file);
     const SafeTensorsFile expected = SafeTensorsFile::load(golden(outputs));
     const Tensor<float> logits = expected.tensor<float>("logits");
@@ -567,6 +569,142 @@ TEST(Onnx, GraphsAreImportedAsWiredOrRefused) {
   ASSERT_TRUE(m.SerializeToString(&bytes));
   write_bytes(normed_path, bytes);
   expect_import_refused(normed_path, "5 outputs: a training-mode BatchNormalization");
+}
+
+/// Sets every value of the INTS attribute `name` of `node` to 0.
+void zero_ints_attribute(onnx::NodeProto& node, const std::string& name) {
+  for (auto& a : *node.mutable_attribute())
+    if (a.name() == name)
+      for (auto& v : *a.mutable_ints()) v = 0;
+}
+
+// torch.onnx.export writes AvgPool2d(padding=p) as a Pad of zeros and an AveragePool without
+// pads (TorchExportsGivePyTorchsLogits holds the import to such a file); other exporters pad a
+// Conv so. Found 2026-12-06: every Pad was refused. The padding of our export's Conv and
+// AveragePool (count_include_pad 1) moved into Pads must give the same logits; a Pad that is
+// not such a padding is refused.
+TEST(Onnx, APadOfZerosIsThePaddingOfTheLayerAfterIt) {
+  const ModelSpec spec = parse_model_spec(
+      R"({"input": [1, 28, 28], "layers": [
+          {"type": "Conv2d", "out_channels": 3, "kernel": 3, "padding": [1, 2]},
+          {"type": "ReLU"},
+          {"type": "AvgPool2d", "kernel": 3, "stride": 2, "padding": 1,
+           "count_include_pad": true},
+          {"type": "MaxPool2d", "kernel": 2},
+          {"type": "Flatten"}, {"type": "Linear", "out_features": 5}]})",
+      "padded");
+  Sequential<float> model = random_model(spec, 8);
+  const Tensor<float> images = first_images(8);
+  const std::vector<float> expected = cnn_logits(model, images);
+  const std::string exported = (work_dir() / "padded.onnx").string();
+  save_onnx(exported, model, spec, {});
+  int variant = 0;
+  struct PadOptions {
+    std::vector<int64_t> conv_pads{0, 0, 1, 2, 0, 0, 1, 2}, pool_pads{0, 0, 1, 1, 0, 0, 1, 1};
+    std::string mode = "constant";
+    float value = 0;
+    int64_t pool_count_include_pad = 0;
+    std::vector<int64_t> pool_own_pads{0, 0, 0, 0};  // the AveragePool's own
+    std::string pool_op = "AveragePool";
+  };
+  // Nodes "0" (Conv) and "2" (AveragePool) read Pads of their padding; their own pads are 0.
+  const auto padded = [&](const PadOptions& o) {
+    onnx::ModelProto m = parse(exported);
+    m.clear_metadata_props();
+    onnx::GraphProto& g = *m.mutable_graph();
+    std::vector<onnx::NodeProto> nodes;
+    for (const onnx::NodeProto& n : g.node()) {
+      if (n.name() != "0" && n.name() != "2") {
+        nodes.push_back(n);
+        continue;
+      }
+      const bool conv = n.name() == "0";
+      nodes.push_back(int64_constant("pads" + n.name(), conv ? o.conv_pads : o.pool_pads));
+      onnx::NodeProto value = make_node("Constant", "value" + n.name(), {});
+      onnx::AttributeProto* t = value.add_attribute();
+      t->set_name("value");
+      t->set_type(onnx::AttributeProto::TENSOR);
+      t->mutable_t()->set_data_type(onnx::TensorProto::FLOAT);
+      t->mutable_t()->add_float_data(o.value);
+      nodes.push_back(value);
+      onnx::NodeProto pad =
+          make_node("Pad", "pad" + n.name(),
+                    {n.input(0), "pads" + n.name() + ".out", "value" + n.name() + ".out"});
+      onnx::AttributeProto* mode = pad.add_attribute();
+      mode->set_name("mode");
+      mode->set_type(onnx::AttributeProto::STRING);
+      mode->set_s(o.mode);
+      nodes.push_back(pad);
+      onnx::NodeProto layer = n;
+      layer.set_input(0, "pad" + n.name() + ".out");
+      zero_ints_attribute(layer, "pads");
+      if (!conv)
+        for (auto& a : *layer.mutable_attribute())
+          if (a.name() == "pads")
+            for (int k = 0; k < 4; ++k) a.set_ints(k, o.pool_own_pads[static_cast<size_t>(k)]);
+      if (!conv) {
+        layer.set_op_type(o.pool_op);
+        for (auto& a : *layer.mutable_attribute())
+          if (a.name() == "count_include_pad") a.set_i(o.pool_count_include_pad);
+        if (o.pool_op == "MaxPool")
+          layer.mutable_attribute()->erase(
+              std::remove_if(layer.mutable_attribute()->begin(), layer.mutable_attribute()->end(),
+                             [](const auto& a) { return a.name() == "count_include_pad"; }),
+              layer.mutable_attribute()->end());
+      }
+      nodes.push_back(layer);
+    }
+    g.clear_node();
+    for (const onnx::NodeProto& n : nodes) *g.add_node() = n;
+    const std::string path =
+        (work_dir() / ("padded_" + std::to_string(variant++) + ".onnx")).string();
+    std::string bytes;
+    EXPECT_TRUE(m.SerializeToString(&bytes));
+    write_bytes(path, bytes);
+    return path;
+  };
+  {
+    const std::string path = padded({});
+    EXPECT_NO_THROW(onnx::checker::check_model(path));
+    ModelFile back = load_onnx(path);
+    EXPECT_EQ(back.spec.layers[0].padding, Size2(1, 2));
+    EXPECT_EQ(back.spec.layers[2].padding, Size2(1));
+    EXPECT_TRUE(back.spec.layers[2].count_include_pad);
+    const std::vector<float> logits = cnn_logits(back.model, images);
+    close_to_golden("padding as Pad nodes", TensorView<const float>(logits.data(), Shape{8, 5}),
+                    TensorView<const float>(expected.data(), Shape{8, 5}), 1e-6);
+  }
+  {
+    // The pooling's padding of the height in the Pad, of the width its own
+    // (count_include_pad 1): the sum, with the same logits.
+    PadOptions o;
+    o.pool_pads = {0, 0, 1, 0, 0, 0, 1, 0};
+    o.pool_own_pads = {0, 1, 0, 1};
+    o.pool_count_include_pad = 1;
+    ModelFile back = load_onnx(padded(o));
+    EXPECT_EQ(back.spec.layers[2].padding, Size2(1, 1));
+    EXPECT_TRUE(back.spec.layers[2].count_include_pad);
+    EXPECT_EQ(cnn_logits(back.model, images), expected);
+  }
+  PadOptions reflect, ones, asymmetric, channels, before_max, own_pads_not_counted;
+  reflect.mode = "reflect";
+  ones.value = 1;
+  asymmetric.conv_pads = {0, 0, 1, 2, 0, 0, 2, 2};
+  channels.conv_pads = {0, 1, 1, 2, 0, 1, 1, 2};
+  before_max.pool_op = "MaxPool";
+  own_pads_not_counted.pool_pads = {0, 0, 1, 0, 0, 0, 1, 0};
+  own_pads_not_counted.pool_own_pads = {0, 1, 0, 1};
+  for (const auto& [options, fragment] : std::vector<std::pair<PadOptions, std::string>>{
+           {reflect, "node 'pad0' (Pad): mode reflect (only constant zeros are supported)"},
+           {ones, "node 'pad0' (Pad): pads with a value other than 0"},
+           {asymmetric, "pads [0, 0, 1, 2, 0, 0, 2, 2] (expected [0, 0, h, w, 0, 0, h, w]"},
+           {channels, "pads [0, 1, 1, 2, 0, 1, 1, 2] (expected"},
+           {before_max, "node 'pad2' (Pad): is read by other than one Conv or AveragePool"},
+           {own_pads_not_counted,
+            "node '2' (AveragePool): pads of its own with count_include_pad 0 after a Pad"}}) {
+    SCOPED_TRACE(fragment);
+    expect_import_refused(padded(options), fragment);
+  }
 }
 
 TEST(Onnx, BlocksNestedAtABranchStartImportFromTheGraphAlone) {

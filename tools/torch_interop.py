@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """PyTorch interop for cnn model files, both ways (Debian's python3-torch, /usr/bin/python3).
 
-  tools/torch_interop.py export [lenet5] [resnet]
+  tools/torch_interop.py export [lenet5] [resnet] [avgpool]
       Trains each preset in PyTorch on the bundled Fashion-MNIST sample (LeNet-5 one epoch of
       SGD; resnet three, its BatchNorms in training mode so the running statistics are real)
       and writes, under tests/golden/, for P in lenet5, resnet:
@@ -17,6 +17,9 @@
                                         opset 11, resnet at opset 17; dynamic batch), and
         torch_resnet_bn.onnx            resnet at opset 13 with its BatchNormalization nodes
                                         kept (TrainingMode.PRESERVE) rather than folded.
+      avgpool, a small network with padded AvgPool2d layers (one epoch of SGD), gives only
+      torch_avgpool.onnx (opset 13: each padded AvgPool2d is a Pad and an AveragePool) and
+      torch_avgpool_outputs.safetensors.
       tests/test_interop.cpp checks that cnn gives the same logits; CI needs no torch.
 
   tools/torch_interop.py check MODEL [--data DIR] [--cnn PATH]
@@ -143,8 +146,9 @@ CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", 
                "Sneaker", "Bag", "Ankle boot"]
 
 
-def export_trained(cnn, preset, optimizer, epochs, onnx_opset):
-    """Trains `preset` in PyTorch on the sample's training images (training-mode BatchNorm, so
+def export_trained(cnn, preset, optimizer, epochs, onnx_opset, name=None, state_dicts=True):
+    """Trains `preset` (a preset or a spec file; files are named after `name`, default the
+    preset) in PyTorch on the sample's training images (training-mode BatchNorm, so
     its running statistics are real ones) and writes torch_PRESET.safetensors (the state_dict
     with cnn's metadata), torch_PRESET_plain.safetensors (bare) and
     torch_PRESET_outputs.safetensors (PyTorch's evaluation-mode logits, loss and accuracy on
@@ -152,6 +156,7 @@ def export_trained(cnn, preset, optimizer, epochs, onnx_opset):
     torch.manual_seed(1127)
     torch.set_num_threads(1)
     info = cnn_info(cnn, preset)
+    preset = name or preset
     spec = dict(info["spec"], name="torch_" + preset)
     model = torch_model(info)
     x, y = load_split(SAMPLE, "train")
@@ -169,8 +174,9 @@ def export_trained(cnn, preset, optimizer, epochs, onnx_opset):
     state = list(model.state_dict().items())
     metadata = {"format": "cnn", "format_version": "1", "architecture": json.dumps(spec),
                 "class_names": json.dumps(CLASS_NAMES)}
-    write_safetensors(os.path.join(GOLDEN, "torch_%s.safetensors" % preset), state, metadata)
-    write_safetensors(os.path.join(GOLDEN, "torch_%s_plain.safetensors" % preset), state)
+    if state_dicts:
+        write_safetensors(os.path.join(GOLDEN, "torch_%s.safetensors" % preset), state, metadata)
+        write_safetensors(os.path.join(GOLDEN, "torch_%s_plain.safetensors" % preset), state)
     tx, ty = load_split(SAMPLE, "t10k")
     with torch.no_grad():
         logits = model(tx)
@@ -204,8 +210,30 @@ def export(cnn, presets):
             # initial (0, 1) and num_batches_tracked is large.
             export_trained(cnn, "resnet", lambda p: torch.optim.SGD(
                 p, lr=0.05, momentum=0.9, weight_decay=5e-4), 3, onnx_opset=17)
+        elif preset == "avgpool":
+            # Average pooling with padding, which torch.onnx.export writes as a Pad of zeros and
+            # an AveragePool without pads (count_include_pad=True, PyTorch's default): the
+            # import of that pair is held to it.
+            spec = {"name": "avgpool", "input": [1, 28, 28], "layers": [
+                {"type": "Conv2d", "out_channels": 6, "kernel": 3, "padding": 1},
+                {"type": "ReLU"},
+                {"type": "AvgPool2d", "kernel": 3, "stride": 2, "padding": 1},
+                {"type": "Conv2d", "out_channels": 8, "kernel": 3},
+                {"type": "ReLU"},
+                {"type": "AvgPool2d", "kernel": [2, 3], "stride": [2, 1], "padding": [1, 1]},
+                {"type": "Flatten"},
+                {"type": "Linear", "out_features": 10}]}
+            path = os.path.join(GOLDEN, "avgpool_spec.json")
+            with open(path, "w") as f:
+                json.dump(spec, f)
+            try:
+                export_trained(cnn, path, lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9), 1,
+                               onnx_opset=13, name="avgpool", state_dicts=False)
+            finally:
+                os.remove(path)
         else:
-            raise SystemExit("export: unknown preset %r (expected lenet5 or resnet)" % preset)
+            raise SystemExit("export: unknown preset %r (expected lenet5, resnet or avgpool)"
+                             % preset)
 
 
 def check(model_path, data, cnn):

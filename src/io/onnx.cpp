@@ -17,6 +17,7 @@
 #include <list>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 
 #include "cnn/error.hpp"
@@ -428,6 +429,9 @@ class Importer {
   std::map<std::string, int> producer_;            // value -> node index
   std::map<std::string, std::vector<int>> users_;  // value -> node indices
   std::set<int> used_, folded_;
+  /// The padding of a Pad node that the next layer (its one reader, a Conv or an
+  /// AveragePool) takes as its own.
+  std::optional<Size2> pending_pad_;
   Shape shape_;                        // of the value being parsed, for a batch of 1
   int64_t static_batch_ = 0;           // the graph input's batch size when it is fixed
   int nesting_ = 0;                    // residual blocks being parsed
@@ -862,6 +866,10 @@ std::string Importer::apply(int i, const std::string& value, std::vector<LayerSp
       fail_node(i, "kernel_shape differs from the weight's");
     l.stride = pair_attribute(i, "strides", Size2(1));
     l.padding = symmetric_pads(i);
+    if (pending_pad_) {  // zeros, as the convolution's own padding
+      l.padding = Size2(l.padding.h + pending_pad_->h, l.padding.w + pending_pad_->w);
+      pending_pad_.reset();
+    }
     l.bias = has_input(i, 2);
     l.declared_input = w.dims[1];
     param("weight", 1, "weight");
@@ -926,6 +934,16 @@ std::string Importer::apply(int i, const std::string& value, std::vector<LayerSp
     l.stride = pair_attribute(i, "strides", Size2(1));  // ONNX's default stride is 1
     l.padding = symmetric_pads(i);
     l.count_include_pad = int_attribute(i, "count_include_pad", 0) != 0;
+    if (pending_pad_) {
+      // The Pad's zeros are values the windows average: count_include_pad over both paddings.
+      if (!l.count_include_pad && l.padding != Size2(0))
+        fail_node(i,
+                  "pads of its own with count_include_pad 0 after a Pad (the Pad's zeros "
+                  "count and its own would not: not one AvgPool2d)");
+      l.padding = Size2(l.padding.h + pending_pad_->h, l.padding.w + pending_pad_->w);
+      l.count_include_pad = true;
+      pending_pad_.reset();
+    }
   } else if (op == "GlobalAveragePool") {
     only_attributes(i, {});
     if (shape_.rank() != 4) fail_node(i, "expects a 4-d input here");
@@ -1000,6 +1018,42 @@ std::string Importer::apply(int i, const std::string& value, std::vector<LayerSp
         return add.output(0);
       }
     }
+  } else if (op == "Pad") {
+    // torch.onnx.export writes AvgPool2d(padding=p) (count_include_pad, its default) as a Pad
+    // of zeros and an AveragePool without pads; other exporters pad a Conv so. A Pad of zeros
+    // around H and W alike, read by one Conv or AveragePool alone, is that layer's padding.
+    only_attributes(i, {"mode"});
+    if (shape_.rank() != 4) fail_node(i, "expects a 4-d input here");
+    const std::string mode = attribute(i, "mode") ? attribute(i, "mode")->s() : "constant";
+    if (mode != "constant") fail_node(i, "mode " + mode + " (only constant zeros are supported)");
+    if (!has_input(i, 1)) fail_node(i, "no pads");
+    const auto pads_input = constants_.find(n.input(1));
+    if (pads_input == constants_.end() || !pads_input->second.is_int)
+      fail_node(i, "pads '" + n.input(1) + "' is not an INT64 constant");
+    const std::vector<int64_t>& p = pads_input->second.ints;
+    if (has_input(i, 2)) {
+      const Constant& fill = constant_input(i, 2, "constant_value");
+      if (fill.floats.size() != 1 || fill.floats[0] != 0)
+        fail_node(i, "pads with a value other than 0 (only zeros are supported)");
+    }
+    if (has_input(i, 3)) fail_node(i, "axes are not supported");
+    std::string listed;
+    for (int64_t v : p) listed += (listed.empty() ? "" : ", ") + std::to_string(v);
+    if (p.size() != 8 || p[0] != 0 || p[1] != 0 || p[4] != 0 || p[5] != 0 || p[2] != p[6] ||
+        p[3] != p[7] || p[2] < 0 || p[3] < 0 || p[2] > kMaxElements || p[3] > kMaxElements) {
+      fail_node(i, "pads [" + listed +
+                       "] (expected [0, 0, h, w, 0, 0, h, w]: height and width alike on both "
+                       "sides, h and w >= 0)");
+    }
+    const std::vector<int> next = consumers(n.output(0));
+    if (next.size() != 1 || (m_.graph().node(next[0]).op_type() != "Conv" &&
+                             m_.graph().node(next[0]).op_type() != "AveragePool")) {
+      fail_node(i,
+                "is read by other than one Conv or AveragePool (cnn imports a Pad as the "
+                "padding of the layer after it)");
+    }
+    pending_pad_ = Size2(p[2], p[3]);
+    return n.output(0);
   } else if (op == "Dropout" || op == "Identity") {
     only_attributes(i, {"seed", "ratio"});
     if (op == "Dropout" && n.input_size() > 2 && !n.input(2).empty()) {
@@ -1014,8 +1068,8 @@ std::string Importer::apply(int i, const std::string& value, std::vector<LayerSp
     fail_node(i, "op type " + op +
                      " is not supported (cnn imports Conv, BatchNormalization, Relu, Tanh, "
                      "Sigmoid, Softmax, MaxPool, AveragePool, GlobalAveragePool, Flatten, Reshape "
-                     "to (N, -1), "
-                     "Gemm, MatMul + Add, Add of a residual block, Dropout, Identity)");
+                     "to (N, -1), Gemm, MatMul + Add, Add of a residual block, Pad of zeros "
+                     "before a Conv or AveragePool, Dropout, Identity)");
   }
   shape_ = output_shape(i, l);
   layers.push_back(l);
