@@ -863,6 +863,25 @@ TEST(CliBadInput, ControlCharactersInANameStayOnOneLine) {
                              "no other bytes)\n");
   EXPECT_EQ(refused.out, "");
   EXPECT_FALSE(fs::exists(work_dir() / "m\xfe.ckpt"));
+  // --json prints such a name with U+FFFD: it was nlohmann's type_error once the work was done.
+  const fs::path model = work_dir() / "latin1_source.safetensors";
+  ASSERT_EQ(cnn("train --data sample --epochs 1 --out " + model.string()).exit_code, 0);
+  fs::copy_file(model, latin1, fs::copy_options::overwrite_existing);
+  const fs::path spec = work_dir() / "s\xff.json";
+  write_file(spec, R"({"input": [1, 4, 4], "layers": [{"type": "Flatten"},
+      {"type": "Linear", "out_features": 3}]})");
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"eval", latin1, "--data", "sample", "--json"},
+        {"info", spec.string(), "--json"}}) {
+    SCOPED_TRACE(args[0]);
+    const testing::ProcessRun run =
+        testing::finish_process(testing::spawn_process(CNN_CLI, args, {}, out, err), out, err);
+    ASSERT_EQ(run.exit_code, 0) << run.err;
+    const Json j = Json::parse(run.out);
+    const std::string shown =
+        (args[0] == "eval" ? j.at("model") : j.at("spec").at("name")).get<std::string>();
+    EXPECT_NE(shown.find("\xef\xbf\xbd"), std::string::npos) << shown;  // U+FFFD
+  }
 }
 
 // A name longer than the file system allows (255 bytes): one line in cnn's words, not the

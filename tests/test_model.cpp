@@ -14,6 +14,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <limits>
 #include <set>
 #include <utility>
@@ -1266,6 +1267,46 @@ TEST(ModelFile, SaveRefusesWhatWouldNotLoad) {
   linear.parameters()[3] = std::numeric_limits<float>::quiet_NaN();
   expect_refused(linear, spec_of(linear, "linear"),
                  "tensor '1.weight' holds a non-finite value at index 3 (the file would not load)");
+}
+
+// Found 2026-12-06: a name that is not UTF-8 (which JSON cannot hold) escaped the writers as
+// nlohmann's type_error, not a cnn::Error; nothing may be written.
+TEST(ModelFile, NamesThatAreNotUtf8AreRefusedByTheWriters) {
+  const fs::path path =
+      fs::temp_directory_path() / ("cnn_latin1_" + std::to_string(::getpid()) + ".safetensors");
+  Sequential<float> linear;
+  linear.emplace<Flatten<>>();
+  linear.emplace<Linear<>>(4, 2);
+  linear.build(Shape{1, 2, 2});
+  const auto expect_refused = [&](const std::function<void()>& write, const std::string& fragment) {
+    try {
+      write();
+      ADD_FAILURE() << "wrote a name that is not UTF-8: " << fragment;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+    }
+    EXPECT_FALSE(fs::exists(path));
+  };
+  expect_refused([&] { save_model(path.string(), linear, spec_of(linear, "m\xfe"), {}); },
+                 "the spec's name: expected UTF-8 text");
+  expect_refused([&] { static_cast<void>(to_json(spec_of(linear, "m\xfe"))); },
+                 "the spec's name: expected UTF-8 text");
+  expect_refused(
+      [&] {
+        save_model(path.string(), linear, spec_of(linear, "m"), {"caf\xe9", "tea"});
+      },
+      "class names: expected UTF-8 text");
+  Tensor<float> t(Shape{2});
+  expect_refused(
+      [&] {
+        save_safetensors(path.string(), {{"w\xff", t}}, {});
+      },
+      "tensor names and metadata: expected UTF-8 text");
+  expect_refused(
+      [&] {
+        save_safetensors(path.string(), {{"w", t}}, {{"note", "\xff"}});
+      },
+      "tensor names and metadata: expected UTF-8 text");
 }
 
 TEST(ModelFile, AModelBuiltInCppSavesThroughItsOwnSpec) {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cnn/cnn.hpp"
+#include "print_json.hpp"
 
 namespace cnn::cli {
 
@@ -137,11 +138,8 @@ int allreduce_bench(Communicator& ranks, int repeat, bool json) {
     if (!json) std::printf("%12lld %12.4f %12.2f\n", static_cast<long long>(bytes), ms, bus);
   }
   if (json) {
-    std::printf(
-        "%s\n",
-        Json({{"ranks", ranks.size()}, {"local_ranks", ranks.local_size()}, {"allreduce", rows}})
-            .dump()
-            .c_str());
+    print_json(
+        Json({{"ranks", ranks.size()}, {"local_ranks", ranks.local_size()}, {"allreduce", rows}}));
   }
   return 0;
 }
@@ -186,18 +184,16 @@ int distributed_bench(Communicator& ranks, const ModelSpec& spec, int64_t batch,
   ranks.sum(&allreduce_ms, 1);
   const double train = median(train_rates);
   if (json) {
-    std::printf("%s\n", Json({{"model", spec.name},
-                              {"ranks", world},
-                              {"threads", threads},
-                              {"batch", batch},
-                              {"isa", ops::isa_name(ops::isa())},
-                              {"train_images_per_s", train},
-                              {"train_images_per_s_runs", train_rates},
-                              {"allreduce_ms_per_step", allreduce_ms},
-                              {"step_ms", 1e3 * double(batch) / train},
-                              {"gradient_bytes", b.model.parameter_count() * 4}})
-                            .dump()
-                            .c_str());
+    print_json(Json({{"model", spec.name},
+                     {"ranks", world},
+                     {"threads", threads},
+                     {"batch", batch},
+                     {"isa", ops::isa_name(ops::isa())},
+                     {"train_images_per_s", train},
+                     {"train_images_per_s_runs", train_rates},
+                     {"allreduce_ms_per_step", allreduce_ms},
+                     {"step_ms", 1e3 * double(batch) / train},
+                     {"gradient_bytes", b.model.parameter_count() * 4}}));
     return 0;
   }
   std::printf("%s, global batch %lld over %d ranks x %d thread%s, %s kernels\n", spec.name.c_str(),
@@ -347,7 +343,7 @@ int bench_command(const Args& args, Communicator* ranks) {
                     {"train_peak_fraction", train_gflops / peak},
                     {"forward_flops_per_image", forward_flops_per_image},
                     {"layers", layer_rows}};
-    std::printf("%s\n", j.dump().c_str());
+    print_json(j);
     return 0;
   }
   std::printf("%s, batch %lld, %d thread%s, %s kernels, convolutions: %s\n", spec.name.c_str(),

@@ -35,6 +35,7 @@
 #include "cnn/spec.hpp"
 #include "cnn/train.hpp"
 #include "image.hpp"
+#include "print_json.hpp"
 
 // Idle OpenMP threads spin 33-75 us before they sleep, not libgomp's 3-7 ms, so that other
 // processes on the cores do not stall training (cnn/openmp_spin.hpp).
@@ -690,7 +691,10 @@ void prepare_training(const Args& args, Communicator* ranks, TrainSetup& t) {
       const Json& was = stored.at(key);
       const Json& now = key == "model" ? Json(args.text("--model", "")) : asked.at(key);
       if (now != was) {
-        args.fail(flag, "is " + now.dump() + ", the checkpoint's run has " + was.dump() +
+        const auto text = [](const Json& v) {  // a flag's bytes need not be UTF-8
+          return v.dump(-1, ' ', false, Json::error_handler_t::replace);
+        };
+        args.fail(flag, "is " + text(now) + ", the checkpoint's run has " + text(was) +
                             " (a resumed run keeps its configuration; only --epochs may change)");
       }
     }
@@ -1115,7 +1119,7 @@ int eval_command(const Args& args) {
       }
       j["logits"] = rows;
     }
-    std::printf("%s\n", j.dump().c_str());
+    print_json(j);
     return 0;
   }
   std::printf("%s on %s: %lld images\n", args.positional()[0].c_str(), data.description.c_str(),
@@ -1193,7 +1197,7 @@ int predict_command(const Args& args) {
     if (!json) std::printf("\n");
     predictions.push_back({{"image", path}, {"top", entries}});
   }
-  if (json) std::printf("%s\n", Json{{"predictions", predictions}}.dump().c_str());
+  if (json) print_json(Json{{"predictions", predictions}});
   return 0;
 }
 
@@ -1305,11 +1309,13 @@ int info_command(const Args& args) {
                         {"state_dict", state_dict.count(i) ? state_dict[i] : Json::array()},
                         {"torch", Json::parse(torch[i])}});
     }
-    const Json info = {{"spec", Json::parse(to_json(spec))},
+    ModelSpec shown = spec;  // a spec's name is its file's when it has none: any bytes
+    shown.name = utf8_or_replaced(spec.name);
+    const Json info = {{"spec", Json::parse(to_json(shown))},
                        {"parameters", model.parameter_count()},
                        {"flops", total_flops},
                        {"layers", layers}};
-    std::printf("%s\n", info.dump(2).c_str());
+    print_json(info, 2);
     return 0;
   }
   std::printf("Model: %s   input %s   loss %s\n", spec.name.c_str(), spec.input.str().c_str(),

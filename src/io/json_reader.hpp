@@ -15,6 +15,8 @@
 #include <unordered_set>
 #include <vector>
 
+#include "cnn/error.hpp"
+
 namespace cnn::detail {
 
 /// Arrays and objects nested deeper than this are refused. A spec with Residual blocks nested
@@ -119,6 +121,17 @@ inline nlohmann::json parse_json(
   JsonDepthCheck check(top_level_key);
   nlohmann::json::sax_parse(text, &check);
   return nlohmann::json::parse(text);
+}
+
+/// j.dump(), refusing text that is not UTF-8 (JSON holds no other bytes: a name from a file
+/// system or a caller can be Latin-1) as a cnn::Error that names `what`, instead of nlohmann's
+/// type_error.
+inline std::string dump_json(const nlohmann::json& j, const std::string& what) {
+  try {
+    return j.dump();
+  } catch (const nlohmann::json::type_error& e) {
+    throw Error(what + ": expected UTF-8 text (JSON holds no other bytes): " + e.what());
+  }
 }
 
 }  // namespace cnn::detail

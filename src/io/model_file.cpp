@@ -59,8 +59,6 @@ void save_model(const std::string& path, Sequential<float>& model, const ModelSp
     parse_model_spec(architecture, "architecture");
   } catch (const Error& e) {
     throw Error(path + ": cannot save: the file would not load: " + e.what());
-  } catch (const Json::exception& e) {
-    throw Error(path + ": cannot save: the spec's names are not UTF-8 text (" + e.what() + ")");
   }
   const auto require_finite = [&](const auto& named) {
     for (const auto& t : named) {
@@ -79,7 +77,7 @@ void save_model(const std::string& path, Sequential<float>& model, const ModelSp
                    {{"format", "cnn"},
                     {"format_version", kModelFormatVersion},
                     {"architecture", architecture},
-                    {"class_names", Json(class_names).dump()}});
+                    {"class_names", detail::dump_json(Json(class_names), "class names")}});
 }
 
 bool is_onnx_path(const std::string& path) {

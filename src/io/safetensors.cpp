@@ -268,7 +268,7 @@ void save_safetensors(const std::string& path, const std::vector<SaveTensor>& te
                       {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
   }
-  std::string text = header.dump();
+  std::string text = detail::dump_json(header, path + ": tensor names and metadata");
   text.append((8 - text.size() % 8) % 8, ' ');  // the format allows space padding to 8 bytes
 
   std::string bytes(8, '\0');

@@ -676,7 +676,7 @@ std::string to_json(const ModelSpec& spec) {
             {"loss", spec.loss == LossKind::kLogLoss ? "log_loss" : "cross_entropy"},
             {"layers", layers}};
   if (!spec.classes.empty()) j["classes"] = spec.classes;
-  return j.dump();
+  return detail::dump_json(j, "the spec's name");
 }
 
 Sequential<float> build_model(const ModelSpec& spec) {

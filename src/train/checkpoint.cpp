@@ -131,7 +131,7 @@ void save_checkpoint(const std::string& path, Sequential<float>& model, const Mo
                    {{"format", kFormat},
                     {"format_version", kModelFormatVersion},
                     {"architecture", to_json(spec)},
-                    {"class_names", Json(class_names).dump()},
+                    {"class_names", detail::dump_json(Json(class_names), "class names")},
                     {"config", config},
                     {"state", j.dump()}});
 }
