@@ -127,9 +127,22 @@ ModelSpec nested_at_start_spec() {
                           "nested_at_start");
 }
 
+/// "same" padding (the README's example) and a Softmax over a 4-d input's channels, each of
+/// which exported to a file that the import refused (found 2026-12-06).
+ModelSpec same_padding_spec() {
+  return parse_model_spec(R"({"name": "same_padding", "input": [1, 9, 9], "layers": [
+    {"type": "Conv2d", "out_channels": 3, "kernel": [3, 5], "padding": "same"},
+    {"type": "Softmax"},
+    {"type": "Residual", "body": [
+       {"type": "Conv2d", "out_channels": 3, "kernel": 3, "padding": "same"}]},
+    {"type": "Flatten"},
+    {"type": "Linear", "out_features": 4}]})",
+                          "same_padding");
+}
+
 std::vector<ModelSpec> export_specs() {
-  return {preset_spec("lenet5"), preset_spec("convnet"), preset_spec("resnet"),
-          preset_spec("seed"),   every_layer_spec(),     nested_at_start_spec()};
+  return {preset_spec("lenet5"), preset_spec("convnet"), preset_spec("resnet"), preset_spec("seed"),
+          every_layer_spec(),    nested_at_start_spec(), same_padding_spec()};
 }
 
 /// onnx::checker::check_model and shape inference with type checks in strict mode (errors
@@ -569,6 +582,33 @@ TEST(Onnx, GraphsAreImportedAsWiredOrRefused) {
   ASSERT_TRUE(m.SerializeToString(&bytes));
   write_bytes(normed_path, bytes);
   expect_import_refused(normed_path, "5 outputs: a training-mode BatchNormalization");
+}
+
+// Without our metadata the graph alone gives the explicit pads, and the same logits; before
+// opset 13 a Softmax's axis 1 of a 4-d input meant all C*H*W values, not cnn's Softmax.
+TEST(Onnx, SamePaddingAndAChannelSoftmaxImportFromTheGraph) {
+  const ModelSpec spec = same_padding_spec();
+  Sequential<float> model = random_model(spec, 4);
+  const fs::path path = work_dir() / "same_padding.onnx";
+  save_onnx(path.string(), model, spec, {});
+  onnx::ModelProto m = parse(path.string());
+  m.clear_metadata_props();
+  std::string bytes;
+  ASSERT_TRUE(m.SerializeToString(&bytes));
+  write_bytes(path, bytes);
+  ModelFile back = load_onnx(path.string());
+  EXPECT_EQ(back.spec.layers[0].padding, Size2(1, 2));
+  EXPECT_EQ(back.spec.layers[1].type, "Softmax");
+  Tensor<float> images(Shape{3, 1, 9, 9});
+  for (int64_t i = 0; i < images.numel(); ++i) images[i] = static_cast<float>(i % 7) / 7;
+  EXPECT_EQ(cnn_logits(back.model, images), cnn_logits(model, images));
+  for (auto& o : *m.mutable_opset_import())
+    if (o.domain().empty() || o.domain() == "ai.onnx") o.set_version(12);
+  ASSERT_TRUE(m.SerializeToString(&bytes));
+  write_bytes(path, bytes);
+  expect_import_refused(path.string(),
+                        "node '1' (Softmax): expected a softmax over the features of a 2-d input, "
+                        "or over the channels of a 4-d one (axis 1, from opset 13)");
 }
 
 /// Sets every value of the INTS attribute `name` of `node` to 0.

@@ -917,8 +917,14 @@ std::string Importer::apply(int i, const std::string& value, std::vector<LayerSp
   } else if (op == "Softmax") {
     only_attributes(i, {"axis"});
     const int64_t axis = int_attribute(i, "axis", opset_ >= 13 ? -1 : 1);
-    if (shape_.rank() != 2 || (axis != 1 && axis != -1))
-      fail_node(i, "expected a softmax over the features of a 2-d input");
+    // cnn's Softmax is over dimension 1 (the features, or a 4-d input's channels, as
+    // torch.nn.Softmax(dim=1)). Before opset 13, axis 1 of a 4-d input meant C*H*W values.
+    const bool over_features = shape_.rank() == 2 && (axis == 1 || axis == -1);
+    const bool over_channels = shape_.rank() == 4 && opset_ >= 13 && (axis == 1 || axis == -3);
+    if (!over_features && !over_channels)
+      fail_node(i,
+                "expected a softmax over the features of a 2-d input, or over the channels "
+                "of a 4-d one (axis 1, from opset 13)");
     l.type = "Softmax";
   } else if (op == "MaxPool" || op == "AveragePool") {
     only_attributes(i, {"kernel_shape", "strides", "pads", "ceil_mode", "auto_pad", "dilations",
@@ -1077,14 +1083,21 @@ std::string Importer::apply(int i, const std::string& value, std::vector<LayerSp
   return n.output(0);
 }
 
-/// `layers` without Dropout (which an inference graph leaves out), also inside Residuals.
-std::vector<LayerSpec> without_dropout(const std::vector<LayerSpec>& layers) {
+/// `layers` as an inference graph holds them, also inside Residuals: without Dropout, which
+/// the graph leaves out, and with a Conv2d's "same" padding as the pads it resolves to, which
+/// is all the graph can say (found 2026-12-06: the README's own "same" example exported to a
+/// file that its import refused, "padding=same in it, padding=(1, 1) in the graph").
+std::vector<LayerSpec> as_in_a_graph(const std::vector<LayerSpec>& layers) {
   std::vector<LayerSpec> out;
   for (const LayerSpec& l : layers) {
     if (l.type == "Dropout") continue;
     out.push_back(l);
-    out.back().body = without_dropout(l.body);
-    out.back().shortcut = without_dropout(l.shortcut);
+    if (l.same_padding) {
+      out.back().same_padding = false;
+      out.back().padding = Size2((l.kernel.h - 1) / 2, (l.kernel.w - 1) / 2);
+    }
+    out.back().body = as_in_a_graph(l.body);
+    out.back().shortcut = as_in_a_graph(l.shortcut);
   }
   return out;
 }
@@ -1196,7 +1209,7 @@ ModelFile Importer::run() {
     // Our own file: the metadata must describe the graph as parsed (every size, stride,
     // padding, epsilon, momentum...), else the graph is what counts and it is refused.
     ModelSpec stripped = ours;
-    stripped.layers = without_dropout(ours.layers);
+    stripped.layers = as_in_a_graph(ours.layers);
     Sequential<float> described, parsed;
     try {
       described = build_model(stripped);
