@@ -1002,6 +1002,22 @@ TEST(CliBadInput, SpecsImagesAndFlags) {
     {"type": "Flatten"}, {"type": "Linear", "out_features": 10}]})");
   expect_refusal("info " + bad_child.string(),
                  {"bad_child.json", "layer 0: body layer 1", "Dropout expects \"p\" in [0, 1)"});
+  // A spec's name is a label: the default --out is refused when it is not a file name
+  // (found 2026-12-06: "../escaped" wrote outside the directory, "" hidden files).
+  for (const std::string name : {"../escaped", "", "x/y", ".."}) {
+    const fs::path named = work_dir() / "named.json";
+    write_file(named, R"({"name": ")" + name + R"(", "input": [1, 28, 28], "layers": [
+      {"type": "Flatten"}, {"type": "Linear", "out_features": 10}]})");
+    expect_refusal("train --data sample --model " + named.string(),
+                   {"--out is needed: the spec's name \"" + name +
+                    "\" is not a file name to write NAME.safetensors as"});
+  }
+  EXPECT_FALSE(fs::exists(work_dir().parent_path() / "escaped.safetensors"));
+  const fs::path keras = work_dir() / "keras.json";
+  write_file(keras, R"({"format": "keras", "input": [1, 28, 28], "layers": [
+    {"type": "Flatten"}, {"type": "Linear", "out_features": 10}]})");
+  expect_refusal("info " + keras.string(),
+                 {"keras.json", "'format' expects \"cnn-spec\", got \"keras\""});
   expect_refusal("train --data sample --augment mixup",
                  {"--augment", "expects none or crop-flip", "got 'mixup'"});
   expect_refusal("train --data sample --augment crop-flip --crop-padding 65",

@@ -303,6 +303,24 @@ TEST(Errors, ThreadsBatchesAndLabelsOutOfRange) {
                {"Rng::set_state: the all-zero state is not a state of this generator"});
 }
 
+// Found 2026-12-06: an eps that is positive as a double but 0 as a float (1e-46) was taken,
+// and training "diverged" at its first step (0 / 0 for a constant feature). PyTorch, whose
+// CPU kernels add eps in double, trains; cnn computes in float, so it is refused.
+TEST(Errors, BatchNormEpsThatIsZeroAsAFloatIsRefused) {
+  expect_error([] { BatchNorm1d<float>(4, 1e-46); },
+               {"BatchNorm1d: expected eps > 0 (also as a float), got 1e-46"});
+  EXPECT_NO_THROW(BatchNorm1d<double>(4, 1e-46));
+  EXPECT_NO_THROW(BatchNorm2d<float>(4, 1e-40));  // a subnormal float is not 0
+  expect_error(
+      [] {
+        parse_model_spec(R"({"input": [1, 4, 4], "layers": [{"type": "Flatten"},
+            {"type": "BatchNorm1d", "eps": 1e-46}, {"type": "Linear", "out_features": 2}]})",
+                         "tiny_eps.json");
+      },
+      {"tiny_eps.json: layer 1", "'eps' expects a number in (0, 1] that is not 0 as a float",
+       "got 1e-46"});
+}
+
 // Found 2026-12-06: BatchNorm's backward normalises with the latest forward's batch
 // statistics, and took any input: a backward of 4 images after a forward of 2 returned a dx of
 // -3e7, and a backward before any forward returned values. MaxPool2d and Dropout refused these.

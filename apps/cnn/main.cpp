@@ -454,6 +454,14 @@ TrainConfig config_from_args(const Args& args, const std::string& model_name, co
   c.threads = static_cast<int>(
       args.integer("--threads", resumed ? resumed->threads : default_threads, 1, 256));
   c.sync_batchnorm = args.has("--sync-batchnorm") || (resumed && resumed->sync_batchnorm);
+  // The default file is named after the spec, whose "name" is a label, not a path (found
+  // 2026-12-06: "../escaped" wrote outside the directory, "" wrote hidden files).
+  const std::string& name = spec.name;
+  if (!resumed && !args.has("--out") &&
+      (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos)) {
+    args.fail("--out", "is needed: the spec's name \"" + name +
+                           "\" is not a file name to write NAME.safetensors as");
+  }
   c.out = args.text("--out", resumed ? resumed->out : spec.name + ".safetensors");
   // A name the system refuses is reported when the run's files are made (prepare_training).
   if (c.out.empty()) args.fail("--out", "expects a file path, got ''");

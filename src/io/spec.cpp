@@ -169,6 +169,14 @@ LayerType batchnorm_type(const char* name) {
           {"num_features", "eps", "momentum", "affine"},
           [](const SpecReader& r, const Json& j, const std::string& where, LayerSpec& l) {
             l.eps = r.number(j, where, "eps", 1e-5, 0, 1, false, "a number in (0, 1]");
+            // The layers compute in float: an eps below float's range is 0 there, and the
+            // variance of a constant feature then divides 0 by 0 (found 2026-12-06: 1e-46
+            // "diverged" at the first step).
+            if (static_cast<float>(l.eps) == 0)
+              r.fail(where,
+                     "'eps' expects a number in (0, 1] that is not 0 as a float (at "
+                     "least 1.4e-45), got " +
+                         j["eps"].dump());
             l.momentum = r.number(j, where, "momentum", 0.1, 0, 1, true, "a number in [0, 1]");
             l.affine = r.boolean(j, where, "affine", true);
             r.declare_input(j, where, "num_features", l);
@@ -600,6 +608,10 @@ ModelSpec parse_model_spec(const std::string& text, const std::string& origin) {
     if (j.contains(key) && !j[key].is_string())
       reader.fail("", std::string("'") + key + "' expects a string, got " + j[key].dump());
   }
+  // What to_json writes; another format's file is not read as ours (found 2026-12-06:
+  // "keras" was taken).
+  if (j.contains("format") && j["format"] != "cnn-spec")
+    reader.fail("", "'format' expects \"cnn-spec\", got " + j["format"].dump());
   spec.name = j.value("name", origin);
   if (!j.contains("input") || !j["input"].is_array() || j["input"].size() != 3) {
     reader.fail("", "expected \"input\": [channels, height, width], got " +

@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <sstream>
 #include <type_traits>
 #include <utility>
@@ -23,8 +24,12 @@ BatchNorm<T>::BatchNorm(int64_t num_features, double eps, double momentum, bool 
   if (num_features < 1 || num_features > kMaxElements) {
     throw Error(name + ": expected num_features >= 1, got " + std::to_string(num_features));
   }
-  if (!(eps > 0) || !std::isfinite(eps)) {
-    throw Error(name + ": expected eps > 0, got " + std::to_string(eps));
+  // > 0 as the layer computes it: an eps below float's range is 0 in a float layer.
+  if (!(static_cast<T>(eps) > 0) || !std::isfinite(eps)) {
+    char given[32];
+    std::snprintf(given, sizeof given, "%g", eps);
+    throw Error(name + ": expected eps > 0 (also as a " + (sizeof(T) == 4 ? "float" : "double") +
+                "), got " + given);
   }
   if (!(momentum >= 0 && momentum <= 1)) {
     throw Error(name + ": expected momentum in [0, 1], got " + std::to_string(momentum));
