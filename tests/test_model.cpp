@@ -1629,6 +1629,109 @@ TEST(Dropout, DropsAboutPScalesTheRestAndFollowsTheSeed) {
   EXPECT_THROW(Dropout<float>(-0.1), Error);
 }
 
+// Found 2026-12-06: a Dataset filled by a caller was trusted, so gather_images with fewer
+// pixels than count x C x H x W read past them, and select_classes with fewer labels than
+// images read past those. Each consumer now checks the struct first.
+TEST(Dataset, StructsThatDisagreeWithThemselvesAreRefusedByTheirConsumers) {
+  Dataset data;
+  data.images = {.count = 4, .channels = 1, .rows = 2, .cols = 2, .pixels = {}};
+  data.images.pixels.assign(4 * 4, 100);
+  data.labels = {0, 1, 0, 1};
+  Tensor<float> x;
+  EXPECT_NO_THROW(gather_images(data.images, {3}, x));
+  EXPECT_NO_THROW(select_classes(data, {1}));
+  Dataset few_pixels = data;
+  few_pixels.images.pixels.resize(15);
+  const auto expect_refused = [](const std::function<void()>& call, const std::string& fragment) {
+    try {
+      call();
+      ADD_FAILURE() << "accepted: " << fragment;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+    }
+  };
+  expect_refused([&] { gather_images(few_pixels.images, {3}, x); },
+                 "gather_images: 4 images of 1 x 2 x 2 pixels need 16 bytes, got 15");
+  expect_refused([&] { select_classes(few_pixels, {1}); }, "select_classes: 4 images");
+  Dataset few_labels = data;
+  few_labels.labels.pop_back();
+  expect_refused([&] { select_classes(few_labels, {1}); },
+                 "select_classes: 4 images and 3 labels (expected one label per image)");
+  Dataset no_rows = data;
+  no_rows.images.rows = 0;
+  expect_refused([&] { gather_images(no_rows.images, {0}, x); },
+                 "expected count >= 0 and channels, rows, cols >= 1, got 4 images of 1 x 0 x 2");
+  Dataset huge = data;
+  huge.images.rows = huge.images.cols = int64_t{1} << 40;
+  expect_refused([&] { gather_images(huge.images, {0}, x); }, "need more than 2^48 bytes");
+  // train_model and evaluate check their sets before any step.
+  const ModelSpec spec = parse_model_spec(R"({"input": [1, 2, 2], "layers": [
+      {"type": "Flatten"}, {"type": "Linear", "out_features": 2}]})",
+                                          "tiny");
+  Sequential<float> model = build_model(spec);
+  Rng rng(1);
+  model.init_parameters(rng);
+  TrainOptions options;
+  options.epochs = 1;
+  options.batch = 2;
+  expect_refused([&] { train_model(model, spec, few_labels, data, options, rng, {}, {}); },
+                 "train_model: the training set: 4 images and 3 labels");
+  expect_refused([&] { train_model(model, spec, data, few_pixels, options, rng, {}, {}); },
+                 "train_model: the test set: 4 images of 1 x 2 x 2 pixels need 16 bytes");
+  expect_refused([&] { evaluate(model, spec, few_labels, 2); }, "evaluate: 4 images and 3 labels");
+  EXPECT_NO_THROW(evaluate(model, spec, data, 2));
+}
+
+// load_checkpoint checks the state it reads; a TrainState a caller builds or edits went into
+// train_model unchecked (an epoch 0, a history of the wrong length). Refused since 2026-12-06.
+TEST(Dataset, AResumeStateThatDoesNotFitTheRunIsRefused) {
+  Dataset data;
+  data.images = {.count = 8, .channels = 1, .rows = 2, .cols = 2, .pixels = {}};
+  for (int i = 0; i < 32; ++i) data.images.pixels.push_back(static_cast<uint8_t>(i * 7));
+  data.labels = {0, 1, 0, 1, 1, 0, 1, 0};
+  const ModelSpec spec = parse_model_spec(R"({"input": [1, 2, 2], "layers": [
+      {"type": "Flatten"}, {"type": "Linear", "out_features": 2}]})",
+                                          "tiny");
+  Sequential<float> model = build_model(spec);
+  Rng rng(1);
+  model.init_parameters(rng);
+  TrainOptions options;
+  options.epochs = 1;
+  options.batch = 4;
+  TrainState saved;  // the checkpoint after the epoch, as the command line saves it
+  TrainControl checkpointing;
+  checkpointing.checkpoint = [&](const TrainState& state) { saved = state; };
+  train_model(model, spec, data, data, options, rng, {}, {}, checkpointing);
+  ASSERT_EQ(saved.epoch, 2);
+  options.epochs = 2;
+  const auto resume = [&](const TrainState& state) {
+    TrainControl control;
+    control.resume = &state;
+    Rng stream(1);
+    return train_model(model, spec, data, data, options, stream, {}, {}, control);
+  };
+  EXPECT_EQ(resume(saved).history.size(), 2u);
+  const auto expect_refused = [&](const std::function<void(TrainState&)>& edit,
+                                  const std::string& fragment) {
+    TrainState state = saved;
+    edit(state);
+    try {
+      resume(state);
+      ADD_FAILURE() << "resumed: " << fragment;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+    }
+  };
+  expect_refused([](TrainState& s) { s.epoch = 0; },
+                 "cannot resume: the checkpoint's epoch 0 is outside 1 to 3");
+  expect_refused([](TrainState& s) { s.epoch = 4; }, "epoch 4 is outside 1 to 3");
+  expect_refused([](TrainState& s) { s.history.clear(); },
+                 "history has 0 epochs, expected 1 before epoch 2");
+  expect_refused([](TrainState& s) { s.correct = s.seen + 1; },
+                 "step, sample counts or loss sum are out of range");
+  expect_refused([](TrainState& s) { s.step = -1; }, "out of range");
+}
+
 TEST(BatchIterator, CoversEveryIndexOnceWithAPartialLastBatch) {
   BatchIterator batches(10, 4);
   Rng rng(1);

@@ -34,6 +34,14 @@ struct Dataset {
   int64_t size() const { return images.count; }
 };
 
+/// Throws cnn::Error("<what>: ...") unless `images` holds what its fields say: count >= 0,
+/// channels, rows and cols >= 1, and count x channels x rows x cols pixels. The library's
+/// consumers of images (gather_images, select_classes, train_model, evaluate) check it, since
+/// a struct filled by a caller can disagree with itself.
+void check_images(const ImageSet& images, const std::string& what);
+/// check_images, and one label per image.
+void check_dataset(const Dataset& data, const std::string& what);
+
 /// Reads images and labels and checks that their counts agree.
 Dataset read_idx_dataset(const std::string& images_path, const std::string& labels_path);
 

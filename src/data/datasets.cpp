@@ -160,7 +160,34 @@ DataSplit load_dataset(const std::string& which, const std::string& sample_dir,
               "test_batch.bin");
 }
 
+void check_images(const ImageSet& images, const std::string& what) {
+  const auto text = [](int64_t v) { return std::to_string(v); };
+  if (images.count < 0 || images.channels < 1 || images.rows < 1 || images.cols < 1) {
+    throw Error(what + ": expected count >= 0 and channels, rows, cols >= 1, got " +
+                text(images.count) + " images of " + text(images.channels) + " x " +
+                text(images.rows) + " x " + text(images.cols));
+  }
+  const std::optional<int64_t> image = size_product(images.channels, images.rows);
+  const std::optional<int64_t> pixels = image ? size_product(*image, images.cols) : std::nullopt;
+  const std::optional<int64_t> total = pixels ? size_product(*pixels, images.count) : std::nullopt;
+  if (!total || static_cast<uint64_t>(*total) != images.pixels.size()) {
+    throw Error(what + ": " + text(images.count) + " images of " + text(images.channels) + " x " +
+                text(images.rows) + " x " + text(images.cols) + " pixels need " +
+                (total ? text(*total) : std::string("more than 2^48")) + " bytes, got " +
+                std::to_string(images.pixels.size()));
+  }
+}
+
+void check_dataset(const Dataset& data, const std::string& what) {
+  check_images(data.images, what);
+  if (data.labels.size() != static_cast<uint64_t>(data.images.count)) {
+    throw Error(what + ": " + std::to_string(data.images.count) + " images and " +
+                std::to_string(data.labels.size()) + " labels (expected one label per image)");
+  }
+}
+
 Dataset select_classes(const Dataset& data, const std::vector<int>& classes) {
+  check_dataset(data, "select_classes");
   Dataset out;
   out.images.channels = data.images.channels;
   out.images.rows = data.images.rows;

@@ -162,6 +162,7 @@ Dataset read_idx_dataset(const std::string& images_path, const std::string& labe
 }
 
 void gather_images(const ImageSet& images, const std::vector<int64_t>& indices, Tensor<float>& x) {
+  check_images(images, "gather_images");
   const int64_t size = images.image_size();
   x.resize(Shape{static_cast<int64_t>(indices.size()), images.channels, images.rows, images.cols});
   for (const int64_t index : indices) {

@@ -181,6 +181,8 @@ TrainResult train_model(Sequential<float>& model, const ModelSpec& spec, const D
     if (ranks) throw RanksError(what);
     throw Error(what);
   };
+  check_dataset(train, "train_model: the training set");
+  check_dataset(test, "train_model: the test set");
   if (ranks && (options.batch < world || train.size() < world)) {
     fail("--batch " + std::to_string(options.batch) + " over " + std::to_string(train.size()) +
          " training samples cannot be split over " + std::to_string(world) +
@@ -262,6 +264,19 @@ TrainResult train_model(Sequential<float>& model, const ModelSpec& spec, const D
     const auto refuse = [&](const std::string& what) {
       fail("cannot resume: the checkpoint's " + what);
     };
+    // load_checkpoint checks a file's state; a caller's own TrainState is checked here.
+    if (state.epoch < 1 || state.epoch > options.epochs + 1) {
+      refuse("epoch " + std::to_string(state.epoch) + " is outside 1 to " +
+             std::to_string(options.epochs + 1) + " (the run's epochs + 1: finished)");
+    }
+    if (state.history.size() != static_cast<size_t>(state.epoch - 1)) {
+      refuse("history has " + std::to_string(state.history.size()) + " epochs, expected " +
+             std::to_string(state.epoch - 1) + " before epoch " + std::to_string(state.epoch));
+    }
+    if (state.step < 0 || state.seen < 0 || state.correct < 0 || state.correct > state.seen ||
+        state.optimizer_counter < 0 || !std::isfinite(state.loss_sum)) {
+      refuse("step, sample counts or loss sum are out of range");
+    }
     if (state.layer_rngs.size() != layer_rngs.size()) refuse("random streams do not fit the model");
     for (size_t i = 0; i < layer_rngs.size(); ++i) layer_rngs[i]->set_state(state.layer_rngs[i]);
     rng.set_state(state.rng);
@@ -478,6 +493,7 @@ EvalResult evaluate(Sequential<float>& model, const ModelSpec& spec, const Datas
                     int64_t batch, bool keep_outputs, Communicator* ranks) {
   if (ranks != nullptr && ranks->size() == 1) ranks = nullptr;
   if (ranks && keep_outputs) throw Error("evaluate: outputs are kept only in one process");
+  check_dataset(data, "evaluate");
   // This rank's contiguous share of the data.
   const int64_t first = ranks ? data.size() * ranks->rank() / ranks->size() : 0;
   const int64_t last = ranks ? data.size() * (ranks->rank() + 1) / ranks->size() : data.size();
