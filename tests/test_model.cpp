@@ -1501,6 +1501,33 @@ TEST_F(IdxTest, RefusesBadFilesByName) {
   expect_refused([&] { read_idx_labels(file("long")); }, "more data than its header");
   write(file("corrupt.gz"), std::string("\x1f\x8b\x08\x00garbage-garbage-garbage", 27));
   expect_refused([&] { read_idx_labels(file("corrupt.gz")); }, file("corrupt.gz"));
+  // Found 2026-12-06: gzread took a gzip file whose 8-byte trailer (CRC and length) was cut as
+  // whole and unchecked, and ignored bytes after the stream. Every cut is now refused, and so is
+  // a changed byte (the CRC), in a stored (uncompressed) stream too.
+  const std::string labels = idx_header(0x801, {300}) + std::string(300, '\x05');
+  write_gz(file("whole.gz"), labels);
+  const std::string gz = read(file("whole.gz"));
+  EXPECT_EQ(read_idx_labels(file("whole.gz")).size(), 300u);
+  for (const size_t cut : {1, 4, 8, 9}) {
+    SCOPED_TRACE(cut);
+    write(file("cut.gz"), gz.substr(0, gz.size() - cut));
+    expect_refused([&] { read_idx_labels(file("cut.gz")); },
+                   "truncated compressed data (the file ends inside its gzip stream)");
+  }
+  write(file("junk.gz"), gz + "junk");
+  expect_refused([&] { read_idx_labels(file("junk.gz")); },
+                 "corrupt compressed data (bytes after the end of the gzip stream)");
+  std::string changed = gz;
+  changed[changed.size() - 12] = static_cast<char>(changed[changed.size() - 12] ^ 1);
+  write(file("changed.gz"), changed);
+  expect_refused([&] { read_idx_labels(file("changed.gz")); }, "corrupt compressed data");
+  // As gzip and Python: further members (concatenated files) and zero padding are read.
+  write_gz(file("half1.gz"), labels.substr(0, 100));
+  write_gz(file("half2.gz"), labels.substr(100));
+  write(file("members.gz"), read(file("half1.gz")) + read(file("half2.gz")) + std::string(7, '\0'));
+  EXPECT_EQ(read_idx_labels(file("members.gz")).size(), 300u);
+  write(file("short_members.gz"), read(file("half1.gz")));
+  expect_refused([&] { read_idx_labels(file("short_members.gz")); }, "truncated: the file ends");
   write(file("img"), idx_header(0x803, {2, 1, 1}) + "ab");
   write(file("lab"), idx_header(0x801, {3}) + "abc");
   expect_refused([&] { read_idx_dataset(file("img"), file("lab")); }, "holds 3 labels but");

@@ -4,7 +4,9 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <memory>
+#include <new>
 #include <optional>
 #include <vector>
 
@@ -28,30 +30,37 @@ constexpr int64_t kMaxIdxBytes = int64_t{1} << 33;
   throw Error(path + ": " + message);
 }
 
-struct GzCloser {
-  void operator()(gzFile_s* f) const { gzclose(f); }
-};
-
-/// The whole (decompressed) content of a raw or gzipped file.
+/// The whole (decompressed) content of a raw or gzipped file (gzip by its first two bytes).
+/// zlib's inflate is driven directly rather than through gzread: gzread returned a gzip file
+/// whose last 8 bytes (its CRC and length) were cut as complete and unchecked, and ignored
+/// bytes after the stream (found 2026-12-06: a label file with one byte changed and its trailer
+/// cut evaluated to another loss). Each gzip member must reach its end, which checks its CRC;
+/// after it come further members (as gzip writes for concatenated files) or zero padding
+/// (which gzip and Python accept), nothing else.
 class Reader {
  public:
   explicit Reader(const std::string& path) : path_(path) {
     std::error_code error;
     if (!std::filesystem::exists(path, error)) fail(path, "no such file");
     require_regular_file(path, "an IDX file");
-    file_.reset(gzopen(path.c_str(), "rb"));
+    file_.open(path, std::ios::binary);
     if (!file_) fail(path, std::string("cannot open: ") + std::strerror(errno));
+    gzip_ = fill(2) && buffer_[position_] == 0x1f && buffer_[position_ + 1] == 0x8b;
+    if (gzip_) {
+      if (inflateInit2(&stream_, 16 + MAX_WBITS) != Z_OK) throw std::bad_alloc();
+      inflating_ = true;
+    }
+  }
+  Reader(const Reader&) = delete;
+  Reader& operator=(const Reader&) = delete;
+  ~Reader() {
+    if (gzip_) inflateEnd(&stream_);
   }
   /// Reads exactly n bytes or fails naming what was being read.
   void read(void* out, int64_t n, const std::string& what) {
     auto* p = static_cast<uint8_t*>(out);
     while (n > 0) {
-      const unsigned chunk = static_cast<unsigned>(std::min<int64_t>(n, 1 << 30));
-      const int got = gzread(file_.get(), p, chunk);
-      if (got < 0) {
-        int code = 0;
-        fail(path_, std::string("corrupt compressed data (") + gzerror(file_.get(), &code) + ")");
-      }
+      const int64_t got = read_some(p, n);
       if (got == 0) fail(path_, "truncated: the file ends inside the " + what);
       p += got;
       n -= got;
@@ -74,20 +83,76 @@ class Reader {
     read(b, 4, what);
     return (uint32_t{b[0]} << 24) | (uint32_t{b[1]} << 16) | (uint32_t{b[2]} << 8) | b[3];
   }
-  /// Fails unless the file has no bytes left.
+  /// Fails unless the content has no bytes left (and a gzip file's last member has ended).
   void expect_end() {
     uint8_t extra;
-    const int got = gzread(file_.get(), &extra, 1);
-    if (got < 0) {
-      int code = 0;
-      fail(path_, std::string("corrupt compressed data (") + gzerror(file_.get(), &code) + ")");
-    }
-    if (got > 0) fail(path_, "has more data than its header describes");
+    if (read_some(&extra, 1) > 0) fail(path_, "has more data than its header describes");
   }
 
  private:
+  /// Makes at least `n` unread bytes of the file available in buffer_ unless the file ends
+  /// first; returns whether they are.
+  bool fill(size_t n) {
+    if (end_ - position_ >= n) return true;
+    std::copy(buffer_.begin() + static_cast<std::ptrdiff_t>(position_),
+              buffer_.begin() + static_cast<std::ptrdiff_t>(end_), buffer_.begin());
+    end_ -= position_;
+    position_ = 0;
+    while (end_ < n && file_) {
+      file_.read(reinterpret_cast<char*>(buffer_.data() + end_),
+                 static_cast<std::streamsize>(buffer_.size() - end_));
+      end_ += static_cast<size_t>(file_.gcount());
+    }
+    if (file_.bad()) fail(path_, std::string("cannot read: ") + std::strerror(errno));
+    return end_ - position_ >= n;
+  }
+  /// Up to n bytes of content into `out`; 0 once the content has ended.
+  int64_t read_some(uint8_t* out, int64_t n) {
+    if (!gzip_) {
+      if (!fill(1)) return 0;
+      const size_t got = std::min(end_ - position_, static_cast<size_t>(n));
+      std::memcpy(out, buffer_.data() + position_, got);
+      position_ += got;
+      return static_cast<int64_t>(got);
+    }
+    const unsigned wanted = static_cast<unsigned>(std::min<int64_t>(n, 1 << 30));
+    stream_.next_out = out;
+    stream_.avail_out = wanted;
+    while (stream_.avail_out == wanted && inflating_) {
+      if (!fill(1)) fail(path_, "truncated compressed data (the file ends inside its gzip stream)");
+      stream_.next_in = buffer_.data() + position_;
+      stream_.avail_in = static_cast<unsigned>(end_ - position_);
+      const int code = inflate(&stream_, Z_NO_FLUSH);
+      position_ = end_ - stream_.avail_in;
+      if (code == Z_STREAM_END) {
+        next_member();
+      } else if (code == Z_MEM_ERROR) {
+        throw std::bad_alloc();
+      } else if (code != Z_OK && code != Z_BUF_ERROR) {
+        fail(path_, std::string("corrupt compressed data (") +
+                        (stream_.msg ? stream_.msg : "zlib error " + std::to_string(code)) + ")");
+      }
+    }
+    return static_cast<int64_t>(wanted - stream_.avail_out);
+  }
+  /// After a gzip member's end: another member, or zero padding to the end of the file.
+  void next_member() {
+    while (fill(1) && buffer_[position_] == 0) ++position_;
+    if (!fill(1)) {
+      inflating_ = false;
+      return;
+    }
+    if (!fill(2) || buffer_[position_] != 0x1f || buffer_[position_ + 1] != 0x8b)
+      fail(path_, "corrupt compressed data (bytes after the end of the gzip stream)");
+    if (inflateReset(&stream_) != Z_OK) fail(path_, "corrupt compressed data (inflateReset)");
+  }
+
   std::string path_;
-  std::unique_ptr<gzFile_s, GzCloser> file_;
+  std::ifstream file_;
+  std::vector<uint8_t> buffer_ = std::vector<uint8_t>(size_t{1} << 16);
+  size_t position_ = 0, end_ = 0;  // the unread bytes of buffer_
+  bool gzip_ = false, inflating_ = false;
+  z_stream stream_{};
 };
 
 std::string hex(uint32_t value) {
