@@ -596,6 +596,58 @@ TEST(CliBadInput, Datasets) {
   expect_refusal("train --data " + corrupt.string(), {"train-images-idx3-ubyte.gz"});
 }
 
+// Found 2026-12-06 by a helper's probe: eval read (and needed) the training files it does not
+// use; --json listed fewer class names than the model has classes; predict printed "-nan%"
+// for a model whose outputs overflow; `cnn info lenet` (a mistyped preset) spoke of a
+// safetensors file.
+TEST(CliBadInput, EvalReadsTheTestSetAloneAndNamesEveryClass) {
+  const fs::path model = work_dir() / "tiny_eval.safetensors";
+  const fs::path ok = data_dir("eval_ok", [](auto&) {});
+  ASSERT_EQ(cnn("train --data " + ok.string() + " --epochs 1 --out " + model.string()).exit_code,
+            0);
+  const fs::path test_only = data_dir("eval_test_only", [](auto& f) {
+    f.erase("train-images-idx3-ubyte");
+    f.erase("train-labels-idx1-ubyte");
+  });
+  const fs::path bad_train =
+      data_dir("eval_bad_train", [](auto& f) { f["train-labels-idx1-ubyte"][3] = 0x03; });
+  for (const fs::path& dir : {test_only, bad_train}) {
+    const CliRun eval = cnn("eval " + model.string() + " --data " + dir.string() + " --json");
+    ASSERT_EQ(eval.exit_code, 0) << eval.err;
+    const Json j = Json::parse(eval.out);
+    EXPECT_EQ(j.at("samples"), 2);
+    // The data's labels run to 2, the model (lenet5) has 10 classes: one name for each.
+    EXPECT_EQ(j.at("class_names").size(), 10u) << j.at("class_names");
+    EXPECT_EQ(j.at("per_class_accuracy").size(), 10u);
+  }
+  expect_refusal(
+      "eval " + model.string() + " --data " + (work_dir() / "eval_ok").string() + "/missing",
+      {"no such directory"});
+  expect_refusal("eval " + model.string() + " --data " +
+                     data_dir("eval_no_test",
+                              [](auto& f) {
+                                f.erase("t10k-images-idx3-ubyte");
+                                f.erase("t10k-labels-idx1-ubyte");
+                              })
+                         .string(),
+                 {"expected the test set, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte"});
+  // Weights that are finite but overflow float: the outputs are inf - inf = nan.
+  ModelFile file = load_model(model.string());
+  for (auto& p : file.model.named_parameters())
+    for (int64_t i = 0; i < p.value.numel(); ++i) p.value[i] = 3e38f;
+  const fs::path overflowing = work_dir() / "overflowing.safetensors";
+  save_model(overflowing.string(), file.model, file.spec, file.class_names);
+  const fs::path pgm = work_dir() / "overflowing.pgm";
+  write_file(pgm, "P5\n28 28\n255\n" + std::string(784, '\x80'));
+  expect_refusal("predict " + overflowing.string() + " " + pgm.string(),
+                 {"overflowing.pgm: the model's output 0 is",
+                  "for this image (its weights "
+                  "overflow float)"});
+  expect_refusal("info lenet",
+                 {"lenet: neither a preset (lenet5, convnet, resnet, seed), a spec file nor a "
+                  "model file"});
+}
+
 /// The bytes of a safetensors file with this header text and data.
 std::string safetensors(const std::string& header, const std::string& data) {
   std::string out(8, '\0');

@@ -245,11 +245,12 @@ std::string format_duration(double seconds) {
 }
 
 /// The dataset, restricted to the spec's classes, with a check that the images fit the model.
-DataSplit data_for(const ModelSpec& spec, const std::string& which) {
+/// With `test_only` (eval), the test split alone is read.
+DataSplit data_for(const ModelSpec& spec, const std::string& which, bool test_only = false) {
   std::string notice;
-  DataSplit data = load_dataset(which, sample_dir(), &notice);
+  DataSplit data = load_dataset(which, sample_dir(), &notice, test_only);
   if (!notice.empty()) std::printf("cnn: %s\n", notice.c_str());
-  const ImageSet& images = data.train.images;
+  const ImageSet& images = test_only ? data.test.images : data.train.images;
   if (Shape{images.channels, images.rows, images.cols} != spec.input) {
     throw Error(data.description + ": images are " +
                 Shape{images.channels, images.rows, images.cols}.str() + " but model " + spec.name +
@@ -264,7 +265,7 @@ DataSplit data_for(const ModelSpec& spec, const std::string& which) {
       }
       names.push_back(data.class_names[static_cast<size_t>(c)]);
     }
-    data.train = select_classes(data.train, spec.classes);
+    if (!test_only) data.train = select_classes(data.train, spec.classes);
     data.test = select_classes(data.test, spec.classes);
     data.class_names = names;
   }
@@ -1095,7 +1096,9 @@ int eval_command(const Args& args) {
   if (args.positional().size() != 1)
     throw Error("eval: expected one MODEL file (see cnn eval --help)");
   ModelFile file = load_for(args, args.positional()[0]);
-  const DataSplit data = data_for(file.spec, args.text("--data", "fashion-mnist"));
+  // The test set alone: a directory of test files evaluates (found 2026-12-06: eval asked for
+  // the training files and failed on a corrupt one it does not use).
+  const DataSplit data = data_for(file.spec, args.text("--data", "fashion-mnist"), true);
   const int64_t batch = args.integer("--batch", 256, 1, 65536);
   const bool json = args.has("--json");
   if (args.has("--logits") && !json) args.fail("--logits", "needs --json");
@@ -1107,8 +1110,10 @@ int eval_command(const Args& args) {
   } catch (const std::bad_alloc& e) {
     throw OutOfMemory(out_of_memory_at(e, batch));
   }
-  const std::vector<std::string>& names =
-      file.class_names.empty() ? data.class_names : file.class_names;
+  // One name per output: a dataset's names run to its largest label, which may be below the
+  // model's last class (found 2026-12-06: --json listed 8 names for 10 rows).
+  std::vector<std::string> names = file.class_names.empty() ? data.class_names : file.class_names;
+  while (names.size() < r.per_class_accuracy.size()) names.push_back(std::to_string(names.size()));
   if (json) {
     Json j = {{"model", args.positional()[0]},  {"data", data.description},
               {"samples", r.samples},           {"loss", r.loss},
@@ -1174,6 +1179,14 @@ int predict_command(const Args& args) {
     const std::string& path = args.positional()[i];
     load_image_as(path, file.spec.input, invert, x);
     const TensorView<const float> out = file.model.forward(x, Mode::kEval);
+    // Finite weights can still overflow (found 2026-12-06: "T-shirt/top -nan%", exit 0).
+    for (int64_t k = 0; k < out.numel(); ++k) {
+      if (!std::isfinite(out[k])) {
+        throw Error(path + ": the model's output " + std::to_string(k) + " is " +
+                    (std::isnan(out[k]) ? "nan" : "infinite") +
+                    " for this image (its weights overflow float)");
+      }
+    }
     std::vector<double> probability(static_cast<size_t>(classes));
     if (file.spec.loss == LossKind::kLogLoss) {
       probability = {1.0 - out[0], double(out[0])};
@@ -1285,6 +1298,13 @@ int info_command(const Args& args) {
   const std::vector<std::string> presets = preset_names();
   if (std::find(presets.begin(), presets.end(), what) == presets.end() &&
       fs::path(what).extension() != ".json") {
+    std::error_code error;
+    if (fs::path(what).extension().empty() && !fs::exists(what, error) &&
+        !fs::is_symlink(what, error)) {
+      // A mistyped preset ("lenet") said "cannot open a safetensors file".
+      throw Error(what + ": neither a preset (lenet5, convnet, resnet, seed), a spec file nor a "
+                         "model file");
+    }
     spec = load_for(args, what).spec;
   } else {
     spec = model_spec_from(what, "");  // a positional argument: its refusal names no flag

@@ -63,9 +63,10 @@ inline constexpr const char* kFashionMnistDir = "/usr/share/datasets/fashion-mni
 /// Loads `which`: "fashion-mnist" (Debian's package; when it is missing, `notice` receives one
 /// line saying so and the bundled sample is used), "sample" (the sample in `sample_dir`), or a
 /// directory holding the four MNIST-format IDX files (raw or .gz) or CIFAR-10 binary batches.
-/// Throws cnn::Error naming the directory or file and what was expected.
-DataSplit load_dataset(const std::string& which, const std::string& sample_dir,
-                       std::string* notice);
+/// Throws cnn::Error naming the directory or file and what was expected. With `test_only`, only
+/// the test split is read (`train` stays empty): evaluation needs no training files.
+DataSplit load_dataset(const std::string& which, const std::string& sample_dir, std::string* notice,
+                       bool test_only = false);
 
 /// The samples whose label is in `classes`, relabelled to the position in `classes`.
 Dataset select_classes(const Dataset& data, const std::vector<int>& classes);

@@ -24,28 +24,36 @@ const std::vector<std::string> kFashionNames = {"T-shirt/top", "Trouser",   "Pul
 const std::vector<std::string> kCifarNames = {"airplane", "automobile", "bird",  "cat",  "deer",
                                               "dog",      "frog",       "horse", "ship", "truck"};
 
-bool has_idx(const fs::path& dir) {
+/// Whether `dir` holds IDX files: their first file (the test images for the test split alone).
+bool has_idx(const fs::path& dir, bool test_only) {
   std::error_code error;
-  return fs::exists(resolve_maybe_gz((dir / "train-images-idx3-ubyte").string()), error);
+  return fs::exists(
+      resolve_maybe_gz(
+          (dir / (test_only ? "t10k-images-idx3-ubyte" : "train-images-idx3-ubyte")).string()),
+      error);
 }
 
 /// The directory holding the CIFAR-10 batches: dir itself or its cifar-10-batches-bin.
-std::optional<fs::path> cifar_dir(const fs::path& dir) {
+std::optional<fs::path> cifar_dir(const fs::path& dir, bool test_only) {
   for (const fs::path& candidate : {dir, dir / "cifar-10-batches-bin"}) {
     std::error_code error;
-    if (fs::exists(candidate / "data_batch_1.bin", error)) return candidate;
+    if (fs::exists(candidate / (test_only ? "test_batch.bin" : "data_batch_1.bin"), error))
+      return candidate;
   }
   return std::nullopt;
 }
 
-DataSplit load_idx_dir(const fs::path& dir, std::vector<std::string> names,
-                       std::string description) {
+DataSplit load_idx_dir(const fs::path& dir, std::vector<std::string> names, std::string description,
+                       bool test_only) {
   const auto file = [&](const char* name) { return resolve_maybe_gz((dir / name).string()); };
   DataSplit split;
-  split.train = read_idx_dataset(file("train-images-idx3-ubyte"), file("train-labels-idx1-ubyte"));
+  if (!test_only) {
+    split.train =
+        read_idx_dataset(file("train-images-idx3-ubyte"), file("train-labels-idx1-ubyte"));
+  }
   split.test = read_idx_dataset(file("t10k-images-idx3-ubyte"), file("t10k-labels-idx1-ubyte"));
-  if (split.train.images.rows != split.test.images.rows ||
-      split.train.images.cols != split.test.images.cols) {
+  if (!test_only && (split.train.images.rows != split.test.images.rows ||
+                     split.train.images.cols != split.test.images.cols)) {
     throw Error(dir.string() + ": training images are " + std::to_string(split.train.images.rows) +
                 "x" + std::to_string(split.train.images.cols) + " but test images are " +
                 std::to_string(split.test.images.rows) + "x" +
@@ -110,22 +118,23 @@ Dataset read_cifar10(const std::vector<std::string>& paths) {
   return data;
 }
 
-DataSplit load_dataset(const std::string& which, const std::string& sample_dir,
-                       std::string* notice) {
+DataSplit load_dataset(const std::string& which, const std::string& sample_dir, std::string* notice,
+                       bool test_only) {
   if (which == "sample") {
-    if (!has_idx(sample_dir)) throw Error("sample dataset: not found in " + sample_dir);
-    return load_idx_dir(sample_dir, kFashionNames, "Fashion-MNIST sample (" + sample_dir + ")");
+    if (!has_idx(sample_dir, test_only)) throw Error("sample dataset: not found in " + sample_dir);
+    return load_idx_dir(sample_dir, kFashionNames, "Fashion-MNIST sample (" + sample_dir + ")",
+                        test_only);
   }
   if (which == "fashion-mnist") {
-    if (has_idx(kFashionMnistDir)) {
+    if (has_idx(kFashionMnistDir, test_only)) {
       return load_idx_dir(kFashionMnistDir, kFashionNames,
-                          std::string("Fashion-MNIST (") + kFashionMnistDir + ")");
+                          std::string("Fashion-MNIST (") + kFashionMnistDir + ")", test_only);
     }
     if (notice) {
       *notice = std::string("full Fashion-MNIST not found in ") + kFashionMnistDir +
                 " (apt-get install dataset-fashion-mnist); using the bundled sample";
     }
-    return load_dataset("sample", sample_dir, nullptr);
+    return load_dataset("sample", sample_dir, nullptr, test_only);
   }
   const fs::path dir(which);
   std::error_code error;
@@ -140,19 +149,27 @@ DataSplit load_dataset(const std::string& which, const std::string& sample_dir,
                 " (expected fashion-mnist, sample, or a directory of IDX files or CIFAR-10 "
                 "batches)");
   }
-  if (has_idx(dir)) return load_idx_dir(dir, {}, "IDX dataset (" + which + ")");
-  if (const auto cifar = cifar_dir(dir)) {
-    std::vector<std::string> train_files;
-    for (int i = 1; i <= 5; ++i) {
-      const fs::path batch = *cifar / ("data_batch_" + std::to_string(i) + ".bin");
-      if (fs::exists(batch, error)) train_files.push_back(batch.string());
-    }
+  if (has_idx(dir, test_only))
+    return load_idx_dir(dir, {}, "IDX dataset (" + which + ")", test_only);
+  if (const auto cifar = cifar_dir(dir, test_only)) {
     DataSplit split;
-    split.train = read_cifar10(train_files);
+    if (!test_only) {
+      std::vector<std::string> train_files;
+      for (int i = 1; i <= 5; ++i) {
+        const fs::path batch = *cifar / ("data_batch_" + std::to_string(i) + ".bin");
+        if (fs::exists(batch, error)) train_files.push_back(batch.string());
+      }
+      split.train = read_cifar10(train_files);
+    }
     split.test = read_cifar10({(*cifar / "test_batch.bin").string()});
     split.class_names = kCifarNames;
     split.description = "CIFAR-10 (" + cifar->string() + ")";
     return split;
+  }
+  if (test_only) {
+    throw Error("--data " + which +
+                ": expected the test set, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (raw "
+                "or .gz), or CIFAR-10 test_batch.bin");
   }
   throw Error("--data " + which +
               ": expected train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte "
