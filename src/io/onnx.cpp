@@ -129,8 +129,19 @@ class Exporter {
       return n.output(0);
     }
     if (const auto* pool = dynamic_cast<const AvgPool2d<float>*>(&layer)) {
+      const Size2 p = pool->padding();
+      if (pool->count_include_pad() && p != Size2(0)) {
+        // As torch.onnx.export writes it: a Pad of zeros, then an AveragePool without pads.
+        // OpenCV DNN (4.6) averages AveragePool(pads, count_include_pad 1) as if it were
+        // count_include_pad 0 (found 2026-12-06: logits 4-10% off); this form it runs right.
+        const std::string pads = int64_constant(name + ".pads", {0, 0, p.h, p.w, 0, 0, p.h, p.w});
+        const std::string padded = node("Pad", name + ".pad", {in, pads}).output(0);
+        onnx::NodeProto& n = node("AveragePool", name, {padded});
+        window_attributes(n, pool->kernel(), pool->stride(), Size2(0));
+        return n.output(0);
+      }
       onnx::NodeProto& n = node("AveragePool", name, {in});
-      window_attributes(n, pool->kernel(), pool->stride(), pool->padding());
+      window_attributes(n, pool->kernel(), pool->stride(), p);
       attribute_int(n, "count_include_pad", pool->count_include_pad() ? 1 : 0);
       return n.output(0);
     }
@@ -222,6 +233,16 @@ class Exporter {
 
   std::string constant(const std::string& name, const std::vector<float>& values) {
     return add_initializer(name, Shape{static_cast<int64_t>(values.size())}, values.data());
+  }
+
+  /// An INT64 initializer of `values` (a Pad's pads).
+  std::string int64_constant(const std::string& name, const std::vector<int64_t>& values) {
+    onnx::TensorProto* t = graph_.add_initializer();
+    t->set_name(name);
+    t->set_data_type(onnx::TensorProto::INT64);
+    t->add_dims(static_cast<int64_t>(values.size()));
+    for (int64_t v : values) t->add_int64_data(v);
+    return name;
   }
 
   std::string add_initializer(const std::string& name, const Shape& shape, const float* data) {
