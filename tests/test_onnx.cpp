@@ -140,9 +140,22 @@ ModelSpec same_padding_spec() {
                           "same_padding");
 }
 
+/// A Residual whose body is a Dropout alone: the graph adds a value to itself, which did not
+/// import (found 2026-12-06).
+ModelSpec doubled_spec() {
+  return parse_model_spec(R"({"name": "doubled", "input": [1, 6, 6], "layers": [
+    {"type": "Conv2d", "out_channels": 2, "kernel": 3, "padding": 1},
+    {"type": "Residual", "activation": "Tanh", "body": [{"type": "Dropout", "p": 0.3}]},
+    {"type": "Residual", "activation": "none", "body": [
+       {"type": "Dropout", "p": 0.1}, {"type": "Dropout", "p": 0.2}]},
+    {"type": "Flatten"},
+    {"type": "Linear", "out_features": 3}]})",
+                          "doubled");
+}
+
 std::vector<ModelSpec> export_specs() {
   return {preset_spec("lenet5"), preset_spec("convnet"), preset_spec("resnet"), preset_spec("seed"),
-          every_layer_spec(),    nested_at_start_spec(), same_padding_spec()};
+          every_layer_spec(),    nested_at_start_spec(), same_padding_spec(),   doubled_spec()};
 }
 
 /// onnx::checker::check_model and shape inference with type checks in strict mode (errors
@@ -325,7 +338,10 @@ TEST(Onnx, TorchExportsGivePyTorchsLogits) {
            {"torch_resnet.onnx", "torch_resnet_outputs.safetensors"},
            {"torch_resnet_bn.onnx", "torch_resnet_outputs.safetensors"},
            // Padded AvgPool2d layers, written as Pad + AveragePool (found 2026-12-06: refused).
-           {"torch_avgpool.onnx", "torch_avgpool_outputs.safetensors"}}) {
+           {"torch_avgpool.onnx", "torch_avgpool_outputs.safetensors"},
+           // PyTorch's own idioms: ceil_mode=True where the windows tile, x + y, x.mean((2, 3))
+           // (ReduceMean); the first and last were refused until 2026-12-06.
+           {"torch_idioms.onnx", "torch_idioms_outputs.safetensors"}}) {
     SCOPED_TRACE(file);
     const SafeTensorsFile expected = SafeTensorsFile::load(golden(outputs));
     const Tensor<float> logits = expected.tensor<float>("logits");
@@ -621,6 +637,84 @@ TEST(Onnx, SamePaddingAndAChannelSoftmaxImportFromTheGraph) {
   expect_import_refused(path.string(),
                         "node '1' (Softmax): expected a softmax over the features of a 2-d input, "
                         "or over the channels of a 4-d one (axis 1, from opset 13)");
+}
+
+// Without our metadata, Add(x, x) imports as a block of two identities (a Dropout of p 0 for
+// its body, since a body is never empty), which computes 2x as the graph does.
+TEST(Onnx, AValueAddedToItselfImportsAsABlockOfTwoIdentities) {
+  const ModelSpec spec = doubled_spec();
+  Sequential<float> model = random_model(spec, 6);
+  const fs::path path = work_dir() / "doubled.onnx";
+  save_onnx(path.string(), model, spec, {});
+  onnx::ModelProto m = parse(path.string());
+  m.clear_metadata_props();
+  std::string bytes;
+  ASSERT_TRUE(m.SerializeToString(&bytes));
+  write_bytes(path, bytes);
+  ModelFile back = load_onnx(path.string());
+  ASSERT_EQ(back.spec.layers.size(), 5u);
+  EXPECT_EQ(back.spec.layers[1].activation, "Tanh");
+  ASSERT_EQ(back.spec.layers[2].body.size(), 1u);
+  EXPECT_EQ(back.spec.layers[2].body[0].type, "Dropout");
+  EXPECT_EQ(back.spec.layers[2].body[0].p, 0);
+  Tensor<float> images(Shape{3, 1, 6, 6});
+  for (int64_t i = 0; i < images.numel(); ++i) images[i] = static_cast<float>(i % 5) / 5;
+  EXPECT_EQ(cnn_logits(back.model, images), cnn_logits(model, images));
+}
+
+// torch_idioms.onnx's ReduceMean (axes [2, 3], keepdims 0) edited: keepdims 1 with a Flatten
+// after it gives the same logits; a mean over other axes is refused, and so is ceil_mode 1 on
+// its MaxPool once the input's size makes it add a window.
+TEST(Onnx, ReduceMeanAndCeilModeImportWhereTheyAreCnnsLayers) {
+  const Tensor<float> images = first_images(16);
+  ModelFile original = load_onnx(golden("torch_idioms.onnx"));
+  const std::vector<float> expected = cnn_logits(original.model, images);
+  int variant = 0;
+  const auto edited = [&](const std::function<void(onnx::GraphProto&)>& edit) {
+    onnx::ModelProto m = parse(golden("torch_idioms.onnx"));
+    edit(*m.mutable_graph());
+    const std::string path =
+        (work_dir() / ("idioms_" + std::to_string(variant++) + ".onnx")).string();
+    std::string bytes;
+    EXPECT_TRUE(m.SerializeToString(&bytes));
+    write_bytes(path, bytes);
+    return path;
+  };
+  const auto reduce_mean = [](onnx::GraphProto& g) -> onnx::NodeProto& {
+    for (auto& n : *g.mutable_node())
+      if (n.op_type() == "ReduceMean") return n;
+    throw Error("no ReduceMean");
+  };
+  ModelFile kept = load_onnx(edited([&](onnx::GraphProto& g) {
+    onnx::NodeProto& mean = reduce_mean(g);
+    for (auto& a : *mean.mutable_attribute())
+      if (a.name() == "keepdims") a.set_i(1);
+    const std::string pooled = mean.output(0);
+    mean.set_output(0, "pooled_4d");
+    onnx::NodeProto flatten = make_node("Flatten", "flat", {"pooled_4d"});
+    flatten.set_output(0, pooled);
+    *g.add_node() = flatten;
+    // ONNX wants topological order: the Flatten goes right after the ReduceMean.
+    int at = 0;
+    while (g.node(at).op_type() != "ReduceMean") ++at;
+    std::rotate(g.mutable_node()->begin() + at + 1, g.mutable_node()->end() - 1,
+                g.mutable_node()->end());
+  }));
+  EXPECT_EQ(cnn_logits(kept.model, images), expected);
+  expect_import_refused(edited([&](onnx::GraphProto& g) {
+                          for (auto& a : *reduce_mean(g).mutable_attribute())
+                            if (a.name() == "axes") a.set_ints(0, 1);
+                        }),
+                        "only a mean over the height and width of a 4-d input (axes [2, 3])");
+  // A 27 x 27 input: 2 x 2 windows at stride 2 leave a row and a column that ceil_mode covers.
+  expect_import_refused(
+      edited([](onnx::GraphProto& g) {
+        auto* dims = g.mutable_input(0)->mutable_type()->mutable_tensor_type()->mutable_shape();
+        dims->mutable_dim(2)->set_dim_value(27);
+        dims->mutable_dim(3)->set_dim_value(27);
+      }),
+      "ceil_mode 1 is not supported where it adds a window (27 + 2 x 0 padding - 2 is not a "
+      "multiple of the stride 2)");
 }
 
 /// Sets every value of the INTS attribute `name` of `node` to 0.

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """PyTorch interop for cnn model files, both ways (Debian's python3-torch, /usr/bin/python3).
 
-  tools/torch_interop.py export [lenet5] [resnet] [avgpool]
+  tools/torch_interop.py export [lenet5] [resnet] [avgpool] [idioms]
       Trains each preset in PyTorch on the bundled Fashion-MNIST sample (LeNet-5 one epoch of
       SGD; resnet three, its BatchNorms in training mode so the running statistics are real)
       and writes, under tests/golden/, for P in lenet5, resnet:
@@ -19,7 +19,9 @@
                                         kept (TrainingMode.PRESERVE) rather than folded.
       avgpool, a small network with padded AvgPool2d layers (one epoch of SGD), gives only
       torch_avgpool.onnx (opset 13: each padded AvgPool2d is a Pad and an AveragePool) and
-      torch_avgpool_outputs.safetensors.
+      torch_avgpool_outputs.safetensors. idioms, a network written in PyTorch's own idioms
+      (class Idioms: ceil_mode, x + y, x.mean((2, 3))), gives torch_idioms.onnx (opset 13) and
+      torch_idioms_outputs.safetensors.
       tests/test_interop.cpp checks that cnn gives the same logits; CI needs no torch.
 
   tools/torch_interop.py check MODEL [--data DIR] [--cnn PATH]
@@ -39,6 +41,7 @@ import sys
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 SAMPLE = os.path.join(ROOT, "data", "fashion-mnist-sample")
@@ -200,6 +203,57 @@ def export_trained(cnn, preset, optimizer, epochs, onnx_opset, name=None, state_
           % (preset, accuracy.item(), loss.item(), torch.__version__))
 
 
+class Idioms(nn.Module):
+    """A network written as PyTorch users write one, not from a cnn spec: F.max_pool2d with
+    ceil_mode=True where the windows tile, a residual sum written x + y, a padded AvgPool2d
+    (a Pad and an AveragePool in ONNX) and x.mean((2, 3)) for the global average (ReduceMean)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 8, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.pool = nn.AvgPool2d(3, stride=1, padding=1)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 2, ceil_mode=True)  # 28 -> 14
+        x = F.relu(x + self.conv2(x))
+        return self.fc(self.pool(x).mean((2, 3)))
+
+
+def export_idioms():
+    """Trains Idioms five epochs on the sample and writes torch_idioms.onnx (opset 13, dynamic
+    batch) and torch_idioms_outputs.safetensors (PyTorch's evaluation-mode logits)."""
+    torch.manual_seed(1127)
+    torch.set_num_threads(1)
+    model = Idioms()
+    x, y = load_split(SAMPLE, "train")
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    loss_fn = nn.CrossEntropyLoss()
+    model.train()
+    for _ in range(5):
+        order = torch.randperm(len(x))
+        for first in range(0, len(x), 64):
+            batch = order[first:first + 64]
+            opt.zero_grad()
+            loss_fn(model(x[batch]), y[batch]).backward()
+            opt.step()
+    model.eval()
+    tx, ty = load_split(SAMPLE, "t10k")
+    with torch.no_grad():
+        logits = model(tx)
+        loss = loss_fn(logits, ty)
+        accuracy = (logits.argmax(1) == ty).float().mean()
+    write_safetensors(os.path.join(GOLDEN, "torch_idioms_outputs.safetensors"),
+                      [("logits", logits), ("loss", loss.reshape(1)), ("accuracy", accuracy.reshape(1))])
+    torch.onnx.export(model, tx[:2], os.path.join(GOLDEN, "torch_idioms.onnx"),
+                      input_names=["input"], output_names=["logits"], opset_version=13,
+                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+    print("exported idioms: sample test accuracy %.4f, loss %.6f (torch %s)"
+          % (accuracy.item(), loss.item(), torch.__version__))
+
+
 def export(cnn, presets):
     for preset in presets:
         if preset == "lenet5":
@@ -231,9 +285,11 @@ def export(cnn, presets):
                                onnx_opset=13, name="avgpool", state_dicts=False)
             finally:
                 os.remove(path)
+        elif preset == "idioms":
+            export_idioms()
         else:
-            raise SystemExit("export: unknown preset %r (expected lenet5, resnet or avgpool)"
-                             % preset)
+            raise SystemExit("export: unknown preset %r (expected lenet5, resnet, avgpool or "
+                             "idioms)" % preset)
 
 
 def check(model_path, data, cnn):

@@ -417,6 +417,11 @@ class Importer {
   std::string apply(int node, const std::string& value, std::vector<LayerSpec>& layers);
   std::string residual(const std::string& value, const std::vector<int>& forks,
                        std::vector<LayerSpec>& layers);
+  /// The block of node `add`, Add(value, value).
+  std::string doubled(int add, const std::string& value, std::vector<LayerSpec>& layers);
+  /// The output of a block whose sum is `sum`: the sum, or the activation that is its only
+  /// reader, which becomes `block`'s.
+  std::string block_activation(const std::string& sum, LayerSpec& block);
   /// A (rows, cols) weight as (cols, rows): Linear's layout of MatMul's and Gemm's (transB 0) B.
   const Constant& transposed(const Constant& w) {
     Constant& tw = transposed_.emplace_back(w);
@@ -746,10 +751,17 @@ std::string Importer::residual(const std::string& value, const std::vector<int>&
         if (here[i] && here[j] && meet[i][j] < 0) meet[i][j] = n;
     if (here.count() == forks.size()) join = n;
   }
-  if (join < 0 || m_.graph().node(join).op_type() != "Add" ||
-      m_.graph().node(join).input_size() != 2) {
+  // Where they meet is named (found 2026-12-06: SiLU's Mul, torch's computed view() sizes and
+  // a torch.cat all said "do not join in an Add", naming no node).
+  if (join < 0) {
     fail("the branches from value '" + value +
-         "' do not join in an Add (expected a residual block)");
+         "' never join (cnn imports a value read by several nodes only as a residual block, "
+         "whose two branches join in an Add)");
+  }
+  if (m_.graph().node(join).op_type() != "Add" || m_.graph().node(join).input_size() != 2) {
+    fail_node(join, "joins the branches from value '" + value +
+                        "' (cnn imports a value read by several nodes only as a residual block, "
+                        "whose two branches join in an Add)");
   }
   // Forks that meet before the join are one branch (union-find); there must be two.
   std::vector<size_t> group(forks.size());
@@ -815,19 +827,42 @@ std::string Importer::residual(const std::string& value, const std::vector<int>&
       all.parameters.insert(all.parameters.end(), t.parameters.begin(), t.parameters.end());
       all.buffers.insert(all.buffers.end(), t.buffers.begin(), t.buffers.end());
     }
-  std::string out = add.output(0);
+  const std::string out = block_activation(add.output(0), block);
+  layers.push_back(std::move(block));
+  tensors_.push_back(std::move(all));
+  return out;
+}
+
+std::string Importer::block_activation(const std::string& sum, LayerSpec& block) {
   // An activation right after the sum, its only reader, is the block's.
-  const std::vector<int> next = consumers(out);
+  const std::vector<int> next = consumers(sum);
   if (next.size() == 1) {
     const std::string& op = m_.graph().node(next[0]).op_type();
     if (op == "Relu" || op == "Tanh" || op == "Sigmoid") {
       block.activation = op == "Relu" ? "ReLU" : op;
       used_.insert(next[0]);
-      out = m_.graph().node(next[0]).output(0);
+      return m_.graph().node(next[0]).output(0);
     }
   }
+  return sum;
+}
+
+std::string Importer::doubled(int add, const std::string& value, std::vector<LayerSpec>& layers) {
+  // x + x: a residual block whose body and shortcut are both the identity. A spec's body is
+  // never empty, so it holds a Dropout of p 0 (the identity in training too); as_in_a_graph
+  // writes our own export's all-Dropout body so (found 2026-12-06: a Residual whose body was
+  // a Dropout exported to Add(x, x), which did not import).
+  used_.insert(add);
+  LayerSpec block;
+  block.type = "Residual";
+  block.activation = "";
+  LayerSpec identity;
+  identity.type = "Dropout";
+  identity.p = 0;
+  block.body = {identity};
+  const std::string out = block_activation(m_.graph().node(add).output(0), block);
   layers.push_back(std::move(block));
-  tensors_.push_back(std::move(all));
+  tensors_.emplace_back();
   return out;
 }
 
@@ -839,6 +874,12 @@ std::string Importer::chain(std::string value, int join, std::vector<LayerSpec>&
     if (next.empty()) return value;
     if (next.size() == 1) {
       if (next[0] == join) return value;
+      const onnx::NodeProto& n = m_.graph().node(next[0]);
+      if (n.op_type() == "Add" && n.input_size() == 2 && n.input(0) == value &&
+          n.input(1) == value) {
+        value = doubled(next[0], value, layers);
+        continue;
+      }
       value = apply(next[0], value, layers);
       continue;
     }
@@ -855,8 +896,19 @@ std::string Importer::apply(int i, const std::string& value, std::vector<LayerSp
     fail_node(i, "expected '" + value + "' as its first input (a chain of layers)");
   for (int k = 1; k < n.input_size(); ++k) {
     if (!n.input(k).empty() && !constants_.count(n.input(k)) &&
-        !(op == "Reshape" && k == 1 && producer_.count(n.input(k))))
-      fail_node(i, "input '" + n.input(k) + "' is neither an initializer nor a Constant");
+        !(op == "Reshape" && k == 1 && producer_.count(n.input(k)))) {
+      // What the op is first: a Pad's mode says more than its computed pads.
+      if (op == "Pad" && attribute(i, "mode") && attribute(i, "mode")->s() != "constant")
+        fail_node(i, "mode " + attribute(i, "mode")->s() + " (only constant zeros are supported)");
+      const auto producer = producer_.find(n.input(k));
+      fail_node(i, "input '" + n.input(k) + "' is computed" +
+                       (producer == producer_.end()
+                            ? std::string(" (a graph input)")
+                            : " by node '" + m_.graph().node(producer->second).name() + "' (" +
+                                  m_.graph().node(producer->second).op_type() + ")") +
+                       ", not an initializer or a Constant (cnn imports fixed weights, shapes "
+                       "and pads)");
+    }
   }
   if (n.output_size() < 1) fail_node(i, "no output");
   for (int k = 1; k < n.output_size(); ++k) {
@@ -951,7 +1003,7 @@ std::string Importer::apply(int i, const std::string& value, std::vector<LayerSp
     only_attributes(i, {"kernel_shape", "strides", "pads", "ceil_mode", "auto_pad", "dilations",
                         "storage_order", "count_include_pad"});
     if (shape_.rank() != 4) fail_node(i, "expects a 4-d input here");
-    if (int_attribute(i, "ceil_mode", 0) != 0) fail_node(i, "ceil_mode 1 is not supported");
+    const bool ceil_mode = int_attribute(i, "ceil_mode", 0) != 0;
     if (int_attribute(i, "storage_order", 0) != 0) fail_node(i, "storage_order 1 is not supported");
     for (int64_t d : ints_attribute(i, "dilations", {1, 1}))
       if (d != 1) fail_node(i, "dilation " + std::to_string(d) + " (only 1 is supported)");
@@ -971,6 +1023,38 @@ std::string Importer::apply(int i, const std::string& value, std::vector<LayerSp
       l.count_include_pad = true;
       pending_pad_.reset();
     }
+    // Rounding the output size up adds a window only where the windows do not tile the padded
+    // input; elsewhere ceil_mode 1 is the layer cnn has (torch writes it for ceil_mode=True
+    // whatever the sizes: 2x2 windows of 28x28).
+    for (const auto& [size, kernel, stride, pad] :
+         {std::tuple{shape_[2], l.kernel.h, l.stride->h, l.padding.h},
+          std::tuple{shape_[3], l.kernel.w, l.stride->w, l.padding.w}}) {
+      const int64_t span = size + 2 * pad - kernel;
+      if (ceil_mode && span >= 0 && stride > 0 && span % stride != 0) {
+        fail_node(i, "ceil_mode 1 is not supported where it adds a window (" +
+                         std::to_string(size) + " + 2 x " + std::to_string(pad) + " padding - " +
+                         std::to_string(kernel) + " is not a multiple of the stride " +
+                         std::to_string(stride) + ")");
+      }
+    }
+  } else if (op == "ReduceMean") {
+    // torch's x.mean((2, 3)) (keepdim or not): global average pooling.
+    only_attributes(i, {"axes", "keepdims"});
+    std::vector<int64_t> axes = ints_attribute(i, "axes", {});
+    for (int64_t& a : axes)
+      if (a < 0) a += shape_.rank();
+    std::sort(axes.begin(), axes.end());
+    if (shape_.rank() != 4 || axes != std::vector<int64_t>{2, 3})
+      fail_node(i,
+                "only a mean over the height and width of a 4-d input (axes [2, 3]) is "
+                "supported");
+    LayerSpec pool;
+    pool.type = "AdaptiveAvgPool2d";
+    shape_ = output_shape(i, pool);
+    layers.push_back(pool);
+    tensors_.emplace_back();
+    if (int_attribute(i, "keepdims", 1) != 0) return n.output(0);
+    l.type = "Flatten";  // keepdims 0: (N, C)
   } else if (op == "GlobalAveragePool") {
     only_attributes(i, {});
     if (shape_.rank() != 4) fail_node(i, "expects a 4-d input here");
@@ -1094,9 +1178,10 @@ std::string Importer::apply(int i, const std::string& value, std::vector<LayerSp
   } else {
     fail_node(i, "op type " + op +
                      " is not supported (cnn imports Conv, BatchNormalization, Relu, Tanh, "
-                     "Sigmoid, Softmax, MaxPool, AveragePool, GlobalAveragePool, Flatten, Reshape "
-                     "to (N, -1), Gemm, MatMul + Add, Add of a residual block, Pad of zeros "
-                     "before a Conv or AveragePool, Dropout, Identity)");
+                     "Sigmoid, Softmax, MaxPool, AveragePool, GlobalAveragePool, ReduceMean over "
+                     "H and W, Flatten, Reshape to (N, -1), Gemm, MatMul + Add, Add of a "
+                     "residual block, Pad of zeros before a Conv or AveragePool, Dropout, "
+                     "Identity)");
   }
   shape_ = output_shape(i, l);
   layers.push_back(l);
@@ -1119,6 +1204,13 @@ std::vector<LayerSpec> as_in_a_graph(const std::vector<LayerSpec>& layers) {
     }
     out.back().body = as_in_a_graph(l.body);
     out.back().shortcut = as_in_a_graph(l.shortcut);
+    if (l.type == "Residual" && out.back().body.empty()) {
+      // A body of Dropout alone: the graph adds its input to itself (Importer::doubled).
+      LayerSpec identity;
+      identity.type = "Dropout";
+      identity.p = 0;
+      out.back().body = {identity};
+    }
   }
   return out;
 }
