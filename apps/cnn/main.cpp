@@ -1302,8 +1302,9 @@ int info_command(const Args& args) {
     if (fs::path(what).extension().empty() && !fs::exists(what, error) &&
         !fs::is_symlink(what, error)) {
       // A mistyped preset ("lenet") said "cannot open a safetensors file".
-      throw Error(what + ": neither a preset (lenet5, convnet, resnet, seed), a spec file nor a "
-                         "model file");
+      throw Error(what +
+                  ": neither a preset (lenet5, convnet, resnet, seed), a spec file nor a "
+                  "model file");
     }
     spec = load_for(args, what).spec;
   } else {
