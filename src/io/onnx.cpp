@@ -417,8 +417,8 @@ class Importer {
   std::string apply(int node, const std::string& value, std::vector<LayerSpec>& layers);
   std::string residual(const std::string& value, const std::vector<int>& forks,
                        std::vector<LayerSpec>& layers);
-  /// The block of node `add`, Add(value, value).
-  std::string doubled(int add, const std::string& value, std::vector<LayerSpec>& layers);
+  /// The block of node `add`, which adds a value to itself.
+  std::string doubled(int add, std::vector<LayerSpec>& layers);
   /// The output of a block whose sum is `sum`: the sum, or the activation that is its only
   /// reader, which becomes `block`'s.
   std::string block_activation(const std::string& sum, LayerSpec& block);
@@ -847,7 +847,7 @@ std::string Importer::block_activation(const std::string& sum, LayerSpec& block)
   return sum;
 }
 
-std::string Importer::doubled(int add, const std::string& value, std::vector<LayerSpec>& layers) {
+std::string Importer::doubled(int add, std::vector<LayerSpec>& layers) {
   // x + x: a residual block whose body and shortcut are both the identity. A spec's body is
   // never empty, so it holds a Dropout of p 0 (the identity in training too); as_in_a_graph
   // writes our own export's all-Dropout body so (found 2026-12-06: a Residual whose body was
@@ -877,7 +877,7 @@ std::string Importer::chain(std::string value, int join, std::vector<LayerSpec>&
       const onnx::NodeProto& n = m_.graph().node(next[0]);
       if (n.op_type() == "Add" && n.input_size() == 2 && n.input(0) == value &&
           n.input(1) == value) {
-        value = doubled(next[0], value, layers);
+        value = doubled(next[0], layers);
         continue;
       }
       value = apply(next[0], value, layers);
