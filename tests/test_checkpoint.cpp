@@ -6,6 +6,7 @@
 // each test hits the moment it names.
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <chrono>
 #include <filesystem>
@@ -25,6 +26,7 @@ namespace fs = std::filesystem;
 
 using testing::read_bytes;
 using CliRun = testing::ProcessRun;
+using Json = nlohmann::json;
 
 fs::path work_dir() {
   static const fs::path dir = testing::process_dir("cnn_checkpoint_test_");
@@ -273,6 +275,46 @@ TEST(Checkpoint, ResumeRefusesWhatWouldChangeTheRun) {
   EXPECT_EQ(metrics_without_seconds(dir / "m.csv").substr(0, 5), "epoch");
   std::istringstream lines(read_bytes(dir / "m.csv"));
   EXPECT_EQ(std::count(std::istreambuf_iterator<char>(lines), {}, '\n'), 4);  // header + 3
+  // A stored configuration outside the flags' ranges is refused (found 2026-12-06: batch
+  // 100000 and crop padding 1000 were taken), in a file without a checksum (as checkpoints
+  // written before it), which would refuse any edit.
+  const SafeTensorsFile stored = SafeTensorsFile::load(ckpt);
+  for (const auto& [key, value] : std::vector<std::pair<std::string, Json>>{
+           {"batch", 100000}, {"crop_padding", 1000}, {"lr", -1}, {"warmup_epochs", 3}}) {
+    SCOPED_TRACE(key);
+    Json config = Json::parse(stored.metadata().at("config"));
+    config[key] = value;
+    const std::string edited = (dir / "edited.ckpt").string();
+    std::map<std::string, std::string> metadata = stored.metadata();
+    metadata["config"] = config.dump();
+    metadata.erase("checksum");
+    testing::save_with_all_metadata(stored, metadata, edited);
+    const CliRun run = cnn("train --resume " + edited);
+    EXPECT_NE(run.exit_code, 0);
+    EXPECT_NE(run.err.find("the checkpoint's training configuration is unreadable: values out "
+                           "of the ranges of their flags"),
+              std::string::npos)
+        << run.err;
+  }
+  // A checksum covers the weights, optimizer state, run state and configuration: a bit
+  // flipped in any of them is refused (found 2026-12-06: most such flips resumed silently to
+  // another run, a position of 320 read as 328 among them).
+  std::string bytes = read_bytes(ckpt);
+  bytes[bytes.size() - 3] = static_cast<char>(bytes[bytes.size() - 3] ^ 0x10);
+  const fs::path flipped = dir / "flipped.ckpt";
+  std::ofstream(flipped, std::ios::binary) << bytes;
+  const SafeTensorsFile whole = SafeTensorsFile::load(ckpt);
+  Json state = Json::parse(whole.metadata().at("state"));
+  state["position"] = state["position"].get<int64_t>() + 8;
+  const fs::path moved = dir / "moved.ckpt";
+  testing::save_with_metadata(whole, "state", state.dump(), moved.string());
+  for (const fs::path& corrupt : {flipped, moved}) {
+    const CliRun run = cnn("train --resume " + corrupt.string());
+    EXPECT_EQ(run.exit_code, 1);
+    EXPECT_NE(run.err.find(corrupt.string() + ": the checkpoint is corrupt: its checksum is "),
+              std::string::npos)
+        << run.err;
+  }
   // A model file is not a checkpoint.
   const CliRun model_file = cnn("train --resume " + out);
   EXPECT_EQ(model_file.exit_code, 1);
@@ -313,6 +355,65 @@ TEST(Checkpoint, ResumeChecksFlagsAgainstTheRunsOwnRecipe) {
       cnn("train --resume " + ckpt + " --optimizer adam --step-epochs 24 --warmup-epochs 20");
   ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
   EXPECT_TRUE(fs::exists(out));
+}
+
+/// `cnn <args>` run from directory `dir` (with `env` added), as a shell would from there.
+CliRun cnn_in(const fs::path& dir, const std::string& args,
+              const std::vector<std::string>& env = {}) {
+  const fs::path err = work_dir() / "stderr_in.txt";
+  return finish(testing::spawn_process("/bin/sh",
+                                       {"-c", "cd '" + dir.string() + "' && exec " +
+                                                  std::string(CNN_CLI) + " " + args},
+                                       env, "/dev/null", err.string()),
+                err);
+}
+
+// Found 2026-12-06: a relative --out was stored as typed, so `cd other && cnn train --resume
+// ../run/m.ckpt` wrote other/run/m.safetensors and took other/run/m.lock, past the lock of the
+// run still writing run/m.ckpt (whose temporary file it then removed). A resumed run also fell
+// back to a checkpoint per epoch, dropping its --checkpoint-every.
+TEST(Checkpoint, AResumeFromAnotherDirectoryWritesWhereTheRunStarted) {
+  const fs::path dir = work_dir() / "elsewhere";
+  fs::remove_all(dir);
+  fs::create_directories(dir / "reference");
+  fs::create_directories(dir / "start" / "other");
+  const std::string flags = kLenet + " --out run/m.safetensors";
+  ASSERT_EQ(cnn_in(dir / "reference", "train " + flags).exit_code, 0);
+  const std::string reference = read_bytes(dir / "reference" / "run" / "m.safetensors");
+  const CliRun killed = cnn_in(dir / "start", "train " + flags + " --checkpoint-every 0",
+                               {"CNN_FAULT_KILL_AFTER_CHECKPOINT=10"});
+  ASSERT_EQ(killed.exit_code, 128 + SIGKILL) << killed.err;
+  // Resumed from other/: its second checkpoint comes a step later (--checkpoint-every 0 kept).
+  const CliRun again = cnn_in(dir / "start" / "other", "train --resume ../run/m.ckpt",
+                              {"CNN_FAULT_KILL_AFTER_CHECKPOINT=2"});
+  ASSERT_EQ(again.exit_code, 128 + SIGKILL) << again.err;
+  EXPECT_EQ(load_checkpoint((dir / "start" / "run" / "m.ckpt").string()).state.step, 12);
+  const CliRun resumed = cnn_in(dir / "start" / "other", "train --resume ../run/m.ckpt");
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_TRUE(read_bytes(dir / "start" / "run" / "m.safetensors") == reference);
+  EXPECT_FALSE(fs::exists(dir / "start" / "other" / "run"));
+}
+
+// Found 2026-12-06: a SIGTERM while the final files were written (the handlers were already
+// gone) or while the run was being set up ended it with no word.
+TEST(Checkpoint, SignalsWhileSettingUpOrWritingTheFilesAreOneLine) {
+  const fs::path dir = work_dir() / "late_signal";
+  fs::remove_all(dir);
+  const std::string out = (dir / "m.safetensors").string();
+  const Reference ref = reference_run(kLenet, "late_signal_reference");
+  const CliRun writing = cnn("train " + kLenet + " --out " + out,
+                             {"CNN_FAULT_SIGNAL_IN_FILES=" + std::to_string(SIGTERM)});
+  EXPECT_EQ(writing.exit_code, 0) << writing.err;
+  EXPECT_EQ(writing.err, "cnn: SIGTERM came as the run's files were written; they are complete\n");
+  EXPECT_TRUE(read_bytes(out) == ref.model);
+  EXPECT_EQ(metrics_without_seconds(dir / "m.csv"), ref.metrics);
+  EXPECT_TRUE(fs::exists(dir / "m.svg"));
+  const CliRun setup = cnn("train " + kLenet + " --out " + (dir / "n.safetensors").string(),
+                           {"CNN_FAULT_SIGNAL_IN_SETUP=" + std::to_string(SIGTERM)});
+  EXPECT_EQ(setup.exit_code, 128 + SIGTERM);
+  EXPECT_EQ(setup.err,
+            "cnn: stopped by SIGTERM while setting up the run, before its first step: nothing "
+            "was trained\n");
 }
 
 // Two runs with one --out (two experiments left at a preset's default --out): the second is
@@ -369,7 +470,11 @@ TEST(Checkpoint, MetadataNestedTooDeepIsOneLineNotACrash) {
            {"config", "the checkpoint's training configuration is unreadable"}}) {
     SCOPED_TRACE(key);
     const std::string bad = (dir / ("bad_" + key + ".ckpt")).string();
-    testing::save_with_metadata(file, key, deep, bad);
+    // Without the checksum (which refuses any edit): the parser itself must hold.
+    std::map<std::string, std::string> metadata = file.metadata();
+    metadata[key] = deep;
+    metadata.erase("checksum");
+    testing::save_with_all_metadata(file, metadata, bad);
     const CliRun run = cnn("train --resume " + bad);
     EXPECT_EQ(run.exit_code, 1) << run.err;
     EXPECT_EQ(run.err.rfind("cnn: " + bad + ": ", 0), 0u) << run.err;

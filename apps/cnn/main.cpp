@@ -300,6 +300,11 @@ struct TrainConfig {
   uint64_t seed = 1;
   int threads = 1;              // per rank
   bool sync_batchnorm = false;  // BatchNorm statistics over all ranks' samples
+  // The working directory the run started in, against which a relative --out and --data are
+  // resolved when it is resumed elsewhere ("" when it is not UTF-8 text, or for checkpoints
+  // written before 2026-12-06).
+  std::string directory;
+  double checkpoint_every = -1;  // --checkpoint-every (-1: after every epoch only)
 };
 
 Json config_json(const TrainConfig& c) {
@@ -321,7 +326,9 @@ Json config_json(const TrainConfig& c) {
           {"crop_padding", o.crop_padding},
           {"seed", c.seed},
           {"threads", c.threads},
-          {"sync_batchnorm", c.sync_batchnorm}};
+          {"sync_batchnorm", c.sync_batchnorm},
+          {"directory", c.directory},
+          {"checkpoint_every", c.checkpoint_every}};
 }
 
 TrainConfig config_from_json(const std::string& text, const std::string& path) {
@@ -347,8 +354,20 @@ TrainConfig config_from_json(const std::string& text, const std::string& path) {
     c.seed = j.at("seed").get<uint64_t>();
     c.threads = j.at("threads").get<int>();
     c.sync_batchnorm = j.value("sync_batchnorm", false);
-    if (o.epochs < 1 || o.batch < 1 || c.threads < 1 || c.threads > 256 || c.out.empty())
-      throw Error("values out of range");
+    c.directory = j.value("directory", "");
+    c.checkpoint_every = j.value("checkpoint_every", -1.0);
+    // The ranges the flags allow (found 2026-12-06: an edited checkpoint's batch 100000 and
+    // crop padding 1000 were taken).
+    if (o.epochs < 1 || o.epochs > 100000 || o.batch < 1 || o.batch > 65536 || c.threads < 1 ||
+        c.threads > 256 || c.out.empty() || !(o.lr > 0 && o.lr <= 100) ||
+        !(o.momentum >= 0 && o.momentum <= 0.999999) ||
+        !(o.weight_decay >= 0 && o.weight_decay <= 1) ||
+        !(o.label_smoothing >= 0 && o.label_smoothing <= 0.999) || o.crop_padding < 0 ||
+        o.crop_padding > 64 || o.warmup_epochs < 0 || o.warmup_epochs > o.epochs - 1 ||
+        o.step_epochs < 1 || (o.schedule == LrSchedule::kStep && o.step_epochs > o.epochs) ||
+        c.seed > (uint64_t{1} << 53) ||
+        !(c.checkpoint_every == -1 || (c.checkpoint_every >= 0 && c.checkpoint_every <= 1e9)))
+      throw Error("values out of the ranges of their flags");
     return c;
   } catch (const std::exception& e) {
     throw Error(path + ": the checkpoint's training configuration is unreadable: " + e.what());
@@ -476,6 +495,23 @@ TrainConfig config_from_args(const Args& args, const std::string& model_name, co
   return c;
 }
 
+/// A resumed run's relative --out and --data, resolved against the directory its run started
+/// in when this one runs elsewhere. Found 2026-12-06: `cd other && cnn train --resume
+/// ../run/m.ckpt` took `run/m.safetensors` as other/run/..., so it wrote its files there, took
+/// another lock than the running run's (both then rewrote run/m.ckpt) and removed that run's
+/// temporary checkpoint file mid-write.
+void resolve_from_start_directory(TrainConfig& c) {
+  std::error_code error;
+  const fs::path here = fs::current_path(error);
+  if (c.directory.empty() || error || here == fs::path(c.directory)) return;
+  const auto resolve = [&](std::string& path) {
+    if (!path.empty() && fs::path(path).is_relative())
+      path = (fs::path(c.directory) / path).lexically_normal().string();
+  };
+  resolve(c.out);
+  if (c.data != "sample" && c.data != "fashion-mnist") resolve(c.data);
+}
+
 /// The files a run writes atomically: the model at `out`, its metrics and curves beside it,
 /// and the checkpoint (OUT.ckpt, or the one a resumed run was given).
 std::vector<std::string> run_files(const std::string& out, const std::string& checkpoint) {
@@ -538,6 +574,18 @@ extern "C" void on_stop_signal(int signal) {
   g_stop_signal = signal;
 }
 
+extern "C" void on_setup_signal(int signal) {
+  // Before the first step there is nothing to keep: one line, then out (found 2026-12-06: the
+  // default action ended such a run with no word).
+  const char* line = signal == SIGINT ? "cnn: stopped by SIGINT while setting up the run, before "
+                                        "its first step: nothing was trained\n"
+                     : signal == SIGTERM ? "cnn: stopped by SIGTERM while setting up the run, "
+                                           "before its first step: nothing was trained\n"
+                                         : "cnn: stopped by SIGUSR1 while setting up the run, "
+                                           "before its first step: nothing was trained\n";
+  [[maybe_unused]] const ssize_t written = ::write(2, line, std::strlen(line));
+  ::_exit(128 + signal);
+}
 extern "C" void on_rank_end_signal(int signal) {
   // Under mpirun, SIGINT and SIGTERM come from mpirun ending the job (a rank died, or the job
   // was interrupted) and SIGKILL follows within about a second: no time for a step boundary.
@@ -707,6 +755,7 @@ void prepare_training(const Args& args, Communicator* ranks, TrainSetup& t) {
                             " (a resumed run keeps its configuration; only --epochs may change)");
       }
     }
+    resolve_from_start_directory(config);
     if (t.resumed->state.ranks != world) {
       throw Error(t.checkpoint_path + ": the run had " + std::to_string(t.resumed->state.ranks) +
                   " rank" + (t.resumed->state.ranks == 1 ? "" : "s") + ", this one has " +
@@ -734,8 +783,15 @@ void prepare_training(const Args& args, Communicator* ranks, TrainSetup& t) {
     t.spec = model_spec_from(model_name);
     config = config_from_args(args, model_name, t.spec, default_threads);
     t.checkpoint_path = sibling(config.out, ".ckpt");
+    std::error_code error;
+    const std::string here = fs::current_path(error).string();
+    if (!error && utf8_or_replaced(here) == here) config.directory = here;  // JSON: UTF-8 only
   }
-  t.checkpoint_every = args.number("--checkpoint-every", -1, 0, 1e9, false);
+  // A resumed run keeps its --checkpoint-every unless given one (it fell back to once an
+  // epoch; found 2026-12-06). It does not change the results.
+  t.checkpoint_every =
+      args.number("--checkpoint-every", resuming ? config.checkpoint_every : -1, 0, 1e9, false);
+  config.checkpoint_every = t.checkpoint_every;
   if (config.options.batch < world) {
     args.fail("--batch", "is " + std::to_string(config.options.batch) +
                              ", fewer samples than the " + std::to_string(world) +
@@ -780,6 +836,14 @@ void prepare_training(const Args& args, Communicator* ranks, TrainSetup& t) {
 
 int train_command(int argc, char** argv, Communicator* ranks) {
   const int world = ranks ? ranks->size() : 1, rank = ranks ? ranks->rank() : 0;
+  {
+    struct sigaction setup {};
+    sigemptyset(&setup.sa_mask);
+    setup.sa_handler = on_setup_signal;
+    for (int signal : {SIGINT, SIGTERM, SIGUSR1}) ::sigaction(signal, &setup, nullptr);
+    // The tests' way to send a signal at this moment (CNN_FAULT_SIGNAL_IN_SETUP=15: SIGTERM).
+    if (const char* fault = std::getenv("CNN_FAULT_SIGNAL_IN_SETUP")) std::raise(std::atoi(fault));
+  }
   std::optional<Args> parsed;
   TrainSetup t;
   agree_on_setup(ranks, [&] {
@@ -899,7 +963,8 @@ int train_command(int argc, char** argv, Communicator* ranks) {
   // "Checkpoints"): at the N-th checkpoint of this process, CNN_FAULT_KILL_IN_CHECKPOINT=N
   // leaves a partly written temporary file and dies by SIGKILL, CNN_FAULT_KILL_AFTER_CHECKPOINT=N
   // dies right after writing it, CNN_FAULT_FAIL_CHECKPOINT=N fails the write;
-  // CNN_FAULT_FAIL_FILES=1 fails the write of the model file at the end. Under mpirun,
+  // CNN_FAULT_FAIL_FILES=1 fails the write of the model file at the end, and
+  // CNN_FAULT_SIGNAL_IN_FILES=S raises signal S as the files are written. Under mpirun,
   // CNN_FAULT_RANK=R limits them to rank R.
   const auto fault_at = [](const char* name) {
     const char* v = std::getenv(name);
@@ -946,8 +1011,6 @@ int train_command(int argc, char** argv, Communicator* ranks) {
   };
   struct sigaction action {};
   sigemptyset(&action.sa_mask);
-  struct sigaction previous_int {
-  }, previous_term{}, previous_usr1{};
   if (world > 1) {
     // SIGUSR1 (mpirun forwards it to every rank) stops at the next step with a checkpoint;
     // SIGINT and SIGTERM end this rank at once with one line.
@@ -959,19 +1022,18 @@ int train_command(int argc, char** argv, Communicator* ranks) {
     g_rank_end_length =
         std::min(sizeof g_rank_end_line - 1, static_cast<size_t>(std::max(0, length)));
     action.sa_handler = on_rank_end_signal;
-    ::sigaction(SIGINT, &action, &previous_int);
-    ::sigaction(SIGTERM, &action, &previous_term);
+    ::sigaction(SIGINT, &action, nullptr);
+    ::sigaction(SIGTERM, &action, nullptr);
   } else {
     action.sa_handler = on_stop_signal;
-    ::sigaction(SIGINT, &action, &previous_int);
-    ::sigaction(SIGTERM, &action, &previous_term);
+    ::sigaction(SIGINT, &action, nullptr);
+    ::sigaction(SIGTERM, &action, nullptr);
   }
   action.sa_handler = on_stop_signal;
-  ::sigaction(SIGUSR1, &action, &previous_usr1);
+  ::sigaction(SIGUSR1, &action, nullptr);
+  // Once training is over, the default actions (the setup handler's line would be wrong).
   const auto restore_signals = [&] {
-    ::sigaction(SIGINT, &previous_int, nullptr);
-    ::sigaction(SIGTERM, &previous_term, nullptr);
-    ::sigaction(SIGUSR1, &previous_usr1, nullptr);
+    for (int signal : {SIGINT, SIGTERM, SIGUSR1}) std::signal(signal, SIG_DFL);
   };
   // A failure in training keeps the last checkpoint written: the line says which.
   const auto with_checkpoint = [&](const std::string& what) {
@@ -999,10 +1061,10 @@ int train_command(int argc, char** argv, Communicator* ranks) {
     if (last_good.empty()) throw;
     throw Error(with_checkpoint(e.what()));
   }
-  restore_signals();
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (result.stopped) {
+    restore_signals();
     const int signal = g_stop_signal;
     if (rank == 0) {
       std::fprintf(stderr,
@@ -1018,18 +1080,34 @@ int train_command(int argc, char** argv, Communicator* ranks) {
     return 128 + (signal != 0 ? signal : SIGUSR1);
   }
 
-  if (rank != 0) return 0;
+  if (rank != 0) {
+    restore_signals();
+    return 0;
+  }
   const std::vector<EpochMetrics>& history = result.history;
+  // The handlers stay while the files are written: a first SIGINT or SIGTERM waits for them
+  // (found 2026-12-06: one then ended the process with no word, between a temporary file and
+  // its rename), a second one ends the process at once, as during training.
   try {
     if (fault_at("CNN_FAULT_FAIL_FILES") == 1)
       throw Error(out + ": cannot write: injected failure (CNN_FAULT_FAIL_FILES)");
+    if (fault_at("CNN_FAULT_SIGNAL_IN_FILES") > 0)
+      std::raise(static_cast<int>(fault_at("CNN_FAULT_SIGNAL_IN_FILES")));
     save_model(out, model, spec, data.class_names);
     write_file_atomic(csv, metrics_csv(history));
     write_file_atomic(svg, learning_curves_svg(history, spec.name + " on " + data.description));
   } catch (const Error& e) {
+    restore_signals();
     // A full disk at the end of hours of training: the last checkpoint holds the finished run.
     throw Error(std::string(e.what()) + "; the finished run is kept in its checkpoint, " +
                 checkpoint_path + " (" + resume_command + " writes its files)");
+  }
+  restore_signals();
+  if (g_stop_signal != 0) {
+    std::fprintf(stderr, "cnn: %s came as the run's files were written; they are complete\n",
+                 g_stop_signal == SIGINT    ? "SIGINT"
+                 : g_stop_signal == SIGTERM ? "SIGTERM"
+                                            : "SIGUSR1");
   }
   const EpochMetrics& final = history.back();
   std::printf("final test accuracy %s, test loss %.4f, after %.1f s of training and testing\n",
