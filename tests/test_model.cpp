@@ -1656,6 +1656,13 @@ TEST(Dropout, DropsAboutPScalesTheRestAndFollowsTheSeed) {
   EXPECT_THROW(Dropout<float>(-0.1), Error);
 }
 
+/// A linear classifier of 1 x 2 x 2 images into 2 classes.
+ModelSpec linear_2x2_spec() {
+  return parse_model_spec(R"({"input": [1, 2, 2], "layers": [
+      {"type": "Flatten"}, {"type": "Linear", "out_features": 2}]})",
+                          "tiny");
+}
+
 // Found 2026-12-06: a Dataset filled by a caller was trusted, so gather_images with fewer
 // pixels than count x C x H x W read past them, and select_classes with fewer labels than
 // images read past those. Each consumer now checks the struct first.
@@ -1692,9 +1699,7 @@ TEST(Dataset, StructsThatDisagreeWithThemselvesAreRefusedByTheirConsumers) {
   huge.images.rows = huge.images.cols = int64_t{1} << 40;
   expect_refused([&] { gather_images(huge.images, {0}, x); }, "need more than 2^48 bytes");
   // train_model and evaluate check their sets before any step.
-  const ModelSpec spec = parse_model_spec(R"({"input": [1, 2, 2], "layers": [
-      {"type": "Flatten"}, {"type": "Linear", "out_features": 2}]})",
-                                          "tiny");
+  const ModelSpec spec = linear_2x2_spec();
   Sequential<float> model = build_model(spec);
   Rng rng(1);
   model.init_parameters(rng);
@@ -1716,9 +1721,7 @@ TEST(Dataset, AResumeStateThatDoesNotFitTheRunIsRefused) {
   data.images = {.count = 8, .channels = 1, .rows = 2, .cols = 2, .pixels = {}};
   for (int i = 0; i < 32; ++i) data.images.pixels.push_back(static_cast<uint8_t>(i * 7));
   data.labels = {0, 1, 0, 1, 1, 0, 1, 0};
-  const ModelSpec spec = parse_model_spec(R"({"input": [1, 2, 2], "layers": [
-      {"type": "Flatten"}, {"type": "Linear", "out_features": 2}]})",
-                                          "tiny");
+  const ModelSpec spec = linear_2x2_spec();
   Sequential<float> model = build_model(spec);
   Rng rng(1);
   model.init_parameters(rng);

@@ -612,18 +612,25 @@ TEST(Onnx, GraphsAreImportedAsWiredOrRefused) {
   expect_import_refused(normed_path, "5 outputs: a training-mode BatchNormalization");
 }
 
+/// `model` exported to `path` without our metadata (the graph alone), parsed back.
+onnx::ModelProto export_without_metadata(Sequential<float>& model, const ModelSpec& spec,
+                                         const fs::path& path) {
+  save_onnx(path.string(), model, spec, {});
+  onnx::ModelProto m = parse(path.string());
+  m.clear_metadata_props();
+  std::string bytes;
+  EXPECT_TRUE(m.SerializeToString(&bytes));
+  write_bytes(path, bytes);
+  return m;
+}
+
 // Without our metadata the graph alone gives the explicit pads, and the same logits; before
 // opset 13 a Softmax's axis 1 of a 4-d input meant all C*H*W values, not cnn's Softmax.
 TEST(Onnx, SamePaddingAndAChannelSoftmaxImportFromTheGraph) {
   const ModelSpec spec = same_padding_spec();
   Sequential<float> model = random_model(spec, 4);
   const fs::path path = work_dir() / "same_padding.onnx";
-  save_onnx(path.string(), model, spec, {});
-  onnx::ModelProto m = parse(path.string());
-  m.clear_metadata_props();
-  std::string bytes;
-  ASSERT_TRUE(m.SerializeToString(&bytes));
-  write_bytes(path, bytes);
+  onnx::ModelProto m = export_without_metadata(model, spec, path);
   ModelFile back = load_onnx(path.string());
   EXPECT_EQ(back.spec.layers[0].padding, Size2(1, 2));
   EXPECT_EQ(back.spec.layers[1].type, "Softmax");
@@ -632,6 +639,7 @@ TEST(Onnx, SamePaddingAndAChannelSoftmaxImportFromTheGraph) {
   EXPECT_EQ(cnn_logits(back.model, images), cnn_logits(model, images));
   for (auto& o : *m.mutable_opset_import())
     if (o.domain().empty() || o.domain() == "ai.onnx") o.set_version(12);
+  std::string bytes;
   ASSERT_TRUE(m.SerializeToString(&bytes));
   write_bytes(path, bytes);
   expect_import_refused(path.string(),
@@ -645,12 +653,7 @@ TEST(Onnx, AValueAddedToItselfImportsAsABlockOfTwoIdentities) {
   const ModelSpec spec = doubled_spec();
   Sequential<float> model = random_model(spec, 6);
   const fs::path path = work_dir() / "doubled.onnx";
-  save_onnx(path.string(), model, spec, {});
-  onnx::ModelProto m = parse(path.string());
-  m.clear_metadata_props();
-  std::string bytes;
-  ASSERT_TRUE(m.SerializeToString(&bytes));
-  write_bytes(path, bytes);
+  export_without_metadata(model, spec, path);
   ModelFile back = load_onnx(path.string());
   ASSERT_EQ(back.spec.layers.size(), 5u);
   EXPECT_EQ(back.spec.layers[1].activation, "Tanh");

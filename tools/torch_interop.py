@@ -149,6 +149,35 @@ CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", 
                "Sneaker", "Bag", "Ankle boot"]
 
 
+def train_on_sample(model, opt, epochs):
+    """`epochs` of the sample's training images in batches of 64, shuffled by torch's seed;
+    leaves `model` in evaluation mode."""
+    x, y = load_split(SAMPLE, "train")
+    loss_fn = nn.CrossEntropyLoss()
+    model.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(x))
+        for first in range(0, len(x), 64):
+            batch = order[first:first + 64]
+            opt.zero_grad()
+            loss_fn(model(x[batch]), y[batch]).backward()
+            opt.step()
+    model.eval()
+
+
+def write_outputs(model, file_name):
+    """Writes GOLDEN/file_name: `model`'s logits, loss and accuracy on the sample's test images.
+    Returns the images, the loss and the accuracy."""
+    tx, ty = load_split(SAMPLE, "t10k")
+    with torch.no_grad():
+        logits = model(tx)
+        loss = nn.CrossEntropyLoss()(logits, ty)
+        accuracy = (logits.argmax(1) == ty).float().mean()
+    write_safetensors(os.path.join(GOLDEN, file_name),
+                      [("logits", logits), ("loss", loss.reshape(1)), ("accuracy", accuracy.reshape(1))])
+    return tx, loss, accuracy
+
+
 def export_trained(cnn, preset, optimizer, epochs, onnx_opset, name=None, state_dicts=True):
     """Trains `preset` (a preset or a spec file; files are named after `name`, default the
     preset) in PyTorch on the sample's training images (training-mode BatchNorm, so
@@ -162,31 +191,14 @@ def export_trained(cnn, preset, optimizer, epochs, onnx_opset, name=None, state_
     preset = name or preset
     spec = dict(info["spec"], name="torch_" + preset)
     model = torch_model(info)
-    x, y = load_split(SAMPLE, "train")
-    opt = optimizer(model.parameters())
-    loss_fn = nn.CrossEntropyLoss()
-    model.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(x))
-        for first in range(0, len(x), 64):
-            batch = order[first:first + 64]
-            opt.zero_grad()
-            loss_fn(model(x[batch]), y[batch]).backward()
-            opt.step()
-    model.eval()
+    train_on_sample(model, optimizer(model.parameters()), epochs)
     state = list(model.state_dict().items())
     metadata = {"format": "cnn", "format_version": "1", "architecture": json.dumps(spec),
                 "class_names": json.dumps(CLASS_NAMES)}
     if state_dicts:
         write_safetensors(os.path.join(GOLDEN, "torch_%s.safetensors" % preset), state, metadata)
         write_safetensors(os.path.join(GOLDEN, "torch_%s_plain.safetensors" % preset), state)
-    tx, ty = load_split(SAMPLE, "t10k")
-    with torch.no_grad():
-        logits = model(tx)
-        loss = loss_fn(logits, ty)
-        accuracy = (logits.argmax(1) == ty).float().mean()
-    write_safetensors(os.path.join(GOLDEN, "torch_%s_outputs.safetensors" % preset),
-                      [("logits", logits), ("loss", loss.reshape(1)), ("accuracy", accuracy.reshape(1))])
+    tx, loss, accuracy = write_outputs(model, "torch_%s_outputs.safetensors" % preset)
     # The same model as torch.onnx.export writes it (evaluation mode: PyTorch folds each
     # BatchNorm into its convolution), with a dynamic batch.
     torch.onnx.export(model, tx[:2], os.path.join(GOLDEN, "torch_%s.onnx" % preset),
@@ -228,25 +240,8 @@ def export_idioms():
     torch.manual_seed(1127)
     torch.set_num_threads(1)
     model = Idioms()
-    x, y = load_split(SAMPLE, "train")
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    loss_fn = nn.CrossEntropyLoss()
-    model.train()
-    for _ in range(5):
-        order = torch.randperm(len(x))
-        for first in range(0, len(x), 64):
-            batch = order[first:first + 64]
-            opt.zero_grad()
-            loss_fn(model(x[batch]), y[batch]).backward()
-            opt.step()
-    model.eval()
-    tx, ty = load_split(SAMPLE, "t10k")
-    with torch.no_grad():
-        logits = model(tx)
-        loss = loss_fn(logits, ty)
-        accuracy = (logits.argmax(1) == ty).float().mean()
-    write_safetensors(os.path.join(GOLDEN, "torch_idioms_outputs.safetensors"),
-                      [("logits", logits), ("loss", loss.reshape(1)), ("accuracy", accuracy.reshape(1))])
+    train_on_sample(model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), 5)
+    tx, loss, accuracy = write_outputs(model, "torch_idioms_outputs.safetensors")
     torch.onnx.export(model, tx[:2], os.path.join(GOLDEN, "torch_idioms.onnx"),
                       input_names=["input"], output_names=["logits"], opset_version=13,
                       dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
