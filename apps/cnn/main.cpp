@@ -836,7 +836,10 @@ void prepare_training(const Args& args, Communicator* ranks, TrainSetup& t) {
 
 int train_command(int argc, char** argv, Communicator* ranks) {
   const int world = ranks ? ranks->size() : 1, rank = ranks ? ranks->rank() : 0;
-  {
+  if (world == 1) {
+    // One process: its user sent the signal. Under mpirun the ranks keep the default action
+    // while setting up: mpirun's SIGTERM to the others after one rank refused the flags would
+    // add a line per rank to that rank's one (found by Distributed.BadFlagsAreReportedOnce).
     struct sigaction setup {};
     sigemptyset(&setup.sa_mask);
     setup.sa_handler = on_setup_signal;
