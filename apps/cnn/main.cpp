@@ -543,9 +543,7 @@ void require_utf8_names(const TrainConfig& c, const ModelSpec& spec) {
                                                               {"--out", &c.out},
                                                               {"the spec's name", &spec.name}};
   for (const auto& [what, value] : names) {
-    try {
-      static_cast<void>(Json(*value).dump());
-    } catch (const Json::exception&) {
+    if (!is_utf8(*value)) {
       throw Error(std::string(what) + " " + *value +
                   ": expected UTF-8 text (the checkpoint stores it as JSON, which holds no other "
                   "bytes)");
@@ -574,16 +572,21 @@ extern "C" void on_stop_signal(int signal) {
   g_stop_signal = signal;
 }
 
+/// "SIGINT", "SIGTERM" or "SIGUSR1", the signals that stop training (a literal: safe in a
+/// signal handler).
+const char* stop_signal_name(int signal) {
+  return signal == SIGINT ? "SIGINT" : signal == SIGTERM ? "SIGTERM" : "SIGUSR1";
+}
+
 extern "C" void on_setup_signal(int signal) {
   // Before the first step there is nothing to keep: one line, then out (found 2026-12-06: the
-  // default action ended such a run with no word).
-  const char* line = signal == SIGINT ? "cnn: stopped by SIGINT while setting up the run, before "
-                                        "its first step: nothing was trained\n"
-                     : signal == SIGTERM ? "cnn: stopped by SIGTERM while setting up the run, "
-                                           "before its first step: nothing was trained\n"
-                                         : "cnn: stopped by SIGUSR1 while setting up the run, "
-                                           "before its first step: nothing was trained\n";
-  [[maybe_unused]] const ssize_t written = ::write(2, line, std::strlen(line));
+  // default action ended such a run with no word). write() is what a handler may call.
+  const char* parts[] = {"cnn: stopped by ", stop_signal_name(signal),
+                         " while setting up the run, before its first step: nothing was "
+                         "trained\n"};
+  for (const char* part : parts) {
+    [[maybe_unused]] const ssize_t written = ::write(2, part, std::strlen(part));
+  }
   ::_exit(128 + signal);
 }
 extern "C" void on_rank_end_signal(int signal) {
@@ -748,10 +751,8 @@ void prepare_training(const Args& args, Communicator* ranks, TrainSetup& t) {
       const Json& was = stored.at(key);
       const Json& now = key == "model" ? Json(args.text("--model", "")) : asked.at(key);
       if (now != was) {
-        const auto text = [](const Json& v) {  // a flag's bytes need not be UTF-8
-          return v.dump(-1, ' ', false, Json::error_handler_t::replace);
-        };
-        args.fail(flag, "is " + text(now) + ", the checkpoint's run has " + text(was) +
+        // A flag's bytes need not be UTF-8.
+        args.fail(flag, "is " + json_text(now) + ", the checkpoint's run has " + json_text(was) +
                             " (a resumed run keeps its configuration; only --epochs may change)");
       }
     }
@@ -785,7 +786,7 @@ void prepare_training(const Args& args, Communicator* ranks, TrainSetup& t) {
     t.checkpoint_path = sibling(config.out, ".ckpt");
     std::error_code error;
     const std::string here = fs::current_path(error).string();
-    if (!error && utf8_or_replaced(here) == here) config.directory = here;  // JSON: UTF-8 only
+    if (!error && is_utf8(here)) config.directory = here;
   }
   // A resumed run keeps its --checkpoint-every unless given one (it fell back to once an
   // epoch; found 2026-12-06). It does not change the results.
@@ -1073,11 +1074,9 @@ int train_command(int argc, char** argv, Communicator* ranks) {
       std::fprintf(stderr,
                    "cnn: stopped by %s in epoch %d after step %lld; checkpoint %s; resume with: "
                    "%s\n",
-                   signal == SIGINT    ? "SIGINT"
-                   : signal == SIGTERM ? "SIGTERM"
-                                       : "SIGUSR1",
-                   result.state.epoch, static_cast<long long>(result.state.step),
-                   checkpoint_path.c_str(), resume_command.c_str());
+                   stop_signal_name(signal), result.state.epoch,
+                   static_cast<long long>(result.state.step), checkpoint_path.c_str(),
+                   resume_command.c_str());
     }
     // A rank that got no signal itself stops because another did: SIGUSR1's status.
     return 128 + (signal != 0 ? signal : SIGUSR1);
@@ -1108,9 +1107,7 @@ int train_command(int argc, char** argv, Communicator* ranks) {
   restore_signals();
   if (g_stop_signal != 0) {
     std::fprintf(stderr, "cnn: %s came as the run's files were written; they are complete\n",
-                 g_stop_signal == SIGINT    ? "SIGINT"
-                 : g_stop_signal == SIGTERM ? "SIGTERM"
-                                            : "SIGUSR1");
+                 stop_signal_name(g_stop_signal));
   }
   const EpochMetrics& final = history.back();
   std::printf("final test accuracy %s, test loss %.4f, after %.1f s of training and testing\n",
