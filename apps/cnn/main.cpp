@@ -294,6 +294,13 @@ std::string accuracy_text(double accuracy, int64_t samples) {
 
 /// A training run's configuration: the flags of `cnn train` with their defaults filled in. A
 /// checkpoint keeps it, so that --resume continues the very same run.
+// The upper limits of cnn train's flags, which a checkpoint's stored configuration is held to
+// too (config_from_json): one set of numbers for both.
+constexpr int64_t kMaxEpochs = 100000, kMaxBatch = 65536, kMaxCropPadding = 64;
+constexpr int64_t kMaxFlagThreads = 256, kMaxSeed = int64_t{1} << 53;
+constexpr double kMaxLr = 100, kMaxMomentum = 0.999999, kMaxWeightDecay = 1;
+constexpr double kMaxLabelSmoothing = 0.999, kMaxCheckpointEvery = 1e9;
+
 struct TrainConfig {
   std::string model, data, out;
   TrainOptions options;
@@ -358,15 +365,17 @@ TrainConfig config_from_json(const std::string& text, const std::string& path) {
     c.checkpoint_every = j.value("checkpoint_every", -1.0);
     // The ranges the flags allow (found 2026-12-06: an edited checkpoint's batch 100000 and
     // crop padding 1000 were taken).
-    if (o.epochs < 1 || o.epochs > 100000 || o.batch < 1 || o.batch > 65536 || c.threads < 1 ||
-        c.threads > 256 || c.out.empty() || !(o.lr > 0 && o.lr <= 100) ||
-        !(o.momentum >= 0 && o.momentum <= 0.999999) ||
-        !(o.weight_decay >= 0 && o.weight_decay <= 1) ||
-        !(o.label_smoothing >= 0 && o.label_smoothing <= 0.999) || o.crop_padding < 0 ||
-        o.crop_padding > 64 || o.warmup_epochs < 0 || o.warmup_epochs > o.epochs - 1 ||
-        o.step_epochs < 1 || (o.schedule == LrSchedule::kStep && o.step_epochs > o.epochs) ||
-        c.seed > (uint64_t{1} << 53) ||
-        !(c.checkpoint_every == -1 || (c.checkpoint_every >= 0 && c.checkpoint_every <= 1e9)))
+    if (o.epochs < 1 || o.epochs > kMaxEpochs || o.batch < 1 || o.batch > kMaxBatch ||
+        c.threads < 1 || c.threads > kMaxFlagThreads || c.out.empty() ||
+        !(o.lr > 0 && o.lr <= kMaxLr) || !(o.momentum >= 0 && o.momentum <= kMaxMomentum) ||
+        !(o.weight_decay >= 0 && o.weight_decay <= kMaxWeightDecay) ||
+        !(o.label_smoothing >= 0 && o.label_smoothing <= kMaxLabelSmoothing) ||
+        o.crop_padding < 0 || o.crop_padding > kMaxCropPadding || o.warmup_epochs < 0 ||
+        o.warmup_epochs > o.epochs - 1 || o.step_epochs < 1 ||
+        (o.schedule == LrSchedule::kStep && o.step_epochs > o.epochs) ||
+        c.seed > static_cast<uint64_t>(kMaxSeed) ||
+        !(c.checkpoint_every == -1 ||
+          (c.checkpoint_every >= 0 && c.checkpoint_every <= kMaxCheckpointEvery)))
       throw Error("values out of the ranges of their flags");
     return c;
   } catch (const std::exception& e) {
@@ -393,8 +402,8 @@ TrainConfig config_from_args(const Args& args, const std::string& model_name, co
                                                  was      ? was->epochs
                                                  : resnet ? 10
                                                           : kDefaultEpochs,
-                                                 1, 100000));
-  options.batch = args.integer("--batch", was ? was->batch : resnet ? 128 : 64, 1, 65536);
+                                                 1, kMaxEpochs));
+  options.batch = args.integer("--batch", was ? was->batch : resnet ? 128 : 64, 1, kMaxBatch);
   try {
     options.optimizer =
         parse_optimizer(args.text("--optimizer", was ? optimizer_name(was->optimizer) : "sgd"));
@@ -409,22 +418,22 @@ TrainConfig config_from_args(const Args& args, const std::string& model_name, co
                            was   ? was->lr
                            : sgd ? (resnet ? 0.1 : 0.05)
                                  : 1e-3,
-                           0, 100, true);
+                           0, kMaxLr, true);
   if (!sgd && args.has("--momentum")) {
     args.fail("--momentum",
               std::string("applies to --optimizer sgd, not ") + optimizer_name(options.optimizer));
   }
-  options.momentum = args.number("--momentum", was ? was->momentum : 0.9, 0, 0.999999, false);
+  options.momentum = args.number("--momentum", was ? was->momentum : 0.9, 0, kMaxMomentum, false);
   options.weight_decay = args.number("--weight-decay",
                                      was      ? was->weight_decay
                                      : resnet ? 5e-4
                                               : 0,
-                                     0, 1, false);
+                                     0, kMaxWeightDecay, false);
   options.label_smoothing = args.number("--label-smoothing",
                                         was      ? was->label_smoothing
                                         : resnet ? 0.1
                                                  : 0,
-                                        0, 0.999, false);
+                                        0, kMaxLabelSmoothing, false);
   try {
     options.augment = parse_augment(args.text("--augment", was      ? augment_name(was->augment)
                                                            : resnet ? "crop-flip"
@@ -442,7 +451,7 @@ TrainConfig config_from_args(const Args& args, const std::string& model_name, co
                                       was      ? was->crop_padding
                                       : resnet ? 1
                                                : 2,
-                                      0, 64);
+                                      0, kMaxCropPadding);
   if (options.label_smoothing > 0 && spec.loss != LossKind::kCrossEntropy) {
     args.fail("--label-smoothing",
               "applies to cross_entropy models, not to " + spec.name + "'s log_loss");
@@ -470,9 +479,9 @@ TrainConfig config_from_args(const Args& args, const std::string& model_name, co
                                 " epochs (expected at least that many)");
     }
   }
-  c.seed = static_cast<uint64_t>(args.integer("--seed", resumed ? resumed->seed : 1, 0, 1LL << 53));
+  c.seed = static_cast<uint64_t>(args.integer("--seed", resumed ? resumed->seed : 1, 0, kMaxSeed));
   c.threads = static_cast<int>(
-      args.integer("--threads", resumed ? resumed->threads : default_threads, 1, 256));
+      args.integer("--threads", resumed ? resumed->threads : default_threads, 1, kMaxFlagThreads));
   c.sync_batchnorm = args.has("--sync-batchnorm") || (resumed && resumed->sync_batchnorm);
   // The default file is named after the spec, whose "name" is a label, not a path (found
   // 2026-12-06: "../escaped" wrote outside the directory, "" wrote hidden files).
@@ -790,8 +799,8 @@ void prepare_training(const Args& args, Communicator* ranks, TrainSetup& t) {
   }
   // A resumed run keeps its --checkpoint-every unless given one (it fell back to once an
   // epoch; found 2026-12-06). It does not change the results.
-  t.checkpoint_every =
-      args.number("--checkpoint-every", resuming ? config.checkpoint_every : -1, 0, 1e9, false);
+  t.checkpoint_every = args.number("--checkpoint-every", resuming ? config.checkpoint_every : -1, 0,
+                                   kMaxCheckpointEvery, false);
   config.checkpoint_every = t.checkpoint_every;
   if (config.options.batch < world) {
     args.fail("--batch", "is " + std::to_string(config.options.batch) +
