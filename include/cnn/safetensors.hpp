@@ -66,4 +66,9 @@ struct SaveTensor {
 void save_safetensors(const std::string& path, const std::vector<SaveTensor>& tensors,
                       const std::map<std::string, std::string>& metadata);
 
+/// The bytes save_safetensors writes for `t` (little-endian, as the format and our CPUs are):
+/// its floats for F32, its values as int64 for I64. Throws cnn::Error naming `path` for another
+/// dtype or an I64 value that is not a whole number int64 holds. (Checkpoints checksum them.)
+std::string safetensors_data(const SaveTensor& t, const std::string& path);
+
 }  // namespace cnn

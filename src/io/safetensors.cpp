@@ -276,24 +276,30 @@ void save_safetensors(const std::string& path, const std::vector<SaveTensor>& te
   for (int i = 0; i < 8; ++i)
     bytes[static_cast<size_t>(i)] = static_cast<char>(header_size >> (8 * i));
   bytes += text;
-  for (const SaveTensor& t : tensors) {
-    // Our CPUs are little-endian, as the format is; floats go out as they are in memory.
-    if (t.dtype == DType::kF32) {
-      bytes.append(reinterpret_cast<const char*>(t.data.data()),
-                   static_cast<size_t>(t.data.numel()) * sizeof(float));
-      continue;
-    }
-    for (const float v : t.data) {
-      // 2^63 as a float: the first value int64_t cannot hold.
-      if (!(v == std::trunc(v)) || !(std::abs(v) < 9.2233720368547758e18f)) {
-        fail(path, "cannot save tensor '" + t.name + "' as I64: it holds " + std::to_string(v) +
-                       ", not a whole number");
-      }
-      const int64_t whole = static_cast<int64_t>(v);
-      bytes.append(reinterpret_cast<const char*>(&whole), sizeof(whole));
-    }
-  }
+  for (const SaveTensor& t : tensors) bytes += safetensors_data(t, path);
   write_file_atomic(path, bytes);
+}
+
+std::string safetensors_data(const SaveTensor& t, const std::string& path) {
+  // Our CPUs are little-endian, as the format is; floats go out as they are in memory.
+  if (t.dtype == DType::kF32) {
+    return std::string(reinterpret_cast<const char*>(t.data.data()),
+                       static_cast<size_t>(t.data.numel()) * sizeof(float));
+  }
+  if (t.dtype != DType::kI64)
+    fail(path, "cannot save tensor '" + t.name + "': only F32 and I64 are written");
+  std::string bytes;
+  bytes.reserve(static_cast<size_t>(t.data.numel()) * sizeof(int64_t));
+  for (const float v : t.data) {
+    // 2^63 as a float: the first value int64_t cannot hold.
+    if (!(v == std::trunc(v)) || !(std::abs(v) < 9.2233720368547758e18f)) {
+      fail(path, "cannot save tensor '" + t.name + "' as I64: it holds " + std::to_string(v) +
+                     ", not a whole number");
+    }
+    const int64_t whole = static_cast<int64_t>(v);
+    bytes.append(reinterpret_cast<const char*>(&whole), sizeof(whole));
+  }
+  return bytes;
 }
 
 namespace {

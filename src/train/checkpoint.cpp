@@ -2,10 +2,10 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <vector>
@@ -172,22 +172,9 @@ void save_checkpoint(const std::string& path, Sequential<float>& model, const Mo
       {"state", j.dump()}};
   ContentCrc crc;
   for (const char* key : kCheckedMetadata) crc.add(metadata.at(key));
-  std::vector<uint8_t> bytes;
   for (const SaveTensor& t : tensors) {
     crc.add(t.name);
-    // The bytes save_safetensors writes: float32, or a counter as int64 (little-endian, as the
-    // machines cnn runs on).
-    const int64_t n = t.data.numel();
-    if (t.dtype == DType::kI64) {
-      bytes.resize(static_cast<size_t>(n) * 8);
-      for (int64_t i = 0; i < n; ++i) {
-        const int64_t v = std::llround(double(t.data.data()[i]));
-        std::memcpy(bytes.data() + i * 8, &v, 8);
-      }
-      crc.add(bytes.data(), bytes.size());
-    } else {
-      crc.add(t.data.data(), static_cast<size_t>(n) * sizeof(float));
-    }
+    crc.add(safetensors_data(t, path));  // the bytes the file will hold
   }
   metadata["checksum"] = crc.hex();
   save_safetensors(path, tensors, metadata);
