@@ -375,6 +375,15 @@ struct Constant {
   bool is_int = false;
 };
 
+/// The identity as a layer a Residual's body can hold (a body is never empty): a Dropout of
+/// p 0, the identity in training too.
+LayerSpec identity_layer() {
+  LayerSpec identity;
+  identity.type = "Dropout";
+  identity.p = 0;
+  return identity;
+}
+
 /// One layer's tensors in the order of its parameter_specs and buffer_specs.
 struct LayerTensors {
   std::vector<std::pair<std::string, const Constant*>> parameters, buffers;
@@ -417,6 +426,11 @@ class Importer {
   std::string apply(int node, const std::string& value, std::vector<LayerSpec>& layers);
   std::string residual(const std::string& value, const std::vector<int>& forks,
                        std::vector<LayerSpec>& layers);
+  /// Fails naming node `node`'s input `k`, which no initializer or Constant gives, and the node
+  /// that computes it.
+  [[noreturn]] void fail_computed_input(int node, int k) const;
+  /// `own` padding with a preceding Pad's added (and that Pad taken).
+  Size2 with_pending_pad(Size2 own);
   /// The block of node `add`, which adds a value to itself.
   std::string doubled(int add, std::vector<LayerSpec>& layers);
   /// The output of a block whose sum is `sum`: the sum, or the activation that is its only
@@ -833,6 +847,25 @@ std::string Importer::residual(const std::string& value, const std::vector<int>&
   return out;
 }
 
+void Importer::fail_computed_input(int node, int k) const {
+  const std::string& value = m_.graph().node(node).input(k);
+  const auto producer = producer_.find(value);
+  fail_node(node, "input '" + value + "' is computed" +
+                      (producer == producer_.end()
+                           ? std::string(" (a graph input)")
+                           : " by node '" + m_.graph().node(producer->second).name() + "' (" +
+                                 m_.graph().node(producer->second).op_type() + ")") +
+                      ", not an initializer or a Constant (cnn imports fixed weights, shapes "
+                      "and pads)");
+}
+
+Size2 Importer::with_pending_pad(Size2 own) {
+  if (!pending_pad_) return own;
+  const Size2 sum(own.h + pending_pad_->h, own.w + pending_pad_->w);
+  pending_pad_.reset();
+  return sum;
+}
+
 std::string Importer::block_activation(const std::string& sum, LayerSpec& block) {
   // An activation right after the sum, its only reader, is the block's.
   const std::vector<int> next = consumers(sum);
@@ -856,10 +889,7 @@ std::string Importer::doubled(int add, std::vector<LayerSpec>& layers) {
   LayerSpec block;
   block.type = "Residual";
   block.activation = "";
-  LayerSpec identity;
-  identity.type = "Dropout";
-  identity.p = 0;
-  block.body = {identity};
+  block.body = {identity_layer()};
   const std::string out = block_activation(m_.graph().node(add).output(0), block);
   layers.push_back(std::move(block));
   tensors_.emplace_back();
@@ -894,21 +924,12 @@ std::string Importer::apply(int i, const std::string& value, std::vector<LayerSp
     fail_node(i, "domain '" + n.domain() + "' is not supported");
   if (n.input_size() < 1 || n.input(0) != value)
     fail_node(i, "expected '" + value + "' as its first input (a chain of layers)");
-  for (int k = 1; k < n.input_size(); ++k) {
+  // A Reshape's target may be computed (reshape_flattens follows it); a Pad checks its inputs
+  // itself, after its mode, which says more than computed pads.
+  for (int k = 1; k < n.input_size() && op != "Pad"; ++k) {
     if (!n.input(k).empty() && !constants_.count(n.input(k)) &&
-        !(op == "Reshape" && k == 1 && producer_.count(n.input(k)))) {
-      // What the op is first: a Pad's mode says more than its computed pads.
-      if (op == "Pad" && attribute(i, "mode") && attribute(i, "mode")->s() != "constant")
-        fail_node(i, "mode " + attribute(i, "mode")->s() + " (only constant zeros are supported)");
-      const auto producer = producer_.find(n.input(k));
-      fail_node(i, "input '" + n.input(k) + "' is computed" +
-                       (producer == producer_.end()
-                            ? std::string(" (a graph input)")
-                            : " by node '" + m_.graph().node(producer->second).name() + "' (" +
-                                  m_.graph().node(producer->second).op_type() + ")") +
-                       ", not an initializer or a Constant (cnn imports fixed weights, shapes "
-                       "and pads)");
-    }
+        !(op == "Reshape" && k == 1 && producer_.count(n.input(k))))
+      fail_computed_input(i, k);
   }
   if (n.output_size() < 1) fail_node(i, "no output");
   for (int k = 1; k < n.output_size(); ++k) {
@@ -938,11 +959,7 @@ std::string Importer::apply(int i, const std::string& value, std::vector<LayerSp
     if (l.kernel != Size2(w.dims[2], w.dims[3]))
       fail_node(i, "kernel_shape differs from the weight's");
     l.stride = pair_attribute(i, "strides", Size2(1));
-    l.padding = symmetric_pads(i);
-    if (pending_pad_) {  // zeros, as the convolution's own padding
-      l.padding = Size2(l.padding.h + pending_pad_->h, l.padding.w + pending_pad_->w);
-      pending_pad_.reset();
-    }
+    l.padding = with_pending_pad(symmetric_pads(i));  // a Pad's zeros: the same padding
     l.bias = has_input(i, 2);
     l.declared_input = w.dims[1];
     param("weight", 1, "weight");
@@ -1019,9 +1036,8 @@ std::string Importer::apply(int i, const std::string& value, std::vector<LayerSp
         fail_node(i,
                   "pads of its own with count_include_pad 0 after a Pad (the Pad's zeros "
                   "count and its own would not: not one AvgPool2d)");
-      l.padding = Size2(l.padding.h + pending_pad_->h, l.padding.w + pending_pad_->w);
+      l.padding = with_pending_pad(l.padding);
       l.count_include_pad = true;
-      pending_pad_.reset();
     }
     // Rounding the output size up adds a window only where the windows do not tile the padded
     // input; elsewhere ceil_mode 1 is the layer cnn has (torch writes it for ceil_mode=True
@@ -1138,10 +1154,11 @@ std::string Importer::apply(int i, const std::string& value, std::vector<LayerSp
     const std::string mode = attribute(i, "mode") ? attribute(i, "mode")->s() : "constant";
     if (mode != "constant") fail_node(i, "mode " + mode + " (only constant zeros are supported)");
     if (!has_input(i, 1)) fail_node(i, "no pads");
-    const auto pads_input = constants_.find(n.input(1));
-    if (pads_input == constants_.end() || !pads_input->second.is_int)
-      fail_node(i, "pads '" + n.input(1) + "' is not an INT64 constant");
-    const std::vector<int64_t>& p = pads_input->second.ints;
+    for (int k = 1; k < n.input_size(); ++k)
+      if (!n.input(k).empty() && !constants_.count(n.input(k))) fail_computed_input(i, k);
+    const Constant& pads_input = constants_.at(n.input(1));
+    if (!pads_input.is_int) fail_node(i, "pads '" + n.input(1) + "' is not an INT64 constant");
+    const std::vector<int64_t>& p = pads_input.ints;
     if (has_input(i, 2)) {
       const Constant& fill = constant_input(i, 2, "constant_value");
       if (fill.floats.size() != 1 || fill.floats[0] != 0)
@@ -1206,10 +1223,7 @@ std::vector<LayerSpec> as_in_a_graph(const std::vector<LayerSpec>& layers) {
     out.back().shortcut = as_in_a_graph(l.shortcut);
     if (l.type == "Residual" && out.back().body.empty()) {
       // A body of Dropout alone: the graph adds its input to itself (Importer::doubled).
-      LayerSpec identity;
-      identity.type = "Dropout";
-      identity.p = 0;
-      out.back().body = {identity};
+      out.back().body = {identity_layer()};
     }
   }
   return out;
