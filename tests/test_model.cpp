@@ -561,6 +561,29 @@ Sequential<float> residual_block_model(int64_t channels, int64_t h, int64_t w, b
 // (images_of_part's part 1) starts at the same address, to within a cache line, for every shape
 // asked for in turn, smaller or larger; each view lies inside the storage and is 64-byte aligned;
 // with 1 thread every view starts at the same place; an odd batch splits as images_of_part does.
+// A batch of losses near float's largest value summed to inf in float: `cnn eval` of a model
+// whose logits reached 3e37 read a test loss of inf. The sums are now taken in double.
+TEST(Losses, LargeFiniteLossesGiveAFiniteMean) {
+  const int64_t batch = 256, classes = 10;
+  Tensor<float> logits(Shape{batch, classes}, 0.0f), labels(Shape{batch}, 0.0f);
+  for (int64_t n = 0; n < batch; ++n) {
+    logits[n * classes + 1] = 3e37f;  // every sample's loss is 3e37, their sum 7.7e39
+  }
+  const float expected = 3e37f;
+  EXPECT_FLOAT_EQ(CrossEntropyLoss<float>().forward(logits, labels), expected);
+  // A sample's loss beyond float's range (lse - z = 2 * 2e38) averaged with zeros.
+  Tensor<float> wide(Shape{4, 2}, 0.0f), wide_labels(Shape{4}, 0.0f);
+  wide[0] = -2e38f;
+  wide[1] = 2e38f;
+  EXPECT_FLOAT_EQ(CrossEntropyLoss<float>().forward(wide, wide_labels), 1e38f);
+  const float smoothed = CrossEntropyLoss<float>(0.1f).forward(logits, labels);
+  EXPECT_TRUE(std::isfinite(smoothed));
+  // Every class but the one at 3e37 holds 0.01 of the smoothed target, the label's 0.91.
+  EXPECT_NEAR(smoothed, expected * 0.99f, expected * 1e-6f);
+  Tensor<float> p(Shape{batch, 1}, 1.5e19f), t(Shape{batch, 1}, 0.0f);
+  EXPECT_FLOAT_EQ(MseLoss<float>().forward(p, t), 2.25e38f);
+}
+
 TEST(SplitAlignedBuffer, SecondHalfStartsAtOneAddressWhateverTheShape) {
   const int saved = ops::threads();
   ops::set_threads(2);

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "cnn/ops.hpp"
@@ -472,15 +473,22 @@ T log_sum_exp(const T* z, int64_t classes) {
   for (int64_t k = 0; k < classes; ++k) sum += std::exp(z[k] - max);
   return max + std::log(sum);
 }
+/// The type a loss's value is summed in: double for float. A batch of float losses near
+/// float's largest value summed to inf in float (found 2026-12-06: `cnn eval` of a model
+/// whose logits reach 3e37 read a test loss of inf); a sample's loss, log_sum_exp(z) -
+/// z[label], can itself pass float's range for finite logits. Only the reported value
+/// changes: the gradients are computed as before.
+template <typename T>
+using LossSum = std::conditional_t<(sizeof(T) < sizeof(double)), double, T>;
 /// Mean over the batch of -log softmax(z)[label] = log_sum_exp(z) - z[label].
 template <typename T>
 T cross_entropy_forward(const T* logits, const int32_t* labels, int64_t batch, int64_t classes) {
-  T sum = 0;
+  LossSum<T> sum = 0;
   for (int64_t n = 0; n < batch; ++n) {
     const T* z = logits + n * classes;
-    sum += log_sum_exp(z, classes) - z[labels[n]];
+    sum += LossSum<T>(log_sum_exp(z, classes)) - LossSum<T>(z[labels[n]]);
   }
-  return sum / static_cast<T>(batch);
+  return static_cast<T>(sum / static_cast<LossSum<T>>(batch));
 }
 /// (softmax(z) - onehot(label)) / N.
 template <typename T>
@@ -498,13 +506,14 @@ void cross_entropy_backward(T* dlogits, const T* logits, const int32_t* labels, 
 /// Mean over the batch of -sum_k t_k (z_k - log_sum_exp(z)).
 template <typename T>
 T cross_entropy_soft_forward(const T* logits, const T* targets, int64_t batch, int64_t classes) {
-  T sum = 0;
+  LossSum<T> sum = 0;
   for (int64_t n = 0; n < batch; ++n) {
     const T* z = logits + n * classes;
-    const T lse = log_sum_exp(z, classes);
-    for (int64_t k = 0; k < classes; ++k) sum -= targets[n * classes + k] * (z[k] - lse);
+    const LossSum<T> lse = log_sum_exp(z, classes);
+    for (int64_t k = 0; k < classes; ++k)
+      sum -= LossSum<T>(targets[n * classes + k]) * (LossSum<T>(z[k]) - lse);
   }
-  return sum / static_cast<T>(batch);
+  return static_cast<T>(sum / static_cast<LossSum<T>>(batch));
 }
 /// (softmax(z) sum_k t_k - t) / N.
 template <typename T>
@@ -523,9 +532,12 @@ void cross_entropy_soft_backward(T* dlogits, const T* logits, const T* targets, 
 /// 1/n sum (p - t)^2.
 template <typename T>
 T mse_forward(const T* p, const T* t, int64_t n) {
-  T sum = 0;
-  for (int64_t k = 0; k < n; ++k) sum += (p[k] - t[k]) * (p[k] - t[k]);
-  return sum / static_cast<T>(n);
+  LossSum<T> sum = 0;
+  for (int64_t k = 0; k < n; ++k) {
+    const LossSum<T> d = LossSum<T>(p[k]) - LossSum<T>(t[k]);
+    sum += d * d;
+  }
+  return static_cast<T>(sum / static_cast<LossSum<T>>(n));
 }
 /// 2 (p - t) / n.
 template <typename T>
