@@ -1212,7 +1212,61 @@ TEST_F(SafeTensorsTest, ASaveReplacesOnlyRegularFilesAndWritesThroughLinks) {
         << e.what();
   }
   for (const auto& entry : fs::recursive_directory_iterator(dir_))
-    EXPECT_EQ(entry.path().string().find(".tmp."), std::string::npos) << entry.path();
+    EXPECT_EQ(entry.path().string().find(".cnn-tmp-"), std::string::npos) << entry.path();
+}
+
+// Found 2026-12-06: a run's start removed every "OUT.tmp.XXXXXX" next to its files, a user's
+// m.safetensors.tmp.backup included, and a temporary file that a live `cnn convert` was
+// writing (which then failed). Only a dead process's temporary files are stale.
+TEST_F(SafeTensorsTest, OnlyADeadWritersTemporaryFilesAreRemovedAsStale) {
+  const std::string model = file("m.safetensors");
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) ::_exit(0);
+  ASSERT_EQ(::waitpid(child, nullptr, 0), child);  // its pid now names no process
+  const std::string dead = "." + fs::path(model).filename().string() + ".cnn-tmp-" +
+                           std::to_string(child) + "-",
+                    live = "." + fs::path(model).filename().string() + ".cnn-tmp-" +
+                           std::to_string(::getpid()) + "-";
+  EXPECT_EQ(temporary_file_template(model), file(live + "XXXXXX"));
+  for (const std::string& name :
+       {dead + "aB3xYz", live + "aB3xYz", std::string("m.safetensors.tmp.backup"),
+        std::string("m.safetensors.tmp.abcdef"), dead + "toolong7"})
+    write(file(name), "bytes");
+  fs::create_directories(file(dead + "folder"));
+  fs::create_symlink("m.safetensors.tmp.backup", file(dead + "link00"));
+  remove_stale_temporaries(model);
+  EXPECT_FALSE(fs::exists(file(dead + "aB3xYz")));
+  for (const std::string& kept :
+       {live + "aB3xYz", std::string("m.safetensors.tmp.backup"),
+        std::string("m.safetensors.tmp.abcdef"), dead + "toolong7", dead + "folder"})
+    EXPECT_TRUE(fs::exists(file(kept))) << kept;
+  EXPECT_TRUE(fs::is_symlink(file(dead + "link00")));
+}
+
+// A name of up to NAME_MAX bytes is written: its temporary file's name keeps 64 bytes of it
+// (found 2026-12-06: a 235-byte --out trained its whole run and then could not be written).
+TEST_F(SafeTensorsTest, ALongNameIsWrittenAndAReplacedFileKeepsItsPermissions) {
+  const Tensor<float> a(Shape{2}, 1.5f);
+  const std::string long_name = file(std::string(240, 'n') + ".safetensors");  // 252 bytes
+  save_safetensors(long_name, {{"a", a}}, {});
+  EXPECT_EQ(SafeTensorsFile::load(long_name).tensor<float>("a")[1], 1.5f);
+  const mode_t mask = ::umask(0);
+  ::umask(mask);
+  EXPECT_EQ(fs::status(long_name).permissions(), fs::perms(0666 & ~mask));
+  // A private file stays private when it is replaced (it became 0644 before).
+  ASSERT_EQ(::chmod(long_name.c_str(), 0600), 0);
+  save_safetensors(long_name, {{"a", a}}, {});
+  EXPECT_EQ(fs::status(long_name).permissions(), fs::perms(0600));
+  // A link into a directory that does not exist names the directory.
+  fs::create_symlink("missing/m.safetensors", file("into_missing"));
+  try {
+    save_safetensors(file("into_missing"), {{"a", a}}, {});
+    ADD_FAILURE() << "saved into a missing directory";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), file("into_missing") + ": cannot write: the directory " +
+                                         file("missing") + " does not exist");
+  }
 }
 
 TEST(ModelFile, SaveRefusesASpecThatDoesNotDescribeTheModel) {

@@ -16,9 +16,21 @@ namespace cnn {
 void write_file_atomic(const std::string& path, const std::string& bytes);
 
 /// Removes the temporary files write_file_atomic leaves for `path` when its process is killed
-/// while writing ("<path>.tmp.XXXXXX", next to the file a symbolic link at `path` points to):
-/// for a caller that owns `path`, such as a training run that resumes.
+/// while writing: regular files named ".NAME.cnn-tmp-PID-XXXXXX" (NAME: the first 64 bytes of
+/// the file name) next to the file a symbolic link at `path` points to, whose process PID no
+/// longer exists. For a caller that owns `path`, such as a training run that resumes. Nothing
+/// else is touched: not a user's "NAME.tmp.backup", nor a temporary file a live process writes.
 void remove_stale_temporaries(const std::string& path);
+
+/// The mkstemp template of write_file_atomic's temporary file for `destination` (a path whose
+/// symbolic links are followed already): "DIR/.NAME.cnn-tmp-PID-XXXXXX", with this process's
+/// pid. Public for the fault-injection hooks that leave one behind.
+std::string temporary_file_template(const std::string& destination);
+
+/// `path` with its symbolic links followed (as open() would, up to 40), so that a rename
+/// replaces the file a link points to and leaves the link; a dangling link gives the path it
+/// points to. Throws cnn::Error naming `path` for a link it cannot read, or a loop.
+std::string write_destination(const std::string& path);
 
 /// What is at `path` (symbolic links followed) when it is not a regular file: "a directory",
 /// "a device", "a pipe" or "a socket"; nullptr for a regular file or when nothing is there.

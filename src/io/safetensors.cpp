@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -303,7 +304,11 @@ std::string safetensors_data(const SaveTensor& t, const std::string& path) {
 }
 
 namespace {
-constexpr const char* kTemporarySuffix = ".tmp.XXXXXX";  // mkstemp's template
+/// How many bytes of the destination's name a temporary file's name keeps: enough to tell
+/// whose it is, short enough that a name of up to NAME_MAX bytes still has one (the full
+/// name plus ".tmp.XXXXXX" did not fit: found 2026-12-06, a 235-byte --out trained its whole
+/// run and then could not write it).
+constexpr size_t kTemporaryNameBytes = 64;
 
 const char* file_kind(mode_t mode) {
   return S_ISDIR(mode)                    ? "a directory"
@@ -312,9 +317,21 @@ const char* file_kind(mode_t mode) {
                                           : "a socket";
 }
 
-/// The path a write to `path` replaces: `path` with its symbolic links followed, so that the
-/// rename replaces the file a link points to and leaves the link, as open() would. A dangling
-/// link gives the path it points to (the file is created there).
+/// "DIR/.NAME.cnn-tmp-" for a destination DIR/NAME (NAME cut to kTemporaryNameBytes): what
+/// every temporary file for it starts with, before the writer's pid.
+std::string temporary_prefix(const std::string& destination) {
+  const size_t slash = destination.find_last_of('/');
+  const std::string dir = slash == std::string::npos ? "" : destination.substr(0, slash + 1);
+  const std::string name = slash == std::string::npos ? destination : destination.substr(slash + 1);
+  return dir + "." + name.substr(0, kTemporaryNameBytes) + ".cnn-tmp-";
+}
+
+/// Whether process `pid` exists (as far as this process can tell).
+bool process_exists(long pid) {
+  return pid > 0 && (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH);
+}
+}  // namespace
+
 std::string write_destination(const std::string& path) {
   std::string current = path;
   for (int hops = 0; hops < 40; ++hops) {  // the kernel's own limit (MAXSYMLINKS)
@@ -333,19 +350,34 @@ std::string write_destination(const std::string& path) {
   }
   fail(path, "cannot write: too many levels of symbolic links");
 }
-}  // namespace
+
+std::string temporary_file_template(const std::string& destination) {
+  return temporary_prefix(destination) + std::to_string(::getpid()) + "-XXXXXX";
+}
 
 void remove_stale_temporaries(const std::string& path) {
   namespace fs = std::filesystem;
-  const fs::path p(write_destination(path));
+  const std::string prefix = temporary_prefix(write_destination(path));
+  const fs::path p(prefix);
   const fs::path dir = p.parent_path().empty() ? fs::path(".") : p.parent_path();
-  const std::string suffix = kTemporarySuffix;
-  const std::string prefix = p.filename().string() + suffix.substr(0, suffix.size() - 6);
+  const std::string name_prefix = p.filename().string();
   std::error_code error;
   for (const auto& entry : fs::directory_iterator(dir, error)) {
+    // Only ".NAME.cnn-tmp-PID-XXXXXX", a regular file, of a process that is gone: the old
+    // "NAME.tmp.XXXXXX" sweep removed a user's m.safetensors.tmp.backup, and a temporary file
+    // that another command (cnn convert) was writing at that moment (found 2026-12-06).
     const std::string name = entry.path().filename().string();
-    if (name.size() == prefix.size() + 6 && name.starts_with(prefix))
-      fs::remove(entry.path(), error);
+    if (!name.starts_with(name_prefix)) continue;
+    const std::string rest = name.substr(name_prefix.size());  // "PID-XXXXXX"
+    const size_t dash = rest.find('-');
+    if (dash == std::string::npos || dash == 0 || dash > 10 || rest.size() != dash + 7 ||
+        rest.find_first_not_of("0123456789") != dash) {
+      continue;
+    }
+    struct stat info {};
+    if (::lstat(entry.path().c_str(), &info) != 0 || !S_ISREG(info.st_mode)) continue;
+    if (process_exists(std::stol(rest.substr(0, dash)))) continue;
+    fs::remove(entry.path(), error);
   }
 }
 
@@ -372,13 +404,32 @@ void write_file_atomic(const std::string& path, const std::string& bytes) {
          std::string("cannot write: expected a regular file to replace (or none), got ") + kind);
   }
   const std::string destination = write_destination(path);
-  std::string temp = destination + kTemporarySuffix;
+  std::string temp = temporary_file_template(destination);
   const int fd = mkstemp(temp.data());
-  if (fd < 0) fail(path, std::string("cannot create a temporary file: ") + std::strerror(errno));
-  // mkstemp creates the file 0600; give it the permissions a plain open() would (0666 & ~umask).
-  const mode_t mask = ::umask(0);
-  ::umask(mask);
-  ::fchmod(fd, 0666 & ~mask);
+  if (fd < 0) {
+    const int error = errno;
+    const size_t slash = destination.find_last_of('/');
+    if (error == ENOENT && slash != std::string::npos) {
+      // The directory is missing (a link into one that does not exist): name it, not the
+      // temporary file the user never asked for.
+      fail(path, "cannot write: the directory " + destination.substr(0, slash) + " does not exist");
+    }
+    fail(path, std::string("cannot create a temporary file next to it: ") + std::strerror(error));
+  }
+  // mkstemp creates the file 0600. A file it replaces keeps its permissions (and, as root, its
+  // owner): a private 0600 model became 0644 root, readable by all (found 2026-12-06). A new
+  // file gets what a plain open() would give it, 0666 & ~umask.
+  struct stat replaced {};
+  if (::stat(destination.c_str(), &replaced) == 0 && S_ISREG(replaced.st_mode)) {
+    ::fchmod(fd, replaced.st_mode & 07777);
+    if (::geteuid() == 0 && ::fchown(fd, replaced.st_uid, replaced.st_gid) != 0) {
+      // Not every file system lets root give a file away; the content matters more.
+    }
+  } else {
+    const mode_t mask = ::umask(0);
+    ::umask(mask);
+    ::fchmod(fd, 0666 & ~mask);
+  }
   bool ok = true;
   int error = 0;
   const char* p = bytes.data();
