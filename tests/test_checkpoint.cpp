@@ -60,7 +60,7 @@ std::string metrics_without_seconds(const fs::path& csv) {
 std::vector<std::string> temporaries(const fs::path& dir) {
   std::vector<std::string> found;
   for (const auto& e : fs::directory_iterator(dir))
-    if (e.path().filename().string().find(".tmp.") != std::string::npos)
+    if (e.path().filename().string().find(".cnn-tmp-") != std::string::npos)
       found.push_back(e.path().filename().string());
   return found;
 }
@@ -392,6 +392,39 @@ TEST(Checkpoint, AResumeFromAnotherDirectoryWritesWhereTheRunStarted) {
   ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
   EXPECT_TRUE(read_bytes(dir / "start" / "run" / "m.safetensors") == reference);
   EXPECT_FALSE(fs::exists(dir / "start" / "other" / "run"));
+}
+
+// Found 2026-12-06 (a helper's probe): a checkpoint copied to exp/ resumed into the run's
+// stored --out, run/m.safetensors, over the model a later run had left there; a copy renamed
+// run/m-e.ckpt did the same. A resumed run writes next to the checkpoint it continues.
+TEST(Checkpoint, ACopiedCheckpointResumesNextToItselfNotOverTheRunItCameFrom) {
+  const fs::path dir = work_dir() / "copied";
+  fs::remove_all(dir);
+  const Reference ref = reference_run(kLenet, "copied_reference");
+  const std::string out = (dir / "run" / "m.safetensors").string();
+  const CliRun killed = cnn("train " + kLenet + " --checkpoint-every 0 --out " + out,
+                            {"CNN_FAULT_KILL_AFTER_CHECKPOINT=10"});
+  ASSERT_EQ(killed.exit_code, 128 + SIGKILL) << killed.err;
+  fs::create_directories(dir / "exp");
+  fs::copy_file(dir / "run" / "m.ckpt", dir / "exp" / "m.ckpt");
+  fs::copy_file(dir / "run" / "m.ckpt", dir / "run" / "m-e.ckpt");
+  std::ofstream(out, std::ios::binary) << "a later run's model";
+  const std::string copy = (dir / "exp" / "m.ckpt").string();
+  const CliRun elsewhere = cnn("train --resume " + copy + " --out " + out);
+  EXPECT_EQ(elsewhere.exit_code, 1) << elsewhere.err;
+  EXPECT_NE(elsewhere.err.find("--out is " + out +
+                               ", but a resumed run writes next to the checkpoint it continues: " +
+                               (dir / "exp" / "m.safetensors").string()),
+            std::string::npos)
+      << elsewhere.err;
+  const CliRun resumed = cnn("train --resume " + copy);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_TRUE(read_bytes(dir / "exp" / "m.safetensors") == ref.model);
+  EXPECT_EQ(metrics_without_seconds(dir / "exp" / "m.csv"), ref.metrics);
+  const CliRun renamed = cnn("train --resume " + (dir / "run" / "m-e.ckpt").string());
+  ASSERT_EQ(renamed.exit_code, 0) << renamed.err;
+  EXPECT_TRUE(read_bytes(dir / "run" / "m-e.safetensors") == ref.model);
+  EXPECT_EQ(read_bytes(out), "a later run's model");
 }
 
 // Found 2026-12-06: a SIGTERM while the final files were written (the handlers were already

@@ -828,6 +828,89 @@ TEST(CliBadInput, RunFilesThatAreNotRegularFilesAreRefusedBeforeTraining) {
   EXPECT_NO_THROW(load_model(target.string()));
 }
 
+// Found 2026-12-06 (a helper's probe): with a link m.csv -> m.safetensors a run wrote its
+// metrics over its model and exited 0; `--out spec.safetensors` through a link to the spec,
+// or an --out in the data directory, wrote the model over what the run read; `--out m.onnx`
+// wrote safetensors under that name, and `--out run/` trained the whole run and then could not
+// write a directory. All are refused before training, and nothing is written.
+TEST(CliBadInput, RunFilesThatAreOneAnotherOrTheRunsInputsAreRefusedBeforeTraining) {
+  const fs::path dir = work_dir() / "aliased_outs";
+  fs::create_directories(dir);
+  const auto refused_before_training = [&](const std::string& args, const std::string& message) {
+    SCOPED_TRACE("cnn " + args);
+    expect_refusal(args, {message});
+    EXPECT_EQ(cnn(args).out.find("training"), std::string::npos);
+  };
+  const std::string out = (dir / "m.safetensors").string();
+  write_file(dir / "m.safetensors", "a model");
+  fs::create_symlink("m.safetensors", dir / "m.csv");
+  refused_before_training("train --data sample --epochs 1 --out " + out,
+                          "--out " + out + ": the run writes " + out + " and " +
+                              (dir / "m.csv").string() +
+                              ", which are one file (through a link): expected 5 different files");
+  EXPECT_EQ(read_file(dir / "m.safetensors"), "a model");
+  // Neither file there yet: the link still makes them one.
+  const std::string fresh = (dir / "f.safetensors").string();
+  fs::create_symlink("f.safetensors", dir / "f.ckpt");
+  refused_before_training("train --data sample --epochs 1 --out " + fresh,
+                          "which are one file (through a link)");
+  EXPECT_FALSE(fs::exists(dir / "f.safetensors"));
+  // A hard link is one file too.
+  write_file(dir / "h.safetensors", "a model");
+  fs::create_hard_link(dir / "h.safetensors", dir / "h.svg");
+  refused_before_training(
+      "train --data sample --epochs 1 --out " + (dir / "h.safetensors").string(),
+      "h.svg, which are one file");
+  // The spec the run reads, and a file of its data.
+  const std::string spec_text = R"({"input": [1, 28, 28], "layers": [{"type": "Flatten"},
+      {"type": "Linear", "out_features": 10}]})";
+  write_file(dir / "spec.json", spec_text);
+  fs::create_symlink("spec.json", dir / "spec.safetensors");
+  refused_before_training(
+      "train --model " + (dir / "spec.json").string() + " --data sample --epochs 1 --out " +
+          (dir / "spec.safetensors").string(),
+      "the run would write over " + (dir / "spec.json").string() + ", a file it reads (as " +
+          (dir / "spec.safetensors").string() + ", through a link)");
+  EXPECT_EQ(read_file(dir / "spec.json"), spec_text);
+  const fs::path data = dir / "data";
+  fs::create_directories(data);
+  for (const auto& entry : fs::directory_iterator(CNN_SAMPLE_DIR))
+    fs::copy_file(entry.path(), data / entry.path().filename());
+  const std::string labels = (data / "t10k-labels-idx1-ubyte.gz").string();
+  const std::string before = read_file(labels);
+  refused_before_training(
+      "train --data " + data.string() + " --epochs 1 --out " + labels,
+      "--out " + labels + ": the run would write over " + labels + ", a file it reads");
+  EXPECT_EQ(read_file(labels), before);
+  // Names that would write another kind of file, or a directory.
+  refused_before_training("train --data sample --epochs 1 --out " + (dir / "m.onnx").string(),
+                          "train writes a safetensors model file (cnn convert MODEL.safetensors " +
+                              (dir / "m.onnx").string() + " makes the ONNX file from it)");
+  refused_before_training("train --data sample --epochs 1 --out " + (dir / "run").string() + "/",
+                          "expected a file name, got a directory");
+  EXPECT_FALSE(fs::exists(dir / "m.onnx"));
+  EXPECT_FALSE(fs::exists(dir / "run"));
+}
+
+// Found 2026-12-06: what a command printed to a full disk (`> full/eval.json`) was cut at the
+// disk's end, and the command exited 0.
+TEST(CliBadInput, AStandardOutputThatCannotBeWrittenFailsTheCommand) {
+  if (!fs::exists("/dev/full")) GTEST_SKIP() << "no /dev/full";
+  for (const std::string& args :
+       std::vector<std::string>{"info resnet", "info lenet5 --json",
+                                "eval " + trained_model().string() + " --data sample --json"}) {
+    SCOPED_TRACE(args);
+    const fs::path err = work_dir() / "full_err.txt";
+    const int status =
+        std::system((std::string(CNN_CLI) + " " + args + " >/dev/full 2>" + err.string()).c_str());
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << status;
+    // The error is ENOSPC, but when a printf met it first errno may no longer say so.
+    const std::string message = read_file(err);
+    EXPECT_TRUE(message.starts_with("cnn: standard output: ")) << message;
+    EXPECT_TRUE(message.ends_with(" (what the command printed is incomplete)\n")) << message;
+  }
+}
+
 // Found 2026-12-06: a batch too big for the memory ended in "cnn: std::bad_alloc" (from the
 // pooling layer's index vector) or "Tensor: cannot allocate (...)". Now it is one line that
 // says memory ran out and names the batch. An address-space limit (ulimit -v) makes the
@@ -902,6 +985,24 @@ TEST(CliBadInput, ControlCharactersInANameStayOnOneLine) {
   EXPECT_EQ(run.exit_code, 1);
   EXPECT_EQ(run.err, "cnn: " + (work_dir() / "a\\nb\\x1b[31mc.safetensors").string() +
                          ": cannot open a safetensors file: No such file or directory\n");
+  // What a command prints on standard output escapes them too: a spec's name, a model's class
+  // names and the files it wrote (they reached the terminal raw).
+  const fs::path control_spec = work_dir() / "control.json";
+  write_file(control_spec,
+             "{\"name\": \"x\\u001b[31my\\nz\", \"input\": [1, 4, 4], \"layers\": "
+             "[{\"type\": \"Flatten\"}, {\"type\": \"Linear\", \"out_features\": 2}]}");
+  const testing::ProcessRun info = testing::finish_process(
+      testing::spawn_process(CNN_CLI, {"info", control_spec.string()}, {}, out, err), out, err);
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  EXPECT_EQ(info.out.substr(0, info.out.find('\n')),
+            "Model: x\\x1b[31my\\nz   input (1, 4, 4)   loss cross_entropy");
+  const std::string written = (work_dir() / "w\x1b]0;t\a.onnx").string();
+  const testing::ProcessRun wrote = testing::finish_process(
+      testing::spawn_process(CNN_CLI, {"convert", trained_model().string(), written}, {}, out, err),
+      out, err);
+  ASSERT_EQ(wrote.exit_code, 0) << wrote.err;
+  EXPECT_NE(wrote.out.find("w\\x1b]0;t\\x07.onnx"), std::string::npos) << wrote.out;
+  EXPECT_EQ(wrote.out.find('\x1b'), std::string::npos) << wrote.out;
   // A name that is not UTF-8 cannot go into the checkpoint's JSON: the run failed at its first
   // checkpoint, an epoch in ("invalid UTF-8 byte"). It is refused before training.
   const std::string latin1 = (work_dir() / "m\xfe.safetensors").string();
@@ -1236,7 +1337,7 @@ TEST(CliBadInput, AFailedRunNeverTouchesTheModelAtOut) {
   ASSERT_EQ(cnn("train --data sample --epochs 1 --out " + out.string()).exit_code, 0);
   EXPECT_NO_THROW(load_model(out.string()));
   for (const auto& entry : fs::directory_iterator(work_dir())) {
-    EXPECT_EQ(entry.path().string().find(".tmp."), std::string::npos) << entry.path();
+    EXPECT_EQ(entry.path().string().find(".cnn-tmp-"), std::string::npos) << entry.path();
   }
 }
 

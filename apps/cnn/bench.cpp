@@ -196,9 +196,9 @@ int distributed_bench(Communicator& ranks, const ModelSpec& spec, int64_t batch,
                      {"gradient_bytes", b.model.parameter_count() * 4}}));
     return 0;
   }
-  std::printf("%s, global batch %lld over %d ranks x %d thread%s, %s kernels\n", spec.name.c_str(),
-              static_cast<long long>(batch), world, threads, threads == 1 ? "" : "s",
-              ops::isa_name(ops::isa()));
+  std::printf("%s, global batch %lld over %d ranks x %d thread%s, %s kernels\n",
+              terminal_text(spec.name).c_str(), static_cast<long long>(batch), world, threads,
+              threads == 1 ? "" : "s", ops::isa_name(ops::isa()));
   std::printf("training:   %10.0f images/s  (all ranks; %.2f ms a step)\n", train,
               1e3 * double(batch) / train);
   std::printf(
@@ -346,9 +346,10 @@ int bench_command(const Args& args, Communicator* ranks) {
     print_json(j);
     return 0;
   }
-  std::printf("%s, batch %lld, %d thread%s, %s kernels, convolutions: %s\n", spec.name.c_str(),
-              static_cast<long long>(batch), threads, threads == 1 ? "" : "s",
-              ops::isa_name(ops::isa()), ops::conv_algorithm_name(ops::conv_algorithm()));
+  std::printf("%s, batch %lld, %d thread%s, %s kernels, convolutions: %s\n",
+              terminal_text(spec.name).c_str(), static_cast<long long>(batch), threads,
+              threads == 1 ? "" : "s", ops::isa_name(ops::isa()),
+              ops::conv_algorithm_name(ops::conv_algorithm()));
   std::printf("training:   %10.0f images/s  (%.1f GFLOP/s, %.1f%% of the %.1f GFLOP/s FMA peak)\n",
               train, train_gflops, 100 * train_gflops / peak, peak);
   std::printf("inference:  %10.0f images/s  (batch 256)\n", infer);

@@ -54,22 +54,7 @@ constexpr int kDefaultEpochs = 20;
 /// escape in a file name, or in a node name read from an ONNX file) are written as \n, \x1b
 /// and so on, so that they can neither split the line nor drive the terminal.
 void print_error(const std::string& message) {
-  std::string line = "cnn: ";
-  for (const char c : message) {
-    const auto byte = static_cast<unsigned char>(c);
-    if (byte >= 0x20 && byte != 0x7f) {
-      line += c;
-    } else if (c == '\n') {
-      line += "\\n";
-    } else if (c == '\t') {
-      line += "\\t";
-    } else {
-      char escaped[8];
-      std::snprintf(escaped, sizeof escaped, "\\x%02x", byte);
-      line += escaped;
-    }
-  }
-  line += '\n';
+  const std::string line = "cnn: " + terminal_text(message) + "\n";
   std::fputs(line.c_str(), stderr);
 }
 
@@ -249,7 +234,7 @@ std::string format_duration(double seconds) {
 DataSplit data_for(const ModelSpec& spec, const std::string& which, bool test_only = false) {
   std::string notice;
   DataSplit data = load_dataset(which, sample_dir(), &notice, test_only);
-  if (!notice.empty()) std::printf("cnn: %s\n", notice.c_str());
+  if (!notice.empty()) std::printf("cnn: %s\n", terminal_text(notice).c_str());
   const ImageSet& images = test_only ? data.test.images : data.train.images;
   if (Shape{images.channels, images.rows, images.cols} != spec.input) {
     throw Error(data.description + ": images are " +
@@ -501,6 +486,22 @@ TrainConfig config_from_args(const Args& args, const std::string& model_name, co
         "--out",
         "names the model file; the .csv, .svg, .ckpt and .lock go next to it, got '" + c.out + "'");
   }
+  // Found 2026-12-06: `--out m.onnx` wrote a safetensors file that `cnn info` then refused as
+  // "not an ONNX model", and `--out run/` trained the whole run before failing to write the
+  // directory (its checkpoint, run/.ckpt, could not be resumed either).
+  if (ext == ".onnx" || ext == ".json") {
+    args.fail("--out", "is " + c.out + ": train writes a safetensors model file (" +
+                           (ext == ".onnx" ? "cnn convert MODEL.safetensors " + c.out +
+                                                 " makes the ONNX file from it"
+                                           : std::string("a spec is .json")) +
+                           "); expected a name such as model.safetensors");
+  }
+  const std::string file_name = fs::path(c.out).filename().string();
+  if (file_name.empty() || file_name == "." || file_name == "..") {
+    args.fail("--out", "is " + c.out + ": expected a file name, got a directory (" +
+                           (fs::path(c.out) / "model.safetensors").lexically_normal().string() +
+                           " names a file in it)");
+  }
   return c;
 }
 
@@ -521,6 +522,36 @@ void resolve_from_start_directory(TrainConfig& c) {
   if (c.data != "sample" && c.data != "fashion-mnist") resolve(c.data);
 }
 
+/// Whether `a` and `b` name the same file (or would: their existing parts' links followed).
+bool same_path(const std::string& a, const std::string& b) {
+  std::error_code error_a, error_b;
+  const fs::path canonical_a = fs::weakly_canonical(a, error_a),
+                 canonical_b = fs::weakly_canonical(b, error_b);
+  return !error_a && !error_b ? canonical_a == canonical_b : a == b;
+}
+
+/// A resumed run writes its model, CSV and SVG next to the checkpoint it continues (OUT.ckpt
+/// continues OUT). Found 2026-12-06: a checkpoint copied to exp/ (or moved there with its run
+/// directory renamed) wrote the run's stored --out, run/m.safetensors, over the model a later
+/// run had left there, and a renamed run/m-epoch5.ckpt wrote over run/m.safetensors too. A
+/// run's own checkpoint keeps its --out as stored; a copy writes beside itself and says so;
+/// an --out elsewhere is refused (the flag check compared it with the stored one only).
+void write_next_to_checkpoint(const Args& args, const std::string& given_out,
+                              const std::string& checkpoint, TrainConfig& config) {
+  const std::string beside = sibling(checkpoint, fs::path(config.out).extension().string());
+  if (args.has("--out") && !same_path(given_out, beside)) {
+    args.fail("--out", "is " + given_out +
+                           ", but a resumed run writes next to the checkpoint it "
+                           "continues: " +
+                           beside + " (the model file of " + checkpoint + ")");
+  }
+  if (same_path(beside, config.out)) return;
+  std::printf("%s was the checkpoint of %s: this run writes %s and its .csv and .svg\n",
+              terminal_text(checkpoint).c_str(), terminal_text(config.out).c_str(),
+              terminal_text(beside).c_str());
+  config.out = beside;
+}
+
 /// The files a run writes atomically: the model at `out`, its metrics and curves beside it,
 /// and the checkpoint (OUT.ckpt, or the one a resumed run was given).
 std::vector<std::string> run_files(const std::string& out, const std::string& checkpoint) {
@@ -539,6 +570,82 @@ void require_room_for_run_files(const std::string& out, const std::string& check
     if (kind == nullptr) continue;
     throw Error("--out " + out + ": the run writes " + path + ", which is " + kind +
                 " (expected a regular file or none)");
+  }
+}
+
+/// The files a run reads: its spec file (when --model names one) and the files of its data
+/// directory, for require_distinct_run_files.
+std::vector<std::string> run_inputs(const TrainConfig& c) {
+  std::vector<std::string> inputs;
+  std::error_code error;
+  if (fs::is_regular_file(c.model, error)) inputs.push_back(c.model);
+  const std::string data = c.data == "sample"          ? sample_dir()
+                           : c.data == "fashion-mnist" ? std::string(kFashionMnistDir)
+                                                       : c.data;
+  if (fs::is_regular_file(data, error)) inputs.push_back(data);
+  if (fs::is_directory(data, error)) {
+    size_t seen = 0;  // a data directory holds a handful of files; a huge tree is not walked
+    for (fs::recursive_directory_iterator it(data, error), end; !error && it != end && seen < 4096;
+         it.increment(error), ++seen) {
+      if (it->is_regular_file(error)) inputs.push_back(it->path().string());
+    }
+  }
+  return inputs;
+}
+
+/// Refuses, before any work, a run whose files (run_files and OUT.lock) name one another or one
+/// of its inputs through links or hard links. Found 2026-12-06: with a link m.csv ->
+/// m.safetensors the run wrote its metrics over its model (exit 0), with m.ckpt -> m.safetensors
+/// its model over its checkpoint, and `--out spec.json` or an --out in the data directory
+/// wrote the model over the spec or a training file. (`cnn convert` refused its own case.)
+void require_distinct_run_files(const TrainConfig& c, const std::string& checkpoint) {
+  struct Named {
+    std::string path;
+    bool exists;
+    dev_t device;
+    ino_t inode;
+    std::string destination;  // where a file that is not there yet would be written
+  };
+  const auto named = [](const std::string& path) {
+    Named n{path, false, 0, 0, {}};
+    struct stat info {};
+    if (::stat(path.c_str(), &info) == 0) {
+      n.exists = true;
+      n.device = info.st_dev;
+      n.inode = info.st_ino;
+    } else {
+      std::error_code error;
+      n.destination = fs::weakly_canonical(write_destination(path), error).string();
+      if (error) n.destination = path;
+    }
+    return n;
+  };
+  const auto same = [](const Named& a, const Named& b) {
+    return a.exists && b.exists     ? a.device == b.device && a.inode == b.inode
+           : !a.exists && !b.exists ? a.destination == b.destination
+                                    : false;
+  };
+  std::vector<std::string> outputs = run_files(c.out, checkpoint);
+  outputs.push_back(sibling(c.out, ".lock"));
+  std::vector<Named> written;
+  for (const std::string& path : outputs) written.push_back(named(path));
+  for (size_t i = 0; i < written.size(); ++i) {
+    for (size_t j = i + 1; j < written.size(); ++j) {
+      if (same(written[i], written[j])) {
+        throw Error("--out " + c.out + ": the run writes " + written[i].path + " and " +
+                    written[j].path + ", which are one file (through a link): expected " +
+                    std::to_string(written.size()) + " different files");
+      }
+    }
+  }
+  for (const std::string& input : run_inputs(c)) {
+    const Named read = named(input);
+    for (const Named& output : written) {
+      if (same(read, output)) {
+        throw Error("--out " + c.out + ": the run would write over " + input + ", a file it reads" +
+                    (output.path == input ? "" : " (as " + output.path + ", through a link)"));
+      }
+    }
   }
 }
 
@@ -753,7 +860,7 @@ void prepare_training(const Args& args, Communicator* ranks, TrainSetup& t) {
     for (const char* flag :
          {"--model", "--data", "--batch", "--optimizer", "--lr", "--momentum", "--weight-decay",
           "--schedule", "--warmup-epochs", "--step-epochs", "--label-smoothing", "--augment",
-          "--crop-padding", "--seed", "--threads", "--out", "--sync-batchnorm"}) {
+          "--crop-padding", "--seed", "--threads", "--sync-batchnorm"}) {
       if (!args.has(flag)) continue;
       std::string key = std::string(flag).substr(2);
       std::replace(key.begin(), key.end(), '-', '_');
@@ -766,6 +873,7 @@ void prepare_training(const Args& args, Communicator* ranks, TrainSetup& t) {
       }
     }
     resolve_from_start_directory(config);
+    write_next_to_checkpoint(args, given.out, t.checkpoint_path, config);
     if (t.resumed->state.ranks != world) {
       throw Error(t.checkpoint_path + ": the run had " + std::to_string(t.resumed->state.ranks) +
                   " rank" + (t.resumed->state.ranks == 1 ? "" : "s") + ", this one has " +
@@ -785,8 +893,8 @@ void prepare_training(const Args& args, Communicator* ranks, TrainSetup& t) {
     if (t.resumed->state.epoch > config.options.epochs) {
       // Killed after its last checkpoint, before (or while) writing the model: the
       // checkpoint holds the finished run, whose files are written again.
-      std::printf("%s finished its %d epochs: writing its files\n", t.checkpoint_path.c_str(),
-                  config.options.epochs);
+      std::printf("%s finished its %d epochs: writing its files\n",
+                  terminal_text(t.checkpoint_path).c_str(), config.options.epochs);
     }
   } else {
     const std::string model_name = args.text("--model", kDefaultPreset);
@@ -818,6 +926,7 @@ void prepare_training(const Args& args, Communicator* ranks, TrainSetup& t) {
   const std::string& out = config.out;
   require_utf8_names(config, t.spec);
   require_room_for_run_files(out, t.checkpoint_path);
+  require_distinct_run_files(config, t.checkpoint_path);
   const fs::path out_dir = fs::path(out).parent_path();
   std::error_code error;
   if (rank == 0 && !out_dir.empty() && !fs::is_directory(out_dir, error)) {
@@ -906,8 +1015,9 @@ int train_command(int argc, char** argv, Communicator* ranks) {
                   config.threads == 1 ? "" : "s");
   }
   if (t.resumed) {
-    std::printf("resuming from %s: epoch %d, after step %lld\n", checkpoint_path.c_str(),
-                t.resumed->state.epoch, static_cast<long long>(t.resumed->state.step));
+    std::printf("resuming from %s: epoch %d, after step %lld\n",
+                terminal_text(checkpoint_path).c_str(), t.resumed->state.epoch,
+                static_cast<long long>(t.resumed->state.step));
   }
   std::printf(
       "training %s (%s parameters) on %s: %lld training, %lld test images; %d epoch%s, batch "
@@ -992,7 +1102,9 @@ int train_command(int argc, char** argv, Communicator* ranks) {
   control.checkpoint = [&](const TrainState& state) {
     ++checkpoints;
     if (checkpoints == kill_in) {
-      std::ofstream(checkpoint_path + ".tmp.fault1", std::ios::binary) << std::string(4096, '\0');
+      std::string partial = temporary_file_template(write_destination(checkpoint_path));
+      partial.replace(partial.size() - 6, 6, "fault1");  // as mkstemp would fill it in
+      std::ofstream(partial, std::ios::binary) << std::string(4096, '\0');
       std::raise(SIGKILL);
     }
     std::string failure;
@@ -1126,8 +1238,9 @@ int train_command(int argc, char** argv, Communicator* ranks) {
     std::printf("%d ranks: models identical on every rank after every epoch (hash %016llx)\n",
                 world, static_cast<unsigned long long>(model_hash(model)));
   }
-  std::printf("wrote %s, %s, %s (checkpoint %s)\n", out.c_str(), csv.c_str(), svg.c_str(),
-              checkpoint_path.c_str());
+  std::printf("wrote %s, %s, %s (checkpoint %s)\n", terminal_text(out).c_str(),
+              terminal_text(csv).c_str(), terminal_text(svg).c_str(),
+              terminal_text(checkpoint_path).c_str());
   return 0;
 }
 
@@ -1170,7 +1283,8 @@ int convert_command(const Args& args) {
   } else {
     save_model(out, file.model, file.spec, file.class_names);
   }
-  std::printf("wrote %s (%s, %s parameters)\n", out.c_str(), file.spec.name.c_str(),
+  std::printf("wrote %s (%s, %s parameters)\n", terminal_text(out).c_str(),
+              terminal_text(file.spec.name).c_str(),
               with_commas(file.model.parameter_count()).c_str());
   return 0;
 }
@@ -1222,13 +1336,13 @@ int eval_command(const Args& args) {
     print_json(j);
     return 0;
   }
-  std::printf("%s on %s: %lld images\n", args.positional()[0].c_str(), data.description.c_str(),
-              static_cast<long long>(r.samples));
+  std::printf("%s on %s: %lld images\n", terminal_text(args.positional()[0]).c_str(),
+              terminal_text(data.description).c_str(), static_cast<long long>(r.samples));
   std::printf("test loss %.4f, test accuracy %s\n", r.loss,
               accuracy_text(r.accuracy, r.samples).c_str());
   std::printf("\nper-class accuracy:\n");
   for (size_t c = 0; c < r.per_class_accuracy.size(); ++c) {
-    const std::string name = c < names.size() ? names[c] : std::to_string(c);
+    const std::string name = terminal_text(c < names.size() ? names[c] : std::to_string(c));
     // A class the test set has no image of (a model with more outputs than the data has
     // classes) has no accuracy; --json writes null for it.
     if (std::isnan(r.per_class_accuracy[c])) {
@@ -1290,7 +1404,7 @@ int predict_command(const Args& args) {
       return probability[static_cast<size_t>(a)] > probability[static_cast<size_t>(b)];
     });
     Json entries = Json::array();
-    if (!json) std::printf("%s:", path.c_str());
+    if (!json) std::printf("%s:", terminal_text(path).c_str());
     for (int64_t r = 0; r < std::min(top, classes); ++r) {
       const int64_t c = order[static_cast<size_t>(r)];
       const std::string name = static_cast<size_t>(c) < file.class_names.size()
@@ -1299,7 +1413,7 @@ int predict_command(const Args& args) {
       entries.push_back(
           {{"class", c}, {"name", name}, {"probability", probability[static_cast<size_t>(c)]}});
       if (!json)
-        std::printf("%s %s %.2f%%", r == 0 ? "" : ",", name.c_str(),
+        std::printf("%s %s %.2f%%", r == 0 ? "" : ",", terminal_text(name).c_str(),
                     100 * probability[static_cast<size_t>(c)]);
     }
     if (!json) std::printf("\n");
@@ -1434,7 +1548,8 @@ int info_command(const Args& args) {
     print_json(info, 2);
     return 0;
   }
-  std::printf("Model: %s   input %s   loss %s\n", spec.name.c_str(), spec.input.str().c_str(),
+  std::printf("Model: %s   input %s   loss %s\n", terminal_text(spec.name).c_str(),
+              spec.input.str().c_str(),
               spec.loss == LossKind::kLogLoss ? "log_loss" : "cross_entropy");
   Shape shape{1, spec.input[0], spec.input[1], spec.input[2]};
   double total_flops = 0;
@@ -1490,6 +1605,19 @@ int run(int argc, char** argv, Communicator* ranks) {
 }  // namespace
 }  // namespace cnn::cli
 
+/// `code`, or 1 when what the command wrote to standard output did not all get there (a full
+/// disk behind `> file`, /dev/full): found 2026-12-06, `cnn eval --json > full/eval.json` cut
+/// the JSON at the disk's end and exited 0.
+int with_stdout_checked(int code) {
+  errno = 0;
+  if (std::fflush(stdout) == 0 && !std::ferror(stdout)) return code;
+  const int error = errno;
+  cnn::cli::print_error(std::string("standard output: ") +
+                        (error != 0 ? std::strerror(error) : "write error") +
+                        " (what the command printed is incomplete)");
+  return code == 0 ? 1 : code;
+}
+
 int main(int argc, char** argv) {
   // Under mpirun, train and bench run as ranks of one data-parallel job (docs/distributed.md).
   std::unique_ptr<cnn::Communicator> ranks;
@@ -1509,9 +1637,9 @@ int main(int argc, char** argv) {
     cnn::ops::isa();
     cnn::ops::conv_algorithm();
     cnn::ops::reference_mode();
-    return cnn::cli::run(argc, argv, ranks.get());
+    return with_stdout_checked(cnn::cli::run(argc, argv, ranks.get()));
   } catch (const cnn::cli::QuietExit& e) {
-    return e.code;
+    return with_stdout_checked(e.code);
   } catch (const cnn::RanksError& e) {
     // Every rank raised it alike: rank 0 reports it, all end normally.
     if (ranks == nullptr || ranks->rank() == 0) cnn::cli::print_error(e.what());

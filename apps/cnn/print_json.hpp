@@ -25,6 +25,29 @@ inline std::string utf8_or_replaced(const std::string& text) {
   return nlohmann::json::parse(json_text(nlohmann::json(text))).get<std::string>();
 }
 
+/// `text` for a terminal: control characters (a newline or an escape sequence in a file name,
+/// a spec's name or a model file's class names) written as \n, \t and \xHH, so that they
+/// can neither split a line nor drive the terminal. Other bytes are kept as they are.
+inline std::string terminal_text(const std::string& text) {
+  std::string shown;
+  shown.reserve(text.size());
+  for (const char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte >= 0x20 && byte != 0x7f) {
+      shown += c;
+    } else if (c == '\n') {
+      shown += "\\n";
+    } else if (c == '\t') {
+      shown += "\\t";
+    } else {
+      char escaped[8];
+      std::snprintf(escaped, sizeof escaped, "\\x%02x", byte);
+      shown += escaped;
+    }
+  }
+  return shown;
+}
+
 /// Whether `text` is UTF-8, which JSON (a checkpoint's configuration) can hold.
 inline bool is_utf8(const std::string& text) {
   return utf8_or_replaced(text) == text;
