@@ -890,6 +890,11 @@ TEST(CliBadInput, RunFilesThatAreOneAnotherOrTheRunsInputsAreRefusedBeforeTraini
                           "expected a file name, got a directory");
   EXPECT_FALSE(fs::exists(dir / "m.onnx"));
   EXPECT_FALSE(fs::exists(dir / "run"));
+  // A run refused for its data leaves no directories behind (they were made first).
+  expect_refusal("train --data " + (dir / "no_data").string() + " --epochs 1 --out " +
+                     (dir / "made" / "deeper" / "m.safetensors").string(),
+                 {"no such directory"});
+  EXPECT_FALSE(fs::exists(dir / "made"));
 }
 
 // Found 2026-12-06: what a command printed to a full disk (`> full/eval.json`) was cut at the

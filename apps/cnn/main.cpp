@@ -928,13 +928,6 @@ void prepare_training(const Args& args, Communicator* ranks, TrainSetup& t) {
   require_utf8_names(config, t.spec);
   require_room_for_run_files(out, t.checkpoint_path);
   require_distinct_run_files(config, t.checkpoint_path);
-  const fs::path out_dir = fs::path(out).parent_path();
-  std::error_code error;
-  if (rank == 0 && !out_dir.empty() && !fs::is_directory(out_dir, error)) {
-    fs::create_directories(out_dir, error);
-    if (error)
-      args.fail("--out", "cannot create directory " + out_dir.string() + ": " + error.message());
-  }
   t.data = data_for(t.spec, config.data);
   t.rng.emplace(config.seed);
   if (t.resumed) {
@@ -948,6 +941,15 @@ void prepare_training(const Args& args, Communicator* ranks, TrainSetup& t) {
   // never touches the lock, so refusals in one directory (the tests' ctest -j2) cannot be told
   // that another run holds it.
   if (rank == 0) {
+    // The directories for --out are made here, after the checks: a run refused for its data
+    // left the directories it had made (found 2026-12-06).
+    const fs::path out_dir = fs::path(out).parent_path();
+    std::error_code error;
+    if (!out_dir.empty() && !fs::is_directory(out_dir, error)) {
+      fs::create_directories(out_dir, error);
+      if (error)
+        args.fail("--out", "cannot create directory " + out_dir.string() + ": " + error.message());
+    }
     t.lock.emplace(out);
     for (const std::string& path : run_files(out, t.checkpoint_path))
       remove_stale_temporaries(path);
