@@ -897,6 +897,24 @@ TEST(CliBadInput, RunFilesThatAreOneAnotherOrTheRunsInputsAreRefusedBeforeTraini
   EXPECT_FALSE(fs::exists(dir / "made"));
 }
 
+// Found 2026-12-06: a directory, a pipe or a missing x.json given as a model were all "neither
+// a preset ... nor a spec file", leaving the user to guess which.
+TEST(CliBadInput, AModelThatIsNeitherAPresetNorASpecSaysWhatIsThere) {
+  const fs::path dir = work_dir() / "not_specs";
+  fs::create_directories(dir / "folder.json");
+  ::mkfifo((dir / "pipe.json").c_str(), 0600);
+  for (const auto& [name, said] :
+       std::vector<std::pair<std::string, std::string>>{{"folder.json", " (it is a directory)"},
+                                                        {"pipe.json", " (it is a pipe)"},
+                                                        {"missing.json", " (no such file)"}}) {
+    const std::string path = (dir / name).string();
+    expect_refusal("info " + path, {path +
+                                    ": neither a preset (lenet5, convnet, resnet, seed) nor a "
+                                    "spec file" +
+                                    said + "\n"});
+  }
+}
+
 // Found 2026-12-06: what a command printed to a full disk (`> full/eval.json`) was cut at the
 // disk's end, and the command exited 0.
 TEST(CliBadInput, AStandardOutputThatCannotBeWrittenFailsTheCommand) {

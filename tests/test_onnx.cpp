@@ -7,6 +7,7 @@
 #include <onnx/checker.h>
 #include <onnx/onnx_pb.h>
 #include <onnx/shape_inference/implementation.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -610,6 +611,167 @@ TEST(Onnx, GraphsAreImportedAsWiredOrRefused) {
   ASSERT_TRUE(m.SerializeToString(&bytes));
   write_bytes(normed_path, bytes);
   expect_import_refused(normed_path, "5 outputs: a training-mode BatchNormalization");
+}
+
+// Found 2026-12-06 by a helper's probe with hand-made graphs: two that imported to other
+// results than ONNX gives, and valid forms that were refused.
+TEST(Onnx, OpsetsBatchSizesBiasesAndUnfoldedTargetsAreReadAsOnnxMeansThem) {
+  const ModelSpec spec = preset_spec("lenet5");
+  Sequential<float> model = random_model(spec, 7);
+  const Tensor<float> images = first_images(8);
+  const std::vector<float> expected = cnn_logits(model, images);
+  const std::string exported = (work_dir() / "probed.onnx").string();
+  save_onnx(exported, model, spec, {});
+  int variant = 0;
+  const auto logits_of = [&](const std::string& path) {
+    ModelFile file = load_onnx(path);
+    return cnn_logits(file.model, images);
+  };
+  const auto edited = [&](const std::function<void(onnx::ModelProto&)>& edit) {
+    onnx::ModelProto m = parse(exported);
+    m.clear_metadata_props();
+    edit(m);
+    const std::string path =
+        (work_dir() / ("probed_" + std::to_string(variant++) + ".onnx")).string();
+    std::string bytes;
+    EXPECT_TRUE(m.SerializeToString(&bytes));
+    write_bytes(path, bytes);
+    return path;
+  };
+  // The ONNX domain listed as "" and as "ai.onnx" at two versions: ONNX reads the nodes at the
+  // "" entry's, cnn took the last. At one version it is one domain.
+  expect_import_refused(edited([](onnx::ModelProto& m) {
+                          onnx::OperatorSetIdProto* again = m.add_opset_import();
+                          again->set_domain("ai.onnx");
+                          again->set_version(m.opset_import(0).version() == 13 ? 14 : 13);
+                        }),
+                        "the ONNX domain is imported twice, at opsets");
+  EXPECT_EQ(logits_of(edited([](onnx::ModelProto& m) {
+              onnx::OperatorSetIdProto* again = m.add_opset_import();
+              again->set_domain("ai.onnx");
+              again->set_version(m.opset_import(0).version());
+            })),
+            expected);
+  // Node "6", the Flatten of (N, 16, 5, 5), as Reshape(x, Concat(Unsqueeze(Gather(Shape(of),
+  // 0)), Unsqueeze(-1))): torch's x.view(x.size(0), -1) exported without constant folding.
+  const auto view_of = [&](const std::string& of) {
+    return edited([&](onnx::ModelProto& m) {
+      onnx::GraphProto& g = *m.mutable_graph();
+      std::vector<onnx::NodeProto> nodes;
+      for (const onnx::NodeProto& n : g.node()) {
+        if (n.name() != "6") {
+          nodes.push_back(n);
+          continue;
+        }
+        nodes.push_back(make_node("Shape", "s", {of}));
+        nodes.push_back(int64_constant("zero", {0}, true));
+        nodes.push_back(make_node("Gather", "n", {"s.out", "zero.out"}));
+        nodes.push_back(int64_constant("axes", {0}));
+        nodes.push_back(make_node("Unsqueeze", "n1", {"n.out", "axes.out"}));
+        nodes.push_back(int64_constant("minus1", {-1}, true));
+        nodes.push_back(make_node("Unsqueeze", "m1", {"minus1.out", "axes.out"}));
+        onnx::NodeProto concat = make_node("Concat", "target", {"n1.out", "m1.out"});
+        set_int_attribute(concat, "axis", 0);
+        nodes.push_back(concat);
+        nodes.push_back(make_node("Reshape", "6", {"5.out", "target.out"}));
+      }
+      g.clear_node();
+      for (const onnx::NodeProto& n : nodes) *g.add_node() = n;
+    });
+  };
+  EXPECT_EQ(logits_of(view_of("5.out")), expected);
+  // The Shape of a weight, (120, 400), gives 120, not the batch size.
+  expect_import_refused(view_of("7.weight"), "only a reshape that flattens each sample");
+  // Gemm's C of shape (1, out), which ONNX allows: it passed the Gemm's check and then failed
+  // naming the layer's "11.bias".
+  EXPECT_EQ(logits_of(edited([](onnx::ModelProto& m) {
+              for (auto& t : *m.mutable_graph()->mutable_initializer()) {
+                if (t.name() != "11.bias") continue;
+                t.clear_dims();
+                t.add_dims(1);
+                t.add_dims(10);
+              }
+            })),
+            expected);
+  // An initializer of a type cnn does not read is named by its type.
+  expect_import_refused(
+      edited([](onnx::ModelProto& m) {
+        onnx::TensorProto* t = m.mutable_graph()->add_initializer();
+        t->set_name("unused16");
+        t->set_data_type(onnx::TensorProto::FLOAT16);
+        t->add_dims(1);
+        t->add_int32_data(0);
+      }),
+      "initializer 'unused16': data type FLOAT16 (expected FLOAT, INT64 or BOOL)");
+  // A padding over the spec's 4096 ran in `cnn info` and `predict` and could not be saved (a
+  // global pool after it keeps the shapes consistent).
+  const ModelSpec pooled = parse_model_spec(R"({"input": [1, 4, 4], "layers": [
+      {"type": "Conv2d", "out_channels": 2, "kernel": 3, "padding": 1},
+      {"type": "AdaptiveAvgPool2d"}, {"type": "Flatten"}, {"type": "Linear", "out_features": 2}]})",
+                                            "pooled");
+  Sequential<float> pooled_model = random_model(pooled, 3);
+  const std::string pooled_path = (work_dir() / "pooled.onnx").string();
+  save_onnx(pooled_path, pooled_model, pooled, {});
+  onnx::ModelProto padded = parse(pooled_path);
+  padded.clear_metadata_props();
+  for (auto& n : *padded.mutable_graph()->mutable_node()) {
+    if (n.op_type() != "Conv") continue;
+    for (auto& a : *n.mutable_attribute())
+      if (a.name() == "pads")
+        for (int k = 0; k < a.ints_size(); ++k) a.set_ints(k, 4097);
+  }
+  std::string padded_bytes;
+  ASSERT_TRUE(padded.SerializeToString(&padded_bytes));
+  write_bytes(pooled_path, padded_bytes);
+  expect_import_refused(pooled_path,
+                        "outside what cnn supports: the graph as a cnn spec: layer 0: 'padding' "
+                        "expects whole numbers from 0 to 4096");
+}
+
+// Found 2026-12-06: an Identity of a weight copied it, so that 2,000 unused Identity nodes of a
+// 4 MB weight took 7.8 GB. Aliases now share the tensor: 300 of a 4 MB weight (1.2 GB as
+// copies) stay far below 400 MB in a child process.
+TEST(Onnx, IdentitiesOfAWeightShareIt) {
+  const ModelSpec spec = preset_spec("lenet5");
+  Sequential<float> model = random_model(spec, 8);
+  const std::string path = (work_dir() / "aliases.onnx").string();
+  save_onnx(path, model, spec, {});
+  onnx::ModelProto m = parse(path);
+  m.clear_metadata_props();
+  onnx::GraphProto& g = *m.mutable_graph();
+  onnx::TensorProto* big = g.add_initializer();
+  big->set_name("big");
+  big->set_data_type(onnx::TensorProto::FLOAT);
+  big->add_dims(1 << 20);
+  big->set_raw_data(std::string(size_t{4} << 20, '\0'));
+  for (int k = 0; k < 300; ++k) {
+    onnx::NodeProto alias = make_node("Identity", "alias" + std::to_string(k), {"big"});
+    g.mutable_node()->Add(std::move(alias));
+    std::rotate(g.mutable_node()->begin(), g.mutable_node()->end() - 1, g.mutable_node()->end());
+  }
+  std::string bytes;
+  ASSERT_TRUE(m.SerializeToString(&bytes));
+  write_bytes(path, bytes);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    rusage before{};
+    ::getrusage(RUSAGE_SELF, &before);
+    int code = 0;
+    try {
+      load_onnx(path);
+    } catch (...) {
+      code = 2;
+    }
+    rusage after{};
+    ::getrusage(RUSAGE_SELF, &after);
+    if (code == 0 && after.ru_maxrss - before.ru_maxrss > 400 * 1024) code = 3;  // KiB
+    ::_exit(code);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "2: refused, 3: took more than 400 MB";
 }
 
 /// `model` exported to `path` without our metadata (the graph alone), parsed back.

@@ -108,6 +108,12 @@ std::unique_ptr<Layer<float>> build_layer(const std::string& layer_json, const S
 /// cnn::Error "<type>: ..." as build_model would. For importers that follow shapes through a
 /// graph (src/io/onnx.cpp).
 Shape layer_output_shape(const LayerSpec& layer, const Shape& input);
+
+/// Checks each of `layers` as a spec file's layer would be checked (kernels, strides and padding
+/// up to 4096, ...), without building them or looking at the loss: for layers that come from
+/// elsewhere (an ONNX graph), so that what runs is what a model file can hold. Throws
+/// cnn::Error "<origin>: layer i: ..." for the first that a spec would refuse.
+void check_layer_limits(const std::vector<LayerSpec>& layers, const std::string& origin);
 /// The number of classes the model predicts: 2 for the log loss (one sigmoid output: negative
 /// or positive), else the last layer's features.
 int64_t output_classes(const ModelSpec& spec);

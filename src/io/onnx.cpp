@@ -446,6 +446,14 @@ class Importer {
             w.floats[static_cast<size_t>(r * w.dims[1] + c)];
     return tw;
   }
+  /// A bias of shape (out,) or (1, out) as (out,): Gemm's C may be either (found 2026-12-06: a
+  /// (1, out) C passed the Gemm's check and then failed "1.bias expects (5,)").
+  const Constant& as_vector(const Constant& c) {
+    if (c.dims.size() == 1) return c;
+    Constant& v = transposed_.emplace_back(c);
+    v.dims = {c.dims.back()};
+    return v;
+  }
   void fold_shape_computations();
   /// The shape after node `node`'s layer `l`, from shape_; a layer that does not fit is the
   /// node's error.
@@ -465,9 +473,12 @@ class Importer {
   std::string path_;
   const onnx::ModelProto& m_;
   int opset_ = 0;
-  std::map<std::string, Constant> constants_;
-  std::map<std::string, int> producer_;            // value -> node index
-  std::map<std::string, std::vector<int>> users_;  // value -> node indices
+  // Shared: an Identity of a weight (torch aliases equal weights so) names the same tensor,
+  // where a copy each made 2,000 Identity nodes of a 4 MB weight take 7.8 GB (found 2026-12-06).
+  std::map<std::string, std::shared_ptr<const Constant>> constants_;
+  std::map<std::string, int> producer_;                     // value -> node index
+  std::map<std::string, std::vector<int>> users_;           // value -> node indices
+  mutable std::map<std::string, bool> batch_size_answers_;  // is_batch_size's, by value
   std::set<int> used_, folded_;
   /// The padding of a Pad node that the next layer (its one reader, a Conv or an
   /// AveragePool) takes as its own.
@@ -476,7 +487,8 @@ class Importer {
   int64_t static_batch_ = 0;           // the graph input's batch size when it is fixed
   int nesting_ = 0;                    // residual blocks being parsed
   std::vector<LayerTensors> tensors_;  // per layer, in the order the model names them
-  std::list<Constant> transposed_;     // MatMul's and Gemm's (transB 0) weights, transposed
+  std::list<Constant> transposed_;     // MatMul's and Gemm's (transB 0) weights, transposed;
+                                       // (1, out) biases as (out,)
 };
 
 void Importer::read_constant(const onnx::TensorProto& t, const std::string& what) {
@@ -529,21 +541,24 @@ void Importer::read_constant(const onnx::TensorProto& t, const std::string& what
     read_values(c.ints, 1, t.int32_data(), "booleans",
                 [](const char* p) { return int64_t{*p != 0}; });
   } else {
-    fail(what + " '" + t.name() + "': data type " + std::to_string(t.data_type()) +
-         " (expected FLOAT, INT64 or BOOL)");
+    const std::string type_name = onnx::TensorProto_DataType_IsValid(t.data_type())
+                                      ? onnx::TensorProto_DataType_Name(
+                                            static_cast<onnx::TensorProto_DataType>(t.data_type()))
+                                      : "number " + std::to_string(t.data_type());
+    fail(what + " '" + t.name() + "': data type " + type_name + " (expected FLOAT, INT64 or BOOL)");
   }
-  constants_[t.name()] = std::move(c);
+  constants_[t.name()] = std::make_shared<const Constant>(std::move(c));
 }
 
 const Constant& Importer::constant_input(int node, int index, const char* role) {
   const onnx::NodeProto& n = m_.graph().node(node);
   if (index >= n.input_size() || n.input(index).empty()) fail_node(node, std::string("no ") + role);
   const auto it = constants_.find(n.input(index));
-  if (it == constants_.end() || it->second.is_int) {
+  if (it == constants_.end() || it->second->is_int) {
     fail_node(node, std::string(role) + " '" + n.input(index) +
                         "' is not a float initializer (computed weights are not supported)");
   }
-  return it->second;
+  return *it->second;
 }
 
 const onnx::AttributeProto* Importer::attribute(int node, const std::string& name) const {
@@ -615,8 +630,10 @@ std::vector<int> Importer::consumers(const std::string& value) const {
   std::vector<int> out;
   const auto it = users_.find(value);
   if (it == users_.end()) return out;
+  // users_ lists readers in node order, a node once per input that reads the value: its
+  // repeats are neighbours. (A search of `out` took quadratic time: 320,000 readers, 12 s.)
   for (int n : it->second)
-    if (!folded_.count(n) && std::find(out.begin(), out.end(), n) == out.end()) out.push_back(n);
+    if (!folded_.count(n) && (out.empty() || out.back() != n)) out.push_back(n);
   return out;
 }
 
@@ -655,14 +672,23 @@ void Importer::fold_shape_computations() {
 }
 
 bool Importer::is_batch_size(const std::string& value) const {
-  // A loop, not recursion: a hostile file may chain any number of Casts.
+  // A loop, not recursion: a hostile file may chain any number of Casts. Each value's answer
+  // is kept: a Concat of 10,000 parts each behind 10,000 Casts took 17 s (found 2026-12-06).
+  std::vector<std::string> walked;
+  const auto answer = [&](bool result) {
+    for (const std::string& v : walked) batch_size_answers_[v] = result;
+    return result;
+  };
   std::string current = value;
   for (;;) {
+    if (const auto known = batch_size_answers_.find(current); known != batch_size_answers_.end())
+      return answer(known->second);
+    walked.push_back(current);
     const auto producer = producer_.find(current);
-    if (producer == producer_.end()) return false;
+    if (producer == producer_.end()) return answer(false);
     const int p = producer->second;
     const onnx::NodeProto& n = m_.graph().node(p);
-    if (n.input_size() < 1) return false;
+    if (n.input_size() < 1) return answer(false);
     const std::string& op = n.op_type();
     if (op == "Unsqueeze" || op == "Squeeze" || op == "Cast") {
       current = n.input(0);
@@ -671,19 +697,26 @@ bool Importer::is_batch_size(const std::string& value) const {
     const auto constant_is = [&](int index, int64_t expected) {
       if (index >= n.input_size()) return false;
       const auto c = constants_.find(n.input(index));
-      return c != constants_.end() && c->second.is_int && c->second.ints.size() == 1 &&
-             c->second.ints[0] == expected;
+      return c != constants_.end() && c->second->is_int && c->second->ints.size() == 1 &&
+             c->second->ints[0] == expected;
     };
+    // The Shape of a value the network computes: the Shape of a weight has the weight's first
+    // dimension, not the batch size (found 2026-12-06, a hand-made graph).
     const auto shape = producer_.find(n.input(0));
-    const bool of_shape = shape != producer_.end() &&
-                          m_.graph().node(shape->second).op_type() == "Shape" &&
+    const onnx::NodeProto* shape_node =
+        shape != producer_.end() ? &m_.graph().node(shape->second) : nullptr;
+    const bool of_shape = shape_node != nullptr && shape_node->op_type() == "Shape" &&
+                          shape_node->input_size() == 1 &&
+                          !constants_.count(shape_node->input(0)) &&
                           int_attribute(shape->second, "start", 0) == 0;
-    if (op == "Gather") return int_attribute(p, "axis", 0) == 0 && constant_is(1, 0) && of_shape;
+    if (op == "Gather")
+      return answer(int_attribute(p, "axis", 0) == 0 && constant_is(1, 0) && of_shape);
     if (op == "Slice") {
-      return constant_is(1, 0) && constant_is(2, 1) && (n.input_size() < 4 || constant_is(3, 0)) &&
-             (n.input_size() < 5 || constant_is(4, 1)) && of_shape;
+      return answer(constant_is(1, 0) && constant_is(2, 1) &&
+                    (n.input_size() < 4 || constant_is(3, 0)) &&
+                    (n.input_size() < 5 || constant_is(4, 1)) && of_shape);
     }
-    return false;
+    return answer(false);
   }
 }
 
@@ -695,8 +728,8 @@ bool Importer::reshape_flattens(int node) const {
   constexpr std::int64_t kBatch = std::numeric_limits<std::int64_t>::min();
   std::vector<std::int64_t> target;
   if (const auto c = constants_.find(n.input(1)); c != constants_.end()) {
-    if (!c->second.is_int) return false;
-    target = c->second.ints;
+    if (!c->second->is_int) return false;
+    target = c->second->ints;
   } else if (const auto p = producer_.find(n.input(1)); p != producer_.end()) {
     const onnx::NodeProto& concat = m_.graph().node(p->second);
     if (concat.op_type() != "Concat") return false;
@@ -705,9 +738,20 @@ bool Importer::reshape_flattens(int node) const {
         target.push_back(kBatch);
         continue;
       }
-      const auto c = constants_.find(part);
-      if (c == constants_.end() || !c->second.is_int) return false;
-      target.insert(target.end(), c->second.ints.begin(), c->second.ints.end());
+      // A constant, or torch's Unsqueeze of one when it exports without constant folding
+      // (x.view(x.size(0), -1) was refused so; found 2026-12-06). A few hops at most: torch
+      // writes one.
+      std::string source = part;
+      for (int hop = 0; hop < 4 && !constants_.count(source); ++hop) {
+        const auto p = producer_.find(source);
+        if (p == producer_.end()) break;
+        const onnx::NodeProto& u = m_.graph().node(p->second);
+        if ((u.op_type() != "Unsqueeze" && u.op_type() != "Cast") || u.input_size() < 1) break;
+        source = u.input(0);
+      }
+      const auto c = constants_.find(source);
+      if (c == constants_.end() || !c->second->is_int) return false;
+      target.insert(target.end(), c->second->ints.begin(), c->second->ints.end());
     }
   } else {
     return false;
@@ -1114,7 +1158,7 @@ std::string Importer::apply(int i, const std::string& value, std::vector<LayerSp
       const Constant& c = constant_input(i, 2, "C");
       if (!(c.dims.size() == 1 || (c.dims.size() == 2 && c.dims[0] == 1)) || c.dims.back() != l.out)
         fail_node(i, "C is not a bias of " + std::to_string(l.out) + " values");
-      param("bias", 2, "C");
+      t.parameters.emplace_back("bias", &as_vector(c));
     }
   } else if (op == "MatMul") {
     only_attributes(i, {});
@@ -1134,10 +1178,13 @@ std::string Importer::apply(int i, const std::string& value, std::vector<LayerSp
       const onnx::NodeProto& add = m_.graph().node(next[0]);
       const int other = add.input(0) == n.output(0) ? 1 : 0;
       const auto bias = constants_.find(add.input(other));
-      if (bias != constants_.end() && !bias->second.is_int && bias->second.dims.size() == 1 &&
-          bias->second.dims[0] == l.out) {
+      const auto is_bias = [&](const Constant& c) {
+        return !c.is_int && (c.dims.size() == 1 || (c.dims.size() == 2 && c.dims[0] == 1)) &&
+               c.dims.back() == l.out;
+      };
+      if (bias != constants_.end() && is_bias(*bias->second)) {
         l.bias = true;
-        t.parameters.emplace_back("bias", &bias->second);
+        t.parameters.emplace_back("bias", &as_vector(*bias->second));
         used_.insert(next[0]);
         shape_ = output_shape(i, l);
         layers.push_back(l);
@@ -1156,7 +1203,7 @@ std::string Importer::apply(int i, const std::string& value, std::vector<LayerSp
     if (!has_input(i, 1)) fail_node(i, "no pads");
     for (int k = 1; k < n.input_size(); ++k)
       if (!n.input(k).empty() && !constants_.count(n.input(k))) fail_computed_input(i, k);
-    const Constant& pads_input = constants_.at(n.input(1));
+    const Constant& pads_input = *constants_.at(n.input(1));
     if (!pads_input.is_int) fail_node(i, "pads '" + n.input(1) + "' is not an INT64 constant");
     const std::vector<int64_t>& p = pads_input.ints;
     if (has_input(i, 2)) {
@@ -1187,7 +1234,7 @@ std::string Importer::apply(int i, const std::string& value, std::vector<LayerSp
     if (op == "Dropout" && n.input_size() > 2 && !n.input(2).empty()) {
       const auto training = constants_.find(n.input(2));
       if (training == constants_.end() ||
-          std::any_of(training->second.ints.begin(), training->second.ints.end(),
+          std::any_of(training->second->ints.begin(), training->second->ints.end(),
                       [](int64_t v) { return v != 0; }))
         fail_node(i, "training_mode is not a constant false (expected an inference graph)");
     }
@@ -1238,8 +1285,15 @@ std::string shape_text(const std::vector<int64_t>& dims) {
 ModelFile Importer::run() {
   const onnx::GraphProto& g = m_.graph();
   for (const auto& o : m_.opset_import()) {
-    if (o.domain().empty() || o.domain() == "ai.onnx")
-      opset_ = static_cast<int>(std::clamp<int64_t>(o.version(), -1, 1 << 20));
+    if (!o.domain().empty() && o.domain() != "ai.onnx") continue;
+    const int version = static_cast<int>(std::clamp<int64_t>(o.version(), -1, 1 << 20));
+    // Found 2026-12-06: "" at 11 and "ai.onnx" at 13 passed ONNX's checker, which reads the
+    // nodes at 11; the last entry decided here, so a Softmax took opset 13's meaning.
+    if (opset_ != 0 && version != opset_) {
+      fail("the ONNX domain is imported twice, at opsets " + std::to_string(opset_) + " and " +
+           std::to_string(version) + " (expected one version)");
+    }
+    opset_ = version;
   }
   if (opset_ == 0) fail("no opset_import for the ONNX domain (is this an ONNX model?)");
   if (opset_ < kMinImportOpset || opset_ > kMaxImportOpset) {
@@ -1275,9 +1329,7 @@ ModelFile Importer::run() {
     // torch.onnx.export stores equal weights once and aliases them with Identity nodes.
     if (n.op_type() == "Identity" && n.input_size() == 1 && n.output_size() == 1 &&
         constants_.count(n.input(0))) {
-      Constant alias = constants_.at(n.input(0));
-      alias.name = n.output(0);
-      constants_[n.output(0)] = std::move(alias);
+      constants_[n.output(0)] = constants_.at(n.input(0));
       folded_.insert(i);
     }
     for (const std::string& out : n.output()) {
@@ -1330,6 +1382,13 @@ ModelFile Importer::run() {
   file.spec.name = std::filesystem::path(path_).stem().string();
   file.spec.input = Shape{chw[0], chw[1], chw[2]};
   file.spec.layers = layers;
+  // A spec's limits (kernels, strides and padding up to 4096, ...) hold for a graph too: a Conv
+  // padded 4097 ran in `cnn info` and `predict`, and then could not be saved (found 2026-12-06).
+  try {
+    check_layer_limits(layers, "the graph as a cnn spec");
+  } catch (const Error& e) {
+    fail(std::string("outside what cnn supports: ") + e.what());
+  }
   bool by_name = false;
   if (meta.count("cnn.architecture")) {
     ModelSpec ours = parse_model_spec(meta.at("cnn.architecture"), path_ + ": cnn.architecture");

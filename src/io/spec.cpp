@@ -8,6 +8,7 @@
 #include <set>
 
 #include "cnn/error.hpp"
+#include "cnn/fileio.hpp"
 #include "cnn/residual.hpp"
 #include "json_reader.hpp"
 
@@ -48,8 +49,8 @@ class SpecReader {
               int64_t minimum) const {
     const auto one = [&](const Json& v) {
       if (!v.is_number_integer() || v.get<int64_t>() < minimum || v.get<int64_t>() > 4096) {
-        fail(where, "'" + key + "' expects whole numbers >= " + std::to_string(minimum) +
-                        " (a number or [height, width]), got " + value.dump());
+        fail(where, "'" + key + "' expects whole numbers from " + std::to_string(minimum) +
+                        " to 4096 (a number or [height, width]), got " + value.dump());
       }
       return v.get<int64_t>();
     };
@@ -743,6 +744,12 @@ std::vector<std::string> torch_modules(const ModelSpec& spec) {
   return modules;
 }
 
+void check_layer_limits(const std::vector<LayerSpec>& layers, const std::string& origin) {
+  SpecReader reader(origin);
+  for (size_t i = 0; i < layers.size(); ++i)
+    read_layer(reader, write_layer(layers[i]), "layer " + std::to_string(i));
+}
+
 Shape layer_output_shape(const LayerSpec& layer, const Shape& input) {
   return build_spec_layer(layer, input)->output_shape(input);
 }
@@ -780,8 +787,15 @@ ModelSpec model_spec_from(const std::string& what, const std::string& flag) {
   if (std::find(presets.begin(), presets.end(), what) != presets.end()) return preset_spec(what);
   std::error_code error;
   if (!std::filesystem::is_regular_file(what, error)) {
+    // What is there, when something is: "neither a preset nor a spec file" for a directory,
+    // a pipe or a missing x.json left the user to guess (found 2026-12-06).
+    const char* kind = special_file_kind(what);
+    const std::string there = kind != nullptr ? std::string(" (it is ") + kind + ")"
+                              : what.ends_with(".json") && !std::filesystem::exists(what, error)
+                                  ? " (no such file)"
+                                  : "";
     throw Error((flag.empty() ? what : flag + " " + what) +
-                ": neither a preset (lenet5, convnet, resnet, seed) nor a spec file");
+                ": neither a preset (lenet5, convnet, resnet, seed) nor a spec file" + there);
   }
   std::ifstream in(what);
   const std::string text{std::istreambuf_iterator<char>(in), {}};
