@@ -192,6 +192,15 @@ TEST(Checkpoint, SigtermAndSigintStopWithACheckpointAndResumeExactly) {
   const CliRun twice = signalled_run(SIGINT, true, dir);
   EXPECT_EQ(twice.exit_code, 130) << twice.err;
   EXPECT_NO_THROW(load_checkpoint((dir / "m.ckpt").string()));
+  // With one line (it ended with none before): the second signal's, or the first's when it
+  // came after the first had stopped the run.
+  EXPECT_EQ(std::count(twice.err.begin(), twice.err.end(), '\n'), 1) << twice.err;
+  EXPECT_TRUE(twice.err.find("cnn: stopped at once by a second SIGINT; the last checkpoint "
+                             "stays intact: " +
+                             (dir / "m.ckpt").string() + " (resume with: cnn train --resume " +
+                             (dir / "m.ckpt").string() + ")") != std::string::npos ||
+              twice.err.find("stopped by SIGINT in epoch") != std::string::npos)
+      << twice.err;
 }
 
 TEST(Checkpoint, FailedWriteAndDivergenceKeepTheLastCheckpoint) {

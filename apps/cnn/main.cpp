@@ -681,11 +681,34 @@ volatile std::sig_atomic_t g_stop_signal = 0;
 /// A multi-rank run's line for SIGINT and SIGTERM, written by the handler (formatted before).
 char g_rank_end_line[512] = "";
 size_t g_rank_end_length = 0;
+/// One process's checkpoint and the command that resumes it, for a second signal's line.
+char g_checkpoint_path[4096] = "";
+char g_resume_command[4200] = "";
+
+/// Writes the C strings `parts` to stderr: what a signal handler may do (write is
+/// async-signal-safe, printf is not).
+void write_in_handler(std::initializer_list<const char*> parts) {
+  for (const char* part : parts) {
+    [[maybe_unused]] const ssize_t written = ::write(2, part, std::strlen(part));
+  }
+}
 
 extern "C" void on_stop_signal(int signal) {
   // The first signal ends training at the next step boundary, with a checkpoint; a second one
-  // ends the process at once (the last checkpoint, written atomically, stays as it was).
-  if (g_stop_signal != 0) ::_exit(128 + signal);
+  // ends the process at once (the last checkpoint, written atomically, stays as it was). It
+  // says so: it ended the run with no word before (found 2026-12-06).
+  if (g_stop_signal != 0) {
+    const char* name = signal == SIGINT ? "SIGINT" : signal == SIGTERM ? "SIGTERM" : "SIGUSR1";
+    if (g_checkpoint_path[0] != '\0' && ::access(g_checkpoint_path, F_OK) == 0) {
+      write_in_handler({"cnn: stopped at once by a second ", name,
+                        "; the last checkpoint stays intact: ", g_checkpoint_path,
+                        " (resume with: ", g_resume_command, ")\n"});
+    } else {
+      write_in_handler({"cnn: stopped at once by a second ", name,
+                        ", before the run's first checkpoint: nothing was kept\n"});
+    }
+    ::_exit(128 + signal);
+  }
   g_stop_signal = signal;
 }
 
@@ -698,12 +721,8 @@ const char* stop_signal_name(int signal) {
 extern "C" void on_setup_signal(int signal) {
   // Before the first step there is nothing to keep: one line, then out (found 2026-12-06: the
   // default action ended such a run with no word). write() is what a handler may call.
-  const char* parts[] = {"cnn: stopped by ", stop_signal_name(signal),
-                         " while setting up the run, before its first step: nothing was "
-                         "trained\n"};
-  for (const char* part : parts) {
-    [[maybe_unused]] const ssize_t written = ::write(2, part, std::strlen(part));
-  }
+  write_in_handler({"cnn: stopped by ", stop_signal_name(signal),
+                    " while setting up the run, before its first step: nothing was trained\n"});
   ::_exit(128 + signal);
 }
 extern "C" void on_rank_end_signal(int signal) {
@@ -1025,11 +1044,11 @@ int train_command(int argc, char** argv, Communicator* ranks) {
   std::printf(
       "training %s (%s parameters) on %s: %lld training, %lld test images; %d epoch%s, batch "
       "%lld, %s, lr %g (%s schedule), weight decay %g%s, seed %llu, %s\n",
-      spec.name.c_str(), with_commas(model.parameter_count()).c_str(), data.description.c_str(),
-      static_cast<long long>(data.train.size()), static_cast<long long>(data.test.size()),
-      options.epochs, options.epochs == 1 ? "" : "s", static_cast<long long>(options.batch),
-      optimizer, options.lr, schedule_name(options.schedule), options.weight_decay, extras,
-      static_cast<unsigned long long>(config.seed), parallel);
+      terminal_text(spec.name).c_str(), with_commas(model.parameter_count()).c_str(),
+      terminal_text(data.description).c_str(), static_cast<long long>(data.train.size()),
+      static_cast<long long>(data.test.size()), options.epochs, options.epochs == 1 ? "" : "s",
+      static_cast<long long>(options.batch), optimizer, options.lr, schedule_name(options.schedule),
+      options.weight_decay, extras, static_cast<unsigned long long>(config.seed), parallel);
   std::fflush(stdout);
 
   const bool terminal = stdout_is_terminal();
@@ -1153,6 +1172,13 @@ int train_command(int argc, char** argv, Communicator* ranks) {
     ::sigaction(SIGINT, &action, nullptr);
     ::sigaction(SIGTERM, &action, nullptr);
   } else {
+    const std::string shown_checkpoint = terminal_text(checkpoint_path),
+                      shown_resume = terminal_text(resume_command);
+    if (shown_checkpoint.size() < sizeof g_checkpoint_path &&
+        shown_resume.size() < sizeof g_resume_command) {
+      std::memcpy(g_checkpoint_path, shown_checkpoint.c_str(), shown_checkpoint.size() + 1);
+      std::memcpy(g_resume_command, shown_resume.c_str(), shown_resume.size() + 1);
+    }
     action.sa_handler = on_stop_signal;
     ::sigaction(SIGINT, &action, nullptr);
     ::sigaction(SIGTERM, &action, nullptr);
