@@ -104,6 +104,43 @@ TEST(Sequential, BackwardRefusesEmptyViews) {
   linear.backward(x, y, dy, {});  // an empty dx means "not needed"
 }
 
+// Found 2026-12-07 (a helper's probe of the API): the defaulted moves left the moved-from
+// model built with no layers, so that its forward returned its input as the "output".
+TEST(Sequential, AMovedFromModelIsEmptyAndUnbuilt) {
+  Sequential<float> model = testing::lenet5();
+  Tensor<float> x(Shape{2, 1, 28, 28}, 0.5f);
+  const std::vector<float> before = [&] {
+    const auto y = model.forward(x, Mode::kEval);
+    return std::vector<float>(y.begin(), y.end());
+  }();
+  Sequential<float> moved(std::move(model));
+  const auto check_empty = [&](Sequential<float>& from) {
+    EXPECT_FALSE(from.built());
+    EXPECT_EQ(from.size(), 0u);
+    EXPECT_EQ(from.parameter_count(), 0);
+    EXPECT_EQ(from.sample_shape(), Shape());
+    try {
+      from.forward(x, Mode::kEval);
+      ADD_FAILURE() << "a moved-from model ran forward";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("before build()"), std::string::npos) << e.what();
+    }
+    // It is an empty model again: layers can be added and built.
+    from.emplace<Flatten<>>();
+    from.emplace<Linear<>>(4, 2);
+    from.build(Shape{4});
+    EXPECT_EQ(from.forward(Tensor<float>(Shape{3, 4}, 1.0f), Mode::kEval).shape(), (Shape{3, 2}));
+  };
+  check_empty(model);
+  const auto y = moved.forward(x, Mode::kEval);
+  EXPECT_EQ(std::vector<float>(y.begin(), y.end()), before);
+  Sequential<float> assigned;
+  assigned = std::move(moved);
+  check_empty(moved);
+  const auto z = assigned.forward(x, Mode::kEval);
+  EXPECT_EQ(std::vector<float>(z.begin(), z.end()), before);
+}
+
 TEST(Rng, SameSeedSameNumbersAndSaneMoments) {
   Rng a(42), b(42), c(43);
   for (int i = 0; i < 100; ++i) EXPECT_EQ(a.next_u64(), b.next_u64());

@@ -19,8 +19,11 @@ template <typename T = float>
 class Sequential {
  public:
   Sequential() = default;
-  Sequential(Sequential&&) noexcept = default;
-  Sequential& operator=(Sequential&&) noexcept = default;
+  /// Takes other's layers, buffers and built state; other is left empty and unbuilt (add()
+  /// works on it again, forward() throws "before build()"). Written out because the defaulted
+  /// moves left other built with no layers, so its forward returned its input.
+  Sequential(Sequential&& other) noexcept;
+  Sequential& operator=(Sequential&& other) noexcept;
 
   /// Appends a layer. Throws cnn::Error after build().
   Sequential& add(std::unique_ptr<Layer<T>> layer);

@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <optional>
+#include <utility>
 
 #include "../ops/parallel.hpp"
 #include "cnn/error.hpp"
@@ -21,6 +22,32 @@ Shape batched(int64_t batch, const Shape& sample) {
   return Shape(dims, sample.rank() + 1);
 }
 }  // namespace
+
+template <typename T>
+Sequential<T>::Sequential(Sequential&& other) noexcept {
+  *this = std::move(other);
+}
+
+template <typename T>
+Sequential<T>& Sequential<T>::operator=(Sequential&& other) noexcept {
+  if (this == &other) return *this;
+  // The layers are on the heap, so the chain's pointers to them and theirs into the moved
+  // buffers stay valid. The source is then reset member by member: a moved-from vector or
+  // Tensor is empty in practice, but built_ and sample_shape_ would be copied, not reset.
+  layers_ = std::move(other.layers_);
+  built_ = std::exchange(other.built_, false);
+  sample_shape_ = std::exchange(other.sample_shape_, Shape());
+  values_ = std::move(other.values_);
+  grads_ = std::move(other.grads_);
+  buffers_ = std::move(other.buffers_);
+  chain_ = std::move(other.chain_);
+  other.layers_.clear();
+  other.values_ = Tensor<T>();
+  other.grads_ = Tensor<T>();
+  other.buffers_ = Tensor<T>();
+  other.chain_ = detail::LayerChain<T>();
+  return *this;
+}
 
 template <typename T>
 Sequential<T>& Sequential<T>::add(std::unique_ptr<Layer<T>> layer) {
