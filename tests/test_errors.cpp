@@ -274,6 +274,31 @@ TEST(Errors, OptimizerSettings) {
                {"Adam:", "as many gradients as parameters", "got 2 and 3"});
 }
 
+// Found 2026-12-07 (a helper's probe): optimizers over empty spans (an unbuilt model's) were
+// accepted and trained nothing. PyTorch: "optimizer got an empty parameter list".
+TEST(Errors, OptimizersNeedParameters) {
+  std::vector<float> none;
+  expect_error([&] { Sgd<float>(none, none, {}); },
+               {"SGD", "expected at least one parameter, got none"});
+  expect_error([&] { Adam<float>(none, none, {}); },
+               {"Adam:", "expected at least one parameter, got none"});
+  expect_error([&] { Adam<float>(none, none, {.decoupled_weight_decay = true}); },
+               {"AdamW:", "expected at least one parameter, got none"});
+  // Before build() the spans are refused as named_parameters() is.
+  Sequential<float> unbuilt;
+  unbuilt.emplace<Linear<>>(3, 2);
+  expect_error([&] { unbuilt.parameters(); }, {"Sequential", "parameters() before build()"});
+  expect_error([&] { unbuilt.gradients(); }, {"Sequential", "gradients() before build()"});
+  expect_error([&] { unbuilt.buffers(); }, {"Sequential", "buffers() before build()"});
+  // A built model without parameters gives empty spans, which an optimizer refuses.
+  Sequential<float> no_parameters;
+  no_parameters.emplace<ReLU<>>();
+  no_parameters.build(Shape{3});
+  EXPECT_TRUE(no_parameters.parameters().empty());
+  expect_error([&] { Sgd<float>(no_parameters.parameters(), no_parameters.gradients(), {}); },
+               {"SGD", "expected at least one parameter, got none"});
+}
+
 // Found 2026-12-06 by probing the library's API: each of these crashed, read out of bounds or
 // threw a standard exception instead of a cnn::Error.
 TEST(Errors, ThreadsBatchesAndLabelsOutOfRange) {

@@ -67,12 +67,26 @@ class Sequential {
   /// Sets every gradient to zero; call once per step, before backward().
   void zero_grad();
 
-  /// All parameter values / gradients, in PyTorch's state_dict order.
-  std::span<T> parameters() { return {values_.data(), static_cast<size_t>(values_.numel())}; }
-  std::span<T> gradients() { return {grads_.data(), static_cast<size_t>(grads_.numel())}; }
+  /// All parameter values / gradients, in PyTorch's state_dict order. Throw cnn::Error before
+  /// build(), as named_parameters() does: the buffers do not exist yet, and an empty span
+  /// handed to an optimizer trained nothing without a word.
+  std::span<T> parameters() {
+    require_built("parameters()");
+    return {values_.data(), static_cast<size_t>(values_.numel())};
+  }
+  std::span<T> gradients() {
+    require_built("gradients()");
+    return {grads_.data(), static_cast<size_t>(grads_.numel())};
+  }
+  /// The number of parameters (0 before build()).
   int64_t parameter_count() const { return values_.numel(); }
   /// All buffer values (running statistics), in state_dict order; never seen by an optimizer.
-  std::span<T> buffers() { return {buffers_.data(), static_cast<size_t>(buffers_.numel())}; }
+  /// Throws cnn::Error before build().
+  std::span<T> buffers() {
+    require_built("buffers()");
+    return {buffers_.data(), static_cast<size_t>(buffers_.numel())};
+  }
+  /// The number of buffer values (0 before build()).
   int64_t buffer_count() const { return buffers_.numel(); }
 
   /// One named parameter tensor, named as in the state_dict of the equivalent

@@ -55,9 +55,9 @@ class Optimizer {
 template <typename T = float>
 class Sgd final : public Optimizer<T> {
  public:
-  /// params and grads: equal-length spans that outlive the optimizer (Sequential's
-  /// parameters() and gradients()). Throws cnn::Error for lr <= 0, negative momentum,
-  /// dampening or weight decay, non-finite values, mismatched spans, or Nesterov without
+  /// params and grads: equal-length, non-empty spans that outlive the optimizer (Sequential's
+  /// parameters() and gradients()). Throws cnn::Error for no parameters, lr <= 0, negative
+  /// momentum, dampening or weight decay, non-finite values, mismatched spans, or Nesterov without
   /// momentum or with dampening (PyTorch's rules).
   Sgd(std::span<T> params, std::span<const T> grads, SgdOptions options);
   void step() override;
@@ -91,9 +91,9 @@ struct AdamOptions {
 template <typename T = float>
 class Adam final : public Optimizer<T> {
  public:
-  /// params and grads: equal-length spans that outlive the optimizer. Throws cnn::Error
-  /// ("Adam: ..." or "AdamW: ...") for lr <= 0, betas outside [0, 1), eps < 0, negative weight
-  /// decay, non-finite values or mismatched spans (PyTorch's rules).
+  /// params and grads: equal-length, non-empty spans that outlive the optimizer. Throws
+  /// cnn::Error ("Adam: ..." or "AdamW: ...") for no parameters, lr <= 0, betas outside [0, 1), eps
+  /// < 0, negative weight decay, non-finite values or mismatched spans (PyTorch's rules).
   Adam(std::span<T> params, std::span<const T> grads, AdamOptions options);
   void step() override;
   void set_lr(double lr) override;

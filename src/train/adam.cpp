@@ -43,6 +43,8 @@ Adam<T>::Adam(std::span<T> params, std::span<const T> grads, AdamOptions options
   require(params.size() == grads.size(), "expected as many gradients as parameters, got " +
                                              std::to_string(grads.size()) + " and " +
                                              std::to_string(params.size()));
+  // As SGD: PyTorch refuses an empty parameter list, which would train nothing.
+  require(!params.empty(), "expected at least one parameter, got none");
   set_lr(options.lr);
   for (const auto& [beta, which] : {std::pair{options.beta1, "beta1"}, {options.beta2, "beta2"}}) {
     require(std::isfinite(beta) && beta >= 0 && beta < 1,

@@ -23,6 +23,9 @@ Sgd<T>::Sgd(std::span<T> params, std::span<const T> grads, SgdOptions options)
   require(params.size() == grads.size(), "expected as many gradients as parameters, got " +
                                              std::to_string(grads.size()) + " and " +
                                              std::to_string(params.size()));
+  // PyTorch refuses an empty list too ("optimizer got an empty parameter list"): the spans of
+  // a model without parameters would train nothing without a word.
+  require(!params.empty(), "expected at least one parameter, got none");
   set_lr(options.lr);
   require(std::isfinite(options.momentum) && options.momentum >= 0,
           "expected momentum >= 0, got " + text(options.momentum));
