@@ -274,6 +274,31 @@ TEST(Errors, OptimizerSettings) {
                {"Adam:", "as many gradients as parameters", "got 2 and 3"});
 }
 
+// Found 2026-12-07 (a helper's probe): MaxPool2d took input planes of 2^31 or more elements,
+// whose int32 argmax overflowed (undefined behaviour in the kernels' index arithmetic).
+TEST(Errors, MaxPoolRefusesPlanesItsInt32ArgmaxCannotIndex) {
+  expect_error(
+      [] {
+        MaxPool2d<float>(2).output_shape(Shape{1, 1, 70000, 70000});
+      },
+      {"MaxPool2d(kernel=(2, 2)", "at most 2^31 - 1 elements", "70000 x 70000"});
+  Sequential<float> model;
+  model.emplace<MaxPool2d<>>(2);
+  expect_error(
+      [&] {
+        model.build(Shape{1, 2, int64_t{1} << 30});
+      },
+      {"Sequential: layer 0 MaxPool2d", "(the argmax is int32), got 2 x 1073741824"});
+  // The largest plane that fits is taken (only shapes: nothing is allocated).
+  EXPECT_EQ(MaxPool2d<float>(1).output_shape(Shape{1, 1, 1, 2147483647}),
+            (Shape{1, 1, 1, 2147483647}));
+  expect_error(
+      [] {
+        MaxPool2d<float>(1).output_shape(Shape{1, 1, 1, 2147483648});
+      },
+      {"got 1 x 2147483648"});
+}
+
 // Found 2026-12-07 (a helper's probe): optimizers over empty spans (an unbuilt model's) were
 // accepted and trained nothing. PyTorch: "optimizer got an empty parameter list".
 TEST(Errors, OptimizersNeedParameters) {

@@ -1,5 +1,6 @@
 #include "cnn/loss.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 
@@ -155,10 +156,13 @@ void CrossEntropyLoss<T>::validate(TensorView<const T> prediction, TensorView<co
   }
   soft_targets_ = false;
   labels_.resize(static_cast<size_t>(batch));
+  // The labels are kept as int32 (the kernels' type): a row of 2^31 or more logits could hold
+  // a valid index that int32 cannot, so indices stop below 2^31 (exact as a float).
+  const int64_t bound = std::min<int64_t>(classes, int64_t{1} << 31);
   for (int64_t n = 0; n < batch; ++n) {
     const T label = target[n];
-    if (!(label >= T(0) && label < T(classes)) || label != std::floor(label)) {
-      this->fail("expected class indices in [0, " + std::to_string(classes - 1) + "], got " +
+    if (!(label >= T(0) && label < T(bound)) || label != std::floor(label)) {
+      this->fail("expected class indices in [0, " + std::to_string(bound - 1) + "], got " +
                  number(label) + " at index " + std::to_string(n));
     }
     labels_[static_cast<size_t>(n)] = static_cast<int32_t>(label);

@@ -4,6 +4,9 @@
 namespace cnn {
 
 namespace {
+/// The largest input plane (H x W) whose element indices fit MaxPool2d's int32 argmax.
+constexpr int64_t kMaxArgmaxPlane = 2147483647;
+
 /// The window checks that max and average pooling share; `type` starts each message.
 void check_pool_window(const char* type, Size2 kernel, Size2 stride, Size2 padding) {
   const std::string name = type;
@@ -57,8 +60,18 @@ std::string MaxPool2d<T>::describe() const {
 
 template <typename T>
 Shape MaxPool2d<T>::output_shape(const Shape& in) const {
-  return pooled_shape([this](const std::string& message) { this->fail(message); }, in, kernel_,
-                      stride_, padding_);
+  const Shape out = pooled_shape([this](const std::string& message) { this->fail(message); }, in,
+                                 kernel_, stride_, padding_);
+  // The argmax holds each window's index within its input plane as int32 (the kernels compute
+  // it in int32 lanes): a plane of more elements would overflow it (undefined behaviour, and a
+  // backward that scatters to the wrong places). pooled_shape has checked the rank.
+  if (in[2] > kMaxArgmaxPlane / in[3]) {
+    this->fail(
+        "expected an input plane H x W of at most 2^31 - 1 elements (the argmax is "
+        "int32), got " +
+        std::to_string(in[2]) + " x " + std::to_string(in[3]) + " in " + in.str());
+  }
+  return out;
 }
 
 template <typename T>
