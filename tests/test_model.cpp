@@ -1876,6 +1876,30 @@ TEST(Dataset, AResumeStateThatDoesNotFitTheRunIsRefused) {
   expect_refused([](TrainState& s) { s.step = -1; }, "out of range");
 }
 
+/// Runs call, expects a cnn::Error whose message holds every fragment.
+void expect_error_with(const std::function<void()>& call, const std::vector<std::string>& parts) {
+  try {
+    call();
+    ADD_FAILURE() << "accepted: " << parts.front();
+  } catch (const Error& e) {
+    for (const std::string& part : parts)
+      EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
+  }
+}
+
+// Found 2026-12-07 (a helper's probe): a ModelSpec filled in C++ with an input of another rank
+// than (C, H, W) (a default one's ()) had its dimensions read past the shape's end by
+// build_model, to_json and train_model.
+TEST(ModelSpec, AnInputThatIsNotAnImageShapeIsRefused) {
+  ModelSpec empty;
+  expect_error_with([&] { build_model(empty); },
+                    {"build_model: the spec ''", "expected an input (C, H, W), got ()"});
+  expect_error_with([&] { to_json(empty); }, {"to_json", "got ()"});
+  ModelSpec flat = linear_2x2_spec();
+  flat.input = Shape{1, 4};
+  expect_error_with([&] { build_model(flat); }, {"expected an input (C, H, W), got (1, 4)"});
+}
+
 TEST(BatchIterator, CoversEveryIndexOnceWithAPartialLastBatch) {
   BatchIterator batches(10, 4);
   Rng rng(1);

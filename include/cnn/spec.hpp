@@ -76,7 +76,8 @@ struct ModelSpec {
 /// Parses and validates spec JSON. `origin` (a file name, "preset lenet5", ...) starts every
 /// error message: "<origin>: layer 3: unknown type 'Conv3d' (expected one of ...)".
 ModelSpec parse_model_spec(const std::string& json, const std::string& origin);
-/// Canonical JSON of a spec (every field explicit); parse_model_spec reads it back.
+/// Canonical JSON of a spec (every field explicit); parse_model_spec reads it back. Throws
+/// cnn::Error for an input that is not (C, H, W).
 std::string to_json(const ModelSpec& spec);
 /// The names of the presets: lenet5, convnet, resnet, seed.
 std::vector<std::string> preset_names();
@@ -87,7 +88,9 @@ ModelSpec preset_spec(const std::string& name);
 /// (just "X: ..." for an empty `flag`, where X came as no flag's value) or the spec's own error.
 ModelSpec model_spec_from(const std::string& preset_or_path, const std::string& flag = "--model");
 /// Builds (and shape-checks) the model of a spec, parameters zeroed. Throws cnn::Error
-/// "<spec name>: Sequential: layer i ..." when a layer does not fit its input.
+/// "build_model: the spec ...: expected an input (C, H, W), got ..." for an input of another
+/// rank (a default ModelSpec's ()), "<spec name>: Sequential: layer i ..." when a layer does
+/// not fit its input.
 Sequential<float> build_model(const ModelSpec& spec);
 /// The spec of a built model, read from its layers (build_model's inverse), so that a model
 /// built in C++ can be saved: save_model(path, model, spec_of(model, "mynet"), names). A model

@@ -588,6 +588,15 @@ Json torch_module(const LayerSpec& l, const Shape& input) {
   return find_layer_type(l.type)->torch(l, input);
 }
 
+/// Throws cnn::Error "<who>: the spec '<name>': expected an input (C, H, W), got ..." unless
+/// spec.input has rank 3, which every reader of a spec's input assumes.
+void require_image_input(const ModelSpec& spec, const char* who) {
+  if (spec.input.rank() != 3) {
+    throw Error(std::string(who) + ": the spec '" + spec.name +
+                "': expected an input (C, H, W), got " + spec.input.str());
+  }
+}
+
 }  // namespace
 
 ModelSpec parse_model_spec(const std::string& text, const std::string& origin) {
@@ -680,6 +689,7 @@ ModelSpec parse_model_spec(const std::string& text, const std::string& origin) {
 }
 
 std::string to_json(const ModelSpec& spec) {
+  require_image_input(spec, "to_json");
   Json layers = Json::array();
   for (const LayerSpec& l : spec.layers) layers.push_back(write_layer(l));
   Json j = {{"format", "cnn-spec"},
@@ -693,6 +703,9 @@ std::string to_json(const ModelSpec& spec) {
 }
 
 Sequential<float> build_model(const ModelSpec& spec) {
+  // A ModelSpec filled in C++ (or default-constructed) need not have the (C, H, W) that
+  // parse_model_spec guarantees; its dimensions were read past the shape's rank.
+  require_image_input(spec, "build_model");
   Sequential<float> model;
   Shape shape{1, spec.input[0], spec.input[1], spec.input[2]};
   try {
