@@ -1876,6 +1876,15 @@ TEST(Dataset, AResumeStateThatDoesNotFitTheRunIsRefused) {
   expect_refused([](TrainState& s) { s.step = -1; }, "out of range");
 }
 
+/// Eight 1 x 2 x 2 images of two classes, for the small runs below.
+Dataset tiny_dataset() {
+  Dataset data;
+  data.images = {.count = 8, .channels = 1, .rows = 2, .cols = 2, .pixels = {}};
+  for (int i = 0; i < 32; ++i) data.images.pixels.push_back(static_cast<uint8_t>(i * 7));
+  data.labels = {0, 1, 0, 1, 1, 0, 1, 0};
+  return data;
+}
+
 /// Runs call, expects a cnn::Error whose message holds every fragment.
 void expect_error_with(const std::function<void()>& call, const std::vector<std::string>& parts) {
   try {
@@ -1898,6 +1907,50 @@ TEST(ModelSpec, AnInputThatIsNotAnImageShapeIsRefused) {
   ModelSpec flat = linear_2x2_spec();
   flat.input = Shape{1, 4};
   expect_error_with([&] { build_model(flat); }, {"expected an input (C, H, W), got (1, 4)"});
+}
+
+// Found 2026-12-07 (a helper's probe): save_model refused a spec that does not describe the
+// model, but save_checkpoint wrote it (a checkpoint that load_checkpoint then refused), and
+// train_model took it: a default ModelSpec's input was read past its rank, another model's
+// spec failed with another layer's message.
+TEST(ModelSpec, CheckpointsAndTrainingRefuseASpecThatDoesNotDescribeTheModel) {
+  const Dataset data = tiny_dataset();
+  const ModelSpec spec = linear_2x2_spec();
+  Sequential<float> model = build_model(spec);
+  Rng rng(1);
+  model.init_parameters(rng);
+  const ModelSpec other = parse_model_spec(R"({"input": [1, 2, 2], "layers": [
+      {"type": "Flatten"}, {"type": "Linear", "out_features": 3}]})",
+                                           "other");
+  const fs::path path =
+      fs::temp_directory_path() / ("cnn_spec_mismatch_" + std::to_string(::getpid()) + ".ckpt");
+  expect_error_with([&] { save_checkpoint(path.string(), model, other, {}, TrainState{}, "{}"); },
+                    {path.string() + ": cannot save: the spec 'other' does not describe the model",
+                     "layer 1 is Linear(4, 3"});
+  EXPECT_FALSE(fs::exists(path));
+  TrainOptions options;
+  options.epochs = 1;
+  options.batch = 4;
+  int steps = 0;
+  const auto count_steps = [&](const TrainProgress&) { ++steps; };
+  expect_error_with(
+      [&] { train_model(model, other, data, data, options, rng, count_steps, {}); },
+      {"train_model: the spec 'other' does not describe the model", "layer 1 is Linear(4, 3"});
+  expect_error_with(
+      [&] { train_model(model, ModelSpec{}, data, data, options, rng, count_steps, {}); },
+      {"train_model: the spec '' does not describe the model",
+       "expected an input (C, H, W), got ()"});
+  Sequential<float> unbuilt;
+  unbuilt.emplace<Flatten<>>();
+  expect_error_with([&] { train_model(unbuilt, spec, data, data, options, rng, count_steps, {}); },
+                    {"train_model: the spec 'tiny' does not describe the model: the model is not "
+                     "built"});
+  EXPECT_EQ(steps, 0);
+  // The spec that does describe it trains and saves.
+  train_model(model, spec, data, data, options, rng, count_steps, {});
+  EXPECT_EQ(steps, 2);
+  save_checkpoint(path.string(), model, spec, {}, TrainState{}, "{}");
+  fs::remove(path);
 }
 
 TEST(BatchIterator, CoversEveryIndexOnceWithAPartialLastBatch) {

@@ -21,7 +21,8 @@ struct Checkpoint {
 };
 
 /// Writes the checkpoint atomically (write_file_atomic). Throws cnn::Error "<path>: ..." when
-/// it cannot be written; an earlier checkpoint at `path` is then left untouched.
+/// it cannot be written, or when `spec` does not describe `model` (as save_model); an earlier
+/// checkpoint at `path` is then left untouched.
 void save_checkpoint(const std::string& path, Sequential<float>& model, const ModelSpec& spec,
                      const std::vector<std::string>& class_names, const TrainState& state,
                      const std::string& config);

@@ -41,6 +41,10 @@ void save_model(const std::string& path, Sequential<float>& model, const ModelSp
 ModelFile load_model(const std::string& path, const std::optional<ModelSpec>& spec = std::nullopt);
 
 namespace detail {
+/// Why `spec` does not describe `model` (the model is not built, the spec does not build, or
+/// it builds another input shape or other layers: types, sizes, kernels, strides, padding,
+/// bias), or "" when it does. save_model, save_checkpoint and train_model refuse such a spec.
+std::string spec_mismatch(const Sequential<float>& model, const ModelSpec& spec);
 /// The model's parameters and buffers as save_safetensors writes them (counters as I64).
 std::vector<SaveTensor> model_tensors(Sequential<float>& model);
 /// load_model's checks on an opened file; tensors whose names start with `other_prefix` (when

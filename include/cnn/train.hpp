@@ -157,8 +157,9 @@ struct TrainResult {
 
 /// The whole run with a control: as train_model below, resumable and stoppable. Throws
 /// cnn::Error "training diverged: the loss is nan in epoch E, step S ..." for a non-finite loss
-/// (the state of the last checkpoint is left as it was), or for a `resume` state that does not
-/// fit the data, model or optimizer.
+/// (the state of the last checkpoint is left as it was), for a `resume` state that does not
+/// fit the data, model or optimizer, and, before any step, for a `spec` that does not describe
+/// `model` ("train_model: the spec '<name>' does not describe the model: ...", as save_model).
 TrainResult train_model(Sequential<float>& model, const ModelSpec& spec, const Dataset& train,
                         const Dataset& test, const TrainOptions& options, Rng& rng,
                         const std::function<void(const TrainProgress&)>& on_progress,

@@ -16,33 +16,14 @@ namespace cnn {
 using Json = nlohmann::json;
 
 namespace {
-/// Throws unless `spec` builds a model of the same input and layers as `model`: a file whose
-/// architecture does not describe its tensors could not be loaded again.
+/// Throws unless `spec` describes `model`: a file whose architecture does not describe its
+/// tensors could not be loaded again.
 void require_spec_describes(const std::string& path, const Sequential<float>& model,
                             const ModelSpec& spec) {
-  const auto refuse = [&](const std::string& what) {
+  const std::string why = detail::spec_mismatch(model, spec);
+  if (!why.empty()) {
     throw Error(path + ": cannot save: the spec '" + spec.name +
-                "' does not describe the model: " + what);
-  };
-  Sequential<float> described;
-  try {
-    described = build_model(spec);
-  } catch (const Error& e) {
-    refuse(e.what());
-  }
-  if (described.sample_shape() != model.sample_shape()) {
-    refuse("its input is " + described.sample_shape().str() + ", the model's " +
-           model.sample_shape().str());
-  }
-  for (size_t i = 0; i < std::min(model.size(), described.size()); ++i) {
-    if (described.layer(i).describe() != model.layer(i).describe()) {
-      refuse("layer " + std::to_string(i) + " is " + described.layer(i).describe() +
-             " in the spec, " + model.layer(i).describe() + " in the model");
-    }
-  }
-  if (described.size() != model.size()) {
-    refuse("it has " + std::to_string(described.size()) + " layers, the model " +
-           std::to_string(model.size()));
+                "' does not describe the model: " + why);
   }
 }
 }  // namespace
@@ -92,6 +73,31 @@ ModelFile load_model(const std::string& path, const std::optional<ModelSpec>& sp
 }
 
 namespace detail {
+
+std::string spec_mismatch(const Sequential<float>& model, const ModelSpec& spec) {
+  if (!model.built()) return "the model is not built";
+  Sequential<float> described;
+  try {
+    described = build_model(spec);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  if (described.sample_shape() != model.sample_shape()) {
+    return "its input is " + described.sample_shape().str() + ", the model's " +
+           model.sample_shape().str();
+  }
+  for (size_t i = 0; i < std::min(model.size(), described.size()); ++i) {
+    if (described.layer(i).describe() != model.layer(i).describe()) {
+      return "layer " + std::to_string(i) + " is " + described.layer(i).describe() +
+             " in the spec, " + model.layer(i).describe() + " in the model";
+    }
+  }
+  if (described.size() != model.size()) {
+    return "it has " + std::to_string(described.size()) + " layers, the model " +
+           std::to_string(model.size());
+  }
+  return "";
+}
 
 std::vector<SaveTensor> model_tensors(Sequential<float>& model) {
   std::vector<SaveTensor> tensors;

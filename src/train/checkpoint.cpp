@@ -124,6 +124,12 @@ class StateReader {
 void save_checkpoint(const std::string& path, Sequential<float>& model, const ModelSpec& spec,
                      const std::vector<std::string>& class_names, const TrainState& state,
                      const std::string& config) {
+  // As save_model: a spec that does not describe the model wrote a checkpoint that
+  // load_checkpoint then refused, found only when the run was resumed.
+  if (const std::string why = detail::spec_mismatch(model, spec); !why.empty()) {
+    throw Error(path + ": cannot save: the spec '" + spec.name +
+                "' does not describe the model: " + why);
+  }
   std::vector<SaveTensor> tensors = detail::model_tensors(model);
   for (const auto& [name, values] : state.optimizer_tensors) {
     tensors.push_back(

@@ -7,6 +7,7 @@
 
 #include "cnn/error.hpp"
 #include "cnn/layers.hpp"
+#include "cnn/model_file.hpp"
 #include "cnn/optim.hpp"
 #include "cnn/residual.hpp"
 #include "cnn/train.hpp"
@@ -183,6 +184,11 @@ TrainResult train_model(Sequential<float>& model, const ModelSpec& spec, const D
   };
   check_dataset(train, "train_model: the training set");
   check_dataset(test, "train_model: the test set");
+  // The run reads the spec for its loss, the input's shape and the checkpoints' architecture:
+  // one that does not describe the model gave another layer's error, read past the spec's
+  // input, or wrote checkpoints that load_checkpoint refused, after the training.
+  if (const std::string why = detail::spec_mismatch(model, spec); !why.empty())
+    fail("train_model: the spec '" + spec.name + "' does not describe the model: " + why);
   if (ranks && (options.batch < world || train.size() < world)) {
     fail("--batch " + std::to_string(options.batch) + " over " + std::to_string(train.size()) +
          " training samples cannot be split over " + std::to_string(world) +
