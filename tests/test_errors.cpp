@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <functional>
 #include <limits>
 #include <memory>
@@ -272,6 +273,31 @@ TEST(Errors, OptimizerSettings) {
   std::vector<float> fewer(2);
   expect_error([&] { Adam<float>(p, fewer, {}); },
                {"Adam:", "as many gradients as parameters", "got 2 and 3"});
+}
+
+// Found 2026-12-07 (a helper's probe): set_state_counter took any counter: Adam's t = -1 gave
+// NaN parameters at the next step, t = INT64_MAX overflowed its increment, and SGD read 7 as
+// "stepped".
+TEST(Errors, OptimizerStateCountersOutOfRange) {
+  std::vector<float> p(3, 1.0f), g(3, 0.5f);
+  Adam<float> adam(p, g, {});
+  expect_error([&] { adam.set_state_counter(-1); },
+               {"Adam:", "expected a step count from 0 to 2^53, got -1"});
+  expect_error([&] { adam.set_state_counter(std::numeric_limits<int64_t>::max()); },
+               {"Adam:", "got 9223372036854775807"});
+  Adam<float> adamw(p, g, {.decoupled_weight_decay = true});
+  expect_error([&] { adamw.set_state_counter(Adam<float>::kMaxSteps + 1); }, {"AdamW:", "2^53"});
+  adam.set_state_counter(Adam<float>::kMaxSteps);
+  adam.step();
+  for (float v : p) EXPECT_TRUE(std::isfinite(v));
+  Sgd<float> sgd(p, g, {.lr = 0.1, .momentum = 0.9});
+  expect_error([&] { sgd.set_state_counter(-1); },
+               {"SGD", "expected a state counter of 0 (before the first step) or 1, got -1"});
+  expect_error([&] { sgd.set_state_counter(7); }, {"SGD", "got 7"});
+  sgd.set_state_counter(1);
+  EXPECT_EQ(sgd.state_counter(), 1);
+  sgd.set_state_counter(0);
+  EXPECT_EQ(sgd.state_counter(), 0);
 }
 
 // Found 2026-12-07 (a helper's probe): MaxPool2d took input planes of 2^31 or more elements,

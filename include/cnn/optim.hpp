@@ -49,6 +49,9 @@ class Optimizer {
   /// its first step, when the momentum buffer starts as the gradient, else 1; Adam: t).
   virtual std::vector<std::pair<std::string, std::span<T>>> state_tensors() = 0;
   virtual int64_t state_counter() const = 0;
+  /// Restores the counter; throws cnn::Error for one the optimizer could not have reached
+  /// (SGD: other than 0 or 1; Adam: negative or above 2^53, where t stops being exact as the
+  /// double of the bias correction and its increment would come near overflow).
   virtual void set_state_counter(int64_t counter) = 0;
 };
 
@@ -70,7 +73,7 @@ class Sgd final : public Optimizer<T> {
     return {{"momentum_buffer", {momentum_buffer_.data(), params_.size()}}};
   }
   int64_t state_counter() const override { return first_step_ ? 0 : 1; }
-  void set_state_counter(int64_t counter) override { first_step_ = counter == 0; }
+  void set_state_counter(int64_t counter) override;
 
  private:
   std::span<T> params_;
@@ -109,7 +112,9 @@ class Adam final : public Optimizer<T> {
             {"exp_avg_sq", {exp_avg_sq_.data(), params_.size()}}};
   }
   int64_t state_counter() const override { return steps_; }
-  void set_state_counter(int64_t counter) override { steps_ = counter; }
+  void set_state_counter(int64_t counter) override;
+  /// The largest step count set_state_counter takes: 2^53.
+  static constexpr int64_t kMaxSteps = int64_t{1} << 53;
 
  private:
   std::span<T> params_;

@@ -70,6 +70,18 @@ void Adam<T>::set_lr(double lr) {
 }
 
 template <typename T>
+void Adam<T>::set_state_counter(int64_t counter) {
+  // A negative t made the bias corrections negative or 0 (NaN parameters); one near INT64_MAX
+  // overflowed the increment in step(). 2^53 is as far as t stays exact in the double of the
+  // bias correction, and far beyond any run.
+  if (counter < 0 || counter > kMaxSteps) {
+    throw Error(std::string(options_.decoupled_weight_decay ? "AdamW" : "Adam") +
+                ": expected a step count from 0 to 2^53, got " + std::to_string(counter));
+  }
+  steps_ = counter;
+}
+
+template <typename T>
 void Adam<T>::step() {
   ++steps_;
   const double t = static_cast<double>(steps_);

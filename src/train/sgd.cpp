@@ -40,6 +40,16 @@ Sgd<T>::Sgd(std::span<T> params, std::span<const T> grads, SgdOptions options)
 }
 
 template <typename T>
+void Sgd<T>::set_state_counter(int64_t counter) {
+  // state_counter() gives 0 (before the first step, whose momentum buffer starts as the
+  // gradient) or 1; anything else was read as "stepped" without a word.
+  require(
+      counter == 0 || counter == 1,
+      "expected a state counter of 0 (before the first step) or 1, got " + std::to_string(counter));
+  first_step_ = counter == 0;
+}
+
+template <typename T>
 void Sgd<T>::set_lr(double lr) {
   require(std::isfinite(lr) && lr > 0, "expected lr > 0, got " + text(lr));
   options_.lr = lr;
