@@ -275,6 +275,35 @@ TEST(Errors, OptimizerSettings) {
                {"Adam:", "as many gradients as parameters", "got 2 and 3"});
 }
 
+// Found 2026-12-07 (a helper's probe): settings finite as doubles but not as the float the
+// update uses (lr 1e39 is float's inf, 1e-50 its 0) were taken, though the header promises an
+// error for non-finite values; 1e-50 was reported as "got 0.000000".
+TEST(Errors, OptimizerSettingsAreCheckedAsTheFloatTheyBecome) {
+  std::vector<float> p(3), g(3);
+  expect_error([&] { Sgd<float>(p, g, {.lr = 1e39}); },
+               {"SGD", "expected lr > 0 and finite as a float, got 1e+39"});
+  expect_error([&] { Sgd<float>(p, g, {.lr = 1e-50}); }, {"SGD", "lr > 0", "got 1e-50"});
+  expect_error([&] { Sgd<float>(p, g, {.lr = 0.1, .momentum = 1e39}); },
+               {"SGD", "momentum >= 0 and finite as a float", "got 1e+39"});
+  expect_error([&] { Sgd<float>(p, g, {.lr = 0.1, .dampening = 1e39}); }, {"SGD", "dampening"});
+  expect_error([&] { Sgd<float>(p, g, {.lr = 0.1, .weight_decay = 1e39}); },
+               {"SGD", "weight_decay"});
+  Sgd<float> sgd(p, g, {.lr = 0.1});
+  expect_error([&] { sgd.set_lr(1e39); }, {"SGD", "got 1e+39"});
+  EXPECT_EQ(sgd.lr(), 0.1);
+  // A double optimizer takes what a double holds.
+  std::vector<double> pd(3), gd(3);
+  EXPECT_NO_THROW(Sgd<double>(pd, gd, {.lr = 1e39}));
+  expect_error([&] { Adam<float>(p, g, {.lr = 1e39}); },
+               {"Adam:", "expected lr > 0 and finite as a float, got 1e+39"});
+  expect_error([&] { Adam<float>(p, g, {.eps = 1e39}); }, {"Adam:", "eps", "got 1e+39"});
+  expect_error([&] { Adam<float>(p, g, {.weight_decay = 1e39, .decoupled_weight_decay = true}); },
+               {"AdamW:", "weight_decay", "got 1e+39"});
+  expect_error([&] { Adam<float>(p, g, {.beta2 = 0.9999999999}); },
+               {"Adam:", "0 <= beta2 < 1 as a float", "got 1"});
+  EXPECT_NO_THROW(Adam<double>(pd, gd, {.beta2 = 0.9999999999}));
+}
+
 // Found 2026-12-07 (a helper's probe): set_state_counter took any counter: Adam's t = -1 gave
 // NaN parameters at the next step, t = INT64_MAX overflowed its increment, and SGD read 7 as
 // "stepped".

@@ -9,6 +9,7 @@
 #include "cnn/error.hpp"
 #include "cnn/ops.hpp"
 #include "cnn/optim.hpp"
+#include "optim_checks.hpp"
 
 namespace cnn {
 
@@ -46,14 +47,19 @@ Adam<T>::Adam(std::span<T> params, std::span<const T> grads, AdamOptions options
   // As SGD: PyTorch refuses an empty parameter list, which would train nothing.
   require(!params.empty(), "expected at least one parameter, got none");
   set_lr(options.lr);
+  // Each as T, the type step() converts them to: 1e39 is a finite double but float's inf, and
+  // a beta of 0.9999999999 is 1 as a float (1 - beta2 = 0: v stays 0).
+  const std::string as_t = std::string(" as ") + detail::type_phrase<T>();
   for (const auto& [beta, which] : {std::pair{options.beta1, "beta1"}, {options.beta2, "beta2"}}) {
-    require(std::isfinite(beta) && beta >= 0 && beta < 1,
-            std::string("expected 0 <= ") + which + " < 1, got " + std::to_string(beta));
+    require(std::isfinite(beta) && beta >= 0 && static_cast<T>(beta) < T(1),
+            std::string("expected 0 <= ") + which + " < 1" + as_t + ", got " +
+                detail::number_text(beta));
   }
-  require(std::isfinite(options.eps) && options.eps >= 0,
-          "expected eps >= 0, got " + std::to_string(options.eps));
-  require(std::isfinite(options.weight_decay) && options.weight_decay >= 0,
-          "expected weight_decay >= 0, got " + std::to_string(options.weight_decay));
+  require(detail::finite_as<T>(options.eps) && options.eps >= 0,
+          "expected eps >= 0 and finite" + as_t + ", got " + detail::number_text(options.eps));
+  require(detail::finite_as<T>(options.weight_decay) && options.weight_decay >= 0,
+          "expected weight_decay >= 0 and finite" + as_t + ", got " +
+              detail::number_text(options.weight_decay));
   exp_avg_.resize(Shape{static_cast<int64_t>(params.size())});
   exp_avg_sq_.resize(Shape{static_cast<int64_t>(params.size())});
   exp_avg_.fill(T(0));
@@ -62,9 +68,11 @@ Adam<T>::Adam(std::span<T> params, std::span<const T> grads, AdamOptions options
 
 template <typename T>
 void Adam<T>::set_lr(double lr) {
-  if (!std::isfinite(lr) || lr <= 0) {
+  // As SGD's: checked as the T that step() uses.
+  if (!detail::positive_as<T>(lr)) {
     throw Error(std::string(options_.decoupled_weight_decay ? "AdamW" : "Adam") +
-                ": expected lr > 0, got " + std::to_string(lr));
+                ": expected lr > 0 and finite as " + detail::type_phrase<T>() + ", got " +
+                detail::number_text(lr));
   }
   options_.lr = lr;
 }

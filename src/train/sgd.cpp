@@ -5,6 +5,7 @@
 #include "cnn/error.hpp"
 #include "cnn/ops.hpp"
 #include "cnn/optim.hpp"
+#include "optim_checks.hpp"
 
 namespace cnn {
 
@@ -13,7 +14,7 @@ void require(bool ok, const std::string& message) {
   if (!ok) throw Error("SGD: " + message);
 }
 std::string text(double value) {
-  return std::to_string(value);
+  return detail::number_text(value);
 }
 }  // namespace
 
@@ -27,12 +28,14 @@ Sgd<T>::Sgd(std::span<T> params, std::span<const T> grads, SgdOptions options)
   // a model without parameters would train nothing without a word.
   require(!params.empty(), "expected at least one parameter, got none");
   set_lr(options.lr);
-  require(std::isfinite(options.momentum) && options.momentum >= 0,
-          "expected momentum >= 0, got " + text(options.momentum));
-  require(std::isfinite(options.dampening) && options.dampening >= 0,
-          "expected dampening >= 0, got " + text(options.dampening));
-  require(std::isfinite(options.weight_decay) && options.weight_decay >= 0,
-          "expected weight_decay >= 0, got " + text(options.weight_decay));
+  // Finite as T, the type step() converts them to: 1e39 is a finite double, float's inf.
+  const std::string as_t = std::string(" and finite as ") + detail::type_phrase<T>();
+  require(detail::finite_as<T>(options.momentum) && options.momentum >= 0,
+          "expected momentum >= 0" + as_t + ", got " + text(options.momentum));
+  require(detail::finite_as<T>(options.dampening) && options.dampening >= 0,
+          "expected dampening >= 0" + as_t + ", got " + text(options.dampening));
+  require(detail::finite_as<T>(options.weight_decay) && options.weight_decay >= 0,
+          "expected weight_decay >= 0" + as_t + ", got " + text(options.weight_decay));
   require(!options.nesterov || (options.momentum > 0 && options.dampening == 0),
           "Nesterov momentum expects momentum > 0 and dampening 0, got momentum " +
               text(options.momentum) + " and dampening " + text(options.dampening));
@@ -51,7 +54,12 @@ void Sgd<T>::set_state_counter(int64_t counter) {
 
 template <typename T>
 void Sgd<T>::set_lr(double lr) {
-  require(std::isfinite(lr) && lr > 0, "expected lr > 0, got " + text(lr));
+  // Checked as the T that step() multiplies by: 1e39 is float's inf, 1e-50 its 0. The message
+  // is built only on failure: schedules call this every step.
+  if (!detail::positive_as<T>(lr)) {
+    require(false, std::string("expected lr > 0 and finite as ") + detail::type_phrase<T>() +
+                       ", got " + text(lr));
+  }
   options_.lr = lr;
 }
 
