@@ -485,6 +485,64 @@ TEST(Errors, ScheduleSettings) {
                {"--optimizer", "expects sgd, adam or adamw", "'rmsprop'"});
 }
 
+// Found 2026-12-07 (a helper's probe): scheduled_lr took any step and options (step -1 gave
+// -inf, total_steps 0 NaN), and validate() passed settings whose rates are 0 or infinite as
+// the optimizers' float: a step schedule of 400 epochs decayed to 0 and train_model failed
+// mid-run with SGD's "expected lr > 0, got 0.000000"; a div_factor of 1e300 failed at step 1.
+TEST(Errors, ScheduleRatesThatAre0OrInfiniteAsAFloat) {
+  ScheduleOptions o;
+  o.kind = LrSchedule::kCosine;
+  o.total_steps = 10;
+  expect_error([&] { scheduled_lr(o, -1); }, {"schedule", "expected a step in [0, 10), got -1"});
+  expect_error([&] { scheduled_lr(o, 10); }, {"got 10"});
+  EXPECT_GT(scheduled_lr(o, 9), 0);
+  ScheduleOptions none = o;
+  none.total_steps = 0;
+  expect_error([&] { scheduled_lr(none, 0); }, {"schedule", "at least 1 step, got 0"});
+  ScheduleOptions negative = o;
+  negative.lr = -0.1;
+  expect_error([&] { scheduled_lr(negative, 0); }, {"schedule", "lr > 0, got -0.1"});
+  ScheduleOptions no_step = o;
+  no_step.kind = LrSchedule::kStep;
+  no_step.step_size = 0;
+  expect_error([&] { scheduled_lr(no_step, 3); }, {"step size >= 1, got 0"});
+  // 400 decays by 0.1: 0 as a float (and as a double).
+  ScheduleOptions step;
+  step.kind = LrSchedule::kStep;
+  step.lr = 0.05;
+  step.total_steps = 400;
+  step.step_size = 1;
+  expect_error([&] { validate(step); },
+               {"schedule", "the step schedule's last rate lr x gamma^399 = 0.05 x 0.1^399",
+                "0 as a float", "a longer step size"});
+  step.step_size = 100;  // 3 decays: 5e-05
+  EXPECT_NO_THROW(validate(step));
+  step.step_size = 8;  // 49 decays: 5e-51, positive as a double, 0 as a float
+  EXPECT_GT(scheduled_lr(step, 399), 0);
+  expect_error([&] { validate(step); }, {"gamma^49", "is 5e-51, 0 as a float"});
+  ScheduleOptions cycle;
+  cycle.kind = LrSchedule::kOneCycle;
+  cycle.total_steps = 10;
+  cycle.div_factor = 1e300;
+  expect_error([&] { validate(cycle); },
+               {"schedule", "onecycle's first rate lr / div_factor = 0.05 / 1e+300",
+                "a smaller div_factor"});
+  cycle.div_factor = 25;
+  cycle.final_div_factor = 1e300;
+  expect_error([&] { validate(cycle); }, {"onecycle's last rate", "final_div_factor"});
+  ScheduleOptions warm = o;
+  warm.lr = 1e-44;  // a float (denormal), but 1e-46 is not
+  warm.warmup_steps = 2;
+  expect_error([&] { validate(warm); }, {"the warm-up's first rate lr x warmup_start"});
+  ScheduleOptions huge = o;
+  huge.lr = 1e39;
+  expect_error([&] { validate(huge); }, {"expected lr finite as a float", "got 1e+39"});
+  ScheduleOptions tiny = o;
+  tiny.lr = 1e-42;  // a float (denormal), but the cosine's floor, lr x 1e-4, is not
+  tiny.total_steps = 10000;
+  expect_error([&] { validate(tiny); }, {"the last rate is 1e-46"});
+}
+
 /// `{"type": "ReLU"}` inside `depth` Residual blocks, each the body of the one around it, after
 /// a Flatten: a spec that builds.
 std::string nested_residuals(int depth) {

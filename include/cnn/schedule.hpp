@@ -43,10 +43,15 @@ struct ScheduleOptions {
 };
 
 /// Throws cnn::Error naming the field when the options cannot describe a schedule (lr <= 0,
-/// total_steps < 1, warmup_steps outside [0, total_steps), ...).
+/// total_steps < 1, warmup_steps outside [0, total_steps), ...) or give a rate that the
+/// optimizers' float cannot hold: lr above float's largest value, or a first or last rate that
+/// is 0 as a float (a step schedule decayed too often, a tiny warm-up start, a huge one-cycle
+/// div_factor), naming the setting. train_model calls it before the first step.
 void validate(const ScheduleOptions& options);
 
-/// The learning rate of optimizer step `step` (0-based, < total_steps).
+/// The learning rate of optimizer step `step` (0-based). Throws cnn::Error for a step outside
+/// [0, total_steps) and for options that validate() refuses for their fields (it does not
+/// repeat validate's check of the rates' range, which runs once before training).
 double scheduled_lr(const ScheduleOptions& options, int64_t step);
 
 }  // namespace cnn
