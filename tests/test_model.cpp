@@ -16,6 +16,7 @@
 #include <fstream>
 #include <functional>
 #include <limits>
+#include <map>
 #include <set>
 #include <utility>
 #include <vector>
@@ -1304,6 +1305,44 @@ TEST_F(SafeTensorsTest, ALongNameIsWrittenAndAReplacedFileKeepsItsPermissions) {
     EXPECT_EQ(std::string(e.what()), file("into_missing") + ": cannot write: the directory " +
                                          file("missing") + " does not exist");
   }
+}
+
+// Found 2026-12-07 (a helper's probe): load_model ignored the "format" metadata, so a
+// checkpoint (format "cnn-checkpoint", without optimizer tensors for plain SGD) or a file of
+// any other format loaded as a model.
+TEST(ModelFile, LoadRefusesCheckpointsAndOtherFormats) {
+  const fs::path dir = fs::temp_directory_path() / ("cnn_format_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const std::string model_path = (dir / "m.safetensors").string();
+  const std::string checkpoint_path = (dir / "m.ckpt").string();
+  Sequential<float> model = testing::lenet5();
+  const ModelSpec spec = preset_spec("lenet5");
+  save_model(model_path, model, spec, {});
+  save_checkpoint(checkpoint_path, model, spec, {}, TrainState{}, "{}");
+  const auto expect_refused = [](const std::function<void()>& call, const std::string& fragment) {
+    try {
+      call();
+      ADD_FAILURE() << "loaded: " << fragment;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+      EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos) << e.what();
+    }
+  };
+  expect_refused([&] { load_model(checkpoint_path); },
+                 checkpoint_path + ": a training checkpoint, not a model file (load_checkpoint");
+  expect_refused([&] { load_model(checkpoint_path, spec); }, "a training checkpoint");
+  const SafeTensorsFile file = SafeTensorsFile::load(model_path);
+  const std::string other = (dir / "other.safetensors").string();
+  testing::save_with_metadata(file, "format", "keras\nv2", other);
+  expect_refused([&] { load_model(other); },
+                 "unknown format 'keras?v2' in the metadata (expected \"cnn\")");
+  // Without the key (PyTorch's safetensors writing our architecture), the file loads.
+  std::map<std::string, std::string> metadata = file.metadata();
+  metadata.erase("format");
+  testing::save_with_all_metadata(file, metadata, other);
+  EXPECT_EQ(load_model(other).model.parameter_count(), model.parameter_count());
+  EXPECT_EQ(load_model(model_path).model.parameter_count(), model.parameter_count());
+  fs::remove_all(dir);
 }
 
 TEST(ModelFile, SaveRefusesASpecThatDoesNotDescribeTheModel) {

@@ -34,7 +34,9 @@ void save_model(const std::string& path, Sequential<float>& model, const ModelSp
 
 /// Loads and validates a model file. The architecture comes from the file's metadata, or from
 /// `spec` when given (for a file written by PyTorch without our metadata). Throws cnn::Error
-/// "<path>: ..." for an unreadable or corrupt file, an unknown format version, a missing,
+/// "<path>: ..." for an unreadable or corrupt file, a "format" other than "cnn" (a checkpoint,
+/// "cnn-checkpoint", is named as one; a file without the key is read), an unknown format
+/// version, a missing,
 /// duplicate or unexpected tensor, a tensor whose dtype is not F32 (a counter buffer: I64 or
 /// I32) or whose shape differs from the architecture's, a non-finite weight or buffer, or a
 /// negative running variance.

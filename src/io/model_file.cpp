@@ -69,7 +69,26 @@ bool is_onnx_path(const std::string& path) {
 }
 
 ModelFile load_model(const std::string& path, const std::optional<ModelSpec>& spec) {
-  return detail::model_from_file(SafeTensorsFile::load(path), path, spec, "");
+  const SafeTensorsFile file = SafeTensorsFile::load(path);
+  // "format" says what wrote the file. A checkpoint holds a model's tensors under the same
+  // names (and the optimizer's under others, which the tensor check would name as unexpected,
+  // or not at all for plain SGD): it loaded as a model. A file without the key (PyTorch's
+  // safetensors with our architecture, tools/torch_interop.py) is read as before.
+  const auto& meta = file.metadata();
+  if (const auto format = meta.find("format"); format != meta.end() && format->second != "cnn") {
+    if (format->second == "cnn-checkpoint") {
+      throw Error(path +
+                  ": a training checkpoint, not a model file (load_checkpoint reads it; "
+                  "cnn train --resume continues the run, which writes its model file)");
+    }
+    std::string shown = format->second.substr(0, 40);
+    for (char& c : shown) {
+      if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';  // one line
+    }
+    throw Error(path + ": unknown format '" + shown + (format->second.size() > 40 ? "...'" : "'") +
+                " in the metadata (expected \"cnn\")");
+  }
+  return detail::model_from_file(file, path, spec, "");
 }
 
 namespace detail {
