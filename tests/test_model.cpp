@@ -1826,7 +1826,7 @@ TEST(Dataset, StructsThatDisagreeWithThemselvesAreRefusedByTheirConsumers) {
   data.labels = {0, 1, 0, 1};
   Tensor<float> x;
   EXPECT_NO_THROW(gather_images(data.images, {3}, x));
-  EXPECT_NO_THROW(select_classes(data, {1}));
+  EXPECT_NO_THROW(select_classes(data, {1, 0}));
   Dataset few_pixels = data;
   few_pixels.images.pixels.resize(15);
   const auto expect_refused = [](const std::function<void()>& call, const std::string& fragment) {
@@ -1990,6 +1990,30 @@ TEST(ModelSpec, CheckpointsAndTrainingRefuseASpecThatDoesNotDescribeTheModel) {
   EXPECT_EQ(steps, 2);
   save_checkpoint(path.string(), model, spec, {}, TrainState{}, "{}");
   fs::remove(path);
+}
+
+// Found 2026-12-07 (a helper's probe): select_classes took any list: {300} and {-1} matched
+// nothing, {1, 1} relabelled only to its first place, {} gave an empty set, without a word.
+TEST(Dataset, SelectClassesAppliesTheSpecsRule) {
+  Dataset data = tiny_dataset();
+  const auto refused = [&](const std::vector<int>& classes, const std::string& given) {
+    try {
+      select_classes(data, classes);
+      ADD_FAILURE() << "accepted " << given;
+    } catch (const Error& e) {
+      EXPECT_EQ(std::string(e.what()),
+                "select_classes: expected at least two distinct dataset labels in [0, 255], got " +
+                    given);
+    }
+  };
+  refused({300, 1}, "[300, 1]");
+  refused({0, -1}, "[0, -1]");
+  refused({1, 1}, "[1, 1]");
+  refused({1}, "[1]");
+  refused({}, "[]");
+  const Dataset selected = select_classes(data, {1, 0});
+  EXPECT_EQ(selected.size(), 8);
+  EXPECT_EQ(selected.labels[0], 1);  // label 0 is the second listed
 }
 
 TEST(BatchIterator, CoversEveryIndexOnceWithAPartialLastBatch) {

@@ -68,7 +68,9 @@ inline constexpr const char* kFashionMnistDir = "/usr/share/datasets/fashion-mni
 DataSplit load_dataset(const std::string& which, const std::string& sample_dir, std::string* notice,
                        bool test_only = false);
 
-/// The samples whose label is in `classes`, relabelled to the position in `classes`.
+/// The samples whose label is in `classes`, relabelled to the position in `classes`. Throws
+/// cnn::Error unless `classes` holds at least two distinct labels in [0, 255] (a spec's
+/// "classes" rule), or for a `data` that check_dataset refuses.
 Dataset select_classes(const Dataset& data, const std::vector<int>& classes);
 
 /// Batches of indices over [0, count): shuffled each epoch when start_epoch gets an rng, in

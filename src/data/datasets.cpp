@@ -205,6 +205,22 @@ void check_dataset(const Dataset& data, const std::string& what) {
 
 Dataset select_classes(const Dataset& data, const std::vector<int>& classes) {
   check_dataset(data, "select_classes");
+  // The spec reader's rule for "classes": a label outside a byte's range matched nothing, a
+  // repeated one matched only its first place, and fewer than two left nothing to tell apart,
+  // each without a word.
+  bool valid = classes.size() >= 2;
+  for (size_t i = 0; valid && i < classes.size(); ++i) {
+    valid = classes[i] >= 0 && classes[i] <= 255 &&
+            std::find(classes.begin(), classes.begin() + static_cast<std::ptrdiff_t>(i),
+                      classes[i]) == classes.begin() + static_cast<std::ptrdiff_t>(i);
+  }
+  if (!valid) {
+    std::string given = "[";
+    for (size_t i = 0; i < classes.size(); ++i)
+      given += (i ? ", " : "") + std::to_string(classes[i]);
+    throw Error("select_classes: expected at least two distinct dataset labels in [0, 255], got " +
+                given + "]");
+  }
   Dataset out;
   out.images.channels = data.images.channels;
   out.images.rows = data.images.rows;
