@@ -2016,6 +2016,41 @@ TEST(Dataset, SelectClassesAppliesTheSpecsRule) {
   EXPECT_EQ(selected.labels[0], 1);  // label 0 is the second listed
 }
 
+// Found 2026-12-07 (a helper's probe): read_cifar10({}) returned an empty dataset, evaluate
+// on one returned NaN loss and accuracy (0 / 0), and train_model with an empty test set
+// trained every epoch and reported NaN test metrics.
+TEST(Dataset, EmptySetsAreRefusedWhereTheyWouldGiveNaN) {
+  expect_error_with([] { read_cifar10({}); },
+                    {"read_cifar10: expected at least one batch file, got none"});
+  const Dataset data = tiny_dataset();
+  Dataset empty = data;
+  empty.images.count = 0;
+  empty.images.pixels.clear();
+  empty.labels.clear();
+  const ModelSpec spec = linear_2x2_spec();
+  Sequential<float> model = build_model(spec);
+  Rng rng(1);
+  model.init_parameters(rng);
+  expect_error_with([&] { evaluate(model, spec, empty, 4); },
+                    {"evaluate: expected at least one sample, got none"});
+  TrainOptions options;
+  options.epochs = 1;
+  options.batch = 4;
+  int steps = 0;
+  const auto count_steps = [&](const TrainProgress&) { ++steps; };
+  expect_error_with([&] { train_model(model, spec, data, empty, options, rng, count_steps, {}); },
+                    {"train_model: expected at least one sample in the test set, got none"});
+  expect_error_with([&] { train_model(model, spec, empty, data, options, rng, count_steps, {}); },
+                    {"train_model: expected at least one sample in the training set, got none"});
+  EXPECT_EQ(steps, 0);
+  // A class without samples still reads NaN in the per-class accuracy, as documented.
+  Dataset zeros = data;
+  zeros.labels.assign(8, 0);
+  const EvalResult result = evaluate(model, spec, zeros, 4);
+  EXPECT_TRUE(std::isfinite(result.loss));
+  EXPECT_TRUE(std::isnan(result.per_class_accuracy[1]));
+}
+
 TEST(BatchIterator, CoversEveryIndexOnceWithAPartialLastBatch) {
   BatchIterator batches(10, 4);
   Rng rng(1);

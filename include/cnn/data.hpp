@@ -46,8 +46,8 @@ void check_dataset(const Dataset& data, const std::string& what);
 Dataset read_idx_dataset(const std::string& images_path, const std::string& labels_path);
 
 /// Reads CIFAR-10 binary batch files (each record: one label byte, then 3 x 32 x 32 pixels,
-/// red, green, blue planes) into one dataset. Throws cnn::Error naming a file that is missing,
-/// empty, not a whole number of records, or holds a label above 9.
+/// red, green, blue planes) into one dataset. Throws cnn::Error for no paths, or naming a file
+/// that is missing, empty, not a whole number of records, or holds a label above 9.
 Dataset read_cifar10(const std::vector<std::string>& paths);
 
 /// Train and test sets with class names, as the command line loads them.

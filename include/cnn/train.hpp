@@ -159,7 +159,8 @@ struct TrainResult {
 /// cnn::Error "training diverged: the loss is nan in epoch E, step S ..." for a non-finite loss
 /// (the state of the last checkpoint is left as it was), for a `resume` state that does not
 /// fit the data, model or optimizer, and, before any step, for a `spec` that does not describe
-/// `model` ("train_model: the spec '<name>' does not describe the model: ...", as save_model).
+/// `model` ("train_model: the spec '<name>' does not describe the model: ...", as save_model)
+/// or an empty training or test set.
 TrainResult train_model(Sequential<float>& model, const ModelSpec& spec, const Dataset& train,
                         const Dataset& test, const TrainOptions& options, Rng& rng,
                         const std::function<void(const TrainProgress&)>& on_progress,
@@ -177,8 +178,9 @@ std::vector<EpochMetrics> train_model(Sequential<float>& model, const ModelSpec&
                                       const std::function<void(const TrainProgress&)>& on_progress,
                                       const std::function<void(const EpochMetrics&)>& on_epoch);
 
-/// Loss, accuracy, per-class accuracy and confusion matrix of `model` on `data`, in order, in
-/// batches of `batch`. Keeps the raw outputs when keep_outputs. With `ranks` (more than one),
+/// Loss, accuracy, per-class accuracy (NaN for a class without samples) and confusion matrix
+/// of `model` on `data`, in order, in batches of `batch`. Throws cnn::Error for an empty
+/// `data`. Keeps the raw outputs when keep_outputs. With `ranks` (more than one),
 /// each rank evaluates a contiguous share of `data` and the sums are added up across ranks: every
 /// rank gets the whole result (keep_outputs then throws cnn::Error).
 EvalResult evaluate(Sequential<float>& model, const ModelSpec& spec, const Dataset& data,

@@ -76,6 +76,8 @@ DataSplit load_idx_dir(const fs::path& dir, std::vector<std::string> names, std:
 
 Dataset read_cifar10(const std::vector<std::string>& paths) {
   constexpr int64_t kPixels = 3 * 32 * 32, kRecord = 1 + kPixels;
+  // Each file must hold a record; no file gave an empty dataset without a word.
+  if (paths.empty()) throw Error("read_cifar10: expected at least one batch file, got none");
   Dataset data;
   data.images.channels = 3;
   data.images.rows = data.images.cols = 32;

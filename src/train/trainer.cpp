@@ -184,6 +184,12 @@ TrainResult train_model(Sequential<float>& model, const ModelSpec& spec, const D
   };
   check_dataset(train, "train_model: the training set");
   check_dataset(test, "train_model: the test set");
+  // An empty test set ended every epoch with NaN test metrics (0 / 0), an empty training set
+  // in BatchIterator's message about its count.
+  if (train.size() == 0 || test.size() == 0) {
+    fail(std::string("train_model: expected at least one sample in the ") +
+         (train.size() == 0 ? "training" : "test") + " set, got none");
+  }
   // The run reads the spec for its loss, the input's shape and the checkpoints' architecture:
   // one that does not describe the model gave another layer's error, read past the spec's
   // input, or wrote checkpoints that load_checkpoint refused, after the training.
@@ -500,6 +506,8 @@ EvalResult evaluate(Sequential<float>& model, const ModelSpec& spec, const Datas
   if (ranks != nullptr && ranks->size() == 1) ranks = nullptr;
   if (ranks && keep_outputs) throw Error("evaluate: outputs are kept only in one process");
   check_dataset(data, "evaluate");
+  // The loss and accuracy are means over the samples: 0 / 0 for none.
+  if (data.size() == 0) throw Error("evaluate: expected at least one sample, got none");
   // This rank's contiguous share of the data.
   const int64_t first = ranks ? data.size() * ranks->rank() / ranks->size() : 0;
   const int64_t last = ranks ? data.size() * (ranks->rank() + 1) / ranks->size() : data.size();
