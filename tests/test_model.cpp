@@ -1345,6 +1345,53 @@ TEST(ModelFile, LoadRefusesCheckpointsAndOtherFormats) {
   fs::remove_all(dir);
 }
 
+// Found 2026-12-07 (a helper's probe): save_model wrote any number of class names beside the
+// model's outputs (3 names for 10 outputs, 12 for 10), which readers index by output.
+TEST(ModelFile, ClassNamesAreOnePerOutputOrNone) {
+  const fs::path dir = fs::temp_directory_path() / ("cnn_names_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const std::string path = (dir / "m.safetensors").string();
+  Sequential<float> model = testing::lenet5();
+  const ModelSpec spec = preset_spec("lenet5");
+  const std::vector<std::string> ten = {"a", "b", "c", "d", "e", "f", "g", "h", "i", "j"};
+  const auto expect_refused = [](const std::function<void()>& call, const std::string& fragment) {
+    try {
+      call();
+      ADD_FAILURE() << "accepted: " << fragment;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+    }
+  };
+  expect_refused(
+      [&] {
+        save_model(path, model, spec, {"a", "b", "c"});
+      },
+      path +
+          ": cannot save: expected one class name per output of the model (10) or "
+          "none, got 3");
+  std::vector<std::string> twelve = ten;
+  twelve.insert(twelve.end(), {"k", "l"});
+  expect_refused([&] { save_model(path, model, spec, twelve); }, "(10) or none, got 12");
+  expect_refused([&] { save_checkpoint(path, model, spec, {"a"}, TrainState{}, "{}"); },
+                 "(10) or none, got 1");
+  EXPECT_FALSE(fs::exists(path));
+  save_model(path, model, spec, ten);
+  EXPECT_EQ(load_model(path).class_names, ten);
+  save_model(path, model, spec, {});
+  EXPECT_TRUE(load_model(path).class_names.empty());
+  // Files of other writers: more names than outputs are refused, fewer (cnn train wrote them
+  // for data whose labels stop below the last output) are completed with the indices.
+  const SafeTensorsFile file = SafeTensorsFile::load(path);
+  testing::save_with_metadata(file, "class_names",
+                              R"(["a","b","c","d","e","f","g","h","i","j","k"])", path);
+  expect_refused([&] { load_model(path); },
+                 "class_names: expected at most one name per output of the model (10), got 11");
+  testing::save_with_metadata(file, "class_names", R"(["a","b","c","d","e","f","g","h"])", path);
+  EXPECT_EQ(load_model(path).class_names,
+            (std::vector<std::string>{"a", "b", "c", "d", "e", "f", "g", "h", "8", "9"}));
+  fs::remove_all(dir);
+}
+
 TEST(ModelFile, SaveRefusesASpecThatDoesNotDescribeTheModel) {
   const fs::path path = fs::temp_directory_path() /
                         ("cnn_spec_mismatch_" + std::to_string(::getpid()) + ".safetensors");

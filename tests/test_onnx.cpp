@@ -303,12 +303,15 @@ TEST(Onnx, ModelFileToOnnxAndBackIsBitIdentical) {
     Sequential<float> model = random_model(spec, 5);
     const fs::path a = work_dir() / "a.safetensors", b = work_dir() / "b.safetensors";
     const fs::path onnx_file = work_dir() / "a.onnx";
-    save_model(a.string(), model, spec, {"x", "y"});
+    // One name per output, as save_model asks.
+    std::vector<std::string> names;
+    for (int64_t c = 0; c < output_classes(spec); ++c) names.push_back("x" + std::to_string(c));
+    save_model(a.string(), model, spec, names);
     ModelFile loaded = load_model(a.string());
     save_onnx(onnx_file.string(), loaded.model, loaded.spec, loaded.class_names);
     ModelFile back = load_onnx(onnx_file.string());
     EXPECT_EQ(to_json(back.spec), to_json(spec));
-    EXPECT_EQ(back.class_names, (std::vector<std::string>{"x", "y"}));
+    EXPECT_EQ(back.class_names, names);
     save_model(b.string(), back.model, back.spec, back.class_names);
     EXPECT_TRUE(read_bytes(a) == read_bytes(b)) << "the model file changed on its way through ONNX";
   }
@@ -1143,7 +1146,8 @@ TEST(Onnx, ConvertCommandBothWays) {
   const fs::path a = work_dir() / "conv_a.safetensors", b = work_dir() / "conv_b.safetensors";
   const fs::path o = work_dir() / "conv.onnx";
   Sequential<float> model = random_model(preset_spec("resnet"), 4);
-  save_model(a.string(), model, preset_spec("resnet"), {"p", "q"});
+  save_model(a.string(), model, preset_spec("resnet"),
+             {"p", "q", "r", "s", "t", "u", "v", "w", "x", "y"});
   EXPECT_EQ(cnn_run("convert " + a.string() + " " + o.string() + " --opset 15").first, 0);
   EXPECT_EQ(parse(o.string()).opset_import(0).version(), 15);
   EXPECT_EQ(cnn_run("convert " + o.string() + " " + b.string()).first, 0);

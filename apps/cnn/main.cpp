@@ -260,6 +260,10 @@ DataSplit data_for(const ModelSpec& spec, const std::string& which, bool test_on
     throw Error(data.description + ": " + std::to_string(data.class_names.size()) +
                 " classes, but model " + spec.name + " outputs " + std::to_string(classes));
   }
+  // A name per output, as save_model asks: a dataset's names run to its largest label, which
+  // may be below the model's last class; the rest are named by their index, as the data's own.
+  while (static_cast<int64_t>(data.class_names.size()) < classes)
+    data.class_names.push_back(std::to_string(data.class_names.size()));
   return data;
 }
 

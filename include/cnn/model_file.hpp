@@ -28,7 +28,8 @@ struct ModelFile {
 /// Writes the model atomically (see write_file_atomic): an existing file at `path` is either
 /// replaced whole or left as it was. Throws cnn::Error "<path>: cannot save: the spec ... does
 /// not describe the model: ..." when `spec` builds another input shape or other layers (types,
-/// sizes, kernels, strides, padding, bias) than `model` has.
+/// sizes, kernels, strides, padding, bias) than `model` has, and for `class_names` that are
+/// neither empty nor one per output (output_classes).
 void save_model(const std::string& path, Sequential<float>& model, const ModelSpec& spec,
                 const std::vector<std::string>& class_names);
 
@@ -39,7 +40,8 @@ void save_model(const std::string& path, Sequential<float>& model, const ModelSp
 /// version, a missing,
 /// duplicate or unexpected tensor, a tensor whose dtype is not F32 (a counter buffer: I64 or
 /// I32) or whose shape differs from the architecture's, a non-finite weight or buffer, or a
-/// negative running variance.
+/// negative running variance, or more class names than outputs (fewer, which cnn train wrote
+/// before 2026-12-07, are completed with the outputs' indices: "8", "9").
 ModelFile load_model(const std::string& path, const std::optional<ModelSpec>& spec = std::nullopt);
 
 namespace detail {
@@ -47,6 +49,10 @@ namespace detail {
 /// it builds another input shape or other layers: types, sizes, kernels, strides, padding,
 /// bias), or "" when it does. save_model, save_checkpoint and train_model refuse such a spec.
 std::string spec_mismatch(const Sequential<float>& model, const ModelSpec& spec);
+/// Throws cnn::Error "<path>: cannot save: ..." unless `class_names` is empty or holds one
+/// name per output of `spec`'s model (save_model's and save_checkpoint's check).
+void require_class_names(const std::string& path, const ModelSpec& spec,
+                         const std::vector<std::string>& class_names);
 /// The model's parameters and buffers as save_safetensors writes them (counters as I64).
 std::vector<SaveTensor> model_tensors(Sequential<float>& model);
 /// load_model's checks on an opened file; tensors whose names start with `other_prefix` (when

@@ -31,6 +31,7 @@ void require_spec_describes(const std::string& path, const Sequential<float>& mo
 void save_model(const std::string& path, Sequential<float>& model, const ModelSpec& spec,
                 const std::vector<std::string>& class_names) {
   require_spec_describes(path, model, spec);
+  detail::require_class_names(path, spec, class_names);
   // What load_model would refuse is refused here, before a file is written that cannot be read
   // back: a spec that does not parse again (a log loss without its two classes, a kernel over
   // the spec's limits) and non-finite values.
@@ -116,6 +117,18 @@ std::string spec_mismatch(const Sequential<float>& model, const ModelSpec& spec)
            std::to_string(model.size());
   }
   return "";
+}
+
+void require_class_names(const std::string& path, const ModelSpec& spec,
+                         const std::vector<std::string>& class_names) {
+  // A name per output, or none: a list of another length named some outputs wrongly or not
+  // at all, and readers (cnn eval, predict) index it by output.
+  if (class_names.empty()) return;
+  const int64_t classes = output_classes(spec);
+  if (static_cast<int64_t>(class_names.size()) != classes) {
+    throw Error(path + ": cannot save: expected one class name per output of the model (" +
+                std::to_string(classes) + ") or none, got " + std::to_string(class_names.size()));
+  }
 }
 
 std::vector<SaveTensor> model_tensors(Sequential<float>& model) {
@@ -219,6 +232,19 @@ ModelFile model_from_file(const SafeTensorsFile& file, const std::string& path,
           detail::parse_json(meta.at("class_names")).get<std::vector<std::string>>();
     } catch (const Json::exception&) {
       fail("class_names: expected a JSON list of strings");
+    }
+    // save_model writes one name per output (since 2026-12-07). More names than outputs name
+    // nothing; fewer come from cnn train before then, on data whose labels stop below the last
+    // output: the rest are named by their index, as the data's own names are, so that such a
+    // file saves again.
+    const int64_t classes = output_classes(loaded.spec);
+    if (static_cast<int64_t>(loaded.class_names.size()) > classes) {
+      fail("class_names: expected at most one name per output of the model (" +
+           std::to_string(classes) + "), got " + std::to_string(loaded.class_names.size()));
+    }
+    if (!loaded.class_names.empty()) {
+      while (static_cast<int64_t>(loaded.class_names.size()) < classes)
+        loaded.class_names.push_back(std::to_string(loaded.class_names.size()));
     }
   }
   return loaded;

@@ -130,6 +130,7 @@ void save_checkpoint(const std::string& path, Sequential<float>& model, const Mo
     throw Error(path + ": cannot save: the spec '" + spec.name +
                 "' does not describe the model: " + why);
   }
+  detail::require_class_names(path, spec, class_names);
   std::vector<SaveTensor> tensors = detail::model_tensors(model);
   for (const auto& [name, values] : state.optimizer_tensors) {
     tensors.push_back(
