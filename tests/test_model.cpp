@@ -1051,6 +1051,35 @@ TEST_F(SafeTensorsTest, RoundTripKeepsNamesShapesValuesAndMetadata) {
   EXPECT_FALSE(fs::exists(file("m.safetensors.tmp")));
 }
 
+// Found 2026-12-07 (a helper's probe): a SaveTensor whose view has no data (a default
+// TensorView, shape () of one element) threw std::logic_error from std::string's constructor.
+TEST_F(SafeTensorsTest, AViewWithoutDataIsRefusedByName) {
+  Tensor<float> a(Shape{2}, 1.0f);
+  for (const TensorView<const float>& view :
+       {TensorView<const float>(), TensorView<const float>(nullptr, Shape{2, 3})}) {
+    try {
+      save_safetensors(file("m.safetensors"), {{"a", a}, {"w", view}}, {});
+      ADD_FAILURE() << "saved an empty view";
+    } catch (const Error& e) {
+      EXPECT_EQ(std::string(e.what()), file("m.safetensors") +
+                                           ": cannot save tensor 'w': expected data for its "
+                                           "shape " +
+                                           view.shape().str() + ", got an empty view");
+    }
+    try {
+      safetensors_data({"w", view}, "p");
+      ADD_FAILURE() << "gave the bytes of an empty view";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("p: cannot save tensor 'w'"), std::string::npos);
+    }
+  }
+  EXPECT_FALSE(fs::exists(file("m.safetensors")));
+  // No elements, no data needed.
+  save_safetensors(file("m.safetensors"), {{"e", TensorView<const float>(nullptr, Shape{0, 3})}},
+                   {});
+  EXPECT_EQ(SafeTensorsFile::load(file("m.safetensors")).entry("e").shape, (Shape{0, 3}));
+}
+
 TEST_F(SafeTensorsTest, RefusesCorruptFilesByName) {
   const std::string good_header = R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
   const std::string data(8, '\0');

@@ -61,7 +61,8 @@ struct SaveTensor {
 
 /// Writes `tensors` (in the given order) and `metadata` to `path` atomically: a temporary file
 /// in the same directory, fsync, rename. Throws cnn::Error naming the path on any failure (also
-/// a tensor of another dtype than F32 or I64, or an I64 value that is not a whole number), and
+/// a tensor of another dtype than F32 or I64, a view without data for a shape with elements,
+/// or an I64 value that is not a whole number), and
 /// then leaves a file that was already at `path` untouched.
 void save_safetensors(const std::string& path, const std::vector<SaveTensor>& tensors,
                       const std::map<std::string, std::string>& metadata);

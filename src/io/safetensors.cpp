@@ -250,6 +250,18 @@ Tensor<T> SafeTensorsFile::tensor(const std::string& name) const {
 template Tensor<float> SafeTensorsFile::tensor<float>(const std::string&) const;
 template Tensor<double> SafeTensorsFile::tensor<double>(const std::string&) const;
 
+namespace {
+/// Throws unless t's view has data for its elements: a null view (a default TensorView, whose
+/// shape () counts one element) reached std::string's constructor from a null pointer, which
+/// threw std::logic_error naming neither the tensor nor the file.
+void require_data(const SaveTensor& t, const std::string& path) {
+  if (t.data.empty() && t.data.numel() > 0) {
+    fail(path, "cannot save tensor '" + t.name + "': expected data for its shape " +
+                   t.data.shape().str() + ", got an empty view");
+  }
+}
+}  // namespace
+
 void save_safetensors(const std::string& path, const std::vector<SaveTensor>& tensors,
                       const std::map<std::string, std::string>& metadata) {
   Json header = Json::object();
@@ -263,6 +275,7 @@ void save_safetensors(const std::string& path, const std::vector<SaveTensor>& te
     if (t.dtype != DType::kF32 && t.dtype != DType::kI64) {
       fail(path, "cannot save tensor '" + t.name + "': only F32 and I64 are written");
     }
+    require_data(t, path);
     const uint64_t bytes = static_cast<uint64_t>(t.data.numel()) * element_size(t.dtype);
     header[t.name] = {{"dtype", t.dtype == DType::kI64 ? "I64" : "F32"},
                       {"shape", std::vector<int64_t>(t.data.shape().begin(), t.data.shape().end())},
@@ -282,6 +295,7 @@ void save_safetensors(const std::string& path, const std::vector<SaveTensor>& te
 }
 
 std::string safetensors_data(const SaveTensor& t, const std::string& path) {
+  require_data(t, path);
   // Our CPUs are little-endian, as the format is; floats go out as they are in memory.
   if (t.dtype == DType::kF32) {
     return std::string(reinterpret_cast<const char*>(t.data.data()),
