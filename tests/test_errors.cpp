@@ -429,6 +429,28 @@ TEST(Errors, BatchNormEpsThatIsZeroAsAFloatIsRefused) {
 // Found 2026-12-06: BatchNorm's backward normalises with the latest forward's batch
 // statistics, and took any input: a backward of 4 images after a forward of 2 returned a dx of
 // -3e7, and a backward before any forward returned values. MaxPool2d and Dropout refused these.
+// Found 2026-12-07 (a helper's probe): MaxPool2d's backward before any forward said "expected
+// the input of the latest forward (), got ...", and Sequential::output_shape's layer errors
+// lacked the "Sequential: layer i" that build() and backward() give.
+TEST(Errors, MaxPoolBackwardBeforeForwardAndOutputShapePrefix) {
+  MaxPool2d<float> pool(2);
+  Tensor<float> x(Shape{1, 1, 4, 4}), dy(Shape{1, 1, 2, 2}), dx(Shape{1, 1, 4, 4});
+  expect_error([&] { pool.backward(x, dy, dy, dx); },
+               {"MaxPool2d(kernel=(2, 2)", "backward: expected a forward first, got none"});
+  expect_error([&] { pool.backward_after_relu(x, dy, dx); },
+               {"backward: expected a forward first, got none"});
+  Sequential<float> model;
+  model.emplace<Conv2d<>>(1, 6, 5, 1, 2);
+  model.build(Shape{1, 28, 28});
+  // The input of 281474976710 samples fits a Shape (2^48 elements), the convolution's output
+  // (6 channels) does not.
+  expect_error(
+      [&] { model.output_shape(281474976710); },
+      {"Sequential: layer 0 Shape: expected at most 2^48 elements", "(281474976710, 6, 28, 28)"});
+  expect_error([&] { model.output_shape(0); },
+               {"Sequential: output_shape() expected a batch >= 1, got 0"});
+}
+
 TEST(Errors, BatchNormBackwardNeedsTheLatestForwardsInput) {
   Sequential<float> model;
   model.emplace<BatchNorm2d<float>>(3);

@@ -1524,7 +1524,19 @@ TEST(ModelFile, NamesThatAreNotUtf8AreRefusedByTheWriters) {
       [&] {
         save_model(path.string(), linear, spec_of(linear, "m"), {"caf\xe9", "tea"});
       },
-      "class names: expected UTF-8 text");
+      path.string() + ": cannot save: class names: expected UTF-8 text");
+  // The checkpoint's writer names the file too (found 2026-12-07: neither named it).
+  expect_refused(
+      [&] {
+        save_checkpoint(path.string(), linear, spec_of(linear, "m"), {"caf\xe9", "tea"},
+                        TrainState{}, "{}");
+      },
+      path.string() + ": cannot save: class names: expected UTF-8 text");
+  expect_refused(
+      [&] {
+        save_checkpoint(path.string(), linear, spec_of(linear, "m\xfe"), {}, TrainState{}, "{}");
+      },
+      path.string() + ": cannot save: ");
   Tensor<float> t(Shape{2});
   expect_refused(
       [&] {

@@ -271,6 +271,8 @@ class MaxPool2d final : public Layer<T> {
   /// The shape checks of the fused backwards (backward_after_relu, fused_backward_argmax): x
   /// the latest forward's input shape, dy its output's, dx (null: none wanted) x's. Throws.
   void check_fused_backward(const Shape& x, const Shape& dy, const Shape* dx) const;
+  /// Throws cnn::Error "... backward: expected a forward first, got none" before any forward.
+  void require_forward_ran() const;
   Size2 kernel_, stride_, padding_;
   std::vector<int32_t> argmax_;
   Shape argmax_input_shape_;

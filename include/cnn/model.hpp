@@ -110,7 +110,9 @@ class Sequential {
   Layer<T>& layer(size_t i) { return *layers_.at(i); }
   const Layer<T>& layer(size_t i) const { return *layers_.at(i); }
   const Shape& sample_shape() const { return sample_shape_; }
-  /// Output shape for a batch of `batch` samples (after build()).
+  /// Output shape for a batch of `batch` (>= 1) samples (after build()). Throws cnn::Error
+  /// "Sequential: ..." before build(), for a batch below 1, or "Sequential: layer i ..." for a
+  /// layer the batch does not fit (MaxPool2d's int32 argmax, a Linear past 2^48 elements).
   Shape output_shape(int64_t batch) const;
 
  private:

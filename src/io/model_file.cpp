@@ -55,11 +55,12 @@ void save_model(const std::string& path, Sequential<float>& model, const ModelSp
   };
   require_finite(model.named_parameters());
   require_finite(model.named_buffers());
-  save_safetensors(path, detail::model_tensors(model),
-                   {{"format", "cnn"},
-                    {"format_version", kModelFormatVersion},
-                    {"architecture", architecture},
-                    {"class_names", detail::dump_json(Json(class_names), "class names")}});
+  save_safetensors(
+      path, detail::model_tensors(model),
+      {{"format", "cnn"},
+       {"format_version", kModelFormatVersion},
+       {"architecture", architecture},
+       {"class_names", detail::dump_json(Json(class_names), path + ": cannot save: class names")}});
 }
 
 bool is_onnx_path(const std::string& path) {

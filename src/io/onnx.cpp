@@ -344,7 +344,8 @@ void save_onnx(const std::string& path, Sequential<float>& model, const ModelSpe
   set_tensor_type(*graph.add_output(), kOutputName, model.output_shape(1));
 
   if (!options.fold_batchnorm) add_metadata(m, "cnn.architecture", to_json(spec));
-  add_metadata(m, "cnn.class_names", detail::dump_json(Json(class_names), "class names"));
+  add_metadata(m, "cnn.class_names",
+               detail::dump_json(Json(class_names), path + ": cannot export to ONNX: class names"));
   add_metadata(m, "cnn.counters", Json(exporter.counters()).dump());
   add_metadata(m, "cnn.preprocessing",
                "grey pixels as float (C, H, W) in [0, 1]: value / 255, no mean subtraction");

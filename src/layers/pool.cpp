@@ -147,7 +147,15 @@ int32_t* MaxPool2d<T>::fused_forward_argmax(const Shape& x, const Shape& y) {
 }
 
 template <typename T>
+void MaxPool2d<T>::require_forward_ran() const {
+  // Before any forward the latest input's shape is the empty (): the shape check below read
+  // "expected the input of the latest forward (), got ...".
+  if (argmax_input_shape_.rank() == 0) this->fail("backward: expected a forward first, got none");
+}
+
+template <typename T>
 void MaxPool2d<T>::check_fused_backward(const Shape& x, const Shape& dy, const Shape* dx) const {
+  require_forward_ran();
   const Shape expected = output_shape(x);
   if (argmax_input_shape_ != x || dy != expected || (dx && *dx != x)) {
     this->fail("backward: expected the input of the latest forward " + argmax_input_shape_.str() +
@@ -180,6 +188,7 @@ void MaxPool2d<T>::backward_after_relu(TensorView<const T> x, TensorView<const T
 template <typename T>
 void MaxPool2d<T>::backward_impl(TensorView<const T> x, TensorView<const T> /*y*/,
                                  TensorView<const T> dy, TensorView<T> dx) {
+  require_forward_ran();
   if (argmax_input_shape_ != x.shape()) {
     this->fail("backward: expected the input of the latest forward " + argmax_input_shape_.str() +
                ", got " + x.shape().str());

@@ -127,8 +127,18 @@ void Sequential<T>::init_parameters(Rng& rng, Init init) {
 template <typename T>
 Shape Sequential<T>::output_shape(int64_t batch) const {
   require_built("output_shape()");
+  if (batch < 1) {
+    throw Error("Sequential: output_shape() expected a batch >= 1, got " + std::to_string(batch));
+  }
   Shape shape = batched(batch, sample_shape_);
-  for (const auto& layer : layers_) shape = layer->output_shape(shape);
+  // Each layer's error with the prefix build()'s and backward()'s messages have.
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    try {
+      shape = layers_[i]->output_shape(shape);
+    } catch (const Error& e) {
+      throw Error("Sequential: layer " + std::to_string(i) + " " + e.what());
+    }
+  }
   return shape;
 }
 

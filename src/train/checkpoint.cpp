@@ -170,11 +170,18 @@ void save_checkpoint(const std::string& path, Sequential<float>& model, const Mo
     j["ranks"] = state.ranks;
     j["rank_rngs"] = rank_rngs;
   }
+  // The writers' UTF-8 errors name the file, as save_model's do.
+  std::string architecture;
+  try {
+    architecture = to_json(spec);
+  } catch (const Error& e) {
+    throw Error(path + ": cannot save: " + e.what());
+  }
   std::map<std::string, std::string> metadata = {
       {"format", kFormat},
       {"format_version", kModelFormatVersion},
-      {"architecture", to_json(spec)},
-      {"class_names", detail::dump_json(Json(class_names), "class names")},
+      {"architecture", architecture},
+      {"class_names", detail::dump_json(Json(class_names), path + ": cannot save: class names")},
       {"config", config},
       {"state", j.dump()}};
   ContentCrc crc;
