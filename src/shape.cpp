@@ -41,6 +41,9 @@ Shape::Shape(const int64_t* dims, int rank) {
     throw Error("Shape: expected at most " + std::to_string(kMaxRank) + " dimensions, got " +
                 std::to_string(rank));
   }
+  if (dims == nullptr && rank > 0) {
+    throw Error("Shape: expected " + std::to_string(rank) + " dimensions, got a null pointer");
+  }
   for (int i = 0; i < rank; ++i) {
     if (dims[i] < 0) {
       throw Error("Shape: expected non-negative dimensions, got " + std::to_string(dims[i]) +
@@ -50,6 +53,11 @@ Shape::Shape(const int64_t* dims, int rank) {
   }
   check_element_count(dims, rank);
   rank_ = rank;
+}
+
+void Shape::index_out_of_range(int i) const {
+  throw Error("Shape: expected a dimension index in [" + std::to_string(-rank_) + ", " +
+              std::to_string(rank_) + ") for " + str() + ", got " + std::to_string(i));
 }
 
 int64_t Shape::numel() const {

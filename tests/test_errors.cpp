@@ -34,6 +34,22 @@ void expect_error(const std::function<void()>& f, const std::vector<std::string>
   ADD_FAILURE() << "expected cnn::Error naming " << fragments.front() << ", nothing was thrown";
 }
 
+// Found 2026-12-07 (a helper's probe): Shape's operator[] read past its dimensions for an
+// index outside [-rank, rank) (ASan: stack-buffer-overflow), and the pointer constructor read
+// through a null pointer (SEGV).
+TEST(Errors, ShapeIndicesAndPointersOutOfRange) {
+  const Shape s{2, 3};
+  EXPECT_EQ(s[1], 3);
+  EXPECT_EQ(s[-2], 2);
+  expect_error([&] { static_cast<void>(s[2]); },
+               {"Shape: expected a dimension index in [-2, 2) for (2, 3), got 2"});
+  expect_error([&] { static_cast<void>(s[-3]); }, {"got -3"});
+  expect_error([&] { static_cast<void>(s[5]); }, {"got 5"});
+  expect_error([] { static_cast<void>(Shape()[0]); }, {"[0, 0) for (), got 0"});
+  expect_error([] { Shape(nullptr, 2); }, {"Shape: expected 2 dimensions, got a null pointer"});
+  EXPECT_EQ(Shape(nullptr, 0), Shape());
+}
+
 TEST(Errors, ZeroOrNegativeSizes) {
   expect_error([] { Conv2d<float>(0, 4, 3); }, {"Conv2d", "in_channels > 0", "got 0"});
   expect_error([] { Conv2d<float>(3, -2, 3); }, {"Conv2d", "out_channels > 0", "got -2"});

@@ -32,12 +32,20 @@ class Shape {
   /// Throws cnn::Error for a negative dimension, more than kMaxRank dimensions, or more than
   /// kMaxElements elements.
   Shape(std::initializer_list<int64_t> dims);
-  /// Same checks as the initializer-list constructor; `dims` points at `rank` values.
+  /// Same checks as the initializer-list constructor; `dims` points at `rank` values (and
+  /// may be null only for rank 0: cnn::Error otherwise).
   Shape(const int64_t* dims, int rank);
 
   int rank() const { return rank_; }
-  /// Dimension i, 0 <= i < rank(); negative i counts from the end (-1 is the last).
-  int64_t operator[](int i) const { return dims_[static_cast<size_t>(i < 0 ? i + rank_ : i)]; }
+  /// Dimension i, -rank() <= i < rank(); negative i counts from the end (-1 is the last).
+  /// Throws cnn::Error for another i: it read past the dimensions (a caller's wrong rank). The
+  /// check is one compare: the kernels take sizes in their own structs (ops::ConvShape, ...),
+  /// so Shape is indexed only in setup code, a few times a layer per forward.
+  int64_t operator[](int i) const {
+    if (i < -rank_ || i >= rank_) [[unlikely]]
+      index_out_of_range(i);
+    return dims_[static_cast<size_t>(i < 0 ? i + rank_ : i)];
+  }
   /// Product of all dimensions (1 for rank 0).
   int64_t numel() const;
   /// "(2, 3, 28, 28)".
@@ -55,6 +63,7 @@ class Shape {
   friend bool operator!=(const Shape& a, const Shape& b) { return !(a == b); }
 
  private:
+  [[noreturn, gnu::cold]] void index_out_of_range(int i) const;
   std::array<int64_t, kMaxRank> dims_{};
   int rank_ = 0;
 };
