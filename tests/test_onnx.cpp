@@ -305,7 +305,11 @@ TEST(Onnx, ModelFileToOnnxAndBackIsBitIdentical) {
     const fs::path onnx_file = work_dir() / "a.onnx";
     // One name per output, as save_model asks.
     std::vector<std::string> names;
-    for (int64_t c = 0; c < output_classes(spec); ++c) names.push_back("x" + std::to_string(c));
+    for (int64_t c = 0; c < output_classes(spec); ++c) {
+      std::string name = "x";  // by append: GCC 12's -Wrestrict misfires on "x" + to_string
+      name += std::to_string(c);
+      names.push_back(name);
+    }
     save_model(a.string(), model, spec, names);
     ModelFile loaded = load_model(a.string());
     save_onnx(onnx_file.string(), loaded.model, loaded.spec, loaded.class_names);
