@@ -543,7 +543,10 @@ bool same_path(const std::string& a, const std::string& b) {
 /// an --out elsewhere is refused (the flag check compared it with the stored one only).
 void write_next_to_checkpoint(const Args& args, const std::string& given_out,
                               const std::string& checkpoint, TrainConfig& config) {
-  const std::string beside = sibling(checkpoint, fs::path(config.out).extension().string());
+  // Beside the file itself: a link latest.ckpt -> run/m.ckpt continues run/m.safetensors (its
+  // checkpoint writes go through the link, and its lock must be that run's).
+  const std::string beside =
+      sibling(write_destination(checkpoint), fs::path(config.out).extension().string());
   if (args.has("--out") && !same_path(given_out, beside)) {
     args.fail("--out", "is " + given_out +
                            ", but a resumed run writes next to the checkpoint it "
@@ -1113,8 +1116,10 @@ int train_command(int argc, char** argv, Communicator* ranks) {
   // leaves a partly written temporary file and dies by SIGKILL, CNN_FAULT_KILL_AFTER_CHECKPOINT=N
   // dies right after writing it, CNN_FAULT_FAIL_CHECKPOINT=N fails the write;
   // CNN_FAULT_FAIL_FILES=1 fails the write of the model file at the end, and
-  // CNN_FAULT_SIGNAL_IN_FILES=S raises signal S as the files are written. Under mpirun,
-  // CNN_FAULT_RANK=R limits them to rank R.
+  // CNN_FAULT_SIGNAL_IN_FILES=S raises signal S as the files are written,
+  // CNN_FAULT_SIGINT_TWICE_AFTER_CHECKPOINT=N raises SIGINT twice after the N-th checkpoint (two
+  // kill()s from outside may arrive as one: a signal pending twice is delivered once). Under
+  // mpirun, CNN_FAULT_RANK=R limits them to rank R.
   const auto fault_at = [](const char* name) {
     const char* v = std::getenv(name);
     return v ? std::atoll(v) : -1LL;
@@ -1157,6 +1162,10 @@ int train_command(int argc, char** argv, Communicator* ranks) {
       }
     }
     if (checkpoints == kill_after) std::raise(SIGKILL);
+    if (checkpoints == fault_at("CNN_FAULT_SIGINT_TWICE_AFTER_CHECKPOINT")) {
+      std::raise(SIGINT);
+      std::raise(SIGINT);
+    }
     last_checkpoint = std::chrono::steady_clock::now();
     last_good = "epoch " + std::to_string(state.epoch) + ", step " + std::to_string(state.step);
   };
