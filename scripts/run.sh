@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job: install what is needed, build (optimised), and train the default model (LeNet-5)
 # on the full Fashion-MNIST with `cnn train`, which prints progress and leaves lenet5.safetensors,
-# lenet5.csv and lenet5.svg in the current directory. Extra arguments go to `cnn train`.
+# lenet5.csv, lenet5.svg and lenet5.ckpt in the current directory. Extra arguments go to
+# `cnn train`.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/setup.sh"

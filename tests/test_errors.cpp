@@ -34,7 +34,7 @@ void expect_error(const std::function<void()>& f, const std::vector<std::string>
   ADD_FAILURE() << "expected cnn::Error naming " << fragments.front() << ", nothing was thrown";
 }
 
-// Found 2026-12-07 (a helper's probe): Shape's operator[] read past its dimensions for an
+// Found 2026-12-06 (a helper's probe): Shape's operator[] read past its dimensions for an
 // index outside [-rank, rank) (ASan: stack-buffer-overflow), and the pointer constructor read
 // through a null pointer (SEGV).
 TEST(Errors, ShapeIndicesAndPointersOutOfRange) {
@@ -291,7 +291,7 @@ TEST(Errors, OptimizerSettings) {
                {"Adam:", "as many gradients as parameters", "got 2 and 3"});
 }
 
-// Found 2026-12-07 (a helper's probe): settings finite as doubles but not as the float the
+// Found 2026-12-06 (a helper's probe): settings finite as doubles but not as the float the
 // update uses (lr 1e39 is float's inf, 1e-50 its 0) were taken, though the header promises an
 // error for non-finite values; 1e-50 was reported as "got 0.000000".
 TEST(Errors, OptimizerSettingsAreCheckedAsTheFloatTheyBecome) {
@@ -320,7 +320,7 @@ TEST(Errors, OptimizerSettingsAreCheckedAsTheFloatTheyBecome) {
   EXPECT_NO_THROW(Adam<double>(pd, gd, {.beta2 = 0.9999999999}));
 }
 
-// Found 2026-12-07 (a helper's probe): set_state_counter took any counter: Adam's t = -1 gave
+// Found 2026-12-06 (a helper's probe): set_state_counter took any counter: Adam's t = -1 gave
 // NaN parameters at the next step, t = INT64_MAX overflowed its increment, and SGD read 7 as
 // "stepped".
 TEST(Errors, OptimizerStateCountersOutOfRange) {
@@ -345,7 +345,7 @@ TEST(Errors, OptimizerStateCountersOutOfRange) {
   EXPECT_EQ(sgd.state_counter(), 0);
 }
 
-// Found 2026-12-07 (a helper's probe): MaxPool2d took input planes of 2^31 or more elements,
+// Found 2026-12-06 (a helper's probe): MaxPool2d took input planes of 2^31 or more elements,
 // whose int32 argmax overflowed (undefined behaviour in the kernels' index arithmetic).
 TEST(Errors, MaxPoolRefusesPlanesItsInt32ArgmaxCannotIndex) {
   expect_error(
@@ -370,7 +370,7 @@ TEST(Errors, MaxPoolRefusesPlanesItsInt32ArgmaxCannotIndex) {
       {"got 1 x 2147483648"});
 }
 
-// Found 2026-12-07 (a helper's probe): optimizers over empty spans (an unbuilt model's) were
+// Found 2026-12-06 (a helper's probe): optimizers over empty spans (an unbuilt model's) were
 // accepted and trained nothing. PyTorch: "optimizer got an empty parameter list".
 TEST(Errors, OptimizersNeedParameters) {
   std::vector<float> none;
@@ -445,7 +445,7 @@ TEST(Errors, BatchNormEpsThatIsZeroAsAFloatIsRefused) {
 // Found 2026-12-06: BatchNorm's backward normalises with the latest forward's batch
 // statistics, and took any input: a backward of 4 images after a forward of 2 returned a dx of
 // -3e7, and a backward before any forward returned values. MaxPool2d and Dropout refused these.
-// Found 2026-12-07 (a helper's probe): MaxPool2d's backward before any forward said "expected
+// Found 2026-12-06 (a helper's probe): MaxPool2d's backward before any forward said "expected
 // the input of the latest forward (), got ...", and Sequential::output_shape's layer errors
 // lacked the "Sequential: layer i" that build() and backward() give.
 TEST(Errors, MaxPoolBackwardBeforeForwardAndOutputShapePrefix) {
@@ -523,7 +523,7 @@ TEST(Errors, ScheduleSettings) {
                {"--optimizer", "expects sgd, adam or adamw", "'rmsprop'"});
 }
 
-// Found 2026-12-07 (a helper's probe): scheduled_lr took any step and options (step -1 gave
+// Found 2026-12-06 (a helper's probe): scheduled_lr took any step and options (step -1 gave
 // -inf, total_steps 0 NaN), and validate() passed settings whose rates are 0 or infinite as
 // the optimizers' float: a step schedule of 400 epochs decayed to 0 and train_model failed
 // mid-run with SGD's "expected lr > 0, got 0.000000"; a div_factor of 1e300 failed at step 1.

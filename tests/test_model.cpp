@@ -31,6 +31,17 @@ namespace {
 
 namespace fs = std::filesystem;
 
+/// Expects `call` to throw a one-line cnn::Error holding `fragment`.
+void expect_refused(const std::function<void()>& call, const std::string& fragment) {
+  try {
+    call();
+    ADD_FAILURE() << "accepted: " << fragment;
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+    EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos) << e.what();
+  }
+}
+
 TEST(Tensor, AlignedZeroedAndReusesCapacity) {
   Tensor<float> t(Shape{3, 5});
   EXPECT_EQ(reinterpret_cast<uintptr_t>(t.data()) % 64, 0u);
@@ -105,7 +116,7 @@ TEST(Sequential, BackwardRefusesEmptyViews) {
   linear.backward(x, y, dy, {});  // an empty dx means "not needed"
 }
 
-// Found 2026-12-07 (a helper's probe of the API): the defaulted moves left the moved-from
+// Found 2026-12-06 (a helper's probe of the API): the defaulted moves left the moved-from
 // model built with no layers, so that its forward returned its input as the "output".
 TEST(Sequential, AMovedFromModelIsEmptyAndUnbuilt) {
   Sequential<float> model = testing::lenet5();
@@ -1051,7 +1062,7 @@ TEST_F(SafeTensorsTest, RoundTripKeepsNamesShapesValuesAndMetadata) {
   EXPECT_FALSE(fs::exists(file("m.safetensors.tmp")));
 }
 
-// Found 2026-12-07 (a helper's probe): a SaveTensor whose view has no data (a default
+// Found 2026-12-06 (a helper's probe): a SaveTensor whose view has no data (a default
 // TensorView, shape () of one element) threw std::logic_error from std::string's constructor.
 TEST_F(SafeTensorsTest, AViewWithoutDataIsRefusedByName) {
   Tensor<float> a(Shape{2}, 1.0f);
@@ -1336,7 +1347,7 @@ TEST_F(SafeTensorsTest, ALongNameIsWrittenAndAReplacedFileKeepsItsPermissions) {
   }
 }
 
-// Found 2026-12-07 (a helper's probe): load_model ignored the "format" metadata, so a
+// Found 2026-12-06 (a helper's probe): load_model ignored the "format" metadata, so a
 // checkpoint (format "cnn-checkpoint", without optimizer tensors for plain SGD) or a file of
 // any other format loaded as a model.
 TEST(ModelFile, LoadRefusesCheckpointsAndOtherFormats) {
@@ -1348,15 +1359,6 @@ TEST(ModelFile, LoadRefusesCheckpointsAndOtherFormats) {
   const ModelSpec spec = preset_spec("lenet5");
   save_model(model_path, model, spec, {});
   save_checkpoint(checkpoint_path, model, spec, {}, TrainState{}, "{}");
-  const auto expect_refused = [](const std::function<void()>& call, const std::string& fragment) {
-    try {
-      call();
-      ADD_FAILURE() << "loaded: " << fragment;
-    } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
-      EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos) << e.what();
-    }
-  };
   expect_refused([&] { load_model(checkpoint_path); },
                  checkpoint_path + ": a training checkpoint, not a model file (load_checkpoint");
   expect_refused([&] { load_model(checkpoint_path, spec); }, "a training checkpoint");
@@ -1374,7 +1376,7 @@ TEST(ModelFile, LoadRefusesCheckpointsAndOtherFormats) {
   fs::remove_all(dir);
 }
 
-// Found 2026-12-07 (a helper's probe): save_model wrote any number of class names beside the
+// Found 2026-12-06 (a helper's probe): save_model wrote any number of class names beside the
 // model's outputs (3 names for 10 outputs, 12 for 10), which readers index by output.
 TEST(ModelFile, ClassNamesAreOnePerOutputOrNone) {
   const fs::path dir = fs::temp_directory_path() / ("cnn_names_" + std::to_string(::getpid()));
@@ -1383,14 +1385,6 @@ TEST(ModelFile, ClassNamesAreOnePerOutputOrNone) {
   Sequential<float> model = testing::lenet5();
   const ModelSpec spec = preset_spec("lenet5");
   const std::vector<std::string> ten = {"a", "b", "c", "d", "e", "f", "g", "h", "i", "j"};
-  const auto expect_refused = [](const std::function<void()>& call, const std::string& fragment) {
-    try {
-      call();
-      ADD_FAILURE() << "accepted: " << fragment;
-    } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
-    }
-  };
   expect_refused(
       [&] {
         save_model(path, model, spec, {"a", "b", "c"});
@@ -1525,7 +1519,7 @@ TEST(ModelFile, NamesThatAreNotUtf8AreRefusedByTheWriters) {
         save_model(path.string(), linear, spec_of(linear, "m"), {"caf\xe9", "tea"});
       },
       path.string() + ": cannot save: class names: expected UTF-8 text");
-  // The checkpoint's writer names the file too (found 2026-12-07: neither named it).
+  // The checkpoint's writer names the file too (found 2026-12-06: neither named it).
   expect_refused(
       [&] {
         save_checkpoint(path.string(), linear, spec_of(linear, "m"), {"caf\xe9", "tea"},
@@ -1917,14 +1911,6 @@ TEST(Dataset, StructsThatDisagreeWithThemselvesAreRefusedByTheirConsumers) {
   EXPECT_NO_THROW(select_classes(data, {1, 0}));
   Dataset few_pixels = data;
   few_pixels.images.pixels.resize(15);
-  const auto expect_refused = [](const std::function<void()>& call, const std::string& fragment) {
-    try {
-      call();
-      ADD_FAILURE() << "accepted: " << fragment;
-    } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
-    }
-  };
   expect_refused([&] { gather_images(few_pixels.images, {3}, x); },
                  "gather_images: 4 images of 1 x 2 x 2 pixels need 16 bytes, got 15");
   expect_refused([&] { select_classes(few_pixels, {1}); }, "select_classes: 4 images");
@@ -2023,7 +2009,7 @@ void expect_error_with(const std::function<void()>& call, const std::vector<std:
   }
 }
 
-// Found 2026-12-07 (a helper's probe): a ModelSpec filled in C++ with an input of another rank
+// Found 2026-12-06 (a helper's probe): a ModelSpec filled in C++ with an input of another rank
 // than (C, H, W) (a default one's ()) had its dimensions read past the shape's end by
 // build_model, to_json and train_model.
 TEST(ModelSpec, AnInputThatIsNotAnImageShapeIsRefused) {
@@ -2036,7 +2022,7 @@ TEST(ModelSpec, AnInputThatIsNotAnImageShapeIsRefused) {
   expect_error_with([&] { build_model(flat); }, {"expected an input (C, H, W), got (1, 4)"});
 }
 
-// Found 2026-12-07 (a helper's probe): save_model refused a spec that does not describe the
+// Found 2026-12-06 (a helper's probe): save_model refused a spec that does not describe the
 // model, but save_checkpoint wrote it (a checkpoint that load_checkpoint then refused), and
 // train_model took it: a default ModelSpec's input was read past its rank, another model's
 // spec failed with another layer's message.
@@ -2080,7 +2066,7 @@ TEST(ModelSpec, CheckpointsAndTrainingRefuseASpecThatDoesNotDescribeTheModel) {
   fs::remove(path);
 }
 
-// Found 2026-12-07 (a helper's probe): select_classes took any list: {300} and {-1} matched
+// Found 2026-12-06 (a helper's probe): select_classes took any list: {300} and {-1} matched
 // nothing, {1, 1} relabelled only to its first place, {} gave an empty set, without a word.
 TEST(Dataset, SelectClassesAppliesTheSpecsRule) {
   Dataset data = tiny_dataset();
@@ -2104,7 +2090,7 @@ TEST(Dataset, SelectClassesAppliesTheSpecsRule) {
   EXPECT_EQ(selected.labels[0], 1);  // label 0 is the second listed
 }
 
-// Found 2026-12-07 (a helper's probe): read_cifar10({}) returned an empty dataset, evaluate
+// Found 2026-12-06 (a helper's probe): read_cifar10({}) returned an empty dataset, evaluate
 // on one returned NaN loss and accuracy (0 / 0), and train_model with an empty test set
 // trained every epoch and reported NaN test metrics.
 TEST(Dataset, EmptySetsAreRefusedWhereTheyWouldGiveNaN) {

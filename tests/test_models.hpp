@@ -18,8 +18,6 @@ inline Sequential<float> lenet5() {
   return build_model(preset_spec("lenet5"));
 }
 
-/// Writes `file`'s tensors (dtypes kept) and metadata to `path`, with metadata `key` set to
-/// `value`: a model file or checkpoint with one metadata entry changed.
 /// Writes `file`'s tensors (dtypes kept) with `metadata` instead of its own to `path`.
 inline void save_with_all_metadata(const SafeTensorsFile& file,
                                    const std::map<std::string, std::string>& metadata,
@@ -32,6 +30,8 @@ inline void save_with_all_metadata(const SafeTensorsFile& file,
   save_safetensors(path, tensors, metadata);
 }
 
+/// Writes `file`'s tensors (dtypes kept) and metadata to `path`, with metadata `key` set to
+/// `value`: a model file or checkpoint with one metadata entry changed.
 inline void save_with_metadata(const SafeTensorsFile& file, const std::string& key,
                                const std::string& value, const std::string& path) {
   std::map<std::string, std::string> metadata = file.metadata();

@@ -149,29 +149,32 @@ const char* const kTrainHelp =
     "                  absent (a symbolic link is written through)\n";
 
 const char* const kEvalHelp =
-    "usage: cnn eval MODEL [--data fashion-mnist|sample|DIR] [--model SPEC.json] [--batch N]\n"
-    "                [--json] [--logits]\n"
+    "usage: cnn eval MODEL [--data fashion-mnist|sample|DIR] [--model SPEC.json|PRESET]\n"
+    "                [--batch N] [--json] [--logits]\n"
     "\n"
     "Evaluates MODEL (a model file, or an .onnx file: see cnn convert --help) on the test set\n"
     "of --data (default fashion-mnist).\n"
-    "  --model   the architecture, for weights written without cnn's metadata (e.g. PyTorch)\n"
-    "  --json    print one JSON object: samples, loss, accuracy, per_class_accuracy (null\n"
-    "            for a class with no test images), confusion_matrix (rows: true class,\n"
-    "            columns: predicted class), class_names\n"
+    "  --model   the architecture (a spec file or a preset), for weights written without\n"
+    "            cnn's metadata (e.g. PyTorch)\n"
+    "  --json    print one JSON object: model, data, samples, loss, accuracy,\n"
+    "            per_class_accuracy (null for a class with no test images), confusion_matrix\n"
+    "            (rows: true class, columns: predicted class), class_names\n"
     "  --logits  with --json, also the model's outputs for every sample\n";
 
 const char* const kPredictHelp =
-    "usage: cnn predict MODEL IMAGE... [--top K] [--invert] [--json]\n"
+    "usage: cnn predict MODEL IMAGE... [--top K] [--invert] [--json] [--model SPEC.json|PRESET]\n"
     "\n"
     "Classifies each image (PNG, JPEG, BMP, or binary PGM/PPM of 8 or 16 bits; converted to\n"
     "the model's channels and size, pixels scaled to [0, 1]) with MODEL (a model file or .onnx)\n"
     "and prints the top K classes (default 3) with probabilities.\n"
     "Images over 64 megapixels, and files shorter than their header declares, are refused.\n"
     "  --invert  use 255 - pixel: Fashion-MNIST and MNIST show light objects on black\n"
-    "  --json    one JSON object per run: {\"predictions\": [{\"image\", \"top\": [...]}]}\n";
+    "  --json    one JSON object per run: {\"predictions\": [{\"image\", \"top\": [...]}]}\n"
+    "  --model   the architecture (a spec file or a preset), for weights written without\n"
+    "            cnn's metadata (e.g. PyTorch)\n";
 
 const char* const kConvertHelp =
-    "usage: cnn convert IN OUT [--opset N] [--fold-batchnorm] [--model SPEC.json]\n"
+    "usage: cnn convert IN OUT [--opset N] [--fold-batchnorm] [--model SPEC.json|PRESET]\n"
     "\n"
     "Converts by the extensions: a model file (.safetensors) to ONNX (.onnx), or an ONNX file\n"
     "(ours, or one torch.onnx.export wrote, opsets 11 to 17) to a model file. eval, predict and\n"
@@ -181,7 +184,8 @@ const char* const kConvertHelp =
     "  --opset           13 (default) to 17\n"
     "  --fold-batchnorm  fold each BatchNorm2d into the Conv2d before it (a smaller graph; its\n"
     "                    conversion back gives Conv2d layers with biases, no BatchNorm2d)\n"
-    "  --model           the architecture of IN, for weights written without cnn's metadata\n";
+    "  --model           the architecture of IN (a spec file or a preset), for weights written\n"
+    "                    without cnn's metadata\n";
 
 const char* const kInfoHelp =
     "usage: cnn info MODEL|PRESET|SPEC.json [--json]   (MODEL: a model file or .onnx)\n"
@@ -895,8 +899,11 @@ void prepare_training(const Args& args, Communicator* ranks, TrainSetup& t) {
       const Json& now = key == "model" ? Json(args.text("--model", "")) : asked.at(key);
       if (now != was) {
         // A flag's bytes need not be UTF-8.
-        args.fail(flag, "is " + json_text(now) + ", the checkpoint's run has " + json_text(was) +
-                            " (a resumed run keeps its configuration; only --epochs may change)");
+        args.fail(
+            flag,
+            "is " + json_text(now) + ", the checkpoint's run has " + json_text(was) +
+                " (a resumed run keeps its configuration; only --epochs and --checkpoint-every may "
+                "change)");
       }
     }
     resolve_from_start_directory(config);

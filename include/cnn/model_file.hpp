@@ -41,7 +41,7 @@ void save_model(const std::string& path, Sequential<float>& model, const ModelSp
 /// duplicate or unexpected tensor, a tensor whose dtype is not F32 (a counter buffer: I64 or
 /// I32) or whose shape differs from the architecture's, a non-finite weight or buffer, or a
 /// negative running variance, or more class names than outputs (fewer, which cnn train wrote
-/// before 2026-12-07, are completed with the outputs' indices: "8", "9").
+/// before 2026-12-06, are completed with the outputs' indices: "8", "9").
 ModelFile load_model(const std::string& path, const std::optional<ModelSpec>& spec = std::nullopt);
 
 namespace detail {

@@ -234,7 +234,7 @@ ModelFile model_from_file(const SafeTensorsFile& file, const std::string& path,
     } catch (const Json::exception&) {
       fail("class_names: expected a JSON list of strings");
     }
-    // save_model writes one name per output (since 2026-12-07). More names than outputs name
+    // save_model writes one name per output (since 2026-12-06). More names than outputs name
     // nothing; fewer come from cnn train before then, on data whose labels stop below the last
     // output: the rest are named by their index, as the data's own names are, so that such a
     // file saves again.
