@@ -50,8 +50,11 @@ struct CheckOptions {
   // sample when there are more); every element is checked for NaN / assign / accumulate.
   int max_points_per_tensor = 2000;
   double max_skip_fraction = 0.05;
+  // Standard deviation of the generated inputs: ReLU6's upper kink at 6 is reached only by
+  // wider inputs than N(0, 1).
+  double input_scale = 1.0;
   // Lower bound of |x| for generated inputs of layers with a kink at 0 is not needed: kinks
-  // are detected. Inputs are N(0, 1); parameters N(0, 0.5).
+  // are detected. Inputs are N(0, input_scale^2); parameters N(0, 0.5).
 };
 
 struct CheckReport {
@@ -155,7 +158,7 @@ inline CheckReport check_layer(Layer<double>& layer, const Shape& input_shape,
   std::vector<double> params(static_cast<size_t>(np)), grads(static_cast<size_t>(np));
   std::vector<double> x(static_cast<size_t>(nx)), dy(static_cast<size_t>(ny));
   detail::fill_normal(params, rng, 0.5);
-  detail::fill_normal(x, rng, 1.0);
+  detail::fill_normal(x, rng, options.input_scale);
   detail::fill_normal(dy, rng, 1.0);
   layer.bind_parameters(params.data(), grads.data());
   // Buffers (running statistics) get positive random values, a valid variance and an

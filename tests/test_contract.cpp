@@ -289,6 +289,22 @@ TEST_P(ContractTest, ElementwiseAndShapeLayers) {
   }
 }
 
+// LeakyReLU (a positive, a negative and PyTorch's default slope) and ReLU6, whose kinks the
+// checker skips as it does ReLU's; ReLU6's inputs are N(0, 16) so that some lie beyond 6.
+TEST_P(ContractTest, LeakyReluAndRelu6) {
+  std::vector<std::pair<std::unique_ptr<Layer<double>>, double>> layers;
+  for (double slope : {0.01, 0.2, -1.5})
+    layers.emplace_back(std::make_unique<LeakyReLU<double>>(slope), 1.0);
+  layers.emplace_back(std::make_unique<ReLU6<double>>(), 4.0);
+  for (auto& [layer, scale] : layers) {
+    for (const Shape& shape : {Shape{1, 7}, Shape{3, 4, 5, 3}, Shape{3, 8, 2, 2}}) {
+      const CheckReport report = check_layer(*layer, shape, {.seed = 410, .input_scale = scale});
+      EXPECT_TRUE(report.ok()) << layer->describe() << " on " << shape.str() << "\n"
+                               << report.summary();
+    }
+  }
+}
+
 std::vector<double> uniform(Rng& rng, int64_t n, double lo, double hi) {
   std::vector<double> v(static_cast<size_t>(n));
   for (double& e : v) e = rng.uniform(lo, hi);

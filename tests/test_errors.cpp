@@ -110,6 +110,50 @@ TEST(Errors, SizesPast2To48ElementsAreRefusedBeforeTheyOverflow) {
       {"Sequential: layer 0 Conv2d(1048576, 1048576", "parameters", "at most 2^48 elements"});
 }
 
+// LeakyReLU's slope is any finite number, as PyTorch's; NaN and infinity (from the C++ API or a
+// LayerSpec) are refused naming the key. Both new activations round-trip through the canonical
+// JSON, a built model's spec and the torch module mapping.
+TEST(Errors, LeakyReluAndRelu6Settings) {
+  const auto spec_with = [](const std::string& layer) {
+    return R"({"input": [1, 4, 4], "layers": [)" + layer +
+           R"(, {"type": "Flatten"}, {"type": "Linear", "out_features": 2}]})";
+  };
+  // JSON has no NaN or infinity (1e999 is refused as invalid JSON): the spec's refusals are
+  // of other types, the C++ API's of non-finite numbers.
+  for (const std::string bad : {"\"0.1\"", "null", "[0.1]"}) {
+    expect_error(
+        [&] {
+          parse_model_spec(spec_with(R"({"type": "LeakyReLU", "negative_slope": )" + bad + "}"),
+                           "s");
+        },
+        {"s: layer 0", "LeakyReLU expects \"negative_slope\" a finite number"});
+  }
+  expect_error([] { LeakyReLU<float>(std::nan("")); },
+               {"LeakyReLU", "expected a finite negative_slope", "nan"});
+  ModelSpec with_nan = parse_model_spec(spec_with(R"({"type": "LeakyReLU"})"), "s");
+  with_nan.layers[0].negative_slope = -std::numeric_limits<double>::infinity();
+  expect_error([&] { build_model(with_nan); }, {"LeakyReLU", "finite negative_slope", "-inf"});
+  expect_error([&] { parse_model_spec(spec_with(R"({"type": "ReLU6", "max": 6})"), "s"); },
+               {"s: layer 0", "unknown key 'max'"});
+
+  const ModelSpec spec = parse_model_spec(
+      spec_with(R"({"type": "LeakyReLU"}, {"type": "LeakyReLU", "negative_slope": -2.5},
+                   {"type": "ReLU6"})"),
+      "activations");
+  EXPECT_EQ(spec.layers[0].negative_slope, 0.01);  // PyTorch's default
+  EXPECT_EQ(spec.layers[1].negative_slope, -2.5);
+  EXPECT_EQ(to_json(parse_model_spec(to_json(spec), "again")), to_json(spec));
+  EXPECT_EQ(to_json(spec_of(build_model(spec), spec.name)), to_json(spec));
+  const std::vector<std::string> modules = torch_modules(spec);
+  ASSERT_GE(modules.size(), 3u);
+  EXPECT_EQ(modules[0], R"({"args":[],"kwargs":{"negative_slope":0.01},"module":"LeakyReLU"})");
+  EXPECT_EQ(modules[1], R"({"args":[],"kwargs":{"negative_slope":-2.5},"module":"LeakyReLU"})");
+  EXPECT_EQ(modules[2], R"({"args":[],"kwargs":{},"module":"ReLU6"})");
+  const Sequential<float> model = build_model(spec);
+  EXPECT_EQ(model.layer(1).describe(), "LeakyReLU(negative_slope=-2.5)");
+  EXPECT_EQ(model.layer(2).describe(), "ReLU6()");
+}
+
 TEST(Errors, AveragePoolingSettings) {
   const auto spec_with = [](const std::string& layer) {
     return R"({"input": [1, 8, 8], "layers": [)" + layer +

@@ -34,7 +34,8 @@ std::unique_ptr<Layer<float>> make_layer(const Json& c, const Shape& input) {
 class GoldenTest : public testing::PathTest {};
 
 TEST_P(GoldenTest, Layers) {
-  for (const char* file_name : {"layers.safetensors", "average_pooling.safetensors"}) {
+  for (const char* file_name :
+       {"layers.safetensors", "average_pooling.safetensors", "activations.safetensors"}) {
     const SafeTensorsFile file = SafeTensorsFile::load(golden(file_name));
     const Json cases = Json::parse(file.metadata().at("cases"));
     ASSERT_GE(cases.size(), 7u);

@@ -740,6 +740,30 @@ std::vector<Real> relu_backward(const std::vector<T>& x, const std::vector<T>& d
   return dx;
 }
 template <typename T>
+std::vector<Real> leaky_relu(const std::vector<T>& x, T slope) {
+  std::vector<Real> y(x.size());
+  for (size_t k = 0; k < x.size(); ++k) y[k] = x[k] > 0 ? Real(x[k]) : Real(x[k] * slope);
+  return y;
+}
+template <typename T>
+std::vector<Real> leaky_relu_backward(const std::vector<T>& x, const std::vector<T>& dy, T slope) {
+  std::vector<Real> dx(x.size());  // PyTorch's derivative: the slope at x = 0
+  for (size_t k = 0; k < x.size(); ++k) dx[k] = x[k] > 0 ? Real(dy[k]) : Real(dy[k] * slope);
+  return dx;
+}
+template <typename T>
+std::vector<Real> relu6(const std::vector<T>& x) {
+  std::vector<Real> y(x.size());
+  for (size_t k = 0; k < x.size(); ++k) y[k] = std::min(std::max(Real(x[k]), Real(0)), Real(6));
+  return y;
+}
+template <typename T>
+std::vector<Real> relu6_backward(const std::vector<T>& x, const std::vector<T>& dy) {
+  std::vector<Real> dx(x.size());  // PyTorch's derivative: 0 at x = 0 and at x = 6
+  for (size_t k = 0; k < x.size(); ++k) dx[k] = x[k] > 0 && x[k] < 6 ? Real(dy[k]) : 0;
+  return dx;
+}
+template <typename T>
 std::vector<Real> tanh(const std::vector<T>& x) {
   std::vector<Real> y(x.size());
   for (size_t k = 0; k < x.size(); ++k) {
@@ -878,6 +902,33 @@ void check_elementwise(Rng& rng, int64_t n, const std::string& what) {
   ref::relu_backward(db.data(), x.data(), dy.data(), n);
   ASSERT_EQ(da, db) << "relu backward " << what;
   ASSERT_EQ(max_difference(da, independent::relu_backward(x, dy)), 0.0) << "relu backward " << what;
+  // LeakyReLU and ReLU6 have ReLU's own loops: bit for bit the reference, and exact against
+  // the formulas (the products by the slope round once, alike in both). The same draws, so
+  // that the sweep's later cases keep their inputs; x[0] = 0 is a kink of both, and ReLU6's
+  // input has its other kink, 6, at the end (x times 4 is N(0, 16): some 13% lie beyond 6).
+  for (const T slope : {T(0.2), T(-1.75)}) {
+    ops::leaky_relu_forward(a.data(), x.data(), n, slope);
+    ref::leaky_relu_forward(b.data(), x.data(), n, slope);
+    ASSERT_EQ(a, b) << "leaky_relu " << slope << " " << what;
+    ASSERT_EQ(max_difference(a, independent::leaky_relu(x, slope)), 0.0)
+        << "leaky_relu " << slope << " " << what;
+    ops::leaky_relu_backward(da.data(), x.data(), dy.data(), n, slope);
+    ref::leaky_relu_backward(db.data(), x.data(), dy.data(), n, slope);
+    ASSERT_EQ(da, db) << "leaky_relu backward " << slope << " " << what;
+    ASSERT_EQ(max_difference(da, independent::leaky_relu_backward(x, dy, slope)), 0.0)
+        << "leaky_relu backward " << slope << " " << what;
+  }
+  std::vector<T> x6 = x;
+  if (n > 1) x6[n - 1] = T(6);
+  ops::relu6_forward(a.data(), x6.data(), n);
+  ref::relu6_forward(b.data(), x6.data(), n);
+  ASSERT_EQ(a, b) << "relu6 " << what;
+  ASSERT_EQ(max_difference(a, independent::relu6(x6)), 0.0) << "relu6 " << what;
+  ops::relu6_backward(da.data(), x6.data(), dy.data(), n);
+  ref::relu6_backward(db.data(), x6.data(), dy.data(), n);
+  ASSERT_EQ(da, db) << "relu6 backward " << what;
+  ASSERT_EQ(max_difference(da, independent::relu6_backward(x6, dy)), 0.0)
+      << "relu6 backward " << what;
   ops::tanh_forward(a.data(), x.data(), n);
   ASSERT_LE(max_difference(a, independent::tanh(x)), tolerance<T>()) << "tanh " << what;
   ops::tanh_backward(da.data(), a.data(), dy.data(), n);

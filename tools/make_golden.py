@@ -17,6 +17,8 @@ Files:
                       (steps x n, the parameter after each step); metadata "cases".
   adam.safetensors    Adam and AdamW variants, as sgd.safetensors.
   average_pooling.safetensors  AvgPool2d and AdaptiveAvgPool2d(1) cases, as layers.safetensors.
+  activations.safetensors  LeakyReLU and ReLU6 cases, as layers.safetensors, exact kinks
+                      included (these take PyTorch's derivatives there).
   label_smoothing.safetensors  cross-entropy with label smoothing, as losses.safetensors;
                       each case's metadata has its "label_smoothing".
   schedules.safetensors  "<case>.lr" (steps,): PyTorch's learning rate at every step of each
@@ -123,6 +125,44 @@ def layer_cases():
     run("linear_nobias", nn.Linear(9, 4, bias=False), torch.randn(3, 9),
         dict(layer="Linear", in_features=9, out_features=4, bias=False))
     run("flatten", nn.Flatten(), torch.randn(3, 2, 4, 5), dict(layer="Flatten"))
+    return cases, tensors
+
+
+def activation_cases():
+    """LeakyReLU and ReLU6, with exact zeros (and ReLU6's 6) planted: unlike the seed's ReLU these
+    layers take PyTorch's derivative at their kinks (LeakyReLU: the slope at 0; ReLU6: 0 at 0 and
+    at 6), so the golden gradients hold them to it there too. Its own seed: the cases do not
+    depend on the draws of the files written before (added after them)."""
+    torch.manual_seed(20261207)
+    cases, tensors = [], []
+
+    def run(name, module, x, meta):
+        x = x.clone().requires_grad_(True)
+        y = module(x)
+        dy = torch.randn_like(y)
+        (y * dy).sum().backward()
+        tensors.extend([(name + ".x", x), (name + ".y", y), (name + ".dy", dy), (name + ".dx", x.grad)])
+        cases.append(dict(name=name, **meta))
+
+    def planted(x, values):
+        flat = x.flatten()
+        for k, v in enumerate(values):
+            flat[3 * k] = v
+        return flat.reshape(x.shape)
+
+    run("leaky_relu_default", nn.LeakyReLU(), planted(torch.randn(3, 4, 5, 2), [0.0, 0.0]),
+        dict(layer="LeakyReLU"))
+    run("leaky_relu_0.2", nn.LeakyReLU(0.2), planted(torch.randn(2, 3, 4, 4), [0.0]),
+        dict(layer="LeakyReLU", negative_slope=0.2))
+    run("leaky_relu_negative", nn.LeakyReLU(-1.5), 2 * torch.randn(3, 7),
+        dict(layer="LeakyReLU", negative_slope=-1.5))
+    run("relu6", nn.ReLU6(), planted(4 * torch.randn(3, 4, 5, 2), [0.0, 6.0, 0.0, 6.0]),
+        dict(layer="ReLU6"))
+    run("leaky_relu_1", nn.LeakyReLU(1.0), torch.randn(2, 9), dict(layer="LeakyReLU", negative_slope=1.0))
+    run("leaky_relu_5", nn.LeakyReLU(5.0), planted(torch.randn(1, 2, 3, 7), [0.0]),
+        dict(layer="LeakyReLU", negative_slope=5.0))
+    run("relu6_2d", nn.ReLU6(), planted(3 + 4 * torch.randn(4, 9), [6.0, 0.0]), dict(layer="ReLU6"))
+    run("relu6_small", nn.ReLU6(), torch.randn(2, 3, 5, 5), dict(layer="ReLU6"))
     return cases, tensors
 
 
@@ -491,6 +531,9 @@ def main():
                       {"cases": json.dumps(cases)})
     tensors, meta = resnet()
     write_safetensors(os.path.join(OUT, "resnet.safetensors"), tensors, meta)
+    cases, tensors = activation_cases()
+    write_safetensors(os.path.join(OUT, "activations.safetensors"), tensors,
+                      {"cases": json.dumps(cases)})
     print("wrote golden files to", os.path.normpath(OUT), "with torch", torch.__version__, file=sys.stderr)
 
 

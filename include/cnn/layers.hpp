@@ -371,6 +371,44 @@ class ReLU final : public Layer<T> {
                      TensorView<T> dx) override;
 };
 
+/// PyTorch's nn.LeakyReLU: y = x for x > 0, negative_slope * x otherwise. Unlike ReLU it takes
+/// PyTorch's derivative at the kink: negative_slope at x = 0 (as torch's autograd gives).
+template <typename T = float>
+class LeakyReLU final : public Layer<T> {
+ public:
+  /// Throws cnn::Error unless negative_slope is finite (PyTorch takes any float).
+  explicit LeakyReLU(double negative_slope = 0.01);
+  std::string type() const override { return "LeakyReLU"; }
+  std::string describe() const override;
+  Shape output_shape(const Shape& input) const override;
+  double forward_flops(const Shape& input) const override;
+  double negative_slope() const { return negative_slope_; }
+
+ protected:
+  void forward_impl(TensorView<const T> x, TensorView<T> y, Mode mode) override;
+  void backward_impl(TensorView<const T> x, TensorView<const T> y, TensorView<const T> dy,
+                     TensorView<T> dx) override;
+
+ private:
+  double negative_slope_;
+};
+
+/// PyTorch's nn.ReLU6: y = min(max(x, 0), 6). Derivative 1 for 0 < x < 6 and 0 elsewhere,
+/// kinks included (PyTorch's autograd gives 0 at x = 0 and at x = 6).
+template <typename T = float>
+class ReLU6 final : public Layer<T> {
+ public:
+  std::string type() const override { return "ReLU6"; }
+  std::string describe() const override { return "ReLU6()"; }
+  Shape output_shape(const Shape& input) const override;
+  double forward_flops(const Shape& input) const override;
+
+ protected:
+  void forward_impl(TensorView<const T> x, TensorView<T> y, Mode mode) override;
+  void backward_impl(TensorView<const T> x, TensorView<const T> y, TensorView<const T> dy,
+                     TensorView<T> dx) override;
+};
+
 /// tanh; backward 1 - tanh^2 from the cached output.
 template <typename T = float>
 class Tanh final : public Layer<T> {

@@ -254,6 +254,18 @@ void relu_forward(T* y, const T* x, int64_t n);
 /// dx = dy * (x >= 0 ? 1 : 0): the seed's derivative, 1 at x = 0 (PyTorch uses 0 there).
 template <typename T>
 void relu_backward(T* dx, const T* x, const T* dy, int64_t n);
+/// y = x for x > 0, else negative_slope * x.
+template <typename T>
+void leaky_relu_forward(T* y, const T* x, int64_t n, T negative_slope);
+/// dx = dy * (x > 0 ? 1 : negative_slope): PyTorch's derivative, negative_slope at x = 0.
+template <typename T>
+void leaky_relu_backward(T* dx, const T* x, const T* dy, int64_t n, T negative_slope);
+/// y = min(max(x, 0), 6).
+template <typename T>
+void relu6_forward(T* y, const T* x, int64_t n);
+/// dx = dy * (0 < x < 6 ? 1 : 0): PyTorch's derivative, 0 at x = 0 and at x = 6.
+template <typename T>
+void relu6_backward(T* dx, const T* x, const T* dy, int64_t n);
 /// y = tanh(x).
 template <typename T>
 void tanh_forward(T* y, const T* x, int64_t n);

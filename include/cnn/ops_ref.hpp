@@ -322,6 +322,30 @@ template <typename T>
 void relu_backward(T* dx, const T* x, const T* dy, int64_t n) {
   for (int64_t k = 0; k < n; ++k) dx[k] = x[k] < T(0) ? T(0) : dy[k];
 }
+/// LeakyReLU(x) = x if x > 0, negative_slope * x otherwise (PyTorch's nn.LeakyReLU).
+template <typename T>
+void leaky_relu_forward(T* y, const T* x, int64_t n, T negative_slope) {
+  for (int64_t k = 0; k < n; ++k) y[k] = x[k] > T(0) ? x[k] : x[k] * negative_slope;
+}
+/// LeakyReLU'(x) = 1 if x > 0, negative_slope if x <= 0. At x = 0 this is PyTorch's value
+/// (its autograd gives negative_slope there, checked with torch 1.13), not the seed ReLU's 1:
+/// the layer is PyTorch's, so its golden gradients hold it to PyTorch's convention.
+template <typename T>
+void leaky_relu_backward(T* dx, const T* x, const T* dy, int64_t n, T negative_slope) {
+  for (int64_t k = 0; k < n; ++k) dx[k] = x[k] > T(0) ? dy[k] : dy[k] * negative_slope;
+}
+/// ReLU6(x) = min(max(x, 0), 6) (PyTorch's nn.ReLU6, Hardtanh(0, 6)); written as two
+/// comparisons so that a NaN passes through as ReLU's does.
+template <typename T>
+void relu6_forward(T* y, const T* x, int64_t n) {
+  for (int64_t k = 0; k < n; ++k) y[k] = x[k] < T(0) ? T(0) : (x[k] > T(6) ? T(6) : x[k]);
+}
+/// ReLU6'(x) = 1 if 0 < x < 6, else 0: at both kinks, x = 0 and x = 6, the derivative is 0, as
+/// PyTorch's autograd gives (hardtanh_backward, checked with torch 1.13).
+template <typename T>
+void relu6_backward(T* dx, const T* x, const T* dy, int64_t n) {
+  for (int64_t k = 0; k < n; ++k) dx[k] = x[k] > T(0) && x[k] < T(6) ? dy[k] : T(0);
+}
 /// batchnorm_forward, then relu_forward of its output.
 template <typename T>
 void batchnorm_relu_forward(T* y, const T* x, const T* mean, const T* var, const T* gamma,

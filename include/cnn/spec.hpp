@@ -20,7 +20,8 @@
 // kernel, stride and padding take a number or [height, width]; Conv2d padding may be "same";
 // "bias" (default true) applies to Conv2d and Linear. AvgPool2d takes kernel, stride, padding
 // and "count_include_pad" (default true, as PyTorch); AdaptiveAvgPool2d takes "output_size",
-// which must be 1 (global average pooling); Dropout takes "p" in [0, 1) (default 0.5).
+// which must be 1 (global average pooling); Dropout takes "p" in [0, 1) (default 0.5);
+// LeakyReLU takes "negative_slope" (default 0.01, any finite number); ReLU6 takes none.
 // BatchNorm2d and BatchNorm1d take "eps" (1e-5), "momentum" (0.1), "affine" (true) and an
 // optional "num_features" (checked). Residual takes "body" (a list of layers), "shortcut" (a
 // list, or absent for the identity) and "activation" ("ReLU" by default, or "Tanh",
@@ -52,6 +53,7 @@ struct LayerSpec {
   bool count_include_pad = true;    // AvgPool2d
   Size2 output_size{1};             // AdaptiveAvgPool2d
   double p = 0.5;                   // Dropout
+  double negative_slope = 0.01;     // LeakyReLU
   double eps = 1e-5;                // BatchNorm2d, BatchNorm1d
   double momentum = 0.1;            // BatchNorm2d, BatchNorm1d
   bool affine = true;               // BatchNorm2d, BatchNorm1d

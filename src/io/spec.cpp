@@ -1,6 +1,7 @@
 #include "cnn/spec.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -514,6 +515,34 @@ const std::vector<LayerType>& layer_types() {
                      {"activation", l.activation.empty() ? Json(nullptr) : Json(l.activation)}};
        }},
       plain<ReLU<float>>("ReLU"),
+      {"LeakyReLU",
+       {"negative_slope"},
+       [](const SpecReader& r, const Json& j, const std::string& where, LayerSpec& l) {
+         if (!j.contains("negative_slope")) return;
+         // PyTorch takes any float. JSON holds no NaN or infinity, but a LayerSpec written
+         // in C++ can: check_layer_limits reads specs through here too.
+         const Json& v = j["negative_slope"];
+         if (!v.is_number() || !std::isfinite(v.get<double>())) {
+           r.fail(where, "LeakyReLU expects \"negative_slope\" a finite number, got " + v.dump());
+         }
+         l.negative_slope = v.get<double>();
+       },
+       [](const LayerSpec& l, Json& j) { j["negative_slope"] = l.negative_slope; },
+       [](const LayerSpec& l, const Shape&) -> std::unique_ptr<Layer<float>> {
+         return std::make_unique<LeakyReLU<float>>(l.negative_slope);
+       },
+       [](const Layer<float>& layer) {
+         LayerSpec l;
+         l.type = "LeakyReLU";
+         l.negative_slope = dynamic_cast<const LeakyReLU<float>&>(layer).negative_slope();
+         return l;
+       },
+       [](const LayerSpec& l, const Shape&) {
+         return Json{{"module", "LeakyReLU"},
+                     {"args", Json::array()},
+                     {"kwargs", {{"negative_slope", l.negative_slope}}}};
+       }},
+      plain<ReLU6<float>>("ReLU6"),
       plain<Tanh<float>>("Tanh"),
       plain<Sigmoid<float>>("Sigmoid"),
       plain<Softmax<float>>("Softmax", {{"dim", 1}}),

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <cmath>
 #include <sstream>
 #include <string>
 
@@ -24,6 +25,8 @@ std::string elementwise_shape_problem(const Shape& in) {
     return in;                                                                         \
   }
 CNN_ELEMENTWISE_OUTPUT_SHAPE(ReLU)
+CNN_ELEMENTWISE_OUTPUT_SHAPE(LeakyReLU)
+CNN_ELEMENTWISE_OUTPUT_SHAPE(ReLU6)
 CNN_ELEMENTWISE_OUTPUT_SHAPE(Tanh)
 CNN_ELEMENTWISE_OUTPUT_SHAPE(Sigmoid)
 #undef CNN_ELEMENTWISE_OUTPUT_SHAPE
@@ -36,6 +39,42 @@ template <typename T>
 void ReLU<T>::backward_impl(TensorView<const T> x, TensorView<const T> /*y*/,
                             TensorView<const T> dy, TensorView<T> dx) {
   if (!dx.empty()) ops::relu_backward(dx.data(), x.data(), dy.data(), x.numel());
+}
+
+template <typename T>
+LeakyReLU<T>::LeakyReLU(double negative_slope) : negative_slope_(negative_slope) {
+  if (!std::isfinite(negative_slope)) {
+    throw Error("LeakyReLU: expected a finite negative_slope, got " +
+                std::to_string(negative_slope));
+  }
+}
+template <typename T>
+std::string LeakyReLU<T>::describe() const {
+  std::ostringstream out;
+  out << "LeakyReLU(negative_slope=" << negative_slope_ << ")";
+  return out.str();
+}
+template <typename T>
+void LeakyReLU<T>::forward_impl(TensorView<const T> x, TensorView<T> y, Mode /*mode*/) {
+  ops::leaky_relu_forward(y.data(), x.data(), x.numel(), static_cast<T>(negative_slope_));
+}
+template <typename T>
+void LeakyReLU<T>::backward_impl(TensorView<const T> x, TensorView<const T> /*y*/,
+                                 TensorView<const T> dy, TensorView<T> dx) {
+  if (!dx.empty()) {
+    ops::leaky_relu_backward(dx.data(), x.data(), dy.data(), x.numel(),
+                             static_cast<T>(negative_slope_));
+  }
+}
+
+template <typename T>
+void ReLU6<T>::forward_impl(TensorView<const T> x, TensorView<T> y, Mode /*mode*/) {
+  ops::relu6_forward(y.data(), x.data(), x.numel());
+}
+template <typename T>
+void ReLU6<T>::backward_impl(TensorView<const T> x, TensorView<const T> /*y*/,
+                             TensorView<const T> dy, TensorView<T> dx) {
+  if (!dx.empty()) ops::relu6_backward(dx.data(), x.data(), dy.data(), x.numel());
 }
 
 template <typename T>
@@ -109,6 +148,14 @@ void Flatten<T>::backward_impl(TensorView<const T> /*x*/, TensorView<const T> /*
 // One operation per element for the element-wise layers, three for softmax, none for Flatten.
 template <typename T>
 double ReLU<T>::forward_flops(const Shape& input) const {
+  return double(output_shape(input).numel());
+}
+template <typename T>
+double LeakyReLU<T>::forward_flops(const Shape& input) const {
+  return double(output_shape(input).numel());
+}
+template <typename T>
+double ReLU6<T>::forward_flops(const Shape& input) const {
   return double(output_shape(input).numel());
 }
 template <typename T>
@@ -200,6 +247,8 @@ void Dropout<T>::backward_impl(TensorView<const T> x, TensorView<const T> /*y*/,
   template class Layer<float>;       \
   template class Layer<double>;
 CNN_INSTANTIATE_LAYER(ReLU)
+CNN_INSTANTIATE_LAYER(LeakyReLU)
+CNN_INSTANTIATE_LAYER(ReLU6)
 CNN_INSTANTIATE_LAYER(Tanh)
 CNN_INSTANTIATE_LAYER(Sigmoid)
 CNN_INSTANTIATE_LAYER(Softmax)

@@ -57,6 +57,54 @@ void relu_backward(T* dx, const T* x, const T* dy, int64_t n) {
     }
   });
 }
+// LeakyReLU and ReLU6 take ReLU's non-aliasing loops: they stand where ReLU does in a network.
+template <typename T>
+void leaky_relu_forward(T* y, const T* x, int64_t n, T negative_slope) {
+  if (reference_mode()) return ref::leaky_relu_forward(y, x, n, negative_slope);
+  for_chunks(n, [&](int64_t first, int64_t count) {
+    T* __restrict out = y + first;
+    const T* __restrict in = x + first;
+    for (int64_t k = 0; k < count; ++k) out[k] = in[k] > T(0) ? in[k] : in[k] * negative_slope;
+  });
+}
+template <typename T>
+void leaky_relu_backward(T* dx, const T* x, const T* dy, int64_t n, T negative_slope) {
+  if (reference_mode()) return ref::leaky_relu_backward(dx, x, dy, n, negative_slope);
+  for_chunks(n, [&](int64_t first, int64_t count) {
+    T* __restrict out = dx + first;
+    const T* __restrict in = x + first;
+    const T* __restrict up = dy + first;
+    for (int64_t k = 0; k < count; ++k) {
+      const T upstream = up[k];
+      out[k] = in[k] > T(0) ? upstream : upstream * negative_slope;
+    }
+  });
+}
+template <typename T>
+void relu6_forward(T* y, const T* x, int64_t n) {
+  if (reference_mode()) return ref::relu6_forward(y, x, n);
+  for_chunks(n, [&](int64_t first, int64_t count) {
+    T* __restrict out = y + first;
+    const T* __restrict in = x + first;
+    for (int64_t k = 0; k < count; ++k) {
+      const T v = in[k];
+      out[k] = v < T(0) ? T(0) : (v > T(6) ? T(6) : v);
+    }
+  });
+}
+template <typename T>
+void relu6_backward(T* dx, const T* x, const T* dy, int64_t n) {
+  if (reference_mode()) return ref::relu6_backward(dx, x, dy, n);
+  for_chunks(n, [&](int64_t first, int64_t count) {
+    T* __restrict out = dx + first;
+    const T* __restrict in = x + first;
+    const T* __restrict up = dy + first;
+    for (int64_t k = 0; k < count; ++k) {
+      const T upstream = up[k];  // loaded unconditionally, so that the select vectorises
+      out[k] = in[k] > T(0) && in[k] < T(6) ? upstream : T(0);
+    }
+  });
+}
 template <typename T>
 void tanh_forward(T* y, const T* x, int64_t n) {
   for_chunks(n,
@@ -175,6 +223,10 @@ void accumulate(T* dx, const T* g, int64_t n) {
   template void copy_images<T>(T*, const T*, int64_t, int64_t);                            \
   template void relu_forward<T>(T*, const T*, int64_t);                                    \
   template void relu_backward<T>(T*, const T*, const T*, int64_t);                         \
+  template void leaky_relu_forward<T>(T*, const T*, int64_t, T);                           \
+  template void leaky_relu_backward<T>(T*, const T*, const T*, int64_t, T);                \
+  template void relu6_forward<T>(T*, const T*, int64_t);                                   \
+  template void relu6_backward<T>(T*, const T*, const T*, int64_t);                        \
   template void tanh_forward<T>(T*, const T*, int64_t);                                    \
   template void tanh_backward<T>(T*, const T*, const T*, int64_t);                         \
   template void sigmoid_forward<T>(T*, const T*, int64_t);                                 \
