@@ -154,9 +154,25 @@ ModelSpec doubled_spec() {
                           "doubled");
 }
 
+/// LeakyReLU (a slope of 0.2 and PyTorch's default) and ReLU6 (2026-12-07): LeakyRelu nodes and a
+/// Clip(0, 6).
+ModelSpec activations_spec() {
+  return parse_model_spec(R"({"name": "activations", "input": [1, 28, 28], "layers": [
+    {"type": "Conv2d", "out_channels": 4, "kernel": 5, "stride": 2},
+    {"type": "LeakyReLU", "negative_slope": 0.2},
+    {"type": "Conv2d", "out_channels": 4, "kernel": 3},
+    {"type": "ReLU6"},
+    {"type": "Flatten"},
+    {"type": "Linear", "out_features": 16},
+    {"type": "LeakyReLU"},
+    {"type": "Linear", "out_features": 10}]})",
+                          "activations");
+}
+
 std::vector<ModelSpec> export_specs() {
-  return {preset_spec("lenet5"), preset_spec("convnet"), preset_spec("resnet"), preset_spec("seed"),
-          every_layer_spec(),    nested_at_start_spec(), same_padding_spec(),   doubled_spec()};
+  return {preset_spec("lenet5"), preset_spec("convnet"), preset_spec("resnet"),
+          preset_spec("seed"),   every_layer_spec(),     nested_at_start_spec(),
+          same_padding_spec(),   doubled_spec(),         activations_spec()};
 }
 
 /// onnx::checker::check_model and shape inference with type checks in strict mode (errors
@@ -244,7 +260,7 @@ TEST(Onnx, OpenCvDnnRunsOurExportsToOurLogits) {
   // has padded AvgPool2d layers that count the padding (found 2026-12-06: written as one
   // AveragePool with count_include_pad 1, OpenCV 4.6 gave logits 4-10% off).
   for (const std::string preset :
-       {"lenet5", "convnet", "resnet", "torch_lenet5", "torch_resnet", "padded"}) {
+       {"lenet5", "convnet", "resnet", "torch_lenet5", "torch_resnet", "padded", "activations"}) {
     const bool trained = preset.starts_with("torch_");
     ModelFile file;
     if (trained) {
@@ -257,6 +273,13 @@ TEST(Onnx, OpenCvDnnRunsOurExportsToOurLogits) {
              {"type": "AvgPool2d", "kernel": [3, 5], "stride": 1, "padding": [1, 2]}]},
           {"type": "Flatten"}, {"type": "Linear", "out_features": 10}]})",
                                    "padded");
+      file.model = random_model(file.spec, 11);
+    } else if (preset == "activations") {
+      // LeakyRelu only: OpenCV 4.6 refuses a Clip with its bounds as inputs ("input_size() ==
+      // 1"), the only Clip from opset 11, ours and torch's (found 2026-12-07), so ReLU6 is
+      // left out here.
+      file.spec = activations_spec();
+      file.spec.layers[3].type = "ReLU";
       file.model = random_model(file.spec, 11);
     } else {
       file.spec = preset_spec(preset);
@@ -349,7 +372,10 @@ TEST(Onnx, TorchExportsGivePyTorchsLogits) {
            {"torch_avgpool.onnx", "torch_avgpool_outputs.safetensors"},
            // PyTorch's own idioms: ceil_mode=True where the windows tile, x + y, x.mean((2, 3))
            // (ReduceMean); the first and last were refused until 2026-12-06.
-           {"torch_idioms.onnx", "torch_idioms_outputs.safetensors"}}) {
+           {"torch_idioms.onnx", "torch_idioms_outputs.safetensors"},
+           // nn.LeakyReLU(0.2), nn.LeakyReLU() and nn.ReLU6 (LeakyRelu, and a Clip whose
+           // bounds are Constant nodes); refused until 2026-12-07.
+           {"torch_activations.onnx", "torch_activations_outputs.safetensors"}}) {
     SCOPED_TRACE(file);
     const SafeTensorsFile expected = SafeTensorsFile::load(golden(outputs));
     const Tensor<float> logits = expected.tensor<float>("logits");
@@ -482,6 +508,90 @@ void expect_import_refused(const std::string& path, const std::string& fragment)
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
   }
+}
+
+// LeakyReLU exports as LeakyRelu with its slope as alpha, ReLU6 as a Clip whose bounds 0 and 6 are
+// scalar initializers; the import reads both back (the round trip itself is in
+// ModelFileToOnnxAndBackIsBitIdentical) and takes a Clip(0) without a max as a ReLU. A Clip of
+// other bounds, which no cnn layer computes, is refused in one line naming the node and the
+// bounds, and so is a LeakyRelu whose alpha is not finite.
+TEST(Onnx, LeakyReluAndClipExportAndImport) {
+  const ModelSpec spec = activations_spec();
+  Sequential<float> model = random_model(spec, 7);
+  const std::string path = (work_dir() / "activations.onnx").string();
+  save_onnx(path, model, spec, {});
+  const onnx::ModelProto exported = parse(path);
+  std::vector<float> alphas;
+  int clips = 0;
+  for (const auto& n : exported.graph().node()) {
+    if (n.op_type() == "LeakyRelu") {
+      ASSERT_EQ(n.attribute_size(), 1);
+      EXPECT_EQ(n.attribute(0).name(), "alpha");
+      alphas.push_back(n.attribute(0).f());
+    }
+    if (n.op_type() != "Clip") continue;
+    ++clips;
+    ASSERT_EQ(n.input_size(), 3);
+    for (int k : {1, 2}) {
+      const auto t =
+          std::find_if(exported.graph().initializer().begin(), exported.graph().initializer().end(),
+                       [&](const onnx::TensorProto& i) { return i.name() == n.input(k); });
+      ASSERT_NE(t, exported.graph().initializer().end());
+      EXPECT_EQ(t->dims_size(), 0);  // a scalar, as the operator asks
+      ASSERT_EQ(t->float_data_size(), 1);
+      EXPECT_EQ(t->float_data(0), k == 1 ? 0.0f : 6.0f);
+    }
+  }
+  EXPECT_EQ(alphas, (std::vector<float>{0.2f, 0.01f}));
+  EXPECT_EQ(clips, 1);
+
+  int variant = 0;
+  const auto edited = [&](const std::function<void(onnx::GraphProto&)>& edit) {
+    onnx::ModelProto m = exported;
+    m.clear_metadata_props();  // the graph alone counts
+    edit(*m.mutable_graph());
+    const std::string out =
+        (work_dir() / ("activations_" + std::to_string(variant++) + ".onnx")).string();
+    std::string bytes;
+    EXPECT_TRUE(m.SerializeToString(&bytes));
+    write_bytes(out, bytes);
+    return out;
+  };
+  const auto node = [](onnx::GraphProto& g, const std::string& op) -> onnx::NodeProto& {
+    for (auto& n : *g.mutable_node())
+      if (n.op_type() == op) return n;
+    throw Error("no " + op);
+  };
+  const auto bound = [&](onnx::GraphProto& g, int k) -> onnx::TensorProto& {
+    const std::string name = node(g, "Clip").input(k);
+    for (auto& t : *g.mutable_initializer())
+      if (t.name() == name) return t;
+    throw Error("no " + name);
+  };
+  // The graph without its metadata reads as the same layers.
+  ModelFile plain = load_onnx(edited([](onnx::GraphProto&) {}));
+  EXPECT_EQ(plain.model.layer(1).describe(), "LeakyReLU(negative_slope=0.2)");
+  EXPECT_EQ(plain.model.layer(3).describe(), "ReLU6()");
+  EXPECT_EQ(plain.model.layer(6).describe(), "LeakyReLU(negative_slope=0.01)");
+  ModelFile relu = load_onnx(
+      edited([&](onnx::GraphProto& g) { node(g, "Clip").mutable_input()->RemoveLast(); }));
+  EXPECT_EQ(relu.spec.layers[3].type, "ReLU");
+  expect_import_refused(edited([&](onnx::GraphProto& g) { bound(g, 2).set_float_data(0, 5); }),
+                        "(Clip): bounds min 0, max 5 (cnn imports Clip(0, 6) as ReLU6");
+  expect_import_refused(edited([&](onnx::GraphProto& g) { bound(g, 1).set_float_data(0, -6); }),
+                        "bounds min -6, max 6");
+  expect_import_refused(edited([&](onnx::GraphProto& g) { node(g, "Clip").set_input(1, ""); }),
+                        "bounds min none, max 6");
+  expect_import_refused(edited([&](onnx::GraphProto& g) {
+                          bound(g, 2).add_float_data(7);
+                          bound(g, 2).add_dims(2);
+                        }),
+                        "max of 2 values (expected a scalar)");
+  expect_import_refused(
+      edited([&](onnx::GraphProto& g) {
+        node(g, "LeakyRelu").mutable_attribute(0)->set_f(std::numeric_limits<float>::infinity());
+      }),
+      "(LeakyRelu): alpha inf (expected a finite number)");
 }
 
 // Found 2026-12-06 by probing the importer with edited graphs: each of these imported to
@@ -1236,8 +1346,8 @@ TEST(Onnx, BadFilesAreRefusedInOneLine) {
       {"opset18", mutated([](auto& m) { m.mutable_opset_import(0)->set_version(18); }),
        "opset 18 is outside the supported 11 to 17"},
       {"unsupported_op",
-       mutated([](auto& m) { m.mutable_graph()->mutable_node(1)->set_op_type("LeakyRelu"); }),
-       "node '1' (LeakyRelu): op type LeakyRelu is not supported"},
+       mutated([](auto& m) { m.mutable_graph()->mutable_node(1)->set_op_type("Elu"); }),
+       "node '1' (Elu): op type Elu is not supported"},
       {"dangling",
        mutated([](auto& m) { m.mutable_graph()->mutable_node(3)->set_input(0, "nowhere"); }),
        "input 'nowhere' is not a graph input, an initializer or an earlier node's output"},

@@ -101,7 +101,9 @@ class OnnxConformance : public ::testing::Test {
 };
 
 TEST_F(OnnxConformance, OurLayersGiveOnnxsOutputs) {
-  const std::vector<std::string> elementwise = {"test_relu", "test_sigmoid", "test_tanh"};
+  const std::vector<std::string> elementwise = {
+      "test_relu",      "test_sigmoid",           "test_tanh",
+      "test_leakyrelu", "test_leakyrelu_default", "test_clip_default_min"};
   const std::vector<std::string> tests = {
       "test_conv_with_strides_padding",
       "test_conv_with_strides_no_padding",
@@ -125,6 +127,9 @@ TEST_F(OnnxConformance, OurLayersGiveOnnxsOutputs) {
       "test_relu",
       "test_sigmoid",
       "test_tanh",
+      "test_leakyrelu",
+      "test_leakyrelu_default",
+      "test_clip_default_min",  // Clip(0) without a max: a ReLU
   };
   for (const std::string& test : tests) {
     SCOPED_TRACE(test);
@@ -180,11 +185,25 @@ TEST_F(OnnxConformance, WhatOurLayersCannotExpressIsRefusedInOneLine) {
       {"test_softmax_axis_1", "has rank 3 (expected 4: N, C, H, W)"},
       {"test_convtranspose", "op type ConvTranspose is not supported"},
       {"test_flatten_axis2", "axis 2 (only 1, (N, -1), is supported)"},
+      // Given a batch as the elementwise cases are (below). cnn's Clips are ReLU6, Clip(0, 6),
+      // and ReLU, Clip(0); the cases on a vector of 3 are refused for their input's rank.
+      {"test_clip", "bounds min -1, max 1"},
+      {"test_clip_default_max", "bounds min none, max 0"},
+      {"test_clip_example", "has rank 2 (expected 4: N, C, H, W)"},
+      {"test_clip_inbounds", "has rank 2 (expected 4: N, C, H, W)"},
+      {"test_clip_outbounds", "has rank 2 (expected 4: N, C, H, W)"},
+      {"test_clip_splitbounds", "has rank 2 (expected 4: N, C, H, W)"},
+      {"test_clip_default_inbounds", "has rank 2 (expected 4: N, C, H, W)"},
+      {"test_leakyrelu_example", "has rank 2 (expected 4: N, C, H, W)"},
+      {"test_clip_default_int8_min", "data type INT8"},
+      {"test_clip_default_int8_max", "data type INT8"},
+      {"test_clip_default_int8_inbounds", "input 'x' is not a float tensor"},
   };
   for (const auto& [test, fragment] : tests) {
     SCOPED_TRACE(test);
     onnx::TensorProto input;
-    const std::string path = prepared_model(test, false, input);
+    const bool add_batch = test.starts_with("test_clip") || test.starts_with("test_leakyrelu");
+    const std::string path = prepared_model(test, add_batch, input);
     try {
       load_onnx(path);
       ADD_FAILURE() << test << " was accepted";

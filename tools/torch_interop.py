@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """PyTorch interop for cnn model files, both ways (Debian's python3-torch, /usr/bin/python3).
 
-  tools/torch_interop.py export [lenet5] [resnet] [avgpool] [idioms]
+  tools/torch_interop.py export [lenet5] [resnet] [avgpool] [idioms] [activations]
       Trains each preset in PyTorch on the bundled Fashion-MNIST sample (LeNet-5 one epoch of
       SGD; resnet three, its BatchNorms in training mode so the running statistics are real)
       and writes, under tests/golden/, for P in lenet5, resnet:
@@ -21,7 +21,9 @@
       torch_avgpool.onnx (opset 13: each padded AvgPool2d is a Pad and an AveragePool) and
       torch_avgpool_outputs.safetensors. idioms, a network written in PyTorch's own idioms
       (class Idioms: ceil_mode, x + y, x.mean((2, 3))), gives torch_idioms.onnx (opset 13) and
-      torch_idioms_outputs.safetensors.
+      torch_idioms_outputs.safetensors. activations (class Activations: nn.LeakyReLU(0.2),
+      nn.LeakyReLU(), nn.ReLU6) gives torch_activations.onnx (opset 13) and
+      torch_activations_outputs.safetensors.
       tests/test_interop.cpp checks that cnn gives the same logits; CI needs no torch.
 
   tools/torch_interop.py check MODEL [--data DIR] [--cnn PATH]
@@ -249,6 +251,37 @@ def export_idioms():
           % (accuracy.item(), loss.item(), torch.__version__))
 
 
+class Activations(nn.Module):
+    """The two activations cnn imported last (2026-12-07), as PyTorch users write them:
+    nn.LeakyReLU(0.2) and the default nn.LeakyReLU() (ONNX LeakyRelu with alpha) and nn.ReLU6
+    (Clip with min 0 and max 6 as inputs)."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(1, 6, 3, padding=1), nn.LeakyReLU(0.2), nn.MaxPool2d(2),  # 28 -> 14
+            nn.Conv2d(6, 4, 3), nn.ReLU6(), nn.Flatten(),  # 14 -> 12
+            nn.Linear(4 * 12 * 12, 32), nn.LeakyReLU(), nn.Linear(32, 10))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def export_activations():
+    """Trains Activations two epochs on the sample and writes torch_activations.onnx (opset 13,
+    dynamic batch) and torch_activations_outputs.safetensors (PyTorch's logits)."""
+    torch.manual_seed(1127)
+    torch.set_num_threads(1)
+    model = Activations()
+    train_on_sample(model, torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9), 2)
+    tx, loss, accuracy = write_outputs(model, "torch_activations_outputs.safetensors")
+    torch.onnx.export(model, tx[:2], os.path.join(GOLDEN, "torch_activations.onnx"),
+                      input_names=["input"], output_names=["logits"], opset_version=13,
+                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+    print("exported activations: sample test accuracy %.4f, loss %.6f (torch %s)"
+          % (accuracy.item(), loss.item(), torch.__version__))
+
+
 def export(cnn, presets):
     for preset in presets:
         if preset == "lenet5":
@@ -282,9 +315,11 @@ def export(cnn, presets):
                 os.remove(path)
         elif preset == "idioms":
             export_idioms()
+        elif preset == "activations":
+            export_activations()
         else:
-            raise SystemExit("export: unknown preset %r (expected lenet5, resnet, avgpool or "
-                             "idioms)" % preset)
+            raise SystemExit("export: unknown preset %r (expected lenet5, resnet, avgpool, "
+                             "idioms or activations)" % preset)
 
 
 def check(model_path, data, cnn):

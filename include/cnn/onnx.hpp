@@ -27,7 +27,8 @@ struct OnnxExportOptions {
 bool onnx_supported();
 
 /// Writes `model` as an ONNX file, atomically (write_file_atomic). Layers map to Conv,
-/// BatchNormalization (inference form), Relu, Tanh, Sigmoid, Softmax (axis 1), MaxPool,
+/// BatchNormalization (inference form), Relu, LeakyRelu, Clip(0, 6) (ReLU6), Tanh, Sigmoid,
+/// Softmax (axis 1), MaxPool,
 /// AveragePool, GlobalAveragePool, Flatten (axis 1), Gemm (transB 1) and Add (Residual);
 /// Dropout is left out. The model passes onnx::checker::check_model and strict shape
 /// inference before it is written. Throws cnn::Error "<path>: ..." for an opset outside 13-17,
@@ -37,7 +38,7 @@ void save_onnx(const std::string& path, Sequential<float>& model, const ModelSpe
 
 /// Reads an ONNX file into a model: ours (the spec from "cnn.architecture" when it describes
 /// the same graph) or one written by torch.onnx.export (opsets 11 to 17) from Conv,
-/// BatchNormalization, Relu/Tanh/Sigmoid/Softmax, MaxPool, AveragePool, GlobalAveragePool,
+/// BatchNormalization, Relu/LeakyRelu/Tanh/Sigmoid/Softmax, Clip(0, 6) (ReLU6) or Clip(0) (ReLU), MaxPool, AveragePool, GlobalAveragePool,
 /// Flatten or Reshape to (N, -1), Gemm or MatMul + Add, Add of two branches (a Residual),
 /// Dropout and Identity. Throws cnn::Error "<path>: ..." naming the node, its op type and the
 /// reason for anything else: not protobuf, an opset outside 11-17, an unsupported op or

@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
+#include <sstream>
 
 #include "cnn/error.hpp"
 #include "cnn/fileio.hpp"
@@ -110,6 +111,18 @@ class Exporter {
     }
     if (type == "ReLU") return node("Relu", name, {in}).output(0);
     if (type == "Tanh") return node("Tanh", name, {in}).output(0);
+    if (const auto* leaky = dynamic_cast<const LeakyReLU<float>*>(&layer)) {
+      onnx::NodeProto& n = node("LeakyRelu", name, {in});
+      attribute_float(n, "alpha", static_cast<float>(leaky->negative_slope()));
+      return n.output(0);
+    }
+    if (type == "ReLU6") {
+      // Clip(0, 6), as torch.onnx.export writes nn.ReLU6: from opset 11 (ours are 13 to 17)
+      // the bounds are inputs, scalars of the input's type.
+      const std::string low = scalar_constant(name + ".min", 0.0f);
+      const std::string high = scalar_constant(name + ".max", 6.0f);
+      return node("Clip", name, {in, low, high}).output(0);
+    }
     if (type == "Sigmoid") return node("Sigmoid", name, {in}).output(0);
     if (type == "Softmax") {
       onnx::NodeProto& n = node("Softmax", name, {in});
@@ -233,6 +246,15 @@ class Exporter {
 
   std::string constant(const std::string& name, const std::vector<float>& values) {
     return add_initializer(name, Shape{static_cast<int64_t>(values.size())}, values.data());
+  }
+
+  /// A FLOAT initializer of rank 0 (Clip's bounds).
+  std::string scalar_constant(const std::string& name, float value) {
+    onnx::TensorProto* t = graph_.add_initializer();
+    t->set_name(name);
+    t->set_data_type(onnx::TensorProto::FLOAT);
+    t->add_float_data(value);
+    return name;
   }
 
   /// An INT64 initializer of `values` (a Pad's pads).
@@ -1049,6 +1071,41 @@ std::string Importer::apply(int i, const std::string& value, std::vector<LayerSp
   } else if (op == "Relu" || op == "Tanh" || op == "Sigmoid") {
     only_attributes(i, {});
     l.type = op == "Relu" ? "ReLU" : op;
+  } else if (op == "LeakyRelu") {
+    only_attributes(i, {"alpha"});
+    l.type = "LeakyReLU";
+    l.negative_slope = float_attribute(i, "alpha", 0.01f);
+    if (!std::isfinite(l.negative_slope))
+      fail_node(i, "alpha " + std::to_string(l.negative_slope) + " (expected a finite number)");
+  } else if (op == "Clip") {
+    // From opset 11, the oldest imported, the bounds are optional scalar inputs. cnn has
+    // Clip(0, 6) (nn.ReLU6) and Clip(0) (a ReLU, in inference); other bounds are refused.
+    only_attributes(i, {});
+    const auto bound = [&](int k, const char* role) -> std::optional<float> {
+      if (!has_input(i, k)) return std::nullopt;
+      const Constant& c = constant_input(i, k, role);
+      if (c.floats.size() != 1)
+        fail_node(i, std::string(role) + " of " + std::to_string(c.floats.size()) +
+                         " values (expected a scalar)");
+      return c.floats[0];
+    };
+    const std::optional<float> low = bound(1, "min"), high = bound(2, "max");
+    if (low == 0.0f && high == 6.0f) {
+      l.type = "ReLU6";
+    } else if (low == 0.0f && !high) {
+      l.type = "ReLU";
+    } else {
+      const auto text = [](const std::optional<float>& v) {
+        std::ostringstream out;
+        if (v)
+          out << *v;
+        else
+          out << "none";
+        return out.str();
+      };
+      fail_node(i, "bounds min " + text(low) + ", max " + text(high) +
+                       " (cnn imports Clip(0, 6) as ReLU6 and Clip(0) as ReLU)");
+    }
   } else if (op == "Softmax") {
     only_attributes(i, {"axis"});
     const int64_t axis = int_attribute(i, "axis", opset_ >= 13 ? -1 : 1);
@@ -1242,8 +1299,9 @@ std::string Importer::apply(int i, const std::string& value, std::vector<LayerSp
     return n.output(0);  // the identity in inference
   } else {
     fail_node(i, "op type " + op +
-                     " is not supported (cnn imports Conv, BatchNormalization, Relu, Tanh, "
-                     "Sigmoid, Softmax, MaxPool, AveragePool, GlobalAveragePool, ReduceMean over "
+                     " is not supported (cnn imports Conv, BatchNormalization, Relu, "
+                     "LeakyRelu, Clip(0, 6), Tanh, Sigmoid, Softmax, MaxPool, AveragePool, "
+                     "GlobalAveragePool, ReduceMean over "
                      "H and W, Flatten, Reshape to (N, -1), Gemm, MatMul + Add, Add of a "
                      "residual block, Pad of zeros before a Conv or AveragePool, Dropout, "
                      "Identity)");
