@@ -154,7 +154,7 @@ ModelSpec doubled_spec() {
                           "doubled");
 }
 
-/// LeakyReLU (a slope of 0.2 and PyTorch's default) and ReLU6 (2026-12-07): LeakyRelu nodes and a
+/// LeakyReLU (a slope of 0.2 and PyTorch's default) and ReLU6 (2026-12-06): LeakyRelu nodes and a
 /// Clip(0, 6).
 ModelSpec activations_spec() {
   return parse_model_spec(R"({"name": "activations", "input": [1, 28, 28], "layers": [
@@ -276,7 +276,7 @@ TEST(Onnx, OpenCvDnnRunsOurExportsToOurLogits) {
       file.model = random_model(file.spec, 11);
     } else if (preset == "activations") {
       // LeakyRelu only: OpenCV 4.6 refuses a Clip with its bounds as inputs ("input_size() ==
-      // 1"), the only Clip from opset 11, ours and torch's (found 2026-12-07), so ReLU6 is
+      // 1"), the only Clip from opset 11, ours and torch's (found 2026-12-06), so ReLU6 is
       // left out here.
       file.spec = activations_spec();
       file.spec.layers[3].type = "ReLU";
@@ -374,7 +374,7 @@ TEST(Onnx, TorchExportsGivePyTorchsLogits) {
            // (ReduceMean); the first and last were refused until 2026-12-06.
            {"torch_idioms.onnx", "torch_idioms_outputs.safetensors"},
            // nn.LeakyReLU(0.2), nn.LeakyReLU() and nn.ReLU6 (LeakyRelu, and a Clip whose
-           // bounds are Constant nodes); refused until 2026-12-07.
+           // bounds are Constant nodes); refused until 2026-12-06.
            {"torch_activations.onnx", "torch_activations_outputs.safetensors"}}) {
     SCOPED_TRACE(file);
     const SafeTensorsFile expected = SafeTensorsFile::load(golden(outputs));

@@ -252,7 +252,7 @@ def export_idioms():
 
 
 class Activations(nn.Module):
-    """The two activations cnn imported last (2026-12-07), as PyTorch users write them:
+    """The two activations cnn imported last (2026-12-06), as PyTorch users write them:
     nn.LeakyReLU(0.2) and the default nn.LeakyReLU() (ONNX LeakyRelu with alpha) and nn.ReLU6
     (Clip with min 0 and max 6 as inputs)."""
 
