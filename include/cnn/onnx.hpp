@@ -38,12 +38,12 @@ void save_onnx(const std::string& path, Sequential<float>& model, const ModelSpe
 
 /// Reads an ONNX file into a model: ours (the spec from "cnn.architecture" when it describes
 /// the same graph) or one written by torch.onnx.export (opsets 11 to 17) from Conv,
-/// BatchNormalization, Relu/LeakyRelu/Tanh/Sigmoid/Softmax, Clip(0, 6) (ReLU6) or Clip(0) (ReLU), MaxPool, AveragePool, GlobalAveragePool,
-/// Flatten or Reshape to (N, -1), Gemm or MatMul + Add, Add of two branches (a Residual),
-/// Dropout and Identity. Throws cnn::Error "<path>: ..." naming the node, its op type and the
-/// reason for anything else: not protobuf, an opset outside 11-17, an unsupported op or
-/// attribute, a dangling input, an initializer of the wrong shape, external data, dimensions
-/// that overflow, non-finite weights.
+/// BatchNormalization, Relu/LeakyRelu/Tanh/Sigmoid/Softmax, Clip(0, 6) (ReLU6) or Clip(0) (ReLU),
+/// MaxPool, AveragePool, GlobalAveragePool, Flatten or Reshape to (N, -1), Gemm or MatMul + Add,
+/// Add of two branches (a Residual), Dropout and Identity. Throws cnn::Error "<path>: ..." naming
+/// the node, its op type and the reason for anything else: not protobuf, an opset outside 11-17, an
+/// unsupported op or attribute, a dangling input, an initializer of the wrong shape, external data,
+/// dimensions that overflow, non-finite weights.
 ModelFile load_onnx(const std::string& path);
 
 /// True when `path` names an ONNX file (its extension is ".onnx").
