@@ -72,6 +72,20 @@ def no_zeros(t):
     return torch.where(t == 0, torch.full_like(t, 1e-3), t)
 
 
+def record_module_case(cases, tensors, name, module, x, meta):
+    """One golden case of `module` on input x: x, y, a random upstream dy, dx, and each parameter
+    with its gradient, as NAME.x, NAME.y, NAME.dy, NAME.dx, NAME.weight, NAME.dweight..."""
+    x = x.clone().requires_grad_(True)
+    y = module(x)
+    dy = torch.randn_like(y)
+    (y * dy).sum().backward()
+    tensors.extend([(name + ".x", x), (name + ".y", y), (name + ".dy", dy), (name + ".dx", x.grad)])
+    for pname, param in module.named_parameters():
+        tensors.append((name + "." + pname, param))
+        tensors.append((name + ".d" + pname, param.grad))
+    cases.append(dict(name=name, **meta))
+
+
 def layer_cases():
     conv = [
         dict(name="conv_k3", n=2, c=3, h=7, w=6, oc=4, k=[3, 3], s=[1, 1], p=[0, 0], bias=True),
@@ -92,15 +106,7 @@ def layer_cases():
     cases, tensors = [], []
 
     def run(name, module, x, meta):
-        x = x.clone().requires_grad_(True)
-        y = module(x)
-        dy = torch.randn_like(y)
-        (y * dy).sum().backward()
-        tensors.extend([(name + ".x", x), (name + ".y", y), (name + ".dy", dy), (name + ".dx", x.grad)])
-        for pname, param in module.named_parameters():
-            tensors.append((name + "." + pname, param))
-            tensors.append((name + ".d" + pname, param.grad))
-        cases.append(dict(name=name, **meta))
+        record_module_case(cases, tensors, name, module, x, meta)
 
     for c in conv:
         m = nn.Conv2d(c["c"], c["oc"], c["k"], stride=c["s"], padding=c["p"], bias=c["bias"])
@@ -137,12 +143,7 @@ def activation_cases():
     cases, tensors = [], []
 
     def run(name, module, x, meta):
-        x = x.clone().requires_grad_(True)
-        y = module(x)
-        dy = torch.randn_like(y)
-        (y * dy).sum().backward()
-        tensors.extend([(name + ".x", x), (name + ".y", y), (name + ".dy", dy), (name + ".dx", x.grad)])
-        cases.append(dict(name=name, **meta))
+        record_module_case(cases, tensors, name, module, x, meta)
 
     def planted(x, values):
         flat = x.flatten()

@@ -236,19 +236,25 @@ class Idioms(nn.Module):
         return self.fc(self.pool(x).mean((2, 3)))
 
 
-def export_idioms():
-    """Trains Idioms five epochs on the sample and writes torch_idioms.onnx (opset 13, dynamic
-    batch) and torch_idioms_outputs.safetensors (PyTorch's evaluation-mode logits)."""
+def export_module(name, make_model, lr, epochs):
+    """Trains make_model() `epochs` epochs on the sample (SGD, momentum 0.9, torch's seed 1127,
+    one thread) and writes torch_NAME.onnx (opset 13, dynamic batch) and
+    torch_NAME_outputs.safetensors (PyTorch's evaluation-mode logits)."""
     torch.manual_seed(1127)
     torch.set_num_threads(1)
-    model = Idioms()
-    train_on_sample(model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), 5)
-    tx, loss, accuracy = write_outputs(model, "torch_idioms_outputs.safetensors")
-    torch.onnx.export(model, tx[:2], os.path.join(GOLDEN, "torch_idioms.onnx"),
+    model = make_model()
+    train_on_sample(model, torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9), epochs)
+    tx, loss, accuracy = write_outputs(model, "torch_%s_outputs.safetensors" % name)
+    torch.onnx.export(model, tx[:2], os.path.join(GOLDEN, "torch_%s.onnx" % name),
                       input_names=["input"], output_names=["logits"], opset_version=13,
                       dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
-    print("exported idioms: sample test accuracy %.4f, loss %.6f (torch %s)"
-          % (accuracy.item(), loss.item(), torch.__version__))
+    print("exported %s: sample test accuracy %.4f, loss %.6f (torch %s)"
+          % (name, accuracy.item(), loss.item(), torch.__version__))
+
+
+def export_idioms():
+    """Idioms, five epochs at lr 0.1: torch_idioms.onnx and its outputs."""
+    export_module("idioms", Idioms, 0.1, 5)
 
 
 class Activations(nn.Module):
@@ -268,18 +274,8 @@ class Activations(nn.Module):
 
 
 def export_activations():
-    """Trains Activations two epochs on the sample and writes torch_activations.onnx (opset 13,
-    dynamic batch) and torch_activations_outputs.safetensors (PyTorch's logits)."""
-    torch.manual_seed(1127)
-    torch.set_num_threads(1)
-    model = Activations()
-    train_on_sample(model, torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9), 2)
-    tx, loss, accuracy = write_outputs(model, "torch_activations_outputs.safetensors")
-    torch.onnx.export(model, tx[:2], os.path.join(GOLDEN, "torch_activations.onnx"),
-                      input_names=["input"], output_names=["logits"], opset_version=13,
-                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
-    print("exported activations: sample test accuracy %.4f, loss %.6f (torch %s)"
-          % (accuracy.item(), loss.item(), torch.__version__))
+    """Activations, two epochs at lr 0.05: torch_activations.onnx and its outputs."""
+    export_module("activations", Activations, 0.05, 2)
 
 
 def export(cnn, presets):
