@@ -531,12 +531,20 @@ void resolve_from_start_directory(TrainConfig& c) {
   if (c.data != "sample" && c.data != "fashion-mnist") resolve(c.data);
 }
 
-/// Whether `a` and `b` name the same file (or would: their existing parts' links followed).
-bool same_path(const std::string& a, const std::string& b) {
-  std::error_code error_a, error_b;
-  const fs::path canonical_a = fs::weakly_canonical(a, error_a),
-                 canonical_b = fs::weakly_canonical(b, error_b);
-  return !error_a && !error_b ? canonical_a == canonical_b : a == b;
+/// Whether writing `a` and writing `b` would write one file: where both are there, the same
+/// file (fs::equivalent: through links or hard links); where neither is, the same path once
+/// the links are followed (write_destination: a dangling link names its target).
+bool same_file(const std::string& a, const std::string& b) {
+  std::error_code error;
+  const bool a_there = fs::exists(a, error), b_there = fs::exists(b, error);
+  if (a_there && b_there) return fs::equivalent(a, b, error);
+  if (a_there || b_there) return false;
+  const auto destination = [](const std::string& path) {
+    std::error_code unresolved;
+    const fs::path resolved = fs::weakly_canonical(write_destination(path), unresolved);
+    return unresolved ? fs::path(path) : resolved;
+  };
+  return destination(a) == destination(b);
 }
 
 /// A resumed run writes its model, CSV and SVG next to the checkpoint it continues (OUT.ckpt
@@ -551,13 +559,13 @@ void write_next_to_checkpoint(const Args& args, const std::string& given_out,
   // checkpoint writes go through the link, and its lock must be that run's).
   const std::string beside =
       sibling(write_destination(checkpoint), fs::path(config.out).extension().string());
-  if (args.has("--out") && !same_path(given_out, beside)) {
+  if (args.has("--out") && !same_file(given_out, beside)) {
     args.fail("--out", "is " + given_out +
                            ", but a resumed run writes next to the checkpoint it "
                            "continues: " +
                            beside + " (the model file of " + checkpoint + ")");
   }
-  if (same_path(beside, config.out)) return;
+  if (same_file(beside, config.out)) return;
   std::printf("%s was the checkpoint of %s: this run writes %s and its .csv and .svg\n",
               terminal_text(checkpoint).c_str(), terminal_text(config.out).c_str(),
               terminal_text(beside).c_str());
@@ -611,51 +619,22 @@ std::vector<std::string> run_inputs(const TrainConfig& c) {
 /// its model over its checkpoint, and `--out spec.json` or an --out in the data directory
 /// wrote the model over the spec or a training file. (`cnn convert` refused its own case.)
 void require_distinct_run_files(const TrainConfig& c, const std::string& checkpoint) {
-  struct Named {
-    std::string path;
-    bool exists;
-    dev_t device;
-    ino_t inode;
-    std::string destination;  // where a file that is not there yet would be written
-  };
-  const auto named = [](const std::string& path) {
-    Named n{path, false, 0, 0, {}};
-    struct stat info {};
-    if (::stat(path.c_str(), &info) == 0) {
-      n.exists = true;
-      n.device = info.st_dev;
-      n.inode = info.st_ino;
-    } else {
-      std::error_code error;
-      n.destination = fs::weakly_canonical(write_destination(path), error).string();
-      if (error) n.destination = path;
-    }
-    return n;
-  };
-  const auto same = [](const Named& a, const Named& b) {
-    return a.exists && b.exists     ? a.device == b.device && a.inode == b.inode
-           : !a.exists && !b.exists ? a.destination == b.destination
-                                    : false;
-  };
   std::vector<std::string> outputs = run_files(c.out, checkpoint);
   outputs.push_back(sibling(c.out, ".lock"));
-  std::vector<Named> written;
-  for (const std::string& path : outputs) written.push_back(named(path));
-  for (size_t i = 0; i < written.size(); ++i) {
-    for (size_t j = i + 1; j < written.size(); ++j) {
-      if (same(written[i], written[j])) {
-        throw Error("--out " + c.out + ": the run writes " + written[i].path + " and " +
-                    written[j].path + ", which are one file (through a link): expected " +
-                    std::to_string(written.size()) + " different files");
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    for (size_t j = i + 1; j < outputs.size(); ++j) {
+      if (same_file(outputs[i], outputs[j])) {
+        throw Error("--out " + c.out + ": the run writes " + outputs[i] + " and " + outputs[j] +
+                    ", which are one file (through a link): expected " +
+                    std::to_string(outputs.size()) + " different files");
       }
     }
   }
   for (const std::string& input : run_inputs(c)) {
-    const Named read = named(input);
-    for (const Named& output : written) {
-      if (same(read, output)) {
+    for (const std::string& output : outputs) {
+      if (same_file(input, output)) {
         throw Error("--out " + c.out + ": the run would write over " + input + ", a file it reads" +
-                    (output.path == input ? "" : " (as " + output.path + ", through a link)"));
+                    (output == input ? "" : " (as " + output + ", through a link)"));
       }
     }
   }
@@ -1318,8 +1297,7 @@ int convert_command(const Args& args) {
     throw Error("--opset: only for a conversion to ONNX");
   if (args.has("--fold-batchnorm") && !is_onnx_path(out))
     throw Error("--fold-batchnorm: only for a conversion to ONNX");
-  std::error_code error;
-  if (fs::equivalent(in, out, error)) {
+  if (same_file(in, out)) {
     // A link named like the other format: the conversion would replace its own input.
     throw Error("convert: " + out + " is " + in + " (through a link); expected another file");
   }
