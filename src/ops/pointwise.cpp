@@ -33,77 +33,63 @@ void copy_images(T* y, const T* x, int64_t n, int64_t batch) {
   });
 }
 
-// ReLU is the hottest element-wise op: the same loops as the reference, with the pointers
-// declared non-aliasing so that the compiler vectorises them.
-template <typename T>
-void relu_forward(T* y, const T* x, int64_t n) {
-  if (reference_mode()) return ref::relu_forward(y, x, n);
+// ReLU is the hottest element-wise op, and LeakyReLU and ReLU6 stand where it does in a
+// network: the same loops as the references, with the pointers declared non-aliasing so that the
+// compiler vectorises them. `f` is inlined into the loop.
+
+/// y[k] = f(x[k]) for k in [0, n), split over the threads in chunks.
+template <typename T, typename F>
+void map_elementwise(T* y, const T* x, int64_t n, const F& f) {
   for_chunks(n, [&](int64_t first, int64_t count) {
     T* __restrict out = y + first;
     const T* __restrict in = x + first;
-    for (int64_t k = 0; k < count; ++k) out[k] = in[k] < T(0) ? T(0) : in[k];
+    for (int64_t k = 0; k < count; ++k) out[k] = f(in[k]);
   });
+}
+/// dx[k] = f(x[k], dy[k]) for k in [0, n). Every dy[k] is loaded, whatever f selects, so that
+/// the select vectorises.
+template <typename T, typename F>
+void map_elementwise(T* dx, const T* x, const T* dy, int64_t n, const F& f) {
+  for_chunks(n, [&](int64_t first, int64_t count) {
+    T* __restrict out = dx + first;
+    const T* __restrict in = x + first;
+    const T* __restrict up = dy + first;
+    for (int64_t k = 0; k < count; ++k) out[k] = f(in[k], up[k]);
+  });
+}
+
+template <typename T>
+void relu_forward(T* y, const T* x, int64_t n) {
+  if (reference_mode()) return ref::relu_forward(y, x, n);
+  map_elementwise(y, x, n, [](T v) { return v < T(0) ? T(0) : v; });
 }
 template <typename T>
 void relu_backward(T* dx, const T* x, const T* dy, int64_t n) {
   if (reference_mode()) return ref::relu_backward(dx, x, dy, n);
-  for_chunks(n, [&](int64_t first, int64_t count) {
-    T* __restrict out = dx + first;
-    const T* __restrict in = x + first;
-    const T* __restrict up = dy + first;
-    for (int64_t k = 0; k < count; ++k) {
-      const T upstream = up[k];  // loaded unconditionally, so that the select vectorises
-      out[k] = in[k] < T(0) ? T(0) : upstream;
-    }
-  });
+  map_elementwise(dx, x, dy, n, [](T v, T upstream) { return v < T(0) ? T(0) : upstream; });
 }
-// LeakyReLU and ReLU6 take ReLU's non-aliasing loops: they stand where ReLU does in a network.
 template <typename T>
 void leaky_relu_forward(T* y, const T* x, int64_t n, T negative_slope) {
   if (reference_mode()) return ref::leaky_relu_forward(y, x, n, negative_slope);
-  for_chunks(n, [&](int64_t first, int64_t count) {
-    T* __restrict out = y + first;
-    const T* __restrict in = x + first;
-    for (int64_t k = 0; k < count; ++k) out[k] = in[k] > T(0) ? in[k] : in[k] * negative_slope;
-  });
+  map_elementwise(y, x, n, [negative_slope](T v) { return v > T(0) ? v : v * negative_slope; });
 }
 template <typename T>
 void leaky_relu_backward(T* dx, const T* x, const T* dy, int64_t n, T negative_slope) {
   if (reference_mode()) return ref::leaky_relu_backward(dx, x, dy, n, negative_slope);
-  for_chunks(n, [&](int64_t first, int64_t count) {
-    T* __restrict out = dx + first;
-    const T* __restrict in = x + first;
-    const T* __restrict up = dy + first;
-    for (int64_t k = 0; k < count; ++k) {
-      const T upstream = up[k];
-      out[k] = in[k] > T(0) ? upstream : upstream * negative_slope;
-    }
+  map_elementwise(dx, x, dy, n, [negative_slope](T v, T upstream) {
+    return v > T(0) ? upstream : upstream * negative_slope;
   });
 }
 template <typename T>
 void relu6_forward(T* y, const T* x, int64_t n) {
   if (reference_mode()) return ref::relu6_forward(y, x, n);
-  for_chunks(n, [&](int64_t first, int64_t count) {
-    T* __restrict out = y + first;
-    const T* __restrict in = x + first;
-    for (int64_t k = 0; k < count; ++k) {
-      const T v = in[k];
-      out[k] = v < T(0) ? T(0) : (v > T(6) ? T(6) : v);
-    }
-  });
+  map_elementwise(y, x, n, [](T v) { return v < T(0) ? T(0) : (v > T(6) ? T(6) : v); });
 }
 template <typename T>
 void relu6_backward(T* dx, const T* x, const T* dy, int64_t n) {
   if (reference_mode()) return ref::relu6_backward(dx, x, dy, n);
-  for_chunks(n, [&](int64_t first, int64_t count) {
-    T* __restrict out = dx + first;
-    const T* __restrict in = x + first;
-    const T* __restrict up = dy + first;
-    for (int64_t k = 0; k < count; ++k) {
-      const T upstream = up[k];  // loaded unconditionally, so that the select vectorises
-      out[k] = in[k] > T(0) && in[k] < T(6) ? upstream : T(0);
-    }
-  });
+  map_elementwise(dx, x, dy, n,
+                  [](T v, T upstream) { return v > T(0) && v < T(6) ? upstream : T(0); });
 }
 template <typename T>
 void tanh_forward(T* y, const T* x, int64_t n) {
