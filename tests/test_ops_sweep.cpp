@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <set>
@@ -717,12 +718,13 @@ TEST(OpsSweep, DenseDouble) {
 }
 
 // Independent computations for the element-wise ops, softmax and the losses: the formulas of
-// ops.hpp in long double, written here and not taken from cnn::ref. Of these ops only ReLU
-// (its own loops) and softmax's backward (the O(C) form y (dy - sum(y dy)) against the
-// reference's explicit Jacobian) have a default path other than the reference; tanh, sigmoid,
-// softmax's forward and every loss run the reference itself (tanh and sigmoid in chunks over the
-// threads). Comparing those with cnn::ref would compare the code with itself, so they are held
-// against these instead; the two ops with a second path are held against both.
+// ops.hpp in long double, written here and not taken from cnn::ref. Of these ops ReLU,
+// LeakyReLU and ReLU6 (their own loops), tanh and the sigmoid in float (their own formulas) and
+// softmax's backward (the O(C) form y (dy - sum(y dy)) against the reference's explicit
+// Jacobian) have a default path other than the reference; the double tanh and sigmoid,
+// softmax's forward and every loss run the reference itself (in chunks over the threads where
+// element-wise). Comparing those with cnn::ref would compare the code with itself, so every op
+// is held against these; the ReLUs and softmax's backward against cnn::ref as well.
 namespace independent {
 
 using Real = long double;
@@ -1028,6 +1030,85 @@ TEST_P(OpsSweepIsa, PointwiseSoftmaxAndLossesFloat) {
 
 INSTANTIATE_TEST_SUITE_P(Isas, OpsSweepIsa, ::testing::ValuesIn(testing::isa_paths()),
                          testing::path_test_name);
+
+// The float tanh and sigmoid are vectorised formulas of their own (activation_lanes_kernels.inc),
+// not the library's: held to an error in ulp of the correctly rounded value, over every 4099th
+// float (a million inputs, every exponent, both signs, denormals, infinities and NaNs) and
+// values near their switches (|x| = 0.625 for tanh, the exponent's rounding at +-ln2/2
+// multiples), and to the same bits on every instruction set, over lengths that leave every
+// vector remainder and over 2 threads' chunks.
+TEST(OpsSweep, FloatTanhAndSigmoidAreWithinTheirUlpBoundsAndTheSameBitsOnEveryIsa) {
+  const testing::RestoreOpsSettings restore;
+  std::vector<float> x;
+  for (uint64_t bits = 0; bits <= 0xFFFFFFFFu; bits += 4099)
+    x.push_back(std::bit_cast<float>(static_cast<uint32_t>(bits)));
+  for (const float centre : {0.625f, 0.3465736f, 1.0397208f, 9.0f, 87.3f, 103.9f, 104.0f})
+    for (int step = -64; step <= 64; ++step)
+      for (const float sign : {1.0f, -1.0f})
+        x.push_back(sign * std::bit_cast<float>(std::bit_cast<uint32_t>(centre) + step));
+  for (const float special : {0.0f, -0.0f, INFINITY, -INFINITY, NAN, -NAN, 1e-45f, -1e-45f})
+    x.push_back(special);
+  // Error in units of the last place of the float nearest the exact value (long double here).
+  const auto ulps = [](float got, long double exact) {
+    const float nearest = static_cast<float>(exact);
+    const long double spacing =
+        nearest == 0 ? std::ldexp(1.0L, -149)
+                     : std::nextafter(std::fabs(nearest), INFINITY) - std::fabs(nearest);
+    return static_cast<double>(std::fabs(static_cast<long double>(got) - exact) / spacing);
+  };
+  const int64_t n = static_cast<int64_t>(x.size());
+  std::vector<float> tanh_first, sigmoid_first;
+  for (const ops::Isa isa : ops::supported_isas()) {
+    SCOPED_TRACE(ops::isa_name(isa));
+    ops::set_isa(isa);
+    ops::set_threads(2);
+    std::vector<float> t(x.size()), g(x.size());
+    ops::tanh_forward(t.data(), x.data(), n);
+    ops::sigmoid_forward(g.data(), x.data(), n);
+    double worst_tanh = 0, worst_sigmoid = 0;
+    for (int64_t k = 0; k < n; ++k) {
+      const long double v = x[k];
+      if (std::isnan(v)) {
+        ASSERT_TRUE(std::isnan(t[k]) && std::isnan(g[k])) << "x = NaN";
+        continue;
+      }
+      const long double exact_tanh = std::tanh(v);
+      const long double exact_sigmoid = 1 / (1 + std::exp(-v));
+      ASSERT_EQ(std::signbit(t[k]), std::signbit(x[k])) << "tanh of " << x[k];
+      worst_tanh = std::max(worst_tanh, ulps(t[k], exact_tanh));
+      worst_sigmoid = std::max(worst_sigmoid, ulps(g[k], exact_sigmoid));
+      ASSERT_LE(worst_tanh, 1.51) << "tanh of " << x[k] << " = " << t[k];
+      ASSERT_LE(worst_sigmoid, 2.41) << "sigmoid of " << x[k] << " = " << g[k];
+    }
+    if (tanh_first.empty()) {
+      tanh_first = t;
+      sigmoid_first = g;
+    } else {
+      ASSERT_TRUE(same_bits(t, tanh_first)) << "tanh against the first instruction set";
+      ASSERT_TRUE(same_bits(g, sigmoid_first)) << "sigmoid against the first instruction set";
+    }
+    // Every length up to three AVX-512 vectors, from an offset start, one thread: the same bits
+    // as one run over them all, so that no vector remainder is left out or computed otherwise.
+    ops::set_threads(1);
+    std::vector<float> spread(64), all_t(64), all_g(64);
+    for (size_t k = 0; k < spread.size(); ++k)
+      spread[k] = float(int(k % 13) - 6) * 1.37f + k * 0.01f;
+    ops::tanh_forward(all_t.data(), spread.data(), 64);
+    ops::sigmoid_forward(all_g.data(), spread.data(), 64);
+    for (int64_t length = 1; length <= 49; ++length) {
+      const int64_t start = length % 7;
+      std::vector<float> part_t(length), part_g(length);
+      ops::tanh_forward(part_t.data(), spread.data() + start, length);
+      ops::sigmoid_forward(part_g.data(), spread.data() + start, length);
+      ASSERT_TRUE(same_bits(
+          part_t, std::vector<float>(all_t.begin() + start, all_t.begin() + start + length)))
+          << "tanh, length " << length;
+      ASSERT_TRUE(same_bits(
+          part_g, std::vector<float>(all_g.begin() + start, all_g.begin() + start + length)))
+          << "sigmoid, length " << length;
+    }
+  }
+}
 
 /// Tests whose twin is another composition of ops on the same path: the reference too.
 class OpsSweepAllPaths : public testing::PathTest {};

@@ -4,10 +4,27 @@
 // O(C^2) explicit Jacobian.
 
 #include <algorithm>
+#include <cstdint>
+#include <type_traits>
 
+#include "activation_lanes.hpp"
 #include "cnn/ops.hpp"
 #include "cnn/ops_ref.hpp"
 #include "parallel.hpp"
+
+namespace cnn::detail {
+const FloatActivationKernels& float_activation_kernels() {
+  switch (ops::isa()) {
+    case ops::Isa::kAvx512:
+      return float_activations_avx512();
+    case ops::Isa::kAvx2:
+      return float_activations_avx2();
+    case ops::Isa::kPortable:
+      break;
+  }
+  return float_activations_portable();
+}
+}  // namespace cnn::detail
 
 namespace cnn::ops {
 
@@ -93,6 +110,13 @@ void relu6_backward(T* dx, const T* x, const T* dy, int64_t n) {
 }
 template <typename T>
 void tanh_forward(T* y, const T* x, int64_t n) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (!reference_mode()) {
+      const detail::FloatActivationKernels& kernels = detail::float_activation_kernels();
+      return for_chunks(
+          n, [&](int64_t first, int64_t count) { kernels.tanh(y + first, x + first, count); });
+    }
+  }
   for_chunks(n,
              [&](int64_t first, int64_t count) { ref::tanh_forward(y + first, x + first, count); });
 }
@@ -104,6 +128,13 @@ void tanh_backward(T* dx, const T* y, const T* dy, int64_t n) {
 }
 template <typename T>
 void sigmoid_forward(T* y, const T* x, int64_t n) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (!reference_mode()) {
+      const detail::FloatActivationKernels& kernels = detail::float_activation_kernels();
+      return for_chunks(
+          n, [&](int64_t first, int64_t count) { kernels.sigmoid(y + first, x + first, count); });
+    }
+  }
   for_chunks(
       n, [&](int64_t first, int64_t count) { ref::sigmoid_forward(y + first, x + first, count); });
 }

@@ -1,0 +1,22 @@
+// The float tanh and sigmoid loops (activation_lanes.hpp) for AVX-512: 16 lanes. Compiled with
+// -mavx512f; only called when the CPU has it. No multiply-add contraction (CMakeLists.txt): the
+// same bits as the other instruction sets.
+
+#include <algorithm>
+#include <bit>
+#include <cstdint>
+
+#include "activation_lanes.hpp"
+
+namespace cnn::detail {
+namespace {
+
+#include "activation_lanes_kernels.inc"
+
+}  // namespace
+
+const FloatActivationKernels& float_activations_avx512() {
+  return kKernels;
+}
+
+}  // namespace cnn::detail
