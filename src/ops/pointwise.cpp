@@ -58,9 +58,10 @@ void copy_images(T* y, const T* x, int64_t n, int64_t batch) {
 template <typename T, typename F>
 void map_elementwise(T* y, const T* x, int64_t n, const F& f) {
   for_chunks(n, [&](int64_t first, int64_t count) {
+    const F op = f;  // a local copy: what f captured cannot be one of the stores
     T* __restrict out = y + first;
     const T* __restrict in = x + first;
-    for (int64_t k = 0; k < count; ++k) out[k] = f(in[k]);
+    for (int64_t k = 0; k < count; ++k) out[k] = op(in[k]);
   });
 }
 /// dx[k] = f(x[k], dy[k]) for k in [0, n). Every dy[k] is loaded, whatever f selects, so that
@@ -71,7 +72,8 @@ void map_elementwise(T* dx, const T* x, const T* dy, int64_t n, const F& f) {
     T* __restrict out = dx + first;
     const T* __restrict in = x + first;
     const T* __restrict up = dy + first;
-    for (int64_t k = 0; k < count; ++k) out[k] = f(in[k], up[k]);
+    const F op = f;
+    for (int64_t k = 0; k < count; ++k) out[k] = op(in[k], up[k]);
   });
 }
 
