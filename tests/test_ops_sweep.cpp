@@ -679,6 +679,48 @@ TEST(OpsSweep, MaxPool2dDouble) {
   sweep_pool<double>(4, 100);
 }
 
+// 3x3 windows at stride 1 or 2 take four windows a vector where they lie inside the input
+// (maxpool3x3_row_inside), the generic loop at the edges: against the reference, alone and
+// fused with the ReLU (against relu_forward then the reference), on inputs of few distinct
+// values (ties), NaNs and zeros of both signs, widths around the vector step and its tail,
+// with and without padding, over 1 and 2 threads.
+TEST(OpsSweep, MaxPool3x3TiesNaNsAndZerosMatchTheReference) {
+  const testing::RestoreOpsSettings restore;
+  Rng rng(13);
+  const float specials[] = {0.0f, -0.0f, NAN, -1.0f, 1.0f, 2.0f};
+  for (const int64_t stride : {1, 2})
+    for (const int64_t pad : {0, 1})
+      for (int64_t w = 3; w <= 22; ++w) {
+        ops::set_threads(1 + int(w % 2));
+        const ops::PoolShape s = ops::make_pool_shape(2, 3, 7, w, 3, 3, stride, stride, pad, pad);
+        const int64_t nx = 2 * 3 * 7 * w, ny = 2 * 3 * s.out_h * s.out_w;
+        std::vector<float> x = random_vector<float>(rng, nx, true);
+        for (float& v : x) {
+          if (rng.below(3) == 0) v = specials[rng.below(6)];
+        }
+        std::vector<float> relu(nx);
+        ref::relu_forward(relu.data(), x.data(), nx);
+        const std::string what = "stride " + std::to_string(stride) + " pad " +
+                                 std::to_string(pad) + " width " + std::to_string(w);
+        for (const bool fused : {false, true}) {
+          std::vector<float> y_fast(ny, 7.0f), y_ref(ny, 8.0f), y_alone(ny, 9.0f);
+          std::vector<int32_t> a_fast(ny, -7), a_ref(ny, -8);
+          if (fused) {
+            ops::relu_maxpool2d_forward(y_fast.data(), a_fast.data(), x.data(), s);
+            ops::relu_maxpool2d_forward(y_alone.data(), static_cast<int32_t*>(nullptr), x.data(),
+                                        s);
+          } else {
+            ops::maxpool2d_forward(y_fast.data(), a_fast.data(), x.data(), s);
+            ops::maxpool2d_forward(y_alone.data(), static_cast<int32_t*>(nullptr), x.data(), s);
+          }
+          ref::maxpool2d_forward(y_ref.data(), a_ref.data(), fused ? relu.data() : x.data(), s);
+          ASSERT_EQ(a_fast, a_ref) << what << (fused ? ", after the ReLU" : "");
+          ASSERT_TRUE(same_bits(y_fast, y_ref)) << what << (fused ? ", after the ReLU" : "");
+          ASSERT_TRUE(same_bits(y_alone, y_ref)) << what << " without the argmax";
+        }
+      }
+}
+
 template <typename T>
 void sweep_dense(uint64_t seed, int cases) {
   Rng rng(seed);
