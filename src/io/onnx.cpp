@@ -1360,11 +1360,15 @@ ModelFile Importer::run() {
          std::to_string(kMinImportOpset) + " to " + std::to_string(kMaxImportOpset));
   }
   if (g.node_size() == 0) fail("the graph has no nodes");
+  // An initializer no node reads is not read at all: its type, data and place are worth
+  // nothing here (found 2026-12-06: an unread FLOAT16 one made the whole file refused).
+  std::set<std::string> read;
+  for (const auto& n : g.node()) read.insert(n.input().begin(), n.input().end());
   std::set<std::string> known;
   for (const auto& t : g.initializer()) {
     // Which of two same-named initializers a reader meant is not in the file.
     if (!known.insert(t.name()).second) fail("initializer '" + t.name() + "' appears twice");
-    read_constant(t, "initializer");
+    if (read.count(t.name())) read_constant(t, "initializer");
   }
   for (const auto& in : g.input()) known.insert(in.name());
   for (int i = 0; i < g.node_size(); ++i) {
@@ -1399,9 +1403,12 @@ ModelFile Importer::run() {
   }
   fold_shape_computations();
 
+  // Initializers are not inputs, also where the file lists them as inputs (IR 3), read or not.
+  std::set<std::string> initializers;
+  for (const auto& t : g.initializer()) initializers.insert(t.name());
   std::vector<const onnx::ValueInfoProto*> inputs;
   for (const auto& in : g.input())
-    if (!constants_.count(in.name())) inputs.push_back(&in);
+    if (!initializers.count(in.name())) inputs.push_back(&in);
   if (inputs.size() != 1)
     fail("the graph has " + std::to_string(inputs.size()) + " inputs (expected one image batch)");
   const onnx::ValueInfoProto& input = *inputs[0];
