@@ -4,6 +4,8 @@
 #include "cnn/onnx.hpp"
 
 #include <onnx/checker.h>
+#include <onnx/defs/data_type_utils.h>
+#include <onnx/defs/schema.h>
 #include <onnx/onnx_pb.h>
 #include <onnx/shape_inference/implementation.h>
 
@@ -16,6 +18,7 @@
 #include <limits>
 #include <list>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
@@ -389,6 +392,26 @@ void save_onnx(const std::string& path, Sequential<float>& model, const ModelSpe
 
 namespace {
 
+/// An ONNX data type's name: "FLOAT16", not 10.
+std::string type_name(int64_t type) {
+  return type >= std::numeric_limits<int>::min() && type <= std::numeric_limits<int>::max() &&
+                 onnx::TensorProto_DataType_IsValid(static_cast<int>(type))
+             ? onnx::TensorProto_DataType_Name(static_cast<onnx::TensorProto_DataType>(type))
+             : "number " + std::to_string(type);
+}
+
+/// Whether node `n` is in the ONNX domain (as "" or "ai.onnx").
+bool onnx_domain(const onnx::NodeProto& n) {
+  return n.domain().empty() || n.domain() == "ai.onnx";
+}
+
+/// "[1, -1]".
+std::string list_text(const std::vector<int64_t>& values) {
+  std::string s = "[";
+  for (size_t i = 0; i < values.size(); ++i) s += (i ? ", " : "") + std::to_string(values[i]);
+  return s + "]";
+}
+
 /// A float initializer (or Constant) of the graph.
 struct Constant {
   std::string name;
@@ -396,7 +419,23 @@ struct Constant {
   std::vector<float> floats;
   std::vector<int64_t> ints;  // INT64 tensors (Reshape shapes, Gather indices)
   bool is_int = false;
+  int32_t type = onnx::TensorProto::FLOAT;  // FLOAT, INT64 or BOOL
 };
+
+/// A value of a shape computation (Shape, Gather, Unsqueeze, Concat, Cast...), evaluated at
+/// import as ONNX defines it.
+struct Folded {
+  int32_t type = onnx::TensorProto::FLOAT;
+  std::vector<int64_t> dims;
+  /// Its values where they are integers and known, shared (a chain of Casts copies nothing);
+  /// null where not. kBatch stands for the batch size.
+  std::shared_ptr<const std::vector<int64_t>> ints;
+};
+constexpr int64_t kBatch = std::numeric_limits<int64_t>::min();
+// Shape computations hold a handful of small values: these bound what a hostile graph can make
+// them cost (an Unsqueeze of 10^6 axes behind 10^5 Casts, Concats that double their input).
+constexpr size_t kMaxFoldedRank = 64;
+constexpr int64_t kMaxFoldedValues = int64_t{1} << 22;  // all folded values together
 
 /// The identity as a layer a Residual's body can hold (a body is never empty): a Dropout of
 /// p 0, the identity in training too.
@@ -487,11 +526,21 @@ class Importer {
       fail_node(node, e.what());
     }
   }
-  /// Whether `value` is the batch size: torch's x.size(0), Gather(Shape(x), 0) or
-  /// Slice(Shape(x), 0, 1), maybe Unsqueezed or Cast.
-  bool is_batch_size(const std::string& value) const;
+  /// Checks node `node` against its ONNX schema at the file's opset: its attributes (names,
+  /// types, the required ones), the number of its inputs and outputs, and its inputs' types.
+  void check_schema(int node) const;
+  /// The data type of `value`: a constant's, a folded value's, else FLOAT (a computed value).
+  int32_t value_type(const std::string& value) const;
+  /// `value`, a constant or the output of a folded node, evaluated (its producers first).
+  const Folded& folded_value(const std::string& value);
+  /// Evaluates folded node `node`, whose inputs are evaluated, checking it as ONNX specifies.
+  void evaluate_folded(int node);
+  /// A constant as a folded value.
+  Folded folded_constant(const std::shared_ptr<const Constant>& c);
+  /// `values` as a folded value's, where the budget for them allows (else unknown).
+  std::shared_ptr<const std::vector<int64_t>> keep_values(std::vector<int64_t> values);
   /// Whether node `node` (a Reshape of a value of shape_) flattens each sample: (N, C*H*W).
-  bool reshape_flattens(int node) const;
+  bool reshape_flattens(int node);
 
   std::string path_;
   const onnx::ModelProto& m_;
@@ -499,9 +548,12 @@ class Importer {
   // Shared: an Identity of a weight (torch aliases equal weights so) names the same tensor,
   // where a copy each made 2,000 Identity nodes of a 4 MB weight take 7.8 GB (found 2026-12-06).
   std::map<std::string, std::shared_ptr<const Constant>> constants_;
-  std::map<std::string, int> producer_;                     // value -> node index
-  std::map<std::string, std::vector<int>> users_;           // value -> node indices
-  mutable std::map<std::string, bool> batch_size_answers_;  // is_batch_size's, by value
+  std::map<std::string, int> producer_;            // value -> node index
+  std::map<std::string, std::vector<int>> users_;  // value -> node indices
+  std::map<std::string, Folded> folded_values_;    // by value
+  std::set<int> evaluated_;                        // folded nodes evaluated
+  int64_t kept_values_ = 0;                        // in folded_values_, all together
+  std::map<std::string, Shape> value_shapes_;      // computed values parsed so far (batch 1)
   std::set<int> used_, folded_;
   /// The padding of a Pad node that the next layer (its one reader, a Conv or an
   /// AveragePool) takes as its own.
@@ -552,6 +604,7 @@ void Importer::read_constant(const onnx::TensorProto& t, const std::string& what
       return v;
     };
   };
+  c.type = t.data_type();
   if (t.data_type() == onnx::TensorProto::FLOAT) {
     read_values(c.floats, sizeof(float), t.float_data(), "floats", load(0.0f));
     for (float v : c.floats)
@@ -564,11 +617,8 @@ void Importer::read_constant(const onnx::TensorProto& t, const std::string& what
     read_values(c.ints, 1, t.int32_data(), "booleans",
                 [](const char* p) { return int64_t{*p != 0}; });
   } else {
-    const std::string type_name = onnx::TensorProto_DataType_IsValid(t.data_type())
-                                      ? onnx::TensorProto_DataType_Name(
-                                            static_cast<onnx::TensorProto_DataType>(t.data_type()))
-                                      : "number " + std::to_string(t.data_type());
-    fail(what + " '" + t.name() + "': data type " + type_name + " (expected FLOAT, INT64 or BOOL)");
+    fail(what + " '" + t.name() + "': data type " + type_name(t.data_type()) +
+         " (expected FLOAT, INT64 or BOOL)");
   }
   constants_[t.name()] = std::make_shared<const Constant>(std::move(c));
 }
@@ -663,15 +713,17 @@ std::vector<int> Importer::consumers(const std::string& value) const {
 /// Marks the Shape -> Gather -> Unsqueeze -> Concat (and Constant) nodes that only compute a
 /// Reshape's target shape: torch.onnx.export writes them for x.view(x.size(0), -1).
 void Importer::fold_shape_computations() {
-  static const std::set<std::string> kShapeOps = {"Shape",    "Gather", "Unsqueeze", "Concat",
-                                                  "Constant", "Cast",   "Squeeze",   "Slice"};
+  // Each is evaluated, and checked as ONNX specifies it, by evaluate_folded (Constants are
+  // folded as they are read).
+  static const std::set<std::string> kShapeOps = {"Shape", "Gather",  "Unsqueeze", "Concat",
+                                                  "Cast",  "Squeeze", "Slice"};
   bool changed = true;
   while (changed) {
     changed = false;
     // Users come after their producers: deciding them first folds a chain in one pass.
     for (int i = m_.graph().node_size() - 1; i >= 0; --i) {
       const onnx::NodeProto& n = m_.graph().node(i);
-      if (folded_.count(i) || !kShapeOps.count(n.op_type())) continue;
+      if (folded_.count(i) || !onnx_domain(n) || !kShapeOps.count(n.op_type())) continue;
       bool only_shapes = n.output_size() > 0;
       for (const std::string& out : n.output()) {
         const auto it = users_.find(out);
@@ -694,98 +746,430 @@ void Importer::fold_shape_computations() {
   }
 }
 
-bool Importer::is_batch_size(const std::string& value) const {
-  // A loop, not recursion: a hostile file may chain any number of Casts. Each value's answer
-  // is kept: a Concat of 10,000 parts each behind 10,000 Casts took 17 s (found 2026-12-06).
-  std::vector<std::string> walked;
-  const auto answer = [&](bool result) {
-    for (const std::string& v : walked) batch_size_answers_[v] = result;
-    return result;
+int32_t Importer::value_type(const std::string& value) const {
+  if (const auto f = folded_values_.find(value); f != folded_values_.end()) return f->second.type;
+  if (const auto c = constants_.find(value); c != constants_.end()) return c->second->type;
+  return onnx::TensorProto::FLOAT;  // the graph input, and every layer's output
+}
+
+void Importer::check_schema(int node) const {
+  const onnx::NodeProto& n = m_.graph().node(node);
+  const std::string at = " at opset " + std::to_string(opset_);
+  const onnx::OpSchema* schema = onnx::OpSchemaRegistry::Schema(n.op_type(), opset_, "");
+  if (schema == nullptr) fail_node(node, "is not an ONNX operator" + at);
+  const auto names = [](const auto& items, const auto& name_of) {
+    std::string text;
+    for (const auto& item : items) text += (text.empty() ? "" : ", ") + name_of(item);
+    return text.empty() ? std::string("none") : text;
   };
-  std::string current = value;
-  for (;;) {
-    if (const auto known = batch_size_answers_.find(current); known != batch_size_answers_.end())
-      return answer(known->second);
-    walked.push_back(current);
-    const auto producer = producer_.find(current);
-    if (producer == producer_.end()) return answer(false);
-    const int p = producer->second;
-    const onnx::NodeProto& n = m_.graph().node(p);
-    if (n.input_size() < 1) return answer(false);
-    const std::string& op = n.op_type();
-    if (op == "Unsqueeze" || op == "Squeeze" || op == "Cast") {
-      current = n.input(0);
+  const auto& attributes = schema->attributes();
+  for (const onnx::AttributeProto& a : n.attribute()) {
+    const auto known = attributes.find(a.name());
+    if (known == attributes.end()) {
+      fail_node(node, "attribute '" + a.name() + "' is not " + n.op_type() + "'s" + at +
+                          " (expected " +
+                          names(attributes, [](const auto& entry) { return entry.first; }) + ")");
+    }
+    if (a.type() != known->second.type) {
+      fail_node(node, "attribute '" + a.name() + "' is " +
+                          onnx::AttributeProto_AttributeType_Name(a.type()) + " (expected " +
+                          onnx::AttributeProto_AttributeType_Name(known->second.type) + ")");
+    }
+  }
+  for (const auto& [name, a] : attributes)
+    if (a.required && attribute(node, name) == nullptr)
+      fail_node(node, "no attribute '" + name + "' (required" + at + ")");
+  const auto count = [&](int given, int low, int high, const auto& formal, const char* what) {
+    if (given >= low && given <= high) return;
+    const std::string range = low == high ? std::to_string(low)
+                              : high == std::numeric_limits<int>::max()
+                                  ? "at least " + std::to_string(low)
+                                  : std::to_string(low) + " to " + std::to_string(high);
+    fail_node(node, std::to_string(given) + " " + what + (given == 1 ? "" : "s") + " (expected " +
+                        range + at + ": " +
+                        names(formal, [](const auto& f) { return f.GetName(); }) + ")");
+  };
+  count(n.input_size(), schema->min_input(), schema->max_input(), schema->inputs(), "input");
+  count(n.output_size(), schema->min_output(), schema->max_output(), schema->outputs(), "output");
+  // Each input of a type its parameter allows, and alike where parameters share a type (T).
+  std::map<std::string, int32_t> bound;
+  for (int k = 0; k < n.input_size(); ++k) {
+    const auto& formal = schema->inputs()[std::min<size_t>(k, schema->inputs().size() - 1)];
+    if (n.input(k).empty()) {
+      if (formal.GetOption() != onnx::OpSchema::Optional)
+        fail_node(node, "input " + std::to_string(k) + " (" + formal.GetName() +
+                            ") is not given (required)");
       continue;
     }
-    const auto constant_is = [&](int index, int64_t expected) {
-      if (index >= n.input_size()) return false;
-      const auto c = constants_.find(n.input(index));
-      return c != constants_.end() && c->second->is_int && c->second->ints.size() == 1 &&
-             c->second->ints[0] == expected;
-    };
-    // The Shape of a value the network computes: the Shape of a weight has the weight's first
-    // dimension, not the batch size (found 2026-12-06, a hand-made graph).
-    const auto shape = producer_.find(n.input(0));
-    const onnx::NodeProto* shape_node =
-        shape != producer_.end() ? &m_.graph().node(shape->second) : nullptr;
-    const bool of_shape = shape_node != nullptr && shape_node->op_type() == "Shape" &&
-                          shape_node->input_size() == 1 &&
-                          !constants_.count(shape_node->input(0)) &&
-                          int_attribute(shape->second, "start", 0) == 0;
-    if (op == "Gather")
-      return answer(int_attribute(p, "axis", 0) == 0 && constant_is(1, 0) && of_shape);
-    if (op == "Slice") {
-      return answer(constant_is(1, 0) && constant_is(2, 1) &&
-                    (n.input_size() < 4 || constant_is(3, 0)) &&
-                    (n.input_size() < 5 || constant_is(4, 1)) && of_shape);
+    const int32_t type = value_type(n.input(k));
+    onnx::TypeProto proto;
+    proto.mutable_tensor_type()->set_elem_type(type);
+    if (!formal.GetTypes().count(onnx::Utils::DataTypeUtils::ToType(proto))) {
+      std::vector<std::string> allowed;
+      for (const auto* t : formal.GetTypes()) allowed.push_back(*t);
+      std::sort(allowed.begin(), allowed.end());
+      fail_node(node, "input '" + n.input(k) + "' (" + formal.GetName() + ") is " +
+                          type_name(type) + " (expected " +
+                          names(allowed, [](const std::string& t) { return t; }) + ")");
     }
-    return answer(false);
+    const auto [first, fresh] = bound.emplace(formal.GetTypeStr(), type);
+    if (!fresh && first->second != type) {
+      fail_node(node, "input '" + n.input(k) + "' is " + type_name(type) +
+                          " where an input before it is " + type_name(first->second) +
+                          " (expected one type " + formal.GetTypeStr() + ")");
+    }
   }
 }
 
-bool Importer::reshape_flattens(int node) const {
+std::shared_ptr<const std::vector<int64_t>> Importer::keep_values(std::vector<int64_t> values) {
+  if (static_cast<int64_t>(values.size()) > kMaxFoldedValues - kept_values_) return nullptr;
+  kept_values_ += static_cast<int64_t>(values.size());
+  return std::make_shared<const std::vector<int64_t>>(std::move(values));
+}
+
+Folded Importer::folded_constant(const std::shared_ptr<const Constant>& c) {
+  if (c->dims.size() > kMaxFoldedRank) {
+    fail("'" + c->name + "' of rank " + std::to_string(c->dims.size()) +
+         " is read by a shape computation (cnn folds them up to rank " +
+         std::to_string(kMaxFoldedRank) + ")");
+  }
+  Folded f;
+  f.type = c->type;
+  f.dims = c->dims;
+  // kBatch stands for the batch size, so a constant that holds it has no known values here.
+  if (c->is_int && std::find(c->ints.begin(), c->ints.end(), kBatch) == c->ints.end())
+    f.ints = std::shared_ptr<const std::vector<int64_t>>(c, &c->ints);  // shared, not copied
+  return f;
+}
+
+const Folded& Importer::folded_value(const std::string& value) {
+  // Whether `v` is evaluated (a constant is made so).
+  const auto ready = [&](const std::string& v) {
+    if (v.empty() || folded_values_.count(v)) return true;
+    const auto c = constants_.find(v);
+    if (c == constants_.end()) return false;
+    folded_values_.emplace(v, folded_constant(c->second));
+    return true;
+  };
+  if (ready(value)) return folded_values_.at(value);
+  // Producers first, from an explicit stack: a hostile chain may be 100,000 nodes long.
+  std::vector<int> stack{producer_.at(value)};
+  while (!stack.empty()) {
+    const int p = stack.back();
+    if (evaluated_.count(p)) {
+      stack.pop_back();
+      continue;
+    }
+    const onnx::NodeProto& n = m_.graph().node(p);
+    bool inputs_ready = true;
+    for (int k = 0; k < n.input_size(); ++k) {
+      const std::string& in = n.input(k);
+      if (ready(in)) continue;
+      const auto q = producer_.find(in);
+      if (q != producer_.end() && folded_.count(q->second)) {
+        stack.push_back(q->second);
+        inputs_ready = false;
+      } else if (n.op_type() != "Shape" || k != 0) {  // a Shape reads a value's shape alone
+        fail_node(p, "input '" + in + "' is " +
+                         (q == producer_.end()
+                              ? std::string("the graph input")
+                              : "computed by node '" + m_.graph().node(q->second).name() + "' (" +
+                                    m_.graph().node(q->second).op_type() + ")") +
+                         " (expected a constant or a shape computation's value: cnn evaluates "
+                         "these nodes at import)");
+      }
+    }
+    if (!inputs_ready) continue;
+    evaluate_folded(p);
+    evaluated_.insert(p);
+    stack.pop_back();
+  }
+  return folded_values_.at(value);
+}
+
+void Importer::evaluate_folded(int node) {
+  check_schema(node);
   const onnx::NodeProto& n = m_.graph().node(node);
-  if (n.input_size() < 2) return false;
-  const std::int64_t features = shape_.numel();  // shape_ is for a batch of 1
-  // The target's two entries: kBatch for the batch size itself, else a constant.
-  constexpr std::int64_t kBatch = std::numeric_limits<std::int64_t>::min();
-  std::vector<std::int64_t> target;
-  if (const auto c = constants_.find(n.input(1)); c != constants_.end()) {
-    if (!c->second->is_int) return false;
-    target = c->second->ints;
-  } else if (const auto p = producer_.find(n.input(1)); p != producer_.end()) {
-    const onnx::NodeProto& concat = m_.graph().node(p->second);
-    if (concat.op_type() != "Concat") return false;
-    for (const std::string& part : concat.input()) {
-      if (is_batch_size(part)) {
-        target.push_back(kBatch);
-        continue;
+  const std::string& op = n.op_type();
+  const auto input = [&](int k) -> const Folded& { return folded_values_.at(n.input(k)); };
+  const auto known = [](const Folded& f) {
+    return f.ints && std::find(f.ints->begin(), f.ints->end(), kBatch) == f.ints->end();
+  };
+  // Values are kept where they are few: shape computations hold a handful, and a hostile graph
+  // must not make them take gigabytes.
+  const auto can_keep = [&](int64_t count) { return count <= kMaxFoldedValues - kept_values_; };
+  const auto numel = [&](const std::vector<int64_t>& dims) {
+    int64_t count = 1;
+    for (int64_t d : dims) {
+      const std::optional<int64_t> product = size_product(count, d);
+      if (!product) fail_node(node, "its output has over 2^48 elements");
+      count = *product;
+    }
+    return count;
+  };
+  // Axis `a` of `whose` (a tensor of rank `rank`), from -rank to rank - 1, made non-negative.
+  const auto axis_of = [&](int64_t a, int64_t rank, const std::string& whose) {
+    if (a < -rank || a >= rank) {
+      fail_node(node, "axis " + std::to_string(a) + " is outside " + std::to_string(-rank) +
+                          " to " + std::to_string(rank - 1) + " (" + whose + " has rank " +
+                          std::to_string(rank) + ")");
+    }
+    return a < 0 ? a + rank : a;
+  };
+  const std::string data_name = n.input_size() > 0 ? "'" + n.input(0) + "'" : "";
+  // Axes made non-negative, each named once.
+  const auto axes_of = [&](std::vector<int64_t> axes, int64_t rank, const std::string& whose) {
+    const std::vector<int64_t> given = axes;
+    for (int64_t& a : axes) a = axis_of(a, rank, whose);
+    std::sort(axes.begin(), axes.end());
+    if (std::adjacent_find(axes.begin(), axes.end()) != axes.end())
+      fail_node(node, "axes " + list_text(given) + " name an axis twice");
+    return axes;
+  };
+  // A 1-d list of known integers (axes, starts, ends, steps) from input k.
+  const auto list_input = [&](int k, const char* role) {
+    const Folded& f = input(k);
+    if (f.dims.size() != 1)
+      fail_node(node, std::string(role) + " '" + n.input(k) + "' has rank " +
+                          std::to_string(f.dims.size()) + " (expected a 1-d list)");
+    if (!known(f))
+      fail_node(node, std::string(role) + " '" + n.input(k) +
+                          "' is not known at import (cnn evaluates shape computations then)");
+    return *f.ints;
+  };
+  Folded out;
+  if (op == "Shape") {
+    std::vector<int64_t> dims;
+    const std::string& of = n.input(0);
+    if (const auto f = folded_values_.find(of); f != folded_values_.end()) {
+      dims = f->second.dims;
+    } else if (const auto s = value_shapes_.find(of); s != value_shapes_.end()) {
+      dims.assign(s->second.begin(), s->second.end());
+      dims[0] = kBatch;
+    } else {
+      fail_node(node, "reads the shape of '" + of +
+                          "', which cnn does not know there (it follows the shapes of the "
+                          "values its layers compute, in their order)");
+    }
+    // From opset 15, start and end slice the shape, clamped to it.
+    const auto rank = static_cast<int64_t>(dims.size());
+    const auto clamped = [&](int64_t i) {
+      return std::clamp<int64_t>(i < 0 ? i + rank : i, 0, rank);
+    };
+    const int64_t start = clamped(int_attribute(node, "start", 0));
+    const int64_t end = std::max(start, clamped(int_attribute(node, "end", rank)));
+    out.type = onnx::TensorProto::INT64;
+    out.dims = {end - start};
+    out.ints = keep_values({dims.begin() + start, dims.begin() + end});
+  } else if (op == "Gather") {
+    const Folded &data = input(0), &indices = input(1);
+    const auto rank = static_cast<int64_t>(data.dims.size());
+    if (rank < 1) fail_node(node, "data '" + n.input(0) + "' is a scalar (expected rank >= 1)");
+    const int64_t axis = axis_of(int_attribute(node, "axis", 0), rank, data_name);
+    const int64_t size = data.dims[static_cast<size_t>(axis)];
+    if (known(indices)) {
+      for (int64_t i : *indices.ints)
+        if (i < -size || i >= size)
+          fail_node(node, "index " + std::to_string(i) + " is outside " + std::to_string(-size) +
+                              " to " + std::to_string(size - 1) + " (axis " + std::to_string(axis) +
+                              " of '" + n.input(0) + "' has " + std::to_string(size) + ")");
+    }
+    out.type = data.type;
+    out.dims.assign(data.dims.begin(), data.dims.begin() + axis);
+    out.dims.insert(out.dims.end(), indices.dims.begin(), indices.dims.end());
+    out.dims.insert(out.dims.end(), data.dims.begin() + axis + 1, data.dims.end());
+    if (out.dims.size() > kMaxFoldedRank)
+      fail_node(node, "its output has rank " + std::to_string(out.dims.size()) +
+                          " (cnn evaluates shape computations up to rank " +
+                          std::to_string(kMaxFoldedRank) + ")");
+    const int64_t count = numel(out.dims);
+    if (data.ints && known(indices) && can_keep(count)) {
+      const int64_t outer = numel({data.dims.begin(), data.dims.begin() + axis});
+      const int64_t inner = numel({data.dims.begin() + axis + 1, data.dims.end()});
+      std::vector<int64_t> values;
+      values.reserve(static_cast<size_t>(count));
+      for (int64_t o = 0; o < outer; ++o)
+        for (int64_t i : *indices.ints)
+          for (int64_t k = 0; k < inner; ++k)
+            values.push_back(
+                (*data.ints)[static_cast<size_t>((o * size + (i < 0 ? i + size : i)) * inner + k)]);
+      out.ints = keep_values(std::move(values));
+    }
+  } else if (op == "Unsqueeze" || op == "Squeeze") {
+    // Before opset 13 the axes are an attribute, from 13 an input (the schema checked which).
+    const Folded& data = input(0);
+    const bool given = opset_ < 13 ? attribute(node, "axes") != nullptr : has_input(node, 1);
+    const std::vector<int64_t> listed = opset_ < 13 ? ints_attribute(node, "axes", {})
+                                        : given     ? list_input(1, "axes")
+                                                    : std::vector<int64_t>{};
+    out.type = data.type;
+    out.ints = data.ints;  // the same values, in the same order
+    if (op == "Unsqueeze") {
+      const size_t output_rank = data.dims.size() + listed.size();
+      if (output_rank > kMaxFoldedRank)
+        fail_node(node, "its output has rank " + std::to_string(output_rank) +
+                            " (cnn evaluates shape computations up to rank " +
+                            std::to_string(kMaxFoldedRank) + ")");
+      const auto rank = static_cast<int64_t>(output_rank);
+      const std::vector<int64_t> axes = axes_of(listed, rank, "the output");
+      size_t next = 0;
+      for (int64_t d = 0; d < rank; ++d)
+        out.dims.push_back(std::binary_search(axes.begin(), axes.end(), d) ? 1 : data.dims[next++]);
+    } else {
+      const auto rank = static_cast<int64_t>(data.dims.size());
+      const std::vector<int64_t> axes = axes_of(listed, rank, data_name);
+      for (int64_t a : axes)
+        if (data.dims[static_cast<size_t>(a)] != 1)
+          fail_node(node, "axis " + std::to_string(a) + " of '" + n.input(0) + "' has size " +
+                              std::to_string(data.dims[static_cast<size_t>(a)]) +
+                              " (expected 1: Squeeze removes dimensions of size 1)");
+      for (int64_t d = 0; d < rank; ++d) {
+        const bool squeezed = given ? std::binary_search(axes.begin(), axes.end(), d)
+                                    : data.dims[static_cast<size_t>(d)] == 1;
+        if (!squeezed) out.dims.push_back(data.dims[static_cast<size_t>(d)]);
       }
-      // A constant, or torch's Unsqueeze of one when it exports without constant folding
-      // (x.view(x.size(0), -1) was refused so; found 2026-12-06). A few hops at most: torch
-      // writes one.
-      std::string source = part;
-      for (int hop = 0; hop < 4 && !constants_.count(source); ++hop) {
-        const auto p = producer_.find(source);
-        if (p == producer_.end()) break;
-        const onnx::NodeProto& u = m_.graph().node(p->second);
-        if ((u.op_type() != "Unsqueeze" && u.op_type() != "Cast") || u.input_size() < 1) break;
-        source = u.input(0);
-      }
-      const auto c = constants_.find(source);
-      if (c == constants_.end() || !c->second->is_int) return false;
-      target.insert(target.end(), c->second->ints.begin(), c->second->ints.end());
+    }
+  } else if (op == "Concat") {
+    const Folded& first = input(0);
+    const auto rank = static_cast<int64_t>(first.dims.size());
+    if (rank < 1) fail_node(node, "input '" + n.input(0) + "' is a scalar (expected rank >= 1)");
+    const int64_t axis = axis_of(int_attribute(node, "axis", 0), rank, data_name);
+    out.type = first.type;
+    out.dims = first.dims;
+    out.dims[static_cast<size_t>(axis)] = 0;
+    bool all_known = true;
+    for (int k = 0; k < n.input_size(); ++k) {
+      const Folded& part = input(k);
+      std::vector<int64_t> expected = out.dims;
+      expected[static_cast<size_t>(axis)] =
+          part.dims.size() == first.dims.size() ? part.dims[static_cast<size_t>(axis)] : 0;
+      if (part.dims != expected)
+        fail_node(node, "input '" + n.input(k) + "' has shape " + list_text(part.dims) +
+                            " where '" + n.input(0) + "' has " + list_text(first.dims) +
+                            " (expected the same but along axis " + std::to_string(axis) + ")");
+      const std::optional<int64_t> sum =
+          size_sum(out.dims[static_cast<size_t>(axis)], part.dims[static_cast<size_t>(axis)]);
+      if (!sum) fail_node(node, "its output has over 2^48 elements");
+      out.dims[static_cast<size_t>(axis)] = *sum;
+      all_known = all_known && part.ints;
+    }
+    const int64_t count = numel(out.dims);
+    if (all_known && can_keep(count)) {
+      const int64_t outer = numel({first.dims.begin(), first.dims.begin() + axis});
+      const int64_t inner = numel({first.dims.begin() + axis + 1, first.dims.end()});
+      std::vector<int64_t> values;
+      values.reserve(static_cast<size_t>(count));
+      for (int64_t o = 0; o < outer; ++o)
+        for (int k = 0; k < n.input_size(); ++k) {
+          const int64_t chunk = input(k).dims[static_cast<size_t>(axis)] * inner;
+          const auto from = input(k).ints->begin() + o * chunk;
+          values.insert(values.end(), from, from + chunk);
+        }
+      out.ints = keep_values(std::move(values));
+    }
+  } else if (op == "Cast") {
+    const Folded& data = input(0);
+    const int64_t to = int_attribute(node, "to", 0);
+    const onnx::OpSchema* schema = onnx::OpSchemaRegistry::Schema(op, opset_, "");
+    onnx::TypeProto proto;
+    const bool valid = to > onnx::TensorProto::UNDEFINED && to <= std::numeric_limits<int>::max() &&
+                       onnx::TensorProto_DataType_IsValid(static_cast<int>(to));
+    if (valid) proto.mutable_tensor_type()->set_elem_type(static_cast<int32_t>(to));
+    if (!valid || !schema->outputs()[0].GetTypes().count(onnx::Utils::DataTypeUtils::ToType(proto)))
+      fail_node(node, "to " + type_name(to) + " is not a type Cast makes at opset " +
+                          std::to_string(opset_));
+    out.type = static_cast<int32_t>(to);
+    out.dims = data.dims;
+    // Integers stay themselves as INT64, and as INT32 where they fit (the batch size does).
+    const bool integers = data.type == onnx::TensorProto::INT64 ||
+                          data.type == onnx::TensorProto::INT32 ||
+                          data.type == onnx::TensorProto::BOOL;
+    const auto fits = [](int64_t v) {
+      return v == kBatch ||
+             (v >= std::numeric_limits<int32_t>::min() && v <= std::numeric_limits<int32_t>::max());
+    };
+    if (data.ints && integers &&
+        (to == onnx::TensorProto::INT64 ||
+         (to == onnx::TensorProto::INT32 &&
+          std::all_of(data.ints->begin(), data.ints->end(), fits))))
+      out.ints = data.ints;
+  } else if (op == "Slice") {
+    const Folded& data = input(0);
+    const auto rank = static_cast<int64_t>(data.dims.size());
+    if (rank < 1) fail_node(node, "data '" + n.input(0) + "' is a scalar (expected rank >= 1)");
+    const std::vector<int64_t> starts = list_input(1, "starts"), ends = list_input(2, "ends");
+    std::vector<int64_t> axes, steps(starts.size(), 1);
+    for (size_t i = 0; i < starts.size(); ++i) axes.push_back(static_cast<int64_t>(i));
+    if (has_input(node, 3)) axes = list_input(3, "axes");
+    if (has_input(node, 4)) steps = list_input(4, "steps");
+    if (ends.size() != starts.size() || axes.size() != starts.size() ||
+        steps.size() != starts.size())
+      fail_node(node, "starts " + list_text(starts) + ", ends " + list_text(ends) + ", axes " +
+                          list_text(axes) + " and steps " + list_text(steps) +
+                          " (expected lists of one length)");
+    axes_of(axes, rank, data_name);  // each axis once
+    out.type = data.type;
+    out.dims = data.dims;
+    std::vector<int64_t> first(starts.size()), stride(starts.size());
+    for (size_t i = 0; i < starts.size(); ++i) {
+      const int64_t axis = axis_of(axes[i], rank, data_name);
+      const int64_t size = data.dims[static_cast<size_t>(axis)];
+      int64_t start = starts[i], end = ends[i];
+      const int64_t step = steps[i];
+      if (step == 0) fail_node(node, "step 0 (expected a step other than 0)");
+      // ONNX's clamping: negatives count from the end, then into the dimension.
+      if (start < 0) start += size;
+      if (end < 0) end += size;
+      start =
+          step > 0 ? std::clamp<int64_t>(start, 0, size) : std::clamp<int64_t>(start, 0, size - 1);
+      end = step > 0 ? std::clamp<int64_t>(end, 0, size) : std::clamp<int64_t>(end, -1, size - 1);
+      const int64_t span = step > 0 ? end - start : start - end;
+      const int64_t magnitude = step > 0 ? step
+                                : step == std::numeric_limits<int64_t>::min()
+                                    ? std::numeric_limits<int64_t>::max()
+                                    : -step;
+      out.dims[static_cast<size_t>(axis)] = span > 0 ? (span - 1) / magnitude + 1 : 0;
+      first[i] = start;
+      stride[i] = step;
+    }
+    if (starts.empty()) {
+      out.ints = data.ints;  // sliced along no axis
+    } else if (rank == 1 && data.ints && can_keep(out.dims[0])) {
+      std::vector<int64_t> values;
+      for (int64_t k = 0; k < out.dims[0]; ++k)
+        values.push_back((*data.ints)[static_cast<size_t>(first[0] + k * stride[0])]);
+      out.ints = keep_values(std::move(values));
     }
   } else {
-    return false;
+    fail_node(node, "is not a shape computation cnn evaluates");
   }
-  if (target.size() != 2) return false;
+  if (n.output(0).empty()) fail_node(node, "its output has no name");
+  folded_values_[n.output(0)] = std::move(out);
+}
+
+bool Importer::reshape_flattens(int node) {
+  const onnx::NodeProto& n = m_.graph().node(node);
+  if (!has_input(node, 1)) return false;
+  const std::string& target = n.input(1);
+  const auto producer = producer_.find(target);
+  if (!constants_.count(target) &&
+      (producer == producer_.end() || !folded_.count(producer->second)))
+    return false;
+  const Folded& shape = folded_value(target);
+  if (shape.type != onnx::TensorProto::INT64)
+    fail_node(node, "shape '" + target + "' is " + type_name(shape.type) + " (expected INT64)");
+  if (shape.dims.size() != 1)
+    fail_node(node, "shape '" + target + "' has rank " + std::to_string(shape.dims.size()) +
+                        " (expected a 1-d list)");
+  if (!shape.ints || shape.ints->size() != 2) return false;
+  const std::vector<int64_t>& t = *shape.ints;
+  const std::int64_t features = shape_.numel();  // shape_ is for a batch of 1
   // 0 copies the input's dimension, unless allowzero makes it a literal 0.
   const bool copies = int_attribute(node, "allowzero", 0) == 0;
-  const bool batch = target[0] == kBatch || (target[0] == 0 && copies) ||
-                     (static_batch_ > 0 && target[0] == static_batch_);
-  if (batch) return target[1] == -1 || target[1] == features;
-  return target[0] == -1 && target[1] == features;
+  const bool batch =
+      t[0] == kBatch || (t[0] == 0 && copies) || (static_batch_ > 0 && t[0] == static_batch_);
+  if (batch) return t[1] == -1 || t[1] == features;
+  return t[0] == -1 && t[1] == features;
 }
 
 std::string Importer::residual(const std::string& value, const std::vector<int>& forks,
@@ -934,6 +1318,7 @@ Size2 Importer::with_pending_pad(Size2 own) {
 }
 
 std::string Importer::block_activation(const std::string& sum, LayerSpec& block) {
+  value_shapes_[sum] = shape_;
   // An activation right after the sum, its only reader, is the block's.
   const std::vector<int> next = consumers(sum);
   if (next.size() == 1) {
@@ -965,8 +1350,10 @@ std::string Importer::doubled(int add, std::vector<LayerSpec>& layers) {
 
 std::string Importer::chain(std::string value, int join, std::vector<LayerSpec>& layers,
                             int first) {
+  value_shapes_[value] = shape_;  // for a Shape node that reads it
   if (first >= 0) value = apply(first, value, layers);
   for (;;) {
+    value_shapes_[value] = shape_;
     const std::vector<int> next = consumers(value);
     if (next.empty()) return value;
     if (next.size() == 1) {
@@ -1245,6 +1632,7 @@ std::string Importer::apply(int i, const std::string& value, std::vector<LayerSp
         t.parameters.emplace_back("bias", &as_vector(*bias->second));
         used_.insert(next[0]);
         shape_ = output_shape(i, l);
+        value_shapes_[n.output(0)] = shape_;  // the MatMul's, the Add's shape
         layers.push_back(l);
         tensors_.push_back(std::move(t));
         return add.output(0);
@@ -1380,18 +1768,24 @@ ModelFile Importer::run() {
                          "' is not a graph input, an initializer or an earlier node's output");
       users_[in].push_back(i);
     }
-    if (n.op_type() == "Constant") {
+    if (n.op_type() == "Constant" && onnx_domain(n)) {
+      check_schema(i);
       const auto* value = attribute(i, "value");
-      if (!value || value->type() != onnx::AttributeProto::TENSOR || n.output_size() != 1)
-        fail_node(i, "only a Constant with a tensor 'value' is supported");
+      if (!value || n.attribute_size() != 1) {
+        std::string given;
+        for (const auto& a : n.attribute()) given += (given.empty() ? "" : ", ") + a.name();
+        fail_node(i, "only a Constant of one tensor 'value' is supported (given: " +
+                         (given.empty() ? "no attribute" : given) + ")");
+      }
       onnx::TensorProto t = value->t();
       t.set_name(n.output(0));
       read_constant(t, "Constant");
       folded_.insert(i);
     }
     // torch.onnx.export stores equal weights once and aliases them with Identity nodes.
-    if (n.op_type() == "Identity" && n.input_size() == 1 && n.output_size() == 1 &&
-        constants_.count(n.input(0))) {
+    if (n.op_type() == "Identity" && onnx_domain(n) && n.input_size() == 1 &&
+        n.output_size() == 1 && constants_.count(n.input(0))) {
+      check_schema(i);
       constants_[n.output(0)] = constants_.at(n.input(0));
       folded_.insert(i);
     }
@@ -1442,6 +1836,9 @@ ModelFile Importer::run() {
   for (int i = 0; i < g.node_size(); ++i)
     if (!used_.count(i) && !folded_.count(i))
       fail_node(i, "is not on the path from the input to the output");
+  // Every shape computation is evaluated, so checked, also where no Reshape needed its value.
+  for (int i : folded_)
+    if (!constants_.count(g.node(i).output(0))) folded_value(g.node(i).output(0));
 
   std::map<std::string, std::string> meta;
   for (const auto& e : m_.metadata_props()) meta[e.key()] = e.value();
