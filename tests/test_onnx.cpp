@@ -1407,6 +1407,113 @@ TEST(Onnx, APadOfZerosIsThePaddingOfTheLayerAfterIt) {
   }
 }
 
+/// `m` with every two-input Add's inputs swapped.
+void swap_add_inputs(onnx::ModelProto& m) {
+  for (auto& n : *m.mutable_graph()->mutable_node())
+    if (n.op_type() == "Add" && n.input_size() == 2) n.mutable_input()->SwapElements(0, 1);
+}
+
+/// Moves the nodes of `m` whose names start with `moved` to just before the first node whose
+/// name starts with `before` (a block's shortcut before its body: still in topological order).
+void move_nodes_before(onnx::ModelProto& m, const std::string& moved, const std::string& before) {
+  std::vector<onnx::NodeProto> kept, taken;
+  for (const onnx::NodeProto& n : m.graph().node())
+    (n.name().starts_with(moved) ? taken : kept).push_back(n);
+  onnx::GraphProto& g = *m.mutable_graph();
+  g.clear_node();
+  bool placed = false;
+  for (const onnx::NodeProto& n : kept) {
+    if (!placed && n.name().starts_with(before)) {
+      for (const onnx::NodeProto& t : taken) *g.add_node() = t;
+      placed = true;
+    }
+    *g.add_node() = n;
+  }
+  ASSERT_TRUE(placed && !taken.empty()) << moved << " before " << before;
+}
+
+// An Add is commutative: Add(shortcut, body) is the block Add(body, shortcut) is. Until
+// 2026-12-06 the import took the Add's input 0 as the body, so that our own export with its
+// Adds' inputs swapped was refused (its metadata names the other branch the body) and a graph
+// without metadata imported with the branches' names swapped. Now our metadata names them,
+// whatever the Adds' and the nodes' order, to the model file's own bytes; a graph without it
+// calls the branch whose nodes come first the body (as torch and our export write them), the
+// same model for either Add order. Logits are the original's bit for bit (a + b is b + a).
+TEST(Onnx, AResidualAddImportsInEitherOrder) {
+  const std::vector<std::pair<ModelSpec, std::vector<std::pair<std::string, std::string>>>> cases =
+      {{preset_spec("resnet"), {{"5.shortcut.", "5.body."}, {"6.shortcut.", "6.body."}}},
+       // Nested blocks: the outer block's shortcut (a block itself) moved before its body, and
+       // that block's shortcut before its body.
+       {nested_at_start_spec(),
+        {{"1.shortcut.", "1.body."}, {"1.shortcut.0.shortcut.", "1.shortcut.0.body."}}}};
+  for (const auto& [spec, moves] : cases) {
+    SCOPED_TRACE(spec.name);
+    Sequential<float> model = random_model(spec, 31);
+    Rng rng(6);
+    Tensor<float> images(Shape{8, spec.input[0], spec.input[1], spec.input[2]});
+    for (float& v : images) v = static_cast<float>(rng.uniform());
+    const std::vector<float> expected = cnn_logits(model, images);
+    std::vector<std::string> names;
+    for (int64_t c = 0; c < output_classes(spec); ++c) names.push_back(std::string(1, 'a' + c));
+    const fs::path original = work_dir() / "either.safetensors";
+    save_model(original.string(), model, spec, names);
+    const std::string exported = (work_dir() / "either.onnx").string();
+    save_onnx(exported, model, spec, names);
+    int variant = 0;
+    const auto edited = [&](bool metadata, bool swap, bool move) {
+      onnx::ModelProto m = parse(exported);
+      if (!metadata) m.clear_metadata_props();
+      if (swap) swap_add_inputs(m);
+      if (move)
+        for (const auto& [moved, before] : moves) move_nodes_before(m, moved, before);
+      const std::string path =
+          (work_dir() / ("either_" + std::to_string(variant++) + ".onnx")).string();
+      std::string bytes;
+      EXPECT_TRUE(m.SerializeToString(&bytes));
+      write_bytes(path, bytes);
+      EXPECT_TRUE(onnx_accepts(path));
+      return path;
+    };
+    // With our metadata: the model file itself, whatever the order.
+    for (const auto& [swap, move] : {std::pair{true, false}, {false, true}, {true, true}}) {
+      SCOPED_TRACE(std::string(swap ? "Adds swapped" : "") + (move ? " shortcuts first" : ""));
+      try {
+        ModelFile back = load_onnx(edited(true, swap, move));
+        const fs::path again = work_dir() / "either_back.safetensors";
+        save_model(again.string(), back.model, back.spec, back.class_names);
+        EXPECT_TRUE(read_bytes(original) == read_bytes(again)) << "another model file";
+      } catch (const Error& e) {
+        ADD_FAILURE() << e.what();
+      }
+    }
+    // Without it: either Add order is the same model; the nodes' order names the branches.
+    const auto graph_alone = [&](bool swap, bool move) {
+      ModelFile back = load_onnx(edited(false, swap, move));
+      back.spec.name = spec.name;
+      EXPECT_EQ(cnn_logits(back.model, images), expected);
+      return to_json(back.spec);
+    };
+    const std::string plain = graph_alone(false, false);
+    EXPECT_EQ(graph_alone(true, false), plain);
+    EXPECT_EQ(graph_alone(true, true), graph_alone(false, true));
+  }
+  // torch.onnx.export's ResNet with its Adds swapped: the same model, PyTorch's logits.
+  onnx::ModelProto m = parse(golden("torch_resnet.onnx"));
+  swap_add_inputs(m);
+  const std::string path = (work_dir() / "torch_resnet_swapped.onnx").string();
+  std::string bytes;
+  ASSERT_TRUE(m.SerializeToString(&bytes));
+  write_bytes(path, bytes);
+  ModelFile back = load_onnx(path), plain = load_onnx(golden("torch_resnet.onnx"));
+  back.spec.name = plain.spec.name;
+  EXPECT_EQ(to_json(back.spec), to_json(plain.spec));
+  const SafeTensorsFile outputs = SafeTensorsFile::load(golden("torch_resnet_outputs.safetensors"));
+  const Tensor<float> logits = outputs.tensor<float>("logits");
+  const EvalResult r = evaluate(back.model, back.spec, sample_test_set(), 256, true);
+  close_to_golden("torch_resnet.onnx, Adds swapped",
+                  TensorView<const float>(r.outputs.data(), logits.shape()), logits);
+}
+
 TEST(Onnx, BlocksNestedAtABranchStartImportFromTheGraphAlone) {
   // Found 2026-12-05: such a model's own export was refused ("value '0.out' feeds 4 nodes").
   const ModelSpec spec = nested_at_start_spec();

@@ -446,10 +446,23 @@ LayerSpec identity_layer() {
   return identity;
 }
 
-/// One layer's tensors in the order of its parameter_specs and buffer_specs.
+/// One layer's tensors in the order of its parameter_specs and buffer_specs; a Residual's are
+/// its branches' layers', kept apart so that the branches can trade names (take_branches).
 struct LayerTensors {
   std::vector<std::pair<std::string, const Constant*>> parameters, buffers;
+  std::vector<LayerTensors> body, shortcut;
 };
+
+/// `t`'s tensors appended to `parameters` and `buffers` in the order the model names them: a
+/// Residual's body's, then its shortcut's.
+void flatten(const LayerTensors& t,
+             std::vector<std::pair<std::string, const Constant*>>& parameters,
+             std::vector<std::pair<std::string, const Constant*>>& buffers) {
+  parameters.insert(parameters.end(), t.parameters.begin(), t.parameters.end());
+  buffers.insert(buffers.end(), t.buffers.begin(), t.buffers.end());
+  for (const auto* branch : {&t.body, &t.shortcut})
+    for (const LayerTensors& layer : *branch) flatten(layer, parameters, buffers);
+}
 
 class Importer {
  public:
@@ -1265,33 +1278,30 @@ std::string Importer::residual(const std::string& value, const std::vector<int>&
   std::vector<LayerTensors> saved = std::move(tensors_);
   // Each branch's layers are parsed into their own list: the body's tensors come first.
   tensors_.clear();
-  const std::string end_first = branch(branches[0], first);
+  branch(branches[0], first);
   std::vector<LayerTensors> first_tensors = std::move(tensors_);
   const Shape shape_first = shape_;
   shape_ = shape;
   tensors_.clear();
-  const std::string end_second = branch(branches[1], second);
+  branch(branches[1], second);
   std::vector<LayerTensors> second_tensors = std::move(tensors_);
   if (shape_ != shape_first) {
     fail_node(join, "adds values of shapes " + shape_first.str() + " and " + shape_.str() +
                         " (batch 1; expected equal shapes)");
   }
   tensors_ = std::move(saved);
-  // torch's `body(x) + shortcut(x)`: input 0 is the body, unless it is the identity.
-  bool first_is_body = add.input(0) == end_first;
-  if (first.empty()) first_is_body = false;
-  if (second.empty()) first_is_body = true;
+  // The body is the branch whose first node comes first, as torch writes `body(x) +
+  // shortcut(x)` and our export its body's nodes; the identity is the shortcut. Not the Add's
+  // input order: an Add is commutative, and Add(shortcut, body) imported with the branches'
+  // names swapped (our own export so, with its metadata, was refused; found 2026-12-06). Our
+  // metadata, where there is some, names them in the end (take_branches).
   if (first.empty() && second.empty()) fail_node(join, "adds a value to itself");
+  const bool first_is_body = !first.empty();
   block.body = first_is_body ? first : second;
   block.shortcut = first_is_body ? second : first;
-  auto& body_tensors = first_is_body ? first_tensors : second_tensors;
-  auto& shortcut_tensors = first_is_body ? second_tensors : first_tensors;
   LayerTensors all;
-  for (auto* group : {&body_tensors, &shortcut_tensors})
-    for (const LayerTensors& t : *group) {
-      all.parameters.insert(all.parameters.end(), t.parameters.begin(), t.parameters.end());
-      all.buffers.insert(all.buffers.end(), t.buffers.begin(), t.buffers.end());
-    }
+  all.body = std::move(first_is_body ? first_tensors : second_tensors);
+  all.shortcut = std::move(first_is_body ? second_tensors : first_tensors);
   const std::string out = block_activation(add.output(0), block);
   layers.push_back(std::move(block));
   tensors_.push_back(std::move(all));
@@ -1344,7 +1354,9 @@ std::string Importer::doubled(int add, std::vector<LayerSpec>& layers) {
   block.body = {identity_layer()};
   const std::string out = block_activation(m_.graph().node(add).output(0), block);
   layers.push_back(std::move(block));
-  tensors_.emplace_back();
+  LayerTensors none;
+  none.body.emplace_back();  // the Dropout's, as many as the body's layers
+  tensors_.push_back(std::move(none));
   return out;
 }
 
@@ -1723,6 +1735,62 @@ std::vector<LayerSpec> as_in_a_graph(const std::vector<LayerSpec>& layers) {
   return out;
 }
 
+/// A branch's layers.
+std::vector<const Layer<float>*> branch_layers(const Residual<float>& block, bool body) {
+  std::vector<const Layer<float>*> layers;
+  const size_t count = body ? block.body_size() : block.shortcut_size();
+  for (size_t i = 0; i < count; ++i) layers.push_back(body ? &block.body(i) : &block.shortcut(i));
+  return layers;
+}
+
+std::string unordered_text(const Layer<float>& layer);
+
+std::string unordered_text(const std::vector<const Layer<float>*>& layers) {
+  std::string text;
+  for (const Layer<float>* l : layers) text += (text.empty() ? "" : ", ") + unordered_text(*l);
+  return text;
+}
+
+/// describe(), with each Residual's two branches in an order of their own: the same text for a
+/// block whichever branch is called its body.
+std::string unordered_text(const Layer<float>& layer) {
+  const auto* block = dynamic_cast<const Residual<float>*>(&layer);
+  if (block == nullptr) return layer.describe();
+  std::string a = unordered_text(branch_layers(*block, true));
+  std::string b = unordered_text(branch_layers(*block, false));
+  if (b < a) std::swap(a, b);
+  return "Residual(" + block->activation() + ": [" + a + "] + [" + b + "])";
+}
+
+/// Gives each Residual of `specs` (the graph as parsed, built as `graph`, its tensors
+/// `tensors`) the body and shortcut that `ours` (our metadata's spec, built) gives it: which
+/// branch is which is not in the graph, where the Add is commutative and the nodes' order may
+/// have been changed. Blocks that do not match either way are left for the comparison after.
+void take_branches(std::vector<LayerSpec>& specs, std::vector<LayerTensors>& tensors,
+                   const std::vector<const Layer<float>*>& graph,
+                   const std::vector<const Layer<float>*>& ours) {
+  if (specs.size() != graph.size() || specs.size() != ours.size() || specs.size() != tensors.size())
+    return;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const auto* g = dynamic_cast<const Residual<float>*>(graph[i]);
+    const auto* o = dynamic_cast<const Residual<float>*>(ours[i]);
+    if (g == nullptr || o == nullptr) continue;
+    std::vector<const Layer<float>*> g_body = branch_layers(*g, true);
+    std::vector<const Layer<float>*> g_shortcut = branch_layers(*g, false);
+    const std::vector<const Layer<float>*> o_body = branch_layers(*o, true);
+    const std::vector<const Layer<float>*> o_shortcut = branch_layers(*o, false);
+    const std::string gb = unordered_text(g_body), gs = unordered_text(g_shortcut);
+    const std::string ob = unordered_text(o_body), os = unordered_text(o_shortcut);
+    if (!(gb == ob && gs == os) && gb == os && gs == ob) {
+      std::swap(specs[i].body, specs[i].shortcut);
+      std::swap(tensors[i].body, tensors[i].shortcut);
+      std::swap(g_body, g_shortcut);
+    }
+    take_branches(specs[i].body, tensors[i].body, g_body, o_body);
+    take_branches(specs[i].shortcut, tensors[i].shortcut, g_shortcut, o_shortcut);
+  }
+}
+
 std::string shape_text(const std::vector<int64_t>& dims) {
   std::string s = "(";
   for (size_t i = 0; i < dims.size(); ++i) s += (i ? ", " : "") + std::to_string(dims[i]);
@@ -1866,6 +1934,17 @@ ModelFile Importer::run() {
     } catch (const Error& e) {
       fail(std::string("the cnn.architecture metadata does not describe the graph: ") + e.what());
     }
+    const auto top_layers = [](const Sequential<float>& model) {
+      std::vector<const Layer<float>*> list;
+      for (size_t i = 0; i < model.size(); ++i) list.push_back(&model.layer(i));
+      return list;
+    };
+    take_branches(file.spec.layers, tensors_, top_layers(parsed), top_layers(described));
+    try {
+      parsed = build_model(file.spec);  // with the branches named as the metadata names them
+    } catch (const Error& e) {
+      fail(std::string("the cnn.architecture metadata does not describe the graph: ") + e.what());
+    }
     if (described.sample_shape() != parsed.sample_shape() || described.size() != parsed.size())
       fail("the cnn.architecture metadata does not describe the graph: " +
            std::to_string(described.size()) + " layers in it, " + std::to_string(parsed.size()) +
@@ -1903,10 +1982,7 @@ ModelFile Importer::run() {
   // metadata too, since it names the layers but the graph wires them (found 2026-12-06: a
   // file whose nodes read other initializers than the metadata's names took the named ones).
   std::vector<std::pair<std::string, const Constant*>> params, buffers;
-  for (const LayerTensors& t : tensors_) {
-    params.insert(params.end(), t.parameters.begin(), t.parameters.end());
-    buffers.insert(buffers.end(), t.buffers.begin(), t.buffers.end());
-  }
+  for (const LayerTensors& t : tensors_) flatten(t, params, buffers);
   auto named = file.model.named_parameters();
   if (named.size() != params.size()) fail("the graph's weights do not match its layers");
   for (size_t k = 0; k < named.size(); ++k)
