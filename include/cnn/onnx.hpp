@@ -42,8 +42,10 @@ void save_onnx(const std::string& path, Sequential<float>& model, const ModelSpe
 /// MaxPool, AveragePool, GlobalAveragePool, Flatten or Reshape to (N, -1), Gemm or MatMul + Add,
 /// Add of two branches (a Residual), Dropout and Identity. Throws cnn::Error "<path>: ..." naming
 /// the node, its op type and the reason for anything else: not protobuf, an opset outside 11-17, an
-/// unsupported op or attribute, a dangling input, an initializer of the wrong shape, external data,
-/// dimensions that overflow, non-finite weights.
+/// unsupported op or attribute, a dangling input, a shape computation (a Reshape's target) that
+/// ONNX's schema or spec for the opset refuses, dimensions that overflow, an initializer that a
+/// node reads of another type than FLOAT, INT64 or BOOL, of the wrong shape, with external data or
+/// non-finite values (an initializer no node reads is not read).
 ModelFile load_onnx(const std::string& path);
 
 /// True when `path` names an ONNX file (its extension is ".onnx").
