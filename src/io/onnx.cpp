@@ -512,8 +512,13 @@ class Importer {
   /// reader, which becomes `block`'s.
   std::string block_activation(const std::string& sum, LayerSpec& block);
   /// A (rows, cols) weight as (cols, rows): Linear's layout of MatMul's and Gemm's (transB 0) B.
+  /// One per weight, however many nodes read it (300 Gemms of one 4 MB weight made 300
+  /// transposes, 1.2 GB; the layers' own copies are the model's, as a spec of the same layers).
   const Constant& transposed(const Constant& w) {
+    if (const auto done = transposed_of_.find(&w); done != transposed_of_.end())
+      return *done->second;
     Constant& tw = transposed_.emplace_back(w);
+    transposed_of_[&w] = &tw;
     tw.dims = {w.dims[1], w.dims[0]};
     for (int64_t r = 0; r < w.dims[0]; ++r)
       for (int64_t c = 0; c < w.dims[1]; ++c)
@@ -525,8 +530,10 @@ class Importer {
   /// (1, out) C passed the Gemm's check and then failed "1.bias expects (5,)").
   const Constant& as_vector(const Constant& c) {
     if (c.dims.size() == 1) return c;
+    if (const auto done = vector_of_.find(&c); done != vector_of_.end()) return *done->second;
     Constant& v = transposed_.emplace_back(c);
     v.dims = {c.dims.back()};
+    vector_of_[&c] = &v;
     return v;
   }
   void fold_shape_computations();
@@ -577,6 +584,7 @@ class Importer {
   std::vector<LayerTensors> tensors_;  // per layer, in the order the model names them
   std::list<Constant> transposed_;     // MatMul's and Gemm's (transB 0) weights, transposed;
                                        // (1, out) biases as (out,)
+  std::map<const Constant*, const Constant*> transposed_of_, vector_of_;  // in transposed_
 };
 
 void Importer::read_constant(const onnx::TensorProto& t, const std::string& what) {
