@@ -1349,6 +1349,117 @@ TEST(CliBadInput, PredictRefusesTruncatedAndMalformedImages) {
                  {"absent.png: cannot decode image (cannot open the file)"});
 }
 
+/// A PNG chunk: length, type, data and CRC.
+std::string png_chunk(const std::string& type, const std::string& data) {
+  std::string chunk;
+  for (const int shift : {24, 16, 8, 0}) chunk += static_cast<char>(data.size() >> shift & 0xff);
+  chunk += type + data;
+  const std::string crc_input = type + data;
+  const uLong crc = crc32(0, reinterpret_cast<const Bytef*>(crc_input.data()),
+                          static_cast<uInt>(crc_input.size()));
+  for (const int shift : {24, 16, 8, 0}) chunk += static_cast<char>(crc >> shift & 0xff);
+  return chunk;
+}
+
+// stb_image's reasons went out as they were (found 2026-12-06): "IEN" for a PNG cut inside its
+// IEND chunk, "outofdata", "expected marker", "only 8-bit", and "no SOI", left over from stb's
+// JPEG test, for a PNG whose zlib stream it refused without a reason. predict says what is wrong
+// with the file in one line: where it is truncated, which variant stb does not decode, what is
+// corrupt.
+TEST(CliBadInput, PredictSaysWhyAnImageCannotBeDecoded) {
+  std::vector<unsigned char> rgb(28 * 28 * 3);
+  for (size_t i = 0; i < rgb.size(); ++i) rgb[i] = static_cast<unsigned char>(i * 7);
+  const fs::path whole_png = work_dir() / "whole.png", whole_jpg = work_dir() / "whole.jpg",
+                 whole_bmp = work_dir() / "whole3.bmp";
+  ASSERT_TRUE(stbi_write_png(whole_png.c_str(), 28, 28, 3, rgb.data(), 28 * 3));
+  ASSERT_TRUE(stbi_write_jpg(whole_jpg.c_str(), 28, 28, 3, rgb.data(), 90));
+  ASSERT_TRUE(stbi_write_bmp(whole_bmp.c_str(), 28, 28, 3, rgb.data()));
+  const std::string png = read_file(whole_png), jpg = read_file(whole_jpg),
+                    bmp = read_file(whole_bmp);
+  const std::string predict = "predict " + trained_model().string() + " ";
+  for (const fs::path& whole : {whole_png, whole_jpg, whole_bmp})
+    EXPECT_EQ(cnn(predict + whole.string()).exit_code, 0) << whole;
+  const auto refused = [&](const std::string& name, const std::string& bytes,
+                           const std::string& reason) {
+    write_file(work_dir() / name, bytes);
+    expect_refusal(predict + (work_dir() / name).string(),
+                   {name + ": cannot decode image (" + reason + ")\n"});
+  };
+  const size_t idat = png.find("IDAT") - 4;
+  ASSERT_EQ(png.substr(0, 8), "\x89PNG\r\n\x1a\n");
+  ASSERT_EQ(png.substr(12, 4), "IHDR");
+  ASSERT_EQ(png.substr(png.size() - 8, 4), "IEND");
+  const size_t idat_end =
+      idat + 12 +
+      (static_cast<unsigned char>(png[idat + 2]) << 8 | static_cast<unsigned char>(png[idat + 3]));
+  ASSERT_EQ(idat_end, png.size() - 12);
+  // Truncated: stb said "IEN" and "outofdata".
+  refused("cut_iend.png", png.substr(0, png.size() - 5),
+          "truncated PNG: the file ends at byte " + std::to_string(png.size() - 5) +
+              ", after its 'IDAT' chunk, without the IEND chunk that ends a PNG");
+  refused("cut_idat.png", png.substr(0, idat + 40),
+          "truncated PNG: its 'IDAT' chunk runs to byte " + std::to_string(idat_end) +
+              ", the file ends at byte " + std::to_string(idat + 40));
+  // A transfer as text turned \r\n into \n: stb said "unknown image type".
+  refused("text_mode.png", png.substr(0, 4) + png.substr(5),
+          "not a PNG: its first 4 bytes are PNG's, the next 4 are not \\r\\n\\x1a\\n (a transfer "
+          "as text changes them)");
+  std::string depth3 = png;
+  depth3[24] = 3;
+  refused("depth3.png", depth3,
+          "corrupt PNG: its header (IHDR) gives 3 bits per sample, not 1, 2, 4, 8 or 16");
+  refused("chunk.png", png.substr(0, 33) + png_chunk("ABCD", "") + png.substr(33),
+          "unsupported PNG: it has a critical chunk 'ABCD' (at byte 33) that stb_image does not "
+          "know");
+  // A deflate block of the reserved type 3, which stb refuses without a reason of its own.
+  std::string type3 = png;
+  type3[idat + 10] = 0x07;
+  refused("type3.png", type3, "corrupt PNG: stb_image cannot decode it");
+  // stb said "expected marker", "only 8-bit" and "unknown marker".
+  refused("cut.jpg", jpg.substr(0, jpg.size() / 2),
+          "truncated JPEG: the file ends at byte " + std::to_string(jpg.size() / 2) +
+              ", inside its image data, before the end-of-image marker (FFD9)");
+  const size_t dqt = jpg.find("\xFF\xDB");
+  ASSERT_NE(dqt, std::string::npos);
+  const size_t dqt_end =
+      dqt + 2 +
+      (static_cast<unsigned char>(jpg[dqt + 2]) << 8 | static_cast<unsigned char>(jpg[dqt + 3]));
+  refused("cut_header.jpg", jpg.substr(0, dqt + 10),
+          "truncated JPEG: its quantization table (DQT, FFDB) runs to byte " +
+              std::to_string(dqt_end) + ", the file ends at byte " + std::to_string(dqt + 10));
+  const size_t sof = jpg.find("\xFF\xC0");
+  ASSERT_NE(sof, std::string::npos);
+  std::string twelve_bit = jpg;
+  twelve_bit[sof + 4] = 12;
+  refused("twelve_bit.jpg", twelve_bit,
+          "unsupported JPEG: 12-bit samples; stb_image decodes 8-bit JPEGs only");
+  std::string arithmetic = jpg;
+  arithmetic[sof + 1] = '\xC9';
+  refused("arithmetic.jpg", arithmetic,
+          "unsupported JPEG: arithmetic-coded (SOF9); stb_image decodes baseline and progressive "
+          "JPEGs");
+  // stb said "BMP RLE" and, for a header cut short, "bad BMP".
+  std::string rle = bmp;
+  rle[30] = 1;
+  refused("rle.bmp", rle, "unsupported BMP: RLE compression; stb_image reads uncompressed BMPs");
+  refused("cut_header.bmp", bmp.substr(0, 20),
+          "truncated BMP: its header runs to byte 54, the file ends at byte 20");
+  // What stb does decode stays decoded: a 16-bit PNG.
+  std::string rows;
+  for (int y = 0; y < 28; ++y) rows += '\0' + std::string(28 * 6, '\x40');
+  std::string compressed(compressBound(static_cast<uLong>(rows.size())), '\0');
+  uLongf compressed_size = static_cast<uLongf>(compressed.size());
+  ASSERT_EQ(compress(reinterpret_cast<Bytef*>(compressed.data()), &compressed_size,
+                     reinterpret_cast<const Bytef*>(rows.data()), static_cast<uLong>(rows.size())),
+            Z_OK);
+  compressed.resize(compressed_size);
+  const std::string ihdr("\0\0\0\x1c\0\0\0\x1c\x10\x02\0\0\0", 13);  // 28 x 28, 16-bit RGB
+  write_file(work_dir() / "sixteen.png", png.substr(0, 8) + png_chunk("IHDR", ihdr) +
+                                             png_chunk("IDAT", compressed) + png_chunk("IEND", ""));
+  const CliRun sixteen = cnn(predict + (work_dir() / "sixteen.png").string());
+  EXPECT_EQ(sixteen.exit_code, 0) << sixteen.err;
+}
+
 TEST(CliBadInput, AFailedRunNeverTouchesTheModelAtOut) {
   const fs::path out = work_dir() / "keep.safetensors";
   write_file(out, "precious bytes");

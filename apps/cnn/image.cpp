@@ -3,6 +3,7 @@
 #include <stb/stb_image.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -193,6 +194,317 @@ void check_bmp_holds_its_pixels(const std::string& path, const std::string& head
   }
 }
 
+// Why stb_image refused a PNG, JPEG or BMP, in words (found 2026-12-06: its terse reasons went
+// out as they were: "IEN", "outofdata", "bad huffman code"). stb reads zeros past a file's end, so
+// a truncated file fails with whatever those zeros broke ("IEN" is an IEND chunk cut after three
+// letters), and a reason may be left over from another format's test of the file ("no SOI" for
+// a PNG whose zlib stream stb refused without one). So the file's structure is walked first:
+// a file that ends early, a damaged signature and the variants stb does not decode are told
+// from it; stb's reason is used only when it is one of that format's, in our words.
+
+/// Up to `count` bytes of `file` from `at`.
+std::string read_at(std::istream& file, uint64_t at, size_t count) {
+  std::string bytes(count, '\0');
+  file.clear();
+  file.seekg(static_cast<std::streamoff>(at));
+  file.read(bytes.data(), static_cast<std::streamsize>(count));
+  bytes.resize(static_cast<size_t>(std::max<std::streamsize>(file.gcount(), 0)));
+  return bytes;
+}
+
+uint32_t big_endian(const std::string& bytes, size_t at, int size) {
+  uint32_t value = 0;
+  for (int i = 0; i < size; ++i) value = value << 8 | static_cast<unsigned char>(bytes[at + i]);
+  return value;
+}
+
+/// A PNG chunk type as it reads ("IDAT"), or its bytes in hex when they are not letters.
+std::string chunk_type_text(const std::string& type) {
+  if (std::all_of(type.begin(), type.end(), [](char c) { return std::isalpha(c & 0xff) != 0; }))
+    return "'" + type + "'";
+  std::string text = "of bytes";
+  for (const char c : type) {
+    char hex[8];
+    std::snprintf(hex, sizeof hex, " %02x", static_cast<unsigned char>(c));
+    text += hex;
+  }
+  return text;
+}
+
+/// A truncated or damaged PNG, from its signature and chunks up to IEND; empty when they are
+/// whole.
+std::string png_structure_problem(std::istream& file, uint64_t size) {
+  const std::string signature = read_at(file, 0, 8);
+  if (signature.size() < 8) {
+    return "truncated PNG: the file ends at byte " + std::to_string(size) +
+           ", inside its 8-byte signature";
+  }
+  if (signature != std::string("\x89PNG\r\n\x1a\n", 8)) {
+    return "not a PNG: its first 4 bytes are PNG's, the next 4 are not \\r\\n\\x1a\\n (a "
+           "transfer as text changes them)";
+  }
+  std::string previous;
+  for (uint64_t at = 8;;) {
+    const std::string header = read_at(file, at, 8);
+    if (header.size() < 8) {
+      const std::string after =
+          previous.empty() ? "its signature" : "its " + chunk_type_text(previous) + " chunk";
+      return "truncated PNG: the file ends at byte " + std::to_string(size) + ", after " + after +
+             ", without the IEND chunk that ends a PNG";
+    }
+    const uint64_t length = big_endian(header, 0, 4);
+    const std::string type = header.substr(4);
+    const uint64_t end = at + 12 + length;  // length, type, data, CRC
+    if (length > 0x7fffffffu) {
+      return "corrupt PNG: its chunk at byte " + std::to_string(at) + " declares " +
+             std::to_string(length) + " bytes, more than PNG's 2^31 - 1";
+    }
+    if (end > size) {
+      return "truncated PNG: its " + chunk_type_text(type) + " chunk runs to byte " +
+             std::to_string(end) + ", the file ends at byte " + std::to_string(size);
+    }
+    if (type == "IEND") return "";
+    // stb refuses a critical chunk (first letter upper case) that it does not know.
+    const bool critical = (static_cast<unsigned char>(type[0]) & 0x20) == 0;
+    if (critical && type != "IHDR" && type != "PLTE" && type != "IDAT") {
+      return "unsupported PNG: it has a critical chunk " + chunk_type_text(type) + " (at byte " +
+             std::to_string(at) + ") that stb_image does not know";
+    }
+    previous = type;
+    at = end;
+  }
+}
+
+/// What a JPEG marker introduces, for messages.
+std::string jpeg_marker_text(int marker) {
+  char hex[8];
+  std::snprintf(hex, sizeof hex, "FF%02X", marker);
+  const std::string code = hex;
+  if (marker == 0xC4) return "Huffman table (DHT, " + code + ")";
+  if (marker == 0xDB) return "quantization table (DQT, " + code + ")";
+  if (marker == 0xDA) return "scan header (SOS, " + code + ")";
+  if (marker == 0xDD) return "restart interval (DRI, " + code + ")";
+  if (marker == 0xFE) return "comment (COM, " + code + ")";
+  if (marker >= 0xE0 && marker <= 0xEF)
+    return "APP" + std::to_string(marker - 0xE0) + " (" + code + ")";
+  if (marker >= 0xC0 && marker <= 0xCF)
+    return "frame header (SOF" + std::to_string(marker - 0xC0) + ", " + code + ")";
+  return "marker " + code;
+}
+
+/// A truncated JPEG or one of the variants stb does not decode, from its markers up to its
+/// first scan and an end-of-image marker after it; empty when they are whole.
+std::string jpeg_structure_problem(std::istream& file, uint64_t size) {
+  const std::string ends_at = "the file ends at byte " + std::to_string(size);
+  for (uint64_t at = 2;;) {
+    const std::string header = read_at(file, at, 5);
+    if (header.size() < 2) {
+      return "truncated JPEG: " + ends_at + ", in its header, before its image data";
+    }
+    const int marker = static_cast<unsigned char>(header[1]);
+    if (static_cast<unsigned char>(header[0]) != 0xFF) {
+      return "corrupt JPEG: its header has no marker at byte " + std::to_string(at);
+    }
+    if (marker == 0xFF) {  // a fill byte before a marker
+      at += 1;
+      continue;
+    }
+    if (marker == 0x01 || marker == 0xD8 || (marker >= 0xD0 && marker <= 0xD7)) {
+      at += 2;  // markers without a length
+      continue;
+    }
+    if (marker == 0xD9) {
+      return "corrupt JPEG: its end-of-image marker (at byte " + std::to_string(at) +
+             ") comes before any image data";
+    }
+    if (header.size() < 4) {
+      return "truncated JPEG: " + ends_at + ", inside its header's " + jpeg_marker_text(marker);
+    }
+    const uint64_t end = at + 2 + big_endian(header, 2, 2);
+    if (end > size) {
+      return "truncated JPEG: its " + jpeg_marker_text(marker) + " runs to byte " +
+             std::to_string(end) + ", " + ends_at;
+    }
+    // stb decodes baseline and progressive JPEG (SOF0-2) of 8-bit samples.
+    const bool frame =
+        marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC;
+    if (frame && marker > 0xC2) {
+      const char* kind = marker == 0xC3   ? "lossless"
+                         : marker <= 0xC7 ? "hierarchical"
+                         : marker == 0xCB ? "lossless arithmetic-coded"
+                                          : "arithmetic-coded";
+      return std::string("unsupported JPEG: ") + kind + " (SOF" + std::to_string(marker - 0xC0) +
+             "); stb_image decodes baseline and progressive JPEGs";
+    }
+    if (frame && header.size() == 5 && header[4] != 8) {
+      return "unsupported JPEG: " + std::to_string(static_cast<unsigned char>(header[4])) +
+             "-bit samples; stb_image decodes 8-bit JPEGs only";
+    }
+    if (marker == 0xDA) {
+      // The image data run to the end-of-image marker, which stb needs.
+      std::string tail = read_at(file, end, size_t{1} << 16);
+      for (uint64_t from = end; !tail.empty();) {
+        if (tail.find("\xFF\xD9") != std::string::npos) return "";
+        from += tail.size() - 1;  // a marker may straddle two reads
+        if (tail.size() == 1) break;
+        tail = read_at(file, from, size_t{1} << 16);
+      }
+      return "truncated JPEG: " + ends_at +
+             ", inside its image data, before the end-of-image "
+             "marker (FFD9)";
+    }
+    at = end;
+  }
+}
+
+/// A truncated BMP header, or one of a size stb does not read; empty otherwise.
+std::string bmp_structure_problem(const std::string& head, uint64_t size) {
+  if (head.size() < 18) {
+    return "truncated BMP: the file ends at byte " + std::to_string(size) + ", inside its header";
+  }
+  const uint32_t info_size = little_endian(head, 14, 4);
+  if (info_size != 12 && info_size != 40 && info_size != 56 && info_size != 108 &&
+      info_size != 124) {
+    return "unsupported or corrupt BMP: its info header is " + std::to_string(info_size) +
+           " bytes; stb_image reads those of 12, 40, 56, 108 and 124";
+  }
+  if (size < 14 + uint64_t{info_size}) {
+    return "truncated BMP: its header runs to byte " + std::to_string(14 + info_size) +
+           ", the file ends at byte " + std::to_string(size);
+  }
+  return "";
+}
+
+/// stb's reason for refusing a file of `format` in words; empty for a reason that is not one of
+/// that format's (left over from stb's test of another format).
+std::string stb_reason_text(ImageFormat format, const std::string& reason,
+                            const std::string& head) {
+  struct Phrase {
+    const char* reason;
+    const char* text;
+  };
+  // The reasons of stb_image 2.27's PNG, JPEG and BMP decoders, grouped.
+  static const Phrase kPng[] = {
+      {"bad ctype", "corrupt PNG: its header (IHDR) gives an unknown colour type"},
+      {"bad comp method", "corrupt PNG: its header (IHDR) gives an unknown compression method"},
+      {"bad filter method", "corrupt PNG: its header (IHDR) gives an unknown filter method"},
+      {"bad interlace method", "corrupt PNG: its header (IHDR) gives an unknown interlace method"},
+      {"first not IHDR", "corrupt PNG: its first chunk is not its header (IHDR)"},
+      {"multiple IHDR", "corrupt PNG: it has two headers (IHDR)"},
+      {"bad IHDR len", "corrupt PNG: its header (IHDR) is not 13 bytes"},
+      {"0-pixel image", "corrupt PNG: its header (IHDR) gives 0 pixels"},
+      {"invalid width", "corrupt PNG: its header (IHDR) gives a width of 0"},
+      {"no IDAT", "corrupt PNG: it has no image data (IDAT chunk)"},
+      {"no PLTE", "corrupt PNG: its palette (PLTE chunk) is missing"},
+      {"invalid PLTE", "corrupt PNG: its palette (PLTE chunk) is malformed"},
+      {"tRNS after IDAT", "corrupt PNG: its transparency (tRNS chunk) follows the image data"},
+      {"tRNS before PLTE", "corrupt PNG: its transparency (tRNS chunk) precedes the palette"},
+      {"bad tRNS len", "corrupt PNG: its transparency (tRNS chunk) is malformed"},
+      {"tRNS with alpha", "corrupt PNG: a transparency chunk (tRNS) beside an alpha channel"},
+      {"bad zlib header", "corrupt PNG: its image data (IDAT) do not start a zlib stream"},
+      {"no preset dict", "corrupt PNG: its image data (IDAT) ask for a zlib preset dictionary"},
+      {"bad huffman code", "corrupt PNG: its compressed image data (IDAT) are damaged"},
+      {"bad codelengths", "corrupt PNG: its compressed image data (IDAT) are damaged"},
+      {"bad dist", "corrupt PNG: its compressed image data (IDAT) are damaged"},
+      {"zlib corrupt", "corrupt PNG: its compressed image data (IDAT) are damaged"},
+      {"read past buffer", "corrupt PNG: its compressed image data (IDAT) are damaged"},
+      {"bad sizes", "corrupt PNG: its compressed image data (IDAT) are damaged"},
+      {"output buffer limit", "corrupt PNG: its image data (IDAT) hold more than its pixels"},
+      {"outofdata", "corrupt PNG: its image data (IDAT) end before its pixels do"},
+      {"not enough pixels", "corrupt PNG: its image data (IDAT) end before its pixels do"},
+      {"invalid filter", "corrupt PNG: a row of its image data has an unknown filter type"},
+  };
+  static const Phrase kJpeg[] = {
+      {"no SOF", "corrupt JPEG: it has no frame header (SOF) before its image data"},
+      {"no header height",
+       "unsupported JPEG: its frame header gives height 0 (set later by a DNL marker)"},
+      {"bad DQT type", "corrupt JPEG: a malformed quantization table (DQT)"},
+      {"bad DQT table", "corrupt JPEG: a malformed quantization table (DQT)"},
+      {"bad TQ", "corrupt JPEG: its frame header names a quantization table it lacks"},
+      {"bad DHT header", "corrupt JPEG: a malformed Huffman table (DHT)"},
+      {"bad code lengths", "corrupt JPEG: a malformed Huffman table (DHT)"},
+      {"bad SOF len", "corrupt JPEG: a malformed frame header (SOF)"},
+      {"bad component count",
+       "corrupt JPEG: its frame header gives a component count stb_image "
+       "does not decode (1, 3 or 4)"},
+      {"0 width", "corrupt JPEG: its frame header gives a width of 0"},
+      {"bad H", "corrupt JPEG: its frame header gives an invalid sampling factor"},
+      {"bad V", "corrupt JPEG: its frame header gives an invalid sampling factor"},
+      {"bad SOS", "corrupt JPEG: a malformed scan header (SOS)"},
+      {"bad SOS len", "corrupt JPEG: a malformed scan header (SOS)"},
+      {"bad SOS component count", "corrupt JPEG: a malformed scan header (SOS)"},
+      {"bad DRI len", "corrupt JPEG: a malformed restart interval (DRI)"},
+      {"bad DNL len", "corrupt JPEG: a malformed line count (DNL)"},
+      {"bad DNL height", "corrupt JPEG: its line count (DNL) contradicts its frame header"},
+      {"bad APP len", "corrupt JPEG: a malformed APPn segment"},
+      {"bad COM len", "corrupt JPEG: a malformed comment (COM)"},
+      {"unknown marker", "corrupt JPEG: a marker that stb_image does not know"},
+      {"expected marker", "corrupt JPEG: its image data do not end in a marker"},
+      {"bad huffman code", "corrupt JPEG: its compressed image data are damaged"},
+      {"bad DC huff", "corrupt JPEG: its compressed image data are damaged"},
+      {"bad AC huff", "corrupt JPEG: its compressed image data are damaged"},
+      {"can't merge dc and ac", "corrupt JPEG: a progressive scan mixes DC and AC coefficients"},
+  };
+  static const Phrase kBmp[] = {
+      {"bad BMP", "corrupt BMP: its header's planes, compression or colour masks are invalid"},
+      {"BMP RLE", "unsupported BMP: RLE compression; stb_image reads uncompressed BMPs"},
+      {"BMP JPEG/PNG",
+       "unsupported BMP: JPEG, PNG or another compression; stb_image reads "
+       "uncompressed BMPs"},
+      {"bad masks", "corrupt BMP: its colour masks are invalid"},
+      {"bad offset", "corrupt BMP: its pixel data offset lies inside its header"},
+      {"invalid", "corrupt BMP: its palette size is invalid"},
+      {"bad bpp",
+       "unsupported or corrupt BMP: its bits per pixel are none of 1, 4, 8, 16, 24, "
+       "32"},
+  };
+  const auto find = [&](const auto& phrases) -> std::string {
+    for (const Phrase& p : phrases)
+      if (reason == p.reason) return p.text;
+    return "";
+  };
+  const char* name = format == ImageFormat::kPng    ? "PNG"
+                     : format == ImageFormat::kJpeg ? "JPEG"
+                                                    : "BMP";
+  if (reason == "outofmem") return std::string("out of memory decoding the ") + name;
+  if (reason == "too large") {
+    return std::string(name) +
+           " too large for stb_image to decode (over 2^24 pixels a side, "
+           "or over 2^31 bytes)";
+  }
+  if (format == ImageFormat::kPng) {
+    if (reason == "1/2/4/8/16-bit only" && head.size() > 24) {
+      return "corrupt PNG: its header (IHDR) gives " +
+             std::to_string(static_cast<unsigned char>(head[24])) +
+             " bits per sample, not 1, 2, 4, 8 or 16";
+    }
+    return find(kPng);
+  }
+  if (format == ImageFormat::kJpeg) {
+    if (reason == "only 8-bit") return "unsupported JPEG: stb_image decodes 8-bit JPEGs only";
+    return find(kJpeg);
+  }
+  return find(kBmp);
+}
+
+/// Why stb_image refused `path`, a PNG, JPEG or BMP, in one phrase.
+std::string undecodable_reason(const std::string& path, ImageFormat format, uint64_t size,
+                               const std::string& head, const char* stb_reason) {
+  std::ifstream file(path, std::ios::binary);
+  std::string problem;
+  if (format == ImageFormat::kPng) problem = png_structure_problem(file, size);
+  if (format == ImageFormat::kJpeg) problem = jpeg_structure_problem(file, size);
+  if (format == ImageFormat::kBmp) problem = bmp_structure_problem(head, size);
+  if (!problem.empty()) return problem;
+  const std::string reason = stb_reason ? stb_reason : "";
+  problem = stb_reason_text(format, reason, head);
+  if (!problem.empty()) return problem;
+  const char* name = format == ImageFormat::kPng    ? "PNG"
+                     : format == ImageFormat::kJpeg ? "JPEG"
+                                                    : "BMP";
+  return std::string("corrupt ") + name + ": stb_image cannot decode it";
+}
+
 // Samples `src` (height x width x channels, interleaved) bilinearly at the centres of x's
 // pixels; identity when the sizes already match.
 void resample(const unsigned char* src, int width, int height, bool invert, Tensor<float>& x) {
@@ -258,7 +570,7 @@ void load_image_as(const std::string& path, const Shape& chw, bool invert, Tenso
   if (format == ImageFormat::kBmp) check_bmp_holds_its_pixels(path, head, file_size);
   // The header alone gives the size: a small file can decode to gigabytes (a 20000 x 20000 PNG
   // of zeros is 787 MB), so the size is checked before decoding. A file stb cannot read fails
-  // below, with stb's reason.
+  // below, with its reason in words.
   int file_channels = 0;
   if (stbi_info(path.c_str(), &width, &height, &file_channels)) {
     check_pixel_limit(path, width, height);
@@ -266,10 +578,8 @@ void load_image_as(const std::string& path, const Shape& chw, bool invert, Tenso
   // stb converts to the requested channel count (grey = luminance of RGB).
   std::unique_ptr<unsigned char, void (*)(void*)> pixels(
       stbi_load(path.c_str(), &width, &height, &file_channels, channels), stbi_image_free);
-  if (!pixels) {
-    const char* reason = stbi_failure_reason();
-    refuse(path, reason && *reason ? reason : "stb_image gave no reason");
-  }
+  if (!pixels)
+    refuse(path, undecodable_reason(path, format, file_size, head, stbi_failure_reason()));
   if (width < 1 || height < 1) {
     refuse(path, "it declares " + std::to_string(width) + "x" + std::to_string(height) + " pixels");
   }
