@@ -6,6 +6,7 @@
 // each test hits the moment it names.
 
 #include <gtest/gtest.h>
+#include <sys/file.h>
 #include <nlohmann/json.hpp>
 
 #include <chrono>
@@ -203,6 +204,36 @@ TEST(Checkpoint, SigtermAndSigintStopWithACheckpointAndResumeExactly) {
             "intact: " +
                 ckpt + " (resume with: cnn train --resume " + ckpt + ")\n");
   EXPECT_EQ(load_checkpoint(ckpt).state.step, 3);
+  // It leaves no OUT.lock (found 2026-12-06: the lock and a temporary file of a write under way
+  // stayed until the next run removed them), nor, when the signals come while a checkpoint is
+  // being written, its temporary file; the checkpoint before it stays.
+  EXPECT_FALSE(fs::exists(dir / "m.lock"));
+  EXPECT_TRUE(temporaries(dir).empty()) << temporaries(dir)[0];
+  fs::remove_all(dir);
+  const CliRun mid_write = cnn("train " + kLenet + " --epochs 6 --checkpoint-every 0 --out " + out,
+                               {"CNN_FAULT_SIGINT_TWICE_IN_CHECKPOINT=3"});
+  EXPECT_EQ(mid_write.exit_code, 130) << mid_write.err;
+  EXPECT_EQ(mid_write.err, raised.err);
+  EXPECT_EQ(load_checkpoint(ckpt).state.step, 2);
+  EXPECT_FALSE(fs::exists(dir / "m.lock"));
+  EXPECT_TRUE(temporaries(dir).empty()) << temporaries(dir)[0];
+  // Never another process's lock: with the run's lock file removed mid-run and another made
+  // and locked by this test (as a second run would), the handler leaves that one.
+  fs::remove_all(dir);
+  const fs::path err = work_dir() / "held_lock.txt";
+  const pid_t pid = spawn("train " + kLenet + " --epochs 6 --checkpoint-every 0 --out " + out,
+                          {"CNN_FAULT_SIGINT_TWICE_AFTER_CHECKPOINT=100"}, err);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (!fs::exists(dir / "m.ckpt") && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  fs::remove(dir / "m.lock");
+  const int held = ::open((dir / "m.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  EXPECT_EQ(::flock(held, LOCK_EX | LOCK_NB), 0);
+  const CliRun beside = finish(pid, err);
+  EXPECT_EQ(beside.exit_code, 130) << beside.err;
+  EXPECT_EQ(load_checkpoint(ckpt).state.step, 100);
+  EXPECT_TRUE(fs::exists(dir / "m.lock"));
+  ::close(held);
 }
 
 TEST(Checkpoint, FailedWriteAndDivergenceKeepTheLastCheckpoint) {

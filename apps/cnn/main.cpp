@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -677,11 +678,33 @@ size_t g_rank_end_length = 0;
 char g_checkpoint_path[4096] = "";
 char g_resume_command[4200] = "";
 
+/// The run's lock (RunLock) while this process holds it, for the handlers that end the process
+/// at once: its path and the descriptor that holds the flock (-1 when none is held).
+char g_lock_path[4096] = "";
+volatile std::sig_atomic_t g_lock_fd = -1;
+
 /// Writes the C strings `parts` to stderr: what a signal handler may do (write is
 /// async-signal-safe, printf is not).
 void write_in_handler(std::initializer_list<const char*> parts) {
   for (const char* part : parts) {
     [[maybe_unused]] const ssize_t written = ::write(2, part, std::strlen(part));
+  }
+}
+
+/// Removes what a process ended at once by a signal leaves of its run: the temporary file of a
+/// write under way and OUT.lock (found 2026-12-06: both stayed until the next run removed them).
+/// Only what a handler may call: unlink, stat and fstat.
+void remove_run_leftovers_in_handler() {
+  remove_temporaries_in_progress();
+  const int fd = g_lock_fd;
+  if (fd < 0) return;
+  // Only while the path names the file this process holds locked: no other run can hold it,
+  // so this is never another run's lock.
+  struct stat held {};
+  struct stat named {};
+  if (::fstat(fd, &held) == 0 && ::stat(g_lock_path, &named) == 0 && held.st_dev == named.st_dev &&
+      held.st_ino == named.st_ino) {
+    ::unlink(g_lock_path);
   }
 }
 
@@ -699,6 +722,7 @@ extern "C" void on_stop_signal(int signal) {
       write_in_handler({"cnn: stopped at once by a second ", name,
                         ", before the run's first checkpoint: nothing was kept\n"});
     }
+    remove_run_leftovers_in_handler();
     ::_exit(128 + signal);
   }
   g_stop_signal = signal;
@@ -715,6 +739,7 @@ extern "C" void on_setup_signal(int signal) {
   // default action ended such a run with no word). write() is what a handler may call.
   write_in_handler({"cnn: stopped by ", stop_signal_name(signal),
                     " while setting up the run, before its first step: nothing was trained\n"});
+  remove_run_leftovers_in_handler();  // the lock is taken last in setting up
   ::_exit(128 + signal);
 }
 extern "C" void on_rank_end_signal(int signal) {
@@ -722,7 +747,14 @@ extern "C" void on_rank_end_signal(int signal) {
   // was interrupted) and SIGKILL follows within about a second: no time for a step boundary.
   // One line, then out; the last checkpoint, written atomically, stays as it was.
   [[maybe_unused]] const ssize_t written = ::write(2, g_rank_end_line, g_rank_end_length);
+  remove_run_leftovers_in_handler();
   ::_exit(128 + signal);
+}
+
+extern "C" void raise_sigint_twice(int) {
+  // CNN_FAULT_SIGINT_TWICE_IN_CHECKPOINT's handler of SIGXFSZ: raise is async-signal-safe.
+  std::raise(SIGINT);
+  std::raise(SIGINT);
 }
 
 /// Ends every rank with `code` when thrown (its message printed already).
@@ -820,10 +852,16 @@ class RunLock {
     const bool named = ::ftruncate(fd_, 0) == 0 &&
                        ::pwrite(fd_, pid.data(), pid.size(), 0) == static_cast<ssize_t>(pid.size());
     static_cast<void>(named);
+    // For the handlers that end the process at once (remove_run_leftovers_in_handler).
+    if (path_.size() < sizeof g_lock_path) {
+      std::memcpy(g_lock_path, path_.c_str(), path_.size() + 1);
+      g_lock_fd = fd_;
+    }
   }
   RunLock(const RunLock&) = delete;
   RunLock& operator=(const RunLock&) = delete;
   ~RunLock() {
+    g_lock_fd = -1;
     // Unlinked before the close: a run that opened the file meanwhile takes the lock on a
     // file the path no longer names, sees so and starts again.
     ::unlink(path_.c_str());
@@ -1106,7 +1144,8 @@ int train_command(int argc, char** argv, Communicator* ranks) {
   // CNN_FAULT_FAIL_FILES=1 fails the write of the model file at the end, and
   // CNN_FAULT_SIGNAL_IN_FILES=S raises signal S as the files are written,
   // CNN_FAULT_SIGINT_TWICE_AFTER_CHECKPOINT=N raises SIGINT twice after the N-th checkpoint (two
-  // kill()s from outside may arrive as one: a signal pending twice is delivered once). Under
+  // kill()s from outside may arrive as one: a signal pending twice is delivered once), and
+  // CNN_FAULT_SIGINT_TWICE_IN_CHECKPOINT=N while its temporary file is half written. Under
   // mpirun, CNN_FAULT_RANK=R limits them to rank R.
   const auto fault_at = [](const char* name) {
     const char* v = std::getenv(name);
@@ -1117,9 +1156,22 @@ int train_command(int argc, char** argv, Communicator* ranks) {
   const long long kill_in = faults_here ? fault_at("CNN_FAULT_KILL_IN_CHECKPOINT") : -1;
   const long long kill_after = faults_here ? fault_at("CNN_FAULT_KILL_AFTER_CHECKPOINT") : -1;
   const long long fail_at = faults_here ? fault_at("CNN_FAULT_FAIL_CHECKPOINT") : -1;
+  const long long sigint_in = faults_here ? fault_at("CNN_FAULT_SIGINT_TWICE_IN_CHECKPOINT") : -1;
   long long checkpoints = 0;
   control.checkpoint = [&](const TrainState& state) {
     ++checkpoints;
+    if (checkpoints == sigint_in) {
+      // A file-size limit below the checkpoint's size stops its write with the temporary file
+      // half written (SIGXFSZ), whose handler raises the two SIGINTs there.
+      struct sigaction cut {};
+      sigemptyset(&cut.sa_mask);
+      cut.sa_handler = raise_sigint_twice;
+      ::sigaction(SIGXFSZ, &cut, nullptr);
+      struct rlimit limit {};
+      ::getrlimit(RLIMIT_FSIZE, &limit);
+      limit.rlim_cur = 4096;
+      ::setrlimit(RLIMIT_FSIZE, &limit);
+    }
     if (checkpoints == kill_in) {
       std::string partial = temporary_file_template(write_destination(checkpoint_path));
       partial.replace(partial.size() - 6, 6, "fault1");  // as mkstemp would fill it in

@@ -22,6 +22,13 @@ void write_file_atomic(const std::string& path, const std::string& bytes);
 /// else is touched: not a user's "NAME.tmp.backup", nor a temporary file a live process writes.
 void remove_stale_temporaries(const std::string& path);
 
+/// Removes the temporary files of the write_file_atomic calls under way in this process, which
+/// it would leave if it ended now, and nothing else. Async-signal-safe (atomic loads and
+/// unlink): for a signal handler about to _exit. A temporary file created at that very moment,
+/// before write_file_atomic has listed it, or while more than four are being written at once,
+/// stays for remove_stale_temporaries.
+void remove_temporaries_in_progress() noexcept;
+
 /// The mkstemp template of write_file_atomic's temporary file for `destination` (a path whose
 /// symbolic links are followed already): "DIR/.NAME.cnn-tmp-PID-XXXXXX", with this process's
 /// pid. Public for the fault-injection hooks that leave one behind.

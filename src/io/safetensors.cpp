@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cmath>
 #include <csignal>
@@ -340,6 +341,48 @@ std::string temporary_prefix(const std::string& destination) {
   return dir + "." + name.substr(0, kTemporaryNameBytes) + ".cnn-tmp-";
 }
 
+/// The temporary files that write_file_atomic calls are writing, for
+/// remove_temporaries_in_progress, which signal handlers call: a few slots, each claimed by one
+/// call (threads may write files at once). `state` says whether `path` may be read, and
+/// `generation` changes with every path, so that a handler on another thread can tell a path
+/// it read from one being rewritten. Lock-free atomics are what a handler may read.
+struct TemporarySlot {
+  static constexpr int kFree = 0, kFilling = 1, kListed = 2;
+  std::atomic<int> state{kFree};
+  std::atomic<unsigned> generation{0};
+  char path[4096] = {};
+};
+static_assert(std::atomic<int>::is_always_lock_free && std::atomic<unsigned>::is_always_lock_free);
+TemporarySlot g_temporaries[4];
+
+/// Lists `temp` for remove_temporaries_in_progress while it lives.
+class ListedTemporary {
+ public:
+  explicit ListedTemporary(const std::string& temp) {
+    if (temp.size() >= sizeof g_temporaries[0].path) return;
+    for (TemporarySlot& slot : g_temporaries) {
+      int expected = TemporarySlot::kFree;
+      if (!slot.state.compare_exchange_strong(expected, TemporarySlot::kFilling)) continue;
+      std::memcpy(slot.path, temp.c_str(), temp.size() + 1);
+      slot.generation.fetch_add(1);
+      slot.state.store(TemporarySlot::kListed);
+      slot_ = &slot;
+      return;
+    }
+  }
+  ListedTemporary(const ListedTemporary&) = delete;
+  ListedTemporary& operator=(const ListedTemporary&) = delete;
+  ~ListedTemporary() { release(); }
+  /// Once the temporary file is renamed or removed.
+  void release() {
+    if (slot_ != nullptr) slot_->state.store(TemporarySlot::kFree);
+    slot_ = nullptr;
+  }
+
+ private:
+  TemporarySlot* slot_ = nullptr;
+};
+
 /// Whether process `pid` exists (as far as this process can tell).
 bool process_exists(long pid) {
   return pid > 0 && (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH);
@@ -395,6 +438,20 @@ void remove_stale_temporaries(const std::string& path) {
   }
 }
 
+void remove_temporaries_in_progress() noexcept {
+  for (TemporarySlot& slot : g_temporaries) {
+    const unsigned generation = slot.generation.load();
+    if (slot.state.load() != TemporarySlot::kListed) continue;
+    char path[sizeof slot.path];
+    std::memcpy(path, slot.path, sizeof path);
+    // A path rewritten while it was copied is another call's, listed later: not removed.
+    if (slot.state.load() != TemporarySlot::kListed || slot.generation.load() != generation)
+      continue;
+    path[sizeof path - 1] = '\0';
+    ::unlink(path);
+  }
+}
+
 void require_regular_file(const std::string& path, const std::string& what) {
   struct stat info {};
   if (::stat(path.c_str(), &info) != 0) {
@@ -430,6 +487,8 @@ void write_file_atomic(const std::string& path, const std::string& bytes) {
     }
     fail(path, std::string("cannot create a temporary file next to it: ") + std::strerror(error));
   }
+  // A process that a second signal ends at once removes it (remove_temporaries_in_progress).
+  ListedTemporary listed(temp);
   // mkstemp creates the file 0600. A file it replaces keeps its permissions (and, as root, its
   // owner): a private 0600 model became 0644 root, readable by all (found 2026-12-06). A new
   // file gets what a plain open() would give it, 0666 & ~umask.
@@ -462,10 +521,9 @@ void write_file_atomic(const std::string& path, const std::string& bytes) {
   if (ok && ::fsync(fd) != 0) ok = false, error = errno;
   if (::close(fd) != 0 && ok) ok = false, error = errno;
   if (ok && std::rename(temp.c_str(), destination.c_str()) != 0) ok = false, error = errno;
-  if (!ok) {
-    std::remove(temp.c_str());
-    fail(path, std::string("cannot write: ") + std::strerror(error));
-  }
+  if (!ok) std::remove(temp.c_str());
+  listed.release();
+  if (!ok) fail(path, std::string("cannot write: ") + std::strerror(error));
   // Make the rename itself durable; a failure here cannot un-write the file, so it is ignored.
   const size_t slash = destination.find_last_of('/');
   const std::string dir =
