@@ -1105,6 +1105,11 @@ TEST(CliBadInput, SpecsImagesAndFlags) {
   expect_refusal("train --batch abc", {"--batch", "whole number", "got 'abc'"});
   expect_refusal("train --threads 0", {"--threads", "got '0'"});
   expect_refusal("train --momentum 1.5", {"--momentum", "got '1.5'"});
+  // adamw's weights grow every step when lr x weight decay > 2 (they "diverged" at step 22).
+  expect_refusal("train --optimizer adamw --lr 3 --weight-decay 1",
+                 {"cnn: train: --weight-decay is 1 with --lr 3: adamw multiplies the weights by 1 "
+                  "- lr x weight decay every step, which below -1 grows them until they overflow "
+                  "(expected lr x weight decay <= 2)"});
   expect_refusal("train --model nope", {"--model nope", "neither a preset"});
   expect_refusal("info nope.json", {"cnn: nope.json: neither a preset"});
   expect_refusal("train --frobnicate 3", {"unknown flag --frobnicate"});

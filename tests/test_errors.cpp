@@ -364,6 +364,48 @@ TEST(Errors, OptimizerSettingsAreCheckedAsTheFloatTheyBecome) {
   EXPECT_NO_THROW(Adam<double>(pd, gd, {.beta2 = 0.9999999999}));
 }
 
+// Found 2026-12-06: two settings, each valid, took every parameter to inf or NaN. AdamW
+// multiplies the parameters by 1 - lr x weight_decay each step; below -1 they grow until they
+// overflow (NaN at step 129 with lr 1, weight decay 3; at step 1 where the product leaves
+// float). Adam's first step moves by lr / (1 - beta1): inf beyond float (lr 1e38, beta1 0.9).
+TEST(Errors, AdamSettingsThatOverflowTogetherAreRefused) {
+  std::vector<float> p(3, 0.5f), g(3, 0.1f);
+  expect_error(
+      [&] { Adam<float>(p, g, {.lr = 1, .weight_decay = 3, .decoupled_weight_decay = true}); },
+      {"AdamW: lr 1 x weight_decay 3 makes the decoupled decay factor 1 - lr x "
+       "weight_decay -2, which grows the parameters every step until they overflow; "
+       "expected lr x weight_decay <= 2"});
+  expect_error(
+      [&] {
+        Adam<float>(p, g, {.lr = 1e20, .weight_decay = 1e20, .decoupled_weight_decay = true});
+      },
+      {"AdamW: lr 1e+20 x weight_decay 1e+20", "factor 1 - lr x weight_decay -1e+40"});
+  expect_error([&] { Adam<float>(p, g, {.lr = 1e38}); },
+               {"Adam: lr 1e+38 / (1 - beta1 0.9), the first step's size, is 1e+39, beyond a "
+                "float; expected a smaller lr or beta1"});
+  expect_error([&] { Adam<float>(p, g, {.lr = 1e32, .beta1 = 0.99999994}); },
+               {"Adam: lr 1e+32 / (1 - beta1 0.99999994)"});
+  expect_error([&] { Adam<float>(p, g, {.lr = 1e38, .decoupled_weight_decay = true}); },
+               {"AdamW: lr 1e+38 / (1 - beta1 0.9)"});
+  // set_lr checks the new rate with the other settings, and keeps the old one.
+  Adam<float> adamw(p, g, {.lr = 1e-3, .weight_decay = 1, .decoupled_weight_decay = true});
+  expect_error([&] { adamw.set_lr(3); }, {"AdamW: lr 3 x weight_decay 1"});
+  EXPECT_EQ(adamw.lr(), 1e-3);
+  // At the edges the parameters stay finite: a factor of -1 (lr x weight_decay 2) over 1000
+  // steps, and the first step of the largest size below float's range (a second as large
+  // would overflow, as with SGD: that is a divergence, which training reports).
+  std::vector<float> q(3, 0.5f);
+  Adam<float> flipping(q, g, {.lr = 1, .weight_decay = 2, .decoupled_weight_decay = true});
+  for (int step = 0; step < 1000; ++step) flipping.step();
+  for (const float v : q) EXPECT_TRUE(std::isfinite(v)) << v;
+  std::vector<float> r(3, 0.5f);
+  Adam<float> largest(r, g, {.lr = 3.4e37});
+  largest.step();
+  for (const float v : r) EXPECT_TRUE(std::isfinite(v)) << v;
+  std::vector<double> pd(3), gd(3);
+  EXPECT_NO_THROW(Adam<double>(pd, gd, {.lr = 1e38}));
+}
+
 // Found 2026-12-06 (a helper's probe): set_state_counter took any counter: Adam's t = -1 gave
 // NaN parameters at the next step, t = INT64_MAX overflowed its increment, and SGD read 7 as
 // "stepped".

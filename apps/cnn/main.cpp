@@ -123,7 +123,8 @@ const char* const kTrainHelp =
     "                  IDX files (raw or .gz) or CIFAR-10 binary batches\n"
     "  --epochs        default 20          --batch         default 64\n"
     "  --optimizer     sgd (default: momentum, weight decay added to the gradient), adam\n"
-    "                  (weight decay added to the gradient) or adamw (decoupled weight decay);\n"
+    "                  (weight decay added to the gradient) or adamw (decoupled weight decay,\n"
+    "                  lr x weight decay at most 2);\n"
     "                  Adam's betas 0.9 and 0.999, eps 1e-8, as PyTorch\n"
     "  --lr            default 0.05 (sgd) or 0.001 (adam, adamw)\n"
     "  --momentum      default 0.9 (sgd only)\n"
@@ -426,6 +427,20 @@ TrainConfig config_from_args(const Args& args, const std::string& model_name, co
                                      : resnet ? 5e-4
                                               : 0,
                                      0, kMaxWeightDecay, false);
+  if (options.optimizer == OptimizerKind::kAdamW &&
+      !adam_overflow<float>(AdamOptions{.lr = options.lr,
+                                        .weight_decay = options.weight_decay,
+                                        .decoupled_weight_decay = true})
+           .empty()) {
+    // The optimizer's own check (found 2026-12-06: --lr 3 --weight-decay 1 "diverged" at step
+    // 22), before the data is read and in the flags' words.
+    char given[96];
+    std::snprintf(given, sizeof given, "is %g with --lr %g", options.weight_decay, options.lr);
+    args.fail("--weight-decay",
+              std::string(given) +
+                  ": adamw multiplies the weights by 1 - lr x weight decay every step, which "
+                  "below -1 grows them until they overflow (expected lr x weight decay <= 2)");
+  }
   options.label_smoothing = args.number("--label-smoothing",
                                         was      ? was->label_smoothing
                                         : resnet ? 0.1

@@ -91,14 +91,26 @@ struct AdamOptions {
   bool decoupled_weight_decay = false;  // true: AdamW
 };
 
+/// Why `options` would take T's parameters to inf or NaN whatever the gradients, naming the
+/// settings ("AdamW: lr 3 x weight_decay 1 makes ..."); empty when they would not: AdamW's
+/// decay factor 1 - lr weight_decay below -1 (lr x weight_decay > 2: the parameters grow every
+/// step), and a first step's size lr / (1 - beta1) beyond T's range. Adam's constructor and
+/// set_lr throw it. Gradients can still overflow where PyTorch's do too: with eps 0, a gradient
+/// that is 0 (or whose square underflows) from the first step on gives 0 / 0 (NaN) or m / 0
+/// (inf); Adam's weight_decay x parameter beyond T's range gives NaN.
+template <typename T = float>
+std::string adam_overflow(const AdamOptions& options);
+
 template <typename T = float>
 class Adam final : public Optimizer<T> {
  public:
   /// params and grads: equal-length, non-empty spans that outlive the optimizer. Throws
   /// cnn::Error ("Adam: ..." or "AdamW: ...") for no parameters, lr <= 0, betas outside [0, 1), eps
-  /// < 0, negative weight decay, non-finite values or mismatched spans (PyTorch's rules).
+  /// < 0, negative weight decay, non-finite values or mismatched spans (PyTorch's rules), and
+  /// for settings that overflow T together (adam_overflow).
   Adam(std::span<T> params, std::span<const T> grads, AdamOptions options);
   void step() override;
+  /// Also refuses an lr that overflows with the other settings (adam_overflow).
   void set_lr(double lr) override;
   double lr() const override { return options_.lr; }
   const AdamOptions& options() const { return options_; }
@@ -117,6 +129,8 @@ class Adam final : public Optimizer<T> {
   static constexpr int64_t kMaxSteps = int64_t{1} << 53;
 
  private:
+  void check_lr(double lr) const;
+
   std::span<T> params_;
   std::span<const T> grads_;
   AdamOptions options_;

@@ -3,6 +3,7 @@
 // are computed in double once per step, the element-wise update in T.
 
 #include <cmath>
+#include <cstdio>
 #include <string>
 
 #include "../ops/parallel.hpp"
@@ -35,6 +36,39 @@ void adam_update(T* __restrict p, const T* __restrict grad, T* __restrict m, T* 
 }  // namespace
 
 template <typename T>
+std::string adam_overflow(const AdamOptions& options) {
+  // Found 2026-12-06: two valid settings made every parameter inf or NaN. AdamW multiplies the
+  // parameters by 1 - lr weight_decay each step: below -1 (lr weight_decay > 2) they grow
+  // until they overflow (NaN after 129 steps at lr 1, weight decay 3; at once where the
+  // product leaves T's range). The first step moves by lr / (1 - beta1) (later ones by less):
+  // beyond T's range it is inf (lr 1e38 with beta1 0.9). Both are checked as step() computes
+  // them, in double and then as T, so that no setting it takes changes.
+  const std::string name = options.decoupled_weight_decay ? "AdamW: " : "Adam: ";
+  const std::string as_t = detail::type_phrase<T>();
+  const double lr = options.lr;
+  if (options.decoupled_weight_decay) {
+    const double factor = 1 - lr * options.weight_decay;
+    if (!detail::finite_as<T>(factor) || std::fabs(static_cast<T>(factor)) > T(1)) {
+      return name + "lr " + detail::number_text(lr) + " x weight_decay " +
+             detail::number_text(options.weight_decay) +
+             " makes the decoupled decay factor 1 - lr x weight_decay " +
+             detail::number_text(factor) +
+             ", which grows the parameters every step until they overflow; expected lr x "
+             "weight_decay <= 2";
+    }
+  }
+  const double first_step = lr / (1 - std::pow(options.beta1, 1.0));
+  if (!detail::finite_as<T>(first_step)) {
+    char beta1[32];  // 9 digits: 0.99999994 is not 1
+    std::snprintf(beta1, sizeof beta1, "%.9g", options.beta1);
+    return name + "lr " + detail::number_text(lr) + " / (1 - beta1 " + beta1 +
+           "), the first step's size, is " + detail::number_text(first_step) + ", beyond " + as_t +
+           "; expected a smaller lr or beta1";
+  }
+  return "";
+}
+
+template <typename T>
 Adam<T>::Adam(std::span<T> params, std::span<const T> grads, AdamOptions options)
     : params_(params), grads_(grads), options_(options) {
   const std::string name = options.decoupled_weight_decay ? "AdamW: " : "Adam: ";
@@ -46,7 +80,7 @@ Adam<T>::Adam(std::span<T> params, std::span<const T> grads, AdamOptions options
                                              std::to_string(params.size()));
   // As SGD: PyTorch refuses an empty parameter list, which would train nothing.
   require(!params.empty(), "expected at least one parameter, got none");
-  set_lr(options.lr);
+  check_lr(options.lr);
   // Each as T, the type step() converts them to: 1e39 is a finite double but float's inf, and
   // a beta of 0.9999999999 is 1 as a float (1 - beta2 = 0: v stays 0).
   const std::string as_t = std::string(" as ") + detail::type_phrase<T>();
@@ -60,6 +94,8 @@ Adam<T>::Adam(std::span<T> params, std::span<const T> grads, AdamOptions options
   require(detail::finite_as<T>(options.weight_decay) && options.weight_decay >= 0,
           "expected weight_decay >= 0 and finite" + as_t + ", got " +
               detail::number_text(options.weight_decay));
+  if (const std::string overflow = adam_overflow<T>(options); !overflow.empty())
+    throw Error(overflow);
   exp_avg_.resize(Shape{static_cast<int64_t>(params.size())});
   exp_avg_sq_.resize(Shape{static_cast<int64_t>(params.size())});
   exp_avg_.fill(T(0));
@@ -67,13 +103,22 @@ Adam<T>::Adam(std::span<T> params, std::span<const T> grads, AdamOptions options
 }
 
 template <typename T>
-void Adam<T>::set_lr(double lr) {
+void Adam<T>::check_lr(double lr) const {
   // As SGD's: checked as the T that step() uses.
   if (!detail::positive_as<T>(lr)) {
     throw Error(std::string(options_.decoupled_weight_decay ? "AdamW" : "Adam") +
                 ": expected lr > 0 and finite as " + detail::type_phrase<T>() + ", got " +
                 detail::number_text(lr));
   }
+}
+
+template <typename T>
+void Adam<T>::set_lr(double lr) {
+  check_lr(lr);
+  AdamOptions changed = options_;
+  changed.lr = lr;
+  if (const std::string overflow = adam_overflow<T>(changed); !overflow.empty())
+    throw Error(overflow);
   options_.lr = lr;
 }
 
@@ -117,5 +162,7 @@ void Adam<T>::step() {
 
 template class Adam<float>;
 template class Adam<double>;
+template std::string adam_overflow<float>(const AdamOptions&);
+template std::string adam_overflow<double>(const AdamOptions&);
 
 }  // namespace cnn
