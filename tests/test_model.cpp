@@ -2066,6 +2066,33 @@ TEST(ModelSpec, CheckpointsAndTrainingRefuseASpecThatDoesNotDescribeTheModel) {
   fs::remove(path);
 }
 
+// Found 2026-12-06: evaluate took any spec (train_model and save_checkpoint refuse one that
+// does not describe the model): another model's spec and a default ModelSpec gave the model's
+// loss and accuracy without a word.
+TEST(ModelSpec, EvaluateRefusesASpecThatDoesNotDescribeTheModel) {
+  const Dataset data = tiny_dataset();
+  const ModelSpec spec = linear_2x2_spec();
+  Sequential<float> model = build_model(spec);
+  Rng rng(1);
+  model.init_parameters(rng);
+  const ModelSpec other = parse_model_spec(R"({"input": [1, 2, 2], "layers": [
+      {"type": "Flatten"}, {"type": "Linear", "out_features": 3}]})",
+                                           "other");
+  expect_error_with([&] { evaluate(model, other, data, 4); },
+                    {"evaluate: the spec 'other' does not describe the model: layer 1 is "
+                     "Linear(4, 3"});
+  expect_error_with(
+      [&] { evaluate(model, ModelSpec{}, data, 4); },
+      {"evaluate: the spec '' does not describe the model", "expected an input (C, H, W), got ()"});
+  Sequential<float> unbuilt;
+  unbuilt.emplace<Flatten<>>();
+  expect_error_with([&] { evaluate(unbuilt, spec, data, 4); },
+                    {"evaluate: the spec 'tiny' does not describe the model: the model is not "
+                     "built"});
+  // The spec that does describe it evaluates every sample.
+  EXPECT_EQ(evaluate(model, spec, data, 4).samples, 8);
+}
+
 // Found 2026-12-06 (a helper's probe): select_classes took any list: {300} and {-1} matched
 // nothing, {1, 1} relabelled only to its first place, {} gave an empty set, without a word.
 TEST(Dataset, SelectClassesAppliesTheSpecsRule) {

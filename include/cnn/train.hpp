@@ -180,7 +180,8 @@ std::vector<EpochMetrics> train_model(Sequential<float>& model, const ModelSpec&
 
 /// Loss, accuracy, per-class accuracy (NaN for a class without samples) and confusion matrix
 /// of `model` on `data`, in order, in batches of `batch`. Throws cnn::Error for an empty
-/// `data`. Keeps the raw outputs when keep_outputs. With `ranks` (more than one),
+/// `data` or a `spec` that does not describe `model` (as train_model; RanksError with ranks).
+/// Keeps the raw outputs when keep_outputs. With `ranks` (more than one),
 /// each rank evaluates a contiguous share of `data` and the sums are added up across ranks: every
 /// rank gets the whole result (keep_outputs then throws cnn::Error).
 EvalResult evaluate(Sequential<float>& model, const ModelSpec& spec, const Dataset& data,

@@ -15,6 +15,11 @@
 namespace cnn {
 
 namespace {
+/// evaluate for a spec that describes the model (train_model checked it once, before its first
+/// step: the check builds a model from the spec).
+EvalResult evaluate_described(Sequential<float>& model, const ModelSpec& spec, const Dataset& data,
+                              int64_t batch, bool keep_outputs, Communicator* ranks);
+
 /// The objective of a built model, without building another copy of it to count its classes.
 Objective objective_for(Sequential<float>& model, const ModelSpec& spec,
                         double label_smoothing = 0) {
@@ -466,7 +471,7 @@ TrainResult train_model(Sequential<float>& model, const ModelSpec& spec, const D
     // with 128). An image's outputs do not depend on its batch here: the logits of lenet5,
     // convnet and resnet were the same bytes in batches of 64 or 100+ as in 256.
     const EvalResult tested =
-        evaluate(model, spec, test, std::max<int64_t>(options.batch, 64), false, ranks);
+        evaluate_described(model, spec, test, std::max<int64_t>(options.batch, 64), false, ranks);
     if (ranks && !ranks->all_equal(model_hash(model))) {
       fail("after epoch " + std::to_string(epoch) +
            " the ranks' models differ (hashes of their parameters and buffers): the ranks did "
@@ -508,6 +513,21 @@ EvalResult evaluate(Sequential<float>& model, const ModelSpec& spec, const Datas
   check_dataset(data, "evaluate");
   // The loss and accuracy are means over the samples: 0 / 0 for none.
   if (data.size() == 0) throw Error("evaluate: expected at least one sample, got none");
+  // As train_model (found 2026-12-06): the spec gives the loss, and another model's spec or a
+  // default ModelSpec was taken without a word. Every rank meets it alike.
+  if (const std::string why = detail::spec_mismatch(model, spec); !why.empty()) {
+    const std::string what =
+        "evaluate: the spec '" + spec.name + "' does not describe the model: " + why;
+    if (ranks) throw RanksError(what);
+    throw Error(what);
+  }
+  return evaluate_described(model, spec, data, batch, keep_outputs, ranks);
+}
+
+namespace {
+
+EvalResult evaluate_described(Sequential<float>& model, const ModelSpec& spec, const Dataset& data,
+                              int64_t batch, bool keep_outputs, Communicator* ranks) {
   // This rank's contiguous share of the data.
   const int64_t first = ranks ? data.size() * ranks->rank() / ranks->size() : 0;
   const int64_t last = ranks ? data.size() * (ranks->rank() + 1) / ranks->size() : data.size();
@@ -563,6 +583,8 @@ EvalResult evaluate(Sequential<float>& model, const ModelSpec& spec, const Datas
   }
   return result;
 }
+
+}  // namespace
 
 uint64_t model_hash(Sequential<float>& model) {
   uint64_t hash = 0xcbf29ce484222325ull;  // FNV-1a over the bytes
