@@ -399,6 +399,43 @@ TEST(Checkpoint, ResumeChecksFlagsAgainstTheRunsOwnRecipe) {
   EXPECT_TRUE(fs::exists(out));
 }
 
+// Found 2026-12-06: a onecycle run resumed with an --epochs that leaves it fewer steps than its
+// rise needs (here 3 of one step each: it needs 4) printed its resuming and training lines and
+// then failed, advising "more epochs, or a smaller batch", which a resume refuses. It is
+// refused once the data are read, before any of that, naming --epochs and the fewest it takes.
+TEST(Checkpoint, AOneCycleRunShortenedBelowItsStepsIsRefusedBeforeTraining) {
+  const fs::path dir = work_dir() / "onecycle";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const fs::path spec = dir / "linear.json";
+  std::ofstream(spec) << R"({"input": [1, 28, 28], "layers": [{"type": "Flatten"},
+      {"type": "Linear", "out_features": 10}]})";
+  const std::string out = (dir / "m.safetensors").string(), ckpt = (dir / "m.ckpt").string();
+  const CliRun killed = cnn("train --model " + spec.string() +
+                                " --data sample --threads 1 --batch 2000 --epochs 4 --schedule "
+                                "onecycle --out " +
+                                out,
+                            {"CNN_FAULT_KILL_AFTER_CHECKPOINT=2"});
+  ASSERT_EQ(killed.exit_code, 128 + SIGKILL) << killed.err;
+  const fs::path out_file = dir / "stdout.txt", err_file = dir / "stderr.txt";
+  const CliRun shortened = testing::finish_process(
+      testing::spawn_process(CNN_CLI,
+                             testing::split_words("train --resume " + ckpt + " --epochs 3"), {},
+                             out_file.string(), err_file.string()),
+      out_file.string(), err_file.string());
+  EXPECT_EQ(shortened.exit_code, 1);
+  EXPECT_EQ(shortened.err,
+            "cnn: train: --epochs is 3, which gives the run's onecycle schedule 3 steps (1 per "
+            "epoch: its batch of 2000 over 2000 training images), fewer than it needs; expected "
+            "--epochs 4 or more (a resumed run keeps its batch)\n");
+  EXPECT_EQ(shortened.out, "");  // no "resuming from" or "training" line
+  EXPECT_EQ(load_checkpoint(ckpt).state.epoch, 3);
+  // The run's own length, or a longer one, goes on.
+  const CliRun resumed = cnn("train --resume " + ckpt + " --epochs 5");
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_TRUE(fs::exists(out));
+}
+
 /// `cnn <args>` run from directory `dir` (with `env` added), as a shell would from there.
 CliRun cnn_in(const fs::path& dir, const std::string& args,
               const std::vector<std::string>& env = {}) {

@@ -103,8 +103,8 @@ const char* const kTrainHelp =
     "                  never stopped (same threads), next to the checkpoint given (a copy\n"
     "                  X.ckpt writes X.safetensors). Flags that would change it are refused;\n"
     "                  --epochs may extend it (cosine and onecycle then span the new length;\n"
-    "                  step keeps its --step-epochs) or shorten it to what its warm-up and\n"
-    "                  step allow\n"
+    "                  step keeps its --step-epochs) or shorten it to what its warm-up,\n"
+    "                  step and onecycle (4 steps or more) allow\n"
     "  --checkpoint-every  also write the checkpoint at a step boundary at most every SECONDS\n"
     "                  (0: after every step)\n"
     "Under mpirun, the ranks train one model: --batch is the global batch, split over them,\n"
@@ -996,6 +996,38 @@ void prepare_training(const Args& args, Communicator* ranks, TrainSetup& t) {
   require_room_for_run_files(out, t.checkpoint_path);
   require_distinct_run_files(config, t.checkpoint_path);
   t.data = data_for(t.spec, config.data);
+  // The schedule's steps depend on the data's size, so it is checked once the data are read,
+  // before any line of training (found 2026-12-06: a onecycle run resumed with --epochs 3 of
+  // one step each failed as training started, advising a smaller batch, which a resume
+  // refuses). train_model checks the same again; a fresh run gets its message.
+  if (const int64_t samples = t.data.train.size(); samples >= world) {
+    const int64_t steps = steps_per_epoch(samples, config.options.batch, world);
+    try {
+      schedule_options(config.options, steps);
+    } catch (const Error&) {
+      if (!resuming || !args.has("--epochs")) throw;
+      // The fewest epochs that hold the schedule, if a few more do.
+      TrainOptions longer = config.options;
+      std::string expected;
+      const int64_t last = std::min<int64_t>(int64_t{config.options.epochs} + 64, kMaxEpochs);
+      while (expected.empty() && longer.epochs < last) {
+        ++longer.epochs;
+        try {
+          schedule_options(longer, steps);
+          expected = "; expected --epochs " + std::to_string(longer.epochs) + " or more";
+        } catch (const Error&) {
+        }
+      }
+      args.fail("--epochs", "is " + std::to_string(config.options.epochs) +
+                                ", which gives the run's " +
+                                schedule_name(config.options.schedule) + " schedule " +
+                                std::to_string(steps * config.options.epochs) + " steps (" +
+                                std::to_string(steps) + " per epoch: its batch of " +
+                                std::to_string(config.options.batch) + " over " +
+                                std::to_string(samples) + " training images), fewer than it needs" +
+                                expected + " (a resumed run keeps its batch)");
+    }
+  }
   t.rng.emplace(config.seed);
   if (t.resumed) {
     t.model = std::move(t.resumed->model.model);

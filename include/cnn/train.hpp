@@ -45,6 +45,11 @@ struct TrainOptions {
   int64_t crop_padding = 2;
 };
 
+/// The steps of an epoch of train_model over `samples` in batches of `batch` split over `ranks`:
+/// one a batch, less the last batch when it holds fewer samples than ranks (each rank needs
+/// one; it is skipped).
+int64_t steps_per_epoch(int64_t samples, int64_t batch, int ranks = 1);
+
 /// The schedule `options` describe for `steps_per_epoch` batches an epoch.
 ScheduleOptions schedule_options(const TrainOptions& options, int64_t steps_per_epoch);
 

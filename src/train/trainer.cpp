@@ -96,6 +96,16 @@ OptimizerKind parse_optimizer(const std::string& name) {
   throw Error("--optimizer: expects sgd, adam or adamw, got '" + name + "'");
 }
 
+int64_t steps_per_epoch(int64_t samples, int64_t batch, int ranks) {
+  if (samples < 0 || batch < 1 || ranks < 1) {
+    throw Error("steps_per_epoch: expected samples >= 0, a batch and ranks >= 1, got " +
+                std::to_string(samples) + ", " + std::to_string(batch) + " and " +
+                std::to_string(ranks));
+  }
+  const int64_t last = samples % batch;
+  return samples / batch + (last != 0 && last >= ranks ? 1 : 0);
+}
+
 ScheduleOptions schedule_options(const TrainOptions& options, int64_t steps_per_epoch) {
   ScheduleOptions s;
   s.kind = options.schedule;
@@ -213,7 +223,7 @@ TrainResult train_model(Sequential<float>& model, const ModelSpec& spec, const D
   const int64_t last_batch = train.size() % options.batch;
   const bool skip_last = ranks && last_batch != 0 && last_batch < world;
   const ScheduleOptions schedule =
-      schedule_options(options, batches.batches_per_epoch() - (skip_last ? 1 : 0));
+      schedule_options(options, steps_per_epoch(train.size(), options.batch, world));
   {
     // A BatchNorm given one value per channel cannot take a variance (PyTorch refuses it too):
     // said before the first step, not at an epoch's last batch. The smallest batch a rank
