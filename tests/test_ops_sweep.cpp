@@ -543,9 +543,10 @@ void sweep_pool(uint64_t seed, int cases) {
   }
 }
 
-/// Average pooling's default path (the reference per block of planes, threads over the blocks;
-/// global pooling in partial sums) against the reference, 1 and 2 threads, odd shapes; large
-/// batches so that the planes do split.
+/// Average pooling's default path (the window kernels for 2x2 and 3x3 windows at stride 1 or 2,
+/// else the reference per block of planes, threads over the blocks; global pooling in partial
+/// sums) against the reference, 1 and 2 threads, odd shapes; large batches so that the planes do
+/// split.
 template <typename T>
 void sweep_avgpool(uint64_t seed, int cases) {
   Rng rng(seed);
@@ -590,6 +591,76 @@ void sweep_avgpool(uint64_t seed, int cases) {
 
 TEST_P(OpsSweepIsa, AvgPool2dFloat) {
   sweep_avgpool<float>(13, 150);
+}
+
+/// Whether a and b hold the same bits, or NaNs both, element by element: which NaN a sum of a
+/// NaN and another NaN (or an inf - inf) gives is the compiler's choice of operand order, in
+/// the reference too (x86 returns the first operand's).
+bool same_bits_or_nans(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (std::isnan(a[i]) && std::isnan(b[i])) continue;
+    if (std::memcmp(&a[i], &b[i], sizeof(float)) != 0) return false;
+  }
+  return true;
+}
+
+/// Average pooling's window kernels (avgpool_lanes.hpp: 2x2 and 3x3 windows at stride 1 or 2,
+/// padding up to half the kernel) against the reference, bit for bit, on every window, stride,
+/// padding and divisor rule they take: rows of 1 to 40 windows (4, 8 and 16 a vector on the
+/// three instruction sets, and every tail), planes down to 1x1, 1 and 2 threads with batches
+/// that split; inputs and gradients with zeros of both signs (a window of -0 averages to +0, a
+/// -0 gradient routes +0), infinities and NaNs.
+TEST_P(OpsSweepIsa, AvgPool2dWindowKernelsGiveTheReferenceBits) {
+  const testing::RestoreOpsSettings restore;
+  Rng rng(17);
+  const float specials[] = {-0.0f, -0.0f, -0.0f, -0.0f, 0.0f, INFINITY, -INFINITY, NAN};
+  const auto fill = [&](std::vector<float>& v, int mode) {
+    for (float& e : v) {
+      if (mode == 0) {
+        e = float(rng.normal());
+      } else if (mode == 1) {  // mostly -0, some infinities and NaNs
+        e = rng.below(4) == 0 ? float(rng.normal()) : specials[rng.below(8)];
+      } else {
+        e = float(rng.below(4)) - 1.5f;
+      }
+    }
+  };
+  int c = 0;
+  for (int64_t k : {2, 3})
+    for (int64_t stride : {1, 2})
+      for (int64_t pad_h = 0; 2 * pad_h <= k; ++pad_h)
+        for (int64_t pad_w = 0; 2 * pad_w <= k; ++pad_w)
+          for (bool count_include_pad : {false, true})
+            for (int rep = 0; rep < 12; ++rep, ++c) {
+              ops::set_threads(1 + c % 2);
+              // Rep 0 a 1x1 plane where the padding allows one, else the smallest; then up to
+              // 40 windows a row (stride 2: inputs up to 80 + k wide).
+              const int64_t min_h = std::max<int64_t>(1, k - 2 * pad_h),
+                            min_w = std::max<int64_t>(1, k - 2 * pad_w);
+              const int64_t h = rep == 0 ? min_h : min_h + int64_t(rng.below(9));
+              const int64_t w =
+                  rep == 0 ? min_w : min_w + int64_t(rng.below(uint64_t(40 * stride)));
+              // Every fourth case a batch whose planes split over two threads.
+              const int64_t batch = rep % 4 == 3 ? 64 : 1 + int64_t(rng.below(3));
+              const ops::PoolShape s = ops::make_pool_shape(batch, 1 + int64_t(rng.below(5)), h, w,
+                                                            k, k, stride, stride, pad_h, pad_w);
+              const int64_t nx = s.batch * s.channels * s.in_h * s.in_w;
+              const int64_t ny = s.batch * s.channels * s.out_h * s.out_w;
+              std::vector<float> x(nx), dy(ny);
+              fill(x, rep % 3);
+              fill(dy, (rep + 1) % 3);
+              const std::string what = describe(s) +
+                                       (count_include_pad ? " count_include_pad" : "") + ", " +
+                                       std::to_string(ops::threads()) + " threads";
+              std::vector<float> y_fast(ny, NAN), y_ref(ny, NAN), dx_fast(nx, NAN), dx_ref(nx, NAN);
+              ops::avgpool2d_forward(y_fast.data(), x.data(), s, count_include_pad);
+              ref::avgpool2d_forward(y_ref.data(), x.data(), s, count_include_pad);
+              ASSERT_TRUE(same_bits_or_nans(y_fast, y_ref)) << "forward " << what;
+              ops::avgpool2d_backward(dx_fast.data(), dy.data(), s, count_include_pad);
+              ref::avgpool2d_backward(dx_ref.data(), dy.data(), s, count_include_pad);
+              ASSERT_TRUE(same_bits_or_nans(dx_fast, dx_ref)) << "backward " << what;
+            }
 }
 TEST(OpsSweep, AvgPool2dDouble) {
   sweep_avgpool<double>(14, 60);

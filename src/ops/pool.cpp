@@ -1,17 +1,22 @@
 // Default max-pooling path: 2x2 windows at stride 2 have their own loop; other windows are
-// clipped to the input once per output row and column instead of testing every tap.
+// clipped to the input once per output row and column instead of testing every tap. Average
+// pooling: the window kernels of avgpool_lanes.hpp for 2x2 and 3x3 windows at stride 1 or 2,
+// the reference's loops otherwise.
 
 #include <emmintrin.h>
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <type_traits>
 #include <vector>
 
+#include "avgpool_lanes.hpp"
 #include "cnn/ops.hpp"
 #include "cnn/ops_ref.hpp"
 #include "parallel.hpp"
 #include "pool_plane.hpp"
+#include "scratch.hpp"
 
 namespace cnn::ops {
 
@@ -530,12 +535,38 @@ void for_plane_blocks(const PoolShape& s, int64_t work_per_plane, const Body& bo
     body(first, block);
   });
 }
+
+/// s as the window kernels' plane geometry (avgpool_lanes.hpp), when they cover it: square 2x2
+/// or 3x3 windows, the same stride 1 or 2 along both axes, padding at most half the kernel (so
+/// that every window holds an input element: the reference's divisor is never 0), at least one
+/// output, planes small enough for the kernels' 32-bit column arithmetic.
+std::optional<detail::AvgPoolPlane> avgpool_lanes_plane(const PoolShape& s) {
+  const int64_t k = s.kernel_h;
+  if (s.kernel_w != k || (k != 2 && k != 3) || s.stride_w != s.stride_h ||
+      (s.stride_h != 1 && s.stride_h != 2) || s.pad_h < 0 || s.pad_w < 0 || 2 * s.pad_h > k ||
+      2 * s.pad_w > k || s.out_h < 1 || s.out_w < 1 || s.in_w > (int64_t{1} << 28))
+    return std::nullopt;
+  return detail::AvgPoolPlane{s.in_h, s.in_w, s.out_h, s.out_w, k, s.stride_h, s.pad_h, s.pad_w};
+}
 }  // namespace
 
-// Average pooling: the reference's loops over blocks of planes, one block per thread.
+// Average pooling: float windows of 2x2 and 3x3 at stride 1 or 2 by the window kernels
+// (avgpool_lanes.hpp; the reference's bits, many windows a vector), other shapes and double by
+// the reference's loops; either over blocks of planes, one block per thread.
 template <typename T>
 void avgpool2d_forward(T* y, const T* x, const PoolShape& s, bool count_include_pad) {
   if (reference_mode()) return ref::avgpool2d_forward(y, x, s, count_include_pad);
+  if constexpr (std::is_same_v<T, float>) {
+    if (const auto plane = avgpool_lanes_plane(s)) {
+      const detail::AvgPoolKernels& kernels = detail::avgpool_kernels();
+      return for_plane_blocks(s, s.out_h * s.out_w * s.kernel_h * s.kernel_w,
+                              [&](int64_t first, const PoolShape& block) {
+                                kernels.forward(y + first * s.out_h * s.out_w,
+                                                x + first * s.in_h * s.in_w, block.batch, *plane,
+                                                count_include_pad);
+                              });
+    }
+  }
   for_plane_blocks(s, s.out_h * s.out_w * s.kernel_h * s.kernel_w,
                    [&](int64_t first, const PoolShape& block) {
                      ref::avgpool2d_forward(y + first * s.out_h * s.out_w,
@@ -546,6 +577,19 @@ void avgpool2d_forward(T* y, const T* x, const PoolShape& s, bool count_include_
 template <typename T>
 void avgpool2d_backward(T* dx, const T* dy, const PoolShape& s, bool count_include_pad) {
   if (reference_mode()) return ref::avgpool2d_backward(dx, dy, s, count_include_pad);
+  if constexpr (std::is_same_v<T, float>) {
+    if (const auto plane = avgpool_lanes_plane(s)) {
+      const detail::AvgPoolKernels& kernels = detail::avgpool_kernels();
+      return for_plane_blocks(
+          s, s.out_h * s.out_w * s.kernel_h * s.kernel_w,
+          [&](int64_t first, const PoolShape& block) {
+            // Slot 7 (scratch.hpp): no convolution is running inside a pooling call.
+            float* shares = detail::scratch<float>(7, kernels.share_floats(*plane));
+            kernels.backward(dx + first * s.in_h * s.in_w, dy + first * s.out_h * s.out_w, shares,
+                             block.batch, *plane, count_include_pad);
+          });
+    }
+  }
   for_plane_blocks(
       s, s.out_h * s.out_w * s.kernel_h * s.kernel_w, [&](int64_t first, const PoolShape& block) {
         ref::avgpool2d_backward(dx + first * s.in_h * s.in_w, dy + first * s.out_h * s.out_w, block,
@@ -602,6 +646,18 @@ CNN_INSTANTIATE_POOL(double)
 }  // namespace cnn::ops
 
 namespace cnn::detail {
+
+const AvgPoolKernels& avgpool_kernels() {
+  switch (ops::isa()) {
+    case ops::Isa::kAvx512:
+      return avgpool_avx512();
+    case ops::Isa::kAvx2:
+      return avgpool_avx2();
+    case ops::Isa::kPortable:
+      break;
+  }
+  return avgpool_portable();
+}
 
 void relu_maxpool_2x2_plane(float* y, const float* x, int64_t row_stride, int64_t out_h,
                             int64_t out_w) {

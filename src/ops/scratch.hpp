@@ -11,7 +11,8 @@ namespace cnn::detail {
 /// GEMM packing buffers, 4 to 6 the direct backward's and Winograd's staging and tiles (4 also
 /// the GEMM convolution backward's gathered dy), 7 im2col's and col2im's padded plane (col2im
 /// also runs inside the direct backward, which holds 4 to 6), and the direct backward's dy image
-/// when it is made image by image (ops::conv2d_weight_backward_by_image, which has no col2im).
+/// when it is made image by image (ops::conv2d_weight_backward_by_image, which has no col2im);
+/// 7 also average pooling's shares (ops::avgpool2d_backward, which runs inside no other op).
 inline constexpr int kScratchSlots = 8;
 
 /// Returns at least n elements of per-thread scratch in slot `slot` (0 <= slot < 8). The
