@@ -1,7 +1,9 @@
-// Default paths of the activations, softmax and losses. ReLU has its own non-aliasing loops;
-// the other element-wise references are single passes that the default calls; softmax's backward
-// uses the O(C) form y * (dy - sum(y * dy)) of the Jacobian product instead of the reference's
-// O(C^2) explicit Jacobian.
+// Default paths of the activations, softmax and losses. ReLU, LeakyReLU and ReLU6 have their own
+// non-aliasing loops (map_elementwise); tanh and the sigmoid in float their own formulas, one
+// set per instruction set (activation_lanes.hpp); the other element-wise references, and those
+// two in double, are single passes that the default calls in chunks; softmax's backward uses the
+// O(C) form y * (dy - sum(y * dy)) of the Jacobian product instead of the reference's O(C^2)
+// explicit Jacobian.
 
 #include <algorithm>
 #include <cstdint>
