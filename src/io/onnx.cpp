@@ -12,6 +12,8 @@
 #include <algorithm>
 #include <bitset>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -398,6 +400,20 @@ std::string type_name(int64_t type) {
                  onnx::TensorProto_DataType_IsValid(static_cast<int>(type))
              ? onnx::TensorProto_DataType_Name(static_cast<onnx::TensorProto_DataType>(type))
              : "number " + std::to_string(type);
+}
+
+/// PyTorch's BatchNorm momentum (the batch's weight) from ONNX's (the running value's, a float):
+/// the shortest decimal whose ONNX form is that float. 1 - 0.99f is 0.0099999905, which our own
+/// export of a momentum of 0.01 then failed to match against its metadata (found 2026-12-06).
+double momentum_from_onnx(float onnx_momentum) {
+  const double exact = 1.0 - double(onnx_momentum);
+  for (int digits = 1; digits <= 17; ++digits) {
+    char text[40];
+    std::snprintf(text, sizeof text, "%.*g", digits, exact);
+    const double shortest = std::strtod(text, nullptr);
+    if (static_cast<float>(1.0 - shortest) == onnx_momentum) return shortest;
+  }
+  return exact;  // NaN: refused by the caller's range check
 }
 
 /// Whether node `n` is in the ONNX domain (as "" or "ai.onnx").
@@ -1454,7 +1470,7 @@ std::string Importer::apply(int i, const std::string& value, std::vector<LayerSp
     if (shape_.rank() != 4 && shape_.rank() != 2) fail_node(i, "expects a 2-d or 4-d input");
     l.type = shape_.rank() == 4 ? "BatchNorm2d" : "BatchNorm1d";
     l.eps = float_attribute(i, "epsilon", 1e-5f);
-    l.momentum = 1.0 - double(float_attribute(i, "momentum", 0.9f));
+    l.momentum = momentum_from_onnx(float_attribute(i, "momentum", 0.9f));
     if (!(l.eps > 0) || !(l.momentum >= 0 && l.momentum <= 1))
       fail_node(i, "epsilon or momentum out of range");
     const Constant& scale = constant_input(i, 1, "scale");
