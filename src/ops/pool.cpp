@@ -216,7 +216,9 @@ void maxpool3x3_row_inside(float* yrow, int32_t* arow, const float* xp, int64_t 
   const auto load_tap = [&](int64_t c0, int r, int c) {
     const float* at = top + r * in_w + c0 + c;
     if constexpr (kStride == 1) return tap(_mm_loadu_ps(at));
-    return tap(_mm_shuffle_ps(_mm_loadu_ps(at), _mm_loadu_ps(at + 4), _MM_SHUFFLE(2, 0, 2, 0)));
+    // Columns 0 and 2 of the first load, 1 and 3 of the second (at + 3 .. at + 6): no read
+    // past the last window's tap.
+    return tap(_mm_shuffle_ps(_mm_loadu_ps(at), _mm_loadu_ps(at + 3), _MM_SHUFFLE(3, 1, 2, 0)));
   };
   const __m128i lane_steps = _mm_setr_epi32(0, kStride, 2 * kStride, 3 * kStride);
   int64_t ow = first;
