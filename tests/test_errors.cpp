@@ -130,6 +130,18 @@ TEST(Errors, LeakyReluAndRelu6Settings) {
   }
   expect_error([] { LeakyReLU<float>(std::nan("")); },
                {"LeakyReLU", "expected a finite negative_slope", "nan"});
+  // Finite as a double, infinite as the float the model computes in (found 2026-12-06: its
+  // ONNX export wrote alpha inf, which the import refused).
+  expect_error(
+      [&] {
+        parse_model_spec(spec_with(R"({"type": "LeakyReLU", "negative_slope": -1e40})"), "s");
+      },
+      {"s: layer 0", "LeakyReLU expects \"negative_slope\" a finite number of float's range",
+       "-1e+40"});
+  expect_error([] { LeakyReLU<float>(1e40); },
+               {"LeakyReLU", "finite negative_slope (magnitude at most 3.4e38 in float)", "1e+40"});
+  EXPECT_EQ(LeakyReLU<double>(1e40).negative_slope(), 1e40);
+  EXPECT_EQ(LeakyReLU<float>(3.4e38).negative_slope(), 3.4e38);
   ModelSpec with_nan = parse_model_spec(spec_with(R"({"type": "LeakyReLU"})"), "s");
   with_nan.layers[0].negative_slope = -std::numeric_limits<double>::infinity();
   expect_error([&] { build_model(with_nan); }, {"LeakyReLU", "finite negative_slope", "-inf"});

@@ -376,7 +376,7 @@ class ReLU final : public Layer<T> {
 template <typename T = float>
 class LeakyReLU final : public Layer<T> {
  public:
-  /// Throws cnn::Error unless negative_slope is finite (PyTorch takes any float).
+  /// Throws cnn::Error unless negative_slope is finite as a T (PyTorch takes any float).
   explicit LeakyReLU(double negative_slope = 0.01);
   std::string type() const override { return "LeakyReLU"; }
   std::string describe() const override;

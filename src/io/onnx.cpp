@@ -416,6 +416,18 @@ double momentum_from_onnx(float onnx_momentum) {
   return exact;  // NaN: refused by the caller's range check
 }
 
+/// The shortest decimal whose float is `value`: an ONNX float attribute as a spec writes it
+/// (epsilon 0.001f reads as 0.001, not 0.0010000000474974513).
+double decimal_of_float(float value) {
+  if (!std::isfinite(value)) return value;
+  for (int digits = 1; digits <= 9; ++digits) {
+    char text[40];
+    std::snprintf(text, sizeof text, "%.*g", digits, double(value));
+    if (std::strtof(text, nullptr) == value) return std::strtod(text, nullptr);
+  }
+  return value;
+}
+
 /// Whether node `n` is in the ONNX domain (as "" or "ai.onnx").
 bool onnx_domain(const onnx::NodeProto& n) {
   return n.domain().empty() || n.domain() == "ai.onnx";
@@ -1469,7 +1481,7 @@ std::string Importer::apply(int i, const std::string& value, std::vector<LayerSp
     if (int_attribute(i, "spatial", 1) != 1) fail_node(i, "spatial 0 is not supported");
     if (shape_.rank() != 4 && shape_.rank() != 2) fail_node(i, "expects a 2-d or 4-d input");
     l.type = shape_.rank() == 4 ? "BatchNorm2d" : "BatchNorm1d";
-    l.eps = float_attribute(i, "epsilon", 1e-5f);
+    l.eps = decimal_of_float(float_attribute(i, "epsilon", 1e-5f));
     l.momentum = momentum_from_onnx(float_attribute(i, "momentum", 0.9f));
     if (!(l.eps > 0) || !(l.momentum >= 0 && l.momentum <= 1))
       fail_node(i, "epsilon or momentum out of range");
@@ -1497,7 +1509,7 @@ std::string Importer::apply(int i, const std::string& value, std::vector<LayerSp
   } else if (op == "LeakyRelu") {
     only_attributes(i, {"alpha"});
     l.type = "LeakyReLU";
-    l.negative_slope = float_attribute(i, "alpha", 0.01f);
+    l.negative_slope = decimal_of_float(float_attribute(i, "alpha", 0.01f));
     if (!std::isfinite(l.negative_slope))
       fail_node(i, "alpha " + std::to_string(l.negative_slope) + " (expected a finite number)");
   } else if (op == "Clip") {
@@ -1739,12 +1751,29 @@ std::string Importer::apply(int i, const std::string& value, std::vector<LayerSp
 /// `layers` as an inference graph holds them, also inside Residuals: without Dropout, which
 /// the graph leaves out, and with a Conv2d's "same" padding as the pads it resolves to, which
 /// is all the graph can say (found 2026-12-06: the README's own "same" example exported to a
-/// file that its import refused, "padding=same in it, padding=(1, 1) in the graph").
+/// file that its import refused, "padding=same in it, padding=(1, 1) in the graph). A
+/// Residual without activation followed by a ReLU, Tanh or Sigmoid layer is the block with
+/// that activation: the graph's Add then activation is read so (Importer::block_activation),
+/// and the two compute the same (found 2026-12-06: such a spec's own export was refused, "6
+/// layers in it, 5 in the graph). Epsilons, momenta and slopes are what their float
+/// attributes read back as (found 2026-12-06: an eps or slope of 1.4e-45 read back as 1e-45,
+/// and the file was refused).
 std::vector<LayerSpec> as_in_a_graph(const std::vector<LayerSpec>& layers) {
   std::vector<LayerSpec> out;
   for (const LayerSpec& l : layers) {
     if (l.type == "Dropout") continue;
+    if ((l.type == "ReLU" || l.type == "Tanh" || l.type == "Sigmoid") && !out.empty() &&
+        out.back().type == "Residual" && out.back().activation.empty()) {
+      out.back().activation = l.type;
+      continue;
+    }
     out.push_back(l);
+    if (l.type == "BatchNorm2d" || l.type == "BatchNorm1d") {
+      out.back().eps = decimal_of_float(static_cast<float>(l.eps));
+      out.back().momentum = momentum_from_onnx(static_cast<float>(1.0 - l.momentum));
+    }
+    if (l.type == "LeakyReLU")
+      out.back().negative_slope = decimal_of_float(static_cast<float>(l.negative_slope));
     if (l.same_padding) {
       out.back().same_padding = false;
       out.back().padding = Size2((l.kernel.h - 1) / 2, (l.kernel.w - 1) / 2);

@@ -521,9 +521,13 @@ const std::vector<LayerType>& layer_types() {
          if (!j.contains("negative_slope")) return;
          // PyTorch takes any float. JSON holds no NaN or infinity, but a LayerSpec written
          // in C++ can: check_layer_limits reads specs through here too.
+         // The model computes in float: 1e40 is infinite there (found 2026-12-06).
          const Json& v = j["negative_slope"];
-         if (!v.is_number() || !std::isfinite(v.get<double>())) {
-           r.fail(where, "LeakyReLU expects \"negative_slope\" a finite number, got " + v.dump());
+         if (!v.is_number() || !std::isfinite(static_cast<float>(v.get<double>()))) {
+           r.fail(where,
+                  "LeakyReLU expects \"negative_slope\" a finite number of float's range "
+                  "(magnitude at most 3.4e38), got " +
+                      v.dump());
          }
          l.negative_slope = v.get<double>();
        },

@@ -43,9 +43,15 @@ void ReLU<T>::backward_impl(TensorView<const T> x, TensorView<const T> /*y*/,
 
 template <typename T>
 LeakyReLU<T>::LeakyReLU(double negative_slope) : negative_slope_(negative_slope) {
-  if (!std::isfinite(negative_slope)) {
-    throw Error("LeakyReLU: expected a finite negative_slope, got " +
-                std::to_string(negative_slope));
+  // The layer computes in T: a slope finite as a double and infinite as a float (1e40) made
+  // every negative input -inf, and the ONNX export an alpha its import refused (found
+  // 2026-12-06).
+  if (!std::isfinite(static_cast<T>(negative_slope))) {
+    std::ostringstream got;
+    got << negative_slope;
+    throw Error(std::string("LeakyReLU: expected a finite negative_slope") +
+                (sizeof(T) == 4 ? " (magnitude at most 3.4e38 in float)" : "") + ", got " +
+                got.str());
   }
 }
 template <typename T>
