@@ -20,6 +20,7 @@
 #include "conv_implicit.hpp"
 #include "dconv.hpp"
 #include "gemm.hpp"
+#include "isa_tables.hpp"
 #include "parallel.hpp"
 #include "pool_plane.hpp"
 #include "scratch.hpp"
@@ -141,26 +142,10 @@ int64_t images_per_group(const ConvShape& s, int64_t images) {
 
 namespace cnn::detail {
 const DirectConvKernels& direct_conv_kernels() {
-  switch (ops::isa()) {
-    case ops::Isa::kAvx512:
-      return direct_conv_avx512();
-    case ops::Isa::kAvx2:
-      return direct_conv_avx2();
-    case ops::Isa::kPortable:
-      break;
-  }
-  return direct_conv_portable();
+  return table_for_isa(direct_conv_avx512, direct_conv_avx2, direct_conv_portable);
 }
 const WinogradLaneKernels& winograd_lane_kernels() {
-  switch (ops::isa()) {
-    case ops::Isa::kAvx512:
-      return winograd_lanes_avx512();
-    case ops::Isa::kAvx2:
-      return winograd_lanes_avx2();
-    case ops::Isa::kPortable:
-      break;
-  }
-  return winograd_lanes_portable();
+  return table_for_isa(winograd_lanes_avx512, winograd_lanes_avx2, winograd_lanes_portable);
 }
 }  // namespace cnn::detail
 

@@ -12,19 +12,13 @@
 #include "activation_lanes.hpp"
 #include "cnn/ops.hpp"
 #include "cnn/ops_ref.hpp"
+#include "isa_tables.hpp"
 #include "parallel.hpp"
 
 namespace cnn::detail {
 const FloatActivationKernels& float_activation_kernels() {
-  switch (ops::isa()) {
-    case ops::Isa::kAvx512:
-      return float_activations_avx512();
-    case ops::Isa::kAvx2:
-      return float_activations_avx2();
-    case ops::Isa::kPortable:
-      break;
-  }
-  return float_activations_portable();
+  return table_for_isa(float_activations_avx512, float_activations_avx2,
+                       float_activations_portable);
 }
 }  // namespace cnn::detail
 

@@ -14,6 +14,7 @@
 #include "avgpool_lanes.hpp"
 #include "cnn/ops.hpp"
 #include "cnn/ops_ref.hpp"
+#include "isa_tables.hpp"
 #include "parallel.hpp"
 #include "pool_plane.hpp"
 #include "scratch.hpp"
@@ -650,15 +651,7 @@ CNN_INSTANTIATE_POOL(double)
 namespace cnn::detail {
 
 const AvgPoolKernels& avgpool_kernels() {
-  switch (ops::isa()) {
-    case ops::Isa::kAvx512:
-      return avgpool_avx512();
-    case ops::Isa::kAvx2:
-      return avgpool_avx2();
-    case ops::Isa::kPortable:
-      break;
-  }
-  return avgpool_portable();
+  return table_for_isa(avgpool_avx512, avgpool_avx2, avgpool_portable);
 }
 
 void relu_maxpool_2x2_plane(float* y, const float* x, int64_t row_stride, int64_t out_h,
