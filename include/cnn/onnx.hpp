@@ -41,9 +41,11 @@ void save_onnx(const std::string& path, Sequential<float>& model, const ModelSpe
 /// BatchNormalization, Relu/LeakyRelu/Tanh/Sigmoid/Softmax, Clip(0, 6) (ReLU6) or Clip(0) (ReLU),
 /// MaxPool, AveragePool, GlobalAveragePool, Flatten or Reshape to (N, -1), Gemm or MatMul + Add,
 /// Add of two branches (a Residual), Dropout and Identity. Throws cnn::Error "<path>: ..." naming
-/// the node, its op type and the reason for anything else: not protobuf, an opset outside 11-17, an
+/// the node, its op type and the reason for anything else: not protobuf, an opset outside 11-17, a
+/// node that ONNX's schema at the file's opset refuses (its attributes' names and types, its
+/// inputs, outputs and input types: every node read is checked so before cnn's own limits), an
 /// unsupported op or attribute, a dangling input, a shape computation (a Reshape's target) that
-/// ONNX's schema or spec for the opset refuses, dimensions that overflow, an initializer that a
+/// ONNX's spec for the opset refuses, dimensions that overflow, an initializer that a
 /// node reads of another type than FLOAT, INT64 or BOOL, of the wrong shape, with external data or
 /// non-finite values (an initializer no node reads is not read).
 ModelFile load_onnx(const std::string& path);

@@ -576,9 +576,14 @@ class Importer {
   }
   /// Checks node `node` against its ONNX schema at the file's opset: its attributes (names,
   /// types, the required ones), the number of its inputs and outputs, and its inputs' types.
+  /// Every node the import reads passes it before cnn's own restrictions: the folded shape
+  /// computations, Constants and aliases, and each layer's nodes (found 2026-12-07: a Reshape
+  /// with allowzero, an attribute from opset 14, imported at opset 13).
   void check_schema(int node) const;
-  /// The data type of `value`: a constant's, a folded value's, else FLOAT (a computed value).
-  int32_t value_type(const std::string& value) const;
+  /// The data type of `value`: a constant's or an evaluated folded value's, FLOAT for the graph
+  /// input and a parsed layer's output; none where a node not parsed or evaluated yet computes
+  /// it (the reader's own checks say more).
+  std::optional<int32_t> value_type(const std::string& value) const;
   /// `value`, a constant or the output of a folded node, evaluated (its producers first).
   const Folded& folded_value(const std::string& value);
   /// Evaluates folded node `node`, whose inputs are evaluated, checking it as ONNX specifies.
@@ -795,10 +800,13 @@ void Importer::fold_shape_computations() {
   }
 }
 
-int32_t Importer::value_type(const std::string& value) const {
+std::optional<int32_t> Importer::value_type(const std::string& value) const {
   if (const auto f = folded_values_.find(value); f != folded_values_.end()) return f->second.type;
   if (const auto c = constants_.find(value); c != constants_.end()) return c->second->type;
-  return onnx::TensorProto::FLOAT;  // the graph input, and every layer's output
+  const auto p = producer_.find(value);
+  if (p == producer_.end()) return onnx::TensorProto::FLOAT;    // the graph input (checked)
+  if (used_.count(p->second)) return onnx::TensorProto::FLOAT;  // a layer's output
+  return std::nullopt;
 }
 
 void Importer::check_schema(int node) const {
@@ -850,7 +858,9 @@ void Importer::check_schema(int node) const {
                             ") is not given (required)");
       continue;
     }
-    const int32_t type = value_type(n.input(k));
+    const std::optional<int32_t> known_type = value_type(n.input(k));
+    if (!known_type) continue;
+    const int32_t type = *known_type;
     onnx::TypeProto proto;
     proto.mutable_tensor_type()->set_elem_type(type);
     if (!formal.GetTypes().count(onnx::Utils::DataTypeUtils::ToType(proto))) {
@@ -1272,7 +1282,10 @@ std::string Importer::residual(const std::string& value, const std::vector<int>&
          "' never join (cnn imports a value read by several nodes only as a residual block, "
          "whose two branches join in an Add)");
   }
-  if (m_.graph().node(join).op_type() != "Add" || m_.graph().node(join).input_size() != 2) {
+  if (m_.graph().node(join).op_type() == "Add" && onnx_domain(m_.graph().node(join)))
+    check_schema(join);
+  if (m_.graph().node(join).op_type() != "Add" || !onnx_domain(m_.graph().node(join)) ||
+      m_.graph().node(join).input_size() != 2) {
     fail_node(join, "joins the branches from value '" + value +
                         "' (cnn imports a value read by several nodes only as a residual block, "
                         "whose two branches join in an Add)");
@@ -1369,7 +1382,9 @@ std::string Importer::block_activation(const std::string& sum, LayerSpec& block)
   const std::vector<int> next = consumers(sum);
   if (next.size() == 1) {
     const std::string& op = m_.graph().node(next[0]).op_type();
-    if (op == "Relu" || op == "Tanh" || op == "Sigmoid") {
+    if ((op == "Relu" || op == "Tanh" || op == "Sigmoid") &&
+        onnx_domain(m_.graph().node(next[0]))) {
+      check_schema(next[0]);
       block.activation = op == "Relu" ? "ReLU" : op;
       used_.insert(next[0]);
       return m_.graph().node(next[0]).output(0);
@@ -1383,6 +1398,7 @@ std::string Importer::doubled(int add, std::vector<LayerSpec>& layers) {
   // never empty, so it holds a Dropout of p 0 (the identity in training too); as_in_a_graph
   // writes our own export's all-Dropout body so (found 2026-12-06: a Residual whose body was
   // a Dropout exported to Add(x, x), which did not import).
+  check_schema(add);
   used_.insert(add);
   LayerSpec block;
   block.type = "Residual";
@@ -1407,7 +1423,7 @@ std::string Importer::chain(std::string value, int join, std::vector<LayerSpec>&
     if (next.size() == 1) {
       if (next[0] == join) return value;
       const onnx::NodeProto& n = m_.graph().node(next[0]);
-      if (n.op_type() == "Add" && n.input_size() == 2 && n.input(0) == value &&
+      if (n.op_type() == "Add" && onnx_domain(n) && n.input_size() == 2 && n.input(0) == value &&
           n.input(1) == value) {
         value = doubled(next[0], layers);
         continue;
@@ -1424,6 +1440,27 @@ std::string Importer::apply(int i, const std::string& value, std::vector<LayerSp
   const std::string& op = n.op_type();
   if (!n.domain().empty() && n.domain() != "ai.onnx")
     fail_node(i, "domain '" + n.domain() + "' is not supported");
+  // The ops read below: each is first held to ONNX's schema at the file's opset (attributes,
+  // inputs, outputs, types), then to what cnn's layers can express. Other ops are refused by
+  // name below, valid ONNX or not.
+  static const std::set<std::string> kLayerOps = {"Conv",       "BatchNormalization",
+                                                  "Relu",       "Tanh",
+                                                  "Sigmoid",    "LeakyRelu",
+                                                  "Clip",       "Softmax",
+                                                  "MaxPool",    "AveragePool",
+                                                  "ReduceMean", "GlobalAveragePool",
+                                                  "Flatten",    "Reshape",
+                                                  "Gemm",       "MatMul",
+                                                  "Pad",        "Dropout",
+                                                  "Identity"};
+  if (kLayerOps.count(op)) {
+    // A Reshape's target computed by folded nodes is evaluated first, so that its type is known.
+    if (const auto p =
+            op == "Reshape" && n.input_size() > 1 ? producer_.find(n.input(1)) : producer_.end();
+        p != producer_.end() && folded_.count(p->second))
+      folded_value(n.input(1));
+    check_schema(i);
+  }
   if (n.input_size() < 1 || n.input(0) != value)
     fail_node(i, "expected '" + value + "' as its first input (a chain of layers)");
   // A Reshape's target may be computed (reshape_flattens follows it); a Pad checks its inputs
@@ -1467,7 +1504,7 @@ std::string Importer::apply(int i, const std::string& value, std::vector<LayerSp
     param("weight", 1, "weight");
     if (l.bias) param("bias", 2, "bias");
   } else if (op == "BatchNormalization") {
-    only_attributes(i, {"epsilon", "momentum", "training_mode", "spatial"});
+    only_attributes(i, {"epsilon", "momentum", "training_mode"});
     if (int_attribute(i, "training_mode", 0) != 0)
       fail_node(i, "training_mode 1 (expected an inference graph)");
     // Before opset 14 the outputs say the mode: more than Y is training (batch statistics).
@@ -1478,7 +1515,6 @@ std::string Importer::apply(int i, const std::string& value, std::vector<LayerSp
                          "graph: the output Y alone)");
       }
     }
-    if (int_attribute(i, "spatial", 1) != 1) fail_node(i, "spatial 0 is not supported");
     if (shape_.rank() != 4 && shape_.rank() != 2) fail_node(i, "expects a 2-d or 4-d input");
     l.type = shape_.rank() == 4 ? "BatchNorm2d" : "BatchNorm1d";
     l.eps = decimal_of_float(float_attribute(i, "epsilon", 1e-5f));
@@ -1554,14 +1590,17 @@ std::string Importer::apply(int i, const std::string& value, std::vector<LayerSp
                 "of a 4-d one (axis 1, from opset 13)");
     l.type = "Softmax";
   } else if (op == "MaxPool" || op == "AveragePool") {
-    only_attributes(i, {"kernel_shape", "strides", "pads", "ceil_mode", "auto_pad", "dilations",
-                        "storage_order", "count_include_pad"});
+    if (op == "MaxPool")
+      only_attributes(i, {"kernel_shape", "strides", "pads", "ceil_mode", "auto_pad", "dilations",
+                          "storage_order"});
+    else
+      only_attributes(
+          i, {"kernel_shape", "strides", "pads", "ceil_mode", "auto_pad", "count_include_pad"});
     if (shape_.rank() != 4) fail_node(i, "expects a 4-d input here");
     const bool ceil_mode = int_attribute(i, "ceil_mode", 0) != 0;
     if (int_attribute(i, "storage_order", 0) != 0) fail_node(i, "storage_order 1 is not supported");
     for (int64_t d : ints_attribute(i, "dilations", {1, 1}))
       if (d != 1) fail_node(i, "dilation " + std::to_string(d) + " (only 1 is supported)");
-    if (!attribute(i, "kernel_shape")) fail_node(i, "no kernel_shape");
     l.type = op == "MaxPool" ? "MaxPool2d" : "AvgPool2d";
     l.kernel = pair_attribute(i, "kernel_shape", Size2(1));
     l.stride = pair_attribute(i, "strides", Size2(1));  // ONNX's default stride is 1
@@ -1666,8 +1705,10 @@ std::string Importer::apply(int i, const std::string& value, std::vector<LayerSp
     // A bias: the one reader an Add with a constant of out_features values.
     const std::vector<int> next = consumers(n.output(0));
     l.bias = false;
-    if (next.size() == 1 && m_.graph().node(next[0]).op_type() == "Add" &&
-        m_.graph().node(next[0]).input_size() == 2) {
+    const bool add_next = next.size() == 1 && m_.graph().node(next[0]).op_type() == "Add" &&
+                          onnx_domain(m_.graph().node(next[0]));
+    if (add_next) check_schema(next[0]);  // read here as the bias, else refused as an op
+    if (add_next && m_.graph().node(next[0]).input_size() == 2) {
       const onnx::NodeProto& add = m_.graph().node(next[0]);
       const int other = add.input(0) == n.output(0) ? 1 : 0;
       const auto bias = constants_.find(add.input(other));
@@ -1724,7 +1765,8 @@ std::string Importer::apply(int i, const std::string& value, std::vector<LayerSp
     pending_pad_ = Size2(p[2], p[3]);
     return n.output(0);
   } else if (op == "Dropout" || op == "Identity") {
-    only_attributes(i, {"seed", "ratio"});
+    only_attributes(i, op == "Dropout" ? std::initializer_list<const char*>{"seed", "ratio"}
+                                       : std::initializer_list<const char*>{});
     if (op == "Dropout" && n.input_size() > 2 && !n.input(2).empty()) {
       const auto training = constants_.find(n.input(2));
       if (training == constants_.end() ||
