@@ -155,8 +155,8 @@ ModelSpec doubled_spec() {
                           "doubled");
 }
 
-/// LeakyReLU (a slope of 0.2 and PyTorch's default) and ReLU6 (2026-12-06): LeakyRelu nodes and a
-/// Clip(0, 6).
+/// LeakyReLU (a slope of 0.2 and PyTorch's default) and ReLU6 (2026-12-06): LeakyRelu nodes and
+/// ReLU6's min(r, 6 + relu(-r)), r = relu(x) (a Clip(0, 6) until 2026-12-07).
 ModelSpec activations_spec() {
   return parse_model_spec(R"({"name": "activations", "input": [1, 28, 28], "layers": [
     {"type": "Conv2d", "out_channels": 4, "kernel": 5, "stride": 2},
@@ -211,11 +211,37 @@ ModelSpec float_attributes_spec() {
                           "float_attributes");
 }
 
+/// ReLU6 (whose export starts with a Relu) right after a block's sum, which the import must not
+/// take as the block's activation, after a block's ReLU, as a block's whole body and on a 2-d
+/// value.
+ModelSpec relu6_blocks_spec() {
+  return parse_model_spec(R"({"name": "relu6_blocks", "input": [1, 28, 28], "layers": [
+    {"type": "Conv2d", "out_channels": 3, "kernel": 3, "stride": 2},
+    {"type": "Residual", "activation": "none", "body": [
+       {"type": "Conv2d", "out_channels": 3, "kernel": 3, "padding": 1}]},
+    {"type": "ReLU6"},
+    {"type": "Residual", "activation": "ReLU", "body": [{"type": "ReLU6"}]},
+    {"type": "ReLU6"},
+    {"type": "Flatten"},
+    {"type": "Linear", "out_features": 16},
+    {"type": "ReLU6"},
+    {"type": "Linear", "out_features": 10}]})",
+                          "relu6_blocks");
+}
+
 std::vector<ModelSpec> export_specs() {
-  return {preset_spec("lenet5"),         preset_spec("convnet"), preset_spec("resnet"),
-          preset_spec("seed"),           every_layer_spec(),     nested_at_start_spec(),
-          same_padding_spec(),           doubled_spec(),         activations_spec(),
-          activation_after_block_spec(), float_attributes_spec()};
+  return {preset_spec("lenet5"),
+          preset_spec("convnet"),
+          preset_spec("resnet"),
+          preset_spec("seed"),
+          every_layer_spec(),
+          nested_at_start_spec(),
+          same_padding_spec(),
+          doubled_spec(),
+          activations_spec(),
+          relu6_blocks_spec(),
+          activation_after_block_spec(),
+          float_attributes_spec()};
 }
 
 /// onnx::checker::check_model and shape inference with type checks in strict mode (errors
@@ -302,8 +328,8 @@ TEST(Onnx, OpenCvDnnRunsOurExportsToOurLogits) {
   // resnet preset trained by PyTorch (real running statistics), from tests/golden/. "padded"
   // has padded AvgPool2d layers that count the padding (found 2026-12-06: written as one
   // AveragePool with count_include_pad 1, OpenCV 4.6 gave logits 4-10% off).
-  for (const std::string preset :
-       {"lenet5", "convnet", "resnet", "torch_lenet5", "torch_resnet", "padded", "activations"}) {
+  for (const std::string preset : {"lenet5", "convnet", "resnet", "torch_lenet5", "torch_resnet",
+                                   "padded", "activations", "relu6_blocks"}) {
     const bool trained = preset.starts_with("torch_");
     ModelFile file;
     if (trained) {
@@ -317,13 +343,41 @@ TEST(Onnx, OpenCvDnnRunsOurExportsToOurLogits) {
           {"type": "Flatten"}, {"type": "Linear", "out_features": 10}]})",
                                    "padded");
       file.model = random_model(file.spec, 11);
-    } else if (preset == "activations") {
-      // LeakyRelu only: OpenCV 4.6 refuses a Clip with its bounds as inputs ("input_size() ==
-      // 1"), the only Clip from opset 11, ours and torch's (found 2026-12-06), so ReLU6 is
-      // left out here.
-      file.spec = activations_spec();
-      file.spec.layers[3].type = "ReLU";
+    } else if (preset == "activations" || preset == "relu6_blocks") {
+      // LeakyRelu, and ReLU6 as min(r, 6 + relu(-r)): OpenCV 4.6 refuses a Clip with its
+      // bounds as inputs ("input_size() == 1"), the only Clip from opset 11, ours until
+      // 2026-12-07 and torch's, so the test ran this network with ReLU in place of ReLU6.
+      // The first two layers' weights are scaled up so that many values reach ReLU6's bound.
+      file.spec = preset == "activations" ? activations_spec() : relu6_blocks_spec();
       file.model = random_model(file.spec, 11);
+      for (auto& p : file.model.named_parameters())
+        if (p.name.starts_with("0.") || p.name.starts_with("2."))
+          for (int64_t k = 0; k < p.value.numel(); ++k) p.value[k] *= 8;
+      // The same weights with ReLU in place of ReLU6 give other logits: the bound is reached.
+      std::function<void(std::vector<LayerSpec>&)> to_relu = [&](std::vector<LayerSpec>& list) {
+        for (LayerSpec& l : list) {
+          if (l.type == "ReLU6") l.type = "ReLU";
+          to_relu(l.body);
+          to_relu(l.shortcut);
+        }
+      };
+      ModelSpec relu_spec = file.spec;
+      to_relu(relu_spec.layers);
+      Sequential<float> relu_model = build_model(relu_spec);
+      const auto from = file.model.named_parameters();
+      auto to = relu_model.named_parameters();
+      ASSERT_EQ(from.size(), to.size());
+      for (size_t k = 0; k < from.size(); ++k)
+        std::copy(from[k].value.data(), from[k].value.data() + from[k].value.numel(),
+                  to[k].value.data());
+      const std::vector<float> relu6_logits = cnn_logits(file.model, images);
+      const std::vector<float> relu_logits = cnn_logits(relu_model, images);
+      double worst = 0, largest = 0;
+      for (size_t k = 0; k < relu6_logits.size(); ++k) {
+        worst = std::max(worst, std::abs(double(relu6_logits[k]) - relu_logits[k]));
+        largest = std::max(largest, std::abs(double(relu6_logits[k])));
+      }
+      EXPECT_GT(worst, 0.1 * largest) << preset << ": ReLU6's bound is not reached";
     } else {
       file.spec = preset_spec(preset);
       file.model = random_model(file.spec, 11);
@@ -378,12 +432,16 @@ TEST(Onnx, ModelFileToOnnxAndBackIsBitIdentical) {
     }
     save_model(a.string(), model, spec, names);
     ModelFile loaded = load_model(a.string());
-    save_onnx(onnx_file.string(), loaded.model, loaded.spec, loaded.class_names);
-    ModelFile back = load_onnx(onnx_file.string());
-    EXPECT_EQ(to_json(back.spec), to_json(spec));
-    EXPECT_EQ(back.class_names, names);
-    save_model(b.string(), back.model, back.spec, back.class_names);
-    EXPECT_TRUE(read_bytes(a) == read_bytes(b)) << "the model file changed on its way through ONNX";
+    for (int opset : {13, 17}) {  // the oldest and newest we write (ops change between them)
+      SCOPED_TRACE("opset " + std::to_string(opset));
+      save_onnx(onnx_file.string(), loaded.model, loaded.spec, loaded.class_names, {opset});
+      ModelFile back = load_onnx(onnx_file.string());
+      EXPECT_EQ(to_json(back.spec), to_json(spec));
+      EXPECT_EQ(back.class_names, names);
+      save_model(b.string(), back.model, back.spec, back.class_names);
+      EXPECT_TRUE(read_bytes(a) == read_bytes(b))
+          << "the model file changed on its way through ONNX";
+    }
   }
 }
 
@@ -553,40 +611,47 @@ void expect_import_refused(const std::string& path, const std::string& fragment)
   }
 }
 
-// LeakyReLU exports as LeakyRelu with its slope as alpha, ReLU6 as a Clip whose bounds 0 and 6 are
-// scalar initializers; the import reads both back (the round trip itself is in
-// ModelFileToOnnxAndBackIsBitIdentical) and takes a Clip(0) without a max as a ReLU. A Clip of
-// other bounds, which no cnn layer computes, is refused in one line naming the node and the
-// bounds, and so is a LeakyRelu whose alpha is not finite.
-TEST(Onnx, LeakyReluAndClipExportAndImport) {
+// LeakyReLU exports as LeakyRelu with its slope as alpha; ReLU6 as min(r, 6 + relu(-r)) with
+// r = relu(x) (Relu, Neg, Relu, Add of a scalar 6, Min), which is ReLU6 bit for bit and which
+// OpenCV 4.6 runs (it reads neither torch's Clip with its bounds as inputs nor a Min of a
+// constant; found 2026-12-07). The import reads both back (the round trip itself is in
+// ModelFileToOnnxAndBackIsBitIdentical), in either input order, and torch's Clip(0, 6) as ReLU6
+// too; a Clip(0) without a max is a ReLU. Other bounds, which no cnn layer computes, are refused
+// in one line naming the node and the bounds, and so is a LeakyRelu whose alpha is not finite.
+TEST(Onnx, LeakyReluAndRelu6ExportAndImport) {
   const ModelSpec spec = activations_spec();
   Sequential<float> model = random_model(spec, 7);
+  const Tensor<float> images = first_images(16);
+  const std::vector<float> expected = cnn_logits(model, images);
   const std::string path = (work_dir() / "activations.onnx").string();
   save_onnx(path, model, spec, {});
   const onnx::ModelProto exported = parse(path);
   std::vector<float> alphas;
-  int clips = 0;
+  std::vector<std::string> relu6;  // node "3" (layer 3, the ReLU6): op(inputs...)
   for (const auto& n : exported.graph().node()) {
+    EXPECT_NE(n.op_type(), "Clip");
     if (n.op_type() == "LeakyRelu") {
       ASSERT_EQ(n.attribute_size(), 1);
       EXPECT_EQ(n.attribute(0).name(), "alpha");
       alphas.push_back(n.attribute(0).f());
     }
-    if (n.op_type() != "Clip") continue;
-    ++clips;
-    ASSERT_EQ(n.input_size(), 3);
-    for (int k : {1, 2}) {
-      const auto t =
-          std::find_if(exported.graph().initializer().begin(), exported.graph().initializer().end(),
-                       [&](const onnx::TensorProto& i) { return i.name() == n.input(k); });
-      ASSERT_NE(t, exported.graph().initializer().end());
-      EXPECT_EQ(t->dims_size(), 0);  // a scalar, as the operator asks
-      ASSERT_EQ(t->float_data_size(), 1);
-      EXPECT_EQ(t->float_data(0), k == 1 ? 0.0f : 6.0f);
-    }
+    if (n.name() != "3" && !n.name().starts_with("3.")) continue;
+    EXPECT_EQ(n.attribute_size(), 0);
+    std::string text = n.op_type() + "(";
+    for (int k = 0; k < n.input_size(); ++k) text += (k ? ", " : "") + n.input(k);
+    relu6.push_back(text + ")");
   }
   EXPECT_EQ(alphas, (std::vector<float>{0.2f, 0.01f}));
-  EXPECT_EQ(clips, 1);
+  EXPECT_EQ(relu6,
+            (std::vector<std::string>{"Relu(2.out)", "Neg(3.relu.out)", "Relu(3.neg.out)",
+                                      "Add(3.zero.out, 3.max)", "Min(3.relu.out, 3.six.out)"}));
+  const auto six =
+      std::find_if(exported.graph().initializer().begin(), exported.graph().initializer().end(),
+                   [](const onnx::TensorProto& t) { return t.name() == "3.max"; });
+  ASSERT_NE(six, exported.graph().initializer().end());
+  EXPECT_EQ(six->dims_size(), 0);  // a scalar
+  ASSERT_EQ(six->float_data_size(), 1);
+  EXPECT_EQ(six->float_data(0), 6.0f);
 
   int variant = 0;
   const auto edited = [&](const std::function<void(onnx::GraphProto&)>& edit) {
@@ -600,34 +665,77 @@ TEST(Onnx, LeakyReluAndClipExportAndImport) {
     write_bytes(out, bytes);
     return out;
   };
-  const auto node = [](onnx::GraphProto& g, const std::string& op) -> onnx::NodeProto& {
+  const auto node = [](onnx::GraphProto& g, const std::string& name) -> onnx::NodeProto& {
     for (auto& n : *g.mutable_node())
-      if (n.op_type() == op) return n;
-    throw Error("no " + op);
+      if (n.name() == name || (n.op_type() == name && name == "LeakyRelu")) return n;
+    throw Error("no node " + name);
   };
-  const auto bound = [&](onnx::GraphProto& g, int k) -> onnx::TensorProto& {
-    const std::string name = node(g, "Clip").input(k);
+  const auto initializer = [&](onnx::GraphProto& g, const std::string& name) -> onnx::TensorProto& {
     for (auto& t : *g.mutable_initializer())
       if (t.name() == name) return t;
     throw Error("no " + name);
   };
-  // The graph without its metadata reads as the same layers.
+  // torch's form: Clip(x, 0, 6), its bounds scalar inputs, in place of the five nodes.
+  const auto as_clip = [&](onnx::GraphProto& g) {
+    google::protobuf::RepeatedPtrField<onnx::NodeProto> nodes;
+    for (const onnx::NodeProto& n : g.node()) {
+      if (n.name() == "3.relu") *nodes.Add() = make_node("Clip", "3", {"2.out", "3.min", "3.max"});
+      if (n.name() != "3" && !n.name().starts_with("3.")) *nodes.Add() = n;
+    }
+    g.mutable_node()->Swap(&nodes);
+    onnx::TensorProto* low = g.add_initializer();
+    low->set_name("3.min");
+    low->set_data_type(onnx::TensorProto::FLOAT);
+    low->add_float_data(0);
+  };
+  const auto import_logits = [&](const std::string& file) {
+    ModelFile back = load_onnx(file);
+    EXPECT_EQ(back.model.layer(3).describe(), "ReLU6()") << file;
+    return cnn_logits(back.model, images);
+  };
+  // The graph without its metadata reads as the same layers, and so do the Min's and the Add's
+  // inputs swapped, and torch's Clip.
   ModelFile plain = load_onnx(edited([](onnx::GraphProto&) {}));
   EXPECT_EQ(plain.model.layer(1).describe(), "LeakyReLU(negative_slope=0.2)");
   EXPECT_EQ(plain.model.layer(3).describe(), "ReLU6()");
   EXPECT_EQ(plain.model.layer(6).describe(), "LeakyReLU(negative_slope=0.01)");
-  ModelFile relu = load_onnx(
-      edited([&](onnx::GraphProto& g) { node(g, "Clip").mutable_input()->RemoveLast(); }));
+  EXPECT_EQ(cnn_logits(plain.model, images), expected);
+  EXPECT_EQ(import_logits(edited([&](onnx::GraphProto& g) {
+              node(g, "3").mutable_input()->SwapElements(0, 1);
+              node(g, "3.six").mutable_input()->SwapElements(0, 1);
+            })),
+            expected);
+  EXPECT_EQ(import_logits(edited(as_clip)), expected);
+  ModelFile relu = load_onnx(edited([&](onnx::GraphProto& g) {
+    as_clip(g);
+    node(g, "3").mutable_input()->RemoveLast();
+  }));
   EXPECT_EQ(relu.spec.layers[3].type, "ReLU");
-  expect_import_refused(edited([&](onnx::GraphProto& g) { bound(g, 2).set_float_data(0, 5); }),
-                        "(Clip): bounds min 0, max 5 (cnn imports Clip(0, 6) as ReLU6");
-  expect_import_refused(edited([&](onnx::GraphProto& g) { bound(g, 1).set_float_data(0, -6); }),
-                        "bounds min -6, max 6");
-  expect_import_refused(edited([&](onnx::GraphProto& g) { node(g, "Clip").set_input(1, ""); }),
+  // Our form with another constant, or wired otherwise, is refused naming the node.
+  expect_import_refused(
+      edited([&](onnx::GraphProto& g) { initializer(g, "3.max").set_float_data(0, 5); }),
+      "node '3.six' (Add): input '3.max' is not a float constant 6 of one value and at most the "
+      "input's rank (cnn imports min(r, 6 + relu(-r)), r = relu(x), as ReLU6)");
+  expect_import_refused(edited([&](onnx::GraphProto& g) { node(g, "3.zero").set_op_type("Tanh"); }),
+                        "node '3' (Min): joins the branches from value '3.relu.out'");
+  // torch's Clip with other bounds.
+  const auto clip_with = [&](const std::function<void(onnx::GraphProto&)>& change) {
+    return edited([&](onnx::GraphProto& g) {
+      as_clip(g);
+      change(g);
+    });
+  };
+  expect_import_refused(
+      clip_with([&](onnx::GraphProto& g) { initializer(g, "3.max").set_float_data(0, 5); }),
+      "(Clip): bounds min 0, max 5 (cnn imports Clip(0, 6) as ReLU6");
+  expect_import_refused(
+      clip_with([&](onnx::GraphProto& g) { initializer(g, "3.min").set_float_data(0, -6); }),
+      "bounds min -6, max 6");
+  expect_import_refused(clip_with([&](onnx::GraphProto& g) { node(g, "3").set_input(1, ""); }),
                         "bounds min none, max 6");
-  expect_import_refused(edited([&](onnx::GraphProto& g) {
-                          bound(g, 2).add_float_data(7);
-                          bound(g, 2).add_dims(2);
+  expect_import_refused(clip_with([&](onnx::GraphProto& g) {
+                          initializer(g, "3.max").add_float_data(7);
+                          initializer(g, "3.max").add_dims(2);
                         }),
                         "max of 2 values (expected a scalar)");
   expect_import_refused(

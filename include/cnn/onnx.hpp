@@ -27,7 +27,8 @@ struct OnnxExportOptions {
 bool onnx_supported();
 
 /// Writes `model` as an ONNX file, atomically (write_file_atomic). Layers map to Conv,
-/// BatchNormalization (inference form), Relu, LeakyRelu, Clip(0, 6) (ReLU6), Tanh, Sigmoid,
+/// BatchNormalization (inference form), Relu, LeakyRelu, ReLU6 as min(r, 6 + relu(-r)) with
+/// r = relu(x) (Relu, Neg, Relu, Add, Min: OpenCV 4.6 runs it, not a Clip), Tanh, Sigmoid,
 /// Softmax (axis 1), MaxPool,
 /// AveragePool, GlobalAveragePool, Flatten (axis 1), Gemm (transB 1) and Add (Residual);
 /// Dropout is left out. The model passes onnx::checker::check_model and strict shape
@@ -38,7 +39,8 @@ void save_onnx(const std::string& path, Sequential<float>& model, const ModelSpe
 
 /// Reads an ONNX file into a model: ours (the spec from "cnn.architecture" when it describes
 /// the same graph) or one written by torch.onnx.export (opsets 11 to 17) from Conv,
-/// BatchNormalization, Relu/LeakyRelu/Tanh/Sigmoid/Softmax, Clip(0, 6) (ReLU6) or Clip(0) (ReLU),
+/// BatchNormalization, Relu/LeakyRelu/Tanh/Sigmoid/Softmax, Clip(0, 6) or our export's form
+/// (ReLU6), Clip(0) (ReLU),
 /// MaxPool, AveragePool, GlobalAveragePool, Flatten or Reshape to (N, -1), Gemm or MatMul + Add,
 /// Add of two branches (a Residual), Dropout and Identity. Throws cnn::Error "<path>: ..." naming
 /// the node, its op type and the reason for anything else: not protobuf, an opset outside 11-17, a

@@ -122,11 +122,17 @@ class Exporter {
       return n.output(0);
     }
     if (type == "ReLU6") {
-      // Clip(0, 6), as torch.onnx.export writes nn.ReLU6: from opset 11 (ours are 13 to 17)
-      // the bounds are inputs, scalars of the input's type.
-      const std::string low = scalar_constant(name + ".min", 0.0f);
-      const std::string high = scalar_constant(name + ".max", 6.0f);
-      return node("Clip", name, {in, low, high}).output(0);
+      // min(r, 6 + relu(-r)) with r = relu(x): relu(-r) is 0 (or -0) for every r >= 0, +inf
+      // included, so it is min(relu(x), 6), bit for bit. torch writes Clip(x, 0, 6), whose
+      // bounds are inputs from opset 11 (ours are 13 to 17), and OpenCV 4.6 DNN reads no such
+      // Clip, nor a Min or Max of a constant (its Eltwise takes computed inputs only): this form
+      // it runs (found 2026-12-07; the import reads both as ReLU6).
+      const std::string r = node("Relu", name + ".relu", {in}).output(0);
+      const std::string negated = node("Neg", name + ".neg", {r}).output(0);
+      const std::string zero = node("Relu", name + ".zero", {negated}).output(0);
+      const std::string six =
+          node("Add", name + ".six", {zero, scalar_constant(name + ".max", 6.0f)}).output(0);
+      return node("Min", name, {r, six}).output(0);
     }
     if (type == "Sigmoid") return node("Sigmoid", name, {in}).output(0);
     if (type == "Softmax") {
@@ -253,7 +259,7 @@ class Exporter {
     return add_initializer(name, Shape{static_cast<int64_t>(values.size())}, values.data());
   }
 
-  /// A FLOAT initializer of rank 0 (Clip's bounds).
+  /// A FLOAT initializer of rank 0 (ReLU6's 6).
   std::string scalar_constant(const std::string& name, float value) {
     onnx::TensorProto* t = graph_.add_initializer();
     t->set_name(name);
@@ -534,6 +540,10 @@ class Importer {
   [[noreturn]] void fail_computed_input(int node, int k) const;
   /// `own` padding with a preceding Pad's added (and that Pad taken).
   Size2 with_pending_pad(Size2 own);
+  /// The Min of the ReLU6 that Relu node `relu` starts, as our export writes it: min(r, 6 +
+  /// relu(-r)) with r the Relu's output (its two readers a Neg and the Min); -1 where r is not
+  /// read so. Its nodes are checked (ONNX's schema, then the form) once they are wired so.
+  int relu6_min(int relu);
   /// The block of node `add`, which adds a value to itself.
   std::string doubled(int add, std::vector<LayerSpec>& layers);
   /// The output of a block whose sum is `sum`: the sum, or the activation that is its only
@@ -1357,6 +1367,52 @@ std::string Importer::residual(const std::string& value, const std::vector<int>&
   return out;
 }
 
+int Importer::relu6_min(int relu) {
+  const onnx::NodeProto& head = m_.graph().node(relu);
+  if (head.output_size() < 1) return -1;
+  const std::string& r = head.output(0);
+  const std::vector<int> readers = consumers(r);
+  if (readers.size() != 2) return -1;
+  const auto is = [&](int k, const char* op) {
+    return k >= 0 && m_.graph().node(k).op_type() == op && onnx_domain(m_.graph().node(k));
+  };
+  // The one reader of node k's first output, or -1.
+  const auto only_reader = [&](int k) {
+    const onnx::NodeProto& n = m_.graph().node(k);
+    if (n.output_size() < 1) return -1;
+    const std::vector<int> next = consumers(n.output(0));
+    return next.size() == 1 ? next[0] : -1;
+  };
+  const int neg = is(readers[0], "Neg") ? readers[0] : readers[1];
+  const int min = neg == readers[0] ? readers[1] : readers[0];
+  if (!is(neg, "Neg") || !is(min, "Min")) return -1;
+  const int zero = only_reader(neg);
+  const int six = is(zero, "Relu") ? only_reader(zero) : -1;
+  if (!is(six, "Add") || only_reader(six) != min) return -1;
+  // Wired as the form: each node is checked, ONNX's schema first.
+  for (int k : {neg, zero, six, min}) check_schema(k);
+  const auto& g = m_.graph();
+  const std::string form = " (cnn imports min(r, 6 + relu(-r)), r = relu(x), as ReLU6)";
+  if (g.node(neg).input(0) != r) fail_node(neg, "expected '" + r + "' as its input" + form);
+  const std::string& sum = g.node(six).output(0);
+  if (g.node(min).input_size() != 2 ||
+      !((g.node(min).input(0) == r && g.node(min).input(1) == sum) ||
+        (g.node(min).input(0) == sum && g.node(min).input(1) == r)))
+    fail_node(min, "expected the inputs '" + r + "' and '" + sum + "'" + form);
+  const onnx::NodeProto& add = g.node(six);
+  const int other = add.input(0) == g.node(zero).output(0) ? 1 : 0;
+  if (add.input(1 - other) != g.node(zero).output(0))
+    fail_node(six, "expected '" + g.node(zero).output(0) + "' as an input" + form);
+  const auto c = constants_.find(add.input(other));
+  if (c == constants_.end() || c->second->is_int || c->second->floats.size() != 1 ||
+      c->second->floats[0] != 6.0f || static_cast<int>(c->second->dims.size()) > shape_.rank())
+    fail_node(six, "input '" + add.input(other) +
+                       "' is not a float constant 6 of one value and at most the input's rank" +
+                       form);
+  for (int k : {neg, zero, six, min}) used_.insert(k);
+  return min;
+}
+
 void Importer::fail_computed_input(int node, int k) const {
   const std::string& value = m_.graph().node(node).input(k);
   const auto producer = producer_.find(value);
@@ -1382,8 +1438,9 @@ std::string Importer::block_activation(const std::string& sum, LayerSpec& block)
   const std::vector<int> next = consumers(sum);
   if (next.size() == 1) {
     const std::string& op = m_.graph().node(next[0]).op_type();
+    // A Relu that starts a ReLU6 (our export's form) is the layer after the block.
     if ((op == "Relu" || op == "Tanh" || op == "Sigmoid") &&
-        onnx_domain(m_.graph().node(next[0]))) {
+        onnx_domain(m_.graph().node(next[0])) && (op != "Relu" || relu6_min(next[0]) < 0)) {
       check_schema(next[0]);
       block.activation = op == "Relu" ? "ReLU" : op;
       used_.insert(next[0]);
@@ -1478,6 +1535,7 @@ std::string Importer::apply(int i, const std::string& value, std::vector<LayerSp
   used_.insert(i);
   LayerSpec l;
   LayerTensors t;
+  std::string output = n.output(0);
   const auto param = [&](const char* name, int index, const char* role) {
     t.parameters.emplace_back(name, &constant_input(i, index, role));
   };
@@ -1542,6 +1600,10 @@ std::string Importer::apply(int i, const std::string& value, std::vector<LayerSp
   } else if (op == "Relu" || op == "Tanh" || op == "Sigmoid") {
     only_attributes(i, {});
     l.type = op == "Relu" ? "ReLU" : op;
+    if (const int min = op == "Relu" ? relu6_min(i) : -1; min >= 0) {
+      l.type = "ReLU6";  // our export's form, min(relu(x), 6 + relu(-relu(x)))
+      output = m_.graph().node(min).output(0);
+    }
   } else if (op == "LeakyRelu") {
     only_attributes(i, {"alpha"});
     l.type = "LeakyReLU";
@@ -1778,7 +1840,8 @@ std::string Importer::apply(int i, const std::string& value, std::vector<LayerSp
   } else {
     fail_node(i, "op type " + op +
                      " is not supported (cnn imports Conv, BatchNormalization, Relu, "
-                     "LeakyRelu, Clip(0, 6), Tanh, Sigmoid, Softmax, MaxPool, AveragePool, "
+                     "LeakyRelu, Clip(0, 6) or min(r, 6 + relu(-r)) after a Relu r, Tanh, Sigmoid, "
+                     "Softmax, MaxPool, AveragePool, "
                      "GlobalAveragePool, ReduceMean over "
                      "H and W, Flatten, Reshape to (N, -1), Gemm, MatMul + Add, Add of a "
                      "residual block, Pad of zeros before a Conv or AveragePool, Dropout, "
@@ -1787,7 +1850,7 @@ std::string Importer::apply(int i, const std::string& value, std::vector<LayerSp
   shape_ = output_shape(i, l);
   layers.push_back(l);
   tensors_.push_back(std::move(t));
-  return n.output(0);
+  return output;
 }
 
 /// `layers` as an inference graph holds them, also inside Residuals: without Dropout, which
