@@ -1,6 +1,6 @@
 // Fuzz target: model spec JSON. A spec that parses must write canonical JSON that parses back
 // to the same canonical JSON (building is left out: a valid spec may describe a model too big
-// for memory, which is not a parser's bug).
+// for memory, which is not a parser's bug; parse_model_spec checks shapes without allocating).
 #include "cnn/cnn.hpp"
 #include "fuzz_input.hpp"
 

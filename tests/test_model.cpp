@@ -2093,6 +2093,107 @@ TEST(ModelSpec, EvaluateRefusesASpecThatDoesNotDescribeTheModel) {
   EXPECT_EQ(evaluate(model, spec, data, 4).samples, 8);
 }
 
+/// Limits this process's address space (RLIMIT_AS, which binds root too) to what it has now
+/// and `headroom` bytes more; false where it cannot.
+bool limit_address_space(int64_t headroom) {
+  long pages = 0;
+  std::FILE* statm = std::fopen("/proc/self/statm", "r");
+  if (statm == nullptr) return false;
+  const bool read = std::fscanf(statm, "%ld", &pages) == 1;
+  std::fclose(statm);
+  if (!read || pages <= 0) return false;
+  const rlim_t size = static_cast<rlim_t>(pages) * static_cast<rlim_t>(::sysconf(_SC_PAGESIZE)) +
+                      static_cast<rlim_t>(headroom);
+  const rlimit limit{size, size};
+  return ::setrlimit(RLIMIT_AS, &limit) == 0;
+}
+
+/// Runs `call` in a child process whose address space may grow by at most `headroom` bytes
+/// (limit_address_space), and returns what `call` returned, or "threw: " and the message of
+/// the exception it threw. AddressSanitizer reserves terabytes of address space at its start,
+/// so the sanitizer build cannot run under such a limit.
+std::string under_address_limit(int64_t headroom, const std::function<std::string()>& call) {
+  int pipe_fds[2];
+  if (::pipe(pipe_fds) != 0) return "no pipe";
+  const pid_t child = ::fork();
+  if (child < 0) return "no fork";
+  if (child == 0) {
+    ::close(pipe_fds[0]);
+    std::string result;
+    if (!limit_address_space(headroom)) {
+      result = "no limit";
+    } else {
+      try {
+        result = call();
+      } catch (const std::exception& e) {
+        result = std::string("threw: ") + e.what();
+      }
+    }
+    (void)!::write(pipe_fds[1], result.data(), result.size());
+    ::_exit(0);
+  }
+  ::close(pipe_fds[1]);
+  std::string result;
+  char buffer[256];
+  for (ssize_t got; (got = ::read(pipe_fds[0], buffer, sizeof buffer)) > 0;)
+    result.append(buffer, static_cast<size_t>(got));
+  ::close(pipe_fds[0]);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) result += " (the child ended abnormally)";
+  return result;
+}
+
+// Found 2026-12-06: parse_model_spec built the whole model (every parameter and gradient,
+// zeroed) to check its shapes, so a spec of a model too large for memory was refused as
+// "out of memory" by `cnn info`, and one of a few GB was allocated and zero-filled just to be
+// parsed, and again by output_classes and torch_modules. Those now read shapes alone: under
+// an address-space limit of 256 MB more than the test has, a spec of 1.26 TB of parameters
+// and one of 1.26 GB parse and describe themselves, and only building the model runs out.
+TEST(ModelSpec, ASpecIsCheckedFromItsShapesWithoutAllocatingItsModel) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "AddressSanitizer cannot run under an address-space limit";
+#else
+  const std::string terabytes = R"({"name": "big", "input": [3, 1024, 1024], "layers": [
+      {"type": "Flatten"}, {"type": "Linear", "out_features": 100000},
+      {"type": "Linear", "out_features": 10}]})";
+  const std::string gigabytes = R"({"name": "large", "input": [3, 1024, 1024], "layers": [
+      {"type": "Flatten"}, {"type": "Linear", "out_features": 100}, {"type": "ReLU"},
+      {"type": "Linear", "out_features": 10}]})";
+  const auto describe = [](const std::string& json) {
+    const ModelSpec spec = parse_model_spec(json, "spec");
+    const ModelShapes shapes = model_shapes(spec);
+    std::string text = std::to_string(output_classes(spec)) + " classes, " +
+                       std::to_string(shapes.layout.parameters) + " parameters, " +
+                       std::to_string(torch_modules(spec).size()) + " modules, output " +
+                       shapes.layout.shapes.back().str() + ", built " +
+                       (shapes.model.built() ? "yes" : "no");
+    for (const ParamSpec& p : shapes.model.parameter_specs()) text += ", " + p.name + p.shape.str();
+    return text;
+  };
+  constexpr int64_t kHeadroom = int64_t{256} << 20;
+  EXPECT_EQ(under_address_limit(kHeadroom, [&] { return describe(terabytes); }),
+            "10 classes, 314573900010 parameters, 3 modules, output (1, 10), built no, "
+            "1.weight(100000, 3145728), 1.bias(100000,), 2.weight(10, 100000), 2.bias(10,)");
+  EXPECT_EQ(under_address_limit(kHeadroom, [&] { return describe(gigabytes); }),
+            "10 classes, 314573910 parameters, 4 modules, output (1, 10), built no, "
+            "1.weight(100, 3145728), 1.bias(100,), 3.weight(10, 100), 3.bias(10,)");
+  // The limit binds: the model itself is refused, by name.
+  const std::string built = under_address_limit(kHeadroom, [&] {
+    build_model(parse_model_spec(gigabytes, "spec"));
+    return std::string("built");
+  });
+  EXPECT_TRUE(built.starts_with("threw: large: out of memory: a tensor of shape (314573910,)"))
+      << built;
+  // The errors of shapes that do not fit are build_model's, naming the layer.
+  const std::string unflattened = R"({"name": "u", "input": [3, 1024, 1024], "layers": [
+      {"type": "Linear", "out_features": 100000}]})";
+  EXPECT_EQ(under_address_limit(kHeadroom, [&] { return describe(unflattened); }),
+            "threw: u: Sequential: layer 0 Linear: expected input (N, features) (add a Flatten "
+            "before it), got (1, 3, 1024, 1024)");
+#endif
+}
+
 // Found 2026-12-06 (a helper's probe): select_classes took any list: {300} and {-1} matched
 // nothing, {1, 1} relabelled only to its first place, {} gave an empty set, without a word.
 TEST(Dataset, SelectClassesAppliesTheSpecsRule) {

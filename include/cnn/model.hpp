@@ -42,6 +42,17 @@ class Sequential {
   /// cnn::Error naming the first layer whose input does not fit.
   void build(const Shape& sample_shape);
   bool built() const { return built_; }
+  /// What build(sample_shape) checks and sizes, without allocating anything: the batch shape
+  /// (batch 1) entering each layer and the one leaving the last (size() + 1 shapes), and the
+  /// parameter and buffer totals. Throws the cnn::Error that build() throws for the same layers
+  /// and shape. For the uses that need shapes alone (a spec's checks, `cnn info`): a model's
+  /// values can need far more memory than its description. Works before and after build().
+  struct Layout {
+    std::vector<Shape> shapes;
+    int64_t parameters = 0;
+    int64_t buffers = 0;
+  };
+  Layout layout(const Shape& sample_shape) const;
   /// Initialises every layer's parameters from rng, in layer order, and resets the buffers.
   void init_parameters(Rng& rng, Init init = Init::kPyTorchDefault);
   /// The random generators the layers draw from in training (Layer::collect_rngs), in layer
@@ -105,6 +116,10 @@ class Sequential {
     bool counter;
   };
   std::vector<NamedBuffer> named_buffers();
+  /// The names and shapes of named_parameters() and named_buffers(), in the same order (and
+  /// `counter` for buffers), without their values: these work before build() too.
+  std::vector<ParamSpec> parameter_specs() const;
+  std::vector<ParamSpec> buffer_specs() const;
 
   size_t size() const { return layers_.size(); }
   Layer<T>& layer(size_t i) { return *layers_.at(i); }

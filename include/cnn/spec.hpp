@@ -92,8 +92,24 @@ ModelSpec model_spec_from(const std::string& preset_or_path, const std::string& 
 /// Builds (and shape-checks) the model of a spec, parameters zeroed. Throws cnn::Error
 /// "build_model: the spec ...: expected an input (C, H, W), got ..." for an input of another
 /// rank (a default ModelSpec's ()), "<spec name>: Sequential: layer i ..." when a layer does
-/// not fit its input.
+/// not fit its input, and "<spec name>: out of memory: ..." when its values cannot be
+/// allocated. Where shapes suffice, model_shapes checks the same without allocating.
 Sequential<float> build_model(const ModelSpec& spec);
+/// A spec's model without its values: `model` holds the layers, each built for its input, and
+/// is not built (no parameter, gradient or buffer is allocated: its layers' output_shape,
+/// parameter_specs, buffer_specs, parameter_count, forward_flops and describe work, forward
+/// does not); `layout` is model.layout(spec.input): each layer's input for a batch of one, the
+/// output, the parameter and buffer totals.
+struct ModelShapes {
+  Sequential<float> model;
+  Sequential<float>::Layout layout;
+};
+/// Checks a spec's shapes as build_model does, with the same errors (but never "out of
+/// memory"), and allocates none of its values: parse_model_spec, output_classes,
+/// torch_modules, `cnn info` and the loaders' checks before they allocate use it, since a
+/// model can need far more memory than its description (a Linear of 10^11 weights is a line
+/// of JSON). build_model(spec) is model_shapes(spec).model built for spec.input.
+ModelShapes model_shapes(const ModelSpec& spec);
 /// The spec of a built model, read from its layers (build_model's inverse), so that a model
 /// built in C++ can be saved: save_model(path, model, spec_of(model, "mynet"), names). A model
 /// does not know its loss or its dataset's classes: `loss` is given, `classes` stays empty.

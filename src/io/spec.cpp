@@ -696,19 +696,19 @@ ModelSpec parse_model_spec(const std::string& text, const std::string& origin) {
   }
   for (size_t i = 0; i < j["layers"].size(); ++i)
     spec.layers.push_back(read_layer(reader, j["layers"][i], "layer " + std::to_string(i)));
-  // Build once: shapes that cannot fit are refused here, naming the layer.
-  Sequential<float> model = build_model(spec);
+  // Shapes that cannot fit are refused here, naming the layer. Shapes only: a model too large
+  // for memory is still a spec (cnn info describes it; train refuses it when it allocates).
+  const Shape out = model_shapes(spec).layout.shapes.back();
   if (spec.loss == LossKind::kLogLoss) {
-    if (model.output_shape(1) != Shape{1, 1} || spec.layers.back().type != "Sigmoid") {
+    if (out != Shape{1, 1} || spec.layers.back().type != "Sigmoid") {
       reader.fail("", "loss log_loss expects the model to end in one Sigmoid output, got output " +
-                          model.output_shape(1).str() + " from " + spec.layers.back().type);
+                          out.str() + " from " + spec.layers.back().type);
     }
     if (spec.classes.size() != 2) {
       reader.fail("",
                   "loss log_loss expects \"classes\": [negative, positive], two dataset labels");
     }
   } else {
-    const Shape out = model.output_shape(1);
     if (out.rank() != 2 || out[1] < 2) {
       reader.fail("", "loss cross_entropy expects the model to output (N, classes) logits, got " +
                           out.str());
@@ -735,11 +735,11 @@ std::string to_json(const ModelSpec& spec) {
   return detail::dump_json(j, "the spec's name");
 }
 
-Sequential<float> build_model(const ModelSpec& spec) {
+ModelShapes model_shapes(const ModelSpec& spec) {
   // A ModelSpec filled in C++ (or default-constructed) need not have the (C, H, W) that
   // parse_model_spec guarantees; its dimensions were read past the shape's rank.
   require_image_input(spec, "build_model");
-  Sequential<float> model;
+  ModelShapes shapes;
   Shape shape{1, spec.input[0], spec.input[1], spec.input[2]};
   try {
     for (size_t i = 0; i < spec.layers.size(); ++i) {
@@ -751,10 +751,21 @@ Sequential<float> build_model(const ModelSpec& spec) {
       } catch (const Error& e) {
         throw Error("Sequential: layer " + std::to_string(i) + " " + e.what());
       }
-      model.add(std::move(layer));
+      shapes.model.add(std::move(layer));
     }
-    model.build(spec.input);
+    // What build() checks besides the layers' inputs (the parameter total), allocating nothing.
+    shapes.layout = shapes.model.layout(spec.input);
   } catch (const Error& e) {
+    throw Error(spec.name + ": " + e.what());
+  }
+  return shapes;
+}
+
+Sequential<float> build_model(const ModelSpec& spec) {
+  Sequential<float> model = model_shapes(spec).model;
+  try {
+    model.build(spec.input);
+  } catch (const Error& e) {  // out of memory: the shapes were checked
     throw Error(spec.name + ": " + e.what());
   }
   return model;
@@ -780,13 +791,10 @@ std::vector<std::string> layer_type_names() {
 }
 
 std::vector<std::string> torch_modules(const ModelSpec& spec) {
-  const Sequential<float> model = build_model(spec);
+  const std::vector<Shape> shapes = model_shapes(spec).layout.shapes;
   std::vector<std::string> modules;
-  Shape shape{1, spec.input[0], spec.input[1], spec.input[2]};
-  for (size_t i = 0; i < spec.layers.size(); ++i) {
-    modules.push_back(torch_module(spec.layers[i], shape).dump());
-    shape = model.layer(i).output_shape(shape);
-  }
+  for (size_t i = 0; i < spec.layers.size(); ++i)
+    modules.push_back(torch_module(spec.layers[i], shapes[i]).dump());
   return modules;
 }
 
@@ -821,7 +829,7 @@ std::unique_ptr<Layer<float>> build_layer(const std::string& layer_json, const S
 
 int64_t output_classes(const ModelSpec& spec) {
   if (spec.loss == LossKind::kLogLoss) return 2;
-  return build_model(spec).output_shape(1)[1];
+  return model_shapes(spec).layout.shapes.back()[1];
 }
 
 std::vector<std::string> preset_names() {

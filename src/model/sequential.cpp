@@ -58,18 +58,18 @@ Sequential<T>& Sequential<T>::add(std::unique_ptr<Layer<T>> layer) {
 }
 
 template <typename T>
-void Sequential<T>::build(const Shape& sample_shape) {
-  if (built_) throw Error("Sequential: build() called twice");
+typename Sequential<T>::Layout Sequential<T>::layout(const Shape& sample_shape) const {
   if (layers_.empty()) throw Error("Sequential: expected at least one layer, got none");
   if (!sample_shape.all_positive()) {
     throw Error("Sequential: expected a sample shape with positive sizes, got " +
                 sample_shape.str());
   }
-  Shape shape = batched(1, sample_shape);
+  Layout layout;
+  layout.shapes.push_back(batched(1, sample_shape));
   int64_t count = 0;
   for (size_t i = 0; i < layers_.size(); ++i) {
     try {
-      shape = layers_[i]->output_shape(shape);
+      layout.shapes.push_back(layers_[i]->output_shape(layout.shapes.back()));
     } catch (const Error& e) {
       throw Error("Sequential: layer " + std::to_string(i) + " " + e.what());
     }
@@ -87,13 +87,21 @@ void Sequential<T>::build(const Shape& sample_shape) {
     }
     count = *total;
   }
+  layout.parameters = count;
+  for (const auto& layer : layers_) layout.buffers += layer->buffer_count();  // small: statistics
+  return layout;
+}
+
+template <typename T>
+void Sequential<T>::build(const Shape& sample_shape) {
+  if (built_) throw Error("Sequential: build() called twice");
+  const Layout sizes = layout(sample_shape);
+  const int64_t count = sizes.parameters;
   values_.resize(Shape{count});
   grads_.resize(Shape{count});
   values_.fill(T(0));
   grads_.fill(T(0));
-  int64_t buffer_total = 0;
-  for (auto& layer : layers_) buffer_total += layer->buffer_count();  // small: statistics
-  buffers_.resize(Shape{buffer_total});
+  buffers_.resize(Shape{sizes.buffers});
   buffers_.fill(T(0));
   int64_t offset = 0, buffer_offset = 0;
   std::vector<Layer<T>*> chain;
@@ -198,6 +206,30 @@ std::vector<typename Sequential<T>::NamedBuffer> Sequential<T>::named_buffers() 
     for (size_t b = 0; b < specs.size(); ++b) {
       named.push_back(
           {std::to_string(i) + "." + specs[b].name, layers_[i]->buffer(b), specs[b].counter});
+    }
+  }
+  return named;
+}
+
+template <typename T>
+std::vector<ParamSpec> Sequential<T>::parameter_specs() const {
+  std::vector<ParamSpec> named;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    for (ParamSpec& spec : layers_[i]->parameter_specs()) {
+      spec.name = std::to_string(i) + "." + spec.name;
+      named.push_back(std::move(spec));
+    }
+  }
+  return named;
+}
+
+template <typename T>
+std::vector<ParamSpec> Sequential<T>::buffer_specs() const {
+  std::vector<ParamSpec> named;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    for (ParamSpec& spec : layers_[i]->buffer_specs()) {
+      spec.name = std::to_string(i) + "." + spec.name;
+      named.push_back(std::move(spec));
     }
   }
   return named;
