@@ -2194,6 +2194,48 @@ TEST(ModelSpec, ASpecIsCheckedFromItsShapesWithoutAllocatingItsModel) {
 #endif
 }
 
+// A model file's architecture is a line of JSON that can claim any sizes: load_model built
+// the model it describes before comparing the file's tensors with it, so a file of a few
+// hundred bytes claiming a terabyte ended in "out of memory" (and one claiming a few GB
+// allocated them). The tensors are now checked against the shapes first. So is a spec's
+// description of a built model (spec_mismatch: save_model, save_checkpoint, train_model and
+// evaluate), which built a second copy of the model, gradients and all, to compare layers.
+TEST(ModelFile, AFilesTensorsAreCheckedAgainstItsArchitectureBeforeItIsAllocated) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "AddressSanitizer cannot run under an address-space limit";
+#else
+  const std::string path =
+      (fs::temp_directory_path() / ("cnn_claims_" + std::to_string(::getpid()) + ".safetensors"))
+          .string();
+  const std::string terabytes = R"({"name": "big", "input": [3, 1024, 1024], "layers": [
+      {"type": "Flatten"}, {"type": "Linear", "out_features": 100000},
+      {"type": "Linear", "out_features": 10}]})";
+  const Tensor<float> small(Shape{10}, 0.5f);
+  save_safetensors(path, {{"2.bias", small}},
+                   {{"format", "cnn"}, {"format_version", "1"}, {"architecture", terabytes}});
+  constexpr int64_t kHeadroom = int64_t{256} << 20;
+  EXPECT_EQ(under_address_limit(kHeadroom,
+                                [&] {
+                                  load_model(path);
+                                  return std::string("loaded");
+                                }),
+            "threw: " + path + ": missing tensor '1.weight' of shape (100000, 3145728)");
+  fs::remove(path);
+  // A model of 64 MB (128 with its gradients) is described by its spec within 16 MB more.
+  const ModelSpec spec = parse_model_spec(R"({"name": "m", "input": [1, 1024, 1024], "layers": [
+      {"type": "Flatten"}, {"type": "Linear", "out_features": 16}]})",
+                                          "spec");
+  EXPECT_EQ(under_address_limit(int64_t{1} << 30,
+                                [&] {
+                                  const Sequential<float> model = build_model(spec);
+                                  if (!limit_address_space(16 << 20))  // 16 MB more at most
+                                    return std::string("no limit");
+                                  return "'" + detail::spec_mismatch(model, spec) + "'";
+                                }),
+            "''");
+#endif
+}
+
 // Found 2026-12-06 (a helper's probe): select_classes took any list: {300} and {-1} matched
 // nothing, {1, 1} relabelled only to its first place, {} gave an empty set, without a word.
 TEST(Dataset, SelectClassesAppliesTheSpecsRule) {

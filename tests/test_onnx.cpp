@@ -2183,6 +2183,13 @@ TEST(Onnx, BadFilesAreRefusedInOneLine) {
       {"deep_architecture", with_metadata("cnn.architecture", deep_json),
        "cnn.architecture: not valid JSON: [json.exception.out_of_range.410] arrays and objects "
        "nested deeper than 256 levels"},
+      // Found 2026-12-06: the metadata's model was built (allocated) before it was compared
+      // with the graph: a claim of 1.26 TB of parameters ended in "out of memory".
+      {"huge_architecture", with_metadata("cnn.architecture", R"({"name": "big",
+         "input": [3, 1024, 1024], "layers": [{"type": "Flatten"},
+         {"type": "Linear", "out_features": 100000}, {"type": "Linear", "out_features": 10}]})"),
+       "the cnn.architecture metadata does not describe the graph: 3 layers in it, 12 in the "
+       "graph"},
       {"deep_class_names", with_metadata("cnn.class_names", deep_json),
        "cnn.class_names metadata is not a JSON list of strings: "
        "[json.exception.out_of_range.410]"},

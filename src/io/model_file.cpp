@@ -97,15 +97,16 @@ namespace detail {
 
 std::string spec_mismatch(const Sequential<float>& model, const ModelSpec& spec) {
   if (!model.built()) return "the model is not built";
+  // Shapes only: a second copy of the model's values (a model's worth of memory, twice with
+  // its gradients) told nothing more.
   Sequential<float> described;
   try {
-    described = build_model(spec);
+    described = model_shapes(spec).model;
   } catch (const Error& e) {
     return e.what();
   }
-  if (described.sample_shape() != model.sample_shape()) {
-    return "its input is " + described.sample_shape().str() + ", the model's " +
-           model.sample_shape().str();
+  if (spec.input != model.sample_shape()) {
+    return "its input is " + spec.input.str() + ", the model's " + model.sample_shape().str();
   }
   for (size_t i = 0; i < std::min(model.size(), described.size()); ++i) {
     if (described.layer(i).describe() != model.layer(i).describe()) {
@@ -160,18 +161,39 @@ ModelFile model_from_file(const SafeTensorsFile& file, const std::string& path,
     if (!meta.count("architecture")) fail("no architecture in the metadata");
     loaded.spec = parse_model_spec(meta.at("architecture"), path + ": architecture");
   }
-  loaded.model = build_model(loaded.spec);
+  // The file's tensors are checked against the architecture's shapes before the model's values
+  // are allocated: the file lies in memory already, so an architecture that claims more than
+  // it holds (a line of JSON can claim a Linear of terabytes) is refused by name, not by
+  // "out of memory" or after allocating it.
+  const Sequential<float> shapes = model_shapes(loaded.spec).model;
   std::set<std::string> expected;
-  for (auto& p : loaded.model.named_parameters()) {
+  for (const ParamSpec& p : shapes.parameter_specs()) {
     expected.insert(p.name);
-    if (!file.contains(p.name))
-      fail("missing tensor '" + p.name + "' of shape " + p.value.shape().str());
+    if (!file.contains(p.name)) fail("missing tensor '" + p.name + "' of shape " + p.shape.str());
     const SafeTensorsFile::Entry& entry = file.entry(p.name);
     if (entry.dtype != DType::kF32) fail("tensor '" + p.name + "': expected dtype F32");
-    if (entry.shape != p.value.shape()) {
-      fail("tensor '" + p.name + "': expected shape " + p.value.shape().str() + ", got " +
+    if (entry.shape != p.shape) {
+      fail("tensor '" + p.name + "': expected shape " + p.shape.str() + ", got " +
            entry.shape.str());
     }
+  }
+  for (const ParamSpec& b : shapes.buffer_specs()) {
+    expected.insert(b.name);
+    if (!file.contains(b.name)) fail("missing buffer '" + b.name + "' of shape " + b.shape.str());
+    const SafeTensorsFile::Entry& entry = file.entry(b.name);
+    // PyTorch writes counters as I64; we read any integer dtype for them, F32 for the others.
+    const bool dtype_ok = b.counter ? (entry.dtype == DType::kI64 || entry.dtype == DType::kI32)
+                                    : entry.dtype == DType::kF32;
+    if (!dtype_ok) {
+      fail("buffer '" + b.name + "': expected dtype " + (b.counter ? "I64" : "F32"));
+    }
+    if (entry.shape != b.shape) {
+      fail("buffer '" + b.name + "': expected shape " + b.shape.str() + ", got " +
+           entry.shape.str());
+    }
+  }
+  loaded.model = build_model(loaded.spec);
+  for (auto& p : loaded.model.named_parameters()) {
     const Tensor<float> values = file.tensor<float>(p.name);
     for (int64_t i = 0; i < values.numel(); ++i) {
       if (!std::isfinite(values[i])) {
@@ -181,20 +203,7 @@ ModelFile model_from_file(const SafeTensorsFile& file, const std::string& path,
     std::copy(values.begin(), values.end(), p.value.begin());
   }
   for (auto& b : loaded.model.named_buffers()) {
-    expected.insert(b.name);
-    if (!file.contains(b.name))
-      fail("missing buffer '" + b.name + "' of shape " + b.value.shape().str());
     const SafeTensorsFile::Entry& entry = file.entry(b.name);
-    // PyTorch writes counters as I64; we read any integer dtype for them, F32 for the others.
-    const bool dtype_ok = b.counter ? (entry.dtype == DType::kI64 || entry.dtype == DType::kI32)
-                                    : entry.dtype == DType::kF32;
-    if (!dtype_ok) {
-      fail("buffer '" + b.name + "': expected dtype " + (b.counter ? "I64" : "F32"));
-    }
-    if (entry.shape != b.value.shape()) {
-      fail("buffer '" + b.name + "': expected shape " + b.value.shape().str() + ", got " +
-           entry.shape.str());
-    }
     if (b.counter) {
       // Exact in float up to 2^24; a larger count is kept as the nearest float.
       for (int64_t i = 0; i < entry.shape.numel(); ++i) {

@@ -2085,10 +2085,11 @@ ModelFile Importer::run() {
     // padding, epsilon, momentum...), else the graph is what counts and it is refused.
     ModelSpec stripped = ours;
     stripped.layers = as_in_a_graph(ours.layers);
+    // Shapes only: the metadata can claim any sizes, and the graph's model is built once, below.
     Sequential<float> described, parsed;
     try {
-      described = build_model(stripped);
-      parsed = build_model(file.spec);
+      described = model_shapes(stripped).model;
+      parsed = model_shapes(file.spec).model;
     } catch (const Error& e) {
       fail(std::string("the cnn.architecture metadata does not describe the graph: ") + e.what());
     }
@@ -2099,11 +2100,11 @@ ModelFile Importer::run() {
     };
     take_branches(file.spec.layers, tensors_, top_layers(parsed), top_layers(described));
     try {
-      parsed = build_model(file.spec);  // with the branches named as the metadata names them
+      parsed = model_shapes(file.spec).model;  // with the branches named as the metadata names them
     } catch (const Error& e) {
       fail(std::string("the cnn.architecture metadata does not describe the graph: ") + e.what());
     }
-    if (described.sample_shape() != parsed.sample_shape() || described.size() != parsed.size())
+    if (stripped.input != file.spec.input || described.size() != parsed.size())
       fail("the cnn.architecture metadata does not describe the graph: " +
            std::to_string(described.size()) + " layers in it, " + std::to_string(parsed.size()) +
            " in the graph");
