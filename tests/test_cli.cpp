@@ -962,6 +962,43 @@ TEST(CliBadInput, RunningOutOfMemoryIsOneLineNamingTheBatch) {
 #endif
 }
 
+// Found 2026-12-06: reading a spec built its whole model to check the shapes, so `cnn info` of
+// a spec of 13 billion parameters (53 GB) said "out of memory", and one of 1.26 GB was
+// allocated and zero-filled (2.5 GB peak, 25 s; 4.9 GB with --json, which built it twice).
+// info reads shapes alone now: both are described within 400 MB of address space. Where the
+// model is needed (train) it is allocated, and one too large is the same line as before.
+TEST(CliBadInput, InfoDescribesAModelTooLargeForMemoryFromItsSpec) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "AddressSanitizer cannot start under an address-space limit";
+#else
+  const std::string limit = "ulimit -v 400000;";
+  const fs::path big = work_dir() / "terabytes.json", large = work_dir() / "gigabytes.json";
+  write_file(big, R"({"name": "big", "input": [1, 28, 28], "layers": [{"type": "Flatten"},
+    {"type": "Linear", "out_features": 16777216}, {"type": "Linear", "out_features": 10}]})");
+  write_file(large, R"({"name": "large", "input": [3, 1024, 1024], "layers": [
+    {"type": "Flatten"}, {"type": "Linear", "out_features": 100}, {"type": "ReLU"},
+    {"type": "Linear", "out_features": 10}]})");
+  const CliRun table = cnn("info " + big.string(), limit);
+  ASSERT_EQ(table.exit_code, 0) << table.err;
+  EXPECT_NE(table.out.find("Linear(784, 16777216)"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("Total params: 13,337,886,730\n"), std::string::npos) << table.out;
+  const CliRun json = cnn("info " + big.string() + " --json", limit);
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  const Json info = Json::parse(json.out);
+  EXPECT_EQ(info.at("parameters").get<int64_t>(), 13337886730);
+  EXPECT_EQ(info.at("layers").at(1).at("state_dict").at(0).at("shape"),
+            Json::array({16777216, 784}));
+  EXPECT_EQ(info.at("layers").at(2).at("torch").at("args"), Json::array({16777216, 10}));
+  const CliRun gb = cnn("info " + large.string() + " --json", limit);
+  ASSERT_EQ(gb.exit_code, 0) << gb.err;
+  EXPECT_EQ(Json::parse(gb.out).at("parameters").get<int64_t>(), 314573910);
+  expect_refusal("train --model " + big.string() + " --data sample --epochs 1 --out " +
+                     (work_dir() / "terabytes.safetensors").string(),
+                 {"cnn: big: out of memory: a tensor of shape (13337886730,), 53.4 GB"}, limit);
+  EXPECT_FALSE(fs::exists(work_dir() / "terabytes.safetensors"));
+#endif
+}
+
 // Found 2026-12-06: a BatchNorm given one value per channel (BatchNorm1d at an epoch's last
 // batch of 1) failed when training reached that batch, an epoch in. It is refused before the
 // first step, naming the layer, also inside nested residual blocks.

@@ -198,7 +198,8 @@ const char* const kInfoHelp =
     "(a multiply-add counts 2; ReLU, tanh, sigmoid 1 per element; max pooling kernel - 1\n"
     "comparisons per output; softmax 3 per element), and the totals. A Residual block's row\n"
     "(its totals) is followed by its body's and shortcut's layers, indented and numbered by\n"
-    "their state_dict prefixes (3.body.0, 4.shortcut.1).\n"
+    "their state_dict prefixes (3.body.0, 4.shortcut.1). A preset or spec is described from\n"
+    "its shapes alone (its parameters are not allocated), so also one too large for memory.\n"
     "  --json  one JSON object: \"spec\" (the canonical model spec, as model files store it),\n"
     "          \"parameters\", \"flops\", and \"layers\" (index, type, describe, output_shape\n"
     "          per sample, parameters, flops, state_dict: the PyTorch names and shapes, torch:\n"
@@ -1639,17 +1640,19 @@ int info_command(const Args& args) {
   } else {
     spec = model_spec_from(what, "");  // a positional argument: its refusal names no flag
   }
-  Sequential<float> model = build_model(spec);
+  // Shapes only: a spec describes a model that may not fit in memory, and none of the
+  // figures below needs its values.
+  const ModelShapes shapes = model_shapes(spec);
+  const Sequential<float>& model = shapes.model;
   if (args.has("--json")) {
     // What tools outside C++ build their equivalent models from (tools/torch_interop.py).
     Json layers = Json::array();
     Shape shape{1, spec.input[0], spec.input[1], spec.input[2]};
     std::map<size_t, Json> state_dict;
-    for (auto& p : model.named_parameters()) {
+    for (const ParamSpec& p : model.parameter_specs()) {
       const size_t layer = std::stoul(p.name.substr(0, p.name.find('.')));
       state_dict[layer].push_back(
-          {{"name", p.name},
-           {"shape", std::vector<int64_t>(p.value.shape().begin(), p.value.shape().end())}});
+          {{"name", p.name}, {"shape", std::vector<int64_t>(p.shape.begin(), p.shape.end())}});
     }
     const std::vector<std::string> torch = torch_modules(spec);
     double total_flops = 0;
@@ -1670,7 +1673,7 @@ int info_command(const Args& args) {
     ModelSpec shown = spec;  // a spec's name is its file's when it has none: any bytes
     shown.name = utf8_or_replaced(spec.name);
     const Json info = {{"spec", Json::parse(to_json(shown))},
-                       {"parameters", model.parameter_count()},
+                       {"parameters", shapes.layout.parameters},
                        {"flops", total_flops},
                        {"layers", layers}};
     print_json(info, 2);
@@ -1687,7 +1690,7 @@ int info_command(const Args& args) {
     add_info_rows(model.layer(i), std::to_string(i), 0, shape, rows);
   }
   print_info_table({"#", "Layer (type)", "Output Shape", "Param #", "FLOPs"}, rows,
-                   "Total params: " + with_commas(model.parameter_count()) +
+                   "Total params: " + with_commas(shapes.layout.parameters) +
                        "\nForward FLOPs per image: " + flops_text(total_flops) + "\n");
   return 0;
 }
