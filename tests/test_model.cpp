@@ -606,10 +606,6 @@ Sequential<float> residual_block_model(int64_t channels, int64_t h, int64_t w, b
   return model;
 }
 
-// SplitAlignedBuffer (LayerChain's backward buffers): for 2 threads, the second half of a batch
-// (images_of_part's part 1) starts at the same address, to within a cache line, for every shape
-// asked for in turn, smaller or larger; each view lies inside the storage and is 64-byte aligned;
-// with 1 thread every view starts at the same place; an odd batch splits as images_of_part does.
 // A batch of losses near float's largest value summed to inf in float: `cnn eval` of a model
 // whose logits reached 3e37 read a test loss of inf. The sums are now taken in double.
 TEST(Losses, LargeFiniteLossesGiveAFiniteMean) {
@@ -633,6 +629,10 @@ TEST(Losses, LargeFiniteLossesGiveAFiniteMean) {
   EXPECT_FLOAT_EQ(MseLoss<float>().forward(p, t), 2.25e38f);
 }
 
+// SplitAlignedBuffer (LayerChain's backward buffers): for 2 threads, the second half of a batch
+// (images_of_part's part 1) starts at the same address, to within a cache line, for every shape
+// asked for in turn, smaller or larger; each view lies inside the storage and is 64-byte aligned;
+// with 1 thread every view starts at the same place; an odd batch splits as images_of_part does.
 TEST(SplitAlignedBuffer, SecondHalfStartsAtOneAddressWhateverTheShape) {
   const int saved = ops::threads();
   ops::set_threads(2);
