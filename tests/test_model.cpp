@@ -216,6 +216,32 @@ TEST(Sequential, LeNet5ShapesNamesAndParameterCount) {
   EXPECT_THROW(model.add(std::make_unique<ReLU<float>>()), Error);   // after build
 }
 
+// Found 2026-12-07: a layer's parameter count was summed in int64 as it came, so a Residual of
+// 65536 Linear layers of 2^48 weights each (a spec of 3 MB) counted 2^64 = 0 parameters; the
+// model's total then read 167,772,170 (`cnn info`), and training would have bound its layers
+// far past the buffer allocated. A total past 2^48 now reads as 2^48 + 1, which is refused.
+TEST(Sequential, AParameterTotalPastInt64IsRefusedNotWrapped) {
+  Residual<float>::Layers body;
+  for (int i = 0; i < 65536; ++i)
+    body.push_back(std::make_unique<Linear<float>>(1 << 24, 1 << 24, false));
+  auto block = std::make_unique<Residual<float>>(std::move(body), Residual<float>::Layers{}, "");
+  EXPECT_EQ(block->parameter_count(), kMaxElements + 1);
+  Sequential<float> model;
+  model.emplace<Flatten<float>>();
+  model.add(std::move(block));
+  model.emplace<Linear<float>>(1 << 24, 10);
+  try {
+    model.layout(Shape{1, 4096, 4096});
+    ADD_FAILURE() << "a model of 2^64 parameters was laid out";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "Sequential: layer 1 takes the parameter count past 2^48 (the layers before it "
+              "have 0)");
+  }
+  EXPECT_THROW(model.build(Shape{1, 4096, 4096}), Error);
+  EXPECT_FALSE(model.built());
+}
+
 TEST(Sequential, SameSeedSameModelAndTrainingReducesTheLoss) {
   Sequential<float> a = testing::lenet5(), b = testing::lenet5();
   Rng ra(11), rb(11);

@@ -103,7 +103,9 @@ class Layer {
   /// per output, softmax 3 per element (exp, sum, divide), Flatten 0.
   virtual double forward_flops(const Shape& input) const = 0;
 
-  /// Total number of parameter elements.
+  /// Total number of parameter elements. A total past 2^48 (kMaxElements, more than any model
+  /// can hold) reads as kMaxElements + 1, which Sequential refuses: summed as it came, a
+  /// Residual of 65536 layers of 2^48 weights wrapped int64 to 0.
   int64_t parameter_count() const;
   /// Points the layer at parameter_count() values and gradients (both may be null when the
   /// count is zero). The memory must outlive the layer's use.
@@ -111,7 +113,7 @@ class Layer {
   /// The i-th parameter tensor and its gradient (i indexes parameter_specs()).
   TensorView<T> parameter(size_t i) const;
   TensorView<T> gradient(size_t i) const;
-  /// Total number of buffer elements.
+  /// Total number of buffer elements; past 2^48, kMaxElements + 1 (as parameter_count).
   int64_t buffer_count() const;
   /// Points the layer at buffer_count() values (null when the count is zero).
   void bind_buffers(T* values);

@@ -1,4 +1,5 @@
 #include <cmath>
+#include <optional>
 
 #include "cnn/error.hpp"
 #include "cnn/init.hpp"
@@ -93,11 +94,23 @@ template void init_bias<double>(double*, int64_t, int64_t, Rng&, Init);
 template <typename T>
 void Layer<T>::init_parameters(Rng& /*rng*/, Init /*init*/) {}
 
+namespace {
+/// The elements of `specs`, or kMaxElements + 1 past kMaxElements (each Shape holds at most
+/// kMaxElements, but a list of 2^15 of them passes int64's range).
+int64_t element_total(const std::vector<ParamSpec>& specs) {
+  int64_t count = 0;
+  for (const ParamSpec& spec : specs) {
+    const std::optional<int64_t> total = size_sum(count, spec.shape.numel());
+    if (!total) return kMaxElements + 1;
+    count = *total;
+  }
+  return count;
+}
+}  // namespace
+
 template <typename T>
 int64_t Layer<T>::parameter_count() const {
-  int64_t count = 0;
-  for (const ParamSpec& spec : parameter_specs()) count += spec.shape.numel();
-  return count;
+  return element_total(parameter_specs());
 }
 
 template <typename T>
@@ -121,9 +134,7 @@ void Layer<T>::bind_parameters(T* values, T* gradients) {
 
 template <typename T>
 int64_t Layer<T>::buffer_count() const {
-  int64_t count = 0;
-  for (const ParamSpec& spec : buffer_specs()) count += spec.shape.numel();
-  return count;
+  return element_total(buffer_specs());
 }
 
 template <typename T>

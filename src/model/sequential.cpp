@@ -88,7 +88,15 @@ typename Sequential<T>::Layout Sequential<T>::layout(const Shape& sample_shape) 
     count = *total;
   }
   layout.parameters = count;
-  for (const auto& layer : layers_) layout.buffers += layer->buffer_count();  // small: statistics
+  for (size_t i = 0; i < layers_.size(); ++i) {  // running statistics: small, but bounded too
+    const std::optional<int64_t> total = size_sum(layout.buffers, layers_[i]->buffer_count());
+    if (!total) {
+      throw Error("Sequential: layer " + std::to_string(i) +
+                  " takes the buffer count past 2^48 (the layers before it have " +
+                  std::to_string(layout.buffers) + ")");
+    }
+    layout.buffers = *total;
+  }
   return layout;
 }
 
