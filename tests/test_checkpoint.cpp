@@ -533,6 +533,24 @@ TEST(Checkpoint, SignalsWhileSettingUpOrWritingTheFilesAreOneLine) {
   EXPECT_EQ(setup.err,
             "cnn: stopped by SIGTERM while setting up the run, before its first step: nothing "
             "was trained\n");
+  // That signal came at the end of set-up, the lock taken: it is removed (found 2026-12-07).
+  EXPECT_FALSE(fs::exists(dir / "n.lock"));
+  // So is a signal at the process's start, before anything else (the handler came later).
+  const CliRun start = cnn("train " + kLenet + " --out " + (dir / "n.safetensors").string(),
+                           {"CNN_FAULT_SIGNAL_AT_START=" + std::to_string(SIGUSR1)});
+  EXPECT_EQ(start.exit_code, 128 + SIGUSR1);
+  EXPECT_EQ(start.err,
+            "cnn: stopped by SIGUSR1 while setting up the run, before its first step: nothing "
+            "was trained\n");
+  // And one once the files are written, before the lock is released: the default action ended
+  // the process there and left the lock.
+  fs::remove_all(dir);
+  const CliRun after = cnn("train " + kLenet + " --out " + out,
+                           {"CNN_FAULT_SIGNAL_AFTER_FILES=" + std::to_string(SIGTERM)});
+  EXPECT_EQ(after.exit_code, 0) << after.err;
+  EXPECT_EQ(after.err, "cnn: SIGTERM came as the run's files were written; they are complete\n");
+  EXPECT_TRUE(read_bytes(out) == ref.model);
+  EXPECT_FALSE(fs::exists(dir / "m.lock"));
 }
 
 // Two runs with one --out (two experiments left at a preset's default --out): the second is

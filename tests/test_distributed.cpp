@@ -364,6 +364,69 @@ TEST(Distributed, SigusrOneStopsEveryRankWithACheckpointAndResumesExactly) {
   EXPECT_EQ(metrics_without_seconds(dir / "m.csv"), metrics_without_seconds(ref_dir / "m.csv"));
 }
 
+// A signal at any moment of a run ends every rank with a handler, not the default action, and
+// leaves no OUT.lock (found 2026-12-07: a SIGUSR1 that reached rank 0 between its set-up and
+// its training handlers killed it, leaving m.lock, and rank 1, ended by mpirun, said "the last
+// checkpoint stays intact" though none had been written). The moments come from fault hooks:
+// the signal raised on one rank at the end of its set-up (the data read, the lock taken), on
+// every rank before MPI starts, and after rank 0 wrote the run's files; a rank killed before
+// the first checkpoint.
+TEST(Distributed, SignalsAtAnyMomentEndEveryRankCleanly) {
+  REQUIRE_MPI();
+  const std::string flags = "train --data sample --epochs 2 --batch 64 --threads 1 --seed 3";
+  const fs::path dir = work_dir() / "signal_moments";
+  const std::string out = (dir / "m.safetensors").string();
+  const auto expect_nothing_left = [&] {
+    EXPECT_FALSE(fs::exists(dir / "m.lock"));
+    EXPECT_FALSE(fs::exists(dir / "m.ckpt"));
+    EXPECT_FALSE(fs::exists(dir / "m.safetensors"));
+    if (fs::exists(dir)) {
+      for (const auto& e : fs::directory_iterator(dir)) ADD_FAILURE() << "left: " << e.path();
+    }
+  };
+  // SIGUSR1 (mpirun forwards it to every rank, which get it at different moments): every rank
+  // stops before its first step, rank 0 says so, exit 138.
+  for (const std::vector<std::string>& fault :
+       {std::vector<std::string>{"CNN_FAULT_RANK=0", "CNN_FAULT_SIGNAL_IN_SETUP=10"},
+        std::vector<std::string>{"CNN_FAULT_RANK=1", "CNN_FAULT_SIGNAL_IN_SETUP=10"},
+        std::vector<std::string>{"CNN_FAULT_SIGNAL_AT_START=10"}}) {
+    SCOPED_TRACE(fault.back());
+    fs::remove_all(dir);
+    const ProcessRun run = mpirun(2, flags + " --out " + out, fault, "signal_moments");
+    EXPECT_EQ(run.exit_code, 128 + SIGUSR1);
+    EXPECT_EQ(run.err,
+              "cnn: stopped by SIGUSR1 while setting up the run, before its first step: nothing "
+              "was trained\n");
+    expect_nothing_left();
+  }
+  // SIGTERM in set-up (mpirun ending the job): no line of the ranks', no lock.
+  fs::remove_all(dir);
+  ProcessRun run = mpirun(2, flags + " --out " + out,
+                          {"CNN_FAULT_RANK=0", "CNN_FAULT_SIGNAL_IN_SETUP=15"}, "signal_moments");
+  EXPECT_EQ(run.exit_code, 128 + SIGTERM);
+  EXPECT_EQ(run.err, "");
+  expect_nothing_left();
+  // A rank killed after 3 steps, before the first checkpoint: the survivor's line does not
+  // claim one.
+  fs::remove_all(dir);
+  run = mpirun(2, flags + " --out " + out, {"CNN_FAULT_RANK=1", "CNN_FAULT_KILL_AT_STEP=3"},
+               "signal_moments");
+  EXPECT_NE(run.exit_code, 0);
+  EXPECT_EQ(run.err,
+            "cnn: rank 0 of 2: ended by mpirun (a rank failed or the job was interrupted) before "
+            "the run's first checkpoint: nothing was kept\n");
+  expect_nothing_left();
+  // SIGTERM to rank 0 once its files are written: they are complete, the lock is gone.
+  fs::remove_all(dir);
+  run = mpirun(2, flags + " --out " + out, {"CNN_FAULT_RANK=0", "CNN_FAULT_SIGNAL_AFTER_FILES=15"},
+               "signal_moments");
+  EXPECT_EQ(run.exit_code, 128 + SIGTERM);
+  EXPECT_EQ(run.err, "");
+  EXPECT_NO_THROW(SafeTensorsFile::load(out));
+  EXPECT_TRUE(fs::exists(dir / "m.svg"));
+  EXPECT_FALSE(fs::exists(dir / "m.lock"));
+}
+
 // Errors every rank meets alike are reported once, by the lowest rank that met them, and the
 // job ends normally.
 TEST(Distributed, BadFlagsAreReportedOnce) {

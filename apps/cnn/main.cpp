@@ -96,7 +96,8 @@ const char* const kTrainHelp =
     "the whole run (weights, optimizer, schedule position, data order, random streams,\n"
     "metrics, configuration), rewritten atomically after every epoch. SIGINT, SIGTERM or\n"
     "SIGUSR1 ends training at the next step with a checkpoint (exit 128 + the signal; a second\n"
-    "signal exits at once); a diverging loss stops with the last checkpoint kept. While a run\n"
+    "signal exits at once; during set-up, before the first step, the first ends the run with\n"
+    "nothing written); a diverging loss stops with the last checkpoint kept. While a run\n"
     "writes OUT's files it holds OUT.lock (removed at its end): another run with the same\n"
     "--out, or resuming it, is refused until then.\n"
     "  --resume        continue that run: the model file and metrics come out as if it had\n"
@@ -110,7 +111,8 @@ const char* const kTrainHelp =
     "Under mpirun, the ranks train one model: --batch is the global batch, split over them,\n"
     "gradients are summed every step; rank 0 prints and writes the files; --resume needs the\n"
     "same rank count. SIGUSR1 (mpirun forwards it) stops every rank at the next step with a\n"
-    "checkpoint; SIGINT/SIGTERM (mpirun's way to end a job) end a rank at once with one line.\n"
+    "checkpoint (during set-up: before the first step, nothing written); SIGINT/SIGTERM\n"
+    "(mpirun's way to end a job) end a rank at once with one line.\n"
     "  --sync-batchnorm  BatchNorm statistics over the global batch (all ranks), not each\n"
     "                  rank's share (the default, as PyTorch DDP)\n"
     "  --model         preset lenet5 (default), convnet, resnet or seed, or a JSON spec file\n"
@@ -687,10 +689,22 @@ std::string out_of_memory_at(const std::exception& e, int64_t batch) {
 
 /// The signal that asked training to stop (SIGINT, SIGTERM, SIGUSR1), 0 while none has.
 volatile std::sig_atomic_t g_stop_signal = 0;
-/// A multi-rank run's line for SIGINT and SIGTERM, written by the handler (formatted before).
+/// 1 from the start of `cnn train` until its training handlers are installed (nothing trained).
+volatile std::sig_atomic_t g_setting_up = 1;
+/// 1 once the run has a checkpoint: the one it resumed from, or one it wrote. Until then the
+/// handlers that end the process at once say that nothing was kept (found 2026-12-07: under
+/// mpirun a rank's line claimed "the last checkpoint stays intact" before any was written).
+volatile std::sig_atomic_t g_checkpoint_kept = 0;
+/// 1 in one process and on rank 0: the process that speaks for the run in a second signal's
+/// line, and that holds OUT.lock.
+volatile std::sig_atomic_t g_rank_zero = 1;
+/// A multi-rank run's lines for SIGINT and SIGTERM, written by the handler (formatted before):
+/// with a checkpoint kept, and before the run's first one.
 char g_rank_end_line[512] = "";
 size_t g_rank_end_length = 0;
-/// One process's checkpoint and the command that resumes it, for a second signal's line.
+char g_rank_end_line_no_checkpoint[256] = "";
+size_t g_rank_end_no_checkpoint_length = 0;
+/// The run's checkpoint and the command that resumes it, for a second signal's line.
 char g_checkpoint_path[4096] = "";
 char g_resume_command[4200] = "";
 
@@ -724,13 +738,24 @@ void remove_run_leftovers_in_handler() {
   }
 }
 
+/// "SIGINT", "SIGTERM" or "SIGUSR1", the signals that stop training (a literal: safe in a
+/// signal handler).
+const char* stop_signal_name(int signal) {
+  return signal == SIGINT ? "SIGINT" : signal == SIGTERM ? "SIGTERM" : "SIGUSR1";
+}
+
 extern "C" void on_stop_signal(int signal) {
-  // The first signal ends training at the next step boundary, with a checkpoint; a second one
-  // ends the process at once (the last checkpoint, written atomically, stays as it was). It
-  // says so: it ended the run with no word before (found 2026-12-06).
+  // The first signal ends training at the next step boundary, with a checkpoint (under mpirun,
+  // one during set-up ends the run before its first step); a second one ends the process at
+  // once (the last checkpoint, written atomically, stays as it was). It says so: it ended the
+  // run with no word before (found 2026-12-06). Under mpirun, rank 0 alone says it.
   if (g_stop_signal != 0) {
-    const char* name = signal == SIGINT ? "SIGINT" : signal == SIGTERM ? "SIGTERM" : "SIGUSR1";
-    if (g_checkpoint_path[0] != '\0' && ::access(g_checkpoint_path, F_OK) == 0) {
+    const char* name = stop_signal_name(signal);
+    if (g_rank_zero == 0) {
+    } else if (g_setting_up != 0) {
+      write_in_handler({"cnn: stopped at once by a second ", name,
+                        " while setting up the run, before its first step: nothing was trained\n"});
+    } else if (g_checkpoint_kept != 0) {
       write_in_handler({"cnn: stopped at once by a second ", name,
                         "; the last checkpoint stays intact: ", g_checkpoint_path,
                         " (resume with: ", g_resume_command, ")\n"});
@@ -744,12 +769,6 @@ extern "C" void on_stop_signal(int signal) {
   g_stop_signal = signal;
 }
 
-/// "SIGINT", "SIGTERM" or "SIGUSR1", the signals that stop training (a literal: safe in a
-/// signal handler).
-const char* stop_signal_name(int signal) {
-  return signal == SIGINT ? "SIGINT" : signal == SIGTERM ? "SIGTERM" : "SIGUSR1";
-}
-
 extern "C" void on_setup_signal(int signal) {
   // Before the first step there is nothing to keep: one line, then out (found 2026-12-06: the
   // default action ended such a run with no word). write() is what a handler may call.
@@ -761,8 +780,21 @@ extern "C" void on_setup_signal(int signal) {
 extern "C" void on_rank_end_signal(int signal) {
   // Under mpirun, SIGINT and SIGTERM come from mpirun ending the job (a rank died, or the job
   // was interrupted) and SIGKILL follows within about a second: no time for a step boundary.
-  // One line, then out; the last checkpoint, written atomically, stays as it was.
-  [[maybe_unused]] const ssize_t written = ::write(2, g_rank_end_line, g_rank_end_length);
+  // One line, then out; the last checkpoint, written atomically, stays as it was, or there is
+  // none yet and the line says so.
+  [[maybe_unused]] const ssize_t written =
+      g_checkpoint_kept != 0
+          ? ::write(2, g_rank_end_line, g_rank_end_length)
+          : ::write(2, g_rank_end_line_no_checkpoint, g_rank_end_no_checkpoint_length);
+  remove_run_leftovers_in_handler();
+  ::_exit(128 + signal);
+}
+extern "C" void on_quiet_end_signal(int signal) {
+  // Under mpirun, SIGINT and SIGTERM while a rank sets up its run (nothing trained yet) or after
+  // its training ended (its outcome is rank 0's line): mpirun ending the job, after one rank
+  // refused the flags or exited with a status. No line of its own, so that the rank's one line
+  // stays the job's; what the run leaves (OUT.lock) is removed. The default action ended the
+  // rank there and left the lock (found 2026-12-07).
   remove_run_leftovers_in_handler();
   ::_exit(128 + signal);
 }
@@ -772,6 +804,42 @@ extern "C" void raise_sigint_twice(int) {
   std::raise(SIGINT);
   std::raise(SIGINT);
 }
+
+/// Installs `handler` for `signals`. SA_RESTART: a signal that only sets a flag must not fail
+/// the call it interrupts (a write to a pipe, MPI's own calls) with EINTR.
+void install_handler(void (*handler)(int), std::initializer_list<int> signals) {
+  struct sigaction action {};
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = SA_RESTART;
+  action.sa_handler = handler;
+  for (int signal : signals) ::sigaction(signal, &action, nullptr);
+}
+
+}  // namespace
+
+/// `cnn train`'s set-up handlers, installed first thing in main, before MPI starts or anything
+/// else that takes time (found 2026-12-07: a SIGUSR1 that reached a rank before its training
+/// handlers ended it by the default action, leaving OUT.lock). One process: SIGINT, SIGTERM or
+/// SIGUSR1 ends it with one line (on_setup_signal). Under mpirun: SIGUSR1 is noted and the
+/// ranks agree on it when set-up ends (every rank stops there, before the first step);
+/// SIGINT and SIGTERM, mpirun ending the job, end the rank with no line (on_quiet_end_signal).
+/// CNN_FAULT_SIGNAL_AT_START=S raises signal S right after, on every rank, for the tests.
+void install_train_setup_handlers(bool under_mpirun) {
+  if (under_mpirun) {
+    // Rank 0 speaks for the job, also before MPI tells the rank (its launcher's variables do).
+    const char* rank = nullptr;
+    for (const char* name : {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"})
+      if (rank == nullptr) rank = std::getenv(name);
+    g_rank_zero = rank != nullptr && std::string(rank) == "0" ? 1 : 0;
+    install_handler(on_stop_signal, {SIGUSR1});
+    install_handler(on_quiet_end_signal, {SIGINT, SIGTERM});
+  } else {
+    install_handler(on_setup_signal, {SIGINT, SIGTERM, SIGUSR1});
+  }
+  if (const char* fault = std::getenv("CNN_FAULT_SIGNAL_AT_START")) std::raise(std::atoi(fault));
+}
+
+namespace {
 
 /// Ends every rank with `code` when thrown (its message printed already).
 struct QuietExit {
@@ -1057,18 +1125,9 @@ void prepare_training(const Args& args, Communicator* ranks, TrainSetup& t) {
 }
 
 int train_command(int argc, char** argv, Communicator* ranks) {
+  // The set-up handlers are main's (install_train_setup_handlers), from its first line.
   const int world = ranks ? ranks->size() : 1, rank = ranks ? ranks->rank() : 0;
-  if (world == 1) {
-    // One process: its user sent the signal. Under mpirun the ranks keep the default action
-    // while setting up: mpirun's SIGTERM to the others after one rank refused the flags would
-    // add a line per rank to that rank's one (found by Distributed.BadFlagsAreReportedOnce).
-    struct sigaction setup {};
-    sigemptyset(&setup.sa_mask);
-    setup.sa_handler = on_setup_signal;
-    for (int signal : {SIGINT, SIGTERM, SIGUSR1}) ::sigaction(signal, &setup, nullptr);
-    // The tests' way to send a signal at this moment (CNN_FAULT_SIGNAL_IN_SETUP=15: SIGTERM).
-    if (const char* fault = std::getenv("CNN_FAULT_SIGNAL_IN_SETUP")) std::raise(std::atoi(fault));
-  }
+  g_rank_zero = rank == 0 ? 1 : 0;
   std::optional<Args> parsed;
   TrainSetup t;
   agree_on_setup(ranks, [&] {
@@ -1084,6 +1143,35 @@ int train_command(int argc, char** argv, Communicator* ranks) {
   if (parsed->help()) {
     std::fputs(kTrainHelp, stdout);
     return 0;
+  }
+  // Fault injection for the tests (docs/design-notes.md, "Checkpoints"): see below; under
+  // mpirun, CNN_FAULT_RANK=R limits them to rank R.
+  const auto fault_at = [](const char* name) {
+    const char* v = std::getenv(name);
+    return v ? std::atoll(v) : -1LL;
+  };
+  const long long fault_rank = fault_at("CNN_FAULT_RANK");
+  const bool faults_here = fault_rank < 0 || fault_rank == rank;
+  // CNN_FAULT_SIGNAL_IN_SETUP=S raises signal S at the end of set-up: the data read, the lock
+  // taken, the training handlers not yet installed.
+  if (faults_here && fault_at("CNN_FAULT_SIGNAL_IN_SETUP") > 0)
+    std::raise(static_cast<int>(fault_at("CNN_FAULT_SIGNAL_IN_SETUP")));
+  if (ranks != nullptr) {
+    // A SIGUSR1 that reached any rank while it set up (mpirun forwards it to every rank, which
+    // get it at different moments of their set-up) stops every rank here, before the first
+    // step, with one line: nothing was trained, nothing is written. One arriving after this
+    // sum stops the run at the first step, with a checkpoint, as in training.
+    double signalled = g_stop_signal != 0 ? 1 : 0;
+    ranks->sum(&signalled, 1);
+    if (signalled > 0) {
+      if (rank == 0) {
+        std::fputs(
+            "cnn: stopped by SIGUSR1 while setting up the run, before its first step: "
+            "nothing was trained\n",
+            stderr);
+      }
+      return 128 + SIGUSR1;
+    }
   }
   const TrainConfig& config = t.config;
   const ModelSpec& spec = t.spec;
@@ -1178,29 +1266,29 @@ int train_command(int argc, char** argv, Communicator* ranks) {
   TrainControl control;
   control.ranks = ranks;
   if (t.resumed) control.resume = &t.resumed->state;
-  control.stop_requested = [] { return g_stop_signal != 0; };
+  // CNN_FAULT_KILL_AT_STEP=N: SIGKILL when training asks for the N-th time whether to stop
+  // (after the N-th step, or an epoch's end), a death between checkpoints for the tests.
+  const long long kill_at_step = faults_here ? fault_at("CNN_FAULT_KILL_AT_STEP") : -1;
+  long long stop_questions = 0;
+  control.stop_requested = [&] {
+    if (++stop_questions == kill_at_step) std::raise(SIGKILL);
+    return g_stop_signal != 0;
+  };
   if (t.checkpoint_every >= 0) {
     control.checkpoint_due = [&] {
       return std::chrono::duration<double>(std::chrono::steady_clock::now() - last_checkpoint)
                  .count() >= t.checkpoint_every;
     };
   }
-  // Fault injection for the tests of crashes and failed writes (docs/design-notes.md,
-  // "Checkpoints"): at the N-th checkpoint of this process, CNN_FAULT_KILL_IN_CHECKPOINT=N
-  // leaves a partly written temporary file and dies by SIGKILL, CNN_FAULT_KILL_AFTER_CHECKPOINT=N
-  // dies right after writing it, CNN_FAULT_FAIL_CHECKPOINT=N fails the write;
-  // CNN_FAULT_FAIL_FILES=1 fails the write of the model file at the end, and
-  // CNN_FAULT_SIGNAL_IN_FILES=S raises signal S as the files are written,
-  // CNN_FAULT_SIGINT_TWICE_AFTER_CHECKPOINT=N raises SIGINT twice after the N-th checkpoint (two
-  // kill()s from outside may arrive as one: a signal pending twice is delivered once), and
-  // CNN_FAULT_SIGINT_TWICE_IN_CHECKPOINT=N while its temporary file is half written. Under
-  // mpirun, CNN_FAULT_RANK=R limits them to rank R.
-  const auto fault_at = [](const char* name) {
-    const char* v = std::getenv(name);
-    return v ? std::atoll(v) : -1LL;
-  };
-  const long long fault_rank = fault_at("CNN_FAULT_RANK");
-  const bool faults_here = fault_rank < 0 || fault_rank == rank;
+  // Fault injection for the tests of crashes and failed writes: at the N-th checkpoint of this
+  // process, CNN_FAULT_KILL_IN_CHECKPOINT=N leaves a partly written temporary file and dies by
+  // SIGKILL, CNN_FAULT_KILL_AFTER_CHECKPOINT=N dies right after writing it,
+  // CNN_FAULT_FAIL_CHECKPOINT=N fails the write; CNN_FAULT_FAIL_FILES=1 fails the write of the
+  // model file at the end, and CNN_FAULT_SIGNAL_IN_FILES=S raises signal S as the files are
+  // written, CNN_FAULT_SIGINT_TWICE_AFTER_CHECKPOINT=N raises SIGINT twice after the N-th
+  // checkpoint (two kill()s from outside may arrive as one: a signal pending twice is
+  // delivered once), and CNN_FAULT_SIGINT_TWICE_IN_CHECKPOINT=N while its temporary file is
+  // half written.
   const long long kill_in = faults_here ? fault_at("CNN_FAULT_KILL_IN_CHECKPOINT") : -1;
   const long long kill_after = faults_here ? fault_at("CNN_FAULT_KILL_AFTER_CHECKPOINT") : -1;
   const long long fail_at = faults_here ? fault_at("CNN_FAULT_FAIL_CHECKPOINT") : -1;
@@ -1232,8 +1320,10 @@ int train_command(int argc, char** argv, Communicator* ranks) {
         throw Error(checkpoint_path +
                     ": cannot write: injected failure (CNN_FAULT_FAIL_CHECKPOINT)");
       }
-      if (rank == 0)
+      if (rank == 0) {
         save_checkpoint(checkpoint_path, model, spec, data.class_names, state, config_text);
+        g_checkpoint_kept = 1;  // renamed into place: the handlers' lines may name it
+      }
     } catch (const Error& e) {
       if (ranks == nullptr) throw;
       failure = e.what();
@@ -1249,6 +1339,7 @@ int train_command(int argc, char** argv, Communicator* ranks) {
                              : checkpoint_path + ": another rank failed at this checkpoint");
       }
     }
+    g_checkpoint_kept = 1;  // on every rank, once all know that rank 0 wrote it
     if (checkpoints == kill_after) std::raise(SIGKILL);
     if (checkpoints == fault_at("CNN_FAULT_SIGINT_TWICE_AFTER_CHECKPOINT")) {
       std::raise(SIGINT);
@@ -1257,8 +1348,16 @@ int train_command(int argc, char** argv, Communicator* ranks) {
     last_checkpoint = std::chrono::steady_clock::now();
     last_good = "epoch " + std::to_string(state.epoch) + ", step " + std::to_string(state.step);
   };
-  struct sigaction action {};
-  sigemptyset(&action.sa_mask);
+  // The training handlers replace the set-up ones. Their lines name the checkpoint once there
+  // is one (g_checkpoint_kept): a resumed run has it from the start.
+  const std::string shown_checkpoint = terminal_text(checkpoint_path),
+                    shown_resume = terminal_text(resume_command);
+  if (shown_checkpoint.size() < sizeof g_checkpoint_path &&
+      shown_resume.size() < sizeof g_resume_command) {
+    std::memcpy(g_checkpoint_path, shown_checkpoint.c_str(), shown_checkpoint.size() + 1);
+    std::memcpy(g_resume_command, shown_resume.c_str(), shown_resume.size() + 1);
+  }
+  g_checkpoint_kept = t.resumed ? 1 : 0;
   if (world > 1) {
     // SIGUSR1 (mpirun forwards it to every rank) stops at the next step with a checkpoint;
     // SIGINT and SIGTERM end this rank at once with one line.
@@ -1269,26 +1368,26 @@ int train_command(int argc, char** argv, Communicator* ranks) {
         rank, world, checkpoint_path.c_str(), resume_command.c_str());
     g_rank_end_length =
         std::min(sizeof g_rank_end_line - 1, static_cast<size_t>(std::max(0, length)));
-    action.sa_handler = on_rank_end_signal;
-    ::sigaction(SIGINT, &action, nullptr);
-    ::sigaction(SIGTERM, &action, nullptr);
+    const int short_length =
+        std::snprintf(g_rank_end_line_no_checkpoint, sizeof g_rank_end_line_no_checkpoint,
+                      "cnn: rank %d of %d: ended by mpirun (a rank failed or the job was "
+                      "interrupted) before the run's first checkpoint: nothing was kept\n",
+                      rank, world);
+    g_rank_end_no_checkpoint_length = std::min(sizeof g_rank_end_line_no_checkpoint - 1,
+                                               static_cast<size_t>(std::max(0, short_length)));
+    install_handler(on_rank_end_signal, {SIGINT, SIGTERM});
   } else {
-    const std::string shown_checkpoint = terminal_text(checkpoint_path),
-                      shown_resume = terminal_text(resume_command);
-    if (shown_checkpoint.size() < sizeof g_checkpoint_path &&
-        shown_resume.size() < sizeof g_resume_command) {
-      std::memcpy(g_checkpoint_path, shown_checkpoint.c_str(), shown_checkpoint.size() + 1);
-      std::memcpy(g_resume_command, shown_resume.c_str(), shown_resume.size() + 1);
-    }
-    action.sa_handler = on_stop_signal;
-    ::sigaction(SIGINT, &action, nullptr);
-    ::sigaction(SIGTERM, &action, nullptr);
+    install_handler(on_stop_signal, {SIGINT, SIGTERM});
   }
-  action.sa_handler = on_stop_signal;
-  ::sigaction(SIGUSR1, &action, nullptr);
-  // Once training is over, the default actions (the setup handler's line would be wrong).
-  const auto restore_signals = [&] {
-    for (int signal : {SIGINT, SIGTERM, SIGUSR1}) std::signal(signal, SIG_DFL);
+  install_handler(on_stop_signal, {SIGUSR1});
+  g_setting_up = 0;
+  // Once training is over: one process keeps on_stop_signal to the end (a first signal is
+  // noted, a second ends it at once with its line, OUT.lock removed: the default action left
+  // the lock). Under mpirun, SIGINT and SIGTERM then end a rank with no line of its own: they
+  // come from mpirun when another rank exited first with a status (138 after a SIGUSR1), and
+  // the run's line is rank 0's.
+  const auto use_after_training_handlers = [&] {
+    if (world > 1) install_handler(on_quiet_end_signal, {SIGINT, SIGTERM});
   };
   // A failure in training keeps the last checkpoint written: the line says which.
   const auto with_checkpoint = [&](const std::string& what) {
@@ -1302,24 +1401,24 @@ int train_command(int argc, char** argv, Communicator* ranks) {
     result = train_model(model, spec, data.train, data.test, options, *t.rng, on_progress, on_epoch,
                          control);
   } catch (const RanksError& e) {
-    restore_signals();
+    use_after_training_handlers();
     if (last_good.empty()) throw;
     throw RanksError(with_checkpoint(e.what()));
   } catch (const OutOfMemory& e) {
-    restore_signals();
+    use_after_training_handlers();
     throw OutOfMemory(with_checkpoint(out_of_memory_at(e, options.batch)));
   } catch (const std::bad_alloc& e) {
-    restore_signals();
+    use_after_training_handlers();
     throw OutOfMemory(with_checkpoint(out_of_memory_at(e, options.batch)));
   } catch (const Error& e) {
-    restore_signals();
+    use_after_training_handlers();
     if (last_good.empty()) throw;
     throw Error(with_checkpoint(e.what()));
   }
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (result.stopped) {
-    restore_signals();
+    use_after_training_handlers();
     const int signal = g_stop_signal;
     if (rank == 0) {
       std::fprintf(stderr,
@@ -1334,7 +1433,7 @@ int train_command(int argc, char** argv, Communicator* ranks) {
   }
 
   if (rank != 0) {
-    restore_signals();
+    use_after_training_handlers();
     return 0;
   }
   const std::vector<EpochMetrics>& history = result.history;
@@ -1350,12 +1449,16 @@ int train_command(int argc, char** argv, Communicator* ranks) {
     write_file_atomic(csv, metrics_csv(history));
     write_file_atomic(svg, learning_curves_svg(history, spec.name + " on " + data.description));
   } catch (const Error& e) {
-    restore_signals();
+    use_after_training_handlers();
     // A full disk at the end of hours of training: the last checkpoint holds the finished run.
     throw Error(std::string(e.what()) + "; the finished run is kept in its checkpoint, " +
                 checkpoint_path + " (" + resume_command + " writes its files)");
   }
-  restore_signals();
+  use_after_training_handlers();
+  // CNN_FAULT_SIGNAL_AFTER_FILES=S raises signal S once the files are written, before the lock
+  // is released.
+  if (faults_here && fault_at("CNN_FAULT_SIGNAL_AFTER_FILES") > 0)
+    std::raise(static_cast<int>(fault_at("CNN_FAULT_SIGNAL_AFTER_FILES")));
   if (g_stop_signal != 0) {
     std::fprintf(stderr, "cnn: %s came as the run's files were written; they are complete\n",
                  stop_signal_name(g_stop_signal));
@@ -1754,7 +1857,10 @@ int main(int argc, char** argv) {
   std::unique_ptr<cnn::Communicator> ranks;
   try {
     const std::string command = argc > 1 ? argv[1] : "";
-    if ((command == "train" || command == "bench") && cnn::launched_by_mpirun()) {
+    const bool under_mpirun = cnn::launched_by_mpirun();
+    // Before MPI starts and the run is set up: a signal from then on has a handler.
+    if (command == "train") cnn::cli::install_train_setup_handlers(under_mpirun);
+    if ((command == "train" || command == "bench") && under_mpirun) {
       ranks = cnn::start_mpi();
       // Rank 0 speaks for the job; the others' standard output goes nowhere.
       if (ranks->rank() != 0 && std::freopen("/dev/null", "w", stdout) == nullptr) return 1;
