@@ -6,6 +6,7 @@
 #include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -777,16 +778,30 @@ extern "C" void on_setup_signal(int signal) {
   remove_run_leftovers_in_handler();  // the lock is taken last in setting up
   ::_exit(128 + signal);
 }
+
+/// Under mpirun, in the handlers that end a rank at once: a rank other than 0 waits 250 ms
+/// before it exits. Open MPI 4.1.4 ends a job by SIGCONT, a second's sleep, SIGTERM, another
+/// second's sleep, SIGKILL; but the first rank to exit interrupts that last sleep (SIGCHLD),
+/// and the others get SIGKILL within milliseconds (strace of mpirun, 2026-12-07): a rank 0
+/// that had not yet run its handler (a loaded machine) died with OUT.lock and without its line
+/// in 16 of 60 SIGTERMs. Rank 0 holds the run's files and exits at once.
+void let_rank_zero_go_first_in_handler() {
+  if (g_rank_zero != 0) return;
+  struct timespec wait = {0, 250'000'000};
+  ::nanosleep(&wait, nullptr);
+}
+
 extern "C" void on_rank_end_signal(int signal) {
   // Under mpirun, SIGINT and SIGTERM come from mpirun ending the job (a rank died, or the job
-  // was interrupted) and SIGKILL follows within about a second: no time for a step boundary.
-  // One line, then out; the last checkpoint, written atomically, stays as it was, or there is
-  // none yet and the line says so.
+  // was interrupted) and SIGKILL follows (let_rank_zero_go_first_in_handler): no time for a
+  // step boundary. One line, then out; the last checkpoint, written atomically, stays as it
+  // was, or there is none yet and the line says so.
   [[maybe_unused]] const ssize_t written =
       g_checkpoint_kept != 0
           ? ::write(2, g_rank_end_line, g_rank_end_length)
           : ::write(2, g_rank_end_line_no_checkpoint, g_rank_end_no_checkpoint_length);
   remove_run_leftovers_in_handler();
+  let_rank_zero_go_first_in_handler();
   ::_exit(128 + signal);
 }
 extern "C" void on_quiet_end_signal(int signal) {
@@ -796,6 +811,7 @@ extern "C" void on_quiet_end_signal(int signal) {
   // stays the job's; what the run leaves (OUT.lock) is removed. The default action ended the
   // rank there and left the lock (found 2026-12-07).
   remove_run_leftovers_in_handler();
+  let_rank_zero_go_first_in_handler();
   ::_exit(128 + signal);
 }
 
