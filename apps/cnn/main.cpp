@@ -113,7 +113,7 @@ const char* const kTrainHelp =
     "gradients are summed every step; rank 0 prints and writes the files; --resume needs the\n"
     "same rank count. SIGUSR1 (mpirun forwards it) stops every rank at the next step with a\n"
     "checkpoint (during set-up: before the first step, nothing written); SIGINT/SIGTERM\n"
-    "(mpirun's way to end a job) end a rank at once with one line.\n"
+    "(mpirun's way to end a job) end a rank at once with one line (none during set-up).\n"
     "  --sync-batchnorm  BatchNorm statistics over the global batch (all ranks), not each\n"
     "                  rank's share (the default, as PyTorch DDP)\n"
     "  --model         preset lenet5 (default), convnet, resnet or seed, or a JSON spec file\n"
