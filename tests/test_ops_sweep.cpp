@@ -792,6 +792,58 @@ TEST(OpsSweep, MaxPool3x3TiesNaNsAndZerosMatchTheReference) {
       }
 }
 
+/// Dropout's default path (one pass, the reference's comparison as an integer threshold, no
+/// branch) against the reference, bit for bit: the masks, the products (x with NaNs, infinities
+/// and zeros of both signs, whose products with a dropped element's +0 are NaN or -0) and the
+/// Rng's state after; odd sizes, y in place of x, and values of p at, just below and just above
+/// the stream's own first draws, where the threshold's rounding would show.
+template <typename T>
+void sweep_dropout() {
+  constexpr uint64_t kSeed = 17;
+  std::vector<double> ps = {0.5, 0.1, 0.9, 0.0, 1e-300, 0x1p-53, 1 - 0x1p-53, 1.0 / 3};
+  // Draws below 1/2 as well as above: there p 2^53 need not be an integer next to a draw (the
+  // ulp of p is below 2^-53), so the threshold's rounding is tested, not only its comparison.
+  Rng probe(kSeed);
+  int low = 0, high = 0;
+  for (int j = 0; j < 64; ++j) {
+    const double u = probe.uniform();  // element j's draw: dropped where u < p
+    if (u < 0.5 ? low++ >= 4 : high++ >= 2) continue;
+    ps.insert(ps.end(), {u, std::nextafter(u, 0.0), std::nextafter(u, 1.0)});
+  }
+  EXPECT_EQ(low + high, 64);
+  EXPECT_GE(std::min(low, high), 4);
+  Rng data(3);
+  const T specials[] = {T(0), -T(0), T(NAN), T(INFINITY), -T(INFINITY)};
+  for (const double p : ps)
+    for (const int64_t n : {1, 2, 5, 6, 17, 64, 67, 1001}) {
+      std::vector<T> x = random_vector<T>(data, n);
+      for (T& v : x) {
+        if (data.below(4) == 0) v = specials[data.below(5)];
+      }
+      const std::string what = "p " + std::to_string(p) + " (" + std::to_string(p * 0x1p53) +
+                               " 2^-53), n " + std::to_string(n);
+      Rng fast_rng(kSeed), ref_rng(kSeed);
+      std::vector<T> y_fast(n, T(7)), y_ref(n, T(8)), m_fast(n, T(7)), m_ref(n, T(8));
+      ops::dropout_forward(y_fast.data(), m_fast.data(), x.data(), n, p, fast_rng);
+      ref::dropout_forward(y_ref.data(), m_ref.data(), x.data(), n, p, ref_rng);
+      ASSERT_TRUE(same_bits(m_fast, m_ref)) << "mask, " << what;
+      ASSERT_TRUE(same_bits(y_fast, y_ref)) << "y, " << what;
+      ASSERT_EQ(fast_rng.state().words, ref_rng.state().words) << what;
+      std::vector<T> in_place = x;  // y = x
+      Rng in_place_rng(kSeed);
+      ops::dropout_forward(in_place.data(), m_fast.data(), in_place.data(), n, p, in_place_rng);
+      ASSERT_TRUE(same_bits(in_place, y_ref)) << "in place, " << what;
+      std::vector<T> dx_fast(n, T(7)), dx_ref(n, T(8));
+      ops::dropout_apply(dx_fast.data(), x.data(), m_ref.data(), n);
+      ref::dropout_apply(dx_ref.data(), x.data(), m_ref.data(), n);
+      ASSERT_TRUE(same_bits(dx_fast, dx_ref)) << "apply, " << what;
+    }
+}
+TEST(OpsSweep, DropoutMasksMatchTheReference) {
+  sweep_dropout<float>();
+  sweep_dropout<double>();
+}
+
 template <typename T>
 void sweep_dense(uint64_t seed, int cases) {
   Rng rng(seed);

@@ -13,6 +13,10 @@
 #include <cstdint>
 #include <vector>
 
+namespace cnn {
+class Rng;
+}
+
 namespace cnn::ops {
 
 /// Geometry of a 2-D convolution; out_h = (in_h + 2 pad_h - kernel_h) / stride_h + 1.
@@ -278,6 +282,16 @@ void sigmoid_forward(T* y, const T* x, int64_t n);
 /// dx = dy * y * (1 - y), from the forward output y.
 template <typename T>
 void sigmoid_backward(T* dx, const T* y, const T* dy, int64_t n);
+
+// ---- dropout (n elements) --------------------------------------------------------------------
+/// Dropout's training forward (0 <= p < 1): mask[k] = 0 where the k-th uniform() that rng draws
+/// (one next_u64 a element, in element order) is below p, else 1 / (1 - p) (as T); then
+/// y = x * mask. rng is left after the n-th draw. y may be x.
+template <typename T>
+void dropout_forward(T* y, T* mask, const T* x, int64_t n, double p, Rng& rng);
+/// y = x * mask (the forward with a mask held, and the backward: dx = dy * mask). y may be x.
+template <typename T>
+void dropout_apply(T* y, const T* x, const T* mask, int64_t n);
 
 // ---- softmax over axis 1 of (outer, channels, inner) ---------------------------------------
 /// y = exp(x - max) / sum exp(x - max) along the channel axis.

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cnn/ops.hpp"
+#include "cnn/rng.hpp"
 
 namespace cnn::ref {
 
@@ -311,6 +312,21 @@ void batchnorm_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, con
 }
 
 // ---- activations -----------------------------------------------------------------------------
+
+/// Inverted dropout (PyTorch's nn.Dropout in training): each element dropped where the next
+/// uniform() of rng is below p, the others scaled by 1 / (1 - p); the mask first, in element
+/// order, then the products.
+template <typename T>
+void dropout_forward(T* y, T* mask, const T* x, int64_t n, double p, Rng& rng) {
+  const T scale = T(1) / static_cast<T>(1 - p);
+  for (int64_t k = 0; k < n; ++k) mask[k] = rng.uniform() < p ? T(0) : scale;
+  for (int64_t k = 0; k < n; ++k) y[k] = x[k] * mask[k];
+}
+/// y = x * mask.
+template <typename T>
+void dropout_apply(T* y, const T* x, const T* mask, int64_t n) {
+  for (int64_t k = 0; k < n; ++k) y[k] = x[k] * mask[k];
+}
 
 /// RELU(x) = 0 if x < 0, x if x >= 0.
 template <typename T>

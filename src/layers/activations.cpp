@@ -224,14 +224,10 @@ void Dropout<T>::forward_impl(TensorView<const T> x, TensorView<T> y, Mode mode)
     std::copy(x.begin(), x.end(), y.begin());
     return;
   }
-  if (!(held_ && mask_size_ == n)) {
-    if (static_cast<int64_t>(mask_.size()) < n) mask_.resize(static_cast<size_t>(n));
-    const T scale = T(1) / static_cast<T>(1 - p_);
-    for (int64_t i = 0; i < n; ++i)
-      mask_[static_cast<size_t>(i)] = rng_.uniform() < p_ ? T(0) : scale;
-    mask_size_ = n;
-  }
-  for (int64_t i = 0; i < n; ++i) y[i] = x[i] * mask_[static_cast<size_t>(i)];
+  if (held_ && mask_size_ == n) return ops::dropout_apply(y.data(), x.data(), mask_.data(), n);
+  if (static_cast<int64_t>(mask_.size()) < n) mask_.resize(static_cast<size_t>(n));
+  ops::dropout_forward(y.data(), mask_.data(), x.data(), n, p_, rng_);
+  mask_size_ = n;
 }
 
 template <typename T>
@@ -246,7 +242,7 @@ void Dropout<T>::backward_impl(TensorView<const T> x, TensorView<const T> /*y*/,
     this->fail("backward: expected the input of the latest kTrain forward (" +
                std::to_string(mask_size_) + " elements), got " + x.shape().str());
   }
-  for (int64_t i = 0; i < dx.numel(); ++i) dx[i] = dy[i] * mask_[static_cast<size_t>(i)];
+  ops::dropout_apply(dx.data(), dy.data(), mask_.data(), dx.numel());
 }
 
 #define CNN_INSTANTIATE_LAYER(Layer) \
