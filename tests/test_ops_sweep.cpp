@@ -792,6 +792,58 @@ TEST(OpsSweep, MaxPool3x3TiesNaNsAndZerosMatchTheReference) {
       }
 }
 
+// Every float window but 2x2 / stride 2 without padding runs the plane kernels
+// (maxpool_lanes.hpp: 4 planes a vector on the portable path, 8 with AVX2 and AVX-512): against
+// the reference, alone and fused with the ReLU (against relu_forward then the reference), with
+// and without the argmax, on inputs of few distinct values (ties), NaNs, infinities and zeros of
+// both signs. Kernels 1 to 5 along each axis (square and not), strides 1 to 4 along each axis
+// (above the kernel too: skipped input), any legal padding per axis; plane counts around the
+// groups (1, one short of a group, one over, partial last groups) and plane sizes around the
+// transposes' blocks; 1 and 2 threads.
+TEST_P(OpsSweepIsa, MaxPoolWindowsTiesNaNsAndZerosMatchTheReference) {
+  const testing::RestoreOpsSettings restore;
+  Rng rng(19);
+  const float specials[] = {0.0f, -0.0f, NAN, -NAN, INFINITY, -INFINITY, -1.0f, 1.0f, 2.0f};
+  const int64_t plane_counts[] = {1, 3, 4, 5, 7, 8, 9, 13, 17};
+  for (int c = 0; c < 240; ++c) {
+    const int64_t kh = 1 + int64_t(rng.below(5)), kw = c % 3 == 0 ? kh : 1 + int64_t(rng.below(5));
+    const int64_t sh = 1 + int64_t(rng.below(4)), sw = c % 4 == 0 ? sh : 1 + int64_t(rng.below(4));
+    const int64_t ph = int64_t(rng.below(uint64_t(kh / 2 + 1))),
+                  pw = int64_t(rng.below(uint64_t(kw / 2 + 1)));
+    const int64_t h = std::max<int64_t>(1, kh - 2 * ph) + int64_t(rng.below(11)),
+                  w = std::max<int64_t>(1, kw - 2 * pw) + int64_t(rng.below(c % 5 == 0 ? 40 : 11));
+    const int64_t planes = plane_counts[c % 9];
+    const int64_t batch = c % 2 == 0 ? 1 : planes, channels = planes / batch;
+    const ops::PoolShape s = ops::make_pool_shape(batch, channels, h, w, kh, kw, sh, sw, ph, pw);
+    if (kh == 2 && kw == 2 && sh == 2 && sw == 2 && ph == 0 && pw == 0) continue;  // its own path
+    ops::set_threads(1 + c % 2);
+    const int64_t nx = planes * h * w, ny = planes * s.out_h * s.out_w;
+    std::vector<float> x = random_vector<float>(rng, nx, true);
+    for (float& v : x) {
+      if (rng.below(4) == 0) v = specials[rng.below(9)];
+    }
+    std::vector<float> relu(nx);
+    ref::relu_forward(relu.data(), x.data(), nx);
+    for (const bool fused : {false, true}) {
+      const std::string what = describe(s) + (fused ? " after the ReLU, " : ", ") +
+                               std::to_string(ops::threads()) + " threads";
+      std::vector<float> y_fast(ny, 7.0f), y_ref(ny, 8.0f), y_alone(ny, 9.0f);
+      std::vector<int32_t> a_fast(ny, -7), a_ref(ny, -8);
+      if (fused) {
+        ops::relu_maxpool2d_forward(y_fast.data(), a_fast.data(), x.data(), s);
+        ops::relu_maxpool2d_forward(y_alone.data(), static_cast<int32_t*>(nullptr), x.data(), s);
+      } else {
+        ops::maxpool2d_forward(y_fast.data(), a_fast.data(), x.data(), s);
+        ops::maxpool2d_forward(y_alone.data(), static_cast<int32_t*>(nullptr), x.data(), s);
+      }
+      ref::maxpool2d_forward(y_ref.data(), a_ref.data(), fused ? relu.data() : x.data(), s);
+      ASSERT_EQ(a_fast, a_ref) << what;
+      ASSERT_TRUE(same_bits(y_fast, y_ref)) << what;
+      ASSERT_TRUE(same_bits(y_alone, y_ref)) << what << " without the argmax";
+    }
+  }
+}
+
 /// Dropout's default path (one pass, the reference's comparison as an integer threshold, no
 /// branch) against the reference, bit for bit: the masks, the products (x with NaNs, infinities
 /// and zeros of both signs, whose products with a dropped element's +0 are NaN or -0) and the

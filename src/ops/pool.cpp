@@ -1,7 +1,8 @@
-// Default max-pooling path: 2x2 windows at stride 2 have their own loop; other windows are
-// clipped to the input once per output row and column instead of testing every tap. Average
-// pooling: the window kernels of avgpool_lanes.hpp for 2x2 and 3x3 windows at stride 1 or 2,
-// the reference's loops otherwise.
+// Default max-pooling path: 2x2 windows at stride 2 have their own loop; other float windows
+// run the plane kernels of maxpool_lanes.hpp (a group of planes across the vector lanes); double
+// (and float planes of over 2^20 elements) a loop that clips each window to the input once per
+// output row and column instead of testing every tap. Average pooling: the window kernels of
+// avgpool_lanes.hpp for 2x2 and 3x3 windows at stride 1 or 2, the reference's loops otherwise.
 
 #include <emmintrin.h>
 
@@ -15,6 +16,7 @@
 #include "cnn/ops.hpp"
 #include "cnn/ops_ref.hpp"
 #include "isa_tables.hpp"
+#include "maxpool_lanes.hpp"
 #include "parallel.hpp"
 #include "pool_plane.hpp"
 #include "scratch.hpp"
@@ -200,69 +202,16 @@ void maxpool_2x2_stride2(T* y, int32_t* argmax, const T* x, const PoolShape& s) 
   });
 }
 
-/// The windows of one output row of 3x3 / kStride pooling (kStride 1 or 2) for the output
-/// columns [first, last), whose windows lie inside the input (rows h0 .. h0 + 2): the generic
-/// loop's rule and tap order (row-major; a larger value or a first NaN takes over), four windows
-/// a vector without branches (with branches, random data mispredicted them: about 5 ns a tap),
-/// the rest one at a time. Float only; kRelu and kArgmax as in maxpool_2x2_plane.
-template <bool kRelu, bool kArgmax, int kStride>
-void maxpool3x3_row_inside(float* yrow, int32_t* arow, const float* xp, int64_t in_w, int64_t h0,
-                           int64_t pad_w, int64_t first, int64_t last) {
-  const float* top = xp + h0 * in_w;
-  const auto top_index = static_cast<int32_t>(h0 * in_w - pad_w);
-  const auto tap = [](__m128 v) {
-    return kRelu ? _mm_andnot_ps(_mm_cmplt_ps(v, _mm_setzero_ps()), v) : v;
-  };
-  // Four windows' values of tap (r, c): columns c0 + c + kStride * lane.
-  const auto load_tap = [&](int64_t c0, int r, int c) {
-    const float* at = top + r * in_w + c0 + c;
-    if constexpr (kStride == 1) return tap(_mm_loadu_ps(at));
-    // Columns 0 and 2 of the first load, 1 and 3 of the second (at + 3 .. at + 6): no read
-    // past the last window's tap.
-    return tap(_mm_shuffle_ps(_mm_loadu_ps(at), _mm_loadu_ps(at + 3), _MM_SHUFFLE(3, 1, 2, 0)));
-  };
-  const __m128i lane_steps = _mm_setr_epi32(0, kStride, 2 * kStride, 3 * kStride);
-  int64_t ow = first;
-  for (; ow + 4 <= last; ow += 4) {
-    const int64_t c0 = ow * kStride - pad_w;
-    __m128 best = load_tap(c0, 0, 0);
-    __m128i offset = _mm_setzero_si128();  // the chosen tap's offset from the window's corner
-    for (int r = 0; r < 3; ++r)
-      for (int c = 0; c < 3; ++c) {
-        if (r == 0 && c == 0) continue;  // the generic loop's first consider changes nothing
-        const __m128 v = load_tap(c0, r, c);
-        const __m128 take = _mm_or_ps(_mm_cmpgt_ps(v, best),
-                                      _mm_and_ps(_mm_cmpunord_ps(v, v), _mm_cmpord_ps(best, best)));
-        best = _mm_or_ps(_mm_and_ps(take, v), _mm_andnot_ps(take, best));
-        const __m128i take_i = _mm_castps_si128(take);
-        offset =
-            _mm_or_si128(_mm_and_si128(take_i, _mm_set1_epi32(static_cast<int32_t>(r * in_w + c))),
-                         _mm_andnot_si128(take_i, offset));
-      }
-    _mm_storeu_ps(yrow + ow, best);
-    if constexpr (kArgmax) {
-      const __m128i corner =
-          _mm_add_epi32(_mm_set1_epi32(top_index + static_cast<int32_t>(ow * kStride)), lane_steps);
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(arow + ow), _mm_add_epi32(corner, offset));
-    }
-  }
-  for (; ow < last; ++ow) {
-    const int64_t c0 = ow * kStride - pad_w;
-    const auto scalar_tap = [&](int64_t at) { return kRelu ? relu_of(top[at]) : top[at]; };
-    float best = scalar_tap(c0);
-    int64_t best_index = c0;
-    for (int r = 0; r < 3; ++r)
-      for (int c = 0; c < 3; ++c)
-        consider(scalar_tap(r * in_w + c0 + c), r * in_w + c0 + c, best, best_index);
-    yrow[ow] = best;
-    if constexpr (kArgmax) arow[ow] = static_cast<int32_t>(h0 * in_w + best_index);
-  }
-}
+/// Float planes of at most this many elements go through the plane kernels (maxpool_lanes.hpp),
+/// whose scratch (slot 0) holds a group's planes interleaved (lanes x this many floats a thread:
+/// 32 MiB with AVX2's 8); larger ones take the generic loop.
+constexpr int64_t kMaxLanesPlane = int64_t{1} << 20;
 
-/// Any window, stride and padding: each window clipped to the input once per output row and
-/// column; 3x3 windows at stride 1 or 2 take maxpool_row_inside where they lie inside the
-/// input. Planes are split over the threads (the result does not depend on how). kRelu as in
-/// maxpool_2x2_stride2; argmax may be null.
+/// Any window, stride and padding. Float (but for planes over kMaxLanesPlane) runs the plane
+/// kernels of maxpool_lanes.hpp, a group of planes across the vector lanes; double runs the
+/// generic loop, each window clipped to the input once per output row and column. Planes (or
+/// groups of planes) are split over the threads; the result does not depend on how. kRelu as
+/// in maxpool_2x2_stride2; argmax may be null.
 template <typename T, bool kRelu>
 void maxpool_windows(T* y, int32_t* argmax, const T* x, const PoolShape& s) {
   if (s.kernel_h == 2 && s.kernel_w == 2 && s.stride_h == 2 && s.stride_w == 2 && s.pad_h == 0 &&
@@ -270,28 +219,38 @@ void maxpool_windows(T* y, int32_t* argmax, const T* x, const PoolShape& s) {
     if (!argmax) return maxpool_2x2_stride2<T, kRelu, false>(y, nullptr, x, s);
     return maxpool_2x2_stride2<T, kRelu, true>(y, argmax, x, s);
   }
-  const bool square3 = std::is_same_v<T, float> && s.kernel_h == 3 && s.kernel_w == 3 &&
-                       s.stride_h == s.stride_w && (s.stride_w == 1 || s.stride_w == 2);
-  // Output columns whose windows lie inside the input's columns: [inside_first, inside_last).
-  const int64_t inside_first = std::min(s.out_w, (s.pad_w + s.stride_w - 1) / s.stride_w);
-  const int64_t inside_last = std::max(
-      inside_first, std::min(s.out_w, s.in_w + s.pad_w - s.kernel_w >= 0
-                                          ? (s.in_w + s.pad_w - s.kernel_w) / s.stride_w + 1
-                                          : 0));
   const int64_t planes = s.batch * s.channels;
-  const int team = planes * s.out_h * s.out_w * s.kernel_h * s.kernel_w > 65536
-                       ? static_cast<int>(std::min<int64_t>(threads(), planes))
-                       : 1;
+  const int64_t in_size = s.in_h * s.in_w, out_size = s.out_h * s.out_w;
+  const bool large = planes * out_size * s.kernel_h * s.kernel_w > 65536;
+  if constexpr (std::is_same_v<T, float>) {
+    if (in_size <= kMaxLanesPlane) {
+      const detail::MaxPoolKernels& kernels = detail::maxpool_kernels();
+      const int64_t lanes = kernels.lanes, groups = (planes + lanes - 1) / lanes;
+      const detail::MaxPoolPlane g{s.in_h,     s.in_w,     s.out_h,    s.out_w, s.kernel_h,
+                                   s.kernel_w, s.stride_h, s.stride_w, s.pad_h, s.pad_w};
+      const int team = large ? static_cast<int>(std::min<int64_t>(threads(), groups)) : 1;
+      detail::for_each_range(team, groups, [&](int64_t first_group, int64_t last_group) {
+        float* x_lanes = detail::scratch<float>(0, in_size * lanes);
+        for (int64_t group = first_group; group < last_group; ++group) {
+          const int64_t first = group * lanes, count = std::min(lanes, planes - first);
+          kernels.planes(y + first * out_size, argmax ? argmax + first * out_size : nullptr,
+                         x + first * in_size, count, g, kRelu, x_lanes);
+        }
+      });
+      return;
+    }
+  }
+  const int team = large ? static_cast<int>(std::min<int64_t>(threads(), planes)) : 1;
   detail::for_each_range(team, planes, [&](int64_t first_plane, int64_t last_plane) {
     for (int64_t plane = first_plane; plane < last_plane; ++plane) {
-      const T* xp = x + plane * s.in_h * s.in_w;
-      T* yp = y + plane * s.out_h * s.out_w;
-      int32_t* ap = argmax ? argmax + plane * s.out_h * s.out_w : nullptr;
+      const T* xp = x + plane * in_size;
+      T* yp = y + plane * out_size;
+      int32_t* ap = argmax ? argmax + plane * out_size : nullptr;
       const auto tap = [&](int64_t at) { return kRelu ? relu_of(xp[at]) : xp[at]; };
       for (int64_t oh = 0; oh < s.out_h; ++oh) {
         const int64_t h0 = std::max<int64_t>(oh * s.stride_h - s.pad_h, 0);
         const int64_t h1 = std::min<int64_t>(oh * s.stride_h - s.pad_h + s.kernel_h, s.in_h);
-        const auto window = [&](int64_t ow) {
+        for (int64_t ow = 0; ow < s.out_w; ++ow) {
           const int64_t w0 = std::max<int64_t>(ow * s.stride_w - s.pad_w, 0);
           const int64_t w1 = std::min<int64_t>(ow * s.stride_w - s.pad_w + s.kernel_w, s.in_w);
           int64_t best_index = h0 * s.in_w + w0;
@@ -301,26 +260,7 @@ void maxpool_windows(T* y, int32_t* argmax, const T* x, const PoolShape& s) {
               consider(tap(h * s.in_w + w), h * s.in_w + w, best, best_index);
           yp[oh * s.out_w + ow] = best;
           if (ap) ap[oh * s.out_w + ow] = static_cast<int32_t>(best_index);
-        };
-        if (!square3 || h1 - h0 != 3) {
-          for (int64_t ow = 0; ow < s.out_w; ++ow) window(ow);
-          continue;
         }
-        for (int64_t ow = 0; ow < inside_first; ++ow) window(ow);
-        T* yrow = yp + oh * s.out_w;
-        int32_t* arow = ap ? ap + oh * s.out_w : nullptr;
-        const auto inside = [&]<bool kArgmax, int kStride>() {
-          if constexpr (std::is_same_v<T, float>) {
-            maxpool3x3_row_inside<kRelu, kArgmax, kStride>(yrow, arow, xp, s.in_w, h0, s.pad_w,
-                                                           inside_first, inside_last);
-          }
-        };
-        if (s.stride_w == 1) {
-          arow ? inside.template operator()<true, 1>() : inside.template operator()<false, 1>();
-        } else {
-          arow ? inside.template operator()<true, 2>() : inside.template operator()<false, 2>();
-        }
-        for (int64_t ow = inside_last; ow < s.out_w; ++ow) window(ow);
       }
     }
   });
@@ -649,6 +589,10 @@ CNN_INSTANTIATE_POOL(double)
 }  // namespace cnn::ops
 
 namespace cnn::detail {
+
+const MaxPoolKernels& maxpool_kernels() {
+  return ops::isa_has_avx2() ? maxpool_avx2() : maxpool_portable();
+}
 
 const AvgPoolKernels& avgpool_kernels() {
   return table_for_isa(avgpool_avx512, avgpool_avx2, avgpool_portable);

@@ -12,7 +12,9 @@ namespace cnn::detail {
 /// the GEMM convolution backward's gathered dy), 7 im2col's and col2im's padded plane (col2im
 /// also runs inside the direct backward, which holds 4 to 6), and the direct backward's dy image
 /// when it is made image by image (ops::conv2d_weight_backward_by_image, which has no col2im);
-/// 7 also average pooling's shares (ops::avgpool2d_backward, which runs inside no other op).
+/// 7 also average pooling's shares (ops::avgpool2d_backward, which runs inside no other op);
+/// 0 also max pooling's interleaved planes (ops::maxpool2d_forward and relu_maxpool2d_forward
+/// but for 2x2 / stride 2, which run inside no other op).
 inline constexpr int kScratchSlots = 8;
 
 /// Returns at least n elements of per-thread scratch in slot `slot` (0 <= slot < 8). The
