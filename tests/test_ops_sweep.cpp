@@ -750,11 +750,11 @@ TEST(OpsSweep, MaxPool2dDouble) {
   sweep_pool<double>(4, 100);
 }
 
-// 3x3 windows at stride 1 or 2 take four windows a vector where they lie inside the input
-// (maxpool3x3_row_inside), the generic loop at the edges: against the reference, alone and
-// fused with the ReLU (against relu_forward then the reference), on inputs of few distinct
-// values (ties), NaNs and zeros of both signs, widths around the vector step and its tail,
-// with and without padding, over 1 and 2 threads.
+// 3x3 windows at stride 1 or 2 (the pooling of residual networks' stems; once a path of their
+// own, now the plane kernels' of MaxPoolWindowsTiesNaNsAndZerosMatchTheReference below, on the
+// default instruction set): against the reference, alone and fused with the ReLU (against
+// relu_forward then the reference), on inputs of few distinct values (ties), NaNs and zeros of
+// both signs, widths 3 to 22, with and without padding, over 1 and 2 threads.
 TEST(OpsSweep, MaxPool3x3TiesNaNsAndZerosMatchTheReference) {
   const testing::RestoreOpsSettings restore;
   Rng rng(13);
