@@ -2138,7 +2138,8 @@ bool limit_address_space(int64_t headroom) {
 /// (limit_address_space), and returns what `call` returned, or "threw: " and the message of
 /// the exception it threw. AddressSanitizer reserves terabytes of address space at its start,
 /// so the sanitizer build cannot run under such a limit.
-std::string under_address_limit(int64_t headroom, const std::function<std::string()>& call) {
+[[maybe_unused]] std::string under_address_limit(int64_t headroom,
+                                                 const std::function<std::string()>& call) {
   int pipe_fds[2];
   if (::pipe(pipe_fds) != 0) return "no pipe";
   const pid_t child = ::fork();
