@@ -645,6 +645,11 @@ TEST(CliBadInput, EvalReadsTheTestSetAloneAndNamesEveryClass) {
                  {"overflowing.pgm: the model's output 0 is",
                   "for this image (its weights "
                   "overflow float)"});
+  // Found 2026-12-07 by a helper's probe: eval said only "CrossEntropyLoss(): expected finite
+  // predictions, got inf at index 0", naming neither the model file nor the image.
+  expect_refusal("eval " + overflowing.string() + " --data sample",
+                 {overflowing.string() + ": evaluate: test image 0: the model's output ",
+                  "(its weights overflow float)"});
   expect_refusal("info lenet",
                  {"lenet: neither a preset (lenet5, convnet, resnet, seed), a spec file nor a "
                   "model file"});

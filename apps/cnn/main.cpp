@@ -1558,6 +1558,9 @@ int eval_command(const Args& args) {
     throw OutOfMemory(out_of_memory_at(e, batch));
   } catch (const std::bad_alloc& e) {
     throw OutOfMemory(out_of_memory_at(e, batch));
+  } catch (const Error& e) {
+    // What went wrong is the model's: the line names its file.
+    throw Error(args.positional()[0] + ": " + e.what());
   }
   // One name per output: a dataset's names run to its largest label, which may be below the
   // model's last class (found 2026-12-06: --json listed 8 names for 10 rows).

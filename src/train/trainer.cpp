@@ -560,6 +560,18 @@ EvalResult evaluate_described(Sequential<float>& model, const ModelSpec& spec, c
     gather_labels(data, indices, labels);
     const TensorView<const float> outputs = model.forward(x, Mode::kEval);
     const int64_t n = static_cast<int64_t>(indices.size());
+    // Finite weights can still overflow; the loss refused such outputs naming neither the
+    // sample nor the cause (found 2026-12-07: `cnn eval` said only "CrossEntropyLoss():
+    // expected finite predictions, got inf at index 0").
+    for (int64_t k = 0; k < outputs.numel(); ++k) {
+      if (!std::isfinite(outputs[k])) {
+        const int64_t per_sample = outputs.numel() / n;
+        throw Error(
+            "evaluate: test image " + std::to_string(indices[static_cast<size_t>(k / per_sample)]) +
+            ": the model's output " + std::to_string(k % per_sample) + " is " +
+            (std::isnan(outputs[k]) ? "nan" : "infinite") + " (its weights overflow float)");
+      }
+    }
     loss_sum += objective.loss(outputs, labels, nullptr) * static_cast<double>(n);
     for (int64_t i = 0; i < n; ++i) {
       const int predicted = objective.predict(outputs, i);
