@@ -1155,6 +1155,21 @@ TEST(CliBadInput, SpecsImagesAndFlags) {
                   "- lr x weight decay every step, which below -1 grows them until they overflow "
                   "(expected lr x weight decay <= 2)"});
   expect_refusal("train --model nope", {"--model nope", "neither a preset"});
+  // Found 2026-12-07 by a helper's probe: a model file given as the architecture was "not
+  // valid JSON: [json.exception.parse_error.101] ... last read: '<U+0018>'".
+  const std::string weights = trained_model().string();
+  for (const std::string& command :
+       {std::string("train --data sample --epochs 1"), "eval " + weights}) {
+    expect_refusal(command + " --model " + weights,
+                   {"cnn: --model " + weights +
+                    ": a safetensors file (a model's weights), not a spec: expected a preset "
+                    "(lenet5, convnet, resnet, seed) or a spec file (JSON; cnn info " +
+                    weights + " --json shows a model file's spec)"});
+  }
+  const fs::path graph = work_dir() / "graph.onnx";
+  write_file(graph, std::string("\x08\x07\x12\x03") + "cnn");  // an ONNX file's first bytes
+  expect_refusal("bench --model " + graph.string(),
+                 {"cnn: --model " + graph.string() + ": an ONNX model, not a spec"});
   expect_refusal("info nope.json", {"cnn: nope.json: neither a preset"});
   expect_refusal("train --frobnicate 3", {"unknown flag --frobnicate"});
   expect_refusal("train --data sample --epochs --batch 3",

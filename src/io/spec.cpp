@@ -10,6 +10,7 @@
 
 #include "cnn/error.hpp"
 #include "cnn/fileio.hpp"
+#include "cnn/onnx.hpp"
 #include "cnn/residual.hpp"
 #include "json_reader.hpp"
 
@@ -853,6 +854,24 @@ ModelSpec model_spec_from(const std::string& what, const std::string& flag) {
   }
   std::ifstream in(what);
   const std::string text{std::istreambuf_iterator<char>(in), {}};
+  // A model file where its architecture belongs (`--model m.safetensors`, `--model m.onnx`)
+  // was "not valid JSON: [json.exception.parse_error.101] ... last read: '<U+0018>'" (found
+  // 2026-12-07). A safetensors file starts with its header's length (8 bytes, little-endian)
+  // and the header's '{'; no JSON text does, and a spec never starts with anything but
+  // whitespace and '{'.
+  uint64_t header_length = 0;
+  for (size_t i = 0; i < 8 && i < text.size(); ++i)
+    header_length |= uint64_t{static_cast<unsigned char>(text[i])} << (8 * i);
+  const bool safetensors = text.size() > 8 && text[8] == '{' && header_length <= text.size() - 8;
+  const size_t first = text.find_first_not_of(" \t\r\n");
+  const bool onnx = is_onnx_path(what) && first != std::string::npos && text[first] != '{';
+  if (safetensors || onnx) {
+    throw Error((flag.empty() ? what : flag + " " + what) + ": " +
+                (safetensors ? "a safetensors file (a model's weights)" : "an ONNX model") +
+                ", not a spec: expected a preset (lenet5, convnet, resnet, seed) or a spec "
+                "file (JSON; cnn info " +
+                what + " --json shows a model file's spec)");
+  }
   ModelSpec spec = parse_model_spec(text, what);
   if (spec.name == what) spec.name = std::filesystem::path(what).stem().string();
   return spec;
