@@ -1371,6 +1371,16 @@ TEST_F(SafeTensorsTest, ALongNameIsWrittenAndAReplacedFileKeepsItsPermissions) {
     EXPECT_EQ(std::string(e.what()), file("into_missing") + ": cannot write: the directory " +
                                          file("missing") + " does not exist");
   }
+  // A directory that is there but takes no new files gives the same errno (ENOENT); it said
+  // "the directory /proc does not exist" (found 2026-12-07 by a helper's probe).
+  try {
+    save_safetensors("/proc/cnn-test.safetensors", {{"a", a}}, {});
+    ADD_FAILURE() << "saved into /proc";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "/proc/cnn-test.safetensors: cannot create a temporary file next to it: No such "
+              "file or directory");
+  }
 }
 
 // Found 2026-12-06 (a helper's probe): load_model ignored the "format" metadata, so a

@@ -480,10 +480,14 @@ void write_file_atomic(const std::string& path, const std::string& bytes) {
   if (fd < 0) {
     const int error = errno;
     const size_t slash = destination.find_last_of('/');
-    if (error == ENOENT && slash != std::string::npos) {
+    const std::string directory = slash == 0 ? "/" : destination.substr(0, slash);
+    struct stat there {};
+    if (error == ENOENT && slash != std::string::npos && ::stat(directory.c_str(), &there) != 0) {
       // The directory is missing (a link into one that does not exist): name it, not the
-      // temporary file the user never asked for.
-      fail(path, "cannot write: the directory " + destination.substr(0, slash) + " does not exist");
+      // temporary file the user never asked for. (A directory that is there and takes no new
+      // files, /proc, gives ENOENT too: found 2026-12-07, "the directory /proc does not
+      // exist".)
+      fail(path, "cannot write: the directory " + directory + " does not exist");
     }
     fail(path, std::string("cannot create a temporary file next to it: ") + std::strerror(error));
   }
