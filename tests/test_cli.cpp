@@ -904,6 +904,30 @@ TEST(CliBadInput, RunFilesThatAreOneAnotherOrTheRunsInputsAreRefusedBeforeTraini
   EXPECT_FALSE(fs::exists(dir / "made"));
 }
 
+// Found 2026-12-07 by a helper's probe: a spec file or CIFAR-10 batch whose read fails (an I/O
+// error; here a link to /proc/self/mem, whose first page is not mapped) was "basic_filebuf::
+// underflow error reading the file: Input/output error", naming no file.
+TEST(CliBadInput, AFileThatCannotBeReadIsNamed) {
+  const fs::path dir = work_dir() / "unreadable";
+  fs::create_directories(dir / "cifar");
+  fs::create_symlink("/proc/self/mem", dir / "spec.json");
+  for (const char* batch : {"data_batch_1.bin", "test_batch.bin"})
+    fs::create_symlink("/proc/self/mem", dir / "cifar" / batch);
+  const auto refused_naming = [](const std::string& args, const fs::path& file) {
+    SCOPED_TRACE("cnn " + args);
+    const CliRun run = cnn(args);
+    EXPECT_EQ(run.exit_code, 1) << run.err;
+    EXPECT_EQ(std::count(run.err.begin(), run.err.end(), '\n'), 1) << run.err;
+    // "cannot read ...: Input/output error", or "cannot open" where /proc/self/mem is closed.
+    EXPECT_NE(run.err.find("cnn: " + file.string() + ": cannot "), std::string::npos) << run.err;
+  };
+  refused_naming("info " + (dir / "spec.json").string(), dir / "spec.json");
+  refused_naming("train --data sample --epochs 1 --model " + (dir / "spec.json").string(),
+                 dir / "spec.json");
+  refused_naming("eval " + trained_model().string() + " --data " + (dir / "cifar").string(),
+                 dir / "cifar" / "test_batch.bin");
+}
+
 // Found 2026-12-06: a directory, a pipe or a missing x.json given as a model were all "neither
 // a preset ... nor a spec file", leaving the user to guess which.
 TEST(CliBadInput, AModelThatIsNeitherAPresetNorASpecSaysWhatIsThere) {

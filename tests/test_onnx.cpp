@@ -2054,13 +2054,19 @@ TEST(Onnx, ConvertCommandBothWays) {
   EXPECT_TRUE(read_bytes(a) == read_bytes(b));
   Json info = Json::parse(cnn_stdout("info " + o.string() + " --json"));
   EXPECT_EQ(info.at("parameters").get<int64_t>(), 308074);
+  fs::create_symlink("/proc/self/mem", work_dir() / "unreadable.onnx");
   for (const auto& [args, fragment] : std::vector<std::pair<std::string, std::string>>{
            {"convert " + a.string() + " " + b.string(),
             "expected one .onnx file and one model file"},
            {"convert " + a.string() + " " + o.string() + " --opset 12", "--opset"},
            {"convert " + o.string() + " " + b.string() + " --fold-batchnorm",
             "only for a conversion to ONNX"},
-           {"convert " + a.string(), "expected IN and OUT"}}) {
+           {"convert " + a.string(), "expected IN and OUT"},
+           // A read that fails (found 2026-12-07: "basic_filebuf::underflow error reading the
+           // file: Input/output error", no file named): "cannot read" or, where
+           // /proc/self/mem is closed, "cannot open".
+           {"info " + (work_dir() / "unreadable.onnx").string(),
+            (work_dir() / "unreadable.onnx").string() + ": cannot "}}) {
     const auto [code, err] = cnn_run(args);
     EXPECT_NE(code, 0) << args;
     EXPECT_NE(err.find(fragment), std::string::npos) << args << ": " << err;

@@ -51,4 +51,10 @@ const char* special_file_kind(const std::string& path);
 /// Symbolic links are followed.
 void require_regular_file(const std::string& path, const std::string& what);
 
+/// The whole content of the file at `path`, read as `what` (e.g. "a spec file"). Throws
+/// cnn::Error naming `path` when it cannot be opened or read ("<path>: cannot read <what>:
+/// Input/output error"); an std::ifstream read through std::istreambuf_iterator threw
+/// libstdc++'s "basic_filebuf::underflow error reading the file", which names no file.
+std::string read_whole_file(const std::string& path, const std::string& what);
+
 }  // namespace cnn

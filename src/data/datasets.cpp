@@ -85,15 +85,13 @@ Dataset read_cifar10(const std::vector<std::string>& paths) {
   constexpr int64_t kMaxBatchBytes = int64_t{1} << 33;
   for (const std::string& path : paths) {
     require_regular_file(path, "a CIFAR-10 batch");
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw Error(path + ": cannot open CIFAR-10 batch: " + std::strerror(errno));
     std::error_code error;
     const uintmax_t file_size = fs::file_size(path, error);
     if (!error && file_size > static_cast<uintmax_t>(kMaxBatchBytes)) {
       throw Error(path + ": expected a CIFAR-10 batch of at most " +
                   std::to_string(kMaxBatchBytes) + " bytes, got " + std::to_string(file_size));
     }
-    const std::string bytes{std::istreambuf_iterator<char>(in), {}};
+    const std::string bytes = read_whole_file(path, "a CIFAR-10 batch");
     const int64_t size = static_cast<int64_t>(bytes.size());
     if (size == 0 || size % kRecord != 0) {
       throw Error(path + ": expected a whole number of " + std::to_string(kRecord) +

@@ -2181,9 +2181,7 @@ ModelFile Importer::run() {
 
 ModelFile load_onnx(const std::string& path) {
   require_regular_file(path, "an ONNX model");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path + ": cannot open the file");
-  const std::string bytes{std::istreambuf_iterator<char>(in), {}};
+  const std::string bytes = read_whole_file(path, "an ONNX model");
   if (bytes.empty()) throw Error(path + ": empty file (expected an ONNX model)");
   onnx::ModelProto m;
   if (!m.ParseFromString(bytes)) {

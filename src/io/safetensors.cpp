@@ -461,6 +461,29 @@ void require_regular_file(const std::string& path, const std::string& what) {
   throw Error(path + ": expected " + what + ", got " + file_kind(info.st_mode));
 }
 
+std::string read_whole_file(const std::string& path, const std::string& what) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw Error(path + ": cannot open " + what + ": " + std::strerror(errno));
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  std::string bytes;
+  struct stat info {};
+  if (::fstat(fd, &info) == 0 && S_ISREG(info.st_mode) && info.st_size > 0)
+    bytes.reserve(static_cast<size_t>(info.st_size));
+  char buffer[1 << 16];
+  for (;;) {
+    const ssize_t got = ::read(fd, buffer, sizeof buffer);
+    if (got == 0) return bytes;
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      throw Error(path + ": cannot read " + what + ": " + std::strerror(errno));
+    }
+    bytes.append(buffer, static_cast<size_t>(got));
+  }
+}
+
 const char* special_file_kind(const std::string& path) {
   struct stat info {};
   if (::stat(path.c_str(), &info) != 0 || S_ISREG(info.st_mode)) return nullptr;

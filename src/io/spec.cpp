@@ -852,8 +852,7 @@ ModelSpec model_spec_from(const std::string& what, const std::string& flag) {
     throw Error((flag.empty() ? what : flag + " " + what) +
                 ": neither a preset (lenet5, convnet, resnet, seed) nor a spec file" + there);
   }
-  std::ifstream in(what);
-  const std::string text{std::istreambuf_iterator<char>(in), {}};
+  const std::string text = read_whole_file(what, "a spec file");
   // A model file where its architecture belongs (`--model m.safetensors`, `--model m.onnx`)
   // was "not valid JSON: [json.exception.parse_error.101] ... last read: '<U+0018>'" (found
   // 2026-12-07). A safetensors file starts with its header's length (8 bytes, little-endian)
