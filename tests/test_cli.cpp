@@ -897,6 +897,13 @@ TEST(CliBadInput, RunFilesThatAreOneAnotherOrTheRunsInputsAreRefusedBeforeTraini
                           "expected a file name, got a directory");
   EXPECT_FALSE(fs::exists(dir / "m.onnx"));
   EXPECT_FALSE(fs::exists(dir / "run"));
+  // convert's own case (found 2026-12-07 by a helper's probe): `cnn convert m.onnx spec.json`
+  // wrote a model file over the spec, which info and --model then read as a spec.
+  expect_refusal("convert " + (dir / "m.onnx").string() + " " + (dir / "spec.json").string(),
+                 {"convert: " + (dir / "spec.json").string() +
+                  " is a spec's name (.json): convert writes a model file; expected a name such "
+                  "as model.safetensors"});
+  EXPECT_EQ(read_file(dir / "spec.json"), spec_text);
   // A run refused for its data leaves no directories behind (they were made first).
   expect_refusal("train --data " + (dir / "no_data").string() + " --epochs 1 --out " +
                      (dir / "made" / "deeper" / "m.safetensors").string(),

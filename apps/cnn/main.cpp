@@ -1514,6 +1514,13 @@ int convert_command(const Args& args) {
   if (is_onnx_path(in) == is_onnx_path(out)) {
     throw Error("convert: expected one .onnx file and one model file, got " + in + " and " + out);
   }
+  if (!is_onnx_path(out) && fs::path(out).extension() == ".json") {
+    // Found 2026-12-07: `cnn convert m.onnx spec.json` wrote a model file over a spec, which
+    // `cnn info spec.json` and --model then read as a spec (train refuses such an --out).
+    throw Error("convert: " + out +
+                " is a spec's name (.json): convert writes a model file; expected a name such as "
+                "model.safetensors");
+  }
   if (args.has("--opset") && !is_onnx_path(out))
     throw Error("--opset: only for a conversion to ONNX");
   if (args.has("--fold-batchnorm") && !is_onnx_path(out))
