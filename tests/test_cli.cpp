@@ -789,6 +789,21 @@ TEST(CliBadInput, RunFilesThatAreNotRegularFilesAreRefusedBeforeTraining) {
   refused_before_training(
       "train --data sample --epochs 1 --out " + (dir / "m.lock").string(),
       "--out names the model file; the .csv, .svg, .ckpt and .lock go next to it");
+  // A link into a directory that is not there: the model file failed once the whole run had
+  // trained, a checkpoint at its first write (found 2026-12-07 by a helper's probe).
+  fs::create_symlink("nowhere/m.safetensors", dir / "dangling.safetensors");
+  refused_before_training(
+      "train --data sample --epochs 1 --out " + (dir / "dangling.safetensors").string(),
+      "--out " + (dir / "dangling.safetensors").string() + ": the run writes " +
+          (dir / "dangling.safetensors").string() + ", a link to " +
+          (dir / "nowhere/m.safetensors").string() + ", whose directory " +
+          (dir / "nowhere").string() + " does not exist");
+  fs::create_symlink("gone/d.ckpt", dir / "d.ckpt");
+  refused_before_training(
+      "train --data sample --epochs 1 --out " + (dir / "d.safetensors").string(),
+      (dir / "d.ckpt").string() + ", a link to " + (dir / "gone/d.ckpt").string() +
+          ", whose directory");
+  EXPECT_FALSE(fs::exists(dir / "d.safetensors"));
   const fs::path null = dir / "null";
   if (::mknod(null.c_str(), S_IFCHR | 0666, ::makedev(1, 3)) == 0) {  // needs root, as in CI
     refused_before_training("train --data sample --epochs 1 --out " + null.string(),

@@ -608,10 +608,21 @@ void require_room_for_run_files(const std::string& out, const std::string& check
   std::vector<std::string> paths = run_files(out, checkpoint);
   paths.push_back(sibling(out, ".lock"));
   for (const std::string& path : paths) {
-    const char* kind = special_file_kind(path);
-    if (kind == nullptr) continue;
-    throw Error("--out " + out + ": the run writes " + path + ", which is " + kind +
-                " (expected a regular file or none)");
+    if (const char* kind = special_file_kind(path)) {
+      throw Error("--out " + out + ": the run writes " + path + ", which is " + kind +
+                  " (expected a regular file or none)");
+    }
+    // A link is written through; into a directory that is not there, the model file failed
+    // once the whole run had trained (found 2026-12-07: `--out dangling.safetensors`), and a
+    // checkpoint at its first write.
+    std::error_code error;
+    if (!fs::is_symlink(path, error)) continue;
+    const fs::path target = write_destination(path);
+    const fs::path directory = target.parent_path();
+    if (!directory.empty() && !fs::is_directory(directory, error)) {
+      throw Error("--out " + out + ": the run writes " + path + ", a link to " + target.string() +
+                  ", whose directory " + directory.string() + " does not exist");
+    }
   }
 }
 
