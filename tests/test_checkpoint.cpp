@@ -363,6 +363,56 @@ TEST(Checkpoint, ResumeRefusesWhatWouldChangeTheRun) {
   EXPECT_NE(model_file.err.find("not a cnn checkpoint"), std::string::npos) << model_file.err;
 }
 
+// Found 2026-12-07 by a helper's probe: a run resumed on a data directory whose files had
+// changed went on silently when the counts were the same (other labels), and failed with
+// "BatchIterator: a saved order of 50 samples at position 20 does not fit 2000 samples" when
+// they were not. The checkpoint keeps a hash of the data; other data is refused before training.
+TEST(Checkpoint, AResumeOnOtherDataIsRefused) {
+  const fs::path dir = work_dir() / "other_data", data = dir / "data";
+  fs::remove_all(dir);
+  fs::create_directories(data);
+  for (const auto& entry : fs::directory_iterator(CNN_SAMPLE_DIR))
+    fs::copy_file(entry.path(), data / entry.path().filename());
+  const std::string ckpt = (dir / "m.ckpt").string();
+  const CliRun killed = cnn("train --data " + data.string() + " --epochs 2 --threads 1 --out " +
+                                (dir / "m.safetensors").string(),
+                            {"CNN_FAULT_KILL_AFTER_CHECKPOINT=1"});
+  ASSERT_EQ(killed.exit_code, 128 + SIGKILL) << killed.err;
+  // An IDX file of `sizes` filled with `value`; a raw file is read before the .gz beside it.
+  const auto idx = [](uint32_t magic, const std::vector<uint32_t>& sizes, char value) {
+    std::string out;
+    size_t count = 1;
+    std::vector<uint32_t> words{magic};
+    words.insert(words.end(), sizes.begin(), sizes.end());
+    for (const uint32_t v : words)
+      for (int b = 3; b >= 0; --b) out += static_cast<char>((v >> (8 * b)) & 0xFF);
+    for (const uint32_t v : sizes) count *= v;
+    return out + std::string(count, value);
+  };
+  const auto write = [](const fs::path& path, const std::string& bytes) {
+    std::ofstream(path, std::ios::binary) << bytes;
+  };
+  const std::string refused = "cnn: --data " + data.string() + ": not the data the run of " + ckpt +
+                              " started with: it had 2000 training and 1000 test images";
+  write(data / "train-labels-idx1-ubyte", idx(0x801, {2000}, 3));
+  CliRun run = cnn("train --resume " + ckpt);
+  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_EQ(run.err.rfind(refused, 0), 0u) << run.err;
+  EXPECT_NE(run.err.find("), this has 2000 and 1000 (hash "), std::string::npos) << run.err;
+  EXPECT_EQ(std::count(run.err.begin(), run.err.end(), '\n'), 1) << run.err;
+  write(data / "train-images-idx3-ubyte", idx(0x803, {500, 28, 28}, 0));
+  write(data / "train-labels-idx1-ubyte", idx(0x801, {500}, 1));
+  run = cnn("train --resume " + ckpt);
+  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_EQ(run.err.rfind(refused, 0), 0u) << run.err;
+  EXPECT_NE(run.err.find("), this has 500 and 1000 (hash "), std::string::npos) << run.err;
+  // Its own data again: the run goes on.
+  fs::remove(data / "train-images-idx3-ubyte");
+  fs::remove(data / "train-labels-idx1-ubyte");
+  run = cnn("train --resume " + ckpt);
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+}
+
 // The flags of a resumed run are checked against the checkpoint's recipe, not a fresh run's
 // defaults (found 2026-12-06): a 25-epoch run refused its own --step-epochs 24 ("from 1 to 20",
 // the default epochs), an adam run took --momentum, and --epochs shorter than the warm-up failed

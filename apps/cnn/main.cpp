@@ -314,6 +314,10 @@ struct TrainConfig {
   // written before 2026-12-06).
   std::string directory;
   double checkpoint_every = -1;  // --checkpoint-every (-1: after every epoch only)
+  // The data the run trains and tests on (data_hash; for checkpoints written before
+  // 2026-12-07, -1 and ""): a resumed run refuses other data.
+  int64_t data_train = -1, data_test = -1;
+  std::string data_hash;
 };
 
 Json config_json(const TrainConfig& c) {
@@ -337,7 +341,10 @@ Json config_json(const TrainConfig& c) {
           {"threads", c.threads},
           {"sync_batchnorm", c.sync_batchnorm},
           {"directory", c.directory},
-          {"checkpoint_every", c.checkpoint_every}};
+          {"checkpoint_every", c.checkpoint_every},
+          {"data_train", c.data_train},
+          {"data_test", c.data_test},
+          {"data_hash", c.data_hash}};
 }
 
 TrainConfig config_from_json(const std::string& text, const std::string& path) {
@@ -365,6 +372,9 @@ TrainConfig config_from_json(const std::string& text, const std::string& path) {
     c.sync_batchnorm = j.value("sync_batchnorm", false);
     c.directory = j.value("directory", "");
     c.checkpoint_every = j.value("checkpoint_every", -1.0);
+    c.data_train = j.value("data_train", int64_t{-1});
+    c.data_test = j.value("data_test", int64_t{-1});
+    c.data_hash = j.value("data_hash", "");
     // The ranges the flags allow (found 2026-12-06: an edited checkpoint's batch 100000 and
     // crop padding 1000 were taken).
     if (o.epochs < 1 || o.epochs > kMaxEpochs || o.batch < 1 || o.batch > kMaxBatch ||
@@ -534,6 +544,33 @@ TrainConfig config_from_args(const Args& args, const std::string& model_name, co
                            " names a file in it)");
   }
   return c;
+}
+
+/// A 64-bit hash (hex) of a run's data as it trains on it (after the spec's class selection):
+/// both splits' pixels and labels. Not cryptographic: it tells a resumed run that its data
+/// changed (found 2026-12-07: a directory whose labels were replaced resumed silently on them,
+/// and one with another image count failed with "BatchIterator: a saved order of 50 samples at
+/// position 20 does not fit 2000 samples").
+std::string data_hash(const DataSplit& data) {
+  uint64_t hash = 0x84222325cbf29ce4ull;
+  const auto mix = [&hash](const std::vector<uint8_t>& bytes) {
+    size_t i = 0;
+    for (; i + 8 <= bytes.size(); i += 8) {
+      uint64_t word;
+      std::memcpy(&word, bytes.data() + i, 8);
+      hash = (hash ^ word) * 0x9e3779b97f4a7c15ull;
+      hash ^= hash >> 29;
+    }
+    for (; i < bytes.size(); ++i) hash = (hash ^ bytes[i]) * 0x100000001b3ull;
+    hash = (hash ^ bytes.size()) * 0x9e3779b97f4a7c15ull;
+  };
+  for (const Dataset* d : {&data.train, &data.test}) {
+    mix(d->images.pixels);
+    mix(d->labels);
+  }
+  char text[20];
+  std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(hash));
+  return text;
 }
 
 /// A resumed run's relative --out and --data, resolved against the directory its run started
@@ -1092,6 +1129,21 @@ void prepare_training(const Args& args, Communicator* ranks, TrainSetup& t) {
   require_room_for_run_files(out, t.checkpoint_path);
   require_distinct_run_files(config, t.checkpoint_path);
   t.data = data_for(t.spec, config.data);
+  const std::string hash = data_hash(t.data);
+  const int64_t train_count = t.data.train.size(), test_count = t.data.test.size();
+  if (resuming && !config.data_hash.empty() &&
+      (hash != config.data_hash || train_count != config.data_train ||
+       test_count != config.data_test)) {
+    throw Error("--data " + config.data + ": not the data the run of " + t.checkpoint_path +
+                " started with: it had " + std::to_string(config.data_train) + " training and " +
+                std::to_string(config.data_test) + " test images (hash " + config.data_hash +
+                "), this has " + std::to_string(train_count) + " and " +
+                std::to_string(test_count) + " (hash " + hash +
+                "); a resumed run continues on its own data");
+  }
+  config.data_train = train_count;
+  config.data_test = test_count;
+  config.data_hash = hash;
   // The schedule's steps depend on the data's size, so it is checked once the data are read,
   // before any line of training (found 2026-12-06: a onecycle run resumed with --epochs 3 of
   // one step each failed as training started, advising a smaller batch, which a resume
