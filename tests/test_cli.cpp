@@ -1585,5 +1585,33 @@ TEST(CliBadInput, AFailedRunNeverTouchesTheModelAtOut) {
   }
 }
 
+// Found 2026-12-07: a flag given twice took its last value silently (`train --epochs 5
+// --epochs 1` trained one epoch). No flag is a list; every command refuses a second one.
+TEST(CliBadInput, AFlagGivenTwiceIsRefused) {
+  const std::string model = trained_model().string();
+  const std::string out = " --out " + (work_dir() / "twice.safetensors").string();
+  expect_refusal("train --data sample --epochs 5 --epochs 1" + out,
+                 {"cnn: train: --epochs given twice ('5' and '1'); expected it once"});
+  EXPECT_EQ(cnn("train --data sample --epochs 5 --epochs 1" + out).out.find("epoch 1"),
+            std::string::npos)
+      << "it trained";
+  expect_refusal("train --data sample --lr=0.1 --lr 0.2" + out,
+                 {"cnn: train: --lr given twice ('0.1' and '0.2'); expected it once"});
+  expect_refusal("train --data sample --sync-batchnorm --sync-batchnorm" + out,
+                 {"cnn: train: --sync-batchnorm given twice; expected it once"});
+  expect_refusal("eval " + model + " --data sample --batch 8 --batch 9",
+                 {"cnn: eval: --batch given twice ('8' and '9'); expected it once"});
+  expect_refusal("eval " + model + " --data sample --json --json",
+                 {"cnn: eval: --json given twice; expected it once"});
+  expect_refusal("predict " + model + " --top 1 --top 2 x.png",
+                 {"cnn: predict: --top given twice ('1' and '2'); expected it once"});
+  expect_refusal("info lenet5 --json --json", {"cnn: info: --json given twice; expected it once"});
+  expect_refusal("convert " + model + " m.onnx --opset 17 --opset 18",
+                 {"cnn: convert: --opset given twice ('17' and '18'); expected it once"});
+  expect_refusal("bench --repeat 1 --repeat 2",
+                 {"cnn: bench: --repeat given twice ('1' and '2'); expected it once"});
+  EXPECT_FALSE(fs::exists(work_dir() / "twice.safetensors"));
+}
+
 }  // namespace
 }  // namespace cnn

@@ -1,6 +1,6 @@
 #pragma once
-// A strict command-line parser: every flag is declared, values are range-checked, and every
-// mistake is one line naming the flag and what was expected.
+// A strict command-line parser: every flag is declared, values are range-checked, a flag is
+// given at most once, and every mistake is one line naming the flag and what was expected.
 
 #include <cerrno>
 #include <cstdlib>
@@ -36,11 +36,12 @@ class Args {
       }
       if (contains(switches, arg)) {
         if (inline_value) fail(arg, "takes no value, got '" + *inline_value + "'");
+        if (has(arg)) fail(arg, "given twice; expected it once");
         values_.insert_or_assign(arg,
                                  std::string(1, '1'));  // not = "1": g++ 12 -Wrestrict false alarm
       } else if (contains(value_flags, arg)) {
         if (inline_value) {
-          values_[arg] = *inline_value;
+          set_value(arg, *inline_value);
         } else if (i + 1 < argc) {
           // `--epochs --batch 3` would otherwise take "--batch" as the epochs and then
           // complain about a stray "3". A value that is one of this command's own flags is a
@@ -51,7 +52,7 @@ class Args {
               next == "--help" || next == "-h") {
             fail(arg, "expects a value, got the flag " + next_flag);
           }
-          values_[arg] = argv[++i];
+          set_value(arg, argv[++i]);
         } else {
           fail(arg, "expects a value");
         }
@@ -99,6 +100,14 @@ class Args {
   }
 
  private:
+  /// No flag repeats (found 2026-12-07: `train --epochs 5 --epochs 1` trained 1 epoch, the
+  /// last value taken silently); none is a list that a second use would add to.
+  void set_value(const std::string& flag, const std::string& value) {
+    if (const auto it = values_.find(flag); it != values_.end()) {
+      fail(flag, "given twice ('" + it->second + "' and '" + value + "'); expected it once");
+    }
+    values_.emplace(flag, value);
+  }
   static bool contains(const std::vector<std::string>& list, const std::string& s) {
     for (const std::string& e : list) {
       if (e == s) return true;
