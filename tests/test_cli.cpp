@@ -1613,5 +1613,25 @@ TEST(CliBadInput, AFlagGivenTwiceIsRefused) {
   EXPECT_FALSE(fs::exists(work_dir() / "twice.safetensors"));
 }
 
+// Found 2026-12-07: bench named --batch neither when memory ran out ("Sequential: out of
+// memory: a tensor of shape (4096, 64, 7, 7), 51 MB") nor for a BatchNorm given one value per
+// channel (the layer's own line), where train and eval do.
+TEST(CliBadInput, BenchNamesTheBatch) {
+  const fs::path spec = work_dir() / "bench_bn1d.json";
+  write_file(spec, R"({"input": [1, 28, 28], "layers": [{"type": "Flatten"},
+    {"type": "Linear", "out_features": 16}, {"type": "BatchNorm1d", "num_features": 16},
+    {"type": "ReLU"}, {"type": "Linear", "out_features": 10}]})");
+  expect_refusal("bench --model " + spec.string() + " --batch 1 --repeat 1",
+                 {"cnn: bench: --batch 1: a batch holds 1 sample, which gives layer 2, "
+                  "BatchNorm1d(16,",
+                  "one value per channel; it needs more than 1 in training (the variance of one "
+                  "is 0): choose a --batch of 2 or more"});
+#if !defined(__SANITIZE_ADDRESS__)  // AddressSanitizer cannot start under an address-space limit
+  expect_refusal("bench --model resnet --batch 4096 --repeat 1 --threads 1",
+                 {"cnn: ", "out of memory", ", at batch 4096 (a smaller --batch needs less)"},
+                 "ulimit -v 400000;");
+#endif
+}
+
 }  // namespace
 }  // namespace cnn

@@ -3,7 +3,9 @@
 // given at most once, and every mistake is one line naming the flag and what was expected.
 
 #include <cerrno>
+#include <cstdint>
 #include <cstdlib>
+#include <exception>
 #include <map>
 #include <optional>
 #include <string>
@@ -128,5 +130,14 @@ class Args {
   std::vector<std::string> positional_;
   std::map<std::string, std::string> values_;
 };
+
+/// The line for an allocation that failed (cnn::OutOfMemory, which names the tensor, or
+/// std::bad_alloc) while running at `batch` images, which --batch sets: the batch sizes most of
+/// a run's memory (train, eval and bench say it alike).
+inline std::string out_of_memory_at(const std::exception& e, int64_t batch) {
+  const std::string what =
+      dynamic_cast<const OutOfMemory*>(&e) ? e.what() : "out of memory (std::bad_alloc)";
+  return what + ", at batch " + std::to_string(batch) + " (a smaller --batch needs less)";
+}
 
 }  // namespace cnn::cli

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <new>
 #include <nlohmann/json.hpp>
 #include <thread>
 #include <vector>
@@ -116,6 +117,28 @@ struct BenchModel {
   Sgd<float> sgd;
 };
 
+/// Refuses, before measuring, a --batch that gives a BatchNorm one value per channel in
+/// training, which has no variance (found 2026-12-07: `cnn bench --batch 1` stopped with the
+/// layer's own line, which names no flag, where train names --batch). Over `world` ranks the
+/// smallest share counts. The same on every rank.
+void check_batchnorm_batch(const Sequential<float>& model, const ModelSpec& spec, int64_t batch,
+                           int world) {
+  const int64_t smallest = batch / world;
+  const std::string found = batchnorm_given_one_value(
+      model, Shape{smallest, spec.input[0], spec.input[1], spec.input[2]});
+  if (found.empty()) return;
+  const std::string line =
+      "bench: --batch " + std::to_string(batch) + ": a batch holds " + std::to_string(batch) +
+      " sample" + (batch == 1 ? "" : "s") +
+      (world > 1 ? " (" + std::to_string(smallest) + " a rank)" : std::string()) +
+      ", which gives " + found +
+      " one value per channel; it needs more than 1 in training (the variance of one is 0): "
+      "choose a --batch of " +
+      std::to_string(2 * world) + " or more";
+  if (world > 1) throw RanksError(line);
+  throw Error(line);
+}
+
 /// MPI_Allreduce (sum, in place) of float messages from 1 KiB to 64 MiB: the median time of
 /// one call over `repeat` runs, every rank calling alike.
 int allreduce_bench(Communicator& ranks, int repeat, bool json) {
@@ -154,6 +177,7 @@ int distributed_bench(Communicator& ranks, const ModelSpec& spec, int64_t batch,
   }
   Rng rng(1);
   BenchModel b(spec, rng);
+  check_batchnorm_batch(b.model, spec, batch, world);
   const int64_t first = batch * rank / world, share = batch * (rank + 1) / world - first;
   Rng data_rng(static_cast<uint64_t>(rank) + 2);
   const Tensor<float> x = random_images(spec.input, share, data_rng);
@@ -208,33 +232,10 @@ int distributed_bench(Communicator& ranks, const ModelSpec& spec, int64_t batch,
   return 0;
 }
 
-}  // namespace
-
-int bench_command(const Args& args, Communicator* ranks) {
-  if (args.help()) {
-    std::fputs(kBenchHelp, stdout);
-    return 0;
-  }
-  if (!args.positional().empty())
-    args.fail(args.positional()[0], "is not an option of bench (see --help)");
-  const ModelSpec spec = model_spec_from(args.text("--model", "lenet5"));
-  const int64_t batch = args.integer("--batch", 64, 1, 4096);
-  const int cores = static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 64u));
-  const int threads = static_cast<int>(
-      args.integer("--threads", std::max(1, cores / (ranks ? ranks->local_size() : 1)), 1, 256));
-  const int repeat = static_cast<int>(args.integer("--repeat", 5, 1, 1000));
-  const bool json = args.has("--json");
-  ops::set_threads(threads);
-  if (args.has("--allreduce")) {
-    if (ranks == nullptr || ranks->size() < 2)
-      args.fail("--allreduce", "measures MPI's all-reduce: run it under mpirun -np 2 or more");
-    return allreduce_bench(*ranks, repeat, json);
-  }
-  if (ranks != nullptr && ranks->size() > 1)
-    return distributed_bench(*ranks, spec, batch, threads, repeat, json);
-
-  Rng rng(1);
-  BenchModel bench(spec, rng);
+/// The single-process measurements of bench_command; `at_batch` is false while the fixed
+/// inference batches (256 and 1) run, true while --batch's does.
+int measure(BenchModel& bench, const ModelSpec& spec, int64_t batch, int threads, int repeat,
+            bool json, Rng& rng, bool& at_batch) {
   Sequential<float>& model = bench.model;
   Objective& objective = bench.objective;
   Sgd<float>& sgd = bench.sgd;
@@ -260,6 +261,7 @@ int bench_command(const Args& args, Communicator* ranks) {
   for (double& r : train_rates) r *= double(batch);
 
   // Inference at batch 256 and latency at batch 1.
+  at_batch = false;
   const Tensor<float> x256 = random_images(spec.input, 256, rng),
                       x1 = random_images(spec.input, 1, rng);
   std::vector<double> infer_rates = rates([&] { model.forward(x256, Mode::kEval); }, repeat, 0.3);
@@ -273,6 +275,7 @@ int bench_command(const Args& args, Communicator* ranks) {
   }
 
   // Per layer, at the training batch: each layer's forward and backward timed on its own.
+  at_batch = true;
   const size_t layers = model.size();
   std::vector<Tensor<float>> outputs(layers), grads(layers);
   std::vector<Shape> inputs(layers);
@@ -369,6 +372,52 @@ int bench_command(const Args& args, Communicator* ranks) {
                 row["backward_gflops"].get<double>(), row["algorithm"].get<std::string>().c_str());
   }
   return 0;
+}
+
+}  // namespace
+
+int bench_command(const Args& args, Communicator* ranks) {
+  if (args.help()) {
+    std::fputs(kBenchHelp, stdout);
+    return 0;
+  }
+  if (!args.positional().empty())
+    args.fail(args.positional()[0], "is not an option of bench (see --help)");
+  const ModelSpec spec = model_spec_from(args.text("--model", "lenet5"));
+  const int64_t batch = args.integer("--batch", 64, 1, 4096);
+  const int cores = static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 64u));
+  const int threads = static_cast<int>(
+      args.integer("--threads", std::max(1, cores / (ranks ? ranks->local_size() : 1)), 1, 256));
+  const int repeat = static_cast<int>(args.integer("--repeat", 5, 1, 1000));
+  const bool json = args.has("--json");
+  ops::set_threads(threads);
+  if (args.has("--allreduce")) {
+    if (ranks == nullptr || ranks->size() < 2)
+      args.fail("--allreduce", "measures MPI's all-reduce: run it under mpirun -np 2 or more");
+    return allreduce_bench(*ranks, repeat, json);
+  }
+  if (ranks != nullptr && ranks->size() > 1)
+    return distributed_bench(*ranks, spec, batch, threads, repeat, json);
+
+  Rng rng(1);
+  BenchModel bench(spec, rng);
+  check_batchnorm_batch(bench.model, spec, batch, 1);
+  // Memory that runs out while measuring is named with the batch it ran at: --batch, or the
+  // fixed inference batch of 256, which --batch does not change.
+  bool at_batch = true;
+  try {
+    return measure(bench, spec, batch, threads, repeat, json, rng, at_batch);
+  } catch (const std::exception& e) {
+    if (dynamic_cast<const OutOfMemory*>(&e) == nullptr &&
+        dynamic_cast<const std::bad_alloc*>(&e) == nullptr)
+      throw;
+    if (at_batch) throw OutOfMemory(out_of_memory_at(e, batch));
+    const std::string what =
+        dynamic_cast<const OutOfMemory*>(&e) ? e.what() : "out of memory (std::bad_alloc)";
+    throw OutOfMemory(what +
+                      ", at bench's inference batch of 256 (fixed: --batch does not change it; a "
+                      "smaller model needs less)");
+  }
 }
 
 }  // namespace cnn::cli

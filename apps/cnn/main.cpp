@@ -729,14 +729,6 @@ void require_utf8_names(const TrainConfig& c, const ModelSpec& spec) {
   }
 }
 
-/// The line for an allocation that failed (cnn::OutOfMemory, which names the tensor, or
-/// std::bad_alloc) while running at `batch` images: the batch sizes most of a run's memory.
-std::string out_of_memory_at(const std::exception& e, int64_t batch) {
-  const std::string what =
-      dynamic_cast<const OutOfMemory*>(&e) ? e.what() : "out of memory (std::bad_alloc)";
-  return what + ", at batch " + std::to_string(batch) + " (a smaller --batch needs less)";
-}
-
 /// The signal that asked training to stop (SIGINT, SIGTERM, SIGUSR1), 0 while none has.
 volatile std::sig_atomic_t g_stop_signal = 0;
 /// 1 from the start of `cnn train` until its training handlers are installed (nothing trained).

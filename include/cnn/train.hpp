@@ -172,6 +172,12 @@ TrainResult train_model(Sequential<float>& model, const ModelSpec& spec, const D
                         const std::function<void(const EpochMetrics&)>& on_epoch,
                         const TrainControl& control);
 
+/// The first BatchNorm of `model` that a training batch of shape `batch` (N, C, H, W) gives one
+/// value per channel, which has no variance, described as "layer 3, BatchNorm1d(16, ...)" (one
+/// nested in a Residual as "layer 4.body.1.shortcut.1, ..."), or "" when none does. train_model
+/// refuses such a batch before its first step; `cnn bench` before it measures.
+std::string batchnorm_given_one_value(const Sequential<float>& model, const Shape& batch);
+
 /// Trains `model` (already initialised) on `train` with the optimizer and learning-rate schedule
 /// of `options` (make_optimizer, schedule_options), shuffling with `rng`, evaluating on `test`
 /// after every epoch (in batches of options.batch, at least 64). Throws cnn::Error for options that

@@ -153,8 +153,8 @@ namespace {
 /// input of batch shape `shape` gives a single value per channel, described as
 /// "layer 3, BatchNorm1d(16, ...)", or "" when none does; `shape` becomes the layer's output.
 /// Synchronised BatchNorms count over all ranks, so a rank's share never leaves them one.
-std::string batchnorm_given_one_value(const Layer<float>& layer, const std::string& label,
-                                      Shape& shape) {
+std::string batchnorm_in_layer_given_one_value(const Layer<float>& layer, const std::string& label,
+                                               Shape& shape) {
   const Shape input = shape;
   shape = layer.output_shape(shape);
   if (const auto* norm = dynamic_cast<const BatchNorm<float>*>(&layer)) {
@@ -167,13 +167,13 @@ std::string batchnorm_given_one_value(const Layer<float>& layer, const std::stri
     // Each branch from the block's input; `shape` is already the block's output.
     Shape branch = input;
     for (size_t i = 0; i < block->body_size(); ++i) {
-      std::string found =
-          batchnorm_given_one_value(block->body(i), label + ".body." + std::to_string(i), branch);
+      std::string found = batchnorm_in_layer_given_one_value(
+          block->body(i), label + ".body." + std::to_string(i), branch);
       if (!found.empty()) return found;
     }
     branch = input;
     for (size_t i = 0; i < block->shortcut_size(); ++i) {
-      std::string found = batchnorm_given_one_value(
+      std::string found = batchnorm_in_layer_given_one_value(
           block->shortcut(i), label + ".shortcut." + std::to_string(i), branch);
       if (!found.empty()) return found;
     }
@@ -182,6 +182,14 @@ std::string batchnorm_given_one_value(const Layer<float>& layer, const std::stri
 }
 
 }  // namespace
+
+std::string batchnorm_given_one_value(const Sequential<float>& model, const Shape& batch) {
+  Shape shape = batch;
+  std::string found;
+  for (size_t i = 0; i < model.size() && found.empty(); ++i)
+    found = batchnorm_in_layer_given_one_value(model.layer(i), std::to_string(i), shape);
+  return found;
+}
 
 TrainResult train_model(Sequential<float>& model, const ModelSpec& spec, const Dataset& train,
                         const Dataset& test, const TrainOptions& options, Rng& rng,
@@ -230,10 +238,8 @@ TrainResult train_model(Sequential<float>& model, const ModelSpec& spec, const D
     // trains on is its share of a full batch or of the last one.
     const bool last_is_smaller = last_batch != 0 && !skip_last;
     const int64_t smallest = (last_is_smaller ? last_batch : options.batch) / world;
-    Shape shape{smallest, spec.input[0], spec.input[1], spec.input[2]};
-    std::string found;
-    for (size_t i = 0; i < model.size() && found.empty(); ++i)
-      found = batchnorm_given_one_value(model.layer(i), std::to_string(i), shape);
+    const std::string found = batchnorm_given_one_value(
+        model, Shape{smallest, spec.input[0], spec.input[1], spec.input[2]});
     if (!found.empty()) {
       const std::string share = ranks ? " (" + std::to_string(smallest) + " a rank)" : "";
       fail("--batch " + std::to_string(options.batch) + ": " +
