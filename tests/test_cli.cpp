@@ -1633,5 +1633,44 @@ TEST(CliBadInput, BenchNamesTheBatch) {
 #endif
 }
 
+// Found 2026-12-07: the loss of a batch is summed in double but was returned as a float, so a
+// mean loss above float's largest value (finite logits 6e38 apart) read "inf" in eval's line,
+// null in its JSON and "inf" in train's metrics. It is the true value.
+TEST(CliBadInput, AMeanLossAboveFloatsLargestIsItsTrueValue) {
+  const ModelSpec spec = parse_model_spec(
+      R"({"name": "far", "input": [1, 28, 28], "layers": [{"type": "Flatten"},
+        {"type": "Linear", "out_features": 10}]})",
+      "far");
+  Sequential<float> model = build_model(spec);
+  // Weights 0: every image's logits are the biases, 3e38 for class 0 and -3e38 for the others.
+  auto named = model.named_parameters();
+  for (auto& p : named) {
+    float* v = p.value.data();
+    for (int64_t i = 0; i < p.value.numel(); ++i) v[i] = 0;
+    if (p.name == "1.bias") {
+      for (int64_t i = 0; i < p.value.numel(); ++i) v[i] = i == 0 ? 3e38f : -3e38f;
+    }
+  }
+  const fs::path path = work_dir() / "far.safetensors";
+  save_model(path.string(), model, spec, {});
+  const Dataset test =
+      read_idx_dataset(resolve_maybe_gz(std::string(CNN_SAMPLE_DIR) + "/t10k-images-idx3-ubyte"),
+                       resolve_maybe_gz(std::string(CNN_SAMPLE_DIR) + "/t10k-labels-idx1-ubyte"));
+  int64_t others = 0;
+  for (uint8_t label : test.labels) others += label != 0;
+  ASSERT_GT(others, 0);
+  // Each image of another class loses 3e38 - (-3e38), in float's own values.
+  const double expected = (double(3e38f) + double(3e38f)) * double(others) / double(test.size());
+  ASSERT_GT(expected, 3.5e38);
+  const CliRun json = cnn("eval " + path.string() + " --data sample --json");
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  const Json j = Json::parse(json.out);
+  ASSERT_TRUE(j.at("loss").is_number()) << json.out;
+  EXPECT_NEAR(j.at("loss").get<double>() / expected, 1.0, 1e-6) << json.out;
+  const CliRun text = cnn("eval " + path.string() + " --data sample");
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_EQ(text.out.find("inf"), std::string::npos) << text.out;
+}
+
 }  // namespace
 }  // namespace cnn

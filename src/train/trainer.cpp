@@ -54,7 +54,17 @@ double Objective::loss(TensorView<const float> outputs, const std::vector<uint8_
                                                   : static_cast<Loss<float>&>(cross_entropy_);
   targets_.resize(kind_ == LossKind::kLogLoss ? Shape{n, 1} : Shape{n});
   for (int64_t i = 0; i < n; ++i) targets_[i] = static_cast<float>(labels[static_cast<size_t>(i)]);
-  const double value = loss.forward(outputs, targets_);
+  double value = loss.forward(outputs, targets_);
+  if (std::isinf(value) && kind_ == LossKind::kCrossEntropy) {
+    // The float loss sums in double but returns its mean as a float: finite logits more than
+    // 3.4e38 apart made a mean above float's largest value "inf" (found 2026-12-07: cnn eval
+    // printed "loss inf", --json "loss": null, the metrics CSV "inf"). Its true value, in
+    // double; the log loss clamps p and stays below -log(eps).
+    Tensor<double> logits(outputs.shape()), targets(targets_.shape());
+    std::copy(outputs.begin(), outputs.end(), logits.begin());
+    std::copy(targets_.begin(), targets_.end(), targets.begin());
+    value = CrossEntropyLoss<double>(cross_entropy_.label_smoothing()).forward(logits, targets);
+  }
   if (gradient) {
     gradient->resize(outputs.shape());
     loss.backward(outputs, targets_, *gradient);
