@@ -651,9 +651,7 @@ TEST(Checkpoint, MetadataNestedTooDeepIsOneLineNotACrash) {
   const SafeTensorsFile file = SafeTensorsFile::load(ckpt);
   const std::string deep = std::string(100000, '[') + std::string(100000, ']');
   for (const auto& [key, fragment] : std::vector<std::pair<std::string, std::string>>{
-           {"state",
-            "not JSON: [json.exception.out_of_range.410] arrays and objects nested "
-            "deeper than 256 levels"},
+           {"state", "not JSON: arrays and objects nested deeper than 256 levels"},
            {"config", "the checkpoint's training configuration is unreadable"}}) {
     SCOPED_TRACE(key);
     const std::string bad = (dir / ("bad_" + key + ".ckpt")).string();

@@ -1672,5 +1672,20 @@ TEST(CliBadInput, AMeanLossAboveFloatsLargestIsItsTrueValue) {
   EXPECT_EQ(text.out.find("inf"), std::string::npos) << text.out;
 }
 
+// Found 2026-12-07: a spec that is not JSON kept nlohmann's internal id in its line ("not valid
+// JSON: [json.exception.parse_error.101] parse error at ..."). The line names the file, the
+// line and column, and what was expected.
+TEST(CliBadInput, ASpecThatIsNotJsonNamesTheLineAndColumn) {
+  const fs::path spec = work_dir() / "broken.json";
+  write_file(spec,
+             "{\"input\": [1, 28, 28],\n  \"layers\": [\n    {\"type\": \"ReLU\"},\n  ]\n}\n");
+  for (const std::string& command :
+       {"info " + spec.string(), "train --data sample --model " + spec.string()}) {
+    expect_refusal(command, {spec.string() + ": not valid JSON: parse error at line 4, column 3: "
+                                             "syntax error while parsing value"});
+    EXPECT_EQ(cnn(command).err.find("json.exception"), std::string::npos) << cnn(command).err;
+  }
+}
+
 }  // namespace
 }  // namespace cnn

@@ -1694,8 +1694,7 @@ TEST(ModelFile, MetadataNestedTooDeepIsOneLineNotACrash) {
   const std::string deep = std::string(100000, '[') + std::string(100000, ']');
   for (const auto& [key, fragment] : std::vector<std::pair<std::string, std::string>>{
            {"architecture",
-            "architecture: not valid JSON: [json.exception.out_of_range.410] "
-            "arrays and objects nested deeper than 256 levels"},
+            "architecture: not valid JSON: arrays and objects nested deeper than 256 levels"},
            {"class_names", "class_names: expected a JSON list of strings"}}) {
     SCOPED_TRACE(key);
     const fs::path bad = path.string() + ".bad.safetensors";

@@ -2187,8 +2187,7 @@ TEST(Onnx, BadFilesAreRefusedInOneLine) {
       {"deep", nested(100), "residual blocks nested deeper than 64 levels"},
       // Found 2026-12-05: metadata nested this deep exhausted the stack (SIGSEGV).
       {"deep_architecture", with_metadata("cnn.architecture", deep_json),
-       "cnn.architecture: not valid JSON: [json.exception.out_of_range.410] arrays and objects "
-       "nested deeper than 256 levels"},
+       "cnn.architecture: not valid JSON: arrays and objects nested deeper than 256 levels"},
       // Found 2026-12-06: the metadata's model was built (allocated) before it was compared
       // with the graph: a claim of 1.26 TB of parameters ended in "out of memory".
       {"huge_architecture", with_metadata("cnn.architecture", R"({"name": "big",
@@ -2197,10 +2196,10 @@ TEST(Onnx, BadFilesAreRefusedInOneLine) {
        "the cnn.architecture metadata does not describe the graph: 3 layers in it, 12 in the "
        "graph"},
       {"deep_class_names", with_metadata("cnn.class_names", deep_json),
-       "cnn.class_names metadata is not a JSON list of strings: "
-       "[json.exception.out_of_range.410]"},
+       "cnn.class_names metadata is not a JSON list of strings: arrays and objects nested "
+       "deeper than 256 levels"},
       {"deep_counters", with_metadata("cnn.counters", deep_json),
-       "cnn.counters metadata is not JSON: [json.exception.out_of_range.410]"},
+       "cnn.counters metadata is not JSON: arrays and objects nested deeper than 256 levels"},
       {"grouped", mutated([](auto& m) {
          for (auto& a : *m.mutable_graph()->mutable_node(0)->mutable_attribute())
            if (a.name() == "group") a.set_i(2);

@@ -123,6 +123,18 @@ inline nlohmann::json parse_json(
   return nlohmann::json::parse(text);
 }
 
+/// What nlohmann's exception `e` says without its "[json.exception.parse_error.101] " prefix
+/// (the library's internal id, which tells a user nothing): "parse error at line 3, column 5:
+/// syntax error while parsing object - unexpected '}'; expected string literal". Other
+/// exceptions' text as it is.
+inline std::string json_error_text(const std::exception& e) {
+  std::string text = e.what();
+  if (text.rfind("[json.exception.", 0) == 0) {
+    if (const std::size_t end = text.find("] "); end != std::string::npos) text.erase(0, end + 2);
+  }
+  return text;
+}
+
 /// j.dump(), refusing text that is not UTF-8 (JSON holds no other bytes: a name from a file
 /// system or a caller can be Latin-1) as a cnn::Error that names `what`, instead of nlohmann's
 /// type_error.

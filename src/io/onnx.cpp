@@ -2123,7 +2123,7 @@ ModelFile Importer::run() {
           detail::parse_json(meta.at("cnn.class_names")).get<std::vector<std::string>>();
     }
   } catch (const std::exception& e) {
-    fail(std::string("cnn.class_names metadata is not a JSON list of strings: ") + e.what());
+    fail("cnn.class_names metadata is not a JSON list of strings: " + detail::json_error_text(e));
   }
   try {
     file.model = build_model(file.spec);
@@ -2152,7 +2152,7 @@ ModelFile Importer::run() {
     if (by_name && meta.count("cnn.counters"))
       counters = detail::parse_json(meta.at("cnn.counters"));
   } catch (const std::exception& e) {
-    fail(std::string("cnn.counters metadata is not JSON: ") + e.what());
+    fail("cnn.counters metadata is not JSON: " + detail::json_error_text(e));
   }
   size_t next = 0;
   for (auto& b : file.model.named_buffers()) {

@@ -108,7 +108,7 @@ SafeTensorsFile SafeTensorsFile::load(const std::string& path) {
     root = detail::parse_json(header, detect_duplicates);
   } catch (const Json::exception& e) {
     if (!duplicate.empty()) fail(path, "duplicate tensor '" + duplicate + "' in the header");
-    fail(path, std::string("header is not valid JSON: ") + e.what());
+    fail(path, "header is not valid JSON: " + detail::json_error_text(e));
   }
   if (!root.is_object()) fail(path, "header: expected a JSON object");
 

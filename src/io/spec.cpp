@@ -639,7 +639,7 @@ ModelSpec parse_model_spec(const std::string& text, const std::string& origin) {
   try {
     j = detail::parse_json(text);
   } catch (const Json::exception& e) {
-    reader.fail("", std::string("not valid JSON: ") + e.what());
+    reader.fail("", "not valid JSON: " + detail::json_error_text(e));
   }
   if (!j.is_object()) reader.fail("", "expected a JSON object with \"input\" and \"layers\"");
   reader.require_keys(j, "", {"name", "input", "loss", "classes", "layers", "format", "version"});
@@ -816,7 +816,7 @@ std::unique_ptr<Layer<float>> build_layer(const std::string& layer_json, const S
   try {
     j = detail::parse_json(layer_json);
   } catch (const Json::exception& e) {
-    reader.fail("", std::string("not valid JSON: ") + e.what());
+    reader.fail("", "not valid JSON: " + detail::json_error_text(e));
   }
   const LayerSpec l = read_layer(reader, j, "layer 0");
   try {

@@ -225,7 +225,7 @@ Checkpoint load_checkpoint(const std::string& path) {
   try {
     j = detail::parse_json(meta.at("state"));
   } catch (const Json::exception& e) {
-    r.fail(std::string("not JSON: ") + e.what());
+    r.fail("not JSON: " + detail::json_error_text(e));
   }
   constexpr int64_t kBig = int64_t{1} << 53;
   TrainState& s = c.state;
