@@ -102,7 +102,9 @@ void kill_and_resume(const std::string& flags, const std::string& fault, const R
   EXPECT_EQ(temporaries(dir), std::vector<std::string>{});
 }
 
-const std::string kLenet = "--data sample --epochs 2 --threads 1 --seed 3";
+/// kLenet's flags but its epochs, for runs that give their own (a flag may not be given twice).
+const std::string kLenetBase = "--data sample --threads 1 --seed 3";
+const std::string kLenet = kLenetBase + " --epochs 2";
 
 // LeNet-5 and SGD: 2 epochs of 32 steps, a checkpoint after every step (64 in all, the 32nd
 // and 64th at the ends of the epochs). Ten moments: in the first write (no checkpoint yet),
@@ -157,8 +159,8 @@ CliRun signalled_run(int signal, bool twice, const fs::path& dir) {
   fs::remove_all(dir);
   fs::create_directories(dir);
   const fs::path err = dir / "stderr.txt";
-  const pid_t pid =
-      spawn("train " + kLenet + " --epochs 6 --out " + (dir / "m.safetensors").string(), {}, err);
+  const pid_t pid = spawn(
+      "train " + kLenetBase + " --epochs 6 --out " + (dir / "m.safetensors").string(), {}, err);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
   while (!fs::exists(dir / "m.ckpt") && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -168,7 +170,7 @@ CliRun signalled_run(int signal, bool twice, const fs::path& dir) {
 }
 
 TEST(Checkpoint, SigtermAndSigintStopWithACheckpointAndResumeExactly) {
-  const Reference ref = reference_run(kLenet + " --epochs 6", "signal_ref");
+  const Reference ref = reference_run(kLenetBase + " --epochs 6", "signal_ref");
   for (const int signal : {SIGTERM, SIGINT}) {
     SCOPED_TRACE(signal == SIGTERM ? "SIGTERM" : "SIGINT");
     const fs::path dir = work_dir() / "signalled";
@@ -196,7 +198,7 @@ TEST(Checkpoint, SigtermAndSigintStopWithACheckpointAndResumeExactly) {
   // With one line: it ended with none before. (Two kill()s may arrive as one signal; the run
   // raises two itself for this.)
   const std::string out = (dir / "m.safetensors").string(), ckpt = (dir / "m.ckpt").string();
-  const CliRun raised = cnn("train " + kLenet + " --epochs 6 --checkpoint-every 0 --out " + out,
+  const CliRun raised = cnn("train " + kLenetBase + " --epochs 6 --checkpoint-every 0 --out " + out,
                             {"CNN_FAULT_SIGINT_TWICE_AFTER_CHECKPOINT=3"});
   EXPECT_EQ(raised.exit_code, 130) << raised.err;
   EXPECT_EQ(raised.err,
@@ -210,8 +212,9 @@ TEST(Checkpoint, SigtermAndSigintStopWithACheckpointAndResumeExactly) {
   EXPECT_FALSE(fs::exists(dir / "m.lock"));
   EXPECT_TRUE(temporaries(dir).empty()) << temporaries(dir)[0];
   fs::remove_all(dir);
-  const CliRun mid_write = cnn("train " + kLenet + " --epochs 6 --checkpoint-every 0 --out " + out,
-                               {"CNN_FAULT_SIGINT_TWICE_IN_CHECKPOINT=3"});
+  const CliRun mid_write =
+      cnn("train " + kLenetBase + " --epochs 6 --checkpoint-every 0 --out " + out,
+          {"CNN_FAULT_SIGINT_TWICE_IN_CHECKPOINT=3"});
   EXPECT_EQ(mid_write.exit_code, 130) << mid_write.err;
   EXPECT_EQ(mid_write.err, raised.err);
   EXPECT_EQ(load_checkpoint(ckpt).state.step, 2);
@@ -221,7 +224,7 @@ TEST(Checkpoint, SigtermAndSigintStopWithACheckpointAndResumeExactly) {
   // and locked by this test (as a second run would), the handler leaves that one.
   fs::remove_all(dir);
   const fs::path err = work_dir() / "held_lock.txt";
-  const pid_t pid = spawn("train " + kLenet + " --epochs 6 --checkpoint-every 0 --out " + out,
+  const pid_t pid = spawn("train " + kLenetBase + " --epochs 6 --checkpoint-every 0 --out " + out,
                           {"CNN_FAULT_SIGINT_TWICE_AFTER_CHECKPOINT=100"}, err);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
   while (!fs::exists(dir / "m.ckpt") && std::chrono::steady_clock::now() < deadline)
@@ -613,7 +616,7 @@ TEST(Checkpoint, ASecondRunWithTheSameOutIsRefusedWhileTheFirstRuns) {
   fs::create_directories(dir);
   const std::string out = (dir / "m.safetensors").string();
   const fs::path lock = dir / "m.lock", err = dir / "first.txt";
-  const pid_t first = spawn("train " + kLenet + " --epochs 1000 --out " + out, {}, err);
+  const pid_t first = spawn("train " + kLenetBase + " --epochs 1000 --out " + out, {}, err);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
   // The first run's pid in its lock file, and its first checkpoint, mean it is under way.
   while ((read_bytes(lock) != std::to_string(first) || !fs::exists(dir / "m.ckpt")) &&
