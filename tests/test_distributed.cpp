@@ -431,8 +431,20 @@ TEST(Distributed, SignalsAtAnyMomentEndEveryRankCleanly) {
 // job ends normally.
 TEST(Distributed, BadFlagsAreReportedOnce) {
   REQUIRE_MPI();
+  const fs::path bn1d = work_dir() / "bad_flags_bn1d.json";
+  std::ofstream(bn1d) << R"({"input": [1, 28, 28], "layers": [{"type": "Flatten"},
+    {"type": "Linear", "out_features": 16}, {"type": "BatchNorm1d", "num_features": 16},
+    {"type": "Linear", "out_features": 10}]})";
   for (const auto& [args, expected] : std::vector<std::pair<std::string, std::string>>{
            {"train --bogus 1", "cnn: train: unknown flag --bogus (see cnn train --help)\n"},
+           {"train --epochs 1 --epochs 2",
+            "cnn: train: --epochs given twice ('1' and '2'); expected it once\n"},
+           // Each rank's share of 3 is 1 or 2: the smallest gives the BatchNorm one value.
+           {"bench --model " + bn1d.string() + " --batch 3 --threads 1 --repeat 1",
+            "cnn: bench: --batch 3: a batch holds 3 samples (1 a rank), which gives layer 2, "
+            "BatchNorm1d(16, eps=1e-05, momentum=0.1, affine=true) one value per channel; it "
+            "needs more than 1 in training (the variance of one is 0): choose a --batch of 4 or "
+            "more\n"},
            {"train --data sample --batch 1",
             "cnn: train: --batch is 1, fewer samples than the 2 ranks to split it over\n"},
            {"train --data /nonexistent/dir",
