@@ -799,20 +799,23 @@ TEST(OpsSweep, MaxPool3x3TiesNaNsAndZerosMatchTheReference) {
 // both signs. Kernels 1 to 5 along each axis (square and not), strides 1 to 4 along each axis
 // (above the kernel too: skipped input), any legal padding per axis; plane counts around the
 // groups (1, one short of a group, one over, partial last groups) and plane sizes around the
-// transposes' blocks; 1 and 2 threads.
+// transposes' blocks, rows of up to 80 columns (the row kernel's blocks of windows at stride 4);
+// 1 and 2 threads.
 TEST_P(OpsSweepIsa, MaxPoolWindowsTiesNaNsAndZerosMatchTheReference) {
   const testing::RestoreOpsSettings restore;
   Rng rng(19);
   const float specials[] = {0.0f, -0.0f, NAN, -NAN, INFINITY, -INFINITY, -1.0f, 1.0f, 2.0f};
-  const int64_t plane_counts[] = {1, 3, 4, 5, 7, 8, 9, 13, 17};
-  for (int c = 0; c < 240; ++c) {
+  // Groups of fewer than MaxPoolKernels::row_planes planes (1 and 2 on AVX2, 1 on SSE2: alone,
+  // or the last group of 9, 10 or 17) run the row kernel plane by plane instead.
+  const int64_t plane_counts[] = {1, 2, 3, 4, 5, 7, 8, 9, 10, 13, 17};
+  for (int c = 0; c < 264; ++c) {
     const int64_t kh = 1 + int64_t(rng.below(5)), kw = c % 3 == 0 ? kh : 1 + int64_t(rng.below(5));
     const int64_t sh = 1 + int64_t(rng.below(4)), sw = c % 4 == 0 ? sh : 1 + int64_t(rng.below(4));
     const int64_t ph = int64_t(rng.below(uint64_t(kh / 2 + 1))),
                   pw = int64_t(rng.below(uint64_t(kw / 2 + 1)));
     const int64_t h = std::max<int64_t>(1, kh - 2 * ph) + int64_t(rng.below(11)),
-                  w = std::max<int64_t>(1, kw - 2 * pw) + int64_t(rng.below(c % 5 == 0 ? 40 : 11));
-    const int64_t planes = plane_counts[c % 9];
+                  w = std::max<int64_t>(1, kw - 2 * pw) + int64_t(rng.below(c % 5 == 0 ? 72 : 11));
+    const int64_t planes = plane_counts[c % 11];
     const int64_t batch = c % 2 == 0 ? 1 : planes, channels = planes / batch;
     const ops::PoolShape s = ops::make_pool_shape(batch, channels, h, w, kh, kw, sh, sw, ph, pw);
     if (kh == 2 && kw == 2 && sh == 2 && sw == 2 && ph == 0 && pw == 0) continue;  // its own path

@@ -11,6 +11,10 @@ namespace {
 
 constexpr int kLanes = 8;
 
+// Groups of fewer planes run the row kernel plane by plane where a row fills a vector (measured:
+// maxpool_windows in pool.cpp).
+constexpr int64_t kRowPlanes = 4;
+
 #include "maxpool_kernels.inc"
 
 }  // namespace

@@ -11,7 +11,9 @@
 // reference's rule in its order: the first tap inside the input, then every other one row by
 // row, left to right, a larger value or a first NaN taking over (ref::maxpool2d_forward); the
 // argmax is that tap's index, row * in_w + column. Each lanes windows' results are transposed
-// back into the planes. Bit for bit the reference: values (NaN payloads and zeros' signs
+// back into the planes. A plane alone (or a group of few) takes `rows` instead, consecutive
+// windows of an output row across the lanes: a group costs `planes` as much whatever its count.
+// Bit for bit the reference: values (NaN payloads and zeros' signs
 // included: a value is only ever copied) and argmax (ties keep the first).
 
 #include <cstdint>
@@ -30,9 +32,20 @@ struct MaxPoolKernels {
   /// y (count, out_h, out_w) and argmax (the same shape, or null) from x (count, in_h, in_w),
   /// 1 <= count <= lanes: the bits of ref::maxpool2d_forward on those planes, of
   /// relu_forward(x) when `relu`. x_lanes: scratch of in_h in_w lanes floats.
+  /// Groups of fewer planes than this run `rows` plane by plane where it applies (kernel_w <=
+  /// kMaxRowKernel, stride_w <= kMaxRowStride) and a row's windows inside the input fill a
+  /// vector (one plane alone always): a group costs `planes` as much whatever its count.
+  int64_t row_planes;
   void (*planes)(float* y, int32_t* argmax, const float* x, int64_t count, const MaxPoolPlane& g,
                  bool relu, float* x_lanes);
+  /// One plane, y (out_h, out_w) and argmax (or null) from x (in_h, in_w), the same bits as
+  /// `planes`, consecutive windows of a row across the lanes. scratch: in_h in_w floats.
+  void (*rows)(float* y, int32_t* argmax, const float* x, const MaxPoolPlane& g, bool relu,
+               float* scratch);
 };
+
+/// The row kernels' limits: tap offsets and stride phases in small arrays.
+constexpr int64_t kMaxRowKernel = 16, kMaxRowStride = 8;
 
 /// The kernels of the instruction set in use (cnn::ops::isa(); AVX-512 takes AVX2's).
 const MaxPoolKernels& maxpool_kernels();

@@ -10,6 +10,10 @@ namespace {
 
 constexpr int kLanes = 4;
 
+// Groups of fewer planes run the row kernel plane by plane where a row fills a vector (measured:
+// maxpool_windows in pool.cpp).
+constexpr int64_t kRowPlanes = 3;
+
 #include "maxpool_kernels.inc"
 
 }  // namespace

@@ -1,5 +1,6 @@
 // Default max-pooling path: 2x2 windows at stride 2 have their own loop; other float windows
-// run the plane kernels of maxpool_lanes.hpp (a group of planes across the vector lanes); double
+// run the plane kernels of maxpool_lanes.hpp (a group of planes across the vector lanes; a
+// group of few planes, plane by plane, its row kernel: windows of a row across the lanes); double
 // (and float planes of over 2^20 elements) a loop that clips each window to the input once per
 // output row and column instead of testing every tap. Average pooling: the window kernels of
 // avgpool_lanes.hpp for 2x2 and 3x3 windows at stride 1 or 2, the reference's loops otherwise.
@@ -228,11 +229,32 @@ void maxpool_windows(T* y, int32_t* argmax, const T* x, const PoolShape& s) {
       const int64_t lanes = kernels.lanes, groups = (planes + lanes - 1) / lanes;
       const detail::MaxPoolPlane g{s.in_h,     s.in_w,     s.out_h,    s.out_w, s.kernel_h,
                                    s.kernel_w, s.stride_h, s.stride_w, s.pad_h, s.pad_w};
+      // Groups of few planes (alone, or the last of a batch) run the row kernel plane by plane:
+      // the lane kernel costs a group as much whatever its count (one 28 x 28 plane, 3x3 / 1
+      // padding 1: 10.0 us against 1.8 by rows, AVX2). One plane always (faster in every shape
+      // measured, both instruction sets); up to row_planes - 1 where a row's windows inside
+      // the input fill a vector (else rows are scalar, and 2 planes of 7 x 7 lost: 0.88 against
+      // 0.77 us). Figures in docs/design-notes.md.
+      const int64_t row_lo = (s.pad_w + s.stride_w - 1) / s.stride_w;
+      const int64_t row_hi =
+          s.kernel_w <= s.in_w + s.pad_w
+              ? std::min(s.out_w, (s.in_w + s.pad_w - s.kernel_w) / s.stride_w + 1)
+              : 0;
+      const int64_t row_count =
+          s.kernel_w > detail::kMaxRowKernel || s.stride_w > detail::kMaxRowStride ? 0
+          : row_hi - row_lo >= lanes ? kernels.row_planes
+                                     : 2;
       const int team = large ? static_cast<int>(std::min<int64_t>(threads(), groups)) : 1;
       detail::for_each_range(team, groups, [&](int64_t first_group, int64_t last_group) {
         float* x_lanes = detail::scratch<float>(0, in_size * lanes);
         for (int64_t group = first_group; group < last_group; ++group) {
           const int64_t first = group * lanes, count = std::min(lanes, planes - first);
+          if (count < row_count) {
+            for (int64_t plane = first; plane < first + count; ++plane)
+              kernels.rows(y + plane * out_size, argmax ? argmax + plane * out_size : nullptr,
+                           x + plane * in_size, g, kRelu, x_lanes);
+            continue;
+          }
           kernels.planes(y + first * out_size, argmax ? argmax + first * out_size : nullptr,
                          x + first * in_size, count, g, kRelu, x_lanes);
         }
