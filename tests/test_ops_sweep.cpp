@@ -847,6 +847,57 @@ TEST_P(OpsSweepIsa, MaxPoolWindowsTiesNaNsAndZerosMatchTheReference) {
   }
 }
 
+// The backward of every float window but 2x2 / stride 2 (pool.cpp, maxpool_scatter) against
+// the reference's scatter, bit for bit, alone and fused with the ReLU (against the scatter then
+// relu_backward), on inputs of few distinct values, so that one element is chosen by many
+// overlapping windows: sums of three and more dy, whose rounding depends on the order of the
+// additions, and NaNs meeting NaNs (-NaN from inf - inf, then a +NaN dy: x86 keeps the first
+// operand's, so the operands' order matters too; a gather of each element's windows with the
+// operands swapped by the compiler failed here). dy with zeros of both signs, NaNs and
+// infinities; kernels 1 to 5 along each axis, strides 1 to 3 (mostly 1: the overlapping
+// windows), any legal padding, widths to 40; 1 to 5 planes, 1 and 2 threads.
+TEST_P(OpsSweepIsa, MaxPoolBackwardMatchesTheReferenceScatter) {
+  const testing::RestoreOpsSettings restore;
+  Rng rng(23);
+  const float dy_specials[] = {0.0f, -0.0f, NAN, INFINITY, -INFINITY};
+  for (int c = 0; c < 200; ++c) {
+    const int64_t kh = 1 + int64_t(rng.below(5)), kw = c % 3 == 0 ? kh : 1 + int64_t(rng.below(5));
+    const int64_t ph = int64_t(rng.below(uint64_t(kh / 2 + 1))),
+                  pw = int64_t(rng.below(uint64_t(kw / 2 + 1)));
+    const int64_t h = std::max<int64_t>(1, kh - 2 * ph) + int64_t(rng.below(9)),
+                  w = std::max<int64_t>(1, kw - 2 * pw) + int64_t(rng.below(c % 2 == 0 ? 36 : 12));
+    const int64_t planes = 1 + int64_t(rng.below(5));
+    const int64_t sh = c % 4 == 3 ? 1 + int64_t(rng.below(3)) : 1,
+                  sw = c % 4 == 3 ? 1 + int64_t(rng.below(3)) : 1;
+    const ops::PoolShape s = ops::make_pool_shape(1, planes, h, w, kh, kw, sh, sw, ph, pw);
+    if (kh == 2 && kw == 2 && sh == 2 && sw == 2 && ph == 0 && pw == 0) continue;  // its own path
+    ops::set_threads(1 + c % 2);
+    const int64_t nx = planes * h * w, ny = planes * s.out_h * s.out_w;
+    std::vector<float> x(nx);
+    for (float& v : x) v = float(int(rng.below(5)) - 2);  // ties: runs of windows on one element
+    std::vector<float> dy = random_vector<float>(rng, ny);
+    for (float& v : dy) {
+      if (rng.below(6) == 0) v = dy_specials[rng.below(5)];
+    }
+    std::vector<float> relu(nx);
+    ref::relu_forward(relu.data(), x.data(), nx);
+    std::vector<float> y(ny);
+    std::vector<int32_t> a(ny), a_relu(ny);
+    ref::maxpool2d_forward(y.data(), a.data(), x.data(), s);
+    ref::maxpool2d_forward(y.data(), a_relu.data(), relu.data(), s);
+    const std::string what = describe(s) + ", " + std::to_string(ops::threads()) + " threads";
+    std::vector<float> dx_fast(nx, 7.0f), dx_ref(nx, 8.0f);
+    ops::maxpool2d_backward(dx_fast.data(), dy.data(), a.data(), s);
+    ref::maxpool2d_backward(dx_ref.data(), dy.data(), a.data(), s);
+    ASSERT_TRUE(same_bits(dx_fast, dx_ref)) << what;
+    std::vector<float> dx_fused(nx, 7.0f), dx_pair(nx, 8.0f);
+    ops::relu_maxpool2d_backward(dx_fused.data(), dy.data(), x.data(), a_relu.data(), s);
+    ref::maxpool2d_backward(dx_pair.data(), dy.data(), a_relu.data(), s);
+    ref::relu_backward(dx_pair.data(), x.data(), dx_pair.data(), nx);
+    ASSERT_TRUE(same_bits(dx_fused, dx_pair)) << what << " after the ReLU";
+  }
+}
+
 /// Dropout's default path (one pass, the reference's comparison as an integer threshold, no
 /// branch) against the reference, bit for bit: the masks, the products (x with NaNs, infinities
 /// and zeros of both signs, whose products with a dropped element's +0 are NaN or -0) and the
