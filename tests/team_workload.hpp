@@ -2,11 +2,11 @@
 // A workload that runs every parallel region of the float kernels with 2 threads requested:
 // the direct convolution's forward and backward, im2col + GEMM's backward, Winograd's forward
 // and backward, the chunked element-wise ops, the column-split SGEMM, BatchNorm's passes (split
-// by images, or channels for short planes), pooling, an AdamW step, and three training steps
-// of lenet5 and convnet. test_thread_teams.cpp runs it normally, from inside a user's parallel
-// region and under omp_set_dynamic, and has cnn_team_workload run it under OMP_THREAD_LIMIT=1
-// and OMP_DYNAMIC=true: each must give the normal run's numbers bit for bit. Throws cnn::Error
-// when a piece does not run by the method it claims to cover.
+// by images, or channels for short planes), average and max pooling, Dropout, an AdamW step, and
+// three training steps of lenet5 and convnet. test_thread_teams.cpp runs it normally, from inside a
+// user's parallel region and under omp_set_dynamic, and has cnn_team_workload run it under
+// OMP_THREAD_LIMIT=1 and OMP_DYNAMIC=true: each must give the normal run's numbers bit for bit.
+// Throws cnn::Error when a piece does not run by the method it claims to cover.
 
 #include <string>
 #include <vector>
@@ -147,6 +147,45 @@ inline std::vector<RegionResult> run_team_workload() {
   out.push_back({"avgpool 8x16x14x14 k2 backward dx", pool_dx});
   out.push_back({"global avgpool 8x16x14x14 forward y", global_y});
   out.push_back({"global avgpool 8x16x14x14 backward dx", global_dx});
+  // Max pooling, each path over the threads: 2x2 / 2 (its own loop, forward and the dense
+  // backward); 3x3 / 1 padding 1 on 33 planes (4 groups of 8 by the lane kernel and, with AVX2,
+  // the last plane by the row kernel, the groups split over the threads; 3 + 1 on SSE2) and its
+  // scatter backward (planes over the threads); 3x3 / 2 padding 1 after the ReLU without the
+  // argmax. Then Dropout (one Rng stream, no threads: the same bits under any team).
+  const ops::PoolShape max2 = ops::make_pool_shape(8, 16, 28, 28, 2, 2, 2, 2, 0, 0);
+  const ops::PoolShape max3 = ops::make_pool_shape(3, 11, 32, 32, 3, 3, 1, 1, 1, 1);
+  const ops::PoolShape max3s2 = ops::make_pool_shape(3, 11, 32, 32, 3, 3, 2, 2, 1, 1);
+  const auto max_pool = [&](const ops::PoolShape& m, const std::string& name) {
+    const int64_t in = m.batch * m.channels * m.in_h * m.in_w;
+    const int64_t on = m.batch * m.channels * m.out_h * m.out_w;
+    const std::vector<float> mx = w::random_values(rng, in), mdy = w::random_values(rng, on);
+    std::vector<float> my(static_cast<size_t>(on)), mdx(static_cast<size_t>(in));
+    std::vector<int32_t> arg(static_cast<size_t>(on));
+    ops::maxpool2d_forward(my.data(), arg.data(), mx.data(), m);
+    ops::maxpool2d_backward(mdx.data(), mdy.data(), arg.data(), m);
+    out.push_back({"maxpool " + name + " forward y", my});
+    out.push_back(
+        {"maxpool " + name + " forward argmax", std::vector<float>(arg.begin(), arg.end())});
+    out.push_back({"maxpool " + name + " backward dx", mdx});
+  };
+  max_pool(max2, "8x16x28x28 k2 s2");
+  max_pool(max3, "3x11x32x32 k3 s1 p1");
+  {
+    const int64_t in = 3 * 11 * 32 * 32, on = 3 * 11 * 16 * 16;
+    const std::vector<float> mx = w::random_values(rng, in);
+    std::vector<float> my(static_cast<size_t>(on));
+    ops::relu_maxpool2d_forward(my.data(), static_cast<int32_t*>(nullptr), mx.data(), max3s2);
+    out.push_back({"relu + maxpool 3x11x32x32 k3 s2 p1 forward y (no argmax)", my});
+  }
+  {
+    const int64_t n = 100003;
+    const std::vector<float> dx_in_drop = w::random_values(rng, n);
+    std::vector<float> drop_y(static_cast<size_t>(n)), drop_mask(static_cast<size_t>(n));
+    Rng drop_rng(29);
+    ops::dropout_forward(drop_y.data(), drop_mask.data(), dx_in_drop.data(), n, 0.3, drop_rng);
+    out.push_back({"dropout 100003 p 0.3 forward y", drop_y});
+    out.push_back({"dropout 100003 p 0.3 mask", drop_mask});
+  }
   // BatchNorm's passes: planes of 16+ values split by images (each plane's sums added over the
   // images in order), an odd batch so that the threads' images differ in number; shorter planes
   // (a BatchNorm1d's) split by channels, an odd count of them.

@@ -1,7 +1,7 @@
 // Issue "Right answers under any thread limit": with 2 threads requested, every parallel region
 // of the kernels gives the normal run's results bit for bit when OpenMP grants fewer threads:
 // from inside a user's parallel region with nesting off (the team has one thread), under
-// omp_set_dynamic(1), and, in a child process, under OMP_THREAD_LIMIT=1 and OMP_DYNAMIC=true.
+// omp_set_dynamic(1), and, in a child process, under OMP_THREAD_LIMIT=1, OMP_DYNAMIC=true and both.
 // The kernels' contract (src/ops/parallel.hpp) is the requested split's result, whatever team
 // runs it. The user's region and OMP_THREAD_LIMIT=1 always shrink the team (the tests check
 // that they did); dynamic adjustment shrinks it only when OpenMP judges the machine busy, so
@@ -156,6 +156,16 @@ TEST(ThreadTeams, UnderOmpThreadLimitOne) {
   EXPECT_EQ(metadata["thread_limit"], "1");
   EXPECT_EQ(metadata["granted_team"], "1");
   expect_bit_identical(expected, limited, "OMP_THREAD_LIMIT=1");
+}
+
+// Both at once, as a job scheduler's environment may hold them.
+TEST(ThreadTeams, UnderOmpThreadLimitOneAndOmpDynamic) {
+  const std::vector<RegionResult>& expected = normal_run();
+  std::map<std::string, std::string> metadata;
+  const std::vector<RegionResult> both = run_child("OMP_THREAD_LIMIT=1 OMP_DYNAMIC=true", metadata);
+  EXPECT_EQ(metadata["thread_limit"], "1");
+  EXPECT_EQ(metadata["granted_team"], "1");
+  expect_bit_identical(expected, both, "OMP_THREAD_LIMIT=1 OMP_DYNAMIC=true");
 }
 
 TEST(ThreadTeams, UnderOmpDynamic) {
