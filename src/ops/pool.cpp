@@ -305,6 +305,27 @@ void scatter_plane(T* dxp, const T* dyp, const T* xp, const int32_t* ap, int64_t
   }
 }
 
+/// scatter_plane on kScatterPlanes consecutive planes at once, window o of each in turn: each
+/// plane's additions are its own, in its order, so the bits are scatter_plane's; but where
+/// consecutive windows chose the same element (overlapping windows: often at stride 1), each
+/// addition waits on the store before it, and the planes' chains now overlap.
+constexpr int64_t kScatterPlanes = 4;
+template <typename T, bool kRelu>
+void scatter_planes(T* dx, const T* dy, const T* x, const int32_t* argmax, int64_t in_size,
+                    int64_t out_size) {
+  std::fill(dx, dx + kScatterPlanes * in_size, T(0));
+  for (int64_t o = 0; o < out_size; ++o)
+    for (int64_t p = 0; p < kScatterPlanes; ++p) {
+      T* dxp = dx + p * in_size;
+      const int32_t i = argmax[p * out_size + o];
+      if constexpr (kRelu) {
+        dxp[i] += x[p * in_size + i] < T(0) ? T(0) : dy[p * out_size + o];
+      } else {
+        dxp[i] += dy[p * out_size + o];
+      }
+    }
+}
+
 /// scatter_plane over every plane, the threads sharing the planes.
 template <typename T, bool kRelu>
 void maxpool_scatter(T* dx, const T* dy, const T* x, const int32_t* argmax, const PoolShape& s) {
@@ -312,8 +333,20 @@ void maxpool_scatter(T* dx, const T* dy, const T* x, const int32_t* argmax, cons
   const int64_t out_size = s.out_h * s.out_w;
   const int team =
       planes * out_size > 16384 ? static_cast<int>(std::min<int64_t>(threads(), planes)) : 1;
+  // Planes four at a time where consecutive windows overlap most (stride 1 along both axes;
+  // 64 x 16 planes of 32 x 32, one thread, ms, the old library's process against the new's,
+  // three rounds: 5x5 padding 2 1.19-1.37 -> 0.87-0.98, 2x2 0.74-0.82 -> 0.65-0.69, 3x3
+  // padding 1 0.79-0.87 -> 0.73-0.78); at stride 2 the chains are rare and four planes cost
+  // more (3x3 / 2 padding 1 0.30-0.31 -> 0.34-0.35).
+  const bool interleave = s.stride_h == 1 && s.stride_w == 1;
   detail::for_each_range(team, planes, [&](int64_t first_plane, int64_t last_plane) {
-    for (int64_t plane = first_plane; plane < last_plane; ++plane) {
+    int64_t plane = first_plane;
+    for (; interleave && plane + kScatterPlanes <= last_plane; plane += kScatterPlanes) {
+      scatter_planes<T, kRelu>(dx + plane * in_size, dy + plane * out_size,
+                               kRelu ? x + plane * in_size : nullptr, argmax + plane * out_size,
+                               in_size, out_size);
+    }
+    for (; plane < last_plane; ++plane) {
       scatter_plane<T, kRelu>(dx + plane * in_size, dy + plane * out_size,
                               kRelu ? x + plane * in_size : nullptr, argmax + plane * out_size,
                               in_size, out_size);
