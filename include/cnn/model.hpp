@@ -132,6 +132,8 @@ class Sequential {
 
  private:
   void require_built(const char* what) const;
+  /// The layers' specs (Layer::parameter_specs or buffer_specs), named "<layer index>.<name>".
+  std::vector<ParamSpec> named_specs(std::vector<ParamSpec> (Layer<T>::*specs)() const) const;
   std::vector<std::unique_ptr<Layer<T>>> layers_;
   bool built_ = false;
   Shape sample_shape_;

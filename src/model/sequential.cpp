@@ -220,10 +220,11 @@ std::vector<typename Sequential<T>::NamedBuffer> Sequential<T>::named_buffers() 
 }
 
 template <typename T>
-std::vector<ParamSpec> Sequential<T>::parameter_specs() const {
+std::vector<ParamSpec> Sequential<T>::named_specs(std::vector<ParamSpec> (Layer<T>::*specs)()
+                                                      const) const {
   std::vector<ParamSpec> named;
   for (size_t i = 0; i < layers_.size(); ++i) {
-    for (ParamSpec& spec : layers_[i]->parameter_specs()) {
+    for (ParamSpec& spec : ((*layers_[i]).*specs)()) {
       spec.name = std::to_string(i) + "." + spec.name;
       named.push_back(std::move(spec));
     }
@@ -232,15 +233,13 @@ std::vector<ParamSpec> Sequential<T>::parameter_specs() const {
 }
 
 template <typename T>
+std::vector<ParamSpec> Sequential<T>::parameter_specs() const {
+  return named_specs(&Layer<T>::parameter_specs);
+}
+
+template <typename T>
 std::vector<ParamSpec> Sequential<T>::buffer_specs() const {
-  std::vector<ParamSpec> named;
-  for (size_t i = 0; i < layers_.size(); ++i) {
-    for (ParamSpec& spec : layers_[i]->buffer_specs()) {
-      spec.name = std::to_string(i) + "." + spec.name;
-      named.push_back(std::move(spec));
-    }
-  }
-  return named;
+  return named_specs(&Layer<T>::buffer_specs);
 }
 
 template class Sequential<float>;
