@@ -1050,6 +1050,52 @@ TEST(CliBadInput, InfoDescribesAModelTooLargeForMemoryFromItsSpec) {
 #endif
 }
 
+// Found 2026-12-07: `cnn info MODEL` read the whole file (and loaded the model) to print an
+// architecture its header holds: a model file of 1.26 GB needed 1.26 GB of memory (2.5 GB with
+// the model's values). info reads the header alone now, checked against the file's size: the
+// (sparse) file is described within 400 MB of address space, and the same file one byte short
+// is still refused in one line.
+TEST(CliBadInput, InfoOfAModelFileReadsItsHeaderAlone) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "AddressSanitizer cannot start under an address-space limit";
+#else
+  const std::string limit = "ulimit -v 400000;";
+  const std::string architecture = R"({"name": "large", "input": [3, 1024, 1024], "layers": [
+    {"type": "Flatten"}, {"type": "Linear", "out_features": 100}, {"type": "ReLU"},
+    {"type": "Linear", "out_features": 10}]})";
+  const std::vector<std::pair<std::string, std::vector<int64_t>>> tensors = {
+      {"1.weight", {100, 3145728}}, {"1.bias", {100}}, {"3.weight", {10, 100}}, {"3.bias", {10}}};
+  Json header = {{"__metadata__",
+                  {{"format", "cnn"}, {"format_version", "1"}, {"architecture", architecture}}}};
+  int64_t offset = 0;
+  for (const auto& [name, shape] : tensors) {
+    int64_t numel = 1;
+    for (int64_t d : shape) numel *= d;
+    header[name] = {
+        {"dtype", "F32"}, {"shape", shape}, {"data_offsets", {offset, offset + 4 * numel}}};
+    offset += 4 * numel;
+  }
+  const std::string text = header.dump();
+  std::string bytes(8, '\0');
+  for (int i = 0; i < 8; ++i)
+    bytes[static_cast<size_t>(i)] = static_cast<char>((text.size() >> (8 * i)) & 0xFF);
+  const fs::path path = work_dir() / "large.safetensors";
+  write_file(path, bytes + text);
+  const auto size = static_cast<uintmax_t>(8 + text.size() + static_cast<size_t>(offset));
+  fs::resize_file(path, size);  // sparse: zeros, a valid model of 1.26 GB
+  const CliRun table = cnn("info " + path.string(), limit);
+  ASSERT_EQ(table.exit_code, 0) << table.err;
+  EXPECT_NE(table.out.find("Total params: 314,573,910\n"), std::string::npos) << table.out;
+  const CliRun json = cnn("info " + path.string() + " --json", limit);
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  EXPECT_EQ(Json::parse(json.out).at("parameters").get<int64_t>(), 314573910);
+  fs::resize_file(path, size - 1);
+  expect_refusal("info " + path.string(),
+                 {path.string(), "tensor '3.bias': data_offsets", "outside"}, limit);
+  fs::remove(path);
+#endif
+}
+
 // Found 2026-12-06: a BatchNorm given one value per channel (BatchNorm1d at an epoch's last
 // batch of 1) failed when training reached that batch, an epoch in. It is refused before the
 // first step, naming the layer, also inside nested residual blocks.

@@ -203,7 +203,9 @@ const char* const kInfoHelp =
     "comparisons per output; softmax 3 per element), and the totals. A Residual block's row\n"
     "(its totals) is followed by its body's and shortcut's layers, indented and numbered by\n"
     "their state_dict prefixes (3.body.0, 4.shortcut.1). A preset or spec is described from\n"
-    "its shapes alone (its parameters are not allocated), so also one too large for memory.\n"
+    "its shapes alone (its parameters are not allocated), so also one too large for memory;\n"
+    "a model file from its header (checked against the file's size and the architecture:\n"
+    "tensor names, dtypes, shapes), without reading its values.\n"
     "  --json  one JSON object: \"spec\" (the canonical model spec, as model files store it),\n"
     "          \"parameters\", \"flops\", and \"layers\" (index, type, describe, output_shape\n"
     "          per sample, parameters, flops, state_dict: the PyTorch names and shapes, torch:\n"
@@ -1821,7 +1823,9 @@ int info_command(const Args& args) {
                   ": neither a preset (lenet5, convnet, resnet, seed), a spec file nor a "
                   "model file");
     }
-    spec = load_for(args, what).spec;
+    // The header alone: info reports the architecture, which a file of gigabytes gives in the
+    // time of its header (the whole file was read, a model's worth of memory and time).
+    spec = is_onnx_path(what) ? load_for(args, what).spec : describe_model_file(what).spec;
   } else {
     spec = model_spec_from(what, "");  // a positional argument: its refusal names no flag
   }

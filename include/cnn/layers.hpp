@@ -108,7 +108,8 @@ class Layer {
   /// Residual of 65536 layers of 2^48 weights wrapped int64 to 0.
   int64_t parameter_count() const;
   /// Points the layer at parameter_count() values and gradients (both may be null when the
-  /// count is zero). The memory must outlive the layer's use.
+  /// count is zero; gradients null for inference: backward and gradient() then throw). The
+  /// memory must outlive the layer's use.
   void bind_parameters(T* values, T* gradients);
   /// The i-th parameter tensor and its gradient (i indexes parameter_specs()).
   TensorView<T> parameter(size_t i) const;

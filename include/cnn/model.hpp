@@ -1,7 +1,9 @@
 #pragma once
 // Sequential: layers run forward in order and backward in reverse, with shapes inferred once
 // at build() and all parameters in ONE flat value buffer and ONE flat gradient buffer (what
-// the optimizer walks over, in PyTorch's state_dict order).
+// the optimizer walks over, in PyTorch's state_dict order). A model built for inference
+// (ModelUse::kInference: the loaders') has no gradient buffer until the first call that needs
+// one (gradients(), zero_grad(), backward()) allocates it.
 
 #include <memory>
 #include <span>
@@ -14,6 +16,11 @@
 #include "cnn/tensor.hpp"
 
 namespace cnn {
+
+/// What a model is built for: kTraining allocates the gradient buffer at build(); kInference
+/// leaves it out (a model's worth of memory that evaluation never touches) until a call that
+/// needs it (gradients(), zero_grad(), backward(), allocate_gradients()) allocates it.
+enum class ModelUse { kTraining, kInference };
 
 template <typename T = float>
 class Sequential {
@@ -37,11 +44,17 @@ class Sequential {
   }
 
   /// Infers every layer's output shape for samples of `sample_shape` (no batch dimension,
-  /// e.g. (1, 28, 28)), allocates the flat parameter and gradient buffers (zeroed) and the flat
-  /// buffer store (reset: running variances 1), and binds the layers to them. Throws
-  /// cnn::Error naming the first layer whose input does not fit.
-  void build(const Shape& sample_shape);
+  /// e.g. (1, 28, 28)), allocates the flat parameter buffer, the flat gradient buffer (for
+  /// kTraining only) and the flat buffer store (zeroed; reset: running variances 1), and binds
+  /// the layers to them. Throws cnn::Error naming the first layer whose input does not fit.
+  void build(const Shape& sample_shape, ModelUse use = ModelUse::kTraining);
   bool built() const { return built_; }
+  /// Whether the gradient buffer exists (after a kTraining build, or once a kInference model
+  /// allocated it).
+  bool has_gradients() const { return built_ && has_gradients_; }
+  /// Allocates the gradient buffer (zeroed) and binds the layers to it, when it does not exist
+  /// yet; nothing otherwise. Throws cnn::Error before build().
+  void allocate_gradients();
   /// What build(sample_shape) checks and sizes, without allocating anything: the batch shape
   /// (batch 1) entering each layer and the one leaving the last (size() + 1 shapes), and the
   /// parameter and buffer totals. Throws the cnn::Error that build() throws for the same layers
@@ -73,20 +86,24 @@ class Sequential {
   /// valid until the next forward. x must stay alive and unchanged until backward().
   TensorView<const T> forward(TensorView<const T> x, Mode mode);
   /// Backpropagates dy (the shape of the latest forward's output): accumulates into
-  /// gradients(). The input gradient is not computed.
+  /// gradients() (allocated first if the model has none). The input gradient is not computed.
   void backward(TensorView<const T> dy);
-  /// Sets every gradient to zero; call once per step, before backward().
+  /// Sets every gradient to zero (allocating them if the model has none); call once per step,
+  /// before backward().
   void zero_grad();
 
   /// All parameter values / gradients, in PyTorch's state_dict order. Throw cnn::Error before
   /// build(), as named_parameters() does: the buffers do not exist yet, and an empty span
-  /// handed to an optimizer trained nothing without a word.
+  /// handed to an optimizer trained nothing without a word. gradients() allocates the gradient
+  /// buffer of a model that has none (allocate_gradients), so an optimizer over a loaded
+  /// model trains it.
   std::span<T> parameters() {
     require_built("parameters()");
     return {values_.data(), static_cast<size_t>(values_.numel())};
   }
   std::span<T> gradients() {
     require_built("gradients()");
+    allocate_gradients();
     return {grads_.data(), static_cast<size_t>(grads_.numel())};
   }
   /// The number of parameters (0 before build()).
@@ -101,7 +118,9 @@ class Sequential {
   int64_t buffer_count() const { return buffers_.numel(); }
 
   /// One named parameter tensor, named as in the state_dict of the equivalent
-  /// torch.nn.Sequential: "<layer index>.<name>", e.g. "0.weight".
+  /// torch.nn.Sequential: "<layer index>.<name>", e.g. "0.weight". `gradient` is an empty view
+  /// while the model has no gradient buffer (has_gradients()); named_parameters() does not
+  /// allocate one.
   struct NamedParameter {
     std::string name;
     TensorView<T> value;
@@ -132,10 +151,13 @@ class Sequential {
 
  private:
   void require_built(const char* what) const;
+  /// Binds every layer to its slice of values_ and of grads_ (null without gradients).
+  void bind_parameters();
   /// The layers' specs (Layer::parameter_specs or buffer_specs), named "<layer index>.<name>".
   std::vector<ParamSpec> named_specs(std::vector<ParamSpec> (Layer<T>::*specs)() const) const;
   std::vector<std::unique_ptr<Layer<T>>> layers_;
   bool built_ = false;
+  bool has_gradients_ = false;
   Shape sample_shape_;
   Tensor<T> values_, grads_, buffers_;
   detail::LayerChain<T> chain_;  // runs the layers (and their fused pairs)

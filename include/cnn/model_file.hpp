@@ -42,7 +42,19 @@ void save_model(const std::string& path, Sequential<float>& model, const ModelSp
 /// I32) or whose shape differs from the architecture's, a non-finite weight or buffer, or a
 /// negative running variance, or more class names than outputs (fewer, which cnn train wrote
 /// before 2026-12-06, are completed with the outputs' indices: "8", "9").
+/// The model is built for inference (ModelUse::kInference): it has no gradients until training
+/// asks for them (Sequential::allocate_gradients, which gradients(), zero_grad() and backward()
+/// call). The tensors' bytes are read from the file straight into the model.
 ModelFile load_model(const std::string& path, const std::optional<ModelSpec>& spec = std::nullopt);
+
+/// What load_model checks from the file's header alone (SafeTensorsFile::open: the header
+/// against the file's size, the format and version, the architecture, every tensor's name,
+/// dtype and shape, the class names), reading none of the tensors' values: the returned
+/// model holds the architecture's layers, not built (as model_shapes gives them). For `cnn
+/// info`, which reports the architecture of a file of any size in the time of its header. Values
+/// load_model would refuse (non-finite weights, negative variances or counts) are not seen.
+ModelFile describe_model_file(const std::string& path,
+                              const std::optional<ModelSpec>& spec = std::nullopt);
 
 namespace detail {
 /// Why `spec` does not describe `model` (the model is not built, the spec does not build, or
@@ -55,8 +67,13 @@ void require_class_names(const std::string& path, const ModelSpec& spec,
                          const std::vector<std::string>& class_names);
 /// The model's parameters and buffers as save_safetensors writes them (counters as I64).
 std::vector<SaveTensor> model_tensors(Sequential<float>& model);
-/// load_model's checks on an opened file; tensors whose names start with `other_prefix` (when
-/// not empty) belong to someone else (a checkpoint's optimizer state) and are left alone.
+/// describe_model_file's checks on an opened file (the format aside); tensors whose names start
+/// with `other_prefix` (when not empty) belong to someone else (a checkpoint's optimizer state)
+/// and are left alone.
+ModelFile model_description(const SafeTensorsFile& file, const std::string& path,
+                            const std::optional<ModelSpec>& spec, const std::string& other_prefix);
+/// load_model's checks on an opened file (the format aside), and its values, read with
+/// file.read_data; `other_prefix` as for model_description.
 ModelFile model_from_file(const SafeTensorsFile& file, const std::string& path,
                           const std::optional<ModelSpec>& spec, const std::string& other_prefix);
 }  // namespace detail

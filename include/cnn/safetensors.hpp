@@ -6,7 +6,9 @@
 // from a stranger cannot make us read out of bounds; saving is atomic.
 
 #include <cstdint>
+#include <fstream>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -18,13 +20,16 @@ namespace cnn {
 /// Element types we read and write: "F32", "F64", "I32", "I64" (safetensors names).
 enum class DType { kF32, kF64, kI32, kI64 };
 
-/// A validated, fully loaded safetensors file.
+/// A validated safetensors file: fully loaded (load), or its header alone (open), its tensors'
+/// bytes read from the file when asked for (read_data).
 class SafeTensorsFile {
  public:
   struct Entry {
     DType dtype;
     Shape shape;
-    std::vector<uint8_t> bytes;  // little-endian, numel * element size
+    std::vector<uint8_t> bytes;  // little-endian, numel * element size; empty after open()
+    uint64_t size = 0;           // numel * element size
+    uint64_t offset = 0;         // where the bytes start in the file
   };
 
   /// Reads and validates `path`. Throws cnn::Error("<path>: <what was wrong>") for a missing,
@@ -32,6 +37,15 @@ class SafeTensorsFile {
   /// outside the data, a shape that does not match its byte size, overlapping or duplicate
   /// tensors, bytes that no tensor covers, non-string metadata.
   static SafeTensorsFile load(const std::string& path);
+  /// Reads and validates the header of `path` as load() does, against the file's size, and
+  /// reads none of the tensors' bytes (a file of gigabytes is described in the time and memory
+  /// of its header): every check of load() but the final read, which a file truncated since
+  /// would fail. Entries' `bytes` stay empty; read_data reads them from the file, kept open.
+  static SafeTensorsFile open(const std::string& path);
+  /// Copies the tensor's `size` bytes into `out`: from memory after load(), from the file after
+  /// open(). Throws cnn::Error naming the file and the tensor when it is missing, or when the
+  /// file no longer holds the bytes ("could not read the whole file").
+  void read_data(const std::string& name, void* out) const;
 
   const std::string& path() const { return path_; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
@@ -41,11 +55,14 @@ class SafeTensorsFile {
   /// Throws cnn::Error naming the file and the missing tensor.
   const Entry& entry(const std::string& name) const;
   /// The tensor converted to T (float or double); integer dtypes convert exactly when small.
+  /// Reads the bytes from the file after open().
   template <typename T>
   Tensor<T> tensor(const std::string& name) const;
 
  private:
+  static SafeTensorsFile read(const std::string& path, bool with_data);
   std::string path_;
+  std::shared_ptr<std::ifstream> stream_;  // after open(): the file, for read_data
   std::map<std::string, std::string> metadata_;
   std::vector<std::string> names_;
   std::map<std::string, Entry> entries_;

@@ -93,8 +93,9 @@ ModelSpec model_spec_from(const std::string& preset_or_path, const std::string& 
 /// "build_model: the spec ...: expected an input (C, H, W), got ..." for an input of another
 /// rank (a default ModelSpec's ()), "<spec name>: Sequential: layer i ..." when a layer does
 /// not fit its input, and "<spec name>: out of memory: ..." when its values cannot be
-/// allocated. Where shapes suffice, model_shapes checks the same without allocating.
-Sequential<float> build_model(const ModelSpec& spec);
+/// allocated. Where shapes suffice, model_shapes checks the same without allocating. `use`:
+/// kInference leaves out the gradients (Sequential::build; the loaders build so).
+Sequential<float> build_model(const ModelSpec& spec, ModelUse use = ModelUse::kTraining);
 /// A spec's model without its values: `model` holds the layers, each built for its input, and
 /// is not built (no parameter, gradient or buffer is allocated: its layers' output_shape,
 /// parameter_specs, buffer_specs, parameter_count, forward_flops and describe work, forward

@@ -70,8 +70,9 @@ bool is_onnx_path(const std::string& path) {
   return ext == ".onnx";
 }
 
-ModelFile load_model(const std::string& path, const std::optional<ModelSpec>& spec) {
-  const SafeTensorsFile file = SafeTensorsFile::load(path);
+namespace {
+/// load_model's and describe_model_file's check of the metadata's "format".
+void require_model_format(const SafeTensorsFile& file, const std::string& path) {
   // "format" says what wrote the file. A checkpoint holds a model's tensors under the same
   // names (and the optimizer's under others, which the tensor check would name as unexpected,
   // or not at all for plain SGD): it loaded as a model. A file without the key (PyTorch's
@@ -90,7 +91,21 @@ ModelFile load_model(const std::string& path, const std::optional<ModelSpec>& sp
     throw Error(path + ": unknown format '" + shown + (format->second.size() > 40 ? "...'" : "'") +
                 " in the metadata (expected \"cnn\")");
   }
+}
+}  // namespace
+
+ModelFile load_model(const std::string& path, const std::optional<ModelSpec>& spec) {
+  // The header alone, then each tensor's bytes straight from the file into the model: the
+  // whole file in memory first added a model's worth to the load's peak.
+  const SafeTensorsFile file = SafeTensorsFile::open(path);
+  require_model_format(file, path);
   return detail::model_from_file(file, path, spec, "");
+}
+
+ModelFile describe_model_file(const std::string& path, const std::optional<ModelSpec>& spec) {
+  const SafeTensorsFile file = SafeTensorsFile::open(path);
+  require_model_format(file, path);
+  return detail::model_description(file, path, spec, "");
 }
 
 namespace detail {
@@ -141,8 +156,8 @@ std::vector<SaveTensor> model_tensors(Sequential<float>& model) {
   return tensors;
 }
 
-ModelFile model_from_file(const SafeTensorsFile& file, const std::string& path,
-                          const std::optional<ModelSpec>& spec, const std::string& other_prefix) {
+ModelFile model_description(const SafeTensorsFile& file, const std::string& path,
+                            const std::optional<ModelSpec>& spec, const std::string& other_prefix) {
   const auto fail = [&](const std::string& message) -> void { throw Error(path + ": " + message); };
   const auto& meta = file.metadata();
   ModelFile loaded;
@@ -162,10 +177,11 @@ ModelFile model_from_file(const SafeTensorsFile& file, const std::string& path,
     loaded.spec = parse_model_spec(meta.at("architecture"), path + ": architecture");
   }
   // The file's tensors are checked against the architecture's shapes before the model's values
-  // are allocated: the file lies in memory already, so an architecture that claims more than
-  // it holds (a line of JSON can claim a Linear of terabytes) is refused by name, not by
-  // "out of memory" or after allocating it.
-  const Sequential<float> shapes = model_shapes(loaded.spec).model;
+  // are allocated: the header has been checked against the file's size, so an architecture
+  // that claims more than the file holds (a line of JSON can claim a Linear of terabytes) is
+  // refused by name, not by "out of memory" or after allocating it.
+  loaded.model = model_shapes(loaded.spec).model;
+  const Sequential<float>& shapes = loaded.model;
   std::set<std::string> expected;
   for (const ParamSpec& p : shapes.parameter_specs()) {
     expected.insert(p.name);
@@ -192,47 +208,6 @@ ModelFile model_from_file(const SafeTensorsFile& file, const std::string& path,
            entry.shape.str());
     }
   }
-  loaded.model = build_model(loaded.spec);
-  // Each F32 tensor's bytes go straight into the model (checked there): a decoded copy of each
-  // tensor first added the largest tensor's size to the load's peak.
-  for (auto& p : loaded.model.named_parameters()) {
-    const SafeTensorsFile::Entry& entry = file.entry(p.name);
-    std::memcpy(p.value.data(), entry.bytes.data(), static_cast<size_t>(p.value.numel()) * 4);
-    for (int64_t i = 0; i < p.value.numel(); ++i) {
-      if (!std::isfinite(p.value[i])) {
-        fail("tensor '" + p.name + "' holds a non-finite value at index " + std::to_string(i));
-      }
-    }
-  }
-  for (auto& b : loaded.model.named_buffers()) {
-    const SafeTensorsFile::Entry& entry = file.entry(b.name);
-    if (b.counter) {
-      // Exact in float up to 2^24; a larger count is kept as the nearest float.
-      for (int64_t i = 0; i < entry.shape.numel(); ++i) {
-        int64_t v = 0;
-        if (entry.dtype == DType::kI64) {
-          std::memcpy(&v, entry.bytes.data() + 8 * i, 8);
-        } else {
-          int32_t v32 = 0;
-          std::memcpy(&v32, entry.bytes.data() + 4 * i, 4);
-          v = v32;
-        }
-        if (v < 0) fail("buffer '" + b.name + "' holds a negative count " + std::to_string(v));
-        b.value[i] = static_cast<float>(v);
-      }
-      continue;
-    }
-    std::memcpy(b.value.data(), entry.bytes.data(), static_cast<size_t>(b.value.numel()) * 4);
-    for (int64_t i = 0; i < b.value.numel(); ++i) {
-      if (!std::isfinite(b.value[i])) {
-        fail("buffer '" + b.name + "' holds a non-finite value at index " + std::to_string(i));
-      }
-      // A variance below zero would make its BatchNorm output NaN.
-      if (b.name.ends_with("running_var") && b.value[i] < 0) {
-        fail("buffer '" + b.name + "' holds a negative variance at index " + std::to_string(i));
-      }
-    }
-  }
   for (const std::string& name : file.names()) {
     if (!expected.count(name) && (other_prefix.empty() || !name.starts_with(other_prefix)))
       fail("unexpected tensor '" + name + "' (not in the architecture)");
@@ -256,6 +231,57 @@ ModelFile model_from_file(const SafeTensorsFile& file, const std::string& path,
     if (!loaded.class_names.empty()) {
       while (static_cast<int64_t>(loaded.class_names.size()) < classes)
         loaded.class_names.push_back(std::to_string(loaded.class_names.size()));
+    }
+  }
+  return loaded;
+}
+
+ModelFile model_from_file(const SafeTensorsFile& file, const std::string& path,
+                          const std::optional<ModelSpec>& spec, const std::string& other_prefix) {
+  const auto fail = [&](const std::string& message) -> void { throw Error(path + ": " + message); };
+  ModelFile loaded = model_description(file, path, spec, other_prefix);
+  // For inference: training allocates the gradients when it needs them
+  // (Sequential::allocate_gradients), so that evaluating holds no model's worth of zeros.
+  loaded.model = build_model(loaded.spec, ModelUse::kInference);
+  // Each F32 tensor's bytes go straight into the model (checked there): a decoded copy of each
+  // tensor first added the largest tensor's size to the load's peak.
+  for (auto& p : loaded.model.named_parameters()) {
+    file.read_data(p.name, p.value.data());
+    for (int64_t i = 0; i < p.value.numel(); ++i) {
+      if (!std::isfinite(p.value[i])) {
+        fail("tensor '" + p.name + "' holds a non-finite value at index " + std::to_string(i));
+      }
+    }
+  }
+  for (auto& b : loaded.model.named_buffers()) {
+    const SafeTensorsFile::Entry& entry = file.entry(b.name);
+    if (b.counter) {
+      std::vector<uint8_t> bytes(static_cast<size_t>(entry.size));
+      file.read_data(b.name, bytes.data());
+      // Exact in float up to 2^24; a larger count is kept as the nearest float.
+      for (int64_t i = 0; i < entry.shape.numel(); ++i) {
+        int64_t v = 0;
+        if (entry.dtype == DType::kI64) {
+          std::memcpy(&v, bytes.data() + 8 * i, 8);
+        } else {
+          int32_t v32 = 0;
+          std::memcpy(&v32, bytes.data() + 4 * i, 4);
+          v = v32;
+        }
+        if (v < 0) fail("buffer '" + b.name + "' holds a negative count " + std::to_string(v));
+        b.value[i] = static_cast<float>(v);
+      }
+      continue;
+    }
+    file.read_data(b.name, b.value.data());
+    for (int64_t i = 0; i < b.value.numel(); ++i) {
+      if (!std::isfinite(b.value[i])) {
+        fail("buffer '" + b.name + "' holds a non-finite value at index " + std::to_string(i));
+      }
+      // A variance below zero would make its BatchNorm output NaN.
+      if (b.name.ends_with("running_var") && b.value[i] < 0) {
+        fail("buffer '" + b.name + "' holds a negative variance at index " + std::to_string(i));
+      }
     }
   }
   return loaded;

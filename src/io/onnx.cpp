@@ -2126,7 +2126,7 @@ ModelFile Importer::run() {
     fail("cnn.class_names metadata is not a JSON list of strings: " + detail::json_error_text(e));
   }
   try {
-    file.model = build_model(file.spec);
+    file.model = build_model(file.spec, ModelUse::kInference);
   } catch (const Error& e) {
     fail(std::string("the graph does not make a model: ") + e.what());
   }

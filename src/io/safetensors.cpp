@@ -65,8 +65,17 @@ uint64_t read_u64_le(const uint8_t* p) {
 }  // namespace
 
 SafeTensorsFile SafeTensorsFile::load(const std::string& path) {
+  return read(path, true);
+}
+
+SafeTensorsFile SafeTensorsFile::open(const std::string& path) {
+  return read(path, false);
+}
+
+SafeTensorsFile SafeTensorsFile::read(const std::string& path, bool with_data) {
   require_regular_file(path, "a safetensors file");
-  std::ifstream in(path, std::ios::binary);
+  auto stream = std::make_shared<std::ifstream>(path, std::ios::binary);
+  std::ifstream& in = *stream;
   if (!in) fail(path, std::string("cannot open a safetensors file: ") + std::strerror(errno));
   in.seekg(0, std::ios::end);
   const auto end = in.tellg();
@@ -174,6 +183,8 @@ SafeTensorsFile SafeTensorsFile::load(const std::string& path) {
                      " bytes, data_offsets give " + std::to_string(stop - begin));
     }
     spans.push_back({begin, stop, name});
+    entry.size = stop - begin;
+    entry.offset = 8 + header_size + begin;
     file.entries_.emplace(name, std::move(entry));
   }
   // The format requires the tensors to cover the data exactly, without overlap or holes.
@@ -196,6 +207,10 @@ SafeTensorsFile SafeTensorsFile::load(const std::string& path) {
     fail(path, "bytes " + std::to_string(covered) + " to " + std::to_string(data_size) +
                    " belong to no tensor (trailing data)");
   }
+  if (!with_data) {
+    file.stream_ = std::move(stream);
+    return file;
+  }
   // The spans tile the data in file order: each tensor's bytes are read straight into it.
   for (const Span& span : spans) {
     std::vector<uint8_t>& bytes = file.entries_.at(span.name).bytes;
@@ -204,6 +219,19 @@ SafeTensorsFile SafeTensorsFile::load(const std::string& path) {
     if (!in) fail(path, "could not read the whole file");
   }
   return file;
+}
+
+void SafeTensorsFile::read_data(const std::string& name, void* out) const {
+  const Entry& e = entry(name);
+  if (!stream_) {
+    if (e.size > 0) std::memcpy(out, e.bytes.data(), static_cast<size_t>(e.size));
+    return;
+  }
+  std::ifstream& in = *stream_;
+  in.clear();
+  in.seekg(static_cast<std::streamoff>(e.offset));
+  in.read(static_cast<char*>(out), static_cast<std::streamsize>(e.size));
+  if (!in) fail(path_, "could not read the whole file (tensor '" + name + "')");
 }
 
 const SafeTensorsFile::Entry& SafeTensorsFile::entry(const std::string& name) const {
@@ -216,7 +244,12 @@ template <typename T>
 Tensor<T> SafeTensorsFile::tensor(const std::string& name) const {
   const Entry& e = entry(name);
   Tensor<T> out(e.shape);
-  const uint8_t* p = e.bytes.data();
+  std::vector<uint8_t> read_bytes;
+  if (stream_) {
+    read_bytes.resize(static_cast<size_t>(e.size));
+    read_data(name, read_bytes.data());
+  }
+  const uint8_t* p = stream_ ? read_bytes.data() : e.bytes.data();
   for (int64_t i = 0; i < out.numel(); ++i) {
     switch (e.dtype) {
       case DType::kF32: {

@@ -762,10 +762,10 @@ ModelShapes model_shapes(const ModelSpec& spec) {
   return shapes;
 }
 
-Sequential<float> build_model(const ModelSpec& spec) {
+Sequential<float> build_model(const ModelSpec& spec, ModelUse use) {
   Sequential<float> model = model_shapes(spec).model;
   try {
-    model.build(spec.input);
+    model.build(spec.input, use);
   } catch (const Error& e) {  // out of memory: the shapes were checked
     throw Error(spec.name + ": " + e.what());
   }

@@ -122,8 +122,8 @@ void Layer<T>::bind_parameters(T* values, T* gradients) {
     offsets_.push_back(offset);
     offset += spec.shape.numel();
   }
-  if (offset > 0 && (values == nullptr || gradients == nullptr)) {
-    fail("bind_parameters: expected buffers for " + std::to_string(offset) +
+  if (offset > 0 && values == nullptr) {
+    fail("bind_parameters: expected values for " + std::to_string(offset) +
          " parameters, got a null pointer");
   }
   values_ = values;
@@ -188,6 +188,11 @@ template <typename T>
 T* Layer<T>::gradient_data(size_t i) const {
   if (i >= offsets_.size())
     fail("parameters are not bound (call bind_parameters or build a model)");
+  if (gradients_ == nullptr) {
+    fail(
+        "parameters are bound without gradients (a model built for inference allocates them "
+        "in Sequential::allocate_gradients)");
+  }
   return gradients_ + offsets_[i];
 }
 
@@ -241,6 +246,11 @@ void Layer<T>::check_backward(const Shape& x, const Shape& y, const Shape& dy,
   }
   if (!bound_ && parameter_count() > 0) {  // bound_ first: no spec list in the training step
     fail("parameters are not bound (call bind_parameters or build a model)");
+  }
+  if (gradients_ == nullptr && !offsets_.empty() && parameter_count() > 0) {
+    fail(
+        "backward: parameters are bound without gradients (a model built for inference "
+        "allocates them in Sequential::allocate_gradients)");
   }
 }
 

@@ -132,7 +132,7 @@ void Residual<T>::on_parameters_bound(T* values, T* gradients) {
     for (const auto& layer : *branch) {
       const int64_t count = layer->parameter_count();
       layer->bind_parameters(count ? values + offset : nullptr,
-                             count ? gradients + offset : nullptr);
+                             count && gradients ? gradients + offset : nullptr);
       offset += count;
     }
   }

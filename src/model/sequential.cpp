@@ -36,6 +36,7 @@ Sequential<T>& Sequential<T>::operator=(Sequential&& other) noexcept {
   // Tensor is empty in practice, but built_ and sample_shape_ would be copied, not reset.
   layers_ = std::move(other.layers_);
   built_ = std::exchange(other.built_, false);
+  has_gradients_ = std::exchange(other.has_gradients_, false);
   sample_shape_ = std::exchange(other.sample_shape_, Shape());
   values_ = std::move(other.values_);
   grads_ = std::move(other.grads_);
@@ -101,29 +102,53 @@ typename Sequential<T>::Layout Sequential<T>::layout(const Shape& sample_shape) 
 }
 
 template <typename T>
-void Sequential<T>::build(const Shape& sample_shape) {
+void Sequential<T>::build(const Shape& sample_shape, ModelUse use) {
   if (built_) throw Error("Sequential: build() called twice");
   const Layout sizes = layout(sample_shape);
-  const int64_t count = sizes.parameters;
-  values_.resize(Shape{count});
-  grads_.resize(Shape{count});
+  values_.resize(Shape{sizes.parameters});
   values_.fill(T(0));
-  grads_.fill(T(0));
+  // Gradients only for training: a model loaded to evaluate held a second model's worth of
+  // zeros it never touched (allocate_gradients adds them when it is trained after all).
+  has_gradients_ = use == ModelUse::kTraining;
+  grads_ = Tensor<T>();
+  if (has_gradients_) {
+    grads_.resize(Shape{sizes.parameters});
+    grads_.fill(T(0));
+  }
   buffers_.resize(Shape{sizes.buffers});
   buffers_.fill(T(0));
-  int64_t offset = 0, buffer_offset = 0;
+  bind_parameters();
+  int64_t buffer_offset = 0;
   std::vector<Layer<T>*> chain;
   for (auto& layer : layers_) {
-    layer->bind_parameters(values_.data() + offset, grads_.data() + offset);
     layer->bind_buffers(buffers_.data() + buffer_offset);
     layer->reset_buffers();
-    offset += layer->parameter_count();
     buffer_offset += layer->buffer_count();
     chain.push_back(layer.get());
   }
   chain_.set_layers(std::move(chain));
   sample_shape_ = sample_shape;
   built_ = true;
+}
+
+template <typename T>
+void Sequential<T>::bind_parameters() {
+  int64_t offset = 0;
+  for (auto& layer : layers_) {
+    layer->bind_parameters(values_.data() + offset,
+                           has_gradients_ ? grads_.data() + offset : nullptr);
+    offset += layer->parameter_count();
+  }
+}
+
+template <typename T>
+void Sequential<T>::allocate_gradients() {
+  require_built("allocate_gradients()");
+  if (has_gradients_) return;
+  grads_.resize(Shape{values_.numel()});
+  grads_.fill(T(0));
+  has_gradients_ = true;
+  bind_parameters();  // the same values, now with their gradients
 }
 
 template <typename T>
@@ -174,6 +199,7 @@ TensorView<const T> Sequential<T>::forward(TensorView<const T> x, Mode mode) {
 template <typename T>
 void Sequential<T>::backward(TensorView<const T> dy) {
   require_built("backward()");
+  allocate_gradients();
   try {
     chain_.backward(dy, {});
   } catch (const Error& e) {
@@ -183,6 +209,7 @@ void Sequential<T>::backward(TensorView<const T> dy) {
 
 template <typename T>
 void Sequential<T>::zero_grad() {
+  if (built_) allocate_gradients();  // before build() there is nothing to zero
   // Split as the optimizers split their updates (element_parts), so that each thread zeroes
   // the gradients it reads in the update.
   T* const grads = grads_.data();
@@ -199,7 +226,7 @@ std::vector<typename Sequential<T>::NamedParameter> Sequential<T>::named_paramet
     const std::vector<ParamSpec> specs = layers_[i]->parameter_specs();
     for (size_t p = 0; p < specs.size(); ++p) {
       named.push_back({std::to_string(i) + "." + specs[p].name, layers_[i]->parameter(p),
-                       layers_[i]->gradient(p)});
+                       has_gradients_ ? layers_[i]->gradient(p) : TensorView<T>()});
     }
   }
   return named;
