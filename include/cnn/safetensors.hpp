@@ -44,7 +44,8 @@ class SafeTensorsFile {
   static SafeTensorsFile open(const std::string& path);
   /// Copies the tensor's `size` bytes into `out`: from memory after load(), from the file after
   /// open(). Throws cnn::Error naming the file and the tensor when it is missing, or when the
-  /// file no longer holds the bytes ("could not read the whole file").
+  /// file no longer holds the bytes ("could not read the whole file"). After open() it moves
+  /// the file's position (shared by copies of this object): one thread at a time.
   void read_data(const std::string& name, void* out) const;
 
   const std::string& path() const { return path_; }
