@@ -329,18 +329,30 @@ TEST(Sequential, AModelBuiltForInferenceAllocatesItsGradientsWhenTrained) {
                          loaded.gradients().begin()));
   EXPECT_TRUE(std::equal(trained.parameters().begin(), trained.parameters().end(),
                          loaded.parameters().begin()));
-  // backward() alone allocates them too (a Residual's children included).
+  // backward() alone allocates them too (a Residual's children and the fused pairs included),
+  // and they are a model built for training's, bit for bit.
   Sequential<float> resnet = build_model(preset_spec("resnet"), ModelUse::kInference);
+  Sequential<float> resnet_trained = build_model(preset_spec("resnet"));
   EXPECT_FALSE(resnet.has_gradients());
+  Rng rc(7), rd(7);
+  resnet.init_parameters(rc);
+  resnet_trained.init_parameters(rd);
   const Shape& sample = resnet.sample_shape();
-  Tensor<float> image(Shape{2, sample[0], sample[1], sample[2]}, 0.25f);
-  const auto out = resnet.forward(image, Mode::kTrain);
-  Tensor<float> dy(out.shape(), 1.0f);
-  resnet.backward(dy);
+  Tensor<float> image(Shape{2, sample[0], sample[1], sample[2]});
+  for (float& v : image) v = float(data.normal());
+  for (Sequential<float>* model : {&resnet, &resnet_trained}) {
+    const auto out = model->forward(image, Mode::kTrain);
+    Tensor<float> dy(out.shape());
+    for (int64_t i = 0; i < dy.numel(); ++i) dy[i] = float(i % 7) - 3.0f;
+    model->backward(dy);
+  }
   EXPECT_TRUE(resnet.has_gradients());
   double total = 0;
   for (float g : resnet.gradients()) total += std::fabs(g);
   EXPECT_GT(total, 0.0);
+  ASSERT_EQ(resnet.gradients().size(), resnet_trained.gradients().size());
+  EXPECT_TRUE(std::equal(resnet_trained.gradients().begin(), resnet_trained.gradients().end(),
+                         resnet.gradients().begin()));
 }
 
 /// Runs the model's layers one at a time (no fused pairs), forward then backward from dy:
