@@ -1716,6 +1716,10 @@ TEST(CliBadInput, AMeanLossAboveFloatsLargestIsItsTrueValue) {
   const CliRun text = cnn("eval " + path.string() + " --data sample");
   ASSERT_EQ(text.exit_code, 0) << text.err;
   EXPECT_EQ(text.out.find("inf"), std::string::npos) << text.out;
+  // In five significant digits, not the 39 digits of %.4f.
+  char line[64];
+  std::snprintf(line, sizeof line, "test loss %.4e, test accuracy", expected);
+  EXPECT_NE(text.out.find(line), std::string::npos) << text.out;
 }
 
 // Found 2026-12-07: a spec that is not JSON kept nlohmann's internal id in its line ("not valid

@@ -238,6 +238,14 @@ std::string flops_text(double flops) {
   return text;
 }
 
+/// A loss as the text lines print it: 4 decimals, or 5 significant digits past 1e9 (a loss
+/// above float's largest value is reported at its true size, which %.4f printed as 39 digits).
+std::string loss_text(double loss) {
+  char text[64];
+  std::snprintf(text, sizeof text, std::fabs(loss) < 1e9 ? "%.4f" : "%.4e", loss);
+  return text;
+}
+
 std::string format_duration(double seconds) {
   const long s = std::lround(std::max(0.0, seconds));
   char text[32];
@@ -1309,24 +1317,25 @@ int train_command(int argc, char** argv, Communicator* ranks) {
       std::string bar = std::string(static_cast<size_t>(filled), '=') +
                         (filled < width ? ">" : "") +
                         std::string(static_cast<size_t>(std::max(0, width - filled - 1)), ' ');
-      std::printf("\repoch %d/%d [%s] %3.0f%% %6.0f img/s ETA %s loss %.4f acc %.2f%%  ", p.epoch,
-                  p.epochs, bar.c_str(), 100 * fraction, rate, format_duration(eta).c_str(), p.loss,
-                  100 * p.accuracy);
+      std::printf("\repoch %d/%d [%s] %3.0f%% %6.0f img/s ETA %s loss %s acc %.2f%%  ", p.epoch,
+                  p.epochs, bar.c_str(), 100 * fraction, rate, format_duration(eta).c_str(),
+                  loss_text(p.loss).c_str(), 100 * p.accuracy);
       if (p.seen == p.total) std::printf("\n");
     } else {
       // Plain lines, one per quarter of the epoch, when the output is a file or a pipe.
       const int quarter = static_cast<int>(fraction * 4);
       if (quarter == last_report || quarter == 0) return;
       last_report = quarter == 4 ? -1 : quarter;
-      std::printf("epoch %d/%d %3.0f%% %.0f img/s ETA %s loss %.4f acc %.2f%%\n", p.epoch, p.epochs,
-                  100 * fraction, rate, format_duration(eta).c_str(), p.loss, 100 * p.accuracy);
+      std::printf("epoch %d/%d %3.0f%% %.0f img/s ETA %s loss %s acc %.2f%%\n", p.epoch, p.epochs,
+                  100 * fraction, rate, format_duration(eta).c_str(), loss_text(p.loss).c_str(),
+                  100 * p.accuracy);
     }
     std::fflush(stdout);
   };
   const auto on_epoch = [&](const EpochMetrics& m) {
-    std::printf("epoch %d/%d: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% | %.1f s\n",
-                m.epoch, options.epochs, m.train_loss, 100 * m.train_accuracy, m.test_loss,
-                100 * m.test_accuracy, m.seconds);
+    std::printf("epoch %d/%d: train loss %s acc %.2f%% | test loss %s acc %.2f%% | %.1f s\n",
+                m.epoch, options.epochs, loss_text(m.train_loss).c_str(), 100 * m.train_accuracy,
+                loss_text(m.test_loss).c_str(), 100 * m.test_accuracy, m.seconds);
     std::fflush(stdout);
   };
 
@@ -1538,9 +1547,9 @@ int train_command(int argc, char** argv, Communicator* ranks) {
                  stop_signal_name(g_stop_signal));
   }
   const EpochMetrics& final = history.back();
-  std::printf("final test accuracy %s, test loss %.4f, after %.1f s of training and testing\n",
-              accuracy_text(final.test_accuracy, data.test.size()).c_str(), final.test_loss,
-              seconds);
+  std::printf("final test accuracy %s, test loss %s, after %.1f s of training and testing\n",
+              accuracy_text(final.test_accuracy, data.test.size()).c_str(),
+              loss_text(final.test_loss).c_str(), seconds);
   if (world > 1) {
     std::printf("%d ranks: models identical on every rank after every epoch (hash %016llx)\n",
                 world, static_cast<unsigned long long>(model_hash(model)));
@@ -1654,7 +1663,7 @@ int eval_command(const Args& args) {
   }
   std::printf("%s on %s: %lld images\n", terminal_text(args.positional()[0]).c_str(),
               terminal_text(data.description).c_str(), static_cast<long long>(r.samples));
-  std::printf("test loss %.4f, test accuracy %s\n", r.loss,
+  std::printf("test loss %s, test accuracy %s\n", loss_text(r.loss).c_str(),
               accuracy_text(r.accuracy, r.samples).c_str());
   std::printf("\nper-class accuracy:\n");
   for (size_t c = 0; c < r.per_class_accuracy.size(); ++c) {
