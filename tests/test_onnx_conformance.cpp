@@ -66,15 +66,18 @@ std::string prepared_model(const std::string& test, bool add_batch, onnx::Tensor
   while (g.input_size() > 1) g.mutable_input()->RemoveLast();
   input = read_tensor(dir / "test_data_set_0" / "input_0.pb");
   if (add_batch) {
-    auto* shape = g.mutable_input(0)->mutable_type()->mutable_tensor_type()->mutable_shape();
-    shape->add_dim();
-    for (int d = shape->dim_size() - 1; d > 0; --d) *shape->mutable_dim(d) = shape->dim(d - 1);
-    shape->mutable_dim(0)->clear_dim_param();
-    shape->mutable_dim(0)->set_dim_value(1);
+    // The input's and the output's shapes get the batch of one (ONNX's checker requires a
+    // graph output's shape: clearing it made files the import now refuses).
+    for (auto* value : {g.mutable_input(0), g.mutable_output(0)}) {
+      auto* shape = value->mutable_type()->mutable_tensor_type()->mutable_shape();
+      shape->add_dim();
+      for (int d = shape->dim_size() - 1; d > 0; --d) *shape->mutable_dim(d) = shape->dim(d - 1);
+      shape->mutable_dim(0)->clear_dim_param();
+      shape->mutable_dim(0)->set_dim_value(1);
+    }
     input.add_dims(1);
     for (int d = input.dims_size() - 1; d > 0; --d) input.set_dims(d, input.dims(d - 1));
     input.set_dims(0, 1);
-    g.mutable_output(0)->mutable_type()->mutable_tensor_type()->clear_shape();
   }
   for (auto& opset : *m.mutable_opset_import()) {
     if (!opset.domain().empty() || opset.version() >= 11) continue;

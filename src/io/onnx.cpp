@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <bitset>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -2177,6 +2178,39 @@ ModelFile Importer::run() {
   return file;
 }
 
+/// `text` with each run of white space (the checker's line breaks among them) one space.
+std::string one_line(const std::string& text) {
+  std::string line;
+  for (const char c : text) {
+    if (std::isspace(static_cast<unsigned char>(c))) {
+      if (!line.empty() && line.back() != ' ') line += ' ';
+    } else {
+      line += c;
+    }
+  }
+  while (!line.empty() && line.back() == ' ') line.pop_back();
+  return line;
+}
+
+/// Refuses an initializer or a node's tensor attribute kept in an external file, in the
+/// import's own words (read_constant says the same of a tensor it reads).
+void refuse_external_data(const std::string& path, const onnx::GraphProto& g) {
+  const auto check = [&](const onnx::TensorProto& t, const std::string& what) {
+    if (t.data_location() == onnx::TensorProto::EXTERNAL || t.external_data_size() > 0)
+      throw Error(path + ": " + what +
+                  " keeps its data in an external file (not supported: save the model with its "
+                  "weights inside the .onnx file)");
+  };
+  for (const auto& t : g.initializer()) check(t, "initializer '" + t.name() + "'");
+  for (const auto& n : g.node())
+    for (const auto& a : n.attribute()) {
+      const std::string what =
+          "node '" + n.name() + "' (" + n.op_type() + ") attribute '" + a.name() + "'";
+      if (a.has_t()) check(a.t(), what);
+      for (const auto& t : a.tensors()) check(t, what);
+    }
+}
+
 }  // namespace
 
 ModelFile load_onnx(const std::string& path) {
@@ -2188,7 +2222,26 @@ ModelFile load_onnx(const std::string& path) {
     throw Error(path + ": not an ONNX model (the protobuf does not parse: truncated or not ONNX)");
   }
   if (!m.has_graph()) throw Error(path + ": not an ONNX model (no graph)");
-  return Importer(path, m).run();
+  // ONNX's whole-model checker before the graph is read: the IR version and opset imports,
+  // every value defined once and before its use, the graph's and its values' names and types,
+  // each initializer's fields (also one no node reads), unique metadata keys, each node against
+  // its schema. Plain, without strict shape inference (see docs/design-notes.md, "ONNX export
+  // and import"). Tensors kept in external files are refused first, as the import refuses
+  // them: the checker would look for the file relative to the working directory.
+  refuse_external_data(path, m.graph());
+  std::string invalid;
+  try {
+    onnx::checker::check_model(m);
+  } catch (const std::exception& e) {
+    invalid = one_line(e.what());
+    if (invalid.empty()) invalid = "ONNX's checker refuses it";
+  }
+  if (invalid.empty()) return Importer(path, m).run();
+  // Where the import refuses the file too, its line says more (the node, and what ONNX's
+  // schema expects at the file's opset, where the checker says "Node (3) has input size 1 not
+  // in range [min=2, max=3]"); the checker's line where the import would take the file.
+  Importer(path, m).run();
+  throw Error(path + ": not a valid ONNX model: " + invalid);
 }
 
 }  // namespace cnn
