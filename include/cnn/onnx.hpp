@@ -49,7 +49,10 @@ void save_onnx(const std::string& path, Sequential<float>& model, const ModelSpe
 /// unsupported op or attribute, a dangling input, a shape computation (a Reshape's target) that
 /// ONNX's spec for the opset refuses, dimensions that overflow, an initializer that a
 /// node reads of another type than FLOAT, INT64 or BOOL, of the wrong shape, with external data or
-/// non-finite values (an initializer no node reads is not read).
+/// non-finite values (an initializer no node reads is not read, but must be well-formed), or a
+/// file that ONNX's whole-model checker (onnx::checker::check_model) refuses: "<path>: not a
+/// valid ONNX model: <the checker's message in one line>" where the import itself would have
+/// taken it (its own line where it refuses the file too).
 ModelFile load_onnx(const std::string& path);
 
 /// True when `path` names an ONNX file (its extension is ".onnx").
