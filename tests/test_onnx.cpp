@@ -2163,6 +2163,22 @@ TEST(Onnx, GraphLevelDefectsAreRefusedByOnnxsChecker) {
       EXPECT_EQ(message, path + ": not a valid ONNX model: " + fragment);
     }
   }
+  // A tensor kept in an external file is refused before the checker, read or not: the checker
+  // looks for the file (relative to the working directory) and takes it where it exists, and
+  // the import does not read an unread initializer.
+  onnx::ModelProto external = base;
+  onnx::TensorProto* spare = unread(external, "spare", 1);
+  spare->set_data_location(onnx::TensorProto::EXTERNAL);
+  auto* location = spare->add_external_data();
+  location->set_key("location");
+  location->set_value(good);  // a file that exists
+  std::string external_bytes;
+  ASSERT_TRUE(external.SerializeToString(&external_bytes));
+  const std::string external_path = (work_dir() / "unread_external.onnx").string();
+  write_bytes(external_path, external_bytes);
+  expect_import_refused(external_path, external_path +
+                                           ": initializer 'spare' keeps its data in an external "
+                                           "file (not supported");
   // One line from the command line too.
   const std::string twice = (work_dir() / "metadata_key_twice.onnx").string();
   const auto [code, err] = cnn_run("eval " + twice + " --data sample");
