@@ -131,13 +131,17 @@ class Args {
   std::map<std::string, std::string> values_;
 };
 
-/// The line for an allocation that failed (cnn::OutOfMemory, which names the tensor, or
-/// std::bad_alloc) while running at `batch` images, which --batch sets: the batch sizes most of
-/// a run's memory (train, eval and bench say it alike).
+/// What an allocation that failed says: cnn::OutOfMemory names the tensor, std::bad_alloc
+/// nothing.
+inline std::string out_of_memory_text(const std::exception& e) {
+  return dynamic_cast<const OutOfMemory*>(&e) ? e.what() : "out of memory (std::bad_alloc)";
+}
+
+/// The line for an allocation that failed while running at `batch` images, which --batch sets:
+/// the batch sizes most of a run's memory (train, eval and bench say it alike).
 inline std::string out_of_memory_at(const std::exception& e, int64_t batch) {
-  const std::string what =
-      dynamic_cast<const OutOfMemory*>(&e) ? e.what() : "out of memory (std::bad_alloc)";
-  return what + ", at batch " + std::to_string(batch) + " (a smaller --batch needs less)";
+  return out_of_memory_text(e) + ", at batch " + std::to_string(batch) +
+         " (a smaller --batch needs less)";
 }
 
 }  // namespace cnn::cli

@@ -412,9 +412,7 @@ int bench_command(const Args& args, Communicator* ranks) {
         dynamic_cast<const std::bad_alloc*>(&e) == nullptr)
       throw;
     if (at_batch) throw OutOfMemory(out_of_memory_at(e, batch));
-    const std::string what =
-        dynamic_cast<const OutOfMemory*>(&e) ? e.what() : "out of memory (std::bad_alloc)";
-    throw OutOfMemory(what +
+    throw OutOfMemory(out_of_memory_text(e) +
                       ", at bench's inference batch of 256 (fixed: --batch does not change it; a "
                       "smaller model needs less)");
   }
