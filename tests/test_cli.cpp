@@ -255,6 +255,13 @@ TEST(CliBadInput, FuzzFindingsStayFixed) {
   expect_refusal(
       "predict " + trained_model().string() + " " + dir + "image_16bit_ppm.ppm",
       {"image_16bit_ppm.ppm: cannot decode image (PGM/PPM header: maxval exceeds 65535)"});
+  // fuzz_image: stb set aside an IDAT chunk's declared 1.5 GB (a 2 GiB realloc) from a 488-byte
+  // PNG before finding the file too short. The release build's line was the same (the chunks
+  // were walked after stb failed); the sanitizer build's allocator, capped here, aborts on it.
+  expect_refusal("predict " + trained_model().string() + " " + dir + "image_png_chunk_past_end.png",
+                 {"image_png_chunk_past_end.png: cannot decode image (truncated PNG: its 'IDAT' "
+                  "chunk runs to byte 1560323478, the file ends at byte 488)"},
+                 "ASAN_OPTIONS=\"$ASAN_OPTIONS:max_allocation_size_mb=64\"");
   // fuzz_spec: {"name": 1} escaped the spec reader as a JSON library exception.
   expect_refusal("info " + dir + "spec_numeric_name.json",
                  {"spec_numeric_name.json: 'name' expects a string, got 1"});
@@ -1600,7 +1607,11 @@ TEST(CliBadInput, PredictSaysWhyAnImageCannotBeDecoded) {
   refused("rle.bmp", rle, "unsupported BMP: RLE compression; stb_image reads uncompressed BMPs");
   refused("cut_header.bmp", bmp.substr(0, 20),
           "truncated BMP: its header runs to byte 54, the file ends at byte 20");
-  // What stb does decode stays decoded: a 16-bit PNG.
+  // What stb does decode stays decoded: a PNG cut inside IEND's CRC (the chunks are walked
+  // before stb runs), a 16-bit PNG.
+  write_file(work_dir() / "cut_crc.png", png.substr(0, png.size() - 2));
+  const CliRun cut_crc = cnn(predict + (work_dir() / "cut_crc.png").string());
+  EXPECT_EQ(cut_crc.exit_code, 0) << cut_crc.err;
   std::string rows;
   for (int y = 0; y < 28; ++y) rows += '\0' + std::string(28 * 6, '\x40');
   std::string compressed(compressBound(static_cast<uLong>(rows.size())), '\0');
@@ -1614,6 +1625,90 @@ TEST(CliBadInput, PredictSaysWhyAnImageCannotBeDecoded) {
                                              png_chunk("IDAT", compressed) + png_chunk("IEND", ""));
   const CliRun sixteen = cnn(predict + (work_dir() / "sixteen.png").string());
   EXPECT_EQ(sixteen.exit_code, 0) << sixteen.err;
+}
+
+// stb grows its buffer to whatever a PNG's zlib stream holds: a 486 KB file of zeros took
+// 500 MB and was decoded (stb takes data past the pixels, found in the wild). predict refuses
+// image data that inflate past twice what the header's pixels need plus 64 KiB, and decodes a
+// file at that bound. The need is counted here pixel by pixel, Adam7's passes included.
+TEST(CliBadInput, PredictRefusesAPngWhoseDataInflatePastItsPixels) {
+  struct Header {
+    int width, height, depth, colour, interlace;
+    bool apple = false;  // Apple's CgBI PNG: a raw deflate stream, without zlib's header
+  };
+  const auto png_file = [](const Header& h, size_t raw_bytes) {
+    std::string ihdr;
+    for (const int value : {h.width, h.height})
+      for (const int shift : {24, 16, 8, 0}) ihdr += static_cast<char>(value >> shift & 0xff);
+    ihdr += {static_cast<char>(h.depth), static_cast<char>(h.colour), 0, 0,
+             static_cast<char>(h.interlace)};
+    const std::string rows(raw_bytes, '\0');  // filter type 0, samples 0
+    std::string compressed(compressBound(static_cast<uLong>(rows.size())), '\0');
+    z_stream stream{};
+    // Stored blocks for Apple's: stb 2.27 decodes no compressed block of a raw stream ("bad
+    // huffman code").
+    EXPECT_EQ(deflateInit2(&stream, h.apple ? 0 : 9, Z_DEFLATED, h.apple ? -15 : 15, 8,
+                           Z_DEFAULT_STRATEGY),
+              Z_OK);
+    stream.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(rows.data()));
+    stream.avail_in = static_cast<uInt>(rows.size());
+    stream.next_out = reinterpret_cast<Bytef*>(compressed.data());
+    stream.avail_out = static_cast<uInt>(compressed.size());
+    EXPECT_EQ(deflate(&stream, Z_FINISH), Z_STREAM_END);
+    compressed.resize(stream.total_out);
+    deflateEnd(&stream);
+    const std::string palette = h.colour == 3 ? png_chunk("PLTE", std::string(12, '\x7f')) : "";
+    return std::string("\x89PNG\r\n\x1a\n", 8) + (h.apple ? png_chunk("CgBI", "") : "") +
+           png_chunk("IHDR", ihdr) + palette + png_chunk("IDAT", compressed) +
+           png_chunk("IEND", "");
+  };
+  const auto needed_bytes = [](const Header& h) {
+    const int samples[7] = {1, 0, 3, 1, 2, 0, 4};
+    const int bits = h.depth * samples[h.colour];
+    struct Pass {
+      int x0, y0, dx, dy;
+    };
+    const std::vector<Pass> passes =
+        h.interlace ? std::vector<Pass>{{0, 0, 8, 8}, {4, 0, 8, 8}, {0, 4, 4, 8}, {2, 0, 4, 4},
+                                        {0, 2, 2, 4}, {1, 0, 2, 2}, {0, 1, 1, 2}}
+                    : std::vector<Pass>{{0, 0, 1, 1}};
+    size_t total = 0;
+    for (const Pass& pass : passes) {
+      int columns = 0, rows = 0;
+      for (int x = pass.x0; x < h.width; x += pass.dx) ++columns;
+      for (int y = pass.y0; y < h.height; y += pass.dy) ++rows;
+      if (columns > 0) total += size_t(rows) * (1 + (size_t(columns) * bits + 7) / 8);
+    }
+    return total;
+  };
+  const std::string predict = "predict " + trained_model().string() + " ";
+  for (const Header& h :
+       {Header{28, 28, 8, 0, 0}, Header{28, 28, 16, 2, 0}, Header{13, 11, 16, 6, 1},
+        Header{5, 3, 8, 0, 1}, Header{9, 5, 2, 3, 1}, Header{3, 17, 1, 0, 1}, Header{1, 1, 4, 4, 1},
+        Header{28, 28, 8, 2, 0, true}}) {
+    const size_t needed = needed_bytes(h), bound = 2 * needed + 65536;
+    const std::string name = "inflate_" + std::to_string(h.width) + "x" + std::to_string(h.height) +
+                             "_" + std::to_string(h.depth) + "_" + std::to_string(h.colour) + "_" +
+                             std::to_string(h.interlace) + (h.apple ? "_apple" : "");
+    SCOPED_TRACE(name + ": needs " + std::to_string(needed));
+    write_file(work_dir() / (name + "_exact.png"), png_file(h, needed));
+    write_file(work_dir() / (name + "_bound.png"), png_file(h, bound));
+    write_file(work_dir() / (name + "_past.png"), png_file(h, bound + 1));
+    for (const std::string decoded : {"_exact.png", "_bound.png"}) {
+      const CliRun run = cnn(predict + (work_dir() / (name + decoded)).string());
+      EXPECT_EQ(run.exit_code, 0) << decoded << ": " << run.err;
+    }
+    expect_refusal(predict + (work_dir() / (name + "_past.png")).string(),
+                   {name +
+                    "_past.png: cannot decode image (corrupt PNG: its image data (IDAT) "
+                    "inflate to more than " +
+                    std::to_string(bound) + " bytes, where its " + std::to_string(h.width) + "x" +
+                    std::to_string(h.height) + " pixels need " + std::to_string(needed) + ")\n"});
+    // One byte short of the pixels: stb's refusal.
+    write_file(work_dir() / (name + "_short.png"), png_file(h, needed - 1));
+    expect_refusal(predict + (work_dir() / (name + "_short.png")).string(),
+                   {"(corrupt PNG: its image data (IDAT) end before its pixels do)"});
+  }
 }
 
 TEST(CliBadInput, AFailedRunNeverTouchesTheModelAtOut) {

@@ -1,6 +1,7 @@
 #include "image.hpp"
 
 #include <stb/stb_image.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <cctype>
@@ -254,6 +255,8 @@ std::string png_structure_problem(std::istream& file, uint64_t size) {
     }
     const uint64_t length = big_endian(header, 0, 4);
     const std::string type = header.substr(4);
+    // stb decodes on reading IEND's type, and would take a file cut inside its CRC.
+    if (type == "IEND") return "";
     const uint64_t end = at + 12 + length;  // length, type, data, CRC
     if (length > 0x7fffffffu) {
       return "corrupt PNG: its chunk at byte " + std::to_string(at) + " declares " +
@@ -263,16 +266,104 @@ std::string png_structure_problem(std::istream& file, uint64_t size) {
       return "truncated PNG: its " + chunk_type_text(type) + " chunk runs to byte " +
              std::to_string(end) + ", the file ends at byte " + std::to_string(size);
     }
-    if (type == "IEND") return "";
-    // stb refuses a critical chunk (first letter upper case) that it does not know.
+    // stb refuses a critical chunk (first letter upper case) that it does not know; it knows
+    // Apple's CgBI.
     const bool critical = (static_cast<unsigned char>(type[0]) & 0x20) == 0;
-    if (critical && type != "IHDR" && type != "PLTE" && type != "IDAT") {
+    if (critical && type != "IHDR" && type != "PLTE" && type != "IDAT" && type != "CgBI") {
       return "unsupported PNG: it has a critical chunk " + chunk_type_text(type) + " (at byte " +
              std::to_string(at) + ") that stb_image does not know";
     }
     previous = type;
     at = end;
   }
+}
+
+/// The bytes a PNG's rows take before compression, filter bytes included, from its header
+/// (width, height, bit depth, colour type, interlace); 0 when the header is not one stb decodes.
+uint64_t png_raw_size(const std::string& ihdr) {
+  const uint64_t width = big_endian(ihdr, 0, 4), height = big_endian(ihdr, 4, 4);
+  const uint64_t depth = static_cast<unsigned char>(ihdr[8]);
+  const int colour = static_cast<unsigned char>(ihdr[9]);
+  const bool interlaced = ihdr[12] != 0;
+  static const int kSamples[7] = {1, 0, 3, 1, 2, 0, 4};  // by colour type; 0: not one
+  if (colour > 6 || kSamples[colour] == 0 || depth == 0 || depth > 16) return 0;
+  const uint64_t bits = depth * static_cast<uint64_t>(kSamples[colour]);
+  const auto rows_bytes = [&](uint64_t w, uint64_t h) {
+    return w == 0 || h == 0 ? 0 : h * (1 + (w * bits + 7) / 8);
+  };
+  if (!interlaced) return rows_bytes(width, height);
+  // Adam7: seven passes, each a sub-image with its own filter bytes.
+  static const int kStart[7][2] = {{0, 0}, {4, 0}, {0, 4}, {2, 0}, {0, 2}, {1, 0}, {0, 1}};
+  static const int kStep[7][2] = {{8, 8}, {8, 8}, {4, 8}, {4, 4}, {2, 4}, {2, 2}, {1, 2}};
+  uint64_t total = 0;
+  for (int pass = 0; pass < 7; ++pass) {
+    const uint64_t x0 = kStart[pass][0], y0 = kStart[pass][1];
+    const uint64_t w = width > x0 ? (width - x0 + kStep[pass][0] - 1) / kStep[pass][0] : 0;
+    const uint64_t h = height > y0 ? (height - y0 + kStep[pass][1] - 1) / kStep[pass][1] : 0;
+    total += rows_bytes(w, h);
+  }
+  return total;
+}
+
+/// A PNG whose image data inflate to more than twice what its pixels need (plus 64 KiB), or
+/// empty. stb grows its output buffer to whatever the zlib stream holds (a 486 KB file of zeros
+/// took 500 MB, up to 4 GB), so the stream is inflated here first, counted and not kept, and
+/// stopped at that bound. A stream zlib refuses is left to stb, whose reason is then given.
+/// `file` is a PNG whose chunks `png_structure_problem` found whole.
+std::string png_inflated_size_problem(std::istream& file) {
+  z_stream stream{};
+  bool started = false, raw_deflate = false;
+  uint64_t limit = 0, needed = 0, inflated = 0;
+  std::string header;
+  std::vector<unsigned char> in(1 << 16), out(1 << 16);
+  for (uint64_t at = 8;;) {
+    const std::string chunk = read_at(file, at, 8);
+    const uint64_t length = big_endian(chunk, 0, 4);
+    const std::string type = chunk.substr(4);
+    if (type == "IEND") break;
+    if (type == "CgBI") raw_deflate = true;  // Apple's PNGs: deflate without zlib's header
+    if (type == "IHDR" && length == 13) {
+      header = read_at(file, at + 8, 13);
+      needed = png_raw_size(header);
+      limit = 2 * needed + (uint64_t{1} << 16);
+    }
+    if (type == "IDAT" && needed > 0) {
+      if (!started) {
+        if (inflateInit2(&stream, raw_deflate ? -15 : 15) != Z_OK) return "";
+        started = true;
+      }
+      file.clear();
+      file.seekg(static_cast<std::streamoff>(at + 8));
+      for (uint64_t left = length; left > 0;) {
+        const size_t take = static_cast<size_t>(std::min<uint64_t>(left, in.size()));
+        file.read(reinterpret_cast<char*>(in.data()), static_cast<std::streamsize>(take));
+        left -= take;
+        stream.next_in = in.data();
+        stream.avail_in = static_cast<uInt>(take);
+        while (stream.avail_in > 0) {
+          stream.next_out = out.data();
+          stream.avail_out = static_cast<uInt>(out.size());
+          const int status = inflate(&stream, Z_NO_FLUSH);
+          inflated += out.size() - stream.avail_out;
+          if (inflated > limit) {
+            inflateEnd(&stream);
+            return "corrupt PNG: its image data (IDAT) inflate to more than " +
+                   std::to_string(limit) + " bytes, where its " +
+                   std::to_string(big_endian(header, 0, 4)) + "x" +
+                   std::to_string(big_endian(header, 4, 4)) + " pixels need " +
+                   std::to_string(needed);
+          }
+          if (status != Z_OK) {  // the stream's end, or damage stb will name
+            inflateEnd(&stream);
+            return "";
+          }
+        }
+      }
+    }
+    at += 12 + length;
+  }
+  if (started) inflateEnd(&stream);
+  return "";
 }
 
 /// What a JPEG marker introduces, for messages.
@@ -566,6 +657,13 @@ void load_image_as(const std::string& path, const Shape& chw, bool invert, Tenso
     resample(pixels.data(), width, height, invert, x);
     return;
   }
+  // stb sets aside an IDAT chunk's declared length before reading it (2 GiB for a 488-byte file
+  // that declares 1.5 GB, found by fuzz_image 2026-12-07), so a PNG's chunks are checked
+  // against the file's size first: stb's buffers then stay within twice the file.
+  if (format == ImageFormat::kPng) {
+    const std::string problem = png_structure_problem(file, file_size);
+    if (!problem.empty()) refuse(path, problem);
+  }
   file.close();
   if (format == ImageFormat::kBmp) check_bmp_holds_its_pixels(path, head, file_size);
   // The header alone gives the size: a small file can decode to gigabytes (a 20000 x 20000 PNG
@@ -574,6 +672,11 @@ void load_image_as(const std::string& path, const Shape& chw, bool invert, Tenso
   int file_channels = 0;
   if (stbi_info(path.c_str(), &width, &height, &file_channels)) {
     check_pixel_limit(path, width, height);
+  }
+  if (format == ImageFormat::kPng) {
+    std::ifstream png(path, std::ios::binary);
+    const std::string problem = png_inflated_size_problem(png);
+    if (!problem.empty()) refuse(path, problem);
   }
   // stb converts to the requested channel count (grey = luminance of RGB).
   std::unique_ptr<unsigned char, void (*)(void*)> pixels(
