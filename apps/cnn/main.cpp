@@ -804,6 +804,7 @@ extern "C" void on_stop_signal(int signal) {
   if (g_stop_signal != 0) {
     const char* name = stop_signal_name(signal);
     if (g_rank_zero == 0) {
+      // another rank: rank 0 says it
     } else if (g_setting_up != 0) {
       write_in_handler({"cnn: stopped at once by a second ", name,
                         " while setting up the run, before its first step: nothing was trained\n"});
@@ -1236,8 +1237,9 @@ int train_command(int argc, char** argv, Communicator* ranks) {
   const bool faults_here = fault_rank < 0 || fault_rank == rank;
   // CNN_FAULT_SIGNAL_IN_SETUP=S raises signal S at the end of set-up: the data read, the lock
   // taken, the training handlers not yet installed.
-  if (faults_here && fault_at("CNN_FAULT_SIGNAL_IN_SETUP") > 0)
-    std::raise(static_cast<int>(fault_at("CNN_FAULT_SIGNAL_IN_SETUP")));
+  if (const long long setup_signal = fault_at("CNN_FAULT_SIGNAL_IN_SETUP");
+      faults_here && setup_signal > 0)
+    std::raise(static_cast<int>(setup_signal));
   if (ranks != nullptr) {
     // A SIGUSR1 that reached any rank while it set up (mpirun forwards it to every rank, which
     // get it at different moments of their set-up) stops every rank here, before the first
