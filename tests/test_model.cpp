@@ -1282,6 +1282,27 @@ TEST_F(SafeTensorsTest, OpenReadsTheHeaderAloneAndTheDataWhenAsked) {
   EXPECT_EQ(read[0], 1.5f);
   EXPECT_EQ(read[1], -2.0f);
   EXPECT_EQ(opened.tensor<float>("a")[1], -2.0f);
+  // A piece of a tensor (load_checkpoint's checksum reads them so), from the file and from
+  // memory; a piece outside the tensor is refused.
+  float piece = 0;
+  opened.read_data("a", &piece, 4, 4);
+  EXPECT_EQ(piece, -2.0f);
+  opened.read_data("huge", &piece, kBytes - 4, 4);
+  EXPECT_EQ(piece, 0.0f);
+  try {
+    opened.read_data("a", &piece, 6, 4);
+    ADD_FAILURE() << "read_data read past the tensor";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              file("huge") + ": tensor 'a': bytes 6 to 10 lie outside its 8 bytes");
+  }
+  write(file("small"), safetensors_bytes(R"({"a":{"dtype":"F32","shape":[2],)"
+                                         R"("data_offsets":[0,8]}})",
+                                         std::string(reinterpret_cast<const char*>(a), 8)));
+  piece = 0;
+  SafeTensorsFile::load(file("small")).read_data("a", &piece, 4, 4);
+  EXPECT_EQ(piece, -2.0f);
+  fs::remove(file("small"));
   // One byte short: refused by its size, before any data is read.
   ASSERT_EQ(::truncate(file("huge").c_str(), size - 1), 0) << std::strerror(errno);
   try {

@@ -47,6 +47,10 @@ class SafeTensorsFile {
   /// file no longer holds the bytes ("could not read the whole file"). After open() it moves
   /// the file's position (shared by copies of this object): one thread at a time.
   void read_data(const std::string& name, void* out) const;
+  /// Copies `size` bytes of the tensor, from its byte `begin` on, into `out`, as read_data
+  /// does the whole tensor (a checkpoint's checksum reads its tensors so, a piece at a time).
+  /// Throws cnn::Error naming the file and the tensor when the bytes lie outside it.
+  void read_data(const std::string& name, void* out, uint64_t begin, uint64_t size) const;
 
   const std::string& path() const { return path_; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }

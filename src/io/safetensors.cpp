@@ -222,15 +222,26 @@ SafeTensorsFile SafeTensorsFile::read(const std::string& path, bool with_data) {
 }
 
 void SafeTensorsFile::read_data(const std::string& name, void* out) const {
+  read_data(name, out, 0, entry(name).size);
+}
+
+void SafeTensorsFile::read_data(const std::string& name, void* out, uint64_t begin,
+                                uint64_t size) const {
   const Entry& e = entry(name);
+  if (begin > e.size || size > e.size - begin) {
+    fail(path_, "tensor '" + name + "': bytes " + std::to_string(begin) + " to " +
+                    std::to_string(begin + size) + " lie outside its " + std::to_string(e.size) +
+                    " bytes");
+  }
+  if (size == 0) return;
   if (!stream_) {
-    if (e.size > 0) std::memcpy(out, e.bytes.data(), static_cast<size_t>(e.size));
+    std::memcpy(out, e.bytes.data() + begin, static_cast<size_t>(size));
     return;
   }
   std::ifstream& in = *stream_;
   in.clear();
-  in.seekg(static_cast<std::streamoff>(e.offset));
-  in.read(static_cast<char*>(out), static_cast<std::streamsize>(e.size));
+  in.seekg(static_cast<std::streamoff>(e.offset + begin));
+  in.read(static_cast<char*>(out), static_cast<std::streamsize>(size));
   if (!in) fail(path_, "could not read the whole file (tensor '" + name + "')");
 }
 
