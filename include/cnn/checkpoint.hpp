@@ -29,7 +29,10 @@ void save_checkpoint(const std::string& path, Sequential<float>& model, const Mo
 
 /// Reads and validates a checkpoint: the model part as load_model does, the state's fields
 /// (types, ranges, an order that is a permutation), the optimizer tensors' shapes. Throws
-/// cnn::Error "<path>: ..." naming what is wrong.
+/// cnn::Error "<path>: ..." naming what is wrong. The checksum (when the file has one) is
+/// checked first, over every tensor read from the file a piece at a time; then the model and
+/// the optimizer state are read from the file into their values: the load holds them alone,
+/// not the file's bytes besides.
 Checkpoint load_checkpoint(const std::string& path);
 
 }  // namespace cnn

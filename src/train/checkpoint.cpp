@@ -23,6 +23,8 @@ namespace {
 
 constexpr const char* kFormat = "cnn-checkpoint";
 constexpr const char* kOptimizerPrefix = "optimizer.";
+/// How many bytes of a tensor the checksum reads at a time.
+constexpr uint64_t kChecksumPiece = uint64_t{1} << 20;
 
 /// The metadata a checkpoint's checksum covers, besides its tensors.
 constexpr const char* kCheckedMetadata[] = {"architecture", "class_names", "config", "state"};
@@ -33,7 +35,14 @@ constexpr const char* kCheckedMetadata[] = {"architecture", "class_names", "conf
 /// 2026-12-06: 22 of 25 random flips), where a model file's weights are the user's to check.
 class ContentCrc {
  public:
+  /// One item: its bytes, then the 0 byte that ends it.
   void add(const void* bytes, size_t size) {
+    update(bytes, size);
+    end_item();
+  }
+  void add(const std::string& text) { add(text.data(), text.size()); }
+  /// An item in pieces: update with each piece, then end_item (the same CRC as add).
+  void update(const void* bytes, size_t size) {
     const auto* p = static_cast<const Bytef*>(bytes);
     while (size > 0) {
       const uInt chunk = static_cast<uInt>(std::min<size_t>(size, 1u << 30));
@@ -41,10 +50,11 @@ class ContentCrc {
       p += chunk;
       size -= chunk;
     }
+  }
+  void end_item() {
     const Bytef zero = 0;
     crc_ = crc32(crc_, &zero, 1);
   }
-  void add(const std::string& text) { add(text.data(), text.size()); }
   std::string hex() const {
     char text[16];
     std::snprintf(text, sizeof text, "%08lx", static_cast<unsigned long>(crc_));
@@ -196,7 +206,11 @@ void save_checkpoint(const std::string& path, Sequential<float>& model, const Mo
 
 Checkpoint load_checkpoint(const std::string& path) {
   require_regular_file(path, "a checkpoint");
-  const SafeTensorsFile file = SafeTensorsFile::load(path);
+  // The header alone (checked against the file's size, as load checks it), then the tensors'
+  // bytes from the file when needed: the whole file in memory first held the model and the
+  // optimizer state twice (their bytes, then their values). The file stays open: a checkpoint
+  // replaced meanwhile (write_file_atomic renames a new file over it) is not mixed in.
+  const SafeTensorsFile file = SafeTensorsFile::open(path);
   const auto& meta = file.metadata();
   if (!meta.count("format") || meta.at("format") != kFormat) {
     throw Error(path + ": not a cnn checkpoint (its metadata has no format \"" + kFormat +
@@ -206,10 +220,20 @@ Checkpoint load_checkpoint(const std::string& path) {
   if (meta.count("checksum")) {  // checkpoints written before 2026-12-06 have none
     ContentCrc crc;
     for (const char* key : kCheckedMetadata) crc.add(meta.count(key) ? meta.at(key) : "");
+    // Every tensor is read a piece at a time before anything is built from the file: a
+    // corrupt checkpoint is refused by its checksum, whatever else its bytes would fail.
+    uint64_t largest = 0;
+    for (const std::string& name : file.names()) largest = std::max(largest, file.entry(name).size);
+    std::vector<char> piece(static_cast<size_t>(std::min<uint64_t>(largest, kChecksumPiece)));
     for (const std::string& name : file.names()) {
       crc.add(name);
-      const auto& bytes = file.entry(name).bytes;
-      crc.add(bytes.data(), bytes.size());
+      const uint64_t size = file.entry(name).size;
+      for (uint64_t begin = 0; begin < size; begin += piece.size()) {
+        const uint64_t length = std::min<uint64_t>(piece.size(), size - begin);
+        file.read_data(name, piece.data(), begin, length);
+        crc.update(piece.data(), static_cast<size_t>(length));
+      }
+      crc.end_item();
     }
     if (crc.hex() != meta.at("checksum")) {
       throw Error(path + ": the checkpoint is corrupt: its checksum is " + meta.at("checksum") +
@@ -282,12 +306,15 @@ Checkpoint load_checkpoint(const std::string& path) {
     if (entry.dtype != DType::kF32 || entry.shape != Shape{parameters})
       throw Error(path + ": tensor '" + key + "': expected F32 of shape (" +
                   std::to_string(parameters) + ",)");
-    const Tensor<float> values = file.tensor<float>(key);
-    for (int64_t i = 0; i < values.numel(); ++i)
+    // Straight from the file into the state's vector (a Tensor and a copy of it first held
+    // the tensor three times).
+    std::vector<float> values(static_cast<size_t>(parameters));
+    file.read_data(key, values.data());
+    for (size_t i = 0; i < values.size(); ++i)
       if (!std::isfinite(values[i]))
         throw Error(path + ": tensor '" + key + "' holds a non-finite value at index " +
                     std::to_string(i));
-    s.optimizer_tensors.emplace_back(name, std::vector<float>(values.begin(), values.end()));
+    s.optimizer_tensors.emplace_back(name, std::move(values));
   }
   for (const std::string& name : file.names()) {
     if (name.starts_with(kOptimizerPrefix) &&
