@@ -672,11 +672,11 @@ void load_image_as(const std::string& path, const Shape& chw, bool invert, Tenso
   int file_channels = 0;
   if (stbi_info(path.c_str(), &width, &height, &file_channels)) {
     check_pixel_limit(path, width, height);
-  }
-  if (format == ImageFormat::kPng) {
-    std::ifstream png(path, std::ios::binary);
-    const std::string problem = png_inflated_size_problem(png);
-    if (!problem.empty()) refuse(path, problem);
+    if (format == ImageFormat::kPng) {  // its need is now within 64 megapixels' bytes
+      std::ifstream png(path, std::ios::binary);
+      const std::string problem = png_inflated_size_problem(png);
+      if (!problem.empty()) refuse(path, problem);
+    }
   }
   // stb converts to the requested channel count (grey = luminance of RGB).
   std::unique_ptr<unsigned char, void (*)(void*)> pixels(
