@@ -2489,6 +2489,83 @@ TEST(Checkpoint, ALoadHoldsTheModelAndTheOptimizerStateAlone) {
 #endif
 }
 
+// A file written in parts (write_file_atomic with a writer, as save_safetensors writes) holds
+// the bytes the whole file held: the header, then each tensor's safetensors_data, whatever the
+// sizes of the parts (a tensor larger than a write's 1 MiB, an I64 tensor of more values than
+// are converted at a time, empty and tiny ones).
+TEST_F(SafeTensorsTest, AFileWrittenInPartsHoldsTheBytesOfTheWholeFile) {
+  Tensor<float> large(Shape{300000}), counts(Shape{70001}), tiny(Shape{3}), none(Shape{0}),
+      few(Shape{2}, -7.0f);
+  for (int64_t i = 0; i < large.numel(); ++i) large[i] = static_cast<float>(i % 1013) * 0.37f;
+  for (int64_t i = 0; i < counts.numel(); ++i) counts[i] = static_cast<float>(i % 977 - 400);
+  for (int64_t i = 0; i < tiny.numel(); ++i) tiny[i] = 1.5f * static_cast<float>(i);
+  const std::vector<SaveTensor> tensors = {{"tiny", tiny},
+                                           {"large", large},
+                                           {"counts", counts, DType::kI64},
+                                           {"none", none},
+                                           {"few", few, DType::kI64}};
+  const std::string path = file("parts.safetensors");
+  save_safetensors(path, tensors, {{"note", "parts"}});
+  const std::string bytes = read(path);
+  ASSERT_GE(bytes.size(), 8u);
+  uint64_t header = 0;
+  std::memcpy(&header, bytes.data(), 8);
+  std::string expected = bytes.substr(0, 8 + static_cast<size_t>(header));
+  for (const SaveTensor& t : tensors) expected += safetensors_data(t, path);
+  EXPECT_TRUE(bytes == expected) << bytes.size() << " bytes, expected " << expected.size();
+  const SafeTensorsFile loaded = SafeTensorsFile::load(path);
+  EXPECT_EQ(loaded.tensor<float>("counts")[70000], counts[70000]);
+  EXPECT_EQ(loaded.metadata().at("note"), "parts");
+}
+
+// A write in parts that fails, by its writer's exception or by the file system's refusal (a
+// file-size limit: "File too large"), leaves the file that was there and no temporary file,
+// as the whole-file write does; an I64 value that cannot be written is refused before any
+// temporary file is made.
+TEST_F(SafeTensorsTest, AWriteInPartsThatFailsLeavesTheOldFileAndNoTemporary) {
+  const std::string path = file("kept.bin");
+  write(path, "old");
+  const auto only_the_old_file = [&] {
+    std::vector<std::string> names;
+    for (const auto& e : fs::directory_iterator(dir_)) names.push_back(e.path().filename());
+    return names == std::vector<std::string>{"kept.bin"} && read(path) == "old";
+  };
+  try {
+    write_file_atomic(path, [](const FileAppender& append) {
+      append("new", 3);
+      append(std::string(3 << 20, 'x').data(), 3 << 20);
+      throw Error("the writer stopped");
+    });
+    ADD_FAILURE() << "written";
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(), "the writer stopped");
+  }
+  EXPECT_TRUE(only_the_old_file());
+#if !defined(__SANITIZE_ADDRESS__)
+  const std::string too_large = under_address_limit(int64_t{1} << 30, [&] {
+    std::signal(SIGXFSZ, SIG_IGN);
+    const rlimit limit{1 << 20, 1 << 20};
+    ::setrlimit(RLIMIT_FSIZE, &limit);
+    const std::string piece(1000, 'y');
+    write_file_atomic(path, [&](const FileAppender& append) {
+      for (int i = 0; i < 3000; ++i) append(piece.data(), piece.size());
+    });
+    return std::string("written");
+  });
+  EXPECT_EQ(too_large, "threw: " + path + ": cannot write: File too large");
+  EXPECT_TRUE(only_the_old_file());
+#endif
+  Tensor<float> half(Shape{2}, 0.5f);
+  try {
+    save_safetensors(path, {{"ok", half}, {"half", half, DType::kI64}}, {});
+    ADD_FAILURE() << "written";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              path + ": cannot save tensor 'half' as I64: it holds 0.500000, not a whole number");
+  }
+  EXPECT_TRUE(only_the_old_file());
+}
+
 // The checksum is checked before anything is built from the file, now that the file is read
 // twice (the checksum's pass, then the values'): a byte flipped in the last piece of a tensor
 // larger than the checksum's piece (1 MiB), in the last model tensor, or in the optimizer

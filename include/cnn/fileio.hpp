@@ -2,6 +2,8 @@
 // Whole-file writes that never leave a half-written file behind, and the check every loader
 // makes before it opens a path.
 
+#include <cstddef>
+#include <functional>
 #include <string>
 
 namespace cnn {
@@ -14,6 +16,18 @@ namespace cnn {
 /// the node itself (as root, /dev/null). A symbolic link is followed: the file it points to is
 /// replaced (or created) and the link stays.
 void write_file_atomic(const std::string& path, const std::string& bytes);
+
+/// Appends `size` bytes to the file that write_file_atomic is writing.
+using FileAppender = std::function<void(const void* bytes, size_t size)>;
+
+/// As write_file_atomic(path, bytes), for a file written in parts and never held whole (a
+/// checkpoint of a large model): `write` is called once, with the temporary file created, and
+/// appends the file's bytes, in order, through the appender it is given. The guarantees and
+/// the errors are the same: a failed write is reported once `write` returns (the appender
+/// writes nothing more after it), and an exception from `write` removes the temporary file,
+/// leaves `path` untouched and propagates.
+void write_file_atomic(const std::string& path,
+                       const std::function<void(const FileAppender& append)>& write);
 
 /// Removes the temporary files write_file_atomic leaves for `path` when its process is killed
 /// while writing: regular files named ".NAME.cnn-tmp-PID-XXXXXX" (NAME: the first 64 bytes of

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -93,5 +94,12 @@ void save_safetensors(const std::string& path, const std::vector<SaveTensor>& te
 /// its floats for F32, its values as int64 for I64. Throws cnn::Error naming `path` for another
 /// dtype or an I64 value that is not a whole number int64 holds. (Checkpoints checksum them.)
 std::string safetensors_data(const SaveTensor& t, const std::string& path);
+
+/// The same bytes, passed to `piece` in order a part at a time and never built whole: F32's
+/// floats where they are, I64's values converted 64 Ki at a time. Throws as safetensors_data
+/// does, for I64 at the first value that is not a whole number (after the parts before it).
+/// save_safetensors writes them so, and a checkpoint's checksum reads them so.
+void safetensors_data_pieces(const SaveTensor& t, const std::string& path,
+                             const std::function<void(const void* bytes, size_t size)>& piece);
 
 }  // namespace cnn

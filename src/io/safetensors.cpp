@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cmath>
@@ -12,9 +13,11 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <vector>
 
 #include "cnn/error.hpp"
 #include "cnn/fileio.hpp"
@@ -330,36 +333,58 @@ void save_safetensors(const std::string& path, const std::vector<SaveTensor>& te
   std::string text = detail::dump_json(header, path + ": tensor names and metadata");
   text.append((8 - text.size() % 8) % 8, ' ');  // the format allows space padding to 8 bytes
 
-  std::string bytes(8, '\0');
+  // The values an I64 tensor cannot hold are refused before any file is made, as when the
+  // file was built whole before it was written.
+  for (const SaveTensor& t : tensors) {
+    if (t.dtype == DType::kI64) safetensors_data_pieces(t, path, [](const void*, size_t) {});
+  }
+  char length[8];
   const uint64_t header_size = text.size();
-  for (int i = 0; i < 8; ++i)
-    bytes[static_cast<size_t>(i)] = static_cast<char>(header_size >> (8 * i));
-  bytes += text;
-  for (const SaveTensor& t : tensors) bytes += safetensors_data(t, path);
-  write_file_atomic(path, bytes);
+  for (int i = 0; i < 8; ++i) length[i] = static_cast<char>(header_size >> (8 * i));
+  // Written a tensor at a time from where it is: the whole file built first as one string held
+  // the model (and a checkpoint's optimizer state) twice while it was written.
+  write_file_atomic(path, [&](const FileAppender& append) {
+    append(length, sizeof length);
+    append(text.data(), text.size());
+    for (const SaveTensor& t : tensors) safetensors_data_pieces(t, path, append);
+  });
 }
 
 std::string safetensors_data(const SaveTensor& t, const std::string& path) {
+  std::string bytes;
+  bytes.reserve(static_cast<size_t>(t.data.numel()) * element_size(t.dtype));
+  safetensors_data_pieces(t, path, [&](const void* p, size_t size) {
+    bytes.append(static_cast<const char*>(p), size);
+  });
+  return bytes;
+}
+
+void safetensors_data_pieces(const SaveTensor& t, const std::string& path,
+                             const std::function<void(const void* bytes, size_t size)>& piece) {
   require_data(t, path);
   // Our CPUs are little-endian, as the format is; floats go out as they are in memory.
   if (t.dtype == DType::kF32) {
-    return std::string(reinterpret_cast<const char*>(t.data.data()),
-                       static_cast<size_t>(t.data.numel()) * sizeof(float));
+    piece(t.data.data(), static_cast<size_t>(t.data.numel()) * sizeof(float));
+    return;
   }
   if (t.dtype != DType::kI64)
     fail(path, "cannot save tensor '" + t.name + "': only F32 and I64 are written");
-  std::string bytes;
-  bytes.reserve(static_cast<size_t>(t.data.numel()) * sizeof(int64_t));
+  constexpr size_t kValuesAtATime = size_t{1} << 16;
+  std::vector<int64_t> values;
+  values.reserve(std::min(kValuesAtATime, static_cast<size_t>(t.data.numel())));
   for (const float v : t.data) {
     // 2^63 as a float: the first value int64_t cannot hold.
     if (!(v == std::trunc(v)) || !(std::abs(v) < 9.2233720368547758e18f)) {
       fail(path, "cannot save tensor '" + t.name + "' as I64: it holds " + std::to_string(v) +
                      ", not a whole number");
     }
-    const int64_t whole = static_cast<int64_t>(v);
-    bytes.append(reinterpret_cast<const char*>(&whole), sizeof(whole));
+    values.push_back(static_cast<int64_t>(v));
+    if (values.size() == kValuesAtATime) {
+      piece(values.data(), values.size() * sizeof(int64_t));
+      values.clear();
+    }
   }
-  return bytes;
+  if (!values.empty()) piece(values.data(), values.size() * sizeof(int64_t));
 }
 
 namespace {
@@ -535,6 +560,11 @@ const char* special_file_kind(const std::string& path) {
 }
 
 void write_file_atomic(const std::string& path, const std::string& bytes) {
+  write_file_atomic(path, [&](const FileAppender& append) { append(bytes.data(), bytes.size()); });
+}
+
+void write_file_atomic(const std::string& path,
+                       const std::function<void(const FileAppender& append)>& write) {
   // The rename would replace whatever the path names: as root, `--out /dev/null` turned the
   // system's /dev/null into a regular file. Only a regular file (or none) is replaced.
   if (const char* kind = special_file_kind(path)) {
@@ -576,19 +606,49 @@ void write_file_atomic(const std::string& path, const std::string& bytes) {
   }
   bool ok = true;
   int error = 0;
-  const char* p = bytes.data();
-  size_t left = bytes.size();
-  while (ok && left > 0) {
-    const ssize_t written = ::write(fd, p, left);
-    if (written < 0 && errno == EINTR) continue;
-    if (written <= 0) {
-      ok = false;
-      error = errno;
-      break;
+  const auto write_out = [&](const char* p, size_t left) {
+    while (ok && left > 0) {
+      const ssize_t written = ::write(fd, p, left);
+      if (written < 0 && errno == EINTR) continue;
+      if (written <= 0) {
+        ok = false;
+        error = errno;
+        break;
+      }
+      p += written;
+      left -= static_cast<size_t>(written);
     }
-    p += written;
-    left -= static_cast<size_t>(written);
+  };
+  // Small parts (a header, a bias) are gathered into writes of kPieceBytes; large ones go out
+  // from where they are.
+  constexpr size_t kPieceBytes = size_t{1} << 20;
+  std::vector<char> pending;
+  const FileAppender append = [&](const void* bytes, size_t size) {
+    const char* p = static_cast<const char*>(bytes);
+    if (!ok || size == 0) return;
+    if (pending.size() + size <= kPieceBytes) {
+      if (pending.capacity() == 0) pending.reserve(kPieceBytes);
+      pending.insert(pending.end(), p, p + size);
+      return;
+    }
+    write_out(pending.data(), pending.size());
+    pending.clear();
+    if (size < kPieceBytes) {
+      pending.insert(pending.end(), p, p + size);
+    } else {
+      write_out(p, size);
+    }
+  };
+  try {
+    write(append);
+  } catch (...) {
+    ::close(fd);
+    std::remove(temp.c_str());
+    listed.release();
+    throw;
   }
+  write_out(pending.data(), pending.size());
+  pending = {};
   if (ok && ::fsync(fd) != 0) ok = false, error = errno;
   if (::close(fd) != 0 && ok) ok = false, error = errno;
   if (ok && std::rename(temp.c_str(), destination.c_str()) != 0) ok = false, error = errno;
