@@ -20,9 +20,10 @@ struct Checkpoint {
   std::string config;  // the caller's training configuration (JSON), as saved
 };
 
-/// Writes the checkpoint atomically (write_file_atomic). Throws cnn::Error "<path>: ..." when
-/// it cannot be written, or when `spec` does not describe `model` (as save_model); an earlier
-/// checkpoint at `path` is then left untouched.
+/// Writes the checkpoint atomically (write_file_atomic), a tensor at a time from where it is
+/// (save_safetensors): no copy of the model or the state is built. Throws cnn::Error
+/// "<path>: ..." when it cannot be written, or when `spec` does not describe `model` (as
+/// save_model); an earlier checkpoint at `path` is then left untouched.
 void save_checkpoint(const std::string& path, Sequential<float>& model, const ModelSpec& spec,
                      const std::vector<std::string>& class_names, const TrainState& state,
                      const std::string& config);
