@@ -2182,6 +2182,66 @@ void expect_error_with(const std::function<void()>& call, const std::vector<std:
   }
 }
 
+// TrainControl::resume is copied, and the command line kept the checkpoint it loaded besides:
+// a resumed run held the optimizer's moments three times, twice for the whole run (found
+// 2026-12-07: 1.93 GB against a fresh run's 1.62 for a 40M-parameter Adam model). A state
+// handed over with resume_taken is moved in, its optimizer tensors freed once they are in the
+// optimizer, and the run is the same run bit for bit.
+TEST(Dataset, AResumeStateHandedOverIsMovedAndContinuesAsACopyWould) {
+  const Dataset data = tiny_dataset();
+  const ModelSpec spec = linear_2x2_spec();
+  Sequential<float> model = build_model(spec);
+  Rng rng(1);
+  model.init_parameters(rng);
+  TrainOptions options;
+  options.epochs = 1;
+  options.batch = 4;
+  options.optimizer = OptimizerKind::kAdam;
+  TrainState saved;
+  TrainControl checkpointing;
+  checkpointing.checkpoint = [&](const TrainState& state) { saved = state; };
+  train_model(model, spec, data, data, options, rng, {}, {}, checkpointing);
+  ASSERT_EQ(saved.optimizer_tensors.size(), 2u);
+  ASSERT_FALSE(saved.optimizer_tensors[0].second.empty());
+  options.epochs = 3;
+  const std::vector<float> start(model.parameters().begin(), model.parameters().end());
+  const auto resume = [&](TrainControl control, std::vector<float>& parameters) {
+    std::ranges::copy(start, model.parameters().begin());
+    TrainState last;
+    control.checkpoint = [&](const TrainState& state) { last = state; };
+    Rng stream(1);
+    const TrainResult result =
+        train_model(model, spec, data, data, options, stream, {}, {}, control);
+    parameters.assign(model.parameters().begin(), model.parameters().end());
+    return std::make_pair(result, last);
+  };
+  const TrainState kept = saved;
+  TrainControl copying;
+  copying.resume = &saved;
+  std::vector<float> copied_parameters, taken_parameters;
+  const auto [copied, copied_last] = resume(copying, copied_parameters);
+  EXPECT_EQ(saved.optimizer_tensors, kept.optimizer_tensors);  // a copy leaves it as it was
+  TrainState handed = saved;
+  TrainControl taking;
+  taking.resume_taken = &handed;
+  const auto [taken, taken_last] = resume(taking, taken_parameters);
+  EXPECT_TRUE(handed.optimizer_tensors.empty());  // moved from
+  EXPECT_TRUE(handed.history.empty());
+  EXPECT_EQ(taken.history.size(), 3u);
+  EXPECT_EQ(taken_parameters, copied_parameters);
+  EXPECT_EQ(taken_last.optimizer_tensors, copied_last.optimizer_tensors);
+  EXPECT_EQ(taken_last.step, copied_last.step);
+  for (size_t e = 0; e < 3; ++e) {
+    EXPECT_EQ(taken.history[e].train_loss, copied.history[e].train_loss);
+    EXPECT_EQ(taken.history[e].test_loss, copied.history[e].test_loss);
+  }
+  TrainControl both;
+  both.resume = &saved;
+  both.resume_taken = &handed;
+  expect_error_with([&] { train_model(model, spec, data, data, options, rng, {}, {}, both); },
+                    {"train_model: TrainControl's resume and resume_taken are both set"});
+}
+
 // Found 2026-12-06 (a helper's probe): a ModelSpec filled in C++ with an input of another rank
 // than (C, H, W) (a default one's ()) had its dimensions read past the shape's end by
 // build_model, to_json and train_model.

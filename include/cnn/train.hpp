@@ -132,8 +132,16 @@ struct TrainState {
 /// How a caller steers train_model between steps (every member optional).
 struct TrainControl {
   /// Continue this state (the model's parameters and buffers already restored) instead of
-  /// starting at epoch 1.
+  /// starting at epoch 1. Copied: the caller's state stays as it was, its optimizer tensors
+  /// held besides the optimizer's own for the whole run.
   const TrainState* resume = nullptr;
+  /// As `resume`, but the state is taken, not copied: train_model moves it into its own and
+  /// releases each optimizer tensor once its values are in the optimizer, so that the moments
+  /// of a large model are not held twice or three times (a caller that resumes a checkpoint it
+  /// has no further use for: `cnn train --resume`). The caller's state is left moved from, also
+  /// when train_model throws; result.state's optimizer tensors are then those of the last
+  /// checkpoint or stop (none before one). Set `resume` or `resume_taken`, not both (cnn::Error).
+  TrainState* resume_taken = nullptr;
   /// Asked after every step; true ends training there: `checkpoint` is called, then
   /// train_model returns with TrainResult::stopped.
   std::function<bool()> stop_requested;

@@ -273,7 +273,10 @@ TrainResult train_model(Sequential<float>& model, const ModelSpec& spec, const D
   Rng augment_rng(augment ? rng.next_u64() : 0);
   std::vector<float> augment_scratch;
   const std::vector<Rng*> layer_rngs = model.rngs();
-  if (ranks && !control.resume) {
+  if (control.resume && control.resume_taken)
+    fail("train_model: TrainControl's resume and resume_taken are both set: expected one state");
+  const bool resuming = control.resume || control.resume_taken;
+  if (ranks && !resuming) {
     // Every rank augments and drops out differently (its own streams); the data order, from
     // rng, stays the same on all of them.
     const uint64_t salt = 0x9E3779B97F4A7C15ull * static_cast<uint64_t>(rank + 1);
@@ -302,8 +305,12 @@ TrainResult train_model(Sequential<float>& model, const ModelSpec& spec, const D
   constexpr size_t kWordsPerStream = 6;
   TrainResult result;
   TrainState& state = result.state;
-  if (control.resume) {
-    state = *control.resume;
+  if (resuming) {
+    // A taken state is moved: its optimizer tensors are released below, once in the optimizer.
+    if (control.resume_taken)
+      state = std::move(*control.resume_taken);
+    else
+      state = *control.resume;
     const auto refuse = [&](const std::string& what) {
       fail("cannot resume: the checkpoint's " + what);
     };
@@ -331,6 +338,11 @@ TrainResult train_model(Sequential<float>& model, const ModelSpec& spec, const D
       if (name != tensors[i].first || values.size() != tensors[i].second.size())
         refuse("optimizer tensor " + name + " does not fit");
       std::copy(values.begin(), values.end(), tensors[i].second.begin());
+    }
+    if (control.resume_taken) {
+      // The values are in the optimizer: a taken state's own are freed now, not held all run.
+      for (auto& tensor : state.optimizer_tensors) std::vector<float>().swap(tensor.second);
+      state.optimizer_tensors.clear();
     }
     optimizer->set_state_counter(state.optimizer_counter);
     if (!state.order.empty()) batches.restore(state.order, state.position);
