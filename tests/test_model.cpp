@@ -1159,10 +1159,12 @@ TEST_F(SafeTensorsTest, RoundTripKeepsNamesShapesValuesAndMetadata) {
 
 // Found 2026-12-06 (a helper's probe): a SaveTensor whose view has no data (a default
 // TensorView, shape () of one element) threw std::logic_error from std::string's constructor.
+// One that claims a terabyte is refused by name too, before anything is sized by it.
 TEST_F(SafeTensorsTest, AViewWithoutDataIsRefusedByName) {
   Tensor<float> a(Shape{2}, 1.0f);
   for (const TensorView<const float>& view :
-       {TensorView<const float>(), TensorView<const float>(nullptr, Shape{2, 3})}) {
+       {TensorView<const float>(), TensorView<const float>(nullptr, Shape{2, 3}),
+        TensorView<const float>(nullptr, Shape{int64_t{1} << 40})}) {
     try {
       save_safetensors(file("m.safetensors"), {{"a", a}, {"w", view}}, {});
       ADD_FAILURE() << "saved an empty view";

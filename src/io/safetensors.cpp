@@ -351,8 +351,11 @@ void save_safetensors(const std::string& path, const std::vector<SaveTensor>& te
 }
 
 std::string safetensors_data(const SaveTensor& t, const std::string& path) {
+  // Refused before the reserve: a view without data may claim any size.
+  require_data(t, path);
   std::string bytes;
-  bytes.reserve(static_cast<size_t>(t.data.numel()) * element_size(t.dtype));
+  if (t.dtype == DType::kF32 || t.dtype == DType::kI64)
+    bytes.reserve(static_cast<size_t>(t.data.numel()) * element_size(t.dtype));
   safetensors_data_pieces(t, path, [&](const void* p, size_t size) {
     bytes.append(static_cast<const char*>(p), size);
   });
