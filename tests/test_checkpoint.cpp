@@ -689,6 +689,11 @@ std::pair<int, long> cnn_peak_kib(const std::string& args) {
 // the state over (TrainControl::resume_taken): a resumed run of a model of 25 MB (moments of
 // 50 MB) peaks within 20 MB of the fresh run that wrote its checkpoint.
 TEST(Checkpoint, AResumedRunHoldsTheOptimizerStateNoMoreThanAFreshRun) {
+#if defined(__SANITIZE_ADDRESS__)
+  // ASan's quarantine keeps freed memory resident: the loaded moments, freed once in the
+  // optimizer, still counted (298 MB resumed against 240 MB fresh, 2026-12-07).
+  GTEST_SKIP() << "AddressSanitizer keeps freed memory resident";
+#endif
   const fs::path dir = work_dir() / "resume_peak";
   fs::create_directories(dir);
   const fs::path spec = dir / "wide.json";
