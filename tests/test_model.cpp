@@ -2506,6 +2506,33 @@ TEST(ModelFile, ALoadHoldsTheModelsValuesAlone) {
 #endif
 }
 
+#if !defined(__SANITIZE_ADDRESS__)
+/// A 32 MB model (a Linear of 512 x 1024 inputs to 16) and an Adam-like state of two moments
+/// as large, every value set: the memory tests' checkpoint.
+struct ModelWithMoments {
+  ModelSpec spec;
+  Sequential<float> model;
+  TrainState state;
+};
+ModelWithMoments model_with_moments() {
+  ModelWithMoments m;
+  m.spec = parse_model_spec(R"({"name": "m", "input": [1, 512, 1024], "layers": [
+      {"type": "Flatten"}, {"type": "Linear", "out_features": 16, "bias": false}]})",
+                            "spec");
+  m.model = build_model(m.spec, ModelUse::kInference);
+  std::span<float> values = m.model.parameters();
+  std::vector<float> exp_avg(values.size()), exp_avg_sq(values.size());
+  for (size_t i = 0; i < values.size(); ++i) {
+    values[i] = static_cast<float>(i % 7) - 3.0f;
+    exp_avg[i] = static_cast<float>(i % 5) * 0.25f;
+    exp_avg_sq[i] = static_cast<float>(i % 3);
+  }
+  m.state.optimizer_tensors = {{"exp_avg", std::move(exp_avg)},
+                               {"exp_avg_sq", std::move(exp_avg_sq)}};
+  return m;
+}
+#endif
+
 // load_checkpoint read the whole file into memory (SafeTensorsFile::load) before building the
 // model and copying the optimizer state out of it, and each optimizer tensor went through a
 // Tensor and a vector: a checkpoint of a 32 MB model with Adam's two moments (a 96 MB file)
@@ -2519,22 +2546,9 @@ TEST(Checkpoint, ALoadHoldsTheModelAndTheOptimizerStateAlone) {
   const std::string path =
       (fs::temp_directory_path() / ("cnn_ckpt_copies_" + std::to_string(::getpid()) + ".ckpt"))
           .string();
-  const ModelSpec spec = parse_model_spec(R"({"name": "m", "input": [1, 512, 1024], "layers": [
-      {"type": "Flatten"}, {"type": "Linear", "out_features": 16, "bias": false}]})",
-                                          "spec");
   {
-    Sequential<float> model = build_model(spec, ModelUse::kInference);
-    std::span<float> values = model.parameters();
-    TrainState state;
-    std::vector<float> exp_avg(values.size()), exp_avg_sq(values.size());
-    for (size_t i = 0; i < values.size(); ++i) {
-      values[i] = static_cast<float>(i % 7) - 3.0f;
-      exp_avg[i] = static_cast<float>(i % 5) * 0.25f;
-      exp_avg_sq[i] = static_cast<float>(i % 3);
-    }
-    state.optimizer_tensors = {{"exp_avg", std::move(exp_avg)},
-                               {"exp_avg_sq", std::move(exp_avg_sq)}};
-    save_checkpoint(path, model, spec, {}, state, "{}");
+    ModelWithMoments m = model_with_moments();
+    save_checkpoint(path, m.model, m.spec, {}, m.state, "{}");
   }
   constexpr int64_t kMegabytes32 = int64_t{32} << 20;
   EXPECT_EQ(under_address_limit(kMegabytes32 * 4,
@@ -2563,20 +2577,11 @@ TEST(Checkpoint, AWriteHoldsNeitherTheFileNorACopyOfItsTensors) {
 #else
   const std::string stem =
       (fs::temp_directory_path() / ("cnn_ckpt_write_" + std::to_string(::getpid()))).string();
-  const ModelSpec spec = parse_model_spec(R"({"name": "m", "input": [1, 512, 1024], "layers": [
-      {"type": "Flatten"}, {"type": "Linear", "out_features": 16, "bias": false}]})",
-                                          "spec");
-  Sequential<float> model = build_model(spec, ModelUse::kInference);
-  std::span<float> values = model.parameters();
-  TrainState state;
-  std::vector<float> exp_avg(values.size()), exp_avg_sq(values.size());
-  for (size_t i = 0; i < values.size(); ++i) {
-    values[i] = static_cast<float>(i % 7) - 3.0f;
-    exp_avg[i] = static_cast<float>(i % 5) * 0.25f;
-    exp_avg_sq[i] = static_cast<float>(i % 3);
-  }
-  state.optimizer_tensors = {{"exp_avg", std::move(exp_avg)},
-                             {"exp_avg_sq", std::move(exp_avg_sq)}};
+  ModelWithMoments m = model_with_moments();
+  const ModelSpec& spec = m.spec;
+  Sequential<float>& model = m.model;
+  const TrainState& state = m.state;
+  const std::span<float> values = model.parameters();
   constexpr int64_t kMegabytes16 = int64_t{16} << 20;
   EXPECT_EQ(under_address_limit(kMegabytes16,
                                 [&] {
