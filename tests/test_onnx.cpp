@@ -601,6 +601,17 @@ TEST(Onnx, ImportsTheOtherFormsOfFlattenLinearAndIdentity) {
                   TensorView<const float>(expected.data(), Shape{32, 10}), 1e-6);
 }
 
+/// Writes `m` to work_dir()/"<stem>_<variant>.onnx" and counts `variant` up: the tests' edited
+/// copies of an export, each in a file of its own. Returns the path.
+std::string write_variant(const onnx::ModelProto& m, const std::string& stem, int& variant) {
+  const std::string path =
+      (work_dir() / (stem + "_" + std::to_string(variant++) + ".onnx")).string();
+  std::string bytes;
+  EXPECT_TRUE(m.SerializeToString(&bytes));
+  write_bytes(path, bytes);
+  return path;
+}
+
 /// Expects load_onnx(path) to throw cnn::Error with `fragment` in its message.
 void expect_import_refused(const std::string& path, const std::string& fragment) {
   try {
@@ -658,12 +669,7 @@ TEST(Onnx, LeakyReluAndRelu6ExportAndImport) {
     onnx::ModelProto m = exported;
     m.clear_metadata_props();  // the graph alone counts
     edit(*m.mutable_graph());
-    const std::string out =
-        (work_dir() / ("activations_" + std::to_string(variant++) + ".onnx")).string();
-    std::string bytes;
-    EXPECT_TRUE(m.SerializeToString(&bytes));
-    write_bytes(out, bytes);
-    return out;
+    return write_variant(m, "activations", variant);
   };
   const auto node = [](onnx::GraphProto& g, const std::string& name) -> onnx::NodeProto& {
     for (auto& n : *g.mutable_node())
@@ -759,12 +765,7 @@ TEST(Onnx, GraphsAreImportedAsWiredOrRefused) {
   const auto edited = [&](const std::function<void(onnx::ModelProto&)>& edit) {
     onnx::ModelProto m = parse(exported);
     edit(m);
-    const std::string path =
-        (work_dir() / ("wired_" + std::to_string(variant++) + ".onnx")).string();
-    std::string bytes;
-    EXPECT_TRUE(m.SerializeToString(&bytes));
-    write_bytes(path, bytes);
-    return path;
+    return write_variant(m, "wired", variant);
   };
   // Node "6" (the Flatten of (N, 16, 5, 5)) as a Reshape to a constant target, at opset 14,
   // where Reshape has allowzero (at 13, the export's, the attribute is refused).
@@ -902,12 +903,7 @@ TEST(Onnx, OpsetsBatchSizesBiasesAndUnfoldedTargetsAreReadAsOnnxMeansThem) {
     onnx::ModelProto m = parse(exported);
     m.clear_metadata_props();
     edit(m);
-    const std::string path =
-        (work_dir() / ("probed_" + std::to_string(variant++) + ".onnx")).string();
-    std::string bytes;
-    EXPECT_TRUE(m.SerializeToString(&bytes));
-    write_bytes(path, bytes);
-    return path;
+    return write_variant(m, "probed", variant);
   };
   // The ONNX domain listed as "" and as "ai.onnx" at two versions: ONNX reads the nodes at the
   // "" entry's, cnn took the last. At one version it is one domain.
@@ -1003,12 +999,7 @@ TEST(Onnx, UnreadInitializersAreIgnoredWhateverTheirType) {
   const auto edited = [&](const std::function<void(onnx::ModelProto&)>& edit) {
     onnx::ModelProto m = parse(exported);
     edit(m);
-    const std::string path =
-        (work_dir() / ("unread_" + std::to_string(variant++) + ".onnx")).string();
-    std::string bytes;
-    EXPECT_TRUE(m.SerializeToString(&bytes));
-    write_bytes(path, bytes);
-    return path;
+    return write_variant(m, "unread", variant);
   };
   const auto add_unread = [](onnx::ModelProto& m, const std::string& name, int type) {
     onnx::TensorProto* t = m.mutable_graph()->add_initializer();
@@ -1137,12 +1128,7 @@ TEST(Onnx, ShapeComputationsAreCheckedAsOnnxSpecifiesThem) {
     }
     g.clear_node();
     for (const onnx::NodeProto& n : nodes) *g.add_node() = n;
-    const std::string path =
-        (work_dir() / ("folded_" + std::to_string(variant++) + ".onnx")).string();
-    std::string bytes;
-    EXPECT_TRUE(m.SerializeToString(&bytes));
-    write_bytes(path, bytes);
-    return path;
+    return write_variant(m, "folded", variant);
   };
   const std::vector<std::tuple<std::string, int, Nodes>> valid = {
       {"torch's form, opset 11", 11, unsqueeze11},
@@ -1285,12 +1271,7 @@ TEST(Onnx, LayerNodesAreHeldToOnnxsSchemaAtTheFileOpset) {
     m.clear_metadata_props();
     m.mutable_opset_import(0)->set_version(opset);
     edit(*m.mutable_graph());
-    const std::string path =
-        (work_dir() / ("schema_" + std::to_string(variant++) + ".onnx")).string();
-    std::string bytes;
-    EXPECT_TRUE(m.SerializeToString(&bytes));
-    write_bytes(path, bytes);
-    return path;
+    return write_variant(m, "schema", variant);
   };
   const auto node = [](onnx::GraphProto& g, const std::string& name) -> onnx::NodeProto& {
     for (auto& n : *g.mutable_node())
@@ -1633,12 +1614,7 @@ TEST(Onnx, ReduceMeanAndCeilModeImportWhereTheyAreCnnsLayers) {
   const auto edited = [&](const std::function<void(onnx::GraphProto&)>& edit) {
     onnx::ModelProto m = parse(golden("torch_idioms.onnx"));
     edit(*m.mutable_graph());
-    const std::string path =
-        (work_dir() / ("idioms_" + std::to_string(variant++) + ".onnx")).string();
-    std::string bytes;
-    EXPECT_TRUE(m.SerializeToString(&bytes));
-    write_bytes(path, bytes);
-    return path;
+    return write_variant(m, "idioms", variant);
   };
   const auto reduce_mean = [](onnx::GraphProto& g) -> onnx::NodeProto& {
     for (auto& n : *g.mutable_node())
@@ -1776,12 +1752,7 @@ TEST(Onnx, APadOfZerosIsThePaddingOfTheLayerAfterIt) {
     }
     g.clear_node();
     for (const onnx::NodeProto& n : nodes) *g.add_node() = n;
-    const std::string path =
-        (work_dir() / ("padded_" + std::to_string(variant++) + ".onnx")).string();
-    std::string bytes;
-    EXPECT_TRUE(m.SerializeToString(&bytes));
-    write_bytes(path, bytes);
-    return path;
+    return write_variant(m, "padded", variant);
   };
   {
     const std::string path = padded({});
@@ -1886,11 +1857,7 @@ TEST(Onnx, AResidualAddImportsInEitherOrder) {
       if (swap) swap_add_inputs(m);
       if (move)
         for (const auto& [moved, before] : moves) move_nodes_before(m, moved, before);
-      const std::string path =
-          (work_dir() / ("either_" + std::to_string(variant++) + ".onnx")).string();
-      std::string bytes;
-      EXPECT_TRUE(m.SerializeToString(&bytes));
-      write_bytes(path, bytes);
+      const std::string path = write_variant(m, "either", variant);
       EXPECT_TRUE(onnx_accepts(path));
       return path;
     };
