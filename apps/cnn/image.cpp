@@ -581,10 +581,12 @@ std::string stb_reason_text(ImageFormat format, const std::string& reason,
 /// Why stb_image refused `path`, a PNG, JPEG or BMP, in one phrase.
 std::string undecodable_reason(const std::string& path, ImageFormat format, uint64_t size,
                                const std::string& head, const char* stb_reason) {
-  std::ifstream file(path, std::ios::binary);
+  // A PNG's chunks were walked before stb ran (load_image_as), so only its reason is left.
   std::string problem;
-  if (format == ImageFormat::kPng) problem = png_structure_problem(file, size);
-  if (format == ImageFormat::kJpeg) problem = jpeg_structure_problem(file, size);
+  if (format == ImageFormat::kJpeg) {
+    std::ifstream file(path, std::ios::binary);
+    problem = jpeg_structure_problem(file, size);
+  }
   if (format == ImageFormat::kBmp) problem = bmp_structure_problem(head, size);
   if (!problem.empty()) return problem;
   const std::string reason = stb_reason ? stb_reason : "";
