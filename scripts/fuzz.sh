@@ -9,6 +9,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-60}"
+if [[ "$seconds" == "-h" || "$seconds" == "--help" ]]; then
+  sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "$0"
+  exit 0
+fi
+if (($# > 1)) || ! [[ "$seconds" =~ ^[1-9][0-9]{0,5}$ ]]; then
+  echo "fuzz.sh: expected one argument, SECONDS a whole number from 1 to 999999, got: $*" >&2
+  exit 2
+fi
 scripts/setup.sh --fuzz
 dir=build/fuzz
 CC=clang CXX=clang++ cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCNN_FUZZ=ON \

@@ -10,6 +10,24 @@
 #   scripts/setup.sh --fuzz   the same as --test (scripts/fuzz.sh)
 set -euo pipefail
 
+# The comment above is the help; anything else is refused before apt-get runs (a misspelt
+# --test used to install the build dependencies alone, and --help installed them).
+if (($# > 1)); then
+  echo "setup.sh: at most one argument, got $# ($*); see scripts/setup.sh --help" >&2
+  exit 2
+fi
+case "${1:-}" in
+  "" | --test | --fuzz) ;;
+  -h | --help)
+    sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "$0"
+    exit 0
+    ;;
+  *)
+    echo "setup.sh: unknown argument '$1' (expected --test, --fuzz or --help)" >&2
+    exit 2
+    ;;
+esac
+
 packages=(g++ cmake make zlib1g-dev nlohmann-json3-dev libstb-dev dataset-fashion-mnist
   libonnx-dev libprotobuf-dev openmpi-bin libopenmpi-dev)
 if [[ "${1:-}" == "--test" || "${1:-}" == "--fuzz" ]]; then

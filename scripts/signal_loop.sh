@@ -9,9 +9,32 @@
 # killed. The design notes' "Signals at any moment" table came from it. Needs mpirun for
 # RANKS > 1; as root, the environment's OMPI_ALLOW_RUN_AS_ROOT variables are set here.
 set -uo pipefail
+if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
+  sed -n '2,/^set -uo/{/^#/s/^# \{0,1\}//p}' "$0"
+  exit 0
+fi
 cd "$(dirname "$0")/.." || exit 1
 runs="${1:-60}" sig="${2:-USR1}" ranks="${3:-2}" min="${4:-0}" max="${5:-700}"
-cnn="$(realpath "${6:-build/release/cnn}")"
+cnn="$(realpath -m "${6:-build/release/cnn}")"
+# A bad number would make the loop's arithmetic fail on every run, or sleep for ever.
+for pair in "RUNS:$runs" "RANKS:$ranks" "MIN_MS:$min" "MAX_MS:$max"; do
+  if ! [[ "${pair#*:}" =~ ^[0-9]{1,6}$ ]]; then
+    echo "signal_loop.sh: ${pair%%:*} '${pair#*:}' is not a whole number from 0 to 999999 (see --help)" >&2
+    exit 2
+  fi
+done
+if ((runs < 1 || ranks < 1 || min > max)); then
+  echo "signal_loop.sh: expected RUNS >= 1, RANKS >= 1 and MIN_MS <= MAX_MS, got $runs, $ranks, $min, $max" >&2
+  exit 2
+fi
+if ! kill -l "$sig" >/dev/null 2>&1; then
+  echo "signal_loop.sh: SIGNAL '$sig' is not a signal name or number (kill -l lists them)" >&2
+  exit 2
+fi
+if [[ ! -x "$cnn" ]]; then
+  echo "signal_loop.sh: CNN '$cnn' is not an executable (build it first, or name it)" >&2
+  exit 2
+fi
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT

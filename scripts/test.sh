@@ -3,6 +3,18 @@
 # optimised build with warnings as errors, and under AddressSanitizer + UndefinedBehaviorSanitizer;
 # then every fuzz target briefly.
 set -euo pipefail
+# No arguments: anything given is refused rather than ignored by a 20-minute run.
+case "$#:${1:-}" in
+  0:) ;;
+  1:-h | 1:--help)
+    sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "$0"
+    exit 0
+    ;;
+  *)
+    echo "test.sh: takes no arguments, got: $* (expected none, or --help)" >&2
+    exit 2
+    ;;
+esac
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test
 jobs=$(nproc)
