@@ -443,6 +443,104 @@ TEST(Errors, OptimizerStateCountersOutOfRange) {
   EXPECT_EQ(sgd.state_counter(), 0);
 }
 
+// Checkpoints move the optimizer's state out and back (take_state, put_state) instead of
+// copying it, and a resume hands the loaded tensors over: put_state refuses tensors that are
+// not exactly the optimizer's, naming the tensor, what was expected and what was given, and
+// leaves both sides as they were.
+TEST(Errors, OptimizerPutStateRefusesTensorsThatDoNotFit) {
+  using State = Optimizer<float>::StateTensors;
+  std::vector<float> p(3, 1.0f), g(3, 0.5f);
+  Adam<float> adam(p, g, {});
+  State one{{"exp_avg", std::vector<float>(3, 0.25f)}};
+  expect_error([&] { adam.put_state(std::move(one)); },
+               {"Adam: expected 2 state tensors ('exp_avg', 'exp_avg_sq'), got 1 ('exp_avg')"});
+  EXPECT_EQ(one.size(), 1u);  // refused: left as it was
+  EXPECT_EQ(one[0].second.size(), 3u);
+  State misnamed{{"exp_avg", std::vector<float>(3)}, {"exp_avg_sqq", std::vector<float>(3)}};
+  expect_error([&] { adam.put_state(std::move(misnamed)); },
+               {"Adam: state tensor 1 is 'exp_avg_sqq', expected 'exp_avg_sq'"});
+  State short_one{{"exp_avg", std::vector<float>(3)}, {"exp_avg_sq", std::vector<float>(2)}};
+  expect_error([&] { adam.put_state(std::move(short_one)); },
+               {"Adam: state tensor 'exp_avg_sq' holds 2 values, expected 3 (one per parameter)"});
+  EXPECT_EQ(short_one[1].second.size(), 2u);
+  EXPECT_TRUE(adam.exp_avg().empty());  // nothing adopted
+  Adam<float> adamw(p, g, {.decoupled_weight_decay = true});
+  expect_error([&] { adamw.put_state({}); }, {"AdamW: expected 2 state tensors", "got 0 (none)"});
+  Sgd<float> plain(p, g, {.lr = 0.1});
+  expect_error(
+      [&] {
+        plain.put_state(State{{"momentum_buffer", std::vector<float>(3)}});
+      },
+      {"SGD: expected 0 state tensors (none), got 1 ('momentum_buffer')"});
+  EXPECT_NO_THROW(plain.put_state({}));
+  Sgd<float> sgd(p, g, {.lr = 0.1, .momentum = 0.9});
+  expect_error(
+      [&] {
+        sgd.put_state(State{{"momentum_buffer", std::vector<float>(4)}});
+      },
+      {"SGD: state tensor 'momentum_buffer' holds 4 values, expected 3 (one per parameter)"});
+  expect_error(
+      [&] {
+        sgd.put_state(State{{"momentum", std::vector<float>(3)}});
+      },
+      {"SGD: state tensor 0 is 'momentum', expected 'momentum_buffer'"});
+}
+
+// An optimizer allocates its state at its first step or state access, not when built, so
+// that a resume's put_state adopts the loaded tensors without the optimizer having held its
+// own besides them (found 2026-12-07: 6P floats at that moment for Adam). take_state and
+// put_state move the tensors, without a copy, and a run that hands them out and back between
+// two steps is the run that never did.
+TEST(Errors, OptimizerStateIsAllocatedLazilyAndMovedNotCopied) {
+  using State = Optimizer<float>::StateTensors;
+  std::vector<float> p(5, 1.0f), q(5, 1.0f), g{0.5f, -0.25f, 1.0f, 0.0f, 2.0f};
+  Adam<float> fresh(p, g, {.lr = 0.1});
+  EXPECT_TRUE(fresh.exp_avg().empty());  // nothing allocated by the constructor
+  EXPECT_TRUE(fresh.exp_avg_sq().empty());
+  State loaded{{"exp_avg", std::vector<float>(5, 0.5f)}, {"exp_avg_sq", std::vector<float>(5, 2)}};
+  const float* const m = loaded[0].second.data();
+  const float* const v = loaded[1].second.data();
+  fresh.put_state(std::move(loaded));
+  EXPECT_TRUE(loaded.empty());
+  EXPECT_EQ(fresh.exp_avg().data(), m);  // adopted, not copied
+  EXPECT_EQ(fresh.exp_avg_sq().data(), v);
+  // Out and back between steps: the same buffers, the same bits as an optimizer left alone.
+  Adam<float> alone(q, g, {.lr = 0.1});
+  alone.put_state(
+      State{{"exp_avg", std::vector<float>(5, 0.5f)}, {"exp_avg_sq", std::vector<float>(5, 2)}});
+  for (int step = 0; step < 3; ++step) {
+    fresh.step();
+    alone.step();
+    State taken = fresh.take_state();
+    ASSERT_EQ(taken.size(), 2u);
+    EXPECT_EQ(taken[0].first, "exp_avg");
+    EXPECT_EQ(taken[0].second.data(), m);
+    EXPECT_EQ(taken[1].second.data(), v);
+    EXPECT_TRUE(fresh.exp_avg().empty());
+    fresh.put_state(std::move(taken));
+  }
+  EXPECT_EQ(p, q);
+  // SGD: the buffer comes with the first step, which starts it as the gradient (counter 0).
+  std::vector<float> r(5, 1.0f), s(5, 1.0f);
+  Sgd<float> sgd(r, g, {.lr = 0.1, .momentum = 0.9});
+  Sgd<float> reference(s, g, {.lr = 0.1, .momentum = 0.9});
+  EXPECT_EQ(sgd.state_counter(), 0);
+  const auto span = sgd.state_tensors();  // a state access allocates it, as zeros
+  ASSERT_EQ(span.size(), 1u);
+  EXPECT_EQ(std::vector<float>(span[0].second.begin(), span[0].second.end()),
+            std::vector<float>(5, 0.0f));
+  for (int step = 0; step < 3; ++step) {
+    sgd.step();
+    reference.step();
+    State taken = sgd.take_state();
+    ASSERT_EQ(taken.size(), 1u);
+    EXPECT_EQ(taken[0].second, std::vector<float>(reference.state_tensors()[0].second.begin(),
+                                                  reference.state_tensors()[0].second.end()));
+    sgd.put_state(std::move(taken));
+  }
+  EXPECT_EQ(r, s);
+}
+
 // Found 2026-12-06 (a helper's probe): MaxPool2d took input planes of 2^31 or more elements,
 // whose int32 argmax overflowed (undefined behaviour in the kernels' index arithmetic).
 TEST(Errors, MaxPoolRefusesPlanesItsInt32ArgmaxCannotIndex) {

@@ -43,11 +43,30 @@ class Optimizer {
   /// Changes the learning rate; throws cnn::Error unless lr > 0 and finite.
   virtual void set_lr(double lr) = 0;
   virtual double lr() const = 0;
+  /// Named state tensors, each one value per parameter (SGD: "momentum_buffer", none without
+  /// momentum; Adam: "exp_avg", "exp_avg_sq"), held as vectors so that a checkpoint can take
+  /// them and give them back without a copy.
+  using StateTensors = std::vector<std::pair<std::string, std::vector<T>>>;
   /// The state a checkpoint saves, besides the learning rate (which schedules set): named
   /// tensors laid out as the parameters (SGD: "momentum_buffer"; Adam: "exp_avg",
   /// "exp_avg_sq"), writable so that a resume can fill them, and a step counter (SGD: 0 before
-  /// its first step, when the momentum buffer starts as the gradient, else 1; Adam: t).
+  /// its first step, when the momentum buffer starts as the gradient, else 1; Adam: t). The
+  /// tensors are allocated (as zeros) on the first step or the first call of state_tensors or
+  /// take_state, not by the constructor, so that a resume's put_state adopts loaded ones without
+  /// the optimizer having held its own; the spans are valid until take_state or put_state.
   virtual std::vector<std::pair<std::string, std::span<T>>> state_tensors() = 0;
+  /// Moves the state tensors out, without a copy (allocating them first as zeros if no step
+  /// has), in the order and with the names of state_tensors. The optimizer then holds none:
+  /// give them back with put_state before the next step (a step without them starts them again
+  /// from zeros, SGD's momentum buffer as zeros, not as the gradient, unless the counter is 0).
+  virtual StateTensors take_state() = 0;
+  /// Adopts `tensors` (moved in, no copy; `tensors` is left empty): those of take_state, or a
+  /// checkpoint's. Throws cnn::Error, leaving `tensors` and the optimizer as they were, unless
+  /// they are exactly state_tensors' names in its order, each of one value per parameter; the
+  /// message names the optimizer, the tensor, what was expected and what was given ("Adam:
+  /// state tensor 'exp_avg_sq' holds 5 values, expected 6 (one per parameter)"). The counter
+  /// is set apart (set_state_counter).
+  virtual void put_state(StateTensors&& tensors) = 0;
   virtual int64_t state_counter() const = 0;
   /// Restores the counter; throws cnn::Error for one the optimizer could not have reached
   /// (SGD: other than 0 or 1; Adam: negative or above 2^53, where t stops being exact as the
@@ -68,10 +87,9 @@ class Sgd final : public Optimizer<T> {
   /// Changes the learning rate (for schedules); same validation as the constructor.
   void set_lr(double lr) override;
   double lr() const override { return options_.lr; }
-  std::vector<std::pair<std::string, std::span<T>>> state_tensors() override {
-    if (momentum_buffer_.numel() == 0) return {};
-    return {{"momentum_buffer", {momentum_buffer_.data(), params_.size()}}};
-  }
+  std::vector<std::pair<std::string, std::span<T>>> state_tensors() override;
+  typename Optimizer<T>::StateTensors take_state() override;
+  void put_state(typename Optimizer<T>::StateTensors&& tensors) override;
   int64_t state_counter() const override { return first_step_ ? 0 : 1; }
   void set_state_counter(int64_t counter) override;
 
@@ -79,7 +97,9 @@ class Sgd final : public Optimizer<T> {
   std::span<T> params_;
   std::span<const T> grads_;
   SgdOptions options_;
-  Tensor<T> momentum_buffer_;
+  // One value per parameter with momentum once allocated (first step or state access), else
+  // empty.
+  std::vector<T> momentum_buffer_;
   bool first_step_ = true;
 };
 
@@ -116,13 +136,13 @@ class Adam final : public Optimizer<T> {
   const AdamOptions& options() const { return options_; }
   /// Steps taken so far (t of the bias correction).
   int64_t steps() const { return steps_; }
-  /// The first and second moment estimates m and v, laid out as the parameters.
-  std::span<const T> exp_avg() const { return {exp_avg_.data(), params_.size()}; }
-  std::span<const T> exp_avg_sq() const { return {exp_avg_sq_.data(), params_.size()}; }
-  std::vector<std::pair<std::string, std::span<T>>> state_tensors() override {
-    return {{"exp_avg", {exp_avg_.data(), params_.size()}},
-            {"exp_avg_sq", {exp_avg_sq_.data(), params_.size()}}};
-  }
+  /// The first and second moment estimates m and v, laid out as the parameters; empty until
+  /// they are allocated (the first step, state_tensors or put_state) and after take_state.
+  std::span<const T> exp_avg() const { return exp_avg_; }
+  std::span<const T> exp_avg_sq() const { return exp_avg_sq_; }
+  std::vector<std::pair<std::string, std::span<T>>> state_tensors() override;
+  typename Optimizer<T>::StateTensors take_state() override;
+  void put_state(typename Optimizer<T>::StateTensors&& tensors) override;
   int64_t state_counter() const override { return steps_; }
   void set_state_counter(int64_t counter) override;
   /// The largest step count set_state_counter takes: 2^53.
@@ -130,11 +150,15 @@ class Adam final : public Optimizer<T> {
 
  private:
   void check_lr(double lr) const;
+  /// Allocates the moments as zeros unless they are.
+  void allocate_moments();
 
   std::span<T> params_;
   std::span<const T> grads_;
   AdamOptions options_;
-  Tensor<T> exp_avg_, exp_avg_sq_;
+  // One value per parameter once allocated, else empty (plain vectors: take_state and
+  // put_state move them; the update reads them unaligned).
+  std::vector<T> exp_avg_, exp_avg_sq_;
   int64_t steps_ = 0;
 };
 

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <cstdio>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "../ops/parallel.hpp"
 #include "cnn/error.hpp"
@@ -96,10 +98,41 @@ Adam<T>::Adam(std::span<T> params, std::span<const T> grads, AdamOptions options
               detail::number_text(options.weight_decay));
   if (const std::string overflow = adam_overflow<T>(options); !overflow.empty())
     throw Error(overflow);
-  exp_avg_.resize(Shape{static_cast<int64_t>(params.size())});
-  exp_avg_sq_.resize(Shape{static_cast<int64_t>(params.size())});
-  exp_avg_.fill(T(0));
-  exp_avg_sq_.fill(T(0));
+  // The moments are allocated by the first step or state access (allocate_moments), so that a
+  // resume's put_state adopts a checkpoint's without these having been held besides them.
+}
+
+template <typename T>
+void Adam<T>::allocate_moments() {
+  if (exp_avg_.size() != params_.size()) exp_avg_.assign(params_.size(), T(0));
+  if (exp_avg_sq_.size() != params_.size()) exp_avg_sq_.assign(params_.size(), T(0));
+}
+
+template <typename T>
+std::vector<std::pair<std::string, std::span<T>>> Adam<T>::state_tensors() {
+  allocate_moments();
+  return {{"exp_avg", {exp_avg_.data(), exp_avg_.size()}},
+          {"exp_avg_sq", {exp_avg_sq_.data(), exp_avg_sq_.size()}}};
+}
+
+template <typename T>
+typename Optimizer<T>::StateTensors Adam<T>::take_state() {
+  allocate_moments();
+  typename Optimizer<T>::StateTensors taken;
+  taken.emplace_back("exp_avg", std::move(exp_avg_));
+  taken.emplace_back("exp_avg_sq", std::move(exp_avg_sq_));
+  exp_avg_ = std::vector<T>();
+  exp_avg_sq_ = std::vector<T>();
+  return taken;
+}
+
+template <typename T>
+void Adam<T>::put_state(typename Optimizer<T>::StateTensors&& tensors) {
+  detail::check_state_tensors(options_.decoupled_weight_decay ? "AdamW: " : "Adam: ",
+                              {"exp_avg", "exp_avg_sq"}, params_.size(), tensors);
+  exp_avg_ = std::move(tensors[0].second);
+  exp_avg_sq_ = std::move(tensors[1].second);
+  tensors.clear();
 }
 
 template <typename T>
@@ -148,6 +181,7 @@ void Adam<T>::step() {
   const T beta1 = static_cast<T>(options_.beta1), beta2 = static_cast<T>(options_.beta2);
   const T eps = static_cast<T>(options_.eps);
   const int64_t n = static_cast<int64_t>(params_.size());
+  allocate_moments();  // the first step's (or one after take_state's): zeros
   // Element-wise: threads split the buffers, the result does not depend on how.
   const int team = detail::element_parts(n, ops::threads());
   T* const p = params_.data();

@@ -5,6 +5,10 @@
 #include <cstdio>
 #include <limits>
 #include <string>
+#include <utility>
+#include <vector>
+
+#include "cnn/error.hpp"
 
 namespace cnn::detail {
 
@@ -34,6 +38,37 @@ inline std::string number_text(double v) {
   char text[32];
   std::snprintf(text, sizeof text, "%g", v);
   return text;
+}
+
+/// put_state's rule: `tensors` are exactly `names`, in that order, each of n values (one per
+/// parameter). Throws cnn::Error, prefixed with `who` ("Adam: "), naming the first that is not,
+/// what was expected and what was given.
+template <typename T>
+void check_state_tensors(const std::string& who, const std::vector<std::string>& names, size_t n,
+                         const std::vector<std::pair<std::string, std::vector<T>>>& tensors) {
+  const auto list = [](const auto& items, const auto& name_of) {
+    std::string text;
+    for (const auto& item : items) text += (text.empty() ? "'" : ", '") + name_of(item) + "'";
+    return text.empty() ? std::string("none") : text;
+  };
+  if (tensors.size() != names.size()) {
+    const auto same = [](const std::string& name) { return name; };
+    const auto first = [](const auto& tensor) { return tensor.first; };
+    throw Error(who + "expected " + std::to_string(names.size()) + " state tensor" +
+                (names.size() == 1 ? "" : "s") + " (" + list(names, same) + "), got " +
+                std::to_string(tensors.size()) + " (" + list(tensors, first) + ")");
+  }
+  for (size_t i = 0; i < names.size(); ++i) {
+    const auto& [name, values] = tensors[i];
+    if (name != names[i]) {
+      throw Error(who + "state tensor " + std::to_string(i) + " is '" + name + "', expected '" +
+                  names[i] + "'");
+    }
+    if (values.size() != n) {
+      throw Error(who + "state tensor '" + name + "' holds " + std::to_string(values.size()) +
+                  " values, expected " + std::to_string(n) + " (one per parameter)");
+    }
+  }
 }
 
 }  // namespace cnn::detail

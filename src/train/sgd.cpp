@@ -1,5 +1,7 @@
 #include <cmath>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "../ops/parallel.hpp"
 #include "cnn/error.hpp"
@@ -39,7 +41,34 @@ Sgd<T>::Sgd(std::span<T> params, std::span<const T> grads, SgdOptions options)
   require(!options.nesterov || (options.momentum > 0 && options.dampening == 0),
           "Nesterov momentum expects momentum > 0 and dampening 0, got momentum " +
               text(options.momentum) + " and dampening " + text(options.dampening));
-  if (options.momentum != 0) momentum_buffer_.resize(Shape{static_cast<int64_t>(params.size())});
+  // The momentum buffer is allocated by the first step or state access, so that a resume's
+  // put_state adopts a checkpoint's without this one having been held besides it.
+}
+
+template <typename T>
+std::vector<std::pair<std::string, std::span<T>>> Sgd<T>::state_tensors() {
+  if (options_.momentum == 0) return {};
+  if (momentum_buffer_.size() != params_.size()) momentum_buffer_.assign(params_.size(), T(0));
+  return {{"momentum_buffer", {momentum_buffer_.data(), momentum_buffer_.size()}}};
+}
+
+template <typename T>
+typename Optimizer<T>::StateTensors Sgd<T>::take_state() {
+  if (options_.momentum == 0) return {};
+  if (momentum_buffer_.size() != params_.size()) momentum_buffer_.assign(params_.size(), T(0));
+  typename Optimizer<T>::StateTensors taken;
+  taken.emplace_back("momentum_buffer", std::move(momentum_buffer_));
+  momentum_buffer_ = std::vector<T>();
+  return taken;
+}
+
+template <typename T>
+void Sgd<T>::put_state(typename Optimizer<T>::StateTensors&& tensors) {
+  std::vector<std::string> names;
+  if (options_.momentum != 0) names.emplace_back("momentum_buffer");
+  detail::check_state_tensors("SGD: ", names, params_.size(), tensors);
+  if (!tensors.empty()) momentum_buffer_ = std::move(tensors[0].second);
+  tensors.clear();
 }
 
 template <typename T>
@@ -99,6 +128,9 @@ void Sgd<T>::step() {
   const size_t n = params_.size();
   T* const p = params_.data();
   const T* const grad = grads_.data();
+  // Allocated on the first step (or after take_state); the first step writes it before
+  // reading it, a later one after take_state starts from zeros.
+  if (mu != T(0) && momentum_buffer_.size() != n) momentum_buffer_.assign(n, T(0));
   T* const buffer = momentum_buffer_.data();
   // Element-wise: threads split the buffer, the result does not depend on how.
   const int team = detail::element_parts(static_cast<int64_t>(n), ops::threads());
