@@ -125,6 +125,10 @@ struct TrainState {
   // for one process.
   int ranks = 1;
   std::vector<std::vector<RngState>> rank_rngs;
+  // The optimizer's state tensors (Optimizer::StateTensors: names in its order, one value per
+  // parameter each) and counter. Inside a `checkpoint` callback they are the optimizer's own,
+  // moved out for the call and back after it (a copy costs nothing to the run: copy them to
+  // keep them); in TrainResult::state, those of the last checkpoint or stop.
   std::vector<std::pair<std::string, std::vector<float>>> optimizer_tensors;
   int64_t optimizer_counter = 0;
 };
@@ -132,14 +136,15 @@ struct TrainState {
 /// How a caller steers train_model between steps (every member optional).
 struct TrainControl {
   /// Continue this state (the model's parameters and buffers already restored) instead of
-  /// starting at epoch 1. Copied: the caller's state stays as it was, its optimizer tensors
-  /// held besides the optimizer's own for the whole run.
+  /// starting at epoch 1. Copied: the caller's state stays as it was; the copy of its optimizer
+  /// tensors becomes the optimizer's (Optimizer::put_state), so the moments are held twice for
+  /// the run, the caller's and the optimizer's.
   const TrainState* resume = nullptr;
   /// As `resume`, but the state is taken, not copied: train_model moves it into its own and
-  /// releases each optimizer tensor once its values are in the optimizer, so that the moments
-  /// of a large model are not held twice or three times (a caller that resumes a checkpoint it
-  /// has no further use for: `cnn train --resume`). The caller's state is left moved from, also
-  /// when train_model throws; result.state's optimizer tensors are then those of the last
+  /// its optimizer tensors into the optimizer, which has allocated none of its own, so that the
+  /// moments of a large model are held once (a caller that resumes a checkpoint it has no
+  /// further use for: `cnn train --resume`). The caller's state is left moved from, also when
+  /// train_model throws. Either way, result.state's optimizer tensors are those of the last
   /// checkpoint or stop (none before one). Set `resume` or `resume_taken`, not both (cnn::Error).
   TrainState* resume_taken = nullptr;
   /// Asked after every step; true ends training there: `checkpoint` is called, then
@@ -148,7 +153,9 @@ struct TrainControl {
   /// Asked after every step; true calls `checkpoint` now (a time-based checkpoint).
   std::function<bool()> checkpoint_due;
   /// Called with the state after every epoch (once its test metrics are in the history), when
-  /// checkpoint_due says so, and when stopping.
+  /// checkpoint_due says so, and when stopping. The state's optimizer tensors are moved out of
+  /// the optimizer for the call, not copied, and moved back after it (also when it throws):
+  /// valid during the call only; a callback that keeps the state copies them.
   std::function<void(const TrainState&)> checkpoint;
   /// Data-parallel training over these ranks (null or one rank: this process alone). Every
   /// rank calls train_model with the same arguments; see docs/distributed.md. Each global batch
@@ -165,6 +172,8 @@ struct TrainControl {
 struct TrainResult {
   std::vector<EpochMetrics> history;
   bool stopped = false;  // by TrainControl::stop_requested, with `state` where it stopped
+  // Where the run ended (finished or stopped), owning the optimizer tensors of the last
+  // checkpoint or stop, moved out of the optimizer for good (none when there was neither).
   TrainState state;
 };
 
