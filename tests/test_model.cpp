@@ -2232,6 +2232,11 @@ TEST(Dataset, AResumeStateHandedOverIsMovedAndContinuesAsACopyWould) {
   EXPECT_EQ(taken.history.size(), 3u);
   EXPECT_EQ(taken_parameters, copied_parameters);
   EXPECT_EQ(taken_last.optimizer_tensors, copied_last.optimizer_tensors);
+  // The checkpoints saw the optimizer's own tensors, moved out and back; the result owns the
+  // last checkpoint's for good.
+  ASSERT_EQ(taken.state.optimizer_tensors.size(), 2u);
+  EXPECT_EQ(taken.state.optimizer_tensors, taken_last.optimizer_tensors);
+  EXPECT_EQ(copied.state.optimizer_tensors, copied_last.optimizer_tensors);
   EXPECT_EQ(taken_last.step, copied_last.step);
   for (size_t e = 0; e < 3; ++e) {
     EXPECT_EQ(taken.history[e].train_loss, copied.history[e].train_loss);
@@ -2242,6 +2247,39 @@ TEST(Dataset, AResumeStateHandedOverIsMovedAndContinuesAsACopyWould) {
   both.resume_taken = &handed;
   expect_error_with([&] { train_model(model, spec, data, data, options, rng, {}, {}, both); },
                     {"train_model: TrainControl's resume and resume_taken are both set"});
+}
+
+// A checkpoint's optimizer tensors are moved out of the optimizer for the callback and back; a
+// stop leaves them in the result for good: those its checkpoint saw, and without a checkpoint
+// callback those of the stop itself.
+TEST(Dataset, AStoppedRunsStateOwnsTheOptimizerTensorsOfItsStop) {
+  const Dataset data = tiny_dataset();
+  const ModelSpec spec = linear_2x2_spec();
+  TrainOptions options;
+  options.epochs = 2;
+  options.batch = 4;
+  options.optimizer = OptimizerKind::kAdam;
+  const auto run = [&](TrainState* seen) {
+    Sequential<float> model = build_model(spec);
+    Rng rng(1);
+    model.init_parameters(rng);
+    TrainControl control;
+    control.stop_requested = [] { return true; };  // after the first of the epoch's two steps
+    if (seen) control.checkpoint = [seen](const TrainState& state) { *seen = state; };
+    return train_model(model, spec, data, data, options, rng, {}, {}, control);
+  };
+  TrainState seen;
+  const TrainResult checkpointed = run(&seen);
+  const TrainResult bare = run(nullptr);
+  EXPECT_TRUE(checkpointed.stopped);
+  EXPECT_TRUE(bare.stopped);
+  ASSERT_EQ(seen.optimizer_tensors.size(), 2u);
+  EXPECT_EQ(seen.optimizer_tensors[0].first, "exp_avg");
+  EXPECT_EQ(seen.optimizer_counter, 1);
+  EXPECT_NE(seen.optimizer_tensors[1].second,
+            std::vector<float>(seen.optimizer_tensors[1].second.size(), 0.0f));  // stepped
+  EXPECT_EQ(checkpointed.state.optimizer_tensors, seen.optimizer_tensors);
+  EXPECT_EQ(bare.state.optimizer_tensors, seen.optimizer_tensors);
 }
 
 // Found 2026-12-06 (a helper's probe): a ModelSpec filled in C++ with an input of another rank
