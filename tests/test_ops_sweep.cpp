@@ -280,6 +280,33 @@ TEST(OpsSweep, Conv2dAutoPointwiseStride2ForwardByImplicitMatchesTheReference) {
   });
 }
 
+// kAuto's Winograd layers whose backward the implicit GEMM takes on the AVX-512 kernels (the
+// forward stays by Winograd): 16 channels in or out on planes of 28x28 or more (odd batches, a
+// non-square plane, 16 -> 32 and 32 -> 16), and a 2x2 plane whose products read the padding
+// in 56% of the cases; 1 and 2 threads (check_auto_methods: forward, weight, bias and input
+// gradients against the double reference, and a weight scale's bits).
+TEST(OpsSweep, Conv2dAutoWinogradForwardImplicitBackwardMatchesTheReference) {
+  const std::vector<ops::Isa> supported = ops::supported_isas();
+  if (std::find(supported.begin(), supported.end(), ops::Isa::kAvx512) == supported.end())
+    GTEST_SKIP() << "the rule applies to the AVX-512 kernels, which this CPU lacks";
+  const testing::RestoreOpsSettings restore;
+  ops::set_conv_algorithm(ops::ConvAlgorithm::kAuto);
+  ops::set_isa(ops::Isa::kAvx512);
+  Rng rng(19);
+  const std::vector<ops::ConvShape> shapes = {
+      ops::make_conv_shape(17, 16, 28, 28, 16, 3, 3, 1, 1, 1, 1),
+      ops::make_conv_shape(16, 16, 27, 30, 32, 3, 3, 1, 1, 1, 1),
+      ops::make_conv_shape(16, 32, 28, 29, 16, 3, 3, 1, 1, 1, 1),
+      ops::make_conv_shape(16, 32, 2, 2, 32, 3, 3, 1, 1, 1, 1)};
+  for (int team : {1, 2}) {
+    ops::set_threads(team);
+    for (const ops::ConvShape& s : shapes) {
+      SCOPED_TRACE(std::to_string(team) + " threads");
+      ASSERT_NO_FATAL_FAILURE(check_auto_methods(rng, s, "winograd", "implicit", "implicit"));
+    }
+  }
+}
+
 TEST_P(OpsSweepIsa, Conv2dFloat3x3Stride1OneAndTwoThreads) {
   Rng rng(23);
   const int saved = ops::threads();
@@ -2525,9 +2552,10 @@ TEST(OpsSweep, BatchNormIsTheSameBitsOnOneAndTwoThreads) {
 // from a batch of 16 with 16+ channels in and 32+ out, else the forward of a batch of 32 or more by
 // the direct kernels; stride-2 layers of 3x3+ kernels by the implicit GEMM under the same batch and
 // channel bounds, else their forward over the input's phases; a Winograd layer whose products read
-// the padding in a quarter or more of the cases, its backward by the implicit GEMM on the AVX-512
-// kernels; a stride-1 layer without padding whose direct forward would throw away a quarter or more
-// of its positions, its forward and weight gradient by the implicit GEMM.
+// the padding in a quarter or more of the cases, or with 16 channels in or out on an output plane
+// of 28x28 or more, its backward by the implicit GEMM on the AVX-512 kernels; a stride-1 layer
+// without padding whose direct forward would throw away a quarter or more of its positions, its
+// forward and weight gradient by the implicit GEMM.
 TEST(OpsSweep, AutoMethodRuleAtItsEdges) {
   const testing::RestoreOpsSettings restore;
   ops::set_conv_algorithm(ops::ConvAlgorithm::kAuto);
@@ -2599,6 +2627,25 @@ TEST(OpsSweep, AutoMethodRuleAtItsEdges) {
     EXPECT_EQ(methods(64, 6, 128), "winograd/winograd/winograd");     // 21% padding
     EXPECT_EQ(methods(64, 2, 32), "winograd/implicit/implicit");      // 2x2: 56%
     EXPECT_EQ(methods(64, 2, 16, 31), "winograd/winograd/winograd");  // 31 out
+    // 16 channels in or out on an output plane of 28x28 or more, from 16 images: the backward
+    // by the implicit GEMM too (16 channels: Winograd's products too small for its transforms).
+    EXPECT_EQ(methods(64, 32, 16), "winograd/implicit/implicit");      // CIFAR's 16 x 32x32
+    EXPECT_EQ(methods(16, 28, 16), "winograd/implicit/implicit");      // 784 outputs, 16 images
+    EXPECT_EQ(methods(64, 28, 16, 32), "winograd/implicit/implicit");  // 16 in
+    EXPECT_EQ(methods(64, 28, 32, 16), "winograd/implicit/implicit");  // 16 out
+    EXPECT_EQ(methods(15, 28, 16), "winograd/winograd/winograd");      // 15 images
+    EXPECT_EQ(methods(64, 26, 16), "winograd/winograd/winograd");      // 676 outputs
+    EXPECT_EQ(methods(64, 28, 17), "winograd/winograd/winograd");      // 17 channels
+    EXPECT_EQ(methods(64, 32, 32), "winograd/winograd/winograd");      // 32 channels
+    EXPECT_EQ(methods_of(ops::make_conv_shape(64, 16, 27, 30, 16, 3, 3, 1, 1, 1, 1)),
+              "winograd/implicit/implicit");  // 27 x 30: 810 outputs
+    EXPECT_EQ(methods_of(ops::make_conv_shape(64, 16, 27, 29, 16, 3, 3, 1, 1, 1, 1)),
+              "winograd/winograd/winograd");  // 27 x 29: 783
+  }
+  // On the AVX2 kernels (8 lanes) the narrow layers keep Winograd's backward.
+  if (std::find(supported.begin(), supported.end(), ops::Isa::kAvx2) != supported.end()) {
+    ops::set_isa(ops::Isa::kAvx2);
+    EXPECT_EQ(methods(64, 32, 16), "winograd/winograd/winograd");
   }
   // A stride-1 layer without padding that the direct kernels would take, from a batch of 16
   // with 4+ channels in, whose output channels are a multiple of the lanes (4, 8 or 16) and

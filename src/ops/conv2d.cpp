@@ -358,6 +358,25 @@ constexpr int64_t kImplicitMinOutChannels = 32;
 // Winograd's backward kept the 128-channel 4x4 layer: 2.62 / 2.72 / 2.79 against 3.87 / 3.90
 // / 2.82.
 constexpr int64_t kImplicitBackwardMinLanes = 16;
+// The backward of a Winograd layer with the fewest channels Winograd takes (16) in or out, on an
+// output plane of 28x28 or more, runs by the implicit GEMM too (AVX-512 kernels, batches of 16+;
+// its forward stays by Winograd): with 16 channels a tile's products are 16 x 16 matrices, too
+// small for the transforms' traffic around them, while the implicit GEMM reads the input in
+// place. Found on a CIFAR-style ResNet-20 (16 channels at 32x32, 32 at 16x16, 64 at 8x8), which
+// trained at 1.01x PyTorch (bench/compare_specs.py, 2 threads, Zen 4, 2026-12-07). `cnn bench`
+// per-layer rows of one-convolution specs (ReLU, the convolution, Flatten, Linear), batch 64, 2
+// threads, Zen 4, CNN_CONV=winograd and =implicit alternating, three runs each, backward ms: 16
+// -> 16 on 32x32 5.08-5.62 against 3.56-3.77, on 28x28 2.97-3.35 against 2.68-3.07, 16 -> 32 on
+// 28x28 6.44-6.67 against 4.95-5.49, 32 -> 16 on 28x28 6.77-8.31 against 5.16-5.25 (one run 9.46);
+// where it stays by Winograd: 16 -> 16 on 24x24 1.96-2.05 against 1.95-1.98, 20x20 1.14-1.32
+// against 1.37-1.49, 14x14 0.55-0.58 against 0.65-0.66, 8x8 0.19-0.21 against 0.21-0.24; 32 or
+// more channels on 28x28 and 32x32 (one thread) Winograd as fast or faster. Whole models, one
+// binary with and without the rule (a temporary environment switch), `cnn bench` training
+// images/s, alternating pairs: the ResNet-20, 2 threads, nine pairs 0.96-1.16x (median 1.10x),
+// one thread three pairs 1.01-1.13x; bench/specs/resnet16-28x28.json (16 channels at 28x28), 2
+// threads, five pairs 1.02-1.23x (median 1.06x).
+constexpr int64_t kImplicitBackwardNarrowChannels = 16;
+constexpr int64_t kImplicitBackwardNarrowMinOutputs = 28 * 28;
 // The implicit GEMM's forward against the direct kernels' on the stride-1 layers that the direct
 // kernels take: where a layer without padding computes its outputs in rows so much wider than them
 // that a quarter or more of the positions are thrown away, and its output channels fill the
@@ -536,16 +555,23 @@ bool conv_uses_implicit(const ConvShape& s) {
          (conv_auto_winograd_shaped(s) && winograd_blocks_overhang(s) && !conv_uses_winograd4x4(s));
 }
 
-/// kAuto's exception for the backward alone: a Winograd layer (conv_uses_winograd) whose
-/// products read the padding in a quarter or more of the cases takes the implicit GEMM's
-/// weight and input gradients, on kernels of kImplicitBackwardMinLanes or more, within the
-/// implicit GEMM's bounds.
+/// kAuto's exceptions for the backward alone: a Winograd layer (conv_uses_winograd) takes the
+/// implicit GEMM's weight and input gradients, on kernels of kImplicitBackwardMinLanes or more,
+/// from kImplicitMinBatch images, where it has 16 channels in or out (the fewest Winograd
+/// takes) and an output plane of kImplicitBackwardNarrowMinOutputs or more, or where its
+/// products read the padding in a quarter or more of the cases (within the implicit GEMM's
+/// channel bounds).
 bool conv_backward_leaves_winograd(const ConvShape& s) {
   if (!conv_auto_winograd_shaped(s) || conv_too_few_winograd_tiles(s) || conv_uses_winograd4x4(s) ||
-      !conv_within_implicit_bounds(s) ||
+      s.batch < kImplicitMinBatch ||
       detail::direct_conv_kernels().lanes < kImplicitBackwardMinLanes) {
     return false;
   }
+  if (std::min(s.in_channels, s.out_channels) == kImplicitBackwardNarrowChannels &&
+      s.out_h * s.out_w >= kImplicitBackwardNarrowMinOutputs) {
+    return true;
+  }
+  if (!conv_within_implicit_bounds(s)) return false;
   const int64_t products = s.out_h * s.kernel_h * s.out_w * s.kernel_w;
   return 4 * (products - detail::implicit_products_inside(s)) >= products;
 }
