@@ -280,31 +280,36 @@ TEST(OpsSweep, Conv2dAutoPointwiseStride2ForwardByImplicitMatchesTheReference) {
   });
 }
 
-// kAuto's Winograd layers whose backward the implicit GEMM takes on the AVX-512 kernels (the
-// forward stays by Winograd): 16 channels in or out on planes of 28x28 or more (odd batches, a
-// non-square plane, 16 -> 32 and 32 -> 16), and a 2x2 plane whose products read the padding
-// in 56% of the cases; 1 and 2 threads (check_auto_methods: forward, weight, bias and input
-// gradients against the double reference, and a weight scale's bits).
+// kAuto's Winograd layers whose backward the implicit GEMM takes (the forward stays by
+// Winograd): 16 channels in or out on planes of 28x28 or more (odd batches, a non-square plane,
+// 16 -> 32 and 32 -> 16) on the AVX2 and AVX-512 kernels, and a 2x2 plane whose products read
+// the padding in 56% of the cases on AVX-512's; 1 and 2 threads (check_auto_methods: forward,
+// weight, bias and input gradients against the double reference, and a weight scale's bits).
 TEST(OpsSweep, Conv2dAutoWinogradForwardImplicitBackwardMatchesTheReference) {
-  const std::vector<ops::Isa> supported = ops::supported_isas();
-  if (std::find(supported.begin(), supported.end(), ops::Isa::kAvx512) == supported.end())
-    GTEST_SKIP() << "the rule applies to the AVX-512 kernels, which this CPU lacks";
   const testing::RestoreOpsSettings restore;
   ops::set_conv_algorithm(ops::ConvAlgorithm::kAuto);
-  ops::set_isa(ops::Isa::kAvx512);
   Rng rng(19);
-  const std::vector<ops::ConvShape> shapes = {
+  const std::vector<ops::ConvShape> narrow = {
       ops::make_conv_shape(17, 16, 28, 28, 16, 3, 3, 1, 1, 1, 1),
       ops::make_conv_shape(16, 16, 27, 30, 32, 3, 3, 1, 1, 1, 1),
-      ops::make_conv_shape(16, 32, 28, 29, 16, 3, 3, 1, 1, 1, 1),
-      ops::make_conv_shape(16, 32, 2, 2, 32, 3, 3, 1, 1, 1, 1)};
-  for (int team : {1, 2}) {
-    ops::set_threads(team);
-    for (const ops::ConvShape& s : shapes) {
-      SCOPED_TRACE(std::to_string(team) + " threads");
-      ASSERT_NO_FATAL_FAILURE(check_auto_methods(rng, s, "winograd", "implicit", "implicit"));
+      ops::make_conv_shape(16, 32, 28, 29, 16, 3, 3, 1, 1, 1, 1)};
+  const ops::ConvShape padded = ops::make_conv_shape(16, 32, 2, 2, 32, 3, 3, 1, 1, 1, 1);
+  int checked = 0;
+  for (const ops::Isa isa : ops::supported_isas()) {
+    if (isa != ops::Isa::kAvx2 && isa != ops::Isa::kAvx512) continue;
+    ops::set_isa(isa);
+    std::vector<ops::ConvShape> shapes = narrow;
+    if (isa == ops::Isa::kAvx512) shapes.push_back(padded);  // the padding exception's
+    for (int team : {1, 2}) {
+      ops::set_threads(team);
+      for (const ops::ConvShape& s : shapes) {
+        SCOPED_TRACE(std::string(ops::isa_name(isa)) + ", " + std::to_string(team) + " threads");
+        ASSERT_NO_FATAL_FAILURE(check_auto_methods(rng, s, "winograd", "implicit", "implicit"));
+        ++checked;
+      }
     }
   }
+  if (checked == 0) GTEST_SKIP() << "the rules apply to the AVX2 and AVX-512 kernels";
 }
 
 TEST_P(OpsSweepIsa, Conv2dFloat3x3Stride1OneAndTwoThreads) {
@@ -2553,7 +2558,8 @@ TEST(OpsSweep, BatchNormIsTheSameBitsOnOneAndTwoThreads) {
 // the direct kernels; stride-2 layers of 3x3+ kernels by the implicit GEMM under the same batch and
 // channel bounds, else their forward over the input's phases; a Winograd layer whose products read
 // the padding in a quarter or more of the cases, or with 16 channels in or out on an output plane
-// of 28x28 or more, its backward by the implicit GEMM on the AVX-512 kernels; a stride-1 layer
+// of 28x28 or more (the latter on AVX2's too), its backward by the implicit GEMM on the AVX-512
+// kernels; a stride-1 layer
 // without padding whose direct forward would throw away a quarter or more of its positions, its
 // forward and weight gradient by the implicit GEMM.
 TEST(OpsSweep, AutoMethodRuleAtItsEdges) {
@@ -2642,11 +2648,16 @@ TEST(OpsSweep, AutoMethodRuleAtItsEdges) {
     EXPECT_EQ(methods_of(ops::make_conv_shape(64, 16, 27, 29, 16, 3, 3, 1, 1, 1, 1)),
               "winograd/winograd/winograd");  // 27 x 29: 783
   }
-  // On the AVX2 kernels (8 lanes) the narrow layers keep Winograd's backward.
+  // On the AVX2 kernels (8 lanes) the narrow layers' backward by the implicit GEMM too, not
+  // the padding exception's; the portable kernels keep Winograd's.
   if (std::find(supported.begin(), supported.end(), ops::Isa::kAvx2) != supported.end()) {
     ops::set_isa(ops::Isa::kAvx2);
-    EXPECT_EQ(methods(64, 32, 16), "winograd/winograd/winograd");
+    EXPECT_EQ(methods(64, 32, 16), "winograd/implicit/implicit");
+    EXPECT_EQ(methods(64, 26, 16), "winograd/winograd/winograd");
+    EXPECT_EQ(methods(64, 2, 32), "winograd/winograd/winograd");  // 2x2: AVX-512's alone
   }
+  ops::set_isa(ops::Isa::kPortable);
+  EXPECT_EQ(methods(64, 32, 16), "winograd/winograd/winograd");
   // A stride-1 layer without padding that the direct kernels would take, from a batch of 16
   // with 4+ channels in, whose output channels are a multiple of the lanes (4, 8 or 16) and
   // whose outputs fill less than 3/4 of the positions the direct kernels compute: its forward

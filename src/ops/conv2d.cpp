@@ -359,9 +359,9 @@ constexpr int64_t kImplicitMinOutChannels = 32;
 // / 2.82.
 constexpr int64_t kImplicitBackwardMinLanes = 16;
 // The backward of a Winograd layer with the fewest channels Winograd takes (16) in or out, on an
-// output plane of 28x28 or more, runs by the implicit GEMM too (AVX-512 kernels, batches of 16+;
-// its forward stays by Winograd): with 16 channels a tile's products are 16 x 16 matrices, too
-// small for the transforms' traffic around them, while the implicit GEMM reads the input in
+// output plane of 28x28 or more, runs by the implicit GEMM too (AVX2 and AVX-512 kernels, 16+
+// images; its forward stays by Winograd): with 16 channels a tile's products are 16 x 16 matrices,
+// too small for the transforms' traffic around them, while the implicit GEMM reads the input in
 // place. Found on a CIFAR-style ResNet-20 (16 channels at 32x32, 32 at 16x16, 64 at 8x8), which
 // trained at 1.01x PyTorch (bench/compare_specs.py, 2 threads, Zen 4, 2026-12-07). `cnn bench`
 // per-layer rows of one-convolution specs (ReLU, the convolution, Flatten, Linear), batch 64, 2
@@ -375,8 +375,12 @@ constexpr int64_t kImplicitBackwardMinLanes = 16;
 // images/s, alternating pairs: the ResNet-20, 2 threads, nine pairs 0.96-1.16x (median 1.10x),
 // one thread three pairs 1.01-1.13x; bench/specs/resnet16-28x28.json (16 channels at 28x28), 2
 // threads, five pairs 1.02-1.23x (median 1.06x).
+// On the AVX2 kernels (8 lanes) too: the ResNet-20 with the rule against without it there
+// (CNN_ISA=avx2, 2 threads, six alternating pairs) 1.06-1.20x (median 1.14x); 16 -> 16 on 32x32
+// backward 3.7-4.5 ms against 6.1-6.2 by Winograd.
 constexpr int64_t kImplicitBackwardNarrowChannels = 16;
 constexpr int64_t kImplicitBackwardNarrowMinOutputs = 28 * 28;
+constexpr int64_t kImplicitBackwardNarrowMinLanes = 8;
 // The implicit GEMM's forward against the direct kernels' on the stride-1 layers that the direct
 // kernels take: where a layer without padding computes its outputs in rows so much wider than them
 // that a quarter or more of the positions are thrown away, and its output channels fill the
@@ -556,22 +560,24 @@ bool conv_uses_implicit(const ConvShape& s) {
 }
 
 /// kAuto's exceptions for the backward alone: a Winograd layer (conv_uses_winograd) takes the
-/// implicit GEMM's weight and input gradients, on kernels of kImplicitBackwardMinLanes or more,
-/// from kImplicitMinBatch images, where it has 16 channels in or out (the fewest Winograd
-/// takes) and an output plane of kImplicitBackwardNarrowMinOutputs or more, or where its
-/// products read the padding in a quarter or more of the cases (within the implicit GEMM's
-/// channel bounds).
+/// implicit GEMM's weight and input gradients from kImplicitMinBatch images where it has 16
+/// channels in or out (the fewest Winograd takes) and an output plane of
+/// kImplicitBackwardNarrowMinOutputs or more (kernels of kImplicitBackwardNarrowMinLanes or
+/// more: AVX2 and AVX-512), or where its products read the padding in a quarter or more of the
+/// cases (kernels of kImplicitBackwardMinLanes or more, within the implicit GEMM's channel
+/// bounds).
 bool conv_backward_leaves_winograd(const ConvShape& s) {
   if (!conv_auto_winograd_shaped(s) || conv_too_few_winograd_tiles(s) || conv_uses_winograd4x4(s) ||
-      s.batch < kImplicitMinBatch ||
-      detail::direct_conv_kernels().lanes < kImplicitBackwardMinLanes) {
+      s.batch < kImplicitMinBatch) {
     return false;
   }
+  const int64_t lanes = detail::direct_conv_kernels().lanes;
   if (std::min(s.in_channels, s.out_channels) == kImplicitBackwardNarrowChannels &&
-      s.out_h * s.out_w >= kImplicitBackwardNarrowMinOutputs) {
+      s.out_h * s.out_w >= kImplicitBackwardNarrowMinOutputs &&
+      lanes >= kImplicitBackwardNarrowMinLanes) {
     return true;
   }
-  if (!conv_within_implicit_bounds(s)) return false;
+  if (lanes < kImplicitBackwardMinLanes || !conv_within_implicit_bounds(s)) return false;
   const int64_t products = s.out_h * s.kernel_h * s.out_w * s.kernel_w;
   return 4 * (products - detail::implicit_products_inside(s)) >= products;
 }
