@@ -101,6 +101,9 @@ class Sgd final : public Optimizer<T> {
   // empty.
   std::vector<T> momentum_buffer_;
   bool first_step_ = true;
+
+  /// Allocates the momentum buffer as zeros unless it is, or momentum is 0.
+  void allocate_buffer();
 };
 
 struct AdamOptions {

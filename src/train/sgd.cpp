@@ -46,16 +46,22 @@ Sgd<T>::Sgd(std::span<T> params, std::span<const T> grads, SgdOptions options)
 }
 
 template <typename T>
+void Sgd<T>::allocate_buffer() {
+  if (options_.momentum != 0 && momentum_buffer_.size() != params_.size())
+    momentum_buffer_.assign(params_.size(), T(0));
+}
+
+template <typename T>
 std::vector<std::pair<std::string, std::span<T>>> Sgd<T>::state_tensors() {
   if (options_.momentum == 0) return {};
-  if (momentum_buffer_.size() != params_.size()) momentum_buffer_.assign(params_.size(), T(0));
+  allocate_buffer();
   return {{"momentum_buffer", {momentum_buffer_.data(), momentum_buffer_.size()}}};
 }
 
 template <typename T>
 typename Optimizer<T>::StateTensors Sgd<T>::take_state() {
   if (options_.momentum == 0) return {};
-  if (momentum_buffer_.size() != params_.size()) momentum_buffer_.assign(params_.size(), T(0));
+  allocate_buffer();
   typename Optimizer<T>::StateTensors taken;
   taken.emplace_back("momentum_buffer", std::move(momentum_buffer_));
   momentum_buffer_ = std::vector<T>();
@@ -130,7 +136,7 @@ void Sgd<T>::step() {
   const T* const grad = grads_.data();
   // Allocated on the first step (or after take_state); the first step writes it before
   // reading it, a later one after take_state starts from zeros.
-  if (mu != T(0) && momentum_buffer_.size() != n) momentum_buffer_.assign(n, T(0));
+  allocate_buffer();
   T* const buffer = momentum_buffer_.data();
   // Element-wise: threads split the buffer, the result does not depend on how.
   const int team = detail::element_parts(static_cast<int64_t>(n), ops::threads());
