@@ -356,8 +356,9 @@ TEST(Cli, InfoJsonGivesTheSpecAndTheStateDict) {
 // the network its text names (the parameter counts are the notes').
 TEST(Cli, BenchSpecsAreTheNetworksTheDesignNotesCompare) {
   const std::vector<std::pair<std::string, int64_t>> specs = {
-      {"resnet16-28x28", 77754}, {"resnet24-28x28", 173842}, {"resnet16x2-28x28", 174970},
-      {"resnet48-pool", 690970}, {"lenet5-tanh", 61706},     {"resnet20-cifar", 272474}};
+      {"resnet16-28x28", 77754},    {"resnet24-28x28", 173842}, {"resnet16x2-28x28", 174970},
+      {"resnet48-pool", 690970},    {"lenet5-tanh", 61706},     {"resnet20-cifar", 272474},
+      {"resnet-stem7x7-64", 314954}};
   const std::string dir = std::string(CNN_SOURCE_DIR) + "/bench/specs/";
   size_t files = 0;
   for (const auto& entry : fs::directory_iterator(dir))

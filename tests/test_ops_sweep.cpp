@@ -312,6 +312,27 @@ TEST(OpsSweep, Conv2dAutoWinogradForwardImplicitBackwardMatchesTheReference) {
   if (checked == 0) GTEST_SKIP() << "the rules apply to the AVX2 and AVX-512 kernels";
 }
 
+// kAuto's stride-2 layers outside the implicit GEMM's channel bounds (an RGB network's stem):
+// the weight gradient by the implicit GEMM, the input gradient by im2col + GEMM's col2im alone
+// (no weight gradient beside it), the forward as before, on every instruction set, 1 and 2
+// threads: ResNet's 7x7 stem with padding 3 at an odd batch on a non-square plane with odd
+// channels out, a 3x3 one at the rule's least batch (4) and channels in (3), 15 channels in,
+// 31 out, a 5x3 kernel, and no padding (check_auto_methods: forward, weight, bias and input
+// gradients against the double reference, and a weight scale's bits).
+TEST(OpsSweep, Conv2dAutoStridedImplicitWeightsGemmInputGradientMatchTheReference) {
+  Rng rng(29);
+  const std::vector<ops::ConvShape> shapes = {
+      ops::make_conv_shape(5, 3, 13, 11, 7, 7, 7, 2, 2, 3, 3),
+      ops::make_conv_shape(4, 3, 9, 9, 64, 3, 3, 2, 2, 1, 1),
+      ops::make_conv_shape(17, 15, 14, 14, 64, 3, 3, 2, 2, 1, 1),
+      ops::make_conv_shape(16, 16, 12, 10, 31, 5, 3, 2, 2, 2, 1),
+      ops::make_conv_shape(6, 4, 15, 15, 20, 3, 3, 2, 2, 0, 0)};
+  for_each_auto_path(shapes, [&](const ops::ConvShape& s) {
+    ASSERT_NO_FATAL_FAILURE(
+        check_auto_methods(rng, s, ops::conv2d_forward_method(s), "implicit", "gemm"));
+  });
+}
+
 TEST_P(OpsSweepIsa, Conv2dFloat3x3Stride1OneAndTwoThreads) {
   Rng rng(23);
   const int saved = ops::threads();
@@ -2705,8 +2726,19 @@ TEST(OpsSweep, AutoMethodRuleAtItsEdges) {
   EXPECT_EQ(strided(64, 14, 1, 0, 15), "gemm/gemm/gemm");         // 1x1, 15 channels in
   EXPECT_EQ(strided(64, 14, 1, 0, 16, 31), "gemm/gemm/gemm");     // 1x1, 31 channels out
   EXPECT_EQ(strided(64, 14, 1, 1), "gemm/gemm/gemm");             // 1x1 with padding
-  EXPECT_EQ(strided(64, 14, 3, 1, 15), "direct/gemm/gemm");       // 15 channels in
-  EXPECT_EQ(strided(64, 14, 3, 1, 16, 31), "direct/gemm/gemm");   // 31 channels out
+  // Outside those channel bounds, from 4 images and 3 channels in, the weight gradient alone by
+  // the implicit GEMM (3x3 or larger kernels: an RGB network's stem).
+  EXPECT_EQ(strided(64, 14, 3, 1, 15), "direct/implicit/gemm");      // 15 channels in
+  EXPECT_EQ(strided(64, 14, 3, 1, 16, 31), "direct/implicit/gemm");  // 31 channels out
+  EXPECT_EQ(strided(4, 32, 7, 3, 3), "direct/implicit/gemm");        // ResNet's stem, batch 4
+  EXPECT_EQ(strided(3, 32, 7, 3, 3), "direct/gemm/gemm");            // batch 3
+  EXPECT_EQ(strided(64, 32, 3, 1, 2), "direct/gemm/gemm");           // 2 channels in
+  EXPECT_EQ(strided(64, 32, 3, 1, 3, 16), "direct/implicit/gemm");   // 3 in, 16 out
+  EXPECT_EQ(strided(64, 14, 1, 0, 3), "gemm/gemm/gemm");             // 1x1
+  EXPECT_EQ(methods_of(ops::make_conv_shape(64, 3, 32, 32, 64, 3, 1, 2, 2, 1, 0)),
+            "gemm/gemm/gemm");  // a 3x1 kernel
+  EXPECT_EQ(methods_of(ops::make_conv_shape(64, 3, 32, 32, 64, 3, 3, 2, 1, 1, 1)),
+            "gemm/gemm/gemm");  // stride 2 x 1
   EXPECT_EQ(strided(64, 14, 3, 1, 16, 32), "implicit/implicit/implicit");
   EXPECT_EQ(strided(15, 14, 3, 1), "direct/gemm/gemm");  // 7x7 in rows of 8: 49 of 56
   EXPECT_EQ(strided(15, 7, 3, 1), "direct/gemm/gemm");   // 4x4 in rows of 5: 16 of 20
@@ -2714,6 +2746,7 @@ TEST(OpsSweep, AutoMethodRuleAtItsEdges) {
   ops::set_conv_algorithm(ops::ConvAlgorithm::kDirect);
   EXPECT_EQ(strided(64, 14, 1, 0), "direct/gemm/gemm");  // forced direct takes every stride 2
   EXPECT_EQ(strided(64, 14, 3, 1), "direct/gemm/gemm");
+  EXPECT_EQ(strided(64, 14, 3, 1, 15), "direct/gemm/gemm");  // kAuto's exception alone
   ops::set_conv_algorithm(ops::ConvAlgorithm::kImplicit);
   EXPECT_EQ(strided(1, 14, 1, 0), "implicit/implicit/implicit");  // forced: every layer
   EXPECT_EQ(methods(1, 4, 128), "implicit/implicit/implicit");

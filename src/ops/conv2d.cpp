@@ -409,6 +409,27 @@ constexpr int64_t kImplicitBackwardNarrowMinLanes = 8;
 // against 0.58, portable 2.2-2.3 against 1.34-1.69; 16 -> 32 5x5 on 10x10 AVX-512 1.44-1.55 against
 // 1.19-1.24, AVX2 2.1-2.5 against 1.39-1.62.
 constexpr int64_t kImplicitForwardMinInChannels = 4;
+// The weight gradient alone of a stride-2 layer with a 3x3 or larger kernel that the implicit GEMM
+// does not take (fewer channels than its bounds, in or out: an RGB network's stem, such as
+// ResNet's 3 -> 64 7x7 one) runs by the implicit GEMM from kStridedWeightGradMinBatch images and
+// kStridedWeightGradMinInChannels channels in; its forward and input gradient stay (phases or
+// im2col + GEMM). im2col + GEMM copied each input value kernel_h * kernel_w times and packed the
+// copies again; the implicit GEMM reads them in place. A micro-benchmark of conv2d_backward
+// without dx (the model's first layer computes none), one thread, Zen 4, ms, im2col + GEMM
+// against the implicit GEMM (2026-12-07): 3 -> 64 7x7 padding 3 on 64x64, batch 64, AVX-512
+// 18.3-21.6 against 13.4-14.1, AVX2 22.8 against 14.9, portable 197 against 35; the same on
+// 224x224 at batch 4 18.5 against 12.0, batch 2 8.3 against 6.1; 3 -> 64 3x3 on 64x64 5.0-6.1
+// against 3.7-4.0; 3 -> 32 3x3 on 32x32 batch 64 0.63 against 0.50 (AVX2 1.07 against 0.59,
+// portable 5.3 against 1.6), batch 16 0.26 against 0.19, 8 0.070 against 0.056, 4 0.035 against
+// 0.031, 1 0.009 against 0.010; 3 -> 16 3x3 batch 64 0.39 against 0.27, batch 4 0.031 against
+// 0.025, batch 2 0.016 either way; 16 -> 16 3x3 on 32x32 2.3 against 1.2 (AVX2 2.8 against
+// 0.9), batch 4 0.119 against 0.076; 8 -> 16 5x5 padding 2 3.0 against 1.6. One channel in
+// (9 taps, padded to 12 rows of the GEMM's register tiles) stays: 1 -> 32 3x3 on 28x28 batch
+// 64 0.31 either way, batch 4 0.019 against 0.023, batch 2 0.009 against 0.014. Its input
+// gradient by the implicit GEMM lost with 3 channels in (7x7 on 64x64: 73-77 ms against 20-22:
+// three channels in a vector of 16), so it stays with col2im.
+constexpr int64_t kStridedWeightGradMinBatch = 4;
+constexpr int64_t kStridedWeightGradMinInChannels = 3;
 // Winograd F(4x4, 3x3) (winograd4x4_conv3x3) takes kAuto's Winograd layers on 4x4 planes with
 // padding 1 (one 6x6 tile a plane: 36 products for 16 outputs, against F(2x2)'s 64 and the
 // implicit GEMM's 100 that skip the padding) from this many images, and the 7x7 ones that the
@@ -675,6 +696,18 @@ bool conv_weight_grad_leaves_direct(const ConvShape& s) {
   return conv_forward_leaves_direct(s) && !conv_backward_uses_implicit(s) &&
          !conv_backward_uses_winograd(s) && conv_backward_uses_direct(s);
 }
+
+/// kAuto's exception for the weight gradient alone of stride-2 layers: a 3x3 or larger kernel,
+/// outside the implicit GEMM's channel bounds (fewer than kImplicitMinInChannels in or
+/// kImplicitMinOutChannels out), from kStridedWeightGradMinBatch images and
+/// kStridedWeightGradMinInChannels channels in: the weight gradient by the implicit GEMM, the
+/// input gradient by im2col + GEMM's col2im (the bias gradient, as every such path, a sum of dy).
+bool conv_weight_grad_leaves_gemm(const ConvShape& s) {
+  return conv_algorithm() == ConvAlgorithm::kAuto && s.stride_h == 2 && s.stride_w == 2 &&
+         s.kernel_h >= 3 && s.kernel_w >= 3 && s.batch >= kStridedWeightGradMinBatch &&
+         s.in_channels >= kStridedWeightGradMinInChannels &&
+         !(s.in_channels >= kImplicitMinInChannels && s.out_channels >= kImplicitMinOutChannels);
+}
 }  // namespace
 
 const char* conv2d_forward_method(const ConvShape& s) {
@@ -685,11 +718,13 @@ const char* conv2d_forward_method(const ConvShape& s) {
                                           : "gemm";
 }
 const char* conv2d_weight_grad_method(const ConvShape& s) {
-  return conv_uses_winograd4x4(s)                                              ? "winograd4x4"
-         : conv_backward_uses_implicit(s) || conv_weight_grad_leaves_direct(s) ? "implicit"
-         : conv_backward_uses_winograd(s)                                      ? "winograd"
-         : conv_backward_uses_direct(s)                                        ? "direct"
-                                                                               : "gemm";
+  return conv_uses_winograd4x4(s) ? "winograd4x4"
+         : conv_backward_uses_implicit(s) || conv_weight_grad_leaves_direct(s) ||
+                 conv_weight_grad_leaves_gemm(s)
+             ? "implicit"
+         : conv_backward_uses_winograd(s) ? "winograd"
+         : conv_backward_uses_direct(s)   ? "direct"
+                                          : "gemm";
 }
 const char* conv2d_input_grad_method(const ConvShape& s) {
   return conv_uses_winograd4x4(s)         ? "winograd4x4"
@@ -1170,8 +1205,8 @@ void add_bias_gradient(T* db, const T* dy_image, int64_t channels, int64_t plane
   for (int64_t o = 0; o < channels; ++o) db[o] += sum_of(dy_image + o * plane, plane);
 }
 
-/// Backward for images [first, last): dx assigned per image; dw and db accumulated in image
-/// order into the given buffers.
+/// Backward for images [first, last): dx assigned per image (skipped when null); dw and db
+/// accumulated in image order into the given buffers (skipped when null: dx alone, x unread).
 template <typename T>
 void conv2d_backward_images(int64_t first, int64_t last, T* dx, T* dw, T* db, const T* x,
                             const T* w, const T* dy, const ConvShape& s) {
@@ -1183,7 +1218,7 @@ void conv2d_backward_images(int64_t first, int64_t last, T* dx, T* dw, T* db, co
   // dcol_group = W^T dy_group; dy's planes are gathered side by side first.
   const int64_t group = pointwise ? 1 : images_per_group(s, last - first);
   const int64_t ld = group * out_size;
-  T* col = pointwise ? nullptr : detail::scratch<T>(0, patch * ld);
+  T* col = pointwise || !dw ? nullptr : detail::scratch<T>(0, patch * ld);
   T* dcol = pointwise ? nullptr : detail::scratch<T>(1, patch * ld);
   T* gathered = group > 1 ? detail::scratch<T>(4, s.out_channels * ld) : nullptr;
   for (int64_t n0 = first; n0 < last; n0 += group) {
@@ -1192,7 +1227,7 @@ void conv2d_backward_images(int64_t first, int64_t last, T* dx, T* dw, T* db, co
     for (int64_t g = 0; g < count; ++g) {
       const T* dyn = dy + (n0 + g) * s.out_channels * out_size;
       if (db) add_bias_gradient(db, dyn, s.out_channels, out_size);
-      if (!pointwise) im2col(col + g * out_size, x + (n0 + g) * in_size, s, ld);
+      if (col) im2col(col + g * out_size, x + (n0 + g) * in_size, s, ld);
       if (group > 1) {
         for (int64_t o = 0; o < s.out_channels; ++o)
           std::copy_n(dyn + o * out_size, out_size, gathered + o * ld + g * out_size);
@@ -1200,8 +1235,10 @@ void conv2d_backward_images(int64_t first, int64_t last, T* dx, T* dw, T* db, co
     }
     const T* upstream = group > 1 ? gathered : dy + n0 * s.out_channels * out_size;
     const int64_t ldu = group > 1 ? ld : out_size;
-    detail::gemm_nt(s.out_channels, patch, columns, upstream, ldu,
-                    pointwise ? x + n0 * in_size : col, ld, dw, patch, true);
+    if (dw) {
+      detail::gemm_nt(s.out_channels, patch, columns, upstream, ldu,
+                      pointwise ? x + n0 * in_size : col, ld, dw, patch, true);
+    }
     if (!dx) continue;
     if (pointwise) {
       detail::gemm_tn(patch, out_size, s.out_channels, w, patch, upstream, ldu, dx + n0 * in_size,
@@ -1218,6 +1255,16 @@ void conv2d_backward_images(int64_t first, int64_t last, T* dx, T* dw, T* db, co
 DyImages dy_images(const ConvShape& s, const float* dy,
                    const ops::ImageGradientSource* source = nullptr) {
   return {dy, source, s.out_channels * s.out_h * s.out_w};
+}
+
+/// dx (N, C, H, W) assigned by im2col + GEMM's col2im alone, the images split in blocks over the
+/// threads (each image's dx is written by one block: the same bits whatever the split).
+void conv2d_input_grad_by_gemm(float* dx, const float* w, const float* dy, const ConvShape& s) {
+  const int blocks = detail::gradient_blocks(s.batch, threads());
+  detail::for_each_part_on(blocks, threads(), [&](int block) {
+    const detail::ImageRange range = detail::images_of_part(s.batch, block, blocks);
+    conv2d_backward_images<float>(range.first, range.last, dx, nullptr, nullptr, nullptr, w, dy, s);
+  });
 }
 
 }  // namespace
@@ -1244,7 +1291,9 @@ void conv2d_backward(T* dx, T* dw, T* db, const T* x, const T* w, const T* dy, c
     const bool implicit = conv_backward_uses_implicit(s);
     const bool implicit_weights = conv_weight_grad_leaves_direct(s);  // never with `implicit`
     const bool winograd4x4 = conv_uses_winograd4x4(s);                // never with the two above
-    if (implicit || implicit_weights || winograd4x4 || conv_backward_uses_winograd(s)) {
+    const bool strided_implicit_weights = conv_weight_grad_leaves_gemm(s);  // nor with those
+    if (implicit || implicit_weights || winograd4x4 || strided_implicit_weights ||
+        conv_backward_uses_winograd(s)) {
       if (winograd4x4) {
         detail::winograd4x4_backward3x3(dx, dw, x, w, dy, s.batch, s.in_channels, s.in_h, s.in_w,
                                         s.out_channels, s.pad_h, s.pad_w);
@@ -1253,6 +1302,9 @@ void conv2d_backward(T* dx, T* dw, T* db, const T* x, const T* w, const T* dy, c
       } else if (implicit_weights) {
         detail::implicit_conv_backward(nullptr, dw, x, w, dy, s);
         if (dx) conv2d_backward_direct(dx, nullptr, nullptr, x, w, dy_images(s, dy), s);
+      } else if (strided_implicit_weights) {
+        detail::implicit_conv_backward(nullptr, dw, x, w, dy, s);
+        if (dx) conv2d_input_grad_by_gemm(dx, w, dy, s);
       } else {
         // dx is the seed's full convolution of dy with the rotated kernel, computed as the
         // exact backward of the Winograd form (winograd.hpp).
