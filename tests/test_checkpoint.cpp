@@ -16,6 +16,7 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
+#include <tuple>
 
 #include "cli_util.hpp"
 #include "cnn/checkpoint.hpp"
@@ -324,24 +325,41 @@ TEST(Checkpoint, ResumeRefusesWhatWouldChangeTheRun) {
   EXPECT_EQ(std::count(std::istreambuf_iterator<char>(lines), {}, '\n'), 4);  // header + 3
   // A stored configuration outside the flags' ranges is refused (found 2026-12-06: batch
   // 100000 and crop padding 1000 were taken), in a file without a checksum (as checkpoints
-  // written before it), which would refuse any edit.
+  // written before it), which would refuse any edit. Each value is read as the type it was
+  // written as, and a refusal names its key where it can (found 2026-12-07: nlohmann's
+  // get<int> converted, so epochs 2^32 + 3 and 3.9 resumed as the run's 3 epochs and threads
+  // 2^32 + 1 as 1, exit 0; a string lr or a missing key said "[json.exception.type_error.302]
+  // type must be number, but is string" or "... key 'lr' not found").
   const SafeTensorsFile stored = SafeTensorsFile::load(ckpt);
-  for (const auto& [key, value] : std::vector<std::pair<std::string, Json>>{
-           {"batch", 100000}, {"crop_padding", 1000}, {"lr", -1}, {"warmup_epochs", 3}}) {
-    SCOPED_TRACE(key);
+  const std::string out_of_range = "values out of the ranges of their flags";
+  for (const auto& [key, value, fragment] : std::vector<std::tuple<std::string, Json, std::string>>{
+           {"batch", 100000, "'batch' is 100000, expected a whole number from 1 to 65536"},
+           {"crop_padding", 1000, "'crop_padding' is 1000, expected a whole number from 0 to 64"},
+           {"lr", -1, out_of_range},
+           {"warmup_epochs", 3, out_of_range},
+           {"epochs", (int64_t{1} << 32) + 3,
+            "'epochs' is 4294967299, expected a whole number from 1 to 100000"},
+           {"epochs", 3.9, "'epochs' is 3.9, expected a whole number from 1 to 100000"},
+           {"threads", (int64_t{1} << 32) + 1,
+            "'threads' is 4294967297, expected a whole number from 1 to 256"},
+           {"lr", "0.05", "'lr' is string, expected a number"},
+           {"lr", nullptr, "missing 'lr'"}}) {
+    SCOPED_TRACE(key + " " + value.dump());
     Json config = Json::parse(stored.metadata().at("config"));
-    config[key] = value;
+    if (value.is_null())
+      config.erase(key);
+    else
+      config[key] = value;
     const std::string edited = (dir / "edited.ckpt").string();
     std::map<std::string, std::string> metadata = stored.metadata();
     metadata["config"] = config.dump();
     metadata.erase("checksum");
     testing::save_with_all_metadata(stored, metadata, edited);
     const CliRun run = cnn("train --resume " + edited);
-    EXPECT_NE(run.exit_code, 0);
-    EXPECT_NE(run.err.find("the checkpoint's training configuration is unreadable: values out "
-                           "of the ranges of their flags"),
-              std::string::npos)
-        << run.err;
+    EXPECT_EQ(run.exit_code, 1);
+    EXPECT_EQ(run.err, "cnn: " + edited +
+                           ": the checkpoint's training configuration is unreadable: " + fragment +
+                           "\n");
   }
   // A checksum covers the weights, optimizer state, run state and configuration: a bit
   // flipped in any of them is refused (found 2026-12-06: most such flips resumed silently to

@@ -166,33 +166,81 @@ Json config_json(const TrainConfig& c) {
 }
 
 TrainConfig config_from_json(const std::string& text, const std::string& path) {
+  const auto unreadable = [&](const std::string& why) {
+    return Error(path + ": the checkpoint's training configuration is unreadable: " + why);
+  };
+  Json j;
   try {
-    const Json j = Json::parse(text);
+    j = Json::parse(text);
+  } catch (const Json::exception& e) {
+    // Without nlohmann's "[json.exception.parse_error.101] " id, as the library's readers.
+    std::string what = e.what();
+    if (const size_t end = what.find("] "); what.starts_with("[json.") && end != what.npos)
+      what.erase(0, end + 2);
+    throw unreadable("not JSON: " + what);
+  }
+  if (!j.is_object()) throw unreadable("expected a JSON object, got " + std::string(j.type_name()));
+  // Each value read as the type it was written as, naming its key (found 2026-12-07, a helper's
+  // probe: nlohmann's get<int> converts, so an edited "epochs" of 2^32 + 3 resumed as 3
+  // epochs, 3.9 as 3 and "threads" 2^32 + 1 as 1, and a wrong type said only "type must be
+  // number, but is string"). Values are shown only when numbers: the text is not depth-checked.
+  const auto at = [&](const char* key) -> const Json& {
+    if (!j.contains(key)) throw Error(std::string("missing '") + key + "'");
+    return j.at(key);
+  };
+  const auto refuse = [](const char* key, const Json& v, const std::string& expected) {
+    throw Error(std::string("'") + key + "' is " + (v.is_number() ? v.dump() : v.type_name()) +
+                ", expected " + expected);
+  };
+  const auto text_of = [&](const char* key) {
+    const Json& v = at(key);
+    if (!v.is_string()) refuse(key, v, "a string");
+    return v.get<std::string>();
+  };
+  const auto whole = [&](const char* key, int64_t lo, int64_t hi) {
+    const Json& v = at(key);
+    if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(hi)) ||
+        v.get<int64_t>() < lo || v.get<int64_t>() > hi)
+      refuse(key, v, "a whole number from " + std::to_string(lo) + " to " + std::to_string(hi));
+    return v.get<int64_t>();
+  };
+  const auto number = [&](const char* key) {
+    const Json& v = at(key);
+    if (!v.is_number()) refuse(key, v, "a number");
+    return v.get<double>();
+  };
+  const auto flag = [&](const char* key) {
+    const Json& v = at(key);
+    if (!v.is_boolean()) refuse(key, v, "true or false");
+    return v.get<bool>();
+  };
+  try {
     TrainConfig c;
-    c.model = j.at("model").get<std::string>();
-    c.data = j.at("data").get<std::string>();
-    c.out = j.at("out").get<std::string>();
+    c.model = text_of("model");
+    c.data = text_of("data");
+    c.out = text_of("out");
     TrainOptions& o = c.options;
-    o.epochs = j.at("epochs").get<int>();
-    o.batch = j.at("batch").get<int64_t>();
-    o.optimizer = parse_optimizer(j.at("optimizer").get<std::string>());
-    o.lr = j.at("lr").get<double>();
-    o.momentum = j.at("momentum").get<double>();
-    o.weight_decay = j.at("weight_decay").get<double>();
-    o.schedule = parse_schedule(j.at("schedule").get<std::string>());
-    o.warmup_epochs = j.at("warmup_epochs").get<int>();
-    o.step_epochs = j.at("step_epochs").get<int>();
-    o.label_smoothing = j.at("label_smoothing").get<double>();
-    o.augment = parse_augment(j.at("augment").get<std::string>());
-    o.crop_padding = j.at("crop_padding").get<int64_t>();
-    c.seed = j.at("seed").get<uint64_t>();
-    c.threads = j.at("threads").get<int>();
-    c.sync_batchnorm = j.value("sync_batchnorm", false);
-    c.directory = j.value("directory", "");
-    c.checkpoint_every = j.value("checkpoint_every", -1.0);
-    c.data_train = j.value("data_train", int64_t{-1});
-    c.data_test = j.value("data_test", int64_t{-1});
-    c.data_hash = j.value("data_hash", "");
+    o.epochs = static_cast<int>(whole("epochs", 1, kMaxEpochs));
+    o.batch = whole("batch", 1, kMaxBatch);
+    o.optimizer = parse_optimizer(text_of("optimizer"));
+    o.lr = number("lr");
+    o.momentum = number("momentum");
+    o.weight_decay = number("weight_decay");
+    o.schedule = parse_schedule(text_of("schedule"));
+    o.warmup_epochs = static_cast<int>(whole("warmup_epochs", 0, kMaxEpochs));
+    o.step_epochs = static_cast<int>(whole("step_epochs", 1, kMaxEpochs));
+    o.label_smoothing = number("label_smoothing");
+    o.augment = parse_augment(text_of("augment"));
+    o.crop_padding = whole("crop_padding", 0, kMaxCropPadding);
+    c.seed = static_cast<uint64_t>(whole("seed", 0, kMaxSeed));
+    c.threads = static_cast<int>(whole("threads", 1, kMaxFlagThreads));
+    // Written since 2026-12-06 or 2026-12-07; older checkpoints have the defaults.
+    if (j.contains("sync_batchnorm")) c.sync_batchnorm = flag("sync_batchnorm");
+    if (j.contains("directory")) c.directory = text_of("directory");
+    if (j.contains("checkpoint_every")) c.checkpoint_every = number("checkpoint_every");
+    if (j.contains("data_train")) c.data_train = whole("data_train", -1, kMaxSeed);
+    if (j.contains("data_test")) c.data_test = whole("data_test", -1, kMaxSeed);
+    if (j.contains("data_hash")) c.data_hash = text_of("data_hash");
     // The ranges the flags allow (found 2026-12-06: an edited checkpoint's batch 100000 and
     // crop padding 1000 were taken).
     if (o.epochs < 1 || o.epochs > kMaxEpochs || o.batch < 1 || o.batch > kMaxBatch ||
@@ -208,8 +256,8 @@ TrainConfig config_from_json(const std::string& text, const std::string& path) {
           (c.checkpoint_every >= 0 && c.checkpoint_every <= kMaxCheckpointEvery)))
       throw Error("values out of the ranges of their flags");
     return c;
-  } catch (const std::exception& e) {
-    throw Error(path + ": the checkpoint's training configuration is unreadable: " + e.what());
+  } catch (const Error& e) {
+    throw unreadable(e.what());
   }
 }
 
