@@ -2162,6 +2162,17 @@ TEST(Dataset, AResumeStateThatDoesNotFitTheRunIsRefused) {
   expect_refused([](TrainState& s) { s.correct = s.seen + 1; },
                  "step, sample counts or loss sum are out of range");
   expect_refused([](TrainState& s) { s.step = -1; }, "out of range");
+  // The optimizer's and the streams' own refusals are said to be the resume's (found
+  // 2026-12-07: "SGD: expected a state counter ..." and "Rng::set_state: ..." alone).
+  expect_refused([](TrainState& s) { s.optimizer_counter = 5; },
+                 "cannot resume: the checkpoint's optimizer state does not fit: SGD: expected a "
+                 "state counter of 0 (before the first step) or 1, got 5");
+  expect_refused(
+      [](TrainState& s) {
+        s.rng.words = {0, 0, 0, 0};
+      },
+      "cannot resume: the checkpoint's random streams do not fit: Rng::set_state: the "
+      "all-zero state");
 }
 
 /// Eight 1 x 2 x 2 images of two classes, for the small runs below.

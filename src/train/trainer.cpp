@@ -329,19 +329,26 @@ TrainResult train_model(Sequential<float>& model, const ModelSpec& spec, const D
       refuse("step, sample counts or loss sum are out of range");
     }
     if (state.layer_rngs.size() != layer_rngs.size()) refuse("random streams do not fit the model");
-    for (size_t i = 0; i < layer_rngs.size(); ++i) layer_rngs[i]->set_state(state.layer_rngs[i]);
-    rng.set_state(state.rng);
-    augment_rng.set_state(state.augment_rng);
+    // The streams' and the optimizer's own refusals said nothing of the resume (found
+    // 2026-12-07, a helper's probe: "SGD: expected a state counter of 0 (before the first
+    // step) or 1, got 5" after the run's "resuming" and "training" lines).
+    try {
+      for (size_t i = 0; i < layer_rngs.size(); ++i) layer_rngs[i]->set_state(state.layer_rngs[i]);
+      rng.set_state(state.rng);
+      augment_rng.set_state(state.augment_rng);
+    } catch (const Error& e) {
+      refuse("random streams do not fit: " + std::string(e.what()));
+    }
     // The optimizer has allocated no moments of its own yet: it adopts these (found
     // 2026-12-07: it allocated its own first and the loaded ones were copied in, so that a
     // resumed run held the moments twice, 6P floats for Adam's P parameters).
     try {
       optimizer->put_state(std::move(state.optimizer_tensors));
+      optimizer->set_state_counter(state.optimizer_counter);
     } catch (const Error& e) {
       refuse("optimizer state does not fit: " + std::string(e.what()));
     }
     state.optimizer_tensors.clear();
-    optimizer->set_state_counter(state.optimizer_counter);
     if (!state.order.empty()) batches.restore(state.order, state.position);
     if (state.ranks != world) {
       refuse("run had " + std::to_string(state.ranks) + " rank" + (state.ranks == 1 ? "" : "s") +
@@ -352,8 +359,14 @@ TrainResult train_model(Sequential<float>& model, const ModelSpec& spec, const D
           state.rank_rngs[static_cast<size_t>(rank)].size() != layer_rngs.size() + 1)
         refuse("ranks' random streams do not fit the model");
       const std::vector<RngState>& mine = state.rank_rngs[static_cast<size_t>(rank)];
-      augment_rng.set_state(mine[0]);
-      for (size_t i = 0; i < layer_rngs.size(); ++i) layer_rngs[i]->set_state(mine[i + 1]);
+      try {
+        augment_rng.set_state(mine[0]);
+        for (size_t i = 0; i < layer_rngs.size(); ++i) layer_rngs[i]->set_state(mine[i + 1]);
+      } catch (const Error& e) {
+        // This rank's own streams: not a RanksError, which one rank reports for all.
+        throw Error("cannot resume: the checkpoint's random streams of rank " +
+                    std::to_string(rank) + " do not fit: " + e.what());
+      }
     }
   }
   // The state of the run between two steps, for a checkpoint. The optimizer's tensors are
