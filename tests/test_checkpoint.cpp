@@ -691,6 +691,39 @@ TEST(Checkpoint, MetadataNestedTooDeepIsOneLineNotACrash) {
   }
 }
 
+// A history row is its epoch's and its metrics lie in their ranges (found 2026-12-07, a
+// helper's probe: an edited checkpoint whose first row said epoch 99, or a train accuracy of
+// 1024, resumed and wrote them into the run's CSV as they were, exit 0).
+TEST(Checkpoint, AHistoryRowOfAnotherEpochOrOutOfRangeIsRefused) {
+  const fs::path dir = work_dir() / "history";
+  fs::remove_all(dir);
+  const std::string out = (dir / "m.safetensors").string(), ckpt = (dir / "m.ckpt").string();
+  ASSERT_EQ(cnn("train --data sample --epochs 2 --threads 1 --out " + out).exit_code, 0);
+  const SafeTensorsFile file = SafeTensorsFile::load(ckpt);
+  for (const auto& [column, value, fragment] : std::vector<std::tuple<int, Json, std::string>>{
+           {0, 99, "a 'history' row's epoch is 99, expected 1"},
+           {0, (int64_t{1} << 32) + 1, "a 'history' row's epoch is 4294967297, expected 1"},
+           {2, "0x1p+10",
+            "'history' epoch 1's train_accuracy is 1024, expected a number from 0 to 1"},
+           {3, "-0x1p+0", "'history' epoch 1's test_loss is -1, expected a number >= 0"},
+           {5, "-0x1p+0", "'history' epoch 1's seconds is -1, expected a number >= 0"}}) {
+    SCOPED_TRACE(value.dump());
+    Json state = Json::parse(file.metadata().at("state"));
+    state["history"][0][column] = value;
+    std::map<std::string, std::string> metadata = file.metadata();
+    metadata["state"] = state.dump();
+    metadata.erase("checksum");  // which refuses any edit
+    const std::string bad = (dir / "bad.ckpt").string();
+    testing::save_with_all_metadata(file, metadata, bad);
+    try {
+      load_checkpoint(bad);
+      ADD_FAILURE() << "loaded";
+    } catch (const Error& e) {
+      EXPECT_EQ(std::string(e.what()), bad + ": checkpoint state: " + fragment);
+    }
+  }
+}
+
 /// Runs `cnn <args>` to its end: its exit code and its peak resident memory in KiB.
 std::pair<int, long> cnn_peak_kib(const std::string& args) {
   const fs::path err = work_dir() / "stderr.txt";

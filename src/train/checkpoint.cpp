@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <vector>
@@ -104,6 +105,17 @@ class StateReader {
     const double d = std::strtod(text.c_str(), &end);
     if (text.empty() || *end != '\0' || !std::isfinite(d))
       fail(std::string("'") + key + "' is not a finite number: " + text);
+    return d;
+  }
+  /// number(j, key), refused outside [lo, hi] as "<what> is <value>, expected <range>".
+  double number(const Json& j, const char* key, double lo, double hi, const std::string& what,
+                const std::string& range) const {
+    const double d = number(j, key);
+    if (d < lo || d > hi) {
+      char text[64];
+      std::snprintf(text, sizeof text, "%.17g", d);
+      fail(what + " is " + text + ", expected " + range);
+    }
     return d;
   }
   RngState rng(const Json& j) const {
@@ -276,18 +288,29 @@ Checkpoint load_checkpoint(const std::string& path) {
   for (const Json& row : history) {
     if (!row.is_array() || row.size() != 6 || !row[0].is_number_integer())
       r.fail("a 'history' row is not [epoch, 5 numbers]");
+    // Each row is its epoch's, its metrics in their ranges (found 2026-12-07, a helper's probe:
+    // an edited row's epoch 99 or accuracy 1024 went into the resumed run's CSV as they were).
+    const int epoch = static_cast<int>(s.history.size()) + 1;
+    if (row[0] != epoch)
+      r.fail("a 'history' row's epoch is " + row[0].dump() + ", expected " + std::to_string(epoch));
     EpochMetrics m;
-    m.epoch = row[0].get<int>();
+    m.epoch = epoch;
     const Json named = {{"train_loss", row[1]},
                         {"train_accuracy", row[2]},
                         {"test_loss", row[3]},
                         {"test_accuracy", row[4]},
                         {"seconds", row[5]}};
-    m.train_loss = r.number(named, "train_loss");
-    m.train_accuracy = r.number(named, "train_accuracy");
-    m.test_loss = r.number(named, "test_loss");
-    m.test_accuracy = r.number(named, "test_accuracy");
-    m.seconds = r.number(named, "seconds");
+    const double inf = std::numeric_limits<double>::infinity();
+    const auto metric = [&](const char* key, double hi) {
+      return r.number(named, key, 0, hi,
+                      std::string("'history' epoch ") + std::to_string(epoch) + "'s " + key,
+                      hi == 1 ? "a number from 0 to 1" : "a number >= 0");
+    };
+    m.train_loss = metric("train_loss", inf);
+    m.train_accuracy = metric("train_accuracy", 1);
+    m.test_loss = metric("test_loss", inf);
+    m.test_accuracy = metric("test_accuracy", 1);
+    m.seconds = metric("seconds", inf);
     s.history.push_back(m);
   }
   if (static_cast<int64_t>(s.history.size()) != s.epoch - 1)
