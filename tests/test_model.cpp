@@ -2162,6 +2162,11 @@ TEST(Dataset, AResumeStateThatDoesNotFitTheRunIsRefused) {
   expect_refused([](TrainState& s) { s.correct = s.seen + 1; },
                  "step, sample counts or loss sum are out of range");
   expect_refused([](TrainState& s) { s.step = -1; }, "out of range");
+  // The schedule reads the step: one that its epoch and position do not give resumed on
+  // another schedule (found 2026-12-07, by a helper's probe).
+  expect_refused([](TrainState& s) { s.step = 1; },
+                 "cannot resume: the checkpoint's step 1 does not follow from its epoch 2 and "
+                 "position 0: 2 steps an epoch give step 2");
   // The optimizer's and the streams' own refusals are said to be the resume's (found
   // 2026-12-07: "SGD: expected a state counter ..." and "Rng::set_state: ..." alone).
   expect_refused([](TrainState& s) { s.optimizer_counter = 5; },

@@ -240,8 +240,8 @@ TrainResult train_model(Sequential<float>& model, const ModelSpec& spec, const D
   // With ranks, an epoch's last batch is skipped when it has fewer samples than ranks.
   const int64_t last_batch = train.size() % options.batch;
   const bool skip_last = ranks && last_batch != 0 && last_batch < world;
-  const ScheduleOptions schedule =
-      schedule_options(options, steps_per_epoch(train.size(), options.batch, world));
+  const int64_t per_epoch = steps_per_epoch(train.size(), options.batch, world);
+  const ScheduleOptions schedule = schedule_options(options, per_epoch);
   {
     // A BatchNorm given one value per channel cannot take a variance (PyTorch refuses it too):
     // said before the first step, not at an epoch's last batch. The smallest batch a rank
@@ -327,6 +327,23 @@ TrainResult train_model(Sequential<float>& model, const ModelSpec& spec, const D
     if (state.step < 0 || state.seen < 0 || state.correct < 0 || state.correct > state.seen ||
         state.optimizer_counter < 0 || !std::isfinite(state.loss_sum)) {
       refuse("step, sample counts or loss sum are out of range");
+    }
+    // The step follows from the epoch and the position, as the run counts them: the schedule
+    // reads it (found 2026-12-07, a helper's probe: an edited step of 64 in epoch 1 trained
+    // the epoch on epoch 3's learning rates, then ended with "learning-rate schedule: expected
+    // a step in [0, 96), got 96" after writing a checkpoint no resume could finish; a smaller
+    // one resumed on another schedule without a word). A mid-epoch state is taken only after
+    // a full batch, so its position is a whole number of batches.
+    const int64_t taken = state.order.empty() ? 0 : state.position / options.batch;
+    if (!state.order.empty() && state.position % options.batch != 0) {
+      refuse("position " + std::to_string(state.position) +
+             " is not a whole number of batches of " + std::to_string(options.batch));
+    }
+    if (state.step != (state.epoch - 1) * per_epoch + taken) {
+      refuse("step " + std::to_string(state.step) + " does not follow from its epoch " +
+             std::to_string(state.epoch) + " and position " + std::to_string(state.position) +
+             ": " + std::to_string(per_epoch) + " steps an epoch give step " +
+             std::to_string((state.epoch - 1) * per_epoch + taken));
     }
     if (state.layer_rngs.size() != layer_rngs.size()) refuse("random streams do not fit the model");
     // The streams' and the optimizer's own refusals said nothing of the resume (found
