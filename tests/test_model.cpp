@@ -2131,10 +2131,16 @@ TEST(Dataset, AResumeStateThatDoesNotFitTheRunIsRefused) {
   options.epochs = 1;
   options.batch = 4;
   TrainState saved;  // the checkpoint after the epoch, as the command line saves it
+  TrainState mid;    // and the one after its first step
   TrainControl checkpointing;
-  checkpointing.checkpoint = [&](const TrainState& state) { saved = state; };
+  checkpointing.checkpoint_due = [] { return true; };
+  checkpointing.checkpoint = [&](const TrainState& state) {
+    if (!state.order.empty() && mid.order.empty()) mid = state;
+    saved = state;
+  };
   train_model(model, spec, data, data, options, rng, {}, {}, checkpointing);
   ASSERT_EQ(saved.epoch, 2);
+  ASSERT_EQ(mid.position, 4);
   options.epochs = 2;
   const auto resume = [&](const TrainState& state) {
     TrainControl control;
@@ -2143,9 +2149,10 @@ TEST(Dataset, AResumeStateThatDoesNotFitTheRunIsRefused) {
     return train_model(model, spec, data, data, options, stream, {}, {}, control);
   };
   EXPECT_EQ(resume(saved).history.size(), 2u);
+  bool edit_mid = false;  // expect_refused edits mid, not saved
   const auto expect_refused = [&](const std::function<void(TrainState&)>& edit,
                                   const std::string& fragment) {
-    TrainState state = saved;
+    TrainState state = edit_mid ? mid : saved;
     edit(state);
     try {
       resume(state);
@@ -2167,6 +2174,15 @@ TEST(Dataset, AResumeStateThatDoesNotFitTheRunIsRefused) {
   expect_refused([](TrainState& s) { s.step = 1; },
                  "cannot resume: the checkpoint's step 1 does not follow from its epoch 2 and "
                  "position 0: 2 steps an epoch give step 2");
+  expect_refused([](TrainState& s) { s.loss_sum = -1; }, "loss sum are out of range");
+  edit_mid = true;
+  EXPECT_EQ(resume(mid).history.size(), 2u);
+  expect_refused([](TrainState& s) { s.step = 2; },
+                 "step 2 does not follow from its epoch 1 and position 4: 2 steps an epoch give "
+                 "step 1");
+  expect_refused([](TrainState& s) { s.seen = 3; },
+                 "cannot resume: the checkpoint's sample count 3 differs from its position 4 in "
+                 "the epoch");
   // The optimizer's and the streams' own refusals are said to be the resume's (found
   // 2026-12-07: "SGD: expected a state counter ..." and "Rng::set_state: ..." alone).
   expect_refused([](TrainState& s) { s.optimizer_counter = 5; },

@@ -325,7 +325,7 @@ TrainResult train_model(Sequential<float>& model, const ModelSpec& spec, const D
              std::to_string(state.epoch - 1) + " before epoch " + std::to_string(state.epoch));
     }
     if (state.step < 0 || state.seen < 0 || state.correct < 0 || state.correct > state.seen ||
-        state.optimizer_counter < 0 || !std::isfinite(state.loss_sum)) {
+        state.optimizer_counter < 0 || !std::isfinite(state.loss_sum) || state.loss_sum < 0) {
       refuse("step, sample counts or loss sum are out of range");
     }
     // The step follows from the epoch and the position, as the run counts them: the schedule
@@ -338,6 +338,11 @@ TrainResult train_model(Sequential<float>& model, const ModelSpec& spec, const D
     if (!state.order.empty() && state.position % options.batch != 0) {
       refuse("position " + std::to_string(state.position) +
              " is not a whole number of batches of " + std::to_string(options.batch));
+    }
+    if (!state.order.empty() && state.seen != state.position) {
+      // The epoch's metrics so far are over the samples trained, which are its position.
+      refuse("sample count " + std::to_string(state.seen) + " differs from its position " +
+             std::to_string(state.position) + " in the epoch");
     }
     if (state.step != (state.epoch - 1) * per_epoch + taken) {
       refuse("step " + std::to_string(state.step) + " does not follow from its epoch " +
