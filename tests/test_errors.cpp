@@ -464,6 +464,17 @@ TEST(Errors, OptimizerPutStateRefusesTensorsThatDoNotFit) {
                {"Adam: state tensor 'exp_avg_sq' holds 2 values, expected 3 (one per parameter)"});
   EXPECT_EQ(short_one[1].second.size(), 2u);
   EXPECT_TRUE(adam.exp_avg().empty());  // nothing adopted
+  // A second moment below 0 (an edited checkpoint's) made the first step NaN: the run
+  // "diverged" (found 2026-12-07); so did a non-finite moment.
+  State negative{{"exp_avg", std::vector<float>(3)}, {"exp_avg_sq", {0.5f, -1.0f, 0.5f}}};
+  expect_error(
+      [&] { adam.put_state(std::move(negative)); },
+      {"Adam: state tensor 'exp_avg_sq' holds -1 at index 1, expected a finite value >= 0"});
+  State infinite{{"exp_avg", {0, 0, std::numeric_limits<float>::infinity()}},
+                 {"exp_avg_sq", std::vector<float>(3)}};
+  expect_error([&] { adam.put_state(std::move(infinite)); },
+               {"Adam: state tensor 'exp_avg' holds inf at index 2, expected a finite value"});
+  EXPECT_TRUE(adam.exp_avg().empty());
   Adam<float> adamw(p, g, {.decoupled_weight_decay = true});
   expect_error([&] { adamw.put_state({}); }, {"AdamW: expected 2 state tensors", "got 0 (none)"});
   Sgd<float> plain(p, g, {.lr = 0.1});
