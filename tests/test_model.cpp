@@ -1209,7 +1209,13 @@ TEST_F(SafeTensorsTest, RefusesCorruptFilesByName) {
   expect_refused(whole.substr(0, whole.size() - 3), "outside");
   expect_refused(
       safetensors_bytes(good_header, data).replace(0, 8, "\xff\xff\x00\x00\x00\x00\x00\x00", 8),
-      "runs past the end");
+      "header length 65535 runs past the end of the 70-byte file");
+  // A length past the format's limit too: another kind of file (a spec, an image) given as a
+  // model file said only the line above (found 2026-12-07).
+  expect_refused("P5\n28 28\n255\n" + std::string(784, '\0'),
+                 "header length 4049334440689284432 runs past the end of the 797-byte file: not a "
+                 "safetensors file (one starts with the length of its JSON header, at most "
+                 "104857600 bytes, as 8 bytes)");
   expect_refused(
       safetensors_bytes(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", data),
       "needs 12 bytes");

@@ -94,8 +94,16 @@ SafeTensorsFile SafeTensorsFile::read(const std::string& path, bool with_data) {
   if (!in) fail(path, "could not read the header length");
   const uint64_t header_size = read_u64_le(length_bytes);
   if (header_size > file_size - 8) {
+    // Past the format's limit too: the file is something else (a spec, an image, a CSV given
+    // where a model file or checkpoint belongs said only this much; found 2026-12-07, a
+    // helper's probe), not a model file cut short.
     fail(path, "header length " + std::to_string(header_size) + " runs past the end of the " +
-                   std::to_string(file_size) + "-byte file");
+                   std::to_string(file_size) + "-byte file" +
+                   (header_size > kMaxHeaderBytes
+                        ? ": not a safetensors file (one starts with the length of its JSON "
+                          "header, at most " +
+                              std::to_string(kMaxHeaderBytes) + " bytes, as 8 bytes)"
+                        : ""));
   }
   if (header_size > kMaxHeaderBytes) {
     fail(path, "header length " + std::to_string(header_size) + " exceeds the limit of " +
