@@ -1754,6 +1754,36 @@ TEST(CliBadInput, AFlagGivenTwiceIsRefused) {
   EXPECT_FALSE(fs::exists(work_dir() / "twice.safetensors"));
 }
 
+// Found 2026-12-07 (a helper's probe): numbers were read by strtod and strtoll, which take
+// leading spaces and (strtod) hexadecimal, so `--lr 0x1p-4` trained at 0.0625 and `--epochs ' 1'`
+// ran; `--momentum 1e-320` was taken, 0 in float; and an empty argument or flag value was
+// taken as a path ("cnn: : cannot open a safetensors file").
+TEST(CliBadInput, NumbersAreDecimalAndNoArgumentIsEmpty) {
+  const std::string model = trained_model().string();
+  const std::string out = " --out " + (work_dir() / "numbers.safetensors").string();
+  expect_refusal("train --data sample --lr 0x1p-4" + out,
+                 {"cnn: train: --lr expects a number above 0 to 100, got '0x1p-4'"});
+  expect_refusal("train --data sample --epochs ' 1'" + out,
+                 {"cnn: train: --epochs expects a whole number from 1 to 100000, got ' 1'"});
+  expect_refusal("train --data sample --lr nan" + out, {"--lr expects a number", "got 'nan'"});
+  expect_refusal("train --data sample --momentum 1e-320" + out,
+                 {"cnn: train: --momentum got '1e-320', which float",
+                  "expected 0, or a number of "
+                  "at least 1.2e-38"});
+  expect_refusal("train --data sample --resume ''",
+                 {"cnn: train: --resume expects a value, got ''"});
+  expect_refusal("eval '' --data sample",
+                 {"cnn: eval: an empty argument '' (expected a file path)"});
+  expect_refusal("predict " + model + " ''", {"cnn: predict: an empty argument ''"});
+  expect_refusal("eval " + model + " --data ''", {"cnn: eval: --data expects a value, got ''"});
+  EXPECT_FALSE(fs::exists(work_dir() / "numbers.safetensors"));
+  // What stays: exponents, signs and a leading point.
+  const CliRun run = cnn("eval " + model + " --data sample --batch +8 --json");
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(
+      cnn("train --data sample --epochs 1 --lr .5e-1 --momentum 0 --threads 1" + out).exit_code, 0);
+}
+
 // Found 2026-12-07: bench named --batch neither when memory ran out ("Sequential: out of
 // memory: a tensor of shape (4096, 64, 7, 7), 51 MB") nor for a BatchNorm given one value per
 // channel (the layer's own line), where train and eval do.

@@ -3,9 +3,11 @@
 // given at most once, and every mistake is one line naming the flag and what was expected.
 
 #include <cerrno>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <exception>
+#include <limits>
 #include <map>
 #include <optional>
 #include <string>
@@ -28,6 +30,9 @@ class Args {
         continue;
       }
       if (arg.rfind("--", 0) != 0 || arg == "--") {
+        // Every argument names a file, a preset or a format: an empty one said "cnn: : cannot
+        // open a safetensors file" (found 2026-12-07, a helper's probe).
+        if (arg.empty()) throw Error(command_ + ": an empty argument '' (expected a file path)");
         positional_.push_back(arg);
         continue;
       }
@@ -70,20 +75,21 @@ class Args {
   std::string text(const std::string& flag, const std::string& fallback) const {
     return has(flag) ? values_.at(flag) : fallback;
   }
-  /// A whole number in [lo, hi].
+  /// A whole number in [lo, hi], written in decimal.
   long long integer(const std::string& flag, long long fallback, long long lo, long long hi) const {
     if (!has(flag)) return fallback;
     const std::string& v = values_.at(flag);
     char* end = nullptr;
     errno = 0;
     const long long value = std::strtoll(v.c_str(), &end, 10);
-    if (v.empty() || *end != '\0' || errno != 0 || value < lo || value > hi) {
+    if (!plain_decimal(v) || *end != '\0' || errno != 0 || value < lo || value > hi) {
       fail(flag, "expects a whole number from " + std::to_string(lo) + " to " + std::to_string(hi) +
                      ", got '" + v + "'");
     }
     return value;
   }
-  /// A finite number in [lo, hi] (lo excluded when lo_open).
+  /// A finite number in [lo, hi] (lo excluded when lo_open), written in decimal, 0 or at
+  /// least float's smallest normal number in size (the training runs in float).
   double number(const std::string& flag, double fallback, double lo, double hi,
                 bool lo_open) const {
     if (!has(flag)) return fallback;
@@ -91,9 +97,14 @@ class Args {
     char* end = nullptr;
     const double value = std::strtod(v.c_str(), &end);
     const bool low_ok = lo_open ? value > lo : value >= lo;
-    if (v.empty() || *end != '\0' || !(low_ok && value <= hi)) {
+    if (!plain_decimal(v) || *end != '\0' || !(low_ok && value <= hi)) {
       fail(flag, std::string("expects a number ") + (lo_open ? "above " : "from ") + trim(lo) +
                      " to " + trim(hi) + ", got '" + v + "'");
+    }
+    // Found 2026-12-07 (a helper's probe): --momentum 1e-320 was taken, and is 0 in float.
+    if (value != 0 && std::fabs(value) < std::numeric_limits<float>::min()) {
+      fail(flag, "got '" + v + "', which float, the type the model trains in, holds as 0 or " +
+                     "without its precision (expected 0, or a number of at least 1.2e-38)");
     }
     return value;
   }
@@ -105,10 +116,23 @@ class Args {
   /// No flag repeats (found 2026-12-07: `train --epochs 5 --epochs 1` trained 1 epoch, the
   /// last value taken silently); none is a list that a second use would add to.
   void set_value(const std::string& flag, const std::string& value) {
+    // No flag takes an empty value (`--resume ''` said "cnn: : cannot open a checkpoint").
+    if (value.empty()) fail(flag, "expects a value, got ''");
     if (const auto it = values_.find(flag); it != values_.end()) {
       fail(flag, "given twice ('" + it->second + "' and '" + value + "'); expected it once");
     }
     values_.emplace(flag, value);
+  }
+  /// Digits, a sign, a point and an exponent only: strtod and strtoll also take leading
+  /// spaces and (strtod) hexadecimal, "inf" and "nan" (found 2026-12-07, a helper's probe:
+  /// --lr 0x10 trained at 16, --epochs ' 3' ran 3 epochs).
+  static bool plain_decimal(const std::string& v) {
+    if (v.empty()) return false;
+    for (const char c : v) {
+      if (!((c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E'))
+        return false;
+    }
+    return true;
   }
   static bool contains(const std::vector<std::string>& list, const std::string& s) {
     for (const std::string& e : list) {
