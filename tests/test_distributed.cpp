@@ -54,15 +54,29 @@ std::vector<std::string> mpi_env() {
                                       CNN_SOURCE_DIR + "/tests/lsan_openmpi.supp"};
   if (const char* asan = std::getenv("ASAN_OPTIONS"))
     env.push_back(std::string("ASAN_OPTIONS=") + asan + ":fast_unwind_on_malloc=0");
+  // Each test process's mpirun keeps its session directories in its own tree, not in Open MPI's
+  // shared /tmp/ompi.HOST.UID: ctest runs two tests at once, and one mpirun removing that shared
+  // directory as it ended while the other created its own there failed the other's start
+  // ("[vm:00625] ORTE_ERROR_LOG: Error in file ../../../orte/util/session_dir.c at line 107", and
+  // nothing ran; CI of 2026-12-07, the sanitizer build's Distributed.BadFlagsAreReportedOnce).
+  const fs::path sessions = work_dir() / "ompi";
+  fs::create_directories(sessions);
+  env.push_back("OMPI_MCA_orte_tmpdir_base=" + sessions.string());
   return env;
 }
-const std::vector<std::string> kMpiEnv = mpi_env();
+/// mpi_env(), made at the first use (not when the program starts: listing the tests would make
+/// a directory).
+const std::vector<std::string>& mpi_environment() {
+  static const std::vector<std::string> env = mpi_env();
+  return env;
+}
 constexpr double kTimeLimit = 240;  // seconds: a deadlock fails the test instead of hanging
 
 /// `mpirun -np ranks cnn <args>` with `env` (the fault injection variables) added.
 ProcessRun mpirun(int ranks, const std::string& args, std::vector<std::string> env = {},
                   const std::string& name = "run") {
-  env.insert(env.end(), kMpiEnv.begin(), kMpiEnv.end());
+  const std::vector<std::string>& common = mpi_environment();
+  env.insert(env.end(), common.begin(), common.end());
   const fs::path dir = work_dir() / ("logs_" + name);
   fs::create_directories(dir);
   return testing::run_process(
@@ -339,7 +353,7 @@ TEST(Distributed, SigusrOneStopsEveryRankWithACheckpointAndResumesExactly) {
   ProcessRun run = mpirun(2, flags + " --out " + (ref_dir / "m.safetensors").string());
   ASSERT_EQ(run.exit_code, 0) << run.err;
   fs::remove_all(dir);
-  std::vector<std::string> env = kMpiEnv;
+  std::vector<std::string> env = mpi_environment();
   const fs::path logs = work_dir() / "logs_usr1";
   fs::create_directories(logs);
   const std::string out = (logs / "stdout.txt").string(), err = (logs / "stderr.txt").string();
