@@ -110,6 +110,18 @@ TEST(Errors, SizesPast2To48ElementsAreRefusedBeforeTheyOverflow) {
       {"Sequential: layer 0 Conv2d(1048576, 1048576", "parameters", "at most 2^48 elements"});
 }
 
+// An out-of-memory line gives the failed allocation's size in a unit that shows it: a small
+// tensor that failed once the address space was spent read "0 MB".
+TEST(Errors, OutOfMemorySizesAreShownInAUnitThatShowsThem) {
+  EXPECT_EQ(memory_size_text(64), "64 bytes");
+  EXPECT_EQ(memory_size_text(499999), "499999 bytes");
+  EXPECT_EQ(memory_size_text(1e6), "1 MB");
+  EXPECT_EQ(memory_size_text(51380224), "51 MB");
+  EXPECT_EQ(memory_size_text(999e6), "999 MB");
+  EXPECT_EQ(memory_size_text(1e9), "1.0 GB");
+  EXPECT_EQ(memory_size_text(53351546944), "53.4 GB");
+}
+
 // LeakyReLU's slope is any finite number, as PyTorch's; NaN and infinity (from the C++ API or a
 // LayerSpec) are refused naming the key. Both new activations round-trip through the canonical
 // JSON, a built model's spec and the torch module mapping.

@@ -1,6 +1,7 @@
 #pragma once
 // The one exception type of the library.
 
+#include <cstdio>
 #include <stdexcept>
 #include <string>
 
@@ -20,5 +21,19 @@ class OutOfMemory : public Error {
  public:
   using Error::Error;
 };
+
+/// An allocation's size for an OutOfMemory message, in the unit that shows it: "640 bytes"
+/// below 1 MB, "51 MB" below 1 GB, else "6.0 GB" (a small tensor that failed once the address
+/// space was spent read "0 MB": found 2026-12-07, a 200,000-layer spec under a 4 GB limit).
+inline std::string memory_size_text(double bytes) {
+  char text[32];
+  if (bytes < 1e6)
+    std::snprintf(text, sizeof text, "%.0f bytes", bytes);
+  else if (bytes < 1e9)
+    std::snprintf(text, sizeof text, "%.0f MB", bytes / 1e6);
+  else
+    std::snprintf(text, sizeof text, "%.1f GB", bytes / 1e9);
+  return text;
+}
 
 }  // namespace cnn

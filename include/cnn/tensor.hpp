@@ -106,10 +106,8 @@ class Tensor {
       const size_t bytes = (static_cast<size_t>(n) * sizeof(T) + 63) / 64 * 64;
       void* memory = std::aligned_alloc(64, bytes);
       if (memory == nullptr) {
-        char size[32];
-        std::snprintf(size, sizeof size, bytes < 1000000000 ? "%.0f MB" : "%.1f GB",
-                      double(bytes) / (bytes < 1000000000 ? 1e6 : 1e9));
-        throw OutOfMemory("out of memory: a tensor of shape " + shape.str() + ", " + size);
+        throw OutOfMemory("out of memory: a tensor of shape " + shape.str() + ", " +
+                          memory_size_text(double(bytes)));
       }
       std::memset(memory, 0, bytes);
       storage_.reset(static_cast<T*>(memory));
