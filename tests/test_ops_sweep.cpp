@@ -9,6 +9,7 @@
 #include <bit>
 #include <cmath>
 #include <cstring>
+#include <map>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -105,44 +106,94 @@ std::vector<double> to_double(const std::vector<T>& v) {
   return std::vector<double>(v.begin(), v.end());
 }
 
-/// Compares forward and backward of the default path with the double reference on one shape,
-/// relative to the magnitude of each sum (the reference run on absolute values).
+/// A convolution's random inputs and the double reference's results on them: the values and
+/// the magnitudes (the reference run on absolute values) of the forward and of each gradient,
+/// the gradients accumulated onto the same non-zero start as the fast path's.
 template <typename T>
-void check_conv(Rng& rng, const ops::ConvShape& s, bool bias) {
+struct ConvCase {
+  bool bias = true;
+  std::vector<T> x, w, b, dy;
+  std::vector<double> y_ref, y_mag, dx_ref, dx_mag, dw_ref, dw_mag, db_ref, db_mag;
+};
+
+template <typename T>
+ConvCase<T> make_conv_case(Rng& rng, const ops::ConvShape& s, bool bias) {
   const int64_t nx = s.batch * s.in_channels * s.in_h * s.in_w;
   const int64_t nw = s.out_channels * s.in_channels * s.kernel_h * s.kernel_w;
   const int64_t ny = s.batch * s.out_channels * s.out_h * s.out_w;
-  const auto x = random_vector<T>(rng, nx), w = random_vector<T>(rng, nw),
-             b = random_vector<T>(rng, s.out_channels), dy = random_vector<T>(rng, ny);
+  ConvCase<T> c;
+  c.bias = bias;
+  c.x = random_vector<T>(rng, nx);
+  c.w = random_vector<T>(rng, nw);
+  c.b = random_vector<T>(rng, s.out_channels);
+  c.dy = random_vector<T>(rng, ny);
   // The reference runs in double on the same inputs: a float reference would add its own
   // rounding to the error measured.
-  const auto xd = to_double(x), wd = to_double(w), bd = to_double(b), dyd = to_double(dy);
-  const auto xa = absolute(x), wa = absolute(w), ba = absolute(b), dya = absolute(dy);
+  const auto xd = to_double(c.x), wd = to_double(c.w), bd = to_double(c.b), dyd = to_double(c.dy);
+  const auto xa = absolute(c.x), wa = absolute(c.w), ba = absolute(c.b), dya = absolute(c.dy);
   const double* no_bias = nullptr;
-  std::vector<T> y_fast(ny, NAN);
-  std::vector<double> y_ref(ny, NAN), y_mag(ny, NAN);
-  ops::conv2d_forward(y_fast.data(), x.data(), w.data(), bias ? b.data() : nullptr, s);
-  ref::conv2d_forward(y_ref.data(), xd.data(), wd.data(), bias ? bd.data() : no_bias, s);
-  ref::conv2d_forward(y_mag.data(), xa.data(), wa.data(), bias ? ba.data() : no_bias, s);
-  ASSERT_LE(max_difference_to_magnitude(y_fast, y_ref, y_mag), tolerance<T>())
+  c.y_ref.assign(ny, NAN);
+  c.y_mag.assign(ny, NAN);
+  ref::conv2d_forward(c.y_ref.data(), xd.data(), wd.data(), bias ? bd.data() : no_bias, s);
+  ref::conv2d_forward(c.y_mag.data(), xa.data(), wa.data(), bias ? ba.data() : no_bias, s);
+  c.dx_ref.assign(nx, NAN);
+  c.dx_mag.assign(nx, NAN);
+  c.dw_ref.assign(nw, 0.5);
+  c.dw_mag.assign(nw, 0.5);
+  c.db_ref.assign(s.out_channels, -0.25);
+  c.db_mag.assign(s.out_channels, 0.25);
+  ref::conv2d_backward(c.dx_ref.data(), c.dw_ref.data(), bias ? c.db_ref.data() : nullptr,
+                       xd.data(), wd.data(), dyd.data(), s);
+  ref::conv2d_backward(c.dx_mag.data(), c.dw_mag.data(), bias ? c.db_mag.data() : nullptr,
+                       xa.data(), wa.data(), dya.data(), s);
+  return c;
+}
+
+/// Compares forward and backward of the default path with the reference results of `c`,
+/// relative to the magnitude of each sum.
+template <typename T>
+void check_conv_case(const ConvCase<T>& c, const ops::ConvShape& s) {
+  std::vector<T> y_fast(c.y_ref.size(), NAN);
+  ops::conv2d_forward(y_fast.data(), c.x.data(), c.w.data(), c.bias ? c.b.data() : nullptr, s);
+  ASSERT_LE(max_difference_to_magnitude(y_fast, c.y_ref, c.y_mag), tolerance<T>())
       << "forward " << describe(s);
   // Gradients accumulate onto the same non-zero start in both paths.
-  std::vector<T> dx_fast(nx, NAN), dw_fast(nw, T(0.5)), db_fast(s.out_channels, T(-0.25));
-  std::vector<double> dx_ref(nx, NAN), dw_ref(nw, 0.5), db_ref(s.out_channels, -0.25);
-  std::vector<double> dx_mag(nx, NAN), dw_mag(nw, 0.5), db_mag(s.out_channels, 0.25);
-  ops::conv2d_backward(dx_fast.data(), dw_fast.data(), bias ? db_fast.data() : nullptr, x.data(),
-                       w.data(), dy.data(), s);
-  ref::conv2d_backward(dx_ref.data(), dw_ref.data(), bias ? db_ref.data() : nullptr, xd.data(),
-                       wd.data(), dyd.data(), s);
-  ref::conv2d_backward(dx_mag.data(), dw_mag.data(), bias ? db_mag.data() : nullptr, xa.data(),
-                       wa.data(), dya.data(), s);
-  ASSERT_LE(max_difference_to_magnitude(dx_fast, dx_ref, dx_mag), tolerance<T>())
+  std::vector<T> dx_fast(c.x.size(), NAN), dw_fast(c.w.size(), T(0.5)),
+      db_fast(c.b.size(), T(-0.25));
+  ops::conv2d_backward(dx_fast.data(), dw_fast.data(), c.bias ? db_fast.data() : nullptr,
+                       c.x.data(), c.w.data(), c.dy.data(), s);
+  ASSERT_LE(max_difference_to_magnitude(dx_fast, c.dx_ref, c.dx_mag), tolerance<T>())
       << "dx " << describe(s);
-  ASSERT_LE(max_difference_to_magnitude(dw_fast, dw_ref, dw_mag), tolerance<T>())
+  ASSERT_LE(max_difference_to_magnitude(dw_fast, c.dw_ref, c.dw_mag), tolerance<T>())
       << "dw " << describe(s);
-  ASSERT_LE(max_difference_to_magnitude(db_fast, db_ref, db_mag), tolerance<T>())
+  ASSERT_LE(max_difference_to_magnitude(db_fast, c.db_ref, c.db_mag), tolerance<T>())
       << "db " << describe(s);
 }
+
+/// Compares forward and backward of the default path with the double reference on one shape,
+/// on inputs drawn from `rng`.
+template <typename T>
+void check_conv(Rng& rng, const ops::ConvShape& s, bool bias) {
+  check_conv_case(make_conv_case<T>(rng, s, bias), s);
+}
+
+/// The float cases of a sweep that checks the same shapes on several paths (instruction sets,
+/// thread counts), by shape and bias: every path is checked on the same inputs against one
+/// reference run, which is most of such a sweep's time (96% of one measured on 2026-12-07).
+class ConvCases {
+ public:
+  /// The case of `s` with or without a bias, made from `rng` the first time it is asked for.
+  const ConvCase<float>& get(Rng& rng, const ops::ConvShape& s, bool bias) {
+    const std::string key = describe(s) + (bias ? " bias" : " no bias");
+    auto found = cases_.find(key);
+    if (found == cases_.end())
+      found = cases_.emplace(key, make_conv_case<float>(rng, s, bias)).first;
+    return found->second;
+  }
+
+ private:
+  std::map<std::string, ConvCase<float>> cases_;
+};
 
 template <typename T>
 void sweep_conv(uint64_t seed, int cases) {
@@ -207,13 +258,13 @@ bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
 /// A layer that kAuto runs by the methods named (forward, weight and input gradient): forward,
 /// weight, bias and input gradients against the double reference, with and without a bias; and
 /// a weight scale (a folded BatchNorm) gives the bits of weights scaled first.
-void check_auto_methods(Rng& rng, const ops::ConvShape& s, const char* forward,
+void check_auto_methods(Rng& rng, ConvCases& cases, const ops::ConvShape& s, const char* forward,
                         const char* weight_grad, const char* input_grad) {
   ASSERT_STREQ(ops::conv2d_forward_method(s), forward) << describe(s);
   ASSERT_STREQ(ops::conv2d_weight_grad_method(s), weight_grad) << describe(s);
   ASSERT_STREQ(ops::conv2d_input_grad_method(s), input_grad) << describe(s);
-  ASSERT_NO_FATAL_FAILURE(check_conv<float>(rng, s, true));
-  ASSERT_NO_FATAL_FAILURE(check_conv<float>(rng, s, false));
+  ASSERT_NO_FATAL_FAILURE(check_conv_case(cases.get(rng, s, true), s));
+  ASSERT_NO_FATAL_FAILURE(check_conv_case(cases.get(rng, s, false), s));
   const int64_t per_channel = s.in_channels * s.kernel_h * s.kernel_w;
   const auto x = random_vector<float>(rng, s.batch * s.in_channels * s.in_h * s.in_w),
              w = random_vector<float>(rng, s.out_channels * per_channel),
@@ -228,11 +279,13 @@ void check_auto_methods(Rng& rng, const ops::ConvShape& s, const char* forward,
   ASSERT_TRUE(same_bits(y, expected)) << "weight scale " << describe(s);
 }
 
-/// body(s) for each of `shapes` under kAuto on every supported instruction set, 1 and 2
+/// body(s, cases) for each of `shapes` under kAuto on every supported instruction set, 1 and 2
 /// threads (named by SCOPED_TRACE), until a fatal failure; the settings restored afterwards.
+/// `cases` is shared by every path, so that each shape's reference runs once.
 template <typename Body>
 void for_each_auto_path(const std::vector<ops::ConvShape>& shapes, const Body& body) {
   const testing::RestoreOpsSettings restore;
+  ConvCases cases;
   ops::set_conv_algorithm(ops::ConvAlgorithm::kAuto);
   [&] {
     for (const ops::Isa isa : ops::supported_isas()) {
@@ -241,7 +294,7 @@ void for_each_auto_path(const std::vector<ops::ConvShape>& shapes, const Body& b
         ops::set_threads(team);
         for (const ops::ConvShape& s : shapes) {
           SCOPED_TRACE(std::string(ops::isa_name(isa)) + ", " + std::to_string(team) + " threads");
-          body(s);
+          body(s, cases);
           if (::testing::Test::HasFatalFailure()) return;
         }
       }
@@ -259,8 +312,8 @@ TEST(OpsSweep, Conv2dAutoImplicitWeightsDirectInputGradientMatchTheReference) {
   const std::vector<ops::ConvShape> shapes = {
       ops::make_conv_shape(17, 6, 14, 14, 16, 5, 5, 1, 1, 0, 0),
       ops::make_conv_shape(16, 5, 10, 12, 32, 3, 5, 1, 1, 0, 0)};
-  for_each_auto_path(shapes, [&](const ops::ConvShape& s) {
-    ASSERT_NO_FATAL_FAILURE(check_auto_methods(rng, s, "implicit", "implicit", "direct"));
+  for_each_auto_path(shapes, [&](const ops::ConvShape& s, ConvCases& cases) {
+    ASSERT_NO_FATAL_FAILURE(check_auto_methods(rng, cases, s, "implicit", "implicit", "direct"));
   });
 }
 
@@ -275,8 +328,8 @@ TEST(OpsSweep, Conv2dAutoPointwiseStride2ForwardByImplicitMatchesTheReference) {
       ops::make_conv_shape(17, 32, 14, 14, 64, 1, 1, 2, 2, 0, 0),
       ops::make_conv_shape(19, 21, 9, 11, 40, 1, 1, 2, 2, 0, 0),
       ops::make_conv_shape(16, 64, 7, 7, 128, 1, 1, 2, 2, 0, 0)};
-  for_each_auto_path(shapes, [&](const ops::ConvShape& s) {
-    ASSERT_NO_FATAL_FAILURE(check_auto_methods(rng, s, "implicit", "gemm", "gemm"));
+  for_each_auto_path(shapes, [&](const ops::ConvShape& s, ConvCases& cases) {
+    ASSERT_NO_FATAL_FAILURE(check_auto_methods(rng, cases, s, "implicit", "gemm", "gemm"));
   });
 }
 
@@ -295,6 +348,7 @@ TEST(OpsSweep, Conv2dAutoWinogradForwardImplicitBackwardMatchesTheReference) {
       ops::make_conv_shape(16, 32, 28, 29, 16, 3, 3, 1, 1, 1, 1)};
   const ops::ConvShape padded = ops::make_conv_shape(16, 32, 2, 2, 32, 3, 3, 1, 1, 1, 1);
   int checked = 0;
+  ConvCases cases;
   for (const ops::Isa isa : ops::supported_isas()) {
     if (isa != ops::Isa::kAvx2 && isa != ops::Isa::kAvx512) continue;
     ops::set_isa(isa);
@@ -304,7 +358,8 @@ TEST(OpsSweep, Conv2dAutoWinogradForwardImplicitBackwardMatchesTheReference) {
       ops::set_threads(team);
       for (const ops::ConvShape& s : shapes) {
         SCOPED_TRACE(std::string(ops::isa_name(isa)) + ", " + std::to_string(team) + " threads");
-        ASSERT_NO_FATAL_FAILURE(check_auto_methods(rng, s, "winograd", "implicit", "implicit"));
+        ASSERT_NO_FATAL_FAILURE(
+            check_auto_methods(rng, cases, s, "winograd", "implicit", "implicit"));
         ++checked;
       }
     }
@@ -327,9 +382,9 @@ TEST(OpsSweep, Conv2dAutoStridedImplicitWeightsGemmInputGradientMatchTheReferenc
       ops::make_conv_shape(17, 15, 14, 14, 64, 3, 3, 2, 2, 1, 1),
       ops::make_conv_shape(16, 16, 12, 10, 31, 5, 3, 2, 2, 2, 1),
       ops::make_conv_shape(6, 4, 15, 15, 20, 3, 3, 2, 2, 0, 0)};
-  for_each_auto_path(shapes, [&](const ops::ConvShape& s) {
+  for_each_auto_path(shapes, [&](const ops::ConvShape& s, ConvCases& cases) {
     ASSERT_NO_FATAL_FAILURE(
-        check_auto_methods(rng, s, ops::conv2d_forward_method(s), "implicit", "gemm"));
+        check_auto_methods(rng, cases, s, ops::conv2d_forward_method(s), "implicit", "gemm"));
   });
 }
 
@@ -1445,8 +1500,8 @@ TEST_P(OpsSweepAllPaths, ReluMaxPoolEqualsReluThenMaxPoolBitForBit) {
 }
 
 /// check_auto_methods with one method for the forward and both gradients.
-void check_auto_method(Rng& rng, const ops::ConvShape& s, const char* method) {
-  check_auto_methods(rng, s, method, method, method);
+void check_auto_method(Rng& rng, ConvCases& cases, const ops::ConvShape& s, const char* method) {
+  check_auto_methods(rng, cases, s, method, method, method);
 }
 
 /// check_auto_method on one thread under kAuto (a thread's images in several chunks).
@@ -1454,7 +1509,8 @@ void check_auto_method_one_thread(Rng& rng, const ops::ConvShape& s, const char*
   const testing::RestoreOpsSettings restore;
   ops::set_conv_algorithm(ops::ConvAlgorithm::kAuto);
   ops::set_threads(1);
-  check_auto_method(rng, s, method);
+  ConvCases cases;
+  check_auto_method(rng, cases, s, method);
 }
 
 /// check_auto_method(method) on each of `shapes` over every path (instruction set and thread
@@ -1462,7 +1518,9 @@ void check_auto_method_one_thread(Rng& rng, const ops::ConvShape& s, const char*
 void check_auto_method_sweep(Rng& rng, const char* method,
                              const std::vector<ops::ConvShape>& shapes,
                              const std::vector<ops::ConvShape>& one_thread) {
-  for_each_auto_path(shapes, [&](const ops::ConvShape& s) { check_auto_method(rng, s, method); });
+  for_each_auto_path(shapes, [&](const ops::ConvShape& s, ConvCases& cases) {
+    check_auto_method(rng, cases, s, method);
+  });
   ASSERT_FALSE(::testing::Test::HasFatalFailure());
   for (const ops::ConvShape& s : one_thread)
     ASSERT_NO_FATAL_FAILURE(check_auto_method_one_thread(rng, s, method));
@@ -1508,8 +1566,8 @@ TEST(OpsSweep, Conv2dInferenceForwardByWinograd4x4MatchesTheReference) {
   const std::vector<ops::ConvShape> shapes = {
       inference(shape3x3(16, 32, 14, 14, 32, 1)), inference(shape3x3(17, 19, 14, 14, 33, 1)),
       inference(shape3x3(18, 16, 14, 14, 32, 0)), inference(shape3x3(33, 16, 8, 8, 40, 1))};
-  for_each_auto_path(shapes, [&](const ops::ConvShape& s) {
-    check_auto_methods(rng, s, "winograd4x4", "winograd", "winograd");
+  for_each_auto_path(shapes, [&](const ops::ConvShape& s, ConvCases& cases) {
+    check_auto_methods(rng, cases, s, "winograd4x4", "winograd", "winograd");
   });
 }
 
