@@ -612,6 +612,44 @@ std::string write_variant(const onnx::ModelProto& m, const std::string& stem, in
   return path;
 }
 
+/// A model of `spec` with random weights (random_model(spec, seed)), its logits on the first 8
+/// sample images, and its export `stem`.onnx in the test directory: what the tests that edit an
+/// export start from.
+struct Exported {
+  Sequential<float> model;
+  Tensor<float> images;
+  std::vector<float> logits;
+  std::string path;
+};
+
+Exported export_random_model(const ModelSpec& spec, uint64_t seed, const std::string& stem) {
+  Exported e{
+      random_model(spec, seed), first_images(8), {}, (work_dir() / (stem + ".onnx")).string()};
+  e.logits = cnn_logits(e.model, e.images);
+  save_onnx(e.path, e.model, spec, {});
+  return e;
+}
+
+/// Edited copies of an export: each call parses the export, clears its metadata when
+/// `graph_only` (the graph alone then counts), applies `edit` and writes the result to a file
+/// of its own (`stem`_0.onnx, `stem`_1.onnx, ...), whose path it returns.
+class ExportEdits {
+ public:
+  ExportEdits(std::string export_path, std::string stem, bool graph_only)
+      : export_path_(std::move(export_path)), stem_(std::move(stem)), graph_only_(graph_only) {}
+  std::string operator()(const std::function<void(onnx::ModelProto&)>& edit) {
+    onnx::ModelProto m = parse(export_path_);
+    if (graph_only_) m.clear_metadata_props();
+    edit(m);
+    return write_variant(m, stem_, variant_);
+  }
+
+ private:
+  std::string export_path_, stem_;
+  bool graph_only_;
+  int variant_ = 0;
+};
+
 /// Expects load_onnx(path) to throw cnn::Error with `fragment` in its message.
 void expect_import_refused(const std::string& path, const std::string& fragment) {
   try {
@@ -755,18 +793,9 @@ TEST(Onnx, LeakyReluAndRelu6ExportAndImport) {
 // other results than the graph computes, or crashed.
 TEST(Onnx, GraphsAreImportedAsWiredOrRefused) {
   const ModelSpec spec = preset_spec("lenet5");
-  Sequential<float> model = random_model(spec, 5);
-  const Tensor<float> images = first_images(8);
-  const std::vector<float> expected = cnn_logits(model, images);
-  const std::string exported = (work_dir() / "wired.onnx").string();
-  save_onnx(exported, model, spec, {});
-  int variant = 0;
+  Exported original = export_random_model(spec, 5, "wired");
   // The export with its graph edited by `edit` (metadata kept unless it clears it), written.
-  const auto edited = [&](const std::function<void(onnx::ModelProto&)>& edit) {
-    onnx::ModelProto m = parse(exported);
-    edit(m);
-    return write_variant(m, "wired", variant);
-  };
+  ExportEdits edited(original.path, "wired", false);
   // Node "6" (the Flatten of (N, 16, 5, 5)) as a Reshape to a constant target, at opset 14,
   // where Reshape has allowzero (at 13, the export's, the attribute is refused).
   const auto reshape_to = [&](const std::vector<int64_t>& target, int64_t allowzero) {
@@ -795,7 +824,7 @@ TEST(Onnx, GraphsAreImportedAsWiredOrRefused) {
   expect_import_refused(reshape_to({0, -1}, 1), "only a reshape that flattens each sample");
   for (const std::vector<int64_t>& target : {std::vector<int64_t>{0, -1}, {-1, 400}, {0, 400}}) {
     ModelFile back = load_onnx(reshape_to(target, 0));
-    EXPECT_EQ(cnn_logits(back.model, images), expected);
+    EXPECT_EQ(cnn_logits(back.model, original.images), original.logits);
   }
   // A one-input Add after a MatMul: protobuf's "CHECK failed" (a fatal log and a second line);
   // ONNX's schema, which the Add is held to first, asks two.
@@ -820,7 +849,7 @@ TEST(Onnx, GraphsAreImportedAsWiredOrRefused) {
         onnx::TensorProto copy = m.graph().initializer(0);
         *m.mutable_graph()->add_initializer() = copy;
       }),
-      "initializer '" + parse(exported).graph().initializer(0).name() + "' appears twice");
+      "initializer '" + parse(original.path).graph().initializer(0).name() + "' appears twice");
   // With the metadata, the weights are still the ones the nodes read (they were looked up by
   // the metadata's names): node "0" rewired to another initializer, "0.weight" left unused.
   std::vector<float> other;
@@ -831,7 +860,7 @@ TEST(Onnx, GraphsAreImportedAsWiredOrRefused) {
       onnx::TensorProto alt = t;
       alt.set_name("alt.weight");
       alt.clear_raw_data();
-      for (int64_t k = 0; k < model.named_parameters()[0].value.numel(); ++k)
+      for (int64_t k = 0; k < original.model.named_parameters()[0].value.numel(); ++k)
         alt.add_float_data(other.emplace_back(0.01f * static_cast<float>(k % 7)));
       *g.add_initializer() = alt;
       break;
@@ -889,22 +918,12 @@ TEST(Onnx, GraphsAreImportedAsWiredOrRefused) {
 // results than ONNX gives, and valid forms that were refused.
 TEST(Onnx, OpsetsBatchSizesBiasesAndUnfoldedTargetsAreReadAsOnnxMeansThem) {
   const ModelSpec spec = preset_spec("lenet5");
-  Sequential<float> model = random_model(spec, 7);
-  const Tensor<float> images = first_images(8);
-  const std::vector<float> expected = cnn_logits(model, images);
-  const std::string exported = (work_dir() / "probed.onnx").string();
-  save_onnx(exported, model, spec, {});
-  int variant = 0;
+  Exported original = export_random_model(spec, 7, "probed");
   const auto logits_of = [&](const std::string& path) {
     ModelFile file = load_onnx(path);
-    return cnn_logits(file.model, images);
+    return cnn_logits(file.model, original.images);
   };
-  const auto edited = [&](const std::function<void(onnx::ModelProto&)>& edit) {
-    onnx::ModelProto m = parse(exported);
-    m.clear_metadata_props();
-    edit(m);
-    return write_variant(m, "probed", variant);
-  };
+  ExportEdits edited(original.path, "probed", true);
   // The ONNX domain listed as "" and as "ai.onnx" at two versions: ONNX reads the nodes at the
   // "" entry's, cnn took the last. At one version it is one domain.
   expect_import_refused(edited([](onnx::ModelProto& m) {
@@ -918,7 +937,7 @@ TEST(Onnx, OpsetsBatchSizesBiasesAndUnfoldedTargetsAreReadAsOnnxMeansThem) {
               again->set_domain("ai.onnx");
               again->set_version(m.opset_import(0).version());
             })),
-            expected);
+            original.logits);
   // Node "6", the Flatten of (N, 16, 5, 5), as Reshape(x, Concat(Unsqueeze(Gather(Shape(of),
   // 0)), Unsqueeze(-1))): torch's x.view(x.size(0), -1) exported without constant folding.
   const auto view_of = [&](const std::string& of) {
@@ -946,7 +965,7 @@ TEST(Onnx, OpsetsBatchSizesBiasesAndUnfoldedTargetsAreReadAsOnnxMeansThem) {
       for (const onnx::NodeProto& n : nodes) *g.add_node() = n;
     });
   };
-  EXPECT_EQ(logits_of(view_of("5.out")), expected);
+  EXPECT_EQ(logits_of(view_of("5.out")), original.logits);
   // The Shape of a weight, (120, 400), gives 120, not the batch size.
   expect_import_refused(view_of("7.weight"), "only a reshape that flattens each sample");
   // Gemm's C of shape (1, out), which ONNX allows: it passed the Gemm's check and then failed
@@ -959,7 +978,7 @@ TEST(Onnx, OpsetsBatchSizesBiasesAndUnfoldedTargetsAreReadAsOnnxMeansThem) {
                 t.add_dims(10);
               }
             })),
-            expected);
+            original.logits);
   // A padding over the spec's 4096 ran in `cnn info` and `predict` and could not be saved (a
   // global pool after it keeps the shapes consistent).
   const ModelSpec pooled = parse_model_spec(R"({"input": [1, 4, 4], "layers": [
@@ -990,17 +1009,8 @@ TEST(Onnx, OpsetsBatchSizesBiasesAndUnfoldedTargetsAreReadAsOnnxMeansThem) {
 // until 2026-12-06. One that a node reads is still refused naming its type.
 TEST(Onnx, UnreadInitializersAreIgnoredWhateverTheirType) {
   const ModelSpec spec = preset_spec("lenet5");
-  Sequential<float> model = random_model(spec, 9);
-  const Tensor<float> images = first_images(8);
-  const std::vector<float> expected = cnn_logits(model, images);
-  const std::string exported = (work_dir() / "unread.onnx").string();
-  save_onnx(exported, model, spec, {});
-  int variant = 0;
-  const auto edited = [&](const std::function<void(onnx::ModelProto&)>& edit) {
-    onnx::ModelProto m = parse(exported);
-    edit(m);
-    return write_variant(m, "unread", variant);
-  };
+  Exported original = export_random_model(spec, 9, "unread");
+  ExportEdits edited(original.path, "unread", false);
   const auto add_unread = [](onnx::ModelProto& m, const std::string& name, int type) {
     onnx::TensorProto* t = m.mutable_graph()->add_initializer();
     t->set_name(name);
@@ -1025,7 +1035,7 @@ TEST(Onnx, UnreadInitializersAreIgnoredWhateverTheirType) {
   });
   EXPECT_NO_THROW(onnx::checker::check_model(unread));
   ModelFile back = load_onnx(unread);
-  EXPECT_EQ(cnn_logits(back.model, images), expected);
+  EXPECT_EQ(cnn_logits(back.model, original.images), original.logits);
   EXPECT_EQ(to_json(back.spec), to_json(spec));
   // Read by the last Gemm as its C: refused, naming the type (ONNX's checker would refuse the
   // Gemm's mixed types too).
@@ -1071,11 +1081,7 @@ bool onnx_accepts(const std::string& path) {
 // (torch's, at opsets 11, 13 and 15) import to LeNet-5's own logits.
 TEST(Onnx, ShapeComputationsAreCheckedAsOnnxSpecifiesThem) {
   const ModelSpec spec = preset_spec("lenet5");
-  Sequential<float> model = random_model(spec, 12);
-  const Tensor<float> images = first_images(8);
-  const std::vector<float> expected = cnn_logits(model, images);
-  const std::string exported = (work_dir() / "folded.onnx").string();
-  save_onnx(exported, model, spec, {});
+  Exported original = export_random_model(spec, 12, "folded");
   const auto node = [](const std::string& op, const std::string& name,
                        const std::vector<std::string>& inputs,
                        const std::function<void(onnx::NodeProto&)>& attributes = {}) {
@@ -1112,7 +1118,7 @@ TEST(Onnx, ShapeComputationsAreCheckedAsOnnxSpecifiesThem) {
   };
   int variant = 0;
   const auto write = [&](int opset, const Nodes& target) {
-    onnx::ModelProto m = parse(exported);
+    onnx::ModelProto m = parse(original.path);
     m.clear_metadata_props();
     m.set_ir_version(opset <= 14 ? 7 : 8);
     m.mutable_opset_import(0)->set_version(opset);
@@ -1158,7 +1164,7 @@ TEST(Onnx, ShapeComputationsAreCheckedAsOnnxSpecifiesThem) {
     EXPECT_TRUE(onnx_accepts(path));
     try {
       ModelFile back = load_onnx(path);
-      EXPECT_EQ(cnn_logits(back.model, images), expected);
+      EXPECT_EQ(cnn_logits(back.model, original.images), original.logits);
     } catch (const Error& e) {
       ADD_FAILURE() << e.what();
     }
@@ -1675,11 +1681,7 @@ TEST(Onnx, APadOfZerosIsThePaddingOfTheLayerAfterIt) {
           {"type": "MaxPool2d", "kernel": 2},
           {"type": "Flatten"}, {"type": "Linear", "out_features": 5}]})",
       "padded");
-  Sequential<float> model = random_model(spec, 8);
-  const Tensor<float> images = first_images(8);
-  const std::vector<float> expected = cnn_logits(model, images);
-  const std::string exported = (work_dir() / "padded.onnx").string();
-  save_onnx(exported, model, spec, {});
+  Exported original = export_random_model(spec, 8, "padded");
   int variant = 0;
   struct PadOptions {
     std::vector<int64_t> conv_pads{0, 0, 1, 2, 0, 0, 1, 2}, pool_pads{0, 0, 1, 1, 0, 0, 1, 1};
@@ -1692,14 +1694,14 @@ TEST(Onnx, APadOfZerosIsThePaddingOfTheLayerAfterIt) {
   // Our export writes the pooling as a Pad ("2.pad") and an AveragePool ("2") already, as
   // torch does (OpenCV runs that form right).
   std::vector<std::string> ops;
-  const onnx::ModelProto as_exported = parse(exported);
+  const onnx::ModelProto as_exported = parse(original.path);
   for (const onnx::NodeProto& n : as_exported.graph().node()) ops.push_back(n.op_type());
   EXPECT_EQ(ops, (std::vector<std::string>{"Conv", "Relu", "Pad", "AveragePool", "MaxPool",
                                            "Flatten", "Gemm"}));
   // Nodes "0" (Conv) and "2" (AveragePool, without the export's own Pad) read Pads of their
   // padding, made here; their own pads are 0.
   const auto padded = [&](const PadOptions& o) {
-    onnx::ModelProto m = parse(exported);
+    onnx::ModelProto m = parse(original.path);
     m.clear_metadata_props();
     onnx::GraphProto& g = *m.mutable_graph();
     std::vector<onnx::NodeProto> nodes;
@@ -1761,9 +1763,9 @@ TEST(Onnx, APadOfZerosIsThePaddingOfTheLayerAfterIt) {
     EXPECT_EQ(back.spec.layers[0].padding, Size2(1, 2));
     EXPECT_EQ(back.spec.layers[2].padding, Size2(1));
     EXPECT_TRUE(back.spec.layers[2].count_include_pad);
-    const std::vector<float> logits = cnn_logits(back.model, images);
+    const std::vector<float> logits = cnn_logits(back.model, original.images);
     close_to_golden("padding as Pad nodes", TensorView<const float>(logits.data(), Shape{8, 5}),
-                    TensorView<const float>(expected.data(), Shape{8, 5}), 1e-6);
+                    TensorView<const float>(original.logits.data(), Shape{8, 5}), 1e-6);
   }
   {
     // The pooling's padding of the height in the Pad, of the width its own
@@ -1775,7 +1777,7 @@ TEST(Onnx, APadOfZerosIsThePaddingOfTheLayerAfterIt) {
     ModelFile back = load_onnx(padded(o));
     EXPECT_EQ(back.spec.layers[2].padding, Size2(1, 1));
     EXPECT_TRUE(back.spec.layers[2].count_include_pad);
-    EXPECT_EQ(cnn_logits(back.model, images), expected);
+    EXPECT_EQ(cnn_logits(back.model, original.images), original.logits);
   }
   PadOptions reflect, ones, asymmetric, channels, before_max, own_pads_not_counted;
   reflect.mode = "reflect";
