@@ -2079,6 +2079,27 @@ ModelSpec linear_2x2_spec() {
                           "tiny");
 }
 
+/// linear_2x2_spec's model, initialised from the Rng it holds (seed 1), and options of one
+/// epoch in batches of `batch`: the set-up of the tests that train or evaluate that model.
+struct TinyRun {
+  ModelSpec spec = linear_2x2_spec();
+  Sequential<float> model = build_model(spec);
+  Rng rng{1};
+  TrainOptions options;
+  explicit TinyRun(int64_t batch) {
+    model.init_parameters(rng);
+    options.epochs = 1;
+    options.batch = batch;
+  }
+};
+
+/// A spec of linear_2x2_spec's input with 3 outputs: one that does not describe its model.
+ModelSpec three_output_spec() {
+  return parse_model_spec(R"({"input": [1, 2, 2], "layers": [
+      {"type": "Flatten"}, {"type": "Linear", "out_features": 3}]})",
+                          "other");
+}
+
 // Found 2026-12-06: a Dataset filled by a caller was trusted, so gather_images with fewer
 // pixels than count x C x H x W read past them, and select_classes with fewer labels than
 // images read past those. Each consumer now checks the struct first.
@@ -2107,13 +2128,8 @@ TEST(Dataset, StructsThatDisagreeWithThemselvesAreRefusedByTheirConsumers) {
   huge.images.rows = huge.images.cols = int64_t{1} << 40;
   expect_refused([&] { gather_images(huge.images, {0}, x); }, "need more than 2^48 bytes");
   // train_model and evaluate check their sets before any step.
-  const ModelSpec spec = linear_2x2_spec();
-  Sequential<float> model = build_model(spec);
-  Rng rng(1);
-  model.init_parameters(rng);
-  TrainOptions options;
-  options.epochs = 1;
-  options.batch = 2;
+  TinyRun tiny(2);
+  auto& [spec, model, rng, options] = tiny;
   expect_refused([&] { train_model(model, spec, few_labels, data, options, rng, {}, {}); },
                  "train_model: the training set: 4 images and 3 labels");
   expect_refused([&] { train_model(model, spec, data, few_pixels, options, rng, {}, {}); },
@@ -2129,13 +2145,8 @@ TEST(Dataset, AResumeStateThatDoesNotFitTheRunIsRefused) {
   data.images = {.count = 8, .channels = 1, .rows = 2, .cols = 2, .pixels = {}};
   for (int i = 0; i < 32; ++i) data.images.pixels.push_back(static_cast<uint8_t>(i * 7));
   data.labels = {0, 1, 0, 1, 1, 0, 1, 0};
-  const ModelSpec spec = linear_2x2_spec();
-  Sequential<float> model = build_model(spec);
-  Rng rng(1);
-  model.init_parameters(rng);
-  TrainOptions options;
-  options.epochs = 1;
-  options.batch = 4;
+  TinyRun tiny(4);
+  auto& [spec, model, rng, options] = tiny;
   TrainState saved;  // the checkpoint after the epoch, as the command line saves it
   TrainState mid;    // and the one after its first step
   TrainControl checkpointing;
@@ -2229,13 +2240,8 @@ void expect_error_with(const std::function<void()>& call, const std::vector<std:
 // optimizer, and the run is the same run bit for bit.
 TEST(Dataset, AResumeStateHandedOverIsMovedAndContinuesAsACopyWould) {
   const Dataset data = tiny_dataset();
-  const ModelSpec spec = linear_2x2_spec();
-  Sequential<float> model = build_model(spec);
-  Rng rng(1);
-  model.init_parameters(rng);
-  TrainOptions options;
-  options.epochs = 1;
-  options.batch = 4;
+  TinyRun tiny(4);
+  auto& [spec, model, rng, options] = tiny;
   options.optimizer = OptimizerKind::kAdam;
   TrainState saved;
   TrainControl checkpointing;
@@ -2339,22 +2345,15 @@ TEST(ModelSpec, AnInputThatIsNotAnImageShapeIsRefused) {
 // spec failed with another layer's message.
 TEST(ModelSpec, CheckpointsAndTrainingRefuseASpecThatDoesNotDescribeTheModel) {
   const Dataset data = tiny_dataset();
-  const ModelSpec spec = linear_2x2_spec();
-  Sequential<float> model = build_model(spec);
-  Rng rng(1);
-  model.init_parameters(rng);
-  const ModelSpec other = parse_model_spec(R"({"input": [1, 2, 2], "layers": [
-      {"type": "Flatten"}, {"type": "Linear", "out_features": 3}]})",
-                                           "other");
+  TinyRun tiny(4);
+  auto& [spec, model, rng, options] = tiny;
+  const ModelSpec other = three_output_spec();
   const fs::path path =
       fs::temp_directory_path() / ("cnn_spec_mismatch_" + std::to_string(::getpid()) + ".ckpt");
   expect_error_with([&] { save_checkpoint(path.string(), model, other, {}, TrainState{}, "{}"); },
                     {path.string() + ": cannot save: the spec 'other' does not describe the model",
                      "layer 1 is Linear(4, 3"});
   EXPECT_FALSE(fs::exists(path));
-  TrainOptions options;
-  options.epochs = 1;
-  options.batch = 4;
   int steps = 0;
   const auto count_steps = [&](const TrainProgress&) { ++steps; };
   expect_error_with(
@@ -2382,13 +2381,9 @@ TEST(ModelSpec, CheckpointsAndTrainingRefuseASpecThatDoesNotDescribeTheModel) {
 // loss and accuracy without a word.
 TEST(ModelSpec, EvaluateRefusesASpecThatDoesNotDescribeTheModel) {
   const Dataset data = tiny_dataset();
-  const ModelSpec spec = linear_2x2_spec();
-  Sequential<float> model = build_model(spec);
-  Rng rng(1);
-  model.init_parameters(rng);
-  const ModelSpec other = parse_model_spec(R"({"input": [1, 2, 2], "layers": [
-      {"type": "Flatten"}, {"type": "Linear", "out_features": 3}]})",
-                                           "other");
+  TinyRun tiny(4);
+  auto& [spec, model, rng, options] = tiny;
+  const ModelSpec other = three_output_spec();
   expect_error_with([&] { evaluate(model, other, data, 4); },
                     {"evaluate: the spec 'other' does not describe the model: layer 1 is "
                      "Linear(4, 3"});
@@ -2859,15 +2854,10 @@ TEST(Dataset, EmptySetsAreRefusedWhereTheyWouldGiveNaN) {
   empty.images.count = 0;
   empty.images.pixels.clear();
   empty.labels.clear();
-  const ModelSpec spec = linear_2x2_spec();
-  Sequential<float> model = build_model(spec);
-  Rng rng(1);
-  model.init_parameters(rng);
+  TinyRun tiny(4);
+  auto& [spec, model, rng, options] = tiny;
   expect_error_with([&] { evaluate(model, spec, empty, 4); },
                     {"evaluate: expected at least one sample, got none"});
-  TrainOptions options;
-  options.epochs = 1;
-  options.batch = 4;
   int steps = 0;
   const auto count_steps = [&](const TrainProgress&) { ++steps; };
   expect_error_with([&] { train_model(model, spec, data, empty, options, rng, count_steps, {}); },
