@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the library from build dir $1 into a scratch prefix, then configures, builds and
-# runs tests/consumer against it with find_package(cnn): its own program, and the C++ program
+# runs tests/consumer against it with find_package(cnn): its own program, and the C++ programs
 # that README.md marks "compiled and run by tests/install_consumer.sh" (trained on the bundled
 # sample). Fails when any step fails, when a program exits non-zero, or when the consumer's
 # output lacks the text $2.
@@ -18,18 +18,22 @@ fail() {
   exit 1
 }
 
-# The README's program: the ```cpp block after the marker line, as the reader sees it.
-readme_example="$work/readme_example.cpp"
-awk '/^<!-- compiled and run by tests\/install_consumer.sh -->$/ { marked = 1; next }
-     marked == 1 && /^```cpp$/ { marked = 2; next }
-     marked == 2 && /^```$/ { exit }
-     marked == 2 { print }' "$repo/README.md" >"$readme_example"
-[ -s "$readme_example" ] ||
-  fail "README.md has no \`\`\`cpp block after the line '<!-- compiled and run by tests/install_consumer.sh -->'"
+# The README's programs: each ```cpp block after a marker line, as the reader sees it.
+examples="$work/readme_examples"
+mkdir -p "$examples"
+awk -v dir="$examples" '
+  /^<!-- compiled and run by tests\/install_consumer.sh -->$/ { marked = 1; next }
+  marked == 1 && /^```cpp$/ { marked = 2; n++; next }
+  marked == 2 && /^```$/ { marked = 0; next }
+  marked == 2 { print > (dir "/readme_example_" n ".cpp") }
+  marked == 1 { marked = 0 }' "$repo/README.md"
+count=$(find "$examples" -name 'readme_example_*.cpp' | wc -l)
+[ "$count" -ge 2 ] ||
+  fail "expected two \`\`\`cpp blocks in README.md after lines '<!-- compiled and run by tests/install_consumer.sh -->', found $count"
 
 cmake --install "$build" --prefix "$work/prefix" >/dev/null
 cmake -S "$source_dir/consumer" -B "$work/build" -DCMAKE_PREFIX_PATH="$work/prefix" \
-  -DCMAKE_BUILD_TYPE=Release -DCNN_README_EXAMPLE="$readme_example" >/dev/null
+  -DCMAKE_BUILD_TYPE=Release -DCNN_README_EXAMPLES="$examples" >/dev/null
 cmake --build "$work/build" >/dev/null
 
 status=0
@@ -38,13 +42,20 @@ echo "$output"
 [ "$status" -eq 0 ] || fail "the consumer exited with status $status"
 [[ "$output" == *"$expected"* ]] || fail "expected the consumer to print '$expected'"
 
-# Run where it writes its model file, on the sample (Debian's Fashion-MNIST need not be there).
-status=0
-output=$(cd "$work/run" && "$work/build/readme_example" "$repo/data/fashion-mnist-sample") ||
-  status=$?
-echo "$output"
-[ "$status" -eq 0 ] ||
-  fail "README.md's program exited with status $status (a reloaded model that evaluates otherwise than the trained one exits 1)"
-[[ "$output" == *"reloaded: test accuracy"* ]] ||
-  fail "expected README.md's program to print 'reloaded: test accuracy'"
-[ -s "$work/run/small-resnet.safetensors" ] || fail "README.md's program wrote no small-resnet.safetensors"
+# Run where they write their files, on the sample (Debian's Fashion-MNIST need not be there).
+outputs=""
+for ((i = 1; i <= count; i++)); do
+  status=0
+  output=$(cd "$work/run" && "$work/build/readme_example_$i" "$repo/data/fashion-mnist-sample") ||
+    status=$?
+  echo "$output"
+  outputs+="$output"
+  [ "$status" -eq 0 ] || fail "README.md's program $i exited with status $status"
+  [[ "$output" == *"epoch 2: train loss"* ]] ||
+    fail "expected README.md's program $i to print 'epoch 2: train loss'"
+done
+# The residual network's program saves its model, and exits 1 unless the file reloads to the
+# same test loss.
+[[ "$outputs" == *"reloaded: test accuracy"* ]] ||
+  fail "expected one of README.md's programs to print 'reloaded: test accuracy'"
+[ -s "$work/run/small-resnet.safetensors" ] || fail "README.md's programs wrote no small-resnet.safetensors"
