@@ -2116,6 +2116,24 @@ TEST(Dataset, StructsThatDisagreeWithThemselvesAreRefusedByTheirConsumers) {
   expect_refused([&] { gather_images(few_pixels.images, {3}, x); },
                  "gather_images: 4 images of 1 x 2 x 2 pixels need 16 bytes, got 15");
   expect_refused([&] { select_classes(few_pixels, {1}); }, "select_classes: 4 images");
+  // Indices outside the set: one line naming the function (gather_labels threw libstdc++'s
+  // "vector::_M_range_check" until 2026-12-07), the labels left as they were.
+  expect_refused(
+      [&] {
+        gather_images(data.images, {0, 4}, x);
+      },
+      "gather_images: expected indices in [0, 4), got 4");
+  std::vector<uint8_t> labels{9};
+  expect_refused(
+      [&] {
+        gather_labels(data, {1, 4}, labels);
+      },
+      "gather_labels: expected indices in [0, 4), got 4");
+  expect_refused([&] { gather_labels(data, {-1}, labels); },
+                 "gather_labels: expected indices in [0, 4), got -1");
+  EXPECT_EQ(labels, std::vector<uint8_t>{9});
+  gather_labels(data, {3, 0}, labels);
+  EXPECT_EQ(labels, (std::vector<uint8_t>{1, 0}));
   Dataset few_labels = data;
   few_labels.labels.pop_back();
   expect_refused([&] { select_classes(few_labels, {1}); },

@@ -101,7 +101,8 @@ class Objective {
 };
 
 /// labels = the labels of the samples at `indices` (reusing labels' storage, so that the
-/// training loop does not allocate per batch).
+/// training loop does not allocate per batch). Throws cnn::Error "gather_labels: expected
+/// indices in [0, N), got I" for an index outside data.labels, leaving `labels` as it was.
 void gather_labels(const Dataset& data, const std::vector<int64_t>& indices,
                    std::vector<uint8_t>& labels);
 
