@@ -641,6 +641,12 @@ TEST(Errors, ThreadsBatchesAndLabelsOutOfRange) {
   // xoshiro's one fixed point: normal() looped for ever on it (a checkpoint could hold it).
   expect_error([] { Rng(1).set_state(RngState{}); },
                {"Rng::set_state: the all-zero state is not a state of this generator"});
+  // A draw from an empty range was a division by zero (SIGFPE; found 2026-12-07 probing the
+  // public API). The refusal draws nothing: the stream goes on as if it had not been called.
+  Rng refused(5), untouched(5);
+  expect_error([&] { refused.below(0); },
+               {"Rng::below: expected n > 0 (a draw from [0, n)), got 0"});
+  EXPECT_EQ(refused.below(1000), untouched.below(1000));
 }
 
 // Found 2026-12-06: an eps that is positive as a double but 0 as a float (1e-46) was taken,

@@ -264,11 +264,14 @@ onnx::ModelProto parse(const std::string& path) {
 TEST(Onnx, ExportsPassTheCheckerAndStrictShapeInference) {
   for (const ModelSpec& spec : export_specs()) {
     Sequential<float> model = random_model(spec, 3);
+    std::vector<std::string> names;  // one per output, as save_onnx takes them
+    for (int64_t c = 0; c < output_classes(spec); ++c)
+      names.push_back("class " + std::to_string(c));
     for (int opset = 13; opset <= 17; ++opset) {
       for (bool fold : {false, true}) {
         SCOPED_TRACE(spec.name + " opset " + std::to_string(opset) + (fold ? " folded" : ""));
         const std::string path = (work_dir() / (spec.name + ".onnx")).string();
-        save_onnx(path, model, spec, {"a", "b"}, {opset, fold});
+        save_onnx(path, model, spec, names, {opset, fold});
         EXPECT_NO_THROW(full_check(path));
         const onnx::ModelProto m = parse(path);
         EXPECT_EQ(m.ir_version(), opset <= 14 ? 7 : 8);
@@ -284,7 +287,7 @@ TEST(Onnx, ExportsPassTheCheckerAndStrictShapeInference) {
         std::map<std::string, std::string> meta;
         for (const auto& e : m.metadata_props()) meta[e.key()] = e.value();
         EXPECT_EQ(meta.count("cnn.architecture"), fold ? 0u : 1u);
-        EXPECT_EQ(meta.at("cnn.class_names"), R"(["a","b"])");
+        EXPECT_EQ(meta.at("cnn.class_names"), Json(names).dump());
         EXPECT_NE(meta.at("cnn.preprocessing").find("/ 255"), std::string::npos);
         EXPECT_EQ(meta.count("cnn.version"), 1u);
         int batchnorms = 0, dropouts = 0;
@@ -313,6 +316,45 @@ TEST(Onnx, ExportsPassTheCheckerAndStrictShapeInference) {
     }
   }
   EXPECT_FALSE(fs::exists(work_dir() / "bad_opset.onnx"));
+  // What save_model refuses, save_onnx refuses too, before writing (found 2026-12-07: another
+  // model's spec wrote a file that load_onnx refused, a default spec or an unbuilt model failed
+  // in another function's words, and two names for ten outputs were written).
+  const std::string refused = (work_dir() / "refused.onnx").string();
+  Sequential<float> convnet = random_model(preset_spec("convnet"), 1);
+  Sequential<float> unbuilt;
+  unbuilt.emplace<ReLU<float>>();
+  const std::vector<
+      std::tuple<Sequential<float>*, ModelSpec, std::vector<std::string>, std::string>>
+      cases = {
+          {&model,
+           preset_spec("convnet"),
+           {},
+           "the spec 'convnet' does not describe the model: layer 0 is Conv2d(1, 32"},
+          {&convnet, preset_spec("lenet5"), {}, "the spec 'lenet5' does not describe the model"},
+          {&model,
+           ModelSpec{},
+           {},
+           "the spec '' does not describe the model: build_model: the spec '': expected an "
+           "input (C, H, W), got ()"},
+          {&unbuilt,
+           ModelSpec{},
+           {},
+           "the spec '' does not describe the model: the model is not built"},
+          {&model,
+           preset_spec("lenet5"),
+           {"a", "b"},
+           "expected one class name per output of the model (10) or none, got 2"}};
+  for (const auto& [exported, spec, names, fragment] : cases) {
+    try {
+      save_onnx(refused, *exported, spec, names);
+      ADD_FAILURE() << "accepted: " << fragment;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(refused + ": cannot export to ONNX: " + fragment),
+                std::string::npos)
+          << e.what();
+    }
+    EXPECT_FALSE(fs::exists(refused)) << fragment;
+  }
 }
 
 /// cnn's outputs for `images` (evaluation mode).
@@ -2052,7 +2094,7 @@ TEST(Onnx, ConvertCommandBothWays) {
 TEST(Onnx, GraphLevelDefectsAreRefusedByOnnxsChecker) {
   const std::string good = (work_dir() / "checked.onnx").string();
   Sequential<float> model = random_model(preset_spec("lenet5"), 2);
-  save_onnx(good, model, preset_spec("lenet5"), {"a", "b"});
+  save_onnx(good, model, preset_spec("lenet5"), {});
   const onnx::ModelProto base = parse(good);
   ASSERT_NO_THROW(load_onnx(good));
   // An initializer no node reads, named `name`, of type `type`.

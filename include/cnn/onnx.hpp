@@ -32,8 +32,10 @@ bool onnx_supported();
 /// Softmax (axis 1), MaxPool,
 /// AveragePool, GlobalAveragePool, Flatten (axis 1), Gemm (transB 1) and Add (Residual);
 /// Dropout is left out. The model passes onnx::checker::check_model and strict shape
-/// inference before it is written. Throws cnn::Error "<path>: ..." for an opset outside 13-17,
-/// a layer ONNX export does not support, or a failed check.
+/// inference before it is written. Throws cnn::Error "<path>: cannot export to ONNX: ..." for
+/// an opset outside 13-17, a spec that does not describe the model (as save_model), class
+/// names that are neither none nor one per output, a layer ONNX export does not support, or a
+/// failed check; nothing is written then.
 void save_onnx(const std::string& path, Sequential<float>& model, const ModelSpec& spec,
                const std::vector<std::string>& class_names, const OnnxExportOptions& options = {});
 

@@ -80,8 +80,10 @@ class Rng {
     has_spare_ = true;
     return radius * std::cos(kTwoPi * u2);
   }
-  /// Uniform integer in [0, n), unbiased (rejection sampling); n must be positive.
+  /// Uniform integer in [0, n), unbiased (rejection sampling). Throws cnn::Error for n = 0 (the
+  /// modulo by it was a SIGFPE), drawing nothing.
   uint64_t below(uint64_t n) {
+    if (n == 0) throw Error("Rng::below: expected n > 0 (a draw from [0, n)), got 0");
     const uint64_t limit = UINT64_MAX - UINT64_MAX % n;
     uint64_t r = next_u64();
     while (r >= limit) r = next_u64();

@@ -346,6 +346,17 @@ void save_onnx(const std::string& path, Sequential<float>& model, const ModelSpe
     fail("opset " + std::to_string(options.opset) + " is outside the supported " +
          std::to_string(kMinExportOpset) + " to " + std::to_string(kMaxExportOpset));
   }
+  // What save_model refuses, refused before anything is built or written: a spec that does not
+  // describe the model (its metadata would make a file that load_onnx refuses; a default spec,
+  // or an unbuilt model, failed inside the export in another function's words), and class
+  // names that are neither none nor one per output.
+  if (const std::string why = detail::spec_mismatch(model, spec); !why.empty())
+    fail("the spec '" + spec.name + "' does not describe the model: " + why);
+  const int64_t classes = output_classes(spec);
+  if (!class_names.empty() && static_cast<int64_t>(class_names.size()) != classes) {
+    fail("expected one class name per output of the model (" + std::to_string(classes) +
+         ") or none, got " + std::to_string(class_names.size()));
+  }
   onnx::ModelProto m;
   // The IR version each opset came with: 13 and 14 in IR 7, 15 to 17 in IR 8.
   m.set_ir_version(options.opset <= 14 ? 7 : 8);
