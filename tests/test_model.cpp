@@ -17,6 +17,7 @@
 #include <functional>
 #include <limits>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <utility>
 #include <vector>
@@ -2833,6 +2834,91 @@ TEST(Checkpoint, ACorruptCheckpointIsRefusedByItsChecksumBeforeAnythingIsBuilt) 
             "tensor 'optimizer.exp_avg_sq' holds a non-finite value at index 600001"}}) {
     const std::string corrupt = flipped(unchecked, name, name == "1.bias" ? 1 : 600001);
     EXPECT_EQ(refused(corrupt), corrupt + ": " + message);
+  }
+  fs::remove_all(dir);
+}
+
+// save_checkpoint wrote any TrainState, and load_checkpoint refused some of them: the run's
+// resume then failed on a checkpoint it had written (found 2026-12-07, a probe of the API). The
+// state is now read back as load reads it before anything is written, and load holds a few
+// more rules (an order that is a permutation, correct <= seen, seconds >= 0).
+TEST(Checkpoint, AStateThatWouldNotLoadIsRefusedBeforeItIsWritten) {
+  TinyRun tiny(4);
+  auto& [spec, model, rng, options] = tiny;
+  const fs::path dir = fs::temp_directory_path() / ("cnn_ckpt_state_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const std::string path = (dir / "m.ckpt").string();
+  TrainState good;
+  good.epoch = 2;
+  good.history = {{.epoch = 1,
+                   .train_loss = 0.5,
+                   .train_accuracy = 0.75,
+                   .test_loss = 0.5,
+                   .test_accuracy = 0.5,
+                   .seconds = 1}};
+  good.order = {2, 0, 3, 1};
+  good.position = 2;
+  good.correct = 1;
+  good.seen = 2;
+  good.rng = Rng(3).state();
+  good.augment_rng = Rng(4).state();
+  good.optimizer_tensors = {{"momentum_buffer", std::vector<float>(10, 0.25f)}};
+  good.optimizer_counter = 1;
+  save_checkpoint(path, model, spec, {}, good, "{}");
+  const auto read_bytes = [](const std::string& file) {
+    std::ifstream in(file, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  const std::string written = read_bytes(path);
+  EXPECT_EQ(load_checkpoint(path).state.order, good.order);
+  using Edit = std::function<void(TrainState&)>;
+  const std::vector<std::pair<Edit, std::string>> cases = {
+      {[](TrainState& s) { s.epoch = -3; }, "'epoch' is not an integer from 1 to 1000000"},
+      {[](TrainState& s) { s.epoch = 3; }, "the history has 1 epochs, epoch is 3"},
+      {[](TrainState& s) { s.step = -1; }, "'step' is not an integer from 0 to 9007199254740992"},
+      {[](TrainState& s) {
+         s.order = {0, 0, 1, 2};
+       },
+       "'order' is not a permutation of 0 to 3"},
+      {[](TrainState& s) {
+         s.order = {0, 1, 2, 4};
+       },
+       "'order' is not a permutation of 0 to 3"},
+      {[](TrainState& s) { s.position = 5; }, "'position' is not an integer from 0 to 4"},
+      {[](TrainState& s) { s.loss_sum = std::nan(""); }, "'loss_sum' is not a finite number: nan"},
+      {[](TrainState& s) { s.seconds = -1; }, "'seconds' is -1, expected a number >= 0"},
+      {[](TrainState& s) { s.correct = 3; }, "'correct' is 3, more than 'seen' (2)"},
+      {[](TrainState& s) { s.ranks = 0; }, "'ranks' is 0, expected 1 or more"},
+      {[](TrainState& s) { s.ranks = 2; }, "'rank_rngs' is not a list of one entry per rank"},
+      {[](TrainState& s) { s.optimizer_counter = -5; }, "'optimizer_counter' is not an integer"},
+      {[](TrainState& s) { s.optimizer_tensors[0].second.resize(5); },
+       "optimizer tensor 'momentum_buffer' holds 5 values, expected 10 (one per parameter)"},
+      {[](TrainState& s) { s.optimizer_tensors[0].second[2] = INFINITY; },
+       "optimizer tensor 'momentum_buffer' holds a non-finite value at index 2"}};
+  for (const auto& [edit, fragment] : cases) {
+    TrainState bad = good;
+    edit(bad);
+    expect_refused([&] { save_checkpoint(path, model, spec, {}, bad, "{}"); },
+                   path + ": cannot save: ");
+    expect_refused([&] { save_checkpoint(path, model, spec, {}, bad, "{}"); }, fragment);
+    EXPECT_EQ(read_bytes(path), written) << fragment;  // the earlier checkpoint, untouched
+  }
+  // The load's own rules, on a state edited in the file (its checksum dropped).
+  const SafeTensorsFile file = SafeTensorsFile::open(path);
+  using Json = nlohmann::json;
+  const Json state = Json::parse(file.metadata().at("state"));
+  std::map<std::string, std::string> metadata = file.metadata();
+  metadata.erase("checksum");
+  const std::string edited = (dir / "edited.ckpt").string();
+  for (const auto& [key, value, fragment] : std::vector<std::tuple<std::string, Json, std::string>>{
+           {"order", Json{1, 1, 2, 3}, "'order' is not a permutation of 0 to 3"},
+           {"seen", Json(0), "'correct' is 1, more than 'seen' (0)"},
+           {"seconds", Json("-0x1p+0"), "'seconds' is -1, expected a number >= 0"}}) {
+    Json changed = state;
+    changed[key] = value;
+    metadata["state"] = changed.dump();
+    testing::save_with_all_metadata(SafeTensorsFile::load(path), metadata, edited);
+    expect_refused([&] { load_checkpoint(edited); }, edited + ": checkpoint state: " + fragment);
   }
   fs::remove_all(dir);
 }

@@ -79,13 +79,13 @@ Json rng_json(const RngState& s) {
   return {{"words", words}, {"has_spare", s.has_spare}, {"spare", exact(s.spare)}};
 }
 
-/// Reads the JSON of a state, throwing "<what>: expected ..." for anything malformed.
+/// Reads the JSON of a state, throwing "<prefix><what> ..." for anything malformed.
 class StateReader {
  public:
-  explicit StateReader(std::string path) : path_(std::move(path)) {}
-  [[noreturn]] void fail(const std::string& what) const {
-    throw Error(path_ + ": checkpoint state: " + what);
-  }
+  /// prefix: "PATH: checkpoint state: " when loading, "PATH: cannot save: checkpoint state: "
+  /// when save_checkpoint reads back what it would write.
+  explicit StateReader(std::string prefix) : prefix_(std::move(prefix)) {}
+  [[noreturn]] void fail(const std::string& what) const { throw Error(prefix_ + what); }
   const Json& at(const Json& j, const char* key) const {
     if (!j.is_object() || !j.contains(key)) fail(std::string("missing '") + key + "'");
     return j.at(key);
@@ -138,9 +138,109 @@ class StateReader {
   }
 
  private:
-  std::string path_;
+  std::string prefix_;
 };
 
+/// A state's JSON as save_checkpoint writes it and load_checkpoint reads it.
+struct StateJson {
+  TrainState state;  // all but the optimizer tensors' values
+  std::vector<std::string> optimizer_names;
+};
+
+/// The state in `j` (save_checkpoint's JSON), every field checked: types, ranges, an order that
+/// is a permutation, a history of one row per finished epoch, ranks' streams of one row per
+/// rank. The optimizer tensors' names only: their values are the file's (load) or the caller's
+/// (save). A stream's words may be all zero (a default TrainState's, saved by a loop of the
+/// caller's own): train_model's resume refuses them (Rng::set_state).
+StateJson read_state(const Json& j, const StateReader& r) {
+  constexpr int64_t kBig = int64_t{1} << 53;
+  StateJson read;
+  TrainState& s = read.state;
+  s.epoch = static_cast<int>(r.integer(j, "epoch", 1, 1000000));
+  s.step = r.integer(j, "step", 0, kBig);
+  const Json& order = r.at(j, "order");
+  if (!order.is_array()) r.fail("'order' is not a list");
+  for (const Json& v : order) {
+    if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= kBig)
+      r.fail("'order' holds something other than sample indices");
+    s.order.push_back(v.get<int64_t>());
+  }
+  // An epoch's order of the whole training set: each of 0..n-1 once (BatchIterator::restore
+  // holds it to the data's count when the run resumes).
+  std::vector<bool> taken(s.order.size());
+  for (const int64_t index : s.order) {
+    if (index >= static_cast<int64_t>(taken.size()) || taken[static_cast<size_t>(index)])
+      r.fail("'order' is not a permutation of 0 to " + std::to_string(s.order.size() - 1));
+    taken[static_cast<size_t>(index)] = true;
+  }
+  s.position = r.integer(j, "position", 0, static_cast<int64_t>(s.order.size()));
+  s.loss_sum = r.number(j, "loss_sum");
+  s.correct = r.integer(j, "correct", 0, kBig);
+  s.seen = r.integer(j, "seen", 0, kBig);
+  if (s.correct > s.seen)
+    r.fail("'correct' is " + std::to_string(s.correct) + ", more than 'seen' (" +
+           std::to_string(s.seen) + ")");
+  s.seconds = r.number(j, "seconds", 0, std::numeric_limits<double>::infinity(), "'seconds'",
+                       "a number >= 0");
+  const Json& history = r.at(j, "history");
+  if (!history.is_array()) r.fail("'history' is not a list");
+  for (const Json& row : history) {
+    if (!row.is_array() || row.size() != 6 || !row[0].is_number_integer())
+      r.fail("a 'history' row is not [epoch, 5 numbers]");
+    // Each row is its epoch's, its metrics in their ranges (found 2026-12-07, a helper's probe:
+    // an edited row's epoch 99 or accuracy 1024 went into the resumed run's CSV as they were).
+    const int epoch = static_cast<int>(s.history.size()) + 1;
+    if (row[0] != epoch)
+      r.fail("a 'history' row's epoch is " + row[0].dump() + ", expected " + std::to_string(epoch));
+    EpochMetrics m;
+    m.epoch = epoch;
+    const Json named = {{"train_loss", row[1]},
+                        {"train_accuracy", row[2]},
+                        {"test_loss", row[3]},
+                        {"test_accuracy", row[4]},
+                        {"seconds", row[5]}};
+    const double inf = std::numeric_limits<double>::infinity();
+    const auto metric = [&](const char* key, double hi) {
+      return r.number(named, key, 0, hi,
+                      std::string("'history' epoch ") + std::to_string(epoch) + "'s " + key,
+                      hi == 1 ? "a number from 0 to 1" : "a number >= 0");
+    };
+    m.train_loss = metric("train_loss", inf);
+    m.train_accuracy = metric("train_accuracy", 1);
+    m.test_loss = metric("test_loss", inf);
+    m.test_accuracy = metric("test_accuracy", 1);
+    m.seconds = metric("seconds", inf);
+    s.history.push_back(m);
+  }
+  if (static_cast<int64_t>(s.history.size()) != s.epoch - 1)
+    r.fail("the history has " + std::to_string(s.history.size()) + " epochs, epoch is " +
+           std::to_string(s.epoch));
+  s.rng = r.rng(r.at(j, "rng"));
+  s.augment_rng = r.rng(r.at(j, "augment_rng"));
+  const Json& layer_rngs = r.at(j, "layer_rngs");
+  if (!layer_rngs.is_array()) r.fail("'layer_rngs' is not a list");
+  for (const Json& v : layer_rngs) s.layer_rngs.push_back(r.rng(v));
+  const Json& names = r.at(j, "optimizer_tensors");
+  if (!names.is_array()) r.fail("'optimizer_tensors' is not a list");
+  for (const Json& v : names) {
+    if (!v.is_string()) r.fail("an optimizer tensor's name is not a string");
+    read.optimizer_names.push_back(v.get<std::string>());
+  }
+  s.optimizer_counter = r.integer(j, "optimizer_counter", 0, kBig);
+  if (j.contains("ranks")) {
+    s.ranks = static_cast<int>(r.integer(j, "ranks", 2, 1 << 20));
+    const Json& rank_rngs = r.at(j, "rank_rngs");
+    if (!rank_rngs.is_array() || rank_rngs.size() != static_cast<size_t>(s.ranks))
+      r.fail("'rank_rngs' is not a list of one entry per rank");
+    for (const Json& row : rank_rngs) {
+      if (!row.is_array() || row.size() != s.layer_rngs.size() + 1)
+        r.fail("a 'rank_rngs' entry is not [augment_rng, layer_rngs...]");
+      std::vector<RngState>& streams = s.rank_rngs.emplace_back();
+      for (const Json& v : row) streams.push_back(r.rng(v));
+    }
+  }
+  return read;
+}
 }  // namespace
 
 void save_checkpoint(const std::string& path, Sequential<float>& model, const ModelSpec& spec,
@@ -191,6 +291,29 @@ void save_checkpoint(const std::string& path, Sequential<float>& model, const Mo
     }
     j["ranks"] = state.ranks;
     j["rank_rngs"] = rank_rngs;
+  }
+  // What load_checkpoint would refuse is refused before anything is written: the state is read
+  // back as load reads it (found 2026-12-07: an epoch without its history, a negative step, an
+  // order that is not a permutation or optimizer tensors of another model's size were written,
+  // and the run's resume then failed on them).
+  if (state.ranks < 1) {
+    throw Error(path + ": cannot save: checkpoint state: 'ranks' is " +
+                std::to_string(state.ranks) + ", expected 1 or more");
+  }
+  read_state(j, StateReader(path + ": cannot save: checkpoint state: "));
+  const int64_t parameters = model.parameter_count();
+  for (const auto& [name, values] : state.optimizer_tensors) {
+    if (static_cast<int64_t>(values.size()) != parameters) {
+      throw Error(path + ": cannot save: optimizer tensor '" + name + "' holds " +
+                  std::to_string(values.size()) + " values, expected " +
+                  std::to_string(parameters) + " (one per parameter)");
+    }
+    for (size_t i = 0; i < values.size(); ++i) {
+      if (!std::isfinite(values[i])) {
+        throw Error(path + ": cannot save: optimizer tensor '" + name +
+                    "' holds a non-finite value at index " + std::to_string(i));
+      }
+    }
   }
   // The writers' UTF-8 errors name the file, as save_model's do.
   std::string architecture;
@@ -260,73 +383,18 @@ Checkpoint load_checkpoint(const std::string& path) {
   c.model = detail::model_from_file(file, path, std::nullopt, kOptimizerPrefix);
   c.config = meta.count("config") ? meta.at("config") : "{}";
   if (!meta.count("state")) throw Error(path + ": checkpoint without its state");
-  const StateReader r(path);
+  const StateReader r(path + ": checkpoint state: ");
   Json j;
   try {
     j = detail::parse_json(meta.at("state"));
   } catch (const Json::exception& e) {
     r.fail("not JSON: " + detail::json_error_text(e));
   }
-  constexpr int64_t kBig = int64_t{1} << 53;
+  StateJson read = read_state(j, r);
   TrainState& s = c.state;
-  s.epoch = static_cast<int>(r.integer(j, "epoch", 1, 1000000));
-  s.step = r.integer(j, "step", 0, kBig);
-  const Json& order = r.at(j, "order");
-  if (!order.is_array()) r.fail("'order' is not a list");
-  for (const Json& v : order) {
-    if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= kBig)
-      r.fail("'order' holds something other than sample indices");
-    s.order.push_back(v.get<int64_t>());
-  }
-  s.position = r.integer(j, "position", 0, static_cast<int64_t>(s.order.size()));
-  s.loss_sum = r.number(j, "loss_sum");
-  s.correct = r.integer(j, "correct", 0, kBig);
-  s.seen = r.integer(j, "seen", 0, kBig);
-  s.seconds = r.number(j, "seconds");
-  const Json& history = r.at(j, "history");
-  if (!history.is_array()) r.fail("'history' is not a list");
-  for (const Json& row : history) {
-    if (!row.is_array() || row.size() != 6 || !row[0].is_number_integer())
-      r.fail("a 'history' row is not [epoch, 5 numbers]");
-    // Each row is its epoch's, its metrics in their ranges (found 2026-12-07, a helper's probe:
-    // an edited row's epoch 99 or accuracy 1024 went into the resumed run's CSV as they were).
-    const int epoch = static_cast<int>(s.history.size()) + 1;
-    if (row[0] != epoch)
-      r.fail("a 'history' row's epoch is " + row[0].dump() + ", expected " + std::to_string(epoch));
-    EpochMetrics m;
-    m.epoch = epoch;
-    const Json named = {{"train_loss", row[1]},
-                        {"train_accuracy", row[2]},
-                        {"test_loss", row[3]},
-                        {"test_accuracy", row[4]},
-                        {"seconds", row[5]}};
-    const double inf = std::numeric_limits<double>::infinity();
-    const auto metric = [&](const char* key, double hi) {
-      return r.number(named, key, 0, hi,
-                      std::string("'history' epoch ") + std::to_string(epoch) + "'s " + key,
-                      hi == 1 ? "a number from 0 to 1" : "a number >= 0");
-    };
-    m.train_loss = metric("train_loss", inf);
-    m.train_accuracy = metric("train_accuracy", 1);
-    m.test_loss = metric("test_loss", inf);
-    m.test_accuracy = metric("test_accuracy", 1);
-    m.seconds = metric("seconds", inf);
-    s.history.push_back(m);
-  }
-  if (static_cast<int64_t>(s.history.size()) != s.epoch - 1)
-    r.fail("the history has " + std::to_string(s.history.size()) + " epochs, epoch is " +
-           std::to_string(s.epoch));
-  s.rng = r.rng(r.at(j, "rng"));
-  s.augment_rng = r.rng(r.at(j, "augment_rng"));
-  const Json& layer_rngs = r.at(j, "layer_rngs");
-  if (!layer_rngs.is_array()) r.fail("'layer_rngs' is not a list");
-  for (const Json& v : layer_rngs) s.layer_rngs.push_back(r.rng(v));
-  const Json& names = r.at(j, "optimizer_tensors");
-  if (!names.is_array()) r.fail("'optimizer_tensors' is not a list");
+  s = std::move(read.state);
   const int64_t parameters = c.model.model.parameter_count();
-  for (const Json& v : names) {
-    if (!v.is_string()) r.fail("an optimizer tensor's name is not a string");
-    const std::string name = v.get<std::string>();
+  for (const std::string& name : read.optimizer_names) {
     const std::string key = kOptimizerPrefix + name;
     if (!file.contains(key)) throw Error(path + ": missing tensor '" + key + "'");
     const auto& entry = file.entry(key);
@@ -348,19 +416,6 @@ Checkpoint load_checkpoint(const std::string& path) {
         std::none_of(s.optimizer_tensors.begin(), s.optimizer_tensors.end(),
                      [&](const auto& t) { return kOptimizerPrefix + t.first == name; }))
       throw Error(path + ": unexpected tensor '" + name + "'");
-  }
-  s.optimizer_counter = r.integer(j, "optimizer_counter", 0, kBig);
-  if (j.contains("ranks")) {
-    s.ranks = static_cast<int>(r.integer(j, "ranks", 2, 1 << 20));
-    const Json& rank_rngs = r.at(j, "rank_rngs");
-    if (!rank_rngs.is_array() || rank_rngs.size() != static_cast<size_t>(s.ranks))
-      r.fail("'rank_rngs' is not a list of one entry per rank");
-    for (const Json& row : rank_rngs) {
-      if (!row.is_array() || row.size() != s.layer_rngs.size() + 1)
-        r.fail("a 'rank_rngs' entry is not [augment_rng, layer_rngs...]");
-      std::vector<RngState>& streams = s.rank_rngs.emplace_back();
-      for (const Json& v : row) streams.push_back(r.rng(v));
-    }
   }
   return c;
 }
