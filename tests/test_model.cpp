@@ -1984,6 +1984,26 @@ TEST_F(CifarTest, LoadsBatchesAsThreeChannelImagesAndRefusesBadRecords) {
   }
 }
 
+// load_dataset named the command line's flag in its refusals ("--data /x: no such directory")
+// whoever called it, the README's programs too (2026-12-07). A caller's own argument name is
+// used, "dataset" by default; cnn passes "--data" (the Cli tests hold its lines).
+TEST(Dataset, LoadDatasetNamesTheCallersArgument) {
+  std::string notice;
+  expect_refused([&] { load_dataset("/nonexistent/images", "", &notice); },
+                 "dataset /nonexistent/images: no such directory (expected fashion-mnist, sample, "
+                 "or a directory of IDX files or CIFAR-10 batches)");
+  expect_refused([&] { load_dataset(CNN_SAMPLE_DIR "/train-labels-idx1-ubyte.gz", "", &notice); },
+                 "dataset " CNN_SAMPLE_DIR "/train-labels-idx1-ubyte.gz: not a directory");
+  expect_refused([&] { load_dataset("/nonexistent/images", "", &notice, false, "argv[1]"); },
+                 "argv[1] /nonexistent/images: no such directory");
+  const fs::path empty =
+      fs::temp_directory_path() / ("cnn_empty_data_" + std::to_string(::getpid()));
+  fs::create_directories(empty);
+  expect_refused([&] { load_dataset(empty.string(), "", &notice, true); },
+                 "dataset " + empty.string() + ": expected the test set, t10k-images-idx3-ubyte");
+  fs::remove_all(empty);
+}
+
 // random_crop_flip against its definition, evaluated from the same random draws: the crop's
 // offsets and the flip per sample, zeros where the shifted window leaves the image.
 TEST(Augment, RandomCropFlipFollowsItsDefinition) {

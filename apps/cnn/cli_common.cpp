@@ -65,7 +65,7 @@ std::string format_duration(double seconds) {
 
 DataSplit data_for(const ModelSpec& spec, const std::string& which, bool test_only) {
   std::string notice;
-  DataSplit data = load_dataset(which, sample_dir(), &notice, test_only);
+  DataSplit data = load_dataset(which, sample_dir(), &notice, test_only, "--data");
   if (!notice.empty()) std::printf("cnn: %s\n", terminal_text(notice).c_str());
   const ImageSet& images = test_only ? data.test.images : data.train.images;
   if (Shape{images.channels, images.rows, images.cols} != spec.input) {

@@ -63,10 +63,12 @@ inline constexpr const char* kFashionMnistDir = "/usr/share/datasets/fashion-mni
 /// Loads `which`: "fashion-mnist" (Debian's package; when it is missing, `notice` receives one
 /// line saying so and the bundled sample is used), "sample" (the sample in `sample_dir`), or a
 /// directory holding the four MNIST-format IDX files (raw or .gz) or CIFAR-10 binary batches.
-/// Throws cnn::Error naming the directory or file and what was expected. With `test_only`, only
-/// the test split is read (`train` stays empty): evaluation needs no training files.
+/// Throws cnn::Error naming the directory or file and what was expected; a `which` that is none
+/// of these is named after `argument` ("dataset /x: no such directory (expected ...)"; the
+/// command line passes "--data"). With `test_only`, only the test split is read (`train` stays
+/// empty): evaluation needs no training files.
 DataSplit load_dataset(const std::string& which, const std::string& sample_dir, std::string* notice,
-                       bool test_only = false);
+                       bool test_only = false, const std::string& argument = "dataset");
 
 /// The samples whose label is in `classes`, relabelled to the position in `classes`. Throws
 /// cnn::Error unless `classes` holds at least two distinct labels in [0, 255] (a spec's

@@ -119,7 +119,7 @@ Dataset read_cifar10(const std::vector<std::string>& paths) {
 }
 
 DataSplit load_dataset(const std::string& which, const std::string& sample_dir, std::string* notice,
-                       bool test_only) {
+                       bool test_only, const std::string& argument) {
   if (which == "sample") {
     if (!has_idx(sample_dir, test_only)) throw Error("sample dataset: not found in " + sample_dir);
     return load_idx_dir(sample_dir, kFashionNames, "Fashion-MNIST sample (" + sample_dir + ")",
@@ -145,7 +145,7 @@ DataSplit load_dataset(const std::string& which, const std::string& sample_dir, 
                                    ? error.message()
                                : fs::exists(dir, exists_error) ? std::string("not a directory")
                                                                : std::string("no such directory");
-    throw Error("--data " + which + ": " + reason +
+    throw Error(argument + " " + which + ": " + reason +
                 " (expected fashion-mnist, sample, or a directory of IDX files or CIFAR-10 "
                 "batches)");
   }
@@ -167,11 +167,11 @@ DataSplit load_dataset(const std::string& which, const std::string& sample_dir, 
     return split;
   }
   if (test_only) {
-    throw Error("--data " + which +
+    throw Error(argument + " " + which +
                 ": expected the test set, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (raw "
                 "or .gz), or CIFAR-10 test_batch.bin");
   }
-  throw Error("--data " + which +
+  throw Error(argument + " " + which +
               ": expected train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte "
               "and t10k-labels-idx1-ubyte (raw or .gz), or CIFAR-10 data_batch_1.bin ... "
               "test_batch.bin");
