@@ -61,8 +61,13 @@ namespace detail {
 /// it builds another input shape or other layers: types, sizes, kernels, strides, padding,
 /// bias), or "" when it does. save_model, save_checkpoint and train_model refuse such a spec.
 std::string spec_mismatch(const Sequential<float>& model, const ModelSpec& spec);
-/// Throws cnn::Error "<path>: cannot save: ..." unless `class_names` is empty or holds one
-/// name per output of `spec`'s model (save_model's and save_checkpoint's check).
+/// Why `class_names` does not fit `spec`'s model ("expected one class name per output of the
+/// model (10) or none, got 2"), or "" when it is empty or holds one name per output.
+/// save_model, save_checkpoint and save_onnx refuse such names.
+std::string class_names_mismatch(const ModelSpec& spec,
+                                 const std::vector<std::string>& class_names);
+/// Throws cnn::Error "<path>: cannot save: " + class_names_mismatch unless that is "" (save_model's
+/// and save_checkpoint's check).
 void require_class_names(const std::string& path, const ModelSpec& spec,
                          const std::vector<std::string>& class_names);
 /// The model's parameters and buffers as save_safetensors writes them (counters as I64).

@@ -136,16 +136,21 @@ std::string spec_mismatch(const Sequential<float>& model, const ModelSpec& spec)
   return "";
 }
 
-void require_class_names(const std::string& path, const ModelSpec& spec,
-                         const std::vector<std::string>& class_names) {
+std::string class_names_mismatch(const ModelSpec& spec,
+                                 const std::vector<std::string>& class_names) {
   // A name per output, or none: a list of another length named some outputs wrongly or not
   // at all, and readers (cnn eval, predict) index it by output.
-  if (class_names.empty()) return;
+  if (class_names.empty()) return "";
   const int64_t classes = output_classes(spec);
-  if (static_cast<int64_t>(class_names.size()) != classes) {
-    throw Error(path + ": cannot save: expected one class name per output of the model (" +
-                std::to_string(classes) + ") or none, got " + std::to_string(class_names.size()));
-  }
+  if (static_cast<int64_t>(class_names.size()) == classes) return "";
+  return "expected one class name per output of the model (" + std::to_string(classes) +
+         ") or none, got " + std::to_string(class_names.size());
+}
+
+void require_class_names(const std::string& path, const ModelSpec& spec,
+                         const std::vector<std::string>& class_names) {
+  if (const std::string why = class_names_mismatch(spec, class_names); !why.empty())
+    throw Error(path + ": cannot save: " + why);
 }
 
 std::vector<SaveTensor> model_tensors(Sequential<float>& model) {

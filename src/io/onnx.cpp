@@ -352,11 +352,8 @@ void save_onnx(const std::string& path, Sequential<float>& model, const ModelSpe
   // names that are neither none nor one per output.
   if (const std::string why = detail::spec_mismatch(model, spec); !why.empty())
     fail("the spec '" + spec.name + "' does not describe the model: " + why);
-  const int64_t classes = output_classes(spec);
-  if (!class_names.empty() && static_cast<int64_t>(class_names.size()) != classes) {
-    fail("expected one class name per output of the model (" + std::to_string(classes) +
-         ") or none, got " + std::to_string(class_names.size()));
-  }
+  if (const std::string why = detail::class_names_mismatch(spec, class_names); !why.empty())
+    fail(why);
   onnx::ModelProto m;
   // The IR version each opset came with: 13 and 14 in IR 7, 15 to 17 in IR 8.
   m.set_ir_version(options.opset <= 14 ? 7 : 8);
