@@ -2885,11 +2885,7 @@ TEST(Checkpoint, AStateThatWouldNotLoadIsRefusedBeforeItIsWritten) {
   good.optimizer_tensors = {{"momentum_buffer", std::vector<float>(10, 0.25f)}};
   good.optimizer_counter = 1;
   save_checkpoint(path, model, spec, {}, good, "{}");
-  const auto read_bytes = [](const std::string& file) {
-    std::ifstream in(file, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  };
-  const std::string written = read_bytes(path);
+  const std::string written = read_whole_file(path, "checkpoint");
   EXPECT_EQ(load_checkpoint(path).state.order, good.order);
   using Edit = std::function<void(TrainState&)>;
   const std::vector<std::pair<Edit, std::string>> cases = {
@@ -2921,7 +2917,7 @@ TEST(Checkpoint, AStateThatWouldNotLoadIsRefusedBeforeItIsWritten) {
     expect_refused([&] { save_checkpoint(path, model, spec, {}, bad, "{}"); },
                    path + ": cannot save: ");
     expect_refused([&] { save_checkpoint(path, model, spec, {}, bad, "{}"); }, fragment);
-    EXPECT_EQ(read_bytes(path), written) << fragment;  // the earlier checkpoint, untouched
+    EXPECT_EQ(read_whole_file(path, "checkpoint"), written) << fragment;  // left untouched
   }
   // The load's own rules, on a state edited in the file (its checksum dropped).
   const SafeTensorsFile file = SafeTensorsFile::open(path);

@@ -141,6 +141,15 @@ class StateReader {
   std::string prefix_;
 };
 
+/// Throws cnn::Error "<what> holds a non-finite value at index I" for the first such value:
+/// an optimizer tensor that save_checkpoint would write or load_checkpoint has read.
+void require_finite(const std::vector<float>& values, const std::string& what) {
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (!std::isfinite(values[i]))
+      throw Error(what + " holds a non-finite value at index " + std::to_string(i));
+  }
+}
+
 /// A state's JSON as save_checkpoint writes it and load_checkpoint reads it.
 struct StateJson {
   TrainState state;  // all but the optimizer tensors' values
@@ -308,12 +317,7 @@ void save_checkpoint(const std::string& path, Sequential<float>& model, const Mo
                   std::to_string(values.size()) + " values, expected " +
                   std::to_string(parameters) + " (one per parameter)");
     }
-    for (size_t i = 0; i < values.size(); ++i) {
-      if (!std::isfinite(values[i])) {
-        throw Error(path + ": cannot save: optimizer tensor '" + name +
-                    "' holds a non-finite value at index " + std::to_string(i));
-      }
-    }
+    require_finite(values, path + ": cannot save: optimizer tensor '" + name + "'");
   }
   // The writers' UTF-8 errors name the file, as save_model's do.
   std::string architecture;
@@ -405,10 +409,7 @@ Checkpoint load_checkpoint(const std::string& path) {
     // the tensor three times).
     std::vector<float> values(static_cast<size_t>(parameters));
     file.read_data(key, values.data());
-    for (size_t i = 0; i < values.size(); ++i)
-      if (!std::isfinite(values[i]))
-        throw Error(path + ": tensor '" + key + "' holds a non-finite value at index " +
-                    std::to_string(i));
+    require_finite(values, path + ": tensor '" + key + "'");
     s.optimizer_tensors.emplace_back(name, std::move(values));
   }
   for (const std::string& name : file.names()) {
