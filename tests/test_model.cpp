@@ -1559,6 +1559,37 @@ TEST(ModelFile, LoadRefusesCheckpointsAndOtherFormats) {
   fs::remove_all(dir);
 }
 
+// Found 2026-12-07: every file function refused an empty path, but in a line that started with
+// the path, i.e. with a bare colon (": cannot write: No such file or directory"). Each now names
+// itself instead; the command line refuses an empty --out or file before it gets here.
+TEST(ModelFile, AnEmptyPathIsRefusedByTheFunctionGivenIt) {
+  Sequential<float> model = testing::lenet5();
+  const ModelSpec spec = preset_spec("lenet5");
+  const std::string expected = ": expected a file path, got an empty string";
+  const std::vector<std::pair<std::string, std::function<void()>>> calls = {
+      {"save_model", [&] { save_model("", model, spec, {}); }},
+      {"load_model", [&] { load_model(""); }},
+      {"describe_model_file", [&] { describe_model_file(""); }},
+      {"save_onnx", [&] { save_onnx("", model, spec, {}); }},
+      {"load_onnx", [&] { load_onnx(""); }},
+      {"save_checkpoint", [&] { save_checkpoint("", model, spec, {}, TrainState{}, "{}"); }},
+      {"load_checkpoint", [&] { load_checkpoint(""); }},
+      {"read_idx_images", [&] { read_idx_images(""); }},
+      {"read_idx_labels", [&] { read_idx_labels(""); }},
+      {"read_cifar10", [&] { read_cifar10({""}); }},
+      {"SafeTensorsFile::load", [&] { SafeTensorsFile::load(""); }},
+      {"SafeTensorsFile::open", [&] { SafeTensorsFile::open(""); }},
+      {"save_safetensors", [&] { save_safetensors("", {}, {}); }},
+      {"write_file_atomic", [&] { write_file_atomic("", "bytes"); }},
+      {"require_regular_file", [&] { require_regular_file("", "a file"); }},
+      {"read_whole_file", [&] { read_whole_file("", "a file"); }},
+  };
+  for (const auto& [name, call] : calls) expect_refused(call, name + expected);
+  // Where a name or preset is expected as well as a path, "" is shown quoted.
+  expect_refused([&] { model_spec_from(""); }, "--model \"\": neither a preset");
+  expect_refused([&] { load_dataset("", "", nullptr); }, "dataset \"\": no such directory");
+}
+
 // Found 2026-12-06 (a helper's probe): save_model wrote any number of class names beside the
 // model's outputs (3 names for 10 outputs, 12 for 10), which readers index by output.
 TEST(ModelFile, ClassNamesAreOnePerOutputOrNone) {

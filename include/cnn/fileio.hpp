@@ -8,6 +8,12 @@
 
 namespace cnn {
 
+/// Throws cnn::Error "<caller>: expected a file path, got an empty string" for an empty `path`;
+/// does nothing otherwise. Every file function below, and the loaders and savers built on them,
+/// call it first: their messages start with the path ("<path>: cannot write: ..."), which for
+/// "" left a line starting with a bare colon that named nothing.
+void require_path(const std::string& path, const char* caller);
+
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename,
 /// fsync of the directory. Throws cnn::Error naming the path on failure, and then leaves a file
 /// that was already at `path` untouched and no temporary file behind. Only a regular file is

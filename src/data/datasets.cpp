@@ -84,6 +84,7 @@ Dataset read_cifar10(const std::vector<std::string>& paths) {
   // A real batch is 30,730,000 bytes; the cap refuses a corrupt or sparse file before reading it.
   constexpr int64_t kMaxBatchBytes = int64_t{1} << 33;
   for (const std::string& path : paths) {
+    require_path(path, "read_cifar10");
     require_regular_file(path, "a CIFAR-10 batch");
     std::error_code error;
     const uintmax_t file_size = fs::file_size(path, error);
@@ -137,6 +138,8 @@ DataSplit load_dataset(const std::string& which, const std::string& sample_dir, 
     return load_dataset("sample", sample_dir, nullptr, test_only);
   }
   const fs::path dir(which);
+  // "" is shown as "", not as nothing ("dataset : no such directory").
+  const std::string named = argument + " " + (which.empty() ? std::string("\"\"") : which);
   std::error_code error;
   if (!fs::is_directory(dir, error)) {
     // The system's reason where it has one beyond absence ("File name too long").
@@ -145,7 +148,7 @@ DataSplit load_dataset(const std::string& which, const std::string& sample_dir, 
                                    ? error.message()
                                : fs::exists(dir, exists_error) ? std::string("not a directory")
                                                                : std::string("no such directory");
-    throw Error(argument + " " + which + ": " + reason +
+    throw Error(named + ": " + reason +
                 " (expected fashion-mnist, sample, or a directory of IDX files or CIFAR-10 "
                 "batches)");
   }
@@ -167,11 +170,11 @@ DataSplit load_dataset(const std::string& which, const std::string& sample_dir, 
     return split;
   }
   if (test_only) {
-    throw Error(argument + " " + which +
+    throw Error(named +
                 ": expected the test set, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (raw "
                 "or .gz), or CIFAR-10 test_batch.bin");
   }
-  throw Error(argument + " " + which +
+  throw Error(named +
               ": expected train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte "
               "and t10k-labels-idx1-ubyte (raw or .gz), or CIFAR-10 data_batch_1.bin ... "
               "test_batch.bin");

@@ -171,6 +171,7 @@ std::string resolve_maybe_gz(const std::string& path) {
 }
 
 ImageSet read_idx_images(const std::string& path) {
+  require_path(path, "read_idx_images");
   Reader in(path);
   const uint32_t magic = in.read_u32_be("magic number");
   if (magic != kImageMagic) {
@@ -200,6 +201,7 @@ ImageSet read_idx_images(const std::string& path) {
 }
 
 std::vector<uint8_t> read_idx_labels(const std::string& path) {
+  require_path(path, "read_idx_labels");
   Reader in(path);
   const uint32_t magic = in.read_u32_be("magic number");
   if (magic != kLabelMagic) {

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "cnn/error.hpp"
+#include "cnn/fileio.hpp"
 #include "cnn/safetensors.hpp"
 #include "json_reader.hpp"
 
@@ -30,6 +31,7 @@ void require_spec_describes(const std::string& path, const Sequential<float>& mo
 
 void save_model(const std::string& path, Sequential<float>& model, const ModelSpec& spec,
                 const std::vector<std::string>& class_names) {
+  require_path(path, "save_model");
   require_spec_describes(path, model, spec);
   detail::require_class_names(path, spec, class_names);
   // What load_model would refuse is refused here, before a file is written that cannot be read
@@ -95,6 +97,7 @@ void require_model_format(const SafeTensorsFile& file, const std::string& path) 
 }  // namespace
 
 ModelFile load_model(const std::string& path, const std::optional<ModelSpec>& spec) {
+  require_path(path, "load_model");
   // The header alone, then each tensor's bytes straight from the file into the model: the
   // whole file in memory first added a model's worth to the load's peak.
   const SafeTensorsFile file = SafeTensorsFile::open(path);
@@ -103,6 +106,7 @@ ModelFile load_model(const std::string& path, const std::optional<ModelSpec>& sp
 }
 
 ModelFile describe_model_file(const std::string& path, const std::optional<ModelSpec>& spec) {
+  require_path(path, "describe_model_file");
   const SafeTensorsFile file = SafeTensorsFile::open(path);
   require_model_format(file, path);
   return detail::model_description(file, path, spec, "");

@@ -339,6 +339,7 @@ void add_metadata(onnx::ModelProto& m, const std::string& key, const std::string
 
 void save_onnx(const std::string& path, Sequential<float>& model, const ModelSpec& spec,
                const std::vector<std::string>& class_names, const OnnxExportOptions& options) {
+  require_path(path, "save_onnx");
   const auto fail = [&](const std::string& message) -> void {
     throw Error(path + ": cannot export to ONNX: " + message);
   };
@@ -2222,6 +2223,7 @@ void refuse_external_data(const std::string& path, const onnx::GraphProto& g) {
 }  // namespace
 
 ModelFile load_onnx(const std::string& path) {
+  require_path(path, "load_onnx");
   require_regular_file(path, "an ONNX model");
   const std::string bytes = read_whole_file(path, "an ONNX model");
   if (bytes.empty()) throw Error(path + ": empty file (expected an ONNX model)");

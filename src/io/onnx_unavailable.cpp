@@ -1,6 +1,7 @@
 // The ONNX functions of a build without libonnx-dev: they say how to get them.
 
 #include "cnn/error.hpp"
+#include "cnn/fileio.hpp"
 #include "cnn/onnx.hpp"
 
 namespace cnn {
@@ -19,10 +20,12 @@ bool onnx_supported() {
 
 void save_onnx(const std::string& path, Sequential<float>&, const ModelSpec&,
                const std::vector<std::string>&, const OnnxExportOptions&) {
+  require_path(path, "save_onnx");
   unavailable(path);
 }
 
 ModelFile load_onnx(const std::string& path) {
+  require_path(path, "load_onnx");
   unavailable(path);
 }
 

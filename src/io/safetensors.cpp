@@ -68,14 +68,17 @@ uint64_t read_u64_le(const uint8_t* p) {
 }  // namespace
 
 SafeTensorsFile SafeTensorsFile::load(const std::string& path) {
+  require_path(path, "SafeTensorsFile::load");
   return read(path, true);
 }
 
 SafeTensorsFile SafeTensorsFile::open(const std::string& path) {
+  require_path(path, "SafeTensorsFile::open");
   return read(path, false);
 }
 
 SafeTensorsFile SafeTensorsFile::read(const std::string& path, bool with_data) {
+  require_path(path, "SafeTensorsFile::read");
   require_regular_file(path, "a safetensors file");
   auto stream = std::make_shared<std::ifstream>(path, std::ios::binary);
   std::ifstream& in = *stream;
@@ -320,6 +323,7 @@ void require_data(const SaveTensor& t, const std::string& path) {
 
 void save_safetensors(const std::string& path, const std::vector<SaveTensor>& tensors,
                       const std::map<std::string, std::string>& metadata) {
+  require_path(path, "save_safetensors");
   Json header = Json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   uint64_t offset = 0;
@@ -532,7 +536,13 @@ void remove_temporaries_in_progress() noexcept {
   }
 }
 
+void require_path(const std::string& path, const char* caller) {
+  if (path.empty())
+    throw Error(std::string(caller) + ": expected a file path, got an empty string");
+}
+
 void require_regular_file(const std::string& path, const std::string& what) {
+  require_path(path, "require_regular_file");
   struct stat info {};
   if (::stat(path.c_str(), &info) != 0) {
     throw Error(path + ": cannot open " + what + ": " + std::strerror(errno));
@@ -542,6 +552,7 @@ void require_regular_file(const std::string& path, const std::string& what) {
 }
 
 std::string read_whole_file(const std::string& path, const std::string& what) {
+  require_path(path, "read_whole_file");
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw Error(path + ": cannot open " + what + ": " + std::strerror(errno));
   struct Closer {
@@ -571,11 +582,13 @@ const char* special_file_kind(const std::string& path) {
 }
 
 void write_file_atomic(const std::string& path, const std::string& bytes) {
+  require_path(path, "write_file_atomic");
   write_file_atomic(path, [&](const FileAppender& append) { append(bytes.data(), bytes.size()); });
 }
 
 void write_file_atomic(const std::string& path,
                        const std::function<void(const FileAppender& append)>& write) {
+  require_path(path, "write_file_atomic");
   // The rename would replace whatever the path names: as root, `--out /dev/null` turned the
   // system's /dev/null into a regular file. Only a regular file (or none) is replaced.
   if (const char* kind = special_file_kind(path)) {

@@ -840,6 +840,9 @@ std::vector<std::string> preset_names() {
 ModelSpec model_spec_from(const std::string& what, const std::string& flag) {
   const std::vector<std::string> presets = preset_names();
   if (std::find(presets.begin(), presets.end(), what) != presets.end()) return preset_spec(what);
+  // "" is shown as "", not as nothing ("--model : neither a preset ...").
+  const std::string shown = what.empty() ? std::string("\"\"") : what;
+  const std::string named = flag.empty() ? shown : flag + " " + shown;
   std::error_code error;
   if (!std::filesystem::is_regular_file(what, error)) {
     // What is there, when something is: "neither a preset nor a spec file" for a directory,
@@ -849,8 +852,8 @@ ModelSpec model_spec_from(const std::string& what, const std::string& flag) {
                               : what.ends_with(".json") && !std::filesystem::exists(what, error)
                                   ? " (no such file)"
                                   : "";
-    throw Error((flag.empty() ? what : flag + " " + what) +
-                ": neither a preset (lenet5, convnet, resnet, seed) nor a spec file" + there);
+    throw Error(named + ": neither a preset (lenet5, convnet, resnet, seed) nor a spec file" +
+                there);
   }
   const std::string text = read_whole_file(what, "a spec file");
   // A model file where its architecture belongs (`--model m.safetensors`, `--model m.onnx`)
@@ -865,7 +868,7 @@ ModelSpec model_spec_from(const std::string& what, const std::string& flag) {
   const size_t first = text.find_first_not_of(" \t\r\n");
   const bool onnx = is_onnx_path(what) && first != std::string::npos && text[first] != '{';
   if (safetensors || onnx) {
-    throw Error((flag.empty() ? what : flag + " " + what) + ": " +
+    throw Error(named + ": " +
                 (safetensors ? "a safetensors file (a model's weights)" : "an ONNX model") +
                 ", not a spec: expected a preset (lenet5, convnet, resnet, seed) or a spec "
                 "file (JSON; cnn info " +

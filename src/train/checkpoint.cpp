@@ -255,6 +255,7 @@ StateJson read_state(const Json& j, const StateReader& r) {
 void save_checkpoint(const std::string& path, Sequential<float>& model, const ModelSpec& spec,
                      const std::vector<std::string>& class_names, const TrainState& state,
                      const std::string& config) {
+  require_path(path, "save_checkpoint");
   // As save_model: a spec that does not describe the model wrote a checkpoint that
   // load_checkpoint then refused, found only when the run was resumed.
   if (const std::string why = detail::spec_mismatch(model, spec); !why.empty()) {
@@ -348,6 +349,7 @@ void save_checkpoint(const std::string& path, Sequential<float>& model, const Mo
 }
 
 Checkpoint load_checkpoint(const std::string& path) {
+  require_path(path, "load_checkpoint");
   require_regular_file(path, "a checkpoint");
   // The header alone (checked against the file's size, as load checks it), then the tensors'
   // bytes from the file when needed: the whole file in memory first held the model and the
