@@ -294,6 +294,18 @@ TEST(Checkpoint, AFailedFinalWriteKeepsTheFinishedRunInItsCheckpoint) {
   EXPECT_EQ(metrics_without_seconds(dir / "m.csv"), ref.metrics);
 }
 
+/// A fresh directory `name` under work_dir() holding linear.json, a spec of Flatten and
+/// Linear(10) for runs whose model does not matter; returns the spec's path.
+fs::path fresh_linear_spec(const std::string& name) {
+  const fs::path dir = work_dir() / name;
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const fs::path spec = dir / "linear.json";
+  std::ofstream(spec) << R"({"input": [1, 28, 28], "layers": [{"type": "Flatten"},
+      {"type": "Linear", "out_features": 10}]})";
+  return spec;
+}
+
 /// `cnn train --resume ckpt ARGS` fails for each (ARGS, fragment) with one line holding the
 /// fragment.
 void expect_resume_refused(const std::string& ckpt,
@@ -449,12 +461,7 @@ TEST(Checkpoint, AResumeOnOtherDataIsRefused) {
 // the default epochs), an adam run took --momentum, and --epochs shorter than the warm-up failed
 // after the data had loaded, in steps.
 TEST(Checkpoint, ResumeChecksFlagsAgainstTheRunsOwnRecipe) {
-  const fs::path dir = work_dir() / "recipe";
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  const fs::path spec = dir / "linear.json";
-  std::ofstream(spec) << R"({"input": [1, 28, 28], "layers": [{"type": "Flatten"},
-      {"type": "Linear", "out_features": 10}]})";
+  const fs::path spec = fresh_linear_spec("recipe"), dir = spec.parent_path();
   const std::string out = (dir / "m.safetensors").string(), ckpt = (dir / "m.ckpt").string();
   const std::string recipe = "--model " + spec.string() +
                              " --data sample --threads 1 --batch 2000 --epochs 25 --optimizer "
@@ -480,12 +487,7 @@ TEST(Checkpoint, ResumeChecksFlagsAgainstTheRunsOwnRecipe) {
 // then failed, advising "more epochs, or a smaller batch", which a resume refuses. It is
 // refused once the data are read, before any of that, naming --epochs and the fewest it takes.
 TEST(Checkpoint, AOneCycleRunShortenedBelowItsStepsIsRefusedBeforeTraining) {
-  const fs::path dir = work_dir() / "onecycle";
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  const fs::path spec = dir / "linear.json";
-  std::ofstream(spec) << R"({"input": [1, 28, 28], "layers": [{"type": "Flatten"},
-      {"type": "Linear", "out_features": 10}]})";
+  const fs::path spec = fresh_linear_spec("onecycle"), dir = spec.parent_path();
   const std::string out = (dir / "m.safetensors").string(), ckpt = (dir / "m.ckpt").string();
   const CliRun killed = cnn("train --model " + spec.string() +
                                 " --data sample --threads 1 --batch 2000 --epochs 4 --schedule "
