@@ -100,6 +100,13 @@ class BatchIterator {
 /// x (n, channels, rows, cols) = pixels / 255 of the images at `indices`.
 void gather_images(const ImageSet& images, const std::vector<int64_t>& indices, Tensor<float>& x);
 
+namespace detail {
+/// Throws cnn::Error "<caller>: expected indices in [0, count), got I" for the first of
+/// `indices` outside [0, count): gather_images' and gather_labels' check, made before either
+/// reads a sample.
+void require_indices(const std::vector<int64_t>& indices, int64_t count, const char* caller);
+}  // namespace detail
+
 /// Training-time augmentation of a batch.
 enum class Augment {
   kNone,

@@ -228,16 +228,21 @@ Dataset read_idx_dataset(const std::string& images_path, const std::string& labe
   return data;
 }
 
+void detail::require_indices(const std::vector<int64_t>& indices, int64_t count,
+                             const char* caller) {
+  for (const int64_t index : indices) {
+    if (index < 0 || index >= count) {
+      throw Error(std::string(caller) + ": expected indices in [0, " + std::to_string(count) +
+                  "), got " + std::to_string(index));
+    }
+  }
+}
+
 void gather_images(const ImageSet& images, const std::vector<int64_t>& indices, Tensor<float>& x) {
   check_images(images, "gather_images");
   const int64_t size = images.image_size();
   x.resize(Shape{static_cast<int64_t>(indices.size()), images.channels, images.rows, images.cols});
-  for (const int64_t index : indices) {
-    if (index < 0 || index >= images.count) {
-      throw Error("gather_images: expected indices in [0, " + std::to_string(images.count) +
-                  "), got " + std::to_string(index));
-    }
-  }
+  detail::require_indices(indices, images.count, "gather_images");
   // Each thread writes the images it will take in the model's first layer (the kernels' split
   // of a batch, images_of_part): a line the other thread wrote or read last costs a round trip
   // between the cores (350 ns on this machine when its vCPUs do not share a cache).

@@ -147,13 +147,7 @@ void gather_labels(const Dataset& data, const std::vector<int64_t>& indices,
                    std::vector<uint8_t>& labels) {
   // Checked first, as gather_images does: a bad index is one line naming this function, not
   // libstdc++'s range_check message, and `labels` is not left half-filled.
-  const int64_t count = static_cast<int64_t>(data.labels.size());
-  for (const int64_t index : indices) {
-    if (index < 0 || index >= count) {
-      throw Error("gather_labels: expected indices in [0, " + std::to_string(count) + "), got " +
-                  std::to_string(index));
-    }
-  }
+  detail::require_indices(indices, static_cast<int64_t>(data.labels.size()), "gather_labels");
   labels.clear();
   for (const int64_t index : indices) labels.push_back(data.labels[static_cast<size_t>(index)]);
 }
