@@ -59,8 +59,16 @@ ModelFile describe_model_file(const std::string& path,
 namespace detail {
 /// Why `spec` does not describe `model` (the model is not built, the spec does not build, or
 /// it builds another input shape or other layers: types, sizes, kernels, strides, padding,
-/// bias), or "" when it does. save_model, save_checkpoint and train_model refuse such a spec.
+/// bias), or "" when it does.
 std::string spec_mismatch(const Sequential<float>& model, const ModelSpec& spec);
+/// "the spec 'NAME' does not describe the model: " + spec_mismatch, or "" when it does: the
+/// sentence that save_model, save_checkpoint, save_onnx, train_model and evaluate refuse such
+/// a spec with, after their own prefix.
+std::string spec_not_describing(const Sequential<float>& model, const ModelSpec& spec);
+/// Throws cnn::Error "<path>: cannot save: " + spec_not_describing unless that is "" (save_model's
+/// and save_checkpoint's check).
+void require_spec_describes(const std::string& path, const Sequential<float>& model,
+                            const ModelSpec& spec);
 /// Why `class_names` does not fit `spec`'s model ("expected one class name per output of the
 /// model (10) or none, got 2"), or "" when it is empty or holds one name per output.
 /// save_model, save_checkpoint and save_onnx refuse such names.

@@ -16,23 +16,11 @@ namespace cnn {
 
 using Json = nlohmann::json;
 
-namespace {
-/// Throws unless `spec` describes `model`: a file whose architecture does not describe its
-/// tensors could not be loaded again.
-void require_spec_describes(const std::string& path, const Sequential<float>& model,
-                            const ModelSpec& spec) {
-  const std::string why = detail::spec_mismatch(model, spec);
-  if (!why.empty()) {
-    throw Error(path + ": cannot save: the spec '" + spec.name +
-                "' does not describe the model: " + why);
-  }
-}
-}  // namespace
-
 void save_model(const std::string& path, Sequential<float>& model, const ModelSpec& spec,
                 const std::vector<std::string>& class_names) {
   require_path(path, "save_model");
-  require_spec_describes(path, model, spec);
+  // A file whose architecture does not describe its tensors could not be loaded again.
+  detail::require_spec_describes(path, model, spec);
   detail::require_class_names(path, spec, class_names);
   // What load_model would refuse is refused here, before a file is written that cannot be read
   // back: a spec that does not parse again (a log loss without its two classes, a kernel over
@@ -138,6 +126,17 @@ std::string spec_mismatch(const Sequential<float>& model, const ModelSpec& spec)
            std::to_string(model.size());
   }
   return "";
+}
+
+std::string spec_not_describing(const Sequential<float>& model, const ModelSpec& spec) {
+  const std::string why = spec_mismatch(model, spec);
+  return why.empty() ? "" : "the spec '" + spec.name + "' does not describe the model: " + why;
+}
+
+void require_spec_describes(const std::string& path, const Sequential<float>& model,
+                            const ModelSpec& spec) {
+  if (const std::string why = spec_not_describing(model, spec); !why.empty())
+    throw Error(path + ": cannot save: " + why);
 }
 
 std::string class_names_mismatch(const ModelSpec& spec,

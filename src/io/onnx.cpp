@@ -351,8 +351,7 @@ void save_onnx(const std::string& path, Sequential<float>& model, const ModelSpe
   // describe the model (its metadata would make a file that load_onnx refuses; a default spec,
   // or an unbuilt model, failed inside the export in another function's words), and class
   // names that are neither none nor one per output.
-  if (const std::string why = detail::spec_mismatch(model, spec); !why.empty())
-    fail("the spec '" + spec.name + "' does not describe the model: " + why);
+  if (const std::string why = detail::spec_not_describing(model, spec); !why.empty()) fail(why);
   if (const std::string why = detail::class_names_mismatch(spec, class_names); !why.empty())
     fail(why);
   onnx::ModelProto m;

@@ -258,10 +258,7 @@ void save_checkpoint(const std::string& path, Sequential<float>& model, const Mo
   require_path(path, "save_checkpoint");
   // As save_model: a spec that does not describe the model wrote a checkpoint that
   // load_checkpoint then refused, found only when the run was resumed.
-  if (const std::string why = detail::spec_mismatch(model, spec); !why.empty()) {
-    throw Error(path + ": cannot save: the spec '" + spec.name +
-                "' does not describe the model: " + why);
-  }
+  detail::require_spec_describes(path, model, spec);
   detail::require_class_names(path, spec, class_names);
   std::vector<SaveTensor> tensors = detail::model_tensors(model);
   for (const auto& [name, values] : state.optimizer_tensors) {

@@ -229,8 +229,8 @@ TrainResult train_model(Sequential<float>& model, const ModelSpec& spec, const D
   // The run reads the spec for its loss, the input's shape and the checkpoints' architecture:
   // one that does not describe the model gave another layer's error, read past the spec's
   // input, or wrote checkpoints that load_checkpoint refused, after the training.
-  if (const std::string why = detail::spec_mismatch(model, spec); !why.empty())
-    fail("train_model: the spec '" + spec.name + "' does not describe the model: " + why);
+  if (const std::string why = detail::spec_not_describing(model, spec); !why.empty())
+    fail("train_model: " + why);
   if (ranks && (options.batch < world || train.size() < world)) {
     fail("--batch " + std::to_string(options.batch) + " over " + std::to_string(train.size()) +
          " training samples cannot be split over " + std::to_string(world) +
@@ -609,9 +609,8 @@ EvalResult evaluate(Sequential<float>& model, const ModelSpec& spec, const Datas
   if (data.size() == 0) throw Error("evaluate: expected at least one sample, got none");
   // As train_model (found 2026-12-06): the spec gives the loss, and another model's spec or a
   // default ModelSpec was taken without a word. Every rank meets it alike.
-  if (const std::string why = detail::spec_mismatch(model, spec); !why.empty()) {
-    const std::string what =
-        "evaluate: the spec '" + spec.name + "' does not describe the model: " + why;
+  if (const std::string why = detail::spec_not_describing(model, spec); !why.empty()) {
+    const std::string what = "evaluate: " + why;
     if (ranks) throw RanksError(what);
     throw Error(what);
   }
