@@ -11,28 +11,12 @@
 #include <vector>
 
 #include "cnn/cnn.hpp"
+#include "expect_error.hpp"
 
 namespace cnn {
 namespace {
 
-/// Runs f, expects a cnn::Error whose single-line message contains every fragment.
-void expect_error(const std::function<void()>& f, const std::vector<std::string>& fragments) {
-  try {
-    f();
-  } catch (const Error& e) {
-    const std::string message = e.what();
-    EXPECT_EQ(message.find('\n'), std::string::npos) << "not one line: " << message;
-    for (const std::string& fragment : fragments) {
-      EXPECT_NE(message.find(fragment), std::string::npos)
-          << "message \"" << message << "\" lacks \"" << fragment << "\"";
-    }
-    return;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "expected cnn::Error, got another exception: " << e.what();
-    return;
-  }
-  ADD_FAILURE() << "expected cnn::Error naming " << fragments.front() << ", nothing was thrown";
-}
+using testing::expect_error;
 
 // Found 2026-12-06 (a helper's probe): Shape's operator[] read past its dimensions for an
 // index outside [-rank, rank) (ASan: stack-buffer-overflow), and the pointer constructor read

@@ -24,6 +24,7 @@
 
 #include "cnn/cnn.hpp"
 #include "cnn/layer_chain.hpp"
+#include "expect_error.hpp"
 #include "test_models.hpp"
 #include "test_paths.hpp"
 
@@ -32,16 +33,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-/// Expects `call` to throw a one-line cnn::Error holding `fragment`.
-void expect_refused(const std::function<void()>& call, const std::string& fragment) {
-  try {
-    call();
-    ADD_FAILURE() << "accepted: " << fragment;
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
-    EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos) << e.what();
-  }
-}
+using testing::expect_error;
+using testing::expect_refused;
 
 TEST(Tensor, AlignedZeroedAndReusesCapacity) {
   Tensor<float> t(Shape{3, 5});
@@ -2292,17 +2285,6 @@ Dataset tiny_dataset() {
   return data;
 }
 
-/// Runs call, expects a cnn::Error whose message holds every fragment.
-void expect_error_with(const std::function<void()>& call, const std::vector<std::string>& parts) {
-  try {
-    call();
-    ADD_FAILURE() << "accepted: " << parts.front();
-  } catch (const Error& e) {
-    for (const std::string& part : parts)
-      EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
-  }
-}
-
 // TrainControl::resume is copied, and the command line kept the checkpoint it loaded besides:
 // a resumed run held the optimizer's moments three times, twice for the whole run (found
 // 2026-12-07: 1.93 GB against a fresh run's 1.62 for a 40M-parameter Adam model). A state
@@ -2359,8 +2341,8 @@ TEST(Dataset, AResumeStateHandedOverIsMovedAndContinuesAsACopyWould) {
   TrainControl both;
   both.resume = &saved;
   both.resume_taken = &handed;
-  expect_error_with([&] { train_model(model, spec, data, data, options, rng, {}, {}, both); },
-                    {"train_model: TrainControl's resume and resume_taken are both set"});
+  expect_error([&] { train_model(model, spec, data, data, options, rng, {}, {}, both); },
+               {"train_model: TrainControl's resume and resume_taken are both set"});
 }
 
 // A checkpoint's optimizer tensors are moved out of the optimizer for the callback and back; a
@@ -2401,12 +2383,12 @@ TEST(Dataset, AStoppedRunsStateOwnsTheOptimizerTensorsOfItsStop) {
 // build_model, to_json and train_model.
 TEST(ModelSpec, AnInputThatIsNotAnImageShapeIsRefused) {
   ModelSpec empty;
-  expect_error_with([&] { build_model(empty); },
-                    {"build_model: the spec ''", "expected an input (C, H, W), got ()"});
-  expect_error_with([&] { to_json(empty); }, {"to_json", "got ()"});
+  expect_error([&] { build_model(empty); },
+               {"build_model: the spec ''", "expected an input (C, H, W), got ()"});
+  expect_error([&] { to_json(empty); }, {"to_json", "got ()"});
   ModelSpec flat = linear_2x2_spec();
   flat.input = Shape{1, 4};
-  expect_error_with([&] { build_model(flat); }, {"expected an input (C, H, W), got (1, 4)"});
+  expect_error([&] { build_model(flat); }, {"expected an input (C, H, W), got (1, 4)"});
 }
 
 // Found 2026-12-06 (a helper's probe): save_model refused a spec that does not describe the
@@ -2420,24 +2402,23 @@ TEST(ModelSpec, CheckpointsAndTrainingRefuseASpecThatDoesNotDescribeTheModel) {
   const ModelSpec other = three_output_spec();
   const fs::path path =
       fs::temp_directory_path() / ("cnn_spec_mismatch_" + std::to_string(::getpid()) + ".ckpt");
-  expect_error_with([&] { save_checkpoint(path.string(), model, other, {}, TrainState{}, "{}"); },
-                    {path.string() + ": cannot save: the spec 'other' does not describe the model",
-                     "layer 1 is Linear(4, 3"});
+  expect_error([&] { save_checkpoint(path.string(), model, other, {}, TrainState{}, "{}"); },
+               {path.string() + ": cannot save: the spec 'other' does not describe the model",
+                "layer 1 is Linear(4, 3"});
   EXPECT_FALSE(fs::exists(path));
   int steps = 0;
   const auto count_steps = [&](const TrainProgress&) { ++steps; };
-  expect_error_with(
+  expect_error(
       [&] { train_model(model, other, data, data, options, rng, count_steps, {}); },
       {"train_model: the spec 'other' does not describe the model", "layer 1 is Linear(4, 3"});
-  expect_error_with(
-      [&] { train_model(model, ModelSpec{}, data, data, options, rng, count_steps, {}); },
-      {"train_model: the spec '' does not describe the model",
-       "expected an input (C, H, W), got ()"});
+  expect_error([&] { train_model(model, ModelSpec{}, data, data, options, rng, count_steps, {}); },
+               {"train_model: the spec '' does not describe the model",
+                "expected an input (C, H, W), got ()"});
   Sequential<float> unbuilt;
   unbuilt.emplace<Flatten<>>();
-  expect_error_with([&] { train_model(unbuilt, spec, data, data, options, rng, count_steps, {}); },
-                    {"train_model: the spec 'tiny' does not describe the model: the model is not "
-                     "built"});
+  expect_error([&] { train_model(unbuilt, spec, data, data, options, rng, count_steps, {}); },
+               {"train_model: the spec 'tiny' does not describe the model: the model is not "
+                "built"});
   EXPECT_EQ(steps, 0);
   // The spec that does describe it trains and saves.
   train_model(model, spec, data, data, options, rng, count_steps, {});
@@ -2454,17 +2435,17 @@ TEST(ModelSpec, EvaluateRefusesASpecThatDoesNotDescribeTheModel) {
   TinyRun tiny(4);
   auto& [spec, model, rng, options] = tiny;
   const ModelSpec other = three_output_spec();
-  expect_error_with([&] { evaluate(model, other, data, 4); },
-                    {"evaluate: the spec 'other' does not describe the model: layer 1 is "
-                     "Linear(4, 3"});
-  expect_error_with(
+  expect_error([&] { evaluate(model, other, data, 4); },
+               {"evaluate: the spec 'other' does not describe the model: layer 1 is "
+                "Linear(4, 3"});
+  expect_error(
       [&] { evaluate(model, ModelSpec{}, data, 4); },
       {"evaluate: the spec '' does not describe the model", "expected an input (C, H, W), got ()"});
   Sequential<float> unbuilt;
   unbuilt.emplace<Flatten<>>();
-  expect_error_with([&] { evaluate(unbuilt, spec, data, 4); },
-                    {"evaluate: the spec 'tiny' does not describe the model: the model is not "
-                     "built"});
+  expect_error([&] { evaluate(unbuilt, spec, data, 4); },
+               {"evaluate: the spec 'tiny' does not describe the model: the model is not "
+                "built"});
   // The spec that does describe it evaluates every sample.
   EXPECT_EQ(evaluate(model, spec, data, 4).samples, 8);
 }
@@ -2998,8 +2979,8 @@ TEST(Dataset, SelectClassesAppliesTheSpecsRule) {
 // on one returned NaN loss and accuracy (0 / 0), and train_model with an empty test set
 // trained every epoch and reported NaN test metrics.
 TEST(Dataset, EmptySetsAreRefusedWhereTheyWouldGiveNaN) {
-  expect_error_with([] { read_cifar10({}); },
-                    {"read_cifar10: expected at least one batch file, got none"});
+  expect_error([] { read_cifar10({}); },
+               {"read_cifar10: expected at least one batch file, got none"});
   const Dataset data = tiny_dataset();
   Dataset empty = data;
   empty.images.count = 0;
@@ -3007,14 +2988,14 @@ TEST(Dataset, EmptySetsAreRefusedWhereTheyWouldGiveNaN) {
   empty.labels.clear();
   TinyRun tiny(4);
   auto& [spec, model, rng, options] = tiny;
-  expect_error_with([&] { evaluate(model, spec, empty, 4); },
-                    {"evaluate: expected at least one sample, got none"});
+  expect_error([&] { evaluate(model, spec, empty, 4); },
+               {"evaluate: expected at least one sample, got none"});
   int steps = 0;
   const auto count_steps = [&](const TrainProgress&) { ++steps; };
-  expect_error_with([&] { train_model(model, spec, data, empty, options, rng, count_steps, {}); },
-                    {"train_model: expected at least one sample in the test set, got none"});
-  expect_error_with([&] { train_model(model, spec, empty, data, options, rng, count_steps, {}); },
-                    {"train_model: expected at least one sample in the training set, got none"});
+  expect_error([&] { train_model(model, spec, data, empty, options, rng, count_steps, {}); },
+               {"train_model: expected at least one sample in the test set, got none"});
+  expect_error([&] { train_model(model, spec, empty, data, options, rng, count_steps, {}); },
+               {"train_model: expected at least one sample in the training set, got none"});
   EXPECT_EQ(steps, 0);
   // A class without samples still reads NaN in the per-class accuracy, as documented.
   Dataset zeros = data;
