@@ -23,8 +23,8 @@ run_suite() {  # name, extra cmake flags...
   local dir="build/$1"
   shift
   echo "== $dir: configure and build"
-  # Tests and examples on explicitly: scripts/run.sh configures build/release without tests,
-  # and CMake would otherwise keep that cached choice.
+  # Tests and examples on explicitly: scripts/run.sh configures a fresh build/release without
+  # tests, and CMake would otherwise keep that cached choice.
   # ONNX and MPI on explicitly: their tests must run, not be skipped for a missing package.
   cmake -S . -B "$dir" -DCNN_WERROR=ON -DCNN_BUILD_TESTS=ON -DCNN_BUILD_EXAMPLES=ON -DCNN_ONNX=ON \
     -DCNN_MPI=ON "$@" >/dev/null
