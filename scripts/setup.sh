@@ -34,8 +34,8 @@ if [[ "${1:-}" == "--test" || "${1:-}" == "--fuzz" ]]; then
   packages+=(libgtest-dev clang-format libopencv-dnn-dev libonnx-testdata)
 fi
 if [[ "${1:-}" == "--test" || "${1:-}" == "--fuzz" ]]; then
-  # libFuzzer: clang with its runtime, and clang's OpenMP.
-  packages+=(clang libclang-rt-14-dev libomp-14-dev)
+  # libFuzzer: clang with its runtime, and clang's OpenMP; xz-utils unpacks the fuzz corpus.
+  packages+=(clang libclang-rt-14-dev libomp-14-dev xz-utils)
 fi
 
 missing=()

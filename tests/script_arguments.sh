@@ -49,9 +49,16 @@ expect 2 '^setup.sh: at most one argument, got 2 \(--test --fuzz\)' setup.sh --t
 expect 0 '^The test command: ' test.sh --help
 expect 2 '^test.sh: takes no arguments, got: --quick \(expected none, or --help\)$' test.sh --quick
 expect 0 '^  scripts/fuzz.sh \[SECONDS\]' fuzz.sh --help
-expect 2 '^fuzz.sh: expected one argument, SECONDS a whole number from 1 to 999999, got: 0$' fuzz.sh 0
+expect 0 '^  scripts/fuzz.sh --update-corpus ' fuzz.sh -h
+expect 2 '^fuzz.sh: expected SECONDS, a whole number from 1 to 999999, or --update-corpus, got: 0$' \
+  fuzz.sh 0
 expect 2 'got: 5s$' fuzz.sh 5s
-expect 2 'got: 5 6$' fuzz.sh 5 6
+expect 2 'got: --update-corpora$' fuzz.sh --update-corpora
+expect 2 '^fuzz.sh: expected at most one argument, got 2: 5 6 \(see --help\)$' fuzz.sh 5 6
+expect 2 'got 2: --update-corpus 5 ' fuzz.sh --update-corpus 5
+# run.sh passes its arguments to cnn train, but --help anywhere installs and builds nothing.
+expect 0 '^The main job: install what is needed' run.sh --help
+expect 0 '^`cnn train`. With --help \(or -h\) it installs and builds nothing' run.sh --epochs 3 -h
 expect 0 '^  scripts/signal_loop.sh \[RUNS\]' signal_loop.sh --help
 expect 2 "^signal_loop.sh: RUNS 'ten' is not a whole number" signal_loop.sh ten
 expect 2 "^signal_loop.sh: MAX_MS '-5' is not a whole number" signal_loop.sh 3 USR1 1 0 -5
