@@ -1542,12 +1542,24 @@ TEST(ModelFile, LoadRefusesCheckpointsAndOtherFormats) {
   const std::string other = (dir / "other.safetensors").string();
   testing::save_with_metadata(file, "format", "keras\nv2", other);
   expect_refused([&] { load_model(other); },
-                 "unknown format 'keras?v2' in the metadata (expected \"cnn\")");
+                 "unknown format 'keras?v2' in the metadata (expected \"cnn\", or \"pt\" for "
+                 "PyTorch's)");
   // Without the key (PyTorch's safetensors writing our architecture), the file loads.
   std::map<std::string, std::string> metadata = file.metadata();
   metadata.erase("format");
   testing::save_with_all_metadata(file, metadata, other);
   EXPECT_EQ(load_model(other).model.parameter_count(), model.parameter_count());
+  // Found 2026-12-08: with {"format": "pt"} alone, as PyTorch-side savers write a state_dict,
+  // it was refused as an unknown format even with the spec given; it loads with the spec, to
+  // the same values, and without one asks for it.
+  testing::save_with_all_metadata(file, {{"format", "pt"}}, other);
+  ModelFile from_torch = load_model(other, spec);
+  ModelFile ours = load_model(model_path);
+  const std::span<const float> torch_values = from_torch.model.parameters();
+  const std::span<const float> our_values = ours.model.parameters();
+  EXPECT_TRUE(
+      std::equal(torch_values.begin(), torch_values.end(), our_values.begin(), our_values.end()));
+  expect_refused([&] { load_model(other); }, "pass the architecture with --model SPEC.json");
   EXPECT_EQ(load_model(model_path).model.parameter_count(), model.parameter_count());
   fs::remove_all(dir);
 }
@@ -2389,6 +2401,23 @@ TEST(ModelSpec, AnInputThatIsNotAnImageShapeIsRefused) {
   ModelSpec flat = linear_2x2_spec();
   flat.input = Shape{1, 4};
   expect_error([&] { build_model(flat); }, {"expected an input (C, H, W), got (1, 4)"});
+}
+
+// Found 2026-12-08 (a probe): "classes" labels were narrowed to int before their range check,
+// so 4294967299 and 4294967300 trained as classes 3 and 4, and 4294967297 was refused as a
+// duplicate of 1.
+TEST(ModelSpec, ClassLabelsOutsideABytesRangeAreRefusedAtFullWidth) {
+  const auto spec_with = [](const std::string& classes) {
+    return R"({"name": "m", "input": [1, 2, 2], "classes": )" + classes +
+           R"(, "layers": [{"type": "Flatten"}, {"type": "Linear", "out_features": 2}]})";
+  };
+  for (const std::string classes :
+       {"[4294967299, 4294967300]", "[4294967296, 1]", "[0, 256]", "[-1, 2]",
+        "[18446744073709551615, 1]", "[-4294967295, 1]", "[1.0, 2]", "[3, 3]"}) {
+    expect_error([&] { parse_model_spec(spec_with(classes), "spec"); },
+                 {"\"classes\" expects distinct labels in [0, 255], got"});
+  }
+  EXPECT_EQ(parse_model_spec(spec_with("[255, 0]"), "spec").classes, (std::vector<int>{255, 0}));
 }
 
 // Found 2026-12-06 (a helper's probe): save_model refused a spec that does not describe the

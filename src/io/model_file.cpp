@@ -66,9 +66,13 @@ void require_model_format(const SafeTensorsFile& file, const std::string& path) 
   // "format" says what wrote the file. A checkpoint holds a model's tensors under the same
   // names (and the optimizer's under others, which the tensor check would name as unexpected,
   // or not at all for plain SGD): it loaded as a model. A file without the key (PyTorch's
-  // safetensors with our architecture, tools/torch_interop.py) is read as before.
+  // safetensors with our architecture, tools/torch_interop.py) is read as before, and so is
+  // one that says "pt", the tag PyTorch-side savers write (transformers' save_pretrained,
+  // safetensors.torch.save_model): a state_dict, its architecture from the spec given (found
+  // 2026-12-08, a probe: refused as an unknown format even with --model).
   const auto& meta = file.metadata();
-  if (const auto format = meta.find("format"); format != meta.end() && format->second != "cnn") {
+  if (const auto format = meta.find("format");
+      format != meta.end() && format->second != "cnn" && format->second != "pt") {
     if (format->second == "cnn-checkpoint") {
       throw Error(path +
                   ": a training checkpoint, not a model file (load_checkpoint reads it; "
@@ -79,7 +83,7 @@ void require_model_format(const SafeTensorsFile& file, const std::string& path) 
       if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';  // one line
     }
     throw Error(path + ": unknown format '" + shown + (format->second.size() > 40 ? "...'" : "'") +
-                " in the metadata (expected \"cnn\")");
+                " in the metadata (expected \"cnn\", or \"pt\" for PyTorch's)");
   }
 }
 }  // namespace

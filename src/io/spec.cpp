@@ -684,12 +684,15 @@ ModelSpec parse_model_spec(const std::string& text, const std::string& origin) {
     }
     std::set<int> seen;
     for (const Json& c : j["classes"]) {
-      if (!c.is_number_integer() || c.get<int>() < 0 || c.get<int>() > 255 ||
-          !seen.insert(c.get<int>()).second) {
+      // Compared at full width: get<int>() of 4294967299 is 3 (found 2026-12-08, a probe).
+      const bool label = c.is_number_unsigned()  ? c.get<uint64_t>() <= 255
+                         : c.is_number_integer() ? c.get<int64_t>() >= 0 && c.get<int64_t>() <= 255
+                                                 : false;
+      if (!label || !seen.insert(static_cast<int>(c.get<int64_t>())).second) {
         reader.fail("",
                     "\"classes\" expects distinct labels in [0, 255], got " + j["classes"].dump());
       }
-      spec.classes.push_back(c.get<int>());
+      spec.classes.push_back(static_cast<int>(c.get<int64_t>()));
     }
   }
   if (!j.contains("layers") || !j["layers"].is_array() || j["layers"].empty()) {
