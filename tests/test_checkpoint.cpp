@@ -1,13 +1,16 @@
 // Training that survives (cnn train's checkpoints): a run killed at any moment (SIGKILL
 // between steps, in the middle of writing a checkpoint, before the first one, after the last
-// one), or stopped by SIGTERM / SIGINT, resumes to the very model file and metrics of the run
+// one), or stopped by SIGTERM / SIGINT / SIGHUP or an output whose reader went away, resumes to
+// the very model file and metrics of the run
 // that was never stopped; a failed write or a diverging loss keeps the last good checkpoint.
 // The crash moments come from fault injection in the CLI (CNN_FAULT_*, see
 // apps/cnn/train_command.cpp), so that each test hits the moment it names.
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/file.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <nlohmann/json.hpp>
 
@@ -157,6 +160,45 @@ TEST(Checkpoint, ResidualNetworkWithEveryKindOfStateResumesExactly) {
                   "resnet_killed");
 }
 
+// Found 2026-12-08 (a probe): `cnn train | head -1`, or a log reader that dies, ended the run
+// by SIGPIPE's default action at its next line: the epoch lost, OUT.lock left. It now stops at
+// the next step with a checkpoint, as for SIGTERM, and the resumed run is the uninterrupted one.
+TEST(Checkpoint, AnOutputWhoseReaderWentAwayStopsWithACheckpointAndResumesExactly) {
+  const Reference ref = reference_run(kLenetBase + " --epochs 6", "pipe_ref");
+  const fs::path dir = work_dir() / "pipe";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const fs::path fifo = dir / "stdout.fifo", err = dir / "stderr.txt";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  // Open first, without waiting for a writer, so that the run's open of its stdout succeeds;
+  // close-on-exec, or the run would hold a reader of its own output.
+  const int reader = ::open(fifo.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  ASSERT_GE(reader, 0);
+  const std::string out = (dir / "m.safetensors").string();
+  const pid_t pid = testing::spawn_process(
+      CNN_CLI, testing::split_words("train " + kLenetBase + " --epochs 6 --out " + out), {},
+      fifo.string(), err.string());
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (!fs::exists(dir / "m.ckpt") && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ::close(reader);  // unread: its next line to stdout raises SIGPIPE
+  const CliRun stopped = finish(pid, err);
+  EXPECT_EQ(stopped.exit_code, 128 + SIGPIPE) << stopped.err;
+  EXPECT_NE(stopped.err.find("cnn: stopped by SIGPIPE (the reader of its output went away) in "
+                             "epoch "),
+            std::string::npos)
+      << stopped.err;
+  EXPECT_NE(stopped.err.find("resume with: cnn train --resume " + (dir / "m.ckpt").string()),
+            std::string::npos)
+      << stopped.err;
+  EXPECT_FALSE(fs::exists(out));
+  EXPECT_FALSE(fs::exists(dir / "m.lock"));
+  const CliRun resumed = cnn("train --resume " + (dir / "m.ckpt").string());
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_TRUE(read_bytes(out) == ref.model);
+  EXPECT_EQ(metrics_without_seconds(dir / "m.csv"), ref.metrics);
+}
+
 /// Starts a long run, waits for its first checkpoint, sends `signal` (twice when `twice`).
 CliRun signalled_run(int signal, bool twice, const fs::path& dir) {
   fs::remove_all(dir);
@@ -172,18 +214,20 @@ CliRun signalled_run(int signal, bool twice, const fs::path& dir) {
   return finish(pid, err);
 }
 
-TEST(Checkpoint, SigtermAndSigintStopWithACheckpointAndResumeExactly) {
+// SIGHUP since 2026-12-08 (a probe: a closed terminal ended the run at once, losing the epoch
+// and leaving OUT.lock).
+TEST(Checkpoint, SigtermSigintAndSighupStopWithACheckpointAndResumeExactly) {
   const Reference ref = reference_run(kLenetBase + " --epochs 6", "signal_ref");
-  for (const int signal : {SIGTERM, SIGINT}) {
-    SCOPED_TRACE(signal == SIGTERM ? "SIGTERM" : "SIGINT");
+  for (const auto& [signal, name] :
+       {std::pair{SIGTERM, "SIGTERM"}, std::pair{SIGINT, "SIGINT"}, std::pair{SIGHUP, "SIGHUP"}}) {
+    SCOPED_TRACE(name);
     const fs::path dir = work_dir() / "signalled";
     const CliRun stopped = signalled_run(signal, false, dir);
-    EXPECT_EQ(stopped.exit_code, signal == SIGTERM ? 143 : 130) << stopped.err;
+    EXPECT_EQ(stopped.exit_code, 128 + signal) << stopped.err;
     EXPECT_EQ(std::count(stopped.err.begin(), stopped.err.end(), '\n'), 1) << stopped.err;
-    EXPECT_NE(stopped.err.find(std::string("stopped by ") +
-                               (signal == SIGTERM ? "SIGTERM" : "SIGINT") + " in epoch "),
-              std::string::npos)
+    EXPECT_NE(stopped.err.find(std::string("stopped by ") + name + " in epoch "), std::string::npos)
         << stopped.err;
+    EXPECT_FALSE(fs::exists(dir / "m.lock"));
     EXPECT_NE(stopped.err.find("resume with: cnn train --resume " + (dir / "m.ckpt").string()),
               std::string::npos)
         << stopped.err;

@@ -33,7 +33,8 @@ const char* const kEvalHelp =
     "Evaluates MODEL (a model file, or an .onnx file: see cnn convert --help) on the test set\n"
     "of --data (default fashion-mnist).\n"
     "  --model   the architecture (a spec file or a preset), for weights written without\n"
-    "            cnn's metadata (e.g. PyTorch)\n"
+    "            cnn's metadata (e.g. PyTorch's state_dict)\n"
+    "  --batch   images a forward pass (default 256)\n"
     "  --json    print one JSON object: model, data, samples, loss, accuracy,\n"
     "            per_class_accuracy (null for a class with no test images), confusion_matrix\n"
     "            (rows: true class, columns: predicted class), class_names\n"
@@ -46,13 +47,13 @@ const char* const kPredictHelp =
     "the model's channels and size, pixels scaled to [0, 1]) with MODEL (a model file or .onnx)\n"
     "and prints the top K classes (default 3) with probabilities.\n"
     "Images over 64 megapixels, files shorter than their header declares, and PNGs whose\n"
-    "compressed data hold more than twice their pixels are refused; so is a file stb_image\n"
-    "cannot decode, saying why: truncated, corrupt, or a variant it does not read (12-bit,\n"
-    "lossless or arithmetic-coded JPEG, RLE-compressed BMP).\n"
+    "image data inflate past twice what their pixels need (plus 64 KiB) are refused; so is a\n"
+    "file stb_image cannot decode, saying why: truncated, corrupt, or a variant it does not\n"
+    "read (12-bit, lossless or arithmetic-coded JPEG, RLE-compressed BMP).\n"
     "  --invert  use 255 - pixel: Fashion-MNIST and MNIST show light objects on black\n"
     "  --json    one JSON object per run: {\"predictions\": [{\"image\", \"top\": [...]}]}\n"
     "  --model   the architecture (a spec file or a preset), for weights written without\n"
-    "            cnn's metadata (e.g. PyTorch)\n";
+    "            cnn's metadata (e.g. PyTorch's state_dict)\n";
 
 const char* const kConvertHelp =
     "usage: cnn convert IN OUT [--opset N] [--fold-batchnorm] [--model SPEC.json|PRESET]\n"

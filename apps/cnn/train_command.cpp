@@ -53,10 +53,11 @@ const char* const kTrainHelp =
     "\n"
     "Trains and evaluates on the test set after every epoch. OUT.ckpt (next to --out) holds\n"
     "the whole run (weights, optimizer, schedule position, data order, random streams,\n"
-    "metrics, configuration), rewritten atomically after every epoch. SIGINT, SIGTERM or\n"
-    "SIGUSR1 ends training at the next step with a checkpoint (exit 128 + the signal; a second\n"
-    "signal exits at once; during set-up, before the first step, the first ends the run with\n"
-    "nothing written); a diverging loss stops with the last checkpoint kept. While a run\n"
+    "metrics, configuration), rewritten atomically after every epoch. SIGINT, SIGTERM, SIGHUP\n"
+    "or SIGUSR1 ends training at the next step with a checkpoint (exit 128 + the signal; a\n"
+    "second signal exits at once; during set-up, before the first step, the first ends the run\n"
+    "with nothing written), and so does SIGPIPE, an output whose reader went away (its later\n"
+    "writes are lost); a diverging loss stops with the last checkpoint kept. While a run\n"
     "writes OUT's files it holds OUT.lock (removed at its end): another run with the same\n"
     "--out, or resuming it, is refused until then.\n"
     "  --resume        continue that run: the model file and metrics come out as if it had\n"
@@ -71,7 +72,7 @@ const char* const kTrainHelp =
     "Under mpirun, the ranks train one model: --batch is the global batch, split over them,\n"
     "gradients are summed every step; rank 0 prints and writes the files; --resume needs the\n"
     "same rank count. SIGUSR1 (mpirun forwards it) stops every rank at the next step with a\n"
-    "checkpoint (during set-up: before the first step, nothing written); SIGINT/SIGTERM\n"
+    "checkpoint (during set-up: before the first step, nothing written); SIGINT/SIGTERM/SIGHUP\n"
     "(mpirun's way to end a job) end a rank at once with one line (none during set-up).\n"
     "  --sync-batchnorm  BatchNorm statistics over the global batch (all ranks), not each\n"
     "                  rank's share (the default, as PyTorch DDP)\n"
@@ -575,7 +576,8 @@ void require_utf8_names(const TrainConfig& c, const ModelSpec& spec) {
   }
 }
 
-/// The signal that asked training to stop (SIGINT, SIGTERM, SIGUSR1), 0 while none has.
+/// The signal that asked training to stop (SIGINT, SIGTERM, SIGHUP, SIGUSR1, or SIGPIPE in one
+/// process), 0 while none has.
 volatile std::sig_atomic_t g_stop_signal = 0;
 /// 1 from the start of `cnn train` until its training handlers are installed (nothing trained).
 volatile std::sig_atomic_t g_setting_up = 1;
@@ -626,10 +628,20 @@ void remove_run_leftovers_in_handler() {
   }
 }
 
-/// "SIGINT", "SIGTERM" or "SIGUSR1", the signals that stop training (a literal: safe in a
-/// signal handler).
+/// The name of a signal that stops training, as a literal (safe in a signal handler).
 const char* stop_signal_name(int signal) {
-  return signal == SIGINT ? "SIGINT" : signal == SIGTERM ? "SIGTERM" : "SIGUSR1";
+  switch (signal) {
+    case SIGINT:
+      return "SIGINT";
+    case SIGTERM:
+      return "SIGTERM";
+    case SIGHUP:
+      return "SIGHUP";
+    case SIGPIPE:
+      return "SIGPIPE (the reader of its output went away)";
+    default:
+      return "SIGUSR1";
+  }
 }
 
 extern "C" void on_stop_signal(int signal) {
@@ -656,6 +668,15 @@ extern "C" void on_stop_signal(int signal) {
     ::_exit(128 + signal);
   }
   g_stop_signal = signal;
+}
+
+extern "C" void on_broken_pipe(int) {
+  // One process, in training: a write to a pipe whose reader went away (`cnn train | head`, a
+  // log reader that died). Training stops at the next step with a checkpoint, as for SIGTERM;
+  // the default action ended the run at once, losing the epoch and leaving OUT.lock (found
+  // 2026-12-08, a probe). Every later write to that pipe raises it again and fails with EPIPE:
+  // never a "second signal".
+  if (g_stop_signal == 0) g_stop_signal = SIGPIPE;
 }
 
 extern "C" void on_setup_signal(int signal) {
@@ -723,10 +744,12 @@ void install_handler(void (*handler)(int), std::initializer_list<int> signals) {
 
 /// `cnn train`'s set-up handlers, installed first thing in main, before MPI starts or anything
 /// else that takes time (found 2026-12-07: a SIGUSR1 that reached a rank before its training
-/// handlers ended it by the default action, leaving OUT.lock). One process: SIGINT, SIGTERM or
-/// SIGUSR1 ends it with one line (on_setup_signal). Under mpirun: SIGUSR1 is noted and the
-/// ranks agree on it when set-up ends (every rank stops there, before the first step);
-/// SIGINT and SIGTERM, mpirun ending the job, end the rank with no line (on_quiet_end_signal).
+/// handlers ended it by the default action, leaving OUT.lock). One process: SIGINT, SIGTERM,
+/// SIGHUP, SIGUSR1 or SIGPIPE ends it with one line (on_setup_signal). Under mpirun: SIGUSR1 is
+/// noted and the ranks agree on it when set-up ends (every rank stops there, before the first
+/// step); SIGINT, SIGTERM and SIGHUP, mpirun ending the job, end the rank with no line
+/// (on_quiet_end_signal); SIGPIPE keeps its default (a rank writes to mpirun, which ends the
+/// job when it goes).
 /// CNN_FAULT_SIGNAL_AT_START=S raises signal S right after, on every rank, for the tests.
 void install_train_setup_handlers(bool under_mpirun) {
   if (under_mpirun) {
@@ -736,9 +759,9 @@ void install_train_setup_handlers(bool under_mpirun) {
       if (rank == nullptr) rank = std::getenv(name);
     g_rank_zero = rank != nullptr && std::string(rank) == "0" ? 1 : 0;
     install_handler(on_stop_signal, {SIGUSR1});
-    install_handler(on_quiet_end_signal, {SIGINT, SIGTERM});
+    install_handler(on_quiet_end_signal, {SIGINT, SIGTERM, SIGHUP});
   } else {
-    install_handler(on_setup_signal, {SIGINT, SIGTERM, SIGUSR1});
+    install_handler(on_setup_signal, {SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGPIPE});
   }
   if (const char* fault = std::getenv("CNN_FAULT_SIGNAL_AT_START")) std::raise(std::atoi(fault));
 }
@@ -1296,9 +1319,10 @@ int train_command(int argc, char** argv, Communicator* ranks) {
                       rank, world);
     g_rank_end_no_checkpoint_length = std::min(sizeof g_rank_end_line_no_checkpoint - 1,
                                                static_cast<size_t>(std::max(0, short_length)));
-    install_handler(on_rank_end_signal, {SIGINT, SIGTERM});
+    install_handler(on_rank_end_signal, {SIGINT, SIGTERM, SIGHUP});
   } else {
-    install_handler(on_stop_signal, {SIGINT, SIGTERM});
+    install_handler(on_stop_signal, {SIGINT, SIGTERM, SIGHUP});
+    install_handler(on_broken_pipe, {SIGPIPE});
   }
   install_handler(on_stop_signal, {SIGUSR1});
   g_setting_up = 0;
@@ -1308,7 +1332,7 @@ int train_command(int argc, char** argv, Communicator* ranks) {
   // come from mpirun when another rank exited first with a status (138 after a SIGUSR1), and
   // the run's line is rank 0's.
   const auto use_after_training_handlers = [&] {
-    if (world > 1) install_handler(on_quiet_end_signal, {SIGINT, SIGTERM});
+    if (world > 1) install_handler(on_quiet_end_signal, {SIGINT, SIGTERM, SIGHUP});
   };
   // A failure in training keeps the last checkpoint written: the line says which.
   const auto with_checkpoint = [&](const std::string& what) {
