@@ -558,6 +558,30 @@ TEST(Checkpoint, AOneCycleRunShortenedBelowItsStepsIsRefusedBeforeTraining) {
   EXPECT_TRUE(fs::exists(out));
 }
 
+// Found 2026-12-08 (a probe): a step schedule resumed with an --epochs whose decays take the
+// rate to 0 in float was refused as "fewer [steps] than it needs", the opposite of the reason,
+// which a fresh run gives. The refusal now carries that reason and the most epochs that hold.
+TEST(Checkpoint, AStepRunExtendedPastItsLastRateIsRefusedWithItsReason) {
+  const fs::path spec = fresh_linear_spec("step_extended"), dir = spec.parent_path();
+  const std::string ckpt = (dir / "m.ckpt").string();
+  const CliRun run = cnn("train --model " + spec.string() +
+                         " --data sample --threads 1 --batch 500 --epochs 3 --schedule step "
+                         "--step-epochs 1 --out " +
+                         (dir / "m.safetensors").string());
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const CliRun extended = cnn("train --resume " + ckpt + " --epochs 60");
+  EXPECT_EQ(extended.exit_code, 1);
+  EXPECT_EQ(extended.err,
+            "cnn: train: --epochs is 60: learning-rate schedule: the step schedule's last rate lr "
+            "x gamma^59 = 0.05 x 0.1^59 is 5e-61, 0 as a float (the optimizers' type; expected a "
+            "rate above 0: fewer decays: a longer step size, fewer steps or a gamma nearer 1); "
+            "expected --epochs 44 or fewer (a resumed run keeps its batch and schedule "
+            "settings)\n");
+  // The most it names goes on.
+  const CliRun resumed = cnn("train --resume " + ckpt + " --epochs 44");
+  EXPECT_EQ(resumed.exit_code, 0) << resumed.err;
+}
+
 /// `cnn <args>` run from directory `dir` (with `env` added), as a shell would from there.
 CliRun cnn_in(const fs::path& dir, const std::string& args,
               const std::vector<std::string>& env = {}) {

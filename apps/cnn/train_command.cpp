@@ -1010,19 +1010,34 @@ void prepare_training(const Args& args, Communicator* ranks, TrainSetup& t) {
     const int64_t steps = steps_per_epoch(samples, config.options.batch, world);
     try {
       schedule_options(config.options, steps);
-    } catch (const Error&) {
+    } catch (const Error& refused) {
       if (!resuming || !args.has("--epochs")) throw;
-      // The fewest epochs that hold the schedule, if a few more do.
-      TrainOptions longer = config.options;
-      std::string expected;
-      const int64_t last = std::min<int64_t>(int64_t{config.options.epochs} + 64, kMaxEpochs);
-      while (expected.empty() && longer.epochs < last) {
-        ++longer.epochs;
+      const auto holds = [&](int epochs) {
+        TrainOptions options = config.options;
+        options.epochs = epochs;
         try {
-          schedule_options(longer, steps);
-          expected = "; expected --epochs " + std::to_string(longer.epochs) + " or more";
+          schedule_options(options, steps);
+          return true;
         } catch (const Error&) {
+          return false;
         }
+      };
+      // The fewest epochs that hold the schedule, if a few more do.
+      std::string expected;
+      const int last =
+          static_cast<int>(std::min<int64_t>(int64_t{config.options.epochs} + 64, kMaxEpochs));
+      for (int epochs = config.options.epochs + 1; expected.empty() && epochs <= last; ++epochs)
+        if (holds(epochs)) expected = "; expected --epochs " + std::to_string(epochs) + " or more";
+      if (expected.empty()) {
+        // Too many epochs, not too few: a step schedule decayed to 0 in float. Its reason,
+        // and the most epochs that hold it (found 2026-12-08, a probe: --epochs 60 on a step
+        // schedule was called "fewer than it needs", the fresh run's reason lost).
+        for (int epochs = config.options.epochs - 1; expected.empty() && epochs >= 1; --epochs)
+          if (holds(epochs))
+            expected = "; expected --epochs " + std::to_string(epochs) + " or fewer";
+        args.fail("--epochs", "is " + std::to_string(config.options.epochs) + ": " +
+                                  refused.what() + expected +
+                                  " (a resumed run keeps its batch and schedule settings)");
       }
       args.fail("--epochs", "is " + std::to_string(config.options.epochs) +
                                 ", which gives the run's " +
