@@ -1740,6 +1740,10 @@ TEST(CliBadInput, AFlagGivenTwiceIsRefused) {
                  {"cnn: train: --lr given twice ('0.1' and '0.2'); expected it once"});
   expect_refusal("train --data sample --sync-batchnorm --sync-batchnorm" + out,
                  {"cnn: train: --sync-batchnorm given twice; expected it once"});
+  // Found 2026-12-08 (a probe): one process took it, where it changes nothing.
+  expect_refusal("train --model resnet --data sample --sync-batchnorm" + out,
+                 {"cnn: train: --sync-batchnorm shares BatchNorm statistics between mpirun's "
+                  "ranks; this run is one process (expected mpirun -np 2 or more)"});
   expect_refusal("eval " + model + " --data sample --batch 8 --batch 9",
                  {"cnn: eval: --batch given twice ('8' and '9'); expected it once"});
   expect_refusal("eval " + model + " --data sample --json --json",

@@ -465,7 +465,12 @@ TEST(Distributed, BadFlagsAreReportedOnce) {
             "cnn: --data /nonexistent/dir: no such directory (expected fashion-mnist, sample, or "
             "a directory of IDX files or CIFAR-10 batches)\n"},
            {"bench --allreduce --batch 0",
-            "cnn: bench: --batch expects a whole number from 1 to 4096, got '0'\n"}}) {
+            "cnn: bench: --batch expects a whole number from 1 to 4096, got '0'\n"},
+           // Found 2026-12-08 (a probe): taken, and stored in the checkpoint, where it changes
+           // nothing.
+           {"train --data sample --sync-batchnorm",
+            "cnn: train: --sync-batchnorm needs a model with BatchNorm layers; 'lenet5' has "
+            "none\n"}}) {
     SCOPED_TRACE(args);
     const ProcessRun run = mpirun(2, args);
     EXPECT_EQ(run.exit_code, 1);

@@ -75,7 +75,8 @@ const char* const kTrainHelp =
     "checkpoint (during set-up: before the first step, nothing written); SIGINT/SIGTERM/SIGHUP\n"
     "(mpirun's way to end a job) end a rank at once with one line (none during set-up).\n"
     "  --sync-batchnorm  BatchNorm statistics over the global batch (all ranks), not each\n"
-    "                  rank's share (the default, as PyTorch DDP)\n"
+    "                  rank's share (the default, as PyTorch DDP); refused in one process\n"
+    "                  and for a model without BatchNorm\n"
     "  --model         preset lenet5 (default), convnet, resnet or seed, or a JSON spec file\n"
     "                  --model resnet brings its own recipe, every value a flag overrides:\n"
     "                  10 epochs, batch 128, sgd lr 0.1, weight decay 5e-4, onecycle,\n"
@@ -1055,6 +1056,19 @@ void prepare_training(const Args& args, Communicator* ranks, TrainSetup& t) {
   } else {
     t.model = build_model(t.spec);
     t.model.init_parameters(*t.rng);
+  }
+  // A flag that would change nothing is refused, as the others are (found 2026-12-08, a
+  // probe: one process, or a model without BatchNorm, took it and stored it in the checkpoint).
+  if (args.has("--sync-batchnorm")) {
+    if (ranks == nullptr || ranks->size() < 2) {
+      args.fail("--sync-batchnorm",
+                "shares BatchNorm statistics between mpirun's ranks; this run is one process "
+                "(expected mpirun -np 2 or more)");
+    }
+    if (t.model.buffer_count() == 0) {
+      args.fail("--sync-batchnorm", "needs a model with BatchNorm layers; '" +
+                                        terminal_text(t.spec.name) + "' has none");
+    }
   }
   if (ranks && config.sync_batchnorm) t.model.synchronise_batch_statistics(ranks);
   // Last, once every check of the flags, data and model has passed: a run refused for those
