@@ -1438,6 +1438,31 @@ TEST(Onnx, LayerNodesAreHeldToOnnxsSchemaAtTheFileOpset) {
     EXPECT_FALSE(onnx_accepts(path));
     expect_import_refused(path, fragment);
   }
+  // A BatchNormalization's epsilon and momentum out of cnn's range (valid ONNX types): each is
+  // named with its value (found 2026-12-08, a probe: "epsilon or momentum out of range").
+  for (const auto& [attribute, value, fragment] :
+       std::vector<std::tuple<std::string, float, std::string>>{
+           {"epsilon", 0.0f, "node '1' (BatchNormalization): epsilon is 0 (expected above 0)"},
+           {"epsilon", -1.0f, "node '1' (BatchNormalization): epsilon is -1 (expected above 0)"},
+           {"epsilon", std::nanf(""),
+            "node '1' (BatchNormalization): epsilon is nan (expected above 0)"},
+           {"momentum", 2.0f, "node '1' (BatchNormalization): momentum is 2 (expected 0 to 1)"},
+           {"momentum", -1.0f, "node '1' (BatchNormalization): momentum is -1 (expected 0 to 1)"},
+       }) {
+    SCOPED_TRACE(fragment);
+    const std::string path =
+        edited("normed", 13, [&, attribute = attribute, value = value](onnx::GraphProto& g) {
+          onnx::NodeProto& n = node(g, "1");
+          for (int k = 0; k < n.attribute_size(); ++k) {
+            if (n.attribute(k).name() == attribute) {
+              n.mutable_attribute()->DeleteSubrange(k, 1);
+              break;
+            }
+          }
+          float_attribute(attribute, value)(n);
+        });
+    expect_import_refused(path, fragment);
+  }
   // An Add of another domain is not ONNX's Add (a custom op: ONNX's checker takes it, and what
   // it computes is not in the file); it was taken as a residual block's sum.
   const std::string custom = edited(

@@ -1584,10 +1584,20 @@ std::string Importer::apply(int i, const std::string& value, std::vector<LayerSp
     }
     if (shape_.rank() != 4 && shape_.rank() != 2) fail_node(i, "expects a 2-d or 4-d input");
     l.type = shape_.rank() == 4 ? "BatchNorm2d" : "BatchNorm1d";
-    l.eps = decimal_of_float(float_attribute(i, "epsilon", 1e-5f));
-    l.momentum = momentum_from_onnx(float_attribute(i, "momentum", 0.9f));
-    if (!(l.eps > 0) || !(l.momentum >= 0 && l.momentum <= 1))
-      fail_node(i, "epsilon or momentum out of range");
+    // Each named with its value (found 2026-12-08, a probe: "epsilon or momentum out of
+    // range" named neither).
+    const float epsilon = float_attribute(i, "epsilon", 1e-5f);
+    const float momentum = float_attribute(i, "momentum", 0.9f);
+    const auto shown = [](float v) {
+      char text[32];
+      std::snprintf(text, sizeof text, "%g", double(v));
+      return std::string(text);
+    };
+    l.eps = decimal_of_float(epsilon);
+    l.momentum = momentum_from_onnx(momentum);
+    if (!(l.eps > 0)) fail_node(i, "epsilon is " + shown(epsilon) + " (expected above 0)");
+    if (!(l.momentum >= 0 && l.momentum <= 1))
+      fail_node(i, "momentum is " + shown(momentum) + " (expected 0 to 1)");
     const Constant& scale = constant_input(i, 1, "scale");
     if (scale.dims.size() != 1)
       fail_node(i, "scale of rank " + std::to_string(scale.dims.size()) + " (expected 1)");
