@@ -1278,6 +1278,9 @@ TEST(CliBadInput, SpecsImagesAndFlags) {
   expect_refusal("train --data sample --epochs", {"--epochs expects a value"});
   expect_refusal("eval", {"expected one MODEL"});
   expect_refusal("predict " + trained_model().string() + " --top 0 x.png", {"--top", "got '0'"});
+  // Found 2026-12-08 (a probe): more classes than the model has printed them all, silently.
+  expect_refusal("predict " + trained_model().string() + " --top 11 x.png",
+                 {"cnn: predict: --top is 11, but the model has 10 classes (expected at most 10)"});
   expect_refusal("fly", {"unknown command 'fly'"});
   expect_refusal("train --out metrics.csv", {"--out", "names the model file"});
   expect_refusal("train --data sample",

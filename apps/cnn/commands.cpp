@@ -45,7 +45,8 @@ const char* const kPredictHelp =
     "\n"
     "Classifies each image (PNG, JPEG, BMP, or binary PGM/PPM of 8 or 16 bits; converted to\n"
     "the model's channels and size, pixels scaled to [0, 1]) with MODEL (a model file or .onnx)\n"
-    "and prints the top K classes (default 3) with probabilities.\n"
+    "and prints the top K classes (default 3, or all of a model's fewer; a K above its class\n"
+    "count is refused) with probabilities.\n"
     "Images over 64 megapixels, files shorter than their header declares, and PNGs whose\n"
     "image data inflate past twice what their pixels need (plus 64 KiB) are refused; so is a\n"
     "file stb_image cannot decode, saying why: truncated, corrupt, or a variant it does not\n"
@@ -225,6 +226,13 @@ int predict_command(const Args& args) {
   ModelFile file = load_for(args, args.positional()[0]);
   const int64_t classes = output_classes(file.spec);
   const int64_t top = args.integer("--top", 3, 1, 1000);
+  // The default shows what there is; a K asked for and not there is said (found 2026-12-08,
+  // a probe: --top 11 of 10 classes printed 10 without a word).
+  if (args.has("--top") && top > classes) {
+    args.fail("--top", "is " + std::to_string(top) + ", but the model has " +
+                           std::to_string(classes) + " classes (expected at most " +
+                           std::to_string(classes) + ")");
+  }
   const bool json = args.has("--json"), invert = args.has("--invert");
   Json predictions = Json::array();
   Tensor<float> x;
