@@ -192,14 +192,23 @@ TEST(Cli, AugmentedTrainingWithDropoutIsReproducible) {
                             " --data sample --epochs 1 --seed 4 --threads 2 --augment crop-flip";
   const fs::path a = work_dir() / "augment_a.safetensors", b = work_dir() / "augment_b.safetensors",
                  plain = work_dir() / "augment_none.safetensors";
-  ASSERT_EQ(cnn("train" + flags + " --out " + a.string()).exit_code, 0);
+  const CliRun augmented = cnn("train" + flags + " --out " + a.string());
+  ASSERT_EQ(augmented.exit_code, 0);
   ASSERT_EQ(cnn("train" + flags + " --out " + b.string()).exit_code, 0);
-  ASSERT_EQ(cnn("train --model " + spec.string() +
-                " --data sample --epochs 1 --seed 4 --threads 2 --out " + plain.string())
-                .exit_code,
-            0);
+  const CliRun unaugmented = cnn("train --model " + spec.string() +
+                                 " --data sample --epochs 1 --seed 4 --threads 2 --out " +
+                                 plain.string() + " --label-smoothing 0.1");
+  ASSERT_EQ(unaugmented.exit_code, 0);
   EXPECT_EQ(read_file(a), read_file(b));
   EXPECT_NE(read_file(a), read_file(plain));
+  // The run's first line names what is on, and only that (found 2026-12-08, a probe: label
+  // smoothing alone printed "augment none (padding 2)").
+  EXPECT_NE(augmented.out.find(", weight decay 0, augment crop-flip (padding 2), seed 4"),
+            std::string::npos)
+      << augmented.out;
+  EXPECT_NE(unaugmented.out.find(", weight decay 0, label smoothing 0.1, seed 4"),
+            std::string::npos)
+      << unaugmented.out;
 }
 
 TEST(Cli, InfoCountsLeNet5) {
@@ -1269,6 +1278,13 @@ TEST(CliBadInput, SpecsImagesAndFlags) {
   write_file(graph, std::string("\x08\x07\x12\x03") + "cnn");  // an ONNX file's first bytes
   expect_refusal("bench --model " + graph.string(),
                  {"cnn: --model " + graph.string() + ": an ONNX model, not a spec"});
+  // Found 2026-12-08 (a probe): the line named no command ("cnn: --model: an ONNX file ...").
+  for (const std::string command : {"eval", "predict"}) {
+    expect_refusal(
+        command + " " + graph.string() + (command == "predict" ? " x.png" : "") + " --model lenet5",
+        {"cnn: " + command + ": --model is for weights without an architecture; " + graph.string() +
+         " is an ONNX file, which carries its own (expected no --model)"});
+  }
   expect_refusal("info nope.json", {"cnn: nope.json: neither a preset"});
   expect_refusal("train --frobnicate 3", {"unknown flag --frobnicate"});
   expect_refusal("train --data sample --epochs --batch 3",

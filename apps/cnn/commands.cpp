@@ -88,7 +88,10 @@ const char* const kInfoHelp =
 
 ModelFile load_for(const Args& args, const std::string& path) {
   if (is_onnx_path(path)) {
-    if (args.has("--model")) throw Error("--model: an ONNX file carries its own architecture");
+    // Named with its command, as every other flag is (found 2026-12-08, a probe).
+    if (args.has("--model"))
+      args.fail("--model", "is for weights without an architecture; " + terminal_text(path) +
+                               " is an ONNX file, which carries its own (expected no --model)");
     return load_onnx(path);
   }
   std::optional<ModelSpec> spec;
@@ -189,8 +192,9 @@ int eval_command(const Args& args) {
     print_json(j);
     return 0;
   }
-  std::printf("%s on %s: %lld images\n", terminal_text(args.positional()[0]).c_str(),
-              terminal_text(data.description).c_str(), static_cast<long long>(r.samples));
+  std::printf("%s on %s: %lld image%s\n", terminal_text(args.positional()[0]).c_str(),
+              terminal_text(data.description).c_str(), static_cast<long long>(r.samples),
+              r.samples == 1 ? "" : "s");
   std::printf("test loss %s, test accuracy %s\n", loss_text(r.loss).c_str(),
               accuracy_text(r.accuracy, r.samples).c_str());
   std::printf("\nper-class accuracy:\n");

@@ -1155,14 +1155,18 @@ int train_command(int argc, char** argv, Communicator* ranks) {
       (world > 1 ? "mpirun -np " + std::to_string(world) + " " : std::string()) +
       "cnn train --resume " + checkpoint_path;
 
-  char optimizer[64], extras[96] = "", parallel[160];
+  char optimizer[64], smoothing[48] = "", augment[64] = "", parallel[160];
   std::snprintf(optimizer, sizeof optimizer, sgd ? "%s (momentum %g)" : "%s",
                 optimizer_name(options.optimizer), options.momentum);
-  if (options.label_smoothing > 0 || options.augment != Augment::kNone) {
-    std::snprintf(extras, sizeof extras, ", label smoothing %g, augment %s (padding %lld)",
-                  options.label_smoothing, augment_name(options.augment),
-                  static_cast<long long>(options.crop_padding));
+  // Each only when it is on: label smoothing alone said "augment none (padding 2)" (found
+  // 2026-12-08, a probe).
+  if (options.label_smoothing > 0)
+    std::snprintf(smoothing, sizeof smoothing, ", label smoothing %g", options.label_smoothing);
+  if (options.augment != Augment::kNone) {
+    std::snprintf(augment, sizeof augment, ", augment %s (padding %lld)",
+                  augment_name(options.augment), static_cast<long long>(options.crop_padding));
   }
+  const std::string extras = std::string(smoothing) + augment;
   if (world > 1) {
     const long long low = options.batch / world, high = (options.batch + world - 1) / world;
     const std::string share =
@@ -1186,7 +1190,7 @@ int train_command(int argc, char** argv, Communicator* ranks) {
       terminal_text(data.description).c_str(), static_cast<long long>(data.train.size()),
       static_cast<long long>(data.test.size()), options.epochs, options.epochs == 1 ? "" : "s",
       static_cast<long long>(options.batch), optimizer, options.lr, schedule_name(options.schedule),
-      options.weight_decay, extras, static_cast<unsigned long long>(config.seed), parallel);
+      options.weight_decay, extras.c_str(), static_cast<unsigned long long>(config.seed), parallel);
   std::fflush(stdout);
 
   const bool terminal = stdout_is_terminal();
