@@ -9,9 +9,11 @@
 namespace cnn {
 
 /// Throws cnn::Error "<caller>: expected a file path, got an empty string" for an empty `path`;
-/// does nothing otherwise. Every file function below, and the loaders and savers built on them,
-/// call it first: their messages start with the path ("<path>: cannot write: ..."), which for
-/// "" left a line starting with a bare colon that named nothing.
+/// does nothing otherwise. Every function that reads or writes a file (write_file_atomic,
+/// require_regular_file, read_whole_file below, and the loaders and savers built on them) calls
+/// it first: their messages start with the path ("<path>: cannot write: ..."), which for "" left
+/// a line starting with a bare colon that named nothing. The helpers that only compute a name
+/// or look (write_destination, special_file_kind, remove_stale_temporaries) take "" as it is.
 void require_path(const std::string& path, const char* caller);
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename,

@@ -3,6 +3,7 @@
 // SPEC.json` reads, what the presets are, and what a model file stores as its architecture.
 //
 //   {
+//     "format": "cnn-spec", "version": 1,   // optional; what to_json writes (others refused)
 //     "name": "lenet5",
 //     "input": [1, 28, 28],                 // one sample: channels, height, width
 //     "loss": "cross_entropy",              // or "log_loss" (one sigmoid output, two classes)
