@@ -1,8 +1,8 @@
 // Training that survives (cnn train's checkpoints): a run killed at any moment (SIGKILL
 // between steps, in the middle of writing a checkpoint, before the first one, after the last
 // one), or stopped by SIGTERM / SIGINT / SIGHUP or an output whose reader went away, resumes to
-// the very model file and metrics of the run
-// that was never stopped; a failed write or a diverging loss keeps the last good checkpoint.
+// the very model file and metrics of the run that was never stopped; a failed write or a
+// diverging loss keeps the last good checkpoint.
 // The crash moments come from fault injection in the CLI (CNN_FAULT_*, see
 // apps/cnn/train_command.cpp), so that each test hits the moment it names.
 

@@ -68,7 +68,7 @@ void require_model_format(const SafeTensorsFile& file, const std::string& path) 
   // or not at all for plain SGD): it loaded as a model. A file without the key (PyTorch's
   // safetensors with our architecture, tools/torch_interop.py) is read as before, and so is
   // one that says "pt", the tag PyTorch-side savers write (transformers' save_pretrained,
-  // safetensors.torch.save_model): a state_dict, its architecture from the spec given (found
+  // diffusers, many conversion scripts): a state_dict, its architecture from the spec given (found
   // 2026-12-08, a probe: refused as an unknown format even with --model).
   const auto& meta = file.metadata();
   if (const auto format = meta.find("format");
