@@ -199,6 +199,31 @@ TEST(Checkpoint, AnOutputWhoseReaderWentAwayStopsWithACheckpointAndResumesExactl
   EXPECT_EQ(metrics_without_seconds(dir / "m.csv"), ref.metrics);
 }
 
+// A run started with SIGHUP ignored (`nohup cnn train ...`) keeps it ignored: a closed terminal
+// does not stop it. The handler added for SIGHUP on 2026-12-08 would otherwise have replaced
+// nohup's choice.
+TEST(Checkpoint, ARunStartedWithSighupIgnoredIsNotStoppedByIt) {
+  const Reference ref = reference_run(kLenetBase + " --epochs 6", "nohup_ref");
+  const fs::path dir = work_dir() / "nohup";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const fs::path err = dir / "stderr.txt";
+  const std::string out = (dir / "m.safetensors").string();
+  const pid_t pid =
+      testing::spawn_process("/bin/sh",
+                             {"-c", "trap '' HUP; exec " + std::string(CNN_CLI) + " train " +
+                                        kLenetBase + " --epochs 6 --out " + out},
+                             {}, "/dev/null", err.string());
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (!fs::exists(dir / "m.ckpt") && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ::kill(pid, SIGHUP);
+  const CliRun run = finish(pid, err);
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.err, "");
+  EXPECT_TRUE(read_bytes(out) == ref.model);
+}
+
 /// Starts a long run, waits for its first checkpoint, sends `signal` (twice when `twice`).
 CliRun signalled_run(int signal, bool twice, const fs::path& dir) {
   fs::remove_all(dir);

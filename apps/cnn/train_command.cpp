@@ -57,9 +57,9 @@ const char* const kTrainHelp =
     "or SIGUSR1 ends training at the next step with a checkpoint (exit 128 + the signal; a\n"
     "second signal exits at once; during set-up, before the first step, the first ends the run\n"
     "with nothing written), and so does SIGPIPE, an output whose reader went away (its later\n"
-    "writes are lost); a diverging loss stops with the last checkpoint kept. While a run\n"
-    "writes OUT's files it holds OUT.lock (removed at its end): another run with the same\n"
-    "--out, or resuming it, is refused until then.\n"
+    "writes are lost; under nohup, SIGHUP stays ignored); a diverging loss stops with the last\n"
+    "checkpoint kept. While a run writes OUT's files it holds OUT.lock (removed at its end):\n"
+    "another run with the same --out, or resuming it, is refused until then.\n"
     "  --resume        continue that run: the model file and metrics come out as if it had\n"
     "                  never stopped (same threads), next to the checkpoint given (a copy\n"
     "                  X.ckpt writes X.safetensors). Flags that would change it are refused,\n"
@@ -732,13 +732,21 @@ extern "C" void raise_sigint_twice(int) {
 }
 
 /// Installs `handler` for `signals`. SA_RESTART: a signal that only sets a flag must not fail
-/// the call it interrupts (a write to a pipe, MPI's own calls) with EINTR.
+/// the call it interrupts (a write to a pipe, MPI's own calls) with EINTR. SIGHUP and SIGPIPE
+/// stay ignored when the process started with them ignored: `nohup cnn train ...` asks that a
+/// closed terminal not end the run, and a caller that ignores SIGPIPE takes EPIPE instead.
 void install_handler(void (*handler)(int), std::initializer_list<int> signals) {
   struct sigaction action {};
   sigemptyset(&action.sa_mask);
   action.sa_flags = SA_RESTART;
   action.sa_handler = handler;
-  for (int signal : signals) ::sigaction(signal, &action, nullptr);
+  for (int signal : signals) {
+    struct sigaction current {};
+    if ((signal == SIGHUP || signal == SIGPIPE) && ::sigaction(signal, nullptr, &current) == 0 &&
+        current.sa_handler == SIG_IGN)
+      continue;
+    ::sigaction(signal, &action, nullptr);
+  }
 }
 
 }  // namespace
