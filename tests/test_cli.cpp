@@ -1310,6 +1310,10 @@ TEST(CliBadInput, SpecsImagesAndFlags) {
                  {"--optimizer", "expects sgd, adam or adamw", "got 'adamx'"});
   expect_refusal("train --data sample --schedule linear",
                  {"--schedule", "expects constant, step, cosine or onecycle", "got 'linear'"});
+  // Found 2026-12-08 (a probe): the schedule's own refusal named no command.
+  expect_refusal("train --data sample --epochs 1 --batch 2000 --schedule onecycle",
+                 {"cnn: train: learning-rate schedule: onecycle rises over the first 30% of its "
+                  "steps and needs at least 4, got 1 (more epochs, or a smaller batch)"});
   expect_refusal("train --data sample --optimizer adam --momentum 0.5",
                  {"--momentum", "applies to --optimizer sgd, not adam"});
   expect_refusal("train --data sample --epochs 3 --warmup-epochs 3",

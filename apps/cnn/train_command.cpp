@@ -1020,7 +1020,9 @@ void prepare_training(const Args& args, Communicator* ranks, TrainSetup& t) {
     try {
       schedule_options(config.options, steps);
     } catch (const Error& refused) {
-      if (!resuming || !args.has("--epochs")) throw;
+      // Named with its command, as the flags' lines are (found 2026-12-08, a probe: "cnn:
+      // learning-rate schedule: ..." named no command).
+      if (!resuming || !args.has("--epochs")) throw Error("train: " + std::string(refused.what()));
       const auto holds = [&](int epochs) {
         TrainOptions options = config.options;
         options.epochs = epochs;
