@@ -287,7 +287,16 @@ TEST(Onnx, ExportsPassTheCheckerAndStrictShapeInference) {
         EXPECT_EQ(m.graph().output(0).name(), "logits");
         std::map<std::string, std::string> meta;
         for (const auto& e : m.metadata_props()) meta[e.key()] = e.value();
-        EXPECT_EQ(meta.count("cnn.architecture"), fold ? 0u : 1u);
+        // Folded too, since 2026-12-08: the folded spec, so that the name, loss and classes
+        // come back (they were lost with the metadata).
+        ASSERT_EQ(meta.count("cnn.architecture"), 1u);
+        const ModelFile back = load_onnx(path);
+        EXPECT_EQ(back.spec.name, spec.name);
+        EXPECT_EQ(back.spec.loss, spec.loss);
+        EXPECT_EQ(back.spec.classes, spec.classes);
+        if (fold && spec.name == "resnet") {
+          EXPECT_EQ(meta.at("cnn.architecture").find("BatchNorm2d"), std::string::npos);
+        }
         EXPECT_EQ(meta.at("cnn.class_names"), Json(names).dump());
         EXPECT_NE(meta.at("cnn.preprocessing").find("/ 255"), std::string::npos);
         EXPECT_EQ(meta.count("cnn.version"), 1u);
@@ -453,6 +462,61 @@ TEST(Onnx, OpenCvDnnRunsOurExportsToOurLogits) {
   GTEST_SKIP() << "OpenCV DNN (libopencv-dnn-dev) was not found when the tests were built";
 }
 #endif
+
+// Found 2026-12-08 (a probe): a folded export wrote no cnn.architecture, so its import lost
+// the spec's name, loss and classes (the seed model's one Sigmoid output came back as one
+// cross-entropy logit, a "classes" subset as all labels) and every BatchNorm's counter. Now the
+// folded spec is written: the layers as folded, the BatchNorms that stay keep their counters
+// under their new names, and the model computes what the unfolded one does.
+TEST(Onnx, AFoldedExportKeepsItsSpecAndTheCountersOfTheBatchNormsLeft) {
+  const ModelSpec spec = parse_model_spec(R"({"name": "bnmix", "input": [1, 8, 8],
+    "classes": [3, 7], "layers": [
+    {"type": "Conv2d", "out_channels": 4, "kernel": 3, "padding": 1, "bias": false},
+    {"type": "BatchNorm2d"}, {"type": "ReLU"}, {"type": "MaxPool2d", "kernel": 2},
+    {"type": "BatchNorm2d"},
+    {"type": "Residual", "body": [{"type": "Conv2d", "out_channels": 4, "kernel": 3,
+      "padding": 1}, {"type": "BatchNorm2d"}, {"type": "ReLU"}]},
+    {"type": "Flatten"}, {"type": "Linear", "out_features": 8}, {"type": "BatchNorm1d"},
+    {"type": "ReLU"}, {"type": "Linear", "out_features": 2}]})",
+                                          "bnmix");
+  Sequential<float> model = random_model(spec, 11);
+  int64_t count = 20;
+  for (auto& b : model.named_buffers())
+    if (b.counter) b.value[0] = static_cast<float>(count++);  // 20, 21, 22, 23 in order
+  const std::string path = (work_dir() / "bnmix_folded.onnx").string();
+  save_onnx(path, model, spec, {"Dress", "Sneaker"}, {13, true});
+  ModelFile back = load_onnx(path);
+  EXPECT_EQ(back.spec.name, "bnmix");
+  EXPECT_EQ(back.spec.classes, (std::vector<int>{3, 7}));
+  EXPECT_EQ(back.class_names, (std::vector<std::string>{"Dress", "Sneaker"}));
+  std::vector<std::string> types;
+  for (const LayerSpec& l : back.spec.layers) types.push_back(l.type);
+  EXPECT_EQ(types,
+            (std::vector<std::string>{"Conv2d", "ReLU", "MaxPool2d", "BatchNorm2d", "Residual",
+                                      "Flatten", "Linear", "BatchNorm1d", "ReLU", "Linear"}));
+  EXPECT_TRUE(back.spec.layers[0].bias);
+  ASSERT_EQ(back.spec.layers[4].body.size(), 2u);
+  EXPECT_TRUE(back.spec.layers[4].body[0].bias);
+  std::map<std::string, float> counters;
+  for (auto& b : back.model.named_buffers())
+    if (b.counter) counters[b.name] = b.value[0];
+  // The second and the fourth BatchNorm stay (the first and third are folded into convolutions).
+  EXPECT_EQ(counters, (std::map<std::string, float>{{"3.num_batches_tracked", 21},
+                                                    {"7.num_batches_tracked", 23}}));
+  Tensor<float> x(Shape{4, 1, 8, 8});
+  Rng rng(3);
+  for (float& v : x) v = static_cast<float>(rng.uniform());
+  const TensorView<const float> expected = model.forward(x, Mode::kEval);
+  const std::vector<float> want(expected.begin(), expected.end());
+  const TensorView<const float> got = back.model.forward(x, Mode::kEval);
+  ASSERT_EQ(got.numel(), static_cast<int64_t>(want.size()));
+  for (size_t k = 0; k < want.size(); ++k)
+    EXPECT_NEAR(got[static_cast<int64_t>(k)], want[k], 1e-5f * (1 + std::abs(want[k])));
+  // The seed model (log_loss, one Sigmoid output) folded: still a binary classifier.
+  Sequential<float> seed = random_model(preset_spec("seed"), 2);
+  save_onnx(path, seed, preset_spec("seed"), {}, {13, true});
+  EXPECT_EQ(load_onnx(path).spec.loss, LossKind::kLogLoss);
+}
 
 TEST(Onnx, ModelFileToOnnxAndBackIsBitIdentical) {
   for (const ModelSpec& spec : export_specs()) {
@@ -647,6 +711,21 @@ std::string write_variant(const onnx::ModelProto& m, const std::string& stem, in
   EXPECT_TRUE(m.SerializeToString(&bytes));
   write_bytes(path, bytes);
   return path;
+}
+
+// Found 2026-12-08 (a probe): a graph without our metadata that ends in one Sigmoid output
+// (torch's Linear(.., 1) + Sigmoid) imported as one cross-entropy logit. It is a binary
+// classifier: log_loss, dataset labels 0 and 1.
+TEST(Onnx, AForeignGraphEndingInOneSigmoidImportsAsABinaryClassifier) {
+  Sequential<float> seed = random_model(preset_spec("seed"), 2);
+  const std::string path = (work_dir() / "sigmoid.onnx").string();
+  save_onnx(path, seed, preset_spec("seed"), {}, {13, false});
+  onnx::ModelProto m = parse(path);
+  m.clear_metadata_props();
+  int variant = 0;
+  const ModelFile file = load_onnx(write_variant(m, "sigmoid", variant));
+  EXPECT_EQ(file.spec.loss, LossKind::kLogLoss);
+  EXPECT_EQ(file.spec.classes, (std::vector<int>{0, 1}));
 }
 
 /// A model of `spec` with random weights (random_model(spec, seed)), its logits on the first 8
@@ -2071,6 +2150,32 @@ std::pair<int, std::string> cnn_run(const std::string& args) {
   const int status =
       std::system((std::string(CNN_CLI) + " " + args + " >/dev/null 2>" + err.string()).c_str());
   return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), read_bytes(err)};
+}
+
+// Found 2026-12-08 (a probe): a graph ending in one logit without a Sigmoid (torch's
+// Linear(.., 1) for BCEWithLogitsLoss) imported as cross-entropy of one class, and predict
+// gave that class 100%. eval and predict refuse a model whose output is not class scores.
+TEST(Onnx, EvalAndPredictRefuseAModelWhoseOutputIsNotClassScores) {
+  Sequential<float> seed = random_model(preset_spec("seed"), 2);
+  const std::string exported = (work_dir() / "one_logit_source.onnx").string();
+  save_onnx(exported, seed, preset_spec("seed"), {}, {13, false});
+  onnx::ModelProto m = parse(exported);
+  m.clear_metadata_props();
+  onnx::GraphProto& g = *m.mutable_graph();
+  ASSERT_EQ(g.node(g.node_size() - 1).op_type(), "Sigmoid");
+  g.mutable_node()->RemoveLast();
+  g.mutable_node(g.node_size() - 1)->set_output(0, "logits");
+  int variant = 0;
+  const std::string one_logit = write_variant(m, "one_logit", variant);
+  for (const std::string& command :
+       {"predict " + one_logit + " x.png", "eval " + one_logit + " --data sample"}) {
+    SCOPED_TRACE(command);
+    const auto [code, err] = cnn_run(command);
+    EXPECT_EQ(code, 1);
+    EXPECT_EQ(err, "cnn: " + one_logit +
+                       ": the model outputs (1, 1) per image, not class scores (expected (1, "
+                       "classes) logits of 2 or more classes, or one Sigmoid output)\n");
+  }
 }
 
 TEST(Onnx, ConvertCommandBothWays) {

@@ -86,6 +86,20 @@ const char* const kInfoHelp =
     "          per sample, parameters, flops, state_dict: the PyTorch names and shapes, torch:\n"
     "          the equivalent torch.nn module as {\"module\", \"args\", \"kwargs\"})\n";
 
+/// Refuses a model whose output is not class scores, for eval and predict: (N, classes)
+/// logits of two or more classes, or log_loss's one Sigmoid output. An imported graph can end
+/// anywhere (a Conv alone); predict read one logit as a certain class, 100% (found 2026-12-08,
+/// a probe), and a 4-d output's channels as classes.
+void require_class_outputs(const ModelFile& file, const std::string& path) {
+  if (file.spec.loss == LossKind::kLogLoss) return;
+  const Shape out = model_shapes(file.spec).layout.shapes.back();
+  if (out.rank() != 2 || out[1] < 2) {
+    throw Error(terminal_text(path) + ": the model outputs " + out.str() +
+                " per image, not class scores (expected (1, classes) logits of 2 or more "
+                "classes, or one Sigmoid output)");
+  }
+}
+
 ModelFile load_for(const Args& args, const std::string& path) {
   if (is_onnx_path(path)) {
     // Named with its command, as every other flag is (found 2026-12-08, a probe).
@@ -150,6 +164,7 @@ int eval_command(const Args& args) {
   if (args.positional().size() != 1)
     throw Error("eval: expected one MODEL file (see cnn eval --help)");
   ModelFile file = load_for(args, args.positional()[0]);
+  require_class_outputs(file, args.positional()[0]);
   // The test set alone: a directory of test files evaluates (found 2026-12-06: eval asked for
   // the training files and failed on a corrupt one it does not use).
   const DataSplit data = data_for(file.spec, args.text("--data", "fashion-mnist"), true);
@@ -228,6 +243,7 @@ int predict_command(const Args& args) {
     throw Error("predict: expected a MODEL file and at least one IMAGE (see cnn predict --help)");
   }
   ModelFile file = load_for(args, args.positional()[0]);
+  require_class_outputs(file, args.positional()[0]);
   const int64_t classes = output_classes(file.spec);
   const int64_t top = args.integer("--top", 3, 1, 1000);
   // The default shows what there is; a K asked for and not there is said (found 2026-12-08,

@@ -75,6 +75,7 @@ class Exporter {
           i + 1 < layers.size() ? dynamic_cast<const BatchNorm2d<float>*>(layers[i + 1]) : nullptr;
       if (fold_ && conv && next_bn) {
         value = folded_conv(*conv, name, *next_bn, prefix + std::to_string(i + 1), value);
+        folded_batchnorms_.insert(prefix + std::to_string(i + 1));
         ++i;
         continue;
       }
@@ -84,6 +85,8 @@ class Exporter {
   }
 
   const std::map<std::string, int64_t>& counters() const { return counters_; }
+  /// The BatchNorm2d layers folded into the Conv2d before them ("3.body.1").
+  const std::set<std::string>& folded_batchnorms() const { return folded_batchnorms_; }
 
  private:
   std::string layer(const Layer<float>& layer, const std::string& name, const std::string& in) {
@@ -311,6 +314,7 @@ class Exporter {
 
   onnx::GraphProto& graph_;
   bool fold_;
+  std::set<std::string> folded_batchnorms_;
   std::map<std::string, TensorView<const float>> tensors_;
   std::map<std::string, int64_t> counters_;
 };
@@ -327,6 +331,25 @@ void set_tensor_type(onnx::ValueInfoProto& value, const std::string& name, const
       dim->set_dim_value(shape[d]);
     }
   }
+}
+
+/// `layers` as the exporter folds them: each Conv2d followed by a BatchNorm2d becomes one
+/// Conv2d with a bias, in Residual blocks too (Exporter::chain's rule).
+std::vector<LayerSpec> folded_layers(const std::vector<LayerSpec>& layers) {
+  std::vector<LayerSpec> folded;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    LayerSpec l = layers[i];
+    if (l.type == "Residual") {
+      l.body = folded_layers(l.body);
+      l.shortcut = folded_layers(l.shortcut);
+    }
+    if (l.type == "Conv2d" && i + 1 < layers.size() && layers[i + 1].type == "BatchNorm2d") {
+      l.bias = true;
+      ++i;
+    }
+    folded.push_back(std::move(l));
+  }
+  return folded;
 }
 
 void add_metadata(onnx::ModelProto& m, const std::string& key, const std::string& value) {
@@ -385,10 +408,33 @@ void save_onnx(const std::string& path, Sequential<float>& model, const ModelSpe
   set_tensor_type(*graph.add_input(), kInputName, input);
   set_tensor_type(*graph.add_output(), kOutputName, model.output_shape(1));
 
-  if (!options.fold_batchnorm) add_metadata(m, "cnn.architecture", to_json(spec));
+  // A folded graph is described by the folded spec: its name, loss and classes were lost with
+  // the metadata until 2026-12-08 (a probe: the seed model's one Sigmoid output came back as
+  // cross-entropy logits, and predict said 100%). The BatchNorms left keep their counters,
+  // under the names they have in the folded model.
+  std::map<std::string, int64_t> counters = exporter.counters();
+  ModelSpec written = spec;
+  if (options.fold_batchnorm) {
+    written.layers = folded_layers(spec.layers);
+    std::vector<int64_t> kept;
+    for (const auto& b : model.named_buffers()) {
+      if (!b.counter) continue;
+      const std::string layer = b.name.substr(0, b.name.rfind('.'));
+      if (!exporter.folded_batchnorms().count(layer)) kept.push_back(counters.at(b.name));
+    }
+    counters.clear();
+    size_t next = 0;
+    for (const auto& b : model_shapes(written).model.buffer_specs()) {
+      if (!b.counter) continue;
+      if (next >= kept.size()) fail("the folded model's BatchNorm layers do not match");
+      counters[b.name] = kept[next++];
+    }
+    if (next != kept.size()) fail("the folded model's BatchNorm layers do not match");
+  }
+  add_metadata(m, "cnn.architecture", to_json(written));
   add_metadata(m, "cnn.class_names",
                detail::dump_json(Json(class_names), path + ": cannot export to ONNX: class names"));
-  add_metadata(m, "cnn.counters", Json(exporter.counters()).dump());
+  add_metadata(m, "cnn.counters", Json(counters).dump());
   add_metadata(m, "cnn.preprocessing",
                "grey pixels as float (C, H, W) in [0, 1]: value / 255, no mean subtraction");
   add_metadata(m, "cnn.version", CNN_VERSION);
@@ -2135,6 +2181,15 @@ ModelFile Importer::run() {
     }
     file.spec = ours;
     by_name = true;
+  } else if (!file.spec.layers.empty() && file.spec.layers.back().type == "Sigmoid" &&
+             model_shapes(file.spec).layout.shapes.back() == Shape{1, 1}) {
+    // A graph without our metadata that ends in one Sigmoid output is a binary classifier:
+    // log_loss, its dataset labels 0 and 1 (found 2026-12-08, a probe: torch's Linear(.., 1)
+    // + Sigmoid imported as one cross-entropy logit, and predict gave it 100%). Other graphs
+    // import as they are (a Conv alone, ONNX's conformance cases); what needs class logits
+    // (eval, predict) checks the output itself.
+    file.spec.loss = LossKind::kLogLoss;
+    file.spec.classes = {0, 1};
   }
   try {
     if (meta.count("cnn.class_names")) {
