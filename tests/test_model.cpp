@@ -1564,6 +1564,33 @@ TEST(ModelFile, LoadRefusesCheckpointsAndOtherFormats) {
   fs::remove_all(dir);
 }
 
+// Found 2026-12-08 (a probe): a spec given for a file that holds its own architecture replaced
+// it whenever the tensors' shapes fit: a model trained on "classes" [3, 7] was evaluated on
+// labels 0 and 1 under the names of 3 and 7, a ReLU network read as a Tanh one. The spec given
+// must be the file's own.
+TEST(ModelFile, ASpecGivenForAFileWithItsOwnArchitectureMustBeThatOne) {
+  const fs::path dir = fs::temp_directory_path() / ("cnn_own_spec_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const std::string path = (dir / "m.safetensors").string();
+  const ModelSpec spec = parse_model_spec(R"({"name": "dress_sneaker", "input": [1, 2, 2],
+    "classes": [3, 7], "layers": [{"type": "Flatten"}, {"type": "Linear", "out_features": 2}]})",
+                                          "spec");
+  Sequential<float> model = build_model(spec);
+  Rng rng(1);
+  model.init_parameters(rng);
+  save_model(path, model, spec, {"Dress", "Sneaker"});
+  ModelSpec other = spec;
+  other.name = "other";
+  other.classes = {0, 1};
+  expect_refused([&] { load_model(path, other); },
+                 path +
+                     ": the architecture given ('other') is not the one the file holds "
+                     "('dress_sneaker'): expected the same, or none (cnn info shows the file's)");
+  expect_refused([&] { describe_model_file(path, other); }, "is not the one the file holds");
+  EXPECT_EQ(load_model(path, spec).spec.classes, (std::vector<int>{3, 7}));
+  fs::remove_all(dir);
+}
+
 // Found 2026-12-07: every file function refused an empty path, but in a line that started with
 // the path, i.e. with a bare colon (": cannot write: No such file or directory"). Each now names
 // itself instead; the command line refuses an empty --out or file before it gets here.

@@ -34,7 +34,8 @@ void save_model(const std::string& path, Sequential<float>& model, const ModelSp
                 const std::vector<std::string>& class_names);
 
 /// Loads and validates a model file. The architecture comes from the file's metadata, or from
-/// `spec` when given (for a file written by PyTorch without our metadata). Throws cnn::Error
+/// `spec` when given (for a file written by PyTorch without our metadata; a file that holds its
+/// own architecture is refused a different one, to_json compared). Throws cnn::Error
 /// "<path>: ..." for an unreadable or corrupt file, a "format" other than "cnn" (a checkpoint,
 /// "cnn-checkpoint", is named as one; a file without the key is read), an unknown format
 /// version, a missing,

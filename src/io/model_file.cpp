@@ -178,6 +178,17 @@ ModelFile model_description(const SafeTensorsFile& file, const std::string& path
          kModelFormatVersion + ")");
   }
   if (spec) {
+    // A file that holds its architecture is read by it: a spec given for it must be the same,
+    // or a file trained on "classes" [3, 7] was evaluated on labels 0 and 1 under the names of
+    // 3 and 7, and any layers whose tensors have the same shapes (ReLU for Tanh) were taken
+    // (found 2026-12-08, a probe).
+    if (meta.count("architecture")) {
+      const ModelSpec held = parse_model_spec(meta.at("architecture"), path + ": architecture");
+      if (to_json(held) != to_json(*spec)) {
+        fail("the architecture given ('" + spec->name + "') is not the one the file holds ('" +
+             held.name + "'): expected the same, or none (cnn info shows the file's)");
+      }
+    }
     loaded.spec = *spec;
   } else {
     if (!meta.count("format_version")) {
