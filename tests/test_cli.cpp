@@ -579,6 +579,28 @@ fs::path data_dir(const std::string& name,
   return dir;
 }
 
+// Found 2026-12-08 (a probe): a dataset without class names counts its classes to its largest
+// label; eval reads the test set alone, whose labels here end at 2, and refused a model trained
+// on "classes" [1, 3] ("uses class 3 but the dataset has 3") that train had evaluated on the
+// same test set. Class 3 has no test image, as in train's own test pass.
+TEST(Cli, EvalTakesTheTestSetThatTrainEvaluatedWhenItLacksAClass) {
+  const fs::path data = data_dir("subset_data", [](auto&) {});  // train 0-3, test 1 and 2
+  const fs::path spec = work_dir() / "subset.json";
+  write_file(spec, R"({"name": "subset", "input": [1, 28, 28], "classes": [1, 3],
+    "layers": [{"type": "Flatten"}, {"type": "Linear", "out_features": 2}]})");
+  const fs::path model = work_dir() / "subset.safetensors";
+  const CliRun trained = cnn("train --model " + spec.string() + " --data " + data.string() +
+                             " --epochs 1 --out " + model.string());
+  ASSERT_EQ(trained.exit_code, 0) << trained.err;
+  const CliRun evaluated = cnn("eval " + model.string() + " --data " + data.string());
+  ASSERT_EQ(evaluated.exit_code, 0) << evaluated.err;
+  // The one test image of class 1, as train counted it.
+  EXPECT_NE(trained.out.find("/1), test loss"), std::string::npos) << trained.out;
+  EXPECT_NE(evaluated.out.find("/1)\n"), std::string::npos) << evaluated.out;
+  EXPECT_NE(evaluated.out.find("   1 3               none (no test images)"), std::string::npos)
+      << evaluated.out;
+}
+
 TEST(CliBadInput, Datasets) {
   expect_refusal("train --data " + (work_dir() / "no_such_dir").string(),
                  {"--data", "no such directory"});
