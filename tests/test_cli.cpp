@@ -604,6 +604,20 @@ TEST(Cli, EvalTakesTheTestSetThatTrainEvaluatedWhenItLacksAClass) {
 TEST(CliBadInput, Datasets) {
   expect_refusal("train --data " + (work_dir() / "no_such_dir").string(),
                  {"--data", "no such directory"});
+  // Found 2026-12-08 (a probe): a label of 255 was "256 classes", and "classes" that no test
+  // image has failed in train_model's words after the run's first line.
+  expect_refusal(
+      "train --data " +
+          data_dir("label_255", [](auto& f) { f["train-labels-idx1-ubyte"][11] = '\xff'; })
+              .string(),
+      {": its labels run to 255 (256 classes), but model lenet5 outputs 10"});
+  const fs::path absent = work_dir() / "absent_classes.json";
+  write_file(absent, R"({"name": "absent", "input": [1, 28, 28], "classes": [0, 3],
+    "layers": [{"type": "Flatten"}, {"type": "Linear", "out_features": 2}]})");
+  expect_refusal("train --model " + absent.string() + " --data " +
+                     data_dir("absent_data", [](auto&) {}).string(),
+                 {": no test image has one of the classes [0, 3] that model absent uses "
+                  "(expected at least one)"});
   const fs::path ok = data_dir("ok_data", [](auto&) {});
   ASSERT_EQ(cnn("train --data " + ok.string() + " --epochs 1 --out " +
                 (work_dir() / "tiny.safetensors").string())
@@ -957,6 +971,17 @@ TEST(CliBadInput, RunFilesThatAreOneAnotherOrTheRunsInputsAreRefusedBeforeTraini
                   " is a spec's name (.json): convert writes a model file; expected a name such "
                   "as model.safetensors"});
   EXPECT_EQ(read_file(dir / "spec.json"), spec_text);
+  // Nor over a training run's other files (found 2026-12-08, a probe: x.ckpt was replaced).
+  for (const auto& [name, what] : std::vector<std::pair<std::string, std::string>>{
+           {"x.ckpt", "a training checkpoint's name (.ckpt)"},
+           {"x.csv", "a run's metrics' name (.csv)"},
+           {"x.svg", "a run's learning curves' name (.svg)"},
+           {"x.lock", "a run's lock's name (.lock)"}}) {
+    expect_refusal("convert " + (dir / "m.onnx").string() + " " + (dir / name).string(),
+                   {"convert: " + (dir / name).string() + " is " + what +
+                    ": convert writes a model file; expected a name such as model.safetensors"});
+    EXPECT_FALSE(fs::exists(dir / name));
+  }
   // A run refused for its data leaves no directories behind (they were made first).
   expect_refusal("train --data " + (dir / "no_data").string() + " --epochs 1 --out " +
                      (dir / "made" / "deeper" / "m.safetensors").string(),

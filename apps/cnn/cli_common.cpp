@@ -94,12 +94,28 @@ DataSplit data_for(const ModelSpec& spec, const std::string& which, bool test_on
     }
     if (!test_only) data.train = select_classes(data.train, spec.classes);
     data.test = select_classes(data.test, spec.classes);
+    // Named here, before any line of training (found 2026-12-08, a probe: "train_model:
+    // expected at least one sample in the test set, got none", after the run's first line).
+    std::string listed;
+    for (int c : spec.classes) listed += (listed.empty() ? "" : ", ") + std::to_string(c);
+    for (const auto& [set, which] : {std::pair{&data.train, "training"}, {&data.test, "test"}}) {
+      if ((!test_only || set == &data.test) && set->size() == 0) {
+        throw Error(data.description + ": no " + which + " image has one of the classes [" +
+                    listed + "] that model " + spec.name + " uses (expected at least one)");
+      }
+    }
     data.class_names = names;
   }
   const int64_t classes = output_classes(spec);
   if (static_cast<int64_t>(data.class_names.size()) > classes) {
-    throw Error(data.description + ": " + std::to_string(data.class_names.size()) +
-                " classes, but model " + spec.name + " outputs " + std::to_string(classes));
+    // A dataset without names counts to its largest label: say so (a label of 255 read as
+    // "256 classes").
+    const bool unnamed = data.class_names.back() == std::to_string(data.class_names.size() - 1);
+    throw Error(data.description + ": " +
+                (unnamed ? "its labels run to " + std::to_string(data.class_names.size() - 1) +
+                               " (" + std::to_string(data.class_names.size()) + " classes)"
+                         : std::to_string(data.class_names.size()) + " classes") +
+                ", but model " + spec.name + " outputs " + std::to_string(classes));
   }
   // A name per output, as save_model asks: a dataset's names run to its largest label, which
   // may be below the model's last class; the rest are named by their index, as the data's own.

@@ -126,12 +126,22 @@ int convert_command(const Args& args) {
   if (is_onnx_path(in) == is_onnx_path(out)) {
     throw Error("convert: expected one .onnx file and one model file, got " + in + " and " + out);
   }
-  if (!is_onnx_path(out) && fs::path(out).extension() == ".json") {
+  if (!is_onnx_path(out)) {
     // Found 2026-12-07: `cnn convert m.onnx spec.json` wrote a model file over a spec, which
-    // `cnn info spec.json` and --model then read as a spec (train refuses such an --out).
-    throw Error("convert: " + out +
-                " is a spec's name (.json): convert writes a model file; expected a name such as "
-                "model.safetensors");
+    // `cnn info spec.json` and --model then read as a spec (train refuses such an --out); and
+    // 2026-12-08 (a probe): over a training run's checkpoint, x.ckpt, as over its other files.
+    const std::string extension = fs::path(out).extension().string();
+    for (const auto& [taken, what] :
+         std::vector<std::pair<std::string, std::string>>{{".json", "a spec's"},
+                                                          {".ckpt", "a training checkpoint's"},
+                                                          {".csv", "a run's metrics'"},
+                                                          {".svg", "a run's learning curves'"},
+                                                          {".lock", "a run's lock's"}}) {
+      if (extension == taken) {
+        throw Error("convert: " + out + " is " + what + " name (" + taken +
+                    "): convert writes a model file; expected a name such as model.safetensors");
+      }
+    }
   }
   if (args.has("--opset") && !is_onnx_path(out))
     throw Error("--opset: only for a conversion to ONNX");
