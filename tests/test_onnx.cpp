@@ -716,12 +716,19 @@ std::string write_variant(const onnx::ModelProto& m, const std::string& stem, in
 // Found 2026-12-08 (a probe): a graph without our metadata that ends in one Sigmoid output
 // (torch's Linear(.., 1) + Sigmoid) imported as one cross-entropy logit. It is a binary
 // classifier: log_loss, dataset labels 0 and 1.
-TEST(Onnx, AForeignGraphEndingInOneSigmoidImportsAsABinaryClassifier) {
+/// The seed model's export (log_loss: one Sigmoid output) without our metadata, as a foreign
+/// exporter writes it.
+onnx::ModelProto seed_graph_without_metadata(const std::string& stem) {
   Sequential<float> seed = random_model(preset_spec("seed"), 2);
-  const std::string path = (work_dir() / "sigmoid.onnx").string();
+  const std::string path = (work_dir() / (stem + "_source.onnx")).string();
   save_onnx(path, seed, preset_spec("seed"), {}, {13, false});
   onnx::ModelProto m = parse(path);
   m.clear_metadata_props();
+  return m;
+}
+
+TEST(Onnx, AForeignGraphEndingInOneSigmoidImportsAsABinaryClassifier) {
+  const onnx::ModelProto m = seed_graph_without_metadata("sigmoid");
   int variant = 0;
   const ModelFile file = load_onnx(write_variant(m, "sigmoid", variant));
   EXPECT_EQ(file.spec.loss, LossKind::kLogLoss);
@@ -2156,11 +2163,7 @@ std::pair<int, std::string> cnn_run(const std::string& args) {
 // Linear(.., 1) for BCEWithLogitsLoss) imported as cross-entropy of one class, and predict
 // gave that class 100%. eval and predict refuse a model whose output is not class scores.
 TEST(Onnx, EvalAndPredictRefuseAModelWhoseOutputIsNotClassScores) {
-  Sequential<float> seed = random_model(preset_spec("seed"), 2);
-  const std::string exported = (work_dir() / "one_logit_source.onnx").string();
-  save_onnx(exported, seed, preset_spec("seed"), {}, {13, false});
-  onnx::ModelProto m = parse(exported);
-  m.clear_metadata_props();
+  onnx::ModelProto m = seed_graph_without_metadata("one_logit");
   onnx::GraphProto& g = *m.mutable_graph();
   ASSERT_EQ(g.node(g.node_size() - 1).op_type(), "Sigmoid");
   g.mutable_node()->RemoveLast();
