@@ -76,6 +76,19 @@ TEST(Tensor, EmptyTensorsHaveNoElementsAndCopyAsEmpty) {
   Tensor<float> scalar(Shape(), 7.0f);  // a counter's shape (): one element
   EXPECT_EQ(scalar.numel(), 1);
   EXPECT_EQ(Tensor<float>(scalar)[0], 7.0f);
+  // Found 2026-12-08 (a probe of the C++ API): a view of an empty tensor counted one element
+  // (its shape, ()), so a loop over it read address 0; and a self-move lost the shape.
+  for (const TensorView<float>& view : {empty.view(), TensorView<float>(nullptr, Shape{2, 3})}) {
+    EXPECT_EQ(view.numel(), 0);
+    EXPECT_EQ(view.begin(), view.end());
+    EXPECT_TRUE(view.span().empty());
+  }
+  EXPECT_EQ(scalar.view().numel(), 1);  // a scalar with its element is one
+  Tensor<float> self(Shape{2, 3}, 5.0f);
+  Tensor<float>& alias = self;
+  self = std::move(alias);
+  EXPECT_EQ(self.shape(), (Shape{2, 3}));
+  EXPECT_EQ(self[5], 5.0f);
   // Copies of things that hold tensors before any use.
   MaxPool2d<float> pool(2);
   MaxPool2d<float> pool_copy(pool);

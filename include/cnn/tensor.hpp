@@ -18,7 +18,8 @@
 namespace cnn {
 
 /// Non-owning view of contiguous memory with a shape. T may be const. An empty view
-/// (data() == nullptr) means "not needed", e.g. dx of a model's first layer.
+/// (data() == nullptr) means "not needed", e.g. dx of a model's first layer; it has numel() 0,
+/// whatever its shape, so that span(), begin() and end() cover nothing.
 template <typename T>
 class TensorView {
  public:
@@ -31,7 +32,9 @@ class TensorView {
 
   T* data() const { return data_; }
   const Shape& shape() const { return shape_; }
-  int64_t numel() const { return shape_.numel(); }
+  // 0 for an empty view: a default one's shape, (), counts one element, and a loop over
+  // begin()..end() read address 0 (found 2026-12-08, a probe of the C++ API).
+  int64_t numel() const { return data_ == nullptr ? 0 : shape_.numel(); }
   bool empty() const { return data_ == nullptr; }
   T& operator[](int64_t i) const { return data_[i]; }
   std::span<T> span() const { return {data_, static_cast<size_t>(numel())}; }
@@ -90,6 +93,8 @@ class Tensor {
     other.shape_ = Shape();
   }
   Tensor& operator=(Tensor&& other) noexcept {
+    // A self-move kept the storage and lost the shape (found 2026-12-08, a probe).
+    if (this == &other) return *this;
     storage_ = std::move(other.storage_);
     capacity_ = other.capacity_;
     shape_ = other.shape_;

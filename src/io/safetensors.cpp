@@ -311,9 +311,10 @@ template Tensor<double> SafeTensorsFile::tensor<double>(const std::string&) cons
 namespace {
 /// Throws unless t's view has data for its elements: a null view (a default TensorView, whose
 /// shape () counts one element) reached std::string's constructor from a null pointer, which
-/// threw std::logic_error naming neither the tensor nor the file.
+/// threw std::logic_error naming neither the tensor nor the file. The shape counts, not numel(),
+/// which is 0 for any null view.
 void require_data(const SaveTensor& t, const std::string& path) {
-  if (t.data.empty() && t.data.numel() > 0) {
+  if (t.data.empty() && t.data.shape().numel() > 0) {
     fail(path, "cannot save tensor '" + t.name + "': expected data for its shape " +
                    t.data.shape().str() + ", got an empty view");
   }
