@@ -608,6 +608,8 @@ TEST(Errors, ThreadsBatchesAndLabelsOutOfRange) {
   // std::length_error, from sizing the order before the check.
   expect_error([] { BatchIterator(-5, 2); },
                {"BatchIterator: expected positive count and batch size, got -5 and 2"});
+  // std::length_error from sizing the order (found 2026-12-08, a probe of the API).
+  EXPECT_THROW(BatchIterator(std::numeric_limits<int64_t>::max(), 2), OutOfMemory);
   // (count + batch - 1) overflowed: 0 batches an epoch.
   EXPECT_EQ(BatchIterator(5, std::numeric_limits<int64_t>::max()).batches_per_epoch(), 1);
   // Fewer labels than output rows were read past their end.
@@ -636,6 +638,46 @@ TEST(Errors, ThreadsBatchesAndLabelsOutOfRange) {
 // Found 2026-12-06: an eps that is positive as a double but 0 as a float (1e-46) was taken,
 // and training "diverged" at its first step (0 / 0 for a constant feature). PyTorch, whose
 // CPU kernels add eps in double, trains; cnn computes in float, so it is refused.
+// Found 2026-12-08 (a probe of the C++ API): a layer index past the model was
+// std::out_of_range, a parameter index past the layer's said "not bound", C++'s Residual offered
+// "none" and refused it, SGD's put_state took a NaN momentum (Adam refused one), and a label past
+// the model's classes did not say that only the command line selects a spec's "classes".
+TEST(Errors, IndicesStateAndLabelsTheApiRefusesInItsOwnWords) {
+  Sequential<float> model;
+  model.emplace<Conv2d<>>(1, 2, 3);
+  model.emplace<ReLU<>>();
+  model.build(Shape{1, 5, 5});
+  expect_error([&] { model.layer(2); },
+               {"Sequential: layer 2 asked for, but the model has 2 layers (expected an index "
+                "below that)"});
+  expect_error([&] { model.layer(0).parameter(5); },
+               {"parameter 5 asked for, but the layer has 2 (expected an index below that)"});
+  expect_error([&] { model.layer(0).gradient(2); }, {"parameter 2 asked for, but the layer has 2"});
+  expect_error([&] { model.layer(1).parameter(0); },
+               {"parameter 0 asked for, but the layer has 0"});
+  expect_error([&] { model.layer(0).buffer(0); }, {"buffer 0 asked for, but the layer has 0"});
+  Conv2d<float> unbound(1, 2, 3);
+  expect_error([&] { unbound.parameter(0); }, {"parameters are not bound"});
+  std::vector<std::unique_ptr<Layer<float>>> body;
+  body.push_back(std::make_unique<ReLU<float>>());
+  expect_error([&] { Residual<float>(std::move(body), {}, "none"); },
+               {"Residual: expected activation \"ReLU\", \"Tanh\", \"Sigmoid\" or \"\" (none), "
+                "got 'none'"});
+  std::vector<float> values(4, 0.0f), gradients(4, 0.0f);
+  Sgd<float> sgd(values, gradients, {.lr = 0.1, .momentum = 0.9});
+  Optimizer<float>::StateTensors state;
+  state.emplace_back("momentum_buffer", std::vector<float>{0, 0, std::nanf(""), 0});
+  expect_error([&] { sgd.put_state(std::move(state)); },
+               {"SGD: state tensor 'momentum_buffer' holds nan at index 2, expected a finite "
+                "value"});
+  Objective objective(LossKind::kCrossEntropy, 2);
+  const Tensor<float> outputs(Shape{1, 2}, 0.5f);
+  expect_error([&] { objective.loss(outputs, {5}, nullptr); },
+               {"dataset label 5 is outside the model's 2 classes (labels are the model's "
+                "classes, 0 to 1: for a spec with \"classes\", pass the data select_classes "
+                "gives)"});
+}
+
 TEST(Errors, BatchNormEpsThatIsZeroAsAFloatIsRefused) {
   expect_error([] { BatchNorm1d<float>(4, 1e-46); },
                {"BatchNorm1d: expected eps > 0 (also as a float), got 1e-46"});

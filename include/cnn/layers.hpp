@@ -111,14 +111,16 @@ class Layer {
   /// count is zero; gradients null for inference: backward and gradient() then throw). The
   /// memory must outlive the layer's use.
   void bind_parameters(T* values, T* gradients);
-  /// The i-th parameter tensor and its gradient (i indexes parameter_specs()).
+  /// The i-th parameter tensor and its gradient (i indexes parameter_specs()). Throws
+  /// cnn::Error for an i past parameter_specs() ("parameter 5 asked for, but the layer has 2")
+  /// or parameters not bound.
   TensorView<T> parameter(size_t i) const;
   TensorView<T> gradient(size_t i) const;
   /// Total number of buffer elements; past 2^48, kMaxElements + 1 (as parameter_count).
   int64_t buffer_count() const;
   /// Points the layer at buffer_count() values (null when the count is zero).
   void bind_buffers(T* values);
-  /// The i-th buffer tensor (i indexes buffer_specs()).
+  /// The i-th buffer tensor (i indexes buffer_specs()); throws as parameter() does.
   TensorView<T> buffer(size_t i) const;
 
   /// y (output_shape(x.shape())) = layer(x). Throws cnn::Error on a shape mismatch or unbound
@@ -143,6 +145,8 @@ class Layer {
   T* value_data(size_t i) const;
   T* gradient_data(size_t i) const;
   T* buffer_data(size_t i) const;
+  /// Throws cnn::Error unless i < count, naming `what` ("parameter", "buffer") and the count.
+  void require_index(size_t i, size_t count, const char* what) const;
   /// Containers (Residual) bind their children here, at the same pointers: their parameters
   /// and buffers are the children's, concatenated in order.
   virtual void on_parameters_bound(T* /*values*/, T* /*gradients*/) {}

@@ -141,8 +141,10 @@ class Sequential {
   std::vector<ParamSpec> buffer_specs() const;
 
   size_t size() const { return layers_.size(); }
-  Layer<T>& layer(size_t i) { return *layers_.at(i); }
-  const Layer<T>& layer(size_t i) const { return *layers_.at(i); }
+  /// The i-th layer; throws cnn::Error for i >= size() (it was std::out_of_range: found
+  /// 2026-12-08, a probe of the API).
+  Layer<T>& layer(size_t i) { return *layers_[checked_layer_index(i)]; }
+  const Layer<T>& layer(size_t i) const { return *layers_[checked_layer_index(i)]; }
   const Shape& sample_shape() const { return sample_shape_; }
   /// Output shape for a batch of `batch` (>= 1) samples (after build()). Throws cnn::Error
   /// "Sequential: ..." before build(), for a batch below 1, or "Sequential: layer i ..." for a
@@ -151,6 +153,8 @@ class Sequential {
 
  private:
   void require_built(const char* what) const;
+  /// i, or cnn::Error "Sequential: layer i asked for, but the model has n layers".
+  size_t checked_layer_index(size_t i) const;
   /// Binds every layer to its slice of values_ and of grads_ (null without gradients).
   void bind_parameters();
   /// The layers' specs (Layer::parameter_specs or buffer_specs), named "<layer index>.<name>".

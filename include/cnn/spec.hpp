@@ -114,7 +114,8 @@ struct ModelShapes {
 ModelShapes model_shapes(const ModelSpec& spec);
 /// The spec of a built model, read from its layers (build_model's inverse), so that a model
 /// built in C++ can be saved: save_model(path, model, spec_of(model, "mynet"), names). A model
-/// does not know its loss or its dataset's classes: `loss` is given, `classes` stays empty.
+/// does not know its loss or its dataset's classes: `loss` is given, `classes` stays empty (all
+/// labels), or [0, 1] for kLogLoss, whose spec names its negative and positive labels.
 /// Throws cnn::Error for an unbuilt model or a layer type without a spec registration.
 ModelSpec spec_of(const Sequential<float>& model, const std::string& name,
                   LossKind loss = LossKind::kCrossEntropy);

@@ -178,6 +178,9 @@ struct TrainResult {
   TrainState state;
 };
 
+/// Labels, here and in evaluate, are the model's classes, 0 to outputs - 1: for a spec with
+/// "classes", pass the datasets select_classes(data, spec.classes) gives (the command line does;
+/// these functions do not select again, since data already selected would lose its images).
 /// The whole run with a control: as train_model below, resumable and stoppable. Throws
 /// cnn::Error "training diverged: the loss is nan in epoch E, step S ..." for a non-finite loss
 /// (the state of the last checkpoint is left as it was), for a `resume` state that does not

@@ -293,7 +293,14 @@ BatchIterator::BatchIterator(int64_t count, int64_t batch_size)
                 std::to_string(count) + " and " + std::to_string(batch_size));
   }
   batch_size_ = std::min(batch_size, count);
-  order_.resize(static_cast<size_t>(count));
+  // An order too large for memory is OutOfMemory, not std::length_error (found 2026-12-08, a
+  // probe of the API: BatchIterator(INT64_MAX, ...)).
+  try {
+    order_.resize(static_cast<size_t>(count));
+  } catch (const std::exception&) {
+    throw OutOfMemory("BatchIterator: out of memory: an order of " + std::to_string(count) +
+                      " indices, " + memory_size_text(double(count) * sizeof(int64_t)));
+  }
   start_epoch(nullptr);
 }
 

@@ -780,6 +780,9 @@ ModelSpec spec_of(const Sequential<float>& model, const std::string& name, LossK
   spec.name = name;
   spec.input = model.sample_shape();
   spec.loss = loss;
+  // log_loss's spec names its two dataset labels, negative and positive: 0 and 1 here, so that
+  // the spec saves (save_model refused every log_loss spec_of gave: found 2026-12-08, a probe).
+  if (loss == LossKind::kLogLoss) spec.classes = {0, 1};
   if (spec.input.rank() != 3) {
     throw Error("spec_of: expected a built model of (C, H, W) samples, got " + spec.input.str());
   }

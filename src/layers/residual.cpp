@@ -46,8 +46,11 @@ Residual<T>::Residual(Layers body, Layers shortcut, const std::string& activatio
   } else if (activation == "Sigmoid") {
     activation_ = std::make_unique<Sigmoid<T>>();
   } else if (!activation.empty()) {
-    throw Error("Residual: expected activation ReLU, Tanh, Sigmoid or none, got '" + activation +
-                "'");
+    // "none" is the spec's word; here the empty string says it (the message offered "none"
+    // and refused it: found 2026-12-08, a probe of the API).
+    throw Error(
+        "Residual: expected activation \"ReLU\", \"Tanh\", \"Sigmoid\" or \"\" (none), got '" +
+        activation + "'");
   }
   body_chain_.set_layers(pointers(body_));
   shortcut_chain_.set_layers(pointers(shortcut_));

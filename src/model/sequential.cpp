@@ -157,6 +157,15 @@ void Sequential<T>::require_built(const char* what) const {
 }
 
 template <typename T>
+size_t Sequential<T>::checked_layer_index(size_t i) const {
+  if (i >= layers_.size()) {
+    throw Error("Sequential: layer " + std::to_string(i) + " asked for, but the model has " +
+                std::to_string(layers_.size()) + " layers (expected an index below that)");
+  }
+  return i;
+}
+
+template <typename T>
 void Sequential<T>::init_parameters(Rng& rng, Init init) {
   require_built("init_parameters()");
   for (auto& layer : layers_) {

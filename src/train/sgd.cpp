@@ -73,7 +73,19 @@ void Sgd<T>::put_state(typename Optimizer<T>::StateTensors&& tensors) {
   std::vector<std::string> names;
   if (options_.momentum != 0) names.emplace_back("momentum_buffer");
   detail::check_state_tensors("SGD: ", names, params_.size(), tensors);
-  if (!tensors.empty()) momentum_buffer_ = std::move(tensors[0].second);
+  // As Adam's moments: a non-finite momentum made the next step's parameters NaN (found
+  // 2026-12-08, a probe of the API: Adam refused what SGD took).
+  if (!tensors.empty()) {
+    const std::vector<T>& values = tensors[0].second;
+    for (size_t i = 0; i < values.size(); ++i) {
+      if (!std::isfinite(values[i])) {
+        throw Error("SGD: state tensor 'momentum_buffer' holds " +
+                    detail::number_text(static_cast<double>(values[i])) + " at index " +
+                    std::to_string(i) + ", expected a finite value");
+      }
+    }
+    momentum_buffer_ = std::move(tensors[0].second);
+  }
   tensors.clear();
 }
 

@@ -46,8 +46,12 @@ double Objective::loss(TensorView<const float> outputs, const std::vector<uint8_
   }
   for (uint8_t label : labels) {
     if (label >= classes_) {
+      // The hint: train_model and evaluate take labels as the model's classes, and only the
+      // command line selects a spec's "classes" (found 2026-12-08, a probe of the API).
       throw Error("dataset label " + std::to_string(label) + " is outside the model's " +
-                  std::to_string(classes_) + " classes");
+                  std::to_string(classes_) + " classes (labels are the model's classes, 0 to " +
+                  std::to_string(classes_ - 1) +
+                  ": for a spec with \"classes\", pass the data select_classes gives)");
     }
   }
   Loss<float>& loss = kind_ == LossKind::kLogLoss ? static_cast<Loss<float>&>(log_loss_)
