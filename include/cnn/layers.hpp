@@ -145,8 +145,11 @@ class Layer {
   T* value_data(size_t i) const;
   T* gradient_data(size_t i) const;
   T* buffer_data(size_t i) const;
-  /// Throws cnn::Error unless i < count, naming `what` ("parameter", "buffer") and the count.
-  void require_index(size_t i, size_t count, const char* what) const;
+  /// Returns when tensor i is one of the `bound` ones; else throws cnn::Error naming `what`
+  /// ("parameter", "buffer"): an i past the layer's (this->*specs)() tensors, or tensors not
+  /// bound yet ("parameters are not bound (call bind_parameters or build a model)").
+  void require_bound(size_t i, size_t bound, std::vector<ParamSpec> (Layer::*specs)() const,
+                     const char* what) const;
   /// Containers (Residual) bind their children here, at the same pointers: their parameters
   /// and buffers are the children's, concatenated in order.
   virtual void on_parameters_bound(T* /*values*/, T* /*gradients*/) {}

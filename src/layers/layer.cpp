@@ -162,10 +162,7 @@ TensorView<T> Layer<T>::buffer(size_t i) const {
 
 template <typename T>
 T* Layer<T>::buffer_data(size_t i) const {
-  if (i >= buffer_offsets_.size()) {
-    require_index(i, buffer_specs().size(), "buffer");
-    fail("buffers are not bound (call bind_buffers or build a model)");
-  }
+  require_bound(i, buffer_offsets_.size(), &Layer<T>::buffer_specs, "buffer");
   return buffers_ + buffer_offsets_[i];
 }
 
@@ -180,29 +177,28 @@ TensorView<T> Layer<T>::gradient(size_t i) const {
 }
 
 template <typename T>
-void Layer<T>::require_index(size_t i, size_t count, const char* what) const {
+void Layer<T>::require_bound(size_t i, size_t bound,
+                             std::vector<ParamSpec> (Layer<T>::*specs)() const,
+                             const char* what) const {
+  if (i < bound) return;
   // An index past the layer's tensors said "not bound" (found 2026-12-08, a probe of the API).
+  const size_t count = (this->*specs)().size();
   if (i >= count) {
     fail(std::string(what) + " " + std::to_string(i) + " asked for, but the layer has " +
          std::to_string(count) + " (expected an index below that)");
   }
+  fail(std::string(what) + "s are not bound (call bind_" + what + "s or build a model)");
 }
 
 template <typename T>
 T* Layer<T>::value_data(size_t i) const {
-  if (i >= offsets_.size()) {
-    require_index(i, parameter_specs().size(), "parameter");
-    fail("parameters are not bound (call bind_parameters or build a model)");
-  }
+  require_bound(i, offsets_.size(), &Layer<T>::parameter_specs, "parameter");
   return values_ + offsets_[i];
 }
 
 template <typename T>
 T* Layer<T>::gradient_data(size_t i) const {
-  if (i >= offsets_.size()) {
-    require_index(i, parameter_specs().size(), "parameter");
-    fail("parameters are not bound (call bind_parameters or build a model)");
-  }
+  require_bound(i, offsets_.size(), &Layer<T>::parameter_specs, "parameter");
   if (gradients_ == nullptr) {
     fail(
         "parameters are bound without gradients (a model built for inference allocates them "
