@@ -133,17 +133,8 @@ void Adam<T>::put_state(typename Optimizer<T>::StateTensors&& tensors) {
   // The second moment is a mean of squares: a negative one (an edited checkpoint's) made the
   // first step's sqrt NaN, and the run "diverged: try a smaller --lr" (found 2026-12-07, a
   // helper's probe). Non-finite moments would do the same. One pass, as the checkpoint's own.
-  for (size_t k = 0; k < 2; ++k) {
-    const std::vector<T>& values = tensors[k].second;
-    for (size_t i = 0; i < values.size(); ++i) {
-      if (!std::isfinite(values[i]) || (k == 1 && values[i] < T(0))) {
-        throw Error(std::string(who) + "state tensor '" + tensors[k].first + "' holds " +
-                    detail::number_text(static_cast<double>(values[i])) + " at index " +
-                    std::to_string(i) + ", expected " +
-                    (k == 1 ? "a finite value >= 0 (a mean of squares)" : "a finite value"));
-      }
-    }
-  }
+  for (size_t k = 0; k < 2; ++k)
+    detail::require_finite_state(who, tensors[k].first, tensors[k].second, k == 1);
   exp_avg_ = std::move(tensors[0].second);
   exp_avg_sq_ = std::move(tensors[1].second);
   tensors.clear();

@@ -71,4 +71,20 @@ void check_state_tensors(const std::string& who, const std::vector<std::string>&
   }
 }
 
+/// put_state's check of a state tensor's values: each finite, and >= 0 when `nonnegative` (a
+/// mean of squares). Throws cnn::Error "<who>state tensor 'NAME' holds V at index I, expected
+/// ..." for the first that is not: a non-finite value made the next step's parameters NaN.
+template <typename T>
+void require_finite_state(const std::string& who, const std::string& name,
+                          const std::vector<T>& values, bool nonnegative = false) {
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (!std::isfinite(values[i]) || (nonnegative && values[i] < T(0))) {
+      throw Error(who + "state tensor '" + name + "' holds " +
+                  number_text(static_cast<double>(values[i])) + " at index " + std::to_string(i) +
+                  ", expected " +
+                  (nonnegative ? "a finite value >= 0 (a mean of squares)" : "a finite value"));
+    }
+  }
+}
+
 }  // namespace cnn::detail

@@ -76,14 +76,7 @@ void Sgd<T>::put_state(typename Optimizer<T>::StateTensors&& tensors) {
   // As Adam's moments: a non-finite momentum made the next step's parameters NaN (found
   // 2026-12-08, a probe of the API: Adam refused what SGD took).
   if (!tensors.empty()) {
-    const std::vector<T>& values = tensors[0].second;
-    for (size_t i = 0; i < values.size(); ++i) {
-      if (!std::isfinite(values[i])) {
-        throw Error("SGD: state tensor 'momentum_buffer' holds " +
-                    detail::number_text(static_cast<double>(values[i])) + " at index " +
-                    std::to_string(i) + ", expected a finite value");
-      }
-    }
+    detail::require_finite_state("SGD: ", tensors[0].first, tensors[0].second);
     momentum_buffer_ = std::move(tensors[0].second);
   }
   tensors.clear();
