@@ -63,6 +63,16 @@ std::string format_duration(double seconds) {
   return text;
 }
 
+namespace {
+/// Whether `names` are a dataset's own label indices ("0", "1", ...): the names of a dataset
+/// without class names, which counts its classes to its largest label.
+bool names_are_indices(const std::vector<std::string>& names) {
+  for (size_t i = 0; i < names.size(); ++i)
+    if (names[i] != std::to_string(i)) return false;
+  return true;
+}
+}  // namespace
+
 DataSplit data_for(const ModelSpec& spec, const std::string& which, bool test_only) {
   std::string notice;
   DataSplit data = load_dataset(which, sample_dir(), &notice, test_only, "--data");
@@ -78,9 +88,7 @@ DataSplit data_for(const ModelSpec& spec, const std::string& which, bool test_on
     // alone (eval) may not reach a class the model was trained on: that class has no test
     // image, as when the training set was read too (found 2026-12-08, a probe: eval refused
     // the data train had accepted, "the dataset has 3").
-    bool unnamed = true;
-    for (size_t i = 0; i < data.class_names.size(); ++i)
-      unnamed = unnamed && data.class_names[i] == std::to_string(i);
+    const bool unnamed = names_are_indices(data.class_names);
     std::vector<std::string> names;
     for (int c : spec.classes) {
       if (c < static_cast<int>(data.class_names.size())) {
@@ -110,11 +118,11 @@ DataSplit data_for(const ModelSpec& spec, const std::string& which, bool test_on
   if (static_cast<int64_t>(data.class_names.size()) > classes) {
     // A dataset without names counts to its largest label: say so (a label of 255 read as
     // "256 classes").
-    const bool unnamed = data.class_names.back() == std::to_string(data.class_names.size() - 1);
     throw Error(data.description + ": " +
-                (unnamed ? "its labels run to " + std::to_string(data.class_names.size() - 1) +
-                               " (" + std::to_string(data.class_names.size()) + " classes)"
-                         : std::to_string(data.class_names.size()) + " classes") +
+                (names_are_indices(data.class_names)
+                     ? "its labels run to " + std::to_string(data.class_names.size() - 1) + " (" +
+                           std::to_string(data.class_names.size()) + " classes)"
+                     : std::to_string(data.class_names.size()) + " classes") +
                 ", but model " + spec.name + " outputs " + std::to_string(classes));
   }
   // A name per output, as save_model asks: a dataset's names run to its largest label, which

@@ -92,7 +92,7 @@ const char* const kInfoHelp =
 /// a probe), and a 4-d output's channels as classes.
 void require_class_outputs(const ModelFile& file, const std::string& path) {
   if (file.spec.loss == LossKind::kLogLoss) return;
-  const Shape out = model_shapes(file.spec).layout.shapes.back();
+  const Shape out = file.model.output_shape(1);
   if (out.rank() != 2 || out[1] < 2) {
     throw Error(terminal_text(path) + ": the model outputs " + out.str() +
                 " per image, not class scores (expected (1, classes) logits of 2 or more "
