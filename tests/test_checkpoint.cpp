@@ -160,6 +160,13 @@ TEST(Checkpoint, ResidualNetworkWithEveryKindOfStateResumesExactly) {
                   "resnet_killed");
 }
 
+/// Waits (up to 2 minutes) until the run writing `dir`/m.ckpt has written its first checkpoint.
+void wait_for_first_checkpoint(const fs::path& dir) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (!fs::exists(dir / "m.ckpt") && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+}
+
 // Found 2026-12-08 (a probe): `cnn train | head -1`, or a log reader that dies, ended the run
 // by SIGPIPE's default action at its next line: the epoch lost, OUT.lock left. It now stops at
 // the next step with a checkpoint, as for SIGTERM, and the resumed run is the uninterrupted one.
@@ -178,9 +185,7 @@ TEST(Checkpoint, AnOutputWhoseReaderWentAwayStopsWithACheckpointAndResumesExactl
   const pid_t pid = testing::spawn_process(
       CNN_CLI, testing::split_words("train " + kLenetBase + " --epochs 6 --out " + out), {},
       fifo.string(), err.string());
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  while (!fs::exists(dir / "m.ckpt") && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  wait_for_first_checkpoint(dir);
   ::close(reader);  // unread: its next line to stdout raises SIGPIPE
   const CliRun stopped = finish(pid, err);
   EXPECT_EQ(stopped.exit_code, 128 + SIGPIPE) << stopped.err;
@@ -214,9 +219,7 @@ TEST(Checkpoint, ARunStartedWithSighupIgnoredIsNotStoppedByIt) {
                              {"-c", "trap '' HUP; exec " + std::string(CNN_CLI) + " train " +
                                         kLenetBase + " --epochs 6 --out " + out},
                              {}, "/dev/null", err.string());
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  while (!fs::exists(dir / "m.ckpt") && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  wait_for_first_checkpoint(dir);
   ::kill(pid, SIGHUP);
   const CliRun run = finish(pid, err);
   EXPECT_EQ(run.exit_code, 0) << run.err;
@@ -231,9 +234,7 @@ CliRun signalled_run(int signal, bool twice, const fs::path& dir) {
   const fs::path err = dir / "stderr.txt";
   const pid_t pid = spawn(
       "train " + kLenetBase + " --epochs 6 --out " + (dir / "m.safetensors").string(), {}, err);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  while (!fs::exists(dir / "m.ckpt") && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  wait_for_first_checkpoint(dir);
   ::kill(pid, signal);
   if (twice) ::kill(pid, signal);
   return finish(pid, err);
@@ -298,9 +299,7 @@ TEST(Checkpoint, SigtermSigintAndSighupStopWithACheckpointAndResumeExactly) {
   const fs::path err = work_dir() / "held_lock.txt";
   const pid_t pid = spawn("train " + kLenetBase + " --epochs 6 --checkpoint-every 0 --out " + out,
                           {"CNN_FAULT_SIGINT_TWICE_AFTER_CHECKPOINT=100"}, err);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  while (!fs::exists(dir / "m.ckpt") && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  wait_for_first_checkpoint(dir);
   fs::remove(dir / "m.lock");
   const int held = ::open((dir / "m.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   EXPECT_EQ(::flock(held, LOCK_EX | LOCK_NB), 0);
